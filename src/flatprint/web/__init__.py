@@ -1,0 +1,1 @@
+"""flatprint.web"""
