@@ -208,6 +208,8 @@ def _check_tree(
 
     Returns None when valid, otherwise ``(row, message)`` for the first problem: duplicate node
     ids, parents that are not nodes, cycles, more than one root. Rows are 0-based positions.
+    Other rows a message mentions appear as ``{row:N}`` placeholders, which the caller turns
+    into file line numbers (reader) or table rows (writer).
     """
     node_ids = np.asarray(node_ids, dtype=np.int64)
     parent_ids = np.asarray(parent_ids, dtype=np.int64)

@@ -1,0 +1,133 @@
+"""The ``flatprint`` command: a thin layer over the library (each command calls one function)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flatprint import __version__
+from flatprint.errors import FlatprintError
+
+console = Console(stderr=False)
+
+
+class _Group(click.Group):
+    """Shows flatprint errors as one clear line (exit 1) instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FlatprintError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="flatprint")
+def main():
+    """flatprint: a local, offline, neuPrint-compatible connectome platform."""
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scale", default=0.01, show_default=True, type=float, help="1.0 ~ the real release's row counts")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="replace OUT_DIR if it is not empty")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def synth(out_dir, scale, seed, force, quiet):
+    """Write a synthetic Male CNS v0.9 release (real file names and schemas) to OUT_DIR."""
+    from flatprint.release.synth import synthesize
+
+    manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force)
+    table = Table(title=f"synthetic release in {out_dir} ({manifest['seconds']} s)")
+    for col in ("file", "rows", "MB"):
+        table.add_column(col, justify="right" if col != "file" else "left")
+    for f in manifest["files"]:
+        table.add_row(f["file"], f"{f['rows']:,}", f"{f['bytes'] / 1e6:.1f}")
+    console.print(table)
+
+
+@main.command()
+@click.argument("release_dir", type=click.Path(path_type=Path))
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="replace an existing store")
+@click.option("--dataset", default="male-cns:v0.9", show_default=True, help="NAME:TAG of the dataset")
+@click.option("--memory-limit", default="6GB", show_default=True, help="DuckDB memory limit while building")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def ingest(release_dir, store, force, dataset, memory_limit, quiet):
+    """Validate RELEASE_DIR and build the store file STORE from it (atomic)."""
+    from flatprint.ingest import ingest_release
+
+    result = ingest_release(release_dir, store, force=force, dataset=dataset, progress=not quiet,
+                            memory_limit=memory_limit)
+    total_rows = sum(result["rows"].values())
+    console.print(
+        f"[green]ingested[/green] {total_rows:,} rows from {release_dir} into {store} in "
+        f"{result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s, "
+        f"{result['source_bytes'] / 1e6 / result['seconds']:.1f} MB/s); store {result['store_bytes'] / 1e6:.1f} MB")
+    _print_summary(store)
+
+
+@main.command()
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def info(store, as_json):
+    """Dataset, version, provenance, row counts, ROIs and size of a store."""
+    _print_summary(store, as_json)
+
+
+def _print_summary(store_path, as_json: bool = False):
+    from flatprint.store import Store
+
+    store = Store.open(store_path)
+    try:
+        s = store.summary()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(s, indent=1))
+        return
+    table = Table(title=f"{s['dataset']}  ({s['path']}, {s['bytes'] / 1e6:.1f} MB)", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("description", s["description"] or "")
+    for key, value in s["counts"].items():
+        table.add_row(key, f"{value:,}")
+    table.add_row("ROIs (primary)", f"{s['rois']:,} ({s['primary_rois']})")
+    table.add_row("T-bars / PSDs", f"{s['totalPreCount']:,} / {s['totalPostCount']:,}")
+    table.add_row("ingested", s["ingested_at"] or "")
+    table.add_row("source checksum", (s["source_checksum"] or "")[:16])
+    console.print(table)
+
+
+@main.command()
+@click.option("--scale", default=0.01, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rebuild", is_flag=True, help="make the demo release and store again")
+def demo(scale, seed, rebuild):
+    """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo and show its summary."""
+    from flatprint.ingest import ingest_release
+    from flatprint.release.synth import synthesize
+    from flatprint.store import flatprint_home
+
+    home = flatprint_home() / "demo"
+    release = home / "release"
+    store = home / "male-cns-v0.9.duckdb"
+    if rebuild or not (release / "manifest.json").exists():
+        console.print(f"synthesizing a {scale:g}-scale release in {release} ...")
+        synthesize(release, scale=scale, seed=seed, force=True)
+    if rebuild or not store.exists():
+        console.print(f"ingesting into {store} ...")
+        ingest_release(release, store, force=True)
+    _print_summary(store)
+    console.print(f"\nstore: {store}\ntry:   python -c \"from flatprint import Client; "
+                  f"print(Client('{store}').fetch_neurons('DNge104')[0])\"")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""Ingest: the store equals pandas on the feathers; every error path writes nothing; kills leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pytest
+
+from flatprint.errors import ReleaseError, StoreError
+from flatprint.ingest import ingest_release
+from flatprint.store import Store
+from oracle import FILES, load, point_id
+
+
+def q(store_path, sql, params=None):
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        return con.execute(sql, params or []).df()
+
+
+def hierarchy_ancestors(release):
+    """ROI -> ROIs it counts under (itself and ancestors below the root), from roi-hierarchy.json."""
+    tree = json.loads((release / "roi-hierarchy.json").read_text())["roiHierarchy"]
+    out = {}
+
+    def walk(node, chain):
+        out[node["name"]] = chain
+        for child in node.get("children", []):
+            walk(child, [child["name"]] + chain)
+
+    for child in tree.get("children", []):
+        walk(child, [child["name"]])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_connections_round_trip(release_factory, store_factory, seed):
+    release, store = release_factory(seed), store_factory(seed)
+    weights = load(release, "weights")
+    partners = load(release, "syn-partners")
+    conns = q(store, "SELECT body_pre, body_post, weight, weight_hp FROM connections")
+    merged = weights.merge(conns, on=["body_pre", "body_post"], how="outer")
+    assert len(merged) == len(weights) == len(conns)
+    assert (merged["weight_x"] == merged["weight_y"]).all()
+    hp = partners[partners.conf_post >= 0.7].groupby(["body_pre", "body_post"]).size()
+    got_hp = conns.set_index(["body_pre", "body_post"])["weight_hp"]
+    assert (got_hp == hp.reindex(got_hp.index, fill_value=0)).all()
+    by_post = q(store, "SELECT body_post, body_pre, weight FROM connections_by_post")
+    assert by_post["body_post"].is_monotonic_increasing
+    assert by_post["weight"].sum() == weights["weight"].sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_segments_round_trip(release_factory, store_factory, seed):
+    release, store = release_factory(seed), store_factory(seed)
+    stats = load(release, "stats").set_index("body")
+    ann = load(release, "annotations").set_index("bodyId")
+    nt = load(release, "neurotransmitters").set_index("body")
+    seg = q(store, "SELECT * FROM segments").set_index("bodyId")
+    assert set(seg.index) == set(stats.index) | set(ann.index)
+    s = seg.loc[stats.index]
+    for col in ("pre", "post", "downstream", "synweight"):
+        assert (s[col].to_numpy() == stats[col].to_numpy()).all(), col
+    assert (s["upstream"].to_numpy() == stats["post"].to_numpy()).all()
+    a = seg.loc[ann.index]
+    for col in ("type", "instance", "status", "class", "superclass", "somaSide"):
+        assert (a[col].fillna("<na>").to_numpy() == ann[col].astype(object).fillna("<na>").to_numpy()).all(), col
+    assert (a["statusLabel"].fillna("<na>").to_numpy() == ann["statusLabel"].astype(object).fillna("<na>").to_numpy()).all()
+    n = seg.loc[nt.index]
+    assert (n["predictedNt"].to_numpy() == nt["predicted_nt"].to_numpy()).all()
+    assert (n["consensusNt"].fillna("<na>").to_numpy() == nt["consensus_nt"].fillna("<na>").to_numpy()).all()
+    assert (n["totalNtPredictions"].to_numpy() == nt["total_nt_predictions"].to_numpy()).all()
+    soma = ann["somaLocation"].dropna()
+    assert [list(v) for v in seg.loc[soma.index, "somaLocation"]] == [list(v) for v in soma]
+
+
+def test_neuron_rule(release_dir, store_path):
+    """decisions.md: synweight/pre/post >= 100 or a naming property or Traced/Anchor, and not Glia/Unimportant."""
+    stats = load(release_dir, "stats").set_index("body")
+    ann = load(release_dir, "annotations").set_index("bodyId")
+    bodies = stats.index.union(ann.index)
+    s = stats.reindex(bodies)
+    a = ann.reindex(bodies)
+    named = a[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
+    big = (s["synweight"].fillna(0) >= 100) | (s["pre"].fillna(0) >= 100) | (s["post"].fillna(0) >= 100)
+    status = a["status"].astype(object)
+    expected = (big | named | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
+    got = q(store_path, "SELECT bodyId, is_neuron FROM segments").set_index("bodyId")["is_neuron"]
+    assert (got.reindex(bodies).to_numpy() == expected.to_numpy()).all()
+    assert got.loc[12781] and got.loc[556329]
+
+
+def test_roi_weights_by_post_point(release_dir, store_path):
+    """connection_rois: each partner counted under the post point's primary ROI and its ancestors."""
+    partners = load(release_dir, "syn-partners")
+    points = load(release_dir, "syn-points")
+    chains = hierarchy_ancestors(release_dir)
+    post_ids = point_id(partners.x_post, partners.y_post, partners.z_post).to_numpy()
+    primary = partners["primary_post"].astype(str).to_numpy()
+    major = points["major"].astype(str).reindex(post_ids).to_numpy()
+    rows = []
+    for p_roi, m_roi, pre, post in zip(primary, major, partners.body_pre, partners.body_post):
+        rois = set(chains.get(p_roi, [])) if p_roi != "<unspecified>" else set()
+        if m_roi != "<unspecified>":
+            rois.add(m_roi)
+        rows += [(pre, post, r) for r in rois]
+    expected = pd.DataFrame(rows, columns=["body_pre", "body_post", "roi"]).value_counts().rename("n")
+    got = q(store_path, "SELECT body_pre, body_post, roi, weight FROM connection_rois").set_index(
+        ["body_pre", "body_post", "roi"])["weight"]
+    assert len(got) == len(expected)
+    assert (got.sort_index() == expected.sort_index().reindex(got.sort_index().index)).all()
+
+
+def test_segment_rois(release_dir, store_path):
+    points = load(release_dir, "syn-points")
+    chains = hierarchy_ancestors(release_dir)
+    pre = points[points.kind == "PreSyn"]
+    by_primary = pre.groupby([pre.body, pre["primary"].astype(str)]).size()
+    got = q(store_path, "SELECT bodyId, roi, pre, post FROM segment_rois").set_index(["bodyId", "roi"])
+    # primary ROIs: direct counts
+    prim = by_primary[by_primary.index.get_level_values(1) != "<unspecified>"]
+    assert (got["pre"].reindex(prim.index).to_numpy() == prim.to_numpy()).all()
+    # a grouping ROI (MB(R)) sums its children
+    kids = [r for r, chain in chains.items() if "MB(R)" in chain and r != "MB(R)"]
+    post = points[(points.kind == "PostSyn") & points["primary"].astype(str).isin(kids)].groupby("body").size()
+    mb = got.xs("MB(R)", level="roi")["post"]
+    assert (mb.reindex(post.index).to_numpy() == post.to_numpy()).all()
+    # roiInfo JSON agrees with the table
+    seg = q(store_path, "SELECT roiInfo FROM segments WHERE bodyId = 12781")["roiInfo"][0]
+    info = json.loads(seg)
+    direct = got.xs(12781, level="bodyId")
+    assert {k: v["post"] for k, v in info.items()} == direct["post"].to_dict()
+
+
+def test_synapses_and_partners(release_dir, store_path):
+    points = load(release_dir, "syn-points")
+    tbar = load(release_dir, "tbar-nt").set_index("point_id")
+    syn = q(store_path, "SELECT syn_id, point_id, body, kind, conf, ntGabaProb FROM synapses")
+    assert len(syn) == len(points)
+    assert sorted(syn["syn_id"]) == list(range(len(syn)))  # dense ids
+    assert syn["syn_id"].max() < 2**53
+    s = syn.set_index("point_id")
+    assert (s.loc[points.index, "body"].to_numpy() == points["body"].to_numpy()).all()
+    pre = s[s.kind == "pre"]
+    np.testing.assert_allclose(pre.loc[tbar.index, "ntGabaProb"].to_numpy(), tbar["nt_gaba_prob"].to_numpy(),
+                               equal_nan=True, rtol=1e-6)
+    partners = load(release_dir, "syn-partners")
+    got = q(store_path, "SELECT count(*) AS n, sum(x_post::BIGINT) AS sx FROM partners")
+    assert got["n"][0] == len(partners) and got["sx"][0] == partners["x_post"].astype("int64").sum()
+
+
+def test_meta(release_dir, store_path):
+    points = load(release_dir, "syn-points")
+    store = Store.open(store_path)
+    try:
+        meta = store.meta
+        assert store.dataset == "male-cns:v0.9"
+        assert meta["description"].startswith("SYNTHETIC seed=0 scale=0.004")
+        assert meta["totalPreCount"] == int((points.kind == "PreSyn").sum())
+        assert meta["totalPostCount"] == int((points.kind == "PostSyn").sum())
+        assert set(meta["primaryRois"]) == set(points["primary"].cat.categories) - {"<unspecified>"}
+        props = json.loads(meta["neuronProperties"])
+        assert {"bodyId", "type", "instance", "status", "statusLabel", "predictedNt", "roiInfo"} <= set(props)
+        tree = json.loads(meta["roiHierarchy"])
+        assert {c["name"] for c in tree["children"]} == {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
+        roi_info = json.loads(meta["roiInfo"])
+        assert roi_info["AL(R)"]["post"] == int(((points["primary"] == "AL(R)") & (points.kind == "PostSyn")).sum())
+        summary = store.summary()
+        assert summary["counts"]["synapses"] == len(points)
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------- error paths
+
+
+def broken_copy(release, tmp_path, name="broken"):
+    out = tmp_path / name
+    shutil.copytree(release, out)
+    return out
+
+
+def assert_nothing_written(store_path):
+    assert not store_path.exists()
+    assert not list(store_path.parent.glob(f".{store_path.name}.ingest-*"))
+
+
+def test_missing_file(release_dir, tmp_path):
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / FILES["weights"]).unlink()
+    with pytest.raises(ReleaseError, match="connectome-weights-male-cns-v0.9-minconf-0.5.feather"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_missing_column(release_dir, tmp_path):
+    rel = broken_copy(release_dir, tmp_path)
+    path = rel / FILES["syn-partners"]
+    feather.write_feather(feather.read_table(path).drop_columns(["conf_post"]), path)
+    with pytest.raises(ReleaseError, match=r"syn-partners.*'conf_post'"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_wrong_dtype(release_dir, tmp_path):
+    rel = broken_copy(release_dir, tmp_path)
+    path = rel / FILES["weights"]
+    t = feather.read_table(path)
+    t = t.set_column(2, "weight", pa.array([str(v) for v in t.column("weight").to_pylist()]))
+    feather.write_feather(t, path)
+    with pytest.raises(ReleaseError, match=r"connectome-weights.*'weight'.*string"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_truncated_file(release_dir, tmp_path):
+    rel = broken_copy(release_dir, tmp_path)
+    path = rel / FILES["syn-points"]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReleaseError, match="syn-points-male-cns-v0.9-minconf-0.5.feather.*truncated or corrupt"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_corrupt_body(release_dir, tmp_path):
+    """Garbage in the middle of a file (footer intact): the error names the file, nothing is written."""
+    rel = broken_copy(release_dir, tmp_path)
+    path = rel / FILES["syn-partners"]
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 4096] = os.urandom(4096)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ReleaseError, match="syn-partners-male-cns-v0.9-minconf-0.5.feather: sha256 differs"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_inconsistent_partners(release_dir, tmp_path):
+    """A partner whose location is not a synapse point is an error naming both files."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()  # as a real release, which carries no manifest
+    path = rel / FILES["syn-partners"]
+    t = feather.read_table(path)
+    x = t.column("x_post").to_numpy().copy()
+    x[0] += 1_000_000
+    feather.write_feather(t.set_column(5, "x_post", pa.array(x)), path)
+    with pytest.raises(ReleaseError, match="not in syn-points"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_refuses_overwrite(release_dir, tmp_path):
+    target = tmp_path / "s.duckdb"
+    target.write_text("precious")
+    with pytest.raises(StoreError, match="--force"):
+        ingest_release(release_dir, target, progress=False)
+    assert target.read_text() == "precious"
+
+
+def test_not_a_store(tmp_path):
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(b"\0" * 4096)
+    with pytest.raises(StoreError, match="bad.duckdb"):
+        Store.open(bad)
+    with pytest.raises(StoreError, match="not found"):
+        Store.open(tmp_path / "missing.duckdb")
+
+
+def _start_ingest(release, target):
+    code = (
+        "import sys; from flatprint.ingest import ingest_release; "
+        "ingest_release(sys.argv[1], sys.argv[2], progress=False, memory_limit='1GB')"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(release), str(target)])
+
+
+def _wait_for_build_dir(target, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        work = list(target.parent.glob(f".{target.name}.ingest-*"))
+        if work and list(work[0].glob("store.duckdb*")):
+            return
+        if proc.poll() is not None:
+            pytest.fail("ingest finished before it could be interrupted")
+        time.sleep(0.05)
+    pytest.fail("ingest did not start")
+
+
+def test_sigterm_leaves_nothing(release_factory, tmp_path):
+    release = release_factory(0)
+    target = tmp_path / "killed.duckdb"
+    proc = _start_ingest(release, target)
+    _wait_for_build_dir(target, proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert_nothing_written(target)
+
+
+def test_sigkill_leaves_no_store_and_next_run_cleans(release_factory, tmp_path):
+    release = release_factory(0)
+    target = tmp_path / "killed.duckdb"
+    proc = _start_ingest(release, target)
+    _wait_for_build_dir(target, proc)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not target.exists()
+    # The next ingest removes the dead run's build directory and succeeds.
+    ingest_release(release, target, progress=False, memory_limit="1GB")
+    assert target.exists()
+    assert not list(tmp_path.glob(f".{target.name}.ingest-*"))
+
+
+def test_cli_info_and_errors(store_path, tmp_path):
+    from click.testing import CliRunner
+
+    from flatprint.cli import main
+
+    result = CliRunner().invoke(main, ["info", str(store_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["dataset"] == "male-cns:v0.9" and summary["counts"]["neurons"] > 0
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "nope"), str(tmp_path / "s.duckdb")])
+    assert result.exit_code == 1
+    assert "release directory not found" in result.output
