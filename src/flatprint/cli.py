@@ -129,5 +129,13 @@ def demo(scale, seed, rebuild):
                   f"print(Client('{store}').fetch_neurons('DNge104')[0])\"")
 
 
+def _register_optional_commands():
+    from flatprint.release.download import download_command
+
+    main.add_command(download_command, "download")
+
+
+_register_optional_commands()
+
 if __name__ == "__main__":
     main()
