@@ -1,0 +1,165 @@
+"""The library's Client: a store opened read-only, plus neuprint-python's idea of a default client.
+
+``Client(source)`` takes a store path, or a dataset key (``"male-cns:v0.9"``) of a store found under
+$FLATPRINT_HOME. Every query function accepts ``client=`` and otherwise uses the default client,
+which is the most recently created one (as in neuprint-python), so ``fetch_neurons("DNge104")`` works
+after one ``Client(...)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from flatprint.errors import QueryError, StoreError
+from flatprint.store import Store, flatprint_home
+
+_default_client: Client | None = None
+
+
+def default_client() -> Client:
+    if _default_client is None:
+        raise QueryError("no default client: create one first, e.g. Client('path/to/store.duckdb')")
+    return _default_client
+
+
+def set_default_client(client: Client | None) -> None:
+    global _default_client
+    _default_client = client
+
+
+def clear_default_client() -> None:
+    set_default_client(None)
+
+
+def inject_client(f):
+    """Fill ``client=`` with the default client when the caller gave none."""
+
+    @functools.wraps(f)
+    def wrapper(*args, client=None, **kwargs):
+        return f(*args, client=client or default_client(), **kwargs)
+
+    wrapper.__signature__ = inspect.signature(f)
+    return wrapper
+
+
+def _find_store(key: str) -> Path:
+    home = flatprint_home()
+    candidates = sorted(home.glob("**/*.duckdb")) if home.exists() else []
+    for path in candidates:
+        try:
+            store = Store.open(path)
+        except StoreError:
+            continue
+        try:
+            if store.dataset == key:
+                return path
+        finally:
+            store.close()
+    raise StoreError(f"no store for dataset {key!r} under {home} (run 'flatprint demo' or pass a store path)")
+
+
+class Client:
+    """A local, read-only connection to one store, with neuprint-python's Client surface."""
+
+    def __init__(self, source, dataset: str | None = None, token: str | None = None, verify=None,
+                 progress: bool = False):
+        source = str(source)
+        if source.startswith(("http://", "https://")) or "neuprint" in source and "/" not in source:
+            raise QueryError(
+                f"Client({source!r}): flatprint.Client opens a local store. To talk to a neuPrint server "
+                "(or to 'flatprint serve'), use neuprint-python: neuprint.Client(server, dataset=..., token=...)")
+        path = Path(source)
+        if not path.exists() and ":" in source:
+            path = _find_store(source)
+        self.store = Store.open(path)
+        if dataset is not None and dataset != self.store.dataset:
+            raise QueryError(f"dataset {dataset!r} is not in {path} (it holds {self.store.dataset!r})")
+        self.server = f"file://{path.resolve()}"
+        self.dataset = self.store.dataset
+        self.token = token
+        self.verify = verify
+        self.progress = progress
+        self._local = threading.local()
+        set_default_client(self)
+
+    # ------------------------------------------------------------------ plumbing
+    def cursor(self):
+        """A DuckDB cursor for the calling thread (connections are not shared across threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self.store.cursor()
+        return cur
+
+    def sql(self, sql: str, params=None) -> tuple[list[str], list[tuple]]:
+        cur = self.cursor()
+        result = cur.execute(sql, params or [])
+        columns = [d[0] for d in result.description]
+        return columns, result.fetchall()
+
+    def frame(self, sql: str, params=None) -> pd.DataFrame:
+        """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows."""
+        columns, rows = self.sql(sql, params)
+        return pd.DataFrame([list(r) for r in rows], columns=columns)
+
+    def __repr__(self):
+        return f"Client({str(self.store.path)!r}, dataset={self.dataset!r})"
+
+    # ------------------------------------------------------------------ metadata
+    @functools.cached_property
+    def meta(self) -> dict:
+        from flatprint.query.general import fetch_meta
+
+        return fetch_meta(client=self)
+
+    @functools.cached_property
+    def primary_rois(self) -> list[str]:
+        return sorted(self.store.meta["primaryRois"])
+
+    @functools.cached_property
+    def all_rois(self) -> list[str]:
+        return sorted(json.loads(self.store.meta["roiInfo"]))
+
+    @functools.cached_property
+    def neuron_keys(self) -> list[str]:
+        return list(json.loads(self.store.meta["neuronProperties"]))
+
+    def fetch_neuron_keys(self) -> list[str]:
+        """All :Neuron properties (ROI names included, as neuPrint's keys(n) would list them)."""
+        return [*self.neuron_keys, *self.all_rois]
+
+    def provenance(self, query: str) -> dict:
+        return {
+            "dataset": self.store.meta.get("dataset"), "version": self.store.meta.get("tag"),
+            "store": str(self.store.path), "store_checksum": self.store.info.get("sourceChecksum"),
+            "store_uuid": self.store.meta.get("uuid"), "description": self.store.meta.get("description"),
+            "query": query,
+        }
+
+    # ------------------------------------------------------------------ neuPrint surface
+    def fetch_custom(self, cypher: str, dataset: str = "", format: str = "pandas", use_arrow: bool = False):
+        """Run Cypher through the same engine as the server."""
+        from flatprint.cypher.engine import execute
+
+        result = execute(self.store, cypher)
+        if format == "json":
+            return {"columns": result.columns, "data": result.data}
+        return pd.DataFrame(result.data, columns=result.columns)
+
+    def fetch_version(self):
+        from flatprint import __version__
+
+        return __version__
+
+    def fetch_datasets(self, reload_cache: bool = False):
+        return {self.dataset: {"description": self.store.meta.get("description")}}
+
+    def close(self):
+        self.store.close()
+        if _default_client is self:
+            clear_default_client()

@@ -1,0 +1,424 @@
+"""Connectivity: adjacencies, simple and common connections, paths, matrices and k-hop reach."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from flatprint.errors import QueryError
+from flatprint.query.client import inject_client
+from flatprint.query.criteria import NeuronCriteria, check_rois, copy_as_neuroncriteria, quote_ident, sql_literal
+from flatprint.query.paths import all_shortest_paths, paths_up_to
+from flatprint.query.results import with_provenance
+
+WEIGHT_PROPERTIES = ["weight", "weightHP", "weightAxonAxon", "weightAxonDendrite",
+                     "weightDendriteDendrite", "weightDendriteAxon"]
+_POLARITY = set(WEIGHT_PROPERTIES[2:])
+_STORE_COLUMN = {"weight": "weight", "weightHP": "weight_hp"}
+
+
+def _weight_props(weight_props, client) -> list[str]:
+    """The extra (non-'weight') connection properties to return, in canonical order."""
+    if weight_props is None:
+        wanted, everything = ["weight"], False
+    elif weight_props == "all":
+        wanted, everything = list(WEIGHT_PROPERTIES), True
+    elif isinstance(weight_props, str):
+        wanted, everything = [weight_props], False
+    else:
+        wanted, everything = list(weight_props), False
+    unknown = set(wanted) - set(WEIGHT_PROPERTIES)
+    if unknown:
+        raise QueryError(f"weight_props: unknown {sorted(unknown)}; choose from {WEIGHT_PROPERTIES}")
+    missing = (_POLARITY & set(wanted)) - set(_STORE_COLUMN)
+    if missing:
+        wanted = [p for p in wanted if p not in missing]
+        if not everything:
+            warnings.warn("This dataset doesn't have axon/dendrite polarity information, so these "
+                          f"weight_props are omitted: {sorted(missing)}", stacklevel=3)
+    return [p for p in WEIGHT_PROPERTIES if p != "weight" and p in wanted]
+
+
+def _body_set_sql(client, criteria: NeuronCriteria, alias: str) -> str:
+    return f"SELECT {alias}.bodyId FROM segments {alias} WHERE {criteria.where(client, alias)}"
+
+
+def _count(client, criteria) -> int:
+    return client.sql(f"SELECT count(*) FROM segments n WHERE {criteria.where(client, 'n')}")[1][0][0]
+
+
+def _bodies(client, criteria) -> list[int]:
+    return [r[0] for r in client.sql(f"{_body_set_sql(client, criteria, 'n')} ORDER BY 1")[1]]
+
+
+def _edges_sql(client, sources, targets, min_weight: int) -> str:
+    """Connections between two body sets. The smaller side drives the scan of the table sorted by it."""
+    n_src, n_tgt = _count(client, sources), _count(client, targets)
+    if n_src == 0:
+        raise QueryError("sources: no neurons match your source criteria")
+    if n_tgt == 0:
+        raise QueryError("targets: no neurons match your target criteria")
+    if n_src <= n_tgt:
+        table, driver, driver_crit, other, other_crit = "connections", "body_pre", sources, "body_post", targets
+    else:
+        table, driver, driver_crit, other, other_crit = "connections_by_post", "body_post", targets, "body_pre", sources
+    # An explicit id list lets DuckDB prune row groups by the sort order (zone maps).
+    ids = _bodies(client, driver_crit)
+    id_list = ", ".join(map(str, ids))
+    other_filter = "" if other_crit.is_empty() and other_crit.label == "Segment" else \
+        f" AND c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
+    return (f"SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM {table} c "
+            f"WHERE c.{driver} IN ({id_list}){other_filter} AND c.weight >= {int(min_weight)}")
+
+
+def _neuron_props(client, bodies, properties) -> pd.DataFrame:
+    cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
+    ids = ", ".join(map(str, bodies)) or "NULL"
+    return client.frame(f"SELECT {cols} FROM segments n WHERE n.bodyId IN ({ids}) ORDER BY n.bodyId")
+
+
+def _prepare(obj, client, rois):
+    crit = copy_as_neuroncriteria(obj, client)
+    if rois and not crit.rois:
+        crit.rois, crit.roi_req = set(rois), "any"
+    return crit
+
+
+@inject_client
+def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, min_total_weight=1,
+                      include_nonprimary=False, export_dir=None, batch_size=200,
+                      properties=["type", "instance"], *, weight_props="all", omit_rois=False, threads=4,
+                      allow_all=False, client=None):
+    """Connections between two neuron sets, per ROI (by the post-synaptic point), as neuprint-python returns them.
+
+    Returns ``(neurons_df, roi_conn_df)``; with ``omit_rois=True`` one row per body pair with total
+    weights. ``batch_size`` and ``threads`` are accepted for compatibility (the store needs no batching).
+    ``allow_all=True`` is required when neither side has any criteria (the whole connectome).
+    """
+    rois = [rois] if isinstance(rois, str) else list(rois or [])
+    if omit_rois:
+        if rois:
+            raise QueryError("rois: can't filter by ROI when omit_rois=True (per-ROI weights are needed)")
+        if min_roi_weight > 1:
+            raise QueryError("min_roi_weight: not usable with omit_rois=True; use min_total_weight")
+        if include_nonprimary:
+            raise QueryError("include_nonprimary has no meaning when omit_rois=True")
+    check_rois("rois", rois, client.all_rois)
+    nonprimary = set(rois) - set(client.primary_rois)
+    if nonprimary and not include_nonprimary:
+        raise QueryError(f"rois: {sorted(nonprimary)} are not primary ROIs; pass include_nonprimary=True")
+    if min_roi_weight is None or min_total_weight is None or min_roi_weight < 0 or min_total_weight < 0:
+        raise QueryError("min_roi_weight and min_total_weight must be non-negative integers")
+    min_roi_weight = max(min_roi_weight, 1)
+    min_total_weight = max(min_total_weight, min_roi_weight)
+    properties = list(properties)
+    if "bodyId" not in properties:
+        properties = ["bodyId", *properties]
+    extra = _weight_props(weight_props, client)
+    src, tgt = _prepare(sources, client, rois), _prepare(targets, client, rois)
+    if src.is_empty() and tgt.is_empty() and not allow_all:
+        raise QueryError("sources and targets: both are empty criteria, which selects the whole connectome; "
+                         "narrow one of them or pass allow_all=True")
+    query = (f"fetch_adjacencies({src!r}, {tgt!r}, rois={rois}, min_roi_weight={min_roi_weight}, "
+             f"min_total_weight={min_total_weight}, include_nonprimary={include_nonprimary}, omit_rois={omit_rois})")
+    edge_min = min_total_weight if omit_rois else 1
+    edges_sql = _edges_sql(client, src, tgt, edge_min)
+    extra_sql = "".join(f", e.{_STORE_COLUMN[p]} AS {quote_ident(p)}" for p in extra)
+
+    if omit_rois:
+        conn_df = client.frame(f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
+                               f"FROM ({edges_sql}) e ORDER BY 1, 2")
+    else:
+        primary = ", ".join(sql_literal(r) for r in client.primary_rois)
+        roi_filter = "" if include_nonprimary else f"AND r.roi IN ({primary})"
+        user_rois = f"AND roi IN ({', '.join(sql_literal(r) for r in rois)}) AND weight > 0" if rois else ""
+        conn_df = client.frame(f"""
+            WITH e AS ({edges_sql}),
+            per_roi AS (
+              SELECT r.body_pre, r.body_post, r.roi, r.weight
+              FROM connection_rois r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
+              WHERE TRUE {roi_filter}),
+            primary_sum AS (
+              SELECT r.body_pre, r.body_post, sum(r.weight) AS w
+              FROM connection_rois r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
+              WHERE r.roi IN ({primary}) GROUP BY ALL),
+            not_primary AS (
+              SELECT e.body_pre, e.body_post, 'NotPrimary' AS roi, (e.weight - coalesce(p.w, 0))::BIGINT AS weight
+              FROM e LEFT JOIN primary_sum p ON p.body_pre = e.body_pre AND p.body_post = e.body_post
+              WHERE e.weight - coalesce(p.w, 0) > 0),
+            rows AS (
+              SELECT * FROM per_roi UNION ALL SELECT * FROM not_primary),
+            kept AS (
+              SELECT * FROM rows WHERE TRUE {user_rois}),
+            totals AS (
+              SELECT body_pre, body_post FROM kept GROUP BY ALL HAVING sum(weight) >= {int(min_total_weight)})
+            SELECT k.body_pre AS bodyId_pre, k.body_post AS bodyId_post, k.roi, k.weight
+            FROM kept k SEMI JOIN totals t ON t.body_pre = k.body_pre AND t.body_post = k.body_post
+            WHERE k.weight >= {int(min_roi_weight)}
+            ORDER BY 1, 2, k.weight DESC, k.roi = 'NotPrimary', k.roi""")
+
+    if len(conn_df) == 0:
+        neurons_df = pd.DataFrame([], columns=["bodyId", "instance", "type"]).astype(
+            {"bodyId": int, "instance": str, "type": str})
+        cols = ["bodyId_pre", "bodyId_post"] + ([] if omit_rois else ["roi"]) + ["weight"] + (extra if omit_rois else [])
+        conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
+        return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
+    bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
+    neurons_df = _neuron_props(client, bodies, properties)
+    if export_dir:
+        os.makedirs(export_dir, exist_ok=True)
+        neurons_df.to_csv(f"{export_dir}/neurons.csv", index=False, header=True)
+        if not omit_rois:
+            conn_df.to_csv(f"{export_dir}/roi-connections.csv", index=False, header=True)
+        totals = client.frame(f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
+                              f"FROM ({edges_sql}) e ORDER BY 1, 2")
+        totals.to_csv(f"{export_dir}/total-connections.csv", index=False, header=True)
+    return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
+
+
+@inject_client
+def fetch_traced_adjacencies(export_dir=None, batch_size=200, *, weight_props="all", omit_rois=False,
+                             threads=4, client=None):
+    """fetch_adjacencies between all Traced, non-cropped neurons."""
+    criteria = NeuronCriteria(status="Traced", cropped=False, client=client)
+    return fetch_adjacencies(criteria, criteria, export_dir=export_dir, batch_size=batch_size,
+                             weight_props=weight_props, omit_rois=omit_rois, threads=threads, client=client)
+
+
+def _conn_roi_info_sql(alias_pairs: str) -> str:
+    return (f"(SELECT to_json(map_from_entries(list(struct_pack(k := r.roi, v := struct_pack(pre := r.pre, post := r.weight)) "
+            f"ORDER BY r.roi)))::VARCHAR FROM connection_rois r WHERE {alias_pairs})")
+
+
+@inject_client
+def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, rois=None, min_weight=1,
+                             properties=["type", "instance"], *, weight_props="all", client=None):
+    """One row per connection between the two neuron sets, heaviest first, with both sides' properties."""
+    rois = [rois] if isinstance(rois, str) else list(rois or [])
+    check_rois("rois", rois, client.all_rois)
+    if min_weight is None or min_weight < 0:
+        raise QueryError(f"min_weight must be a non-negative integer, got {min_weight!r}")
+    up = copy_as_neuroncriteria(upstream_criteria, client)
+    down = copy_as_neuroncriteria(downstream_criteria, client)
+    if up.is_empty() and down.is_empty():
+        raise QueryError("upstream_criteria and downstream_criteria: both empty selects the whole connectome")
+    extra = _weight_props(weight_props, client)
+    edges_sql = _edges_sql(client, up, down, max(int(min_weight), 1))
+    select = ["e.body_pre AS bodyId_pre", "e.body_post AS bodyId_post", "e.weight AS weight"]
+    select += [f"coalesce(e.{_STORE_COLUMN[p]}, 0) AS {quote_ident(p)}" for p in extra]
+    json_props = []
+    for p in properties:
+        if p == "roiInfo":
+            select += ["n.roiInfo AS roiInfo_pre", "m.roiInfo AS roiInfo_post"]
+            json_props += ["roiInfo_pre", "roiInfo_post"]
+        elif p in client.neuron_keys:
+            select += [f"n.{quote_ident(p)} AS {quote_ident(p + '_pre')}", f"m.{quote_ident(p)} AS {quote_ident(p + '_post')}"]
+        else:
+            select += [f"NULL AS {quote_ident(p + '_pre')}", f"NULL AS {quote_ident(p + '_post')}"]
+    select.append(_conn_roi_info_sql("r.body_pre = e.body_pre AND r.body_post = e.body_post") + " AS conn_roiInfo")
+    df = client.frame(f"""
+        SELECT {', '.join(select)}
+        FROM ({edges_sql}) e JOIN segments n ON n.bodyId = e.body_pre JOIN segments m ON m.bodyId = e.body_post
+        ORDER BY e.weight DESC, e.body_pre, e.body_post""")
+    for col in json_props + ["conn_roiInfo"]:
+        df[col] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in df[col]]
+    if rois:
+        wanted = set(rois)
+        df = df.loc[[bool(wanted & set(info)) for info in df["conn_roiInfo"]]].reset_index(drop=True)
+    query = f"fetch_simple_connections({up!r}, {down!r}, rois={rois}, min_weight={min_weight})"
+    return with_provenance(df, client, query)
+
+
+@inject_client
+def fetch_common_connectivity(criteria, search_direction="upstream", min_weight=1,
+                              properties=["type", "instance"], *, weight_props="all", client=None):
+    """Partners connected to ALL of the matched neurons (upstream or downstream of them)."""
+    if search_direction not in ("upstream", "downstream"):
+        raise QueryError(f"search_direction must be 'upstream' or 'downstream', got {search_direction!r}")
+    if search_direction == "upstream":
+        df = fetch_simple_connections(None, criteria, min_weight=min_weight, properties=properties,
+                                      weight_props=weight_props, client=client)
+        matched, partner = "bodyId_post", "bodyId_pre"
+    else:
+        df = fetch_simple_connections(criteria, None, min_weight=min_weight, properties=properties,
+                                      weight_props=weight_props, client=client)
+        matched, partner = "bodyId_pre", "bodyId_post"
+    n_matched = df[matched].nunique()
+    counts = df[partner].value_counts()
+    keep = counts[counts == n_matched].index
+    return df[df[partner].isin(keep)]
+
+
+def _path_node_filter(client, intermediate_criteria, ends) -> str:
+    if intermediate_criteria is None:
+        crit = NeuronCriteria(status="Traced", client=client)
+    else:
+        crit = copy_as_neuroncriteria(intermediate_criteria, client)
+    if crit.inputRois or crit.outputRois:
+        raise QueryError("intermediate_criteria: inputRois/outputRois are not supported here; use rois")
+    # Path nodes need not be :Neuron (neuPrint's pattern has no label on them): drop the label test.
+    crit.label = "Segment"
+    ids = ", ".join(str(int(b)) for b in ends)
+    return f"(({crit.where(client, 'n')}) OR n.bodyId IN ({ids}))"
+
+
+def _paths_frame(client, paths, with_length: bool) -> pd.DataFrame:
+    bodies = sorted({b for p, _ in paths for b in p})
+    types = dict(client.sql(f"SELECT bodyId, type FROM segments WHERE bodyId IN ({', '.join(map(str, bodies)) or 'NULL'})")[1])
+    rows = {"path": [], "bodyId": [], "type": [], "weight": []}
+    lengths = []
+    for index, (nodes, weights) in enumerate(paths):
+        for body, weight in zip(nodes, [0, *weights]):
+            rows["path"].append(index)
+            rows["bodyId"].append(body)
+            rows["type"].append(types.get(body))
+            rows["weight"].append(weight)
+            lengths.append(len(nodes) - 1)
+    if with_length:
+        rows["path_length"] = lengths
+    return pd.DataFrame(rows)
+
+
+@inject_client
+def fetch_paths(upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_criteria=None, timeout=5.0, *,
+                path_length=None, max_path_length=None, client=None):
+    """Paths between two bodies along connections of at least ``min_weight`` (shortest, exact or max length).
+
+    Intermediate bodies must satisfy ``intermediate_criteria`` (default: status Traced). Like neuPrint,
+    a search that exceeds ``timeout`` seconds returns an empty table.
+    """
+    if path_length is not None and max_path_length is not None:
+        raise QueryError("specify either path_length or max_path_length, not both")
+    for name, value in (("path_length", path_length), ("max_path_length", max_path_length)):
+        if value is not None and (not float(value).is_integer() or int(value) < 1):
+            raise QueryError(f"{name} must be a positive integer, got {value!r}")
+    if min_weight is None or min_weight < 1:
+        raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
+    ends = (int(upstream_bodyId), int(downstream_bodyId))
+    node_filter = _path_node_filter(client, intermediate_criteria, ends)
+    if path_length is None and max_path_length is None:
+        paths = all_shortest_paths(client, ends[0], ends[1], min_weight, node_filter, timeout)
+        return _paths_frame(client, paths, with_length=False)
+    exact = path_length is not None
+    length = int(path_length if exact else max_path_length)
+    paths = paths_up_to(client, ends[0], ends[1], min_weight, node_filter, length, exact, timeout)
+    return _paths_frame(client, paths, with_length=True)
+
+
+@inject_client
+def fetch_shortest_paths(upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_criteria=None,
+                         timeout=5.0, *, client=None):
+    """All shortest paths between two bodies (see fetch_paths)."""
+    return fetch_paths(upstream_bodyId, downstream_bodyId, min_weight=min_weight,
+                       intermediate_criteria=intermediate_criteria, timeout=timeout, client=client)
+
+
+_GROUPABLE = ("type", "instance", "class", "superclass", "subclass", "predictedNt", "consensusNt", "somaSide",
+              "roi", "bodyId")
+
+
+@inject_client
+def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, *, neurons_only=True,
+                      rois=None, client=None) -> pd.DataFrame:
+    """Connectivity aggregated by a neuron property (type×type, class×class, ...) or by ROI (ROI×ROI).
+
+    Long form, heaviest first: ``pre``, ``post``, ``weight`` (synapses) and ``connections`` (neuron
+    pairs). For a property, each neuron pair's total weight counts under (property of pre, property of
+    post), pairs with weight < ``min_weight`` left out, neurons without the property left out. For
+    ``groupby='roi'`` each synapse pair counts under (primary ROI of its pre point, primary ROI of its
+    post point). ``sources``/``targets`` restrict the neurons, ``rois`` the synapses (by post point).
+    ``df.pivot(index='pre', columns='post', values='weight')`` gives the square matrix.
+    """
+    if groupby not in _GROUPABLE:
+        raise QueryError(f"groupby must be one of {_GROUPABLE}, got {groupby!r}")
+    if min_weight is None or min_weight < 1:
+        raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
+    label = "Neuron" if neurons_only else "Segment"
+    src = copy_as_neuroncriteria(sources, client)
+    tgt = copy_as_neuroncriteria(targets, client)
+    if not neurons_only:
+        src.label = tgt.label = label
+    rois = [rois] if isinstance(rois, str) else list(rois or [])
+    check_rois("rois", rois, client.all_rois)
+    if groupby == "roi":
+        roi_filter = ""
+        if rois:
+            roi_list = ", ".join(sql_literal(r) for r in rois)
+            roi_filter = (f"AND EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
+                          "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
+                          "(m.roi_set = 'major' AND m.label = p.major_label_post)))")
+        df = client.frame(f"""
+            WITH src AS ({_body_set_sql(client, src, 'n')}), tgt AS ({_body_set_sql(client, tgt, 'm')}),
+                 strong AS (SELECT body_pre, body_post FROM connections WHERE weight >= {int(min_weight)}),
+                 names AS (SELECT label, roi FROM roi_map WHERE roi_set = 'primary'
+                           AND roi IN (SELECT roi FROM rois WHERE is_primary))
+            SELECT a.roi AS pre, b.roi AS post, count(*)::BIGINT AS weight,
+                   count(DISTINCT (p.body_pre, p.body_post))::BIGINT AS connections
+            FROM partners p
+            SEMI JOIN strong s ON s.body_pre = p.body_pre AND s.body_post = p.body_post
+            JOIN names a ON a.label = p.primary_label_pre JOIN names b ON b.label = p.primary_label_post
+            WHERE p.body_pre IN (SELECT bodyId FROM src) AND p.body_post IN (SELECT bodyId FROM tgt) {roi_filter}
+            GROUP BY ALL ORDER BY weight DESC, pre, post""")
+    else:
+        col = quote_ident(groupby)
+        roi_join = ""
+        weight = "c.weight"
+        if rois:
+            roi_list = ", ".join(sql_literal(r) for r in rois)
+            roi_join = (f"JOIN (SELECT body_pre, body_post, sum(weight) AS w FROM connection_rois "
+                        f"WHERE roi IN ({roi_list}) GROUP BY ALL) rw ON rw.body_pre = c.body_pre AND rw.body_post = c.body_post")
+            weight = "rw.w"
+        df = client.frame(f"""
+            WITH src AS (SELECT n.bodyId, n.{col} AS g FROM segments n WHERE {src.where(client, 'n')} AND n.{col} IS NOT NULL),
+                 tgt AS (SELECT m.bodyId, m.{col} AS g FROM segments m WHERE {tgt.where(client, 'm')} AND m.{col} IS NOT NULL)
+            SELECT src.g AS pre, tgt.g AS post, sum({weight})::BIGINT AS weight, count(*)::BIGINT AS connections
+            FROM connections c JOIN src ON src.bodyId = c.body_pre JOIN tgt ON tgt.bodyId = c.body_post {roi_join}
+            WHERE c.weight >= {int(min_weight)}
+            GROUP BY ALL ORDER BY weight DESC, pre, post""")
+    query = f"connection_matrix(groupby={groupby!r}, sources={src!r}, targets={tgt!r}, min_weight={min_weight}, rois={rois})"
+    return with_provenance(df, client, query)
+
+
+@inject_client
+def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neurons_only=True,
+                client=None) -> pd.DataFrame:
+    """Bodies reachable from (or reaching) the matched neurons within ``hops`` connections of >= min_weight.
+
+    Returns ``bodyId``, ``hops`` (the fewest steps needed) and ``type``, sorted by hops then bodyId;
+    the starting neurons themselves are hop 0.
+    """
+    if direction not in ("upstream", "downstream"):
+        raise QueryError(f"direction must be 'upstream' or 'downstream', got {direction!r}")
+    if hops is None or int(hops) < 1:
+        raise QueryError(f"hops must be >= 1, got {hops!r}")
+    if min_weight is None or min_weight < 1:
+        raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
+    crit = copy_as_neuroncriteria(criteria, client)
+    start = _bodies(client, crit)
+    if not start:
+        raise QueryError("criteria: no neurons match")
+    table, near, far = ("connections", "body_pre", "body_post") if direction == "downstream" else \
+        ("connections_by_post", "body_post", "body_pre")
+    neuron_join = "JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron".format(far=far) if neurons_only else ""
+    seen = {b: 0 for b in start}
+    frontier = np.array(start, dtype=np.int64)
+    cur = client.cursor()
+    for hop in range(1, int(hops) + 1):
+        if len(frontier) == 0:
+            break
+        ids = ", ".join(map(str, frontier.tolist()))
+        found = cur.execute(f"SELECT DISTINCT c.{far} FROM {table} c {neuron_join} "
+                            f"WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)}").fetchnumpy()[far]
+        new = [b for b in found.tolist() if b not in seen]
+        for b in new:
+            seen[b] = hop
+        frontier = np.array(new, dtype=np.int64)
+    df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
+    types = dict(client.sql(f"SELECT bodyId, type FROM segments WHERE bodyId IN ({', '.join(map(str, seen))})")[1])
+    df["type"] = df["bodyId"].map(types)
+    df = df.sort_values(["hops", "bodyId"], ignore_index=True)
+    return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")

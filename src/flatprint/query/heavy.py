@@ -1,0 +1,267 @@
+"""Heavy analytical queries, written ONCE as SQL (DuckDB dialect) and run on DuckDB or on Spark.
+
+Each ``*_sql`` function returns SQL text over the store's *logical* table names (``segments``,
+``connections``, ``connection_rois``, ``partners``, ``rois``, ``roi_map``; docs/store.md). The same text
+runs
+
+* on a store with :func:`run_duckdb` (the tables are the store's own), or
+* on a Parquet export (``flatprint export parquet``) with :func:`run_spark`, which transpiles it with
+  sqlglot (``read="duckdb", write="spark"``) and runs it on a local-mode SparkSession whose temp views
+  carry the same names (:mod:`flatprint.export.spark`).
+
+Queries (``QUERIES`` maps the names used by ``run_*``):
+
+``connection_matrix``  :func:`connection_matrix_sql` — group × group weights (type, class, superclass,
+                       instance, or ROI × ROI), long form.
+``synapse_connections`` :func:`synapse_connections_sql` — every synapse pair between two body sets.
+``adjacencies``        :func:`adjacencies_sql` — the connections of many bodies, optionally per ROI.
+
+Every query ends in an ORDER BY over its key columns, so results are deterministic on both engines.
+Arguments are validated and rendered as literals (body ids as integers, ROI names as quoted strings);
+nothing user-supplied is pasted into SQL unchecked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import pandas as pd
+
+GROUP_COLUMNS = ("type", "class", "superclass", "instance")
+GROUPBY_CHOICES = (*GROUP_COLUMNS, "roi")
+ROI_SETS = ("primary", "major")
+DIRECTIONS = ("out", "in", "both", "within")
+
+
+# ----------------------------------------------------------------------------- argument rendering
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _str_lit(value: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _bodies(bodies: Iterable[int] | int, what: str) -> list[int]:
+    if isinstance(bodies, (int, str)) and not isinstance(bodies, bool):
+        bodies = [bodies]
+    out = []
+    for b in bodies:
+        try:
+            out.append(int(b))
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: body ids must be integers, got {b!r}") from None
+    return sorted(set(out))
+
+
+def _in_list(expr: str, values: list, render=str) -> str:
+    """``expr IN (...)``, or FALSE for an empty list (``IN ()`` is not valid SQL)."""
+    if not values:
+        return "FALSE"
+    return f"{expr} IN ({', '.join(render(v) for v in values)})"
+
+
+def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
+    if rois is None:
+        return None
+    if isinstance(rois, str):
+        rois = [rois]
+    return sorted({str(r) for r in rois})
+
+
+def _post_in_rois(alias: str, rois: list[str]) -> str:
+    """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
+    names = ", ".join(_str_lit(r) for r in rois) if rois else "NULL"
+    return (f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
+            f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))")
+
+
+# ----------------------------------------------------------------------------- the queries
+
+def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_only: bool = True,
+                          roi_set: str = "primary") -> str:
+    """Group × group connection matrix in long form: ``pre_group, post_group, weight, connections``.
+
+    groupby: ``'type' | 'class' | 'superclass' | 'instance'`` — bodies are grouped by that property;
+        bodies where it is NULL are left out. ``weight`` = sum of the body-pair weights (synapse
+        pairs) from group A to group B, ``connections`` = number of body pairs (A-body → B-body)
+        with weight ≥ ``min_weight``.
+        ``'roi'`` — ROI × ROI: ``pre_group`` is the ROI (of ``roi_set``, default primary) of the
+        T-bar, ``post_group`` the ROI of the PSD; ``weight`` = synapse pairs, ``connections`` =
+        distinct body pairs with at least one such synapse pair. Points outside every ROI are left out.
+    min_weight: a body pair counts only if its total weight (all ROIs) is ≥ min_weight.
+    neurons_only: both bodies must be :Neuron (``segments.is_neuron``); else every :Segment counts.
+    roi_set: ``'primary' | 'major'`` (only for ``groupby='roi'``).
+
+    Rows are ordered by ``pre_group, post_group``; every row has ``weight ≥ 1``.
+    """
+    if groupby not in GROUPBY_CHOICES:
+        raise ValueError(f"groupby must be one of {GROUPBY_CHOICES}, got {groupby!r}")
+    min_weight = int(min_weight)
+    if groupby != "roi":
+        col = _ident(groupby)
+        neuron = "AND a.is_neuron AND b.is_neuron" if neurons_only else ""
+        return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
+       CAST(sum(c.weight) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
+FROM connections c
+JOIN segments a ON a.bodyId = c.body_pre
+JOIN segments b ON b.bodyId = c.body_post
+WHERE c.weight >= {min_weight} AND a.{col} IS NOT NULL AND b.{col} IS NOT NULL {neuron}
+GROUP BY a.{col}, b.{col}
+ORDER BY pre_group, post_group"""
+    if roi_set not in ROI_SETS:
+        raise ValueError(f"roi_set must be one of {ROI_SETS}, got {roi_set!r}")
+    neuron_join = ("JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron\n"
+                   "  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron") if neurons_only else ""
+    return f"""WITH pairs AS (
+  SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
+  FROM partners p
+  JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}
+  {neuron_join}
+  JOIN rois rp ON rp.roi_set = {_str_lit(roi_set)} AND rp.label = p.{roi_set}_label_pre
+  JOIN rois rq ON rq.roi_set = {_str_lit(roi_set)} AND rq.label = p.{roi_set}_label_post
+  GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
+SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
+FROM pairs
+GROUP BY pre_group, post_group
+ORDER BY pre_group, post_group"""
+
+
+def synapse_connections_sql(pre_bodies: Iterable[int], post_bodies: Iterable[int],
+                            rois: Iterable[str] | None = None, min_conf: float = 0.0) -> str:
+    """Every synapse pair from a body in ``pre_bodies`` to a body in ``post_bodies``.
+
+    Columns: ``body_pre, body_post, pre_id, post_id, x_pre, y_pre, z_pre, x_post, y_post, z_post,
+    conf_pre, conf_post, roi_pre, roi_post`` (``roi_*`` = primary ROI of that point, NULL outside).
+    rois: keep pairs whose PSD lies in any of these ROIs (at any hierarchy level, as neuPrint counts).
+    min_conf: keep pairs with both ``conf_pre`` and ``conf_post`` ≥ min_conf.
+    Ordered by ``pre_id, post_id``.
+    """
+    pre = _bodies(pre_bodies, "pre_bodies")
+    post = _bodies(post_bodies, "post_bodies")
+    roi_list = _rois(rois)
+    min_conf = float(min_conf)
+    where = [_in_list("p.body_pre", pre), _in_list("p.body_post", post)]
+    if min_conf > 0:
+        where.append(f"p.conf_pre >= {min_conf!r} AND p.conf_post >= {min_conf!r}")
+    if roi_list is not None:
+        where.append(_post_in_rois("p", roi_list))
+    return f"""SELECT p.body_pre, p.body_post, p.pre_id, p.post_id,
+       p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
+       p.conf_pre, p.conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
+FROM partners p
+LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = p.primary_label_pre
+LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = p.primary_label_post
+WHERE {' AND '.join(where)}
+ORDER BY p.pre_id, p.post_id"""
+
+
+def adjacencies_sql(bodies: Iterable[int], direction: str = "both", min_weight: int = 1,
+                    rois: Iterable[str] | None = None, min_roi_weight: int = 1) -> str:
+    """The connections (body-pair weights) of many bodies at once.
+
+    direction: ``'out'`` — body_pre in ``bodies``; ``'in'`` — body_post in ``bodies``;
+        ``'both'`` — either end in ``bodies``; ``'within'`` — both ends in ``bodies``.
+    min_weight: keep body pairs whose total weight ≥ min_weight.
+    rois: None → columns ``body_pre, body_post, weight, weight_hp`` (one row per pair);
+        a list → ``body_pre, body_post, roi, weight`` (one row per pair and listed ROI, weight = PSDs
+        of the pair in that ROI, rows with weight < ``min_roi_weight`` left out).
+    Ordered by ``body_pre, body_post`` (then ``roi``).
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    ids = _bodies(bodies, "bodies")
+    pre_in, post_in = _in_list("c.body_pre", ids), _in_list("c.body_post", ids)
+    cond = {"out": pre_in, "in": post_in, "both": f"({pre_in} OR {post_in})",
+            "within": f"{pre_in} AND {post_in}"}[direction]
+    min_weight = int(min_weight)
+    roi_list = _rois(rois)
+    if roi_list is None:
+        return f"""SELECT c.body_pre, c.body_post, c.weight, c.weight_hp
+FROM connections c
+WHERE {cond} AND c.weight >= {min_weight}
+ORDER BY c.body_pre, c.body_post"""
+    return f"""SELECT c.body_pre, c.body_post, r.roi, r.weight
+FROM connections c
+JOIN connection_rois r ON r.body_pre = c.body_pre AND r.body_post = c.body_post
+WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, _str_lit)}
+  AND r.weight >= {int(min_roi_weight)}
+ORDER BY c.body_pre, c.body_post, r.roi"""
+
+
+QUERIES = {
+    "connection_matrix": connection_matrix_sql,
+    "synapse_connections": synapse_connections_sql,
+    "adjacencies": adjacencies_sql,
+}
+TABLES = ("segments", "connections", "connection_rois", "partners", "rois", "roi_map")
+
+
+def query_sql(name: str, **args) -> str:
+    """The DuckDB-dialect SQL of query ``name`` with ``args``."""
+    try:
+        fn = QUERIES[name]
+    except KeyError:
+        raise ValueError(f"unknown heavy query {name!r}; choose from {sorted(QUERIES)}") from None
+    return fn(**args)
+
+
+def to_spark_sql(sql: str) -> str:
+    """Transpile DuckDB-dialect SQL to Spark SQL with sqlglot."""
+    import sqlglot
+
+    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+
+# ----------------------------------------------------------------------------- engines
+
+def run_duckdb(store, name: str, **args) -> pd.DataFrame:
+    """Run query ``name`` on a store: ``store`` is a :class:`flatprint.store.Store`, a store path, or a
+    DuckDB connection whose catalog has the logical tables (e.g. :func:`duckdb_over_parquet`)."""
+    import duckdb
+
+    from flatprint.store import Store
+
+    sql = query_sql(name, **args)
+    if isinstance(store, duckdb.DuckDBPyConnection):
+        return store.execute(sql).df()
+    if isinstance(store, Store):
+        return store.cursor().execute(sql).df()
+    st = Store.open(store)
+    try:
+        return st.cursor().execute(sql).df()
+    finally:
+        st.close()
+
+
+def duckdb_over_parquet(parquet_dir: str | os.PathLike):
+    """An in-memory DuckDB connection with views named like the store's tables over a Parquet export."""
+    import duckdb
+
+    from flatprint.export.parquet import table_glob
+
+    con = duckdb.connect()
+    for table in TABLES:
+        path = table_glob(parquet_dir, table)
+        hive = ", hive_partitioning = true" if "**" in path else ""
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_str_lit(path)}{hive})")
+    return con
+
+
+def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> pd.DataFrame:
+    """Run query ``name`` on Spark (local mode unless ``spark`` is given) over a Parquet export.
+
+    The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
+    pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
+    """
+    from flatprint.export.spark import collect_pandas, get_spark, register_parquet
+
+    spark = spark or get_spark()
+    register_parquet(spark, parquet_dir, TABLES)
+    df = spark.sql(to_spark_sql(query_sql(name, **args)))
+    return collect_pandas(df)
+
