@@ -1,0 +1,303 @@
+"""Connectivity and synapse queries against pandas (and networkx) on the raw feathers."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+import flatprint
+from flatprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
+from flatprint.errors import QueryError
+from oracle import load, point_id
+from test_query_neurons import hierarchy_chains, oracle_neurons
+
+MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
+
+
+@pytest.fixture(scope="module")
+def client(store_path):
+    c = Client(store_path)
+    yield c
+    c.close()
+
+
+def partners_with_rois(release) -> pd.DataFrame:
+    """syn-partners plus the post point's major region and the pre point's primary ROI."""
+    partners = load(release, "syn-partners").copy()
+    points = load(release, "syn-points")
+    post_ids = point_id(partners.x_post, partners.y_post, partners.z_post).to_numpy()
+    pre_ids = point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()
+    partners["major_post"] = points["major"].astype(str).reindex(post_ids).to_numpy()
+    partners["primary_pre"] = points["primary"].astype(str).reindex(pre_ids).to_numpy()
+    partners["primary_post"] = partners["primary_post"].astype(str)
+    return partners
+
+
+def oracle_adjacencies(release, sources, targets, include_nonprimary=False):
+    """Per pair and ROI (post point), weights; NotPrimary for synapses outside every primary ROI."""
+    p = partners_with_rois(release)
+    p = p[p.body_pre.isin(sources) & p.body_post.isin(targets)]
+    primary = p[p.primary_post != "<unspecified>"].groupby(["body_pre", "body_post", "primary_post"]).size()
+    rows = [(a, b, r, n) for (a, b, r), n in primary.items()]
+    outside = p[p.primary_post == "<unspecified>"].groupby(["body_pre", "body_post"]).size()
+    rows += [(a, b, "NotPrimary", n) for (a, b), n in outside.items()]
+    if include_nonprimary:
+        chains = hierarchy_chains(release)
+        extra = {}
+        for a, b, prim, major in zip(p.body_pre, p.body_post, p.primary_post, p.major_post):
+            for roi in [c for c in chains.get(prim, [])[1:] if c not in MAJORS] + ([major] if major != "<unspecified>" else []):
+                extra[(a, b, roi)] = extra.get((a, b, roi), 0) + 1
+        rows += [(a, b, r, n) for (a, b, r), n in extra.items()]
+    return pd.DataFrame(rows, columns=["bodyId_pre", "bodyId_post", "roi", "weight"])
+
+
+def neuron_ids(release, types=None):
+    o = oracle_neurons(release)
+    o = o[o.is_neuron]
+    if types is not None:
+        o = o[o.type.isin(types) | o.instance.isin(types)]
+    return o["bodyId"].tolist()
+
+
+def compare_conn(got, want):
+    key = ["bodyId_pre", "bodyId_post", "roi"]
+    g = got.set_index(key)["weight"].sort_index()
+    w = want.set_index(key)["weight"].sort_index()
+    assert len(g) == len(w)
+    assert (g.index == w.index).all() and (g.to_numpy() == w.to_numpy()).all()
+
+
+def test_adjacencies_release_snippet(client, release_dir):
+    dn = neuron_ids(release_dir, ["DNge104"])
+    everyone = neuron_ids(release_dir)
+    neurons, conn = flatprint.fetch_adjacencies("DNge104")
+    compare_conn(conn, oracle_adjacencies(release_dir, dn, everyone))
+    assert set(neurons.bodyId) == set(conn.bodyId_pre) | set(conn.bodyId_post)
+    assert neurons.columns.tolist() == ["bodyId", "type", "instance"]
+    # sorted by pair, heaviest ROI first
+    assert conn[["bodyId_pre", "bodyId_post"]].apply(tuple, axis=1).is_monotonic_increasing
+    neurons_up, conn_up = flatprint.fetch_adjacencies(None, "DNge104")
+    compare_conn(conn_up, oracle_adjacencies(release_dir, everyone, dn))
+    assert len(conn_up) > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adjacencies_filters(store_factory, release_factory, seed):
+    release = release_factory(seed)
+    c = Client(store_factory(seed))
+    everyone = neuron_ids(release)
+    types = sorted(pd.Series(load(release, "annotations")["type"]).dropna().unique())[:6]
+    src = neuron_ids(release, types)
+    want = oracle_adjacencies(release, src, everyone)
+    # rois + min_roi_weight + min_total_weight (totals over the listed ROIs, as neuprint-python computes them)
+    rois = ["GNG", "CentralBrain"][:1] + [r for r in want.roi.unique() if r not in ("NotPrimary", "GNG")][:2]
+    _, got = flatprint.fetch_adjacencies(NC(type=types), None, rois=rois, min_roi_weight=2, min_total_weight=3, client=c)
+    roi_src = set(src)
+    w = want[want.roi.isin(rois)]
+    pair_tot = w.groupby(["bodyId_pre", "bodyId_post"])["weight"].transform("sum")
+    w = w[(pair_tot >= 3) & (w.weight >= 2)]
+    # neurons must intersect one of the ROIs (neuprint-python adds them to the criteria)
+    counts = load(release, "syn-points")
+    in_rois = set(counts.loc[counts["primary"].astype(str).isin(rois), "body"])
+    w = w[w.bodyId_pre.isin(roi_src & in_rois) & w.bodyId_post.isin(in_rois)]
+    compare_conn(got, w)
+    # omit_rois: totals per pair with weightHP
+    _, flat = flatprint.fetch_adjacencies(NC(type=types), None, omit_rois=True, min_total_weight=4, client=c)
+    weights = load(release, "weights")
+    ww = weights[weights.body_pre.isin(src) & weights.body_post.isin(everyone) & (weights.weight >= 4)]
+    assert flat.columns.tolist() == ["bodyId_pre", "bodyId_post", "weight", "weightHP"]
+    assert sorted(zip(flat.bodyId_pre, flat.bodyId_post, flat.weight)) == sorted(zip(ww.body_pre, ww.body_post, ww.weight))
+    partners = load(release, "syn-partners")
+    hp = partners[partners.conf_post >= 0.7].groupby(["body_pre", "body_post"]).size()
+    assert all(hp.get((a, b), 0) == h for a, b, h in zip(flat.bodyId_pre, flat.bodyId_post, flat.weightHP))
+    c.close()
+
+
+def test_adjacencies_nonprimary(client, release_dir):
+    dn = neuron_ids(release_dir, ["DNge104"])
+    everyone = neuron_ids(release_dir)
+    _, got = flatprint.fetch_adjacencies("DNge104", None, include_nonprimary=True, client=client)
+    compare_conn(got, oracle_adjacencies(release_dir, dn, everyone, include_nonprimary=True))
+
+
+def test_adjacency_errors(client):
+    with pytest.raises(QueryError, match="whole connectome"):
+        flatprint.fetch_adjacencies(None, None, client=client)
+    with pytest.raises(QueryError, match="rois: unknown ROI 'GNX'.*'GNG'"):
+        flatprint.fetch_adjacencies("DNge104", rois=["GNX"], client=client)
+    with pytest.raises(QueryError, match="rois: can't filter"):
+        flatprint.fetch_adjacencies("DNge104", rois=["GNG"], omit_rois=True, client=client)
+    with pytest.raises(QueryError, match="not primary"):
+        flatprint.fetch_adjacencies("DNge104", rois=["MB(R)"], client=client)
+    with pytest.raises(QueryError, match="sources: no neurons"):
+        flatprint.fetch_adjacencies("no-such-type", client=client)
+    with pytest.raises(QueryError, match="weight_props"):
+        flatprint.fetch_adjacencies("DNge104", weight_props=["weightX"], client=client)
+    neurons, conn = flatprint.fetch_adjacencies("DNge104", "DNge104", min_total_weight=10**6, client=client)
+    assert len(conn) == 0 and conn.columns.tolist() == ["bodyId_pre", "bodyId_post", "roi", "weight"]
+
+
+def test_simple_and_common(client, release_dir):
+    weights = load(release_dir, "weights")
+    everyone = set(neuron_ids(release_dir))
+    got = flatprint.fetch_simple_connections("DNge104", None, min_weight=3, client=client)
+    w = weights[weights.body_pre.isin([12781, 556329]) & weights.body_post.isin(everyone) & (weights.weight >= 3)]
+    w = w.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True])
+    assert got[["bodyId_pre", "bodyId_post", "weight"]].values.tolist() == w.values.tolist()
+    assert got.columns.tolist() == ["bodyId_pre", "bodyId_post", "weight", "weightHP", "type_pre", "type_post",
+                                    "instance_pre", "instance_post", "conn_roiInfo"]
+    assert sum(v["post"] for k, v in got.conn_roiInfo[0].items() if k in client.primary_rois) <= got.weight[0]
+    common = flatprint.fetch_common_connectivity("DNge104", "upstream", client=client)
+    ups = weights[weights.body_post.isin([12781, 556329]) & weights.body_pre.isin(everyone)]
+    both = ups.groupby("body_pre")["body_post"].nunique()
+    assert set(common.bodyId_pre) == set(both[both == 2].index)
+
+
+def graph(release, min_weight):
+    w = load(release, "weights")
+    w = w[w.weight >= min_weight]
+    g = nx.DiGraph()
+    g.add_weighted_edges_from(zip(w.body_pre, w.body_post, w.weight))
+    return g
+
+
+@pytest.mark.parametrize("min_weight", [1, 5])
+def test_shortest_paths(client, release_dir, min_weight):
+    o = oracle_neurons(release_dir).set_index("bodyId")
+    traced = set(o.index[o.status == "Traced"])
+    g = graph(release_dir, min_weight)
+    src = 12781
+    targets = [b for b in o.index[o.is_neuron & (o.type.notna())] if b != src][::37][:6]
+    for dst in targets:
+        sub = g.subgraph(traced | {src, dst})
+        try:
+            want = sorted(list(p) for p in nx.all_shortest_paths(sub, src, dst))
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            want = []
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=min_weight, client=client)
+        got_paths = sorted(grp.bodyId.tolist() for _, grp in got.groupby("path"))
+        assert got_paths == want, dst
+        for _, grp in got.groupby("path"):
+            ids = grp.bodyId.tolist()
+            assert grp.weight.tolist() == [0] + [g[a][b]["weight"] for a, b in zip(ids, ids[1:])]
+
+
+def test_paths_with_length(client, release_dir):
+    o = oracle_neurons(release_dir).set_index("bodyId")
+    traced = set(o.index[o.status == "Traced"])
+    g = graph(release_dir, 10)
+    src, dst = 12781, 556329
+    sub = g.subgraph(traced | {src, dst})
+    # Cypher's variable-length patterns never reuse a relationship but may revisit a node.
+    want = []
+
+    def walk(path, used):
+        if path[-1] == dst and len(path) > 1:
+            want.append(list(path))
+        if len(path) == 4:
+            return
+        for nxt in sub.successors(path[-1]):
+            if (path[-1], nxt) not in used:
+                walk(path + [nxt], used | {(path[-1], nxt)})
+
+    walk([src], frozenset())
+    want.sort()
+    got = flatprint.fetch_paths(src, dst, min_weight=10, max_path_length=3, client=client)
+    got_paths = sorted(grp.bodyId.tolist() for _, grp in got.groupby("path"))
+    assert got_paths == want
+    exact = flatprint.fetch_paths(src, dst, min_weight=10, path_length=2, client=client)
+    assert sorted(grp.bodyId.tolist() for _, grp in exact.groupby("path")) == [p for p in want if len(p) == 3]
+    with pytest.raises(QueryError, match="either path_length or max_path_length"):
+        flatprint.fetch_paths(src, dst, path_length=2, max_path_length=3, client=client)
+
+
+def test_connection_matrices(client, release_dir):
+    o = oracle_neurons(release_dir)
+    neurons = o[o.is_neuron].set_index("bodyId")
+    w = load(release_dir, "weights")
+    w = w[w.body_pre.isin(neurons.index) & w.body_post.isin(neurons.index) & (w.weight >= 2)].copy()
+    w["pre"] = neurons.loc[w.body_pre, "type"].to_numpy()
+    w["post"] = neurons.loc[w.body_post, "type"].to_numpy()
+    w = w.dropna(subset=["pre", "post"])
+    want = w.groupby(["pre", "post"]).agg(weight=("weight", "sum"), connections=("weight", "size"))
+    got = flatprint.connection_matrix("type", min_weight=2, client=client).set_index(["pre", "post"])
+    assert got.sort_index()[["weight", "connections"]].equals(want.sort_index().astype("int64"))
+    # ROI x ROI: synapse pairs by the primary ROI of each end
+    p = partners_with_rois(release_dir)
+    strong = load(release_dir, "weights").query("weight >= 1")
+    p = p[p.body_pre.isin(neurons.index) & p.body_post.isin(neurons.index)]
+    p = p[(p.primary_pre != "<unspecified>") & (p.primary_post != "<unspecified>")]
+    want = p.groupby(["primary_pre", "primary_post"]).size()
+    got = flatprint.connection_matrix("roi", client=client).set_index(["pre", "post"])["weight"]
+    assert dict(got) == {k: v for k, v in want.items()}
+    assert len(strong) > 0
+
+
+def test_reach(client, release_dir):
+    neurons = oracle_neurons(release_dir)
+    neuron_set = set(neurons.loc[neurons.is_neuron, "bodyId"])
+    g = graph(release_dir, 5).subgraph(neuron_set)
+    got = flatprint.fetch_reach("DNge104", "downstream", hops=2, min_weight=5, client=client)
+    want = {}
+    for src in (12781, 556329):
+        for b, d in nx.single_source_shortest_path_length(g, src, cutoff=2).items():
+            want[b] = min(d, want.get(b, 99))
+    assert dict(zip(got.bodyId, got.hops)) == want
+
+
+def test_output_completeness(client, release_dir):
+    w = load(release_dir, "weights")
+    ann = load(release_dir, "annotations").set_index("bodyId")
+    got = flatprint.fetch_output_completeness("DNge104", client=client).set_index("bodyId")
+    for body in (12781, 556329):
+        out = w[w.body_pre == body]
+        traced = out[out.body_post.map(ann["status"]).eq("Traced") | out.body_post.map(ann["statusLabel"]).eq("Traced")]
+        assert got.loc[body, "total_weight"] == out.weight.sum()
+        assert got.loc[body, "traced_weight"] == traced.weight.sum()
+        assert got.loc[body, "completeness"] == pytest.approx(traced.weight.sum() / out.weight.sum())
+
+
+def test_synapses(client, release_dir):
+    points = load(release_dir, "syn-points").reset_index()
+    mine = points[points.body.isin([12781, 556329]) & (points.conf > 0.5)]
+    got = flatprint.fetch_synapses("DNge104", client=client)
+    assert len(got) == len(mine)
+    assert got.dtypes["x"] == np.int32 and str(got.dtypes["type"]) == "category"
+    key = lambda df: sorted(zip(df.x, df.y, df.z, df["roi"].fillna("-")))  # noqa: E731
+    mine_roi = mine.assign(roi=mine["primary"].astype(str).replace("<unspecified>", None))
+    assert key(got) == key(mine_roi)
+    pre_gng = flatprint.fetch_synapses("DNge104", SC(type="pre", rois=["GNG"], client=client), nt="max", client=client)
+    want = mine[(mine.kind == "PreSyn") & (mine["primary"] == "GNG")]
+    assert len(pre_gng) == len(want) > 0
+    tbar = load(release_dir, "tbar-nt").set_index("point_id")
+    nt_cols = [c for c in tbar.columns if c.startswith("nt_")]
+    probs = tbar.loc[want.point_id, nt_cols]
+    names = [c[3:-5] for c in nt_cols]
+    expected = ["none" if np.isnan(row).any() else names[int(np.argmax(row))] for row in probs.to_numpy()]
+    assert sorted(pre_gng.nt.astype(object).fillna("none")) == sorted(expected)
+    mean = flatprint.fetch_mean_synapses("DNge104", SC(type="post", client=client), by_roi=False, client=client)
+    post = mine[mine.kind == "PostSyn"].groupby("body")
+    assert mean.set_index("bodyId")["count"].to_dict() == post.size().to_dict()
+    assert np.allclose(mean.set_index("bodyId")["x"].sort_index(), post["x"].mean().sort_index(), rtol=1e-5)
+
+
+def test_synapse_connections(client, release_dir):
+    p = partners_with_rois(release_dir)
+    everyone = set(neuron_ids(release_dir))
+    want = p[(p.body_pre == 12781) & p.body_post.isin(everyone) & (p.conf_pre > 0.5) & (p.conf_post > 0.5)]
+    got = flatprint.fetch_synapse_connections(12781, None, client=client)
+    assert len(got) == len(want) > 0
+    assert sorted(zip(got.x_pre, got.x_post, got.y_post, got.bodyId_post)) == \
+        sorted(zip(want.x_pre, want.x_post, want.y_post, want.body_post))
+    gng = flatprint.fetch_synapse_connections(12781, None, SC(rois=["GNG"], client=client), min_total_weight=2, client=client)
+    pairs = want.groupby(["body_pre", "body_post"]).size()
+    total = load(release_dir, "weights").set_index(["body_pre", "body_post"])["weight"]
+    in_gng = p[(p.body_pre == 12781) & (p.primary_post == "GNG")].groupby(["body_pre", "body_post"]).size()
+    keep = [k for k in pairs.index if total[k] >= 2 and in_gng.get(k, 0) >= 2]
+    w2 = want[(want.primary_post == "GNG") & want.set_index(["body_pre", "body_post"]).index.isin(keep)]
+    assert len(gng) == len(w2)
+    assert set(gng.roi_post) == {"GNG"}
+    with pytest.raises(QueryError, match="every synapse"):
+        flatprint.fetch_synapse_connections(None, None, client=client)

@@ -1,0 +1,223 @@
+"""fetch_neurons / NeuronCriteria / ROI and meta functions against pandas on the raw feathers."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import flatprint
+from flatprint import Client, IsNull, NotNull, NeuronCriteria as NC
+from flatprint.errors import QueryError
+from oracle import load
+
+
+@pytest.fixture(scope="module")
+def client(store_path):
+    c = Client(store_path)
+    yield c
+    c.close()
+
+
+def oracle_neurons(release) -> pd.DataFrame:
+    """Every segment with its annotation, counts and the :Neuron flag, computed from the files."""
+    stats = load(release, "stats").set_index("body")
+    ann = load(release, "annotations").set_index("bodyId")
+    bodies = stats.index.union(ann.index)
+    df = ann.reindex(bodies)
+    for col in ("pre", "post", "downstream", "synweight"):
+        df[col] = stats[col].reindex(bodies).fillna(0).astype(int)
+    named = df[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
+    status = df["status"].astype(object)
+    df["is_neuron"] = ((df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named
+                       | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
+    df.index.name = "bodyId"
+    return df.reset_index()
+
+
+def hierarchy_chains(release) -> dict[str, list[str]]:
+    tree = json.loads((release / "roi-hierarchy.json").read_text())["roiHierarchy"]
+    out = {}
+
+    def walk(node, chain):
+        out[node["name"]] = chain
+        for child in node.get("children", []):
+            walk(child, [child["name"], *chain])
+
+    for child in tree["children"]:
+        walk(child, [child["name"]])
+    return out
+
+
+def oracle_roi_counts(release, bodies) -> pd.DataFrame:
+    """bodyId, roi, pre, post per ROI at every level (by each point's primary ROI and major region)."""
+    points = load(release, "syn-points")
+    pts = points[points["body"].isin(bodies)]
+    chains = hierarchy_chains(release)
+    rows = []
+    for (body, kind, prim, major), n in pts.groupby(
+            ["body", "kind", pts["primary"].astype(str), pts["major"].astype(str)], observed=True).size().items():
+        rois = set(c for c in chains.get(prim, []) if c not in ("CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"))
+        if major != "<unspecified>":
+            rois.add(major)
+        for roi in rois:
+            rows.append((body, roi, n if kind == "PreSyn" else 0, n if kind == "PostSyn" else 0))
+    df = pd.DataFrame(rows, columns=["bodyId", "roi", "pre", "post"])
+    return df.groupby(["bodyId", "roi"], as_index=False).sum()
+
+
+def test_dnge104_snippet(client, release_dir):
+    neurons, roi_counts = flatprint.fetch_neurons("DNge104")
+    assert neurons["bodyId"].tolist() == [12781, 556329]
+    assert neurons["instance"].tolist() == ["DNge104_R", "DNge104_L"]
+    stats = load(release_dir, "stats").set_index("body")
+    assert neurons["pre"].tolist() == stats.loc[[12781, 556329], "pre"].tolist()
+    assert neurons["post"].tolist() == stats.loc[[12781, 556329], "post"].tolist()
+    assert list(neurons.columns[:3]) == ["bodyId", "instance", "type"]
+    assert neurons.columns[-2:].tolist() == ["inputRois", "outputRois"]
+    assert neurons.attrs["dataset"] == "male-cns" and neurons.attrs["version"] == "v0.9"
+    assert "DNge104" in neurons.attrs["query"]
+    # per-ROI counts equal pandas on syn-points (primary and grouping ROIs), plus NotPrimary rows
+    expected = oracle_roi_counts(release_dir, [12781, 556329]).set_index(["bodyId", "roi"])
+    got = roi_counts[roi_counts.roi != "NotPrimary"].set_index(["bodyId", "roi"])[["pre", "post"]]
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False)
+    primary = set(client.primary_rois)
+    in_primary = expected[expected.index.get_level_values("roi").isin(primary)].groupby("bodyId").sum()
+    np_rows = roi_counts[roi_counts.roi == "NotPrimary"].set_index("bodyId")
+    for body in (12781, 556329):
+        want_post = stats.loc[body, "post"] - in_primary.loc[body, "post"]
+        assert np_rows.loc[body, "post"] == want_post
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("case", ["type_exact", "type_list", "regex", "instance", "status", "nulls", "notnull",
+                                  "min_pre", "segment_ids", "class", "apostrophe", "metachar_literal",
+                                  "metachar_regex", "empty", "somaSide_list", "predictedNt"])
+def test_fetch_neurons_matches_oracle(store_factory, release_factory, seed, case):
+    release = release_factory(seed)
+    c = Client(store_factory(seed))
+    o = oracle_neurons(release)
+    neurons = o[o.is_neuron]
+    types = sorted(neurons["type"].dropna().unique())
+    t0, t1 = types[3], types[7]
+    if case == "type_exact":
+        crit, want = NC(type=t0), neurons[neurons.type == t0]
+    elif case == "type_list":
+        crit, want = NC(type=[t0, t1]), neurons[neurons.type.isin([t0, t1])]
+    elif case == "regex":
+        prefix = t0[:3]
+        crit = NC(type=f"{re.escape(prefix)}.*")
+        want = neurons[neurons.type.fillna("").str.fullmatch(f"{re.escape(prefix)}.*")]
+    elif case == "instance":
+        inst = neurons["instance"].dropna().iloc[5]
+        crit, want = NC(instance=inst), neurons[neurons.instance == inst]
+    elif case == "status":
+        crit, want = NC(status="Anchor"), neurons[neurons.status == "Anchor"]
+    elif case == "nulls":
+        crit, want = NC(type=IsNull), neurons[neurons.type.isna()]
+    elif case == "notnull":
+        crit, want = NC(somaLocation=NotNull, type=t0), neurons[neurons.somaLocation.notna() & (neurons.type == t0)]
+    elif case == "min_pre":
+        crit, want = NC(min_pre=500, min_post=100), neurons[(neurons.pre >= 500) & (neurons.post >= 100)]
+    elif case == "segment_ids":
+        ids = o.loc[~o.is_neuron, "bodyId"].iloc[:5].tolist() + [12781]
+        crit, want = NC(bodyId=ids), o[o.bodyId.isin(ids)]
+    elif case == "class":
+        crit, want = NC(class_="DN"), neurons[neurons["class"] == "DN"]
+    elif case == "apostrophe":
+        crit, want = NC(type="KCa'b'-m"), neurons[neurons.type == "KCa'b'-m"]
+    elif case == "metachar_literal":
+        crit, want = NC(type="LHPV6q1+", regex=False), neurons[neurons.type == "LHPV6q1+"]
+    elif case == "metachar_regex":  # regex='guess' treats '+' as a regex: matches LHPV6q1, LHPV6q11, ...
+        crit, want = NC(type="LHPV6q1+"), neurons[neurons.type.fillna("").str.fullmatch("LHPV6q1+")]
+    elif case == "empty":
+        crit, want = NC(type="no-such-type"), neurons.iloc[:0]
+    elif case == "somaSide_list":
+        crit, want = NC(somaSide=["L", None], type=t1), neurons[neurons.somaSide.isin(["L"]) | neurons.somaSide.isna()]
+        want = want[want.type == t1]
+    else:
+        crit, want = NC(predictedNt="gaba"), neurons[neurons.bodyId.isin(
+            load(release, "neurotransmitters").query("predicted_nt == 'gaba'")["body"])]
+    got = flatprint.fetch_neurons(crit, omit_rois=True, client=c)
+    assert got["bodyId"].tolist() == sorted(want["bodyId"].tolist())
+    if len(got):
+        w = want.set_index("bodyId").loc[got["bodyId"]]
+        assert got["pre"].tolist() == w["pre"].tolist()
+        assert got["type"].fillna("<na>").tolist() == w["type"].astype(object).fillna("<na>").tolist()
+    c.close()
+
+
+def test_roi_criteria(client, release_dir):
+    o = oracle_neurons(release_dir)
+    neurons = o[o.is_neuron]
+    counts = oracle_roi_counts(release_dir, neurons["bodyId"])
+    has = lambda roi: set(counts.loc[counts.roi == roi, "bodyId"])  # noqa: E731
+    got = flatprint.fetch_neurons(NC(rois=["GNG", "FB"]), omit_rois=True, client=client)
+    assert set(got.bodyId) == has("GNG") & has("FB")
+    got = flatprint.fetch_neurons(NC(rois=["GNG", "FB"], roi_req="any"), omit_rois=True, client=client)
+    assert set(got.bodyId) == has("GNG") | has("FB")
+    got = flatprint.fetch_neurons(NC(rois=["a'L(R)"]), omit_rois=True, client=client)
+    assert set(got.bodyId) == has("a'L(R)") and len(got) > 0
+    c = counts.set_index(["bodyId", "roi"])
+    inputs = {b for (b, r), row in c.iterrows() if r == "GNG" and row["post"] >= 10}
+    outputs = {b for (b, r), row in c.iterrows() if r == "VNC" and row["pre"] >= 1}
+    got = flatprint.fetch_neurons(NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=10), omit_rois=True,
+                                  client=client)
+    assert set(got.bodyId) == inputs & outputs and len(got) > 0
+
+
+def test_returned_columns(client):
+    core, _ = flatprint.fetch_neurons("DNge104", returned_columns="core", client=client)
+    assert core.columns.tolist() == ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream",
+                                     "status", "statusLabel", "somaLocation", "roiInfo", "inputRois", "outputRois"]
+    few = flatprint.fetch_neurons("DNge104", returned_columns=["type", "nope", "bodyId"], omit_rois=True, client=client)
+    assert few.columns.tolist() == ["type", "bodyId"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda c: flatprint.fetch_neurons(NC(rois=["AL(X)"]), client=c), r"rois: unknown ROI 'AL\(X\)'.*AL\("),
+    (lambda c: flatprint.fetch_neurons(NC(inputRois=["GNGG"]), client=c), r"inputRois: unknown ROI 'GNGG'.*'GNG'"),
+    (lambda c: flatprint.fetch_neurons(NC(cellBodyFiber="x"), client=c), r"cellBodyFiber: this dataset has no"),
+    (lambda c: flatprint.fetch_neurons(NC(type="[unclosed"), client=c), r"type: invalid regular expression"),
+    (lambda c: flatprint.fetch_neurons(NC(min_pre=-1), client=c), r"min_pre"),
+    (lambda c: flatprint.fetch_neurons("DNge104", returned_columns=5, client=c), r"returned_columns"),
+    (lambda c: NC("DNge104"), r"matchvar"),
+    (lambda c: NC(roi_req="some"), r"roi_req"),
+])
+def test_errors_name_the_argument(client, bad, message):
+    with pytest.raises(QueryError, match=message):
+        bad(client)
+
+
+def test_meta_and_rois(client, release_dir):
+    points = load(release_dir, "syn-points")
+    meta = flatprint.fetch_meta(client=client)
+    assert meta["dataset"] == "male-cns" and isinstance(meta["roiInfo"], dict)
+    primary = sorted(set(points["primary"].cat.categories) - {"<unspecified>"})
+    assert flatprint.fetch_primary_rois(client=client) == primary
+    all_rois = flatprint.fetch_all_rois(client=client)
+    assert set(primary) < set(all_rois) and {"MB(R)", "CX", "CentralBrain"} <= set(all_rois)
+    tree = flatprint.fetch_roi_hierarchy(client=client)
+    assert "a'L(R)*" in tree["CNS"]["CentralBrain"]["MB(R)"]
+    text = flatprint.fetch_roi_hierarchy(format="text", client=client)
+    assert text.startswith("CNS") and "+-- FB*" in text
+
+
+def test_results_convert(client):
+    neurons = flatprint.fetch_neurons("DNge104", omit_rois=True, client=client)
+    table = flatprint.to_arrow(neurons)
+    assert table.num_rows == 2 and b"flatprint" in table.schema.metadata
+    pl_df = flatprint.to_polars(neurons)
+    assert pl_df["bodyId"].to_list() == [12781, 556329]
+
+
+def test_client_errors(tmp_path):
+    with pytest.raises(QueryError, match="neuprint-python"):
+        Client("https://neuprint.janelia.org")
+    from flatprint.errors import StoreError
+
+    with pytest.raises(StoreError):
+        Client(tmp_path / "missing.duckdb")
