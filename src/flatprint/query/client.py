@@ -74,7 +74,7 @@ class Client:
             raise QueryError(
                 f"Client({source!r}): flatprint.Client opens a local store. To talk to a neuPrint server "
                 "(or to 'flatprint serve'), use neuprint-python: neuprint.Client(server, dataset=..., token=...)")
-        path = Path(source)
+        path = Path(source).expanduser()
         if not path.exists() and ":" in source:
             path = _find_store(source)
         self.store = Store.open(path)
