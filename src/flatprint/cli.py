@@ -129,6 +129,22 @@ def demo(scale, seed, rebuild):
                   f"print(Client('{store}').fetch_neurons('DNge104')[0])\"")
 
 
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=int)
+@click.option("--http", is_flag=True, help="plain HTTP (behind a TLS-terminating proxy)")
+@click.option("--timeout", default=60.0, show_default=True, type=float, help="per-query limit in seconds")
+@click.option("--workers", default=4, show_default=True, type=int, help="queries run at once")
+@click.option("--auth", type=click.Path(dir_okay=False), help="tokens.json (required off loopback)")
+def serve(stores, host, port, http, timeout, workers, auth):
+    """Serve STORE... (PATH or PATH=NAME:TAG) as a neuPrint server over HTTPS."""
+    from flatprint.server import serve as run
+
+    run(list(stores), host=host, port=port, http=http, timeout=timeout, workers=workers, auth=auth,
+        echo=click.echo)
+
+
 def _register_optional_commands():
     from flatprint.release.download import download_command
 

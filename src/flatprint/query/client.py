@@ -88,6 +88,18 @@ class Client:
         self._local = threading.local()
         set_default_client(self)
 
+    @classmethod
+    def from_store(cls, store: Store) -> Client:
+        """A client over an already open store (the server's), not made the default client."""
+        client = cls.__new__(cls)
+        client.store = store
+        client.server = f"file://{Path(store.path).resolve()}"
+        client.dataset = store.dataset
+        client.token = client.verify = None
+        client.progress = False
+        client._local = threading.local()
+        return client
+
     # ------------------------------------------------------------------ plumbing
     def cursor(self):
         """A DuckDB cursor for the calling thread (connections are not shared across threads)."""

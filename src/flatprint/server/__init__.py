@@ -1,1 +1,65 @@
-"""flatprint.server"""
+"""flatprint.server: a neuPrintHTTP-compatible HTTPS server over local stores."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from flatprint.errors import FlatprintError, StoreError
+from flatprint.store import Store
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def open_stores(specs: list[str]) -> dict[str, Store]:
+    """``PATH`` or ``PATH=NAME:TAG`` (serve a store under another dataset key)."""
+    stores: dict[str, Store] = {}
+    for spec in specs:
+        path, _, key = spec.partition("=")
+        store = Store.open(Path(path).expanduser())
+        if key:
+            if ":" not in key:
+                raise StoreError(f"{spec}: the dataset key must be NAME:TAG")
+            name, tag = key.split(":", 1)
+            store.meta = {**store.meta, "dataset": name, "tag": tag}
+        if store.dataset in stores:
+            raise StoreError(f"{spec}: dataset {store.dataset} is already served; use PATH=NAME:TAG")
+        stores[store.dataset] = store
+    return stores
+
+
+def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: bool = False,
+          timeout: float = 60.0, workers: int = 4, auth: str | None = None, echo=print) -> None:
+    """Run the server until interrupted; prints how to connect (and the certificate to trust)."""
+    import uvicorn
+
+    from flatprint.server.app import create_app
+    from flatprint.server.tls import ensure_certificate
+
+    if not is_loopback(host) and not auth:
+        raise FlatprintError(f"--host {host} is reachable from other machines: pass --auth tokens.json "
+                             "(without it the server accepts any token and so binds loopback only)")
+    stores = open_stores(specs)
+    app = create_app(stores, timeout=timeout, workers=workers)
+    scheme = "http" if http else "https"
+    ssl = {}
+    if not http:
+        cert, key = ensure_certificate(extra_hosts=() if is_loopback(host) else (host,))
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        echo(f"export REQUESTS_CA_BUNDLE={cert}")
+    shown = "localhost" if is_loopback(host) else host
+    for key in stores:
+        echo(f"serving {key} at {scheme}://{shown}:{port}")
+    first = next(iter(stores))
+    echo(f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
+         f"token='local')")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **ssl)

@@ -1,0 +1,50 @@
+"""Cypher endpoints: /api/custom/custom (JSON) and /api/custom/arrow (Arrow IPC stream)."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from flatprint.errors import QueryError
+from flatprint.server.app import error_response, json_response, read_json, state_of
+
+router = APIRouter()
+
+
+async def _run(request: Request):
+    body = await read_json(request)
+    cypher = body.get("cypher")
+    if not isinstance(cypher, str) or not cypher.strip():
+        raise QueryError("request body needs a non-empty 'cypher' string")
+    state = state_of(request)
+    name, store = state.dataset(body.get("dataset") or request.query_params.get("dataset"))
+    from flatprint.cypher.engine import execute
+
+    started = time.perf_counter()
+    result = await state.run(lambda: execute(store, cypher, timeout=state.timeout))
+    return result, time.perf_counter() - started
+
+
+@router.post("/api/custom/custom")
+async def custom(request: Request):
+    result, seconds = await _run(request)
+    return json_response({"columns": result.columns, "data": result.data,
+                          "debug": f"flatprint: {len(result.data)} rows in {seconds * 1000:.1f} ms"})
+
+
+@router.post("/api/custom/arrow")
+async def custom_arrow(request: Request):
+    result, _ = await _run(request)
+    table = result.to_arrow()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream")
+
+
+@router.api_route("/api/raw/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+def raw_refused(rest: str):
+    return error_response("flatprint is read-only: raw key-value and transaction endpoints are disabled", 403)

@@ -1,0 +1,79 @@
+"""Dataset metadata and server information: /api/dbmeta/*, /api/version, /api/serverinfo, /profile, /token."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from flatprint import __version__
+from flatprint.server.app import NEUPRINT_HTTP_VERSION, json_response, state_of
+
+router = APIRouter()
+
+
+def dataset_entry(store) -> dict:
+    meta = store.meta
+    return {
+        "last-mod": meta.get("lastDatabaseEdit"), "uuid": meta.get("uuid"),
+        "ROIs": sorted(json.loads(meta.get("roiInfo", "{}"))), "superLevelROIs": meta.get("superLevelRois", []),
+        "info": meta.get("info"), "hidden": bool(meta.get("hideDataSet", False)), "logo": meta.get("logo", ""),
+        "description": meta.get("description", ""),
+    }
+
+
+@router.get("/api/dbmeta/datasets")
+def datasets(request: Request):
+    return json_response({key: dataset_entry(store) for key, store in state_of(request).datasets.items()})
+
+
+@router.get("/api/version")
+def version():
+    return json_response({"Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__})
+
+
+@router.get("/api/dbmeta/version")
+def db_version():
+    return json_response({"Version": f"flatprint {__version__} on DuckDB {duckdb.__version__}"})
+
+
+@router.get("/api/serverinfo")
+def server_info():
+    return json_response({"IsPublic": False, "Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__,
+                          "ReadOnly": True})
+
+
+@router.get("/api/dbmeta/database")
+def database(request: Request):
+    state = state_of(request)
+    return json_response({"Location": "local (flatprint)", "Description": "DuckDB stores served read-only",
+                          "Datasets": {k: str(s.path) for k, s in state.datasets.items()}})
+
+
+@router.get("/api/dbmeta/instances")
+def instances(request: Request):
+    return json_response({k: {"type": "neuprint", "dataset": k} for k in state_of(request).datasets})
+
+
+@router.get("/api/available")
+def available(request: Request):
+    return json_response(sorted(request.app.openapi()["paths"]))
+
+
+@router.get("/api/help/swagger.yaml")
+def swagger(request: Request):
+    # JSON is a subset of YAML 1.2, so the OpenAPI document is served as is.
+    return PlainTextResponse(json.dumps(request.app.openapi(), indent=1), media_type="text/yaml")
+
+
+@router.get("/profile")
+def profile():
+    return json_response({"Email": "local@flatprint", "AuthLevel": "readonly", "ImageURL": "",
+                          "Name": "local user"})
+
+
+@router.get("/token")
+def token():
+    return json_response({"token": "local"})
