@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/flatprint demo
 
 test: $(STAMP)
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -109,8 +109,10 @@ def _print_summary(store_path, as_json: bool = False):
 @click.option("--scale", default=0.01, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rebuild", is_flag=True, help="make the demo release and store again")
-def demo(scale, seed, rebuild):
-    """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo and show its summary."""
+@click.option("--serve/--no-serve", default=True, show_default=True, help="end by serving the store")
+@click.option("--port", default=8443, show_default=True, type=int)
+def demo(scale, seed, rebuild, serve, port):
+    """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo, show its summary and serve it."""
     from flatprint.ingest import ingest_release
     from flatprint.release.synth import synthesize
     from flatprint.store import flatprint_home
@@ -125,8 +127,13 @@ def demo(scale, seed, rebuild):
         console.print(f"ingesting into {store} ...")
         ingest_release(release, store, force=True)
     _print_summary(store)
-    console.print(f"\nstore: {store}\ntry:   python -c \"from flatprint import Client; "
-                  f"print(Client('{store}').fetch_neurons('DNge104')[0])\"")
+    console.print(f"\nstore: {store}\nlibrary: python -c \"from flatprint import Client, fetch_neurons; "
+                  f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"")
+    if serve:
+        from flatprint.server import serve as run
+
+        console.print("starting the server (Ctrl-C stops it) ...")
+        run([str(store)], port=port, echo=click.echo)
 
 
 @main.command()

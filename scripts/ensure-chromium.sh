@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The browser tests need Debian's chromium and chromedriver; install them when missing.
+set -euo pipefail
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null

@@ -1,0 +1,52 @@
+"""Start a real `flatprint serve` process on a free loopback port for integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(stores: list[str], home: Path, *extra: str, http: bool = False, timeout: float = 60.0):
+    """Yield (base_url, cert_path or None); the server is stopped afterwards."""
+    port = free_port()
+    env = {**os.environ, "FLATPRINT_HOME": str(home)}
+    args = [sys.executable, "-m", "flatprint.cli", "serve", *stores, "--port", str(port), *extra]
+    if http:
+        args.append("--http")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scheme = "http" if http else "https"
+    url = f"{scheme}://localhost:{port}"
+    cert = None if http else home / "tls" / "cert.pem"
+    deadline = time.time() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read()}")
+            try:
+                requests.get(f"{url}/api/version", verify=str(cert) if cert else True, timeout=2)
+                break
+            except requests.exceptions.ConnectionError:
+                if time.time() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.2)
+        yield url, cert
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
