@@ -48,8 +48,11 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
     if not is_loopback(host) and not auth:
         raise FlatprintError(f"--host {host} is reachable from other machines: pass --auth tokens.json "
                              "(without it the server accepts any token and so binds loopback only)")
+    from flatprint.server.auth import load_tokens
+
+    grants = load_tokens(auth) if auth else None
     stores = open_stores(specs)
-    app = create_app(stores, timeout=timeout, workers=workers)
+    app = create_app(stores, timeout=timeout, workers=workers, grants=grants)
     scheme = "http" if http else "https"
     ssl = {}
     if not http:

@@ -44,6 +44,9 @@ class ServerState:
     _waiting: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     limiter: Any = None
+    grants: dict | None = None  # token -> Grant with --auth; None = open local mode
+    max_body: int = 16 * 1024 * 1024
+    served: int = 0
 
     def dataset(self, name: str | None) -> tuple[str, Store]:
         if not name:
@@ -118,8 +121,10 @@ async def read_json(request: Request) -> dict:
 
 
 def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: int = 4,
-               queue_limit: int = 64) -> FastAPI:
+               queue_limit: int = 64, grants: dict | None = None, max_body: int = 16 * 1024 * 1024) -> FastAPI:
     import time
+
+    from flatprint.server.auth import AuthError, Forbidden, check
 
     from flatprint.server.views import cached, custom, dbmeta, npexplorer, skeletons, web_root
 
@@ -127,8 +132,26 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
                   description="A local, read-only, neuPrint-compatible connectome server.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     state = ServerState(datasets=datasets, timeout=timeout, workers=workers, queue_limit=queue_limit,
-                        started=time.time(), limiter=anyio.CapacityLimiter(workers))
+                        started=time.time(), limiter=anyio.CapacityLimiter(workers), grants=grants,
+                        max_body=max_body)
     app.state.flatprint = state
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """Body size limit and bearer-token check (with --auth) before any view runs."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > state.max_body:
+            return error_response(f"request body too large (limit {state.max_body} bytes)", 413)
+        path = request.url.path
+        if path != "/" and not path.startswith("/explorer/static"):
+            try:
+                request.state.grant = check(state.grants, request.headers.get("authorization"))
+            except AuthError as exc:
+                return error_response(str(exc), 401)
+        else:
+            request.state.grant = None
+        state.served += 1
+        return await call_next(request)
 
     @app.exception_handler(FlatprintError)
     async def flatprint_error(request: Request, exc: FlatprintError):
@@ -136,6 +159,10 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
             return error_response(str(exc), 503, {"Retry-After": "2"})
         if isinstance(exc, NotFound):
             return error_response(str(exc), 404)
+        if isinstance(exc, AuthError):
+            return error_response(str(exc), 401)
+        if isinstance(exc, Forbidden):
+            return error_response(str(exc), 403)
         return error_response(str(exc), 400)
 
     @app.exception_handler(StarletteHTTPException)
@@ -153,3 +180,22 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
 
 def state_of(request: Request) -> ServerState:
     return request.app.state.flatprint
+
+
+def dataset_for(request: Request, name: str | None) -> tuple[str, Store]:
+    """Resolve the dataset a request names and check the caller's token may read it."""
+    from flatprint.server.auth import Forbidden
+
+    key, store = state_of(request).dataset(name)
+    grant = getattr(request.state, "grant", None)
+    if grant is not None and not grant.allows(key):
+        raise Forbidden(f"this token may not read dataset {key!r}")
+    return key, store
+
+
+def require_admin(request: Request) -> None:
+    from flatprint.server.auth import Forbidden
+
+    grant = getattr(request.state, "grant", None)
+    if state_of(request).grants is not None and (grant is None or grant.role != "admin"):
+        raise Forbidden("admin token required")

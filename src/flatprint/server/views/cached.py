@@ -11,7 +11,7 @@ import threading
 
 from fastapi import APIRouter, Request
 
-from flatprint.server.app import json_response, state_of
+from flatprint.server.app import dataset_for, json_response
 from flatprint.server.views.skeletons import skeleton_rows
 
 router = APIRouter()
@@ -82,19 +82,18 @@ def daily_type(store, day: dt.date) -> dict:
 
 @router.get("/api/cached/roiconnectivity")
 def cached_roi_connectivity(request: Request, dataset: str | None = None):
-    state = state_of(request)
-    _, store = state.dataset(dataset)
+    _, store = dataset_for(request, dataset)
     return json_response(_cached(store, "roiconnectivity", roi_connectivity))
 
 
 @router.get("/api/cached/roicompleteness")
 def cached_roi_completeness(request: Request, dataset: str | None = None):
-    _, store = state_of(request).dataset(dataset)
+    _, store = dataset_for(request, dataset)
     return json_response(_cached(store, "roicompleteness", roi_completeness))
 
 
 @router.get("/api/cached/dailytype")
 def cached_daily_type(request: Request, dataset: str | None = None):
-    _, store = state_of(request).dataset(dataset)
+    _, store = dataset_for(request, dataset)
     today = dt.date.today()
     return json_response(_cached(store, f"dailytype-{today}", lambda s: daily_type(s, today)))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from flatprint.errors import QueryError
-from flatprint.server.app import error_response, json_response, read_json, state_of
+from flatprint.server.app import dataset_for, error_response, json_response, read_json, state_of
 
 router = APIRouter()
 
@@ -20,7 +20,7 @@ async def _run(request: Request):
     if not isinstance(cypher, str) or not cypher.strip():
         raise QueryError("request body needs a non-empty 'cypher' string")
     state = state_of(request)
-    name, store = state.dataset(body.get("dataset") or request.query_params.get("dataset"))
+    name, store = dataset_for(request, body.get("dataset") or request.query_params.get("dataset"))
     from flatprint.cypher.engine import execute
 
     started = time.perf_counter()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from flatprint import __version__
-from flatprint.server.app import NEUPRINT_HTTP_VERSION, json_response, state_of
+from flatprint.server.app import NEUPRINT_HTTP_VERSION, json_response, require_admin, state_of
 
 router = APIRouter()
 
@@ -26,7 +26,9 @@ def dataset_entry(store) -> dict:
 
 @router.get("/api/dbmeta/datasets")
 def datasets(request: Request):
-    return json_response({key: dataset_entry(store) for key, store in state_of(request).datasets.items()})
+    grant = getattr(request.state, "grant", None)
+    return json_response({key: dataset_entry(store) for key, store in state_of(request).datasets.items()
+                          if grant is None or grant.allows(key)})
 
 
 @router.get("/api/version")
@@ -69,11 +71,25 @@ def swagger(request: Request):
 
 
 @router.get("/profile")
-def profile():
-    return json_response({"Email": "local@flatprint", "AuthLevel": "readonly", "ImageURL": "",
-                          "Name": "local user"})
+def profile(request: Request):
+    grant = getattr(request.state, "grant", None)
+    return json_response({"Email": "local@flatprint", "AuthLevel": grant.role if grant else "readonly",
+                          "ImageURL": "", "Name": "local user",
+                          "Datasets": list(grant.datasets) if grant else sorted(state_of(request).datasets)})
 
 
 @router.get("/token")
-def token():
-    return json_response({"token": "local"})
+def token(request: Request):
+    grant = getattr(request.state, "grant", None)
+    return json_response({"token": grant.token if grant else "local"})
+
+
+@router.get("/api/admin/stats")
+def admin_stats(request: Request):
+    require_admin(request)
+    import time
+
+    state = state_of(request)
+    return json_response({"uptime_seconds": round(time.time() - state.started, 1), "requests": state.served,
+                          "waiting": state._waiting, "workers": state.workers, "queue_limit": state.queue_limit,
+                          "datasets": sorted(state.datasets)})

@@ -11,7 +11,7 @@ from flatprint.query import Client, NeuronCriteria
 from flatprint.query.connectivity import fetch_simple_connections
 from flatprint.query.criteria import check_rois
 from flatprint.query.neurons import neuron_rows
-from flatprint.server.app import json_response, read_json, state_of
+from flatprint.server.app import dataset_for, json_response, read_json, state_of
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ router = APIRouter()
 async def _context(request: Request):
     body = await read_json(request)
     state = state_of(request)
-    name, store = state.dataset(body.get("dataset") or request.query_params.get("dataset"))
+    name, store = dataset_for(request, body.get("dataset") or request.query_params.get("dataset"))
     return body, state, Client.from_store(store)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from flatprint.server.app import error_response, json_response, state_of
+from flatprint.server.app import dataset_for, error_response, json_response, state_of
 
 router = APIRouter()
 
@@ -36,7 +36,7 @@ def skeleton_rows(store, body: int) -> list | None:
 
 @router.get("/api/skeletons/skeleton/{dataset}/{body}")
 def skeleton(request: Request, dataset: str, body: str, format: str | None = None):
-    _, store = state_of(request).dataset(dataset)
+    _, store = dataset_for(request, dataset)
     try:
         body_id = int(body)
     except ValueError:
@@ -55,7 +55,7 @@ def skeleton(request: Request, dataset: str, body: str, format: str | None = Non
 
 @router.get("/api/roimeshes/mesh/{dataset}/{roi:path}")
 def roi_mesh(request: Request, dataset: str, roi: str):
-    _, store = state_of(request).dataset(dataset)
+    _, store = dataset_for(request, dataset)
     if not _has_table(store, "roi_meshes"):
         return error_response(f"no ROI meshes in {dataset}", 400)
     rows = store.cursor().execute("SELECT obj FROM roi_meshes WHERE roi = ?", [roi]).fetchall()
@@ -67,6 +67,6 @@ def roi_mesh(request: Request, dataset: str, roi: str):
 @router.get("/api/npexplorer/nglayers/{name}")
 def nglayers(request: Request, name: str):
     dataset = name[:-5] if name.endswith(".json") else name
-    _, store = state_of(request).dataset(dataset)
+    _, store = dataset_for(request, dataset)
     layers = store.meta.get("neuroglancerLayers") or []
     return json_response({"layers": layers, "dataset": dataset})

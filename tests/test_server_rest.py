@@ -1,0 +1,137 @@
+"""The server's REST surface in-process (no Cypher needed): shapes, auth, limits, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+from fastapi.testclient import TestClient  # noqa: E402
+
+from flatprint.errors import FlatprintError  # noqa: E402
+from flatprint.server import open_stores, serve  # noqa: E402
+from flatprint.server.app import create_app  # noqa: E402
+from flatprint.server.auth import load_tokens  # noqa: E402
+from oracle import load  # noqa: E402
+
+DS = "male-cns:v0.9"
+
+
+@pytest.fixture(scope="module")
+def stores(store_path):
+    s = open_stores([str(store_path)])
+    yield s
+    for store in s.values():
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def api(stores):
+    return TestClient(create_app(stores), raise_server_exceptions=False)
+
+
+def test_discovery_endpoints(api, release_dir):
+    assert api.get("/").status_code == 200
+    ds = api.get("/api/dbmeta/datasets").json()
+    points = load(release_dir, "syn-points")
+    primary = set(points["primary"].cat.categories) - {"<unspecified>"}
+    assert set(ds) == {DS} and primary <= set(ds[DS]["ROIs"]) and ds[DS]["description"].startswith("SYNTHETIC")
+    version = api.get("/api/version").json()["Version"]
+    assert tuple(map(int, version.split("."))) >= (1, 7, 3)  # enables neuprint-python's Arrow path
+    for path in ("/api/dbmeta/version", "/api/serverinfo", "/api/dbmeta/database", "/api/dbmeta/instances",
+                 "/profile", "/token"):
+        r = api.get(path)
+        assert r.status_code == 200 and isinstance(r.json(), dict), path
+    available = api.get("/api/available").json()
+    assert "/api/custom/custom" in available and "/api/cached/roiconnectivity" in available
+    spec = api.get("/api/help/swagger.yaml")
+    assert spec.status_code == 200 and json.loads(spec.text)["openapi"].startswith("3.")
+
+
+def test_cached(api, release_dir):
+    rc = api.get(f"/api/cached/roicompleteness?dataset={DS}").json()
+    assert rc["columns"] == ["roi", "roipre", "roipost", "totalpre", "totalpost"]
+    points = load(release_dir, "syn-points")
+    gng = [row for row in rc["data"] if row[0] == "GNG"][0]
+    assert gng[3] == int(((points["primary"] == "GNG") & (points.kind == "PreSyn")).sum())
+    conn = api.get(f"/api/cached/roiconnectivity?dataset={DS}").json()
+    assert conn["roi_names"][0] and all("=>" in k and {"count", "weight"} <= set(v) for k, v in conn["weights"].items())
+    daily = api.get(f"/api/cached/dailytype?dataset={DS}").json()
+    assert set(daily) == {"info", "connectivity", "skeleton"} and daily["info"]["type"]
+
+
+def test_npexplorer(api, release_dir):
+    r = api.post("/api/npexplorer/commonconnectivity",
+                 json={"dataset": DS, "neuron_ids": [12781, 556329], "find_inputs": True})
+    assert r.status_code == 200
+    maps = r.json()["data"][0][0]
+    weights = load(release_dir, "weights")
+    for m in maps:
+        for body in (12781, 556329):
+            w = weights[(weights.body_pre == m["input"]) & (weights.body_post == body)].weight
+            assert m[f"{body}_weight"] == int(w.iloc[0])
+    found = api.post("/api/npexplorer/findneurons", json={"dataset": DS, "input_ROIs": ["GNG"], "output_ROIs": []})
+    assert found.json()["columns"][:3] == ["bodyid", "bodyname", "bodytype"] and found.json()["data"]
+    bad = api.post("/api/npexplorer/findneurons", json={"dataset": DS, "input_ROIs": ["GNX"]})
+    assert bad.status_code == 400 and "GNG" in bad.json()["error"]
+    rois = api.post("/api/npexplorer/roiconnectivity", json={"dataset": DS, "rois": ["FB"]}).json()
+    assert rois["columns"] == ["bodyid", "roiInfo"] and all("FB" in json.loads(r[1]) for r in rois["data"])
+
+
+def test_errors(api):
+    r = api.post("/api/custom/custom", content=b'{"cypher": "MATCH (n) RETURN "n"", "dataset": "x"}')
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    r = api.post("/api/custom/custom", json={"dataset": DS})
+    assert r.status_code == 400 and "cypher" in r.json()["error"]
+    r = api.post("/api/custom/custom", json={"cypher": "MATCH (n) RETURN n", "dataset": "nope:v1"})
+    assert r.status_code == 404 and "nope:v1" in r.json()["error"]
+    assert api.get("/api/nope").status_code == 404
+    assert api.post("/api/raw/cypher/transaction", json={}).status_code == 403
+    r = api.get(f"/api/skeletons/skeleton/{DS}/999?format=swc")
+    assert r.status_code == 400 and "error" in r.json()
+    r = api.post("/api/custom/custom", content=b"x" * 100, headers={"content-length": str(64 * 1024 * 1024)})
+    assert r.status_code == 413
+
+
+def test_busy_queue_answers_503(stores):
+    app = create_app(stores, queue_limit=0)
+    r = TestClient(app, raise_server_exceptions=False).post(
+        "/api/npexplorer/roisinneuron", json={"dataset": DS, "neuron_id": 12781})
+    assert r.status_code == 503 and r.headers["Retry-After"]
+
+
+def test_tokens(stores, tmp_path):
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).isoformat()
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({
+        "reader": {"datasets": [DS], "role": "readonly"},
+        "other": {"datasets": ["other:v1"], "role": "readonly"},
+        "boss": {"datasets": ["*"], "role": "admin"},
+        "old": {"datasets": [DS], "role": "readonly", "expires": past},
+    }))
+    api = TestClient(create_app(stores, grants=load_tokens(tokens)), raise_server_exceptions=False)
+    h = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
+    assert api.get("/api/dbmeta/datasets").status_code == 401
+    r = api.get("/api/dbmeta/datasets", headers=h("guess"))
+    assert r.status_code == 401 and "unknown token" in r.json()["error"]
+    r = api.get("/api/dbmeta/datasets", headers=h("old"))
+    assert r.status_code == 401 and "expired" in r.json()["error"]
+    assert DS in api.get("/api/dbmeta/datasets", headers=h("reader")).json()
+    assert api.get("/api/dbmeta/datasets", headers=h("other")).json() == {}
+    r = api.get(f"/api/cached/roicompleteness?dataset={DS}", headers=h("other"))
+    assert r.status_code == 403
+    assert api.get("/api/admin/stats", headers=h("reader")).status_code == 403
+    assert api.get("/api/admin/stats", headers=h("boss")).json()["requests"] > 0
+    assert api.get("/", headers={}).status_code == 200  # neuprintr's login page stays reachable
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"t": {"datasets": [DS], "role": "root"}}))
+    with pytest.raises(FlatprintError, match="bad.json, entry 1: 'role'"):
+        load_tokens(bad)
+
+
+def test_non_loopback_needs_auth(store_path):
+    with pytest.raises(FlatprintError, match="--auth"):
+        serve([str(store_path)], host="0.0.0.0", echo=lambda *_: None)
