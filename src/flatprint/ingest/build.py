@@ -483,22 +483,15 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str = 
     if in_main:
         signal.signal(signal.SIGTERM, on_term)
     try:
-        con = duckdb.connect(str(db_path))
+        built: dict = {}
         try:
-            spill = work / "spill"
-            spill.mkdir()
-            con.execute(f"SET memory_limit = '{memory_limit}'")
-            con.execute(f"SET temp_directory = '{spill}'")
-            con.execute("SET preserve_insertion_order = false")
-            con.execute("SET enable_progress_bar = false")
-            if threads:
-                con.execute(f"SET threads = {int(threads)}")
-            with make_progress(progress) as prog:
-                stage = _Stage(prog)
-                result = _build(con, files, stage, name, tag)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
+            _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, built)
+        except (duckdb.IOException, duckdb.OutOfMemoryException, OSError) as exc:
+            if "No space left" in str(exc) or getattr(exc, "errno", None) == 28:
+                raise StoreError(f"{target.parent}: disk full while building the store ({exc}); "
+                                 "nothing was written") from None
+            raise
+        result, stage = built["result"], built["stage"]
         if target.exists():
             if target.is_dir():
                 shutil.rmtree(target)
@@ -517,6 +510,25 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str = 
         "source_bytes": source_bytes, "store_bytes": target.stat().st_size,
         "timings": stage.timings, "dataset": dataset, **result["internal"],
     }
+
+
+def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, out: dict) -> None:
+    con = duckdb.connect(str(db_path))
+    try:
+        spill = work / "spill"
+        spill.mkdir()
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{spill}'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute("SET enable_progress_bar = false")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        with make_progress(progress) as prog:
+            out["stage"] = _Stage(prog)
+            out["result"] = _build(con, files, out["stage"], name, tag)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
 
 
 def _in_main_thread() -> bool:
