@@ -21,7 +21,8 @@ def release_factory(tmp_path_factory):
         key = (seed, scale)
         if key not in cache:
             out = tmp_path_factory.mktemp(f"release-s{seed}") / "release"
-            synthesize(out, scale=scale, seed=seed, progress=False)
+            # Skeletons, ROI volumes and meshes only for the seed the server and volume tests use.
+            synthesize(out, scale=scale, seed=seed, progress=False, morphology=(seed == 0))
             cache[key] = out
         return cache[key]
 

@@ -135,3 +135,18 @@ def test_tokens(stores, tmp_path):
 def test_non_loopback_needs_auth(store_path):
     with pytest.raises(FlatprintError, match="--auth"):
         serve([str(store_path)], host="0.0.0.0", echo=lambda *_: None)
+
+
+def test_skeletons_and_meshes(api, release_dir):
+    swc = api.get(f"/api/skeletons/skeleton/{DS}/12781?format=swc")
+    assert swc.status_code == 200
+    expected = (release_dir / "skeletons" / "skeletons-swc" / "12781.swc").read_text()
+    assert swc.text == expected
+    lines = [line for line in swc.text.splitlines() if not line.startswith("#")]
+    assert lines and all(len(line.split(" ")) == 7 for line in lines)
+    rows = api.get(f"/api/skeletons/skeleton/{DS}/12781").json()
+    assert rows["columns"] == ["rowId", "x", "y", "z", "radius", "link"] and len(rows["data"]) == len(lines)
+    assert rows["data"][0][5] == -1
+    mesh = api.get(f"/api/roimeshes/mesh/{DS}/a'L(R)")
+    assert mesh.status_code == 200 and mesh.text.lstrip().startswith(("v ", "#"))
+    assert api.get(f"/api/roimeshes/mesh/{DS}/NOPE").status_code == 400

@@ -38,12 +38,14 @@ def main():
 @click.option("--scale", default=0.01, show_default=True, type=float, help="1.0 ~ the real release's row counts")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="replace OUT_DIR if it is not empty")
+@click.option("--no-morphology", is_flag=True, help="tables only: no skeletons, ROI volumes or meshes")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def synth(out_dir, scale, seed, force, quiet):
+def synth(out_dir, scale, seed, force, no_morphology, quiet):
     """Write a synthetic Male CNS v0.9 release (real file names and schemas) to OUT_DIR."""
     from flatprint.release.synth import synthesize
 
-    manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force)
+    manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force,
+                          morphology=not no_morphology)
     table = Table(title=f"synthetic release in {out_dir} ({manifest['seconds']} s)")
     for col in ("file", "rows", "MB"):
         table.add_column(col, justify="right" if col != "file" else "left")

@@ -349,8 +349,49 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     for name in ("raw_stats", "raw_ann", "raw_nt"):
         con.execute(f"DROP TABLE {name}")
 
+    _load_morphology(con, files.root, stage)
+
     # ---- Meta
     return _meta(con, files, tree, dataset, tag, ann_cols, nt_cols)
+
+
+def _load_morphology(con, root: Path, stage: _Stage) -> None:
+    """Optional: SWC skeletons and ROI meshes, kept in the store so it stays one self-contained file."""
+    import pandas as pd
+
+    swc_dir = root / "skeletons" / "skeletons-swc"
+    if swc_dir.is_dir():
+        paths = sorted(swc_dir.glob("*.swc"))
+        task = stage.progress.add_task("reading skeletons", total=len(paths))
+        con.execute("CREATE TABLE skeletons (bodyId BIGINT, swc VARCHAR)")
+        for start in range(0, len(paths), 2000):
+            chunk = paths[start:start + 2000]
+            rows = []
+            for path in chunk:
+                try:
+                    rows.append((int(path.stem), path.read_text()))
+                except ValueError:
+                    raise ReleaseError(f"skeletons-swc/{path.name}: file name is not a body id") from None
+            frame = pd.DataFrame(rows, columns=["bodyId", "swc"])
+            con.register("skeleton_chunk", frame)
+            con.execute("INSERT INTO skeletons SELECT * FROM skeleton_chunk")
+            con.unregister("skeleton_chunk")
+            stage.progress.advance(task, len(chunk))
+        con.execute("CREATE TABLE skeletons_sorted AS SELECT * FROM skeletons ORDER BY bodyId")
+        con.execute("DROP TABLE skeletons")
+        con.execute("ALTER TABLE skeletons_sorted RENAME TO skeletons")
+    index = root / "rois" / "meshes" / "index.json"
+    if index.exists():
+        try:
+            names = json.loads(index.read_text())
+        except ValueError:
+            raise ReleaseError("rois/meshes/index.json: not valid JSON") from None
+        con.execute("CREATE TABLE roi_meshes (roi VARCHAR, obj VARCHAR)")
+        for roi, fname in sorted(names.items()):
+            mesh = index.parent / fname
+            if not mesh.exists():
+                raise ReleaseError(f"rois/meshes/{fname}: listed in index.json for {roi!r} but missing")
+            con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
 
 
 def _column_types(con, table: str) -> dict[str, str]:

@@ -662,8 +662,12 @@ def _sha256(path: Path) -> str:
 
 
 def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, progress: bool = True,
-               force: bool = False) -> dict:
-    """Write a synthetic release into ``out_dir`` atomically and return its manifest."""
+               force: bool = False, morphology: bool = True) -> dict:
+    """Write a synthetic release into ``out_dir`` atomically and return its manifest.
+
+    With ``morphology`` (the default) the release also gets skeletons, ROI volumes and meshes and a
+    segmentation volume, laid out like the real release (flatprint.release.morphology).
+    """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -694,6 +698,10 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
             p = tmp / info["file"]
             manifest["files"].append({"table": key, "file": info["file"], "rows": info["rows"],
                                       "bytes": p.stat().st_size, "sha256": _sha256(p)})
+        if morphology:
+            from flatprint.release.morphology import write_morphology
+
+            manifest["morphology"] = write_morphology(tmp, progress=progress)
         manifest["seconds"] = round(time.perf_counter() - started, 2)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if out.exists():
