@@ -17,8 +17,10 @@ Queries (``QUERIES`` maps the names used by ``run_*``):
 ``adjacencies``        :func:`adjacencies_sql` — the connections of many bodies, optionally per ROI.
 
 Every query ends in an ORDER BY over its key columns, so results are deterministic on both engines.
-Arguments are validated and rendered as literals (body ids as integers, ROI names as quoted strings);
-nothing user-supplied is pasted into SQL unchecked.
+Arguments are validated (bad ones raise :class:`flatprint.errors.QueryError` naming the argument) and
+rendered as literals (body ids as integers, ROI names as quoted strings); nothing user-supplied is
+pasted into SQL unchecked. Body sets are inlined as ``IN (...)`` lists: fine for thousands of ids; for
+hundreds of thousands, join a table of ids in your own SQL instead.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import os
 from collections.abc import Iterable
 
 import pandas as pd
+
+from flatprint.errors import QueryError
 
 GROUP_COLUMNS = ("type", "class", "superclass", "instance")
 GROUPBY_CHOICES = (*GROUP_COLUMNS, "roi")
@@ -42,7 +46,7 @@ def _ident(name: str) -> str:
 
 def _str_lit(value: str) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
+        raise QueryError(f"ROI names must be strings, got {value!r}")
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -54,8 +58,15 @@ def _bodies(bodies: Iterable[int] | int, what: str) -> list[int]:
         try:
             out.append(int(b))
         except (TypeError, ValueError):
-            raise ValueError(f"{what}: body ids must be integers, got {b!r}") from None
+            raise QueryError(f"{what}: body ids must be integers, got {b!r}") from None
     return sorted(set(out))
+
+
+def _number(value, what: str, kind=int):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise QueryError(f"{what} must be a number, got {value!r}") from None
 
 
 def _in_list(expr: str, values: list, render=str) -> str:
@@ -83,47 +94,66 @@ def _post_in_rois(alias: str, rois: list[str]) -> str:
 # ----------------------------------------------------------------------------- the queries
 
 def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_only: bool = True,
-                          roi_set: str = "primary") -> str:
+                          roi_set: str = "primary", *, pre_bodies: Iterable[int] | None = None,
+                          post_bodies: Iterable[int] | None = None, rois: Iterable[str] | None = None) -> str:
     """Group × group connection matrix in long form: ``pre_group, post_group, weight, connections``.
 
     groupby: ``'type' | 'class' | 'superclass' | 'instance'`` — bodies are grouped by that property;
         bodies where it is NULL are left out. ``weight`` = sum of the body-pair weights (synapse
-        pairs) from group A to group B, ``connections`` = number of body pairs (A-body → B-body)
-        with weight ≥ ``min_weight``.
+        pairs) from group A to group B, ``connections`` = number of body pairs (A-body → B-body).
         ``'roi'`` — ROI × ROI: ``pre_group`` is the ROI (of ``roi_set``, default primary) of the
         T-bar, ``post_group`` the ROI of the PSD; ``weight`` = synapse pairs, ``connections`` =
-        distinct body pairs with at least one such synapse pair. Points outside every ROI are left out.
-    min_weight: a body pair counts only if its total weight (all ROIs) is ≥ min_weight.
+        distinct body pairs with at least one such synapse pair. Points outside every ROI of the set
+        are left out.
+    min_weight: a body pair counts only if its total weight (all synapses, all ROIs) is ≥ min_weight.
     neurons_only: both bodies must be :Neuron (``segments.is_neuron``); else every :Segment counts.
     roi_set: ``'primary' | 'major'`` (only for ``groupby='roi'``).
+    pre_bodies / post_bodies: restrict the pre / post side to these body ids (None = all).
+    rois: count only synapse pairs whose PSD lies in one of these ROIs (any hierarchy level; each
+        pair counted once however many listed ROIs contain it). With a property ``groupby`` the pair
+        weight becomes the number of such synapse pairs, and pairs with none are left out.
 
     Rows are ordered by ``pre_group, post_group``; every row has ``weight ≥ 1``.
     """
     if groupby not in GROUPBY_CHOICES:
-        raise ValueError(f"groupby must be one of {GROUPBY_CHOICES}, got {groupby!r}")
-    min_weight = int(min_weight)
+        raise QueryError(f"groupby must be one of {GROUPBY_CHOICES}, got {groupby!r}")
+    if roi_set not in ROI_SETS:
+        raise QueryError(f"roi_set must be one of {ROI_SETS}, got {roi_set!r}")
+    min_weight = _number(min_weight, "min_weight")
+    roi_list = _rois(rois)
+    side = []
+    if pre_bodies is not None:
+        side.append(_in_list("c.body_pre", _bodies(pre_bodies, "pre_bodies")))
+    if post_bodies is not None:
+        side.append(_in_list("c.body_post", _bodies(post_bodies, "post_bodies")))
+    side_sql = "".join(f" AND {cond}" for cond in side)
     if groupby != "roi":
         col = _ident(groupby)
-        neuron = "AND a.is_neuron AND b.is_neuron" if neurons_only else ""
+        neuron = " AND a.is_neuron AND b.is_neuron" if neurons_only else ""
+        weight, roi_join = "c.weight", ""
+        if roi_list is not None:
+            roi_join = f"""
+JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p
+      WHERE {_post_in_rois('p', roi_list)} GROUP BY p.body_pre, p.body_post) w
+  ON w.body_pre = c.body_pre AND w.body_post = c.body_post"""
+            weight = "w.weight"
         return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
-       CAST(sum(c.weight) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
-FROM connections c
+       CAST(sum({weight}) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
+FROM connections c{roi_join}
 JOIN segments a ON a.bodyId = c.body_pre
 JOIN segments b ON b.bodyId = c.body_post
-WHERE c.weight >= {min_weight} AND a.{col} IS NOT NULL AND b.{col} IS NOT NULL {neuron}
+WHERE c.weight >= {min_weight} AND a.{col} IS NOT NULL AND b.{col} IS NOT NULL{neuron}{side_sql}
 GROUP BY a.{col}, b.{col}
 ORDER BY pre_group, post_group"""
-    if roi_set not in ROI_SETS:
-        raise ValueError(f"roi_set must be one of {ROI_SETS}, got {roi_set!r}")
-    neuron_join = ("JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron\n"
-                   "  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron") if neurons_only else ""
+    neuron_join = ("\n  JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron"
+                   "\n  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron") if neurons_only else ""
+    roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
-  JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}
-  {neuron_join}
+  JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
   JOIN rois rp ON rp.roi_set = {_str_lit(roi_set)} AND rp.label = p.{roi_set}_label_pre
-  JOIN rois rq ON rq.roi_set = {_str_lit(roi_set)} AND rq.label = p.{roi_set}_label_post
+  JOIN rois rq ON rq.roi_set = {_str_lit(roi_set)} AND rq.label = p.{roi_set}_label_post{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs
@@ -144,7 +174,7 @@ def synapse_connections_sql(pre_bodies: Iterable[int], post_bodies: Iterable[int
     pre = _bodies(pre_bodies, "pre_bodies")
     post = _bodies(post_bodies, "post_bodies")
     roi_list = _rois(rois)
-    min_conf = float(min_conf)
+    min_conf = _number(min_conf, "min_conf", float)
     where = [_in_list("p.body_pre", pre), _in_list("p.body_post", post)]
     if min_conf > 0:
         where.append(f"p.conf_pre >= {min_conf!r} AND p.conf_post >= {min_conf!r}")
@@ -173,12 +203,13 @@ def adjacencies_sql(bodies: Iterable[int], direction: str = "both", min_weight: 
     Ordered by ``body_pre, body_post`` (then ``roi``).
     """
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        raise QueryError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     ids = _bodies(bodies, "bodies")
     pre_in, post_in = _in_list("c.body_pre", ids), _in_list("c.body_post", ids)
     cond = {"out": pre_in, "in": post_in, "both": f"({pre_in} OR {post_in})",
             "within": f"{pre_in} AND {post_in}"}[direction]
-    min_weight = int(min_weight)
+    min_weight = _number(min_weight, "min_weight")
+    min_roi_weight = _number(min_roi_weight, "min_roi_weight")
     roi_list = _rois(rois)
     if roi_list is None:
         return f"""SELECT c.body_pre, c.body_post, c.weight, c.weight_hp
@@ -189,7 +220,7 @@ ORDER BY c.body_pre, c.body_post"""
 FROM connections c
 JOIN connection_rois r ON r.body_pre = c.body_pre AND r.body_post = c.body_post
 WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, _str_lit)}
-  AND r.weight >= {int(min_roi_weight)}
+  AND r.weight >= {min_roi_weight}
 ORDER BY c.body_pre, c.body_post, r.roi"""
 
 
@@ -206,7 +237,7 @@ def query_sql(name: str, **args) -> str:
     try:
         fn = QUERIES[name]
     except KeyError:
-        raise ValueError(f"unknown heavy query {name!r}; choose from {sorted(QUERIES)}") from None
+        raise QueryError(f"unknown heavy query {name!r}; choose from {sorted(QUERIES)}") from None
     return fn(**args)
 
 

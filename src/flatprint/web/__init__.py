@@ -1,1 +1,29 @@
-"""flatprint.web"""
+"""flatprint.web: the web explorer (neuPrintExplorer's everyday pages), a thin layer over flatprint.query.
+
+``register(app)`` adds the pages under ``/explorer/`` to the server's FastAPI app; every page calls
+the query library through the server's state (``state_of(request).dataset(name)``, ``state.run``)
+and renders Jinja2 templates shipped in this package. plotly.js comes from the plotly Python
+package, so nothing is loaded from the network.
+"""
+
+from __future__ import annotations
+
+__all__ = ["register", "router"]
+
+
+def __getattr__(name):
+    if name == "router":
+        from flatprint.web.views import router
+
+        return router
+    raise AttributeError(name)
+
+
+def register(app) -> None:
+    """Mount the explorer on a flatprint server app (idempotent)."""
+    from flatprint.web.views import router
+
+    if getattr(app.state, "flatprint_explorer", False):
+        return
+    app.include_router(router)
+    app.state.flatprint_explorer = True
