@@ -37,6 +37,8 @@ def running_server(stores: list[str], home: Path, *extra: str, http: bool = Fals
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {proc.stdout.read()}")
             try:
+                if cert is not None and not cert.exists():
+                    raise requests.exceptions.ConnectionError("certificate not written yet")
                 requests.get(f"{url}/api/version", verify=str(cert) if cert else True, timeout=2)
                 break
             except requests.exceptions.ConnectionError:

@@ -157,7 +157,10 @@ def serve(stores, host, port, http, timeout, workers, auth):
 def _register_optional_commands():
     from flatprint.release.download import download_command
 
+    from flatprint.export.cli import export_group
+
     main.add_command(download_command, "download")
+    main.add_command(export_group, "export")
 
 
 _register_optional_commands()

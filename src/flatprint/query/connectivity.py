@@ -317,10 +317,6 @@ def fetch_shortest_paths(upstream_bodyId, downstream_bodyId, min_weight=1, inter
                        intermediate_criteria=intermediate_criteria, timeout=timeout, client=client)
 
 
-_GROUPABLE = ("type", "instance", "class", "superclass", "subclass", "predictedNt", "consensusNt", "somaSide",
-              "roi", "bodyId")
-
-
 @inject_client
 def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, *, neurons_only=True,
                       rois=None, client=None) -> pd.DataFrame:
@@ -330,56 +326,29 @@ def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, 
     pairs). For a property, each neuron pair's total weight counts under (property of pre, property of
     post), pairs with weight < ``min_weight`` left out, neurons without the property left out. For
     ``groupby='roi'`` each synapse pair counts under (primary ROI of its pre point, primary ROI of its
-    post point). ``sources``/``targets`` restrict the neurons, ``rois`` the synapses (by post point).
-    ``df.pivot(index='pre', columns='post', values='weight')`` gives the square matrix.
+    post point). ``sources``/``targets`` restrict the neurons, ``rois`` the synapses (by post point,
+    each synapse pair once). ``df.pivot(index='pre', columns='post', values='weight')`` gives the
+    square matrix. The SQL is shared with the Spark engine (flatprint.query.heavy).
     """
-    if groupby not in _GROUPABLE:
-        raise QueryError(f"groupby must be one of {_GROUPABLE}, got {groupby!r}")
+    from flatprint.query.heavy import connection_matrix_sql
+
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
-    label = "Neuron" if neurons_only else "Segment"
-    src = copy_as_neuroncriteria(sources, client)
-    tgt = copy_as_neuroncriteria(targets, client)
-    if not neurons_only:
-        src.label = tgt.label = label
     rois = [rois] if isinstance(rois, str) else list(rois or [])
     check_rois("rois", rois, client.all_rois)
-    if groupby == "roi":
-        roi_filter = ""
-        if rois:
-            roi_list = ", ".join(sql_literal(r) for r in rois)
-            roi_filter = (f"AND EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
-                          "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
-                          "(m.roi_set = 'major' AND m.label = p.major_label_post)))")
-        df = client.frame(f"""
-            WITH src AS ({_body_set_sql(client, src, 'n')}), tgt AS ({_body_set_sql(client, tgt, 'm')}),
-                 strong AS (SELECT body_pre, body_post FROM connections WHERE weight >= {int(min_weight)}),
-                 names AS (SELECT label, roi FROM roi_map WHERE roi_set = 'primary'
-                           AND roi IN (SELECT roi FROM rois WHERE is_primary))
-            SELECT a.roi AS pre, b.roi AS post, count(*)::BIGINT AS weight,
-                   count(DISTINCT (p.body_pre, p.body_post))::BIGINT AS connections
-            FROM partners p
-            SEMI JOIN strong s ON s.body_pre = p.body_pre AND s.body_post = p.body_post
-            JOIN names a ON a.label = p.primary_label_pre JOIN names b ON b.label = p.primary_label_post
-            WHERE p.body_pre IN (SELECT bodyId FROM src) AND p.body_post IN (SELECT bodyId FROM tgt) {roi_filter}
-            GROUP BY ALL ORDER BY weight DESC, pre, post""")
-    else:
-        col = quote_ident(groupby)
-        roi_join = ""
-        weight = "c.weight"
-        if rois:
-            roi_list = ", ".join(sql_literal(r) for r in rois)
-            roi_join = (f"JOIN (SELECT body_pre, body_post, sum(weight) AS w FROM connection_rois "
-                        f"WHERE roi IN ({roi_list}) GROUP BY ALL) rw ON rw.body_pre = c.body_pre AND rw.body_post = c.body_post")
-            weight = "rw.w"
-        df = client.frame(f"""
-            WITH src AS (SELECT n.bodyId, n.{col} AS g FROM segments n WHERE {src.where(client, 'n')} AND n.{col} IS NOT NULL),
-                 tgt AS (SELECT m.bodyId, m.{col} AS g FROM segments m WHERE {tgt.where(client, 'm')} AND m.{col} IS NOT NULL)
-            SELECT src.g AS pre, tgt.g AS post, sum({weight})::BIGINT AS weight, count(*)::BIGINT AS connections
-            FROM connections c JOIN src ON src.bodyId = c.body_pre JOIN tgt ON tgt.bodyId = c.body_post {roi_join}
-            WHERE c.weight >= {int(min_weight)}
-            GROUP BY ALL ORDER BY weight DESC, pre, post""")
-    query = f"connection_matrix(groupby={groupby!r}, sources={src!r}, targets={tgt!r}, min_weight={min_weight}, rois={rois})"
+    label = "Neuron" if neurons_only else "Segment"
+    sides = {}
+    for name, crit in (("pre_bodies", sources), ("post_bodies", targets)):
+        if crit is not None:
+            c = copy_as_neuroncriteria(crit, client)
+            if not neurons_only:
+                c.label = label
+            sides[name] = _bodies(client, c)
+    sql = connection_matrix_sql(groupby, min_weight=int(min_weight), neurons_only=neurons_only,
+                                rois=rois or None, **sides)
+    df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
+    df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
+    query = f"connection_matrix(groupby={groupby!r}, sources={sources!r}, targets={targets!r}, min_weight={min_weight}, rois={rois})"
     return with_provenance(df, client, query)
 
 

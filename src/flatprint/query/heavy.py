@@ -32,7 +32,8 @@ import pandas as pd
 
 from flatprint.errors import QueryError
 
-GROUP_COLUMNS = ("type", "class", "superclass", "instance")
+GROUP_COLUMNS = ("type", "class", "superclass", "subclass", "instance", "predictedNt", "consensusNt", "somaSide",
+                 "status")
 GROUPBY_CHOICES = (*GROUP_COLUMNS, "roi")
 ROI_SETS = ("primary", "major")
 DIRECTIONS = ("out", "in", "both", "within")

@@ -1,0 +1,435 @@
+"""Planning a MATCH: pattern variables -> table aliases and join conditions -> one SQL query.
+
+:func:`plan_match` takes the patterns of one MATCH (fixed-length parts only; variable-length
+relationships are split off for :mod:`flatprint.cypher.paths`), the kinds of the variables bound
+by earlier clauses and the WHERE predicate. It returns a :class:`MatchPlan` whose ``sql`` selects
+one row per match: the key of every node and relationship variable plus the properties the
+query reads, and which ``residual`` predicates are left to the Python evaluator.
+
+Joins follow the store's layout: a ConnectsTo reads ``connections`` (sorted by body_pre) unless
+only its target side is constrained, then ``connections_by_post``; a SynapseSet is not a table
+but the body its Contains edges point at; equalities on ``bodyId`` are copied to every column
+joined to it, so that DuckDB's zone maps prune each table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from flatprint.cypher import ast
+from flatprint.cypher.errors import UnsupportedCypherError
+from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
+                                     SYNAPSES_TO, SYNSET, GraphModel, quote)
+from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
+
+_anon = itertools.count()
+
+
+def unsupported(node: ast.Node, construct: str, reason: str = "") -> UnsupportedCypherError:
+    return UnsupportedCypherError(construct, line=node.line, column=node.column, reason=reason)
+
+
+@dataclass
+class NodeVar:
+    name: str
+    kind: str | None
+    neuron: bool = False
+    bound: bool = False           # bound by an earlier clause (a column of the bound table)
+    alias: str | None = None      # table alias in the SQL
+    id_sql: str | None = None     # SQL of the key
+    pattern: ast.NodePattern | None = None
+
+
+@dataclass
+class RelVar:
+    name: str
+    kind: str
+    start: str
+    end: str
+    undirected: bool = False
+    alias: str | None = None
+    pattern: ast.RelPattern | None = None
+
+
+@dataclass
+class MatchPlan:
+    sql: str | None                                  # None: the pattern cannot match anything
+    nodes: dict[str, NodeVar] = field(default_factory=dict)
+    rels: dict[str, RelVar] = field(default_factory=dict)
+    columns: list[tuple[str, str, str]] = field(default_factory=list)  # (output name, variable, what)
+    residual: list[ast.Expression] = field(default_factory=list)
+    uses_bound: bool = False
+    bound_columns: list[str] = field(default_factory=list)
+    path_bindings: list[tuple[str, list[str]]] = field(default_factory=list)  # path var -> element vars
+    null_props: dict[str, list[str]] = field(default_factory=dict)  # variable -> properties known null
+    scope: SqlScope | None = None                    # for compiling projections onto the match
+    from_where: str = ""                             # the SQL after SELECT ... (FROM and WHERE)
+
+
+def pattern_variables(patterns) -> list[str]:
+    names = []
+    for pattern in patterns:
+        for element in pattern.elements:
+            if element.variable and element.variable not in names:
+                names.append(element.variable)
+    return names
+
+
+def rel_kind(rel: ast.RelPattern, start_kind, end_kind) -> str:
+    """The relationship type of a pattern edge (inferred from its ends when not given)."""
+    if len(rel.types) > 1:
+        raise unsupported(rel, "relationship type alternatives " + "|".join(rel.types))
+    if rel.types:
+        name = rel.types[0]
+        return name if name in REL_TYPES else EMPTY
+    kinds = {start_kind, end_kind}
+    if SYNAPSE in kinds and (kinds <= {SYNAPSE, None}):
+        return SYNAPSES_TO
+    if SYNSET in kinds and (SEGMENT in kinds or SYNAPSE in kinds):
+        return CONTAINS
+    return CONNECTS
+
+
+def infer_kinds(patterns, known: dict[str, str], model: GraphModel) -> dict[str, str]:
+    """Kind of every node variable: from labels, earlier clauses, then from the edges."""
+    kinds: dict[str, str] = {}
+    for pattern in patterns:
+        for element in pattern.elements:
+            if isinstance(element, ast.NodePattern):
+                for label in element.labels:
+                    kind = model.label_kinds.get(label, EMPTY)
+                    previous = kinds.get(element.variable or id(element))
+                    kinds[element.variable or id(element)] = kind if previous in (None, kind) else EMPTY
+                if element.variable in known and element.variable not in kinds:
+                    kinds[element.variable] = known[element.variable]
+    for _ in range(3):  # propagate along edges until stable
+        for pattern in patterns:
+            elements = pattern.elements
+            for i in range(1, len(elements), 2):
+                rel, a, b = elements[i], elements[i - 1], elements[i + 1]
+                if rel.direction == ast.Direction.INCOMING:
+                    a, b = b, a
+                ka, kb = kinds.get(a.variable or id(a)), kinds.get(b.variable or id(b))
+                rtype = rel.types[0] if len(rel.types) == 1 else None
+                guess_a = guess_b = None
+                if rtype in (CONNECTS, None) and not rel.variable_length:
+                    if rtype is None and SYNAPSE in (ka, kb):
+                        guess_a = guess_b = SYNAPSE
+                    else:
+                        guess_a = guess_b = ka or kb
+                elif rtype == SYNAPSES_TO:
+                    guess_a = guess_b = SYNAPSE
+                elif rtype == CONTAINS:
+                    guess_a = SYNSET if kb == SYNAPSE else (SEGMENT if kb == SYNSET else None)
+                    guess_b = SYNSET if ka == SEGMENT else (SYNAPSE if ka == SYNSET else None)
+                if ka is None and guess_a:
+                    kinds[a.variable or id(a)] = guess_a
+                if kb is None and guess_b:
+                    kinds[b.variable or id(b)] = guess_b
+    return kinds
+
+
+def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, *,
+               bound_kinds: dict[str, str], bound_values: dict[str, str | None], params: dict,
+               needed_props: set[str], extra_conditions: list[ast.Expression] = (),
+               pattern_groups: tuple[int, ...] | None = None, also_reads: set[str] = frozenset()) -> MatchPlan:
+    """Plan fixed-length patterns (see module docstring). ``bound_kinds``: node variables bound
+    earlier -> kind; ``bound_values``: other earlier variables -> type family if scalar, else None;
+    ``pattern_groups``: for patterns merged from several MATCH clauses, the clause of each pattern
+    (relationship uniqueness holds only within one clause)."""
+    kinds = infer_kinds(match_patterns, bound_kinds, model)
+    nodes: dict[str, NodeVar] = {}
+    rels: dict[str, RelVar] = {}
+    edges: list[RelVar] = []
+    conditions: list[str] = []
+    inline_predicates: list[ast.Expression] = list(extra_conditions)
+    plan = MatchPlan(sql=None)
+    empty = False
+
+    def node_var(element: ast.NodePattern) -> NodeVar:
+        name = element.variable or f"_n{next(_anon)}"
+        kind = kinds.get(element.variable or id(element)) or SEGMENT
+        var = nodes.get(name)
+        if var is None:
+            var = nodes[name] = NodeVar(name, kind, bound=name in bound_kinds, pattern=element)
+        elif var.kind != kind:
+            var.kind = EMPTY
+        if any(label.endswith("Neuron") for label in element.labels):
+            var.neuron = True
+        if element.properties is not None:
+            if not isinstance(element.properties, ast.MapLiteral):
+                raise unsupported(element.properties, "node properties given as a parameter map")
+            for key, value in element.properties.entries:
+                inline_predicates.append(ast.Comparison(
+                    (ast.Property(ast.Variable(name), key), value), ("=",),
+                    line=element.line, column=element.column))
+        return var
+
+    group_of_rel: dict[str, int] = {}
+    for pattern_index, pattern in enumerate(match_patterns):
+        names = []
+        previous = node_var(pattern.elements[0])
+        names.append(previous.name)
+        for i in range(1, len(pattern.elements), 2):
+            rel_pattern, node_pattern = pattern.elements[i], pattern.elements[i + 1]
+            if rel_pattern.variable_length:
+                raise unsupported(rel_pattern, "variable-length relationship in this position")
+            following = node_var(node_pattern)
+            start, end = previous, following
+            if rel_pattern.direction == ast.Direction.INCOMING:
+                start, end = end, start
+            kind = rel_kind(rel_pattern, start.kind, end.kind)
+            name = rel_pattern.variable or f"_r{next(_anon)}"
+            if name in rels or name in bound_kinds or name in bound_values:
+                raise unsupported(rel_pattern, f"relationship variable `{name}` bound twice")
+            rel = RelVar(name, kind, start.name, end.name,
+                         undirected=rel_pattern.direction == ast.Direction.UNDIRECTED, pattern=rel_pattern)
+            if rel.undirected and kind != CONNECTS:
+                raise unsupported(rel_pattern, f"undirected :{kind}")
+            rels[name] = rel
+            edges.append(rel)
+            group_of_rel[name] = pattern_groups[pattern_index] if pattern_groups else 0
+            if rel_pattern.properties is not None:
+                if not isinstance(rel_pattern.properties, ast.MapLiteral):
+                    raise unsupported(rel_pattern.properties, "relationship properties given as a parameter map")
+                for key, value in rel_pattern.properties.entries:
+                    inline_predicates.append(ast.Comparison(
+                        (ast.Property(ast.Variable(name), key), value), ("=",),
+                        line=rel_pattern.line, column=rel_pattern.column))
+            names += [name, following.name]
+            previous = following
+        if pattern.variable:
+            plan.path_bindings.append((pattern.variable, names))
+
+    plan.nodes, plan.rels = nodes, rels
+    if any(v.kind == EMPTY for v in nodes.values()) or any(r.kind in (EMPTY, "CloseTo") for r in rels.values()):
+        return plan  # mitochondria and unknown labels/types: nothing matches
+
+    # ---- validate edge endpoints
+    for rel in edges:
+        ks, ke = nodes[rel.start].kind, nodes[rel.end].kind
+        ok = {
+            CONNECTS: (ks, ke) in ((SEGMENT, SEGMENT), (SYNSET, SYNSET)),
+            SYNAPSES_TO: (ks, ke) == (SYNAPSE, SYNAPSE),
+            CONTAINS: (ks, ke) in ((SEGMENT, SYNSET), (SYNSET, SYNAPSE), (SEGMENT, SYNAPSE)),
+        }[rel.kind]
+        if not ok:
+            return plan  # e.g. (:Synapse)-[:ConnectsTo]->(): no such relationships
+
+    # ---- FROM items: one alias per node variable with a table, bound table for earlier rows
+    from_items: list[str] = []
+    uses_bound = any(v.bound for v in nodes.values())
+    referenced = set(also_reads)  # variables of earlier clauses the SQL may need as columns
+    for expr in conjuncts(where) + inline_predicates:
+        referenced |= variables_in(expr)
+    bound_used = sorted(n for n in referenced if n in bound_values and n not in nodes)
+    uses_bound = uses_bound or bool(bound_used)
+    if uses_bound:
+        from_items.append("bound b")
+    alias_counter = itertools.count()
+
+    def new_alias(prefix: str) -> str:
+        return f"{prefix}{next(alias_counter)}"
+
+    for var in nodes.values():
+        if var.bound:
+            var.id_sql = f"b.{quote(var.name)}"
+        if var.kind == SEGMENT:
+            var.alias = new_alias("n")
+            from_items.append(f"segments {var.alias}")
+            if var.id_sql:
+                conditions.append(f"{var.alias}.bodyId = {var.id_sql}")
+            var.id_sql = f"{var.alias}.bodyId"
+            if var.neuron:
+                conditions.append(f"{var.alias}.is_neuron")
+        elif var.kind == SYNAPSE:
+            var.alias = new_alias("s")
+            from_items.append(f"synapses {var.alias}")
+            if var.id_sql:
+                conditions.append(f"{var.alias}.syn_id = {var.id_sql}")
+            var.id_sql = f"{var.alias}.syn_id"
+        elif var.kind == META:
+            var.alias = None
+            var.id_sql = "0"
+    # SynapseSets take the body of a node they are tied to (no table of their own)
+    equal_pairs: list[tuple[str, str]] = []
+
+    def body_of(var: NodeVar) -> str | None:
+        if var.kind == SEGMENT:
+            return var.id_sql
+        if var.kind == SYNAPSE:
+            return f"{var.alias}.body"
+        return var.id_sql
+
+    for _ in range(3):
+        for rel in edges:
+            if rel.kind != CONTAINS:
+                continue
+            start, end = nodes[rel.start], nodes[rel.end]
+            if end.kind == SYNSET and end.id_sql is None and body_of(start):
+                end.id_sql = body_of(start)
+            if start.kind == SYNSET and start.id_sql is None and body_of(end):
+                start.id_sql = body_of(end)
+    for var in nodes.values():
+        if var.kind == SYNSET and var.id_sql is None:
+            var.alias = new_alias("ss")
+            from_items.append(f"(SELECT bodyId FROM segments) {var.alias}")
+            var.id_sql = f"{var.alias}.bodyId"
+
+    # ---- edges
+    constrained = {name for name in referenced if name in nodes} | {v.name for v in nodes.values() if v.bound}
+    for rel in edges:
+        start, end = nodes[rel.start], nodes[rel.end]
+        if rel.kind == CONNECTS:
+            table = "connections"
+            if end.name in constrained and start.name not in constrained:
+                table = "connections_by_post"
+            rel.alias = new_alias("c")
+            from_items.append(f"{table} {rel.alias}")
+            if rel.undirected:
+                # both directions as one derived table: each branch keeps its sorted access path
+                from_items[-1] = (
+                    "(SELECT body_pre AS near, body_post AS far, * FROM connections UNION ALL "
+                    f"SELECT body_post AS near, body_pre AS far, * FROM connections_by_post) {rel.alias}")
+                equal_pairs += [(f"{rel.alias}.near", start.id_sql), (f"{rel.alias}.far", end.id_sql)]
+            else:
+                equal_pairs += [(f"{rel.alias}.body_pre", start.id_sql), (f"{rel.alias}.body_post", end.id_sql)]
+        elif rel.kind == SYNAPSES_TO:
+            rel.alias = new_alias("p")
+            from_items.append(f"partners {rel.alias}")
+            equal_pairs += [(f"{rel.alias}.pre_id", start.id_sql), (f"{rel.alias}.post_id", end.id_sql),
+                            (f"{rel.alias}.body_pre", f"{start.alias}.body"),
+                            (f"{rel.alias}.body_post", f"{end.alias}.body")]
+        elif rel.kind == CONTAINS:
+            a, b = body_of(start), body_of(end)
+            if a != b:
+                equal_pairs.append((a, b))
+    # relationship uniqueness within one MATCH
+    for r1, r2 in itertools.combinations([r for r in edges if r.kind in (CONNECTS, SYNAPSES_TO)], 2):
+        if r1.kind == r2.kind and nodes[r1.start].kind == nodes[r2.start].kind and \
+                group_of_rel[r1.name] == group_of_rel[r2.name]:
+            cols = ("body_pre", "body_post") if r1.kind == CONNECTS else ("pre_id", "post_id")
+            conditions.append(f"(({r1.alias}.{cols[0]}, {r1.alias}.{cols[1]}) <> "
+                              f"({r2.alias}.{cols[0]}, {r2.alias}.{cols[1]}))")
+    for left, right in equal_pairs:
+        conditions.append(f"{left} = {right}")
+
+    # ---- WHERE: push what SQL can say, keep the rest for Python
+    scope = SqlScope(model, params=params)
+    for var in nodes.values():
+        scope.nodes[var.name] = (var.kind, var.alias, var.id_sql)
+    for rel in rels.values():
+        scope.rels[rel.name] = (rel.kind, rel.alias)
+    for name in bound_used:
+        family = bound_values.get(name)
+        if name in also_reads and not family:
+            continue
+        if family:
+            scope.bound_values[name] = (f"b.{quote(name)}", family)
+    pushed: list[str] = []
+    for expr in conjuncts(where) + inline_predicates:
+        names = variables_in(expr)
+        sql = None
+        if names <= set(nodes) | set(rels) | set(scope.bound_values):
+            sql = compile_predicate(expr, scope)
+        if sql is None:
+            plan.residual.append(expr)
+        else:
+            pushed.append(sql)
+            conditions.extend(_propagate_key_filter(expr, scope, nodes, equal_pairs))
+    conditions += pushed
+    plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
+    plan.uses_bound = uses_bound
+
+    # ---- SELECT: keys and the properties the query reads
+    select = ["b.__row AS __row"] if uses_bound else []
+    for var in nodes.values():
+        if var.kind == META:
+            continue
+        select.append(f"{var.id_sql} AS {quote(var.name)}")
+        plan.columns.append((var.name, var.name, "id"))
+        if var.kind in (SEGMENT, SYNAPSE):
+            for prop in sorted(needed_props):
+                rendered = model.node_property_sql(var.kind, var.alias, prop)
+                if rendered and rendered[0] != "NULL":
+                    out = f"{var.name}.{prop}"
+                    select.append(f"{rendered[0]} AS {quote(out)}")
+                    plan.columns.append((out, var.name, prop))
+                elif rendered:
+                    plan.null_props.setdefault(var.name, []).append(prop)
+            if var.kind == SEGMENT:
+                select.append(f"{var.alias}.is_neuron AS {quote(var.name + '.__is_neuron')}")
+                plan.columns.append((var.name + ".__is_neuron", var.name, "__is_neuron"))
+    for rel in rels.values():
+        if rel.kind == CONNECTS:
+            for col, prop in (("body_pre", "__start"), ("body_post", "__end"), ("weight", "weight"),
+                              ("weight_hp", "weightHP")):
+                out = f"{rel.name}.{prop}"
+                select.append(f"{rel.alias}.{col} AS {quote(out)}")
+                plan.columns.append((out, rel.name, prop))
+        elif rel.kind == SYNAPSES_TO:
+            for col, prop in (("pre_id", "__start"), ("post_id", "__end")):
+                out = f"{rel.name}.{prop}"
+                select.append(f"{rel.alias}.{col} AS {quote(out)}")
+                plan.columns.append((out, rel.name, prop))
+        else:  # Contains: identified by its ends
+            for end, prop in ((rel.start, "__start"), (rel.end, "__end")):
+                out = f"{rel.name}.{prop}"
+                select.append(f"{nodes[end].id_sql} AS {quote(out)}")
+                plan.columns.append((out, rel.name, prop))
+    if not select:
+        select = ["1 AS __one"]
+    from_where = ""
+    if from_items:
+        from_where += " FROM " + ", ".join(from_items)
+    if conditions:
+        from_where += " WHERE " + " AND ".join(conditions)
+    plan.sql = f"SELECT {', '.join(select)}{from_where}"
+    plan.from_where = from_where
+    plan.scope = scope
+    return plan
+
+
+def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> list[str]:
+    """``n.bodyId = 1`` / ``n.bodyId IN [..]`` also filters every column joined to n's key."""
+    target = None
+    if isinstance(expr, ast.Comparison) and expr.operators == ("=",):
+        left, right = expr.operands
+        if isinstance(right, ast.Property) and not isinstance(left, ast.Property):
+            left, right = right, left
+        target, value = left, right
+        kind = "="
+    elif isinstance(expr, ast.In):
+        target, value, kind = expr.element, expr.collection, "in"
+    else:
+        return []
+    if not (isinstance(target, ast.Property) and isinstance(target.subject, ast.Variable)):
+        return []
+    var = nodes.get(target.subject.name)
+    if var is None or not ((var.kind == SEGMENT and target.name == "bodyId")):
+        return []
+    rendered = compile_value(value, scope)
+    if rendered is None or rendered[1] not in ("number", "list:number"):
+        return []
+    classes = _equal_class(var.id_sql, equal_pairs)
+    out = []
+    for column in classes - {var.id_sql}:
+        if kind == "=":
+            out.append(f"{column} = {rendered[0]}")
+        else:
+            out.append(in_sql(column, rendered[0]))
+    return out
+
+
+def _equal_class(start: str, pairs) -> set[str]:
+    members = {start}
+    changed = True
+    while changed:
+        changed = False
+        for a, b in pairs:
+            if (a in members) != (b in members):
+                members |= {a, b}
+                changed = True
+    return members
+

@@ -1,0 +1,331 @@
+"""How the neuPrint graph maps onto the store's tables (docs/cypher.md has the full picture).
+
+=================  =========================================================================
+graph              store
+=================  =========================================================================
+``:Segment``       a row of ``segments`` (key ``bodyId``); ``:Neuron`` adds ``is_neuron``
+``:SynapseSet``    virtual: one per body (key = the body); it Contains the body's synapses
+``:Synapse``       a row of ``synapses`` (key ``syn_id`` = ``id(s)``)
+``:Meta``          the ``meta`` table, one node (key 0)
+``:ConnectsTo``    a row of ``connections`` / ``connections_by_post`` (body_pre -> body_post);
+                   between SynapseSets too
+``:SynapsesTo``    a row of ``partners`` (pre_id -> post_id)
+``:Contains``      Segment -> SynapseSet -> Synapse, by body
+mitochondria       ``:Element``/``:ElementSet``/``:CloseTo`` have no rows in this release
+=================  =========================================================================
+
+:class:`GraphModel` knows the columns and ROI names of one store and renders a property of a
+node or relationship as SQL over a table alias; :class:`GraphView` loads properties and whole
+property maps for nodes that the SQL did not already fetch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pyarrow as pa
+
+from flatprint.cypher.values import NodeRef, Point, RelRef
+
+SEGMENT, SYNSET, SYNAPSE, META, EMPTY = "segment", "synset", "synapse", "meta", "empty"
+CONNECTS, SYNAPSES_TO, CONTAINS = "ConnectsTo", "SynapsesTo", "Contains"
+
+#: label -> node kind (labels are case-sensitive in Cypher)
+LABEL_KINDS = {
+    "Segment": SEGMENT, "Neuron": SEGMENT, "Cell": SEGMENT,
+    "SynapseSet": SYNSET, "Synapse": SYNAPSE, "PreSyn": SYNAPSE, "PostSyn": SYNAPSE,
+    "Meta": META, "Element": EMPTY, "ElementSet": EMPTY, "Mitochondrion": EMPTY, "DataModel": EMPTY,
+}
+#: relationship type names the engine knows; anything else matches nothing
+REL_TYPES = {CONNECTS, SYNAPSES_TO, CONTAINS, "CloseTo"}
+
+POINT_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
+HIDDEN_SEGMENT_COLUMNS = ("is_neuron",)
+NUMERIC_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
+                 "UTINYINT", "HUGEINT", "DOUBLE", "FLOAT", "DECIMAL")
+
+
+def quote(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value) -> str:
+    """A SQL literal for a Python scalar."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if value == value else "'NaN'::DOUBLE"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class GraphModel:
+    """The store's shape: segment and synapse columns, ROI names and ROI label sets."""
+
+    def __init__(self, store):
+        self.store = store
+        cur = store.cursor()
+        self.segment_types = self._types(cur, "segments")
+        self.synapse_types = self._types(cur, "synapses")
+        self.rois = sorted(r[0] for r in cur.execute("SELECT roi FROM rois").fetchall())
+        self.roi_set = set(self.rois)
+        labels: dict[str, dict[str, list[int]]] = {}
+        self.roi_names_of_label: dict[tuple[str, int], list[str]] = {}
+        for roi_set, label, roi in cur.execute("SELECT roi_set, label, roi FROM roi_map ORDER BY roi").fetchall():
+            labels.setdefault(roi, {}).setdefault(roi_set, []).append(int(label))
+            self.roi_names_of_label.setdefault((roi_set, int(label)), []).append(roi)
+        self.roi_labels = labels
+        self.nt_columns = [c for c in self.synapse_types if c.startswith("nt") and c.endswith("Prob")]
+        self.segment_properties = [c for c in self.segment_types if c not in HIDDEN_SEGMENT_COLUMNS]
+        self.meta = dict(store.meta)
+        prefix = f"{self.meta.get('dataset', '')}_"
+        # neuPrint also labels nodes with the dataset name: `male-cns_Neuron`
+        self.label_kinds = dict(LABEL_KINDS)
+        for label, kind in LABEL_KINDS.items():
+            self.label_kinds[prefix + label] = kind
+
+    @staticmethod
+    def _types(cur, table: str) -> dict[str, str]:
+        return {name: dtype for name, dtype, *_ in cur.execute(f"DESCRIBE {table}").fetchall()}
+
+    # ---- SQL renderings of properties -------------------------------------------------------
+
+    def node_property_sql(self, kind: str, alias: str, name: str) -> tuple[str, str] | None:
+        """(SQL, type family) of ``alias.name`` for a node of ``kind``; type family is 'number',
+        'string', 'bool', 'point' or 'null'. None when the property cannot be rendered in SQL."""
+        if kind == SEGMENT:
+            if name in self.segment_types and name not in HIDDEN_SEGMENT_COLUMNS:
+                return f"{alias}.{quote(name)}", _family(self.segment_types[name], name)
+            if name in self.roi_set:
+                return (f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {literal(name)} "
+                        f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"), "bool"
+            return "NULL", "null"
+        if kind == SYNAPSE:
+            if name == "type":
+                return f"{alias}.kind", "string"
+            if name == "confidence":
+                return f"{alias}.conf", "number"
+            if name == "location":
+                return f"[{alias}.x, {alias}.y, {alias}.z]", "point"
+            if name in self.nt_columns:
+                return f"{alias}.{quote(name)}", "number"
+            if name in self.roi_set:
+                return self.synapse_roi_sql(alias, name), "bool"
+            return "NULL", "null"
+        if kind == EMPTY:
+            return "NULL", "null"
+        return None
+
+    def synapse_roi_sql(self, alias: str, roi: str, prefix: str = "", suffix: str = "") -> str:
+        """TRUE (else NULL) when the synapse at ``alias`` counts under ``roi``."""
+        sets = self.roi_labels.get(roi, {})
+        tests = [f"{alias}.{prefix}{roi_set}_label{suffix} IN ({', '.join(map(str, labels))})"
+                 for roi_set, labels in sorted(sets.items())]
+        return f"(CASE WHEN {' OR '.join(tests)} THEN TRUE END)" if tests else "NULL"
+
+    def point_component_sql(self, kind: str, alias: str, name: str, component: str) -> str | None:
+        axis = {"x": 0, "y": 1, "z": 2}.get(component)
+        if axis is None:
+            return None
+        if kind == SYNAPSE and name == "location":
+            return f"{alias}.{'xyz'[axis]}"
+        if kind == SEGMENT and name in POINT_COLUMNS and name in self.segment_types:
+            return f"{alias}.{quote(name)}[{axis + 1}]"
+        return None
+
+    def rel_property_sql(self, kind: str, alias: str, name: str) -> tuple[str, str] | None:
+        if kind == CONNECTS:
+            if name == "weight":
+                return f"{alias}.weight", "number"
+            if name == "weightHP":
+                return f"{alias}.weight_hp", "number"
+            if name == "roiInfo":
+                return None  # built from connection_rois after the match
+            return "NULL", "null"
+        return "NULL", "null"
+
+    # ---- Python values from SQL results --------------------------------------------------------
+
+    def segment_value(self, name: str, value):
+        if name in POINT_COLUMNS and value is not None:
+            return Point(value)
+        return value
+
+    def meta_value(self, name: str):
+        return self.meta.get(name)
+
+    def synapse_map(self, row: dict) -> dict:
+        """A synapse's whole property map from its ``synapses`` row."""
+        props = {"type": row["kind"], "confidence": row["conf"],
+                 "location": Point((row["x"], row["y"], row["z"]))}
+        for column in self.nt_columns:
+            if row.get(column) is not None:
+                props[column] = row[column]
+        for roi_set in ("primary", "major"):
+            for roi in self.roi_names_of_label.get((roi_set, int(row.get(f"{roi_set}_label") or 0)), []):
+                props[roi] = True
+        return props
+
+
+def _family(dtype: str, name: str) -> str:
+    dtype = dtype.upper()
+    if name in POINT_COLUMNS:
+        return "point"
+    if dtype.endswith("[]"):
+        return "list"
+    if dtype.split("(")[0] in NUMERIC_TYPES:
+        return "number"
+    if dtype == "BOOLEAN":
+        return "bool"
+    return "string"
+
+
+_MODELS: dict[int, GraphModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def model_of(store) -> GraphModel:
+    """The (cached) GraphModel of an open store."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(id(store))
+        if model is None or model.store is not store:
+            model = _MODELS[id(store)] = GraphModel(store)
+        return model
+
+
+class GraphView:
+    """Loads node and relationship properties on demand, in batches, through one cursor."""
+
+    def __init__(self, model: GraphModel, cursor, run_sql):
+        self.model = model
+        self.cursor = cursor
+        self.run_sql = run_sql  # engine's SQL runner (applies the timeout)
+
+    # -- single properties (fallback when the match did not fetch them)
+
+    def load_property(self, node: NodeRef, name: str):
+        if node.kind == META:
+            return self.model.meta_value(name)
+        if node.kind in (SEGMENT, SYNAPSE):
+            self.complete_nodes([node])
+            return node.props.get(name)
+        return None
+
+    def load_rel_property(self, rel: RelRef, name: str):
+        if rel.kind == CONNECTS:
+            self.complete_rels([rel])
+            return rel.props.get(name)
+        return None
+
+    # -- whole property maps, in batches
+
+    def complete_nodes(self, nodes) -> None:
+        todo: dict[str, dict] = {}
+        for node in nodes:
+            if isinstance(node, NodeRef) and not node.complete:
+                todo.setdefault(node.kind, {}).setdefault(node.id, []).append(node)
+        for kind, by_id in todo.items():
+            if kind == META:
+                for group in by_id.values():
+                    for node in group:
+                        node.props = dict(self.model.meta)
+                        node.complete = True
+                continue
+            if kind == SEGMENT:
+                maps = self._segment_maps(list(by_id))
+            elif kind == SYNAPSE:
+                maps = self._synapse_maps(list(by_id))
+            else:
+                maps = {}
+            for key, group in by_id.items():
+                for node in group:
+                    node.props = dict(maps.get(key, {}))
+                    node.complete = True
+
+    def _id_table(self, ids):
+        return pa.table({"id": pa.array(list(ids), type=pa.int64())})
+
+    def _segment_maps(self, ids) -> dict:
+        model = self.model
+        cols = ", ".join(f"s.{quote(c)}" for c in model.segment_properties)
+        ids_table = self._id_table(ids)
+        rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id",
+                            {"ids_table": ids_table})
+        maps = {}
+        for row in rows:
+            props = {}
+            for name, value in zip(model.segment_properties, row):
+                if value is not None:
+                    props[name] = model.segment_value(name, value)
+            maps[props["bodyId"]] = props
+        for body, rois in self.run_sql(
+                "SELECT r.bodyId, list(r.roi ORDER BY r.roi) FROM segment_rois r "
+                "SEMI JOIN ids_table i ON r.bodyId = i.id GROUP BY r.bodyId", {"ids_table": ids_table}):
+            props = maps.get(body)
+            if props is not None:
+                for roi in rois:
+                    props[roi] = True
+        return maps
+
+    def _synapse_maps(self, ids) -> dict:
+        cols = ["syn_id", "kind", "conf", "x", "y", "z", "primary_label", "major_label", *self.model.nt_columns]
+        rows = self.run_sql(
+            f"SELECT {', '.join('s.' + quote(c) for c in cols)} FROM synapses s "
+            "SEMI JOIN ids_table i ON s.syn_id = i.id", {"ids_table": self._id_table(ids)})
+        return {row[0]: self.model.synapse_map(dict(zip(cols, row))) for row in rows}
+
+    def complete_rels(self, rels) -> None:
+        todo = {}
+        for rel in rels:
+            if isinstance(rel, RelRef) and not rel.complete:
+                if rel.kind == CONNECTS:
+                    todo.setdefault((rel.start, rel.end), []).append(rel)
+                else:
+                    rel.complete = True
+        if not todo:
+            return
+        pairs = pa.table({"a": pa.array([k[0] for k in todo], type=pa.int64()),
+                          "b": pa.array([k[1] for k in todo], type=pa.int64())})
+        found = {}
+        for a, b, weight, weight_hp in self.run_sql(
+                "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections c "
+                "SEMI JOIN pairs p ON c.body_pre = p.a AND c.body_post = p.b", {"pairs": pairs}):
+            found[(a, b)] = {"weight": weight, "weightHP": weight_hp}
+        infos = self.roi_infos(pairs)
+        for key, group in todo.items():
+            props = dict(found.get(key, {}))
+            if key in found:
+                props["roiInfo"] = infos.get(key, "{}")
+            for rel in group:
+                rel.props.update(props)
+                rel.complete = True
+
+    def roi_infos(self, pairs: pa.Table) -> dict:
+        """ConnectsTo.roiInfo (JSON text ``{roi: {"pre": n, "post": n}}``) per (body_pre, body_post)."""
+        out: dict = {}
+        sql = ("SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM connection_rois r "
+               "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b")
+        starts = set(pairs.column("a").to_pylist())
+        if len(starts) <= 2000:  # a literal range lets DuckDB skip row groups (sorted by body_pre)
+            sql += f" WHERE r.body_pre IN ({', '.join(str(int(v)) for v in sorted(starts))})"
+        for a, b, roi, pre, post in self.run_sql(sql + " ORDER BY 1, 2, 3", {"pairs": pairs}):
+            out.setdefault((a, b), {})[roi] = {"pre": pre, "post": post}
+        return {k: json.dumps(v, separators=(",", ":")) for k, v in out.items()}
+
+    def fill_roi_infos(self, rels) -> None:
+        """Set roiInfo on ConnectsTo relationships that lack it (one query for all of them)."""
+        need = {(r.start, r.end) for r in rels if isinstance(r, RelRef) and r.kind == CONNECTS
+                and "roiInfo" not in r.props}
+        if not need:
+            return
+        pairs = pa.table({"a": pa.array([k[0] for k in need], type=pa.int64()),
+                          "b": pa.array([k[1] for k in need], type=pa.int64())})
+        infos = self.roi_infos(pairs)
+        for rel in rels:
+            if isinstance(rel, RelRef) and rel.kind == CONNECTS and "roiInfo" not in rel.props:
+                rel.props["roiInfo"] = infos.get((rel.start, rel.end), "{}")

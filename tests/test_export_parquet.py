@@ -1,0 +1,144 @@
+"""`flatprint export parquet`: layout, hive partitions, schema documents, atomicity, and contents
+checked against the raw release feathers (tests/oracle.py) with pyarrow (no flatprint code reads)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from oracle import load, point_id
+
+SINGLE = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
+PARTITIONED = {"synapses": "body", "partners": "body_pre"}
+
+
+@pytest.fixture(scope="module")
+def exported(store_path, tmp_path_factory):
+    from flatprint.export.parquet import export_parquet
+
+    out = tmp_path_factory.mktemp("parquet") / "pq"
+    result = export_parquet(store_path, out, buckets=64)
+    return out, result
+
+
+def read_table(out, name) -> pa.Table:
+    if (out / name).is_dir():
+        return ds.dataset(out / name, format="parquet", partitioning="hive").to_table()
+    return pq.read_table(out / f"{name}.parquet")
+
+
+def test_layout_and_partitions(exported):
+    out, result = exported
+    for name in SINGLE:
+        assert (out / f"{name}.parquet").is_file(), name
+    assert not (out / "connections_by_post.parquet").exists()
+    for name, body_col in PARTITIONED.items():
+        dirs = sorted(p.name for p in (out / name).iterdir())
+        assert dirs and all(d.startswith("body_bucket=") for d in dirs), dirs
+        assert {int(d.split("=")[1]) for d in dirs} <= set(range(64))
+        for d in dirs[:8]:
+            bucket = int(d.split("=")[1])
+            t = pq.read_table(out / name / d)  # a partition directory alone: no body_bucket column
+            assert "body_bucket" not in t.column_names
+            assert (np.asarray(t[body_col]) % 64 == bucket).all()
+    assert (out / "SCHEMA.md").is_file() and (out / "_schema.json").is_file()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+    assert set(result["tables"]) == set(SINGLE) | set(PARTITIONED)
+
+
+def test_schema_documents_match_the_files(exported):
+    out, _ = exported
+    schema = json.loads((out / "_schema.json").read_text())
+    md = (out / "SCHEMA.md").read_text()
+    assert set(schema["tables"]) == set(SINGLE) | set(PARTITIONED)
+    for name, doc in schema["tables"].items():
+        t = read_table(out, name)
+        assert doc["rows"] == t.num_rows, name
+        assert [c["name"] for c in doc["columns"]] == t.column_names, name
+        for c in doc["columns"]:
+            assert c["nulls"] == t[c["name"]].null_count, (name, c["name"])
+        for field in t.schema:
+            # Spark has no unsigned integers: the export must not write any
+            assert not pa.types.is_unsigned_integer(field.type), (name, field)
+        assert f"## `{name}`" in md and all(f"`{c['name']}`" in md for c in doc["columns"])
+    assert schema["buckets"] == 64 and schema["dataset"] == "male-cns:v0.9"
+
+
+def test_contents_round_trip(release_dir, exported):
+    out, _ = exported
+    stats, ann = load(release_dir, "stats"), load(release_dir, "annotations")
+    weights, points, partners = (load(release_dir, t) for t in ("weights", "syn-points", "syn-partners"))
+
+    seg = read_table(out, "segments").to_pandas()
+    assert set(seg["bodyId"]) == set(stats["body"]) | set(ann["bodyId"])
+    conn = read_table(out, "connections").to_pandas()
+    assert len(conn) == len(weights) and conn["weight"].sum() == weights["weight"].sum() == len(partners)
+    got = conn.set_index(["body_pre", "body_post"])["weight"].sort_index()
+    exp = weights.set_index(["body_pre", "body_post"])["weight"].sort_index()
+    assert (got.index == exp.index).all() and (got.to_numpy() == exp.to_numpy()).all()
+
+    syn = read_table(out, "synapses").select(["point_id", "body", "kind", "x", "y", "z", "conf", "body_bucket"])
+    syn = syn.to_pandas()
+    assert len(syn) == len(points)
+    assert (syn["body_bucket"].astype(np.int64) == syn["body"] % 64).all()
+    pid = point_id(syn["x"], syn["y"], syn["z"]).to_numpy()
+    assert (pid.astype(np.int64) == syn["point_id"].to_numpy()).all()
+    pts = points.loc[pid]
+    assert (syn["body"].to_numpy() == pts["body"].to_numpy()).all()
+    assert (syn["kind"].to_numpy() == pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()).all()
+
+    par = read_table(out, "partners").select(["body_pre", "body_post", "x_pre", "y_pre", "z_pre",
+                                              "x_post", "y_post", "z_post"]).to_pandas()
+    assert len(par) == len(partners)
+    key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
+    a = par[key].astype(np.int64).sort_values(key, ignore_index=True)
+    b = partners[key].astype(np.int64).sort_values(key, ignore_index=True)
+    assert a.equals(b)
+
+
+def test_duckdb_reads_hive_partitions(exported):
+    """The export reads back in DuckDB with hive partitioning and prunes by body_bucket."""
+    import duckdb
+
+    out, _ = exported
+    con = duckdb.connect()
+    glob = str(out / "synapses" / "**" / "*.parquet")
+    body = con.execute(f"SELECT body FROM read_parquet('{glob}', hive_partitioning=true) LIMIT 1").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
+                    f"WHERE body_bucket = {body % 64} AND body = {body}").fetchone()[0]
+    assert n > 0
+
+
+def test_cli_atomic_and_force(store_factory, exported, tmp_path, monkeypatch):
+    from flatprint.export import parquet as mod
+    from flatprint.export.cli import export_group
+
+    small = store_factory(0, 0.001)
+    runner = CliRunner()
+    out = tmp_path / "pq"
+    res = runner.invoke(export_group, ["parquet", "--buckets", "8", str(small), str(out)])
+    assert res.exit_code == 0, res.output
+    assert "synapses/" in res.output and "SCHEMA.md" in res.output
+    assert len(list((out / "synapses").iterdir())) <= 8
+    existing, _ = exported
+    again = runner.invoke(export_group, ["parquet", str(small), str(existing)])
+    assert again.exit_code == 1 and "exists" in again.output
+    assert json.loads((existing / "_schema.json").read_text())["buckets"] == 64  # untouched
+
+    # a failure half way leaves neither OUT nor the temporary directory, and --force keeps the old OUT
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mod, "describe", boom)
+    failed = runner.invoke(export_group, ["parquet", str(small), str(tmp_path / "new")])
+    assert failed.exit_code != 0 and not (tmp_path / "new").exists()
+    failed = runner.invoke(export_group, ["parquet", "--force", "--buckets", "4", str(small), str(out)])
+    assert failed.exit_code != 0 and len(list((out / "synapses").iterdir())) > 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], os.listdir(tmp_path)
