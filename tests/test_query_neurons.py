@@ -171,7 +171,7 @@ def test_roi_criteria(client, release_dir):
 
 def test_returned_columns(client):
     core, _ = flatprint.fetch_neurons("DNge104", returned_columns="core", client=client)
-    assert core.columns.tolist() == ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream",
+    assert core.columns.tolist() == ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "size",
                                      "status", "statusLabel", "somaLocation", "roiInfo", "inputRois", "outputRois"]
     few = flatprint.fetch_neurons("DNge104", returned_columns=["type", "nope", "bodyId"], omit_rois=True, client=client)
     assert few.columns.tolist() == ["type", "bodyId"]

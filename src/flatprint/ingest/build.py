@@ -312,6 +312,10 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
             ann_select.append(f"CAST(a.{_q(c)} AS BIGINT[]) AS {_q(c)}")
         elif ctype.startswith("ENUM") or c == "statusLabel":
             ann_select.append(f"CAST(a.{_q(c)} AS VARCHAR) AS {_q(c)}")
+        elif ctype in ("DOUBLE", "FLOAT") and _whole_numbers(con, "raw_ann", c):
+            # Ids and counts (group, mancBodyid, ...) are floats in the feather only because of nulls;
+            # neuPrint stores them as integers.
+            ann_select.append(f"CAST(a.{_q(c)} AS BIGINT) AS {_q(c)}")
         else:
             ann_select.append(f"a.{_q(c)}")
     nt_cols = [c for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
@@ -332,6 +336,7 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
                {", ".join(ann_select)},
                {nt_select},
                coalesce(info.roiInfo, '{{}}') AS roiInfo
+               {", NULL::BIGINT AS size" if "size" not in ann_cols else ""}
         FROM ids LEFT JOIN raw_stats s ON s.body = ids.bodyId
                  LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
                  LEFT JOIN raw_nt nt ON nt.body = ids.bodyId
@@ -394,6 +399,14 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
 
 
+def _whole_numbers(con, table: str, column: str) -> bool:
+    """True when every non-null value of a float column is a whole number that fits in int64."""
+    bad, present = con.execute(
+        f"SELECT count(*) FILTER ({_q(column)} <> floor({_q(column)}) OR abs({_q(column)}) >= 9.0e15 "
+        f"OR isnan({_q(column)})), count({_q(column)}) FROM {table}").fetchall()[0]
+    return bad == 0 and present > 0
+
+
 def _column_types(con, table: str) -> dict[str, str]:
     return dict(con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall())
@@ -433,7 +446,9 @@ def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> di
     primary = [r for r, _, is_primary in rois if is_primary]
     types = _column_types(con, "segments")
     properties = {}
-    for col in ["bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", *ann_cols,
+    # 'size' (voxels) is a neuPrint property clients read (navis sets n_voxels from it); the flat
+    # release has no sizes, so it is present and null.
+    for col in ["bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", "size", *ann_cols,
                 *[camel(c) for c in nt_cols]]:
         if col in types:
             properties[col] = _neo4j_type(types[col])

@@ -112,6 +112,7 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool):
     not_primary = not_primary.reset_index()[full_cols]
     roi_counts = pd.concat([roi_counts, not_primary], ignore_index=True)
     roi_counts = roi_counts.sort_values(["bodyId", "roi"], ignore_index=True)
-    if count_cols:
-        roi_counts = roi_counts.loc[roi_counts[count_cols].any(axis=1)].reset_index(drop=True)
+    # Rows without any count are dropped (with no count columns requested that is every row, as in
+    # neuprint-python).
+    roi_counts = roi_counts.loc[roi_counts[count_cols].any(axis=1)].reset_index(drop=True)
     return neuron_df, roi_counts
