@@ -197,3 +197,27 @@ def test_release_page_snippets(server, release_dir, monkeypatch, tmp_path):
     assert (tmp_path / "dnge104.png").stat().st_size > 1000
     mesh = neu.fetch_roi("a'L(R)", client=c)
     assert len(mesh.vertices) > 0
+
+
+def test_segmentation_source_for_navis(server, np_client, store_path, release_dir, tmp_path, monkeypatch):
+    """navis finds the segmentation through nglayers; the served precomputed volume reads back equal."""
+    import navis.interfaces.neuprint as neu
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server[1]))  # navis' lookup ignores verify=
+    from flatprint.store import Store
+    from flatprint.volumes import body_at
+    from server_fixture import running_server
+
+    url, _ = server
+    source = neu.get_seg_source(client=np_client)
+    assert source == f"precomputed://{url}/api/volumes/male-cns:v0.9/segmentation"
+    store = Store.open(store_path)
+    seg_dir = store.info["volumes"]["segmentation"]
+    store.close()
+    points = [[2489, 1470, 1338], [100, 100, 100]]
+    # tensorstore verifies TLS with the system CAs, so read the same files through a plain-HTTP server.
+    with running_server([str(store_path)], tmp_path / "home", http=True) as (http_url, _):
+        served = body_at(points, f"{http_url}/api/volumes/male-cns:v0.9/segmentation")
+    assert list(served) == list(body_at(points, seg_dir))
+    r = np_client.session.get(f"{url}/api/volumes/male-cns:v0.9/segmentation/../../etc/passwd")
+    assert r.status_code == 404

@@ -481,8 +481,15 @@ def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> di
         "neuronColumns": json.dumps([{"id": c, "name": c} for c in ("bodyId", "type", "instance", "status")]),
         "neuronColumnsVisible": json.dumps([]),
     }
+    # Volumes are too large to copy into the store (the real segmentation is terabytes): record where
+    # the release keeps them, so the server can serve them as neuroglancer precomputed sources.
+    volumes = {}
+    for name, rel in (("segmentation", "segmentation"), ("brain-rois", "rois/fullbrain-roi-v4"),
+                      ("vnc-rois", "rois/malecns-vnc-neuropil-roi-v0")):
+        if (files.root / rel / "info").exists():
+            volumes[name] = str((files.root / rel).resolve())
     internal = {
-        "storeFormat": STORE_FORMAT, "flatprintVersion": __version__, "ingestedAt": now,
+        "storeFormat": STORE_FORMAT, "flatprintVersion": __version__, "ingestedAt": now, "volumes": volumes,
         "sourceChecksum": _source_checksum(files), "sourceRows": files.rows, "roiSets": files.roi_sets,
         "synthetic": synthetic,
     }

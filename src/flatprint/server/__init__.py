@@ -53,6 +53,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
     grants = load_tokens(auth) if auth else None
     stores = open_stores(specs)
     app = create_app(stores, timeout=timeout, workers=workers, grants=grants)
+    from flatprint.web import register, warm
+
+    register(app)  # the web explorer at /explorer/
+    warm(app)  # autocomplete index and summaries, computed in the background
     scheme = "http" if http else "https"
     ssl = {}
     if not http:
@@ -61,7 +65,7 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
         echo(f"export REQUESTS_CA_BUNDLE={cert}")
     shown = "localhost" if is_loopback(host) else host
     for key in stores:
-        echo(f"serving {key} at {scheme}://{shown}:{port}")
+        echo(f"serving {key} at {scheme}://{shown}:{port}  (explorer: {scheme}://{shown}:{port}/explorer/)")
     first = next(iter(stores))
     echo(f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
          f"token='local')")

@@ -8,7 +8,7 @@ package, so nothing is loaded from the network.
 
 from __future__ import annotations
 
-__all__ = ["register", "router"]
+__all__ = ["register", "router", "warm"]
 
 
 def __getattr__(name):
@@ -27,3 +27,19 @@ def register(app) -> None:
         return
     app.include_router(router)
     app.state.flatprint_explorer = True
+
+
+def warm(app, background: bool = True):
+    """Precompute the autocomplete index, home heatmap and summaries of every dataset the app serves
+    (seconds at full scale), in a daemon thread by default. Returns the thread (or None)."""
+    import threading
+
+    from flatprint.web.views import warm as _warm
+
+    stores = list(app.state.flatprint.datasets.values())
+    if not background:
+        _warm(stores)
+        return None
+    thread = threading.Thread(target=_warm, args=(stores,), name="flatprint-web-warm", daemon=True)
+    thread.start()
+    return thread

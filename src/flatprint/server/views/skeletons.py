@@ -1,11 +1,13 @@
-"""Skeletons and ROI meshes: /api/skeletons/skeleton/{ds}/{id}, /api/roimeshes/mesh/{ds}/{roi}, nglayers."""
+"""Skeletons, ROI meshes and volumes: /api/skeletons/..., /api/roimeshes/..., nglayers, /api/volumes/..."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from pathlib import Path
 
-from flatprint.server.app import dataset_for, error_response, json_response, state_of
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from flatprint.server.app import dataset_for, error_response, json_response
 
 router = APIRouter()
 
@@ -64,9 +66,32 @@ def roi_mesh(request: Request, dataset: str, roi: str):
     return PlainTextResponse(rows[0][0], media_type="text/plain")
 
 
+def _volume_dirs(store) -> dict[str, str]:
+    return {k: v for k, v in (store.info.get("volumes") or {}).items() if Path(v, "info").exists()}
+
+
 @router.get("/api/npexplorer/nglayers/{name}")
 def nglayers(request: Request, name: str):
+    """neuroglancer layers: the segmentation and ROI volumes this server hands out (navis reads the first
+    segmentation layer as the dataset's segmentation source)."""
     dataset = name[:-5] if name.endswith(".json") else name
+    key, store = dataset_for(request, dataset)
+    base = str(request.base_url).rstrip("/")
+    layers = [{"type": "segmentation", "name": key if vol == "segmentation" else vol,
+               "source": f"precomputed://{base}/api/volumes/{key}/{vol}"}
+              for vol in _volume_dirs(store)]
+    return json_response({"layers": layers, "dataset": key})
+
+
+@router.get("/api/volumes/{dataset}/{volume}/{path:path}")
+def volume_file(request: Request, dataset: str, volume: str, path: str):
+    """Files of a neuroglancer precomputed volume (info, chunks), read-only, confined to its folder."""
     _, store = dataset_for(request, dataset)
-    layers = store.meta.get("neuroglancerLayers") or []
-    return json_response({"layers": layers, "dataset": dataset})
+    root = _volume_dirs(store).get(volume)
+    if root is None:
+        return error_response(f"no volume {volume!r} in {dataset}", 404)
+    target = Path(root, path).resolve()
+    if not target.is_relative_to(Path(root).resolve()) or not target.is_file():
+        return error_response(f"{volume}/{path}: not found", 404)
+    media = "application/json" if target.name == "info" or target.suffix == ".json" else "application/octet-stream"
+    return FileResponse(target, media_type=media)

@@ -18,4 +18,5 @@ def root(request: Request):
     return HTMLResponse(
         f"<!doctype html><html><head><title>flatprint</title></head><body><h1>flatprint {__version__}</h1>"
         f"<p>A local, read-only, neuPrint-compatible server.</p><ul>{items}</ul>"
-        f"<p>API: <a href='/api/docs'>/api/docs</a></p></body></html>")
+        f"<p><a href='/explorer/'>Open the explorer</a> &middot; API: <a href='/api/docs'>/api/docs</a></p>"
+        f"</body></html>")

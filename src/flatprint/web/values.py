@@ -1,0 +1,82 @@
+"""Autocomplete over every text property of the neurons (not just the few a fulltext index covers).
+
+neuPrintExplorer's autocomplete used a fulltext index over 3 of 11 properties and silently missed
+results (peers.md, pain point 9). Here the index is every distinct value of every string property,
+built once per store with one UNPIVOT query and kept in memory; matching is case-insensitive
+substring, ranked exact > prefix > contains, then by how many neurons carry the value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+from flatprint.errors import QueryError
+from flatprint.query.criteria import quote_ident
+
+_indexes: dict[str, dict] = {}
+_lock = threading.Lock()
+SKIP = {"roiInfo"}
+
+
+def text_properties(client) -> list[str]:
+    props = json.loads(client.store.meta.get("neuronProperties", "{}"))
+    return sorted(k for k, t in props.items() if str(t).lower() in ("string", "str", "text") and k not in SKIP)
+
+
+def property_types(client) -> dict[str, str]:
+    return {k: str(v).lower() for k, v in json.loads(client.store.meta.get("neuronProperties", "{}")).items()}
+
+
+def value_index(client) -> dict[str, list[tuple[str, int, int]]]:
+    """{property: [(value, neurons, segments), ...]} most common first; built once per store."""
+    key = f"{client.store.path}:{client.store.meta.get('uuid')}"
+    with _lock:
+        if key in _indexes:
+            return _indexes[key]
+    props = text_properties(client)
+    index: dict[str, list] = {p: [] for p in props}
+    if props:
+        cols = ", ".join(f"{quote_ident(p)}::VARCHAR AS {quote_ident(p)}" for p in props)
+        on = ", ".join(quote_ident(p) for p in props)
+        _, rows = client.sql(f"""
+            SELECT prop, value, count(*) FILTER (WHERE is_neuron) AS neurons, count(*) AS segments
+            FROM (UNPIVOT (SELECT is_neuron, {cols} FROM segments) ON {on} INTO NAME prop VALUE value)
+            WHERE value IS NOT NULL AND value <> ''
+            GROUP BY ALL ORDER BY prop, neurons DESC, segments DESC, value""")
+        for prop, value, neurons, segments in rows:
+            index[prop].append((value, int(neurons), int(segments)))
+    with _lock:
+        _indexes[key] = index
+    return index
+
+
+def suggest(client, q: str, prop: str | None = None, limit: int = 30) -> list[dict]:
+    """Values containing ``q`` (any case) in ``prop`` or in every text property."""
+    index = value_index(client)
+    if prop and prop not in index:
+        raise QueryError(f"prop: {prop!r} is not a text property of this dataset")
+    needle = (q or "").strip().lower()
+    hits = []
+    for p in [prop] if prop else sorted(index):
+        for value, neurons, segments in index[p]:
+            low = value.lower()
+            if needle and needle not in low:
+                continue
+            rank = 0 if low == needle else 1 if low.startswith(needle) else 2
+            hits.append((rank, -neurons, -segments, p, value, neurons, segments))
+    hits.sort()
+    return [{"prop": p, "value": v, "neurons": n, "segments": s} for _, _, _, p, v, n, s in hits[:limit]]
+
+
+def regex_values(client, prop: str, pattern: str) -> list[str]:
+    """The values of ``prop`` that ``pattern`` matches whole (the way Cypher's =~ does)."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise QueryError(f"{prop}: invalid regular expression {pattern!r}: {exc}") from None
+    index = value_index(client)
+    if prop not in index:
+        raise QueryError(f"{prop}: regex search needs a text property")
+    return sorted(v for v, _, _ in index[prop] if rx.fullmatch(v))
