@@ -6,6 +6,7 @@ careful user would with pandas today. Nothing here imports flatprint.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,3 +33,37 @@ def point_id(x, y, z) -> pd.Series:
     """The release's point encoding: (z << 42) | (y << 21) | x, as uint64."""
     x, y, z = (pd.Series(v).to_numpy().astype("uint64") for v in (x, y, z))
     return pd.Series((z << 42) | (y << 21) | x)
+
+
+def roi_chains(release: Path) -> dict[str, list[str]]:
+    """ROI -> the ROIs a point in it counts under: itself, then its ancestors below the root."""
+    tree = json.loads((Path(release) / "roi-hierarchy.json").read_text())["roiHierarchy"]
+    out: dict[str, list[str]] = {}
+
+    def walk(node, chain):
+        out[node["name"]] = chain
+        for child in node.get("children", []):
+            walk(child, [child["name"], *chain])
+
+    for child in tree.get("children", []):
+        walk(child, [child["name"]])
+    return out
+
+
+def oracle_segments(release: Path) -> pd.DataFrame:
+    """Every body (body-stats + annotations) with its counts and the :Neuron flag (decisions.md's rule).
+
+    Indexed by body id (named bodyId).
+    """
+    stats = load(release, "stats").set_index("body")
+    ann = load(release, "annotations").set_index("bodyId")
+    bodies = stats.index.union(ann.index)
+    df = ann.reindex(bodies)
+    for col in ("pre", "post", "downstream", "synweight"):
+        df[col] = stats[col].reindex(bodies).fillna(0).astype(int)
+    named = df[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
+    status = df["status"].astype(object)
+    df["is_neuron"] = ((df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named
+                       | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
+    df.index.name = "bodyId"
+    return df

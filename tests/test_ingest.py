@@ -20,27 +20,12 @@ import pytest
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest import ingest_release
 from flatprint.store import Store
-from oracle import FILES, load, point_id
+from oracle import FILES, load, point_id, roi_chains
 
 
 def q(store_path, sql, params=None):
     with duckdb.connect(str(store_path), read_only=True) as con:
         return con.execute(sql, params or []).df()
-
-
-def hierarchy_ancestors(release):
-    """ROI -> ROIs it counts under (itself and ancestors below the root), from roi-hierarchy.json."""
-    tree = json.loads((release / "roi-hierarchy.json").read_text())["roiHierarchy"]
-    out = {}
-
-    def walk(node, chain):
-        out[node["name"]] = chain
-        for child in node.get("children", []):
-            walk(child, [child["name"]] + chain)
-
-    for child in tree.get("children", []):
-        walk(child, [child["name"]])
-    return out
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -104,7 +89,7 @@ def test_roi_weights_by_post_point(release_dir, store_path):
     """connection_rois: each partner counted under the post point's primary ROI and its ancestors."""
     partners = load(release_dir, "syn-partners")
     points = load(release_dir, "syn-points")
-    chains = hierarchy_ancestors(release_dir)
+    chains = roi_chains(release_dir)
     post_ids = point_id(partners.x_post, partners.y_post, partners.z_post).to_numpy()
     primary = partners["primary_post"].astype(str).to_numpy()
     major = points["major"].astype(str).reindex(post_ids).to_numpy()
@@ -123,7 +108,7 @@ def test_roi_weights_by_post_point(release_dir, store_path):
 
 def test_segment_rois(release_dir, store_path):
     points = load(release_dir, "syn-points")
-    chains = hierarchy_ancestors(release_dir)
+    chains = roi_chains(release_dir)
     pre = points[points.kind == "PreSyn"]
     by_primary = pre.groupby([pre.body, pre["primary"].astype(str)]).size()
     got = q(store_path, "SELECT bodyId, roi, pre, post FROM segment_rois").set_index(["bodyId", "roi"])

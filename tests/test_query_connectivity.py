@@ -10,8 +10,8 @@ import pytest
 import flatprint
 from flatprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
 from flatprint.errors import QueryError
-from oracle import load, point_id
-from test_query_neurons import hierarchy_chains, oracle_neurons
+from oracle import load, point_id, roi_chains
+from test_query_neurons import oracle_neurons
 
 MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
 
@@ -44,7 +44,7 @@ def oracle_adjacencies(release, sources, targets, include_nonprimary=False):
     outside = p[p.primary_post == "<unspecified>"].groupby(["body_pre", "body_post"]).size()
     rows += [(a, b, "NotPrimary", n) for (a, b), n in outside.items()]
     if include_nonprimary:
-        chains = hierarchy_chains(release)
+        chains = roi_chains(release)
         extra = {}
         for a, b, prim, major in zip(p.body_pre, p.body_post, p.primary_post, p.major_post):
             for roi in [c for c in chains.get(prim, [])[1:] if c not in MAJORS] + ([major] if major != "<unspecified>" else []):

@@ -12,7 +12,7 @@ import pytest
 import flatprint
 from flatprint import Client, IsNull, NotNull, NeuronCriteria as NC
 from flatprint.errors import QueryError
-from oracle import load
+from oracle import load, oracle_segments, roi_chains
 
 
 @pytest.fixture(scope="module")
@@ -23,40 +23,14 @@ def client(store_path):
 
 
 def oracle_neurons(release) -> pd.DataFrame:
-    """Every segment with its annotation, counts and the :Neuron flag, computed from the files."""
-    stats = load(release, "stats").set_index("body")
-    ann = load(release, "annotations").set_index("bodyId")
-    bodies = stats.index.union(ann.index)
-    df = ann.reindex(bodies)
-    for col in ("pre", "post", "downstream", "synweight"):
-        df[col] = stats[col].reindex(bodies).fillna(0).astype(int)
-    named = df[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
-    status = df["status"].astype(object)
-    df["is_neuron"] = ((df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named
-                       | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
-    df.index.name = "bodyId"
-    return df.reset_index()
-
-
-def hierarchy_chains(release) -> dict[str, list[str]]:
-    tree = json.loads((release / "roi-hierarchy.json").read_text())["roiHierarchy"]
-    out = {}
-
-    def walk(node, chain):
-        out[node["name"]] = chain
-        for child in node.get("children", []):
-            walk(child, [child["name"], *chain])
-
-    for child in tree["children"]:
-        walk(child, [child["name"]])
-    return out
+    return oracle_segments(release).reset_index()
 
 
 def oracle_roi_counts(release, bodies) -> pd.DataFrame:
     """bodyId, roi, pre, post per ROI at every level (by each point's primary ROI and major region)."""
     points = load(release, "syn-points")
     pts = points[points["body"].isin(bodies)]
-    chains = hierarchy_chains(release)
+    chains = roi_chains(release)
     rows = []
     for (body, kind, prim, major), n in pts.groupby(
             ["body", "kind", pts["primary"].astype(str), pts["major"].astype(str)], observed=True).size().items():

@@ -11,40 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oracle import load, point_id
+from oracle import load, oracle_segments, point_id, roi_chains
 
 from flatprint.query import heavy
 
 
 # ----------------------------------------------------------------------------- oracle (pandas only)
-
-def oracle_segments(release) -> pd.DataFrame:
-    stats = load(release, "stats").set_index("body")
-    ann = load(release, "annotations").set_index("bodyId")
-    bodies = stats.index.union(ann.index)
-    df = ann.reindex(bodies)
-    for col in ("pre", "post", "synweight"):
-        df[col] = stats[col].reindex(bodies).fillna(0)
-    named = df[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
-    status = df["status"].astype(object)
-    df["is_neuron"] = ((df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named
-                       | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
-    return df
-
-
-def roi_chains(release) -> dict[str, list[str]]:
-    tree = json.loads((release / "roi-hierarchy.json").read_text())["roiHierarchy"]
-    out = {}
-
-    def walk(node, chain):
-        out[node["name"]] = chain
-        for child in node.get("children", []):
-            walk(child, [child["name"], *chain])
-
-    for child in tree["children"]:
-        walk(child, [child["name"]])
-    return out
-
 
 def oracle_partners(release) -> pd.DataFrame:
     """syn-partners with the pre point's primary ROI and the post point's major ROI looked up."""
