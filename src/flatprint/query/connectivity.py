@@ -55,6 +55,10 @@ def _bodies(client, criteria) -> list[int]:
     return [r[0] for r in client.sql(f"{_body_set_sql(client, criteria, 'n')} ORDER BY 1")[1]]
 
 
+_DOWNSTREAM_SCAN = "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections c"
+_UPSTREAM_SCAN = "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections_by_post c"
+
+
 def _edges_sql(client, sources, targets, min_weight: int) -> str:
     """Connections between two body sets. The smaller side drives the scan of the table sorted by it."""
     n_src, n_tgt = _count(client, sources), _count(client, targets)
@@ -71,8 +75,14 @@ def _edges_sql(client, sources, targets, min_weight: int) -> str:
     id_list = ", ".join(map(str, ids))
     other_filter = "" if other_crit.is_empty() and other_crit.label == "Segment" else \
         f" AND c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
-    return (f"SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM {table} c "
+    return (f"{_DOWNSTREAM_SCAN if table == 'connections' else _UPSTREAM_SCAN} "
             f"WHERE c.{driver} IN ({id_list}){other_filter} AND c.weight >= {int(min_weight)}")
+
+
+def _by_post_table(client) -> str:
+    """connection_rois sorted by body_post (stores from before it existed fall back to the main copy)."""
+    found = client.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'connection_rois_by_post'")[1][0][0]
+    return "connection_rois_by_post" if found else "connection_rois"
 
 
 def _neuron_props(client, bodies, properties) -> pd.DataFrame:
@@ -136,16 +146,25 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
         primary = ", ".join(sql_literal(r) for r in client.primary_rois)
         roi_filter = "" if include_nonprimary else f"AND r.roi IN ({primary})"
         user_rois = f"AND roi IN ({', '.join(sql_literal(r) for r in rois)}) AND weight > 0" if rois else ""
+        # Materialize the (few) edges first: their distinct pre bodies then bound the scan of
+        # connection_rois (sorted by body_pre) in both directions.
+        cur = client.cursor()
+        edges = cur.sql(edges_sql).to_arrow_table()
+        # The driving side's ids bound the scan of the per-ROI table sorted by that side.
+        side, roi_table = ("body_pre", "connection_rois") if edges_sql.startswith(_DOWNSTREAM_SCAN) else \
+            ("body_post", _by_post_table(client))
+        ids = sorted(set(edges.column(side).to_pylist()))
+        roi_scan = f"r.{side} IN ({', '.join(map(str, ids)) or 'NULL'})"
+        cur.register("e", edges)
         conn_df = client.frame(f"""
-            WITH e AS ({edges_sql}),
-            per_roi AS (
+            WITH per_roi AS (
               SELECT r.body_pre, r.body_post, r.roi, r.weight
-              FROM connection_rois r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
-              WHERE TRUE {roi_filter}),
+              FROM {roi_table} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
+              WHERE {roi_scan} {roi_filter}),
             primary_sum AS (
               SELECT r.body_pre, r.body_post, sum(r.weight) AS w
-              FROM connection_rois r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
-              WHERE r.roi IN ({primary}) GROUP BY ALL),
+              FROM {roi_table} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
+              WHERE {roi_scan} AND r.roi IN ({primary}) GROUP BY ALL),
             not_primary AS (
               SELECT e.body_pre, e.body_post, 'NotPrimary' AS roi, (e.weight - coalesce(p.w, 0))::BIGINT AS weight
               FROM e LEFT JOIN primary_sum p ON p.body_pre = e.body_pre AND p.body_post = e.body_post

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
@@ -143,30 +144,46 @@ def fetch_synapse_connections(source_criteria=None, target_criteria=None, synaps
                       f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}")
     nt_sql, nt_cols = _nt_columns(nt, "a")
 
-    def roi_list_expr(alias_label_p, alias_label_m):
+    def roi_list_expr(primary_label, major_label):
         """The synapse's ROI names as neuprint-python reports them (one primary ROI, or a sorted list)."""
         if sc.primary_only:
             return (f"(SELECT rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
-                    f"WHERE rm.roi_set = 'primary' AND rm.label = {alias_label_p} LIMIT 1)")
+                    f"WHERE rm.roi_set = 'primary' AND rm.label = {primary_label} LIMIT 1)")
         return (f"(SELECT list(rm.roi ORDER BY rm.roi) FROM roi_map rm WHERE (rm.roi_set = 'primary' AND rm.label = "
-                f"{alias_label_p}) OR (rm.roi_set = 'major' AND rm.label = {alias_label_m}))")
+                f"{primary_label}) OR (rm.roi_set = 'major' AND rm.label = {major_label}))")
 
+    # partners carries both ends' locations, confidences and ROI labels: the synapses table is only
+    # needed for T-bar neurotransmitter probabilities (a join that scans every synapse).
+    conf = f"p.conf_pre > {float(sc.confidence)} AND p.conf_post > {float(sc.confidence)}" if sc.confidence else "TRUE"
+    roi_filter = "TRUE"
+    if sc.rois:
+        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
+        roi_filter = (f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
+                      "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
+                      "(m.roi_set = 'major' AND m.label = p.major_label_post)))")
+    nt_join = "JOIN synapses a ON a.syn_id = p.pre_id" if nt else ""
+    pairs = client.sql(f"""
+        SELECT c.body_pre, c.body_post FROM connections c
+        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, 'n')})
+          AND c.body_post IN (SELECT m.bodyId FROM segments m WHERE {tgt.where(client, 'm')})
+          AND c.weight >= {min_total} {roi_weight}""")[1]
+    # An explicit list of pre bodies lets the scan of partners (sorted by body_pre) skip row groups.
+    pre_list = ", ".join(str(b) for b in sorted({a for a, _ in pairs})) or "NULL"
+    pairs_table = pa.table({"body_pre": pa.array([a for a, _ in pairs], pa.int64()),
+                            "body_post": pa.array([b for _, b in pairs], pa.int64())})
     sql = f"""
-        WITH pairs AS (
-          SELECT c.body_pre, c.body_post FROM connections c
-          WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, 'n')})
-            AND c.body_post IN (SELECT m.bodyId FROM segments m WHERE {tgt.where(client, 'm')})
-            AND c.weight >= {min_total} {roi_weight})
         SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
-               {roi_list_expr('a.primary_label', 'a.major_label')} AS roi_pre,
-               {roi_list_expr('b.primary_label', 'b.major_label')} AS roi_post,
-               a.x AS x_pre, a.y AS y_pre, a.z AS z_pre, b.x AS x_post, b.y AS y_post, b.z AS z_post,
-               a.conf AS confidence_pre, b.conf AS confidence_post{nt_sql}
-        FROM partners p SEMI JOIN pairs q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
-        JOIN synapses a ON a.syn_id = p.pre_id JOIN synapses b ON b.syn_id = p.post_id
-        WHERE {sc.where('a', use_rois=False, use_type=False)} AND {sc.where('b', use_type=False)}
+               {roi_list_expr('p.primary_label_pre', 'p.major_label_pre')} AS roi_pre,
+               {roi_list_expr('p.primary_label_post', 'p.major_label_post')} AS roi_post,
+               p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
+               p.conf_pre AS confidence_pre, p.conf_post AS confidence_post{nt_sql}
+        FROM partners p SEMI JOIN pairs_table q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
+        {nt_join}
+        WHERE p.body_pre IN ({pre_list}) AND {conf} AND {roi_filter}
         ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
-    df = client.store.cursor().execute(sql).df()
+    cur = client.store.cursor()
+    cur.register("pairs_table", pairs_table)
+    df = cur.execute(sql).df()
     df = df.astype({"bodyId_pre": np.int64, "bodyId_post": np.int64, "x_pre": np.int32, "y_pre": np.int32,
                     "z_pre": np.int32, "x_post": np.int32, "y_post": np.int32, "z_post": np.int32,
                     "confidence_pre": np.float32, "confidence_post": np.float32})
