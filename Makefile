@@ -22,7 +22,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --scale 0.01 0.1
+	$(BIN)/python benchmarks/queries.py --scale 0.1
+	$(BIN)/python benchmarks/server.py --scale 0.1
+	$(BIN)/python benchmarks/render.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
