@@ -13,6 +13,11 @@ A timeout (default 60 s) interrupts DuckDB (``connection.interrupt()`` from a ti
 Python loops, and raises :class:`CypherTimeoutError` ("... timeout ..."), which neuprint-python
 turns into ``NeuprintTimeoutError``. ``apoc.cypher.runTimeboxed`` runs its inner query with its own
 time box and yields no rows when that runs out, as Neo4j does.
+
+Cancellation: ``execute(..., cancel=event)`` stops the query soon (within ~50 ms plus whatever DuckDB
+needs to notice an interrupt) after another thread sets the ``threading.Event`` — the server sets it
+when the HTTP client disconnects — and raises :class:`CypherCancelledError`. One watchdog thread
+interrupts the DuckDB cursors of queries that ran past their deadline or were cancelled.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, 
 from flatprint.cypher.values import Descending, NodeRef, Path, Point, RelRef, SortKey, hashable, to_output
 from flatprint.errors import QueryError
 
-__all__ = ["execute", "CypherResult", "CypherTimeoutError"]
+__all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError"]
 
 DEFAULT_TIMEOUT = 60.0
 _CHECK_EVERY = 512  # rows between deadline checks in Python loops
@@ -46,6 +51,10 @@ _CHECK_EVERY = 512  # rows between deadline checks in Python loops
 
 class CypherTimeoutError(QueryError):
     """The query ran longer than its timeout (the message contains "timeout")."""
+
+
+class CypherCancelledError(QueryError):
+    """The query was cancelled by its caller (``cancel`` event set), e.g. the client went away."""
 
 
 @dataclass
@@ -76,11 +85,17 @@ class CypherResult:
         return pa.table(arrays, names=names) if arrays else pa.table({})
 
 
-def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params: dict | None = None) -> CypherResult:
-    """Parse, check and run one read-only Cypher query against an open store."""
+def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params: dict | None = None,
+            cancel: threading.Event | None = None) -> CypherResult:
+    """Parse, check and run one read-only Cypher query against an open store.
+
+    ``cancel``: when another thread sets this event the query stops and raises CypherCancelledError.
+    """
+    if cancel is not None and cancel.is_set():
+        raise CypherCancelledError("query cancelled before it started")
     query = parse(text)
     check_query(query)
-    deadline = Deadline(timeout)
+    deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
     try:
         columns, rows = execution.run_query(query)
@@ -108,23 +123,30 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
 
 
 class Deadline:
-    """A point in time after which the query stops (None: never)."""
+    """A point in time after which the query stops (None: never), and an optional cancel event."""
 
-    def __init__(self, seconds: float | None, parent: Deadline | None = None):
+    def __init__(self, seconds: float | None, parent: Deadline | None = None, cancel: threading.Event | None = None):
         self.seconds = seconds
         at = None if seconds is None else time.monotonic() + max(seconds, 0.0)
         if parent is not None and parent.at is not None and (at is None or parent.at < at):
             at = parent.at
         self.at = at
         self.parent = parent
+        self.cancel = cancel if cancel is not None else (parent.cancel if parent is not None else None)
 
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
 
-    def expired(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
-    def error(self) -> CypherTimeoutError:
+    def expired(self) -> bool:
+        """True once the time is up or the query was cancelled: either way it must stop."""
+        return (self.at is not None and time.monotonic() >= self.at) or self.cancelled()
+
+    def error(self) -> QueryError:
+        if self.cancelled():
+            return CypherCancelledError("query cancelled (the client went away)")
         limit = self.seconds if self.seconds is not None else (self.parent.seconds if self.parent else None)
         return CypherTimeoutError(f"query exceeded the timeout of {limit:g} s and was stopped"
                                   if limit is not None else "query timeout")
@@ -132,6 +154,66 @@ class Deadline:
     def check(self) -> None:
         if self.expired():
             raise self.error()
+
+
+class _Watchdog:
+    """One daemon thread that interrupts the DuckDB cursor of each running SQL statement whose
+    deadline passed or whose query was cancelled (polled every POLL seconds while any can be)."""
+
+    POLL = 0.05
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._active: dict[int, tuple] = {}
+        self._counter = 0
+        self._thread: threading.Thread | None = None
+        self._wake_at: float | None = None  # when the thread wakes next (None: when notified)
+
+    def watch(self, cursor, deadline: Deadline) -> int | None:
+        if deadline.at is None and deadline.cancel is None:
+            return None
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="flatprint-query-watchdog", daemon=True)
+                self._thread.start()
+            self._counter += 1
+            self._active[self._counter] = (cursor, deadline)
+            # wake the thread only when it would otherwise look too late (saves a thread switch per query)
+            due = deadline.at if deadline.cancel is None else time.monotonic() + self.POLL
+            if deadline.at is not None:
+                due = min(due, deadline.at)
+            if self._wake_at is None or due < self._wake_at:
+                self._cond.notify()
+            return self._counter
+
+    def release(self, token: int) -> None:
+        with self._cond:
+            self._active.pop(token, None)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                wait = None
+                for token, (cursor, deadline) in list(self._active.items()):
+                    if deadline.expired():
+                        del self._active[token]
+                        try:
+                            cursor.interrupt()
+                        except duckdb.Error:
+                            pass
+                        continue
+                    if deadline.cancel is not None:
+                        wait = self.POLL if wait is None else min(wait, self.POLL)
+                    remaining = deadline.remaining()
+                    if remaining is not None:
+                        wait = remaining if wait is None else min(wait, remaining)
+                wait = None if wait is None else max(wait, 0.001)
+                self._wake_at = None if wait is None else time.monotonic() + wait
+                self._cond.wait(wait)
+                self._wake_at = None
+
+
+_WATCHDOG = _Watchdog()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,12 +346,7 @@ class Execution:
 
     def run_sql(self, sql: str, tables: dict | None = None) -> list[tuple]:
         self.deadline.check()
-        remaining = self.deadline.remaining()
-        timer = None
-        if remaining is not None:
-            timer = threading.Timer(max(remaining, 0.0), self.cursor.interrupt)
-            timer.daemon = True
-            timer.start()
+        watch = _WATCHDOG.watch(self.cursor, self.deadline)
         try:
             for name, table in (tables or {}).items():
                 self.cursor.register(name, table)
@@ -281,8 +358,8 @@ class Execution:
                 raise self.deadline.error() from None
             raise QueryError(f"query failed in the store: {exc}") from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            if watch is not None:
+                _WATCHDOG.release(watch)
             for name in tables or {}:
                 try:
                     self.cursor.unregister(name)

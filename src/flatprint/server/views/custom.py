@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import anyio
 import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,8 +26,39 @@ async def _run(request: Request):
     from flatprint.cypher.engine import execute
 
     started = time.perf_counter()
-    result = await state.run(lambda: execute(store, cypher, timeout=state.timeout))
+    cancel = threading.Event()
+    result = await run_cancellable(request, state.run(lambda: execute(store, cypher, timeout=state.timeout,
+                                                                      cancel=cancel)), cancel)
     return result, time.perf_counter() - started
+
+
+async def run_cancellable(request: Request, work, cancel: threading.Event):
+    """Await ``work`` (a query in the worker pool) while watching the client: when it disconnects,
+    set ``cancel`` so the engine interrupts the query and the worker is free for others.
+
+    The body has been read, so the next ASGI message is ``http.disconnect``: a watcher task waits
+    for it (no polling; ``Request.is_disconnected`` only peeks)."""
+    outcome: dict = {}
+
+    async def watch():
+        while True:
+            message = await request.receive()
+            if message.get("type") == "http.disconnect":
+                cancel.set()
+                return
+            await anyio.sleep(0.05)  # not expected once the body is read; never spin
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        try:
+            outcome["value"] = await work
+        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+            outcome["error"] = exc
+        finally:
+            group.cancel_scope.cancel()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @router.post("/api/custom/custom")
