@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -11,23 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from flatprint import __version__
-from flatprint.errors import FlatprintError
+from flatprint.clickutil import FlatprintGroup
 
 console = Console(stderr=False)
 
 
-class _Group(click.Group):
-    """Shows flatprint errors as one clear line (exit 1) instead of a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except FlatprintError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_Group)
+@click.group(cls=FlatprintGroup)
 @click.version_option(__version__, prog_name="flatprint")
 def main():
     """flatprint: a local, offline, neuPrint-compatible connectome platform."""

@@ -6,26 +6,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from flatprint.errors import FlatprintError
+from flatprint.clickutil import FlatprintGroup
 
 
-class _ExportGroup(click.Group):
-    """Shows flatprint errors as one line (exit 1), also when the group is used on its own."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except FlatprintError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-
-@click.group("export", cls=_ExportGroup)
+@click.group("export", cls=FlatprintGroup)
 def export_group():
     """Export a store for other tools: neo4j-admin CSVs (neuPrint) or Parquet (Spark, DuckDB, Polars)."""
 

@@ -248,30 +248,8 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     # a bounded memory_limit at full scale (it ran out of memory at scale 0.1 with 3 GB), so the join
     # runs in passes over point_id buckets; each pass builds a hash table over 1/K of the points.
     passes = _join_passes(con, rows["syn-points"])
-    con.execute("""
-        CREATE TEMP TABLE pre_resolved (pre_point UBIGINT, post_point UBIGINT, body_pre BIGINT, body_post BIGINT,
-          conf_pre FLOAT, conf_post FLOAT, pre_id BIGINT, x_pre INTEGER, y_pre INTEGER, z_pre INTEGER,
-          primary_label_pre USMALLINT, major_label_pre USMALLINT)""")
-    for k in range(passes):
-        con.execute(f"""
-            INSERT INTO pre_resolved
-            SELECT r.*, a.syn_id, a.x, a.y, a.z, a.primary_label, a.major_label
-            FROM (SELECT * FROM raw_partners WHERE pre_point % {passes} = {k}) r
-            LEFT JOIN (SELECT point_id, syn_id, x, y, z, primary_label, major_label FROM synapses
-                       WHERE point_id % {passes} = {k}) a ON a.point_id = r.pre_point""")
-    con.execute("DROP TABLE raw_partners")
-    con.execute("""
-        CREATE TEMP TABLE resolved AS SELECT *, NULL::BIGINT AS post_id, NULL::INTEGER AS x_post,
-          NULL::INTEGER AS y_post, NULL::INTEGER AS z_post, NULL::USMALLINT AS primary_label_post,
-          NULL::USMALLINT AS major_label_post FROM pre_resolved LIMIT 0""")
-    for k in range(passes):
-        con.execute(f"""
-            INSERT INTO resolved
-            SELECT r.*, b.syn_id, b.x, b.y, b.z, b.primary_label, b.major_label
-            FROM (SELECT * FROM pre_resolved WHERE post_point % {passes} = {k}) r
-            LEFT JOIN (SELECT point_id, syn_id, x, y, z, primary_label, major_label FROM synapses
-                       WHERE point_id % {passes} = {k}) b ON b.point_id = r.post_point""")
-    con.execute("DROP TABLE pre_resolved")
+    _resolve_end(con, "raw_partners", "pre_resolved", "pre", passes)
+    _resolve_end(con, "pre_resolved", "resolved", "post", passes)
     stage.step("partners", con, """
         CREATE TABLE partners AS
         SELECT body_pre, body_post, pre_id, post_id, x_pre, y_pre, z_pre, x_post, y_post, z_post,
@@ -440,6 +418,23 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             if not mesh.exists():
                 raise ReleaseError(f"rois/meshes/{fname}: listed in index.json for {roi!r} but missing")
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
+
+
+def _resolve_end(con, source: str, target: str, end: str, passes: int) -> None:
+    """Copy ``source`` into ``target`` adding one partner end's ('pre'/'post') synapse id, location
+    and ROI labels, joining point_id bucket by bucket; ``source`` is dropped afterwards."""
+    con.execute(f"""
+        CREATE TEMP TABLE {target} AS SELECT *, NULL::BIGINT AS {end}_id, NULL::INTEGER AS x_{end},
+          NULL::INTEGER AS y_{end}, NULL::INTEGER AS z_{end}, NULL::USMALLINT AS primary_label_{end},
+          NULL::USMALLINT AS major_label_{end} FROM {source} LIMIT 0""")
+    for k in range(passes):
+        con.execute(f"""
+            INSERT INTO {target}
+            SELECT r.*, s.syn_id, s.x, s.y, s.z, s.primary_label, s.major_label
+            FROM (SELECT * FROM {source} WHERE {end}_point % {passes} = {k}) r
+            LEFT JOIN (SELECT point_id, syn_id, x, y, z, primary_label, major_label FROM synapses
+                       WHERE point_id % {passes} = {k}) s ON s.point_id = r.{end}_point""")
+    con.execute(f"DROP TABLE {source}")
 
 
 def _join_passes(con, n_points: int) -> int:
