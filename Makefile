@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
+	$(BIN)/ruff check --select F,E9 src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -50,7 +50,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import neuprint
-    import numpy as np
 
     import flatprint
     from server_fixture import running_server
@@ -96,7 +95,6 @@ def main(argv=None):
            "note": "neuprint-python 0.6.4 through flatprint serve (HTTPS, JSON) vs the flatprint library in-process; "
                    "medians of warm runs"}
     print(write_result("server", doc, args.results_dir))
-    _ = np
 
 
 if __name__ == "__main__":

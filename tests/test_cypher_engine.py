@@ -14,8 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import oracle

@@ -6,7 +6,6 @@ itself is checked against pandas on the raw feathers (test_query_*.py).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

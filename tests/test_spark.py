@@ -5,7 +5,6 @@ Spark tests share ONE session-scoped local SparkSession and are few (startup is 
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd

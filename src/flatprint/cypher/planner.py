@@ -145,7 +145,6 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
     conditions: list[str] = []
     inline_predicates: list[ast.Expression] = list(extra_conditions)
     plan = MatchPlan(sql=None)
-    empty = False
 
     def node_var(element: ast.NodePattern) -> NodeVar:
         name = element.variable or f"_n{next(_anon)}"

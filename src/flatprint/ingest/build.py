@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -164,7 +163,6 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     tree = _roi_hierarchy(files, con)
     flat = _flatten(tree)
     parent_of = {name: parent for name, parent, _ in flat}
-    depth_of = {name: depth for name, _, depth in flat}
     root = flat[0][0]
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
