@@ -482,3 +482,20 @@ def test_unsupported_constructs(store, text, construct, line, column):
     message = str(info.value)
     assert message.startswith(f"unsupported Cypher: {construct} at line {line}, column {column}"), message
     assert info.value.line == line and info.value.column == column
+
+
+def test_leading_constant_with_is_inlined(store, frames):
+    """neuprint-python's `WITH [ids] AS var ... IN var` gives the same rows as the literal list, and a
+    name that a later clause rebinds is left alone (the rewrite must not change meaning)."""
+    from flatprint.cypher.engine import inline_constant_withs
+    from flatprint.cypher.parser import parse
+
+    ids = frames.segments["bodyId"].iloc[:40].tolist()
+    with_var = rows(store, f"WITH {ids} AS wanted MATCH (n:Segment) WHERE n.bodyId IN wanted "
+                           "RETURN n.bodyId AS b ORDER BY b")
+    assert [r[0] for r in with_var] == sorted(ids)
+    inlined = inline_constant_withs(parse("WITH [1, 2] AS x MATCH (n) WHERE n.bodyId IN x RETURN n").clauses)
+    assert len(inlined) == 2 and "[1, 2]" in inlined[0].where.to_cypher()
+    kept = parse("WITH [1, 2] AS x UNWIND [3] AS x RETURN x").clauses
+    assert inline_constant_withs(kept) == tuple(kept)
+    assert rows(store, "WITH [1, 2] AS x UNWIND [3] AS x RETURN x") == [[3]]

@@ -387,7 +387,7 @@ class Execution:
 
     def run_single(self, part: ast.SingleQuery) -> tuple[list[str], list[list]]:
         rows: list[dict] = [{}]
-        clauses = fold_pass_through_withs(part.clauses)
+        clauses = fold_pass_through_withs(inline_constant_withs(part.clauses))
         position = 0
         while position < len(clauses):
             clause = clauses[position]
@@ -1085,6 +1085,78 @@ def _identity(value):
     if isinstance(value, dict):
         return {k: _identity(v) for k, v in value.items()}
     return value
+
+
+def _is_constant(expr) -> bool:
+    if isinstance(expr, ast.Literal):
+        return True
+    if isinstance(expr, ast.ListLiteral):
+        return all(_is_constant(item) for item in expr.items)
+    return False
+
+
+def _names_bound(node) -> set[str]:
+    """Every variable name a (sub)tree binds: pattern variables, aliases, comprehension variables."""
+    names = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        for attr in ("variable", "alias", "accumulator"):
+            value = getattr(item, attr, None)
+            if isinstance(value, str):
+                names.add(value)
+        stack.extend(item.children())
+    return names
+
+
+def _substitute(node, name: str, value):
+    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``."""
+    if isinstance(node, ast.Variable):
+        return value if node.name == name else node
+    if isinstance(node, tuple):
+        return tuple(_substitute(item, name, value) for item in node)
+    if not isinstance(node, ast.Node) or not dataclasses.is_dataclass(node):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        if f.name in ("line", "column") or not f.init:
+            continue
+        current = getattr(node, f.name)
+        replaced = _substitute(current, name, value)
+        if replaced is not current:
+            changes[f.name] = replaced
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def inline_constant_withs(clauses) -> tuple:
+    """``WITH [1, 2] AS ids MATCH ... WHERE n.bodyId IN ids`` -> the list written where it is used.
+
+    neuprint-python passes long body-id lists this way; as a variable the filter is evaluated row by
+    row, as a literal it becomes SQL that the sorted tables can answer with a range scan. Only a
+    leading WITH of constants is inlined, and only when no later clause binds or projects the names.
+    """
+    clauses = tuple(clauses)
+    if len(clauses) < 2 or not isinstance(clauses[0], ast.With):
+        return clauses
+    first = clauses[0]
+    if first.distinct or first.star or first.order_by or first.skip or first.limit or first.where:
+        return clauses
+    if not all(item.alias and _is_constant(item.expression) for item in first.items):
+        return clauses
+    rest = clauses[1:]
+    bound = _names_bound(rest)
+    projected = {item.expression.name for clause in rest if isinstance(clause, (ast.With, ast.Return))
+                 for item in clause.items if isinstance(item.expression, ast.Variable)}
+    if any(item.alias in bound or item.alias in projected for item in first.items):
+        return clauses
+    for item in first.items:
+        rest = _substitute(rest, item.alias, item.expression)
+    return rest
 
 
 def fold_pass_through_withs(clauses) -> tuple:
