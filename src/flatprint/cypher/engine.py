@@ -1106,6 +1106,9 @@ def _names_bound(node) -> set[str]:
             continue
         if not isinstance(item, ast.Node):
             continue
+        if isinstance(item, ast.ProjectionItem) and isinstance(item.expression, ast.Variable) \
+                and item.alias in (None, item.expression.name):
+            continue  # ``WITH x`` passes x on; it does not bind a new x
         for attr in ("variable", "alias", "accumulator"):
             value = getattr(item, attr, None)
             if isinstance(value, str):
@@ -1115,9 +1118,15 @@ def _names_bound(node) -> set[str]:
 
 
 def _substitute(node, name: str, value):
-    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``."""
+    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``.
+
+    A projection item that passes the variable on (``WITH n, ids``) keeps its name as an alias.
+    """
     if isinstance(node, ast.Variable):
         return value if node.name == name else node
+    if isinstance(node, ast.ProjectionItem) and isinstance(node.expression, ast.Variable) \
+            and node.expression.name == name:
+        return dataclasses.replace(node, expression=value, alias=node.alias or name)
     if isinstance(node, tuple):
         return tuple(_substitute(item, name, value) for item in node)
     if not isinstance(node, ast.Node) or not dataclasses.is_dataclass(node):
@@ -1138,7 +1147,7 @@ def inline_constant_withs(clauses) -> tuple:
 
     neuprint-python passes long body-id lists this way; as a variable the filter is evaluated row by
     row, as a literal it becomes SQL that the sorted tables can answer with a range scan. Only a
-    leading WITH of constants is inlined, and only when no later clause binds or projects the names.
+    leading WITH of constants is inlined, and only when no later clause binds the names anew.
     """
     clauses = tuple(clauses)
     if len(clauses) < 2 or not isinstance(clauses[0], ast.With):
@@ -1149,10 +1158,9 @@ def inline_constant_withs(clauses) -> tuple:
     if not all(item.alias and _is_constant(item.expression) for item in first.items):
         return clauses
     rest = clauses[1:]
+    # Names a later clause binds anew (its own alias, UNWIND, a pattern) are not constants there.
     bound = _names_bound(rest)
-    projected = {item.expression.name for clause in rest if isinstance(clause, (ast.With, ast.Return))
-                 for item in clause.items if isinstance(item.expression, ast.Variable)}
-    if any(item.alias in bound or item.alias in projected for item in first.items):
+    if any(item.alias in bound for item in first.items):
         return clauses
     for item in first.items:
         rest = _substitute(rest, item.alias, item.expression)
@@ -1228,7 +1236,7 @@ def _fold_with(match, with_clause, rest):
         expr = item.expression
         if isinstance(expr, ast.Variable) and item.alias in (None, expr.name) and expr.name in pattern_vars:
             kept.add(expr.name)
-        elif isinstance(expr, ast.Literal) and item.alias is not None:
+        elif _is_constant(expr) and item.alias is not None:
             constants.add(item.alias)
         else:
             return None
