@@ -376,13 +376,7 @@ class Execution:
             columns = columns or part_columns
             out.extend(rows)
         if len(query.parts) > 1 and not query.union_all:
-            seen, unique = set(), []
-            for row in out:
-                key = hashable(list(row))
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(row)
-            out = unique
+            out = _distinct(out, lambda row: hashable(list(row)))
         return columns or [], out
 
     def run_single(self, part: ast.SingleQuery) -> tuple[list[str], list[list]]:
@@ -944,13 +938,7 @@ class Execution:
         values = [evaluate(node.arguments[0], r) for r in rows]
         values = [v for v in values if v is not None]
         if node.distinct:
-            seen, unique = set(), []
-            for v in values:
-                key = hashable(_identity(v))
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(v)
-            values = unique
+            values = _distinct(values, lambda v: hashable(_identity(v)))
         name = node.lower_name
         if name == "count":
             return len(values)
@@ -1085,6 +1073,17 @@ def _identity(value):
     if isinstance(value, dict):
         return {k: _identity(v) for k, v in value.items()}
     return value
+
+
+def _distinct(items, key) -> list:
+    """The items with duplicate keys dropped, first occurrence kept, order preserved."""
+    seen, unique = set(), []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            unique.append(item)
+    return unique
 
 
 def _is_constant(expr) -> bool:
