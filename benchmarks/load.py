@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # server_fixture
 import _common as C  # noqa: E402
 
 QUERY = ("MATCH (n:Neuron) WHERE n.bodyId = {body} RETURN n.bodyId AS bodyId, n.type AS type, "
@@ -94,12 +95,16 @@ class Server:
             try:
                 if self.cert.exists():
                     httpx.get(f"{self.url}/api/version", verify=str(self.cert), timeout=2).raise_for_status()
-                    return
+                    break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
+        from server_fixture import wait_until_idle
+
+        waited = wait_until_idle(self.proc.pid)  # the explorer's cache warm-up must not be measured
+        print(f"server idle after start-up work ({waited:.1f} s)")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -74,7 +74,7 @@ def main(argv=None):
     }
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
     results = []
-    with running_server([str(store)], home) as (url, cert):
+    with running_server([str(store)], home, wait_idle=True) as (url, cert):
         npc = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False)
         for name, call in calls.items():
             lib_cold, lib = timed(lambda: call(flatprint, fp), args.repeat)

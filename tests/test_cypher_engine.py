@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+import pandas as pd
 import pytest
 
 import oracle
@@ -502,3 +503,65 @@ def test_leading_constant_with_is_inlined(store, frames):
     kept = parse("WITH [1, 2] AS x UNWIND [3] AS x RETURN x").clauses
     assert inline_constant_withs(kept) == tuple(kept)
     assert rows(store, "WITH [1, 2] AS x UNWIND [3] AS x RETURN x") == [[3]]
+
+
+SYNAPSE_CONNECTIONS = """
+MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment),
+      (n)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m),
+      (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)
+WHERE n.bodyId = {pre} AND m.bodyId = {post}
+WITH DISTINCT n, m, ns, ms, e
+WHERE e.weight >= 1
+WITH n, m, ns, ms
+WHERE (ns.confidence > 0.5) AND (ns.type = 'pre')
+WITH n, m, ns, ms
+WHERE (ms.confidence > 0.5) AND (ms.type = 'post')
+RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post,
+       ns.location.x as ux, ns.location.y as uy, ns.location.z as uz,
+       ms.location.x as dx, ms.location.y as dy, ms.location.z as dz,
+       ns.confidence as confidence_pre, ms.confidence as confidence_post,
+       apoc.map.removeKeys(ns, ['location', 'confidence', 'type']) as info_pre,
+       apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post
+"""
+
+
+def test_synapse_connection_maps_match_the_release(store, frames, release_factory):
+    """neuprint-python's fetch_synapse_connections query: every row's synapse property maps (built in
+    one batch and shared by the rows of one T-bar) equal the release's T-bar NT predictions and ROIs."""
+    neurons = set(frames.neurons.bodyId)
+    w = frames.weights[frames.weights.body_pre.isin(neurons) & frames.weights.body_post.isin(neurons)]
+    pre, post = (int(v) for v in w.sort_values("weight", ascending=False).iloc[0][["body_pre", "body_post"]])
+    result = execute(store, SYNAPSE_CONNECTIONS.format(pre=pre, post=post))
+    got = pd.DataFrame(result.data, columns=result.columns)
+
+    p = frames.partners
+    expected = p[(p.body_pre == pre) & (p.body_post == post) & (p.conf_pre > 0.5) & (p.conf_post > 0.5)]
+    assert len(got) == len(expected) > 1
+    assert sorted(map(tuple, got[["ux", "uy", "uz", "dx", "dy", "dz"]].to_numpy().tolist())) == \
+        sorted(map(tuple, expected[["x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]].to_numpy().tolist()))
+
+    chains = oracle.roi_chains(release_factory(0))
+    points = frames.points.set_index(["x", "y", "z"])
+    tbar = frames.tbar.set_index(["x", "y", "z"])
+    nt_columns = [c for c in frames.tbar.columns if c.startswith("nt_") and c.endswith("_prob")]
+    seen: dict = {}
+    for row in got.itertuples(index=False):
+        for side, xyz, info in (("pre", (row.ux, row.uy, row.uz), row.info_pre),
+                                ("post", (row.dx, row.dy, row.dz), row.info_post)):
+            point = points.loc[xyz]
+            rois = set(chains.get(str(point["primary"]), []))
+            if str(point["major"]) != "<unspecified>":
+                rois.add(str(point["major"]))
+            assert {k for k, v in info.items() if v is True} == rois, (side, xyz)
+            if side == "pre":
+                probs = tbar.loc[xyz]
+                for column in nt_columns:
+                    name = "nt" + "".join(part.title() for part in column[3:-5].split("_")) + "Prob"
+                    value = float(probs[column])
+                    if math.isnan(value):  # T-bars without a prediction have no NT properties
+                        assert name not in info, (xyz, name)
+                    else:
+                        assert info.get(name) == pytest.approx(value, rel=1e-6), (xyz, name)
+                assert seen.setdefault(xyz, info) == info  # a T-bar's rows carry one and the same map
+            else:
+                assert not any(k.startswith("nt") for k in info)

@@ -150,3 +150,28 @@ def test_skeletons_and_meshes(api, release_dir):
     mesh = api.get(f"/api/roimeshes/mesh/{DS}/a'L(R)")
     assert mesh.status_code == 200 and mesh.text.lstrip().startswith(("v ", "#"))
     assert api.get(f"/api/roimeshes/mesh/{DS}/NOPE").status_code == 400
+
+
+def test_json_encoding_matches_neuprint_http():
+    """Sorted keys (neuprintr needs "children" before "name"), NaN/inf as null, numpy scalars as
+    numbers, and integers beyond 64 bits still encoded (through the slower fallback)."""
+    import numpy as np
+
+    from flatprint.server.app import encode_json
+
+    payload = {"name": "x", "children": [{"b": float("nan"), "a": np.float32(1.5)}],
+               "data": [[np.int64(7), float("inf"), -float("inf"), None, True]]}
+    assert encode_json(payload) == (b'{"children":[{"a":1.5,"b":null}],"data":[[7,null,null,null,true]],'
+                                    b'"name":"x"}')
+    assert json.loads(encode_json({"big": 2 ** 70, "nan": float("nan")})) == {"big": 2 ** 70, "nan": None}
+
+
+def test_custom_endpoint_shares_maps_correctly(api):
+    """A map shared by several rows (one T-bar, several PSDs) is written out in full in every row."""
+    cypher = ("MATCH (n:Neuron {bodyId: 12781})-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) "
+              "RETURN s.type AS t, apoc.map.removeKeys(s, ['location']) AS m, s AS whole LIMIT 50")
+    body = api.post("/api/custom/custom", json={"cypher": cypher, "dataset": DS}).json()
+    assert body["columns"] == ["t", "m", "whole"] and len(body["data"]) > 1
+    for t, m, whole in body["data"]:
+        assert m["type"] == t and "location" not in m
+        assert whole["location"]["type"] == "Point" and {k: v for k, v in whole.items() if k != "location"} == m

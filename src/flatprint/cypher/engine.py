@@ -40,7 +40,7 @@ from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_
 from flatprint.cypher.planner import plan_match
 from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE, GraphView, model_of, quote
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, variables_in
-from flatprint.cypher.values import Descending, NodeRef, Path, Point, RelRef, SortKey, hashable, to_output
+from flatprint.cypher.values import Descending, NodeRef, Path, Point, RelRef, SortKey, hashable, output_rows
 from flatprint.errors import QueryError
 
 __all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError"]
@@ -99,13 +99,9 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
     execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
     try:
         columns, rows = execution.run_query(query)
-        execution.complete_entities(rows)
-        data = []
-        for i, row in enumerate(rows):
-            if i % _CHECK_EVERY == 0:
-                deadline.check()
-            data.append([to_output(v) for v in row])
-        return CypherResult(columns, data)
+        if not execution.entities_complete:
+            execution.complete_entities(rows)
+        return CypherResult(columns, output_rows(rows, deadline))
     except duckdb.InterruptException:
         raise deadline.error() from None
     except (TypeError, ValueError, ArithmeticError, IndexError, KeyError, AttributeError, RecursionError) as exc:
@@ -340,17 +336,24 @@ class Execution:
         self.deadline = deadline
         self.params = params
         self.needed_props = needed_props
-        self.view = GraphView(self.model, cursor, self.run_sql)
+        self.entities_complete = False  # run_query's rows need no complete_entities pass
+        self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow)
 
     # -- SQL with the deadline
 
     def run_sql(self, sql: str, tables: dict | None = None) -> list[tuple]:
+        return self._run(sql, tables, lambda cursor: cursor.execute(sql).fetchall())
+
+    def run_arrow(self, sql: str, tables: dict | None = None) -> pa.Table:
+        return self._run(sql, tables, lambda cursor: cursor.sql(sql).to_arrow_table())
+
+    def _run(self, sql: str, tables: dict | None, fetch):
         self.deadline.check()
         watch = _WATCHDOG.watch(self.cursor, self.deadline)
         try:
             for name, table in (tables or {}).items():
                 self.cursor.register(name, table)
-            return self.cursor.execute(sql).fetchall()
+            return fetch(self.cursor)
         except duckdb.InterruptException:
             raise self.deadline.error() from None
         except duckdb.Error as exc:
@@ -371,12 +374,16 @@ class Execution:
     def run_query(self, query: ast.Query) -> tuple[list[str], list[list]]:
         columns: list[str] | None = None
         out: list[list] = []
+        complete = True
         for part in query.parts:
+            self.entities_complete = False
             part_columns, rows = self.run_single(part)
+            complete = complete and self.entities_complete
             columns = columns or part_columns
             out.extend(rows)
         if len(query.parts) > 1 and not query.union_all:
             out = _distinct(out, lambda row: hashable(list(row)))
+        self.entities_complete = complete
         return columns or [], out
 
     def run_single(self, part: ast.SingleQuery) -> tuple[list[str], list[list]]:
@@ -392,6 +399,8 @@ class Execution:
                 if pushed is not None:
                     names, rows = pushed
                     if isinstance(following, ast.Return):
+                        # every node in these rows already holds its whole property map
+                        self.entities_complete = True
                         return names, [[r[n] for n in names] for r in rows]
                     rows = self._with_where(following, rows)
                     position += 2
@@ -499,45 +508,43 @@ class Execution:
                 sql += f" OFFSET {skip}"
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
         results = self.run_sql(sql, tables)
-        projected = []
-        for count, result in enumerate(results):
-            if count % _CHECK_EVERY == 0:
-                self.deadline.check()
-            row = dict(zip(names, [_python_number(v) for v in result]))
-            for name in points:
-                if row[name] is not None and all(c is not None for c in row[name]):
-                    row[name] = Point(row[name])
-                else:
-                    row[name] = None
-            projected.append(row)
-        if wholes:
-            self._fill_whole_nodes(plan, wholes, projected)
+        self.deadline.check()
+        # Column by column: one type test per column instead of per value (large results are
+        # mostly plain numbers and strings).
+        columns = [list(c) for c in zip(*results)] if results else [[] for _ in names]
+        for index, name in enumerate(names):
+            column = columns[index]
+            if any(type(v) not in _PLAIN_SQL_TYPES for v in column):
+                column = [_python_number(v) for v in column]
+            if name in points:
+                column = [Point(v) if v is not None and all(c is not None for c in v) else None for v in column]
+            columns[index] = column
+        for name, (variable, removed) in wholes.items():
+            index = names.index(name)
+            columns[index] = self._whole_nodes(plan.nodes[variable].kind, removed, columns[index])
         for name in roi_infos:
-            pairs = {tuple(row[name]) for row in projected if row[name] is not None}
+            index = names.index(name)
+            pairs = {tuple(v) for v in columns[index] if v is not None}
             infos = self.view.roi_infos(pa.table({"a": pa.array([p[0] for p in pairs], type=pa.int64()),
                                                   "b": pa.array([p[1] for p in pairs], type=pa.int64())}))
-            for row in projected:
-                row[name] = None if row[name] is None else infos.get(tuple(row[name]), "{}")
+            columns[index] = [None if v is None else infos.get(tuple(v), "{}") for v in columns[index]]
+        self.deadline.check()
+        projected = [dict(zip(names, values)) for values in zip(*columns)]
         return names, self._order_skip_limit(projection, names, expressions, projected)
 
-    def _fill_whole_nodes(self, plan, wholes, projected) -> None:
-        """Replace node keys by nodes (RETURN n) or property maps (apoc.map.removeKeys(n, [...]))."""
-        for name, (variable, removed) in wholes.items():
-            kind = plan.nodes[variable].kind
-            refs: dict = {}
-            for row in projected:
-                key = row[name]
-                if key is not None and key not in refs:
-                    refs[key] = NodeRef(kind, key, view=self.view)
-            self.view.complete_nodes(list(refs.values()))
-            for row in projected:
-                node = refs.get(row[name])
-                if node is None:
-                    row[name] = None
-                elif removed is None:
-                    row[name] = node
-                else:
-                    row[name] = {k: v for k, v in node.props.items() if k not in removed and v is not None}
+    def _whole_nodes(self, kind: str, removed, keys: list) -> list:
+        """Node keys -> nodes (RETURN n) or property maps (apoc.map.removeKeys(n, [...])).
+        One value per distinct key, shared by its rows: a T-bar with ten PSDs is built once."""
+        distinct = list({key for key in keys if key is not None})
+        maps = self.view.property_maps(kind, distinct)
+        if removed is None:
+            values = {key: NodeRef(kind, key, props=maps.get(key, {}), view=self.view, complete=True)
+                      for key in distinct}
+        else:
+            drop = set(removed)
+            values = {key: {k: v for k, v in maps.get(key, {}).items() if k not in drop and v is not None}
+                      for key in distinct}
+        return [values.get(key) for key in keys]
 
     def _aggregate_sql(self, expr, plan) -> str | None:
         if isinstance(expr, ast.CountStar):
@@ -1330,6 +1337,9 @@ def _row_cap(clauses, position: int) -> int | None:
                 return None
             return int(clause.limit.value) + (int(clause.skip.value) if clause.skip is not None else 0)
     return None
+
+
+_PLAIN_SQL_TYPES = frozenset((int, float, str, bool, type(None)))
 
 
 def _python_number(value):

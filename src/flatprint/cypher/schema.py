@@ -80,6 +80,7 @@ class GraphModel:
             labels.setdefault(roi, {}).setdefault(roi_set, []).append(int(label))
             self.roi_names_of_label.setdefault((roi_set, int(label)), []).append(roi)
         self.roi_labels = labels
+        self._roi_flags: dict[tuple[int, int], dict] = {}
         self.nt_columns = [c for c in self.synapse_types if c.startswith("nt") and c.endswith("Prob")]
         self.segment_properties = [c for c in self.segment_types if c not in HIDDEN_SEGMENT_COLUMNS]
         self.meta = dict(store.meta)
@@ -166,10 +167,41 @@ class GraphModel:
         for column in self.nt_columns:
             if row.get(column) is not None:
                 props[column] = row[column]
-        for roi_set in ("primary", "major"):
-            for roi in self.roi_names_of_label.get((roi_set, int(row.get(f"{roi_set}_label") or 0)), []):
-                props[roi] = True
+        props.update(self.roi_flags(int(row.get("primary_label") or 0), int(row.get("major_label") or 0)))
         return props
+
+    def roi_flags(self, primary_label: int, major_label: int) -> dict:
+        """``{roi: True}`` for every ROI containing a point with these labels (cached per label pair:
+        a few hundred pairs cover every synapse)."""
+        key = (primary_label, major_label)
+        flags = self._roi_flags.get(key)
+        if flags is None:
+            flags = {roi: True for roi_set, label in (("primary", primary_label), ("major", major_label))
+                     for roi in self.roi_names_of_label.get((roi_set, label), [])}
+            self._roi_flags[key] = flags
+        return flags
+
+    def synapse_maps(self, columns: dict) -> dict:
+        """Property maps of many synapses from column lists of their ``synapses`` rows, keyed by syn_id.
+        Column-wise because this is the hot path of fetch_synapses and fetch_synapse_connections."""
+        nt_names = self.nt_columns
+        nt_values = zip(*(columns[name] for name in nt_names)) if nt_names else iter(lambda: (), None)
+        flags_of = self._roi_flags
+        maps = {}
+        for syn_id, kind, conf, x, y, z, primary, major, nts in zip(
+                columns["syn_id"], columns["kind"], columns["conf"], columns["x"], columns["y"], columns["z"],
+                columns["primary_label"], columns["major_label"], nt_values):
+            props = {"type": kind, "confidence": conf, "location": Point((x, y, z))}
+            for name, value in zip(nt_names, nts):
+                if value is not None:
+                    props[name] = value
+            flags = flags_of.get((primary, major))
+            if flags is None:
+                flags = self.roi_flags(primary or 0, major or 0)
+                flags_of[(primary, major)] = flags
+            props.update(flags)
+            maps[syn_id] = props
+        return maps
 
 
 def _family(dtype: str, name: str) -> str:
@@ -201,10 +233,11 @@ def model_of(store) -> GraphModel:
 class GraphView:
     """Loads node and relationship properties on demand, in batches, through one cursor."""
 
-    def __init__(self, model: GraphModel, cursor, run_sql):
+    def __init__(self, model: GraphModel, cursor, run_sql, run_arrow):
         self.model = model
         self.cursor = cursor
         self.run_sql = run_sql  # engine's SQL runner (applies the timeout)
+        self.run_arrow = run_arrow  # the same, answering an Arrow table
 
     # -- single properties (fallback when the match did not fetch them)
 
@@ -236,16 +269,21 @@ class GraphView:
                         node.props = dict(self.model.meta)
                         node.complete = True
                 continue
-            if kind == SEGMENT:
-                maps = self._segment_maps(list(by_id))
-            elif kind == SYNAPSE:
-                maps = self._synapse_maps(list(by_id))
-            else:
-                maps = {}
+            maps = self.property_maps(kind, list(by_id))
             for key, group in by_id.items():
                 for node in group:
                     node.props = dict(maps.get(key, {}))
                     node.complete = True
+
+    def property_maps(self, kind: str, ids) -> dict:
+        """Whole property maps of Segment or Synapse nodes, keyed by bodyId / synapse id."""
+        if not ids:
+            return {}
+        if kind == SEGMENT:
+            return self._segment_maps(ids)
+        if kind == SYNAPSE:
+            return self._synapse_maps(ids)
+        return {}
 
     def _id_table(self, ids):
         return pa.table({"id": pa.array(list(ids), type=pa.int64())})
@@ -274,10 +312,10 @@ class GraphView:
 
     def _synapse_maps(self, ids) -> dict:
         cols = ["syn_id", "kind", "conf", "x", "y", "z", "primary_label", "major_label", *self.model.nt_columns]
-        rows = self.run_sql(
+        table = self.run_arrow(
             f"SELECT {', '.join('s.' + quote(c) for c in cols)} FROM synapses s "
             "SEMI JOIN ids_table i ON s.syn_id = i.id", {"ids_table": self._id_table(ids)})
-        return {row[0]: self.model.synapse_map(dict(zip(cols, row))) for row in rows}
+        return self.model.synapse_maps({name: table.column(name).to_pylist() for name in cols})
 
     def complete_rels(self, rels) -> None:
         todo = {}

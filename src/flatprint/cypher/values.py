@@ -150,6 +150,48 @@ def to_output(value):
     return to_output(_plain(value)) if hasattr(value, "item") else str(value)
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
+def _json_ready(mapping: dict) -> bool:
+    """True when a map's keys are strings and its values plain finite scalars: it is its own output."""
+    for key, value in mapping.items():
+        kind = type(value)
+        if kind is float:
+            if value - value != 0:  # NaN or infinity
+                return False
+        elif kind not in _SCALARS or type(key) is not str:
+            return False
+    return True
+
+
+def output_rows(rows, deadline=None, check_every: int = 512) -> list[list]:
+    """``to_output`` of every value of every row. A map shared by many rows (a T-bar's property map
+    in each of its PSDs' rows) is converted once; scalars, the bulk of most results, pass as they are."""
+    memo: dict[int, dict] = {}  # id() of a map -> its output; the rows keep every map alive meanwhile
+
+    def convert(value):
+        kind = type(value)
+        if kind in _SCALARS:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else None
+        if kind is dict:
+            out = memo.get(id(value))
+            if out is None:
+                out = value if _json_ready(value) else {str(k): convert(v) for k, v in value.items()}
+                memo[id(value)] = out
+            return out
+        return to_output(value)
+
+    data = []
+    for i, row in enumerate(rows):
+        if deadline is not None and i % check_every == 0:
+            deadline.check()
+        data.append([convert(v) for v in row])
+    return data
+
+
 # ---- ordering (Cypher ORDER BY puts values of different types in a fixed order, nulls last)
 
 _TYPE_RANK = {dict: 0, NodeRef: 1, RelRef: 2, list: 3, Path: 4, str: 5, bool: 6, int: 7, float: 7}

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -93,9 +94,24 @@ def _clean(value):
     return value
 
 
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode_json(payload) -> bytes:
+    """JSON bytes as neuPrintHTTP answers: keys sorted (neuprintr's roiHierarchy walker needs
+    "children" before "name", neuprintr-protocol.md), NaN and infinity as null."""
+    try:
+        # orjson writes NaN/inf as null itself and is ~10x faster than json on large results
+        return orjson.dumps(payload, default=_default, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+        return json.dumps(_clean(payload), sort_keys=True, default=_default, allow_nan=False).encode()
+
+
 def json_response(payload, status_code: int = 200) -> Response:
-    # Sorted keys: neuprintr's roiHierarchy walker needs "children" before "name" (neuprintr-protocol.md).
-    body = json.dumps(_clean(payload), sort_keys=True, default=_default, allow_nan=False)
+    return Response(encode_json(payload), status_code=status_code, media_type="application/json")
+
+
+def encoded_json_response(body: bytes, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 

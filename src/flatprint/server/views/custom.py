@@ -11,12 +11,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from flatprint.errors import QueryError
-from flatprint.server.app import dataset_for, error_response, json_response, read_json, state_of
+from flatprint.server.app import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
+                                  state_of)
 
 router = APIRouter()
 
 
-async def _run(request: Request):
+async def _run(request: Request, encode):
+    """Run the request's Cypher in the worker pool; ``encode`` (result, seconds) -> response body
+    also runs there, so serializing a large answer never blocks the event loop."""
     body = await read_json(request)
     cypher = body.get("cypher")
     if not isinstance(cypher, str) or not cypher.strip():
@@ -27,9 +30,12 @@ async def _run(request: Request):
 
     started = time.perf_counter()
     cancel = threading.Event()
-    result = await run_cancellable(request, state.run(lambda: execute(store, cypher, timeout=state.timeout,
-                                                                      cancel=cancel)), cancel)
-    return result, time.perf_counter() - started
+
+    def work():
+        result = execute(store, cypher, timeout=state.timeout, cancel=cancel)
+        return encode(result, time.perf_counter() - started)
+
+    return await run_cancellable(request, state.run(work), cancel)
 
 
 async def run_cancellable(request: Request, work, cancel: threading.Event):
@@ -63,19 +69,23 @@ async def run_cancellable(request: Request, work, cancel: threading.Event):
 
 @router.post("/api/custom/custom")
 async def custom(request: Request):
-    result, seconds = await _run(request)
-    return json_response({"columns": result.columns, "data": result.data,
-                          "debug": f"flatprint: {len(result.data)} rows in {seconds * 1000:.1f} ms"})
+    def encode(result, seconds):
+        return encode_json({"columns": result.columns, "data": result.data,
+                            "debug": f"flatprint: {len(result.data)} rows in {seconds * 1000:.1f} ms"})
+
+    return encoded_json_response(await _run(request, encode))
 
 
 @router.post("/api/custom/arrow")
 async def custom_arrow(request: Request):
-    result, _ = await _run(request)
-    table = result.to_arrow()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream")
+    def encode(result, _seconds):
+        table = result.to_arrow()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    return Response(await _run(request, encode), media_type="application/vnd.apache.arrow.stream")
 
 
 @router.api_route("/api/raw/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
