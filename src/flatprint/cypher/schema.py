@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 
+import orjson
 import pyarrow as pa
 
 from flatprint.cypher.values import NodeRef, Point, RelRef
@@ -291,23 +292,20 @@ class GraphView:
     def _segment_maps(self, ids) -> dict:
         model = self.model
         cols = ", ".join(f"s.{quote(c)}" for c in model.segment_properties)
-        ids_table = self._id_table(ids)
         rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id",
-                            {"ids_table": ids_table})
+                            {"ids_table": self._id_table(ids)})
         maps = {}
         for row in rows:
             props = {}
             for name, value in zip(model.segment_properties, row):
                 if value is not None:
                     props[name] = model.segment_value(name, value)
-            maps[props["bodyId"]] = props
-        for body, rois in self.run_sql(
-                "SELECT r.bodyId, list(r.roi ORDER BY r.roi) FROM segment_rois r "
-                "SEMI JOIN ids_table i ON r.bodyId = i.id GROUP BY r.bodyId", {"ids_table": ids_table}):
-            props = maps.get(body)
-            if props is not None:
-                for roi in rois:
+            # The ROI flags (n.`AL(R)`) are the keys of roiInfo: the same set as segment_rois' rows
+            # (ingest builds both from one aggregate), without a scan of that table.
+            if isinstance(props.get("roiInfo"), str):
+                for roi in orjson.loads(props["roiInfo"]):
                     props[roi] = True
+            maps[props["bodyId"]] = props
         return maps
 
     def _synapse_maps(self, ids) -> dict:
