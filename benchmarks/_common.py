@@ -90,9 +90,12 @@ def wait_for_other_ingest(store: Path, log=print, limit: float = 1800) -> float:
 
 
 def store_is_fresh(store: Path, release: Path) -> bool:
-    """True when ``store`` exists and was built after the release's manifest was written."""
+    """True when ``store`` exists, was built after the release's manifest and has the current layout."""
+    from flatprint.ingest import store_is_current
+
     manifest = release / "manifest.json"
-    return store.exists() and manifest.exists() and store.stat().st_mtime > manifest.stat().st_mtime
+    return store.exists() and manifest.exists() and store.stat().st_mtime > manifest.stat().st_mtime \
+        and store_is_current(store)
 
 
 def machine_facts() -> dict:

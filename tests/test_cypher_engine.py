@@ -565,3 +565,35 @@ def test_synapse_connection_maps_match_the_release(store, frames, release_factor
                 assert seen.setdefault(xyz, info) == info  # a T-bar's rows carry one and the same map
             else:
                 assert not any(k.startswith("nt") for k in info)
+
+
+def test_connection_roi_info_both_directions(store, frames, release_factory):
+    """ConnectsTo.roiInfo for every input of one neuron (many body_pre, one body_post: read from the
+    copy sorted by body_post) and every output (read from the copy sorted by body_pre) equals
+    pandas on syn-partners: post = PSDs whose point lies in the ROI, pre = distinct T-bars."""
+    chains = oracle.roi_chains(release_factory(0))
+    p = frames.partners
+    major = frames.points.set_index(["x", "y", "z"])["major"].astype(str)
+
+    def expected(rows):
+        out: dict = {}
+        rows = rows.assign(major_post=major.reindex(pd.MultiIndex.from_arrays(
+            [rows.x_post, rows.y_post, rows.z_post])).to_numpy())
+        for (a, b), group in rows.groupby(["body_pre", "body_post"]):
+            info: dict = {}
+            for (roi_name, major_name), sub in group.groupby([group["primary_post"].astype(str), "major_post"]):
+                rois = set(chains.get(roi_name, [])) | ({major_name} if major_name != "<unspecified>" else set())
+                for roi in rois:
+                    entry = info.setdefault(roi, [set(), 0])
+                    entry[0].update(zip(sub.x_pre, sub.y_pre, sub.z_pre))
+                    entry[1] += len(sub)
+            out[(int(a), int(b))] = {roi: {"pre": len(t), "post": n} for roi, (t, n) in info.items()}
+        return out
+
+    for pattern, mask in ((f"(a)-[c:ConnectsTo]->(b {{bodyId: {L}}})", p.body_post == L),
+                          (f"(a {{bodyId: {L}}})-[c:ConnectsTo]->(b)", p.body_pre == L)):
+        got = {(a, b): json.loads(info) for a, b, info in
+               rows(store, f"MATCH {pattern} RETURN a.bodyId, b.bodyId, c.roiInfo")}
+        want = expected(p[mask])
+        assert len(got) == len(want) > 3
+        assert got == want

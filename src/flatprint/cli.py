@@ -103,7 +103,7 @@ def _print_summary(store_path, as_json: bool = False):
 @click.option("--port", default=8443, show_default=True, type=int)
 def demo(scale, seed, rebuild, serve, port):
     """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo, show its summary and serve it."""
-    from flatprint.ingest import ingest_release
+    from flatprint.ingest import ingest_release, store_is_current
     from flatprint.release.synth import synthesize
     from flatprint.store import flatprint_home
 
@@ -113,7 +113,7 @@ def demo(scale, seed, rebuild, serve, port):
     if rebuild or not (release / "manifest.json").exists():
         console.print(f"synthesizing a {scale:g}-scale release in {release} ...")
         synthesize(release, scale=scale, seed=seed, force=True)
-    if rebuild or not store.exists():
+    if rebuild or not store.exists() or not store_is_current(store):  # older layouts are rebuilt
         console.print(f"ingesting into {store} ...")
         ingest_release(release, store, force=True)
     _print_summary(store)

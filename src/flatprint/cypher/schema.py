@@ -21,7 +21,6 @@ property maps for nodes that the SQL did not already fetch.
 
 from __future__ import annotations
 
-import json
 import threading
 
 import orjson
@@ -82,6 +81,8 @@ class GraphModel:
             self.roi_names_of_label.setdefault((roi_set, int(label)), []).append(roi)
         self.roi_labels = labels
         self._roi_flags: dict[tuple[int, int], dict] = {}
+        self.has_rois_by_post = bool(cur.execute(  # stores from before it existed lack this copy
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'connection_rois_by_post'").fetchall()[0][0])
         self.nt_columns = [c for c in self.synapse_types if c.startswith("nt") and c.endswith("Prob")]
         self.segment_properties = [c for c in self.segment_types if c not in HIDDEN_SEGMENT_COLUMNS]
         self.meta = dict(store.meta)
@@ -344,14 +345,20 @@ class GraphView:
     def roi_infos(self, pairs: pa.Table) -> dict:
         """ConnectsTo.roiInfo (JSON text ``{roi: {"pre": n, "post": n}}``) per (body_pre, body_post)."""
         out: dict = {}
-        sql = ("SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM connection_rois r "
+        starts, ends = set(pairs.column("a").to_pylist()), set(pairs.column("b").to_pylist())
+        # Scan the copy sorted by the side with fewer distinct bodies: a literal list of them lets
+        # DuckDB skip row groups (100 neurons' upstream partners are thousands of body_pre values).
+        if len(ends) < len(starts) and self.model.has_rois_by_post:
+            table, side, ids = "connection_rois_by_post", "body_post", ends
+        else:
+            table, side, ids = "connection_rois", "body_pre", starts
+        sql = (f"SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM {table} r "
                "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b")
-        starts = set(pairs.column("a").to_pylist())
-        if len(starts) <= 2000:  # a literal range lets DuckDB skip row groups (sorted by body_pre)
-            sql += f" WHERE r.body_pre IN ({', '.join(str(int(v)) for v in sorted(starts))})"
+        if len(ids) <= 2000:
+            sql += f" WHERE r.{side} IN ({', '.join(str(int(v)) for v in sorted(ids))})"
         for a, b, roi, pre, post in self.run_sql(sql + " ORDER BY 1, 2, 3", {"pairs": pairs}):
             out.setdefault((a, b), {})[roi] = {"pre": pre, "post": post}
-        return {k: json.dumps(v, separators=(",", ":")) for k, v in out.items()}
+        return {k: orjson.dumps(v).decode() for k, v in out.items()}
 
     def fill_roi_infos(self, rels) -> None:
         """Set roiInfo on ConnectsTo relationships that lack it (one query for all of them)."""

@@ -39,7 +39,7 @@ from flatprint.io.feather import batch_reader
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: ConnectsTo roiInfo `pre` counts distinct T-bars at grouping ROIs too
 POST_HP_THRESHOLD = 0.7  # neuPrint's postHPThreshold for male-cns (weightHP)
 PRE_HP_THRESHOLD = 0.0
 NEURON_SYNWEIGHT_MIN = 100
@@ -272,15 +272,39 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
         SELECT body_pre, body_post, primary_label_post AS pl, major_label_post AS ml,
                count(*) AS post, count(DISTINCT pre_id) AS pre
         FROM partners GROUP BY ALL""")
+    # `pre` counts distinct T-bars per ROI. Summing the per-label counts up the hierarchy counts a
+    # T-bar twice when its PSDs on one partner lie in two ROIs of one grouping (LegNp(T1)(L) and
+    # LegNp(T2)(L) under VNC): correct exactly for those few T-bars instead of expanding every row.
+    con.execute("""
+        CREATE TEMP TABLE split_tbars AS
+        SELECT pre_id, body_post FROM partners GROUP BY pre_id, body_post
+        HAVING min(primary_label_post) <> max(primary_label_post) OR min(major_label_post) <> max(major_label_post)""")
+    con.execute("""
+        CREATE TEMP TABLE pre_overcount AS
+        WITH combos AS (
+          SELECT DISTINCT p.body_pre, p.body_post, p.pre_id, p.primary_label_post AS pl, p.major_label_post AS ml
+          FROM partners p SEMI JOIN split_tbars s ON s.pre_id = p.pre_id AND s.body_post = p.body_post),
+        expanded AS (
+          SELECT body_pre, body_post, pre_id, m.roi FROM combos JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          UNION ALL
+          SELECT body_pre, body_post, pre_id, m.roi FROM combos JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
+        SELECT body_pre, body_post, roi, count(*) - count(DISTINCT pre_id) AS over
+        FROM expanded GROUP BY ALL HAVING count(*) > count(DISTINCT pre_id)""")
     stage.step("connection ROIs", con, """
         CREATE TABLE connection_rois AS
         WITH expanded AS (
           SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
-          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
-        SELECT body_pre, body_post, roi, sum(post)::BIGINT AS weight, sum(pre)::BIGINT AS pre
-        FROM expanded GROUP BY ALL ORDER BY body_pre, body_post, roi""")
+          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml),
+        summed AS (
+          SELECT body_pre, body_post, roi, sum(post)::BIGINT AS weight, sum(pre)::BIGINT AS pre
+          FROM expanded GROUP BY ALL)
+        SELECT s.body_pre, s.body_post, s.roi, s.weight, (s.pre - coalesce(o.over, 0))::BIGINT AS pre
+        FROM summed s LEFT JOIN pre_overcount o USING (body_pre, body_post, roi)
+        ORDER BY body_pre, body_post, roi""")
     con.execute("DROP TABLE pair_labels")
+    con.execute("DROP TABLE split_tbars")
+    con.execute("DROP TABLE pre_overcount")
     # A second copy sorted by the post side, so upstream per-ROI lookups read a range too.
     con.execute("CREATE TABLE connection_rois_by_post AS SELECT * FROM connection_rois ORDER BY body_post, body_pre, roi")
 
@@ -646,3 +670,15 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+def store_is_current(path) -> bool:
+    """True when the store at ``path`` was built by this version's ingest layout (STORE_FORMAT)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            found = con.execute("SELECT value FROM store_info WHERE key = 'storeFormat'").fetchall()
+    except duckdb.Error:
+        return False
+    return bool(found) and json.loads(found[0][0]) == STORE_FORMAT
