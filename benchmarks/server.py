@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +42,76 @@ def timed(fn, repeat: int):
         fn()
         runs.append(time.perf_counter() - t)
     return cold, median(runs)
+
+
+@contextmanager
+def recording_responses():
+    """Yield a dict that fills with (method, path, cypher) -> (status, content type, body) of every
+    request made meanwhile, from requests' transport (neuprint-python's session included)."""
+    import json
+
+    import requests
+
+    recordings: dict = {}
+    original = requests.Session.send
+
+    def send(session, request, **kwargs):
+        response = original(session, request, **kwargs)
+        cypher = ""
+        if request.body:
+            try:
+                cypher = json.loads(request.body).get("cypher", "")
+            except (ValueError, AttributeError):
+                cypher = ""
+        path = request.path_url.split("?")[0]
+        recordings[(request.method, path, cypher)] = (response.status_code, response.headers.get(
+            "content-type", "application/json"), response.content)
+        return response
+
+    requests.Session.send = send
+    try:
+        yield recordings
+    finally:
+        requests.Session.send = original
+
+
+@contextmanager
+def replay_server(recordings: dict, home: Path):
+    """benchmarks/replay_server.py on a free port with flatprint's certificate; yields its URL."""
+    import pickle
+    import subprocess
+    import tempfile
+
+    import requests
+    from server_fixture import free_port, wait_until_idle
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "recordings.pickle"
+        path.write_bytes(pickle.dumps(recordings))
+        cert, key = home / "tls" / "cert.pem", home / "tls" / "key.pem"
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("replay_server.py")), str(path),
+                                 str(port), str(cert), str(key)])
+        url = f"https://localhost:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    requests.get(f"{url}/api/version", verify=str(cert), timeout=2)
+                    break
+                except requests.exceptions.ConnectionError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("replay server did not start") from None
+                    time.sleep(0.2)
+            wait_until_idle(proc.pid)
+            yield url
+        finally:
+            proc.terminate()  # uvicorn waits for open keep-alive connections: do not wait long
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main(argv=None):
@@ -75,7 +146,8 @@ def main(argv=None):
     }
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
     results = []
-    with running_server([str(store)], home, wait_idle=True) as (url, cert):
+    # Everything the client asks (its start-up requests are cached per server, so record from the start).
+    with running_server([str(store)], home, wait_idle=True) as (url, cert), recording_responses() as recordings:
         npc = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False)
         for name, call in calls.items():
             lib_cold, lib = timed(lambda: call(flatprint, fp), args.repeat)
@@ -88,9 +160,22 @@ def main(argv=None):
         _, json_s = timed(lambda: npc.fetch_custom(big), args.repeat)
         _, arrow_s = timed(lambda: npc.fetch_custom(big, use_arrow=True), args.repeat)
         rows = len(npc.fetch_custom(big))
-        results.append({"query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint", "json_s": json_s,
-                        "arrow_s": arrow_s, "ratio": json_s / arrow_s})
+        json_vs_arrow = {"query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint", "json_s": json_s,
+                         "arrow_s": arrow_s, "ratio": json_s / arrow_s}
         print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows")
+
+    # The client's own floor: the same calls against a server that replays the recorded answers.
+    with replay_server(recordings, home) as replay_url:
+        floor_client = neuprint.Client(replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert),
+                                       progress=False)
+        for result, call in zip(results, calls.values()):
+            _, floor = timed(lambda: call(neuprint, floor_client), args.repeat)
+            result["client_floor_s"] = floor
+            result["floor_ratio"] = floor / result["library_s"]
+            result["server_work_ratio"] = max(result["server_s"] - floor, 0.0) / result["library_s"]
+            print(f"{result['query']:40s} client floor {floor * 1000:8.1f} ms (x{result['floor_ratio']:.2f} of the "
+                  f"library); server work x{result['server_work_ratio']:.2f}")
+    results.append(json_vs_arrow)
     doc = {"name": "server", "date": now_iso(), "scale": args.scale, "repeat": args.repeat,
            "machine": machine_facts(), "results": results,
            "note": "neuprint-python 0.6.4 through flatprint serve (HTTPS, JSON) vs the flatprint library in-process; "
