@@ -1,158 +1,248 @@
-"""Path search over the connection graph: bidirectional BFS with one SQL query per level.
+"""Path search over the connection graph: breadth-first search with one SQL query per level.
 
 performance-anchors.md: a bidirectional BFS issuing one SQL query per level answers shortest paths at
 full scale in ~35 ms, where a one-directional search takes seconds. Neighbours come from the two
-sorted copies of the connections table, so each level is a zone-map range scan.
+sorted copies of the connections table (``connections`` by body_pre, ``connections_by_post`` by
+body_post), so each level is a zone-map range scan.
+
+One implementation serves the library (fetch_shortest_paths, fetch_paths) and the Cypher engine
+(``allShortestPaths``, ``[:ConnectsTo*min..max]``), which wraps the edges in relationships.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+
+import pyarrow as pa
 
 MAX_PATHS = 100_000  # neuPrint answers with every path; past this many we stop enumerating
 
-
-def _expand(cur, frontier, forward: bool, min_weight: int, node_filter: str):
-    """One BFS level: edges (near, far, weight) from the frontier whose far node passes the filter."""
-    if forward:
-        table, near, far = "connections", "body_pre", "body_post"
-    else:
-        table, near, far = "connections_by_post", "body_post", "body_pre"
-    ids = ", ".join(map(str, frontier))
-    rows = cur.execute(
-        f"SELECT c.{near}, c.{far}, c.weight FROM {table} c JOIN segments n ON n.bodyId = c.{far} "
-        f"WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)} AND {node_filter}").fetchall()
-    return rows
+#: An edge of the connection graph: (body_pre, body_post, weight, weight_hp).
+Edge = tuple
 
 
-def _is_neuron(cur, body: int) -> bool:
-    return bool(cur.execute("SELECT count(*) FROM segments WHERE bodyId = ? AND is_neuron", [body]).fetchall()[0][0])
+class ConnectionGraph:
+    """One-hop expansion of body sets through the connection tables.
+
+    ``edge_filter_sql`` is a condition on the connection (alias ``c``), ``node_filter_sql`` one on
+    the body reached (alias ``n`` over ``segments``); ``run_sql(sql, tables)`` runs a query with
+    Arrow tables registered under the given names; ``check_deadline()`` raises to stop a search.
+    """
+
+    def __init__(self, run_sql, edge_filter_sql: str | None = None, node_filter_sql: str | None = None,
+                 check_deadline=None):
+        self.run_sql = run_sql
+        self.edge_filter = edge_filter_sql
+        self.node_filter = node_filter_sql
+        self.check_deadline = check_deadline or (lambda: None)
+
+    def expand(self, frontier, forward: bool) -> list[Edge]:
+        """Edges leaving (forward) or entering the frontier that pass both filters."""
+        self.check_deadline()
+        if not frontier:
+            return []
+        table, near, far = ("connections", "body_pre", "body_post") if forward else \
+            ("connections_by_post", "body_post", "body_pre")
+        sql = (f"SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM {table} c "
+               f"SEMI JOIN frontier f ON c.{near} = f.id")
+        where = []
+        if self.edge_filter:
+            where.append(f"({self.edge_filter})")
+        if self.node_filter:
+            where.append(f"c.{far} IN (SELECT n.bodyId FROM segments n WHERE {self.node_filter})")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        frontier_table = pa.table({"id": pa.array(sorted(frontier), type=pa.int64())})
+        return self.run_sql(sql, {"frontier": frontier_table})
+
+
+def shortest_paths(graph: ConnectionGraph, source: int, target: int,
+                   max_hops: int | None = None) -> list[tuple[list[int], list[Edge]]]:
+    """Every shortest path source -> target as (bodies, edges); [] when there is none (or source is
+    target: a path needs at least one relationship). Meets in the middle, always expanding the
+    smaller frontier."""
+    if source == target:
+        return []
+    forward_parents: dict[int, list] = {source: []}
+    backward_parents: dict[int, list] = {target: []}
+    forward_frontier, backward_frontier = {source}, {target}
+    hops = 0
+    meeting: set[int] = set()
+    while forward_frontier and backward_frontier and not meeting:
+        if max_hops is not None and hops >= max_hops:
+            break
+        hops += 1
+        forward = len(forward_frontier) <= len(backward_frontier)
+        parents = forward_parents if forward else backward_parents
+        level: dict[int, list] = {}
+        for edge in graph.expand(forward_frontier if forward else backward_frontier, forward):
+            far = edge[1] if forward else edge[0]
+            if far not in parents:
+                level.setdefault(far, []).append(edge)
+        parents.update(level)
+        if forward:
+            forward_frontier = set(level)
+            meeting = forward_frontier & set(backward_parents)
+        else:
+            backward_frontier = set(level)
+            meeting = backward_frontier & set(forward_parents)
+
+    def halves(node, parents, end, forward):
+        if node == end:
+            return [([end], [])]
+        out = []
+        for edge in parents[node]:
+            for nodes, edges in halves(edge[0] if forward else edge[1], parents, end, forward):
+                out.append((nodes + [node], edges + [edge]) if forward else ([node] + nodes, [edge] + edges))
+                if len(out) >= MAX_PATHS:
+                    return out
+        return out
+
+    paths = []
+    for middle in sorted(meeting):
+        for f_nodes, f_edges in halves(middle, forward_parents, source, True):
+            for b_nodes, b_edges in halves(middle, backward_parents, target, False):
+                paths.append((f_nodes + b_nodes[1:], f_edges + b_edges))
+                if len(paths) >= MAX_PATHS:
+                    return paths
+    return paths
+
+
+def bounded_paths(graph: ConnectionGraph, sources: set[int], targets: set[int] | None, min_hops: int,
+                  max_hops: int) -> list[tuple[list[int], list[Edge]]]:
+    """Every path of min_hops..max_hops edges from a source to a target, no edge twice (Cypher's
+    relationship isomorphism). ``targets`` None = any end node. With targets, backward levels bound
+    the search: the forward walk only follows edges that can still reach a target in the hops left."""
+    if max_hops < min_hops:
+        return []
+    if targets is None:
+        return _forward_paths(graph, sources, min_hops, max_hops)
+    # reach[j]: bodies that reach a target in exactly j hops; out_edges[j][u]: edges u -> v, v in reach[j-1]
+    reach = [set(targets)]
+    out_edges: list[dict[int, list]] = [{}]
+    for _ in range(1, max_hops + 1):
+        level: dict[int, list] = {}
+        for edge in graph.expand(reach[-1], False):
+            level.setdefault(edge[0], []).append(edge)
+        out_edges.append(level)
+        reach.append(set(level))
+    paths: list = []
+
+    def walk(node, remaining, nodes, edges):
+        graph.check_deadline()
+        if remaining == 0:
+            paths.append((list(nodes), list(edges)))
+            return
+        for edge in out_edges[remaining].get(node, ()):
+            if edge in edges or len(paths) >= MAX_PATHS:
+                continue
+            nodes.append(edge[1])
+            edges.append(edge)
+            walk(edge[1], remaining - 1, nodes, edges)
+            nodes.pop()
+            edges.pop()
+
+    for length in range(max(min_hops, 0), max_hops + 1):
+        for source in sorted(sources):
+            if length == 0:
+                if source in targets:
+                    paths.append(([source], []))
+                continue
+            if source in reach[length]:
+                walk(source, length, [source], [])
+    return paths
+
+
+def _forward_paths(graph, sources, min_hops, max_hops):
+    adjacency: dict[int, list] = {}
+    frontier = set(sources)
+    seen: set[int] = set()
+    for _ in range(max_hops):
+        todo = frontier - seen
+        seen |= todo
+        if not todo:
+            break
+        frontier = set()
+        for edge in graph.expand(todo, True):
+            adjacency.setdefault(edge[0], []).append(edge)
+            frontier.add(edge[1])
+    paths: list = []
+
+    def walk(node, nodes, edges):
+        graph.check_deadline()
+        if len(edges) >= min_hops:
+            paths.append((list(nodes), list(edges)))
+        if len(edges) == max_hops:
+            return
+        for edge in adjacency.get(node, ()):
+            if edge in edges or len(paths) >= MAX_PATHS:
+                continue
+            nodes.append(edge[1])
+            edges.append(edge)
+            walk(edge[1], nodes, edges)
+            nodes.pop()
+            edges.pop()
+
+    for source in sorted(sources):
+        walk(source, [source], [])
+    return paths
+
+
+# ---------------------------------------------------------------------------------------- library
+
+
+class _SearchTimeout(Exception):
+    pass
+
+
+def _library_graph(client, min_weight: int, node_filter: str, timeout: float) -> ConnectionGraph:
+    cur = client.cursor()
+    deadline = time.monotonic() + (timeout if timeout else float("inf"))
+
+    def run_sql(sql, tables=None):
+        for name, table in (tables or {}).items():
+            cur.register(name, table)
+        try:
+            return cur.execute(sql).fetchall()
+        finally:
+            for name in tables or {}:
+                cur.unregister(name)
+
+    def check_deadline():
+        if time.monotonic() > deadline:
+            raise _SearchTimeout
+
+    return ConnectionGraph(run_sql, f"c.weight >= {int(min_weight)}", node_filter, check_deadline)
+
+
+def _are_neurons(client, *bodies: int) -> bool:
+    found = client.cursor().execute(
+        f"SELECT count(DISTINCT bodyId) FROM segments WHERE is_neuron AND bodyId IN ({', '.join(map(str, bodies))})"
+    ).fetchall()[0][0]
+    return found == len(set(bodies))
 
 
 def all_shortest_paths(client, src: int, dst: int, min_weight: int, node_filter: str, timeout: float):
-    """Every shortest path src -> dst as (nodes, edge weights); [] when none or past the timeout."""
-    cur = client.cursor()
-    if not (_is_neuron(cur, src) and _is_neuron(cur, dst)):
+    """Every shortest path src -> dst as (bodies, weights), sorted; [] when none or past the timeout."""
+    if not _are_neurons(client, src, dst):
         return []
-    if src == dst:
-        return []  # neuPrint's allShortestPaths needs at least one relationship
-    deadline = time.monotonic() + (timeout if timeout else float("inf"))
-    dist_f, dist_b = {src: 0}, {dst: 0}
-    preds = defaultdict(list)  # node -> [(previous node, weight)] on shortest forward paths
-    succs = defaultdict(list)  # node -> [(next node, weight)] on shortest backward paths
-    front_f, front_b = [src], [dst]
-    level_f = level_b = 0
-    while front_f and front_b:
-        if time.monotonic() > deadline:
-            return []
-        forward = len(front_f) <= len(front_b)
-        frontier = front_f if forward else front_b
-        dist, links = (dist_f, preds) if forward else (dist_b, succs)
-        level = (level_f if forward else level_b) + 1
-        new = []
-        for near, far, weight in _expand(cur, frontier, forward, min_weight, node_filter):
-            seen = dist.get(far)
-            if seen is None:
-                dist[far] = level
-                new.append(far)
-                links[far].append((near, weight))
-            elif seen == level:
-                links[far].append((near, weight))
-        if forward:
-            front_f, level_f = new, level
-        else:
-            front_b, level_b = new, level
-        other = dist_b if forward else dist_f
-        meet = [v for v in new if v in other]
-        if meet:
-            best = min(level + other[v] for v in meet)
-            meet = [v for v in meet if level + other[v] == best]
-            return _join(meet, preds, succs, src, dst)
-    return []
-
-
-def _chains(node, links, end):
-    """All chains from ``node`` back to ``end`` following ``links`` (node -> [(next, weight)])."""
-    if node == end:
-        return [([node], [])]
-    out = []
-    for nxt, weight in links[node]:
-        for nodes, weights in _chains(nxt, links, end):
-            out.append(([node, *nodes], [weight, *weights]))
-            if len(out) > MAX_PATHS:
-                return out
-    return out
-
-
-def _join(meet, preds, succs, src, dst):
-    paths = []
-    for m in sorted(meet):
-        heads = _chains(m, preds, src)  # m ... src (reversed)
-        tails = _chains(m, succs, dst)  # m ... dst
-        for h_nodes, h_weights in heads:
-            for t_nodes, t_weights in tails:
-                nodes = list(reversed(h_nodes)) + t_nodes[1:]
-                weights = list(reversed(h_weights)) + t_weights
-                paths.append((nodes, weights))
-                if len(paths) >= MAX_PATHS:
-                    return sorted(paths)
-    return sorted(paths)
+    try:
+        found = shortest_paths(_library_graph(client, min_weight, node_filter, timeout), src, dst)
+    except _SearchTimeout:
+        return []
+    return sorted((nodes, [edge[2] for edge in edges]) for nodes, edges in found)
 
 
 def paths_up_to(client, src: int, dst: int, min_weight: int, node_filter: str, length: int, exact: bool,
                 timeout: float):
-    """Paths src -> dst with exactly ``length`` (or 1..length) connections, no connection used twice."""
-    cur = client.cursor()
-    if not (_is_neuron(cur, src) and _is_neuron(cur, dst)):
+    """Paths src -> dst with exactly ``length`` (or 1..length) connections, no connection used twice;
+    shortest first. [] past the timeout, like neuPrint."""
+    if not _are_neurons(client, src, dst):
         return []
-    deadline = time.monotonic() + (timeout if timeout else float("inf"))
-    # Backward distances bound the search: a node farther than the steps left cannot reach dst.
-    dist_b = {dst: 0}
-    frontier = [dst]
-    for level in range(1, length + 1):
-        if not frontier or time.monotonic() > deadline:
-            break
-        new = []
-        for _, far, _ in _expand(cur, frontier, False, min_weight, node_filter):
-            if far not in dist_b:
-                dist_b[far] = level
-                new.append(far)
-        frontier = new
-    if src not in dist_b:
-        return []
-    out_edges: dict[int, list] = {}
-
-    def neighbours(node):
-        if node not in out_edges:
-            out_edges[node] = sorted((far, w) for _, far, w in _expand(cur, [node], True, min_weight, node_filter)
-                                     if far in dist_b)
-        return out_edges[node]
-
-    paths = []
-
-    def walk(node, nodes, weights, used):
-        if time.monotonic() > deadline or len(paths) >= MAX_PATHS:
-            raise TimeoutError
-        steps = len(weights)
-        if node == dst and steps > 0 and (not exact or steps == length):
-            paths.append((list(nodes), list(weights)))
-        if steps == length:
-            return
-        for far, weight in neighbours(node):
-            if dist_b[far] > length - steps - 1 or (node, far) in used:
-                continue
-            used.add((node, far))
-            nodes.append(far)
-            weights.append(weight)
-            walk(far, nodes, weights, used)
-            used.discard((node, far))
-            nodes.pop()
-            weights.pop()
-
     try:
-        walk(src, [src], [], set())
-    except TimeoutError:
-        if time.monotonic() > deadline:
-            return []
+        found = bounded_paths(_library_graph(client, min_weight, node_filter, timeout), {src}, {dst},
+                              length if exact else 1, length)
+    except _SearchTimeout:
+        return []
+    paths = [(nodes, [edge[2] for edge in edges]) for nodes, edges in found]
     return sorted(paths, key=lambda p: (len(p[0]), p))
