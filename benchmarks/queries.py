@@ -9,12 +9,17 @@ For every workload query the same answer is computed by
   plain pandas/numpy ("compute"); reported as load, compute (frames already in RAM) and load+compute;
 * ``polars``: lazy ``pl.scan_ipc`` plans over the feathers, collected;
 * ``duckdb``: an in-memory DuckDB connection querying Parquet copies of the feathers (converted once
-  under $FLATPRINT_HOME/bench/, not timed).
+  under $FLATPRINT_HOME/bench/, not timed);
+* ``graphdb``: the embedded graph database ladybug (a Kùzu fork) answering in Cypher, after loading the
+  graph from the feathers (timed apart as its load; see benchmarks/graphdb.py).
 
 Every baseline's answer is reduced to row counts, sums and a digest of the sorted rows, and compared
 with flatprint's: a disagreement is a failed correctness cross-check (exit status 1).
+A baseline that does not answer an item says why ("not run"), which is neither agreement nor failure.
 Timing: per query the engines run round-robin; the first run of each is "cold" (fresh client /
-connection; the OS page cache is NOT dropped), then ``--repeat`` warm runs whose median is reported.
+connection / reopened database; the OS page cache is NOT dropped), then ``--repeat`` warm runs whose
+median is reported. Memory: every engine runs in its own worker process (driven over pipes), so each
+one's peak RSS is its own; see RSS_METHOD.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import os
 import sys
 import time
 from collections import defaultdict
@@ -803,21 +809,283 @@ def _timed(fn):
     return time.perf_counter() - started, out
 
 
+# =============================================================================== memory measurement
+RSS_LIMIT_BYTES = 20 * 2**30     # a baseline that would need more is reported as OOM, not run
+RSS_METHOD = ("each engine runs in its own worker process; peak RSS is the kernel's high-water mark of that "
+              "process (VmHWM in /proc/<pid>/status), reset to the current RSS before each workload item "
+              "(write '5' to /proc/self/clear_refs) so that every item gets its own peak; the engine's peak "
+              "is the largest of them (load included). A watchdog samples every worker's RSS every 50 ms and "
+              f"kills one that passes {RSS_LIMIT_BYTES / 2**30:g} GiB (reported as OOM, not run)")
+
+
+def _status_kib(field: str, pid: str | int = "self") -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's own RSS high-water mark (VmHWM; falls back to ru_maxrss)."""
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# =============================================================================== engine workers
+ENGINES = ("flatprint", "pandas", "polars", "duckdb", "graphdb")
+ENGINE_LABELS = {"flatprint": "flatprint (DuckDB store)", "pandas": "pandas on feathers",
+                 "polars": "polars lazy scan_ipc", "duckdb": "DuckDB on Parquet",
+                 "graphdb": "graph DB (ladybug, Cypher)"}
+REQUEST_TIMEOUT_S = 1800.0
+
+
+def make_engine(name: str, ctx: dict):
+    if name == "flatprint":
+        return FlatprintEngine(Path(ctx["store"]))
+    if name == "pandas":
+        return PandasEngine(Path(ctx["release"]))
+    if name == "polars":
+        return PolarsEngine(Path(ctx["release"]))
+    if name == "duckdb":
+        return DuckDBEngine(Path(ctx["parquet_dir"]))
+    if name == "graphdb":
+        from graphdb import GraphDBEngine
+
+        return GraphDBEngine(Path(ctx["release"]), Path(ctx["graph_dir"]))
+    raise ValueError(f"unknown engine {name!r}")
+
+
+def run_item(name: str, eng, item, p: dict, cold: bool) -> dict:
+    """One timed run of one workload item by one engine (inside its worker); the answer when cold."""
+    from graphdb import NotRun
+
+    qname, _, fp_fn, fp_ans, method, base_ans, needs = item
+    if cold and name in ("flatprint", "duckdb", "graphdb"):
+        eng.reset()                        # fresh client / connection / database for the cold run
+    gc.collect()
+    out = {}
+    try:
+        if name == "flatprint":
+            t, res = _timed(lambda: fp_fn(eng, p))
+            if cold:
+                out["answer"] = fp_ans(res, eng.client)
+        elif name == "pandas":
+            lt, frames = _timed(lambda: eng.load(needs))
+            t, res = _timed(lambda: getattr(eng, method)(frames, p))
+            out["load_t"] = lt
+            del frames
+            if cold:
+                out["answer"] = base_ans(res, None)
+        else:
+            t, res = _timed(lambda: getattr(eng, method)(None, p))
+            if cold:
+                out["answer"] = base_ans(res, None)
+        del res
+        out["t"] = t
+    except NotRun as exc:
+        out["not_run"] = str(exc)
+    except MemoryError as exc:
+        out["not_run"] = f"OOM: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported, the other engines go on
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _versions(name: str, eng) -> dict:
+    if name == "graphdb":
+        return {"package": eng.package, "version": eng.version}
+    mod = {"flatprint": "flatprint", "pandas": "pandas", "polars": "polars", "duckdb": "duckdb"}[name]
+    return {"package": mod, "version": getattr(__import__(mod), "__version__", "?")}
+
+
+def worker_main(name: str, ctx: dict) -> None:
+    """Serve run requests for one engine: JSON lines on stdin, one JSON reply line each on stdout."""
+    import json
+
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)                          # anything else printed goes to stderr
+    sys.stdout = sys.stderr
+
+    def send(obj):
+        proto.write(json.dumps(obj, default=C._jsonable) + "\n")
+        proto.flush()
+
+    try:
+        reset_peak_rss()
+        started = time.perf_counter()
+        eng = make_engine(name, ctx)
+        hello = {"ready": True, "init_s": time.perf_counter() - started, **_versions(name, eng)}
+        if name == "graphdb":
+            info = eng.load()
+            hello["load"] = info
+            hello["load_s"] = info["seconds"]
+        hello["init_peak_rss_bytes"] = peak_rss_bytes()
+        hello["rss_after_init_bytes"] = (_status_kib("VmRSS") or 0) * 1024
+        send(hello)
+    except Exception as exc:  # noqa: BLE001
+        send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    items = {w[0]: w for w in workload()}
+    overall = hello["init_peak_rss_bytes"]
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["op"] == "exit":
+            send({"peak_rss_bytes": max(overall, peak_rss_bytes())})
+            break
+        reset_peak_rss()
+        reply = run_item(name, eng, items[msg["name"]], msg["params"], msg["cold"])
+        reply["peak_rss_bytes"] = peak_rss_bytes()
+        overall = max(overall, reply["peak_rss_bytes"])
+        send(reply)
+    if name == "graphdb":
+        eng.close()
+    elif name == "flatprint":
+        eng.client.close()
+    elif name == "duckdb":
+        eng.con.close()
+
+
+class Worker:
+    """One engine in its own process (so that its memory is its own), driven over pipes."""
+
+    def __init__(self, name: str, ctx: dict, log=print):
+        import json
+        import subprocess
+
+        self.name, self.log, self.json = name, log, json
+        self.killed_for = None
+        self.peak_sampled = 0
+        self.proc = subprocess.Popen([C.PYTHON, str(Path(__file__).resolve()), "--worker", name,
+                                      "--ctx", json.dumps(ctx)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.hello = self._reply(REQUEST_TIMEOUT_S) or {"ready": False, "error": self._death()}
+        self.alive = bool(self.hello.get("ready"))
+
+    def _death(self) -> str:
+        if self.killed_for:
+            return self.killed_for
+        code = self.proc.poll()
+        if code is not None and code < 0:
+            return f"worker died by signal {-code}" + (" (likely the kernel's OOM killer)" if code == -9 else "")
+        return f"worker exited (code {code})"
+
+    def _reply(self, timeout: float) -> dict | None:
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.killed_for = f"no answer within {timeout:.0f} s: killed"
+            self.kill()
+            return None
+        line = self.proc.stdout.readline()
+        return self.json.loads(line) if line else None
+
+    def request(self, msg: dict, timeout: float = REQUEST_TIMEOUT_S) -> dict:
+        if not self.alive:
+            return {"dead": self._death()}
+        try:
+            self.proc.stdin.write(self.json.dumps(msg, default=C._jsonable) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        reply = self._reply(timeout)
+        if reply is None:
+            self.alive = False
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                pass
+            return {"dead": self._death()}
+        return reply
+
+    def rss(self) -> int:
+        kib = _status_kib("VmRSS", self.proc.pid)
+        return (kib or 0) * 1024
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def close(self) -> dict:
+        out = self.request({"op": "exit"}, timeout=120) if self.alive else {}
+        self.alive = False
+        try:
+            self.proc.wait(timeout=60)
+        except Exception:  # noqa: BLE001
+            self.kill()
+        return out
+
+
+class Watchdog:
+    """Samples every worker's RSS every 50 ms; kills one that passes the limit (reported as OOM)."""
+
+    def __init__(self, workers: dict, limit: int = RSS_LIMIT_BYTES, period: float = 0.05):
+        import threading
+
+        self.workers, self.limit, self.period = workers, limit, period
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_event.wait(self.period):
+            for w in list(self.workers.values()):
+                if w.proc.poll() is not None:
+                    continue
+                rss = w.rss()
+                w.peak_sampled = max(w.peak_sampled, rss)
+                if rss > self.limit:
+                    w.killed_for = (f"OOM: RSS passed {self.limit / 2**30:g} GiB "
+                                    f"({rss / 2**30:.1f} GiB), killed; not run")
+                    w.kill()
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=5, help="warm repetitions per engine (default 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="run only these query names")
-    ap.add_argument("--engines", nargs="*", default=["pandas", "polars", "duckdb"], help="baselines to run")
+    ap.add_argument("--engines", nargs="*", default=["pandas", "polars", "duckdb", "graphdb"],
+                    help="baselines to run (flatprint always runs)")
     ap.add_argument("--release", type=Path, help="use this release instead of $FLATPRINT_HOME/bench's")
     ap.add_argument("--store", type=Path, help="use this store (must be ingested from --release)")
+    ap.add_argument("--graph-dir", type=Path, help="where the graph DB is built (default: next to the release)")
     ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--ctx", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        import json
+
+        worker_main(args.worker, json.loads(args.ctx))
+        return {}
     log = lambda *a: print(*a, flush=True)  # noqa: E731
 
     doc = {"name": "queries", "date": C.now_iso(), "machine": C.machine_facts(), "scale": args.scale,
-           "seed": args.seed, "repeat": args.repeat, "targets_ms": TARGETS_MS}
+           "seed": args.seed, "repeat": args.repeat, "targets_ms": TARGETS_MS, "rss_method": RSS_METHOD,
+           "rss_limit_bytes": RSS_LIMIT_BYTES}
     if args.release:
         release = args.release
     else:
@@ -831,21 +1099,65 @@ def main(argv=None) -> dict:
         log(f"ingesting {release} into {store} (not timed) ...")
         ingest_release(release, store, force=True, progress=False)
     parquet_dir = release.parent / f"parquet-{release.name}"
-    converted = convert_to_parquet(release, parquet_dir, log)
+    graph_dir = args.graph_dir or release.parent / f"graphdb-{release.name}"
+    engine_names = ["flatprint"] + [e for e in ENGINES if e in args.engines and e != "flatprint"]
+    converted = convert_to_parquet(release, parquet_dir, log) if "duckdb" in engine_names else None
     doc.update({"release": str(release), "store": str(store), "parquet_dir": str(parquet_dir),
-                "parquet_convert_seconds": converted or "reused"})
+                "parquet_convert_seconds": converted or "reused", "graph_dir": str(graph_dir)})
 
-    fp = FlatprintEngine(store)
-    params = choose_parameters(fp.client, args.seed, log)
+    from flatprint import Client
+
+    client = Client(store)
+    try:
+        params = choose_parameters(client, args.seed, log)
+    finally:
+        client.close()
     doc["parameters"] = params
-    engines = {"flatprint": fp}
-    if "pandas" in args.engines:
-        engines["pandas"] = PandasEngine(release)
-    if "polars" in args.engines:
-        engines["polars"] = PolarsEngine(release)
-    if "duckdb" in args.engines:
-        engines["duckdb"] = DuckDBEngine(parquet_dir)
+    ctx = {"release": str(release), "store": str(store), "parquet_dir": str(parquet_dir),
+           "graph_dir": str(graph_dir)}
+    workers: dict[str, Worker] = {}
+    dog = Watchdog(workers)
+    info = {}
+    try:
+        for ename in engine_names:       # one at a time, so that the graph DB's load has the machine
+            log(f"starting the {ename} worker" + (" (loads the graph; timed)" if ename == "graphdb" else ""))
+            w = Worker(ename, ctx, log)
+            workers[ename] = w
+            h = dict(w.hello)
+            info[ename] = {k: h[k] for k in ("package", "version", "init_s", "load_s", "load", "init_peak_rss_bytes",
+                                             "rss_after_init_bytes", "error") if k in h}
+            info[ename]["label"] = ENGINE_LABELS[ename]
+            if ename == "graphdb" and "load_s" in h:
+                log(f"   graph DB loaded in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB: "
+                    f"{h['load']['counts']}")
+            elif not w.alive:
+                log(f"   {ename} worker failed: {h.get('error')}")
+        results, all_agree = run_workload(workers, params, args, log)
+    finally:
+        dog.stop()
+        for ename, w in workers.items():
+            bye = w.close()
+            info[ename]["peak_rss_bytes"] = bye.get("peak_rss_bytes")
+            info[ename]["peak_rss_sampled_bytes"] = w.peak_sampled
+            if w.killed_for:
+                info[ename]["killed"] = w.killed_for
+    doc["engines"] = info
+    doc["flatprint_open_seconds"] = info["flatprint"].get("init_s")
+    doc["results"] = results
+    doc["all_baselines_agree"] = all_agree
+    try:
+        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        pass
+    path = C.write_result("queries", doc, args.results_dir)
+    log(f"wrote {path}; all baselines agree with flatprint: {all_agree}")
+    if not all_agree and __name__ == "__main__":
+        raise SystemExit(1)
+    return doc
 
+
+def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
+    """Round-robin over the engines within each repetition; the first repetition is the cold run."""
     results = []
     all_agree = True
     for name, desc, fp_fn, fp_ans, method, base_ans, needs in workload():
@@ -853,51 +1165,49 @@ def main(argv=None) -> dict:
             continue
         p = query_params(name, params)
         log(f"== {name}: {desc}")
-        times = {e: [] for e in engines}
+        times = {e: [] for e in workers}
         load_times = []
-        answers = {}
-        errors = {}
+        answers, errors, not_run, rss = {}, {}, {}, {e: [] for e in workers}
         for rep in range(args.repeat + 1):          # rep 0 = cold
-            for ename, eng in engines.items():
-                if rep > 0 and (ename in errors or (times[ename] and times[ename][0] > CELL_BUDGET_SECONDS)):
+            for ename, w in workers.items():
+                if ename in errors or ename in not_run or (rep > 0 and times[ename]
+                                                           and times[ename][0] > CELL_BUDGET_SECONDS):
                     continue
-                if rep == 0 and ename in ("flatprint", "duckdb"):
-                    eng.reset()                        # fresh client / connection for the cold run
-                gc.collect()
-                try:
-                    if ename == "flatprint":
-                        t, res = _timed(lambda: fp_fn(eng, p))
-                        if rep == 0:
-                            answers[ename] = fp_ans(res, eng.client)
-                    elif ename == "pandas":
-                        lt, frames = _timed(lambda: eng.load(needs))
-                        t, res = _timed(lambda: getattr(eng, method)(frames, p))
-                        load_times.append(lt)
-                        del frames
-                        if rep == 0:
-                            answers[ename] = base_ans(res, None)
+                reply = w.request({"op": "run", "name": name, "params": p, "cold": rep == 0})
+                if "dead" in reply:
+                    if reply["dead"].startswith("OOM"):
+                        not_run[ename] = reply["dead"]
                     else:
-                        t, res = _timed(lambda: getattr(eng, method)(None, p))
-                        if rep == 0:
-                            answers[ename] = base_ans(res, None)
-                    del res
-                except MemoryError as exc:
-                    errors[ename] = f"OOM: {exc}"
+                        errors[ename] = reply["dead"]
+                    log(f"   {ename}: {reply['dead']}")
                     continue
-                except Exception as exc:  # noqa: BLE001 - record and go on with the other engines
-                    errors[ename] = f"{type(exc).__name__}: {exc}"
+                if reply.get("peak_rss_bytes"):
+                    rss[ename].append(reply["peak_rss_bytes"])
+                if "not_run" in reply:
+                    not_run[ename] = reply["not_run"]
+                    continue
+                if "error" in reply:
+                    errors[ename] = reply["error"]
                     log(f"   {ename} failed: {errors[ename]}")
                     continue
-                times[ename].append(t)
-        row = {"name": name, "description": desc, "params": p if len(str(p)) < 400 else {"bodies": f"{len(p['bodies'])} ids"},
+                if rep == 0:
+                    answers[ename] = reply.get("answer")
+                times[ename].append(reply["t"])
+                if "load_t" in reply:
+                    load_times.append(reply["load_t"])
+        row = {"name": name, "description": desc,
+               "params": p if len(str(p)) < 400 else {"bodies": f"{len(p['bodies'])} ids"},
                "answer": answers.get("flatprint"), "engines": {}}
         fp_warm = C.median(times["flatprint"][1:]) if len(times["flatprint"]) > 1 else None
-        for ename in engines:
+        for ename in workers:
             ts = times[ename]
             cell = {"cold_s": ts[0] if ts else None, "warm_median_s": C.median(ts[1:]) if len(ts) > 1 else None,
-                    "warm_runs_s": ts[1:], "n_warm": max(len(ts) - 1, 0)}
+                    "warm_runs_s": ts[1:], "n_warm": max(len(ts) - 1, 0),
+                    "peak_rss_bytes": max(rss[ename]) if rss[ename] else None}
             if ename in errors:
                 cell["error"] = errors[ename]
+            if ename in not_run:
+                cell["not_run"] = not_run[ename]
             if ename == "pandas" and load_times:
                 cell["compute_cold_s"] = cell.pop("cold_s")
                 cell["compute_warm_median_s"] = cell.pop("warm_median_s")
@@ -909,12 +1219,15 @@ def main(argv=None) -> dict:
                 cell["total_cold_s"] = load_times[0] + ts[0] if ts else None
                 cell["loaded_columns"] = needs
             if ename != "flatprint":
-                agree = ename in answers and answers[ename] == answers.get("flatprint")
-                cell["agrees_with_flatprint"] = agree
-                if not agree:
-                    all_agree = False
-                    cell["answer"] = answers.get(ename)
-                    log(f"   !! {ename} disagrees with flatprint: {answers.get(ename)} vs {answers.get('flatprint')}")
+                if ename in not_run:
+                    cell["agrees_with_flatprint"] = None      # not run: neither agreement nor failure
+                else:
+                    agree = ename in answers and answers[ename] == answers.get("flatprint")
+                    cell["agrees_with_flatprint"] = agree
+                    if not agree:
+                        all_agree = False
+                        cell["answer"] = answers.get(ename)
+                        log(f"   !! {ename} disagrees with flatprint: {answers.get(ename)} vs {answers.get('flatprint')}")
                 if fp_warm:
                     if ename == "pandas":
                         if cell.get("compute_warm_median_s") is not None:
@@ -924,27 +1237,16 @@ def main(argv=None) -> dict:
                         cell["ratio"] = cell["warm_median_s"] / fp_warm
             row["engines"][ename] = cell
         results.append(row)
-        summary = "  ".join(
-            f"{e}={1000 * (c.get('warm_median_s') or c.get('compute_warm_median_s') or float('nan')):.1f}ms"
-            + (f"(+load {1000 * c['load_warm_median_s']:.0f}ms)" if "load_warm_median_s" in c else "")
-            + ("" if c.get("agrees_with_flatprint", True) else " DISAGREES")
-            for e, c in row["engines"].items())
-        log(f"   {summary}")
-    doc["flatprint_open_seconds"] = fp.open_seconds
-    doc["results"] = results
-    doc["all_baselines_agree"] = all_agree
-    try:
-        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
-    path = C.write_result("queries", doc, args.results_dir)
-    log(f"wrote {path}; all baselines agree with flatprint: {all_agree}")
-    fp.client.close()
-    if "duckdb" in engines:
-        engines["duckdb"].con.close()
-    if not all_agree and __name__ == "__main__":
-        raise SystemExit(1)
-    return doc
+
+        def fmt(e, c):
+            if "not_run" in c:
+                return f"{e}=not run"
+            v = c.get("warm_median_s") or c.get("compute_warm_median_s")
+            return (f"{e}={1000 * v:.1f}ms" if v is not None else f"{e}=–") \
+                + (f"(+load {1000 * c['load_warm_median_s']:.0f}ms)" if "load_warm_median_s" in c else "") \
+                + ("" if c.get("agrees_with_flatprint", True) in (True, None) else " DISAGREES")
+        log("   " + "  ".join(fmt(e, c) for e, c in row["engines"].items()))
+    return results, all_agree
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Render every ``benchmarks/results/*.json`` into ``docs/benchmarks.md`` (+ a PNG bar chart of the queries).
+"""Render every ``benchmarks/results/*.json`` into ``docs/benchmarks.md`` (+ PNG bar charts of the queries).
 
     python benchmarks/render.py [--results benchmarks/results] [--out docs/benchmarks.md]
 
-ingest.json and queries.json get dedicated tables; any other result file (other benchmarks write
+ingest.json, queries.json and run.py's systems-<scale>.json (every system side by side, with a figure
+``docs/benchmarks-systems-<scale>.png``) get dedicated sections; any other result file (other benchmarks write
 here too) is rendered generically: its scalar top-level fields, then its ``results`` list as a table.
 """
 
@@ -23,7 +24,7 @@ QUERY_TARGET_NAMES = {
     "shortest_paths_w5": "shortest paths (weight >= 5)",
     "matrix_type": "type × type matrix",
 }
-BASELINES = ("pandas", "polars", "duckdb")
+BASELINES = ("pandas", "polars", "duckdb", "graphdb")
 
 
 def ms(seconds) -> str:
@@ -143,6 +144,8 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
              "- **polars**: lazy `pl.scan_ipc` plans over the feathers, collected.",
              "- **duckdb**: an in-memory DuckDB connection querying Parquet copies of the feathers (converted once, "
              "not timed).",
+             "- **graph DB** (where present): the embedded graph database ladybug (Kùzu fork) in Cypher, on a graph "
+             "loaded from the feathers (its load is timed apart; `benchmarks/graphdb.py`).",
              "- Every baseline computes the same answer as flatprint; rows, sums and a digest of the sorted rows "
              "are compared (column *agree*). The neuron set (`:Neuron` rule) is derived from annotations + "
              "body-stats inside every baseline query.", ""]
@@ -153,6 +156,7 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
                   f"{p.get('pair', {}).get('pre')} → {p.get('pair', {}).get('post')} (weight {p.get('pair', {}).get('weight')}), "
                   f"paths {p.get('path', {}).get('src')} → {p.get('path', {}).get('dst')} "
                   f"({p.get('path', {}).get('length')} hops).", ""]
+    has_graph = any("graphdb" in r["engines"] for r in doc.get("results", []))
     rows = []
     for r in doc.get("results", []):
         fpc = r["engines"]["flatprint"]
@@ -164,23 +168,24 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
                       f"{ms(pd_.get('total_warm_median_s'))}"]
         else:
             cells += ["–", "–", "–"]
-        for e in ("polars", "duckdb"):
+        for e in ("polars", "duckdb") + (("graphdb",) if has_graph else ()):
             c = r["engines"].get(e)
-            cells.append(f"{ms(c.get('warm_median_s'))} ({ms(c.get('cold_s'))})" if c else "–")
-        agree = [r["engines"][e].get("agrees_with_flatprint") for e in BASELINES if e in r["engines"]]
-        cells.append("yes" if all(agree) else "**NO**")
+            cells.append(_cell_ms(c))
+        cells.append(_agree(r))
         rows.append(cells)
     lines += ["### Medians (ms)", ""]
     lines += table(["query", "answer", "flatprint", "pandas load", "pandas in RAM", "pandas + load", "polars",
-                    "duckdb on parquet", "agree"], rows)
+                    "duckdb on parquet"] + (["graph DB"] if has_graph else []) + ["agree"], rows)
     rows = []
     for r in doc.get("results", []):
         pd_ = r["engines"].get("pandas") or {}
         rows.append([f"`{r['name']}`", ratio(pd_.get("ratio_in_ram")), ratio(pd_.get("ratio_with_load")),
                      ratio((r["engines"].get("polars") or {}).get("ratio")),
-                     ratio((r["engines"].get("duckdb") or {}).get("ratio"))])
+                     ratio((r["engines"].get("duckdb") or {}).get("ratio"))]
+                    + ([ratio((r["engines"].get("graphdb") or {}).get("ratio"))] if has_graph else []))
     lines += ["", "### Ratios (baseline ÷ flatprint, warm medians)", ""]
-    lines += table(["query", "pandas in RAM", "pandas + load", "polars", "duckdb on parquet"], rows)
+    lines += table(["query", "pandas in RAM", "pandas + load", "polars", "duckdb on parquet"]
+                   + (["graph DB"] if has_graph else []), rows)
     slower = []
     for r in doc.get("results", []):
         for e in BASELINES:
@@ -208,6 +213,24 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
     if figure:
         lines += ["", f"![flatprint vs baselines per query, log scale]({figure})"]
     return lines + [""]
+
+
+def _cell_ms(c) -> str:
+    """warm median (cold) of one engine's cell, or why it has none."""
+    if not c:
+        return "–"
+    if c.get("not_run"):
+        return "not run" + (" (OOM)" if c["not_run"].startswith("OOM") else "")
+    if c.get("error") and c.get("warm_median_s") is None:
+        return "error"
+    return f"{ms(c.get('warm_median_s'))} ({ms(c.get('cold_s'))})"
+
+
+def _agree(r) -> str:
+    agree = [r["engines"][e].get("agrees_with_flatprint") for e in BASELINES if e in r["engines"]]
+    if any(a is False for a in agree):
+        return "**NO**"
+    return "yes" if all(a is True for a in agree) else "yes (where run)"
 
 
 def _answer_size(ans) -> str:
@@ -239,11 +262,13 @@ def figure(doc: dict, path: Path) -> bool:
               ("pandas + load", lambda r: (r["engines"].get("pandas") or {}).get("total_warm_median_s")),
               ("polars (scan_ipc)", lambda r: _engine_ms(r, "polars")),
               ("duckdb on parquet", lambda r: _engine_ms(r, "duckdb"))]
+    if any("graphdb" in r["engines"] for r in results):
+        series.append(("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb")))
     names = [r["name"] for r in results]
     x = np.arange(len(names))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(names)), 5))
-    colors = ["#d62728", "#1f77b4", "#aec7e8", "#2ca02c", "#9467bd"]
+    colors = ["#d62728", "#1f77b4", "#aec7e8", "#2ca02c", "#9467bd", "#ff7f0e"]
     for i, (label, get) in enumerate(series):
         vals = [get(r) for r in results]
         vals = [v * 1000 if v else np.nan for v in vals]
@@ -296,6 +321,203 @@ def generic_section(name: str, doc: dict) -> list[str]:
                              align=["---"] * len(keys))]
     return lines + [""]
 
+# =============================================================================== benchmarks/run.py
+SYSTEMS = [  # (key, label, how it gets its data)
+    ("flatprint", "flatprint library", "ingest into one DuckDB store (once), then library calls"),
+    ("pandas", "pandas on feathers", "`pd.read_feather(columns=...)` per query (\"load\"), then pandas/numpy"),
+    ("polars", "polars lazy scans", "`pl.scan_ipc` plans over the feathers, collected per query"),
+    ("duckdb", "DuckDB on Parquet", "in-memory DuckDB over Parquet copies (converted once, not timed)"),
+    ("graphdb", "graph DB (ladybug)", "COPY into an on-disk ladybug (Kùzu fork) graph, then Cypher"),
+]
+
+
+def gib(b) -> str:
+    return "–" if not b else f"{b / 2**30:.2f}"
+
+
+def systems_figure(doc: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+    except ImportError:
+        return False
+    q = (doc.get("steps") or {}).get("queries") or {}
+    results = q.get("results") or []
+    if not results:
+        return False
+    series = [("flatprint library", lambda r: _engine_ms(r, "flatprint")),
+              ("pandas + load", lambda r: (r["engines"].get("pandas") or {}).get("total_warm_median_s")),
+              ("pandas in RAM", lambda r: _engine_ms(r, "pandas")),
+              ("polars lazy", lambda r: _engine_ms(r, "polars")),
+              ("DuckDB on Parquet", lambda r: _engine_ms(r, "duckdb")),
+              ("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb"))]
+    colors = ["#d62728", "#aec7e8", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    names = [r["name"] for r in results]
+    x = np.arange(len(names))
+    width = 0.84 / len(series)
+    fig, ax = plt.subplots(figsize=(max(9, 1.3 * len(names)), 5.2))
+    for i, (label, get) in enumerate(series):
+        vals = [get(r) for r in results]
+        xs = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(xs, [v * 1000 if v else np.nan for v in vals], width, label=label, color=colors[i])
+        for xi, v in zip(xs, vals):
+            if not v:
+                ax.text(xi, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color=colors[i],
+                        transform=ax.get_xaxis_transform())
+    ax.set_yscale("log")
+    ax.set_ylabel("warm median (ms, log scale)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_title(f"Systems side by side, synthetic scale {doc.get('scale'):g} "
+                 f"({doc.get('date', '')[:10]}; n/a = not run)", pad=28)
+    ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def systems_section(doc: dict, figure_name: str | None) -> list[str]:
+    scale = doc.get("scale")
+    steps = doc.get("steps") or {}
+    q = steps.get("queries") or {}
+    eng = q.get("engines") or {}
+    m = doc.get("machine") or {}
+    lines = [f"## Systems side by side at scale {scale:g} (`benchmarks/run.py`)", "",
+             f"`benchmarks/run.py --scale {scale:g} --repeat {doc.get('repeat')}` of {doc.get('date')} "
+             f"(commit {m.get('git_commit') or '?'}, load average {m.get('loadavg_at_start')} at start, "
+             f"{doc.get('loadavg_at_end')} at end). Query times are warm medians of {q.get('repeat', '?')} "
+             "repetitions (first, cold run in brackets), engines round-robin within each repetition; ratios are "
+             "system ÷ flatprint (> 1: flatprint faster; **bold** < 1: the other system is faster).", ""]
+    if doc.get("failed_steps"):
+        lines += [f"**Failed steps: {', '.join(doc['failed_steps'])}.**", ""]
+    carried = {k: v.get("carried_over_from") for k, v in steps.items() if isinstance(v, dict) and v.get("carried_over_from")}
+    fresh = [k for k in steps if k not in carried]
+    if carried:
+        lines += ["Steps " + ", ".join(f"`{k}`" for k in fresh) + " ran in this run; "
+                  + ", ".join(f"`{k}` comes from the run of {d}" for k, d in carried.items()) + ".", ""]
+    # ---- load and memory
+    ing = steps.get("ingest") or {}
+    srv_mem = ((steps.get("server") or {}).get("memory") or {}).get("peak_rss_sum_bytes") or {}
+    load_mem = ((steps.get("load") or {}).get("memory") or {}).get("peak_rss_sum_bytes") or {}
+    rows = []
+    for key, label, how in SYSTEMS:
+        e = eng.get(key)
+        if e is None:
+            continue
+        if key == "flatprint":
+            load_s = f"{ing['wall_seconds']:.1f} (ingest)" if ing.get("wall_seconds") else "–"
+            load_rss = gib(ing.get("peak_rss_bytes"))
+        elif key == "graphdb":
+            load_s = f"{e['load_s']:.1f}" if e.get("load_s") else "–"
+            load_rss = gib(e.get("init_peak_rss_bytes"))
+        elif key == "pandas":
+            load_s, load_rss = "per query (see *pandas + load*)", "–"
+        else:
+            load_s, load_rss = "–", "–"
+        rows.append([label, how, load_s, load_rss, gib(e.get("peak_rss_bytes")),
+                     e.get("killed") or e.get("error") or ""])
+    if srv_mem:
+        rows.append(["neuprint-python → `flatprint serve`", "HTTPS + JSON to the server (benchmarks/server.py)", "–",
+                     "–", f"server {gib(srv_mem.get('server'))}, client {gib(srv_mem.get('client'))}", ""])
+    if load_mem:
+        rows.append(["`flatprint serve` under load", f"benchmarks/load.py: {(steps.get('load') or {}).get('server', '')}", "–", "–",
+                     f"server {gib(load_mem.get('server'))}, client {gib(load_mem.get('client'))}", ""])
+    lines += ["### Loading and memory", "",
+              f"Peak RSS (GiB): {q.get('rss_method', '')}. The ingest's: {ing.get('rss_method') or '–'} "
+              f"({ing.get('source', '–')}). Server rows: the process trees sampled every 100 ms from /proc "
+              "(RSS summed per role: `flatprint serve` and its workers = server; the benchmark process = client).",
+              ""]
+    lines += table(["system", "how it gets the data", "load s", "load peak RSS", "peak RSS (whole run)", "note"],
+                   rows, align=["---", "---", "---:", "---:", "---:", "---"])
+    g = eng.get("graphdb") or {}
+    if g.get("load"):
+        info = g["load"]
+        lines += ["", f"Graph DB load ({info.get('package')} {info.get('version')}): "
+                  + ", ".join(f"{k} {v:,}" for k, v in (info.get("counts") or {}).items())
+                  + f"; {info.get('disk_bytes', 0) / 1e6:,.0f} MB on disk; steps (s): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in (info.get("steps") or {}).items()) + "."]
+    lines += [""]
+    # ---- query medians
+    results = q.get("results") or []
+    present = [k for k, _, _ in SYSTEMS if k in eng]
+    labels = {k: lab for k, lab, _ in SYSTEMS}
+    rows = []
+    for r in results:
+        pd_ = r["engines"].get("pandas")
+        cells = [f"`{r['name']}`", _answer_size(r.get("answer")), _cell_ms(r["engines"].get("flatprint"))]
+        if pd_ is not None:
+            cells += [f"{ms(pd_.get('total_warm_median_s'))}" if pd_.get("total_warm_median_s") else _cell_ms(pd_),
+                      f"{ms(pd_.get('compute_warm_median_s'))} ({ms(pd_.get('compute_cold_s'))})"
+                      if pd_.get("compute_warm_median_s") else _cell_ms(pd_)]
+        cells += [_cell_ms(r["engines"].get(k)) for k in present if k not in ("flatprint", "pandas")]
+        cells.append(_agree(r))
+        rows.append(cells)
+    head = ["query", "answer", "flatprint"] + (["pandas + load", "pandas in RAM"] if "pandas" in eng else []) \
+        + [labels[k] for k in present if k not in ("flatprint", "pandas")] + ["agree"]
+    lines += ["### Query medians (ms)", ""] + table(head, rows) + [""]
+    rows = []
+    for r in results:
+        pd_ = r["engines"].get("pandas") or {}
+        cells = [f"`{r['name']}`"]
+        if "pandas" in eng:
+            cells += [ratio(pd_.get("ratio_with_load")), ratio(pd_.get("ratio_in_ram"))]
+        cells += [ratio((r["engines"].get(k) or {}).get("ratio")) for k in present if k not in ("flatprint", "pandas")]
+        rows.append(cells)
+    head = ["query"] + (["pandas + load", "pandas in RAM"] if "pandas" in eng else []) \
+        + [labels[k] for k in present if k not in ("flatprint", "pandas")]
+    lines += ["### Ratios (system ÷ flatprint, warm medians)", ""] + table(head, rows) + [""]
+    rows = [[f"`{r['name']}`"] + [gib((r["engines"].get(k) or {}).get("peak_rss_bytes")) for k in present]
+            for r in results]
+    lines += ["### Peak RSS per query (GiB, the engine's process during that item, all its runs)", ""]
+    lines += table(["query"] + [labels[k] for k in present], rows) + [""]
+    notrun = [(r["name"], k, r["engines"][k]["not_run"]) for r in results for k in present
+              if (r["engines"].get(k) or {}).get("not_run")]
+    errors = [(r["name"], k, r["engines"][k]["error"]) for r in results for k in present
+              if (r["engines"].get(k) or {}).get("error")]
+    if notrun or errors:
+        lines += ["Not run / failed:", ""]
+        lines += [f"- `{n}`, {labels[k]}: not run: {why}" for n, k, why in notrun]
+        lines += [f"- `{n}`, {labels[k]}: **error**: {why}" for n, k, why in errors]
+        lines += [""]
+    if figure_name:
+        lines += [f"![systems per workload item, scale {scale:g}, log scale]({figure_name})", ""]
+    # ---- server and throughput
+    srv = steps.get("server") or {}
+    if srv.get("results"):
+        rows = []
+        for r in srv["results"]:
+            if r.get("library_s") is not None:
+                rows.append([r["query"], ms(r["library_s"]), ms(r["server_s"]), ratio(r["ratio"])])
+            else:
+                rows.append([r["query"], f"JSON {ms(r.get('json_s'))}", f"Arrow {ms(r.get('arrow_s'))}",
+                             f"{r.get('ratio', 0):.2f}× (JSON ÷ Arrow)"])
+        lines += ["### neuprint-python through `flatprint serve` vs the library (ms)", "",
+                  f"`benchmarks/server.py`: the same calls with neuprint-python over HTTPS and with the flatprint "
+                  f"library in-process; warm medians of {srv.get('repeat')} runs. Ratio = server ÷ library.", ""]
+        lines += table(["call", "flatprint library", "neuprint-python via server", "ratio"], rows) + [""]
+    elif srv.get("error"):
+        lines += [f"Server step: **{srv['error']}**", ""]
+    ld = steps.get("load") or {}
+    summ = ld.get("summary")
+    if summ:
+        lines += ["### Server throughput", "",
+                  f"`benchmarks/load.py`: {summ['clients']} concurrent clients ({summ['client']} client: "
+                  f"{ld.get('client', '')}), request {ld.get('request', '')}; {summ['runs']} runs of "
+                  f"{summ['duration_s']:g} s on one `{ld.get('server', 'flatprint serve')}`; medians.", ""]
+        lines += table(["clients", "runs", "requests/s (median)", "p50 ms", "p99 ms", "errors", "requests/s per run"],
+                       [[summ["clients"], summ["runs"], f"{summ['requests_per_s_median']:,.0f}",
+                         f"{summ['p50_ms_median']:.1f}", f"{summ['p99_ms_median']:.1f}", summ["errors"],
+                         ", ".join(f"{v:,.0f}" for v in summ["requests_per_s_runs"])]]) + [""]
+    elif ld.get("error"):
+        lines += [f"Load step: **{ld['error']}**", ""]
+    return lines
+
 
 def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     docs = {}
@@ -313,6 +535,12 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     lines += machine_section({k: d for k, d in docs.items() if isinstance(d, dict)})
     if "ingest" in docs:
         lines += ingest_section(docs["ingest"])
+    systems = sorted((d for d in docs.values() if isinstance(d, dict) and d.get("kind") == "systems"),
+                     key=lambda d: d.get("scale") or 0)
+    for d in systems:
+        spng = png.parent / f"benchmarks-systems-{d.get('scale'):g}.png"
+        fig = systems_figure(d, spng)
+        lines += systems_section(d, (spng.name if spng.parent == out.parent else str(spng)) if fig else None)
     if "queries" in docs:
         fig = figure(docs["queries"], png)
         rel = png.name if png.parent == out.parent else str(png)
@@ -321,9 +549,11 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     if analysis.exists():  # hand-written findings (profiles, causes) kept next to the scripts
         lines += [analysis.read_text().rstrip(), ""]
     for name, doc in docs.items():
-        if name not in ("ingest", "queries"):
+        if name not in ("ingest", "queries") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
             lines += generic_section(name, doc)
     lines += ["## Reproduce", "", "```sh",
+              ".venv/bin/python benchmarks/run.py --scale 0.01 --repeat 5   # every system side by side",
+              ".venv/bin/python benchmarks/run.py --scale 0.1 --repeat 5",
               ".venv/bin/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 3",
               ".venv/bin/python benchmarks/queries.py --scale 0.1 --repeat 5",
               ".venv/bin/python benchmarks/render.py", "```", ""]

@@ -1,8 +1,12 @@
-"""Smoke test of the query benchmark: every workload query, 1 repetition, on the session's small store.
+"""Smoke test of the benchmarks: benchmarks/run.py end to end, 1 repetition, on the session's small store.
 
-It checks that benchmarks/queries.py runs end to end, writes its JSON, and that the pandas, polars and
-DuckDB-on-Parquet baselines compute the same answers as flatprint (a correctness cross-check).
-The release and store come from the session fixtures, so they are shared with the other tests.
+It checks that run.py drives queries.py (every workload query, every engine — pandas, polars,
+DuckDB-on-Parquet and the graph DB — each in its own worker process) and a short load.py run (its
+process-tree memory sampling included), writes its JSON, and that every baseline computes the same
+answers as flatprint (a correctness cross-check; the graph DB included). The release and store come
+from the session fixtures, so they are shared with the other tests; the ingest step is skipped (the
+fixture store is reused) and so is server.py (~40 s; it goes through the same sub-process plumbing as
+load.py), to keep this smoke test cheap.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+NAMES = ["neurons_by_type", "neurons_by_regex", "neurons_by_roi", "adjacencies_1", "adjacencies_100",
+         "synapse_connections_pair", "shortest_paths_w5", "matrix_type", "matrix_roi", "reach_2hops_100"]
 
 
 def _load(name: str):
@@ -27,42 +33,74 @@ def _load(name: str):
 
 
 @pytest.fixture(scope="module")
-def bench_doc(release_factory, store_factory, tmp_path_factory):
+def run_doc(release_factory, store_factory, tmp_path_factory):
     release, store = release_factory(0), store_factory(0)
     out = tmp_path_factory.mktemp("bench-results")
     mp = pytest.MonkeyPatch()
     mp.setenv("FLATPRINT_HOME", str(tmp_path_factory.mktemp("flatprint-home")))
     try:
-        queries = _load("queries")
+        run = _load("run")
         started = time.perf_counter()
-        doc = queries.main(["--scale", "0.004", "--repeat", "1", "--release", str(release), "--store", str(store),
-                            "--results-dir", str(out)])
+        doc = run.main(["--scale", "0.004", "--repeat", "1", "--release", str(release), "--store", str(store),
+                        "--ingest", "never", "--graph-dir", str(tmp_path_factory.mktemp("graph")),
+                        "--skip", "server", "--load-duration", "1", "--load-repeat", "1", "--load-clients", "4",
+                        "--results-dir", str(out), "--no-render"])
         seconds = time.perf_counter() - started
     finally:
         mp.undo()
     return doc, out, seconds
 
 
-def test_query_benchmark_writes_json(bench_doc):
-    doc, out, seconds = bench_doc
-    written = json.loads((out / "queries.json").read_text())
-    assert written["name"] == "queries" and written["scale"] == 0.004
-    names = [r["name"] for r in written["results"]]
-    assert names == ["neurons_by_type", "neurons_by_regex", "neurons_by_roi", "adjacencies_1", "adjacencies_100",
-                     "synapse_connections_pair", "shortest_paths_w5", "matrix_type", "matrix_roi",
-                     "reach_2hops_100"]
-    for r in written["results"]:
+@pytest.fixture(scope="module")
+def bench_doc(run_doc):
+    doc, out, seconds = run_doc
+    return doc["steps"]["queries"], out, seconds
+
+
+def test_run_writes_systems_json(run_doc):
+    doc, out, seconds = run_doc
+    written = json.loads((out / "systems-0.004.json").read_text())
+    assert written["kind"] == "systems" and written["scale"] == 0.004 and not written["failed_steps"]
+    steps = written["steps"]
+    assert set(steps) >= {"ingest", "queries", "load"} and "server" not in steps
+    assert [r["name"] for r in steps["queries"]["results"]] == NAMES
+    assert steps["load"]["memory"]["peak_rss_sum_bytes"]["server"] > 10 * 2**20   # `flatprint serve`
+    summary = steps["load"]["summary"]
+    assert summary["runs"] == 1 and summary["clients"] == 4 and summary["errors"] == 0
+    assert summary["requests_per_s_median"] > 0
+    print(f"run.py at scale 0.004 took {seconds:.1f} s")
+
+
+def test_run_dry_run_plans_without_running(tmp_path):
+    run = _load("run")
+    res = run.main(["--scale", "0.1", "--dry-run", "--results-dir", str(tmp_path)])
+    assert res["dry_run"] and res["plan"]["steps"] == ["release", "ingest", "queries", "server", "load"]
+    cmds = res["plan"]["commands"]
+    assert "queries.py" in str(cmds["queries"][1]) and cmds["load"].count("32") == 5
+    assert not list(tmp_path.iterdir())
+
+
+def test_query_benchmark_results(bench_doc):
+    doc, _, _ = bench_doc
+    assert doc["name"] == "queries" and doc["scale"] == 0.004
+    assert [r["name"] for r in doc["results"]] == NAMES
+    for r in doc["results"]:
         fp = r["engines"]["flatprint"]
         assert fp["cold_s"] > 0 and fp["n_warm"] == 1 and fp["warm_median_s"] > 0
         assert r["engines"]["pandas"]["load_warm_median_s"] > 0
-    print(f"query benchmark at scale 0.004 took {seconds:.1f} s")
+        for e, c in r["engines"].items():         # every engine's own peak RSS, from its own process
+            assert c["peak_rss_bytes"] > 10 * 2**20, (r["name"], e)
+    eng = doc["engines"]
+    assert set(eng) == {"flatprint", "pandas", "polars", "duckdb", "graphdb"}
+    assert eng["graphdb"]["load_s"] > 0 and eng["graphdb"]["load"]["counts"]["ConnectsTo"] > 0
+    assert all(e["peak_rss_bytes"] > 0 for e in eng.values())
 
 
 def test_baselines_agree_with_flatprint(bench_doc):
     doc, _, _ = bench_doc
     bad = [(r["name"], e, c.get("error") or c.get("answer"), r["answer"])
            for r in doc["results"] for e, c in r["engines"].items()
-           if e != "flatprint" and not c.get("agrees_with_flatprint")]
+           if e != "flatprint" and c.get("agrees_with_flatprint") is not True and not c.get("not_run")]
     assert not bad, bad
     assert doc["all_baselines_agree"]
     # the answers are not trivially empty
@@ -72,12 +110,34 @@ def test_baselines_agree_with_flatprint(bench_doc):
     assert by_name["shortest_paths_w5"]["paths"] >= 1
 
 
-def test_render_reads_every_result(bench_doc, tmp_path):
-    _, out, _ = bench_doc
+def test_graph_db_answers_and_agrees(bench_doc):
+    doc, _, _ = bench_doc
+    for r in doc["results"]:
+        c = r["engines"]["graphdb"]
+        if r["name"] == "synapse_connections_pair":     # synapse-level data is not in the graph: said so
+            assert c["not_run"] and c["agrees_with_flatprint"] is None
+            continue
+        assert c.get("agrees_with_flatprint") is True, (r["name"], c)
+        assert c["cold_s"] > 0 and c["warm_median_s"] > 0
+
+
+def test_graph_db_constants_match_queries():
+    queries, graphdb = _load("queries"), _load("graphdb")
+    assert graphdb.UNSPEC == queries.UNSPEC and graphdb.NAMED == queries.NAMED
+    assert graphdb.PATH_MIN_WEIGHT == queries.PATH_MIN_WEIGHT
+
+
+def test_render_reads_every_result(run_doc, bench_doc, tmp_path):
+    _, out, _ = run_doc
+    queries_doc, _, _ = bench_doc
+    (out / "queries.json").write_text(json.dumps(queries_doc))
     (out / "other.json").write_text(json.dumps({"name": "other", "date": "2026-01-01",
                                                 "results": [{"name": "x", "seconds": 1.5}]}))
     render = _load("render")
     md = render.render(out, tmp_path / "benchmarks.md")
     text = md.read_text()
     assert "## Queries" in text and "## other" in text and "indicative only" in text
+    assert "## Systems side by side at scale 0.004" in text and "graph DB (ladybug)" in text
+    assert "not run" in text and "Server throughput" in text
     assert (tmp_path / "benchmarks-queries.png").stat().st_size > 1000
+    assert (tmp_path / "benchmarks-systems-0.004.png").stat().st_size > 1000
