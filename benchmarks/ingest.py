@@ -5,8 +5,9 @@
 For each scale the synthetic release is made once under $FLATPRINT_HOME/bench/ (reused afterwards);
 each repetition ingests it in a fresh subprocess (so peak RSS is that process's own), into
 $FLATPRINT_HOME/bench/store-<scale>-seed<seed>.duckdb, which the query benchmark then reuses.
-Peak RSS: psutil samples of the process tree every 20 ms when psutil is installed, and always the
-kernel's high-water mark (ru_maxrss from wait4) of the ingest process; the larger is reported.
+Peak RSS: psutil samples of the process tree every 20 ms when psutil is installed, and the ingest
+process's own kernel high-water mark (VmHWM, read by the child at its end; wait4's ru_maxrss would
+also count the benchmark process's pages copied by fork); the larger is reported.
 
 A linear fit of wall time and peak RSS against total input rows is evaluated at the real release's
 row counts. That is an EXTRAPOLATION from small synthetic releases, not a measurement.
@@ -33,8 +34,13 @@ _CHILD = r"""
 import json, sys
 from flatprint.ingest import ingest_release
 res = ingest_release(sys.argv[1], sys.argv[2], force=True, progress=False, memory_limit=sys.argv[3])
-json.dump({k: res[k] for k in ("seconds", "rows", "rows_per_second", "source_bytes", "store_bytes", "timings")},
-          open(sys.argv[4], "w"))
+out = {k: res[k] for k in ("seconds", "rows", "rows_per_second", "source_bytes", "store_bytes", "timings")}
+# This process's own high-water mark (reset at exec). wait4's ru_maxrss also counts the parent's pages
+# that the fork copied before exec, so a large benchmark process would inflate it.
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        out["vm_hwm_bytes"] = int(line.split()[1]) * 1024
+json.dump(out, open(sys.argv[4], "w"))
 """
 
 
@@ -117,10 +123,12 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
                     "wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_bytes": max(sampled, maxrss),
                     "stderr_tail": lines[-12:]}
         inner = json.loads(out_json.read_text())
+    hwm = inner.get("vm_hwm_bytes")
     return {"wall_seconds": wall, "ingest_seconds": inner["seconds"], "cpu_seconds": cpu,
-            "peak_rss_bytes": max(sampled, maxrss),
-            "peak_rss_sampled_bytes": sampled or None, "ru_maxrss_bytes": maxrss,
-            "rss_method": "psutil tree sampling (20 ms) and wait4 ru_maxrss" if psutil else "wait4 ru_maxrss",
+            "peak_rss_bytes": max(sampled, hwm) if hwm else max(sampled, maxrss),
+            "peak_rss_sampled_bytes": sampled or None, "ru_maxrss_bytes": maxrss, "vm_hwm_bytes": hwm,
+            "rss_method": ("psutil tree sampling (20 ms) and the child's own VmHWM" if psutil else "the child's own VmHWM")
+            if hwm else "psutil tree sampling (20 ms) and wait4 ru_maxrss",
             "rows": inner["rows"], "source_bytes": inner["source_bytes"], "store_bytes": inner["store_bytes"],
             "timings": inner["timings"]}
 
