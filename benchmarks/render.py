@@ -490,17 +490,7 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     # ---- server and throughput
     srv = steps.get("server") or {}
     if srv.get("results"):
-        rows = []
-        for r in srv["results"]:
-            if r.get("library_s") is not None:
-                rows.append([r["query"], ms(r["library_s"]), ms(r["server_s"]), ratio(r["ratio"])])
-            else:
-                rows.append([r["query"], f"JSON {ms(r.get('json_s'))}", f"Arrow {ms(r.get('arrow_s'))}",
-                             f"{r.get('ratio', 0):.2f}× (JSON ÷ Arrow)"])
-        lines += ["### neuprint-python through `flatprint serve` vs the library (ms)", "",
-                  f"`benchmarks/server.py`: the same calls with neuprint-python over HTTPS and with the flatprint "
-                  f"library in-process; warm medians of {srv.get('repeat')} runs. Ratio = server ÷ library.", ""]
-        lines += table(["call", "flatprint library", "neuprint-python via server", "ratio"], rows) + [""]
+        lines += server_lines(srv)
     elif srv.get("error"):
         lines += [f"Server step: **{srv['error']}**", ""]
     ld = steps.get("load") or {}
@@ -516,6 +506,42 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
                          ", ".join(f"{v:,.0f}" for v in summ["requests_per_s_runs"])]]) + [""]
     elif ld.get("error"):
         lines += [f"Load step: **{ld['error']}**", ""]
+    return lines
+
+
+def times(x) -> str:
+    """A plain ratio (no bold: in the server table smaller is simply better)."""
+    return "–" if x is None else f"{x:.1f}×" if x >= 1 else f"{x:.2f}×"
+
+
+def server_lines(srv: dict) -> list[str]:
+    """neuprint-python through the server vs the library, with neuprint-python's own floor."""
+    rows, other = [], []
+    with_floor = any(r.get("client_floor_s") is not None for r in srv["results"])
+    for r in srv["results"]:
+        if r.get("library_s") is None:
+            other.append(f"- {r['query']}: JSON {ms(r.get('json_s'))} ms, Arrow {ms(r.get('arrow_s'))} ms "
+                         f"({r.get('ratio', 0):.2f}× JSON ÷ Arrow)")
+            continue
+        row = [r["query"], ms(r["library_s"]), ms(r["server_s"]), times(r["ratio"])]
+        if with_floor:
+            floor = r.get("client_floor_s")
+            row += [ms(floor), times(r.get("floor_ratio")), times(r.get("server_work_ratio"))] if floor is not None \
+                else ["", "", ""]
+        rows.append(row)
+    header = ["call", "flatprint library", "neuprint-python via server", "ratio (target ≤ 2×)"]
+    if with_floor:
+        header += ["neuprint-python floor", "floor ÷ library", "server work ÷ library"]
+    lines = ["### neuprint-python through `flatprint serve` vs the library (ms)", "",
+             f"`benchmarks/server.py` ({srv.get('date', '?')}): the same calls with neuprint-python over HTTPS "
+             f"and with the flatprint library in-process; warm medians of {srv.get('repeat')} runs, after the "
+             "server's start-up work. Ratio = server ÷ library."]
+    if with_floor:
+        lines += ["*Floor*: the same neuprint-python calls against a server that only replays the recorded "
+                  "answers (same uvicorn HTTPS stack, no query engine), i.e. what neuprint-python itself costs: "
+                  "its extra requests (a version check before every query, counts before adjacencies), TLS, JSON "
+                  "parsing and pandas. *Server work* = (via server − floor) ÷ library: flatprint's own share."]
+    lines += [""] + table(header, rows) + [""] + other + ([""] if other else [])
     return lines
 
 
@@ -549,7 +575,9 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     if analysis.exists():  # hand-written findings (profiles, causes) kept next to the scripts
         lines += [analysis.read_text().rstrip(), ""]
     for name, doc in docs.items():
-        if name not in ("ingest", "queries") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
+        if name == "server" and isinstance(doc, dict) and doc.get("results"):
+            lines += ["## server (standalone run)", ""] + server_lines(doc)
+        elif name not in ("ingest", "queries") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
             lines += generic_section(name, doc)
     lines += ["## Reproduce", "", "```sh",
               ".venv/bin/python benchmarks/run.py --scale 0.01 --repeat 5   # every system side by side",
