@@ -221,3 +221,167 @@ def test_bad_scale(tmp_path):
 
     with pytest.raises(ReleaseError, match="--scale"):
         synthesize(tmp_path / "x", scale=0, seed=0, progress=False)
+
+
+# ---------------------------------------------------------------- block-wise generation
+# A tiny release forced into many blocks (BLOCK_SCALE's ~0.6M PSDs in blocks of BLOCK_PSDS), checked with
+# plain pandas/pyarrow on the written files, independently of the generator's own arrays.
+BLOCK_SCALE, BLOCK_SEED, BLOCK_PSDS = 0.002, 3, 60_000
+
+
+@pytest.fixture(scope="module")
+def blocked_release(tmp_path_factory):
+    from flatprint.release.synth import synthesize
+
+    out = tmp_path_factory.mktemp("blocked") / "release"
+    synthesize(out, scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False, block_psds=BLOCK_PSDS)
+    return out
+
+
+def _read(release, table) -> pd.DataFrame:
+    return pd.read_feather(release / FILES[table])
+
+
+def test_blocked_release_has_many_blocks():
+    from flatprint.release.synth import BLOCK_PSDS as DEFAULT_BLOCK_PSDS
+    from flatprint.release.synth import _Builder
+
+    b = _Builder(BLOCK_SCALE, BLOCK_SEED)
+    b.make_types()
+    b.make_neurons()
+    b.plan_synapses(BLOCK_PSDS)
+    assert len(b.blocks) >= 8 and b.occupied is not None
+    assert sum(blk[2] for blk in b.blocks) == b.n_frag_tb  # every fragment T-bar in exactly one block
+    # the default block size keeps the test releases (and up to scale 0.02) in one block
+    for scale in (0.004, 0.02):
+        b = _Builder(scale, 0)
+        b.make_types()
+        b.make_neurons()
+        b.plan_synapses(DEFAULT_BLOCK_PSDS)
+        assert len(b.blocks) == 1 and b.occupied is None
+
+
+def test_blocked_point_ids_unique(blocked_release):
+    points = _read(blocked_release, "syn-points")
+    assert points.index.name == "point_id" and points.index.is_unique
+    np.testing.assert_array_equal(points.index.to_numpy(), point_id(points.x, points.y, points.z).to_numpy())
+    # all PreSyn rows first, then all PostSyn rows, as in a one-block release
+    kinds = points["kind"].astype(str).to_numpy()
+    n_pre = int((kinds == "PreSyn").sum())
+    assert (kinds[:n_pre] == "PreSyn").all() and (kinds[n_pre:] == "PostSyn").all()
+
+
+def test_blocked_weights_are_partner_counts(blocked_release):
+    partners = _read(blocked_release, "syn-partners")
+    weights = _read(blocked_release, "weights")
+    counts = partners.value_counts(["body_pre", "body_post"]).rename("weight").reset_index()
+    expected = counts.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True],
+                                  ignore_index=True)
+    pd.testing.assert_frame_equal(weights, expected, check_dtype=False)
+    assert weights["weight"].is_monotonic_decreasing
+    assert weights["weight"].sum() == len(partners)
+
+
+def test_blocked_body_stats_are_point_counts(blocked_release):
+    points = _read(blocked_release, "syn-points")
+    partners = _read(blocked_release, "syn-partners")
+    stats = _read(blocked_release, "stats").set_index("body")
+    pre = points[points.kind == "PreSyn"].groupby("body").size()
+    post = points[points.kind == "PostSyn"].groupby("body").size()
+    down = partners.groupby("body_pre").size()
+    assert stats.index.is_unique
+    assert set(stats.index) == set(pre.index.union(post.index))
+    assert (stats["pre"] == pre.reindex(stats.index, fill_value=0)).all()
+    assert (stats["post"] == post.reindex(stats.index, fill_value=0)).all()
+    assert (stats["downstream"] == down.reindex(stats.index, fill_value=0)).all()
+    assert (stats["synweight"] == stats["downstream"] + stats["post"]).all()
+    order = stats.reset_index().sort_values(["synweight", "body"], ascending=[False, True])["body"]
+    assert (order.to_numpy() == stats.index.to_numpy()).all()
+    assert (stats["rank"].to_numpy() == np.arange(1, len(stats) + 1)).all()
+
+
+def test_blocked_tbar_nt_rows_are_tbar_points(blocked_release):
+    points = _read(blocked_release, "syn-points")
+    tbar = _read(blocked_release, "tbar-nt")
+    pre = points[points.kind == "PreSyn"]
+    assert tbar["point_id"].is_unique and len(tbar) == len(pre)
+    # same rows in the same order, with the same body and ROIs
+    assert (tbar["point_id"].to_numpy() == pre.index.to_numpy()).all()
+    assert (tbar["body"].to_numpy() == pre["body"].to_numpy()).all()
+    assert (tbar["primary"].astype(str).to_numpy() == pre["primary"].astype(str).to_numpy()).all()
+    # body-neurotransmitters counts the T-bars with a prediction
+    body_nt = _read(blocked_release, "neurotransmitters").set_index("body")
+    nt_cols = [c for c in tbar.columns if c.startswith("nt_")]
+    total = tbar[tbar[nt_cols].notna().all(axis=1)].groupby("body").size()
+    assert (body_nt["total_nt_predictions"] == total.reindex(body_nt.index, fill_value=0)).all()
+    assert set(pre["body"]) <= set(body_nt.index)
+
+
+def test_blocked_partners_are_points(blocked_release):
+    points = _read(blocked_release, "syn-points")
+    partners = _read(blocked_release, "syn-partners")
+    pre_ids = point_id(partners.x_pre, partners.y_pre, partners.z_pre)
+    post_ids = point_id(partners.x_post, partners.y_post, partners.z_post)
+    kinds = points["kind"]
+    assert pre_ids.isin(points.index[kinds == "PreSyn"]).all()
+    assert post_ids.isin(points.index[kinds == "PostSyn"]).all()
+    assert post_ids.is_unique and len(partners) == int((kinds == "PostSyn").sum())
+    at_post = points.reindex(post_ids.to_numpy())
+    assert (partners["body_post"].to_numpy() == at_post["body"].to_numpy()).all()
+    assert (partners["primary_post"].astype(str).to_numpy() == at_post["primary"].astype(str).to_numpy()).all()
+    at_pre = points.reindex(pre_ids.to_numpy())
+    assert (partners["body_pre"].to_numpy() == at_pre["body"].to_numpy()).all()
+
+
+def test_blocked_files_format(blocked_release):
+    """Same schemas and 64K-row record batches as a one-block release; the temporary file is gone."""
+    from pyarrow import ipc
+
+    for table, columns in EXPECTED.items():
+        path = blocked_release / FILES[table]
+        reader = ipc.open_file(pa.memory_map(str(path)))
+        assert [(f.name, str(f.type)) for f in reader.schema] == columns
+        sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        assert all(s == 65536 for s in sizes[:-1]) and 0 < sizes[-1] <= 65536
+    assert sorted(p.name for p in blocked_release.iterdir()) == sorted([*FILES.values(), "manifest.json",
+                                                                          "roi-hierarchy.json"])
+    ann = _read(blocked_release, "annotations")
+    dn = ann[ann["type"] == "DNge104"].set_index("bodyId")["instance"].to_dict()
+    assert dn == {12781: "DNge104_R", 556329: "DNge104_L"}
+
+
+def test_blocked_deterministic(blocked_release, tmp_path):
+    from flatprint.release.synth import synthesize
+
+    again = synthesize(tmp_path / "again", scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False,
+                       block_psds=BLOCK_PSDS)
+    first = json.loads((blocked_release / "manifest.json").read_text())
+    assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in first["files"]]
+
+
+def test_relocation_and_occupancy_filter():
+    """Cross-block uniqueness helpers: the filter has no false negatives; relocation yields free voxels."""
+    from flatprint.release.synth import _make_unique, _Occupancy, _point_key, _relocate
+
+    rng = np.random.default_rng(0)
+    limit = np.array([5119, 7679, 2559])
+    earlier = rng.integers(0, 60, size=(20_000, 3))
+    occupied = _Occupancy(len(earlier))
+    occupied.add(_point_key(earlier))
+    assert occupied.test(_point_key(earlier)).all()
+    # a dense block overlapping the earlier points, with many repeats of its own
+    xyz = rng.integers(0, 60, size=(50_000, 3))
+    key = _point_key(xyz)
+    taken, first = np.unique(key, return_index=True)
+    move = np.ones(len(key), bool)
+    move[first] = False
+    move |= occupied.test(key)
+    out = _relocate(xyz.copy(), np.flatnonzero(move), taken, limit, occupied, (0, 1))
+    new = _point_key(out)
+    assert pd.Series(new).is_unique
+    assert not np.isin(new, _point_key(earlier)).any()
+    assert (out >= 0).all() and (out <= limit).all()
+    assert (np.abs(out - xyz)[~move] == 0).all()  # points that were free stay put
+    # the unblocked de-duplication finishes even when its random walk gets stuck (all points in one voxel)
+    same = np.zeros((3_000, 3), np.int64)
+    assert pd.Series(_point_key(_make_unique(same, limit))).is_unique

@@ -15,11 +15,18 @@ preferences, which gives heavy-tailed weights (most 1-3, a few in the hundreds).
 
 ``scale`` multiplies bodies and synapses (1.0 ~ the real row counts); synapses per neuron stay the
 same. The DNge104 pair (12781 ``DNge104_R``, 556329 ``DNge104_L``) exists at every scale and seed.
+
+Memory is bounded (docs/scaling.md, "Synthesizing at full scale"): T-bars and their PSDs are drawn and
+written in blocks of about :data:`BLOCK_PSDS` PSDs, each body's T-bars in one block, so per-block
+(pre, post) counts are final; syn-points, syn-partners and tbar-nt are streamed to disk, per-body counts
+live in arrays over a dense body index, and weights are one global sort of compact keys. A release
+that fits one block (scale <= ~0.05) is drawn and written exactly as before blocks existed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -49,6 +56,13 @@ NEURON_TBAR_SHARE = 0.85  # share of T-bars on annotated neurons (the rest on sm
 PSD_TO_FRAGMENT = 0.5  # share of a neuron's PSDs that land on unannotated fragments
 PSD_JITTER = 12.0  # 8 nm voxels between a T-bar and its PSDs (about 100 nm)
 MAX_HOMES = 3
+MEAN_PSDS = REAL_PSDS / REAL_TBARS  # PSDs per T-bar
+
+# Block-wise generation (bounded memory): T-bars are drawn and written in blocks of about BLOCK_PSDS
+# expected PSDs (a few GB of working memory each). Releases up to scale ~0.05 are one block.
+BLOCK_PSDS = 16_000_000
+WRITE_ROWS = 65536  # rows per record batch in the big feathers (pyarrow's write_feather default)
+WRITE_CHUNK = 64 * WRITE_ROWS  # rows per piece when writing weights and body-stats from sorted keys
 
 # superclass -> (class, type-name prefixes, home region kinds, share of types)
 SUPERCLASSES = {
@@ -95,9 +109,15 @@ def _unique_ids(rng, n, low, high, exclude=()):
     out = np.empty(0, dtype=np.int64)
     while len(out) < n:
         draw = rng.integers(low, high, size=int((n - len(out)) * 1.1) + 16, dtype=np.int64)
-        out = np.unique(np.concatenate([out, draw]))
+        out = _sorted_unique(np.concatenate([out, draw]))
         out = out[~np.isin(out, exclude)]
     return rng.permutation(out)[:n]
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique(a) by sorting (numpy 2's hash-based np.unique is far slower on ~1e8 int64)."""
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
 
 def _home_pool(h: roimod.RoiHierarchy, kind: str, side: str) -> list[str]:
@@ -214,8 +234,11 @@ class _Builder:
         tbars[type_idx == 0] = np.maximum(tbars[type_idx == 0], 400)
         self.neurons = _Neurons(body, type_idx, side, homes, n_homes, tbars)
 
-    # ---------------------------------------------------------------- synapses
-    def make_synapses(self):
+    # ---------------------------------------------------------------- synapses: the global part
+    def plan_synapses(self, block_psds: int = BLOCK_PSDS):
+        """Fragments, partner slots and cluster centres (all small), a dense body index, and the blocks.
+
+        The T-bars and PSDs themselves are drawn block by block (:meth:`_block_synapses`)."""
         rng, h, nr = self.rng, self.h, self.neurons
         n = len(nr.body)
         n_frag = max(_scaled(REAL_BODIES_WITH_SYNAPSES, self.scale) - n, 10)
@@ -244,6 +267,7 @@ class _Builder:
             own = members[pick] == slot_group[sel] // MAX_HOMES
             pick[own] = (pick[own] + 1) % len(members)
             slot_partner[sel] = members[pick]
+        self.group_slots, self.slot_offset, self.slot_partner = group_slots, slot_offset, slot_partner
 
         # Cluster centre (8 nm voxels) per group, inside the group's neuropil box.
         centre = np.zeros((n_groups, 3))
@@ -256,56 +280,133 @@ class _Builder:
                 g = i * MAX_HOMES + k
                 centre[g] = lo + rng.random(3) * (hi - lo)
                 spread[g] = (hi - lo).min() / 5
+        self.centre, self.spread = centre, spread
 
-        # Neuron T-bars: group per T-bar, location around the group's centre.
-        tb_neuron = np.repeat(np.arange(n), nr.tbars)
-        tb_group = tb_neuron * MAX_HOMES + (rng.random(len(tb_neuron)) * nr.n_homes[tb_neuron]).astype(np.int64)
-        tb_xyz = centre[tb_group] + rng.normal(size=(len(tb_group), 3)) * spread[tb_group, None]
-        tb_body = nr.body[tb_neuron]
-
-        # Fragment T-bars: anywhere inside some neuropil.
-        n_frag_tb = max(1, int(round(_scaled(REAL_TBARS, self.scale) * (1 - NEURON_TBAR_SHARE))))
+        # Fragment T-bars: anywhere inside some neuropil (box chosen by volume).
+        self.n_frag_tb = max(1, int(round(_scaled(REAL_TBARS, self.scale) * (1 - NEURON_TBAR_SHARE))))
         boxes = np.array([h.boxes[r] for r in h.primary], dtype=float) * roimod.ROI_SCALE
         vol = np.prod(boxes[:, 1::2] - boxes[:, 0::2], axis=1)
-        fb = rng.choice(len(boxes), size=n_frag_tb, p=vol / vol.sum())
-        ftb_xyz = boxes[fb][:, 0::2] + rng.random((n_frag_tb, 3)) * (boxes[fb][:, 1::2] - boxes[fb][:, 0::2])
-        ftb_body = self.fragments[rng.integers(0, n_frag, size=n_frag_tb)]
+        self.frag_boxes, self.frag_box_p = boxes, vol / vol.sum()
+
+        # Dense body index = rank of the body id among all bodies (neuron ids < 1e6 <= fragment ids),
+        # so sorting by index sorts by body id. Counts per body accumulate in arrays over this index.
+        assert nr.body.max() < self.fragments.min()
+        neu_order = np.argsort(nr.body, kind="stable")
+        self.rank_neu = np.empty(n, np.int64)
+        self.rank_neu[neu_order] = np.arange(n)
+        frag_order = np.argsort(self.fragments)
+        self.rank_frag = np.empty(n_frag, np.int32 if n + n_frag < 2**31 else np.int64)
+        self.rank_frag[frag_order] = np.arange(n, n + n_frag)
+        self.all_bodies = np.concatenate([nr.body[neu_order], self.fragments[frag_order]])
+        del frag_order
+        self.blocks = self._plan_blocks(block_psds)
+        # Point uniqueness across blocks: the locations of earlier blocks' points, as a bit filter.
+        expected_points = (int(nr.tbars.sum()) + self.n_frag_tb) * (1 + MEAN_PSDS)
+        self.occupied = _Occupancy(expected_points) if len(self.blocks) > 1 else None
+
+    def _plan_blocks(self, block_psds: int) -> list[tuple[int, int, int, int, int]]:
+        """T-bar blocks (first neuron, end neuron, fragment T-bars, first fragment, end fragment).
+
+        All T-bars of a body fall in one block, so per-block value counts of (pre, post) are final.
+        Neuron blocks are runs of neurons (their T-bars are grouped by neuron); fragment blocks draw
+        their T-bars' bodies from their own range of the fragment list. A release whose expected PSD
+        count fits ``block_psds`` is one block holding everything, drawn exactly as before blocks."""
+        nr = self.neurons
+        n, n_frag = len(nr.body), len(self.fragments)
+        neuron_tb = int(nr.tbars.sum())
+        if (neuron_tb + self.n_frag_tb) * MEAN_PSDS <= block_psds:
+            return [(0, n, self.n_frag_tb, 0, n_frag)]
+        k = max(1, int(np.ceil(neuron_tb * MEAN_PSDS / block_psds)))
+        ends = np.searchsorted(np.cumsum(nr.tbars), neuron_tb * np.arange(1, k) / k) + 1
+        bounds = np.unique(np.clip(np.concatenate([[0], ends, [n]]), 0, n))
+        blocks = [(int(a), int(b), 0, 0, 0) for a, b in itertools.pairwise(bounds)]
+        kf = min(n_frag, max(1, int(np.ceil(self.n_frag_tb * MEAN_PSDS / block_psds))))
+        for j in range(kf):
+            count = self.n_frag_tb * (j + 1) // kf - self.n_frag_tb * j // kf
+            blocks.append((n, n, count, n_frag * j // kf, n_frag * (j + 1) // kf))
+        return blocks
+
+    def _block_rng(self, k: int) -> np.random.Generator:
+        """Block 0 continues the release's generator (so a one-block release is drawn exactly as before);
+        block k >= 1 has its own stream, derived from (seed, k)."""
+        if k == 0:
+            return self.rng
+        return np.random.default_rng(np.random.SeedSequence([self.seed, 0x5B10C, k]))
+
+    # ---------------------------------------------------------------- synapses: one block
+    def _block_synapses(self, k: int, rng: np.random.Generator) -> dict:
+        """T-bars and PSDs of block k: locations, bodies (dense index), confidences, NT probabilities."""
+        nr = self.neurons
+        n, n_frag = len(nr.body), len(self.rank_frag)
+        first, end, n_frag_tb, frag_lo, frag_hi = self.blocks[k]
+
+        # Neuron T-bars: group per T-bar, location around the group's centre.
+        tb_neuron = np.repeat(np.arange(first, end), nr.tbars[first:end])
+        tb_group = tb_neuron * MAX_HOMES + (rng.random(len(tb_neuron)) * nr.n_homes[tb_neuron]).astype(np.int64)
+        tb_xyz = self.centre[tb_group] + rng.normal(size=(len(tb_group), 3)) * self.spread[tb_group, None]
+
+        # Fragment T-bars: anywhere inside some neuropil, on a fragment of this block's range.
+        if n_frag_tb:
+            boxes = self.frag_boxes
+            fb = rng.choice(len(boxes), size=n_frag_tb, p=self.frag_box_p)
+            ftb_xyz = boxes[fb][:, 0::2] + rng.random((n_frag_tb, 3)) * (boxes[fb][:, 1::2] - boxes[fb][:, 0::2])
+            ftb_rank = self.rank_frag[rng.integers(frag_lo, frag_hi, size=n_frag_tb)].astype(np.int64)
+            del fb
+        else:
+            ftb_xyz, ftb_rank = np.empty((0, 3)), np.empty(0, np.int64)
 
         tbar_xyz = np.concatenate([tb_xyz, ftb_xyz])
-        tbar_body = np.concatenate([tb_body, ftb_body])
+        tbar_rank = np.concatenate([self.rank_neu[tb_neuron], ftb_rank])
         tbar_group = np.concatenate([tb_group, np.full(n_frag_tb, -1)])
-        n_tbar = len(tbar_body)
+        n_tbar = len(tbar_rank)
+        del tb_xyz, ftb_xyz, ftb_rank, tb_group
 
         # PSDs per T-bar so that the total matches the release's ratio.
-        mean_psd = REAL_PSDS / REAL_TBARS
-        psd_count = 1 + rng.poisson(mean_psd - 1, size=n_tbar)
+        psd_count = 1 + rng.poisson(MEAN_PSDS - 1, size=n_tbar)
         psd_tbar = np.repeat(np.arange(n_tbar), psd_count)
+        del psd_count
         n_psd = len(psd_tbar)
-        psd_body = np.empty(n_psd, dtype=np.int64)
+        psd_rank = np.empty(n_psd, dtype=np.int64)
         grp = tbar_group[psd_tbar]
         to_partner = (grp >= 0) & (rng.random(n_psd) >= PSD_TO_FRAGMENT)
         # Zipf-like rank inside the group's slots: rank = floor(m * u^3) favours the first slots.
         gsel = grp[to_partner]
-        m = group_slots[gsel]
+        m = self.group_slots[gsel]
         rank = np.minimum((m * rng.random(len(gsel)) ** 3).astype(np.int64), m - 1)
-        psd_body[to_partner] = nr.body[slot_partner[slot_offset[gsel] + rank]]
+        psd_rank[to_partner] = self.rank_neu[self.slot_partner[self.slot_offset[gsel] + rank]]
+        del gsel, m, rank
         rest = ~to_partner
-        # Fragment T-bars feed neurons half of the time; everything else lands on fragments.
+        # Fragment T-bars feed neurons half of the time; everything else lands on fragments (any block's).
         from_fragment = grp[rest] < 0
-        to_neuron = from_fragment & (rng.random(rest.sum()) < 0.5)
-        targets = self.fragments[rng.integers(0, n_frag, size=rest.sum())]
-        targets[to_neuron] = nr.body[rng.integers(0, n, size=to_neuron.sum())]
-        psd_body[rest] = targets
+        del grp, to_partner
+        n_rest = int(rest.sum())
+        to_neuron = from_fragment & (rng.random(n_rest) < 0.5)
+        targets = self.rank_frag[rng.integers(0, n_frag, size=n_rest)].astype(np.int64)
+        targets[to_neuron] = self.rank_neu[rng.integers(0, n, size=to_neuron.sum())]
+        psd_rank[rest] = targets
+        del rest, from_fragment, to_neuron, targets
         psd_xyz = tbar_xyz[psd_tbar] + rng.normal(size=(n_psd, 3)) * PSD_JITTER
 
         # Integer locations, clipped to the volume, unique over all points (point_id is an index).
         limit = np.array(roimod.ROI_SHAPE_XYZ) * roimod.ROI_SCALE - 1
         xyz = np.clip(np.rint(np.concatenate([tbar_xyz, psd_xyz])), 0, limit).astype(np.int64)
-        xyz = _make_unique(xyz, limit)
-        self.tbar_xyz, self.psd_xyz = xyz[:n_tbar], xyz[n_tbar:]
-        self.tbar_body, self.psd_body, self.psd_tbar = tbar_body, psd_body, psd_tbar
-        self.tbar_conf = _confidence(rng, n_tbar)
-        self.psd_conf = _confidence(rng, n_psd)
+        del tbar_xyz, psd_xyz
+        if self.occupied is None:
+            xyz = _make_unique(xyz, limit)  # one block: exactly as before blocks existed
+        else:
+            # Several blocks: a point that repeats a location of this block or (per the filter) of an
+            # earlier block moves to a nearby free voxel; then this block's locations join the filter.
+            key = _point_key(xyz)
+            taken, first = np.unique(key, return_index=True)
+            move = np.ones(len(key), bool)
+            move[first] = False
+            move |= self.occupied.test(key)
+            del key, first
+            xyz = _relocate(xyz, np.flatnonzero(move), taken, limit, self.occupied, (self.seed, k))
+            del taken, move
+            self.occupied.add(_point_key(xyz))
+        tbar_conf = _confidence(rng, n_tbar)
+        psd_conf = _confidence(rng, n_psd)
 
         # Neurotransmitter probabilities per T-bar: concentrated on the type's transmitter.
         nt_index = {nt: i for i, nt in enumerate(T.NT_NAMES)}
@@ -315,10 +416,15 @@ class _Builder:
         true_nt[len(tb_neuron):] = rng.choice(len(T.NT_NAMES), size=n_frag_tb, p=[0.6, 0.02, 0.17, 0.17, 0.01, 0.02, 0.01])
         alpha = np.full((n_tbar, len(T.NT_NAMES)), 0.35)
         alpha[np.arange(n_tbar), true_nt] = 4.0
+        del true_nt
         g = rng.gamma(alpha)
+        del alpha
         probs = (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
+        del g
         probs[rng.random(n_tbar) < 0.02] = np.nan  # T-bars without a prediction
-        self.tbar_nt = probs
+        return {"xyz": xyz, "tbar_rank": tbar_rank, "psd_rank": psd_rank, "psd_tbar": psd_tbar,
+                "tbar_conf": tbar_conf, "psd_conf": psd_conf, "tbar_nt": probs,
+                "tbar_type": nr.type_idx[tb_neuron]}
 
     # ---------------------------------------------------------------- annotations
     def make_annotations(self):
@@ -398,17 +504,81 @@ class _Builder:
                             for c in T.ANNOTATIONS.names}
 
     # ---------------------------------------------------------------- writing
-    def write(self, out: Path, progress: bool):
+    def write(self, out: Path, progress: bool) -> dict:
+        """Draw and write the release block by block; return {table key: {file, rows}}."""
+        nb = len(self.all_bodies)
+        self.pre_n = np.zeros(nb, np.int32)  # PreSyn points per body (dense index)
+        self.post_n = np.zeros(nb, np.int32)  # PostSyn points per body
+        self.down_n = np.zeros(nb, np.int32)  # syn-partners rows per body_pre
+        self.pair_bits = max(1, int(nb - 1).bit_length())
+        self.weight_keys, self.weight_big = [], []  # see _count_pairs; the keys wait on disk
+        self.spill = out / ".weight-keys.tmp"
+        self.nt_parts = []  # (body, top NT, its probability) of T-bars with a prediction, per block
+        points_schema = T.syn_points_schema({"major": pa.uint8(), "primary": pa.uint16()})
+        # The release keeps point_id as the pandas index (written as the last column).
+        points_schema = points_schema.with_metadata(_pandas_index_metadata(points_schema, "point_id"))
+        sinks = {
+            "syn-points": _FeatherWriter(out / T.TABLES["syn-points"].filename, points_schema),
+            "syn-partners": _FeatherWriter(out / T.TABLES["syn-partners"].filename, T.SYN_PARTNERS),
+            "tbar-nt": _FeatherWriter(out / T.TABLES["tbar-nt"].filename,
+                                      T.tbar_neurotransmitters_schema(["major", "primary"])),
+        }
+        # syn-points lists all PreSyn rows, then all PostSyn rows: with several blocks the PostSyn rows
+        # go to a temporary file first and are appended at the end.
+        n_blocks = len(self.blocks)
+        psd_sink = sinks["syn-points"] if n_blocks == 1 else \
+            _FeatherWriter(out / ".postsyn-points.tmp.feather", points_schema, rechunk=False)
+        files = {}
+        desc = f"synthesizing ({n_blocks} block{'s' if n_blocks > 1 else ''})"
+        with progress_bar(progress, desc, total=n_blocks + 5) as advance:
+            for k in range(n_blocks):
+                rng = self._block_rng(k)
+                blk = self._block_synapses(k, rng)
+                if k == 0:
+                    # Annotations come from the release's generator between block 0's synapses and its
+                    # write draws: with one block, exactly the order of the unblocked generator.
+                    self.make_annotations()
+                    del self.fragments
+                self._write_block(blk, rng, sinks, psd_sink)
+                del blk
+                if k < n_blocks - 1:
+                    for s in sinks.values():
+                        s.release()
+                advance()
+            self.occupied = self.rank_frag = self.rank_neu = None  # only the blocks need these
+            if psd_sink is not sinks["syn-points"]:
+                psd_sink.close()
+                sinks["syn-points"].append_file(psd_sink.path)
+                psd_sink.path.unlink()
+            for key in ("syn-points", "syn-partners"):
+                files[key] = sinks[key].close()
+            advance()
+            files["weights"] = self._write_weights(out)
+            advance()
+            files["tbar-nt"] = sinks["tbar-nt"].close()
+            ann = self._annotation_table()
+            files["annotations"] = _write(out, "annotations", ann)
+            advance()
+            tbar_bodies = self.all_bodies[self.pre_n > 0]
+            files["stats"] = self._write_body_stats(out, ann)
+            del self.pre_n, self.post_n, self.down_n, self.all_bodies
+            advance()
+            files["neurotransmitters"] = _write(out, "neurotransmitters", self._body_nt_table(ann, tbar_bodies))
+            advance()
+        return files
+
+    def _write_block(self, blk: dict, rng: np.random.Generator, sinks: dict, psd_sink: _FeatherWriter):
         h = self.h
-        tb_n, psd_n = len(self.tbar_body), len(self.psd_body)
-        xyz = np.concatenate([self.tbar_xyz, self.psd_xyz])
+        xyz, psd_tbar = blk["xyz"], blk["psd_tbar"]
+        tbar_rank, psd_rank = blk["tbar_rank"], blk["psd_rank"]
+        tb_n, psd_n = len(tbar_rank), len(psd_rank)
         prim, major = roimod.labels_at(xyz[:, 0], xyz[:, 1], xyz[:, 2])
         point_id = (xyz[:, 2].astype(np.uint64) << np.uint64(42)) | (xyz[:, 1].astype(np.uint64) << np.uint64(21)) \
             | xyz[:, 0].astype(np.uint64)
-        body = np.concatenate([self.tbar_body, self.psd_body])
-        conf = np.concatenate([self.tbar_conf, self.psd_conf])
+        tbar_body = self.all_bodies[tbar_rank]
+        body = np.concatenate([tbar_body, self.all_bodies[psd_rank]])
+        conf = np.concatenate([blk["tbar_conf"], blk["psd_conf"]])
         kind = np.concatenate([np.zeros(tb_n, np.int8), np.ones(psd_n, np.int8)])
-        rng = self.rng
         compartment = np.where(kind == 0, rng.choice([0, 2, 3, 4], size=len(kind), p=[0.85, 0.05, 0.03, 0.07]),
                                rng.choice([1, 2, 4], size=len(kind), p=[0.9, 0.03, 0.07])).astype(np.int8)
         sv = body * 100 + rng.integers(0, 4, size=len(body))
@@ -418,74 +588,118 @@ class _Builder:
         def dict_col(indices, categories, index_type):
             return pa.DictionaryArray.from_arrays(pa.array(indices, type=index_type), pa.array(categories, pa.string()))
 
-        files = {}
-        with progress_bar(progress, "writing synthetic release", total=7) as advance:
-            schema = T.syn_points_schema({"major": pa.uint8(), "primary": pa.uint16()})
-            points = pa.table([
-                pa.array(xyz[:, 0].astype(np.int32)), pa.array(xyz[:, 1].astype(np.int32)),
-                pa.array(xyz[:, 2].astype(np.int32)),
-                dict_col(kind, list(T.KIND_VALUES), pa.int8()), pa.array(conf),
-                pa.array(sv), pa.array(body),
-                dict_col(compartment, list(T.COMPARTMENTS), pa.int8()),
-                dict_col(major.astype(np.int8), major_cats, pa.int8()), pa.array(major.astype(np.uint8)),
-                dict_col(prim.astype(np.int16), prim_cats, pa.int16()), pa.array(prim.astype(np.uint16)),
-                pa.array(point_id),
-            ], schema=schema)
-            # The release keeps point_id as the pandas index (written as the last column).
-            points = points.replace_schema_metadata(_pandas_index_metadata(points.schema, "point_id"))
-            files["syn-points"] = _write(out, "syn-points", points)
-            advance()
+        # syn-points: this block's PreSyn rows, then its PostSyn rows.
+        points_schema = sinks["syn-points"].schema
+        for part, sink in ((slice(0, tb_n), sinks["syn-points"]), (slice(tb_n, None), psd_sink)):
+            p_xyz, p_major, p_prim = xyz[part], major[part], prim[part]
+            sink.write(pa.table([
+                pa.array(p_xyz[:, 0].astype(np.int32)), pa.array(p_xyz[:, 1].astype(np.int32)),
+                pa.array(p_xyz[:, 2].astype(np.int32)),
+                dict_col(kind[part], list(T.KIND_VALUES), pa.int8()), pa.array(conf[part]),
+                pa.array(sv[part]), pa.array(body[part]),
+                dict_col(compartment[part], list(T.COMPARTMENTS), pa.int8()),
+                dict_col(p_major.astype(np.int8), major_cats, pa.int8()), pa.array(p_major.astype(np.uint8)),
+                dict_col(p_prim.astype(np.int16), prim_cats, pa.int16()), pa.array(p_prim.astype(np.uint16)),
+                pa.array(point_id[part]),
+            ], schema=points_schema))
+            del p_xyz, p_major, p_prim
+        del kind, compartment, conf
 
-            tbx, psx = self.tbar_xyz, self.psd_xyz
-            pt = self.psd_tbar
-            partners = pa.table([
-                pa.array(tbx[pt, 0].astype(np.int32)), pa.array(tbx[pt, 1].astype(np.int32)),
-                pa.array(tbx[pt, 2].astype(np.int32)), pa.array(self.tbar_body[pt]),
-                pa.array(self.tbar_conf[pt]),
-                pa.array(psx[:, 0].astype(np.int32)), pa.array(psx[:, 1].astype(np.int32)),
-                pa.array(psx[:, 2].astype(np.int32)), pa.array(self.psd_body), pa.array(self.psd_conf),
-                dict_col(prim[tb_n:].astype(np.int16), prim_cats, pa.int16()),
-            ], schema=T.SYN_PARTNERS)
-            files["syn-partners"] = _write(out, "syn-partners", partners)
-            advance()
+        tbx, psx = xyz[:tb_n], xyz[tb_n:]
+        pt = psd_tbar
+        sinks["syn-partners"].write(pa.table([
+            pa.array(tbx[pt, 0].astype(np.int32)), pa.array(tbx[pt, 1].astype(np.int32)),
+            pa.array(tbx[pt, 2].astype(np.int32)), pa.array(tbar_body[pt]),
+            pa.array(blk["tbar_conf"][pt]),
+            pa.array(psx[:, 0].astype(np.int32)), pa.array(psx[:, 1].astype(np.int32)),
+            pa.array(psx[:, 2].astype(np.int32)), pa.array(body[tb_n:]), pa.array(blk["psd_conf"]),
+            dict_col(prim[tb_n:].astype(np.int16), prim_cats, pa.int16()),
+        ], schema=T.SYN_PARTNERS))
 
-            # connectome-weights: value counts of (body_pre, body_post), weight-descending.
-            pair_pre, pair_post, weight = _value_counts(self.tbar_body[pt], self.psd_body)
-            files["weights"] = _write(out, "weights", pa.table(
-                [pa.array(pair_pre), pa.array(pair_post), pa.array(weight)], schema=T.CONNECTOME_WEIGHTS))
-            advance()
+        # Counts per body and per (body_pre, body_post); every pair of this block is complete here.
+        nb = len(self.all_bodies)
+        pre_rank = tbar_rank[pt]
+        for acc, ranks in ((self.pre_n, tbar_rank), (self.post_n, psd_rank), (self.down_n, pre_rank)):
+            np.add(acc, np.bincount(ranks, minlength=nb), out=acc, casting="unsafe")
+        self._count_pairs(pre_rank, psd_rank)
+        del pre_rank
 
-            # tbar-neurotransmitters: one row per PreSyn point.
-            splits = np.full(tb_n, -1, dtype=np.int8)
-            gt_types = np.flatnonzero(self.type_ground_truth != None)  # noqa: E711
-            nr = self.neurons
-            n_nt = len(np.repeat(np.arange(len(nr.body)), nr.tbars))
-            in_gt = np.zeros(tb_n, bool)
-            in_gt[:n_nt] = np.isin(np.repeat(nr.type_idx, nr.tbars), gt_types)
-            splits[in_gt] = rng.choice([0, 1, 2], size=in_gt.sum(), p=[0.8, 0.1, 0.1])
-            split_arr = pa.DictionaryArray.from_arrays(
-                pa.array(np.where(splits < 0, None, splits), type=pa.int8()),
-                pa.array(["train", "validation", "test"]))
-            tb_cols = [
-                pa.array(point_id[:tb_n]),
-                pa.array(tbx[:, 0].astype(np.int32)), pa.array(tbx[:, 1].astype(np.int32)),
-                pa.array(tbx[:, 2].astype(np.int32)), pa.array(self.tbar_conf), pa.array(sv[:tb_n]),
-                pa.array(self.tbar_body),
-                dict_col(major[:tb_n].astype(np.int8), major_cats, pa.int8()),
-                dict_col(prim[:tb_n].astype(np.int16), prim_cats, pa.int16()),
-            ] + [pa.array(self.tbar_nt[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))] + [split_arr]
-            files["tbar-nt"] = _write(out, "tbar-nt", pa.table(
-                tb_cols, schema=T.tbar_neurotransmitters_schema(["major", "primary"])))
-            advance()
+        # tbar-neurotransmitters: one row per PreSyn point.
+        probs = blk["tbar_nt"]
+        splits = np.full(tb_n, -1, dtype=np.int8)
+        gt_types = np.flatnonzero(self.type_ground_truth != None)  # noqa: E711
+        n_nt = len(blk["tbar_type"])
+        in_gt = np.zeros(tb_n, bool)
+        in_gt[:n_nt] = np.isin(blk["tbar_type"], gt_types)
+        splits[in_gt] = rng.choice([0, 1, 2], size=in_gt.sum(), p=[0.8, 0.1, 0.1])
+        split_arr = pa.DictionaryArray.from_arrays(
+            pa.array(np.where(splits < 0, None, splits), type=pa.int8()),
+            pa.array(["train", "validation", "test"]))
+        tb_cols = [
+            pa.array(point_id[:tb_n]),
+            pa.array(tbx[:, 0].astype(np.int32)), pa.array(tbx[:, 1].astype(np.int32)),
+            pa.array(tbx[:, 2].astype(np.int32)), pa.array(blk["tbar_conf"]), pa.array(sv[:tb_n]),
+            pa.array(tbar_body),
+            dict_col(major[:tb_n].astype(np.int8), major_cats, pa.int8()),
+            dict_col(prim[:tb_n].astype(np.int16), prim_cats, pa.int16()),
+        ] + [pa.array(probs[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))] + [split_arr]
+        sinks["tbar-nt"].write(pa.table(tb_cols, schema=T.tbar_neurotransmitters_schema(["major", "primary"])))
+        del tb_cols, split_arr
 
-            ann = self._annotation_table()
-            files["annotations"] = _write(out, "annotations", ann)
-            advance()
-            files["stats"] = _write(out, "stats", self._body_stats_table(ann))
-            advance()
-            files["neurotransmitters"] = _write(out, "neurotransmitters", self._body_nt_table(ann))
-            advance()
-        return files
+        # Per-T-bar top prediction, for body-neurotransmitters (aggregated at the end).
+        valid = ~np.isnan(probs).any(axis=1)
+        top = np.nan_to_num(probs, nan=-1).argmax(axis=1)
+        top_prob = np.where(valid, np.nan_to_num(probs, nan=0).max(axis=1), np.nan)
+        self.nt_parts.append((tbar_body[valid], top[valid].astype(np.int8), top_prob[valid]))
+
+    def _count_pairs(self, pre_rank: np.ndarray, post_rank: np.ndarray):
+        """Value counts of (pre, post) body pairs of one block, appended to a spill file as uint64 keys.
+
+        key = (W - weight) << 2b | pre index << b | post index (b bits per dense body index, W = the
+        largest weight the remaining bits hold), so sorting the keys orders rows by weight descending,
+        then body_pre, then body_post. Rarer heavier pairs are kept apart (weight_big)."""
+        b = self.pair_bits
+        pair = (pre_rank.astype(np.uint64) << np.uint64(b)) | post_rank.astype(np.uint64)
+        pair, weight = np.unique(pair, return_counts=True)
+        w_max = (1 << (64 - 2 * b)) - 1
+        big = weight > w_max
+        if big.any():
+            self.weight_big.append((pair[big], weight[big]))
+            pair, weight = pair[~big], weight[~big]
+        keys = ((np.uint64(w_max) - weight.astype(np.uint64)) << np.uint64(2 * b)) | pair
+        with open(self.spill, "ab") as fh:
+            keys.tofile(fh)
+        self.weight_keys.append(len(keys))
+
+    def _write_weights(self, out: Path) -> dict:
+        """connectome-weights: value counts of (body_pre, body_post), weight-descending, one global sort."""
+        b = self.pair_bits
+        mask = np.uint64((1 << b) - 1)
+        w_max = (1 << (64 - 2 * b)) - 1
+        sink = _FeatherWriter(out / T.TABLES["weights"].filename, T.CONNECTOME_WEIGHTS)
+
+        def emit(pair, weight):
+            pre = self.all_bodies[(pair >> np.uint64(b)).astype(np.int64)]
+            post = self.all_bodies[(pair & mask).astype(np.int64)]
+            sink.write(pa.table([pa.array(pre), pa.array(post), pa.array(weight.astype(np.int64))],
+                                schema=T.CONNECTOME_WEIGHTS))
+
+        if self.weight_big:
+            pair = np.concatenate([p for p, _ in self.weight_big])
+            weight = np.concatenate([w for _, w in self.weight_big])
+            order = np.lexsort((pair, -weight))
+            emit(pair[order], weight[order])
+        keys = np.fromfile(self.spill, dtype=np.uint64) if self.weight_keys else np.empty(0, np.uint64)
+        assert len(keys) == sum(self.weight_keys)
+        self.spill.unlink(missing_ok=True)
+        self.weight_keys = None
+        keys.sort()
+        pair_mask = np.uint64((1 << (2 * b)) - 1)
+        for start in range(0, len(keys), WRITE_CHUNK):
+            chunk = keys[start:start + WRITE_CHUNK]
+            emit(chunk & pair_mask, np.uint64(w_max) - (chunk >> np.uint64(2 * b)))
+        del keys
+        return sink.close()
 
     def _annotation_table(self) -> pa.Table:
         a = self.annotations
@@ -507,55 +721,59 @@ class _Builder:
                 arrays.append(pa.array(list(vals), type=f.type))
         return pa.table(arrays, schema=T.ANNOTATIONS)
 
-    def _body_counts(self):
-        pt = self.psd_tbar
-        pre_b, pre_c = np.unique(self.tbar_body, return_counts=True)
-        post_b, post_c = np.unique(self.psd_body, return_counts=True)
-        down_b, down_c = np.unique(self.tbar_body[pt], return_counts=True)
-        bodies = np.union1d(pre_b, post_b)
-        pre = np.zeros(len(bodies), np.int64)
-        post = np.zeros(len(bodies), np.int64)
-        down = np.zeros(len(bodies), np.int64)
-        pre[np.searchsorted(bodies, pre_b)] = pre_c
-        post[np.searchsorted(bodies, post_b)] = post_c
-        down[np.searchsorted(bodies, down_b)] = down_c
-        return bodies, pre, post, down
+    def _write_body_stats(self, out: Path, ann: pa.Table) -> dict:
+        """body-stats from the per-body counts: bodies with a synapse, by synweight descending then body."""
+        pre, post, down = self.pre_n, self.post_n, self.down_n
+        ranks = np.flatnonzero((pre > 0) | (post > 0))
+        synweight = down[ranks].astype(np.int64) + post[ranks]
+        b = self.pair_bits
+        sw_max = int(synweight.max()) if len(synweight) else 0
+        if sw_max.bit_length() + b <= 64:
+            key = (np.uint64(sw_max) - synweight.astype(np.uint64)) << np.uint64(b) | ranks.astype(np.uint64)
+            del ranks, synweight
+            key.sort()
+            ranks = (key & np.uint64((1 << b) - 1)).astype(np.int64)
+            del key
+        else:
+            ranks = ranks[np.lexsort((ranks, -synweight))]
+            del synweight
 
-    def _body_stats_table(self, ann: pa.Table) -> pa.Table:
-        bodies, pre, post, down = self._body_counts()
-        synweight = down + post
-        order = np.lexsort((bodies, -synweight))
-        bodies, pre, post, down, synweight = (v[order] for v in (bodies, pre, post, down, synweight))
         ann_ids = ann.column("bodyId").to_numpy()
-        pos = np.searchsorted(ann_ids, bodies)
-        pos = np.clip(pos, 0, len(ann_ids) - 1)
-        found = ann_ids[pos] == bodies
-
-        def take(col):
-            values = ann.column(col).to_pylist()
-            return [values[p] if f else None for p, f in zip(pos, found)]
-
-        labels = take("statusLabel")
         cats = [""] + list(T.STATUS_LABELS)
-        status_fine = pa.DictionaryArray.from_arrays(
-            pa.array([cats.index(v) if v else 0 for v in labels], type=pa.int8()), pa.array(cats), ordered=True)
-        return pa.table([
-            pa.array(bodies), pa.array(pre.astype(np.int32)), pa.array(post.astype(np.int32)), status_fine,
-            pa.array(take("superclass"), pa.string()), pa.array(take("class"), pa.string()),
-            pa.array(take("type"), pa.string()), pa.array(take("instance"), pa.string()),
-            pa.array(down), pa.array(synweight), pa.array(np.arange(1, len(bodies) + 1, dtype=np.int64)),
-        ], schema=T.BODY_STATS)
+        status_idx = np.array([cats.index(v) if v else 0 for v in ann.column("statusLabel").to_pylist()],
+                              dtype=np.int8)
+        sink = _FeatherWriter(out / T.TABLES["stats"].filename, T.BODY_STATS)
+        for start in range(0, len(ranks), WRITE_CHUNK):
+            r = ranks[start:start + WRITE_CHUNK]
+            bodies = self.all_bodies[r]
+            pos = np.clip(np.searchsorted(ann_ids, bodies), 0, len(ann_ids) - 1)
+            found = ann_ids[pos] == bodies
+            at = pa.array(pos, mask=~found)  # null where the body has no annotation
 
-    def _body_nt_table(self, ann: pa.Table) -> pa.Table:
-        """Aggregate T-bar predictions per body and per type (rules in docs/schemas.md)."""
+            status_fine = pa.DictionaryArray.from_arrays(
+                pa.array(np.where(found, status_idx[pos], 0).astype(np.int8), type=pa.int8()), pa.array(cats),
+                ordered=True)
+            d = down[r].astype(np.int64)
+            p = post[r]
+            sink.write(pa.table([
+                pa.array(bodies), pa.array(pre[r].astype(np.int32)), pa.array(p.astype(np.int32)), status_fine,
+                ann.column("superclass").take(at), ann.column("class").take(at),
+                ann.column("type").take(at), ann.column("instance").take(at),
+                pa.array(d), pa.array(d + p), pa.array(np.arange(start + 1, start + len(r) + 1, dtype=np.int64)),
+            ], schema=T.BODY_STATS))
+        return sink.close()
+
+    def _body_nt_table(self, ann: pa.Table, tbar_bodies: np.ndarray) -> pa.Table:
+        """Aggregate T-bar predictions per body and per type (rules in docs/schemas.md).
+
+        ``tbar_bodies``: the sorted bodies with T-bars; the per-T-bar predictions are in ``nt_parts``."""
         import pandas as pd
 
-        probs = self.tbar_nt
-        valid = ~np.isnan(probs).any(axis=1)
-        top = np.where(valid, np.nan_to_num(probs, nan=-1).argmax(axis=1), -1)
-        top_prob = np.where(valid, np.nan_to_num(probs, nan=0).max(axis=1), np.nan)
-        tb = pd.DataFrame({"body": self.tbar_body, "top": top, "p": top_prob})
-        tb = tb[tb["top"] >= 0]
+        parts, self.nt_parts = self.nt_parts, None
+        tb = pd.DataFrame({"body": np.concatenate([p[0] for p in parts]),
+                           "top": np.concatenate([p[1] for p in parts]).astype(np.int64),
+                           "p": np.concatenate([p[2] for p in parts])})
+        del parts
         ann_df = pd.DataFrame({"body": ann.column("bodyId").to_numpy(),
                                "cell_type": ann.column("type").to_pylist()})
         type_of = dict(zip(ann_df["body"], ann_df["cell_type"]))
@@ -563,7 +781,8 @@ class _Builder:
         gt_of = {t: g for t, g in zip(self.type_names, self.type_ground_truth) if g is not None}
         body_pred = _majority(tb, "body", min_count=50)
         type_pred = _majority(tb.dropna(subset=["cell_type"]), "cell_type", min_count=100)
-        bodies = np.union1d(np.unique(self.tbar_body), ann_df.loc[ann_df["cell_type"].notna(), "body"].to_numpy())
+        del tb
+        bodies = np.union1d(tbar_bodies, ann_df.loc[ann_df["cell_type"].notna(), "body"].to_numpy())
         out = pd.DataFrame({"body": bodies})
         out["cell_type"] = out["body"].map(type_of)
         out = out.merge(body_pred.rename(columns={"key": "body"}), on="body", how="left")
@@ -607,10 +826,15 @@ def _confidence(rng, n):
     return (0.5 + 0.5 * rng.beta(5.0, 1.5, size=n)).astype(np.float32)
 
 
+def _point_key(xyz: np.ndarray) -> np.ndarray:
+    """The point_id encoding (z << 42 | y << 21 | x) as int64."""
+    return (xyz[:, 2] << 42) | (xyz[:, 1] << 21) | xyz[:, 0]
+
+
 def _make_unique(xyz: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """Nudge duplicate locations until every point is distinct (the point_id index is unique)."""
     for _ in range(100):
-        key = (xyz[:, 2] << 42) | (xyz[:, 1] << 21) | xyz[:, 0]
+        key = _point_key(xyz)
         _, first = np.unique(key, return_index=True)
         dup = np.ones(len(key), bool)
         dup[first] = False
@@ -618,14 +842,71 @@ def _make_unique(xyz: np.ndarray, limit: np.ndarray) -> np.ndarray:
             return xyz
         step = np.random.default_rng(len(key) + int(dup.sum())).integers(-2, 3, size=(int(dup.sum()), 3))
         xyz[dup] = np.clip(xyz[dup] + step, 0, limit)
+    # The walk above repeats its steps while the duplicate count repeats and can get stuck; finish the
+    # remaining duplicates by relocation (only releases the walk alone could not make unique get here).
+    key = _point_key(xyz)
+    taken, first = np.unique(key, return_index=True)
+    dup = np.ones(len(key), bool)
+    dup[first] = False
+    return _relocate(xyz, np.flatnonzero(dup), taken, limit, None, (len(key),))
+
+
+def _relocate(xyz, move, taken, limit, occupied, seed) -> np.ndarray:
+    """Move the points ``move`` to free voxels near where they are, in place; return ``xyz``.
+
+    Free = not in ``taken`` (sorted keys of the block's locations), not taken by another moved point,
+    and not in ``occupied`` (if given). Candidates are random offsets in a cube that grows with the
+    round (half-width 1, 1, 1, 1, 2, ...), drawn from a generator seeded with ``seed`` and the round."""
+    accepted = np.empty(0, np.int64)
+    base = xyz[move]
+    for round_ in range(400):
+        if len(move) == 0:
+            return xyz
+        r = 1 + round_ // 4
+        step = np.random.default_rng([*seed, round_]).integers(-r, r + 1, size=(len(move), 3))
+        cand = np.clip(base + step, 0, limit)
+        ck = _point_key(cand)
+        ok = ~_in_sorted(taken, ck) & ~_in_sorted(accepted, ck)
+        if occupied is not None:
+            ok &= ~occupied.test(ck)
+        _, first = np.unique(ck, return_index=True)
+        is_first = np.zeros(len(ck), bool)
+        is_first[first] = True
+        ok &= is_first
+        xyz[move[ok]] = cand[ok]
+        accepted = np.sort(np.concatenate([accepted, ck[ok]]))
+        move, base = move[~ok], base[~ok]
     raise ReleaseError("could not make synapse locations unique")
 
 
-def _value_counts(pre: np.ndarray, post: np.ndarray):
-    pairs = np.stack([pre, post], axis=1)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-    order = np.lexsort((uniq[:, 1], uniq[:, 0], -counts))
-    return uniq[order, 0], uniq[order, 1], counts[order].astype(np.int64)
+def _in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_keys, keys)
+    return (pos < len(sorted_keys)) & (sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == keys) \
+        if len(sorted_keys) else np.zeros(len(keys), bool)
+
+
+class _Occupancy:
+    """Locations used by earlier blocks, as one bit per hash slot (16+ slots per expected point).
+
+    No false negatives, so a point that passes test() is new; a false positive (a few % of points by
+    the last block) only moves a point by a voxel or two. Memory: ~1 GiB at scale 1.0."""
+
+    def __init__(self, expected_points: float):
+        bits = max(20, int(np.ceil(np.log2(16 * max(expected_points, 1)))))
+        self._shift = np.uint64(64 - bits)
+        self._bytes = np.zeros(1 << (bits - 3), np.uint8)
+
+    def _slot(self, key: np.ndarray):
+        h = (key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> self._shift  # Fibonacci hashing
+        return (h >> np.uint64(3)).astype(np.intp), (h & np.uint64(7)).astype(np.uint8)
+
+    def test(self, key: np.ndarray) -> np.ndarray:
+        byte, bit = self._slot(key)
+        return ((self._bytes[byte] >> bit) & 1).astype(bool)
+
+    def add(self, key: np.ndarray) -> None:
+        byte, bit = self._slot(key)
+        np.bitwise_or.at(self._bytes, byte, np.left_shift(np.uint8(1), bit))
 
 
 def _pandas_index_metadata(schema: pa.Schema, index_name: str) -> dict:
@@ -646,6 +927,66 @@ def _pandas_index_metadata(schema: pa.Schema, index_name: str) -> dict:
     return {b"pandas": json.dumps(doc).encode()}
 
 
+class _FeatherWriter:
+    """A Feather V2 file (Arrow IPC file format, lz4) written piece by piece, never whole in memory.
+
+    Rows go out in record batches of exactly WRITE_ROWS rows across pieces (the last batch shorter), so a
+    file written as one piece has the same bytes as ``feather.write_feather(table, compression="lz4",
+    chunksize=WRITE_ROWS)``. A piece's tail waits as a zero-copy slice for the next piece or close();
+    release() copies it, so the rest of the piece can be freed."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rechunk: bool = True):
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+        self._rechunk = rechunk
+        self._carry: pa.Table | None = None
+        self._sink = pa.OSFile(str(self.path), "wb")
+        options = pa.ipc.IpcWriteOptions(compression="lz4", allow_64bit=True, unify_dictionaries=True)
+        self._writer = pa.ipc.new_file(self._sink, schema, options=options)
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if not self._rechunk:
+            self._writer.write_table(table, max_chunksize=WRITE_ROWS)
+            return
+        if self._carry is not None:
+            need = WRITE_ROWS - self._carry.num_rows
+            head = pa.concat_tables([self._carry, table.slice(0, need)]).combine_chunks()
+            self._carry = None
+            table = table.slice(min(need, table.num_rows))
+            if head.num_rows < WRITE_ROWS:
+                self._carry = head
+                return
+            self._writer.write_table(head)
+        full = table.num_rows // WRITE_ROWS * WRITE_ROWS
+        if full:
+            self._writer.write_table(table.slice(0, full), max_chunksize=WRITE_ROWS)
+        if table.num_rows > full:
+            self._carry = table.slice(full)
+
+    def release(self) -> None:
+        """Copy the waiting tail so that it no longer holds on to the piece it came from."""
+        if self._carry is not None:
+            self._carry = self._carry.take(np.arange(self._carry.num_rows))
+
+    def append_file(self, path: Path) -> None:
+        """Append the rows of another Arrow IPC file (same schema), batch by batch."""
+        with pa.OSFile(str(path), "rb") as src:  # not a memory map: its pages would count as RSS
+            reader = pa.ipc.open_file(src)
+            for i in range(reader.num_record_batches):
+                self.write(pa.Table.from_batches([reader.get_batch(i)]))
+            self.release()
+
+    def close(self) -> dict:
+        if self._carry is not None:
+            self._writer.write_table(self._carry)
+            self._carry = None
+        self._writer.close()
+        self._sink.close()
+        return {"file": self.path.name, "rows": self.rows}
+
+
 def _write(out: Path, key: str, table: pa.Table) -> dict:
     path = out / T.TABLES[key].filename
     # Feather V2 with lz4 and 64K-row record batches, like pyarrow's write_feather defaults.
@@ -662,11 +1003,13 @@ def _sha256(path: Path) -> str:
 
 
 def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, progress: bool = True,
-               force: bool = False, morphology: bool = True) -> dict:
+               force: bool = False, morphology: bool = True, block_psds: int | None = None) -> dict:
     """Write a synthetic release into ``out_dir`` atomically and return its manifest.
 
     With ``morphology`` (the default) the release also gets skeletons, ROI volumes and meshes and a
     segmentation volume, laid out like the real release (flatprint.release.morphology).
+    ``block_psds`` (default :data:`BLOCK_PSDS`) is the expected PSD count per generation block; it bounds
+    memory. Changing it changes a multi-block release's content (still deterministic per value).
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -676,8 +1019,7 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
     b = _Builder(scale, seed)
     b.make_types()
     b.make_neurons()
-    b.make_synapses()
-    b.make_annotations()
+    b.plan_synapses(block_psds or BLOCK_PSDS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
