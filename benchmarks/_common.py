@@ -61,7 +61,8 @@ def ensure_release(scale: float, seed: int = 0, log=print) -> tuple[Path, dict, 
 
     log(f"synthesizing a scale-{scale:g} release (seed {seed}) in {out} ...")
     started = time.perf_counter()
-    manifest = synthesize(out, scale=scale, seed=seed, progress=False, force=True)
+    # The tables only: no benchmark here reads skeletons or volumes, and morphology is not block-wise yet.
+    manifest = synthesize(out, scale=scale, seed=seed, progress=False, force=True, morphology=False)
     return out, manifest, time.perf_counter() - started
 
 
