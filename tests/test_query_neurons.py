@@ -193,3 +193,23 @@ def test_client_errors(tmp_path):
 
     with pytest.raises(StoreError):
         Client(tmp_path / "missing.duckdb")
+
+
+def test_roi_counts_from_roi_info_and_from_store_agree(client, release_dir, monkeypatch):
+    """fetch_neurons unpacks roiInfo for few neurons and reads segment_rois for many: both paths give
+    the same frames, and both equal pandas on syn-points."""
+    from flatprint.query import neurons as neurons_module
+
+    results = {}
+    for name, limit in (("roi_info", 10**9), ("store", 0)):
+        monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", limit)
+        results[name] = flatprint.fetch_neurons(NC(rois=["GNG"]), client=client)
+    (n1, r1), (n2, r2) = results["roi_info"], results["store"]
+    assert len(n1) > 5
+    pd.testing.assert_frame_equal(n1, n2)
+    pd.testing.assert_frame_equal(r1.reset_index(drop=True), r2.reset_index(drop=True))
+    expected = oracle_roi_counts(release_dir, n1["bodyId"]).set_index(["bodyId", "roi"])
+    got = r1[r1.roi != "NotPrimary"].set_index(["bodyId", "roi"])[["pre", "post"]]
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False)
+    inputs = expected[expected.post > 0].reset_index().groupby("bodyId")["roi"].apply(sorted)
+    assert [sorted(v) for v in n1["inputRois"]] == [inputs.get(b, []) for b in n1["bodyId"]]
