@@ -149,7 +149,18 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where /proc is missing)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
 def write_result(name: str, doc: dict, results_dir: Path | None = None) -> Path:
+    """Write ``doc`` atomically as ``<results>/<name>.json``, with the load average at its end."""
+    if "loadavg_at_end" not in doc and loadavg() is not None:
+        doc["loadavg_at_end"] = loadavg()
     out_dir = Path(results_dir) if results_dir else RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

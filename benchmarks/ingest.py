@@ -239,10 +239,6 @@ def main(argv=None) -> dict:
                    "so RSS does not keep growing linearly; spilling also makes time grow faster than "
                    "linearly once the working set exceeds the limit. Treat both figures as indicative."),
     }
-    try:
-        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
     path = C.write_result("ingest", doc, args.results_dir)
     e = doc["extrapolation"]
     print(f"wrote {path}; extrapolated full scale: {e['wall_minutes']:.1f} min (target 15), "

@@ -284,10 +284,6 @@ def main(argv=None) -> dict:
            "target": f">= {TARGET['requests_per_s']} req/s with p99 < {TARGET['p99_ms']} ms at scale 1.0",
            "note": "client and server share the machine's CPUs (see server_cpu_s/client_cpu_s)",
            "machine": facts, "results": results}
-    try:
-        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
     path = C.write_result("load", doc, args.results_dir)
     print(f"wrote {path}")
     return doc

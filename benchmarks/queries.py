@@ -1145,10 +1145,6 @@ def main(argv=None) -> dict:
     doc["flatprint_open_seconds"] = info["flatprint"].get("init_s")
     doc["results"] = results
     doc["all_baselines_agree"] = all_agree
-    try:
-        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
     path = C.write_result("queries", doc, args.results_dir)
     log(f"wrote {path}; all baselines agree with flatprint: {all_agree}")
     if not all_agree and __name__ == "__main__":

@@ -273,13 +273,21 @@ def figure(doc: dict, path: Path) -> bool:
         vals = [get(r) for r in results]
         vals = [v * 1000 if v else np.nan for v in vals]
         ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label, color=colors[i % len(colors)])
+    return _save_bar_figure(fig, ax, x, names, len(series), path,
+                            f"flatprint vs baselines, synthetic scale {doc.get('scale'):g} "
+                            f"({doc.get('date', '')[:10]})")
+
+
+def _save_bar_figure(fig, ax, x, names, n_series: int, path: Path, title: str) -> bool:
+    """Log-scale axis, labels, legend above the plot; written to ``path``."""
+    import matplotlib.pyplot as plt
+
     ax.set_yscale("log")
     ax.set_ylabel("warm median (ms, log scale)")
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_title(f"flatprint vs baselines, synthetic scale {doc.get('scale'):g} ({doc.get('date', '')[:10]})",
-                 pad=28)
-    ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(title, pad=28)
+    ax.legend(fontsize=8, ncol=n_series, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,19 +375,9 @@ def systems_figure(doc: dict, path: Path) -> bool:
             if not v:
                 ax.text(xi, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color=colors[i],
                         transform=ax.get_xaxis_transform())
-    ax.set_yscale("log")
-    ax.set_ylabel("warm median (ms, log scale)")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_title(f"Systems side by side, synthetic scale {doc.get('scale'):g} "
-                 f"({doc.get('date', '')[:10]}; n/a = not run)", pad=28)
-    ax.legend(fontsize=8, ncol=len(series), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    ax.grid(axis="y", which="both", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save_bar_figure(fig, ax, x, names, len(series), path,
+                            f"Systems side by side, synthetic scale {doc.get('scale'):g} "
+                            f"({doc.get('date', '')[:10]}; n/a = not run)")
 
 
 def systems_section(doc: dict, figure_name: str | None) -> list[str]:

@@ -340,10 +340,6 @@ def main(argv=None) -> dict:
         doc["failed_steps"] += [f for f in prev.get("failed_steps", []) if f in args.skip]
     q = doc["steps"].get("queries") or {}
     doc["all_baselines_agree"] = q.get("all_baselines_agree")
-    try:
-        doc["loadavg_at_end"] = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        pass
     path = C.write_result(doc["name"], doc, results_dir)
     log(f"wrote {path}" + (f"; FAILED steps: {failed}" if failed else ""))
     if not args.no_render:

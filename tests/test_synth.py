@@ -98,31 +98,41 @@ def test_weights_are_partner_counts(release_dir):
     assert weights["weight"].is_monotonic_decreasing
 
 
-def test_body_stats_are_point_counts(release_dir):
-    points = load(release_dir, "syn-points")
-    partners = load(release_dir, "syn-partners")
-    stats = load(release_dir, "stats").set_index("body")
+def _assert_body_stats_are_point_counts(points, partners, stats):
+    """body-stats: pre/post = point counts, downstream = partner rows, sorted by synweight then body."""
     pre = points[points.kind == "PreSyn"].groupby("body").size()
     post = points[points.kind == "PostSyn"].groupby("body").size()
     down = partners.groupby("body_pre").size()
-    bodies = pre.index.union(post.index)
-    assert set(stats.index) == set(bodies)
+    assert stats.index.is_unique
+    assert set(stats.index) == set(pre.index.union(post.index))
     assert (stats["pre"] == pre.reindex(stats.index, fill_value=0)).all()
     assert (stats["post"] == post.reindex(stats.index, fill_value=0)).all()
     assert (stats["downstream"] == down.reindex(stats.index, fill_value=0)).all()
     assert (stats["synweight"] == stats["downstream"] + stats["post"]).all()
+    order = stats.reset_index().sort_values(["synweight", "body"], ascending=[False, True])["body"]
+    assert (order.to_numpy() == stats.index.to_numpy()).all()
     assert (stats["rank"].to_numpy() == np.arange(1, len(stats) + 1)).all()
-    assert stats["synweight"].is_monotonic_decreasing
 
 
-def test_partner_locations_are_points_and_primary_post_matches(release_dir):
-    points = load(release_dir, "syn-points")
-    partners = load(release_dir, "syn-partners")
+def test_body_stats_are_point_counts(release_dir):
+    _assert_body_stats_are_point_counts(load(release_dir, "syn-points"), load(release_dir, "syn-partners"),
+                                        load(release_dir, "stats").set_index("body"))
+
+
+def _assert_partner_ends_are_points(points, partners):
+    """Every partner's pre location is a PreSyn point and its post location a PostSyn point."""
     pre_ids = point_id(partners.x_pre, partners.y_pre, partners.z_pre)
     post_ids = point_id(partners.x_post, partners.y_post, partners.z_post)
     kinds = points["kind"]
     assert pre_ids.isin(points.index[kinds == "PreSyn"]).all()
     assert post_ids.isin(points.index[kinds == "PostSyn"]).all()
+    return pre_ids, post_ids, kinds
+
+
+def test_partner_locations_are_points_and_primary_post_matches(release_dir):
+    points = load(release_dir, "syn-points")
+    partners = load(release_dir, "syn-partners")
+    pre_ids, post_ids, kinds = _assert_partner_ends_are_points(points, partners)
     primary_at_post = points["primary"].astype(str).reindex(post_ids.to_numpy()).to_numpy()
     assert (partners["primary_post"].astype(str).to_numpy() == primary_at_post).all()
     body_at_post = points["body"].reindex(post_ids.to_numpy()).to_numpy()
@@ -283,21 +293,8 @@ def test_blocked_weights_are_partner_counts(blocked_release):
 
 
 def test_blocked_body_stats_are_point_counts(blocked_release):
-    points = _read(blocked_release, "syn-points")
-    partners = _read(blocked_release, "syn-partners")
-    stats = _read(blocked_release, "stats").set_index("body")
-    pre = points[points.kind == "PreSyn"].groupby("body").size()
-    post = points[points.kind == "PostSyn"].groupby("body").size()
-    down = partners.groupby("body_pre").size()
-    assert stats.index.is_unique
-    assert set(stats.index) == set(pre.index.union(post.index))
-    assert (stats["pre"] == pre.reindex(stats.index, fill_value=0)).all()
-    assert (stats["post"] == post.reindex(stats.index, fill_value=0)).all()
-    assert (stats["downstream"] == down.reindex(stats.index, fill_value=0)).all()
-    assert (stats["synweight"] == stats["downstream"] + stats["post"]).all()
-    order = stats.reset_index().sort_values(["synweight", "body"], ascending=[False, True])["body"]
-    assert (order.to_numpy() == stats.index.to_numpy()).all()
-    assert (stats["rank"].to_numpy() == np.arange(1, len(stats) + 1)).all()
+    _assert_body_stats_are_point_counts(_read(blocked_release, "syn-points"), _read(blocked_release, "syn-partners"),
+                                        _read(blocked_release, "stats").set_index("body"))
 
 
 def test_blocked_tbar_nt_rows_are_tbar_points(blocked_release):
@@ -320,11 +317,7 @@ def test_blocked_tbar_nt_rows_are_tbar_points(blocked_release):
 def test_blocked_partners_are_points(blocked_release):
     points = _read(blocked_release, "syn-points")
     partners = _read(blocked_release, "syn-partners")
-    pre_ids = point_id(partners.x_pre, partners.y_pre, partners.z_pre)
-    post_ids = point_id(partners.x_post, partners.y_post, partners.z_post)
-    kinds = points["kind"]
-    assert pre_ids.isin(points.index[kinds == "PreSyn"]).all()
-    assert post_ids.isin(points.index[kinds == "PostSyn"]).all()
+    pre_ids, post_ids, kinds = _assert_partner_ends_are_points(points, partners)
     assert post_ids.is_unique and len(partners) == int((kinds == "PostSyn").sum())
     at_post = points.reindex(post_ids.to_numpy())
     assert (partners["body_post"].to_numpy() == at_post["body"].to_numpy()).all()
