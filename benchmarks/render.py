@@ -196,7 +196,14 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
                               f"{1 / x:.1f}× slower")
     if slower:
         lines += ["", "flatprint is more than 10 % slower than a baseline in: " + "; ".join(slower) + "."]
-    # targets
+    lines += [""] + targets_lines(doc, scale)
+    if figure:
+        lines += ["", f"![flatprint vs baselines per query, log scale]({figure})"]
+    return lines + [""]
+
+
+def targets_lines(doc: dict, scale: float) -> list[str]:
+    """The issue's full-scale ceilings beside flatprint's warm medians from a queries result."""
     rows = []
     by_name = {r["name"]: r for r in doc.get("results", [])}
     for key, label in QUERY_TARGET_NAMES.items():
@@ -205,14 +212,11 @@ def queries_section(doc: dict, figure: str | None) -> list[str]:
         got = r["engines"]["flatprint"].get("warm_median_s") if r else None
         verdict = "–" if got is None or target is None else ("within" if got * 1000 <= target else "**over**")
         rows.append([label, f"≤ {target:,} ms" if target else "–", ms(got), verdict])
-    lines += ["", "### Targets", "",
-              f"The issue's targets are ceilings for the full-scale release. At scale {scale:g} these "
-              f"comparisons are **indicative only**: the store holds about {scale * 100:g} % of the real release's "
-              "rows, and time does not scale linearly with rows for range scans over sorted tables.", ""]
-    lines += table(["query", "full-scale target", f"flatprint at scale {scale:g} (ms)", "at this scale"], rows)
-    if figure:
-        lines += ["", f"![flatprint vs baselines per query, log scale]({figure})"]
-    return lines + [""]
+    lines = ["### Targets", "",
+             f"The issue's targets are ceilings for the full-scale release. At scale {scale:g} these "
+             f"comparisons are **indicative only**: the store holds about {scale * 100:g} % of the real release's "
+             "rows, and time does not scale linearly with rows for range scans over sorted tables.", ""]
+    return lines + table(["query", "full-scale target", f"flatprint at scale {scale:g} (ms)", "at this scale"], rows)
 
 
 def _cell_ms(c) -> str:
@@ -485,6 +489,8 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
         lines += [""]
     if figure_name:
         lines += [f"![systems per workload item, scale {scale:g}, log scale]({figure_name})", ""]
+    if q.get("results"):
+        lines += targets_lines(q, scale) + [""]
     # ---- server and throughput
     srv = steps.get("server") or {}
     if srv.get("results"):
