@@ -23,10 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py --scale 0.01 0.1
-	$(BIN)/python benchmarks/queries.py --scale 0.1
-	$(BIN)/python benchmarks/server.py --scale 0.1
-	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 1
+	$(BIN)/python benchmarks/run.py --scale 0.01 --repeat 5
+	$(BIN)/python benchmarks/run.py --scale 0.1 --repeat 5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
