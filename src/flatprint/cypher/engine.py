@@ -578,13 +578,17 @@ class Execution:
                     out.append(Descending(value) if sort.descending else value)
                 return out
             projected = sorted(projected, key=key)
+        return self._skip_limit(clause, projected)
+
+    def _skip_limit(self, clause, rows: list) -> list:
+        """The rows left after the clause's SKIP and LIMIT."""
         skip = self._count(clause.skip, "SKIP")
         limit = self._count(clause.limit, "LIMIT")
         if skip:
-            projected = projected[skip:]
+            rows = rows[skip:]
         if limit is not None:
-            projected = projected[:limit]
-        return projected
+            rows = rows[:limit]
+        return rows
 
     # -- MATCH
 
@@ -890,13 +894,7 @@ class Execution:
                 keys.append(key)
             order = sorted(range(len(projected)), key=lambda i: keys[i])
             projected = [projected[i] for i in order]
-        skip = self._count(clause.skip, "SKIP")
-        limit = self._count(clause.limit, "LIMIT")
-        if skip:
-            projected = projected[skip:]
-        if limit is not None:
-            projected = projected[:limit]
-        return names, [out for out, _ in projected]
+        return names, [out for out, _ in self._skip_limit(clause, projected)]
 
     def _count(self, expr, what):
         if expr is None:

@@ -156,14 +156,19 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
             var.kind = EMPTY
         if any(label.endswith("Neuron") for label in element.labels):
             var.neuron = True
-        if element.properties is not None:
-            if not isinstance(element.properties, ast.MapLiteral):
-                raise unsupported(element.properties, "node properties given as a parameter map")
-            for key, value in element.properties.entries:
-                inline_predicates.append(ast.Comparison(
-                    (ast.Property(ast.Variable(name), key), value), ("=",),
-                    line=element.line, column=element.column))
+        inline_equalities(element, name, "node")
         return var
+
+    def inline_equalities(element, name: str, what: str) -> None:
+        """``(n {k: v})`` / ``[r {k: v}]`` as the predicates ``n.k = v``."""
+        if element.properties is None:
+            return
+        if not isinstance(element.properties, ast.MapLiteral):
+            raise unsupported(element.properties, f"{what} properties given as a parameter map")
+        for key, value in element.properties.entries:
+            inline_predicates.append(ast.Comparison(
+                (ast.Property(ast.Variable(name), key), value), ("=",),
+                line=element.line, column=element.column))
 
     group_of_rel: dict[str, int] = {}
     for pattern_index, pattern in enumerate(match_patterns):
@@ -189,13 +194,7 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
             rels[name] = rel
             edges.append(rel)
             group_of_rel[name] = pattern_groups[pattern_index] if pattern_groups else 0
-            if rel_pattern.properties is not None:
-                if not isinstance(rel_pattern.properties, ast.MapLiteral):
-                    raise unsupported(rel_pattern.properties, "relationship properties given as a parameter map")
-                for key, value in rel_pattern.properties.entries:
-                    inline_predicates.append(ast.Comparison(
-                        (ast.Property(ast.Variable(name), key), value), ("=",),
-                        line=rel_pattern.line, column=rel_pattern.column))
+            inline_equalities(rel_pattern, name, "relationship")
             names += [name, following.name]
             previous = following
         if pattern.variable:

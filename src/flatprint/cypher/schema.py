@@ -21,6 +21,7 @@ property maps for nodes that the SQL did not already fetch.
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import orjson
@@ -162,16 +163,6 @@ class GraphModel:
     def meta_value(self, name: str):
         return self.meta.get(name)
 
-    def synapse_map(self, row: dict) -> dict:
-        """A synapse's whole property map from its ``synapses`` row."""
-        props = {"type": row["kind"], "confidence": row["conf"],
-                 "location": Point((row["x"], row["y"], row["z"]))}
-        for column in self.nt_columns:
-            if row.get(column) is not None:
-                props[column] = row[column]
-        props.update(self.roi_flags(int(row.get("primary_label") or 0), int(row.get("major_label") or 0)))
-        return props
-
     def roi_flags(self, primary_label: int, major_label: int) -> dict:
         """``{roi: True}`` for every ROI containing a point with these labels (cached per label pair:
         a few hundred pairs cover every synapse)."""
@@ -187,8 +178,8 @@ class GraphModel:
         """Property maps of many synapses from column lists of their ``synapses`` rows, keyed by syn_id.
         Column-wise because this is the hot path of fetch_synapses and fetch_synapse_connections."""
         nt_names = self.nt_columns
-        nt_values = zip(*(columns[name] for name in nt_names)) if nt_names else iter(lambda: (), None)
-        flags_of = self._roi_flags
+        nt_values = zip(*(columns[name] for name in nt_names)) if nt_names else itertools.repeat(())
+        flags_of = self._roi_flags  # roi_flags' cache, read inline: this loop runs once per synapse
         maps = {}
         for syn_id, kind, conf, x, y, z, primary, major, nts in zip(
                 columns["syn_id"], columns["kind"], columns["conf"], columns["x"], columns["y"], columns["z"],
@@ -200,7 +191,6 @@ class GraphModel:
             flags = flags_of.get((primary, major))
             if flags is None:
                 flags = self.roi_flags(primary or 0, major or 0)
-                flags_of[(primary, major)] = flags
             props.update(flags)
             maps[syn_id] = props
         return maps
