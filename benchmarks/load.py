@@ -86,23 +86,9 @@ class Server:
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, limit: float = 120.0) -> None:
-        import httpx
+        from server_fixture import wait_until_answering, wait_until_idle
 
-        deadline = time.monotonic() + limit
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
-            try:
-                if self.cert.exists():
-                    httpx.get(f"{self.url}/api/version", verify=str(self.cert), timeout=2).raise_for_status()
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
-        from server_fixture import wait_until_idle
-
+        wait_until_answering(self.proc, self.url, self.cert, limit)
         waited = wait_until_idle(self.proc.pid)  # the explorer's cache warm-up must not be measured
         print(f"server idle after start-up work ({waited:.1f} s)")
 

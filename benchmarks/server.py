@@ -82,8 +82,7 @@ def replay_server(recordings: dict, home: Path):
     import subprocess
     import tempfile
 
-    import requests
-    from server_fixture import free_port, wait_until_idle
+    from server_fixture import free_port, wait_until_answering, wait_until_idle
 
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,15 +93,7 @@ def replay_server(recordings: dict, home: Path):
                                  str(port), str(cert), str(key)])
         url = f"https://localhost:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    requests.get(f"{url}/api/version", verify=str(cert), timeout=2)
-                    break
-                except requests.exceptions.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("replay server did not start") from None
-                    time.sleep(0.2)
+            wait_until_answering(proc, url, cert, 60, name="replay server")
             wait_until_idle(proc.pid)
             yield url
         finally:

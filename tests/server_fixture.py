@@ -33,6 +33,25 @@ def wait_until_idle(pid: int, busy_percent: float = 10.0, settle: int = 3, limit
     return time.monotonic() - started
 
 
+def wait_until_answering(proc, url: str, cert: Path | None, limit: float, name: str = "server") -> None:
+    """Poll ``GET url/api/version`` until the server started as ``proc`` answers (any status); raise
+    with its output when it exits first, or when ``limit`` seconds pass."""
+    deadline = time.time() + limit
+    while True:
+        if proc.poll() is not None:
+            stream = proc.stdout or proc.stderr
+            raise RuntimeError(f"{name} exited: {stream.read() if stream else ''}")
+        try:
+            if cert is not None and not cert.exists():
+                raise requests.exceptions.ConnectionError("certificate not written yet")
+            requests.get(f"{url}/api/version", verify=str(cert) if cert else True, timeout=2)
+            return
+        except requests.exceptions.ConnectionError:
+            if time.time() > deadline:
+                raise RuntimeError(f"{name} did not start") from None
+            time.sleep(0.2)
+
+
 @contextmanager
 def running_server(stores: list[str], home: Path, *extra: str, http: bool = False, timeout: float = 60.0,
                    wait_idle: bool = False):
@@ -47,20 +66,8 @@ def running_server(stores: list[str], home: Path, *extra: str, http: bool = Fals
     scheme = "http" if http else "https"
     url = f"{scheme}://localhost:{port}"
     cert = None if http else home / "tls" / "cert.pem"
-    deadline = time.time() + timeout
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read()}")
-            try:
-                if cert is not None and not cert.exists():
-                    raise requests.exceptions.ConnectionError("certificate not written yet")
-                requests.get(f"{url}/api/version", verify=str(cert) if cert else True, timeout=2)
-                break
-            except requests.exceptions.ConnectionError:
-                if time.time() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.2)
+        wait_until_answering(proc, url, cert, timeout)
         if wait_idle:
             wait_until_idle(proc.pid)
         yield url, cert
