@@ -90,6 +90,20 @@ def wait_for_other_ingest(store: Path, log=print, limit: float = 1800) -> float:
     return time.monotonic() - started
 
 
+def ensure_store(scale: float, seed: int = 0, log=print) -> Path:
+    """The bench store for (scale, seed): ingested (again) unless it is newer than its release and of
+    the current layout; waits for another process already ingesting it."""
+    release, _, _ = ensure_release(scale, seed, log=log)
+    store = store_path(scale, seed)
+    wait_for_other_ingest(store, log=log)
+    if not store_is_fresh(store, release):
+        log(f"ingesting {release} into {store} ...")
+        # in a child process, so that a benchmark's own memory does not carry the ingest's
+        subprocess.run([PYTHON, "-m", "flatprint.cli", "ingest", str(release), str(store), "--force", "--quiet"],
+                       check=True)
+    return store
+
+
 def store_is_fresh(store: Path, release: Path) -> bool:
     """True when ``store`` exists, was built after the release's manifest and has the current layout."""
     from flatprint.ingest import store_is_current

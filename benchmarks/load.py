@@ -63,14 +63,7 @@ def pick_store(scale: float | None, store: Path | None, log=print) -> tuple[Path
         return store, scale
     if scale is None:
         scale = 0.1 if C.store_path(0.1).exists() else 0.01
-    path = C.store_path(scale)
-    if not path.exists():
-        release, _, _ = C.ensure_release(scale, log=log)
-        C.wait_for_other_ingest(path, log=log)
-        if not path.exists():
-            log(f"ingesting {release} into {path} ...")
-            subprocess.run([C.PYTHON, "-m", "flatprint.cli", "ingest", str(release), str(path), "--quiet"], check=True)
-    return path, scale
+    return C.ensure_store(scale, log=log), scale
 
 
 class Server:

@@ -22,8 +22,8 @@ Writes ``benchmarks/results/systems-<scale>.json`` (the sub-benchmarks' document
 renders ``docs/benchmarks.md`` unless ``--no-render``.
 
 Peak RSS: each engine of the query benchmark is measured inside its own worker process (VmHWM, reset
-per item; see queries.RSS_METHOD). The ingest's peak is ``run_ingest``'s (psutil sampling and wait4
-ru_maxrss of the ingest process; ru_maxrss of a child starts from its parent's RSS at spawn, which is why
+per item; see queries.RSS_METHOD). The ingest's peak is ``run_ingest``'s (psutil sampling and the
+ingest process's own VmHWM; wait4's ru_maxrss would start from its parent's RSS at spawn, which is why
 this orchestrator imports no data libraries). For server.py and load.py, every process of the
 subprocess tree is sampled every 100 ms from /proc (VmRSS summed per role at each sample, and each
 process's own VmHWM); roles: the ``flatprint serve`` process tree ("server") and the benchmark process

@@ -18,18 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _common import (ensure_release, machine_facts, median, now_iso, store_is_fresh, store_path,  # noqa: E402
-                     write_result)
-
-
-def ensure_store(scale: float) -> Path:
-    from flatprint.ingest import ingest_release
-
-    store = store_path(scale)
-    release, _, _ = ensure_release(scale)
-    if not store_is_fresh(store, release):
-        ingest_release(release, store, progress=False, force=True)
-    return store
+from _common import ensure_store, machine_facts, median, now_iso, write_result  # noqa: E402
 
 
 def timed(fn, repeat: int):

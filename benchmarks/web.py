@@ -31,8 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _common import (ensure_release, machine_facts, now_iso, store_is_fresh, store_path,  # noqa: E402
-                     write_result)
+from _common import ensure_store, machine_facts, now_iso, write_result  # noqa: E402
 
 BODY, OTHER = 12781, 556329
 PAGES = [
@@ -63,17 +62,6 @@ def pct(values, p):
 
 def stats(times) -> dict:
     return {"p50": round(statistics.median(times), 1), "p95": round(pct(times, 95), 1), "n": len(times)}
-
-
-def ensure_store(scale: float, log=print) -> Path:
-    release, _, _ = ensure_release(scale, log=log)
-    store = store_path(scale)
-    if not store_is_fresh(store, release):
-        from flatprint.ingest import ingest_release
-
-        log(f"ingesting {release} into {store} ...")
-        ingest_release(release, store, progress=False, force=True)
-    return store
 
 
 def main(argv=None) -> int:
