@@ -82,8 +82,6 @@ class GraphModel:
             self.roi_names_of_label.setdefault((roi_set, int(label)), []).append(roi)
         self.roi_labels = labels
         self._roi_flags: dict[tuple[int, int], dict] = {}
-        self.has_rois_by_post = bool(cur.execute(  # stores from before it existed lack this copy
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'connection_rois_by_post'").fetchall()[0][0])
         self.nt_columns = [c for c in self.synapse_types if c.startswith("nt") and c.endswith("Prob")]
         self.segment_properties = [c for c in self.segment_types if c not in HIDDEN_SEGMENT_COLUMNS]
         self.meta = dict(store.meta)
@@ -338,7 +336,7 @@ class GraphView:
         starts, ends = set(pairs.column("a").to_pylist()), set(pairs.column("b").to_pylist())
         # Scan the copy sorted by the side with fewer distinct bodies: a literal list of them lets
         # DuckDB skip row groups (100 neurons' upstream partners are thousands of body_pre values).
-        if len(ends) < len(starts) and self.model.has_rois_by_post:
+        if len(ends) < len(starts) and self.model.store.has_table("connection_rois_by_post"):
             table, side, ids = "connection_rois_by_post", "body_post", ends
         else:
             table, side, ids = "connection_rois", "body_pre", starts

@@ -81,8 +81,7 @@ def _edges_sql(client, sources, targets, min_weight: int) -> str:
 
 def _by_post_table(client) -> str:
     """connection_rois sorted by body_post (stores from before it existed fall back to the main copy)."""
-    found = client.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'connection_rois_by_post'")[1][0][0]
-    return "connection_rois_by_post" if found else "connection_rois"
+    return "connection_rois_by_post" if client.store.has_table("connection_rois_by_post") else "connection_rois"
 
 
 def _neuron_props(client, bodies, properties) -> pd.DataFrame:

@@ -28,6 +28,7 @@ class Store:
     con: duckdb.DuckDBPyConnection
     meta: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    tables: frozenset = frozenset()  # table names, read once at open (a store is read-only)
 
     @classmethod
     def open(cls, path: str | os.PathLike, read_only: bool = True) -> Store:
@@ -52,11 +53,15 @@ class Store:
             con.close()
             raise
         con.execute("SET enable_progress_bar = false")
-        return cls(path, con, meta, info)
+        return cls(path, con, meta, info, frozenset(tables))
 
     @property
     def dataset(self) -> str:
         return f"{self.meta['dataset']}:{self.meta['tag']}"
+
+    def has_table(self, name: str) -> bool:
+        """Optional tables (skeletons, roi_meshes) and ones newer layouts add (connection_rois_by_post)."""
+        return name in self.tables
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()

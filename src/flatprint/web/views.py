@@ -278,7 +278,7 @@ def _neuron(client, params, body: int):
     roi_code = _snippet(client, "fetch_neurons", call_code("fetch_neurons", [criteria_code(criteria)]),
                         assign="neuron_df, df")
     tables.append(Table("rois", "Synapses per ROI", roi_counts, roi_code, name=f"{body}-rois"))
-    has_skeleton = _has_table(client, "skeletons") and bool(client.sql(
+    has_skeleton = client.store.has_table("skeletons") and bool(client.sql(
         "SELECT count(*) FROM skeletons WHERE bodyId = ?", [body])[1][0][0])
     return {"body": body, "neuron": {k: v for k, v in row.items()}, "props": props, "tables": tables,
             "roi_chart": plots.roi_bars(counts), "has_skeleton": has_skeleton,
@@ -297,12 +297,8 @@ async def neuron(request: Request, body: str):
     return await _page(request, "neuron.html", compute)
 
 
-def _has_table(client, name: str) -> bool:
-    return bool(client.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])[1][0][0])
-
-
 def _skeleton_text(client, body: int) -> str | None:
-    if not _has_table(client, "skeletons"):
+    if not client.store.has_table("skeletons"):
         return None
     rows = client.sql("SELECT swc FROM skeletons WHERE bodyId = ?", [body])[1]
     return rows[0][0] if rows else None
@@ -347,7 +343,7 @@ def _neuron_3d(client, body: int) -> dict:
         out["skeleton"] = {"x": xs, "y": ys, "z": zs, "nodes": len(swc)}
     else:
         out["notes"].append("this store has no skeleton for the body: synapses only")
-    if _has_table(client, "roi_meshes"):
+    if client.store.has_table("roi_meshes"):
         _, counts = fetch_neurons(NeuronCriteria(bodyId=body, client=client), client=client)
         primary = set(client.primary_rois)
         rois = [r for r in counts.sort_values("post", ascending=False)["roi"] if r in primary][:8]

@@ -12,13 +12,8 @@ from flatprint.server.app import dataset_for, error_response, json_response
 router = APIRouter()
 
 
-def _has_table(store, name: str) -> bool:
-    return bool(store.cursor().execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
-
-
 def skeleton_text(store, body: int) -> str | None:
-    if not _has_table(store, "skeletons"):
+    if not store.has_table("skeletons"):
         return None
     rows = store.cursor().execute("SELECT swc FROM skeletons WHERE bodyId = ?", [body]).fetchall()
     return rows[0][0] if rows else None
@@ -58,7 +53,7 @@ def skeleton(request: Request, dataset: str, body: str, format: str | None = Non
 @router.get("/api/roimeshes/mesh/{dataset}/{roi:path}")
 def roi_mesh(request: Request, dataset: str, roi: str):
     _, store = dataset_for(request, dataset)
-    if not _has_table(store, "roi_meshes"):
+    if not store.has_table("roi_meshes"):
         return error_response(f"no ROI meshes in {dataset}", 400)
     rows = store.cursor().execute("SELECT obj FROM roi_meshes WHERE roi = ?", [roi]).fetchall()
     if not rows:
