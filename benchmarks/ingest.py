@@ -97,6 +97,8 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
         proc = subprocess.Popen([C.PYTHON, "-c", _CHILD, str(release), str(store), memory_limit, str(out_json)],
                                 stderr=err)
         sampled = 0
+        disk = 0
+        ticks = 0
         ps = None
         if psutil is not None:
             try:
@@ -109,6 +111,9 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
             if pid:
                 break
             sampled = max(sampled, _tree_rss(ps))
+            if ticks % 25 == 0:  # the build directory (store being built + DuckDB's spill files), twice a second
+                disk = max(disk, _build_dir_bytes(store))
+            ticks += 1
             time.sleep(0.02)
         returncode = os.waitstatus_to_exitcode(status)
         proc.returncode = returncode
@@ -121,6 +126,7 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
             error = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
             return {"failed": True, "exit_code": returncode, "error": error.strip(), "memory_limit": memory_limit,
                     "wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_bytes": max(sampled, maxrss),
+                    "peak_build_dir_bytes": disk,
                     "stderr_tail": lines[-12:]}
         inner = json.loads(out_json.read_text())
     hwm = inner.get("vm_hwm_bytes")
@@ -130,7 +136,19 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
             "rss_method": ("psutil tree sampling (20 ms) and the child's own VmHWM" if psutil else "the child's own VmHWM")
             if hwm else "psutil tree sampling (20 ms) and wait4 ru_maxrss",
             "rows": inner["rows"], "source_bytes": inner["source_bytes"], "store_bytes": inner["store_bytes"],
-            "timings": inner["timings"]}
+            "peak_build_dir_bytes": disk, "timings": inner["timings"]}
+
+
+def _build_dir_bytes(store: Path) -> int:
+    """Bytes under the ingest's hidden build directories beside ``store``."""
+    total = 0
+    for work in store.parent.glob(f".{store.name}.ingest-*"):
+        for f in work.rglob("*"):
+            try:
+                total += f.stat().st_size if f.is_file() else 0
+            except OSError:
+                pass
+    return total
 
 
 def _fit(xs, ys):
@@ -179,7 +197,8 @@ def main(argv=None) -> dict:
                 break
             runs.append(r)
             print(f"scale {scale:g} run {i + 1}/{args.repeat}: {r['wall_seconds']:.1f} s wall, "
-                  f"{r['cpu_seconds']:.1f} s CPU, {r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS", flush=True)
+                  f"{r['cpu_seconds']:.1f} s CPU, {r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS, "
+                  f"{r['peak_build_dir_bytes'] / 1e9:.1f} GB peak build directory", flush=True)
         if not runs:
             doc["scales"].append({"scale": scale, "release": str(release), "failed": True, "failures": failures,
                                   "rows": manifest_rows(manifest)})
@@ -198,6 +217,7 @@ def main(argv=None) -> dict:
             "median_cpu_seconds": cpu, "rows_per_cpu_second": rows / cpu,
             "loadavg_1min_before_runs": load_before,
             "median_peak_rss_gib": rss / 2**30, "max_peak_rss_gib": max(r["peak_rss_bytes"] for r in runs) / 2**30,
+            "max_peak_build_dir_gb": max(r.get("peak_build_dir_bytes", 0) for r in runs) / 1e9,
             "runs": runs, "failures": failures,
         })
 

@@ -240,9 +240,42 @@ def test_inconsistent_partners(release_dir, tmp_path):
     x = t.column("x_post").to_numpy().copy()
     x[0] += 1_000_000
     feather.write_feather(t.set_column(5, "x_post", pa.array(x)), path)
-    with pytest.raises(ReleaseError, match="not in syn-points"):
+    with pytest.raises(ReleaseError, match="0 pre and 1 post locations are not points of their body .* in syn-points"):
         ingest_release(rel, tmp_path / "s.duckdb", progress=False)
     assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_partner_on_another_body(release_dir, tmp_path):
+    """A partner's pre location that is a point of a different body than its body_pre is an error too
+    (whatever body ranges the build sorts in, so the store never depends on them)."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()
+    path = rel / FILES["syn-partners"]
+    t = feather.read_table(path)
+    body = t.column("body_pre").to_numpy().copy()
+    other = body[body != body[0]][0]
+    body[0] = other
+    feather.write_feather(t.set_column(t.schema.get_field_index("body_pre"), "body_pre", pa.array(body)), path)
+    with pytest.raises(ReleaseError, match="1 pre and 0 post locations are not points of their body"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False, buckets=3)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_body_ranges_do_not_change_the_store(release_dir, store_path, tmp_path):
+    """Sorting synapses and partners in several body ranges gives the same store, row for row and in
+    the same order, as one range (the size the other tests' stores are built with)."""
+    assert json.loads(q(store_path, "SELECT value FROM store_info WHERE key = 'sourceRows'").iloc[0, 0])
+    ranged = tmp_path / "ranged.duckdb"
+    result = ingest_release(release_dir, ranged, progress=False, memory_limit="2GB", buckets=7)
+    assert result["timings"]["synapses"] > 0
+    tables = q(store_path, "SELECT table_name FROM duckdb_tables() WHERE table_name NOT IN ('meta', 'store_info')")
+    assert {"synapses", "partners", "connection_rois", "segments"} <= set(tables.table_name)
+    for table in tables.table_name:
+        want = q(store_path, f"SELECT * FROM {table} ORDER BY rowid")
+        got = q(ranged, f"SELECT * FROM {table} ORDER BY rowid")
+        pd.testing.assert_frame_equal(got, want, obj=table)
+    syn = q(ranged, "SELECT syn_id, body FROM synapses ORDER BY rowid")
+    assert (syn.syn_id.to_numpy() == np.arange(len(syn))).all() and syn.body.is_monotonic_increasing
 
 
 def test_refuses_overwrite(release_dir, tmp_path):

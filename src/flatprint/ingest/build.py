@@ -19,6 +19,7 @@ Tables are laid out for the queries neuprint-python sends (docs/store.md):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -31,11 +32,13 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from flatprint import __version__
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.feather import batch_reader
+from flatprint.io.feather import batch_reader, iter_batches
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
 
@@ -67,11 +70,20 @@ class _Stage:
     def __init__(self, progress):
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.buckets = 1
 
     def stream(self, con, name: str, path: Path, columns: list[str], rows: int):
         task = self.progress.add_task(f"reading {path.name}", total=rows)
         reader = batch_reader(path, columns, on_batch=lambda n: self.progress.advance(task, n))
         return reader
+
+    @contextlib.contextmanager
+    def timed(self, label: str, total: int):
+        """Time a multi-statement step; yields ``advance()`` for its progress bar."""
+        task = self.progress.add_task(label, total=total)
+        started = time.perf_counter()
+        yield lambda: self.progress.advance(task)
+        self.timings[label] = time.perf_counter() - started
 
     def step(self, label: str, con, sql: str):
         task = self.progress.add_task(label, total=1)
@@ -133,12 +145,16 @@ def _source_checksum(files: ReleaseFiles) -> str:
     return h.hexdigest()
 
 
-def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> dict:
+def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work: Path, buckets: int | None) -> dict:
     rows = files.rows
     roi_sets = files.roi_sets
     pts_schema = files.schemas["syn-points"]
 
-    # ---- raw points: ROI names and labels per set
+    # ---- raw points, partitioned by body range into Parquet files under the build directory. Every
+    # later step on synapses and partners then sorts and joins one body range at a time, in memory:
+    # one sort over every point spilled ~160 bytes a point to disk (57 GB at full scale).
+    bounds = _bucket_bounds(files.paths["syn-points"], "body", buckets or _passes(con, rows["syn-points"], 200))
+    stage.buckets = len(bounds) + 1
     point_cols = ["x", "y", "z", "kind", "conf", "body"] + [c for s in roi_sets for c in (s, f"{s}_label")]
     has_compartment = "compartment" in pts_schema.names
     if has_compartment:
@@ -146,15 +162,13 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     reader = stage.stream(con, "points", files.paths["syn-points"], point_cols, rows["syn-points"])
     roi_select = ", ".join(f"CAST({_q(s)} AS VARCHAR) AS {_q(s + '_roi')}, CAST({_q(s + '_label')} AS INTEGER) AS {_q(s + '_label')}"
                            for s in roi_sets)
-    con.register("points_stream", reader)
-    con.execute(f"""
-        CREATE TEMP TABLE raw_points AS
+    points_dir = _partition(con, work / "points", _bucketed(reader, {"bucket": "body"}, bounds), f"""
         SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
                CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
                {roi_select}
-               {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"}
-        FROM points_stream""")
-    con.unregister("points_stream")
+               {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"},
+               bucket""")
+    con.execute(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({_lit(str(points_dir / '*' / '*.parquet'))})")
     bad = con.execute("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')").fetchall()[0][0]
     if bad:
         raise ReleaseError(f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn")
@@ -167,7 +181,7 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
         pairs = con.execute(f"SELECT DISTINCT {_q(s + '_label')}, {_q(s + '_roi')} FROM raw_points").fetchall()
-        label_names[s] = {int(label): name for label, name in pairs if name != T.UNSPECIFIED and label}
+        label_names[s] = {int(label): name for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1]))) if name != T.UNSPECIFIED and label}
     primary_names = set(label_names["primary"].values())
     major_names = set(label_names.get("major", {}).values())
     con.execute("CREATE TABLE rois (roi VARCHAR, parent VARCHAR, depth INTEGER, is_primary BOOLEAN, roi_set VARCHAR, label INTEGER)")
@@ -203,62 +217,105 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
             con.executemany("INSERT INTO roi_map VALUES (?, ?, ?)", [[s, label, n] for n in names])
     major_label_expr = '"major_label"' if "major" in roi_sets else "0"
 
-    # ---- synapses with dense stable ids and T-bar NT probabilities
+    # ---- synapses with dense stable ids and T-bar NT probabilities, one body range at a time
     tb_cols = ["point_id", "body"] + [c for c in T.NT_PROB_COLUMNS]
     reader = stage.stream(con, "tbar-nt", files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
-    con.register("tbar_stream", reader)
     nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {_q(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
-    con.execute(f"CREATE TEMP TABLE tbar_nt AS SELECT CAST(point_id AS UBIGINT) AS point_id, {nt_select} FROM tbar_stream")
-    con.unregister("tbar_stream")
+    tbar_dir = _partition(con, work / "tbar", _bucketed(reader, {"bucket": "body"}, bounds),
+                          f"SELECT CAST(point_id AS UBIGINT) AS point_id, {nt_select}, bucket")
+    nt_columns = ", ".join(f"{_q(v)} FLOAT" for v in NT_PROPERTY.values())
+    con.execute(f"""
+        CREATE TABLE synapses (syn_id BIGINT, point_id UBIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER,
+          z INTEGER, conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
     nt_cols = ", ".join(f"t.{_q(v)}" for v in NT_PROPERTY.values())
-    stage.step("synapses", con, f"""
-        CREATE TABLE synapses AS
-        WITH p AS (
-          SELECT *, (CAST(z AS UBIGINT) << 42) | (CAST(y AS UBIGINT) << 21) | CAST(x AS UBIGINT) AS point_id
-          FROM raw_points)
-        SELECT CAST(row_number() OVER (ORDER BY p.body, p.kind DESC, p.point_id) - 1 AS BIGINT) AS syn_id,
-               p.point_id, p.body, CASE p.kind WHEN 'PreSyn' THEN 'pre' ELSE 'post' END AS kind,
-               p.x, p.y, p.z, p.conf,
-               CAST(p.primary_label AS USMALLINT) AS primary_label,
-               CAST({major_label_expr} AS USMALLINT) AS major_label,
-               p.compartment, {nt_cols}
-        FROM p LEFT JOIN tbar_nt t ON p.kind = 'PreSyn' AND t.point_id = p.point_id
-        ORDER BY p.body, p.kind DESC, p.point_id""")
-    con.execute("DROP TABLE tbar_nt")
-    con.execute("DROP TABLE raw_points")
-    n_syn = con.execute("SELECT count(*), count(DISTINCT point_id) FROM synapses").fetchall()[0]
-    if n_syn[0] != n_syn[1]:
-        raise ReleaseError(f"{files.paths['syn-points'].name}: {n_syn[0] - n_syn[1]} duplicate point locations")
+    no_tbars = f"(SELECT NULL::UBIGINT AS point_id, {', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)"
+    syn_ranges: list[tuple[int, int]] = []  # per bucket: [first, last) syn_id
+    duplicates = 0
+    con.execute("SET preserve_insertion_order = true")  # ranges are appended in order: keep each one sorted
+    with stage.timed("synapses", stage.buckets) as advance:
+        for k in range(stage.buckets):
+            first = syn_ranges[-1][1] if syn_ranges else 0
+            points = _bucket_files(points_dir, k)
+            if points:
+                tbars = _bucket_files(tbar_dir, k)
+                con.execute(f"""
+                    INSERT INTO synapses
+                    WITH p AS (
+                      SELECT *, {_POINT_ID.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
+                    SELECT {first} + row_number() OVER (ORDER BY p.body, p.kind DESC, p.point_id) - 1,
+                           p.point_id, p.body, CASE p.kind WHEN 'PreSyn' THEN 'pre' ELSE 'post' END,
+                           p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT),
+                           CAST({major_label_expr} AS USMALLINT), p.compartment, {nt_cols}
+                    FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
+                      ON p.kind = 'PreSyn' AND t.point_id = p.point_id
+                    ORDER BY p.body, p.kind DESC, p.point_id""")
+                n, distinct = con.execute(f"SELECT count(*), count(DISTINCT point_id) FROM synapses WHERE syn_id >= {first}").fetchall()[0]
+                duplicates += n - distinct
+            syn_ranges.append((first, first + (n if points else 0)))
+            advance()
+    con.execute("DROP VIEW raw_points")
+    shutil.rmtree(points_dir)
+    shutil.rmtree(tbar_dir)
+    if duplicates:
+        raise ReleaseError(f"{files.paths['syn-points'].name}: {duplicates} duplicate point locations")
 
-    # ---- partners: both ends resolved to synapse ids (every partner location must be a point)
+    # ---- partners: both ends resolved to synapse ids (every partner location must be a point of its body).
+    # Partitioned by the post body's range, the post ends resolve against that range's synapses; the
+    # result, partitioned by the pre body's range, resolves the pre ends and is sorted range by range.
     part_cols = [f.name for f in T.SYN_PARTNERS]
     reader = stage.stream(con, "partners", files.paths["syn-partners"], part_cols, rows["syn-partners"])
-    con.register("partners_stream", reader)
-    con.execute("""
-        CREATE TEMP TABLE raw_partners AS
-        SELECT (CAST(z_pre AS UBIGINT) << 42) | (CAST(y_pre AS UBIGINT) << 21) | CAST(x_pre AS UBIGINT) AS pre_point,
-               (CAST(z_post AS UBIGINT) << 42) | (CAST(y_post AS UBIGINT) << 21) | CAST(x_post AS UBIGINT) AS post_point,
+    by_post = _partition(con, work / "partners-by-post", _bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, bounds), f"""
+        SELECT {_POINT_ID.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
+               {_POINT_ID.format(x="x_post", y="y_post", z="z_post")} AS post_point,
                CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-               CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post
-        FROM partners_stream""")
-    con.unregister("partners_stream")
-    # Resolving both ends joins against every synapse point. One hash join over all points does not fit
-    # a bounded memory_limit at full scale (it ran out of memory at scale 0.1 with 3 GB), so the join
-    # runs in passes over point_id buckets; each pass builds a hash table over 1/K of the points.
-    passes = _join_passes(con, rows["syn-points"])
-    _resolve_end(con, "raw_partners", "pre_resolved", "pre", passes)
-    _resolve_end(con, "pre_resolved", "resolved", "post", passes)
-    stage.step("partners", con, """
-        CREATE TABLE partners AS
-        SELECT body_pre, body_post, pre_id, post_id, x_pre, y_pre, z_pre, x_post, y_post, z_post,
-               conf_pre, conf_post, primary_label_pre, major_label_pre, primary_label_post, major_label_post
-        FROM resolved ORDER BY body_pre, body_post, pre_id, post_id""")
-    con.execute("DROP TABLE resolved")
+               CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""")
+    by_pre = work / "partners-by-pre"
+    con.execute(f"""
+        COPY (SELECT NULL::UBIGINT AS pre_point, NULL::BIGINT AS body_pre, NULL::BIGINT AS body_post,
+                     NULL::FLOAT AS conf_pre, NULL::FLOAT AS conf_post, NULL::BIGINT AS post_id, NULL::INTEGER AS x_post,
+                     NULL::INTEGER AS y_post, NULL::INTEGER AS z_post, NULL::USMALLINT AS primary_label_post,
+                     NULL::USMALLINT AS major_label_post, -1 AS pre_bucket)
+        TO {_lit(str(by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket))""")  # one empty schema file
+    con.execute("""
+        CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT, x_pre INTEGER,
+          y_pre INTEGER, z_pre INTEGER, x_post INTEGER, y_post INTEGER, z_post INTEGER, conf_pre FLOAT, conf_post FLOAT,
+          primary_label_pre USMALLINT, major_label_pre USMALLINT, primary_label_post USMALLINT, major_label_post USMALLINT)""")
+    with stage.timed("partners", 2 * stage.buckets) as advance:
+        for k, (first, last) in enumerate(syn_ranges):
+            source = _bucket_files(by_post, k)
+            if source:
+                con.execute(f"""
+                    COPY (
+                      SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, s.syn_id AS post_id,
+                             s.x AS x_post, s.y AS y_post, s.z AS z_post, s.primary_label AS primary_label_post,
+                             s.major_label AS major_label_post, r.pre_bucket
+                      FROM read_parquet({source}) r
+                      LEFT JOIN (SELECT syn_id, point_id, body, x, y, z, primary_label, major_label FROM synapses
+                                 WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'post') s
+                        ON s.point_id = r.post_point AND s.body = r.body_post)
+                    TO {_lit(str(by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
+            advance()
+        shutil.rmtree(by_post)
+        for k, (first, last) in enumerate(syn_ranges):
+            source = _bucket_files(by_pre, k, "pre_bucket")
+            if source:
+                con.execute(f"""
+                    INSERT INTO partners
+                    SELECT r.body_pre, r.body_post, s.syn_id, r.post_id, s.x, s.y, s.z, r.x_post, r.y_post, r.z_post,
+                           r.conf_pre, r.conf_post, s.primary_label, s.major_label, r.primary_label_post, r.major_label_post
+                    FROM read_parquet({source}) r
+                    LEFT JOIN (SELECT syn_id, point_id, body, x, y, z, primary_label, major_label FROM synapses
+                               WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
+                      ON s.point_id = r.pre_point AND s.body = r.body_pre
+                    ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
+            advance()
+        shutil.rmtree(by_pre)
+    con.execute("SET preserve_insertion_order = false")
     missing = con.execute("SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL) FROM partners").fetchall()[0]
     if missing[0] or missing[1]:
         raise ReleaseError(
-            f"{files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not in "
-            f"{files.paths['syn-points'].name}")
+            f"{files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not points "
+            f"of their body (body_pre, body_post) in {files.paths['syn-points'].name}")
 
     # ---- connections and their per-ROI weights (ROI of the post-synaptic point)
     stage.step("connections", con, f"""
@@ -332,7 +389,14 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     con.execute("DROP TABLE body_labels")
 
     # ---- segments: stats + annotations + neurotransmitters + roiInfo
-    for key, name in (("stats", "raw_stats"), ("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
+    # One body range at a time, like synapses: sorting every body's row with its roiInfo text at once
+    # spilled about the store's own size to disk.
+    seg_bounds = _bucket_bounds(files.paths["stats"], "body", buckets or _passes(con, rows["stats"], 400))
+    stat_cols = ["body", "pre", "post", "downstream", "synweight"]
+    reader = stage.stream(con, "stats", files.paths["stats"], stat_cols, rows["stats"])
+    stats_dir = _partition(con, work / "stats", _bucketed(reader, {"bucket": "body"}, seg_bounds),
+                           "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket")
+    for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
         reader = stage.stream(con, key, files.paths[key], None, rows[key])
         con.register("s", reader)
         con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM s")
@@ -355,46 +419,50 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str) -> d
     nt_cols = [c for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
                if c not in ("body", "cell_type", "ground_truth")]
     nt_select = ", ".join(f"nt.{_q(c)} AS {_q(camel(c))}" for c in nt_cols)
-    # roiInfo JSON per body, in passes over bodyId buckets: one aggregate over every body keeps all
-    # the JSON text in memory at once (it ran out of memory at scale 0.1 with 3 GB).
-    con.execute("CREATE TEMP TABLE body_info (bodyId BIGINT, roiInfo VARCHAR)")
-    n_rows = con.execute("SELECT count(*) FROM segment_rois").fetchall()[0][0]
-    passes = _join_passes(con, n_rows * 4)
-    for k in range(passes):
-        # JSON text built by string aggregation: ~35 % faster than nested structs -> to_json
-        con.execute(f"""
-            INSERT INTO body_info
-            SELECT bodyId, '{{' || string_agg(to_json(roi)::VARCHAR || ':{{"pre":' || pre || ',"post":' || post
-                     || ',"downstream":' || downstream || ',"upstream":' || upstream || ',"synweight":' || synweight
-                     || '}}', ',' ORDER BY roi) || '}}'
-            FROM segment_rois WHERE bodyId % {passes} = {k} GROUP BY bodyId""")
-    stage.step("segments", con, f"""
-        CREATE TABLE segments AS
-        WITH ids AS (SELECT body AS bodyId FROM raw_stats UNION SELECT bodyId FROM raw_ann),
-        info AS (SELECT bodyId, roiInfo FROM body_info)
-        SELECT ids.bodyId,
-               coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post,
-               coalesce(s.post, 0)::BIGINT AS upstream, coalesce(s.downstream, 0)::BIGINT AS downstream,
-               coalesce(s.synweight, 0)::BIGINT AS synweight,
-               {", ".join(ann_select)},
-               {nt_select},
-               coalesce(info.roiInfo, '{{}}') AS roiInfo
-               {", NULL::BIGINT AS size" if "size" not in ann_cols else ""}
-        FROM ids LEFT JOIN raw_stats s ON s.body = ids.bodyId
-                 LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
-                 LEFT JOIN raw_nt nt ON nt.body = ids.bodyId
-                 LEFT JOIN info ON info.bodyId = ids.bodyId
-        ORDER BY ids.bodyId""")
-    present = set(con.execute("SELECT * FROM segments LIMIT 0").fetchdf().columns)
+    present = {"bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", *ann_cols,
+               *(camel(c) for c in nt_cols)}
     null_checks = " OR ".join(f"{_q(c)} IS NOT NULL" for c in NEURON_PROPERTY_NULL_CHECK if c in present)
     status_check = "status IN ('Traced', 'Anchor')" if "status" in present else "FALSE"
     excluded = "coalesce(status, '') NOT IN ('Unimportant', 'Glia')" if "status" in present else "TRUE"
-    con.execute(f"""
-        ALTER TABLE segments ADD COLUMN is_neuron BOOLEAN;
-        UPDATE segments SET is_neuron = coalesce(
+    is_neuron = f"""coalesce(
           (synweight >= {NEURON_SYNWEIGHT_MIN} OR pre >= {NEURON_SYNWEIGHT_MIN} OR post >= {NEURON_SYNWEIGHT_MIN}
-           {"OR " + null_checks if null_checks else ""} OR coalesce({status_check}, FALSE)) AND {excluded}, FALSE);""")
-    for name in ("raw_stats", "raw_ann", "raw_nt", "body_info"):
+           {"OR " + null_checks if null_checks else ""} OR coalesce({status_check}, FALSE)) AND {excluded}, FALSE)"""
+    no_stats = "(SELECT " + ", ".join(f"NULL::BIGINT AS {c}" for c in stat_cols) + " WHERE false)"
+    con.execute("SET preserve_insertion_order = true")
+    with stage.timed("segments", len(seg_bounds) + 1) as advance:
+        for k in range(len(seg_bounds) + 1):
+            stats = _bucket_files(stats_dir, k)
+            # roiInfo JSON text built by string aggregation: ~35 % faster than nested structs -> to_json.
+            # segment_rois is sorted by (roi, bodyId), so a body range skips most of its row groups.
+            con.execute(f"""
+                {"CREATE TABLE segments AS" if k == 0 else "INSERT INTO segments"}
+                WITH s AS (SELECT * FROM {f"read_parquet({stats})" if stats else no_stats}),
+                ids AS (SELECT body AS bodyId FROM s
+                        UNION SELECT bodyId FROM raw_ann WHERE {_in_range("bodyId", seg_bounds, k)}),
+                info AS (
+                  SELECT bodyId, '{{' || string_agg(to_json(roi)::VARCHAR || ':{{"pre":' || pre || ',"post":' || post
+                           || ',"downstream":' || downstream || ',"upstream":' || upstream || ',"synweight":' || synweight
+                           || '}}', ',' ORDER BY roi) || '}}' AS roiInfo
+                  FROM segment_rois WHERE {_in_range("bodyId", seg_bounds, k)} GROUP BY bodyId),
+                segment AS (
+                  SELECT ids.bodyId,
+                         coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post,
+                         coalesce(s.post, 0)::BIGINT AS upstream, coalesce(s.downstream, 0)::BIGINT AS downstream,
+                         coalesce(s.synweight, 0)::BIGINT AS synweight,
+                         {", ".join(ann_select)},
+                         {nt_select},
+                         coalesce(info.roiInfo, '{{}}') AS roiInfo
+                         {", NULL::BIGINT AS size" if "size" not in ann_cols else ""}
+                  FROM ids LEFT JOIN s ON s.body = ids.bodyId
+                           LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
+                           LEFT JOIN (SELECT * FROM raw_nt WHERE {_in_range("body", seg_bounds, k)}) nt
+                             ON nt.body = ids.bodyId
+                           LEFT JOIN info ON info.bodyId = ids.bodyId)
+                SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId""")
+            advance()
+    con.execute("SET preserve_insertion_order = false")
+    shutil.rmtree(stats_dir)
+    for name in ("raw_ann", "raw_nt"):
         con.execute(f"DROP TABLE {name}")
 
     _load_morphology(con, files.root, stage)
@@ -442,33 +510,77 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
 
 
-def _resolve_end(con, source: str, target: str, end: str, passes: int) -> None:
-    """Copy ``source`` into ``target`` adding one partner end's ('pre'/'post') synapse id, location
-    and ROI labels, joining point_id bucket by bucket; ``source`` is dropped afterwards."""
-    con.execute(f"""
-        CREATE TEMP TABLE {target} AS SELECT *, NULL::BIGINT AS {end}_id, NULL::INTEGER AS x_{end},
-          NULL::INTEGER AS y_{end}, NULL::INTEGER AS z_{end}, NULL::USMALLINT AS primary_label_{end},
-          NULL::USMALLINT AS major_label_{end} FROM {source} LIMIT 0""")
-    for k in range(passes):
-        con.execute(f"""
-            INSERT INTO {target}
-            SELECT r.*, s.syn_id, s.x, s.y, s.z, s.primary_label, s.major_label
-            FROM (SELECT * FROM {source} WHERE {end}_point % {passes} = {k}) r
-            LEFT JOIN (SELECT point_id, syn_id, x, y, z, primary_label, major_label FROM synapses
-                       WHERE point_id % {passes} = {k}) s ON s.point_id = r.{end}_point""")
-    con.execute(f"DROP TABLE {source}")
-
-
-def _join_passes(con, n_points: int) -> int:
-    """How many point_id buckets keep one join's hash table (~60 bytes a point) within a quarter of the
-    memory limit."""
+def _passes(con, n_rows: int, bytes_per_row: int = 60) -> int:
+    """How many passes keep one pass's hash table or sort (``bytes_per_row`` each) within a quarter of
+    the memory limit."""
     limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     found = re.match(r"([\d.]+)\s*([KMGT]?i?B)", limit)
     number, unit = found.groups() if found else ("4", "GiB")
     scale = {"B": 1, "KB": 1e3, "KiB": 1024, "MB": 1e6, "MiB": 1024 ** 2, "GB": 1e9, "GiB": 1024 ** 3,
              "TB": 1e12, "TiB": 1024 ** 4}.get(unit, 1024 ** 3)
     budget = max(float(number) * scale / 4, 64 * 1024 ** 2)
-    return max(1, int(-(-n_points * 60 // budget)))
+    return max(1, int(-(-n_rows * bytes_per_row // budget)))
+
+
+# A synapse's location packed into one key (neuPrint keys synapses by location; 21 bits an axis).
+_POINT_ID = "((CAST({z} AS UBIGINT) << 42) | (CAST({y} AS UBIGINT) << 21) | CAST({x} AS UBIGINT))"
+_BOUNDS_SAMPLE_STRIDE = 16
+
+
+def _bucket_bounds(path: Path, column: str, buckets: int) -> list[int]:
+    """Values of ``column`` that split the file's rows into about ``buckets`` ranges of equal size,
+    from every 16th row (an uneven split costs only memory, never correctness)."""
+    if buckets <= 1:
+        return []
+    sample = np.concatenate([
+        batch.column(0).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)[::_BOUNDS_SAMPLE_STRIDE]
+        for batch in iter_batches(path, [column])] or [np.zeros(0, np.int64)])
+    if not len(sample):
+        return []
+    cuts = np.quantile(sample, np.arange(1, buckets) / buckets, method="lower")
+    return sorted({int(c) for c in cuts})
+
+
+def _bucketed(reader, columns: dict[str, str], bounds: list[int]):
+    """``reader`` with an int32 column per ``{name: body column}``: the index of the body's range in
+    ``bounds`` (range k holds bounds[k-1] <= body < bounds[k])."""
+    edges = np.asarray(bounds, dtype=np.int64)
+    schema = reader.schema
+    for name in columns:
+        schema = schema.append(pa.field(name, pa.int32()))
+
+    def gen():
+        for batch in reader:
+            arrays = list(batch.columns)
+            for source in columns.values():
+                body = batch.column(source).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+                arrays.append(pa.array(np.searchsorted(edges, body, side="right").astype(np.int32)))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, gen())
+
+
+def _partition(con, out: Path, reader, select: str) -> Path:
+    """Write ``select`` over the stream ``reader`` to Parquet files under ``out``, one folder per bucket."""
+    con.register("partition_stream", reader)
+    try:
+        con.execute(f"COPY ({select} FROM partition_stream) TO {_lit(str(out))} (FORMAT parquet, PARTITION_BY (bucket))")
+    finally:
+        con.unregister("partition_stream")
+    return out
+
+
+def _in_range(column: str, bounds: list[int], k: int) -> str:
+    """SQL condition: ``column`` lies in range ``k`` of ``bounds`` (see _bucketed)."""
+    parts = ([f"{column} >= {bounds[k - 1]}"] if k > 0 else []) + ([f"{column} < {bounds[k]}"] if k < len(bounds) else [])
+    return " AND ".join(parts) or "TRUE"
+
+
+def _bucket_files(root: Path, k: int, column: str = "bucket") -> str | None:
+    """SQL list literal of bucket ``k``'s Parquet files under ``root``, or None when it has none."""
+    folder = root / f"{column}={k}"
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return "[" + ", ".join(_lit(str(f)) for f in files) + "]" if files else None
 
 
 def _whole_numbers(con, table: str, column: str) -> bool:
@@ -592,8 +704,12 @@ def _clean_stale_partials(target: Path) -> None:
 
 
 def ingest_release(release_dir, store_path, force: bool = False, dataset: str = "male-cns:v0.9",
-                   progress: bool = True, memory_limit: str = "6GB", threads: int | None = None) -> dict:
-    """Validate ``release_dir`` and build the store at ``store_path`` (atomic; --force to replace)."""
+                   progress: bool = True, memory_limit: str = "6GB", threads: int | None = None,
+                   buckets: int | None = None) -> dict:
+    """Validate ``release_dir`` and build the store at ``store_path`` (atomic; --force to replace).
+
+    ``buckets``: how many body ranges synapses and partners are sorted in (default: enough for each
+    range's sort to fit in a quarter of ``memory_limit``); the store is the same for any number."""
     target = Path(store_path)
     if target.exists() and not force:
         raise StoreError(f"{target} already exists (use --force to replace it)")
@@ -620,7 +736,7 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str = 
     try:
         built: dict = {}
         try:
-            _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, built)
+            _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, buckets, built)
         except (duckdb.IOException, duckdb.OutOfMemoryException, OSError) as exc:
             if "No space left" in str(exc) or getattr(exc, "errno", None) == 28:
                 raise StoreError(f"{target.parent}: disk full while building the store ({exc}); "
@@ -647,7 +763,7 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str = 
     }
 
 
-def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, out: dict) -> None:
+def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, buckets, out: dict) -> None:
     con = duckdb.connect(str(db_path))
     try:
         spill = work / "spill"
@@ -660,7 +776,7 @@ def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress,
             con.execute(f"SET threads = {int(threads)}")
         with make_progress(progress) as prog:
             out["stage"] = _Stage(prog)
-            out["result"] = _build(con, files, out["stage"], name, tag)
+            out["result"] = _build(con, files, out["stage"], name, tag, work, buckets)
         con.execute("CHECKPOINT")
     finally:
         con.close()
