@@ -10,26 +10,32 @@ import pyarrow as pa
 from flatprint.errors import ReleaseError
 
 
-def open_feather(path: Path) -> pa.ipc.RecordBatchFileReader:
-    """Open a feather file memory-mapped; a truncated or corrupt file gives one clear error."""
+def open_feather(path: Path, fields: list[int] | None = None) -> pa.ipc.RecordBatchFileReader:
+    """Open a feather file for reading; a truncated or corrupt file gives one clear error.
+
+    Read with plain reads, not memory-mapped: every page of a mapped file a scan touches stays in the
+    process's resident set until the file is closed (a full-scale ingest streamed 17 GB of feathers
+    and peaked at 13.9 GiB RSS under a 6 GB DuckDB limit); read buffers are freed batch by batch.
+    ``fields``: read (and decompress) only these columns, by index."""
     if not path.exists():
         raise ReleaseError(f"missing file: {path}")
     try:
-        return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        options = pa.ipc.IpcReadOptions(included_fields=fields) if fields is not None else None
+        return pa.ipc.open_file(pa.OSFile(str(path), "r"), options=options)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise ReleaseError(f"{path.name}: not a readable feather file (truncated or corrupt?): {exc}") from None
 
 
 def iter_batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Yield the file's record batches one at a time (optionally a subset of columns)."""
-    reader = open_feather(path)
-    names = reader.schema.names
-    indices = [names.index(c) for c in columns] if columns else None
+    names = open_feather(path).schema.names
+    indices = sorted({names.index(c) for c in columns}) if columns else None
+    reader = open_feather(path, indices)
     for i in range(reader.num_record_batches):
         try:
             batch = reader.get_batch(i)
-            if indices is not None:
-                batch = batch.select(indices)
+            if columns:
+                batch = batch.select(columns)  # the reader yields file order; callers get theirs
             batch.validate()
         except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
             raise ReleaseError(f"{path.name}: record batch {i} is unreadable (corrupt file?): {exc}") from None
