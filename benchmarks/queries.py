@@ -254,7 +254,7 @@ class PandasEngine:
 
     def synapse_pair(self, f, p):
         part = f["syn-partners"]
-        m = (part["body_pre"].to_numpy() == p["pre"]) & (part["body_post"].to_numpy() == p["post"])
+        m = np.isin(part["body_pre"].to_numpy(), bodies(p["pre"])) & np.isin(part["body_post"].to_numpy(), bodies(p["post"]))
         sub = part[m]
         sub = sub[(sub["conf_pre"] > CONF) & (sub["conf_post"] > CONF)]
         pid = (sub["z_pre"].to_numpy().astype(np.uint64) << np.uint64(42)) | \
@@ -435,7 +435,8 @@ class PolarsEngine:
 
     def synapse_pair(self, f, p):
         pl = self.pl
-        sub = self.scan("syn-partners").filter((pl.col("body_pre") == p["pre"]) & (pl.col("body_post") == p["post"])
+        sub = self.scan("syn-partners").filter(pl.col("body_pre").is_in(bodies(p["pre"]))
+                                               & pl.col("body_post").is_in(bodies(p["post"]))
                                                & (pl.col("conf_pre") > CONF) & (pl.col("conf_post") > CONF)) \
             .with_columns(self._pid(pl, "pre"))
         tb = self.scan("tbar-nt").select(pl.col("point_id").cast(pl.UInt64), pl.col("primary").alias("roi_pre"))
@@ -593,7 +594,8 @@ class DuckDBEngine:
     def synapse_pair(self, f, p):
         return self.q(f"""WITH sub AS (
                 SELECT *, {self.PID} AS pid FROM syn_partners
-                WHERE body_pre = {int(p['pre'])} AND body_post = {int(p['post'])} AND conf_pre > {CONF} AND conf_post > {CONF})
+                WHERE body_pre IN ({", ".join(map(str, bodies(p["pre"])))}) AND body_post IN ({", ".join(map(str, bodies(p["post"])))})
+                  AND conf_pre > {CONF} AND conf_post > {CONF})
             SELECT x_pre, y_pre, z_pre, x_post, y_post, z_post, t."primary"::VARCHAR AS roi_pre,
                    primary_post::VARCHAR AS roi_post
             FROM sub LEFT JOIN (SELECT point_id, "primary" FROM tbar_nt
@@ -695,7 +697,13 @@ def fp_synapse_pair(eng, p):
     from flatprint import NeuronCriteria as NC, fetch_synapse_connections
 
     c = eng.client
-    return fetch_synapse_connections(NC(bodyId=p["pre"], client=c), NC(bodyId=p["post"], client=c), client=c)
+    return fetch_synapse_connections(NC(bodyId=bodies(p["pre"]), client=c), NC(bodyId=bodies(p["post"]), client=c),
+                                     client=c)
+
+
+def bodies(value) -> list[int]:
+    """A body id or a list of them, as a list (the pair item passes one each, the types item lists)."""
+    return [int(b) for b in value] if isinstance(value, (list, tuple)) else [int(value)]
 
 
 def fp_shortest_paths(eng, p):
@@ -739,8 +747,13 @@ def workload():
          lambda r, c: canon_conn(r), "adjacencies", lambda r, c: canon_conn(r), P.ADJ_NEEDS),
         ("adjacencies_100", "fetch_adjacencies of 100 neurons, both directions, per ROI", fp_adjacencies,
          lambda r, c: canon_conn(r), "adjacencies", lambda r, c: canon_conn(r), P.ADJ_NEEDS),
+        ("adjacencies_1000", "fetch_adjacencies of 1000 neurons, both directions, per ROI", fp_adjacencies,
+         lambda r, c: canon_conn(r), "adjacencies", lambda r, c: canon_conn(r), P.ADJ_NEEDS),
         ("synapse_connections_pair", "fetch_synapse_connections of the strongest neuron pair", fp_synapse_pair,
          lambda r, c: canon_syn(r), "synapse_pair", lambda r, c: canon_syn(r), P.SYN_NEEDS),
+        ("synapse_connections_types", "fetch_synapse_connections between the neurons of two types (those of the "
+         "strongest pair)", fp_synapse_pair, lambda r, c: canon_syn(r), "synapse_pair", lambda r, c: canon_syn(r),
+         P.SYN_NEEDS),
         ("shortest_paths_w5", "fetch_shortest_paths(a, b, min_weight=5), intermediates Traced", fp_shortest_paths,
          lambda r, c: canon_paths(paths_of(r)), "shortest_paths", lambda r, c: canon_paths(r),
          P.PATH_NEEDS),
@@ -760,6 +773,9 @@ def choose_parameters(client, seed: int, log=print) -> dict:
     rng = np.random.default_rng(seed)
     neurons = [r[0] for r in client.sql("SELECT bodyId FROM segments WHERE is_neuron ORDER BY bodyId")[1]]
     hundred = sorted(int(b) for b in rng.choice(neurons, size=min(100, len(neurons)), replace=False))
+    # its own generator, so that adding this sample left the other parameters as they were
+    thousand = sorted(int(b) for b in np.random.default_rng([seed, 1000]).choice(
+        neurons, size=min(1000, len(neurons)), replace=False))
     one = 12781 if 12781 in set(neurons) else neurons[0]
     primary = client.primary_rois
     roi = "GNG" if "GNG" in primary else primary[0]
@@ -783,9 +799,15 @@ def choose_parameters(client, seed: int, log=print) -> dict:
             break
     if best is None:
         best = ((0, 0), cands[0])
+    type_a, type_b = (client.sql(f"SELECT type FROM segments WHERE bodyId = {int(x)}")[1][0][0] for x in (a, b))
+    of_type = lambda t: [int(r[0]) for r in client.sql(  # noqa: E731
+        "SELECT bodyId FROM segments WHERE is_neuron AND type = ? ORDER BY bodyId", [t])[1]] if t else []
+    types = {"pre": of_type(type_a) or [int(a)], "post": of_type(type_b) or [int(b)],
+             "pre_type": type_a, "post_type": type_b}
     params = {
-        "type": "DNge104", "regex": "DNg.*", "roi": roi, "one": [one], "hundred": hundred,
+        "type": "DNge104", "regex": "DNg.*", "roi": roi, "one": [one], "hundred": hundred, "thousand": thousand,
         "pair": {"pre": int(a), "post": int(b), "weight": int(w)},
+        "types": types,
         "path": {"src": one, "dst": best[1], "length": best[0][0], "paths": best[0][1]},
     }
     log(f"parameters: type={params['type']} regex={params['regex']} roi={roi} one={one} "
@@ -797,7 +819,8 @@ def query_params(name: str, params: dict) -> dict:
     return {
         "neurons_by_type": {"type": params["type"]}, "neurons_by_regex": {"regex": params["regex"]},
         "neurons_by_roi": {"roi": params["roi"]}, "adjacencies_1": {"bodies": params["one"]},
-        "adjacencies_100": {"bodies": params["hundred"]}, "synapse_connections_pair": params["pair"],
+        "adjacencies_100": {"bodies": params["hundred"]}, "adjacencies_1000": {"bodies": params["thousand"]},
+        "synapse_connections_pair": params["pair"], "synapse_connections_types": params["types"],
         "shortest_paths_w5": {"src": params["path"]["src"], "dst": params["path"]["dst"]},
         "matrix_type": {}, "matrix_roi": {}, "reach_2hops_100": {"bodies": params["hundred"], "hops": 2},
     }[name]
