@@ -826,6 +826,13 @@ def query_params(name: str, params: dict) -> dict:
     }[name]
 
 
+def reported_params(p: dict) -> dict:
+    """The item's parameters as the result file records them: long id lists as their length."""
+    if len(str(p)) < 400:
+        return p
+    return {k: f"{len(v)} ids" if isinstance(v, list) else v for k, v in p.items()}
+
+
 def _timed(fn):
     started = time.perf_counter()
     out = fn()
@@ -1215,7 +1222,7 @@ def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
                 if "load_t" in reply:
                     load_times.append(reply["load_t"])
         row = {"name": name, "description": desc,
-               "params": p if len(str(p)) < 400 else {"bodies": f"{len(p['bodies'])} ids"},
+               "params": reported_params(p),
                "answer": answers.get("flatprint"), "engines": {}}
         fp_warm = C.median(times["flatprint"][1:]) if len(times["flatprint"]) > 1 else None
         for ename in workers:

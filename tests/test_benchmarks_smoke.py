@@ -141,3 +141,13 @@ def test_render_reads_every_result(run_doc, bench_doc, tmp_path):
     assert "not run" in text and "Server throughput" in text
     assert (tmp_path / "benchmarks-queries.png").stat().st_size > 1000
     assert (tmp_path / "benchmarks-systems-0.004.png").stat().st_size > 1000
+
+
+def test_reported_params_shorten_every_long_id_list():
+    """The two-types item passes 'pre'/'post' lists, not 'bodies' (a KeyError stopped a full-scale run)."""
+    queries = _load("queries")
+    many = list(range(1000, 1300))
+    assert queries.reported_params({"bodies": [1, 2]}) == {"bodies": [1, 2]}
+    assert queries.reported_params({"bodies": many, "hops": 2}) == {"bodies": "300 ids", "hops": 2}
+    assert queries.reported_params({"pre": many, "post": many[:5], "pre_type": "A"}) == \
+        {"pre": "300 ids", "post": "5 ids", "pre_type": "A"}

@@ -301,3 +301,27 @@ def test_synapse_connections(client, release_dir):
     assert set(gng.roi_post) == {"GNG"}
     with pytest.raises(QueryError, match="every synapse"):
         flatprint.fetch_synapse_connections(None, None, client=client)
+
+
+def test_id_ranges_filter_covers_every_id_in_few_ranges():
+    """The range filter that lets zone maps prune must keep every id (it is ANDed with exact joins)."""
+    import re
+
+    import duckdb
+
+    from flatprint.query.criteria import id_ranges_sql
+
+    rng = np.random.default_rng(3)
+    ids = np.concatenate([np.arange(100, 140), np.arange(10_000_000, 10_000_050), rng.integers(0, 2**40, 500)])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT unnest(?) AS id", [sorted(set(int(i) for i in ids) | {99, 141, 2**41})])
+    for gap, most in ((1 << 16, 256), (0, 8), (0, 1)):
+        cond = id_ranges_sql("id", ids, gap=gap, most=most)
+        assert len(re.findall("BETWEEN", cond)) <= most
+        kept = {r[0] for r in con.execute(f"SELECT id FROM t WHERE {cond}").fetchall()}
+        assert set(int(i) for i in ids) <= kept
+        if most > 1:
+            assert 2**41 not in kept
+    assert id_ranges_sql("id", []) == "FALSE"
+    # two clusters stay two ranges
+    assert id_ranges_sql("id", [1, 2, 3, 1_000_000, 1_000_001]) == "(id BETWEEN 1 AND 3 OR id BETWEEN 1000000 AND 1000001)"

@@ -28,6 +28,7 @@ import orjson
 import pyarrow as pa
 
 from flatprint.cypher.values import NodeRef, Point, RelRef
+from flatprint.query.criteria import id_ranges_sql
 
 SEGMENT, SYNSET, SYNAPSE, META, EMPTY = "segment", "synset", "synapse", "meta", "empty"
 CONNECTS, SYNAPSES_TO, CONTAINS = "ConnectsTo", "SynapsesTo", "Contains"
@@ -281,8 +282,8 @@ class GraphView:
     def _segment_maps(self, ids) -> dict:
         model = self.model
         cols = ", ".join(f"s.{quote(c)}" for c in model.segment_properties)
-        rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id",
-                            {"ids_table": self._id_table(ids)})
+        rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id "
+                            f"WHERE {id_ranges_sql('s.bodyId', ids, gap=0)}", {"ids_table": self._id_table(ids)})
         maps = {}
         for row in rows:
             props = {}
@@ -301,7 +302,8 @@ class GraphView:
         cols = ["syn_id", "kind", "conf", "x", "y", "z", "primary_label", "major_label", *self.model.nt_columns]
         table = self.run_arrow(
             f"SELECT {', '.join('s.' + quote(c) for c in cols)} FROM synapses s "
-            "SEMI JOIN ids_table i ON s.syn_id = i.id", {"ids_table": self._id_table(ids)})
+            f"SEMI JOIN ids_table i ON s.syn_id = i.id WHERE {id_ranges_sql('s.syn_id', ids)}",
+            {"ids_table": self._id_table(ids)})
         return self.model.synapse_maps({name: table.column(name).to_pylist() for name in cols})
 
     def complete_rels(self, rels) -> None:

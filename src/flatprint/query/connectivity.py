@@ -11,7 +11,8 @@ import pandas as pd
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import NeuronCriteria, check_rois, copy_as_neuroncriteria, quote_ident, sql_literal
+from flatprint.query.criteria import (NeuronCriteria, check_rois, copy_as_neuroncriteria, id_ranges_sql, quote_ident,
+                                     sql_literal)
 from flatprint.query.paths import all_shortest_paths, paths_up_to
 from flatprint.query.results import with_provenance
 
@@ -237,10 +238,16 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
             select += [f"n.{quote_ident(p)} AS {quote_ident(p + '_pre')}", f"m.{quote_ident(p)} AS {quote_ident(p + '_post')}"]
         else:
             select += [f"NULL AS {quote_ident(p + '_pre')}", f"NULL AS {quote_ident(p + '_post')}"]
-    select.append(_conn_roi_info_sql("r.body_pre = e.body_pre AND r.body_post = e.body_post") + " AS conn_roiInfo")
+    # The ends' rows of segments and connection_rois by id ranges: a join with the whole table (or
+    # the decorrelated subquery) scans all of its rows (0.5 s at full scale).
+    pairs = client.sql(f"SELECT DISTINCT body_pre, body_post FROM ({edges_sql})")[1]
+    pre_ids, post_ids = {a for a, _ in pairs}, {b for _, b in pairs}
+    select.append(_conn_roi_info_sql("r.body_pre = e.body_pre AND r.body_post = e.body_post AND "
+                                     + id_ranges_sql("r.body_pre", pre_ids, gap=0)) + " AS conn_roiInfo")
+    ends_sql = f"(SELECT * FROM segments WHERE {id_ranges_sql('bodyId', pre_ids | post_ids, gap=0)})"
     df = client.frame(f"""
         SELECT {', '.join(select)}
-        FROM ({edges_sql}) e JOIN segments n ON n.bodyId = e.body_pre JOIN segments m ON m.bodyId = e.body_post
+        FROM ({edges_sql}) e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
         ORDER BY e.weight DESC, e.body_pre, e.body_post""")
     for col in json_props + ["conn_roiInfo"]:
         df[col] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in df[col]]

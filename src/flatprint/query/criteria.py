@@ -69,6 +69,22 @@ def sql_literal(value) -> str:
     raise QueryError(f"unsupported value in criteria: {value!r}")
 
 
+def id_ranges_sql(column: str, ids, gap: int = 1 << 16, most: int = 256) -> str:
+    """A superset filter ``column BETWEEN a AND b OR ...`` over ``ids`` in at most ``most`` ranges, split
+    where consecutive ids are more than ``gap`` apart. DuckDB prunes row groups of a sorted table by it;
+    a semi join with an id table or an IN list over scattered ids scans the whole column (0.6 s for a
+    few thousand synapses of 357 M at full scale; 2 ms with ranges)."""
+    values = np.unique(np.asarray([int(v) for v in ids], dtype=np.int64))
+    if not len(values):
+        return "FALSE"
+    steps = np.diff(values)
+    cuts = np.nonzero(steps > gap)[0]
+    if len(cuts) >= most:  # keep the widest gaps
+        cuts = np.sort(np.argsort(steps, kind="stable")[len(steps) - (most - 1):])
+    starts, ends = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(values) - 1]])
+    return "(" + " OR ".join(f"{column} BETWEEN {values[a]} AND {values[b]}" for a, b in zip(starts, ends)) + ")"
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
