@@ -365,3 +365,24 @@ def test_cli_info_and_errors(store_path, tmp_path):
     result = CliRunner().invoke(main, ["ingest", str(tmp_path / "nope"), str(tmp_path / "s.duckdb")])
     assert result.exit_code == 1
     assert "release directory not found" in result.output
+
+
+def test_tbar_nt_of_another_body_is_not_attached(release_dir, store_path, tmp_path):
+    """T-bar NT probabilities attach to the point at that location in the same body only, so the result
+    never depends on how the ingest splits bodies into ranges."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()
+    path = rel / FILES["tbar-nt"]
+    t = feather.read_table(path)
+    body = t.column("body").to_numpy().copy()
+    moved = int(t.column("point_id")[0].as_py())
+    body[0] = body[body != body[0]][0]
+    feather.write_feather(t.set_column(t.schema.get_field_index("body"), "body", pa.array(body)), path)
+    for buckets in (1, 3):
+        store = tmp_path / f"s{buckets}.duckdb"
+        ingest_release(rel, store, progress=False, memory_limit="2GB", buckets=buckets)
+        got = q(store, "SELECT point_id, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
+        want = q(store_path, "SELECT point_id, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
+        assert not pd.isna(want.loc[moved, "ntGabaProb"]) and pd.isna(got.loc[moved, "ntGabaProb"])
+        others = want.index != moved
+        pd.testing.assert_series_equal(got.loc[want.index[others], "ntGabaProb"], want.loc[others, "ntGabaProb"])

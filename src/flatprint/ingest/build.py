@@ -222,13 +222,14 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     reader = stage.stream(con, "tbar-nt", files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
     nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {_q(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
     tbar_dir = _partition(con, work / "tbar", _bucketed(reader, {"bucket": "body"}, bounds),
-                          f"SELECT CAST(point_id AS UBIGINT) AS point_id, {nt_select}, bucket")
+                          f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket")
     nt_columns = ", ".join(f"{_q(v)} FLOAT" for v in NT_PROPERTY.values())
     con.execute(f"""
         CREATE TABLE synapses (syn_id BIGINT, point_id UBIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER,
           z INTEGER, conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
     nt_cols = ", ".join(f"t.{_q(v)}" for v in NT_PROPERTY.values())
-    no_tbars = f"(SELECT NULL::UBIGINT AS point_id, {', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)"
+    no_tbars = (f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
+                f"{', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)")
     syn_ranges: list[tuple[int, int]] = []  # per bucket: [first, last) syn_id
     duplicates = 0
     con.execute("SET preserve_insertion_order = true")  # ranges are appended in order: keep each one sorted
@@ -247,7 +248,7 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT),
                            CAST({major_label_expr} AS USMALLINT), p.compartment, {nt_cols}
                     FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
-                      ON p.kind = 'PreSyn' AND t.point_id = p.point_id
+                      ON p.kind = 'PreSyn' AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
                     ORDER BY p.body, p.kind DESC, p.point_id""")
                 n, distinct = con.execute(f"SELECT count(*), count(DISTINCT point_id) FROM synapses WHERE syn_id >= {first}").fetchall()[0]
                 duplicates += n - distinct
