@@ -154,17 +154,19 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
         side, roi_table = ("body_pre", "connection_rois") if edges_sql.startswith(_DOWNSTREAM_SCAN) else \
             ("body_post", _by_post_table(client))
         ids = sorted(set(edges.column(side).to_pylist()))
-        roi_scan = f"r.{side} IN ({', '.join(map(str, ids)) or 'NULL'})"
+        roi_scan = id_ranges_sql(f"r.{side}", ids, gap=0)
         cur.register("e", edges)
+        # One scan of the per-ROI table, materialized: both the per-ROI rows and the primary sums read it.
         conn_df = client.frame(f"""
-            WITH per_roi AS (
+            WITH joined AS MATERIALIZED (
               SELECT r.body_pre, r.body_post, r.roi, r.weight
               FROM {roi_table} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
-              WHERE {roi_scan} {roi_filter}),
+              WHERE {roi_scan}),
+            per_roi AS (
+              SELECT * FROM joined r WHERE TRUE {roi_filter}),
             primary_sum AS (
               SELECT r.body_pre, r.body_post, sum(r.weight) AS w
-              FROM {roi_table} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
-              WHERE {roi_scan} AND r.roi IN ({primary}) GROUP BY ALL),
+              FROM joined r WHERE r.roi IN ({primary}) GROUP BY ALL),
             not_primary AS (
               SELECT e.body_pre, e.body_post, 'NotPrimary' AS roi, (e.weight - coalesce(p.w, 0))::BIGINT AS weight
               FROM e LEFT JOIN primary_sum p ON p.body_pre = e.body_pre AND p.body_post = e.body_post
