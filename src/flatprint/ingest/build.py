@@ -85,13 +85,6 @@ class _Stage:
         yield lambda: self.progress.advance(task)
         self.timings[label] = time.perf_counter() - started
 
-    def step(self, label: str, con, sql: str):
-        task = self.progress.add_task(label, total=1)
-        started = time.perf_counter()
-        con.execute(sql)
-        self.timings[label] = time.perf_counter() - started
-        self.progress.advance(task)
-
 
 def _roi_hierarchy(files: ReleaseFiles, con) -> dict:
     """The ROI tree: roi-hierarchy.json when the release has it, else major -> primary from the data."""
