@@ -344,8 +344,9 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     con.execute("CREATE TABLE segment_rois AS SELECT * FROM segment_rois_unsorted LIMIT 0")
     with stage.timed("segment ROIs", len(groups)) as advance:
         for group in groups:
-            con.execute(f"""INSERT INTO segment_rois SELECT * FROM segment_rois_unsorted
-                            WHERE roi IN ({", ".join(_lit(r) for r in group)}) ORDER BY roi, bodyId""")
+            if group:  # none when the release has no synapses in any ROI
+                con.execute(f"""INSERT INTO segment_rois SELECT * FROM segment_rois_unsorted
+                                WHERE roi IN ({", ".join(_lit(r) for r in group)}) ORDER BY roi, bodyId""")
             advance()
     con.execute("DROP TABLE segment_rois_unsorted")
     con.execute("SET preserve_insertion_order = false")
