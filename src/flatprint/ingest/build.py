@@ -225,7 +225,8 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                 f"{', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)")
     syn_ranges: list[tuple[int, int]] = []  # per bucket: [first, last) syn_id
     duplicates = 0
-    con.execute("SET preserve_insertion_order = true")  # ranges are appended in order: keep each one sorted
+    # Ranges are appended in order through segment_rois: keep each insert's rows in its ORDER BY.
+    con.execute("SET preserve_insertion_order = true")
     with stage.timed("synapses", stage.buckets) as advance:
         for k in range(stage.buckets):
             first = syn_ranges[-1][1] if syn_ranges else 0
@@ -298,7 +299,6 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                     ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
             advance()
         shutil.rmtree(by_pre, ignore_errors=True)
-    con.execute("SET preserve_insertion_order = false")
     missing = con.execute("SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL) FROM partners").fetchall()[0]
     if missing[0] or missing[1]:
         raise ReleaseError(
@@ -313,7 +313,6 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
         CREATE TABLE connection_rois (body_pre BIGINT, body_post BIGINT, roi VARCHAR, weight BIGINT, pre BIGINT);
         CREATE TABLE segment_rois_unsorted (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
           upstream BIGINT, synweight BIGINT)""")
-    con.execute("SET preserve_insertion_order = true")
     with stage.timed("connections", stage.buckets) as advance:
         for k, (first, last) in enumerate(syn_ranges):
             in_range = _in_range("body_pre", bounds, k)
@@ -332,7 +331,8 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                  "body_post, body_pre, roi", stage)
     # segment_rois sorted by ROI, then body, in groups of ROIs that fit in memory.
     counts = con.execute("SELECT roi, count(*) FROM segment_rois_unsorted GROUP BY roi ORDER BY roi").fetchall()
-    per_group = max(1, -(-sum(n for _, n in counts) // (buckets or _passes(con, sum(n for _, n in counts), 120))))
+    total = sum(n for _, n in counts)
+    per_group = max(1, -(-total // (buckets or _passes(con, total, 120))))
     groups: list[list[str]] = [[]]
     filled = 0
     for roi, n in counts:

@@ -242,14 +242,17 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
             select += [f"NULL AS {quote_ident(p + '_pre')}", f"NULL AS {quote_ident(p + '_post')}"]
     # The ends' rows of segments and connection_rois by id ranges: a join with the whole table (or
     # the decorrelated subquery) scans all of its rows (0.5 s at full scale).
-    pairs = client.sql(f"SELECT DISTINCT body_pre, body_post FROM ({edges_sql})")[1]
-    pre_ids, post_ids = {a for a, _ in pairs}, {b for _, b in pairs}
+    # The edges are materialized once: their ends bound those reads, then the query joins them.
+    cur = client.cursor()
+    edges = cur.sql(edges_sql).to_arrow_table()
+    pre_ids, post_ids = set(edges.column("body_pre").to_pylist()), set(edges.column("body_post").to_pylist())
+    cur.register("e", edges)
     select.append(_conn_roi_info_sql("r.body_pre = e.body_pre AND r.body_post = e.body_post AND "
                                      + id_ranges_sql("r.body_pre", pre_ids, gap=0)) + " AS conn_roiInfo")
     ends_sql = f"(SELECT * FROM segments WHERE {id_ranges_sql('bodyId', pre_ids | post_ids, gap=0)})"
     df = client.frame(f"""
         SELECT {', '.join(select)}
-        FROM ({edges_sql}) e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
+        FROM e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
         ORDER BY e.weight DESC, e.body_pre, e.body_post""")
     for col in json_props + ["conn_roiInfo"]:
         df[col] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in df[col]]
