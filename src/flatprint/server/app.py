@@ -269,8 +269,11 @@ def dataset_for(request: Request, name: str | None) -> tuple[str, Store]:
     """Resolve the dataset a request names and check the caller's token may read it."""
     from flatprint.server.auth import Forbidden
 
-    key, store = state_of(request).dataset(name)
+    state = state_of(request)
     grant = getattr(request.state, "grant", None)
+    if grant is not None and name and name not in state.datasets:  # name only the datasets this token may read
+        raise NotFound(f"dataset {name!r} not found (available: {', '.join(visible_datasets(request))})")
+    key, store = state.dataset(name)
     if grant is not None and not grant.allows(key):
         raise Forbidden(f"this token may not read dataset {key!r}")
     return key, store

@@ -250,8 +250,10 @@ def did_you_mean(client, params, limit: int = 8) -> list[dict]:
             continue
         searched = (prop,) if prop else ("type", "instance")  # the header's box searches type and instance
         hits = close_matches(client, value, [prop] if prop else None, limit, searched)
-        if not hits and prop:  # the value may belong to another property
-            hits = close_matches(client, value, None, limit, searched)
+        if prop:  # the value (in any case) may be one of another property: those first
+            elsewhere = close_matches(client, value, None, limit, searched)
+            same = [h for h in elsewhere if h["prop"] != prop and h["value"].lower() == value.strip().lower()]
+            hits = same + (hits or elsewhere)
         for hit in hits:
             items, row = [], -1
             for k, v in params.multi_items():

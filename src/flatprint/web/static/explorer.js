@@ -72,7 +72,7 @@ function fit3d(el) {
   const ar = scene.aspectratio, dom = scene.domain;
   const width = el.clientWidth * (dom.x[1] - dom.x[0]), height = el.clientHeight * (dom.y[1] - dom.y[0]);
   // plotly's 3D camera has a 45° vertical field of view; the box spans ±aspectratio/2 around the centre
-  const tanHalf = Math.tan(Math.PI / 8), room = 1.5;
+  const tanHalf = Math.tan(Math.PI / 8), room = 1.7;
   const distance = ar.z / 2 + room * Math.max(ar.y / 2 / tanHalf, ar.x / 2 / (tanHalf * width / height));
   Plotly.relayout(el, {"scene.camera.eye": {x: 0, y: 0, z: -distance}});
 }
