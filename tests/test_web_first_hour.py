@@ -192,6 +192,13 @@ def test_quick_search_gaba_suggests_the_neurotransmitter(http, lib, release_dir)
     assert len(want) > 0 and sorted(got["bodyId"]) == sorted(want["bodyId"])
 
 
+def test_misspelling_suggests_the_near_value(http, release_dir):
+    assert "DNge104" in raw_values(release_dir, "type")
+    url = "/explorer/search?p=type&v=DNeg104&m=exact"  # two letters swapped
+    assert len(csv_of(http, url)) == 0
+    assert ("DNge104", "type") in [(v, q["p"][0]) for v, q in did_you_mean(http.get(url).text)]
+
+
 def test_no_suggestions_on_results_or_nonsense(http):
     assert not did_you_mean(http.get("/explorer/search?p=type&v=DNge104&m=exact").text)
     text = http.get("/explorer/search?p=type&v=qqqqzzzzxx&m=exact").text

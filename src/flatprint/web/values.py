@@ -19,6 +19,7 @@ from flatprint.query.criteria import quote_ident
 _indexes: dict[str, dict] = {}
 _lock = threading.Lock()
 SKIP = {"roiInfo"}
+NEAR_MAX_VALUES = 25_000  # properties with more distinct values get no near-spelling (difflib) matches
 
 
 def text_properties(client) -> list[str]:
@@ -75,8 +76,8 @@ def close_matches(client, q: str, props: list[str] | None = None, limit: int = 8
                   searched: tuple[str, ...] = ()) -> list[dict]:
     """Values near ``q`` for "did you mean" links on an empty result: ``q`` itself in a property not
     ``searched``, the same value in another case, values containing it (or contained in it), then near
-    spellings (difflib), in ``props`` (default: every text property). Most neurons first within each
-    kind."""
+    spellings (difflib; only in properties with at most NEAR_MAX_VALUES values), in ``props``
+    (default: every text property). Most neurons first within each kind."""
     index = value_index(client)
     needle = (q or "").strip()
     low = needle.lower()
@@ -95,6 +96,8 @@ def close_matches(client, q: str, props: list[str] | None = None, limit: int = 8
                 hits[(p, value)] = (rank, -neurons, -segments, p, value, neurons, segments)
     if len(hits) < limit:  # misspellings: near matches by difflib's ratio, over the lower-cased values
         for p in props:
+            if len(index[p]) > NEAR_MAX_VALUES:  # ids and the like: ~30 µs a value, so seconds at full scale
+                continue
             by_low: dict[str, list] = {}
             for value, neurons, segments in index[p]:
                 by_low.setdefault(value.lower(), []).append((value, neurons, segments))
