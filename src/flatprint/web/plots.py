@@ -52,11 +52,11 @@ def log_ticks(low: int, high: int) -> tuple[list[float], list[str]]:
     steps = (1, 2, 5) if math.log10(high) - math.log10(low) <= 2 else (1,)
     values = [m * 10 ** e for e in range(int(math.floor(math.log10(low))), int(math.ceil(math.log10(high))) + 1)
               for m in steps]
-    values = [v for v in values if low <= v <= high] or [low]
-    if values[0] != low:
-        values.insert(0, low)
-    if values[-1] != high:
-        values.append(high)
+    # the lowest and highest weights label the bar's ends; a round tick right next to one would overlap it
+    span = math.log10(high) - math.log10(low)
+    values = [v for v in values if low < v < high
+              and min(math.log10(v) - math.log10(low), math.log10(high) - math.log10(v)) > 0.06 * span]
+    values = [low, *values, high] if high != low else [low]
     return [round(math.log10(v), 6) for v in values], [f"{v:,}" for v in values]
 
 
