@@ -161,7 +161,7 @@ def test_home_shows_counts_version_and_provenance(http, lib):
     text = page_ok(http, "/explorer/")
     summary = lib.store.summary()
     assert f"{summary['counts']['neurons']:,}" in text and f"{summary['counts']['connections']:,}" in text
-    assert "v0.9" in text and summary["source_checksum"] in text and "<b class=\"warn\">SYNTHETIC</b>" in text
+    assert "v0.9" in text and summary["source_checksum"] in text and "<b class=\"warn\">generated</b>" in text
 
 
 def test_home_heatmap_is_the_library_roi_matrix(http, lib):
@@ -169,9 +169,14 @@ def test_home_heatmap_is_the_library_roi_matrix(http, lib):
     df = connection_matrix("roi", client=lib)
     trace = fig["data"][0]
     assert trace["type"] == "heatmap"
-    got = {(y, x): z for y, row in zip(trace["y"], trace["z"]) for x, z in zip(trace["x"], row) if z is not None}
+    # coloured on a log scale: the weights themselves are the trace's customdata, z their log10
+    got = {(y, x): w for y, row in zip(trace["y"], trace["customdata"]) for x, w in zip(trace["x"], row)
+           if w is not None}
     want = {(p, q): int(w) for p, q, w in zip(df["pre"], df["post"], df["weight"])}
     assert got == want
+    logs = {(y, x): z for y, row in zip(trace["y"], trace["z"]) for x, z in zip(trace["x"], row) if z is not None}
+    assert logs.keys() == want.keys()
+    assert all(abs(logs[k] - np.log10(w)) < 1e-5 for k, w in want.items())
 
 
 def test_static_files_come_from_the_packages(http):

@@ -15,6 +15,8 @@ import time
 
 import pyarrow as pa
 
+from flatprint.errors import QueryError
+
 MAX_PATHS = 100_000  # neuPrint answers with every path; past this many we stop enumerating
 
 #: An edge of the connection graph: (body_pre, body_post, weight, weight_hp).
@@ -216,10 +218,15 @@ def _library_graph(client, min_weight: int, node_filter: str, timeout: float) ->
 
 
 def _are_neurons(client, *bodies: int) -> bool:
-    found = client.cursor().execute(
-        f"SELECT count(DISTINCT bodyId) FROM segments WHERE is_neuron AND bodyId IN ({', '.join(map(str, bodies))})"
-    ).fetchall()[0][0]
-    return found == len(set(bodies))
+    """True when every body is a :Neuron; QueryError naming a body the dataset does not have at all
+    (an empty result would read as "no path", e.g. through non-Traced intermediates)."""
+    rows = client.cursor().execute(
+        f"SELECT bodyId, is_neuron FROM segments WHERE bodyId IN ({', '.join(map(str, bodies))})").fetchall()
+    neuron = {int(b): bool(n) for b, n in rows}
+    for body in bodies:
+        if body not in neuron:
+            raise QueryError(f"body {body} is not in this dataset")
+    return all(neuron[b] for b in bodies)
 
 
 def all_shortest_paths(client, src: int, dst: int, min_weight: int, node_filter: str, timeout: float):

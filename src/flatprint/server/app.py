@@ -11,6 +11,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 
 from flatprint import __version__
 from flatprint.errors import FlatprintError, QueryError
@@ -146,7 +148,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
 
     app = FastAPI(title="flatprint", version=__version__,
                   description="A local, read-only, neuPrint-compatible connectome server.",
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     state = ServerState(datasets=datasets, timeout=timeout, workers=workers, queue_limit=queue_limit,
                         started=time.time(), limiter=anyio.CapacityLimiter(workers), grants=grants,
                         max_body=max_body)
@@ -179,6 +181,21 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
     return app
 
 
+def docs_assets() -> Path:
+    """Swagger UI's files as the fastapi-offline package ships them: /api/docs loads nothing from the
+    network (FastAPI's default page takes them from a CDN, so it is blank offline)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
+TOKEN_COOKIE = "flatprint_token"
+#: Paths where the token cookie stands in for the Authorization header (pages a browser opens).
+COOKIE_PATHS = ("/explorer/", "/api/docs", "/api/openapi.json")
+#: Paths anyone may fetch: static files and the explorer's login form.
+PUBLIC_PATHS = ("/explorer/static/", "/api/docs/static/", "/explorer/login")
+
+
 class Guard:
     """Body size limit and bearer-token check (with --auth) before any view runs.
 
@@ -197,22 +214,38 @@ class Guard:
             await self.app(scope, receive, send)
             return
         state = self.state
-        length = authorization = None
+        length = authorization = cookie = None
         for key, value in scope["headers"]:
             if key == b"content-length" and length is None:
                 length = value.decode("latin-1")
             elif key == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
+            elif key == b"cookie" and cookie is None:
+                cookie = value.decode("latin-1")
         if length and length.isdigit() and int(length) > state.max_body:
             await error_response(f"request body too large (limit {state.max_body} bytes)", 413)(scope, receive, send)
             return
         path = scope["path"]
+        if authorization is None and cookie and path.startswith(COOKIE_PATHS):
+            # a browser cannot send a bearer header: the explorer's login page keeps the token in a cookie
+            token = cookie_parser(cookie).get(TOKEN_COOKIE)
+            authorization = f"Bearer {token}" if token else None
         grant = None
-        if path != "/" and not path.startswith("/explorer/static"):
+        if path == "/":  # answers without a token (neuprintr's login); lists what a token grants
+            try:
+                grant = self.check(state.grants, authorization)
+            except self.auth_error:
+                grant = None
+        elif not path.startswith(PUBLIC_PATHS):
             try:
                 grant = self.check(state.grants, authorization)
             except self.auth_error as exc:
-                await error_response(str(exc), 401)(scope, receive, send)
+                if path.startswith("/explorer/") and not path.startswith("/explorer/api/"):
+                    from flatprint.server.auth import login_page
+
+                    await login_page(scope, str(exc))(scope, receive, send)
+                else:
+                    await error_response(str(exc), 401)(scope, receive, send)
                 return
         scope.setdefault("state", {})["grant"] = grant
         state.served += 1
@@ -223,12 +256,24 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.flatprint
 
 
+def visible_datasets(request: Request) -> list[str]:
+    """The dataset keys the caller's token may read (every one in open mode), sorted."""
+    state = state_of(request)
+    grant = getattr(request.state, "grant", None)
+    if state.grants is not None and grant is None:
+        return []
+    return sorted(k for k in state.datasets if grant is None or grant.allows(k))
+
+
 def dataset_for(request: Request, name: str | None) -> tuple[str, Store]:
     """Resolve the dataset a request names and check the caller's token may read it."""
     from flatprint.server.auth import Forbidden
 
-    key, store = state_of(request).dataset(name)
+    state = state_of(request)
     grant = getattr(request.state, "grant", None)
+    if grant is not None and name and name not in state.datasets:  # name only the datasets this token may read
+        raise NotFound(f"dataset {name!r} not found (available: {', '.join(visible_datasets(request))})")
+    key, store = state.dataset(name)
     if grant is not None and not grant.allows(key):
         raise Forbidden(f"this token may not read dataset {key!r}")
     return key, store

@@ -91,3 +91,35 @@ def check(grants: dict[str, Grant] | None, header: str | None, now: dt.datetime 
     if grant.expires and grant.expires <= now:
         raise AuthError(f"token expired at {grant.expires.isoformat()}")
     return grant
+
+
+def safe_next(url: str | None) -> str:
+    """Where to go after logging in: a path on this server only (never another host)."""
+    url = url or ""
+    return url if url.startswith("/") and not url.startswith("//") and "\\" not in url else "/explorer/"
+
+
+def login_page(scope_or_next, message: str = "", status: int = 401):
+    """The explorer's token form (HTML): a browser cannot send a bearer header, so the token given
+    here is kept in an HttpOnly cookie that the explorer's pages send back."""
+    from html import escape
+
+    from fastapi.responses import HTMLResponse
+
+    if isinstance(scope_or_next, dict):
+        query = scope_or_next.get("query_string", b"").decode("latin-1")
+        target = scope_or_next["path"] + (f"?{query}" if query else "")
+    else:
+        target = scope_or_next
+    note = f"<p class='error' role='alert' data-testid='error'>{escape(message)}</p>" if message else ""
+    return HTMLResponse(
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>flatprint explorer: token</title>"
+        "<link rel='icon' href='data:,'><link rel='stylesheet' href='/explorer/static/explorer.css'></head>"
+        "<body><main><h1>flatprint explorer</h1>"
+        "<p>This server checks tokens (<code>--auth</code>). Enter yours; it is kept in a cookie for this "
+        "server only until you <a href='/explorer/logout'>log out</a>.</p>"
+        f"{note}<form method='post' action='/explorer/login' id='login-form'>"
+        f"<input type='hidden' name='next' value='{escape(safe_next(target))}'>"
+        "<label>token <input type='password' name='token' autocomplete='current-password' required></label> "
+        "<button type='submit' class='primary'>Open</button></form></main></body></html>",
+        status_code=status)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from flatprint.web.tables import plain
 
 HEATMAP_COLORS = "Viridis"
+SCALES = ("log", "linear")  # colour scales of the heatmaps; log by default: weights span decades
 
 
 def _layout(title: str, **kw) -> dict:
@@ -42,9 +45,40 @@ def _square(rows: list, cols: list, values: dict) -> list:
     return [[values.get((r, c)) for c in cols] for r in rows]
 
 
+def log_ticks(low: int, high: int) -> tuple[list[float], list[str]]:
+    """Colour bar ticks for log10-coloured weights: positions (log10) and labels in weights —
+    1, 10, 100, … and, over at most two decades, 2 and 5 times those."""
+    low, high = max(1, int(low)), max(1, int(high))
+    steps = (1, 2, 5) if math.log10(high) - math.log10(low) <= 2 else (1,)
+    values = [m * 10 ** e for e in range(int(math.floor(math.log10(low))), int(math.ceil(math.log10(high))) + 1)
+              for m in steps]
+    # the lowest and highest weights label the bar's ends; a round tick right next to one would overlap it
+    span = math.log10(high) - math.log10(low)
+    values = [v for v in values if low < v < high
+              and min(math.log10(v) - math.log10(low), math.log10(high) - math.log10(v)) > 0.06 * span]
+    values = [low, *values, high] if high != low else [low]
+    return [round(math.log10(v), 6) for v in values], [f"{v:,}" for v in values]
+
+
+def _colour(z: list, scale: str) -> dict:
+    """The heatmap trace's z, colour bar and hover for a colour scale: with ``log`` z is log10(weight)
+    and the weights themselves go in customdata (hover) and in the colour bar's labels."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if scale == "linear":
+        return {"z": z, "hovertemplate": "%{y} → %{x}<br>weight %{z}<extra></extra>",
+                "colorbar": {"title": {"text": "weight"}}}
+    weights = [w for row in z for w in row if w is not None]
+    vals, text = log_ticks(min(weights), max(weights)) if weights else ([0], ["1"])
+    return {"z": [[None if w is None else round(math.log10(w), 6) for w in row] for row in z], "customdata": z,
+            "hovertemplate": "%{y} → %{x}<br>weight %{customdata}<extra></extra>",
+            "colorbar": {"title": {"text": "weight (log)"}, "tickvals": vals, "ticktext": text}}
+
+
 def matrix_heatmap(df: pd.DataFrame, top: int = 40, title: str = "", order: list | None = None,
-                   square: bool = False) -> dict:
-    """A heatmap of a long-form pre/post/weight table, limited to the ``top`` heaviest groups per axis."""
+                   square: bool = False, scale: str = "log") -> dict:
+    """A heatmap of a long-form pre/post/weight table, limited to the ``top`` heaviest groups per axis;
+    coloured by log10(weight) by default (one heavy cell would make a linear scale flat elsewhere)."""
     if len(df) == 0:
         return {"data": [], "layout": _layout(title + " (no connections)")}
     out_tot = df.groupby("pre")["weight"].sum().sort_values(ascending=False)
@@ -67,9 +101,8 @@ def matrix_heatmap(df: pd.DataFrame, top: int = 40, title: str = "", order: list
         note = f" (the {len(rows)} heaviest of {len(set(out_tot.index) | set(in_tot.index))} groups)"
     elif len(out_tot) > len(rows) or len(in_tot) > len(cols):
         note = f" (top {len(rows)} of {len(out_tot)} × {len(cols)} of {len(in_tot)} by weight)"
-    data = [{"type": "heatmap", "x": [str(c) for c in cols], "y": [str(r) for r in rows], "z": z,
-             "colorscale": HEATMAP_COLORS, "hoverongaps": False,
-             "hovertemplate": "%{y} → %{x}<br>weight %{z}<extra></extra>", "colorbar": {"title": {"text": "weight"}}}]
+    data = [{"type": "heatmap", "x": [str(c) for c in cols], "y": [str(r) for r in rows],
+             "colorscale": HEATMAP_COLORS, "hoverongaps": False, **_colour(z, scale)}]
     size = max(360, min(900, 14 * max(len(rows), len(cols)) + 160))
     return {"data": data, "layout": _layout(title + note, height=size,
                                             xaxis={"title": {"text": "post (downstream)"}, "automargin": True,
@@ -83,7 +116,7 @@ def _label(body, kind) -> str:
     return f"{kind or '?'} {int(body)}"
 
 
-def connection_heatmap(df: pd.DataFrame, by: str = "body", top: int = 60) -> dict:
+def connection_heatmap(df: pd.DataFrame, by: str = "body", top: int = 60, scale: str = "log") -> dict:
     """Group A → group B weights: per body (labelled 'type bodyId') or summed per type."""
     if len(df) == 0:
         return {"data": [], "layout": _layout("no connections")}
@@ -95,7 +128,7 @@ def connection_heatmap(df: pd.DataFrame, by: str = "body", top: int = 60) -> dic
         post = [_label(b, t) for b, t in zip(df["bodyId_post"], df["type_post"])]
     long = pd.DataFrame({"pre": list(pre), "post": list(post), "weight": df["weight"].to_numpy()})
     long = long.groupby(["pre", "post"], as_index=False)["weight"].sum()
-    return matrix_heatmap(long, top=top, title=f"weights per {by}")
+    return matrix_heatmap(long, top=top, title=f"weights per {by}", scale=scale)
 
 
 def path_graph(df: pd.DataFrame) -> dict:

@@ -88,6 +88,23 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+ROI_INFO_COLUMNS = ("roiInfo", "conn_roiInfo")
+ROI_COUNT_ORDER = ("pre", "post", "upstream", "downstream", "synweight")
+
+
+def roi_info_table(value: Any) -> tuple[list[str], list[list]] | None:
+    """A roiInfo map ({roi: {"pre": n, "post": n, ...}}) as a small table: the counts present (pre and
+    post first) and one row per ROI, most synapses first. None when the value is not such a map."""
+    value = plain(value)
+    if not isinstance(value, dict) or not value or not all(isinstance(v, dict) for v in value.values()):
+        return None
+    keys = {k for counts in value.values() for k in counts}
+    columns = [k for k in ROI_COUNT_ORDER if k in keys] + sorted(keys - set(ROI_COUNT_ORDER))
+    rows = [[roi, *[counts.get(k) for k in columns]] for roi, counts in value.items()]
+    rows.sort(key=lambda r: (-sum(v for v in r[1:3] if isinstance(v, (int, float))), str(r[0])))
+    return columns, rows
+
+
 def jsonable_frame(df: pd.DataFrame, maps_only: bool = False) -> pd.DataFrame:
     """A copy whose nested cells (dicts and lists, or only dicts) are JSON text, for CSV and Arrow."""
     out = df.copy()

@@ -8,6 +8,7 @@ substring, ranked exact > prefix > contains, then by how many neurons carry the 
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import threading
@@ -18,6 +19,7 @@ from flatprint.query.criteria import quote_ident
 _indexes: dict[str, dict] = {}
 _lock = threading.Lock()
 SKIP = {"roiInfo"}
+NEAR_MAX_VALUES = 25_000  # properties with more distinct values get no near-spelling (difflib) matches
 
 
 def text_properties(client) -> list[str]:
@@ -68,6 +70,43 @@ def suggest(client, q: str, prop: str | None = None, limit: int = 30) -> list[di
             hits.append((rank, -neurons, -segments, p, value, neurons, segments))
     hits.sort()
     return [{"prop": p, "value": v, "neurons": n, "segments": s} for _, _, _, p, v, n, s in hits[:limit]]
+
+
+def close_matches(client, q: str, props: list[str] | None = None, limit: int = 8,
+                  searched: tuple[str, ...] = ()) -> list[dict]:
+    """Values near ``q`` for "did you mean" links on an empty result: ``q`` itself in a property not
+    ``searched``, the same value in another case, values containing it (or contained in it), then near
+    spellings (difflib; only in properties with at most NEAR_MAX_VALUES values), in ``props``
+    (default: every text property). Most neurons first within each kind."""
+    index = value_index(client)
+    needle = (q or "").strip()
+    low = needle.lower()
+    if not low:
+        return []
+    props = [p for p in (props or sorted(index)) if p in index]
+    hits: dict[tuple[str, str], tuple] = {}
+    for p in props:
+        for value, neurons, segments in index[p]:
+            if value == needle and p in searched:
+                continue
+            v = value.lower()
+            rank = 0 if v == low else 1 if v.startswith(low) else 2 if low in v else 3 if v in low and len(v) > 2 \
+                else None
+            if rank is not None:
+                hits[(p, value)] = (rank, -neurons, -segments, p, value, neurons, segments)
+    if len(hits) < limit:  # misspellings: near matches by difflib's ratio, over the lower-cased values
+        for p in props:
+            if len(index[p]) > NEAR_MAX_VALUES:  # ids and the like: ~30 µs a value, so seconds at full scale
+                continue
+            by_low: dict[str, list] = {}
+            for value, neurons, segments in index[p]:
+                by_low.setdefault(value.lower(), []).append((value, neurons, segments))
+            for near in difflib.get_close_matches(low, list(by_low), n=limit, cutoff=0.75):
+                for value, neurons, segments in by_low[near]:
+                    if (p, value) not in hits and not (value == needle and p in searched):
+                        hits[(p, value)] = (4, -neurons, -segments, p, value, neurons, segments)
+    ranked = sorted(hits.values())[:limit]
+    return [{"prop": p, "value": v, "neurons": n, "segments": s} for _, _, _, p, v, n, s in ranked]
 
 
 def regex_values(client, prop: str, pattern: str) -> list[str]:

@@ -22,18 +22,21 @@ from flatprint import __version__
 from flatprint.errors import QueryError
 from flatprint.query import (Client, NeuronCriteria, connection_matrix, fetch_neurons, fetch_shortest_paths,
                              fetch_simple_connections, fetch_synapses)
+from flatprint.query.heavy import GROUPBY_CHOICES
 from flatprint.web import plots
 from flatprint.web.forms import group_criteria, search_criteria, searchable_properties
 from flatprint.web.snippets import call_code, criteria_code, snippet
-from flatprint.web.tables import PAGE_SIZES, BODY_COLUMNS, Table, cache, cell_text, to_arrow_stream, to_csv, view_of
-from flatprint.web.values import suggest, text_properties
+from flatprint.web.tables import (BODY_COLUMNS, PAGE_SIZES, ROI_INFO_COLUMNS, Table, cache, cell_text, roi_info_table,
+                                  to_arrow_stream, to_csv, view_of)
+from flatprint.web.values import close_matches, suggest, text_properties
 
 PACKAGE = Path(__file__).resolve().parent
 STATIC = PACKAGE / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "application/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
 UI_PARAMS = ("download", "format")
 PARTNER_PROPS = ["type", "instance", "predictedNt"]
-MATRIX_GROUPS = ("type", "class", "superclass", "subclass", "instance", "predictedNt", "consensusNt", "somaSide", "roi")
+# every groupby connection_matrix accepts, type and roi first (the menu's order)
+MATRIX_GROUPS = ("type", "roi", *(g for g in GROUPBY_CHOICES if g not in ("type", "roi")))
 
 router = APIRouter(prefix="/explorer", include_in_schema=False)
 _clients: dict[int, Client] = {}
@@ -49,7 +52,8 @@ def templates():
                           autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         env.filters["cell"] = cell_text
         env.filters["tojson_attr"] = lambda v: json.dumps(v)
-        env.globals.update(page_sizes=PAGE_SIZES, body_columns=BODY_COLUMNS, version=__version__)
+        env.globals.update(page_sizes=PAGE_SIZES, body_columns=BODY_COLUMNS, version=__version__,
+                           roi_info_columns=ROI_INFO_COLUMNS, roi_info_table=roi_info_table)
         _templates = env
     return _templates
 
@@ -68,11 +72,15 @@ def client_of(store) -> Client:
 
 
 def _dataset(request: Request):
-    state = _state(request)
+    """The page's dataset (default: the first one the caller's token may read), grant checked: a
+    token limited to other datasets gets 403 (Forbidden), as on the API."""
+    from flatprint.server.app import dataset_for, visible_datasets
+
     name = request.query_params.get("dataset") or None
-    if name is None and state.datasets:
-        name = sorted(state.datasets)[0]
-    return state.dataset(name)
+    if name is None:
+        shown = visible_datasets(request)
+        name = shown[0] if shown else sorted(_state(request).datasets)[0]
+    return dataset_for(request, name)
 
 
 # ------------------------------------------------------------------------------------------ URLs
@@ -115,13 +123,16 @@ class Links:
 
 # ------------------------------------------------------------------------------------------ rendering
 def render(request: Request, template: str, context: dict, status: int = 200) -> HTMLResponse:
+    from flatprint.server.app import visible_datasets
+
     name, store = context["dataset"], context["store"]
     links = Links(request, name)
     tables = context.get("tables") or []
     views = {t.key: view_of(t, request.query_params) for t in tables}
     html = templates().get_template(template).render(
-        request=request, links=links, views=views, datasets=sorted(_state(request).datasets),
-        synthetic=str(store.meta.get("description", "")).startswith("SYNTHETIC"), meta=store.meta, **context)
+        request=request, links=links, views=views, datasets=visible_datasets(request),
+        synthetic=str(store.meta.get("description", "")).startswith("SYNTHETIC"), meta=store.meta,
+        signed_in=_state(request).grants is not None, **context)
     return HTMLResponse(html, status_code=status)
 
 
@@ -225,7 +236,38 @@ def _search(client, params):
              "inputRois", "outputRois"]
     table = Table("neurons", f"{len(neurons)} {'segments' if kwargs.get('label') == 'Segment' else 'neurons'}",
                   neurons, code, shown, name="neurons")
-    return {"tables": [table], "kwargs": kwargs}
+    return {"tables": [table], "kwargs": kwargs, "did_you_mean": did_you_mean(client, params) if len(neurons) == 0 else []}
+
+
+def did_you_mean(client, params, limit: int = 8) -> list[dict]:
+    """For an empty search: close matches (values-index) of each exact value typed, each with the
+    query string of the same search with that value (and its property) replaced."""
+    props, vals, modes = params.getlist("p"), params.getlist("v"), params.getlist("m")
+    out = []
+    for i, value in enumerate(vals):
+        prop = props[i] if i < len(props) else ""
+        if not value.strip() or (modes[i] if i < len(modes) else "exact") != "exact":
+            continue
+        searched = (prop,) if prop else ("type", "instance")  # the header's box searches type and instance
+        hits = close_matches(client, value, [prop] if prop else None, limit, searched)
+        if prop:  # the value (in any case) may be one of another property: those first
+            elsewhere = close_matches(client, value, None, limit, searched)
+            same = [h for h in elsewhere if h["prop"] != prop and h["value"].lower() == value.strip().lower()]
+            hits = same + (hits or elsewhere)
+        for hit in hits:
+            items, row = [], -1
+            for k, v in params.multi_items():
+                if k == "p":
+                    row += 1
+                if k in UI_PARAMS or "." in k:
+                    continue
+                if row == i and k in ("p", "v", "m"):
+                    v = {"p": hit["prop"], "v": hit["value"], "m": "exact"}[k]
+                items.append((k, v))
+            if not any(k == "dataset" for k, _ in items):
+                items.insert(0, ("dataset", client.dataset))
+            out.append({**hit, "typed": value.strip(), "query": urlencode(items)})
+    return out[:limit]
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -399,7 +441,14 @@ def _connectivity(client, params):
                   ["bodyId_pre", "type_pre", "instance_pre", "predictedNt_pre", "bodyId_post", "type_post",
                    "instance_post", "weight", "weightHP", "conn_roiInfo"], name="connections")
     by = params.get("by", "body")
-    return {"tables": [table], "heatmap": plots.connection_heatmap(df, by=by), "by": by}
+    return {"tables": [table], "heatmap": plots.connection_heatmap(df, by=by, scale=_scale(params)), "by": by}
+
+
+def _scale(params) -> str:
+    scale = params.get("scale") or "log"
+    if scale not in plots.SCALES:
+        raise QueryError(f"scale must be one of {', '.join(plots.SCALES)}, got {scale!r}")
+    return scale
 
 
 def _int(params, name, default, minimum):
@@ -454,13 +503,15 @@ def _matrix(client, params):
                   _snippet(client, "connection_matrix", call, uses_nc=bool(src or tgt),
                            after="square = df.pivot(index='pre', columns='post', values='weight')"),
                   name=f"matrix-{groupby}")
-    return {"tables": [table], "heatmap": plots.matrix_heatmap(df, top=top, title=f"{groupby} → {groupby}", square=True),
+    heatmap = plots.matrix_heatmap(df, top=top, title=f"{groupby} → {groupby}", square=True, scale=_scale(params))
+    return {"tables": [table], "heatmap": heatmap,
             "groupby": groupby, "top": top}
 
 
 @router.get("/matrix", response_class=HTMLResponse)
 async def matrix(request: Request):
-    return await _page(request, "matrix.html", _matrix, needs_input=lambda p: "groupby" in p)
+    return await _page(request, "matrix.html", _matrix, needs_input=lambda p: "groupby" in p,
+                       extra={"groupings": MATRIX_GROUPS})
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -491,7 +542,7 @@ def _paths(client, params):
     note = ""
     if len(df) == 0:
         note = ("no path found" + (f" (the search may have hit its {timeout:g} s limit)" if took >= timeout * 0.9 else "")
-                + "; intermediate neurons must be Traced unless you allow any segment")
+                + ("" if any_segment else "; intermediate neurons must be Traced unless you allow any segment"))
     n_paths = int(df["path"].nunique()) if len(df) else 0
     table = Table("paths", f"{n_paths} shortest path{'s' if n_paths != 1 else ''}", df,
                   _snippet(client, "fetch_shortest_paths", call, uses_nc=any_segment), note=note,

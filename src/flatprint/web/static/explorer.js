@@ -64,6 +64,19 @@ function drawFetched() {
 }
 
 // ---------------------------------------------------------------- 3D view of a neuron
+// A fixed camera distance clips long, thin neurons at the view's edges: move the camera back until
+// the scene's box (with room for the tick labels) fits the view's height and width.
+function fit3d(el) {
+  const scene = el._fullLayout && el._fullLayout.scene;
+  if (!scene || !scene.aspectratio) return;
+  const ar = scene.aspectratio, dom = scene.domain;
+  const width = el.clientWidth * (dom.x[1] - dom.x[0]), height = el.clientHeight * (dom.y[1] - dom.y[0]);
+  // plotly's 3D camera has a 45° vertical field of view; the box spans ±aspectratio/2 around the centre
+  const tanHalf = Math.tan(Math.PI / 8), room = 1.7;
+  const distance = ar.z / 2 + room * Math.max(ar.y / 2 / tanHalf, ar.x / 2 / (tanHalf * width / height));
+  Plotly.relayout(el, {"scene.camera.eye": {x: 0, y: 0, z: -distance}});
+}
+
 function draw3d(el) {
   started();
   fetch(el.dataset.src).then((r) => r.json()).then((d) => plotlyReady.then(() => d)).then((d) => {
@@ -82,9 +95,12 @@ function draw3d(el) {
     }
     el.innerHTML = "";
     const axis = (t) => ({title: {text: t + " (" + d.units + ")"}, showbackground: false});
+    // the legend gets its own column left of the scene, so it never covers the neuron
     Plotly.newPlot(el, traces, {margin: {l: 0, r: 0, t: 0, b: 0}, height: 420, legend: {x: 0, y: 1},
-      scene: {aspectmode: "data", xaxis: axis("x"), yaxis: axis("y"), zaxis: axis("z"), camera: {up: {x: 0, y: -1, z: 0}, eye: {x: 0, y: 0, z: -2}}}},
+      scene: {domain: {x: [0.2, 1], y: [0, 1]}, aspectmode: "data", xaxis: axis("x"), yaxis: axis("y"), zaxis: axis("z"),
+        camera: {up: {x: 0, y: -1, z: 0}, eye: {x: 0, y: 0, z: -2}}}},
       {responsive: true, displaylogo: false});
+    fit3d(el);
     el.dataset.drawn = "1";
     el.dataset.traces = traces.map((t) => t.name).join("|");
     const notes = document.getElementById("view3d-notes");
