@@ -17,6 +17,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+import flatprint
 import flatprint.server
 from flatprint.cli import main
 
@@ -144,7 +145,8 @@ def free_port() -> int:
 
 
 def cli_env(tmp_path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "FLATPRINT_HOME": str(tmp_path / "home")}
+    # the flatprint under test (this test run's), and certificates under tmp_path
+    return {**os.environ, "PYTHONPATH": str(Path(flatprint.__file__).parents[1]), "FLATPRINT_HOME": str(tmp_path / "home")}
 
 
 def test_serve_on_a_busy_port_is_one_clear_line(store_path, tmp_path):

@@ -127,8 +127,8 @@ def demo(scale, seed, rebuild, serve, port):
     console.print(f"\nstore: {store}")
     activate = activation_command()
     if activate:
-        console.print("In a new shell, first make `flatprint` and `from flatprint import ...` available with",
-                      highlight=False)
+        console.print("In another shell, activate the venv first (for `flatprint` and `from flatprint import`):",
+                      highlight=False, soft_wrap=True)
         console.print(f"  {activate}", highlight=False, soft_wrap=True)
     console.print(f"library: python -c \"from flatprint import Client, fetch_neurons; "
                   f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"", highlight=False, soft_wrap=True)
