@@ -59,7 +59,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise FlatprintError(f"port {port} on {host} {reason}: pick another with --port, "
                              f"e.g. --port {port + 1 if port < 65535 else 8443}") from None
     sock.listen(2048)  # from here on connections queue until the server takes them
-    sock.set_inheritable(True)
     return sock
 
 
