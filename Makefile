@@ -1,8 +1,12 @@
-# Each target creates or reuses .venv and installs what it needs.
+# Each target creates or reuses .venv and installs what it needs: `make demo` the runtime only,
+# `make test` and `make bench` also the test and Spark extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP := $(VENV)/.installed-test
+# Extra arguments for `flatprint demo`, e.g. `make demo DEMO_ARGS=--no-serve`.
+DEMO_ARGS ?=
 
 .PHONY: demo test bench clean
 
@@ -10,19 +14,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(RUNTIME_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# The test extras include the runtime, so they also satisfy the runtime stamp.
+$(TEST_STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(RUNTIME_STAMP) $@
 
-demo: $(STAMP)
-	$(BIN)/flatprint demo
+demo: $(RUNTIME_STAMP)
+	$(BIN)/flatprint demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check --select F,E9 src tests benchmarks
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 1
 	$(BIN)/python benchmarks/run.py --scale 0.01 --repeat 5
 	$(BIN)/python benchmarks/run.py --scale 0.1 --repeat 5

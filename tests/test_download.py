@@ -17,7 +17,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import namedtuple
@@ -30,6 +34,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
+import flatprint
 import flatprint.ingest
 from flatprint.errors import ReleaseError
 from flatprint.release import download as dl
@@ -732,3 +737,99 @@ def test_cli_reports_errors_and_skips_ingest(bucket, tmp_path, monkeypatch):
     assert "HTTP 404" in result.output and "connectome-weights" in result.output
     result = CliRunner().invoke(dl.download_command, [str(tmp_path), "--skeletons", "bogus"])
     assert result.exit_code == 1 and "unknown skeleton 'bogus'" in result.output
+
+
+# ------------------------------------------------------------------------------------------------
+# No network: fail fast, one readable line per file
+# ------------------------------------------------------------------------------------------------
+
+TABLE_FILES = [item.local_path for item in MALE_CNS_V09.group("tables")]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed on leaving: connecting is refused
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections (the kernel completes the handshake) but never reads or answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield server.getsockname()[1]
+
+
+def run_download_cli(dest: Path, *args: str, limit: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+    env = {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    env["PYTHONPATH"] = str(Path(flatprint.__file__).parents[1])  # the flatprint under test
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "flatprint.cli", "download", str(dest), *args],
+                            capture_output=True, text=True, env=env, timeout=limit)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("server, reason", [("refused", "connection refused"), ("silent", "no answer within")])
+def test_cli_fails_fast_and_readably_when_nothing_answers(server, reason, tmp_path, request):
+    port = closed_port() if server == "refused" else request.getfixturevalue("silent_server")
+    result, seconds = run_download_cli(tmp_path / "dest", "--mirror", f"http://127.0.0.1:{port}")
+    assert result.returncode != 0
+    assert seconds <= 30, f"took {seconds:.0f} s"
+    lines = (result.stdout + result.stderr).splitlines()
+    for name in TABLE_FILES:
+        mentions = [line for line in lines if name in line]
+        assert len(mentions) == 1, (name, mentions)  # one line per file, not a wrapped table cell
+        assert reason in mentions[0], mentions[0]
+    assert "Traceback" not in result.stderr
+    assert "Selected 0 B" not in result.stdout + result.stderr
+    assert f"127.0.0.1:{port}" in lines[-1] and "--mirror" in lines[-1]  # what to check
+
+
+def test_a_server_that_answered_keeps_its_retries(bucket, tmp_path):
+    """The fail-fast window applies only until the server first answers; later drops are retried."""
+    expected = publish_real_layout(bucket, {"weights": 150_000})
+    key = f"{FLAT}/connectome-weights-male-cns-v0.9-minconf-0.5.feather"
+    bucket.objects[key].disconnects = [1000, 5000, 20_000, 333]
+    bucket.objects[key].transient_errors = 2
+    options = dl.DownloadOptions(**{**FAST.__dict__, "unreachable_after": 0.0, "first_answer_timeout": 0.5})
+    dl.download_release(tmp_path, mirror=bucket.url, tables=["weights"], options=options, console=quiet_console())
+    name = "connectome-weights-male-cns-v0.9-minconf-0.5.feather"
+    assert (tmp_path / name).read_bytes() == expected[name]
+    assert len(bucket.gets(key)) > 6  # every drop and 503 was retried
+
+
+def test_the_first_request_may_fail_briefly(tmp_path, monkeypatch):
+    """A refused first connection is retried within the window (a mirror still starting up)."""
+    bucket = FakeBucket()
+    expected = publish_real_layout(bucket, {"weights": 20_000})
+    port = bucket.server.server_address[1]
+    attempts = []
+    original = dl._Http.session.fget
+
+    def session_that_refuses_twice(self):
+        session = original(self)
+        if not getattr(session, "_flaky", False):
+            session._flaky = True
+            send = session.send
+
+            def flaky_send(request, **kwargs):
+                attempts.append(request.url)
+                if len(attempts) <= 2:
+                    raise dl.requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+                return send(request, **kwargs)
+            session.send = flaky_send
+        return session
+
+    monkeypatch.setattr(dl._Http, "session", property(session_that_refuses_twice))
+    bucket.thread.start()
+    try:
+        dl.download_release(tmp_path, mirror=f"http://127.0.0.1:{port}", tables=["weights"], options=FAST,
+                            console=quiet_console())
+    finally:
+        bucket.server.shutdown()
+        bucket.server.server_close()
+    name = "connectome-weights-male-cns-v0.9-minconf-0.5.feather"
+    assert (tmp_path / name).read_bytes() == expected[name]
+    assert len(attempts) > 2

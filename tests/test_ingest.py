@@ -188,6 +188,25 @@ def test_missing_file(release_dir, tmp_path):
     assert_nothing_written(tmp_path / "s.duckdb")
 
 
+def test_every_missing_file_is_named_at_once(release_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from flatprint.cli import main
+
+    rel = broken_copy(release_dir, tmp_path)
+    gone = ["weights", "syn-points", "tbar-nt"]
+    for key in gone:
+        (rel / FILES[key]).unlink()
+    result = CliRunner().invoke(main, ["ingest", str(rel), str(tmp_path / "s.duckdb"), "--quiet"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    for key in gone:
+        assert FILES[key] in result.output, (key, result.output)
+    for key in set(FILES) - set(gone):
+        assert FILES[key] not in result.output
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
 def test_missing_column(release_dir, tmp_path):
     rel = broken_copy(release_dir, tmp_path)
     path = rel / FILES["syn-partners"]

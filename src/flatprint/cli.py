@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from flatprint import __version__
 from flatprint.clickutil import FlatprintGroup
@@ -84,12 +87,16 @@ def _print_summary(store_path, as_json: bool = False):
         return
     table = Table(title=f"{s['dataset']}  ({s['path']}, {s['bytes'] / 1e6:.1f} MB)", show_header=False)
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value")  # text reads from the left; counts are right-aligned so digits line up
+
+    def number(text: str) -> Text:
+        return Text(text, justify="right")
+
     table.add_row("description", s["description"] or "")
     for key, value in s["counts"].items():
-        table.add_row(key, f"{value:,}")
-    table.add_row("ROIs (primary)", f"{s['rois']:,} ({s['primary_rois']})")
-    table.add_row("T-bars / PSDs", f"{s['totalPreCount']:,} / {s['totalPostCount']:,}")
+        table.add_row(key, number(f"{value:,}"))
+    table.add_row("ROIs (primary)", number(f"{s['rois']:,} ({s['primary_rois']})"))
+    table.add_row("T-bars / PSDs", number(f"{s['totalPreCount']:,} / {s['totalPostCount']:,}"))
     table.add_row("ingested", s["ingested_at"] or "")
     table.add_row("source checksum", (s["source_checksum"] or "")[:16])
     console.print(table)
@@ -117,13 +124,26 @@ def demo(scale, seed, rebuild, serve, port):
         console.print(f"ingesting into {store} ...")
         ingest_release(release, store, force=True)
     _print_summary(store)
-    console.print(f"\nstore: {store}\nlibrary: python -c \"from flatprint import Client, fetch_neurons; "
-                  f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"")
+    console.print(f"\nstore: {store}")
+    activate = activation_command()
+    if activate:
+        console.print("In another shell, activate the venv first (for `flatprint` and `from flatprint import`):",
+                      highlight=False, soft_wrap=True)
+        console.print(f"  {activate}", highlight=False, soft_wrap=True)
+    console.print(f"library: python -c \"from flatprint import Client, fetch_neurons; "
+                  f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"", highlight=False, soft_wrap=True)
     if serve:
         from flatprint.server import serve as run
 
         console.print("starting the server (Ctrl-C stops it) ...")
         run([str(store)], port=port, echo=click.echo)
+
+
+def activation_command() -> str | None:
+    """The shell line that puts this interpreter's virtualenv on PATH, or None outside a virtualenv."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    return f"source {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}"
 
 
 @main.command()

@@ -30,15 +30,18 @@ def _type_ok(actual: pa.DataType, accepted: tuple[pa.DataType, ...]) -> bool:
 
 
 def validate_release(root: str | Path) -> ReleaseFiles:
-    """Raise ReleaseError naming the file (and column) of the first problem; return the file set."""
+    """Raise ReleaseError naming every missing file, else the file (and column) of the first problem."""
     root = Path(root)
     if not root.is_dir():
         raise ReleaseError(f"release directory not found: {root}")
+    missing = [f"{spec.filename} (table '{key}')" for key, spec in TABLES.items()
+               if not (root / spec.filename).exists()]
+    if missing:  # all of them at once, so a partial download is fixed in one go
+        raise ReleaseError(f"{len(missing)} missing file{'s' if len(missing) > 1 else ''} in {root}: "
+                           + "; ".join(missing))
     paths, schemas, rows = {}, {}, {}
     for key, spec in TABLES.items():
         path = root / spec.filename
-        if not path.exists():
-            raise ReleaseError(f"missing file: {spec.filename} (table '{key}') in {root}")
         reader = open_feather(path)
         schema = reader.schema
         optional = OPTIONAL_COLUMNS.get(key, set())

@@ -5,21 +5,23 @@ How a download goes (see docs/download.md for the user's view):
 1. **Plan.** Each selected manifest item is resolved against the server: a single file by a HEAD
    request (exact size, ``x-goog-hash`` checksums, generation/ETag, Range support), a directory
    by the Cloud Storage JSON API listing (``/storage/v1/b/<bucket>/o?prefix=...``, paged with
-   ``pageToken``). The plan (items, sizes, what is already present) and the free disk space are
+   ``pageToken``); all items at once. The plan (items, sizes, what is already present) and the free disk space are
    printed before anything is fetched; too little space is an error.
 2. **Fetch.** Large objects are split into segments fetched in parallel with HTTP ``Range``
    requests into a preallocated ``<name>.part`` file; a small JSON sidecar (``<name>.part.json``)
    records how many bytes of each segment are on disk, so an interrupted run (network error,
    Ctrl-C, crash) continues where it stopped. Small objects (skeletons, ROI chunks) are fetched
    whole, in memory, by a bounded pool. Transient failures (connection drops, timeouts, 408/429/5xx)
-   are retried with exponential backoff; every retry count, timeout and pool is bounded.
+   are retried with exponential backoff; every retry count, timeout and pool is bounded. Until
+   the server has answered once, network errors are retried only for a few seconds: nothing
+   answering means no network or a wrong mirror, and the run says so instead of waiting.
 3. **Verify and finalize.** A file gets its final name (``os.replace``, atomic) only after its
    size and every checksum the server published (MD5 and/or CRC32C) match. A mismatch is an error;
    the data stays in ``.part`` for inspection and the next run downloads it again.
 4. **Ingest** (optional): ``flatprint.ingest.ingest_release(dest, store)``.
 
 Errors are ``flatprint.errors.ReleaseError`` naming the URL or file. One failing item does not
-stop the others; the run reports every failure at the end.
+stop the others; the run reports every failure at the end, one line per file.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import math
 import os
 import random
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
+from http.client import RemoteDisconnected
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
@@ -302,6 +306,11 @@ class DownloadOptions:
     backoff_max: float = 30.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # Until the server has answered once, a silent or unreachable server most likely means no
+    # network or a wrong --mirror: requests wait at most first_answer_timeout, and network errors
+    # are retried only while the run is younger than unreachable_after.
+    first_answer_timeout: float = 10.0
+    unreachable_after: float = 10.0
     listing_page_size: int = 1000
     max_listing_pages: int = 10_000  # 10 million objects per directory at the default page size
     progress_save_interval: float = 1.0  # seconds between sidecar updates while streaming
@@ -315,6 +324,10 @@ class DownloadOptions:
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def first_timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, min(self.read_timeout, self.first_answer_timeout))
 
 
 class _TransientError(Exception):
@@ -343,11 +356,25 @@ def _check_status(response: requests.Response, url: str) -> None:
 
 
 class _Http:
-    """One ``requests.Session`` per thread (sessions are not guaranteed thread-safe)."""
+    """One ``requests.Session`` per thread (sessions are not guaranteed thread-safe).
+
+    Also remembers whether the server has answered at all during this run (``answered``): before
+    it has, network errors are given up after ``unreachable_after`` seconds instead of being
+    retried with the full backoff.
+    """
 
     def __init__(self, options: DownloadOptions):
         self.options = options
         self._local = threading.local()
+        self.started = time.monotonic()
+        self.answered = False
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return self.options.timeout if self.answered else self.options.first_timeout
+
+    def _mark_answered(self, response: requests.Response, *_args, **_kwargs) -> None:
+        self.answered = True
 
     @property
     def session(self) -> requests.Session:
@@ -359,6 +386,7 @@ class _Http:
             session.mount("https://", adapter)
             # identity: a mirror must not compress on the fly, or sizes and checksums won't match.
             session.headers.update({"User-Agent": "flatprint-download", "Accept-Encoding": "identity"})
+            session.hooks["response"].append(self._mark_answered)
             self._local.session = session
         return session
 
@@ -370,9 +398,63 @@ class _Http:
                 return attempt()
             except (_TransientError, *_NETWORK_ERRORS) as exc:
                 failures += 1
-                if failures > self.options.max_retries:
-                    raise ReleaseError(f"{url}: giving up after {failures} attempts ({_describe(exc)})") from exc
-                _sleep(self.options.backoff_delay(failures), cancel)
+                delay = self.options.backoff_delay(failures)
+                if not self.answered and not isinstance(exc, _TransientError):
+                    waited = time.monotonic() - self.started
+                    if failures > self.options.max_retries or waited + delay > self.options.unreachable_after:
+                        raise ReleaseError(f"{url}: {_network_reason(exc, self.options, first=True)} "
+                                           f"({_attempts(failures)} in {waited:.0f} s)") from exc
+                elif failures > self.options.max_retries:
+                    raise ReleaseError(f"{url}: giving up after {_attempts(failures)} "
+                                       f"({_network_reason(exc, self.options)})") from exc
+                _sleep(delay, cancel)
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests and urllib3 nest the socket error several levels deep."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        stack += [arg for arg in current.args if isinstance(arg, BaseException)]
+
+
+def _network_reason(exc: BaseException, options: DownloadOptions, first: bool = False) -> str:
+    """A short, readable reason for a failed request (the raw exception text is a screenful)."""
+    if isinstance(exc, _TransientError):
+        return str(exc)
+    connect, read = options.first_timeout if first else options.timeout
+    causes = list(_causes(exc))
+    for cause in causes:  # the socket-level error, when there is one, says it best
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return "host name not found"
+        if isinstance(cause, RemoteDisconnected):
+            return "the server closed the connection without answering"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    for cause in causes:
+        # urllib3's NewConnectionError is a ConnectTimeoutError subclass; only real timeouts count.
+        if isinstance(cause, urllib3.exceptions.NewConnectionError):
+            continue
+        if isinstance(cause, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
+            return f"no connection within {connect:g} s"
+        if isinstance(cause, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+            return f"no answer within {read:g} s"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -399,7 +481,7 @@ def probe_object(url: str, destination: Path, options: DownloadOptions | None = 
 def _probe_object(url: str, destination: Path, http: _Http) -> RemoteObject:
 
     def attempt() -> RemoteObject:
-        response = http.session.head(url, timeout=http.options.timeout, allow_redirects=True)
+        response = http.session.head(url, timeout=http.timeout, allow_redirects=True)
         _check_status(response, url)
         headers = response.headers
         stored_gzip = headers.get("x-goog-stored-content-encoding", "").lower() == "gzip" or \
@@ -429,7 +511,7 @@ def _probe_object(url: str, destination: Path, http: _Http) -> RemoteObject:
 
 def _answers_ranges(url: str, http: _Http) -> bool:
     """Ask for one byte: servers that do not announce ``Accept-Ranges`` may still honour Range."""
-    with http.session.get(url, headers={"Range": "bytes=0-0"}, stream=True, timeout=http.options.timeout) as response:
+    with http.session.get(url, headers={"Range": "bytes=0-0"}, stream=True, timeout=http.timeout) as response:
         _check_status(response, url)
         return response.status_code == 206
 
@@ -466,7 +548,7 @@ def _list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Pa
             params["pageToken"] = page_token
 
         def fetch_page(params=params) -> dict:
-            response = http.session.get(listing_url, params=params, timeout=http.options.timeout)
+            response = http.session.get(listing_url, params=params, timeout=http.timeout)
             _check_status(response, f"{listing_url}?prefix={prefix}")
             try:
                 return response.json()
@@ -691,7 +773,7 @@ class _PartialFile:
                     raise ReleaseError(
                         f"{url}: giving up after {attempts} attempts, {self.remote.size - self.remaining_bytes} "
                         f"of {self.remote.size} bytes kept in {self.remote.partial_path} for the next run "
-                        f"({_describe(exc)})") from exc
+                        f"({_network_reason(exc, options)})") from exc
                 self.save(force=True)
                 _sleep(options.backoff_delay(max(1, failures_in_a_row)), cancel)
         self.save(force=True)
@@ -705,7 +787,7 @@ class _PartialFile:
         whole_object = first == 0 and segment.end == size
         if not whole_object:
             headers["Range"] = f"bytes={first}-{last}"
-        with http.session.get(url, headers=headers, stream=True, timeout=self.options.timeout) as response:
+        with http.session.get(url, headers=headers, stream=True, timeout=http.timeout) as response:
             _check_status(response, url)
             wanted = last - first + 1
             skip = 0  # bytes to drop from the front of the body
@@ -795,7 +877,7 @@ def _fetch_small_object(remote: RemoteObject, http: _Http, cancel: threading.Eve
     def attempt() -> tuple[bytes, bool]:
         if cancel.is_set():
             raise _Stopped()
-        with http.session.get(remote.url, headers=headers, stream=True, timeout=options.timeout) as response:
+        with http.session.get(remote.url, headers=headers, stream=True, timeout=http.timeout) as response:
             _check_status(response, remote.url)
             announced = response.headers.get("Content-Length")
             if announced is not None and int(announced) != remote.size:
@@ -944,9 +1026,8 @@ def _print_plan(console: Console, release: Release, dest: Path, planned: list[_P
         source = item.url_for(base) + (f" [yellow]({item.note})[/yellow]" if item.note else "")
         if not item.verified:
             source += " [yellow](location unverified)[/yellow]"
-        if entry.error is not None:
-            reason = str(entry.error).removeprefix(f"{item.url_for(base)}: ")
-            table.add_row(item.name, "?", published, f"[red]error[/red]: {reason}", source)
+        if entry.error is not None:  # the reason is printed below the table, one line per file
+            table.add_row(item.name, "?", published, "[red]failed[/red] (see below)", source)
             continue
         resumed = resumed_bytes.get(item.name, 0)
         selected += entry.remote_bytes + entry.present_bytes
@@ -1187,11 +1268,16 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
               ingest: str | os.PathLike | None, options: DownloadOptions, console: Console,
               dry_run: bool) -> DownloadReport:
     http = _Http(options)
-    planned = []
     for item in items:
         if item.kind == "directory":  # large directories take a while to list: say what is going on
             console.print(f"Listing {item.url_for(base)} ...")
-        planned.append(_plan_item(item, dest, base, http, options))
+    # All items are resolved at once, so an unreachable server costs one timeout, not one per item.
+    with ThreadPoolExecutor(min(len(items), 16), thread_name_prefix="flatprint-plan") as pool:
+        planned = list(pool.map(lambda item: _plan_item(item, dest, base, http, options), items))
+    if all(entry.error is not None for entry in planned):  # nothing to plan: no table, no "Selected 0 B"
+        raise _failure_error(DownloadReport(release.key, dest, {
+            entry.item.name: ItemOutcome(entry.item.name, status="failed", errors=[str(entry.error)])
+            for entry in planned}), http, base)
     partials: dict[str, list[_PartialFile]] = {}
     outcomes: dict[str, ItemOutcome] = {}
     for entry in planned:
@@ -1235,13 +1321,8 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
             finally:  # also after Ctrl-C: what was finalized stays recorded
                 _record_in_release_manifest(dest, release, run.finalized)
 
-    failed = report.failed
-    if failed:
-        lines = [f"{len(failed)} of {len(outcomes)} items failed (the others are complete):"]
-        lines += [f"  {outcome.name}: {error}" for outcome in failed for error in outcome.errors]
-        error = ReleaseError("\n".join(lines))
-        error.report = report
-        raise error
+    if report.failed:
+        raise _failure_error(report, http, base)
     console.print(f"[green]Release {release.key} complete in {dest}[/green] "
                   f"({_format_bytes(report.fetched_bytes)} downloaded)")
     if ingest is not None:
@@ -1250,6 +1331,23 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
         ingest_release(dest, Path(ingest), force=False)
         report.ingested_store = Path(ingest)
     return report
+
+
+def _failure_error(report: DownloadReport, http: _Http, base: str) -> ReleaseError:
+    """One line per failed file (item name, URL, reason), the report attached as ``.report``."""
+    failed = report.failed
+    total = len(report.outcomes)
+    if len(failed) == total:
+        lines = [f"{'the item' if total == 1 else f'all {total} items'} failed:"]
+    else:
+        lines = [f"{len(failed)} of {total} items failed (the others are complete):"]
+    lines += [f"  {outcome.name}: {error}" for outcome in failed for error in outcome.errors]
+    if not http.answered:
+        lines.append(f"Nothing answered at {base}: check the network connection"
+                     f"{' and --mirror' if base != GCS_HTTPS_BASE else ''}, then run the same command again.")
+    error = ReleaseError("\n".join(lines))
+    error.report = report
+    return error
 
 
 def _record_in_release_manifest(dest: Path, release: Release, finalized: list[tuple[RemoteObject, str]]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from pathlib import Path
 
 from flatprint.errors import FlatprintError, StoreError
@@ -37,9 +39,36 @@ def open_stores(specs: list[str]) -> dict[str, Store]:
     return stores
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Claim ``host:port`` before anything else happens, so a busy port is one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # A restart right after Ctrl-C need not wait for old connections in TIME_WAIT; a port that
+    # another process listens on is still refused.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is already in use (another server?)"
+        elif exc.errno == errno.EACCES:
+            reason = "needs more privileges (ports below 1024 do)"
+        else:
+            reason = f"cannot be opened ({exc.strerror or exc})"
+        raise FlatprintError(f"port {port} on {host} {reason}: pick another with --port, "
+                             f"e.g. --port {port + 1 if port < 65535 else 8443}") from None
+    sock.listen(2048)  # from here on connections queue until the server takes them
+    return sock
+
+
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: bool = False,
           timeout: float = 60.0, workers: int = 4, auth: str | None = None, echo=print) -> None:
-    """Run the server until interrupted; prints how to connect (and the certificate to trust)."""
+    """Run the server until interrupted; prints how to connect (and the certificate to trust).
+
+    The port is bound before the app is built or anything is printed: a busy port raises
+    FlatprintError naming it, and nothing claims to be serving.
+    """
     import uvicorn
 
     from flatprint.server.app import create_app
@@ -52,21 +81,26 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
 
     grants = load_tokens(auth) if auth else None
     stores = open_stores(specs)
-    app = create_app(stores, timeout=timeout, workers=workers, grants=grants)
-    from flatprint.web import register, warm
+    sock = bind_socket(host, port)
+    try:
+        app = create_app(stores, timeout=timeout, workers=workers, grants=grants)
+        from flatprint.web import register, warm
 
-    register(app)  # the web explorer at /explorer/
-    warm(app)  # autocomplete index and summaries, computed in the background
-    scheme = "http" if http else "https"
-    ssl = {}
-    if not http:
-        cert, key = ensure_certificate(extra_hosts=() if is_loopback(host) else (host,))
-        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-        echo(f"export REQUESTS_CA_BUNDLE={cert}")
-    shown = "localhost" if is_loopback(host) else host
-    for key in stores:
-        echo(f"serving {key} at {scheme}://{shown}:{port}  (explorer: {scheme}://{shown}:{port}/explorer/)")
-    first = next(iter(stores))
-    echo(f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
-         f"token='local')")
-    uvicorn.run(app, host=host, port=port, log_level="warning", **ssl)
+        register(app)  # the web explorer at /explorer/
+        warm(app)  # autocomplete index and summaries, computed in the background
+        scheme = "http" if http else "https"
+        ssl = {}
+        if not http:
+            cert, key = ensure_certificate(extra_hosts=() if is_loopback(host) else (host,))
+            ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+            echo(f"export REQUESTS_CA_BUNDLE={cert}")
+        shown = "localhost" if is_loopback(host) else host
+        for key in stores:
+            echo(f"serving {key} at {scheme}://{shown}:{port}  (explorer: {scheme}://{shown}:{port}/explorer/)")
+        first = next(iter(stores))
+        echo(f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
+             f"token='local')")
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **ssl))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
