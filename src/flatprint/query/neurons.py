@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident
+from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident, warn_unmatched
 from flatprint.query.results import with_provenance
 
 CORE_NEURON_COLS = ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "mito", "size",
@@ -63,6 +63,8 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
     elif "roiInfo" not in columns:
         columns.append("roiInfo")
     neuron_df = neuron_rows(client, criteria, columns)
+    if neuron_df.empty:
+        warn_unmatched(criteria, client)
     # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised pass
     # (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
     neuron_df, roi_counts_df = process_neuron_df(neuron_df, client, omit_rois,
