@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
@@ -14,7 +13,7 @@ from flatprint.query.client import inject_client
 from flatprint.query.criteria import (NeuronCriteria, check_rois, copy_as_neuroncriteria, id_ranges_sql, quote_ident,
                                      sql_literal, unmatched_values, warn_unmatched)
 from flatprint.query.paths import all_shortest_paths, paths_up_to
-from flatprint.query.results import with_provenance
+from flatprint.query.results import json_dicts, with_provenance
 
 WEIGHT_PROPERTIES = ["weight", "weightHP", "weightAxonAxon", "weightAxonDendrite",
                      "weightDendriteDendrite", "weightDendriteAxon"]
@@ -261,7 +260,7 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
         FROM e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
         ORDER BY e.weight DESC, e.body_pre, e.body_post""")
     for col in json_props + ["conn_roiInfo"]:
-        df[col] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in df[col]]
+        df[col] = json_dicts(df[col])
     if rois:
         wanted = set(rois)
         df = df.loc[[bool(wanted & set(info)) for info in df["conn_roiInfo"]]].reset_index(drop=True)
