@@ -26,7 +26,7 @@ DNGE104_R, DNGE104_L = 12781, 556329
 
 # Queries that must be empty on this store, and why.
 EXPECTED_EMPTY = {
-    # mitochondria: the release has none (decisions.md)
+    # mitochondria: the release has none (docs/decisions.md)
     "fetch_connection_mitochondria__09", "fetch_connection_mitochondria__10", "fetch_connection_mitochondria__12",
     "fetch_connection_mitochondria__13", "fetch_mitochondria__body__02", "fetch_mitochondria__criteria__02",
     "fetch_synapses_and_closest_mitochondria__02",

@@ -37,7 +37,7 @@ from flatprint.store import Store
 from reference import corpus_files, needs_reference
 from server_fixture import running_server
 
-QUERY_LIMIT = 1.0   # seconds, the engine's timeout for every fuzz input (decisions.md)
+QUERY_LIMIT = 1.0   # seconds, the engine's timeout for every fuzz input (docs/decisions.md)
 HANG = 10.0         # an input running this long counts as a hang (the limit is 1 s)
 FUZZ_SEED, FUZZ_SCALE = 5, 0.001
 
