@@ -3,7 +3,7 @@
 The acceptance corpus is every query captured from neuprint-python/navis and neuprintr
 (``<reference>/*-queries/*.cypher``, found by tests/reference.py; the first line of each file is a
 comment added by the capture, the rest is the exact query text). Without that data the corpus tests
-skip, saying why.
+skip, saying why; test_client_corpus.py still records and parses neuprint-python's queries at test time.
 """
 
 from __future__ import annotations
