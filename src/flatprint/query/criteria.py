@@ -159,10 +159,13 @@ def unmatched_values(criteria: NeuronCriteria, client, argument: str = "") -> li
                     continue
                 close, kind = close_values(value, stored), "value"
             note = ""
-            if criteria.label == "Neuron" and not regex and client.sql(
-                    f"SELECT count(*) FROM segments WHERE ({' OR '.join(f'CAST({quote_ident(p)} AS VARCHAR) = {sql_literal(value)}' for p in props)})")[1][0][0]:
-                note = " (only segments that are not :Neuron have it; NeuronCriteria(label='Segment', ...) includes them)"
-            lines.append(f"{argument}{name}: {kind} {value!r} matches no {what} in this store{note}{did_you_mean(close)}")
+            if criteria.label == "Neuron" and not regex:
+                equal = " OR ".join(f"CAST({quote_ident(p)} AS VARCHAR) = {sql_literal(value)}" for p in props)
+                if client.sql(f"SELECT count(*) FROM segments WHERE {equal}")[1][0][0]:
+                    note = (" (only segments that are not :Neuron have it; NeuronCriteria(label='Segment', ...) "
+                            "includes them)")
+            lines.append(f"{argument}{name}: {kind} {value!r} matches no {what} in this store{note}"
+                         f"{did_you_mean(close)}")
     return lines
 
 
