@@ -52,7 +52,10 @@ def table(header: list[str], rows: list[list], align=None) -> list[str]:
 
 
 def machine_section(docs: dict) -> list[str]:
-    now = C.machine_facts()
+    # The machine that measured (recorded in the newest result), not the one rendering this page.
+    recorded = [doc["machine"] for _, doc in sorted(docs.items(), key=lambda kv: str(kv[1].get("date", "")))
+                if isinstance(doc.get("machine"), dict) and doc["machine"].get("cpu_model")]
+    now = recorded[-1] if recorded else C.machine_facts()
     lines = ["## Machine", ""]
     lines.append(f"- CPU: {now.get('cpu_model', '?')}, nproc = {now.get('nproc')}, "
                  f"memory {now.get('mem_total_gib', '?')} GiB; {now.get('platform')}; Python {now.get('python')}")
@@ -339,6 +342,8 @@ def generic_section(name: str, doc: dict) -> list[str]:
         if k in ("name", "results", "machine"):
             continue
         if not isinstance(v, (dict, list)) or k == "date":
+            if isinstance(v, str) and Path(v).is_absolute():
+                v = Path(v).name  # a path on the measuring machine: only its name means anything here
             lines.append(f"- {k}: {_cell(v)}")
     results = doc.get("results")
     if isinstance(results, list) and results and all(isinstance(r, dict) for r in results):

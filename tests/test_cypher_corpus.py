@@ -1,6 +1,7 @@
 """Every query that neuprint-python, navis and neuprintr were seen sending runs on a synthetic store.
 
-The corpora (/work/shared/reference/neuprint-queries, neuprintr-queries) were captured against a
+The corpora (neuprint-queries, neuprintr-queries in the reference directory tests/reference.py
+finds; without it these tests skip, saying why) were captured against a
 fake server with made-up body ids; here 10001/10002 become the DNge104 pair (12781 DNge104_R,
 556329 DNge104_L, present in every synthetic release) and 20003 a strong partner of 12781, so that
 the queries about real neurons must return rows.
@@ -18,14 +19,14 @@ from flatprint.cypher.engine import CypherResult, execute
 from flatprint.cypher.errors import CypherWriteError
 from flatprint.cypher.parser import parse
 from flatprint.store import Store
+from reference import REFERENCE, corpus_files, corpus_params, needs_reference
 
-REFERENCE = Path("/work/shared/reference")
-CORPUS = sorted([*REFERENCE.glob("neuprint-queries/*.cypher"), *REFERENCE.glob("neuprintr-queries/*.cypher")])
+CORPUS = sorted(corpus_files())
 DNGE104_R, DNGE104_L = 12781, 556329
 
 # Queries that must be empty on this store, and why.
 EXPECTED_EMPTY = {
-    # mitochondria: the release has none (decisions.md)
+    # mitochondria: the release has none (docs/decisions.md)
     "fetch_connection_mitochondria__09", "fetch_connection_mitochondria__10", "fetch_connection_mitochondria__12",
     "fetch_connection_mitochondria__13", "fetch_mitochondria__body__02", "fetch_mitochondria__criteria__02",
     "fetch_synapses_and_closest_mitochondria__02",
@@ -78,11 +79,12 @@ def partner_of_dnge104(store) -> int:
     return result.data[0][0]
 
 
+@needs_reference
 def test_corpus_is_present():
     assert len(CORPUS) > 200
 
 
-@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+@pytest.mark.parametrize("path", corpus_params(CORPUS, id_of=lambda p: p.stem))
 def test_corpus_query(store, partner_of_dnge104, path):
     text = corpus_text(path).replace("900539", str(partner_of_dnge104))
     if path.stem.startswith("admin.Transaction"):
@@ -101,6 +103,7 @@ def test_corpus_query(store, partner_of_dnge104, path):
     result.to_arrow()  # every result converts
 
 
+@needs_reference
 def test_dnge104_answers(store):
     """Spot checks of shapes the clients parse (values are checked against pandas elsewhere)."""
     text = corpus_text(REFERENCE / "neuprint-queries" / "fetch_custom_neurons__01.cypher")

@@ -5,8 +5,8 @@ Inputs come from two sources:
 - a grammar-based generator of Cypher over the store's real labels, relationship types and
   properties (MATCH patterns, WHERE expressions, WITH/RETURN/ORDER BY/SKIP/LIMIT/UNWIND, functions,
   literals including odd strings and numbers);
-- the neuprint-python / neuprintr corpus queries (``/work/shared/reference/*-queries/*.cypher``),
-  mutated (spans deleted, duplicated, swapped or spliced from other queries, tokens and odd
+- the neuprint-python / neuprintr corpus queries (``*-queries/*.cypher`` in the reference directory
+  tests/reference.py finds; without it the corpus-based tests skip, saying why), mutated (spans deleted, duplicated, swapped or spliced from other queries, tokens and odd
   characters inserted, numbers replaced, deep nesting, truncation).
 
 The same generator code runs on two backends: hypothesis (``st.data()`` draws, so a failure shrinks
@@ -19,7 +19,6 @@ store file's sha256 must be the same afterwards. Run with ``-s`` to see counts a
 from __future__ import annotations
 
 import collections
-import glob
 import hashlib
 import json
 import random
@@ -35,9 +34,10 @@ from hypothesis import strategies as st
 from flatprint.cypher.engine import execute
 from flatprint.errors import QueryError
 from flatprint.store import Store
+from reference import corpus_files, needs_reference
 from server_fixture import running_server
 
-QUERY_LIMIT = 1.0   # seconds, the engine's timeout for every fuzz input (decisions.md)
+QUERY_LIMIT = 1.0   # seconds, the engine's timeout for every fuzz input (docs/decisions.md)
 HANG = 10.0         # an input running this long counts as a hang (the limit is 1 s)
 FUZZ_SEED, FUZZ_SCALE = 5, 0.001
 
@@ -49,8 +49,6 @@ BULK_MUTATED = 93_500       # seeded-random mutations of corpus queries
 BULK_PROCESSES = 2          # the bulk runs use both cores: each process opens the store read-only
 HTTP_INPUTS = 1_000
 
-REFERENCE = Path("/work/shared/reference")
-
 STATS: dict = collections.defaultdict(collections.Counter)
 TIMES: dict = collections.defaultdict(float)
 SLOWEST: dict = {}
@@ -58,9 +56,8 @@ SLOWEST: dict = {}
 
 def _corpus() -> list[str]:
     queries = []
-    for path in sorted(glob.glob(str(REFERENCE / "neuprint-queries" / "*.cypher"))
-                       + glob.glob(str(REFERENCE / "neuprintr-queries" / "*.cypher"))):
-        text = Path(path).read_text(errors="replace")
+    for path in corpus_files():
+        text = path.read_text(errors="replace")
         first, _, rest = text.partition("\n")
         queries.append(rest if first.lstrip().startswith("//") else text)
     return queries
@@ -455,8 +452,9 @@ def test_hypothesis_generated_queries(store, data):
     run_one(store, text, "hypothesis-grammar")
 
 
+@needs_reference
 @settings(HYP, max_examples=HYP_MUTATED)
-@given(index=st.integers(0, len(CORPUS) - 1), seed=st.integers(0, 2**32 - 1))
+@given(index=st.integers(0, max(len(CORPUS) - 1, 0)), seed=st.integers(0, 2**32 - 1))
 def test_hypothesis_mutated_corpus(store, index, seed):
     run_one(store, mutate(CORPUS[index], random.Random(seed)), "hypothesis-mutated")
 
@@ -508,6 +506,7 @@ def test_bulk_generated_queries(fuzz_store_path, store_digest):
     _bulk(fuzz_store_path, "grammar", BULK_GENERATED, 20261130)
 
 
+@needs_reference
 def test_bulk_mutated_corpus(fuzz_store_path, store_digest):
     _bulk(fuzz_store_path, "mutated", BULK_MUTATED, 1130)
 
@@ -521,6 +520,7 @@ def test_deep_nesting(store, depth):
                 + " RETURN n.bodyId LIMIT 1", "deep-nesting")
 
 
+@needs_reference
 def test_corpus_itself(store):
     for text in CORPUS:
         run_one(store, text, "corpus")
@@ -533,7 +533,7 @@ def test_corpus_itself(store):
 def _http_inputs(n: int):
     rng = random.Random(77)
     for i in range(n):
-        if i % 2:
+        if i % 2 or not CORPUS:  # without the corpus, all inputs come from the grammar
             yield {"cypher": Grammar(RandomDraw(rng)).query()}
         else:
             yield {"cypher": mutate(rng.choice(CORPUS), rng)}

@@ -19,3 +19,8 @@ class QueryError(FlatprintError):
 
 class FormatError(FlatprintError):
     """A file in an edge format (SWC, precomputed, ...) is malformed (names file and line)."""
+
+
+class NoMatchWarning(UserWarning):
+    """A query came back empty and one of its criteria values matches nothing in the store by itself
+    (a likely misspelling); the message names the argument and suggests the closest stored values."""

@@ -10,9 +10,11 @@ Pipeline (one module per stage, as in sqlglot)::
          --values.to_output--> CypherResult(columns, data) as neuPrintHTTP returns it
 
 A timeout (default 60 s) interrupts DuckDB (``connection.interrupt()`` from a timer) and the
-Python loops, and raises :class:`CypherTimeoutError` ("... timeout ..."), which neuprint-python
-turns into ``NeuprintTimeoutError``. ``apoc.cypher.runTimeboxed`` runs its inner query with its own
-time box and yields no rows when that runs out, as Neo4j does.
+Python loops, and raises :class:`CypherTimeoutError` ("... timeout ..."). The server answers it as a
+400 ``{"error": ...}`` (as neuPrintHTTP does), which neuprint-python 0.6.4 raises as a plain
+``requests.HTTPError``, not ``NeuprintTimeoutError`` (docs/server.md, "Errors and timeouts").
+``apoc.cypher.runTimeboxed`` runs its inner query with its own time box and yields no rows when that
+runs out, as Neo4j does.
 
 Cancellation: ``execute(..., cancel=event)`` stops the query soon (within ~50 ms plus whatever DuckDB
 needs to notice an interrupt) after another thread sets the ``threading.Event`` — the server sets it

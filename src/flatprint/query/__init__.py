@@ -1,5 +1,6 @@
 """flatprint.query: neuprint-python's query API over a local store."""
 
+from flatprint.errors import NoMatchWarning
 from flatprint.query.client import Client, clear_default_client, default_client, set_default_client
 from flatprint.query.criteria import IsNull, NeuronCriteria, NotNull, SynapseCriteria
 from flatprint.query.connectivity import (
@@ -17,7 +18,7 @@ NC = NeuronCriteria
 SC = SynapseCriteria
 
 __all__ = [
-    "Client", "NeuronCriteria", "SynapseCriteria", "NC", "SC", "IsNull", "NotNull",
+    "Client", "NoMatchWarning", "NeuronCriteria", "SynapseCriteria", "NC", "SC", "IsNull", "NotNull",
     "default_client", "set_default_client", "clear_default_client",
     "fetch_custom", "fetch_meta", "fetch_neurons", "fetch_custom_neurons",
     "fetch_all_rois", "fetch_primary_rois", "fetch_roi_hierarchy", "to_arrow", "to_polars",

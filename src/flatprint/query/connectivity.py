@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
@@ -12,9 +11,9 @@ import pandas as pd
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import (NeuronCriteria, check_rois, copy_as_neuroncriteria, id_ranges_sql, quote_ident,
-                                     sql_literal)
+                                     sql_literal, unmatched_values, warn_unmatched)
 from flatprint.query.paths import all_shortest_paths, paths_up_to
-from flatprint.query.results import with_provenance
+from flatprint.query.results import json_dicts, with_provenance
 
 WEIGHT_PROPERTIES = ["weight", "weightHP", "weightAxonAxon", "weightAxonDendrite",
                      "weightDendriteDendrite", "weightDendriteAxon"]
@@ -60,13 +59,19 @@ _DOWNSTREAM_SCAN = "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM c
 _UPSTREAM_SCAN = "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections_by_post c"
 
 
+def _no_match(client, argument: str, criteria) -> QueryError:
+    """'no neurons match', with the criteria values that match nothing and what they may have meant."""
+    hints = unmatched_values(criteria, client)
+    return QueryError(f"{argument}: no neurons match {criteria!r}" + "".join(f"\n  {h}" for h in hints))
+
+
 def _edges_sql(client, sources, targets, min_weight: int) -> str:
     """Connections between two body sets. The smaller side drives the scan of the table sorted by it."""
     n_src, n_tgt = _count(client, sources), _count(client, targets)
     if n_src == 0:
-        raise QueryError("sources: no neurons match your source criteria")
+        raise _no_match(client, "sources", sources)
     if n_tgt == 0:
-        raise QueryError("targets: no neurons match your target criteria")
+        raise _no_match(client, "targets", targets)
     if n_src <= n_tgt:
         table, driver, driver_crit, other, other_crit = "connections", "body_pre", sources, "body_post", targets
     else:
@@ -255,7 +260,7 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
         FROM e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
         ORDER BY e.weight DESC, e.body_pre, e.body_post""")
     for col in json_props + ["conn_roiInfo"]:
-        df[col] = [json.loads(v) if isinstance(v, str) else (v or {}) for v in df[col]]
+        df[col] = json_dicts(df[col])
     if rois:
         wanted = set(rois)
         df = df.loc[[bool(wanted & set(info)) for info in df["conn_roiInfo"]]].reset_index(drop=True)
@@ -374,6 +379,8 @@ def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, 
             if not neurons_only:
                 c.label = label
             sides[name] = _bodies(client, c)
+            if not sides[name]:
+                warn_unmatched(c, client, argument=("sources." if name == "pre_bodies" else "targets."))
     sql = connection_matrix_sql(groupby, min_weight=int(min_weight), neurons_only=neurons_only,
                                 rois=rois or None, **sides)
     df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
@@ -399,7 +406,7 @@ def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neuro
     crit = copy_as_neuroncriteria(criteria, client)
     start = _bodies(client, crit)
     if not start:
-        raise QueryError("criteria: no neurons match")
+        raise _no_match(client, "criteria", crit)
     table, near, far = ("connections", "body_pre", "body_post") if direction == "downstream" else \
         ("connections_by_post", "body_post", "body_pre")
     neuron_join = "JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron".format(far=far) if neurons_only else ""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections.abc import Collection, Iterable
 
 import numpy as np
 import pandas as pd
 
-from flatprint.errors import QueryError
+from flatprint.errors import NoMatchWarning, QueryError
 
 
 class NotNull:
@@ -89,14 +90,90 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+SUGGESTIONS = 5  # close values named in a "did you mean" hint
+
+
+def close_values(value: str, known: Iterable[str], n: int = SUGGESTIONS, cutoff: float = 0.6) -> list[str]:
+    """Up to ``n`` of ``known`` closest to ``value``: equal ignoring case first, then by similarity
+    (difflib's ratio on lower case), so 'dnge104' and 'DNge10' both find 'DNge104'."""
+    by_lower: dict[str, list[str]] = {}
+    for k in known:
+        by_lower.setdefault(k.lower(), []).append(k)
+    out = list(by_lower.get(value.lower(), []))
+    for lower in difflib.get_close_matches(value.lower(), list(by_lower), n=n + 1, cutoff=cutoff):
+        out += [k for k in by_lower[lower] if k not in out]
+    return out[:n]
+
+
+def did_you_mean(close: list[str]) -> str:
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def check_rois(argument: str, rois: Iterable[str], known: Collection[str]) -> None:
-    """Raise QueryError naming the argument and suggesting the closest valid ROI names."""
+    """Raise QueryError naming the argument and suggesting the closest valid ROI names (neuprint-python
+    raises too, "Unrecognized ROIs", rather than returning nothing)."""
     known = list(known)
     for roi in rois:
         if roi not in known:
-            close = difflib.get_close_matches(roi, known, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise QueryError(f"{argument}: unknown ROI {roi!r}{hint}")
+            raise QueryError(f"{argument}: unknown ROI {roi!r}{did_you_mean(close_values(roi, known, cutoff=0.5))}")
+
+
+def unmatched_values(criteria: NeuronCriteria, client, argument: str = "") -> list[str]:
+    """A line for every string value of ``criteria`` that matches no neuron (no segment with
+    label='Segment') in the store by itself, with the closest stored values: likely misspellings.
+
+    Meant for after a query came back empty (it reads the distinct values of each column it checks),
+    so the normal path costs nothing. A value that matches something is never reported, even if the
+    combination of criteria matches nothing (that result is legitimately empty). Regex values are
+    reported when they match nothing, with the values they would match ignoring case."""
+    available = set(client.neuron_keys)
+    scope = "is_neuron" if criteria.label == "Neuron" else "TRUE"
+    what = "neuron" if criteria.label == "Neuron" else "segment"
+    # The string shorthand fetch_neurons("DNge104") sets type and instance alike (OR'ed): check them as one.
+    groups = [("type/instance", ["type", "instance"])] if criteria.type and criteria.type == criteria.instance \
+        else [("type", ["type"]), ("instance", ["instance"])]
+    groups += [(name, ["class" if name == "class_" else name]) for name in EXACT_FIELDS + SECONDARY_TYPE_FIELDS]
+    regex_fields = {"type", "instance", *SECONDARY_TYPE_FIELDS}
+    lines = []
+    for name, props in groups:
+        values = [v for v in getattr(criteria, "type" if name == "type/instance" else name) if isinstance(v, str)]
+        if not values or not all(p in available for p in props):
+            continue
+        stored = sorted({v for p in props for (v,) in client.sql(
+            f"SELECT DISTINCT CAST({quote_ident(p)} AS VARCHAR) FROM segments "
+            f"WHERE {scope} AND {quote_ident(p)} IS NOT NULL")[1]})
+        regex = criteria.regex and props[0] in regex_fields
+        for value in values:
+            if regex:
+                try:
+                    pattern = re.compile(value)
+                except re.error:
+                    continue  # where() reports an invalid pattern
+                if any(pattern.fullmatch(s) for s in stored):
+                    continue
+                folded = re.compile(value, re.IGNORECASE)
+                close = [s for s in stored if folded.fullmatch(s)][:SUGGESTIONS]
+                kind = "regex"
+            else:
+                if value in stored:
+                    continue
+                close, kind = close_values(value, stored), "value"
+            note = ""
+            if criteria.label == "Neuron" and not regex:
+                equal = " OR ".join(f"CAST({quote_ident(p)} AS VARCHAR) = {sql_literal(value)}" for p in props)
+                if client.sql(f"SELECT count(*) FROM segments WHERE {equal}")[1][0][0]:
+                    note = (" (only segments that are not :Neuron have it; NeuronCriteria(label='Segment', ...) "
+                            "includes them)")
+            lines.append(f"{argument}{name}: {kind} {value!r} matches no {what} in this store{note}"
+                         f"{did_you_mean(close)}")
+    return lines
+
+
+def warn_unmatched(criteria: NeuronCriteria, client, argument: str = "", stacklevel: int = 4) -> None:
+    """After an empty result: a NoMatchWarning for each criteria value that matches nothing by itself.
+    ``stacklevel`` 4 points at the user's call through ``fetch_x`` and its ``inject_client`` wrapper."""
+    for line in unmatched_values(criteria, client, argument):
+        warnings.warn(line, NoMatchWarning, stacklevel=stacklevel)
 
 
 class NeuronCriteria:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident
-from flatprint.query.results import with_provenance
+from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident, warn_unmatched
+from flatprint.query.results import json_dicts, with_provenance
 
 CORE_NEURON_COLS = ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "mito", "size",
                     "status", "cropped", "statusLabel", "cellBodyFiber", "somaRadius", "somaLocation",
@@ -63,6 +62,8 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
     elif "roiInfo" not in columns:
         columns.append("roiInfo")
     neuron_df = neuron_rows(client, criteria, columns)
+    if neuron_df.empty:
+        warn_unmatched(criteria, client)
     # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised pass
     # (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
     neuron_df, roi_counts_df = process_neuron_df(neuron_df, client, omit_rois,
@@ -102,7 +103,7 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_sto
     if omit_rois:
         return neuron_df, None
     neuron_df = neuron_df.copy()
-    neuron_df["roiInfo"] = [orjson.loads(v) if isinstance(v, str) else (v or {}) for v in neuron_df["roiInfo"]]
+    neuron_df["roiInfo"] = json_dicts(neuron_df["roiInfo"])
     count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
     full_cols = ["bodyId", "roi", *count_cols]
     if from_store:

@@ -1,8 +1,33 @@
-"""Result helpers: provenance on every DataFrame, and conversion to Arrow or polars."""
+"""Result helpers: provenance on every DataFrame, map cells that print as JSON, and conversion to
+Arrow or polars."""
 
 from __future__ import annotations
 
+import json
+
+import orjson
 import pandas as pd
+
+
+class JsonDict(dict):
+    """A plain ``dict`` (``isinstance(x, dict)``, equal to dicts, as neuprint-python's roiInfo cells are)
+    whose text is JSON, so ``df.to_csv()`` writes ``{"GNG": {"pre": 3}}`` that any tool can parse,
+    not Python's ``{'GNG': {'pre': 3}}``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return json.dumps(self, ensure_ascii=False)
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # pickles (and deep-copies) as a JsonDict of the same items
+        return (JsonDict, (dict(self),))
+
+
+def json_dicts(values) -> list[JsonDict]:
+    """Cells of JSON text (or dicts, or None for an empty map) as JsonDicts."""
+    return [JsonDict(orjson.loads(v) if isinstance(v, str) else (v or {})) for v in values]
 
 
 def with_provenance(df: pd.DataFrame | None, client, query: str):

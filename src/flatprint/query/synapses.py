@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, sql_literal
+from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, sql_literal, warn_unmatched
 from flatprint.query.results import with_provenance
 
 NT_PROPERTIES = ["ntAcetylcholineProb", "ntDopamineProb", "ntGabaProb", "ntGlutamateProb", "ntHistamineProb",
@@ -85,6 +85,8 @@ def fetch_synapses(neuron_criteria, synapse_criteria=None, batch_size=10, *, nt=
     df["type"] = df["type"].astype(_TYPE)
     df["roi"] = df["roi"].astype(object).where(df["roi"].notna(), None)
     df = _finish_nt(df, nt)
+    if df.empty:
+        warn_unmatched(nc, client)
     return with_provenance(df, client, f"fetch_synapses({nc!r}, {sc!r}, nt={nt!r})")
 
 
@@ -117,6 +119,7 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
     df = df.astype({"count": np.int32, "x": np.float32, "y": np.float32, "z": np.float32, "confidence": np.float32})
     if len(df) == 0:
         df = df.astype({"bodyId": np.int64})
+        warn_unmatched(nc, client)
     return with_provenance(df, client, f"fetch_mean_synapses({nc!r}, {sc!r}, by_roi={by_roi})")
 
 
@@ -193,5 +196,8 @@ def fetch_synapse_connections(source_criteria=None, target_criteria=None, synaps
         else:
             df[col] = [list(v) if v is not None and len(v) else [None] for v in df[col]]
     df = _finish_nt(df, nt)
+    if df.empty:
+        warn_unmatched(src, client, argument="source_criteria.")
+        warn_unmatched(tgt, client, argument="target_criteria.")
     query = f"fetch_synapse_connections({src!r}, {tgt!r}, {sc!r}, min_total_weight={min_total_weight}, nt={nt!r})"
     return with_provenance(df, client, query)

@@ -10,11 +10,18 @@ import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.errors import QueryError
 from flatprint.server.app import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
                                   state_of)
 
 router = APIRouter()
+
+# Appended to the engine's "query exceeded the timeout of N s" so the user learns what to do. The
+# status stays 400 with {"error": ...}, as neuPrintHTTP answers; neuprint-python 0.6.4 raises a plain
+# requests.HTTPError for it (docs/server.md, "Errors and timeouts").
+TIMEOUT_GUIDANCE = ("this server stops every query after {seconds:g} s. Narrow the query (fewer bodies, a LIMIT, "
+                    "split it into batches), or start the server with a larger `flatprint serve --timeout`")
 
 
 async def _run(request: Request, encode):
@@ -26,13 +33,15 @@ async def _run(request: Request, encode):
         raise QueryError("request body needs a non-empty 'cypher' string")
     state = state_of(request)
     name, store = dataset_for(request, body.get("dataset") or request.query_params.get("dataset"))
-    from flatprint.cypher.engine import execute
 
     started = time.perf_counter()
     cancel = threading.Event()
 
     def work():
-        result = execute(store, cypher, timeout=state.timeout, cancel=cancel)
+        try:
+            result = execute(store, cypher, timeout=state.timeout, cancel=cancel)
+        except CypherTimeoutError as exc:
+            raise CypherTimeoutError(f"{exc}: {TIMEOUT_GUIDANCE.format(seconds=state.timeout)}") from None
         return encode(result, time.perf_counter() - started)
 
     return await run_cancellable(request, state.run(work), cancel)
