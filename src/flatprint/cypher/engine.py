@@ -242,7 +242,8 @@ def _check_clause(clause: ast.Clause) -> None:
                         raise unsupported(element.properties, "properties given as a parameter map")
                     check_expression(element.properties, allow_aggregates=False)
                 if isinstance(element, ast.RelPattern) and element.direction == ast.Direction.UNDIRECTED and \
-                        element.types and element.types != ("ConnectsTo",) and not element.variable_length:
+                        element.types and element.types not in (("ConnectsTo",), ("SynapsesTo",)) and \
+                        not element.variable_length:
                     raise unsupported(element, f"undirected :{element.types[0]}")
                 if isinstance(element, ast.RelPattern) and len(element.types) > 1:
                     raise unsupported(element, "relationship type alternatives " + "|".join(element.types))
