@@ -154,12 +154,13 @@ def activation_command() -> str | None:
 @click.option("--timeout", default=60.0, show_default=True, type=float, help="per-query limit in seconds")
 @click.option("--workers", default=4, show_default=True, type=int, help="queries run at once")
 @click.option("--auth", type=click.Path(dir_okay=False), help="tokens.json (required off loopback)")
-def serve(stores, host, port, http, timeout, workers, auth):
+@click.option("--memory-budget", help="memory for the whole server, e.g. 8GiB (default: $FLATPRINT_MEMORY_BUDGET or 8GiB)")
+def serve(stores, host, port, http, timeout, workers, auth, memory_budget):
     """Serve STORE... (PATH or PATH=NAME:TAG) as a neuPrint server over HTTPS."""
     from flatprint.server import serve as run
 
     run(list(stores), host=host, port=port, http=http, timeout=timeout, workers=workers, auth=auth,
-        echo=click.echo)
+        echo=click.echo, memory_budget=memory_budget)
 
 
 def _register_optional_commands():

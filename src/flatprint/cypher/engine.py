@@ -37,6 +37,7 @@ import pyarrow as pa
 from flatprint.cypher import ast
 from flatprint.cypher.evaluator import (Evaluator, check_expression, contains_aggregate, is_aggregate, truthy,
                                         unsupported)
+from flatprint.cypher.memory import MemoryBudgetError, QueryUsage, memory_budget
 from flatprint.cypher.parser import parse
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import plan_match
@@ -45,10 +46,11 @@ from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, 
 from flatprint.cypher.values import Descending, NodeRef, Path, Point, RelRef, SortKey, hashable, output_rows
 from flatprint.errors import QueryError
 
-__all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError"]
+__all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError", "MemoryBudgetError"]
 
 DEFAULT_TIMEOUT = 60.0
 _CHECK_EVERY = 512  # rows between deadline checks in Python loops
+_FETCH_ROWS = 65536  # rows per fetch from DuckDB: the deadline and the memory budget are checked between
 
 
 class CypherTimeoutError(QueryError):
@@ -103,7 +105,10 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
         columns, rows = execution.run_query(query)
         if not execution.entities_complete:
             execution.complete_entities(rows)
-        return CypherResult(columns, output_rows(rows, deadline))
+        data = output_rows(rows, deadline)
+        if deadline.usage is not None:
+            deadline.usage.ensure_room_for_answer()
+        return CypherResult(columns, data)
     except duckdb.InterruptException:
         raise deadline.error() from None
     except (TypeError, ValueError, ArithmeticError, IndexError, KeyError, AttributeError, RecursionError) as exc:
@@ -125,6 +130,11 @@ class Deadline:
 
     def __init__(self, seconds: float | None, parent: Deadline | None = None, cancel: threading.Event | None = None):
         self.seconds = seconds
+        if parent is None:
+            self.budget = memory_budget()
+            self.usage = None if self.budget is None else QueryUsage(self.budget)
+        else:  # a runTimeboxed inner query counts against its outer query
+            self.budget, self.usage = parent.budget, parent.usage
         at = None if seconds is None else time.monotonic() + max(seconds, 0.0)
         if parent is not None and parent.at is not None and (at is None or parent.at < at):
             at = parent.at
@@ -149,9 +159,13 @@ class Deadline:
         return CypherTimeoutError(f"query exceeded the timeout of {limit:g} s and was stopped"
                                   if limit is not None else "query timeout")
 
-    def check(self) -> None:
+    def check(self, rows: int = 0) -> None:
+        """Raise when the time is up or the query was cancelled; with a memory budget, also when the
+        query has handled another CHECK_EVERY_ROWS ``rows`` and the process is over the budget."""
         if self.expired():
             raise self.error()
+        if rows and self.usage is not None:
+            self.usage.add(rows)
 
 
 class _Watchdog:
@@ -244,7 +258,8 @@ def _check_clause(clause: ast.Clause) -> None:
                         raise unsupported(element.properties, "properties given as a parameter map")
                     check_expression(element.properties, allow_aggregates=False)
                 if isinstance(element, ast.RelPattern) and element.direction == ast.Direction.UNDIRECTED and \
-                        element.types and element.types != ("ConnectsTo",) and not element.variable_length:
+                        element.types and element.types not in (("ConnectsTo",), ("SynapsesTo",)) and \
+                        not element.variable_length:
                     raise unsupported(element, f"undirected :{element.types[0]}")
                 if isinstance(element, ast.RelPattern) and len(element.types) > 1:
                     raise unsupported(element, "relationship type alternatives " + "|".join(element.types))
@@ -339,12 +354,25 @@ class Execution:
         self.params = params
         self.needed_props = needed_props
         self.entities_complete = False  # run_query's rows need no complete_entities pass
-        self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow)
+        self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)
 
     # -- SQL with the deadline
 
     def run_sql(self, sql: str, tables: dict | None = None) -> list[tuple]:
-        return self._run(sql, tables, lambda cursor: cursor.execute(sql).fetchall())
+        return self._run(sql, tables, lambda cursor: self._fetch_rows(cursor.execute(sql)))
+
+    def _fetch_rows(self, result) -> list[tuple]:
+        """All rows of a streaming result, fetched in parts with the deadline and budget checked
+        between them (fetchall would build every row in Python before any check)."""
+        rows = result.fetchmany(_FETCH_ROWS)
+        if len(rows) < _FETCH_ROWS:
+            return rows
+        while True:
+            self.deadline.check(_FETCH_ROWS)
+            part = result.fetchmany(_FETCH_ROWS)
+            if not part:
+                return rows
+            rows.extend(part)
 
     def run_arrow(self, sql: str, tables: dict | None = None) -> pa.Table:
         return self._run(sql, tables, lambda cursor: cursor.sql(sql).to_arrow_table())
@@ -358,6 +386,11 @@ class Execution:
             return fetch(self.cursor)
         except duckdb.InterruptException:
             raise self.deadline.error() from None
+        except duckdb.OutOfMemoryException as exc:
+            budget = self.deadline.budget
+            if budget is None:
+                raise QueryError(f"query failed in the store: {exc}") from None
+            raise budget.error(f"the store ran out of its share ({exc})") from None
         except duckdb.Error as exc:
             if self.deadline.expired():
                 raise self.deadline.error() from None
@@ -655,6 +688,8 @@ class Execution:
                     continue
                 out_index.append(index)
                 out.append(row)
+                if len(out) % _CHECK_EVERY == 0:  # a cross product makes many rows per result
+                    self.deadline.check(_CHECK_EVERY)
         if "roiInfo" in self.needed_props:
             self.view.fill_roi_infos([r[n] for r in out for n in new_vars if isinstance(r.get(n), RelRef)])
         if optional:
@@ -811,6 +846,8 @@ class Execution:
                     if path_terms and not all(truthy(evaluate(t, new)) for t in path_terms):
                         continue
                     out.append(new)
+                    if len(out) % _CHECK_EVERY == 0:
+                        self.deadline.check(_CHECK_EVERY)
         return out
 
     def _path_filters(self, terms, path_name) -> tuple[str | None, str | None]:
@@ -849,7 +886,7 @@ class Execution:
                 continue
             for count, item in enumerate(value if isinstance(value, list) else [value]):
                 if count % _CHECK_EVERY == 0:
-                    self.deadline.check()
+                    self.deadline.check(_CHECK_EVERY)
                 new = dict(row)
                 new[clause.alias] = item
                 out.append(new)
@@ -872,7 +909,7 @@ class Execution:
         if not aggregating:
             for count, row in enumerate(rows):
                 if count % _CHECK_EVERY == 0:
-                    self.deadline.check()
+                    self.deadline.check(_CHECK_EVERY)
                 out = {name: evaluate(e, row) for name, e in zip(names, expressions)}
                 projected.append((out, {**row, **out}))
         else:
@@ -917,7 +954,7 @@ class Execution:
         groups: dict = {}
         for count, row in enumerate(rows):
             if count % _CHECK_EVERY == 0:
-                self.deadline.check()
+                self.deadline.check(_CHECK_EVERY)
             key_values = [evaluate(expressions[i], row) for i in key_positions]
             key = hashable([_identity(v) for v in key_values])
             group = groups.get(key)

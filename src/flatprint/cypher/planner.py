@@ -189,7 +189,7 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
                 raise unsupported(rel_pattern, f"relationship variable `{name}` bound twice")
             rel = RelVar(name, kind, start.name, end.name,
                          undirected=rel_pattern.direction == ast.Direction.UNDIRECTED, pattern=rel_pattern)
-            if rel.undirected and kind != CONNECTS:
+            if rel.undirected and kind not in (CONNECTS, SYNAPSES_TO):
                 raise unsupported(rel_pattern, f"undirected :{kind}")
             rels[name] = rel
             edges.append(rel)
@@ -286,19 +286,32 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
             rel.alias = new_alias("c")
             from_items.append(f"{table} {rel.alias}")
             if rel.undirected:
-                # both directions as one derived table: each branch keeps its sorted access path
+                # both directions as one derived table: each branch keeps its sorted access path; an
+                # autapse matches an undirected pattern once (Cypher), so the second branch skips it
                 from_items[-1] = (
                     "(SELECT body_pre AS near, body_post AS far, * FROM connections UNION ALL "
-                    f"SELECT body_post AS near, body_pre AS far, * FROM connections_by_post) {rel.alias}")
+                    "SELECT body_post AS near, body_pre AS far, * FROM connections_by_post "
+                    f"WHERE body_pre <> body_post) {rel.alias}")
                 equal_pairs += [(f"{rel.alias}.near", start.id_sql), (f"{rel.alias}.far", end.id_sql)]
             else:
                 equal_pairs += [(f"{rel.alias}.body_pre", start.id_sql), (f"{rel.alias}.body_post", end.id_sql)]
         elif rel.kind == SYNAPSES_TO:
             rel.alias = new_alias("p")
-            from_items.append(f"partners {rel.alias}")
-            equal_pairs += [(f"{rel.alias}.pre_id", start.id_sql), (f"{rel.alias}.post_id", end.id_sql),
-                            (f"{rel.alias}.body_pre", f"{start.alias}.body"),
-                            (f"{rel.alias}.body_post", f"{end.alias}.body")]
+            if rel.undirected:
+                # each synapse pair once per direction: the pattern's start is either end of the
+                # relationship, whose own direction (pre_id -> post_id) stays as stored
+                from_items.append(
+                    "(SELECT pre_id AS near, post_id AS far, body_pre AS near_body, body_post AS far_body, * "
+                    "FROM partners UNION ALL "
+                    "SELECT post_id AS near, pre_id AS far, body_post AS near_body, body_pre AS far_body, * "
+                    f"FROM partners) {rel.alias}")
+                ends = ("near", "far", "near_body", "far_body")
+            else:
+                from_items.append(f"partners {rel.alias}")
+                ends = ("pre_id", "post_id", "body_pre", "body_post")
+            equal_pairs += [(f"{rel.alias}.{ends[0]}", start.id_sql), (f"{rel.alias}.{ends[1]}", end.id_sql),
+                            (f"{rel.alias}.{ends[2]}", f"{start.alias}.body"),
+                            (f"{rel.alias}.{ends[3]}", f"{end.alias}.body")]
         elif rel.kind == CONTAINS:
             a, b = body_of(start), body_of(end)
             if a != b:

@@ -224,11 +224,14 @@ def model_of(store) -> GraphModel:
 class GraphView:
     """Loads node and relationship properties on demand, in batches, through one cursor."""
 
-    def __init__(self, model: GraphModel, cursor, run_sql, run_arrow):
+    MAPS_PER_BATCH = 16384  # property maps built between two checks of the memory budget
+
+    def __init__(self, model: GraphModel, cursor, run_sql, run_arrow, check_rows=None):
         self.model = model
         self.cursor = cursor
         self.run_sql = run_sql  # engine's SQL runner (applies the timeout)
         self.run_arrow = run_arrow  # the same, answering an Arrow table
+        self.check_rows = check_rows  # check_rows(n): n more rows built (deadline and memory budget)
 
     # -- single properties (fallback when the match did not fetch them)
 
@@ -270,11 +273,17 @@ class GraphView:
         """Whole property maps of Segment or Synapse nodes, keyed by bodyId / synapse id."""
         if not ids:
             return {}
-        if kind == SEGMENT:
-            return self._segment_maps(ids)
-        if kind == SYNAPSE:
-            return self._synapse_maps(ids)
-        return {}
+        build = {SEGMENT: self._segment_maps, SYNAPSE: self._synapse_maps}.get(kind)
+        if build is None:
+            return {}
+        if len(ids) <= self.MAPS_PER_BATCH or self.check_rows is None:
+            return build(ids)
+        maps: dict = {}  # many maps: in batches, so that the memory budget is checked as they grow
+        for start in range(0, len(ids), self.MAPS_PER_BATCH):
+            batch = ids[start:start + self.MAPS_PER_BATCH]
+            maps.update(build(batch))
+            self.check_rows(len(batch))
+        return maps
 
     def _id_table(self, ids):
         return pa.table({"id": pa.array(list(ids), type=pa.int64())})

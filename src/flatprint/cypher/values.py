@@ -187,7 +187,7 @@ def output_rows(rows, deadline=None, check_every: int = 512) -> list[list]:
     data = []
     for i, row in enumerate(rows):
         if deadline is not None and i % check_every == 0:
-            deadline.check()
+            deadline.check(check_every)
         data.append([convert(v) for v in row])
     return data
 

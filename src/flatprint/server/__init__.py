@@ -7,6 +7,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
+from flatprint.cypher.memory import budget_from, set_memory_budget
 from flatprint.errors import FlatprintError, StoreError
 from flatprint.store import Store
 
@@ -63,7 +64,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: bool = False,
-          timeout: float = 60.0, workers: int = 4, auth: str | None = None, echo=print) -> None:
+          timeout: float = 60.0, workers: int = 4, auth: str | None = None, echo=print,
+          memory_budget: str | None = None) -> None:
     """Run the server until interrupted; prints how to connect (and the certificate to trust).
 
     The port is bound before the app is built or anything is printed: a busy port raises
@@ -81,6 +83,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
 
     grants = load_tokens(auth) if auth else None
     stores = open_stores(specs)
+    budget = set_memory_budget(budget_from(memory_budget))  # DuckDB's share and the engine's rows
+    share = budget.duckdb_limit(len(stores))
+    for store in stores.values():
+        store.limit_memory(share, spill_bytes=share)
     sock = bind_socket(host, port)
     try:
         app = create_app(stores, timeout=timeout, workers=workers, grants=grants)

@@ -66,6 +66,14 @@ class Store:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()
 
+    def limit_memory(self, nbytes: int, spill_bytes: int | None = None) -> None:
+        """DuckDB's memory_limit for this store (its buffer pool and operators) and, with
+        ``spill_bytes``, how much it may write to its temp directory; past them a query fails with
+        duckdb.OutOfMemoryException."""
+        self.con.execute(f"SET memory_limit = '{max(int(nbytes) // 2**20, 1)}MiB'")
+        if spill_bytes is not None:
+            self.con.execute(f"SET max_temp_directory_size = '{max(int(spill_bytes) // 2**20, 1)}MiB'")
+
     def close(self) -> None:
         self.con.close()
 

@@ -6,6 +6,7 @@ import json
 
 from fastapi import APIRouter, Request
 
+from flatprint.cypher.engine import execute
 from flatprint.errors import QueryError
 from flatprint.query import Client, NeuronCriteria
 from flatprint.query.connectivity import fetch_simple_connections
@@ -66,35 +67,49 @@ async def find_neurons(request: Request):
 
 @router.post("/api/npexplorer/commonconnectivity")
 async def common_connectivity(request: Request):
-    """Partners connected to every listed neuron: one map per partner with '<id>_weight' keys."""
+    """neuPrintHTTP's CommonConnectivityQuery: one map per (queried neuron k, partner c) connection,
+    ``{"input"|"output": toString(c.bodyId), "name": c.instance, "type": c.type, "<k>_weight": weight}``,
+    all in one row's list. The queried neurons are :Neuron (:Segment with all_segments) matched by
+    ``neuron_ids`` (or by type with ``neuron_names``); the partners are any segment, filtered by
+    ``statuses``, ``pre_threshold`` and ``post_threshold``. Clients (neuprintr) intersect the
+    partners themselves."""
     body, state, client = await _context(request)
     ids = _ids(body, "neuron_ids")
-    if not ids:
-        raise QueryError("neuron_ids: give at least one body id")
-    inputs = bool(body.get("find_inputs", True))
+    names = [str(n) for n in body.get("neuron_names") or []]
+    if not ids and not names:
+        raise QueryError("neuron_ids or neuron_names: give at least one body id or type")
+    inputs = bool(body.get("find_inputs", False))  # neuPrintHTTP's default: outputs
     label = "Segment" if body.get("all_segments") else "Neuron"
-    statuses = list(body.get("statuses") or [])
+    statuses = [str(s) for s in body.get("statuses") or []]
+    params = {"queried": ids or names, "statuses": statuses}
+    conditions = [f"k.{'bodyId' if ids else 'type'} IN $queried"]
+    for key, prop in (("pre_threshold", "pre"), ("post_threshold", "post")):
+        threshold = _threshold(body, key)
+        if threshold > 0:
+            params[key] = threshold
+            conditions.append(f"c.{prop} >= ${key}")
+    if statuses:
+        conditions.append("c.status IN $statuses")
+    arrow = "<-[r:ConnectsTo]-" if inputs else "-[r:ConnectsTo]->"
+    cypher = (f"MATCH (k:{label}){arrow}(c) WHERE {' AND '.join(conditions)} "
+              f"RETURN k.{'bodyId' if ids else 'type'} AS queried, c.bodyId AS partner, c.instance AS name, "
+              "c.type AS type, r.weight AS weight ORDER BY weight DESC, partner, queried")
+    direction = "input" if inputs else "output"
 
     def work():
-        targets = NeuronCriteria(bodyId=ids)
-        partners = NeuronCriteria(label=label, status=statuses or None)
-        if inputs:
-            df = fetch_simple_connections(partners, targets, properties=["type", "instance"], client=client)
-            partner_col, mine_col, key = "bodyId_pre", "bodyId_post", "input"
-            suffix = "_pre"
-        else:
-            df = fetch_simple_connections(targets, partners, properties=["type", "instance"], client=client)
-            partner_col, mine_col, key = "bodyId_post", "bodyId_pre", "output"
-            suffix = "_post"
-        maps = {}
-        for r in df.to_dict("records"):
-            entry = maps.setdefault(r[partner_col], {key: r[partner_col], "name": r["instance" + suffix],
-                                                     "type": r["type" + suffix]})
-            entry[f"{r[mine_col]}_weight"] = r["weight"]
-        return [m for m in maps.values() if all(f"{i}_weight" in m for i in ids)]
+        result = execute(client.store, cypher, timeout=state.timeout, params=params)
+        return [{direction: str(partner), "name": name, "type": type_, f"{queried}_weight": weight}
+                for queried, partner, name, type_, weight in result.data]
 
     maps = await state.run(work)
     return json_response({"columns": ["map"], "data": [[maps]]})
+
+
+def _threshold(body, key) -> int:
+    value = body.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise QueryError(f"{key} must be an integer, got {value!r}")
+    return int(value)
 
 
 @router.post("/api/npexplorer/roiconnectivity")
