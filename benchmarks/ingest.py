@@ -54,7 +54,7 @@ def real_row_counts(release_rows: dict, scale: float) -> tuple[dict, dict]:
         "tbar-nt": S.REAL_TBARS,
         "annotations": S.REAL_ANNOTATED_BODIES,
         "stats": S.REAL_BODIES_WITH_SYNAPSES,
-        "weights": 151_900_000,                     # performance-anchors.md (connectome-weights rows)
+        "weights": 151_900_000,                     # docs/performance-anchors.md (connectome-weights rows)
     }
     rows, source = {}, {}
     for table, n in release_rows.items():

@@ -51,7 +51,7 @@ def roi_chains(release: Path) -> dict[str, list[str]]:
 
 
 def oracle_segments(release: Path) -> pd.DataFrame:
-    """Every body (body-stats + annotations) with its counts and the :Neuron flag (decisions.md's rule).
+    """Every body (body-stats + annotations) with its counts and the :Neuron flag (docs/decisions.md's rule).
 
     Indexed by body id (named bodyId).
     """

@@ -70,7 +70,7 @@ def test_segments_round_trip(release_factory, store_factory, seed):
 
 
 def test_neuron_rule(release_dir, store_path):
-    """decisions.md: synweight/pre/post >= 100 or a naming property or Traced/Anchor, and not Glia/Unimportant."""
+    """docs/decisions.md: synweight/pre/post >= 100 or a naming property or Traced/Anchor, and not Glia/Unimportant."""
     stats = load(release_dir, "stats").set_index("body")
     ann = load(release_dir, "annotations").set_index("bodyId")
     bodies = stats.index.union(ann.index)

@@ -1,7 +1,7 @@
 """The web explorer (flatprint.web): pages, tables, downloads and snippets against the query library,
 then end-to-end in Debian's headless Chromium (Playwright).
 
-Browser tests fail (never skip) when /usr/bin/chromium is missing (decisions.md); screenshots go to
+Browser tests fail (never skip) when /usr/bin/chromium is missing (docs/decisions.md); screenshots go to
 test-artifacts/web/. Page-load timing is measured in benchmarks/web.py, not here.
 """
 

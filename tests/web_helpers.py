@@ -57,7 +57,7 @@ def serving(app):
 
 
 def require_chromium() -> str:
-    """The Chromium binary; browser tests FAIL (never skip) without it (decisions.md)."""
+    """The Chromium binary; browser tests FAIL (never skip) without it (docs/decisions.md)."""
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
         raise AssertionError(
             f"Chromium not found at {CHROMIUM}: the explorer's browser tests need Debian's chromium "

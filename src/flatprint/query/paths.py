@@ -1,6 +1,6 @@
 """Path search over the connection graph: breadth-first search with one SQL query per level.
 
-performance-anchors.md: a bidirectional BFS issuing one SQL query per level answers shortest paths at
+docs/performance-anchors.md: a bidirectional BFS issuing one SQL query per level answers shortest paths at
 full scale in ~35 ms, where a one-directional search takes seconds. Neighbours come from the two
 sorted copies of the connections table (``connections`` by body_pre, ``connections_by_post`` by
 body_post), so each level is a zone-map range scan.

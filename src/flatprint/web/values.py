@@ -1,7 +1,7 @@
 """Autocomplete over every text property of the neurons (not just the few a fulltext index covers).
 
 neuPrintExplorer's autocomplete used a fulltext index over 3 of 11 properties and silently missed
-results (peers.md, pain point 9). Here the index is every distinct value of every string property,
+results (docs/peers.md, pain point 9). Here the index is every distinct value of every string property,
 built once per store with one UNPIVOT query and kept in memory; matching is case-insensitive
 substring, ranked exact > prefix > contains, then by how many neurons carry the value.
 """
