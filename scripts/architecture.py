@@ -202,7 +202,8 @@ def circles(counts: Counter) -> list[tuple[str, ...]]:
 
 
 def _node(unit: str) -> str:
-    return unit.replace(".", "_")
+    # a prefix keeps lines such as "flatprint --> query" from reading like a shell command
+    return "pkg_" + unit.replace(".", "_")
 
 
 def render(src: Path = SRC) -> str:
