@@ -57,7 +57,7 @@ def ensure_release(scale: float, seed: int = 0, log=print) -> tuple[Path, dict, 
         syn = manifest.get("synthetic") or {}
         if syn.get("scale") == scale and syn.get("seed") == seed:
             return out, manifest, None
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     log(f"synthesizing a scale-{scale:g} release (seed {seed}) in {out} ...")
     started = time.perf_counter()

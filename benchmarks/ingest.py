@@ -46,7 +46,7 @@ json.dump(out, open(sys.argv[4], "w"))
 
 def real_row_counts(release_rows: dict, scale: float) -> tuple[dict, dict]:
     """Full-scale row counts per table: the real release's where known, else this release's / scale."""
-    from flatprint.release import synth as S
+    from flatprint.synth import generator as S
 
     known = {
         "syn-points": S.REAL_TBARS + S.REAL_PSDS,   # every T-bar and PSD point

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from flatprint import volumes  # noqa: E402
-from flatprint.release import rois as roimod  # noqa: E402
-from flatprint.release.morphology import write_morphology  # noqa: E402
-from flatprint.release.synth import synthesize  # noqa: E402
+from flatprint.synth import rois as roimod  # noqa: E402
+from flatprint.synth.morphology import write_morphology  # noqa: E402
+from flatprint.synth import synthesize  # noqa: E402
 
 
 def _median_time(fn, repeat: int) -> tuple[float, list[float]]:

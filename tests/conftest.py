@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flatprint.ingest import ingest_release
-from flatprint.release.synth import synthesize
+from flatprint.synth import synthesize
 
 TEST_SCALE = 0.004
 

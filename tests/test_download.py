@@ -19,6 +19,7 @@ import io
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,13 +32,17 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import requests
 from click.testing import CliRunner
 from rich.console import Console
 
 import flatprint
 import flatprint.ingest
 from flatprint.errors import ReleaseError
-from flatprint.release import download as dl
+from flatprint import download as dl
+from flatprint.cli import download_command
+from flatprint.download.remote import _Http
+from flatprint.download.run import _DirectoryLock
 from flatprint.release.manifest import (
     GCS_HTTPS_BASE,
     MALE_CNS_V09,
@@ -663,7 +668,7 @@ def test_a_directory_with_too_many_failures_is_given_up(bucket, tmp_path):
 
 def test_not_enough_disk_space_stops_before_anything_is_written(bucket, tmp_path, monkeypatch):
     publish_real_layout(bucket)
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: DiskUsage(total=1 << 40, used=0, free=1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(total=1 << 40, used=0, free=1000))
     with pytest.raises(ReleaseError, match="not enough free disk space"):
         dl.download_release(tmp_path, mirror=bucket.url, options=FAST, console=quiet_console())
     assert [path.name for path in tmp_path.iterdir()] == [".flatprint-download.lock"]
@@ -671,7 +676,7 @@ def test_not_enough_disk_space_stops_before_anything_is_written(bucket, tmp_path
 
 def test_two_runs_cannot_write_the_same_directory(bucket, tmp_path):
     publish_real_layout(bucket)
-    with dl._DirectoryLock(tmp_path):
+    with _DirectoryLock(tmp_path):
         with pytest.raises(ReleaseError, match="another flatprint download"):
             dl.download_release(tmp_path, mirror=bucket.url, options=FAST, console=quiet_console())
     assert not bucket.log
@@ -714,11 +719,11 @@ def test_cli_downloads_then_ingests(bucket, tmp_path, monkeypatch):
                         lambda release_dir, store_path, force=False: calls.append((release_dir, store_path, force)),
                         raising=False)
     dest, store = tmp_path / "release", tmp_path / "store"
-    result = CliRunner().invoke(dl.download_command, [
+    result = CliRunner().invoke(download_command, [
         str(dest), "--tables", "annotations,weights", "--mirror", bucket.url, "--ingest", str(store)])
     assert result.exit_code == 1 and "--ingest needs every table" in result.output and "syn-points" in result.output
     assert not bucket.log
-    result = CliRunner().invoke(dl.download_command, [
+    result = CliRunner().invoke(download_command, [
         str(dest), "--mirror", bucket.url, "--ingest", str(store), "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert_files(dest, expected)
@@ -731,11 +736,11 @@ def test_cli_reports_errors_and_skips_ingest(bucket, tmp_path, monkeypatch):
     del bucket.objects[f"{FLAT}/connectome-weights-male-cns-v0.9-minconf-0.5.feather"]
     monkeypatch.setattr(flatprint.ingest, "ingest_release",
                         lambda *a, **k: pytest.fail("ingest must not run after a failed download"), raising=False)
-    result = CliRunner().invoke(dl.download_command, [
+    result = CliRunner().invoke(download_command, [
         str(tmp_path), "--mirror", bucket.url, "--ingest", str(tmp_path / "s")])
     assert result.exit_code == 1
     assert "HTTP 404" in result.output and "connectome-weights" in result.output
-    result = CliRunner().invoke(dl.download_command, [str(tmp_path), "--skeletons", "bogus"])
+    result = CliRunner().invoke(download_command, [str(tmp_path), "--skeletons", "bogus"])
     assert result.exit_code == 1 and "unknown skeleton 'bogus'" in result.output
 
 
@@ -806,7 +811,7 @@ def test_the_first_request_may_fail_briefly(tmp_path, monkeypatch):
     expected = publish_real_layout(bucket, {"weights": 20_000})
     port = bucket.server.server_address[1]
     attempts = []
-    original = dl._Http.session.fget
+    original = _Http.session.fget
 
     def session_that_refuses_twice(self):
         session = original(self)
@@ -817,12 +822,12 @@ def test_the_first_request_may_fail_briefly(tmp_path, monkeypatch):
             def flaky_send(request, **kwargs):
                 attempts.append(request.url)
                 if len(attempts) <= 2:
-                    raise dl.requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+                    raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
                 return send(request, **kwargs)
             session.send = flaky_send
         return session
 
-    monkeypatch.setattr(dl._Http, "session", property(session_that_refuses_twice))
+    monkeypatch.setattr(_Http, "session", property(session_that_refuses_twice))
     bucket.thread.start()
     try:
         dl.download_release(tmp_path, mirror=f"http://127.0.0.1:{port}", tables=["weights"], options=FAST,

@@ -1,4 +1,4 @@
-"""Tests for flatprint.release.morphology: skeletons, ROI volumes and meshes, body segmentation.
+"""Tests for flatprint.synth.morphology: skeletons, ROI volumes and meshes, body segmentation.
 
 Independent oracles: the release feathers read with pandas (tests/oracle.py), neuprint-python's
 SWC parser (strict: 7 single-space fields), navis, tensorstore (volumes), trimesh (meshes) and the
@@ -20,8 +20,8 @@ from scipy.spatial import cKDTree
 
 import oracle
 from flatprint.io.precomputed import decode_skeleton, read_obj, read_precomputed_skeleton
-from flatprint.release import rois as roimod
-from flatprint.release.morphology import (
+from flatprint.synth import rois as roimod
+from flatprint.synth.morphology import (
     CLUSTER_VX, SOMA_BALL_NM, box_surface_mesh, write_morphology, write_segmentation_volume,
 )
 
@@ -284,7 +284,7 @@ def test_box_surface_mesh_general_shapes():
 
 def test_batches_paint_the_same_segmentation(release):
     """Painting neurons in several batches gives the volume one batch gives (same tie rules)."""
-    from flatprint.release import morphology as M
+    from flatprint.synth import morphology as M
 
     neurons = M._neurons(release).iloc[:150].reset_index(drop=True)
     syn_neuron, syn_xyz = M._synapses(release, neurons["bodyId"].to_numpy())

@@ -51,6 +51,13 @@ def test_discovery_endpoints(api, release_dir):
     assert spec.status_code == 200 and json.loads(spec.text)["openapi"].startswith("3.")
 
 
+def test_create_app_mounts_the_explorer(api):
+    """The app tests build is the one `flatprint serve` runs: the explorer is part of create_app."""
+    home = api.get("/explorer/")
+    assert home.status_code == 200 and "text/html" in home.headers["content-type"]
+    assert DS in home.text
+
+
 def test_cached(api, release_dir):
     rc = api.get(f"/api/cached/roicompleteness?dataset={DS}").json()
     assert rc["columns"] == ["roi", "roipre", "roipost", "totalpre", "totalpost"]
@@ -159,7 +166,7 @@ def test_json_encoding_matches_neuprint_http():
     numbers, and integers beyond 64 bits still encoded (through the slower fallback)."""
     import numpy as np
 
-    from flatprint.server.app import encode_json
+    from flatprint.server.http import encode_json
 
     payload = {"name": "x", "children": [{"b": float("nan"), "a": np.float32(1.5)}],
                "data": [[np.int64(7), float("inf"), -float("inf"), None, True]]}

@@ -208,7 +208,7 @@ def test_manifest(release_dir):
 
 
 def test_deterministic_per_seed(release_factory, tmp_path):
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     again = synthesize(tmp_path / "again", scale=0.004, seed=0, progress=False)
     first = json.loads((release_factory(0) / "manifest.json").read_text())
@@ -219,7 +219,7 @@ def test_deterministic_per_seed(release_factory, tmp_path):
 
 def test_refuses_to_overwrite(release_dir):
     from flatprint.errors import ReleaseError
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     with pytest.raises(ReleaseError, match="not empty"):
         synthesize(release_dir, scale=0.004, seed=0, progress=False)
@@ -227,7 +227,7 @@ def test_refuses_to_overwrite(release_dir):
 
 def test_bad_scale(tmp_path):
     from flatprint.errors import ReleaseError
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     with pytest.raises(ReleaseError, match="--scale"):
         synthesize(tmp_path / "x", scale=0, seed=0, progress=False)
@@ -241,7 +241,7 @@ BLOCK_SCALE, BLOCK_SEED, BLOCK_PSDS = 0.002, 3, 60_000
 
 @pytest.fixture(scope="module")
 def blocked_release(tmp_path_factory):
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     out = tmp_path_factory.mktemp("blocked") / "release"
     synthesize(out, scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False, block_psds=BLOCK_PSDS)
@@ -253,8 +253,8 @@ def _read(release, table) -> pd.DataFrame:
 
 
 def test_blocked_release_has_many_blocks():
-    from flatprint.release.synth import BLOCK_PSDS as DEFAULT_BLOCK_PSDS
-    from flatprint.release.synth import _Builder
+    from flatprint.synth.generator import BLOCK_PSDS as DEFAULT_BLOCK_PSDS
+    from flatprint.synth.generator import _Builder
 
     b = _Builder(BLOCK_SCALE, BLOCK_SEED)
     b.make_types()
@@ -344,7 +344,7 @@ def test_blocked_files_format(blocked_release):
 
 
 def test_blocked_deterministic(blocked_release, tmp_path):
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     again = synthesize(tmp_path / "again", scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False,
                        block_psds=BLOCK_PSDS)
@@ -354,7 +354,7 @@ def test_blocked_deterministic(blocked_release, tmp_path):
 
 def test_relocation_and_occupancy_filter():
     """Cross-block uniqueness helpers: the filter has no false negatives; relocation yields free voxels."""
-    from flatprint.release.synth import _make_unique, _Occupancy, _point_key, _relocate
+    from flatprint.synth.generator import _make_unique, _Occupancy, _point_key, _relocate
 
     rng = np.random.default_rng(0)
     limit = np.array([5119, 7679, 2559])

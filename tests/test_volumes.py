@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import threading
 import time
 
@@ -18,8 +19,8 @@ from scipy.spatial import cKDTree
 
 import oracle
 from flatprint import volumes
-from flatprint.release import rois as roimod
-from flatprint.release.morphology import SOMA_BALL_NM
+from flatprint.synth import rois as roimod
+from flatprint.synth.morphology import SOMA_BALL_NM
 from flatprint.volumes import body_at, fetch_subvolume, open_volume, roi_at, roi_names
 from test_morphology import build_morphology_release
 
@@ -93,6 +94,33 @@ def test_roi_names_from_segment_properties(release):
     names = roi_names(release / BRAIN)
     assert names[h.primary.index("a'L(R)") + 1] == "a'L(R)"
     assert all(h.major_of_primary[n] != "VNC" for n in names.values())
+
+
+def test_a_volume_without_roi_names_is_an_error_naming_what_is_missing(release, points, tmp_path):
+    """Labels are a release's own numbering: without segment properties there are no names, and no
+    fallback to the synthetic numbering (a real volume would get wrong names silently)."""
+    import shutil
+
+    from flatprint.errors import FormatError
+
+    bare = tmp_path / "bare"
+    shutil.copytree(release / BRAIN, bare)
+    info = json.loads((bare / "info").read_text())
+    directory = info.pop("segment_properties")
+    (bare / "info").write_text(json.dumps(info))
+    xyz = points[["x", "y", "z"]].to_numpy()[:50]
+    np.testing.assert_array_equal(roi_at(xyz, bare), roi_at(xyz, release / BRAIN))  # labels still read
+    with pytest.raises(FormatError, match=r"bare: the ROI volume names no segment properties"):
+        roi_names(bare)
+    with pytest.raises(FormatError, match="segment_properties"):
+        roi_at(xyz, bare, names=True)
+    assert roi_at(xyz[:1], bare, names={0: "none"}, unspecified="?") in ("none", "?")  # names given: fine
+
+    listed = tmp_path / "listed"  # the info names the directory, but its file is gone
+    shutil.copytree(release / BRAIN, listed)
+    (listed / directory / "info").unlink()
+    with pytest.raises(FormatError, match=rf"listed/{directory}/info: the ROI volume's segment properties file"):
+        roi_names(listed)
 
 
 def test_dense_and_batched_reads_agree(release, points, monkeypatch):

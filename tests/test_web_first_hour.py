@@ -312,7 +312,6 @@ def two_datasets(store_path, tmp_path_factory):
     from flatprint.server import open_stores
     from flatprint.server.app import create_app
     from flatprint.server.auth import load_tokens
-    from flatprint.web import register
 
     second = tmp_path_factory.mktemp("second") / "store.duckdb"
     shutil.copy(store_path, second)
@@ -320,7 +319,6 @@ def two_datasets(store_path, tmp_path_factory):
     tokens.write_text(json.dumps({"token-a": {"datasets": [DS]}, "token-b": {"datasets": [OTHER_DS]},
                                   "token-admin": {"datasets": ["*"], "role": "admin"}}))
     app = create_app(open_stores([str(store_path), f"{second}={OTHER_DS}"]), grants=load_tokens(tokens))
-    register(app)
     with TestClient(app) as client:
         yield client
 

@@ -19,14 +19,11 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
 
 
 def build_app(store_paths):
-    """The server app over the stores, with the explorer registered (as create_app will do)."""
+    """The server app over the stores (create_app mounts the explorer, as `flatprint serve` does)."""
     from flatprint.server import open_stores
     from flatprint.server.app import create_app
-    from flatprint.web import register
 
-    app = create_app(open_stores([str(p) for p in store_paths]))
-    register(app)
-    return app
+    return create_app(open_stores([str(p) for p in store_paths]))
 
 
 def free_port() -> int:

@@ -14,6 +14,9 @@ from rich.text import Text
 
 from flatprint import __version__
 from flatprint.clickutil import FlatprintGroup
+from flatprint.download import DownloadOptions, download_release, missing_tables
+from flatprint.errors import ReleaseError
+from flatprint.release.manifest import DEFAULT_RELEASE
 
 console = Console(stderr=False)
 
@@ -33,7 +36,7 @@ def main():
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def synth(out_dir, scale, seed, force, no_morphology, quiet):
     """Write a synthetic Male CNS v0.9 release (real file names and schemas) to OUT_DIR."""
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
 
     manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force,
                           morphology=not no_morphology)
@@ -111,7 +114,7 @@ def _print_summary(store_path, as_json: bool = False):
 def demo(scale, seed, rebuild, serve, port):
     """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo, show its summary and serve it."""
     from flatprint.ingest import ingest_release, store_is_current
-    from flatprint.release.synth import synthesize
+    from flatprint.synth import synthesize
     from flatprint.store import flatprint_home
 
     home = flatprint_home() / "demo"
@@ -163,12 +166,62 @@ def serve(stores, host, port, http, timeout, workers, auth, memory_budget):
         echo=click.echo, memory_budget=memory_budget)
 
 
-def _register_optional_commands():
-    from flatprint.release.download import download_command
+# ------------------------------------------------------------------------------------------ download
+def _split_names(_ctx, _param, values) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    names: list[str] = []
+    for value in (values if isinstance(values, tuple) else (values,)):
+        names += [name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"]
+    return tuple(names)
 
+
+@main.command("download")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--release", "release_key", default=DEFAULT_RELEASE, show_default=True,
+              help="Release to download (dataset:tag).")
+@click.option("--tables", default=None, callback=_split_names, metavar="NAMES",
+              help="Comma-separated tables: annotations, neurotransmitters, stats, weights, syn-points, "
+                   "syn-partners, tbar-nt (default: all seven; 'none' for none).")
+@click.option("--skeletons", multiple=True, callback=_split_names, metavar="VARIANT",
+              help="Skeleton directories: swc, precomputed, mirrored-swc, mirrored-precomputed, "
+                   "unisex-template (repeat or comma-separate).")
+@click.option("--rois", is_flag=True, help="Also download the ROI volumes (neuroglancer precomputed).")
+@click.option("--mirror", metavar="URL",
+              help="Replace https://storage.googleapis.com in every URL (a local copy of the bucket, a cache).")
+@click.option("--ingest", "ingest_store", type=click.Path(path_type=Path), metavar="STORE",
+              help="Build a flatprint store at STORE once the download is complete.")
+@click.option("--workers", default=DownloadOptions.workers, show_default=True, type=click.IntRange(1, 64),
+              help="Parallel ranged requests for large files.")
+@click.option("--directory-workers", default=DownloadOptions.directory_workers, show_default=True,
+              type=click.IntRange(1, 128), help="Parallel requests for files of a directory.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the space needed, download nothing.")
+def download_command(dest: Path, release_key: str, tables, skeletons, rois: bool, mirror: str | None,
+                     ingest_store: Path | None, workers: int, directory_workers: int, dry_run: bool) -> None:
+    """Download a release (tables, skeletons, ROI volumes) into DEST; re-run to resume."""
+    options = DownloadOptions(workers=workers, directory_workers=directory_workers)
+    try:
+        if ingest_store is not None:  # fail now rather than after hours of downloading
+            missing = missing_tables(dest, release_key, tables)
+            if missing:
+                raise ReleaseError(f"--ingest needs every table, but these are neither selected nor in {dest}: "
+                                   f"{', '.join(missing)}")
+        download_release(dest, release_key, tables=tables, skeletons=skeletons or (), rois=rois,
+                         mirror=mirror, options=options, dry_run=dry_run)
+        if ingest_store is not None and not dry_run:
+            from flatprint.ingest import ingest_release
+
+            ingest_release(dest, ingest_store, force=False)
+    except ReleaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted; partial files are kept. Run the same command again to resume.", err=True)
+        raise SystemExit(130) from None
+
+
+def _register_optional_commands():
     from flatprint.export.cli import export_group
 
-    main.add_command(download_command, "download")
     main.add_command(export_group, "export")
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from flatprint.errors import FormatError
+
 __all__ = ["Volume", "body_at", "clear_cache", "fetch_subvolume", "open_volume", "roi_at", "roi_names"]
 
 VOXEL_NM = 8.0
@@ -284,20 +286,26 @@ def _combined(points: Any, sources: Any, scale: int, units: str) -> tuple[np.nda
 
 
 def roi_names(volume: Volume | str | os.PathLike) -> dict[int, str]:
-    """Label -> ROI name for an ROI volume: its segment properties (the ``label`` property of
-    the ``segment_properties`` directory named in its ``info``) when present, else the synthetic
-    release's primary ROI numbering (``rois.hierarchy().primary``, label = index + 1)."""
+    """Label -> ROI name for an ROI volume, from its segment properties (the ``label`` property of
+    the ``segment_properties`` directory its ``info`` names). A volume without them raises
+    FormatError naming what is missing: its labels are numbers only that release can name (pass
+    ``names={label: name}`` to :func:`roi_at` instead)."""
     volume = open_volume(volume)
     directory = volume.info.get("segment_properties") if volume.driver == "neuroglancer_precomputed" else None
-    if directory:
-        props = _read_json(_child_kvstore(volume.kvstore, directory), "info") or {}
-        inline = props.get("inline") or {}
-        for prop in inline.get("properties") or []:
-            if prop.get("type") == "label":
-                return {int(i): str(v) for i, v in zip(inline.get("ids", []), prop.get("values", []))}
-    from flatprint.release.rois import hierarchy
-
-    return {i + 1: name for i, name in enumerate(hierarchy().primary)}
+    if not directory:
+        raise FormatError(f"{volume.source}: the ROI volume names no segment properties (no \"segment_properties\" "
+                          "in its info file), so its labels have no ROI names; pass names={label: name}")
+    where = f"{volume.source.rstrip('/')}/{directory.strip('/')}/info"
+    props = _read_json(_child_kvstore(volume.kvstore, directory), "info")
+    if props is None:
+        raise FormatError(f"{where}: the ROI volume's segment properties file is missing or not JSON, "
+                          "so its labels have no ROI names; pass names={label: name}")
+    inline = props.get("inline") or {}
+    for prop in inline.get("properties") or []:
+        if prop.get("type") == "label":
+            return {int(i): str(v) for i, v in zip(inline.get("ids", []), prop.get("values", []))}
+    raise FormatError(f"{where}: the segment properties have no property of type \"label\", so the ROI "
+                      "volume's labels have no names; pass names={label: name}")
 
 
 def roi_at(points: Any, source: Any, scale: int = 0, *, units: str = "voxels",

@@ -1,18 +1,15 @@
-"""Shared pieces of the exporters: the atomic output directory and a DuckDB session over a store."""
+"""Shared pieces of the exporters: a DuckDB session over a store and SQL quoting (the atomic output
+directory is flatprint.io.publish.atomic_output)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
-import signal
-import threading
 from pathlib import Path
 
 import duckdb
 
-from flatprint.errors import StoreError
 from flatprint.store import Store
 
 
@@ -24,61 +21,6 @@ def q(name: str) -> str:
 def lit(value: str) -> str:
     """A quoted SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _clean_stale(out: Path, kind: str) -> None:
-    """Remove temporary directories of exports into ``out`` whose process is gone (e.g. SIGKILLed)."""
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:{re.escape(kind)}|old)-(?P<pid>\d+)$")
-    for entry in out.parent.glob(f".{out.name}.*-*"):
-        m = pattern.match(entry.name)
-        if not m or int(m["pid"]) == os.getpid():
-            continue
-        try:
-            os.kill(int(m["pid"]), 0)
-        except OSError:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, force: bool = False, kind: str = "export"):
-    """Yield a fresh temporary directory beside ``out``; rename it to ``out`` only on success.
-
-    An existing ``out`` is an error unless ``force``; then it is replaced only after the new export is
-    complete. On any error, Ctrl-C or SIGTERM the temporary directory is removed and ``out`` is
-    untouched; directories left by killed exports are removed by the next export into ``out``.
-    """
-    out = Path(out)
-    if out.exists() and not force:
-        raise StoreError(f"{out} already exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out, kind)
-    work = out.parent / f".{out.name}.{kind}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main else None
-
-    def on_term(signum, frame):  # turn SIGTERM into an exception so the temporary directory goes
-        raise KeyboardInterrupt(f"{kind} export terminated")
-
-    if in_main:
-        signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield work
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(work, out)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-        else:
-            os.replace(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

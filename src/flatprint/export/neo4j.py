@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from flatprint.errors import StoreError
-from flatprint.export._common import atomic_dir, column_types, lit, q, store_session
+from flatprint.export._common import column_types, lit, q, store_session
+from flatprint.io.publish import atomic_output
 
 ID_BODY = "Body-ID"
 ID_SYNSET = "SynSet-ID"
@@ -165,7 +166,7 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
     started = time.perf_counter()
     out = Path(out)
     files: list[dict] = []
-    with atomic_dir(out, force=force, kind="neo4j") as work, \
+    with atomic_output(out, "neo4j", force=force) as work, \
             store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta):
         ds = str(meta.get("dataset", "dataset"))
         _check_name(ds, "dataset")

@@ -26,7 +26,8 @@ from pathlib import Path
 import duckdb
 
 from flatprint.errors import FlatprintError
-from flatprint.export._common import atomic_dir, column_types, lit, q, store_session
+from flatprint.export._common import column_types, lit, q, store_session
+from flatprint.io.publish import atomic_output
 
 DEFAULT_BUCKETS = 64
 SINGLE_TABLES = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
@@ -68,7 +69,7 @@ def export_parquet(store_path: str | os.PathLike, out: str | os.PathLike, bucket
     started = time.perf_counter()
     out = Path(out)
     tables: dict[str, dict] = {}
-    with atomic_dir(out, force=force, kind="parquet") as work, \
+    with atomic_output(out, "parquet", force=force) as work, \
             store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta):
         for table in SINGLE_TABLES:
             order = {"segments": "bodyId", "segment_rois": "roi, bodyId", "connections": "body_pre, body_post",

@@ -23,10 +23,8 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 import shutil
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +37,7 @@ from flatprint import __version__
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.validate import ReleaseFiles, validate_release
 from flatprint.io.feather import batch_reader, iter_batches
+from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
 
@@ -719,25 +718,6 @@ def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> di
     return {"meta": meta, "internal": internal}
 
 
-_PARTIAL = re.compile(r"^\.(?P<name>.+)\.ingest-(?P<pid>\d+)$")
-
-
-def _clean_stale_partials(target: Path) -> None:
-    """Remove build directories left by ingests that were killed (their process is gone)."""
-    for entry in target.parent.glob(f".{target.name}.ingest-*"):
-        m = _PARTIAL.match(entry.name)
-        if not m:
-            continue
-        pid = int(m["pid"])
-        try:
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except OSError:
-            alive = False
-        if not alive:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def ingest_release(release_dir, store_path, force: bool = False, dataset: str = "male-cns:v0.9",
                    progress: bool = True, memory_limit: str = "6GB", threads: int | None = None,
                    buckets: int | None = None) -> dict:
@@ -752,42 +732,18 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str = 
         raise ReleaseError(f"dataset must be NAME:TAG, got {dataset!r}")
     name, tag = dataset.split(":", 1)
     files = validate_release(release_dir)  # before anything is written
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_partials(target)
-    work = target.parent / f".{target.name}.ingest-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    db_path = work / "store.duckdb"
     started = time.perf_counter()
-
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):  # turn SIGTERM into an exception so the build directory is removed
-        raise KeyboardInterrupt("ingest terminated")
-
-    in_main = _in_main_thread()
-    if in_main:
-        signal.signal(signal.SIGTERM, on_term)
-    try:
+    with atomic_output(target, "ingest", force=force, publish="store.duckdb") as work:
         built: dict = {}
         try:
-            _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, buckets, built)
+            _run_build(work / "store.duckdb", work, files, name, tag, memory_limit, threads, progress, buckets,
+                       built)
         except (duckdb.IOException, duckdb.OutOfMemoryException, OSError) as exc:
             if "No space left" in str(exc) or getattr(exc, "errno", None) == 28:
                 raise StoreError(f"{target.parent}: disk full while building the store ({exc}); "
                                  "nothing was written") from None
             raise
         result, stage = built["result"], built["stage"]
-        if target.exists():
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-        os.replace(db_path, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
     seconds = time.perf_counter() - started
     source_bytes = sum(p.stat().st_size for p in files.paths.values())
     return {
@@ -815,12 +771,6 @@ def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress,
         con.execute("CHECKPOINT")
     finally:
         con.close()
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def store_is_current(path) -> bool:

@@ -89,11 +89,8 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
         store.limit_memory(share, spill_bytes=share)
     sock = bind_socket(host, port)
     try:
-        app = create_app(stores, timeout=timeout, workers=workers, grants=grants)
-        from flatprint.web import register, warm
-
-        register(app)  # the web explorer at /explorer/
-        warm(app)  # autocomplete index and summaries, computed in the background
+        # the explorer's autocomplete index and summaries are computed in the background
+        app = create_app(stores, timeout=timeout, workers=workers, grants=grants, warm=True)
         scheme = "http" if http else "https"
         ssl = {}
         if not http:

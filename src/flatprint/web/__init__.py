@@ -1,7 +1,7 @@
 """flatprint.web: the web explorer (neuPrintExplorer's everyday pages), a thin layer over flatprint.query.
 
-``register(app)`` adds the pages under ``/explorer/`` to the server's FastAPI app; every page calls
-the query library through the server's state (``dataset_for(request, name)``, which checks the
+``register(app)`` adds the pages under ``/explorer/`` to the server's FastAPI app (the server's
+``create_app`` calls it); every page calls the query library through the server's state (``dataset_for(request, name)``, which checks the
 caller's token grants, and ``state.run``) and renders Jinja2 templates shipped in this package. plotly.js comes from the plotly Python
 package, so nothing is loaded from the network.
 """

@@ -23,6 +23,7 @@ from flatprint.errors import QueryError
 from flatprint.query import (Client, NeuronCriteria, connection_matrix, fetch_neurons, fetch_shortest_paths,
                              fetch_simple_connections, fetch_synapses)
 from flatprint.query.heavy import GROUPBY_CHOICES
+from flatprint.server.http import dataset_for, state_of, visible_datasets
 from flatprint.web import plots
 from flatprint.web.forms import group_criteria, search_criteria, searchable_properties
 from flatprint.web.snippets import call_code, criteria_code, snippet
@@ -59,8 +60,6 @@ def templates():
 
 
 def _state(request: Request):
-    from flatprint.server.app import state_of
-
     return state_of(request)
 
 
@@ -74,8 +73,6 @@ def client_of(store) -> Client:
 def _dataset(request: Request):
     """The page's dataset (default: the first one the caller's token may read), grant checked: a
     token limited to other datasets gets 403 (Forbidden), as on the API."""
-    from flatprint.server.app import dataset_for, visible_datasets
-
     name = request.query_params.get("dataset") or None
     if name is None:
         shown = visible_datasets(request)
@@ -123,8 +120,6 @@ class Links:
 
 # ------------------------------------------------------------------------------------------ rendering
 def render(request: Request, template: str, context: dict, status: int = 200) -> HTMLResponse:
-    from flatprint.server.app import visible_datasets
-
     name, store = context["dataset"], context["store"]
     links = Links(request, name)
     tables = context.get("tables") or []

@@ -11,7 +11,7 @@ import threading
 
 from fastapi import APIRouter, Request
 
-from flatprint.server.app import dataset_for, json_response
+from flatprint.server.http import dataset_for, json_response
 from flatprint.server.views.skeletons import skeleton_rows
 
 router = APIRouter()

@@ -12,8 +12,8 @@ from fastapi.responses import Response
 
 from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.errors import QueryError
-from flatprint.server.app import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
-                                  state_of)
+from flatprint.server.http import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
+                                   state_of)
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from flatprint import __version__
-from flatprint.server.app import NEUPRINT_HTTP_VERSION, json_response, require_admin, state_of
+from flatprint.server.http import NEUPRINT_HTTP_VERSION, json_response, require_admin, state_of
 
 router = APIRouter()
 

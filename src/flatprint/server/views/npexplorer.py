@@ -12,7 +12,7 @@ from flatprint.query import Client, NeuronCriteria
 from flatprint.query.connectivity import fetch_simple_connections
 from flatprint.query.criteria import check_rois
 from flatprint.query.neurons import neuron_rows
-from flatprint.server.app import dataset_for, json_response, read_json, state_of
+from flatprint.server.http import dataset_for, json_response, read_json, state_of
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from flatprint.server.app import dataset_for, error_response, json_response
+from flatprint.server.http import dataset_for, error_response, json_response
 
 router = APIRouter()
 

@@ -14,7 +14,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse
 
 from flatprint import __version__
-from flatprint.server.app import TOKEN_COOKIE, docs_assets, state_of, visible_datasets
+from flatprint.server.http import TOKEN_COOKIE, docs_assets, state_of, visible_datasets
 from flatprint.server.auth import AuthError, check, login_page, safe_next
 
 router = APIRouter()

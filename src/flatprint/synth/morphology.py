@@ -55,7 +55,7 @@ import pyarrow.feather as feather
 from flatprint.io.precomputed import PrecomputedSkeleton, encode_skeleton, write_obj
 from flatprint.io.swc import atomic_write, write_swc
 from flatprint.progress import progress_bar
-from flatprint.release import rois as roimod
+from flatprint.synth import rois as roimod
 from flatprint.release import tables as T
 
 __all__ = [

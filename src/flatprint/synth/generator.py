@@ -41,7 +41,7 @@ import pyarrow.feather as feather
 
 from flatprint.errors import ReleaseError
 from flatprint.progress import progress_bar
-from flatprint.release import rois as roimod
+from flatprint.synth import rois as roimod
 from flatprint.release import tables as T
 
 # Real release figures (v1.0 audits, see docs/schemas.md) that scale 1.0 reproduces.
@@ -1007,7 +1007,7 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
     """Write a synthetic release into ``out_dir`` atomically and return its manifest.
 
     With ``morphology`` (the default) the release also gets skeletons, ROI volumes and meshes and a
-    segmentation volume, laid out like the real release (flatprint.release.morphology).
+    segmentation volume, laid out like the real release (flatprint.synth.morphology).
     ``block_psds`` (default :data:`BLOCK_PSDS`) is the expected PSD count per generation block; it bounds
     memory. Changing it changes a multi-block release's content (still deterministic per value).
     """
@@ -1041,7 +1041,7 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
             manifest["files"].append({"table": key, "file": info["file"], "rows": info["rows"],
                                       "bytes": p.stat().st_size, "sha256": _sha256(p)})
         if morphology:
-            from flatprint.release.morphology import write_morphology
+            from flatprint.synth.morphology import write_morphology
 
             manifest["morphology"] = write_morphology(tmp, progress=progress)
         manifest["seconds"] = round(time.perf_counter() - started, 2)

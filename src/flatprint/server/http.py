@@ -1,0 +1,183 @@
+"""The server's HTTP base: what the API views and the web explorer share.
+
+The server state (datasets, bounded query pool, token grants) kept on the app, neuPrint's JSON
+answers and ``{"error": ...}`` responses, the lenient JSON body reader, and the token checks
+(:func:`dataset_for`, :func:`require_admin`). Views (``views/``) and ``flatprint.web`` import only
+this module; :mod:`flatprint.server.app` wires them into one app.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from flatprint.errors import FlatprintError, QueryError
+from flatprint.server.auth import Forbidden
+from flatprint.store import Store
+
+NEUPRINT_HTTP_VERSION = "1.7.4"  # neuprint-python checks >= 1.7.3 to enable the Arrow endpoint
+
+
+class ServerBusy(FlatprintError):
+    """Too many queries are waiting; the client should retry later (503)."""
+
+
+class NotFound(FlatprintError):
+    """A dataset, skeleton, mesh or route that does not exist (404, or 400 where neuPrint uses it)."""
+
+
+@dataclass
+class ServerState:
+    datasets: dict[str, Store]
+    timeout: float = 60.0
+    workers: int = 4
+    queue_limit: int = 64
+    started: float = 0.0
+    _waiting: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    limiter: Any = None
+    grants: dict | None = None  # token -> Grant with --auth; None = open local mode
+    max_body: int = 16 * 1024 * 1024
+    served: int = 0
+
+    def dataset(self, name: str | None) -> tuple[str, Store]:
+        if not name:
+            if len(self.datasets) == 1:
+                return next(iter(self.datasets.items()))
+            raise QueryError(f"dataset is required (one of {sorted(self.datasets)})")
+        if name not in self.datasets:
+            raise NotFound(f"dataset {name!r} not found (available: {', '.join(sorted(self.datasets))})")
+        return name, self.datasets[name]
+
+    async def run(self, fn, *args):
+        """Run blocking work in the bounded pool; refuse with 503 when the queue is full."""
+        with self._lock:
+            if self._waiting >= self.queue_limit:
+                raise ServerBusy("server busy: too many queries waiting, retry later")
+            self._waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+
+def _default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode()
+    return str(value)
+
+
+def _clean(value):
+    """NaN/inf are not JSON: neuPrint answers null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode_json(payload) -> bytes:
+    """JSON bytes as neuPrintHTTP answers: keys sorted (neuprintr's roiHierarchy walker needs
+    "children" before "name", neuprintr-protocol.md), NaN and infinity as null."""
+    try:
+        # orjson writes NaN/inf as null itself and is ~10x faster than json on large results
+        return orjson.dumps(payload, default=_default, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+        return json.dumps(_clean(payload), sort_keys=True, default=_default, allow_nan=False).encode()
+
+
+def json_response(payload, status_code: int = 200) -> Response:
+    return Response(encode_json(payload), status_code=status_code, media_type="application/json")
+
+
+def encoded_json_response(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def error_response(message: str, status_code: int = 400, headers: dict | None = None) -> Response:
+    resp = json_response({"error": message}, status_code)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+async def read_json(request: Request) -> dict:
+    """Lenient JSON body: neuprintr sends raw newlines inside strings (strict=False accepts them)."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8", errors="replace"), strict=False)
+    except ValueError as exc:
+        raise QueryError(f"request body is not valid JSON ({exc}); escape double quotes in the Cypher text") from None
+    if not isinstance(body, dict):
+        raise QueryError("request body must be a JSON object")
+    return body
+
+
+def docs_assets() -> Path:
+    """Swagger UI's files as the fastapi-offline package ships them: /api/docs loads nothing from the
+    network (FastAPI's default page takes them from a CDN, so it is blank offline)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
+TOKEN_COOKIE = "flatprint_token"
+#: Paths where the token cookie stands in for the Authorization header (pages a browser opens).
+COOKIE_PATHS = ("/explorer/", "/api/docs", "/api/openapi.json")
+#: Paths anyone may fetch: static files and the explorer's login form.
+PUBLIC_PATHS = ("/explorer/static/", "/api/docs/static/", "/explorer/login")
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.flatprint
+
+
+def visible_datasets(request: Request) -> list[str]:
+    """The dataset keys the caller's token may read (every one in open mode), sorted."""
+    state = state_of(request)
+    grant = getattr(request.state, "grant", None)
+    if state.grants is not None and grant is None:
+        return []
+    return sorted(k for k in state.datasets if grant is None or grant.allows(k))
+
+
+def dataset_for(request: Request, name: str | None) -> tuple[str, Store]:
+    """Resolve the dataset a request names and check the caller's token may read it."""
+    state = state_of(request)
+    grant = getattr(request.state, "grant", None)
+    if grant is not None and name and name not in state.datasets:  # name only the datasets this token may read
+        raise NotFound(f"dataset {name!r} not found (available: {', '.join(visible_datasets(request))})")
+    key, store = state.dataset(name)
+    if grant is not None and not grant.allows(key):
+        raise Forbidden(f"this token may not read dataset {key!r}")
+    return key, store
+
+
+def require_admin(request: Request) -> None:
+    grant = getattr(request.state, "grant", None)
+    if state_of(request).grants is not None and (grant is None or grant.role != "admin"):
+        raise Forbidden("admin token required")
