@@ -388,6 +388,18 @@ class Execution:
     def run_arrow(self, sql: str, tables: dict | None = None) -> pa.Table:
         return self._run(sql, tables, lambda cursor: cursor.sql(sql).to_arrow_table())
 
+    def run_arrow_checked(self, sql: str, tables: dict | None = None) -> pa.Table:
+        """run_arrow for results of any size: record batches, with the deadline and the memory budget
+        checked between them (an Arrow table grows outside DuckDB's memory limit)."""
+        def fetch(cursor):
+            reader = cursor.sql(sql).to_arrow_reader(_FETCH_ROWS)
+            batches = []
+            for batch in reader:
+                batches.append(batch)
+                self.deadline.check(batch.num_rows)
+            return pa.Table.from_batches(batches, reader.schema)
+        return self._run(sql, tables, fetch)
+
     def _run(self, sql: str, tables: dict | None, fetch):
         self.deadline.check()
         watch = _WATCHDOG.watch(self.cursor, self.deadline)
@@ -586,14 +598,13 @@ class Execution:
 
     def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan) -> list[list]:
         """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``."""
-        table = self.run_arrow(sql, tables)
-        self.deadline.check(table.num_rows)
+        table = self.run_arrow_checked(sql, tables)
         maps = {}
         for name, (variable, removed) in wholes.items():
             index = names.index(name)
             ids = pc.unique(table.column(index).combine_chunks().drop_null())
-            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow, ids, removed)
-        rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow, self.deadline.check)
+            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow_checked, ids, removed)
+        rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow_checked, self.deadline.check)
         return rows
 
     def _whole_nodes(self, kind: str, removed, keys: list) -> list:
