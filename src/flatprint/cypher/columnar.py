@@ -14,6 +14,8 @@ a float, 0.87175071239471435 as Python's repr has it); NaN and infinity become n
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -118,8 +120,16 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
     row_sql = " || ',' || ".join(cells)
     texts = run_arrow(f"SELECT '[' || {row_sql} || ']' AS row FROM answer", {"answer": answer}).column("row")
     rows: list[list] = []
-    for start in range(0, len(texts), BLOCK_ROWS):
-        block = texts.slice(start, BLOCK_ROWS).to_pylist()
-        rows.extend(orjson.loads("[" + ",".join(block) + "]"))
-        check_rows(len(block))
+    # Parsing creates millions of containers, each of which would count towards a run of Python's
+    # cyclic garbage collector (which then walks every row so far): off while parsing, it is 10x faster.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for start in range(0, len(texts), BLOCK_ROWS):
+            block = texts.slice(start, BLOCK_ROWS).to_pylist()
+            rows.extend(orjson.loads("[" + ",".join(block) + "]"))
+            check_rows(len(block))
+    finally:
+        if collecting:
+            gc.enable()
     return rows, arrow
