@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from flatprint.cypher import ast
+from flatprint.cypher import ast, columnar
 from flatprint.cypher.evaluator import (Evaluator, check_expression, contains_aggregate, is_aggregate, truthy,
                                         unsupported)
 from flatprint.cypher.memory import MemoryBudgetError, QueryUsage, memory_budget
@@ -67,12 +68,16 @@ class CypherResult:
 
     columns: list[str]
     data: list[list] = field(default_factory=list)
+    arrow: pa.Table | None = None  # the Arrow answer when the engine built it column-wise
+
 
     def to_dict(self) -> dict:
         return {"columns": self.columns, "data": self.data}
 
     def to_arrow(self) -> pa.Table:
         """An Arrow table; a column of nested values (maps, lists of mixed types) holds JSON text."""
+        if self.arrow is not None:
+            return self.arrow
         arrays = []
         for index, _ in enumerate(self.columns):
             values = [row[index] for row in self.data]
@@ -101,14 +106,18 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
     check_query(query)
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
+    execution.columnar_allowed = len(query.parts) == 1
     try:
         columns, rows = execution.run_query(query)
-        if not execution.entities_complete:
-            execution.complete_entities(rows)
-        data = output_rows(rows, deadline)
+        if execution.columnar_arrow is not None:  # rows are parsed JSON already
+            data = rows
+        else:
+            if not execution.entities_complete:
+                execution.complete_entities(rows)
+            data = output_rows(rows, deadline)
         if deadline.usage is not None:
             deadline.usage.ensure_room_for_answer()
-        return CypherResult(columns, data)
+        return CypherResult(columns, data, arrow=execution.columnar_arrow)
     except duckdb.InterruptException:
         raise deadline.error() from None
     except (TypeError, ValueError, ArithmeticError, IndexError, KeyError, AttributeError, RecursionError) as exc:
@@ -354,6 +363,8 @@ class Execution:
         self.params = params
         self.needed_props = needed_props
         self.entities_complete = False  # run_query's rows need no complete_entities pass
+        self.columnar_allowed = False  # the top-level query of one part may be answered column-wise
+        self.columnar_arrow: pa.Table | None = None  # set when it was (its rows are then final)
         self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)
 
     # -- SQL with the deadline
@@ -376,6 +387,18 @@ class Execution:
 
     def run_arrow(self, sql: str, tables: dict | None = None) -> pa.Table:
         return self._run(sql, tables, lambda cursor: cursor.sql(sql).to_arrow_table())
+
+    def run_arrow_checked(self, sql: str, tables: dict | None = None) -> pa.Table:
+        """run_arrow for results of any size: record batches, with the deadline and the memory budget
+        checked between them (an Arrow table grows outside DuckDB's memory limit)."""
+        def fetch(cursor):
+            reader = cursor.sql(sql).to_arrow_reader(_FETCH_ROWS)
+            batches = []
+            for batch in reader:
+                batches.append(batch)
+                self.deadline.check(batch.num_rows)
+            return pa.Table.from_batches(batches, reader.schema)
+        return self._run(sql, tables, fetch)
 
     def _run(self, sql: str, tables: dict | None, fetch):
         self.deadline.check()
@@ -436,6 +459,8 @@ class Execution:
                     if isinstance(following, ast.Return):
                         # every node in these rows already holds its whole property map
                         self.entities_complete = True
+                        if self.columnar_arrow is not None:
+                            return names, rows
                         return names, [[r[n] for n in names] for r in rows]
                     rows = self._with_where(following, rows)
                     position += 2
@@ -468,6 +493,7 @@ class Execution:
         otherwise (then the match runs alone and the evaluator projects)."""
         if not isinstance(projection, (ast.With, ast.Return)) or projection.star or match.optional or not rows:
             return None
+        final = isinstance(projection, ast.Return) and self.columnar_allowed
         expressions = [item.expression for item in projection.items]
         aggregating = any(contains_aggregate(e) for e in expressions)
         if any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
@@ -542,6 +568,9 @@ class Execution:
             if skip:
                 sql += f" OFFSET {skip}"
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
+        if final and order is not None and not roi_infos and not points and \
+                all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values()):
+            return names, self._columnar(sql, tables, names, wholes, plan)
         results = self.run_sql(sql, tables)
         self.deadline.check()
         # Column by column: one type test per column instead of per value (large results are
@@ -566,6 +595,17 @@ class Execution:
         self.deadline.check()
         projected = [dict(zip(names, values)) for values in zip(*columns)]
         return names, self._order_skip_limit(projection, names, expressions, projected)
+
+    def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan) -> list[list]:
+        """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``."""
+        table = self.run_arrow_checked(sql, tables)
+        maps = {}
+        for name, (variable, removed) in wholes.items():
+            index = names.index(name)
+            ids = pc.unique(table.column(index).combine_chunks().drop_null())
+            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow_checked, ids, removed)
+        rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow_checked, self.deadline.check)
+        return rows
 
     def _whole_nodes(self, kind: str, removed, keys: list) -> list:
         """Node keys -> nodes (RETURN n) or property maps (apoc.map.removeKeys(n, [...])).

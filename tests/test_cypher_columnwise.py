@@ -1,0 +1,305 @@
+"""Answers the engine builds column-wise (synapse maps and rows as JSON in SQL, cypher/columnar.py).
+
+Rows of fetch_synapse_connections' and fetch_synapses' Cypher and of custom queries returning maps
+are compared with pandas on the raw feathers (tests/oracle.py), the JSON endpoint with the Arrow
+endpoint of a real `flatprint serve`, and neuprint-python's frames through it with the library's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import requests
+
+import flatprint
+from flatprint.cypher.engine import execute
+from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
+from flatprint.store import Store
+from oracle import load, oracle_segments, roi_chains
+from server_fixture import running_server
+
+DS = "male-cns:v0.9"
+NT_NAMES = {"nt_acetylcholine_prob": "ntAcetylcholineProb", "nt_dopamine_prob": "ntDopamineProb",
+            "nt_gaba_prob": "ntGabaProb", "nt_glutamate_prob": "ntGlutamateProb",
+            "nt_histamine_prob": "ntHistamineProb", "nt_octopamine_prob": "ntOctopamineProb",
+            "nt_serotonin_prob": "ntSerotoninProb"}
+
+# fetch_synapse_connections' Cypher for one body pair as neuprint-python 0.6.4 sends it (nt='max')
+PAIR_CYPHER = """
+    MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment),
+          (n)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m),
+          (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)
+    WHERE n.bodyId = {pre} AND m.bodyId = {post}
+    WITH DISTINCT n, m, ns, ms, e
+    WHERE e.weight >= 1
+    WITH n, m, ns, ms
+    WHERE (ns.confidence > 0.5) AND (ns.type = 'pre')
+    WITH n, m, ns, ms
+    WHERE (ms.confidence > 0.5) AND (ms.type = 'post')
+    RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post,
+           ns.location.x as ux, ns.location.y as uy, ns.location.z as uz,
+           ms.location.x as dx, ms.location.y as dy, ms.location.z as dz,
+           ns.confidence as confidence_pre, ms.confidence as confidence_post,
+           apoc.map.removeKeys(ns, ['location', 'confidence', 'type']) as info_pre,
+           apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post,
+           ns.ntAcetylcholineProb as ntAcetylcholineProb, ns.ntGabaProb as ntGabaProb
+"""
+
+# fetch_synapses' Cypher shape: the whole synapse node
+SYNAPSES_CYPHER = """
+    MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse)
+    WHERE n.bodyId IN [{bodies}]
+    RETURN n.bodyId AS bodyId, s
+"""
+
+
+@pytest.fixture(scope="module")
+def store(store_path):
+    s = Store.open(store_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def server(store_path, tmp_path_factory):
+    home = tmp_path_factory.mktemp("columnwise-home")
+    with running_server([str(store_path)], home) as (url, cert):
+        yield url, str(cert)
+
+
+# ---- the oracle: pandas on the feathers
+
+
+@pytest.fixture(scope="module")
+def synapse_points(release_dir):
+    """Every synapse point with its ROI flags (the point's primary and major ROI with their ancestors)
+    and, for T-bars, its neurotransmitter probabilities; indexed by (x, y, z, kind)."""
+    points = load(release_dir, "syn-points").reset_index()
+    chains = roi_chains(release_dir)
+    flags = []
+    for primary, major in zip(points["primary"].astype(str), points["major"].astype(str)):
+        rois = set()
+        for roi in (primary, major):
+            if roi != "<unspecified>":
+                rois |= set(chains.get(roi, [roi]))
+        flags.append({r: True for r in rois})
+    points["flags"] = flags
+    nt = load(release_dir, "tbar-nt")[["x", "y", "z", *NT_NAMES]].rename(columns=NT_NAMES)
+    pre = points[points["kind"] == "PreSyn"].merge(nt, on=["x", "y", "z"], how="left")
+    post = points[points["kind"] == "PostSyn"]
+    return pre.set_index(["x", "y", "z"]), post.set_index(["x", "y", "z"])
+
+
+def _pre_map(row) -> dict:
+    out = dict(row["flags"])
+    for name in NT_NAMES.values():
+        value = row[name]
+        if not pd.isna(value):
+            out[name] = float(value)
+    return out
+
+
+def oracle_pair_rows(release_dir, synapse_points, pre_body, post_body) -> list:
+    pre_points, post_points = synapse_points
+    partners = load(release_dir, "syn-partners")
+    p = partners[(partners.body_pre == pre_body) & (partners.body_post == post_body)
+                 & (partners.conf_pre > 0.5) & (partners.conf_post > 0.5)]
+    rows = []
+    for r in p.itertuples():
+        pre = pre_points.loc[(r.x_pre, r.y_pre, r.z_pre)]
+        post = post_points.loc[(r.x_post, r.y_post, r.z_post)]
+        pre = pre.iloc[0] if isinstance(pre, pd.DataFrame) else pre
+        post = post.iloc[0] if isinstance(post, pd.DataFrame) else post
+        info_pre = _pre_map(pre)
+        rows.append([int(r.body_pre), int(r.body_post), int(r.x_pre), int(r.y_pre), int(r.z_pre), int(r.x_post),
+                     int(r.y_post), int(r.z_post), float(r.conf_pre), float(r.conf_post), info_pre,
+                     dict(post["flags"]), info_pre.get("ntAcetylcholineProb"), info_pre.get("ntGabaProb")])
+    return rows
+
+
+def oracle_synapse_rows(release_dir, synapse_points, bodies) -> list:
+    pre_points, post_points = synapse_points
+    rows = []
+    for kind, frame in (("pre", pre_points), ("post", post_points)):
+        frame = frame.reset_index()
+        for _, r in frame[frame["body"].isin(bodies)].iterrows():
+            props = _pre_map(r) if kind == "pre" else dict(r["flags"])
+            props.update({"type": kind, "confidence": float(r["conf"]),
+                          "location": {"type": "Point", "coordinates": [int(r["x"]), int(r["y"]), int(r["z"])]}})
+            rows.append([int(r["body"]), props])
+    return rows
+
+
+def canonical(rows) -> list:
+    """Rows comparable regardless of order; floats to 6 significant digits, point crs dropped, and
+    the value types (int / float / bool / str / None) kept so that 1 and 1.0 differ."""
+    def value(v):
+        if isinstance(v, dict):
+            v = {k: x for k, x in v.items() if k != "crs"}
+            return tuple(sorted((k, value(x)) for k, x in v.items()))
+        if isinstance(v, list):
+            return tuple(value(x) for x in v)
+        if isinstance(v, float):
+            return ("float", float(f"{v:.6g}"))
+        return (type(v).__name__, v)
+    return sorted((tuple(value(v) for v in row) for row in rows), key=repr)
+
+
+# ---- the endpoints
+
+
+def post_json(server, cypher) -> dict:
+    url, cert = server
+    r = requests.post(f"{url}/api/custom/custom", json={"cypher": cypher, "dataset": DS}, verify=cert, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def post_arrow_rows(server, cypher, columns) -> list:
+    """The Arrow endpoint's answer as JSON rows: map columns travel as JSON text."""
+    url, cert = server
+    r = requests.post(f"{url}/api/custom/arrow", json={"cypher": cypher, "dataset": DS}, verify=cert, timeout=120)
+    assert r.status_code == 200, r.text
+    table = pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
+    assert table.num_columns == len(columns)
+    out = []
+    for row in table.to_pylist():
+        cells = []
+        for value in row.values():
+            if isinstance(value, str) and value[:1] in "{[":
+                value = json.loads(value)
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            cells.append(value)
+        out.append(cells)
+    return out
+
+
+@pytest.fixture(scope="module")
+def strong_pair(release_dir):
+    """The pair of neurons with the most synapses between them."""
+    weights = load(release_dir, "weights")
+    neurons = set(oracle_segments(release_dir).query("is_neuron").index)
+    w = weights[weights.body_pre.isin(neurons) & weights.body_post.isin(neurons)]
+    top = w.sort_values("weight", ascending=False).iloc[0]
+    return int(top.body_pre), int(top.body_post)
+
+
+def test_pair_rows_equal_the_oracle_on_every_path(store, server, release_dir, synapse_points, strong_pair):
+    cypher = PAIR_CYPHER.format(pre=strong_pair[0], post=strong_pair[1])
+    want = canonical(oracle_pair_rows(release_dir, synapse_points, *strong_pair))
+    assert len(want) > 20
+    result = execute(store, cypher)
+    assert result.arrow is not None, "the pair query should be built column-wise"
+    assert canonical(result.data) == want
+    answer = post_json(server, cypher)
+    assert canonical(answer["data"]) == want
+    assert canonical(post_arrow_rows(server, cypher, answer["columns"])) == want
+    # ints stay ints, floats floats: coordinates and bodies are JSON integers, confidences floats
+    first = answer["data"][0]
+    assert all(type(v) is int for v in first[:8]) and all(type(v) is float for v in first[8:10])
+
+
+def test_whole_synapse_nodes_equal_the_oracle(store, server, release_dir, synapse_points, strong_pair):
+    bodies = list(strong_pair)
+    cypher = SYNAPSES_CYPHER.format(bodies=", ".join(map(str, bodies)))
+    want = canonical(oracle_synapse_rows(release_dir, synapse_points, bodies))
+    result = execute(store, cypher)
+    assert result.arrow is not None
+    assert canonical(result.data) == want
+    answer = post_json(server, cypher)
+    assert canonical(answer["data"]) == want
+    assert canonical(post_arrow_rows(server, cypher, answer["columns"])) == want
+    crs = answer["data"][0][1]["location"]["crs"]
+    assert crs["srid"] == 9157 and crs["name"] == "cartesian-3d"
+
+
+def test_ordered_limited_and_plain_values(store, server, release_dir):
+    """ORDER BY / LIMIT done in SQL keep their order; plain columns (string, float, bool, null)."""
+    cypher = ("MATCH (n:Neuron) WHERE n.pre > 0 RETURN n.bodyId AS bodyId, n.type AS type, n.pre AS pre, "
+              "n.pre > 100 AS big, null AS nothing, n.pre * 0.5 AS half ORDER BY n.pre DESC, bodyId LIMIT 50")
+    segs = oracle_segments(release_dir).query("is_neuron and pre > 0").reset_index()
+    segs = segs.sort_values(["pre", "bodyId"], ascending=[False, True]).head(50)
+    want = [[int(b), None if pd.isna(t) else t, int(p), bool(p > 100), None, p * 0.5]
+            for b, t, p in zip(segs.bodyId, segs.type, segs.pre)]
+    result = execute(store, cypher)
+    assert result.arrow is not None
+    assert result.data == want
+    assert [type(v) for v in result.data[0]] == [int, str if want[0][1] else type(None), int, bool, type(None),
+                                                 float]
+    assert post_json(server, cypher)["data"] == want
+    assert post_arrow_rows(server, cypher, result.columns) == want
+
+
+def test_maps_lists_and_collect_agree_between_endpoints(server, release_dir, strong_pair):
+    """Shapes that still take the row-wise path (collect, map and list literals) answer the same on
+    both endpoints and as the oracle says."""
+    pre = strong_pair[0]
+    cypher = (f"MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) WHERE n.bodyId = {pre} "
+              "RETURN n.bodyId AS bodyId, s.type AS kind, count(*) AS n, collect(s.location.x) AS xs, "
+              "{body: n.bodyId, kind: s.type} AS m, [n.bodyId, s.type] AS l")
+    points = load(release_dir, "syn-points")
+    mine = points[points.body == pre]
+    want = []
+    for kind, name in (("PreSyn", "pre"), ("PostSyn", "post")):
+        xs = mine[mine.kind == kind].x
+        want.append([pre, name, len(xs), sorted(int(x) for x in xs), {"body": pre, "kind": name}, [pre, name]])
+    answer = post_json(server, cypher)
+    arrow = post_arrow_rows(server, cypher, answer["columns"])
+    for rows in (answer["data"], arrow):
+        got = sorted(([r[0], r[1], r[2], sorted(r[3]), r[4], r[5]] for r in rows), key=lambda r: r[1])
+        assert got == sorted(want, key=lambda r: r[1])
+
+
+def same_frames(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:
+    """Equal rows (any order); a missing ROI is None in one frame and NaN in the other."""
+    def tidy(df):
+        df = df.sort_values(keys).reset_index(drop=True)
+        for col in df.columns:
+            if not pd.api.types.is_numeric_dtype(df[col]):
+                df[col] = df[col].astype(object).where(df[col].notna(), None)
+        return df
+    assert got.columns.tolist() == want.columns.tolist()
+    pd.testing.assert_frame_equal(tidy(got), tidy(want), check_dtype=False)
+
+
+def test_neuprint_python_frames_equal_the_library(server, store_path):
+    neuprint = pytest.importorskip("neuprint")
+    url, cert = server
+    npc = neuprint.Client(url, dataset=DS, token="local", verify=cert, progress=False)
+    fpc = flatprint.Client(store_path)
+    try:
+        types = fpc.frame("SELECT a.type FROM connections c JOIN segments a ON a.bodyId = c.body_pre "
+                          "JOIN segments b ON b.bodyId = c.body_post WHERE a.type = b.type AND a.is_neuron "
+                          "AND b.is_neuron GROUP BY 1 ORDER BY sum(c.weight) DESC LIMIT 1")["type"].tolist()
+        kind = types[0]
+        want = flatprint.fetch_synapse_connections(flatprint.NeuronCriteria(type=kind),
+                                                   flatprint.NeuronCriteria(type=kind), client=fpc)
+        got = neuprint.fetch_synapse_connections(neuprint.NeuronCriteria(type=kind),
+                                                 neuprint.NeuronCriteria(type=kind), client=npc)
+        assert len(want) > 100
+        keys = ["bodyId_pre", "bodyId_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
+        same_frames(got, want, keys)
+        for nt in (None, "max"):
+            want = flatprint.fetch_synapses(flatprint.NeuronCriteria(type=kind), nt=nt, client=fpc)
+            got = neuprint.fetch_synapses(neuprint.NeuronCriteria(type=kind), nt=nt, client=npc)
+            keys = ["bodyId", "type", "x", "y", "z"]
+            same_frames(got, want, keys)
+    finally:
+        fpc.close()
+
+
+def test_memory_budget_stops_a_large_columnwise_answer(store):
+    cypher = "MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) RETURN n.bodyId AS bodyId, s"
+    assert execute(store, cypher + " LIMIT 10").arrow is not None
+    set_memory_budget(64 * 2**20)  # far below what the process holds already
+    try:
+        with pytest.raises(MemoryBudgetError, match="memory budget of 64 MiB"):
+            execute(store, cypher)
+    finally:
+        set_memory_budget(None)
