@@ -116,22 +116,27 @@ def test_explosive_queries_stay_within_the_budget(server, store_1pct):
 
 
 def test_others_are_served_while_a_query_explodes(server):
-    outcome = {}
+    # The cross product may hit the budget within a fraction of a second: run it again (a few times
+    # at most) until at least one simple lookup was answered while it was still running.
+    latencies: list[float] = []
+    for _attempt in range(5):
+        outcome = {}
 
-    def explode():
-        outcome["answer"] = cypher(server, EXPLOSIVE["cross product of three node sets"])
+        def explode():
+            outcome["answer"] = cypher(server, EXPLOSIVE["cross product of three node sets"])
 
-    thread = threading.Thread(target=explode)
-    thread.start()
-    time.sleep(0.3)
-    latencies = []
-    while thread.is_alive() and len(latencies) < 50:
-        started = time.monotonic()
-        simple = cypher(server, SIMPLE, timeout=10)
-        latencies.append(time.monotonic() - started)
-        assert simple.status_code == 200 and simple.json()["data"][0][0] == "DNge104"
-    thread.join()
-    assert outcome["answer"].status_code == 400 and "memory budget" in outcome["answer"].json()["error"]
+        thread = threading.Thread(target=explode)
+        thread.start()
+        time.sleep(0.05)
+        while thread.is_alive() and len(latencies) < 50:
+            started = time.monotonic()
+            simple = cypher(server, SIMPLE, timeout=10)
+            latencies.append(time.monotonic() - started)
+            assert simple.status_code == 200 and simple.json()["data"][0][0] == "DNge104"
+        thread.join()
+        assert outcome["answer"].status_code == 400 and "memory budget" in outcome["answer"].json()["error"]
+        if latencies:
+            break
     assert latencies and max(latencies) < 2.0, latencies
 
 
