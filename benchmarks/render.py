@@ -567,6 +567,41 @@ def server_lines(srv: dict) -> list[str]:
     return lines
 
 
+def indirect_section(doc: dict) -> list[str]:
+    """benchmarks/indirect.py: 4 hops from one cell type to every neuron, flatprint vs scipy."""
+    lines = ["## Indirect connectivity (fetch_indirect)", "",
+             "`benchmarks/indirect.py` — effective input fractions from one cell type to every neuron over "
+             "each of 1..k hops: `fetch_indirect(NC(type=T), None, hops=k, groupby=('type', None))` on the "
+             "store against an expert's pandas + scipy.sparse script (the :Neuron set from only the needed "
+             "columns of body-annotations and body-stats, the neuron-neuron rows of connectome-weights, the "
+             "CSC matrix built and column-normalised once, then `v = A.T @ v` per hop). Each engine runs in its "
+             "own worker process; *prepare* (flatprint: building its cached whole-graph matrix; scipy: reading "
+             "the feathers and building the matrix) is timed apart from the queries. Every repetition asks for "
+             "another cell type (same list for both); medians. Peak RSS is the worker's VmHWM. Both sides' "
+             "answers (every neuron, every hop) are compared in full.", ""]
+    header = ["scale", "date", "neurons", "matrix nnz", "hops", "engine", "prepare s", "prepare peak RSS GiB",
+              "query ms (median)", "query ms (runs)", "peak RSS GiB", "answers agree"]
+    rows = []
+    for entry in doc.get("scales", []):
+        for name, run in entry.get("engines", {}).items():
+            rows.append([f"{entry.get('scale'):g}", (entry.get("date") or "")[:10], f"{run.get('neurons', 0):,}",
+                         f"{run.get('matrix_nnz', 0):,}", entry.get("hops"), name, f"{run.get('prepare_s', 0):.2f}",
+                         gib(run.get("prepare_peak_rss_bytes")), ms(run.get("query_median_s")),
+                         ", ".join(ms(t) for t in run.get("query_s", [])), gib(run.get("peak_rss_bytes")),
+                         "yes" if entry.get("answers_agree") else "**NO**"])
+    lines += table(header, rows, ["---"] * 2 + ["---:"] * 3 + ["---"] + ["---:"] * 5 + ["---"]) + [""]
+    for entry in doc.get("scales", []):
+        m = entry.get("machine") or {}
+        lines.append(f"- scale {entry.get('scale'):g}: types {', '.join(entry.get('types', {}).get('timed', []))} "
+                     f"(warm-up {entry.get('types', {}).get('warmup')}); neurons reached at the last hop "
+                     f"{entry.get('neurons_reached_last_hop')}; max |difference| {entry.get('max_abs_diff', 0):.1e}; "
+                     f"load average {m.get('loadavg_at_start')} at start (commit {m.get('git_commit') or '?'})")
+    notes = doc.get("notes")
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return lines + [""]
+
+
 def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     docs = {}
     for path in sorted(results_dir.glob("*.json")):
@@ -593,19 +628,22 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
         fig = figure(docs["queries"], png)
         rel = png.name if png.parent == out.parent else str(png)
         lines += queries_section(docs["queries"], rel if fig else None)
+    if "indirect" in docs and isinstance(docs["indirect"], dict):
+        lines += indirect_section(docs["indirect"])
     analysis = C.BENCH_DIR / "analysis.md"
     if analysis.exists():  # hand-written findings (profiles, causes) kept next to the scripts
         lines += [analysis.read_text().rstrip(), ""]
     for name, doc in docs.items():
         if name == "server" and isinstance(doc, dict) and doc.get("results"):
             lines += ["## server (standalone run)", ""] + server_lines(doc)
-        elif name not in ("ingest", "queries") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
+        elif name not in ("ingest", "queries", "indirect") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
             lines += generic_section(name, doc)
     lines += ["## Reproduce", "", "```sh",
               ".venv/bin/python benchmarks/run.py --scale 0.01 --repeat 5   # every system side by side",
               ".venv/bin/python benchmarks/run.py --scale 0.1 --repeat 5",
               ".venv/bin/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 3",
               ".venv/bin/python benchmarks/queries.py --scale 0.1 --repeat 5",
+              ".venv/bin/python benchmarks/indirect.py --scale 0.1 --repeat 5   # then --scale 1",
               ".venv/bin/python benchmarks/render.py", "```", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -53,14 +53,18 @@ class GraphMatrix:
     neurons_only: bool
     build_seconds: float
     nbytes: int
+    _labels: dict = field(default_factory=dict, repr=False)  # property -> values aligned with body_ids
 
-    def index_of(self, bodies) -> np.ndarray:
-        """Positions of ``bodies`` in the matrix; bodies outside the partner set are left out."""
-        bodies = np.asarray(bodies, dtype=np.int64)
-        pos = np.searchsorted(self.body_ids, bodies)
-        pos = np.minimum(pos, len(self.body_ids) - 1) if len(self.body_ids) else pos
-        keep = (self.body_ids[pos] == bodies) if len(self.body_ids) else np.zeros(len(bodies), bool)
-        return pos[keep]
+    def labels(self, client, prop: str) -> np.ndarray:
+        """``prop`` of every body in the matrix (None where missing), read once per property."""
+        if prop not in self._labels:
+            frame = client.cursor().execute(
+                f"SELECT bodyId, {quote_ident(prop)} AS v FROM segments "
+                f"{'WHERE is_neuron' if self.neurons_only else ''} ORDER BY bodyId").df()
+            if len(frame) != len(self.body_ids) or not np.array_equal(frame["bodyId"].to_numpy(np.int64), self.body_ids):
+                raise QueryError("the store changed since its matrix was built; restart the process")
+            self._labels[prop] = frame["v"].to_numpy(dtype=object)
+        return self._labels[prop]
 
 
 _matrices: OrderedDict[tuple, GraphMatrix] = OrderedDict()
@@ -217,30 +221,31 @@ def _signs_vector(client, graph: GraphMatrix, signed, nt_property: str) -> np.nd
                 signs[str(nt)] = value
     elif signed is not True:
         raise QueryError(f"signed must be True, False or a dict transmitter -> sign, got {signed!r}")
-    frame = client.store.cursor().execute(
-        f"SELECT bodyId, {quote_ident(nt_property)} AS nt FROM segments "
-        f"{'WHERE is_neuron' if graph.neurons_only else ''} ORDER BY bodyId").df()
-    if len(frame) != len(graph.body_ids) or not np.array_equal(frame["bodyId"].to_numpy(np.int64), graph.body_ids):
-        raise QueryError("the store changed since its matrix was built; restart the process")
-    nts = frame["nt"]
-    return np.array([signs.get(nt, other) if isinstance(nt, str) else other for nt in nts], dtype=np.float64)
+    key = ("signs", nt_property, tuple(sorted(signs.items())), other)
+    if key not in graph._labels:
+        nts = pd.Series(graph.labels(client, nt_property))
+        graph._labels[key] = nts.map(lambda nt: signs.get(nt, other) if isinstance(nt, str) else other) \
+            .to_numpy(np.float64)
+    return graph._labels[key]
 
 
 def _side(client, graph: GraphMatrix, spec, prop: str | None, role: str, mean: bool):
     """(group labels, sparse n x groups aggregation matrix, body ids of the side's members)."""
     crit = copy_as_neuroncriteria(spec, client)
-    if not graph.neurons_only and crit.label == "Neuron" and crit.is_empty():
-        crit.label = "Segment"
-    cols = "n.bodyId" + (f", n.{quote_ident(prop)} AS grp" if prop else "")
-    frame = client.cursor().execute(f"SELECT {cols} FROM segments n WHERE {crit.where(client, 'n')} "
-                                    "ORDER BY n.bodyId").df()
+    if spec is None:  # every body of the matrix: no query needed
+        frame = pd.DataFrame({"bodyId": graph.body_ids})
+        if prop:
+            frame["grp"] = graph.labels(client, prop)
+        pos = np.arange(len(graph.body_ids))
+    else:
+        cols = "n.bodyId" + (f", n.{quote_ident(prop)} AS grp" if prop else "")
+        frame = client.cursor().execute(f"SELECT {cols} FROM segments n WHERE {crit.where(client, 'n')} "
+                                        "ORDER BY n.bodyId").df()
+        pos, inside = _positions(graph.body_ids, frame["bodyId"].to_numpy(np.int64))
+        frame, pos = frame[inside], pos[inside]
     if prop:
-        frame = frame[frame["grp"].notna()]
-    bodies = frame["bodyId"].to_numpy(np.int64)
-    pos = np.searchsorted(graph.body_ids, bodies)
-    pos = np.minimum(pos, max(len(graph.body_ids) - 1, 0))
-    inside = graph.body_ids[pos] == bodies if len(graph.body_ids) else np.zeros(len(bodies), bool)
-    frame, pos = frame[inside], pos[inside]
+        named = frame["grp"].notna().to_numpy()
+        frame, pos = frame[named], pos[named]
     if len(frame) == 0:
         what = "neurons" if graph.neurons_only else "segments"
         extra = f" with a {prop}" if prop else ""
@@ -296,13 +301,20 @@ def _pruned(matrix: sp.csr_matrix, min_fraction: float) -> sp.csr_matrix:
 
 
 def _long(values: np.ndarray, pre_labels, post_labels, pre_col: str, post_col: str, min_weight: float,
-          hop: int | None) -> pd.DataFrame:
-    keep = np.abs(values) >= min_weight if min_weight > 0 else values != 0
-    i, j = np.nonzero(keep & (values != 0))
+          with_hop: bool) -> pd.DataFrame:
+    """Long form of ``values`` (hops x sources x targets, or sources x targets), heaviest |weight| first
+    (within each hop). Labels are sorted, so their positions order ties like the labels themselves."""
+    if not with_hop:
+        values = values[None]
+    keep = (np.abs(values) >= min_weight) & (values != 0)
+    k, i, j = np.nonzero(keep)
+    weight = values[k, i, j]
+    order = np.lexsort((j, i, -np.abs(weight), k))
+    k, i, j, weight = k[order], i[order], j[order], weight[order]
     frame = {pre_col: np.asarray(pre_labels)[i], post_col: np.asarray(post_labels)[j]}
-    if hop is not None:
-        frame["hop"] = np.full(len(i), hop, dtype=np.int64)
-    frame["weight"] = values[i, j]
+    if with_hop:
+        frame["hop"] = (k + 1).astype(np.int64)
+    frame["weight"] = weight
     return pd.DataFrame(frame)
 
 
@@ -353,21 +365,12 @@ def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize
     values = indirect_arrays(graph, src_agg, tgt_agg, hops, signs, matrix)
     pre_col, post_col = f"{src_prop or 'bodyId'}_pre", f"{tgt_prop or 'bodyId'}_post"
     min_weight = float(min_weight)
-    per_hop = pd.concat([_long(values[k], src_labels, tgt_labels, pre_col, post_col, min_weight, k + 1)
-                         for k in range(hops)], ignore_index=True)
-    summed = _long(values.sum(axis=0), src_labels, tgt_labels, pre_col, post_col, min_weight, None)
-    per_hop = _ranked(per_hop, ["hop"], pre_col, post_col)
-    summed = _ranked(summed, [], pre_col, post_col)
+    per_hop = _long(values, src_labels, tgt_labels, pre_col, post_col, min_weight, True)
+    summed = _long(values.sum(axis=0), src_labels, tgt_labels, pre_col, post_col, min_weight, False)
     query = (f"fetch_indirect({sources!r}, {targets!r}, hops={hops}, groupby={groupby!r}, normalize={normalize!r}, "
              f"signed={signed!r}, nt_property={nt_property!r}, neurons_only={neurons_only}, "
              f"min_fraction={min_fraction}, min_weight={min_weight})")
     return with_provenance(per_hop, client, query), with_provenance(summed, client, query)
-
-
-def _ranked(df: pd.DataFrame, first: list[str], pre_col: str, post_col: str) -> pd.DataFrame:
-    df["_abs"] = -df["weight"].abs()
-    df = df.sort_values([*first, "_abs", pre_col, post_col], ignore_index=True, kind="stable")
-    return df.drop(columns="_abs")
 
 
 __all__ = ["fetch_indirect", "graph_matrix", "build_matrix", "clear_matrix_cache", "indirect_arrays",

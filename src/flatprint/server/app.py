@@ -142,7 +142,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
 
     from flatprint.server.auth import AuthError, Forbidden, check
 
-    from flatprint.server.views import cached, custom, dbmeta, npexplorer, skeletons, web_root
+    from flatprint.server.views import cached, custom, dbmeta, indirect, npexplorer, skeletons, web_root
 
     app = FastAPI(title="flatprint", version=__version__,
                   description="A local, read-only, neuPrint-compatible connectome server.",
@@ -174,7 +174,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
     async def unexpected(request: Request, exc: Exception):
         return error_response(f"internal error: {type(exc).__name__}: {exc}", 500)
 
-    for module in (dbmeta, custom, cached, npexplorer, skeletons, web_root):
+    for module in (dbmeta, custom, cached, npexplorer, skeletons, web_root, indirect):
         app.include_router(module.router)
     return app
 

@@ -1,0 +1,275 @@
+"""Benchmark: indirect connectivity, 4 hops from one cell type to every neuron (fetch_indirect).
+
+    python benchmarks/indirect.py --scale 0.1 [--repeat 5] [--hops 4] [--seed 0]
+
+Two engines, each in its own worker process (its peak RSS is its own: VmHWM from /proc):
+
+* ``flatprint``: ``fetch_indirect(type, None, hops, groupby=("type", None))`` on the store. Its
+  *prepare* is building the whole-graph input-fraction matrix once (``graph_matrix``).
+* ``scipy``: what an expert writes today with pandas and scipy.sparse. *Prepare* (timed apart):
+  read only the needed columns of body-annotations and body-stats to get the :Neuron set
+  (decisions.md's rule), read ``body_pre, body_post, weight`` of connectome-weights, keep the
+  neuron-neuron rows, build the CSC matrix and divide each column by its sum. *Query*: one indicator
+  vector of the type's neurons, then ``v = A.T @ v`` per hop.
+
+Each repetition uses another cell type (the same list for both engines, drawn with the seed from the
+types with at least two neurons that send output); one warm-up query first. Each side's answer (per hop,
+the effective input fraction of every neuron from the type) is written to a scratch file and compared
+in full with the other's (``np.allclose``, rtol 1e-9). Results: ``benchmarks/results/indirect.json``,
+one entry per scale (a run replaces its scale's entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
+ENGINES = ("flatprint", "scipy")
+PARTNERS = ("neurons", "segments")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return kib * 1024 if kib is not None else None
+
+
+def rss_bytes() -> int | None:
+    kib = _status_kib("VmRSS")
+    return kib * 1024 if kib is not None else None
+
+
+# ------------------------------------------------------------------------------------------ engines
+class Flatprint:
+    def __init__(self, store: Path, neurons_only: bool):
+        from flatprint import Client
+
+        self.client = Client(store)
+        self.neurons_only = neurons_only
+
+    def prepare(self):
+        from flatprint.query.indirect import graph_matrix
+
+        graph = graph_matrix(self.client.store, "input", self.neurons_only)
+        self.ids = np.asarray([r[0] for r in self.client.sql(
+            "SELECT bodyId FROM segments WHERE is_neuron ORDER BY 1")[1]], dtype=np.int64)
+        return {"matrix_nnz": int(graph.matrix.nnz), "bodies": len(graph.body_ids), "neurons": len(self.ids),
+                "matrix_bytes": graph.nbytes}
+
+    def query(self, cell_type: str, hops: int) -> np.ndarray:
+        from flatprint import NeuronCriteria as NC, fetch_indirect
+
+        # targets: every neuron (NC() is the :Neuron set also when every segment is a partner)
+        per_hop, _ = fetch_indirect(NC(type=cell_type, regex=False), None if self.neurons_only else NC(), hops=hops,
+                                    groupby=("type", None), neurons_only=self.neurons_only, client=self.client)
+        return per_hop
+
+    def dense(self, per_hop, hops: int) -> np.ndarray:
+        out = np.zeros((hops, len(self.ids)))
+        pos = np.searchsorted(self.ids, per_hop["bodyId_post"].to_numpy(np.int64))
+        out[per_hop["hop"].to_numpy() - 1, pos] = per_hop["weight"].to_numpy()
+        return out
+
+
+class Scipy:
+    """The expert baseline: pandas for the neuron set, scipy.sparse for the matrix and the hops."""
+
+    def __init__(self, release: Path, neurons_only: bool):
+        from flatprint.release.tables import TABLES
+
+        self.files = {k: release / spec.filename for k, spec in TABLES.items()}
+        self.neurons_only = neurons_only
+
+    def prepare(self):
+        import pandas as pd
+        import pyarrow.feather as feather
+        import scipy.sparse as sp
+
+        ann = pd.read_feather(self.files["annotations"], columns=["bodyId", "status", *NAMED])
+        stats = pd.read_feather(self.files["stats"], columns=["body", "pre", "post", "synweight"])
+        seg = ann.set_index("bodyId").join(stats.set_index("body"), how="outer")
+        counts = seg[["pre", "post", "synweight"]].fillna(0)
+        named = seg[NAMED].notna().any(axis=1)
+        status = seg["status"].astype(object)
+        neuron = ((counts["synweight"] >= 100) | (counts["pre"] >= 100) | (counts["post"] >= 100) | named
+                  | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
+        self.ids = np.sort(seg.index[neuron.to_numpy()].to_numpy(np.int64))  # the answer's rows: neurons
+        # the partners: neurons, or every body (then the :Neuron rows are picked out of each hop's vector)
+        bodies = self.ids if self.neurons_only else np.sort(seg.index.to_numpy(np.int64))
+        self.neuron_pos = np.searchsorted(bodies, self.ids)
+        self.types = seg["type"].where(neuron).reindex(bodies)
+        n = len(bodies)
+        del ann, stats, seg
+        # connectome-weights in record batches: only the neuron-neuron rows are kept, as indices
+        table = feather.read_table(self.files["weights"], columns=["body_pre", "body_post", "weight"],
+                                   memory_map=True)
+        rows, cols, vals = [], [], []
+        for batch in table.to_batches(max_chunksize=1 << 22):
+            pre = batch.column(0).to_numpy()
+            post = batch.column(1).to_numpy()
+            i = np.minimum(np.searchsorted(bodies, pre), n - 1)
+            j = np.minimum(np.searchsorted(bodies, post), n - 1)
+            keep = (bodies[i] == pre) & (bodies[j] == post)
+            rows.append(i[keep].astype(np.int32))
+            cols.append(j[keep].astype(np.int32))
+            vals.append(batch.column(2).to_numpy()[keep].astype(np.float64))
+        del table
+        rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        w = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
+        del rows, cols, vals
+        colsum = np.asarray(w.sum(axis=0)).ravel()
+        colsum[colsum == 0] = 1.0
+        w.data /= np.repeat(colsum, np.diff(w.indptr))  # CSC: data runs column by column
+        self.a = w
+        return {"matrix_nnz": int(w.nnz), "bodies": n, "neurons": len(self.ids)}
+
+    def query(self, cell_type: str, hops: int) -> np.ndarray:
+        v = (self.types == cell_type).to_numpy(np.float64)
+        at = self.a.T  # CSR view of A^T: one row gather per neuron
+        out = np.empty((hops, len(self.ids)))
+        for k in range(hops):
+            v = at @ v
+            out[k] = v[self.neuron_pos]
+        return out
+
+    def dense(self, answer, hops: int) -> np.ndarray:
+        return answer
+
+
+def worker(args) -> None:
+    """Run one engine: prepare, a warm-up, then the timed queries; answers to --out, JSON to stdout."""
+    types = json.loads(Path(args.types_file).read_text())
+    hops = args.hops
+    started = time.perf_counter()
+    partners = args.partners[0]
+    neurons_only = partners == "neurons"
+    engine = Flatprint(Path(args.store), neurons_only) if args.worker == "flatprint" else \
+        Scipy(Path(args.release), neurons_only)
+    facts = engine.prepare()
+    prepare_s = time.perf_counter() - started
+    prepare_peak = peak_rss_bytes()
+    engine.query(types["warmup"], hops)
+    times = []
+    for i, cell_type in enumerate(types["timed"]):
+        t0 = time.perf_counter()
+        answer = engine.query(cell_type, hops)
+        times.append(time.perf_counter() - t0)
+        np.save(Path(args.out) / f"{partners}-{args.worker}-{i}.npy", engine.dense(answer, hops))
+    np.save(Path(args.out) / f"{partners}-{args.worker}-ids.npy", engine.ids)
+    print(json.dumps({"engine": args.worker, "prepare_s": prepare_s, "prepare_peak_rss_bytes": prepare_peak,
+                      "query_s": times, "query_median_s": statistics.median(times),
+                      "peak_rss_bytes": peak_rss_bytes(), "rss_after_bytes": rss_bytes(), **facts}))
+
+
+def pick_types(store: Path, count: int, seed: int) -> list[str]:
+    import duckdb
+
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("""
+        SELECT n.type FROM segments n
+        WHERE n.is_neuron AND n.type IS NOT NULL
+          AND EXISTS (SELECT 1 FROM connections c WHERE c.body_pre = n.bodyId)
+        GROUP BY n.type HAVING count(*) >= 2 ORDER BY n.type""").fetchall()
+    con.close()
+    names = [r[0] for r in rows]
+    rng = np.random.default_rng(seed)
+    return [str(t) for t in rng.choice(names, size=min(count, len(names)), replace=False)]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--hops", type=int, default=4)
+    ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--release", help=argparse.SUPPRESS)
+    ap.add_argument("--types-file", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--partners", choices=PARTNERS, nargs="+", default=list(PARTNERS),
+                    help="neurons: :Neuron partners only (the default of fetch_indirect); segments: every segment")
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return {}
+    machine = C.machine_facts()
+    store = C.ensure_store(args.scale, args.seed)
+    release = C.release_dir(args.scale, args.seed)
+    chosen = pick_types(store, args.repeat + 1, args.seed)
+    types = {"warmup": chosen[0], "timed": chosen[1:]}
+    entry = {"scale": args.scale, "seed": args.seed, "hops": args.hops, "date": C.now_iso(), "machine": machine,
+             "types": types, "variants": {},
+             "query": f"fetch_indirect(NC(type=T), targets, hops={args.hops}, groupby=('type', None), neurons_only=...)"}
+    all_agree = True
+    with tempfile.TemporaryDirectory(prefix="flatprint-indirect-") as scratch:
+        types_file = Path(scratch) / "types.json"
+        types_file.write_text(json.dumps(types))
+        for partners in args.partners:
+            runs = {}
+            for engine in ENGINES:
+                print(f"[indirect] scale {args.scale:g}, {partners} as partners: {engine} ...", flush=True)
+                proc = subprocess.run([C.PYTHON, str(Path(__file__).resolve()), "--worker", engine, "--store",
+                                       str(store), "--release", str(release), "--types-file", str(types_file),
+                                       "--out", scratch, "--hops", str(args.hops), "--partners", partners],
+                                      capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                if proc.returncode != 0:
+                    raise SystemExit(f"{engine} worker failed:\n{proc.stderr[-3000:]}")
+                runs[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"   prepare {runs[engine]['prepare_s']:.2f} s, query median "
+                      f"{runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
+                      f"{runs[engine]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+            ids = {e: np.load(Path(scratch) / f"{partners}-{e}-ids.npy") for e in ENGINES}
+            same_ids = bool(np.array_equal(ids["flatprint"], ids["scipy"]))
+            agree, max_diff, reached = same_ids, 0.0, []
+            for i in range(len(types["timed"])):
+                a = np.load(Path(scratch) / f"{partners}-flatprint-{i}.npy")
+                b = np.load(Path(scratch) / f"{partners}-scipy-{i}.npy")
+                if a.shape != b.shape:
+                    agree = False
+                    continue
+                agree &= bool(np.allclose(a, b, rtol=1e-9, atol=1e-15))
+                max_diff = max(max_diff, float(np.abs(a - b).max()))
+                reached.append(int(np.count_nonzero(a[-1])))
+            entry["variants"][partners] = {"engines": runs, "answers_agree": agree, "neuron_sets_equal": same_ids,
+                                           "max_abs_diff": max_diff, "neurons_reached_last_hop": reached}
+            print(f"[indirect] {partners}: answers agree: {agree} (max |diff| {max_diff:.2e})", flush=True)
+            all_agree &= agree
+    out_dir = Path(args.results_dir) if args.results_dir else C.RESULTS
+    path = out_dir / "indirect.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"name": "indirect", "kind": "indirect", "scales": []}
+    doc["scales"] = [s for s in doc.get("scales", []) if s.get("scale") != args.scale] + [entry]
+    doc["scales"].sort(key=lambda s: s["scale"])
+    doc["date"] = entry["date"]
+    C.write_result("indirect", doc, out_dir)
+    print(f"[indirect] wrote {path}")
+    if not all_agree:
+        raise SystemExit(1)
+    return entry
+
+
+if __name__ == "__main__":
+    main()
