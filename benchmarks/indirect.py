@@ -75,7 +75,7 @@ class Flatprint:
         graph = graph_matrix(self.client.store, "input", self.neurons_only)
         self.ids = np.asarray([r[0] for r in self.client.sql(
             "SELECT bodyId FROM segments WHERE is_neuron ORDER BY 1")[1]], dtype=np.int64)
-        return {"matrix_nnz": int(graph.matrix.nnz), "bodies": len(graph.body_ids), "neurons": len(self.ids),
+        return {"matrix_nnz": int(graph.inputs.nnz), "bodies": len(graph.body_ids), "neurons": len(self.ids),
                 "matrix_bytes": graph.nbytes}
 
     def query(self, cell_type: str, hops: int) -> np.ndarray:
@@ -122,22 +122,25 @@ class Scipy:
         self.types = seg["type"].where(neuron).reindex(bodies)
         n = len(bodies)
         del ann, stats, seg
-        # connectome-weights in record batches: only the neuron-neuron rows are kept, as indices
+        # connectome-weights memory-mapped, in batches: the kept rows go into arrays allocated once
         table = feather.read_table(self.files["weights"], columns=["body_pre", "body_post", "weight"],
                                    memory_map=True)
-        rows, cols, vals = [], [], []
+        rows = np.empty(table.num_rows, np.int32)
+        cols = np.empty(table.num_rows, np.int32)
+        vals = np.empty(table.num_rows, np.float64)
+        m = 0
         for batch in table.to_batches(max_chunksize=1 << 22):
             pre = batch.column(0).to_numpy()
             post = batch.column(1).to_numpy()
             i = np.minimum(np.searchsorted(bodies, pre), n - 1)
             j = np.minimum(np.searchsorted(bodies, post), n - 1)
             keep = (bodies[i] == pre) & (bodies[j] == post)
-            rows.append(i[keep].astype(np.int32))
-            cols.append(j[keep].astype(np.int32))
-            vals.append(batch.column(2).to_numpy()[keep].astype(np.float64))
+            k = int(keep.sum())
+            rows[m:m + k], cols[m:m + k] = i[keep], j[keep]
+            vals[m:m + k] = batch.column(2).to_numpy()[keep]
+            m += k
         del table
-        rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        w = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
+        w = sp.csc_matrix((vals[:m], (rows[:m], cols[:m])), shape=(n, n))
         del rows, cols, vals
         colsum = np.asarray(w.sum(axis=0)).ravel()
         colsum[colsum == 0] = 1.0

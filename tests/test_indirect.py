@@ -118,9 +118,10 @@ def test_sign_flip(tmp_path, oracle_store):
     unsigned, _ = fetch_indirect(1, None, hops=3, groupby=None, client=c)
     assert set(unsigned["weight"]) == {1.0}
     # a mapping overrides: dopamine inhibitory, a missing prediction silences its paths
-    per_hop, _ = fetch_indirect(5, None, hops=3, groupby=None, signed={"dopamine": -1, None: 0}, client=c)
-    assert as_dict(per_hop, 1) == {(5, 6): -1.0}
-    assert as_dict(per_hop, 2) == {} and as_dict(per_hop, 3) == {}
+    for other_key in (None, "*"):
+        per_hop, _ = fetch_indirect(5, None, hops=3, groupby=None, signed={"dopamine": -1, other_key: 0}, client=c)
+        assert as_dict(per_hop, 1) == {(5, 6): -1.0}
+        assert as_dict(per_hop, 2) == {} and as_dict(per_hop, 3) == {}
 
 
 def test_normalisation_excludes_non_neurons(tmp_path, oracle_store):
@@ -320,7 +321,7 @@ def test_matrix_cached_per_store(client, oracle_store):
     assert graph_matrix(client.store, "output") is not first
     assert first.nbytes > 0 and first.build_seconds >= 0
     neurons = client.sql("SELECT count(*) FROM segments WHERE is_neuron")[1][0][0]
-    assert first.matrix.shape == (neurons, neurons)
+    assert first.inputs.shape == (neurons, neurons)
 
 
 def test_all_segments_against_pandas(client, oracle_release):
@@ -350,3 +351,55 @@ def test_criteria_and_client_method(client, dense):
     by_criteria = client.fetch_indirect(NC(type=source_type), NC(type="DNge104"), hops=2)[0]
     pd.testing.assert_frame_equal(by_string, by_criteria)
     assert by_string.attrs["query"].startswith("fetch_indirect(")
+
+
+# ------------------------------------------------------------------------------------------ server
+def test_server_endpoint_equals_library(client, oracle_store, dense):
+    import io
+
+    import pyarrow as pa
+    from fastapi.testclient import TestClient
+
+    from flatprint.server import open_stores
+    from flatprint.server.app import create_app
+
+    source_type = _busiest_type(dense)
+    with TestClient(create_app(open_stores([str(oracle_store)]))) as http:
+        body = {"sources": {"type": source_type}, "targets": None, "hops": 3, "groupby": [None, "type"],
+                "signed": True}
+        r = http.post("/api/flatprint/indirect", json=body)
+        assert r.status_code == 200, r.text
+        per_hop, summed = fetch_indirect(NC(type=source_type), None, hops=3, groupby=(None, "type"), signed=True,
+                                         client=client)
+        for name, want in (("per_hop", per_hop), ("summed", summed)):
+            got = pd.DataFrame(r.json()[name]["data"], columns=r.json()[name]["columns"])
+            pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False)
+        assert isinstance(r.json()["per_hop"]["data"][0][0], int)  # body ids stay integers
+        r = http.post("/api/flatprint/indirect", json={**body, "format": "arrow", "table": "summed"})
+        assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
+        got = pa.ipc.open_stream(io.BytesIO(r.content)).read_all().to_pandas()
+        pd.testing.assert_frame_equal(got, summed.reset_index(drop=True))
+        for bad, message in (({"hops": 0}, "hops"), ({"sources": {"tpye": "x"}}, "tpye"), ({"colour": 1}, "colour"),
+                             ({"sources": [True]}, "sources"), ({"format": "xml"}, "format")):
+            r = http.post("/api/flatprint/indirect", json={**body, **bad})
+            assert r.status_code == 400 and message in r.json()["error"], r.text
+        r = http.post("/api/flatprint/indirect", json={**body, "dataset": "nope:v1"})
+        assert r.status_code == 404
+
+
+def test_cli_ranked_table(client, oracle_store, dense, tmp_path):
+    from click.testing import CliRunner
+
+    from flatprint.cli import main
+
+    source_type = _busiest_type(dense)
+    out = tmp_path / "summed.csv"
+    result = CliRunner().invoke(main, ["indirect", str(oracle_store), "--sources", source_type, "--hops", "3",
+                                       "--top", "5", "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    _, want = fetch_indirect(source_type, None, hops=3, client=client)
+    assert want.iloc[0]["type_post"] in result.output and f"{want.iloc[0]['weight']:.4g}" in result.output
+    got = pd.read_csv(out)
+    assert got["weight"].to_numpy() == pytest.approx(want["weight"].to_numpy(), rel=1e-12)
+    bad = CliRunner().invoke(main, ["indirect", str(oracle_store), "--sources", "no-such-type"])
+    assert bad.exit_code == 1 and "sources: no neurons" in bad.output

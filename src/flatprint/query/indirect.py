@@ -8,7 +8,7 @@ product of its fractions (walks may revisit neurons, as matrix powers do). With 
 each step is multiplied by the sign of its presynaptic neuron's transmitter. Groups (cell types,
 instances) aggregate the neuron-level result linearly; the exact rules are in docs/semantics.md.
 
-A is built once per store and process (:func:`graph_matrix`) from the store's ``connections``
+A is built once per store and process (:func:`graph_matrix`) from the store's ``connections_by_post``
 table and kept; a query then multiplies blocks of dense vectors by it (scipy.sparse), from the
 sources forward or from the targets backward, whichever side has fewer groups. No paths are
 enumerated.
@@ -44,11 +44,12 @@ ROWS_PER_BATCH = 1 << 20
 
 @dataclass
 class GraphMatrix:
-    """The whole-graph matrix of one store: ``matrix`` (CSR, rows = pre, columns = post) over
-    ``body_ids`` (sorted), normalised as ``normalize`` says. Built once, read by many queries."""
+    """The whole-graph matrix of one store over ``body_ids`` (sorted), normalised as ``normalize``
+    says, stored transposed: ``inputs`` is A^T in CSR, row j = body j's inputs (columns = its
+    presynaptic partners). Propagating from sources is then a row gather per body. Built once."""
 
     body_ids: np.ndarray
-    matrix: sp.csr_matrix
+    inputs: sp.csr_matrix
     normalize: str
     neurons_only: bool
     build_seconds: float
@@ -101,7 +102,8 @@ def clear_matrix_cache() -> None:
 
 
 def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> GraphMatrix:
-    """Read ``connections`` (sorted by body_pre, body_post) straight into CSR arrays, then normalise.
+    """Read ``connections_by_post`` (sorted by body_post, body_pre) straight into the CSR arrays of
+    A^T (one row per postsynaptic body), then normalise.
 
     The row pointer comes from a grouped count, so the column and weight arrays are allocated once
     at their final size and filled batch by batch (no COO copy, no sort)."""
@@ -116,8 +118,9 @@ def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> 
                  "AND c.body_post IN (SELECT bodyId FROM segments WHERE is_neuron)")
     else:
         where = ""
-    per_row = cur.execute(f"SELECT c.body_pre, count(*) AS n FROM connections c {where} GROUP BY 1").fetchnumpy()
-    rows = np.searchsorted(body_ids, np.asarray(per_row["body_pre"], dtype=np.int64))
+    per_row = cur.execute(f"SELECT c.body_post, count(*) AS n FROM connections_by_post c {where} GROUP BY 1") \
+        .fetchnumpy()
+    rows = np.searchsorted(body_ids, np.asarray(per_row["body_post"], dtype=np.int64))
     counts = np.zeros(n, dtype=np.int64)
     np.add.at(counts, rows, np.asarray(per_row["n"], dtype=np.int64))
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -125,24 +128,25 @@ def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> 
     nnz = int(indptr[-1])
     index_type = np.int32 if max(n, nnz) < 2**31 else np.int64
     indptr = indptr.astype(index_type)
+    del counts, per_row, rows
     indices = np.empty(nnz, dtype=index_type)
     data = np.empty(nnz, dtype=np.float64)
     # A plain scan keeps the table's order (a semi join need not), so the partner filter is done here.
-    reader = cur.sql("SELECT body_pre, body_post, weight FROM connections").to_arrow_reader(ROWS_PER_BATCH)
+    reader = cur.sql("SELECT body_post, body_pre, weight FROM connections_by_post").to_arrow_reader(ROWS_PER_BATCH)
     filled, last_row, ordered = 0, -1, True
     for batch in reader:
-        pre = batch.column(0).to_numpy().astype(np.int64, copy=False)
-        post = batch.column(1).to_numpy().astype(np.int64, copy=False)
-        if not len(pre):
+        post = batch.column(0).to_numpy().astype(np.int64, copy=False)
+        pre = batch.column(1).to_numpy().astype(np.int64, copy=False)
+        if not len(post):
             continue
-        row, row_ok = _positions(body_ids, pre)
-        col, col_ok = _positions(body_ids, post)
+        row, row_ok = _positions(body_ids, post)
+        col, col_ok = _positions(body_ids, pre)
         keep = row_ok & col_ok
         row, col = row[keep], col[keep]
         m = len(row)
         if not m:
             continue
-        # The table is sorted by (body_pre, body_post); check it anyway: a reordered stream would
+        # The table is sorted by (body_post, body_pre); check it anyway: a reordered stream would
         # put weights in the wrong rows.
         if row[0] < last_row or (m > 1 and np.any(row[1:] < row[:-1])) or filled + m > nnz:
             ordered = False
@@ -152,7 +156,7 @@ def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> 
         data[filled:filled + m] = batch.column(2).to_numpy()[keep]
         filled += m
     if not ordered or filled != nnz:
-        raise QueryError(f"{store.path}: the connections table is not sorted by body_pre as the store layout "
+        raise QueryError(f"{store.path}: connections_by_post is not sorted by body_post as the store layout "
                          "promises (docs/store.md); re-ingest the store")
     matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
     matrix.has_sorted_indices = True
@@ -170,20 +174,24 @@ def _positions(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _normalise(matrix: sp.csr_matrix, normalize: str, chunk: int = 1 << 24) -> None:
-    """Divide each column (input) or row (output) by its sum, in place and in chunks (bounded memory)."""
+    """A^T in CSR: divide each row (input: a body's total input) or each column (output: a body's total
+    output) by its sum, in place and in chunks (bounded memory)."""
     n = matrix.shape[0]
-    data, indices = matrix.data, matrix.indices
-    if normalize == "input":
+    data, indices, indptr = matrix.data, matrix.indices, matrix.indptr
+    if normalize == "output":
         totals = np.bincount(indices, weights=data, minlength=n)
         for start in range(0, len(data), chunk):
             data[start:start + chunk] /= totals[indices[start:start + chunk]]
-    else:
-        totals = np.add.reduceat(data, matrix.indptr[:-1]) if len(data) else np.zeros(n)
-        counts = np.diff(matrix.indptr)
-        totals[counts == 0] = 1.0  # reduceat repeats the next value for empty rows; they have no entries
-        rows = np.repeat(np.arange(n, dtype=matrix.indices.dtype), counts)
-        for start in range(0, len(data), chunk):
-            data[start:start + chunk] /= totals[rows[start:start + chunk]]
+        return
+    counts = np.diff(indptr)
+    nonempty = counts > 0
+    totals = np.ones(n)
+    if nonempty.any():  # segments between consecutive non-empty rows' starts are exactly those rows
+        totals[nonempty] = np.add.reduceat(data, indptr[:-1][nonempty])
+    rows_per_chunk = max(1, int(chunk // max(1, len(data) / max(n, 1))))
+    for r0 in range(0, n, rows_per_chunk):
+        r1 = min(n, r0 + rows_per_chunk)
+        data[indptr[r0]:indptr[r1]] /= np.repeat(totals[r0:r1], counts[r0:r1])
 
 
 # ---------------------------------------------------------------------------------------------- query
@@ -215,7 +223,7 @@ def _signs_vector(client, graph: GraphMatrix, signed, nt_property: str) -> np.nd
                 value = float(sign)
             except (TypeError, ValueError):
                 raise QueryError(f"signed: the sign of {nt!r} must be a number, got {sign!r}") from None
-            if nt is None:
+            if nt is None or nt == "*":  # "*" for JSON callers, whose keys are strings
                 other = value
             else:
                 signs[str(nt)] = value
@@ -230,7 +238,7 @@ def _signs_vector(client, graph: GraphMatrix, signed, nt_property: str) -> np.nd
 
 
 def _side(client, graph: GraphMatrix, spec, prop: str | None, role: str, mean: bool):
-    """(group labels, sparse n x groups aggregation matrix, body ids of the side's members)."""
+    """(group labels, groups x n aggregation matrix in CSR: row g weighs group g's bodies)."""
     crit = copy_as_neuroncriteria(spec, client)
     if spec is None:  # every body of the matrix: no query needed
         frame = pd.DataFrame({"bodyId": graph.body_ids})
@@ -256,40 +264,38 @@ def _side(client, graph: GraphMatrix, spec, prop: str | None, role: str, mean: b
         labels, codes = frame["bodyId"].to_numpy(np.int64), np.arange(len(frame))
     sizes = np.bincount(codes, minlength=len(labels)).astype(np.float64)
     values = 1.0 / sizes[codes] if mean else np.ones(len(codes))
-    agg = sp.csr_matrix((values, (pos, codes)), shape=(len(graph.body_ids), len(labels)))
+    # groups x n, not n x groups: a CSR row pointer per body would cost 4 bytes x every segment
+    agg = sp.csr_matrix((values, (codes, pos)), shape=(len(labels), len(graph.body_ids)))
     return labels, agg
 
 
-def indirect_arrays(graph: GraphMatrix, src_agg: sp.spmatrix, tgt_agg: sp.spmatrix, hops: int,
+def indirect_arrays(graph: GraphMatrix, src_agg: sp.csr_matrix, tgt_agg: sp.csr_matrix, hops: int,
                     signs: np.ndarray | None = None, matrix: sp.csr_matrix | None = None) -> np.ndarray:
-    """``out[k-1] = src_agg.T @ (diag(signs) @ A)^k @ tgt_agg`` for k = 1..hops, shape (hops, gs, gt).
+    """``out[k-1] = src_agg @ (diag(signs) @ A)^k @ tgt_agg.T`` for k = 1..hops, shape (hops, gs, gt);
+    the aggregation matrices are groups x bodies.
 
     Propagates dense blocks of vectors from whichever side has fewer groups."""
-    a = graph.matrix if matrix is None else matrix
-    n = a.shape[0]
-    gs, gt = src_agg.shape[1], tgt_agg.shape[1]
+    a_t = graph.inputs if matrix is None else matrix
+    n = a_t.shape[0]
+    gs, gt = src_agg.shape[0], tgt_agg.shape[0]
     out = np.zeros((hops, gs, gt), dtype=np.float64)
     block = max(1, BLOCK_BYTES // max(1, n * 8))
     s = signs[:, None] if signs is not None else None
-    if gs <= gt:  # forward: x_k^T = A^T (s * x_{k-1}^T), starting from the source groups
-        at = a.T  # CSC view: no copy
-        src_csc = src_agg.tocsc()
-        tgt_t = tgt_agg.T.tocsr()
+    if gs <= gt:  # forward: x_k^T = A^T (s * x_{k-1}^T), starting from the source groups (row gathers)
         for lo in range(0, gs, block):
-            x = src_csc[:, lo:lo + block].toarray()
+            x = src_agg[lo:lo + block].toarray().T
             for k in range(hops):
-                x = at @ (x * s if s is not None else x)
-                out[k, lo:lo + block, :] = (tgt_t @ x).T
-    else:  # backward: u_k = s * (A u_{k-1}), starting from the target groups
-        tgt_csc = tgt_agg.tocsc()
-        src_t = src_agg.T.tocsr()
+                x = a_t @ (x * s if s is not None else x)
+                out[k, lo:lo + block, :] = (tgt_agg @ x).T
+    else:  # backward: u_k = s * (A u_{k-1}), starting from the target groups (A = CSC view of A^T)
+        a = a_t.T
         for lo in range(0, gt, block):
-            u = tgt_csc[:, lo:lo + block].toarray()
+            u = tgt_agg[lo:lo + block].toarray().T
             for k in range(hops):
                 u = a @ u
                 if s is not None:
                     u *= s
-                out[k, :, lo:lo + block] = src_t @ u
+                out[k, :, lo:lo + block] = src_agg @ u
     return out
 
 
@@ -332,9 +338,9 @@ def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize
     Groups: summed over source neurons, averaged over target neurons (input); averaged over source
     neurons, summed over targets (output). ``signed=True`` multiplies each step by the sign of the
     presynaptic neuron's ``nt_property`` (acetylcholine +1, gaba and glutamate -1, anything else +1;
-    a dict transmitter -> sign overrides, key None for every other value). ``min_fraction`` drops
-    matrix entries below it before the powers (prunes paths through weak connections);
-    ``min_weight`` drops result rows whose |weight| is below it.
+    a dict transmitter -> sign overrides, key None or "*" for every other value, missing included).
+    ``min_fraction`` drops matrix entries below it before the powers (prunes paths through weak
+    connections); ``min_weight`` drops result rows whose |weight| is below it.
 
     Returns ``(per_hop, summed)``: long form ``<prop>_pre, <prop>_post, hop, weight`` (prop = type,
     instance or bodyId) for each hop, and ``<prop>_pre, <prop>_post, weight`` summed over hops 1..k
@@ -361,7 +367,7 @@ def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize
         raise QueryError(f"sources x targets: {len(src_labels)} x {len(tgt_labels)} groups over {hops} hops is "
                          f"{cells:,} values (limit {MAX_RESULT_CELLS:,}); narrow sources or targets, or group by type")
     signs = _signs_vector(client, graph, signed, nt_property)
-    matrix = _pruned(graph.matrix, float(min_fraction)) if min_fraction else None
+    matrix = _pruned(graph.inputs, float(min_fraction)) if min_fraction else None
     values = indirect_arrays(graph, src_agg, tgt_agg, hops, signs, matrix)
     pre_col, post_col = f"{src_prop or 'bodyId'}_pre", f"{tgt_prop or 'bodyId'}_post"
     min_weight = float(min_weight)
