@@ -12,6 +12,7 @@ Two engines, each in its own worker process (its peak RSS is its own: VmHWM from
   neuron-neuron rows, build the CSC matrix and divide each column by its sum. *Query*: one indicator
   vector of the type's neurons, then ``v = A.T @ v`` per hop.
 
+``--release-dir``/``--store-path`` use a release and store made elsewhere (the tests' smoke run).
 Each repetition uses another cell type (the same list for both engines, drawn with the seed from the
 types with at least two neurons that send output); one warm-up query first. Each side's answer (per hop,
 the effective input fraction of every neuron from the type) is written to a scratch file and compared
@@ -165,6 +166,12 @@ def worker(args) -> None:
     """Run one engine: prepare, a warm-up, then the timed queries; answers to --out, JSON to stdout."""
     types = json.loads(Path(args.types_file).read_text())
     hops = args.hops
+    # the libraries are imported before the clock starts, on both sides (imports are not the work)
+    import pandas  # noqa: F401
+    import pyarrow.feather  # noqa: F401
+    import scipy.sparse  # noqa: F401
+
+    import flatprint.query.indirect  # noqa: F401
     started = time.perf_counter()
     partners = args.partners[0]
     neurons_only = partners == "neurons"
@@ -208,6 +215,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--hops", type=int, default=4)
     ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument("--release-dir", type=Path, help="use this release (with --store-path) instead of the bench one")
+    ap.add_argument("--store-path", type=Path, help="its store")
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--release", help=argparse.SUPPRESS)
@@ -220,8 +229,11 @@ def main(argv=None) -> dict:
         worker(args)
         return {}
     machine = C.machine_facts()
-    store = C.ensure_store(args.scale, args.seed)
-    release = C.release_dir(args.scale, args.seed)
+    if args.release_dir and args.store_path:  # the tests' smoke run: a release and store made elsewhere
+        store, release = args.store_path, args.release_dir
+    else:
+        store = C.ensure_store(args.scale, args.seed)
+        release = C.release_dir(args.scale, args.seed)
     chosen = pick_types(store, args.repeat + 1, args.seed)
     types = {"warmup": chosen[0], "timed": chosen[1:]}
     entry = {"scale": args.scale, "seed": args.seed, "hops": args.hops, "date": C.now_iso(), "machine": machine,
@@ -261,6 +273,7 @@ def main(argv=None) -> dict:
                                            "max_abs_diff": max_diff, "neurons_reached_last_hop": reached}
             print(f"[indirect] {partners}: answers agree: {agree} (max |diff| {max_diff:.2e})", flush=True)
             all_agree &= agree
+    entry["loadavg_at_end"] = C.loadavg()
     out_dir = Path(args.results_dir) if args.results_dir else C.RESULTS
     path = out_dir / "indirect.json"
     doc = json.loads(path.read_text()) if path.exists() else {"name": "indirect", "kind": "indirect", "scales": []}

@@ -568,37 +568,42 @@ def server_lines(srv: dict) -> list[str]:
 
 
 def indirect_section(doc: dict) -> list[str]:
-    """benchmarks/indirect.py: 4 hops from one cell type to every neuron, flatprint vs scipy."""
+    """benchmarks/indirect.py: k hops from one cell type to every neuron, flatprint vs scipy."""
     lines = ["## Indirect connectivity (fetch_indirect)", "",
              "`benchmarks/indirect.py` — effective input fractions from one cell type to every neuron over "
-             "each of 1..k hops: `fetch_indirect(NC(type=T), None, hops=k, groupby=('type', None))` on the "
+             "each of 1..k hops: `fetch_indirect(NC(type=T), targets, hops=k, groupby=('type', None))` on the "
              "store against an expert's pandas + scipy.sparse script (the :Neuron set from only the needed "
-             "columns of body-annotations and body-stats, the neuron-neuron rows of connectome-weights, the "
-             "CSC matrix built and column-normalised once, then `v = A.T @ v` per hop). Each engine runs in its "
-             "own worker process; *prepare* (flatprint: building its cached whole-graph matrix; scipy: reading "
-             "the feathers and building the matrix) is timed apart from the queries. Every repetition asks for "
-             "another cell type (same list for both); medians. Peak RSS is the worker's VmHWM. Both sides' "
-             "answers (every neuron, every hop) are compared in full.", ""]
-    header = ["scale", "date", "neurons", "matrix nnz", "hops", "engine", "prepare s", "prepare peak RSS GiB",
-              "query ms (median)", "query ms (runs)", "peak RSS GiB", "answers agree"]
+             "columns of body-annotations and body-stats, the kept rows of connectome-weights, the CSC matrix "
+             "built and column-normalised once, then `v = A.T @ v` per hop). Two partner sets: *neurons* "
+             "(fetch_indirect's default: only :Neuron bodies, in the matrix and in the normalisation) and "
+             "*segments* (`neurons_only=False`: every segment and every weight of the release; the answer is "
+             "still read at the neurons). Each engine runs in its own worker process; *prepare* (flatprint: "
+             "building its cached whole-graph matrix from the store; scipy: reading the feathers and building "
+             "the matrix) is timed apart from the queries. Every repetition asks for another cell type (the same "
+             "list for both); medians. Peak RSS is the worker's VmHWM (prepare included). Both sides' answers "
+             "(every neuron, every hop) are compared in full.", ""]
+    header = ["scale", "date", "partners", "bodies", "matrix nnz", "hops", "engine", "prepare s",
+              "peak RSS after prepare GiB", "query ms (median)", "query ms (runs)", "peak RSS GiB", "answers agree"]
     rows = []
     for entry in doc.get("scales", []):
-        for name, run in entry.get("engines", {}).items():
-            rows.append([f"{entry.get('scale'):g}", (entry.get("date") or "")[:10], f"{run.get('neurons', 0):,}",
-                         f"{run.get('matrix_nnz', 0):,}", entry.get("hops"), name, f"{run.get('prepare_s', 0):.2f}",
-                         gib(run.get("prepare_peak_rss_bytes")), ms(run.get("query_median_s")),
-                         ", ".join(ms(t) for t in run.get("query_s", [])), gib(run.get("peak_rss_bytes")),
-                         "yes" if entry.get("answers_agree") else "**NO**"])
-    lines += table(header, rows, ["---"] * 2 + ["---:"] * 3 + ["---"] + ["---:"] * 5 + ["---"]) + [""]
+        for partners, variant in entry.get("variants", {}).items():
+            for name, run in variant.get("engines", {}).items():
+                rows.append([f"{entry.get('scale'):g}", (entry.get("date") or "")[:10], partners,
+                             f"{run.get('bodies', 0):,}", f"{run.get('matrix_nnz', 0):,}", entry.get("hops"), name,
+                             f"{run.get('prepare_s', 0):.2f}", gib(run.get("prepare_peak_rss_bytes")),
+                             ms(run.get("query_median_s")), ", ".join(ms(t) for t in run.get("query_s", [])),
+                             gib(run.get("peak_rss_bytes")), "yes" if variant.get("answers_agree") else "**NO**"])
+    lines += table(header, rows, ["---"] * 3 + ["---:"] * 3 + ["---"] + ["---:"] * 5 + ["---"]) + [""]
     for entry in doc.get("scales", []):
         m = entry.get("machine") or {}
-        lines.append(f"- scale {entry.get('scale'):g}: types {', '.join(entry.get('types', {}).get('timed', []))} "
-                     f"(warm-up {entry.get('types', {}).get('warmup')}); neurons reached at the last hop "
-                     f"{entry.get('neurons_reached_last_hop')}; max |difference| {entry.get('max_abs_diff', 0):.1e}; "
-                     f"load average {m.get('loadavg_at_start')} at start (commit {m.get('git_commit') or '?'})")
-    notes = doc.get("notes")
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+        types = entry.get("types", {})
+        reached = {p: v.get("neurons_reached_last_hop") for p, v in entry.get("variants", {}).items()}
+        lines.append(f"- scale {entry.get('scale'):g}: types {', '.join(types.get('timed', []))} (warm-up "
+                     f"{types.get('warmup')}); neurons reached at the last hop {reached}; load average "
+                     f"{m.get('loadavg_at_start')} at start, {entry.get('loadavg_at_end')} at end (commit "
+                     f"{m.get('git_commit') or '?'})")
+    for note in doc.get("notes", []):
+        lines.append(f"- {note}")
     return lines + [""]
 
 

@@ -403,3 +403,32 @@ def test_cli_ranked_table(client, oracle_store, dense, tmp_path):
     assert got["weight"].to_numpy() == pytest.approx(want["weight"].to_numpy(), rel=1e-12)
     bad = CliRunner().invoke(main, ["indirect", str(oracle_store), "--sources", "no-such-type"])
     assert bad.exit_code == 1 and "sources: no neurons" in bad.output
+
+
+def test_benchmark_smoke(oracle_release, oracle_store, tmp_path):
+    """benchmarks/indirect.py end to end on the 0.01 store: both engines in worker processes, answers
+    compared in full, JSON written and rendered."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    modules = {}
+    for name in ("indirect", "render"):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    entry = modules["indirect"].main(["--scale", "0.01", "--repeat", "2", "--hops", "3", "--release-dir",
+                                      str(oracle_release), "--store-path", str(oracle_store),
+                                      "--results-dir", str(tmp_path)])
+    for partners in ("neurons", "segments"):
+        variant = entry["variants"][partners]
+        assert variant["answers_agree"] and variant["neuron_sets_equal"]
+        assert sum(variant["neurons_reached_last_hop"]) > 0
+        for run in variant["engines"].values():
+            assert len(run["query_s"]) == 2 and run["peak_rss_bytes"] > 0 and run["prepare_s"] > 0
+    doc = json.loads((tmp_path / "indirect.json").read_text())
+    lines = modules["render"].indirect_section(doc)
+    assert any(line.startswith("| 0.01 |") and "flatprint" in line for line in lines)

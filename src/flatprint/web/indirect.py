@@ -68,7 +68,7 @@ def log_heatmap(df: pd.DataFrame, pre: str, post: str, title: str, top: int = 30
              "text": text, "zmin": lo, "zmax": hi, "colorscale": LOG_COLORS, "hoverongaps": False,
              "hovertemplate": "%{y} → %{x}<br>weight %{text}<extra></extra>",
              "colorbar": {"title": {"text": "|weight| (log)"}, "tickvals": tickvals, "ticktext": ticktext}}]
-    size = max(320, min(900, 14 * max(len(rows), len(cols)) + 180))
+    size = max(260, min(900, 22 * len(rows) + 200))  # one source type: a strip, not a square
     return {"data": data, "layout": {
         "title": {"text": title, "font": {"size": 14}}, "height": size,
         "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
