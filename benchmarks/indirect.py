@@ -110,37 +110,50 @@ class Scipy:
 
         ann = pd.read_feather(self.files["annotations"], columns=["bodyId", "status", *NAMED])
         stats = pd.read_feather(self.files["stats"], columns=["body", "pre", "post", "synweight"])
-        seg = ann.set_index("bodyId").join(stats.set_index("body"), how="outer")
-        counts = seg[["pre", "post", "synweight"]].fillna(0)
-        named = seg[NAMED].notna().any(axis=1)
-        status = seg["status"].astype(object)
-        neuron = ((counts["synweight"] >= 100) | (counts["pre"] >= 100) | (counts["post"] >= 100) | named
-                  | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
-        self.ids = np.sort(seg.index[neuron.to_numpy()].to_numpy(np.int64))  # the answer's rows: neurons
+        # decisions.md's :Neuron rule, side by side (an outer join of every body with the annotation
+        # columns would cost gigabytes at full scale)
+        big = stats["body"].to_numpy(np.int64)[((stats["synweight"] >= 100) | (stats["pre"] >= 100)
+                                                 | (stats["post"] >= 100)).to_numpy()]
+        status = ann["status"].astype(object)
+        named = ann["bodyId"].to_numpy(np.int64)[(ann[NAMED].notna().any(axis=1)
+                                                  | status.isin(["Traced", "Anchor"])).to_numpy()]
+        excluded = ann["bodyId"].to_numpy(np.int64)[status.isin(["Glia", "Unimportant"]).to_numpy()]
+        candidates = np.union1d(big, named)
+        self.ids = candidates[~np.isin(candidates, excluded)]  # sorted: the answer's rows
         # the partners: neurons, or every body (then the :Neuron rows are picked out of each hop's vector)
-        bodies = self.ids if self.neurons_only else np.sort(seg.index.to_numpy(np.int64))
+        bodies = self.ids if self.neurons_only else np.union1d(stats["body"].to_numpy(np.int64),
+                                                               ann["bodyId"].to_numpy(np.int64))
         self.neuron_pos = np.searchsorted(bodies, self.ids)
-        self.types = seg["type"].where(neuron).reindex(bodies)
+        typed = ann[ann["bodyId"].isin(self.ids) & ann["type"].notna()]
+        self.members = {t: np.searchsorted(bodies, g.to_numpy(np.int64)) for t, g in typed.groupby("type")["bodyId"]}
         n = len(bodies)
-        del ann, stats, seg
-        # connectome-weights memory-mapped, in batches: the kept rows go into arrays allocated once
+        del ann, stats, big, named, excluded, candidates, typed
+        # connectome-weights memory-mapped, in batches, keeping the rows between partners as indices
         table = feather.read_table(self.files["weights"], columns=["body_pre", "body_post", "weight"],
                                    memory_map=True)
-        rows = np.empty(table.num_rows, np.int32)
-        cols = np.empty(table.num_rows, np.int32)
-        vals = np.empty(table.num_rows, np.float64)
-        m = 0
+        every_row = not self.neurons_only  # then every row is kept: arrays allocated once at full size
+        if every_row:
+            rows = np.empty(table.num_rows, np.int32)
+            cols = np.empty(table.num_rows, np.int32)
+            vals = np.empty(table.num_rows, np.float64)
+        pieces, m = [], 0
         for batch in table.to_batches(max_chunksize=1 << 22):
             pre = batch.column(0).to_numpy()
             post = batch.column(1).to_numpy()
             i = np.minimum(np.searchsorted(bodies, pre), n - 1)
             j = np.minimum(np.searchsorted(bodies, post), n - 1)
             keep = (bodies[i] == pre) & (bodies[j] == post)
-            k = int(keep.sum())
-            rows[m:m + k], cols[m:m + k] = i[keep], j[keep]
-            vals[m:m + k] = batch.column(2).to_numpy()[keep]
-            m += k
+            i, j, v = i[keep].astype(np.int32), j[keep].astype(np.int32), batch.column(2).to_numpy()[keep]
+            if every_row:
+                rows[m:m + len(i)], cols[m:m + len(i)], vals[m:m + len(i)] = i, j, v
+                m += len(i)
+            else:
+                pieces.append((i, j, v.astype(np.float64)))
         del table
+        if not every_row:
+            rows, cols, vals = (np.concatenate([p[k] for p in pieces]) for k in range(3))
+            m = len(rows)
+            del pieces
         w = sp.csc_matrix((vals[:m], (rows[:m], cols[:m])), shape=(n, n))
         del rows, cols, vals
         colsum = np.asarray(w.sum(axis=0)).ravel()
@@ -150,7 +163,8 @@ class Scipy:
         return {"matrix_nnz": int(w.nnz), "bodies": n, "neurons": len(self.ids)}
 
     def query(self, cell_type: str, hops: int) -> np.ndarray:
-        v = (self.types == cell_type).to_numpy(np.float64)
+        v = np.zeros(self.a.shape[0])
+        v[self.members[cell_type]] = 1.0
         at = self.a.T  # CSR view of A^T: one row gather per neuron
         out = np.empty((hops, len(self.ids)))
         for k in range(hops):

@@ -102,36 +102,59 @@ def clear_matrix_cache() -> None:
 
 
 def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> GraphMatrix:
-    """Read ``connections_by_post`` (sorted by body_post, body_pre) straight into the CSR arrays of
-    A^T (one row per postsynaptic body), then normalise.
-
-    The row pointer comes from a grouped count, so the column and weight arrays are allocated once
-    at their final size and filled batch by batch (no COO copy, no sort)."""
+    """The CSR arrays of A^T (one row per postsynaptic body, sorted) from ``connections_by_post``,
+    then normalised in place. Neurons only: DuckDB picks and sorts the few neuron-neuron rows; every
+    segment: the whole table is streamed in its (body_post, body_pre) order."""
     started = time.perf_counter()
     cur = store.cursor()
     label = "WHERE is_neuron" if neurons_only else ""
-    body_ids = cur.execute(f"SELECT bodyId FROM segments {label} ORDER BY bodyId").fetchnumpy()["bodyId"]
-    body_ids = np.asarray(body_ids, dtype=np.int64)
+    # segments is stored sorted by bodyId; a plain scan keeps that order (checked, sorted otherwise)
+    body_ids = np.asarray(cur.execute(f"SELECT bodyId FROM segments {label}").fetchnumpy()["bodyId"], dtype=np.int64)
+    if len(body_ids) > 1 and not np.all(body_ids[1:] > body_ids[:-1]):
+        body_ids = np.unique(body_ids)
     n = len(body_ids)
     if neurons_only:
-        where = ("WHERE c.body_pre IN (SELECT bodyId FROM segments WHERE is_neuron) "
-                 "AND c.body_post IN (SELECT bodyId FROM segments WHERE is_neuron)")
+        rows, indices, data = _neuron_entries(cur)
+        nnz = len(rows)
+        index_type = np.int32 if max(n, nnz) < 2**31 else np.int64
+        counts = np.bincount(rows, minlength=n).astype(index_type)
+        indices = indices.astype(index_type, copy=False)
+        del rows
     else:
-        where = ""
-    per_row = cur.execute(f"SELECT c.body_post, count(*) AS n FROM connections_by_post c {where} GROUP BY 1") \
-        .fetchnumpy()
-    rows = np.searchsorted(body_ids, np.asarray(per_row["body_post"], dtype=np.int64))
-    counts = np.zeros(n, dtype=np.int64)
-    np.add.at(counts, rows, np.asarray(per_row["n"], dtype=np.int64))
-    indptr = np.zeros(n + 1, dtype=np.int64)
+        counts, indices, data, index_type = _segment_entries(store, cur, body_ids)
+    indptr = np.zeros(n + 1, dtype=index_type)
     np.cumsum(counts, out=indptr[1:])
-    nnz = int(indptr[-1])
+    del counts
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    matrix.has_sorted_indices = True
+    _normalise(matrix, normalize)
+    nbytes = matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes + body_ids.nbytes
+    return GraphMatrix(body_ids, matrix, normalize, bool(neurons_only), time.perf_counter() - started, nbytes)
+
+
+def _neuron_entries(cur) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neuron-neuron connections as (row = post position, column = pre position, weight), sorted.
+
+    Few of the table's rows (at full scale a few million of ~150 million): DuckDB joins them to the
+    neurons' positions and sorts them, rather than streaming every row through NumPy."""
+    got = cur.execute("""
+        WITH idx AS (SELECT bodyId, (row_number() OVER (ORDER BY bodyId) - 1)::INTEGER AS i
+                     FROM segments WHERE is_neuron)
+        SELECT p.i AS row, q.i AS col, c.weight::DOUBLE AS weight
+        FROM connections_by_post c JOIN idx p ON p.bodyId = c.body_post JOIN idx q ON q.bodyId = c.body_pre
+        ORDER BY 1, 2""").fetchnumpy()
+    return (np.asarray(got["row"], dtype=np.int64), np.asarray(got["col"]), np.asarray(got["weight"], dtype=np.float64))
+
+
+def _segment_entries(store, cur, body_ids: np.ndarray):
+    """Every connection: ``connections_by_post`` streamed in its order (body_post, body_pre) into arrays
+    allocated once at their final size, counting each row's entries on the way (no COO copy, no sort)."""
+    n = len(body_ids)
+    nnz = int(cur.execute("SELECT count(*) FROM connections_by_post").fetchall()[0][0])
     index_type = np.int32 if max(n, nnz) < 2**31 else np.int64
-    indptr = indptr.astype(index_type)
-    del counts, per_row, rows
+    counts = np.zeros(n, dtype=index_type)
     indices = np.empty(nnz, dtype=index_type)
     data = np.empty(nnz, dtype=np.float64)
-    # A plain scan keeps the table's order (a semi join need not), so the partner filter is done here.
     reader = cur.sql("SELECT body_post, body_pre, weight FROM connections_by_post").to_arrow_reader(ROWS_PER_BATCH)
     filled, last_row, ordered = 0, -1, True
     for batch in reader:
@@ -152,17 +175,15 @@ def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> 
             ordered = False
             break
         last_row = int(row[-1])
+        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])  # runs of one row (sorted)
+        counts[row[starts]] += np.diff(np.r_[starts, m]).astype(index_type)
         indices[filled:filled + m] = col
         data[filled:filled + m] = batch.column(2).to_numpy()[keep]
         filled += m
     if not ordered or filled != nnz:
         raise QueryError(f"{store.path}: connections_by_post is not sorted by body_post as the store layout "
                          "promises (docs/store.md); re-ingest the store")
-    matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
-    matrix.has_sorted_indices = True
-    _normalise(matrix, normalize)
-    nbytes = matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes + body_ids.nbytes
-    return GraphMatrix(body_ids, matrix, normalize, bool(neurons_only), time.perf_counter() - started, nbytes)
+    return counts, indices, data, index_type
 
 
 def _positions(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
