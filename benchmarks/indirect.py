@@ -2,7 +2,8 @@
 
     python benchmarks/indirect.py --scale 0.1 [--repeat 5] [--hops 4] [--seed 0]
 
-Two engines, each in its own worker process (its peak RSS is its own: VmHWM from /proc):
+Two engines, each in its own worker process (its peak RSS is its own: VmHWM from /proc), prepared one
+after the other, then asked the same queries round-robin (the order alternating per repetition):
 
 * ``flatprint``: ``fetch_indirect(type, None, hops, groupby=("type", None))`` on the store. Its
   *prepare* is building the whole-graph input-fraction matrix once (``graph_matrix``).
@@ -177,8 +178,8 @@ class Scipy:
 
 
 def worker(args) -> None:
-    """Run one engine: prepare, a warm-up, then the timed queries; answers to --out, JSON to stdout."""
-    types = json.loads(Path(args.types_file).read_text())
+    """One engine, driven over stdin/stdout: prepare, then ``query <i> <type>`` lines (answers to --out),
+    then ``quit``; each step answers one JSON line."""
     hops = args.hops
     # the libraries are imported before the clock starts, on both sides (imports are not the work)
     import pandas  # noqa: F401
@@ -186,25 +187,54 @@ def worker(args) -> None:
     import scipy.sparse  # noqa: F401
 
     import flatprint.query.indirect  # noqa: F401
-    started = time.perf_counter()
     partners = args.partners[0]
     neurons_only = partners == "neurons"
+    started = time.perf_counter()
     engine = Flatprint(Path(args.store), neurons_only) if args.worker == "flatprint" else \
         Scipy(Path(args.release), neurons_only)
     facts = engine.prepare()
     prepare_s = time.perf_counter() - started
-    prepare_peak = peak_rss_bytes()
-    engine.query(types["warmup"], hops)
-    times = []
-    for i, cell_type in enumerate(types["timed"]):
+    np.save(Path(args.out) / f"{partners}-{args.worker}-ids.npy", engine.ids)
+    print(json.dumps({"prepare_s": prepare_s, "prepare_peak_rss_bytes": peak_rss_bytes(), **facts}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        index, cell_type = words[1], " ".join(words[2:])
         t0 = time.perf_counter()
         answer = engine.query(cell_type, hops)
-        times.append(time.perf_counter() - t0)
-        np.save(Path(args.out) / f"{partners}-{args.worker}-{i}.npy", engine.dense(answer, hops))
-    np.save(Path(args.out) / f"{partners}-{args.worker}-ids.npy", engine.ids)
-    print(json.dumps({"engine": args.worker, "prepare_s": prepare_s, "prepare_peak_rss_bytes": prepare_peak,
-                      "query_s": times, "query_median_s": statistics.median(times),
-                      "peak_rss_bytes": peak_rss_bytes(), "rss_after_bytes": rss_bytes(), **facts}))
+        seconds = time.perf_counter() - t0
+        if index != "warmup":
+            np.save(Path(args.out) / f"{partners}-{args.worker}-{index}.npy", engine.dense(answer, hops))
+        print(json.dumps({"seconds": seconds}), flush=True)
+    print(json.dumps({"peak_rss_bytes": peak_rss_bytes(), "rss_after_bytes": rss_bytes()}), flush=True)
+
+
+class Worker:
+    """A worker process of one engine (its memory is its own)."""
+
+    def __init__(self, engine: str, argv: list[str]):
+        self.engine = engine
+        self.proc = subprocess.Popen([C.PYTHON, str(Path(__file__).resolve()), "--worker", engine, *argv],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        self.ready = self._reply()
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.engine} worker ended (exit status {self.proc.wait()})")
+        return json.loads(line)
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> dict:
+        bye = self.ask("quit")
+        self.proc.wait(timeout=120)
+        return bye
 
 
 def pick_types(store: Path, count: int, seed: int) -> list[str]:
@@ -234,7 +264,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--release", help=argparse.SUPPRESS)
-    ap.add_argument("--types-file", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--partners", choices=PARTNERS, nargs="+", default=list(PARTNERS),
                     help="neurons: :Neuron partners only (the default of fetch_indirect); segments: every segment")
@@ -255,21 +284,27 @@ def main(argv=None) -> dict:
              "query": f"fetch_indirect(NC(type=T), targets, hops={args.hops}, groupby=('type', None), neurons_only=...)"}
     all_agree = True
     with tempfile.TemporaryDirectory(prefix="flatprint-indirect-") as scratch:
-        types_file = Path(scratch) / "types.json"
-        types_file.write_text(json.dumps(types))
         for partners in args.partners:
+            argv = ["--store", str(store), "--release", str(release), "--out", scratch, "--hops", str(args.hops),
+                    "--partners", partners]
+            workers = {}
+            for engine in ENGINES:  # prepared one after the other: their peaks do not overlap
+                print(f"[indirect] scale {args.scale:g}, {partners} as partners: preparing {engine} ...", flush=True)
+                workers[engine] = Worker(engine, argv)
+                print(f"   prepare {workers[engine].ready['prepare_s']:.2f} s", flush=True)
+            times = {e: [] for e in ENGINES}
+            for engine in ENGINES:
+                workers[engine].ask(f"query warmup {types['warmup']}")
+            for i, cell_type in enumerate(types["timed"]):  # round-robin, the order alternating
+                order = ENGINES if i % 2 == 0 else ENGINES[::-1]
+                for engine in order:
+                    times[engine].append(workers[engine].ask(f"query {i} {cell_type}")["seconds"])
             runs = {}
             for engine in ENGINES:
-                print(f"[indirect] scale {args.scale:g}, {partners} as partners: {engine} ...", flush=True)
-                proc = subprocess.run([C.PYTHON, str(Path(__file__).resolve()), "--worker", engine, "--store",
-                                       str(store), "--release", str(release), "--types-file", str(types_file),
-                                       "--out", scratch, "--hops", str(args.hops), "--partners", partners],
-                                      capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-                if proc.returncode != 0:
-                    raise SystemExit(f"{engine} worker failed:\n{proc.stderr[-3000:]}")
-                runs[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"   prepare {runs[engine]['prepare_s']:.2f} s, query median "
-                      f"{runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
+                bye = workers[engine].close()
+                runs[engine] = {**workers[engine].ready, **bye, "query_s": times[engine],
+                                "query_median_s": statistics.median(times[engine])}
+                print(f"   {engine}: query median {runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
                       f"{runs[engine]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
             ids = {e: np.load(Path(scratch) / f"{partners}-{e}-ids.npy") for e in ENGINES}
             same_ids = bool(np.array_equal(ids["flatprint"], ids["scipy"]))

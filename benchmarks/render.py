@@ -577,7 +577,8 @@ def indirect_section(doc: dict) -> list[str]:
              "built and column-normalised once, then `v = A.T @ v` per hop). Two partner sets: *neurons* "
              "(fetch_indirect's default: only :Neuron bodies, in the matrix and in the normalisation) and "
              "*segments* (`neurons_only=False`: every segment and every weight of the release; the answer is "
-             "still read at the neurons). Each engine runs in its own worker process; *prepare* (flatprint: "
+             "still read at the neurons). Each engine runs in its own worker process (prepared one after the "
+             "other, then asked the same queries round-robin); *prepare* (flatprint: "
              "building its cached whole-graph matrix from the store; scipy: reading the feathers and building "
              "the matrix) is timed apart from the queries. Every repetition asks for another cell type (the same "
              "list for both); medians. Peak RSS is the worker's VmHWM (prepare included). Both sides' answers "
@@ -612,7 +613,8 @@ def indirect_section(doc: dict) -> list[str]:
               "in CSR, the baseline reads A in CSC through its transpose: the same row gathers). flatprint's "
               "prepare reads the store's `connections_by_post` straight into the CSR arrays (no COO copy, no "
               "sort); it runs once per process and store and is kept. The machine was shared (load averages "
-              "above), so single timings vary by ±30 % or more; the two engines ran one after the other."]
+              "above), so single timings vary by ±30 % or more; the two workers were asked round-robin (order "
+              "alternating per repetition) so that they share the same conditions."]
     return lines + [""]
 
 
