@@ -106,7 +106,8 @@ class Scipy:
 
     def prepare(self):
         import pandas as pd
-        import pyarrow.feather as feather
+        import pyarrow as pa
+        import pyarrow.dataset as pa_dataset
         import scipy.sparse as sp
 
         ann = pd.read_feather(self.files["annotations"], columns=["bodyId", "status", *NAMED])
@@ -129,28 +130,32 @@ class Scipy:
         self.members = {t: np.searchsorted(bodies, g.to_numpy(np.int64)) for t, g in typed.groupby("type")["bodyId"]}
         n = len(bodies)
         del ann, stats, big, named, excluded, candidates, typed
-        # connectome-weights memory-mapped, in batches, keeping the rows between partners as indices
-        table = feather.read_table(self.files["weights"], columns=["body_pre", "body_post", "weight"],
-                                   memory_map=True)
+        # connectome-weights batch by batch (only its three columns; no memory map, so that the peak
+        # RSS is what the script holds), keeping the rows between partners as indices
+        reader = pa.ipc.open_file(pa.OSFile(str(self.files["weights"])))
+        names = reader.schema.names
+        want = [names.index(c) for c in ("body_pre", "body_post", "weight")]
         every_row = not self.neurons_only  # then every row is kept: arrays allocated once at full size
-        if every_row:
-            rows = np.empty(table.num_rows, np.int32)
-            cols = np.empty(table.num_rows, np.int32)
-            vals = np.empty(table.num_rows, np.float64)
         pieces, m = [], 0
-        for batch in table.to_batches(max_chunksize=1 << 22):
-            pre = batch.column(0).to_numpy()
-            post = batch.column(1).to_numpy()
+        if every_row:
+            total = pa_dataset.dataset(str(self.files["weights"]), format="ipc").count_rows()  # from metadata
+            rows = np.empty(total, np.int32)
+            cols = np.empty(total, np.int32)
+            vals = np.empty(total, np.float64)
+        for b in range(reader.num_record_batches):
+            batch = reader.get_batch(b)
+            pre = batch.column(want[0]).to_numpy()
+            post = batch.column(want[1]).to_numpy()
             i = np.minimum(np.searchsorted(bodies, pre), n - 1)
             j = np.minimum(np.searchsorted(bodies, post), n - 1)
             keep = (bodies[i] == pre) & (bodies[j] == post)
-            i, j, v = i[keep].astype(np.int32), j[keep].astype(np.int32), batch.column(2).to_numpy()[keep]
+            i, j, v = i[keep].astype(np.int32), j[keep].astype(np.int32), batch.column(want[2]).to_numpy()[keep]
             if every_row:
                 rows[m:m + len(i)], cols[m:m + len(i)], vals[m:m + len(i)] = i, j, v
                 m += len(i)
             else:
                 pieces.append((i, j, v.astype(np.float64)))
-        del table
+        del reader
         if not every_row:
             rows, cols, vals = (np.concatenate([p[k] for p in pieces]) for k in range(3))
             m = len(rows)
@@ -259,6 +264,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--hops", type=int, default=4)
     ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument("--sequential", nargs="*", choices=PARTNERS, default=[],
+                    help="partner sets whose engines run one after the other (not round-robin), so that "
+                         "their memory never adds up (the full-scale 'segments' run)")
     ap.add_argument("--release-dir", type=Path, help="use this release (with --store-path) instead of the bench one")
     ap.add_argument("--store-path", type=Path, help="its store")
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -287,25 +295,37 @@ def main(argv=None) -> dict:
         for partners in args.partners:
             argv = ["--store", str(store), "--release", str(release), "--out", scratch, "--hops", str(args.hops),
                     "--partners", partners]
-            workers = {}
-            for engine in ENGINES:  # prepared one after the other: their peaks do not overlap
-                print(f"[indirect] scale {args.scale:g}, {partners} as partners: preparing {engine} ...", flush=True)
-                workers[engine] = Worker(engine, argv)
-                print(f"   prepare {workers[engine].ready['prepare_s']:.2f} s", flush=True)
             times = {e: [] for e in ENGINES}
-            for engine in ENGINES:
-                workers[engine].ask(f"query warmup {types['warmup']}")
-            for i, cell_type in enumerate(types["timed"]):  # round-robin, the order alternating
-                order = ENGINES if i % 2 == 0 else ENGINES[::-1]
-                for engine in order:
-                    times[engine].append(workers[engine].ask(f"query {i} {cell_type}")["seconds"])
             runs = {}
-            for engine in ENGINES:
-                bye = workers[engine].close()
-                runs[engine] = {**workers[engine].ready, **bye, "query_s": times[engine],
+
+            def finish(engine, process):
+                bye = process.close()
+                runs[engine] = {**process.ready, **bye, "query_s": times[engine],
                                 "query_median_s": statistics.median(times[engine])}
                 print(f"   {engine}: query median {runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
                       f"{runs[engine]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+
+            def start(engine):
+                print(f"[indirect] scale {args.scale:g}, {partners} as partners: preparing {engine} ...", flush=True)
+                process = Worker(engine, argv)
+                print(f"   prepare {process.ready['prepare_s']:.2f} s", flush=True)
+                process.ask(f"query warmup {types['warmup']}")
+                return process
+
+            if partners in args.sequential:  # one worker alive at a time: their memory never adds up
+                for engine in ENGINES:
+                    alone = start(engine)
+                    for i, cell_type in enumerate(types["timed"]):
+                        times[engine].append(alone.ask(f"query {i} {cell_type}")["seconds"])
+                    finish(engine, alone)
+            else:  # prepared one after the other, then asked round-robin, the order alternating
+                workers = {engine: start(engine) for engine in ENGINES}
+                for i, cell_type in enumerate(types["timed"]):
+                    for engine in (ENGINES if i % 2 == 0 else ENGINES[::-1]):
+                        times[engine].append(workers[engine].ask(f"query {i} {cell_type}")["seconds"])
+                for engine in ENGINES:
+                    finish(engine, workers[engine])
+            entry.setdefault("sequential", []).extend([partners] if partners in args.sequential else [])
             ids = {e: np.load(Path(scratch) / f"{partners}-{e}-ids.npy") for e in ENGINES}
             same_ids = bool(np.array_equal(ids["flatprint"], ids["scipy"]))
             agree, max_diff, reached = same_ids, 0.0, []

@@ -602,7 +602,9 @@ def indirect_section(doc: dict) -> list[str]:
         lines.append(f"- scale {entry.get('scale'):g}: types {', '.join(types.get('timed', []))} (warm-up "
                      f"{types.get('warmup')}); neurons reached at the last hop {reached}; load average "
                      f"{m.get('loadavg_at_start')} at start, {entry.get('loadavg_at_end')} at end (commit "
-                     f"{m.get('git_commit') or '?'})")
+                     f"{m.get('git_commit') or '?'})"
+                     + (f"; engines one after the other (not round-robin) for {', '.join(entry['sequential'])}, "
+                        "so that their memory never added up" if entry.get("sequential") else ""))
     for note in doc.get("notes", []):
         lines.append(f"- {note}")
     lines += ["", "What the numbers say: with :Neuron partners the synthetic graph is small (matrix nnz ÷ bodies "
