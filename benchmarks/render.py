@@ -613,8 +613,9 @@ def indirect_section(doc: dict) -> list[str]:
               "building the labelled long-form DataFrame, where the baseline returns bare vectors. With every "
               "segment as a partner the products dominate and both sides do the same work (flatprint keeps Aᵀ "
               "in CSR, the baseline reads A in CSC through its transpose: the same row gathers). flatprint's "
-              "prepare reads the store's `connections_by_post` straight into the CSR arrays (no COO copy, no "
-              "sort); it runs once per process and store and is kept. The machine was shared (load averages "
+              "prepare has DuckDB pick and sort the neuron-neuron rows of `connections_by_post` (neurons), or "
+              "streams that table in its order straight into the CSR arrays (segments: no COO copy, no sort); "
+              "it runs once per process and store and is kept. The machine was shared (load averages "
               "above), so single timings vary by ±30 % or more; the two workers were asked round-robin (order "
               "alternating per repetition) so that they share the same conditions."]
     return lines + [""]
