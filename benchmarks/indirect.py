@@ -242,6 +242,19 @@ class Worker:
         return bye
 
 
+def _save(entry: dict, args) -> Path:
+    """Put this scale's entry into results/indirect.json (replacing an earlier one of the scale)."""
+    entry["loadavg_at_end"] = C.loadavg()
+    out_dir = Path(args.results_dir) if args.results_dir else C.RESULTS
+    path = out_dir / "indirect.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"name": "indirect", "kind": "indirect", "scales": []}
+    doc["scales"] = [s for s in doc.get("scales", []) if s.get("scale") != args.scale] + [entry]
+    doc["scales"].sort(key=lambda s: s["scale"])
+    doc["date"] = entry["date"]
+    C.write_result("indirect", doc, out_dir)
+    return path
+
+
 def pick_types(store: Path, count: int, seed: int) -> list[str]:
     import duckdb
 
@@ -342,14 +355,7 @@ def main(argv=None) -> dict:
                                            "max_abs_diff": max_diff, "neurons_reached_last_hop": reached}
             print(f"[indirect] {partners}: answers agree: {agree} (max |diff| {max_diff:.2e})", flush=True)
             all_agree &= agree
-    entry["loadavg_at_end"] = C.loadavg()
-    out_dir = Path(args.results_dir) if args.results_dir else C.RESULTS
-    path = out_dir / "indirect.json"
-    doc = json.loads(path.read_text()) if path.exists() else {"name": "indirect", "kind": "indirect", "scales": []}
-    doc["scales"] = [s for s in doc.get("scales", []) if s.get("scale") != args.scale] + [entry]
-    doc["scales"].sort(key=lambda s: s["scale"])
-    doc["date"] = entry["date"]
-    C.write_result("indirect", doc, out_dir)
+            path = _save(entry, args)  # after each partner set: a long run keeps what it measured
     print(f"[indirect] wrote {path}")
     if not all_agree:
         raise SystemExit(1)
