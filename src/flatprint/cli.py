@@ -219,6 +219,60 @@ def download_command(dest: Path, release_key: str, tables, skeletons, rois: bool
         raise SystemExit(130) from None
 
 
+# ---------------------------------------------------------------------------------------- indirect
+def _neuron_list(text: str | None):
+    """'12781,556329' -> body ids; 'DNge104,LC4' -> type/instance names; empty -> None (every neuron)."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if not items:
+        return None
+    if all(t.isdigit() for t in items):
+        return [int(t) for t in items]
+    return items
+
+
+@main.command()
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sources", help="body ids or type/instance names, comma-separated (default: every neuron)")
+@click.option("--targets", help="body ids or type/instance names, comma-separated (default: every neuron)")
+@click.option("--hops", default=3, show_default=True, type=int)
+@click.option("--groupby", default="type", show_default=True, type=click.Choice(["type", "instance", "neuron"]))
+@click.option("--normalize", default="input", show_default=True, type=click.Choice(["input", "output"]))
+@click.option("--signed", is_flag=True, help="sign each step by the presynaptic neuron's predictedNt")
+@click.option("--all-segments", is_flag=True, help="every segment as a partner, not just :Neuron bodies")
+@click.option("--min-fraction", default=0.0, show_default=True, type=float, help="prune weaker matrix entries")
+@click.option("--min-weight", default=0.0, show_default=True, type=float, help="drop result rows below this |weight|")
+@click.option("--per-hop", is_flag=True, help="rank per hop instead of summed over hops 1..k")
+@click.option("--top", default=30, show_default=True, type=int, help="rows printed")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="write every row as CSV")
+def indirect(store, sources, targets, hops, groupby, normalize, signed, all_segments, min_fraction, min_weight,
+             per_hop, top, csv_path):
+    """Effective connectivity from sources to targets over 1..HOPS connections, ranked (fetch_indirect)."""
+    import time
+
+    from flatprint.query import Client
+    from flatprint.query.indirect import fetch_indirect
+
+    client = Client(store)
+    started = time.perf_counter()
+    hop_df, summed = fetch_indirect(_neuron_list(sources), _neuron_list(targets), hops=hops,
+                                    groupby=None if groupby == "neuron" else groupby, normalize=normalize,
+                                    signed=signed, neurons_only=not all_segments, min_fraction=min_fraction,
+                                    min_weight=min_weight, client=client)
+    seconds = time.perf_counter() - started
+    df = hop_df if per_hop else summed
+    if csv_path:
+        df.to_csv(csv_path, index=False)
+    what = "per hop" if per_hop else f"summed over hops 1-{hops}"
+    table = Table(title=f"effective {normalize} fractions, {what}: {len(df):,} rows ({seconds:.2f} s)")
+    table.add_column("rank", justify="right")
+    for col in df.columns:
+        table.add_column(col, justify="right" if col in ("hop", "weight") or col.startswith("bodyId") else "left")
+    for rank, row in enumerate(df.head(top).itertuples(index=False), start=1):
+        table.add_row(str(rank), *[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    client.close()
+
+
 def _register_optional_commands():
     from flatprint.export.cli import export_group
 

@@ -8,6 +8,7 @@ from flatprint.query.connectivity import (
     fetch_shortest_paths, fetch_simple_connections, fetch_traced_adjacencies,
 )
 from flatprint.query.general import fetch_custom, fetch_meta
+from flatprint.query.indirect import fetch_indirect
 from flatprint.query.neurons import fetch_custom_neurons, fetch_neurons
 from flatprint.query.recon import fetch_output_completeness
 from flatprint.query.results import to_arrow, to_polars
@@ -24,5 +25,6 @@ __all__ = [
     "fetch_all_rois", "fetch_primary_rois", "fetch_roi_hierarchy", "to_arrow", "to_polars",
     "fetch_adjacencies", "fetch_traced_adjacencies", "fetch_simple_connections", "fetch_common_connectivity",
     "fetch_shortest_paths", "fetch_paths", "connection_matrix", "fetch_reach",
+    "fetch_indirect",
     "fetch_synapses", "fetch_mean_synapses", "fetch_synapse_connections", "fetch_output_completeness",
 ]

@@ -163,6 +163,12 @@ class Client:
             return {"columns": result.columns, "data": result.data}
         return pd.DataFrame(result.data, columns=result.columns)
 
+    def fetch_indirect(self, sources=None, targets=None, hops=2, groupby="type", normalize="input", **kwargs):
+        """Effective connectivity over 1..hops connections (see flatprint.query.indirect.fetch_indirect)."""
+        from flatprint.query.indirect import fetch_indirect
+
+        return fetch_indirect(sources, targets, hops, groupby, normalize, client=self, **kwargs)
+
     def fetch_version(self):
         from flatprint import __version__
 

@@ -24,7 +24,7 @@ from flatprint.server.http import (COOKIE_PATHS, NEUPRINT_HTTP_VERSION, PUBLIC_P
                                    NotFound, ServerBusy, ServerState, dataset_for, docs_assets, encode_json,
                                    encoded_json_response, error_response, json_response, read_json, require_admin,
                                    state_of, visible_datasets)
-from flatprint.server.views import cached, custom, dbmeta, npexplorer, skeletons, web_root
+from flatprint.server.views import cached, custom, dbmeta, indirect, npexplorer, skeletons, web_root
 from flatprint.store import Store
 from flatprint.web import register as register_explorer
 from flatprint.web import warm as warm_explorer
@@ -65,7 +65,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
     async def unexpected(request: Request, exc: Exception):
         return error_response(f"internal error: {type(exc).__name__}: {exc}", 500)
 
-    for module in (dbmeta, custom, cached, npexplorer, skeletons, web_root):
+    for module in (dbmeta, custom, cached, npexplorer, skeletons, web_root, indirect):
         app.include_router(module.router)
     register_explorer(app)  # the web explorer at /explorer/
     if warm:

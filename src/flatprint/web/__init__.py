@@ -21,11 +21,13 @@ def __getattr__(name):
 
 def register(app) -> None:
     """Mount the explorer on a flatprint server app (idempotent)."""
+    from flatprint.web.indirect import router as indirect_router
     from flatprint.web.views import router
 
     if getattr(app.state, "flatprint_explorer", False):
         return
     app.include_router(router)
+    app.include_router(indirect_router)
     app.state.flatprint_explorer = True
 
 
