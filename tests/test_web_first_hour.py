@@ -16,6 +16,8 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
@@ -474,3 +476,27 @@ def test_browser_with_roi_columns_checkbox_is_aligned(browser_site):
     assert tx[0] >= bx[2], layout  # the label's text right of the box
     assert layout["button"][0] <= middle <= layout["button"][1], layout  # in line with the Search button
     page.locator("#search-form").screenshot(path=str(ARTIFACTS / "first-hour-search-form.png"))
+
+
+def test_explorer_searches_do_not_log_no_match_warnings(store_path):
+    """The search page shows its own suggestions; the library's NoMatchWarning for the explorer's own
+    calls must not reach the server's log (it did, once per empty search). A fresh interpreter, so
+    that pytest's warning capture does not hide what a server would print."""
+    script = (
+        "import sys, warnings\n"
+        "from starlette.datastructures import QueryParams\n"
+        "from flatprint.query import Client\n"
+        "from flatprint.web import views\n"
+        "client = Client(sys.argv[1])\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    result = views._search(client, QueryParams('p=type&v=DNeg104&m=exact'))\n"
+        "    from flatprint import fetch_neurons, NeuronCriteria\n"
+        "    fetch_neurons(NeuronCriteria(type='DNeg104'), client=client)\n"
+        "print(len(result['tables'][0].df), len(result['did_you_mean']) > 0,\n"
+        "      sorted({type(w.message).__name__ + ':' + w.filename.rsplit('/', 1)[-1] for w in seen}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(store_path)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    # the explorer's call is quiet and still offers suggestions; a user's own call still warns
+    assert out.stdout.split() == ["0", "True", "['NoMatchWarning:<string>']"], out.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from flatprint import __version__
-from flatprint.errors import QueryError
+from flatprint.errors import NoMatchWarning, QueryError
 from flatprint.query import (Client, NeuronCriteria, connection_matrix, fetch_neurons, fetch_shortest_paths,
                              fetch_simple_connections, fetch_synapses)
 from flatprint.query.heavy import GROUPBY_CHOICES
@@ -40,6 +41,10 @@ PARTNER_PROPS = ["type", "instance", "predictedNt"]
 MATRIX_GROUPS = ("type", "roi", *(g for g in GROUPBY_CHOICES if g not in ("type", "roi")))
 
 router = APIRouter(prefix="/explorer", include_in_schema=False)
+# The pages show their own "did you mean" links for an empty result; the library's NoMatchWarning
+# for calls made here would only reach the server's log. (A filter, not catch_warnings: requests run
+# in threads, and catch_warnings swaps process-wide state.)
+warnings.filterwarnings("ignore", category=NoMatchWarning, module=r"flatprint\.web\.")
 _clients: dict[int, Client] = {}
 _templates = None
 
