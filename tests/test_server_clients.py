@@ -144,6 +144,9 @@ def test_meta_rois_completeness(np_client, fp_client):
     meta = neuprint.fetch_meta(client=np_client)
     assert meta["dataset"] == "male-cns" and meta["roiInfo"] == flatprint.fetch_meta(client=fp_client)["roiInfo"]
     want = flatprint.fetch_output_completeness("DNge104", client=fp_client)
+    # neuprint-python's fetch_output_completeness calls fetch_custom without passing its client on,
+    # so it needs a default: with another module's Client still alive there is none.
+    neuprint.set_default_client(np_client)
     got = neuprint.fetch_output_completeness(neuprint.NeuronCriteria(type="DNge104"), client=np_client)
     assert_same(got, want, sort_by=["bodyId"])
 
