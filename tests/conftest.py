@@ -53,3 +53,53 @@ def release_dir(release_factory) -> Path:
 @pytest.fixture(scope="session")
 def store_path(store_factory) -> Path:
     return store_factory(0)
+
+
+# ------------------------------------------------------------------------------------------ apps over the store
+# Shared by the server and explorer test modules (a module defining a fixture of the same name keeps its own).
+@pytest.fixture(scope="module")
+def stores(store_path):
+    """The test store opened as the server opens it (one dataset)."""
+    from flatprint.server import open_stores
+
+    opened = open_stores([str(store_path)])
+    yield opened
+    for store in opened.values():
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def api(stores):
+    """The server app over ``stores``, answering errors as responses rather than raising them."""
+    from fastapi.testclient import TestClient
+
+    from flatprint.server.app import create_app
+
+    return TestClient(create_app(stores), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def app(store_path):
+    """The app the web tests drive (explorer included), over the test store."""
+    from web_helpers import build_app
+
+    return build_app([store_path])
+
+
+@pytest.fixture(scope="module")
+def http(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def lib(store_path):
+    """The library's Client on the test store."""
+    from flatprint.query import Client
+    from flatprint.store import Store
+
+    store = Store.open(store_path)
+    yield Client.from_store(store)
+    store.close()

@@ -19,28 +19,12 @@ import pandas as pd
 import pytest
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-from fastapi.testclient import TestClient  # noqa: E402
 
 from flatprint.cypher.engine import execute  # noqa: E402
-from flatprint.server import open_stores  # noqa: E402
-from flatprint.server.app import create_app  # noqa: E402
 from oracle import load, oracle_segments, point_id  # noqa: E402
 
 DS = "male-cns:v0.9"
 PAIR = [12781, 556329]  # DNge104_R, DNge104_L: at every scale and seed
-
-
-@pytest.fixture(scope="module")
-def stores(store_path):
-    s = open_stores([str(store_path)])
-    yield s
-    for store in s.values():
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def api(stores):
-    return TestClient(create_app(stores), raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from flatprint.errors import FlatprintError  # noqa: E402
-from flatprint.server import open_stores, serve  # noqa: E402
+from flatprint.server import serve  # noqa: E402
 from flatprint.server.app import create_app  # noqa: E402
 from flatprint.server.auth import load_tokens  # noqa: E402
 from oracle import load  # noqa: E402
 
 DS = "male-cns:v0.9"
-
-
-@pytest.fixture(scope="module")
-def stores(store_path):
-    s = open_stores([str(store_path)])
-    yield s
-    for store in s.values():
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def api(stores):
-    return TestClient(create_app(stores), raise_server_exceptions=False)
 
 
 def test_discovery_endpoints(api, release_dir):

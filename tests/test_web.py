@@ -30,26 +30,6 @@ BODY, OTHER = 12781, 556329
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def app(store_path):
-    return build_app([store_path])
-
-
-@pytest.fixture(scope="module")
-def http(app):
-    from fastapi.testclient import TestClient
-
-    with TestClient(app) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def lib(store_path):
-    store = Store.open(store_path)
-    yield Client.from_store(store)
-    store.close()
-
-
-@pytest.fixture(scope="module")
 def morph_store(store_path, tmp_path_factory):
     """A copy of the store with a skeleton for BODY and ROI meshes (the optional tables)."""
     from flatprint.io.precomputed import write_obj

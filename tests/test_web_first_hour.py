@@ -27,32 +27,11 @@ import pyarrow as pa
 import pytest
 
 from flatprint.errors import QueryError
-from flatprint.query import Client, NeuronCriteria as NC, connection_matrix, fetch_neurons, fetch_shortest_paths
-from flatprint.store import Store
-from web_helpers import ARTIFACTS, build_app, chromium_browser, require_chromium, screenshot, serving
+from flatprint.query import NeuronCriteria as NC, connection_matrix, fetch_neurons, fetch_shortest_paths
+from web_helpers import ARTIFACTS, chromium_browser, require_chromium, screenshot, serving
 
 DS, OTHER_DS = "male-cns:v0.9", "other:v1"
 BODY, OTHER = 12781, 556329
-
-
-@pytest.fixture(scope="module")
-def app(store_path):
-    return build_app([store_path])
-
-
-@pytest.fixture(scope="module")
-def http(app):
-    from fastapi.testclient import TestClient
-
-    with TestClient(app) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def lib(store_path):
-    store = Store.open(store_path)
-    yield Client.from_store(store)
-    store.close()
 
 
 def figure(text: str, plot_id: str) -> dict:
