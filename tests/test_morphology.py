@@ -19,7 +19,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 import oracle
-from flatprint.io.precomputed import decode_skeleton, read_obj, read_precomputed_skeleton
+from flatprint.io.obj import read_obj
+from flatprint.io.precomputed_skeletons import decode_skeleton, read_precomputed_skeleton
 from flatprint.synth import rois as roimod
 from flatprint.synth.morphology import (
     CLUSTER_VX, SOMA_BALL_NM, box_surface_mesh, write_morphology, write_segmentation_volume,

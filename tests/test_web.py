@@ -32,7 +32,7 @@ BODY, OTHER = 12781, 556329
 @pytest.fixture(scope="module")
 def morph_store(store_path, tmp_path_factory):
     """A copy of the store with a skeleton for BODY and ROI meshes (the optional tables)."""
-    from flatprint.io.precomputed import write_obj
+    from flatprint.io.obj import write_obj
     from flatprint.io.swc import write_swc
 
     path = tmp_path_factory.mktemp("morph") / "store.duckdb"

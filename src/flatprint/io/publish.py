@@ -1,6 +1,7 @@
-"""Publishing output atomically: build in a work directory beside the target, rename on success.
+"""Publishing output atomically: one file (:func:`atomic_write`) or a whole store or export
+(:func:`atomic_output`: build in a work directory beside the target, rename on success).
 
-One helper for every job that writes a store or an export: the target either keeps its old content
+:func:`atomic_output` is the one helper for every job that writes a store or an export: the target either keeps its old content
 or gets the complete new one, never something half-written. The work directory is named
 ``.<target name>.<kind>-<pid>``, so a later run removes what a killed run (SIGKILL, power loss)
 left behind once that process is gone; SIGTERM becomes an exception, so the work directory of a
@@ -14,13 +15,51 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from flatprint.errors import StoreError
 
-__all__ = ["atomic_output", "clean_stale_work"]
+__all__ = ["atomic_output", "atomic_write", "clean_stale_work"]
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; done once at import, before any threads write.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` so readers see either the old file or the complete new one.
+
+    The bytes go to a temporary file in the same directory (so the rename stays on one file
+    system), which then replaces ``path`` with :func:`os.replace`. Parent directories are
+    created. ``str`` data is encoded as UTF-8. Returns the path.
+    """
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
 
 
 def _alive(pid: int) -> bool:

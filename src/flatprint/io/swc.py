@@ -6,7 +6,7 @@ An SWC file is a text table with one node per line::
 
 ``parent_id`` is ``-1`` for a root. Lines starting with ``#`` are comments and blank lines are
 ignored. The Male CNS release writes coordinates and radii in 8 nm voxels (see
-``flatprint.io.precomputed`` for unit helpers).
+``flatprint.io.units`` for unit helpers).
 
 In memory a skeleton is a :class:`pandas.DataFrame` with the columns of :data:`SWC_COLUMNS`:
 ``node_id``, ``label`` and ``parent_id`` as int64, ``x``, ``y``, ``z`` and ``radius`` as floats.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,12 @@ import numpy as np
 import pandas as pd
 
 from flatprint.errors import FormatError
+from flatprint.io.publish import atomic_write
 
 __all__ = [
     "SWC_COLUMNS",
-    "atomic_write",
     "find_cycle_rows",
+    "format_error",
     "format_numbers",
     "from_navis",
     "read_swc",
@@ -63,57 +63,21 @@ _ROW_RE = re.compile(
 
 
 # --------------------------------------------------------------------------------------------
-# Atomic file writes (shared with flatprint.io.precomputed)
-# --------------------------------------------------------------------------------------------
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it; done once at import, before any threads write.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` so readers see either the old file or the complete new one.
-
-    The bytes go to a temporary file in the same directory (so the rename stays on one file
-    system), which then replaces ``path`` with :func:`os.replace`. Parent directories are
-    created. ``str`` data is encoded as UTF-8. Returns the path.
-    """
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-# --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
 
-def _fail(source: str | None, line: int, message: str) -> FormatError:
-    """A FormatError whose text names the file and the 1-based line; both are also attributes."""
-    where = f"{source}, line {line}" if source else f"line {line}"
-    error = FormatError(f"{where}: {message}")
-    error.source = source
+def format_error(source: Any, message: str, *, line: int | None = None) -> FormatError:
+    """A FormatError whose text names the file (if known) and the 1-based line (if given); both are
+    also attributes (``source``, ``line``)."""
+    where = ", ".join(part for part in (str(source) if source else "", f"line {line}" if line else "") if part)
+    error = FormatError(f"{where}: {message}" if where else message)
+    error.source = str(source) if source else None
     error.line = line
     return error
+
+
+def _fail(source: str | None, line: int, message: str) -> FormatError:
+    return format_error(source, message, line=line)
 
 
 def _looks_like_swc_text(text: str) -> bool:

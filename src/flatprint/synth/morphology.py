@@ -52,8 +52,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.feather as feather
 
-from flatprint.io.precomputed import PrecomputedSkeleton, encode_skeleton, write_obj
-from flatprint.io.swc import atomic_write, write_swc
+from flatprint.io.obj import write_obj
+from flatprint.io.precomputed_skeletons import PrecomputedSkeleton, encode_skeleton
+from flatprint.io.publish import atomic_write
+from flatprint.io.swc import write_swc
 from flatprint.progress import progress_bar
 from flatprint.synth import rois as roimod
 from flatprint.release import tables as T
@@ -342,7 +344,7 @@ def write_segmentation_volume(path: str | Path, scales: list[tuple[np.ndarray, f
             store = ts.open(spec).result()
             store[..., 0].write(np.asarray(array, dtype=np.uint64)).result()
     elif encoding == "raw":
-        from flatprint.io.precomputed import add_precomputed_volume_scale, write_precomputed_volume
+        from flatprint.io.precomputed_volumes import add_precomputed_volume_scale, write_precomputed_volume
 
         first, res0 = scales[0]
         write_precomputed_volume(path, first, [res0] * 3, chunk_size=chunk_size, data_type="uint64",

@@ -359,7 +359,8 @@ async def neuron_swc(request: Request, body: int):
 
 def _neuron_3d(client, body: int) -> dict:
     """Skeleton (when the store has one), synapses, and meshes of the ROIs the neuron innervates."""
-    from flatprint.io.precomputed import MALE_CNS_VOXEL_NM, read_obj
+    from flatprint.io.obj import read_obj
+    from flatprint.io.units import MALE_CNS_VOXEL_NM
     from flatprint.io.swc import read_swc
 
     to_um = MALE_CNS_VOXEL_NM / 1000.0  # synapse and SWC coordinates are 8 nm voxels
