@@ -189,6 +189,7 @@ def to_arrow_stream(table: Table, provenance: dict | None = None) -> bytes:
     """An Arrow IPC stream (what pyarrow.ipc.open_stream / pandas read); provenance in the metadata."""
     import pyarrow as pa
 
+    from flatprint.io.arrow_ipc import encode_arrow_stream
     from flatprint.query import to_arrow
 
     df = table.df
@@ -209,10 +210,7 @@ def to_arrow_stream(table: Table, provenance: dict | None = None) -> bytes:
         meta = dict(arrow.schema.metadata or {})
         meta[b"flatprint.python"] = table.python.encode()
         arrow = arrow.replace_schema_metadata(meta)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, arrow.schema) as writer:
-        writer.write_table(arrow)
-    return sink.getvalue().to_pybytes()
+    return encode_arrow_stream(arrow)
 
 
 # ------------------------------------------------------------------------------------------ cache

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from flatprint import __version__
 from flatprint.errors import NoMatchWarning, QueryError
+from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE
 from flatprint.query import (Client, NeuronCriteria, connection_matrix, fetch_neurons, fetch_shortest_paths,
                              fetch_simple_connections, fetch_synapses)
 from flatprint.query.heavy import GROUPBY_CHOICES
@@ -143,7 +144,7 @@ def download(table: Table, fmt: str, client) -> Response:
                         headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
     if fmt == "arrow":
         return Response(to_arrow_stream(table, client.provenance(table.python)),
-                        media_type="application/vnd.apache.arrow.stream",
+                        media_type=ARROW_STREAM_MEDIA_TYPE,
                         headers={"Content-Disposition": f'attachment; filename="{stem}.arrow"'})
     raise QueryError(f"format must be csv or arrow, got {fmt!r}")
 
@@ -360,8 +361,8 @@ async def neuron_swc(request: Request, body: int):
 def _neuron_3d(client, body: int) -> dict:
     """Skeleton (when the store has one), synapses, and meshes of the ROIs the neuron innervates."""
     from flatprint.io.obj import read_obj
-    from flatprint.io.units import MALE_CNS_VOXEL_NM
     from flatprint.io.swc import read_swc
+    from flatprint.io.units import MALE_CNS_VOXEL_NM
 
     to_um = MALE_CNS_VOXEL_NM / 1000.0  # synapse and SWC coordinates are 8 nm voxels
     syn = fetch_synapses(NeuronCriteria(bodyId=body, client=client), client=client)

@@ -6,12 +6,12 @@ import threading
 import time
 
 import anyio
-import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.errors import QueryError
+from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE, encode_arrow_stream
 from flatprint.server.http import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
                                    state_of)
 
@@ -88,13 +88,9 @@ async def custom(request: Request):
 @router.post("/api/custom/arrow")
 async def custom_arrow(request: Request):
     def encode(result, _seconds):
-        table = result.to_arrow()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return sink.getvalue().to_pybytes()
+        return encode_arrow_stream(result.to_arrow())
 
-    return Response(await _run(request, encode), media_type="application/vnd.apache.arrow.stream")
+    return Response(await _run(request, encode), media_type=ARROW_STREAM_MEDIA_TYPE)
 
 
 @router.api_route("/api/raw/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from flatprint.errors import QueryError
+from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE, encode_arrow_stream
 from flatprint.query.client import Client
 from flatprint.query.criteria import NeuronCriteria
 from flatprint.query.indirect import fetch_indirect
@@ -60,11 +60,7 @@ def frame_json(df) -> dict:
 
 
 def arrow_stream(df) -> bytes:
-    table = to_arrow(df)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return encode_arrow_stream(to_arrow(df))
 
 
 @router.post("/api/flatprint/indirect")
@@ -92,5 +88,5 @@ async def indirect(request: Request):
 
     result = await state_of(request).run(work)
     if fmt == "arrow":
-        return Response(result, media_type="application/vnd.apache.arrow.stream")
+        return Response(result, media_type=ARROW_STREAM_MEDIA_TYPE)
     return encoded_json_response(result)

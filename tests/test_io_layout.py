@@ -1,0 +1,35 @@
+"""flatprint.io holds every file format, one module each: no io module grows past 800 lines, and no
+module outside io/ encodes Arrow IPC or feather itself (they call flatprint.io.arrow_ipc / .feather)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from flatprint.io.arrow_ipc import encode_arrow_stream
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "flatprint"
+ARROW_WRITERS = re.compile(r"ipc\.new_stream|ipc\.new_file|RecordBatch(?:Stream|File)Writer|write_feather\(")
+# synth writes its feathers itself until it adopts flatprint.io.feather (another change restructures it)
+NOT_YET_MOVED = {"synth/generator.py"}
+
+
+def test_io_modules_stay_small():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / "io").glob("*.py")}
+    assert {"units.py", "precomputed_skeletons.py", "precomputed_volumes.py", "obj.py", "arrow_ipc.py"} <= set(sizes)
+    assert {name: n for name, n in sizes.items() if n > 800} == {}
+
+
+def test_only_io_writes_arrow():
+    writers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+               if p.parent.name != "io" and ARROW_WRITERS.search(p.read_text())}
+    assert writers <= NOT_YET_MOVED
+
+
+def test_arrow_stream_round_trip_keeps_metadata():
+    table = pa.table({"bodyId": pa.array([1, 2**62], pa.int64()), "type": ["a", None]},
+                     metadata={b"flatprint.python": b"c.fetch_neurons()"})
+    back = pa.ipc.open_stream(encode_arrow_stream(table)).read_all()
+    assert back.equals(table) and back.schema.metadata == table.schema.metadata
