@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from flatprint.errors import FormatError
+from flatprint.io.units import MALE_CNS_VOXEL_NM, NM_PER_UM
 
 __all__ = ["Volume", "body_at", "clear_cache", "fetch_subvolume", "open_volume", "roi_at", "roi_names"]
 
-VOXEL_NM = 8.0
-UNITS_NM = {"voxels": VOXEL_NM, "voxel": VOXEL_NM, "8nm": VOXEL_NM, "nm": 1.0, "um": 1000.0, "µm": 1000.0}
+UNITS_NM = {"voxels": MALE_CNS_VOXEL_NM, "voxel": MALE_CNS_VOXEL_NM, "8nm": MALE_CNS_VOXEL_NM, "nm": 1.0,
+            "um": NM_PER_UM, "µm": NM_PER_UM}
 ROI_VOLUMES = ("rois/fullbrain-roi-v4", "rois/malecns-vnc-neuropil-roi-v0")
 SEGMENTATION = "segmentation"
 CACHE_BYTES = 256 << 20
@@ -166,7 +167,7 @@ def _n5_resolution(attrs: Mapping[str, Any], fallback: np.ndarray) -> np.ndarray
 def _open_n5(location: str, kv: dict, scale: int) -> Volume:
     ts = _ts()
     attrs = _read_json(kv, "attributes.json") or {}
-    base_resolution = _n5_resolution(attrs, np.full(3, VOXEL_NM))
+    base_resolution = _n5_resolution(attrs, np.full(3, MALE_CNS_VOXEL_NM))
     if "dimensions" not in attrs:  # a multiscale group: open s<scale>
         kv = _child_kvstore(kv, f"s{int(scale)}")
         scale_attrs = _read_json(kv, "attributes.json") or {}
