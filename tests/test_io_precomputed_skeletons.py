@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from flatprint.errors import FormatError
 from flatprint.io import units
@@ -275,7 +274,8 @@ def test_malformed_skeleton_files(tmp_path, case, message):
     ('{"@type": "neuroglancer_legacy_mesh"}', "must be"),
     ('{"@type": "neuroglancer_skeletons", "transform": [1, 0, 0]}', "12 finite numbers"),
     ('{"@type": "neuroglancer_skeletons", "sharding": {"@type": "neuroglancer_uint64_sharded_v1"}}', "sharded"),
-    ('{"@type": "neuroglancer_skeletons",\n "vertex_attributes": [{"id": "radius", "data_type": "float64", "num_components": 1}]}', "data_type"),
+    ('{"@type": "neuroglancer_skeletons",\n "vertex_attributes": '
+     '[{"id": "radius", "data_type": "float64", "num_components": 1}]}', "data_type"),
     ('{"@type": "neuroglancer_skeletons",\n\n "transform": [1, 0, 0,]}', "line 3: invalid JSON"),
 ])
 def test_malformed_skeleton_info(tmp_path, info, message):

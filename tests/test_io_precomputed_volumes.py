@@ -84,7 +84,8 @@ def test_chunk_files_are_byte_identical_to_tensorstore(tmp_path):
     store[...].write(labels[..., None]).result()
 
     def chunk_files(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != "info"}
+        return {p.relative_to(root).as_posix(): p.read_bytes()
+                for p in root.rglob("*") if p.is_file() and p.name != "info"}
 
     assert chunk_files(ours) == chunk_files(theirs)
     assert np.array_equal(read_precomputed_volume(theirs), labels)

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from flatprint.errors import FormatError
 from flatprint.io.swc import from_navis, read_swc, to_navis, write_swc
@@ -190,7 +189,8 @@ MALFORMED = [
     ("inline-comment", "1 0 0 0 0 1 -1 # soma\n", 1, "expected 7 fields"),
     ("duplicate", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n# x\n2 0 1 1 1 1 1\n", 4, "defined twice (first at line 2)"),
     ("missing-parent", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n3 0 0 0 0 1 9\n", 3, "parent 9 of node 3"),
-    ("cycle", "1 0 0 0 0 1 -1\n5 0 0 0 0 1 6\n6 0 0 0 0 1 7\n7 0 0 0 0 1 5\n", 2, "cycle in parent links: 5 -> 6 -> 7 -> 5"),
+    ("cycle", "1 0 0 0 0 1 -1\n5 0 0 0 0 1 6\n6 0 0 0 0 1 7\n7 0 0 0 0 1 5\n", 2,
+     "cycle in parent links: 5 -> 6 -> 7 -> 5"),
     ("cycle-no-root", "\n\n1 0 0 0 0 1 2\n2 0 0 0 0 1 1\n", 3, "cycle"),
     ("self-parent", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 2\n", 2, "its own parent"),
     ("two-roots", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n# x\n3 0 0 0 0 1 -1\n", 4, "2 roots"),

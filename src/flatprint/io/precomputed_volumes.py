@@ -214,8 +214,8 @@ def _check_scales(scales: Sequence[Mapping[str, Any]]) -> None:
         raise ValueError(f"two scales share a key (same resolution): {keys}")
     for finer, coarser in zip(scales, scales[1:]):
         if any(c < f for f, c in zip(finer["resolution"], coarser["resolution"])):
-            raise ValueError(("scale resolutions must not decrease on any axis from finest to coarsest: "
-                              f"{finer['resolution']} then {coarser['resolution']}"))
+            raise ValueError("scale resolutions must not decrease on any axis from finest to coarsest: "
+                              f"{finer['resolution']} then {coarser['resolution']}")
 
 
 def add_precomputed_volume_scale(

@@ -1,11 +1,11 @@
 """Publishing output atomically: one file (:func:`atomic_write`) or a whole store or export
 (:func:`atomic_output`: build in a work directory beside the target, rename on success).
 
-:func:`atomic_output` is the one helper for every job that writes a store or an export: the target either keeps its old content
-or gets the complete new one, never something half-written. The work directory is named
-``.<target name>.<kind>-<pid>``, so a later run removes what a killed run (SIGKILL, power loss)
-left behind once that process is gone; SIGTERM becomes an exception, so the work directory of a
-terminated run is removed like on Ctrl-C.
+:func:`atomic_output` is the one helper for every job that writes a store or an export: the
+target either keeps its old content or gets the complete new one, never something half-written.
+The work directory is named ``.<target name>.<kind>-<pid>``, so a later run removes what a killed
+run (SIGKILL, power loss) left behind once that process is gone; SIGTERM becomes an exception, so
+the work directory of a terminated run is removed like on Ctrl-C.
 """
 
 from __future__ import annotations

@@ -270,7 +270,8 @@ def read_swc(source: Any, *, allow_forest: bool = False) -> pd.DataFrame:
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             row = int(bad[0])
-            raise _fail(name, line_numbers[row], f"{column} is out of range: {columns[SWC_COLUMNS.index(column)][row]!r}")
+            value = columns[SWC_COLUMNS.index(column)][row]
+            raise _fail(name, line_numbers[row], f"{column} is out of range: {value!r}")
     negative = np.flatnonzero(node_ids < 0)
     if len(negative):
         row = int(negative[0])
