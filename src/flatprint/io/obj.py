@@ -12,7 +12,7 @@ import numpy as np
 
 from flatprint.errors import FormatError
 from flatprint.io.publish import atomic_write
-from flatprint.io.swc import format_error, format_numbers, read_text_source
+from flatprint.io.text import format_error, format_numbers, read_text_source
 
 __all__ = ["read_obj", "write_obj"]
 

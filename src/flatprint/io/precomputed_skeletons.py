@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from flatprint.io.publish import atomic_write
-from flatprint.io.swc import find_cycle_rows, format_error
+from flatprint.io.swc import find_cycle_rows
+from flatprint.io.text import format_error
 from flatprint.io.units import MALE_CNS_VOXEL_NM
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from flatprint.io.publish import atomic_write
-from flatprint.io.swc import format_error, format_numbers
+from flatprint.io.text import format_error, format_numbers
 
 __all__ = [
     "add_precomputed_volume_scale",
