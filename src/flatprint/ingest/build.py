@@ -133,8 +133,12 @@ def _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary
     (major, extra labels) gets one label whose roi_map rows are its major region plus every extra ROI
     (and that ROI's ancestors below the nearest primary or major ROI), so queries that resolve labels
     through roi_map count a point under every level. None when there are no extra sets."""
-    extra = [s for s in _extra_roi_sets(roi_sets)
-             if set(label_names.get(s, {}).values()) - primary_names - major_names]
+    # ROIs the primary set already counts a point under: each primary and its ancestors below major.
+    counted = primary_names | major_names | {root}
+    for name in primary_names:
+        while (name := parent_of.get(name)) and name not in counted:
+            counted.add(name)
+    extra = [s for s in _extra_roi_sets(roi_sets) if set(label_names.get(s, {}).values()) - counted]
     if not extra:
         return None
     keys = (["major"] if "major" in roi_sets else []) + extra
@@ -144,7 +148,6 @@ def _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary
     if len(combos) >= 1 << 16:
         raise ReleaseError(f"syn-points: {len(combos):,} combinations of the ROI sets {', '.join(keys)}; "
                            "flatprint stores at most 65,535")
-    counted = primary_names | major_names | {root}
     roi_map, rows = [], []
     for label, combo in enumerate(combos, start=1):
         names: list[str] = []
