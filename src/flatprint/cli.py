@@ -219,7 +219,7 @@ def download_command(dest: Path, release_key: str, tables, skeletons, rois: bool
         if ingest_store is not None and not dry_run:
             from flatprint.ingest import ingest_release
 
-            ingest_release(dest, ingest_store, force=False, release=release_key)
+            ingest_release(dest, ingest_store, force=False)  # it finds the release from the file names
     except ReleaseError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
