@@ -243,3 +243,25 @@ def test_neuprint_python_picks_either_release_by_name(two_release_server, releas
     got = roi_counts[roi_counts["roi"] == "ME_R_layer_03"].set_index("bodyId")[["pre", "post"]].sort_index()
     assert len(got) == len(neurons) > 0
     assert (got.to_numpy() == expected.loc[got.index].to_numpy()).all()
+
+
+def test_roi_matrix_by_major_region_of_a_v10_store(v10_store, v10_release):
+    """ROI x ROI by the major set: each synapse pair under (major region of its T-bar, of its PSD)."""
+    import duckdb
+
+    from flatprint.query.heavy import connection_matrix_sql
+
+    with duckdb.connect(str(v10_store), read_only=True) as con:
+        got = con.execute(connection_matrix_sql("roi", neurons_only=False, roi_set="major")).df()
+    pts = _points(v10_release, ["x", "y", "z", "body", "major"])
+    pts["major"] = pts["major"].astype(str)
+    partners = pd.read_feather(v10_release / V10_FILES["syn-partners"])
+    for end in ("pre", "post"):
+        side = pts.rename(columns={c: f"{c}_{end}" for c in ("x", "y", "z", "body", "major")})
+        partners = partners.merge(side, on=[f"x_{end}", f"y_{end}", f"z_{end}", f"body_{end}"], how="left")
+    inside = partners[(partners["major_pre"] != "<unspecified>") & (partners["major_post"] != "<unspecified>")]
+    expected = inside.groupby(["major_pre", "major_post"]).agg(
+        weight=("body_pre", "size"),
+        connections=("body_pre", lambda s: len(set(zip(s, inside.loc[s.index, "body_post"]))))).reset_index()
+    expected.columns = ["pre_group", "post_group", "weight", "connections"]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.astype(got.dtypes.to_dict()))
