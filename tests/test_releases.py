@@ -210,6 +210,9 @@ def test_server_lists_both_datasets(two_release_server):
     url, cert = two_release_server
     datasets = requests.get(f"{url}/api/dbmeta/datasets", verify=str(cert), timeout=30).json()
     assert set(datasets) == {"male-cns:v0.9", "male-cns:v1.0"}
+    # Each entry describes its own store: only v1.0 has the extra ROI levels.
+    assert set(EXTRA_ROIS) <= set(datasets["male-cns:v1.0"]["ROIs"])
+    assert not set(EXTRA_ROIS) & set(datasets["male-cns:v0.9"]["ROIs"])
 
 
 def _oracle_neurons(release: Path, files: dict[str, str], type_: str) -> pd.DataFrame:
