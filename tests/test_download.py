@@ -838,3 +838,24 @@ def test_the_first_request_may_fail_briefly(tmp_path, monkeypatch):
     name = "connectome-weights-male-cns-v0.9-minconf-0.5.feather"
     assert (tmp_path / name).read_bytes() == expected[name]
     assert len(attempts) > 2
+
+
+def test_cli_downloads_release_v10_by_its_own_names(bucket, tmp_path, monkeypatch):
+    """--release v1.0 fetches the v1.0 objects (another bucket prefix, other file names) and ingests them."""
+    v10 = get_release("male-cns:v1.0")
+    expected = {}
+    for index, item in enumerate(v10.group("tables")):
+        data = payload(100 + index, 5_000 + 1_000 * index)
+        bucket.put(f"{item.bucket}/{item.object_path}", data)
+        expected[item.local_path] = data
+    assert all(item.object_path.startswith("v1.0/") and "male-cns-v1.0" in item.local_path for item in v10.group("tables"))
+    calls = []
+    monkeypatch.setattr(flatprint.ingest, "ingest_release",
+                        lambda release_dir, store_path, force=False: calls.append(release_dir), raising=False)
+    dest = tmp_path / "release"
+    result = CliRunner().invoke(download_command, [str(dest), "--release", "v1.0", "--mirror", bucket.url,
+                                                   "--ingest", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    assert_files(dest, expected)
+    assert calls == [dest]
+    assert not any("/v0.9/" in name for _, name, _ in bucket.log)

@@ -17,6 +17,7 @@ from flatprint.clickutil import FlatprintGroup
 from flatprint.download import DownloadOptions, download_release, missing_tables
 from flatprint.errors import ReleaseError
 from flatprint.release.manifest import DEFAULT_RELEASE
+from flatprint.release.registry import releases
 
 console = Console(stderr=False)
 
@@ -34,12 +35,14 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT_DIR if it is not empty")
 @click.option("--no-morphology", is_flag=True, help="tables only: no skeletons, ROI volumes or meshes")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def synth(out_dir, scale, seed, force, no_morphology, quiet):
-    """Write a synthetic Male CNS v0.9 release (real file names and schemas) to OUT_DIR."""
+@click.option("--release", "release_key", default=DEFAULT_RELEASE, show_default=True,
+              help="which release's file names and schemas to write: male-cns:v0.9 or male-cns:v1.0 (or v1.0)")
+def synth(out_dir, scale, seed, force, no_morphology, quiet, release_key):
+    """Write a synthetic Male CNS release (real file names and schemas) to OUT_DIR."""
     from flatprint.synth import synthesize
 
     manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force,
-                          morphology=not no_morphology)
+                          morphology=not no_morphology, release=release_key)
     table = Table(title=f"synthetic release in {out_dir} ({manifest['seconds']} s)")
     for col in ("file", "rows", "MB"):
         table.add_column(col, justify="right" if col != "file" else "left")
@@ -52,15 +55,17 @@ def synth(out_dir, scale, seed, force, no_morphology, quiet):
 @click.argument("release_dir", type=click.Path(path_type=Path))
 @click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="replace an existing store")
-@click.option("--dataset", default="male-cns:v0.9", show_default=True, help="NAME:TAG of the dataset")
+@click.option("--dataset", default=None, help="NAME:TAG of the dataset (default: the release's, e.g. male-cns:v1.0)")
+@click.option("--release", "release_key", default=None,
+              help="the release RELEASE_DIR holds (default: found from its file names)")
 @click.option("--memory-limit", default="6GB", show_default=True, help="DuckDB memory limit while building")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def ingest(release_dir, store, force, dataset, memory_limit, quiet):
+def ingest(release_dir, store, force, dataset, release_key, memory_limit, quiet):
     """Validate RELEASE_DIR and build the store file STORE from it (atomic)."""
     from flatprint.ingest import ingest_release
 
     result = ingest_release(release_dir, store, force=force, dataset=dataset, progress=not quiet,
-                            memory_limit=memory_limit)
+                            memory_limit=memory_limit, release=release_key)
     total_rows = sum(result["rows"].values())
     console.print(
         f"[green]ingested[/green] {total_rows:,} rows from {release_dir} into {store} in "
@@ -96,6 +101,9 @@ def _print_summary(store_path, as_json: bool = False):
         return Text(text, justify="right")
 
     table.add_row("description", s["description"] or "")
+    known = releases()
+    if s["dataset"] in known:  # a store of a registered release: which one, and when it was published
+        table.add_row("release", f"{known[s['dataset']].title} (published {known[s['dataset']].released})")
     for key, value in s["counts"].items():
         table.add_row(key, number(f"{value:,}"))
     table.add_row("ROIs (primary)", number(f"{s['rois']:,} ({s['primary_rois']})"))
@@ -211,7 +219,7 @@ def download_command(dest: Path, release_key: str, tables, skeletons, rois: bool
         if ingest_store is not None and not dry_run:
             from flatprint.ingest import ingest_release
 
-            ingest_release(dest, ingest_store, force=False)
+            ingest_release(dest, ingest_store, force=False)  # it finds the release from the file names
     except ReleaseError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:

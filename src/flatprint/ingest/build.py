@@ -124,6 +124,47 @@ def _flatten(tree: dict, parent: str | None = None, depth: int = 0, out=None) ->
     return out
 
 
+def _extra_roi_sets(roi_sets: list[str]) -> list[str]:
+    return [s for s in roi_sets if s not in ("primary", "major")]
+
+
+def _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_names, major_names) -> dict | None:
+    """Fold ROI sets beyond primary and major into the major label: each distinct combination of
+    (major, extra labels) gets one label whose roi_map rows are its major region plus every extra ROI
+    (and that ROI's ancestors below the nearest primary or major ROI), so queries that resolve labels
+    through roi_map count a point under every level. None when there are no extra sets."""
+    # ROIs the primary set already counts a point under: each primary and its ancestors below major.
+    counted = primary_names | major_names | {root}
+    for name in primary_names:
+        while (name := parent_of.get(name)) and name not in counted:
+            counted.add(name)
+    extra = [s for s in _extra_roi_sets(roi_sets) if set(label_names.get(s, {}).values()) - counted]
+    if not extra:
+        return None
+    keys = (["major"] if "major" in roi_sets else []) + extra
+    label_cols = [_q(f"{s}_label") for s in keys]
+    cols = ", ".join(f"coalesce({c}, 0)" for c in label_cols)
+    combos = con.execute(f"SELECT DISTINCT {cols} FROM raw_points ORDER BY ALL").fetchall()
+    if len(combos) >= 1 << 16:
+        raise ReleaseError(f"syn-points: {len(combos):,} combinations of the ROI sets {', '.join(keys)}; "
+                           "flatprint stores at most 65,535")
+    roi_map, rows = [], []
+    for label, combo in enumerate(combos, start=1):
+        names: list[str] = []
+        for s, value in zip(keys, combo):
+            name = label_names[s].get(int(value or 0))
+            while name and name not in names and (name not in counted or (s == "major" and name in major_names)):
+                names.append(name)
+                name = parent_of.get(name) if s != "major" else None
+        roi_map += [[label, n] for n in names]
+        rows.append([label, *[int(v or 0) for v in combo]])
+    column_defs = ", ".join(f"{c} INTEGER" for c in label_cols)
+    con.execute(f"CREATE TEMP TABLE roi_combos (combo USMALLINT, {column_defs})")
+    con.executemany(f"INSERT INTO roi_combos VALUES ({', '.join('?' * (len(keys) + 1))})", rows)
+    match = " AND ".join(f"c.{c} = coalesce(p.{c}, 0)" for c in label_cols)
+    return {"roi_map": roi_map, "label_expr": f"(SELECT c.combo FROM roi_combos c WHERE {match})"}
+
+
 def _source_checksum(files: ReleaseFiles) -> str:
     """Hash of the release manifest if present, else of file names, sizes and mtimes."""
     manifest = files.root / "manifest.json"
@@ -180,22 +221,24 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     for name, parent, depth in flat:
         if name == root:
             continue
-        rset = "primary" if name in primary_names else ("major" if name in major_names else None)
+        rset = next((s for s in ("primary", "major", *roi_sets) if name in label_names.get(s, {}).values()), None)
         label = next((lab for lab, n in label_names.get(rset, {}).items() if n == name), None) if rset else None
         con.execute("INSERT INTO rois VALUES (?, ?, ?, ?, ?, ?)",
                     [name, None if parent == root else parent, depth, name in primary_names, rset, label])
     # A data ROI missing from the tree still counts (under the root).
-    for s in ("primary", "major"):
+    for s in ("primary", "major", *_extra_roi_sets(roi_sets)):
         for label, name in label_names.get(s, {}).items():
             if name not in parent_of:
                 con.execute("INSERT INTO rois VALUES (?, NULL, 1, ?, ?, ?)", [name, s == "primary", s, label])
                 parent_of[name] = root
+    # Later ROI levels (sub-primary, optic-lobe columns and layers, ...) are kept, not dropped.
+    major_combos = _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_names, major_names)
     # roi_map: (set, label) -> every ROI it counts under. The major set contributes only its major
     # region; the primary set contributes itself and its ancestors below the major level, so no
     # synapse is counted twice under one ROI.
     con.execute("CREATE TABLE roi_map (roi_set VARCHAR, label INTEGER, roi VARCHAR)")
     for s in ("primary", "major"):
-        for label, name in label_names.get(s, {}).items():
+        for label, name in label_names.get(s, {}).items() if not (s == "major" and major_combos) else ():
             names = [name]
             if s == "primary":
                 p = parent_of.get(name)
@@ -208,6 +251,9 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                         p = parent_of.get(p)
             con.executemany("INSERT INTO roi_map VALUES (?, ?, ?)", [[s, label, n] for n in names])
     major_label_expr = '"major_label"' if "major" in roi_sets else "0"
+    if major_combos:
+        con.executemany("INSERT INTO roi_map VALUES ('major', ?, ?)", major_combos["roi_map"])
+        major_label_expr = major_combos["label_expr"]
 
     # ---- synapses with dense stable ids and T-bar NT probabilities, one body range at a time
     tb_cols = ["point_id", "body"] + [c for c in T.NT_PROB_COLUMNS]
@@ -672,7 +718,8 @@ def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> di
             properties[col] = _neo4j_type(types[col])
     total_pre, total_post = con.execute(
         "SELECT count(*) FILTER (kind = 'pre'), count(*) FILTER (kind = 'post') FROM synapses").fetchall()[0]
-    description = "Male CNS connectome, FlyEM release v0.9, ingested by flatprint"
+    description = f"{files.release.title}, ingested by flatprint" if files.release else \
+        "Male CNS connectome, ingested by flatprint"
     if synthetic:
         description = (f"SYNTHETIC seed={synthetic.get('seed')} scale={synthetic.get('scale')} -- "
                        "made by flatprint synth in the release schemas, not real data")
@@ -718,20 +765,24 @@ def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> di
     return {"meta": meta, "internal": internal}
 
 
-def ingest_release(release_dir, store_path, force: bool = False, dataset: str = "male-cns:v0.9",
+def ingest_release(release_dir, store_path, force: bool = False, dataset: str | None = None,
                    progress: bool = True, memory_limit: str = "6GB", threads: int | None = None,
-                   buckets: int | None = None) -> dict:
+                   buckets: int | None = None, release: str | None = None) -> dict:
     """Validate ``release_dir`` and build the store at ``store_path`` (atomic; --force to replace).
+
+    ``release``: the registered release the directory holds (default: found from its file names);
+    ``dataset``: the store's NAME:TAG (default: the release's key, e.g. ``male-cns:v1.0``).
 
     ``buckets``: how many body ranges synapses and partners are sorted in (default: enough for each
     range's sort to fit in a quarter of ``memory_limit``); the store is the same for any number."""
     target = Path(store_path)
     if target.exists() and not force:
         raise StoreError(f"{target} already exists (use --force to replace it)")
-    if ":" not in dataset:
+    if dataset is not None and ":" not in dataset:
         raise ReleaseError(f"dataset must be NAME:TAG, got {dataset!r}")
+    files = validate_release(release_dir, release)  # before anything is written
+    dataset = dataset or files.release.key
     name, tag = dataset.split(":", 1)
-    files = validate_release(release_dir)  # before anything is written
     started = time.perf_counter()
     with atomic_output(target, "ingest", force=force, publish="store.duckdb") as work:
         built: dict = {}

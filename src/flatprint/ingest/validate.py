@@ -11,7 +11,8 @@ import pyarrow as pa
 
 from flatprint.errors import ReleaseError
 from flatprint.io.feather import open_feather
-from flatprint.release.tables import OPTIONAL_COLUMNS, TABLES
+from flatprint.release.registry import ReleaseDescription, describe, detect
+from flatprint.release.tables import OPTIONAL_COLUMNS
 
 
 @dataclass
@@ -23,24 +24,30 @@ class ReleaseFiles:
     schemas: dict[str, pa.Schema]
     rows: dict[str, int]
     roi_sets: list[str]  # ROI sets of syn-points (X with X_label), 'primary' first
+    release: ReleaseDescription | None = None  # which registered release the files are
 
 
 def _type_ok(actual: pa.DataType, accepted: tuple[pa.DataType, ...]) -> bool:
     return any(actual.equals(t) for t in accepted)
 
 
-def validate_release(root: str | Path) -> ReleaseFiles:
-    """Raise ReleaseError naming every missing file, else the file (and column) of the first problem."""
+def validate_release(root: str | Path, release: str | None = None) -> ReleaseFiles:
+    """Raise ReleaseError naming every missing file, else the file (and column) of the first problem.
+
+    ``release`` (e.g. ``male-cns:v1.0``) names the registered release to expect; by default it is the
+    one whose file names the directory holds."""
     root = Path(root)
     if not root.is_dir():
         raise ReleaseError(f"release directory not found: {root}")
-    missing = [f"{spec.filename} (table '{key}')" for key, spec in TABLES.items()
+    described = describe(release) if release else detect(root)
+    specs = described.table_specs()
+    missing = [f"{spec.filename} (table '{key}')" for key, spec in specs.items()
                if not (root / spec.filename).exists()]
     if missing:  # all of them at once, so a partial download is fixed in one go
-        raise ReleaseError(f"{len(missing)} missing file{'s' if len(missing) > 1 else ''} in {root}: "
+        raise ReleaseError(f"{len(missing)} missing file{'s' if len(missing) > 1 else ''} of {described.key} in {root}: "
                            + "; ".join(missing))
     paths, schemas, rows = {}, {}, {}
-    for key, spec in TABLES.items():
+    for key, spec in specs.items():
         path = root / spec.filename
         reader = open_feather(path)
         schema = reader.schema
@@ -63,9 +70,9 @@ def validate_release(root: str | Path) -> ReleaseFiles:
         if f"{name}_label" in points.names and pa.types.is_integer(points.field(f"{name}_label").type)
     ]
     if "primary" not in roi_sets:
-        raise ReleaseError(f"{TABLES['syn-points'].filename}: missing ROI columns 'primary' / 'primary_label'")
+        raise ReleaseError(f"{specs['syn-points'].filename}: missing ROI columns 'primary' / 'primary_label'")
     roi_sets.sort(key=lambda s: s != "primary")
-    return ReleaseFiles(root, paths, schemas, rows, roi_sets)
+    return ReleaseFiles(root, paths, schemas, rows, roi_sets, described)
 
 
 def _verify_manifest(root: Path, paths: dict[str, Path]) -> None:

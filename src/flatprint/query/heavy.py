@@ -149,12 +149,16 @@ ORDER BY pre_group, post_group"""
     neuron_join = ("\n  JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron"
                    "\n  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron") if neurons_only else ""
     roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
+    # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
+    # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
+    labels = (f"(SELECT m.label, m.roi FROM roi_map m JOIN rois r ON r.roi = m.roi AND r.roi_set = {_str_lit(roi_set)} "
+              f"WHERE m.roi_set = {_str_lit(roi_set)})")
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
   JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
-  JOIN rois rp ON rp.roi_set = {_str_lit(roi_set)} AND rp.label = p.{roi_set}_label_pre
-  JOIN rois rq ON rq.roi_set = {_str_lit(roi_set)} AND rq.label = p.{roi_set}_label_post{roi_where}
+  JOIN {labels} rp ON rp.label = p.{roi_set}_label_pre
+  JOIN {labels} rq ON rq.label = p.{roi_set}_label_post{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs

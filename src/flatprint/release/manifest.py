@@ -1,6 +1,7 @@
 """What a published release contains, as plain data: names, bucket URLs, published sizes, local layout.
 
-The Male CNS v0.9 entries below were checked against the release's download page (the
+The entries themselves are data, one description per release (flatprint.release.registry); the
+Male CNS v0.9 entries were checked against the release's download page (the
 ``janelia-flyem/male-cns`` repository, ``docs/download.md``, which renders as
 male-cns.janelia.org/download). ``verified`` says whether the exact location appears there.
 Published sizes are the rounded figures printed on that page (decimal units); the exact byte
@@ -99,116 +100,31 @@ class Release:
         return tuple(item.name for item in self.group(group))
 
 
-_V09 = "gs://flyem-male-cns/v0.9"
-_FLAT = f"{_V09}/connectome-data/flat-connectome"
-_SKELETONS = f"{_V09}/segmentation"
-
-MALE_CNS_V09 = Release(
-    key="male-cns:v0.9",
-    items=(
-        # --- flat-connectome tables (file names, URLs and sizes as on the download page) ---
-        ReleaseItem(
-            "annotations", "tables", "file",
-            f"{_FLAT}/body-annotations-male-cns-v0.9-minconf-0.5.feather",
-            "body-annotations-male-cns-v0.9-minconf-0.5.feather", 13 * MB,
-            "curated neuron annotations (class, type, side, ...)",
-        ),
-        ReleaseItem(
-            "neurotransmitters", "tables", "file",
-            f"{_FLAT}/body-neurotransmitters-male-cns-v0.9.feather",
-            "body-neurotransmitters-male-cns-v0.9.feather", 42 * MB,
-            "aggregate neurotransmitter predictions per neuron",
-        ),
-        ReleaseItem(
-            "stats", "tables", "file",
-            f"{_FLAT}/body-stats-male-cns-v0.9-minconf-0.5.feather",
-            "body-stats-male-cns-v0.9-minconf-0.5.feather", 780 * MB,
-            "synapse counts of every segment with synapses",
-        ),
-        ReleaseItem(
-            "weights", "tables", "file",
-            f"{_FLAT}/connectome-weights-male-cns-v0.9-minconf-0.5.feather",
-            "connectome-weights-male-cns-v0.9-minconf-0.5.feather", 1_100 * MB,
-            "segment-to-segment connection weights (the full graph)",
-        ),
-        ReleaseItem(
-            "syn-points", "tables", "file",
-            f"{_FLAT}/syn-points-male-cns-v0.9-minconf-0.5.feather",
-            "syn-points-male-cns-v0.9-minconf-0.5.feather", 12_700 * MB,
-            "pre- and post-synapse points with body and ROIs",
-        ),
-        ReleaseItem(
-            "syn-partners", "tables", "file",
-            f"{_FLAT}/syn-partners-male-cns-v0.9-minconf-0.5.feather",
-            "syn-partners-male-cns-v0.9-minconf-0.5.feather", 6_800 * MB,
-            "synaptic partner pairs with bodies and primary ROI",
-        ),
-        ReleaseItem(
-            "tbar-nt", "tables", "file",
-            f"{_FLAT}/tbar-neurotransmitters-male-cns-v0.9.feather",
-            "tbar-neurotransmitters-male-cns-v0.9.feather", 2_700 * MB,
-            "neurotransmitter probabilities per pre-synapse",
-        ),
-        # --- skeleton directories (paths as on the download page; sizes not published) ---
-        ReleaseItem(
-            "swc", "skeletons", "directory",
-            f"{_SKELETONS}/skeletons-malecns/skeletons-swc/",
-            "skeletons/swc", None,
-            "SWC skeletons (<body>.swc), Male CNS space, 8 nm units",
-        ),
-        ReleaseItem(
-            "precomputed", "skeletons", "directory",
-            f"{_SKELETONS}/skeletons-malecns/skeletons-precomputed/",
-            "skeletons/precomputed", None,
-            "neuroglancer precomputed skeletons (unsharded), Male CNS space, 1 nm units",
-        ),
-        ReleaseItem(
-            "mirrored-swc", "skeletons", "directory",
-            f"{_SKELETONS}/skeletons-malecns-mirrored/skeletons-swc/",
-            "skeletons/mirrored-swc", None,
-            "mirrored SWC skeletons (navis-flybrains transform), 8 nm units",
-        ),
-        ReleaseItem(
-            "mirrored-precomputed", "skeletons", "directory",
-            f"{_SKELETONS}/skeletons-malecns-mirrored/skeletons-precomputed/",
-            "skeletons/mirrored-precomputed", None,
-            "mirrored precomputed skeletons, 1 nm units",
-        ),
-        ReleaseItem(
-            "unisex-template", "skeletons", "directory",
-            f"{_SKELETONS}/skeletons-unisex-template/",
-            "skeletons/unisex-template", None,
-            "skeletons in JRC2018 unisex template space, micron units",
-            note="the page names the directory only; its inner layout (e.g. skeletons-swc/) is unverified",
-        ),
-        # --- ROI volumes (neuroglancer precomputed, 256 nm; sizes not published) ---
-        ReleaseItem(
-            "fullbrain-roi-v4", "rois", "directory",
-            "gs://flyem-male-cns/rois/fullbrain-roi-v4/",
-            "rois/fullbrain-roi-v4", None,
-            "brain neuropil ROI volume, uint64 labels <= 96",
-        ),
-        ReleaseItem(
-            "malecns-vnc-neuropil-roi-v0", "rois", "directory",
-            "gs://flyem-male-cns/rois/malecns-vnc-neuropil-roi-v0/",
-            "rois/malecns-vnc-neuropil-roi-v0", None,
-            "VNC neuropil ROI volume, uint64 labels <= 27",
-        ),
-    ),
-)
-
-#: Releases known to ``flatprint download --release``.
-RELEASES: dict[str, Release] = {MALE_CNS_V09.key: MALE_CNS_V09}
-
-DEFAULT_RELEASE = MALE_CNS_V09.key
-TABLE_NAMES = MALE_CNS_V09.names("tables")
-SKELETON_NAMES = MALE_CNS_V09.names("skeletons")
-ROI_NAMES = MALE_CNS_V09.names("rois")
-
-
 def get_release(key: str) -> Release:
-    """The release called ``key`` (e.g. ``male-cns:v0.9``), or a ReleaseError listing the known ones."""
-    try:
-        return RELEASES[key]
-    except KeyError:
-        raise ReleaseError(f"unknown release {key!r}; known: {', '.join(sorted(RELEASES))}") from None
+    """The release called ``key`` (e.g. ``male-cns:v1.0``), or a ReleaseError listing the known ones."""
+    from flatprint.release.registry import describe  # the registry builds on this module's types
+
+    return describe(key).download_manifest()
+
+
+DEFAULT_RELEASE = "male-cns:v0.9"
+
+
+def __getattr__(name: str):
+    # Module constants computed from the registry on first use (it imports this module's types).
+    if name not in ("RELEASES", "MALE_CNS_V09", "TABLE_NAMES", "SKELETON_NAMES", "ROI_NAMES"):
+        raise AttributeError(name)
+    from flatprint.release.registry import releases
+
+    if name == "RELEASES":
+        return {key: d.download_manifest() for key, d in releases().items()}
+    if name == "MALE_CNS_V09":
+        return get_release("male-cns:v0.9")
+    default = get_release(DEFAULT_RELEASE)
+    if name == "TABLE_NAMES":
+        return default.names("tables")
+    if name == "SKELETON_NAMES":
+        return default.names("skeletons")
+    if name == "ROI_NAMES":
+        return default.names("rois")
+    raise AttributeError(name)

@@ -1,8 +1,8 @@
-"""The Male CNS v0.9 flat-connectome tables: file names and Arrow schemas.
+"""The Male CNS flat-connectome tables: Arrow schemas and the types ingest accepts.
 
-One place describes what a release file must look like; the synthetic release writes exactly these
-schemas and ingest validates against them. Decisions on what the public sources leave open are in
-docs/schemas.md.
+The building blocks of every release's schemas; which file names and ROI sets a release has is data in
+:mod:`flatprint.release.registry`. The synthetic release writes exactly these schemas and ingest
+validates against them. Decisions on what the public sources leave open are in docs/schemas.md.
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-
-SNAPSHOT_TAG = "male-cns-v0.9"
-MIN_CONF = 0.5
-CONF_TAG = f"{SNAPSHOT_TAG}-minconf-{MIN_CONF}"
 
 NT_NAMES = ("acetylcholine", "dopamine", "gaba", "glutamate", "histamine", "octopamine", "serotonin")
 NT_PROB_COLUMNS = tuple(f"nt_{nt}_prob" for nt in NT_NAMES)
@@ -132,27 +128,37 @@ SYN_PARTNERS = pa.schema([
 ])
 
 
-def syn_points_schema(roi_sets: dict[str, pa.DataType]) -> pa.Schema:
-    """syn-points: base columns, one (name, label) pair per ROI set, then the point_id index column."""
+def _index_type(name: str, index_types: dict[str, pa.DataType] | None) -> pa.DataType:
+    if index_types and name in index_types:
+        return index_types[name]
+    return pa.int16() if name == "primary" else pa.int8()
+
+
+def syn_points_schema(roi_sets: dict[str, pa.DataType],
+                      index_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """syn-points: base columns, one (name, label) pair per ROI set, then the point_id index column.
+
+    ``roi_sets``: set name -> type of its ``_label`` column; ``index_types``: set name -> dictionary
+    index type (default int16 for ``primary``, int8 otherwise)."""
     fields = [
         ("x", pa.int32()), ("y", pa.int32()), ("z", pa.int32()),
         ("kind", dictionary(pa.int8())), ("conf", pa.float32()),
         ("sv", pa.int64()), ("body", pa.int64()), ("compartment", dictionary(pa.int8())),
     ]
     for name, label_type in roi_sets.items():
-        index_type = pa.int16() if name == "primary" else pa.int8()
-        fields += [(name, dictionary(index_type)), (f"{name}_label", label_type)]
+        fields += [(name, dictionary(_index_type(name, index_types))), (f"{name}_label", label_type)]
     fields.append(("point_id", pa.uint64()))
     return pa.schema(fields)
 
 
-def tbar_neurotransmitters_schema(roi_sets: list[str]) -> pa.Schema:
+def tbar_neurotransmitters_schema(roi_sets: list[str],
+                                  index_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
     fields = [
         ("point_id", pa.uint64()),
         ("x", pa.int32()), ("y", pa.int32()), ("z", pa.int32()),
         ("conf", pa.float32()), ("sv", pa.int64()), ("body", pa.int64()),
     ]
-    fields += [(name, dictionary(pa.int16() if name == "primary" else pa.int8())) for name in roi_sets]
+    fields += [(name, dictionary(_index_type(name, index_types))) for name in roi_sets]
     fields += [(col, pa.float32()) for col in NT_PROB_COLUMNS]
     fields.append(("split", dictionary(pa.int8())))
     return pa.schema(fields)
@@ -168,7 +174,7 @@ class TableSpec:
     columns: dict[str, tuple[pa.DataType, ...]] = field(default_factory=dict)
 
 
-def _accept(schema: pa.Schema, extra: dict[str, tuple[pa.DataType, ...]] | None = None):
+def accepted_types(schema: pa.Schema, extra: dict[str, tuple[pa.DataType, ...]] | None = None):
     """Required columns of a schema, each accepting its own type plus plausible alternatives."""
     extra = extra or {}
     accepted = {}
@@ -195,21 +201,6 @@ def _accept(schema: pa.Schema, extra: dict[str, tuple[pa.DataType, ...]] | None 
     return accepted
 
 
-TABLES: dict[str, TableSpec] = {
-    "annotations": TableSpec("annotations", f"body-annotations-{CONF_TAG}.feather", _accept(ANNOTATIONS)),
-    "neurotransmitters": TableSpec(
-        "neurotransmitters", f"body-neurotransmitters-{SNAPSHOT_TAG}.feather",
-        _accept(BODY_NEUROTRANSMITTERS)),
-    "stats": TableSpec("stats", f"body-stats-{CONF_TAG}.feather", _accept(BODY_STATS)),
-    "weights": TableSpec("weights", f"connectome-weights-{CONF_TAG}.feather", _accept(CONNECTOME_WEIGHTS)),
-    "syn-points": TableSpec(
-        "syn-points", f"syn-points-{CONF_TAG}.feather",
-        _accept(syn_points_schema({"primary": pa.uint16()}))),
-    "syn-partners": TableSpec("syn-partners", f"syn-partners-{CONF_TAG}.feather", _accept(SYN_PARTNERS)),
-    "tbar-nt": TableSpec(
-        "tbar-nt", f"tbar-neurotransmitters-{SNAPSHOT_TAG}.feather",
-        _accept(tbar_neurotransmitters_schema([]))),
-}
 # Columns that the real files may lack without harm (data-driven annotation fields, optional ROI sets).
 OPTIONAL_COLUMNS: dict[str, set[str]] = {
     "annotations": {f.name for f in ANNOTATIONS} - {"bodyId", "type", "instance", "status"},
@@ -217,3 +208,12 @@ OPTIONAL_COLUMNS: dict[str, set[str]] = {
     "tbar-nt": {"sv", "split"},
     "neurotransmitters": {"ground_truth"},
 }
+
+
+def __getattr__(name: str):
+    # TABLES: the default release's table specs, for callers that predate the registry (benchmarks).
+    if name == "TABLES":
+        from flatprint.release.registry import DEFAULT_KEY, describe
+
+        return describe(DEFAULT_KEY).table_specs()
+    raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""A synthetic Male CNS v0.9 release in the real file names and schemas.
+"""A synthetic Male CNS release (tables) in the real file names and the schemas of a registered release.
 
 The real release cannot be downloaded here, so tests and benchmarks use releases made by this module.
 They are internally consistent the way the real one is (see docs/schemas.md):
@@ -25,24 +25,22 @@ that fits one block (scale <= ~0.05) is drawn and written exactly as before bloc
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 
 from flatprint.errors import ReleaseError
 from flatprint.progress import progress_bar
-from flatprint.synth import rois as roimod
 from flatprint.release import tables as T
+from flatprint.release.registry import DEFAULT_KEY, ReleaseDescription, describe
+from flatprint.synth import levels
+from flatprint.synth import rois as roimod
+from flatprint.synth.feather_out import WRITE_ROWS, FeatherWriter, pandas_index_metadata, write_table
+from flatprint.synth.neurotransmitters import body_nt_table
+from flatprint.synth.placement import Occupancy, make_unique, point_key, relocate
 
 # Real release figures (v1.0 audits, see docs/schemas.md) that scale 1.0 reproduces.
 REAL_ANNOTATED_BODIES = 211_577
@@ -61,7 +59,6 @@ MEAN_PSDS = REAL_PSDS / REAL_TBARS  # PSDs per T-bar
 # Block-wise generation (bounded memory): T-bars are drawn and written in blocks of about BLOCK_PSDS
 # expected PSDs (a few GB of working memory each). Releases up to scale ~0.05 are one block.
 BLOCK_PSDS = 16_000_000
-WRITE_ROWS = 65536  # rows per record batch in the big feathers (pyarrow's write_feather default)
 WRITE_CHUNK = 64 * WRITE_ROWS  # rows per piece when writing weights and body-stats from sorted keys
 
 # superclass -> (class, type-name prefixes, home region kinds, share of types)
@@ -86,7 +83,6 @@ SPECIAL_TYPES = [
 STATUS_EXTRAS = {  # annotated bodies that are not typed neurons: status label -> share of annotations
     "Glia": 0.056, "Unimportant": 0.051, "Orphan": 0.075, "0.5assign": 0.009, None: 0.026,
 }
-MONOAMINES = ("dopamine", "octopamine", "serotonin", "histamine")
 
 
 @dataclass
@@ -140,10 +136,13 @@ def _home_pool(h: roimod.RoiHierarchy, kind: str, side: str) -> list[str]:
     return vnc
 
 
-class _Builder:
-    def __init__(self, scale: float, seed: int):
+class Builder:
+    """Draws a synthetic release (types, neurons, synapses) and writes it in ``release``'s schemas."""
+
+    def __init__(self, scale: float, seed: int, release: ReleaseDescription | None = None):
         if not (0 < scale <= 2.0):
             raise ReleaseError(f"--scale must be in (0, 2], got {scale}")
+        self.rel = release or describe(DEFAULT_KEY)
         self.scale = scale
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -302,7 +301,7 @@ class _Builder:
         self.blocks = self._plan_blocks(block_psds)
         # Point uniqueness across blocks: the locations of earlier blocks' points, as a bit filter.
         expected_points = (int(nr.tbars.sum()) + self.n_frag_tb) * (1 + MEAN_PSDS)
-        self.occupied = _Occupancy(expected_points) if len(self.blocks) > 1 else None
+        self.occupied = Occupancy(expected_points) if len(self.blocks) > 1 else None
 
     def _plan_blocks(self, block_psds: int) -> list[tuple[int, int, int, int, int]]:
         """T-bar blocks (first neuron, end neuron, fragment T-bars, first fragment, end fragment).
@@ -392,19 +391,19 @@ class _Builder:
         xyz = np.clip(np.rint(np.concatenate([tbar_xyz, psd_xyz])), 0, limit).astype(np.int64)
         del tbar_xyz, psd_xyz
         if self.occupied is None:
-            xyz = _make_unique(xyz, limit)  # one block: exactly as before blocks existed
+            xyz = make_unique(xyz, limit)  # one block: exactly as before blocks existed
         else:
             # Several blocks: a point that repeats a location of this block or (per the filter) of an
             # earlier block moves to a nearby free voxel; then this block's locations join the filter.
-            key = _point_key(xyz)
+            key = point_key(xyz)
             taken, first = np.unique(key, return_index=True)
             move = np.ones(len(key), bool)
             move[first] = False
             move |= self.occupied.test(key)
             del key, first
-            xyz = _relocate(xyz, np.flatnonzero(move), taken, limit, self.occupied, (self.seed, k))
+            xyz = relocate(xyz, np.flatnonzero(move), taken, limit, self.occupied, (self.seed, k))
             del taken, move
-            self.occupied.add(_point_key(xyz))
+            self.occupied.add(point_key(xyz))
         tbar_conf = _confidence(rng, n_tbar)
         psd_conf = _confidence(rng, n_psd)
 
@@ -514,20 +513,20 @@ class _Builder:
         self.weight_keys, self.weight_big = [], []  # see _count_pairs; the keys wait on disk
         self.spill = out / ".weight-keys.tmp"
         self.nt_parts = []  # (body, top NT, its probability) of T-bars with a prediction, per block
-        points_schema = T.syn_points_schema({"major": pa.uint8(), "primary": pa.uint16()})
+        rel = self.rel
+        points_schema = rel.syn_points_schema()
         # The release keeps point_id as the pandas index (written as the last column).
-        points_schema = points_schema.with_metadata(_pandas_index_metadata(points_schema, "point_id"))
+        points_schema = points_schema.with_metadata(pandas_index_metadata(points_schema, "point_id"))
         sinks = {
-            "syn-points": _FeatherWriter(out / T.TABLES["syn-points"].filename, points_schema),
-            "syn-partners": _FeatherWriter(out / T.TABLES["syn-partners"].filename, T.SYN_PARTNERS),
-            "tbar-nt": _FeatherWriter(out / T.TABLES["tbar-nt"].filename,
-                                      T.tbar_neurotransmitters_schema(["major", "primary"])),
+            "syn-points": FeatherWriter(out / rel.files["syn-points"], points_schema),
+            "syn-partners": FeatherWriter(out / rel.files["syn-partners"], T.SYN_PARTNERS),
+            "tbar-nt": FeatherWriter(out / rel.files["tbar-nt"], rel.tbar_nt_schema()),
         }
         # syn-points lists all PreSyn rows, then all PostSyn rows: with several blocks the PostSyn rows
         # go to a temporary file first and are appended at the end.
         n_blocks = len(self.blocks)
         psd_sink = sinks["syn-points"] if n_blocks == 1 else \
-            _FeatherWriter(out / ".postsyn-points.tmp.feather", points_schema, rechunk=False)
+            FeatherWriter(out / ".postsyn-points.tmp.feather", points_schema, rechunk=False)
         files = {}
         desc = f"synthesizing ({n_blocks} block{'s' if n_blocks > 1 else ''})"
         with progress_bar(progress, desc, total=n_blocks + 5) as advance:
@@ -557,17 +556,19 @@ class _Builder:
             advance()
             files["tbar-nt"] = sinks["tbar-nt"].close()
             ann = self._annotation_table()
-            files["annotations"] = _write(out, "annotations", ann)
+            files["annotations"] = write_table(out / rel.files["annotations"], ann)
             advance()
             tbar_bodies = self.all_bodies[self.pre_n > 0]
             files["stats"] = self._write_body_stats(out, ann)
             del self.pre_n, self.post_n, self.down_n, self.all_bodies
             advance()
-            files["neurotransmitters"] = _write(out, "neurotransmitters", self._body_nt_table(ann, tbar_bodies))
+            parts, self.nt_parts = self.nt_parts, None
+            files["neurotransmitters"] = write_table(out / rel.files["neurotransmitters"], body_nt_table(
+                parts, ann, tbar_bodies, self.type_names, self.type_ground_truth))
             advance()
         return files
 
-    def _write_block(self, blk: dict, rng: np.random.Generator, sinks: dict, psd_sink: _FeatherWriter):
+    def _write_block(self, blk: dict, rng: np.random.Generator, sinks: dict, psd_sink: FeatherWriter):
         h = self.h
         xyz, psd_tbar = blk["xyz"], blk["psd_tbar"]
         tbar_rank, psd_rank = blk["tbar_rank"], blk["psd_rank"]
@@ -583,26 +584,37 @@ class _Builder:
                                rng.choice([1, 2, 4], size=len(kind), p=[0.9, 0.03, 0.07])).astype(np.int8)
         sv = body * 100 + rng.integers(0, 4, size=len(body))
         prim_cats = h.categories("primary")
-        major_cats = h.categories("major")
+        # Each ROI set of the release: (labels, categories); the levels below primary from the location.
+        roi_labels = {"major": (major, h.categories("major")), "primary": (prim, prim_cats)}
+        for s in self.rel.roi_sets:
+            if s.name not in roi_labels:
+                roi_labels[s.name] = (levels.labels_at(s.name, xyz[:, 0], xyz[:, 1], xyz[:, 2], prim),
+                                      levels.categories(s.name))
 
         def dict_col(indices, categories, index_type):
             return pa.DictionaryArray.from_arrays(pa.array(indices, type=index_type), pa.array(categories, pa.string()))
 
+        def roi_col(name, index_type, part):
+            labels, cats = roi_labels[name]
+            return dict_col(labels[part].astype(index_type.to_pandas_dtype()), cats, index_type)
+
         # syn-points: this block's PreSyn rows, then its PostSyn rows.
         points_schema = sinks["syn-points"].schema
         for part, sink in ((slice(0, tb_n), sinks["syn-points"]), (slice(tb_n, None), psd_sink)):
-            p_xyz, p_major, p_prim = xyz[part], major[part], prim[part]
+            p_xyz = xyz[part]
+            rois = []
+            for s in self.rel.roi_sets:
+                rois += [roi_col(s.name, s.index_type, part),
+                         pa.array(roi_labels[s.name][0][part].astype(s.label_type.to_pandas_dtype()))]
             sink.write(pa.table([
                 pa.array(p_xyz[:, 0].astype(np.int32)), pa.array(p_xyz[:, 1].astype(np.int32)),
                 pa.array(p_xyz[:, 2].astype(np.int32)),
                 dict_col(kind[part], list(T.KIND_VALUES), pa.int8()), pa.array(conf[part]),
                 pa.array(sv[part]), pa.array(body[part]),
                 dict_col(compartment[part], list(T.COMPARTMENTS), pa.int8()),
-                dict_col(p_major.astype(np.int8), major_cats, pa.int8()), pa.array(p_major.astype(np.uint8)),
-                dict_col(p_prim.astype(np.int16), prim_cats, pa.int16()), pa.array(p_prim.astype(np.uint16)),
-                pa.array(point_id[part]),
+                *rois, pa.array(point_id[part]),
             ], schema=points_schema))
-            del p_xyz, p_major, p_prim
+            del p_xyz, rois
         del kind, compartment, conf
 
         tbx, psx = xyz[:tb_n], xyz[tb_n:]
@@ -640,10 +652,10 @@ class _Builder:
             pa.array(tbx[:, 0].astype(np.int32)), pa.array(tbx[:, 1].astype(np.int32)),
             pa.array(tbx[:, 2].astype(np.int32)), pa.array(blk["tbar_conf"]), pa.array(sv[:tb_n]),
             pa.array(tbar_body),
-            dict_col(major[:tb_n].astype(np.int8), major_cats, pa.int8()),
-            dict_col(prim[:tb_n].astype(np.int16), prim_cats, pa.int16()),
-        ] + [pa.array(probs[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))] + [split_arr]
-        sinks["tbar-nt"].write(pa.table(tb_cols, schema=T.tbar_neurotransmitters_schema(["major", "primary"])))
+        ] + [roi_col(f.name, f.type.index_type, slice(0, tb_n)) for f in sinks["tbar-nt"].schema
+             if f.name in self.rel.tbar_roi_sets] \
+            + [pa.array(probs[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))] + [split_arr]
+        sinks["tbar-nt"].write(pa.table(tb_cols, schema=sinks["tbar-nt"].schema))
         del tb_cols, split_arr
 
         # Per-T-bar top prediction, for body-neurotransmitters (aggregated at the end).
@@ -676,7 +688,7 @@ class _Builder:
         b = self.pair_bits
         mask = np.uint64((1 << b) - 1)
         w_max = (1 << (64 - 2 * b)) - 1
-        sink = _FeatherWriter(out / T.TABLES["weights"].filename, T.CONNECTOME_WEIGHTS)
+        sink = FeatherWriter(out / self.rel.files["weights"], T.CONNECTOME_WEIGHTS)
 
         def emit(pair, weight):
             pre = self.all_bodies[(pair >> np.uint64(b)).astype(np.int64)]
@@ -742,7 +754,7 @@ class _Builder:
         cats = [""] + list(T.STATUS_LABELS)
         status_idx = np.array([cats.index(v) if v else 0 for v in ann.column("statusLabel").to_pylist()],
                               dtype=np.int8)
-        sink = _FeatherWriter(out / T.TABLES["stats"].filename, T.BODY_STATS)
+        sink = FeatherWriter(out / self.rel.files["stats"], T.BODY_STATS)
         for start in range(0, len(ranks), WRITE_CHUNK):
             r = ranks[start:start + WRITE_CHUNK]
             bodies = self.all_bodies[r]
@@ -763,293 +775,11 @@ class _Builder:
             ], schema=T.BODY_STATS))
         return sink.close()
 
-    def _body_nt_table(self, ann: pa.Table, tbar_bodies: np.ndarray) -> pa.Table:
-        """Aggregate T-bar predictions per body and per type (rules in docs/schemas.md).
-
-        ``tbar_bodies``: the sorted bodies with T-bars; the per-T-bar predictions are in ``nt_parts``."""
-        import pandas as pd
-
-        parts, self.nt_parts = self.nt_parts, None
-        tb = pd.DataFrame({"body": np.concatenate([p[0] for p in parts]),
-                           "top": np.concatenate([p[1] for p in parts]).astype(np.int64),
-                           "p": np.concatenate([p[2] for p in parts])})
-        del parts
-        ann_df = pd.DataFrame({"body": ann.column("bodyId").to_numpy(),
-                               "cell_type": ann.column("type").to_pylist()})
-        type_of = dict(zip(ann_df["body"], ann_df["cell_type"]))
-        tb["cell_type"] = tb["body"].map(type_of)
-        gt_of = {t: g for t, g in zip(self.type_names, self.type_ground_truth) if g is not None}
-        body_pred = _majority(tb, "body", min_count=50)
-        type_pred = _majority(tb.dropna(subset=["cell_type"]), "cell_type", min_count=100)
-        del tb
-        bodies = np.union1d(tbar_bodies, ann_df.loc[ann_df["cell_type"].notna(), "body"].to_numpy())
-        out = pd.DataFrame({"body": bodies})
-        out["cell_type"] = out["body"].map(type_of)
-        out = out.merge(body_pred.rename(columns={"key": "body"}), on="body", how="left")
-        out["total_nt_predictions"] = out["total"].fillna(0).astype(np.int32)
-        out["predicted_nt_confidence"] = out["confidence"].astype(float)
-        out["predicted_nt"] = out["nt"].fillna("unclear")
-        out["ground_truth"] = out["cell_type"].map(gt_of)
-        tp = type_pred.set_index("key")
-        out["celltype_total_nt_predictions"] = out["cell_type"].map(tp["total"]).fillna(0).astype(np.int32)
-        out["celltype_predicted_nt"] = out["cell_type"].map(tp["nt"])
-        out.loc[out["cell_type"].notna() & out["celltype_predicted_nt"].isna(), "celltype_predicted_nt"] = "unclear"
-        out["celltype_predicted_nt_confidence"] = out["cell_type"].map(tp["confidence"]).astype(float)
-        base = out["celltype_predicted_nt"].where(out["cell_type"].notna(), out["predicted_nt"])
-        consensus = base.where(~base.isin(MONOAMINES), "unclear")
-        out["consensus_nt"] = out["ground_truth"].where(out["ground_truth"].notna(), consensus)
-        cols = [f.name for f in T.BODY_NEUROTRANSMITTERS]
-        return pa.Table.from_pandas(out[cols], schema=T.BODY_NEUROTRANSMITTERS, preserve_index=False)
-
-
-def _majority(tb, key: str, min_count: int):
-    """Per key: total predictions, most frequent top NT, mean probability of it; 'unclear' below thresholds."""
-    import pandas as pd
-
-    if tb.empty:
-        return pd.DataFrame(columns=["key", "total", "nt", "confidence"])
-    counts = tb.groupby([key, "top"]).size().rename("n").reset_index()
-    # ties: the alphabetically first transmitter (NT_NAMES is alphabetical)
-    counts = counts.sort_values([key, "n", "top"], ascending=[True, False, True])
-    best = counts.drop_duplicates(key)
-    total = tb.groupby(key).size().rename("total")
-    conf = tb.merge(best[[key, "top"]], on=[key, "top"]).groupby(key)["p"].mean().rename("confidence")
-    res = best.set_index(key).join(total).join(conf).reset_index().rename(columns={key: "key"})
-    names = np.array(T.NT_NAMES, dtype=object)
-    res["nt"] = names[res["top"].to_numpy()]
-    unclear = (res["total"] < min_count) | (res["confidence"] < 0.5)
-    res.loc[unclear, "nt"] = "unclear"
-    return res[["key", "total", "nt", "confidence"]]
-
 
 def _confidence(rng, n):
     return (0.5 + 0.5 * rng.beta(5.0, 1.5, size=n)).astype(np.float32)
 
 
-def _point_key(xyz: np.ndarray) -> np.ndarray:
-    """The point_id encoding (z << 42 | y << 21 | x) as int64."""
-    return (xyz[:, 2] << 42) | (xyz[:, 1] << 21) | xyz[:, 0]
-
-
-def _make_unique(xyz: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Nudge duplicate locations until every point is distinct (the point_id index is unique)."""
-    for _ in range(100):
-        key = _point_key(xyz)
-        _, first = np.unique(key, return_index=True)
-        dup = np.ones(len(key), bool)
-        dup[first] = False
-        if not dup.any():
-            return xyz
-        step = np.random.default_rng(len(key) + int(dup.sum())).integers(-2, 3, size=(int(dup.sum()), 3))
-        xyz[dup] = np.clip(xyz[dup] + step, 0, limit)
-    # The walk above repeats its steps while the duplicate count repeats and can get stuck; finish the
-    # remaining duplicates by relocation (only releases the walk alone could not make unique get here).
-    key = _point_key(xyz)
-    taken, first = np.unique(key, return_index=True)
-    dup = np.ones(len(key), bool)
-    dup[first] = False
-    return _relocate(xyz, np.flatnonzero(dup), taken, limit, None, (len(key),))
-
-
-def _relocate(xyz, move, taken, limit, occupied, seed) -> np.ndarray:
-    """Move the points ``move`` to free voxels near where they are, in place; return ``xyz``.
-
-    Free = not in ``taken`` (sorted keys of the block's locations), not taken by another moved point,
-    and not in ``occupied`` (if given). Candidates are random offsets in a cube that grows with the
-    round (half-width 1, 1, 1, 1, 2, ...), drawn from a generator seeded with ``seed`` and the round."""
-    accepted = np.empty(0, np.int64)
-    base = xyz[move]
-    for round_ in range(400):
-        if len(move) == 0:
-            return xyz
-        r = 1 + round_ // 4
-        step = np.random.default_rng([*seed, round_]).integers(-r, r + 1, size=(len(move), 3))
-        cand = np.clip(base + step, 0, limit)
-        ck = _point_key(cand)
-        ok = ~_in_sorted(taken, ck) & ~_in_sorted(accepted, ck)
-        if occupied is not None:
-            ok &= ~occupied.test(ck)
-        _, first = np.unique(ck, return_index=True)
-        is_first = np.zeros(len(ck), bool)
-        is_first[first] = True
-        ok &= is_first
-        xyz[move[ok]] = cand[ok]
-        accepted = np.sort(np.concatenate([accepted, ck[ok]]))
-        move, base = move[~ok], base[~ok]
-    raise ReleaseError("could not make synapse locations unique")
-
-
-def _in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    pos = np.searchsorted(sorted_keys, keys)
-    return (pos < len(sorted_keys)) & (sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == keys) \
-        if len(sorted_keys) else np.zeros(len(keys), bool)
-
-
-class _Occupancy:
-    """Locations used by earlier blocks, as one bit per hash slot (16+ slots per expected point).
-
-    No false negatives, so a point that passes test() is new; a false positive (a few % of points by
-    the last block) only moves a point by a voxel or two. Memory: ~1 GiB at scale 1.0."""
-
-    def __init__(self, expected_points: float):
-        bits = max(20, int(np.ceil(np.log2(16 * max(expected_points, 1)))))
-        self._shift = np.uint64(64 - bits)
-        self._bytes = np.zeros(1 << (bits - 3), np.uint8)
-
-    def _slot(self, key: np.ndarray):
-        h = (key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> self._shift  # Fibonacci hashing
-        return (h >> np.uint64(3)).astype(np.intp), (h & np.uint64(7)).astype(np.uint8)
-
-    def test(self, key: np.ndarray) -> np.ndarray:
-        byte, bit = self._slot(key)
-        return ((self._bytes[byte] >> bit) & 1).astype(bool)
-
-    def add(self, key: np.ndarray) -> None:
-        byte, bit = self._slot(key)
-        np.bitwise_or.at(self._bytes, byte, np.left_shift(np.uint8(1), bit))
-
-
-def _pandas_index_metadata(schema: pa.Schema, index_name: str) -> dict:
-    """Pandas metadata marking ``index_name`` as the frame's index, as pyarrow writes it for a pandas frame."""
-    columns = []
-    for f in schema:
-        if pa.types.is_dictionary(f.type):
-            pandas_type, numpy_type = "categorical", str(f.type.index_type.to_pandas_dtype().__name__)
-            meta = {"num_categories": None, "ordered": f.type.ordered}
-        else:
-            pandas_type = {"int32": "int32", "int64": "int64", "uint64": "uint64", "float": "float32",
-                           "uint8": "uint8", "uint16": "uint16"}.get(str(f.type), str(f.type))
-            numpy_type, meta = pandas_type, None
-        columns.append({"name": f.name, "field_name": f.name, "pandas_type": pandas_type,
-                        "numpy_type": numpy_type, "metadata": meta})
-    doc = {"index_columns": [index_name], "column_indexes": [], "columns": columns,
-           "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.3"}
-    return {b"pandas": json.dumps(doc).encode()}
-
-
-class _FeatherWriter:
-    """A Feather V2 file (Arrow IPC file format, lz4) written piece by piece, never whole in memory.
-
-    Rows go out in record batches of exactly WRITE_ROWS rows across pieces (the last batch shorter), so a
-    file written as one piece has the same bytes as ``feather.write_feather(table, compression="lz4",
-    chunksize=WRITE_ROWS)``. A piece's tail waits as a zero-copy slice for the next piece or close();
-    release() copies it, so the rest of the piece can be freed."""
-
-    def __init__(self, path: Path, schema: pa.Schema, rechunk: bool = True):
-        self.path = Path(path)
-        self.schema = schema
-        self.rows = 0
-        self._rechunk = rechunk
-        self._carry: pa.Table | None = None
-        self._sink = pa.OSFile(str(self.path), "wb")
-        options = pa.ipc.IpcWriteOptions(compression="lz4", allow_64bit=True, unify_dictionaries=True)
-        self._writer = pa.ipc.new_file(self._sink, schema, options=options)
-
-    def write(self, table: pa.Table) -> None:
-        self.rows += table.num_rows
-        if not self._rechunk:
-            self._writer.write_table(table, max_chunksize=WRITE_ROWS)
-            return
-        if self._carry is not None:
-            need = WRITE_ROWS - self._carry.num_rows
-            head = pa.concat_tables([self._carry, table.slice(0, need)]).combine_chunks()
-            self._carry = None
-            table = table.slice(min(need, table.num_rows))
-            if head.num_rows < WRITE_ROWS:
-                self._carry = head
-                return
-            self._writer.write_table(head)
-        full = table.num_rows // WRITE_ROWS * WRITE_ROWS
-        if full:
-            self._writer.write_table(table.slice(0, full), max_chunksize=WRITE_ROWS)
-        if table.num_rows > full:
-            self._carry = table.slice(full)
-
-    def release(self) -> None:
-        """Copy the waiting tail so that it no longer holds on to the piece it came from."""
-        if self._carry is not None:
-            self._carry = self._carry.take(np.arange(self._carry.num_rows))
-
-    def append_file(self, path: Path) -> None:
-        """Append the rows of another Arrow IPC file (same schema), batch by batch."""
-        with pa.OSFile(str(path), "rb") as src:  # not a memory map: its pages would count as RSS
-            reader = pa.ipc.open_file(src)
-            for i in range(reader.num_record_batches):
-                self.write(pa.Table.from_batches([reader.get_batch(i)]))
-            self.release()
-
-    def close(self) -> dict:
-        if self._carry is not None:
-            self._writer.write_table(self._carry)
-            self._carry = None
-        self._writer.close()
-        self._sink.close()
-        return {"file": self.path.name, "rows": self.rows}
-
-
-def _write(out: Path, key: str, table: pa.Table) -> dict:
-    path = out / T.TABLES[key].filename
-    # Feather V2 with lz4 and 64K-row record batches, like pyarrow's write_feather defaults.
-    feather.write_feather(table, str(path), compression="lz4", chunksize=65536)
-    return {"file": path.name, "rows": table.num_rows}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, progress: bool = True,
-               force: bool = False, morphology: bool = True, block_psds: int | None = None) -> dict:
-    """Write a synthetic release into ``out_dir`` atomically and return its manifest.
-
-    With ``morphology`` (the default) the release also gets skeletons, ROI volumes and meshes and a
-    segmentation volume, laid out like the real release (flatprint.synth.morphology).
-    ``block_psds`` (default :data:`BLOCK_PSDS`) is the expected PSD count per generation block; it bounds
-    memory. Changing it changes a multi-block release's content (still deterministic per value).
-    """
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise ReleaseError(f"{out} exists and is not empty (use --force to replace it)")
-    started = time.perf_counter()
-    b = _Builder(scale, seed)
-    b.make_types()
-    b.make_neurons()
-    b.plan_synapses(block_psds or BLOCK_PSDS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        files = b.write(tmp, progress)
-        h = b.h
-        (tmp / "roi-hierarchy.json").write_text(json.dumps({
-            "roiHierarchy": h.as_tree(),
-            "roiSets": {"primary": h.primary, "major": h.major},
-            "roiVoxelSize": [roimod.ROI_VOXEL_NM] * 3,
-            "note": "flatprint addition: the ROI tree the release's Meta would carry",
-        }, indent=1))
-        manifest = {
-            "release": "male-cns:v0.9",
-            "synthetic": {"seed": seed, "scale": scale, "generator": "flatprint synth"},
-            "files": [],
-        }
-        for key, info in files.items():
-            p = tmp / info["file"]
-            manifest["files"].append({"table": key, "file": info["file"], "rows": info["rows"],
-                                      "bytes": p.stat().st_size, "sha256": _sha256(p)})
-        if morphology:
-            from flatprint.synth.morphology import write_morphology
-
-            manifest["morphology"] = write_morphology(tmp, progress=progress)
-        manifest["seconds"] = round(time.perf_counter() - started, 2)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return manifest
+# Names from before the generator was split up (tests and scripts import them from here).
+_Builder = Builder
+_make_unique, _Occupancy, _point_key, _relocate = make_unique, Occupancy, point_key, relocate

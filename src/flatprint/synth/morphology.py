@@ -58,7 +58,7 @@ from flatprint.io.publish import atomic_write
 from flatprint.io.swc import write_swc
 from flatprint.progress import progress_bar
 from flatprint.synth import rois as roimod
-from flatprint.release import tables as T
+from flatprint.release.registry import detect
 
 __all__ = [
     "BRAIN_ROI_VOLUME",
@@ -94,7 +94,7 @@ BATCH_NEURONS = 500  # neurons per batch: bounds memory, overlaps file writes wi
 
 def _neurons(release: Path) -> pd.DataFrame:
     """bodyId, has_soma, soma x/y/z of every annotated neuron (Traced/Anchor or typed)."""
-    table = feather.read_table(release / T.TABLES["annotations"].filename,
+    table = feather.read_table(release / detect(release).files["annotations"],
                                columns=["bodyId", "status", "type", "somaLocation"])
     status = table.column("status").to_pandas()
     typed = table.column("type").to_pandas().notna()
@@ -112,7 +112,7 @@ def _neurons(release: Path) -> pd.DataFrame:
 
 def _synapses(release: Path, bodies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(neuron index into sorted ``bodies``, xyz float64) of the neurons' synapse points."""
-    table = feather.read_table(release / T.TABLES["syn-points"].filename, columns=["x", "y", "z", "body"])
+    table = feather.read_table(release / detect(release).files["syn-points"], columns=["x", "y", "z", "body"])
     body = table.column("body").to_numpy()
     pos = np.clip(np.searchsorted(bodies, body), 0, max(len(bodies) - 1, 0))
     mine = (bodies[pos] == body) if len(bodies) else np.zeros(len(body), bool)
