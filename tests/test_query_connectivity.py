@@ -309,7 +309,7 @@ def test_id_ranges_filter_covers_every_id_in_few_ranges():
 
     import duckdb
 
-    from flatprint.query.criteria import id_ranges_sql
+    from flatprint.store.sql import id_ranges_sql
 
     rng = np.random.default_rng(3)
     ids = np.concatenate([np.arange(100, 140), np.arange(10_000_000, 10_000_050), rng.integers(0, 2**40, 500)])

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from flatprint.errors import QueryError
+from flatprint.store.sql import quote_ident, sql_literal
 
 GROUP_COLUMNS = ("type", "class", "superclass", "subclass", "instance", "predictedNt", "consensusNt", "somaSide",
                  "status")
@@ -40,16 +41,6 @@ DIRECTIONS = ("out", "in", "both", "within")
 
 
 # ----------------------------------------------------------------------------- argument rendering
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _str_lit(value: str) -> str:
-    if not isinstance(value, str):
-        raise QueryError(f"ROI names must be strings, got {value!r}")
-    return "'" + value.replace("'", "''") + "'"
-
 
 def _bodies(bodies: Iterable[int] | int, what: str) -> list[int]:
     if isinstance(bodies, (int, str)) and not isinstance(bodies, bool):
@@ -87,7 +78,7 @@ def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
 
 def _post_in_rois(alias: str, rois: list[str]) -> str:
     """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
-    names = ", ".join(_str_lit(r) for r in rois) if rois else "NULL"
+    names = ", ".join(sql_literal(r) for r in rois) if rois else "NULL"
     return (f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
             f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))")
 
@@ -129,7 +120,7 @@ def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_on
         side.append(_in_list("c.body_post", _bodies(post_bodies, "post_bodies")))
     side_sql = "".join(f" AND {cond}" for cond in side)
     if groupby != "roi":
-        col = _ident(groupby)
+        col = quote_ident(groupby)
         neuron = " AND a.is_neuron AND b.is_neuron" if neurons_only else ""
         weight, roi_join = "c.weight", ""
         if roi_list is not None:
@@ -153,8 +144,8 @@ ORDER BY pre_group, post_group"""
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
   JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
-  JOIN rois rp ON rp.roi_set = {_str_lit(roi_set)} AND rp.label = p.{roi_set}_label_pre
-  JOIN rois rq ON rq.roi_set = {_str_lit(roi_set)} AND rq.label = p.{roi_set}_label_post{roi_where}
+  JOIN rois rp ON rp.roi_set = {sql_literal(roi_set)} AND rp.label = p.{roi_set}_label_pre
+  JOIN rois rq ON rq.roi_set = {sql_literal(roi_set)} AND rq.label = p.{roi_set}_label_post{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs
@@ -220,7 +211,7 @@ ORDER BY c.body_pre, c.body_post"""
     return f"""SELECT c.body_pre, c.body_post, r.roi, r.weight
 FROM connections c
 JOIN connection_rois r ON r.body_pre = c.body_pre AND r.body_post = c.body_post
-WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, _str_lit)}
+WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, sql_literal)}
   AND r.weight >= {min_roi_weight}
 ORDER BY c.body_pre, c.body_post, r.roi"""
 
@@ -280,7 +271,7 @@ def duckdb_over_parquet(parquet_dir: str | os.PathLike):
     for table in TABLES:
         path = table_glob(parquet_dir, table)
         hive = ", hive_partitioning = true" if "**" in path else ""
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_str_lit(path)}{hive})")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(path)}{hive})")
     return con
 
 
