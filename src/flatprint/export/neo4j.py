@@ -26,9 +26,9 @@ from pathlib import Path
 
 from flatprint.errors import StoreError
 from flatprint.export._common import column_types, store_session
+from flatprint.io.publish import atomic_output
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, POINT_COLUMNS, SYNAPSE_COLUMNS
 from flatprint.store.sql import quote_ident, sql_literal
-from flatprint.io.publish import atomic_output
 
 ID_BODY = "Body-ID"
 ID_SYNSET = "SynSet-ID"

@@ -27,8 +27,9 @@ import duckdb
 
 from flatprint.errors import FlatprintError
 from flatprint.export._common import column_types, store_session
-from flatprint.store.sql import quote_ident, sql_literal
 from flatprint.io.publish import atomic_output
+from flatprint.query.heavy import TABLES as HEAVY_TABLES
+from flatprint.store.sql import quote_ident, sql_literal
 
 DEFAULT_BUCKETS = 64
 SINGLE_TABLES = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
@@ -159,3 +160,14 @@ def schema_markdown(schema: dict) -> str:
         for c in t["columns"]:
             lines.append(f"| `{c['name']}` | {c['type']} | {c['nulls']:,} |")
     return "\n".join(lines) + "\n"
+
+
+def duckdb_over_parquet(parquet_dir: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views named like the store's tables over a Parquet export
+    (the tables flatprint.query.heavy reads), for :func:`flatprint.query.heavy.run_duckdb`."""
+    con = duckdb.connect()
+    for table in HEAVY_TABLES:
+        path = table_glob(parquet_dir, table)
+        hive = ", hive_partitioning = true" if "**" in path else ""
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(path)}{hive})")
+    return con

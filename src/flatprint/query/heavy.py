@@ -4,10 +4,13 @@ Each ``*_sql`` function returns SQL text over the store's *logical* table names 
 ``connections``, ``connection_rois``, ``partners``, ``rois``, ``roi_map``; docs/store.md). The same text
 runs
 
-* on a store with :func:`run_duckdb` (the tables are the store's own), or
-* on a Parquet export (``flatprint export parquet``) with :func:`run_spark`, which transpiles it with
-  sqlglot (``read="duckdb", write="spark"``) and runs it on a local-mode SparkSession whose temp views
-  carry the same names (:mod:`flatprint.export.spark`).
+* on a store with :func:`run_duckdb` (the tables are the store's own), or on DuckDB views over a
+  Parquet export (:func:`flatprint.export.parquet.duckdb_over_parquet`), or
+* on Spark over a Parquet export (``flatprint export parquet``) with
+  :func:`flatprint.export.spark.run_spark`, which transpiles it with :func:`to_spark_sql` (sqlglot,
+  ``read="duckdb", write="spark"``) and runs it on a SparkSession whose temp views carry the same
+  names. The runners over exports live in flatprint.export: the library does not import the
+  exporters.
 
 Queries (``QUERIES`` maps the names used by ``run_*``):
 
@@ -25,7 +28,6 @@ hundreds of thousands, join a table of ids in your own SQL instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import pandas as pd
@@ -244,7 +246,8 @@ def to_spark_sql(sql: str) -> str:
 
 def run_duckdb(store, name: str, **args) -> pd.DataFrame:
     """Run query ``name`` on a store: ``store`` is a :class:`flatprint.store.Store`, a store path, or a
-    DuckDB connection whose catalog has the logical tables (e.g. :func:`duckdb_over_parquet`)."""
+    DuckDB connection whose catalog has the logical tables (e.g.
+    :func:`flatprint.export.parquet.duckdb_over_parquet`)."""
     import duckdb
 
     from flatprint.store import Store
@@ -259,32 +262,3 @@ def run_duckdb(store, name: str, **args) -> pd.DataFrame:
         return st.cursor().execute(sql).df()
     finally:
         st.close()
-
-
-def duckdb_over_parquet(parquet_dir: str | os.PathLike):
-    """An in-memory DuckDB connection with views named like the store's tables over a Parquet export."""
-    import duckdb
-
-    from flatprint.export.parquet import table_glob
-
-    con = duckdb.connect()
-    for table in TABLES:
-        path = table_glob(parquet_dir, table)
-        hive = ", hive_partitioning = true" if "**" in path else ""
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(path)}{hive})")
-    return con
-
-
-def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> pd.DataFrame:
-    """Run query ``name`` on Spark (local mode unless ``spark`` is given) over a Parquet export.
-
-    The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
-    pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
-    """
-    from flatprint.export.spark import collect_pandas, get_spark, register_parquet
-
-    spark = spark or get_spark()
-    register_parquet(spark, parquet_dir, TABLES)
-    df = spark.sql(to_spark_sql(query_sql(name, **args)))
-    return collect_pandas(df)
-
