@@ -328,7 +328,8 @@ def _path_node_filter(client, intermediate_criteria, ends) -> str:
 
 def _paths_frame(client, paths, with_length: bool) -> pd.DataFrame:
     bodies = sorted({b for p, _ in paths for b in p})
-    types = dict(client.sql(f"SELECT bodyId, type FROM segments WHERE bodyId IN ({', '.join(map(str, bodies)) or 'NULL'})")[1])
+    found = _neuron_props(client, bodies, ["bodyId", "type"])
+    types = dict(zip(found["bodyId"], found["type"]))
     rows = {"path": [], "bodyId": [], "type": [], "weight": []}
     lengths = []
     for index, (nodes, weights) in enumerate(paths):
@@ -449,7 +450,7 @@ def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neuro
             seen[b] = hop
         frontier = np.array(new, dtype=np.int64)
     df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
-    types = dict(client.sql(f"SELECT bodyId, type FROM segments WHERE bodyId IN ({', '.join(map(str, seen))})")[1])
-    df["type"] = df["bodyId"].map(types)
+    types = _neuron_props(client, list(seen), ["bodyId", "type"])
+    df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
     df = df.sort_values(["hops", "bodyId"], ignore_index=True)
     return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")
