@@ -28,18 +28,9 @@ def _load_script():
 architecture = _load_script()
 
 #: (importing package, imported package) -> why it is still there and what removes it.
-ALLOWED_ARROWS = {
-    # the Cypher engine's path search and id-range SQL live in the query library; the engine issue
-    # (16) gives the engine its own and the library calls the engine only
-    ("cypher", "query"): "issue 16",
-    # the heavy analysis queries run on a Parquet export through Spark; issue 19 (a later step) moves
-    # the Parquet/Spark runner into export/
-    ("query", "export"): "issue 19",
-}
+ALLOWED_ARROWS: dict[tuple[str, str], str] = {}
 #: Circles between packages, each with the issue that breaks it.
-ALLOWED_CIRCLES = {
-    ("cypher", "query"): "issue 16",
-}
+ALLOWED_CIRCLES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import flatprint
 from flatprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
 from flatprint.errors import QueryError
-from oracle import load, point_id, roi_chains
+from oracle import load, oracle_segments, point_id, roi_chains
 from test_query_neurons import oracle_neurons
 
 MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
@@ -309,7 +309,7 @@ def test_id_ranges_filter_covers_every_id_in_few_ranges():
 
     import duckdb
 
-    from flatprint.query.criteria import id_ranges_sql
+    from flatprint.store.sql import id_ranges_sql
 
     rng = np.random.default_rng(3)
     ids = np.concatenate([np.arange(100, 140), np.arange(10_000_000, 10_000_050), rng.integers(0, 2**40, 500)])
@@ -325,3 +325,116 @@ def test_id_ranges_filter_covers_every_id_in_few_ranges():
     assert id_ranges_sql("id", []) == "FALSE"
     # two clusters stay two ranges
     assert id_ranges_sql("id", [1, 2, 3, 1_000_000, 1_000_001]) == "(id BETWEEN 1 AND 3 OR id BETWEEN 1000000 AND 1000001)"
+
+
+class _RecordingCursor:
+    """A DuckDB cursor that keeps the SQL text it is given."""
+
+    def __init__(self, cursor, texts):
+        self._cursor, self._texts = cursor, texts
+
+    def execute(self, sql, *args):
+        self._texts.append(sql)
+        return self._cursor.execute(sql, *args)
+
+    def sql(self, sql, *args):
+        self._texts.append(sql)
+        return self._cursor.sql(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+def test_adjacencies_to_every_segment(store_path, release_dir, monkeypatch):
+    """NC(label='Segment') targets: every partner body, neurons or not (issue 17). The partners' properties
+    are read with a table of their ids, not an IN list of them in the SQL text (4 s for ~10^5 partners
+    at scale 0.01, where the semi join takes 0.2 s)."""
+    client = Client(store_path)
+    try:
+        segments = oracle_segments(release_dir)
+        neurons = segments.index[segments.is_neuron].to_numpy()
+        sources = sorted(np.random.default_rng(7).choice(neurons, 100, replace=False).tolist())
+        texts: list[str] = []
+        cursor = _RecordingCursor(client.cursor(), texts)
+        monkeypatch.setattr(client, "cursor", lambda: cursor)
+        got_neurons, got = flatprint.fetch_adjacencies(NC(bodyId=sources), NC(label="Segment"), client=client)
+    finally:
+        client.close()
+    compare_conn(got, oracle_adjacencies(release_dir, sources, segments.index))
+    partners = set(got.bodyId_pre) | set(got.bodyId_post)
+    assert len(partners) > 1000  # enough that an id list would show in the SQL text
+    assert got_neurons.bodyId.tolist() == sorted(partners)
+    want = segments.loc[sorted(partners), ["type", "instance"]]
+    for column in ("type", "instance"):
+        assert got_neurons[column].fillna("<none>").tolist() == want[column].astype(object).fillna("<none>").tolist()
+    # every SQL statement stays short whatever the number of partners: ids travel as tables
+    assert max(len(t) for t in texts) < 2 * len(partners), max(len(t) for t in texts)
+
+
+def _temporary_views(client) -> list[str]:
+    return [r[0] for r in client.cursor().execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()]
+
+
+def test_temporary_tables_are_gone_after_calls(client, release_dir, monkeypatch):
+    """The library registers its temporary tables under unique names and unregisters them after a call,
+    also after a failing one (issue 19: fixed names, never unregistered, collided between calls)."""
+    dn = neuron_ids(release_dir, ["DNge104"])
+    assert _temporary_views(client) == []
+    flatprint.fetch_adjacencies(NC(bodyId=dn), None, client=client)
+    flatprint.fetch_simple_connections(NC(bodyId=dn), None, client=client)
+    flatprint.fetch_synapse_connections(NC(bodyId=dn), None, client=client)
+    flatprint.fetch_neurons(NC(bodyId=dn), client=client)
+    assert _temporary_views(client) == []
+
+    def broken_frame(sql, params=None):
+        # the edges are registered by now: the failure happens while they are in use
+        assert len(_temporary_views(client)) == 1
+        raise RuntimeError("query failed")
+
+    monkeypatch.setattr(client, "frame", broken_frame)
+    with pytest.raises(RuntimeError, match="query failed"):
+        flatprint.fetch_adjacencies(NC(bodyId=dn), None, client=client)
+    with pytest.raises(RuntimeError, match="query failed"):
+        flatprint.fetch_simple_connections(NC(bodyId=dn), None, client=client)
+    monkeypatch.undo()
+    assert _temporary_views(client) == []
+
+
+def test_interleaved_temporary_tables_do_not_see_each_other(client):
+    """Two calls whose temporary tables overlap in time on one cursor each read their own table."""
+    import pyarrow as pa
+
+    from flatprint.store.sql import temporary_tables
+
+    cur = client.cursor()
+    with temporary_tables(cur, ids=pa.table({"id": [1, 2, 3]})) as first:
+        with temporary_tables(cur, ids=pa.table({"id": [10, 20]})) as second:
+            assert first["ids"] != second["ids"]
+            assert cur.execute(f"SELECT sum(id) FROM {first['ids']}").fetchall()[0][0] == 6
+            assert cur.execute(f"SELECT sum(id) FROM {second['ids']}").fetchall()[0][0] == 30
+        assert cur.execute(f"SELECT sum(id) FROM {first['ids']}").fetchall()[0][0] == 6
+        with pytest.raises(ZeroDivisionError):
+            with temporary_tables(cur, ids=pa.table({"id": [5]})) as third:
+                assert cur.execute(f"SELECT sum(id) FROM {third['ids']}").fetchall()[0][0] == 5
+                1 / 0
+        assert third["ids"] not in _temporary_views(client)
+    assert _temporary_views(client) == []
+
+
+def test_sql_literals_and_identifiers_round_trip(client):
+    """store.sql's quoting reads back as the same value in DuckDB, awkward characters included."""
+    from flatprint.store.sql import quote_ident, sql_literal
+
+    values = ["plain", "it's", 'say "hi"', "back\\slash", "", "ünï", 0, -7, 2**62, 1.5, -0.25, True, False, None]
+    got = client.cursor().execute("SELECT " + ", ".join(sql_literal(v) for v in values)).fetchall()[0]
+    assert list(got) == values
+    nan, inf, ninf = client.cursor().execute(
+        f"SELECT {sql_literal(float('nan'))}, {sql_literal(float('inf'))}, {sql_literal(float('-inf'))}").fetchall()[0]
+    assert nan != nan and inf == float("inf") and ninf == float("-inf")
+    assert sql_literal(np.int64(5)) == "5" and sql_literal(np.float32(0.5)) == "0.5" and sql_literal(np.bool_(True)) == "TRUE"
+    with pytest.raises(QueryError, match="unsupported value"):
+        sql_literal({"a": 1})
+    name = 'odd "name" with spaces'
+    result = client.cursor().execute(f"SELECT 1 AS {quote_ident(name)}")
+    assert result.description[0][0] == name and result.fetchall() == [(1,)]

@@ -12,6 +12,7 @@ import pytest
 
 from oracle import load, oracle_segments, point_id, roi_chains
 
+from flatprint.export.parquet import duckdb_over_parquet
 from flatprint.query import heavy
 
 
@@ -223,7 +224,7 @@ def test_arguments_are_validated():
 def test_duckdb_over_parquet_equals_store(store, store_path, tmp_path_factory, some_bodies):
     """The Parquet export carries the same data the heavy queries read (cheap check without Spark)."""
     pq_dir = _parquet(store_path, tmp_path_factory)
-    con = heavy.duckdb_over_parquet(pq_dir)
+    con = duckdb_over_parquet(pq_dir)
     for name, args in [("connection_matrix", {"groupby": "roi"}),
                        ("synapse_connections", {"pre_bodies": some_bodies, "post_bodies": some_bodies})]:
         a = heavy.run_duckdb(store, name, **args)
@@ -258,6 +259,8 @@ def spark():
 
 def test_spark_equals_duckdb(spark, store, store_path, tmp_path_factory, some_bodies):
     """Every heavy query, transpiled by sqlglot, gives DuckDB's rows on Spark over the Parquet export."""
+    from flatprint.export.spark import run_spark
+
     pq_dir = _parquet(store_path, tmp_path_factory)
     cases = [
         ("connection_matrix", {"groupby": "type", "min_weight": 2, "neurons_only": False}),
@@ -268,7 +271,7 @@ def test_spark_equals_duckdb(spark, store, store_path, tmp_path_factory, some_bo
     ]
     for name, args in cases:
         a = heavy.run_duckdb(store, name, **args)
-        b = heavy.run_spark(pq_dir, name, spark=spark, **args)
+        b = run_spark(pq_dir, name, spark=spark, **args)
         assert len(a) > 0, (name, args)
         assert list(b.columns) == list(a.columns), (name, args)
         # both engines return rows already in the query's ORDER BY

@@ -20,9 +20,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher.schema import quote
 from flatprint.cypher.values import POINT_CRS
-from flatprint.query.criteria import id_ranges_sql
+from flatprint.store.sql import id_ranges_sql, quote_ident
 
 BLOCK_ROWS = 16384  # rows parsed between two checks of the deadline and the memory budget
 
@@ -65,7 +64,7 @@ def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] 
         parts.append(f"""'"location":{{"type":"Point","coordinates":[' || {coords} || '],"crs":{_CRS_JSON}}}'""")
     for name in model.nt_columns:
         if name not in drop:
-            parts.append(f"{_key(name)} || ({_number_json('s.' + quote(name))})")
+            parts.append(f"{_key(name)} || ({_number_json('s.' + quote_ident(name))})")
     parts += ["pf.frag", "mf.frag"]
     ids = ids.cast(pa.int64())
     sql = (f"SELECT s.syn_id AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "

@@ -42,10 +42,11 @@ from flatprint.cypher.memory import MemoryBudgetError, QueryUsage, memory_budget
 from flatprint.cypher.parser import parse
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import plan_match
-from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE, GraphView, model_of, quote
+from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE, GraphView, model_of
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, variables_in
 from flatprint.cypher.values import Descending, NodeRef, Path, Point, RelRef, SortKey, hashable, output_rows
 from flatprint.errors import QueryError
+from flatprint.store.sql import quote_ident
 
 __all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError", "MemoryBudgetError"]
 
@@ -542,7 +543,7 @@ class Execution:
                         points.append(names[index])
             if sql is None:
                 return None
-            select.append(f"{sql} AS {quote(names[index])}")
+            select.append(f"{sql} AS {quote_ident(names[index])}")
         for sort in projection.order_by:  # ORDER BY must name projected columns
             if not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names) and \
                     sort.expression not in expressions:

@@ -1,7 +1,7 @@
 """Variable-length ConnectsTo patterns for the Cypher engine.
 
 ``(a)-[:ConnectsTo*min..max]->(b)`` and ``allShortestPaths((a)-[:ConnectsTo*]->(b))`` are not
-joins but searches: flatprint.query.paths runs them (BFS with one SQL query per level, filters from
+joins but searches: flatprint.store.graph runs them (BFS with one SQL query per level, filters from
 ``ALL(x IN relationships(p) WHERE ...)`` and ``ALL(n IN nodes(p) WHERE ...)`` applied in SQL); this
 module turns the edges it finds into ConnectsTo relationships.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from flatprint.cypher.schema import CONNECTS
 from flatprint.cypher.values import RelRef
-from flatprint.query import paths as search
-from flatprint.query.paths import ConnectionGraph
+from flatprint.store import graph as search
+from flatprint.store.graph import ConnectionGraph
 
 __all__ = ["ConnectionGraph", "all_shortest_paths", "bounded_paths"]
 

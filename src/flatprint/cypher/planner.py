@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from flatprint.cypher import ast
 from flatprint.cypher.errors import UnsupportedCypherError
 from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
-                                     SYNAPSES_TO, SYNSET, GraphModel, quote)
+                                     SYNAPSES_TO, SYNSET, GraphModel)
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
+from flatprint.store.sql import quote_ident
 
 _anon = itertools.count()
 
@@ -232,7 +233,7 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
 
     for var in nodes.values():
         if var.bound:
-            var.id_sql = f"b.{quote(var.name)}"
+            var.id_sql = f"b.{quote_ident(var.name)}"
         if var.kind == SEGMENT:
             var.alias = new_alias("n")
             from_items.append(f"segments {var.alias}")
@@ -337,7 +338,7 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
         if name in also_reads and not family:
             continue
         if family:
-            scope.bound_values[name] = (f"b.{quote(name)}", family)
+            scope.bound_values[name] = (f"b.{quote_ident(name)}", family)
     pushed: list[str] = []
     for expr in conjuncts(where) + inline_predicates:
         names = variables_in(expr)
@@ -358,36 +359,36 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
     for var in nodes.values():
         if var.kind == META:
             continue
-        select.append(f"{var.id_sql} AS {quote(var.name)}")
+        select.append(f"{var.id_sql} AS {quote_ident(var.name)}")
         plan.columns.append((var.name, var.name, "id"))
         if var.kind in (SEGMENT, SYNAPSE):
             for prop in sorted(needed_props):
                 rendered = model.node_property_sql(var.kind, var.alias, prop)
                 if rendered and rendered[0] != "NULL":
                     out = f"{var.name}.{prop}"
-                    select.append(f"{rendered[0]} AS {quote(out)}")
+                    select.append(f"{rendered[0]} AS {quote_ident(out)}")
                     plan.columns.append((out, var.name, prop))
                 elif rendered:
                     plan.null_props.setdefault(var.name, []).append(prop)
             if var.kind == SEGMENT:
-                select.append(f"{var.alias}.is_neuron AS {quote(var.name + '.__is_neuron')}")
+                select.append(f"{var.alias}.is_neuron AS {quote_ident(var.name + '.__is_neuron')}")
                 plan.columns.append((var.name + ".__is_neuron", var.name, "__is_neuron"))
     for rel in rels.values():
         if rel.kind == CONNECTS:
             for col, prop in (("body_pre", "__start"), ("body_post", "__end"), ("weight", "weight"),
                               ("weight_hp", "weightHP")):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{rel.alias}.{col} AS {quote(out)}")
+                select.append(f"{rel.alias}.{col} AS {quote_ident(out)}")
                 plan.columns.append((out, rel.name, prop))
         elif rel.kind == SYNAPSES_TO:
             for col, prop in (("pre_id", "__start"), ("post_id", "__end")):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{rel.alias}.{col} AS {quote(out)}")
+                select.append(f"{rel.alias}.{col} AS {quote_ident(out)}")
                 plan.columns.append((out, rel.name, prop))
         else:  # Contains: identified by its ends
             for end, prop in ((rel.start, "__start"), (rel.end, "__end")):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{nodes[end].id_sql} AS {quote(out)}")
+                select.append(f"{nodes[end].id_sql} AS {quote_ident(out)}")
                 plan.columns.append((out, rel.name, prop))
     if not select:
         select = ["1 AS __one"]

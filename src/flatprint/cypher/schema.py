@@ -28,7 +28,8 @@ import orjson
 import pyarrow as pa
 
 from flatprint.cypher.values import NodeRef, Point, RelRef
-from flatprint.query.criteria import id_ranges_sql
+from flatprint.store.columns import CONNECTS_TO_COLUMNS, HIDDEN_SEGMENT_COLUMNS, POINT_COLUMNS, SYNAPSE_COLUMNS
+from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
 
 SEGMENT, SYNSET, SYNAPSE, META, EMPTY = "segment", "synset", "synapse", "meta", "empty"
 CONNECTS, SYNAPSES_TO, CONTAINS = "ConnectsTo", "SynapsesTo", "Contains"
@@ -42,28 +43,8 @@ LABEL_KINDS = {
 #: relationship type names the engine knows; anything else matches nothing
 REL_TYPES = {CONNECTS, SYNAPSES_TO, CONTAINS, "CloseTo"}
 
-POINT_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
-HIDDEN_SEGMENT_COLUMNS = ("is_neuron",)
 NUMERIC_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
                  "UTINYINT", "HUGEINT", "DOUBLE", "FLOAT", "DECIMAL")
-
-
-def quote(name: str) -> str:
-    """A SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value) -> str:
-    """A SQL literal for a Python scalar."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if value == value else "'NaN'::DOUBLE"
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 class GraphModel:
@@ -103,20 +84,18 @@ class GraphModel:
         'string', 'bool', 'point' or 'null'. None when the property cannot be rendered in SQL."""
         if kind == SEGMENT:
             if name in self.segment_types and name not in HIDDEN_SEGMENT_COLUMNS:
-                return f"{alias}.{quote(name)}", _family(self.segment_types[name], name)
+                return f"{alias}.{quote_ident(name)}", _family(self.segment_types[name], name)
             if name in self.roi_set:
-                return (f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {literal(name)} "
+                return (f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {sql_literal(name)} "
                         f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"), "bool"
             return "NULL", "null"
         if kind == SYNAPSE:
-            if name == "type":
-                return f"{alias}.kind", "string"
-            if name == "confidence":
-                return f"{alias}.conf", "number"
+            if name in SYNAPSE_COLUMNS:
+                return f"{alias}.{SYNAPSE_COLUMNS[name]}", "string" if name == "type" else "number"
             if name == "location":
                 return f"[{alias}.x, {alias}.y, {alias}.z]", "point"
             if name in self.nt_columns:
-                return f"{alias}.{quote(name)}", "number"
+                return f"{alias}.{quote_ident(name)}", "number"
             if name in self.roi_set:
                 return self.synapse_roi_sql(alias, name), "bool"
             return "NULL", "null"
@@ -138,15 +117,13 @@ class GraphModel:
         if kind == SYNAPSE and name == "location":
             return f"{alias}.{'xyz'[axis]}"
         if kind == SEGMENT and name in POINT_COLUMNS and name in self.segment_types:
-            return f"{alias}.{quote(name)}[{axis + 1}]"
+            return f"{alias}.{quote_ident(name)}[{axis + 1}]"
         return None
 
     def rel_property_sql(self, kind: str, alias: str, name: str) -> tuple[str, str] | None:
         if kind == CONNECTS:
-            if name == "weight":
-                return f"{alias}.weight", "number"
-            if name == "weightHP":
-                return f"{alias}.weight_hp", "number"
+            if name in CONNECTS_TO_COLUMNS:
+                return f"{alias}.{CONNECTS_TO_COLUMNS[name]}", "number"
             if name == "roiInfo":
                 return None  # built from connection_rois after the match
             return "NULL", "null"
@@ -290,7 +267,7 @@ class GraphView:
 
     def _segment_maps(self, ids) -> dict:
         model = self.model
-        cols = ", ".join(f"s.{quote(c)}" for c in model.segment_properties)
+        cols = ", ".join(f"s.{quote_ident(c)}" for c in model.segment_properties)
         rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id "
                             f"WHERE {id_ranges_sql('s.bodyId', ids, gap=0)}", {"ids_table": self._id_table(ids)})
         maps = {}
@@ -310,7 +287,7 @@ class GraphView:
     def _synapse_maps(self, ids) -> dict:
         cols = ["syn_id", "kind", "conf", "x", "y", "z", "primary_label", "major_label", *self.model.nt_columns]
         table = self.run_arrow(
-            f"SELECT {', '.join('s.' + quote(c) for c in cols)} FROM synapses s "
+            f"SELECT {', '.join('s.' + quote_ident(c) for c in cols)} FROM synapses s "
             f"SEMI JOIN ids_table i ON s.syn_id = i.id WHERE {id_ranges_sql('s.syn_id', ids)}",
             {"ids_table": self._id_table(ids)})
         return self.model.synapse_maps({name: table.column(name).to_pylist() for name in cols})

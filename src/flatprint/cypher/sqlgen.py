@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
-from flatprint.cypher.schema import SEGMENT, SYNAPSE, GraphModel, literal
+from flatprint.cypher.schema import SEGMENT, SYNAPSE, GraphModel
+from flatprint.store.sql import sql_literal
 
 _SQL_COMPARISON = {"=": "=", "<>": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 
@@ -47,12 +48,12 @@ def python_literal(value) -> tuple[str, str] | None:
     if family is not None:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
             return None
-        return literal(value), family
+        return sql_literal(value), family
     if isinstance(value, list):
         families = {_value_family(v) for v in value} - {"null"}
         if len(families) > 1 or None in families:
             return None
-        inner = [literal(v) for v in value if v is not None]
+        inner = [sql_literal(v) for v in value if v is not None]
         return "[" + ", ".join(inner) + "]", "list:" + (families.pop() if families else "null")
     return None
 
@@ -133,7 +134,7 @@ def compile_predicate(e: ast.Expression, scope: SqlScope) -> str | None:
         inner = compile_predicate(e.operand, scope)
         return None if inner is None else f"(NOT {inner})"
     if isinstance(e, ast.Literal) and e.kind in ("boolean", "null"):
-        return literal(e.value)
+        return sql_literal(e.value)
     if isinstance(e, ast.Comparison):
         parts = []
         for left, op, right in e.pairs():

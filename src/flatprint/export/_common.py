@@ -1,5 +1,5 @@
-"""Shared pieces of the exporters: a DuckDB session over a store and SQL quoting (the atomic output
-directory is flatprint.io.publish.atomic_output)."""
+"""Shared pieces of the exporters: a DuckDB session over a store (SQL quoting is flatprint.store.sql; the
+atomic output directory is flatprint.io.publish.atomic_output)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,7 @@ from pathlib import Path
 import duckdb
 
 from flatprint.store import Store
-
-
-def q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def lit(value: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
+from flatprint.store.sql import sql_literal
 
 
 @contextlib.contextmanager
@@ -37,13 +28,13 @@ def store_session(store_path: str | os.PathLike, spill_dir: Path, memory_limit: 
     con = duckdb.connect()
     try:
         spill_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET memory_limit = {lit(memory_limit)}")
-        con.execute(f"SET temp_directory = {lit(str(spill_dir))}")
+        con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+        con.execute(f"SET temp_directory = {sql_literal(str(spill_dir))}")
         con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
-        con.execute(f"ATTACH {lit(str(Path(store_path)))} AS s (READ_ONLY)")
+        con.execute(f"ATTACH {sql_literal(str(Path(store_path)))} AS s (READ_ONLY)")
         yield con, meta
     finally:
         con.close()

@@ -25,15 +25,16 @@ import time
 from pathlib import Path
 
 from flatprint.errors import StoreError
-from flatprint.export._common import column_types, lit, q, store_session
+from flatprint.export._common import column_types, store_session
 from flatprint.io.publish import atomic_output
+from flatprint.store.columns import CONNECTS_TO_COLUMNS, POINT_COLUMNS, SYNAPSE_COLUMNS
+from flatprint.store.sql import quote_ident, sql_literal
 
 ID_BODY = "Body-ID"
 ID_SYNSET = "SynSet-ID"
 ID_SYN = "Syn-ID"
 POINT_TYPE = "point{crs:cartesian-3D}"
 ARRAY_DELIMITER = ";"
-POINT_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
 _INT_TYPES = {"INTEGER", "SMALLINT", "TINYINT", "USMALLINT", "UTINYINT"}
 _LONG_TYPES = {"BIGINT", "HUGEINT", "UBIGINT", "UINTEGER"}
 
@@ -54,23 +55,23 @@ def _check_name(name: str, what: str) -> str:
 def _segment_columns(con) -> list[tuple[str, str]]:
     """(SELECT expression, header field) for each neuPrint property of a Segment node."""
     types = column_types(con, "segments")
-    out: list[tuple[str, str]] = [(f"seg.{q('bodyId')}", f":ID({ID_BODY})")]
+    out: list[tuple[str, str]] = [(f"seg.{quote_ident('bodyId')}", f":ID({ID_BODY})")]
     integral = {}
     doubles = [c for c, t in types.items() if t == "DOUBLE"]
     if doubles:  # DOUBLE columns holding only whole numbers (group, mancBodyid, ...) are neuPrint ints
         row = con.execute("SELECT " + ", ".join(
-            f"coalesce(bool_and({q(c)} = round({q(c)})), TRUE)" for c in doubles) + " FROM s.segments").fetchone()
+            f"coalesce(bool_and({quote_ident(c)} = round({quote_ident(c)})), TRUE)" for c in doubles) + " FROM s.segments").fetchone()
         integral = dict(zip(doubles, row))
     for col, dtype in types.items():
         if col == "is_neuron":
             continue
         _check_name(col, "property")
-        ref = f"seg.{q(col)}"
+        ref = f"seg.{quote_ident(col)}"
         t = dtype.upper()
         if col in POINT_COLUMNS or (t.endswith("[]") and t[:-2] in _LONG_TYPES | _INT_TYPES):
             out.append((_point_sql(ref), f"{col}:{POINT_TYPE}"))
         elif t.endswith("[]"):
-            out.append((f"array_to_string({ref}, {lit(ARRAY_DELIMITER)})", f"{col}:string[]"))
+            out.append((f"array_to_string({ref}, {sql_literal(ARRAY_DELIMITER)})", f"{col}:string[]"))
         elif col == "bodyId" or t in _LONG_TYPES:
             out.append((ref, f"{col}:long"))
         elif t in _INT_TYPES:
@@ -145,7 +146,7 @@ def _copy(con, pairs: list[tuple[str, str]], rest_sql: str, path: Path, with_sql
 
     body = path.with_name(path.name + ".body")
     select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(pairs))
-    row = con.execute(f"COPY ({with_sql} SELECT {select} {rest_sql}) TO {lit(str(body))} "
+    row = con.execute(f"COPY ({with_sql} SELECT {select} {rest_sql}) TO {sql_literal(str(body))} "
                       f"(FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR '')").fetchone()
     with open(path, "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerow([field for _, field in pairs])
@@ -182,9 +183,9 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
         for r in rois:
             _check_name(r, "ROI")
         seg_cols = _segment_columns(con)
-        flags = [(f"CASE WHEN list_contains(br.rois, {lit(r)}) THEN TRUE END", f"{r}:boolean") for r in rois]
-        label = (f"CASE WHEN seg.is_neuron THEN {lit(f'Segment;{ds}_Segment;Neuron;{ds}_Neuron')} "
-                 f"ELSE {lit(f'Segment;{ds}_Segment')} END")
+        flags = [(f"CASE WHEN list_contains(br.rois, {sql_literal(r)}) THEN TRUE END", f"{r}:boolean") for r in rois]
+        label = (f"CASE WHEN seg.is_neuron THEN {sql_literal(f'Segment;{ds}_Segment;Neuron;{ds}_Neuron')} "
+                 f"ELSE {sql_literal(f'Segment;{ds}_Segment')} END")
         name = f"Neuprint_Neurons_{ds}.csv"
         n = _copy(con, seg_cols + flags + [(label, ":LABEL")],
                   "FROM s.segments seg LEFT JOIN br ON br.bodyId = seg.bodyId ORDER BY seg.bodyId", work / name,
@@ -201,8 +202,8 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
 
         # ---- Neuron -[:ConnectsTo]-> Neuron with weight, weightHP, roiInfo
         name = f"Neuprint_Neuron_Connections_{ds}.csv"
-        n = _copy(con, [("c.body_pre", f":START_ID({ID_BODY})"), ("CAST(c.weight AS INTEGER)", "weight:int"),
-                        ("CAST(c.weight_hp AS INTEGER)", "weightHP:int"),
+        n = _copy(con, [("c.body_pre", f":START_ID({ID_BODY})"),
+                        *((f"CAST(c.{column} AS INTEGER)", f"{prop}:int") for prop, column in CONNECTS_TO_COLUMNS.items()),
                         ("coalesce(ri.roiInfo, '{}')", "roiInfo:string"),
                         ("c.body_post", f":END_ID({ID_BODY})"), ("'ConnectsTo'", ":TYPE")],
                   """FROM s.connections c LEFT JOIN ri ON ri.body_pre = c.body_pre AND ri.body_post = c.body_post
@@ -224,7 +225,7 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
             ORDER BY body_pre, body_post, o"""
         name = f"Neuprint_SynapseSet_{ds}.csv"
         n = _copy(con, [("id", f":ID({ID_SYNSET})"), ("side", "type:string"),
-                        (lit(f"SynapseSet;{ds}_SynapseSet"), ":LABEL")], sides, work / name)
+                        (sql_literal(f"SynapseSet;{ds}_SynapseSet"), ":LABEL")], sides, work / name)
         record(name, "nodes", "SynapseSet", n)
 
         name = f"Neuprint_Neuron_to_SynapseSet_{ds}.csv"
@@ -256,10 +257,11 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
             roi_of.setdefault((rset, int(lab)), []).append(roi)
         combos = con.execute("SELECT primary_label, major_label, count(*) FROM s.synapses "
                              "GROUP BY primary_label, major_label ORDER BY primary_label, major_label").fetchall()
-        syn_label = lit(f"Synapse;{ds}_Synapse")
-        base = [("syn_id", f":ID({ID_SYN})"), ("kind", "type:string"), ("conf", "confidence:float"),
+        syn_label = sql_literal(f"Synapse;{ds}_Synapse")
+        base = [("syn_id", f":ID({ID_SYN})"), (SYNAPSE_COLUMNS["type"], "type:string"),
+                (SYNAPSE_COLUMNS["confidence"], "confidence:float"),
                 (_point_sql("[x, y, z]"), f"location:{POINT_TYPE}")]
-        base += [(q(c), f"{c}:float") for c in nt_cols]
+        base += [(quote_ident(c), f"{c}:float") for c in nt_cols]
         if "compartment" in syn_types:
             base.append(("compartment", "compartment:string"))
         for i, (pl, ml, _) in enumerate(combos):

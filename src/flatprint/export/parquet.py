@@ -26,8 +26,10 @@ from pathlib import Path
 import duckdb
 
 from flatprint.errors import FlatprintError
-from flatprint.export._common import column_types, lit, q, store_session
+from flatprint.export._common import column_types, store_session
 from flatprint.io.publish import atomic_output
+from flatprint.query.heavy import TABLES as HEAVY_TABLES
+from flatprint.store.sql import quote_ident, sql_literal
 
 DEFAULT_BUCKETS = 64
 SINGLE_TABLES = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
@@ -52,7 +54,7 @@ def _select_signed(con, table: str) -> str:
     cols = []
     for col, dtype in column_types(con, table).items():
         target = _SIGNED.get(dtype.upper())
-        cols.append(f"CAST({q(col)} AS {target}) AS {q(col)}" if target else q(col))
+        cols.append(f"CAST({quote_ident(col)} AS {target}) AS {quote_ident(col)}" if target else quote_ident(col))
     return ", ".join(cols)
 
 
@@ -77,15 +79,15 @@ def export_parquet(store_path: str | os.PathLike, out: str | os.PathLike, bucket
                      "roi_map": "roi_set, label, roi", "meta": "key"}[table]
             path = work / f"{table}.parquet"
             con.execute(f"COPY (SELECT {_select_signed(con, table)} FROM s.{table} ORDER BY {order}) "
-                        f"TO {lit(str(path))} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE 122880)")
+                        f"TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE 122880)")
             tables[table] = {"path": path.name, "partitioned_by": None}
         for table, body_col in PARTITIONED_TABLES.items():
             path = work / table
             order = "body, kind DESC, syn_id" if table == "synapses" else "body_pre, body_post, pre_id, post_id"
             con.execute(f"""COPY (SELECT {_select_signed(con, table)},
-                                         CAST({q(body_col)} % {int(buckets)} AS INTEGER) AS body_bucket
+                                         CAST({quote_ident(body_col)} % {int(buckets)} AS INTEGER) AS body_bucket
                                   FROM s.{table} ORDER BY {order})
-                            TO {lit(str(path))} (FORMAT parquet, COMPRESSION {compression},
+                            TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION {compression},
                                                  PARTITION_BY (body_bucket), ROW_GROUP_SIZE 122880)""")
             tables[table] = {"path": f"{table}/", "partitioned_by": f"body_bucket = {body_col} % {buckets}"}
         schema = describe(work, con=con)
@@ -120,10 +122,10 @@ def describe(parquet_dir: str | os.PathLike, con=None) -> dict:
             files = sorted((root / table).rglob("*.parquet")) if partitioned else [root / f"{table}.parquet"]
             if not files or not files[0].exists():
                 continue
-            src = (f"read_parquet({lit(table_glob(root, table))}, hive_partitioning = true)" if partitioned
-                   else f"read_parquet({lit(str(files[0]))})")
+            src = (f"read_parquet({sql_literal(table_glob(root, table))}, hive_partitioning = true)" if partitioned
+                   else f"read_parquet({sql_literal(str(files[0]))})")
             cols = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
-            exprs = ", ".join(f"count(*) - count({q(c[0])})" for c in cols)
+            exprs = ", ".join(f"count(*) - count({quote_ident(c[0])})" for c in cols)
             stats = con.execute(f"SELECT count(*), {exprs} FROM {src}").fetchone()
             out["tables"][table] = {
                 "description": DESCRIPTIONS.get(table, ""),
@@ -158,3 +160,14 @@ def schema_markdown(schema: dict) -> str:
         for c in t["columns"]:
             lines.append(f"| `{c['name']}` | {c['type']} | {c['nulls']:,} |")
     return "\n".join(lines) + "\n"
+
+
+def duckdb_over_parquet(parquet_dir: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views named like the store's tables over a Parquet export
+    (the tables flatprint.query.heavy reads), for :func:`flatprint.query.heavy.run_duckdb`."""
+    con = duckdb.connect()
+    for table in HEAVY_TABLES:
+        path = table_glob(parquet_dir, table)
+        hive = ", hive_partitioning = true" if "**" in path else ""
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(path)}{hive})")
+    return con

@@ -2,7 +2,7 @@
 store's tables (``segments``, ``connections``, ``partners``, ...).
 
 pyspark is optional (``pip install pyspark``, Java 17+). On a cluster pass your own session to
-:func:`register_parquet` / :func:`flatprint.query.heavy.run_spark`; :func:`get_spark` is for a laptop
+:func:`register_parquet` / :func:`run_spark`; :func:`get_spark` is for a laptop
 or CI: ``local[N]``, a 1 GB driver, no UI, bound to 127.0.0.1, few shuffle partitions.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from flatprint.errors import FlatprintError
+from flatprint.query.heavy import TABLES as HEAVY_TABLES, query_sql, to_spark_sql
 
 _registered: dict[str, dict[str, str]] = {}  # applicationId -> {view: export version}
 
@@ -93,3 +94,15 @@ def collect_pandas(df) -> pd.DataFrame:
             elif isinstance(field.dataType, (T.FloatType, T.DoubleType)):
                 out[field.name] = out[field.name].astype("float64")
     return out
+
+
+def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> pd.DataFrame:
+    """Run flatprint.query.heavy's query ``name`` on Spark (local mode unless ``spark`` is given) over
+    a Parquet export.
+
+    The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
+    pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
+    """
+    spark = spark or get_spark()
+    register_parquet(spark, parquet_dir, HEAVY_TABLES)
+    return collect_pandas(spark.sql(to_spark_sql(query_sql(name, **args))))

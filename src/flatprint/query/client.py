@@ -8,6 +8,7 @@ after one ``Client(...)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -18,6 +19,7 @@ import pandas as pd
 
 from flatprint.errors import QueryError, StoreError
 from flatprint.store import Store, flatprint_home
+from flatprint.store.sql import temporary_tables
 
 _default_client: Client | None = None
 
@@ -113,6 +115,17 @@ class Client:
         result = cur.execute(sql, params or [])
         columns = [d[0] for d in result.description]
         return columns, result.fetchall()
+
+    @contextlib.contextmanager
+    def temporary_tables(self, **tables):
+        """Arrow tables (or DataFrames) registered on this thread's cursor for the ``with`` block under
+        unique names, yielded as ``{keyword: name}``; unregistered when the block ends, also on error::
+
+            with client.temporary_tables(e=edges) as t:
+                df = client.frame(f"SELECT * FROM {t['e']}")
+        """
+        with temporary_tables(self.cursor(), **tables) as names:
+            yield names
 
     def frame(self, sql: str, params=None) -> pd.DataFrame:
         """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows."""

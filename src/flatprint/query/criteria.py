@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from flatprint.errors import NoMatchWarning, QueryError
+from flatprint.store.columns import POINT_COLUMNS, SYNAPSE_COLUMNS
+from flatprint.store.sql import quote_ident, sql_literal
 
 
 class NotNull:
@@ -44,7 +46,7 @@ EXACT_FIELDS = [
 ]
 # Secondary type fields: always exact in neuprint-python 0.6.4 (a known quirk we keep for parity).
 SECONDARY_TYPE_FIELDS = ["flywireType", "hemibrainType", "mancType"]
-NULLCHECK_FIELDS = ["somaLocation", "tosomaLocation", "rootLocation"]
+NULLCHECK_FIELDS = list(POINT_COLUMNS)
 
 
 def _listify(value) -> list:
@@ -55,39 +57,6 @@ def _listify(value) -> list:
     if isinstance(value, (pd.Series, pd.Index, np.ndarray)):
         return value.tolist()
     return list(value)
-
-
-def sql_literal(value) -> str:
-    """A SQL literal for a str/int/float/bool (strings escaped), used to build filters safely."""
-    if isinstance(value, (bool, np.bool_)):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise QueryError(f"unsupported value in criteria: {value!r}")
-
-
-def id_ranges_sql(column: str, ids, gap: int = 1 << 16, most: int = 256) -> str:
-    """A superset filter ``column BETWEEN a AND b OR ...`` over ``ids`` in at most ``most`` ranges, split
-    where consecutive ids are more than ``gap`` apart. DuckDB prunes row groups of a sorted table by it;
-    a semi join with an id table or an IN list over scattered ids scans the whole column (0.6 s for a
-    few thousand synapses of 357 M at full scale; 2 ms with ranges)."""
-    values = np.unique(np.asarray([int(v) for v in ids], dtype=np.int64))
-    if not len(values):
-        return "FALSE"
-    steps = np.diff(values)
-    cuts = np.nonzero(steps > gap)[0]
-    if len(cuts) >= most:  # keep the widest gaps
-        cuts = np.sort(np.argsort(steps, kind="stable")[len(steps) - (most - 1):])
-    starts, ends = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(values) - 1]])
-    return "(" + " OR ".join(f"{column} BETWEEN {values[a]} AND {values[b]}" for a, b in zip(starts, ends)) + ")"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 SUGGESTIONS = 5  # close values named in a "did you mean" hint
@@ -466,7 +435,7 @@ class SynapseCriteria:
                 f"((m.roi_set = 'primary' AND m.label = {alias}.primary_label) OR "
                 f"(m.roi_set = 'major' AND m.label = {alias}.major_label)))")
         if self.confidence:
-            exprs.append(f"{alias}.conf > {sql_literal(float(self.confidence))}")
+            exprs.append(f"{alias}.{SYNAPSE_COLUMNS['confidence']} > {sql_literal(float(self.confidence))}")
         if self.type and use_type:
-            exprs.append(f"{alias}.kind = {sql_literal(self.type)}")
+            exprs.append(f"{alias}.{SYNAPSE_COLUMNS['type']} = {sql_literal(self.type)}")
         return " AND ".join(exprs) if exprs else "TRUE"

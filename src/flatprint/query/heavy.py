@@ -4,10 +4,13 @@ Each ``*_sql`` function returns SQL text over the store's *logical* table names 
 ``connections``, ``connection_rois``, ``partners``, ``rois``, ``roi_map``; docs/store.md). The same text
 runs
 
-* on a store with :func:`run_duckdb` (the tables are the store's own), or
-* on a Parquet export (``flatprint export parquet``) with :func:`run_spark`, which transpiles it with
-  sqlglot (``read="duckdb", write="spark"``) and runs it on a local-mode SparkSession whose temp views
-  carry the same names (:mod:`flatprint.export.spark`).
+* on a store with :func:`run_duckdb` (the tables are the store's own), or on DuckDB views over a
+  Parquet export (:func:`flatprint.export.parquet.duckdb_over_parquet`), or
+* on Spark over a Parquet export (``flatprint export parquet``) with
+  :func:`flatprint.export.spark.run_spark`, which transpiles it with :func:`to_spark_sql` (sqlglot,
+  ``read="duckdb", write="spark"``) and runs it on a SparkSession whose temp views carry the same
+  names. The runners over exports live in flatprint.export: the library does not import the
+  exporters.
 
 Queries (``QUERIES`` maps the names used by ``run_*``):
 
@@ -25,12 +28,12 @@ hundreds of thousands, join a table of ids in your own SQL instead.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import pandas as pd
 
 from flatprint.errors import QueryError
+from flatprint.store.sql import quote_ident, sql_literal
 
 GROUP_COLUMNS = ("type", "class", "superclass", "subclass", "instance", "predictedNt", "consensusNt", "somaSide",
                  "status")
@@ -40,16 +43,6 @@ DIRECTIONS = ("out", "in", "both", "within")
 
 
 # ----------------------------------------------------------------------------- argument rendering
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _str_lit(value: str) -> str:
-    if not isinstance(value, str):
-        raise QueryError(f"ROI names must be strings, got {value!r}")
-    return "'" + value.replace("'", "''") + "'"
-
 
 def _bodies(bodies: Iterable[int] | int, what: str) -> list[int]:
     if isinstance(bodies, (int, str)) and not isinstance(bodies, bool):
@@ -87,7 +80,7 @@ def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
 
 def _post_in_rois(alias: str, rois: list[str]) -> str:
     """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
-    names = ", ".join(_str_lit(r) for r in rois) if rois else "NULL"
+    names = ", ".join(sql_literal(r) for r in rois) if rois else "NULL"
     return (f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
             f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))")
 
@@ -129,7 +122,7 @@ def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_on
         side.append(_in_list("c.body_post", _bodies(post_bodies, "post_bodies")))
     side_sql = "".join(f" AND {cond}" for cond in side)
     if groupby != "roi":
-        col = _ident(groupby)
+        col = quote_ident(groupby)
         neuron = " AND a.is_neuron AND b.is_neuron" if neurons_only else ""
         weight, roi_join = "c.weight", ""
         if roi_list is not None:
@@ -151,8 +144,8 @@ ORDER BY pre_group, post_group"""
     roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
     # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
     # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
-    labels = (f"(SELECT m.label, m.roi FROM roi_map m JOIN rois r ON r.roi = m.roi AND r.roi_set = {_str_lit(roi_set)} "
-              f"WHERE m.roi_set = {_str_lit(roi_set)})")
+    labels = (f"(SELECT m.label, m.roi FROM roi_map m JOIN rois r ON r.roi = m.roi AND r.roi_set = {sql_literal(roi_set)} "
+              f"WHERE m.roi_set = {sql_literal(roi_set)})")
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
@@ -224,7 +217,7 @@ ORDER BY c.body_pre, c.body_post"""
     return f"""SELECT c.body_pre, c.body_post, r.roi, r.weight
 FROM connections c
 JOIN connection_rois r ON r.body_pre = c.body_pre AND r.body_post = c.body_post
-WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, _str_lit)}
+WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, sql_literal)}
   AND r.weight >= {min_roi_weight}
 ORDER BY c.body_pre, c.body_post, r.roi"""
 
@@ -257,7 +250,8 @@ def to_spark_sql(sql: str) -> str:
 
 def run_duckdb(store, name: str, **args) -> pd.DataFrame:
     """Run query ``name`` on a store: ``store`` is a :class:`flatprint.store.Store`, a store path, or a
-    DuckDB connection whose catalog has the logical tables (e.g. :func:`duckdb_over_parquet`)."""
+    DuckDB connection whose catalog has the logical tables (e.g.
+    :func:`flatprint.export.parquet.duckdb_over_parquet`)."""
     import duckdb
 
     from flatprint.store import Store
@@ -272,32 +266,3 @@ def run_duckdb(store, name: str, **args) -> pd.DataFrame:
         return st.cursor().execute(sql).df()
     finally:
         st.close()
-
-
-def duckdb_over_parquet(parquet_dir: str | os.PathLike):
-    """An in-memory DuckDB connection with views named like the store's tables over a Parquet export."""
-    import duckdb
-
-    from flatprint.export.parquet import table_glob
-
-    con = duckdb.connect()
-    for table in TABLES:
-        path = table_glob(parquet_dir, table)
-        hive = ", hive_partitioning = true" if "**" in path else ""
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_str_lit(path)}{hive})")
-    return con
-
-
-def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> pd.DataFrame:
-    """Run query ``name`` on Spark (local mode unless ``spark`` is given) over a Parquet export.
-
-    The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
-    pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
-    """
-    from flatprint.export.spark import collect_pandas, get_spark, register_parquet
-
-    spark = spark or get_spark()
-    register_parquet(spark, parquet_dir, TABLES)
-    df = spark.sql(to_spark_sql(query_sql(name, **args)))
-    return collect_pandas(df)
-

@@ -27,8 +27,9 @@ import scipy.sparse as sp
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident
+from flatprint.query.criteria import copy_as_neuroncriteria
 from flatprint.query.results import with_provenance
+from flatprint.store.sql import quote_ident
 
 # acetylcholine excites, GABA and glutamate (through GluCl in flies) inhibit; everything else,
 # 'unclear' and a missing prediction count as +1 unless the caller's ``signed`` mapping says otherwise.

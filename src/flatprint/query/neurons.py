@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, quote_ident, warn_unmatched
+from flatprint.query.criteria import copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import json_dicts, with_provenance
+from flatprint.store.sql import quote_ident
 
 CORE_NEURON_COLS = ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "mito", "size",
                     "status", "cropped", "statusLabel", "cellBodyFiber", "somaRadius", "somaLocation",
@@ -107,11 +108,11 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_sto
     count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
     full_cols = ["bodyId", "roi", *count_cols]
     if from_store:
-        cur = client.store.cursor()
-        cur.register("wanted", pa.table({"bodyId": pa.array(neuron_df["bodyId"].to_numpy(), pa.int64())}))
+        wanted = pa.table({"bodyId": pa.array(neuron_df["bodyId"].to_numpy(), pa.int64())})
         select = ", ".join(["r.bodyId", "r.roi", *(f"r.{c}" for c in {*count_cols, "pre", "post"})])
-        rows = cur.execute(f"SELECT {select} FROM segment_rois r SEMI JOIN wanted w ON w.bodyId = r.bodyId "
-                           "ORDER BY r.bodyId, r.roi").df()
+        with client.temporary_tables(wanted=wanted) as t:
+            rows = client.cursor().execute(f"SELECT {select} FROM segment_rois r SEMI JOIN {t['wanted']} w "
+                                           "ON w.bodyId = r.bodyId ORDER BY r.bodyId, r.roi").df()
         bodies = rows["bodyId"].to_numpy()
         names = rows["roi"].to_numpy(dtype=object)
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):

@@ -6,8 +6,9 @@ from collections.abc import Container
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, sql_literal
+from flatprint.query.criteria import copy_as_neuroncriteria
 from flatprint.query.results import with_provenance
+from flatprint.store.sql import sql_literal
 
 
 @inject_client

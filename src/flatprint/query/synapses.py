@@ -8,13 +8,16 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, sql_literal, warn_unmatched
+from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
+from flatprint.store.columns import SYNAPSE_COLUMNS
+from flatprint.store.sql import sql_literal
 
 NT_PROPERTIES = ["ntAcetylcholineProb", "ntDopamineProb", "ntGabaProb", "ntGlutamateProb", "ntHistamineProb",
                  "ntOctopamineProb", "ntSerotoninProb"]
 NT_NAMES = [p[2:-4].lower() for p in NT_PROPERTIES]
 _TYPE = pd.CategoricalDtype(["pre", "post"])
+_KIND, _CONF = SYNAPSE_COLUMNS["type"], SYNAPSE_COLUMNS["confidence"]  # synapse type and confidence columns
 
 
 def _nt_columns(nt, alias: str) -> tuple[str, list[str]]:
@@ -76,7 +79,7 @@ def fetch_synapses(neuron_criteria, synapse_criteria=None, batch_size=10, *, nt=
     roi_join, roi_col = _roi_names_sql(sc.primary_only, list(sc.rois), "s")
     nt_sql, nt_cols = _nt_columns(nt, "s")
     sql = f"""
-        SELECT s.body AS bodyId, s.kind AS type, {roi_col} AS roi, s.x, s.y, s.z, s.conf AS confidence{nt_sql}
+        SELECT s.body AS bodyId, s.{_KIND} AS type, {roi_col} AS roi, s.x, s.y, s.z, s.{_CONF} AS confidence{nt_sql}
         FROM synapses s {roi_join}
         WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
         ORDER BY s.body, s.syn_id, roi"""
@@ -100,8 +103,8 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
         rois = list(sc.rois) or (client.primary_rois if sc.primary_only else client.all_rois)
         roi_list = ", ".join(sql_literal(r) for r in rois)
         sql = f"""
-            SELECT s.body AS bodyId, rm.roi AS roi, s.kind AS type, count(*) AS count,
-                   avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.conf) AS confidence
+            SELECT s.body AS bodyId, rm.roi AS roi, s.{_KIND} AS type, count(*) AS count,
+                   avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.{_CONF}) AS confidence
             FROM synapses s JOIN roi_map rm
               ON ((rm.roi_set = 'primary' AND rm.label = s.primary_label) OR (rm.roi_set = 'major' AND rm.label = s.major_label))
             WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
@@ -109,8 +112,8 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
             GROUP BY ALL ORDER BY bodyId, roi, type DESC"""
     else:
         sql = f"""
-            SELECT s.body AS bodyId, s.kind AS type, count(*) AS count,
-                   avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.conf) AS confidence
+            SELECT s.body AS bodyId, s.{_KIND} AS type, count(*) AS count,
+                   avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.{_CONF}) AS confidence
             FROM synapses s
             WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
             GROUP BY ALL ORDER BY bodyId, type DESC"""
@@ -174,19 +177,18 @@ def fetch_synapse_connections(source_criteria=None, target_criteria=None, synaps
     pre_list = ", ".join(str(b) for b in sorted({a for a, _ in pairs})) or "NULL"
     pairs_table = pa.table({"body_pre": pa.array([a for a, _ in pairs], pa.int64()),
                             "body_post": pa.array([b for _, b in pairs], pa.int64())})
-    sql = f"""
-        SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
-               {roi_list_expr('p.primary_label_pre', 'p.major_label_pre')} AS roi_pre,
-               {roi_list_expr('p.primary_label_post', 'p.major_label_post')} AS roi_post,
-               p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
-               p.conf_pre AS confidence_pre, p.conf_post AS confidence_post{nt_sql}
-        FROM partners p SEMI JOIN pairs_table q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
-        {nt_join}
-        WHERE p.body_pre IN ({pre_list}) AND {conf} AND {roi_filter}
-        ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
-    cur = client.store.cursor()
-    cur.register("pairs_table", pairs_table)
-    df = cur.execute(sql).df()
+    with client.temporary_tables(pairs=pairs_table) as t:
+        sql = f"""
+            SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
+                   {roi_list_expr('p.primary_label_pre', 'p.major_label_pre')} AS roi_pre,
+                   {roi_list_expr('p.primary_label_post', 'p.major_label_post')} AS roi_post,
+                   p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
+                   p.conf_pre AS confidence_pre, p.conf_post AS confidence_post{nt_sql}
+            FROM partners p SEMI JOIN {t['pairs']} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
+            {nt_join}
+            WHERE p.body_pre IN ({pre_list}) AND {conf} AND {roi_filter}
+            ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
+        df = client.cursor().execute(sql).df()
     df = df.astype({"bodyId_pre": np.int64, "bodyId_post": np.int64, "x_pre": np.int32, "y_pre": np.int32,
                     "z_pre": np.int32, "x_post": np.int32, "y_post": np.int32, "z_post": np.int32,
                     "confidence_pre": np.float32, "confidence_post": np.float32})

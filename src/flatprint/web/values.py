@@ -14,7 +14,7 @@ import re
 import threading
 
 from flatprint.errors import QueryError
-from flatprint.query.criteria import quote_ident
+from flatprint.store.sql import quote_ident
 
 _indexes: dict[str, dict] = {}
 _lock = threading.Lock()
