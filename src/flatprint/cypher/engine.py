@@ -28,7 +28,6 @@ import dataclasses
 import json
 import statistics
 import threading
-import time
 from dataclasses import dataclass, field
 
 import duckdb
@@ -36,9 +35,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import ast, columnar
-from flatprint.cypher.evaluator import (Evaluator, check_expression, contains_aggregate, is_aggregate, truthy,
-                                        unsupported)
-from flatprint.cypher.memory import MemoryBudgetError, QueryUsage, memory_budget
+from flatprint.cypher.analyzer import analyze
+from flatprint.cypher.errors import unsupported
+from flatprint.cypher.evaluator import Evaluator, truthy
+from flatprint.cypher.registry import PROCEDURES, contains_aggregate, is_aggregate
+from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTimeoutError, Deadline
+from flatprint.cypher.memory import MemoryBudgetError
 from flatprint.cypher.parser import parse
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import plan_match
@@ -52,14 +54,6 @@ __all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledErro
 DEFAULT_TIMEOUT = 60.0
 _CHECK_EVERY = 512  # rows between deadline checks in Python loops
 _FETCH_ROWS = 65536  # rows per fetch from DuckDB: the deadline and the memory budget are checked between
-
-
-class CypherTimeoutError(QueryError):
-    """The query ran longer than its timeout (the message contains "timeout")."""
-
-
-class CypherCancelledError(QueryError):
-    """The query was cancelled by its caller (``cancel`` event set), e.g. the client went away."""
 
 
 @dataclass
@@ -103,7 +97,7 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
     if cancel is not None and cancel.is_set():
         raise CypherCancelledError("query cancelled before it started")
     query = parse(text)
-    check_query(query)
+    analyze(query)
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
     execution.columnar_allowed = len(query.parts) == 1
@@ -131,208 +125,9 @@ def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params
 
 
 # ---------------------------------------------------------------------------------------------
-# deadlines
+# static checks: refuse before running (the analyzer)
 
-
-class Deadline:
-    """A point in time after which the query stops (None: never), and an optional cancel event."""
-
-    def __init__(self, seconds: float | None, parent: Deadline | None = None, cancel: threading.Event | None = None):
-        self.seconds = seconds
-        if parent is None:
-            self.budget = memory_budget()
-            self.usage = None if self.budget is None else QueryUsage(self.budget)
-        else:  # a runTimeboxed inner query counts against its outer query
-            self.budget, self.usage = parent.budget, parent.usage
-        at = None if seconds is None else time.monotonic() + max(seconds, 0.0)
-        if parent is not None and parent.at is not None and (at is None or parent.at < at):
-            at = parent.at
-        self.at = at
-        self.parent = parent
-        self.cancel = cancel if cancel is not None else (parent.cancel if parent is not None else None)
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else self.at - time.monotonic()
-
-    def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.is_set()
-
-    def expired(self) -> bool:
-        """True once the time is up or the query was cancelled: either way it must stop."""
-        return (self.at is not None and time.monotonic() >= self.at) or self.cancelled()
-
-    def error(self) -> QueryError:
-        if self.cancelled():
-            return CypherCancelledError("query cancelled (the client went away)")
-        limit = self.seconds if self.seconds is not None else (self.parent.seconds if self.parent else None)
-        return CypherTimeoutError(f"query exceeded the timeout of {limit:g} s and was stopped"
-                                  if limit is not None else "query timeout")
-
-    def check(self, rows: int = 0) -> None:
-        """Raise when the time is up or the query was cancelled; with a memory budget, also when the
-        query has handled another CHECK_EVERY_ROWS ``rows`` and the process is over the budget."""
-        if self.expired():
-            raise self.error()
-        if rows and self.usage is not None:
-            self.usage.add(rows)
-
-
-class _Watchdog:
-    """One daemon thread that interrupts the DuckDB cursor of each running SQL statement whose
-    deadline passed or whose query was cancelled (polled every POLL seconds while any can be)."""
-
-    POLL = 0.05
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._active: dict[int, tuple] = {}
-        self._counter = 0
-        self._thread: threading.Thread | None = None
-        self._wake_at: float | None = None  # when the thread wakes next (None: when notified)
-
-    def watch(self, cursor, deadline: Deadline) -> int | None:
-        if deadline.at is None and deadline.cancel is None:
-            return None
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="flatprint-query-watchdog", daemon=True)
-                self._thread.start()
-            self._counter += 1
-            self._active[self._counter] = (cursor, deadline)
-            # wake the thread only when it would otherwise look too late (saves a thread switch per query)
-            due = deadline.at if deadline.cancel is None else time.monotonic() + self.POLL
-            if deadline.at is not None:
-                due = min(due, deadline.at)
-            if self._wake_at is None or due < self._wake_at:
-                self._cond.notify()
-            return self._counter
-
-    def release(self, token: int) -> None:
-        with self._cond:
-            self._active.pop(token, None)
-
-    def _loop(self) -> None:
-        with self._cond:
-            while True:
-                wait = None
-                for token, (cursor, deadline) in list(self._active.items()):
-                    if deadline.expired():
-                        del self._active[token]
-                        try:
-                            cursor.interrupt()
-                        except duckdb.Error:
-                            pass
-                        continue
-                    if deadline.cancel is not None:
-                        wait = self.POLL if wait is None else min(wait, self.POLL)
-                    remaining = deadline.remaining()
-                    if remaining is not None:
-                        wait = remaining if wait is None else min(wait, remaining)
-                wait = None if wait is None else max(wait, 0.001)
-                self._wake_at = None if wait is None else time.monotonic() + wait
-                self._cond.wait(wait)
-                self._wake_at = None
-
-
-_WATCHDOG = _Watchdog()
-
-
-# ---------------------------------------------------------------------------------------------
-# static checks: refuse before running
-
-
-def check_query(query: ast.Query) -> None:
-    """Raise UnsupportedCypherError (with line/column) for anything the engine cannot run."""
-    columns = None
-    for part in query.parts:
-        for index, clause in enumerate(part.clauses):
-            _check_clause(clause)
-        last = part.clauses[-1]
-        names = [i.column_name for i in last.items] if isinstance(last, ast.Return) and not last.star else None
-        if columns is not None and names is not None and names != columns:
-            raise unsupported(part, "UNION of queries with different columns")
-        columns = names
-
-
-def _check_clause(clause: ast.Clause) -> None:
-    if isinstance(clause, ast.Match):
-        var_length = [p for p in clause.patterns
-                      if p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)]
-        if len(var_length) > 1:
-            raise unsupported(var_length[1], "more than one variable-length pattern in a MATCH")
-        for pattern in clause.patterns:
-            for element in pattern.elements:
-                if element.properties is not None:
-                    if not isinstance(element.properties, ast.MapLiteral):
-                        raise unsupported(element.properties, "properties given as a parameter map")
-                    check_expression(element.properties, allow_aggregates=False)
-                if isinstance(element, ast.RelPattern) and element.direction == ast.Direction.UNDIRECTED and \
-                        element.types and element.types not in (("ConnectsTo",), ("SynapsesTo",)) and \
-                        not element.variable_length:
-                    raise unsupported(element, f"undirected :{element.types[0]}")
-                if isinstance(element, ast.RelPattern) and len(element.types) > 1:
-                    raise unsupported(element, "relationship type alternatives " + "|".join(element.types))
-        for pattern in var_length:
-            rels = [e for e in pattern.elements if isinstance(e, ast.RelPattern)]
-            if len(rels) != 1:
-                raise unsupported(pattern, "variable-length pattern with more than one relationship")
-            rel = rels[0]
-            if rel.types and rel.types != ("ConnectsTo",):
-                raise unsupported(rel, f"variable-length :{'|'.join(rel.types)}", "only ConnectsTo")
-            if rel.direction == ast.Direction.UNDIRECTED:
-                raise unsupported(rel, "undirected variable-length relationship")
-            if rel.properties is not None:
-                raise unsupported(rel, "properties on a variable-length relationship")
-            if not pattern.shortest and rel.max_hops is None:
-                raise unsupported(rel, "unbounded variable-length relationship", "give an upper bound, e.g. *1..3")
-            if not pattern.shortest and rel.max_hops is not None and rel.max_hops > 6:
-                raise unsupported(rel, f"variable-length relationship of up to {rel.max_hops} hops",
-                                  "at most 6")
-            if clause.optional:
-                raise unsupported(clause, "OPTIONAL MATCH with a variable-length pattern")
-        if clause.where is not None:
-            check_expression(clause.where, allow_aggregates=False)
-    elif isinstance(clause, (ast.With, ast.Return)):
-        for item in clause.items:
-            check_expression(item.expression, allow_aggregates=True)
-        for sort in clause.order_by:
-            check_expression(sort.expression, allow_aggregates=True)
-        for expr in (clause.skip, clause.limit):
-            if expr is not None:
-                check_expression(expr, allow_aggregates=False)
-        if isinstance(clause, ast.With) and clause.where is not None:
-            check_expression(clause.where, allow_aggregates=False)
-    elif isinstance(clause, ast.Unwind):
-        check_expression(clause.expression, allow_aggregates=False)
-    elif isinstance(clause, ast.Call):
-        name = clause.procedure.lower()
-        if name not in _PROCEDURES:
-            raise unsupported(clause, f"procedure {clause.procedure}")
-        if name in ("apoc.cypher.runtimeboxed", "apoc.cypher.run"):
-            if clause.inner_query is not None:
-                check_query(clause.inner_query)
-            if not 1 <= len(clause.arguments) <= 3:
-                raise unsupported(clause, f"{clause.procedure} with {len(clause.arguments)} arguments")
-        for arg in clause.arguments:
-            check_expression(arg, allow_aggregates=False)
-        if clause.where is not None:
-            check_expression(clause.where, allow_aggregates=False)
-        known = _PROCEDURES[name]
-        for item in clause.yield_items:
-            if item.name not in known:
-                raise unsupported(item, f"YIELD {item.name} from {clause.procedure}")
-    else:
-        raise unsupported(clause, type(clause).__name__.upper())
-
-
-_PROCEDURES = {
-    "apoc.cypher.runtimeboxed": ("value",),
-    "apoc.cypher.run": ("value",),
-    "db.labels": ("label",),
-    "db.relationshiptypes": ("relationshipType",),
-    "db.propertykeys": ("propertyKey",),
-    "dbms.components": ("name", "versions", "edition"),
-}
+check_query = analyze
 
 
 def needed_properties(query: ast.Node) -> set[str]:
@@ -402,7 +197,7 @@ class Execution:
 
     def _run(self, sql: str, tables: dict | None, fetch):
         self.deadline.check()
-        watch = _WATCHDOG.watch(self.cursor, self.deadline)
+        watch = WATCHDOG.watch(self.cursor, self.deadline)
         try:
             for name, table in (tables or {}).items():
                 self.cursor.register(name, table)
@@ -420,7 +215,7 @@ class Execution:
             raise QueryError(f"query failed in the store: {exc}") from None
         finally:
             if watch is not None:
-                _WATCHDOG.release(watch)
+                WATCHDOG.release(watch)
             for name in tables or {}:
                 try:
                     self.cursor.unregister(name)
@@ -1089,7 +884,7 @@ class Execution:
 
     def call(self, clause: ast.Call, rows):
         name = clause.procedure.lower()
-        yields = clause.yield_items or tuple(ast.YieldItem(n) for n in _PROCEDURES[name])
+        yields = clause.yield_items or tuple(ast.YieldItem(n) for n in PROCEDURES[name].yields)
         out = []
         evaluate = Evaluator(self.params)
         for row in rows:
@@ -1110,7 +905,7 @@ class Execution:
             inner = clause.inner_query
             if inner is None:
                 inner = parse(text)
-                check_query(inner)
+                analyze(inner)
             params = evaluate(clause.arguments[1], row) if len(clause.arguments) > 1 else {}
             if params is not None and not isinstance(params, dict):
                 raise QueryError(f"{clause.procedure} expects the parameters as a map")

@@ -18,16 +18,12 @@ import itertools
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
-from flatprint.cypher.errors import UnsupportedCypherError
+from flatprint.cypher.errors import unsupported
 from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
                                      SYNAPSES_TO, SYNSET, GraphModel, quote)
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
 
 _anon = itertools.count()
-
-
-def unsupported(node: ast.Node, construct: str, reason: str = "") -> UnsupportedCypherError:
-    return UnsupportedCypherError(construct, line=node.line, column=node.column, reason=reason)
 
 
 @dataclass
