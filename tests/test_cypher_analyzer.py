@@ -62,6 +62,13 @@ REFUSED = [
     ("UNWIND [1] AS x RETURN reduce(s = 0, v IN [x] | s + w)", CypherSyntaxError, "variable `w` not defined",
      1, 53),
     ("MATCH (n) RETURN n {.bodyId, k}", CypherSyntaxError, "variable `k` not defined", 1, 30),
+    ("MATCH (a)-[r]->()-[r]->(a) RETURN r", UnsupportedCypherError, "relationship variable `r` bound twice", 1, 18),
+    ("MATCH (n) RETURN [x IN [1, 2] | count(*)]", CypherSyntaxError,
+     "aggregation inside a list comprehension, quantifier or reduce", 1, 33),
+    ("RETURN 1 IN 'foo'", CypherSyntaxError, "IN expects a list, got 'foo'", 1, 13),
+    ("MATCH (r) RETURN type(r)", CypherSyntaxError, "type() of a node", 1, 23),
+    ("MATCH p = (a)-->(b) RETURN labels(p)", CypherSyntaxError, "labels() of a path", 1, 35),
+    ("MATCH ()-[r]->() RETURN length(r)", CypherSyntaxError, "length() of a relationship", 1, 32),
     ("RETURN *", CypherSyntaxError, "RETURN * with no variables in scope", 1, 1),
     ("WITH * RETURN 1 AS one", CypherSyntaxError, "WITH * with no variables in scope", 1, 1),
     ("MATCH (n) RETURN n SKIP -1", CypherSyntaxError, "SKIP expects a non-negative integer, got -1", 1, 25),
@@ -263,3 +270,9 @@ def test_tojson_text(store):
     # the text itself, checked independently of fromJsonList
     assert json.loads(execute(store, "RETURN apoc.convert.toJson({a: [1, 2]})").data[0][0]) == \
         {"a": [1, 2]}
+
+
+def test_every_registry_procedure_has_code():
+    from flatprint.cypher.procedures import CATALOGUE
+
+    assert set(CATALOGUE) | registry.QUERY_PROCEDURES == set(registry.PROCEDURES)

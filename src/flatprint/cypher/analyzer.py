@@ -4,9 +4,9 @@
 (node, relationship, path, value) and raises, naming the construct with its line and column:
 
 - :class:`CypherSyntaxError` for queries Neo4j rejects too: an undefined variable, a variable used
-  as another kind (``MATCH (a)-[a]->()``), a non-boolean literal under AND/OR/XOR/NOT, an
-  aggregation where none may be (WHERE, SKIP/LIMIT, nested, ORDER BY after a projection that does
-  not aggregate), an expression in WITH without an alias, ``RETURN *`` with nothing in scope;
+  as another kind (``MATCH (a)-[a]->()``, ``type(n)`` of a node), a non-boolean literal under
+  AND/OR/XOR/NOT, a non-list literal after IN, an aggregation where none may be (ORDER BY after a
+  projection that does not aggregate, inside a list comprehension), an expression in WITH without an alias, ``RETURN *`` with nothing in scope;
 - :class:`UnsupportedCypherError` for valid Cypher that flatprint does not run: a function or
   procedure not in :mod:`flatprint.cypher.registry` or with the wrong number of arguments, pattern
   expressions, the variable-length patterns the path search cannot answer, and so on.
@@ -26,6 +26,13 @@ __all__ = ["analyze", "check_expression"]
 NODE, REL, RELS, PATH, VALUE, ANY = "node", "relationship", "list of relationships", "path", "value", "any"
 
 _LITERALS = (ast.Literal, ast.ListLiteral, ast.MapLiteral)
+
+#: function -> kinds of variable its argument cannot be (Neo4j refuses these when compiling)
+_REFUSED_ARGUMENT_KINDS = {
+    "type": {NODE, PATH, VALUE}, "length": {NODE, REL}, "labels": {REL, PATH, VALUE},
+    "startnode": {NODE, PATH, VALUE}, "endnode": {NODE, PATH, VALUE}, "nodes": {NODE, REL},
+    "relationships": {NODE, REL}, "rels": {NODE, REL},
+}
 
 
 def invalid(node: ast.Node, construct: str, detail: str) -> CypherSyntaxError:
@@ -84,6 +91,7 @@ def _match(clause: ast.Match, scope: dict[str, str]) -> dict[str, str]:
     if len(var_length) > 1:
         raise unsupported(var_length[1], "more than one variable-length pattern in a MATCH")
     inner = dict(scope)
+    relationships: set[str] = set()
     for pattern in clause.patterns:
         if pattern.variable:
             _bind(inner, pattern.variable, PATH, pattern)
@@ -92,8 +100,12 @@ def _match(clause: ast.Match, scope: dict[str, str]) -> dict[str, str]:
                 continue
             if isinstance(element, ast.NodePattern):
                 _bind(inner, element.variable, NODE, element)
-            else:
-                _bind(inner, element.variable, RELS if element.variable_length else REL, element)
+                continue
+            _bind(inner, element.variable, RELS if element.variable_length else REL, element)
+            if not element.variable_length:  # a relationship is matched once per MATCH (and per query)
+                if element.variable in relationships or element.variable in scope:
+                    raise unsupported(element, f"relationship variable `{element.variable}` bound twice")
+                relationships.add(element.variable)
     for pattern in clause.patterns:
         for element in pattern.elements:
             if element.properties is not None:
@@ -216,23 +228,11 @@ class _Expressions:
                 self.boolean_operand(node.operator, operand)
         elif isinstance(node, ast.UnaryOp) and node.operator == "NOT":
             self.boolean_operand("NOT", node.operand)
-        if isinstance(node, ast.Quantifier):
-            if node.kind not in ("ALL", "ANY", "NONE", "SINGLE"):
-                raise unsupported(node, node.kind)
-            self.visit(node.source, scope)
-            self.visit(node.where, self.bind(scope, node.variable))
-            return
-        if isinstance(node, ast.ListComprehension):
-            self.visit(node.source, scope)
-            inner = self.bind(scope, node.variable)
-            for part in (node.where, node.projection):
-                if part is not None:
-                    self.visit(part, inner)
-            return
-        if isinstance(node, ast.Reduce):
-            self.visit(node.initial, scope)
-            self.visit(node.source, scope)
-            self.visit(node.expression, self.bind(self.bind(scope, node.accumulator), node.variable))
+        if isinstance(node, ast.In) and isinstance(node.collection, _LITERALS) and \
+                not isinstance(node.collection, ast.ListLiteral) and node.collection.kind != "null":
+            raise invalid(node.collection, "IN", f"IN expects a list, got {node.collection.to_cypher()}")
+        if isinstance(node, (ast.Quantifier, ast.ListComprehension, ast.Reduce)):
+            self.scoped(node, scope)
             return
         if isinstance(node, ast.MapProjection):
             self.visit(node.subject, scope)
@@ -244,6 +244,25 @@ class _Expressions:
             return
         for child in node.children():
             self.visit(child, scope)
+
+    def scoped(self, node, scope) -> None:
+        """List comprehensions, quantifiers and reduce: their own variables, and no aggregation inside
+        (it would aggregate per element)."""
+        if isinstance(node, ast.Quantifier) and node.kind not in ("ALL", "ANY", "NONE", "SINGLE"):
+            raise unsupported(node, node.kind)
+        if isinstance(node, ast.Reduce):
+            self.visit(node.initial, scope)
+            bodies, inner = [node.expression], self.bind(self.bind(scope, node.accumulator), node.variable)
+        else:
+            bodies = [part for part in (node.where, getattr(node, "projection", None)) if part is not None]
+            inner = self.bind(scope, node.variable)
+        self.visit(node.source, scope)
+        for body in bodies:
+            aggregate = next((n for n in body.walk() if registry.is_aggregate(n)), None)
+            if aggregate is not None:
+                raise invalid(aggregate, "aggregation", "aggregation inside a list comprehension, quantifier "
+                                                        "or reduce")
+            self.visit(body, inner)
 
     @staticmethod
     def bind(scope, name: str):
@@ -270,5 +289,9 @@ class _Expressions:
         elif not function.min_args <= len(node.arguments) <= function.max_args:
             raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments",
                               f"it takes {function.arity_text()}")
+        refused = _REFUSED_ARGUMENT_KINDS.get(function.key)
+        argument = node.arguments[0] if node.arguments else None
+        if refused and scope is not None and isinstance(argument, ast.Variable) and scope.get(argument.name) in refused:
+            raise invalid(argument, f"{node.name}()", f"{node.name}() of a {scope[argument.name]}")
         for argument in node.arguments:
             self.visit(argument, scope)

@@ -15,7 +15,9 @@ import duckdb
 from flatprint.cypher.memory import QueryUsage, memory_budget
 from flatprint.errors import QueryError
 
-__all__ = ["Deadline", "CypherTimeoutError", "CypherCancelledError", "WATCHDOG"]
+__all__ = ["Deadline", "CypherTimeoutError", "CypherCancelledError", "WATCHDOG", "CHECK_EVERY"]
+
+CHECK_EVERY = 512  # rows between deadline checks in Python loops
 
 
 class CypherTimeoutError(QueryError):
