@@ -13,7 +13,7 @@ from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_
 from flatprint.cypher.planner import plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
 from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE
-from flatprint.cypher.sqlgen import SqlScope, compile_predicate, conjuncts, variables_in
+from flatprint.cypher.sqlgen import SqlScope, all_of, compile_predicate, conjuncts, variables_in, with_limit
 from flatprint.cypher.values import NodeRef, Path, Point, RelRef
 from flatprint.errors import QueryError
 
@@ -57,7 +57,7 @@ class MatchExecution:
                 tables["bound"] = self._bound_table(rows, plan.bound_columns, bound_kinds)
             sql = plan.sql
             if row_cap is not None and not plan.residual and not optional and (plan.uses_bound or len(rows) == 1):
-                sql += f" LIMIT {int(row_cap)}"  # later clauses keep only the first rows
+                sql = with_limit(sql, row_cap)  # later clauses keep only the first rows
             results = self.run_sql(sql, tables)
         out: list[dict] = []
         column_names = ["__row"] if plan.uses_bound else []
@@ -265,7 +265,7 @@ class MatchExecution:
                 sql = compile_predicate(term.where, scope)
                 if sql and variables_in(term.where) <= {term.variable}:
                     node_parts.append(sql)
-        return (" AND ".join(edge_parts) or None), (" AND ".join(node_parts) or None)
+        return all_of(edge_parts), all_of(node_parts)
 
 
 def family_of_column(values) -> str | None:

@@ -10,8 +10,9 @@ from flatprint.cypher import ast, columnar
 from flatprint.cypher.planner import plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
 from flatprint.cypher.rewriter import pattern_groups
-from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE, quote
-from flatprint.cypher.sqlgen import compile_predicate, compile_value, variables_in
+from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
+from flatprint.cypher.sqlgen import (aggregate_call, body_pair, compile_predicate, compile_value, select_statement,
+                                     variables_in)
 from flatprint.cypher.values import NodeRef, Point
 
 
@@ -54,11 +55,11 @@ class PushdownExecution:
             if whole is not None:  # the node's key now, its property map in one batch afterwards
                 wholes[names[index]] = whole
                 sql = plan.nodes[whole[0]].id_sql
-                keys.append(str(index + 1))
+                keys.append(index + 1)
             elif roi_info_of is not None and not aggregating:  # the body pair now, roiInfo in one batch
                 alias = plan.rels[roi_info_of].alias
                 roi_infos.append(names[index])
-                sql = f"[{alias}.body_pre, {alias}.body_post]"
+                sql = body_pair(alias)
             elif sql is None and not contains_aggregate(expr):
                 rendered = compile_value(expr, plan.scope)
                 if rendered is None:
@@ -68,37 +69,31 @@ class PushdownExecution:
                     if rendered[1] == "point" and aggregating:
                         return None
                     sql = rendered[0]
-                    keys.append(str(index + 1))
+                    keys.append(index + 1)
                     if rendered[1] == "point":
                         points.append(names[index])
             if sql is None:
                 return None
-            select.append(f"{sql} AS {quote(names[index])}")
+            select.append(sql)
         for sort in projection.order_by:  # ORDER BY must name projected columns
             if not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names) and \
                     sort.expression not in expressions:
                 return None
-        sql = f"SELECT {'DISTINCT ' if projection.distinct else ''}{', '.join(select)}{plan.from_where}"
-        if aggregating and keys:
-            sql += " GROUP BY " + ", ".join(keys)
-        order = []
-        for sort in projection.order_by:  # Cypher: ascending puts nulls last, descending first
+        order: list[tuple[int, bool]] | None = []
+        for sort in projection.order_by:
             expr = sort.expression
             position = names.index(expr.name) if isinstance(expr, ast.Variable) and expr.name in names else \
                 expressions.index(expr)
             if names[position] in points:
                 order = None
                 break
-            order.append(f"{position + 1} {'DESC NULLS FIRST' if sort.descending else 'ASC NULLS LAST'}")
+            order.append((position + 1, sort.descending))
+        distinct, skip, limit = projection.distinct, None, None
         if order is not None:
-            if order:
-                sql += " ORDER BY " + ", ".join(order)
             skip, limit = self._count(projection.skip, "SKIP"), self._count(projection.limit, "LIMIT")
-            if limit is not None:
-                sql += f" LIMIT {limit}"
-            if skip:
-                sql += f" OFFSET {skip}"
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
+        sql = select_statement(list(zip(select, names)), plan.from_where, distinct=distinct,
+                               group_by=keys if aggregating else [], order_by=order, limit=limit, offset=skip)
         if final and order is not None and not roi_infos and not points and \
                 all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values()):
             return names, self._columnar(sql, tables, names, wholes, plan)
@@ -154,23 +149,20 @@ class PushdownExecution:
 
     def _aggregate_sql(self, expr, plan) -> str | None:
         if isinstance(expr, ast.CountStar):
-            return "count(*)"
+            return aggregate_call("count", None, False)
         name = expr.lower_name
         if name not in ("count", "sum", "avg", "min", "max"):
             return None
         argument = expr.arguments[0]
-        distinct = "DISTINCT " if expr.distinct else ""
         if isinstance(argument, ast.Variable) and argument.name in plan.nodes and name == "count":
-            return f"count({distinct}{plan.nodes[argument.name].id_sql})"
+            return aggregate_call("count", plan.nodes[argument.name].id_sql, expr.distinct)
         rendered = compile_value(argument, plan.scope)
         if rendered is None:
             return None
         allowed = ("number", "string", "bool", "null") if name in ("count", "min", "max") else ("number",)
         if rendered[1] not in allowed:
             return None
-        if name == "sum":
-            return f"coalesce(sum({distinct}{rendered[0]}), 0)"
-        return f"{name}({distinct}{rendered[0]})"
+        return aggregate_call(name, rendered[0], expr.distinct)
 
 
 def _whole_node_item(expr, plan):
