@@ -66,6 +66,7 @@ REFUSED = [
     ("MATCH (n) RETURN [x IN [1, 2] | count(*)]", CypherSyntaxError,
      "aggregation inside a list comprehension, quantifier or reduce", 1, 33),
     ("RETURN 1 IN 'foo'", CypherSyntaxError, "IN expects a list, got 'foo'", 1, 13),
+    ("RETURN 1 IN {x: []}", CypherSyntaxError, "IN expects a list, got {x: []}", 1, 13),
     ("MATCH (r) RETURN type(r)", CypherSyntaxError, "type() of a node", 1, 23),
     ("MATCH p = (a)-->(b) RETURN labels(p)", CypherSyntaxError, "labels() of a path", 1, 35),
     ("MATCH ()-[r]->() RETURN length(r)", CypherSyntaxError, "length() of a relationship", 1, 32),

@@ -228,8 +228,8 @@ class _Expressions:
                 self.boolean_operand(node.operator, operand)
         elif isinstance(node, ast.UnaryOp) and node.operator == "NOT":
             self.boolean_operand("NOT", node.operand)
-        if isinstance(node, ast.In) and isinstance(node.collection, _LITERALS) and \
-                not isinstance(node.collection, ast.ListLiteral) and node.collection.kind != "null":
+        if isinstance(node, ast.In) and (isinstance(node.collection, ast.MapLiteral) or (
+                isinstance(node.collection, ast.Literal) and node.collection.kind != "null")):
             raise invalid(node.collection, "IN", f"IN expects a list, got {node.collection.to_cypher()}")
         if isinstance(node, (ast.Quantifier, ast.ListComprehension, ast.Reduce)):
             self.scoped(node, scope)
