@@ -473,7 +473,7 @@ def test_runtimeboxed_returns_no_rows_on_timeout(store):
     ("MATCH (a)-[:SynapsesTo*1..2]->(b) RETURN a", "variable-length :SynapsesTo", 1, 10),
     ("MATCH (a)-[:ConnectsTo|SynapsesTo]->(b) RETURN a", "relationship type alternatives ConnectsTo|SynapsesTo", 1, 10),
     ("MATCH (n) WHERE exists((n)-[:ConnectsTo]->()) RETURN n", "exists() on a pattern", 1, 17),
-    ("CALL db.schema.nodeTypeProperties()", "procedure db.schema.nodeTypeProperties", 1, 1),
+    ("CALL db.schema.nodeTypeProperties()", "procedure db.schema.nodeTypeProperties", 1, 6),
     ("MATCH (n:Neuron) WHERE count(n) > 1 RETURN n", "aggregation count()", 1, 24),
     ("MATCH (n:Segment)-[:Contains]-(t)\nRETURN n", "undirected :Contains", 1, 18),  # SynapsesTo runs
     ("MATCH (n:Neuron $props) RETURN n", "properties given as a parameter map", 1, 17),

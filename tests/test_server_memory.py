@@ -25,7 +25,8 @@ SLACK = 0.05  # the resident size is sampled every 20 ms; allow 5 % over the bud
 TIMEOUT = 30.0
 
 EXPLOSIVE = {
-    "openCypher TCK cross product of paths": "MATCH (x), r = (s)-[p]-(t)-[]-(b), (r), (a)-[q]-(b) RETURN r",
+    # (the TCK's text also matches ``(r)``, a path used as a node: the analyzer refuses that before running)
+    "openCypher TCK cross product of paths": "MATCH (x), r = (s)-[p]-(t)-[]-(b), (a)-[q]-(b) RETURN r",
     "2-hop expansion over all segments":
         "MATCH (a:Segment)-[:ConnectsTo]->(b:Segment)-[:ConnectsTo]->(c:Segment) RETURN a.bodyId, b.bodyId, c.bodyId",
     "cross product of three node sets": "MATCH (a), (b), (c) RETURN a.bodyId, b.bodyId, c.bodyId",

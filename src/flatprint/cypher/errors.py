@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from flatprint.errors import QueryError
 
-__all__ = ["CypherError", "CypherSyntaxError", "UnsupportedCypherError", "CypherWriteError"]
+__all__ = ["CypherError", "CypherSyntaxError", "UnsupportedCypherError", "CypherWriteError", "unsupported"]
 
 
 class CypherError(QueryError):
@@ -74,3 +74,8 @@ class CypherWriteError(UnsupportedCypherError):
 
     def __init__(self, construct: str, *, line: int, column: int) -> None:
         super().__init__(construct, line=line, column=column, reason="the database is read-only")
+
+
+def unsupported(node, construct: str, reason: str = "") -> UnsupportedCypherError:
+    """The error refusing ``construct`` at the position of the syntax tree ``node``."""
+    return UnsupportedCypherError(construct, line=node.line, column=node.column, reason=reason)

@@ -2,8 +2,9 @@
 
 The SQL generator pushes whatever it can (pattern predicates) into DuckDB; everything else —
 projections, residual predicates, list comprehensions, aggregation inputs — is evaluated here on
-the rows the SQL returned. Unsupported functions and expressions are found *before* execution by
-:func:`check_expression`, so a query never fails half-way with a surprise.
+the rows the SQL returned. Unsupported functions and expressions are refused *before* execution by
+:mod:`flatprint.cypher.analyzer` (against :mod:`flatprint.cypher.registry`, whose every entry is
+implemented here or in the executor), so a query never fails half-way with a surprise.
 """
 
 from __future__ import annotations
@@ -14,69 +15,10 @@ import re
 from functools import lru_cache
 
 from flatprint.cypher import ast
-from flatprint.cypher.errors import UnsupportedCypherError
+from flatprint.cypher.errors import unsupported
+from flatprint.cypher.registry import AGGREGATES, contains_aggregate, is_aggregate  # noqa: F401 - re-exported
 from flatprint.cypher.values import NodeRef, Path, Point, RelRef, hashable
 from flatprint.errors import QueryError
-
-AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "collect", "stdev", "stdevp"})
-
-#: scalar functions (lower-case name -> (min args, max args))
-SCALAR_FUNCTIONS = {
-    "size": (1, 1), "coalesce": (1, 99), "keys": (1, 1), "id": (1, 1), "nodes": (1, 1),
-    "relationships": (1, 1), "rels": (1, 1), "length": (1, 1), "tostring": (1, 1), "tointeger": (1, 1),
-    "tofloat": (1, 1), "toboolean": (1, 1), "tolower": (1, 1), "toupper": (1, 1), "lower": (1, 1),
-    "upper": (1, 1), "trim": (1, 1), "ltrim": (1, 1), "rtrim": (1, 1), "last": (1, 1), "head": (1, 1),
-    "tail": (1, 1), "labels": (1, 1), "type": (1, 1), "abs": (1, 1), "round": (1, 1), "floor": (1, 1),
-    "ceil": (1, 1), "sqrt": (1, 1), "log": (1, 1), "exp": (1, 1), "sign": (1, 1), "range": (2, 3),
-    "reverse": (1, 1), "split": (2, 2), "replace": (3, 3), "substring": (2, 3), "left": (2, 2),
-    "right": (2, 2), "startnode": (1, 1), "endnode": (1, 1), "properties": (1, 1),
-    "apoc.convert.fromjsonmap": (1, 1), "apoc.convert.fromjsonlist": (1, 1),
-    "apoc.convert.tojson": (1, 1), "apoc.map.removekeys": (2, 2), "apoc.map.removekey": (2, 2),
-    "apoc.coll.containsduplicates": (1, 1), "apoc.meta.type": (1, 1), "apoc.coll.sum": (1, 1),
-    "apoc.coll.max": (1, 1), "apoc.coll.min": (1, 1), "apoc.coll.toset": (1, 1), "apoc.coll.flatten": (1, 1),
-}
-
-
-def unsupported(node: ast.Node, construct: str, reason: str = "") -> UnsupportedCypherError:
-    return UnsupportedCypherError(construct, line=node.line, column=node.column, reason=reason)
-
-
-def is_aggregate(expr: ast.Expression) -> bool:
-    return isinstance(expr, ast.CountStar) or (
-        isinstance(expr, ast.FunctionCall) and expr.lower_name in AGGREGATES)
-
-
-def contains_aggregate(expr: ast.Node) -> bool:
-    return any(is_aggregate(n) for n in expr.walk() if isinstance(n, ast.Expression))
-
-
-def check_expression(expr: ast.Node, *, allow_aggregates: bool) -> None:
-    """Raise UnsupportedCypherError for anything :func:`evaluate` cannot do (before execution)."""
-    for node in expr.walk():
-        if isinstance(node, ast.FunctionCall):
-            name = node.lower_name
-            if name in AGGREGATES:
-                if not allow_aggregates:
-                    raise unsupported(node, f"aggregation {node.name}()", "not allowed here")
-                if len(node.arguments) != 1:
-                    raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
-                if any(contains_aggregate(a) for a in node.arguments):
-                    raise unsupported(node, "nested aggregation")
-                continue
-            bounds = SCALAR_FUNCTIONS.get(name)
-            if bounds is None:
-                raise unsupported(node, f"function {node.name}()")
-            if not bounds[0] <= len(node.arguments) <= bounds[1]:
-                raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
-        elif isinstance(node, ast.CountStar) and not allow_aggregates:
-            raise unsupported(node, "count(*)", "not allowed here")
-        elif isinstance(node, (ast.PatternComprehension, ast.PatternPredicate)):
-            raise unsupported(node, "pattern expression")
-        elif isinstance(node, ast.Exists) and not isinstance(node.argument, (ast.Property, ast.Index)):
-            raise unsupported(node, "exists() on a pattern")
-        elif isinstance(node, ast.Quantifier) and node.kind not in ("ALL", "ANY", "NONE", "SINGLE"):
-            raise unsupported(node, node.kind)
-
 
 class Evaluator:
     """Evaluates expressions against a row (dict variable -> value)."""

@@ -34,30 +34,15 @@ from typing import Callable, TypeVar
 from flatprint.cypher import ast
 from flatprint.cypher.ast import Direction, Precedence
 from flatprint.cypher.errors import CypherSyntaxError, CypherWriteError, UnsupportedCypherError
+from flatprint.cypher.registry import PROCEDURES, QUERY_PROCEDURES
 from flatprint.cypher.tokens import Token, TokenType, split_left_arrow, tokenize
 
 __all__ = ["parse", "parse_expression", "READ_ONLY_PROCEDURES", "QUERY_PROCEDURES"]
 
 T = TypeVar("T")
 
-#: Procedures that ``CALL`` accepts (matched case-insensitively), by lower-case name.
-READ_ONLY_PROCEDURES: dict[str, str] = {
-    name.lower(): name
-    for name in (
-        "apoc.cypher.runTimeboxed",
-        "apoc.cypher.run",
-        "db.labels",
-        "db.relationshipTypes",
-        "db.propertyKeys",
-        "db.schema.nodeTypeProperties",
-        "db.schema.relTypeProperties",
-        "dbms.components",
-    )
-}
-
-#: Procedures whose first argument is a Cypher query; a string literal there is parsed too
-#: (into :attr:`ast.Call.inner_query`), so that its errors are found at parse time.
-QUERY_PROCEDURES: frozenset[str] = frozenset({"apoc.cypher.runtimeboxed", "apoc.cypher.run"})
+#: Procedures that ``CALL`` accepts (matched case-insensitively), by lower-case name: the registry's.
+READ_ONLY_PROCEDURES: dict[str, str] = {key: entry.name for key, entry in PROCEDURES.items()}
 
 _WRITE_CLAUSES = frozenset({"CREATE", "MERGE", "SET", "DELETE", "REMOVE", "FOREACH", "DROP"})
 _ADMIN_COMMANDS = frozenset({"GRANT", "REVOKE", "DENY", "ALTER", "START", "STOP", "TERMINATE", "RENAME"})  # fmt: skip

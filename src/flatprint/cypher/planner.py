@@ -18,17 +18,14 @@ import itertools
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
-from flatprint.cypher.errors import UnsupportedCypherError
+from flatprint.cypher.errors import unsupported
+from flatprint.cypher.registry import contains_aggregate
 from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
                                      SYNAPSES_TO, SYNSET, GraphModel)
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
 from flatprint.store.sql import quote_ident
 
 _anon = itertools.count()
-
-
-def unsupported(node: ast.Node, construct: str, reason: str = "") -> UnsupportedCypherError:
-    return UnsupportedCypherError(construct, line=node.line, column=node.column, reason=reason)
 
 
 @dataclass
@@ -445,3 +442,31 @@ def _equal_class(start: str, pairs) -> set[str]:
                 changed = True
     return members
 
+
+def needed_properties(query: ast.Node) -> set[str]:
+    """Every property name the query reads (SQL fetches these with the match)."""
+    names = set()
+    for node in query.walk():
+        if isinstance(node, ast.Property):
+            names.add(node.name)
+        elif isinstance(node, ast.Index) and isinstance(node.key, ast.Literal) and isinstance(node.key.value, str):
+            names.add(node.key.value)
+        elif isinstance(node, ast.Call) and node.inner_query is not None:
+            names |= needed_properties(node.inner_query)
+    return names
+
+
+def row_cap(clauses, position: int) -> int | None:
+    """How many rows of the MATCH at ``position`` the rest of the query can use (None: all)."""
+    for clause in clauses[position + 1:]:
+        if not isinstance(clause, (ast.With, ast.Return)):
+            return None
+        if clause.distinct or clause.order_by or any(contains_aggregate(i.expression) for i in clause.items):
+            return None
+        if isinstance(clause, ast.With) and clause.where is not None:
+            return None
+        if clause.limit is not None:
+            if not isinstance(clause.limit, ast.Literal) or (clause.skip is not None and not isinstance(clause.skip, ast.Literal)):
+                return None
+            return int(clause.limit.value) + (int(clause.skip.value) if clause.skip is not None else 0)
+    return None

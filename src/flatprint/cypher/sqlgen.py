@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
 from flatprint.cypher.schema import SEGMENT, SYNAPSE, GraphModel
-from flatprint.store.sql import sql_literal
+from flatprint.store.sql import quote_ident, sql_literal
 
 _SQL_COMPARISON = {"=": "=", "<>": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 
@@ -249,3 +249,46 @@ def variables_in(e: ast.Node) -> set[str]:
     visit(e, frozenset())
     return out
 
+
+
+# ---- whole statements: the executor composes these, it writes no SQL text itself ------------------
+
+def select_statement(columns: list[tuple[str, str]], from_where: str, *, distinct: bool = False,
+                     group_by: list[int] = (), order_by: list[tuple[int, bool]] | None = None,
+                     limit: int | None = None, offset: int | None = None) -> str:
+    """``SELECT [DISTINCT] sql AS name, ... <from_where> [GROUP BY] [ORDER BY] [LIMIT] [OFFSET]``.
+
+    ``group_by`` and ``order_by`` refer to columns by 1-based position; ``order_by`` is (position,
+    descending) with Cypher's null order (last ascending, first descending).
+    """
+    sql = f"SELECT {'DISTINCT ' if distinct else ''}{', '.join(f'{c} AS {quote_ident(n)}' for c, n in columns)}{from_where}"
+    if group_by:
+        sql += " GROUP BY " + ", ".join(str(p) for p in group_by)
+    if order_by:
+        sql += " ORDER BY " + ", ".join(f"{p} {'DESC NULLS FIRST' if d else 'ASC NULLS LAST'}" for p, d in order_by)
+    return with_limit(sql, limit, offset)
+
+
+def with_limit(sql: str, limit: int | None, offset: int | None = None) -> str:
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    if offset:
+        sql += f" OFFSET {int(offset)}"
+    return sql
+
+
+def aggregate_call(name: str, argument_sql: str | None, distinct: bool) -> str:
+    """An aggregation in SQL with Cypher's meaning (``count(*)`` for argument None; sum of nothing is 0)."""
+    if argument_sql is None:
+        return "count(*)"
+    inner = f"{'DISTINCT ' if distinct else ''}{argument_sql}"
+    return f"coalesce(sum({inner}), 0)" if name == "sum" else f"{name}({inner})"
+
+
+def body_pair(alias: str) -> str:
+    """A ConnectsTo row's (pre, post) bodies as one list value."""
+    return f"[{alias}.body_pre, {alias}.body_post]"
+
+
+def all_of(terms: list[str]) -> str | None:
+    return " AND ".join(terms) or None

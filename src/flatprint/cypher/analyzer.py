@@ -1,0 +1,297 @@
+"""Static analysis: every reason to refuse a parsed query, found before anything runs.
+
+:func:`analyze` walks the syntax tree clause by clause with the variables in scope and their kinds
+(node, relationship, path, value) and raises, naming the construct with its line and column:
+
+- :class:`CypherSyntaxError` for queries Neo4j rejects too: an undefined variable, a variable used
+  as another kind (``MATCH (a)-[a]->()``, ``type(n)`` of a node), a non-boolean literal under
+  AND/OR/XOR/NOT, a non-list literal after IN, an aggregation where none may be (ORDER BY after a
+  projection that does not aggregate, inside a list comprehension), an expression in WITH without an alias, ``RETURN *`` with nothing in scope;
+- :class:`UnsupportedCypherError` for valid Cypher that flatprint does not run: a function or
+  procedure not in :mod:`flatprint.cypher.registry` or with the wrong number of arguments, pattern
+  expressions, the variable-length patterns the path search cannot answer, and so on.
+
+Writing clauses never reach this stage: the parser refuses them (:class:`CypherWriteError`).
+What passes here runs; the executor does not check again.
+"""
+
+from __future__ import annotations
+
+from flatprint.cypher import ast, registry
+from flatprint.cypher.errors import CypherSyntaxError, unsupported
+from flatprint.cypher.registry import contains_aggregate
+
+__all__ = ["analyze", "check_expression"]
+
+NODE, REL, RELS, PATH, VALUE, ANY = "node", "relationship", "list of relationships", "path", "value", "any"
+
+_LITERALS = (ast.Literal, ast.ListLiteral, ast.MapLiteral)
+
+#: function -> kinds of variable its argument cannot be (Neo4j refuses these when compiling)
+_REFUSED_ARGUMENT_KINDS = {
+    "type": {NODE, PATH, VALUE}, "length": {NODE, REL}, "labels": {REL, PATH, VALUE},
+    "startnode": {NODE, PATH, VALUE}, "endnode": {NODE, PATH, VALUE}, "nodes": {NODE, REL},
+    "relationships": {NODE, REL}, "rels": {NODE, REL},
+}
+
+
+def invalid(node: ast.Node, construct: str, detail: str) -> CypherSyntaxError:
+    """A query Neo4j would reject too: ``invalid Cypher: <detail> at line L, column C``."""
+    return CypherSyntaxError(detail, line=node.line, column=node.column, construct=construct)
+
+
+def analyze(query: ast.Query) -> None:
+    """Raise for anything in ``query`` (and its literal inner queries) that the engine will not run."""
+    columns = None
+    for part in query.parts:
+        _analyze_part(part)
+        last = part.clauses[-1]
+        names = [i.column_name for i in last.items] if isinstance(last, ast.Return) and not last.star else None
+        if columns is not None and names is not None and names != columns:
+            raise unsupported(part, "UNION of queries with different columns")
+        columns = names
+
+
+def check_expression(expr: ast.Node, *, allow_aggregates: bool, scope: dict[str, str] | None = None) -> None:
+    """Raise for anything the evaluator cannot do in ``expr``; with ``scope`` (variable -> kind),
+    also for variables not in it."""
+    _Expressions(scope, allow_aggregates).visit(expr, scope)
+
+
+def _analyze_part(part: ast.SingleQuery) -> None:
+    scope: dict[str, str] = {}
+    for clause in part.clauses:
+        if isinstance(clause, ast.Match):
+            scope = _match(clause, scope)
+        elif isinstance(clause, (ast.With, ast.Return)):
+            scope = _projection(clause, scope)
+        elif isinstance(clause, ast.Unwind):
+            check_expression(clause.expression, allow_aggregates=False, scope=scope)
+            scope = {**scope, clause.alias: ANY}
+        elif isinstance(clause, ast.Call):
+            scope = _call(clause, scope)
+        else:
+            raise unsupported(clause, type(clause).__name__.upper())
+
+
+def _is_var_length(pattern: ast.PathPattern) -> bool:
+    return bool(pattern.shortest) or any(isinstance(e, ast.RelPattern) and e.variable_length
+                                         for e in pattern.elements)
+
+
+def _bind(scope: dict[str, str], name: str, kind: str, node: ast.Node) -> None:
+    known = scope.get(name)
+    if known not in (None, ANY, kind):
+        raise invalid(node, name, f"variable `{name}` is a {known}, used here as a {kind}")
+    scope[name] = kind
+
+
+def _match(clause: ast.Match, scope: dict[str, str]) -> dict[str, str]:
+    var_length = [p for p in clause.patterns if _is_var_length(p)]
+    if len(var_length) > 1:
+        raise unsupported(var_length[1], "more than one variable-length pattern in a MATCH")
+    inner = dict(scope)
+    relationships: set[str] = set()
+    for pattern in clause.patterns:
+        if pattern.variable:
+            _bind(inner, pattern.variable, PATH, pattern)
+        for element in pattern.elements:
+            if element.variable is None:
+                continue
+            if isinstance(element, ast.NodePattern):
+                _bind(inner, element.variable, NODE, element)
+                continue
+            _bind(inner, element.variable, RELS if element.variable_length else REL, element)
+            if not element.variable_length:  # a relationship is matched once per MATCH (and per query)
+                if element.variable in relationships or element.variable in scope:
+                    raise unsupported(element, f"relationship variable `{element.variable}` bound twice")
+                relationships.add(element.variable)
+    for pattern in clause.patterns:
+        for element in pattern.elements:
+            if element.properties is not None:
+                if not isinstance(element.properties, ast.MapLiteral):
+                    raise unsupported(element.properties, "properties given as a parameter map")
+                check_expression(element.properties, allow_aggregates=False, scope=inner)
+            if isinstance(element, ast.RelPattern) and element.direction == ast.Direction.UNDIRECTED and \
+                    element.types and element.types not in (("ConnectsTo",), ("SynapsesTo",)) and \
+                    not element.variable_length:
+                raise unsupported(element, f"undirected :{element.types[0]}")
+            if isinstance(element, ast.RelPattern) and len(element.types) > 1:
+                raise unsupported(element, "relationship type alternatives " + "|".join(element.types))
+    for pattern in var_length:
+        _check_path_search(clause, pattern)
+    if clause.where is not None:
+        check_expression(clause.where, allow_aggregates=False, scope=inner)
+    return inner
+
+
+def _check_path_search(clause: ast.Match, pattern: ast.PathPattern) -> None:
+    rels = [e for e in pattern.elements if isinstance(e, ast.RelPattern)]
+    if len(rels) != 1:
+        raise unsupported(pattern, "variable-length pattern with more than one relationship")
+    rel = rels[0]
+    if rel.types and rel.types != ("ConnectsTo",):
+        raise unsupported(rel, f"variable-length :{'|'.join(rel.types)}", "only ConnectsTo")
+    if rel.direction == ast.Direction.UNDIRECTED:
+        raise unsupported(rel, "undirected variable-length relationship")
+    if rel.properties is not None:
+        raise unsupported(rel, "properties on a variable-length relationship")
+    if not pattern.shortest and rel.max_hops is None:
+        raise unsupported(rel, "unbounded variable-length relationship", "give an upper bound, e.g. *1..3")
+    if not pattern.shortest and rel.max_hops is not None and rel.max_hops > 6:
+        raise unsupported(rel, f"variable-length relationship of up to {rel.max_hops} hops", "at most 6")
+    if clause.optional:
+        raise unsupported(clause, "OPTIONAL MATCH with a variable-length pattern")
+
+
+def _kind_of(expr: ast.Expression, scope: dict[str, str]) -> str:
+    if isinstance(expr, ast.Variable):
+        return scope.get(expr.name, ANY)
+    if isinstance(expr, _LITERALS):
+        return VALUE
+    return ANY
+
+
+def _projection(clause, scope: dict[str, str]) -> dict[str, str]:
+    keyword = "RETURN" if isinstance(clause, ast.Return) else "WITH"
+    if clause.star and not scope:
+        raise invalid(clause, f"{keyword} *", f"{keyword} * with no variables in scope")
+    projected: dict[str, str] = dict(scope) if clause.star else {}
+    for item in clause.items:
+        check_expression(item.expression, allow_aggregates=True, scope=scope)
+        projected[item.column_name] = _kind_of(item.expression, scope)
+    aggregating = any(contains_aggregate(i.expression) for i in clause.items)
+    for sort in clause.order_by:
+        if not aggregating and contains_aggregate(sort.expression):
+            aggregate = next(n for n in sort.expression.walk() if registry.is_aggregate(n))
+            raise invalid(aggregate, "ORDER BY", f"aggregation in ORDER BY after a {keyword} that does not "
+                                                 "aggregate")
+        check_expression(sort.expression, allow_aggregates=True, scope={**scope, **projected})
+    for what, expr in (("SKIP", clause.skip), ("LIMIT", clause.limit)):
+        if expr is None:
+            continue
+        check_expression(expr, allow_aggregates=False, scope={})
+        if isinstance(expr, ast.Literal) and not (expr.kind == "integer" and expr.value >= 0):
+            raise invalid(expr, what, f"{what} expects a non-negative integer, got {expr.to_cypher()}")
+    if isinstance(clause, ast.With) and clause.where is not None:
+        check_expression(clause.where, allow_aggregates=False, scope=projected)
+    return projected
+
+
+def _call(clause: ast.Call, scope: dict[str, str]) -> dict[str, str]:
+    procedure = registry.lookup_procedure(clause.procedure)
+    if procedure is None:
+        raise unsupported(clause, f"procedure {clause.procedure}")
+    if not procedure.min_args <= len(clause.arguments) <= procedure.max_args:
+        raise unsupported(clause, f"{clause.procedure} with {len(clause.arguments)} arguments",
+                          f"it takes {procedure.arity_text()}")
+    if clause.inner_query is not None:
+        analyze(clause.inner_query)
+    for argument in clause.arguments:
+        check_expression(argument, allow_aggregates=False, scope=scope)
+    inner = dict(scope)
+    for item in clause.yield_items:
+        if item.name not in procedure.yields:
+            raise unsupported(item, f"YIELD {item.name} from {clause.procedure}")
+    for name in [i.variable for i in clause.yield_items] or list(procedure.yields):
+        inner[name] = ANY
+    if clause.where is not None:
+        check_expression(clause.where, allow_aggregates=False, scope=inner)
+    return inner
+
+
+class _Expressions:
+    """One expression's checks; ``scope`` None skips the variable checks."""
+
+    def __init__(self, scope, allow_aggregates: bool):
+        self.check_variables = scope is not None
+        self.allow_aggregates = allow_aggregates
+
+    def visit(self, node: ast.Node, scope) -> None:  # noqa: C901 - one dispatch over the node kinds
+        if isinstance(node, ast.Variable):
+            if self.check_variables and node.name not in scope:
+                raise invalid(node, node.name, f"variable `{node.name}` not defined")
+            return
+        if isinstance(node, ast.FunctionCall):
+            self.call(node, scope)
+            return
+        if isinstance(node, ast.CountStar):
+            if not self.allow_aggregates:
+                raise unsupported(node, "count(*)", "not allowed here")
+            return
+        if isinstance(node, (ast.PatternComprehension, ast.PatternPredicate)):
+            raise unsupported(node, "pattern expression")
+        if isinstance(node, ast.Exists) and not isinstance(node.argument, (ast.Property, ast.Index)):
+            raise unsupported(node, "exists() on a pattern")
+        if isinstance(node, ast.BinaryOp) and node.operator in ("AND", "OR", "XOR"):
+            for operand in (node.left, node.right):
+                self.boolean_operand(node.operator, operand)
+        elif isinstance(node, ast.UnaryOp) and node.operator == "NOT":
+            self.boolean_operand("NOT", node.operand)
+        if isinstance(node, ast.In) and (isinstance(node.collection, ast.MapLiteral) or (
+                isinstance(node.collection, ast.Literal) and node.collection.kind != "null")):
+            raise invalid(node.collection, "IN", f"IN expects a list, got {node.collection.to_cypher()}")
+        if isinstance(node, (ast.Quantifier, ast.ListComprehension, ast.Reduce)):
+            self.scoped(node, scope)
+            return
+        if isinstance(node, ast.MapProjection):
+            self.visit(node.subject, scope)
+            for item in node.items:
+                if item.kind == "variable":
+                    self.visit(ast.Variable(item.name, line=item.line, column=item.column), scope)
+                elif item.value is not None:
+                    self.visit(item.value, scope)
+            return
+        for child in node.children():
+            self.visit(child, scope)
+
+    def scoped(self, node, scope) -> None:
+        """List comprehensions, quantifiers and reduce: their own variables, and no aggregation inside
+        (it would aggregate per element)."""
+        if isinstance(node, ast.Quantifier) and node.kind not in ("ALL", "ANY", "NONE", "SINGLE"):
+            raise unsupported(node, node.kind)
+        if isinstance(node, ast.Reduce):
+            self.visit(node.initial, scope)
+            bodies, inner = [node.expression], self.bind(self.bind(scope, node.accumulator), node.variable)
+        else:
+            bodies = [part for part in (node.where, getattr(node, "projection", None)) if part is not None]
+            inner = self.bind(scope, node.variable)
+        self.visit(node.source, scope)
+        for body in bodies:
+            aggregate = next((n for n in body.walk() if registry.is_aggregate(n)), None)
+            if aggregate is not None:
+                raise invalid(aggregate, "aggregation", "aggregation inside a list comprehension, quantifier "
+                                                        "or reduce")
+            self.visit(body, inner)
+
+    @staticmethod
+    def bind(scope, name: str):
+        return None if scope is None else {**scope, name: ANY}
+
+    @staticmethod
+    def boolean_operand(operator: str, operand: ast.Expression) -> None:
+        if isinstance(operand, ast.Literal) and operand.kind in ("boolean", "null"):
+            return
+        if isinstance(operand, _LITERALS):
+            raise invalid(operand, operator, f"{operator} expects booleans, got {operand.to_cypher()}")
+
+    def call(self, node: ast.FunctionCall, scope) -> None:
+        function = registry.lookup_function(node.name)
+        if function is None:
+            raise unsupported(node, f"function {node.name}()")
+        if function.kind == registry.AGGREGATE:
+            if not self.allow_aggregates:
+                raise unsupported(node, f"aggregation {node.name}()", "not allowed here")
+            if len(node.arguments) != 1:
+                raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
+            if any(contains_aggregate(a) for a in node.arguments):
+                raise unsupported(node, "nested aggregation")
+        elif not function.min_args <= len(node.arguments) <= function.max_args:
+            raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments",
+                              f"it takes {function.arity_text()}")
+        refused = _REFUSED_ARGUMENT_KINDS.get(function.key)
+        argument = node.arguments[0] if node.arguments else None
+        if refused and scope is not None and isinstance(argument, ast.Variable) and scope.get(argument.name) in refused:
+            raise invalid(argument, f"{node.name}()", f"{node.name}() of a {scope[argument.name]}")
+        for argument in node.arguments:
+            self.visit(argument, scope)

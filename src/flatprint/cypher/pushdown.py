@@ -1,0 +1,203 @@
+"""MATCH + WITH/RETURN as one SQL query (GROUP BY, ORDER BY, LIMIT in SQL) when every item renders
+in SQL; whole nodes and ``roiInfo`` are fetched as keys and filled in one batch afterwards."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flatprint.cypher import ast, columnar
+from flatprint.cypher.planner import plan_match
+from flatprint.cypher.registry import contains_aggregate, is_aggregate
+from flatprint.cypher.rewriter import pattern_groups
+from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
+from flatprint.cypher.sqlgen import (aggregate_call, body_pair, compile_predicate, compile_value, select_statement,
+                                     variables_in)
+from flatprint.cypher.values import NodeRef, Point
+
+
+class PushdownExecution:
+    """The fused MATCH + projection part of :class:`flatprint.cypher.engine.Execution`."""
+
+    def match_and_aggregate(self, match: ast.Match, projection, rows):
+        """MATCH + WITH/RETURN as one SQL query (GROUP BY for aggregations) when every item renders
+        in SQL: counts over whole tables and long neuron lists never build Python rows. None
+        otherwise (then the match runs alone and the evaluator projects)."""
+        if not isinstance(projection, (ast.With, ast.Return)) or projection.star or match.optional or not rows:
+            return None
+        final = isinstance(projection, ast.Return) and self.columnar_allowed
+        expressions = [item.expression for item in projection.items]
+        aggregating = any(contains_aggregate(e) for e in expressions)
+        if any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+               for p in match.patterns):
+            return None
+        bound_kinds, bound_families = self._bound(rows)
+        reads = set()
+        for expr in expressions:
+            reads |= variables_in(expr)
+        reads = {name for name in reads if name in bound_families}
+        plan = plan_match(match.patterns, match.where, self.model, bound_kinds=bound_kinds,
+                          bound_values=bound_families, params=self.params, needed_props=set(),
+                          pattern_groups=pattern_groups(match), also_reads=reads)
+        if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
+            return None
+        tables = {"bound": self._bound_table(rows, plan.bound_columns, bound_kinds)} if plan.uses_bound else {}
+        names = [item.column_name for item in projection.items]
+        select, keys, points = [], [], []
+        wholes: dict[str, tuple[str, tuple[str, ...] | None]] = {}  # column -> (variable, keys removed)
+        roi_infos: list[str] = []  # columns holding ConnectsTo.roiInfo
+        for index, expr in enumerate(expressions):
+            sql = self._aggregate_sql(expr, plan) if is_aggregate(expr) else None
+            whole = _whole_node_item(expr, plan)
+            if whole is not None and whole[1] is not None and (aggregating or projection.distinct):
+                whole = None  # maps minus keys are not the node's identity: group in Python
+            roi_info_of = _connection_roi_info_item(expr, plan)
+            if whole is not None:  # the node's key now, its property map in one batch afterwards
+                wholes[names[index]] = whole
+                sql = plan.nodes[whole[0]].id_sql
+                keys.append(index + 1)
+            elif roi_info_of is not None and not aggregating:  # the body pair now, roiInfo in one batch
+                alias = plan.rels[roi_info_of].alias
+                roi_infos.append(names[index])
+                sql = body_pair(alias)
+            elif sql is None and not contains_aggregate(expr):
+                rendered = compile_value(expr, plan.scope)
+                if rendered is None:
+                    predicate = compile_predicate(expr, plan.scope)
+                    rendered = None if predicate is None else (predicate, "bool")
+                if rendered is not None and rendered[1] in ("number", "string", "bool", "null", "point"):
+                    if rendered[1] == "point" and aggregating:
+                        return None
+                    sql = rendered[0]
+                    keys.append(index + 1)
+                    if rendered[1] == "point":
+                        points.append(names[index])
+            if sql is None:
+                return None
+            select.append(sql)
+        for sort in projection.order_by:  # ORDER BY must name projected columns
+            if not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names) and \
+                    sort.expression not in expressions:
+                return None
+        order: list[tuple[int, bool]] | None = []
+        for sort in projection.order_by:
+            expr = sort.expression
+            position = names.index(expr.name) if isinstance(expr, ast.Variable) and expr.name in names else \
+                expressions.index(expr)
+            if names[position] in points:
+                order = None
+                break
+            order.append((position + 1, sort.descending))
+        distinct, skip, limit = projection.distinct, None, None
+        if order is not None:
+            skip, limit = self._count(projection.skip, "SKIP"), self._count(projection.limit, "LIMIT")
+            projection = ast.Return(projection.items)  # ordered and cut in SQL already
+        sql = select_statement(list(zip(select, names)), plan.from_where, distinct=distinct,
+                               group_by=keys if aggregating else [], order_by=order, limit=limit, offset=skip)
+        if final and order is not None and not roi_infos and not points and \
+                all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values()):
+            return names, self._columnar(sql, tables, names, wholes, plan)
+        results = self.run_sql(sql, tables)
+        self.deadline.check()
+        # Column by column: one type test per column instead of per value (large results are
+        # mostly plain numbers and strings).
+        columns = [list(c) for c in zip(*results)] if results else [[] for _ in names]
+        for index, name in enumerate(names):
+            column = columns[index]
+            if any(type(v) not in _PLAIN_SQL_TYPES for v in column):
+                column = [_python_number(v) for v in column]
+            if name in points:
+                column = [Point(v) if v is not None and all(c is not None for c in v) else None for v in column]
+            columns[index] = column
+        for name, (variable, removed) in wholes.items():
+            index = names.index(name)
+            columns[index] = self._whole_nodes(plan.nodes[variable].kind, removed, columns[index])
+        for name in roi_infos:
+            index = names.index(name)
+            pairs = {tuple(v) for v in columns[index] if v is not None}
+            infos = self.view.roi_infos(pa.table({"a": pa.array([p[0] for p in pairs], type=pa.int64()),
+                                                  "b": pa.array([p[1] for p in pairs], type=pa.int64())}))
+            columns[index] = [None if v is None else infos.get(tuple(v), "{}") for v in columns[index]]
+        self.deadline.check()
+        projected = [dict(zip(names, values)) for values in zip(*columns)]
+        return names, self._order_skip_limit(projection, names, expressions, projected)
+
+    def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan) -> list[list]:
+        """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``."""
+        table = self.run_arrow_checked(sql, tables)
+        maps = {}
+        for name, (variable, removed) in wholes.items():
+            index = names.index(name)
+            ids = pc.unique(table.column(index).combine_chunks().drop_null())
+            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow_checked, ids, removed)
+        rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow_checked, self.deadline.check)
+        return rows
+
+    def _whole_nodes(self, kind: str, removed, keys: list) -> list:
+        """Node keys -> nodes (RETURN n) or property maps (apoc.map.removeKeys(n, [...])).
+        One value per distinct key, shared by its rows: a T-bar with ten PSDs is built once."""
+        distinct = list({key for key in keys if key is not None})
+        maps = self.view.property_maps(kind, distinct)
+        if removed is None:
+            values = {key: NodeRef(kind, key, props=maps.get(key, {}), view=self.view, complete=True)
+                      for key in distinct}
+        else:
+            drop = set(removed)
+            values = {key: {k: v for k, v in maps.get(key, {}).items() if k not in drop and v is not None}
+                      for key in distinct}
+        return [values.get(key) for key in keys]
+
+    def _aggregate_sql(self, expr, plan) -> str | None:
+        if isinstance(expr, ast.CountStar):
+            return aggregate_call("count", None, False)
+        name = expr.lower_name
+        if name not in ("count", "sum", "avg", "min", "max"):
+            return None
+        argument = expr.arguments[0]
+        if isinstance(argument, ast.Variable) and argument.name in plan.nodes and name == "count":
+            return aggregate_call("count", plan.nodes[argument.name].id_sql, expr.distinct)
+        rendered = compile_value(argument, plan.scope)
+        if rendered is None:
+            return None
+        allowed = ("number", "string", "bool", "null") if name in ("count", "min", "max") else ("number",)
+        if rendered[1] not in allowed:
+            return None
+        return aggregate_call(name, rendered[0], expr.distinct)
+
+
+def _whole_node_item(expr, plan):
+    """(variable, removed keys) for ``n`` / ``apoc.map.removeKeys(n, ['a', ...])`` over a Segment or
+    Synapse of the match; None for any other expression."""
+    removed = None
+    if isinstance(expr, ast.FunctionCall) and expr.lower_name == "apoc.map.removekeys" and len(expr.arguments) == 2:
+        keys = expr.arguments[1]
+        if not (isinstance(keys, ast.ListLiteral) and all(isinstance(k, ast.Literal) and isinstance(k.value, str)
+                                                           for k in keys.items)):
+            return None
+        removed = tuple(k.value for k in keys.items)
+        expr = expr.arguments[0]
+    if isinstance(expr, ast.Variable) and expr.name in plan.nodes and plan.nodes[expr.name].kind in (SEGMENT, SYNAPSE):
+        return expr.name, removed
+    return None
+
+
+def _connection_roi_info_item(expr, plan) -> str | None:
+    """The relationship variable of ``e.roiInfo`` for a ConnectsTo of the match, else None."""
+    if isinstance(expr, ast.Property) and expr.name == "roiInfo" and isinstance(expr.subject, ast.Variable):
+        rel = plan.rels.get(expr.subject.name)
+        if rel is not None and rel.kind == CONNECTS and rel.alias is not None:
+            return rel.name
+    return None
+
+
+_PLAIN_SQL_TYPES = frozenset((int, float, str, bool, type(None)))
+
+
+def _python_number(value):
+    """DuckDB HUGEINT sums and DECIMALs as plain Python numbers."""
+    if isinstance(value, int) or value is None or isinstance(value, (float, str, bool)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

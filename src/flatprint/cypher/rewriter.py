@@ -1,0 +1,279 @@
+"""AST rewrites between the analyzer and the executor: same answers, cheaper plans.
+
+- :func:`inline_constant_withs`: a leading ``WITH [ids] AS x`` is written where ``x`` is used, so
+  that the list reaches SQL as a literal;
+- :func:`fold_pass_through_withs`: consecutive MATCH clauses merge, and a WITH that only passes
+  variables on folds its WHERE into the MATCH before it (:class:`MergedMatch`);
+- :func:`rewrite_path_ends`: ``head(nodes(p))`` / ``last(nodes(p))`` become the path's end variables.
+
+Every function returns new nodes; the parsed tree is never changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from flatprint.cypher import ast
+from flatprint.cypher.sqlgen import variables_in
+
+__all__ = ["inline_constant_withs", "fold_pass_through_withs", "MergedMatch", "pattern_groups", "rewrite_path_ends",
+           "with_variable", "and_all"]
+
+
+def _is_constant(expr) -> bool:
+    if isinstance(expr, ast.Literal):
+        return True
+    if isinstance(expr, ast.ListLiteral):
+        return all(_is_constant(item) for item in expr.items)
+    return False
+
+
+def _names_bound(node) -> set[str]:
+    """Every variable name a (sub)tree binds: pattern variables, aliases, comprehension variables."""
+    names = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        if isinstance(item, ast.ProjectionItem) and isinstance(item.expression, ast.Variable) \
+                and item.alias in (None, item.expression.name):
+            continue  # ``WITH x`` passes x on; it does not bind a new x
+        for attr in ("variable", "alias", "accumulator"):
+            value = getattr(item, attr, None)
+            if isinstance(value, str):
+                names.add(value)
+        stack.extend(item.children())
+    return names
+
+
+def _substitute(node, name: str, value):
+    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``.
+
+    A projection item that passes the variable on (``WITH n, ids``) keeps its name as an alias.
+    """
+    if isinstance(node, ast.Variable):
+        return value if node.name == name else node
+    if isinstance(node, ast.ProjectionItem) and isinstance(node.expression, ast.Variable) \
+            and node.expression.name == name:
+        return dataclasses.replace(node, expression=value, alias=node.alias or name)
+    if isinstance(node, tuple):
+        return tuple(_substitute(item, name, value) for item in node)
+    if not isinstance(node, ast.Node) or not dataclasses.is_dataclass(node):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        if f.name in ("line", "column") or not f.init:
+            continue
+        current = getattr(node, f.name)
+        replaced = _substitute(current, name, value)
+        if replaced is not current:
+            changes[f.name] = replaced
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def inline_constant_withs(clauses) -> tuple:
+    """``WITH [1, 2] AS ids MATCH ... WHERE n.bodyId IN ids`` -> the list written where it is used.
+
+    neuprint-python passes long body-id lists this way; as a variable the filter is evaluated row by
+    row, as a literal it becomes SQL that the sorted tables can answer with a range scan. Only a
+    leading WITH of constants is inlined, and only when no later clause binds the names anew.
+    """
+    clauses = tuple(clauses)
+    if len(clauses) < 2 or not isinstance(clauses[0], ast.With):
+        return clauses
+    first = clauses[0]
+    if first.distinct or first.star or first.order_by or first.skip or first.limit or first.where:
+        return clauses
+    if not all(item.alias and _is_constant(item.expression) for item in first.items):
+        return clauses
+    rest = clauses[1:]
+    # Names a later clause binds anew (its own alias, UNWIND, a pattern) are not constants there.
+    bound = _names_bound(rest)
+    if any(item.alias in bound for item in first.items):
+        return clauses
+    for item in first.items:
+        rest = _substitute(rest, item.alias, item.expression)
+    return rest
+
+
+def fold_pass_through_withs(clauses) -> tuple:
+    """Merge ``WITH n, m [WHERE ...]`` clauses that only pass variables on into the MATCH before.
+
+    neuprint-python writes ``MATCH ... WITH n, m, e, true AS _ WHERE ... WITH n, s WHERE ...``;
+    folded, the WHERE terms reach the SQL and the MATCH can run together with its RETURN. A
+    ``WITH DISTINCT`` folds only when every dropped variable is determined by the kept ones (a
+    SynapseSet by its body, a relationship by its ends), so that no duplicates can arise.
+    """
+    clauses = list(clauses)
+    position = 0
+    while position + 1 < len(clauses):
+        match, following = clauses[position], clauses[position + 1]
+        folded = _fold_with(match, following, clauses[position + 2:])  # or merge two MATCHes
+        if folded is None:
+            position += 1
+        else:
+            clauses[position:position + 2] = [folded]
+    return tuple(clauses)
+
+
+@dataclass(frozen=True)
+class MergedMatch(ast.Match):
+    """Consecutive MATCH clauses as one; ``groups`` gives each pattern's original clause."""
+
+    groups: tuple[int, ...] = ()
+
+
+def pattern_groups(match: ast.Match) -> tuple[int, ...]:
+    return match.groups if isinstance(match, MergedMatch) else (0,) * len(match.patterns)
+
+
+def _is_var_length(match: ast.Match) -> bool:
+    return any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+               for p in match.patterns)
+
+
+def _merge_matches(first, second):
+    """MATCH a WHERE x MATCH b WHERE y -> MATCH a, b WHERE x AND y (both plain, not OPTIONAL)."""
+    if not (isinstance(first, ast.Match) and isinstance(second, ast.Match)) or first.optional or second.optional:
+        return None
+    if _is_var_length(first) or _is_var_length(second):
+        return None
+    where = first.where
+    if second.where is not None:
+        where = second.where if where is None else ast.BinaryOp(
+            "AND", where, second.where, line=second.where.line, column=second.where.column)
+    offset = max(pattern_groups(first)) + 1
+    return MergedMatch(first.patterns + second.patterns, where, False, line=first.line, column=first.column,
+                       groups=pattern_groups(first) + tuple(g + offset for g in pattern_groups(second)))
+
+
+def _fold_with(match, with_clause, rest):
+    merged = _merge_matches(match, with_clause)
+    if merged is not None:
+        return merged
+    if not isinstance(match, ast.Match) or not isinstance(with_clause, ast.With) or match.optional:
+        return None
+    if with_clause.star or with_clause.order_by or with_clause.skip is not None or with_clause.limit is not None:
+        return None
+    if any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+           for p in match.patterns):
+        return None
+    pattern_vars = {e.variable for p in match.patterns for e in p.elements if e.variable}
+    pattern_vars |= {p.variable for p in match.patterns if p.variable}
+    kept, constants = set(), set()
+    for item in with_clause.items:
+        expr = item.expression
+        if isinstance(expr, ast.Variable) and item.alias in (None, expr.name) and expr.name in pattern_vars:
+            kept.add(expr.name)
+        elif _is_constant(expr) and item.alias is not None:
+            constants.add(item.alias)
+        else:
+            return None
+    later = set()
+    for clause in rest:
+        for node in clause.walk():
+            if isinstance(node, ast.Variable):
+                later.add(node.name)
+    if constants & later or (with_clause.where is not None and variables_in(with_clause.where) & constants):
+        return None  # a constant alias is used later: keep the WITH
+    if with_clause.distinct and not _determined_by(match.patterns, kept):
+        return None
+    where = match.where
+    if with_clause.where is not None:
+        where = with_clause.where if where is None else ast.BinaryOp(
+            "AND", where, with_clause.where, line=with_clause.where.line, column=with_clause.where.column)
+    # variables the WITH dropped must not be used later (Cypher would reject that query)
+    if (pattern_vars - kept) & later:
+        return None
+    return MergedMatch(match.patterns, where, match.optional, line=match.line, column=match.column,
+                       groups=pattern_groups(match))
+
+
+def _determined_by(patterns, kept: set[str]) -> bool:
+    """True when every pattern element not in ``kept`` is fixed by the kept ones in the store's model."""
+    known = set(kept)
+    elements = []
+    for pattern in patterns:
+        if pattern.variable and pattern.variable not in kept:
+            return False
+        parts = pattern.elements
+        for i in range(1, len(parts), 2):
+            elements.append((parts[i - 1], parts[i], parts[i + 1]))
+    nodes = {id(e): e for p in patterns for e in p.elements if isinstance(e, ast.NodePattern)}
+
+    def key(element):
+        return element.variable or id(element)
+
+    changed = True
+    while changed:
+        changed = False
+        for left, rel, right in elements:
+            for a, b in ((left, right), (right, left)):
+                # a SynapseSet is fixed by the body it is Contained in or Contains
+                if key(b) not in known and "SynapseSet" in b.labels and key(a) in known and \
+                        rel.types in (("Contains",), ()):
+                    known.add(key(b))
+                    changed = True
+            if key(rel) not in known and key(left) in known and key(right) in known:
+                known.add(key(rel))
+                changed = True
+    everything = {key(e) for _, e in nodes.items()} | {key(r) for _, r, _ in elements}
+    return everything <= known
+
+
+def with_variable(node: ast.NodePattern, name: str) -> ast.NodePattern:
+    if node.variable == name:
+        return node
+    return ast.NodePattern(name, node.labels, node.properties, line=node.line, column=node.column)
+
+
+def and_all(terms):
+    if not terms:
+        return None
+    result = terms[0]
+    for term in terms[1:]:
+        result = ast.BinaryOp("AND", result, term, line=term.line, column=term.column)
+    return result
+
+
+def rewrite_path_ends(where, path_name, source_name, target_name, direction):
+    """head(nodes(p)) -> source, last(nodes(p)) -> target (the end points of the pattern)."""
+    if where is None or path_name is None:
+        return where
+    first, last = (source_name, target_name) if direction != ast.Direction.INCOMING else (target_name, source_name)
+
+    def rewrite(node):
+        if isinstance(node, ast.FunctionCall) and node.lower_name in ("head", "last") and len(node.arguments) == 1:
+            arg = node.arguments[0]
+            if (isinstance(arg, ast.FunctionCall) and arg.lower_name == "nodes" and len(arg.arguments) == 1
+                    and isinstance(arg.arguments[0], ast.Variable) and arg.arguments[0].name == path_name):
+                name = first if node.lower_name == "head" else last
+                return ast.Variable(name, line=node.line, column=node.column)
+        if isinstance(node, ast.Node):
+            changes = {}
+            for f in node.__dataclass_fields__:
+                if f in ("line", "column"):
+                    continue
+                value = getattr(node, f)
+                new = _rewrite_value(value, rewrite)
+                if new is not value:
+                    changes[f] = new
+            if changes:
+                return dataclasses.replace(node, **changes)
+        return node
+
+    return rewrite(where)
+
+
+def _rewrite_value(value, rewrite):
+    if isinstance(value, ast.Node):
+        return rewrite(value)
+    if isinstance(value, tuple):
+        new = tuple(_rewrite_value(v, rewrite) for v in value)
+        return value if all(a is b for a, b in zip(new, value)) else new
+    return value
