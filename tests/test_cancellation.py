@@ -127,3 +127,32 @@ def test_slow_query_does_not_block_fast_ones_and_limit_holds(store_path, tmp_pat
         assert 400 <= r.status_code < 500, (r.status_code, r.text)
         assert "timeout" in r.json()["error"]
         assert seconds < 1.5 * limit, seconds
+
+
+def test_interrupt_while_streaming_arrow_is_a_timeout(store):
+    # The watchdog's interrupt can land while a streaming Arrow reader is between batches: pyarrow then
+    # raises OSError("INTERRUPT Error: Interrupted!"), which once escaped as an engine crash (fuzz run).
+    from flatprint.cypher.deadline import Deadline
+    from flatprint.cypher.engine import CypherTimeoutError, Execution
+
+    class InterruptMidStream(Deadline):
+        """Expires, and interrupts the cursor the way the watchdog does, once the first batch arrived."""
+        def __init__(self):
+            super().__init__(None)
+            self.fired = False
+
+        def expired(self):
+            return self.fired
+
+        def check(self, rows=0):
+            if rows and not self.fired:
+                self.fired = True
+                execution.cursor.interrupt()
+
+    cursor = store.cursor()
+    execution = Execution(store, cursor, InterruptMidStream(), {}, set())
+    try:
+        with pytest.raises(CypherTimeoutError):
+            execution.run_arrow_checked("SELECT i, i * 2 AS j FROM range(50000000) t(i) ORDER BY i DESC")
+    finally:
+        cursor.close()

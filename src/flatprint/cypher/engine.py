@@ -200,6 +200,12 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
             if self.deadline.expired():
                 raise self.deadline.error() from None
             raise QueryError(f"query failed in the store: {exc}") from None
+        except (pa.ArrowException, OSError) as exc:
+            # a streaming Arrow reader reports DuckDB's interrupt (the watchdog's timeout or a cancel) as
+            # pyarrow's OSError "INTERRUPT Error: Interrupted!", not as duckdb.InterruptException
+            if self.deadline.expired() or "INTERRUPT" in str(exc):
+                raise self.deadline.error() from None
+            raise QueryError(f"query failed in the store: {exc}") from None
         finally:
             if watch is not None:
                 WATCHDOG.release(watch)
