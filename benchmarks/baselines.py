@@ -36,6 +36,7 @@ ANN_COLS = ["bodyId", "status", *NAMED]
 CONF = 0.5             # SynapseCriteria's default confidence, strictly above
 PATH_MIN_WEIGHT = 5
 ROW_GROUP = 16_384     # DuckDB's Parquet copies: small row groups, so that a body filter skips most of them
+BUILD_MEMORY = "3GB"   # DuckDB's memory_limit while it writes them
 NEURON_COLS = ["bodyId", "type", "instance", "status", "pre", "post"]
 SYN_COLS = ["bodyId_pre", "bodyId_post", "roi_pre", "roi_post", "x_pre", "y_pre", "z_pre",
             "x_post", "y_post", "z_post", "confidence_pre", "confidence_post"]
@@ -153,6 +154,14 @@ def _decoded_feather(path: Path, columns: list[str]) -> pd.DataFrame:
     return pd.read_feather(path, columns=columns)
 
 
+def _recode(cat: pd.Series, names: np.ndarray) -> np.ndarray:
+    """A categorical column's codes re-expressed as positions in ``names`` (-1: missing), without
+    materialising its strings."""
+    pos = {n: i for i, n in enumerate(names)}
+    mapping = np.array([pos.get(c, -1) for c in cat.cat.categories] + [-1], dtype=np.int16)
+    return mapping[cat.cat.codes.to_numpy()]        # code -1 (missing) picks the trailing -1
+
+
 # =============================================================================== pandas, in RAM
 class PandasEngine:
     """pandas/numpy with every prepared table in RAM; lookups by binary search on sorted keys."""
@@ -201,12 +210,12 @@ class PandasEngine:
         tb = self._read("tbar-nt", ["point_id", "primary"])
         rois = sorted((set(tb["primary"].cat.categories) | set(part["primary_post"].cat.categories)) - {UNSPEC})
         self.rois = np.array(rois + [UNSPEC], dtype=object)        # code len(rois) = <unspecified>, -1 = none
-        tb_codes = pd.Categorical(tb["primary"].astype(object), categories=self.rois).codes
+        tb_codes = _recode(tb["primary"], self.rois)
         pid = (part["z_pre"].to_numpy().astype(np.uint64) << np.uint64(42)) | \
               (part["y_pre"].to_numpy().astype(np.uint64) << np.uint64(21)) | part["x_pre"].to_numpy().astype(np.uint64)
         pos = pd.Index(tb["point_id"].to_numpy().astype(np.uint64)).get_indexer(pid)
         roi_pre = np.where(pos >= 0, tb_codes[np.maximum(pos, 0)], -1).astype(np.int16)
-        roi_post = pd.Categorical(part["primary_post"].astype(object), categories=self.rois).codes.astype(np.int16)
+        roi_post = _recode(part["primary_post"], self.rois)
         del tb, pid, pos, tb_codes
         order = np.lexsort((part["body_post"].to_numpy(), part["body_pre"].to_numpy()))
         syn = {c: part[c].to_numpy()[order] for c in part.columns if c != "primary_post"}
@@ -533,7 +542,12 @@ class DuckDBEngine:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
-        con = duckdb.connect()
+        # a file-backed build database with a memory limit, so that the 31 M-row intermediate spills to
+        # disk instead of pushing a shared machine out of memory
+        build = self.dir / "build.duckdb"
+        con = duckdb.connect(str(build))
+        con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
+        con.execute(f"SET temp_directory = '{self.dir / 'spill'}'")
         con.execute("SET preserve_insertion_order = false")
         rel = self.release
 
@@ -548,7 +562,7 @@ class DuckDBEngine:
             con.execute(f"COPY ({sql} ORDER BY {order}) TO '{self.dir / (name + '.parquet')}' "
                         f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP})")
 
-        con.execute(f"""CREATE TEMP TABLE ids AS
+        con.execute(f"""CREATE TABLE ids AS
             (SELECT body AS bodyId FROM st WHERE synweight >= 100 OR pre >= 100 OR post >= 100
              UNION SELECT bodyId FROM ann WHERE {named} OR status::VARCHAR IN ('Traced', 'Anchor'))
             EXCEPT SELECT bodyId FROM ann WHERE status::VARCHAR IN ('Glia', 'Unimportant')""")
@@ -568,7 +582,7 @@ class DuckDBEngine:
         read("part", "syn-partners", ["x_pre", "y_pre", "z_pre", "body_pre", "conf_pre", "x_post", "y_post",
                                       "z_post", "body_post", "conf_post", "primary_post"])
         read("tb", "tbar-nt", ["point_id", "primary"])
-        con.execute(f"""CREATE TEMP TABLE syn AS SELECT body_pre AS bodyId_pre, body_post AS bodyId_post,
+        con.execute(f"""CREATE TABLE syn AS SELECT body_pre AS bodyId_pre, body_post AS bodyId_post,
                    nullif(t."primary"::VARCHAR, '{UNSPEC}') AS roi_pre, nullif(primary_post::VARCHAR, '{UNSPEC}') AS roi_post,
                    t.point_id IS NULL AS no_tbar, x_pre, y_pre, z_pre, x_post, y_post, z_post,
                    conf_pre AS confidence_pre, conf_post AS confidence_post
@@ -578,7 +592,7 @@ class DuckDBEngine:
         con.unregister("tb")
         copy("SELECT * EXCLUDE (no_tbar) FROM syn", "syn_by_pre", "bodyId_pre, bodyId_post")
         copy("SELECT * EXCLUDE (no_tbar) FROM syn", "syn_by_post", "bodyId_post, bodyId_pre")
-        con.execute("""CREATE TEMP TABLE conn4 AS SELECT bodyId_pre, bodyId_post, roi_pre, no_tbar, roi_post,
+        con.execute("""CREATE TABLE conn4 AS SELECT bodyId_pre, bodyId_post, roi_pre, no_tbar, roi_post,
                    count(*) AS weight FROM syn SEMI JOIN ids a ON a.bodyId = syn.bodyId_pre
                    SEMI JOIN ids b ON b.bodyId = syn.bodyId_post GROUP BY ALL""")
         con.execute("DROP TABLE syn")
@@ -593,6 +607,8 @@ class DuckDBEngine:
         copy(f"SELECT body_pre, body_post FROM w WHERE weight >= {PATH_MIN_WEIGHT}", "w5_by_pre", "body_pre")
         copy(f"SELECT body_pre, body_post FROM w WHERE weight >= {PATH_MIN_WEIGHT}", "w5_by_post", "body_post")
         con.close()
+        build.unlink()
+        shutil.rmtree(self.dir / "spill", ignore_errors=True)
         self._connect()
         counts = {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                   for name in ("neurons", "roi_counts", "syn_by_pre", "conn_roi_by_pre", "nn_weights", "w5_by_pre")}

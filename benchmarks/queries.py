@@ -1,25 +1,27 @@
-"""Query benchmark: flatprint's library functions vs what users do today, side by side in one run.
+"""Query benchmark: flatprint's library functions vs prepared expert baselines, side by side in one run.
 
-    python benchmarks/queries.py --scale 0.1 [--repeat 5] [--seed 0]
+    python benchmarks/queries.py --scale 0.1 [--repeat 5] [--seed 0] [--prepared-dir DIR]
 
-For every workload query the same answer is computed by
+For every workload item the same answer is computed by
 
 * ``flatprint``: the library function on the DuckDB store (``Client(store)``);
-* ``pandas``: ``pd.read_feather(columns=...)`` of only the columns the query needs ("load"), then
-  plain pandas/numpy ("compute"); reported as load, compute (frames already in RAM) and load+compute;
-* ``polars``: lazy ``pl.scan_ipc`` plans over the feathers, collected;
-* ``duckdb``: an in-memory DuckDB connection querying Parquet copies of the feathers (converted once
-  under $FLATPRINT_HOME/bench/, not timed);
-* ``graphdb``: the embedded graph database ladybug (a Kùzu fork) answering in Cypher, after loading the
-  graph from the feathers (timed apart as its load; see benchmarks/graphdb.py).
+* ``pandas`` / ``polars``: prepared tables in RAM (benchmarks/baselines.py): the :Neuron set, per-ROI
+  counts, per-pair ROI weights, body-sorted synapse and weight tables, built once by a timed
+  ``prepare()`` (reported beside flatprint's ingest), then binary search and group-bys per query;
+* ``duckdb``: an in-memory DuckDB connection over the same tables written as Parquet sorted by body
+  (and by post body) in small row groups, by its own timed ``prepare()``;
+* ``graphdb``: the embedded graph database ladybug (a Kùzu fork) with a Neuron node table and
+  neuron-to-neuron edges, answering in Cypher (its load is its prepare; see benchmarks/graphdb.py).
 
-Every baseline's answer is reduced to row counts, sums and a digest of the sorted rows, and compared
-with flatprint's: a disagreement is a failed correctness cross-check (exit status 1).
-A baseline that does not answer an item says why ("not run"), which is neither agreement nor failure.
-Timing: per query the engines run round-robin; the first run of each is "cold" (fresh client /
-connection / reopened database; the OS page cache is NOT dropped), then ``--repeat`` warm runs whose
+Each engine returns whole answer frames (ANSWER_COLUMNS); the cold run's frames of every baseline are
+compared whole (sorted, dtype-normalised) with flatprint's: any difference is a failed cross-check (exit
+status 1). A baseline that does not answer an item says why ("not run"), which is neither agreement
+nor failure. Timing: per item the engines run round-robin; the first run of each is "cold" (fresh
+client / connection / reopened database; the OS page cache is NOT dropped), then ``--repeat`` warm runs,
+each on parameters drawn at random for that repetition (seeded, the same for every engine), whose
 median is reported. Memory: every engine runs in its own worker process (driven over pipes), so each
-one's peak RSS is its own; see RSS_METHOD.
+one's peak RSS is its own; see RSS_METHOD. Prepared copies and answers go to ``--prepared-dir`` (a
+temporary directory removed at the end unless given).
 """
 
 from __future__ import annotations
@@ -672,32 +674,13 @@ def _main(args, doc, release, store, prepared: Path, log) -> dict:
                                            "strongest neuron pairs; the cold run (r = 0) uses the ones above")
     ctx = {"release": str(release), "store": str(store), "prepared_dir": str(prepared),
            "graph_dir": str(graph_dir), "answer_dir": str(prepared / "answers")}
-    workers: dict[str, Worker] = {}
-    dog = Watchdog(workers)
-    info = {}
-    try:
-        for ename in engine_names:       # one at a time, so that the graph DB's load has the machine
-            log(f"starting the {ename} worker" + (" (loads the graph; timed)" if ename == "graphdb" else ""))
-            w = Worker(ename, ctx, log)
-            workers[ename] = w
-            h = dict(w.hello)
-            info[ename] = {k: h[k] for k in ("package", "version", "init_s", "load_s", "load", "init_peak_rss_bytes",
-                                             "rss_after_init_bytes", "error") if k in h}
-            info[ename]["label"] = ENGINE_LABELS[ename]
-            if "load_s" in h:
-                log(f"   {ename} prepared in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB, "
-                    f"disk {h['load'].get('disk_bytes', 0) / 2**20:.0f} MiB: {h['load']['counts']}")
-            elif not w.alive:
-                log(f"   {ename} worker failed: {h.get('error')}")
-        results, all_agree = run_workload(workers, params, args, log)
-    finally:
-        dog.stop()
-        for ename, w in workers.items():
-            bye = w.close()
-            info[ename]["peak_rss_bytes"] = bye.get("peak_rss_bytes")
-            info[ename]["peak_rss_sampled_bytes"] = w.peak_sampled
-            if w.killed_for:
-                info[ename]["killed"] = w.killed_for
+    # One baseline at a time beside flatprint (a pass each): the prepared baselines hold their tables in
+    # RAM, and several of them at once would not fit beside the other jobs of a shared machine.
+    info, results, all_agree = {}, None, True
+    for base in [e for e in engine_names if e != "flatprint"] or [None]:
+        pass_results, agree = _run_pass(["flatprint"] + ([base] if base else []), ctx, params, args, info, log)
+        all_agree = all_agree and agree
+        results = pass_results if results is None else _merge_pass(results, pass_results, base)
     doc["engines"] = info
     doc["flatprint_open_seconds"] = info["flatprint"].get("init_s")
     doc["results"] = results
@@ -707,6 +690,57 @@ def _main(args, doc, release, store, prepared: Path, log) -> dict:
     if not all_agree and __name__ == "__main__":
         raise SystemExit(1)
     return doc
+
+
+def _run_pass(names: list, ctx: dict, params: dict, args, info: dict, log) -> tuple[list, bool]:
+    """Start the workers of ``names`` (each one's prepare timed), run the workload, close them."""
+    workers: dict[str, Worker] = {}
+    dog = Watchdog(workers)
+    try:
+        for ename in names:
+            log(f"starting the {ename} worker" + (" (prepares; timed)" if ename != "flatprint" else ""))
+            w = Worker(ename, ctx, log)
+            workers[ename] = w
+            h = dict(w.hello)
+            if ename not in info:
+                info[ename] = {k: h[k] for k in ("package", "version", "init_s", "load_s", "load",
+                                                 "init_peak_rss_bytes", "rss_after_init_bytes", "error") if k in h}
+                info[ename]["label"] = ENGINE_LABELS[ename]
+            if "load_s" in h:
+                log(f"   {ename} prepared in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB, "
+                    f"resident {h['rss_after_init_bytes'] / 2**30:.2f} GiB, "
+                    f"disk {h['load'].get('disk_bytes', 0) / 2**20:.0f} MiB: {h['load']['counts']}")
+            elif not w.alive:
+                log(f"   {ename} worker failed: {h.get('error') or w._death()}")
+                info[ename]["error"] = h.get("error") or w._death()
+        return run_workload(workers, params, args, log)
+    finally:
+        dog.stop()
+        for ename, w in workers.items():
+            bye = w.close()
+            peak = bye.get("peak_rss_bytes") or 0
+            info[ename]["peak_rss_bytes"] = max(info[ename].get("peak_rss_bytes") or 0, peak) or None
+            info[ename]["peak_rss_sampled_bytes"] = max(info[ename].get("peak_rss_sampled_bytes") or 0, w.peak_sampled)
+            if w.killed_for:
+                info[ename]["killed"] = w.killed_for
+
+
+def _merge_pass(results: list, more: list, base: str) -> list:
+    """Add one pass's baseline cells to the rows; flatprint's warm runs of every pass are pooled (its
+    median over all passes is reported; each ratio uses the flatprint runs of the baseline's own pass)."""
+    by_name = {r["name"]: r for r in more}
+    for r in results:
+        m = by_name.get(r["name"])
+        if m is None:
+            continue
+        r["engines"][base] = m["engines"][base]
+        fp, fp2 = r["engines"]["flatprint"], m["engines"]["flatprint"]
+        fp["warm_runs_s"] = fp["warm_runs_s"] + fp2["warm_runs_s"]
+        fp["warm_median_s"] = C.median(fp["warm_runs_s"])
+        fp["n_warm"] = len(fp["warm_runs_s"])
+        fp["cold_runs_s"] = fp.get("cold_runs_s", [fp["cold_s"]]) + [fp2["cold_s"]]
+        fp["peak_rss_bytes"] = max(fp.get("peak_rss_bytes") or 0, fp2.get("peak_rss_bytes") or 0) or None
+    return results
 
 
 def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
