@@ -614,26 +614,26 @@ class DuckDBEngine:
                   for name in ("neurons", "roi_counts", "syn_by_pre", "conn_roi_by_pre", "nn_weights", "w5_by_pre")}
         return {"counts": counts, "disk_bytes": sum(f.stat().st_size for f in self.dir.glob("*.parquet"))}
 
-    def q(self, sql):
-        return self.con.execute(sql).df()
+    def q(self, sql, params=None):
+        return self.con.execute(sql, params or []).df()
 
     @staticmethod
     def _list(ids) -> str:
         return ", ".join(str(int(b)) for b in ids) or "NULL"
 
-    def _neuron_answer(self, where):
-        nd = self.q(f"SELECT * FROM neurons WHERE {where}")
+    def _neuron_answer(self, where, value):
+        nd = self.q(f"SELECT * FROM neurons WHERE {where}", [value])
         ids = self._list(nd["bodyId"])
         return {"neurons": nd, "rois": self.q(f"SELECT * FROM roi_counts WHERE bodyId IN ({ids})")}
 
     def neurons_by_type(self, p):
-        return self._neuron_answer(f"type = '{p['type']}'")
+        return self._neuron_answer("type = ?", p["type"])
 
     def neurons_by_regex(self, p):
-        return self._neuron_answer(f"regexp_full_match(type, '{p['regex']}')")
+        return self._neuron_answer("regexp_full_match(type, ?)", p["regex"])
 
     def neurons_by_roi(self, p):
-        return self._neuron_answer(f"bodyId IN (SELECT bodyId FROM roi_counts WHERE roi = '{p['roi']}')")
+        return self._neuron_answer("bodyId IN (SELECT bodyId FROM roi_counts WHERE roi = ?)", p["roi"])
 
     def adjacencies(self, p):
         ids = self._list(p["bodies"])

@@ -247,3 +247,17 @@ def test_full_answer_comparison_catches_any_cell():
     assert queries.compare_answers(norm(a), norm(texted)) is not None
     with pytest.raises(ValueError, match="lacks columns"):
         queries.normalise("adjacency", a.drop(columns="roi"))
+
+
+def test_duckdb_baseline_passes_names_as_parameters(tmp_path):
+    """A drawn type name with a quote (they exist: e.g. "it's") broke the SQL when spliced into it."""
+    import duckdb
+
+    B = _load("baselines")
+    eng = B.DuckDBEngine(tmp_path, tmp_path / "prepared")
+    eng.con = duckdb.connect()
+    eng.con.execute("CREATE TABLE neurons AS SELECT 7::BIGINT AS bodyId, 'it''s' AS type")
+    eng.con.execute("CREATE TABLE roi_counts AS SELECT 7::BIGINT AS bodyId, 'GNG' AS roi, 1 AS pre, 2 AS post")
+    got = eng.neurons_by_type({"type": "it's"})
+    assert got["neurons"]["bodyId"].tolist() == [7] and got["rois"]["roi"].tolist() == ["GNG"]
+    assert eng.neurons_by_roi({"roi": "GNG'"})["neurons"].empty
