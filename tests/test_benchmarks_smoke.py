@@ -250,7 +250,7 @@ def test_full_answer_comparison_catches_any_cell():
 
 
 def test_duckdb_baseline_passes_names_as_parameters(tmp_path):
-    """A drawn type name with a quote (they exist: e.g. "it's") broke the SQL when spliced into it."""
+    """A drawn type name with a quote (KCa'b'-m, MBON05(a'L)) broke the SQL when spliced into it."""
     import duckdb
 
     B = _load("baselines")
