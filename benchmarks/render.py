@@ -169,6 +169,9 @@ BASELINE_NOTES = [
     "reach (bodyId, hops). flatprint's frames are cut to these columns (its other neuPrint columns, e.g. "
     "roiInfo, have no baseline counterpart). The cold run's frames are compared whole, sorted, "
     "dtype-normalised: any differing cell fails the run (column *agree*).",
+    "- One pass per baseline beside flatprint (round-robin within the pass; the in-RAM baselines would not fit "
+    "side by side on a shared machine). flatprint's column pools its runs of every pass; each ratio uses the "
+    "flatprint runs of its baseline's own pass.",
     "- Parameters are drawn at random per repetition (seeded): a type, a primary ROI, 1/100/1000 neurons, one "
     "of the 50 strongest neuron pairs; the cold run uses the documented ones. Matrices, regex, two types and "
     "the path have fixed parameters.",
@@ -484,6 +487,8 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     lines += query_tables(results, present, labels)
     slow = slower_lines(results)
     lines += slow + ([""] if slow else [])
+    if q.get("duckdb_pass"):
+        lines += [q["duckdb_pass"] + ".", ""]
     notrun = [(r["name"], k, r["engines"][k]["not_run"]) for r in results for k in present
               if (r["engines"].get(k) or {}).get("not_run")]
     errors = [(r["name"], k, r["engines"][k]["error"]) for r in results for k in present
