@@ -2,14 +2,14 @@
 
 The engine loads one on-disk property graph from the release's feather files (timed as its "load"):
 
-* ``Segment`` nodes, one per body in body-stats or body-annotations: ``bodyId`` (primary key), ``type``,
-  ``instance``, ``status`` (annotations), ``pre``/``post`` (body-stats, 0 when absent) and ``neuron``
-  (the ``:Neuron`` rule of docs/semantics.md, evaluated once at load, as neuPrint sets its label at load);
-* ``ConnectsTo`` edges ``Segment -> Segment`` with ``weight``, one per connectome-weights row (every body);
-* ``Roi`` nodes (the primary ROIs) and ``InRoi`` edges ``Segment -> Roi`` with ``pre``/``post`` point
+* ``Neuron`` nodes, one per body of the ``:Neuron`` rule of docs/semantics.md (evaluated once at load,
+  as neuPrint sets its label at load): ``bodyId`` (primary key), ``type``, ``instance``, ``status``
+  (annotations), ``pre``/``post`` (body-stats, 0 when absent);
+* ``ConnectsTo`` edges ``Neuron -> Neuron`` with ``weight``, one per connectome-weights row between neurons;
+* ``Roi`` nodes (the primary ROIs) and ``InRoi`` edges ``Neuron -> Roi`` with ``pre``/``post`` point
   counts: the per-ROI synapse counts of neuPrint's ``roiInfo``, aggregated from syn-points for
   ``:Neuron`` bodies only (the workload asks for neurons only; every body would be 28 M edges at 0.1);
-* ``ConnectsToRoi`` edges ``Segment -> Segment`` with ``roi_pre``, ``roi_post`` and ``weight``: syn-partners
+* ``ConnectsToRoi`` edges ``Neuron -> Neuron`` with ``roi_pre``, ``roi_post`` and ``weight``: syn-partners
   rows between two neurons, counted per (pre body, post body, primary ROI of the pre point (from
   tbar-neurotransmitters; NULL when the point is not there), primary ROI of the post point). neuPrint keeps
   the same information as ``ConnectsTo.roiInfo``; one edge per ROI pair is the graph-native form.
@@ -18,7 +18,9 @@ Synapse-level data (one edge or node per synapse) is not loaded: between neurons
 syn-partners (13 M edges at scale 0.1, ~134 M at full scale, about the size of the whole ConnectsTo
 graph), so ``synapse_connections_pair`` is reported as "not run".
 The load's preprocessing (the :Neuron rule, the per-ROI aggregations) uses pyarrow and pandas and is
-part of the timed load. Queries are Cypher through one connection; "cold" reopens the database.
+part of the timed load. Queries are Cypher through one connection (id lists through ``UNWIND``, so that each id is a
+primary-key lookup); "cold" reopens the database. Shortest paths use the database's own
+``ALL SHORTEST`` recursive pattern. Segment targets (non-neuron partners) are not loaded: "not run".
 
 This module is self-contained (no import of queries.py) so that queries.py can import it; the few
 constants it shares with queries.py are checked to be equal by tests/test_benchmarks_smoke.py.
@@ -144,7 +146,7 @@ class GraphDBEngine:
         neurons = np.union1d(ann["bodyId"].to_numpy()[flag.to_numpy()], st["body"].to_numpy()[big.to_numpy()])
         excluded = ann["bodyId"].to_numpy()[status.isin(["Glia", "Unimportant"]).to_numpy()]
         neurons = neurons[~pd.Series(neurons).isin(excluded).to_numpy()]
-        bodies = np.union1d(st["body"].to_numpy(), ann["bodyId"].to_numpy())
+        bodies = neurons                    # a Neuron node table: the :Neuron rule applied once, here
         seg = pd.DataFrame({"bodyId": bodies})
         a = ann.drop_duplicates("bodyId").set_index("bodyId").reindex(bodies)
         s = st.drop_duplicates("body").set_index("body").reindex(bodies)
@@ -153,35 +155,34 @@ class GraphDBEngine:
         seg["status"] = a["status"].to_numpy()
         seg["pre"] = s["pre"].fillna(0).astype(np.int64).to_numpy()
         seg["post"] = s["post"].fillna(0).astype(np.int64).to_numpy()
-        seg["neuron"] = pd.Series(bodies).isin(neurons).to_numpy()
         seg_table = pa.Table.from_pandas(seg, preserve_index=False).cast(pa.schema([
             ("bodyId", pa.int64()), ("type", pa.string()), ("instance", pa.string()), ("status", pa.string()),
-            ("pre", pa.int64()), ("post", pa.int64()), ("neuron", pa.bool_())]))
+            ("pre", pa.int64()), ("post", pa.int64())]))
         del ann, st, seg, a, s
-        counts["Segment"], counts["neurons"] = len(bodies), len(neurons)
-        step("prepare segments")
+        counts["Neuron"] = len(neurons)
+        step("prepare neurons")
 
         self._open()
         c = self.con
-        c.execute("CREATE NODE TABLE Segment(bodyId INT64, type STRING, instance STRING, status STRING, "
-                  "pre INT64, post INT64, neuron BOOLEAN, PRIMARY KEY (bodyId))")
+        c.execute("CREATE NODE TABLE Neuron(bodyId INT64, type STRING, instance STRING, status STRING, "
+                  "pre INT64, post INT64, PRIMARY KEY (bodyId))")
         c.execute("CREATE NODE TABLE Roi(name STRING, PRIMARY KEY (name))")
-        c.execute("CREATE REL TABLE ConnectsTo(FROM Segment TO Segment, weight INT64)")
-        c.execute("CREATE REL TABLE InRoi(FROM Segment TO Roi, pre INT64, post INT64)")
-        c.execute("CREATE REL TABLE ConnectsToRoi(FROM Segment TO Segment, roi_pre STRING, roi_post STRING, "
+        c.execute("CREATE REL TABLE ConnectsTo(FROM Neuron TO Neuron, weight INT64)")
+        c.execute("CREATE REL TABLE InRoi(FROM Neuron TO Roi, pre INT64, post INT64)")
+        c.execute("CREATE REL TABLE ConnectsToRoi(FROM Neuron TO Neuron, roi_pre STRING, roi_post STRING, "
                   "weight INT64)")
-        c.execute("COPY Segment FROM seg_table")
+        c.execute("COPY Neuron FROM seg_table")
         del seg_table
-        step("copy Segment")
+        step("copy Neuron")
 
-        # ---- ConnectsTo: every connectome-weights row
+        # ---- ConnectsTo: connectome-weights rows between two neurons
+        neuron_arr = pa.array(neurons, pa.int64())
         w = _read(rel / files["weights"], ["body_pre", "body_post", "weight"])
+        w = w.filter(pc.and_(pc.is_in(w["body_pre"], value_set=neuron_arr), pc.is_in(w["body_post"], value_set=neuron_arr)))
         counts["ConnectsTo"] = w.num_rows
         c.execute("COPY ConnectsTo FROM w")
         del w
         step("copy ConnectsTo")
-
-        neuron_arr = pa.array(neurons, pa.int64())
 
         # ---- Roi nodes + InRoi (per-neuron, per-primary-ROI point counts) from syn-points
         pts = _read(rel / files["syn-points"], ["body", "kind", "primary"])
@@ -257,69 +258,73 @@ class GraphDBEngine:
 
     # ------------------------------------------------------------------------------ fetch_neurons
     def _neuron_table(self, match: str, params: dict):
-        df = self.q(f"""{match}
-            OPTIONAL MATCH (n)-[r:InRoi]->(x:Roi)
-            RETURN n.bodyId AS bodyId, n.pre AS npre, n.post AS npost, x.name AS roi, r.pre AS pre, r.post AS post""",
-                    params)
-        nd = df.drop_duplicates("bodyId").sort_values("bodyId")
-        roi = df[df["roi"].notna()][["bodyId", "roi", "pre", "post"]]
-        return nd["bodyId"].to_numpy(), nd["npre"].to_numpy(), nd["npost"].to_numpy(), roi
+        nd = self.q(f"""{match}
+            RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status, n.pre AS pre,
+                   n.post AS post""", params)
+        roi = self.q("""UNWIND $ids AS id MATCH (n:Neuron {bodyId: id})-[r:InRoi]->(x:Roi)
+            RETURN n.bodyId AS bodyId, x.name AS roi, r.pre AS pre, r.post AS post""",
+                     {"ids": [int(b) for b in nd["bodyId"]]})
+        return {"neurons": nd, "rois": roi}
 
-    def neurons_by_type(self, f, p):
-        return self._neuron_table("MATCH (n:Segment) WHERE n.neuron AND n.type = $type", {"type": p["type"]})
+    def neurons_by_type(self, p):
+        return self._neuron_table("MATCH (n:Neuron) WHERE n.type = $type", {"type": p["type"]})
 
-    def neurons_by_regex(self, f, p):
-        return self._neuron_table("MATCH (n:Segment) WHERE n.neuron AND n.type =~ $regex", {"regex": p["regex"]})
+    def neurons_by_regex(self, p):
+        return self._neuron_table("MATCH (n:Neuron) WHERE n.type =~ $regex", {"regex": p["regex"]})
 
-    def neurons_by_roi(self, f, p):
-        return self._neuron_table("MATCH (n:Segment)-[:InRoi]->(:Roi {name: $roi}) WHERE n.neuron WITH DISTINCT n",
+    def neurons_by_roi(self, p):
+        return self._neuron_table("MATCH (n:Neuron)-[:InRoi]->(:Roi {name: $roi}) WITH DISTINCT n",
                                   {"roi": p["roi"]})
 
     # ------------------------------------------------------------------------------ fetch_adjacencies
-    def adjacencies(self, f, p):
+    def adjacencies(self, p):
         ids = [int(b) for b in p["bodies"]]
         roi = f"CASE WHEN r.roi_post = '{UNSPEC}' THEN 'NotPrimary' ELSE r.roi_post END"
-        frames = []
-        for near, far in (("a", "b"), ("b", "a")):
-            frames.append(self.q(f"""MATCH (a:Segment)-[r:ConnectsToRoi]->(b:Segment)
-                WHERE {near}.bodyId IN $ids AND {far}.neuron
+        frames = [self.q(f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[r:ConnectsToRoi]->(b:Neuron)
                 RETURN a.bodyId AS bodyId_pre, b.bodyId AS bodyId_post, {roi} AS roi, sum(r.weight) AS weight""",
-                                 {"ids": ids}))
-        return frames
+                             {"ids": ids}),
+                  self.q(f"""UNWIND $ids AS id MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron {{bodyId: id}})
+                RETURN a.bodyId AS bodyId_pre, b.bodyId AS bodyId_post, {roi} AS roi, sum(r.weight) AS weight""",
+                         {"ids": ids})]
+        return {"adjacency": pd.concat(frames, ignore_index=True)}
 
-    def synapse_pair(self, f, p):
+    def adjacencies_segments(self, p):
+        raise NotRun("the graph holds Neuron nodes and neuron-to-neuron edges only (every segment's per-ROI "
+                     "edges would be all of syn-partners grouped: ~18 M edges at scale 0.1)")
+
+    def synapse_pair(self, p):
         raise NotRun("synapse-level data is not loaded into the graph (between neurons alone 13 M synapse "
-                     "edges at scale 0.1, ~134 M at full scale); the graph holds body-level ConnectsTo edges "
+                     "edges at scale 0.1, ~134 M at full scale); the graph holds neuron-to-neuron edges "
                      "and per-ROI aggregates")
 
     # ------------------------------------------------------------------------------ fetch_shortest_paths
-    def shortest_paths(self, f, p):
-        df = self.q(f"""MATCH (a:Segment)-[e:ConnectsTo* ALL SHORTEST 1..{MAX_PATH_HOPS}
-                (r, n | WHERE r.weight >= {PATH_MIN_WEIGHT} AND n.status = 'Traced')]->(b:Segment)
+    def shortest_paths(self, p):
+        from baselines import paths_frame
+
+        df = self.q(f"""MATCH (a:Neuron)-[e:ConnectsTo* ALL SHORTEST 1..{MAX_PATH_HOPS}
+                (r, n | WHERE r.weight >= {PATH_MIN_WEIGHT} AND n.status = 'Traced')]->(b:Neuron)
             WHERE a.bodyId = $src AND b.bodyId = $dst
             RETURN properties(nodes(e), 'bodyId') AS mid""", {"src": int(p["src"]), "dst": int(p["dst"])})
-        return [[int(p["src"]), *[int(x) for x in mid], int(p["dst"])] for mid in df["mid"]]
+        return {"paths": paths_frame([[int(p["src"]), *[int(x) for x in mid], int(p["dst"])] for mid in df["mid"]])}
 
     # ------------------------------------------------------------------------------ connection_matrix
-    def matrix_type(self, f, p):
-        return self.q("""MATCH (a:Segment)-[r:ConnectsTo]->(b:Segment)
-            WHERE a.neuron AND b.neuron AND a.type IS NOT NULL AND b.type IS NOT NULL
-            RETURN a.type AS pre, b.type AS post, sum(r.weight) AS weight, count(*) AS connections""")
+    def matrix_type(self, p):
+        return {"matrix": self.q("""MATCH (a:Neuron)-[r:ConnectsTo]->(b:Neuron)
+            WHERE a.type IS NOT NULL AND b.type IS NOT NULL
+            RETURN a.type AS pre, b.type AS post, sum(r.weight) AS weight, count(*) AS connections""")}
 
-    def matrix_roi(self, f, p):
+    def matrix_roi(self, p):
         # one ConnectsToRoi edge per (pre, post, roi_pre, roi_post): count(*) is the number of neuron pairs
-        return self.q(f"""MATCH (a:Segment)-[r:ConnectsToRoi]->(b:Segment)
-            WHERE a.neuron AND b.neuron AND r.roi_pre IS NOT NULL AND r.roi_pre <> '{UNSPEC}'
-              AND r.roi_post <> '{UNSPEC}'
-            RETURN r.roi_pre AS pre, r.roi_post AS post, sum(r.weight) AS weight, count(*) AS connections""")
+        return {"matrix": self.q(f"""MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron)
+            WHERE r.roi_pre IS NOT NULL AND r.roi_pre <> '{UNSPEC}' AND r.roi_post <> '{UNSPEC}'
+            RETURN r.roi_pre AS pre, r.roi_post AS post, sum(r.weight) AS weight, count(*) AS connections""")}
 
     # ------------------------------------------------------------------------------ fetch_reach
-    def reach(self, f, p):
+    def reach(self, p):
         seeds = [int(b) for b in p["bodies"]]
-        df = self.q(f"""MATCH (a:Segment)-[e:ConnectsTo* SHORTEST 1..{int(p['hops'])}
-                (r, n | WHERE r.weight >= 1 AND n.neuron)]->(b:Segment)
-            WHERE a.bodyId IN $ids AND b.neuron
+        df = self.q(f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[e:ConnectsTo* SHORTEST 1..{int(p['hops'])}
+                (r, n | WHERE r.weight >= 1)]->(b:Neuron)
             RETURN b.bodyId AS bodyId, min(length(e)) AS hops""", {"ids": seeds})
-        seen = set(seeds)
-        df = df[~df["bodyId"].isin(seen)]
-        return seeds + df["bodyId"].astype(np.int64).tolist(), [0] * len(seeds) + df["hops"].astype(np.int64).tolist()
+        df = df[~df["bodyId"].isin(set(seeds))]
+        return {"reach": pd.DataFrame({"bodyId": seeds + df["bodyId"].astype(np.int64).tolist(),
+                                       "hops": [0] * len(seeds) + df["hops"].astype(np.int64).tolist()})}

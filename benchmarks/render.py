@@ -41,7 +41,7 @@ def ms(seconds) -> str:
 def ratio(x) -> str:
     if x is None:
         return "–"
-    return f"{x:.1f}×" if x >= 1 else f"**{x:.2f}×**"
+    return f"{x:.1f}×" if x >= 1 else f"**{x:.2f}×**" if x >= 0.1 else f"**{x:.3f}×**"
 
 
 def table(header: list[str], rows: list[list], align=None) -> list[str]:
@@ -143,80 +143,88 @@ def ingest_section(doc: dict) -> list[str]:
 
 def _engine_ms(row, e, warm=True):
     c = row["engines"].get(e) or {}
-    if e == "pandas":
-        return c.get("compute_warm_median_s" if warm else "compute_cold_s")
     return c.get("warm_median_s" if warm else "cold_s")
+
+
+BASELINE_NOTES = [
+    "- **Every baseline prepares once, timed** (table *Preparing and memory*): the `:Neuron` set, per-neuron "
+    "per-ROI synapse counts, neuron-to-neuron weights per ROI pair, syn-partners with the pre point's ROI "
+    "attached sorted by body (and an order by post body), connectome-weights sorted by body — the work "
+    "flatprint's ingest does once (`benchmarks/baselines.py`). Query timers contain only the query.",
+    "- **pandas** and **polars**: those tables in RAM; a body's rows are found by binary search on the sorted "
+    "keys (`numpy.searchsorted`), group-bys in pandas resp. polars.",
+    "- **DuckDB on sorted Parquet**: the same tables written by DuckDB as Parquet sorted by the body they are "
+    "filtered on (one copy by pre body, one by post body) in 16,384-row groups, so that min/max statistics "
+    "skip the other row groups; an in-memory connection reads them per query.",
+    "- **graph DB**: the embedded graph database ladybug (Kùzu fork) with a `Neuron` node table and "
+    "neuron-to-neuron `ConnectsTo` / `ConnectsToRoi` edges plus `InRoi` counts, queried in Cypher with "
+    "`UNWIND` for id lists (`benchmarks/graphdb.py`); it holds no synapses and no non-neuron segments "
+    "(those items: not run).",
+    "- Shortest paths: pandas, polars and DuckDB run a bidirectional level-synchronous BFS (as flatprint "
+    "does); the graph DB its own `ALL SHORTEST` pattern.",
+    "- **What each side returns and what is compared**: whole frames — neurons (bodyId, type, instance, "
+    "status, pre, post) and their primary-ROI counts (bodyId, roi, pre, post); adjacencies (bodyId_pre, "
+    "bodyId_post, roi, weight), both directions; synapses (body ids, ROI of pre and post point, 6 "
+    "coordinates, 2 confidences); paths (path, step, bodyId); matrices (pre, post, weight, connections); "
+    "reach (bodyId, hops). flatprint's frames are cut to these columns (its other neuPrint columns, e.g. "
+    "roiInfo, have no baseline counterpart). The cold run's frames are compared whole, sorted, "
+    "dtype-normalised: any differing cell fails the run (column *agree*).",
+    "- One pass per baseline beside flatprint (round-robin within the pass; the in-RAM baselines would not fit "
+    "side by side on a shared machine). flatprint's column pools its runs of every pass; each ratio uses the "
+    "flatprint runs of its baseline's own pass.",
+    "- Parameters are drawn at random per repetition (seeded): a type, a primary ROI, 1/100/1000 neurons, one "
+    "of the 50 strongest neuron pairs; the cold run uses the documented ones. Matrices, regex, two types and "
+    "the path have fixed parameters.",
+]
 
 
 def queries_section(doc: dict, figure: str | None) -> list[str]:
     scale = doc.get("scale")
     lines = ["## Queries", "",
              f"`benchmarks/queries.py` at scale {scale:g} (seed {doc.get('seed')}): warm medians of "
-             f"{doc.get('repeat')} repetitions in milliseconds, first (cold) run in brackets — cold means a fresh "
-             "client/connection in an already running process; the OS page cache was not dropped. "
-             "Ratios are baseline ÷ flatprint (> 1: flatprint faster; **bold** < 1: the baseline is faster).",
-             "",
-             "- **pandas**: `pd.read_feather(columns=...)` of only the columns the query needs (\"load\"), then "
-             "pandas/numpy (\"in RAM\" = compute with the frames already loaded; \"+ load\" = both).",
-             "- **polars**: lazy `pl.scan_ipc` plans over the feathers, collected.",
-             "- **duckdb**: an in-memory DuckDB connection querying Parquet copies of the feathers (converted once, "
-             "not timed).",
-             "- **graph DB** (where present): the embedded graph database ladybug (Kùzu fork) in Cypher, on a graph "
-             "loaded from the feathers (its load is timed apart; `benchmarks/graphdb.py`).",
-             "- Every baseline computes the same answer as flatprint; rows, sums and a digest of the sorted rows "
-             "are compared (column *agree*). The neuron set (`:Neuron` rule) is derived from annotations + "
-             "body-stats inside every baseline query.", ""]
-    p = doc.get("parameters") or {}
-    if p:
-        lines += [f"Parameters: type `{p.get('type')}`, regex `{p.get('regex')}`, ROI `{p.get('roi')}`, 1 neuron "
-                  f"{p.get('one')}, 100 neurons sampled with seed {doc.get('seed')}, strongest neuron pair "
-                  f"{p.get('pair', {}).get('pre')} → {p.get('pair', {}).get('post')} (weight {p.get('pair', {}).get('weight')}), "
-                  f"paths {p.get('path', {}).get('src')} → {p.get('path', {}).get('dst')} "
-                  f"({p.get('path', {}).get('length')} hops).", ""]
-    has_graph = any("graphdb" in r["engines"] for r in doc.get("results", []))
-    rows = []
-    for r in doc.get("results", []):
-        fpc = r["engines"]["flatprint"]
-        cells = [f"`{r['name']}`", _answer_size(r.get("answer")), f"{ms(fpc.get('warm_median_s'))} ({ms(fpc.get('cold_s'))})"]
-        pd_ = r["engines"].get("pandas")
-        if pd_:
-            cells += [f"{ms(pd_.get('load_warm_median_s'))}",
-                      f"{ms(pd_.get('compute_warm_median_s'))} ({ms(pd_.get('compute_cold_s'))})",
-                      f"{ms(pd_.get('total_warm_median_s'))}"]
-        else:
-            cells += ["–", "–", "–"]
-        for e in ("polars", "duckdb") + (("graphdb",) if has_graph else ()):
-            c = r["engines"].get(e)
-            cells.append(_cell_ms(c))
-        cells.append(_agree(r))
-        rows.append(cells)
-    lines += ["### Medians (ms)", ""]
-    lines += table(["query", "answer", "flatprint", "pandas load", "pandas in RAM", "pandas + load", "polars",
-                    "duckdb on parquet"] + (["graph DB"] if has_graph else []) + ["agree"], rows)
-    rows = []
-    for r in doc.get("results", []):
-        pd_ = r["engines"].get("pandas") or {}
-        rows.append([f"`{r['name']}`", ratio(pd_.get("ratio_in_ram")), ratio(pd_.get("ratio_with_load")),
-                     ratio((r["engines"].get("polars") or {}).get("ratio")),
-                     ratio((r["engines"].get("duckdb") or {}).get("ratio"))]
-                    + ([ratio((r["engines"].get("graphdb") or {}).get("ratio"))] if has_graph else []))
-    lines += ["", "### Ratios (baseline ÷ flatprint, warm medians)", ""]
-    lines += table(["query", "pandas in RAM", "pandas + load", "polars", "duckdb on parquet"]
-                   + (["graph DB"] if has_graph else []), rows)
-    slower = []
-    for r in doc.get("results", []):
-        for e in BASELINES:
-            c = r["engines"].get(e) or {}
-            x = c.get("ratio_in_ram") if e == "pandas" else c.get("ratio")
-            if x is not None and x < 0.9:  # within 10 % is parity on this noisy machine
-                slower.append(f"`{r['name']}` vs {e}{' (in RAM)' if e == 'pandas' else ''}: flatprint "
-                              f"{1 / x:.1f}× slower")
-    if slower:
-        lines += ["", "flatprint is more than 10 % slower than a baseline in: " + "; ".join(slower) + "."]
+             f"{doc.get('repeat')} repetitions in milliseconds, first (cold) run in brackets, then the engine's "
+             "peak RSS during the item. Ratios are baseline ÷ flatprint (> 1: flatprint faster; **bold** < 1: "
+             "the baseline is faster).", "", *BASELINE_NOTES, ""]
+    present = [e for e in ("flatprint", *BASELINES) if e in (doc.get("engines") or {})]
+    labels = {k: lab for k, lab, _ in SYSTEMS}
+    lines += query_tables(doc.get("results") or [], present, labels)
+    lines += slower_lines(doc.get("results") or [])
     lines += [""] + targets_lines(doc, scale)
     if figure:
         lines += ["", f"![flatprint vs baselines per query, log scale]({figure})"]
     return lines + [""]
+
+
+def query_tables(results: list, present: list, labels: dict) -> list[str]:
+    """Medians with peak memory beside every time, then the ratios."""
+    rows = []
+    for r in results:
+        cells = [f"`{r['name']}`", _answer_size(r.get("answer"))]
+        for k in present:
+            c = r["engines"].get(k)
+            cells.append(_cell_ms(c) + (f" · {gib(c.get('peak_rss_bytes'))}" if c and c.get("peak_rss_bytes")
+                                        and not c.get("not_run") else ""))
+        cells.append(_agree(r))
+        rows.append(cells)
+    lines = ["### Query medians (ms; cold run in brackets; · peak RSS GiB of the engine's process)", ""]
+    lines += table(["query", "answer"] + [labels[k] for k in present] + ["agree"], rows) + [""]
+    rows = [[f"`{r['name']}`"] + [ratio((r["engines"].get(k) or {}).get("ratio")) for k in present if k != "flatprint"]
+            for r in results]
+    lines += ["### Ratios (system ÷ flatprint, warm medians)", ""]
+    lines += table(["query"] + [labels[k] for k in present if k != "flatprint"], rows) + [""]
+    return lines
+
+
+def slower_lines(results: list) -> list[str]:
+    """Per item, how much faster the fastest baseline is (when any is more than 10 % faster)."""
+    slower = []
+    for r in results:
+        best = min(((c.get("ratio"), e) for e, c in r["engines"].items()
+                    if e in BASELINES and c.get("ratio") is not None), default=(None, None))
+        if best[0] is not None and best[0] < 0.9:  # within 10 % is parity on this noisy machine
+            slower.append(f"`{r['name']}` {1 / best[0]:.1f}× ({best[1]})")
+    return ["flatprint is slower than the fastest prepared baseline in: " + "; ".join(slower) + "."] \
+        if slower else []
 
 
 def targets_lines(doc: dict, scale: float) -> list[str]:
@@ -253,6 +261,8 @@ def _cell_ms(c) -> str:
 
 def _agree(r) -> str:
     agree = [r["engines"][e].get("agrees_with_flatprint") for e in BASELINES if e in r["engines"]]
+    if not agree:
+        return "–"
     if any(a is False for a in agree):
         return "**NO**"
     return "yes" if all(a is True for a in agree) else "yes (where run)"
@@ -261,6 +271,9 @@ def _agree(r) -> str:
 def _answer_size(ans) -> str:
     if not ans:
         return "–"
+    if all(isinstance(v, dict) and "rows" in v for v in ans.values()):    # {part: {rows, digest}}
+        names = {"neurons": "neurons", "rois": "ROI rows", "paths": "path steps"}
+        return ", ".join(f"{v['rows']:,} {names.get(k, 'rows')}" for k, v in ans.items())
     if "neurons" in ans:
         return f"{ans['neurons']['rows']:,} neurons, {ans['roi_counts']['rows']:,} ROI rows"
     if "paths" in ans:
@@ -283,10 +296,9 @@ def figure(doc: dict, path: Path) -> bool:
     if not results:
         return False
     series = [("flatprint", lambda r: _engine_ms(r, "flatprint")),
-              ("pandas (in RAM)", lambda r: _engine_ms(r, "pandas")),
-              ("pandas + load", lambda r: (r["engines"].get("pandas") or {}).get("total_warm_median_s")),
-              ("polars (scan_ipc)", lambda r: _engine_ms(r, "polars")),
-              ("duckdb on parquet", lambda r: _engine_ms(r, "duckdb"))]
+              ("pandas in RAM", lambda r: _engine_ms(r, "pandas")),
+              ("polars in RAM", lambda r: _engine_ms(r, "polars")),
+              ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb"))]
     if any("graphdb" in r["engines"] for r in results):
         series.append(("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb")))
     names = [r["name"] for r in results]
@@ -359,10 +371,10 @@ def generic_section(name: str, doc: dict) -> list[str]:
 # =============================================================================== benchmarks/run.py
 SYSTEMS = [  # (key, label, how it gets its data)
     ("flatprint", "flatprint library", "ingest into one DuckDB store (once), then library calls"),
-    ("pandas", "pandas on feathers", "`pd.read_feather(columns=...)` per query (\"load\"), then pandas/numpy"),
-    ("polars", "polars lazy scans", "`pl.scan_ipc` plans over the feathers, collected per query"),
-    ("duckdb", "DuckDB on Parquet", "in-memory DuckDB over Parquet copies (converted once, not timed)"),
-    ("graphdb", "graph DB (ladybug)", "COPY into an on-disk ladybug (Kùzu fork) graph, then Cypher"),
+    ("pandas", "pandas in RAM", "prepare once: neuron set, per-ROI counts and weights, body-sorted tables in RAM"),
+    ("polars", "polars in RAM", "the same prepared tables, built and grouped with polars, in RAM"),
+    ("duckdb", "DuckDB on sorted Parquet", "prepare once: the same tables as body-sorted Parquet, small row groups"),
+    ("graphdb", "graph DB (ladybug)", "COPY Neuron nodes and neuron-to-neuron edges into ladybug, then Cypher"),
 ]
 
 
@@ -384,12 +396,11 @@ def systems_figure(doc: dict, path: Path) -> bool:
     if not results:
         return False
     series = [("flatprint library", lambda r: _engine_ms(r, "flatprint")),
-              ("pandas + load", lambda r: (r["engines"].get("pandas") or {}).get("total_warm_median_s")),
-              ("pandas in RAM", lambda r: _engine_ms(r, "pandas")),
-              ("polars lazy", lambda r: _engine_ms(r, "polars")),
-              ("DuckDB on Parquet", lambda r: _engine_ms(r, "duckdb")),
+              ("pandas in RAM (prepared)", lambda r: _engine_ms(r, "pandas")),
+              ("polars in RAM (prepared)", lambda r: _engine_ms(r, "polars")),
+              ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb")),
               ("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb"))]
-    colors = ["#d62728", "#aec7e8", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
     names = [r["name"] for r in results]
     x = np.arange(len(names))
     width = 0.84 / len(series)
@@ -416,7 +427,9 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     lines = [f"## Systems side by side at scale {scale:g} (`benchmarks/run.py`)", "",
              f"`benchmarks/run.py --scale {scale:g} --repeat {doc.get('repeat')}` of {doc.get('date')} "
              f"(commit {m.get('git_commit') or '?'}, load average {m.get('loadavg_at_start')} at start, "
-             f"{doc.get('loadavg_at_end')} at end). Query times are warm medians of {q.get('repeat', '?')} "
+             f"{doc.get('loadavg_at_end')} at end). Measured on {str(doc.get('date', ''))[:10]} on a "
+             f"{m.get('nproc', '?')}-core machine shared with other jobs (other sessions' ingests, tests and "
+             "benchmarks ran at the same time), so absolute times carry their load. Query times are warm medians of {q.get('repeat', '?')} "
              "repetitions (first, cold run in brackets), engines round-robin within each repetition; ratios are "
              "system ÷ flatprint (> 1: flatprint faster; **bold** < 1: the other system is faster).", ""]
     if doc.get("failed_steps"):
@@ -437,70 +450,45 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
             continue
         if key == "flatprint":
             load_s = f"{ing['wall_seconds']:.1f} (ingest)" if ing.get("wall_seconds") else "–"
-            load_rss = gib(ing.get("peak_rss_bytes"))
-        elif key == "graphdb":
-            load_s = f"{e['load_s']:.1f}" if e.get("load_s") else "–"
-            load_rss = gib(e.get("init_peak_rss_bytes"))
-        elif key == "pandas":
-            load_s, load_rss = "per query (see *pandas + load*)", "–"
+            load_rss, disk = gib(ing.get("peak_rss_bytes")), ing.get("store_bytes")
         else:
-            load_s, load_rss = "–", "–"
-        rows.append([label, how, load_s, load_rss, gib(e.get("peak_rss_bytes")),
-                     e.get("killed") or e.get("error") or ""])
+            load_s = f"{e['load_s']:.1f}" if e.get("load_s") else "–"
+            load_rss, disk = gib(e.get("init_peak_rss_bytes")), (e.get("load") or {}).get("disk_bytes")
+        rows.append([label, how, load_s, load_rss, "in RAM only" if key in ("pandas", "polars") else
+                     (f"{disk / 1e6:,.0f}" if disk else "–"), gib(e.get("rss_after_init_bytes")) if key != "flatprint"
+                     else "–", gib(e.get("peak_rss_bytes")), e.get("killed") or e.get("error") or ""])
     if srv_mem:
         rows.append(["neuprint-python → `flatprint serve`", "HTTPS + JSON to the server (benchmarks/server.py)", "–",
-                     "–", f"server {gib(srv_mem.get('server'))}, client {gib(srv_mem.get('client'))}", ""])
+                     "–", "–", "–", f"server {gib(srv_mem.get('server'))}, client {gib(srv_mem.get('client'))}", ""])
     if load_mem:
-        rows.append(["`flatprint serve` under load", f"benchmarks/load.py: {(steps.get('load') or {}).get('server', '')}", "–", "–",
-                     f"server {gib(load_mem.get('server'))}, client {gib(load_mem.get('client'))}", ""])
-    lines += ["### Loading and memory", "",
+        rows.append(["`flatprint serve` under load", f"benchmarks/load.py: {(steps.get('load') or {}).get('server', '')}",
+                     "–", "–", "–", "–", f"server {gib(load_mem.get('server'))}, client {gib(load_mem.get('client'))}", ""])
+    lines += ["### Preparing and memory", "",
               f"Peak RSS (GiB): {q.get('rss_method', '')}. The ingest's: {ing.get('rss_method') or '–'} "
               f"({ing.get('source', '–')}). Server rows: the process trees sampled every 100 ms from /proc "
-              "(RSS summed per role: `flatprint serve` and its workers = server; the benchmark process = client).",
-              ""]
-    lines += table(["system", "how it gets the data", "load s", "load peak RSS", "peak RSS (whole run)", "note"],
-                   rows, align=["---", "---", "---:", "---:", "---:", "---"])
-    g = eng.get("graphdb") or {}
-    if g.get("load"):
-        info = g["load"]
-        lines += ["", f"Graph DB load ({info.get('package')} {info.get('version')}): "
-                  + ", ".join(f"{k} {v:,}" for k, v in (info.get("counts") or {}).items())
-                  + f"; {info.get('disk_bytes', 0) / 1e6:,.0f} MB on disk; steps (s): "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in (info.get("steps") or {}).items()) + "."]
-    lines += [""]
+              "(RSS summed per role: `flatprint serve` and its workers = server; the benchmark process = client). "
+              "*Prepare* is each system's one-time work before its first query (flatprint: its ingest); "
+              "*resident* is the process's RSS once prepared (what holding the prepared data costs).", ""]
+    lines += table(["system", "how it gets the data", "prepare s", "prepare peak RSS", "disk MB", "resident GiB",
+                    "peak RSS (whole run)", "note"], rows,
+                   align=["---", "---", "---:", "---:", "---:", "---:", "---:", "---"])
+    for key in ("pandas", "polars", "duckdb", "graphdb"):
+        info = (eng.get(key) or {}).get("load")
+        if info:
+            lines += ["", f"{dict((k, lab) for k, lab, _ in SYSTEMS)[key]} prepared: "
+                      + ", ".join(f"{k} {v:,}" for k, v in (info.get("counts") or {}).items())
+                      + (("; steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in info["steps"].items()))
+                         if info.get("steps") else "") + "."]
+    lines += [""] + BASELINE_NOTES + [""]
     # ---- query medians
     results = q.get("results") or []
     present = [k for k, _, _ in SYSTEMS if k in eng]
     labels = {k: lab for k, lab, _ in SYSTEMS}
-    rows = []
-    for r in results:
-        pd_ = r["engines"].get("pandas")
-        cells = [f"`{r['name']}`", _answer_size(r.get("answer")), _cell_ms(r["engines"].get("flatprint"))]
-        if pd_ is not None:
-            cells += [f"{ms(pd_.get('total_warm_median_s'))}" if pd_.get("total_warm_median_s") else _cell_ms(pd_),
-                      f"{ms(pd_.get('compute_warm_median_s'))} ({ms(pd_.get('compute_cold_s'))})"
-                      if pd_.get("compute_warm_median_s") else _cell_ms(pd_)]
-        cells += [_cell_ms(r["engines"].get(k)) for k in present if k not in ("flatprint", "pandas")]
-        cells.append(_agree(r))
-        rows.append(cells)
-    head = ["query", "answer", "flatprint"] + (["pandas + load", "pandas in RAM"] if "pandas" in eng else []) \
-        + [labels[k] for k in present if k not in ("flatprint", "pandas")] + ["agree"]
-    lines += ["### Query medians (ms)", ""] + table(head, rows) + [""]
-    rows = []
-    for r in results:
-        pd_ = r["engines"].get("pandas") or {}
-        cells = [f"`{r['name']}`"]
-        if "pandas" in eng:
-            cells += [ratio(pd_.get("ratio_with_load")), ratio(pd_.get("ratio_in_ram"))]
-        cells += [ratio((r["engines"].get(k) or {}).get("ratio")) for k in present if k not in ("flatprint", "pandas")]
-        rows.append(cells)
-    head = ["query"] + (["pandas + load", "pandas in RAM"] if "pandas" in eng else []) \
-        + [labels[k] for k in present if k not in ("flatprint", "pandas")]
-    lines += ["### Ratios (system ÷ flatprint, warm medians)", ""] + table(head, rows) + [""]
-    rows = [[f"`{r['name']}`"] + [gib((r["engines"].get(k) or {}).get("peak_rss_bytes")) for k in present]
-            for r in results]
-    lines += ["### Peak RSS per query (GiB, the engine's process during that item, all its runs)", ""]
-    lines += table(["query"] + [labels[k] for k in present], rows) + [""]
+    lines += query_tables(results, present, labels)
+    slow = slower_lines(results)
+    lines += slow + ([""] if slow else [])
+    if q.get("duckdb_pass"):
+        lines += [q["duckdb_pass"] + ".", ""]
     notrun = [(r["name"], k, r["engines"][k]["not_run"]) for r in results for k in present
               if (r["engines"].get(k) or {}).get("not_run")]
     errors = [(r["name"], k, r["engines"][k]["error"]) for r in results for k in present
@@ -514,6 +502,8 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
         lines += [f"![systems per workload item, scale {scale:g}, log scale]({figure_name})", ""]
     if q.get("results"):
         lines += targets_lines(q, scale) + [""]
+    if doc.get("queries_withdrawn"):
+        lines += ["### Queries", "", doc["queries_withdrawn"], ""]
     # ---- server and throughput
     srv = steps.get("server") or {}
     if srv.get("results"):

@@ -9,10 +9,10 @@ Steps (each sub-benchmark runs in its own process; this process stays small, see
 2. flatprint's ingest into the bench store (``benchmarks/ingest.py``'s ``run_ingest``: wall, CPU, peak
    RSS) — with ``--ingest auto`` only when the store is missing or older than the release
    (``_common.store_is_fresh``); a reused store cites the latest ``results/ingest.json`` figures;
-3. ``benchmarks/queries.py``: flatprint's library, (a) pandas on the raw feathers (load + compute),
-   (b) polars lazy scans, (c) the graph DB (ladybug, Cypher; its load timed apart) and DuckDB on
-   Parquet — every engine in its own worker process, round-robin, ``--repeat`` warm runs, answers
-   cross-checked against flatprint's;
+3. ``benchmarks/queries.py``: flatprint's library against prepared baselines (benchmarks/baselines.py:
+   pandas and polars in RAM, DuckDB on body-sorted Parquet; the graph DB ladybug in Cypher), each
+   prepare timed beside the ingest — every engine in its own worker process, round-robin, ``--repeat``
+   warm runs on parameters drawn per repetition, full answers cross-checked against flatprint's;
 4. ``benchmarks/server.py``: neuprint-python through ``flatprint serve`` against the library;
 5. ``benchmarks/load.py``: ``--load-clients`` (32) concurrent clients, ``--load-repeat`` (5) runs of
    ``--load-duration`` seconds on one server; medians.
