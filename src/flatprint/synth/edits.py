@@ -28,6 +28,7 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -47,6 +48,11 @@ def _read(root: Path, key: str) -> pa.Table:
     if not path.exists():
         raise ReleaseError(f"{path}: missing (plant_edits needs a complete release directory)")
     return feather.read_table(path, memory_map=False)
+
+
+def _schema(root: Path, key: str) -> pa.Schema:
+    with pa.memory_map(str(root / T.TABLES[key].filename)) as source:
+        return pa.ipc.open_file(source).schema
 
 
 def _write(out: Path, key: str, table: pa.Table) -> dict:
@@ -75,9 +81,9 @@ class _Release:
         self.partners = _read(root, "syn-partners")
         self.tbar = _read(root, "tbar-nt")
         self.ann = _read(root, "annotations").to_pandas()
-        self.ann_schema = _read(root, "annotations").schema
+        self.ann_schema = _schema(root, "annotations")
         self.nt = _read(root, "neurotransmitters")
-        self.stats_schema = _read(root, "stats").schema
+        self.stats_schema = _schema(root, "stats")
         p = self.points
         self.p_body = p.column("body").to_numpy().copy()
         self.p_key = p.column("point_id").to_numpy().astype(np.uint64)
@@ -326,17 +332,22 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
     ann_table = pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)
 
-    # connectome-weights and body-stats from the edited points and partners
-    pair = pd.DataFrame({"body_pre": partners.column("body_pre").to_numpy(),
-                         "body_post": partners.column("body_post").to_numpy()})
-    weights = pair.value_counts(sort=False).rename("weight").reset_index().sort_values(["body_pre", "body_post"])
-    p_body = points.column("body").to_numpy()
-    is_pre = pc.equal(points.column("kind").cast(pa.string()), "PreSyn").to_numpy(zero_copy_only=False)
-    counts = pd.DataFrame({"body": p_body, "pre": is_pre, "post": ~is_pre}).groupby("body").sum()
-    down = pair["body_pre"].value_counts()
-    stats = pd.DataFrame({"body": counts.index, "pre": counts["pre"].to_numpy(np.int32),
-                          "post": counts["post"].to_numpy(np.int32)})
-    stats["downstream"] = stats["body"].map(down).fillna(0).astype(np.int64)
+    # connectome-weights and body-stats from the edited points and partners (DuckDB over the Arrow
+    # tables: a pandas groupby over every partner row needs several times the table's memory)
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.register("partners_t", partners.select(["body_pre", "body_post"]))
+    con.register("points_t", points.select(["body", "kind"]))
+    weights = con.execute("""SELECT body_pre, body_post, count(*) AS weight FROM partners_t
+                             GROUP BY ALL ORDER BY ALL""").to_arrow_table()
+    stats = con.execute("""
+        WITH c AS (SELECT body, count(*) FILTER (WHERE kind::VARCHAR = 'PreSyn')::INTEGER AS pre,
+                          count(*) FILTER (WHERE kind::VARCHAR = 'PostSyn')::INTEGER AS post
+                   FROM points_t GROUP BY body),
+             d AS (SELECT body_pre AS body, count(*) AS downstream FROM partners_t GROUP BY body_pre)
+        SELECT c.body, c.pre, c.post, coalesce(d.downstream, 0)::BIGINT AS downstream
+        FROM c LEFT JOIN d USING (body)""").df()
+    con.close()
     stats["synweight"] = stats["downstream"] + stats["post"]
     stats = stats.sort_values(["synweight", "body"], ascending=[False, True]).reset_index(drop=True)
     stats["rank"] = np.arange(1, len(stats) + 1, dtype=np.int64)
@@ -356,7 +367,7 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     return [
         _write(out, "syn-points", points), _write(out, "syn-partners", partners), _write(out, "tbar-nt", tbar),
         _write(out, "annotations", ann_table), _write(out, "stats", stats_table),
-        _write(out, "weights", pa.Table.from_pandas(weights, schema=T.CONNECTOME_WEIGHTS, preserve_index=False)),
+        _write(out, "weights", weights.cast(T.CONNECTOME_WEIGHTS)),
         _write(out, "neurotransmitters", nt),
     ]
 
