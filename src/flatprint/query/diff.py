@@ -51,6 +51,7 @@ class StoreDiff:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (docs/diff.md's measurements)
 
     @property
     def bodies(self) -> pd.DataFrame:
@@ -232,14 +233,15 @@ def diff_stores(old, new, *, min_weight_change: float = 10, min_relative_change:
         if new_path != old_path:  # DuckDB attaches a file once; the same store twice = no changes
             con.execute(f"ATTACH '{_quote(new_path)}' AS n (READ_ONLY)")
             new_alias = "n"
-        tables, counts = _diff(con, "o", new_alias, params, int(rows_per_range))
+        timings: dict[str, float] = {}
+        tables, counts = _diff(con, "o", new_alias, params, int(rows_per_range), timings)
     except duckdb.Error as exc:
         raise StoreError(f"diff of {old_path} and {new_path} failed: {exc}") from None
     finally:
         con.close()
         shutil.rmtree(scratch, ignore_errors=True)
     return StoreDiff(str(old_path), str(new_path), old_dataset, new_dataset, params, tables, counts,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, timings)
 
 
 def _quote(path: Path) -> str:
@@ -263,7 +265,8 @@ def _where(column: str, lo, hi) -> str:
     return " AND ".join(parts) or "true"
 
 
-def _diff(con, o: str, n: str, params: dict, rows_per_range: int) -> tuple[dict, dict]:
+def _diff(con, o: str, n: str, params: dict, rows_per_range: int, timings: dict) -> tuple[dict, dict]:
+    clock = time.perf_counter()
     props = ", ".join(f'"{p}"' for p in PROPERTIES)
     con.execute(f"""CREATE TEMP TABLE seg_diff (bodyId BIGINT, in_old BOOLEAN, in_new BOOLEAN,
                     {", ".join(f'"old_{p}" VARCHAR, "new_{p}" VARCHAR' for p in PROPERTIES)})""")
@@ -286,6 +289,8 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int) -> tuple[dict,
             FROM ({summary.format(o, syn)}) a FULL JOIN ({summary.format(n, syn)}) b ON a.body = b.body
             WHERE a.c IS DISTINCT FROM b.c OR a.h IS DISTINCT FROM b.h""")
 
+    timings["ranges"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     # -------- overlap of changed bodies' points, matched by position and kind
     overlap = con.execute(f"""
         WITH a AS (SELECT point_id, kind, body FROM {o}.synapses
@@ -298,6 +303,8 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int) -> tuple[dict,
     changed = con.execute("SELECT * FROM changed").df()
     seg = con.execute("SELECT * FROM seg_diff").df()
     bodies, overlap = _body_events(con, o, n, overlap, changed, seg, params["min_share"])
+    timings["overlap"] = time.perf_counter() - clock
+    clock = time.perf_counter()
 
     # -------- property changes of ids on both sides, and type renames
     both = seg[seg["in_old"] & seg["in_new"]]
@@ -311,6 +318,7 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int) -> tuple[dict,
 
     # -------- type-pair weights, old names translated through the renames
     weights = _weight_changes(con, o, n, renames, params)
+    timings["weights"] = time.perf_counter() - clock
 
     tables = {"bodies": bodies, "property_changes": props, "type_renames": renames, "weight_changes": weights,
               "body_overlap": overlap}
