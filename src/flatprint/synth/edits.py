@@ -58,9 +58,12 @@ def _schema(root: Path, key: str) -> pa.Schema:
 def _write(out: Path, key: str, table: pa.Table) -> dict:
     path = out / T.TABLES[key].filename
     feather.write_feather(table, path, compression="lz4")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
     return {"table": key, "file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size,
-            "sha256": digest}
+            "sha256": digest.hexdigest()}
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:
@@ -71,6 +74,24 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
 def _point_ids(x, y, z) -> np.ndarray:
     return (np.asarray(z, np.uint64) << np.uint64(42)) | (np.asarray(y, np.uint64) << np.uint64(21)) \
         | np.asarray(x, np.uint64)
+
+
+def _keys_of(table: pa.Table, rows: np.ndarray, suffix: str) -> np.ndarray:
+    sub = table.select([f"x{suffix}", f"y{suffix}", f"z{suffix}"]).take(pa.array(rows, pa.int64()))
+    return _point_ids(*(sub.column(i).to_numpy() for i in range(3)))
+
+
+def _is_presyn(kind: pa.ChunkedArray) -> np.ndarray:
+    """kind == 'PreSyn' from the dictionary indices (no string copy of a column of every point)."""
+    parts = []
+    for chunk in kind.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary.to_pylist()
+            code = words.index("PreSyn") if "PreSyn" in words else -1
+            parts.append(chunk.indices.to_numpy(zero_copy_only=False) == code)
+        else:
+            parts.append(pc.equal(chunk, "PreSyn").to_numpy(zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 class _Release:
@@ -87,15 +108,12 @@ class _Release:
         p = self.points
         self.p_body = p.column("body").to_numpy().copy()
         self.p_key = p.column("point_id").to_numpy().astype(np.uint64)
-        self.p_pre = pc.equal(p.column("kind").cast(pa.string()), "PreSyn").to_numpy(zero_copy_only=False)
+        self.p_pre = _is_presyn(p.column("kind"))
         self.p_x = p.column("x").to_numpy()
         q = self.partners
         self.q_pre = q.column("body_pre").to_numpy().copy()
         self.q_post = q.column("body_post").to_numpy().copy()
-        self.q_pre_key = _point_ids(q.column("x_pre"), q.column("y_pre"), q.column("z_pre"))
-        self.q_post_key = _point_ids(q.column("x_post"), q.column("y_post"), q.column("z_post"))
         self.t_body = self.tbar.column("body").to_numpy().copy()
-        self.t_key = _point_ids(self.tbar.column("x"), self.tbar.column("y"), self.tbar.column("z"))
         self.p_keep = np.ones(len(self.p_body), bool)
         self.q_keep = np.ones(len(self.q_pre), bool)
         self.t_keep = np.ones(len(self.t_body), bool)
@@ -105,6 +123,11 @@ class _Release:
         self.new_partners: list[pa.Table] = []
 
         self._next_id = max(int(self.p_body.max()), int(self.ann["bodyId"].max())) + 1
+
+    def partner_keys(self, rows: np.ndarray, end: str) -> np.ndarray:
+        """point_id of the pre or post end of some syn-partners rows (computed for few rows at a time:
+        keys of every row would cost 8 bytes a row for each end)."""
+        return _keys_of(self.partners, rows, f"_{end}")
 
     def next_body_id(self) -> int:
         """An id no body has had (new ids count up from the largest one)."""
@@ -212,9 +235,11 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         moved = mine[rel.p_x[mine] > np.median(rel.p_x[mine])]
         moved_keys = rel.p_key[moved]
         rel.p_body[moved] = new_id
-        rel.q_pre[(rel.q_pre == body) & np.isin(rel.q_pre_key, moved_keys)] = new_id
-        rel.q_post[(rel.q_post == body) & np.isin(rel.q_post_key, moved_keys)] = new_id
-        rel.t_body[(rel.t_body == body) & np.isin(rel.t_key, moved_keys)] = new_id
+        for end, bodies in (("pre", rel.q_pre), ("post", rel.q_post)):
+            rows = np.flatnonzero(bodies == body)
+            bodies[rows[np.isin(rel.partner_keys(rows, end), moved_keys)]] = new_id
+        rows = np.flatnonzero(rel.t_body == body)
+        rel.t_body[rows[np.isin(_keys_of(rel.tbar, rows, ""), moved_keys)]] = new_id
         edits.append({"kind": "split", "old": body, "new": sorted([body, new_id])})
 
     # ---- status and class changes
@@ -250,7 +275,7 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         (a,) = take(1)
         donor, new_id = int(a["bodyId"]), rel.next_body_id()
         rows = np.flatnonzero(rel.q_keep & (rel.q_post == donor))
-        post_keys = np.unique(rel.q_post_key[rows])
+        post_keys = np.unique(rel.partner_keys(rows, "post"))
         pts = np.flatnonzero(rel.p_keep & (rel.p_body == donor) & ~rel.p_pre & np.isin(rel.p_key, post_keys))
         for dx in range(1, 1000):
             shifted = rel.p_key[pts] + np.uint64(dx)
@@ -301,7 +326,7 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         used_types.update((t1, t2))
         rows = np.flatnonzero(rel.q_keep & (pre_t == t1) & (post_t == t2))
         rows = rng.permutation(rows)[: len(rows) // 3]
-        moved_keys = rel.q_post_key[rows]
+        moved_keys = rel.partner_keys(rows, "post")
         at = np.flatnonzero(~rel.p_pre & np.isin(rel.p_key, moved_keys))
         rel.p_body[at] = to_body
         rel.q_post[rows] = to_body
@@ -320,34 +345,50 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
 
 
 def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
+    """Write the edited tables one at a time, dropping each (and the arrays it came from) once written."""
     out.mkdir(parents=True, exist_ok=True)
     for path in release.iterdir():  # ROI hierarchy, skeletons, ... (not the tables or the manifest)
         if path.suffix != ".feather" and path.name not in ("manifest.json", EDITS_FILE):
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
-    points = _set(rel.points, "body", rel.p_body).filter(pa.array(rel.p_keep))
-    points = pa.concat_tables([points, *rel.new_points]) if rel.new_points else points
-    partners = _set(_set(rel.partners, "body_pre", rel.q_pre), "body_post", rel.q_post).filter(pa.array(rel.q_keep))
-    partners = pa.concat_tables([partners, *rel.new_partners]) if rel.new_partners else partners
-    tbar = _set(rel.tbar, "body", rel.t_body).filter(pa.array(rel.t_keep))
-    ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
-    ann_table = pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)
-
-    # connectome-weights and body-stats from the edited points and partners (DuckDB over the Arrow
-    # tables: a pandas groupby over every partner row needs several times the table's memory)
+    files = []
+    # DuckDB over the Arrow tables for the per-body and per-pair counts: a pandas groupby of every
+    # partner row needs several times the table's memory
     con = duckdb.connect()
     con.execute("SET threads = 2")
-    con.register("partners_t", partners.select(["body_pre", "body_post"]))
+
+    points = _set(rel.points, "body", rel.p_body).filter(pa.array(rel.p_keep))
+    rel.points = rel.p_body = rel.p_key = rel.p_x = None
+    points = pa.concat_tables([points, *rel.new_points]) if rel.new_points else points
+    files.append(_write(out, "syn-points", points))
     con.register("points_t", points.select(["body", "kind"]))
-    weights = con.execute("""SELECT body_pre, body_post, count(*) AS weight FROM partners_t
-                             GROUP BY ALL ORDER BY ALL""").to_arrow_table()
-    stats = con.execute("""
-        WITH c AS (SELECT body, count(*) FILTER (WHERE kind::VARCHAR = 'PreSyn')::INTEGER AS pre,
-                          count(*) FILTER (WHERE kind::VARCHAR = 'PostSyn')::INTEGER AS post
-                   FROM points_t GROUP BY body),
-             d AS (SELECT body_pre AS body, count(*) AS downstream FROM partners_t GROUP BY body_pre)
-        SELECT c.body, c.pre, c.post, coalesce(d.downstream, 0)::BIGINT AS downstream
-        FROM c LEFT JOIN d USING (body)""").df()
+    counts = con.execute("""SELECT body, count(*) FILTER (WHERE kind::VARCHAR = 'PreSyn')::INTEGER AS pre,
+                                   count(*) FILTER (WHERE kind::VARCHAR = 'PostSyn')::INTEGER AS post
+                            FROM points_t GROUP BY body""").df()
+    con.unregister("points_t")
+    del points
+
+    partners = _set(_set(rel.partners, "body_pre", rel.q_pre), "body_post", rel.q_post).filter(pa.array(rel.q_keep))
+    rel.partners = rel.q_pre = rel.q_post = None
+    partners = pa.concat_tables([partners, *rel.new_partners]) if rel.new_partners else partners
+    files.append(_write(out, "syn-partners", partners))
+    con.register("partners_t", partners.select(["body_pre", "body_post"]))
+    weights = con.sql("""SELECT body_pre, body_post, count(*) AS weight FROM partners_t
+                         GROUP BY ALL ORDER BY ALL""").to_arrow_table()
+    down = con.execute("SELECT body_pre AS body, count(*) AS downstream FROM partners_t GROUP BY 1").df()
+    con.unregister("partners_t")
     con.close()
+    del partners
+    files.append(_write(out, "weights", weights.cast(T.CONNECTOME_WEIGHTS)))
+    del weights
+
+    files.append(_write(out, "tbar-nt", _set(rel.tbar, "body", rel.t_body).filter(pa.array(rel.t_keep))))
+    rel.tbar = None
+
+    ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
+    files.append(_write(out, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)))
+
+    stats = counts.merge(down, on="body", how="left")
+    stats["downstream"] = stats["downstream"].fillna(0).astype(np.int64)
     stats["synweight"] = stats["downstream"] + stats["post"]
     stats = stats.sort_values(["synweight", "body"], ascending=[False, True]).reset_index(drop=True)
     stats["rank"] = np.arange(1, len(stats) + 1, dtype=np.int64)
@@ -357,19 +398,13 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     cats = [""] + list(T.STATUS_LABELS)
     label = stats["body"].map(a["statusLabel"].astype(object)).fillna("")
     stats["status_fine"] = pd.Categorical(label, categories=cats, ordered=True)
-    stats_table = pa.Table.from_pandas(stats[[f.name for f in rel.stats_schema]], schema=rel.stats_schema,
-                                       preserve_index=False)
+    files.append(_write(out, "stats", pa.Table.from_pandas(stats[[f.name for f in rel.stats_schema]],
+                                                           schema=rel.stats_schema, preserve_index=False)))
 
     nt = rel.nt.filter(pc.invert(pc.is_in(rel.nt.column("body"), pa.array(sorted(rel.nt_drop), pa.int64()))))
     cell_type = [rel.nt_renames.get(t, t) for t in nt.column("cell_type").to_pylist()]
-    nt = _set(nt, "cell_type", cell_type)
-
-    return [
-        _write(out, "syn-points", points), _write(out, "syn-partners", partners), _write(out, "tbar-nt", tbar),
-        _write(out, "annotations", ann_table), _write(out, "stats", stats_table),
-        _write(out, "weights", weights.cast(T.CONNECTOME_WEIGHTS)),
-        _write(out, "neurotransmitters", nt),
-    ]
+    files.append(_write(out, "neurotransmitters", _set(nt, "cell_type", cell_type)))
+    return files
 
 
 __all__ = ["plant_edits", "EDITS_FILE"]
