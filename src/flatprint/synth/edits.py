@@ -43,11 +43,11 @@ RENAME_SUFFIX = "_r2"
 NEW_CLASS = "reclassified"
 
 
-def _read(root: Path, key: str) -> pa.Table:
+def _read(root: Path, key: str, columns: list[str] | None = None) -> pa.Table:
     path = root / T.TABLES[key].filename
     if not path.exists():
         raise ReleaseError(f"{path}: missing (plant_edits needs a complete release directory)")
-    return feather.read_table(path, memory_map=False)
+    return feather.read_table(path, columns=columns, memory_map=True)
 
 
 def _schema(root: Path, key: str) -> pa.Schema:
@@ -95,25 +95,24 @@ def _is_presyn(kind: pa.ChunkedArray) -> np.ndarray:
 
 
 class _Release:
-    """The tables being edited, as columns the edits change (bodies) plus the Arrow tables."""
+    """The columns the edits change (bodies) and keep-masks; whole tables are read again only to write
+    them, one at a time (holding syn-points and syn-partners at once would need ~4 GB at scale 0.1)."""
 
     def __init__(self, root: Path):
-        self.points = _read(root, "syn-points")
-        self.partners = _read(root, "syn-partners")
-        self.tbar = _read(root, "tbar-nt")
+        self.root = root
         self.ann = _read(root, "annotations").to_pandas()
         self.ann_schema = _schema(root, "annotations")
         self.nt = _read(root, "neurotransmitters")
         self.stats_schema = _schema(root, "stats")
-        p = self.points
+        p = self.table("syn-points", ["body", "point_id", "kind", "x"])
         self.p_body = p.column("body").to_numpy().copy()
         self.p_key = p.column("point_id").to_numpy().astype(np.uint64)
         self.p_pre = _is_presyn(p.column("kind"))
         self.p_x = p.column("x").to_numpy()
-        q = self.partners
+        q = self.table("syn-partners", ["body_pre", "body_post"])
         self.q_pre = q.column("body_pre").to_numpy().copy()
         self.q_post = q.column("body_post").to_numpy().copy()
-        self.t_body = self.tbar.column("body").to_numpy().copy()
+        self.t_body = self.table("tbar-nt", ["body"]).column("body").to_numpy().copy()
         self.p_keep = np.ones(len(self.p_body), bool)
         self.q_keep = np.ones(len(self.q_pre), bool)
         self.t_keep = np.ones(len(self.t_body), bool)
@@ -127,7 +126,10 @@ class _Release:
     def partner_keys(self, rows: np.ndarray, end: str) -> np.ndarray:
         """point_id of the pre or post end of some syn-partners rows (computed for few rows at a time:
         keys of every row would cost 8 bytes a row for each end)."""
-        return _keys_of(self.partners, rows, f"_{end}")
+        return _keys_of(self.table("syn-partners", [f"{c}_{end}" for c in "xyz"]), rows, f"_{end}")
+
+    def table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        return _read(self.root, key, columns)
 
     def next_body_id(self) -> int:
         """An id no body has had (new ids count up from the largest one)."""
@@ -239,7 +241,7 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
             rows = np.flatnonzero(bodies == body)
             bodies[rows[np.isin(rel.partner_keys(rows, end), moved_keys)]] = new_id
         rows = np.flatnonzero(rel.t_body == body)
-        rel.t_body[rows[np.isin(_keys_of(rel.tbar, rows, ""), moved_keys)]] = new_id
+        rel.t_body[rows[np.isin(_keys_of(rel.table("tbar-nt", ["x", "y", "z"]), rows, ""), moved_keys)]] = new_id
         edits.append({"kind": "split", "old": body, "new": sorted([body, new_id])})
 
     # ---- status and class changes
@@ -286,11 +288,11 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
                 break
         else:
             raise ReleaseError(f"no free location near the points of body {donor}")
-        new_pts = rel.points.take(pa.array(pts))
+        new_pts = rel.table("syn-points").take(pa.array(pts))
         new_pts = _set(new_pts, "x", new_pts.column("x").to_numpy() + dx)
         new_pts = _set(new_pts, "point_id", shifted)
         new_pts = _set(new_pts, "body", np.full(len(pts), new_id, np.int64))
-        new_q = rel.partners.take(pa.array(rows))
+        new_q = rel.table("syn-partners").take(pa.array(rows))
         new_q = _set(new_q, "x_post", new_q.column("x_post").to_numpy() + dx)
         new_q = _set(new_q, "body_post", np.full(len(rows), new_id, np.int64))
         rel.new_points.append(new_pts)
@@ -356,8 +358,8 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     con = duckdb.connect()
     con.execute("SET threads = 2")
 
-    points = _set(rel.points, "body", rel.p_body).filter(pa.array(rel.p_keep))
-    rel.points = rel.p_body = rel.p_key = rel.p_x = None
+    points = _set(rel.table("syn-points"), "body", rel.p_body).filter(pa.array(rel.p_keep))
+    rel.p_body = rel.p_key = rel.p_x = None
     points = pa.concat_tables([points, *rel.new_points]) if rel.new_points else points
     files.append(_write(out, "syn-points", points))
     con.register("points_t", points.select(["body", "kind"]))
@@ -367,8 +369,9 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     con.unregister("points_t")
     del points
 
-    partners = _set(_set(rel.partners, "body_pre", rel.q_pre), "body_post", rel.q_post).filter(pa.array(rel.q_keep))
-    rel.partners = rel.q_pre = rel.q_post = None
+    partners = _set(_set(rel.table("syn-partners"), "body_pre", rel.q_pre), "body_post", rel.q_post)
+    partners = partners.filter(pa.array(rel.q_keep))
+    rel.q_pre = rel.q_post = None
     partners = pa.concat_tables([partners, *rel.new_partners]) if rel.new_partners else partners
     files.append(_write(out, "syn-partners", partners))
     con.register("partners_t", partners.select(["body_pre", "body_post"]))
@@ -381,8 +384,7 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     files.append(_write(out, "weights", weights.cast(T.CONNECTOME_WEIGHTS)))
     del weights
 
-    files.append(_write(out, "tbar-nt", _set(rel.tbar, "body", rel.t_body).filter(pa.array(rel.t_keep))))
-    rel.tbar = None
+    files.append(_write(out, "tbar-nt", _set(rel.table("tbar-nt"), "body", rel.t_body).filter(pa.array(rel.t_keep))))
 
     ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
     files.append(_write(out, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)))
