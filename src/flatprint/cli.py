@@ -281,6 +281,38 @@ def indirect(store, sources, targets, hops, groupby, normalize, signed, all_segm
     client.close()
 
 
+# -------------------------------------------------------------------------------------------- diff
+@main.command()
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--min-weight-change", default=10.0, show_default=True, type=float,
+              help="report a type pair's weight change of at least this many synapses ...")
+@click.option("--min-relative-change", default=0.2, show_default=True, type=float,
+              help="... and at least this fraction of its old weight")
+@click.option("--min-share", default=0.5, show_default=True, type=float,
+              help="a body whose points went more than this share into another is mapped to it (merges, splits)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="write every table as CSV and Parquet into this directory")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="write a PNG figure")
+@click.option("--memory-limit", default="4GB", show_default=True, help="DuckDB memory limit")
+@click.option("--top", default=5, show_default=True, type=int, help="largest changes listed per kind")
+def diff(old, new, min_weight_change, min_relative_change, min_share, out_dir, plot_path, memory_limit, top):
+    """What changed from store OLD to store NEW: bodies merged, split, added, removed; type, instance,
+    class and status changes; type-pair connection weight changes."""
+    from flatprint.query.diff import diff_stores
+
+    result = diff_stores(old, new, min_weight_change=min_weight_change, min_relative_change=min_relative_change,
+                         min_share=min_share, memory_limit=memory_limit)  # errors: one line, exit 1 (FlatprintGroup)
+    click.echo(result.summary(top=top))
+    click.echo(f"({result.seconds:.1f} s)")
+    if out_dir:
+        written = result.write(out_dir)
+        click.echo(f"{len(written)} files in {out_dir}")
+    if plot_path:
+        result.figure(plot_path)
+        click.echo(f"figure: {plot_path}")
+
+
 def _register_optional_commands():
     from flatprint.export.cli import export_group
 

@@ -182,6 +182,12 @@ class Client:
 
         return fetch_indirect(sources, targets, hops, groupby, normalize, client=self, **kwargs)
 
+    def diff(self, other, **kwargs):
+        """What changed from this store to ``other`` (a Client, Store or path): see flatprint.query.diff."""
+        from flatprint.query.diff import diff_stores
+
+        return diff_stores(self.store, getattr(other, "store", other), **kwargs)
+
     def fetch_version(self):
         from flatprint import __version__
 

@@ -21,6 +21,7 @@ def __getattr__(name):
 
 def register(app) -> None:
     """Mount the explorer on a flatprint server app (idempotent)."""
+    from flatprint.web.diff import router as diff_router
     from flatprint.web.indirect import router as indirect_router
     from flatprint.web.views import router
 
@@ -28,6 +29,7 @@ def register(app) -> None:
         return
     app.include_router(router)
     app.include_router(indirect_router)
+    app.include_router(diff_router)
     app.state.flatprint_explorer = True
 
 
