@@ -84,12 +84,11 @@ def test_contents_round_trip(release_dir, exported):
     exp = weights.set_index(["body_pre", "body_post"])["weight"].sort_index()
     assert (got.index == exp.index).all() and (got.to_numpy() == exp.to_numpy()).all()
 
-    syn = read_table(out, "synapses").select(["point_id", "body", "kind", "x", "y", "z", "conf", "body_bucket"])
+    syn = read_table(out, "synapses").select(["body", "kind", "x", "y", "z", "conf", "body_bucket"])
     syn = syn.to_pandas()
     assert len(syn) == len(points)
     assert (syn["body_bucket"].astype(np.int64) == syn["body"] % 64).all()
-    pid = point_id(syn["x"], syn["y"], syn["z"]).to_numpy()
-    assert (pid.astype(np.int64) == syn["point_id"].to_numpy()).all()
+    pid = point_id(syn["x"], syn["y"], syn["z"]).to_numpy()  # the store keeps locations, not the packed key
     pts = points.loc[pid]
     assert (syn["body"].to_numpy() == pts["body"].to_numpy()).all()
     assert (syn["kind"].to_numpy() == pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()).all()

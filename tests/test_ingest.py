@@ -17,10 +17,14 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
-from flatprint.errors import ReleaseError, StoreError
+from flatprint.errors import FlatprintError, ReleaseError, StoreError
 from flatprint.ingest import ingest_release
 from flatprint.store import Store
 from oracle import FILES, load, point_id, roi_chains
+
+
+# The store keeps locations, not their packed key: the key from x, y, z as oracle.point_id packs it.
+POINT_ID = "((z::UBIGINT << 42) | (y::UBIGINT << 21) | x::UBIGINT) AS point_id"
 
 
 def q(store_path, sql, params=None):
@@ -130,7 +134,7 @@ def test_segment_rois(release_dir, store_path):
 def test_synapses_and_partners(release_dir, store_path):
     points = load(release_dir, "syn-points")
     tbar = load(release_dir, "tbar-nt").set_index("point_id")
-    syn = q(store_path, "SELECT syn_id, point_id, body, kind, conf, ntGabaProb FROM synapses")
+    syn = q(store_path, f"SELECT syn_id, {POINT_ID}, body, kind, conf, ntGabaProb FROM synapses")
     assert len(syn) == len(points)
     assert sorted(syn["syn_id"]) == list(range(len(syn)))  # dense ids
     assert syn["syn_id"].max() < 2**53
@@ -400,8 +404,40 @@ def test_tbar_nt_of_another_body_is_not_attached(release_dir, store_path, tmp_pa
     for buckets in (1, 3):
         store = tmp_path / f"s{buckets}.duckdb"
         ingest_release(rel, store, progress=False, memory_limit="2GB", buckets=buckets)
-        got = q(store, "SELECT point_id, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
-        want = q(store_path, "SELECT point_id, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
+        got = q(store, f"SELECT {POINT_ID}, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
+        want = q(store_path, f"SELECT {POINT_ID}, ntGabaProb FROM synapses WHERE kind = 'pre'").set_index("point_id")
         assert not pd.isna(want.loc[moved, "ntGabaProb"]) and pd.isna(got.loc[moved, "ntGabaProb"])
         others = want.index != moved
         pd.testing.assert_series_equal(got.loc[want.index[others], "ntGabaProb"], want.loc[others, "ntGabaProb"])
+
+
+def test_bad_memory_limit_is_named_and_writes_nothing(release_dir, tmp_path):
+    target = tmp_path / "s.duckdb"
+    with pytest.raises(FlatprintError, match="memory_limit: 'lots'"):
+        ingest_release(release_dir, target, progress=False, memory_limit="lots")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duckdb_session_settings(tmp_path):
+    """The session helper applies its settings and names a bad one."""
+    from flatprint.io.duckdb_session import duckdb_session, parse_size
+
+    assert parse_size("512MiB") == 512 * 1024 ** 2 and parse_size("6GB") == 6 * 10 ** 9
+    with duckdb_session(tmp_path / "x.duckdb", memory_limit="1GB", threads=1, temp_dir=tmp_path / "spill") as con:
+        limit, threads, temp = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory')"
+        ).fetchall()[0]
+        assert parse_size(limit) <= 10 ** 9 and parse_size(limit) > 0.9 * 10 ** 9  # DuckDB reports GiB
+        assert threads == 1 and temp == str(tmp_path / "spill") and (tmp_path / "spill").is_dir()
+    with pytest.raises(FlatprintError, match="threads"):
+        with duckdb_session(threads=0):
+            pass
+
+
+def test_syn_ids_follow_the_sorted_position(store_path):
+    """syn_id is the row's position in (body, kind, location) order, numbered on across body ranges:
+    checked against a sort of the stored rows done here."""
+    syn = q(store_path, f"SELECT syn_id, body, kind, {POINT_ID} FROM synapses")
+    syn["kind_rank"] = (syn["kind"] == "post").astype(int)
+    ordered = syn.sort_values(["body", "kind_rank", "point_id"], kind="stable").reset_index(drop=True)
+    assert (ordered["syn_id"].to_numpy() == np.arange(len(ordered))).all()

@@ -10,20 +10,23 @@ Tables are laid out for the queries neuprint-python sends (docs/store.md):
   body_pre): weight and weightHP per body pair. Two sorted copies make zone maps the access path for
   both directions (performance-anchors.md).
 * ``connection_rois``: weight per body pair and ROI of the post-synaptic point, every level.
-* ``synapses``: every synapse point with a dense stable id, body, kind, location, confidence, ROI
-  labels and T-bar neurotransmitter probabilities; sorted by body, kind.
+* ``synapses``: every synapse point with a dense stable id (its position), body, kind, location,
+  confidence, ROI labels and T-bar neurotransmitter probabilities; sorted by body, kind, location.
 * ``partners``: every pre->post synapse pair with both ids, bodies, locations, confidences and ROIs;
   sorted by body_pre, body_post.
 * ``rois``, ``roi_map`` and ``meta``: the hierarchy, label -> ROI expansion, and the Meta record.
+
+``_build`` runs one function per table (``_build_synapses``, ``_build_partners``, ...) over a
+``_Build`` context: the connection, the release, the body ranges and the build directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 import datetime as _dt
 import hashlib
 import json
-import re
 import shutil
 import time
 import uuid
@@ -36,12 +39,14 @@ import pyarrow as pa
 from flatprint import __version__
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.validate import ReleaseFiles, validate_release
+from flatprint.io.duckdb_session import duckdb_session, memory_limit_bytes, parse_size
 from flatprint.io.feather import batch_reader, iter_batches
 from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
 
-STORE_FORMAT = 2  # 2: ConnectsTo roiInfo `pre` counts distinct T-bars at grouping ROIs too
+# 2: ConnectsTo roiInfo `pre` counts distinct T-bars at grouping ROIs too; 3: synapses without point_id
+STORE_FORMAT = 3
 POST_HP_THRESHOLD = 0.7  # neuPrint's postHPThreshold for male-cns (weightHP)
 PRE_HP_THRESHOLD = 0.0
 NEURON_SYNWEIGHT_MIN = 100
@@ -64,25 +69,26 @@ def _lit(value: str) -> str:
 
 
 class _Stage:
-    """Progress per table plus timing for the summary."""
+    """Progress per table plus wall and CPU seconds per step (CPU: every thread of the process)."""
 
     def __init__(self, progress):
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
         self.buckets = 1
 
-    def stream(self, con, name: str, path: Path, columns: list[str], rows: int):
+    def stream(self, path: Path, columns: list[str] | None, rows: int):
         task = self.progress.add_task(f"reading {path.name}", total=rows)
-        reader = batch_reader(path, columns, on_batch=lambda n: self.progress.advance(task, n))
-        return reader
+        return batch_reader(path, columns, on_batch=lambda n: self.progress.advance(task, n))
 
     @contextlib.contextmanager
     def timed(self, label: str, total: int):
         """Time a multi-statement step; yields ``advance()`` for its progress bar."""
         task = self.progress.add_task(label, total=total)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         yield lambda: self.progress.advance(task)
-        self.timings[label] = time.perf_counter() - started
+        self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - started
+        self.cpu_timings[label] = self.cpu_timings.get(label, 0.0) + time.process_time() - cpu
 
 
 def _roi_hierarchy(files: ReleaseFiles, con) -> dict:
@@ -178,36 +184,107 @@ def _source_checksum(files: ReleaseFiles) -> str:
     return h.hexdigest()
 
 
-def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work: Path, buckets: int | None) -> dict:
-    rows = files.rows
-    roi_sets = files.roi_sets
-    pts_schema = files.schemas["syn-points"]
+@dataclass
+class _Build:
+    """What the steps of one build share: the connection, the release, progress and timings, the
+    build directory, and the body ranges every large table is built in."""
 
-    # ---- raw points, partitioned by body range into Parquet files under the build directory. Every
-    # later step on synapses and partners then sorts and joins one body range at a time, in memory:
-    # one sort over every point spilled ~160 bytes a point to disk (57 GB at full scale).
-    bounds = _bucket_bounds(files.paths["syn-points"], "body", buckets or _passes(con, rows["syn-points"], 200))
-    stage.buckets = len(bounds) + 1
+    con: duckdb.DuckDBPyConnection
+    files: ReleaseFiles
+    stage: _Stage
+    work: Path
+    buckets: int | None  # the caller's number of body ranges (None: from the memory limit)
+    bounds: list[int] = field(default_factory=list)  # body ranges of syn-points (see _bucketed)
+    syn_ranges: list[tuple[int, int]] = field(default_factory=list)  # per range: [first, last) syn_id
+    tree: dict = field(default_factory=dict)
+    points_dir: Path | None = None
+    tbar_dir: Path | None = None
+    partners_by_post: Path | None = None
+    partners_by_pre: Path | None = None
+    major_label_expr: str = "0"  # SQL for a point's major label (a combined label when v1.0's extra levels exist)
+
+    @property
+    def ranges(self) -> int:
+        return len(self.bounds) + 1
+
+    def passes(self, n_rows: int, bytes_per_row: int) -> int:
+        return self.buckets or _passes(self.con, n_rows, bytes_per_row)
+
+    def sql(self, statement: str):
+        return self.con.execute(statement)
+
+    def one(self, statement: str):
+        return self.con.execute(statement).fetchall()[0]
+
+
+def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work: Path, buckets: int | None) -> dict:
+    b = _Build(con, files, stage, work, buckets)
+    _partition_inputs(b)
+    _build_rois(b)
+    _build_synapses(b)
+    _build_partners(b)
+    _build_connections(b)
+    _build_post_copies(b)
+    _build_segment_rois(b)
+    ann_cols, nt_cols = _build_segments(b)
+    with stage.timed("morphology", 1):
+        _load_morphology(con, files.root, stage)
+    return _meta(con, files, b.tree, dataset, tag, ann_cols, nt_cols)
+
+
+def _partition_inputs(b: _Build) -> None:
+    """syn-points, tbar-nt and syn-partners streamed into Parquet files under the build directory,
+    one folder per body range (partners: by the post body's range). Every later step on synapses and
+    partners then sorts and joins one body range at a time, in memory: one sort over every point
+    spilled ~160 bytes a point to disk (57 GB at full scale)."""
+    files, rows = b.files, b.files.rows
+    with b.stage.timed("body ranges", 1):
+        b.bounds = _bucket_bounds(files.paths["syn-points"], "body", b.passes(rows["syn-points"], 200))
+    b.stage.buckets = b.ranges
+    roi_sets = files.roi_sets
     point_cols = ["x", "y", "z", "kind", "conf", "body"] + [c for s in roi_sets for c in (s, f"{s}_label")]
-    has_compartment = "compartment" in pts_schema.names
+    has_compartment = "compartment" in files.schemas["syn-points"].names
     if has_compartment:
         point_cols.append("compartment")
-    reader = stage.stream(con, "points", files.paths["syn-points"], point_cols, rows["syn-points"])
     roi_select = ", ".join(f"CAST({_q(s)} AS VARCHAR) AS {_q(s + '_roi')}, CAST({_q(s + '_label')} AS INTEGER) AS {_q(s + '_label')}"
                            for s in roi_sets)
-    points_dir = _partition(con, work / "points", _bucketed(reader, {"bucket": "body"}, bounds), f"""
-        SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
-               CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
-               {roi_select}
-               {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"},
-               bucket""")
-    con.execute(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({_lit(str(points_dir / '*' / '*.parquet'))})")
-    bad = con.execute("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')").fetchall()[0][0]
+    with b.stage.timed("read syn-points", 1):
+        reader = b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"])
+        b.points_dir = _partition(b.con, b.work / "points", _bucketed(reader, {"bucket": "body"}, b.bounds), f"""
+            SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
+                   CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
+                   {roi_select}
+                   {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"},
+                   bucket""")
+    b.sql(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({_lit(str(b.points_dir / '*' / '*.parquet'))})")
+    bad = b.one("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')")[0]
     if bad:
         raise ReleaseError(f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn")
 
-    # ---- ROI hierarchy and label -> ROI expansion (a point counts in its ROI and every ancestor)
-    tree = _roi_hierarchy(files, con)
+    tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
+    nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {_q(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
+    with b.stage.timed("read tbar-nt", 1):
+        reader = b.stage.stream(files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
+        b.tbar_dir = _partition(b.con, b.work / "tbar", _bucketed(reader, {"bucket": "body"}, b.bounds),
+                                f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket")
+
+    part_cols = [f.name for f in T.SYN_PARTNERS]
+    with b.stage.timed("read syn-partners", 1):
+        reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
+        b.partners_by_post = _partition(
+            b.con, b.work / "partners-by-post",
+            _bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds), f"""
+            SELECT {_POINT_ID.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
+                   {_POINT_ID.format(x="x_post", y="y_post", z="z_post")} AS post_point,
+                   CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
+                   CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""")
+
+
+def _build_rois(b: _Build) -> None:
+    """``rois`` (the hierarchy) and ``roi_map``: (set, label) -> every ROI a point with that label
+    counts under (its ROI and ancestors)."""
+    con, roi_sets = b.con, b.files.roi_sets
+    b.tree = tree = _roi_hierarchy(b.files, con)
     flat = _flatten(tree)
     parent_of = {name: parent for name, parent, _ in flat}
     root = flat[0][0]
@@ -250,117 +327,130 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                         names.append(p)
                         p = parent_of.get(p)
             con.executemany("INSERT INTO roi_map VALUES (?, ?, ?)", [[s, label, n] for n in names])
-    major_label_expr = '"major_label"' if "major" in roi_sets else "0"
+    b.major_label_expr = '"major_label"' if "major" in roi_sets else "0"
     if major_combos:
         con.executemany("INSERT INTO roi_map VALUES ('major', ?, ?)", major_combos["roi_map"])
-        major_label_expr = major_combos["label_expr"]
+        b.major_label_expr = major_combos["label_expr"]
 
-    # ---- synapses with dense stable ids and T-bar NT probabilities, one body range at a time
-    tb_cols = ["point_id", "body"] + [c for c in T.NT_PROB_COLUMNS]
-    reader = stage.stream(con, "tbar-nt", files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
-    nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {_q(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
-    tbar_dir = _partition(con, work / "tbar", _bucketed(reader, {"bucket": "body"}, bounds),
-                          f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket")
+
+def _build_synapses(b: _Build) -> None:
+    """``synapses``, one body range at a time: the range's points with their T-bar NT probabilities,
+    sorted once (body, kind, location) into a temporary table whose row number is the dense
+    ``syn_id`` (numbered on from the previous range). The same pass resolves the post ends of the
+    partners whose post body lies in the range, while the range's location keys are at hand."""
+    con = b.con
+    major_label = b.major_label_expr
     nt_columns = ", ".join(f"{_q(v)} FLOAT" for v in NT_PROPERTY.values())
     con.execute(f"""
-        CREATE TABLE synapses (syn_id BIGINT, point_id UBIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER,
-          z INTEGER, conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
+        CREATE TABLE synapses (syn_id BIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER, z INTEGER,
+          conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
     nt_cols = ", ".join(f"t.{_q(v)}" for v in NT_PROPERTY.values())
+    nt_names = ", ".join(_q(v) for v in NT_PROPERTY.values())
     no_tbars = (f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
                 f"{', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)")
-    syn_ranges: list[tuple[int, int]] = []  # per bucket: [first, last) syn_id
+    b.partners_by_pre = b.work / "partners-by-pre"
     duplicates = 0
-    # Ranges are appended in order through segment_rois: keep each insert's rows in its ORDER BY.
+    # Rows go in in their ORDER BY, and syn_id is the row's position: keep insertion order.
     con.execute("SET preserve_insertion_order = true")
-    with stage.timed("synapses", stage.buckets) as advance:
-        for k in range(stage.buckets):
-            first = syn_ranges[-1][1] if syn_ranges else 0
-            points = _bucket_files(points_dir, k)
+    with b.stage.timed("synapses", b.ranges) as advance:
+        for k in range(b.ranges):
+            first = b.syn_ranges[-1][1] if b.syn_ranges else 0
+            points = _bucket_files(b.points_dir, k)
+            n = 0
             if points:
-                tbars = _bucket_files(tbar_dir, k)
+                tbars = _bucket_files(b.tbar_dir, k)
                 con.execute(f"""
-                    INSERT INTO synapses
+                    CREATE OR REPLACE TEMP TABLE range_synapses AS
                     WITH p AS (
                       SELECT *, {_POINT_ID.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
-                    SELECT {first} + row_number() OVER (ORDER BY p.body, p.kind DESC, p.point_id) - 1,
-                           p.point_id, p.body, CASE p.kind WHEN 'PreSyn' THEN 'pre' ELSE 'post' END,
-                           p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT),
-                           CAST({major_label_expr} AS USMALLINT), p.compartment, {nt_cols}
+                    SELECT p.point_id, p.body, CASE p.kind WHEN 'PreSyn' THEN 'pre' ELSE 'post' END AS kind,
+                           p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
+                           CAST({major_label} AS USMALLINT) AS major_label, p.compartment, {nt_cols}
                     FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
                       ON p.kind = 'PreSyn' AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
                     ORDER BY p.body, p.kind DESC, p.point_id""")
-                n, distinct = con.execute(f"SELECT count(*), count(DISTINCT point_id) FROM synapses WHERE syn_id >= {first}").fetchall()[0]
+                n, distinct = b.one("SELECT count(*), count(DISTINCT point_id) FROM range_synapses")
                 duplicates += n - distinct
-            syn_ranges.append((first, first + (n if points else 0)))
+                con.execute(f"""
+                    INSERT INTO synapses
+                    SELECT {first} + rowid, body, kind, x, y, z, conf, primary_label, major_label, compartment, {nt_names}
+                    FROM range_synapses""")
+                _resolve_post_ends(b, k, first)
+            b.syn_ranges.append((first, first + n))
             advance()
+    con.execute("DROP TABLE IF EXISTS range_synapses")
     con.execute("DROP VIEW raw_points")
-    shutil.rmtree(points_dir, ignore_errors=True)
-    shutil.rmtree(tbar_dir, ignore_errors=True)
+    for folder in (b.points_dir, b.tbar_dir, b.partners_by_post):
+        shutil.rmtree(folder, ignore_errors=True)
     if duplicates:
-        raise ReleaseError(f"{files.paths['syn-points'].name}: {duplicates} duplicate point locations")
+        raise ReleaseError(f"{b.files.paths['syn-points'].name}: {duplicates} duplicate point locations")
 
-    # ---- partners: both ends resolved to synapse ids (every partner location must be a point of its body).
-    # Partitioned by the post body's range, the post ends resolve against that range's synapses; the
-    # result, partitioned by the pre body's range, resolves the pre ends and is sorted range by range.
-    part_cols = [f.name for f in T.SYN_PARTNERS]
-    reader = stage.stream(con, "partners", files.paths["syn-partners"], part_cols, rows["syn-partners"])
-    by_post = _partition(con, work / "partners-by-post", _bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, bounds), f"""
-        SELECT {_POINT_ID.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-               {_POINT_ID.format(x="x_post", y="y_post", z="z_post")} AS post_point,
-               CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-               CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""")
-    by_pre = work / "partners-by-pre"
+
+def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
+    """Partners whose post body lies in range ``k``: the post end's syn_id, location and ROI labels
+    from ``range_synapses``, written to Parquet partitioned by the pre body's range."""
+    source = _bucket_files(b.partners_by_post, k)
+    if not source:
+        return
+    b.sql(f"""
+        COPY (
+          SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, {first} + s.rowid AS post_id,
+                 s.x AS x_post, s.y AS y_post, s.z AS z_post, s.primary_label AS primary_label_post,
+                 s.major_label AS major_label_post, r.pre_bucket
+          FROM read_parquet({source}) r
+          LEFT JOIN (SELECT rowid, point_id, body, x, y, z, primary_label, major_label FROM range_synapses
+                     WHERE kind = 'post') s
+            ON s.point_id = r.post_point AND s.body = r.body_post)
+        TO {_lit(str(b.partners_by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
+
+
+def _build_partners(b: _Build) -> None:
+    """``partners``, one pre-body range at a time: pre ends resolve against that range of
+    ``synapses`` (a contiguous syn_id range), rows sorted (body_pre, body_post, pre_id, post_id)."""
+    con = b.con
     con.execute("""
         CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT, x_pre INTEGER,
           y_pre INTEGER, z_pre INTEGER, x_post INTEGER, y_post INTEGER, z_post INTEGER, conf_pre FLOAT, conf_post FLOAT,
           primary_label_pre USMALLINT, major_label_pre USMALLINT, primary_label_post USMALLINT, major_label_post USMALLINT)""")
-    with stage.timed("partners", 2 * stage.buckets) as advance:
-        for k, (first, last) in enumerate(syn_ranges):
-            source = _bucket_files(by_post, k)
-            if source:
-                con.execute(f"""
-                    COPY (
-                      SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, s.syn_id AS post_id,
-                             s.x AS x_post, s.y AS y_post, s.z AS z_post, s.primary_label AS primary_label_post,
-                             s.major_label AS major_label_post, r.pre_bucket
-                      FROM read_parquet({source}) r
-                      LEFT JOIN (SELECT syn_id, point_id, body, x, y, z, primary_label, major_label FROM synapses
-                                 WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'post') s
-                        ON s.point_id = r.post_point AND s.body = r.body_post)
-                    TO {_lit(str(by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
-            advance()
-        shutil.rmtree(by_post, ignore_errors=True)
-        for k, (first, last) in enumerate(syn_ranges):
-            source = _bucket_files(by_pre, k, "pre_bucket")
+    with b.stage.timed("partners", b.ranges) as advance:
+        for k, (first, last) in enumerate(b.syn_ranges):
+            source = _bucket_files(b.partners_by_pre, k, "pre_bucket")
             if source:
                 con.execute(f"""
                     INSERT INTO partners
                     SELECT r.body_pre, r.body_post, s.syn_id, r.post_id, s.x, s.y, s.z, r.x_post, r.y_post, r.z_post,
                            r.conf_pre, r.conf_post, s.primary_label, s.major_label, r.primary_label_post, r.major_label_post
                     FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, point_id, body, x, y, z, primary_label, major_label FROM synapses
+                    LEFT JOIN (SELECT syn_id, {_POINT_ID.format(x="x", y="y", z="z")} AS point_id, body, x, y, z,
+                                      primary_label, major_label FROM synapses
                                WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
                       ON s.point_id = r.pre_point AND s.body = r.body_pre
                     ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
             advance()
-        shutil.rmtree(by_pre, ignore_errors=True)
-    missing = con.execute("SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL) FROM partners").fetchall()[0]
+    shutil.rmtree(b.partners_by_pre, ignore_errors=True)
+    missing = b.one("SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL) FROM partners")
     if missing[0] or missing[1]:
         raise ReleaseError(
-            f"{files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not points "
-            f"of their body (body_pre, body_post) in {files.paths['syn-points'].name}")
+            f"{b.files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not points "
+            f"of their body (body_pre, body_post) in {b.files.paths['syn-points'].name}")
 
-    # ---- connections, their per-ROI weights (ROI of the post-synaptic point) and per-body ROI counts,
-    # one body range at a time again: partners and synapses are sorted by body, so each range reads
-    # only its own row groups, and every aggregate stays in memory.
+
+def _build_connections(b: _Build) -> None:
+    """``connections``, ``connection_rois`` (ROI of the post-synaptic point), per-body ROI counts and
+    each body's roiInfo text, one body range at a time: partners and synapses are sorted by body, so
+    each range reads only its own row groups, and every aggregate stays in memory. The range's bodies
+    are complete in it, so their roiInfo is built here, in body order (no second pass over the
+    ROI-sorted segment_rois)."""
+    con = b.con
     con.execute("""
         CREATE TABLE connections (body_pre BIGINT, body_post BIGINT, weight BIGINT, weight_hp BIGINT);
         CREATE TABLE connection_rois (body_pre BIGINT, body_post BIGINT, roi VARCHAR, weight BIGINT, pre BIGINT);
-        CREATE TABLE segment_rois_unsorted (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
-          upstream BIGINT, synweight BIGINT)""")
-    with stage.timed("connections", stage.buckets) as advance:
-        for k, (first, last) in enumerate(syn_ranges):
-            in_range = _in_range("body_pre", bounds, k)
+        CREATE TEMP TABLE segment_rois_unsorted (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
+          upstream BIGINT, synweight BIGINT);
+        CREATE TEMP TABLE body_roi_info (bodyId BIGINT, roiInfo VARCHAR)""")
+    with b.stage.timed("connections", b.ranges) as advance:
+        for k, (first, last) in enumerate(b.syn_ranges):
+            in_range = _in_range("body_pre", b.bounds, k)
             con.execute(f"""
                 INSERT INTO connections
                 SELECT body_pre, body_post, count(*)::BIGINT AS weight,
@@ -369,15 +459,24 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
             _connection_rois(con, in_range)
             _segment_rois(con, in_range, first, last)
             advance()
-    # Second copies sorted by the post side, so upstream lookups read a range too.
-    post_bounds = _bucket_bounds(files.paths["weights"], "body_post", buckets or _passes(con, rows["weights"] * 3, 100))
-    _sorted_copy(con, "connections", "connections_by_post", "body_post", post_bounds, "body_post, body_pre", stage)
-    _sorted_copy(con, "connection_rois", "connection_rois_by_post", "body_post", post_bounds,
-                 "body_post, body_pre, roi", stage)
-    # segment_rois sorted by ROI, then body, in groups of ROIs that fit in memory.
+    con.execute("DROP TABLE IF EXISTS range_segment_rois")
+
+
+def _build_post_copies(b: _Build) -> None:
+    """Second copies sorted by the post side, so upstream lookups read a range too."""
+    rows = b.files.rows["weights"]
+    post_bounds = _bucket_bounds(b.files.paths["weights"], "body_post", b.passes(rows * 3, 100))
+    _sorted_copy(b.con, "connections", "connections_by_post", "body_post", post_bounds, "body_post, body_pre", b.stage)
+    _sorted_copy(b.con, "connection_rois", "connection_rois_by_post", "body_post", post_bounds,
+                 "body_post, body_pre, roi", b.stage)
+
+
+def _build_segment_rois(b: _Build) -> None:
+    """``segment_rois`` sorted by ROI, then body, in groups of ROIs that fit in memory."""
+    con = b.con
     counts = con.execute("SELECT roi, count(*) FROM segment_rois_unsorted GROUP BY roi ORDER BY roi").fetchall()
     total = sum(n for _, n in counts)
-    per_group = max(1, -(-total // (buckets or _passes(con, total, 120))))
+    per_group = max(1, -(-total // b.passes(total, 120)))
     groups: list[list[str]] = [[]]
     filled = 0
     for roi, n in counts:
@@ -386,8 +485,9 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
             filled = 0
         groups[-1].append(roi)
         filled += n
-    con.execute("CREATE TABLE segment_rois AS SELECT * FROM segment_rois_unsorted LIMIT 0")
-    with stage.timed("segment ROIs", len(groups)) as advance:
+    con.execute("""CREATE TABLE segment_rois (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
+                   upstream BIGINT, synweight BIGINT)""")
+    with b.stage.timed("segment ROIs", len(groups)) as advance:
         for group in groups:
             if group:  # none when the release has no synapses in any ROI
                 con.execute(f"""INSERT INTO segment_rois SELECT * FROM segment_rois_unsorted
@@ -396,19 +496,23 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     con.execute("DROP TABLE segment_rois_unsorted")
     con.execute("SET preserve_insertion_order = false")
 
-    # ---- segments: stats + annotations + neurotransmitters + roiInfo
-    # One body range at a time, like synapses: sorting every body's row with its roiInfo text at once
-    # spilled about the store's own size to disk.
-    seg_bounds = _bucket_bounds(files.paths["stats"], "body", buckets or _passes(con, rows["stats"], 400))
+
+def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
+    """``segments``: stats + annotations + neurotransmitters + roiInfo, one body range at a time:
+    sorting every body's row with its roiInfo text at once spilled about the store's own size.
+    Returns the annotation and neurotransmitter columns (for the Meta record)."""
+    con, files, rows = b.con, b.files, b.files.rows
+    seg_bounds = _bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
     stat_cols = ["body", "pre", "post", "downstream", "synweight"]
-    reader = stage.stream(con, "stats", files.paths["stats"], stat_cols, rows["stats"])
-    stats_dir = _partition(con, work / "stats", _bucketed(reader, {"bucket": "body"}, seg_bounds),
-                           "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket")
-    for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
-        reader = stage.stream(con, key, files.paths[key], None, rows[key])
-        con.register("s", reader)
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM s")
-        con.unregister("s")
+    with b.stage.timed("read body tables", 3):
+        reader = b.stage.stream(files.paths["stats"], stat_cols, rows["stats"])
+        stats_dir = _partition(con, b.work / "stats", _bucketed(reader, {"bucket": "body"}, seg_bounds),
+                               "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket")
+        for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
+            reader = b.stage.stream(files.paths[key], None, rows[key])
+            con.register("s", reader)
+            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM s")
+            con.unregister("s")
     ann_cols = [c for c in con.execute("SELECT * FROM raw_ann LIMIT 0").fetchdf().columns if c != "bodyId"]
     ann_types = _column_types(con, "raw_ann")
     ann_select = []
@@ -437,22 +541,15 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
            {"OR " + null_checks if null_checks else ""} OR coalesce({status_check}, FALSE)) AND {excluded}, FALSE)"""
     no_stats = "(SELECT " + ", ".join(f"NULL::BIGINT AS {c}" for c in stat_cols) + " WHERE false)"
     con.execute("SET preserve_insertion_order = true")
-    with stage.timed("segments", len(seg_bounds) + 1) as advance:
+    with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
         for k in range(len(seg_bounds) + 1):
             stats = _bucket_files(stats_dir, k)
-            # roiInfo JSON text from string pieces (~35 % faster than nested structs -> to_json), keys in
-            # ROI order by sorting the pieces, which start with the ROI name: 2.4x faster than an ordered
-            # string_agg. segment_rois is sorted by (roi, bodyId): a body range skips most row groups.
+            # body_roi_info is in body order (built range by range): a body range reads its row groups.
             con.execute(f"""
                 {"CREATE TABLE segments AS" if k == 0 else "INSERT INTO segments"}
                 WITH s AS (SELECT * FROM {f"read_parquet({stats})" if stats else no_stats}),
                 ids AS (SELECT body AS bodyId FROM s
                         UNION SELECT bodyId FROM raw_ann WHERE {_in_range("bodyId", seg_bounds, k)}),
-                info AS (
-                  SELECT bodyId, '{{' || array_to_string(list_sort(list(
-                           to_json(roi)::VARCHAR || ':{{"pre":' || pre || ',"post":' || post || ',"downstream":' || downstream
-                           || ',"upstream":' || upstream || ',"synweight":' || synweight || '}}')), ',') || '}}' AS roiInfo
-                  FROM segment_rois WHERE {_in_range("bodyId", seg_bounds, k)} GROUP BY bodyId),
                 segment AS (
                   SELECT ids.bodyId,
                          coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post,
@@ -466,18 +563,15 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
                            LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
                            LEFT JOIN (SELECT * FROM raw_nt WHERE {_in_range("body", seg_bounds, k)}) nt
                              ON nt.body = ids.bodyId
-                           LEFT JOIN info ON info.bodyId = ids.bodyId)
+                           LEFT JOIN (SELECT * FROM body_roi_info WHERE {_in_range("bodyId", seg_bounds, k)}) info
+                             ON info.bodyId = ids.bodyId)
                 SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId""")
             advance()
     con.execute("SET preserve_insertion_order = false")
     shutil.rmtree(stats_dir, ignore_errors=True)
-    for name in ("raw_ann", "raw_nt"):
+    for name in ("raw_ann", "raw_nt", "body_roi_info"):
         con.execute(f"DROP TABLE {name}")
-
-    _load_morphology(con, files.root, stage)
-
-    # ---- Meta
-    return _meta(con, files, tree, dataset, tag, ann_cols, nt_cols)
+    return ann_cols, nt_cols
 
 
 def _connection_rois(con, in_range: str) -> None:
@@ -521,10 +615,11 @@ def _connection_rois(con, in_range: str) -> None:
 
 
 def _segment_rois(con, in_range: str, first: int, last: int) -> None:
-    """Append per-body, per-ROI counts of the synapses [first, last) (the bodies ``in_range`` of
-    body_pre) to segment_rois_unsorted; downstream counts the PSDs each T-bar's partners have."""
+    """Per-body, per-ROI counts of the synapses [first, last) (the bodies ``in_range`` of body_pre),
+    appended to segment_rois_unsorted, and those bodies' roiInfo text to body_roi_info (in body
+    order); downstream counts the PSDs each T-bar's partners have."""
     con.execute(f"""
-        INSERT INTO segment_rois_unsorted
+        CREATE OR REPLACE TEMP TABLE range_segment_rois AS
         WITH tbar_down AS (SELECT pre_id, count(*) AS n FROM partners WHERE {in_range} GROUP BY pre_id),
         body_labels AS (
           SELECT s.body, s.primary_label AS pl, s.major_label AS ml,
@@ -540,6 +635,15 @@ def _segment_rois(con, in_range: str, first: int, last: int) -> None:
                sum(downstream)::BIGINT AS downstream, sum(post)::BIGINT AS upstream,
                (sum(downstream) + sum(post))::BIGINT AS synweight
         FROM expanded GROUP BY ALL""")
+    con.execute("INSERT INTO segment_rois_unsorted SELECT * FROM range_segment_rois")
+    # roiInfo JSON text from string pieces (~35 % faster than nested structs -> to_json), keys in ROI
+    # order by sorting the pieces, which start with the ROI name: 2.4x faster than an ordered string_agg.
+    con.execute("""
+        INSERT INTO body_roi_info
+        SELECT bodyId, '{' || array_to_string(list_sort(list(
+                 to_json(roi)::VARCHAR || ':{"pre":' || pre || ',"post":' || post || ',"downstream":' || downstream
+                 || ',"upstream":' || upstream || ',"synweight":' || synweight || '}')), ',') || '}'
+        FROM range_segment_rois GROUP BY bodyId ORDER BY bodyId""")
 
 
 def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], order_by: str, stage) -> None:
@@ -593,12 +697,7 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
 def _passes(con, n_rows: int, bytes_per_row: int = 60) -> int:
     """How many passes keep one pass's hash table or sort (``bytes_per_row`` each) within a quarter of
     the memory limit."""
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    found = re.match(r"([\d.]+)\s*([KMGT]?i?B)", limit)
-    number, unit = found.groups() if found else ("4", "GiB")
-    scale = {"B": 1, "KB": 1e3, "KiB": 1024, "MB": 1e6, "MiB": 1024 ** 2, "GB": 1e9, "GiB": 1024 ** 3,
-             "TB": 1e12, "TiB": 1024 ** 4}.get(unit, 1024 ** 3)
-    budget = max(float(number) * scale / 4, 64 * 1024 ** 2)
+    budget = max(memory_limit_bytes(con) / 4, 64 * 1024 ** 2)
     return max(1, int(-(-n_rows * bytes_per_row // budget)))
 
 
@@ -780,10 +879,12 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str | 
         raise StoreError(f"{target} already exists (use --force to replace it)")
     if dataset is not None and ":" not in dataset:
         raise ReleaseError(f"dataset must be NAME:TAG, got {dataset!r}")
+    parse_size(memory_limit)  # a bad limit fails before the release is read
+    started, cpu = time.perf_counter(), time.process_time()
     files = validate_release(release_dir, release)  # before anything is written
+    validated, validated_cpu = time.perf_counter() - started, time.process_time() - cpu
     dataset = dataset or files.release.key
     name, tag = dataset.split(":", 1)
-    started = time.perf_counter()
     with atomic_output(target, "ingest", force=force, publish="store.duckdb") as work:
         built: dict = {}
         try:
@@ -795,33 +896,25 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str | 
                                  "nothing was written") from None
             raise
         result, stage = built["result"], built["stage"]
+        stage.timings = {"validate": validated, **stage.timings}
+        stage.cpu_timings = {"validate": validated_cpu, **stage.cpu_timings}
     seconds = time.perf_counter() - started
     source_bytes = sum(p.stat().st_size for p in files.paths.values())
     return {
         "store": str(target), "seconds": seconds, "rows": files.rows,
         "rows_per_second": sum(files.rows.values()) / seconds if seconds else None,
         "source_bytes": source_bytes, "store_bytes": target.stat().st_size,
-        "timings": stage.timings, "dataset": dataset, **result["internal"],
+        "timings": stage.timings, "cpu_timings": stage.cpu_timings, "dataset": dataset, **result["internal"],
     }
 
 
 def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, buckets, out: dict) -> None:
-    con = duckdb.connect(str(db_path))
-    try:
-        spill = work / "spill"
-        spill.mkdir()
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = '{spill}'")
-        con.execute("SET preserve_insertion_order = false")
-        con.execute("SET enable_progress_bar = false")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
+    with duckdb_session(db_path, memory_limit=memory_limit, threads=threads, temp_dir=work / "spill") as con:
         with make_progress(progress) as prog:
             out["stage"] = _Stage(prog)
             out["result"] = _build(con, files, out["stage"], name, tag, work, buckets)
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
+        with out["stage"].timed("checkpoint", 1):
+            con.execute("CHECKPOINT")
 
 
 def store_is_current(path) -> bool:
