@@ -23,49 +23,47 @@ Tables are laid out for the queries neuprint-python sends (docs/store.md):
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-import datetime as _dt
-import hashlib
 import json
 import shutil
 import time
-import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
-from flatprint import __version__
 from flatprint.errors import ReleaseError, StoreError
+from flatprint.ingest.layout import (
+    NEURON_PROPERTY_NULL_CHECK,
+    NEURON_SYNWEIGHT_MIN,
+    NT_PROPERTY,
+    POST_HP_THRESHOLD,
+    PRE_HP_THRESHOLD,
+    STORE_FORMAT,
+    camel,
+)
+from flatprint.ingest.meta import build_meta, column_types, whole_numbers
+from flatprint.ingest.ranges import (
+    POINT_ID_SQL,
+    bucket_bounds,
+    bucket_files,
+    bucketed,
+    in_range_sql,
+    partition,
+    range_count,
+)
+from flatprint.ingest.rois import (
+    combine_extra_roi_sets,
+    extra_roi_sets,
+    flatten_tree,
+    roi_hierarchy,
+)
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.duckdb_session import duckdb_session, memory_limit_bytes, parse_size
-from flatprint.io.feather import batch_reader, iter_batches
+from flatprint.io.duckdb_session import duckdb_session, parse_size
+from flatprint.io.feather import batch_reader
 from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
-
-# 2: ConnectsTo roiInfo `pre` counts distinct T-bars at grouping ROIs too; 3: synapses without point_id
-STORE_FORMAT = 3
-POST_HP_THRESHOLD = 0.7  # neuPrint's postHPThreshold for male-cns (weightHP)
-PRE_HP_THRESHOLD = 0.0
-NEURON_SYNWEIGHT_MIN = 100
-NEURON_PROPERTY_NULL_CHECK = ("rootLocation", "somaLocation", "class", "type", "instance", "group",
-                              "somaSide", "synonyms")
-NT_PROPERTY = {c: "nt" + c[3:-5].capitalize() + "Prob" for c in T.NT_PROB_COLUMNS}  # nt_gaba_prob -> ntGabaProb
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.capitalize() for p in rest)
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+from flatprint.store.sql import quote_ident, sql_literal
 
 
 class _Stage:
@@ -91,99 +89,6 @@ class _Stage:
         self.cpu_timings[label] = self.cpu_timings.get(label, 0.0) + time.process_time() - cpu
 
 
-def _roi_hierarchy(files: ReleaseFiles, con) -> dict:
-    """The ROI tree: roi-hierarchy.json when the release has it, else major -> primary from the data."""
-    path = files.root / "roi-hierarchy.json"
-    if path.exists():
-        try:
-            doc = json.loads(path.read_text())
-            return doc["roiHierarchy"]
-        except (ValueError, KeyError) as exc:
-            raise ReleaseError(f"roi-hierarchy.json: unreadable ({exc})") from None
-    # Without a published tree, group each primary ROI under the major region most of its points lie in.
-    children: dict[str, list[str]] = {}
-    if "major" in files.roi_sets:
-        rows = con.execute(f"""
-            SELECT p, arg_max(m, n) FROM (
-              SELECT primary_roi AS p, major_roi AS m, count(*) AS n FROM raw_points
-              WHERE primary_roi <> {_lit(T.UNSPECIFIED)} GROUP BY ALL) GROUP BY p""").fetchall()
-        for p, m in rows:
-            children.setdefault(m if m != T.UNSPECIFIED else "CNS", []).append(p)
-    else:
-        rows = con.execute(f"SELECT DISTINCT primary_roi FROM raw_points WHERE primary_roi <> {_lit(T.UNSPECIFIED)}").fetchall()
-        children["CNS"] = [r[0] for r in rows]
-    tree = {"name": "CNS", "children": []}
-    for major, prims in sorted(children.items()):
-        leaves = [{"name": p} for p in sorted(prims)]
-        if major == "CNS":
-            tree["children"] += leaves
-        else:
-            tree["children"].append({"name": major, "children": leaves})
-    return tree
-
-
-def _flatten(tree: dict, parent: str | None = None, depth: int = 0, out=None) -> list[tuple[str, str | None, int]]:
-    out = [] if out is None else out
-    out.append((tree["name"], parent, depth))
-    for child in tree.get("children", []):
-        _flatten(child, tree["name"], depth + 1, out)
-    return out
-
-
-def _extra_roi_sets(roi_sets: list[str]) -> list[str]:
-    return [s for s in roi_sets if s not in ("primary", "major")]
-
-
-def _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_names, major_names) -> dict | None:
-    """Fold ROI sets beyond primary and major into the major label: each distinct combination of
-    (major, extra labels) gets one label whose roi_map rows are its major region plus every extra ROI
-    (and that ROI's ancestors below the nearest primary or major ROI), so queries that resolve labels
-    through roi_map count a point under every level. None when there are no extra sets."""
-    # ROIs the primary set already counts a point under: each primary and its ancestors below major.
-    counted = primary_names | major_names | {root}
-    for name in primary_names:
-        while (name := parent_of.get(name)) and name not in counted:
-            counted.add(name)
-    extra = [s for s in _extra_roi_sets(roi_sets) if set(label_names.get(s, {}).values()) - counted]
-    if not extra:
-        return None
-    keys = (["major"] if "major" in roi_sets else []) + extra
-    label_cols = [_q(f"{s}_label") for s in keys]
-    cols = ", ".join(f"coalesce({c}, 0)" for c in label_cols)
-    combos = con.execute(f"SELECT DISTINCT {cols} FROM raw_points ORDER BY ALL").fetchall()
-    if len(combos) >= 1 << 16:
-        raise ReleaseError(f"syn-points: {len(combos):,} combinations of the ROI sets {', '.join(keys)}; "
-                           "flatprint stores at most 65,535")
-    roi_map, rows = [], []
-    for label, combo in enumerate(combos, start=1):
-        names: list[str] = []
-        for s, value in zip(keys, combo):
-            name = label_names[s].get(int(value or 0))
-            while name and name not in names and (name not in counted or (s == "major" and name in major_names)):
-                names.append(name)
-                name = parent_of.get(name) if s != "major" else None
-        roi_map += [[label, n] for n in names]
-        rows.append([label, *[int(v or 0) for v in combo]])
-    column_defs = ", ".join(f"{c} INTEGER" for c in label_cols)
-    con.execute(f"CREATE TEMP TABLE roi_combos (combo USMALLINT, {column_defs})")
-    con.executemany(f"INSERT INTO roi_combos VALUES ({', '.join('?' * (len(keys) + 1))})", rows)
-    match = " AND ".join(f"c.{c} = coalesce(p.{c}, 0)" for c in label_cols)
-    return {"roi_map": roi_map, "label_expr": f"(SELECT c.combo FROM roi_combos c WHERE {match})"}
-
-
-def _source_checksum(files: ReleaseFiles) -> str:
-    """Hash of the release manifest if present, else of file names, sizes and mtimes."""
-    manifest = files.root / "manifest.json"
-    h = hashlib.sha256()
-    if manifest.exists():
-        h.update(manifest.read_bytes())
-    else:
-        for key, path in sorted(files.paths.items()):
-            st = path.stat()
-            h.update(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()
-
-
 @dataclass
 class _Build:
     """What the steps of one build share: the connection, the release, progress and timings, the
@@ -194,7 +99,7 @@ class _Build:
     stage: _Stage
     work: Path
     buckets: int | None  # the caller's number of body ranges (None: from the memory limit)
-    bounds: list[int] = field(default_factory=list)  # body ranges of syn-points (see _bucketed)
+    bounds: list[int] = field(default_factory=list)  # body ranges of syn-points (see bucketed)
     syn_ranges: list[tuple[int, int]] = field(default_factory=list)  # per range: [first, last) syn_id
     tree: dict = field(default_factory=dict)
     points_dir: Path | None = None
@@ -208,7 +113,7 @@ class _Build:
         return len(self.bounds) + 1
 
     def passes(self, n_rows: int, bytes_per_row: int) -> int:
-        return self.buckets or _passes(self.con, n_rows, bytes_per_row)
+        return self.buckets or range_count(self.con, n_rows, bytes_per_row)
 
     def sql(self, statement: str):
         return self.con.execute(statement)
@@ -229,7 +134,7 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     ann_cols, nt_cols = _build_segments(b)
     with stage.timed("morphology", 1):
         _load_morphology(con, files.root, stage)
-    return _meta(con, files, b.tree, dataset, tag, ann_cols, nt_cols)
+    return build_meta(con, files, b.tree, dataset, tag, ann_cols, nt_cols)
 
 
 def _partition_inputs(b: _Build) -> None:
@@ -239,43 +144,43 @@ def _partition_inputs(b: _Build) -> None:
     spilled ~160 bytes a point to disk (57 GB at full scale)."""
     files, rows = b.files, b.files.rows
     with b.stage.timed("body ranges", 1):
-        b.bounds = _bucket_bounds(files.paths["syn-points"], "body", b.passes(rows["syn-points"], 200))
+        b.bounds = bucket_bounds(files.paths["syn-points"], "body", b.passes(rows["syn-points"], 200))
     b.stage.buckets = b.ranges
     roi_sets = files.roi_sets
     point_cols = ["x", "y", "z", "kind", "conf", "body"] + [c for s in roi_sets for c in (s, f"{s}_label")]
     has_compartment = "compartment" in files.schemas["syn-points"].names
     if has_compartment:
         point_cols.append("compartment")
-    roi_select = ", ".join(f"CAST({_q(s)} AS VARCHAR) AS {_q(s + '_roi')}, CAST({_q(s + '_label')} AS INTEGER) AS {_q(s + '_label')}"
+    roi_select = ", ".join(f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
                            for s in roi_sets)
     with b.stage.timed("read syn-points", 1):
         reader = b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"])
-        b.points_dir = _partition(b.con, b.work / "points", _bucketed(reader, {"bucket": "body"}, b.bounds), f"""
+        b.points_dir = partition(b.con, b.work / "points", bucketed(reader, {"bucket": "body"}, b.bounds), f"""
             SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
                    CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
                    {roi_select}
                    {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"},
                    bucket""")
-    b.sql(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({_lit(str(b.points_dir / '*' / '*.parquet'))})")
+    b.sql(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})")
     bad = b.one("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')")[0]
     if bad:
         raise ReleaseError(f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn")
 
     tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
-    nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {_q(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
+    nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {quote_ident(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
     with b.stage.timed("read tbar-nt", 1):
         reader = b.stage.stream(files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
-        b.tbar_dir = _partition(b.con, b.work / "tbar", _bucketed(reader, {"bucket": "body"}, b.bounds),
+        b.tbar_dir = partition(b.con, b.work / "tbar", bucketed(reader, {"bucket": "body"}, b.bounds),
                                 f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket")
 
     part_cols = [f.name for f in T.SYN_PARTNERS]
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
-        b.partners_by_post = _partition(
+        b.partners_by_post = partition(
             b.con, b.work / "partners-by-post",
-            _bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds), f"""
-            SELECT {_POINT_ID.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-                   {_POINT_ID.format(x="x_post", y="y_post", z="z_post")} AS post_point,
+            bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds), f"""
+            SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
+                   {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
                    CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
                    CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""")
 
@@ -284,13 +189,13 @@ def _build_rois(b: _Build) -> None:
     """``rois`` (the hierarchy) and ``roi_map``: (set, label) -> every ROI a point with that label
     counts under (its ROI and ancestors)."""
     con, roi_sets = b.con, b.files.roi_sets
-    b.tree = tree = _roi_hierarchy(b.files, con)
-    flat = _flatten(tree)
+    b.tree = tree = roi_hierarchy(b.files, con)
+    flat = flatten_tree(tree)
     parent_of = {name: parent for name, parent, _ in flat}
     root = flat[0][0]
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
-        pairs = con.execute(f"SELECT DISTINCT {_q(s + '_label')}, {_q(s + '_roi')} FROM raw_points").fetchall()
+        pairs = con.execute(f"SELECT DISTINCT {quote_ident(s + '_label')}, {quote_ident(s + '_roi')} FROM raw_points").fetchall()
         label_names[s] = {int(label): name for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1]))) if name != T.UNSPECIFIED and label}
     primary_names = set(label_names["primary"].values())
     major_names = set(label_names.get("major", {}).values())
@@ -303,13 +208,13 @@ def _build_rois(b: _Build) -> None:
         con.execute("INSERT INTO rois VALUES (?, ?, ?, ?, ?, ?)",
                     [name, None if parent == root else parent, depth, name in primary_names, rset, label])
     # A data ROI missing from the tree still counts (under the root).
-    for s in ("primary", "major", *_extra_roi_sets(roi_sets)):
+    for s in ("primary", "major", *extra_roi_sets(roi_sets)):
         for label, name in label_names.get(s, {}).items():
             if name not in parent_of:
                 con.execute("INSERT INTO rois VALUES (?, NULL, 1, ?, ?, ?)", [name, s == "primary", s, label])
                 parent_of[name] = root
     # Later ROI levels (sub-primary, optic-lobe columns and layers, ...) are kept, not dropped.
-    major_combos = _combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_names, major_names)
+    major_combos = combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_names, major_names)
     # roi_map: (set, label) -> every ROI it counts under. The major set contributes only its major
     # region; the primary set contributes itself and its ancestors below the major level, so no
     # synapse is counted twice under one ROI.
@@ -340,14 +245,14 @@ def _build_synapses(b: _Build) -> None:
     partners whose post body lies in the range, while the range's location keys are at hand."""
     con = b.con
     major_label = b.major_label_expr
-    nt_columns = ", ".join(f"{_q(v)} FLOAT" for v in NT_PROPERTY.values())
+    nt_columns = ", ".join(f"{quote_ident(v)} FLOAT" for v in NT_PROPERTY.values())
     con.execute(f"""
         CREATE TABLE synapses (syn_id BIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER, z INTEGER,
           conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
-    nt_cols = ", ".join(f"t.{_q(v)}" for v in NT_PROPERTY.values())
-    nt_names = ", ".join(_q(v) for v in NT_PROPERTY.values())
+    nt_cols = ", ".join(f"t.{quote_ident(v)}" for v in NT_PROPERTY.values())
+    nt_names = ", ".join(quote_ident(v) for v in NT_PROPERTY.values())
     no_tbars = (f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
-                f"{', '.join(f'NULL::FLOAT AS {_q(v)}' for v in NT_PROPERTY.values())} WHERE false)")
+                f"{', '.join(f'NULL::FLOAT AS {quote_ident(v)}' for v in NT_PROPERTY.values())} WHERE false)")
     b.partners_by_pre = b.work / "partners-by-pre"
     duplicates = 0
     # Rows go in in their ORDER BY, and syn_id is the row's position: keep insertion order.
@@ -355,14 +260,14 @@ def _build_synapses(b: _Build) -> None:
     with b.stage.timed("synapses", b.ranges) as advance:
         for k in range(b.ranges):
             first = b.syn_ranges[-1][1] if b.syn_ranges else 0
-            points = _bucket_files(b.points_dir, k)
+            points = bucket_files(b.points_dir, k)
             n = 0
             if points:
-                tbars = _bucket_files(b.tbar_dir, k)
+                tbars = bucket_files(b.tbar_dir, k)
                 con.execute(f"""
                     CREATE OR REPLACE TEMP TABLE range_synapses AS
                     WITH p AS (
-                      SELECT *, {_POINT_ID.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
+                      SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
                     SELECT p.point_id, p.body, CASE p.kind WHEN 'PreSyn' THEN 'pre' ELSE 'post' END AS kind,
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
                            CAST({major_label} AS USMALLINT) AS major_label, p.compartment, {nt_cols}
@@ -389,7 +294,7 @@ def _build_synapses(b: _Build) -> None:
 def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
     """Partners whose post body lies in range ``k``: the post end's syn_id, location and ROI labels
     from ``range_synapses``, written to Parquet partitioned by the pre body's range."""
-    source = _bucket_files(b.partners_by_post, k)
+    source = bucket_files(b.partners_by_post, k)
     if not source:
         return
     b.sql(f"""
@@ -401,7 +306,7 @@ def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
           LEFT JOIN (SELECT rowid, point_id, body, x, y, z, primary_label, major_label FROM range_synapses
                      WHERE kind = 'post') s
             ON s.point_id = r.post_point AND s.body = r.body_post)
-        TO {_lit(str(b.partners_by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
+        TO {sql_literal(str(b.partners_by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
 
 
 def _build_partners(b: _Build) -> None:
@@ -414,14 +319,14 @@ def _build_partners(b: _Build) -> None:
           primary_label_pre USMALLINT, major_label_pre USMALLINT, primary_label_post USMALLINT, major_label_post USMALLINT)""")
     with b.stage.timed("partners", b.ranges) as advance:
         for k, (first, last) in enumerate(b.syn_ranges):
-            source = _bucket_files(b.partners_by_pre, k, "pre_bucket")
+            source = bucket_files(b.partners_by_pre, k, "pre_bucket")
             if source:
                 con.execute(f"""
                     INSERT INTO partners
                     SELECT r.body_pre, r.body_post, s.syn_id, r.post_id, s.x, s.y, s.z, r.x_post, r.y_post, r.z_post,
                            r.conf_pre, r.conf_post, s.primary_label, s.major_label, r.primary_label_post, r.major_label_post
                     FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, {_POINT_ID.format(x="x", y="y", z="z")} AS point_id, body, x, y, z,
+                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, x, y, z,
                                       primary_label, major_label FROM synapses
                                WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
                       ON s.point_id = r.pre_point AND s.body = r.body_pre
@@ -450,7 +355,7 @@ def _build_connections(b: _Build) -> None:
         CREATE TEMP TABLE body_roi_info (bodyId BIGINT, roiInfo VARCHAR)""")
     with b.stage.timed("connections", b.ranges) as advance:
         for k, (first, last) in enumerate(b.syn_ranges):
-            in_range = _in_range("body_pre", b.bounds, k)
+            in_range = in_range_sql("body_pre", b.bounds, k)
             con.execute(f"""
                 INSERT INTO connections
                 SELECT body_pre, body_post, count(*)::BIGINT AS weight,
@@ -465,7 +370,7 @@ def _build_connections(b: _Build) -> None:
 def _build_post_copies(b: _Build) -> None:
     """Second copies sorted by the post side, so upstream lookups read a range too."""
     rows = b.files.rows["weights"]
-    post_bounds = _bucket_bounds(b.files.paths["weights"], "body_post", b.passes(rows * 3, 100))
+    post_bounds = bucket_bounds(b.files.paths["weights"], "body_post", b.passes(rows * 3, 100))
     _sorted_copy(b.con, "connections", "connections_by_post", "body_post", post_bounds, "body_post, body_pre", b.stage)
     _sorted_copy(b.con, "connection_rois", "connection_rois_by_post", "body_post", post_bounds,
                  "body_post, body_pre, roi", b.stage)
@@ -491,7 +396,7 @@ def _build_segment_rois(b: _Build) -> None:
         for group in groups:
             if group:  # none when the release has no synapses in any ROI
                 con.execute(f"""INSERT INTO segment_rois SELECT * FROM segment_rois_unsorted
-                                WHERE roi IN ({", ".join(_lit(r) for r in group)}) ORDER BY roi, bodyId""")
+                                WHERE roi IN ({", ".join(sql_literal(r) for r in group)}) ORDER BY roi, bodyId""")
             advance()
     con.execute("DROP TABLE segment_rois_unsorted")
     con.execute("SET preserve_insertion_order = false")
@@ -502,11 +407,11 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
     sorting every body's row with its roiInfo text at once spilled about the store's own size.
     Returns the annotation and neurotransmitter columns (for the Meta record)."""
     con, files, rows = b.con, b.files, b.files.rows
-    seg_bounds = _bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
+    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
     stat_cols = ["body", "pre", "post", "downstream", "synweight"]
     with b.stage.timed("read body tables", 3):
         reader = b.stage.stream(files.paths["stats"], stat_cols, rows["stats"])
-        stats_dir = _partition(con, b.work / "stats", _bucketed(reader, {"bucket": "body"}, seg_bounds),
+        stats_dir = partition(con, b.work / "stats", bucketed(reader, {"bucket": "body"}, seg_bounds),
                                "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket")
         for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
             reader = b.stage.stream(files.paths[key], None, rows[key])
@@ -514,26 +419,26 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
             con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM s")
             con.unregister("s")
     ann_cols = [c for c in con.execute("SELECT * FROM raw_ann LIMIT 0").fetchdf().columns if c != "bodyId"]
-    ann_types = _column_types(con, "raw_ann")
+    ann_types = column_types(con, "raw_ann")
     ann_select = []
     for c in ann_cols:
         ctype = ann_types[c]
         if c in ("somaLocation", "tosomaLocation", "rootLocation"):
-            ann_select.append(f"CAST(a.{_q(c)} AS BIGINT[]) AS {_q(c)}")
+            ann_select.append(f"CAST(a.{quote_ident(c)} AS BIGINT[]) AS {quote_ident(c)}")
         elif ctype.startswith("ENUM") or c == "statusLabel":
-            ann_select.append(f"CAST(a.{_q(c)} AS VARCHAR) AS {_q(c)}")
-        elif ctype in ("DOUBLE", "FLOAT") and _whole_numbers(con, "raw_ann", c):
+            ann_select.append(f"CAST(a.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}")
+        elif ctype in ("DOUBLE", "FLOAT") and whole_numbers(con, "raw_ann", c):
             # Ids and counts (group, mancBodyid, ...) are floats in the feather only because of nulls;
             # neuPrint stores them as integers.
-            ann_select.append(f"CAST(a.{_q(c)} AS BIGINT) AS {_q(c)}")
+            ann_select.append(f"CAST(a.{quote_ident(c)} AS BIGINT) AS {quote_ident(c)}")
         else:
-            ann_select.append(f"a.{_q(c)}")
+            ann_select.append(f"a.{quote_ident(c)}")
     nt_cols = [c for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
                if c not in ("body", "cell_type", "ground_truth")]
-    nt_select = ", ".join(f"nt.{_q(c)} AS {_q(camel(c))}" for c in nt_cols)
+    nt_select = ", ".join(f"nt.{quote_ident(c)} AS {quote_ident(camel(c))}" for c in nt_cols)
     present = {"bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", *ann_cols,
                *(camel(c) for c in nt_cols)}
-    null_checks = " OR ".join(f"{_q(c)} IS NOT NULL" for c in NEURON_PROPERTY_NULL_CHECK if c in present)
+    null_checks = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in NEURON_PROPERTY_NULL_CHECK if c in present)
     status_check = "status IN ('Traced', 'Anchor')" if "status" in present else "FALSE"
     excluded = "coalesce(status, '') NOT IN ('Unimportant', 'Glia')" if "status" in present else "TRUE"
     is_neuron = f"""coalesce(
@@ -543,13 +448,13 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
     con.execute("SET preserve_insertion_order = true")
     with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
         for k in range(len(seg_bounds) + 1):
-            stats = _bucket_files(stats_dir, k)
+            stats = bucket_files(stats_dir, k)
             # body_roi_info is in body order (built range by range): a body range reads its row groups.
             con.execute(f"""
                 {"CREATE TABLE segments AS" if k == 0 else "INSERT INTO segments"}
                 WITH s AS (SELECT * FROM {f"read_parquet({stats})" if stats else no_stats}),
                 ids AS (SELECT body AS bodyId FROM s
-                        UNION SELECT bodyId FROM raw_ann WHERE {_in_range("bodyId", seg_bounds, k)}),
+                        UNION SELECT bodyId FROM raw_ann WHERE {in_range_sql("bodyId", seg_bounds, k)}),
                 segment AS (
                   SELECT ids.bodyId,
                          coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post,
@@ -561,9 +466,9 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
                          {", NULL::BIGINT AS size" if "size" not in ann_cols else ""}
                   FROM ids LEFT JOIN s ON s.body = ids.bodyId
                            LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
-                           LEFT JOIN (SELECT * FROM raw_nt WHERE {_in_range("body", seg_bounds, k)}) nt
+                           LEFT JOIN (SELECT * FROM raw_nt WHERE {in_range_sql("body", seg_bounds, k)}) nt
                              ON nt.body = ids.bodyId
-                           LEFT JOIN (SELECT * FROM body_roi_info WHERE {_in_range("bodyId", seg_bounds, k)}) info
+                           LEFT JOIN (SELECT * FROM body_roi_info WHERE {in_range_sql("bodyId", seg_bounds, k)}) info
                              ON info.bodyId = ids.bodyId)
                 SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId""")
             advance()
@@ -651,7 +556,7 @@ def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], 
     con.execute(f"CREATE TABLE {target} AS SELECT * FROM {source} LIMIT 0")
     with stage.timed(target, len(bounds) + 1) as advance:
         for k in range(len(bounds) + 1):
-            con.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE {_in_range(column, bounds, k)} ORDER BY {order_by}")
+            con.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE {in_range_sql(column, bounds, k)} ORDER BY {order_by}")
             advance()
 
 
@@ -692,176 +597,6 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             if not mesh.exists():
                 raise ReleaseError(f"rois/meshes/{fname}: listed in index.json for {roi!r} but missing")
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
-
-
-def _passes(con, n_rows: int, bytes_per_row: int = 60) -> int:
-    """How many passes keep one pass's hash table or sort (``bytes_per_row`` each) within a quarter of
-    the memory limit."""
-    budget = max(memory_limit_bytes(con) / 4, 64 * 1024 ** 2)
-    return max(1, int(-(-n_rows * bytes_per_row // budget)))
-
-
-# A synapse's location packed into one key (neuPrint keys synapses by location; 21 bits an axis).
-_POINT_ID = "((CAST({z} AS UBIGINT) << 42) | (CAST({y} AS UBIGINT) << 21) | CAST({x} AS UBIGINT))"
-_BOUNDS_SAMPLE_STRIDE = 16
-
-
-def _bucket_bounds(path: Path, column: str, buckets: int) -> list[int]:
-    """Values of ``column`` that split the file's rows into about ``buckets`` ranges of equal size,
-    from every 16th row (an uneven split costs only memory, never correctness)."""
-    if buckets <= 1:
-        return []
-    sample = np.concatenate([
-        batch.column(0).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)[::_BOUNDS_SAMPLE_STRIDE]
-        for batch in iter_batches(path, [column])] or [np.zeros(0, np.int64)])
-    if not len(sample):
-        return []
-    cuts = np.quantile(sample, np.arange(1, buckets) / buckets, method="lower")
-    return sorted({int(c) for c in cuts})
-
-
-def _bucketed(reader, columns: dict[str, str], bounds: list[int]):
-    """``reader`` with an int32 column per ``{name: body column}``: the index of the body's range in
-    ``bounds`` (range k holds bounds[k-1] <= body < bounds[k])."""
-    edges = np.asarray(bounds, dtype=np.int64)
-    schema = reader.schema
-    for name in columns:
-        schema = schema.append(pa.field(name, pa.int32()))
-
-    def gen():
-        for batch in reader:
-            arrays = list(batch.columns)
-            for source in columns.values():
-                body = batch.column(source).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-                arrays.append(pa.array(np.searchsorted(edges, body, side="right").astype(np.int32)))
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, gen())
-
-
-def _partition(con, out: Path, reader, select: str) -> Path:
-    """Write ``select`` over the stream ``reader`` to Parquet files under ``out``, one folder per bucket."""
-    con.register("partition_stream", reader)
-    try:
-        con.execute(f"COPY ({select} FROM partition_stream) TO {_lit(str(out))} (FORMAT parquet, PARTITION_BY (bucket))")
-    finally:
-        con.unregister("partition_stream")
-    return out
-
-
-def _in_range(column: str, bounds: list[int], k: int) -> str:
-    """SQL condition: ``column`` lies in range ``k`` of ``bounds`` (see _bucketed)."""
-    parts = ([f"{column} >= {bounds[k - 1]}"] if k > 0 else []) + ([f"{column} < {bounds[k]}"] if k < len(bounds) else [])
-    return " AND ".join(parts) or "TRUE"
-
-
-def _bucket_files(root: Path, k: int, column: str = "bucket") -> str | None:
-    """SQL list literal of bucket ``k``'s Parquet files under ``root``, or None when it has none."""
-    folder = root / f"{column}={k}"
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    return "[" + ", ".join(_lit(str(f)) for f in files) + "]" if files else None
-
-
-def _whole_numbers(con, table: str, column: str) -> bool:
-    """True when every non-null value of a float column is a whole number that fits in int64."""
-    bad, present = con.execute(
-        f"SELECT count(*) FILTER ({_q(column)} <> floor({_q(column)}) OR abs({_q(column)}) >= 9.0e15 "
-        f"OR isnan({_q(column)})), count({_q(column)}) FROM {table}").fetchall()[0]
-    return bad == 0 and present > 0
-
-
-def _column_types(con, table: str) -> dict[str, str]:
-    return dict(con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall())
-
-
-def _neo4j_type(duck_type: str) -> str:
-    t = duck_type.upper()
-    if t.endswith("[]"):
-        return "point" if "BIGINT" in t else "string[]"
-    if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "HUGEINT"):
-        return "long"
-    if t in ("DOUBLE", "FLOAT", "DECIMAL"):
-        return "float"
-    if t == "BOOLEAN":
-        return "boolean"
-    return "string"
-
-
-def _meta(con, files: ReleaseFiles, tree, dataset, tag, ann_cols, nt_cols) -> dict:
-    manifest_path = files.root / "manifest.json"
-    synthetic = None
-    if manifest_path.exists():
-        try:
-            synthetic = json.loads(manifest_path.read_text()).get("synthetic")
-        except ValueError:
-            raise ReleaseError("manifest.json: not valid JSON") from None
-    rois = con.execute("SELECT roi, parent, is_primary FROM rois ORDER BY depth, roi").fetchall()
-    totals = dict(((r, (pre, post)) for r, pre, post in con.execute(
-        "SELECT roi, sum(pre), sum(post) FROM segment_rois GROUP BY roi").fetchall()))
-    roi_info = {}
-    for name, parent, _ in rois:
-        pre, post = totals.get(name, (0, 0))
-        entry = {"pre": int(pre or 0), "post": int(post or 0)}
-        if parent:
-            entry["parent"] = parent
-        roi_info[name] = entry
-    primary = [r for r, _, is_primary in rois if is_primary]
-    types = _column_types(con, "segments")
-    properties = {}
-    # 'size' (voxels) is a neuPrint property clients read (navis sets n_voxels from it); the flat
-    # release has no sizes, so it is present and null.
-    for col in ["bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", "size", *ann_cols,
-                *[camel(c) for c in nt_cols]]:
-        if col in types:
-            properties[col] = _neo4j_type(types[col])
-    total_pre, total_post = con.execute(
-        "SELECT count(*) FILTER (kind = 'pre'), count(*) FILTER (kind = 'post') FROM synapses").fetchall()[0]
-    description = f"{files.release.title}, ingested by flatprint" if files.release else \
-        "Male CNS connectome, ingested by flatprint"
-    if synthetic:
-        description = (f"SYNTHETIC seed={synthetic.get('seed')} scale={synthetic.get('scale')} -- "
-                       "made by flatprint synth in the release schemas, not real data")
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    status_defs = {
-        "Traced": "Neuron fully traced and proofread", "Anchor": "Large neuron fragment awaiting tracing",
-        "Orphan": "Fragment not attached to a neuron", "Assign": "Awaiting assignment",
-        "Glia": "Glial cell", "Unimportant": "Too small to matter",
-    }
-    meta = {
-        "dataset": dataset, "tag": tag, "uuid": uuid.uuid4().hex, "hideDataSet": False,
-        "description": description, "info": "https://www.janelia.org/project-team/flyem/male-cns-connectome",
-        "logo": "", "voxelSize": [8.0, 8.0, 8.0], "voxelUnits": "nanometers",
-        "postHighAccuracyThreshold": 0.5, "preHPThreshold": PRE_HP_THRESHOLD,
-        "postHPThreshold": POST_HP_THRESHOLD, "totalPreCount": int(total_pre), "totalPostCount": int(total_post),
-        "primaryRois": primary, "superLevelRois": primary, "nonHierarchicalROIs": [],
-        "overviewRois": primary, "overviewOrder": primary,
-        "roiInfo": json.dumps(roi_info), "roiHierarchy": json.dumps(tree),
-        "neuronProperties": json.dumps(properties),
-        "ntSynapseProperties": json.dumps({v: "float" for v in NT_PROPERTY.values()}),
-        "statusDefinitions": json.dumps(status_defs),
-        "neuroglancerInfo": json.dumps({}), "neuroglancerMeta": json.dumps([]), "meshHost": "",
-        "lastDatabaseEdit": now, "latestMutationId": 0,
-        "neuronColumns": json.dumps([{"id": c, "name": c} for c in ("bodyId", "type", "instance", "status")]),
-        "neuronColumnsVisible": json.dumps([]),
-    }
-    # Volumes are too large to copy into the store (the real segmentation is terabytes): record where
-    # the release keeps them, so the server can serve them as neuroglancer precomputed sources.
-    volumes = {}
-    for name, rel in (("segmentation", "segmentation"), ("brain-rois", "rois/fullbrain-roi-v4"),
-                      ("vnc-rois", "rois/malecns-vnc-neuropil-roi-v0")):
-        if (files.root / rel / "info").exists():
-            volumes[name] = str((files.root / rel).resolve())
-    internal = {
-        "storeFormat": STORE_FORMAT, "flatprintVersion": __version__, "ingestedAt": now, "volumes": volumes,
-        "sourceChecksum": _source_checksum(files), "sourceRows": files.rows, "roiSets": files.roi_sets,
-        "synthetic": synthetic,
-    }
-    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value JSON)")
-    con.executemany("INSERT INTO meta VALUES (?, ?)", [[k, json.dumps(v)] for k, v in meta.items()])
-    con.execute("CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value JSON)")
-    con.executemany("INSERT INTO store_info VALUES (?, ?)", [[k, json.dumps(v)] for k, v in internal.items()])
-    return {"meta": meta, "internal": internal}
 
 
 def ingest_release(release_dir, store_path, force: bool = False, dataset: str | None = None,
