@@ -7,7 +7,7 @@ body, so a range is a contiguous slice), which bounds memory at any scale:
 
 1. per range, the two ``segments`` slices are joined by bodyId (ids only in one store, and changes of
    type, instance, class, status), and each body's synapse set is summarised as (count, sum of a hash
-   of (point_id, kind)); bodies whose summary differs are *changed*;
+   of (x, y, z, kind)); bodies whose summary differs are *changed*;
 2. the synapse points of changed bodies are matched by position and kind (synapse ids may differ
    between releases) into an overlap table (old body, new body, shared points);
 3. an old body's *destination* is the new body holding more than ``min_share`` of its points, a new
@@ -282,7 +282,7 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int, timings: dict)
             FULL JOIN (SELECT bodyId, {props} FROM {n}.segments WHERE {seg}) b ON a.bodyId = b.bodyId
             WHERE a.bodyId IS NULL OR b.bodyId IS NULL OR {differs}""")
         syn = _where("body", lo, hi)
-        summary = "SELECT body, count(*) AS c, sum(hash(point_id, kind)) AS h FROM {}.synapses WHERE {} GROUP BY body"
+        summary = "SELECT body, count(*) AS c, sum(hash(x, y, z, kind)) AS h FROM {}.synapses WHERE {} GROUP BY body"
         con.execute(f"""
             INSERT INTO changed
             SELECT coalesce(a.body, b.body), coalesce(a.c, 0), coalesce(b.c, 0)
@@ -293,12 +293,12 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int, timings: dict)
     clock = time.perf_counter()
     # -------- overlap of changed bodies' points, matched by position and kind
     overlap = con.execute(f"""
-        WITH a AS (SELECT point_id, kind, body FROM {o}.synapses
+        WITH a AS (SELECT x, y, z, kind, body FROM {o}.synapses
                    WHERE body IN (SELECT body FROM changed WHERE points_old > 0)),
-             b AS (SELECT point_id, kind, body FROM {n}.synapses
+             b AS (SELECT x, y, z, kind, body FROM {n}.synapses
                    WHERE body IN (SELECT body FROM changed WHERE points_new > 0))
         SELECT a.body AS body_old, b.body AS body_new, count(*) AS shared
-        FROM a JOIN b ON a.point_id = b.point_id AND a.kind = b.kind
+        FROM a JOIN b ON a.x = b.x AND a.y = b.y AND a.z = b.z AND a.kind = b.kind
         GROUP BY ALL""").df()
     changed = con.execute("SELECT * FROM changed").df()
     seg = con.execute("SELECT * FROM seg_diff").df()
