@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from flatprint.errors import ReleaseError
+from flatprint.io.feather import write_feather
 from flatprint.release import tables as T
 
 EDITS_FILE = "edits.json"
@@ -57,7 +58,7 @@ def _schema(root: Path, key: str) -> pa.Schema:
 
 def _write(out: Path, key: str, table: pa.Table) -> dict:
     path = out / T.TABLES[key].filename
-    feather.write_feather(table, path, compression="lz4")
+    write_feather(table, path)  # as the release writes them: lz4, 64K-row batches
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
