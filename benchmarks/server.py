@@ -103,7 +103,7 @@ def replay_server(recordings: dict, home: Path):
                 proc.wait()
 
 
-def _serve_for_cpu(store: str, port: int, stub: bool) -> None:
+def _serve_for_cpu(store: str, port: int, stub: bool, workers: int) -> None:
     """The server process of --cpu: ``flatprint.server.serve`` as ``flatprint serve`` runs it; with
     ``stub`` the engine is replaced by a canned one-row answer (the HTTP stack alone)."""
     from flatprint.cypher.engine import CypherResult
@@ -117,10 +117,11 @@ def _serve_for_cpu(store: str, port: int, stub: bool) -> None:
                                 [[body, "PS255", "PS255_L", "Traced", 273, 1551]])
 
         custom.execute = canned
-    serve([store], port=port, echo=lambda *_: None)
+    serve([store], port=port, workers=workers, echo=lambda *_: None)
 
 
-def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, warmup: float = 3.0) -> dict:
+def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, workers: int = 4,
+                    warmup: float = 3.0) -> dict:
     """Server CPU seconds per request under ``clients`` concurrent keep-alive clients (see the docstring)."""
     import asyncio
     import json
@@ -140,8 +141,8 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, warm
     with tempfile.TemporaryDirectory(prefix="flatprint-cpu-") as home:
         port = free_port()
         env = {**os.environ, "FLATPRINT_HOME": home}
-        proc = subprocess.Popen([sys.executable, __file__, "--serve-for-cpu", str(store), str(port)]
-                                + (["--stub"] if stub else []), env=env)
+        proc = subprocess.Popen([sys.executable, __file__, "--serve-for-cpu", str(store), str(port),
+                                 "--workers", str(workers)] + (["--stub"] if stub else []), env=env)
         try:
             cert = Path(home) / "tls" / "cert.pem"
             wait_until_answering(proc, f"https://localhost:{port}", cert, 120)
@@ -190,7 +191,7 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, warm
                 proc.kill()
     latencies.sort()
     return {"engine": "canned answer (HTTP stack only)" if stub else "flatprint engine", "clients": clients,
-            "duration_s": round(wall, 1), "requests": served,
+            "workers": workers, "duration_s": round(wall, 1), "requests": served,
             "server_cpu_ms_per_request": round(cpu * 1000 / served, 3) if served else None,
             "requests_per_s": round(served / wall, 1),
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
@@ -208,14 +209,15 @@ def main(argv=None):
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--stub", action="store_true", help="--cpu: canned answers instead of the engine")
+    ap.add_argument("--workers", type=int, default=4, help="--cpu: flatprint serve --workers")
     ap.add_argument("--serve-for-cpu", nargs=2, metavar=("STORE", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_for_cpu:
-        _serve_for_cpu(args.serve_for_cpu[0], int(args.serve_for_cpu[1]), args.stub)
+        _serve_for_cpu(args.serve_for_cpu[0], int(args.serve_for_cpu[1]), args.stub, args.workers)
         return
     if args.cpu:
         store = args.store or ensure_store(args.scale)
-        row = cpu_per_request(store, args.clients, args.duration, args.stub)
+        row = cpu_per_request(store, args.clients, args.duration, args.stub, args.workers)
         print(row)
         doc = {"name": "server_cpu", "date": now_iso(), "store": str(store.name), "machine": machine_facts(),
                "results": [row]}
@@ -223,6 +225,7 @@ def main(argv=None):
         return
 
     import neuprint
+    import requests
 
     import flatprint
     from server_fixture import running_server
@@ -261,9 +264,20 @@ def main(argv=None):
         _, json_s = timed(lambda: npc.fetch_custom(big), args.repeat)
         _, arrow_s = timed(lambda: npc.fetch_custom(big, use_arrow=True), args.repeat)
         rows = len(npc.fetch_custom(big))
+        # The endpoints alone (answer bytes received, no client-side parsing): the server's share.
+        session = requests.Session()
+        session.verify, session.headers["Authorization"] = str(cert), "Bearer local"
+
+        def endpoint(name):
+            session.post(f"{url}/api/custom/{name}", json={"cypher": big}).raise_for_status()
+
+        _, json_endpoint_s = timed(lambda: endpoint("custom"), args.repeat)
+        _, arrow_endpoint_s = timed(lambda: endpoint("arrow"), args.repeat)
         json_vs_arrow = {"query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint", "json_s": json_s,
-                         "arrow_s": arrow_s, "ratio": json_s / arrow_s}
-        print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows")
+                         "arrow_s": arrow_s, "ratio": json_s / arrow_s, "json_endpoint_s": json_endpoint_s,
+                         "arrow_endpoint_s": arrow_endpoint_s, "endpoint_ratio": json_endpoint_s / arrow_endpoint_s}
+        print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows (neuprint-python); "
+              f"endpoints alone {json_endpoint_s * 1000:.1f} ms vs {arrow_endpoint_s * 1000:.1f} ms")
 
     # The client's own floor: the same calls against a server that replays the recorded answers.
     with replay_server(recordings, home) as replay_url:
