@@ -4,6 +4,15 @@ Target (issue 4): through the server <= 2x the library at scale 0.1. Also the JS
 the Arrow endpoint for one large result. Writes benchmarks/results/server.json.
 
     python benchmarks/server.py --scale 0.1 --repeat 5
+
+``--cpu`` (issue 16) measures instead the server's CPU time per request: ``flatprint serve`` (HTTPS) in
+its own process, 32 keep-alive clients looking up one neuron each through /api/custom/custom, the
+server process's CPU seconds (psutil, all threads) over the measured window divided by the requests
+answered in it; q/s and p99 for information. ``--stub`` answers every query with a canned one-row
+result instead of running the engine: what the HTTP stack alone costs (TLS, HTTP, routing, the worker
+pool, JSON). Writes benchmarks/results/server_cpu.json.
+
+    python benchmarks/server.py --cpu --store store.duckdb --clients 32 --duration 20 [--stub]
 """
 
 from __future__ import annotations
@@ -94,14 +103,129 @@ def replay_server(recordings: dict, home: Path):
                 proc.wait()
 
 
+def _serve_for_cpu(store: str, port: int, stub: bool, workers: int) -> None:
+    """The server process of --cpu: ``flatprint.server.serve`` as ``flatprint serve`` runs it; with
+    ``stub`` the engine is replaced by a canned one-row answer (the HTTP stack alone)."""
+    from flatprint.cypher.engine import CypherResult
+    from flatprint.server import serve
+    from flatprint.server.views import custom
+
+    if stub:
+        def canned(store, text, **_):
+            body = int(text.rsplit("=", 1)[1].split()[0])
+            return CypherResult(["bodyId", "type", "instance", "status", "pre", "post"],
+                                [[body, "PS255", "PS255_L", "Traced", 273, 1551]])
+
+        custom.execute = canned
+    serve([store], port=port, workers=workers, echo=lambda *_: None)
+
+
+def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, workers: int = 4,
+                    warmup: float = 3.0) -> dict:
+    """Server CPU seconds per request under ``clients`` concurrent keep-alive clients (see the docstring)."""
+    import asyncio
+    import json
+    import random
+    import ssl
+    import subprocess
+    import tempfile
+
+    import psutil
+
+    from load import QUERY, _raw_post
+    from server_fixture import free_port, wait_until_answering, wait_until_idle
+
+    import flatprint
+
+    ids = flatprint.Client(store).frame("SELECT bodyId FROM segments WHERE is_neuron")["bodyId"].tolist()
+    with tempfile.TemporaryDirectory(prefix="flatprint-cpu-") as home:
+        port = free_port()
+        env = {**os.environ, "FLATPRINT_HOME": home}
+        proc = subprocess.Popen([sys.executable, __file__, "--serve-for-cpu", str(store), str(port),
+                                 "--workers", str(workers)] + (["--stub"] if stub else []), env=env)
+        try:
+            cert = Path(home) / "tls" / "cert.pem"
+            wait_until_answering(proc, f"https://localhost:{port}", cert, 120)
+            wait_until_idle(proc.pid)
+            server = psutil.Process(proc.pid)
+            context = ssl.create_default_context(cafile=str(cert))
+            latencies: list[float] = []
+            window: dict = {}
+
+            async def one_client(rng, stop_at):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                                               server_hostname="localhost")
+                try:
+                    while time.perf_counter() < stop_at:
+                        body = rng.choice(ids)
+                        sent = time.perf_counter()
+                        status, answer = await _raw_post(reader, writer, f"localhost:{port}",
+                                                         json.dumps({"cypher": QUERY.format(body=body)}).encode())
+                        if status != 200 or [row[0] for row in json.loads(answer)["data"]] != [body]:
+                            raise RuntimeError(f"wrong answer for {body}: {status} {answer[:200]!r}")
+                        if window.get("measuring"):
+                            latencies.append(time.perf_counter() - sent)
+                finally:
+                    writer.close()
+
+            async def run():
+                start = time.perf_counter()
+                tasks = [asyncio.create_task(one_client(random.Random(i), start + warmup + duration))
+                         for i in range(clients)]
+                await asyncio.sleep(warmup)
+                window.update(measuring=True, cpu=sum(server.cpu_times()[:2]), wall=time.perf_counter())
+                await asyncio.sleep(duration)
+                cpu = sum(server.cpu_times()[:2]) - window["cpu"]
+                wall = time.perf_counter() - window["wall"]
+                window["measuring"] = False
+                served = len(latencies)
+                await asyncio.gather(*tasks)
+                return cpu, wall, served
+
+            cpu, wall, served = asyncio.run(run())
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    latencies.sort()
+    return {"engine": "canned answer (HTTP stack only)" if stub else "flatprint engine", "clients": clients,
+            "workers": workers, "duration_s": round(wall, 1), "requests": served,
+            "server_cpu_ms_per_request": round(cpu * 1000 / served, 3) if served else None,
+            "requests_per_s": round(served / wall, 1),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
+            "p99_ms": round(latencies[min(served - 1, int(0.99 * served))] * 1000, 1) if latencies else None,
+            "load_average": os.getloadavg()[0]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument("--cpu", action="store_true", help="server CPU time per request under load (issue 16)")
+    ap.add_argument("--store", type=Path, default=None, help="--cpu: the store to serve (default: the bench store)")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--stub", action="store_true", help="--cpu: canned answers instead of the engine")
+    ap.add_argument("--workers", type=int, default=4, help="--cpu: flatprint serve --workers")
+    ap.add_argument("--serve-for-cpu", nargs=2, metavar=("STORE", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_for_cpu:
+        _serve_for_cpu(args.serve_for_cpu[0], int(args.serve_for_cpu[1]), args.stub, args.workers)
+        return
+    if args.cpu:
+        store = args.store or ensure_store(args.scale)
+        row = cpu_per_request(store, args.clients, args.duration, args.stub, args.workers)
+        print(row)
+        doc = {"name": "server_cpu", "date": now_iso(), "store": str(store.name), "machine": machine_facts(),
+               "results": [row]}
+        print(write_result("server_cpu", doc, args.results_dir))
+        return
 
     import neuprint
+    import requests
 
     import flatprint
     from server_fixture import running_server
@@ -140,9 +264,20 @@ def main(argv=None):
         _, json_s = timed(lambda: npc.fetch_custom(big), args.repeat)
         _, arrow_s = timed(lambda: npc.fetch_custom(big, use_arrow=True), args.repeat)
         rows = len(npc.fetch_custom(big))
+        # The endpoints alone (answer bytes received, no client-side parsing): the server's share.
+        session = requests.Session()
+        session.verify, session.headers["Authorization"] = str(cert), "Bearer local"
+
+        def endpoint(name):
+            session.post(f"{url}/api/custom/{name}", json={"cypher": big}).raise_for_status()
+
+        _, json_endpoint_s = timed(lambda: endpoint("custom"), args.repeat)
+        _, arrow_endpoint_s = timed(lambda: endpoint("arrow"), args.repeat)
         json_vs_arrow = {"query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint", "json_s": json_s,
-                         "arrow_s": arrow_s, "ratio": json_s / arrow_s}
-        print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows")
+                         "arrow_s": arrow_s, "ratio": json_s / arrow_s, "json_endpoint_s": json_endpoint_s,
+                         "arrow_endpoint_s": arrow_endpoint_s, "endpoint_ratio": json_endpoint_s / arrow_endpoint_s}
+        print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows (neuprint-python); "
+              f"endpoints alone {json_endpoint_s * 1000:.1f} ms vs {arrow_endpoint_s * 1000:.1f} ms")
 
     # The client's own floor: the same calls against a server that replays the recorded answers.
     with replay_server(recordings, home) as replay_url:

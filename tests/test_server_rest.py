@@ -171,3 +171,44 @@ def test_custom_endpoint_shares_maps_correctly(api):
     for t, m, whole in body["data"]:
         assert m["type"] == t and "location" not in m
         assert whole["location"]["type"] == "Point" and {k: v for k, v in whole.items() if k != "location"} == m
+
+
+def test_hot_cypher_routes_keep_errors_and_schema(api):
+    # /api/custom/custom and /arrow are plain Starlette routes placed before FastAPI's: a wrong method
+    # still answers neuPrint's {"error": ...}, bad bodies still 400, and the OpenAPI document lists them.
+    r = api.get("/api/custom/custom")
+    assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+    r = api.post("/api/custom/arrow", json={"dataset": DS})
+    assert r.status_code == 400 and "cypher" in r.json()["error"]
+    paths = json.loads(api.get("/api/help/swagger.yaml").text)["paths"]
+    assert "post" in paths["/api/custom/custom"] and "post" in paths["/api/custom/arrow"]
+
+
+def test_pool_counts_work_until_its_thread_finishes(stores):
+    """A query whose caller stopped waiting (a client that hung up) still holds its worker: it counts
+    against the queue limit until its thread returns, so abandoned work cannot pile up unbounded."""
+    import asyncio
+    import threading
+
+    from flatprint.server.http import ServerBusy, ServerState
+
+    state = ServerState(datasets=stores, workers=1, queue_limit=2)
+    release = threading.Event()
+
+    async def scenario():
+        abandoned = asyncio.ensure_future(state.run(release.wait, 10))
+        await asyncio.sleep(0.05)
+        abandoned.cancel()
+        await asyncio.sleep(0.05)
+        held_after_cancel = state._waiting
+        queued = asyncio.ensure_future(state.run(lambda: 7))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ServerBusy):
+            await state.run(lambda: 8)
+        release.set()
+        return held_after_cancel, await queued
+
+    held, answer = asyncio.run(scenario())
+    assert held == 1 and answer == 7
+    state.pool.shutdown(wait=True)
+    assert state._waiting == 0

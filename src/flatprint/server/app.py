@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import anyio
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
@@ -39,7 +38,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
                   description="A local, read-only, neuPrint-compatible connectome server.",
                   docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     state = ServerState(datasets=datasets, timeout=timeout, workers=workers, queue_limit=queue_limit,
-                        started=time.time(), limiter=anyio.CapacityLimiter(workers), grants=grants,
+                        started=time.time(), grants=grants,
                         max_body=max_body)
     app.state.flatprint = state
 
@@ -65,6 +64,7 @@ def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: in
     async def unexpected(request: Request, exc: Exception):
         return error_response(f"internal error: {type(exc).__name__}: {exc}", 500)
 
+    app.router.routes.extend(custom.fast_routes)  # first: they answer before FastAPI's routes match
     for module in (dbmeta, custom, cached, npexplorer, skeletons, web_root, indirect):
         app.include_router(module.router)
     register_explorer(app)  # the web explorer at /explorer/
