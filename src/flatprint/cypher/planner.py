@@ -363,6 +363,12 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
                 fixed_bodies.append(fixed)
     conditions += pushed
     plan.partner_bodies = _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
+    for rel in edges:  # a ConnectsTo whose target body alone is fixed reads the copy sorted by target
+        if rel.kind == CONNECTS and not rel.undirected and f"connections {rel.alias}" in from_items:
+            fixed = {end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies)
+                     for end in ("pre", "post")}
+            if fixed["post"] and not fixed["pre"]:
+                from_items[from_items.index(f"connections {rel.alias}")] = f"connections_by_post {rel.alias}"
     plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
     plan.uses_bound = uses_bound
 
