@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import flatprint
-from flatprint.cypher.engine import execute
+from flatprint.cypher.engine import Execution, execute
 from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
 from flatprint.store import Store
 from oracle import load, oracle_segments, roi_chains
@@ -303,3 +303,81 @@ def test_memory_budget_stops_a_large_columnwise_answer(store):
             execute(store, cypher)
     finally:
         set_memory_budget(None)
+
+
+# fetch_synapse_connections' per-batch Cypher for a type pair: neuprint-python groups the connections
+# by one side's body and leaves the other side to the type filter (issue #16)
+TYPE_BATCH_CYPHER = """
+    MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron),
+          (n)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m),
+          (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)
+    WHERE n.type = '{pre_type}' AND m.bodyId = {post} AND m.type = '{post_type}'
+    WITH DISTINCT n, m, ns, ms, e
+    WHERE e.weight >= 1
+    WITH n, m, ns, ms
+    WHERE (ns.confidence > 0.5) AND (ns.type = 'pre')
+    WITH n, m, ns, ms
+    WHERE (ms.confidence > 0.5) AND (ms.type = 'post')
+    RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post,
+           ns.location.x as ux, ns.location.y as uy, ns.location.z as uz,
+           ms.location.x as dx, ms.location.y as dy, ms.location.z as dz,
+           ns.confidence as confidence_pre, ms.confidence as confidence_post,
+           apoc.map.removeKeys(ns, ['location', 'confidence', 'type']) as info_pre,
+           apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post,
+           ns.ntAcetylcholineProb as ntAcetylcholineProb, ns.ntGabaProb as ntGabaProb
+"""
+
+
+def _table_scans(node, table: str) -> list[int]:
+    """Rows each scan of ``table`` passed on, from DuckDB's JSON profile of EXPLAIN ANALYZE."""
+    out = []
+    if node.get("type") == "TABLE_SCAN" and str(node.get("extra_info", {}).get("Table", "")).endswith(table):
+        out.append(int(node["intermediate_rows"]))
+    for child in node.get("children", []):
+        out += _table_scans(child, table)
+    return out
+
+
+def test_type_batch_reads_only_the_partners_synapses(store, release_dir, synapse_points, strong_pair, monkeypatch):
+    """A batch 'type T -> body X' returns the oracle's rows, and its SQL reads the type side's synapses
+    only for X's partners of that type (it used to scan every T-bar of the table on that side)."""
+    segments = oracle_segments(release_dir)
+    pre_type, post_type = segments.loc[strong_pair[0], "type"], segments.loc[strong_pair[1], "type"]
+    assert isinstance(pre_type, str) and isinstance(post_type, str)
+    post = strong_pair[1]
+    weights = load(release_dir, "weights")
+    neurons_of_type = set(segments[segments.is_neuron & (segments.type == pre_type)].index)
+    pres = sorted(set(weights[(weights.body_post == post) & weights.body_pre.isin(neurons_of_type)].body_pre))
+    want = canonical([row for pre in pres for row in oracle_pair_rows(release_dir, synapse_points, pre, post)])
+    assert len(want) > 20
+
+    ran = []
+    original = Execution.run_arrow_checked
+
+    def recording(self, sql, tables=None):
+        ran.append((sql, dict(tables or {})))
+        return original(self, sql, tables)
+
+    monkeypatch.setattr(Execution, "run_arrow_checked", recording)
+    result = execute(store, TYPE_BATCH_CYPHER.format(pre_type=pre_type, post=post, post_type=post_type))
+    assert result.arrow is not None, "the batch query should be built column-wise"
+    assert canonical(result.data) == want
+
+    # the synapses the match may read: those of X and of X's upstream partners (any type)
+    partners = load(release_dir, "syn-partners")
+    upstream = set(partners[partners.body_post == post].body_pre) | {post}
+    points = load(release_dir, "syn-points")
+    allowed = int(points["body"].isin(upstream).sum())
+    main_sql, tables = next((sql, t) for sql, t in ran if "partners" in sql)
+    cursor = store.cursor()
+    try:
+        for name, table in tables.items():
+            cursor.register(name, table)
+        cursor.execute("PRAGMA enable_profiling='json'")
+        profile = json.loads(cursor.execute("EXPLAIN ANALYZE " + main_sql).fetchall()[0][1])
+    finally:
+        cursor.close()
+    scans = _table_scans({"children": profile["operator"]} if isinstance(profile["operator"], list)
+                         else profile["operator"], "synapses")
+    assert len(scans) == 2, scans
+    assert max(scans) <= allowed < len(points) // 10, (scans, allowed)

@@ -50,9 +50,19 @@ def _flag_table(model, roi_set: str, removed: set[str]) -> pa.Table:
     return pa.table({"label": pa.array(labels, type=pa.int64()), "frag": pa.array(fragments, type=pa.string())})
 
 
-def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] | None) -> pa.Table:
+def map_columns(model, removed: tuple[str, ...] | None) -> list[str]:
+    """The synapses columns a synapse's map (or ``apoc.map.removeKeys(s, removed)``) is made of."""
+    drop = set(removed or ())
+    columns = [c for key, c in (("type", "kind"), ("confidence", "conf")) if key not in drop]
+    columns += ["x", "y", "z"] if "location" not in drop else []
+    return columns + [n for n in model.nt_columns if n not in drop] + ["primary_label", "major_label"]
+
+
+def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] | None,
+                      rows: pa.Table | None = None) -> pa.Table:
     """(id, j): each synapse's property map as JSON text, as ``values.to_output`` of the node (or of
-    ``apoc.map.removeKeys(node, removed)``) writes it; nulls left out."""
+    ``apoc.map.removeKeys(node, removed)``) writes it; nulls left out. ``rows``: the synapses' columns
+    (``id`` and :func:`map_columns`) fetched already, else they are read from the synapses table."""
     drop = set(removed or ())
     parts = []
     if "type" not in drop:
@@ -66,15 +76,20 @@ def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] 
         if name not in drop:
             parts.append(f"{_key(name)} || ({_number_json('s.' + quote_ident(name))})")
     parts += ["pf.frag", "mf.frag"]
-    ids = ids.cast(pa.int64())
-    sql = (f"SELECT s.syn_id AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "
-           f"FROM (SELECT * FROM synapses s SEMI JOIN ids_table i ON s.syn_id = i.id "
-           f"WHERE {id_ranges_sql('s.syn_id', ids.to_numpy())}) s "
+    tables = {"primary_flags": _flag_table(model, "primary", drop), "major_flags": _flag_table(model, "major", drop)}
+    if rows is not None:  # the answer's own columns: no second scan of synapses
+        source = "(SELECT DISTINCT * FROM map_rows) s"
+        tables["map_rows"] = rows
+    else:
+        ids = ids.cast(pa.int64())
+        source = (f"(SELECT * FROM synapses s SEMI JOIN ids_table i ON s.syn_id = i.id "
+                  f"WHERE {id_ranges_sql('s.syn_id', ids.to_numpy())}) s")
+        tables["ids_table"] = pa.table({"id": ids})
+    sql = (f"SELECT s.{'id' if rows is not None else 'syn_id'} AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "
+           f"FROM {source} "
            "LEFT JOIN primary_flags pf ON pf.label = coalesce(s.primary_label, 0) "
            "LEFT JOIN major_flags mf ON mf.label = coalesce(s.major_label, 0)")
-    return run_arrow(sql, {"ids_table": pa.table({"id": ids}),
-                           "primary_flags": _flag_table(model, "primary", drop),
-                           "major_flags": _flag_table(model, "major", drop)})
+    return run_arrow(sql, tables)
 
 
 def _arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -95,7 +110,8 @@ def _arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arrow, check_rows):
     """Rows (lists, as JSON parses them) and the Arrow answer of a query result ``table`` whose
-    column i is a plain value, or (i in ``maps``) a synapse id to be replaced by its map's JSON."""
+    column i is a plain value, or (i in ``maps``) a synapse id to be replaced by its map's JSON
+    (``maps[i]``: an (id, j) table)."""
     columns, cells = [], []
     for index in range(table.num_columns):
         column = table.column(index)

@@ -9,12 +9,17 @@ query reads, and which ``residual`` predicates are left to the Python evaluator.
 Joins follow the store's layout: a ConnectsTo reads ``connections`` (sorted by body_pre) unless
 only its target side is constrained, then ``connections_by_post``; a SynapseSet is not a table
 but the body its Contains edges point at; equalities on ``bodyId`` are copied to every column
-joined to it, so that DuckDB's zone maps prune each table.
+joined to it, so that DuckDB's zone maps prune each table. When a ConnectsTo or SynapsesTo has one
+end's body fixed that way and the other not (fetch_synapse_connections' batches: ``m.bodyId = X``,
+``n.type = 'T'``), the other end's bodies are the fixed body's partners in ``connections``:
+:func:`narrow_partner_bodies` reads them first and filters every column joined to that end by their
+id ranges, so the synapses and partners of the other side are read by range, not scanned.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
@@ -23,7 +28,7 @@ from flatprint.cypher.registry import contains_aggregate
 from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
                                      SYNAPSES_TO, SYNSET, GraphModel)
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
-from flatprint.store.sql import quote_ident
+from flatprint.store.sql import id_ranges_sql, quote_ident
 
 _anon = itertools.count()
 
@@ -63,6 +68,8 @@ class MatchPlan:
     null_props: dict[str, list[str]] = field(default_factory=dict)  # variable -> properties known null
     scope: SqlScope | None = None                    # for compiling projections onto the match
     from_where: str = ""                             # the SQL after SELECT ... (FROM and WHERE)
+    # (SQL listing candidate bodies, columns they filter): see :func:`narrow_partner_bodies`
+    partner_bodies: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def pattern_variables(patterns) -> list[str]:
@@ -337,6 +344,8 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
         if family:
             scope.bound_values[name] = (f"b.{quote_ident(name)}", family)
     pushed: list[str] = []
+    node_filters: dict[str, list[str]] = {}  # variable -> pushed predicates on it alone
+    fixed_bodies: list[tuple[set[str], Callable]] = []  # (joined columns, column -> SQL filter) of key filters
     for expr in conjuncts(where) + inline_predicates:
         names = variables_in(expr)
         sql = None
@@ -346,8 +355,20 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
             plan.residual.append(expr)
         else:
             pushed.append(sql)
-            conditions.extend(_propagate_key_filter(expr, scope, nodes, equal_pairs))
+            if len(names) == 1:
+                node_filters.setdefault(next(iter(names)), []).append(sql)
+            propagated, fixed = _propagate_key_filter(expr, scope, nodes, equal_pairs)
+            conditions.extend(propagated)
+            if fixed is not None:
+                fixed_bodies.append(fixed)
     conditions += pushed
+    plan.partner_bodies = _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
+    for rel in edges:  # a ConnectsTo whose target body alone is fixed reads the copy sorted by target
+        if rel.kind == CONNECTS and not rel.undirected and f"connections {rel.alias}" in from_items:
+            fixed = {end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies)
+                     for end in ("pre", "post")}
+            if fixed["post"] and not fixed["pre"]:
+                from_items[from_items.index(f"connections {rel.alias}")] = f"connections_by_post {rel.alias}"
     plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
     plan.uses_bound = uses_bound
 
@@ -400,8 +421,65 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
     return plan
 
 
-def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> list[str]:
-    """``n.bodyId = 1`` / ``n.bodyId IN [..]`` also filters every column joined to n's key."""
+def _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters) -> list[tuple[str, list[str]]]:
+    """For each directed ConnectsTo/SynapsesTo with one end's body fixed by constants and the other
+    not: (SQL of the other end's candidate bodies, columns joined to the other end's body). The
+    candidates are the fixed bodies' partners in the connections table that pass the filters on the
+    other end's own Segment (``node_filters``: variable -> SQL on its alias); every match's body is
+    one of them."""
+    out = []
+    for rel in edges:
+        if rel.undirected or rel.kind not in (CONNECTS, SYNAPSES_TO):
+            continue
+        pre, post = f"{rel.alias}.body_pre", f"{rel.alias}.body_post"
+        pre_fixed = next((f for columns, f in fixed_bodies if pre in columns), None)
+        post_fixed = next((f for columns, f in fixed_bodies if post in columns), None)
+        if (pre_fixed is None) == (post_fixed is None):
+            continue
+        if post_fixed is not None:
+            table, free, free_column, fixed_sql = "connections_by_post", pre, "body_pre", post_fixed("q.body_post")
+        else:
+            table, free, free_column, fixed_sql = "connections", post, "body_post", pre_fixed("q.body_pre")
+        joined = _equal_class(free, equal_pairs)
+        segment = next((v for v in nodes.values() if v.kind == SEGMENT and not v.bound and v.id_sql in joined), None)
+        if segment is None:
+            sql = f"SELECT DISTINCT q.{free_column} FROM {table} q WHERE {fixed_sql}"
+        else:
+            where = " AND ".join([f"q.{free_column} = {segment.id_sql}", fixed_sql]
+                                 + ([f"{segment.alias}.is_neuron"] if segment.neuron else [])
+                                 + node_filters.get(segment.name, []))
+            sql = f"SELECT DISTINCT {segment.id_sql} FROM {table} q, segments {segment.alias} WHERE {where}"
+        columns = sorted(c for c in joined if not c.startswith("b."))
+        if not any(sql == known for known, _ in out):
+            out.append((sql, columns))
+    return out
+
+
+def narrow_partner_bodies(plan: MatchPlan, run_sql) -> None:
+    """Run the plan's partner-body queries (``run_sql(sql) -> rows``) and add their bodies' id ranges
+    as filters to ``plan.sql`` and ``plan.from_where`` (a superset filter: the joins still decide).
+    Tables sorted by a body column (synapses, partners, connections) then read only the row groups of
+    those bodies, and joins build on their rows only."""
+    extra = []
+    for sql, columns in plan.partner_bodies:
+        bodies = [row[0] for row in run_sql(sql) if row[0] is not None]
+        # many scattered ranges cost more to test row by row than they save: merge the closest
+        extra += [id_ranges_sql(column, bodies, gap=0, most=MAX_BODY_RANGES) for column in columns]
+    if extra and plan.sql is not None:
+        condition = " AND ".join(extra)
+        joiner = " AND " if " WHERE " in plan.from_where else " WHERE "
+        plan.sql += joiner + condition
+        plan.from_where += joiner + condition
+    plan.partner_bodies = []
+
+
+MAX_BODY_RANGES = 32
+
+
+def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> tuple[list[str], tuple | None]:
+    """``n.bodyId = 1`` / ``n.bodyId IN [..]`` also filters every column joined to n's key. Returns
+    those filters and, for a constant value, (the joined columns, column -> the same filter on it)
+    for :func:`_partner_body_queries`."""
     target = None
     if isinstance(expr, ast.Comparison) and expr.operators == ("=",):
         left, right = expr.operands
@@ -412,15 +490,15 @@ def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> list[str
     elif isinstance(expr, ast.In):
         target, value, kind = expr.element, expr.collection, "in"
     else:
-        return []
+        return [], None
     if not (isinstance(target, ast.Property) and isinstance(target.subject, ast.Variable)):
-        return []
+        return [], None
     var = nodes.get(target.subject.name)
     if var is None or not ((var.kind == SEGMENT and target.name == "bodyId")):
-        return []
+        return [], None
     rendered = compile_value(value, scope)
     if rendered is None or rendered[1] not in ("number", "list:number"):
-        return []
+        return [], None
     classes = _equal_class(var.id_sql, equal_pairs)
     out = []
     for column in classes - {var.id_sql}:
@@ -428,7 +506,10 @@ def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> list[str
             out.append(f"{column} = {rendered[0]}")
         else:
             out.append(in_sql(column, rendered[0]))
-    return out
+    fixed = None
+    if not variables_in(value):  # a constant: the partner-body query can run on its own
+        fixed = (classes, lambda column: f"{column} = {rendered[0]}" if kind == "=" else in_sql(column, rendered[0]))
+    return out, fixed
 
 
 def _equal_class(start: str, pairs) -> set[str]:

@@ -7,13 +7,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import ast, columnar
-from flatprint.cypher.planner import plan_match
+from flatprint.cypher.planner import narrow_partner_bodies, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
 from flatprint.cypher.rewriter import pattern_groups
 from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
 from flatprint.cypher.sqlgen import (aggregate_call, body_pair, compile_predicate, compile_value, select_statement,
                                      variables_in)
 from flatprint.cypher.values import NodeRef, Point
+from flatprint.store.sql import quote_ident
 
 
 class PushdownExecution:
@@ -41,6 +42,7 @@ class PushdownExecution:
                           pattern_groups=pattern_groups(match), also_reads=reads)
         if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
             return None
+        narrow_partner_bodies(plan, self.run_sql)
         tables = {"bound": self._bound_table(rows, plan.bound_columns, bound_kinds)} if plan.uses_bound else {}
         names = [item.column_name for item in projection.items]
         select, keys, points = [], [], []
@@ -96,6 +98,19 @@ class PushdownExecution:
                                group_by=keys if aggregating else [], order_by=order, limit=limit, offset=skip)
         if final and order is not None and not roi_infos and not points and \
                 all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values()):
+            if wholes and not aggregating:
+                # the columns of each synapse's map come with the answer: no second scan of synapses
+                sources = {}
+                columns = list(zip(select, names))
+                for number, (name, (variable, removed)) in enumerate(wholes.items()):
+                    alias = plan.nodes[variable].alias
+                    wanted = columnar.map_columns(self.model, removed)
+                    sources[name] = [len(columns)] + [len(columns) + 1 + k for k in range(len(wanted))]
+                    columns += [(f"{alias}.syn_id", f"__map{number}_id")]
+                    columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
+                sql = select_statement(columns, plan.from_where, distinct=distinct, order_by=order, limit=limit,
+                                       offset=skip)
+                return names, self._columnar(sql, tables, names, wholes, plan, sources)
             return names, self._columnar(sql, tables, names, wholes, plan)
         results = self.run_sql(sql, tables)
         self.deadline.check()
@@ -122,14 +137,21 @@ class PushdownExecution:
         projected = [dict(zip(names, values)) for values in zip(*columns)]
         return names, self._order_skip_limit(projection, names, expressions, projected)
 
-    def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan) -> list[list]:
-        """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``."""
+    def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan, sources=None) -> list[list]:
+        """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``.
+        ``sources``: column name -> positions of the synapse id and its map's columns in the answer
+        (else the maps read the synapses table)."""
         table = self.run_arrow_checked(sql, tables)
         maps = {}
         for name, (variable, removed) in wholes.items():
             index = names.index(name)
+            rows = None
+            if sources:
+                positions = sources[name]
+                rows = table.select(positions).rename_columns(["id"] + columnar.map_columns(self.model, removed))
             ids = pc.unique(table.column(index).combine_chunks().drop_null())
-            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow_checked, ids, removed)
+            maps[index] = columnar.synapse_maps_json(self.model, self.run_arrow_checked, ids, removed, rows)
+        table = table.select(list(range(len(names))))
         rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow_checked, self.deadline.check)
         return rows
 
