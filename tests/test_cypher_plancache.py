@@ -257,3 +257,19 @@ def test_threads_share_the_cache(store):
     for text, got in results:
         assert same(got, expected[text]), text
     assert cache.hits > 0 and len(cache) <= 2
+
+
+def test_a_hit_skips_the_parser_and_the_analyzer(store, monkeypatch):
+    cache = PlanCache()
+    shape = "MATCH (n:Neuron) WHERE n.bodyId IN [{}] RETURN n.instance AS i ORDER BY i"
+    execute(store, shape.format(DNGE104_R), plan_cache=cache)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the parser or the analyzer ran on a cache hit")
+
+    monkeypatch.setattr(plancache, "parse", refuse)
+    monkeypatch.setattr(plancache, "analyze", refuse)
+    assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same shape
+    assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same text
+    with pytest.raises(AssertionError, match="ran on a cache hit"):  # a list of two ids is another shape
+        execute(store, shape.format(f"{DNGE104_L}, {DNGE104_R}"), plan_cache=cache)

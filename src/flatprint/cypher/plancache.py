@@ -52,6 +52,8 @@ ENV_SWITCH = "FLATPRINT_PLAN_CACHE"
 ENV_SIZE = "FLATPRINT_PLAN_CACHE_SIZE"
 _LITERAL_TOKENS = (TokenType.STRING, TokenType.INTEGER, TokenType.FLOAT)
 _INT64_MAX = 2**63 - 1
+# a literal's place in the shape: no other token's text starts with a quote (strings are literals)
+_MARKERS = {TokenType.STRING: "'s", TokenType.INTEGER: "'i", TokenType.FLOAT: "'f"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class PlanCache:
         self._lock = threading.Lock()
         self._pins: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()  # shape -> pinned literal indexes
         self._templates: OrderedDict[tuple, _Template] = OrderedDict()  # (shape, pinned values) -> template
+        self._texts: OrderedDict[str, ast.Query] = OrderedDict()  # exact text -> its tree
         self.hits = 0
         self.misses = 0
 
@@ -85,14 +88,21 @@ class PlanCache:
     def clear(self) -> None:
         with self._lock:
             self._pins.clear()
+            self._texts.clear()
             self._templates.clear()
             self.hits = self.misses = 0
 
     def prepare(self, text: str) -> ast.Query:
         """The analyzed tree of ``text``, from the cache when a query of its shape was seen."""
+        with self._lock:
+            query = self._texts.get(text)
+            if query is not None:
+                self._texts.move_to_end(text)
+                self.hits += 1
+                return query
         tokens = tokenize(text)
         literals = [i for i, token in enumerate(tokens) if token.type in _LITERAL_TOKENS]
-        shape = tuple(token.type if token.type in _LITERAL_TOKENS else (token.type, token.text) for token in tokens)
+        shape = tuple(_MARKERS.get(token.type) or token.text for token in tokens)
         with self._lock:
             pins = self._pins.get(shape)
             template = None
@@ -108,11 +118,13 @@ class PlanCache:
             query = _bind(template, text, tokens, literals)
             if template.reanalyze:
                 analyze(query)
+            self._remember(text, query)
             return query
         query = parse(text)
         analyze(query)
         template, pins = _make_template(query, text, tokens, literals)
         key = (shape, tuple(tokens[literals[k]].value for k in pins))
+        self._remember(text, query)
         with self._lock:
             self.misses += 1
             self._pins[shape] = pins
@@ -124,6 +136,15 @@ class PlanCache:
             while len(self._pins) > self.size:
                 self._pins.popitem(last=False)
         return query
+
+
+    def _remember(self, text: str, query: ast.Query) -> None:
+        """Keep the tree of this very text too: a text sent again skips even the tokenizer."""
+        with self._lock:
+            self._texts[text] = query
+            self._texts.move_to_end(text)
+            while len(self._texts) > self.size:
+                self._texts.popitem(last=False)
 
 
 def _too_large(tokens: list[Token], literals: list[int], template: _Template) -> bool:
