@@ -101,8 +101,7 @@ class PlanCache:
                 self.hits += 1
                 return query
         tokens = tokenize(text)
-        literals = [i for i, token in enumerate(tokens) if token.type in _LITERAL_TOKENS]
-        shape = tuple(_MARKERS.get(token.type) or token.text for token in tokens)
+        literals, shape = _shape_of(tokens)
         with self._lock:
             pins = self._pins.get(shape)
             template = None
@@ -145,6 +144,20 @@ class PlanCache:
             self._texts.move_to_end(text)
             while len(self._texts) > self.size:
                 self._texts.popitem(last=False)
+
+
+def _shape_of(tokens: list[Token]) -> tuple[list[int], tuple[str, ...]]:
+    """The indexes of the literal tokens, and the token texts with each literal's replaced by a marker."""
+    literals, shape = [], []
+    string, integer, double = TokenType.STRING, TokenType.INTEGER, TokenType.FLOAT
+    for index, token in enumerate(tokens):
+        kind = token.type  # compared by identity: hashing an enum member runs Python code
+        if kind is string or kind is integer or kind is double:
+            literals.append(index)
+            shape.append(_MARKERS[kind])
+        else:
+            shape.append(token.text)
+    return literals, tuple(shape)
 
 
 def _too_large(tokens: list[Token], literals: list[int], template: _Template) -> bool:
