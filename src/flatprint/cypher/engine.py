@@ -3,6 +3,7 @@
 Stages (one module each, as in sqlglot)::
 
     text --tokens/parser--> ast.Query --analyzer--> (every refusal, with line/column, against registry)
+         (plancache: both once per query shape; a text of a known shape gets the tree with its literals)
          --rewriter--> (constant WITHs inlined, pass-through WITHs folded, MATCHes merged)
          --Execution (this module): clause by clause over rows (dicts variable -> value)--
            MATCH (+ WITH/RETURN)  --pushdown--> one SQL query with GROUP BY / ORDER BY / LIMIT
