@@ -273,3 +273,13 @@ def test_a_hit_skips_the_parser_and_the_analyzer(store, monkeypatch):
     assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same text
     with pytest.raises(AssertionError, match="ran on a cache hit"):  # a list of two ids is another shape
         execute(store, shape.format(f"{DNGE104_L}, {DNGE104_R}"), plan_cache=cache)
+
+
+def test_long_texts_bypass_the_cache(store):
+    cache = PlanCache()
+    ids = [DNGE104_R, DNGE104_L] + list(range(10**12, 10**12 + plancache.MAX_TEXT // 10))
+    text = f"WITH {ids} AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN n.instance AS i ORDER BY i"
+    assert len(text) > plancache.MAX_TEXT
+    for _ in range(2):
+        assert execute(store, text, plan_cache=cache).data == [["DNge104_L"], ["DNge104_R"]]
+    assert (len(cache), cache.hits, cache.misses) == (0, 0, 0)

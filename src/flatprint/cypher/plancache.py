@@ -28,8 +28,8 @@ Column names of un-aliased items (``RETURN n.type + 'x'``) are the text as writt
 them from the new text. An integer literal beyond 64 bits takes the uncached path, which refuses
 it. Runtime errors on a hit may cite the template's positions (its literals can differ in width).
 
-The cache is a bounded LRU (:data:`DEFAULT_SIZE` shapes, ``FLATPRINT_PLAN_CACHE_SIZE``) guarded by
-a lock (the server runs queries on a thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off.
+The cache is a bounded LRU (:data:`DEFAULT_SIZE` shapes, ``FLATPRINT_PLAN_CACHE_SIZE``; texts
+longer than :data:`MAX_TEXT` characters bypass it) guarded by a lock (the server runs queries on a thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.parser import parse
 from flatprint.cypher.tokens import Token, TokenType, tokenize
 
-__all__ = ["PlanCache", "prepare", "default_cache", "cache_enabled", "DEFAULT_SIZE", "ENV_SWITCH", "ENV_SIZE"]
+__all__ = ["PlanCache", "prepare", "default_cache", "cache_enabled", "DEFAULT_SIZE", "MAX_TEXT", "ENV_SWITCH",
+           "ENV_SIZE"]
 
 DEFAULT_SIZE = 512
+# Longer texts (long literal lists: each length is a shape of its own) are parsed afresh: an entry
+# takes about 50 bytes per character of text, so the full cache stays near 100 MB at most.
+MAX_TEXT = 4096
 ENV_SWITCH = "FLATPRINT_PLAN_CACHE"
 ENV_SIZE = "FLATPRINT_PLAN_CACHE_SIZE"
 _LITERAL_TOKENS = (TokenType.STRING, TokenType.INTEGER, TokenType.FLOAT)
@@ -94,6 +98,10 @@ class PlanCache:
 
     def prepare(self, text: str) -> ast.Query:
         """The analyzed tree of ``text``, from the cache when a query of its shape was seen."""
+        if len(text) > MAX_TEXT:
+            query = parse(text)
+            analyze(query)
+            return query
         with self._lock:
             query = self._texts.get(text)
             if query is not None:
