@@ -3,6 +3,7 @@
 Stages (one module each, as in sqlglot)::
 
     text --tokens/parser--> ast.Query --analyzer--> (every refusal, with line/column, against registry)
+         (plancache: both once per query shape; a text of a known shape gets the tree with its literals)
          --rewriter--> (constant WITHs inlined, pass-through WITHs folded, MATCHes merged)
          --Execution (this module): clause by clause over rows (dicts variable -> value)--
            MATCH (+ WITH/RETURN)  --pushdown--> one SQL query with GROUP BY / ORDER BY / LIMIT
@@ -39,7 +40,7 @@ from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTime
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
 from flatprint.cypher.memory import MemoryBudgetError
-from flatprint.cypher.parser import parse
+from flatprint.cypher.plancache import PlanCache, prepare
 from flatprint.cypher.planner import needed_properties, row_cap
 from flatprint.cypher.procedures import ProcedureExecution
 from flatprint.cypher.projection import ProjectionExecution, distinct
@@ -89,15 +90,16 @@ class CypherResult:
 
 
 def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params: dict | None = None,
-            cancel: threading.Event | None = None) -> CypherResult:
+            cancel: threading.Event | None = None, plan_cache: PlanCache | bool | None = None) -> CypherResult:
     """Parse, check and run one read-only Cypher query against an open store.
 
     ``cancel``: when another thread sets this event the query stops and raises CypherCancelledError.
+    ``plan_cache``: None uses the shared cache of parsed queries by shape (plancache.py) unless
+    ``FLATPRINT_PLAN_CACHE=0``; False parses afresh; a PlanCache uses that one.
     """
     if cancel is not None and cancel.is_set():
         raise CypherCancelledError("query cancelled before it started")
-    query = parse(text)
-    analyze(query)
+    query = prepare(text, plan_cache)
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
     execution.columnar_allowed = len(query.parts) == 1

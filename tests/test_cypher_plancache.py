@@ -1,0 +1,285 @@
+"""The plan cache (cypher/plancache.py): queries of one shape with other literals skip the parser and
+the analyzer and still answer exactly as without the cache."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flatprint.cypher import plancache
+from flatprint.cypher.ast import format_string
+from flatprint.cypher.engine import execute
+from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
+from flatprint.cypher.plancache import PlanCache
+from flatprint.cypher.tokens import TokenType, tokenize
+from flatprint.errors import QueryError
+from flatprint.store import Store
+from reference import corpus_files, corpus_params
+
+CORPUS = sorted(corpus_files())
+DNGE104_R, DNGE104_L = 12781, 556329  # the synthetic releases plant DNge104 with these body ids
+
+
+@pytest.fixture(scope="module")
+def store(store_factory):
+    opened = Store.open(store_factory(0))
+    yield opened
+    opened.close()
+
+
+def corpus_text(path: Path) -> str:
+    """The captured text with its placeholder body ids swapped for DNge104's (as test_cypher_corpus)."""
+    ids = {"10001": str(DNGE104_R), "10002": str(DNGE104_L)}
+    return re.sub(r"\b(10001|10002)\b", lambda m: ids[m.group(1)], path.read_text())
+
+
+def other_literals(text: str) -> str:
+    """``text`` with every string and number literal changed to another value of the same type."""
+    pieces, last = [], 0
+    for token in tokenize(text):
+        if token.type is TokenType.INTEGER:
+            new = str(token.value + 7)
+        elif token.type is TokenType.FLOAT:
+            new = repr(token.value + 0.25)
+        elif token.type is TokenType.STRING:
+            new = format_string(token.value + "q")
+        else:
+            continue
+        pieces += [text[last:token.offset], new]
+        last = token.end
+    return "".join(pieces) + text[last:]
+
+
+def outcome(store, text, cache):
+    """(columns, rows, arrow table) or the error's type and message."""
+    try:
+        result = execute(store, text, timeout=30, plan_cache=cache)
+    except QueryError as exc:
+        return type(exc).__name__, str(exc)
+    return result.columns, result.data, result.to_arrow()
+
+
+def rows_as_multiset(rows) -> list[str]:
+    # repr: NaN equals NaN, and 1 != 1.0 != True
+    return sorted(repr(row) for row in rows)
+
+
+def same(a, b) -> bool:
+    """Same columns, rows and Arrow table (schema and rows), in any row order: without ORDER BY the
+    engine's row order varies between runs even without the cache."""
+    if len(a) == 3 and len(b) == 3:
+        return (a[0] == b[0] and rows_as_multiset(a[1]) == rows_as_multiset(b[1])
+                and a[2].schema.equals(b[2].schema)
+                and rows_as_multiset(a[2].to_pylist()) == rows_as_multiset(b[2].to_pylist()))
+    return a == b
+
+
+# ---------------------------------------------------------------------------------------------
+# the captured corpora: same answers (JSON rows and Arrow) with the cache off, on (miss) and on (hit
+# after a query of the same shape with other literals filled the cache)
+
+SHARED = PlanCache(4096)
+
+
+@pytest.mark.parametrize("path", corpus_params(CORPUS, id_of=lambda p: f"{p.parent.name}/{p.stem}"))
+def test_corpus_query_same_with_and_without_cache(store, path):
+    text = corpus_text(path)
+    uncached = outcome(store, text, False)
+    primed = PlanCache()
+    outcome(store, other_literals(text), primed)  # may fail (made-up values); it only fills the cache
+    hits = primed.hits
+    assert same(outcome(store, text, primed), uncached)
+    assert same(outcome(store, text, SHARED), uncached)
+    if isinstance(uncached[0], list) and primed.misses == 1 and "runTimeboxed" not in text:
+        # shapes without pinned literals hit after the primer (the primer then used the same key)
+        pinned = re.search(r"\b(LIMIT|SKIP)\b|\*\s*\d", text, re.IGNORECASE)
+        if not pinned:
+            assert primed.hits == hits + 1, "the query of the same shape should have hit the cache"
+
+
+# ---------------------------------------------------------------------------------------------
+# literals: each query of a shape gets its own answer
+
+
+def segments_frame(store) -> pd.DataFrame:
+    return store.cursor().execute("SELECT * FROM segments").df()
+
+
+def test_two_queries_differing_in_literals_each_get_their_answer(store):
+    cache = PlanCache()
+    shape = "MATCH (n:Neuron) WHERE n.bodyId = {} RETURN n.instance AS instance, n.type AS type"
+    right = execute(store, shape.format(DNGE104_R), plan_cache=cache)
+    left = execute(store, shape.format(DNGE104_L), plan_cache=cache)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert right.data == [["DNge104_R", "DNge104"]]
+    assert left.data == [["DNge104_L", "DNge104"]]
+
+
+def test_type_names_as_literals_against_pandas(store):
+    frame = segments_frame(store)
+    neurons = frame[frame["is_neuron"]]
+    counts = neurons["type"].value_counts()
+    types = [t for t in counts.index[:3]] + ["DNge104", "no such type"]
+    cache = PlanCache()
+    for name in types:
+        result = execute(store, f"MATCH (n:Neuron) WHERE n.type = {format_string(name)} "
+                                "RETURN n.bodyId AS id ORDER BY id", plan_cache=cache)
+        expected = sorted(int(b) for b in neurons.loc[neurons["type"] == name, "bodyId"])
+        assert [row[0] for row in result.data] == expected, name
+    assert (cache.misses, cache.hits) == (1, len(types) - 1)
+
+
+def test_body_id_lists_of_one_length_share_a_shape(store):
+    frame = segments_frame(store).set_index("bodyId")
+    cache = PlanCache()
+    ids = [int(b) for b in frame.index[:6]]
+    for pair in (ids[0:2], ids[2:4], ids[4:6]):
+        result = execute(store, f"WITH {pair} AS ids MATCH (n:Segment) WHERE n.bodyId IN ids "
+                                "RETURN n.bodyId AS id, n.pre AS pre ORDER BY id", plan_cache=cache)
+        assert result.data == [[b, int(frame.loc[b, "pre"])] for b in sorted(pair)]
+    assert (cache.misses, cache.hits) == (1, 2)
+
+
+def test_limit_and_hop_values_stay_in_the_key(store):
+    cache = PlanCache()
+    text = "MATCH (n:Neuron) RETURN n.bodyId AS id ORDER BY id LIMIT {}"
+    assert len(execute(store, text.format(1), plan_cache=cache).data) == 1
+    assert len(execute(store, text.format(3), plan_cache=cache).data) == 3
+    assert cache.hits == 0
+    with pytest.raises(CypherSyntaxError, match="LIMIT expects a non-negative integer"):
+        execute(store, "MATCH (n:Neuron) RETURN n LIMIT 1.5", plan_cache=cache)
+    with pytest.raises(CypherSyntaxError, match="LIMIT expects a non-negative integer"):
+        execute(store, "MATCH (n:Neuron) RETURN n LIMIT 2.5", plan_cache=cache)
+    paths = "MATCH p = (a:Neuron {{bodyId: {}}})-[:ConnectsTo*1..{}]->(b:Neuron) RETURN count(p) AS c"
+    one = execute(store, paths.format(DNGE104_R, 1), plan_cache=cache).data
+    two = execute(store, paths.format(DNGE104_R, 2), plan_cache=cache).data
+    assert one == execute(store, paths.format(DNGE104_R, 1), plan_cache=False).data
+    assert two == execute(store, paths.format(DNGE104_R, 2), plan_cache=False).data
+    assert one != two
+
+
+def test_literal_types_signs_and_column_texts(store):
+    cache = PlanCache()
+    assert execute(store, "RETURN 1 AS x", plan_cache=cache).data == [[1]]
+    assert execute(store, "RETURN 1.5 AS x", plan_cache=cache).data == [[1.5]]
+    assert execute(store, "RETURN '1' AS x", plan_cache=cache).data == [["1"]]
+    assert execute(store, "RETURN -4 AS x", plan_cache=cache).data == [[-4]]
+    assert execute(store, "RETURN -9 AS x", plan_cache=cache).data == [[-9]]
+    assert execute(store, "RETURN 10 - 4 AS x", plan_cache=cache).data == [[6]]
+    assert execute(store, "RETURN 10 - 9 AS x", plan_cache=cache).data == [[1]]
+    first = execute(store, "RETURN 1 + 2, 'a' AS s", plan_cache=cache)
+    second = execute(store, "RETURN   30 +  4 , 'b' AS s", plan_cache=cache)
+    assert (first.columns, first.data) == (["1 + 2", "s"], [[3, "a"]])
+    assert (second.columns, second.data) == (["30 +  4", "s"], [[34, "b"]])
+    assert cache.hits == 3  # -9, 10 - 9 and the second column test
+
+
+def test_refusals_still_come_with_the_new_texts_positions(store):
+    cache = PlanCache()
+    execute(store, "RETURN 1 UNION RETURN 1", plan_cache=cache)
+    with pytest.raises(UnsupportedCypherError, match="different columns"):
+        execute(store, "RETURN 1 UNION RETURN 2", plan_cache=cache)
+    execute(store, "RETURN 5 AS x", plan_cache=cache)
+    with pytest.raises(CypherSyntaxError, match="too large"):
+        execute(store, "RETURN 99999999999999999999 AS x", plan_cache=cache)
+    assert execute(store, "RETURN -9223372036854775808 AS x", plan_cache=cache).data == [[-(2**63)]]
+    bad = "MATCH (n:Neuron)\nWHERE n.type = 'x'\nRETURN m"
+    messages = []
+    for cached in (False, cache, cache):
+        with pytest.raises(CypherSyntaxError) as caught:
+            execute(store, bad, plan_cache=cached)
+        messages.append(str(caught.value))
+    assert len(set(messages)) == 1 and "line 3, column 8" in messages[0]
+
+
+def test_timeboxed_inner_query_is_part_of_the_key(store):
+    cache = PlanCache()
+    text = ("CALL apoc.cypher.runTimeboxed(\"MATCH (n:Neuron) WHERE n.bodyId = {} RETURN n.instance AS i\", "
+            "{{}}, 10000) YIELD value RETURN value.i AS i")
+    assert execute(store, text.format(DNGE104_R), plan_cache=cache).data == [["DNge104_R"]]
+    assert execute(store, text.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]
+    assert cache.hits == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the cache itself
+
+
+def test_lru_bound_and_order(store):
+    cache = PlanCache(3)
+    shapes = [f"RETURN 1 AS c{i}" for i in range(5)]
+    for text in shapes:
+        execute(store, text, plan_cache=cache)
+    assert len(cache) == 3
+    execute(store, shapes[2].replace("1", "2", 1), plan_cache=cache)  # hit: c2 becomes the newest
+    assert cache.hits == 1
+    execute(store, shapes[0], plan_cache=cache)  # evicted earlier: a miss, evicts c3 (the oldest)
+    execute(store, shapes[2], plan_cache=cache)
+    assert cache.hits == 2
+    execute(store, shapes[3], plan_cache=cache)
+    assert cache.hits == 2 and len(cache) == 3
+    with pytest.raises(ValueError, match="positive integer"):
+        PlanCache(0)
+
+
+def test_switch_and_size_from_the_environment(store, monkeypatch):
+    shared = plancache.default_cache()
+    text = "MATCH (n:Neuron) WHERE n.bodyId = 4242424 RETURN n.type AS t"
+    monkeypatch.setenv(plancache.ENV_SWITCH, "0")
+    before = (shared.hits, shared.misses)
+    execute(store, text)
+    execute(store, text)
+    assert (shared.hits, shared.misses) == before
+    monkeypatch.setenv(plancache.ENV_SWITCH, "1")
+    execute(store, text)
+    execute(store, text.replace("4242424", "4242425"))
+    assert shared.hits >= before[0] + 1
+    monkeypatch.setenv(plancache.ENV_SIZE, "lots")
+    with pytest.raises(ValueError, match="FLATPRINT_PLAN_CACHE_SIZE"):
+        plancache._size_from_environment()
+
+
+def test_threads_share_the_cache(store):
+    frame = segments_frame(store)
+    ids = [int(b) for b in frame["bodyId"][:12]]
+    texts = [f"MATCH (n:Segment) WHERE n.bodyId = {body} RETURN n.bodyId AS b, n.post AS post" for body in ids]
+    texts += [f"MATCH (n:Segment {{bodyId: {body}}}) RETURN n.type AS t, {i} AS i" for i, body in enumerate(ids)]
+    texts += [f"WITH [{body}, {ids[0]}] AS ids MATCH (n:Segment) WHERE n.bodyId IN ids RETURN count(n) AS c"
+              for body in ids]  # shape by shape, so that a cache of 2 shapes both hits and evicts
+    expected = {t: outcome(store, t, False) for t in texts}
+    cache = PlanCache(2)  # smaller than the number of shapes: evictions race with lookups too
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda t: (t, outcome(store, t, cache)), texts * 3))
+    for text, got in results:
+        assert same(got, expected[text]), text
+    assert cache.hits > 0 and len(cache) <= 2
+
+
+def test_a_hit_skips_the_parser_and_the_analyzer(store, monkeypatch):
+    cache = PlanCache()
+    shape = "MATCH (n:Neuron) WHERE n.bodyId IN [{}] RETURN n.instance AS i ORDER BY i"
+    execute(store, shape.format(DNGE104_R), plan_cache=cache)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the parser or the analyzer ran on a cache hit")
+
+    monkeypatch.setattr(plancache, "parse", refuse)
+    monkeypatch.setattr(plancache, "analyze", refuse)
+    assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same shape
+    assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same text
+    with pytest.raises(AssertionError, match="ran on a cache hit"):  # a list of two ids is another shape
+        execute(store, shape.format(f"{DNGE104_L}, {DNGE104_R}"), plan_cache=cache)
+
+
+def test_long_texts_bypass_the_cache(store):
+    cache = PlanCache()
+    ids = [DNGE104_R, DNGE104_L] + list(range(10**12, 10**12 + plancache.MAX_TEXT // 10))
+    text = f"WITH {ids} AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN n.instance AS i ORDER BY i"
+    assert len(text) > plancache.MAX_TEXT
+    for _ in range(2):
+        assert execute(store, text, plan_cache=cache).data == [["DNge104_L"], ["DNge104_R"]]
+    assert (len(cache), cache.hits, cache.misses) == (0, 0, 0)
