@@ -5,6 +5,8 @@ back to the same tree (as the captured corpora in test_cypher_parser.py do)."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 neuprint = pytest.importorskip("neuprint")
@@ -54,6 +56,9 @@ def recorded(store_path, tmp_path_factory):
     home = tmp_path_factory.mktemp("corpus-home")
     with running_server([str(store_path)], home) as (url, cert):
         neuprint.Client.DATASETS_CACHE.clear() if hasattr(neuprint.Client, "DATASETS_CACHE") else None
+        # neuprint-python refuses to pick a default while another module's Client is still alive
+        # ("more than one Client exists"); unreferenced ones only go with a collection.
+        gc.collect()
         client = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert))
         neuprint.set_default_client(client)
         sent: list[str] = []

@@ -7,6 +7,8 @@ endpoint of a real `flatprint serve`, and neuprint-python's frames through it wi
 
 from __future__ import annotations
 
+import gc
+
 import io
 import json
 import math
@@ -292,6 +294,8 @@ def test_neuprint_python_frames_equal_the_library(server, store_path):
             same_frames(got, want, keys)
     finally:
         fpc.close()
+        del npc  # a neuprint Client left alive makes later modules' default client ambiguous
+        gc.collect()
 
 
 def test_memory_budget_stops_a_large_columnwise_answer(store):
