@@ -21,33 +21,18 @@ import time
 from pathlib import Path
 
 from flatprint.cypher.analyzer import analyze
-from flatprint.cypher.ast import format_string
 from flatprint.cypher.engine import execute
 from flatprint.cypher.parser import parse
 from flatprint.cypher.plancache import PlanCache
-from flatprint.cypher.tokens import TokenType, tokenize
+from flatprint.cypher.tokens import tokenize
 from flatprint.errors import QueryError
 from flatprint.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # cypher_literals, shared with the plan cache test
+from cypher_literals import other_literals  # noqa: E402
+
 FETCH_NEURONS = "fetch_neurons__bodyId_list5__01.cypher"
-
-
-def other_literals(text: str) -> str:
-    """``text`` with every string and number literal changed to another value of the same type."""
-    pieces, last = [], 0
-    for token in tokenize(text):
-        if token.type is TokenType.INTEGER:
-            new = str(token.value + 7)
-        elif token.type is TokenType.FLOAT:
-            new = repr(token.value + 0.25)
-        elif token.type is TokenType.STRING:
-            new = format_string(token.value + "q")
-        else:
-            continue
-        pieces += [text[last:token.offset], new]
-        last = token.end
-    return "".join(pieces) + text[last:]
 
 
 def median_us(function, repeat: int) -> float:

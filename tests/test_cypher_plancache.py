@@ -15,9 +15,9 @@ from flatprint.cypher.ast import format_string
 from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
 from flatprint.cypher.plancache import PlanCache
-from flatprint.cypher.tokens import TokenType, tokenize
 from flatprint.errors import QueryError
 from flatprint.store import Store
+from cypher_literals import other_literals
 from reference import corpus_files, corpus_params
 
 CORPUS = sorted(corpus_files())
@@ -35,23 +35,6 @@ def corpus_text(path: Path) -> str:
     """The captured text with its placeholder body ids swapped for DNge104's (as test_cypher_corpus)."""
     ids = {"10001": str(DNGE104_R), "10002": str(DNGE104_L)}
     return re.sub(r"\b(10001|10002)\b", lambda m: ids[m.group(1)], path.read_text())
-
-
-def other_literals(text: str) -> str:
-    """``text`` with every string and number literal changed to another value of the same type."""
-    pieces, last = [], 0
-    for token in tokenize(text):
-        if token.type is TokenType.INTEGER:
-            new = str(token.value + 7)
-        elif token.type is TokenType.FLOAT:
-            new = repr(token.value + 0.25)
-        elif token.type is TokenType.STRING:
-            new = format_string(token.value + "q")
-        else:
-            continue
-        pieces += [text[last:token.offset], new]
-        last = token.end
-    return "".join(pieces) + text[last:]
 
 
 def outcome(store, text, cache):
