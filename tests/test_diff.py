@@ -365,3 +365,17 @@ def test_v10_store_is_v10_with_queryable_extra_levels(v10_store, v10_edited):
     got = counts[counts["roi"] == "FBl2"].set_index("bodyId")[["pre", "post"]].sort_index()
     want = expected.loc[got.index]
     assert got["pre"].tolist() == want["PreSyn"].tolist() and got["post"].tolist() == want["PostSyn"].tolist()
+
+
+def test_plant_edits_target_errors(old_release, tmp_path):
+    import pyarrow as pa
+
+    from flatprint.errors import ReleaseError
+    from flatprint.synth.edits import _conform
+
+    with pytest.raises(ReleaseError, match="unknown release 'male-cns:v7.0'"):
+        plant_edits(old_release, tmp_path / "out", target="v7.0")
+    table = pa.table({"x": pa.array([1], pa.int32()), "y": pa.array([1], pa.int32()), "z": pa.array([1], pa.int32())})
+    schema = pa.schema([("x", pa.int32()), ("lamina", pa.int8())])
+    with pytest.raises(ReleaseError, match=r"points.feather.*'lamina'"):
+        _conform(table, schema, "points.feather")

@@ -212,9 +212,10 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         if not force:
             raise ReleaseError(f"{out} is not empty (use force=True to replace it)")
         shutil.rmtree(out)
+    target_desc = describe(target) if target is not None else None  # an unknown key fails before any work
     rng = np.random.default_rng(seed)
     rel = _Release(release)
-    written_as = describe(target) if target is not None else rel.desc
+    written_as = target_desc or rel.desc
     bodies, n_points = np.unique(rel.p_body, return_counts=True)
     cand = _candidates(rel, rng, n_points, bodies)
     used_types: set[str] = set()
