@@ -21,6 +21,8 @@ from oracle import FILES
 
 SCALE, SEED = 0.01, 1  # the oracle release of test_indirect.py (built once per session)
 NEW_DATASET = "male-cns:v1.0"
+V10_FILES = {table: name.replace("male-cns-v0.9", "male-cns-v1.0") for table, name in FILES.items()}
+V10_EXTRA_SETS = ["mid", "subprimary", "ol_column", "ol_layer"]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +68,12 @@ def edits_of(manifest: dict, kind: str) -> list[dict]:
     return [e for e in manifest["edits"] if e["kind"] == kind]
 
 
-def read(release: Path, table: str) -> pd.DataFrame:
-    return pd.read_feather(release / FILES[table])
+def read(release: Path, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A table of a v0.9 release, or of a v1.0 one (its file names carry v1.0 where v0.9's carry v0.9)."""
+    path = release / FILES[table]
+    if not path.exists():
+        path = release / V10_FILES[table]
+    return pd.read_feather(path, columns=columns)
 
 
 # ------------------------------------------------------------------------------------------ the edited release
@@ -96,6 +102,10 @@ def test_edited_release_is_consistent(new_release):
 
 # ------------------------------------------------------------------------------------------ bodies
 def test_bodies_recover_every_planted_event_and_nothing_else(result, manifest):
+    check_body_events(result, manifest)
+
+
+def check_body_events(result, manifest):
     want = set()
     for e in edits_of(manifest, "merge"):
         want.add(("merged", tuple(e["old"]), (e["new"],)))
@@ -128,12 +138,20 @@ def test_merge_and_split_synapse_counts(result, manifest, old_release, new_relea
 
 
 def test_property_changes_match_manifest(result, manifest):
+    check_property_changes(result, manifest)
+
+
+def check_property_changes(result, manifest):
     want = {(e["body"], e["property"], e["old"], e["new"]) for e in edits_of(manifest, "property")}
     got = set(result.property_changes[["bodyId", "property", "old", "new"]].itertuples(index=False, name=None))
     assert got == want
 
 
 def test_type_renames_match_manifest(result, manifest):
+    check_type_renames(result, manifest)
+
+
+def check_type_renames(result, manifest):
     want = {(e["old"], e["new"], len(e["bodies"])) for e in edits_of(manifest, "rename_type")}
     got = set(result.type_renames[["old_type", "new_type", "bodies"]].itertuples(index=False, name=None))
     assert got == want
@@ -149,6 +167,10 @@ def type_pair_weights(release: Path, renames: dict[str, str]) -> pd.Series:
 
 
 def test_weight_changes_match_the_feathers(result, manifest, old_release, new_release):
+    check_weight_changes(result, manifest, old_release, new_release)
+
+
+def check_weight_changes(result, manifest, old_release, new_release):
     renames = {e["old"]: e["new"] for e in edits_of(manifest, "rename_type")}
     both = pd.concat({"old": type_pair_weights(old_release, renames), "new": type_pair_weights(new_release, {})},
                      axis=1).fillna(0).astype(int)
@@ -268,3 +290,92 @@ def test_explorer_page(old_store, new_store, manifest):
 def test_missing_store_error(tmp_path, old_store):
     with pytest.raises(StoreError, match="store not found"):
         diff_stores(tmp_path / "nope.duckdb", old_store)
+
+
+# ------------------------------------------------------------------------------------------ v0.9 -> v1.0
+# The pair a lab diffs: the edited release written as v1.0 (its file names and ROI sets), so the diff is
+# shown to match bodies, types and weights across release versions.
+@pytest.fixture(scope="module")
+def v10_edited(old_release, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("edited-v10") / "release"
+    return out, plant_edits(old_release, out, seed=5, target="v1.0")
+
+
+@pytest.fixture(scope="module")
+def v10_store(v10_edited, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("edited-v10-store") / "store.duckdb"
+    ingest_release(v10_edited[0], out, progress=False, memory_limit="2GB")  # dataset detected, not given
+    return out
+
+
+@pytest.fixture(scope="module")
+def v10_result(old_store, v10_store):
+    return diff_stores(old_store, v10_store)
+
+
+def test_v10_pair_is_written_as_v10(v10_edited):
+    release, manifest = v10_edited
+    names = {p.name for p in release.iterdir()}
+    assert set(V10_FILES.values()) <= names and not set(FILES.values()) & names
+    assert manifest["release"] == NEW_DATASET and manifest["source_release"] == "male-cns:v0.9"
+    assert json.loads((release / "manifest.json").read_text())["release"] == NEW_DATASET
+    points = read(release, "syn-points")
+    for level in V10_EXTRA_SETS:
+        assert level in points.columns and f"{level}_label" in points.columns
+    # the extra levels were filled from the locations: FB layers only inside FB, ME layers only inside ME
+    fb = points[points["subprimary"].astype(str).str.startswith("FBl")]
+    assert len(fb) > 0 and (fb["primary"].astype(str) == "FB").all()
+    me = points[points["ol_layer"].astype(str).str.startswith("ME_R_layer")]
+    assert len(me) > 0 and (me["primary"].astype(str) == "ME(R)").all()
+    tree = json.loads((release / "roi-hierarchy.json").read_text())
+    assert set(V10_EXTRA_SETS) <= set(tree["roiSets"])
+
+
+def test_v10_pair_diff_recovers_every_planted_edit_and_nothing_else(v10_result, v10_edited, old_release):
+    release, manifest = v10_edited
+    kinds = {e["kind"] for e in manifest["edits"]}
+    assert kinds == {"rename_type", "merge", "split", "property", "remove", "add", "weight"}
+    check_body_events(v10_result, manifest)
+    check_property_changes(v10_result, manifest)
+    check_type_renames(v10_result, manifest)
+    check_weight_changes(v10_result, manifest, old_release, release)
+    assert v10_result.counts["renumbered"] == 0
+
+
+def test_v10_store_is_v10_with_queryable_extra_levels(v10_store, v10_edited):
+    from flatprint import NeuronCriteria as NC, fetch_neurons
+    from flatprint.store import Store
+
+    store = Store.open(v10_store)
+    try:
+        assert store.dataset == NEW_DATASET
+    finally:
+        store.close()
+    client = Client(v10_store)
+    try:
+        neurons, counts = fetch_neurons(NC(rois=["FBl2"]), client=client)
+    finally:
+        client.close()
+    # per-body counts in FBl2 by pandas on the written syn-points
+    pts = read(v10_edited[0], "syn-points", ["body", "kind", "subprimary"])
+    sub = pts[pts["subprimary"].astype(str) == "FBl2"]
+    expected = sub.groupby(["body", sub["kind"].astype(str)]).size().unstack(fill_value=0)
+    expected = expected.reindex(columns=["PreSyn", "PostSyn"], fill_value=0)
+    assert len(neurons) > 0 and set(neurons["bodyId"]) <= set(expected.index)
+    got = counts[counts["roi"] == "FBl2"].set_index("bodyId")[["pre", "post"]].sort_index()
+    want = expected.loc[got.index]
+    assert got["pre"].tolist() == want["PreSyn"].tolist() and got["post"].tolist() == want["PostSyn"].tolist()
+
+
+def test_plant_edits_target_errors(old_release, tmp_path):
+    import pyarrow as pa
+
+    from flatprint.errors import ReleaseError
+    from flatprint.synth.edits import _conform
+
+    with pytest.raises(ReleaseError, match="unknown release 'male-cns:v7.0'"):
+        plant_edits(old_release, tmp_path / "out", target="v7.0")
+    table = pa.table({"x": pa.array([1], pa.int32()), "y": pa.array([1], pa.int32()), "z": pa.array([1], pa.int32())})
+    schema = pa.schema([("x", pa.int32()), ("lamina", pa.int8())])
+    with pytest.raises(ReleaseError, match=r"points.feather.*'lamina'"):
+        _conform(table, schema, "points.feather")

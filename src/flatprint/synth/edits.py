@@ -18,6 +18,11 @@ Edits (each on its own bodies, so that each one shows in the diff unmixed with t
 * ``weight``: a third of the partner rows of a type pair get their PSD (point and partner end) moved
   to a neuron of a third type: that pair loses the weight and the new pair gains it.
 
+With ``target`` (``"v1.0"``, ``"male-cns:v1.0"``) the edited release is written as that registered release:
+its file names, and its schemas (syn-points and tbar-nt columns: the ROI sets), the ROI levels the source
+lacks filled from each point's location and primary ROI by flatprint.synth.levels, as ``flatprint synth``
+fills them; ingest then detects it as the target release. So a v0.9 -> v1.0 pair can be diffed.
+
 Working on whole tables in memory (pyarrow + NumPy) is fine up to scale ~0.1.
 """
 
@@ -38,26 +43,70 @@ import pyarrow.feather as feather
 from flatprint.errors import ReleaseError
 from flatprint.io.feather import write_feather
 from flatprint.release import tables as T
+from flatprint.release.registry import ReleaseDescription, describe, detect
+from flatprint.synth import levels
+from flatprint.synth.release import write_roi_hierarchy
+from flatprint.synth.rois import hierarchy
 
 EDITS_FILE = "edits.json"
 RENAME_SUFFIX = "_r2"
 NEW_CLASS = "reclassified"
 
 
-def _read(root: Path, key: str, columns: list[str] | None = None) -> pa.Table:
-    path = root / T.TABLES[key].filename
+def _read(root: Path, desc: ReleaseDescription, key: str, columns: list[str] | None = None) -> pa.Table:
+    path = root / desc.files[key]
     if not path.exists():
         raise ReleaseError(f"{path}: missing (plant_edits needs a complete release directory)")
     return feather.read_table(path, columns=columns, memory_map=True)
 
 
-def _schema(root: Path, key: str) -> pa.Schema:
-    with pa.memory_map(str(root / T.TABLES[key].filename)) as source:
+def _schema(root: Path, desc: ReleaseDescription, key: str) -> pa.Schema:
+    with pa.memory_map(str(root / desc.files[key])) as source:
         return pa.ipc.open_file(source).schema
 
 
-def _write(out: Path, key: str, table: pa.Table) -> dict:
-    path = out / T.TABLES[key].filename
+def _primary_labels(table: pa.Table, what: str) -> np.ndarray:
+    """Each row's primary ROI label: ``primary_label`` if the table has it, else the ``primary`` names'
+    positions among the synthetic primary ROIs (0 = ``<unspecified>``)."""
+    if "primary_label" in table.column_names:
+        return table.column("primary_label").to_numpy().astype(np.int64)
+    if "primary" not in table.column_names:
+        raise ReleaseError(f"{what}: needs a 'primary' or 'primary_label' column to derive ROI levels")
+    names = table.column("primary").cast(pa.string())
+    labels = pc.index_in(names, value_set=pa.array(hierarchy().categories("primary")))
+    return labels.to_numpy(zero_copy_only=False)
+
+
+def _roi_level_column(table: pa.Table, field: pa.Field, what: str) -> pa.Array:
+    """A column of a ROI level the source table lacks (``mid``, ``mid_label``, ...), from the locations."""
+    level = field.name.removesuffix("_label")
+    if level not in levels.LEVELS:
+        raise ReleaseError(f"{what}: column {field.name!r} of the target release is not in the source and is not "
+                           f"a derivable ROI level (known: {', '.join(levels.LEVELS)})")
+    xyz = [table.column(c).to_numpy() for c in ("x", "y", "z")]
+    labels = levels.labels_at(level, *xyz, _primary_labels(table, what))
+    if pa.types.is_dictionary(field.type):
+        return pa.DictionaryArray.from_arrays(pa.array(labels, field.type.index_type),
+                                              pa.array(levels.categories(level), pa.string()))
+    return pa.array(labels, field.type)
+
+
+def _conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """``table`` in ``schema``: its columns cast, missing ROI levels derived, columns ``schema`` lacks dropped."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            columns.append(col if col.type == field.type else col.cast(field.type))
+        else:
+            columns.append(_roi_level_column(table, field, what))
+    return pa.table(columns, schema=schema)
+
+
+def _write(out: Path, desc: ReleaseDescription, key: str, table: pa.Table) -> dict:
+    path = out / desc.files[key]
+    if key in ("syn-points", "tbar-nt"):  # where releases' schemas differ (their ROI sets)
+        table = _conform(table, desc.schemas()[key], f"{path.name} ({desc.key})")
     write_feather(table, path)  # as the release writes them: lz4, 64K-row batches
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -101,10 +150,11 @@ class _Release:
 
     def __init__(self, root: Path):
         self.root = root
-        self.ann = _read(root, "annotations").to_pandas()
-        self.ann_schema = _schema(root, "annotations")
-        self.nt = _read(root, "neurotransmitters")
-        self.stats_schema = _schema(root, "stats")
+        self.desc = detect(root)
+        self.ann = self.table("annotations").to_pandas()
+        self.ann_schema = _schema(root, self.desc, "annotations")
+        self.nt = self.table("neurotransmitters")
+        self.stats_schema = _schema(root, self.desc, "stats")
         p = self.table("syn-points", ["body", "point_id", "kind", "x"])
         self.p_body = p.column("body").to_numpy().copy()
         self.p_key = p.column("point_id").to_numpy().astype(np.uint64)
@@ -130,7 +180,7 @@ class _Release:
         return _keys_of(self.table("syn-partners", [f"{c}_{end}" for c in "xyz"]), rows, f"_{end}")
 
     def table(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        return _read(self.root, key, columns)
+        return _read(self.root, self.desc, key, columns)
 
     def next_body_id(self) -> int:
         """An id no body has had (new ids count up from the largest one)."""
@@ -151,8 +201,11 @@ def _candidates(rel: _Release, rng: np.random.Generator, n_points: np.ndarray, b
 
 def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames: int = 2, merges: int = 2,
                 splits: int = 2, status_changes: int = 2, class_changes: int = 2, removals: int = 2,
-                additions: int = 2, weight_changes: int = 2, force: bool = False) -> dict:
-    """Write ``out``: ``release`` with the edits planted; return the edit manifest (also ``out/edits.json``)."""
+                additions: int = 2, weight_changes: int = 2, force: bool = False, target: str | None = None) -> dict:
+    """Write ``out``: ``release`` with the edits planted; return the edit manifest (also ``out/edits.json``).
+
+    ``target`` (a registered release key, e.g. ``v1.0``) writes ``out`` as that release (its file names and
+    ROI sets); by default ``out`` is the same release as ``release``."""
     release, out = Path(release), Path(out)
     if not release.is_dir():
         raise ReleaseError(f"release directory not found: {release}")
@@ -160,8 +213,10 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         if not force:
             raise ReleaseError(f"{out} is not empty (use force=True to replace it)")
         shutil.rmtree(out)
+    target_desc = describe(target) if target is not None else None  # an unknown key fails before any work
     rng = np.random.default_rng(seed)
     rel = _Release(release)
+    written_as = target_desc or rel.desc
     bodies, n_points = np.unique(rel.p_body, return_counts=True)
     cand = _candidates(rel, rng, n_points, bodies)
     used_types: set[str] = set()
@@ -337,22 +392,27 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         edits.append({"kind": "weight", "pre_type": t1, "post_type": t2, "delta": -len(rows)})
         edits.append({"kind": "weight", "pre_type": t1, "post_type": t3, "delta": len(rows)})
 
-    files = _write_release(rel, release, out)
-    manifest = {"source": str(release), "seed": seed, "edits": edits}
+    files = _write_release(rel, release, out, written_as)
+    manifest = {"source": str(release), "source_release": rel.desc.key, "release": written_as.key, "seed": seed,
+                "edits": edits}
     (out / EDITS_FILE).write_text(json.dumps(manifest, indent=1))
     src = json.loads((release / "manifest.json").read_text()) if (release / "manifest.json").exists() else {}
     src["files"] = files
     src["edited_from"] = str(release)
+    src["release"] = written_as.key
     (out / "manifest.json").write_text(json.dumps(src, indent=1))
     return manifest
 
 
-def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
-    """Write the edited tables one at a time, dropping each (and the arrays it came from) once written."""
+def _write_release(rel: _Release, release: Path, out: Path, desc: ReleaseDescription) -> list[dict]:
+    """Write the edited tables as release ``desc``, one at a time, dropping each (and the arrays it came
+    from) once written."""
     out.mkdir(parents=True, exist_ok=True)
     for path in release.iterdir():  # ROI hierarchy, skeletons, ... (not the tables or the manifest)
         if path.suffix != ".feather" and path.name not in ("manifest.json", EDITS_FILE):
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
+    if desc.key != rel.desc.key and (release / "roi-hierarchy.json").exists():
+        write_roi_hierarchy(out, desc)  # the target's ROI sets (v1.0's extra levels in the tree)
     files = []
     # DuckDB over the Arrow tables for the per-body and per-pair counts: a pandas groupby of every
     # partner row needs several times the table's memory
@@ -362,7 +422,7 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     points = _set(rel.table("syn-points"), "body", rel.p_body).filter(pa.array(rel.p_keep))
     rel.p_body = rel.p_key = rel.p_x = None
     points = pa.concat_tables([points, *rel.new_points]) if rel.new_points else points
-    files.append(_write(out, "syn-points", points))
+    files.append(_write(out, desc, "syn-points", points))
     con.register("points_t", points.select(["body", "kind"]))
     counts = con.execute("""SELECT body, count(*) FILTER (WHERE kind::VARCHAR = 'PreSyn')::INTEGER AS pre,
                                    count(*) FILTER (WHERE kind::VARCHAR = 'PostSyn')::INTEGER AS post
@@ -374,7 +434,7 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     partners = partners.filter(pa.array(rel.q_keep))
     rel.q_pre = rel.q_post = None
     partners = pa.concat_tables([partners, *rel.new_partners]) if rel.new_partners else partners
-    files.append(_write(out, "syn-partners", partners))
+    files.append(_write(out, desc, "syn-partners", partners))
     con.register("partners_t", partners.select(["body_pre", "body_post"]))
     weights = con.sql("""SELECT body_pre, body_post, count(*) AS weight FROM partners_t
                          GROUP BY ALL ORDER BY ALL""").to_arrow_table()
@@ -382,13 +442,13 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     con.unregister("partners_t")
     con.close()
     del partners
-    files.append(_write(out, "weights", weights.cast(T.CONNECTOME_WEIGHTS)))
+    files.append(_write(out, desc, "weights", weights.cast(T.CONNECTOME_WEIGHTS)))
     del weights
 
-    files.append(_write(out, "tbar-nt", _set(rel.table("tbar-nt"), "body", rel.t_body).filter(pa.array(rel.t_keep))))
+    files.append(_write(out, desc, "tbar-nt", _set(rel.table("tbar-nt"), "body", rel.t_body).filter(pa.array(rel.t_keep))))
 
     ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
-    files.append(_write(out, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)))
+    files.append(_write(out, desc, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)))
 
     stats = counts.merge(down, on="body", how="left")
     stats["downstream"] = stats["downstream"].fillna(0).astype(np.int64)
@@ -401,12 +461,12 @@ def _write_release(rel: _Release, release: Path, out: Path) -> list[dict]:
     cats = [""] + list(T.STATUS_LABELS)
     label = stats["body"].map(a["statusLabel"].astype(object)).fillna("")
     stats["status_fine"] = pd.Categorical(label, categories=cats, ordered=True)
-    files.append(_write(out, "stats", pa.Table.from_pandas(stats[[f.name for f in rel.stats_schema]],
+    files.append(_write(out, desc, "stats", pa.Table.from_pandas(stats[[f.name for f in rel.stats_schema]],
                                                            schema=rel.stats_schema, preserve_index=False)))
 
     nt = rel.nt.filter(pc.invert(pc.is_in(rel.nt.column("body"), pa.array(sorted(rel.nt_drop), pa.int64()))))
     cell_type = [rel.nt_renames.get(t, t) for t in nt.column("cell_type").to_pylist()]
-    files.append(_write(out, "neurotransmitters", _set(nt, "cell_type", cell_type)))
+    files.append(_write(out, desc, "neurotransmitters", _set(nt, "cell_type", cell_type)))
     return files
 
 

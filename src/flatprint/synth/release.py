@@ -10,11 +10,23 @@ import time
 from pathlib import Path
 
 from flatprint.errors import ReleaseError
-from flatprint.release.registry import DEFAULT_KEY, describe
+from flatprint.release.registry import DEFAULT_KEY, ReleaseDescription, describe
 from flatprint.synth import levels
 from flatprint.synth import rois as roimod
 from flatprint.synth.feather_out import sha256_of
 from flatprint.synth.generator import BLOCK_PSDS, Builder
+
+
+def write_roi_hierarchy(out: Path, rel: ReleaseDescription) -> None:
+    """``out/roi-hierarchy.json``: the ROI tree and ROI sets of the synthetic release ``rel``."""
+    h = roimod.hierarchy()
+    extra = [s.name for s in rel.roi_sets if s.name not in ("primary", "major")]
+    (out / "roi-hierarchy.json").write_text(json.dumps({
+        "roiHierarchy": levels.hierarchy_tree(extra),
+        "roiSets": {"primary": h.primary, "major": h.major, **{s: levels.categories(s)[1:] for s in extra}},
+        "roiVoxelSize": [roimod.ROI_VOXEL_NM] * 3,
+        "note": "flatprint addition: the ROI tree the release's Meta would carry",
+    }, indent=1))
 
 
 def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, progress: bool = True,
@@ -44,14 +56,7 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         files = b.write(tmp, progress)
-        h = b.h
-        extra = [s.name for s in rel.roi_sets if s.name not in ("primary", "major")]
-        (tmp / "roi-hierarchy.json").write_text(json.dumps({
-            "roiHierarchy": levels.hierarchy_tree(extra),
-            "roiSets": {"primary": h.primary, "major": h.major, **{s: levels.categories(s)[1:] for s in extra}},
-            "roiVoxelSize": [roimod.ROI_VOXEL_NM] * 3,
-            "note": "flatprint addition: the ROI tree the release's Meta would carry",
-        }, indent=1))
+        write_roi_hierarchy(tmp, rel)
         manifest = {
             "release": rel.key,
             "synthetic": {"seed": seed, "scale": scale, "generator": "flatprint synth"},
