@@ -28,7 +28,8 @@ demo: $(RUNTIME_STAMP)
 
 test: $(TEST_STAMP)
 	bash scripts/ensure-chromium.sh
-	$(BIN)/ruff check --select F,E9 src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 bench: $(TEST_STAMP)

@@ -48,8 +48,11 @@ def ensure_release(scale: float, seed: int = 0, log=print) -> tuple[Path, dict, 
     # Another process may be synthesizing the same release (synthesize() writes into a hidden
     # sibling directory, then renames it): wait for it rather than doing the work twice.
     deadline = time.monotonic() + 1800
-    while not manifest_path.exists() and (list(out.parent.glob(f".{out.name}.*")) or _synth_running(out)) \
-            and time.monotonic() < deadline:
+    while (
+        not manifest_path.exists()
+        and (list(out.parent.glob(f".{out.name}.*")) or _synth_running(out))
+        and time.monotonic() < deadline
+    ):
         log(f"waiting for another process that is synthesizing {out.name} ...")
         time.sleep(15)
     if manifest_path.exists():
@@ -99,8 +102,9 @@ def ensure_store(scale: float, seed: int = 0, log=print) -> Path:
     if not store_is_fresh(store, release):
         log(f"ingesting {release} into {store} ...")
         # in a child process, so that a benchmark's own memory does not carry the ingest's
-        subprocess.run([PYTHON, "-m", "flatprint.cli", "ingest", str(release), str(store), "--force", "--quiet"],
-                       check=True)
+        subprocess.run(
+            [PYTHON, "-m", "flatprint.cli", "ingest", str(release), str(store), "--force", "--quiet"], check=True
+        )
     return store
 
 
@@ -109,8 +113,12 @@ def store_is_fresh(store: Path, release: Path) -> bool:
     from flatprint.ingest import store_is_current
 
     manifest = release / "manifest.json"
-    return store.exists() and manifest.exists() and store.stat().st_mtime > manifest.stat().st_mtime \
+    return (
+        store.exists()
+        and manifest.exists()
+        and store.stat().st_mtime > manifest.stat().st_mtime
         and store_is_current(store)
+    )
 
 
 def machine_facts() -> dict:
@@ -147,15 +155,19 @@ def machine_facts() -> dict:
         versions["flatprint"] = None
     facts["versions"] = versions
     try:
-        facts["git_commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                             capture_output=True, text=True, timeout=10).stdout.strip() or None
+        facts["git_commit"] = (
+            subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         facts["git_commit"] = None
     return facts
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def median(values):

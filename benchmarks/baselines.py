@@ -33,13 +33,25 @@ import pandas as pd
 UNSPEC = "<unspecified>"
 NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
 ANN_COLS = ["bodyId", "status", *NAMED]
-CONF = 0.5             # SynapseCriteria's default confidence, strictly above
+CONF = 0.5  # SynapseCriteria's default confidence, strictly above
 PATH_MIN_WEIGHT = 5
-ROW_GROUP = 16_384     # DuckDB's Parquet copies: small row groups, so that a body filter skips most of them
-BUILD_MEMORY = "3GB"   # DuckDB's memory_limit while it writes them
+ROW_GROUP = 16_384  # DuckDB's Parquet copies: small row groups, so that a body filter skips most of them
+BUILD_MEMORY = "3GB"  # DuckDB's memory_limit while it writes them
 NEURON_COLS = ["bodyId", "type", "instance", "status", "pre", "post"]
-SYN_COLS = ["bodyId_pre", "bodyId_post", "roi_pre", "roi_post", "x_pre", "y_pre", "z_pre",
-            "x_post", "y_post", "z_post", "confidence_pre", "confidence_post"]
+SYN_COLS = [
+    "bodyId_pre",
+    "bodyId_post",
+    "roi_pre",
+    "roi_post",
+    "x_pre",
+    "y_pre",
+    "z_pre",
+    "x_post",
+    "y_post",
+    "z_post",
+    "confidence_pre",
+    "confidence_post",
+]
 
 
 def table_files() -> dict[str, str]:
@@ -82,7 +94,7 @@ def shortest_paths_bidirectional(out_edges, in_edges, src: int, dst: int, max_le
     if src == dst:
         return [[src]]
     fwd_depth, bwd_depth = {src: 0}, {dst: 0}
-    fwd_par, bwd_par = defaultdict(list), defaultdict(list)   # node -> neighbours one step nearer its end
+    fwd_par, bwd_par = defaultdict(list), defaultdict(list)  # node -> neighbours one step nearer its end
     fwd_front, bwd_front = np.array([src], np.int64), np.array([dst], np.int64)
     kf = kb = 0
     for _ in range(max_levels):
@@ -159,7 +171,7 @@ def _recode(cat: pd.Series, names: np.ndarray) -> np.ndarray:
     materialising its strings."""
     pos = {n: i for i, n in enumerate(names)}
     mapping = np.array([pos.get(c, -1) for c in cat.cat.categories] + [-1], dtype=np.int16)
-    return mapping[cat.cat.codes.to_numpy()]        # code -1 (missing) picks the trailing -1
+    return mapping[cat.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
 
 
 # =============================================================================== pandas, in RAM
@@ -184,11 +196,16 @@ class PandasEngine:
         self.neuron_ids = ids
         a = ann.drop_duplicates("bodyId").set_index("bodyId").reindex(ids)
         s = st.drop_duplicates("body").set_index("body").reindex(ids)
-        self.neurons = pd.DataFrame({"bodyId": ids, "type": a["type"].astype(object).to_numpy(),
-                                     "instance": a["instance"].astype(object).to_numpy(),
-                                     "status": a["status"].astype(object).to_numpy(),
-                                     "pre": s["pre"].fillna(0).astype(np.int64).to_numpy(),
-                                     "post": s["post"].fillna(0).astype(np.int64).to_numpy()})
+        self.neurons = pd.DataFrame(
+            {
+                "bodyId": ids,
+                "type": a["type"].astype(object).to_numpy(),
+                "instance": a["instance"].astype(object).to_numpy(),
+                "status": a["status"].astype(object).to_numpy(),
+                "pre": s["pre"].fillna(0).astype(np.int64).to_numpy(),
+                "post": s["post"].fillna(0).astype(np.int64).to_numpy(),
+            }
+        )
         self.traced = np.sort(ann["bodyId"].to_numpy()[(ann["status"].astype(object) == "Traced").to_numpy()])
         del ann, st, a, s
         counts["neurons"] = len(ids)
@@ -198,21 +215,44 @@ class PandasEngine:
         pts = pts[member(ids, pts["body"].to_numpy()) & (pts["primary"] != UNSPEC).to_numpy()]
         g = pts.groupby(["body", "primary", "kind"], observed=True).size().unstack("kind", fill_value=0)
         g = g.reindex(columns=["PreSyn", "PostSyn"], fill_value=0).reset_index().sort_values(["body", "primary"])
-        self.roi_counts = pd.DataFrame({"bodyId": g["body"].to_numpy(np.int64), "roi": g["primary"].astype(str).to_numpy(),
-                                        "pre": g["PreSyn"].to_numpy(np.int64), "post": g["PostSyn"].to_numpy(np.int64)})
+        self.roi_counts = pd.DataFrame(
+            {
+                "bodyId": g["body"].to_numpy(np.int64),
+                "roi": g["primary"].astype(str).to_numpy(),
+                "pre": g["PreSyn"].to_numpy(np.int64),
+                "post": g["PostSyn"].to_numpy(np.int64),
+            }
+        )
         self.roi_counts_key = self.roi_counts["bodyId"].to_numpy()
         del pts, g
         counts["roi_counts"] = len(self.roi_counts)
 
         # syn-partners with the pre point's ROI, sorted by (pre, post); an order by post
-        part = self._read("syn-partners", ["x_pre", "y_pre", "z_pre", "body_pre", "conf_pre", "x_post", "y_post",
-                                           "z_post", "body_post", "conf_post", "primary_post"])
+        part = self._read(
+            "syn-partners",
+            [
+                "x_pre",
+                "y_pre",
+                "z_pre",
+                "body_pre",
+                "conf_pre",
+                "x_post",
+                "y_post",
+                "z_post",
+                "body_post",
+                "conf_post",
+                "primary_post",
+            ],
+        )
         tb = self._read("tbar-nt", ["point_id", "primary"])
         rois = sorted((set(tb["primary"].cat.categories) | set(part["primary_post"].cat.categories)) - {UNSPEC})
-        self.rois = np.array(rois + [UNSPEC], dtype=object)        # code len(rois) = <unspecified>, -1 = none
+        self.rois = np.array(rois + [UNSPEC], dtype=object)  # code len(rois) = <unspecified>, -1 = none
         tb_codes = _recode(tb["primary"], self.rois)
-        pid = (part["z_pre"].to_numpy().astype(np.uint64) << np.uint64(42)) | \
-              (part["y_pre"].to_numpy().astype(np.uint64) << np.uint64(21)) | part["x_pre"].to_numpy().astype(np.uint64)
+        pid = (
+            (part["z_pre"].to_numpy().astype(np.uint64) << np.uint64(42))
+            | (part["y_pre"].to_numpy().astype(np.uint64) << np.uint64(21))
+            | part["x_pre"].to_numpy().astype(np.uint64)
+        )
         pos = pd.Index(tb["point_id"].to_numpy().astype(np.uint64)).get_indexer(pid)
         roi_pre = np.where(pos >= 0, tb_codes[np.maximum(pos, 0)], -1).astype(np.int16)
         roi_post = _recode(part["primary_post"], self.rois)
@@ -233,10 +273,17 @@ class PandasEngine:
         c4 = nn.groupby(["body_pre", "body_post", "roi_pre", "roi_post"], sort=True).size().reset_index(name="weight")
         self.conn4 = c4
         c3 = c4.groupby(["body_pre", "body_post", "roi_post"], sort=True)["weight"].sum().reset_index()
-        roi_name = np.where(c3["roi_post"].to_numpy() == len(rois), "NotPrimary",
-                            self.rois[np.maximum(c3["roi_post"].to_numpy(), 0)])
-        self.conn_roi = pd.DataFrame({"bodyId_pre": c3["body_pre"].to_numpy(), "bodyId_post": c3["body_post"].to_numpy(),
-                                      "roi": roi_name.astype(object), "weight": c3["weight"].to_numpy(np.int64)})
+        roi_name = np.where(
+            c3["roi_post"].to_numpy() == len(rois), "NotPrimary", self.rois[np.maximum(c3["roi_post"].to_numpy(), 0)]
+        )
+        self.conn_roi = pd.DataFrame(
+            {
+                "bodyId_pre": c3["body_pre"].to_numpy(),
+                "bodyId_post": c3["body_post"].to_numpy(),
+                "roi": roi_name.astype(object),
+                "weight": c3["weight"].to_numpy(np.int64),
+            }
+        )
         self.conn_roi_pre = self.conn_roi["bodyId_pre"].to_numpy()
         self.conn_roi_by_post = np.argsort(self.conn_roi["bodyId_post"].to_numpy(), kind="stable")
         self.conn_roi_post_sorted = self.conn_roi["bodyId_post"].to_numpy()[self.conn_roi_by_post]
@@ -260,10 +307,15 @@ class PandasEngine:
     # ---------------------------------------------------------------- fetch_neurons
     def _neuron_answer(self, bodies):
         bodies = np.unique(np.asarray(bodies, dtype=np.int64))
-        nd = self.neurons.iloc[np.searchsorted(self.neurons["bodyId"].to_numpy(), bodies)] if len(bodies) else \
-            self.neurons.iloc[:0]
-        return {"neurons": nd.reset_index(drop=True),
-                "rois": self.roi_counts.iloc[ranges(self.roi_counts_key, bodies)].reset_index(drop=True)}
+        nd = (
+            self.neurons.iloc[np.searchsorted(self.neurons["bodyId"].to_numpy(), bodies)]
+            if len(bodies)
+            else self.neurons.iloc[:0]
+        )
+        return {
+            "neurons": nd.reset_index(drop=True),
+            "rois": self.roi_counts.iloc[ranges(self.roi_counts_key, bodies)].reset_index(drop=True),
+        }
 
     def neurons_by_type(self, p):
         return self._neuron_answer(self.neurons["bodyId"].to_numpy()[(self.neurons["type"] == p["type"]).to_numpy()])
@@ -285,14 +337,18 @@ class PandasEngine:
     def adjacencies_segments(self, p):
         """Targets (and sources) every Segment: grouped from the synapse rows of the given bodies."""
         frames = []
-        for idx in (ranges(self.syn_pre, p["bodies"]),
-                    self.syn_by_post[ranges(self.syn_post_sorted, p["bodies"])]):
-            sub = pd.DataFrame({"bodyId_pre": self.syn["body_pre"].to_numpy()[idx],
-                                "bodyId_post": self.syn["body_post"].to_numpy()[idx],
-                                "r": self.syn["roi_post"].to_numpy()[idx]})
+        for idx in (ranges(self.syn_pre, p["bodies"]), self.syn_by_post[ranges(self.syn_post_sorted, p["bodies"])]):
+            sub = pd.DataFrame(
+                {
+                    "bodyId_pre": self.syn["body_pre"].to_numpy()[idx],
+                    "bodyId_post": self.syn["body_post"].to_numpy()[idx],
+                    "r": self.syn["roi_post"].to_numpy()[idx],
+                }
+            )
             g = sub.groupby(["bodyId_pre", "bodyId_post", "r"]).size().reset_index(name="weight")
-            g["roi"] = np.where(g["r"].to_numpy() == len(self.rois) - 1, "NotPrimary",
-                                self.rois[np.maximum(g["r"].to_numpy(), 0)])
+            g["roi"] = np.where(
+                g["r"].to_numpy() == len(self.rois) - 1, "NotPrimary", self.rois[np.maximum(g["r"].to_numpy(), 0)]
+            )
             frames.append(g[["bodyId_pre", "bodyId_post", "roi", "weight"]])
         return {"adjacency": pd.concat(frames, ignore_index=True)}
 
@@ -300,17 +356,32 @@ class PandasEngine:
     def synapse_pair(self, p):
         sub = self.syn.iloc[ranges(self.syn_pre, p["pre"])]
         post = np.sort(np.asarray(p["post"], dtype=np.int64))
-        sub = sub[member(post, sub["body_post"].to_numpy()) & (sub["conf_pre"].to_numpy() > CONF)
-                  & (sub["conf_post"].to_numpy() > CONF)]
-        names = np.append(self.rois, None)                      # code -1 -> None
+        sub = sub[
+            member(post, sub["body_post"].to_numpy())
+            & (sub["conf_pre"].to_numpy() > CONF)
+            & (sub["conf_post"].to_numpy() > CONF)
+        ]
+        names = np.append(self.rois, None)  # code -1 -> None
         rp, rq = sub["roi_pre"].to_numpy(), sub["roi_post"].to_numpy()
         unspec = len(self.rois) - 1
-        return {"synapses": pd.DataFrame({
-            "bodyId_pre": sub["body_pre"].to_numpy(), "bodyId_post": sub["body_post"].to_numpy(),
-            "roi_pre": names[np.where(rp == unspec, -1, rp)], "roi_post": names[np.where(rq == unspec, -1, rq)],
-            "x_pre": sub["x_pre"].to_numpy(), "y_pre": sub["y_pre"].to_numpy(), "z_pre": sub["z_pre"].to_numpy(),
-            "x_post": sub["x_post"].to_numpy(), "y_post": sub["y_post"].to_numpy(), "z_post": sub["z_post"].to_numpy(),
-            "confidence_pre": sub["conf_pre"].to_numpy(), "confidence_post": sub["conf_post"].to_numpy()})}
+        return {
+            "synapses": pd.DataFrame(
+                {
+                    "bodyId_pre": sub["body_pre"].to_numpy(),
+                    "bodyId_post": sub["body_post"].to_numpy(),
+                    "roi_pre": names[np.where(rp == unspec, -1, rp)],
+                    "roi_post": names[np.where(rq == unspec, -1, rq)],
+                    "x_pre": sub["x_pre"].to_numpy(),
+                    "y_pre": sub["y_pre"].to_numpy(),
+                    "z_pre": sub["z_pre"].to_numpy(),
+                    "x_post": sub["x_post"].to_numpy(),
+                    "y_post": sub["y_post"].to_numpy(),
+                    "z_post": sub["z_post"].to_numpy(),
+                    "confidence_pre": sub["conf_pre"].to_numpy(),
+                    "confidence_post": sub["conf_post"].to_numpy(),
+                }
+            )
+        }
 
     # ---------------------------------------------------------------- fetch_shortest_paths
     def shortest_paths(self, p):
@@ -341,16 +412,34 @@ class PandasEngine:
         df = pd.DataFrame({"a": a[keep], "b": b[keep], "w": self.nn_w[keep]})
         g = df.groupby(["a", "b"])["w"].agg(["sum", "size"]).reset_index()
         names = np.asarray(names, dtype=object)
-        return {"matrix": pd.DataFrame({"pre": names[g["a"].to_numpy()], "post": names[g["b"].to_numpy()],
-                                        "weight": g["sum"].to_numpy(), "connections": g["size"].to_numpy()})}
+        return {
+            "matrix": pd.DataFrame(
+                {
+                    "pre": names[g["a"].to_numpy()],
+                    "post": names[g["b"].to_numpy()],
+                    "weight": g["sum"].to_numpy(),
+                    "connections": g["size"].to_numpy(),
+                }
+            )
+        }
 
     def matrix_roi(self, p):
         c = self.conn4
         unspec = len(self.rois) - 1
-        ok = c[(c["roi_pre"] >= 0).to_numpy() & (c["roi_pre"] != unspec).to_numpy() & (c["roi_post"] != unspec).to_numpy()]
+        ok = c[
+            (c["roi_pre"] >= 0).to_numpy() & (c["roi_pre"] != unspec).to_numpy() & (c["roi_post"] != unspec).to_numpy()
+        ]
         g = ok.groupby(["roi_pre", "roi_post"])["weight"].agg(["sum", "size"]).reset_index()
-        return {"matrix": pd.DataFrame({"pre": self.rois[g["roi_pre"].to_numpy()], "post": self.rois[g["roi_post"].to_numpy()],
-                                        "weight": g["sum"].to_numpy(), "connections": g["size"].to_numpy()})}
+        return {
+            "matrix": pd.DataFrame(
+                {
+                    "pre": self.rois[g["roi_pre"].to_numpy()],
+                    "post": self.rois[g["roi_post"].to_numpy()],
+                    "weight": g["sum"].to_numpy(),
+                    "connections": g["size"].to_numpy(),
+                }
+            )
+        }
 
     # ---------------------------------------------------------------- fetch_reach
     def reach(self, p):
@@ -377,18 +466,33 @@ class PolarsEngine(PandasEngine):
         self.pl = pl
         scan = lambda key: pl.scan_ipc(self.release / self.files[key])  # noqa: E731
         counts = {}
-        ann = scan("annotations").select(pl.col("bodyId").cast(pl.Int64), pl.col("status").cast(pl.String),
-                                         pl.col("type").cast(pl.String), pl.col("instance").cast(pl.String),
-                                         pl.any_horizontal([pl.col(c).is_not_null() for c in NAMED]).alias("named"))
+        ann = scan("annotations").select(
+            pl.col("bodyId").cast(pl.Int64),
+            pl.col("status").cast(pl.String),
+            pl.col("type").cast(pl.String),
+            pl.col("instance").cast(pl.String),
+            pl.any_horizontal([pl.col(c).is_not_null() for c in NAMED]).alias("named"),
+        )
         st = scan("stats").select(pl.col("body").cast(pl.Int64).alias("bodyId"), "pre", "post", "synweight")
-        big = st.filter((pl.col("synweight") >= 100) | (pl.col("pre") >= 100) | (pl.col("post") >= 100)).select("bodyId")
+        big = st.filter((pl.col("synweight") >= 100) | (pl.col("pre") >= 100) | (pl.col("post") >= 100)).select(
+            "bodyId"
+        )
         flag = ann.filter(pl.col("named") | pl.col("status").is_in(["Traced", "Anchor"])).select("bodyId")
         excl = ann.filter(pl.col("status").is_in(["Glia", "Unimportant"])).select("bodyId")
         ids_lf = pl.concat([big, flag]).unique().join(excl, on="bodyId", how="anti").sort("bodyId")
-        neurons = ids_lf.join(ann.unique("bodyId", keep="first"), on="bodyId", how="left") \
-            .join(st.unique("bodyId", keep="first").select("bodyId", "pre", "post"), on="bodyId", how="left") \
-            .select("bodyId", "type", "instance", "status", pl.col("pre").fill_null(0).cast(pl.Int64),
-                    pl.col("post").fill_null(0).cast(pl.Int64)).sort("bodyId")
+        neurons = (
+            ids_lf.join(ann.unique("bodyId", keep="first"), on="bodyId", how="left")
+            .join(st.unique("bodyId", keep="first").select("bodyId", "pre", "post"), on="bodyId", how="left")
+            .select(
+                "bodyId",
+                "type",
+                "instance",
+                "status",
+                pl.col("pre").fill_null(0).cast(pl.Int64),
+                pl.col("post").fill_null(0).cast(pl.Int64),
+            )
+            .sort("bodyId")
+        )
         traced = ann.filter(pl.col("status") == "Traced").select("bodyId").sort("bodyId")
         self.pneurons, traced = pl.collect_all([neurons, traced])
         ids = self.pneurons["bodyId"].to_numpy()
@@ -396,50 +500,98 @@ class PolarsEngine(PandasEngine):
         idf = pl.DataFrame({"body": ids})
         counts["neurons"] = len(ids)
 
-        self.proi = scan("syn-points").select("body", "kind", pl.col("primary").cast(pl.String).alias("roi")) \
-            .join(idf.lazy(), on="body", how="semi").filter(pl.col("roi") != UNSPEC) \
-            .group_by("body", "roi").agg(pre=(pl.col("kind") == "PreSyn").sum().cast(pl.Int64),
-                                         post=(pl.col("kind") == "PostSyn").sum().cast(pl.Int64)) \
-            .sort("body", "roi").rename({"body": "bodyId"}).collect()
+        self.proi = (
+            scan("syn-points")
+            .select("body", "kind", pl.col("primary").cast(pl.String).alias("roi"))
+            .join(idf.lazy(), on="body", how="semi")
+            .filter(pl.col("roi") != UNSPEC)
+            .group_by("body", "roi")
+            .agg(
+                pre=(pl.col("kind") == "PreSyn").sum().cast(pl.Int64),
+                post=(pl.col("kind") == "PostSyn").sum().cast(pl.Int64),
+            )
+            .sort("body", "roi")
+            .rename({"body": "bodyId"})
+            .collect()
+        )
         self.roi_counts_key = self.proi["bodyId"].to_numpy()
         counts["roi_counts"] = len(self.proi)
 
-        pid = (pl.col("z_pre").cast(pl.UInt64) * (1 << 42) + pl.col("y_pre").cast(pl.UInt64) * (1 << 21)
-               + pl.col("x_pre").cast(pl.UInt64)).alias("point_id")
-        tb = scan("tbar-nt").select(pl.col("point_id").cast(pl.UInt64), pl.col("primary").cast(pl.String).alias("roi_pre"))
-        self.psyn = scan("syn-partners").with_columns(pid, pl.col("primary_post").cast(pl.String).alias("roi_post")) \
-            .join(tb, on="point_id", how="left") \
-            .select("body_pre", "body_post",
-                    pl.when(pl.col("roi_pre") == UNSPEC).then(None).otherwise(pl.col("roi_pre")).alias("roi_pre"),
-                    pl.when(pl.col("roi_post") == UNSPEC).then(None).otherwise(pl.col("roi_post")).alias("roi_post"),
-                    "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post", "conf_pre", "conf_post",
-                    (pl.col("roi_pre") == UNSPEC).alias("pre_unspec")) \
-            .with_columns(pl.col("roi_pre").cast(pl.Categorical), pl.col("roi_post").cast(pl.Categorical)) \
-            .sort("body_pre", "body_post").collect()
+        pid = (
+            pl.col("z_pre").cast(pl.UInt64) * (1 << 42)
+            + pl.col("y_pre").cast(pl.UInt64) * (1 << 21)
+            + pl.col("x_pre").cast(pl.UInt64)
+        ).alias("point_id")
+        tb = scan("tbar-nt").select(
+            pl.col("point_id").cast(pl.UInt64), pl.col("primary").cast(pl.String).alias("roi_pre")
+        )
+        self.psyn = (
+            scan("syn-partners")
+            .with_columns(pid, pl.col("primary_post").cast(pl.String).alias("roi_post"))
+            .join(tb, on="point_id", how="left")
+            .select(
+                "body_pre",
+                "body_post",
+                pl.when(pl.col("roi_pre") == UNSPEC).then(None).otherwise(pl.col("roi_pre")).alias("roi_pre"),
+                pl.when(pl.col("roi_post") == UNSPEC).then(None).otherwise(pl.col("roi_post")).alias("roi_post"),
+                "x_pre",
+                "y_pre",
+                "z_pre",
+                "x_post",
+                "y_post",
+                "z_post",
+                "conf_pre",
+                "conf_post",
+                (pl.col("roi_pre") == UNSPEC).alias("pre_unspec"),
+            )
+            .with_columns(pl.col("roi_pre").cast(pl.Categorical), pl.col("roi_post").cast(pl.Categorical))
+            .sort("body_pre", "body_post")
+            .collect()
+        )
         self.syn_pre = self.psyn["body_pre"].to_numpy()
         post = self.psyn["body_post"].to_numpy()
         self.syn_by_post = np.argsort(post, kind="stable")
         self.syn_post_sorted = post[self.syn_by_post]
         counts["synapses"] = len(self.psyn)
 
-        nn = self.psyn.lazy().join(idf.lazy(), left_on="body_pre", right_on="body", how="semi") \
+        nn = (
+            self.psyn.lazy()
+            .join(idf.lazy(), left_on="body_pre", right_on="body", how="semi")
             .join(idf.lazy(), left_on="body_post", right_on="body", how="semi")
+        )
         # roi_pre null: no t-bar point (excluded from the ROI matrix); pre_unspec: <unspecified>
-        self.pconn4 = nn.group_by("body_pre", "body_post", "roi_pre", "pre_unspec", "roi_post") \
-            .agg(weight=pl.len().cast(pl.Int64)).collect()
-        self.pconn_roi = self.pconn4.lazy().group_by("body_pre", "body_post", "roi_post").agg(pl.col("weight").sum()) \
-            .select(pl.col("body_pre").alias("bodyId_pre"), pl.col("body_post").alias("bodyId_post"),
-                    pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"), "weight") \
-            .sort("bodyId_pre", "bodyId_post").collect()
+        self.pconn4 = (
+            nn.group_by("body_pre", "body_post", "roi_pre", "pre_unspec", "roi_post")
+            .agg(weight=pl.len().cast(pl.Int64))
+            .collect()
+        )
+        self.pconn_roi = (
+            self.pconn4.lazy()
+            .group_by("body_pre", "body_post", "roi_post")
+            .agg(pl.col("weight").sum())
+            .select(
+                pl.col("body_pre").alias("bodyId_pre"),
+                pl.col("body_post").alias("bodyId_post"),
+                pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"),
+                "weight",
+            )
+            .sort("bodyId_pre", "bodyId_post")
+            .collect()
+        )
         self.conn_roi_pre = self.pconn_roi["bodyId_pre"].to_numpy()
         cpost = self.pconn_roi["bodyId_post"].to_numpy()
         self.conn_roi_by_post = np.argsort(cpost, kind="stable")
         self.conn_roi_post_sorted = cpost[self.conn_roi_by_post]
         counts["neuron_pair_rois"] = len(self.pconn_roi)
 
-        w = scan("weights").select("body_pre", "body_post", pl.col("weight").cast(pl.Int64)).sort("body_pre", "body_post")
-        nnw = w.join(idf.lazy(), left_on="body_pre", right_on="body", how="semi") \
-            .join(idf.lazy(), left_on="body_post", right_on="body", how="semi")
+        w = (
+            scan("weights")
+            .select("body_pre", "body_post", pl.col("weight").cast(pl.Int64))
+            .sort("body_pre", "body_post")
+        )
+        nnw = w.join(idf.lazy(), left_on="body_pre", right_on="body", how="semi").join(
+            idf.lazy(), left_on="body_post", right_on="body", how="semi"
+        )
         w5 = w.filter(pl.col("weight") >= PATH_MIN_WEIGHT).select("body_pre", "body_post")
         self.pnn, w5 = pl.collect_all([nnw, w5])
         self.nn_pre, self.nn_post = self.pnn["body_pre"].to_numpy(), self.pnn["body_post"].to_numpy()
@@ -477,36 +629,71 @@ class PolarsEngine(PandasEngine):
         frames = []
         for idx in (ranges(self.syn_pre, p["bodies"]), self.syn_by_post[ranges(self.syn_post_sorted, p["bodies"])]):
             sub = self.psyn.select("body_pre", "body_post", "roi_post")[idx]
-            frames.append(sub.group_by("body_pre", "body_post", "roi_post").agg(weight=pl.len().cast(pl.Int64))
-                          .select(pl.col("body_pre").alias("bodyId_pre"), pl.col("body_post").alias("bodyId_post"),
-                                  pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"), "weight"))
+            frames.append(
+                sub.group_by("body_pre", "body_post", "roi_post")
+                .agg(weight=pl.len().cast(pl.Int64))
+                .select(
+                    pl.col("body_pre").alias("bodyId_pre"),
+                    pl.col("body_post").alias("bodyId_post"),
+                    pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"),
+                    "weight",
+                )
+            )
         return {"adjacency": pl.concat(frames).to_pandas()}
 
     def synapse_pair(self, p):
         pl = self.pl
         sub = self.psyn[ranges(self.syn_pre, p["pre"])]
-        sub = sub.filter(pl.col("body_post").is_in([int(b) for b in p["post"]]) & (pl.col("conf_pre") > CONF)
-                         & (pl.col("conf_post") > CONF))
-        return {"synapses": sub.select(
-            pl.col("body_pre").alias("bodyId_pre"), pl.col("body_post").alias("bodyId_post"),
-            pl.col("roi_pre").cast(pl.String), pl.col("roi_post").cast(pl.String), "x_pre", "y_pre", "z_pre",
-            "x_post", "y_post", "z_post", pl.col("conf_pre").alias("confidence_pre"),
-            pl.col("conf_post").alias("confidence_post")).to_pandas()}
+        sub = sub.filter(
+            pl.col("body_post").is_in([int(b) for b in p["post"]])
+            & (pl.col("conf_pre") > CONF)
+            & (pl.col("conf_post") > CONF)
+        )
+        return {
+            "synapses": sub.select(
+                pl.col("body_pre").alias("bodyId_pre"),
+                pl.col("body_post").alias("bodyId_post"),
+                pl.col("roi_pre").cast(pl.String),
+                pl.col("roi_post").cast(pl.String),
+                "x_pre",
+                "y_pre",
+                "z_pre",
+                "x_post",
+                "y_post",
+                "z_post",
+                pl.col("conf_pre").alias("confidence_pre"),
+                pl.col("conf_post").alias("confidence_post"),
+            ).to_pandas()
+        }
 
     def matrix_type(self, p):
         pl = self.pl
         typed = self.pneurons.filter(pl.col("type").is_not_null()).select("bodyId", "type")
-        g = self.pnn.lazy().join(typed.lazy().rename({"bodyId": "body_pre", "type": "pre"}), on="body_pre") \
-            .join(typed.lazy().rename({"bodyId": "body_post", "type": "post"}), on="body_post") \
-            .group_by("pre", "post").agg(weight=pl.col("weight").sum(), connections=pl.len()).collect()
+        g = (
+            self.pnn.lazy()
+            .join(typed.lazy().rename({"bodyId": "body_pre", "type": "pre"}), on="body_pre")
+            .join(typed.lazy().rename({"bodyId": "body_post", "type": "post"}), on="body_post")
+            .group_by("pre", "post")
+            .agg(weight=pl.col("weight").sum(), connections=pl.len())
+            .collect()
+        )
         return {"matrix": g.to_pandas()}
 
     def matrix_roi(self, p):
         pl = self.pl
-        g = self.pconn4.lazy().filter(pl.col("roi_pre").is_not_null() & pl.col("roi_post").is_not_null()) \
-            .group_by("roi_pre", "roi_post").agg(weight=pl.col("weight").sum(), connections=pl.len()) \
-            .select(pl.col("roi_pre").cast(pl.String).alias("pre"), pl.col("roi_post").cast(pl.String).alias("post"),
-                    "weight", "connections").collect()
+        g = (
+            self.pconn4.lazy()
+            .filter(pl.col("roi_pre").is_not_null() & pl.col("roi_post").is_not_null())
+            .group_by("roi_pre", "roi_post")
+            .agg(weight=pl.col("weight").sum(), connections=pl.len())
+            .select(
+                pl.col("roi_pre").cast(pl.String).alias("pre"),
+                pl.col("roi_post").cast(pl.String).alias("post"),
+                "weight",
+                "connections",
+            )
+            .collect()
+        )
         return {"matrix": g.to_pandas()}
 
 
@@ -535,9 +722,10 @@ class DuckDBEngine:
 
     def prepare(self) -> dict:
         """Write the prepared tables as Parquet (sorted, small row groups) with DuckDB from the feathers."""
+        import shutil
+
         import duckdb
         import pyarrow.feather as feather
-        import shutil
 
         if self.dir.exists():
             shutil.rmtree(self.dir)
@@ -559,31 +747,56 @@ class DuckDBEngine:
         named = " OR ".join(f'"{c}" IS NOT NULL' for c in NAMED)
 
         def copy(sql, name, order):
-            con.execute(f"COPY ({sql} ORDER BY {order}) TO '{self.dir / (name + '.parquet')}' "
-                        f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP})")
+            con.execute(
+                f"COPY ({sql} ORDER BY {order}) TO '{self.dir / (name + '.parquet')}' "
+                f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP})"
+            )
 
         con.execute(f"""CREATE TABLE ids AS
             (SELECT body AS bodyId FROM st WHERE synweight >= 100 OR pre >= 100 OR post >= 100
              UNION SELECT bodyId FROM ann WHERE {named} OR status::VARCHAR IN ('Traced', 'Anchor'))
             EXCEPT SELECT bodyId FROM ann WHERE status::VARCHAR IN ('Glia', 'Unimportant')""")
-        copy("""SELECT i.bodyId, a.type::VARCHAR AS type, a.instance::VARCHAR AS instance, a.status::VARCHAR AS status,
+        copy(
+            """SELECT i.bodyId, a.type::VARCHAR AS type, a.instance::VARCHAR AS instance, a.status::VARCHAR AS status,
                    coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post
             FROM ids i LEFT JOIN (SELECT DISTINCT ON (bodyId) * FROM ann) a USING (bodyId)
-            LEFT JOIN (SELECT DISTINCT ON (body) * FROM st) s ON s.body = i.bodyId""", "neurons", "bodyId")
+            LEFT JOIN (SELECT DISTINCT ON (body) * FROM st) s ON s.body = i.bodyId""",
+            "neurons",
+            "bodyId",
+        )
         copy("SELECT bodyId FROM ann WHERE status::VARCHAR = 'Traced'", "traced", "bodyId")
         con.unregister("ann")
         con.unregister("st")
         read("pts", "syn-points", ["body", "kind", "primary"])
-        copy(f"""SELECT body AS bodyId, "primary"::VARCHAR AS roi, count(*) FILTER (kind::VARCHAR = 'PreSyn') AS pre,
+        copy(
+            f"""SELECT body AS bodyId, "primary"::VARCHAR AS roi, count(*) FILTER (kind::VARCHAR = 'PreSyn') AS pre,
                    count(*) FILTER (kind::VARCHAR = 'PostSyn') AS post
             FROM pts SEMI JOIN ids ON pts.body = ids.bodyId WHERE "primary"::VARCHAR <> '{UNSPEC}' GROUP BY ALL""",
-             "roi_counts", "bodyId, roi")
+            "roi_counts",
+            "bodyId, roi",
+        )
         con.unregister("pts")
-        read("part", "syn-partners", ["x_pre", "y_pre", "z_pre", "body_pre", "conf_pre", "x_post", "y_post",
-                                      "z_post", "body_post", "conf_post", "primary_post"])
+        read(
+            "part",
+            "syn-partners",
+            [
+                "x_pre",
+                "y_pre",
+                "z_pre",
+                "body_pre",
+                "conf_pre",
+                "x_post",
+                "y_post",
+                "z_post",
+                "body_post",
+                "conf_post",
+                "primary_post",
+            ],
+        )
         read("tb", "tbar-nt", ["point_id", "primary"])
         con.execute(f"""CREATE TABLE syn AS SELECT body_pre AS bodyId_pre, body_post AS bodyId_post,
-                   nullif(t."primary"::VARCHAR, '{UNSPEC}') AS roi_pre, nullif(primary_post::VARCHAR, '{UNSPEC}') AS roi_post,
+                   nullif(t."primary"::VARCHAR, '{UNSPEC}') AS roi_pre,
+                   nullif(primary_post::VARCHAR, '{UNSPEC}') AS roi_post,
                    t.point_id IS NULL AS no_tbar, x_pre, y_pre, z_pre, x_post, y_post, z_post,
                    conf_pre AS confidence_pre, conf_post AS confidence_post
             FROM part LEFT JOIN tb t ON t.point_id = ((CAST(z_pre AS UBIGINT) << 42) | (CAST(y_pre AS UBIGINT) << 21)
@@ -597,21 +810,28 @@ class DuckDBEngine:
                    SEMI JOIN ids b ON b.bodyId = syn.bodyId_post GROUP BY ALL""")
         con.execute("DROP TABLE syn")
         copy("SELECT * FROM conn4", "conn4", "bodyId_pre")
-        conn_roi = """SELECT bodyId_pre, bodyId_post, coalesce(roi_post, 'NotPrimary') AS roi, sum(weight)::BIGINT AS weight
+        conn_roi = """SELECT bodyId_pre, bodyId_post, coalesce(roi_post, 'NotPrimary') AS roi,
+                   sum(weight)::BIGINT AS weight
             FROM conn4 GROUP BY ALL"""
         copy(conn_roi, "conn_roi_by_pre", "bodyId_pre, bodyId_post")
         copy(conn_roi, "conn_roi_by_post", "bodyId_post, bodyId_pre")
         read("w", "weights", ["body_pre", "body_post", "weight"])
-        copy("SELECT body_pre, body_post, weight::BIGINT AS weight FROM w SEMI JOIN ids a ON a.bodyId = w.body_pre "
-             "SEMI JOIN ids b ON b.bodyId = w.body_post", "nn_weights", "body_pre, body_post")
+        copy(
+            "SELECT body_pre, body_post, weight::BIGINT AS weight FROM w SEMI JOIN ids a ON a.bodyId = w.body_pre "
+            "SEMI JOIN ids b ON b.bodyId = w.body_post",
+            "nn_weights",
+            "body_pre, body_post",
+        )
         copy(f"SELECT body_pre, body_post FROM w WHERE weight >= {PATH_MIN_WEIGHT}", "w5_by_pre", "body_pre")
         copy(f"SELECT body_pre, body_post FROM w WHERE weight >= {PATH_MIN_WEIGHT}", "w5_by_post", "body_post")
         con.close()
         build.unlink()
         shutil.rmtree(self.dir / "spill", ignore_errors=True)
         self._connect()
-        counts = {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                  for name in ("neurons", "roi_counts", "syn_by_pre", "conn_roi_by_pre", "nn_weights", "w5_by_pre")}
+        counts = {
+            name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            for name in ("neurons", "roi_counts", "syn_by_pre", "conn_roi_by_pre", "nn_weights", "w5_by_pre")
+        }
         return {"counts": counts, "disk_bytes": sum(f.stat().st_size for f in self.dir.glob("*.parquet"))}
 
     def q(self, sql, params=None):
@@ -637,22 +857,28 @@ class DuckDBEngine:
 
     def adjacencies(self, p):
         ids = self._list(p["bodies"])
-        return {"adjacency": self.q(f"""SELECT * FROM conn_roi_by_pre WHERE bodyId_pre IN ({ids})
-            UNION ALL SELECT * FROM conn_roi_by_post WHERE bodyId_post IN ({ids})""")}
+        return {
+            "adjacency": self.q(f"""SELECT * FROM conn_roi_by_pre WHERE bodyId_pre IN ({ids})
+            UNION ALL SELECT * FROM conn_roi_by_post WHERE bodyId_post IN ({ids})""")
+        }
 
     def adjacencies_segments(self, p):
         ids = self._list(p["bodies"])
-        return {"adjacency": self.q(f"""
+        return {
+            "adjacency": self.q(f"""
             SELECT bodyId_pre, bodyId_post, coalesce(roi_post, 'NotPrimary') AS roi, count(*) AS weight
             FROM syn_by_pre WHERE bodyId_pre IN ({ids}) GROUP BY ALL
             UNION ALL
             SELECT bodyId_pre, bodyId_post, coalesce(roi_post, 'NotPrimary') AS roi, count(*) AS weight
-            FROM syn_by_post WHERE bodyId_post IN ({ids}) GROUP BY ALL""")}
+            FROM syn_by_post WHERE bodyId_post IN ({ids}) GROUP BY ALL""")
+        }
 
     def synapse_pair(self, p):
-        return {"synapses": self.q(f"""SELECT {', '.join(SYN_COLS)} FROM syn_by_pre
-            WHERE bodyId_pre IN ({self._list(p['pre'])}) AND bodyId_post IN ({self._list(p['post'])})
-              AND confidence_pre > {CONF} AND confidence_post > {CONF}""")}
+        return {
+            "synapses": self.q(f"""SELECT {", ".join(SYN_COLS)} FROM syn_by_pre
+            WHERE bodyId_pre IN ({self._list(p["pre"])}) AND bodyId_post IN ({self._list(p["post"])})
+              AND confidence_pre > {CONF} AND confidence_post > {CONF}""")
+        }
 
     def shortest_paths(self, p):
         src, dst = int(p["src"]), int(p["dst"])
@@ -671,20 +897,25 @@ class DuckDBEngine:
         return {"paths": paths_frame(shortest_paths_bidirectional(out_edges, in_edges, src, dst))}
 
     def matrix_type(self, p):
-        return {"matrix": self.q("""SELECT a.type AS pre, b.type AS post, sum(w.weight) AS weight, count(*) AS connections
+        return {
+            "matrix": self.q("""SELECT a.type AS pre, b.type AS post, sum(w.weight) AS weight, count(*) AS connections
             FROM nn_weights w JOIN neurons a ON a.bodyId = w.body_pre JOIN neurons b ON b.bodyId = w.body_post
-            WHERE a.type IS NOT NULL AND b.type IS NOT NULL GROUP BY ALL""")}
+            WHERE a.type IS NOT NULL AND b.type IS NOT NULL GROUP BY ALL""")
+        }
 
     def matrix_roi(self, p):
-        return {"matrix": self.q("""SELECT roi_pre AS pre, roi_post AS post, sum(weight) AS weight, count(*) AS connections
-            FROM conn4 WHERE roi_pre IS NOT NULL AND roi_post IS NOT NULL GROUP BY ALL""")}
+        return {
+            "matrix": self.q("""SELECT roi_pre AS pre, roi_post AS post, sum(weight) AS weight, count(*) AS connections
+            FROM conn4 WHERE roi_pre IS NOT NULL AND roi_post IS NOT NULL GROUP BY ALL""")
+        }
 
     def reach(self, p):
         seen = {int(b): 0 for b in p["bodies"]}
         frontier = list(seen)
         for hop in range(1, p["hops"] + 1):
-            found = self.con.execute(f"SELECT DISTINCT body_post FROM nn_weights WHERE body_pre IN ({self._list(frontier)})") \
-                .fetchnumpy()["body_post"]
+            found = self.con.execute(
+                f"SELECT DISTINCT body_post FROM nn_weights WHERE body_pre IN ({self._list(frontier)})"
+            ).fetchnumpy()["body_post"]
             new = [b for b in sorted(found.tolist()) if b not in seen]
             for b in new:
                 seen[b] = hop

@@ -39,7 +39,7 @@ import pandas as pd
 UNSPEC = "<unspecified>"
 NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
 PATH_MIN_WEIGHT = 5
-MAX_PATH_HOPS = 30          # ladybug's upper bound for variable-length patterns
+MAX_PATH_HOPS = 30  # ladybug's upper bound for variable-length patterns
 
 
 class NotRun(Exception):
@@ -137,7 +137,9 @@ class GraphDBEngine:
         rel = self.release
 
         # ---- Segment nodes and the :Neuron rule
-        ann = _read(rel / files["annotations"], ["bodyId", "status", "instance", *[c for c in NAMED if c != "instance"]])
+        ann = _read(
+            rel / files["annotations"], ["bodyId", "status", "instance", *[c for c in NAMED if c != "instance"]]
+        )
         ann = pa.table({c: _decode(ann[c]) for c in ann.column_names}).to_pandas()
         st = _read(rel / files["stats"], ["body", "pre", "post", "synweight"]).to_pandas()
         status = ann["status"].astype(object)
@@ -146,7 +148,7 @@ class GraphDBEngine:
         neurons = np.union1d(ann["bodyId"].to_numpy()[flag.to_numpy()], st["body"].to_numpy()[big.to_numpy()])
         excluded = ann["bodyId"].to_numpy()[status.isin(["Glia", "Unimportant"]).to_numpy()]
         neurons = neurons[~pd.Series(neurons).isin(excluded).to_numpy()]
-        bodies = neurons                    # a Neuron node table: the :Neuron rule applied once, here
+        bodies = neurons  # a Neuron node table: the :Neuron rule applied once, here
         seg = pd.DataFrame({"bodyId": bodies})
         a = ann.drop_duplicates("bodyId").set_index("bodyId").reindex(bodies)
         s = st.drop_duplicates("body").set_index("body").reindex(bodies)
@@ -155,22 +157,34 @@ class GraphDBEngine:
         seg["status"] = a["status"].to_numpy()
         seg["pre"] = s["pre"].fillna(0).astype(np.int64).to_numpy()
         seg["post"] = s["post"].fillna(0).astype(np.int64).to_numpy()
-        seg_table = pa.Table.from_pandas(seg, preserve_index=False).cast(pa.schema([
-            ("bodyId", pa.int64()), ("type", pa.string()), ("instance", pa.string()), ("status", pa.string()),
-            ("pre", pa.int64()), ("post", pa.int64())]))
+        seg_table = pa.Table.from_pandas(seg, preserve_index=False).cast(
+            pa.schema(
+                [
+                    ("bodyId", pa.int64()),
+                    ("type", pa.string()),
+                    ("instance", pa.string()),
+                    ("status", pa.string()),
+                    ("pre", pa.int64()),
+                    ("post", pa.int64()),
+                ]
+            )
+        )
         del ann, st, seg, a, s
         counts["Neuron"] = len(neurons)
         step("prepare neurons")
 
         self._open()
         c = self.con
-        c.execute("CREATE NODE TABLE Neuron(bodyId INT64, type STRING, instance STRING, status STRING, "
-                  "pre INT64, post INT64, PRIMARY KEY (bodyId))")
+        c.execute(
+            "CREATE NODE TABLE Neuron(bodyId INT64, type STRING, instance STRING, status STRING, "
+            "pre INT64, post INT64, PRIMARY KEY (bodyId))"
+        )
         c.execute("CREATE NODE TABLE Roi(name STRING, PRIMARY KEY (name))")
         c.execute("CREATE REL TABLE ConnectsTo(FROM Neuron TO Neuron, weight INT64)")
         c.execute("CREATE REL TABLE InRoi(FROM Neuron TO Roi, pre INT64, post INT64)")
-        c.execute("CREATE REL TABLE ConnectsToRoi(FROM Neuron TO Neuron, roi_pre STRING, roi_post STRING, "
-                  "weight INT64)")
+        c.execute(
+            "CREATE REL TABLE ConnectsToRoi(FROM Neuron TO Neuron, roi_pre STRING, roi_post STRING, weight INT64)"
+        )
         c.execute("COPY Neuron FROM seg_table")
         del seg_table
         step("copy Neuron")
@@ -178,7 +192,9 @@ class GraphDBEngine:
         # ---- ConnectsTo: connectome-weights rows between two neurons
         neuron_arr = pa.array(neurons, pa.int64())
         w = _read(rel / files["weights"], ["body_pre", "body_post", "weight"])
-        w = w.filter(pc.and_(pc.is_in(w["body_pre"], value_set=neuron_arr), pc.is_in(w["body_post"], value_set=neuron_arr)))
+        w = w.filter(
+            pc.and_(pc.is_in(w["body_pre"], value_set=neuron_arr), pc.is_in(w["body_post"], value_set=neuron_arr))
+        )
         counts["ConnectsTo"] = w.num_rows
         c.execute("COPY ConnectsTo FROM w")
         del w
@@ -195,10 +211,14 @@ class GraphDBEngine:
         for k in ("PreSyn", "PostSyn"):
             if k not in g:
                 g[k] = 0
-        in_roi = pa.table({"from": pa.array(g["body"].to_numpy(), pa.int64()),
-                           "to": pa.array(g["roi"].astype(str).to_numpy(), pa.string()),
-                           "pre": pa.array(g["PreSyn"].to_numpy(), pa.int64()),
-                           "post": pa.array(g["PostSyn"].to_numpy(), pa.int64())})
+        in_roi = pa.table(
+            {
+                "from": pa.array(g["body"].to_numpy(), pa.int64()),
+                "to": pa.array(g["roi"].astype(str).to_numpy(), pa.string()),
+                "pre": pa.array(g["PreSyn"].to_numpy(), pa.int64()),
+                "post": pa.array(g["PostSyn"].to_numpy(), pa.int64()),
+            }
+        )
         del g
         step("prepare InRoi")
         tb = _read(rel / files["tbar-nt"], ["point_id", "primary"])
@@ -206,8 +226,11 @@ class GraphDBEngine:
         rois = set(in_roi["to"].to_pylist())
         for col in (tb["primary"], part["primary_post"]):
             for chunk in col.chunks:
-                rois.update(v for v in (chunk.dictionary if hasattr(chunk, "dictionary") else pc.unique(chunk))
-                            .to_pylist() if v is not None)
+                rois.update(
+                    v
+                    for v in (chunk.dictionary if hasattr(chunk, "dictionary") else pc.unique(chunk)).to_pylist()
+                    if v is not None
+                )
         rois.discard(UNSPEC)
         roi_table = pa.table({"name": pa.array(sorted(rois), pa.string())})
         counts["Roi"] = roi_table.num_rows
@@ -218,23 +241,41 @@ class GraphDBEngine:
         step("copy Roi, InRoi")
 
         # ---- ConnectsToRoi: syn-partners between neurons, counted per (pre, post, ROI of pre point, ROI of post point)
-        keep = pc.and_(pc.is_in(part["body_pre"], value_set=neuron_arr),
-                       pc.is_in(part["body_post"], value_set=neuron_arr))
+        keep = pc.and_(
+            pc.is_in(part["body_pre"], value_set=neuron_arr), pc.is_in(part["body_post"], value_set=neuron_arr)
+        )
         part = part.filter(keep)
         u64 = pa.uint64()
-        pid = pc.bit_wise_or(pc.bit_wise_or(
-            pc.shift_left(part["z_pre"].cast(u64), pa.scalar(42, u64)),
-            pc.shift_left(part["y_pre"].cast(u64), pa.scalar(21, u64))), part["x_pre"].cast(u64))
-        part = pa.table({"point_id": pid, "body_pre": part["body_pre"], "body_post": part["body_post"],
-                         "roi_post": _decode(part["primary_post"])})
+        pid = pc.bit_wise_or(
+            pc.bit_wise_or(
+                pc.shift_left(part["z_pre"].cast(u64), pa.scalar(42, u64)),
+                pc.shift_left(part["y_pre"].cast(u64), pa.scalar(21, u64)),
+            ),
+            part["x_pre"].cast(u64),
+        )
+        part = pa.table(
+            {
+                "point_id": pid,
+                "body_pre": part["body_pre"],
+                "body_post": part["body_post"],
+                "roi_post": _decode(part["primary_post"]),
+            }
+        )
         tb = pa.table({"point_id": tb["point_id"].cast(u64), "roi_pre": _decode(tb["primary"])})
         tb = tb.filter(pc.is_in(tb["point_id"], value_set=pc.unique(part["point_id"])))
         joined = part.join(tb, "point_id", join_type="left outer")
         del part, tb
         g = joined.group_by(["body_pre", "body_post", "roi_pre", "roi_post"]).aggregate([([], "count_all")])
         del joined
-        edges = pa.table({"from": g["body_pre"], "to": g["body_post"], "roi_pre": g["roi_pre"],
-                          "roi_post": g["roi_post"], "weight": g["count_all"].cast(pa.int64())})
+        edges = pa.table(
+            {
+                "from": g["body_pre"],
+                "to": g["body_post"],
+                "roi_pre": g["roi_pre"],
+                "roi_post": g["roi_post"],
+                "weight": g["count_all"].cast(pa.int64()),
+            }
+        )
         del g
         step("prepare ConnectsToRoi")
         c.execute("COPY ConnectsToRoi FROM edges")
@@ -244,9 +285,15 @@ class GraphDBEngine:
         c.execute("CHECKPOINT")
         step("checkpoint")
         size = sum(p.stat().st_size for p in self.db_dir.rglob("*") if p.is_file())
-        self.load_info = {"seconds": time.perf_counter() - started, "steps": steps, "counts": counts,
-                          "disk_bytes": size, "package": self.package, "version": self.version,
-                          "buffer_pool_bytes": self.buffer_pool_bytes}
+        self.load_info = {
+            "seconds": time.perf_counter() - started,
+            "steps": steps,
+            "counts": counts,
+            "disk_bytes": size,
+            "package": self.package,
+            "version": self.version,
+            "buffer_pool_bytes": self.buffer_pool_bytes,
+        }
         return self.load_info
 
     # ------------------------------------------------------------------------------ helpers
@@ -258,12 +305,17 @@ class GraphDBEngine:
 
     # ------------------------------------------------------------------------------ fetch_neurons
     def _neuron_table(self, match: str, params: dict):
-        nd = self.q(f"""{match}
+        nd = self.q(
+            f"""{match}
             RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status, n.pre AS pre,
-                   n.post AS post""", params)
-        roi = self.q("""UNWIND $ids AS id MATCH (n:Neuron {bodyId: id})-[r:InRoi]->(x:Roi)
+                   n.post AS post""",
+            params,
+        )
+        roi = self.q(
+            """UNWIND $ids AS id MATCH (n:Neuron {bodyId: id})-[r:InRoi]->(x:Roi)
             RETURN n.bodyId AS bodyId, x.name AS roi, r.pre AS pre, r.post AS post""",
-                     {"ids": [int(b) for b in nd["bodyId"]]})
+            {"ids": [int(b) for b in nd["bodyId"]]},
+        )
         return {"neurons": nd, "rois": roi}
 
     def neurons_by_type(self, p):
@@ -273,58 +325,83 @@ class GraphDBEngine:
         return self._neuron_table("MATCH (n:Neuron) WHERE n.type =~ $regex", {"regex": p["regex"]})
 
     def neurons_by_roi(self, p):
-        return self._neuron_table("MATCH (n:Neuron)-[:InRoi]->(:Roi {name: $roi}) WITH DISTINCT n",
-                                  {"roi": p["roi"]})
+        return self._neuron_table("MATCH (n:Neuron)-[:InRoi]->(:Roi {name: $roi}) WITH DISTINCT n", {"roi": p["roi"]})
 
     # ------------------------------------------------------------------------------ fetch_adjacencies
     def adjacencies(self, p):
         ids = [int(b) for b in p["bodies"]]
         roi = f"CASE WHEN r.roi_post = '{UNSPEC}' THEN 'NotPrimary' ELSE r.roi_post END"
-        frames = [self.q(f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[r:ConnectsToRoi]->(b:Neuron)
+        frames = [
+            self.q(
+                f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[r:ConnectsToRoi]->(b:Neuron)
                 RETURN a.bodyId AS bodyId_pre, b.bodyId AS bodyId_post, {roi} AS roi, sum(r.weight) AS weight""",
-                             {"ids": ids}),
-                  self.q(f"""UNWIND $ids AS id MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron {{bodyId: id}})
+                {"ids": ids},
+            ),
+            self.q(
+                f"""UNWIND $ids AS id MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron {{bodyId: id}})
                 RETURN a.bodyId AS bodyId_pre, b.bodyId AS bodyId_post, {roi} AS roi, sum(r.weight) AS weight""",
-                         {"ids": ids})]
+                {"ids": ids},
+            ),
+        ]
         return {"adjacency": pd.concat(frames, ignore_index=True)}
 
     def adjacencies_segments(self, p):
-        raise NotRun("the graph holds Neuron nodes and neuron-to-neuron edges only (every segment's per-ROI "
-                     "edges would be all of syn-partners grouped: ~18 M edges at scale 0.1)")
+        raise NotRun(
+            "the graph holds Neuron nodes and neuron-to-neuron edges only (every segment's per-ROI "
+            "edges would be all of syn-partners grouped: ~18 M edges at scale 0.1)"
+        )
 
     def synapse_pair(self, p):
-        raise NotRun("synapse-level data is not loaded into the graph (between neurons alone 13 M synapse "
-                     "edges at scale 0.1, ~134 M at full scale); the graph holds neuron-to-neuron edges "
-                     "and per-ROI aggregates")
+        raise NotRun(
+            "synapse-level data is not loaded into the graph (between neurons alone 13 M synapse "
+            "edges at scale 0.1, ~134 M at full scale); the graph holds neuron-to-neuron edges "
+            "and per-ROI aggregates"
+        )
 
     # ------------------------------------------------------------------------------ fetch_shortest_paths
     def shortest_paths(self, p):
         from baselines import paths_frame
 
-        df = self.q(f"""MATCH (a:Neuron)-[e:ConnectsTo* ALL SHORTEST 1..{MAX_PATH_HOPS}
+        df = self.q(
+            f"""MATCH (a:Neuron)-[e:ConnectsTo* ALL SHORTEST 1..{MAX_PATH_HOPS}
                 (r, n | WHERE r.weight >= {PATH_MIN_WEIGHT} AND n.status = 'Traced')]->(b:Neuron)
             WHERE a.bodyId = $src AND b.bodyId = $dst
-            RETURN properties(nodes(e), 'bodyId') AS mid""", {"src": int(p["src"]), "dst": int(p["dst"])})
+            RETURN properties(nodes(e), 'bodyId') AS mid""",
+            {"src": int(p["src"]), "dst": int(p["dst"])},
+        )
         return {"paths": paths_frame([[int(p["src"]), *[int(x) for x in mid], int(p["dst"])] for mid in df["mid"]])}
 
     # ------------------------------------------------------------------------------ connection_matrix
     def matrix_type(self, p):
-        return {"matrix": self.q("""MATCH (a:Neuron)-[r:ConnectsTo]->(b:Neuron)
+        return {
+            "matrix": self.q("""MATCH (a:Neuron)-[r:ConnectsTo]->(b:Neuron)
             WHERE a.type IS NOT NULL AND b.type IS NOT NULL
-            RETURN a.type AS pre, b.type AS post, sum(r.weight) AS weight, count(*) AS connections""")}
+            RETURN a.type AS pre, b.type AS post, sum(r.weight) AS weight, count(*) AS connections""")
+        }
 
     def matrix_roi(self, p):
         # one ConnectsToRoi edge per (pre, post, roi_pre, roi_post): count(*) is the number of neuron pairs
-        return {"matrix": self.q(f"""MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron)
+        return {
+            "matrix": self.q(f"""MATCH (a:Neuron)-[r:ConnectsToRoi]->(b:Neuron)
             WHERE r.roi_pre IS NOT NULL AND r.roi_pre <> '{UNSPEC}' AND r.roi_post <> '{UNSPEC}'
-            RETURN r.roi_pre AS pre, r.roi_post AS post, sum(r.weight) AS weight, count(*) AS connections""")}
+            RETURN r.roi_pre AS pre, r.roi_post AS post, sum(r.weight) AS weight, count(*) AS connections""")
+        }
 
     # ------------------------------------------------------------------------------ fetch_reach
     def reach(self, p):
         seeds = [int(b) for b in p["bodies"]]
-        df = self.q(f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[e:ConnectsTo* SHORTEST 1..{int(p['hops'])}
+        df = self.q(
+            f"""UNWIND $ids AS id MATCH (a:Neuron {{bodyId: id}})-[e:ConnectsTo* SHORTEST 1..{int(p["hops"])}
                 (r, n | WHERE r.weight >= 1)]->(b:Neuron)
-            RETURN b.bodyId AS bodyId, min(length(e)) AS hops""", {"ids": seeds})
+            RETURN b.bodyId AS bodyId, min(length(e)) AS hops""",
+            {"ids": seeds},
+        )
         df = df[~df["bodyId"].isin(set(seeds))]
-        return {"reach": pd.DataFrame({"bodyId": seeds + df["bodyId"].astype(np.int64).tolist(),
-                                       "hops": [0] * len(seeds) + df["hops"].astype(np.int64).tolist()})}
+        return {
+            "reach": pd.DataFrame(
+                {
+                    "bodyId": seeds + df["bodyId"].astype(np.int64).tolist(),
+                    "hops": [0] * len(seeds) + df["hops"].astype(np.int64).tolist(),
+                }
+            )
+        }

@@ -75,17 +75,28 @@ class Flatprint:
         from flatprint.query.indirect import graph_matrix
 
         graph = graph_matrix(self.client.store, "input", self.neurons_only)
-        self.ids = np.asarray([r[0] for r in self.client.sql(
-            "SELECT bodyId FROM segments WHERE is_neuron ORDER BY 1")[1]], dtype=np.int64)
-        return {"matrix_nnz": int(graph.inputs.nnz), "bodies": len(graph.body_ids), "neurons": len(self.ids),
-                "matrix_bytes": graph.nbytes}
+        self.ids = np.asarray(
+            [r[0] for r in self.client.sql("SELECT bodyId FROM segments WHERE is_neuron ORDER BY 1")[1]], dtype=np.int64
+        )
+        return {
+            "matrix_nnz": int(graph.inputs.nnz),
+            "bodies": len(graph.body_ids),
+            "neurons": len(self.ids),
+            "matrix_bytes": graph.nbytes,
+        }
 
     def query(self, cell_type: str, hops: int) -> np.ndarray:
         from flatprint import NeuronCriteria as NC, fetch_indirect
 
         # targets: every neuron (NC() is the :Neuron set also when every segment is a partner)
-        per_hop, _ = fetch_indirect(NC(type=cell_type, regex=False), None if self.neurons_only else NC(), hops=hops,
-                                    groupby=("type", None), neurons_only=self.neurons_only, client=self.client)
+        per_hop, _ = fetch_indirect(
+            NC(type=cell_type, regex=False),
+            None if self.neurons_only else NC(),
+            hops=hops,
+            groupby=("type", None),
+            neurons_only=self.neurons_only,
+            client=self.client,
+        )
         return per_hop
 
     def dense(self, per_hop, hops: int) -> np.ndarray:
@@ -114,17 +125,22 @@ class Scipy:
         stats = pd.read_feather(self.files["stats"], columns=["body", "pre", "post", "synweight"])
         # decisions.md's :Neuron rule, side by side (an outer join of every body with the annotation
         # columns would cost gigabytes at full scale)
-        big = stats["body"].to_numpy(np.int64)[((stats["synweight"] >= 100) | (stats["pre"] >= 100)
-                                                 | (stats["post"] >= 100)).to_numpy()]
+        big = stats["body"].to_numpy(np.int64)[
+            ((stats["synweight"] >= 100) | (stats["pre"] >= 100) | (stats["post"] >= 100)).to_numpy()
+        ]
         status = ann["status"].astype(object)
-        named = ann["bodyId"].to_numpy(np.int64)[(ann[NAMED].notna().any(axis=1)
-                                                  | status.isin(["Traced", "Anchor"])).to_numpy()]
+        named = ann["bodyId"].to_numpy(np.int64)[
+            (ann[NAMED].notna().any(axis=1) | status.isin(["Traced", "Anchor"])).to_numpy()
+        ]
         excluded = ann["bodyId"].to_numpy(np.int64)[status.isin(["Glia", "Unimportant"]).to_numpy()]
         candidates = np.union1d(big, named)
         self.ids = candidates[~np.isin(candidates, excluded)]  # sorted: the answer's rows
         # the partners: neurons, or every body (then the :Neuron rows are picked out of each hop's vector)
-        bodies = self.ids if self.neurons_only else np.union1d(stats["body"].to_numpy(np.int64),
-                                                               ann["bodyId"].to_numpy(np.int64))
+        bodies = (
+            self.ids
+            if self.neurons_only
+            else np.union1d(stats["body"].to_numpy(np.int64), ann["bodyId"].to_numpy(np.int64))
+        )
         self.neuron_pos = np.searchsorted(bodies, self.ids)
         typed = ann[ann["bodyId"].isin(self.ids) & ann["type"].notna()]
         self.members = {t: np.searchsorted(bodies, g.to_numpy(np.int64)) for t, g in typed.groupby("type")["bodyId"]}
@@ -151,7 +167,7 @@ class Scipy:
             keep = (bodies[i] == pre) & (bodies[j] == post)
             i, j, v = i[keep].astype(np.int32), j[keep].astype(np.int32), batch.column(want[2]).to_numpy()[keep]
             if every_row:
-                rows[m:m + len(i)], cols[m:m + len(i)], vals[m:m + len(i)] = i, j, v
+                rows[m : m + len(i)], cols[m : m + len(i)], vals[m : m + len(i)] = i, j, v
                 m += len(i)
             else:
                 pieces.append((i, j, v.astype(np.float64)))
@@ -192,11 +208,15 @@ def worker(args) -> None:
     import scipy.sparse  # noqa: F401
 
     import flatprint.query.indirect  # noqa: F401
+
     partners = args.partners[0]
     neurons_only = partners == "neurons"
     started = time.perf_counter()
-    engine = Flatprint(Path(args.store), neurons_only) if args.worker == "flatprint" else \
-        Scipy(Path(args.release), neurons_only)
+    engine = (
+        Flatprint(Path(args.store), neurons_only)
+        if args.worker == "flatprint"
+        else Scipy(Path(args.release), neurons_only)
+    )
     facts = engine.prepare()
     prepare_s = time.perf_counter() - started
     np.save(Path(args.out) / f"{partners}-{args.worker}-ids.npy", engine.ids)
@@ -220,9 +240,13 @@ class Worker:
 
     def __init__(self, engine: str, argv: list[str]):
         self.engine = engine
-        self.proc = subprocess.Popen([C.PYTHON, str(Path(__file__).resolve()), "--worker", engine, *argv],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        self.proc = subprocess.Popen(
+            [C.PYTHON, str(Path(__file__).resolve()), "--worker", engine, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         self.ready = self._reply()
 
     def _reply(self) -> dict:
@@ -277,17 +301,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--hops", type=int, default=4)
     ap.add_argument("--results-dir", type=Path, default=None)
-    ap.add_argument("--sequential", nargs="*", choices=PARTNERS, default=[],
-                    help="partner sets whose engines run one after the other (not round-robin), so that "
-                         "their memory never adds up (the full-scale 'segments' run)")
+    ap.add_argument(
+        "--sequential",
+        nargs="*",
+        choices=PARTNERS,
+        default=[],
+        help="partner sets whose engines run one after the other (not round-robin), so that "
+        "their memory never adds up (the full-scale 'segments' run)",
+    )
     ap.add_argument("--release-dir", type=Path, help="use this release (with --store-path) instead of the bench one")
     ap.add_argument("--store-path", type=Path, help="its store")
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--release", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    ap.add_argument("--partners", choices=PARTNERS, nargs="+", default=list(PARTNERS),
-                    help="neurons: :Neuron partners only (the default of fetch_indirect); segments: every segment")
+    ap.add_argument(
+        "--partners",
+        choices=PARTNERS,
+        nargs="+",
+        default=list(PARTNERS),
+        help="neurons: :Neuron partners only (the default of fetch_indirect); segments: every segment",
+    )
     args = ap.parse_args(argv)
     if args.worker:
         worker(args)
@@ -300,23 +334,47 @@ def main(argv=None) -> dict:
         release = C.release_dir(args.scale, args.seed)
     chosen = pick_types(store, args.repeat + 1, args.seed)
     types = {"warmup": chosen[0], "timed": chosen[1:]}
-    entry = {"scale": args.scale, "seed": args.seed, "hops": args.hops, "date": C.now_iso(), "machine": machine,
-             "types": types, "variants": {},
-             "query": f"fetch_indirect(NC(type=T), targets, hops={args.hops}, groupby=('type', None), neurons_only=...)"}
+    entry = {
+        "scale": args.scale,
+        "seed": args.seed,
+        "hops": args.hops,
+        "date": C.now_iso(),
+        "machine": machine,
+        "types": types,
+        "variants": {},
+        "query": f"fetch_indirect(NC(type=T), targets, hops={args.hops}, groupby=('type', None), neurons_only=...)",
+    }
     all_agree = True
     with tempfile.TemporaryDirectory(prefix="flatprint-indirect-") as scratch:
         for partners in args.partners:
-            argv = ["--store", str(store), "--release", str(release), "--out", scratch, "--hops", str(args.hops),
-                    "--partners", partners]
+            argv = [
+                "--store",
+                str(store),
+                "--release",
+                str(release),
+                "--out",
+                scratch,
+                "--hops",
+                str(args.hops),
+                "--partners",
+                partners,
+            ]
             times = {e: [] for e in ENGINES}
             runs = {}
 
             def finish(engine, process):
                 bye = process.close()
-                runs[engine] = {**process.ready, **bye, "query_s": times[engine],
-                                "query_median_s": statistics.median(times[engine])}
-                print(f"   {engine}: query median {runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
-                      f"{runs[engine]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                runs[engine] = {
+                    **process.ready,
+                    **bye,
+                    "query_s": times[engine],
+                    "query_median_s": statistics.median(times[engine]),
+                }
+                print(
+                    f"   {engine}: query median {runs[engine]['query_median_s'] * 1000:.1f} ms, peak RSS "
+                    f"{runs[engine]['peak_rss_bytes'] / 2**30:.2f} GiB",
+                    flush=True,
+                )
 
             def start(engine):
                 print(f"[indirect] scale {args.scale:g}, {partners} as partners: preparing {engine} ...", flush=True)
@@ -334,7 +392,7 @@ def main(argv=None) -> dict:
             else:  # prepared one after the other, then asked round-robin, the order alternating
                 workers = {engine: start(engine) for engine in ENGINES}
                 for i, cell_type in enumerate(types["timed"]):
-                    for engine in (ENGINES if i % 2 == 0 else ENGINES[::-1]):
+                    for engine in ENGINES if i % 2 == 0 else ENGINES[::-1]:
                         times[engine].append(workers[engine].ask(f"query {i} {cell_type}")["seconds"])
                 for engine in ENGINES:
                     finish(engine, workers[engine])
@@ -351,8 +409,13 @@ def main(argv=None) -> dict:
                 agree &= bool(np.allclose(a, b, rtol=1e-9, atol=1e-15))
                 max_diff = max(max_diff, float(np.abs(a - b).max()))
                 reached.append(int(np.count_nonzero(a[-1])))
-            entry["variants"][partners] = {"engines": runs, "answers_agree": agree, "neuron_sets_equal": same_ids,
-                                           "max_abs_diff": max_diff, "neurons_reached_last_hop": reached}
+            entry["variants"][partners] = {
+                "engines": runs,
+                "answers_agree": agree,
+                "neuron_sets_equal": same_ids,
+                "max_abs_diff": max_diff,
+                "neurons_reached_last_hop": reached,
+            }
             print(f"[indirect] {partners}: answers agree: {agree} (max |diff| {max_diff:.2e})", flush=True)
             all_agree &= agree
             path = _save(entry, args)  # after each partner set: a long run keeps what it measured

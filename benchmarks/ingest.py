@@ -57,12 +57,12 @@ def real_row_counts(release_rows: dict, scale: float) -> tuple[dict, dict]:
     from flatprint.synth import generator as S
 
     known = {
-        "syn-points": S.REAL_TBARS + S.REAL_PSDS,   # every T-bar and PSD point
-        "syn-partners": S.REAL_PSDS,                # one row per PSD
+        "syn-points": S.REAL_TBARS + S.REAL_PSDS,  # every T-bar and PSD point
+        "syn-partners": S.REAL_PSDS,  # one row per PSD
         "tbar-nt": S.REAL_TBARS,
         "annotations": S.REAL_ANNOTATED_BODIES,
         "stats": S.REAL_BODIES_WITH_SYNAPSES,
-        "weights": 151_900_000,                     # docs/performance-anchors.md (connectome-weights rows)
+        "weights": 151_900_000,  # docs/performance-anchors.md (connectome-weights rows)
     }
     rows, source = {}, {}
     for table, n in release_rows.items():
@@ -129,8 +129,9 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
         started = time.perf_counter()
         err_path = Path(tmp) / "stderr.txt"
         err = open(err_path, "wb")
-        proc = subprocess.Popen([C.PYTHON, "-c", _CHILD, str(release), str(store), memory_limit, str(out_json)],
-                                stderr=err)
+        proc = subprocess.Popen(
+            [C.PYTHON, "-c", _CHILD, str(release), str(store), memory_limit, str(out_json)], stderr=err
+        )
         sampled = 0
         disk = 0
         ticks = 0
@@ -158,20 +159,40 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
         err.close()
         if returncode != 0:
             lines = [ln for ln in err_path.read_text(errors="replace").splitlines() if ln.strip()]
-            error = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else "")
-            return {"failed": True, "exit_code": returncode, "error": error.strip(), "memory_limit": memory_limit,
-                    "wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_bytes": max(sampled, maxrss),
-                    "peak_build_dir_bytes": disk,
-                    "stderr_tail": lines[-12:]}
+            error = next(
+                (ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln), lines[-1] if lines else ""
+            )
+            return {
+                "failed": True,
+                "exit_code": returncode,
+                "error": error.strip(),
+                "memory_limit": memory_limit,
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+                "peak_rss_bytes": max(sampled, maxrss),
+                "peak_build_dir_bytes": disk,
+                "stderr_tail": lines[-12:],
+            }
         inner = json.loads(out_json.read_text())
     hwm = inner.get("vm_hwm_bytes")
-    return {"wall_seconds": wall, "ingest_seconds": inner["seconds"], "cpu_seconds": cpu,
-            "peak_rss_bytes": max(sampled, hwm) if hwm else max(sampled, maxrss),
-            "peak_rss_sampled_bytes": sampled or None, "ru_maxrss_bytes": maxrss, "vm_hwm_bytes": hwm,
-            "rss_method": ("psutil tree sampling (20 ms) and the child's own VmHWM" if psutil else "the child's own VmHWM")
-            if hwm else "psutil tree sampling (20 ms) and wait4 ru_maxrss",
-            "rows": inner["rows"], "source_bytes": inner["source_bytes"], "store_bytes": inner["store_bytes"],
-            "peak_build_dir_bytes": disk, "timings": inner["timings"], "cpu_timings": inner.get("cpu_timings")}
+    return {
+        "wall_seconds": wall,
+        "ingest_seconds": inner["seconds"],
+        "cpu_seconds": cpu,
+        "peak_rss_bytes": max(sampled, hwm) if hwm else max(sampled, maxrss),
+        "peak_rss_sampled_bytes": sampled or None,
+        "ru_maxrss_bytes": maxrss,
+        "vm_hwm_bytes": hwm,
+        "rss_method": ("psutil tree sampling (20 ms) and the child's own VmHWM" if psutil else "the child's own VmHWM")
+        if hwm
+        else "psutil tree sampling (20 ms) and wait4 ru_maxrss",
+        "rows": inner["rows"],
+        "source_bytes": inner["source_bytes"],
+        "store_bytes": inner["store_bytes"],
+        "peak_build_dir_bytes": disk,
+        "timings": inner["timings"],
+        "cpu_timings": inner.get("cpu_timings"),
+    }
 
 
 def _build_dir_bytes(store: Path) -> int:
@@ -203,13 +224,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="ingests per scale (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-limit", default="6GB", help="DuckDB memory_limit for the ingest (CLI default)")
-    ap.add_argument("--budget", type=float, default=900.0,
-                    help="stop repeating a scale once its runs took this many seconds (at least one run)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=900.0,
+        help="stop repeating a scale once its runs took this many seconds (at least one run)",
+    )
     ap.add_argument("--results-dir", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    doc = {"name": "ingest", "date": C.now_iso(), "machine": C.machine_facts(),
-           "memory_limit": args.memory_limit, "seed": args.seed, "repeat": args.repeat, "scales": []}
+    doc = {
+        "name": "ingest",
+        "date": C.now_iso(),
+        "machine": C.machine_facts(),
+        "memory_limit": args.memory_limit,
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "scales": [],
+    }
     for scale in args.scale:
         release, manifest, made = C.ensure_release(scale, args.seed)
         store = C.store_path(scale, args.seed)
@@ -218,8 +250,11 @@ def main(argv=None) -> dict:
         failures = []
         spent = 0.0
         floor = read_floor(release)
-        print(f"scale {scale:g} floor (read every feather once): {floor['wall_seconds']:.1f} s wall, "
-              f"{floor['cpu_seconds']:.1f} s CPU", flush=True)
+        print(
+            f"scale {scale:g} floor (read every feather once): {floor['wall_seconds']:.1f} s wall, "
+            f"{floor['cpu_seconds']:.1f} s CPU",
+            flush=True,
+        )
         for i in range(args.repeat):
             if runs and spent > args.budget:
                 print(f"scale {scale:g}: stopping after {len(runs)} runs ({spent:.0f} s > --budget)", flush=True)
@@ -230,21 +265,39 @@ def main(argv=None) -> dict:
             spent += r["wall_seconds"]
             if r.get("failed"):
                 failures.append(r)
-                print(f"scale {scale:g} run {i + 1}: FAILED after {r['wall_seconds']:.0f} s "
-                      f"({r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS): {r['error']}", flush=True)
+                print(
+                    f"scale {scale:g} run {i + 1}: FAILED after {r['wall_seconds']:.0f} s "
+                    f"({r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS): {r['error']}",
+                    flush=True,
+                )
                 break
             runs.append(r)
-            print(f"scale {scale:g} run {i + 1}/{args.repeat}: {r['wall_seconds']:.1f} s wall "
-                  f"({r['wall_seconds'] / floor['wall_seconds']:.1f}x the floor), "
-                  f"{r['cpu_seconds']:.1f} s CPU, {r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS, "
-                  f"{r['peak_build_dir_bytes'] / 1e9:.1f} GB peak build directory, store "
-                  f"{r['store_bytes'] / r['source_bytes']:.2f}x the feathers", flush=True)
-            print("  steps (wall s / CPU s): " + ", ".join(
-                f"{k} {v:.1f}/{(r.get('cpu_timings') or {}).get(k, float('nan')):.1f}" for k, v in r["timings"].items()),
-                flush=True)
+            print(
+                f"scale {scale:g} run {i + 1}/{args.repeat}: {r['wall_seconds']:.1f} s wall "
+                f"({r['wall_seconds'] / floor['wall_seconds']:.1f}x the floor), "
+                f"{r['cpu_seconds']:.1f} s CPU, {r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS, "
+                f"{r['peak_build_dir_bytes'] / 1e9:.1f} GB peak build directory, store "
+                f"{r['store_bytes'] / r['source_bytes']:.2f}x the feathers",
+                flush=True,
+            )
+            print(
+                "  steps (wall s / CPU s): "
+                + ", ".join(
+                    f"{k} {v:.1f}/{(r.get('cpu_timings') or {}).get(k, float('nan')):.1f}"
+                    for k, v in r["timings"].items()
+                ),
+                flush=True,
+            )
         if not runs:
-            doc["scales"].append({"scale": scale, "release": str(release), "failed": True, "failures": failures,
-                                  "rows": manifest_rows(manifest)})
+            doc["scales"].append(
+                {
+                    "scale": scale,
+                    "release": str(release),
+                    "failed": True,
+                    "failures": failures,
+                    "rows": manifest_rows(manifest),
+                }
+            )
             continue
         rows = sum(runs[0]["rows"].values())
         nbytes = runs[0]["source_bytes"]
@@ -252,19 +305,33 @@ def main(argv=None) -> dict:
         inner = C.median([r["ingest_seconds"] for r in runs])
         rss = C.median([r["peak_rss_bytes"] for r in runs])
         cpu = C.median([r["cpu_seconds"] for r in runs])
-        doc["scales"].append({
-            "scale": scale, "release": str(release), "synth_seconds": made, "rows": runs[0]["rows"],
-            "total_rows": rows, "feather_bytes": nbytes, "store_bytes": runs[-1]["store_bytes"],
-            "median_wall_seconds": wall, "median_ingest_seconds": inner,
-            "rows_per_second": rows / wall, "mb_per_second": nbytes / 1e6 / wall,
-            "median_cpu_seconds": cpu, "rows_per_cpu_second": rows / cpu,
-            "loadavg_1min_before_runs": load_before,
-            "median_peak_rss_gib": rss / 2**30, "floor": floor,
-            "store_to_release": runs[-1]["store_bytes"] / nbytes, "wall_to_floor": wall / floor["wall_seconds"],
-            "cpu_to_floor": cpu / floor["cpu_seconds"] if floor["cpu_seconds"] else None, "max_peak_rss_gib": max(r["peak_rss_bytes"] for r in runs) / 2**30,
-            "max_peak_build_dir_gb": max(r.get("peak_build_dir_bytes", 0) for r in runs) / 1e9,
-            "runs": runs, "failures": failures,
-        })
+        doc["scales"].append(
+            {
+                "scale": scale,
+                "release": str(release),
+                "synth_seconds": made,
+                "rows": runs[0]["rows"],
+                "total_rows": rows,
+                "feather_bytes": nbytes,
+                "store_bytes": runs[-1]["store_bytes"],
+                "median_wall_seconds": wall,
+                "median_ingest_seconds": inner,
+                "rows_per_second": rows / wall,
+                "mb_per_second": nbytes / 1e6 / wall,
+                "median_cpu_seconds": cpu,
+                "rows_per_cpu_second": rows / cpu,
+                "loadavg_1min_before_runs": load_before,
+                "median_peak_rss_gib": rss / 2**30,
+                "floor": floor,
+                "store_to_release": runs[-1]["store_bytes"] / nbytes,
+                "wall_to_floor": wall / floor["wall_seconds"],
+                "cpu_to_floor": cpu / floor["cpu_seconds"] if floor["cpu_seconds"] else None,
+                "max_peak_rss_gib": max(r["peak_rss_bytes"] for r in runs) / 2**30,
+                "max_peak_build_dir_gb": max(r.get("peak_build_dir_bytes", 0) for r in runs) / 1e9,
+                "runs": runs,
+                "failures": failures,
+            }
+        )
 
     # ---- extrapolation to the real release's row counts (linear in total rows)
     pts = [p for p in doc["scales"] if not p.get("failed")]
@@ -289,27 +356,47 @@ def main(argv=None) -> dict:
     prop_secs = last["median_wall_seconds"] * total_full / last["total_rows"]
     doc["extrapolation"] = {
         "label": "EXTRAPOLATION (not measured): least-squares line through the measured scales, "
-                 "evaluated at the real release's row counts",
-        "full_scale_rows": full_rows, "full_scale_rows_source": full_source, "full_scale_total_rows": total_full,
-        "wall_seconds": secs, "wall_minutes": secs / 60, "proportional_wall_minutes": prop_secs / 60,
-        "peak_rss_gib": gib, "cpu_seconds": cpu_full, "cpu_minutes": cpu_full / 60,
+        "evaluated at the real release's row counts",
+        "full_scale_rows": full_rows,
+        "full_scale_rows_source": full_source,
+        "full_scale_total_rows": total_full,
+        "wall_seconds": secs,
+        "wall_minutes": secs / 60,
+        "proportional_wall_minutes": prop_secs / 60,
+        "peak_rss_gib": gib,
+        "cpu_seconds": cpu_full,
+        "cpu_minutes": cpu_full / 60,
         "uncontended_wall_minutes_range": [uncontended[0] / 60, uncontended[1] / 60],
-        "fit": {"seconds_per_row": b_t, "seconds_intercept": a_t, "gib_per_row": b_m, "gib_intercept": a_m,
-                "cpu_seconds_per_row": b_c, "cpu_seconds_intercept": a_c},
-        "targets": {"wall_minutes": TARGET_SECONDS / 60, "peak_rss_gib": TARGET_RSS_GIB,
-                    "store_to_release": TARGET_STORE_TO_RELEASE},
+        "fit": {
+            "seconds_per_row": b_t,
+            "seconds_intercept": a_t,
+            "gib_per_row": b_m,
+            "gib_intercept": a_m,
+            "cpu_seconds_per_row": b_c,
+            "cpu_seconds_intercept": a_c,
+        },
+        "targets": {
+            "wall_minutes": TARGET_SECONDS / 60,
+            "peak_rss_gib": TARGET_RSS_GIB,
+            "store_to_release": TARGET_STORE_TO_RELEASE,
+        },
         "meets_store_target": last["store_to_release"] <= TARGET_STORE_TO_RELEASE,
-        "meets_time_target": secs <= TARGET_SECONDS, "meets_rss_target": gib <= TARGET_RSS_GIB,
-        "caveat": ("Other sessions' processes shared the 2 cores during the runs (see loadavg_1min_before_runs), "
-                   "so wall time is inflated; CPU time (user+sys of the ingest process) is less sensitive to that. "
-                   f"DuckDB's memory_limit ({args.memory_limit}) caps the buffer pool and spills to disk beyond it, "
-                   "so RSS does not keep growing linearly; spilling also makes time grow faster than "
-                   "linearly once the working set exceeds the limit. Treat both figures as indicative."),
+        "meets_time_target": secs <= TARGET_SECONDS,
+        "meets_rss_target": gib <= TARGET_RSS_GIB,
+        "caveat": (
+            "Other sessions' processes shared the 2 cores during the runs (see loadavg_1min_before_runs), "
+            "so wall time is inflated; CPU time (user+sys of the ingest process) is less sensitive to that. "
+            f"DuckDB's memory_limit ({args.memory_limit}) caps the buffer pool and spills to disk beyond it, "
+            "so RSS does not keep growing linearly; spilling also makes time grow faster than "
+            "linearly once the working set exceeds the limit. Treat both figures as indicative."
+        ),
     }
     path = C.write_result("ingest", doc, args.results_dir)
     e = doc["extrapolation"]
-    print(f"wrote {path}; extrapolated full scale: {e['wall_minutes']:.1f} min (target {TARGET_SECONDS / 60:g}), "
-          f"{e['peak_rss_gib']:.2f} GiB (target {TARGET_RSS_GIB:g})")
+    print(
+        f"wrote {path}; extrapolated full scale: {e['wall_minutes']:.1f} min (target {TARGET_SECONDS / 60:g}), "
+        f"{e['peak_rss_gib']:.2f} GiB (target {TARGET_RSS_GIB:g})"
+    )
     return doc
 
 

@@ -39,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # server_fixture
 import _common as C  # noqa: E402
 
-QUERY = ("MATCH (n:Neuron) WHERE n.bodyId = {body} RETURN n.bodyId AS bodyId, n.type AS type, "
-         "n.instance AS instance, n.status AS status, n.pre AS pre, n.post AS post")
+QUERY = (
+    "MATCH (n:Neuron) WHERE n.bodyId = {body} RETURN n.bodyId AS bodyId, n.type AS type, "
+    "n.instance AS instance, n.status AS status, n.pre AS pre, n.post AS post"
+)
 TARGET = {"requests_per_s": 500, "p99_ms": 50, "scale": 1.0}
 WARMUP = 3.0
 
@@ -74,9 +76,27 @@ class Server:
         self.url = f"https://localhost:{self.port}"
         self.cert = home / "tls" / "cert.pem"
         env = {**os.environ, "FLATPRINT_HOME": str(home)}
-        self.proc = subprocess.Popen([C.PYTHON, "-m", "flatprint.cli", "serve", str(store), "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--workers", str(workers), "--timeout", str(timeout)],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                C.PYTHON,
+                "-m",
+                "flatprint.cli",
+                "serve",
+                str(store),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--timeout",
+                str(timeout),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, limit: float = 120.0) -> None:
         from server_fixture import wait_until_answering, wait_until_idle
@@ -104,9 +124,10 @@ async def _neuron_ids(url: str, cert: Path) -> list[int]:
 
 async def _raw_post(reader, writer, host: str, body: bytes) -> tuple[int, bytes]:
     """One HTTP/1.1 POST on a kept-alive connection; (status, body). uvicorn sends Content-Length."""
-    writer.write(b"POST /api/custom/custom HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAuthorization: Bearer load"
-                 b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
-                 + b"\r\n\r\n" + body)
+    writer.write(
+        b"POST /api/custom/custom HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAuthorization: Bearer load"
+        b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     status = int((await reader.readline()).split()[1])
     length = 0
     while True:
@@ -119,8 +140,9 @@ async def _raw_post(reader, writer, host: str, body: bytes) -> tuple[int, bytes]
     return status, await reader.readexactly(length)
 
 
-async def run_clients(url: str, cert: Path, ids: list[int], clients: int, duration: float, seed: int = 0,
-                      kind: str = "httpx") -> dict:
+async def run_clients(
+    url: str, cert: Path, ids: list[int], clients: int, duration: float, seed: int = 0, kind: str = "httpx"
+) -> dict:
     """``clients`` concurrent request loops; latencies of requests that started after the warm-up.
 
     kind "httpx": httpx.AsyncClient; "raw": asyncio TLS streams with hand-written HTTP/1.1 (much less
@@ -162,8 +184,9 @@ async def run_clients(url: str, cert: Path, ids: list[int], clients: int, durati
             record(sent, problem)
 
     async def raw_client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", parsed.port, ssl=context,
-                                                       server_hostname=parsed.hostname)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", parsed.port, ssl=context, server_hostname=parsed.hostname
+        )
         host = f"{parsed.hostname}:{parsed.port}"
         try:
             while True:
@@ -172,8 +195,9 @@ async def run_clients(url: str, cert: Path, ids: list[int], clients: int, durati
                     return
                 body = rng.choice(ids)
                 try:
-                    status, answer = await _raw_post(reader, writer, host,
-                                                     json.dumps({"cypher": QUERY.format(body=body)}).encode())
+                    status, answer = await _raw_post(
+                        reader, writer, host, json.dumps({"cypher": QUERY.format(body=body)}).encode()
+                    )
                     ok = status == 200 and [row[0] for row in json.loads(answer)["data"]] == [body]
                     problem = None if ok else f"{status}: {answer[:200]!r}"
                 except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
@@ -196,11 +220,17 @@ async def run_clients(url: str, cert: Path, ids: list[int], clients: int, durati
             return None
         return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 2)
 
-    return {"requests": len(latencies) + len(errors), "errors": len(errors),
-            "requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": pct(50), "p90_ms": pct(90),
-            "p99_ms": pct(99), "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
-            "mean_ms": round(sum(latencies) / len(latencies) * 1000, 2) if latencies else None,
-            "first_errors": errors[:5]}
+    return {
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+        "mean_ms": round(sum(latencies) / len(latencies) * 1000, 2) if latencies else None,
+        "first_errors": errors[:5],
+    }
 
 
 def main(argv=None) -> dict:
@@ -211,8 +241,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per client count")
     ap.add_argument("--workers", type=int, default=4, help="flatprint serve --workers")
     ap.add_argument("--timeout", type=float, default=60.0, help="flatprint serve --timeout")
-    ap.add_argument("--client", choices=["httpx", "raw", "both"], default="both",
-                    help="httpx.AsyncClient, a minimal asyncio HTTP/1.1 client, or both in turn")
+    ap.add_argument(
+        "--client",
+        choices=["httpx", "raw", "both"],
+        default="both",
+        help="httpx.AsyncClient, a minimal asyncio HTTP/1.1 client, or both in turn",
+    )
     ap.add_argument("--results-dir", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -233,36 +267,55 @@ def main(argv=None) -> dict:
                 row = asyncio.run(run_clients(server.url, server.cert, ids, clients, args.duration, kind=kind))
                 wall = time.perf_counter() - wall
                 after = resource.getrusage(resource.RUSAGE_SELF)
-                row = {"name": "neuron_by_bodyId", "client": kind, "clients": clients, "duration_s": args.duration,
-                       **row,
-                       "server_cpu_s": round(_cpu_seconds(server.proc.pid) - server_cpu, 1),
-                       "client_cpu_s": round(after.ru_utime + after.ru_stime - client_cpu.ru_utime
-                                             - client_cpu.ru_stime, 1),
-                       "wall_s": round(wall, 1)}
+                row = {
+                    "name": "neuron_by_bodyId",
+                    "client": kind,
+                    "clients": clients,
+                    "duration_s": args.duration,
+                    **row,
+                    "server_cpu_s": round(_cpu_seconds(server.proc.pid) - server_cpu, 1),
+                    "client_cpu_s": round(
+                        after.ru_utime + after.ru_stime - client_cpu.ru_utime - client_cpu.ru_stime, 1
+                    ),
+                    "wall_s": round(wall, 1),
+                }
                 served = row["requests_per_s"] * wall  # approximately, warm-up included like the CPU times
                 row["server_cpu_ms_per_request"] = round(row["server_cpu_s"] * 1000 / served, 2) if served else None
                 row["client_cpu_ms_per_request"] = round(row["client_cpu_s"] * 1000 / served, 2) if served else None
-                row["meets_target_shape"] = bool(row["errors"] == 0 and row["p99_ms"] is not None
-                                                 and row["requests_per_s"] >= TARGET["requests_per_s"]
-                                                 and row["p99_ms"] < TARGET["p99_ms"])
-                print(f"{kind}, {clients} clients: {row['requests_per_s']} req/s, p50 {row['p50_ms']} ms, "
-                      f"p99 {row['p99_ms']} ms, errors {row['errors']}, server CPU {row['server_cpu_s']} s, "
-                      f"client CPU {row['client_cpu_s']} s")
+                row["meets_target_shape"] = bool(
+                    row["errors"] == 0
+                    and row["p99_ms"] is not None
+                    and row["requests_per_s"] >= TARGET["requests_per_s"]
+                    and row["p99_ms"] < TARGET["p99_ms"]
+                )
+                print(
+                    f"{kind}, {clients} clients: {row['requests_per_s']} req/s, p50 {row['p50_ms']} ms, "
+                    f"p99 {row['p99_ms']} ms, errors {row['errors']}, server CPU {row['server_cpu_s']} s, "
+                    f"client CPU {row['client_cpu_s']} s"
+                )
                 if not row["first_errors"]:
                     row.pop("first_errors")
                 results.append(row)
         finally:
             server.stop()
-    doc = {"name": "load", "date": C.now_iso(), "scale": scale, "store": store.name,
-           "client": ("one asyncio process, one keep-alive HTTPS connection per client; 'httpx' = "
-                      "httpx.AsyncClient (HTTP/1.1), 'raw' = asyncio TLS streams with hand-written HTTP/1.1 "
-                      "(less client CPU, so more of the shared CPUs left to the server)"),
-           "request": "POST /api/custom/custom: " + QUERY.format(body="<random neuron bodyId>"),
-           "server": f"flatprint serve --workers {args.workers} (uvicorn, HTTPS, 127.0.0.1)",
-           "warmup_s": WARMUP,
-           "target": f">= {TARGET['requests_per_s']} req/s with p99 < {TARGET['p99_ms']} ms at scale 1.0",
-           "note": "client and server share the machine's CPUs (see server_cpu_s/client_cpu_s)",
-           "machine": facts, "results": results}
+    doc = {
+        "name": "load",
+        "date": C.now_iso(),
+        "scale": scale,
+        "store": store.name,
+        "client": (
+            "one asyncio process, one keep-alive HTTPS connection per client; 'httpx' = "
+            "httpx.AsyncClient (HTTP/1.1), 'raw' = asyncio TLS streams with hand-written HTTP/1.1 "
+            "(less client CPU, so more of the shared CPUs left to the server)"
+        ),
+        "request": "POST /api/custom/custom: " + QUERY.format(body="<random neuron bodyId>"),
+        "server": f"flatprint serve --workers {args.workers} (uvicorn, HTTPS, 127.0.0.1)",
+        "warmup_s": WARMUP,
+        "target": f">= {TARGET['requests_per_s']} req/s with p99 < {TARGET['p99_ms']} ms at scale 1.0",
+        "note": "client and server share the machine's CPUs (see server_cpu_s/client_cpu_s)",
+        "machine": facts,
+        "results": results,
+    }
     path = C.write_result("load", doc, args.results_dir)
     print(f"wrote {path}")
     return doc

@@ -74,20 +74,28 @@ def front_end(corpus: Path, repeat: int) -> None:
 
         shape_hit.append(median_us(shape_only, repeat))
         tokenize_only.append(median_us(lambda: tokenize(text), repeat))
-    print(f"{len(uncached)} queries of {corpus.name}; {hits} hit the cache after a query of the same shape "
-          f"with other literals")
-    print(f"parse + analyze, median over queries of each query's median: {statistics.median(uncached):.0f} us "
-          f"without the cache; with it {statistics.median(shape_hit):.0f} us for a text of a known shape "
-          f"(tokenizing alone {statistics.median(tokenize_only):.0f} us), "
-          f"{statistics.median(text_hit):.1f} us for a text seen before")
+    print(
+        f"{len(uncached)} queries of {corpus.name}; {hits} hit the cache after a query of the same shape "
+        f"with other literals"
+    )
+    print(
+        f"parse + analyze, median over queries of each query's median: {statistics.median(uncached):.0f} us "
+        f"without the cache; with it {statistics.median(shape_hit):.0f} us for a text of a known shape "
+        f"(tokenizing alone {statistics.median(tokenize_only):.0f} us), "
+        f"{statistics.median(text_hit):.1f} us for a text seen before"
+    )
 
 
 def latency(store_path: Path, corpus: Path, repeat: int) -> None:
     template = (corpus / FETCH_NEURONS).read_text()
     store = Store.open(store_path)
-    ids = [row[0] for row in store.cursor().execute(
-        f"SELECT bodyId FROM segments WHERE is_neuron ORDER BY hash(bodyId) LIMIT {5 * repeat}").fetchall()]
-    texts = [re.sub(r"\[1, 2, 3, 4, 5\]", str(ids[5 * i:5 * i + 5]), template) for i in range(repeat)]
+    ids = [
+        row[0]
+        for row in store.cursor()
+        .execute(f"SELECT bodyId FROM segments WHERE is_neuron ORDER BY hash(bodyId) LIMIT {5 * repeat}")
+        .fetchall()
+    ]
+    texts = [re.sub(r"\[1, 2, 3, 4, 5\]", str(ids[5 * i : 5 * i + 5]), template) for i in range(repeat)]
     assert all(text != template for text in texts), "the fetch_neurons capture changed: no body list to fill"
     execute(store, texts[0], plan_cache=False)  # warm DuckDB
     cache = PlanCache()
@@ -97,8 +105,10 @@ def latency(store_path: Path, corpus: Path, repeat: int) -> None:
             start = time.perf_counter()
             execute(store, text, plan_cache=option)
             times.append(time.perf_counter() - start)
-        print(f"fetch_neurons (5 body ids, {len(texts)} runs) cache {label}: median "
-              f"{statistics.median(times) * 1e3:.2f} ms")
+        print(
+            f"fetch_neurons (5 body ids, {len(texts)} runs) cache {label}: median "
+            f"{statistics.median(times) * 1e3:.2f} ms"
+        )
     print(f"cache: {cache.hits} hits, {cache.misses} misses")
     store.close()
 

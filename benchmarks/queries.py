@@ -45,13 +45,16 @@ UNSPEC = "<unspecified>"
 NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
 ANN_COLS = ["bodyId", "status", *NAMED]
 STATS_COLS = ["body", "pre", "post", "synweight"]
-CONF = 0.5            # SynapseCriteria's default confidence (postHighAccuracyThreshold), strictly above
+CONF = 0.5  # SynapseCriteria's default confidence (postHighAccuracyThreshold), strictly above
 PATH_MIN_WEIGHT = 5
-CELL_BUDGET_SECONDS = 90.0   # a baseline whose cold run exceeds this gets no warm repetitions
+CELL_BUDGET_SECONDS = 90.0  # a baseline whose cold run exceeds this gets no warm repetitions
 
 TARGETS_MS = {  # the issue's full-scale ceilings (indicative only at smaller scales)
-    "neurons_by_type": 20, "adjacencies_100": 100, "synapse_connections_pair": 100,
-    "shortest_paths_w5": 200, "matrix_type": 5000,
+    "neurons_by_type": 20,
+    "adjacencies_100": 100,
+    "synapse_connections_pair": 100,
+    "shortest_paths_w5": 200,
+    "matrix_type": 5000,
 }
 
 
@@ -67,9 +70,12 @@ def table_files() -> dict[str, str]:
 # cross-check compares the FULL frames: sorted by every column, ints as int64, floats as float64, text as
 # str with None for missing. A difference in any row or cell is a failure.
 ANSWER_COLUMNS = {
-    "neurons": B.NEURON_COLS, "rois": ["bodyId", "roi", "pre", "post"],
-    "adjacency": ["bodyId_pre", "bodyId_post", "roi", "weight"], "synapses": B.SYN_COLS,
-    "paths": ["path", "step", "bodyId"], "matrix": ["pre", "post", "weight", "connections"],
+    "neurons": B.NEURON_COLS,
+    "rois": ["bodyId", "roi", "pre", "post"],
+    "adjacency": ["bodyId_pre", "bodyId_post", "roi", "weight"],
+    "synapses": B.SYN_COLS,
+    "paths": ["path", "step", "bodyId"],
+    "matrix": ["pre", "post", "weight", "connections"],
     "reach": ["bodyId", "hops"],
 }
 
@@ -88,11 +94,13 @@ def normalise(key: str, df: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(s) and c.startswith("confidence"):
             out[c] = s.to_numpy().astype(np.float64)
         elif pd.api.types.is_float_dtype(s) and s.notna().all() and (s == s.round()).all():
-            out[c] = s.to_numpy().astype(np.int64)     # an integer column that went through a float (NULLs)
+            out[c] = s.to_numpy().astype(np.int64)  # an integer column that went through a float (NULLs)
         else:
             v = s.astype(object).to_numpy()
-            out[c] = np.array([None if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA
-                               else str(x) for x in v], dtype=object)
+            out[c] = np.array(
+                [None if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA else str(x) for x in v],
+                dtype=object,
+            )
     df = pd.DataFrame(out, columns=cols)
     return df.sort_values(cols, na_position="first", kind="mergesort").reset_index(drop=True)
 
@@ -160,6 +168,7 @@ def fp_neurons(nc_kwargs):
 
         c = eng.client
         return fetch_neurons(NC(client=c, **{k: p[v] for k, v in nc_kwargs.items()}), client=c)
+
     return run
 
 
@@ -191,8 +200,9 @@ def fp_synapse_pair(eng, p):
     from flatprint import NeuronCriteria as NC, fetch_synapse_connections
 
     c = eng.client
-    return fetch_synapse_connections(NC(bodyId=bodies(p["pre"]), client=c), NC(bodyId=bodies(p["post"]), client=c),
-                                     client=c)
+    return fetch_synapse_connections(
+        NC(bodyId=bodies(p["pre"]), client=c), NC(bodyId=bodies(p["post"]), client=c), client=c
+    )
 
 
 def bodies(value) -> list[int]:
@@ -215,6 +225,7 @@ def fp_matrix(groupby):
         from flatprint import connection_matrix
 
         return connection_matrix(groupby, client=eng.client)
+
     return run
 
 
@@ -231,31 +242,92 @@ def workload():
     adj = lambda r, c: {"adjacency": pd.concat(r, ignore_index=True)}  # noqa: E731
     mat = lambda r, c: {"matrix": r}  # noqa: E731
     return [
-        ("neurons_by_type", "fetch_neurons(NC(type=T)) with per-ROI counts", fp_neurons({"type": "type"}),
-         fp_neurons_answer, "neurons_by_type"),
-        ("neurons_by_regex", "fetch_neurons(NC(type=regex))", fp_neurons({"type": "regex"}),
-         fp_neurons_answer, "neurons_by_regex"),
-        ("neurons_by_roi", "fetch_neurons(NC(rois=[R])) (any synapse in R)", fp_neurons({"rois": "roi"}),
-         fp_neurons_answer, "neurons_by_roi"),
-        ("adjacencies_1", "fetch_adjacencies of 1 neuron, both directions, per ROI", fp_adjacencies, adj,
-         "adjacencies"),
-        ("adjacencies_100", "fetch_adjacencies of 100 neurons, both directions, per ROI", fp_adjacencies, adj,
-         "adjacencies"),
-        ("adjacencies_1000", "fetch_adjacencies of 1000 neurons, both directions, per ROI", fp_adjacencies, adj,
-         "adjacencies"),
-        ("adjacencies_segments_100", "fetch_adjacencies of 100 neurons with every Segment as partner "
-         "(NC(label='Segment')), both directions, per ROI", fp_adjacencies_segments, adj, "adjacencies_segments"),
-        ("synapse_connections_pair", "fetch_synapse_connections of the strongest neuron pair", fp_synapse_pair,
-         lambda r, c: {"synapses": r}, "synapse_pair"),
-        ("synapse_connections_types", "fetch_synapse_connections between the neurons of two types (those of the "
-         "strongest pair)", fp_synapse_pair, lambda r, c: {"synapses": r}, "synapse_pair"),
-        ("shortest_paths_w5", "fetch_shortest_paths(a, b, min_weight=5), intermediates Traced", fp_shortest_paths,
-         lambda r, c: {"paths": B.paths_frame(paths_of(r))}, "shortest_paths"),
+        (
+            "neurons_by_type",
+            "fetch_neurons(NC(type=T)) with per-ROI counts",
+            fp_neurons({"type": "type"}),
+            fp_neurons_answer,
+            "neurons_by_type",
+        ),
+        (
+            "neurons_by_regex",
+            "fetch_neurons(NC(type=regex))",
+            fp_neurons({"type": "regex"}),
+            fp_neurons_answer,
+            "neurons_by_regex",
+        ),
+        (
+            "neurons_by_roi",
+            "fetch_neurons(NC(rois=[R])) (any synapse in R)",
+            fp_neurons({"rois": "roi"}),
+            fp_neurons_answer,
+            "neurons_by_roi",
+        ),
+        (
+            "adjacencies_1",
+            "fetch_adjacencies of 1 neuron, both directions, per ROI",
+            fp_adjacencies,
+            adj,
+            "adjacencies",
+        ),
+        (
+            "adjacencies_100",
+            "fetch_adjacencies of 100 neurons, both directions, per ROI",
+            fp_adjacencies,
+            adj,
+            "adjacencies",
+        ),
+        (
+            "adjacencies_1000",
+            "fetch_adjacencies of 1000 neurons, both directions, per ROI",
+            fp_adjacencies,
+            adj,
+            "adjacencies",
+        ),
+        (
+            "adjacencies_segments_100",
+            "fetch_adjacencies of 100 neurons with every Segment as partner "
+            "(NC(label='Segment')), both directions, per ROI",
+            fp_adjacencies_segments,
+            adj,
+            "adjacencies_segments",
+        ),
+        (
+            "synapse_connections_pair",
+            "fetch_synapse_connections of the strongest neuron pair",
+            fp_synapse_pair,
+            lambda r, c: {"synapses": r},
+            "synapse_pair",
+        ),
+        (
+            "synapse_connections_types",
+            "fetch_synapse_connections between the neurons of two types (those of the strongest pair)",
+            fp_synapse_pair,
+            lambda r, c: {"synapses": r},
+            "synapse_pair",
+        ),
+        (
+            "shortest_paths_w5",
+            "fetch_shortest_paths(a, b, min_weight=5), intermediates Traced",
+            fp_shortest_paths,
+            lambda r, c: {"paths": B.paths_frame(paths_of(r))},
+            "shortest_paths",
+        ),
         ("matrix_type", "connection_matrix('type'), neurons only", fp_matrix("type"), mat, "matrix_type"),
-        ("matrix_roi", "connection_matrix('roi'): synapse pairs by primary ROI of pre and post point",
-         fp_matrix("roi"), mat, "matrix_roi"),
-        ("reach_2hops_100", "fetch_reach of 100 neurons, 2 hops downstream, weight >= 1, neurons only", fp_reach,
-         lambda r, c: {"reach": r}, "reach"),
+        (
+            "matrix_roi",
+            "connection_matrix('roi'): synapse pairs by primary ROI of pre and post point",
+            fp_matrix("roi"),
+            mat,
+            "matrix_roi",
+        ),
+        (
+            "reach_2hops_100",
+            "fetch_reach of 100 neurons, 2 hops downstream, weight >= 1, neurons only",
+            fp_reach,
+            lambda r, c: {"reach": r},
+            "reach",
+        ),
     ]
 
 
@@ -267,17 +339,23 @@ def choose_parameters(client, seed: int, log=print) -> dict:
     neurons = [r[0] for r in client.sql("SELECT bodyId FROM segments WHERE is_neuron ORDER BY bodyId")[1]]
     hundred = sorted(int(b) for b in rng.choice(neurons, size=min(100, len(neurons)), replace=False))
     # its own generator, so that adding this sample left the other parameters as they were
-    thousand = sorted(int(b) for b in np.random.default_rng([seed, 1000]).choice(
-        neurons, size=min(1000, len(neurons)), replace=False))
+    thousand = sorted(
+        int(b) for b in np.random.default_rng([seed, 1000]).choice(neurons, size=min(1000, len(neurons)), replace=False)
+    )
     one = 12781 if 12781 in set(neurons) else neurons[0]
     primary = client.primary_rois
     roi = "GNG" if "GNG" in primary else primary[0]
     a, b, w = client.sql("""SELECT c.body_pre, c.body_post, c.weight FROM connections c
-        JOIN segments a ON a.bodyId = c.body_pre AND a.is_neuron JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron
+        JOIN segments a ON a.bodyId = c.body_pre AND a.is_neuron
+        JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron
         WHERE c.body_pre <> c.body_post ORDER BY c.weight DESC, 1, 2 LIMIT 1""")[1][0]
     # shortest paths: from the DNge104_R neuron to the first sampled typed, Traced neuron >= 3 hops away
-    cands = [r[0] for r in client.sql("SELECT bodyId FROM segments WHERE is_neuron AND type IS NOT NULL "
-                                      "AND status = 'Traced' ORDER BY bodyId")[1]]
+    cands = [
+        r[0]
+        for r in client.sql(
+            "SELECT bodyId FROM segments WHERE is_neuron AND type IS NOT NULL AND status = 'Traced' ORDER BY bodyId"
+        )[1]
+    ]
     cands = [int(x) for x in rng.permutation(cands)[:40] if int(x) != one]
     best = None
     for dst in cands:
@@ -293,37 +371,72 @@ def choose_parameters(client, seed: int, log=print) -> dict:
     if best is None:
         best = ((0, 0), cands[0])
     type_a, type_b = (client.sql(f"SELECT type FROM segments WHERE bodyId = {int(x)}")[1][0][0] for x in (a, b))
-    of_type = lambda t: [int(r[0]) for r in client.sql(  # noqa: E731
-        "SELECT bodyId FROM segments WHERE is_neuron AND type = ? ORDER BY bodyId", [t])[1]] if t else []
-    types = {"pre": of_type(type_a) or [int(a)], "post": of_type(type_b) or [int(b)],
-             "pre_type": type_a, "post_type": type_b}
+
+    def of_type(t):
+        return (
+            [
+                int(r[0])
+                for r in client.sql("SELECT bodyId FROM segments WHERE is_neuron AND type = ? ORDER BY bodyId", [t])[1]
+            ]
+            if t
+            else []
+        )
+
+    types = {
+        "pre": of_type(type_a) or [int(a)],
+        "post": of_type(type_b) or [int(b)],
+        "pre_type": type_a,
+        "post_type": type_b,
+    }
     params = {
-        "type": "DNge104", "regex": "DNg.*", "roi": roi, "one": [one], "hundred": hundred, "thousand": thousand,
+        "type": "DNge104",
+        "regex": "DNg.*",
+        "roi": roi,
+        "one": [one],
+        "hundred": hundred,
+        "thousand": thousand,
         "pair": {"pre": int(a), "post": int(b), "weight": int(w)},
         "types": types,
         "path": {"src": one, "dst": best[1], "length": best[0][0], "paths": best[0][1]},
     }
     # Per-repetition parameters (seeded): repetition r of an item uses draws[r] (r = 0 is the cold run).
-    types = [r[0] for r in client.sql("SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL "
-                                      "GROUP BY type ORDER BY type")[1]]
-    strong = [[int(x), int(y)] for x, y in client.sql("""SELECT c.body_pre, c.body_post FROM connections c
-        JOIN segments a ON a.bodyId = c.body_pre AND a.is_neuron JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron
-        WHERE c.body_pre <> c.body_post ORDER BY c.weight DESC, 1, 2 LIMIT 50""")[1]]
+    types = [
+        r[0]
+        for r in client.sql(
+            "SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL GROUP BY type ORDER BY type"
+        )[1]
+    ]
+    strong = [
+        [int(x), int(y)]
+        for x, y in client.sql("""SELECT c.body_pre, c.body_post FROM connections c
+        JOIN segments a ON a.bodyId = c.body_pre AND a.is_neuron
+        JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron
+        WHERE c.body_pre <> c.body_post ORDER BY c.weight DESC, 1, 2 LIMIT 50""")[1]
+    ]
     draw_rng = np.random.default_rng([seed, 17])
-    params["draws"] = [{
-        "type": params["type"] if r == 0 else str(types[draw_rng.integers(len(types))]),
-        "roi": roi if r == 0 else str(primary[draw_rng.integers(len(primary))]),
-        "one": [one] if r == 0 else [int(draw_rng.choice(neurons))],
-        "hundred": hundred if r == 0 else sorted(int(b) for b in draw_rng.choice(neurons, min(100, len(neurons)), replace=False)),
-        "thousand": thousand if r == 0 else sorted(int(b) for b in draw_rng.choice(neurons, min(1000, len(neurons)), replace=False)),
-        "pair": params["pair"] if r == 0 else dict(zip(("pre", "post"), strong[draw_rng.integers(len(strong))])),
-    } for r in range(DRAWS)]
-    log(f"parameters: type={params['type']} regex={params['regex']} roi={roi} one={one} "
-        f"pair={params['pair']} path={params['path']}")
+    params["draws"] = [
+        {
+            "type": params["type"] if r == 0 else str(types[draw_rng.integers(len(types))]),
+            "roi": roi if r == 0 else str(primary[draw_rng.integers(len(primary))]),
+            "one": [one] if r == 0 else [int(draw_rng.choice(neurons))],
+            "hundred": hundred
+            if r == 0
+            else sorted(int(b) for b in draw_rng.choice(neurons, min(100, len(neurons)), replace=False)),
+            "thousand": thousand
+            if r == 0
+            else sorted(int(b) for b in draw_rng.choice(neurons, min(1000, len(neurons)), replace=False)),
+            "pair": params["pair"] if r == 0 else dict(zip(("pre", "post"), strong[draw_rng.integers(len(strong))])),
+        }
+        for r in range(DRAWS)
+    ]
+    log(
+        f"parameters: type={params['type']} regex={params['regex']} roi={roi} one={one} "
+        f"pair={params['pair']} path={params['path']}"
+    )
     return params
 
 
-DRAWS = 64     # parameter sets drawn per item; repetition r uses set r % DRAWS
+DRAWS = 64  # parameter sets drawn per item; repetition r uses set r % DRAWS
 
 
 def query_params(name: str, params: dict, rep: int = 0) -> dict:
@@ -331,14 +444,19 @@ def query_params(name: str, params: dict, rep: int = 0) -> dict:
     d = params.get("draws", [{}])[rep % len(params.get("draws", [{}]))] if rep else {}
     params = {**params, **d}
     return {
-        "neurons_by_type": {"type": params["type"]}, "neurons_by_regex": {"regex": params["regex"]},
-        "neurons_by_roi": {"roi": params["roi"]}, "adjacencies_1": {"bodies": params["one"]},
-        "adjacencies_100": {"bodies": params["hundred"]}, "adjacencies_1000": {"bodies": params["thousand"]},
+        "neurons_by_type": {"type": params["type"]},
+        "neurons_by_regex": {"regex": params["regex"]},
+        "neurons_by_roi": {"roi": params["roi"]},
+        "adjacencies_1": {"bodies": params["one"]},
+        "adjacencies_100": {"bodies": params["hundred"]},
+        "adjacencies_1000": {"bodies": params["thousand"]},
         "adjacencies_segments_100": {"bodies": params["hundred"]},
         "synapse_connections_pair": {"pre": bodies(params["pair"]["pre"]), "post": bodies(params["pair"]["post"])},
         "synapse_connections_types": params["types"],
         "shortest_paths_w5": {"src": params["path"]["src"], "dst": params["path"]["dst"]},
-        "matrix_type": {}, "matrix_roi": {}, "reach_2hops_100": {"bodies": params["hundred"], "hops": 2},
+        "matrix_type": {},
+        "matrix_roi": {},
+        "reach_2hops_100": {"bodies": params["hundred"], "hops": 2},
     }[name]
 
 
@@ -356,12 +474,14 @@ def _timed(fn):
 
 
 # =============================================================================== memory measurement
-RSS_LIMIT_BYTES = 20 * 2**30     # a baseline that would need more is reported as OOM, not run
-RSS_METHOD = ("each engine runs in its own worker process; peak RSS is the kernel's high-water mark of that "
-              "process (VmHWM in /proc/<pid>/status), reset to the current RSS before each workload item "
-              "(write '5' to /proc/self/clear_refs) so that every item gets its own peak; the engine's peak "
-              "is the largest of them (load included). A watchdog samples every worker's RSS every 50 ms and "
-              f"kills one that passes {RSS_LIMIT_BYTES / 2**30:g} GiB (reported as OOM, not run)")
+RSS_LIMIT_BYTES = 20 * 2**30  # a baseline that would need more is reported as OOM, not run
+RSS_METHOD = (
+    "each engine runs in its own worker process; peak RSS is the kernel's high-water mark of that "
+    "process (VmHWM in /proc/<pid>/status), reset to the current RSS before each workload item "
+    "(write '5' to /proc/self/clear_refs) so that every item gets its own peak; the engine's peak "
+    "is the largest of them (load included). A watchdog samples every worker's RSS every 50 ms and "
+    f"kills one that passes {RSS_LIMIT_BYTES / 2**30:g} GiB (reported as OOM, not run)"
+)
 
 
 def _status_kib(field: str, pid: str | int = "self") -> int | None:
@@ -396,9 +516,13 @@ def reset_peak_rss() -> bool:
 
 # =============================================================================== engine workers
 ENGINES = ("flatprint", "pandas", "polars", "duckdb", "graphdb")
-ENGINE_LABELS = {"flatprint": "flatprint (DuckDB store)", "pandas": "pandas in RAM (prepared)",
-                 "polars": "polars in RAM (prepared)", "duckdb": "DuckDB on sorted Parquet (prepared)",
-                 "graphdb": "graph DB (ladybug, Cypher)"}
+ENGINE_LABELS = {
+    "flatprint": "flatprint (DuckDB store)",
+    "pandas": "pandas in RAM (prepared)",
+    "polars": "polars in RAM (prepared)",
+    "duckdb": "DuckDB on sorted Parquet (prepared)",
+    "graphdb": "graph DB (ladybug, Cypher)",
+}
 REQUEST_TIMEOUT_S = 1800.0
 
 
@@ -424,7 +548,7 @@ def run_item(name: str, eng, item, p: dict, cold: bool, answer_dir: Path | None)
 
     qname, _, fp_fn, fp_ans, method = item
     if cold and name in ("flatprint", "duckdb", "graphdb"):
-        eng.reset()                        # fresh client / connection / database for the cold run
+        eng.reset()  # fresh client / connection / database for the cold run
     gc.collect()
     out = {}
     try:
@@ -462,7 +586,7 @@ def worker_main(name: str, ctx: dict) -> None:
     import json
 
     proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)                          # anything else printed goes to stderr
+    os.dup2(2, 1)  # anything else printed goes to stderr
     sys.stdout = sys.stderr
 
     def send(obj):
@@ -474,7 +598,7 @@ def worker_main(name: str, ctx: dict) -> None:
         started = time.perf_counter()
         eng = make_engine(name, ctx)
         hello = {"ready": True, "init_s": time.perf_counter() - started, **_versions(name, eng)}
-        if name != "flatprint":            # the baseline's one-time preparation, timed
+        if name != "flatprint":  # the baseline's one-time preparation, timed
             info = eng.load() if name == "graphdb" else B.timed_prepare(eng)
             hello["load"] = info
             hello["load_s"] = info["seconds"]
@@ -492,8 +616,14 @@ def worker_main(name: str, ctx: dict) -> None:
             send({"peak_rss_bytes": max(overall, peak_rss_bytes())})
             break
         reset_peak_rss()
-        reply = run_item(name, eng, items[msg["name"]], msg["params"], msg["cold"],
-                         Path(ctx["answer_dir"]) if ctx.get("answer_dir") else None)
+        reply = run_item(
+            name,
+            eng,
+            items[msg["name"]],
+            msg["params"],
+            msg["cold"],
+            Path(ctx["answer_dir"]) if ctx.get("answer_dir") else None,
+        )
         reply["peak_rss_bytes"] = peak_rss_bytes()
         overall = max(overall, reply["peak_rss_bytes"])
         send(reply)
@@ -515,9 +645,12 @@ class Worker:
         self.name, self.log, self.json = name, log, json
         self.killed_for = None
         self.peak_sampled = 0
-        self.proc = subprocess.Popen([C.PYTHON, str(Path(__file__).resolve()), "--worker", name,
-                                      "--ctx", json.dumps(ctx)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [C.PYTHON, str(Path(__file__).resolve()), "--worker", name, "--ctx", json.dumps(ctx)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.hello = self._reply(REQUEST_TIMEOUT_S) or {"ready": False, "error": self._death()}
         self.alive = bool(self.hello.get("ready"))
 
@@ -595,8 +728,9 @@ class Watchdog:
                 rss = w.rss()
                 w.peak_sampled = max(w.peak_sampled, rss)
                 if rss > self.limit:
-                    w.killed_for = (f"OOM: RSS passed {self.limit / 2**30:g} GiB "
-                                    f"({rss / 2**30:.1f} GiB), killed; not run")
+                    w.killed_for = (
+                        f"OOM: RSS passed {self.limit / 2**30:g} GiB ({rss / 2**30:.1f} GiB), killed; not run"
+                    )
                     w.kill()
 
     def stop(self):
@@ -610,14 +744,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=5, help="warm repetitions per engine (default 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="run only these query names")
-    ap.add_argument("--engines", nargs="*", default=["pandas", "polars", "duckdb", "graphdb"],
-                    help="baselines to run (flatprint always runs)")
+    ap.add_argument(
+        "--engines",
+        nargs="*",
+        default=["pandas", "polars", "duckdb", "graphdb"],
+        help="baselines to run (flatprint always runs)",
+    )
     ap.add_argument("--release", type=Path, help="use this release instead of $FLATPRINT_HOME/bench's")
     ap.add_argument("--store", type=Path, help="use this store (must be ingested from --release)")
     ap.add_argument("--graph-dir", type=Path, help="where the graph DB is built (default: in --prepared-dir)")
-    ap.add_argument("--prepared-dir", type=Path,
-                    help="where the baselines write their prepared copies and the answers compared "
-                         "(default: a new temporary directory, removed at the end)")
+    ap.add_argument(
+        "--prepared-dir",
+        type=Path,
+        help="where the baselines write their prepared copies and the answers compared "
+        "(default: a new temporary directory, removed at the end)",
+    )
     ap.add_argument("--results-dir", type=Path, default=None)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--ctx", help=argparse.SUPPRESS)
@@ -629,9 +770,17 @@ def main(argv=None) -> dict:
         return {}
     log = lambda *a: print(*a, flush=True)  # noqa: E731
 
-    doc = {"name": "queries", "date": C.now_iso(), "machine": C.machine_facts(), "scale": args.scale,
-           "seed": args.seed, "repeat": args.repeat, "targets_ms": TARGETS_MS, "rss_method": RSS_METHOD,
-           "rss_limit_bytes": RSS_LIMIT_BYTES}
+    doc = {
+        "name": "queries",
+        "date": C.now_iso(),
+        "machine": C.machine_facts(),
+        "scale": args.scale,
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "targets_ms": TARGETS_MS,
+        "rss_method": RSS_METHOD,
+        "rss_limit_bytes": RSS_LIMIT_BYTES,
+    }
     if args.release:
         release = args.release
     else:
@@ -669,11 +818,18 @@ def _main(args, doc, release, store, prepared: Path, log) -> dict:
     finally:
         client.close()
     doc["parameters"] = {k: v for k, v in params.items() if k != "draws"}
-    doc["parameters"]["per_repetition"] = (f"repetition r >= 1 draws its own parameters (seed [{args.seed}, 17]): "
-                                           "a random type, primary ROI, 1/100/1000 neurons, one of the 50 "
-                                           "strongest neuron pairs; the cold run (r = 0) uses the ones above")
-    ctx = {"release": str(release), "store": str(store), "prepared_dir": str(prepared),
-           "graph_dir": str(graph_dir), "answer_dir": str(prepared / "answers")}
+    doc["parameters"]["per_repetition"] = (
+        f"repetition r >= 1 draws its own parameters (seed [{args.seed}, 17]): "
+        "a random type, primary ROI, 1/100/1000 neurons, one of the 50 "
+        "strongest neuron pairs; the cold run (r = 0) uses the ones above"
+    )
+    ctx = {
+        "release": str(release),
+        "store": str(store),
+        "prepared_dir": str(prepared),
+        "graph_dir": str(graph_dir),
+        "answer_dir": str(prepared / "answers"),
+    }
     # One baseline at a time beside flatprint (a pass each): the prepared baselines hold their tables in
     # RAM, and several of them at once would not fit beside the other jobs of a shared machine.
     info, results, all_agree = {}, None, True
@@ -703,13 +859,27 @@ def _run_pass(names: list, ctx: dict, params: dict, args, info: dict, log) -> tu
             workers[ename] = w
             h = dict(w.hello)
             if ename not in info:
-                info[ename] = {k: h[k] for k in ("package", "version", "init_s", "load_s", "load",
-                                                 "init_peak_rss_bytes", "rss_after_init_bytes", "error") if k in h}
+                info[ename] = {
+                    k: h[k]
+                    for k in (
+                        "package",
+                        "version",
+                        "init_s",
+                        "load_s",
+                        "load",
+                        "init_peak_rss_bytes",
+                        "rss_after_init_bytes",
+                        "error",
+                    )
+                    if k in h
+                }
                 info[ename]["label"] = ENGINE_LABELS[ename]
             if "load_s" in h:
-                log(f"   {ename} prepared in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB, "
+                log(
+                    f"   {ename} prepared in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB, "
                     f"resident {h['rss_after_init_bytes'] / 2**30:.2f} GiB, "
-                    f"disk {h['load'].get('disk_bytes', 0) / 2**20:.0f} MiB: {h['load']['counts']}")
+                    f"disk {h['load'].get('disk_bytes', 0) / 2**20:.0f} MiB: {h['load']['counts']}"
+                )
             elif not w.alive:
                 log(f"   {ename} worker failed: {h.get('error') or w._death()}")
                 info[ename]["error"] = h.get("error") or w._death()
@@ -750,18 +920,21 @@ def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
     answers are compared, frame by frame, with flatprint's (``compare_answers``)."""
     results = []
     all_agree = True
-    for name, desc, fp_fn, fp_ans, method in workload():
+    for name, desc, _fp_fn, _fp_ans, _method in workload():
         if args.only and name not in args.only:
             continue
         p = query_params(name, params)
         log(f"== {name}: {desc}")
         times = {e: [] for e in workers}
         answers, files, errors, not_run, rss = {}, {}, {}, {}, {e: [] for e in workers}
-        for rep in range(args.repeat + 1):          # rep 0 = cold
+        for rep in range(args.repeat + 1):  # rep 0 = cold
             p_rep = query_params(name, params, rep)
             for ename, w in workers.items():
-                if ename in errors or ename in not_run or (rep > 0 and times[ename]
-                                                           and times[ename][0] > CELL_BUDGET_SECONDS):
+                if (
+                    ename in errors
+                    or ename in not_run
+                    or (rep > 0 and times[ename] and times[ename][0] > CELL_BUDGET_SECONDS)
+                ):
                     continue
                 reply = w.request({"op": "run", "name": name, "params": p_rep, "cold": rep == 0})
                 if "dead" in reply:
@@ -784,22 +957,31 @@ def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
                     answers[ename] = reply.get("answer")
                     files[ename] = reply.get("answer_files")
                 times[ename].append(reply["t"])
-        row = {"name": name, "description": desc, "params": reported_params(p),
-               "answer": answers.get("flatprint"), "engines": {}}
+        row = {
+            "name": name,
+            "description": desc,
+            "params": reported_params(p),
+            "answer": answers.get("flatprint"),
+            "engines": {},
+        }
         fp_warm = C.median(times["flatprint"][1:]) if len(times["flatprint"]) > 1 else None
         fp_answer = load_answer(files["flatprint"]) if files.get("flatprint") else None
         for ename in workers:
             ts = times[ename]
-            cell = {"cold_s": ts[0] if ts else None, "warm_median_s": C.median(ts[1:]) if len(ts) > 1 else None,
-                    "warm_runs_s": ts[1:], "n_warm": max(len(ts) - 1, 0),
-                    "peak_rss_bytes": max(rss[ename]) if rss[ename] else None}
+            cell = {
+                "cold_s": ts[0] if ts else None,
+                "warm_median_s": C.median(ts[1:]) if len(ts) > 1 else None,
+                "warm_runs_s": ts[1:],
+                "n_warm": max(len(ts) - 1, 0),
+                "peak_rss_bytes": max(rss[ename]) if rss[ename] else None,
+            }
             if ename in errors:
                 cell["error"] = errors[ename]
             if ename in not_run:
                 cell["not_run"] = not_run[ename]
             if ename != "flatprint":
                 if ename in not_run:
-                    cell["agrees_with_flatprint"] = None      # not run: neither agreement nor failure
+                    cell["agrees_with_flatprint"] = None  # not run: neither agreement nor failure
                 else:
                     if ename in errors or not files.get(ename) or fp_answer is None:
                         diff = errors.get(ename) or "no answer to compare"
@@ -820,8 +1002,10 @@ def run_workload(workers: dict, params: dict, args, log) -> tuple[list, bool]:
             if "not_run" in c:
                 return f"{e}=not run"
             v = c.get("warm_median_s")
-            return (f"{e}={1000 * v:.1f}ms" if v is not None else f"{e}=–") \
-                + ("" if c.get("agrees_with_flatprint", True) in (True, None) else " DISAGREES")
+            return (f"{e}={1000 * v:.1f}ms" if v is not None else f"{e}=–") + (
+                "" if c.get("agrees_with_flatprint", True) in (True, None) else " DISAGREES"
+            )
+
         log("   " + "  ".join(fmt(e, c) for e, c in row["engines"].items()))
     return results, all_agree
 

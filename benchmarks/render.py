@@ -53,91 +53,188 @@ def table(header: list[str], rows: list[list], align=None) -> list[str]:
 
 def machine_section(docs: dict) -> list[str]:
     # The machine that measured (recorded in the newest result), not the one rendering this page.
-    recorded = [doc["machine"] for _, doc in sorted(docs.items(), key=lambda kv: str(kv[1].get("date", "")))
-                if isinstance(doc.get("machine"), dict) and doc["machine"].get("cpu_model")]
+    recorded = [
+        doc["machine"]
+        for _, doc in sorted(docs.items(), key=lambda kv: str(kv[1].get("date", "")))
+        if isinstance(doc.get("machine"), dict) and doc["machine"].get("cpu_model")
+    ]
     now = recorded[-1] if recorded else C.machine_facts()
     lines = ["## Machine", ""]
-    lines.append(f"- CPU: {now.get('cpu_model', '?')}, nproc = {now.get('nproc')}, "
-                 f"memory {now.get('mem_total_gib', '?')} GiB; {now.get('platform')}; Python {now.get('python')}")
+    lines.append(
+        f"- CPU: {now.get('cpu_model', '?')}, nproc = {now.get('nproc')}, "
+        f"memory {now.get('mem_total_gib', '?')} GiB; {now.get('platform')}; Python {now.get('python')}"
+    )
     v = now.get("versions", {})
     lines.append("- " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
     for name, doc in docs.items():
         m = doc.get("machine") or {}
         if "loadavg_at_start" in m:
             end = doc.get("loadavg_at_end")
-            lines.append(f"- load average during `{name}`: {m['loadavg_at_start']} at start"
-                         + (f", {end} at end" if end else "") + f" (commit {m.get('git_commit') or '?'})")
-    lines.append("- The machine is shared: other sessions' tests, builds and benchmarks ran on the same 2 cores "
-                 "during these measurements, so absolute times carry ±10–30 % noise. Engines were run "
-                 "round-robin within each repetition so that they share the same conditions; compare "
-                 "ratios within a row rather than absolute numbers across runs.")
+            lines.append(
+                f"- load average during `{name}`: {m['loadavg_at_start']} at start"
+                + (f", {end} at end" if end else "")
+                + f" (commit {m.get('git_commit') or '?'})"
+            )
+    lines.append(
+        "- The machine is shared: other sessions' tests, builds and benchmarks ran on the same 2 cores "
+        "during these measurements, so absolute times carry ±10–30 % noise. Engines were run "
+        "round-robin within each repetition so that they share the same conditions; compare "
+        "ratios within a row rather than absolute numbers across runs."
+    )
     return lines + [""]
 
 
 def ingest_section(doc: dict) -> list[str]:
-    lines = ["## Ingest", "",
-             f"`benchmarks/ingest.py` — each scale's synthetic release ingested up to {doc.get('repeat')}× (fewer "
-             "when the runs exceed the time budget; see the runs column) in a fresh "
-             f"subprocess (DuckDB memory_limit {doc.get('memory_limit')}); medians. MB/s counts feather bytes "
-             "read per wall-clock second; peak RSS is the ingest process's own high-water mark "
-             f"({next((x['runs'][0].get('rss_method') for x in doc.get('scales', []) if x.get('runs')), '')}).", ""]
+    lines = [
+        "## Ingest",
+        "",
+        f"`benchmarks/ingest.py` — each scale's synthetic release ingested up to {doc.get('repeat')}× (fewer "
+        "when the runs exceed the time budget; see the runs column) in a fresh "
+        f"subprocess (DuckDB memory_limit {doc.get('memory_limit')}); medians. MB/s counts feather bytes "
+        "read per wall-clock second; peak RSS is the ingest process's own high-water mark "
+        f"({next((x['runs'][0].get('rss_method') for x in doc.get('scales', []) if x.get('runs')), '')}).",
+        "",
+    ]
     rows = []
     for s in doc.get("scales", []):
         if s.get("failed"):
             f = (s.get("failures") or [{}])[0]
-            rows.append([f"{s['scale']:g}", f"{sum((s.get('rows') or {}).values()):,}", "–", "FAILED", "–", "–",
-                         "–", "–", f"{f.get('peak_rss_bytes', 0) / 2**30:.2f}", "–", "–",
-                         f"{f.get('wall_seconds', 0):.0f} (memory_limit {f.get('memory_limit')}: {f.get('error', '')[:90]})",
-                         "–"])
+            rows.append(
+                [
+                    f"{s['scale']:g}",
+                    f"{sum((s.get('rows') or {}).values()):,}",
+                    "–",
+                    "FAILED",
+                    "–",
+                    "–",
+                    "–",
+                    "–",
+                    f"{f.get('peak_rss_bytes', 0) / 2**30:.2f}",
+                    "–",
+                    "–",
+                    f"{f.get('wall_seconds', 0):.0f} (memory_limit {f.get('memory_limit')}: {f.get('error', '')[:90]})",
+                    "–",
+                ]
+            )
             continue
         cpu = s.get("median_cpu_seconds")
-        rows.append([f"{s['scale']:g}", f"{s['total_rows']:,}", f"{s['feather_bytes'] / 1e6:,.0f}",
-                     f"{s['median_wall_seconds']:.1f}", f"{s['rows_per_second']:,.0f}", f"{s['mb_per_second']:.1f}",
-                     f"{cpu:.1f}" if cpu else "–",
-                     f"{s['rows_per_cpu_second']:,.0f}" if s.get("rows_per_cpu_second") else "–",
-                     f"{s['median_peak_rss_gib']:.2f}", f"{s['store_bytes'] / 1e6:,.0f}",
-                     f"{s['max_peak_build_dir_gb']:.1f}" if s.get("max_peak_build_dir_gb") else "–",
-                     ", ".join(f"{r['wall_seconds']:.1f}" for r in s["runs"]),
-                     ", ".join(f"{x:g}" for x in s.get("loadavg_1min_before_runs", [])) or "–"])
-    lines += table(["scale", "input rows", "feather MB", "wall s (median)", "rows/s", "MB/s", "CPU s (median)",
-                    "rows/CPU-s", "peak RSS GiB", "store MB", "peak build dir GB", "runs wall (s)",
-                    "load avg before runs"], rows)
+        rows.append(
+            [
+                f"{s['scale']:g}",
+                f"{s['total_rows']:,}",
+                f"{s['feather_bytes'] / 1e6:,.0f}",
+                f"{s['median_wall_seconds']:.1f}",
+                f"{s['rows_per_second']:,.0f}",
+                f"{s['mb_per_second']:.1f}",
+                f"{cpu:.1f}" if cpu else "–",
+                f"{s['rows_per_cpu_second']:,.0f}" if s.get("rows_per_cpu_second") else "–",
+                f"{s['median_peak_rss_gib']:.2f}",
+                f"{s['store_bytes'] / 1e6:,.0f}",
+                f"{s['max_peak_build_dir_gb']:.1f}" if s.get("max_peak_build_dir_gb") else "–",
+                ", ".join(f"{r['wall_seconds']:.1f}" for r in s["runs"]),
+                ", ".join(f"{x:g}" for x in s.get("loadavg_1min_before_runs", [])) or "–",
+            ]
+        )
+    lines += table(
+        [
+            "scale",
+            "input rows",
+            "feather MB",
+            "wall s (median)",
+            "rows/s",
+            "MB/s",
+            "CPU s (median)",
+            "rows/CPU-s",
+            "peak RSS GiB",
+            "store MB",
+            "peak build dir GB",
+            "runs wall (s)",
+            "load avg before runs",
+        ],
+        rows,
+    )
     full = next((x for x in doc.get("scales", []) if x.get("runs") and x["scale"] >= 1.0), None)
     e = doc.get("extrapolation")
     if full:
         # Measured at full scale: the targets are judged on that run, not on a fit.
         minutes, gib = full["median_wall_seconds"] / 60, full["median_peak_rss_gib"]
-        lines += ["", f"**Measured at scale {full['scale']:g}** ({full['total_rows']:,} input rows, "
-                  f"{full['feather_bytes'] / 1e9:.1f} GB of feathers):", "",
-                  *table(["", "measured", "target", "verdict"], [
-                      ["wall time", f"{minutes:.1f} min", "≤ 15 min", "meets" if minutes <= 15 else "**misses**"],
-                      ["peak RSS", f"{gib:.2f} GiB", "≤ 8 GiB", "meets" if gib <= 8 else "**misses**"],
-                      ["store", f"{full['store_bytes'] / 1e9:.1f} GB", "", ""],
-                      ["peak build directory (store being built + spill + range partitions)",
-                       f"{full.get('max_peak_build_dir_gb', 0):.1f} GB", "", ""]])]
+        lines += [
+            "",
+            f"**Measured at scale {full['scale']:g}** ({full['total_rows']:,} input rows, "
+            f"{full['feather_bytes'] / 1e9:.1f} GB of feathers):",
+            "",
+            *table(
+                ["", "measured", "target", "verdict"],
+                [
+                    ["wall time", f"{minutes:.1f} min", "≤ 15 min", "meets" if minutes <= 15 else "**misses**"],
+                    ["peak RSS", f"{gib:.2f} GiB", "≤ 8 GiB", "meets" if gib <= 8 else "**misses**"],
+                    ["store", f"{full['store_bytes'] / 1e9:.1f} GB", "", ""],
+                    [
+                        "peak build directory (store being built + spill + range partitions)",
+                        f"{full.get('max_peak_build_dir_gb', 0):.1f} GB",
+                        "",
+                        "",
+                    ],
+                ],
+            ),
+        ]
     if e and not full:
         t = e["targets"]
-        lines += ["", f"**{e['label']}.** At {e['full_scale_total_rows']:,} input rows "
-                  f"({', '.join(f'{k} {v:,}' for k, v in e['full_scale_rows'].items())}):", "",
-                  *table(["", "extrapolated", "target", "verdict"], [
-                      ["wall time", f"{e['wall_minutes']:.1f} min (proportional to the largest scale: "
-                                    f"{e['proportional_wall_minutes']:.1f} min)",
-                       f"≤ {t['wall_minutes']:.0f} min", "meets" if e["meets_time_target"] else "**misses**"],
-                      ["peak RSS", f"{e['peak_rss_gib']:.1f} GiB", f"≤ {t['peak_rss_gib']:.0f} GiB",
-                       "meets" if e["meets_rss_target"] else "**misses**"]]
-                      + ([["CPU time (user+sys)", f"{e['cpu_minutes']:.1f} min → {e['uncontended_wall_minutes_range'][0]:.1f}–"
-                           f"{e['uncontended_wall_minutes_range'][1]:.1f} min wall on an otherwise idle 2-core machine",
-                           f"≤ {t['wall_minutes']:.0f} min",
-                           "meets" if e["uncontended_wall_minutes_range"][1] * 60 <= t["wall_minutes"] * 60 else
-                           ("may meet" if e["uncontended_wall_minutes_range"][0] <= t["wall_minutes"] else "**misses**")]]
-                         if "cpu_minutes" in e else [])),
-                  "", f"Caveat: {e['caveat']}"]
+        lines += [
+            "",
+            f"**{e['label']}.** At {e['full_scale_total_rows']:,} input rows "
+            f"({', '.join(f'{k} {v:,}' for k, v in e['full_scale_rows'].items())}):",
+            "",
+            *table(
+                ["", "extrapolated", "target", "verdict"],
+                [
+                    [
+                        "wall time",
+                        f"{e['wall_minutes']:.1f} min (proportional to the largest scale: "
+                        f"{e['proportional_wall_minutes']:.1f} min)",
+                        f"≤ {t['wall_minutes']:.0f} min",
+                        "meets" if e["meets_time_target"] else "**misses**",
+                    ],
+                    [
+                        "peak RSS",
+                        f"{e['peak_rss_gib']:.1f} GiB",
+                        f"≤ {t['peak_rss_gib']:.0f} GiB",
+                        "meets" if e["meets_rss_target"] else "**misses**",
+                    ],
+                ]
+                + (
+                    [
+                        [
+                            "CPU time (user+sys)",
+                            f"{e['cpu_minutes']:.1f} min → {e['uncontended_wall_minutes_range'][0]:.1f}–"
+                            f"{e['uncontended_wall_minutes_range'][1]:.1f} min wall"
+                            " on an otherwise idle 2-core machine",
+                            f"≤ {t['wall_minutes']:.0f} min",
+                            "meets"
+                            if e["uncontended_wall_minutes_range"][1] * 60 <= t["wall_minutes"] * 60
+                            else (
+                                "may meet"
+                                if e["uncontended_wall_minutes_range"][0] <= t["wall_minutes"]
+                                else "**misses**"
+                            ),
+                        ]
+                    ]
+                    if "cpu_minutes" in e
+                    else []
+                ),
+            ),
+            "",
+            f"Caveat: {e['caveat']}",
+        ]
     ok = sorted((x for x in doc["scales"] if x.get("runs")), key=lambda x: x["scale"])
     timings = ok[-1]["runs"][-1].get("timings") if ok else None
     if timings:
-        lines += ["", f"Steps of the largest (scale-{ok[-1]['scale']:g}) ingest (seconds): "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
-                  + " (table reads are not timed separately)."]
+        lines += [
+            "",
+            f"Steps of the largest (scale-{ok[-1]['scale']:g}) ingest (seconds): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+            + " (table reads are not timed separately).",
+        ]
     return lines + [""]
 
 
@@ -180,11 +277,17 @@ BASELINE_NOTES = [
 
 def queries_section(doc: dict, figure: str | None) -> list[str]:
     scale = doc.get("scale")
-    lines = ["## Queries", "",
-             f"`benchmarks/queries.py` at scale {scale:g} (seed {doc.get('seed')}): warm medians of "
-             f"{doc.get('repeat')} repetitions in milliseconds, first (cold) run in brackets, then the engine's "
-             "peak RSS during the item. Ratios are baseline ÷ flatprint (> 1: flatprint faster; **bold** < 1: "
-             "the baseline is faster).", "", *BASELINE_NOTES, ""]
+    lines = [
+        "## Queries",
+        "",
+        f"`benchmarks/queries.py` at scale {scale:g} (seed {doc.get('seed')}): warm medians of "
+        f"{doc.get('repeat')} repetitions in milliseconds, first (cold) run in brackets, then the engine's "
+        "peak RSS during the item. Ratios are baseline ÷ flatprint (> 1: flatprint faster; **bold** < 1: "
+        "the baseline is faster).",
+        "",
+        *BASELINE_NOTES,
+        "",
+    ]
     present = [e for e in ("flatprint", *BASELINES) if e in (doc.get("engines") or {})]
     labels = {k: lab for k, lab, _ in SYSTEMS}
     lines += query_tables(doc.get("results") or [], present, labels)
@@ -202,14 +305,22 @@ def query_tables(results: list, present: list, labels: dict) -> list[str]:
         cells = [f"`{r['name']}`", _answer_size(r.get("answer"))]
         for k in present:
             c = r["engines"].get(k)
-            cells.append(_cell_ms(c) + (f" · {gib(c.get('peak_rss_bytes'))}" if c and c.get("peak_rss_bytes")
-                                        and not c.get("not_run") else ""))
+            cells.append(
+                _cell_ms(c)
+                + (
+                    f" · {gib(c.get('peak_rss_bytes'))}"
+                    if c and c.get("peak_rss_bytes") and not c.get("not_run")
+                    else ""
+                )
+            )
         cells.append(_agree(r))
         rows.append(cells)
     lines = ["### Query medians (ms; cold run in brackets; · peak RSS GiB of the engine's process)", ""]
     lines += table(["query", "answer"] + [labels[k] for k in present] + ["agree"], rows) + [""]
-    rows = [[f"`{r['name']}`"] + [ratio((r["engines"].get(k) or {}).get("ratio")) for k in present if k != "flatprint"]
-            for r in results]
+    rows = [
+        [f"`{r['name']}`"] + [ratio((r["engines"].get(k) or {}).get("ratio")) for k in present if k != "flatprint"]
+        for r in results
+    ]
     lines += ["### Ratios (system ÷ flatprint, warm medians)", ""]
     lines += table(["query"] + [labels[k] for k in present if k != "flatprint"], rows) + [""]
     return lines
@@ -219,12 +330,13 @@ def slower_lines(results: list) -> list[str]:
     """Per item, how much faster the fastest baseline is (when any is more than 10 % faster)."""
     slower = []
     for r in results:
-        best = min(((c.get("ratio"), e) for e, c in r["engines"].items()
-                    if e in BASELINES and c.get("ratio") is not None), default=(None, None))
+        best = min(
+            ((c.get("ratio"), e) for e, c in r["engines"].items() if e in BASELINES and c.get("ratio") is not None),
+            default=(None, None),
+        )
         if best[0] is not None and best[0] < 0.9:  # within 10 % is parity on this noisy machine
             slower.append(f"`{r['name']}` {1 / best[0]:.1f}× ({best[1]})")
-    return ["flatprint is slower than the fastest prepared baseline in: " + "; ".join(slower) + "."] \
-        if slower else []
+    return ["flatprint is slower than the fastest prepared baseline in: " + "; ".join(slower) + "."] if slower else []
 
 
 def targets_lines(doc: dict, scale: float) -> list[str]:
@@ -238,12 +350,16 @@ def targets_lines(doc: dict, scale: float) -> list[str]:
         verdict = "–" if got is None or target is None else ("within" if got * 1000 <= target else "**over**")
         rows.append([label, f"≤ {target:,} ms" if target else "–", ms(got), verdict])
     if scale >= 1:
-        note = (f"The issue's targets are ceilings for the full-scale release; scale {scale:g} has the real "
-                "release's row counts, so these are the verdicts.")
+        note = (
+            f"The issue's targets are ceilings for the full-scale release; scale {scale:g} has the real "
+            "release's row counts, so these are the verdicts."
+        )
     else:
-        note = (f"The issue's targets are ceilings for the full-scale release. At scale {scale:g} these "
-                f"comparisons are **indicative only**: the store holds about {scale * 100:g} % of the real "
-                "release's rows, and time does not scale linearly with rows for range scans over sorted tables.")
+        note = (
+            f"The issue's targets are ceilings for the full-scale release. At scale {scale:g} these "
+            f"comparisons are **indicative only**: the store holds about {scale * 100:g} % of the real "
+            "release's rows, and time does not scale linearly with rows for range scans over sorted tables."
+        )
     lines = ["### Targets", "", note, ""]
     return lines + table(["query", "full-scale target", f"flatprint at scale {scale:g} (ms)", "at this scale"], rows)
 
@@ -271,7 +387,7 @@ def _agree(r) -> str:
 def _answer_size(ans) -> str:
     if not ans:
         return "–"
-    if all(isinstance(v, dict) and "rows" in v for v in ans.values()):    # {part: {rows, digest}}
+    if all(isinstance(v, dict) and "rows" in v for v in ans.values()):  # {part: {rows, digest}}
         names = {"neurons": "neurons", "rois": "ROI rows", "paths": "path steps"}
         return ", ".join(f"{v['rows']:,} {names.get(k, 'rows')}" for k, v in ans.items())
     if "neurons" in ans:
@@ -295,10 +411,12 @@ def figure(doc: dict, path: Path) -> bool:
     results = doc.get("results", [])
     if not results:
         return False
-    series = [("flatprint", lambda r: _engine_ms(r, "flatprint")),
-              ("pandas in RAM", lambda r: _engine_ms(r, "pandas")),
-              ("polars in RAM", lambda r: _engine_ms(r, "polars")),
-              ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb"))]
+    series = [
+        ("flatprint", lambda r: _engine_ms(r, "flatprint")),
+        ("pandas in RAM", lambda r: _engine_ms(r, "pandas")),
+        ("polars in RAM", lambda r: _engine_ms(r, "polars")),
+        ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb")),
+    ]
     if any("graphdb" in r["engines"] for r in results):
         series.append(("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb")))
     names = [r["name"] for r in results]
@@ -310,9 +428,15 @@ def figure(doc: dict, path: Path) -> bool:
         vals = [get(r) for r in results]
         vals = [v * 1000 if v else np.nan for v in vals]
         ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label, color=colors[i % len(colors)])
-    return _save_bar_figure(fig, ax, x, names, len(series), path,
-                            f"flatprint vs baselines, synthetic scale {doc.get('scale'):g} "
-                            f"({doc.get('date', '')[:10]})")
+    return _save_bar_figure(
+        fig,
+        ax,
+        x,
+        names,
+        len(series),
+        path,
+        f"flatprint vs baselines, synthetic scale {doc.get('scale'):g} ({doc.get('date', '')[:10]})",
+    )
 
 
 def _save_bar_figure(fig, ax, x, names, n_series: int, path: Path, title: str) -> bool:
@@ -364,9 +488,9 @@ def generic_section(name: str, doc: dict) -> list[str]:
             for k in r:
                 if k not in keys:
                     keys.append(k)
-        lines += ["", *table(keys, [[_cell(r.get(k, "")) for k in keys] for r in results],
-                             align=["---"] * len(keys))]
+        lines += ["", *table(keys, [[_cell(r.get(k, "")) for k in keys] for r in results], align=["---"] * len(keys))]
     return lines + [""]
+
 
 # =============================================================================== benchmarks/run.py
 SYSTEMS = [  # (key, label, how it gets its data)
@@ -395,11 +519,13 @@ def systems_figure(doc: dict, path: Path) -> bool:
     results = q.get("results") or []
     if not results:
         return False
-    series = [("flatprint library", lambda r: _engine_ms(r, "flatprint")),
-              ("pandas in RAM (prepared)", lambda r: _engine_ms(r, "pandas")),
-              ("polars in RAM (prepared)", lambda r: _engine_ms(r, "polars")),
-              ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb")),
-              ("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb"))]
+    series = [
+        ("flatprint library", lambda r: _engine_ms(r, "flatprint")),
+        ("pandas in RAM (prepared)", lambda r: _engine_ms(r, "pandas")),
+        ("polars in RAM (prepared)", lambda r: _engine_ms(r, "polars")),
+        ("DuckDB on sorted Parquet", lambda r: _engine_ms(r, "duckdb")),
+        ("graph DB (ladybug)", lambda r: _engine_ms(r, "graphdb")),
+    ]
     colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
     names = [r["name"] for r in results]
     x = np.arange(len(names))
@@ -411,11 +537,26 @@ def systems_figure(doc: dict, path: Path) -> bool:
         ax.bar(xs, [v * 1000 if v else np.nan for v in vals], width, label=label, color=colors[i])
         for xi, v in zip(xs, vals):
             if not v:
-                ax.text(xi, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color=colors[i],
-                        transform=ax.get_xaxis_transform())
-    return _save_bar_figure(fig, ax, x, names, len(series), path,
-                            f"Systems side by side, synthetic scale {doc.get('scale'):g} "
-                            f"({doc.get('date', '')[:10]}; n/a = not run)")
+                ax.text(
+                    xi,
+                    0.02,
+                    "n/a",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color=colors[i],
+                    transform=ax.get_xaxis_transform(),
+                )
+    return _save_bar_figure(
+        fig,
+        ax,
+        x,
+        names,
+        len(series),
+        path,
+        f"Systems side by side, synthetic scale {doc.get('scale'):g} ({doc.get('date', '')[:10]}; n/a = not run)",
+    )
 
 
 def systems_section(doc: dict, figure_name: str | None) -> list[str]:
@@ -424,21 +565,34 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     q = steps.get("queries") or {}
     eng = q.get("engines") or {}
     m = doc.get("machine") or {}
-    lines = [f"## Systems side by side at scale {scale:g} (`benchmarks/run.py`)", "",
-             f"`benchmarks/run.py --scale {scale:g} --repeat {doc.get('repeat')}` of {doc.get('date')} "
-             f"(commit {m.get('git_commit') or '?'}, load average {m.get('loadavg_at_start')} at start, "
-             f"{doc.get('loadavg_at_end')} at end). Measured on {str(doc.get('date', ''))[:10]} on a "
-             f"{m.get('nproc', '?')}-core machine shared with other jobs (other sessions' ingests, tests and "
-             "benchmarks ran at the same time), so absolute times carry their load. Query times are warm medians of {q.get('repeat', '?')} "
-             "repetitions (first, cold run in brackets), engines round-robin within each repetition; ratios are "
-             "system ÷ flatprint (> 1: flatprint faster; **bold** < 1: the other system is faster).", ""]
+    lines = [
+        f"## Systems side by side at scale {scale:g} (`benchmarks/run.py`)",
+        "",
+        f"`benchmarks/run.py --scale {scale:g} --repeat {doc.get('repeat')}` of {doc.get('date')} "
+        f"(commit {m.get('git_commit') or '?'}, load average {m.get('loadavg_at_start')} at start, "
+        f"{doc.get('loadavg_at_end')} at end). Measured on {str(doc.get('date', ''))[:10]} on a "
+        f"{m.get('nproc', '?')}-core machine shared with other jobs (other sessions' ingests, tests and "
+        "benchmarks ran at the same time), so absolute times carry their load. "
+        f"Query times are warm medians of {q.get('repeat', '?')} "
+        "repetitions (first, cold run in brackets), engines round-robin within each repetition; ratios are "
+        "system ÷ flatprint (> 1: flatprint faster; **bold** < 1: the other system is faster).",
+        "",
+    ]
     if doc.get("failed_steps"):
         lines += [f"**Failed steps: {', '.join(doc['failed_steps'])}.**", ""]
-    carried = {k: v.get("carried_over_from") for k, v in steps.items() if isinstance(v, dict) and v.get("carried_over_from")}
+    carried = {
+        k: v.get("carried_over_from") for k, v in steps.items() if isinstance(v, dict) and v.get("carried_over_from")
+    }
     fresh = [k for k in steps if k not in carried]
     if carried:
-        lines += ["Steps " + ", ".join(f"`{k}`" for k in fresh) + " ran in this run; "
-                  + ", ".join(f"`{k}` comes from the run of {d}" for k, d in carried.items()) + ".", ""]
+        lines += [
+            "Steps "
+            + ", ".join(f"`{k}`" for k in fresh)
+            + " ran in this run; "
+            + ", ".join(f"`{k}` comes from the run of {d}" for k, d in carried.items())
+            + ".",
+            "",
+        ]
     # ---- load and memory
     ing = steps.get("ingest") or {}
     srv_mem = ((steps.get("server") or {}).get("memory") or {}).get("peak_rss_sum_bytes") or {}
@@ -454,31 +608,82 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
         else:
             load_s = f"{e['load_s']:.1f}" if e.get("load_s") else "–"
             load_rss, disk = gib(e.get("init_peak_rss_bytes")), (e.get("load") or {}).get("disk_bytes")
-        rows.append([label, how, load_s, load_rss, "in RAM only" if key in ("pandas", "polars") else
-                     (f"{disk / 1e6:,.0f}" if disk else "–"), gib(e.get("rss_after_init_bytes")) if key != "flatprint"
-                     else "–", gib(e.get("peak_rss_bytes")), e.get("killed") or e.get("error") or ""])
+        rows.append(
+            [
+                label,
+                how,
+                load_s,
+                load_rss,
+                "in RAM only" if key in ("pandas", "polars") else (f"{disk / 1e6:,.0f}" if disk else "–"),
+                gib(e.get("rss_after_init_bytes")) if key != "flatprint" else "–",
+                gib(e.get("peak_rss_bytes")),
+                e.get("killed") or e.get("error") or "",
+            ]
+        )
     if srv_mem:
-        rows.append(["neuprint-python → `flatprint serve`", "HTTPS + JSON to the server (benchmarks/server.py)", "–",
-                     "–", "–", "–", f"server {gib(srv_mem.get('server'))}, client {gib(srv_mem.get('client'))}", ""])
+        rows.append(
+            [
+                "neuprint-python → `flatprint serve`",
+                "HTTPS + JSON to the server (benchmarks/server.py)",
+                "–",
+                "–",
+                "–",
+                "–",
+                f"server {gib(srv_mem.get('server'))}, client {gib(srv_mem.get('client'))}",
+                "",
+            ]
+        )
     if load_mem:
-        rows.append(["`flatprint serve` under load", f"benchmarks/load.py: {(steps.get('load') or {}).get('server', '')}",
-                     "–", "–", "–", "–", f"server {gib(load_mem.get('server'))}, client {gib(load_mem.get('client'))}", ""])
-    lines += ["### Preparing and memory", "",
-              f"Peak RSS (GiB): {q.get('rss_method', '')}. The ingest's: {ing.get('rss_method') or '–'} "
-              f"({ing.get('source', '–')}). Server rows: the process trees sampled every 100 ms from /proc "
-              "(RSS summed per role: `flatprint serve` and its workers = server; the benchmark process = client). "
-              "*Prepare* is each system's one-time work before its first query (flatprint: its ingest); "
-              "*resident* is the process's RSS once prepared (what holding the prepared data costs).", ""]
-    lines += table(["system", "how it gets the data", "prepare s", "prepare peak RSS", "disk MB", "resident GiB",
-                    "peak RSS (whole run)", "note"], rows,
-                   align=["---", "---", "---:", "---:", "---:", "---:", "---:", "---"])
+        rows.append(
+            [
+                "`flatprint serve` under load",
+                f"benchmarks/load.py: {(steps.get('load') or {}).get('server', '')}",
+                "–",
+                "–",
+                "–",
+                "–",
+                f"server {gib(load_mem.get('server'))}, client {gib(load_mem.get('client'))}",
+                "",
+            ]
+        )
+    lines += [
+        "### Preparing and memory",
+        "",
+        f"Peak RSS (GiB): {q.get('rss_method', '')}. The ingest's: {ing.get('rss_method') or '–'} "
+        f"({ing.get('source', '–')}). Server rows: the process trees sampled every 100 ms from /proc "
+        "(RSS summed per role: `flatprint serve` and its workers = server; the benchmark process = client). "
+        "*Prepare* is each system's one-time work before its first query (flatprint: its ingest); "
+        "*resident* is the process's RSS once prepared (what holding the prepared data costs).",
+        "",
+    ]
+    lines += table(
+        [
+            "system",
+            "how it gets the data",
+            "prepare s",
+            "prepare peak RSS",
+            "disk MB",
+            "resident GiB",
+            "peak RSS (whole run)",
+            "note",
+        ],
+        rows,
+        align=["---", "---", "---:", "---:", "---:", "---:", "---:", "---"],
+    )
     for key in ("pandas", "polars", "duckdb", "graphdb"):
         info = (eng.get(key) or {}).get("load")
         if info:
-            lines += ["", f"{dict((k, lab) for k, lab, _ in SYSTEMS)[key]} prepared: "
-                      + ", ".join(f"{k} {v:,}" for k, v in (info.get("counts") or {}).items())
-                      + (("; steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in info["steps"].items()))
-                         if info.get("steps") else "") + "."]
+            lines += [
+                "",
+                f"{dict((k, lab) for k, lab, _ in SYSTEMS)[key]} prepared: "
+                + ", ".join(f"{k} {v:,}" for k, v in (info.get("counts") or {}).items())
+                + (
+                    ("; steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in info["steps"].items()))
+                    if info.get("steps")
+                    else ""
+                )
+                + ".",
+            ]
     lines += [""] + BASELINE_NOTES + [""]
     # ---- query medians
     results = q.get("results") or []
@@ -489,10 +694,18 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     lines += slow + ([""] if slow else [])
     if q.get("duckdb_pass"):
         lines += [q["duckdb_pass"] + ".", ""]
-    notrun = [(r["name"], k, r["engines"][k]["not_run"]) for r in results for k in present
-              if (r["engines"].get(k) or {}).get("not_run")]
-    errors = [(r["name"], k, r["engines"][k]["error"]) for r in results for k in present
-              if (r["engines"].get(k) or {}).get("error")]
+    notrun = [
+        (r["name"], k, r["engines"][k]["not_run"])
+        for r in results
+        for k in present
+        if (r["engines"].get(k) or {}).get("not_run")
+    ]
+    errors = [
+        (r["name"], k, r["engines"][k]["error"])
+        for r in results
+        for k in present
+        if (r["engines"].get(k) or {}).get("error")
+    ]
     if notrun or errors:
         lines += ["Not run / failed:", ""]
         lines += [f"- `{n}`, {labels[k]}: not run: {why}" for n, k, why in notrun]
@@ -513,14 +726,28 @@ def systems_section(doc: dict, figure_name: str | None) -> list[str]:
     ld = steps.get("load") or {}
     summ = ld.get("summary")
     if summ:
-        lines += ["### Server throughput", "",
-                  f"`benchmarks/load.py`: {summ['clients']} concurrent clients ({summ['client']} client: "
-                  f"{ld.get('client', '')}), request {ld.get('request', '')}; {summ['runs']} runs of "
-                  f"{summ['duration_s']:g} s on one `{ld.get('server', 'flatprint serve')}`; medians.", ""]
-        lines += table(["clients", "runs", "requests/s (median)", "p50 ms", "p99 ms", "errors", "requests/s per run"],
-                       [[summ["clients"], summ["runs"], f"{summ['requests_per_s_median']:,.0f}",
-                         f"{summ['p50_ms_median']:.1f}", f"{summ['p99_ms_median']:.1f}", summ["errors"],
-                         ", ".join(f"{v:,.0f}" for v in summ["requests_per_s_runs"])]]) + [""]
+        lines += [
+            "### Server throughput",
+            "",
+            f"`benchmarks/load.py`: {summ['clients']} concurrent clients ({summ['client']} client: "
+            f"{ld.get('client', '')}), request {ld.get('request', '')}; {summ['runs']} runs of "
+            f"{summ['duration_s']:g} s on one `{ld.get('server', 'flatprint serve')}`; medians.",
+            "",
+        ]
+        lines += table(
+            ["clients", "runs", "requests/s (median)", "p50 ms", "p99 ms", "errors", "requests/s per run"],
+            [
+                [
+                    summ["clients"],
+                    summ["runs"],
+                    f"{summ['requests_per_s_median']:,.0f}",
+                    f"{summ['p50_ms_median']:.1f}",
+                    f"{summ['p99_ms_median']:.1f}",
+                    summ["errors"],
+                    ", ".join(f"{v:,.0f}" for v in summ["requests_per_s_runs"]),
+                ]
+            ],
+        ) + [""]
     elif ld.get("error"):
         lines += [f"Load step: **{ld['error']}**", ""]
     return lines
@@ -537,82 +764,130 @@ def server_lines(srv: dict) -> list[str]:
     with_floor = any(r.get("client_floor_s") is not None for r in srv["results"])
     for r in srv["results"]:
         if r.get("library_s") is None:
-            other.append(f"- {r['query']}: JSON {ms(r.get('json_s'))} ms, Arrow {ms(r.get('arrow_s'))} ms "
-                         f"({r.get('ratio', 0):.2f}× JSON ÷ Arrow)")
+            other.append(
+                f"- {r['query']}: JSON {ms(r.get('json_s'))} ms, Arrow {ms(r.get('arrow_s'))} ms "
+                f"({r.get('ratio', 0):.2f}× JSON ÷ Arrow)"
+            )
             continue
         row = [r["query"], ms(r["library_s"]), ms(r["server_s"]), times(r["ratio"])]
         if with_floor:
             floor = r.get("client_floor_s")
-            row += [ms(floor), times(r.get("floor_ratio")), times(r.get("server_work_ratio"))] if floor is not None \
+            row += (
+                [ms(floor), times(r.get("floor_ratio")), times(r.get("server_work_ratio"))]
+                if floor is not None
                 else ["", "", ""]
+            )
         rows.append(row)
     header = ["call", "flatprint library", "neuprint-python via server", "ratio (target ≤ 2×)"]
     if with_floor:
         header += ["neuprint-python floor", "floor ÷ library", "server work ÷ library"]
-    lines = ["### neuprint-python through `flatprint serve` vs the library (ms)", "",
-             f"`benchmarks/server.py` ({srv.get('date', '?')}): the same calls with neuprint-python over HTTPS "
-             f"and with the flatprint library in-process; warm medians of {srv.get('repeat')} runs, after the "
-             "server's start-up work. Ratio = server ÷ library."]
+    lines = [
+        "### neuprint-python through `flatprint serve` vs the library (ms)",
+        "",
+        f"`benchmarks/server.py` ({srv.get('date', '?')}): the same calls with neuprint-python over HTTPS "
+        f"and with the flatprint library in-process; warm medians of {srv.get('repeat')} runs, after the "
+        "server's start-up work. Ratio = server ÷ library.",
+    ]
     if with_floor:
-        lines += ["*Floor*: the same neuprint-python calls against a server that only replays the recorded "
-                  "answers (same uvicorn HTTPS stack, no query engine), i.e. what neuprint-python itself costs: "
-                  "its extra requests (a version check before every query, counts before adjacencies), TLS, JSON "
-                  "parsing and pandas. *Server work* = (via server − floor) ÷ library: flatprint's own share."]
+        lines += [
+            "*Floor*: the same neuprint-python calls against a server that only replays the recorded "
+            "answers (same uvicorn HTTPS stack, no query engine), i.e. what neuprint-python itself costs: "
+            "its extra requests (a version check before every query, counts before adjacencies), TLS, JSON "
+            "parsing and pandas. *Server work* = (via server − floor) ÷ library: flatprint's own share."
+        ]
     lines += [""] + table(header, rows) + [""] + other + ([""] if other else [])
     return lines
 
 
 def indirect_section(doc: dict) -> list[str]:
     """benchmarks/indirect.py: k hops from one cell type to every neuron, flatprint vs scipy."""
-    lines = ["## Indirect connectivity (fetch_indirect)", "",
-             "`benchmarks/indirect.py` — effective input fractions from one cell type to every neuron over "
-             "each of 1..k hops: `fetch_indirect(NC(type=T), targets, hops=k, groupby=('type', None))` on the "
-             "store against an expert's pandas + scipy.sparse script (the :Neuron set from only the needed "
-             "columns of body-annotations and body-stats, the kept rows of connectome-weights, the CSC matrix "
-             "built and column-normalised once, then `v = A.T @ v` per hop). Two partner sets: *neurons* "
-             "(fetch_indirect's default: only :Neuron bodies, in the matrix and in the normalisation) and "
-             "*segments* (`neurons_only=False`: every segment and every weight of the release; the answer is "
-             "still read at the neurons). Each engine runs in its own worker process (prepared one after the "
-             "other, then asked the same queries round-robin); *prepare* (flatprint: "
-             "building its cached whole-graph matrix from the store; scipy: reading the feathers and building "
-             "the matrix) is timed apart from the queries. Every repetition asks for another cell type (the same "
-             "list for both); medians. Peak RSS is the worker's VmHWM (prepare included). Both sides' answers "
-             "(every neuron, every hop) are compared in full.", ""]
-    header = ["scale", "date", "partners", "bodies", "matrix nnz", "hops", "engine", "prepare s",
-              "peak RSS after prepare GiB", "query ms (median)", "query ms (runs)", "peak RSS GiB", "answers agree"]
+    lines = [
+        "## Indirect connectivity (fetch_indirect)",
+        "",
+        "`benchmarks/indirect.py` — effective input fractions from one cell type to every neuron over "
+        "each of 1..k hops: `fetch_indirect(NC(type=T), targets, hops=k, groupby=('type', None))` on the "
+        "store against an expert's pandas + scipy.sparse script (the :Neuron set from only the needed "
+        "columns of body-annotations and body-stats, the kept rows of connectome-weights, the CSC matrix "
+        "built and column-normalised once, then `v = A.T @ v` per hop). Two partner sets: *neurons* "
+        "(fetch_indirect's default: only :Neuron bodies, in the matrix and in the normalisation) and "
+        "*segments* (`neurons_only=False`: every segment and every weight of the release; the answer is "
+        "still read at the neurons). Each engine runs in its own worker process (prepared one after the "
+        "other, then asked the same queries round-robin); *prepare* (flatprint: "
+        "building its cached whole-graph matrix from the store; scipy: reading the feathers and building "
+        "the matrix) is timed apart from the queries. Every repetition asks for another cell type (the same "
+        "list for both); medians. Peak RSS is the worker's VmHWM (prepare included). Both sides' answers "
+        "(every neuron, every hop) are compared in full.",
+        "",
+    ]
+    header = [
+        "scale",
+        "date",
+        "partners",
+        "bodies",
+        "matrix nnz",
+        "hops",
+        "engine",
+        "prepare s",
+        "peak RSS after prepare GiB",
+        "query ms (median)",
+        "query ms (runs)",
+        "peak RSS GiB",
+        "answers agree",
+    ]
     rows = []
     for entry in doc.get("scales", []):
         for partners, variant in entry.get("variants", {}).items():
             for name, run in variant.get("engines", {}).items():
-                rows.append([f"{entry.get('scale'):g}", (entry.get("date") or "")[:10], partners,
-                             f"{run.get('bodies', 0):,}", f"{run.get('matrix_nnz', 0):,}", entry.get("hops"), name,
-                             f"{run.get('prepare_s', 0):.2f}", gib(run.get("prepare_peak_rss_bytes")),
-                             ms(run.get("query_median_s")), ", ".join(ms(t) for t in run.get("query_s", [])),
-                             gib(run.get("peak_rss_bytes")), "yes" if variant.get("answers_agree") else "**NO**"])
+                rows.append(
+                    [
+                        f"{entry.get('scale'):g}",
+                        (entry.get("date") or "")[:10],
+                        partners,
+                        f"{run.get('bodies', 0):,}",
+                        f"{run.get('matrix_nnz', 0):,}",
+                        entry.get("hops"),
+                        name,
+                        f"{run.get('prepare_s', 0):.2f}",
+                        gib(run.get("prepare_peak_rss_bytes")),
+                        ms(run.get("query_median_s")),
+                        ", ".join(ms(t) for t in run.get("query_s", [])),
+                        gib(run.get("peak_rss_bytes")),
+                        "yes" if variant.get("answers_agree") else "**NO**",
+                    ]
+                )
     lines += table(header, rows, ["---"] * 3 + ["---:"] * 3 + ["---"] + ["---:"] * 5 + ["---"]) + [""]
     for entry in doc.get("scales", []):
         m = entry.get("machine") or {}
         types = entry.get("types", {})
         reached = {p: v.get("neurons_reached_last_hop") for p, v in entry.get("variants", {}).items()}
-        lines.append(f"- scale {entry.get('scale'):g}: types {', '.join(types.get('timed', []))} (warm-up "
-                     f"{types.get('warmup')}); neurons reached at the last hop {reached}; load average "
-                     f"{m.get('loadavg_at_start')} at start, {entry.get('loadavg_at_end')} at end (commit "
-                     f"{m.get('git_commit') or '?'})"
-                     + (f"; engines one after the other (not round-robin) for {', '.join(entry['sequential'])}, "
-                        "so that their memory never added up" if entry.get("sequential") else ""))
+        lines.append(
+            f"- scale {entry.get('scale'):g}: types {', '.join(types.get('timed', []))} (warm-up "
+            f"{types.get('warmup')}); neurons reached at the last hop {reached}; load average "
+            f"{m.get('loadavg_at_start')} at start, {entry.get('loadavg_at_end')} at end (commit "
+            f"{m.get('git_commit') or '?'})"
+            + (
+                f"; engines one after the other (not round-robin) for {', '.join(entry['sequential'])}, "
+                "so that their memory never added up"
+                if entry.get("sequential")
+                else ""
+            )
+        )
     for note in doc.get("notes", []):
         lines.append(f"- {note}")
-    lines += ["", "What the numbers say: with :Neuron partners the synthetic graph is small (matrix nnz ÷ bodies "
-              "inputs per neuron), so four hops are a few sparse products of milliseconds and flatprint's query "
-              "time is its fixed cost: resolving the criteria in the store (one SQL query over `segments`) and "
-              "building the labelled long-form DataFrame, where the baseline returns bare vectors. With every "
-              "segment as a partner the products dominate and both sides do the same work (flatprint keeps Aᵀ "
-              "in CSR, the baseline reads A in CSC through its transpose: the same row gathers). flatprint's "
-              "prepare has DuckDB pick and sort the neuron-neuron rows of `connections_by_post` (neurons), or "
-              "streams that table in its order straight into the CSR arrays (segments: no COO copy, no sort); "
-              "it runs once per process and store and is kept. The machine was shared (load averages "
-              "above), so single timings vary by ±30 % or more; the two workers were asked round-robin (order "
-              "alternating per repetition) so that they share the same conditions."]
+    lines += [
+        "",
+        "What the numbers say: with :Neuron partners the synthetic graph is small (matrix nnz ÷ bodies "
+        "inputs per neuron), so four hops are a few sparse products of milliseconds and flatprint's query "
+        "time is its fixed cost: resolving the criteria in the store (one SQL query over `segments`) and "
+        "building the labelled long-form DataFrame, where the baseline returns bare vectors. With every "
+        "segment as a partner the products dominate and both sides do the same work (flatprint keeps Aᵀ "
+        "in CSR, the baseline reads A in CSC through its transpose: the same row gathers). flatprint's "
+        "prepare has DuckDB pick and sort the neuron-neuron rows of `connections_by_post` (neurons), or "
+        "streams that table in its order straight into the CSR arrays (segments: no COO copy, no sort); "
+        "it runs once per process and store and is kept. The machine was shared (load averages "
+        "above), so single timings vary by ±30 % or more; the two workers were asked round-robin (order "
+        "alternating per repetition) so that they share the same conditions.",
+    ]
     return lines + [""]
 
 
@@ -625,15 +900,21 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
             docs[path.stem] = {"name": path.stem, "error": f"unreadable JSON: {exc}"}
     png = png or out.parent / "benchmarks-queries.png"
     sources = ", ".join(f"{k} of {d.get('date', '?')}" for k, d in docs.items() if isinstance(d, dict))
-    lines = ["# Benchmarks", "",
-             f"Rendered {C.now_iso()} by `benchmarks/render.py` from `benchmarks/results/*.json` "
-             f"({sources}). "
-             "All data are synthetic releases made by `flatprint synth` in the real schemas.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Rendered {C.now_iso()} by `benchmarks/render.py` from `benchmarks/results/*.json` "
+        f"({sources}). "
+        "All data are synthetic releases made by `flatprint synth` in the real schemas.",
+        "",
+    ]
     lines += machine_section({k: d for k, d in docs.items() if isinstance(d, dict)})
     if "ingest" in docs:
         lines += ingest_section(docs["ingest"])
-    systems = sorted((d for d in docs.values() if isinstance(d, dict) and d.get("kind") == "systems"),
-                     key=lambda d: d.get("scale") or 0)
+    systems = sorted(
+        (d for d in docs.values() if isinstance(d, dict) and d.get("kind") == "systems"),
+        key=lambda d: d.get("scale") or 0,
+    )
     for d in systems:
         spng = png.parent / f"benchmarks-systems-{d.get('scale'):g}.png"
         fig = systems_figure(d, spng)
@@ -650,15 +931,23 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
     for name, doc in docs.items():
         if name == "server" and isinstance(doc, dict) and doc.get("results"):
             lines += ["## server (standalone run)", ""] + server_lines(doc)
-        elif name not in ("ingest", "queries", "indirect") and not (isinstance(doc, dict) and doc.get("kind") == "systems"):
+        elif name not in ("ingest", "queries", "indirect") and not (
+            isinstance(doc, dict) and doc.get("kind") == "systems"
+        ):
             lines += generic_section(name, doc)
-    lines += ["## Reproduce", "", "```sh",
-              ".venv/bin/python benchmarks/run.py --scale 0.01 --repeat 5   # every system side by side",
-              ".venv/bin/python benchmarks/run.py --scale 0.1 --repeat 5",
-              ".venv/bin/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 3",
-              ".venv/bin/python benchmarks/queries.py --scale 0.1 --repeat 5",
-              ".venv/bin/python benchmarks/indirect.py --scale 0.1 --repeat 5   # then --scale 1",
-              ".venv/bin/python benchmarks/render.py", "```", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```sh",
+        ".venv/bin/python benchmarks/run.py --scale 0.01 --repeat 5   # every system side by side",
+        ".venv/bin/python benchmarks/run.py --scale 0.1 --repeat 5",
+        ".venv/bin/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 3",
+        ".venv/bin/python benchmarks/queries.py --scale 0.1 --repeat 5",
+        ".venv/bin/python benchmarks/indirect.py --scale 0.1 --repeat 5   # then --scale 1",
+        ".venv/bin/python benchmarks/render.py",
+        "```",
+        "",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out

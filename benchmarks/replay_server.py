@@ -43,8 +43,9 @@ def main(argv=None) -> None:
     recordings_path, port, cert, key = (argv or sys.argv[1:])[:4]
     with open(recordings_path, "rb") as handle:
         recordings = pickle.load(handle)
-    uvicorn.run(make_app(recordings), host="127.0.0.1", port=int(port), log_level="warning",
-                ssl_certfile=cert, ssl_keyfile=key)
+    uvicorn.run(
+        make_app(recordings), host="127.0.0.1", port=int(port), log_level="warning", ssl_certfile=cert, ssl_keyfile=key
+    )
 
 
 if __name__ == "__main__":

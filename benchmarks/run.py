@@ -119,7 +119,7 @@ class TreeSampler:
                     continue
                 role = self._role(p)
                 if role == "client" and p != self.pid and self.role_of.get(self._parent(p)) == "server":
-                    role = self.role_of[p] = "server"      # uvicorn's worker processes
+                    role = self.role_of[p] = "server"  # uvicorn's worker processes
                 sums[role] = sums.get(role, 0) + rss
                 self.hwm[p] = max(self.hwm.get(p, 0), _status_kib(p, "VmHWM") * 1024)
             for role, v in sums.items():
@@ -139,8 +139,11 @@ class TreeSampler:
         for p, v in self.hwm.items():
             role = self.role_of.get(p, "client")
             per_role_hwm[role] = max(per_role_hwm.get(role, 0), v)
-        return {"peak_rss_sum_bytes": self.peak_sum, "largest_process_hwm_bytes": per_role_hwm,
-                "processes": {r: sum(1 for p in self.hwm if self.role_of.get(p) == r) for r in set(self.role_of.values())}}
+        return {
+            "peak_rss_sum_bytes": self.peak_sum,
+            "largest_process_hwm_bytes": per_role_hwm,
+            "processes": {r: sum(1 for p in self.hwm if self.role_of.get(p) == r) for r in set(self.role_of.values())},
+        }
 
 
 def run_sub(cmd: list[str], log, env=None, sample: bool = False) -> tuple[int, float, dict | None]:
@@ -166,8 +169,20 @@ def plan(args) -> dict:
     if args.ingest == "never" and not Path(store).exists():
         out["ingest"] = "missing"
     bench = Path(__file__).resolve().parent
-    q = [C.PYTHON, bench / "queries.py", "--scale", f"{scale:g}", "--repeat", str(args.repeat),
-         "--seed", str(args.seed), "--release", release, "--store", store]
+    q = [
+        C.PYTHON,
+        bench / "queries.py",
+        "--scale",
+        f"{scale:g}",
+        "--repeat",
+        str(args.repeat),
+        "--seed",
+        str(args.seed),
+        "--release",
+        release,
+        "--store",
+        store,
+    ]
     if args.graph_dir:
         q += ["--graph-dir", args.graph_dir]
     if args.engines:
@@ -175,8 +190,20 @@ def plan(args) -> dict:
     out["commands"] = {
         "queries": q,
         "server": [C.PYTHON, bench / "server.py", "--scale", f"{scale:g}", "--repeat", str(args.repeat)],
-        "load": [C.PYTHON, bench / "load.py", "--store", store, "--scale", f"{scale:g}", "--client", "raw",
-                 "--duration", f"{args.load_duration:g}", "--clients", *[str(args.load_clients)] * args.load_repeat],
+        "load": [
+            C.PYTHON,
+            bench / "load.py",
+            "--store",
+            store,
+            "--scale",
+            f"{scale:g}",
+            "--client",
+            "raw",
+            "--duration",
+            f"{args.load_duration:g}",
+            "--clients",
+            *[str(args.load_clients)] * args.load_repeat,
+        ],
     }
     out["steps"] = [s for s in STEPS if s not in (args.skip or [])]
     out["results"] = str(Path(args.results_dir or C.RESULTS) / f"systems-{scale:g}.json")
@@ -185,13 +212,19 @@ def plan(args) -> dict:
 
 def ensure_release_subprocess(scale: float, seed: int, log) -> dict:
     """ensure_release in a child, so that this process does not grow (see the module docstring)."""
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import _common as C; "
-            "d, m, s = C.ensure_release(float(sys.argv[2]), int(sys.argv[3])); "
-            "print('RESULT ' + json.dumps({'release': str(d), 'synth_seconds': s}))")
-    out = subprocess.run([C.PYTHON, "-c", code, str(Path(__file__).resolve().parent), str(scale), str(seed)],
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import _common as C; "
+        "d, m, s = C.ensure_release(float(sys.argv[2]), int(sys.argv[3])); "
+        "print('RESULT ' + json.dumps({'release': str(d), 'synth_seconds': s}))"
+    )
+    out = subprocess.run(
+        [C.PYTHON, "-c", code, str(Path(__file__).resolve().parent), str(scale), str(seed)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def latest_ingest(scale: float, results_dir: Path) -> dict | None:
@@ -203,10 +236,16 @@ def latest_ingest(scale: float, results_dir: Path) -> dict | None:
     for s in doc.get("scales", []):
         if s.get("scale") == scale and s.get("runs"):
             r = s["runs"][-1]
-            return {"source": f"results/ingest.json of {doc.get('date')}", "wall_seconds": s["median_wall_seconds"],
-                    "cpu_seconds": s.get("median_cpu_seconds"), "peak_rss_bytes": int(s["median_peak_rss_gib"] * 2**30),
-                    "store_bytes": s.get("store_bytes"), "rss_method": r.get("rss_method"),
-                    "memory_limit": doc.get("memory_limit"), "runs": len(s["runs"])}
+            return {
+                "source": f"results/ingest.json of {doc.get('date')}",
+                "wall_seconds": s["median_wall_seconds"],
+                "cpu_seconds": s.get("median_cpu_seconds"),
+                "peak_rss_bytes": int(s["median_peak_rss_gib"] * 2**30),
+                "store_bytes": s.get("store_bytes"),
+                "rss_method": r.get("rss_method"),
+                "memory_limit": doc.get("memory_limit"),
+                "runs": len(s["runs"]),
+            }
     return None
 
 
@@ -223,12 +262,17 @@ def server_home_for(store: Path, scale: float, seed: int, tmp: Path) -> Path:
 def summarize_load(doc: dict) -> dict:
     rows = [r for r in doc.get("results", []) if r.get("requests")]
     med = lambda k: statistics.median([r[k] for r in rows if r.get(k) is not None]) if rows else None  # noqa: E731
-    return {"runs": len(rows), "clients": rows[0]["clients"] if rows else None,
-            "client": rows[0]["client"] if rows else None,
-            "duration_s": rows[0]["duration_s"] if rows else None,
-            "requests_per_s_median": med("requests_per_s"), "p50_ms_median": med("p50_ms"),
-            "p99_ms_median": med("p99_ms"), "errors": sum(r.get("errors", 0) for r in rows),
-            "requests_per_s_runs": [r["requests_per_s"] for r in rows]}
+    return {
+        "runs": len(rows),
+        "clients": rows[0]["clients"] if rows else None,
+        "client": rows[0]["client"] if rows else None,
+        "duration_s": rows[0]["duration_s"] if rows else None,
+        "requests_per_s_median": med("requests_per_s"),
+        "p50_ms_median": med("p50_ms"),
+        "p99_ms_median": med("p99_ms"),
+        "errors": sum(r.get("errors", 0) for r in rows),
+        "requests_per_s_runs": [r["requests_per_s"] for r in rows],
+    }
 
 
 def main(argv=None) -> dict:
@@ -258,8 +302,16 @@ def main(argv=None) -> dict:
     if args.dry_run:
         log(json.dumps(p, indent=1, default=str))
         return {"dry_run": True, "plan": p}
-    doc = {"name": f"systems-{args.scale:g}", "kind": "systems", "date": C.now_iso(), "scale": args.scale,
-           "seed": args.seed, "repeat": args.repeat, "machine": C.machine_facts(), "steps": {}}
+    doc = {
+        "name": f"systems-{args.scale:g}",
+        "kind": "systems",
+        "date": C.now_iso(),
+        "scale": args.scale,
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "machine": C.machine_facts(),
+        "steps": {},
+    }
     failed = []
     with tempfile.TemporaryDirectory(prefix="flatprint-run-") as tmp:
         tmp = Path(tmp)
@@ -287,7 +339,8 @@ def main(argv=None) -> dict:
                     log(f"ingest: {r['wall_seconds']:.1f} s wall, {r['peak_rss_bytes'] / 2**30:.2f} GiB peak RSS")
             else:
                 doc["steps"]["ingest"] = latest_ingest(args.scale, results_dir) or {
-                    "source": f"store reused ({p['ingest']}); no ingest figures recorded for this scale"}
+                    "source": f"store reused ({p['ingest']}); no ingest figures recorded for this scale"
+                }
                 log(f"store reused: {store}")
         # 3. queries
         if "queries" in p["steps"] and "ingest" not in failed:
@@ -328,7 +381,7 @@ def main(argv=None) -> dict:
                 failed.append("load")
     doc["failed_steps"] = failed
     previous = results_dir / f"{doc['name']}.json"
-    if args.skip and previous.exists():        # steps left out keep the previous run's results, dated
+    if args.skip and previous.exists():  # steps left out keep the previous run's results, dated
         try:
             prev = json.loads(previous.read_text())
         except ValueError:

@@ -62,8 +62,11 @@ def recording_responses():
             except (ValueError, AttributeError):
                 cypher = ""
         path = request.path_url.split("?")[0]
-        recordings[(request.method, path, cypher)] = (response.status_code, response.headers.get(
-            "content-type", "application/json"), response.content)
+        recordings[(request.method, path, cypher)] = (
+            response.status_code,
+            response.headers.get("content-type", "application/json"),
+            response.content,
+        )
         return response
 
     requests.Session.send = send
@@ -87,8 +90,16 @@ def replay_server(recordings: dict, home: Path):
         path = Path(tmp) / "recordings.pickle"
         path.write_bytes(pickle.dumps(recordings))
         cert, key = home / "tls" / "cert.pem", home / "tls" / "key.pem"
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("replay_server.py")), str(path),
-                                 str(port), str(cert), str(key)])
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("replay_server.py")),
+                str(path),
+                str(port),
+                str(cert),
+                str(key),
+            ]
+        )
         url = f"https://localhost:{port}"
         try:
             wait_until_answering(proc, url, cert, 60, name="replay server")
@@ -111,17 +122,21 @@ def _serve_for_cpu(store: str, port: int, stub: bool, workers: int) -> None:
     from flatprint.server.views import custom
 
     if stub:
+
         def canned(store, text, **_):
             body = int(text.rsplit("=", 1)[1].split()[0])
-            return CypherResult(["bodyId", "type", "instance", "status", "pre", "post"],
-                                [[body, "PS255", "PS255_L", "Traced", 273, 1551]])
+            return CypherResult(
+                ["bodyId", "type", "instance", "status", "pre", "post"],
+                [[body, "PS255", "PS255_L", "Traced", 273, 1551]],
+            )
 
         custom.execute = canned
     serve([store], port=port, workers=workers, echo=lambda *_: None)
 
 
-def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, workers: int = 4,
-                    warmup: float = 3.0) -> dict:
+def cpu_per_request(
+    store: Path, clients: int, duration: float, stub: bool, workers: int = 4, warmup: float = 3.0
+) -> dict:
     """Server CPU seconds per request under ``clients`` concurrent keep-alive clients (see the docstring)."""
     import asyncio
     import json
@@ -131,7 +146,6 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, work
     import tempfile
 
     import psutil
-
     from load import QUERY, _raw_post
     from server_fixture import free_port, wait_until_answering, wait_until_idle
 
@@ -141,8 +155,11 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, work
     with tempfile.TemporaryDirectory(prefix="flatprint-cpu-") as home:
         port = free_port()
         env = {**os.environ, "FLATPRINT_HOME": home}
-        proc = subprocess.Popen([sys.executable, __file__, "--serve-for-cpu", str(store), str(port),
-                                 "--workers", str(workers)] + (["--stub"] if stub else []), env=env)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-for-cpu", str(store), str(port), "--workers", str(workers)]
+            + (["--stub"] if stub else []),
+            env=env,
+        )
         try:
             cert = Path(home) / "tls" / "cert.pem"
             wait_until_answering(proc, f"https://localhost:{port}", cert, 120)
@@ -153,14 +170,19 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, work
             window: dict = {}
 
             async def one_client(rng, stop_at):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
-                                                               server_hostname="localhost")
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=context, server_hostname="localhost"
+                )
                 try:
                     while time.perf_counter() < stop_at:
                         body = rng.choice(ids)
                         sent = time.perf_counter()
-                        status, answer = await _raw_post(reader, writer, f"localhost:{port}",
-                                                         json.dumps({"cypher": QUERY.format(body=body)}).encode())
+                        status, answer = await _raw_post(
+                            reader,
+                            writer,
+                            f"localhost:{port}",
+                            json.dumps({"cypher": QUERY.format(body=body)}).encode(),
+                        )
                         if status != 200 or [row[0] for row in json.loads(answer)["data"]] != [body]:
                             raise RuntimeError(f"wrong answer for {body}: {status} {answer[:200]!r}")
                         if window.get("measuring"):
@@ -170,8 +192,9 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, work
 
             async def run():
                 start = time.perf_counter()
-                tasks = [asyncio.create_task(one_client(random.Random(i), start + warmup + duration))
-                         for i in range(clients)]
+                tasks = [
+                    asyncio.create_task(one_client(random.Random(i), start + warmup + duration)) for i in range(clients)
+                ]
                 await asyncio.sleep(warmup)
                 window.update(measuring=True, cpu=sum(server.cpu_times()[:2]), wall=time.perf_counter())
                 await asyncio.sleep(duration)
@@ -190,13 +213,18 @@ def cpu_per_request(store: Path, clients: int, duration: float, stub: bool, work
             except subprocess.TimeoutExpired:
                 proc.kill()
     latencies.sort()
-    return {"engine": "canned answer (HTTP stack only)" if stub else "flatprint engine", "clients": clients,
-            "workers": workers, "duration_s": round(wall, 1), "requests": served,
-            "server_cpu_ms_per_request": round(cpu * 1000 / served, 3) if served else None,
-            "requests_per_s": round(served / wall, 1),
-            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
-            "p99_ms": round(latencies[min(served - 1, int(0.99 * served))] * 1000, 1) if latencies else None,
-            "load_average": os.getloadavg()[0]}
+    return {
+        "engine": "canned answer (HTTP stack only)" if stub else "flatprint engine",
+        "clients": clients,
+        "workers": workers,
+        "duration_s": round(wall, 1),
+        "requests": served,
+        "server_cpu_ms_per_request": round(cpu * 1000 / served, 3) if served else None,
+        "requests_per_s": round(served / wall, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
+        "p99_ms": round(latencies[min(served - 1, int(0.99 * served))] * 1000, 1) if latencies else None,
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def main(argv=None):
@@ -219,33 +247,49 @@ def main(argv=None):
         store = args.store or ensure_store(args.scale)
         row = cpu_per_request(store, args.clients, args.duration, args.stub, args.workers)
         print(row)
-        doc = {"name": "server_cpu", "date": now_iso(), "store": str(store.name), "machine": machine_facts(),
-               "results": [row]}
+        doc = {
+            "name": "server_cpu",
+            "date": now_iso(),
+            "store": str(store.name),
+            "machine": machine_facts(),
+            "results": [row],
+        }
         print(write_result("server_cpu", doc, args.results_dir))
         return
 
     import neuprint
     import requests
+    from server_fixture import running_server
 
     import flatprint
-    from server_fixture import running_server
 
     store = ensure_store(args.scale)
     fp = flatprint.Client(store)
-    types = fp.frame("SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL "
-                     "GROUP BY type ORDER BY count(*) DESC, type LIMIT 50")["type"].tolist()
+    types = fp.frame(
+        "SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL "
+        "GROUP BY type ORDER BY count(*) DESC, type LIMIT 50"
+    )["type"].tolist()
     hundred = fp.frame("SELECT bodyId FROM segments WHERE is_neuron ORDER BY bodyId LIMIT 100")["bodyId"].tolist()
-    strong = fp.frame("SELECT c.body_pre, c.body_post FROM connections c JOIN segments a ON a.bodyId = c.body_pre "
-                      "AND a.is_neuron JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron "
-                      "ORDER BY c.weight DESC LIMIT 1").iloc[0].tolist()
+    strong = (
+        fp.frame(
+            "SELECT c.body_pre, c.body_post FROM connections c JOIN segments a ON a.bodyId = c.body_pre "
+            "AND a.is_neuron JOIN segments b ON b.bodyId = c.body_post AND b.is_neuron "
+            "ORDER BY c.weight DESC LIMIT 1"
+        )
+        .iloc[0]
+        .tolist()
+    )
     calls = {
         "fetch_neurons by type": lambda m, c: m.fetch_neurons(types[10], client=c),
         "fetch_adjacencies of 1 neuron": lambda m, c: m.fetch_adjacencies(12781, None, client=c),
         "fetch_adjacencies of 100 neurons": lambda m, c: m.fetch_adjacencies(hundred, None, client=c),
         "fetch_simple_connections": lambda m, c: m.fetch_simple_connections("DNge104", None, client=c),
         "fetch_synapse_connections of a pair": lambda m, c: m.fetch_synapse_connections(
-            int(strong[0]), int(strong[1]), client=c),
-        "fetch_shortest_paths (weight >= 5)": lambda m, c: m.fetch_shortest_paths(12781, 556329, min_weight=5, client=c),
+            int(strong[0]), int(strong[1]), client=c
+        ),
+        "fetch_shortest_paths (weight >= 5)": lambda m, c: m.fetch_shortest_paths(
+            12781, 556329, min_weight=5, client=c
+        ),
         "fetch_synapses of a type": lambda m, c: m.fetch_synapses("DNge104", client=c),
     }
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
@@ -256,11 +300,22 @@ def main(argv=None):
         for name, call in calls.items():
             lib_cold, lib = timed(lambda: call(flatprint, fp), args.repeat)
             srv_cold, srv = timed(lambda: call(neuprint, npc), args.repeat)
-            results.append({"query": name, "library_s": lib, "server_s": srv, "ratio": srv / lib,
-                            "library_cold_s": lib_cold, "server_cold_s": srv_cold, "target": "server <= 2x library"})
+            results.append(
+                {
+                    "query": name,
+                    "library_s": lib,
+                    "server_s": srv,
+                    "ratio": srv / lib,
+                    "library_cold_s": lib_cold,
+                    "server_cold_s": srv_cold,
+                    "target": "server <= 2x library",
+                }
+            )
             print(f"{name:40s} library {lib * 1000:8.1f} ms  server {srv * 1000:8.1f} ms  x{srv / lib:.2f}")
-        big = ("MATCH (n:Neuron) RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, "
-               "n.pre AS pre, n.post AS post ORDER BY bodyId")
+        big = (
+            "MATCH (n:Neuron) RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, "
+            "n.pre AS pre, n.post AS post ORDER BY bodyId"
+        )
         _, json_s = timed(lambda: npc.fetch_custom(big), args.repeat)
         _, arrow_s = timed(lambda: npc.fetch_custom(big, use_arrow=True), args.repeat)
         rows = len(npc.fetch_custom(big))
@@ -273,28 +328,45 @@ def main(argv=None):
 
         _, json_endpoint_s = timed(lambda: endpoint("custom"), args.repeat)
         _, arrow_endpoint_s = timed(lambda: endpoint("arrow"), args.repeat)
-        json_vs_arrow = {"query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint", "json_s": json_s,
-                         "arrow_s": arrow_s, "ratio": json_s / arrow_s, "json_endpoint_s": json_endpoint_s,
-                         "arrow_endpoint_s": arrow_endpoint_s, "endpoint_ratio": json_endpoint_s / arrow_endpoint_s}
-        print(f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows (neuprint-python); "
-              f"endpoints alone {json_endpoint_s * 1000:.1f} ms vs {arrow_endpoint_s * 1000:.1f} ms")
+        json_vs_arrow = {
+            "query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint",
+            "json_s": json_s,
+            "arrow_s": arrow_s,
+            "ratio": json_s / arrow_s,
+            "json_endpoint_s": json_endpoint_s,
+            "arrow_endpoint_s": arrow_endpoint_s,
+            "endpoint_ratio": json_endpoint_s / arrow_endpoint_s,
+        }
+        print(
+            f"JSON {json_s * 1000:.1f} ms, Arrow {arrow_s * 1000:.1f} ms for {rows} rows (neuprint-python); "
+            f"endpoints alone {json_endpoint_s * 1000:.1f} ms vs {arrow_endpoint_s * 1000:.1f} ms"
+        )
 
     # The client's own floor: the same calls against a server that replays the recorded answers.
     with replay_server(recordings, home) as replay_url:
-        floor_client = neuprint.Client(replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert),
-                                       progress=False)
+        floor_client = neuprint.Client(
+            replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False
+        )
         for result, call in zip(results, calls.values()):
             _, floor = timed(lambda: call(neuprint, floor_client), args.repeat)
             result["client_floor_s"] = floor
             result["floor_ratio"] = floor / result["library_s"]
             result["server_work_ratio"] = max(result["server_s"] - floor, 0.0) / result["library_s"]
-            print(f"{result['query']:40s} client floor {floor * 1000:8.1f} ms (x{result['floor_ratio']:.2f} of the "
-                  f"library); server work x{result['server_work_ratio']:.2f}")
+            print(
+                f"{result['query']:40s} client floor {floor * 1000:8.1f} ms (x{result['floor_ratio']:.2f} of the "
+                f"library); server work x{result['server_work_ratio']:.2f}"
+            )
     results.append(json_vs_arrow)
-    doc = {"name": "server", "date": now_iso(), "scale": args.scale, "repeat": args.repeat,
-           "machine": machine_facts(), "results": results,
-           "note": "neuprint-python 0.6.4 through flatprint serve (HTTPS, JSON) vs the flatprint library in-process; "
-                   "medians of warm runs"}
+    doc = {
+        "name": "server",
+        "date": now_iso(),
+        "scale": args.scale,
+        "repeat": args.repeat,
+        "machine": machine_facts(),
+        "results": results,
+        "note": "neuprint-python 0.6.4 through flatprint serve (HTTPS, JSON) vs the flatprint library in-process; "
+        "medians of warm runs",
+    }
     print(write_result("server", doc, args.results_dir))
 
 

@@ -74,7 +74,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import httpx
-
     from web_helpers import build_app, chromium_browser, serving
 
     store = Path(args.store) if args.store else ensure_store(args.scale)
@@ -99,10 +98,21 @@ def main(argv=None) -> int:
                     started = time.perf_counter()
                     http.get(url)
                     cached.append((time.perf_counter() - started) * 1000)
-                results.append({"page": name, "url": url, "bytes": len(r.content), "first_ms": round(first, 1),
-                                "server_ms": stats(uncached), "server_cached_ms": stats(cached)})
-                print(f"{name:28s} first {first:8.1f} ms   p50 {statistics.median(uncached):7.1f} ms"
-                      f"   cached p50 {statistics.median(cached):7.1f} ms", flush=True)
+                results.append(
+                    {
+                        "page": name,
+                        "url": url,
+                        "bytes": len(r.content),
+                        "first_ms": round(first, 1),
+                        "server_ms": stats(uncached),
+                        "server_cached_ms": stats(cached),
+                    }
+                )
+                print(
+                    f"{name:28s} first {first:8.1f} ms   p50 {statistics.median(uncached):7.1f} ms"
+                    f"   cached p50 {statistics.median(cached):7.1f} ms",
+                    flush=True,
+                )
         if not args.no_browser:
             with chromium_browser() as context:
                 page = context.new_page()
@@ -119,13 +129,17 @@ def main(argv=None) -> int:
                         load, done = page.evaluate(
                             "() => { const e = performance.getEntriesByType('navigation')[0];"
                             " const r = performance.getEntriesByName('flatprint-ready')[0];"
-                            " return [e.loadEventEnd - e.startTime, r ? r.startTime : null]; }")
+                            " return [e.loadEventEnd - e.startTime, r ? r.startTime : null]; }"
+                        )
                         times.append(load)
                         ready.append(done)
                     entry["browser_ms"] = stats(times)
                     entry["browser_plots_drawn_ms"] = stats(ready)
-                    print(f"{entry['page']:28s} browser load p50 {statistics.median(times):7.1f} ms"
-                          f"   all plots drawn p50 {statistics.median(ready):7.1f} ms", flush=True)
+                    print(
+                        f"{entry['page']:28s} browser load p50 {statistics.median(times):7.1f} ms"
+                        f"   all plots drawn p50 {statistics.median(ready):7.1f} ms",
+                        flush=True,
+                    )
     html_pages = [r for r in results if "/api/" not in r["url"]]
     summary = {
         "pages": len(html_pages),
@@ -134,16 +148,24 @@ def main(argv=None) -> int:
         "target_p50_ms": 300,
     }
     summary["meets_target"] = summary["server_p50_max_ms"] < 300 and (
-        summary["browser_p50_max_ms"] is None or summary["browser_p50_max_ms"] < 300)
+        summary["browser_p50_max_ms"] is None or summary["browser_p50_max_ms"] < 300
+    )
     store_info = next(iter(app.state.flatprint.datasets.values())).info
     synthetic = store_info.get("synthetic") or {}
-    doc = {"name": "web", "date": now_iso(), "scale": synthetic.get("scale", args.scale if not args.store else None),
-           "store": str(store), "client": "httpx (server_ms) and Playwright + Debian chromium (browser_ms)",
-           "request": "GET each explorer page; the explorer's result cache cleared before each timed load "
-                      "(cached loads reported apart); per-store precomputations that flatprint.web.warm() makes "
-                      "at startup (autocomplete index, whole-connectome matrices, summary) are kept: first_ms "
-                      "includes them",
-           "machine": machine_facts(), "summary": summary, "results": results}
+    doc = {
+        "name": "web",
+        "date": now_iso(),
+        "scale": synthetic.get("scale", args.scale if not args.store else None),
+        "store": str(store),
+        "client": "httpx (server_ms) and Playwright + Debian chromium (browser_ms)",
+        "request": "GET each explorer page; the explorer's result cache cleared before each timed load "
+        "(cached loads reported apart); per-store precomputations that flatprint.web.warm() makes "
+        "at startup (autocomplete index, whole-connectome matrices, summary) are kept: first_ms "
+        "includes them",
+        "machine": machine_facts(),
+        "summary": summary,
+        "results": results,
+    }
     path = write_result("web", doc, args.results_dir)
     print(f"wrote {path}")
     return 0

@@ -226,16 +226,23 @@ def render(src: Path = SRC) -> str:
             lines.append(f"  {_node(source)} -->|{n}| {_node(target)}")
     lines.append("```")
     lines.append("")
-    lines.append(f"{len(module_names(src))} modules; {len(between)} imports cross a unit boundary "
-                 f"({sum(a.deferred for a in between)} of them inside functions) along {len(counts)} "
-                 f"arrows; {len(broken)} break the layering; {len(loops)} import circle(s).")
+    lines.append(
+        f"{len(module_names(src))} modules; {len(between)} imports cross a unit boundary "
+        f"({sum(a.deferred for a in between)} of them inside functions) along {len(counts)} "
+        f"arrows; {len(broken)} break the layering; {len(loops)} import circle(s)."
+    )
     lines.append("")
     if broken:
         lines.append("Arrows that break the layering (each names the modules that import):")
         lines.append("")
         for (source, target), kind in sorted(broken.items()):
-            modules = sorted({f"`{a.source}` -> `{a.target}`" for a in arrows
-                              if unit_of(a.source) == source and unit_of(a.target) == target})
+            modules = sorted(
+                {
+                    f"`{a.source}` -> `{a.target}`"
+                    for a in arrows
+                    if unit_of(a.source) == source and unit_of(a.target) == target
+                }
+            )
             lines.append(f"- {source} -> {target} ({kind}): {', '.join(modules)}")
         lines.append("")
     for loop in loops:
@@ -249,7 +256,7 @@ def document_section(doc: Path = DOC) -> str:
     text = doc.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{doc}: the markers of the generated section are missing ({BEGIN!r} ... {END!r})")
-    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n") + "\n"
+    return text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     text = DOC.read_text(encoding="utf-8")
-    head, tail = text[:text.index(BEGIN) + len(BEGIN)], text[text.index(END):]
+    head, tail = text[: text.index(BEGIN) + len(BEGIN)], text[text.index(END) :]
     DOC.write_text(f"{head}\n{generated}{tail}", encoding="utf-8")
     print(f"wrote the generated section of {DOC.relative_to(REPO)}")
     return 0

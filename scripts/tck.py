@@ -50,7 +50,7 @@ def scenarios(path: Path):
         name, body = block[0], block[1:]
         if name.startswith("Scenario Outline:") and any(b.strip().startswith("Examples") for b in body):
             at = next(i for i, b in enumerate(body) if b.strip().startswith("Examples"))
-            template, examples = body[:at], [b.strip() for b in body[at + 1:] if b.strip().startswith("|")]
+            template, examples = body[:at], [b.strip() for b in body[at + 1 :] if b.strip().startswith("|")]
             header = _cells(examples[0])
             for row in examples[1:]:
                 values = dict(zip(header, _cells(row)))
@@ -79,7 +79,7 @@ def _steps(body: list[str]) -> list[tuple[str, str | None, list[list[str]]]]:
         if i < len(body) and body[i].strip() == '"""':
             end = next(j for j in range(i + 1, len(body)) if body[j].strip() == '"""')
             indent = len(body[i]) - len(body[i].lstrip())
-            doc = "\n".join(b[indent:] for b in body[i + 1:end])
+            doc = "\n".join(b[indent:] for b in body[i + 1 : end])
             i = end + 1
         while i < len(body) and body[i].strip().startswith("|"):
             table.append(_cells(body[i]))
@@ -134,14 +134,27 @@ def rows_match(got, want, ordered: bool, unordered_lists: bool) -> bool:
 
 
 def run(features: Path, store, timeout: float, list_failures: bool) -> None:
-    counts = {k: 0 for k in ("error_compile", "error_compile_refused", "error_compile_writes", "error_runtime", "error_runtime_raised",
-                             "rows", "rows_passed", "rows_skipped")}
+    counts = {
+        k: 0
+        for k in (
+            "error_compile",
+            "error_compile_refused",
+            "error_compile_writes",
+            "error_runtime",
+            "error_runtime_raised",
+            "rows",
+            "rows_passed",
+            "rows_skipped",
+        )
+    }
     failures = []
     for path in sorted(features.rglob("*.feature")):
         for name, steps in scenarios(path):
-            setup = any(t.startswith("And having executed") or (t.startswith("Given") and "graph" in t
-                                                                and "empty" not in t and "any" not in t)
-                        for t, _, _ in steps)
+            setup = any(
+                t.startswith("And having executed")
+                or (t.startswith("Given") and "graph" in t and "empty" not in t and "any" not in t)
+                for t, _, _ in steps
+            )
             query = next((doc for t, doc, _ in steps if t.startswith("When executing query")), None)
             if query is None:
                 continue
@@ -189,8 +202,10 @@ def run(features: Path, store, timeout: float, list_failures: bool) -> None:
                 continue
             columns = table[0] if table else None
             ok = ("empty" in text and not result.data) or (
-                columns is not None and result.columns == columns and
-                rows_match(result.data, want, "in order" in text, "ignoring element order" in text))
+                columns is not None
+                and result.columns == columns
+                and rows_match(result.data, want, "in order" in text, "ignoring element order" in text)
+            )
             if ok:
                 counts["rows_passed"] += 1
             else:
@@ -202,13 +217,19 @@ def run(features: Path, store, timeout: float, list_failures: bool) -> None:
     def pct(a, b):
         return f"{100 * a / b:.1f} %" if b else "n/a"
 
-    print(f"row scenarios without a graph: {counts['rows_passed']}/{counts['rows']} passed "
-          f"({pct(counts['rows_passed'], counts['rows'])}); {counts['rows_skipped']} need a graph or entities")
-    print(f"compile-time error scenarios: {counts['error_compile_refused']}/{counts['error_compile']} refused "
-          f"before running ({pct(counts['error_compile_refused'], counts['error_compile'])}; "
-          f"{counts['error_compile_writes']} of them because they write)")
-    print(f"runtime error scenarios: {counts['error_runtime_raised']}/{counts['error_runtime']} raised "
-          f"({pct(counts['error_runtime_raised'], counts['error_runtime'])})")
+    print(
+        f"row scenarios without a graph: {counts['rows_passed']}/{counts['rows']} passed "
+        f"({pct(counts['rows_passed'], counts['rows'])}); {counts['rows_skipped']} need a graph or entities"
+    )
+    print(
+        f"compile-time error scenarios: {counts['error_compile_refused']}/{counts['error_compile']} refused "
+        f"before running ({pct(counts['error_compile_refused'], counts['error_compile'])}; "
+        f"{counts['error_compile_writes']} of them because they write)"
+    )
+    print(
+        f"runtime error scenarios: {counts['error_runtime_raised']}/{counts['error_runtime']} raised "
+        f"({pct(counts['error_runtime_raised'], counts['error_runtime'])})"
+    )
 
 
 def main(argv=None) -> int:

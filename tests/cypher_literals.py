@@ -19,6 +19,6 @@ def other_literals(text: str) -> str:
             new = format_string(token.value + "q")
         else:
             continue
-        pieces += [text[last:token.offset], new]
+        pieces += [text[last : token.offset], new]
         last = token.end
     return "".join(pieces) + text[last:]

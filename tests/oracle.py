@@ -63,7 +63,8 @@ def oracle_segments(release: Path) -> pd.DataFrame:
         df[col] = stats[col].reindex(bodies).fillna(0).astype(int)
     named = df[["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]].notna().any(axis=1)
     status = df["status"].astype(object)
-    df["is_neuron"] = ((df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named
-                       | status.isin(["Traced", "Anchor"])) & ~status.isin(["Glia", "Unimportant"])
+    df["is_neuron"] = (
+        (df["synweight"] >= 100) | (df["pre"] >= 100) | (df["post"] >= 100) | named | status.isin(["Traced", "Anchor"])
+    ) & ~status.isin(["Glia", "Unimportant"])
     df.index.name = "bodyId"
     return df

@@ -41,9 +41,11 @@ def find_reference() -> Path | None:
 
 
 REFERENCE = find_reference()
-MISSING = (f"the captured client query corpora ({', '.join(CORPORA)}) are not available: put the project's "
-           f"shared reference directory at ../shared/reference next to the repository or set ${ENV} "
-           f"(looked in {', '.join(str(c) for c in candidates())})")
+MISSING = (
+    f"the captured client query corpora ({', '.join(CORPORA)}) are not available: put the project's "
+    f"shared reference directory at ../shared/reference next to the repository or set ${ENV} "
+    f"(looked in {', '.join(str(c) for c in candidates())})"
+)
 needs_reference = pytest.mark.skipif(REFERENCE is None, reason=MISSING)
 
 

@@ -53,8 +53,9 @@ def wait_until_answering(proc, url: str, cert: Path | None, limit: float, name: 
 
 
 @contextmanager
-def running_server(stores: list[str], home: Path, *extra: str, http: bool = False, timeout: float = 60.0,
-                   wait_idle: bool = False):
+def running_server(
+    stores: list[str], home: Path, *extra: str, http: bool = False, timeout: float = 60.0, wait_idle: bool = False
+):
     """Yield (base_url, cert_path or None); the server is stopped afterwards. ``wait_idle``: return
     only once the server has finished its start-up work (for benchmarks)."""
     port = free_port()

@@ -59,8 +59,9 @@ def test_no_new_import_circle(counts):
 
 
 def test_the_document_shows_the_current_imports():
-    assert architecture.document_section() == architecture.render(), \
+    assert architecture.document_section() == architecture.render(), (
         "docs/architecture.md is out of date: run python scripts/architecture.py"
+    )
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -73,23 +74,29 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 def test_the_check_sees_arrows_hidden_in_functions_and_circles(tmp_path):
     """The analysis on a small made-up tree whose arrows are known on paper."""
-    src = _tree(tmp_path, {
-        "__init__.py": "__version__ = '0'\n",
-        "errors.py": "def late():\n    from flatprint.store import Store\n",  # upward, inside a function
-        "store/__init__.py": "from flatprint.errors import FlatprintError\nclass Store: ...\n",
-        "ingest/__init__.py": "from flatprint import __version__\n",
-        "synth/__init__.py": "from .. import ingest\n",  # sideways, relative
-        "query/__init__.py": "import flatprint.cypher.engine\n",
-        "cypher/__init__.py": "",
-        "cypher/engine.py": "from flatprint.query import client\n",  # upward: query <-> cypher
-        "query/client.py": "",
-    })
+    src = _tree(
+        tmp_path,
+        {
+            "__init__.py": "__version__ = '0'\n",
+            "errors.py": "def late():\n    from flatprint.store import Store\n",  # upward, inside a function
+            "store/__init__.py": "from flatprint.errors import FlatprintError\nclass Store: ...\n",
+            "ingest/__init__.py": "from flatprint import __version__\n",
+            "synth/__init__.py": "from .. import ingest\n",  # sideways, relative
+            "query/__init__.py": "import flatprint.cypher.engine\n",
+            "cypher/__init__.py": "",
+            "cypher/engine.py": "from flatprint.query import client\n",  # upward: query <-> cypher
+            "query/client.py": "",
+        },
+    )
     arrows = architecture.import_arrows(src)
     hidden = [a for a in arrows if a.source == "flatprint.errors"]
     assert [(a.target, a.deferred) for a in hidden] == [("flatprint.store", True)]
     counts = architecture.unit_arrows(arrows)
-    assert architecture.broken_arrows(counts) == {("errors", "store"): "upward", ("synth", "ingest"): "sideways",
-                                                  ("cypher", "query"): "upward"}
+    assert architecture.broken_arrows(counts) == {
+        ("errors", "store"): "upward",
+        ("synth", "ingest"): "sideways",
+        ("cypher", "query"): "upward",
+    }
     assert architecture.circles(counts) == [("cypher", "query"), ("errors", "store")]
     assert ("ingest", "version") in counts and ("ingest", "flatprint") not in counts
 

@@ -20,8 +20,21 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-NAMES = ["neurons_by_type", "neurons_by_regex", "neurons_by_roi", "adjacencies_1", "adjacencies_100", "adjacencies_1000",
-         "adjacencies_segments_100", "synapse_connections_pair", "synapse_connections_types", "shortest_paths_w5", "matrix_type", "matrix_roi", "reach_2hops_100"]
+NAMES = [
+    "neurons_by_type",
+    "neurons_by_regex",
+    "neurons_by_roi",
+    "adjacencies_1",
+    "adjacencies_100",
+    "adjacencies_1000",
+    "adjacencies_segments_100",
+    "synapse_connections_pair",
+    "synapse_connections_types",
+    "shortest_paths_w5",
+    "matrix_type",
+    "matrix_roi",
+    "reach_2hops_100",
+]
 
 
 def _load(name: str):
@@ -41,10 +54,33 @@ def run_doc(release_factory, store_factory, tmp_path_factory):
     try:
         run = _load("run")
         started = time.perf_counter()
-        doc = run.main(["--scale", "0.004", "--repeat", "1", "--release", str(release), "--store", str(store),
-                        "--ingest", "never", "--graph-dir", str(tmp_path_factory.mktemp("graph")),
-                        "--skip", "server", "--load-duration", "1", "--load-repeat", "1", "--load-clients", "4",
-                        "--results-dir", str(out), "--no-render"])
+        doc = run.main(
+            [
+                "--scale",
+                "0.004",
+                "--repeat",
+                "1",
+                "--release",
+                str(release),
+                "--store",
+                str(store),
+                "--ingest",
+                "never",
+                "--graph-dir",
+                str(tmp_path_factory.mktemp("graph")),
+                "--skip",
+                "server",
+                "--load-duration",
+                "1",
+                "--load-repeat",
+                "1",
+                "--load-clients",
+                "4",
+                "--results-dir",
+                str(out),
+                "--no-render",
+            ]
+        )
         seconds = time.perf_counter() - started
     finally:
         mp.undo()
@@ -64,7 +100,7 @@ def test_run_writes_systems_json(run_doc):
     steps = written["steps"]
     assert set(steps) >= {"ingest", "queries", "load"} and "server" not in steps
     assert [r["name"] for r in steps["queries"]["results"]] == NAMES
-    assert steps["load"]["memory"]["peak_rss_sum_bytes"]["server"] > 10 * 2**20   # `flatprint serve`
+    assert steps["load"]["memory"]["peak_rss_sum_bytes"]["server"] > 10 * 2**20  # `flatprint serve`
     summary = steps["load"]["summary"]
     assert summary["runs"] == 1 and summary["clients"] == 4 and summary["errors"] == 0
     assert summary["requests_per_s_median"] > 0
@@ -88,12 +124,12 @@ def test_query_benchmark_results(bench_doc):
         fp = r["engines"]["flatprint"]
         # one pass per baseline beside flatprint (4 baselines, 1 repetition each): flatprint's runs are pooled
         assert fp["cold_s"] > 0 and fp["n_warm"] == 4 and fp["warm_median_s"] > 0
-        for e, c in r["engines"].items():         # every engine's own peak RSS, from its own process
+        for e, c in r["engines"].items():  # every engine's own peak RSS, from its own process
             assert c["peak_rss_bytes"] > 10 * 2**20, (r["name"], e)
     eng = doc["engines"]
     assert set(eng) == {"flatprint", "pandas", "polars", "duckdb", "graphdb"}
     assert eng["graphdb"]["load_s"] > 0 and eng["graphdb"]["load"]["counts"]["ConnectsTo"] > 0
-    for e in ("pandas", "polars", "duckdb"):      # every baseline's one-time preparation is timed and measured
+    for e in ("pandas", "polars", "duckdb"):  # every baseline's one-time preparation is timed and measured
         assert eng[e]["load_s"] > 0 and eng[e]["init_peak_rss_bytes"] > 10 * 2**20, e
         assert eng[e]["load"]["counts"]["neurons"] == eng["graphdb"]["load"]["counts"]["Neuron"], e
     assert eng["duckdb"]["load"]["disk_bytes"] > 0
@@ -102,14 +138,17 @@ def test_query_benchmark_results(bench_doc):
 
 def test_baselines_agree_with_flatprint(bench_doc):
     doc, _, _ = bench_doc
-    bad = [(r["name"], e, c.get("error") or c.get("answer"), r["answer"])
-           for r in doc["results"] for e, c in r["engines"].items()
-           if e != "flatprint" and c.get("agrees_with_flatprint") is not True and not c.get("not_run")]
+    bad = [
+        (r["name"], e, c.get("error") or c.get("answer"), r["answer"])
+        for r in doc["results"]
+        for e, c in r["engines"].items()
+        if e != "flatprint" and c.get("agrees_with_flatprint") is not True and not c.get("not_run")
+    ]
     assert not bad, bad
     assert doc["all_baselines_agree"]
     # the answers are not trivially empty
     by_name = {r["name"]: r["answer"] for r in doc["results"]}
-    assert by_name["neurons_by_type"]["neurons"]["rows"] == 2          # the DNge104 pair
+    assert by_name["neurons_by_type"]["neurons"]["rows"] == 2  # the DNge104 pair
     assert by_name["adjacencies_100"]["adjacency"]["rows"] > 0 and by_name["matrix_type"]["matrix"]["rows"] > 0
     assert by_name["adjacencies_segments_100"]["adjacency"]["rows"] > by_name["adjacencies_100"]["adjacency"]["rows"]
     assert by_name["shortest_paths_w5"]["paths"]["rows"] >= 3
@@ -137,8 +176,9 @@ def test_render_reads_every_result(run_doc, bench_doc, tmp_path):
     _, out, _ = run_doc
     queries_doc, _, _ = bench_doc
     (out / "queries.json").write_text(json.dumps(queries_doc))
-    (out / "other.json").write_text(json.dumps({"name": "other", "date": "2026-01-01",
-                                                "results": [{"name": "x", "seconds": 1.5}]}))
+    (out / "other.json").write_text(
+        json.dumps({"name": "other", "date": "2026-01-01", "results": [{"name": "x", "seconds": 1.5}]})
+    )
     render = _load("render")
     md = render.render(out, tmp_path / "benchmarks.md")
     text = md.read_text()
@@ -155,8 +195,11 @@ def test_reported_params_shorten_every_long_id_list():
     many = list(range(1000, 1300))
     assert queries.reported_params({"bodies": [1, 2]}) == {"bodies": [1, 2]}
     assert queries.reported_params({"bodies": many, "hops": 2}) == {"bodies": "300 ids", "hops": 2}
-    assert queries.reported_params({"pre": many, "post": many[:5], "pre_type": "A"}) == \
-        {"pre": "300 ids", "post": "5 ids", "pre_type": "A"}
+    assert queries.reported_params({"pre": many, "post": many[:5], "pre_type": "A"}) == {
+        "pre": "300 ids",
+        "post": "5 ids",
+        "pre_type": "A",
+    }
 
 
 # ------------------------------------------------------------------------------ baselines' building blocks
@@ -176,6 +219,7 @@ def _brute_force_shortest_paths(edges, traced, src, dst, max_len=7):
         for nxt in sorted(out.get(path[-1], ())):
             if nxt not in path and (nxt == dst or nxt in traced):
                 walk(path + [nxt])
+
     walk([src])
     if not found:
         return []
@@ -191,7 +235,9 @@ def test_bidirectional_bfs_finds_every_shortest_path():
     checked_with_paths = 0
     for trial in range(300):
         n = int(rng.integers(4, 12))
-        edges = sorted({(int(a), int(b)) for a, b in rng.integers(0, n, size=(int(rng.integers(n, 4 * n)), 2)) if a != b})
+        edges = sorted(
+            {(int(a), int(b)) for a, b in rng.integers(0, n, size=(int(rng.integers(n, 4 * n)), 2)) if a != b}
+        )
         traced = {int(x) for x in range(n) if rng.random() < 0.7}
         src, dst = (int(x) for x in rng.choice(n, 2, replace=False))
         pre = np.array([a for a, _ in edges], np.int64)
@@ -213,7 +259,7 @@ def test_bidirectional_bfs_finds_every_shortest_path():
         want = _brute_force_shortest_paths(edges, traced, src, dst)
         assert got == want, (trial, edges, traced, src, dst)
         checked_with_paths += bool(want)
-    assert checked_with_paths > 100          # the trials are not all trivially empty
+    assert checked_with_paths > 100  # the trials are not all trivially empty
 
 
 def test_ranges_and_member_agree_with_a_scan():
@@ -234,7 +280,9 @@ def test_full_answer_comparison_catches_any_cell():
     import pandas as pd
 
     queries = _load("queries")
-    a = pd.DataFrame({"bodyId_pre": [1, 2, 3], "bodyId_post": [4, 5, 6], "roi": ["GNG", None, "FB"], "weight": [7, 8, 9]})
+    a = pd.DataFrame(
+        {"bodyId_pre": [1, 2, 3], "bodyId_post": [4, 5, 6], "roi": ["GNG", None, "FB"], "weight": [7, 8, 9]}
+    )
     b = a.iloc[::-1].astype({"bodyId_pre": "int32", "weight": "float64"})
     norm = lambda df: {"adjacency": queries.normalise("adjacency", df)}  # noqa: E731
     assert queries.compare_answers(norm(a), norm(b)) is None

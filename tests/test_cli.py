@@ -77,8 +77,9 @@ def test_every_documented_command_and_option_exists(doc):
         result = runner.invoke(main, [*path, "--help"])
         assert result.exit_code == 0, (line, result.output)
         for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", " ".join(rest)):
-            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", result.output), \
+            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", result.output), (
                 f"{doc.name}: {line!r} shows {option}, which `flatprint {' '.join(path)}` does not have"
+            )
 
 
 def test_readme_says_how_to_activate_before_the_first_command():
@@ -103,8 +104,12 @@ def test_the_activation_line_names_the_venv_of_the_running_interpreter():
     assert Path(script) == Path(sys.prefix) / "bin" / "activate"
     assert Path(script).is_file()
     # activating it puts this interpreter's `flatprint` first on PATH
-    found = subprocess.run(["bash", "-c", f"source {script} && command -v flatprint"], capture_output=True,
-                           text=True, env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")})
+    found = subprocess.run(
+        ["bash", "-c", f"source {script} && command -v flatprint"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")},
+    )
     assert found.returncode == 0 and Path(found.stdout.strip()) == Path(sys.prefix) / "bin" / "flatprint"
 
 
@@ -146,7 +151,11 @@ def free_port() -> int:
 
 def cli_env(tmp_path) -> dict:
     # the flatprint under test (this test run's), and certificates under tmp_path
-    return {**os.environ, "PYTHONPATH": str(Path(flatprint.__file__).parents[1]), "FLATPRINT_HOME": str(tmp_path / "home")}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(Path(flatprint.__file__).parents[1]),
+        "FLATPRINT_HOME": str(tmp_path / "home"),
+    }
 
 
 def test_serve_on_a_busy_port_is_one_clear_line(store_path, tmp_path):
@@ -155,8 +164,13 @@ def test_serve_on_a_busy_port_is_one_clear_line(store_path, tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "flatprint.cli", "serve", str(store_path), "--port", str(port)],
-                                capture_output=True, text=True, env=cli_env(tmp_path), timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "flatprint.cli", "serve", str(store_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=cli_env(tmp_path),
+            timeout=120,
+        )
     assert result.returncode != 0
     assert time.monotonic() - started < 60
     errors = result.stderr.strip().splitlines()
@@ -169,8 +183,13 @@ def test_serve_on_a_busy_port_is_one_clear_line(store_path, tmp_path):
 
 def test_serve_says_serving_only_once_the_port_takes_connections(store_path, tmp_path):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "flatprint.cli", "serve", str(store_path), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flatprint.cli", "serve", str(store_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
     try:
         printed = []
         deadline = time.monotonic() + 120

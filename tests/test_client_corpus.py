@@ -12,9 +12,9 @@ import pytest
 neuprint = pytest.importorskip("neuprint")
 
 from neuprint import NeuronCriteria as NC, SynapseCriteria as SC  # noqa: E402
+from server_fixture import running_server  # noqa: E402
 
 from flatprint.cypher.parser import parse  # noqa: E402
-from server_fixture import running_server  # noqa: E402
 
 DNGE104 = [12781, 556329]
 
@@ -27,14 +27,20 @@ CALLS = [
     ("fetch_neurons type", lambda: neuprint.fetch_neurons("DNge104")),
     ("fetch_neurons bodies", lambda: neuprint.fetch_neurons(DNGE104)),
     ("fetch_neurons regex rois", lambda: neuprint.fetch_neurons(NC(type="DNge.*", rois=["GNG"], roi_req="any"))),
-    ("fetch_neurons in/out rois", lambda: neuprint.fetch_neurons(NC(inputRois=["GNG"], outputRois=["VNC"],
-                                                                    min_roi_inputs=2, min_pre=10))),
+    (
+        "fetch_neurons in/out rois",
+        lambda: neuprint.fetch_neurons(NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=2, min_pre=10)),
+    ),
     ("fetch_neurons status", lambda: neuprint.fetch_neurons(NC(status="Traced", type="DNge104"), omit_rois=True)),
-    ("fetch_custom_neurons", lambda: neuprint.fetch_custom_neurons(
-        "MATCH (n:Neuron) WHERE n.type = 'DNge104' RETURN n")),
+    (
+        "fetch_custom_neurons",
+        lambda: neuprint.fetch_custom_neurons("MATCH (n:Neuron) WHERE n.type = 'DNge104' RETURN n"),
+    ),
     ("fetch_adjacencies down", lambda: neuprint.fetch_adjacencies(DNGE104, None)),
-    ("fetch_adjacencies up rois", lambda: neuprint.fetch_adjacencies(None, NC(type="DNge104"), rois=["GNG"],
-                                                                     min_roi_weight=2)),
+    (
+        "fetch_adjacencies up rois",
+        lambda: neuprint.fetch_adjacencies(None, NC(type="DNge104"), rois=["GNG"], min_roi_weight=2),
+    ),
     ("fetch_adjacencies both", lambda: neuprint.fetch_adjacencies(DNGE104, DNGE104)),
     ("fetch_simple_connections", lambda: neuprint.fetch_simple_connections(NC(type="DNge104"), None, min_weight=5)),
     ("fetch_common_connectivity", lambda: neuprint.fetch_common_connectivity(DNGE104, search_direction="upstream")),
@@ -45,8 +51,10 @@ CALLS = [
     ("fetch_mean_synapses", lambda: neuprint.fetch_mean_synapses(DNGE104[0])),
     ("fetch_synapse_connections", lambda: neuprint.fetch_synapse_connections(DNGE104[0], None, SC(rois=["GNG"]))),
     ("fetch_output_completeness", lambda: neuprint.fetch_output_completeness(DNGE104)),
-    ("fetch_custom", lambda: neuprint.fetch_custom("MATCH (n:Neuron) RETURN n.type AS t, count(*) AS c "
-                                                   "ORDER BY c DESC LIMIT 5")),
+    (
+        "fetch_custom",
+        lambda: neuprint.fetch_custom("MATCH (n:Neuron) RETURN n.type AS t, count(*) AS c ORDER BY c DESC LIMIT 5"),
+    ),
 ]
 
 

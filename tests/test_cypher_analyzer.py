@@ -39,22 +39,41 @@ class UntouchableStore:
 REFUSED = [
     # (query, error type, text the message holds, line, column)
     ("MATCH (a)-[a]->(b) RETURN a", CypherSyntaxError, "variable `a` is a node, used here as a relationship", 1, 10),
-    ("MATCH (n) WITH n AS r\nMATCH ()-[r]->() RETURN r", CypherSyntaxError,
-     "variable `r` is a node, used here as a relationship", 2, 9),
+    (
+        "MATCH (n) WITH n AS r\nMATCH ()-[r]->() RETURN r",
+        CypherSyntaxError,
+        "variable `r` is a node, used here as a relationship",
+        2,
+        9,
+    ),
     ("WITH 1 AS n MATCH (n) RETURN n", CypherSyntaxError, "variable `n` is a value, used here as a node", 1, 19),
-    ("MATCH p = (a)-->(b) MATCH (p) RETURN p", CypherSyntaxError, "variable `p` is a path, used here as a node",
-     1, 27),
+    ("MATCH p = (a)-->(b) MATCH (p) RETURN p", CypherSyntaxError, "variable `p` is a path, used here as a node", 1, 27),
     # used to run until the memory budget stopped it (the TCK's cross product of paths)
-    ("MATCH (x), r = (s)-[p]-(t)-[]-(b), (r), (a)-[q]-(b) RETURN r", CypherSyntaxError,
-     "variable `r` is a path, used here as a node", 1, 36),
+    (
+        "MATCH (x), r = (s)-[p]-(t)-[]-(b), (r), (a)-[q]-(b) RETURN r",
+        CypherSyntaxError,
+        "variable `r` is a path, used here as a node",
+        1,
+        36,
+    ),
     ("RETURN 123 AND true", CypherSyntaxError, "AND expects booleans, got 123", 1, 8),
     ("MATCH (n) WHERE NOT 'x' RETURN n", CypherSyntaxError, "NOT expects booleans, got 'x'", 1, 21),
     ("RETURN true XOR [1]", CypherSyntaxError, "XOR expects booleans, got [1]", 1, 17),
     ("RETURN {a: 1} OR false", CypherSyntaxError, "OR expects booleans, got {a: 1}", 1, 8),
-    ("MATCH (n:Segment) RETURN n.bodyId\nORDER BY max(n.pre)", CypherSyntaxError,
-     "aggregation in ORDER BY after a RETURN that does not aggregate", 2, 10),
-    ("MATCH (n:Segment) WITH n ORDER BY count(*) RETURN n", CypherSyntaxError,
-     "aggregation in ORDER BY after a WITH that does not aggregate", 1, 35),
+    (
+        "MATCH (n:Segment) RETURN n.bodyId\nORDER BY max(n.pre)",
+        CypherSyntaxError,
+        "aggregation in ORDER BY after a RETURN that does not aggregate",
+        2,
+        10,
+    ),
+    (
+        "MATCH (n:Segment) WITH n ORDER BY count(*) RETURN n",
+        CypherSyntaxError,
+        "aggregation in ORDER BY after a WITH that does not aggregate",
+        1,
+        35,
+    ),
     ("MATCH (n) RETURN count(count(n))", UnsupportedCypherError, "nested aggregation", 1, 18),
     ("MATCH (n) WHERE count(n) > 1 RETURN n", UnsupportedCypherError, "aggregation count()", 1, 17),
     ("MATCH (n) RETURN m", CypherSyntaxError, "variable `m` not defined", 1, 18),
@@ -62,12 +81,16 @@ REFUSED = [
     ("MATCH (n) WITH n.bodyId AS b WHERE n.pre > 1 RETURN b", CypherSyntaxError, "variable `n` not defined", 1, 36),
     ("MATCH (n) RETURN n LIMIT n.pre", CypherSyntaxError, "variable `n` not defined", 1, 26),
     ("UNWIND [1] AS x RETURN [y IN [1] | z]", CypherSyntaxError, "variable `z` not defined", 1, 36),
-    ("UNWIND [1] AS x RETURN reduce(s = 0, v IN [x] | s + w)", CypherSyntaxError, "variable `w` not defined",
-     1, 53),
+    ("UNWIND [1] AS x RETURN reduce(s = 0, v IN [x] | s + w)", CypherSyntaxError, "variable `w` not defined", 1, 53),
     ("MATCH (n) RETURN n {.bodyId, k}", CypherSyntaxError, "variable `k` not defined", 1, 30),
     ("MATCH (a)-[r]->()-[r]->(a) RETURN r", UnsupportedCypherError, "relationship variable `r` bound twice", 1, 18),
-    ("MATCH (n) RETURN [x IN [1, 2] | count(*)]", CypherSyntaxError,
-     "aggregation inside a list comprehension, quantifier or reduce", 1, 33),
+    (
+        "MATCH (n) RETURN [x IN [1, 2] | count(*)]",
+        CypherSyntaxError,
+        "aggregation inside a list comprehension, quantifier or reduce",
+        1,
+        33,
+    ),
     ("RETURN 1 IN 'foo'", CypherSyntaxError, "IN expects a list, got 'foo'", 1, 13),
     ("RETURN 1 IN {x: []}", CypherSyntaxError, "IN expects a list, got {x: []}", 1, 13),
     ("MATCH (r) RETURN type(r)", CypherSyntaxError, "type() of a node", 1, 23),
@@ -85,8 +108,13 @@ REFUSED = [
     ("CALL db.labels(1)", UnsupportedCypherError, "db.labels with 1 arguments", 1, 1),
     ("CALL db.schema.nodeTypeProperties()", UnsupportedCypherError, "procedure db.schema.nodeTypeProperties", 1, 6),
     ("CALL db.labels() YIELD foo RETURN foo", UnsupportedCypherError, "YIELD foo from db.labels", 1, 24),
-    ('CALL apoc.cypher.run("MATCH (n) RETURN m", {}) YIELD value RETURN value', CypherSyntaxError,
-     "variable `m` not defined", 1, 40),
+    (
+        'CALL apoc.cypher.run("MATCH (n) RETURN m", {}) YIELD value RETURN value',
+        CypherSyntaxError,
+        "variable `m` not defined",
+        1,
+        40,
+    ),
     ("MATCH (n) DELETE n", CypherWriteError, "DELETE", 1, 11),
     ("CREATE (n:Neuron) RETURN n", CypherWriteError, "CREATE", 1, 1),
     ("MATCH (n) SET n.type = 'x'", CypherWriteError, "SET", 1, 11),
@@ -117,11 +145,14 @@ def store(store_factory):
 HUGE = "MATCH (a:Synapse), (b:Synapse), (c:Synapse) WHERE {condition} RETURN count(*) AS n"
 
 
-@pytest.mark.parametrize("condition, detail", [
-    ("a.confidence > 0 AND 1", "AND expects booleans, got 1"),
-    ("a.confidence > d.confidence", "variable `d` not defined"),
-    ("a.confidence > 0 RETURN c ORDER BY max(c.confidence) //", "aggregation in ORDER BY"),
-])
+@pytest.mark.parametrize(
+    "condition, detail",
+    [
+        ("a.confidence > 0 AND 1", "AND expects booleans, got 1"),
+        ("a.confidence > d.confidence", "variable `d` not defined"),
+        ("a.confidence > 0 RETURN c ORDER BY max(c.confidence) //", "aggregation in ORDER BY"),
+    ],
+)
 def test_refused_queries_do_not_run_into_the_timeout(store, condition, detail):
     """A cross product of all synapses three times would run until its timeout; refused, it returns at once."""
     started = time.perf_counter()
@@ -210,16 +241,26 @@ CALLS = {
     # procedures
     "apoc.cypher.run": ("CALL apoc.cypher.run('RETURN $a + 1 AS x', {a: 1}) YIELD value RETURN value.x", 2),
     "apoc.cypher.runtimeboxed": (
-        "CALL apoc.cypher.runTimeboxed('RETURN $a * 3 AS x', {a: 2}, 10000) YIELD value RETURN value.x", 6),
-    "db.labels": ("CALL db.labels() YIELD label RETURN collect(label)",
-                  ["Meta", "Neuron", "Segment", "Synapse", "SynapseSet"]),
-    "db.propertykeys": ("CALL db.propertyKeys() YIELD propertyKey WITH propertyKey WHERE propertyKey IN "
-                        "['bodyId', 'weight', 'location', 'nope'] RETURN collect(propertyKey)",
-                        ["bodyId", "location", "weight"]),
-    "db.relationshiptypes": ("CALL db.relationshipTypes() YIELD relationshipType RETURN collect(relationshipType)",
-                             ["ConnectsTo", "Contains", "SynapsesTo"]),
-    "dbms.components": ("CALL dbms.components() YIELD name, edition RETURN name + '/' + edition",
-                        "Neo4j Kernel/community"),
+        "CALL apoc.cypher.runTimeboxed('RETURN $a * 3 AS x', {a: 2}, 10000) YIELD value RETURN value.x",
+        6,
+    ),
+    "db.labels": (
+        "CALL db.labels() YIELD label RETURN collect(label)",
+        ["Meta", "Neuron", "Segment", "Synapse", "SynapseSet"],
+    ),
+    "db.propertykeys": (
+        "CALL db.propertyKeys() YIELD propertyKey WITH propertyKey WHERE propertyKey IN "
+        "['bodyId', 'weight', 'location', 'nope'] RETURN collect(propertyKey)",
+        ["bodyId", "location", "weight"],
+    ),
+    "db.relationshiptypes": (
+        "CALL db.relationshipTypes() YIELD relationshipType RETURN collect(relationshipType)",
+        ["ConnectsTo", "Contains", "SynapsesTo"],
+    ),
+    "dbms.components": (
+        "CALL dbms.components() YIELD name, edition RETURN name + '/' + edition",
+        "Neo4j Kernel/community",
+    ),
 }
 
 
@@ -246,7 +287,8 @@ def test_docs_list_the_registry():
     assert match, "docs/cypher.md has no registry block"
     assert match.group(1) == registry.markdown(), (
         "docs/cypher.md's list differs from flatprint.cypher.registry; paste registry.markdown() between the "
-        "registry markers")
+        "registry markers"
+    )
 
 
 def test_parser_and_analyzer_accept_the_same_procedures():
@@ -256,15 +298,18 @@ def test_parser_and_analyzer_accept_the_same_procedures():
     assert READ_ONLY_PROCEDURES == {key: entry.name for key, entry in registry.PROCEDURES.items()}
 
 
-@pytest.mark.parametrize("text", [
-    "UNWIND [1] AS x RETURN [y IN [x] | y + x] AS a, reduce(s = 0, v IN [1] | s + v) AS b, "
-    "ALL(q IN [1] WHERE q >= x) AS c",
-    "MATCH (n:Segment) WITH n LIMIT 3 RETURN n.bodyId AS b ORDER BY n.pre",
-    "MATCH (n:Segment) WITH n LIMIT 3 WITH * RETURN n.bodyId AS b",
-    "MATCH (n:Segment) WITH n LIMIT 3 WITH n, count(*) AS c ORDER BY c RETURN n {.bodyId, c}",
-    "CALL db.labels() YIELD label AS l WHERE l STARTS WITH 'S' RETURN l",
-    "UNWIND [1, 2] AS x RETURN count(*) AS c ORDER BY count(*)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "UNWIND [1] AS x RETURN [y IN [x] | y + x] AS a, reduce(s = 0, v IN [1] | s + v) AS b, "
+        "ALL(q IN [1] WHERE q >= x) AS c",
+        "MATCH (n:Segment) WITH n LIMIT 3 RETURN n.bodyId AS b ORDER BY n.pre",
+        "MATCH (n:Segment) WITH n LIMIT 3 WITH * RETURN n.bodyId AS b",
+        "MATCH (n:Segment) WITH n LIMIT 3 WITH n, count(*) AS c ORDER BY c RETURN n {.bodyId, c}",
+        "CALL db.labels() YIELD label AS l WHERE l STARTS WITH 'S' RETURN l",
+        "UNWIND [1, 2] AS x RETURN count(*) AS c ORDER BY count(*)",
+    ],
+)
 def test_scoping_accepts_valid_queries(store, text):
     """Variables of comprehensions, ORDER BY over the pre-projection scope, WITH *, YIELD aliases: all in scope."""
     execute(store, text)
@@ -272,8 +317,7 @@ def test_scoping_accepts_valid_queries(store, text):
 
 def test_tojson_text(store):
     # the text itself, checked independently of fromJsonList
-    assert json.loads(execute(store, "RETURN apoc.convert.toJson({a: [1, 2]})").data[0][0]) == \
-        {"a": [1, 2]}
+    assert json.loads(execute(store, "RETURN apoc.convert.toJson({a: [1, 2]})").data[0][0]) == {"a": [1, 2]}
 
 
 def test_every_registry_procedure_has_code():

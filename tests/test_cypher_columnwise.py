@@ -8,7 +8,6 @@ endpoint of a real `flatprint serve`, and neuprint-python's frames through it wi
 from __future__ import annotations
 
 import gc
-
 import io
 import json
 import math
@@ -17,19 +16,24 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import requests
+from oracle import load, oracle_segments, roi_chains
+from server_fixture import running_server
 
 import flatprint
 from flatprint.cypher.engine import Execution, execute
 from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
 from flatprint.store import Store
-from oracle import load, oracle_segments, roi_chains
-from server_fixture import running_server
 
 DS = "male-cns:v0.9"
-NT_NAMES = {"nt_acetylcholine_prob": "ntAcetylcholineProb", "nt_dopamine_prob": "ntDopamineProb",
-            "nt_gaba_prob": "ntGabaProb", "nt_glutamate_prob": "ntGlutamateProb",
-            "nt_histamine_prob": "ntHistamineProb", "nt_octopamine_prob": "ntOctopamineProb",
-            "nt_serotonin_prob": "ntSerotoninProb"}
+NT_NAMES = {
+    "nt_acetylcholine_prob": "ntAcetylcholineProb",
+    "nt_dopamine_prob": "ntDopamineProb",
+    "nt_gaba_prob": "ntGabaProb",
+    "nt_glutamate_prob": "ntGlutamateProb",
+    "nt_histamine_prob": "ntHistamineProb",
+    "nt_octopamine_prob": "ntOctopamineProb",
+    "nt_serotonin_prob": "ntSerotoninProb",
+}
 
 # fetch_synapse_connections' Cypher for one body pair as neuprint-python 0.6.4 sends it (nt='max')
 PAIR_CYPHER = """
@@ -109,8 +113,12 @@ def _pre_map(row) -> dict:
 def oracle_pair_rows(release_dir, synapse_points, pre_body, post_body) -> list:
     pre_points, post_points = synapse_points
     partners = load(release_dir, "syn-partners")
-    p = partners[(partners.body_pre == pre_body) & (partners.body_post == post_body)
-                 & (partners.conf_pre > 0.5) & (partners.conf_post > 0.5)]
+    p = partners[
+        (partners.body_pre == pre_body)
+        & (partners.body_post == post_body)
+        & (partners.conf_pre > 0.5)
+        & (partners.conf_post > 0.5)
+    ]
     rows = []
     for r in p.itertuples():
         pre = pre_points.loc[(r.x_pre, r.y_pre, r.z_pre)]
@@ -118,9 +126,24 @@ def oracle_pair_rows(release_dir, synapse_points, pre_body, post_body) -> list:
         pre = pre.iloc[0] if isinstance(pre, pd.DataFrame) else pre
         post = post.iloc[0] if isinstance(post, pd.DataFrame) else post
         info_pre = _pre_map(pre)
-        rows.append([int(r.body_pre), int(r.body_post), int(r.x_pre), int(r.y_pre), int(r.z_pre), int(r.x_post),
-                     int(r.y_post), int(r.z_post), float(r.conf_pre), float(r.conf_post), info_pre,
-                     dict(post["flags"]), info_pre.get("ntAcetylcholineProb"), info_pre.get("ntGabaProb")])
+        rows.append(
+            [
+                int(r.body_pre),
+                int(r.body_post),
+                int(r.x_pre),
+                int(r.y_pre),
+                int(r.z_pre),
+                int(r.x_post),
+                int(r.y_post),
+                int(r.z_post),
+                float(r.conf_pre),
+                float(r.conf_post),
+                info_pre,
+                dict(post["flags"]),
+                info_pre.get("ntAcetylcholineProb"),
+                info_pre.get("ntGabaProb"),
+            ]
+        )
     return rows
 
 
@@ -131,8 +154,13 @@ def oracle_synapse_rows(release_dir, synapse_points, bodies) -> list:
         frame = frame.reset_index()
         for _, r in frame[frame["body"].isin(bodies)].iterrows():
             props = _pre_map(r) if kind == "pre" else dict(r["flags"])
-            props.update({"type": kind, "confidence": float(r["conf"]),
-                          "location": {"type": "Point", "coordinates": [int(r["x"]), int(r["y"]), int(r["z"])]}})
+            props.update(
+                {
+                    "type": kind,
+                    "confidence": float(r["conf"]),
+                    "location": {"type": "Point", "coordinates": [int(r["x"]), int(r["y"]), int(r["z"])]},
+                }
+            )
             rows.append([int(r["body"]), props])
     return rows
 
@@ -140,6 +168,7 @@ def oracle_synapse_rows(release_dir, synapse_points, bodies) -> list:
 def canonical(rows) -> list:
     """Rows comparable regardless of order; floats to 6 significant digits, point crs dropped, and
     the value types (int / float / bool / str / None) kept so that 1 and 1.0 differ."""
+
     def value(v):
         if isinstance(v, dict):
             v = {k: x for k, x in v.items() if k != "crs"}
@@ -149,6 +178,7 @@ def canonical(rows) -> list:
         if isinstance(v, float):
             return ("float", float(f"{v:.6g}"))
         return (type(v).__name__, v)
+
     return sorted((tuple(value(v) for v in row) for row in rows), key=repr)
 
 
@@ -223,17 +253,20 @@ def test_whole_synapse_nodes_equal_the_oracle(store, server, release_dir, synaps
 
 def test_ordered_limited_and_plain_values(store, server, release_dir):
     """ORDER BY / LIMIT done in SQL keep their order; plain columns (string, float, bool, null)."""
-    cypher = ("MATCH (n:Neuron) WHERE n.pre > 0 RETURN n.bodyId AS bodyId, n.type AS type, n.pre AS pre, "
-              "n.pre > 100 AS big, null AS nothing, n.pre * 0.5 AS half ORDER BY n.pre DESC, bodyId LIMIT 50")
+    cypher = (
+        "MATCH (n:Neuron) WHERE n.pre > 0 RETURN n.bodyId AS bodyId, n.type AS type, n.pre AS pre, "
+        "n.pre > 100 AS big, null AS nothing, n.pre * 0.5 AS half ORDER BY n.pre DESC, bodyId LIMIT 50"
+    )
     segs = oracle_segments(release_dir).query("is_neuron and pre > 0").reset_index()
     segs = segs.sort_values(["pre", "bodyId"], ascending=[False, True]).head(50)
-    want = [[int(b), None if pd.isna(t) else t, int(p), bool(p > 100), None, p * 0.5]
-            for b, t, p in zip(segs.bodyId, segs.type, segs.pre)]
+    want = [
+        [int(b), None if pd.isna(t) else t, int(p), bool(p > 100), None, p * 0.5]
+        for b, t, p in zip(segs.bodyId, segs.type, segs.pre)
+    ]
     result = execute(store, cypher)
     assert result.arrow is not None
     assert result.data == want
-    assert [type(v) for v in result.data[0]] == [int, str if want[0][1] else type(None), int, bool, type(None),
-                                                 float]
+    assert [type(v) for v in result.data[0]] == [int, str if want[0][1] else type(None), int, bool, type(None), float]
     assert post_json(server, cypher)["data"] == want
     assert post_arrow_rows(server, cypher, result.columns) == want
 
@@ -242,9 +275,11 @@ def test_maps_lists_and_collect_agree_between_endpoints(server, release_dir, str
     """Shapes that still take the row-wise path (collect, map and list literals) answer the same on
     both endpoints and as the oracle says."""
     pre = strong_pair[0]
-    cypher = (f"MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) WHERE n.bodyId = {pre} "
-              "RETURN n.bodyId AS bodyId, s.type AS kind, count(*) AS n, collect(s.location.x) AS xs, "
-              "{body: n.bodyId, kind: s.type} AS m, [n.bodyId, s.type] AS l")
+    cypher = (
+        f"MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) WHERE n.bodyId = {pre} "
+        "RETURN n.bodyId AS bodyId, s.type AS kind, count(*) AS n, collect(s.location.x) AS xs, "
+        "{body: n.bodyId, kind: s.type} AS m, [n.bodyId, s.type] AS l"
+    )
     points = load(release_dir, "syn-points")
     mine = points[points.body == pre]
     want = []
@@ -260,12 +295,14 @@ def test_maps_lists_and_collect_agree_between_endpoints(server, release_dir, str
 
 def same_frames(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:
     """Equal rows (any order); a missing ROI is None in one frame and NaN in the other."""
+
     def tidy(df):
         df = df.sort_values(keys).reset_index(drop=True)
         for col in df.columns:
             if not pd.api.types.is_numeric_dtype(df[col]):
                 df[col] = df[col].astype(object).where(df[col].notna(), None)
         return df
+
     assert got.columns.tolist() == want.columns.tolist()
     pd.testing.assert_frame_equal(tidy(got), tidy(want), check_dtype=False)
 
@@ -276,14 +313,18 @@ def test_neuprint_python_frames_equal_the_library(server, store_path):
     npc = neuprint.Client(url, dataset=DS, token="local", verify=cert, progress=False)
     fpc = flatprint.Client(store_path)
     try:
-        types = fpc.frame("SELECT a.type FROM connections c JOIN segments a ON a.bodyId = c.body_pre "
-                          "JOIN segments b ON b.bodyId = c.body_post WHERE a.type = b.type AND a.is_neuron "
-                          "AND b.is_neuron GROUP BY 1 ORDER BY sum(c.weight) DESC LIMIT 1")["type"].tolist()
+        types = fpc.frame(
+            "SELECT a.type FROM connections c JOIN segments a ON a.bodyId = c.body_pre "
+            "JOIN segments b ON b.bodyId = c.body_post WHERE a.type = b.type AND a.is_neuron "
+            "AND b.is_neuron GROUP BY 1 ORDER BY sum(c.weight) DESC LIMIT 1"
+        )["type"].tolist()
         kind = types[0]
-        want = flatprint.fetch_synapse_connections(flatprint.NeuronCriteria(type=kind),
-                                                   flatprint.NeuronCriteria(type=kind), client=fpc)
-        got = neuprint.fetch_synapse_connections(neuprint.NeuronCriteria(type=kind),
-                                                 neuprint.NeuronCriteria(type=kind), client=npc)
+        want = flatprint.fetch_synapse_connections(
+            flatprint.NeuronCriteria(type=kind), flatprint.NeuronCriteria(type=kind), client=fpc
+        )
+        got = neuprint.fetch_synapse_connections(
+            neuprint.NeuronCriteria(type=kind), neuprint.NeuronCriteria(type=kind), client=npc
+        )
         assert len(want) > 100
         keys = ["bodyId_pre", "bodyId_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
         same_frames(got, want, keys)
@@ -381,7 +422,8 @@ def test_type_batch_reads_only_the_partners_synapses(store, release_dir, synapse
         profile = json.loads(cursor.execute("EXPLAIN ANALYZE " + main_sql).fetchall()[0][1])
     finally:
         cursor.close()
-    scans = _table_scans({"children": profile["operator"]} if isinstance(profile["operator"], list)
-                         else profile["operator"], "synapses")
+    scans = _table_scans(
+        {"children": profile["operator"]} if isinstance(profile["operator"], list) else profile["operator"], "synapses"
+    )
     assert len(scans) == 2, scans
     assert max(scans) <= allowed < len(points) // 10, (scans, allowed)

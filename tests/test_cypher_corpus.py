@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 
 import pytest
+from reference import REFERENCE, corpus_files, corpus_params, needs_reference
 
 from flatprint.cypher import ast
 from flatprint.cypher.engine import CypherResult, execute
 from flatprint.cypher.errors import CypherWriteError
 from flatprint.cypher.parser import parse
 from flatprint.store import Store
-from reference import REFERENCE, corpus_files, corpus_params, needs_reference
 
 CORPUS = sorted(corpus_files())
 DNGE104_R, DNGE104_L = 12781, 556329
@@ -27,25 +27,45 @@ DNGE104_R, DNGE104_L = 12781, 556329
 # Queries that must be empty on this store, and why.
 EXPECTED_EMPTY = {
     # mitochondria: the release has none (docs/decisions.md)
-    "fetch_connection_mitochondria__09", "fetch_connection_mitochondria__10", "fetch_connection_mitochondria__12",
-    "fetch_connection_mitochondria__13", "fetch_mitochondria__body__02", "fetch_mitochondria__criteria__02",
+    "fetch_connection_mitochondria__09",
+    "fetch_connection_mitochondria__10",
+    "fetch_connection_mitochondria__12",
+    "fetch_connection_mitochondria__13",
+    "fetch_mitochondria__body__02",
+    "fetch_mitochondria__criteria__02",
     "fetch_synapses_and_closest_mitochondria__02",
     # properties the Male CNS does not have (neuprintr probes them with exists(n.`x`))
-    "get_meta__bit64_large_id__03", "get_meta__bit64_large_id__04", "get_meta__bit64_large_id__05",
-    "get_meta__bit64_large_id__06", "get_meta__bit64_large_id__07", "neuprint_get_meta__02", "neuprint_get_meta__03",
-    "neuprint_get_meta__04", "neuprint_get_meta__05", "neuprint_get_meta__06", "neuprint_connection_table__02",
-    "neuprint_connection_table__05", "neuprint_connection_table__06", "fetch_neurons__cropped_true__01",
+    "get_meta__bit64_large_id__03",
+    "get_meta__bit64_large_id__04",
+    "get_meta__bit64_large_id__05",
+    "get_meta__bit64_large_id__06",
+    "get_meta__bit64_large_id__07",
+    "neuprint_get_meta__02",
+    "neuprint_get_meta__03",
+    "neuprint_get_meta__04",
+    "neuprint_get_meta__05",
+    "neuprint_get_meta__06",
+    "neuprint_connection_table__02",
+    "neuprint_connection_table__05",
+    "neuprint_connection_table__06",
+    "fetch_neurons__cropped_true__01",
     "fetch_neurons__max_landmark__01",
     # a body id that does not exist in the synthetic release
     "get_meta__bit64_large_id__02",
     # criteria that DNge104 does not meet (no FB synapses on DNge104_L, has a soma, ...)
-    "fetch_adjacencies__bodies_rois_minweights__04", "fetch_synapse_connections__types_rois__04",
-    "fetch_synapse_connections__types_rois__06", "fetch_synapse_connections__types_rois__07",
-    "fetch_synapses__type_sc_rois_pre_conf__02", "neuprint_get_synapses__04", "fetch_neurons__soma_isnull__01",
+    "fetch_adjacencies__bodies_rois_minweights__04",
+    "fetch_synapse_connections__types_rois__04",
+    "fetch_synapse_connections__types_rois__06",
+    "fetch_synapse_connections__types_rois__07",
+    "fetch_synapses__type_sc_rois_pre_conf__02",
+    "neuprint_get_synapses__04",
+    "fetch_neurons__soma_isnull__01",
     "NeuronModel__11",
     # made-up values in the capture (types 'A'..'E', instance with a quote, flywireType regex, groups)
-    "fetch_neurons__bodyId_list5__01", "fetch_neurons__type_list5_nonregex__01",
-    "fetch_neurons__instance_with_quote__01", "fetch_neurons__flywireType_regex__01",
+    "fetch_neurons__bodyId_list5__01",
+    "fetch_neurons__type_list5_nonregex__01",
+    "fetch_neurons__instance_with_quote__01",
+    "fetch_neurons__flywireType_regex__01",
     "fetch_neurons__mcns_fields__01",
 }
 
@@ -74,8 +94,11 @@ def store(store_factory):
 @pytest.fixture(scope="module")
 def partner_of_dnge104(store) -> int:
     """The strongest downstream partner of DNge104_R (stands in for the capture's 20003)."""
-    result = execute(store, f"MATCH (a:Segment {{bodyId: {DNGE104_R}}})-[c:ConnectsTo]->(b:Neuron) "
-                            "RETURN b.bodyId AS b ORDER BY c.weight DESC, b LIMIT 1")
+    result = execute(
+        store,
+        f"MATCH (a:Segment {{bodyId: {DNGE104_R}}})-[c:ConnectsTo]->(b:Neuron) "
+        "RETURN b.bodyId AS b ORDER BY c.weight DESC, b LIMIT 1",
+    )
     return result.data[0][0]
 
 

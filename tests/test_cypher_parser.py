@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
+from reference import MISSING, corpus_files, corpus_params, needs_reference
 
 from flatprint.cypher import ast
 from flatprint.cypher.ast import Direction
@@ -25,7 +25,6 @@ from flatprint.cypher.errors import (
 from flatprint.cypher.parser import parse, parse_expression
 from flatprint.cypher.tokens import TokenType, tokenize
 from flatprint.errors import QueryError
-from reference import MISSING, corpus_files, corpus_params, needs_reference
 
 CORPUS_FILES = corpus_files()
 WRITE_QUERIES = {"admin.Transaction__01.cypher"}
@@ -118,9 +117,7 @@ def test_corpus_backticked_rois_and_quote_in_string():
 
 def test_corpus_regex_with_backslash():
     (match, _return) = clauses_of(corpus_query("fetch_neurons__regex_backslash__01.cypher"))
-    assert match.where == ast.RegexMatch(
-        ast.Property(ast.Variable("n"), "type"), ast.Literal("DNge1\\d+")
-    )
+    assert match.where == ast.RegexMatch(ast.Property(ast.Variable("n"), "type"), ast.Literal("DNge1\\d+"))
 
 
 def test_corpus_with_order_by_then_where_and_dynamic_map_access():
@@ -146,9 +143,7 @@ def test_corpus_run_timeboxed_keeps_string_and_parses_inner_query():
     inner_match = call.inner_query.clauses[0]
     path = inner_match.patterns[2]
     assert path.variable == "p"
-    assert path.relationships[0] == ast.RelPattern(
-        None, ("ConnectsTo",), Direction.OUTGOING, True, 1, 3
-    )
+    assert path.relationships[0] == ast.RelPattern(None, ("ConnectsTo",), Direction.OUTGOING, True, 1, 3)
     # positions inside the string refer to the outer text
     assert (inner_match.line, inner_match.column) == (3, 13)
 
@@ -210,9 +205,7 @@ def test_corpus_leading_with_unwind_and_keys_in_upper_case():
 
 def test_corpus_map_dot_access_and_return_distinct():
     (_match, _with, return_clause) = clauses_of(corpus_query("neuprint_bodies_in_ROI__01.cypher"))
-    assert return_clause.items[4].expression == ast.Property(
-        ast.Property(ast.Variable("roiInfo"), "FB"), "pre"
-    )
+    assert return_clause.items[4].expression == ast.Property(ast.Property(ast.Variable("roiInfo"), "FB"), "pre")
     clauses = clauses_of(corpus_query("neuprint_get_synapses__01.cypher"))
     assert clauses[-1].distinct
     assert clauses[-1].items[0].expression == ast.FunctionCall("id", (ast.Variable("s"),))
@@ -401,45 +394,29 @@ def test_keyword_named_properties_and_case_insensitive_functions():
         assert parse_expression(f"n.{key}") == ast.Property(ast.Variable("n"), key)
     assert parse_expression("KEYS(n)").lower_name == parse_expression("keys(n)").lower_name
     assert parse_expression("COUNT(*)") == ast.CountStar()
-    assert parse_expression("count(DISTINCT x)") == ast.FunctionCall(
-        "count", (ast.Variable("x"),), distinct=True
-    )
+    assert parse_expression("count(DISTINCT x)") == ast.FunctionCall("count", (ast.Variable("x"),), distinct=True)
     assert parse_expression("count") == ast.Variable("count")
 
 
 def test_dotted_function_names_and_postfix_chains():
     assert parse_expression("apoc.convert.fromJsonMap(c.roiInfo)[k].post") == ast.Property(
         ast.Index(
-            ast.FunctionCall(
-                "apoc.convert.fromJsonMap", (ast.Property(ast.Variable("c"), "roiInfo"),)
-            ),
+            ast.FunctionCall("apoc.convert.fromJsonMap", (ast.Property(ast.Variable("c"), "roiInfo"),)),
             ast.Variable("k"),
         ),
         "post",
     )
-    assert parse_expression("s.location.x") == ast.Property(
-        ast.Property(ast.Variable("s"), "location"), "x"
-    )
+    assert parse_expression("s.location.x") == ast.Property(ast.Property(ast.Variable("s"), "location"), "x")
     assert parse_expression("l[1..3]") == ast.Slice(ast.Variable("l"), ast.Literal(1), ast.Literal(3))
     assert parse_expression("l[..3]") == ast.Slice(ast.Variable("l"), None, ast.Literal(3))
-    assert parse_expression("n:Neuron:Segment") == ast.LabelPredicate(
-        ast.Variable("n"), ("Neuron", "Segment")
-    )
+    assert parse_expression("n:Neuron:Segment") == ast.LabelPredicate(ast.Variable("n"), ("Neuron", "Segment"))
 
 
 def test_exists_forms_and_pattern_predicates():
-    assert parse_expression("exists(n.somaLocation)") == ast.Exists(
-        ast.Property(ast.Variable("n"), "somaLocation")
-    )
-    pattern = ast.PathPattern(
-        (ast.NodePattern("a"), ast.RelPattern(types=("ConnectsTo",)), ast.NodePattern("b"))
-    )
-    assert parse_expression("EXISTS((a)-[:ConnectsTo]->(b))") == ast.Exists(
-        ast.PatternPredicate(pattern)
-    )
-    assert parse_expression("NOT (a)-[:ConnectsTo]->(b)") == ast.UnaryOp(
-        "NOT", ast.PatternPredicate(pattern)
-    )
+    assert parse_expression("exists(n.somaLocation)") == ast.Exists(ast.Property(ast.Variable("n"), "somaLocation"))
+    pattern = ast.PathPattern((ast.NodePattern("a"), ast.RelPattern(types=("ConnectsTo",)), ast.NodePattern("b")))
+    assert parse_expression("EXISTS((a)-[:ConnectsTo]->(b))") == ast.Exists(ast.PatternPredicate(pattern))
+    assert parse_expression("NOT (a)-[:ConnectsTo]->(b)") == ast.UnaryOp("NOT", ast.PatternPredicate(pattern))
     assert parse_expression("(a)") == ast.Variable("a")  # one node is a parenthesised variable
     assert parse_expression("(a) - (b)") == ast.BinaryOp("-", ast.Variable("a"), ast.Variable("b"))
 
@@ -477,9 +454,7 @@ def test_comprehensions_quantifiers_case_reduce_and_maps():
 
 
 def test_patterns_directions_types_and_hops():
-    (match, _r) = clauses_of(
-        "MATCH (a)-[r:A|B]-(b)<-[:C|:D]-(c)-[*]->(d)-[*2]->(e)-[*..3 {w: 1}]->(f)<-->(g) RETURN a"
-    )
+    (match, _r) = clauses_of("MATCH (a)-[r:A|B]-(b)<-[:C|:D]-(c)-[*]->(d)-[*2]->(e)-[*..3 {w: 1}]->(f)<-->(g) RETURN a")
     rels = match.patterns[0].relationships
     assert rels[0] == ast.RelPattern("r", ("A", "B"), Direction.UNDIRECTED)
     assert rels[1].types == ("C", "D") and rels[1].direction is Direction.INCOMING
@@ -575,9 +550,7 @@ def test_syntax_error_position_on_line_three():
         parse(text)
     error = caught.value
     assert (error.line, error.column, error.construct) == (3, 34, ")")
-    assert str(error) == (
-        "invalid Cypher: expected an alias after AS but found ')' at line 3, column 34"
-    )
+    assert str(error) == ("invalid Cypher: expected an alias after AS but found ')' at line 3, column 34")
 
 
 @pytest.mark.parametrize(
@@ -713,7 +686,9 @@ def _compound(children: st.SearchStrategy[ast.Expression]) -> st.SearchStrategy[
             children.filter(lambda e: not isinstance(e, ast.LabelPredicate)),
             st.lists(NAMES, min_size=1, max_size=2).map(tuple),
         ),
-        st.builds(ast.BinaryOp, st.sampled_from(["OR", "XOR", "AND", "+", "-", "*", "/", "%", "^"]), children, children),
+        st.builds(
+            ast.BinaryOp, st.sampled_from(["OR", "XOR", "AND", "+", "-", "*", "/", "%", "^"]), children, children
+        ),
         st.builds(ast.UnaryOp, st.just("NOT"), children),
         st.builds(ast.UnaryOp, st.sampled_from(["-", "+"]), children.filter(lambda e: not _is_number(e))),
         pairs_of_operands.map(lambda p: ast.Comparison(*p)),

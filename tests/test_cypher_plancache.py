@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cypher_literals import other_literals
+from reference import corpus_files, corpus_params
 
 from flatprint.cypher import plancache
 from flatprint.cypher.ast import format_string
@@ -17,8 +19,6 @@ from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
 from flatprint.cypher.plancache import PlanCache
 from flatprint.errors import QueryError
 from flatprint.store import Store
-from cypher_literals import other_literals
-from reference import corpus_files, corpus_params
 
 CORPUS = sorted(corpus_files())
 DNGE104_R, DNGE104_L = 12781, 556329  # the synthetic releases plant DNge104 with these body ids
@@ -55,9 +55,12 @@ def same(a, b) -> bool:
     """Same columns, rows and Arrow table (schema and rows), in any row order: without ORDER BY the
     engine's row order varies between runs even without the cache."""
     if len(a) == 3 and len(b) == 3:
-        return (a[0] == b[0] and rows_as_multiset(a[1]) == rows_as_multiset(b[1])
-                and a[2].schema.equals(b[2].schema)
-                and rows_as_multiset(a[2].to_pylist()) == rows_as_multiset(b[2].to_pylist()))
+        return (
+            a[0] == b[0]
+            and rows_as_multiset(a[1]) == rows_as_multiset(b[1])
+            and a[2].schema.equals(b[2].schema)
+            and rows_as_multiset(a[2].to_pylist()) == rows_as_multiset(b[2].to_pylist())
+        )
     return a == b
 
 
@@ -109,8 +112,11 @@ def test_type_names_as_literals_against_pandas(store):
     types = [t for t in counts.index[:3]] + ["DNge104", "no such type"]
     cache = PlanCache()
     for name in types:
-        result = execute(store, f"MATCH (n:Neuron) WHERE n.type = {format_string(name)} "
-                                "RETURN n.bodyId AS id ORDER BY id", plan_cache=cache)
+        result = execute(
+            store,
+            f"MATCH (n:Neuron) WHERE n.type = {format_string(name)} RETURN n.bodyId AS id ORDER BY id",
+            plan_cache=cache,
+        )
         expected = sorted(int(b) for b in neurons.loc[neurons["type"] == name, "bodyId"])
         assert [row[0] for row in result.data] == expected, name
     assert (cache.misses, cache.hits) == (1, len(types) - 1)
@@ -121,8 +127,12 @@ def test_body_id_lists_of_one_length_share_a_shape(store):
     cache = PlanCache()
     ids = [int(b) for b in frame.index[:6]]
     for pair in (ids[0:2], ids[2:4], ids[4:6]):
-        result = execute(store, f"WITH {pair} AS ids MATCH (n:Segment) WHERE n.bodyId IN ids "
-                                "RETURN n.bodyId AS id, n.pre AS pre ORDER BY id", plan_cache=cache)
+        result = execute(
+            store,
+            f"WITH {pair} AS ids MATCH (n:Segment) WHERE n.bodyId IN ids "
+            "RETURN n.bodyId AS id, n.pre AS pre ORDER BY id",
+            plan_cache=cache,
+        )
         assert result.data == [[b, int(frame.loc[b, "pre"])] for b in sorted(pair)]
     assert (cache.misses, cache.hits) == (1, 2)
 
@@ -181,8 +191,10 @@ def test_refusals_still_come_with_the_new_texts_positions(store):
 
 def test_timeboxed_inner_query_is_part_of_the_key(store):
     cache = PlanCache()
-    text = ("CALL apoc.cypher.runTimeboxed(\"MATCH (n:Neuron) WHERE n.bodyId = {} RETURN n.instance AS i\", "
-            "{{}}, 10000) YIELD value RETURN value.i AS i")
+    text = (
+        'CALL apoc.cypher.runTimeboxed("MATCH (n:Neuron) WHERE n.bodyId = {} RETURN n.instance AS i", '
+        "{{}}, 10000) YIELD value RETURN value.i AS i"
+    )
     assert execute(store, text.format(DNGE104_R), plan_cache=cache).data == [["DNge104_R"]]
     assert execute(store, text.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]
     assert cache.hits == 0
@@ -231,8 +243,9 @@ def test_threads_share_the_cache(store):
     ids = [int(b) for b in frame["bodyId"][:12]]
     texts = [f"MATCH (n:Segment) WHERE n.bodyId = {body} RETURN n.bodyId AS b, n.post AS post" for body in ids]
     texts += [f"MATCH (n:Segment {{bodyId: {body}}}) RETURN n.type AS t, {i} AS i" for i, body in enumerate(ids)]
-    texts += [f"WITH [{body}, {ids[0]}] AS ids MATCH (n:Segment) WHERE n.bodyId IN ids RETURN count(n) AS c"
-              for body in ids]  # shape by shape, so that a cache of 2 shapes both hits and evicts
+    texts += [
+        f"WITH [{body}, {ids[0]}] AS ids MATCH (n:Segment) WHERE n.bodyId IN ids RETURN count(n) AS c" for body in ids
+    ]  # shape by shape, so that a cache of 2 shapes both hits and evicts
     expected = {t: outcome(store, t, False) for t in texts}
     cache = PlanCache(2)  # smaller than the number of shapes: evictions race with lookups too
     with ThreadPoolExecutor(6) as pool:

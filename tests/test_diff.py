@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from oracle import FILES
 
 from flatprint.cli import main
 from flatprint.errors import QueryError, StoreError
@@ -17,7 +18,6 @@ from flatprint.ingest import ingest_release
 from flatprint.query import Client
 from flatprint.query.diff import diff_stores
 from flatprint.synth.edits import EDITS_FILE, plant_edits
-from oracle import FILES
 
 SCALE, SEED = 0.01, 1  # the oracle release of test_indirect.py (built once per session)
 NEW_DATASET = "male-cns:v1.0"
@@ -172,26 +172,32 @@ def test_weight_changes_match_the_feathers(result, manifest, old_release, new_re
 
 def check_weight_changes(result, manifest, old_release, new_release):
     renames = {e["old"]: e["new"] for e in edits_of(manifest, "rename_type")}
-    both = pd.concat({"old": type_pair_weights(old_release, renames), "new": type_pair_weights(new_release, {})},
-                     axis=1).fillna(0).astype(int)
+    both = (
+        pd.concat({"old": type_pair_weights(old_release, renames), "new": type_pair_weights(new_release, {})}, axis=1)
+        .fillna(0)
+        .astype(int)
+    )
     change = both["new"] - both["old"]
     p = result.parameters
     keep = (change.abs() >= p["min_weight_change"]) & (change.abs() >= p["min_relative_change"] * both["old"])
     want = {(a, b, int(o), int(n)) for (a, b), o, n in zip(both.index[keep], both["old"][keep], both["new"][keep])}
-    got = set(result.weight_changes[["type_pre", "type_post", "weight_old", "weight_new"]]
-              .itertuples(index=False, name=None))
+    got = set(
+        result.weight_changes[["type_pre", "type_post", "weight_old", "weight_new"]].itertuples(index=False, name=None)
+    )
     assert got == want
     # every planted weight change is there with its exact size ...
     w = result.weight_changes.set_index(["type_pre", "type_post"])["change"]
     for e in edits_of(manifest, "weight"):
         assert w[(e["pre_type"], e["post_type"])] == e["delta"]
     # ... and every other change involves a type the manifest's body edits touched (nothing stray)
-    touched = {e["pre_type"] for e in edits_of(manifest, "weight")} | {e["post_type"] for e in edits_of(manifest, "weight")}
+    touched = {e["pre_type"] for e in edits_of(manifest, "weight")} | {
+        e["post_type"] for e in edits_of(manifest, "weight")
+    }
     ann = read(old_release, "annotations").set_index("bodyId")["type"]
     for e in manifest["edits"]:
         for key in ("old", "new", "donor"):
             ids = e.get(key) if e["kind"] in ("merge", "split", "remove", "add") else None
-            for b in ([ids] if isinstance(ids, int) else ids or []):
+            for b in [ids] if isinstance(ids, int) else ids or []:
                 if b in ann.index and isinstance(ann[b], str):
                     touched.add(renames.get(ann[b], ann[b]))
     for a, b in w.index:
@@ -212,8 +218,9 @@ def test_body_ranges_give_the_same_diff(old_store, new_store, result):
     """Many small body ranges (as at full scale) find the same changes as one range."""
     ranged = diff_stores(old_store, new_store, rows_per_range=300_000)
     for name, df in result.tables.items():
-        pd.testing.assert_frame_equal(ranged.tables[name].reset_index(drop=True), df.reset_index(drop=True),
-                                      check_dtype=False, obj=name)
+        pd.testing.assert_frame_equal(
+            ranged.tables[name].reset_index(drop=True), df.reset_index(drop=True), check_dtype=False, obj=name
+        )
 
 
 def test_same_store_twice_is_no_change(old_store):

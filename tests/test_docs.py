@@ -73,8 +73,11 @@ def test_relative_links_resolve(page: Path):
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_page_points_outside_the_repository(page: Path):
     text = page.read_text()
-    found = [f"line {text[:m.start()].count(chr(10)) + 1}: {m.group(0)!r}"
-             for pattern in OUTSIDE for m in pattern.finditer(text)]
+    found = [
+        f"line {text[: m.start()].count(chr(10)) + 1}: {m.group(0)!r}"
+        for pattern in OUTSIDE
+        for m in pattern.finditer(text)
+    ]
     assert not found, f"{page.relative_to(ROOT)} mentions places outside the repository: {found}"
 
 

@@ -38,11 +38,11 @@ from rich.console import Console
 
 import flatprint
 import flatprint.ingest
-from flatprint.errors import ReleaseError
 from flatprint import download as dl
 from flatprint.cli import download_command
 from flatprint.download.remote import _Http
 from flatprint.download.run import _DirectoryLock
+from flatprint.errors import ReleaseError
 from flatprint.release.manifest import (
     GCS_HTTPS_BASE,
     MALE_CNS_V09,
@@ -55,9 +55,18 @@ from flatprint.release.manifest import (
 DiskUsage = namedtuple("DiskUsage", "total used free")
 
 FAST = dl.DownloadOptions(
-    workers=3, directory_workers=4, segment_size=64 * 1024, small_file_limit=32 * 1024,
-    chunk_size=8 * 1024, max_retries=4, backoff_base=0.01, backoff_max=0.05,
-    connect_timeout=5, read_timeout=5, listing_page_size=1000, progress_save_interval=0.0,
+    workers=3,
+    directory_workers=4,
+    segment_size=64 * 1024,
+    small_file_limit=32 * 1024,
+    chunk_size=8 * 1024,
+    max_retries=4,
+    backoff_base=0.01,
+    backoff_max=0.05,
+    connect_timeout=5,
+    read_timeout=5,
+    listing_page_size=1000,
+    progress_save_interval=0.0,
 )
 
 
@@ -65,6 +74,7 @@ FAST = dl.DownloadOptions(
 # An independent CRC32C for the fake server: the table is derived bit by bit from the spec's
 # definition (reflected Castagnoli polynomial), then applied byte by byte.
 # ------------------------------------------------------------------------------------------------
+
 
 def _bitwise_step(value: int) -> int:
     for _ in range(8):
@@ -91,30 +101,30 @@ def b64_crc32c(value: int) -> str:
 # The fake bucket
 # ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class StoredObject:
-    data: bytes                      # bytes as stored (gzip-compressed when gzip_stored)
+    data: bytes  # bytes as stored (gzip-compressed when gzip_stored)
     gzip_stored: bool = False
-    md5: bool = True                 # publish an MD5 (composite objects have none)
+    md5: bool = True  # publish an MD5 (composite objects have none)
     crc: bool = True
     generation: str = "1759600000000000"
     disconnects: list[int] = field(default_factory=list)  # per GET: close after this many body bytes
-    advertised_size: int | None = None                   # lie about the size in HEAD and listing
-    advertised_data: bytes | None = None                 # publish checksums of other bytes
-    missing_on_get: bool = False                         # listed, but GET answers 404
-    transient_errors: int = 0                            # answer 503 this many times first
+    advertised_size: int | None = None  # lie about the size in HEAD and listing
+    advertised_data: bytes | None = None  # publish checksums of other bytes
+    missing_on_get: bool = False  # listed, but GET answers 404
+    transient_errors: int = 0  # answer 503 this many times first
 
 
 class FakeBucket:
     """A threaded HTTP server on 127.0.0.1 imitating storage.googleapis.com (optionally under a path)."""
 
-    def __init__(self, path_prefix: str = "", page_size: int = 2, ranges: bool = True,
-                 announce_ranges: bool = True):
+    def __init__(self, path_prefix: str = "", page_size: int = 2, ranges: bool = True, announce_ranges: bool = True):
         self.objects: dict[str, StoredObject] = {}  # "bucket/object name" -> object
         self.path_prefix = path_prefix.rstrip("/")
         self.page_size = page_size
-        self.ranges = ranges                     # honour Range requests
-        self.announce_ranges = announce_ranges   # send Accept-Ranges: bytes
+        self.ranges = ranges  # honour Range requests
+        self.announce_ranges = announce_ranges  # send Accept-Ranges: bytes
         self.log: list[tuple[str, str, str | None]] = []  # (method, "bucket/name", Range header)
         self.lock = threading.Lock()
         self.pause_path: str | None = None
@@ -164,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if not path.startswith(self.bucket.path_prefix + "/"):
             return None
-        return unquote(path[len(self.bucket.path_prefix) + 1:])
+        return unquote(path[len(self.bucket.path_prefix) + 1 :])
 
     def _send_empty(self, status: int) -> None:
         self.send_response(status)
@@ -209,8 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
             if stored is not None and stored.transient_errors:
                 stored.transient_errors -= 1
                 stored = "busy"
-            disconnect_after = stored.disconnects.pop(0) if isinstance(stored, StoredObject) and \
-                stored.disconnects else None
+            disconnect_after = (
+                stored.disconnects.pop(0) if isinstance(stored, StoredObject) and stored.disconnects else None
+            )
         if stored is None or (isinstance(stored, StoredObject) and stored.missing_on_get):
             return self._send_empty(404)
         if stored == "busy":
@@ -224,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             if first >= len(data):
                 return self._send_empty(416)
             last = min(last, len(data) - 1)
-            body, status = data[first:last + 1], 206
+            body, status = data[first : last + 1], 206
         else:
             body = data
         self.send_response(status)
@@ -236,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         limit = len(body) if disconnect_after is None else min(disconnect_after, len(body))
         position = 0
         while position < limit:
-            piece = body[position:min(limit, position + 4096)]
+            piece = body[position : min(limit, position + 4096)]
             self._maybe_pause(key, len(piece))
             try:
                 self.wfile.write(piece)
@@ -267,13 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
         with self.bucket.lock:
             self.bucket.log.append(("LIST", key, prefix))
             names = sorted(name for name in self.bucket.objects if name.startswith(f"{bucket_name}/{prefix}"))
-        page = names[start:start + page_size]
+        page = names[start : start + page_size]
         items = []
         for full in page:
             stored = self.bucket.objects[full]
             advertised = stored.advertised_data if stored.advertised_data is not None else stored.data
             entry = {
-                "kind": "storage#object", "bucket": bucket_name, "name": full.split("/", 1)[1],
+                "kind": "storage#object",
+                "bucket": bucket_name,
+                "name": full.split("/", 1)[1],
                 "size": str(stored.advertised_size or len(stored.data)),
                 "generation": stored.generation,
             }
@@ -367,11 +380,16 @@ def publish_directories(bucket: FakeBucket) -> dict[str, bytes]:
         bucket.put(f"{pre.bucket}/{pre.object_path}{body}", blob, gzip_stored=True)  # like cloud uploads
         expected[f"{pre.local_path}/{body}"] = blob
     for roi in MALE_CNS_V09.group("rois"):
-        for relative, size in (("info", 300), ("256_256_256/0-64_0-64_0-64", 5000), ("mesh/info", 40),
-                               ("256_256_256/64-128_0-64_0-64", 70_000)):  # the last one exceeds small_file_limit
+        for relative, size in (
+            ("info", 300),
+            ("256_256_256/0-64_0-64_0-64", 5000),
+            ("mesh/info", 40),
+            ("256_256_256/64-128_0-64_0-64", 70_000),
+        ):  # the last one exceeds small_file_limit
             data = payload(hash((roi.name, relative)) & 0xFFFF, size)
-            bucket.put(f"{roi.bucket}/{roi.object_path}{relative}", data, md5=(size != 40),
-                       gzip_stored=size == 70_000)  # a large gzip-stored object: segments, then gunzip
+            bucket.put(
+                f"{roi.bucket}/{roi.object_path}{relative}", data, md5=(size != 40), gzip_stored=size == 70_000
+            )  # a large gzip-stored object: segments, then gunzip
             expected[f"{roi.local_path}/{relative}"] = data
     return expected
 
@@ -384,8 +402,11 @@ def assert_files(dest: Path, expected: dict[str, bytes]) -> None:
 
 
 def leftovers(dest: Path) -> list[str]:
-    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*")
-                  if p.name.endswith((".part", ".part.json", ".tmp", ".unpacking")))
+    return sorted(
+        str(p.relative_to(dest))
+        for p in dest.rglob("*")
+        if p.name.endswith((".part", ".part.json", ".tmp", ".unpacking"))
+    )
 
 
 def assert_release_manifest(dest: Path, expected: dict[str, bytes]) -> None:
@@ -402,14 +423,18 @@ def assert_release_manifest(dest: Path, expected: dict[str, bytes]) -> None:
 # CRC32C, x-goog-hash, manifest
 # ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("data", "expected"), [
-    (b"", 0x00000000),
-    (b"123456789", 0xE3069283),            # the CRC catalogue's check value
-    (bytes(32), 0x8A9136AA),               # RFC 3720 B.4: 32 bytes of zeros
-    (b"\xff" * 32, 0x62A8AB43),            # 32 bytes of 0xFF
-    (bytes(range(32)), 0x46DD794E),        # 32 ascending bytes
-    (bytes(range(31, -1, -1)), 0x113FDB5C),  # 32 descending bytes
-])
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", 0x00000000),
+        (b"123456789", 0xE3069283),  # the CRC catalogue's check value
+        (bytes(32), 0x8A9136AA),  # RFC 3720 B.4: 32 bytes of zeros
+        (b"\xff" * 32, 0x62A8AB43),  # 32 bytes of 0xFF
+        (bytes(range(32)), 0x46DD794E),  # 32 ascending bytes
+        (bytes(range(31, -1, -1)), 0x113FDB5C),  # 32 descending bytes
+    ],
+)
 def test_crc32c_known_vectors(data, expected):
     assert dl.crc32c(data) == expected
     assert reference_crc32c(data) == expected
@@ -438,8 +463,15 @@ def test_parse_goog_hash_reads_both_algorithms_and_joined_headers():
 def test_manifest_lists_the_real_release_urls():
     release = get_release("male-cns:v0.9")
     tables = {item.name: item for item in release.group("tables")}
-    assert list(tables) == ["annotations", "neurotransmitters", "stats", "weights", "syn-points",
-                            "syn-partners", "tbar-nt"]
+    assert list(tables) == [
+        "annotations",
+        "neurotransmitters",
+        "stats",
+        "weights",
+        "syn-points",
+        "syn-partners",
+        "tbar-nt",
+    ]
     base = "https://storage.googleapis.com/flyem-male-cns/v0.9/connectome-data/flat-connectome/"
     assert tables["annotations"].url == base + "body-annotations-male-cns-v0.9-minconf-0.5.feather"
     assert tables["tbar-nt"].url == base + "tbar-neurotransmitters-male-cns-v0.9.feather"
@@ -448,9 +480,11 @@ def test_manifest_lists_the_real_release_urls():
     assert tables["syn-points"].published_size == 12_700_000_000
     assert MALE_CNS_V09.item("swc").gs_url == "gs://flyem-male-cns/v0.9/segmentation/skeletons-malecns/skeletons-swc/"
     assert MALE_CNS_V09.item("fullbrain-roi-v4").url == f"{GCS_HTTPS_BASE}/flyem-male-cns/rois/fullbrain-roi-v4/"
-    assert tables["weights"].url_for("http://127.0.0.1:9/cache/") == \
-        "http://127.0.0.1:9/cache/flyem-male-cns/v0.9/connectome-data/flat-connectome/" \
+    assert (
+        tables["weights"].url_for("http://127.0.0.1:9/cache/")
+        == "http://127.0.0.1:9/cache/flyem-male-cns/v0.9/connectome-data/flat-connectome/"
         "connectome-weights-male-cns-v0.9-minconf-0.5.feather"
+    )
     assert gs_to_https("gs://b/x/y") == "https://storage.googleapis.com/b/x/y"
     with pytest.raises(ReleaseError, match="unknown release"):
         get_release("male-cns:v9.9")
@@ -469,6 +503,7 @@ def test_selection_is_validated():
 # End to end
 # ------------------------------------------------------------------------------------------------
 
+
 def test_full_release_through_a_mirror_with_a_path(tmp_path):
     """The production manifest, every URL redirected by --mirror to a server under /cache."""
     server = FakeBucket(path_prefix="/cache")
@@ -476,8 +511,14 @@ def test_full_release_through_a_mirror_with_a_path(tmp_path):
     try:
         expected = publish_real_layout(server) | publish_directories(server)
         console = quiet_console()
-        report = dl.download_release(tmp_path, mirror=server.url + "/", skeletons=["swc", "precomputed"],
-                                     rois=True, options=FAST, console=console)
+        report = dl.download_release(
+            tmp_path,
+            mirror=server.url + "/",
+            skeletons=["swc", "precomputed"],
+            rois=True,
+            options=FAST,
+            console=console,
+        )
     finally:
         server.server.shutdown()
         server.server.server_close()
@@ -499,8 +540,9 @@ def test_disconnects_mid_file_resume_with_range_and_stay_byte_identical(bucket, 
     bucket.objects[key].disconnects = [1000, 5000, 20_000, 333, 7]
     bucket.objects[key].transient_errors = 2  # and two 503s
     dl.download_release(tmp_path, mirror=bucket.url, tables=["weights"], options=FAST, console=quiet_console())
-    assert (tmp_path / "connectome-weights-male-cns-v0.9-minconf-0.5.feather").read_bytes() == \
-        expected["connectome-weights-male-cns-v0.9-minconf-0.5.feather"]
+    assert (tmp_path / "connectome-weights-male-cns-v0.9-minconf-0.5.feather").read_bytes() == expected[
+        "connectome-weights-male-cns-v0.9-minconf-0.5.feather"
+    ]
     ranges = [rng for rng in bucket.gets(key) if rng]
     starts = {int(rng.removeprefix("bytes=").split("-")[0]) for rng in ranges}
     assert starts - {0, 65_536, 131_072}, "a resumed request should continue inside a segment"
@@ -532,8 +574,13 @@ def test_wrong_length_is_an_error_naming_the_url(bucket, tmp_path):
     key = f"{FLAT}/body-neurotransmitters-male-cns-v0.9.feather"
     bucket.objects[key].advertised_size = len(bucket.objects[key].data) + 10  # HEAD says more than GET has
     with pytest.raises(ReleaseError) as caught:
-        dl.download_release(tmp_path, mirror=bucket.url, tables=["neurotransmitters", "annotations"],
-                            options=FAST, console=quiet_console())
+        dl.download_release(
+            tmp_path,
+            mirror=bucket.url,
+            tables=["neurotransmitters", "annotations"],
+            options=FAST,
+            console=quiet_console(),
+        )
     message = str(caught.value)
     assert "wrong length" in message and key in message
     assert not (tmp_path / "body-neurotransmitters-male-cns-v0.9.feather").exists()
@@ -546,8 +593,9 @@ def test_listed_size_mismatch_of_a_directory_file_is_an_error(bucket, tmp_path):
     key = f"{swc.bucket}/{swc.object_path}10002.swc"
     bucket.objects[key].advertised_size = 5
     with pytest.raises(ReleaseError, match="wrong length") as caught:
-        dl.download_release(tmp_path, mirror=bucket.url, tables=[], skeletons=["swc"], options=FAST,
-                            console=quiet_console())
+        dl.download_release(
+            tmp_path, mirror=bucket.url, tables=[], skeletons=["swc"], options=FAST, console=quiet_console()
+        )
     assert "10002.swc" in str(caught.value)
     assert not (tmp_path / "skeletons/swc/10002.swc").exists()
     assert_files(tmp_path, {k: v for k, v in expected.items() if k.startswith("skeletons/swc/1") and "10002" not in k})
@@ -560,8 +608,7 @@ def test_checksum_mismatch_keeps_the_partial_and_never_finalizes(bucket, tmp_pat
     stored = bucket.objects[key]
     stored.advertised_data = stored.data[:-1] + bytes([stored.data[-1] ^ 1])
     with pytest.raises(ReleaseError, match="MD5 checksum mismatch") as caught:
-        dl.download_release(tmp_path, mirror=bucket.url, tables=["annotations"], options=FAST,
-                            console=quiet_console())
+        dl.download_release(tmp_path, mirror=bucket.url, tables=["annotations"], options=FAST, console=quiet_console())
     assert key in str(caught.value)
     assert not (tmp_path / name).exists()
     assert (tmp_path / (name + ".part")).read_bytes() == expected[name]  # kept
@@ -640,8 +687,16 @@ def test_directory_rerun_skips_verified_files(bucket, tmp_path):
     bucket.objects[f"{swc.bucket}/{swc.object_path}10003.swc"].disconnects = [5, 0]  # small files retry too
 
     def run():
-        return dl.download_release(tmp_path, mirror=bucket.url, tables=[], skeletons=["swc", "precomputed"],
-                                   rois=True, options=FAST, console=quiet_console())
+        return dl.download_release(
+            tmp_path,
+            mirror=bucket.url,
+            tables=[],
+            skeletons=["swc", "precomputed"],
+            rois=True,
+            options=FAST,
+            console=quiet_console(),
+        )
+
     run()
     assert_files(tmp_path, expected)
     (tmp_path / "skeletons/swc/10001.swc").unlink()
@@ -660,8 +715,9 @@ def test_a_directory_with_too_many_failures_is_given_up(bucket, tmp_path):
         bucket.put(f"{swc.bucket}/{swc.object_path}{body}.swc", b"x", missing_on_get=True)
     options = dl.DownloadOptions(**{**FAST.__dict__, "directory_workers": 1, "max_failed_files": 2})
     with pytest.raises(ReleaseError, match="stopped after 2 failed files") as caught:
-        dl.download_release(tmp_path, mirror=bucket.url, tables=[], skeletons=["swc"], options=options,
-                            console=quiet_console())
+        dl.download_release(
+            tmp_path, mirror=bucket.url, tables=[], skeletons=["swc"], options=options, console=quiet_console()
+        )
     assert "HTTP 404" in str(caught.value)
     assert len([method for method, *_ in bucket.log if method == "GET"]) <= 2 + 4  # + the bounded queue
 
@@ -712,19 +768,25 @@ def test_custom_release_and_remote_object_changes_restart_the_partial(bucket, tm
 # Command line
 # ------------------------------------------------------------------------------------------------
 
+
 def test_cli_downloads_then_ingests(bucket, tmp_path, monkeypatch):
     expected = publish_real_layout(bucket)
     calls = []
-    monkeypatch.setattr(flatprint.ingest, "ingest_release",
-                        lambda release_dir, store_path, force=False: calls.append((release_dir, store_path, force)),
-                        raising=False)
+    monkeypatch.setattr(
+        flatprint.ingest,
+        "ingest_release",
+        lambda release_dir, store_path, force=False: calls.append((release_dir, store_path, force)),
+        raising=False,
+    )
     dest, store = tmp_path / "release", tmp_path / "store"
-    result = CliRunner().invoke(download_command, [
-        str(dest), "--tables", "annotations,weights", "--mirror", bucket.url, "--ingest", str(store)])
+    result = CliRunner().invoke(
+        download_command, [str(dest), "--tables", "annotations,weights", "--mirror", bucket.url, "--ingest", str(store)]
+    )
     assert result.exit_code == 1 and "--ingest needs every table" in result.output and "syn-points" in result.output
     assert not bucket.log
-    result = CliRunner().invoke(download_command, [
-        str(dest), "--mirror", bucket.url, "--ingest", str(store), "--workers", "2"])
+    result = CliRunner().invoke(
+        download_command, [str(dest), "--mirror", bucket.url, "--ingest", str(store), "--workers", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert_files(dest, expected)
     assert_release_manifest(dest, expected)
@@ -734,10 +796,15 @@ def test_cli_downloads_then_ingests(bucket, tmp_path, monkeypatch):
 def test_cli_reports_errors_and_skips_ingest(bucket, tmp_path, monkeypatch):
     publish_real_layout(bucket)
     del bucket.objects[f"{FLAT}/connectome-weights-male-cns-v0.9-minconf-0.5.feather"]
-    monkeypatch.setattr(flatprint.ingest, "ingest_release",
-                        lambda *a, **k: pytest.fail("ingest must not run after a failed download"), raising=False)
-    result = CliRunner().invoke(download_command, [
-        str(tmp_path), "--mirror", bucket.url, "--ingest", str(tmp_path / "s")])
+    monkeypatch.setattr(
+        flatprint.ingest,
+        "ingest_release",
+        lambda *a, **k: pytest.fail("ingest must not run after a failed download"),
+        raising=False,
+    )
+    result = CliRunner().invoke(
+        download_command, [str(tmp_path), "--mirror", bucket.url, "--ingest", str(tmp_path / "s")]
+    )
     assert result.exit_code == 1
     assert "HTTP 404" in result.output and "connectome-weights" in result.output
     result = CliRunner().invoke(download_command, [str(tmp_path), "--skeletons", "bogus"])
@@ -771,8 +838,13 @@ def run_download_cli(dest: Path, *args: str, limit: float = 60) -> tuple[subproc
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = str(Path(flatprint.__file__).parents[1])  # the flatprint under test
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "flatprint.cli", "download", str(dest), *args],
-                            capture_output=True, text=True, env=env, timeout=limit)
+    result = subprocess.run(
+        [sys.executable, "-m", "flatprint.cli", "download", str(dest), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=limit,
+    )
     return result, time.monotonic() - started
 
 
@@ -824,14 +896,16 @@ def test_the_first_request_may_fail_briefly(tmp_path, monkeypatch):
                 if len(attempts) <= 2:
                     raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
                 return send(request, **kwargs)
+
             session.send = flaky_send
         return session
 
     monkeypatch.setattr(_Http, "session", property(session_that_refuses_twice))
     bucket.thread.start()
     try:
-        dl.download_release(tmp_path, mirror=f"http://127.0.0.1:{port}", tables=["weights"], options=FAST,
-                            console=quiet_console())
+        dl.download_release(
+            tmp_path, mirror=f"http://127.0.0.1:{port}", tables=["weights"], options=FAST, console=quiet_console()
+        )
     finally:
         bucket.server.shutdown()
         bucket.server.server_close()
@@ -848,13 +922,20 @@ def test_cli_downloads_release_v10_by_its_own_names(bucket, tmp_path, monkeypatc
         data = payload(100 + index, 5_000 + 1_000 * index)
         bucket.put(f"{item.bucket}/{item.object_path}", data)
         expected[item.local_path] = data
-    assert all(item.object_path.startswith("v1.0/") and "male-cns-v1.0" in item.local_path for item in v10.group("tables"))
+    assert all(
+        item.object_path.startswith("v1.0/") and "male-cns-v1.0" in item.local_path for item in v10.group("tables")
+    )
     calls = []
-    monkeypatch.setattr(flatprint.ingest, "ingest_release",
-                        lambda release_dir, store_path, force=False: calls.append(release_dir), raising=False)
+    monkeypatch.setattr(
+        flatprint.ingest,
+        "ingest_release",
+        lambda release_dir, store_path, force=False: calls.append(release_dir),
+        raising=False,
+    )
     dest = tmp_path / "release"
-    result = CliRunner().invoke(download_command, [str(dest), "--release", "v1.0", "--mirror", bucket.url,
-                                                   "--ingest", str(tmp_path / "store")])
+    result = CliRunner().invoke(
+        download_command, [str(dest), "--release", "v1.0", "--mirror", bucket.url, "--ingest", str(tmp_path / "store")]
+    )
     assert result.exit_code == 0, result.output
     assert_files(dest, expected)
     assert calls == [dest]

@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 from click.testing import CliRunner
-
 from oracle import load, point_id
 
 # ----------------------------------------------------------------------------- neo4j-admin header spec
@@ -25,8 +24,24 @@ from oracle import load, point_id
 # "{key:value,...}" configuration for point and temporal types. No type means string.
 
 SPECIAL = {"ID", "START_ID", "END_ID", "LABEL", "TYPE", "IGNORE"}
-PROPERTY_TYPES = {"int", "long", "float", "double", "boolean", "byte", "short", "char", "string", "point",
-                  "date", "localtime", "time", "localdatetime", "datetime", "duration"}
+PROPERTY_TYPES = {
+    "int",
+    "long",
+    "float",
+    "double",
+    "boolean",
+    "byte",
+    "short",
+    "char",
+    "string",
+    "point",
+    "date",
+    "localtime",
+    "time",
+    "localdatetime",
+    "datetime",
+    "duration",
+}
 CRS = {"cartesian", "cartesian-3d", "wgs-84", "wgs-84-3d"}
 
 
@@ -99,10 +114,16 @@ def read_arrow(path: Path, columns=None) -> pa.Table:
     """A CSV with every column as (non-null) strings: what neo4j-admin sees before typing."""
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
-    return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20),
-                          convert_options=pacsv.ConvertOptions(
-                              column_types={c: pa.string() for c in header}, strings_can_be_null=False,
-                              quoted_strings_can_be_null=False, include_columns=columns))
+    return pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            include_columns=columns,
+        ),
+    )
 
 
 def read_csv(path: Path, usecols=None) -> pd.DataFrame:
@@ -110,6 +131,7 @@ def read_csv(path: Path, usecols=None) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def exported(store_path, tmp_path_factory):
@@ -137,9 +159,16 @@ def parsed(exported):
 
 # ----------------------------------------------------------------------------- format
 
+
 def test_header_parser_examples():
-    assert parse_field(":ID(Body-ID)") == {"name": "", "kind": "ID", "type": None, "array": False,
-                                           "space": "Body-ID", "config": None}
+    assert parse_field(":ID(Body-ID)") == {
+        "name": "",
+        "kind": "ID",
+        "type": None,
+        "array": False,
+        "space": "Body-ID",
+        "config": None,
+    }
     assert parse_field("weight:int")["type"] == "int"
     assert parse_field("primaryRois:string[]")["array"]
     p = parse_field("location:point{crs:cartesian-3D}")
@@ -156,9 +185,17 @@ def test_header_parser_examples():
 def test_files_and_headers(exported, parsed):
     out, result = exported
     names = set(parsed)
-    for prefix in ("Neuprint_Meta_", "Neuprint_Neurons_", "Neuprint_Neuron_Connections_", "Neuprint_SynapseSet_",
-                   "Neuprint_Synapses_", "Neuprint_Synapse_Connections_", "Neuprint_SynapseSet_to_Synapses_",
-                   "Neuprint_Neuron_to_SynapseSet_", "Neuprint_SynapseSet_to_SynapseSet_"):
+    for prefix in (
+        "Neuprint_Meta_",
+        "Neuprint_Neurons_",
+        "Neuprint_Neuron_Connections_",
+        "Neuprint_SynapseSet_",
+        "Neuprint_Synapses_",
+        "Neuprint_Synapse_Connections_",
+        "Neuprint_SynapseSet_to_Synapses_",
+        "Neuprint_Neuron_to_SynapseSet_",
+        "Neuprint_SynapseSet_to_SynapseSet_",
+    ):
         assert any(n.startswith(prefix) for n in names), prefix
     for name, f in parsed.items():
         kinds = [s["kind"] for s in f["specs"]]
@@ -232,9 +269,11 @@ def test_import_script(exported, parsed):
 
 # ----------------------------------------------------------------------------- round trip vs the release
 
+
 def _concat(parsed, prefix, usecols=None):
-    return pd.concat([read_csv(f["path"], usecols=usecols) for n, f in parsed.items() if n.startswith(prefix)],
-                     ignore_index=True)
+    return pd.concat(
+        [read_csv(f["path"], usecols=usecols) for n, f in parsed.items() if n.startswith(prefix)], ignore_index=True
+    )
 
 
 def test_counts_round_trip(release_dir, parsed):
@@ -258,8 +297,11 @@ def test_counts_round_trip(release_dir, parsed):
     pre = neurons.set_index(neurons[":ID(Body-ID)"].astype(np.int64))["pre:long"].astype(np.int64)
     assert (pre.reindex(stats["body"]).to_numpy() == stats["pre"].to_numpy()).all()
 
-    conns = _concat(parsed, "Neuprint_Neuron_Connections_",
-                    usecols=[":START_ID(Body-ID)", ":END_ID(Body-ID)", "weight:int", "weightHP:int"])
+    conns = _concat(
+        parsed,
+        "Neuprint_Neuron_Connections_",
+        usecols=[":START_ID(Body-ID)", ":END_ID(Body-ID)", "weight:int", "weightHP:int"],
+    )
     assert len(conns) == len(weights)
     assert conns["weight:int"].astype(np.int64).sum() == weights["weight"].sum() == len(partners)
     got = conns.astype(np.int64).set_index([":START_ID(Body-ID)", ":END_ID(Body-ID)"]).sort_index()
@@ -286,9 +328,11 @@ def test_synapse_locations_rois_and_nt(release_dir, parsed):
     points = load(release_dir, "syn-points")
     tbar = load(release_dir, "tbar-nt")
     parts = []
-    for i, (name, f) in enumerate(n for n in parsed.items() if n[0].startswith("Neuprint_Synapses_")):
-        df = read_csv(f["path"], ["location:point{crs:cartesian-3D}", "type:string", "confidence:float",
-                                  "ntAcetylcholineProb:float"])
+    for i, (_name, f) in enumerate(n for n in parsed.items() if n[0].startswith("Neuprint_Synapses_")):
+        df = read_csv(
+            f["path"],
+            ["location:point{crs:cartesian-3D}", "type:string", "confidence:float", "ntAcetylcholineProb:float"],
+        )
         flags = {s["name"] for s in f["specs"] if s["type"] == "boolean"}
         df["file"] = i
         df["flags"] = "|".join(sorted(flags))
@@ -302,9 +346,14 @@ def test_synapse_locations_rois_and_nt(release_dir, parsed):
     kinds = pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()
     assert (df["type:string"].to_numpy() == kinds).all()
     assert np.allclose(df["confidence:float"].astype(float).to_numpy(), pts["conf"].to_numpy(), atol=1e-6)
-    combos = pd.DataFrame({"file": df["file"].to_numpy(), "flags": df["flags"].to_numpy(),
-                           "primary": pts["primary"].astype(str).to_numpy(),
-                           "major": pts["major"].astype(str).to_numpy()}).drop_duplicates()
+    combos = pd.DataFrame(
+        {
+            "file": df["file"].to_numpy(),
+            "flags": df["flags"].to_numpy(),
+            "primary": pts["primary"].astype(str).to_numpy(),
+            "major": pts["major"].astype(str).to_numpy(),
+        }
+    ).drop_duplicates()
     assert combos["file"].is_unique, "a Synapse file mixes ROI combinations"
     for flags, prim, major in combos[["flags", "primary", "major"]].itertuples(index=False):
         assert ({prim, major} - {"<unspecified>"}) <= set(flags.split("|") if flags else []), (flags, prim, major)
@@ -331,11 +380,14 @@ def test_meta_row(store_path, parsed):
     assert json.loads(row["roiInfo:string"]) == json.loads(meta["roiInfo"])
     props = json.loads(row["neuronProperties:string"])
     neurons = next(f for n, f in parsed.items() if n.startswith("Neuprint_Neurons_"))
-    header_types = {s["name"]: s["type"] for s in neurons["specs"] if s["kind"] == "property" and s["type"] != "boolean"}
+    header_types = {
+        s["name"]: s["type"] for s in neurons["specs"] if s["kind"] == "property" and s["type"] != "boolean"
+    }
     assert {k: v.split("{")[0] for k, v in props.items()} == header_types
 
 
 # ----------------------------------------------------------------------------- CLI and atomicity
+
 
 def test_cli_and_atomic(store_factory, exported, tmp_path):
     """The click group writes a complete export, refuses to overwrite, and leaves nothing behind on errors."""
@@ -369,8 +421,7 @@ def test_sigterm_and_stale_directories(store_factory, tmp_path):
 
     store_path = store_factory(0, 0.001)
     out = tmp_path / "csv"
-    code = ("import sys; from flatprint.export.neo4j import export_neo4j; "
-            "export_neo4j(sys.argv[1], sys.argv[2])")
+    code = "import sys; from flatprint.export.neo4j import export_neo4j; export_neo4j(sys.argv[1], sys.argv[2])"
     proc = subprocess.Popen([sys.executable, "-c", code, str(store_path), str(out)])
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".csv.neo4j-*/Neuprint_Neurons_*.csv")):

@@ -12,7 +12,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
 from oracle import load, point_id
 
 SINGLE = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
@@ -91,10 +90,15 @@ def test_contents_round_trip(release_dir, exported):
     pid = point_id(syn["x"], syn["y"], syn["z"]).to_numpy()  # the store keeps locations, not the packed key
     pts = points.loc[pid]
     assert (syn["body"].to_numpy() == pts["body"].to_numpy()).all()
-    assert (syn["kind"].to_numpy() == pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()).all()
+    assert (
+        syn["kind"].to_numpy() == pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()
+    ).all()
 
-    par = read_table(out, "partners").select(["body_pre", "body_post", "x_pre", "y_pre", "z_pre",
-                                              "x_post", "y_post", "z_post"]).to_pandas()
+    par = (
+        read_table(out, "partners")
+        .select(["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"])
+        .to_pandas()
+    )
     assert len(par) == len(partners)
     key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
     a = par[key].astype(np.int64).sort_values(key, ignore_index=True)
@@ -110,8 +114,10 @@ def test_duckdb_reads_hive_partitions(exported):
     con = duckdb.connect()
     glob = str(out / "synapses" / "**" / "*.parquet")
     body = con.execute(f"SELECT body FROM read_parquet('{glob}', hive_partitioning=true) LIMIT 1").fetchone()[0]
-    n = con.execute(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
-                    f"WHERE body_bucket = {body % 64} AND body = {body}").fetchone()[0]
+    n = con.execute(
+        f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
+        f"WHERE body_bucket = {body % 64} AND body = {body}"
+    ).fetchone()[0]
     assert n > 0
 
 

@@ -11,18 +11,20 @@ import sys
 import time
 
 import pytest
+from oracle import load
 
 from flatprint.errors import StoreError
 from flatprint.ingest import ingest_release
 from flatprint.store import Store
-from oracle import load
 
 FAULT_SCALE = 0.002
 
 
 def _ingest_cmd(release, target):
-    code = ("import sys; from flatprint.ingest import ingest_release; "
-            "ingest_release(sys.argv[1], sys.argv[2], progress=False, memory_limit='1GB', threads=1)")
+    code = (
+        "import sys; from flatprint.ingest import ingest_release; "
+        "ingest_release(sys.argv[1], sys.argv[2], progress=False, memory_limit='1GB', threads=1)"
+    )
     return [sys.executable, "-c", code, str(release), str(target)]
 
 
@@ -34,7 +36,7 @@ def test_ingest_killed_at_random_points(release_factory, tmp_path):
     full = time.perf_counter() - started
     expected_synapses = len(load(release, "syn-points"))
     rng = random.Random(7)
-    for attempt in range(20):
+    for _attempt in range(20):
         target.unlink(missing_ok=True)
         proc = subprocess.Popen(_ingest_cmd(release, target))
         time.sleep(rng.uniform(0.0, full * 1.1))
@@ -66,8 +68,13 @@ def test_damaged_store_refused(store_path, tmp_path, damage):
     with pytest.raises(StoreError, match="bad.duckdb"):
         Store.open(bad)
     env = {**os.environ, "FLATPRINT_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-m", "flatprint.cli", "serve", str(bad), "--port", "0"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flatprint.cli", "serve", str(bad), "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "bad.duckdb" in proc.stderr and "error:" in proc.stderr
 

@@ -6,8 +6,9 @@ Inputs come from two sources:
   properties (MATCH patterns, WHERE expressions, WITH/RETURN/ORDER BY/SKIP/LIMIT/UNWIND, functions,
   literals including odd strings and numbers);
 - the neuprint-python / neuprintr corpus queries (``*-queries/*.cypher`` in the reference directory
-  tests/reference.py finds; without it the corpus-based tests skip, saying why), mutated (spans deleted, duplicated, swapped or spliced from other queries, tokens and odd
-  characters inserted, numbers replaced, deep nesting, truncation).
+  tests/reference.py finds; without it the corpus-based tests skip, saying why), mutated (spans
+  deleted, duplicated, swapped or spliced from other queries, tokens and odd characters inserted,
+  numbers replaced, deep nesting, truncation).
 
 The same generator code runs on two backends: hypothesis (``st.data()`` draws, so a failure shrinks
 to a small query) and a seeded ``random.Random`` (cheap, for volume). In-process, ≥ 10^5 inputs run
@@ -28,25 +29,24 @@ from pathlib import Path
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
+from reference import corpus_files, needs_reference
+from server_fixture import running_server
 
 from flatprint.cypher.engine import execute
 from flatprint.errors import QueryError
 from flatprint.store import Store
-from reference import corpus_files, needs_reference
-from server_fixture import running_server
 
-QUERY_LIMIT = 1.0   # seconds, the engine's timeout for every fuzz input (docs/decisions.md)
-HANG = 10.0         # an input running this long counts as a hang (the limit is 1 s)
+QUERY_LIMIT = 1.0  # seconds, the engine's timeout for every fuzz input (docs/decisions.md)
+HANG = 10.0  # an input running this long counts as a hang (the limit is 1 s)
 FUZZ_SEED, FUZZ_SCALE = 5, 0.001
 
 # input counts: in-process total >= 10^5, over HTTPS >= 10^3
-HYP_GENERATED = 500         # hypothesis-drawn grammar queries (shrinkable)
-HYP_MUTATED = 1_200         # hypothesis-drawn mutations of corpus queries (shrinkable)
-BULK_GENERATED = 5_000      # seeded-random grammar queries
-BULK_MUTATED = 93_500       # seeded-random mutations of corpus queries
-BULK_PROCESSES = 2          # the bulk runs use both cores: each process opens the store read-only
+HYP_GENERATED = 500  # hypothesis-drawn grammar queries (shrinkable)
+HYP_MUTATED = 1_200  # hypothesis-drawn mutations of corpus queries (shrinkable)
+BULK_GENERATED = 5_000  # seeded-random grammar queries
+BULK_MUTATED = 93_500  # seeded-random mutations of corpus queries
+BULK_PROCESSES = 2  # the bulk runs use both cores: each process opens the store read-only
 HTTP_INPUTS = 1_000
 
 STATS: dict = collections.defaultdict(collections.Counter)
@@ -70,37 +70,192 @@ CORPUS = _corpus()
 # the grammar
 
 
-NODE_LABELS = ["Neuron"] * 6 + ["Segment", "Synapse", "PreSyn", "PostSyn", "SynapseSet", "Meta", "Cell",
-                                "Element", "Mitochondrion", "`male-cns_Neuron`", "Nope"]
+NODE_LABELS = ["Neuron"] * 6 + [
+    "Segment",
+    "Synapse",
+    "PreSyn",
+    "PostSyn",
+    "SynapseSet",
+    "Meta",
+    "Cell",
+    "Element",
+    "Mitochondrion",
+    "`male-cns_Neuron`",
+    "Nope",
+]
 REL_TYPES = ["ConnectsTo"] * 4 + ["Contains", "SynapsesTo", "CloseTo", "Unknown"]
-SEGMENT_PROPS = ["bodyId", "type", "instance", "status", "statusLabel", "pre", "post", "upstream", "downstream",
-                 "somaLocation", "somaSide", "roiInfo", "size", "predictedNt", "class", "superclass", "group",
-                 "mancSerial", "`AL(R)`", "`GNG`", "FB", "nope", "`odd prop`"]
+SEGMENT_PROPS = [
+    "bodyId",
+    "type",
+    "instance",
+    "status",
+    "statusLabel",
+    "pre",
+    "post",
+    "upstream",
+    "downstream",
+    "somaLocation",
+    "somaSide",
+    "roiInfo",
+    "size",
+    "predictedNt",
+    "class",
+    "superclass",
+    "group",
+    "mancSerial",
+    "`AL(R)`",
+    "`GNG`",
+    "FB",
+    "nope",
+    "`odd prop`",
+]
 SYNAPSE_PROPS = ["type", "confidence", "location", "ntGabaProb", "ntAcetylcholineProb", "`GNG`", "nope"]
 REL_PROPS = ["weight", "weightHP", "roiInfo", "nope"]
 META_PROPS = ["dataset", "primaryRois", "superLevelRois", "roiInfo", "totalPreCount", "neuronProperties", "nope"]
 FUNCTIONS = {  # name -> plausible arities
-    "count": (1,), "sum": (1,), "avg": (1,), "min": (1,), "max": (1,), "collect": (1,), "stdev": (1,),
-    "stdevp": (1,), "size": (1,), "coalesce": (1, 2, 3), "keys": (1,), "properties": (1,), "id": (1,),
-    "labels": (1,), "type": (1,), "nodes": (1,), "relationships": (1,), "length": (1,), "head": (1,),
-    "last": (1,), "tail": (1,), "reverse": (1,), "range": (2, 3), "toString": (1,), "toInteger": (1,),
-    "toFloat": (1,), "toBoolean": (1,), "toLower": (1,), "toUpper": (1,), "trim": (1,), "split": (2,),
-    "replace": (3,), "substring": (2, 3), "left": (2,), "right": (2,), "abs": (1,), "round": (1,),
-    "floor": (1,), "ceil": (1,), "sqrt": (1,), "log": (1,), "exp": (1,), "sign": (1,), "startNode": (1,),
-    "endNode": (1,), "exists": (1,), "apoc.convert.fromJsonMap": (1,), "apoc.convert.fromJsonList": (1,),
-    "apoc.convert.toJson": (1,), "apoc.map.removeKeys": (2,), "apoc.coll.containsDuplicates": (1,),
-    "apoc.coll.toSet": (1,), "apoc.coll.flatten": (1,), "apoc.coll.sum": (1,), "apoc.coll.min": (1,),
-    "apoc.coll.max": (1,), "apoc.meta.type": (1,), "noSuchFunction": (0, 1, 2), "rand": (0,),
+    "count": (1,),
+    "sum": (1,),
+    "avg": (1,),
+    "min": (1,),
+    "max": (1,),
+    "collect": (1,),
+    "stdev": (1,),
+    "stdevp": (1,),
+    "size": (1,),
+    "coalesce": (1, 2, 3),
+    "keys": (1,),
+    "properties": (1,),
+    "id": (1,),
+    "labels": (1,),
+    "type": (1,),
+    "nodes": (1,),
+    "relationships": (1,),
+    "length": (1,),
+    "head": (1,),
+    "last": (1,),
+    "tail": (1,),
+    "reverse": (1,),
+    "range": (2, 3),
+    "toString": (1,),
+    "toInteger": (1,),
+    "toFloat": (1,),
+    "toBoolean": (1,),
+    "toLower": (1,),
+    "toUpper": (1,),
+    "trim": (1,),
+    "split": (2,),
+    "replace": (3,),
+    "substring": (2, 3),
+    "left": (2,),
+    "right": (2,),
+    "abs": (1,),
+    "round": (1,),
+    "floor": (1,),
+    "ceil": (1,),
+    "sqrt": (1,),
+    "log": (1,),
+    "exp": (1,),
+    "sign": (1,),
+    "startNode": (1,),
+    "endNode": (1,),
+    "exists": (1,),
+    "apoc.convert.fromJsonMap": (1,),
+    "apoc.convert.fromJsonList": (1,),
+    "apoc.convert.toJson": (1,),
+    "apoc.map.removeKeys": (2,),
+    "apoc.coll.containsDuplicates": (1,),
+    "apoc.coll.toSet": (1,),
+    "apoc.coll.flatten": (1,),
+    "apoc.coll.sum": (1,),
+    "apoc.coll.min": (1,),
+    "apoc.coll.max": (1,),
+    "apoc.meta.type": (1,),
+    "noSuchFunction": (0, 1, 2),
+    "rand": (0,),
 }
-BINARY_OPS = ["+", "-", "*", "/", "%", "^", "=", "<>", "<", ">", "<=", ">=", "AND", "OR", "XOR", "IN",
-              "STARTS WITH", "ENDS WITH", "CONTAINS", "=~"]
-ODD_STRINGS = ["", " ", "'", '"', "\\", "\\\\", "\\'", "\\u0000", "\\n\\t", "\\uD800", "é", "日本語", "😀",
-               "\u202e", "%s%n", "' OR 1=1 --", "'); DROP TABLE segments; --", "read_csv('/etc/passwd')",
-               "${x}", "{{x}}", ".*", "(", "[a-", "a" * 300, "NaN", "null", "Dm895", "DNge104_R", "Traced",
-               "AL(R)", "GNG", "\\r\\n", "/*", "*/", "//", "`"]
-ODD_NUMBERS = ["0", "-0", "1", "-1", "12781", "10910", "2147483648", "9223372036854775807",
-               "9223372036854775808", "-9223372036854775808", "99999999999999999999999", "0.5", "1e308",
-               "1e309", "-1e-320", "0x1F", "0o17", "1.0E-3", ".5", "3.", "00012"]
+BINARY_OPS = [
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "=",
+    "<>",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "AND",
+    "OR",
+    "XOR",
+    "IN",
+    "STARTS WITH",
+    "ENDS WITH",
+    "CONTAINS",
+    "=~",
+]
+ODD_STRINGS = [
+    "",
+    " ",
+    "'",
+    '"',
+    "\\",
+    "\\\\",
+    "\\'",
+    "\\u0000",
+    "\\n\\t",
+    "\\uD800",
+    "é",
+    "日本語",
+    "😀",
+    "\u202e",
+    "%s%n",
+    "' OR 1=1 --",
+    "'); DROP TABLE segments; --",
+    "read_csv('/etc/passwd')",
+    "${x}",
+    "{{x}}",
+    ".*",
+    "(",
+    "[a-",
+    "a" * 300,
+    "NaN",
+    "null",
+    "Dm895",
+    "DNge104_R",
+    "Traced",
+    "AL(R)",
+    "GNG",
+    "\\r\\n",
+    "/*",
+    "*/",
+    "//",
+    "`",
+]
+ODD_NUMBERS = [
+    "0",
+    "-0",
+    "1",
+    "-1",
+    "12781",
+    "10910",
+    "2147483648",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "99999999999999999999999",
+    "0.5",
+    "1e308",
+    "1e309",
+    "-1e-320",
+    "0x1F",
+    "0o17",
+    "1.0E-3",
+    ".5",
+    "3.",
+    "00012",
+]
 
 
 class RandomDraw:
@@ -168,7 +323,9 @@ class Grammar:
             return "[" + ", ".join(self.expr(depth - 1) for _ in range(self.d.int(0, 3))) + "]"
         if kind == 7 and depth > 0:
             keys = ["a", "bodyId", "`odd key`", "type"]
-            return "{" + ", ".join(f"{self.d.pick(keys)}: {self.expr(depth - 1)}" for _ in range(self.d.int(0, 2))) + "}"
+            return (
+                "{" + ", ".join(f"{self.d.pick(keys)}: {self.expr(depth - 1)}" for _ in range(self.d.int(0, 2))) + "}"
+            )
         if kind == 8:
             return "$" + self.d.pick(["p", "bodyIds", "x"])
         return str(self.d.int(-5, 20000))
@@ -184,8 +341,11 @@ class Grammar:
         names = [n for n in self.vars]
         choice = self.d.int(0, 13 if depth > 0 else 3)
         if choice <= 1 and names:
-            return self.prop_of(self.d.pick(names)) if self.vars[names[0]] != "value" or self.d.chance(0.5) \
+            return (
+                self.prop_of(self.d.pick(names))
+                if self.vars[names[0]] != "value" or self.d.chance(0.5)
                 else self.d.pick(names)
+            )
         if choice == 2 and names:
             return self.d.pick(names)
         if choice <= 3:
@@ -205,8 +365,7 @@ class Grammar:
         if choice == 9:
             return f"({self.expr(sub)} IS {self.d.pick(['', 'NOT '])}NULL)"
         if choice == 10:
-            return (f"CASE WHEN {self.expr(sub)} THEN {self.expr(sub)} "
-                    f"ELSE {self.expr(sub)} END")
+            return f"CASE WHEN {self.expr(sub)} THEN {self.expr(sub)} ELSE {self.expr(sub)} END"
         if choice == 11:
             var = f"x{self.counter}"
             self.counter += 1
@@ -230,8 +389,9 @@ class Grammar:
 
     def node(self, constrain: bool) -> str:
         label = self.d.pick(NODE_LABELS)
-        kind = "node:Synapse" if label in ("Synapse", "PreSyn", "PostSyn") else \
-            "node:Meta" if label == "Meta" else "node"
+        kind = (
+            "node:Synapse" if label in ("Synapse", "PreSyn", "PostSyn") else "node:Meta" if label == "Meta" else "node"
+        )
         reuse = [n for n, k in self.vars.items() if k.startswith("node")]
         if reuse and self.d.chance(0.15):
             return f"({self.d.pick(reuse)})"
@@ -240,9 +400,17 @@ class Grammar:
         small = label in ("Neuron", "`male-cns_Neuron`", "Meta", "Element", "Mitochondrion", "Nope")
         # big node sets (all segments, bodies or synapses) unconstrained only rarely: they mostly time out
         if constrain or (not small and not self.d.chance(0.02)) or self.d.chance(0.3):
-            key, value = self.d.pick([("bodyId", "12781"), ("bodyId", "10910"), ("bodyId", "-1"),
-                                      ("type", "'Dm895'"), ("instance", "'DNge104_R'"), ("status", "'Traced'"),
-                                      ("nope", "1")])
+            key, value = self.d.pick(
+                [
+                    ("bodyId", "12781"),
+                    ("bodyId", "10910"),
+                    ("bodyId", "-1"),
+                    ("type", "'Dm895'"),
+                    ("instance", "'DNge104_R'"),
+                    ("status", "'Traced'"),
+                    ("nope", "1"),
+                ]
+            )
             if self.d.chance(0.1):  # mismatched types and odd values (slower: filtered in Python)
                 value = self.literal(0)
             props = f" {{{key}: {value}}}"
@@ -322,13 +490,82 @@ class Grammar:
 # mutations of corpus queries
 
 
-TOKENS = ["MATCH", "WHERE", "RETURN", "WITH", "UNWIND", "AS", "ORDER BY", "LIMIT", "SKIP", "DISTINCT",
-          "OPTIONAL MATCH", "UNION", "CALL", "YIELD", "CREATE", "DELETE", "SET", "MERGE", "LOAD CSV FROM",
-          "(", ")", "[", "]", "{", "}", ",", ".", ":", "-", "->", "<-", "*", "|", "=", "$", "`", "'", '"',
-          "\\", "/*", "//", "\n", "\t", "\x00", "\ud800", "é", "😀", "NULL", "true", "count(*)", "n.bodyId",
-          "(n:Neuron)", "-[:ConnectsTo]->", "*1..", "..", "0", "-1", "1e999", "9223372036854775808",
-          "apoc.cypher.runTimeboxed(", "db.labels()", "exists(", "CASE", "END", "shortestPath(", "IS NULL",
-          "=~", "'.*'", "[x IN", "|", "reduce(", "::", ";", "\u202e"]
+TOKENS = [
+    "MATCH",
+    "WHERE",
+    "RETURN",
+    "WITH",
+    "UNWIND",
+    "AS",
+    "ORDER BY",
+    "LIMIT",
+    "SKIP",
+    "DISTINCT",
+    "OPTIONAL MATCH",
+    "UNION",
+    "CALL",
+    "YIELD",
+    "CREATE",
+    "DELETE",
+    "SET",
+    "MERGE",
+    "LOAD CSV FROM",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ".",
+    ":",
+    "-",
+    "->",
+    "<-",
+    "*",
+    "|",
+    "=",
+    "$",
+    "`",
+    "'",
+    '"',
+    "\\",
+    "/*",
+    "//",
+    "\n",
+    "\t",
+    "\x00",
+    "\ud800",
+    "é",
+    "😀",
+    "NULL",
+    "true",
+    "count(*)",
+    "n.bodyId",
+    "(n:Neuron)",
+    "-[:ConnectsTo]->",
+    "*1..",
+    "..",
+    "0",
+    "-1",
+    "1e999",
+    "9223372036854775808",
+    "apoc.cypher.runTimeboxed(",
+    "db.labels()",
+    "exists(",
+    "CASE",
+    "END",
+    "shortestPath(",
+    "IS NULL",
+    "=~",
+    "'.*'",
+    "[x IN",
+    "|",
+    "reduce(",
+    "::",
+    ";",
+    "\u202e",
+]
 
 
 def mutate(text: str, rng: random.Random) -> str:
@@ -345,9 +582,27 @@ def mutate(text: str, rng: random.Random) -> str:
         elif op == 2:  # insert a token
             text = text[:i] + " " * rng.randint(0, 1) + rng.choice(TOKENS) + text[i:]
         elif op == 3:  # replace a character
-            ch = rng.choice(["\x00", "'", '"', "`", "\\", "(", ")", "[", "]", "{", "}", "$", "\ud800", "é", "\n",
-                             rng.choice(string.printable)])
-            text = text[:i] + ch + text[i + 1:]
+            ch = rng.choice(
+                [
+                    "\x00",
+                    "'",
+                    '"',
+                    "`",
+                    "\\",
+                    "(",
+                    ")",
+                    "[",
+                    "]",
+                    "{",
+                    "}",
+                    "$",
+                    "\ud800",
+                    "é",
+                    "\n",
+                    rng.choice(string.printable),
+                ]
+            )
+            text = text[:i] + ch + text[i + 1 :]
         elif op == 4:  # swap two spans
             k = rng.randrange(n + 1)
             a, b = sorted((i, k))
@@ -358,16 +613,17 @@ def mutate(text: str, rng: random.Random) -> str:
             digits = [m for m in range(n) if text[m].isdigit()]
             if digits:
                 m = rng.choice(digits)
-                text = text[:m] + rng.choice(ODD_NUMBERS) + text[m + 1:]
+                text = text[:m] + rng.choice(ODD_NUMBERS) + text[m + 1 :]
         elif op == 7:  # nesting (test_deep_nesting goes deeper, once per depth)
             depth = rng.choice([3, 10, 50, 200])
-            opener, closer = rng.choice([("(", ")"), ("[", "]"), ("{", "}"), ("NOT ", ""), ("-", ""),
-                                         ("[x IN ", " | x]")])
+            opener, closer = rng.choice(
+                [("(", ")"), ("[", "]"), ("{", "}"), ("NOT ", ""), ("-", ""), ("[x IN ", " | x]")]
+            )
             text = text[:i] + opener * depth + text[i:j] + closer * depth + text[j:]
         elif op == 8:  # splice in a piece of another corpus query
             other = rng.choice(CORPUS)
             a = rng.randrange(len(other) + 1)
-            text = text[:i] + other[a:a + rng.randint(1, 60)] + text[j:]
+            text = text[:i] + other[a : a + rng.randint(1, 60)] + text[j:]
         elif op == 9:  # change case
             text = text[:i] + text[i:j].swapcase() + text[j:]
         else:  # replace a string literal's content with an odd string
@@ -375,7 +631,7 @@ def mutate(text: str, rng: random.Random) -> str:
             if q >= 0:
                 end = text.find("'", q + 1)
                 if end > q:
-                    text = text[:q + 1] + rng.choice(ODD_STRINGS) + text[end:]
+                    text = text[: q + 1] + rng.choice(ODD_STRINGS) + text[end:]
     return text
 
 
@@ -426,8 +682,7 @@ def run_one(store, text: str, source: str) -> None:
     assert seconds < HANG, f"{source}: input ran {seconds:.1f} s (limit {QUERY_LIMIT} s): {text!r}"
 
 
-HYP = settings(deadline=None, database=None, derandomize=True, print_blob=True,
-               suppress_health_check=list(HealthCheck))
+HYP = settings(deadline=None, database=None, derandomize=True, print_blob=True, suppress_health_check=list(HealthCheck))
 
 
 def test_grammar_examples_are_mostly_valid(store):
@@ -513,11 +768,22 @@ def test_bulk_mutated_corpus(fuzz_store_path, store_digest):
 
 @pytest.mark.parametrize("depth", [100, 1000, 20_000])
 def test_deep_nesting(store, depth):
-    for opener, closer in [("(", ")"), ("[", "]"), ("{a: ", "}"), ("NOT ", ""), ("-", ""), ("[x IN ", " | x]"),
-                           ("CASE WHEN true THEN ", " END"), ("size(", ")")]:
+    for opener, closer in [
+        ("(", ")"),
+        ("[", "]"),
+        ("{a: ", "}"),
+        ("NOT ", ""),
+        ("-", ""),
+        ("[x IN ", " | x]"),
+        ("CASE WHEN true THEN ", " END"),
+        ("size(", ")"),
+    ]:
         run_one(store, "RETURN " + opener * depth + "1" + closer * depth + " AS x", "deep-nesting")
-        run_one(store, "MATCH (n:Neuron) WHERE " + opener * depth + "n.bodyId > 0" + closer * depth
-                + " RETURN n.bodyId LIMIT 1", "deep-nesting")
+        run_one(
+            store,
+            "MATCH (n:Neuron) WHERE " + opener * depth + "n.bodyId > 0" + closer * depth + " RETURN n.bodyId LIMIT 1",
+            "deep-nesting",
+        )
 
 
 @needs_reference
@@ -539,13 +805,24 @@ def _http_inputs(n: int):
             yield {"cypher": mutate(rng.choice(CORPUS), rng)}
 
 
-ODD_BODIES = [b"", b"{", b"[]", b"null", b'{"cypher": 5}', b'{"cypher": ""}', b'{"cypher": null}',
-              b'{"cypher": ["MATCH (n) RETURN n"]}', b"\xff\xfe\x00garbage", b'{"cypher": "\xff\xfe"}',
-              b'{"cypher": "MATCH (n:Neuron) RETURN n.bodyId LIMIT 1", "dataset": "nope"}',
-              b'{"cypher": "MATCH (n:Neuron) RETURN n.bodyId LIMIT 1", "dataset": 5}',
-              b'{"cypher": "RETURN \'\\u0000\\ud800\'"}', b'{"cypher": "RETURN 1"' + b" " * 100000 + b"}",
-              json.dumps({"cypher": "RETURN '" + "x" * 1_000_000 + "' AS big"}).encode(),
-              json.dumps({"cypher": "(" * 20000}).encode()]
+ODD_BODIES = [
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b'{"cypher": 5}',
+    b'{"cypher": ""}',
+    b'{"cypher": null}',
+    b'{"cypher": ["MATCH (n) RETURN n"]}',
+    b"\xff\xfe\x00garbage",
+    b'{"cypher": "\xff\xfe"}',
+    b'{"cypher": "MATCH (n:Neuron) RETURN n.bodyId LIMIT 1", "dataset": "nope"}',
+    b'{"cypher": "MATCH (n:Neuron) RETURN n.bodyId LIMIT 1", "dataset": 5}',
+    b'{"cypher": "RETURN \'\\u0000\\ud800\'"}',
+    b'{"cypher": "RETURN 1"' + b" " * 100000 + b"}",
+    json.dumps({"cypher": "RETURN '" + "x" * 1_000_000 + "' AS big"}).encode(),
+    json.dumps({"cypher": "(" * 20000}).encode(),
+]
 
 
 def test_fuzz_over_https(fuzz_store_path, store_digest, tmp_path):
@@ -558,8 +835,13 @@ def test_fuzz_over_https(fuzz_store_path, store_digest, tmp_path):
         for body in bodies:
             t = time.perf_counter()
             try:
-                r = session.post(f"{url}/api/custom/custom", data=body, timeout=30, verify=str(cert),
-                                 headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+                r = session.post(
+                    f"{url}/api/custom/custom",
+                    data=body,
+                    timeout=30,
+                    verify=str(cert),
+                    headers={"Content-Type": "application/json", "Authorization": "Bearer x"},
+                )
             except requests.RequestException as exc:
                 raise AssertionError(f"no answer ({type(exc).__name__}: {exc}) to {body[:300]!r}") from exc
             seconds = time.perf_counter() - t
@@ -570,12 +852,18 @@ def test_fuzz_over_https(fuzz_store_path, store_digest, tmp_path):
                 assert "error" in r.json()
             assert seconds < HANG, f"{seconds:.1f} s for {body[:300]!r}"
         # still alive and answering correctly
-        r = session.post(f"{url}/api/custom/custom", json={"cypher": "MATCH (n:Neuron) RETURN count(n)"}, timeout=30,
-                         verify=str(cert))
+        r = session.post(
+            f"{url}/api/custom/custom",
+            json={"cypher": "MATCH (n:Neuron) RETURN count(n)"},
+            timeout=30,
+            verify=str(cert),
+        )
         assert r.status_code == 200 and r.json()["data"][0][0] > 0
     total = sum(counts.values())
-    print(f"\nHTTPS fuzz: {total} requests in {time.perf_counter() - started:.1f} s, statuses {dict(counts)}, "
-          f"slowest {slowest[0]:.2f} s")
+    print(
+        f"\nHTTPS fuzz: {total} requests in {time.perf_counter() - started:.1f} s, statuses {dict(counts)}, "
+        f"slowest {slowest[0]:.2f} s"
+    )
     assert total >= HTTP_INPUTS
 
 
@@ -587,8 +875,10 @@ def test_store_unchanged_and_report(fuzz_store_path, store_digest):
     for source, outcomes in STATS.items():
         n = sum(outcomes.values())
         total += n
-        print(f"\n{source}: {n} inputs in {TIMES[source]:.1f} s, outcomes {dict(outcomes.most_common(8))}; "
-              f"slowest {SLOWEST[source][0]:.2f} s: {SLOWEST[source][1]!r}")
+        print(
+            f"\n{source}: {n} inputs in {TIMES[source]:.1f} s, outcomes {dict(outcomes.most_common(8))}; "
+            f"slowest {SLOWEST[source][0]:.2f} s: {SLOWEST[source][1]!r}"
+        )
     print(f"\nin-process total: {total} inputs")
     if len(STATS) >= 5:  # the whole file ran (not a -k selection)
         assert total >= 100_000

@@ -14,11 +14,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from oracle import load, oracle_segments
 
 from flatprint import Client, NeuronCriteria as NC, fetch_indirect
 from flatprint.errors import QueryError
 from flatprint.query.indirect import clear_matrix_cache, graph_matrix
-from oracle import load, oracle_segments
 
 ORACLE_SCALE, ORACLE_SEED = 0.01, 1
 SIGN = {"acetylcholine": 1.0, "gaba": -1.0, "glutamate": -1.0}
@@ -52,14 +52,20 @@ def handmade(tmp_path, base, neurons: dict, edges: list[tuple[int, int, int]]) -
     for table in ("segments", "connections", "connections_by_post"):
         con.execute(f"DELETE FROM {table}")
     for body, (typ, nt, is_neuron) in sorted(neurons.items()):
-        con.execute("INSERT INTO segments (bodyId, type, instance, predictedNt, is_neuron) VALUES (?, ?, ?, ?, ?)",
-                    [body, typ, None if typ is None else f"{typ}_R", nt, is_neuron])
+        con.execute(
+            "INSERT INTO segments (bodyId, type, instance, predictedNt, is_neuron) VALUES (?, ?, ?, ?, ?)",
+            [body, typ, None if typ is None else f"{typ}_R", nt, is_neuron],
+        )
     for pre, post, weight in sorted(edges):
-        con.execute("INSERT INTO connections (body_pre, body_post, weight, weight_hp) VALUES (?, ?, ?, ?)",
-                    [pre, post, weight, weight])
+        con.execute(
+            "INSERT INTO connections (body_pre, body_post, weight, weight_hp) VALUES (?, ?, ?, ?)",
+            [pre, post, weight, weight],
+        )
     for pre, post, weight in sorted(edges, key=lambda e: (e[1], e[0])):
-        con.execute("INSERT INTO connections_by_post (body_pre, body_post, weight, weight_hp) VALUES (?, ?, ?, ?)",
-                    [pre, post, weight, weight])
+        con.execute(
+            "INSERT INTO connections_by_post (body_pre, body_post, weight, weight_hp) VALUES (?, ?, ?, ?)",
+            [pre, post, weight, weight],
+        )
     con.close()
     return Client(path)
 
@@ -73,9 +79,17 @@ def as_dict(df: pd.DataFrame, hop: int | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ on paper
 def test_chain(tmp_path, oracle_store):
     # A -> B (10) -> C (5); X -> C (5): C takes half its input from B, B all of its input from A.
-    c = handmade(tmp_path, oracle_store, {1: ("A", "acetylcholine", True), 2: ("B", "acetylcholine", True),
-                                          3: ("C", "acetylcholine", True), 4: ("X", "acetylcholine", True)},
-                 [(1, 2, 10), (2, 3, 5), (4, 3, 5)])
+    c = handmade(
+        tmp_path,
+        oracle_store,
+        {
+            1: ("A", "acetylcholine", True),
+            2: ("B", "acetylcholine", True),
+            3: ("C", "acetylcholine", True),
+            4: ("X", "acetylcholine", True),
+        },
+        [(1, 2, 10), (2, 3, 5), (4, 3, 5)],
+    )
     per_hop, summed = fetch_indirect(1, 3, hops=3, groupby=None, client=c)
     assert list(per_hop.columns) == ["bodyId_pre", "bodyId_post", "hop", "weight"]
     assert list(summed.columns) == ["bodyId_pre", "bodyId_post", "weight"]
@@ -95,9 +109,12 @@ def test_chain(tmp_path, oracle_store):
 def test_diamond(tmp_path, oracle_store):
     # A -> B (2), A -> C (6), B -> D (4), C -> D (4), E -> D (8): D gets 1/4 from B and 1/4 from C;
     # B and C get everything from A, so A reaches D with 1/4 + 1/4 at hop 2.
-    c = handmade(tmp_path, oracle_store, {b: (t, "acetylcholine", True) for b, t in
-                                          [(1, "A"), (2, "B"), (3, "C"), (4, "D"), (5, "E")]},
-                 [(1, 2, 2), (1, 3, 6), (2, 4, 4), (3, 4, 4), (5, 4, 8)])
+    c = handmade(
+        tmp_path,
+        oracle_store,
+        {b: (t, "acetylcholine", True) for b, t in [(1, "A"), (2, "B"), (3, "C"), (4, "D"), (5, "E")]},
+        [(1, 2, 2), (1, 3, 6), (2, 4, 4), (3, 4, 4), (5, 4, 8)],
+    )
     per_hop, summed = fetch_indirect(1, 4, hops=2, groupby=None, client=c)
     assert as_dict(per_hop, 2) == {(1, 4): pytest.approx(0.5)}
     # output fractions: A sends 1/4 to B, 3/4 to C; each sends all to D: 1/4 + 3/4
@@ -107,8 +124,14 @@ def test_diamond(tmp_path, oracle_store):
 
 def test_sign_flip(tmp_path, oracle_store):
     # A (ACh) -> B (GABA) -> C (glutamate) -> D (ACh), one input each: |fraction| 1 everywhere.
-    neurons = {1: ("A", "acetylcholine", True), 2: ("B", "gaba", True), 3: ("C", "glutamate", True),
-               4: ("D", "acetylcholine", True), 5: ("M", "dopamine", True), 6: ("U", None, True)}
+    neurons = {
+        1: ("A", "acetylcholine", True),
+        2: ("B", "gaba", True),
+        3: ("C", "glutamate", True),
+        4: ("D", "acetylcholine", True),
+        5: ("M", "dopamine", True),
+        6: ("U", None, True),
+    }
     c = handmade(tmp_path, oracle_store, neurons, [(1, 2, 3), (2, 3, 3), (3, 4, 3), (5, 6, 3), (6, 1, 3)])
     per_hop, _ = fetch_indirect([1, 2, 3, 5], None, hops=3, groupby=None, signed=True, client=c)
     assert as_dict(per_hop, 1) == {(1, 2): 1.0, (2, 3): -1.0, (3, 4): -1.0, (5, 6): 1.0}
@@ -127,8 +150,12 @@ def test_sign_flip(tmp_path, oracle_store):
 def test_normalisation_excludes_non_neurons(tmp_path, oracle_store):
     # F is a fragment (not a :Neuron) giving B as much as A does: B's input fraction from A is 1
     # among neurons, 1/2 among all segments.
-    neurons = {1: ("A", "acetylcholine", True), 2: ("B", "acetylcholine", True), 3: ("C", "acetylcholine", True),
-               9: (None, None, False)}
+    neurons = {
+        1: ("A", "acetylcholine", True),
+        2: ("B", "acetylcholine", True),
+        3: ("C", "acetylcholine", True),
+        9: (None, None, False),
+    }
     c = handmade(tmp_path, oracle_store, neurons, [(1, 2, 10), (9, 2, 10), (2, 3, 4), (9, 3, 4)])
     per_hop, _ = fetch_indirect(1, None, hops=2, groupby=None, client=c)
     assert as_dict(per_hop, 1) == {(1, 2): 1.0} and as_dict(per_hop, 2) == {(1, 3): 1.0}
@@ -141,13 +168,20 @@ def test_normalisation_excludes_non_neurons(tmp_path, oracle_store):
 def test_type_grouping_on_paper(tmp_path, oracle_store):
     # Sources type S = {1, 2}, target type T = {3, 4}. 3 gets 1 -> 3 (1) and 2 -> 3 (3): all from S.
     # 4 gets 1 -> 4 (1) and 5 -> 4 (3): a quarter from S. Sum over S, mean over T: (1 + 1/4) / 2.
-    neurons = {1: ("S", "acetylcholine", True), 2: ("S", "acetylcholine", True), 3: ("T", "gaba", True),
-               4: ("T", "gaba", True), 5: ("O", "acetylcholine", True)}
+    neurons = {
+        1: ("S", "acetylcholine", True),
+        2: ("S", "acetylcholine", True),
+        3: ("T", "gaba", True),
+        4: ("T", "gaba", True),
+        5: ("O", "acetylcholine", True),
+    }
     c = handmade(tmp_path, oracle_store, neurons, [(1, 3, 1), (2, 3, 3), (1, 4, 1), (5, 4, 3)])
     per_hop, summed = fetch_indirect("S", "T", hops=1, groupby="type", client=c)
     assert as_dict(per_hop, 1) == {("S", "T"): pytest.approx(0.625)}
     # by instance (S_R / T_R here) the same; per source type to per target neuron
-    assert as_dict(fetch_indirect("S", "T", hops=1, groupby="instance", client=c)[0]) == {("S_R", "T_R"): pytest.approx(0.625)}
+    assert as_dict(fetch_indirect("S", "T", hops=1, groupby="instance", client=c)[0]) == {
+        ("S_R", "T_R"): pytest.approx(0.625)
+    }
     per_hop, _ = fetch_indirect("S", "T", hops=1, groupby=("type", None), client=c)
     assert list(per_hop.columns[:2]) == ["type_pre", "bodyId_post"]
     assert as_dict(per_hop, 1) == {("S", 3): pytest.approx(1.0), ("S", 4): pytest.approx(0.25)}
@@ -173,10 +207,16 @@ def test_thresholds_prune(tmp_path, oracle_store):
 
 
 def test_bad_arguments(client, monkeypatch):
-    for kwargs, message in [({"hops": 0}, "hops"), ({"hops": "x"}, "hops"), ({"groupby": "class"}, "groupby"),
-                            ({"normalize": "both"}, "normalize"), ({"min_weight": -1}, "min_weight"),
-                            ({"signed": "yes"}, "signed"), ({"signed": True, "nt_property": "type"}, "nt_property"),
-                            ({"groupby": ("type",)}, "groupby")]:
+    for kwargs, message in [
+        ({"hops": 0}, "hops"),
+        ({"hops": "x"}, "hops"),
+        ({"groupby": "class"}, "groupby"),
+        ({"normalize": "both"}, "normalize"),
+        ({"min_weight": -1}, "min_weight"),
+        ({"signed": "yes"}, "signed"),
+        ({"signed": True, "nt_property": "type"}, "nt_property"),
+        ({"groupby": ("type",)}, "groupby"),
+    ]:
         with pytest.raises(QueryError, match=message):
             fetch_indirect("DNge104", None, **{"hops": 2, **kwargs}, client=client)
     with pytest.raises(QueryError, match="targets: no neurons"):
@@ -250,8 +290,9 @@ def test_neurons_against_matrix_powers(client, dense, normalize, signed):
     source_type = _busiest_type(dense)
     rows = dense.ids[(dense.type == source_type).to_numpy()]
     want = dense.powers(4, normalize=normalize, signed=signed)
-    per_hop, summed = fetch_indirect(source_type, None, hops=4, groupby=None, normalize=normalize, signed=signed,
-                                     client=client)
+    per_hop, summed = fetch_indirect(
+        source_type, None, hops=4, groupby=None, normalize=normalize, signed=signed, client=client
+    )
     idx = dense.pos[rows].to_numpy()
     for hop in range(1, 5):
         expected = want[hop - 1][idx]
@@ -286,12 +327,14 @@ def test_types_against_oracle_aggregation(client, dense, normalize):
     types = dense.type.dropna().value_counts()
     chosen = sorted(types.index[:6])  # the six most numerous types, each side
     want = dense.powers(3, normalize=normalize, signed=True)
-    per_hop, summed = fetch_indirect(chosen, chosen, hops=3, groupby="type", normalize=normalize, signed=True,
-                                     client=client)
+    per_hop, summed = fetch_indirect(
+        chosen, chosen, hops=3, groupby="type", normalize=normalize, signed=True, client=client
+    )
     labels = dense.type.where(dense.type.isin(chosen))
     for hop in (1, 2, 3):
-        expected = _group_oracle(dense, want[hop - 1], labels.reset_index(drop=True),
-                                 labels.reset_index(drop=True), normalize)
+        expected = _group_oracle(
+            dense, want[hop - 1], labels.reset_index(drop=True), labels.reset_index(drop=True), normalize
+        )
         got = as_dict(per_hop, hop)
         assert set(got) == set(expected) and expected
         for key, value in expected.items():
@@ -365,12 +408,12 @@ def test_server_endpoint_equals_library(client, oracle_store, dense):
 
     source_type = _busiest_type(dense)
     with TestClient(create_app(open_stores([str(oracle_store)]))) as http:
-        body = {"sources": {"type": source_type}, "targets": None, "hops": 3, "groupby": [None, "type"],
-                "signed": True}
+        body = {"sources": {"type": source_type}, "targets": None, "hops": 3, "groupby": [None, "type"], "signed": True}
         r = http.post("/api/flatprint/indirect", json=body)
         assert r.status_code == 200, r.text
-        per_hop, summed = fetch_indirect(NC(type=source_type), None, hops=3, groupby=(None, "type"), signed=True,
-                                         client=client)
+        per_hop, summed = fetch_indirect(
+            NC(type=source_type), None, hops=3, groupby=(None, "type"), signed=True, client=client
+        )
         for name, want in (("per_hop", per_hop), ("summed", summed)):
             got = pd.DataFrame(r.json()[name]["data"], columns=r.json()[name]["columns"])
             pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False)
@@ -379,8 +422,13 @@ def test_server_endpoint_equals_library(client, oracle_store, dense):
         assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
         got = pa.ipc.open_stream(io.BytesIO(r.content)).read_all().to_pandas()
         pd.testing.assert_frame_equal(got, summed.reset_index(drop=True))
-        for bad, message in (({"hops": 0}, "hops"), ({"sources": {"tpye": "x"}}, "tpye"), ({"colour": 1}, "colour"),
-                             ({"sources": [True]}, "sources"), ({"format": "xml"}, "format")):
+        for bad, message in (
+            ({"hops": 0}, "hops"),
+            ({"sources": {"tpye": "x"}}, "tpye"),
+            ({"colour": 1}, "colour"),
+            ({"sources": [True]}, "sources"),
+            ({"format": "xml"}, "format"),
+        ):
             r = http.post("/api/flatprint/indirect", json={**body, **bad})
             assert r.status_code == 400 and message in r.json()["error"], r.text
         r = http.post("/api/flatprint/indirect", json={**body, "dataset": "nope:v1"})
@@ -394,8 +442,9 @@ def test_cli_ranked_table(client, oracle_store, dense, tmp_path):
 
     source_type = _busiest_type(dense)
     out = tmp_path / "summed.csv"
-    result = CliRunner().invoke(main, ["indirect", str(oracle_store), "--sources", source_type, "--hops", "3",
-                                       "--top", "5", "--csv", str(out)])
+    result = CliRunner().invoke(
+        main, ["indirect", str(oracle_store), "--sources", source_type, "--hops", "3", "--top", "5", "--csv", str(out)]
+    )
     assert result.exit_code == 0, result.output
     _, want = fetch_indirect(source_type, None, hops=3, client=client)
     assert want.iloc[0]["type_post"] in result.output and f"{want.iloc[0]['weight']:.4g}" in result.output
@@ -420,9 +469,22 @@ def test_benchmark_smoke(oracle_release, oracle_store, tmp_path):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
         modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
-    entry = modules["indirect"].main(["--scale", "0.01", "--repeat", "2", "--hops", "3", "--release-dir",
-                                      str(oracle_release), "--store-path", str(oracle_store),
-                                      "--results-dir", str(tmp_path)])
+    entry = modules["indirect"].main(
+        [
+            "--scale",
+            "0.01",
+            "--repeat",
+            "2",
+            "--hops",
+            "3",
+            "--release-dir",
+            str(oracle_release),
+            "--store-path",
+            str(oracle_store),
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
     for partners in ("neurons", "segments"):
         variant = entry["variants"][partners]
         assert variant["answers_agree"] and variant["neuron_sets_equal"]

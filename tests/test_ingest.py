@@ -16,12 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
+from oracle import FILES, load, point_id, roi_chains
 
 from flatprint.errors import FlatprintError, ReleaseError, StoreError
 from flatprint.ingest import ingest_release
 from flatprint.store import Store
-from oracle import FILES, load, point_id, roi_chains
-
 
 # The store keeps locations, not their packed key: the key from x, y, z as oracle.point_id packs it.
 POINT_ID = "((z::UBIGINT << 42) | (y::UBIGINT << 21) | x::UBIGINT) AS point_id"
@@ -64,7 +63,9 @@ def test_segments_round_trip(release_factory, store_factory, seed):
     a = seg.loc[ann.index]
     for col in ("type", "instance", "status", "class", "superclass", "somaSide"):
         assert (a[col].fillna("<na>").to_numpy() == ann[col].astype(object).fillna("<na>").to_numpy()).all(), col
-    assert (a["statusLabel"].fillna("<na>").to_numpy() == ann["statusLabel"].astype(object).fillna("<na>").to_numpy()).all()
+    assert (
+        a["statusLabel"].fillna("<na>").to_numpy() == ann["statusLabel"].astype(object).fillna("<na>").to_numpy()
+    ).all()
     n = seg.loc[nt.index]
     assert (n["predictedNt"].to_numpy() == nt["predicted_nt"].to_numpy()).all()
     assert (n["consensusNt"].fillna("<na>").to_numpy() == nt["consensus_nt"].fillna("<na>").to_numpy()).all()
@@ -105,7 +106,8 @@ def test_roi_weights_by_post_point(release_dir, store_path):
         rows += [(pre, post, r) for r in rois]
     expected = pd.DataFrame(rows, columns=["body_pre", "body_post", "roi"]).value_counts().rename("n")
     got = q(store_path, "SELECT body_pre, body_post, roi, weight FROM connection_rois").set_index(
-        ["body_pre", "body_post", "roi"])["weight"]
+        ["body_pre", "body_post", "roi"]
+    )["weight"]
     assert len(got) == len(expected)
     assert (got.sort_index() == expected.sort_index().reindex(got.sort_index().index)).all()
 
@@ -141,8 +143,9 @@ def test_synapses_and_partners(release_dir, store_path):
     s = syn.set_index("point_id")
     assert (s.loc[points.index, "body"].to_numpy() == points["body"].to_numpy()).all()
     pre = s[s.kind == "pre"]
-    np.testing.assert_allclose(pre.loc[tbar.index, "ntGabaProb"].to_numpy(), tbar["nt_gaba_prob"].to_numpy(),
-                               equal_nan=True, rtol=1e-6)
+    np.testing.assert_allclose(
+        pre.loc[tbar.index, "ntGabaProb"].to_numpy(), tbar["nt_gaba_prob"].to_numpy(), equal_nan=True, rtol=1e-6
+    )
     partners = load(release_dir, "syn-partners")
     got = q(store_path, "SELECT count(*) AS n, sum(x_post::BIGINT) AS sx FROM partners")
     assert got["n"][0] == len(partners) and got["sx"][0] == partners["x_post"].astype("int64").sum()
@@ -247,7 +250,7 @@ def test_corrupt_body(release_dir, tmp_path):
     path = rel / FILES["syn-partners"]
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle: middle + 4096] = os.urandom(4096)
+    data[middle : middle + 4096] = os.urandom(4096)
     path.write_bytes(bytes(data))
     with pytest.raises(ReleaseError, match="syn-partners-male-cns-v0.9-minconf-0.5.feather: sha256 differs"):
         ingest_release(rel, tmp_path / "s.duckdb", progress=False)
@@ -300,10 +303,16 @@ def test_body_ranges_do_not_change_the_store(release_dir, store_path, tmp_path):
     syn = q(ranged, "SELECT syn_id, body FROM synapses ORDER BY rowid")
     assert (syn.syn_id.to_numpy() == np.arange(len(syn))).all()
     # Each table is stored in its documented order (docs/store.md): zone maps are its index.
-    sort_keys = {"segments": ["bodyId"], "segment_rois": ["roi", "bodyId"], "synapses": ["body", "kind"],
-                 "connections": ["body_pre", "body_post"], "connections_by_post": ["body_post", "body_pre"],
-                 "connection_rois": ["body_pre", "body_post", "roi"],
-                 "connection_rois_by_post": ["body_post", "body_pre", "roi"], "partners": ["body_pre", "body_post"]}
+    sort_keys = {
+        "segments": ["bodyId"],
+        "segment_rois": ["roi", "bodyId"],
+        "synapses": ["body", "kind"],
+        "connections": ["body_pre", "body_post"],
+        "connections_by_post": ["body_post", "body_pre"],
+        "connection_rois": ["body_pre", "body_post", "roi"],
+        "connection_rois_by_post": ["body_post", "body_pre", "roi"],
+        "partners": ["body_pre", "body_post"],
+    }
     for table, keys in sort_keys.items():
         stored = q(ranged, f"SELECT {', '.join(keys)} FROM {table} ORDER BY rowid")
         if table == "synapses":  # kind descending: 'pre' before 'post'
@@ -422,12 +431,12 @@ def test_duckdb_session_settings(tmp_path):
     """The session helper applies its settings and names a bad one."""
     from flatprint.io.duckdb_session import duckdb_session, parse_size
 
-    assert parse_size("512MiB") == 512 * 1024 ** 2 and parse_size("6GB") == 6 * 10 ** 9
+    assert parse_size("512MiB") == 512 * 1024**2 and parse_size("6GB") == 6 * 10**9
     with duckdb_session(tmp_path / "x.duckdb", memory_limit="1GB", threads=1, temp_dir=tmp_path / "spill") as con:
         limit, threads, temp = con.execute(
             "SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('temp_directory')"
         ).fetchall()[0]
-        assert parse_size(limit) <= 10 ** 9 and parse_size(limit) > 0.9 * 10 ** 9  # DuckDB reports GiB
+        assert parse_size(limit) <= 10**9 and parse_size(limit) > 0.9 * 10**9  # DuckDB reports GiB
         assert threads == 1 and temp == str(tmp_path / "spill") and (tmp_path / "spill").is_dir()
     with pytest.raises(FlatprintError, match="threads"):
         with duckdb_session(threads=0):

@@ -14,11 +14,13 @@ from flatprint.io.feather import FEATHER_BATCH_ROWS, FeatherWriter, iter_batches
 
 def sample_table(rows: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
-    return pa.table({
-        "body": pa.array(rng.integers(0, 2**62, rows), pa.int64()),
-        "x": pa.array(rng.normal(size=rows).astype(np.float32)),
-        "roi": pa.array(rng.choice(["AL(R)", "FB", "NO", None], rows)),
-    })
+    return pa.table(
+        {
+            "body": pa.array(rng.integers(0, 2**62, rows), pa.int64()),
+            "x": pa.array(rng.normal(size=rows).astype(np.float32)),
+            "roi": pa.array(rng.choice(["AL(R)", "FB", "NO", None], rows)),
+        }
+    )
 
 
 def test_write_feather_has_pyarrows_bytes(tmp_path):

@@ -21,13 +21,18 @@ def test_io_modules_stay_small():
 
 
 def test_only_io_writes_arrow():
-    writers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-               if p.parent.name != "io" and ARROW_WRITERS.search(p.read_text())}
+    writers = {
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.parent.name != "io" and ARROW_WRITERS.search(p.read_text())
+    }
     assert writers == set()
 
 
 def test_arrow_stream_round_trip_keeps_metadata():
-    table = pa.table({"bodyId": pa.array([1, 2**62], pa.int64()), "type": ["a", None]},
-                     metadata={b"flatprint.python": b"c.fetch_neurons()"})
+    table = pa.table(
+        {"bodyId": pa.array([1, 2**62], pa.int64()), "type": ["a", None]},
+        metadata={b"flatprint.python": b"c.fetch_neurons()"},
+    )
     back = pa.ipc.open_stream(encode_arrow_stream(table)).read_all()
     assert back.equals(table) and back.schema.metadata == table.schema.metadata

@@ -1,5 +1,4 @@
-"""Tests for flatprint.io.obj, against trimesh's OBJ reader and navis's shipped meshes.
-"""
+"""Tests for flatprint.io.obj, against trimesh's OBJ reader and navis's shipped meshes."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ NAVIS_DATA = Path(navis.__file__).parent / "data"
 # ------------------------------------------------------------------------------------------
 # OBJ meshes
 # ------------------------------------------------------------------------------------------
+
 
 def test_obj_round_trip_and_trimesh_agrees(tmp_path):
     rng = np.random.default_rng(5)
@@ -51,12 +51,15 @@ def test_obj_polygons_slashes_and_negative_indices():
     assert faces.tolist() == [[0, 1, 2], [0, 2, 3], [0, 2, 3]]
 
 
-@pytest.mark.parametrize("text,line,message", [
-    ("v 0 0 0\nv 1 0 0\nv 0 1 0\n\nf 1 2 4\n", 5, "does not exist"),
-    ("v 0 0 0\nv 1 x 0\n", 2, "not numbers"),
-    ("v 0 0 0\nf 1 2\n", 2, "at least 3"),
-    ("v 0 0 0\nv 0 0 1\nv 0 1 1\nf 0 1 2\n", 4, "index 0"),
-])
+@pytest.mark.parametrize(
+    "text,line,message",
+    [
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\n\nf 1 2 4\n", 5, "does not exist"),
+        ("v 0 0 0\nv 1 x 0\n", 2, "not numbers"),
+        ("v 0 0 0\nf 1 2\n", 2, "at least 3"),
+        ("v 0 0 0\nv 0 0 1\nv 0 1 1\nf 0 1 2\n", 4, "index 0"),
+    ],
+)
 def test_malformed_obj(text, line, message):
     with pytest.raises(FormatError, match=message) as excinfo:
         read_obj(text)

@@ -30,13 +30,15 @@ ts = pytest.importorskip("tensorstore")
 
 
 NAVIS_DATA = Path(navis.__file__).parent / "data"
-HYPOTHESIS = settings(max_examples=40, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 # ------------------------------------------------------------------------------------------
 # Helpers written independently from the module under test
 # ------------------------------------------------------------------------------------------
+
 
 def decode_by_hand(data: bytes, n_float_attributes: int) -> tuple[list, list, list]:
     """Decode the spec's layout with struct: header, xyz float32s, edge uint32 pairs, then
@@ -52,8 +54,8 @@ def decode_by_hand(data: bytes, n_float_attributes: int) -> tuple[list, list, li
         attributes.append(list(struct.unpack_from(f"<{n_vertices}f", data, offset)))
         offset += 4 * n_vertices
     assert offset == len(data), "trailing or missing bytes"
-    vertices = [flat[i:i + 3] for i in range(0, len(flat), 3)]
-    edges = [edge_flat[i:i + 2] for i in range(0, len(edge_flat), 2)]
+    vertices = [flat[i : i + 3] for i in range(0, len(flat), 3)]
+    edges = [edge_flat[i : i + 2] for i in range(0, len(edge_flat), 2)]
     return vertices, edges, attributes
 
 
@@ -87,14 +89,14 @@ def swc_tables(draw, max_nodes: int = 30, max_roots: int = 3):
     rows = []
     for rank in order:
         parent = ids[parent_rank[rank]] if parent_rank[rank] >= 0 else -1
-        rows.append((ids[rank], 0, draw(value), draw(value), draw(value),
-                     abs(draw(value)), parent))
+        rows.append((ids[rank], 0, draw(value), draw(value), draw(value), abs(draw(value)), parent))
     return pd.DataFrame(rows, columns=["node_id", "label", "x", "y", "z", "radius", "parent_id"])
 
 
 # ------------------------------------------------------------------------------------------
 # Units
 # ------------------------------------------------------------------------------------------
+
 
 def test_unit_helpers():
     assert units.voxels_to_nm([1, 2.5]).tolist() == [8.0, 20.0]
@@ -122,8 +124,8 @@ def test_encoding_matches_the_spec_layout(tmp_path):
     }
     vertices, edges, (radius,) = decode_by_hand((tmp_path / "12781").read_bytes(), 1)
     assert vertices == [(8, 16, 24), (40, 48, 56), (64, 72, 80), (12, 0, 0)]  # nm
-    assert edges == [(1, 0), (2, 0), (3, 2)]                                   # child -> parent
-    assert radius == [32, 4, 2, 8]                                            # nm
+    assert edges == [(1, 0), (2, 0), (3, 2)]  # child -> parent
+    assert radius == [32, 4, 2, 8]  # nm
 
 
 @HYPOTHESIS
@@ -141,8 +143,9 @@ def test_random_tree_round_trip_through_precomputed(tmp_path_factory, df):
         assert np.array_equal(back[column].to_numpy(), df[column].to_numpy(np.float32)), column
 
     vertices, edges, (radius,) = decode_by_hand((directory / "7").read_bytes(), 1)
-    assert np.array_equal(np.array(vertices, dtype=np.float32).reshape(-1, 3),
-                          f32_scaled(df[["x", "y", "z"]].to_numpy(), 8))
+    assert np.array_equal(
+        np.array(vertices, dtype=np.float32).reshape(-1, 3), f32_scaled(df[["x", "y", "z"]].to_numpy(), 8)
+    )
     assert sorted(edges) == sorted((child, parent) for child, parent in enumerate(parent_rows(df)) if parent >= 0)
     assert np.array_equal(np.array(radius, dtype=np.float32), f32_scaled(df["radius"], 8))
 
@@ -194,8 +197,11 @@ def test_release_style_minimal_info(tmp_path):
 def test_transform_is_row_major_3x4(tmp_path):
     # x_nm = -2*y + 100, y_nm = 2*x + 200, z_nm = 2*z + 300: a 90 degree turn, scale 2, shift.
     transform = [0, -2, 0, 100, 2, 0, 0, 200, 0, 0, 2, 300]
-    info = {"@type": "neuroglancer_skeletons", "transform": transform,
-            "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}]}
+    info = {
+        "@type": "neuroglancer_skeletons",
+        "transform": transform,
+        "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
+    }
     (tmp_path / "info").write_text(json.dumps(info))
     (tmp_path / "1").write_bytes(encode_by_hand([(1, 2, 3), (4, 5, 6)], [(1, 0)], radius=[1.5, 3]))
     df = read_precomputed_skeleton(tmp_path, 1, swc_unit_nm=1)
@@ -224,10 +230,12 @@ def test_navis_written_skeletons_read_back(tmp_path, example_neurons):
         assert rebuilt.n_trees == neuron.n_trees
         assert rebuilt.n_branches == neuron.n_branches
         assert rebuilt.cable_length == pytest.approx(neuron.cable_length, rel=1e-6)
+
         # Same edges, identified by the coordinates of child and parent.
         def edge_set(nodes):
             xyz = dict(zip(nodes["node_id"], map(tuple, nodes[["x", "y", "z"]].to_numpy(np.float32).tolist())))
             return sorted((xyz[c], xyz[p]) for c, p in zip(nodes["node_id"], nodes["parent_id"]) if p != -1)
+
         assert edge_set(rebuilt.nodes) == edge_set(neuron.nodes)
 
 
@@ -247,13 +255,16 @@ def test_navis_example_neurons_round_trip_through_precomputed(tmp_path, example_
     assert np.array_equal(back["radius"].to_numpy(), neuron.nodes["radius"].to_numpy(np.float32))
 
 
-@pytest.mark.parametrize("case,message", [
-    ("truncated", "bytes but its header"),
-    ("extra-byte", "bytes but its header"),
-    ("bad-edge", "refers to vertex 5"),
-    ("cycle", "do not form a tree"),
-    ("short", "fewer than the 8-byte header"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("truncated", "bytes but its header"),
+        ("extra-byte", "bytes but its header"),
+        ("bad-edge", "refers to vertex 5"),
+        ("cycle", "do not form a tree"),
+        ("short", "fewer than the 8-byte header"),
+    ],
+)
 def test_malformed_skeleton_files(tmp_path, case, message):
     write_skeleton_info(tmp_path, radius=False)
     good = encode_by_hand([(0, 0, 0), (1, 0, 0), (2, 0, 0)], [(1, 0), (2, 1)])
@@ -270,14 +281,20 @@ def test_malformed_skeleton_files(tmp_path, case, message):
     assert str(tmp_path / "3") in str(excinfo.value)
 
 
-@pytest.mark.parametrize("info,message", [
-    ('{"@type": "neuroglancer_legacy_mesh"}', "must be"),
-    ('{"@type": "neuroglancer_skeletons", "transform": [1, 0, 0]}', "12 finite numbers"),
-    ('{"@type": "neuroglancer_skeletons", "sharding": {"@type": "neuroglancer_uint64_sharded_v1"}}', "sharded"),
-    ('{"@type": "neuroglancer_skeletons",\n "vertex_attributes": '
-     '[{"id": "radius", "data_type": "float64", "num_components": 1}]}', "data_type"),
-    ('{"@type": "neuroglancer_skeletons",\n\n "transform": [1, 0, 0,]}', "line 3: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "info,message",
+    [
+        ('{"@type": "neuroglancer_legacy_mesh"}', "must be"),
+        ('{"@type": "neuroglancer_skeletons", "transform": [1, 0, 0]}', "12 finite numbers"),
+        ('{"@type": "neuroglancer_skeletons", "sharding": {"@type": "neuroglancer_uint64_sharded_v1"}}', "sharded"),
+        (
+            '{"@type": "neuroglancer_skeletons",\n "vertex_attributes": '
+            '[{"id": "radius", "data_type": "float64", "num_components": 1}]}',
+            "data_type",
+        ),
+        ('{"@type": "neuroglancer_skeletons",\n\n "transform": [1, 0, 0,]}', "line 3: invalid JSON"),
+    ],
+)
 def test_malformed_skeleton_info(tmp_path, info, message):
     (tmp_path / "info").write_text(info)
     with pytest.raises(FormatError, match=message) as excinfo:

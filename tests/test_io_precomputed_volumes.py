@@ -1,5 +1,4 @@
-"""Tests for flatprint.io.precomputed_volumes, against tensorstore's neuroglancer_precomputed driver.
-"""
+"""Tests for flatprint.io.precomputed_volumes, against tensorstore's neuroglancer_precomputed driver."""
 
 from __future__ import annotations
 
@@ -22,18 +21,25 @@ from flatprint.io.precomputed_volumes import (
 ts = pytest.importorskip("tensorstore")
 
 
-HYPOTHESIS = settings(max_examples=40, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 # ------------------------------------------------------------------------------------------
 # Volumes, checked against tensorstore
 # ------------------------------------------------------------------------------------------
 
+
 def ts_open(path: Path, scale_index: int = 0):
-    return ts.open({"driver": "neuroglancer_precomputed",
-                    "kvstore": {"driver": "file", "path": str(path)},
-                    "scale_index": scale_index}, read=True).result()
+    return ts.open(
+        {
+            "driver": "neuroglancer_precomputed",
+            "kvstore": {"driver": "file", "path": str(path)},
+            "scale_index": scale_index,
+        },
+        read=True,
+    ).result()
 
 
 def random_labels(shape, seed=0) -> np.ndarray:
@@ -46,8 +52,14 @@ def random_labels(shape, seed=0) -> np.ndarray:
 def test_volume_reads_back_identically_with_tensorstore(tmp_path):
     labels = random_labels((37, 29, 21))
     offset = (3, 5, 7)
-    info = write_precomputed_volume(tmp_path / "seg", labels, (8, 8, 8), voxel_offset=offset,
-                                       chunk_size=(16, 16, 8), downsample_factors=[(2, 2, 2), (4, 4, 2)])
+    info = write_precomputed_volume(
+        tmp_path / "seg",
+        labels,
+        (8, 8, 8),
+        voxel_offset=offset,
+        chunk_size=(16, 16, 8),
+        downsample_factors=[(2, 2, 2), (4, 4, 2)],
+    )
     assert [s["key"] for s in info["scales"]] == ["8_8_8", "16_16_16", "32_32_16"]
 
     fine = ts_open(tmp_path / "seg")
@@ -74,18 +86,27 @@ def test_chunk_files_are_byte_identical_to_tensorstore(tmp_path):
     ours = tmp_path / "ours"
     write_precomputed_volume(ours, labels, (8, 8, 8), voxel_offset=(64, 0, 10), chunk_size=(16, 16, 16))
     theirs = tmp_path / "theirs"
-    store = ts.open({
-        "driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(theirs)},
-        "create": True,
-        "multiscale_metadata": {"type": "segmentation", "data_type": "uint64", "num_channels": 1},
-        "scale_metadata": {"resolution": [8, 8, 8], "size": list(labels.shape), "voxel_offset": [64, 0, 10],
-                           "chunk_size": [16, 16, 16], "encoding": "raw"},
-    }).result()
+    store = ts.open(
+        {
+            "driver": "neuroglancer_precomputed",
+            "kvstore": {"driver": "file", "path": str(theirs)},
+            "create": True,
+            "multiscale_metadata": {"type": "segmentation", "data_type": "uint64", "num_channels": 1},
+            "scale_metadata": {
+                "resolution": [8, 8, 8],
+                "size": list(labels.shape),
+                "voxel_offset": [64, 0, 10],
+                "chunk_size": [16, 16, 16],
+                "encoding": "raw",
+            },
+        }
+    ).result()
     store[...].write(labels[..., None]).result()
 
     def chunk_files(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes()
-                for p in root.rglob("*") if p.is_file() and p.name != "info"}
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != "info"
+        }
 
     assert chunk_files(ours) == chunk_files(theirs)
     assert np.array_equal(read_precomputed_volume(theirs), labels)
@@ -98,8 +119,9 @@ def test_chunk_files_are_byte_identical_to_tensorstore(tmp_path):
 def test_zyx_input_and_image_volumes(tmp_path):
     rng = np.random.default_rng(2)
     stack_zyx = rng.integers(0, 256, size=(9, 20, 31), dtype=np.uint8)  # [z, y, x]
-    write_precomputed_volume(tmp_path / "em", stack_zyx, (8, 8, 40), chunk_size=(16, 16, 4),
-                                volume_type="image", axis_order="zyx")
+    write_precomputed_volume(
+        tmp_path / "em", stack_zyx, (8, 8, 40), chunk_size=(16, 16, 4), volume_type="image", axis_order="zyx"
+    )
     read = ts_open(tmp_path / "em")[...].read().result()[..., 0]
     assert read.shape == (31, 20, 9)
     assert np.array_equal(read, stack_zyx.transpose(2, 1, 0))
@@ -111,8 +133,7 @@ def test_zyx_input_and_image_volumes(tmp_path):
 def test_skipped_empty_chunks_read_as_zero(tmp_path):
     labels = np.zeros((48, 48, 48), dtype=np.uint64)
     labels[5:9, 40:44, 12:30] = 96  # touches two chunks: z 0-16 and z 16-32
-    write_precomputed_volume(tmp_path / "roi", labels, (256, 256, 256), chunk_size=(16, 16, 16),
-                                skip_empty_chunks=True)
+    write_precomputed_volume(tmp_path / "roi", labels, (256, 256, 256), chunk_size=(16, 16, 16), skip_empty_chunks=True)
     files = [p for p in (tmp_path / "roi" / "256_256_256").iterdir()]
     assert len(files) == 2  # only the chunks the box touches
     assert np.array_equal(ts_open(tmp_path / "roi")[...].read().result()[..., 0], labels)
@@ -121,17 +142,16 @@ def test_skipped_empty_chunks_read_as_zero(tmp_path):
 
 def test_region_reads_and_added_scale(tmp_path):
     labels = random_labels((30, 20, 10), seed=3)
-    write_precomputed_volume(tmp_path / "v", labels, (128, 128, 128), voxel_offset=(100, 0, 50),
-                                chunk_size=(8, 8, 8))
+    write_precomputed_volume(tmp_path / "v", labels, (128, 128, 128), voxel_offset=(100, 0, 50), chunk_size=(8, 8, 8))
     region = ((103, 121), (4, 19), (55, 60))
-    assert np.array_equal(read_precomputed_volume(tmp_path / "v", region=region),
-                          labels[3:21, 4:19, 5:10])
+    assert np.array_equal(read_precomputed_volume(tmp_path / "v", region=region), labels[3:21, 4:19, 5:10])
     with pytest.raises(ValueError):
         read_precomputed_volume(tmp_path / "v", region=((0, 5), (0, 5), (50, 55)))
 
     coarse = labels[::2, ::2, ::2].astype(np.uint32)  # cast losslessly to the volume's uint64
-    info = add_precomputed_volume_scale(tmp_path / "v", coarse, (256, 256, 256), voxel_offset=(50, 0, 25),
-                                           chunk_size=(8, 8, 8))
+    info = add_precomputed_volume_scale(
+        tmp_path / "v", coarse, (256, 256, 256), voxel_offset=(50, 0, 25), chunk_size=(8, 8, 8)
+    )
     assert [s["key"] for s in info["scales"]] == ["128_128_128", "256_256_256"]
     assert np.array_equal(ts_open(tmp_path / "v", 1)[...].read().result()[..., 0], coarse)
     with pytest.raises(FileExistsError):
@@ -171,13 +191,21 @@ def test_missing_gzipped_and_corrupt_chunks(tmp_path):
 
 
 def test_unsupported_volume_layouts(tmp_path):
-    store = ts.open({
-        "driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(tmp_path)},
-        "create": True,
-        "multiscale_metadata": {"type": "segmentation", "data_type": "uint64", "num_channels": 1},
-        "scale_metadata": {"resolution": [8, 8, 8], "size": [8, 8, 8], "chunk_size": [8, 8, 8],
-                           "encoding": "compressed_segmentation", "compressed_segmentation_block_size": [8, 8, 8]},
-    }).result()
+    store = ts.open(
+        {
+            "driver": "neuroglancer_precomputed",
+            "kvstore": {"driver": "file", "path": str(tmp_path)},
+            "create": True,
+            "multiscale_metadata": {"type": "segmentation", "data_type": "uint64", "num_channels": 1},
+            "scale_metadata": {
+                "resolution": [8, 8, 8],
+                "size": [8, 8, 8],
+                "chunk_size": [8, 8, 8],
+                "encoding": "compressed_segmentation",
+                "compressed_segmentation_block_size": [8, 8, 8],
+            },
+        }
+    ).result()
     store[...].write(np.ones((8, 8, 8, 1), dtype=np.uint64)).result()
     with pytest.raises(FormatError, match="compressed_segmentation"):
         read_precomputed_volume(tmp_path)

@@ -37,6 +37,7 @@ HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[Hea
 # Random trees
 # ------------------------------------------------------------------------------------------
 
+
 @st.composite
 def swc_tables(draw, max_nodes: int = 30, max_roots: int = 1, float32: bool | None = None):
     """A random skeleton table: ids unique, parents made before children, rows shuffled."""
@@ -56,8 +57,17 @@ def swc_tables(draw, max_nodes: int = 30, max_roots: int = 1, float32: bool | No
     rows = []
     for rank in order:
         parent = ids[parent_rank[rank]] if parent_rank[rank] >= 0 else -1
-        rows.append((ids[rank], draw(st.integers(0, 7)), draw(coordinate), draw(coordinate),
-                     draw(coordinate), draw(radius), parent))
+        rows.append(
+            (
+                ids[rank],
+                draw(st.integers(0, 7)),
+                draw(coordinate),
+                draw(coordinate),
+                draw(coordinate),
+                draw(radius),
+                parent,
+            )
+        )
     df = pd.DataFrame(rows, columns=["node_id", "label", "x", "y", "z", "radius", "parent_id"])
     return df.astype({"x": dtype, "y": dtype, "z": dtype, "radius": dtype})
 
@@ -70,6 +80,7 @@ def naive_parse(text: str) -> list[list[str]]:
 # ------------------------------------------------------------------------------------------
 # Round trips and writer format
 # ------------------------------------------------------------------------------------------
+
 
 @HYPOTHESIS
 @given(swc_tables())
@@ -132,14 +143,17 @@ def test_forest_needs_allow_forest(df):
 
 
 def test_compact_number_formatting():
-    df = pd.DataFrame({
-        "node_id": [1, 2, 3], "label": [1, 0, 0],
-        "x": np.array([15784.0, -0.0, 1e20], dtype=np.float64),
-        "y": np.array([18.2843, 0.5, 1e-7], dtype=np.float32),
-        "z": [3.0, 2.25, 100.0],
-        "radius": [0.0, 1.0, 2.5],
-        "parent_id": [-1, 1, 2],
-    })
+    df = pd.DataFrame(
+        {
+            "node_id": [1, 2, 3],
+            "label": [1, 0, 0],
+            "x": np.array([15784.0, -0.0, 1e20], dtype=np.float64),
+            "y": np.array([18.2843, 0.5, 1e-7], dtype=np.float32),
+            "z": [3.0, 2.25, 100.0],
+            "radius": [0.0, 1.0, 2.5],
+            "parent_id": [-1, 1, 2],
+        }
+    )
     assert write_swc(df).split("\n")[:3] == [
         "1 1 15784 18.2843 3 0 -1",
         "2 0 0 0.5 2.25 1 1",
@@ -148,25 +162,43 @@ def test_compact_number_formatting():
 
 
 def test_large_ids_and_categorical_labels_round_trip():
-    df = pd.DataFrame({
-        "node_id": [2**40, 7], "label": pd.Categorical([1, 6]),
-        "x": [1.0, 2.0], "y": [0.0, 0.0], "z": [0.0, 0.0], "radius": [1.0, 1.0],
-        "parent_id": [-1, 2**40],
-    })
+    df = pd.DataFrame(
+        {
+            "node_id": [2**40, 7],
+            "label": pd.Categorical([1, 6]),
+            "x": [1.0, 2.0],
+            "y": [0.0, 0.0],
+            "z": [0.0, 0.0],
+            "radius": [1.0, 1.0],
+            "parent_id": [-1, 2**40],
+        }
+    )
     back = read_swc(write_swc(df))
     assert back["node_id"].tolist() == [2**40, 7] and back["label"].tolist() == [1, 6]
 
 
-@pytest.mark.parametrize("bad", [
-    {"x": [np.nan, 1.0]},
-    {"radius": [np.inf, 1.0]},
-    {"parent_id": [-1, 5]},        # parent is not a node
-    {"node_id": [1, 1]},           # duplicate
-    {"node_id": [1.5, 2.0]},       # not integral
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"x": [np.nan, 1.0]},
+        {"radius": [np.inf, 1.0]},
+        {"parent_id": [-1, 5]},  # parent is not a node
+        {"node_id": [1, 1]},  # duplicate
+        {"node_id": [1.5, 2.0]},  # not integral
+    ],
+)
 def test_writer_rejects_invalid_tables(bad):
-    df = pd.DataFrame({"node_id": [1, 2], "label": [0, 0], "x": [0.0, 1.0], "y": [0.0, 0.0],
-                       "z": [0.0, 0.0], "radius": [1.0, 1.0], "parent_id": [-1, 1]})
+    df = pd.DataFrame(
+        {
+            "node_id": [1, 2],
+            "label": [0, 0],
+            "x": [0.0, 1.0],
+            "y": [0.0, 0.0],
+            "z": [0.0, 0.0],
+            "radius": [1.0, 1.0],
+            "parent_id": [-1, 1],
+        }
+    )
     for column, values in bad.items():
         df[column] = values
     with pytest.raises(ValueError):
@@ -189,8 +221,12 @@ MALFORMED = [
     ("inline-comment", "1 0 0 0 0 1 -1 # soma\n", 1, "expected 7 fields"),
     ("duplicate", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n# x\n2 0 1 1 1 1 1\n", 4, "defined twice (first at line 2)"),
     ("missing-parent", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n3 0 0 0 0 1 9\n", 3, "parent 9 of node 3"),
-    ("cycle", "1 0 0 0 0 1 -1\n5 0 0 0 0 1 6\n6 0 0 0 0 1 7\n7 0 0 0 0 1 5\n", 2,
-     "cycle in parent links: 5 -> 6 -> 7 -> 5"),
+    (
+        "cycle",
+        "1 0 0 0 0 1 -1\n5 0 0 0 0 1 6\n6 0 0 0 0 1 7\n7 0 0 0 0 1 5\n",
+        2,
+        "cycle in parent links: 5 -> 6 -> 7 -> 5",
+    ),
     ("cycle-no-root", "\n\n1 0 0 0 0 1 2\n2 0 0 0 0 1 1\n", 3, "cycle"),
     ("self-parent", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 2\n", 2, "its own parent"),
     ("two-roots", "1 0 0 0 0 1 -1\n2 0 0 0 0 1 1\n# x\n3 0 0 0 0 1 -1\n", 4, "2 roots"),
@@ -221,8 +257,10 @@ def test_malformed_file_names_file_and_line(tmp_path, text, line, fragment):
 
 
 def test_comments_blank_lines_crlf_and_sources(tmp_path):
-    text = "#Generated by NeuTu\r\n#${\"ds_intv\": [11, 11, 11]}\r\n\r\n1 0 27952 35892 61824 37.2666 -1\r\n" \
-           "2 2 28019.3 35847.5 61708.7 54 1\r\n   \r\n3\t2  1  2 3 4\t2"  # no final newline
+    text = (
+        '#Generated by NeuTu\r\n#${"ds_intv": [11, 11, 11]}\r\n\r\n1 0 27952 35892 61824 37.2666 -1\r\n'
+        "2 2 28019.3 35847.5 61708.7 54 1\r\n   \r\n3\t2  1  2 3 4\t2"
+    )  # no final newline
     expected = read_swc(text)
     assert expected["node_id"].tolist() == [1, 2, 3]
     assert expected["parent_id"].tolist() == [-1, 1, 2]
@@ -241,6 +279,7 @@ def test_comments_blank_lines_crlf_and_sources(tmp_path):
 # ------------------------------------------------------------------------------------------
 # Real data: the hemibrain skeletons shipped inside navis (no network needed)
 # ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def example_neurons():
@@ -262,8 +301,9 @@ def test_real_files_match_navis(path, example_neurons):
 
 def test_real_forest_is_rejected_at_the_second_root():
     lines = FOREST_FILE.read_text().split("\n")
-    root_lines = [i for i, line in enumerate(lines, start=1)
-                  if line and not line.startswith("#") and line.split()[-1] == "-1"]
+    root_lines = [
+        i for i, line in enumerate(lines, start=1) if line and not line.startswith("#") and line.split()[-1] == "-1"
+    ]
     assert len(root_lines) == 2
     with pytest.raises(FormatError, match=rf"754538881\.swc, line {root_lines[1]}: 2 roots"):
         read_swc(FOREST_FILE)
@@ -276,8 +316,10 @@ def test_navis_round_trip_through_swc(tmp_path, example_neurons, neuron_id):
     write_swc(from_navis(original), path)
 
     # Our reader and navis's reader must both see the same neuron.
-    for rebuilt in (to_navis(read_swc(path, allow_forest=True), units="8 nm", id=int(neuron_id)),
-                    navis.read_swc(str(path), units="8 nm")):
+    for rebuilt in (
+        to_navis(read_swc(path, allow_forest=True), units="8 nm", id=int(neuron_id)),
+        navis.read_swc(str(path), units="8 nm"),
+    ):
         assert rebuilt.n_nodes == original.n_nodes
         assert rebuilt.n_trees == original.n_trees
         assert rebuilt.n_branches == original.n_branches
@@ -299,6 +341,7 @@ def test_from_navis_keeps_labels_and_units(example_neurons):
 # ------------------------------------------------------------------------------------------
 # Atomic writes
 # ------------------------------------------------------------------------------------------
+
 
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     df = read_swc("1 0 0 0 0 1 -1\n2 0 1 0 0 1 1\n")

@@ -25,11 +25,11 @@ def test_read_text_source_tells_paths_from_text(tmp_path):
     path.write_text("v 1 2 3\n")
     assert read_text_source(path) == ("v 1 2 3\n", str(path))
     assert read_text_source(str(path)) == ("v 1 2 3\n", str(path))
-    assert read_text_source("v 1 2 3") == ("v 1 2 3", None)          # several tokens, not a file
+    assert read_text_source("v 1 2 3") == ("v 1 2 3", None)  # several tokens, not a file
     assert read_text_source(b"# c\xc3\xa9\n") == ("# c\u00e9\n", None)
     assert read_text_source(io.StringIO("f 1 2 3\n")) == ("f 1 2 3\n", None)
     with pytest.raises(FileNotFoundError):
-        read_text_source(str(tmp_path / "missing.obj"))              # one token: a path
+        read_text_source(str(tmp_path / "missing.obj"))  # one token: a path
     with pytest.raises(TypeError, match="not int"):
         read_text_source(3)
 

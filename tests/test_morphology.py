@@ -14,16 +14,20 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
+import oracle
 import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-import oracle
 from flatprint.io.obj import read_obj
 from flatprint.io.precomputed_skeletons import decode_skeleton, read_precomputed_skeleton
 from flatprint.synth import rois as roimod
 from flatprint.synth.morphology import (
-    CLUSTER_VX, SOMA_BALL_NM, box_surface_mesh, write_morphology, write_segmentation_volume,
+    CLUSTER_VX,
+    SOMA_BALL_NM,
+    box_surface_mesh,
+    write_morphology,
+    write_segmentation_volume,
 )
 
 ts = pytest.importorskip("tensorstore")
@@ -59,8 +63,9 @@ def release(morph) -> Path:
 def neurons(release) -> pd.DataFrame:
     """Oracle: annotated neurons (status Traced/Anchor or typed, not Glia/Unimportant)."""
     ann = oracle.load(release, "annotations")
-    keep = (ann["status"].isin(["Traced", "Anchor"]) | ann["type"].notna()) & \
-        ~ann["status"].isin(["Glia", "Unimportant"])
+    keep = (ann["status"].isin(["Traced", "Anchor"]) | ann["type"].notna()) & ~ann["status"].isin(
+        ["Glia", "Unimportant"]
+    )
     return ann.loc[keep, ["bodyId", "type", "status", "somaLocation"]].reset_index(drop=True)
 
 
@@ -188,8 +193,10 @@ def test_roi_volumes_hold_the_primary_labels(release):
     primary, _ = roimod.label_volumes()
     brain = {"CentralBrain", "Optic(L)", "Optic(R)", "CV"}
     for name, majors in (("fullbrain-roi-v4", brain), ("malecns-vnc-neuropil-roi-v0", {"VNC"})):
-        store = ts.open({"driver": "neuroglancer_precomputed",
-                         "kvstore": {"driver": "file", "path": str(release / "rois" / name)}}, read=True).result()
+        store = ts.open(
+            {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(release / "rois" / name)}},
+            read=True,
+        ).result()
         data = store[..., 0].read().result()
         labels = [i + 1 for i, roi in enumerate(h.primary) if h.major_of_primary[roi] in majors]
         expected = np.where(np.isin(primary, labels), primary, 0).astype(np.uint64)
@@ -203,22 +210,35 @@ def test_roi_volumes_hold_the_primary_labels(release):
 @pytest.mark.parametrize("encoding", ["raw", "compressed_segmentation"])
 def test_written_volume_reads_back_identically_with_tensorstore(tmp_path, encoding):
     rng = np.random.default_rng(5)
-    fine = rng.integers(0, 4, size=(70, 50, 33)).astype(np.uint64) * np.uint64(2 ** 40 + 12345)
+    fine = rng.integers(0, 4, size=(70, 50, 33)).astype(np.uint64) * np.uint64(2**40 + 12345)
     fine[3:9, 4:40, 1:30] = 7
     coarse = fine[::2, ::2, ::2].copy()
-    info = write_segmentation_volume(tmp_path / "vol", [(fine, 8.0), (coarse, 16.0)], encoding=encoding,
-                                     extra_info={"note": "x"}, chunk_size=(32, 32, 32))
+    info = write_segmentation_volume(
+        tmp_path / "vol",
+        [(fine, 8.0), (coarse, 16.0)],
+        encoding=encoding,
+        extra_info={"note": "x"},
+        chunk_size=(32, 32, 32),
+    )
     assert info["note"] == "x" and info["scales"][0]["encoding"] == encoding
     for index, expected in enumerate((fine, coarse)):
-        store = ts.open({"driver": "neuroglancer_precomputed", "scale_index": index,
-                         "kvstore": {"driver": "file", "path": str(tmp_path / "vol")}}, read=True).result()
+        store = ts.open(
+            {
+                "driver": "neuroglancer_precomputed",
+                "scale_index": index,
+                "kvstore": {"driver": "file", "path": str(tmp_path / "vol")},
+            },
+            read=True,
+        ).result()
         assert store.domain.shape[:3] == expected.shape
         np.testing.assert_array_equal(store[..., 0].read().result(), expected)
 
 
 def test_segmentation_somas_and_background(release, neurons, skeletons):
-    store = ts.open({"driver": "neuroglancer_precomputed",
-                     "kvstore": {"driver": "file", "path": str(release / "segmentation")}}, read=True).result()
+    store = ts.open(
+        {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(release / "segmentation")}},
+        read=True,
+    ).result()
     seg = store[..., 0].read().result()
     per = 128 // 8
     xyz = skeletons[["x", "y", "z"]].to_numpy(float)
@@ -234,8 +254,9 @@ def test_segmentation_somas_and_background(release, neurons, skeletons):
     alone = dist[:, 1] * 8 > 2 * SOMA_BALL_NM + 2 * 128 * np.sqrt(3)
     assert alone.sum() > 10
     s_idx = np.floor(soma[alone] / per).astype(int)
-    np.testing.assert_array_equal(seg[s_idx[:, 0], s_idx[:, 1], s_idx[:, 2]],
-                                  with_soma["bodyId"].to_numpy()[alone].astype(np.uint64))
+    np.testing.assert_array_equal(
+        seg[s_idx[:, 0], s_idx[:, 1], s_idx[:, 2]], with_soma["bodyId"].to_numpy()[alone].astype(np.uint64)
+    )
     # Far from every skeleton (more than half an edge + a voxel + a soma ball) there is no body.
     rng = np.random.default_rng(1)
     probe = rng.random((20_000, 3)) * np.array(roimod.ROI_SHAPE_XYZ) * 32
@@ -267,7 +288,7 @@ def test_roi_meshes(release):
     # A grouping ROI is the union of its primary ROIs' boxes.
     mb = trimesh.load(mesh_dir / index["MB(R)"], file_type="obj", force="mesh")
     parts = [h.boxes[r] for r in h.children["MB(R)"]]
-    volume = sum((b[1] - b[0]) * (b[3] - b[2]) * (b[5] - b[4]) for b in parts) * 256 ** 3
+    volume = sum((b[1] - b[0]) * (b[3] - b[2]) * (b[5] - b[4]) for b in parts) * 256**3
     np.testing.assert_allclose(mb.volume, volume)
 
 

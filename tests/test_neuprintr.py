@@ -20,8 +20,9 @@ import pytest
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-from flatprint.cypher.engine import execute  # noqa: E402
 from oracle import load, oracle_segments, point_id  # noqa: E402
+
+from flatprint.cypher.engine import execute  # noqa: E402
 
 DS = "male-cns:v0.9"
 PAIR = [12781, 556329]  # DNge104_R, DNge104_L: at every scale and seed
@@ -66,7 +67,7 @@ def as_connections(maps, direction: str) -> pd.DataFrame:
         assert len(weights) == 1, m  # one queried neuron per map
         assert set(m) == {direction, "name", "type", weights[0]}, m
         assert isinstance(m[direction], str)  # neuPrintHTTP: toString(c.bodyId)
-        rows.append((int(weights[0][:-len("_weight")]), int(m[direction]), m[weights[0]], m["name"], m["type"]))
+        rows.append((int(weights[0][: -len("_weight")]), int(m[direction]), m[weights[0]], m["name"], m["type"]))
     return pd.DataFrame(rows, columns=["queried", "partner", "weight", "name", "type"])
 
 
@@ -164,8 +165,9 @@ def test_neuprintr_simple_connectivity_rows(api, release_dir, inputs):
     for body in PAIR:
         mine = want[want["queried"] == body]
         got = d[d[f"{body}_weight"] > 0]
-        assert sorted(zip(got[direction].astype("int64"), got[f"{body}_weight"])) == \
-            sorted(zip(mine["partner"], mine["weight"]))
+        assert sorted(zip(got[direction].astype("int64"), got[f"{body}_weight"])) == sorted(
+            zip(mine["partner"], mine["weight"])
+        )
     # each row carries exactly one queried neuron's weight, the other one's is 0
     assert ((d[[f"{b}_weight" for b in PAIR]] > 0).sum(axis=1) == 1).all()
 
@@ -184,22 +186,29 @@ RETURN DISTINCT id(ns) as connectorId_1, ns.type as prepost_1, id(ms) as connect
 
 def _synapses_of(store, body) -> pd.DataFrame:
     """id(s), location and type of a body's synapses (the connector ids neuprint_get_synapses gives)."""
-    rows = execute(store, f"MATCH (a:Segment)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) "
-                          f"WHERE a.bodyId = {body} RETURN id(s), s.location.x, s.location.y, s.location.z, "
-                          "s.type").data
+    rows = execute(
+        store,
+        f"MATCH (a:Segment)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) "
+        f"WHERE a.bodyId = {body} RETURN id(s), s.location.x, s.location.y, s.location.z, "
+        "s.type",
+    ).data
     return pd.DataFrame(rows, columns=["id", "x", "y", "z", "type"])
 
 
 def test_undirected_synapses_to_matches_each_pair_once_per_direction(store, release_dir):
     partners = load(release_dir, "syn-partners")
     assert execute(store, "MATCH (a)-[:SynapsesTo]-(b) RETURN count(*)").data == [[2 * len(partners)]]
-    assert execute(store, "MATCH (a:Synapse)-[:SynapsesTo]-(b:Synapse) WHERE a.type = 'pre' "
-                          "RETURN count(*)").data == [[len(partners)]]
+    assert execute(store, "MATCH (a:Synapse)-[:SynapsesTo]-(b:Synapse) WHERE a.type = 'pre' RETURN count(*)").data == [
+        [len(partners)]
+    ]
     # the relationship keeps its direction whichever end the pattern starts from
     mine = _synapses_of(store, PAIR[0])
     ids = mine["id"].tolist()[:40]
-    rows = execute(store, f"MATCH (a:Synapse)-[r:SynapsesTo]-(b) WHERE id(a) IN {ids} "
-                          "RETURN id(a), a.type, id(startNode(r)), id(endNode(r)), id(b)").data
+    rows = execute(
+        store,
+        f"MATCH (a:Synapse)-[r:SynapsesTo]-(b) WHERE id(a) IN {ids} "
+        "RETURN id(a), a.type, id(startNode(r)), id(endNode(r)), id(b)",
+    ).data
     for a, kind, start, end, b in rows:
         assert (start, end) == ((a, b) if kind == "pre" else (b, a))
     # as many rows as the release has partner rows touching these synapses
@@ -207,8 +216,9 @@ def test_undirected_synapses_to_matches_each_pair_once_per_direction(store, rele
     pre = point_id(partners["x_pre"], partners["y_pre"], partners["z_pre"]).to_numpy()
     post = point_id(partners["x_post"], partners["y_post"], partners["z_post"]).to_numpy()
     body = PAIR[0]
-    expected = (np.isin(pre, points) & (partners["body_pre"] == body).to_numpy()).sum() + \
-        (np.isin(post, points) & (partners["body_post"] == body).to_numpy()).sum()
+    expected = (np.isin(pre, points) & (partners["body_pre"] == body).to_numpy()).sum() + (
+        np.isin(post, points) & (partners["body_post"] == body).to_numpy()
+    ).sum()
     assert len(rows) == expected > 0
 
 
@@ -225,7 +235,9 @@ def test_neuprint_connectors(store, release_dir):
     mine = _synapses_of(store, body)
     points = load(release_dir, "syn-points")
     want_points = points[points["body"] == body]
-    assert sorted(zip(mine["x"], mine["y"], mine["z"])) == sorted(zip(want_points["x"], want_points["y"], want_points["z"]))
+    assert sorted(zip(mine["x"], mine["y"], mine["z"])) == sorted(
+        zip(want_points["x"], want_points["y"], want_points["z"])
+    )
     sample = pd.concat([mine[mine["type"] == "pre"].head(15), mine[mine["type"] == "post"].head(15)])
     result = execute(store, CONNECTORS.format(ids=sample["id"].tolist()))
     got = pd.DataFrame(result.data, columns=result.columns)
@@ -238,11 +250,22 @@ def test_neuprint_connectors(store, release_dir):
     for kind, mine_side, other_side in (("pre", "pre", "post"), ("post", "post", "pre")):
         for connector in sample[sample["type"] == kind]["id"]:
             x, y, z = loc[int(connector)]
-            hit = partners[(partners[f"x_{mine_side}"] == x) & (partners[f"y_{mine_side}"] == y)
-                           & (partners[f"z_{mine_side}"] == z) & (partners[f"body_{mine_side}"] == body)]
+            hit = partners[
+                (partners[f"x_{mine_side}"] == x)
+                & (partners[f"y_{mine_side}"] == y)
+                & (partners[f"z_{mine_side}"] == z)
+                & (partners[f"body_{mine_side}"] == body)
+            ]
             for r in hit.itertuples():
-                want.add(((getattr(r, f"x_{other_side}"), getattr(r, f"y_{other_side}"), getattr(r, f"z_{other_side}")),
-                          other_side, getattr(r, f"body_{other_side}"), int(connector), body))
+                want.add(
+                    (
+                        (getattr(r, f"x_{other_side}"), getattr(r, f"y_{other_side}"), getattr(r, f"z_{other_side}")),
+                        other_side,
+                        getattr(r, f"body_{other_side}"),
+                        int(connector),
+                        body,
+                    )
+                )
     got_set = {((r.x_1, r.y_1, r.z_1), r.prepost_1, r.bodyId_1, r.connectorId_2, r.bodyId_2) for r in got.itertuples()}
     assert len(got) == len(got_set) == len(want) > 0
     assert got_set == want

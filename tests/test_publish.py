@@ -74,17 +74,24 @@ def test_sigterm_becomes_an_exception_and_the_handler_is_restored(tmp_path):
 
 def test_work_of_dead_processes_is_cleaned_and_of_live_ones_kept(tmp_path):
     target = tmp_path / "store.duckdb"
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead = int(finished.stdout)  # a process that has exited
     live = os.getppid()  # pytest's parent is running
-    for name in (f".store.duckdb.ingest-{dead}", f".store.duckdb.old-{dead}", f".store.duckdb.ingest-{live}",
-                 f".store.duckdb.export-{dead}", f".other.ingest-{dead}"):
+    for name in (
+        f".store.duckdb.ingest-{dead}",
+        f".store.duckdb.old-{dead}",
+        f".store.duckdb.ingest-{live}",
+        f".store.duckdb.export-{dead}",
+        f".other.ingest-{dead}",
+    ):
         (tmp_path / name).mkdir()
     removed = clean_stale_work(target, "ingest")
     assert sorted(p.name for p in removed) == [f".store.duckdb.ingest-{dead}", f".store.duckdb.old-{dead}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f".store.duckdb.ingest-{live}", f".store.duckdb.export-{dead}", f".other.ingest-{dead}"])
+        [f".store.duckdb.ingest-{live}", f".store.duckdb.export-{dead}", f".other.ingest-{dead}"]
+    )
     # a new run cleans the same way before it starts
     (tmp_path / f".store.duckdb.ingest-{dead}").mkdir()
     with atomic_output(target, "ingest", publish="s") as work:

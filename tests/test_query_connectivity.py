@@ -6,12 +6,12 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from oracle import load, oracle_segments, point_id, roi_chains
+from test_query_neurons import oracle_neurons
 
 import flatprint
 from flatprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
 from flatprint.errors import QueryError
-from oracle import load, oracle_segments, point_id, roi_chains
-from test_query_neurons import oracle_neurons
 
 MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
 
@@ -47,7 +47,9 @@ def oracle_adjacencies(release, sources, targets, include_nonprimary=False):
         chains = roi_chains(release)
         extra = {}
         for a, b, prim, major in zip(p.body_pre, p.body_post, p.primary_post, p.major_post):
-            for roi in [c for c in chains.get(prim, [])[1:] if c not in MAJORS] + ([major] if major != "<unspecified>" else []):
+            for roi in [c for c in chains.get(prim, [])[1:] if c not in MAJORS] + (
+                [major] if major != "<unspecified>" else []
+            ):
                 extra[(a, b, roi)] = extra.get((a, b, roi), 0) + 1
         rows += [(a, b, r, n) for (a, b, r), n in extra.items()]
     return pd.DataFrame(rows, columns=["bodyId_pre", "bodyId_post", "roi", "weight"])
@@ -93,7 +95,9 @@ def test_adjacencies_filters(store_factory, release_factory, seed):
     want = oracle_adjacencies(release, src, everyone)
     # rois + min_roi_weight + min_total_weight (totals over the listed ROIs, as neuprint-python computes them)
     rois = ["GNG", "CentralBrain"][:1] + [r for r in want.roi.unique() if r not in ("NotPrimary", "GNG")][:2]
-    _, got = flatprint.fetch_adjacencies(NC(type=types), None, rois=rois, min_roi_weight=2, min_total_weight=3, client=c)
+    _, got = flatprint.fetch_adjacencies(
+        NC(type=types), None, rois=rois, min_roi_weight=2, min_total_weight=3, client=c
+    )
     roi_src = set(src)
     w = want[want.roi.isin(rois)]
     pair_tot = w.groupby(["bodyId_pre", "bodyId_post"])["weight"].transform("sum")
@@ -108,7 +112,9 @@ def test_adjacencies_filters(store_factory, release_factory, seed):
     weights = load(release, "weights")
     ww = weights[weights.body_pre.isin(src) & weights.body_post.isin(everyone) & (weights.weight >= 4)]
     assert flat.columns.tolist() == ["bodyId_pre", "bodyId_post", "weight", "weightHP"]
-    assert sorted(zip(flat.bodyId_pre, flat.bodyId_post, flat.weight)) == sorted(zip(ww.body_pre, ww.body_post, ww.weight))
+    assert sorted(zip(flat.bodyId_pre, flat.bodyId_post, flat.weight)) == sorted(
+        zip(ww.body_pre, ww.body_post, ww.weight)
+    )
     partners = load(release, "syn-partners")
     hp = partners[partners.conf_post >= 0.7].groupby(["body_pre", "body_post"]).size()
     assert all(hp.get((a, b), 0) == h for a, b, h in zip(flat.bodyId_pre, flat.bodyId_post, flat.weightHP))
@@ -146,8 +152,17 @@ def test_simple_and_common(client, release_dir):
     w = weights[weights.body_pre.isin([12781, 556329]) & weights.body_post.isin(everyone) & (weights.weight >= 3)]
     w = w.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True])
     assert got[["bodyId_pre", "bodyId_post", "weight"]].values.tolist() == w.values.tolist()
-    assert got.columns.tolist() == ["bodyId_pre", "bodyId_post", "weight", "weightHP", "type_pre", "type_post",
-                                    "instance_pre", "instance_post", "conn_roiInfo"]
+    assert got.columns.tolist() == [
+        "bodyId_pre",
+        "bodyId_post",
+        "weight",
+        "weightHP",
+        "type_pre",
+        "type_post",
+        "instance_pre",
+        "instance_post",
+        "conn_roiInfo",
+    ]
     assert sum(v["post"] for k, v in got.conn_roiInfo[0].items() if k in client.primary_rois) <= got.weight[0]
     common = flatprint.fetch_common_connectivity("DNge104", "upstream", client=client)
     ups = weights[weights.body_post.isin([12781, 556329]) & weights.body_pre.isin(everyone)]
@@ -289,9 +304,12 @@ def test_synapse_connections(client, release_dir):
     want = p[(p.body_pre == 12781) & p.body_post.isin(everyone) & (p.conf_pre > 0.5) & (p.conf_post > 0.5)]
     got = flatprint.fetch_synapse_connections(12781, None, client=client)
     assert len(got) == len(want) > 0
-    assert sorted(zip(got.x_pre, got.x_post, got.y_post, got.bodyId_post)) == \
-        sorted(zip(want.x_pre, want.x_post, want.y_post, want.body_post))
-    gng = flatprint.fetch_synapse_connections(12781, None, SC(rois=["GNG"], client=client), min_total_weight=2, client=client)
+    assert sorted(zip(got.x_pre, got.x_post, got.y_post, got.bodyId_post)) == sorted(
+        zip(want.x_pre, want.x_post, want.y_post, want.body_post)
+    )
+    gng = flatprint.fetch_synapse_connections(
+        12781, None, SC(rois=["GNG"], client=client), min_total_weight=2, client=client
+    )
     pairs = want.groupby(["body_pre", "body_post"]).size()
     total = load(release_dir, "weights").set_index(["body_pre", "body_post"])["weight"]
     in_gng = p[(p.body_pre == 12781) & (p.primary_post == "GNG")].groupby(["body_pre", "body_post"]).size()
@@ -324,7 +342,9 @@ def test_id_ranges_filter_covers_every_id_in_few_ranges():
             assert 2**41 not in kept
     assert id_ranges_sql("id", []) == "FALSE"
     # two clusters stay two ranges
-    assert id_ranges_sql("id", [1, 2, 3, 1_000_000, 1_000_001]) == "(id BETWEEN 1 AND 3 OR id BETWEEN 1000000 AND 1000001)"
+    assert (
+        id_ranges_sql("id", [1, 2, 3, 1_000_000, 1_000_001]) == "(id BETWEEN 1 AND 3 OR id BETWEEN 1000000 AND 1000001)"
+    )
 
 
 class _RecordingCursor:
@@ -372,8 +392,12 @@ def test_adjacencies_to_every_segment(store_path, release_dir, monkeypatch):
 
 
 def _temporary_views(client) -> list[str]:
-    return [r[0] for r in client.cursor().execute(
-        "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()]
+    return [
+        r[0]
+        for r in client.cursor()
+        .execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal")
+        .fetchall()
+    ]
 
 
 def test_temporary_tables_are_gone_after_calls(client, release_dir, monkeypatch):
@@ -417,7 +441,7 @@ def test_interleaved_temporary_tables_do_not_see_each_other(client):
         with pytest.raises(ZeroDivisionError):
             with temporary_tables(cur, ids=pa.table({"id": [5]})) as third:
                 assert cur.execute(f"SELECT sum(id) FROM {third['ids']}").fetchall()[0][0] == 5
-                1 / 0
+                raise ZeroDivisionError
         assert third["ids"] not in _temporary_views(client)
     assert _temporary_views(client) == []
 
@@ -429,10 +453,17 @@ def test_sql_literals_and_identifiers_round_trip(client):
     values = ["plain", "it's", 'say "hi"', "back\\slash", "", "ünï", 0, -7, 2**62, 1.5, -0.25, True, False, None]
     got = client.cursor().execute("SELECT " + ", ".join(sql_literal(v) for v in values)).fetchall()[0]
     assert list(got) == values
-    nan, inf, ninf = client.cursor().execute(
-        f"SELECT {sql_literal(float('nan'))}, {sql_literal(float('inf'))}, {sql_literal(float('-inf'))}").fetchall()[0]
+    nan, inf, ninf = (
+        client.cursor()
+        .execute(f"SELECT {sql_literal(float('nan'))}, {sql_literal(float('inf'))}, {sql_literal(float('-inf'))}")
+        .fetchall()[0]
+    )
     assert nan != nan and inf == float("inf") and ninf == float("-inf")
-    assert sql_literal(np.int64(5)) == "5" and sql_literal(np.float32(0.5)) == "0.5" and sql_literal(np.bool_(True)) == "TRUE"
+    assert (
+        sql_literal(np.int64(5)) == "5"
+        and sql_literal(np.float32(0.5)) == "0.5"
+        and sql_literal(np.bool_(True)) == "TRUE"
+    )
     with pytest.raises(QueryError, match="unsupported value"):
         sql_literal({"a": 1})
     name = 'odd "name" with spaces'

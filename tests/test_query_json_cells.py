@@ -10,10 +10,10 @@ import pickle
 
 import pandas as pd
 import pytest
+from oracle import load
 
 import flatprint
 from flatprint import Client
-from oracle import load
 
 PAIR_COUNT = 5
 

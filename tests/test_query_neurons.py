@@ -6,11 +6,11 @@ import re
 
 import pandas as pd
 import pytest
+from oracle import load, oracle_segments, roi_chains
 
 import flatprint
-from flatprint import Client, IsNull, NotNull, NeuronCriteria as NC
+from flatprint import Client, IsNull, NeuronCriteria as NC, NotNull
 from flatprint.errors import QueryError
-from oracle import load, oracle_segments, roi_chains
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,11 @@ def oracle_roi_counts(release, bodies) -> pd.DataFrame:
     pts = points[points["body"].isin(bodies)]
     chains = roi_chains(release)
     rows = []
-    for (body, kind, prim, major), n in pts.groupby(
-            ["body", "kind", pts["primary"].astype(str), pts["major"].astype(str)], observed=True).size().items():
+    for (body, kind, prim, major), n in (
+        pts.groupby(["body", "kind", pts["primary"].astype(str), pts["major"].astype(str)], observed=True)
+        .size()
+        .items()
+    ):
         rois = set(c for c in chains.get(prim, []) if c not in ("CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"))
         if major != "<unspecified>":
             rois.add(major)
@@ -65,9 +68,27 @@ def test_dnge104_snippet(client, release_dir):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("case", ["type_exact", "type_list", "regex", "instance", "status", "nulls", "notnull",
-                                  "min_pre", "segment_ids", "class", "apostrophe", "metachar_literal",
-                                  "metachar_regex", "empty", "somaSide_list", "predictedNt"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "type_exact",
+        "type_list",
+        "regex",
+        "instance",
+        "status",
+        "nulls",
+        "notnull",
+        "min_pre",
+        "segment_ids",
+        "class",
+        "apostrophe",
+        "metachar_literal",
+        "metachar_regex",
+        "empty",
+        "somaSide_list",
+        "predictedNt",
+    ],
+)
 def test_fetch_neurons_matches_oracle(store_factory, release_factory, seed, case):
     release = release_factory(seed)
     c = Client(store_factory(seed))
@@ -111,8 +132,10 @@ def test_fetch_neurons_matches_oracle(store_factory, release_factory, seed, case
         crit, want = NC(somaSide=["L", None], type=t1), neurons[neurons.somaSide.isin(["L"]) | neurons.somaSide.isna()]
         want = want[want.type == t1]
     else:
-        crit, want = NC(predictedNt="gaba"), neurons[neurons.bodyId.isin(
-            load(release, "neurotransmitters").query("predicted_nt == 'gaba'")["body"])]
+        crit, want = (
+            NC(predictedNt="gaba"),
+            neurons[neurons.bodyId.isin(load(release, "neurotransmitters").query("predicted_nt == 'gaba'")["body"])],
+        )
     got = flatprint.fetch_neurons(crit, omit_rois=True, client=c)
     assert got["bodyId"].tolist() == sorted(want["bodyId"].tolist())
     if len(got):
@@ -136,29 +159,47 @@ def test_roi_criteria(client, release_dir):
     c = counts.set_index(["bodyId", "roi"])
     inputs = {b for (b, r), row in c.iterrows() if r == "GNG" and row["post"] >= 10}
     outputs = {b for (b, r), row in c.iterrows() if r == "VNC" and row["pre"] >= 1}
-    got = flatprint.fetch_neurons(NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=10), omit_rois=True,
-                                  client=client)
+    got = flatprint.fetch_neurons(
+        NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=10), omit_rois=True, client=client
+    )
     assert set(got.bodyId) == inputs & outputs and len(got) > 0
 
 
 def test_returned_columns(client):
     core, _ = flatprint.fetch_neurons("DNge104", returned_columns="core", client=client)
-    assert core.columns.tolist() == ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "size",
-                                     "status", "statusLabel", "somaLocation", "roiInfo", "inputRois", "outputRois"]
+    assert core.columns.tolist() == [
+        "bodyId",
+        "instance",
+        "type",
+        "pre",
+        "post",
+        "downstream",
+        "upstream",
+        "size",
+        "status",
+        "statusLabel",
+        "somaLocation",
+        "roiInfo",
+        "inputRois",
+        "outputRois",
+    ]
     few = flatprint.fetch_neurons("DNge104", returned_columns=["type", "nope", "bodyId"], omit_rois=True, client=client)
     assert few.columns.tolist() == ["type", "bodyId"]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda c: flatprint.fetch_neurons(NC(rois=["AL(X)"]), client=c), r"rois: unknown ROI 'AL\(X\)'.*AL\("),
-    (lambda c: flatprint.fetch_neurons(NC(inputRois=["GNGG"]), client=c), r"inputRois: unknown ROI 'GNGG'.*'GNG'"),
-    (lambda c: flatprint.fetch_neurons(NC(cellBodyFiber="x"), client=c), r"cellBodyFiber: this dataset has no"),
-    (lambda c: flatprint.fetch_neurons(NC(type="[unclosed"), client=c), r"type: invalid regular expression"),
-    (lambda c: flatprint.fetch_neurons(NC(min_pre=-1), client=c), r"min_pre"),
-    (lambda c: flatprint.fetch_neurons("DNge104", returned_columns=5, client=c), r"returned_columns"),
-    (lambda c: NC("DNge104"), r"matchvar"),
-    (lambda c: NC(roi_req="some"), r"roi_req"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda c: flatprint.fetch_neurons(NC(rois=["AL(X)"]), client=c), r"rois: unknown ROI 'AL\(X\)'.*AL\("),
+        (lambda c: flatprint.fetch_neurons(NC(inputRois=["GNGG"]), client=c), r"inputRois: unknown ROI 'GNGG'.*'GNG'"),
+        (lambda c: flatprint.fetch_neurons(NC(cellBodyFiber="x"), client=c), r"cellBodyFiber: this dataset has no"),
+        (lambda c: flatprint.fetch_neurons(NC(type="[unclosed"), client=c), r"type: invalid regular expression"),
+        (lambda c: flatprint.fetch_neurons(NC(min_pre=-1), client=c), r"min_pre"),
+        (lambda c: flatprint.fetch_neurons("DNge104", returned_columns=5, client=c), r"returned_columns"),
+        (lambda c: NC("DNge104"), r"matchvar"),
+        (lambda c: NC(roi_req="some"), r"roi_req"),
+    ],
+)
 def test_errors_name_the_argument(client, bad, message):
     with pytest.raises(QueryError, match=message):
         bad(client)

@@ -8,11 +8,11 @@ import re
 import warnings
 
 import pytest
+from oracle import oracle_segments
 
 import flatprint
 from flatprint import Client, NeuronCriteria as NC, NoMatchWarning
 from flatprint.errors import QueryError
-from oracle import oracle_segments
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +88,16 @@ def test_status_case_and_regex(client, neurons):
 
 def test_value_only_on_non_neurons_says_so(client, release_dir):
     segs = oracle_segments(release_dir)
-    non_neuron_only = set(segs.loc[~segs["is_neuron"], "status"].dropna()) - set(segs.loc[segs["is_neuron"], "status"].dropna())
+    non_neuron_only = set(segs.loc[~segs["is_neuron"], "status"].dropna()) - set(
+        segs.loc[segs["is_neuron"], "status"].dropna()
+    )
     status = sorted(non_neuron_only)[0]
     (df, _), messages = no_match_warnings(lambda: flatprint.fetch_neurons(NC(status=status), client=client))
     assert df.empty and len(messages) == 1 and "label='Segment'" in messages[0]
     # ... and with the label that includes them the rows are there, without a warning
     (df, _), messages = no_match_warnings(
-        lambda: flatprint.fetch_neurons(NC(status=status, label="Segment"), client=client))
+        lambda: flatprint.fetch_neurons(NC(status=status, label="Segment"), client=client)
+    )
     assert len(df) == (segs["status"] == status).sum() and not messages
 
 
@@ -104,10 +107,12 @@ def test_legitimately_empty_results_do_not_warn(client, neurons):
     # every value exists, only the combination is empty: no misspelling to report
     other_status = sorted(set(neurons["status"].dropna()) - set(neurons.loc[neurons["type"] == "DNge104", "status"]))[0]
     (df, _), messages = no_match_warnings(
-        lambda: flatprint.fetch_neurons(NC(type="DNge104", status=other_status), client=client))
+        lambda: flatprint.fetch_neurons(NC(type="DNge104", status=other_status), client=client)
+    )
     assert df.empty and not messages
     (df, _), messages = no_match_warnings(
-        lambda: flatprint.fetch_neurons(NC(type="DNge104", min_pre=10**9), client=client))
+        lambda: flatprint.fetch_neurons(NC(type="DNge104", min_pre=10**9), client=client)
+    )
     assert df.empty and not messages
 
 

@@ -53,7 +53,9 @@ def test_reference_next_to_the_clone_is_found(tmp_path, monkeypatch):
     assert finder.REFERENCE == tmp_path / "shared" / "reference"
     assert [p.name for p in finder.corpus_files()] == ["neuprint-queries__01.cypher", "neuprintr-queries__01.cypher"]
     assert [p.id for p in finder.corpus_params(finder.corpus_files())] == [
-        "neuprint-queries/neuprint-queries__01.cypher", "neuprintr-queries/neuprintr-queries__01.cypher"]
+        "neuprint-queries/neuprint-queries__01.cypher",
+        "neuprintr-queries/neuprintr-queries__01.cypher",
+    ]
 
 
 def test_worktree_finds_the_reference_of_its_main_checkout(tmp_path, monkeypatch):

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-
 from conftest import TEST_SCALE
+
 from flatprint.errors import ReleaseError
 from flatprint.ingest import ingest_release
 from flatprint.release.registry import describe, releases
@@ -81,8 +81,9 @@ def test_registry_knows_both_releases():
 def test_download_manifest_of_v10():
     release = describe("v1.0").download_manifest()
     weights = release.item("weights")
-    assert weights.gs_url == ("gs://flyem-male-cns/v1.0/connectome-data/flat-connectome/"
-                              "connectome-weights-male-cns-v1.0-minconf-0.5.feather")
+    assert weights.gs_url == (
+        "gs://flyem-male-cns/v1.0/connectome-data/flat-connectome/connectome-weights-male-cns-v1.0-minconf-0.5.feather"
+    )
     assert release.item("swc").gs_url == "gs://flyem-male-cns/v1.0/segmentation/skeletons-malecns/skeletons-swc/"
     assert release.item("fullbrain-roi-v4").gs_url == "gs://flyem-male-cns/rois/fullbrain-roi-v4/"
     assert release.names("tables") == tuple(V10_FILES)
@@ -140,8 +141,10 @@ def test_v10_ingests_as_its_own_dataset(v10_store, v10_release):
         store.close()
     pts = _points(v10_release, ["kind", "ol_layer"])
     layer = pts[pts["ol_layer"] == "ME_R_layer_03"]
-    assert roi_info["ME_R_layer_03"] == {"pre": int((layer["kind"] == "PreSyn").sum()),
-                                         "post": int((layer["kind"] == "PostSyn").sum())}
+    assert roi_info["ME_R_layer_03"] == {
+        "pre": int((layer["kind"] == "PreSyn").sum()),
+        "post": int((layer["kind"] == "PostSyn").sum()),
+    }
 
 
 def test_missing_v10_file_is_named(v10_release, tmp_path):
@@ -176,8 +179,9 @@ def test_extra_roi_levels_are_queryable(v10_store, v10_release, roi):
     assert len(neurons) > 0
     assert set(neurons["bodyId"]) <= set(expected.index)
     got = counts[counts["roi"] == roi].set_index("bodyId")[["pre", "post"]].sort_index()
-    pd.testing.assert_frame_equal(got, expected.loc[sorted(neurons["bodyId"])].astype(got.dtypes.to_dict()),
-                                  check_names=False)
+    pd.testing.assert_frame_equal(
+        got, expected.loc[sorted(neurons["bodyId"])].astype(got.dtypes.to_dict()), check_names=False
+    )
 
 
 def test_grouping_roi_is_counted_once(v10_store, v10_release):
@@ -225,8 +229,7 @@ def _oracle_neurons(release: Path, files: dict[str, str], type_: str) -> pd.Data
 def test_neuprint_python_picks_either_release_by_name(two_release_server, release_dir, v10_release):
     neuprint = pytest.importorskip("neuprint")
     url, cert = two_release_server
-    sources = {"male-cns:v0.9": (release_dir, describe("v0.9").files),
-               "male-cns:v1.0": (v10_release, V10_FILES)}
+    sources = {"male-cns:v0.9": (release_dir, describe("v0.9").files), "male-cns:v1.0": (v10_release, V10_FILES)}
     seen = {}
     for key, (release, files) in sources.items():
         client = neuprint.Client(url, dataset=key, token="local", verify=str(cert))
@@ -263,8 +266,13 @@ def test_roi_matrix_by_major_region_of_a_v10_store(v10_store, v10_release):
         side = pts.rename(columns={c: f"{c}_{end}" for c in ("x", "y", "z", "body", "major")})
         partners = partners.merge(side, on=[f"x_{end}", f"y_{end}", f"z_{end}", f"body_{end}"], how="left")
     inside = partners[(partners["major_pre"] != "<unspecified>") & (partners["major_post"] != "<unspecified>")]
-    expected = inside.groupby(["major_pre", "major_post"]).agg(
-        weight=("body_pre", "size"),
-        connections=("body_pre", lambda s: len(set(zip(s, inside.loc[s.index, "body_post"]))))).reset_index()
+    expected = (
+        inside.groupby(["major_pre", "major_post"])
+        .agg(
+            weight=("body_pre", "size"),
+            connections=("body_pre", lambda s: len(set(zip(s, inside.loc[s.index, "body_post"])))),
+        )
+        .reset_index()
+    )
     expected.columns = ["pre_group", "post_group", "weight", "connections"]
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.astype(got.dtypes.to_dict()))

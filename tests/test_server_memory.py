@@ -11,12 +11,12 @@ import time
 import psutil
 import pytest
 import requests
+from server_fixture import running_server
 
 from flatprint.cypher.engine import execute
 from flatprint.cypher.memory import MemoryBudgetError, parse_size, set_memory_budget
 from flatprint.errors import QueryError
 from flatprint.store import Store
-from server_fixture import running_server
 
 DS = "male-cns:v0.9"
 BUDGET = "600MiB"  # a warmed-up server at scale 0.01 holds ~300 MiB before any query
@@ -27,8 +27,9 @@ TIMEOUT = 30.0
 EXPLOSIVE = {
     # (the TCK's text also matches ``(r)``, a path used as a node: the analyzer refuses that before running)
     "openCypher TCK cross product of paths": "MATCH (x), r = (s)-[p]-(t)-[]-(b), (a)-[q]-(b) RETURN r",
-    "2-hop expansion over all segments":
-        "MATCH (a:Segment)-[:ConnectsTo]->(b:Segment)-[:ConnectsTo]->(c:Segment) RETURN a.bodyId, b.bodyId, c.bodyId",
+    "2-hop expansion over all segments": (
+        "MATCH (a:Segment)-[:ConnectsTo]->(b:Segment)-[:ConnectsTo]->(c:Segment) RETURN a.bodyId, b.bodyId, c.bodyId"
+    ),
     "cross product of three node sets": "MATCH (a), (b), (c) RETURN a.bodyId, b.bodyId, c.bodyId",
     "collect() of every synapse": "MATCH (s:Synapse) RETURN collect(s)",
 }
@@ -45,8 +46,9 @@ def store_1pct(store_factory):
 @pytest.fixture(scope="module")
 def server(store_1pct, tmp_path_factory):
     home = tmp_path_factory.mktemp("memory-home")
-    with running_server([str(store_1pct)], home, "--memory-budget", BUDGET, "--timeout", str(TIMEOUT),
-                        wait_idle=True) as (url, cert):
+    with running_server(
+        [str(store_1pct)], home, "--memory-budget", BUDGET, "--timeout", str(TIMEOUT), wait_idle=True
+    ) as (url, cert):
         yield url, str(cert)
 
 
@@ -83,8 +85,13 @@ class PeakRss:
 
 def cypher(server, text, timeout=TIMEOUT * 3):
     url, cert = server
-    return requests.post(f"{url}/api/custom/custom", json={"cypher": text, "dataset": DS}, verify=cert,
-                         headers={"Authorization": "Bearer local"}, timeout=timeout)
+    return requests.post(
+        f"{url}/api/custom/custom",
+        json={"cypher": text, "dataset": DS},
+        verify=cert,
+        headers={"Authorization": "Bearer local"},
+        timeout=timeout,
+    )
 
 
 def test_explosive_queries_stay_within_the_budget(server, store_1pct):
@@ -101,8 +108,9 @@ def test_explosive_queries_stay_within_the_budget(server, store_1pct):
         if answer.status_code == 200:
             assert body["data"], name
         elif name in SLOW:
-            assert answer.status_code == 400 and ("memory budget of 600 MiB" in body["error"]
-                                                  or "timeout" in body["error"]), (name, body)
+            assert answer.status_code == 400 and (
+                "memory budget of 600 MiB" in body["error"] or "timeout" in body["error"]
+            ), (name, body)
         else:
             assert answer.status_code == 400 and "memory budget of 600 MiB" in body["error"], (name, body)
         assert seconds < TIMEOUT * 1.5, (name, seconds)

@@ -10,12 +10,12 @@ import pytest
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 from fastapi.testclient import TestClient  # noqa: E402
+from oracle import load  # noqa: E402
 
 from flatprint.errors import FlatprintError  # noqa: E402
 from flatprint.server import serve  # noqa: E402
 from flatprint.server.app import create_app  # noqa: E402
 from flatprint.server.auth import load_tokens  # noqa: E402
-from oracle import load  # noqa: E402
 
 DS = "male-cns:v0.9"
 
@@ -28,8 +28,14 @@ def test_discovery_endpoints(api, release_dir):
     assert set(ds) == {DS} and primary <= set(ds[DS]["ROIs"]) and ds[DS]["description"].startswith("SYNTHETIC")
     version = api.get("/api/version").json()["Version"]
     assert tuple(map(int, version.split("."))) >= (1, 7, 3)  # enables neuprint-python's Arrow path
-    for path in ("/api/dbmeta/version", "/api/serverinfo", "/api/dbmeta/database", "/api/dbmeta/instances",
-                 "/profile", "/token"):
+    for path in (
+        "/api/dbmeta/version",
+        "/api/serverinfo",
+        "/api/dbmeta/database",
+        "/api/dbmeta/instances",
+        "/profile",
+        "/token",
+    ):
         r = api.get(path)
         assert r.status_code == 200 and isinstance(r.json(), dict), path
     available = api.get("/api/available").json()
@@ -58,8 +64,9 @@ def test_cached(api, release_dir):
 
 
 def test_npexplorer(api, release_dir):
-    r = api.post("/api/npexplorer/commonconnectivity",
-                 json={"dataset": DS, "neuron_ids": [12781, 556329], "find_inputs": True})
+    r = api.post(
+        "/api/npexplorer/commonconnectivity", json={"dataset": DS, "neuron_ids": [12781, 556329], "find_inputs": True}
+    )
     assert r.status_code == 200
     maps = r.json()["data"][0][0]
     weights = load(release_dir, "weights")
@@ -95,19 +102,24 @@ def test_errors(api):
 def test_busy_queue_answers_503(stores):
     app = create_app(stores, queue_limit=0)
     r = TestClient(app, raise_server_exceptions=False).post(
-        "/api/npexplorer/roisinneuron", json={"dataset": DS, "neuron_id": 12781})
+        "/api/npexplorer/roisinneuron", json={"dataset": DS, "neuron_id": 12781}
+    )
     assert r.status_code == 503 and r.headers["Retry-After"]
 
 
 def test_tokens(stores, tmp_path):
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).isoformat()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({
-        "reader": {"datasets": [DS], "role": "readonly"},
-        "other": {"datasets": ["other:v1"], "role": "readonly"},
-        "boss": {"datasets": ["*"], "role": "admin"},
-        "old": {"datasets": [DS], "role": "readonly", "expires": past},
-    }))
+    tokens.write_text(
+        json.dumps(
+            {
+                "reader": {"datasets": [DS], "role": "readonly"},
+                "other": {"datasets": ["other:v1"], "role": "readonly"},
+                "boss": {"datasets": ["*"], "role": "admin"},
+                "old": {"datasets": [DS], "role": "readonly", "expires": past},
+            }
+        )
+    )
     api = TestClient(create_app(stores, grants=load_tokens(tokens)), raise_server_exceptions=False)
     h = lambda t: {"Authorization": f"Bearer {t}"}  # noqa: E731
     assert api.get("/api/dbmeta/datasets").status_code == 401
@@ -155,17 +167,21 @@ def test_json_encoding_matches_neuprint_http():
 
     from flatprint.server.http import encode_json
 
-    payload = {"name": "x", "children": [{"b": float("nan"), "a": np.float32(1.5)}],
-               "data": [[np.int64(7), float("inf"), -float("inf"), None, True]]}
-    assert encode_json(payload) == (b'{"children":[{"a":1.5,"b":null}],"data":[[7,null,null,null,true]],'
-                                    b'"name":"x"}')
-    assert json.loads(encode_json({"big": 2 ** 70, "nan": float("nan")})) == {"big": 2 ** 70, "nan": None}
+    payload = {
+        "name": "x",
+        "children": [{"b": float("nan"), "a": np.float32(1.5)}],
+        "data": [[np.int64(7), float("inf"), -float("inf"), None, True]],
+    }
+    assert encode_json(payload) == (b'{"children":[{"a":1.5,"b":null}],"data":[[7,null,null,null,true]],"name":"x"}')
+    assert json.loads(encode_json({"big": 2**70, "nan": float("nan")})) == {"big": 2**70, "nan": None}
 
 
 def test_custom_endpoint_shares_maps_correctly(api):
     """A map shared by several rows (one T-bar, several PSDs) is written out in full in every row."""
-    cypher = ("MATCH (n:Neuron {bodyId: 12781})-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) "
-              "RETURN s.type AS t, apoc.map.removeKeys(s, ['location']) AS m, s AS whole LIMIT 50")
+    cypher = (
+        "MATCH (n:Neuron {bodyId: 12781})-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) "
+        "RETURN s.type AS t, apoc.map.removeKeys(s, ['location']) AS m, s AS whole LIMIT 50"
+    )
     body = api.post("/api/custom/custom", json={"cypher": cypher, "dataset": DS}).json()
     assert body["columns"] == ["t", "m", "whole"] and len(body["data"]) > 1
     for t, m, whole in body["data"]:

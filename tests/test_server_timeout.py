@@ -9,7 +9,6 @@ import requests
 neuprint = pytest.importorskip("neuprint")
 
 from neuprint.client import NeuprintTimeoutError  # noqa: E402
-
 from server_fixture import running_server  # noqa: E402
 
 # A cross product of all segments three times: many seconds even on the tiny test store.
@@ -48,7 +47,8 @@ def test_neuprint_python_does_not_raise_its_timeout_class(client):
     with pytest.raises(requests.HTTPError) as caught:
         client.fetch_custom(SLOW)
     assert not isinstance(caught.value, NeuprintTimeoutError), (
-        "neuprint-python now raises NeuprintTimeoutError: update docs/server.md, docs/security.md, docs/cypher.md")
+        "neuprint-python now raises NeuprintTimeoutError: update docs/server.md, docs/security.md, docs/cypher.md"
+    )
 
 
 def test_runtimeboxed_answers_no_rows_instead_of_an_error(client):

@@ -5,18 +5,16 @@ Spark tests share ONE session-scoped local SparkSession and are few (startup is 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
-
 from oracle import load, oracle_segments, point_id, roi_chains
 
 from flatprint.export.parquet import duckdb_over_parquet
 from flatprint.query import heavy
 
-
 # ----------------------------------------------------------------------------- oracle (pandas only)
+
 
 def oracle_partners(release) -> pd.DataFrame:
     """syn-partners with the pre point's primary ROI and the post point's major ROI looked up."""
@@ -50,11 +48,18 @@ def oracle_group_matrix(release, col, min_weight=1, neurons_only=True) -> pd.Dat
     keep = a[col].notna().to_numpy() & b[col].notna().to_numpy()
     if neurons_only:
         keep &= a["is_neuron"].to_numpy() & b["is_neuron"].to_numpy()
-    df = pd.DataFrame({"pre_group": a[col].astype(object).to_numpy()[keep],
-                       "post_group": b[col].astype(object).to_numpy()[keep],
-                       "weight": w["weight"].to_numpy()[keep]})
-    return (df.groupby(["pre_group", "post_group"]).agg(weight=("weight", "sum"), connections=("weight", "size"))
-            .reset_index())
+    df = pd.DataFrame(
+        {
+            "pre_group": a[col].astype(object).to_numpy()[keep],
+            "post_group": b[col].astype(object).to_numpy()[keep],
+            "weight": w["weight"].to_numpy()[keep],
+        }
+    )
+    return (
+        df.groupby(["pre_group", "post_group"])
+        .agg(weight=("weight", "sum"), connections=("weight", "size"))
+        .reset_index()
+    )
 
 
 def oracle_roi_matrix(release, min_weight=1, neurons_only=True, level="primary") -> pd.DataFrame:
@@ -63,7 +68,9 @@ def oracle_roi_matrix(release, min_weight=1, neurons_only=True, level="primary")
     w = load(release, "weights").set_index(["body_pre", "body_post"])["weight"]
     total = w.reindex(pd.MultiIndex.from_arrays([p.body_pre, p.body_post])).to_numpy()
     pre_col, post_col = ("roi_pre", "roi_post") if level == "primary" else ("major_pre", "major_post")
-    keep = (total >= min_weight) & (p[pre_col] != "<unspecified>").to_numpy() & (p[post_col] != "<unspecified>").to_numpy()
+    keep = (
+        (total >= min_weight) & (p[pre_col] != "<unspecified>").to_numpy() & (p[post_col] != "<unspecified>").to_numpy()
+    )
     if neurons_only:
         keep &= seg["is_neuron"].reindex(p.body_pre).to_numpy() & seg["is_neuron"].reindex(p.body_post).to_numpy()
     p = p[keep]
@@ -87,8 +94,10 @@ def assert_same(got: pd.DataFrame, exp: pd.DataFrame, keys) -> None:
         elif pd.api.types.is_integer_dtype(g[col]) or pd.api.types.is_integer_dtype(e[col]):
             assert (gv.astype(np.int64) == ev.astype(np.int64)).all(), col
         else:
-            assert (pd.Series(gv).fillna("<na>").astype(str).to_numpy()
-                    == pd.Series(ev).fillna("<na>").astype(str).to_numpy()).all(), col
+            assert (
+                pd.Series(gv).fillna("<na>").astype(str).to_numpy()
+                == pd.Series(ev).fillna("<na>").astype(str).to_numpy()
+            ).all(), col
 
 
 @pytest.fixture(scope="module")
@@ -111,23 +120,28 @@ def some_bodies(release_dir):
 
 # ----------------------------------------------------------------------------- DuckDB vs oracle
 
-@pytest.mark.parametrize("col,min_weight,neurons_only", [("type", 1, True), ("type", 5, False),
-                                                         ("class", 3, True), ("superclass", 1, True),
-                                                         ("instance", 1, False)])
+
+@pytest.mark.parametrize(
+    "col,min_weight,neurons_only",
+    [("type", 1, True), ("type", 5, False), ("class", 3, True), ("superclass", 1, True), ("instance", 1, False)],
+)
 def test_group_matrix_matches_oracle(store, release_dir, col, min_weight, neurons_only):
     got = heavy.run_duckdb(store, "connection_matrix", groupby=col, min_weight=min_weight, neurons_only=neurons_only)
     exp = oracle_group_matrix(release_dir, col, min_weight, neurons_only)
     assert len(got) > 0
     assert_same(got, exp, ["pre_group", "post_group"])
     assert list(got[["pre_group", "post_group"]].itertuples(index=False)) == sorted(
-        got[["pre_group", "post_group"]].itertuples(index=False))
+        got[["pre_group", "post_group"]].itertuples(index=False)
+    )
 
 
-@pytest.mark.parametrize("min_weight,neurons_only,level", [(1, True, "primary"), (3, False, "primary"),
-                                                           (1, False, "major")])
+@pytest.mark.parametrize(
+    "min_weight,neurons_only,level", [(1, True, "primary"), (3, False, "primary"), (1, False, "major")]
+)
 def test_roi_matrix_matches_oracle(store, release_dir, min_weight, neurons_only, level):
-    got = heavy.run_duckdb(store, "connection_matrix", groupby="roi", min_weight=min_weight,
-                           neurons_only=neurons_only, roi_set=level)
+    got = heavy.run_duckdb(
+        store, "connection_matrix", groupby="roi", min_weight=min_weight, neurons_only=neurons_only, roi_set=level
+    )
     exp = oracle_roi_matrix(release_dir, min_weight, neurons_only, level)
     assert len(got) > 0
     assert_same(got, exp, ["pre_group", "post_group"])
@@ -141,8 +155,9 @@ def test_matrix_restricted_to_bodies_and_rois_matches_oracle(store, release_dir,
     pre = seg.index[seg["is_neuron"]][::2].tolist()
     post = seg.index[seg["is_neuron"]][::3].tolist()
     rois = ["CentralBrain", "SMP(R)", "GNG"]  # SMP(R) lies inside CentralBrain: no double counting
-    got = heavy.run_duckdb(store, "connection_matrix", groupby=groupby, min_weight=2, pre_bodies=pre,
-                           post_bodies=post, rois=rois)
+    got = heavy.run_duckdb(
+        store, "connection_matrix", groupby=groupby, min_weight=2, pre_bodies=pre, post_bodies=post, rois=rois
+    )
     p = oracle_partners(release_dir)
     w = load(release_dir, "weights").set_index(["body_pre", "body_post"])["weight"]
     p = p[(p.body_pre.isin(pre) & p.body_post.isin(post)).to_numpy()]
@@ -153,8 +168,9 @@ def test_matrix_restricted_to_bodies_and_rois_matches_oracle(store, release_dir,
         p = p[((p.roi_pre != "<unspecified>") & (p.roi_post != "<unspecified>")).to_numpy()]
         p = p.assign(pre_group=p.roi_pre, post_group=p.roi_post)
     else:
-        p = p.assign(pre_group=seg["type"].reindex(p.body_pre).to_numpy(),
-                     post_group=seg["type"].reindex(p.body_post).to_numpy()).dropna(subset=["pre_group", "post_group"])
+        p = p.assign(
+            pre_group=seg["type"].reindex(p.body_pre).to_numpy(), post_group=seg["type"].reindex(p.body_post).to_numpy()
+        ).dropna(subset=["pre_group", "post_group"])
     pairs = p.groupby(["pre_group", "post_group", "body_pre", "body_post"]).size().rename("n").reset_index()
     exp = pairs.groupby(["pre_group", "post_group"]).agg(weight=("n", "sum"), connections=("n", "size")).reset_index()
     assert len(got) > 0
@@ -163,15 +179,27 @@ def test_matrix_restricted_to_bodies_and_rois_matches_oracle(store, release_dir,
 
 @pytest.mark.parametrize("rois,min_conf", [(None, 0.0), (["CentralBrain", "GNG", "VNC"], 0.0), (None, 0.8)])
 def test_synapse_connections_match_oracle(store, release_dir, some_bodies, rois, min_conf):
-    pre, post = some_bodies[: len(some_bodies) // 2 + 5], some_bodies[len(some_bodies) // 3:]
+    pre, post = some_bodies[: len(some_bodies) // 2 + 5], some_bodies[len(some_bodies) // 3 :]
     got = heavy.run_duckdb(store, "synapse_connections", pre_bodies=pre, post_bodies=post, rois=rois, min_conf=min_conf)
     p = oracle_partners(release_dir)
     keep = p.body_pre.isin(pre) & p.body_post.isin(post) & (p.conf_pre >= min_conf) & (p.conf_post >= min_conf)
     p = p[keep.to_numpy()]
     if rois is not None:
         p = p[[bool(s & set(rois)) for s in post_roi_sets(p, release_dir)]]
-    cols = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post", "conf_pre", "conf_post",
-            "roi_pre", "roi_post"]
+    cols = [
+        "body_pre",
+        "body_post",
+        "x_pre",
+        "y_pre",
+        "z_pre",
+        "x_post",
+        "y_post",
+        "z_post",
+        "conf_pre",
+        "conf_post",
+        "roi_pre",
+        "roi_post",
+    ]
     exp = p[cols].replace({"roi_pre": {"<unspecified>": None}, "roi_post": {"<unspecified>": None}})
     assert len(got) > 0
     assert got["pre_id"].is_monotonic_increasing
@@ -186,8 +214,11 @@ def test_adjacencies_match_oracle(store, release_dir, some_bodies, direction):
     sel = {"out": pre_in, "in": post_in, "both": pre_in | post_in, "within": pre_in & post_in}[direction]
     exp = w[sel & (w.weight >= 2)]
     assert len(got) == len(exp) > 0
-    assert_same(got[["body_pre", "body_post", "weight"]], exp[["body_pre", "body_post", "weight"]].reset_index(drop=True),
-                ["body_pre", "body_post"])
+    assert_same(
+        got[["body_pre", "body_post", "weight"]],
+        exp[["body_pre", "body_post", "weight"]].reset_index(drop=True),
+        ["body_pre", "body_post"],
+    )
 
 
 def test_adjacencies_per_roi_match_oracle(store, release_dir, some_bodies):
@@ -196,7 +227,9 @@ def test_adjacencies_per_roi_match_oracle(store, release_dir, some_bodies):
     p = oracle_partners(release_dir)
     w = load(release_dir, "weights").set_index(["body_pre", "body_post"])["weight"]
     p = p[p.body_pre.isin(some_bodies).to_numpy()]
-    rows = [(a, b, r) for a, b, s in zip(p.body_pre, p.body_post, post_roi_sets(p, release_dir)) for r in s if r in rois]
+    rows = [
+        (a, b, r) for a, b, s in zip(p.body_pre, p.body_post, post_roi_sets(p, release_dir)) for r in s if r in rois
+    ]
     exp = pd.DataFrame(rows, columns=["body_pre", "body_post", "roi"]).value_counts().rename("weight").reset_index()
     total = w.reindex(pd.MultiIndex.from_frame(exp[["body_pre", "body_post"]])).to_numpy()
     exp = exp[total >= 3].reset_index(drop=True)
@@ -225,8 +258,10 @@ def test_duckdb_over_parquet_equals_store(store, store_path, tmp_path_factory, s
     """The Parquet export carries the same data the heavy queries read (cheap check without Spark)."""
     pq_dir = _parquet(store_path, tmp_path_factory)
     con = duckdb_over_parquet(pq_dir)
-    for name, args in [("connection_matrix", {"groupby": "roi"}),
-                       ("synapse_connections", {"pre_bodies": some_bodies, "post_bodies": some_bodies})]:
+    for name, args in [
+        ("connection_matrix", {"groupby": "roi"}),
+        ("synapse_connections", {"pre_bodies": some_bodies, "post_bodies": some_bodies}),
+    ]:
         a = heavy.run_duckdb(store, name, **args)
         b = heavy.run_duckdb(con, name, **args)
         assert_same(b, a, list(a.columns[:4]))
@@ -265,8 +300,10 @@ def test_spark_equals_duckdb(spark, store, store_path, tmp_path_factory, some_bo
     cases = [
         ("connection_matrix", {"groupby": "type", "min_weight": 2, "neurons_only": False}),
         ("connection_matrix", {"groupby": "roi", "rois": ["CentralBrain", "SMP(R)"], "post_bodies": some_bodies}),
-        ("synapse_connections", {"pre_bodies": some_bodies, "post_bodies": some_bodies,
-                                 "rois": ["CentralBrain", "VNC"], "min_conf": 0.6}),
+        (
+            "synapse_connections",
+            {"pre_bodies": some_bodies, "post_bodies": some_bodies, "rois": ["CentralBrain", "VNC"], "min_conf": 0.6},
+        ),
         ("adjacencies", {"bodies": some_bodies, "direction": "within", "rois": ["CentralBrain", "GNG"]}),
     ]
     for name, args in cases:

@@ -9,43 +9,81 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-
 from oracle import FILES, load, point_id
 
 # The release's columns and Arrow types, written out here independently of flatprint.release.tables.
 EXPECTED = {
     "syn-partners": [
-        ("x_pre", "int32"), ("y_pre", "int32"), ("z_pre", "int32"), ("body_pre", "int64"), ("conf_pre", "float"),
-        ("x_post", "int32"), ("y_post", "int32"), ("z_post", "int32"), ("body_post", "int64"),
-        ("conf_post", "float"), ("primary_post", "dictionary<values=string, indices=int16, ordered=0>"),
+        ("x_pre", "int32"),
+        ("y_pre", "int32"),
+        ("z_pre", "int32"),
+        ("body_pre", "int64"),
+        ("conf_pre", "float"),
+        ("x_post", "int32"),
+        ("y_post", "int32"),
+        ("z_post", "int32"),
+        ("body_post", "int64"),
+        ("conf_post", "float"),
+        ("primary_post", "dictionary<values=string, indices=int16, ordered=0>"),
     ],
     "weights": [("body_pre", "int64"), ("body_post", "int64"), ("weight", "int64")],
     "stats": [
-        ("body", "int64"), ("pre", "int32"), ("post", "int32"),
-        ("status_fine", "dictionary<values=string, indices=int8, ordered=1>"), ("superclass", "string"),
-        ("class", "string"), ("type", "string"), ("instance", "string"), ("downstream", "int64"),
-        ("synweight", "int64"), ("rank", "int64"),
+        ("body", "int64"),
+        ("pre", "int32"),
+        ("post", "int32"),
+        ("status_fine", "dictionary<values=string, indices=int8, ordered=1>"),
+        ("superclass", "string"),
+        ("class", "string"),
+        ("type", "string"),
+        ("instance", "string"),
+        ("downstream", "int64"),
+        ("synweight", "int64"),
+        ("rank", "int64"),
     ],
     "neurotransmitters": [
-        ("body", "int64"), ("cell_type", "string"), ("total_nt_predictions", "int32"),
-        ("predicted_nt_confidence", "double"), ("predicted_nt", "string"), ("ground_truth", "string"),
-        ("celltype_total_nt_predictions", "int32"), ("celltype_predicted_nt", "string"),
-        ("celltype_predicted_nt_confidence", "double"), ("consensus_nt", "string"),
+        ("body", "int64"),
+        ("cell_type", "string"),
+        ("total_nt_predictions", "int32"),
+        ("predicted_nt_confidence", "double"),
+        ("predicted_nt", "string"),
+        ("ground_truth", "string"),
+        ("celltype_total_nt_predictions", "int32"),
+        ("celltype_predicted_nt", "string"),
+        ("celltype_predicted_nt_confidence", "double"),
+        ("consensus_nt", "string"),
     ],
     "tbar-nt": [
-        ("point_id", "uint64"), ("x", "int32"), ("y", "int32"), ("z", "int32"), ("conf", "float"),
-        ("sv", "int64"), ("body", "int64"), ("major", "dictionary<values=string, indices=int8, ordered=0>"),
+        ("point_id", "uint64"),
+        ("x", "int32"),
+        ("y", "int32"),
+        ("z", "int32"),
+        ("conf", "float"),
+        ("sv", "int64"),
+        ("body", "int64"),
+        ("major", "dictionary<values=string, indices=int8, ordered=0>"),
         ("primary", "dictionary<values=string, indices=int16, ordered=0>"),
-        ("nt_acetylcholine_prob", "float"), ("nt_dopamine_prob", "float"), ("nt_gaba_prob", "float"),
-        ("nt_glutamate_prob", "float"), ("nt_histamine_prob", "float"), ("nt_octopamine_prob", "float"),
-        ("nt_serotonin_prob", "float"), ("split", "dictionary<values=string, indices=int8, ordered=0>"),
+        ("nt_acetylcholine_prob", "float"),
+        ("nt_dopamine_prob", "float"),
+        ("nt_gaba_prob", "float"),
+        ("nt_glutamate_prob", "float"),
+        ("nt_histamine_prob", "float"),
+        ("nt_octopamine_prob", "float"),
+        ("nt_serotonin_prob", "float"),
+        ("split", "dictionary<values=string, indices=int8, ordered=0>"),
     ],
     "syn-points": [
-        ("x", "int32"), ("y", "int32"), ("z", "int32"), ("kind", "dictionary<values=string, indices=int8, ordered=0>"),
-        ("conf", "float"), ("sv", "int64"), ("body", "int64"),
+        ("x", "int32"),
+        ("y", "int32"),
+        ("z", "int32"),
+        ("kind", "dictionary<values=string, indices=int8, ordered=0>"),
+        ("conf", "float"),
+        ("sv", "int64"),
+        ("body", "int64"),
         ("compartment", "dictionary<values=string, indices=int8, ordered=0>"),
-        ("major", "dictionary<values=string, indices=int8, ordered=0>"), ("major_label", "uint8"),
-        ("primary", "dictionary<values=string, indices=int16, ordered=0>"), ("primary_label", "uint16"),
+        ("major", "dictionary<values=string, indices=int8, ordered=0>"),
+        ("major_label", "uint8"),
+        ("primary", "dictionary<values=string, indices=int16, ordered=0>"),
+        ("primary_label", "uint16"),
         ("point_id", "uint64"),
     ],
 }
@@ -115,8 +153,9 @@ def _assert_body_stats_are_point_counts(points, partners, stats):
 
 
 def test_body_stats_are_point_counts(release_dir):
-    _assert_body_stats_are_point_counts(load(release_dir, "syn-points"), load(release_dir, "syn-partners"),
-                                        load(release_dir, "stats").set_index("body"))
+    _assert_body_stats_are_point_counts(
+        load(release_dir, "syn-points"), load(release_dir, "syn-partners"), load(release_dir, "stats").set_index("body")
+    )
 
 
 def _assert_partner_ends_are_points(points, partners):
@@ -253,8 +292,7 @@ def _read(release, table) -> pd.DataFrame:
 
 
 def test_blocked_release_has_many_blocks():
-    from flatprint.synth.generator import BLOCK_PSDS as DEFAULT_BLOCK_PSDS
-    from flatprint.synth.generator import _Builder
+    from flatprint.synth.generator import BLOCK_PSDS as DEFAULT_BLOCK_PSDS, _Builder
 
     b = _Builder(BLOCK_SCALE, BLOCK_SEED)
     b.make_types()
@@ -285,16 +323,18 @@ def test_blocked_weights_are_partner_counts(blocked_release):
     partners = _read(blocked_release, "syn-partners")
     weights = _read(blocked_release, "weights")
     counts = partners.value_counts(["body_pre", "body_post"]).rename("weight").reset_index()
-    expected = counts.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True],
-                                  ignore_index=True)
+    expected = counts.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True], ignore_index=True)
     pd.testing.assert_frame_equal(weights, expected, check_dtype=False)
     assert weights["weight"].is_monotonic_decreasing
     assert weights["weight"].sum() == len(partners)
 
 
 def test_blocked_body_stats_are_point_counts(blocked_release):
-    _assert_body_stats_are_point_counts(_read(blocked_release, "syn-points"), _read(blocked_release, "syn-partners"),
-                                        _read(blocked_release, "stats").set_index("body"))
+    _assert_body_stats_are_point_counts(
+        _read(blocked_release, "syn-points"),
+        _read(blocked_release, "syn-partners"),
+        _read(blocked_release, "stats").set_index("body"),
+    )
 
 
 def test_blocked_tbar_nt_rows_are_tbar_points(blocked_release):
@@ -336,8 +376,9 @@ def test_blocked_files_format(blocked_release):
         assert [(f.name, str(f.type)) for f in reader.schema] == columns
         sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
         assert all(s == 65536 for s in sizes[:-1]) and 0 < sizes[-1] <= 65536
-    assert sorted(p.name for p in blocked_release.iterdir()) == sorted([*FILES.values(), "manifest.json",
-                                                                          "roi-hierarchy.json"])
+    assert sorted(p.name for p in blocked_release.iterdir()) == sorted(
+        [*FILES.values(), "manifest.json", "roi-hierarchy.json"]
+    )
     ann = _read(blocked_release, "annotations")
     dn = ann[ann["type"] == "DNge104"].set_index("bodyId")["instance"].to_dict()
     assert dn == {12781: "DNge104_R", 556329: "DNge104_L"}
@@ -346,8 +387,9 @@ def test_blocked_files_format(blocked_release):
 def test_blocked_deterministic(blocked_release, tmp_path):
     from flatprint.synth import synthesize
 
-    again = synthesize(tmp_path / "again", scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False,
-                       block_psds=BLOCK_PSDS)
+    again = synthesize(
+        tmp_path / "again", scale=BLOCK_SCALE, seed=BLOCK_SEED, progress=False, morphology=False, block_psds=BLOCK_PSDS
+    )
     first = json.loads((blocked_release / "manifest.json").read_text())
     assert [f["sha256"] for f in again["files"]] == [f["sha256"] for f in first["files"]]
 

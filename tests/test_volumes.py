@@ -13,16 +13,16 @@ import threading
 import time
 
 import numpy as np
+import oracle
 import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
+from test_morphology import build_morphology_release
 
-import oracle
 from flatprint import volumes
 from flatprint.synth import rois as roimod
 from flatprint.synth.morphology import SOMA_BALL_NM
 from flatprint.volumes import body_at, fetch_subvolume, open_volume, roi_at, roi_names
-from test_morphology import build_morphology_release
 
 ts = pytest.importorskip("tensorstore")
 neuprint_skeleton = pytest.importorskip("neuprint.skeleton")
@@ -79,7 +79,7 @@ def test_units_single_points_and_outside(release, points):
     x, y, z = sample[0]
     assert roi_at([x, y, z], release) == expected[0]
     assert roi_at([x, y, z], release, names=True) == points["primary"].astype(str).iloc[0]
-    outside = np.array([[-1, 0, 0], [0, 10 ** 7, 0], [np.nan, 5, 5], [5120, 100, 100]])
+    outside = np.array([[-1, 0, 0], [0, 10**7, 0], [np.nan, 5, 5], [5120, 100, 100]])
     np.testing.assert_array_equal(roi_at(outside, release), [0, 0, 0, 0])
     assert roi_at(np.empty((0, 3)), release).shape == (0,)
     with pytest.raises(ValueError):
@@ -151,8 +151,14 @@ def test_body_at_skeleton_nodes(release, some_skeletons):
     assert body_at([0, 0, 0], release) == 0
     # The coarser scale (256 nm) agrees with itself read directly.
     coarse = body_at(xyz, release, scale=1)
-    store = ts.open({"driver": "neuroglancer_precomputed", "scale_index": 1,
-                     "kvstore": {"driver": "file", "path": str(release / "segmentation")}}, read=True).result()
+    store = ts.open(
+        {
+            "driver": "neuroglancer_precomputed",
+            "scale_index": 1,
+            "kvstore": {"driver": "file", "path": str(release / "segmentation")},
+        },
+        read=True,
+    ).result()
     idx = np.floor(xyz / 32).astype(int)
     np.testing.assert_array_equal(coarse, store.vindex[idx[:, 0], idx[:, 1], idx[:, 2], 0].read().result())
     assert open_volume(release / "segmentation", 1).resolution_nm.tolist() == [256.0] * 3
@@ -167,9 +173,9 @@ def test_fetch_subvolume(release):
     assert sub.shape == (x1 - x0, y1 - y0, z1 - z0)
     assert (sub == h.primary.index("a'L(R)") + 1).all()
     nm = fetch_subvolume(np.array(box) * 8.0 - 1.0, release / BRAIN, units="nm")  # floor / ceil
-    np.testing.assert_array_equal(nm, primary[x0 - 1:x1, y0 - 1:y1, z0 - 1:z1])
+    np.testing.assert_array_equal(nm, primary[x0 - 1 : x1, y0 - 1 : y1, z0 - 1 : z1])
     with pytest.raises(ValueError):
-        fetch_subvolume([[0, 0, 0], [10 ** 6, 10, 10]], release / BRAIN)
+        fetch_subvolume([[0, 0, 0], [10**6, 10, 10]], release / BRAIN)
 
 
 def test_n5_multiscale(tmp_path):
@@ -179,15 +185,25 @@ def test_n5_multiscale(tmp_path):
     root.mkdir()
     (root / "attributes.json").write_text('{"n5": "2.0.0", "resolution": [8, 8, 8]}')
     for level, data in enumerate((em, em[::2, ::2, ::2])):
-        store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(root / f"s{level}")},
-                         "create": True,
-                         "metadata": {"dataType": "uint8", "dimensions": list(data.shape), "blockSize": [32, 32, 32],
-                                      "compression": {"type": "gzip"}, "downsamplingFactors": [2 ** level] * 3}}
-                        ).result()
+        store = ts.open(
+            {
+                "driver": "n5",
+                "kvstore": {"driver": "file", "path": str(root / f"s{level}")},
+                "create": True,
+                "metadata": {
+                    "dataType": "uint8",
+                    "dimensions": list(data.shape),
+                    "blockSize": [32, 32, 32],
+                    "compression": {"type": "gzip"},
+                    "downsamplingFactors": [2**level] * 3,
+                },
+            }
+        ).result()
         store.write(data).result()
     np.testing.assert_array_equal(fetch_subvolume([[3, 4, 5], [50, 60, 30]], root), em[3:50, 4:60, 5:30])
-    np.testing.assert_array_equal(fetch_subvolume([[0, 0, 0], [40, 40, 20]], f"n5://{root}", scale=1),
-                                  em[::2, ::2, ::2][0:20, 0:20, 0:10])
+    np.testing.assert_array_equal(
+        fetch_subvolume([[0, 0, 0], [40, 40, 20]], f"n5://{root}", scale=1), em[::2, ::2, ::2][0:20, 0:20, 0:10]
+    )
     pts = rng.integers(0, [96, 80, 40], size=(1000, 3))
     np.testing.assert_array_equal(body_at(pts, root / "s0"), em[pts[:, 0], pts[:, 1], pts[:, 2]])
     assert open_volume(root, 1).resolution_nm.tolist() == [16.0] * 3
@@ -219,13 +235,13 @@ def test_http_sources(release, points, http_release):
 
 def test_million_points_are_fast(release):
     rng = np.random.default_rng(0)
-    pts = rng.random((10 ** 6, 3)) * np.array(roimod.ROI_SHAPE_XYZ) * 32
+    pts = rng.random((10**6, 3)) * np.array(roimod.ROI_SHAPE_XYZ) * 32
     roi_at(pts[:10], release)
     started = time.perf_counter()
     labels = roi_at(pts, release)
     bodies = body_at(pts, release)
     elapsed = time.perf_counter() - started
-    assert len(labels) == len(bodies) == 10 ** 6
+    assert len(labels) == len(bodies) == 10**6
     expected, _ = roimod.labels_at(*pts.astype(np.int64).T)
     np.testing.assert_array_equal(labels, expected)
     assert elapsed < 10, elapsed

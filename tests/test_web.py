@@ -18,11 +18,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-from flatprint.query import (Client, NeuronCriteria as NC, connection_matrix, fetch_neurons, fetch_shortest_paths,
-                             fetch_simple_connections, fetch_synapses)
-from flatprint.store import Store
 from web_helpers import ARTIFACTS, build_app, chromium_browser, require_chromium, screenshot, serving
+
+from flatprint.query import (
+    Client,
+    NeuronCriteria as NC,
+    connection_matrix,
+    fetch_neurons,
+    fetch_shortest_paths,
+    fetch_simple_connections,
+    fetch_synapses,
+)
+from flatprint.store import Store
 
 DS = "male-cns:v0.9"
 BODY, OTHER = 12781, 556329
@@ -41,14 +48,37 @@ def morph_store(store_path, tmp_path_factory):
     syn = fetch_synapses(NC(bodyId=BODY), client=Client.from_store(store))
     store.close()
     pts = syn[["x", "y", "z"]].to_numpy()[:20].astype(float)
-    swc = pd.DataFrame({"node_id": np.arange(1, len(pts) + 1), "label": 0, "x": pts[:, 0], "y": pts[:, 1],
-                        "z": pts[:, 2], "radius": 1.0, "parent_id": np.arange(0, len(pts))})
+    swc = pd.DataFrame(
+        {
+            "node_id": np.arange(1, len(pts) + 1),
+            "label": 0,
+            "x": pts[:, 0],
+            "y": pts[:, 1],
+            "z": pts[:, 2],
+            "radius": 1.0,
+            "parent_id": np.arange(0, len(pts)),
+        }
+    )
     swc.loc[0, "parent_id"] = -1
     swc_text = write_swc(swc)
     lo, hi = syn[["x", "y", "z"]].min().to_numpy() * 8.0, syn[["x", "y", "z"]].max().to_numpy() * 8.0
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    faces = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                      [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    faces = np.array(
+        [
+            [0, 1, 3],
+            [0, 3, 2],
+            [4, 6, 7],
+            [4, 7, 5],
+            [0, 4, 5],
+            [0, 5, 1],
+            [2, 3, 7],
+            [2, 7, 6],
+            [0, 2, 6],
+            [0, 6, 4],
+            [1, 5, 7],
+            [1, 7, 3],
+        ]
+    )
     obj = write_obj(corners, faces, comments=["test ROI (nm)"])
     top_roi = syn["roi"].value_counts().index[0]
     con = duckdb.connect(str(path))
@@ -94,8 +124,9 @@ def comparable(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def assert_same(got: pd.DataFrame, want: pd.DataFrame):
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), comparable(want).reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), comparable(want).reset_index(drop=True), check_dtype=False
+    )
 
 
 def snippet_of(page_html: str, key: str) -> str:
@@ -121,10 +152,19 @@ def run_snippet(code: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ pages
-PAGES = ["/explorer/", "/explorer/search", "/explorer/search?p=type&v=DNge104&m=exact", f"/explorer/neuron/{BODY}",
-         "/explorer/connectivity", "/explorer/connectivity?up=DNge104", "/explorer/matrix",
-         "/explorer/matrix?groupby=type", "/explorer/paths", f"/explorer/paths?from={BODY}&to={OTHER}",
-         "/explorer/cypher"]
+PAGES = [
+    "/explorer/",
+    "/explorer/search",
+    "/explorer/search?p=type&v=DNge104&m=exact",
+    f"/explorer/neuron/{BODY}",
+    "/explorer/connectivity",
+    "/explorer/connectivity?up=DNge104",
+    "/explorer/matrix",
+    "/explorer/matrix?groupby=type",
+    "/explorer/paths",
+    f"/explorer/paths?from={BODY}&to={OTHER}",
+    "/explorer/cypher",
+]
 
 
 @pytest.mark.parametrize("url", PAGES)
@@ -141,7 +181,7 @@ def test_home_shows_counts_version_and_provenance(http, lib):
     text = page_ok(http, "/explorer/")
     summary = lib.store.summary()
     assert f"{summary['counts']['neurons']:,}" in text and f"{summary['counts']['connections']:,}" in text
-    assert "v0.9" in text and summary["source_checksum"] in text and "<b class=\"warn\">generated</b>" in text
+    assert "v0.9" in text and summary["source_checksum"] in text and '<b class="warn">generated</b>' in text
 
 
 def test_home_heatmap_is_the_library_roi_matrix(http, lib):
@@ -150,8 +190,9 @@ def test_home_heatmap_is_the_library_roi_matrix(http, lib):
     trace = fig["data"][0]
     assert trace["type"] == "heatmap"
     # coloured on a log scale: the weights themselves are the trace's customdata, z their log10
-    got = {(y, x): w for y, row in zip(trace["y"], trace["customdata"]) for x, w in zip(trace["x"], row)
-           if w is not None}
+    got = {
+        (y, x): w for y, row in zip(trace["y"], trace["customdata"]) for x, w in zip(trace["x"], row) if w is not None
+    }
     want = {(p, q): int(w) for p, q, w in zip(df["pre"], df["post"], df["weight"])}
     assert got == want
     logs = {(y, x): z for y, row in zip(trace["y"], trace["z"]) for x, z in zip(trace["x"], row) if z is not None}
@@ -160,8 +201,9 @@ def test_home_heatmap_is_the_library_roi_matrix(http, lib):
 
 
 def test_static_files_come_from_the_packages(http):
-    import plotly
     from pathlib import Path
+
+    import plotly
 
     shipped = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
     r = http.get("/explorer/static/plotly.min.js")
@@ -192,22 +234,28 @@ def test_search_csv_and_snippet_equal_the_library(http, lib):
     assert_same(comparable(run_snippet(snippet_of(http.get(url).text, "neurons"))["df"]), want)
 
 
-@pytest.mark.parametrize("query,kwargs", [
-    ("p=type&v=DNge.*&m=regex", dict(type="DNge.*", regex=True)),
-    ("p=instance&v=DNge104_R,DNge104_L&m=list", dict(instance=["DNge104_R", "DNge104_L"], regex=False)),
-    ("p=class&v=DN&m=exact&p=somaSide&v=R&m=exact", dict(class_="DN", somaSide="R")),
-    ("p=superclass&v=.*_neuron&m=regex", None),  # regex on a property NeuronCriteria matches exactly
-    ("p=type&v=DNge104&m=exact&inputRois=GNG&roi_req=any&min_post=10", dict(type="DNge104", regex=False,
-                                                                        inputRois=["GNG"], min_post=10)),
-    (f"bodyId={BODY},{OTHER}", dict(bodyId=[BODY, OTHER])),
-    ("p=&v=DNge104&m=exact", dict(type="DNge104", instance="DNge104")),  # the header's quick search
-])
+@pytest.mark.parametrize(
+    "query,kwargs",
+    [
+        ("p=type&v=DNge.*&m=regex", dict(type="DNge.*", regex=True)),
+        ("p=instance&v=DNge104_R,DNge104_L&m=list", dict(instance=["DNge104_R", "DNge104_L"], regex=False)),
+        ("p=class&v=DN&m=exact&p=somaSide&v=R&m=exact", dict(class_="DN", somaSide="R")),
+        ("p=superclass&v=.*_neuron&m=regex", None),  # regex on a property NeuronCriteria matches exactly
+        (
+            "p=type&v=DNge104&m=exact&inputRois=GNG&roi_req=any&min_post=10",
+            dict(type="DNge104", regex=False, inputRois=["GNG"], min_post=10),
+        ),
+        (f"bodyId={BODY},{OTHER}", dict(bodyId=[BODY, OTHER])),
+        ("p=&v=DNge104&m=exact", dict(type="DNge104", instance="DNge104")),  # the header's quick search
+    ],
+)
 def test_search_forms_match_neuron_criteria(http, lib, query, kwargs):
     url = f"/explorer/search?{query}"
     got = csv_frame(http.get(url + "&download=neurons&format=csv").content)
     if kwargs is None:
-        values = sorted({v for v in fetch_neurons(NC(), client=lib)[0]["superclass"].dropna()
-                         if re.fullmatch(".*_neuron", v)})
+        values = sorted(
+            {v for v in fetch_neurons(NC(), client=lib)[0]["superclass"].dropna() if re.fullmatch(".*_neuron", v)}
+        )
         kwargs = dict(superclass=values)
     want = fetch_neurons(NC(**kwargs, client=lib), omit_rois=True, client=lib)
     assert len(want) > 0
@@ -306,8 +354,8 @@ def test_sorting_and_paging_cover_the_whole_table(http, lib):
     text = page_ok(http, url)
     _, rois = fetch_neurons(NC(bodyId=BODY), client=lib)
     want = rois.sort_values("post", kind="stable")["roi"].tolist()[25:50]
-    section = text[text.index('id="table-rois"'):]
-    section = section[:section.index("</section>")]
+    section = text[text.index('id="table-rois"') :]
+    section = section[: section.index("</section>")]
     shown = [html.unescape(s) for s in re.findall(r"<tr><td><a [^>]*>\d+</a></td><td>([^<]+)</td>", section)]
     assert shown == want
     assert f"rows 26–50 of {len(rois)}" in section and 'class="sort asc">post' in section
@@ -319,8 +367,8 @@ def test_sorting_and_paging_cover_the_whole_table(http, lib):
 def test_column_chooser_changes_the_view_not_the_download(http):
     url = "/explorer/search?p=type&v=DNge104&m=exact&neurons.cols=vfbId&neurons.cols=bodyId"
     text = page_ok(http, url)
-    section = text[text.index('id="table-neurons"'):]
-    headers = re.findall(r'class="sort[^"]*">([^<]+)</a></th>', section[:section.index("</thead>")])
+    section = text[text.index('id="table-neurons"') :]
+    headers = re.findall(r'class="sort[^"]*">([^<]+)</a></th>', section[: section.index("</thead>")])
     assert headers == ["vfbId", "bodyId"]
     full = csv_frame(http.get(url + "&download=neurons&format=csv").content)
     assert len(full.columns) > 20
@@ -351,8 +399,11 @@ def test_neuron_3d_of_the_ingested_store(http, lib):
     """Whatever morphology the ingested store holds is what the 3D view and SWC download serve."""
     d = http.get(f"/explorer/api/neuron/{BODY}/3d").json()
     tables = {t for (t,) in lib.cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    swc = lib.cursor().execute("SELECT swc FROM skeletons WHERE bodyId = ?", [BODY]).fetchall() \
-        if "skeletons" in tables else []
+    swc = (
+        lib.cursor().execute("SELECT swc FROM skeletons WHERE bodyId = ?", [BODY]).fetchall()
+        if "skeletons" in tables
+        else []
+    )
     if swc:
         from flatprint.io.swc import read_swc
 
@@ -360,8 +411,9 @@ def test_neuron_3d_of_the_ingested_store(http, lib):
         assert http.get(f"/explorer/neuron/{BODY}/skeleton.swc").text == swc[0][0]
     else:
         assert d["skeleton"] is None
-    assert bool(d["meshes"]) == ("roi_meshes" in tables and bool(
-        lib.cursor().execute("SELECT count(*) FROM roi_meshes").fetchall()[0][0]))
+    assert bool(d["meshes"]) == (
+        "roi_meshes" in tables and bool(lib.cursor().execute("SELECT count(*) FROM roi_meshes").fetchall()[0][0])
+    )
     syn = fetch_synapses(NC(bodyId=BODY), client=lib)
     for mesh in d["meshes"]:  # each ROI mesh encloses the neuron's synapses in that ROI (same µm space)
         pts = syn.loc[syn["roi"] == mesh["roi"], ["x", "y", "z"]].to_numpy() * 0.008
@@ -386,18 +438,24 @@ def test_neuron_3d_and_swc_with_morphology(morph_store):
         assert 'id="swc-download"' in client.get(f"/explorer/neuron/{BODY}").text
 
 
-# ------------------------------------------------------------------------------------------ connectivity, matrices, paths
+# ------------------------------------------------------------------------------ connectivity, matrices, paths
 def test_connectivity_between_groups(http, lib):
     url = "/explorer/connectivity?up=DNge104&down=&min_weight=5"
     text = page_ok(http, url)
-    want = fetch_simple_connections(NC(type="DNge104", instance="DNge104"), None, min_weight=5,
-                                    properties=["type", "instance", "predictedNt"], client=lib)
+    want = fetch_simple_connections(
+        NC(type="DNge104", instance="DNge104"),
+        None,
+        min_weight=5,
+        properties=["type", "instance", "predictedNt"],
+        client=lib,
+    )
     assert_same(csv_frame(http.get(url + "&download=connections&format=csv").content), want)
     assert_same(comparable(run_snippet(snippet_of(text, "connections"))["df"]), want)
     assert 'id="conn-heatmap"' in text
     both = f"/explorer/connectivity?up={BODY}&down=superclass%3Ddescending_neuron&by=type"
-    want = fetch_simple_connections(NC(bodyId=BODY), NC(superclass="descending_neuron"),
-                                    properties=["type", "instance", "predictedNt"], client=lib)
+    want = fetch_simple_connections(
+        NC(bodyId=BODY), NC(superclass="descending_neuron"), properties=["type", "instance", "predictedNt"], client=lib
+    )
     assert_same(csv_frame(http.get(both + "&download=connections&format=csv").content), want)
     assert "give an upstream group" in page_ok(http, "/explorer/connectivity?up=&down=&min_weight=1", 400)
 
@@ -552,8 +610,10 @@ def test_browser_sort_matrix_paths_and_cypher(browser_site):
     page.click("#cypher-run")
     page.wait_for_selector("[data-testid=error]")
     assert "line 3" in page.inner_text("[data-testid=error]")
-    selected = page.evaluate("() => { const a = document.getElementById('cypher-q');"
-                             " return a.value.slice(a.selectionStart, a.selectionEnd); }")
+    selected = page.evaluate(
+        "() => { const a = document.getElementById('cypher-q');"
+        " return a.value.slice(a.selectionStart, a.selectionEnd); }"
+    )
     assert selected == "RETRUN"
     screenshot(page, "07-cypher-error")
     page.fill("#cypher-q", "MATCH (n:Neuron) WHERE n.type = 'DNge104' RETURN n.bodyId AS bodyId ORDER BY bodyId")

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from web_helpers import ARTIFACTS, chromium_browser, require_chromium, screenshot, serving
 
 from flatprint.errors import QueryError
 from flatprint.query import NeuronCriteria as NC, connection_matrix, fetch_neurons, fetch_shortest_paths
-from web_helpers import ARTIFACTS, chromium_browser, require_chromium, screenshot, serving
 
 DS, OTHER_DS = "male-cns:v0.9", "other:v1"
 BODY, OTHER = 12781, 556329
@@ -47,20 +47,36 @@ CSS_URL = re.compile(r"""url\(\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""", re.I)
 
 def served_pages(http) -> list[str]:
     """Every page the server serves: root, API docs, each explorer page and download, JSON helpers."""
-    pages = ["/", "/api/docs", "/api/openapi.json", "/api/dbmeta/datasets", "/api/dbmeta/version",
-             "/explorer/", "/explorer/search", "/explorer/search?p=type&v=DNge104&m=exact",
-             "/explorer/search?p=type&v=dnge104&m=exact", f"/explorer/neuron/{BODY}",
-             f"/explorer/neuron/{BODY}?partners=type", "/explorer/connectivity", "/explorer/connectivity?up=DNge104",
-             "/explorer/matrix", "/explorer/matrix?groupby=type", "/explorer/paths",
-             f"/explorer/paths?from={BODY}&to={OTHER}", "/explorer/cypher",
-             f"/explorer/cypher?q=MATCH (n:Neuron) WHERE n.bodyId = {BODY} RETURN n.type",
-             "/explorer/api/suggest?q=dnge", "/explorer/api/roi-matrix", f"/explorer/api/neuron/{BODY}/3d",
-             "/explorer/static/explorer.css", "/explorer/login"]
+    pages = [
+        "/",
+        "/api/docs",
+        "/api/openapi.json",
+        "/api/dbmeta/datasets",
+        "/api/dbmeta/version",
+        "/explorer/",
+        "/explorer/search",
+        "/explorer/search?p=type&v=DNge104&m=exact",
+        "/explorer/search?p=type&v=dnge104&m=exact",
+        f"/explorer/neuron/{BODY}",
+        f"/explorer/neuron/{BODY}?partners=type",
+        "/explorer/connectivity",
+        "/explorer/connectivity?up=DNge104",
+        "/explorer/matrix",
+        "/explorer/matrix?groupby=type",
+        "/explorer/paths",
+        f"/explorer/paths?from={BODY}&to={OTHER}",
+        "/explorer/cypher",
+        f"/explorer/cypher?q=MATCH (n:Neuron) WHERE n.bodyId = {BODY} RETURN n.type",
+        "/explorer/api/suggest?q=dnge",
+        "/explorer/api/roi-matrix",
+        f"/explorer/api/neuron/{BODY}/3d",
+        "/explorer/static/explorer.css",
+        "/explorer/login",
+    ]
     for page in list(pages):  # the routes' own links to other pages of this server
         if page.startswith("/explorer/") and "api" not in page and "static" not in page:
             text = http.get(page).text
-            pages += [html.unescape(h) for h in re.findall(r'href="(/explorer/[^"#]*)"', text)
-                      if "download=" in h][:4]
+            pages += [html.unescape(h) for h in re.findall(r'href="(/explorer/[^"#]*)"', text) if "download=" in h][:4]
     return list(dict.fromkeys(pages))
 
 
@@ -120,8 +136,9 @@ def did_you_mean(text: str) -> list[tuple[str, dict]]:
     if not m:
         return []
     links = re.findall(r'<a href="(/explorer/search\?[^"]+)"[^>]*>([^<]+)</a>', m.group(1))
-    return [(html.unescape(v), {k: vs for k, vs in parse_qs(urlsplit(html.unescape(u)).query).items()})
-            for u, v in links]
+    return [
+        (html.unescape(v), {k: vs for k, vs in parse_qs(urlsplit(html.unescape(u)).query).items()}) for u, v in links
+    ]
 
 
 def csv_of(http, url: str) -> pd.DataFrame:
@@ -130,8 +147,11 @@ def csv_of(http, url: str) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(r.content))
 
 
-RELEASE_COLUMNS = {"predictedNt": "predicted_nt", "consensusNt": "consensus_nt",
-                   "celltypePredictedNt": "celltype_predicted_nt"}  # body-neurotransmitters' names
+RELEASE_COLUMNS = {
+    "predictedNt": "predicted_nt",
+    "consensusNt": "consensus_nt",
+    "celltypePredictedNt": "celltype_predicted_nt",
+}  # body-neurotransmitters' names
 
 
 def raw_values(release_dir, prop: str) -> set[str]:
@@ -145,15 +165,19 @@ def raw_values(release_dir, prop: str) -> set[str]:
     return values
 
 
-@pytest.mark.parametrize("typed,prop,want_prop", [("dnge104", "type", "type"), ("DNge10", "type", "type"),
-                                                  ("DNge104", "instance", "type")])
+@pytest.mark.parametrize(
+    "typed,prop,want_prop", [("dnge104", "type", "type"), ("DNge10", "type", "type"), ("DNge104", "instance", "type")]
+)
 def test_empty_search_suggests_close_values(http, release_dir, typed, prop, want_prop):
     url = f"/explorer/search?p={prop}&v={typed}&m=exact"
     text = http.get(url).text
     assert len(csv_of(http, url)) == 0  # nothing matches as typed
     hits = did_you_mean(text)
-    want = {v for v in raw_values(release_dir, want_prop)
-            if typed.lower() in v.lower() and (v != typed or want_prop != prop)}
+    want = {
+        v
+        for v in raw_values(release_dir, want_prop)
+        if typed.lower() in v.lower() and (v != typed or want_prop != prop)
+    }
     assert "DNge104" in want
     assert ("DNge104", want_prop) in [(v, q["p"][0]) for v, q in hits]
     for value, query in hits:  # every suggestion is a real value, and its link finds neurons
@@ -191,7 +215,9 @@ def test_heatmaps_use_a_log_colour_scale_labelled_in_weights(http, lib):
     want = connection_matrix("type", min_weight=2, client=lib)
     weights = {(p, q): int(w) for p, q, w in zip(want["pre"], want["post"], want["weight"])}
     for scale_param in ("", "&scale=log"):
-        trace = figure(http.get(f"/explorer/matrix?groupby=type&min_weight=2{scale_param}").text, "matrix-heatmap")["data"][0]
+        trace = figure(http.get(f"/explorer/matrix?groupby=type&min_weight=2{scale_param}").text, "matrix-heatmap")[
+            "data"
+        ][0]
         cells = 0
         for y, zrow, wrow in zip(trace["y"], trace["z"], trace["customdata"]):
             for x, z, w in zip(trace["x"], zrow, wrow):
@@ -212,11 +238,16 @@ def test_heatmaps_use_a_log_colour_scale_labelled_in_weights(http, lib):
         assert "customdata" in trace["hovertemplate"]
     linear = figure(http.get("/explorer/matrix?groupby=type&min_weight=2&scale=linear").text, "matrix-heatmap")
     trace = linear["data"][0]
-    assert all(z is None or z == weights[(y, x)] for y, row in zip(trace["y"], trace["z"]) for x, z in zip(trace["x"], row))
+    assert all(
+        z is None or z == weights[(y, x)] for y, row in zip(trace["y"], trace["z"]) for x, z in zip(trace["x"], row)
+    )
     assert http.get("/explorer/matrix?groupby=type&scale=cubic").status_code == 400
     conn = figure(http.get("/explorer/connectivity?up=DNge104").text, "conn-heatmap")["data"][0]
-    assert all(z is None or abs(z - math.log10(w)) < 1e-5
-               for zrow, wrow in zip(conn["z"], conn["customdata"]) for z, w in zip(zrow, wrow))
+    assert all(
+        z is None or abs(z - math.log10(w)) < 1e-5
+        for zrow, wrow in zip(conn["z"], conn["customdata"])
+        for z, w in zip(zrow, wrow)
+    )
 
 
 def test_home_says_synthetic_once_and_the_description_once(http, app):
@@ -234,22 +265,29 @@ def test_home_says_synthetic_once_and_the_description_once(http, app):
 
 def test_conn_roi_info_is_a_per_roi_table_equal_to_the_store(http, store_path):
     text = http.get(f"/explorer/connectivity?up={BODY}").text
-    section = text[text.index('id="table-connections"'):]
-    section = section[:section.index("</section>")]
+    section = text[text.index('id="table-connections"') :]
+    section = section[: section.index("</section>")]
     con = duckdb.connect(str(store_path), read_only=True)
     try:
-        stored = con.execute("SELECT body_pre, body_post, roi, weight, pre FROM connection_rois "
-                             "WHERE body_pre = ?", [BODY]).df()
+        stored = con.execute(
+            "SELECT body_pre, body_post, roi, weight, pre FROM connection_rois WHERE body_pre = ?", [BODY]
+        ).df()
     finally:
         con.close()
-    rows = re.findall(r"<tr><td><a [^>]*>(\d+)</a></td>.*?<a [^>]*>(\d+)</a>.*?"
-                      r'<details class="roi-info">.*?<table class="roi-info">(.*?)</table>', section, re.S)
+    rows = re.findall(
+        r"<tr><td><a [^>]*>(\d+)</a></td>.*?<a [^>]*>(\d+)</a>.*?"
+        r'<details class="roi-info">.*?<table class="roi-info">(.*?)</table>',
+        section,
+        re.S,
+    )
     assert len(rows) > 3
     for pre, post, table in rows:
         header = re.findall(r"<th>([^<]+)</th>", table)
         assert header[:3] == ["ROI", "pre", "post"]
-        got = {html.unescape(r): (int(a), int(b)) for r, a, b in
-               re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td></tr>", table)}
+        got = {
+            html.unescape(r): (int(a), int(b))
+            for r, a, b in re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td></tr>", table)
+        }
         want = stored[(stored["body_pre"] == int(pre)) & (stored["body_post"] == int(post))]
         assert got == {r: (int(p), int(w)) for r, w, p in zip(want["roi"], want["weight"], want["pre"])}
     assert '<span class="nested"' not in section  # no truncated raw JSON left
@@ -297,8 +335,15 @@ def two_datasets(store_path, tmp_path_factory):
     second = tmp_path_factory.mktemp("second") / "store.duckdb"
     shutil.copy(store_path, second)
     tokens = tmp_path_factory.mktemp("auth") / "tokens.json"
-    tokens.write_text(json.dumps({"token-a": {"datasets": [DS]}, "token-b": {"datasets": [OTHER_DS]},
-                                  "token-admin": {"datasets": ["*"], "role": "admin"}}))
+    tokens.write_text(
+        json.dumps(
+            {
+                "token-a": {"datasets": [DS]},
+                "token-b": {"datasets": [OTHER_DS]},
+                "token-admin": {"datasets": ["*"], "role": "admin"},
+            }
+        )
+    )
     app = create_app(open_stores([str(store_path), f"{second}={OTHER_DS}"]), grants=load_tokens(tokens))
     with TestClient(app) as client:
         yield client
@@ -306,22 +351,43 @@ def two_datasets(store_path, tmp_path_factory):
 
 def explorer_urls(dataset: str) -> list[str]:
     """Every explorer page and JSON helper of one dataset, and each page's table downloads."""
-    pages = ["/explorer/", "/explorer/search?p=type&v=DNge104&m=exact", f"/explorer/neuron/{BODY}",
-             "/explorer/connectivity?up=DNge104", "/explorer/matrix?groupby=type",
-             f"/explorer/paths?from={BODY}&to={OTHER}&intermediate=any", "/explorer/cypher?q=MATCH (n) RETURN count(n)",
-             "/explorer/search", "/explorer/connectivity", "/explorer/matrix", "/explorer/paths", "/explorer/cypher"]
-    tables = {"/explorer/search?p": ["neurons"], "/explorer/neuron/": ["upstream", "downstream", "rois"],
-              "/explorer/connectivity?up": ["connections"], "/explorer/matrix?groupby": ["matrix"],
-              "/explorer/paths?from": ["paths"], "/explorer/cypher?q": ["result"]}
+    pages = [
+        "/explorer/",
+        "/explorer/search?p=type&v=DNge104&m=exact",
+        f"/explorer/neuron/{BODY}",
+        "/explorer/connectivity?up=DNge104",
+        "/explorer/matrix?groupby=type",
+        f"/explorer/paths?from={BODY}&to={OTHER}&intermediate=any",
+        "/explorer/cypher?q=MATCH (n) RETURN count(n)",
+        "/explorer/search",
+        "/explorer/connectivity",
+        "/explorer/matrix",
+        "/explorer/paths",
+        "/explorer/cypher",
+    ]
+    tables = {
+        "/explorer/search?p": ["neurons"],
+        "/explorer/neuron/": ["upstream", "downstream", "rois"],
+        "/explorer/connectivity?up": ["connections"],
+        "/explorer/matrix?groupby": ["matrix"],
+        "/explorer/paths?from": ["paths"],
+        "/explorer/cypher?q": ["result"],
+    }
     urls = []
     for page in pages:
         sep = "&" if "?" in page else "?"
         urls.append(f"{page}{sep}dataset={dataset}")
         for prefix, keys in tables.items():
             if page.startswith(prefix):
-                urls += [f"{page}{sep}dataset={dataset}&download={k}&format={f}" for k in keys for f in ("csv", "arrow")]
-    urls += [f"/explorer/api/suggest?q=dnge&dataset={dataset}", f"/explorer/api/roi-matrix?dataset={dataset}",
-             f"/explorer/api/neuron/{BODY}/3d?dataset={dataset}", f"/explorer/neuron/{BODY}/skeleton.swc?dataset={dataset}"]
+                urls += [
+                    f"{page}{sep}dataset={dataset}&download={k}&format={f}" for k in keys for f in ("csv", "arrow")
+                ]
+    urls += [
+        f"/explorer/api/suggest?q=dnge&dataset={dataset}",
+        f"/explorer/api/roi-matrix?dataset={dataset}",
+        f"/explorer/api/neuron/{BODY}/3d?dataset={dataset}",
+        f"/explorer/neuron/{BODY}/skeleton.swc?dataset={dataset}",
+    ]
     return urls
 
 
@@ -350,7 +416,9 @@ def test_dataset_menu_and_default_follow_the_grant(two_datasets):
 
     def menu(headers, url="/explorer/"):
         text = http.get(url, headers=headers).text
-        return re.findall(r'<option value="([^"]+)"', re.search(r'<select name="dataset".*?</select>', text, re.S).group(0))
+        return re.findall(
+            r'<option value="([^"]+)"', re.search(r'<select name="dataset".*?</select>', text, re.S).group(0)
+        )
 
     assert menu({"Authorization": "Bearer token-a"}) == [DS]
     assert menu({"Authorization": "Bearer token-admin"}) == sorted([DS, OTHER_DS])
@@ -374,11 +442,19 @@ def test_browser_token_goes_through_the_login_cookie(two_datasets):
     r = http.get(f"/explorer/search?dataset={DS}")
     assert r.status_code == 401 and "id='login-form'" in r.text and "text/html" in r.headers["content-type"]
     assert http.get("/explorer/api/suggest?q=dnge").status_code == 401  # JSON helpers: plain 401
-    bad = http.post("/explorer/login", content="token=nope&next=/explorer/", follow_redirects=False,
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    bad = http.post(
+        "/explorer/login",
+        content="token=nope&next=/explorer/",
+        follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert bad.status_code == 401 and "unknown token" in bad.text and "set-cookie" not in bad.headers
-    good = http.post("/explorer/login", content=f"token=token-a&next=/explorer/search%3Fdataset%3D{DS}",
-                     follow_redirects=False, headers={"content-type": "application/x-www-form-urlencoded"})
+    good = http.post(
+        "/explorer/login",
+        content=f"token=token-a&next=/explorer/search%3Fdataset%3D{DS}",
+        follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert good.status_code == 303 and good.headers["location"] == f"/explorer/search?dataset={DS}"
     cookie = good.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -389,8 +465,12 @@ def test_browser_token_goes_through_the_login_cookie(two_datasets):
         # the cookie stands in for the header on the explorer's pages only, never on the neuPrint API
         assert http.get("/api/dbmeta/datasets").status_code == 401
         # next= never leaves the server
-        away = http.post("/explorer/login", content="token=token-a&next=//elsewhere.example/x",
-                         follow_redirects=False, headers={"content-type": "application/x-www-form-urlencoded"})
+        away = http.post(
+            "/explorer/login",
+            content="token=token-a&next=//elsewhere.example/x",
+            follow_redirects=False,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert away.headers["location"] == "/explorer/"
         assert http.get("/explorer/logout", follow_redirects=False).status_code == 303
     finally:
@@ -406,11 +486,14 @@ def edge_ink(png: bytes, left_fraction: float, band: int = 6) -> dict[str, int]:
 
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     h, w, _ = img.shape
-    inner = img[2:h - 2, 2:w - 2]  # inside the container's 1 px border
+    inner = img[2 : h - 2, 2 : w - 2]  # inside the container's 1 px border
     x0 = int(inner.shape[1] * left_fraction)
-    ink = (np.abs(inner - 255).sum(axis=2) > 60)
-    return {"top": int(ink[:band, x0:].sum()), "bottom": int(ink[-band:, x0:].sum()),
-            "right": int(ink[:, -band:].sum())}
+    ink = np.abs(inner - 255).sum(axis=2) > 60
+    return {
+        "top": int(ink[:band, x0:].sum()),
+        "bottom": int(ink[-band:, x0:].sum()),
+        "right": int(ink[:, -band:].sum()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -474,8 +557,7 @@ def test_explorer_searches_do_not_log_no_match_warnings(store_path):
         "print(len(result['tables'][0].df), len(result['did_you_mean']) > 0,\n"
         "      sorted({type(w.message).__name__ + ':' + w.filename.rsplit('/', 1)[-1] for w in seen}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(store_path)], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", script, str(store_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     # the explorer's call is quiet and still offers suggestions; a user's own call still warns
     assert out.stdout.split() == ["0", "True", "['NoMatchWarning:<string>']"], out.stdout

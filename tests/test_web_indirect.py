@@ -7,9 +7,9 @@ import math
 
 import pandas as pd
 import pytest
+from web_helpers import build_app, chromium_browser, require_chromium, screenshot, serving
 
 from flatprint import Client, fetch_indirect
-from web_helpers import build_app, chromium_browser, require_chromium, screenshot, serving
 
 SCALE, SEED = 0.01, 1  # the oracle store of test_indirect.py
 
@@ -42,8 +42,9 @@ def test_page_tables_and_downloads(store, lib, source_type):
         assert r.status_code == 200
         assert 'href="/explorer/indirect?dataset=' in r.text  # the menu entry
         assert "indirect-hop-3" in r.text and "indirect-hop-4" not in r.text
-        r = http.get("/explorer/indirect", params={"sources": source_type, "hops": "3", "download": "summed",
-                                                   "format": "csv"})
+        r = http.get(
+            "/explorer/indirect", params={"sources": source_type, "hops": "3", "download": "summed", "format": "csv"}
+        )
         assert r.status_code == 200
         import io
 
@@ -74,8 +75,10 @@ def test_browser_heatmaps_and_ranking(store, lib, source_type):
         assert page.locator("#table-per_hop tbody tr").count() > 0
         # every hop's heatmap holds log10 |weight| of the library's values, in the drawn figure
         for hop in (1, 2, 3):
-            trace = page.evaluate(f"(() => {{ const d = document.getElementById('indirect-hop-{hop}').data[0]; "
-                                  "return {x: d.x, y: d.y, z: d.z, ticks: d.colorbar.ticktext}; })()")
+            trace = page.evaluate(
+                f"(() => {{ const d = document.getElementById('indirect-hop-{hop}').data[0]; "
+                "return {x: d.x, y: d.y, z: d.z, ticks: d.colorbar.ticktext}; })()"
+            )
             want = per_hop[per_hop["hop"] == hop].set_index(["type_pre", "type_post"])["weight"]
             drawn = 0
             for i, pre in enumerate(trace["y"]):

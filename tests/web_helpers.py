@@ -12,9 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = os.environ.get("FLATPRINT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-                 "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+    "--enable-unsafe-swiftshader",
+    "--use-angle=swiftshader",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
 
 
@@ -58,7 +67,8 @@ def require_chromium() -> str:
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
         raise AssertionError(
             f"Chromium not found at {CHROMIUM}: the explorer's browser tests need Debian's chromium "
-            "(apt-get install -y chromium chromium-driver; `make test` installs it when missing)")
+            "(apt-get install -y chromium chromium-driver; `make test` installs it when missing)"
+        )
     return CHROMIUM
 
 
@@ -72,8 +82,13 @@ def chromium_browser():
     try:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS,
-                accept_downloads=True, viewport={"width": 1400, "height": 1000})
+                profile,
+                executable_path=executable,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                accept_downloads=True,
+                viewport={"width": 1400, "height": 1000},
+            )
             try:
                 yield context
             finally:

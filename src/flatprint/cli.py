@@ -35,14 +35,26 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT_DIR if it is not empty")
 @click.option("--no-morphology", is_flag=True, help="tables only: no skeletons, ROI volumes or meshes")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-@click.option("--release", "release_key", default=DEFAULT_RELEASE, show_default=True,
-              help="which release's file names and schemas to write: male-cns:v0.9 or male-cns:v1.0 (or v1.0)")
+@click.option(
+    "--release",
+    "release_key",
+    default=DEFAULT_RELEASE,
+    show_default=True,
+    help="which release's file names and schemas to write: male-cns:v0.9 or male-cns:v1.0 (or v1.0)",
+)
 def synth(out_dir, scale, seed, force, no_morphology, quiet, release_key):
     """Write a synthetic Male CNS release (real file names and schemas) to OUT_DIR."""
     from flatprint.synth import synthesize
 
-    manifest = synthesize(out_dir, scale=scale, seed=seed, progress=not quiet, force=force,
-                          morphology=not no_morphology, release=release_key)
+    manifest = synthesize(
+        out_dir,
+        scale=scale,
+        seed=seed,
+        progress=not quiet,
+        force=force,
+        morphology=not no_morphology,
+        release=release_key,
+    )
     table = Table(title=f"synthetic release in {out_dir} ({manifest['seconds']} s)")
     for col in ("file", "rows", "MB"):
         table.add_column(col, justify="right" if col != "file" else "left")
@@ -56,21 +68,30 @@ def synth(out_dir, scale, seed, force, no_morphology, quiet, release_key):
 @click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="replace an existing store")
 @click.option("--dataset", default=None, help="NAME:TAG of the dataset (default: the release's, e.g. male-cns:v1.0)")
-@click.option("--release", "release_key", default=None,
-              help="the release RELEASE_DIR holds (default: found from its file names)")
+@click.option(
+    "--release", "release_key", default=None, help="the release RELEASE_DIR holds (default: found from its file names)"
+)
 @click.option("--memory-limit", default="6GB", show_default=True, help="DuckDB memory limit while building")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def ingest(release_dir, store, force, dataset, release_key, memory_limit, quiet):
     """Validate RELEASE_DIR and build the store file STORE from it (atomic)."""
     from flatprint.ingest import ingest_release
 
-    result = ingest_release(release_dir, store, force=force, dataset=dataset, progress=not quiet,
-                            memory_limit=memory_limit, release=release_key)
+    result = ingest_release(
+        release_dir,
+        store,
+        force=force,
+        dataset=dataset,
+        progress=not quiet,
+        memory_limit=memory_limit,
+        release=release_key,
+    )
     total_rows = sum(result["rows"].values())
     console.print(
         f"[green]ingested[/green] {total_rows:,} rows from {release_dir} into {store} in "
         f"{result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s, "
-        f"{result['source_bytes'] / 1e6 / result['seconds']:.1f} MB/s); store {result['store_bytes'] / 1e6:.1f} MB")
+        f"{result['source_bytes'] / 1e6 / result['seconds']:.1f} MB/s); store {result['store_bytes'] / 1e6:.1f} MB"
+    )
     _print_summary(store)
 
 
@@ -122,8 +143,8 @@ def _print_summary(store_path, as_json: bool = False):
 def demo(scale, seed, rebuild, serve, port):
     """Synthesize a small release, ingest it under $FLATPRINT_HOME/demo, show its summary and serve it."""
     from flatprint.ingest import ingest_release, store_is_current
-    from flatprint.synth import synthesize
     from flatprint.store import flatprint_home
+    from flatprint.synth import synthesize
 
     home = flatprint_home() / "demo"
     release = home / "release"
@@ -138,11 +159,18 @@ def demo(scale, seed, rebuild, serve, port):
     console.print(f"\nstore: {store}")
     activate = activation_command()
     if activate:
-        console.print("In another shell, activate the venv first (for `flatprint` and `from flatprint import`):",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            "In another shell, activate the venv first (for `flatprint` and `from flatprint import`):",
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print(f"  {activate}", highlight=False, soft_wrap=True)
-    console.print(f"library: python -c \"from flatprint import Client, fetch_neurons; "
-                  f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"", highlight=False, soft_wrap=True)
+    console.print(
+        f'library: python -c "from flatprint import Client, fetch_neurons; '
+        f"Client('{store}'); print(fetch_neurons('DNge104')[0])\"",
+        highlight=False,
+        soft_wrap=True,
+    )
     if serve:
         from flatprint.server import serve as run
 
@@ -165,13 +193,24 @@ def activation_command() -> str | None:
 @click.option("--timeout", default=60.0, show_default=True, type=float, help="per-query limit in seconds")
 @click.option("--workers", default=4, show_default=True, type=int, help="queries run at once")
 @click.option("--auth", type=click.Path(dir_okay=False), help="tokens.json (required off loopback)")
-@click.option("--memory-budget", help="memory for the whole server, e.g. 8GiB (default: $FLATPRINT_MEMORY_BUDGET or 8GiB)")
+@click.option(
+    "--memory-budget", help="memory for the whole server, e.g. 8GiB (default: $FLATPRINT_MEMORY_BUDGET or 8GiB)"
+)
 def serve(stores, host, port, http, timeout, workers, auth, memory_budget):
     """Serve STORE... (PATH or PATH=NAME:TAG) as a neuPrint server over HTTPS."""
     from flatprint.server import serve as run
 
-    run(list(stores), host=host, port=port, http=http, timeout=timeout, workers=workers, auth=auth,
-        echo=click.echo, memory_budget=memory_budget)
+    run(
+        list(stores),
+        host=host,
+        port=port,
+        http=http,
+        timeout=timeout,
+        workers=workers,
+        auth=auth,
+        echo=click.echo,
+        memory_budget=memory_budget,
+    )
 
 
 # ------------------------------------------------------------------------------------------ download
@@ -179,43 +218,91 @@ def _split_names(_ctx, _param, values) -> tuple[str, ...] | None:
     if values is None:
         return None
     names: list[str] = []
-    for value in (values if isinstance(values, tuple) else (values,)):
+    for value in values if isinstance(values, tuple) else (values,):
         names += [name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"]
     return tuple(names)
 
 
 @main.command("download")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--release", "release_key", default=DEFAULT_RELEASE, show_default=True,
-              help="Release to download (dataset:tag).")
-@click.option("--tables", default=None, callback=_split_names, metavar="NAMES",
-              help="Comma-separated tables: annotations, neurotransmitters, stats, weights, syn-points, "
-                   "syn-partners, tbar-nt (default: all seven; 'none' for none).")
-@click.option("--skeletons", multiple=True, callback=_split_names, metavar="VARIANT",
-              help="Skeleton directories: swc, precomputed, mirrored-swc, mirrored-precomputed, "
-                   "unisex-template (repeat or comma-separate).")
+@click.option(
+    "--release", "release_key", default=DEFAULT_RELEASE, show_default=True, help="Release to download (dataset:tag)."
+)
+@click.option(
+    "--tables",
+    default=None,
+    callback=_split_names,
+    metavar="NAMES",
+    help="Comma-separated tables: annotations, neurotransmitters, stats, weights, syn-points, "
+    "syn-partners, tbar-nt (default: all seven; 'none' for none).",
+)
+@click.option(
+    "--skeletons",
+    multiple=True,
+    callback=_split_names,
+    metavar="VARIANT",
+    help="Skeleton directories: swc, precomputed, mirrored-swc, mirrored-precomputed, "
+    "unisex-template (repeat or comma-separate).",
+)
 @click.option("--rois", is_flag=True, help="Also download the ROI volumes (neuroglancer precomputed).")
-@click.option("--mirror", metavar="URL",
-              help="Replace https://storage.googleapis.com in every URL (a local copy of the bucket, a cache).")
-@click.option("--ingest", "ingest_store", type=click.Path(path_type=Path), metavar="STORE",
-              help="Build a flatprint store at STORE once the download is complete.")
-@click.option("--workers", default=DownloadOptions.workers, show_default=True, type=click.IntRange(1, 64),
-              help="Parallel ranged requests for large files.")
-@click.option("--directory-workers", default=DownloadOptions.directory_workers, show_default=True,
-              type=click.IntRange(1, 128), help="Parallel requests for files of a directory.")
+@click.option(
+    "--mirror",
+    metavar="URL",
+    help="Replace https://storage.googleapis.com in every URL (a local copy of the bucket, a cache).",
+)
+@click.option(
+    "--ingest",
+    "ingest_store",
+    type=click.Path(path_type=Path),
+    metavar="STORE",
+    help="Build a flatprint store at STORE once the download is complete.",
+)
+@click.option(
+    "--workers",
+    default=DownloadOptions.workers,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Parallel ranged requests for large files.",
+)
+@click.option(
+    "--directory-workers",
+    default=DownloadOptions.directory_workers,
+    show_default=True,
+    type=click.IntRange(1, 128),
+    help="Parallel requests for files of a directory.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan and the space needed, download nothing.")
-def download_command(dest: Path, release_key: str, tables, skeletons, rois: bool, mirror: str | None,
-                     ingest_store: Path | None, workers: int, directory_workers: int, dry_run: bool) -> None:
+def download_command(
+    dest: Path,
+    release_key: str,
+    tables,
+    skeletons,
+    rois: bool,
+    mirror: str | None,
+    ingest_store: Path | None,
+    workers: int,
+    directory_workers: int,
+    dry_run: bool,
+) -> None:
     """Download a release (tables, skeletons, ROI volumes) into DEST; re-run to resume."""
     options = DownloadOptions(workers=workers, directory_workers=directory_workers)
     try:
         if ingest_store is not None:  # fail now rather than after hours of downloading
             missing = missing_tables(dest, release_key, tables)
             if missing:
-                raise ReleaseError(f"--ingest needs every table, but these are neither selected nor in {dest}: "
-                                   f"{', '.join(missing)}")
-        download_release(dest, release_key, tables=tables, skeletons=skeletons or (), rois=rois,
-                         mirror=mirror, options=options, dry_run=dry_run)
+                raise ReleaseError(
+                    f"--ingest needs every table, but these are neither selected nor in {dest}: {', '.join(missing)}"
+                )
+        download_release(
+            dest,
+            release_key,
+            tables=tables,
+            skeletons=skeletons or (),
+            rois=rois,
+            mirror=mirror,
+            options=options,
+            dry_run=dry_run,
+        )
         if ingest_store is not None and not dry_run:
             from flatprint.ingest import ingest_release
 
@@ -252,8 +339,21 @@ def _neuron_list(text: str | None):
 @click.option("--per-hop", is_flag=True, help="rank per hop instead of summed over hops 1..k")
 @click.option("--top", default=30, show_default=True, type=int, help="rows printed")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="write every row as CSV")
-def indirect(store, sources, targets, hops, groupby, normalize, signed, all_segments, min_fraction, min_weight,
-             per_hop, top, csv_path):
+def indirect(
+    store,
+    sources,
+    targets,
+    hops,
+    groupby,
+    normalize,
+    signed,
+    all_segments,
+    min_fraction,
+    min_weight,
+    per_hop,
+    top,
+    csv_path,
+):
     """Effective connectivity from sources to targets over 1..HOPS connections, ranked (fetch_indirect)."""
     import time
 
@@ -262,10 +362,18 @@ def indirect(store, sources, targets, hops, groupby, normalize, signed, all_segm
 
     client = Client(store)
     started = time.perf_counter()
-    hop_df, summed = fetch_indirect(_neuron_list(sources), _neuron_list(targets), hops=hops,
-                                    groupby=None if groupby == "neuron" else groupby, normalize=normalize,
-                                    signed=signed, neurons_only=not all_segments, min_fraction=min_fraction,
-                                    min_weight=min_weight, client=client)
+    hop_df, summed = fetch_indirect(
+        _neuron_list(sources),
+        _neuron_list(targets),
+        hops=hops,
+        groupby=None if groupby == "neuron" else groupby,
+        normalize=normalize,
+        signed=signed,
+        neurons_only=not all_segments,
+        min_fraction=min_fraction,
+        min_weight=min_weight,
+        client=client,
+    )
     seconds = time.perf_counter() - started
     df = hop_df if per_hop else summed
     if csv_path:
@@ -285,14 +393,33 @@ def indirect(store, sources, targets, hops, groupby, normalize, signed, all_segm
 @main.command()
 @click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--min-weight-change", default=10.0, show_default=True, type=float,
-              help="report a type pair's weight change of at least this many synapses ...")
-@click.option("--min-relative-change", default=0.2, show_default=True, type=float,
-              help="... and at least this fraction of its old weight")
-@click.option("--min-share", default=0.5, show_default=True, type=float,
-              help="a body whose points went more than this share into another is mapped to it (merges, splits)")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="write every table as CSV and Parquet into this directory")
+@click.option(
+    "--min-weight-change",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="report a type pair's weight change of at least this many synapses ...",
+)
+@click.option(
+    "--min-relative-change",
+    default=0.2,
+    show_default=True,
+    type=float,
+    help="... and at least this fraction of its old weight",
+)
+@click.option(
+    "--min-share",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="a body whose points went more than this share into another is mapped to it (merges, splits)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="write every table as CSV and Parquet into this directory",
+)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="write a PNG figure")
 @click.option("--memory-limit", default="4GB", show_default=True, help="DuckDB memory limit")
 @click.option("--top", default=5, show_default=True, type=int, help="largest changes listed per kind")
@@ -301,8 +428,14 @@ def diff(old, new, min_weight_change, min_relative_change, min_share, out_dir, p
     class and status changes; type-pair connection weight changes."""
     from flatprint.query.diff import diff_stores
 
-    result = diff_stores(old, new, min_weight_change=min_weight_change, min_relative_change=min_relative_change,
-                         min_share=min_share, memory_limit=memory_limit)  # errors: one line, exit 1 (FlatprintGroup)
+    result = diff_stores(
+        old,
+        new,
+        min_weight_change=min_weight_change,
+        min_relative_change=min_relative_change,
+        min_share=min_share,
+        memory_limit=memory_limit,
+    )  # errors: one line, exit 1 (FlatprintGroup)
     click.echo(result.summary(top=top))
     click.echo(f"({result.seconds:.1f} s)")
     if out_dir:

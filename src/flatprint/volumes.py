@@ -40,8 +40,14 @@ from flatprint.io.units import MALE_CNS_VOXEL_NM, NM_PER_UM
 
 __all__ = ["Volume", "body_at", "clear_cache", "fetch_subvolume", "open_volume", "roi_at", "roi_names"]
 
-UNITS_NM = {"voxels": MALE_CNS_VOXEL_NM, "voxel": MALE_CNS_VOXEL_NM, "8nm": MALE_CNS_VOXEL_NM, "nm": 1.0,
-            "um": NM_PER_UM, "µm": NM_PER_UM}
+UNITS_NM = {
+    "voxels": MALE_CNS_VOXEL_NM,
+    "voxel": MALE_CNS_VOXEL_NM,
+    "8nm": MALE_CNS_VOXEL_NM,
+    "nm": 1.0,
+    "um": NM_PER_UM,
+    "µm": NM_PER_UM,
+}
 ROI_VOLUMES = ("rois/fullbrain-roi-v4", "rois/malecns-vnc-neuropil-roi-v0")
 SEGMENTATION = "segmentation"
 CACHE_BYTES = 256 << 20
@@ -94,7 +100,7 @@ def _split_source(source: str | os.PathLike) -> tuple[str | None, str]:
     text = os.fspath(source)
     for prefix, driver in (("precomputed://", "neuroglancer_precomputed"), ("n5://", "n5")):
         if text.startswith(prefix):
-            return driver, text[len(prefix):]
+            return driver, text[len(prefix) :]
     return None, text
 
 
@@ -102,10 +108,10 @@ def _kvstore(location: str) -> dict:
     if location.startswith(("http://", "https://")):
         return {"driver": "http", "base_url": location.rstrip("/") + "/"}
     if location.startswith("gs://"):
-        bucket, _, path = location[len("gs://"):].partition("/")
+        bucket, _, path = location[len("gs://") :].partition("/")
         return {"driver": "gcs", "bucket": bucket, "path": path.rstrip("/") + "/" if path else ""}
     if location.startswith("file://"):
-        location = location[len("file://"):]
+        location = location[len("file://") :]
     return {"driver": "file", "path": str(Path(location).resolve()) + "/"}
 
 
@@ -144,14 +150,28 @@ def _detect_driver(kv: dict) -> str:
 def _open_precomputed(location: str, kv: dict, scale: int) -> Volume:
     ts = _ts()
     info = _read_json(kv, "info") or {}
-    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": kv, "scale_index": int(scale)},
-                    read=True, context=_shared_context()).result()
-    resolution = np.array(info["scales"][scale]["resolution"], dtype=np.float64) if info.get("scales") else \
-        np.array([u.multiplier for u in store.schema.dimension_units[:3]], dtype=np.float64)
+    store = ts.open(
+        {"driver": "neuroglancer_precomputed", "kvstore": kv, "scale_index": int(scale)},
+        read=True,
+        context=_shared_context(),
+    ).result()
+    resolution = (
+        np.array(info["scales"][scale]["resolution"], dtype=np.float64)
+        if info.get("scales")
+        else np.array([u.multiplier for u in store.schema.dimension_units[:3]], dtype=np.float64)
+    )
     domain = store.domain
-    return Volume(location, "neuroglancer_precomputed", store, resolution,
-                  np.array(domain.inclusive_min[:3], dtype=np.int64), np.array(domain.shape[:3], dtype=np.int64),
-                  has_channel=store.rank == 4, kvstore=kv, info=info)
+    return Volume(
+        location,
+        "neuroglancer_precomputed",
+        store,
+        resolution,
+        np.array(domain.inclusive_min[:3], dtype=np.int64),
+        np.array(domain.shape[:3], dtype=np.int64),
+        has_channel=store.rank == 4,
+        kvstore=kv,
+        info=info,
+    )
 
 
 def _n5_resolution(attrs: Mapping[str, Any], fallback: np.ndarray) -> np.ndarray:
@@ -179,9 +199,17 @@ def _open_n5(location: str, kv: dict, scale: int) -> Volume:
         resolution = base_resolution
     store = ts.open({"driver": "n5", "kvstore": kv}, read=True, context=_shared_context()).result()
     domain = store.domain
-    return Volume(location, "n5", store, resolution, np.array(domain.inclusive_min[:3], dtype=np.int64),
-                  np.array(domain.shape[:3], dtype=np.int64), has_channel=store.rank == 4, kvstore=kv,
-                  info=attrs)
+    return Volume(
+        location,
+        "n5",
+        store,
+        resolution,
+        np.array(domain.inclusive_min[:3], dtype=np.int64),
+        np.array(domain.shape[:3], dtype=np.int64),
+        has_channel=store.rank == 4,
+        kvstore=kv,
+        info=attrs,
+    )
 
 
 def open_volume(source: str | os.PathLike | Volume, scale: int = 0) -> Volume:
@@ -243,7 +271,7 @@ def _lookup(volume: Volume, nm: np.ndarray) -> np.ndarray:
     box_voxels = int(np.prod(hi - lo))
     if box_voxels <= min(DENSE_MAX_VOXELS, DENSE_PER_POINT * len(sel)):
         # The points' bounding box is small: one box read (whole chunks), then numpy indexing.
-        box = store[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        box = store[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         data = np.asarray(box.read().result())
         if volume.has_channel:
             data = data[..., 0]
@@ -294,23 +322,36 @@ def roi_names(volume: Volume | str | os.PathLike) -> dict[int, str]:
     volume = open_volume(volume)
     directory = volume.info.get("segment_properties") if volume.driver == "neuroglancer_precomputed" else None
     if not directory:
-        raise FormatError(f"{volume.source}: the ROI volume names no segment properties (no \"segment_properties\" "
-                          "in its info file), so its labels have no ROI names; pass names={label: name}")
+        raise FormatError(
+            f'{volume.source}: the ROI volume names no segment properties (no "segment_properties" '
+            "in its info file), so its labels have no ROI names; pass names={label: name}"
+        )
     where = f"{volume.source.rstrip('/')}/{directory.strip('/')}/info"
     props = _read_json(_child_kvstore(volume.kvstore, directory), "info")
     if props is None:
-        raise FormatError(f"{where}: the ROI volume's segment properties file is missing or not JSON, "
-                          "so its labels have no ROI names; pass names={label: name}")
+        raise FormatError(
+            f"{where}: the ROI volume's segment properties file is missing or not JSON, "
+            "so its labels have no ROI names; pass names={label: name}"
+        )
     inline = props.get("inline") or {}
     for prop in inline.get("properties") or []:
         if prop.get("type") == "label":
             return {int(i): str(v) for i, v in zip(inline.get("ids", []), prop.get("values", []))}
-    raise FormatError(f"{where}: the segment properties have no property of type \"label\", so the ROI "
-                      "volume's labels have no names; pass names={label: name}")
+    raise FormatError(
+        f'{where}: the segment properties have no property of type "label", so the ROI '
+        "volume's labels have no names; pass names={label: name}"
+    )
 
 
-def roi_at(points: Any, source: Any, scale: int = 0, *, units: str = "voxels",
-           names: bool | Mapping[int, str] = False, unspecified: str | None = "<unspecified>"):
+def roi_at(
+    points: Any,
+    source: Any,
+    scale: int = 0,
+    *,
+    units: str = "voxels",
+    names: bool | Mapping[int, str] = False,
+    unspecified: str | None = "<unspecified>",
+):
     """ROI label (uint64 array, 0 = no ROI) at each point of an ROI volume, or ROI names with
     ``names=True`` (or a label -> name mapping); ``unspecified`` names label 0 and unknown
     labels. ``source``: one volume, a list (first non-zero label wins) or a release directory
@@ -351,9 +392,11 @@ def fetch_subvolume(box: Any, source: Any, scale: int = 0, *, units: str = "voxe
     end = np.ceil(box_nm[1] / volume.resolution_nm).astype(np.int64)
     lo, hi = volume.origin, volume.origin + volume.shape
     if np.any(begin < lo) or np.any(end > hi) or np.any(end < begin):
-        raise ValueError(f"box {begin.tolist()}..{end.tolist()} (voxels at {volume.resolution_nm.tolist()} nm) "
-                         f"is not inside the volume {lo.tolist()}..{hi.tolist()}")
-    view = volume.store[begin[0]:end[0], begin[1]:end[1], begin[2]:end[2]]
+        raise ValueError(
+            f"box {begin.tolist()}..{end.tolist()} (voxels at {volume.resolution_nm.tolist()} nm) "
+            f"is not inside the volume {lo.tolist()}..{hi.tolist()}"
+        )
+    view = volume.store[begin[0] : end[0], begin[1] : end[1], begin[2] : end[2]]
     data = np.asarray(view.read().result())
     if volume.has_channel and data.shape[3] == 1:
         data = data[..., 0]

@@ -6,7 +6,8 @@
 - :class:`CypherSyntaxError` for queries Neo4j rejects too: an undefined variable, a variable used
   as another kind (``MATCH (a)-[a]->()``, ``type(n)`` of a node), a non-boolean literal under
   AND/OR/XOR/NOT, a non-list literal after IN, an aggregation where none may be (ORDER BY after a
-  projection that does not aggregate, inside a list comprehension), an expression in WITH without an alias, ``RETURN *`` with nothing in scope;
+  projection that does not aggregate, inside a list comprehension), an expression in WITH without
+  an alias, ``RETURN *`` with nothing in scope;
 - :class:`UnsupportedCypherError` for valid Cypher that flatprint does not run: a function or
   procedure not in :mod:`flatprint.cypher.registry` or with the wrong number of arguments, pattern
   expressions, the variable-length patterns the path search cannot answer, and so on.
@@ -29,9 +30,14 @@ _LITERALS = (ast.Literal, ast.ListLiteral, ast.MapLiteral)
 
 #: function -> kinds of variable its argument cannot be (Neo4j refuses these when compiling)
 _REFUSED_ARGUMENT_KINDS = {
-    "type": {NODE, PATH, VALUE}, "length": {NODE, REL}, "labels": {REL, PATH, VALUE},
-    "startnode": {NODE, PATH, VALUE}, "endnode": {NODE, PATH, VALUE}, "nodes": {NODE, REL},
-    "relationships": {NODE, REL}, "rels": {NODE, REL},
+    "type": {NODE, PATH, VALUE},
+    "length": {NODE, REL},
+    "labels": {REL, PATH, VALUE},
+    "startnode": {NODE, PATH, VALUE},
+    "endnode": {NODE, PATH, VALUE},
+    "nodes": {NODE, REL},
+    "relationships": {NODE, REL},
+    "rels": {NODE, REL},
 }
 
 
@@ -75,8 +81,7 @@ def _analyze_part(part: ast.SingleQuery) -> None:
 
 
 def _is_var_length(pattern: ast.PathPattern) -> bool:
-    return bool(pattern.shortest) or any(isinstance(e, ast.RelPattern) and e.variable_length
-                                         for e in pattern.elements)
+    return bool(pattern.shortest) or any(isinstance(e, ast.RelPattern) and e.variable_length for e in pattern.elements)
 
 
 def _bind(scope: dict[str, str], name: str, kind: str, node: ast.Node) -> None:
@@ -112,9 +117,13 @@ def _match(clause: ast.Match, scope: dict[str, str]) -> dict[str, str]:
                 if not isinstance(element.properties, ast.MapLiteral):
                     raise unsupported(element.properties, "properties given as a parameter map")
                 check_expression(element.properties, allow_aggregates=False, scope=inner)
-            if isinstance(element, ast.RelPattern) and element.direction == ast.Direction.UNDIRECTED and \
-                    element.types and element.types not in (("ConnectsTo",), ("SynapsesTo",)) and \
-                    not element.variable_length:
+            if (
+                isinstance(element, ast.RelPattern)
+                and element.direction == ast.Direction.UNDIRECTED
+                and element.types
+                and element.types not in (("ConnectsTo",), ("SynapsesTo",))
+                and not element.variable_length
+            ):
                 raise unsupported(element, f"undirected :{element.types[0]}")
             if isinstance(element, ast.RelPattern) and len(element.types) > 1:
                 raise unsupported(element, "relationship type alternatives " + "|".join(element.types))
@@ -164,8 +173,7 @@ def _projection(clause, scope: dict[str, str]) -> dict[str, str]:
     for sort in clause.order_by:
         if not aggregating and contains_aggregate(sort.expression):
             aggregate = next(n for n in sort.expression.walk() if registry.is_aggregate(n))
-            raise invalid(aggregate, "ORDER BY", f"aggregation in ORDER BY after a {keyword} that does not "
-                                                 "aggregate")
+            raise invalid(aggregate, "ORDER BY", f"aggregation in ORDER BY after a {keyword} that does not aggregate")
         check_expression(sort.expression, allow_aggregates=True, scope={**scope, **projected})
     for what, expr in (("SKIP", clause.skip), ("LIMIT", clause.limit)):
         if expr is None:
@@ -183,8 +191,9 @@ def _call(clause: ast.Call, scope: dict[str, str]) -> dict[str, str]:
     if procedure is None:
         raise unsupported(clause, f"procedure {clause.procedure}")
     if not procedure.min_args <= len(clause.arguments) <= procedure.max_args:
-        raise unsupported(clause, f"{clause.procedure} with {len(clause.arguments)} arguments",
-                          f"it takes {procedure.arity_text()}")
+        raise unsupported(
+            clause, f"{clause.procedure} with {len(clause.arguments)} arguments", f"it takes {procedure.arity_text()}"
+        )
     if clause.inner_query is not None:
         analyze(clause.inner_query)
     for argument in clause.arguments:
@@ -228,8 +237,10 @@ class _Expressions:
                 self.boolean_operand(node.operator, operand)
         elif isinstance(node, ast.UnaryOp) and node.operator == "NOT":
             self.boolean_operand("NOT", node.operand)
-        if isinstance(node, ast.In) and (isinstance(node.collection, ast.MapLiteral) or (
-                isinstance(node.collection, ast.Literal) and node.collection.kind != "null")):
+        if isinstance(node, ast.In) and (
+            isinstance(node.collection, ast.MapLiteral)
+            or (isinstance(node.collection, ast.Literal) and node.collection.kind != "null")
+        ):
             raise invalid(node.collection, "IN", f"IN expects a list, got {node.collection.to_cypher()}")
         if isinstance(node, (ast.Quantifier, ast.ListComprehension, ast.Reduce)):
             self.scoped(node, scope)
@@ -260,8 +271,7 @@ class _Expressions:
         for body in bodies:
             aggregate = next((n for n in body.walk() if registry.is_aggregate(n)), None)
             if aggregate is not None:
-                raise invalid(aggregate, "aggregation", "aggregation inside a list comprehension, quantifier "
-                                                        "or reduce")
+                raise invalid(aggregate, "aggregation", "aggregation inside a list comprehension, quantifier or reduce")
             self.visit(body, inner)
 
     @staticmethod
@@ -287,8 +297,9 @@ class _Expressions:
             if any(contains_aggregate(a) for a in node.arguments):
                 raise unsupported(node, "nested aggregation")
         elif not function.min_args <= len(node.arguments) <= function.max_args:
-            raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments",
-                              f"it takes {function.arity_text()}")
+            raise unsupported(
+                node, f"{node.name}() with {len(node.arguments)} arguments", f"it takes {function.arity_text()}"
+            )
         refused = _REFUSED_ARGUMENT_KINDS.get(function.key)
         argument = node.arguments[0] if node.arguments else None
         if refused and scope is not None and isinstance(argument, ast.Variable) and scope.get(argument.name) in refused:

@@ -42,9 +42,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Union
 
 from flatprint.cypher.tokens import KEYWORDS, SOFT_KEYWORDS
 
@@ -137,11 +136,7 @@ def quote_name(name: str) -> str:
     (``MATCH``, ``end``, ...) and words such as ``count``/``exists`` are backticked (a backtick
     inside is doubled): ``quote_name("AB(R)") == "`AB(R)`"``.
     """
-    if (
-        _SIMPLE_NAME.match(name)
-        and name.upper() not in KEYWORDS
-        and name.lower() not in SOFT_KEYWORDS
-    ):
+    if _SIMPLE_NAME.match(name) and name.upper() not in KEYWORDS and name.lower() not in SOFT_KEYWORDS:
         return name
     return "`" + name.replace("`", "``") + "`"
 
@@ -265,7 +260,7 @@ class Clause(Node):
 # Expressions: atoms
 # --------------------------------------------------------------------------------------------
 
-LiteralValue = Union[int, float, str, bool, None]
+LiteralValue = int | float | str | bool | None
 
 
 @dataclass(frozen=True)
@@ -485,10 +480,7 @@ class Quantifier(Expression):
     where: Expression
 
     def to_cypher(self) -> str:
-        return (
-            f"{self.kind}({quote_name(self.variable)} IN {self.source.to_cypher()} "
-            f"WHERE {self.where.to_cypher()})"
-        )
+        return f"{self.kind}({quote_name(self.variable)} IN {self.source.to_cypher()} WHERE {self.where.to_cypher()})"
 
 
 @dataclass(frozen=True)
@@ -791,7 +783,7 @@ class NodePattern(Node):
         return f"({text})"
 
 
-class Direction(str, enum.Enum):
+class Direction(str, enum.Enum):  # noqa: UP042 - str(member) stays "Direction.X"
     """Direction of a relationship pattern, as written left to right."""
 
     OUTGOING = "out"  # (a)-[]->(b)
@@ -988,9 +980,7 @@ class With(Clause):
     where: Expression | None = None
 
     def to_cypher(self) -> str:
-        text = _projection_text(
-            "WITH", self.distinct, self.star, self.items, self.order_by, self.skip, self.limit
-        )
+        text = _projection_text("WITH", self.distinct, self.star, self.items, self.order_by, self.skip, self.limit)
         if self.where is not None:
             text += f" WHERE {self.where.to_cypher()}"
         return text
@@ -1019,9 +1009,7 @@ class Return(Clause):
     limit: Expression | None = None
 
     def to_cypher(self) -> str:
-        return _projection_text(
-            "RETURN", self.distinct, self.star, self.items, self.order_by, self.skip, self.limit
-        )
+        return _projection_text("RETURN", self.distinct, self.star, self.items, self.order_by, self.skip, self.limit)
 
 
 @dataclass(frozen=True)
@@ -1081,4 +1069,4 @@ class Query(Node):
 
 
 # Names used in annotations, for readers of the field types.
-PatternElement = typing.Union[NodePattern, RelPattern]
+PatternElement = NodePattern | RelPattern

@@ -35,8 +35,10 @@ def _key(name: str) -> str:
 
 def _number_json(sql: str) -> str:
     """JSON text of a numeric SQL value: null for NaN/infinity, NULL (key left out) for NULL."""
-    return f"CASE WHEN isfinite(({sql})::DOUBLE) THEN to_json(({sql})::DOUBLE)::VARCHAR " \
-           f"WHEN ({sql}) IS NOT NULL THEN 'null' END"
+    return (
+        f"CASE WHEN isfinite(({sql})::DOUBLE) THEN to_json(({sql})::DOUBLE)::VARCHAR "
+        f"WHEN ({sql}) IS NOT NULL THEN 'null' END"
+    )
 
 
 def _flag_table(model, roi_set: str, removed: set[str]) -> pa.Table:
@@ -58,8 +60,9 @@ def map_columns(model, removed: tuple[str, ...] | None) -> list[str]:
     return columns + [n for n in model.nt_columns if n not in drop] + ["primary_label", "major_label"]
 
 
-def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] | None,
-                      rows: pa.Table | None = None) -> pa.Table:
+def synapse_maps_json(
+    model, run_arrow, ids: pa.Array, removed: tuple[str, ...] | None, rows: pa.Table | None = None
+) -> pa.Table:
     """(id, j): each synapse's property map as JSON text, as ``values.to_output`` of the node (or of
     ``apoc.map.removeKeys(node, removed)``) writes it; nulls left out. ``rows``: the synapses' columns
     (``id`` and :func:`map_columns`) fetched already, else they are read from the synapses table."""
@@ -82,13 +85,18 @@ def synapse_maps_json(model, run_arrow, ids: pa.Array, removed: tuple[str, ...] 
         tables["map_rows"] = rows
     else:
         ids = ids.cast(pa.int64())
-        source = (f"(SELECT * FROM synapses s SEMI JOIN ids_table i ON s.syn_id = i.id "
-                  f"WHERE {id_ranges_sql('s.syn_id', ids.to_numpy())}) s")
+        source = (
+            f"(SELECT * FROM synapses s SEMI JOIN ids_table i ON s.syn_id = i.id "
+            f"WHERE {id_ranges_sql('s.syn_id', ids.to_numpy())}) s"
+        )
         tables["ids_table"] = pa.table({"id": ids})
-    sql = (f"SELECT s.{'id' if rows is not None else 'syn_id'} AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "
-           f"FROM {source} "
-           "LEFT JOIN primary_flags pf ON pf.label = coalesce(s.primary_label, 0) "
-           "LEFT JOIN major_flags mf ON mf.label = coalesce(s.major_label, 0)")
+    id_column = "id" if rows is not None else "syn_id"
+    sql = (
+        f"SELECT s.{id_column} AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "
+        f"FROM {source} "
+        "LEFT JOIN primary_flags pf ON pf.label = coalesce(s.primary_label, 0) "
+        "LEFT JOIN major_flags mf ON mf.label = coalesce(s.major_label, 0)"
+    )
     return run_arrow(sql, tables)
 
 

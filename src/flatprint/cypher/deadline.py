@@ -28,8 +28,6 @@ class CypherCancelledError(QueryError):
     """The query was cancelled by its caller (``cancel`` event set), e.g. the client went away."""
 
 
-
-
 class Deadline:
     """A point in time after which the query stops (None: never), and an optional cancel event."""
 
@@ -61,8 +59,9 @@ class Deadline:
         if self.cancelled():
             return CypherCancelledError("query cancelled (the client went away)")
         limit = self.seconds if self.seconds is not None else (self.parent.seconds if self.parent else None)
-        return CypherTimeoutError(f"query exceeded the timeout of {limit:g} s and was stopped"
-                                  if limit is not None else "query timeout")
+        return CypherTimeoutError(
+            f"query exceeded the timeout of {limit:g} s and was stopped" if limit is not None else "query timeout"
+        )
 
     def check(self, rows: int = 0) -> None:
         """Raise when the time is up or the query was cancelled; with a memory budget, also when the

@@ -50,8 +50,17 @@ from flatprint.cypher.schema import GraphView, model_of
 from flatprint.cypher.values import hashable, output_rows
 from flatprint.errors import QueryError
 
-__all__ = ["execute", "CypherResult", "CypherTimeoutError", "CypherCancelledError", "MemoryBudgetError",
-           "check_query", "inline_constant_withs", "fold_pass_through_withs", "needed_properties"]
+__all__ = [
+    "execute",
+    "CypherResult",
+    "CypherTimeoutError",
+    "CypherCancelledError",
+    "MemoryBudgetError",
+    "check_query",
+    "inline_constant_withs",
+    "fold_pass_through_withs",
+    "needed_properties",
+]
 
 DEFAULT_TIMEOUT = 60.0
 FETCH_ROWS = 65536  # rows per fetch from DuckDB: the deadline and the memory budget are checked between
@@ -64,7 +73,6 @@ class CypherResult:
     columns: list[str]
     data: list[list] = field(default_factory=list)
     arrow: pa.Table | None = None  # the Arrow answer when the engine built it column-wise
-
 
     def to_dict(self) -> dict:
         return {"columns": self.columns, "data": self.data}
@@ -89,8 +97,15 @@ class CypherResult:
         return pa.table(arrays, names=names) if arrays else pa.table({})
 
 
-def execute(store, text: str, *, timeout: float | None = DEFAULT_TIMEOUT, params: dict | None = None,
-            cancel: threading.Event | None = None, plan_cache: PlanCache | bool | None = None) -> CypherResult:
+def execute(
+    store,
+    text: str,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    params: dict | None = None,
+    cancel: threading.Event | None = None,
+    plan_cache: PlanCache | bool | None = None,
+) -> CypherResult:
     """Parse, check and run one read-only Cypher query against an open store.
 
     ``cancel``: when another thread sets this event the query stops and raises CypherCancelledError.
@@ -175,6 +190,7 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
     def run_arrow_checked(self, sql: str, tables: dict | None = None) -> pa.Table:
         """run_arrow for results of any size: record batches, with the deadline and the memory budget
         checked between them (an Arrow table grows outside DuckDB's memory limit)."""
+
         def fetch(cursor):
             reader = cursor.sql(sql).to_arrow_reader(FETCH_ROWS)
             batches = []
@@ -182,6 +198,7 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
                 batches.append(batch)
                 self.deadline.check(batch.num_rows)
             return pa.Table.from_batches(batches, reader.schema)
+
         return self._run(sql, tables, fetch)
 
     def _run(self, sql: str, tables: dict | None, fetch):
@@ -277,6 +294,6 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
         evaluate = Evaluator(self.params)
         return [r for r in rows if truthy(evaluate(clause.where, r))]
 
+
 # ---------------------------------------------------------------------------------------------
 # helpers
-

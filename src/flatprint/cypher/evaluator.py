@@ -20,6 +20,7 @@ from flatprint.cypher.registry import AGGREGATES, contains_aggregate, is_aggrega
 from flatprint.cypher.values import NodeRef, Path, Point, RelRef, hashable
 from flatprint.errors import QueryError
 
+
 class Evaluator:
     """Evaluates expressions against a row (dict variable -> value)."""
 
@@ -312,9 +313,16 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name in ("abs", "floor", "ceil", "sqrt", "log", "exp", "sign", "round"):
         if x is None:
             return None
-        fn = {"abs": abs, "floor": lambda v: float(math.floor(v)), "ceil": lambda v: float(math.ceil(v)),
-              "sqrt": math.sqrt, "log": math.log, "exp": math.exp,
-              "sign": lambda v: (v > 0) - (v < 0), "round": lambda v: float(math.floor(v + 0.5))}[name]
+        fn = {
+            "abs": abs,
+            "floor": lambda v: float(math.floor(v)),
+            "ceil": lambda v: float(math.ceil(v)),
+            "sqrt": math.sqrt,
+            "log": math.log,
+            "exp": math.exp,
+            "sign": lambda v: (v > 0) - (v < 0),
+            "round": lambda v: float(math.floor(v + 0.5)),
+        }[name]
         return fn(x)
     if name == "range":
         if any(a is None for a in args):
@@ -333,11 +341,11 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "substring":
         if x is None:
             return None
-        return x[args[1]:] if len(args) == 2 else x[args[1]:args[1] + args[2]]
+        return x[args[1] :] if len(args) == 2 else x[args[1] : args[1] + args[2]]
     if name == "left":
-        return None if x is None else x[:args[1]]
+        return None if x is None else x[: args[1]]
     if name == "right":
-        return None if x is None else (x[-args[1]:] if args[1] else "")
+        return None if x is None else (x[-args[1] :] if args[1] else "")
     if name == "apoc.convert.fromjsonmap":
         if x is None:
             return None
@@ -354,6 +362,7 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
         return value
     if name == "apoc.convert.tojson":
         from flatprint.cypher.values import to_output
+
         return json.dumps(to_output(x))
     if name in ("apoc.map.removekeys", "apoc.map.removekey"):
         if x is None:
@@ -392,6 +401,7 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
 
 
 # ---- helpers shared with the engine --------------------------------------------------------------
+
 
 def truthy(value) -> bool:
     return value is True or (value is not None and value is not False and value != 0 and value != "")
@@ -462,8 +472,12 @@ def compare(op: str, left, right):
         if equal is None:
             return None
         return equal if op == "=" else not equal
-    if number(left) and number(right) or (isinstance(left, str) and isinstance(right, str)) or (
-            isinstance(left, bool) and isinstance(right, bool)):
+    if (
+        number(left)
+        and number(right)
+        or (isinstance(left, str) and isinstance(right, str))
+        or (isinstance(left, bool) and isinstance(right, bool))
+    ):
         if op == "<":
             return left < right
         if op == ">":

@@ -24,12 +24,21 @@ class MatchExecution:
     def match(self, clause: ast.Match, rows: list[dict], row_cap: int | None = None) -> list[dict]:
         if not rows:
             return []
-        var_length = [p for p in clause.patterns
-                      if p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)]
+        var_length = [
+            p
+            for p in clause.patterns
+            if p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+        ]
         if var_length:
             return self.match_paths(clause, var_length[0], rows)
-        return self.match_fixed(clause.patterns, clause.where, rows, optional=clause.optional, row_cap=row_cap,
-                                groups=pattern_groups(clause))
+        return self.match_fixed(
+            clause.patterns,
+            clause.where,
+            rows,
+            optional=clause.optional,
+            row_cap=row_cap,
+            groups=pattern_groups(clause),
+        )
 
     def _bound(self, rows: list[dict]) -> tuple[dict[str, str], dict[str, str | None]]:
         """Kinds of node variables and type families of scalar variables bound in ``rows``."""
@@ -45,9 +54,17 @@ class MatchExecution:
 
     def match_fixed(self, patterns, where, rows, *, optional: bool, extra=(), row_cap=None, groups=None) -> list[dict]:
         bound_kinds, bound_families = self._bound(rows)
-        plan = plan_match(patterns, where, self.model, bound_kinds=bound_kinds, bound_values=bound_families,
-                          params=self.params, needed_props=self.needed_props, extra_conditions=list(extra),
-                          pattern_groups=groups)
+        plan = plan_match(
+            patterns,
+            where,
+            self.model,
+            bound_kinds=bound_kinds,
+            bound_values=bound_families,
+            params=self.params,
+            needed_props=self.needed_props,
+            extra_conditions=list(extra),
+            pattern_groups=groups,
+        )
         new_vars = [n for n in list(plan.nodes) + list(plan.rels) if n not in rows[0]]
         if plan.sql is not None:
             narrow_partner_bodies(plan, self.run_sql)
@@ -168,10 +185,13 @@ class MatchExecution:
             (path_terms if variables_in(term) & path_vars else endpoint_terms).append(term)
         edge_filter, node_filter = self._path_filters(path_terms, path_name)
         other = [p for p in clause.patterns if p is not pattern]
-        target_free = (not target_pattern.labels and target_pattern.properties is None
-                       and target_name not in rows[0]
-                       and not any(target_name in variables_in(t) for t in endpoint_terms)
-                       and not any(target_name in {e.variable for e in p.elements} for p in other))
+        target_free = (
+            not target_pattern.labels
+            and target_pattern.properties is None
+            and target_name not in rows[0]
+            and not any(target_name in variables_in(t) for t in endpoint_terms)
+            and not any(target_name in {e.variable for e in p.elements} for p in other)
+        )
         if pattern.shortest and target_free:
             raise unsupported(pattern, f"{pattern.shortest} without a constrained end node")
         endpoint_patterns = other + [ast.PathPattern((source_pattern,))]
@@ -202,8 +222,9 @@ class MatchExecution:
                         paths = paths[:1]
                     found[(source_id, target_id)] = paths
             else:
-                paths = bounded_paths(graph, {source_id}, None if target_free else targets, min_hops, max_hops,
-                                      self.view)
+                paths = bounded_paths(
+                    graph, {source_id}, None if target_free else targets, min_hops, max_hops, self.view
+                )
                 for nodes, rels in paths:
                     found.setdefault((source_id, nodes[-1] if target_free else nodes[-1]), []).append((nodes, rels))
         # one NodeRef per body, loaded in one batch
@@ -250,10 +271,14 @@ class MatchExecution:
         """SQL for ALL(x IN relationships(p) WHERE ...) and ALL(n IN nodes(p) WHERE ...)."""
         edge_parts, node_parts = [], []
         for term in terms:
-            if not (isinstance(term, ast.Quantifier) and term.kind == "ALL"
-                    and isinstance(term.source, ast.FunctionCall) and len(term.source.arguments) == 1
-                    and isinstance(term.source.arguments[0], ast.Variable)
-                    and term.source.arguments[0].name == path_name):
+            if not (
+                isinstance(term, ast.Quantifier)
+                and term.kind == "ALL"
+                and isinstance(term.source, ast.FunctionCall)
+                and len(term.source.arguments) == 1
+                and isinstance(term.source.arguments[0], ast.Variable)
+                and term.source.arguments[0].name == path_name
+            ):
                 continue
             function = term.source.lower_name
             scope = SqlScope(self.model, params=self.params)

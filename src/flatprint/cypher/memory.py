@@ -3,11 +3,11 @@
 ``flatprint serve`` sets it (``--memory-budget``, else ``$FLATPRINT_MEMORY_BUDGET``, else 8 GiB):
 what the process holds at start (interpreter and libraries) is taken off, DuckDB gets
 :data:`DUCKDB_SHARE` of the rest as ``memory_limit`` (split between the stores; it may spill as much
-again to its temp directory, no more), and a query whose Python side grows the process past :data:`STOP_AT` of the budget is
-stopped with :class:`MemoryBudgetError`, which names the budget. The engine checks the process's
-resident size only after every :data:`CHECK_EVERY_ROWS` rows a query has fetched or built, so a
-query that handles few rows never pays for a check and is never the one stopped. Without a budget
-(the library in-process), nothing is checked.
+again to its temp directory, no more), and a query whose Python side grows the process past
+:data:`STOP_AT` of the budget is stopped with :class:`MemoryBudgetError`, which names the budget.
+The engine checks the process's resident size only after every :data:`CHECK_EVERY_ROWS` rows a
+query has fetched or built, so a query that handles few rows never pays for a check and is never the
+one stopped. Without a budget (the library in-process), nothing is checked.
 """
 
 from __future__ import annotations
@@ -22,13 +22,27 @@ from flatprint.errors import QueryError
 
 DEFAULT_BUDGET = 8 * 2**30
 ENV_VAR = "FLATPRINT_MEMORY_BUDGET"
-DUCKDB_SHARE = 0.5        # of the budget left after start-up, for all DuckDB buffer pools together
-STOP_AT = 0.85            # of the budget: resident size at which a row-heavy query is stopped
+DUCKDB_SHARE = 0.5  # of the budget left after start-up, for all DuckDB buffer pools together
+STOP_AT = 0.85  # of the budget: resident size at which a row-heavy query is stopped
 CHECK_EVERY_ROWS = 16384  # rows a query handles between two looks at the resident size
 _MIN_BUDGET = 64 * 2**20
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 2**40,
+}
 
 
 class MemoryBudgetError(QueryError):
@@ -89,7 +103,8 @@ class MemoryBudget:
         return MemoryBudgetError(
             f"query stopped: it would take the server past its memory budget of {format_size(self.total)} "
             f"(--memory-budget / {ENV_VAR}){': ' + detail if detail else ''}; narrow it (WHERE, LIMIT) or "
-            "raise the budget")
+            "raise the budget"
+        )
 
 
 class QueryUsage:

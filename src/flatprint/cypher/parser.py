@@ -14,7 +14,8 @@ Grammar (informal; keywords are case-insensitive)::
     pattern      = [name "="] ( chain | (shortestPath|allShortestPaths) "(" chain ")" )
     chain        = node { rel node }
     node         = "(" [name] {":" label} [map | $param] ")"
-    rel          = ("-" | "<-") ["[" [name] [":" type {"|" [":"] type}] ["*" [int] [".." [int]]] [map | $param] "]"] ("-" | "->")
+    rel          = ("-" | "<-") ["[" [name] [":" type {"|" [":"] type}] ["*" [int] [".." [int]]] [map | $param] "]"]
+                   ("-" | "->")
 
 Expressions use precedence climbing over the levels of :class:`ast.Precedence`
 (``OR < XOR < AND < NOT < comparison < IN/STARTS WITH/=~/IS NULL < + - < * / % < ^ < unary - <
@@ -29,7 +30,8 @@ follow the grammar raises :class:`CypherSyntaxError`. All carry line and column.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from flatprint.cypher import ast
 from flatprint.cypher.ast import Direction, Precedence
@@ -253,9 +255,7 @@ class _Parser:
             clauses.append(clause)
         if not clauses:
             if self.at(TokenType.EOF) and self.index == 0:
-                raise CypherSyntaxError(
-                    "empty query", line=first.line, column=first.column, construct="end of input"
-                )
+                raise CypherSyntaxError("empty query", line=first.line, column=first.column, construct="end of input")
             raise self.error("a clause (MATCH, OPTIONAL MATCH, WITH, UNWIND, CALL or RETURN)")
         last = clauses[-1]
         standalone_call = len(clauses) == 1 and isinstance(last, ast.Call)
@@ -442,12 +442,8 @@ class _Parser:
         if procedure.lower() in QUERY_PROCEDURES and arguments:
             statement = arguments[0]
             if isinstance(statement, ast.Literal) and statement.kind == "string":
-                inner_query = parse(
-                    statement.value, start_line=statement.line, start_column=statement.column + 1
-                )
-        return ast.Call(
-            procedure, arguments, tuple(yield_items), where, inner_query, **_position(keyword)
-        )
+                inner_query = parse(statement.value, start_line=statement.line, start_column=statement.column + 1)
+        return ast.Call(procedure, arguments, tuple(yield_items), where, inner_query, **_position(keyword))
 
     def parse_dotted_name(self, what: str) -> str:
         """``name {. name}`` (function and procedure names such as ``apoc.map.removeKeys``)."""
@@ -495,9 +491,7 @@ class _Parser:
             raise self.error("a pattern such as (n:Label)")
         return ast.PathPattern(self.parse_pattern_chain(), variable, None, **_position(first))
 
-    def parse_pattern_chain(
-        self, *, in_expression: bool = False
-    ) -> tuple[ast.NodePattern | ast.RelPattern, ...]:
+    def parse_pattern_chain(self, *, in_expression: bool = False) -> tuple[ast.NodePattern | ast.RelPattern, ...]:
         """``node {rel node}``.
 
         In an expression (``in_expression``) the chain stops before a ``-`` that does not start
@@ -789,11 +783,7 @@ class _Parser:
         if token.type is TokenType.IDENTIFIER:
             word = str(token.value).lower()
             if following.type is TokenType.LPAREN:
-                if (
-                    word == "count"
-                    and self.peek(2).type is TokenType.STAR
-                    and self.peek(3).type is TokenType.RPAREN
-                ):
+                if word == "count" and self.peek(2).type is TokenType.STAR and self.peek(3).type is TokenType.RPAREN:
                     for _ in range(4):
                         self.advance()
                     return ast.CountStar(**where)
@@ -804,9 +794,7 @@ class _Parser:
                 if word == "reduce":
                     return self.parse_reduce()
                 if word in _SHORTEST_PATH_FUNCTIONS:
-                    raise UnsupportedCypherError(
-                        f"{_SHORTEST_PATH_FUNCTIONS[word]} outside MATCH", **where
-                    )
+                    raise UnsupportedCypherError(f"{_SHORTEST_PATH_FUNCTIONS[word]} outside MATCH", **where)
             elif following.type is TokenType.LBRACE and word in ("exists", "count"):
                 raise UnsupportedCypherError(f"{word.upper()} subquery", **where)
         if following.type is TokenType.LPAREN or self.looks_like_dotted_call():

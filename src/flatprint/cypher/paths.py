@@ -25,14 +25,16 @@ def _with_rels(paths, view):
     return [(nodes, [_rel(edge, view) for edge in edges]) for nodes, edges in paths]
 
 
-def all_shortest_paths(graph: ConnectionGraph, source: int, target: int, max_hops: int | None,
-                       view) -> list[tuple[list[int], list[RelRef]]]:
+def all_shortest_paths(
+    graph: ConnectionGraph, source: int, target: int, max_hops: int | None, view
+) -> list[tuple[list[int], list[RelRef]]]:
     """Every shortest path source -> target (as node ids and relationships)."""
     return _with_rels(search.shortest_paths(graph, source, target, max_hops), view)
 
 
-def bounded_paths(graph: ConnectionGraph, sources: set[int], targets: set[int] | None, min_hops: int,
-                  max_hops: int, view) -> list[tuple[list[int], list[RelRef]]]:
+def bounded_paths(
+    graph: ConnectionGraph, sources: set[int], targets: set[int] | None, min_hops: int, max_hops: int, view
+) -> list[tuple[list[int], list[RelRef]]]:
     """Every path of min_hops..max_hops relationships from a source to a target (no relationship
     twice). ``targets`` None = any end node."""
     return _with_rels(search.bounded_paths(graph, sources, targets, min_hops, max_hops), view)

@@ -29,7 +29,8 @@ them from the new text. An integer literal beyond 64 bits takes the uncached pat
 it. Runtime errors on a hit may cite the template's positions (its literals can differ in width).
 
 The cache is a bounded LRU (:data:`DEFAULT_SIZE` shapes, ``FLATPRINT_PLAN_CACHE_SIZE``; texts
-longer than :data:`MAX_TEXT` characters bypass it) guarded by a lock (the server runs queries on a thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off.
+longer than :data:`MAX_TEXT` characters bypass it) guarded by a lock (the server runs queries on a
+thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -45,8 +46,16 @@ from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.parser import parse
 from flatprint.cypher.tokens import Token, TokenType, tokenize
 
-__all__ = ["PlanCache", "prepare", "default_cache", "cache_enabled", "DEFAULT_SIZE", "MAX_TEXT", "ENV_SWITCH",
-           "ENV_SIZE"]
+__all__ = [
+    "PlanCache",
+    "prepare",
+    "default_cache",
+    "cache_enabled",
+    "DEFAULT_SIZE",
+    "MAX_TEXT",
+    "ENV_SWITCH",
+    "ENV_SIZE",
+]
 
 DEFAULT_SIZE = 512
 # Longer texts (long literal lists: each length is a shape of its own) are parsed afresh: an entry
@@ -144,7 +153,6 @@ class PlanCache:
                 self._pins.popitem(last=False)
         return query
 
-
     def _remember(self, text: str, query: ast.Query) -> None:
         """Keep the tree of this very text too: a text sent again skips even the tokenizer."""
         with self._lock:
@@ -170,12 +178,15 @@ def _shape_of(tokens: list[Token]) -> tuple[list[int], tuple[str, ...]]:
 
 def _too_large(tokens: list[Token], literals: list[int], template: _Template) -> bool:
     """An integer slot beyond 64 bits: the parser must see (and refuse) it."""
-    return any(tokens[literals[k]].type is TokenType.INTEGER and tokens[literals[k]].value > _INT64_MAX
-               for k, _ in template.slots.values())
+    return any(
+        tokens[literals[k]].type is TokenType.INTEGER and tokens[literals[k]].value > _INT64_MAX
+        for k, _ in template.slots.values()
+    )
 
 
-def _make_template(query: ast.Query, text: str, tokens: list[Token],
-                   literals: list[int]) -> tuple[_Template, tuple[int, ...]]:
+def _make_template(
+    query: ast.Query, text: str, tokens: list[Token], literals: list[int]
+) -> tuple[_Template, tuple[int, ...]]:
     """The slots of ``query`` (parsed from ``text``) and the literal indexes that stay in the key."""
     at_position: dict[tuple[int, int], tuple[int, bool]] = {}
     for k, index in enumerate(literals):
@@ -245,8 +256,10 @@ def _mark_dirty(node: ast.Node, positions: set, dirty: set[int]) -> bool:
         for child in node.children():
             if child is not node.inner_query:
                 changed = _mark_dirty(child, positions, dirty) or changed
-    if (isinstance(node, ast.Literal) or (isinstance(node, ast.ProjectionItem) and node.alias is None)) \
-            and (node.line, node.column) in positions:
+    if (isinstance(node, ast.Literal) or (isinstance(node, ast.ProjectionItem) and node.alias is None)) and (
+        node.line,
+        node.column,
+    ) in positions:
         changed = True
     if changed:
         dirty.add(id(node))
@@ -283,7 +296,7 @@ def _bind(template: _Template, text: str, tokens: list[Token], literals: list[in
                 changes[f.name] = new
         if isinstance(node, ast.ProjectionItem) and position in template.columns:
             first, last = template.columns[position]
-            changes["source_text"] = text[tokens[first].offset:tokens[last].end]
+            changes["source_text"] = text[tokens[first].offset : tokens[last].end]
         return dataclasses.replace(node, **changes) if changes else node
 
     return rebuild(template.query) if id(template.query) in dirty else template.query

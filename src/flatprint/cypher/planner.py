@@ -25,8 +25,18 @@ from dataclasses import dataclass, field
 from flatprint.cypher import ast
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.registry import contains_aggregate
-from flatprint.cypher.schema import (CONNECTS, CONTAINS, EMPTY, META, REL_TYPES, SEGMENT, SYNAPSE,
-                                     SYNAPSES_TO, SYNSET, GraphModel)
+from flatprint.cypher.schema import (
+    CONNECTS,
+    CONTAINS,
+    EMPTY,
+    META,
+    REL_TYPES,
+    SEGMENT,
+    SYNAPSE,
+    SYNAPSES_TO,
+    SYNSET,
+    GraphModel,
+)
 from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
 from flatprint.store.sql import id_ranges_sql, quote_ident
 
@@ -38,9 +48,9 @@ class NodeVar:
     name: str
     kind: str | None
     neuron: bool = False
-    bound: bool = False           # bound by an earlier clause (a column of the bound table)
-    alias: str | None = None      # table alias in the SQL
-    id_sql: str | None = None     # SQL of the key
+    bound: bool = False  # bound by an earlier clause (a column of the bound table)
+    alias: str | None = None  # table alias in the SQL
+    id_sql: str | None = None  # SQL of the key
     pattern: ast.NodePattern | None = None
 
 
@@ -57,7 +67,7 @@ class RelVar:
 
 @dataclass
 class MatchPlan:
-    sql: str | None                                  # None: the pattern cannot match anything
+    sql: str | None  # None: the pattern cannot match anything
     nodes: dict[str, NodeVar] = field(default_factory=dict)
     rels: dict[str, RelVar] = field(default_factory=dict)
     columns: list[tuple[str, str, str]] = field(default_factory=list)  # (output name, variable, what)
@@ -66,8 +76,8 @@ class MatchPlan:
     bound_columns: list[str] = field(default_factory=list)
     path_bindings: list[tuple[str, list[str]]] = field(default_factory=list)  # path var -> element vars
     null_props: dict[str, list[str]] = field(default_factory=dict)  # variable -> properties known null
-    scope: SqlScope | None = None                    # for compiling projections onto the match
-    from_where: str = ""                             # the SQL after SELECT ... (FROM and WHERE)
+    scope: SqlScope | None = None  # for compiling projections onto the match
+    from_where: str = ""  # the SQL after SELECT ... (FROM and WHERE)
     # (SQL listing candidate bodies, columns they filter): see :func:`narrow_partner_bodies`
     partner_bodies: list[tuple[str, list[str]]] = field(default_factory=list)
 
@@ -135,10 +145,19 @@ def infer_kinds(patterns, known: dict[str, str], model: GraphModel) -> dict[str,
     return kinds
 
 
-def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, *,
-               bound_kinds: dict[str, str], bound_values: dict[str, str | None], params: dict,
-               needed_props: set[str], extra_conditions: list[ast.Expression] = (),
-               pattern_groups: tuple[int, ...] | None = None, also_reads: set[str] = frozenset()) -> MatchPlan:
+def plan_match(
+    match_patterns,
+    where: ast.Expression | None,
+    model: GraphModel,
+    *,
+    bound_kinds: dict[str, str],
+    bound_values: dict[str, str | None],
+    params: dict,
+    needed_props: set[str],
+    extra_conditions: list[ast.Expression] = (),
+    pattern_groups: tuple[int, ...] | None = None,
+    also_reads: set[str] = frozenset(),
+) -> MatchPlan:
     """Plan fixed-length patterns (see module docstring). ``bound_kinds``: node variables bound
     earlier -> kind; ``bound_values``: other earlier variables -> type family if scalar, else None;
     ``pattern_groups``: for patterns merged from several MATCH clauses, the clause of each pattern
@@ -171,9 +190,11 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
         if not isinstance(element.properties, ast.MapLiteral):
             raise unsupported(element.properties, f"{what} properties given as a parameter map")
         for key, value in element.properties.entries:
-            inline_predicates.append(ast.Comparison(
-                (ast.Property(ast.Variable(name), key), value), ("=",),
-                line=element.line, column=element.column))
+            inline_predicates.append(
+                ast.Comparison(
+                    (ast.Property(ast.Variable(name), key), value), ("=",), line=element.line, column=element.column
+                )
+            )
 
     group_of_rel: dict[str, int] = {}
     for pattern_index, pattern in enumerate(match_patterns):
@@ -192,8 +213,14 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
             name = rel_pattern.variable or f"_r{next(_anon)}"
             if name in rels or name in bound_kinds or name in bound_values:
                 raise unsupported(rel_pattern, f"relationship variable `{name}` bound twice")
-            rel = RelVar(name, kind, start.name, end.name,
-                         undirected=rel_pattern.direction == ast.Direction.UNDIRECTED, pattern=rel_pattern)
+            rel = RelVar(
+                name,
+                kind,
+                start.name,
+                end.name,
+                undirected=rel_pattern.direction == ast.Direction.UNDIRECTED,
+                pattern=rel_pattern,
+            )
             if rel.undirected and kind not in (CONNECTS, SYNAPSES_TO):
                 raise unsupported(rel_pattern, f"undirected :{kind}")
             rels[name] = rel
@@ -296,7 +323,8 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
                 from_items[-1] = (
                     "(SELECT body_pre AS near, body_post AS far, * FROM connections UNION ALL "
                     "SELECT body_post AS near, body_pre AS far, * FROM connections_by_post "
-                    f"WHERE body_pre <> body_post) {rel.alias}")
+                    f"WHERE body_pre <> body_post) {rel.alias}"
+                )
                 equal_pairs += [(f"{rel.alias}.near", start.id_sql), (f"{rel.alias}.far", end.id_sql)]
             else:
                 equal_pairs += [(f"{rel.alias}.body_pre", start.id_sql), (f"{rel.alias}.body_post", end.id_sql)]
@@ -309,25 +337,33 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
                     "(SELECT pre_id AS near, post_id AS far, body_pre AS near_body, body_post AS far_body, * "
                     "FROM partners UNION ALL "
                     "SELECT post_id AS near, pre_id AS far, body_post AS near_body, body_pre AS far_body, * "
-                    f"FROM partners) {rel.alias}")
+                    f"FROM partners) {rel.alias}"
+                )
                 ends = ("near", "far", "near_body", "far_body")
             else:
                 from_items.append(f"partners {rel.alias}")
                 ends = ("pre_id", "post_id", "body_pre", "body_post")
-            equal_pairs += [(f"{rel.alias}.{ends[0]}", start.id_sql), (f"{rel.alias}.{ends[1]}", end.id_sql),
-                            (f"{rel.alias}.{ends[2]}", f"{start.alias}.body"),
-                            (f"{rel.alias}.{ends[3]}", f"{end.alias}.body")]
+            equal_pairs += [
+                (f"{rel.alias}.{ends[0]}", start.id_sql),
+                (f"{rel.alias}.{ends[1]}", end.id_sql),
+                (f"{rel.alias}.{ends[2]}", f"{start.alias}.body"),
+                (f"{rel.alias}.{ends[3]}", f"{end.alias}.body"),
+            ]
         elif rel.kind == CONTAINS:
             a, b = body_of(start), body_of(end)
             if a != b:
                 equal_pairs.append((a, b))
     # relationship uniqueness within one MATCH
     for r1, r2 in itertools.combinations([r for r in edges if r.kind in (CONNECTS, SYNAPSES_TO)], 2):
-        if r1.kind == r2.kind and nodes[r1.start].kind == nodes[r2.start].kind and \
-                group_of_rel[r1.name] == group_of_rel[r2.name]:
+        if (
+            r1.kind == r2.kind
+            and nodes[r1.start].kind == nodes[r2.start].kind
+            and group_of_rel[r1.name] == group_of_rel[r2.name]
+        ):
             cols = ("body_pre", "body_post") if r1.kind == CONNECTS else ("pre_id", "post_id")
-            conditions.append(f"(({r1.alias}.{cols[0]}, {r1.alias}.{cols[1]}) <> "
-                              f"({r2.alias}.{cols[0]}, {r2.alias}.{cols[1]}))")
+            conditions.append(
+                f"(({r1.alias}.{cols[0]}, {r1.alias}.{cols[1]}) <> ({r2.alias}.{cols[0]}, {r2.alias}.{cols[1]}))"
+            )
     for left, right in equal_pairs:
         conditions.append(f"{left} = {right}")
 
@@ -365,8 +401,9 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
     plan.partner_bodies = _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
     for rel in edges:  # a ConnectsTo whose target body alone is fixed reads the copy sorted by target
         if rel.kind == CONNECTS and not rel.undirected and f"connections {rel.alias}" in from_items:
-            fixed = {end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies)
-                     for end in ("pre", "post")}
+            fixed = {
+                end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies) for end in ("pre", "post")
+            }
             if fixed["post"] and not fixed["pre"]:
                 from_items[from_items.index(f"connections {rel.alias}")] = f"connections_by_post {rel.alias}"
     plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
@@ -393,8 +430,12 @@ def plan_match(match_patterns, where: ast.Expression | None, model: GraphModel, 
                 plan.columns.append((var.name + ".__is_neuron", var.name, "__is_neuron"))
     for rel in rels.values():
         if rel.kind == CONNECTS:
-            for col, prop in (("body_pre", "__start"), ("body_post", "__end"), ("weight", "weight"),
-                              ("weight_hp", "weightHP")):
+            for col, prop in (
+                ("body_pre", "__start"),
+                ("body_post", "__end"),
+                ("weight", "weight"),
+                ("weight_hp", "weightHP"),
+            ):
                 out = f"{rel.name}.{prop}"
                 select.append(f"{rel.alias}.{col} AS {quote_ident(out)}")
                 plan.columns.append((out, rel.name, prop))
@@ -445,9 +486,11 @@ def _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
         if segment is None:
             sql = f"SELECT DISTINCT q.{free_column} FROM {table} q WHERE {fixed_sql}"
         else:
-            where = " AND ".join([f"q.{free_column} = {segment.id_sql}", fixed_sql]
-                                 + ([f"{segment.alias}.is_neuron"] if segment.neuron else [])
-                                 + node_filters.get(segment.name, []))
+            where = " AND ".join(
+                [f"q.{free_column} = {segment.id_sql}", fixed_sql]
+                + ([f"{segment.alias}.is_neuron"] if segment.neuron else [])
+                + node_filters.get(segment.name, [])
+            )
             sql = f"SELECT DISTINCT {segment.id_sql} FROM {table} q, segments {segment.alias} WHERE {where}"
         columns = sorted(c for c in joined if not c.startswith("b."))
         if not any(sql == known for known, _ in out):
@@ -494,7 +537,7 @@ def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> tuple[li
     if not (isinstance(target, ast.Property) and isinstance(target.subject, ast.Variable)):
         return [], None
     var = nodes.get(target.subject.name)
-    if var is None or not ((var.kind == SEGMENT and target.name == "bodyId")):
+    if var is None or not (var.kind == SEGMENT and target.name == "bodyId"):
         return [], None
     rendered = compile_value(value, scope)
     if rendered is None or rendered[1] not in ("number", "list:number"):
@@ -539,7 +582,7 @@ def needed_properties(query: ast.Node) -> set[str]:
 
 def row_cap(clauses, position: int) -> int | None:
     """How many rows of the MATCH at ``position`` the rest of the query can use (None: all)."""
-    for clause in clauses[position + 1:]:
+    for clause in clauses[position + 1 :]:
         if not isinstance(clause, (ast.With, ast.Return)):
             return None
         if clause.distinct or clause.order_by or any(contains_aggregate(i.expression) for i in clause.items):
@@ -547,7 +590,9 @@ def row_cap(clauses, position: int) -> int | None:
         if isinstance(clause, ast.With) and clause.where is not None:
             return None
         if clause.limit is not None:
-            if not isinstance(clause.limit, ast.Literal) or (clause.skip is not None and not isinstance(clause.skip, ast.Literal)):
+            if not isinstance(clause.limit, ast.Literal) or (
+                clause.skip is not None and not isinstance(clause.skip, ast.Literal)
+            ):
                 return None
             return int(clause.limit.value) + (int(clause.skip.value) if clause.skip is not None else 0)
     return None

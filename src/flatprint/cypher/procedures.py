@@ -67,8 +67,13 @@ class ProcedureExecution:
 
 
 def _property_keys(model) -> list[dict]:
-    keys = sorted(set(model.segment_properties) | set(model.rois) | set(model.nt_columns)
-                  | {"type", "confidence", "location", "weight", "weightHP"} | set(model.meta))
+    keys = sorted(
+        set(model.segment_properties)
+        | set(model.rois)
+        | set(model.nt_columns)
+        | {"type", "confidence", "location", "weight", "weightHP"}
+        | set(model.meta)
+    )
     return [{"propertyKey": k} for k in keys]
 
 

@@ -18,15 +18,20 @@ class ProjectionExecution:
 
     def _order_skip_limit(self, clause, names, expressions, projected):
         if clause.order_by:
+
             def key(row):
                 out = []
                 for sort in clause.order_by:
                     expr = sort.expression
-                    name = expr.name if isinstance(expr, ast.Variable) and expr.name in names else \
-                        names[expressions.index(expr)]
+                    name = (
+                        expr.name
+                        if isinstance(expr, ast.Variable) and expr.name in names
+                        else names[expressions.index(expr)]
+                    )
                     value = SortKey(row[name])
                     out.append(Descending(value) if sort.descending else value)
                 return out
+
             projected = sorted(projected, key=key)
         return self._skip_limit(clause, projected)
 
@@ -81,7 +86,7 @@ class ProjectionExecution:
             projected = self._aggregate(names, expressions, clause.order_by, rows)
         if clause.distinct:
             seen, unique = set(), []
-            for out, context in projected:
+            for _out, context in projected:
                 key = hashable([identity(out[n]) for n in names])
                 if key not in seen:
                     seen.add(key)
@@ -89,7 +94,7 @@ class ProjectionExecution:
             projected = unique
         if clause.order_by:
             keys = []
-            for out, context in projected:
+            for _out, context in projected:
                 evaluator = Evaluator(self.params, context.get("__aggregates"))
                 key = []
                 for sort in clause.order_by:
@@ -161,8 +166,11 @@ class ProjectionExecution:
             if not values:
                 return None
             keys = [SortKey(v) for v in values]
-            best = min(range(len(values)), key=lambda i: keys[i]) if name == "min" else \
-                max(range(len(values)), key=lambda i: keys[i])
+            best = (
+                min(range(len(values)), key=lambda i: keys[i])
+                if name == "min"
+                else max(range(len(values)), key=lambda i: keys[i])
+            )
             return values[best]
         if name == "stdev":
             return statistics.stdev(values) if len(values) > 1 else 0.0
@@ -175,8 +183,11 @@ class ProjectionExecution:
         variables = set()
         for expr in expressions:
             for node in expr.walk():
-                if isinstance(node, ast.FunctionCall) and node.lower_name in (
-                        "keys", "properties", "apoc.map.removekeys", "apoc.map.removekey") and node.arguments:
+                if (
+                    isinstance(node, ast.FunctionCall)
+                    and node.lower_name in ("keys", "properties", "apoc.map.removekeys", "apoc.map.removekey")
+                    and node.arguments
+                ):
                     if isinstance(node.arguments[0], ast.Variable):
                         variables.add(node.arguments[0].name)
                 elif isinstance(node, ast.MapProjection):

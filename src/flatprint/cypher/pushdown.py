@@ -11,8 +11,14 @@ from flatprint.cypher.planner import narrow_partner_bodies, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
 from flatprint.cypher.rewriter import pattern_groups
 from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
-from flatprint.cypher.sqlgen import (aggregate_call, body_pair, compile_predicate, compile_value, select_statement,
-                                     variables_in)
+from flatprint.cypher.sqlgen import (
+    aggregate_call,
+    body_pair,
+    compile_predicate,
+    compile_value,
+    select_statement,
+    variables_in,
+)
 from flatprint.cypher.values import NodeRef, Point
 from flatprint.store.sql import quote_ident
 
@@ -29,17 +35,27 @@ class PushdownExecution:
         final = isinstance(projection, ast.Return) and self.columnar_allowed
         expressions = [item.expression for item in projection.items]
         aggregating = any(contains_aggregate(e) for e in expressions)
-        if any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
-               for p in match.patterns):
+        if any(
+            p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+            for p in match.patterns
+        ):
             return None
         bound_kinds, bound_families = self._bound(rows)
         reads = set()
         for expr in expressions:
             reads |= variables_in(expr)
         reads = {name for name in reads if name in bound_families}
-        plan = plan_match(match.patterns, match.where, self.model, bound_kinds=bound_kinds,
-                          bound_values=bound_families, params=self.params, needed_props=set(),
-                          pattern_groups=pattern_groups(match), also_reads=reads)
+        plan = plan_match(
+            match.patterns,
+            match.where,
+            self.model,
+            bound_kinds=bound_kinds,
+            bound_values=bound_families,
+            params=self.params,
+            needed_props=set(),
+            pattern_groups=pattern_groups(match),
+            also_reads=reads,
+        )
         if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
             return None
         narrow_partner_bodies(plan, self.run_sql)
@@ -78,14 +94,19 @@ class PushdownExecution:
                 return None
             select.append(sql)
         for sort in projection.order_by:  # ORDER BY must name projected columns
-            if not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names) and \
-                    sort.expression not in expressions:
+            if (
+                not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names)
+                and sort.expression not in expressions
+            ):
                 return None
         order: list[tuple[int, bool]] | None = []
         for sort in projection.order_by:
             expr = sort.expression
-            position = names.index(expr.name) if isinstance(expr, ast.Variable) and expr.name in names else \
-                expressions.index(expr)
+            position = (
+                names.index(expr.name)
+                if isinstance(expr, ast.Variable) and expr.name in names
+                else expressions.index(expr)
+            )
             if names[position] in points:
                 order = None
                 break
@@ -94,10 +115,22 @@ class PushdownExecution:
         if order is not None:
             skip, limit = self._count(projection.skip, "SKIP"), self._count(projection.limit, "LIMIT")
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
-        sql = select_statement(list(zip(select, names)), plan.from_where, distinct=distinct,
-                               group_by=keys if aggregating else [], order_by=order, limit=limit, offset=skip)
-        if final and order is not None and not roi_infos and not points and \
-                all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values()):
+        sql = select_statement(
+            list(zip(select, names)),
+            plan.from_where,
+            distinct=distinct,
+            group_by=keys if aggregating else [],
+            order_by=order,
+            limit=limit,
+            offset=skip,
+        )
+        if (
+            final
+            and order is not None
+            and not roi_infos
+            and not points
+            and all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values())
+        ):
             if wholes and not aggregating:
                 # the columns of each synapse's map come with the answer: no second scan of synapses
                 sources = {}
@@ -108,8 +141,9 @@ class PushdownExecution:
                     sources[name] = [len(columns)] + [len(columns) + 1 + k for k in range(len(wanted))]
                     columns += [(f"{alias}.syn_id", f"__map{number}_id")]
                     columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
-                sql = select_statement(columns, plan.from_where, distinct=distinct, order_by=order, limit=limit,
-                                       offset=skip)
+                sql = select_statement(
+                    columns, plan.from_where, distinct=distinct, order_by=order, limit=limit, offset=skip
+                )
                 return names, self._columnar(sql, tables, names, wholes, plan, sources)
             return names, self._columnar(sql, tables, names, wholes, plan)
         results = self.run_sql(sql, tables)
@@ -130,8 +164,14 @@ class PushdownExecution:
         for name in roi_infos:
             index = names.index(name)
             pairs = {tuple(v) for v in columns[index] if v is not None}
-            infos = self.view.roi_infos(pa.table({"a": pa.array([p[0] for p in pairs], type=pa.int64()),
-                                                  "b": pa.array([p[1] for p in pairs], type=pa.int64())}))
+            infos = self.view.roi_infos(
+                pa.table(
+                    {
+                        "a": pa.array([p[0] for p in pairs], type=pa.int64()),
+                        "b": pa.array([p[1] for p in pairs], type=pa.int64()),
+                    }
+                )
+            )
             columns[index] = [None if v is None else infos.get(tuple(v), "{}") for v in columns[index]]
         self.deadline.check()
         projected = [dict(zip(names, values)) for values in zip(*columns)]
@@ -143,7 +183,7 @@ class PushdownExecution:
         (else the maps read the synapses table)."""
         table = self.run_arrow_checked(sql, tables)
         maps = {}
-        for name, (variable, removed) in wholes.items():
+        for name, (_variable, removed) in wholes.items():
             index = names.index(name)
             rows = None
             if sources:
@@ -161,12 +201,14 @@ class PushdownExecution:
         distinct = list({key for key in keys if key is not None})
         maps = self.view.property_maps(kind, distinct)
         if removed is None:
-            values = {key: NodeRef(kind, key, props=maps.get(key, {}), view=self.view, complete=True)
-                      for key in distinct}
+            values = {
+                key: NodeRef(kind, key, props=maps.get(key, {}), view=self.view, complete=True) for key in distinct
+            }
         else:
             drop = set(removed)
-            values = {key: {k: v for k, v in maps.get(key, {}).items() if k not in drop and v is not None}
-                      for key in distinct}
+            values = {
+                key: {k: v for k, v in maps.get(key, {}).items() if k not in drop and v is not None} for key in distinct
+            }
         return [values.get(key) for key in keys]
 
     def _aggregate_sql(self, expr, plan) -> str | None:
@@ -193,8 +235,10 @@ def _whole_node_item(expr, plan):
     removed = None
     if isinstance(expr, ast.FunctionCall) and expr.lower_name == "apoc.map.removekeys" and len(expr.arguments) == 2:
         keys = expr.arguments[1]
-        if not (isinstance(keys, ast.ListLiteral) and all(isinstance(k, ast.Literal) and isinstance(k.value, str)
-                                                           for k in keys.items)):
+        if not (
+            isinstance(keys, ast.ListLiteral)
+            and all(isinstance(k, ast.Literal) and isinstance(k.value, str) for k in keys.items)
+        ):
             return None
         removed = tuple(k.value for k in keys.items)
         expr = expr.arguments[0]

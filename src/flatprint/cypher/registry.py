@@ -12,8 +12,17 @@ from dataclasses import dataclass
 
 from flatprint.cypher import ast
 
-__all__ = ["Callable", "FUNCTIONS", "AGGREGATES", "PROCEDURES", "QUERY_PROCEDURES", "lookup_function",
-           "lookup_procedure", "is_aggregate", "contains_aggregate"]
+__all__ = [
+    "Callable",
+    "FUNCTIONS",
+    "AGGREGATES",
+    "PROCEDURES",
+    "QUERY_PROCEDURES",
+    "lookup_function",
+    "lookup_procedure",
+    "is_aggregate",
+    "contains_aggregate",
+]
 
 SCALAR = "scalar"
 AGGREGATE = "aggregate"
@@ -45,23 +54,65 @@ def _scalar(name: str, low: int = 1, high: int | None = None) -> Callable:
 
 
 _SCALARS = (
-    _scalar("abs"), _scalar("ceil"), _scalar("coalesce", 1, 99), _scalar("endNode"), _scalar("exp"),
-    _scalar("floor"), _scalar("head"), _scalar("id"), _scalar("keys"), _scalar("labels"), _scalar("last"),
-    _scalar("left", 2), _scalar("length"), _scalar("log"), _scalar("lower"), _scalar("lTrim"),
-    _scalar("nodes"), _scalar("properties"), _scalar("range", 2, 3), _scalar("relationships"), _scalar("rels"),
-    _scalar("replace", 3), _scalar("reverse"), _scalar("right", 2), _scalar("round"), _scalar("rTrim"),
-    _scalar("sign"), _scalar("size"), _scalar("split", 2), _scalar("sqrt"), _scalar("startNode"),
-    _scalar("substring", 2, 3), _scalar("tail"), _scalar("toBoolean"), _scalar("toFloat"), _scalar("toInteger"),
-    _scalar("toLower"), _scalar("toString"), _scalar("toUpper"), _scalar("trim"), _scalar("type"),
+    _scalar("abs"),
+    _scalar("ceil"),
+    _scalar("coalesce", 1, 99),
+    _scalar("endNode"),
+    _scalar("exp"),
+    _scalar("floor"),
+    _scalar("head"),
+    _scalar("id"),
+    _scalar("keys"),
+    _scalar("labels"),
+    _scalar("last"),
+    _scalar("left", 2),
+    _scalar("length"),
+    _scalar("log"),
+    _scalar("lower"),
+    _scalar("lTrim"),
+    _scalar("nodes"),
+    _scalar("properties"),
+    _scalar("range", 2, 3),
+    _scalar("relationships"),
+    _scalar("rels"),
+    _scalar("replace", 3),
+    _scalar("reverse"),
+    _scalar("right", 2),
+    _scalar("round"),
+    _scalar("rTrim"),
+    _scalar("sign"),
+    _scalar("size"),
+    _scalar("split", 2),
+    _scalar("sqrt"),
+    _scalar("startNode"),
+    _scalar("substring", 2, 3),
+    _scalar("tail"),
+    _scalar("toBoolean"),
+    _scalar("toFloat"),
+    _scalar("toInteger"),
+    _scalar("toLower"),
+    _scalar("toString"),
+    _scalar("toUpper"),
+    _scalar("trim"),
+    _scalar("type"),
     _scalar("upper"),
-    _scalar("apoc.coll.containsDuplicates"), _scalar("apoc.coll.flatten"), _scalar("apoc.coll.max"),
-    _scalar("apoc.coll.min"), _scalar("apoc.coll.sum"), _scalar("apoc.coll.toSet"),
-    _scalar("apoc.convert.fromJsonList"), _scalar("apoc.convert.fromJsonMap"), _scalar("apoc.convert.toJson"),
-    _scalar("apoc.map.removeKey", 2), _scalar("apoc.map.removeKeys", 2), _scalar("apoc.meta.type"),
+    _scalar("apoc.coll.containsDuplicates"),
+    _scalar("apoc.coll.flatten"),
+    _scalar("apoc.coll.max"),
+    _scalar("apoc.coll.min"),
+    _scalar("apoc.coll.sum"),
+    _scalar("apoc.coll.toSet"),
+    _scalar("apoc.convert.fromJsonList"),
+    _scalar("apoc.convert.fromJsonMap"),
+    _scalar("apoc.convert.toJson"),
+    _scalar("apoc.map.removeKey", 2),
+    _scalar("apoc.map.removeKeys", 2),
+    _scalar("apoc.meta.type"),
 )
 
-_AGGREGATES = tuple(Callable(name, AGGREGATE, 1, 1)
-                    for name in ("avg", "collect", "count", "max", "min", "stdev", "stDevP", "sum"))
+_AGGREGATES = tuple(
+    Callable(name, AGGREGATE, 1, 1) for name in ("avg", "collect", "count", "max", "min", "stdev", "stDevP", "sum")
+)
 
 _PROCEDURES = (
     Callable("apoc.cypher.run", PROCEDURE, 1, 3, ("value",)),
@@ -93,8 +144,7 @@ def lookup_procedure(name: str) -> Callable | None:
 
 def is_aggregate(expr: ast.Node) -> bool:
     """True for ``count(*)`` and a call of an aggregation."""
-    return isinstance(expr, ast.CountStar) or (
-        isinstance(expr, ast.FunctionCall) and expr.lower_name in AGGREGATES)
+    return isinstance(expr, ast.CountStar) or (isinstance(expr, ast.FunctionCall) and expr.lower_name in AGGREGATES)
 
 
 def contains_aggregate(expr: ast.Node) -> bool:
@@ -103,6 +153,7 @@ def contains_aggregate(expr: ast.Node) -> bool:
 
 def markdown() -> str:
     """docs/cypher.md's list of what a query may call (a test keeps the page equal to this)."""
+
     def names(entries) -> str:
         return ", ".join(f"`{e.name}`" for e in sorted(entries, key=lambda e: e.key))
 
@@ -111,11 +162,15 @@ def markdown() -> str:
 
     plain = [e for e in FUNCTIONS.values() if "." not in e.name]
     apoc = [e for e in FUNCTIONS.values() if "." in e.name]
-    procedures = "; ".join(f"`{e.name}` ({e.arity_text()} arguments) yields {', '.join(e.yields)}"
-                           for e in sorted(PROCEDURES.values(), key=lambda e: e.key))
-    return "\n".join([
-        f"- Aggregations (one argument, `DISTINCT` allowed; also `count(*)`): {names(AGGREGATES.values())}.",
-        f"- Functions (number of arguments): {with_arity(plain)}.",
-        f"- APOC functions: {with_arity(apoc)}.",
-        f"- Procedures: {procedures}.",
-    ])
+    procedures = "; ".join(
+        f"`{e.name}` ({e.arity_text()} arguments) yields {', '.join(e.yields)}"
+        for e in sorted(PROCEDURES.values(), key=lambda e: e.key)
+    )
+    return "\n".join(
+        [
+            f"- Aggregations (one argument, `DISTINCT` allowed; also `count(*)`): {names(AGGREGATES.values())}.",
+            f"- Functions (number of arguments): {with_arity(plain)}.",
+            f"- APOC functions: {with_arity(apoc)}.",
+            f"- Procedures: {procedures}.",
+        ]
+    )

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from flatprint.cypher import ast
 from flatprint.cypher.sqlgen import variables_in
 
-__all__ = ["inline_constant_withs", "fold_pass_through_withs", "MergedMatch", "pattern_groups", "rewrite_path_ends",
-           "with_variable", "and_all"]
+__all__ = [
+    "inline_constant_withs",
+    "fold_pass_through_withs",
+    "MergedMatch",
+    "pattern_groups",
+    "rewrite_path_ends",
+    "with_variable",
+    "and_all",
+]
 
 
 def _is_constant(expr) -> bool:
@@ -40,8 +47,11 @@ def _names_bound(node) -> set[str]:
             continue
         if not isinstance(item, ast.Node):
             continue
-        if isinstance(item, ast.ProjectionItem) and isinstance(item.expression, ast.Variable) \
-                and item.alias in (None, item.expression.name):
+        if (
+            isinstance(item, ast.ProjectionItem)
+            and isinstance(item.expression, ast.Variable)
+            and item.alias in (None, item.expression.name)
+        ):
             continue  # ``WITH x`` passes x on; it does not bind a new x
         for attr in ("variable", "alias", "accumulator"):
             value = getattr(item, attr, None)
@@ -58,8 +68,11 @@ def _substitute(node, name: str, value):
     """
     if isinstance(node, ast.Variable):
         return value if node.name == name else node
-    if isinstance(node, ast.ProjectionItem) and isinstance(node.expression, ast.Variable) \
-            and node.expression.name == name:
+    if (
+        isinstance(node, ast.ProjectionItem)
+        and isinstance(node.expression, ast.Variable)
+        and node.expression.name == name
+    ):
         return dataclasses.replace(node, expression=value, alias=node.alias or name)
     if isinstance(node, tuple):
         return tuple(_substitute(item, name, value) for item in node)
@@ -113,11 +126,11 @@ def fold_pass_through_withs(clauses) -> tuple:
     position = 0
     while position + 1 < len(clauses):
         match, following = clauses[position], clauses[position + 1]
-        folded = _fold_with(match, following, clauses[position + 2:])  # or merge two MATCHes
+        folded = _fold_with(match, following, clauses[position + 2 :])  # or merge two MATCHes
         if folded is None:
             position += 1
         else:
-            clauses[position:position + 2] = [folded]
+            clauses[position : position + 2] = [folded]
     return tuple(clauses)
 
 
@@ -133,8 +146,10 @@ def pattern_groups(match: ast.Match) -> tuple[int, ...]:
 
 
 def _is_var_length(match: ast.Match) -> bool:
-    return any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
-               for p in match.patterns)
+    return any(
+        p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+        for p in match.patterns
+    )
 
 
 def _merge_matches(first, second):
@@ -145,11 +160,20 @@ def _merge_matches(first, second):
         return None
     where = first.where
     if second.where is not None:
-        where = second.where if where is None else ast.BinaryOp(
-            "AND", where, second.where, line=second.where.line, column=second.where.column)
+        where = (
+            second.where
+            if where is None
+            else ast.BinaryOp("AND", where, second.where, line=second.where.line, column=second.where.column)
+        )
     offset = max(pattern_groups(first)) + 1
-    return MergedMatch(first.patterns + second.patterns, where, False, line=first.line, column=first.column,
-                       groups=pattern_groups(first) + tuple(g + offset for g in pattern_groups(second)))
+    return MergedMatch(
+        first.patterns + second.patterns,
+        where,
+        False,
+        line=first.line,
+        column=first.column,
+        groups=pattern_groups(first) + tuple(g + offset for g in pattern_groups(second)),
+    )
 
 
 def _fold_with(match, with_clause, rest):
@@ -160,8 +184,10 @@ def _fold_with(match, with_clause, rest):
         return None
     if with_clause.star or with_clause.order_by or with_clause.skip is not None or with_clause.limit is not None:
         return None
-    if any(p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
-           for p in match.patterns):
+    if any(
+        p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
+        for p in match.patterns
+    ):
         return None
     pattern_vars = {e.variable for p in match.patterns for e in p.elements if e.variable}
     pattern_vars |= {p.variable for p in match.patterns if p.variable}
@@ -185,13 +211,19 @@ def _fold_with(match, with_clause, rest):
         return None
     where = match.where
     if with_clause.where is not None:
-        where = with_clause.where if where is None else ast.BinaryOp(
-            "AND", where, with_clause.where, line=with_clause.where.line, column=with_clause.where.column)
+        where = (
+            with_clause.where
+            if where is None
+            else ast.BinaryOp(
+                "AND", where, with_clause.where, line=with_clause.where.line, column=with_clause.where.column
+            )
+        )
     # variables the WITH dropped must not be used later (Cypher would reject that query)
     if (pattern_vars - kept) & later:
         return None
-    return MergedMatch(match.patterns, where, match.optional, line=match.line, column=match.column,
-                       groups=pattern_groups(match))
+    return MergedMatch(
+        match.patterns, where, match.optional, line=match.line, column=match.column, groups=pattern_groups(match)
+    )
 
 
 def _determined_by(patterns, kept: set[str]) -> bool:
@@ -215,8 +247,12 @@ def _determined_by(patterns, kept: set[str]) -> bool:
         for left, rel, right in elements:
             for a, b in ((left, right), (right, left)):
                 # a SynapseSet is fixed by the body it is Contained in or Contains
-                if key(b) not in known and "SynapseSet" in b.labels and key(a) in known and \
-                        rel.types in (("Contains",), ()):
+                if (
+                    key(b) not in known
+                    and "SynapseSet" in b.labels
+                    and key(a) in known
+                    and rel.types in (("Contains",), ())
+                ):
                     known.add(key(b))
                     changed = True
             if key(rel) not in known and key(left) in known and key(right) in known:
@@ -250,8 +286,13 @@ def rewrite_path_ends(where, path_name, source_name, target_name, direction):
     def rewrite(node):
         if isinstance(node, ast.FunctionCall) and node.lower_name in ("head", "last") and len(node.arguments) == 1:
             arg = node.arguments[0]
-            if (isinstance(arg, ast.FunctionCall) and arg.lower_name == "nodes" and len(arg.arguments) == 1
-                    and isinstance(arg.arguments[0], ast.Variable) and arg.arguments[0].name == path_name):
+            if (
+                isinstance(arg, ast.FunctionCall)
+                and arg.lower_name == "nodes"
+                and len(arg.arguments) == 1
+                and isinstance(arg.arguments[0], ast.Variable)
+                and arg.arguments[0].name == path_name
+            ):
                 name = first if node.lower_name == "head" else last
                 return ast.Variable(name, line=node.line, column=node.column)
         if isinstance(node, ast.Node):

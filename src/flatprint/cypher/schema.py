@@ -36,15 +36,36 @@ CONNECTS, SYNAPSES_TO, CONTAINS = "ConnectsTo", "SynapsesTo", "Contains"
 
 #: label -> node kind (labels are case-sensitive in Cypher)
 LABEL_KINDS = {
-    "Segment": SEGMENT, "Neuron": SEGMENT, "Cell": SEGMENT,
-    "SynapseSet": SYNSET, "Synapse": SYNAPSE, "PreSyn": SYNAPSE, "PostSyn": SYNAPSE,
-    "Meta": META, "Element": EMPTY, "ElementSet": EMPTY, "Mitochondrion": EMPTY, "DataModel": EMPTY,
+    "Segment": SEGMENT,
+    "Neuron": SEGMENT,
+    "Cell": SEGMENT,
+    "SynapseSet": SYNSET,
+    "Synapse": SYNAPSE,
+    "PreSyn": SYNAPSE,
+    "PostSyn": SYNAPSE,
+    "Meta": META,
+    "Element": EMPTY,
+    "ElementSet": EMPTY,
+    "Mitochondrion": EMPTY,
+    "DataModel": EMPTY,
 }
 #: relationship type names the engine knows; anything else matches nothing
 REL_TYPES = {CONNECTS, SYNAPSES_TO, CONTAINS, "CloseTo"}
 
-NUMERIC_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
-                 "UTINYINT", "HUGEINT", "DOUBLE", "FLOAT", "DECIMAL")
+NUMERIC_TYPES = (
+    "BIGINT",
+    "INTEGER",
+    "SMALLINT",
+    "TINYINT",
+    "UBIGINT",
+    "UINTEGER",
+    "USMALLINT",
+    "UTINYINT",
+    "HUGEINT",
+    "DOUBLE",
+    "FLOAT",
+    "DECIMAL",
+)
 
 
 class GraphModel:
@@ -86,8 +107,10 @@ class GraphModel:
             if name in self.segment_types and name not in HIDDEN_SEGMENT_COLUMNS:
                 return f"{alias}.{quote_ident(name)}", _family(self.segment_types[name], name)
             if name in self.roi_set:
-                return (f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {sql_literal(name)} "
-                        f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"), "bool"
+                return (
+                    f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {sql_literal(name)} "
+                    f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"
+                ), "bool"
             return "NULL", "null"
         if kind == SYNAPSE:
             if name in SYNAPSE_COLUMNS:
@@ -106,8 +129,10 @@ class GraphModel:
     def synapse_roi_sql(self, alias: str, roi: str, prefix: str = "", suffix: str = "") -> str:
         """TRUE (else NULL) when the synapse at ``alias`` counts under ``roi``."""
         sets = self.roi_labels.get(roi, {})
-        tests = [f"{alias}.{prefix}{roi_set}_label{suffix} IN ({', '.join(map(str, labels))})"
-                 for roi_set, labels in sorted(sets.items())]
+        tests = [
+            f"{alias}.{prefix}{roi_set}_label{suffix} IN ({', '.join(map(str, labels))})"
+            for roi_set, labels in sorted(sets.items())
+        ]
         return f"(CASE WHEN {' OR '.join(tests)} THEN TRUE END)" if tests else "NULL"
 
     def point_component_sql(self, kind: str, alias: str, name: str, component: str) -> str | None:
@@ -145,8 +170,11 @@ class GraphModel:
         key = (primary_label, major_label)
         flags = self._roi_flags.get(key)
         if flags is None:
-            flags = {roi: True for roi_set, label in (("primary", primary_label), ("major", major_label))
-                     for roi in self.roi_names_of_label.get((roi_set, label), [])}
+            flags = {
+                roi: True
+                for roi_set, label in (("primary", primary_label), ("major", major_label))
+                for roi in self.roi_names_of_label.get((roi_set, label), [])
+            }
             self._roi_flags[key] = flags
         return flags
 
@@ -158,8 +186,16 @@ class GraphModel:
         flags_of = self._roi_flags  # roi_flags' cache, read inline: this loop runs once per synapse
         maps = {}
         for syn_id, kind, conf, x, y, z, primary, major, nts in zip(
-                columns["syn_id"], columns["kind"], columns["conf"], columns["x"], columns["y"], columns["z"],
-                columns["primary_label"], columns["major_label"], nt_values):
+            columns["syn_id"],
+            columns["kind"],
+            columns["conf"],
+            columns["x"],
+            columns["y"],
+            columns["z"],
+            columns["primary_label"],
+            columns["major_label"],
+            nt_values,
+        ):
             props = {"type": kind, "confidence": conf, "location": Point((x, y, z))}
             for name, value in zip(nt_names, nts):
                 if value is not None:
@@ -257,7 +293,7 @@ class GraphView:
             return build(ids)
         maps: dict = {}  # many maps: in batches, so that the memory budget is checked as they grow
         for start in range(0, len(ids), self.MAPS_PER_BATCH):
-            batch = ids[start:start + self.MAPS_PER_BATCH]
+            batch = ids[start : start + self.MAPS_PER_BATCH]
             maps.update(build(batch))
             self.check_rows(len(batch))
         return maps
@@ -268,8 +304,11 @@ class GraphView:
     def _segment_maps(self, ids) -> dict:
         model = self.model
         cols = ", ".join(f"s.{quote_ident(c)}" for c in model.segment_properties)
-        rows = self.run_sql(f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id "
-                            f"WHERE {id_ranges_sql('s.bodyId', ids, gap=0)}", {"ids_table": self._id_table(ids)})
+        rows = self.run_sql(
+            f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id "
+            f"WHERE {id_ranges_sql('s.bodyId', ids, gap=0)}",
+            {"ids_table": self._id_table(ids)},
+        )
         maps = {}
         for row in rows:
             props = {}
@@ -289,7 +328,8 @@ class GraphView:
         table = self.run_arrow(
             f"SELECT {', '.join('s.' + quote_ident(c) for c in cols)} FROM synapses s "
             f"SEMI JOIN ids_table i ON s.syn_id = i.id WHERE {id_ranges_sql('s.syn_id', ids)}",
-            {"ids_table": self._id_table(ids)})
+            {"ids_table": self._id_table(ids)},
+        )
         return self.model.synapse_maps({name: table.column(name).to_pylist() for name in cols})
 
     def complete_rels(self, rels) -> None:
@@ -302,12 +342,15 @@ class GraphView:
                     rel.complete = True
         if not todo:
             return
-        pairs = pa.table({"a": pa.array([k[0] for k in todo], type=pa.int64()),
-                          "b": pa.array([k[1] for k in todo], type=pa.int64())})
+        pairs = pa.table(
+            {"a": pa.array([k[0] for k in todo], type=pa.int64()), "b": pa.array([k[1] for k in todo], type=pa.int64())}
+        )
         found = {}
         for a, b, weight, weight_hp in self.run_sql(
-                "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections c "
-                "SEMI JOIN pairs p ON c.body_pre = p.a AND c.body_post = p.b", {"pairs": pairs}):
+            "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections c "
+            "SEMI JOIN pairs p ON c.body_pre = p.a AND c.body_post = p.b",
+            {"pairs": pairs},
+        ):
             found[(a, b)] = {"weight": weight, "weightHP": weight_hp}
         infos = self.roi_infos(pairs)
         for key, group in todo.items():
@@ -328,8 +371,10 @@ class GraphView:
             table, side, ids = "connection_rois_by_post", "body_post", ends
         else:
             table, side, ids = "connection_rois", "body_pre", starts
-        sql = (f"SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM {table} r "
-               "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b")
+        sql = (
+            f"SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM {table} r "
+            "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b"
+        )
         if len(ids) <= 2000:
             sql += f" WHERE r.{side} IN ({', '.join(str(int(v)) for v in sorted(ids))})"
         for a, b, roi, pre, post in self.run_sql(sql + " ORDER BY 1, 2, 3", {"pairs": pairs}):
@@ -338,12 +383,14 @@ class GraphView:
 
     def fill_roi_infos(self, rels) -> None:
         """Set roiInfo on ConnectsTo relationships that lack it (one query for all of them)."""
-        need = {(r.start, r.end) for r in rels if isinstance(r, RelRef) and r.kind == CONNECTS
-                and "roiInfo" not in r.props}
+        need = {
+            (r.start, r.end) for r in rels if isinstance(r, RelRef) and r.kind == CONNECTS and "roiInfo" not in r.props
+        }
         if not need:
             return
-        pairs = pa.table({"a": pa.array([k[0] for k in need], type=pa.int64()),
-                          "b": pa.array([k[1] for k in need], type=pa.int64())})
+        pairs = pa.table(
+            {"a": pa.array([k[0] for k in need], type=pa.int64()), "b": pa.array([k[1] for k in need], type=pa.int64())}
+        )
         infos = self.roi_infos(pairs)
         for rel in rels:
             if isinstance(rel, RelRef) and rel.kind == CONNECTS and "roiInfo" not in rel.props:

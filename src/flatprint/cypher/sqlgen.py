@@ -24,8 +24,8 @@ class SqlScope:
     """Variables visible to the SQL of one match."""
 
     model: GraphModel
-    nodes: dict = field(default_factory=dict)      # variable -> (kind, alias or None, id SQL)
-    rels: dict = field(default_factory=dict)       # variable -> (kind, alias)
+    nodes: dict = field(default_factory=dict)  # variable -> (kind, alias or None, id SQL)
+    rels: dict = field(default_factory=dict)  # variable -> (kind, alias)
     bound_values: dict = field(default_factory=dict)  # variable -> (SQL, family) from earlier rows
     params: dict = field(default_factory=dict)
 
@@ -250,18 +250,26 @@ def variables_in(e: ast.Node) -> set[str]:
     return out
 
 
-
 # ---- whole statements: the executor composes these, it writes no SQL text itself ------------------
 
-def select_statement(columns: list[tuple[str, str]], from_where: str, *, distinct: bool = False,
-                     group_by: list[int] = (), order_by: list[tuple[int, bool]] | None = None,
-                     limit: int | None = None, offset: int | None = None) -> str:
+
+def select_statement(
+    columns: list[tuple[str, str]],
+    from_where: str,
+    *,
+    distinct: bool = False,
+    group_by: list[int] = (),
+    order_by: list[tuple[int, bool]] | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> str:
     """``SELECT [DISTINCT] sql AS name, ... <from_where> [GROUP BY] [ORDER BY] [LIMIT] [OFFSET]``.
 
     ``group_by`` and ``order_by`` refer to columns by 1-based position; ``order_by`` is (position,
     descending) with Cypher's null order (last ascending, first descending).
     """
-    sql = f"SELECT {'DISTINCT ' if distinct else ''}{', '.join(f'{c} AS {quote_ident(n)}' for c, n in columns)}{from_where}"
+    select_list = ", ".join(f"{c} AS {quote_ident(n)}" for c, n in columns)
+    sql = f"SELECT {'DISTINCT ' if distinct else ''}{select_list}{from_where}"
     if group_by:
         sql += " GROUP BY " + ", ".join(str(p) for p in group_by)
     if order_by:

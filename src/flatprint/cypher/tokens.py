@@ -189,9 +189,7 @@ _TOKEN_PATTERN = re.compile(
             r"(?P<quoted>`(?:[^`]|``)*`)",
             r"(?P<parameter>\$(?:[^\W\d]\w*|[0-9]+|`(?:[^`]|``)*`))",
             r"(?P<string>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")",
-            "(?P<punctuation>"
-            + "|".join(re.escape(p) for p in sorted(_PUNCTUATION, key=len, reverse=True))
-            + ")",
+            "(?P<punctuation>" + "|".join(re.escape(p) for p in sorted(_PUNCTUATION, key=len, reverse=True)) + ")",
         ]
     ),
     re.DOTALL,
@@ -340,7 +338,5 @@ def _unescape(raw: str, offset: int, fail) -> str:
 def split_left_arrow(token: Token) -> tuple[Token, Token]:
     """Split an ``<-`` token into ``<`` and ``-`` (for ``x<-1``, meaning ``x < -1``)."""
     less = Token(TokenType.LT, "<", "<", token.line, token.column, token.offset, token.offset + 1)
-    minus = Token(
-        TokenType.MINUS, "-", "-", token.line, token.column + 1, token.offset + 1, token.end
-    )
+    minus = Token(TokenType.MINUS, "-", "-", token.line, token.column + 1, token.offset + 1, token.end)
     return less, minus

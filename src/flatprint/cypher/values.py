@@ -81,8 +81,12 @@ class RelRef:
     complete: bool = False
 
     def __eq__(self, other):
-        return (isinstance(other, RelRef) and other.kind == self.kind and other.start == self.start
-                and other.end == self.end)
+        return (
+            isinstance(other, RelRef)
+            and other.kind == self.kind
+            and other.start == self.start
+            and other.end == self.end
+        )
 
     def __hash__(self):
         return hash((self.kind, self.start, self.end))

@@ -86,7 +86,7 @@ def _zeros_byte_tables(count: int) -> np.ndarray:
     bit_set = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(bool)
     tables = np.empty((4, 256), dtype=np.uint32)
     for byte_index in range(4):
-        byte_columns = columns[8 * byte_index: 8 * byte_index + 8]
+        byte_columns = columns[8 * byte_index : 8 * byte_index + 8]
         tables[byte_index] = np.bitwise_xor.reduce(np.where(bit_set, byte_columns[None, :], 0), axis=1)
     return tables
 
@@ -105,8 +105,10 @@ def _crc_lanes(data: memoryview, lanes: int) -> tuple[int, int]:
         tables = _zeros_byte_tables(span)
         left = registers[0::2]
         registers = (
-            tables[0][left & 0xFF] ^ tables[1][(left >> 8) & 0xFF]
-            ^ tables[2][(left >> 16) & 0xFF] ^ tables[3][left >> 24]
+            tables[0][left & 0xFF]
+            ^ tables[1][(left >> 8) & 0xFF]
+            ^ tables[2][(left >> 16) & 0xFF]
+            ^ tables[3][left >> 24]
         ) ^ registers[1::2]
         span *= 2
     return int(registers[0]), used
@@ -119,7 +121,7 @@ def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
     position = 0
     while len(view) - position >= 16 * _CRC_MIN_LANE_BYTES:
         # Windows of at most 4 MiB keep the transposed copy in cache.
-        window = view[position:position + _CRC_WINDOW]
+        window = view[position : position + _CRC_WINDOW]
         lanes = min(_CRC_MAX_LANES, 1 << ((len(window) // _CRC_MIN_LANE_BYTES).bit_length() - 1))
         chunk_crc, used = _crc_lanes(window, lanes)
         register = _gf2_apply(_zeros_operator(used), register) ^ chunk_crc
@@ -162,8 +164,6 @@ def parse_goog_hash(header_value: str | None) -> Checksums:
     return Checksums(md5_digest, crc_value)
 
 
-
-
 def _verify_bytes_source(blocks: Iterable[bytes | memoryview], expected: Checksums, where: str) -> str:
     """Check the published checksums; return the SHA-256 (hex) for ``manifest.json``, computed in the same pass."""
     md5 = hashlib.md5(usedforsecurity=False) if expected.md5 is not None else None
@@ -176,11 +176,11 @@ def _verify_bytes_source(blocks: Iterable[bytes | memoryview], expected: Checksu
         if expected.crc32c is not None:
             crc = crc32c(block, crc)
     if md5 is not None and md5.digest() != expected.md5:
-        raise ReleaseError(f"{where}: MD5 checksum mismatch (server {expected.md5.hex()}, "
-                           f"downloaded {md5.hexdigest()})")
+        raise ReleaseError(
+            f"{where}: MD5 checksum mismatch (server {expected.md5.hex()}, downloaded {md5.hexdigest()})"
+        )
     if expected.crc32c is not None and crc != expected.crc32c:
-        raise ReleaseError(f"{where}: CRC32C checksum mismatch (server {expected.crc32c:08x}, "
-                           f"downloaded {crc:08x})")
+        raise ReleaseError(f"{where}: CRC32C checksum mismatch (server {expected.crc32c:08x}, downloaded {crc:08x})")
     return sha256.hexdigest()
 
 

@@ -14,11 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from flatprint.errors import ReleaseError
 from flatprint.download.checksums import MiB, _file_blocks, _verify_bytes_source
-from flatprint.download.remote import (_NETWORK_ERRORS, DownloadOptions, RemoteObject, _check_status, _Http,
-                                       _network_reason, _same_content, _sleep, _Stopped, _TransientError)
+from flatprint.download.remote import (
+    _NETWORK_ERRORS,
+    DownloadOptions,
+    RemoteObject,
+    _check_status,
+    _Http,
+    _network_reason,
+    _same_content,
+    _sleep,
+    _Stopped,
+    _TransientError,
+)
+from flatprint.errors import ReleaseError
 
 
 def _finalize(partial: Path, destination: Path, gunzip: bool) -> None:
@@ -57,8 +66,11 @@ def _segments_cover(segments: list[_Segment], size: int) -> bool:
     """Whether recorded segments tile ``[0, size)`` with plausible progress."""
     position = 0
     for segment in segments:
-        if segment.start != position or segment.end <= segment.start or \
-                not 0 <= segment.done <= segment.end - segment.start:
+        if (
+            segment.start != position
+            or segment.end <= segment.start
+            or not 0 <= segment.done <= segment.end - segment.start
+        ):
             return False
         position = segment.end
     return position == size
@@ -86,8 +98,10 @@ class _PartialFile:
         if not self.remote.accepts_ranges or size <= self.options.segment_size:
             return [_Segment(0, size)] if size else []
         count = math.ceil(size / self.options.segment_size)
-        return [_Segment(i * self.options.segment_size, min(size, (i + 1) * self.options.segment_size))
-                for i in range(count)]
+        return [
+            _Segment(i * self.options.segment_size, min(size, (i + 1) * self.options.segment_size))
+            for i in range(count)
+        ]
 
     def _read_progress(self) -> None:
         """Take over an earlier attempt's progress if it is for the same content (reads only)."""
@@ -151,8 +165,9 @@ class _PartialFile:
         return all(segment.complete for segment in self.segments)
 
     # -- fetching ------------------------------------------------------------------------------
-    def fetch_segment(self, segment: _Segment, http: _Http, cancel: threading.Event,
-                      on_bytes: Callable[[int], None]) -> None:
+    def fetch_segment(
+        self, segment: _Segment, http: _Http, cancel: threading.Event, on_bytes: Callable[[int], None]
+    ) -> None:
         """Fetch the rest of ``segment``, resuming with Range after each failure (bounded)."""
         url, options = self.remote.url, self.options
         failures_in_a_row = attempts = 0
@@ -170,13 +185,15 @@ class _PartialFile:
                     raise ReleaseError(
                         f"{url}: giving up after {attempts} attempts, {self.remote.size - self.remaining_bytes} "
                         f"of {self.remote.size} bytes kept in {self.remote.partial_path} for the next run "
-                        f"({_network_reason(exc, options)})") from exc
+                        f"({_network_reason(exc, options)})"
+                    ) from exc
                 self.save(force=True)
                 _sleep(options.backoff_delay(max(1, failures_in_a_row)), cancel)
         self.save(force=True)
 
-    def _stream_once(self, segment: _Segment, http: _Http, cancel: threading.Event,
-                     on_bytes: Callable[[int], None]) -> None:
+    def _stream_once(
+        self, segment: _Segment, http: _Http, cancel: threading.Event, on_bytes: Callable[[int], None]
+    ) -> None:
         url, size = self.remote.url, self.remote.size
         first = segment.start + segment.done
         last = segment.end - 1
@@ -197,8 +214,7 @@ class _PartialFile:
                 raise ReleaseError(f"{url}: the server ignored the Range request (HTTP 200 instead of 206)")
             announced = response.headers.get("Content-Length")
             if announced is not None and int(announced) != expected_body:
-                raise ReleaseError(f"{url}: wrong length: the server sends {announced} bytes, "
-                                   f"expected {expected_body}")
+                raise ReleaseError(f"{url}: wrong length: the server sends {announced} bytes, expected {expected_body}")
             received = 0
             with open(self.remote.partial_path, "r+b", buffering=0) as handle:
                 handle.seek(first)
@@ -209,8 +225,10 @@ class _PartialFile:
                         if not chunk:
                             continue
                     if received + len(chunk) > wanted:
-                        raise ReleaseError(f"{url}: wrong length: the server sent more than the "
-                                           f"{wanted} bytes requested at offset {first}")
+                        raise ReleaseError(
+                            f"{url}: wrong length: the server sent more than the "
+                            f"{wanted} bytes requested at offset {first}"
+                        )
                     try:
                         handle.write(chunk)  # unbuffered: on disk (page cache) before it is counted
                     except OSError as exc:
@@ -229,15 +247,17 @@ class _PartialFile:
         partial, remote = self.remote.partial_path, self.remote
         actual = partial.stat().st_size
         if actual != remote.size or not self.all_segments_complete:
-            raise ReleaseError(f"{remote.url}: wrong length: {partial} holds {actual} bytes, "
-                               f"the server says {remote.size}")
+            raise ReleaseError(
+                f"{remote.url}: wrong length: {partial} holds {actual} bytes, the server says {remote.size}"
+            )
         try:
             sha256 = _verify_bytes_source(_file_blocks(partial), remote.checksums, remote.url)
         except ReleaseError as exc:
             self.verify_failed = True
             self.save(force=True)
-            raise ReleaseError(f"{exc}; the data is kept in {partial} but not used, and the next run "
-                               f"downloads it again") from None
+            raise ReleaseError(
+                f"{exc}; the data is kept in {partial} but not used, and the next run downloads it again"
+            ) from None
         _finalize(partial, remote.destination, remote.stored_gzip)
         remote.sidecar_path.unlink(missing_ok=True)
         return sha256
@@ -255,11 +275,13 @@ def _check_content_range(value: str | None, first: int, last: int, size: int, ur
     if unit != "bytes" or start != first:
         raise ReleaseError(f"{url}: the server answered range {value!r} to a request for bytes {first}-{last}")
     if total != "*" and int(total) != size:
-        raise ReleaseError(f"{url}: wrong length: the object now has {total} bytes, expected {size} "
-                           f"(it changed on the server?)")
+        raise ReleaseError(
+            f"{url}: wrong length: the object now has {total} bytes, expected {size} (it changed on the server?)"
+        )
     if end != last:
-        raise ReleaseError(f"{url}: wrong length: the server answered range {value!r} to a request "
-                           f"for bytes {first}-{last}")
+        raise ReleaseError(
+            f"{url}: wrong length: the server answered range {value!r} to a request for bytes {first}-{last}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,8 +300,9 @@ def _fetch_small_object(remote: RemoteObject, http: _Http, cancel: threading.Eve
             _check_status(response, remote.url)
             announced = response.headers.get("Content-Length")
             if announced is not None and int(announced) != remote.size:
-                raise ReleaseError(f"{remote.url}: wrong length: the server sends {announced} bytes, "
-                                   f"the listing says {remote.size}")
+                raise ReleaseError(
+                    f"{remote.url}: wrong length: the server sends {announced} bytes, the listing says {remote.size}"
+                )
             body = bytearray()
             for chunk in response.raw.stream(options.chunk_size, decode_content=False):
                 body += chunk

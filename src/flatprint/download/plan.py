@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from flatprint.download.remote import DownloadOptions, RemoteObject, _Http, _list_bucket_prefix, _probe_object
 from flatprint.errors import ReleaseError
 from flatprint.release.manifest import (
     DEFAULT_RELEASE,
@@ -18,7 +19,6 @@ from flatprint.release.manifest import (
     ReleaseItem,
     get_release,
 )
-from flatprint.download.remote import DownloadOptions, RemoteObject, _Http, _list_bucket_prefix, _probe_object
 
 
 @dataclass
@@ -51,8 +51,8 @@ class DownloadReport:
 @dataclass
 class _PlannedItem:
     item: ReleaseItem
-    large: list[RemoteObject] = field(default_factory=list)   # fetched in segments with a sidecar
-    small: list[RemoteObject] = field(default_factory=list)   # fetched whole, in memory
+    large: list[RemoteObject] = field(default_factory=list)  # fetched in segments with a sidecar
+    small: list[RemoteObject] = field(default_factory=list)  # fetched whole, in memory
     present_bytes: int = 0
     present_files: int = 0
     error: ReleaseError | None = None
@@ -62,8 +62,9 @@ class _PlannedItem:
         return sum(remote.size for remote in self.large) + sum(remote.size for remote in self.small)
 
 
-def select_items(release: Release, tables: Iterable[str] | None = None, skeletons: Iterable[str] = (),
-                 rois: bool = False) -> list[ReleaseItem]:
+def select_items(
+    release: Release, tables: Iterable[str] | None = None, skeletons: Iterable[str] = (), rois: bool = False
+) -> list[ReleaseItem]:
     """The manifest items for the chosen tables, skeleton variants and ROI volumes, validated."""
     chosen: list[ReleaseItem] = []
     table_names = release.names("tables") if tables is None else tuple(tables)
@@ -71,8 +72,9 @@ def select_items(release: Release, tables: Iterable[str] | None = None, skeleton
         known = release.names(group)
         for name in names:
             if name not in known:
-                raise ReleaseError(f"unknown {group[:-1]} {name!r} in release {release.key}; "
-                                   f"choose from {', '.join(known)}")
+                raise ReleaseError(
+                    f"unknown {group[:-1]} {name!r} in release {release.key}; choose from {', '.join(known)}"
+                )
             if release.item(name) not in chosen:
                 chosen.append(release.item(name))
     if rois:
@@ -117,8 +119,14 @@ def _format_bytes(count: int | None) -> str:
     return f"{count} B"
 
 
-def _print_plan(console: Console, release: Release, dest: Path, planned: list[_PlannedItem],
-                resumed_bytes: dict[str, int], base: str) -> tuple[int, int]:
+def _print_plan(
+    console: Console,
+    release: Release,
+    dest: Path,
+    planned: list[_PlannedItem],
+    resumed_bytes: dict[str, int],
+    base: str,
+) -> tuple[int, int]:
     """Print what will be fetched; return (bytes selected in all, bytes still to fetch)."""
     table = Table(title=f"flatprint download {release.key} -> {dest}")
     for column in ("item", "size", "published", "status", "source"):
@@ -145,8 +153,7 @@ def _print_plan(console: Console, release: Release, dest: Path, planned: list[_P
             status = f"resume at {100 * resumed / max(1, entry.remote_bytes):.0f}%"
         else:
             status = "new"
-        table.add_row(item.name, _format_bytes(entry.remote_bytes + entry.present_bytes), published,
-                      status, source)
+        table.add_row(item.name, _format_bytes(entry.remote_bytes + entry.present_bytes), published, status, source)
     console.print(table)
     return selected, to_fetch
 
@@ -154,19 +161,26 @@ def _print_plan(console: Console, release: Release, dest: Path, planned: list[_P
 def _check_disk_space(dest: Path, selected: int, needed: int, console: Console) -> None:
     existing = next(path for path in (dest, *dest.parents) if path.exists())  # DEST may not exist yet
     free = shutil.disk_usage(existing).free
-    console.print(f"Selected {_format_bytes(selected)}; to download [bold]{_format_bytes(needed)}[/bold]; "
-                  f"free space in {dest}: {_format_bytes(free)}")
+    console.print(
+        f"Selected {_format_bytes(selected)}; to download [bold]{_format_bytes(needed)}[/bold]; "
+        f"free space in {dest}: {_format_bytes(free)}"
+    )
     if needed > free:
-        raise ReleaseError(f"not enough free disk space in {dest}: {_format_bytes(needed)} to download, "
-                           f"{_format_bytes(free)} free")
+        raise ReleaseError(
+            f"not enough free disk space in {dest}: {_format_bytes(needed)} to download, {_format_bytes(free)} free"
+        )
 
 
-def missing_tables(dest: str | os.PathLike, release: str | Release = DEFAULT_RELEASE,
-                   tables: Iterable[str] | None = None) -> list[str]:
+def missing_tables(
+    dest: str | os.PathLike, release: str | Release = DEFAULT_RELEASE, tables: Iterable[str] | None = None
+) -> list[str]:
     """The release's tables that will be neither downloaded (``tables``, as :func:`select_items`
     takes it) nor already in ``dest``: a download that ingest follows needs none missing, and this
     says so before hours of downloading."""
     release = get_release(release) if isinstance(release, str) else release
     chosen = release.names("tables") if tables is None else tuple(tables)
-    return [item.name for item in release.group("tables")
-            if item.name not in chosen and not (Path(dest) / item.local_path).exists()]
+    return [
+        item.name
+        for item in release.group("tables")
+        if item.name not in chosen and not (Path(dest) / item.local_path).exists()
+    ]

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import requests
 import urllib3
 
+from flatprint.download.checksums import Checksums, MiB, _decode_crc32c, parse_goog_hash
 from flatprint.errors import ReleaseError
-from flatprint.download.checksums import MiB, Checksums, _decode_crc32c, parse_goog_hash
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,9 @@ def _same_content(recorded: dict, current: dict) -> bool:
     """
     if recorded.get("size") != current["size"]:
         return False
-    known = [key for key in ("md5", "crc32c", "generation")
-             if recorded.get(key) is not None and current[key] is not None]
+    known = [
+        key for key in ("md5", "crc32c", "generation") if recorded.get(key) is not None and current[key] is not None
+    ]
     if not any(key in known for key in ("md5", "crc32c")) and recorded.get("etag") and current["etag"]:
         known.append("etag")
     return all(recorded[key] == current[key] for key in known)
@@ -82,14 +83,14 @@ def _same_content(recorded: dict, current: dict) -> bool:
 class DownloadOptions:
     """Tuning knobs; the defaults suit the public bucket over an ordinary connection."""
 
-    workers: int = 4                 # parallel ranged requests for large files
-    directory_workers: int = 16      # parallel small-file requests for directories
-    segment_size: int = 64 * MiB     # a large file is fetched in segments of this size
+    workers: int = 4  # parallel ranged requests for large files
+    directory_workers: int = 16  # parallel small-file requests for directories
+    segment_size: int = 64 * MiB  # a large file is fetched in segments of this size
     small_file_limit: int = 8 * MiB  # directory objects up to this size are fetched in memory
-    chunk_size: int = 1 * MiB        # read/write unit while streaming
-    max_retries: int = 6             # consecutive failed attempts (without progress) before giving up
-    max_attempts: int = 100          # total attempts per segment or object, progress or not
-    backoff_base: float = 0.5        # seconds before the first retry; doubles each time
+    chunk_size: int = 1 * MiB  # read/write unit while streaming
+    max_retries: int = 6  # consecutive failed attempts (without progress) before giving up
+    max_attempts: int = 100  # total attempts per segment or object, progress or not
+    backoff_base: float = 0.5  # seconds before the first retry; doubles each time
     backoff_max: float = 30.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -101,7 +102,7 @@ class DownloadOptions:
     listing_page_size: int = 1000
     max_listing_pages: int = 10_000  # 10 million objects per directory at the default page size
     progress_save_interval: float = 1.0  # seconds between sidecar updates while streaming
-    max_failed_files: int = 100      # a directory with this many failed files is given up (re-run resumes)
+    max_failed_files: int = 100  # a directory with this many failed files is given up (re-run resumes)
 
     def backoff_delay(self, failures: int) -> float:
         """Exponential backoff with jitter (so parallel workers do not retry in lockstep)."""
@@ -126,8 +127,14 @@ class _Stopped(Exception):
 
 
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                   urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+_NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def _check_status(response: requests.Response, url: str) -> None:
@@ -136,9 +143,13 @@ def _check_status(response: requests.Response, url: str) -> None:
         return
     if status in _TRANSIENT_STATUS:
         raise _TransientError(f"HTTP {status}")
-    reason = {404: "not found", 410: "gone", 401: "authentication required", 403: "access denied",
-              416: "requested range not satisfiable (the object is shorter than expected)"}.get(
-        status, response.reason or "unexpected status")
+    reason = {
+        404: "not found",
+        410: "gone",
+        401: "authentication required",
+        403: "access denied",
+        416: "requested range not satisfiable (the object is shorter than expected)",
+    }.get(status, response.reason or "unexpected status")
     raise ReleaseError(f"{url}: HTTP {status} {reason}")
 
 
@@ -189,11 +200,14 @@ class _Http:
                 if not self.answered and not isinstance(exc, _TransientError):
                     waited = time.monotonic() - self.started
                     if failures > self.options.max_retries or waited + delay > self.options.unreachable_after:
-                        raise ReleaseError(f"{url}: {_network_reason(exc, self.options, first=True)} "
-                                           f"({_attempts(failures)} in {waited:.0f} s)") from exc
+                        raise ReleaseError(
+                            f"{url}: {_network_reason(exc, self.options, first=True)} "
+                            f"({_attempts(failures)} in {waited:.0f} s)"
+                        ) from exc
                 elif failures > self.options.max_retries:
-                    raise ReleaseError(f"{url}: giving up after {_attempts(failures)} "
-                                       f"({_network_reason(exc, self.options)})") from exc
+                    raise ReleaseError(
+                        f"{url}: giving up after {_attempts(failures)} ({_network_reason(exc, self.options)})"
+                    ) from exc
                 _sleep(delay, cancel)
 
 
@@ -271,8 +285,10 @@ def _probe_object(url: str, destination: Path, http: _Http) -> RemoteObject:
         response = http.session.head(url, timeout=http.timeout, allow_redirects=True)
         _check_status(response, url)
         headers = response.headers
-        stored_gzip = headers.get("x-goog-stored-content-encoding", "").lower() == "gzip" or \
-            headers.get("Content-Encoding", "").lower() == "gzip"
+        stored_gzip = (
+            headers.get("x-goog-stored-content-encoding", "").lower() == "gzip"
+            or headers.get("Content-Encoding", "").lower() == "gzip"
+        )
         length = headers.get("x-goog-stored-content-length") if stored_gzip else None
         length = length or headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -281,7 +297,8 @@ def _probe_object(url: str, destination: Path, http: _Http) -> RemoteObject:
         announced = headers.get("Accept-Ranges", "").lower()
         # Ranges matter up front only for parallel segments; resuming always tries a Range request.
         accepts_ranges = announced == "bytes" or (
-            announced != "none" and size > http.options.segment_size and _answers_ranges(url, http))
+            announced != "none" and size > http.options.segment_size and _answers_ranges(url, http)
+        )
         return RemoteObject(
             url=url,
             destination=destination,
@@ -310,8 +327,9 @@ def _safe_relative(relative: str, url: str) -> PurePosixPath:
     return path
 
 
-def list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Path,
-                       options: DownloadOptions | None = None) -> list[RemoteObject]:
+def list_bucket_prefix(
+    base: str, bucket: str, prefix: str, destination_dir: Path, options: DownloadOptions | None = None
+) -> list[RemoteObject]:
     """Every object under ``gs://bucket/prefix``, via the JSON API listing, paged with ``pageToken``.
 
     ``base`` is ``https://storage.googleapis.com`` or a mirror implementing the same listing.
@@ -320,8 +338,7 @@ def list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Pat
     return _list_bucket_prefix(base, bucket, prefix, destination_dir, _Http(options or DownloadOptions()))
 
 
-def _list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Path,
-                        http: _Http) -> list[RemoteObject]:
+def _list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Path, http: _Http) -> list[RemoteObject]:
     listing_url = f"{base.rstrip('/')}/storage/v1/b/{quote(bucket, safe='')}/o"
     objects: list[RemoteObject] = []
     page_token: str | None = None
@@ -340,8 +357,10 @@ def _list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Pa
             try:
                 return response.json()
             except ValueError:
-                raise ReleaseError(f"{listing_url}: the listing is not JSON (does this mirror implement "
-                                   f"the Cloud Storage JSON API listing?)") from None
+                raise ReleaseError(
+                    f"{listing_url}: the listing is not JSON (does this mirror implement "
+                    f"the Cloud Storage JSON API listing?)"
+                ) from None
 
         page = http.with_retries(listing_url, fetch_page)
         for entry in page.get("items", []):
@@ -358,11 +377,12 @@ def _list_bucket_prefix(base: str, bucket: str, prefix: str, destination_dir: Pa
     raise ReleaseError(f"{listing_url}: more than {http.options.max_listing_pages} listing pages under {prefix!r}")
 
 
-def _listed_object(entry: dict, base: str, bucket: str, prefix: str, destination_dir: Path,
-                   listing_url: str) -> RemoteObject:
+def _listed_object(
+    entry: dict, base: str, bucket: str, prefix: str, destination_dir: Path, listing_url: str
+) -> RemoteObject:
     """One JSON API object resource (``size`` is a string; hashes are base64) as a RemoteObject."""
     name = entry["name"]
-    relative = _safe_relative(name[len(prefix):], listing_url)
+    relative = _safe_relative(name[len(prefix) :], listing_url)
     try:
         return RemoteObject(
             url=_join_url(base, bucket, name),

@@ -21,6 +21,18 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from flatprint.download.partial import _fetch_small_object, _PartialFile
+from flatprint.download.plan import (
+    DownloadReport,
+    ItemOutcome,
+    _check_disk_space,
+    _format_bytes,
+    _plan_item,
+    _PlannedItem,
+    _print_plan,
+    select_items,
+)
+from flatprint.download.remote import DownloadOptions, RemoteObject, _describe, _Http, _Stopped
 from flatprint.errors import ReleaseError
 from flatprint.release.manifest import (
     DEFAULT_RELEASE,
@@ -29,21 +41,23 @@ from flatprint.release.manifest import (
     ReleaseItem,
     get_release,
 )
-from flatprint.download.partial import _fetch_small_object, _PartialFile
-from flatprint.download.plan import (DownloadReport, ItemOutcome, _check_disk_space, _format_bytes, _plan_item,
-                                     _PlannedItem, _print_plan, select_items)
-from flatprint.download.remote import DownloadOptions, RemoteObject, _describe, _Http, _Stopped
 
 
 class _Run:
     """Schedules segment, verify and small-object tasks on two bounded pools; main thread waits."""
 
     POLL_SECONDS = 0.1  # the main thread wakes this often, so Ctrl-C is handled promptly
-    ERRORS_SHOWN = 20   # per item, in the final report
+    ERRORS_SHOWN = 20  # per item, in the final report
 
-    def __init__(self, planned: list[_PlannedItem], partials: dict[str, list[_PartialFile]],
-                 outcomes: dict[str, ItemOutcome], http: _Http, options: DownloadOptions,
-                 progress: Progress):
+    def __init__(
+        self,
+        planned: list[_PlannedItem],
+        partials: dict[str, list[_PartialFile]],
+        outcomes: dict[str, ItemOutcome],
+        http: _Http,
+        options: DownloadOptions,
+        progress: Progress,
+    ):
         self.planned = planned
         self.partials = partials
         self.outcomes = outcomes
@@ -59,7 +73,8 @@ class _Run:
         self.failures: dict[str, int] = {}  # item name -> objects that failed
         self.finalized: list[tuple[RemoteObject, str]] = []  # large objects verified this run, with SHA-256
         self.small_queue: Iterator[tuple[str, RemoteObject]] = (
-            (entry.item.name, remote) for entry in planned if entry.error is None for remote in entry.small)
+            (entry.item.name, remote) for entry in planned if entry.error is None for remote in entry.small
+        )
 
     def _count_bytes(self, item_name: str) -> Callable[[int], None]:
         task = self.tasks[item_name]
@@ -69,6 +84,7 @@ class _Run:
                 self.outcomes[item_name].fetched_bytes += count
             self.progress.advance(task, count)
             self.progress.advance(self.total_task, count)
+
         return on_bytes
 
     def _object_finished(self, item_name: str, error: BaseException | None) -> None:
@@ -79,8 +95,7 @@ class _Run:
             if len(outcome.errors) < self.ERRORS_SHOWN:
                 outcome.errors.append(str(error))
             if self.failures[item_name] == self.options.max_failed_files:
-                outcome.errors.append(f"stopped after {self.options.max_failed_files} failed files; "
-                                      f"re-run to continue")
+                outcome.errors.append(f"stopped after {self.options.max_failed_files} failed files; re-run to continue")
         else:
             outcome.files += 1
         self.unfinished[item_name] -= 1
@@ -146,14 +161,18 @@ class _Run:
             if isinstance(error, _Stopped):
                 error = None
             if error is not None and partial.error is None:
-                partial.error = error if isinstance(error, ReleaseError) else ReleaseError(
-                    f"{partial.remote.url}: {_describe(error)}")
+                partial.error = (
+                    error
+                    if isinstance(error, ReleaseError)
+                    else ReleaseError(f"{partial.remote.url}: {_describe(error)}")
+                )
                 partial.save(force=True)
             if remaining[0] == 0:
                 if partial.error is not None:
                     self._object_finished(item_name, partial.error)
                 elif partial.all_segments_complete and not self.cancel.is_set():
                     self._submit_verify(pool, item_name, partial)
+
         return on_done
 
     def _submit_verify(self, pool, item_name: str, partial: _PartialFile) -> None:
@@ -166,6 +185,7 @@ class _Run:
         def task() -> None:
             # Recorded by the worker, not the callback: after Ctrl-C callbacks no longer run.
             self.finalized.append((partial.remote, partial.verify_and_finalize()))
+
         self.pending[pool.submit(task)] = on_done
 
     def _submit_small(self, pool, item_name: str, remote: RemoteObject) -> Future:
@@ -181,6 +201,7 @@ class _Run:
             if error is not None and not isinstance(error, ReleaseError):
                 error = ReleaseError(f"{remote.url}: {_describe(error)}")
             self._object_finished(item_name, error)
+
         future = pool.submit(task)
         self.pending[future] = on_done
         return future
@@ -229,9 +250,15 @@ def download_release(
         return _download(dest, release, items, base, options, console, dry_run=False)
 
 
-def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
-              options: DownloadOptions, console: Console,
-              dry_run: bool) -> DownloadReport:
+def _download(
+    dest: Path,
+    release: Release,
+    items: list[ReleaseItem],
+    base: str,
+    options: DownloadOptions,
+    console: Console,
+    dry_run: bool,
+) -> DownloadReport:
     http = _Http(options)
     for item in items:
         if item.kind == "directory":  # large directories take a while to list: say what is going on
@@ -240,9 +267,18 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
     with ThreadPoolExecutor(min(len(items), 16), thread_name_prefix="flatprint-plan") as pool:
         planned = list(pool.map(lambda item: _plan_item(item, dest, base, http, options), items))
     if all(entry.error is not None for entry in planned):  # nothing to plan: no table, no "Selected 0 B"
-        raise _failure_error(DownloadReport(release.key, dest, {
-            entry.item.name: ItemOutcome(entry.item.name, status="failed", errors=[str(entry.error)])
-            for entry in planned}), http, base)
+        raise _failure_error(
+            DownloadReport(
+                release.key,
+                dest,
+                {
+                    entry.item.name: ItemOutcome(entry.item.name, status="failed", errors=[str(entry.error)])
+                    for entry in planned
+                },
+            ),
+            http,
+            base,
+        )
     partials: dict[str, list[_PartialFile]] = {}
     outcomes: dict[str, ItemOutcome] = {}
     for entry in planned:
@@ -260,8 +296,9 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
     for files in partials.values():
         for partial in files:
             if partial.restart_reason:
-                console.print(f"[yellow]{partial.remote.partial_path}: starting over "
-                              f"({partial.restart_reason})[/yellow]")
+                console.print(
+                    f"[yellow]{partial.remote.partial_path}: starting over ({partial.restart_reason})[/yellow]"
+                )
     report = DownloadReport(release.key, dest, outcomes)
     _check_disk_space(dest, selected, to_fetch, console)
     if dry_run:
@@ -278,8 +315,7 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
             run.total_task = progress.add_task("total", total=to_fetch)
             for entry in work:
                 name = entry.item.name
-                run.tasks[name] = progress.add_task(
-                    name, total=entry.remote_bytes, completed=resumed.get(name, 0))
+                run.tasks[name] = progress.add_task(name, total=entry.remote_bytes, completed=resumed.get(name, 0))
                 run.unfinished[name] = len(entry.large) + len(entry.small)
             try:
                 run.run()
@@ -288,8 +324,9 @@ def _download(dest: Path, release: Release, items: list[ReleaseItem], base: str,
 
     if report.failed:
         raise _failure_error(report, http, base)
-    console.print(f"[green]Release {release.key} complete in {dest}[/green] "
-                  f"({_format_bytes(report.fetched_bytes)} downloaded)")
+    console.print(
+        f"[green]Release {release.key} complete in {dest}[/green] ({_format_bytes(report.fetched_bytes)} downloaded)"
+    )
     return report
 
 
@@ -303,8 +340,10 @@ def _failure_error(report: DownloadReport, http: _Http, base: str) -> ReleaseErr
         lines = [f"{len(failed)} of {total} items failed (the others are complete):"]
     lines += [f"  {outcome.name}: {error}" for outcome in failed for error in outcome.errors]
     if not http.answered:
-        lines.append(f"Nothing answered at {base}: check the network connection"
-                     f"{' and --mirror' if base != GCS_HTTPS_BASE else ''}, then run the same command again.")
+        lines.append(
+            f"Nothing answered at {base}: check the network connection"
+            f"{' and --mirror' if base != GCS_HTTPS_BASE else ''}, then run the same command again."
+        )
     error = ReleaseError("\n".join(lines))
     error.report = report
     return error
@@ -315,8 +354,9 @@ def _record_in_release_manifest(dest: Path, release: Release, finalized: list[tu
 
     Ingest re-checks ``bytes`` and ``sha256`` from it, which catches files damaged on disk later.
     """
-    entries = [(remote, sha256) for remote, sha256 in finalized
-               if remote.destination.parent == dest and not remote.stored_gzip]
+    entries = [
+        (remote, sha256) for remote, sha256 in finalized if remote.destination.parent == dest and not remote.stored_gzip
+    ]
     if not entries:
         return
     path = dest / "manifest.json"

@@ -15,8 +15,9 @@ from flatprint.store.sql import sql_literal
 
 
 @contextlib.contextmanager
-def store_session(store_path: str | os.PathLike, spill_dir: Path, memory_limit: str = "2GB",
-                  threads: int | None = None):
+def store_session(
+    store_path: str | os.PathLike, spill_dir: Path, memory_limit: str = "2GB", threads: int | None = None
+):
     """An in-memory DuckDB connection with the store attached read-only as ``s``, plus its Meta.
 
     Temporary tables live in the in-memory database and spill to ``spill_dir``; the store is never
@@ -45,5 +46,7 @@ def column_types(con, table: str, database: str = "s") -> dict[str, str]:
     """{column: DuckDB type} of ``database.table``, in table order."""
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND table_name = ? "
-        "ORDER BY column_index", [database, table]).fetchall()
+        "ORDER BY column_index",
+        [database, table],
+    ).fetchall()
     return dict(rows)

@@ -1,7 +1,7 @@
 """``flatprint export``: click commands (registered on the main CLI by flatprint.cli).
 
-    flatprint export neo4j STORE OUT      # neuprint-inputs CSVs for neo4j-admin import + import.sh
-    flatprint export parquet STORE OUT    # hive-partitioned Parquet + SCHEMA.md / _schema.json
+flatprint export neo4j STORE OUT      # neuprint-inputs CSVs for neo4j-admin import + import.sh
+flatprint export parquet STORE OUT    # hive-partitioned Parquet + SCHEMA.md / _schema.json
 """
 
 from __future__ import annotations
@@ -40,17 +40,24 @@ def neo4j_cmd(store, out, force, memory_limit, threads, quiet):
     result = export_neo4j(store, out, force=force, memory_limit=memory_limit, threads=threads, on_file=on_file)
     c = result["counts"]
     total = sum(f["bytes"] for f in result["files"])
-    click.echo(f"wrote {len(result['files'])} CSV files ({total / 1e6:.1f} MB) to {out} in {result['seconds']:.1f} s: "
-               f"{c['segments']:,} segments ({c['neurons']:,} neurons), {c['connections']:,} connections, "
-               f"{c['synapses']:,} synapses, {c['synapse_connections']:,} synapse pairs. "
-               f"Load with {out}/import.sh (needs neo4j-admin).")
+    click.echo(
+        f"wrote {len(result['files'])} CSV files ({total / 1e6:.1f} MB) to {out} in {result['seconds']:.1f} s: "
+        f"{c['segments']:,} segments ({c['neurons']:,} neurons), {c['connections']:,} connections, "
+        f"{c['synapses']:,} synapses, {c['synapse_connections']:,} synapse pairs. "
+        f"Load with {out}/import.sh (needs neo4j-admin)."
+    )
 
 
 @export_group.command("parquet")
 @_store_arg
 @_out_arg
-@click.option("--buckets", default=64, show_default=True, type=click.IntRange(1, 4096),
-              help="body_bucket partitions (body % N) for synapses and partners")
+@click.option(
+    "--buckets",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="body_bucket partitions (body % N) for synapses and partners",
+)
 @click.option("--force", is_flag=True, help="replace OUT if it exists (only once the new export is complete)")
 @click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB memory limit while exporting")
 @click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
@@ -59,7 +66,9 @@ def parquet_cmd(store, out, buckets, force, memory_limit, threads):
     from flatprint.export.parquet import export_parquet
 
     result = export_parquet(store, out, buckets=buckets, force=force, memory_limit=memory_limit, threads=threads)
-    for name, t in result["tables"].items():
-        click.echo(f"  {t['path']:<24} {t['rows']:>12,} rows {t['bytes'] / 1e6:>8.1f} MB"
-                   + (f"  ({t['partitioned_by']})" if t["partitioned_by"] else ""))
+    for _name, t in result["tables"].items():
+        click.echo(
+            f"  {t['path']:<24} {t['rows']:>12,} rows {t['bytes'] / 1e6:>8.1f} MB"
+            + (f"  ({t['partitioned_by']})" if t["partitioned_by"] else "")
+        )
     click.echo(f"wrote {len(result['tables'])} tables to {out} in {result['seconds']:.1f} s; schema in {out}/SCHEMA.md")

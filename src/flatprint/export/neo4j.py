@@ -41,8 +41,10 @@ _LONG_TYPES = {"BIGINT", "HUGEINT", "UBIGINT", "UINTEGER"}
 
 def _point_sql(expr: str) -> str:
     """A neo4j CSV cartesian-3D point literal, ``{x:1, y:2, z:3}``, or NULL."""
-    return (f"CASE WHEN {expr} IS NULL OR len({expr}) < 3 THEN NULL ELSE "
-            f"'{{x:' || {expr}[1] || ', y:' || {expr}[2] || ', z:' || {expr}[3] || '}}' END")
+    return (
+        f"CASE WHEN {expr} IS NULL OR len({expr}) < 3 THEN NULL ELSE "
+        f"'{{x:' || {expr}[1] || ', y:' || {expr}[2] || ', z:' || {expr}[3] || '}}' END"
+    )
 
 
 def _check_name(name: str, what: str) -> str:
@@ -59,8 +61,11 @@ def _segment_columns(con) -> list[tuple[str, str]]:
     integral = {}
     doubles = [c for c, t in types.items() if t == "DOUBLE"]
     if doubles:  # DOUBLE columns holding only whole numbers (group, mancBodyid, ...) are neuPrint ints
-        row = con.execute("SELECT " + ", ".join(
-            f"coalesce(bool_and({quote_ident(c)} = round({quote_ident(c)})), TRUE)" for c in doubles) + " FROM s.segments").fetchone()
+        row = con.execute(
+            "SELECT "
+            + ", ".join(f"coalesce(bool_and({quote_ident(c)} = round({quote_ident(c)})), TRUE)" for c in doubles)
+            + " FROM s.segments"
+        ).fetchone()
         integral = dict(zip(doubles, row))
     for col, dtype in types.items():
         if col == "is_neuron":
@@ -146,8 +151,10 @@ def _copy(con, pairs: list[tuple[str, str]], rest_sql: str, path: Path, with_sql
 
     body = path.with_name(path.name + ".body")
     select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(pairs))
-    row = con.execute(f"COPY ({with_sql} SELECT {select} {rest_sql}) TO {sql_literal(str(body))} "
-                      f"(FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR '')").fetchone()
+    row = con.execute(
+        f"COPY ({with_sql} SELECT {select} {rest_sql}) TO {sql_literal(str(body))} "
+        f"(FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR '')"
+    ).fetchone()
     with open(path, "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerow([field for _, field in pairs])
     with open(path, "ab") as dst, open(body, "rb") as src:
@@ -156,8 +163,14 @@ def _copy(con, pairs: list[tuple[str, str]], rest_sql: str, path: Path, with_sql
     return int(row[0]) if row else 0
 
 
-def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: bool = False,
-                 memory_limit: str = "2GB", threads: int | None = None, on_file=None) -> dict:
+def export_neo4j(
+    store_path: str | os.PathLike,
+    out: str | os.PathLike,
+    force: bool = False,
+    memory_limit: str = "2GB",
+    threads: int | None = None,
+    on_file=None,
+) -> dict:
     """Write the neuprint-inputs CSV set of the store at ``store_path`` into the directory ``out``.
 
     Returns a summary: ``{"out", "seconds", "files": [{"file", "kind", "label", "rows", "bytes"}],
@@ -167,14 +180,17 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
     started = time.perf_counter()
     out = Path(out)
     files: list[dict] = []
-    with atomic_output(out, "neo4j", force=force) as work, \
-            store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta):
+    with (
+        atomic_output(out, "neo4j", force=force) as work,
+        store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta),
+    ):
         ds = str(meta.get("dataset", "dataset"))
         _check_name(ds, "dataset")
 
         def record(name: str, kind: str, label: str, rows: int) -> None:
-            files.append({"file": name, "kind": kind, "label": label, "rows": rows,
-                          "bytes": (work / name).stat().st_size})
+            files.append(
+                {"file": name, "kind": kind, "label": label, "rows": rows, "bytes": (work / name).stat().st_size}
+            )
             if on_file:
                 on_file(name, rows)
 
@@ -184,15 +200,22 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
             _check_name(r, "ROI")
         seg_cols = _segment_columns(con)
         flags = [(f"CASE WHEN list_contains(br.rois, {sql_literal(r)}) THEN TRUE END", f"{r}:boolean") for r in rois]
-        label = (f"CASE WHEN seg.is_neuron THEN {sql_literal(f'Segment;{ds}_Segment;Neuron;{ds}_Neuron')} "
-                 f"ELSE {sql_literal(f'Segment;{ds}_Segment')} END")
+        label = (
+            f"CASE WHEN seg.is_neuron THEN {sql_literal(f'Segment;{ds}_Segment;Neuron;{ds}_Neuron')} "
+            f"ELSE {sql_literal(f'Segment;{ds}_Segment')} END"
+        )
         name = f"Neuprint_Neurons_{ds}.csv"
-        n = _copy(con, seg_cols + flags + [(label, ":LABEL")],
-                  "FROM s.segments seg LEFT JOIN br ON br.bodyId = seg.bodyId ORDER BY seg.bodyId", work / name,
-                  with_sql="WITH br AS (SELECT bodyId, list(roi) AS rois FROM s.segment_rois GROUP BY bodyId)")
+        n = _copy(
+            con,
+            seg_cols + flags + [(label, ":LABEL")],
+            "FROM s.segments seg LEFT JOIN br ON br.bodyId = seg.bodyId ORDER BY seg.bodyId",
+            work / name,
+            with_sql="WITH br AS (SELECT bodyId, list(roi) AS rois FROM s.segment_rois GROUP BY bodyId)",
+        )
         record(name, "nodes", "Segment/Neuron", n)
-        neuron_properties = {f.split(":")[0]: f.split(":", 1)[1].split("{")[0]
-                             for _, f in seg_cols if not f.startswith(":")}
+        neuron_properties = {
+            f.split(":")[0]: f.split(":", 1)[1].split("{")[0] for _, f in seg_cols if not f.startswith(":")
+        }
 
         # ---- Meta node
         name = f"Neuprint_Meta_{ds}.csv"
@@ -202,50 +225,81 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
 
         # ---- Neuron -[:ConnectsTo]-> Neuron with weight, weightHP, roiInfo
         name = f"Neuprint_Neuron_Connections_{ds}.csv"
-        n = _copy(con, [("c.body_pre", f":START_ID({ID_BODY})"),
-                        *((f"CAST(c.{column} AS INTEGER)", f"{prop}:int") for prop, column in CONNECTS_TO_COLUMNS.items()),
-                        ("coalesce(ri.roiInfo, '{}')", "roiInfo:string"),
-                        ("c.body_post", f":END_ID({ID_BODY})"), ("'ConnectsTo'", ":TYPE")],
-                  """FROM s.connections c LEFT JOIN ri ON ri.body_pre = c.body_pre AND ri.body_post = c.body_post
-                     ORDER BY c.body_pre, c.body_post""", work / name,
-                  with_sql="""WITH ri AS (
+        n = _copy(
+            con,
+            [
+                ("c.body_pre", f":START_ID({ID_BODY})"),
+                *((f"CAST(c.{column} AS INTEGER)", f"{prop}:int") for prop, column in CONNECTS_TO_COLUMNS.items()),
+                ("coalesce(ri.roiInfo, '{}')", "roiInfo:string"),
+                ("c.body_post", f":END_ID({ID_BODY})"),
+                ("'ConnectsTo'", ":TYPE"),
+            ],
+            """FROM s.connections c LEFT JOIN ri ON ri.body_pre = c.body_pre AND ri.body_post = c.body_post
+                     ORDER BY c.body_pre, c.body_post""",
+            work / name,
+            with_sql="""WITH ri AS (
                       SELECT body_pre, body_post,
-                             CAST(to_json(map_from_entries(list(struct_pack(k := roi, v := struct_pack(pre := pre, post := weight))
-                                                            ORDER BY roi))) AS VARCHAR) AS roiInfo
-                      FROM s.connection_rois GROUP BY body_pre, body_post)""")
+                             CAST(to_json(map_from_entries(list(
+                                 struct_pack(k := roi, v := struct_pack(pre := pre, post := weight))
+                                 ORDER BY roi))) AS VARCHAR) AS roiInfo
+                      FROM s.connection_rois GROUP BY body_pre, body_post)""",
+        )
         record(name, "relationships", "ConnectsTo", n)
 
         # ---- SynapseSets: one per (body pair, side)
         set_id = "CAST(body_pre AS VARCHAR) || '_' || CAST(body_post AS VARCHAR) || '_{side}'"
         sides = f"""FROM (
-              SELECT body_pre AS body, {set_id.format(side='pre')} AS id, 'pre' AS side, body_pre, body_post, 0 AS o
+              SELECT body_pre AS body, {set_id.format(side="pre")} AS id, 'pre' AS side, body_pre, body_post, 0 AS o
               FROM s.connections
               UNION ALL
-              SELECT body_post, {set_id.format(side='post')}, 'post', body_pre, body_post, 1 FROM s.connections)
+              SELECT body_post, {set_id.format(side="post")}, 'post', body_pre, body_post, 1 FROM s.connections)
             ORDER BY body_pre, body_post, o"""
         name = f"Neuprint_SynapseSet_{ds}.csv"
-        n = _copy(con, [("id", f":ID({ID_SYNSET})"), ("side", "type:string"),
-                        (sql_literal(f"SynapseSet;{ds}_SynapseSet"), ":LABEL")], sides, work / name)
+        n = _copy(
+            con,
+            [
+                ("id", f":ID({ID_SYNSET})"),
+                ("side", "type:string"),
+                (sql_literal(f"SynapseSet;{ds}_SynapseSet"), ":LABEL"),
+            ],
+            sides,
+            work / name,
+        )
         record(name, "nodes", "SynapseSet", n)
 
         name = f"Neuprint_Neuron_to_SynapseSet_{ds}.csv"
-        n = _copy(con, [("body", f":START_ID({ID_BODY})"), ("id", f":END_ID({ID_SYNSET})"), ("'Contains'", ":TYPE")],
-                  sides, work / name)
+        n = _copy(
+            con,
+            [("body", f":START_ID({ID_BODY})"), ("id", f":END_ID({ID_SYNSET})"), ("'Contains'", ":TYPE")],
+            sides,
+            work / name,
+        )
         record(name, "relationships", "Contains", n)
 
         name = f"Neuprint_SynapseSet_to_SynapseSet_{ds}.csv"
-        n = _copy(con, [(set_id.format(side="pre"), f":START_ID({ID_SYNSET})"),
-                        (set_id.format(side="post"), f":END_ID({ID_SYNSET})"), ("'ConnectsTo'", ":TYPE")],
-                  "FROM s.connections ORDER BY body_pre, body_post", work / name)
+        n = _copy(
+            con,
+            [
+                (set_id.format(side="pre"), f":START_ID({ID_SYNSET})"),
+                (set_id.format(side="post"), f":END_ID({ID_SYNSET})"),
+                ("'ConnectsTo'", ":TYPE"),
+            ],
+            "FROM s.connections ORDER BY body_pre, body_post",
+            work / name,
+        )
         record(name, "relationships", "ConnectsTo", n)
 
         name = f"Neuprint_SynapseSet_to_Synapses_{ds}.csv"
-        n = _copy(con, [("id", f":START_ID({ID_SYNSET})"), ("syn", f":END_ID({ID_SYN})"), ("'Contains'", ":TYPE")],
-                  f"""FROM (
-                      SELECT DISTINCT {set_id.format(side='pre')} AS id, pre_id AS syn FROM s.partners
+        n = _copy(
+            con,
+            [("id", f":START_ID({ID_SYNSET})"), ("syn", f":END_ID({ID_SYN})"), ("'Contains'", ":TYPE")],
+            f"""FROM (
+                      SELECT DISTINCT {set_id.format(side="pre")} AS id, pre_id AS syn FROM s.partners
                       UNION ALL
-                      SELECT DISTINCT {set_id.format(side='post')}, post_id FROM s.partners)
-                    ORDER BY id, syn""", work / name)
+                      SELECT DISTINCT {set_id.format(side="post")}, post_id FROM s.partners)
+                    ORDER BY id, syn""",
+            work / name,
+        )
         record(name, "relationships", "Contains", n)
 
         # ---- Synapse nodes: one file per ROI combination (primary label, major label), so each file's
@@ -255,12 +309,17 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
         roi_of: dict[tuple[str, int], list[str]] = {}
         for rset, lab, roi in con.execute("SELECT roi_set, label, roi FROM s.roi_map ORDER BY roi").fetchall():
             roi_of.setdefault((rset, int(lab)), []).append(roi)
-        combos = con.execute("SELECT primary_label, major_label, count(*) FROM s.synapses "
-                             "GROUP BY primary_label, major_label ORDER BY primary_label, major_label").fetchall()
+        combos = con.execute(
+            "SELECT primary_label, major_label, count(*) FROM s.synapses "
+            "GROUP BY primary_label, major_label ORDER BY primary_label, major_label"
+        ).fetchall()
         syn_label = sql_literal(f"Synapse;{ds}_Synapse")
-        base = [("syn_id", f":ID({ID_SYN})"), (SYNAPSE_COLUMNS["type"], "type:string"),
-                (SYNAPSE_COLUMNS["confidence"], "confidence:float"),
-                (_point_sql("[x, y, z]"), f"location:{POINT_TYPE}")]
+        base = [
+            ("syn_id", f":ID({ID_SYN})"),
+            (SYNAPSE_COLUMNS["type"], "type:string"),
+            (SYNAPSE_COLUMNS["confidence"], "confidence:float"),
+            (_point_sql("[x, y, z]"), f"location:{POINT_TYPE}"),
+        ]
         base += [(quote_ident(c), f"{c}:float") for c in nt_cols]
         if "compartment" in syn_types:
             base.append(("compartment", "compartment:string"))
@@ -268,13 +327,22 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
             names = sorted(set(roi_of.get(("primary", int(pl)), []) + roi_of.get(("major", int(ml)), [])))
             cols = base + [("TRUE", f"{r}:boolean") for r in names] + [(syn_label, ":LABEL")]
             name = f"Neuprint_Synapses_{ds}_{i:04d}.csv"
-            n = _copy(con, cols, f"""FROM s.synapses WHERE primary_label = {int(pl)} AND major_label = {int(ml)}
-                                     ORDER BY syn_id""", work / name)
+            n = _copy(
+                con,
+                cols,
+                f"""FROM s.synapses WHERE primary_label = {int(pl)} AND major_label = {int(ml)}
+                                     ORDER BY syn_id""",
+                work / name,
+            )
             record(name, "nodes", "Synapse", n)
 
         name = f"Neuprint_Synapse_Connections_{ds}.csv"
-        n = _copy(con, [("pre_id", f":START_ID({ID_SYN})"), ("post_id", f":END_ID({ID_SYN})"),
-                        ("'SynapsesTo'", ":TYPE")], "FROM s.partners ORDER BY pre_id, post_id", work / name)
+        n = _copy(
+            con,
+            [("pre_id", f":START_ID({ID_SYN})"), ("post_id", f":END_ID({ID_SYN})"), ("'SynapsesTo'", ":TYPE")],
+            "FROM s.partners ORDER BY pre_id, post_id",
+            work / name,
+        )
         record(name, "relationships", "SynapsesTo", n)
 
         # ---- import script, index script, manifest
@@ -288,9 +356,14 @@ def export_neo4j(store_path: str | os.PathLike, out: str | os.PathLike, force: b
             "synapses": sum(f["rows"] for f in files if f["label"] == "Synapse"),
             "synapse_connections": files[-1]["rows"],
         }
-        manifest = {"format": "neo4j-admin import CSV (neuprint-inputs)", "dataset": f"{ds}:{meta.get('tag')}",
-                    "arrayDelimiter": ARRAY_DELIMITER, "idSpaces": [ID_BODY, ID_SYNSET, ID_SYN],
-                    "files": files, "counts": counts}
+        manifest = {
+            "format": "neo4j-admin import CSV (neuprint-inputs)",
+            "dataset": f"{ds}:{meta.get('tag')}",
+            "arrayDelimiter": ARRAY_DELIMITER,
+            "idSpaces": [ID_BODY, ID_SYNSET, ID_SYN],
+            "files": files,
+            "counts": counts,
+        }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return {"out": str(out), "seconds": time.perf_counter() - started, "files": files, "counts": counts}
 

@@ -34,15 +34,26 @@ from flatprint.store.sql import quote_ident, sql_literal
 DEFAULT_BUCKETS = 64
 SINGLE_TABLES = ("segments", "segment_rois", "connections", "connection_rois", "rois", "roi_map", "meta")
 PARTITIONED_TABLES = {"synapses": "body", "partners": "body_pre"}
-_SIGNED = {"UBIGINT": "BIGINT", "UINTEGER": "BIGINT", "USMALLINT": "INTEGER", "UTINYINT": "SMALLINT",
-           "HUGEINT": "BIGINT", "JSON": "VARCHAR"}
+_SIGNED = {
+    "UBIGINT": "BIGINT",
+    "UINTEGER": "BIGINT",
+    "USMALLINT": "INTEGER",
+    "UTINYINT": "SMALLINT",
+    "HUGEINT": "BIGINT",
+    "JSON": "VARCHAR",
+}
 
 DESCRIPTIONS = {
     "segments": "One row per body (:Segment); is_neuron marks :Neuron. All neuPrint properties; roiInfo is JSON text.",
     "segment_rois": "Per body and ROI (every hierarchy level): pre, post, downstream, upstream, synweight.",
     "connections": "Per body pair: weight (synapse pairs) and weight_hp (pairs with conf_post >= postHPThreshold).",
-    "connection_rois": "Per body pair and ROI of the post-synaptic point (every level): weight (PSDs) and pre (distinct T-bars).",
-    "synapses": "Every synapse point: stable syn_id, body, kind pre/post, location (8 nm voxels), conf, ROI labels, T-bar NT probabilities.",
+    "connection_rois": (
+        "Per body pair and ROI of the post-synaptic point (every level): weight (PSDs) and pre (distinct T-bars)."
+    ),
+    "synapses": (
+        "Every synapse point: stable syn_id, body, kind pre/post, location (8 nm voxels), conf, ROI labels, "
+        "T-bar NT probabilities."
+    ),
     "partners": "Every pre->post synapse pair: both synapse ids, bodies, locations, confidences and ROI labels.",
     "rois": "The ROI hierarchy: roi, parent, depth, is_primary, roi_set, label (the label in that ROI set's column).",
     "roi_map": "(roi_set, label) -> every ROI a point with that label counts under.",
@@ -58,9 +69,15 @@ def _select_signed(con, table: str) -> str:
     return ", ".join(cols)
 
 
-def export_parquet(store_path: str | os.PathLike, out: str | os.PathLike, buckets: int = DEFAULT_BUCKETS,
-                   force: bool = False, memory_limit: str = "2GB", threads: int | None = None,
-                   compression: str = "zstd") -> dict:
+def export_parquet(
+    store_path: str | os.PathLike,
+    out: str | os.PathLike,
+    buckets: int = DEFAULT_BUCKETS,
+    force: bool = False,
+    memory_limit: str = "2GB",
+    threads: int | None = None,
+    compression: str = "zstd",
+) -> dict:
     """Write the store at ``store_path`` as Parquet into the directory ``out`` (atomic).
 
     ``buckets``: number of ``body_bucket`` partitions for ``synapses`` and ``partners``.
@@ -71,15 +88,25 @@ def export_parquet(store_path: str | os.PathLike, out: str | os.PathLike, bucket
     started = time.perf_counter()
     out = Path(out)
     tables: dict[str, dict] = {}
-    with atomic_output(out, "parquet", force=force) as work, \
-            store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta):
+    with (
+        atomic_output(out, "parquet", force=force) as work,
+        store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta),
+    ):
         for table in SINGLE_TABLES:
-            order = {"segments": "bodyId", "segment_rois": "roi, bodyId", "connections": "body_pre, body_post",
-                     "connection_rois": "body_pre, body_post, roi", "rois": "depth, roi",
-                     "roi_map": "roi_set, label, roi", "meta": "key"}[table]
+            order = {
+                "segments": "bodyId",
+                "segment_rois": "roi, bodyId",
+                "connections": "body_pre, body_post",
+                "connection_rois": "body_pre, body_post, roi",
+                "rois": "depth, roi",
+                "roi_map": "roi_set, label, roi",
+                "meta": "key",
+            }[table]
             path = work / f"{table}.parquet"
-            con.execute(f"COPY (SELECT {_select_signed(con, table)} FROM s.{table} ORDER BY {order}) "
-                        f"TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE 122880)")
+            con.execute(
+                f"COPY (SELECT {_select_signed(con, table)} FROM s.{table} ORDER BY {order}) "
+                f"TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE 122880)"
+            )
             tables[table] = {"path": path.name, "partitioned_by": None}
         for table, body_col in PARTITIONED_TABLES.items():
             path = work / table
@@ -122,8 +149,11 @@ def describe(parquet_dir: str | os.PathLike, con=None) -> dict:
             files = sorted((root / table).rglob("*.parquet")) if partitioned else [root / f"{table}.parquet"]
             if not files or not files[0].exists():
                 continue
-            src = (f"read_parquet({sql_literal(table_glob(root, table))}, hive_partitioning = true)" if partitioned
-                   else f"read_parquet({sql_literal(str(files[0]))})")
+            src = (
+                f"read_parquet({sql_literal(table_glob(root, table))}, hive_partitioning = true)"
+                if partitioned
+                else f"read_parquet({sql_literal(str(files[0]))})"
+            )
             cols = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
             exprs = ", ".join(f"count(*) - count({quote_ident(c[0])})" for c in cols)
             stats = con.execute(f"SELECT count(*), {exprs} FROM {src}").fetchone()
@@ -147,16 +177,29 @@ def schema_markdown(schema: dict) -> str:
     lines = [f"# Parquet export of {schema.get('dataset', 'a flatprint store')}", ""]
     if schema.get("description"):
         lines += [f"_{schema['description']}_", ""]
-    lines += ["Generated by `flatprint export parquet` from the files themselves (see `_schema.json`).",
-              "Partitioned tables are hive-style directories (`body_bucket=N/`); read them with",
-              "`read_parquet('synapses/**/*.parquet', hive_partitioning=true)` (DuckDB) or",
-              "`spark.read.parquet('synapses')` (Spark).", "",
-              "| table | rows | files | MB | partitioning |", "|---|---:|---:|---:|---|"]
+    lines += [
+        "Generated by `flatprint export parquet` from the files themselves (see `_schema.json`).",
+        "Partitioned tables are hive-style directories (`body_bucket=N/`); read them with",
+        "`read_parquet('synapses/**/*.parquet', hive_partitioning=true)` (DuckDB) or",
+        "`spark.read.parquet('synapses')` (Spark).",
+        "",
+        "| table | rows | files | MB | partitioning |",
+        "|---|---:|---:|---:|---|",
+    ]
     for name, t in schema["tables"].items():
-        lines.append(f"| `{name}` | {t['rows']:,} | {t['files']} | {t['bytes'] / 1e6:.1f} | {t['partitioning'] or '-'} |")
+        lines.append(
+            f"| `{name}` | {t['rows']:,} | {t['files']} | {t['bytes'] / 1e6:.1f} | {t['partitioning'] or '-'} |"
+        )
     for name, t in schema["tables"].items():
-        lines += ["", f"## `{name}` (`{t['path']}`)", "", t["description"], "",
-                  "| column | type | nulls |", "|---|---|---:|"]
+        lines += [
+            "",
+            f"## `{name}` (`{t['path']}`)",
+            "",
+            t["description"],
+            "",
+            "| column | type | nulls |",
+            "|---|---|---:|",
+        ]
         for c in t["columns"]:
             lines.append(f"| `{c['name']}` | {c['type']} | {c['nulls']:,} |")
     return "\n".join(lines) + "\n"

@@ -27,8 +27,13 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
 
 
-def get_spark(app_name: str = "flatprint", cores: int = 2, driver_memory: str = "1g",
-              shuffle_partitions: int = 4, extra_conf: dict | None = None):
+def get_spark(
+    app_name: str = "flatprint",
+    cores: int = 2,
+    driver_memory: str = "1g",
+    shuffle_partitions: int = 4,
+    extra_conf: dict | None = None,
+):
     """Create (or return the running) local-mode SparkSession with small memory settings."""
     _quiet()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -37,15 +42,18 @@ def get_spark(app_name: str = "flatprint", cores: int = 2, driver_memory: str = 
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise FlatprintError("pyspark is not installed (pip install pyspark; it needs Java 17+)") from exc
-    builder = (SparkSession.builder.master(f"local[{int(cores)}]").appName(app_name)
-               .config("spark.driver.memory", driver_memory)
-               .config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.ansi.enabled", "false"))
+    builder = (
+        SparkSession.builder.master(f"local[{int(cores)}]")
+        .appName(app_name)
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+    )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -151,38 +151,60 @@ def _partition_inputs(b: _Build) -> None:
     has_compartment = "compartment" in files.schemas["syn-points"].names
     if has_compartment:
         point_cols.append("compartment")
-    roi_select = ", ".join(f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
-                           for s in roi_sets)
+    roi_select = ", ".join(
+        f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, "
+        f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
+        for s in roi_sets
+    )
+    compartment_sql = (
+        "CAST(compartment AS VARCHAR) AS compartment" if has_compartment else "NULL::VARCHAR AS compartment"
+    )
     with b.stage.timed("read syn-points", 1):
         reader = b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"])
-        b.points_dir = partition(b.con, b.work / "points", bucketed(reader, {"bucket": "body"}, b.bounds), f"""
+        b.points_dir = partition(
+            b.con,
+            b.work / "points",
+            bucketed(reader, {"bucket": "body"}, b.bounds),
+            f"""
             SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
                    CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
-                   {roi_select}
-                   {", CAST(compartment AS VARCHAR) AS compartment" if has_compartment else ", NULL::VARCHAR AS compartment"},
-                   bucket""")
-    b.sql(f"CREATE TEMP VIEW raw_points AS SELECT * FROM read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})")
+                   {roi_select}, {compartment_sql},
+                   bucket""",
+        )
+    b.sql(
+        "CREATE TEMP VIEW raw_points AS SELECT * FROM "
+        f"read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})"
+    )
     bad = b.one("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')")[0]
     if bad:
-        raise ReleaseError(f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn")
+        raise ReleaseError(
+            f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn"
+        )
 
     tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
     nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {quote_ident(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
     with b.stage.timed("read tbar-nt", 1):
         reader = b.stage.stream(files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
-        b.tbar_dir = partition(b.con, b.work / "tbar", bucketed(reader, {"bucket": "body"}, b.bounds),
-                                f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket")
+        b.tbar_dir = partition(
+            b.con,
+            b.work / "tbar",
+            bucketed(reader, {"bucket": "body"}, b.bounds),
+            f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket",
+        )
 
     part_cols = [f.name for f in T.SYN_PARTNERS]
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
         b.partners_by_post = partition(
-            b.con, b.work / "partners-by-post",
-            bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds), f"""
+            b.con,
+            b.work / "partners-by-post",
+            bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds),
+            f"""
             SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
                    {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
                    CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-                   CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""")
+                   CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""",
+        )
 
 
 def _build_rois(b: _Build) -> None:
@@ -195,18 +217,29 @@ def _build_rois(b: _Build) -> None:
     root = flat[0][0]
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
-        pairs = con.execute(f"SELECT DISTINCT {quote_ident(s + '_label')}, {quote_ident(s + '_roi')} FROM raw_points").fetchall()
-        label_names[s] = {int(label): name for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1]))) if name != T.UNSPECIFIED and label}
+        pairs = con.execute(
+            f"SELECT DISTINCT {quote_ident(s + '_label')}, {quote_ident(s + '_roi')} FROM raw_points"
+        ).fetchall()
+        label_names[s] = {
+            int(label): name
+            for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1])))
+            if name != T.UNSPECIFIED and label
+        }
     primary_names = set(label_names["primary"].values())
     major_names = set(label_names.get("major", {}).values())
-    con.execute("CREATE TABLE rois (roi VARCHAR, parent VARCHAR, depth INTEGER, is_primary BOOLEAN, roi_set VARCHAR, label INTEGER)")
+    con.execute(
+        "CREATE TABLE rois (roi VARCHAR, parent VARCHAR, depth INTEGER, is_primary BOOLEAN, roi_set VARCHAR, "
+        "label INTEGER)"
+    )
     for name, parent, depth in flat:
         if name == root:
             continue
         rset = next((s for s in ("primary", "major", *roi_sets) if name in label_names.get(s, {}).values()), None)
         label = next((lab for lab, n in label_names.get(rset, {}).items() if n == name), None) if rset else None
-        con.execute("INSERT INTO rois VALUES (?, ?, ?, ?, ?, ?)",
-                    [name, None if parent == root else parent, depth, name in primary_names, rset, label])
+        con.execute(
+            "INSERT INTO rois VALUES (?, ?, ?, ?, ?, ?)",
+            [name, None if parent == root else parent, depth, name in primary_names, rset, label],
+        )
     # A data ROI missing from the tree still counts (under the root).
     for s in ("primary", "major", *extra_roi_sets(roi_sets)):
         for label, name in label_names.get(s, {}).items():
@@ -251,8 +284,10 @@ def _build_synapses(b: _Build) -> None:
           conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
     nt_cols = ", ".join(f"t.{quote_ident(v)}" for v in NT_PROPERTY.values())
     nt_names = ", ".join(quote_ident(v) for v in NT_PROPERTY.values())
-    no_tbars = (f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
-                f"{', '.join(f'NULL::FLOAT AS {quote_ident(v)}' for v in NT_PROPERTY.values())} WHERE false)")
+    no_tbars = (
+        f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
+        f"{', '.join(f'NULL::FLOAT AS {quote_ident(v)}' for v in NT_PROPERTY.values())} WHERE false)"
+    )
     b.partners_by_pre = b.work / "partners-by-pre"
     duplicates = 0
     # Rows go in in their ORDER BY, and syn_id is the row's position: keep insertion order.
@@ -278,7 +313,8 @@ def _build_synapses(b: _Build) -> None:
                 duplicates += n - distinct
                 con.execute(f"""
                     INSERT INTO synapses
-                    SELECT {first} + rowid, body, kind, x, y, z, conf, primary_label, major_label, compartment, {nt_names}
+                    SELECT {first} + rowid, body, kind, x, y, z, conf, primary_label, major_label, compartment,
+                           {nt_names}
                     FROM range_synapses""")
                 _resolve_post_ends(b, k, first)
             b.syn_ranges.append((first, first + n))
@@ -316,7 +352,8 @@ def _build_partners(b: _Build) -> None:
     con.execute("""
         CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT, x_pre INTEGER,
           y_pre INTEGER, z_pre INTEGER, x_post INTEGER, y_post INTEGER, z_post INTEGER, conf_pre FLOAT, conf_post FLOAT,
-          primary_label_pre USMALLINT, major_label_pre USMALLINT, primary_label_post USMALLINT, major_label_post USMALLINT)""")
+          primary_label_pre USMALLINT, major_label_pre USMALLINT,
+          primary_label_post USMALLINT, major_label_post USMALLINT)""")
     with b.stage.timed("partners", b.ranges) as advance:
         for k, (first, last) in enumerate(b.syn_ranges):
             source = bucket_files(b.partners_by_pre, k, "pre_bucket")
@@ -324,7 +361,8 @@ def _build_partners(b: _Build) -> None:
                 con.execute(f"""
                     INSERT INTO partners
                     SELECT r.body_pre, r.body_post, s.syn_id, r.post_id, s.x, s.y, s.z, r.x_post, r.y_post, r.z_post,
-                           r.conf_pre, r.conf_post, s.primary_label, s.major_label, r.primary_label_post, r.major_label_post
+                           r.conf_pre, r.conf_post, s.primary_label, s.major_label,
+                           r.primary_label_post, r.major_label_post
                     FROM read_parquet({source}) r
                     LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, x, y, z,
                                       primary_label, major_label FROM synapses
@@ -337,7 +375,8 @@ def _build_partners(b: _Build) -> None:
     if missing[0] or missing[1]:
         raise ReleaseError(
             f"{b.files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not points "
-            f"of their body (body_pre, body_post) in {b.files.paths['syn-points'].name}")
+            f"of their body (body_pre, body_post) in {b.files.paths['syn-points'].name}"
+        )
 
 
 def _build_connections(b: _Build) -> None:
@@ -372,8 +411,15 @@ def _build_post_copies(b: _Build) -> None:
     rows = b.files.rows["weights"]
     post_bounds = bucket_bounds(b.files.paths["weights"], "body_post", b.passes(rows * 3, 100))
     _sorted_copy(b.con, "connections", "connections_by_post", "body_post", post_bounds, "body_post, body_pre", b.stage)
-    _sorted_copy(b.con, "connection_rois", "connection_rois_by_post", "body_post", post_bounds,
-                 "body_post, body_pre, roi", b.stage)
+    _sorted_copy(
+        b.con,
+        "connection_rois",
+        "connection_rois_by_post",
+        "body_post",
+        post_bounds,
+        "body_post, body_pre, roi",
+        b.stage,
+    )
 
 
 def _build_segment_rois(b: _Build) -> None:
@@ -411,8 +457,12 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
     stat_cols = ["body", "pre", "post", "downstream", "synweight"]
     with b.stage.timed("read body tables", 3):
         reader = b.stage.stream(files.paths["stats"], stat_cols, rows["stats"])
-        stats_dir = partition(con, b.work / "stats", bucketed(reader, {"bucket": "body"}, seg_bounds),
-                               "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket")
+        stats_dir = partition(
+            con,
+            b.work / "stats",
+            bucketed(reader, {"bucket": "body"}, seg_bounds),
+            "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket",
+        )
         for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
             reader = b.stage.stream(files.paths[key], None, rows[key])
             con.register("s", reader)
@@ -433,11 +483,23 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
             ann_select.append(f"CAST(a.{quote_ident(c)} AS BIGINT) AS {quote_ident(c)}")
         else:
             ann_select.append(f"a.{quote_ident(c)}")
-    nt_cols = [c for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
-               if c not in ("body", "cell_type", "ground_truth")]
+    nt_cols = [
+        c
+        for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
+        if c not in ("body", "cell_type", "ground_truth")
+    ]
     nt_select = ", ".join(f"nt.{quote_ident(c)} AS {quote_ident(camel(c))}" for c in nt_cols)
-    present = {"bodyId", "pre", "post", "upstream", "downstream", "synweight", "roiInfo", *ann_cols,
-               *(camel(c) for c in nt_cols)}
+    present = {
+        "bodyId",
+        "pre",
+        "post",
+        "upstream",
+        "downstream",
+        "synweight",
+        "roiInfo",
+        *ann_cols,
+        *(camel(c) for c in nt_cols),
+    }
     null_checks = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in NEURON_PROPERTY_NULL_CHECK if c in present)
     status_check = "status IN ('Traced', 'Anchor')" if "status" in present else "FALSE"
     excluded = "coalesce(status, '') NOT IN ('Unimportant', 'Glia')" if "status" in present else "TRUE"
@@ -507,9 +569,11 @@ def _connection_rois(con, in_range: str) -> None:
     con.execute("""
         INSERT INTO connection_rois
         WITH expanded AS (
-          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
+          JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
-          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml),
+          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
+          JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml),
         summed AS (
           SELECT body_pre, body_post, roi, sum(post)::BIGINT AS weight, sum(pre)::BIGINT AS pre
           FROM expanded GROUP BY ALL)
@@ -533,9 +597,11 @@ def _segment_rois(con, in_range: str, first: int, last: int) -> None:
           FROM synapses s LEFT JOIN tbar_down d ON d.pre_id = s.syn_id
           WHERE s.syn_id >= {first} AND s.syn_id < {last} GROUP BY ALL),
         expanded AS (
-          SELECT body, m.roi, pre, post, downstream FROM body_labels JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          SELECT body, m.roi, pre, post, downstream FROM body_labels
+          JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
-          SELECT body, m.roi, pre, post, downstream FROM body_labels JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
+          SELECT body, m.roi, pre, post, downstream FROM body_labels
+          JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
         SELECT body AS bodyId, roi, sum(pre)::BIGINT AS pre, sum(post)::BIGINT AS post,
                sum(downstream)::BIGINT AS downstream, sum(post)::BIGINT AS upstream,
                (sum(downstream) + sum(post))::BIGINT AS synweight
@@ -556,7 +622,8 @@ def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], 
     con.execute(f"CREATE TABLE {target} AS SELECT * FROM {source} LIMIT 0")
     with stage.timed(target, len(bounds) + 1) as advance:
         for k in range(len(bounds) + 1):
-            con.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE {in_range_sql(column, bounds, k)} ORDER BY {order_by}")
+            where = in_range_sql(column, bounds, k)
+            con.execute(f"INSERT INTO {target} SELECT * FROM {source} WHERE {where} ORDER BY {order_by}")
             advance()
 
 
@@ -570,7 +637,7 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
         task = stage.progress.add_task("reading skeletons", total=len(paths))
         con.execute("CREATE TABLE skeletons (bodyId BIGINT, swc VARCHAR)")
         for start in range(0, len(paths), 2000):
-            chunk = paths[start:start + 2000]
+            chunk = paths[start : start + 2000]
             rows = []
             for path in chunk:
                 try:
@@ -599,9 +666,17 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
 
 
-def ingest_release(release_dir, store_path, force: bool = False, dataset: str | None = None,
-                   progress: bool = True, memory_limit: str = "6GB", threads: int | None = None,
-                   buckets: int | None = None, release: str | None = None) -> dict:
+def ingest_release(
+    release_dir,
+    store_path,
+    force: bool = False,
+    dataset: str | None = None,
+    progress: bool = True,
+    memory_limit: str = "6GB",
+    threads: int | None = None,
+    buckets: int | None = None,
+    release: str | None = None,
+) -> dict:
     """Validate ``release_dir`` and build the store at ``store_path`` (atomic; --force to replace).
 
     ``release``: the registered release the directory holds (default: found from its file names);
@@ -623,12 +698,12 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str | 
     with atomic_output(target, "ingest", force=force, publish="store.duckdb") as work:
         built: dict = {}
         try:
-            _run_build(work / "store.duckdb", work, files, name, tag, memory_limit, threads, progress, buckets,
-                       built)
+            _run_build(work / "store.duckdb", work, files, name, tag, memory_limit, threads, progress, buckets, built)
         except (duckdb.IOException, duckdb.OutOfMemoryException, OSError) as exc:
             if "No space left" in str(exc) or getattr(exc, "errno", None) == 28:
-                raise StoreError(f"{target.parent}: disk full while building the store ({exc}); "
-                                 "nothing was written") from None
+                raise StoreError(
+                    f"{target.parent}: disk full while building the store ({exc}); nothing was written"
+                ) from None
             raise
         result, stage = built["result"], built["stage"]
         stage.timings = {"validate": validated, **stage.timings}
@@ -636,10 +711,16 @@ def ingest_release(release_dir, store_path, force: bool = False, dataset: str | 
     seconds = time.perf_counter() - started
     source_bytes = sum(p.stat().st_size for p in files.paths.values())
     return {
-        "store": str(target), "seconds": seconds, "rows": files.rows,
+        "store": str(target),
+        "seconds": seconds,
+        "rows": files.rows,
         "rows_per_second": sum(files.rows.values()) / seconds if seconds else None,
-        "source_bytes": source_bytes, "store_bytes": target.stat().st_size,
-        "timings": stage.timings, "cpu_timings": stage.cpu_timings, "dataset": dataset, **result["internal"],
+        "source_bytes": source_bytes,
+        "store_bytes": target.stat().st_size,
+        "timings": stage.timings,
+        "cpu_timings": stage.cpu_timings,
+        "dataset": dataset,
+        **result["internal"],
     }
 
 

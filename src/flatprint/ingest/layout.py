@@ -10,8 +10,16 @@ STORE_FORMAT = 3
 POST_HP_THRESHOLD = 0.7  # neuPrint's postHPThreshold for male-cns (weightHP)
 PRE_HP_THRESHOLD = 0.0
 NEURON_SYNWEIGHT_MIN = 100
-NEURON_PROPERTY_NULL_CHECK = ("rootLocation", "somaLocation", "class", "type", "instance", "group",
-                              "somaSide", "synonyms")
+NEURON_PROPERTY_NULL_CHECK = (
+    "rootLocation",
+    "somaLocation",
+    "class",
+    "type",
+    "instance",
+    "group",
+    "somaSide",
+    "synonyms",
+)
 NT_PROPERTY = {c: "nt" + c[3:-5].capitalize() + "Prob" for c in T.NT_PROB_COLUMNS}  # nt_gaba_prob -> ntGabaProb
 
 

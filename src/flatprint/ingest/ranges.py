@@ -16,7 +16,7 @@ from flatprint.store.sql import sql_literal
 def range_count(con, n_rows: int, bytes_per_row: int = 60) -> int:
     """How many passes keep one pass's hash table or sort (``bytes_per_row`` each) within a quarter of
     the memory limit."""
-    budget = max(memory_limit_bytes(con) / 4, 64 * 1024 ** 2)
+    budget = max(memory_limit_bytes(con) / 4, 64 * 1024**2)
     return max(1, int(-(-n_rows * bytes_per_row // budget)))
 
 
@@ -30,9 +30,13 @@ def bucket_bounds(path: Path, column: str, buckets: int) -> list[int]:
     from every 16th row (an uneven split costs only memory, never correctness)."""
     if buckets <= 1:
         return []
-    sample = np.concatenate([
-        batch.column(0).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)[::_BOUNDS_SAMPLE_STRIDE]
-        for batch in iter_batches(path, [column])] or [np.zeros(0, np.int64)])
+    sample = np.concatenate(
+        [
+            batch.column(0).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)[::_BOUNDS_SAMPLE_STRIDE]
+            for batch in iter_batches(path, [column])
+        ]
+        or [np.zeros(0, np.int64)]
+    )
     if not len(sample):
         return []
     cuts = np.quantile(sample, np.arange(1, buckets) / buckets, method="lower")
@@ -62,7 +66,9 @@ def partition(con, out: Path, reader, select: str) -> Path:
     """Write ``select`` over the stream ``reader`` to Parquet files under ``out``, one folder per bucket."""
     con.register("partition_stream", reader)
     try:
-        con.execute(f"COPY ({select} FROM partition_stream) TO {sql_literal(str(out))} (FORMAT parquet, PARTITION_BY (bucket))")
+        con.execute(
+            f"COPY ({select} FROM partition_stream) TO {sql_literal(str(out))} (FORMAT parquet, PARTITION_BY (bucket))"
+        )
     finally:
         con.unregister("partition_stream")
     return out
@@ -70,7 +76,9 @@ def partition(con, out: Path, reader, select: str) -> Path:
 
 def in_range_sql(column: str, bounds: list[int], k: int) -> str:
     """SQL condition: ``column`` lies in range ``k`` of ``bounds`` (see bucketed)."""
-    parts = ([f"{column} >= {bounds[k - 1]}"] if k > 0 else []) + ([f"{column} < {bounds[k]}"] if k < len(bounds) else [])
+    parts = ([f"{column} >= {bounds[k - 1]}"] if k > 0 else []) + (
+        [f"{column} < {bounds[k]}"] if k < len(bounds) else []
+    )
     return " AND ".join(parts) or "TRUE"
 
 

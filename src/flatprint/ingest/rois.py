@@ -30,7 +30,9 @@ def roi_hierarchy(files: ReleaseFiles, con) -> dict:
         for p, m in rows:
             children.setdefault(m if m != T.UNSPECIFIED else "CNS", []).append(p)
     else:
-        rows = con.execute(f"SELECT DISTINCT primary_roi FROM raw_points WHERE primary_roi <> {sql_literal(T.UNSPECIFIED)}").fetchall()
+        rows = con.execute(
+            f"SELECT DISTINCT primary_roi FROM raw_points WHERE primary_roi <> {sql_literal(T.UNSPECIFIED)}"
+        ).fetchall()
         children["CNS"] = [r[0] for r in rows]
     tree = {"name": "CNS", "children": []}
     for major, prims in sorted(children.items()):
@@ -72,8 +74,10 @@ def combine_extra_roi_sets(con, roi_sets, label_names, parent_of, root, primary_
     cols = ", ".join(f"coalesce({c}, 0)" for c in label_cols)
     combos = con.execute(f"SELECT DISTINCT {cols} FROM raw_points ORDER BY ALL").fetchall()
     if len(combos) >= 1 << 16:
-        raise ReleaseError(f"syn-points: {len(combos):,} combinations of the ROI sets {', '.join(keys)}; "
-                           "flatprint stores at most 65,535")
+        raise ReleaseError(
+            f"syn-points: {len(combos):,} combinations of the ROI sets {', '.join(keys)}; "
+            "flatprint stores at most 65,535"
+        )
     roi_map, rows = [], []
     for label, combo in enumerate(combos, start=1):
         names: list[str] = []

@@ -41,11 +41,12 @@ def validate_release(root: str | Path, release: str | None = None) -> ReleaseFil
         raise ReleaseError(f"release directory not found: {root}")
     described = describe(release) if release else detect(root)
     specs = described.table_specs()
-    missing = [f"{spec.filename} (table '{key}')" for key, spec in specs.items()
-               if not (root / spec.filename).exists()]
+    missing = [f"{spec.filename} (table '{key}')" for key, spec in specs.items() if not (root / spec.filename).exists()]
     if missing:  # all of them at once, so a partial download is fixed in one go
-        raise ReleaseError(f"{len(missing)} missing file{'s' if len(missing) > 1 else ''} of {described.key} in {root}: "
-                           + "; ".join(missing))
+        raise ReleaseError(
+            f"{len(missing)} missing file{'s' if len(missing) > 1 else ''} of {described.key} in {root}: "
+            + "; ".join(missing)
+        )
     paths, schemas, rows = {}, {}, {}
     for key, spec in specs.items():
         path = root / spec.filename
@@ -59,14 +60,14 @@ def validate_release(root: str | Path, release: str | None = None) -> ReleaseFil
                 raise ReleaseError(f"{spec.filename}: missing column '{column}'")
             actual = schema.field(column).type
             if not _type_ok(actual, accepted):
-                raise ReleaseError(
-                    f"{spec.filename}: column '{column}' has type {actual}, expected {accepted[0]}")
+                raise ReleaseError(f"{spec.filename}: column '{column}' has type {actual}, expected {accepted[0]}")
         paths[key], schemas[key] = path, schema
         rows[key] = _count_rows(reader)
     _verify_manifest(root, paths)
     points = schemas["syn-points"]
     roi_sets = [
-        name for name in points.names
+        name
+        for name in points.names
         if f"{name}_label" in points.names and pa.types.is_integer(points.field(f"{name}_label").type)
     ]
     if "primary" not in roi_sets:

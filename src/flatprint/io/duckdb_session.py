@@ -13,8 +13,17 @@ import duckdb
 from flatprint.errors import FlatprintError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
-_UNIT_BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-               "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4}
+_UNIT_BYTES = {
+    "b": 1,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "tb": 1e12,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
 
 
 def parse_size(text: str, parameter: str = "memory_limit") -> int:
@@ -30,9 +39,15 @@ def parse_size(text: str, parameter: str = "memory_limit") -> int:
 
 
 @contextlib.contextmanager
-def duckdb_session(path: str | Path = ":memory:", *, memory_limit: str | None = None, threads: int | None = None,
-                   temp_dir: str | Path | None = None, read_only: bool = False,
-                   preserve_insertion_order: bool = False):
+def duckdb_session(
+    path: str | Path = ":memory:",
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_dir: str | Path | None = None,
+    read_only: bool = False,
+    preserve_insertion_order: bool = False,
+):
     """A DuckDB connection to ``path`` with these settings, closed on exit.
 
     ``memory_limit``: DuckDB's buffer-pool cap (``'6GB'``); ``threads``: worker threads (DuckDB's

@@ -113,8 +113,10 @@ class FeatherWriter:
     def write(self, table: pa.Table) -> None:
         """Append the rows of ``table`` (the writer's schema)."""
         if not table.schema.equals(self.schema):
-            raise ReleaseError(f"{self.path.name}: rows with columns ({_describe(table.schema)}) do not match "
-                               f"the file's ({_describe(self.schema)})")
+            raise ReleaseError(
+                f"{self.path.name}: rows with columns ({_describe(table.schema)}) do not match "
+                f"the file's ({_describe(self.schema)})"
+            )
         self.rows += table.num_rows
         if not self._rechunk:
             self._writer.write_table(table, max_chunksize=FEATHER_BATCH_ROWS)

@@ -100,6 +100,8 @@ def read_obj(source: Any) -> tuple[np.ndarray, np.ndarray]:
     if len(face_array):
         bad = np.flatnonzero((face_array < 0).any(axis=1) | (face_array >= len(vertex_array)).any(axis=1))
         if len(bad):
-            raise fail(triangle_lines[int(bad[0])], f"face refers to a vertex that does not exist "
-                                                    f"(the file has {len(vertex_array)} vertices)")
+            raise fail(
+                triangle_lines[int(bad[0])],
+                f"face refers to a vertex that does not exist (the file has {len(vertex_array)} vertices)",
+            )
     return vertex_array, face_array

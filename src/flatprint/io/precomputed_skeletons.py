@@ -79,7 +79,6 @@ class PrecomputedSkeleton:
         return self.attributes.get("radius")
 
 
-
 def skeleton_info(
     *,
     transform: Sequence[float] = IDENTITY_TRANSFORM,
@@ -193,14 +192,18 @@ def decode_skeleton(
         raise format_error(source, f"skeleton file has {len(data)} bytes, fewer than the 8-byte header")
     n_vertices, n_edges = (int(v) for v in np.frombuffer(data, dtype="<u4", count=2))
     attribute_sizes = [
-        n_vertices * a["num_components"] * _ATTRIBUTE_DTYPES[a["data_type"]].itemsize
-        for a in vertex_attributes
+        n_vertices * a["num_components"] * _ATTRIBUTE_DTYPES[a["data_type"]].itemsize for a in vertex_attributes
     ]
     expected = _HEADER_BYTES + 12 * n_vertices + 8 * n_edges + sum(attribute_sizes)
     if len(data) != expected:
         names = ", ".join(a["id"] for a in vertex_attributes) or "none"
-        raise format_error(source, (f"skeleton file has {len(data)} bytes but its header ({n_vertices} vertices, "
-                              f"{n_edges} edges) and the info's vertex attributes ({names}) need {expected}"))
+        raise format_error(
+            source,
+            (
+                f"skeleton file has {len(data)} bytes but its header ({n_vertices} vertices, "
+                f"{n_edges} edges) and the info's vertex attributes ({names}) need {expected}"
+            ),
+        )
     offset = _HEADER_BYTES
     vertices = np.frombuffer(data, dtype="<f4", count=3 * n_vertices, offset=offset).reshape(n_vertices, 3)
     offset += 12 * n_vertices
@@ -226,6 +229,7 @@ def decode_skeleton(
 # --------------------------------------------------------------------------------------------
 # Skeletons: transform and edge direction
 # --------------------------------------------------------------------------------------------
+
 
 def _affine(transform: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     matrix = np.asarray(transform, dtype=np.float64).reshape(3, 4)
@@ -295,7 +299,7 @@ def _undirected_parents(edges: np.ndarray, n_vertices: int) -> np.ndarray | None
         queue = deque([root])
         while queue:
             vertex = queue.popleft()
-            for neighbour in neighbours[starts[vertex]:starts[vertex + 1]].tolist():
+            for neighbour in neighbours[starts[vertex] : starts[vertex + 1]].tolist():
                 if parent_of[neighbour] == -2:
                     parent_of[neighbour] = vertex
                     queue.append(neighbour)
@@ -319,13 +323,19 @@ def _parents_from_edges(edges: np.ndarray, n_vertices: int, direction: str, sour
         parent_of = attempts[name]()
         if parent_of is not None:
             return parent_of
-    raise format_error(source, (f"edges do not form a tree or forest when read as {direction} "
-                          f"(a vertex has two parents, or there is a cycle)"))
+    raise format_error(
+        source,
+        (
+            f"edges do not form a tree or forest when read as {direction} "
+            f"(a vertex has two parents, or there is a cycle)"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Skeletons: SWC table <-> precomputed
 # --------------------------------------------------------------------------------------------
+
 
 def swc_to_skeleton(df: pd.DataFrame, *, swc_unit_nm: float = MALE_CNS_VOXEL_NM) -> PrecomputedSkeleton:
     """Convert an SWC table to a precomputed skeleton in nanometres.
@@ -379,20 +389,23 @@ def skeleton_to_swc(
     else:
         radius = np.asarray(radius, dtype=np.float32).reshape(n_vertices) / scale
     node_ids = np.arange(1, n_vertices + 1, dtype=np.int64)
-    return pd.DataFrame({
-        "node_id": node_ids,
-        "label": np.zeros(n_vertices, dtype=np.int64),
-        "x": xyz[:, 0],
-        "y": xyz[:, 1],
-        "z": xyz[:, 2],
-        "radius": radius,
-        "parent_id": np.where(parent_of >= 0, parent_of + 1, -1).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "node_id": node_ids,
+            "label": np.zeros(n_vertices, dtype=np.int64),
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "radius": radius,
+            "parent_id": np.where(parent_of >= 0, parent_of + 1, -1).astype(np.int64),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Skeletons: directories
 # --------------------------------------------------------------------------------------------
+
 
 def write_skeleton_info(
     directory: str | os.PathLike,
@@ -476,7 +489,8 @@ def read_precomputed_skeleton(
     )
     if skeleton.radius is not None:
         in_nm.attributes["radius"] = (skeleton.radius.astype(np.float64) * _uniform_scale(linear)).astype(np.float32)
-    df = skeleton_to_swc(in_nm, swc_unit_nm=swc_unit_nm, edge_direction=edge_direction,
-                         missing_radius=missing_radius, source=path)
+    df = skeleton_to_swc(
+        in_nm, swc_unit_nm=swc_unit_nm, edge_direction=edge_direction, missing_radius=missing_radius, source=path
+    )
     df.attrs["source"] = str(path)
     return df

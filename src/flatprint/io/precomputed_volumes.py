@@ -97,9 +97,12 @@ def _write_scale_chunks(root: Path, scale: Mapping[str, Any], array_xyz: np.ndar
             for gz in range(grid[2]):
                 local_begin = [g * c for g, c in zip((gx, gy, gz), chunk)]
                 local_end = [min(b + c, s) for b, c, s in zip(local_begin, chunk, size)]
-                block = array_xyz[local_begin[0]:local_end[0], local_begin[1]:local_end[1], local_begin[2]:local_end[2]]
-                name = _chunk_name([b + o for b, o in zip(local_begin, offset)],
-                                   [e + o for e, o in zip(local_end, offset)])
+                block = array_xyz[
+                    local_begin[0] : local_end[0], local_begin[1] : local_end[1], local_begin[2] : local_end[2]
+                ]
+                name = _chunk_name(
+                    [b + o for b, o in zip(local_begin, offset)], [e + o for e, o in zip(local_end, offset)]
+                )
                 if skip_empty_chunks and not block.any():
                     # A missing chunk reads as zeros; remove any stale file that would not.
                     (scale_dir / name).unlink(missing_ok=True)
@@ -107,8 +110,9 @@ def _write_scale_chunks(root: Path, scale: Mapping[str, Any], array_xyz: np.ndar
                 atomic_write(scale_dir / name, block.astype(dtype, copy=False).tobytes(order="F"))
 
 
-def _make_scale(resolution_nm: Sequence[float], size: Sequence[int], voxel_offset: Sequence[int],
-                chunk_size: Sequence[int]) -> dict:
+def _make_scale(
+    resolution_nm: Sequence[float], size: Sequence[int], voxel_offset: Sequence[int], chunk_size: Sequence[int]
+) -> dict:
     return {
         "key": _scale_key(resolution_nm),
         "size": [int(v) for v in size],
@@ -124,7 +128,7 @@ def _downsample_by_striding(array_xyz: np.ndarray, voxel_offset: Sequence[int], 
     no new labels are invented). Returns (array, coarse voxel offset)."""
     starts = [(-o) % f for o, f in zip(voxel_offset, factor)]
     coarse_offset = [-((-o) // f) for o, f in zip(voxel_offset, factor)]  # ceil(o / f)
-    strided = array_xyz[starts[0]::factor[0], starts[1]::factor[1], starts[2]::factor[2]]
+    strided = array_xyz[starts[0] :: factor[0], starts[1] :: factor[1], starts[2] :: factor[2]]
     return strided, coarse_offset
 
 
@@ -172,13 +176,15 @@ def write_precomputed_volume(
     if data_type is None:
         data_type = np.dtype(array_xyz.dtype).name
     if data_type not in _VOLUME_DTYPES:
-        raise ValueError(f"data_type must be one of {sorted(_VOLUME_DTYPES)}, not {data_type!r} "
-                         f"(pass data_type= to cast, e.g. int64 labels to uint64)")
+        raise ValueError(
+            f"data_type must be one of {sorted(_VOLUME_DTYPES)}, not {data_type!r} "
+            f"(pass data_type= to cast, e.g. int64 labels to uint64)"
+        )
     if volume_type == "segmentation" and data_type == "float32":
         raise ValueError("segmentation volumes hold unsigned integer labels, not float32")
     array_xyz = _cast_volume(array_xyz, data_type)
     resolution = _triplet("resolution_nm", resolution_nm, minimum=1e-300, integer=False)
-    offset = _triplet("voxel_offset", voxel_offset, minimum=-(2 ** 62), integer=True)
+    offset = _triplet("voxel_offset", voxel_offset, minimum=-(2**62), integer=True)
     chunk = _triplet("chunk_size", chunk_size, minimum=1, integer=True)
     if min(array_xyz.shape) == 0:
         raise ValueError(f"volume is empty: shape {array_xyz.shape}")
@@ -214,8 +220,10 @@ def _check_scales(scales: Sequence[Mapping[str, Any]]) -> None:
         raise ValueError(f"two scales share a key (same resolution): {keys}")
     for finer, coarser in zip(scales, scales[1:]):
         if any(c < f for f, c in zip(finer["resolution"], coarser["resolution"])):
-            raise ValueError("scale resolutions must not decrease on any axis from finest to coarsest: "
-                              f"{finer['resolution']} then {coarser['resolution']}")
+            raise ValueError(
+                "scale resolutions must not decrease on any axis from finest to coarsest: "
+                f"{finer['resolution']} then {coarser['resolution']}"
+            )
 
 
 def add_precomputed_volume_scale(
@@ -235,7 +243,7 @@ def add_precomputed_volume_scale(
     info = read_precomputed_volume_info(root)
     array_xyz = _cast_volume(_as_xyz(array, axis_order), info["data_type"])
     resolution = _triplet("resolution_nm", resolution_nm, minimum=1e-300, integer=False)
-    offset = _triplet("voxel_offset", voxel_offset, minimum=-(2 ** 62), integer=True)
+    offset = _triplet("voxel_offset", voxel_offset, minimum=-(2**62), integer=True)
     chunk = _triplet("chunk_size", chunk_size, minimum=1, integer=True)
     scale = _make_scale(resolution, array_xyz.shape, offset, chunk)
     scales = sorted([*info["scales"], scale], key=lambda s: [float(v) for v in s["resolution"]])
@@ -278,7 +286,7 @@ def read_precomputed_volume_info(path: str | os.PathLike) -> dict:
         try:
             _triplet("size", scale["size"], minimum=0, integer=True)
             _triplet("resolution", scale["resolution"], minimum=0, integer=False)
-            _triplet("voxel_offset", scale["voxel_offset"], minimum=-(2 ** 62), integer=True)
+            _triplet("voxel_offset", scale["voxel_offset"], minimum=-(2**62), integer=True)
             if not scale["chunk_sizes"]:
                 raise ValueError("chunk_sizes is empty")
             for chunk in scale["chunk_sizes"]:
@@ -333,8 +341,11 @@ def read_precomputed_volume(
     if scale_info.get("sharding"):
         raise format_error(root / "info", f"scale {scale_info['key']!r} is sharded; read it with tensorstore")
     if scale_info["encoding"] != "raw":
-        raise format_error(root / "info", f"scale {scale_info['key']!r} uses {scale_info['encoding']!r} encoding; "
-                                    "only raw is supported here, read it with tensorstore")
+        raise format_error(
+            root / "info",
+            f"scale {scale_info['key']!r} uses {scale_info['encoding']!r} encoding; "
+            "only raw is supported here, read it with tensorstore",
+        )
     if int(info.get("num_channels", 1)) != 1:
         raise format_error(root / "info", "only single-channel volumes are supported")
 
@@ -349,10 +360,10 @@ def read_precomputed_volume(
     else:
         begin = [int(r[0]) for r in region]
         end = [int(r[1]) for r in region]
-        if len(begin) != 3 or any(b < vb or e > ve or b > e for b, e, vb, ve in
-                                  zip(begin, end, volume_begin, volume_end)):
-            raise ValueError(f"region {region!r} is not inside the volume "
-                             f"{list(zip(volume_begin, volume_end))}")
+        if len(begin) != 3 or any(
+            b < vb or e > ve or b > e for b, e, vb, ve in zip(begin, end, volume_begin, volume_end)
+        ):
+            raise ValueError(f"region {region!r} is not inside the volume {list(zip(volume_begin, volume_end))}")
 
     out = np.zeros([e - b for b, e in zip(begin, end)], dtype=dtype.newbyteorder("="))
     if out.size == 0:
@@ -372,13 +383,20 @@ def read_precomputed_volume(
                 shape = [e - b for b, e in zip(cell_begin, cell_end)]
                 expected = int(np.prod(shape)) * dtype.itemsize
                 if len(data) != expected:
-                    raise format_error(chunk_path, f"chunk has {len(data)} bytes, expected {expected} "
-                                             f"({shape} {info['data_type']} voxels)")
+                    raise format_error(
+                        chunk_path,
+                        f"chunk has {len(data)} bytes, expected {expected} ({shape} {info['data_type']} voxels)",
+                    )
                 block = np.frombuffer(data, dtype=dtype).reshape(shape, order="F")
                 lo = [max(b, cb) for b, cb in zip(begin, cell_begin)]
                 hi = [min(e, ce) for e, ce in zip(end, cell_end)]
-                out[lo[0] - begin[0]:hi[0] - begin[0], lo[1] - begin[1]:hi[1] - begin[1],
-                    lo[2] - begin[2]:hi[2] - begin[2]] = block[
-                    lo[0] - cell_begin[0]:hi[0] - cell_begin[0], lo[1] - cell_begin[1]:hi[1] - cell_begin[1],
-                    lo[2] - cell_begin[2]:hi[2] - cell_begin[2]]
+                out[
+                    lo[0] - begin[0] : hi[0] - begin[0],
+                    lo[1] - begin[1] : hi[1] - begin[1],
+                    lo[2] - begin[2] : hi[2] - begin[2],
+                ] = block[
+                    lo[0] - cell_begin[0] : hi[0] - cell_begin[0],
+                    lo[1] - cell_begin[1] : hi[1] - cell_begin[1],
+                    lo[2] - cell_begin[2] : hi[2] - cell_begin[2],
+                ]
     return out if axis_order == "xyz" else out.transpose(2, 1, 0)

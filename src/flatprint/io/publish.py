@@ -98,8 +98,9 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(target: str | os.PathLike, kind: str, *, force: bool = False,
-                  publish: str | None = None) -> Iterator[Path]:
+def atomic_output(
+    target: str | os.PathLike, kind: str, *, force: bool = False, publish: str | None = None
+) -> Iterator[Path]:
     """Yield a fresh work directory beside ``target``; on success move the result to ``target``.
 
     The result is the work directory itself, or with ``publish`` the file or directory of that name

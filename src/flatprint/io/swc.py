@@ -54,14 +54,13 @@ _INT = r"[+-]?\d{1,18}"
 _FLOAT = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _INT_RE = re.compile(_INT)
 _FLOAT_RE = re.compile(_FLOAT)
-_ROW_RE = re.compile(
-    rf"\s*({_INT})\s+({_INT})\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s+({_INT})\s*"
-)
+_ROW_RE = re.compile(rf"\s*({_INT})\s+({_INT})\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s+({_INT})\s*")
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+
 
 def _fail(source: str | None, line: int, message: str) -> FormatError:
     return format_error(source, message, line=line)
@@ -71,13 +70,14 @@ def _explain_bad_row(line: str) -> str:
     """Say what is wrong with a data line that did not match the row pattern."""
     tokens = line.split()
     if len(tokens) != 7:
-        return (f"expected 7 fields (node_id label x y z radius parent_id), "
-                f"found {len(tokens)}: {line.strip()!r}")
+        return f"expected 7 fields (node_id label x y z radius parent_id), found {len(tokens)}: {line.strip()!r}"
     for position, token in enumerate(tokens):
         if position in _INTEGER_FIELDS:
             if not _INT_RE.fullmatch(token):
-                return (f"field {position + 1} ({_FIELD_NAMES[position]}) is not an integer "
-                        f"(or has more than 18 digits): {token!r}")
+                return (
+                    f"field {position + 1} ({_FIELD_NAMES[position]}) is not an integer "
+                    f"(or has more than 18 digits): {token!r}"
+                )
         elif not _FLOAT_RE.fullmatch(token):
             return f"field {position + 1} ({_FIELD_NAMES[position]}) is not a number: {token!r}"
     return f"cannot parse {line.strip()!r}"  # pragma: no cover - the regexes agree
@@ -143,8 +143,10 @@ def _check_tree(
     missing = np.flatnonzero((parent_rows < 0) & ~is_root)
     if len(missing):
         row = int(missing[0])
-        return row, (f"parent {parent_ids[row]} of node {node_ids[row]} is not a node in the file "
-                     f"(a root's parent must be {ROOT_PARENT})")
+        return row, (
+            f"parent {parent_ids[row]} of node {node_ids[row]} is not a node in the file "
+            f"(a root's parent must be {ROOT_PARENT})"
+        )
 
     cyclic = find_cycle_rows(parent_rows)
     if len(cyclic):
@@ -165,8 +167,9 @@ def _check_tree(
     if len(roots) > 1 and not allow_forest:
         shown = ", ".join(f"{node_ids[r]} at {{row:{int(r)}}}" for r in roots[:5])
         more = ", ..." if len(roots) > 5 else ""
-        return int(roots[1]), (f"{len(roots)} roots ({shown}{more}); the file is a forest, "
-                               f"pass allow_forest=True to accept it")
+        return int(roots[1]), (
+            f"{len(roots)} roots ({shown}{more}); the file is a forest, pass allow_forest=True to accept it"
+        )
     return None
 
 
@@ -215,8 +218,10 @@ def read_swc(source: Any, *, allow_forest: bool = False) -> pd.DataFrame:
     node_ids = np.array([int(v) for v in columns[0]], dtype=np.int64)
     labels = np.array([int(v) for v in columns[1]], dtype=np.int64)
     parent_ids = np.array([int(v) for v in columns[6]], dtype=np.int64)
-    floats = {name_: np.array([float(v) for v in columns[i]], dtype=np.float64)
-              for i, name_ in ((2, "x"), (3, "y"), (4, "z"), (5, "radius"))}
+    floats = {
+        name_: np.array([float(v) for v in columns[i]], dtype=np.float64)
+        for i, name_ in ((2, "x"), (3, "y"), (4, "z"), (5, "radius"))
+    }
 
     for column, values in floats.items():
         bad = np.flatnonzero(~np.isfinite(values))
@@ -235,15 +240,17 @@ def read_swc(source: Any, *, allow_forest: bool = False) -> pd.DataFrame:
         message = re.sub(r"\{row:(\d+)\}", lambda m: f"line {line_numbers[int(m.group(1))]}", message)
         raise _fail(name, line_numbers[row], message)
 
-    df = pd.DataFrame({
-        "node_id": node_ids,
-        "label": labels,
-        "x": floats["x"],
-        "y": floats["y"],
-        "z": floats["z"],
-        "radius": floats["radius"],
-        "parent_id": parent_ids,
-    })
+    df = pd.DataFrame(
+        {
+            "node_id": node_ids,
+            "label": labels,
+            "x": floats["x"],
+            "y": floats["y"],
+            "z": floats["z"],
+            "radius": floats["radius"],
+            "parent_id": parent_ids,
+        }
+    )
     df.attrs["header"] = header
     df.attrs["source"] = name
     return df
@@ -252,6 +259,7 @@ def read_swc(source: Any, *, allow_forest: bool = False) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+
 
 def _integer_column(df: pd.DataFrame, column: str, default: int | None = None) -> np.ndarray:
     if column not in df.columns:
@@ -343,6 +351,7 @@ def write_swc(
 # navis
 # --------------------------------------------------------------------------------------------
 
+
 def to_navis(df: pd.DataFrame, units: str | None = "8 nm", **metadata: Any):
     """Make a ``navis.TreeNeuron`` from a skeleton table.
 
@@ -352,15 +361,17 @@ def to_navis(df: pd.DataFrame, units: str | None = "8 nm", **metadata: Any):
     """
     import navis  # optional dependency
 
-    nodes = pd.DataFrame({
-        "node_id": _integer_column(df, "node_id"),
-        "label": _integer_column(df, "label", default=0),
-        "x": df["x"].to_numpy(),
-        "y": df["y"].to_numpy(),
-        "z": df["z"].to_numpy(),
-        "radius": df["radius"].to_numpy() if "radius" in df.columns else np.zeros(len(df)),
-        "parent_id": _integer_column(df, "parent_id"),
-    })
+    nodes = pd.DataFrame(
+        {
+            "node_id": _integer_column(df, "node_id"),
+            "label": _integer_column(df, "label", default=0),
+            "x": df["x"].to_numpy(),
+            "y": df["y"].to_numpy(),
+            "z": df["z"].to_numpy(),
+            "radius": df["radius"].to_numpy() if "radius" in df.columns else np.zeros(len(df)),
+            "parent_id": _integer_column(df, "parent_id"),
+        }
+    )
     return navis.TreeNeuron(nodes, units=units, **metadata)
 
 
@@ -373,15 +384,17 @@ def from_navis(neuron: Any) -> pd.DataFrame:
     """
     nodes = neuron.nodes
     radius = nodes["radius"].to_numpy() if "radius" in nodes.columns else np.zeros(len(nodes))
-    df = pd.DataFrame({
-        "node_id": _integer_column(nodes, "node_id"),
-        "label": _integer_column(nodes, "label", default=0),
-        "x": nodes["x"].to_numpy(),
-        "y": nodes["y"].to_numpy(),
-        "z": nodes["z"].to_numpy(),
-        "radius": radius,
-        "parent_id": _integer_column(nodes, "parent_id"),
-    })
+    df = pd.DataFrame(
+        {
+            "node_id": _integer_column(nodes, "node_id"),
+            "label": _integer_column(nodes, "label", default=0),
+            "x": nodes["x"].to_numpy(),
+            "y": nodes["y"].to_numpy(),
+            "z": nodes["z"].to_numpy(),
+            "radius": radius,
+            "parent_id": _integer_column(nodes, "parent_id"),
+        }
+    )
     df.attrs["units"] = str(getattr(neuron, "units", "")) or None
     df.attrs["id"] = getattr(neuron, "id", None)
     df.attrs["name"] = getattr(neuron, "name", None)

@@ -7,8 +7,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MALE_CNS_VOXEL_NM", "NM_PER_UM", "nm_to_um", "nm_to_voxels", "um_to_nm", "um_to_voxels",
-           "voxels_to_nm", "voxels_to_um"]
+__all__ = [
+    "MALE_CNS_VOXEL_NM",
+    "NM_PER_UM",
+    "nm_to_um",
+    "nm_to_voxels",
+    "um_to_nm",
+    "um_to_voxels",
+    "voxels_to_nm",
+    "voxels_to_um",
+]
 
 MALE_CNS_VOXEL_NM = 8.0
 NM_PER_UM = 1000.0

@@ -69,13 +69,15 @@ def _find_store(key: str) -> Path:
 class Client:
     """A local, read-only connection to one store, with neuprint-python's Client surface."""
 
-    def __init__(self, source, dataset: str | None = None, token: str | None = None, verify=None,
-                 progress: bool = False):
+    def __init__(
+        self, source, dataset: str | None = None, token: str | None = None, verify=None, progress: bool = False
+    ):
         source = str(source)
         if source.startswith(("http://", "https://")) or "neuprint" in source and "/" not in source:
             raise QueryError(
                 f"Client({source!r}): flatprint.Client opens a local store. To talk to a neuPrint server "
-                "(or to 'flatprint serve'), use neuprint-python: neuprint.Client(server, dataset=..., token=...)")
+                "(or to 'flatprint serve'), use neuprint-python: neuprint.Client(server, dataset=..., token=...)"
+            )
         path = Path(source).expanduser()
         if not path.exists() and ":" in source:
             path = _find_store(source)
@@ -160,9 +162,12 @@ class Client:
 
     def provenance(self, query: str) -> dict:
         return {
-            "dataset": self.store.meta.get("dataset"), "version": self.store.meta.get("tag"),
-            "store": str(self.store.path), "store_checksum": self.store.info.get("sourceChecksum"),
-            "store_uuid": self.store.meta.get("uuid"), "description": self.store.meta.get("description"),
+            "dataset": self.store.meta.get("dataset"),
+            "version": self.store.meta.get("tag"),
+            "store": str(self.store.path),
+            "store_checksum": self.store.info.get("sourceChecksum"),
+            "store_uuid": self.store.meta.get("uuid"),
+            "description": self.store.meta.get("description"),
             "query": query,
         }
 

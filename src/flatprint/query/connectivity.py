@@ -12,14 +12,26 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import NeuronCriteria, check_rois, copy_as_neuroncriteria, unmatched_values, warn_unmatched
+from flatprint.query.criteria import (
+    NeuronCriteria,
+    check_rois,
+    copy_as_neuroncriteria,
+    unmatched_values,
+    warn_unmatched,
+)
 from flatprint.query.paths import all_shortest_paths, paths_up_to
 from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
 from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
 
-WEIGHT_PROPERTIES = ["weight", "weightHP", "weightAxonAxon", "weightAxonDendrite",
-                     "weightDendriteDendrite", "weightDendriteAxon"]
+WEIGHT_PROPERTIES = [
+    "weight",
+    "weightHP",
+    "weightAxonAxon",
+    "weightAxonDendrite",
+    "weightDendriteDendrite",
+    "weightDendriteAxon",
+]
 _POLARITY = set(WEIGHT_PROPERTIES[2:])
 
 
@@ -40,8 +52,11 @@ def _weight_props(weight_props, client) -> list[str]:
     if missing:
         wanted = [p for p in wanted if p not in missing]
         if not everything:
-            warnings.warn("This dataset doesn't have axon/dendrite polarity information, so these "
-                          f"weight_props are omitted: {sorted(missing)}", stacklevel=3)
+            warnings.warn(
+                "This dataset doesn't have axon/dendrite polarity information, so these "
+                f"weight_props are omitted: {sorted(missing)}",
+                stacklevel=3,
+            )
     return [p for p in WEIGHT_PROPERTIES if p != "weight" and p in wanted]
 
 
@@ -93,9 +108,11 @@ class EdgeScan:
         # An explicit id list lets DuckDB prune row groups by the sort order (zone maps).
         columns = ", ".join(f"c.{column}" for column in EDGE_COLUMNS)
         other = f" AND {self.other_filter}" if self.other_filter else ""
-        return (f"SELECT {columns} FROM {self.table} c "
-                f"WHERE c.{self.driver} IN ({', '.join(map(str, self.driver_ids))}){other} "
-                f"AND c.weight >= {int(self.min_weight)}")
+        return (
+            f"SELECT {columns} FROM {self.table} c "
+            f"WHERE c.{self.driver} IN ({', '.join(map(str, self.driver_ids))}){other} "
+            f"AND c.weight >= {int(self.min_weight)}"
+        )
 
 
 def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
@@ -107,8 +124,11 @@ def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
         raise _no_match(client, "targets", targets)
     downstream = n_src <= n_tgt
     driver_crit, other, other_crit = (sources, "body_post", targets) if downstream else (targets, "body_pre", sources)
-    other_filter = "" if other_crit.is_empty() and other_crit.label == "Segment" else \
-        f"c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
+    other_filter = (
+        ""
+        if other_crit.is_empty() and other_crit.label == "Segment"
+        else f"c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
+    )
     return EdgeScan(downstream, tuple(_bodies(client, driver_crit)), other_filter, int(min_weight))
 
 
@@ -120,8 +140,10 @@ def _neuron_props(client, bodies, properties) -> pd.DataFrame:
     cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
     ids = np.unique(np.asarray(bodies, dtype=np.int64))
     with client.temporary_tables(bodies=pa.table({"bodyId": ids})) as t:
-        return client.frame(f"SELECT {cols} FROM segments n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
-                            f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId")
+        return client.frame(
+            f"SELECT {cols} FROM segments n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
+            f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId"
+        )
 
 
 def _prepare(obj, client, rois):
@@ -132,10 +154,23 @@ def _prepare(obj, client, rois):
 
 
 @inject_client
-def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, min_total_weight=1,
-                      include_nonprimary=False, export_dir=None, batch_size=200,
-                      properties=["type", "instance"], *, weight_props="all", omit_rois=False, threads=4,
-                      allow_all=False, client=None):
+def fetch_adjacencies(
+    sources=None,
+    targets=None,
+    rois=None,
+    min_roi_weight=1,
+    min_total_weight=1,
+    include_nonprimary=False,
+    export_dir=None,
+    batch_size=200,
+    properties=["type", "instance"],
+    *,
+    weight_props="all",
+    omit_rois=False,
+    threads=4,
+    allow_all=False,
+    client=None,
+):
     """Connections between two neuron sets, per ROI (by the post-synaptic point), as neuprint-python returns them.
 
     Returns ``(neurons_df, roi_conn_df)``; with ``omit_rois=True`` one row per body pair with total
@@ -164,17 +199,23 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
     extra = _weight_props(weight_props, client)
     src, tgt = _prepare(sources, client, rois), _prepare(targets, client, rois)
     if src.is_empty() and tgt.is_empty() and not allow_all:
-        raise QueryError("sources and targets: both are empty criteria, which selects the whole connectome; "
-                         "narrow one of them or pass allow_all=True")
-    query = (f"fetch_adjacencies({src!r}, {tgt!r}, rois={rois}, min_roi_weight={min_roi_weight}, "
-             f"min_total_weight={min_total_weight}, include_nonprimary={include_nonprimary}, omit_rois={omit_rois})")
+        raise QueryError(
+            "sources and targets: both are empty criteria, which selects the whole connectome; "
+            "narrow one of them or pass allow_all=True"
+        )
+    query = (
+        f"fetch_adjacencies({src!r}, {tgt!r}, rois={rois}, min_roi_weight={min_roi_weight}, "
+        f"min_total_weight={min_total_weight}, include_nonprimary={include_nonprimary}, omit_rois={omit_rois})"
+    )
     edge_min = min_total_weight if omit_rois else 1
     scan = _edge_scan(client, src, tgt, edge_min)
     extra_sql = "".join(f", e.{CONNECTS_TO_COLUMNS[p]} AS {quote_ident(p)}" for p in extra)
 
     if omit_rois:
-        conn_df = client.frame(f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
-                               f"FROM ({scan.sql()}) e ORDER BY 1, 2")
+        conn_df = client.frame(
+            f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
+            f"FROM ({scan.sql()}) e ORDER BY 1, 2"
+        )
     else:
         primary = ", ".join(sql_literal(r) for r in client.primary_rois)
         roi_filter = "" if include_nonprimary else f"AND r.roi IN ({primary})"
@@ -188,7 +229,7 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
         with client.temporary_tables(edges=edges) as t:
             # One scan of the per-ROI table, materialized: both the per-ROI rows and the primary sums read it.
             conn_df = client.frame(f"""
-            WITH e AS (SELECT * FROM {t['edges']}),
+            WITH e AS (SELECT * FROM {t["edges"]}),
             joined AS MATERIALIZED (
               SELECT r.body_pre, r.body_post, r.roi, r.weight
               FROM {scan.roi_table(client)} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
@@ -215,8 +256,11 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
 
     if len(conn_df) == 0:
         neurons_df = pd.DataFrame([], columns=["bodyId", "instance", "type"]).astype(
-            {"bodyId": int, "instance": str, "type": str})
-        cols = ["bodyId_pre", "bodyId_post"] + ([] if omit_rois else ["roi"]) + ["weight"] + (extra if omit_rois else [])
+            {"bodyId": int, "instance": str, "type": str}
+        )
+        cols = (
+            ["bodyId_pre", "bodyId_post"] + ([] if omit_rois else ["roi"]) + ["weight"] + (extra if omit_rois else [])
+        )
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
     bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
@@ -226,29 +270,51 @@ def fetch_adjacencies(sources=None, targets=None, rois=None, min_roi_weight=1, m
         neurons_df.to_csv(f"{export_dir}/neurons.csv", index=False, header=True)
         if not omit_rois:
             conn_df.to_csv(f"{export_dir}/roi-connections.csv", index=False, header=True)
-        totals = client.frame(f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
-                              f"FROM ({scan.sql()}) e ORDER BY 1, 2")
+        totals = client.frame(
+            f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
+            f"FROM ({scan.sql()}) e ORDER BY 1, 2"
+        )
         totals.to_csv(f"{export_dir}/total-connections.csv", index=False, header=True)
     return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
 
 
 @inject_client
-def fetch_traced_adjacencies(export_dir=None, batch_size=200, *, weight_props="all", omit_rois=False,
-                             threads=4, client=None):
+def fetch_traced_adjacencies(
+    export_dir=None, batch_size=200, *, weight_props="all", omit_rois=False, threads=4, client=None
+):
     """fetch_adjacencies between all Traced, non-cropped neurons."""
     criteria = NeuronCriteria(status="Traced", cropped=False, client=client)
-    return fetch_adjacencies(criteria, criteria, export_dir=export_dir, batch_size=batch_size,
-                             weight_props=weight_props, omit_rois=omit_rois, threads=threads, client=client)
+    return fetch_adjacencies(
+        criteria,
+        criteria,
+        export_dir=export_dir,
+        batch_size=batch_size,
+        weight_props=weight_props,
+        omit_rois=omit_rois,
+        threads=threads,
+        client=client,
+    )
 
 
 def _conn_roi_info_sql(alias_pairs: str) -> str:
-    return (f"(SELECT to_json(map_from_entries(list(struct_pack(k := r.roi, v := struct_pack(pre := r.pre, post := r.weight)) "
-            f"ORDER BY r.roi)))::VARCHAR FROM connection_rois r WHERE {alias_pairs})")
+    return (
+        "(SELECT to_json(map_from_entries(list("
+        "struct_pack(k := r.roi, v := struct_pack(pre := r.pre, post := r.weight)) "
+        f"ORDER BY r.roi)))::VARCHAR FROM connection_rois r WHERE {alias_pairs})"
+    )
 
 
 @inject_client
-def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, rois=None, min_weight=1,
-                             properties=["type", "instance"], *, weight_props="all", client=None):
+def fetch_simple_connections(
+    upstream_criteria=None,
+    downstream_criteria=None,
+    rois=None,
+    min_weight=1,
+    properties=["type", "instance"],
+    *,
+    weight_props="all",
+    client=None,
+):
     """One row per connection between the two neuron sets, heaviest first, with both sides' properties."""
     rois = [rois] if isinstance(rois, str) else list(rois or [])
     check_rois("rois", rois, client.all_rois)
@@ -268,7 +334,10 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
             select += ["n.roiInfo AS roiInfo_pre", "m.roiInfo AS roiInfo_post"]
             json_props += ["roiInfo_pre", "roiInfo_post"]
         elif p in client.neuron_keys:
-            select += [f"n.{quote_ident(p)} AS {quote_ident(p + '_pre')}", f"m.{quote_ident(p)} AS {quote_ident(p + '_post')}"]
+            select += [
+                f"n.{quote_ident(p)} AS {quote_ident(p + '_pre')}",
+                f"m.{quote_ident(p)} AS {quote_ident(p + '_post')}",
+            ]
         else:
             select += [f"NULL AS {quote_ident(p + '_pre')}", f"NULL AS {quote_ident(p + '_post')}"]
     # The ends' rows of segments and connection_rois by id ranges: a join with the whole table (or
@@ -276,13 +345,17 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
     # The edges are materialized once: their ends bound those reads, then the query joins them.
     edges = client.cursor().sql(scan.sql()).to_arrow_table()
     pre_ids, post_ids = set(edges.column("body_pre").to_pylist()), set(edges.column("body_post").to_pylist())
-    select.append(_conn_roi_info_sql("r.body_pre = e.body_pre AND r.body_post = e.body_post AND "
-                                     + id_ranges_sql("r.body_pre", pre_ids, gap=0)) + " AS conn_roiInfo")
+    select.append(
+        _conn_roi_info_sql(
+            "r.body_pre = e.body_pre AND r.body_post = e.body_post AND " + id_ranges_sql("r.body_pre", pre_ids, gap=0)
+        )
+        + " AS conn_roiInfo"
+    )
     ends_sql = f"(SELECT * FROM segments WHERE {id_ranges_sql('bodyId', pre_ids | post_ids, gap=0)})"
     with client.temporary_tables(edges=edges) as t:
         df = client.frame(f"""
-            SELECT {', '.join(select)}
-            FROM {t['edges']} e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
+            SELECT {", ".join(select)}
+            FROM {t["edges"]} e JOIN {ends_sql} n ON n.bodyId = e.body_pre JOIN {ends_sql} m ON m.bodyId = e.body_post
             ORDER BY e.weight DESC, e.body_pre, e.body_post""")
     for col in json_props + ["conn_roiInfo"]:
         df[col] = json_dicts(df[col])
@@ -294,18 +367,27 @@ def fetch_simple_connections(upstream_criteria=None, downstream_criteria=None, r
 
 
 @inject_client
-def fetch_common_connectivity(criteria, search_direction="upstream", min_weight=1,
-                              properties=["type", "instance"], *, weight_props="all", client=None):
+def fetch_common_connectivity(
+    criteria,
+    search_direction="upstream",
+    min_weight=1,
+    properties=["type", "instance"],
+    *,
+    weight_props="all",
+    client=None,
+):
     """Partners connected to ALL of the matched neurons (upstream or downstream of them)."""
     if search_direction not in ("upstream", "downstream"):
         raise QueryError(f"search_direction must be 'upstream' or 'downstream', got {search_direction!r}")
     if search_direction == "upstream":
-        df = fetch_simple_connections(None, criteria, min_weight=min_weight, properties=properties,
-                                      weight_props=weight_props, client=client)
+        df = fetch_simple_connections(
+            None, criteria, min_weight=min_weight, properties=properties, weight_props=weight_props, client=client
+        )
         matched, partner = "bodyId_post", "bodyId_pre"
     else:
-        df = fetch_simple_connections(criteria, None, min_weight=min_weight, properties=properties,
-                                      weight_props=weight_props, client=client)
+        df = fetch_simple_connections(
+            criteria, None, min_weight=min_weight, properties=properties, weight_props=weight_props, client=client
+        )
         matched, partner = "bodyId_pre", "bodyId_post"
     n_matched = df[matched].nunique()
     counts = df[partner].value_counts()
@@ -345,8 +427,17 @@ def _paths_frame(client, paths, with_length: bool) -> pd.DataFrame:
 
 
 @inject_client
-def fetch_paths(upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_criteria=None, timeout=5.0, *,
-                path_length=None, max_path_length=None, client=None):
+def fetch_paths(
+    upstream_bodyId,
+    downstream_bodyId,
+    min_weight=1,
+    intermediate_criteria=None,
+    timeout=5.0,
+    *,
+    path_length=None,
+    max_path_length=None,
+    client=None,
+):
     """Paths between two bodies along connections of at least ``min_weight`` (shortest, exact or max length).
 
     Intermediate bodies must satisfy ``intermediate_criteria`` (default: status Traced). Like neuPrint,
@@ -371,16 +462,24 @@ def fetch_paths(upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_c
 
 
 @inject_client
-def fetch_shortest_paths(upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_criteria=None,
-                         timeout=5.0, *, client=None):
+def fetch_shortest_paths(
+    upstream_bodyId, downstream_bodyId, min_weight=1, intermediate_criteria=None, timeout=5.0, *, client=None
+):
     """All shortest paths between two bodies (see fetch_paths)."""
-    return fetch_paths(upstream_bodyId, downstream_bodyId, min_weight=min_weight,
-                       intermediate_criteria=intermediate_criteria, timeout=timeout, client=client)
+    return fetch_paths(
+        upstream_bodyId,
+        downstream_bodyId,
+        min_weight=min_weight,
+        intermediate_criteria=intermediate_criteria,
+        timeout=timeout,
+        client=client,
+    )
 
 
 @inject_client
-def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, *, neurons_only=True,
-                      rois=None, client=None) -> pd.DataFrame:
+def connection_matrix(
+    groupby="type", sources=None, targets=None, min_weight=1, *, neurons_only=True, rois=None, client=None
+) -> pd.DataFrame:
     """Connectivity aggregated by a neuron property (type×type, class×class, ...) or by ROI (ROI×ROI).
 
     Long form, heaviest first: ``pre``, ``post``, ``weight`` (synapses) and ``connections`` (neuron
@@ -407,17 +506,22 @@ def connection_matrix(groupby="type", sources=None, targets=None, min_weight=1, 
             sides[name] = _bodies(client, c)
             if not sides[name]:
                 warn_unmatched(c, client, argument=("sources." if name == "pre_bodies" else "targets."))
-    sql = connection_matrix_sql(groupby, min_weight=int(min_weight), neurons_only=neurons_only,
-                                rois=rois or None, **sides)
+    sql = connection_matrix_sql(
+        groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
+    )
     df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
     df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
-    query = f"connection_matrix(groupby={groupby!r}, sources={sources!r}, targets={targets!r}, min_weight={min_weight}, rois={rois})"
+    query = (
+        f"connection_matrix(groupby={groupby!r}, sources={sources!r}, targets={targets!r}, "
+        f"min_weight={min_weight}, rois={rois})"
+    )
     return with_provenance(df, client, query)
 
 
 @inject_client
-def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neurons_only=True,
-                client=None) -> pd.DataFrame:
+def fetch_reach(
+    criteria, direction="downstream", hops=2, min_weight=1, *, neurons_only=True, client=None
+) -> pd.DataFrame:
     """Bodies reachable from (or reaching) the matched neurons within ``hops`` connections of >= min_weight.
 
     Returns ``bodyId``, ``hops`` (the fewest steps needed) and ``type``, sorted by hops then bodyId;
@@ -433,9 +537,12 @@ def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neuro
     start = _bodies(client, crit)
     if not start:
         raise _no_match(client, "criteria", crit)
-    table, near, far = ("connections", "body_pre", "body_post") if direction == "downstream" else \
-        ("connections_by_post", "body_post", "body_pre")
-    neuron_join = "JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron".format(far=far) if neurons_only else ""
+    table, near, far = (
+        ("connections", "body_pre", "body_post")
+        if direction == "downstream"
+        else ("connections_by_post", "body_post", "body_pre")
+    )
+    neuron_join = f"JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron" if neurons_only else ""
     seen = {b: 0 for b in start}
     frontier = np.array(start, dtype=np.int64)
     cur = client.cursor()
@@ -443,8 +550,10 @@ def fetch_reach(criteria, direction="downstream", hops=2, min_weight=1, *, neuro
         if len(frontier) == 0:
             break
         ids = ", ".join(map(str, frontier.tolist()))
-        found = cur.execute(f"SELECT DISTINCT c.{far} FROM {table} c {neuron_join} "
-                            f"WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)}").fetchnumpy()[far]
+        found = cur.execute(
+            f"SELECT DISTINCT c.{far} FROM {table} c {neuron_join} "
+            f"WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)}"
+        ).fetchnumpy()[far]
         new = [b for b in found.tolist() if b not in seen]
         for b in new:
             seen[b] = hop

@@ -35,14 +35,53 @@ _REGEX_CHARS = re.compile(r"[\\.?\[\]+^$*]")
 
 # Exact-match string or integer fields, as in neuprint-python (argument name -> property name).
 EXACT_FIELDS = [
-    "status", "statusLabel", "group", "serial", "zapbenchId",
-    "birthtime", "cellBodyFiber", "celltypePredictedNt", "class_", "consensusNt", "description",
-    "dimorphism", "entryNerve", "exitNerve", "flywireId", "fruDsx", "hemibrainBodyId",
-    "hemilineage", "itoleeHl", "locationType", "longTract", "matchingNotes", "mcnsSerial", "modality",
-    "ntReference", "origin", "otherNt", "otherNtReference", "predictedNt", "prefix", "receptorType",
-    "rootSide", "serialMotif", "somaNeuromere", "somaSide", "source", "subclass", "subclassabbr",
-    "superclass", "supertype", "synonyms", "systematicType", "tag", "target", "transmission",
-    "trumanHl", "vfbId",
+    "status",
+    "statusLabel",
+    "group",
+    "serial",
+    "zapbenchId",
+    "birthtime",
+    "cellBodyFiber",
+    "celltypePredictedNt",
+    "class_",
+    "consensusNt",
+    "description",
+    "dimorphism",
+    "entryNerve",
+    "exitNerve",
+    "flywireId",
+    "fruDsx",
+    "hemibrainBodyId",
+    "hemilineage",
+    "itoleeHl",
+    "locationType",
+    "longTract",
+    "matchingNotes",
+    "mcnsSerial",
+    "modality",
+    "ntReference",
+    "origin",
+    "otherNt",
+    "otherNtReference",
+    "predictedNt",
+    "prefix",
+    "receptorType",
+    "rootSide",
+    "serialMotif",
+    "somaNeuromere",
+    "somaSide",
+    "source",
+    "subclass",
+    "subclassabbr",
+    "superclass",
+    "supertype",
+    "synonyms",
+    "systematicType",
+    "tag",
+    "target",
+    "transmission",
+    "trumanHl",
+    "vfbId",
 ]
 # Secondary type fields: always exact in neuprint-python 0.6.4 (a known quirk we keep for parity).
 SECONDARY_TYPE_FIELDS = ["flywireType", "hemibrainType", "mancType"]
@@ -99,8 +138,11 @@ def unmatched_values(criteria: NeuronCriteria, client, argument: str = "") -> li
     scope = "is_neuron" if criteria.label == "Neuron" else "TRUE"
     what = "neuron" if criteria.label == "Neuron" else "segment"
     # The string shorthand fetch_neurons("DNge104") sets type and instance alike (OR'ed): check them as one.
-    groups = [("type/instance", ["type", "instance"])] if criteria.type and criteria.type == criteria.instance \
+    groups = (
+        [("type/instance", ["type", "instance"])]
+        if criteria.type and criteria.type == criteria.instance
         else [("type", ["type"]), ("instance", ["instance"])]
+    )
     groups += [(name, ["class" if name == "class_" else name]) for name in EXACT_FIELDS + SECONDARY_TYPE_FIELDS]
     regex_fields = {"type", "instance", *SECONDARY_TYPE_FIELDS}
     lines = []
@@ -108,9 +150,16 @@ def unmatched_values(criteria: NeuronCriteria, client, argument: str = "") -> li
         values = [v for v in getattr(criteria, "type" if name == "type/instance" else name) if isinstance(v, str)]
         if not values or not all(p in available for p in props):
             continue
-        stored = sorted({v for p in props for (v,) in client.sql(
-            f"SELECT DISTINCT CAST({quote_ident(p)} AS VARCHAR) FROM segments "
-            f"WHERE {scope} AND {quote_ident(p)} IS NOT NULL")[1]})
+        stored = sorted(
+            {
+                v
+                for p in props
+                for (v,) in client.sql(
+                    f"SELECT DISTINCT CAST({quote_ident(p)} AS VARCHAR) FROM segments "
+                    f"WHERE {scope} AND {quote_ident(p)} IS NOT NULL"
+                )[1]
+            }
+        )
         regex = criteria.regex and props[0] in regex_fields
         for value in values:
             if regex:
@@ -131,10 +180,13 @@ def unmatched_values(criteria: NeuronCriteria, client, argument: str = "") -> li
             if criteria.label == "Neuron" and not regex:
                 equal = " OR ".join(f"CAST({quote_ident(p)} AS VARCHAR) = {sql_literal(value)}" for p in props)
                 if client.sql(f"SELECT count(*) FROM segments WHERE {equal}")[1][0][0]:
-                    note = (" (only segments that are not :Neuron have it; NeuronCriteria(label='Segment', ...) "
-                            "includes them)")
-            lines.append(f"{argument}{name}: {kind} {value!r} matches no {what} in this store{note}"
-                         f"{did_you_mean(close)}")
+                    note = (
+                        " (only segments that are not :Neuron have it; NeuronCriteria(label='Segment', ...) "
+                        "includes them)"
+                    )
+            lines.append(
+                f"{argument}{name}: {kind} {value!r} matches no {what} in this store{note}{did_you_mean(close)}"
+            )
     return lines
 
 
@@ -149,24 +201,85 @@ class NeuronCriteria:
     """Which neurons (or segments) a query is about. All arguments are keyword-only but ``matchvar``."""
 
     def __init__(
-        self, matchvar="n", *, bodyId=None, type=None, instance=None, regex="guess",
-        status=None, statusLabel=None, rois=None, inputRois=None, outputRois=None,
-        roi_req="all", min_roi_inputs=1, min_roi_outputs=1, group=None, serial=None, zapbenchId=None,
-        cropped=None, flywireType=None, hemibrainType=None, mancType=None,
-        birthtime=None, cellBodyFiber=None, celltypePredictedNt=None, class_=None, consensusNt=None,
-        description=None, dimorphism=None, entryNerve=None, exitNerve=None, flywireId=None,
-        fruDsx=None, hemibrainBodyId=None, hemilineage=None, itoleeHl=None, locationType=None,
-        longTract=None, matchingNotes=None, mcnsSerial=None, modality=None, ntReference=None,
-        origin=None, otherNt=None, otherNtReference=None, predictedNt=None, prefix=None,
-        receptorType=None, rootSide=None, serialMotif=None, somaNeuromere=None, somaSide=None,
-        source=None, subclass=None, subclassabbr=None, superclass=None, supertype=None, synonyms=None,
-        systematicType=None, tag=None, target=None, transmission=None, trumanHl=None, vfbId=None,
-        label=None, min_pre=0, min_post=0, max_closestLandmarkDistanceMicrons=np.inf,
-        somaLocation=None, tosomaLocation=None, rootLocation=None, soma=None, client=None,
+        self,
+        matchvar="n",
+        *,
+        bodyId=None,
+        type=None,
+        instance=None,
+        regex="guess",
+        status=None,
+        statusLabel=None,
+        rois=None,
+        inputRois=None,
+        outputRois=None,
+        roi_req="all",
+        min_roi_inputs=1,
+        min_roi_outputs=1,
+        group=None,
+        serial=None,
+        zapbenchId=None,
+        cropped=None,
+        flywireType=None,
+        hemibrainType=None,
+        mancType=None,
+        birthtime=None,
+        cellBodyFiber=None,
+        celltypePredictedNt=None,
+        class_=None,
+        consensusNt=None,
+        description=None,
+        dimorphism=None,
+        entryNerve=None,
+        exitNerve=None,
+        flywireId=None,
+        fruDsx=None,
+        hemibrainBodyId=None,
+        hemilineage=None,
+        itoleeHl=None,
+        locationType=None,
+        longTract=None,
+        matchingNotes=None,
+        mcnsSerial=None,
+        modality=None,
+        ntReference=None,
+        origin=None,
+        otherNt=None,
+        otherNtReference=None,
+        predictedNt=None,
+        prefix=None,
+        receptorType=None,
+        rootSide=None,
+        serialMotif=None,
+        somaNeuromere=None,
+        somaSide=None,
+        source=None,
+        subclass=None,
+        subclassabbr=None,
+        superclass=None,
+        supertype=None,
+        synonyms=None,
+        systematicType=None,
+        tag=None,
+        target=None,
+        transmission=None,
+        trumanHl=None,
+        vfbId=None,
+        label=None,
+        min_pre=0,
+        min_post=0,
+        max_closestLandmarkDistanceMicrons=np.inf,
+        somaLocation=None,
+        tosomaLocation=None,
+        rootLocation=None,
+        soma=None,
+        client=None,
     ):
         if not isinstance(matchvar, str) or not re.fullmatch(r"[a-z][a-zA-Z0-9]*", matchvar):
-            raise QueryError(f"matchvar must be a lowercase identifier, got {matchvar!r} "
-                             "(did you mean to pass a bodyId, type or instance?)")
+            raise QueryError(
+                f"matchvar must be a lowercase identifier, got {matchvar!r} "
+                "(did you mean to pass a bodyId, type or instance?)"
+            )
         self.matchvar = matchvar
         self.client = client
         self.bodyId = [int(b) for b in _listify(bodyId)]
@@ -179,26 +292,65 @@ class NeuronCriteria:
         if regex not in (True, False, "guess"):
             raise QueryError(f"regex must be True, False or 'guess', got {regex!r}")
         fields = dict(
-            status=status, statusLabel=statusLabel, group=group, serial=serial, zapbenchId=zapbenchId,
-            birthtime=birthtime, cellBodyFiber=cellBodyFiber, celltypePredictedNt=celltypePredictedNt,
-            class_=class_, consensusNt=consensusNt, description=description, dimorphism=dimorphism,
-            entryNerve=entryNerve, exitNerve=exitNerve, flywireId=flywireId, fruDsx=fruDsx,
-            hemibrainBodyId=hemibrainBodyId, hemilineage=hemilineage, itoleeHl=itoleeHl,
-            locationType=locationType, longTract=longTract, matchingNotes=matchingNotes,
-            mcnsSerial=mcnsSerial, modality=modality, ntReference=ntReference, origin=origin,
-            otherNt=otherNt, otherNtReference=otherNtReference, predictedNt=predictedNt, prefix=prefix,
-            receptorType=receptorType, rootSide=rootSide, serialMotif=serialMotif,
-            somaNeuromere=somaNeuromere, somaSide=somaSide, source=source, subclass=subclass,
-            subclassabbr=subclassabbr, superclass=superclass, supertype=supertype, synonyms=synonyms,
-            systematicType=systematicType, tag=tag, target=target, transmission=transmission,
-            trumanHl=trumanHl, vfbId=vfbId, flywireType=flywireType, hemibrainType=hemibrainType,
+            status=status,
+            statusLabel=statusLabel,
+            group=group,
+            serial=serial,
+            zapbenchId=zapbenchId,
+            birthtime=birthtime,
+            cellBodyFiber=cellBodyFiber,
+            celltypePredictedNt=celltypePredictedNt,
+            class_=class_,
+            consensusNt=consensusNt,
+            description=description,
+            dimorphism=dimorphism,
+            entryNerve=entryNerve,
+            exitNerve=exitNerve,
+            flywireId=flywireId,
+            fruDsx=fruDsx,
+            hemibrainBodyId=hemibrainBodyId,
+            hemilineage=hemilineage,
+            itoleeHl=itoleeHl,
+            locationType=locationType,
+            longTract=longTract,
+            matchingNotes=matchingNotes,
+            mcnsSerial=mcnsSerial,
+            modality=modality,
+            ntReference=ntReference,
+            origin=origin,
+            otherNt=otherNt,
+            otherNtReference=otherNtReference,
+            predictedNt=predictedNt,
+            prefix=prefix,
+            receptorType=receptorType,
+            rootSide=rootSide,
+            serialMotif=serialMotif,
+            somaNeuromere=somaNeuromere,
+            somaSide=somaSide,
+            source=source,
+            subclass=subclass,
+            subclassabbr=subclassabbr,
+            superclass=superclass,
+            supertype=supertype,
+            synonyms=synonyms,
+            systematicType=systematicType,
+            tag=tag,
+            target=target,
+            transmission=transmission,
+            trumanHl=trumanHl,
+            vfbId=vfbId,
+            flywireType=flywireType,
+            hemibrainType=hemibrainType,
             mancType=mancType,
         )
         for name, value in fields.items():
             setattr(self, name, _listify(value))
         if regex == "guess":
-            regex = any(isinstance(v, str) and _REGEX_CHARS.search(v)
-                        for name in ("type", "instance", *SECONDARY_TYPE_FIELDS) for v in getattr(self, name))
+            regex = any(
+                isinstance(v, str) and _REGEX_CHARS.search(v)
+                for name in ("type", "instance", *SECONDARY_TYPE_FIELDS)
+                for v in getattr(self, name)
+            )
         self.regex = bool(regex)
         if roi_req not in ("any", "all"):
             raise QueryError(f"roi_req must be 'any' or 'all', got {roi_req!r}")
@@ -219,8 +371,11 @@ class NeuronCriteria:
         if cropped not in (None, True, False):
             raise QueryError(f"cropped must be True, False or None, got {cropped!r}")
         self.cropped = cropped
-        for name, value in (("somaLocation", somaLocation), ("tosomaLocation", tosomaLocation),
-                            ("rootLocation", rootLocation)):
+        for name, value in (
+            ("somaLocation", somaLocation),
+            ("tosomaLocation", tosomaLocation),
+            ("rootLocation", rootLocation),
+        ):
             if value not in (None, IsNull, NotNull):
                 raise QueryError(f"{name}: only IsNull or NotNull can be matched")
             setattr(self, name, value)
@@ -252,9 +407,16 @@ class NeuronCriteria:
     def __repr__(self):
         parts = []
         for k, v in self._state().items():
-            default = {"regex": False, "roi_req": "all", "min_roi_inputs": 1, "min_roi_outputs": 1,
-                       "label": "Segment" if self.bodyId else "Neuron", "min_pre": 0, "min_post": 0,
-                       "max_closestLandmarkDistanceMicrons": np.inf}.get(k)
+            default = {
+                "regex": False,
+                "roi_req": "all",
+                "min_roi_inputs": 1,
+                "min_roi_outputs": 1,
+                "label": "Segment" if self.bodyId else "Neuron",
+                "min_pre": 0,
+                "min_post": 0,
+                "max_closestLandmarkDistanceMicrons": np.inf,
+            }.get(k)
             if v in ([], set(), None) or v == default:
                 continue
             parts.append(f"{k}={sorted(v) if isinstance(v, set) else v!r}")
@@ -263,10 +425,17 @@ class NeuronCriteria:
     def is_empty(self) -> bool:
         """True when the criteria select every :Neuron (or :Segment)."""
         s = self._state()
-        ignore = {"regex", "roi_req", "min_roi_inputs", "min_roi_outputs", "label",
-                  "max_closestLandmarkDistanceMicrons"}
-        return all(v in ([], set(), None, 0) for k, v in s.items() if k not in ignore) and \
-            np.isposinf(self.max_closestLandmarkDistanceMicrons)
+        ignore = {
+            "regex",
+            "roi_req",
+            "min_roi_inputs",
+            "min_roi_outputs",
+            "label",
+            "max_closestLandmarkDistanceMicrons",
+        }
+        return all(v in ([], set(), None, 0) for k, v in s.items() if k not in ignore) and np.isposinf(
+            self.max_closestLandmarkDistanceMicrons
+        )
 
     # ---------------------------------------------------------------- SQL
     def where(self, client, alias: str = "n") -> str:
@@ -313,18 +482,23 @@ class NeuronCriteria:
         out = []
         joiner = " OR " if self.roi_req == "any" else " AND "
         # Plain intersection: the neuron has any synapse in the ROI (neuPrint's ROI boolean property).
-        plain = [f"EXISTS (SELECT 1 FROM segment_rois r WHERE r.bodyId = {alias}.bodyId AND r.roi = {sql_literal(roi)})"
-                 for roi in sorted(self.rois)]
+        plain = [
+            f"EXISTS (SELECT 1 FROM segment_rois r WHERE r.bodyId = {alias}.bodyId AND r.roi = {sql_literal(roi)})"
+            for roi in sorted(self.rois)
+        ]
         out.append("(" + joiner.join(plain) + ")")
-        for rois, column, minimum in ((self.inputRois, "post", self.min_roi_inputs),
-                                      (self.outputRois, "pre", self.min_roi_outputs)):
+        for rois, column, minimum in (
+            (self.inputRois, "post", self.min_roi_inputs),
+            (self.outputRois, "pre", self.min_roi_outputs),
+        ):
             if not rois:
                 continue
             need = 1 if self.roi_req == "any" else len(rois)
             roi_list = ", ".join(sql_literal(r) for r in sorted(rois))
             out.append(
                 f"(SELECT count(*) FROM segment_rois r WHERE r.bodyId = {alias}.bodyId AND r.roi IN ({roi_list}) "
-                f"AND r.{column} >= {sql_literal(max(minimum, 1))}) >= {need}")
+                f"AND r.{column} >= {sql_literal(max(minimum, 1))}) >= {need}"
+            )
         return " AND ".join(out)
 
 
@@ -396,8 +570,7 @@ def copy_as_neuroncriteria(obj, client=None) -> NeuronCriteria:
 class SynapseCriteria:
     """Which synapses: ROIs (any of), type 'pre'/'post', confidence (strictly above), primary_only."""
 
-    def __init__(self, matchvar="s", *, rois=None, type=None, confidence=None, primary_only=True,
-                 client=None):
+    def __init__(self, matchvar="s", *, rois=None, type=None, confidence=None, primary_only=True, client=None):
         from flatprint.query.client import default_client
 
         client = client or default_client()
@@ -422,8 +595,10 @@ class SynapseCriteria:
         return isinstance(other, SynapseCriteria) and vars(self) == vars(other)
 
     def __repr__(self):
-        return (f"SynapseCriteria(rois={self.rois!r}, type={self.type!r}, confidence={self.confidence!r}, "
-                f"primary_only={self.primary_only!r})")
+        return (
+            f"SynapseCriteria(rois={self.rois!r}, type={self.type!r}, confidence={self.confidence!r}, "
+            f"primary_only={self.primary_only!r})"
+        )
 
     def where(self, alias: str = "s", *, use_rois: bool = True, use_type: bool = True) -> str:
         """A SQL filter over ``synapses AS alias``: ROI membership (any level), type, confidence."""
@@ -433,7 +608,8 @@ class SynapseCriteria:
             exprs.append(
                 f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
                 f"((m.roi_set = 'primary' AND m.label = {alias}.primary_label) OR "
-                f"(m.roi_set = 'major' AND m.label = {alias}.major_label)))")
+                f"(m.roi_set = 'major' AND m.label = {alias}.major_label)))"
+            )
         if self.confidence:
             exprs.append(f"{alias}.{SYNAPSE_COLUMNS['confidence']} > {sql_literal(float(self.confidence))}")
         if self.type and use_type:

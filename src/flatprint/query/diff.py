@@ -85,23 +85,31 @@ class StoreDiff:
             lines.append("no changes")
             return "\n".join(lines)
         lines.append("bodies: " + ", ".join(f"{c.get(k, 0):,} {k}" for k in CHANGE_KINDS))
-        lines.append("properties: " + ", ".join(f"{c.get('property:' + p, 0):,} {p}" for p in PROPERTIES)
-                     + f"; {c.get('type_renames', 0):,} types renamed")
+        lines.append(
+            "properties: "
+            + ", ".join(f"{c.get('property:' + p, 0):,} {p}" for p in PROPERTIES)
+            + f"; {c.get('type_renames', 0):,} types renamed"
+        )
         p = self.parameters
-        lines.append(f"type-pair weights: {c.get('weight_up', 0):,} up, {c.get('weight_down', 0):,} down "
-                     f"(|change| >= {p['min_weight_change']:g} and >= {p['min_relative_change']:.0%})")
+        lines.append(
+            f"type-pair weights: {c.get('weight_up', 0):,} up, {c.get('weight_down', 0):,} down "
+            f"(|change| >= {p['min_weight_change']:g} and >= {p['min_relative_change']:.0%})"
+        )
         b = self.bodies
         for kind in ("merged", "split"):
             rows = b[b["change"] == kind].nlargest(top, "synapses")
             for r in rows.itertuples(index=False):
-                lines.append(f"  {kind}: {_ids(r.old_bodyIds)} -> {_ids(r.new_bodyIds)} "
-                             f"({r.synapses:,} synapses; types {_names(r.old_types)} -> {_names(r.new_types)})")
+                lines.append(
+                    f"  {kind}: {_ids(r.old_bodyIds)} -> {_ids(r.new_bodyIds)} "
+                    f"({r.synapses:,} synapses; types {_names(r.old_types)} -> {_names(r.new_types)})"
+                )
         for r in self.type_renames.head(top).itertuples(index=False):
             lines.append(f"  type renamed: {r.old_type} -> {r.new_type} ({r.bodies} bodies)")
         w = self.weight_changes
         for r in w.reindex(w["change"].abs().sort_values(ascending=False).index).head(top).itertuples(index=False):
-            lines.append(f"  weight {r.type_pre} -> {r.type_post}: {r.weight_old:,} -> {r.weight_new:,} "
-                         f"({r.change:+,})")
+            lines.append(
+                f"  weight {r.type_pre} -> {r.type_post}: {r.weight_old:,} -> {r.weight_new:,} ({r.change:+,})"
+            )
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, formats=("csv", "parquet")) -> list[Path]:
@@ -132,8 +140,11 @@ class StoreDiff:
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
         labels = [*CHANGE_KINDS, *(f"{p} changed" for p in PROPERTIES), "types renamed"]
-        values = [self.counts.get(k, 0) for k in CHANGE_KINDS] + \
-            [self.counts.get("property:" + p, 0) for p in PROPERTIES] + [self.counts.get("type_renames", 0)]
+        values = (
+            [self.counts.get(k, 0) for k in CHANGE_KINDS]
+            + [self.counts.get("property:" + p, 0) for p in PROPERTIES]
+            + [self.counts.get("type_renames", 0)]
+        )
         left.barh(labels[::-1], values[::-1], color="#4c72b0")
         for y, v in enumerate(values[::-1]):
             left.text(v, y, f" {v:,}", va="center", fontsize=8)
@@ -147,8 +158,14 @@ class StoreDiff:
             right.axvline(0, color="black", linewidth=0.6)
             right.tick_params(axis="y", labelsize=7)
         else:
-            right.text(0.5, 0.5, "no type-pair weight change\nabove the thresholds", ha="center", va="center",
-                       transform=right.transAxes)
+            right.text(
+                0.5,
+                0.5,
+                "no type-pair weight change\nabove the thresholds",
+                ha="center",
+                va="center",
+                transform=right.transAxes,
+            )
         right.set_title("largest type-pair weight changes (new − old)")
         right.set_xlabel("synapses")
         fig.suptitle(f"{self.old_dataset} → {self.new_dataset}", fontsize=11)
@@ -200,9 +217,17 @@ def _check(name: str, value: float, low: float, high: float = math.inf, high_ope
     return value
 
 
-def diff_stores(old, new, *, min_weight_change: float = 10, min_relative_change: float = 0.2,
-                min_share: float = 0.5, memory_limit: str = "4GB", rows_per_range: int = 50_000_000,
-                temp_directory: str | Path | None = None) -> StoreDiff:
+def diff_stores(
+    old,
+    new,
+    *,
+    min_weight_change: float = 10,
+    min_relative_change: float = 0.2,
+    min_share: float = 0.5,
+    memory_limit: str = "4GB",
+    rows_per_range: int = 50_000_000,
+    temp_directory: str | Path | None = None,
+) -> StoreDiff:
     """Compare two stores (paths or open Stores; the same store twice gives no changes).
 
     ``min_weight_change``/``min_relative_change``: a type pair's weight change is reported when
@@ -219,8 +244,11 @@ def diff_stores(old, new, *, min_weight_change: float = 10, min_relative_change:
         raise QueryError(f"rows_per_range must be a positive integer, got {rows_per_range!r}")
     old_path, old_dataset = _store_info(old)
     new_path, new_dataset = _store_info(new)
-    params = {"min_weight_change": min_weight_change, "min_relative_change": min_relative_change,
-              "min_share": min_share}
+    params = {
+        "min_weight_change": min_weight_change,
+        "min_relative_change": min_relative_change,
+        "min_share": min_share,
+    }
     scratch = Path(tempfile.mkdtemp(prefix="flatprint-diff-", dir=temp_directory))
     con = duckdb.connect()
     try:
@@ -240,8 +268,17 @@ def diff_stores(old, new, *, min_weight_change: float = 10, min_relative_change:
     finally:
         con.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    return StoreDiff(str(old_path), str(new_path), old_dataset, new_dataset, params, tables, counts,
-                     time.perf_counter() - started, timings)
+    return StoreDiff(
+        str(old_path),
+        str(new_path),
+        old_dataset,
+        new_dataset,
+        params,
+        tables,
+        counts,
+        time.perf_counter() - started,
+        timings,
+    )
 
 
 def _quote(path: Path) -> str:
@@ -254,14 +291,17 @@ def _ranges(con, o: str, n: str, rows_per_range: int) -> list[tuple[int | None, 
     k = max(1, math.ceil(total / rows_per_range))
     if k == 1:
         return [(None, None)]
-    cuts = con.execute(f"SELECT quantile_disc(bodyId, [{', '.join(str(i / k) for i in range(1, k))}]) "
-                       f"FROM {o}.segments").fetchone()[0]
+    cuts = con.execute(
+        f"SELECT quantile_disc(bodyId, [{', '.join(str(i / k) for i in range(1, k))}]) FROM {o}.segments"
+    ).fetchone()[0]
     bounds = [None, *sorted(set(cuts)), None]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _where(column: str, lo, hi) -> str:
-    parts = ([f"{column} >= {int(lo)}"] if lo is not None else []) + ([f"{column} < {int(hi)}"] if hi is not None else [])
+    parts = ([f"{column} >= {int(lo)}"] if lo is not None else []) + (
+        [f"{column} < {int(hi)}"] if hi is not None else []
+    )
     return " AND ".join(parts) or "true"
 
 
@@ -320,8 +360,13 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int, timings: dict)
     weights = _weight_changes(con, o, n, renames, params)
     timings["weights"] = time.perf_counter() - clock
 
-    tables = {"bodies": bodies, "property_changes": props, "type_renames": renames, "weight_changes": weights,
-              "body_overlap": overlap}
+    tables = {
+        "bodies": bodies,
+        "property_changes": props,
+        "type_renames": renames,
+        "weight_changes": weights,
+        "body_overlap": overlap,
+    }
     counts = {k: int((bodies["change"] == k).sum()) for k in CHANGE_KINDS}
     counts.update({f"property:{p}": int((props["property"] == p).sum()) for p in PROPERTIES})
     counts["type_renames"] = len(renames)
@@ -330,8 +375,9 @@ def _diff(con, o: str, n: str, params: dict, rows_per_range: int, timings: dict)
     return tables, counts
 
 
-def _body_events(con, o, n, overlap: pd.DataFrame, changed: pd.DataFrame, seg: pd.DataFrame,
-                 min_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _body_events(
+    con, o, n, overlap: pd.DataFrame, changed: pd.DataFrame, seg: pd.DataFrame, min_share: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     points_old = changed.set_index("body")["points_old"]
     points_new = changed.set_index("body")["points_new"]
     overlap["share_of_old"] = overlap["shared"] / overlap["body_old"].map(points_old)
@@ -355,8 +401,12 @@ def _body_events(con, o, n, overlap: pd.DataFrame, changed: pd.DataFrame, seg: p
     # an id that vanished and whose points moved whole to an id that appeared
     mutual = dest.merge(src, on=["body_old", "body_new"])
     for r in mutual.itertuples(index=False):
-        if r.body_old in only_old and r.body_new in only_new and r.body_old not in in_event_old \
-                and r.body_new not in in_event_new:
+        if (
+            r.body_old in only_old
+            and r.body_new in only_new
+            and r.body_old not in in_event_old
+            and r.body_new not in in_event_new
+        ):
             events.append(("renumbered", [int(r.body_old)], [int(r.body_new)], int(r.shared)))
             in_event_old.add(r.body_old)
             in_event_new.add(r.body_new)
@@ -371,16 +421,16 @@ def _body_events(con, o, n, overlap: pd.DataFrame, changed: pd.DataFrame, seg: p
     bodies["old_types"] = bodies["old_bodyIds"].map(lambda ids: [type_old.get(b) for b in ids])
     bodies["new_types"] = bodies["new_bodyIds"].map(lambda ids: [type_new.get(b) for b in ids])
     order = {k: i for i, k in enumerate(CHANGE_KINDS)}
-    bodies = bodies.sort_values(["change", "synapses"], key=lambda s: s.map(order) if s.name == "change" else -s,
-                                ignore_index=True)
+    bodies = bodies.sort_values(
+        ["change", "synapses"], key=lambda s: s.map(order) if s.name == "change" else -s, ignore_index=True
+    )
     return bodies, overlap
 
 
 def _types(con, alias: str, ids: list[int]) -> dict[int, str | None]:
     if not ids:
         return {}
-    df = con.execute(f"SELECT bodyId, type FROM {alias}.segments WHERE bodyId IN (SELECT unnest(?))",
-                     [ids]).df()
+    df = con.execute(f"SELECT bodyId, type FROM {alias}.segments WHERE bodyId IN (SELECT unnest(?))", [ids]).df()
     return {int(b): (t if isinstance(t, str) else None) for b, t in zip(df["bodyId"], df["type"])}
 
 
@@ -389,15 +439,28 @@ def _type_renames(con, o, n, props: pd.DataFrame) -> pd.DataFrame:
     name is gone from NEW and the new name was not in OLD."""
     t = props[(props["property"] == "type") & props["old"].notna() & props["new"].notna()]
     if t.empty:
-        return pd.DataFrame({"old_type": pd.Series(dtype=object), "new_type": pd.Series(dtype=object),
-                             "bodies": pd.Series(dtype="int64")})
+        return pd.DataFrame(
+            {
+                "old_type": pd.Series(dtype=object),
+                "new_type": pd.Series(dtype=object),
+                "bodies": pd.Series(dtype="int64"),
+            }
+        )
     pairs = t.groupby(["old", "new"]).size().rename("bodies").reset_index()
     old_types = list(pairs["old"].unique())
     new_types = list(pairs["new"].unique())
-    in_new = {r[0] for r in con.execute(f"SELECT DISTINCT type FROM {n}.segments WHERE type IN (SELECT unnest(?))",
-                                        [old_types]).fetchall()}
-    in_old = {r[0] for r in con.execute(f"SELECT DISTINCT type FROM {o}.segments WHERE type IN (SELECT unnest(?))",
-                                        [new_types]).fetchall()}
+    in_new = {
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT type FROM {n}.segments WHERE type IN (SELECT unnest(?))", [old_types]
+        ).fetchall()
+    }
+    in_old = {
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT type FROM {o}.segments WHERE type IN (SELECT unnest(?))", [new_types]
+        ).fetchall()
+    }
     targets = pairs.groupby("old")["new"].nunique()
     keep = pairs["old"].map(targets).eq(1) & ~pairs["old"].isin(in_new) & ~pairs["new"].isin(in_old)
     out = pairs[keep].rename(columns={"old": "old_type", "new": "new_type"})
@@ -413,21 +476,25 @@ def _weight_changes(con, o, n, renames: pd.DataFrame, params: dict) -> pd.DataFr
         SELECT p.type AS type_pre, q.type AS type_post, sum(c.weight) AS weight
         FROM {a}.connections c JOIN typed p ON c.body_pre = p.bodyId JOIN typed q ON c.body_post = q.bodyId
         GROUP BY ALL"""
-    old_sql = pair_sql.format(a=o, name="coalesce(r.new_type, s.type)",
-                              join="LEFT JOIN renames r ON r.old_type = s.type")
+    old_sql = pair_sql.format(
+        a=o, name="coalesce(r.new_type, s.type)", join="LEFT JOIN renames r ON r.old_type = s.type"
+    )
     new_sql = pair_sql.format(a=n, name="s.type", join="")
-    df = con.execute(f"""
+    df = con.execute(
+        f"""
         WITH a AS ({old_sql}), b AS ({new_sql})
         SELECT coalesce(a.type_pre, b.type_pre) AS type_pre, coalesce(a.type_post, b.type_post) AS type_post,
                coalesce(a.weight, 0)::BIGINT AS weight_old, coalesce(b.weight, 0)::BIGINT AS weight_new
         FROM a FULL JOIN b ON a.type_pre = b.type_pre AND a.type_post = b.type_post
         WHERE abs(coalesce(b.weight, 0) - coalesce(a.weight, 0)) >= ?
           AND abs(coalesce(b.weight, 0) - coalesce(a.weight, 0)) >= ? * coalesce(a.weight, 0)""",
-                     [params["min_weight_change"], params["min_relative_change"]]).df()
+        [params["min_weight_change"], params["min_relative_change"]],
+    ).df()
     df["change"] = df["weight_new"] - df["weight_old"]
     df["relative_change"] = df["change"] / df["weight_old"].where(df["weight_old"] > 0)
-    return df.sort_values(["change", "type_pre", "type_post"], key=lambda s: -s.abs() if s.name == "change" else s,
-                          ignore_index=True)
+    return df.sort_values(
+        ["change", "type_pre", "type_post"], key=lambda s: -s.abs() if s.name == "change" else s, ignore_index=True
+    )
 
 
 __all__ = ["StoreDiff", "diff_stores", "PROPERTIES", "CHANGE_KINDS", "TABLE_NAMES"]

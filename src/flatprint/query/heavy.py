@@ -35,14 +35,24 @@ import pandas as pd
 from flatprint.errors import QueryError
 from flatprint.store.sql import quote_ident, sql_literal
 
-GROUP_COLUMNS = ("type", "class", "superclass", "subclass", "instance", "predictedNt", "consensusNt", "somaSide",
-                 "status")
+GROUP_COLUMNS = (
+    "type",
+    "class",
+    "superclass",
+    "subclass",
+    "instance",
+    "predictedNt",
+    "consensusNt",
+    "somaSide",
+    "status",
+)
 GROUPBY_CHOICES = (*GROUP_COLUMNS, "roi")
 ROI_SETS = ("primary", "major")
 DIRECTIONS = ("out", "in", "both", "within")
 
 
 # ----------------------------------------------------------------------------- argument rendering
+
 
 def _bodies(bodies: Iterable[int] | int, what: str) -> list[int]:
     if isinstance(bodies, (int, str)) and not isinstance(bodies, bool):
@@ -81,15 +91,25 @@ def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
 def _post_in_rois(alias: str, rois: list[str]) -> str:
     """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
     names = ", ".join(sql_literal(r) for r in rois) if rois else "NULL"
-    return (f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
-            f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))")
+    return (
+        f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
+        f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))"
+    )
 
 
 # ----------------------------------------------------------------------------- the queries
 
-def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_only: bool = True,
-                          roi_set: str = "primary", *, pre_bodies: Iterable[int] | None = None,
-                          post_bodies: Iterable[int] | None = None, rois: Iterable[str] | None = None) -> str:
+
+def connection_matrix_sql(
+    groupby: str = "type",
+    min_weight: int = 1,
+    neurons_only: bool = True,
+    roi_set: str = "primary",
+    *,
+    pre_bodies: Iterable[int] | None = None,
+    post_bodies: Iterable[int] | None = None,
+    rois: Iterable[str] | None = None,
+) -> str:
     """Group × group connection matrix in long form: ``pre_group, post_group, weight, connections``.
 
     groupby: ``'type' | 'class' | 'superclass' | 'instance'`` — bodies are grouped by that property;
@@ -128,7 +148,7 @@ def connection_matrix_sql(groupby: str = "type", min_weight: int = 1, neurons_on
         if roi_list is not None:
             roi_join = f"""
 JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p
-      WHERE {_post_in_rois('p', roi_list)} GROUP BY p.body_pre, p.body_post) w
+      WHERE {_post_in_rois("p", roi_list)} GROUP BY p.body_pre, p.body_post) w
   ON w.body_pre = c.body_pre AND w.body_post = c.body_post"""
             weight = "w.weight"
         return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
@@ -139,17 +159,26 @@ JOIN segments b ON b.bodyId = c.body_post
 WHERE c.weight >= {min_weight} AND a.{col} IS NOT NULL AND b.{col} IS NOT NULL{neuron}{side_sql}
 GROUP BY a.{col}, b.{col}
 ORDER BY pre_group, post_group"""
-    neuron_join = ("\n  JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron"
-                   "\n  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron") if neurons_only else ""
+    neuron_join = (
+        (
+            "\n  JOIN segments a ON a.bodyId = p.body_pre AND a.is_neuron"
+            "\n  JOIN segments b ON b.bodyId = p.body_post AND b.is_neuron"
+        )
+        if neurons_only
+        else ""
+    )
     roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
     # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
     # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
-    labels = (f"(SELECT m.label, m.roi FROM roi_map m JOIN rois r ON r.roi = m.roi AND r.roi_set = {sql_literal(roi_set)} "
-              f"WHERE m.roi_set = {sql_literal(roi_set)})")
+    labels = (
+        f"(SELECT m.label, m.roi FROM roi_map m JOIN rois r ON r.roi = m.roi AND r.roi_set = {sql_literal(roi_set)} "
+        f"WHERE m.roi_set = {sql_literal(roi_set)})"
+    )
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
-  JOIN connections c ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
+  JOIN connections c
+    ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
   JOIN {labels} rp ON rp.label = p.{roi_set}_label_pre
   JOIN {labels} rq ON rq.label = p.{roi_set}_label_post{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
@@ -159,8 +188,9 @@ GROUP BY pre_group, post_group
 ORDER BY pre_group, post_group"""
 
 
-def synapse_connections_sql(pre_bodies: Iterable[int], post_bodies: Iterable[int],
-                            rois: Iterable[str] | None = None, min_conf: float = 0.0) -> str:
+def synapse_connections_sql(
+    pre_bodies: Iterable[int], post_bodies: Iterable[int], rois: Iterable[str] | None = None, min_conf: float = 0.0
+) -> str:
     """Every synapse pair from a body in ``pre_bodies`` to a body in ``post_bodies``.
 
     Columns: ``body_pre, body_post, pre_id, post_id, x_pre, y_pre, z_pre, x_post, y_post, z_post,
@@ -184,12 +214,17 @@ def synapse_connections_sql(pre_bodies: Iterable[int], post_bodies: Iterable[int
 FROM partners p
 LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = p.primary_label_pre
 LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = p.primary_label_post
-WHERE {' AND '.join(where)}
+WHERE {" AND ".join(where)}
 ORDER BY p.pre_id, p.post_id"""
 
 
-def adjacencies_sql(bodies: Iterable[int], direction: str = "both", min_weight: int = 1,
-                    rois: Iterable[str] | None = None, min_roi_weight: int = 1) -> str:
+def adjacencies_sql(
+    bodies: Iterable[int],
+    direction: str = "both",
+    min_weight: int = 1,
+    rois: Iterable[str] | None = None,
+    min_roi_weight: int = 1,
+) -> str:
     """The connections (body-pair weights) of many bodies at once.
 
     direction: ``'out'`` — body_pre in ``bodies``; ``'in'`` — body_post in ``bodies``;
@@ -204,8 +239,9 @@ def adjacencies_sql(bodies: Iterable[int], direction: str = "both", min_weight: 
         raise QueryError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     ids = _bodies(bodies, "bodies")
     pre_in, post_in = _in_list("c.body_pre", ids), _in_list("c.body_post", ids)
-    cond = {"out": pre_in, "in": post_in, "both": f"({pre_in} OR {post_in})",
-            "within": f"{pre_in} AND {post_in}"}[direction]
+    cond = {"out": pre_in, "in": post_in, "both": f"({pre_in} OR {post_in})", "within": f"{pre_in} AND {post_in}"}[
+        direction
+    ]
     min_weight = _number(min_weight, "min_weight")
     min_roi_weight = _number(min_roi_weight, "min_roi_weight")
     roi_list = _rois(rois)
@@ -217,7 +253,7 @@ ORDER BY c.body_pre, c.body_post"""
     return f"""SELECT c.body_pre, c.body_post, r.roi, r.weight
 FROM connections c
 JOIN connection_rois r ON r.body_pre = c.body_pre AND r.body_post = c.body_post
-WHERE {cond} AND c.weight >= {min_weight} AND {_in_list('r.roi', roi_list, sql_literal)}
+WHERE {cond} AND c.weight >= {min_weight} AND {_in_list("r.roi", roi_list, sql_literal)}
   AND r.weight >= {min_roi_weight}
 ORDER BY c.body_pre, c.body_post, r.roi"""
 
@@ -247,6 +283,7 @@ def to_spark_sql(sql: str) -> str:
 
 
 # ----------------------------------------------------------------------------- engines
+
 
 def run_duckdb(store, name: str, **args) -> pd.DataFrame:
     """Run query ``name`` on a store: ``store`` is a :class:`flatprint.store.Store`, a store path, or a

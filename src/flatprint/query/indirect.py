@@ -60,10 +60,17 @@ class GraphMatrix:
     def labels(self, client, prop: str) -> np.ndarray:
         """``prop`` of every body in the matrix (None where missing), read once per property."""
         if prop not in self._labels:
-            frame = client.cursor().execute(
-                f"SELECT bodyId, {quote_ident(prop)} AS v FROM segments "
-                f"{'WHERE is_neuron' if self.neurons_only else ''} ORDER BY bodyId").df()
-            if len(frame) != len(self.body_ids) or not np.array_equal(frame["bodyId"].to_numpy(np.int64), self.body_ids):
+            frame = (
+                client.cursor()
+                .execute(
+                    f"SELECT bodyId, {quote_ident(prop)} AS v FROM segments "
+                    f"{'WHERE is_neuron' if self.neurons_only else ''} ORDER BY bodyId"
+                )
+                .df()
+            )
+            if len(frame) != len(self.body_ids) or not np.array_equal(
+                frame["bodyId"].to_numpy(np.int64), self.body_ids
+            ):
                 raise QueryError("the store changed since its matrix was built; restart the process")
             self._labels[prop] = frame["v"].to_numpy(dtype=object)
         return self._labels[prop]
@@ -178,12 +185,14 @@ def _segment_entries(store, cur, body_ids: np.ndarray):
         last_row = int(row[-1])
         starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])  # runs of one row (sorted)
         counts[row[starts]] += np.diff(np.r_[starts, m]).astype(index_type)
-        indices[filled:filled + m] = col
-        data[filled:filled + m] = batch.column(2).to_numpy()[keep]
+        indices[filled : filled + m] = col
+        data[filled : filled + m] = batch.column(2).to_numpy()[keep]
         filled += m
     if not ordered or filled != nnz:
-        raise QueryError(f"{store.path}: connections_by_post is not sorted by body_post as the store layout "
-                         "promises (docs/store.md); re-ingest the store")
+        raise QueryError(
+            f"{store.path}: connections_by_post is not sorted by body_post as the store layout "
+            "promises (docs/store.md); re-ingest the store"
+        )
     return counts, indices, data, index_type
 
 
@@ -203,7 +212,7 @@ def _normalise(matrix: sp.csr_matrix, normalize: str, chunk: int = 1 << 24) -> N
     if normalize == "output":
         totals = np.bincount(indices, weights=data, minlength=n)
         for start in range(0, len(data), chunk):
-            data[start:start + chunk] /= totals[indices[start:start + chunk]]
+            data[start : start + chunk] /= totals[indices[start : start + chunk]]
         return
     counts = np.diff(indptr)
     nonempty = counts > 0
@@ -213,7 +222,7 @@ def _normalise(matrix: sp.csr_matrix, normalize: str, chunk: int = 1 << 24) -> N
     rows_per_chunk = max(1, int(chunk // max(1, len(data) / max(n, 1))))
     for r0 in range(0, n, rows_per_chunk):
         r1 = min(n, r0 + rows_per_chunk)
-        data[indptr[r0]:indptr[r1]] /= np.repeat(totals[r0:r1], counts[r0:r1])
+        data[indptr[r0] : indptr[r1]] /= np.repeat(totals[r0:r1], counts[r0:r1])
 
 
 # ---------------------------------------------------------------------------------------------- query
@@ -254,8 +263,9 @@ def _signs_vector(client, graph: GraphMatrix, signed, nt_property: str) -> np.nd
     key = ("signs", nt_property, tuple(sorted(signs.items())), other)
     if key not in graph._labels:
         nts = pd.Series(graph.labels(client, nt_property))
-        graph._labels[key] = nts.map(lambda nt: signs.get(nt, other) if isinstance(nt, str) else other) \
-            .to_numpy(np.float64)
+        graph._labels[key] = nts.map(lambda nt: signs.get(nt, other) if isinstance(nt, str) else other).to_numpy(
+            np.float64
+        )
     return graph._labels[key]
 
 
@@ -269,8 +279,11 @@ def _side(client, graph: GraphMatrix, spec, prop: str | None, role: str, mean: b
         pos = np.arange(len(graph.body_ids))
     else:
         cols = "n.bodyId" + (f", n.{quote_ident(prop)} AS grp" if prop else "")
-        frame = client.cursor().execute(f"SELECT {cols} FROM segments n WHERE {crit.where(client, 'n')} "
-                                        "ORDER BY n.bodyId").df()
+        frame = (
+            client.cursor()
+            .execute(f"SELECT {cols} FROM segments n WHERE {crit.where(client, 'n')} ORDER BY n.bodyId")
+            .df()
+        )
         pos, inside = _positions(graph.body_ids, frame["bodyId"].to_numpy(np.int64))
         frame, pos = frame[inside], pos[inside]
     if prop:
@@ -291,8 +304,14 @@ def _side(client, graph: GraphMatrix, spec, prop: str | None, role: str, mean: b
     return labels, agg
 
 
-def indirect_arrays(graph: GraphMatrix, src_agg: sp.csr_matrix, tgt_agg: sp.csr_matrix, hops: int,
-                    signs: np.ndarray | None = None, matrix: sp.csr_matrix | None = None) -> np.ndarray:
+def indirect_arrays(
+    graph: GraphMatrix,
+    src_agg: sp.csr_matrix,
+    tgt_agg: sp.csr_matrix,
+    hops: int,
+    signs: np.ndarray | None = None,
+    matrix: sp.csr_matrix | None = None,
+) -> np.ndarray:
     """``out[k-1] = src_agg @ (diag(signs) @ A)^k @ tgt_agg.T`` for k = 1..hops, shape (hops, gs, gt);
     the aggregation matrices are groups x bodies.
 
@@ -305,19 +324,19 @@ def indirect_arrays(graph: GraphMatrix, src_agg: sp.csr_matrix, tgt_agg: sp.csr_
     s = signs[:, None] if signs is not None else None
     if gs <= gt:  # forward: x_k^T = A^T (s * x_{k-1}^T), starting from the source groups (row gathers)
         for lo in range(0, gs, block):
-            x = src_agg[lo:lo + block].toarray().T
+            x = src_agg[lo : lo + block].toarray().T
             for k in range(hops):
                 x = a_t @ (x * s if s is not None else x)
-                out[k, lo:lo + block, :] = (tgt_agg @ x).T
+                out[k, lo : lo + block, :] = (tgt_agg @ x).T
     else:  # backward: u_k = s * (A u_{k-1}), starting from the target groups (A = CSC view of A^T)
         a = a_t.T
         for lo in range(0, gt, block):
-            u = tgt_agg[lo:lo + block].toarray().T
+            u = tgt_agg[lo : lo + block].toarray().T
             for k in range(hops):
                 u = a @ u
                 if s is not None:
                     u *= s
-                out[k, :, lo:lo + block] = src_agg @ u
+                out[k, :, lo : lo + block] = src_agg @ u
     return out
 
 
@@ -328,8 +347,9 @@ def _pruned(matrix: sp.csr_matrix, min_fraction: float) -> sp.csr_matrix:
     return pruned
 
 
-def _long(values: np.ndarray, pre_labels, post_labels, pre_col: str, post_col: str, min_weight: float,
-          with_hop: bool) -> pd.DataFrame:
+def _long(
+    values: np.ndarray, pre_labels, post_labels, pre_col: str, post_col: str, min_weight: float, with_hop: bool
+) -> pd.DataFrame:
     """Long form of ``values`` (hops x sources x targets, or sources x targets), heaviest |weight| first
     (within each hop). Labels are sorted, so their positions order ties like the labels themselves."""
     if not with_hop:
@@ -347,9 +367,20 @@ def _long(values: np.ndarray, pre_labels, post_labels, pre_col: str, post_col: s
 
 
 @inject_client
-def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize="input", *, signed=False,
-                   nt_property="predictedNt", neurons_only=True, min_fraction=0.0, min_weight=0.0,
-                   client=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fetch_indirect(
+    sources=None,
+    targets=None,
+    hops=2,
+    groupby="type",
+    normalize="input",
+    *,
+    signed=False,
+    nt_property="predictedNt",
+    neurons_only=True,
+    min_fraction=0.0,
+    min_weight=0.0,
+    client=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Effective (indirect) connectivity from ``sources`` to ``targets`` through 1..``hops`` connections.
 
     ``sources``/``targets`` take what the other queries take (body ids, type/instance strings,
@@ -386,8 +417,10 @@ def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize
     tgt_labels, tgt_agg = _side(client, graph, targets, tgt_prop, "targets", mean=by_input)
     cells = len(src_labels) * len(tgt_labels) * hops
     if cells > MAX_RESULT_CELLS:
-        raise QueryError(f"sources x targets: {len(src_labels)} x {len(tgt_labels)} groups over {hops} hops is "
-                         f"{cells:,} values (limit {MAX_RESULT_CELLS:,}); narrow sources or targets, or group by type")
+        raise QueryError(
+            f"sources x targets: {len(src_labels)} x {len(tgt_labels)} groups over {hops} hops is "
+            f"{cells:,} values (limit {MAX_RESULT_CELLS:,}); narrow sources or targets, or group by type"
+        )
     signs = _signs_vector(client, graph, signed, nt_property)
     matrix = _pruned(graph.inputs, float(min_fraction)) if min_fraction else None
     values = indirect_arrays(graph, src_agg, tgt_agg, hops, signs, matrix)
@@ -395,11 +428,21 @@ def fetch_indirect(sources=None, targets=None, hops=2, groupby="type", normalize
     min_weight = float(min_weight)
     per_hop = _long(values, src_labels, tgt_labels, pre_col, post_col, min_weight, True)
     summed = _long(values.sum(axis=0), src_labels, tgt_labels, pre_col, post_col, min_weight, False)
-    query = (f"fetch_indirect({sources!r}, {targets!r}, hops={hops}, groupby={groupby!r}, normalize={normalize!r}, "
-             f"signed={signed!r}, nt_property={nt_property!r}, neurons_only={neurons_only}, "
-             f"min_fraction={min_fraction}, min_weight={min_weight})")
+    query = (
+        f"fetch_indirect({sources!r}, {targets!r}, hops={hops}, groupby={groupby!r}, normalize={normalize!r}, "
+        f"signed={signed!r}, nt_property={nt_property!r}, neurons_only={neurons_only}, "
+        f"min_fraction={min_fraction}, min_weight={min_weight})"
+    )
     return with_provenance(per_hop, client, query), with_provenance(summed, client, query)
 
 
-__all__ = ["fetch_indirect", "graph_matrix", "build_matrix", "clear_matrix_cache", "indirect_arrays",
-           "GraphMatrix", "DEFAULT_SIGNS", "OTHER_SIGN"]
+__all__ = [
+    "fetch_indirect",
+    "graph_matrix",
+    "build_matrix",
+    "clear_matrix_cache",
+    "indirect_arrays",
+    "GraphMatrix",
+    "DEFAULT_SIGNS",
+    "OTHER_SIGN",
+]

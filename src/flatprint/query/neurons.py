@@ -14,9 +14,26 @@ from flatprint.query.criteria import copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.sql import quote_ident
 
-CORE_NEURON_COLS = ["bodyId", "instance", "type", "pre", "post", "downstream", "upstream", "mito", "size",
-                    "status", "cropped", "statusLabel", "cellBodyFiber", "somaRadius", "somaLocation",
-                    "inputRois", "outputRois", "roiInfo"]
+CORE_NEURON_COLS = [
+    "bodyId",
+    "instance",
+    "type",
+    "pre",
+    "post",
+    "downstream",
+    "upstream",
+    "mito",
+    "size",
+    "status",
+    "cropped",
+    "statusLabel",
+    "cellBodyFiber",
+    "somaRadius",
+    "somaLocation",
+    "inputRois",
+    "outputRois",
+    "roiInfo",
+]
 _COUNT_COLS = ["pre", "post", "downstream", "upstream", "mito", "soma"]
 ROI_INFO_PARSE_LIMIT = 1000  # up to this many neurons, per-ROI counts come from their roiInfo JSON
 
@@ -67,8 +84,9 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
         warn_unmatched(criteria, client)
     # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised pass
     # (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
-    neuron_df, roi_counts_df = process_neuron_df(neuron_df, client, omit_rois,
-                                                 from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT)
+    neuron_df, roi_counts_df = process_neuron_df(
+        neuron_df, client, omit_rois, from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT
+    )
     query = f"fetch_neurons({criteria!r}, omit_rois={omit_rois}, returned_columns={returned_columns!r})"
     if omit_rois:
         return with_provenance(neuron_df, client, query)
@@ -111,8 +129,14 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_sto
         wanted = pa.table({"bodyId": pa.array(neuron_df["bodyId"].to_numpy(), pa.int64())})
         select = ", ".join(["r.bodyId", "r.roi", *(f"r.{c}" for c in {*count_cols, "pre", "post"})])
         with client.temporary_tables(wanted=wanted) as t:
-            rows = client.cursor().execute(f"SELECT {select} FROM segment_rois r SEMI JOIN {t['wanted']} w "
-                                           "ON w.bodyId = r.bodyId ORDER BY r.bodyId, r.roi").df()
+            rows = (
+                client.cursor()
+                .execute(
+                    f"SELECT {select} FROM segment_rois r SEMI JOIN {t['wanted']} w "
+                    "ON w.bodyId = r.bodyId ORDER BY r.bodyId, r.roi"
+                )
+                .df()
+            )
         bodies = rows["bodyId"].to_numpy()
         names = rows["roi"].to_numpy(dtype=object)
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):
@@ -134,8 +158,9 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_sto
             rois.extend(info)
             for c in count_cols:
                 counts[c].extend(v.get(c, 0) for v in info.values())
-        roi_counts = pd.DataFrame({"bodyId": pd.Series(bodies, dtype="int64"), "roi": rois, **counts},
-                                  columns=full_cols)
+        roi_counts = pd.DataFrame(
+            {"bodyId": pd.Series(bodies, dtype="int64"), "roi": rois, **counts}, columns=full_cols
+        )
     roi_counts = roi_counts.fillna(0).astype({c: int for c in count_cols})
     primary = set(client.primary_rois)
     in_primary = roi_counts[roi_counts["roi"].isin(primary)].groupby("bodyId")[count_cols].sum()

@@ -32,8 +32,11 @@ def _library_graph(client, min_weight: int, node_filter: str, timeout: float) ->
 def _are_neurons(client, *bodies: int) -> bool:
     """True when every body is a :Neuron; QueryError naming a body the dataset does not have at all
     (an empty result would read as "no path", e.g. through non-Traced intermediates)."""
-    rows = client.cursor().execute(
-        f"SELECT bodyId, is_neuron FROM segments WHERE bodyId IN ({', '.join(map(str, bodies))})").fetchall()
+    rows = (
+        client.cursor()
+        .execute(f"SELECT bodyId, is_neuron FROM segments WHERE bodyId IN ({', '.join(map(str, bodies))})")
+        .fetchall()
+    )
     neuron = {int(b): bool(n) for b, n in rows}
     for body in bodies:
         if body not in neuron:
@@ -52,15 +55,17 @@ def all_shortest_paths(client, src: int, dst: int, min_weight: int, node_filter:
     return sorted((nodes, [edge[2] for edge in edges]) for nodes, edges in found)
 
 
-def paths_up_to(client, src: int, dst: int, min_weight: int, node_filter: str, length: int, exact: bool,
-                timeout: float):
+def paths_up_to(
+    client, src: int, dst: int, min_weight: int, node_filter: str, length: int, exact: bool, timeout: float
+):
     """Paths src -> dst with exactly ``length`` (or 1..length) connections, no connection used twice;
     shortest first. [] past the timeout, like neuPrint."""
     if not _are_neurons(client, src, dst):
         return []
     try:
-        found = bounded_paths(_library_graph(client, min_weight, node_filter, timeout), {src}, {dst},
-                              length if exact else 1, length)
+        found = bounded_paths(
+            _library_graph(client, min_weight, node_filter, timeout), {src}, {dst}, length if exact else 1, length
+        )
     except _SearchTimeout:
         return []
     paths = [(nodes, [edge[2] for edge in edges]) for nodes, edges in found]

@@ -27,7 +27,7 @@ def fetch_output_completeness(criteria, complete_statuses=["Traced"], batch_size
                coalesce(sum(c.weight) FILTER (m.status IN ({statuses}) OR m.statusLabel IN ({statuses})), 0)::BIGINT
                  AS traced_weight
         FROM connections c JOIN segments m ON m.bodyId = c.body_post
-        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')})
+        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, "n")})
         GROUP BY c.body_pre ORDER BY c.body_pre""")
     df["untraced_weight"] = df["total_weight"] - df["traced_weight"]
     df["completeness"] = df["traced_weight"] / df["total_weight"]

@@ -29,7 +29,7 @@ def _text_tree(d: dict) -> str:
             lines.append(f"{prefix} +-- {name}")
             walk(children, prefix + ("    " if last else " |  "))
 
-    (root, children), = d.items()
+    ((root, children),) = d.items()
     lines.append(root)
     walk(children, "")
     return "\n".join(lines)
@@ -68,6 +68,6 @@ def fetch_roi_hierarchy(include_subprimary=True, mark_primary=True, format="dict
             graph.add_edge(parent, name)
             add(name, grandchildren)
 
-    (root, children), = tree.items()
+    ((root, children),) = tree.items()
     add(root, children)
     return graph

@@ -13,8 +13,15 @@ from flatprint.query.results import with_provenance
 from flatprint.store.columns import SYNAPSE_COLUMNS
 from flatprint.store.sql import sql_literal
 
-NT_PROPERTIES = ["ntAcetylcholineProb", "ntDopamineProb", "ntGabaProb", "ntGlutamateProb", "ntHistamineProb",
-                 "ntOctopamineProb", "ntSerotoninProb"]
+NT_PROPERTIES = [
+    "ntAcetylcholineProb",
+    "ntDopamineProb",
+    "ntGabaProb",
+    "ntGlutamateProb",
+    "ntHistamineProb",
+    "ntOctopamineProb",
+    "ntSerotoninProb",
+]
 NT_NAMES = [p[2:-4].lower() for p in NT_PROPERTIES]
 _TYPE = pd.CategoricalDtype(["pre", "post"])
 _KIND, _CONF = SYNAPSE_COLUMNS["type"], SYNAPSE_COLUMNS["confidence"]  # synapse type and confidence columns
@@ -49,12 +56,16 @@ def _roi_names_sql(primary_only: bool, rois: list[str], alias: str) -> tuple[str
     """A join giving each synapse its ROI name(s): the primary ROI, or every ROI at every level."""
     restrict = f" AND rm.roi IN ({', '.join(sql_literal(r) for r in rois)})" if rois else ""
     if primary_only:
-        join = (f"LEFT JOIN (SELECT rm.label, rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
-                f"WHERE rm.roi_set = 'primary'{restrict}) rn ON rn.label = {alias}.primary_label")
+        join = (
+            f"LEFT JOIN (SELECT rm.label, rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
+            f"WHERE rm.roi_set = 'primary'{restrict}) rn ON rn.label = {alias}.primary_label"
+        )
     else:
-        join = (f"LEFT JOIN (SELECT roi_set, label, roi FROM roi_map rm WHERE TRUE{restrict}) rn "
-                f"ON (rn.roi_set = 'primary' AND rn.label = {alias}.primary_label) "
-                f"OR (rn.roi_set = 'major' AND rn.label = {alias}.major_label)")
+        join = (
+            f"LEFT JOIN (SELECT roi_set, label, roi FROM roi_map rm WHERE TRUE{restrict}) rn "
+            f"ON (rn.roi_set = 'primary' AND rn.label = {alias}.primary_label) "
+            f"OR (rn.roi_set = 'major' AND rn.label = {alias}.major_label)"
+        )
     return join, "rn.roi"
 
 
@@ -81,7 +92,7 @@ def fetch_synapses(neuron_criteria, synapse_criteria=None, batch_size=10, *, nt=
     sql = f"""
         SELECT s.body AS bodyId, s.{_KIND} AS type, {roi_col} AS roi, s.x, s.y, s.z, s.{_CONF} AS confidence{nt_sql}
         FROM synapses s {roi_join}
-        WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
+        WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, "n")}) AND {sc.where("s")}
         ORDER BY s.body, s.syn_id, roi"""
     df = client.store.cursor().execute(sql).df()
     df = df.astype({"bodyId": np.int64, "x": np.int32, "y": np.int32, "z": np.int32, "confidence": np.float32})
@@ -106,8 +117,9 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
             SELECT s.body AS bodyId, rm.roi AS roi, s.{_KIND} AS type, count(*) AS count,
                    avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.{_CONF}) AS confidence
             FROM synapses s JOIN roi_map rm
-              ON ((rm.roi_set = 'primary' AND rm.label = s.primary_label) OR (rm.roi_set = 'major' AND rm.label = s.major_label))
-            WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
+              ON ((rm.roi_set = 'primary' AND rm.label = s.primary_label)
+                  OR (rm.roi_set = 'major' AND rm.label = s.major_label))
+            WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, "n")}) AND {sc.where("s")}
               AND rm.roi IN ({roi_list})
             GROUP BY ALL ORDER BY bodyId, roi, type DESC"""
     else:
@@ -115,7 +127,7 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
             SELECT s.body AS bodyId, s.{_KIND} AS type, count(*) AS count,
                    avg(s.x) AS x, avg(s.y) AS y, avg(s.z) AS z, avg(s.{_CONF}) AS confidence
             FROM synapses s
-            WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, 'n')}) AND {sc.where('s')}
+            WHERE s.body IN (SELECT n.bodyId FROM segments n WHERE {nc.where(client, "n")}) AND {sc.where("s")}
             GROUP BY ALL ORDER BY bodyId, type DESC"""
     df = client.frame(sql)
     df["type"] = pd.Categorical(df["type"], ["pre", "post"])
@@ -127,8 +139,16 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
 
 
 @inject_client
-def fetch_synapse_connections(source_criteria=None, target_criteria=None, synapse_criteria=None,
-                              min_total_weight=1, batch_size=10_000, *, nt=None, client=None):
+def fetch_synapse_connections(
+    source_criteria=None,
+    target_criteria=None,
+    synapse_criteria=None,
+    min_total_weight=1,
+    batch_size=10_000,
+    *,
+    nt=None,
+    client=None,
+):
     """Every synapse pair from the source neurons to the target neurons, with both locations and ROIs.
 
     ROI filtering applies to the post-synaptic side (as ConnectsTo weights do); confidence applies to
@@ -146,17 +166,23 @@ def fetch_synapse_connections(source_criteria=None, target_criteria=None, synaps
     roi_weight = ""
     if sc.rois:
         roi_list = ", ".join(sql_literal(r) for r in sc.rois)
-        roi_weight = (f"AND (SELECT coalesce(sum(r.weight), 0) FROM connection_rois r WHERE r.body_pre = c.body_pre "
-                      f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}")
+        roi_weight = (
+            f"AND (SELECT coalesce(sum(r.weight), 0) FROM connection_rois r WHERE r.body_pre = c.body_pre "
+            f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}"
+        )
     nt_sql, nt_cols = _nt_columns(nt, "a")
 
     def roi_list_expr(primary_label, major_label):
         """The synapse's ROI names as neuprint-python reports them (one primary ROI, or a sorted list)."""
         if sc.primary_only:
-            return (f"(SELECT rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
-                    f"WHERE rm.roi_set = 'primary' AND rm.label = {primary_label} LIMIT 1)")
-        return (f"(SELECT list(rm.roi ORDER BY rm.roi) FROM roi_map rm WHERE (rm.roi_set = 'primary' AND rm.label = "
-                f"{primary_label}) OR (rm.roi_set = 'major' AND rm.label = {major_label}))")
+            return (
+                f"(SELECT rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
+                f"WHERE rm.roi_set = 'primary' AND rm.label = {primary_label} LIMIT 1)"
+            )
+        return (
+            f"(SELECT list(rm.roi ORDER BY rm.roi) FROM roi_map rm WHERE (rm.roi_set = 'primary' AND rm.label = "
+            f"{primary_label}) OR (rm.roi_set = 'major' AND rm.label = {major_label}))"
+        )
 
     # partners carries both ends' locations, confidences and ROI labels: the synapses table is only
     # needed for T-bar neurotransmitter probabilities (a join that scans every synapse).
@@ -164,34 +190,51 @@ def fetch_synapse_connections(source_criteria=None, target_criteria=None, synaps
     roi_filter = "TRUE"
     if sc.rois:
         roi_list = ", ".join(sql_literal(r) for r in sc.rois)
-        roi_filter = (f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
-                      "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
-                      "(m.roi_set = 'major' AND m.label = p.major_label_post)))")
+        roi_filter = (
+            f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
+            "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
+            "(m.roi_set = 'major' AND m.label = p.major_label_post)))"
+        )
     nt_join = "JOIN synapses a ON a.syn_id = p.pre_id" if nt else ""
     pairs = client.sql(f"""
         SELECT c.body_pre, c.body_post FROM connections c
-        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, 'n')})
-          AND c.body_post IN (SELECT m.bodyId FROM segments m WHERE {tgt.where(client, 'm')})
+        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, "n")})
+          AND c.body_post IN (SELECT m.bodyId FROM segments m WHERE {tgt.where(client, "m")})
           AND c.weight >= {min_total} {roi_weight}""")[1]
     # An explicit list of pre bodies lets the scan of partners (sorted by body_pre) skip row groups.
     pre_list = ", ".join(str(b) for b in sorted({a for a, _ in pairs})) or "NULL"
-    pairs_table = pa.table({"body_pre": pa.array([a for a, _ in pairs], pa.int64()),
-                            "body_post": pa.array([b for _, b in pairs], pa.int64())})
+    pairs_table = pa.table(
+        {
+            "body_pre": pa.array([a for a, _ in pairs], pa.int64()),
+            "body_post": pa.array([b for _, b in pairs], pa.int64()),
+        }
+    )
     with client.temporary_tables(pairs=pairs_table) as t:
         sql = f"""
             SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
-                   {roi_list_expr('p.primary_label_pre', 'p.major_label_pre')} AS roi_pre,
-                   {roi_list_expr('p.primary_label_post', 'p.major_label_post')} AS roi_post,
+                   {roi_list_expr("p.primary_label_pre", "p.major_label_pre")} AS roi_pre,
+                   {roi_list_expr("p.primary_label_post", "p.major_label_post")} AS roi_post,
                    p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
                    p.conf_pre AS confidence_pre, p.conf_post AS confidence_post{nt_sql}
-            FROM partners p SEMI JOIN {t['pairs']} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
+            FROM partners p SEMI JOIN {t["pairs"]} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
             {nt_join}
             WHERE p.body_pre IN ({pre_list}) AND {conf} AND {roi_filter}
             ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
         df = client.cursor().execute(sql).df()
-    df = df.astype({"bodyId_pre": np.int64, "bodyId_post": np.int64, "x_pre": np.int32, "y_pre": np.int32,
-                    "z_pre": np.int32, "x_post": np.int32, "y_post": np.int32, "z_post": np.int32,
-                    "confidence_pre": np.float32, "confidence_post": np.float32})
+    df = df.astype(
+        {
+            "bodyId_pre": np.int64,
+            "bodyId_post": np.int64,
+            "x_pre": np.int32,
+            "y_pre": np.int32,
+            "z_pre": np.int32,
+            "x_post": np.int32,
+            "y_post": np.int32,
+            "z_post": np.int32,
+            "confidence_pre": np.float32,
+            "confidence_post": np.float32,
+        }
+    )
     for col in ("roi_pre", "roi_post"):
         if sc.primary_only:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

@@ -39,7 +39,7 @@ def gs_to_https(gs_url: str, base: str = GCS_HTTPS_BASE) -> str:
     """Map ``gs://bucket/path`` to ``<base>/bucket/path`` (the bucket's public HTTPS form)."""
     if not gs_url.startswith("gs://"):
         raise ReleaseError(f"not a gs:// URL: {gs_url!r}")
-    return f"{base.rstrip('/')}/{gs_url[len('gs://'):]}"
+    return f"{base.rstrip('/')}/{gs_url[len('gs://') :]}"
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,12 @@ class ReleaseItem:
 
     @property
     def bucket(self) -> str:
-        return self.gs_url[len("gs://"):].split("/", 1)[0]
+        return self.gs_url[len("gs://") :].split("/", 1)[0]
 
     @property
     def object_path(self) -> str:
         """The object name (file) or listing prefix (directory, ending in ``/``) inside the bucket."""
-        return self.gs_url[len("gs://"):].split("/", 1)[1]
+        return self.gs_url[len("gs://") :].split("/", 1)[1]
 
     @property
     def url(self) -> str:

@@ -22,8 +22,9 @@ from flatprint.release.manifest import MB, Release, ReleaseItem
 DESCRIPTIONS = Path(__file__).with_name("releases")
 DEFAULT_KEY = "male-cns:v0.9"
 TABLE_KEYS = ("annotations", "neurotransmitters", "stats", "weights", "syn-points", "syn-partners", "tbar-nt")
-_ARROW_INTS = {name: getattr(pa, name)() for name in
-               ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")}
+_ARROW_INTS = {
+    name: getattr(pa, name)() for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+}
 _TABLE_DESCRIPTIONS = {
     "annotations": "curated neuron annotations (class, type, side, ...)",
     "neurotransmitters": "aggregate neurotransmitter predictions per neuron",
@@ -83,8 +84,9 @@ class ReleaseDescription:
 
     # ---- schemas
     def syn_points_schema(self) -> pa.Schema:
-        return T.syn_points_schema({s.name: s.label_type for s in self.roi_sets},
-                                   {s.name: s.index_type for s in self.roi_sets})
+        return T.syn_points_schema(
+            {s.name: s.label_type for s in self.roi_sets}, {s.name: s.index_type for s in self.roi_sets}
+        )
 
     def tbar_nt_schema(self) -> pa.Schema:
         index = {s.name: s.index_type for s in self.roi_sets}
@@ -93,9 +95,12 @@ class ReleaseDescription:
     def schemas(self) -> dict[str, pa.Schema]:
         """The Arrow schema of each table as this release writes it (what ``flatprint synth`` writes)."""
         return {
-            "annotations": T.ANNOTATIONS, "neurotransmitters": T.BODY_NEUROTRANSMITTERS,
-            "stats": T.BODY_STATS, "weights": T.CONNECTOME_WEIGHTS,
-            "syn-points": self.syn_points_schema(), "syn-partners": T.SYN_PARTNERS,
+            "annotations": T.ANNOTATIONS,
+            "neurotransmitters": T.BODY_NEUROTRANSMITTERS,
+            "stats": T.BODY_STATS,
+            "weights": T.CONNECTOME_WEIGHTS,
+            "syn-points": self.syn_points_schema(),
+            "syn-partners": T.SYN_PARTNERS,
             "tbar-nt": self.tbar_nt_schema(),
         }
 
@@ -116,13 +121,32 @@ class ReleaseDescription:
         remote = self.remote
         base = f"gs://{remote['bucket']}"
         flat = f"{base}/{remote['prefix']}/{remote['flat']}"
-        items = [ReleaseItem(key, "tables", "file", f"{flat}/{self.files[key]}", self.files[key],
-                             self.published_bytes.get(key), _TABLE_DESCRIPTIONS[key])
-                 for key in TABLE_KEYS]
+        items = [
+            ReleaseItem(
+                key,
+                "tables",
+                "file",
+                f"{flat}/{self.files[key]}",
+                self.files[key],
+                self.published_bytes.get(key),
+                _TABLE_DESCRIPTIONS[key],
+            )
+            for key in TABLE_KEYS
+        ]
         for d in remote.get("directories", []):
             path = d["path"].format(prefix=remote["prefix"])
-            items.append(ReleaseItem(d["name"], d["group"], "directory", f"{base}/{path}", d["local"], None,
-                                     d["description"], note=d.get("note", "")))
+            items.append(
+                ReleaseItem(
+                    d["name"],
+                    d["group"],
+                    "directory",
+                    f"{base}/{path}",
+                    d["local"],
+                    None,
+                    d["description"],
+                    note=d.get("note", ""),
+                )
+            )
         return Release(self.key, tuple(items))
 
 
@@ -134,15 +158,26 @@ def _load(path: Path) -> ReleaseDescription:
     try:
         tags = {"tag": raw["snapshot_tag"], "conf_tag": f"{raw['snapshot_tag']}-minconf-{raw['min_conf']}"}
         files = {key: raw["files"][key].format(**tags) for key in TABLE_KEYS}
-        roi_sets = tuple(RoiSet(name, _ARROW_INTS[s["index"]], _ARROW_INTS[s["label"]], s["level"], s["evidence"])
-                         for name, s in raw["roi_sets"].items())
+        roi_sets = tuple(
+            RoiSet(name, _ARROW_INTS[s["index"]], _ARROW_INTS[s["label"]], s["level"], s["evidence"])
+            for name, s in raw["roi_sets"].items()
+        )
         desc = ReleaseDescription(
-            key=raw["key"], dataset=raw["dataset"], version=raw["version"], released=raw["released"],
-            snapshot_tag=raw["snapshot_tag"], min_conf=raw["min_conf"], title=raw["title"], source=raw["source"],
-            files=files, variants={k: tuple(v) for k, v in raw.get("variants", {}).items()},
+            key=raw["key"],
+            dataset=raw["dataset"],
+            version=raw["version"],
+            released=raw["released"],
+            snapshot_tag=raw["snapshot_tag"],
+            min_conf=raw["min_conf"],
+            title=raw["title"],
+            source=raw["source"],
+            files=files,
+            variants={k: tuple(v) for k, v in raw.get("variants", {}).items()},
             published_bytes={k: int(v * MB) for k, v in raw.get("published_mb", {}).items()},
-            exact_bytes=dict(raw.get("bytes", {})), roi_sets=roi_sets,
-            tbar_roi_sets=tuple(raw["schema"]["tbar_roi_sets"]), rows=dict(raw.get("rows", {})),
+            exact_bytes=dict(raw.get("bytes", {})),
+            roi_sets=roi_sets,
+            tbar_roi_sets=tuple(raw["schema"]["tbar_roi_sets"]),
+            rows=dict(raw.get("rows", {})),
             remote=raw["remote"],
         )
     except KeyError as exc:
@@ -179,6 +214,5 @@ def detect(root: Path) -> ReleaseDescription:
     between releases by their snapshot tag. Ties go to the newest release.
     """
     names = {p.name for p in root.iterdir()} if root.is_dir() else set()
-    best = max(releases().values(),
-               key=lambda d: (sum(f in names for f in d.files.values()), d.released))
+    best = max(releases().values(), key=lambda d: (sum(f in names for f in d.files.values()), d.released))
     return best

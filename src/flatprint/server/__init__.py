@@ -57,15 +57,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
             reason = "needs more privileges (ports below 1024 do)"
         else:
             reason = f"cannot be opened ({exc.strerror or exc})"
-        raise FlatprintError(f"port {port} on {host} {reason}: pick another with --port, "
-                             f"e.g. --port {port + 1 if port < 65535 else 8443}") from None
+        raise FlatprintError(
+            f"port {port} on {host} {reason}: pick another with --port, "
+            f"e.g. --port {port + 1 if port < 65535 else 8443}"
+        ) from None
     sock.listen(2048)  # from here on connections queue until the server takes them
     return sock
 
 
-def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: bool = False,
-          timeout: float = 60.0, workers: int = 4, auth: str | None = None, echo=print,
-          memory_budget: str | None = None) -> None:
+def serve(
+    specs: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    http: bool = False,
+    timeout: float = 60.0,
+    workers: int = 4,
+    auth: str | None = None,
+    echo=print,
+    memory_budget: str | None = None,
+) -> None:
     """Run the server until interrupted; prints how to connect (and the certificate to trust).
 
     The port is bound before the app is built or anything is printed: a busy port raises
@@ -77,8 +87,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
     from flatprint.server.tls import ensure_certificate
 
     if not is_loopback(host) and not auth:
-        raise FlatprintError(f"--host {host} is reachable from other machines: pass --auth tokens.json "
-                             "(without it the server accepts any token and so binds loopback only)")
+        raise FlatprintError(
+            f"--host {host} is reachable from other machines: pass --auth tokens.json "
+            "(without it the server accepts any token and so binds loopback only)"
+        )
     from flatprint.server.auth import load_tokens
 
     grants = load_tokens(auth) if auth else None
@@ -101,8 +113,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8443, http: boo
         for key in stores:
             echo(f"serving {key} at {scheme}://{shown}:{port}  (explorer: {scheme}://{shown}:{port}/explorer/)")
         first = next(iter(stores))
-        echo(f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
-             f"token='local')")
+        echo(
+            f"python: from neuprint import Client; c = Client('{scheme}://{shown}:{port}', dataset='{first}', "
+            f"token='local')"
+        )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **ssl))
         server.run(sockets=[sock])
     finally:

@@ -18,28 +18,61 @@ from starlette.requests import cookie_parser
 from flatprint import __version__
 from flatprint.errors import FlatprintError
 from flatprint.server.auth import AuthError, Forbidden, check, login_page
+
 # Names that lived here before the HTTP base moved to server.http stay importable from app.py.
-from flatprint.server.http import (COOKIE_PATHS, NEUPRINT_HTTP_VERSION, PUBLIC_PATHS, TOKEN_COOKIE,  # noqa: F401
-                                   NotFound, ServerBusy, ServerState, dataset_for, docs_assets, encode_json,
-                                   encoded_json_response, error_response, json_response, read_json, require_admin,
-                                   state_of, visible_datasets)
+from flatprint.server.http import (  # noqa: F401
+    COOKIE_PATHS,
+    NEUPRINT_HTTP_VERSION,
+    PUBLIC_PATHS,
+    TOKEN_COOKIE,
+    NotFound,
+    ServerBusy,
+    ServerState,
+    dataset_for,
+    docs_assets,
+    encode_json,
+    encoded_json_response,
+    error_response,
+    json_response,
+    read_json,
+    require_admin,
+    state_of,
+    visible_datasets,
+)
 from flatprint.server.views import cached, custom, dbmeta, indirect, npexplorer, skeletons, web_root
 from flatprint.store import Store
-from flatprint.web import register as register_explorer
-from flatprint.web import warm as warm_explorer
+from flatprint.web import register as register_explorer, warm as warm_explorer
 
 
-def create_app(datasets: dict[str, Store], *, timeout: float = 60.0, workers: int = 4,
-               queue_limit: int = 64, grants: dict | None = None, max_body: int = 16 * 1024 * 1024,
-               warm: bool = False) -> FastAPI:
+def create_app(
+    datasets: dict[str, Store],
+    *,
+    timeout: float = 60.0,
+    workers: int = 4,
+    queue_limit: int = 64,
+    grants: dict | None = None,
+    max_body: int = 16 * 1024 * 1024,
+    warm: bool = False,
+) -> FastAPI:
     """The app serving ``datasets``: the API, the explorer and the docs page. ``warm``: precompute the
     explorer's autocomplete index and summaries in a background thread (``flatprint serve`` does)."""
-    app = FastAPI(title="flatprint", version=__version__,
-                  description="A local, read-only, neuPrint-compatible connectome server.",
-                  docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
-    state = ServerState(datasets=datasets, timeout=timeout, workers=workers, queue_limit=queue_limit,
-                        started=time.time(), grants=grants,
-                        max_body=max_body)
+    app = FastAPI(
+        title="flatprint",
+        version=__version__,
+        description="A local, read-only, neuPrint-compatible connectome server.",
+        docs_url=None,
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    state = ServerState(
+        datasets=datasets,
+        timeout=timeout,
+        workers=workers,
+        queue_limit=queue_limit,
+        started=time.time(),
+        grants=grants,
+        max_body=max_body,
+    )
     app.state.flatprint = state
 
     app.add_middleware(Guard, state=state, check=check, auth_error=AuthError)

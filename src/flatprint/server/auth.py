@@ -65,7 +65,7 @@ def load_tokens(path: str | Path) -> dict[str, Grant]:
             except ValueError:
                 raise FlatprintError(f"{where}: 'expires' is not an ISO-8601 time: {expires!r}") from None
             if expires.tzinfo is None:
-                expires = expires.replace(tzinfo=dt.timezone.utc)
+                expires = expires.replace(tzinfo=dt.UTC)
         grants[token] = Grant(token, tuple(datasets), role, expires)
     return grants
 
@@ -87,7 +87,7 @@ def check(grants: dict[str, Grant] | None, header: str | None, now: dt.datetime 
     grant = grants.get(token)
     if grant is None:
         raise AuthError("unknown token")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if grant.expires and grant.expires <= now:
         raise AuthError(f"token expired at {grant.expires.isoformat()}")
     return grant
@@ -122,4 +122,5 @@ def login_page(scope_or_next, message: str = "", status: int = 401):
         f"<input type='hidden' name='next' value='{escape(safe_next(target))}'>"
         "<label>token <input type='password' name='token' autocomplete='current-password' required></label> "
         "<button type='submit' class='primary'>Open</button></form></main></body></html>",
-        status_code=status)
+        status_code=status,
+    )

@@ -11,8 +11,19 @@ import duckdb
 
 from flatprint.errors import StoreError
 
-REQUIRED_TABLES = ("segments", "segment_rois", "connections", "connections_by_post", "connection_rois",
-                   "synapses", "partners", "rois", "roi_map", "meta", "store_info")
+REQUIRED_TABLES = (
+    "segments",
+    "segment_rois",
+    "connections",
+    "connections_by_post",
+    "connection_rois",
+    "synapses",
+    "partners",
+    "rois",
+    "roi_map",
+    "meta",
+    "store_info",
+)
 
 
 def flatprint_home() -> Path:
@@ -85,7 +96,8 @@ class Store:
             counts[table] = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         counts["neurons"] = cur.execute("SELECT count(*) FROM segments WHERE is_neuron").fetchall()[0][0]
         counts["types"] = cur.execute(
-            "SELECT count(DISTINCT type) FROM segments WHERE is_neuron AND type IS NOT NULL").fetchall()[0][0]
+            "SELECT count(DISTINCT type) FROM segments WHERE is_neuron AND type IS NOT NULL"
+        ).fetchall()[0][0]
         return {
             "dataset": self.dataset,
             "description": self.meta.get("description"),

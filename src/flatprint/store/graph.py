@@ -32,8 +32,9 @@ class ConnectionGraph:
     raises to stop a search.
     """
 
-    def __init__(self, run_sql, edge_filter_sql: str | None = None, node_filter_sql: str | None = None,
-                 check_deadline=None):
+    def __init__(
+        self, run_sql, edge_filter_sql: str | None = None, node_filter_sql: str | None = None, check_deadline=None
+    ):
         self.run_sql = run_sql
         self.edge_filter = edge_filter_sql
         self.node_filter = node_filter_sql
@@ -44,11 +45,14 @@ class ConnectionGraph:
         self.check_deadline()
         if not frontier:
             return []
-        table, near, far = ("connections", "body_pre", "body_post") if forward else \
-            ("connections_by_post", "body_post", "body_pre")
+        table, near, far = (
+            ("connections", "body_pre", "body_post") if forward else ("connections_by_post", "body_post", "body_pre")
+        )
         frontier_name = unique_name("frontier")
-        sql = (f"SELECT {', '.join('c.' + column for column in EDGE_COLUMNS)} FROM {table} c "
-               f"SEMI JOIN {frontier_name} f ON c.{near} = f.id")
+        sql = (
+            f"SELECT {', '.join('c.' + column for column in EDGE_COLUMNS)} FROM {table} c "
+            f"SEMI JOIN {frontier_name} f ON c.{near} = f.id"
+        )
         where = []
         if self.edge_filter:
             where.append(f"({self.edge_filter})")
@@ -60,8 +64,9 @@ class ConnectionGraph:
         return self.run_sql(sql, {frontier_name: frontier_table})
 
 
-def shortest_paths(graph: ConnectionGraph, source: int, target: int,
-                   max_hops: int | None = None) -> list[tuple[list[int], list[Edge]]]:
+def shortest_paths(
+    graph: ConnectionGraph, source: int, target: int, max_hops: int | None = None
+) -> list[tuple[list[int], list[Edge]]]:
     """Every shortest path source -> target as (bodies, edges); [] when there is none (or source is
     target: a path needs at least one relationship). Meets in the middle, always expanding the
     smaller frontier."""
@@ -112,8 +117,9 @@ def shortest_paths(graph: ConnectionGraph, source: int, target: int,
     return paths
 
 
-def bounded_paths(graph: ConnectionGraph, sources: set[int], targets: set[int] | None, min_hops: int,
-                  max_hops: int) -> list[tuple[list[int], list[Edge]]]:
+def bounded_paths(
+    graph: ConnectionGraph, sources: set[int], targets: set[int] | None, min_hops: int, max_hops: int
+) -> list[tuple[list[int], list[Edge]]]:
     """Every path of min_hops..max_hops edges from a source to a target, no edge twice (Cypher's
     relationship isomorphism). ``targets`` None = any end node. With targets, backward levels bound
     the search: the forward walk only follows edges that can still reach a target in the hops left."""

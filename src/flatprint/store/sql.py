@@ -59,7 +59,7 @@ def id_ranges_sql(column: str, ids, gap: int = 1 << 16, most: int = 256) -> str:
     steps = np.diff(values)
     cuts = np.nonzero(steps > gap)[0]
     if len(cuts) >= most:  # keep the widest gaps
-        cuts = np.sort(np.argsort(steps, kind="stable")[len(steps) - (most - 1):])
+        cuts = np.sort(np.argsort(steps, kind="stable")[len(steps) - (most - 1) :])
     starts, ends = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(values) - 1]])
     return "(" + " OR ".join(f"{column} BETWEEN {values[a]} AND {values[b]}" for a, b in zip(starts, ends)) + ")"
 

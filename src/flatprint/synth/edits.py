@@ -81,13 +81,16 @@ def _roi_level_column(table: pa.Table, field: pa.Field, what: str) -> pa.Array:
     """A column of a ROI level the source table lacks (``mid``, ``mid_label``, ...), from the locations."""
     level = field.name.removesuffix("_label")
     if level not in levels.LEVELS:
-        raise ReleaseError(f"{what}: column {field.name!r} of the target release is not in the source and is not "
-                           f"a derivable ROI level (known: {', '.join(levels.LEVELS)})")
+        raise ReleaseError(
+            f"{what}: column {field.name!r} of the target release is not in the source and is not "
+            f"a derivable ROI level (known: {', '.join(levels.LEVELS)})"
+        )
     xyz = [table.column(c).to_numpy() for c in ("x", "y", "z")]
     labels = levels.labels_at(level, *xyz, _primary_labels(table, what))
     if pa.types.is_dictionary(field.type):
-        return pa.DictionaryArray.from_arrays(pa.array(labels, field.type.index_type),
-                                              pa.array(levels.categories(level), pa.string()))
+        return pa.DictionaryArray.from_arrays(
+            pa.array(labels, field.type.index_type), pa.array(levels.categories(level), pa.string())
+        )
     return pa.array(labels, field.type)
 
 
@@ -112,8 +115,13 @@ def _write(out: Path, desc: ReleaseDescription, key: str, table: pa.Table) -> di
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
-    return {"table": key, "file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size,
-            "sha256": digest.hexdigest()}
+    return {
+        "table": key,
+        "file": path.name,
+        "rows": table.num_rows,
+        "bytes": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:
@@ -122,8 +130,11 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
 
 
 def _point_ids(x, y, z) -> np.ndarray:
-    return (np.asarray(z, np.uint64) << np.uint64(42)) | (np.asarray(y, np.uint64) << np.uint64(21)) \
+    return (
+        (np.asarray(z, np.uint64) << np.uint64(42))
+        | (np.asarray(y, np.uint64) << np.uint64(21))
         | np.asarray(x, np.uint64)
+    )
 
 
 def _keys_of(table: pa.Table, rows: np.ndarray, suffix: str) -> np.ndarray:
@@ -199,9 +210,22 @@ def _candidates(rel: _Release, rng: np.random.Generator, n_points: np.ndarray, b
     return df.sample(frac=1.0, random_state=int(rng.integers(2**31))).reset_index(drop=True)
 
 
-def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames: int = 2, merges: int = 2,
-                splits: int = 2, status_changes: int = 2, class_changes: int = 2, removals: int = 2,
-                additions: int = 2, weight_changes: int = 2, force: bool = False, target: str | None = None) -> dict:
+def plant_edits(
+    release: str | Path,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    renames: int = 2,
+    merges: int = 2,
+    splits: int = 2,
+    status_changes: int = 2,
+    class_changes: int = 2,
+    removals: int = 2,
+    additions: int = 2,
+    weight_changes: int = 2,
+    force: bool = False,
+    target: str | None = None,
+) -> dict:
     """Write ``out``: ``release`` with the edits planted; return the edit manifest (also ``out/edits.json``).
 
     ``target`` (a registered release key, e.g. ``v1.0``) writes ``out`` as that release (its file names and
@@ -258,16 +282,26 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         used_bodies.update(body_ids)
         old_inst = ann.loc[rows, "instance"].tolist()
         ann.loc[rows, "type"] = new
-        ann.loc[rows, "instance"] = [None if i is None else new + i[len(t):] if i.startswith(t) else i
-                                     for i in old_inst]
+        ann.loc[rows, "instance"] = [
+            None if i is None else new + i[len(t) :] if i.startswith(t) else i for i in old_inst
+        ]
         rel.nt_renames[t] = new
         edits.append({"kind": "rename_type", "old": t, "new": new, "bodies": sorted(body_ids)})
         for b, i_old, i_new in zip(body_ids, old_inst, ann.loc[rows, "instance"]):
-            edits.append({"kind": "property", "body": b, "property": "type", "old": t, "new": new,
-                          "cause": "rename_type"})
+            edits.append(
+                {"kind": "property", "body": b, "property": "type", "old": t, "new": new, "cause": "rename_type"}
+            )
             if i_old != i_new:
-                edits.append({"kind": "property", "body": b, "property": "instance", "old": i_old, "new": i_new,
-                              "cause": "rename_type"})
+                edits.append(
+                    {
+                        "kind": "property",
+                        "body": b,
+                        "property": "instance",
+                        "old": i_old,
+                        "new": i_new,
+                        "cause": "rename_type",
+                    }
+                )
         done += 1
     if done < renames:
         raise ReleaseError(f"{release}: too few types with two or more neurons to rename {renames}")
@@ -306,13 +340,15 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         i = ann.index[ann["bodyId"] == a["bodyId"]]
         ann.loc[i, "statusLabel"] = "Anchor"
         ann.loc[i, "status"] = T.STATUS_OF_LABEL["Anchor"]
-        edits.append({"kind": "property", "body": int(a["bodyId"]), "property": "status", "old": a["status"],
-                      "new": "Anchor"})
+        edits.append(
+            {"kind": "property", "body": int(a["bodyId"]), "property": "status", "old": a["status"], "new": "Anchor"}
+        )
     for _ in range(class_changes):
         (a,) = take(1)
         ann.loc[ann["bodyId"] == a["bodyId"], "class"] = NEW_CLASS
-        edits.append({"kind": "property", "body": int(a["bodyId"]), "property": "class", "old": a["class"],
-                      "new": NEW_CLASS})
+        edits.append(
+            {"kind": "property", "body": int(a["bodyId"]), "property": "class", "old": a["class"], "new": NEW_CLASS}
+        )
 
     # ---- removals: the body's points, partner rows and T-bars (the PSDs opposite its T-bars stay, without
     # a partner, as the release has PSDs whose T-bar fell below the confidence cut: removing them would
@@ -393,8 +429,13 @@ def plant_edits(release: str | Path, out: str | Path, *, seed: int = 0, renames:
         edits.append({"kind": "weight", "pre_type": t1, "post_type": t3, "delta": len(rows)})
 
     files = _write_release(rel, release, out, written_as)
-    manifest = {"source": str(release), "source_release": rel.desc.key, "release": written_as.key, "seed": seed,
-                "edits": edits}
+    manifest = {
+        "source": str(release),
+        "source_release": rel.desc.key,
+        "release": written_as.key,
+        "seed": seed,
+        "edits": edits,
+    }
     (out / EDITS_FILE).write_text(json.dumps(manifest, indent=1))
     src = json.loads((release / "manifest.json").read_text()) if (release / "manifest.json").exists() else {}
     src["files"] = files
@@ -445,10 +486,14 @@ def _write_release(rel: _Release, release: Path, out: Path, desc: ReleaseDescrip
     files.append(_write(out, desc, "weights", weights.cast(T.CONNECTOME_WEIGHTS)))
     del weights
 
-    files.append(_write(out, desc, "tbar-nt", _set(rel.table("tbar-nt"), "body", rel.t_body).filter(pa.array(rel.t_keep))))
+    files.append(
+        _write(out, desc, "tbar-nt", _set(rel.table("tbar-nt"), "body", rel.t_body).filter(pa.array(rel.t_keep)))
+    )
 
     ann = rel.ann.sort_values("bodyId").reset_index(drop=True)
-    files.append(_write(out, desc, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False)))
+    files.append(
+        _write(out, desc, "annotations", pa.Table.from_pandas(ann, schema=rel.ann_schema, preserve_index=False))
+    )
 
     stats = counts.merge(down, on="body", how="left")
     stats["downstream"] = stats["downstream"].fillna(0).astype(np.int64)
@@ -461,8 +506,16 @@ def _write_release(rel: _Release, release: Path, out: Path, desc: ReleaseDescrip
     cats = [""] + list(T.STATUS_LABELS)
     label = stats["body"].map(a["statusLabel"].astype(object)).fillna("")
     stats["status_fine"] = pd.Categorical(label, categories=cats, ordered=True)
-    files.append(_write(out, desc, "stats", pa.Table.from_pandas(stats[[f.name for f in rel.stats_schema]],
-                                                           schema=rel.stats_schema, preserve_index=False)))
+    files.append(
+        _write(
+            out,
+            desc,
+            "stats",
+            pa.Table.from_pandas(
+                stats[[f.name for f in rel.stats_schema]], schema=rel.stats_schema, preserve_index=False
+            ),
+        )
+    )
 
     nt = rel.nt.filter(pc.invert(pc.is_in(rel.nt.column("body"), pa.array(sorted(rel.nt_drop), pa.int64()))))
     cell_type = [rel.nt_renames.get(t, t) for t in nt.column("cell_type").to_pylist()]

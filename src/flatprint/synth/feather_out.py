@@ -21,13 +21,31 @@ def pandas_index_metadata(schema: pa.Schema, index_name: str) -> dict:
             pandas_type, numpy_type = "categorical", str(f.type.index_type.to_pandas_dtype().__name__)
             meta = {"num_categories": None, "ordered": f.type.ordered}
         else:
-            pandas_type = {"int32": "int32", "int64": "int64", "uint64": "uint64", "float": "float32",
-                           "uint8": "uint8", "uint16": "uint16"}.get(str(f.type), str(f.type))
+            pandas_type = {
+                "int32": "int32",
+                "int64": "int64",
+                "uint64": "uint64",
+                "float": "float32",
+                "uint8": "uint8",
+                "uint16": "uint16",
+            }.get(str(f.type), str(f.type))
             numpy_type, meta = pandas_type, None
-        columns.append({"name": f.name, "field_name": f.name, "pandas_type": pandas_type,
-                        "numpy_type": numpy_type, "metadata": meta})
-    doc = {"index_columns": [index_name], "column_indexes": [], "columns": columns,
-           "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.3"}
+        columns.append(
+            {
+                "name": f.name,
+                "field_name": f.name,
+                "pandas_type": pandas_type,
+                "numpy_type": numpy_type,
+                "metadata": meta,
+            }
+        )
+    doc = {
+        "index_columns": [index_name],
+        "column_indexes": [],
+        "columns": columns,
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.3",
+    }
     return {b"pandas": json.dumps(doc).encode()}
 
 

@@ -36,14 +36,18 @@ from flatprint.errors import ReleaseError
 from flatprint.progress import progress_bar
 from flatprint.release import tables as T
 from flatprint.release.registry import DEFAULT_KEY, ReleaseDescription, describe
-from flatprint.synth import levels
-from flatprint.synth import rois as roimod
+from flatprint.synth import levels, rois as roimod
+from flatprint.synth.annotations import (
+    REAL_ANNOTATED_BODIES,
+    SUPERCLASSES,
+    draw_annotations,
+    unique_ids,
+)
 from flatprint.synth.feather_out import WRITE_ROWS, FeatherWriter, pandas_index_metadata, write_table
 from flatprint.synth.neurotransmitters import body_nt_table
 from flatprint.synth.placement import Occupancy, make_unique, point_key, relocate
 
 # Real release figures (v1.0 audits, see docs/schemas.md) that scale 1.0 reproduces.
-REAL_ANNOTATED_BODIES = 211_577
 REAL_NEURONS = 166_700
 REAL_BODIES_WITH_SYNAPSES = 88_384_522
 REAL_TBARS = 45_656_140
@@ -61,16 +65,6 @@ MEAN_PSDS = REAL_PSDS / REAL_TBARS  # PSDs per T-bar
 BLOCK_PSDS = 16_000_000
 WRITE_CHUNK = 64 * WRITE_ROWS  # rows per piece when writing weights and body-stats from sorted keys
 
-# superclass -> (class, type-name prefixes, home region kinds, share of types)
-SUPERCLASSES = {
-    "ol_intrinsic": ("ol_intrinsic", ["Tm", "Mi", "Dm", "Pm", "TmY"], "optic", 0.30),
-    "visual_projection": ("visual_projection", ["LC", "LT", "LPLC", "MeVP"], "optic+cb", 0.10),
-    "cb_intrinsic": ("cb_intrinsic", ["CB", "SMP", "SLP", "AVLP", "PS", "LHPV"], "cb", 0.30),
-    "descending_neuron": ("DN", ["DNge", "DNp", "DNa", "DNg"], "cb+vnc", 0.05),
-    "ascending_neuron": ("AN", ["AN"], "vnc+cb", 0.05),
-    "vnc_intrinsic": ("vnc_intrinsic", ["IN", "INXX"], "vnc", 0.15),
-    "sensory": ("sensory", ["SNxx", "SNpp"], "vnc", 0.05),
-}
 # Fixed types with awkward names (apostrophes, dots, regex metacharacters), for tests and users.
 SPECIAL_TYPES = [
     ("KCa'b'-ap1", "cb_intrinsic", ["a'L", "b'L", "CA", "PED"]),
@@ -80,9 +74,6 @@ SPECIAL_TYPES = [
     ("PS.001", "cb_intrinsic", ["SPS", "IPS"]),
     ("hDeltaA", "cb_intrinsic", ["FB", "EB"]),
 ]
-STATUS_EXTRAS = {  # annotated bodies that are not typed neurons: status label -> share of annotations
-    "Glia": 0.056, "Unimportant": 0.051, "Orphan": 0.075, "0.5assign": 0.009, None: 0.026,
-}
 
 
 @dataclass
@@ -99,25 +90,9 @@ def _scaled(real: int, scale: float, minimum: int = 1) -> int:
     return max(minimum, int(round(real * scale)))
 
 
-def _unique_ids(rng, n, low, high, exclude=()):
-    """n distinct int64 ids in [low, high) avoiding ``exclude``."""
-    exclude = np.asarray(list(exclude), dtype=np.int64)
-    out = np.empty(0, dtype=np.int64)
-    while len(out) < n:
-        draw = rng.integers(low, high, size=int((n - len(out)) * 1.1) + 16, dtype=np.int64)
-        out = _sorted_unique(np.concatenate([out, draw]))
-        out = out[~np.isin(out, exclude)]
-    return rng.permutation(out)[:n]
-
-
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique(a) by sorting (numpy 2's hash-based np.unique is far slower on ~1e8 int64)."""
-    a = np.sort(a)
-    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
-
-
 def _home_pool(h: roimod.RoiHierarchy, kind: str, side: str) -> list[str]:
     """Primary ROIs a neuron of this region kind and side may innervate."""
+
     def sided(rois):
         return [r for r in rois if r.endswith(f"({side})") or not r.endswith(("(L)", "(R)"))]
 
@@ -131,8 +106,11 @@ def _home_pool(h: roimod.RoiHierarchy, kind: str, side: str) -> list[str]:
     if kind == "cb":
         return cb
     if kind in ("cb+vnc", "vnc+cb"):
-        return [r for r in cb if r.split("(")[0] in ("GNG", "VES", "SPS", "IPS", "SAD", "CAN", "FLA", "EPA")] \
-            + vnc + [f"CV({side})"]
+        return (
+            [r for r in cb if r.split("(")[0] in ("GNG", "VES", "SPS", "IPS", "SAD", "CAN", "FLA", "EPA")]
+            + vnc
+            + [f"CV({side})"]
+        )
     return vnc
 
 
@@ -204,7 +182,7 @@ class Builder:
         dn = np.flatnonzero(type_idx == 0)
         body[dn] = [DNGE104[s] for s in side[dn]]
         rest = np.flatnonzero(type_idx != 0)
-        body[rest] = _unique_ids(rng, len(rest), 10_000, 1_000_000, exclude=DNGE104.values())
+        body[rest] = unique_ids(rng, len(rest), 10_000, 1_000_000, exclude=DNGE104.values())
 
         # Home neuropils: chosen per type and mirrored per side, so L/R partners look alike.
         homes = np.zeros((n, MAX_HOMES), dtype=np.int64)
@@ -241,8 +219,7 @@ class Builder:
         rng, h, nr = self.rng, self.h, self.neurons
         n = len(nr.body)
         n_frag = max(_scaled(REAL_BODIES_WITH_SYNAPSES, self.scale) - n, 10)
-        self.fragments = _unique_ids(
-            rng, n_frag, 1_000_000_000, 200_000_000_000, exclude=nr.body)
+        self.fragments = unique_ids(rng, n_frag, 1_000_000_000, 200_000_000_000, exclude=nr.body)
 
         # Partner slots per (neuron, home k): members of that neuropil, with Zipf-like preference.
         roi_members = {}
@@ -412,7 +389,9 @@ class Builder:
         true_nt = np.empty(n_tbar, dtype=np.int64)
         type_nt = np.array([nt_index[x] for x in self.type_nt], dtype=np.int64)
         true_nt[: len(tb_neuron)] = type_nt[nr.type_idx[tb_neuron]]
-        true_nt[len(tb_neuron):] = rng.choice(len(T.NT_NAMES), size=n_frag_tb, p=[0.6, 0.02, 0.17, 0.17, 0.01, 0.02, 0.01])
+        true_nt[len(tb_neuron) :] = rng.choice(
+            len(T.NT_NAMES), size=n_frag_tb, p=[0.6, 0.02, 0.17, 0.17, 0.01, 0.02, 0.01]
+        )
         alpha = np.full((n_tbar, len(T.NT_NAMES)), 0.35)
         alpha[np.arange(n_tbar), true_nt] = 4.0
         del true_nt
@@ -421,86 +400,19 @@ class Builder:
         probs = (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
         del g
         probs[rng.random(n_tbar) < 0.02] = np.nan  # T-bars without a prediction
-        return {"xyz": xyz, "tbar_rank": tbar_rank, "psd_rank": psd_rank, "psd_tbar": psd_tbar,
-                "tbar_conf": tbar_conf, "psd_conf": psd_conf, "tbar_nt": probs,
-                "tbar_type": nr.type_idx[tb_neuron]}
+        return {
+            "xyz": xyz,
+            "tbar_rank": tbar_rank,
+            "psd_rank": psd_rank,
+            "psd_tbar": psd_tbar,
+            "tbar_conf": tbar_conf,
+            "psd_conf": psd_conf,
+            "tbar_nt": probs,
+            "tbar_type": nr.type_idx[tb_neuron],
+        }
 
-    # ---------------------------------------------------------------- annotations
     def make_annotations(self):
-        rng, nr, h = self.rng, self.neurons, self.h
-        n = len(nr.body)
-        tnames = self.type_names[nr.type_idx]
-        sc = self.type_superclass[nr.type_idx]
-        cls = np.array([SUPERCLASSES[s][0] for s in sc], dtype=object)
-        status_label = rng.choice(
-            ["Traced", "Finalized", "Anchor", "Sensory Anchor", "Traced in ROI"], size=n,
-            p=[0.80, 0.12, 0.04, 0.02, 0.02]).astype(object)
-        status_label[nr.type_idx == 0] = "Traced"
-        instance = np.array([f"{t}_{s}" for t, s in zip(tnames, nr.side)], dtype=object)
-        # A few anchors without a type: still :Neuron by status, but exercise null properties.
-        untyped = (rng.random(n) < 0.01) & (nr.type_idx != 0)
-        tnames = np.where(untyped, None, tnames)
-        instance = np.where(untyped, None, instance)
-        status_label[untyped] = "Anchor"
-        group_of_type = _unique_ids(rng, len(self.type_names), 10_000, 1_000_000).astype(float)
-        group = group_of_type[nr.type_idx]
-        group[untyped] = np.nan
-        soma = np.zeros((n, 3), dtype=np.int64)
-        first_box = np.array([h.boxes[h.primary[i - 1]] for i in nr.homes[:, 0]]) * roimod.ROI_SCALE
-        soma[:] = first_box[:, 0::2] + rng.random((n, 3)) * (first_box[:, 1::2] - first_box[:, 0::2])
-        has_soma = rng.random(n) < 0.92
-        has_soma[nr.type_idx == 0] = True
-        cols = {c: np.full(n, None, dtype=object) for c in T.ANNOTATIONS.names}
-        cols["bodyId"] = nr.body
-        cols["type"] = tnames
-        cols["instance"] = instance
-        cols["somaSide"] = np.where(has_soma, nr.side, None)
-        cols["rootSide"] = nr.side
-        cols["superclass"] = sc
-        cols["class"] = cls
-        cols["subclass"] = np.where(rng.random(n) < 0.4, None, np.char.add("sub", (nr.type_idx % 7).astype(str)).astype(object))
-        cols["statusLabel"] = status_label
-        cols["status"] = np.array([T.STATUS_OF_LABEL[s] for s in status_label], dtype=object)
-        cols["group"] = group
-        cols["flywireType"] = np.where(rng.random(n) < 0.8, tnames, None)
-        cols["hemibrainType"] = np.where((sc == "cb_intrinsic") & (rng.random(n) < 0.6), tnames, None)
-        cols["mancType"] = np.where(np.isin(sc, ["vnc_intrinsic", "ascending_neuron", "descending_neuron"]), tnames, None)
-        cols["itoleeHl"] = np.where(sc == "cb_intrinsic", np.char.add("LHl", (nr.type_idx % 40).astype(str)).astype(object), None)
-        cols["trumanHl"] = np.where(sc == "vnc_intrinsic", np.char.add(((nr.type_idx % 23) + 1).astype(str), "A").astype(object), None)
-        cols["somaLocation"] = [list(map(int, s)) if has else None for s, has in zip(soma, has_soma)]
-        cols["tosomaLocation"] = [None if has else list(map(int, s)) for s, has in zip(soma, has_soma)]
-        cols["vfbId"] = np.array([f"VFB_jrm{b % 100000:05d}" for b in nr.body], dtype=object)
-        cols["synonyms"] = np.where(rng.random(n) < 0.05, np.char.add("syn-", tnames.astype(str)).astype(object), None)
-        cols["fruDsx"] = np.where(rng.random(n) < 0.1, rng.choice(["fru", "dsx", "fru+dsx"], size=n), None)
-        cols["dimorphism"] = np.where(rng.random(n) < 0.03, "sexually dimorphic", None)
-        cols["assignedOlHex1"] = np.where(sc == "ol_intrinsic", rng.integers(1, 40, size=n).astype(float), np.nan)
-        cols["assignedOlHex2"] = np.where(sc == "ol_intrinsic", rng.integers(1, 40, size=n).astype(float), np.nan)
-        cols["mancBodyid"] = np.where(cols["mancType"] != None, rng.integers(10_000, 99_999, size=n).astype(float), np.nan)  # noqa: E711
-        cols["mancGroup"] = np.where(cols["mancType"] != None, group, np.nan)  # noqa: E711
-        cols["mancSerial"] = np.full(n, np.nan)
-        cols["mcnsSerial"] = np.full(n, np.nan)
-        cols["birthtime"] = np.where(rng.random(n) < 0.3, rng.choice(["early", "primary", "secondary"], size=n), None)
-        cols["somaNeuromere"] = np.where(np.isin(sc, ["vnc_intrinsic", "ascending_neuron"]), rng.choice(["T1", "T2", "T3", "A1"], size=n), None)
-        cols["entryNerve"] = np.where(sc == "sensory", rng.choice(["ProLN", "MesoLN", "MetaLN"], size=n), None)
-        neuron_cols = cols
-
-        # Other annotated bodies (glia, orphans, ...): taken from the fragment pool, few synapses.
-        n_extra = max(0, _scaled(REAL_ANNOTATED_BODIES, self.scale) - n)
-        shares = np.array(list(STATUS_EXTRAS.values()))
-        labels = rng.choice(np.array(list(STATUS_EXTRAS), dtype=object), size=n_extra, p=shares / shares.sum())
-        extra_body = rng.choice(self.fragments, size=min(n_extra, len(self.fragments)), replace=False)
-        labels = labels[: len(extra_body)]
-        extra = {c: np.full(len(extra_body), None, dtype=object) for c in T.ANNOTATIONS.names}
-        extra["bodyId"] = extra_body
-        extra["statusLabel"] = labels
-        extra["status"] = np.array([T.STATUS_OF_LABEL.get(s) if s else None for s in labels], dtype=object)
-        for c in ("group", "assignedOlHex1", "assignedOlHex2", "mancBodyid", "mancGroup", "mancSerial", "mcnsSerial"):
-            extra[c] = np.full(len(extra_body), np.nan)
-        extra["somaLocation"] = [None] * len(extra_body)
-        extra["tosomaLocation"] = [None] * len(extra_body)
-        self.annotations = {c: np.concatenate([np.asarray(neuron_cols[c], dtype=object), np.asarray(extra[c], dtype=object)])
-                            if c not in ("somaLocation", "tosomaLocation") else list(neuron_cols[c]) + list(extra[c])
-                            for c in T.ANNOTATIONS.names}
+        self.annotations = draw_annotations(self, _scaled(REAL_ANNOTATED_BODIES, self.scale))
 
     # ---------------------------------------------------------------- writing
     def write(self, out: Path, progress: bool) -> dict:
@@ -525,8 +437,11 @@ class Builder:
         # syn-points lists all PreSyn rows, then all PostSyn rows: with several blocks the PostSyn rows
         # go to a temporary file first and are appended at the end.
         n_blocks = len(self.blocks)
-        psd_sink = sinks["syn-points"] if n_blocks == 1 else \
-            FeatherWriter(out / ".postsyn-points.tmp.feather", points_schema, rechunk=False)
+        psd_sink = (
+            sinks["syn-points"]
+            if n_blocks == 1
+            else FeatherWriter(out / ".postsyn-points.tmp.feather", points_schema, rechunk=False)
+        )
         files = {}
         desc = f"synthesizing ({n_blocks} block{'s' if n_blocks > 1 else ''})"
         with progress_bar(progress, desc, total=n_blocks + 5) as advance:
@@ -563,8 +478,10 @@ class Builder:
             del self.pre_n, self.post_n, self.down_n, self.all_bodies
             advance()
             parts, self.nt_parts = self.nt_parts, None
-            files["neurotransmitters"] = write_table(out / rel.files["neurotransmitters"], body_nt_table(
-                parts, ann, tbar_bodies, self.type_names, self.type_ground_truth))
+            files["neurotransmitters"] = write_table(
+                out / rel.files["neurotransmitters"],
+                body_nt_table(parts, ann, tbar_bodies, self.type_names, self.type_ground_truth),
+            )
             advance()
         return files
 
@@ -574,22 +491,30 @@ class Builder:
         tbar_rank, psd_rank = blk["tbar_rank"], blk["psd_rank"]
         tb_n, psd_n = len(tbar_rank), len(psd_rank)
         prim, major = roimod.labels_at(xyz[:, 0], xyz[:, 1], xyz[:, 2])
-        point_id = (xyz[:, 2].astype(np.uint64) << np.uint64(42)) | (xyz[:, 1].astype(np.uint64) << np.uint64(21)) \
+        point_id = (
+            (xyz[:, 2].astype(np.uint64) << np.uint64(42))
+            | (xyz[:, 1].astype(np.uint64) << np.uint64(21))
             | xyz[:, 0].astype(np.uint64)
+        )
         tbar_body = self.all_bodies[tbar_rank]
         body = np.concatenate([tbar_body, self.all_bodies[psd_rank]])
         conf = np.concatenate([blk["tbar_conf"], blk["psd_conf"]])
         kind = np.concatenate([np.zeros(tb_n, np.int8), np.ones(psd_n, np.int8)])
-        compartment = np.where(kind == 0, rng.choice([0, 2, 3, 4], size=len(kind), p=[0.85, 0.05, 0.03, 0.07]),
-                               rng.choice([1, 2, 4], size=len(kind), p=[0.9, 0.03, 0.07])).astype(np.int8)
+        compartment = np.where(
+            kind == 0,
+            rng.choice([0, 2, 3, 4], size=len(kind), p=[0.85, 0.05, 0.03, 0.07]),
+            rng.choice([1, 2, 4], size=len(kind), p=[0.9, 0.03, 0.07]),
+        ).astype(np.int8)
         sv = body * 100 + rng.integers(0, 4, size=len(body))
         prim_cats = h.categories("primary")
         # Each ROI set of the release: (labels, categories); the levels below primary from the location.
         roi_labels = {"major": (major, h.categories("major")), "primary": (prim, prim_cats)}
         for s in self.rel.roi_sets:
             if s.name not in roi_labels:
-                roi_labels[s.name] = (levels.labels_at(s.name, xyz[:, 0], xyz[:, 1], xyz[:, 2], prim),
-                                      levels.categories(s.name))
+                roi_labels[s.name] = (
+                    levels.labels_at(s.name, xyz[:, 0], xyz[:, 1], xyz[:, 2], prim),
+                    levels.categories(s.name),
+                )
 
         def dict_col(indices, categories, index_type):
             return pa.DictionaryArray.from_arrays(pa.array(indices, type=index_type), pa.array(categories, pa.string()))
@@ -604,29 +529,50 @@ class Builder:
             p_xyz = xyz[part]
             rois = []
             for s in self.rel.roi_sets:
-                rois += [roi_col(s.name, s.index_type, part),
-                         pa.array(roi_labels[s.name][0][part].astype(s.label_type.to_pandas_dtype()))]
-            sink.write(pa.table([
-                pa.array(p_xyz[:, 0].astype(np.int32)), pa.array(p_xyz[:, 1].astype(np.int32)),
-                pa.array(p_xyz[:, 2].astype(np.int32)),
-                dict_col(kind[part], list(T.KIND_VALUES), pa.int8()), pa.array(conf[part]),
-                pa.array(sv[part]), pa.array(body[part]),
-                dict_col(compartment[part], list(T.COMPARTMENTS), pa.int8()),
-                *rois, pa.array(point_id[part]),
-            ], schema=points_schema))
+                rois += [
+                    roi_col(s.name, s.index_type, part),
+                    pa.array(roi_labels[s.name][0][part].astype(s.label_type.to_pandas_dtype())),
+                ]
+            sink.write(
+                pa.table(
+                    [
+                        pa.array(p_xyz[:, 0].astype(np.int32)),
+                        pa.array(p_xyz[:, 1].astype(np.int32)),
+                        pa.array(p_xyz[:, 2].astype(np.int32)),
+                        dict_col(kind[part], list(T.KIND_VALUES), pa.int8()),
+                        pa.array(conf[part]),
+                        pa.array(sv[part]),
+                        pa.array(body[part]),
+                        dict_col(compartment[part], list(T.COMPARTMENTS), pa.int8()),
+                        *rois,
+                        pa.array(point_id[part]),
+                    ],
+                    schema=points_schema,
+                )
+            )
             del p_xyz, rois
         del kind, compartment, conf
 
         tbx, psx = xyz[:tb_n], xyz[tb_n:]
         pt = psd_tbar
-        sinks["syn-partners"].write(pa.table([
-            pa.array(tbx[pt, 0].astype(np.int32)), pa.array(tbx[pt, 1].astype(np.int32)),
-            pa.array(tbx[pt, 2].astype(np.int32)), pa.array(tbar_body[pt]),
-            pa.array(blk["tbar_conf"][pt]),
-            pa.array(psx[:, 0].astype(np.int32)), pa.array(psx[:, 1].astype(np.int32)),
-            pa.array(psx[:, 2].astype(np.int32)), pa.array(body[tb_n:]), pa.array(blk["psd_conf"]),
-            dict_col(prim[tb_n:].astype(np.int16), prim_cats, pa.int16()),
-        ], schema=T.SYN_PARTNERS))
+        sinks["syn-partners"].write(
+            pa.table(
+                [
+                    pa.array(tbx[pt, 0].astype(np.int32)),
+                    pa.array(tbx[pt, 1].astype(np.int32)),
+                    pa.array(tbx[pt, 2].astype(np.int32)),
+                    pa.array(tbar_body[pt]),
+                    pa.array(blk["tbar_conf"][pt]),
+                    pa.array(psx[:, 0].astype(np.int32)),
+                    pa.array(psx[:, 1].astype(np.int32)),
+                    pa.array(psx[:, 2].astype(np.int32)),
+                    pa.array(body[tb_n:]),
+                    pa.array(blk["psd_conf"]),
+                    dict_col(prim[tb_n:].astype(np.int16), prim_cats, pa.int16()),
+                ],
+                schema=T.SYN_PARTNERS,
+            )
+        )
 
         # Counts per body and per (body_pre, body_post); every pair of this block is complete here.
         nb = len(self.all_bodies)
@@ -645,16 +591,26 @@ class Builder:
         in_gt[:n_nt] = np.isin(blk["tbar_type"], gt_types)
         splits[in_gt] = rng.choice([0, 1, 2], size=in_gt.sum(), p=[0.8, 0.1, 0.1])
         split_arr = pa.DictionaryArray.from_arrays(
-            pa.array(np.where(splits < 0, None, splits), type=pa.int8()),
-            pa.array(["train", "validation", "test"]))
-        tb_cols = [
-            pa.array(point_id[:tb_n]),
-            pa.array(tbx[:, 0].astype(np.int32)), pa.array(tbx[:, 1].astype(np.int32)),
-            pa.array(tbx[:, 2].astype(np.int32)), pa.array(blk["tbar_conf"]), pa.array(sv[:tb_n]),
-            pa.array(tbar_body),
-        ] + [roi_col(f.name, f.type.index_type, slice(0, tb_n)) for f in sinks["tbar-nt"].schema
-             if f.name in self.rel.tbar_roi_sets] \
-            + [pa.array(probs[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))] + [split_arr]
+            pa.array(np.where(splits < 0, None, splits), type=pa.int8()), pa.array(["train", "validation", "test"])
+        )
+        tb_cols = (
+            [
+                pa.array(point_id[:tb_n]),
+                pa.array(tbx[:, 0].astype(np.int32)),
+                pa.array(tbx[:, 1].astype(np.int32)),
+                pa.array(tbx[:, 2].astype(np.int32)),
+                pa.array(blk["tbar_conf"]),
+                pa.array(sv[:tb_n]),
+                pa.array(tbar_body),
+            ]
+            + [
+                roi_col(f.name, f.type.index_type, slice(0, tb_n))
+                for f in sinks["tbar-nt"].schema
+                if f.name in self.rel.tbar_roi_sets
+            ]
+            + [pa.array(probs[:, i], from_pandas=True) for i in range(len(T.NT_NAMES))]
+            + [split_arr]
+        )
         sinks["tbar-nt"].write(pa.table(tb_cols, schema=sinks["tbar-nt"].schema))
         del tb_cols, split_arr
 
@@ -693,8 +649,11 @@ class Builder:
         def emit(pair, weight):
             pre = self.all_bodies[(pair >> np.uint64(b)).astype(np.int64)]
             post = self.all_bodies[(pair & mask).astype(np.int64)]
-            sink.write(pa.table([pa.array(pre), pa.array(post), pa.array(weight.astype(np.int64))],
-                                schema=T.CONNECTOME_WEIGHTS))
+            sink.write(
+                pa.table(
+                    [pa.array(pre), pa.array(post), pa.array(weight.astype(np.int64))], schema=T.CONNECTOME_WEIGHTS
+                )
+            )
 
         if self.weight_big:
             pair = np.concatenate([p for p, _ in self.weight_big])
@@ -708,7 +667,7 @@ class Builder:
         keys.sort()
         pair_mask = np.uint64((1 << (2 * b)) - 1)
         for start in range(0, len(keys), WRITE_CHUNK):
-            chunk = keys[start:start + WRITE_CHUNK]
+            chunk = keys[start : start + WRITE_CHUNK]
             emit(chunk & pair_mask, np.uint64(w_max) - (chunk >> np.uint64(2 * b)))
         del keys
         return sink.close()
@@ -722,9 +681,13 @@ class Builder:
             vals = [col[i] for i in order] if isinstance(col, list) else col[order]
             if f.name == "statusLabel":
                 idx = np.array([T.STATUS_LABELS.index(v) if v else -1 for v in vals], dtype=np.int8)
-                arrays.append(pa.DictionaryArray.from_arrays(
-                    pa.array(np.where(idx < 0, None, idx), type=pa.int8()), pa.array(list(T.STATUS_LABELS)),
-                    ordered=True))
+                arrays.append(
+                    pa.DictionaryArray.from_arrays(
+                        pa.array(np.where(idx < 0, None, idx), type=pa.int8()),
+                        pa.array(list(T.STATUS_LABELS)),
+                        ordered=True,
+                    )
+                )
             elif pa.types.is_floating(f.type):
                 arrays.append(pa.array(np.asarray(vals, dtype=float), type=f.type, from_pandas=True))
             elif pa.types.is_integer(f.type):
@@ -752,27 +715,40 @@ class Builder:
 
         ann_ids = ann.column("bodyId").to_numpy()
         cats = [""] + list(T.STATUS_LABELS)
-        status_idx = np.array([cats.index(v) if v else 0 for v in ann.column("statusLabel").to_pylist()],
-                              dtype=np.int8)
+        status_idx = np.array([cats.index(v) if v else 0 for v in ann.column("statusLabel").to_pylist()], dtype=np.int8)
         sink = FeatherWriter(out / self.rel.files["stats"], T.BODY_STATS)
         for start in range(0, len(ranks), WRITE_CHUNK):
-            r = ranks[start:start + WRITE_CHUNK]
+            r = ranks[start : start + WRITE_CHUNK]
             bodies = self.all_bodies[r]
             pos = np.clip(np.searchsorted(ann_ids, bodies), 0, len(ann_ids) - 1)
             found = ann_ids[pos] == bodies
             at = pa.array(pos, mask=~found)  # null where the body has no annotation
 
             status_fine = pa.DictionaryArray.from_arrays(
-                pa.array(np.where(found, status_idx[pos], 0).astype(np.int8), type=pa.int8()), pa.array(cats),
-                ordered=True)
+                pa.array(np.where(found, status_idx[pos], 0).astype(np.int8), type=pa.int8()),
+                pa.array(cats),
+                ordered=True,
+            )
             d = down[r].astype(np.int64)
             p = post[r]
-            sink.write(pa.table([
-                pa.array(bodies), pa.array(pre[r].astype(np.int32)), pa.array(p.astype(np.int32)), status_fine,
-                ann.column("superclass").take(at), ann.column("class").take(at),
-                ann.column("type").take(at), ann.column("instance").take(at),
-                pa.array(d), pa.array(d + p), pa.array(np.arange(start + 1, start + len(r) + 1, dtype=np.int64)),
-            ], schema=T.BODY_STATS))
+            sink.write(
+                pa.table(
+                    [
+                        pa.array(bodies),
+                        pa.array(pre[r].astype(np.int32)),
+                        pa.array(p.astype(np.int32)),
+                        status_fine,
+                        ann.column("superclass").take(at),
+                        ann.column("class").take(at),
+                        ann.column("type").take(at),
+                        ann.column("instance").take(at),
+                        pa.array(d),
+                        pa.array(d + p),
+                        pa.array(np.arange(start + 1, start + len(r) + 1, dtype=np.int64)),
+                    ],
+                    schema=T.BODY_STATS,
+                )
+            )
         return sink.close()
 
 

@@ -45,10 +45,13 @@ def _subdivisions() -> dict[str, list[tuple[int, str, list[str], int]]]:
         if name in SUBPRIMARY:
             out["subprimary"].append((label, name, SUBPRIMARY[name], 1))
     for label, name, base, side in _ol_parts(h):
-        out["ol_layer"].append((label, name, [f"{base}_{side}_layer_{i:02d}" for i in range(1, OL_LAYERS[base] + 1)], 2))
+        out["ol_layer"].append(
+            (label, name, [f"{base}_{side}_layer_{i:02d}" for i in range(1, OL_LAYERS[base] + 1)], 2)
+        )
         n = OL_COLUMNS_PER_AXIS
-        out["ol_column"].append((label, name, [f"{base}_{side}_col_{i:02d}_{j:02d}"
-                                               for i in range(1, n + 1) for j in range(1, n + 1)], -1))
+        out["ol_column"].append(
+            (label, name, [f"{base}_{side}_col_{i:02d}_{j:02d}" for i in range(1, n + 1) for j in range(1, n + 1)], -1)
+        )
     return out
 
 
@@ -106,5 +109,6 @@ def hierarchy_tree(levels: list[str]) -> dict:
             walk(child)
         if node["name"] in subs:
             node["children"] = [{"name": n} for n in subs[node["name"]]]
+
     walk(tree)
     return tree

@@ -57,8 +57,8 @@ from flatprint.io.precomputed_skeletons import PrecomputedSkeleton, encode_skele
 from flatprint.io.publish import atomic_write
 from flatprint.io.swc import write_swc
 from flatprint.progress import progress_bar
-from flatprint.synth import rois as roimod
 from flatprint.release.registry import detect
+from flatprint.synth import rois as roimod
 
 __all__ = [
     "BRAIN_ROI_VOLUME",
@@ -92,10 +92,12 @@ BATCH_NEURONS = 500  # neurons per batch: bounds memory, overlaps file writes wi
 # Reading the release
 # --------------------------------------------------------------------------------------------
 
+
 def _neurons(release: Path) -> pd.DataFrame:
     """bodyId, has_soma, soma x/y/z of every annotated neuron (Traced/Anchor or typed)."""
-    table = feather.read_table(release / detect(release).files["annotations"],
-                               columns=["bodyId", "status", "type", "somaLocation"])
+    table = feather.read_table(
+        release / detect(release).files["annotations"], columns=["bodyId", "status", "type", "somaLocation"]
+    )
     status = table.column("status").to_pandas()
     typed = table.column("type").to_pandas().notna()
     keep = (status.isin(NEURON_STATUSES) | typed) & ~status.isin(NON_NEURON_STATUSES)
@@ -123,6 +125,7 @@ def _synapses(release: Path, bodies: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # --------------------------------------------------------------------------------------------
 # Skeletons
 # --------------------------------------------------------------------------------------------
+
 
 def _clusters(neuron: np.ndarray, xyz: np.ndarray, cell: float):
     """Centroids of the synapse points per (neuron, cell); returns (neuron, centroid, count),
@@ -193,7 +196,7 @@ def _mst_trees(roots: np.ndarray, cents: list[np.ndarray], budget: int = 1 << 24
         pts = np.zeros((len(batch), k, 3))
         for row, i in enumerate(batch):
             pts[row, 0] = roots[i]
-            pts[row, 1:sizes[i]] = cents[i]
+            pts[row, 1 : sizes[i]] = cents[i]
         order, parent = _batched_mst(pts, sizes[batch])
         for row, i in enumerate(batch):
             n = int(sizes[i])
@@ -205,8 +208,14 @@ def _mst_trees(roots: np.ndarray, cents: list[np.ndarray], budget: int = 1 << 24
         start = stop
 
 
-def build_skeletons(neurons: pd.DataFrame, syn_neuron: np.ndarray, syn_xyz: np.ndarray, *,
-                    cluster_vx: float = CLUSTER_VX, max_edge_vx: float = MAX_EDGE_VX) -> pd.DataFrame:
+def build_skeletons(
+    neurons: pd.DataFrame,
+    syn_neuron: np.ndarray,
+    syn_xyz: np.ndarray,
+    *,
+    cluster_vx: float = CLUSTER_VX,
+    max_edge_vx: float = MAX_EDGE_VX,
+) -> pd.DataFrame:
     """All skeletons as one table: ``neuron`` (row of ``neurons``), ``node_id`` (1-based per
     neuron, parents before children), ``label`` (1 = soma), x, y, z, radius (8 nm voxels) and
     ``parent_id`` (-1 for the root)."""
@@ -270,11 +279,18 @@ def build_skeletons(neurons: pd.DataFrame, syn_neuron: np.ndarray, syn_xyz: np.n
     radius[soma_root] = SOMA_RADIUS_VX
     label = np.where(soma_root, 1, 0)
     rounded = np.round(out_xyz, 1)
-    return pd.DataFrame({
-        "neuron": out_neuron, "node_id": node_id.astype(np.int64), "label": label.astype(np.int64),
-        "x": rounded[:, 0], "y": rounded[:, 1], "z": rounded[:, 2], "radius": np.round(radius, 1),
-        "parent_id": parent_id.astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "neuron": out_neuron,
+            "node_id": node_id.astype(np.int64),
+            "label": label.astype(np.int64),
+            "x": rounded[:, 0],
+            "y": rounded[:, 1],
+            "z": rounded[:, 2],
+            "radius": np.round(radius, 1),
+            "parent_id": parent_id.astype(np.int64),
+        }
+    )
 
 
 def _write_skeleton_files(out: Path, bodies: np.ndarray, nodes: pd.DataFrame, advance) -> list[int]:
@@ -307,6 +323,7 @@ def _write_skeleton_files(out: Path, bodies: np.ndarray, nodes: pd.DataFrame, ad
 # Volumes
 # --------------------------------------------------------------------------------------------
 
+
 def _tensorstore():
     try:
         import tensorstore
@@ -315,9 +332,14 @@ def _tensorstore():
     return tensorstore
 
 
-def write_segmentation_volume(path: str | Path, scales: list[tuple[np.ndarray, float]], *,
-                              encoding: str | None = None, chunk_size=(64, 64, 64),
-                              extra_info: dict | None = None) -> dict:
+def write_segmentation_volume(
+    path: str | Path,
+    scales: list[tuple[np.ndarray, float]],
+    *,
+    encoding: str | None = None,
+    chunk_size=(64, 64, 64),
+    extra_info: dict | None = None,
+) -> dict:
     """Write a uint64 segmentation volume with one or more scales (finest first), each
     ``(array [x, y, z], resolution_nm)`` with voxel offset 0. ``encoding`` is
     ``"compressed_segmentation"`` (tensorstore, the default when installed) or ``"raw"``
@@ -333,12 +355,17 @@ def write_segmentation_volume(path: str | Path, scales: list[tuple[np.ndarray, f
             spec = {
                 "driver": "neuroglancer_precomputed",
                 "kvstore": {"driver": "file", "path": str(path.resolve())},
-                "create": True, "open": index > 0, "delete_existing": index == 0,
+                "create": True,
+                "open": index > 0,
+                "delete_existing": index == 0,
                 "multiscale_metadata": {"type": "segmentation", "data_type": "uint64", "num_channels": 1},
                 "scale_metadata": {
-                    "resolution": [float(res)] * 3, "size": [int(s) for s in array.shape],
-                    "voxel_offset": [0, 0, 0], "chunk_size": list(chunk_size),
-                    "encoding": "compressed_segmentation", "compressed_segmentation_block_size": [8, 8, 8],
+                    "resolution": [float(res)] * 3,
+                    "size": [int(s) for s in array.shape],
+                    "voxel_offset": [0, 0, 0],
+                    "chunk_size": list(chunk_size),
+                    "encoding": "compressed_segmentation",
+                    "compressed_segmentation_block_size": [8, 8, 8],
                 },
             }
             store = ts.open(spec).result()
@@ -347,11 +374,13 @@ def write_segmentation_volume(path: str | Path, scales: list[tuple[np.ndarray, f
         from flatprint.io.precomputed_volumes import add_precomputed_volume_scale, write_precomputed_volume
 
         first, res0 = scales[0]
-        write_precomputed_volume(path, first, [res0] * 3, chunk_size=chunk_size, data_type="uint64",
-                                 skip_empty_chunks=True, overwrite=True)
+        write_precomputed_volume(
+            path, first, [res0] * 3, chunk_size=chunk_size, data_type="uint64", skip_empty_chunks=True, overwrite=True
+        )
         for array, res in scales[1:]:
-            add_precomputed_volume_scale(path, np.asarray(array, dtype=np.uint64), [res] * 3,
-                                         chunk_size=chunk_size, skip_empty_chunks=True)
+            add_precomputed_volume_scale(
+                path, np.asarray(array, dtype=np.uint64), [res] * 3, chunk_size=chunk_size, skip_empty_chunks=True
+            )
     else:
         raise ValueError(f"encoding must be 'compressed_segmentation' or 'raw', not {encoding!r}")
     info = json.loads((path / "info").read_text())
@@ -363,11 +392,20 @@ def write_segmentation_volume(path: str | Path, scales: list[tuple[np.ndarray, f
 
 def _write_segment_properties(path: Path, labels: dict[int, str]) -> None:
     ids = sorted(labels)
-    atomic_write(path / "info", json.dumps({
-        "@type": "neuroglancer_segment_properties",
-        "inline": {"ids": [str(i) for i in ids],
-                   "properties": [{"id": "label", "type": "label", "values": [labels[i] for i in ids]}]},
-    }, indent=1) + "\n")
+    atomic_write(
+        path / "info",
+        json.dumps(
+            {
+                "@type": "neuroglancer_segment_properties",
+                "inline": {
+                    "ids": [str(i) for i in ids],
+                    "properties": [{"id": "label", "type": "label", "values": [labels[i] for i in ids]}],
+                },
+            },
+            indent=1,
+        )
+        + "\n",
+    )
 
 
 def _write_roi_volumes(out: Path, encoding: str | None) -> dict[str, dict[int, str]]:
@@ -380,8 +418,12 @@ def _write_roi_volumes(out: Path, encoding: str | None) -> dict[str, dict[int, s
         keep[list(labels)] = list(labels)
         volume = keep[primary]
         root = out / "rois" / name
-        write_segmentation_volume(root, [(volume, float(roimod.ROI_VOXEL_NM))], encoding=encoding,
-                                  extra_info={"segment_properties": "properties"})
+        write_segmentation_volume(
+            root,
+            [(volume, float(roimod.ROI_VOXEL_NM))],
+            encoding=encoding,
+            extra_info={"segment_properties": "properties"},
+        )
         _write_segment_properties(root / "properties", labels)
         written[name] = labels
     return written
@@ -407,16 +449,17 @@ def _segment_samples(nodes: pd.DataFrame, step_vx: float):
 
 def _ball_offsets(radius_vox: float) -> np.ndarray:
     r = int(math.ceil(radius_vox))
-    g = np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1].reshape(3, -1).T
-    return g[(g ** 2).sum(axis=1) <= radius_vox ** 2 + 1e-9]
+    g = np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1].reshape(3, -1).T
+    return g[(g**2).sum(axis=1) <= radius_vox**2 + 1e-9]
 
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values and their counts. (numpy 2.4's np.unique takes a hash-table path
     that is pathologically slow for keys like ``voxel * n + neuron``; a sort is not.)"""
     ordered = np.sort(keys)
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]])) if len(ordered) else \
-        np.empty(0, np.int64)
+    starts = (
+        np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]])) if len(ordered) else np.empty(0, np.int64)
+    )
     return ordered[starts], np.diff(np.append(starts, len(ordered)))
 
 
@@ -440,7 +483,7 @@ def _downsample_first_nonzero(vol: np.ndarray) -> np.ndarray:
         for dy in (0, 1):
             for dx in (0, 1):
                 part = vol[dx::2, dy::2, dz::2]
-                target = out[:part.shape[0], :part.shape[1], :part.shape[2]]
+                target = out[: part.shape[0], : part.shape[1], : part.shape[2]]
                 empty = target == 0
                 target[empty] = part[empty]
     return out
@@ -504,14 +547,16 @@ class _BodyPainter:
 # Meshes
 # --------------------------------------------------------------------------------------------
 
+
 def mesh_file_name(roi: str) -> str:
     """File name of an ROI's mesh: the name percent-encoded (reversible; ``a'L(R)`` ->
     ``a%27L%28R%29.obj``)."""
     return urllib.parse.quote(roi, safe="") + ".obj"
 
 
-def box_surface_mesh(mask: np.ndarray, voxel_nm: float = roimod.ROI_VOXEL_NM,
-                     offset=(0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+def box_surface_mesh(
+    mask: np.ndarray, voxel_nm: float = roimod.ROI_VOXEL_NM, offset=(0, 0, 0)
+) -> tuple[np.ndarray, np.ndarray]:
     """The boundary surface of a boolean voxel mask ``[x, y, z]`` as a triangle mesh in nm.
 
     Exposed voxel faces are merged into rectangles (runs along one axis, then identical runs on
@@ -526,7 +571,7 @@ def box_surface_mesh(mask: np.ndarray, voxel_nm: float = roimod.ROI_VOXEL_NM,
     nz = np.nonzero(mask)
     lo = np.array([a.min() for a in nz])
     hi = np.array([a.max() + 1 for a in nz])
-    crop = np.pad(mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1)
+    crop = np.pad(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 1)
     base = lo - 1 + np.asarray(offset)
     corners, tris = [], []
     n_vertices = 0
@@ -559,10 +604,15 @@ def box_surface_mesh(mask: np.ndarray, voxel_nm: float = roimod.ROI_VOXEL_NM,
             u0, u1 = su[g_first], su[g_last] + 1
             v0, v1 = sv[g_first], ev[g_first]
             del group
-            quad = np.stack([
-                np.stack([p, u0, v0], 1), np.stack([p, u1, v0], 1),
-                np.stack([p, u1, v1], 1), np.stack([p, u0, v1], 1),
-            ], axis=1)  # (R, 4, 3) in (axis, u, v) order
+            quad = np.stack(
+                [
+                    np.stack([p, u0, v0], 1),
+                    np.stack([p, u1, v0], 1),
+                    np.stack([p, u1, v1], 1),
+                    np.stack([p, u0, v1], 1),
+                ],
+                axis=1,
+            )  # (R, 4, 3) in (axis, u, v) order
             xyz = np.empty_like(quad)
             xyz[..., axis], xyz[..., u_axis], xyz[..., v_axis] = quad[..., 0], quad[..., 1], quad[..., 2]
             # (u, v, axis) is right-handed iff the axes are cyclic; flip to face along +-axis.
@@ -611,6 +661,7 @@ def _write_roi_meshes(out: Path) -> dict[str, str]:
 # Entry point
 # --------------------------------------------------------------------------------------------
 
+
 def write_morphology(release_dir: str | Path, progress: bool = True, *, encoding: str | None = None) -> dict:
     """Add skeletons, ROI volumes and meshes and a body segmentation to a written synthetic
     release (layout in the module docstring). ``encoding`` of the volumes: None (tensorstore's
@@ -621,6 +672,7 @@ def write_morphology(release_dir: str | Path, progress: bool = True, *, encoding
     # need no skeletons, so they start first; skeleton files of one batch of neurons are written
     # while the next batch is built and painted into the segmentation.
     with ThreadPoolExecutor(max_workers=2) as pool:
+
         def rois_job():
             labels = _write_roi_volumes(out, encoding)
             return labels, _write_roi_meshes(out)
@@ -635,8 +687,9 @@ def write_morphology(release_dir: str | Path, progress: bool = True, *, encoding
         syn_start = np.searchsorted(syn_neuron, np.arange(len(neurons) + 1))
         for directory in ("skeletons-swc", "skeletons-precomputed"):
             (out / "skeletons" / directory).mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "skeletons" / "skeletons-precomputed" / "info",
-                     json.dumps({"@type": "neuroglancer_skeletons"}) + "\n")
+        atomic_write(
+            out / "skeletons" / "skeletons-precomputed" / "info", json.dumps({"@type": "neuroglancer_skeletons"}) + "\n"
+        )
         painter = _BodyPainter(bodies)
         written: list[int] = []
         n_nodes = 0
@@ -656,22 +709,32 @@ def write_morphology(release_dir: str | Path, progress: bool = True, *, encoding
             del syn_neuron, syn_xyz
             volumes = painter.volumes()
             del painter
-            write_segmentation_volume(out / "segmentation",
-                                      [(v, float(r)) for v, r in zip(volumes, SEGMENTATION_NM)], encoding=encoding,
-                                      extra_info={"skeletons": "../skeletons/skeletons-precomputed"})
+            write_segmentation_volume(
+                out / "segmentation",
+                [(v, float(r)) for v, r in zip(volumes, SEGMENTATION_NM)],
+                encoding=encoding,
+                extra_info={"skeletons": "../skeletons/skeletons-precomputed"},
+            )
             del volumes
             advance(1)
             roi_labels, meshes = roi_job.result()
             advance(1)
             if pending is not None:
                 written += pending.result()
-    atomic_write(out / "skeletons" / "index.json", json.dumps({
-        "bodyIds": written,
-        "count": len(written),
-        "swc": "skeletons-swc/<bodyId>.swc (8 nm voxel units)",
-        "precomputed": "skeletons-precomputed/<bodyId> (nm, edges child -> parent, no radius)",
-        "note": "flatprint addition: synthetic skeletons, listing of the bodies that have one",
-    }, indent=1) + "\n")
+    atomic_write(
+        out / "skeletons" / "index.json",
+        json.dumps(
+            {
+                "bodyIds": written,
+                "count": len(written),
+                "swc": "skeletons-swc/<bodyId>.swc (8 nm voxel units)",
+                "precomputed": "skeletons-precomputed/<bodyId> (nm, edges child -> parent, no radius)",
+                "note": "flatprint addition: synthetic skeletons, listing of the bodies that have one",
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     return {
         "skeletons": len(written),
         "skeleton_nodes": n_nodes,

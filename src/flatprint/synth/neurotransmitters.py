@@ -19,12 +19,15 @@ def body_nt_table(nt_parts: list, ann: pa.Table, tbar_bodies: np.ndarray, type_n
     import pandas as pd
 
     parts = nt_parts
-    tb = pd.DataFrame({"body": np.concatenate([p[0] for p in parts]),
-                       "top": np.concatenate([p[1] for p in parts]).astype(np.int64),
-                       "p": np.concatenate([p[2] for p in parts])})
+    tb = pd.DataFrame(
+        {
+            "body": np.concatenate([p[0] for p in parts]),
+            "top": np.concatenate([p[1] for p in parts]).astype(np.int64),
+            "p": np.concatenate([p[2] for p in parts]),
+        }
+    )
     del parts
-    ann_df = pd.DataFrame({"body": ann.column("bodyId").to_numpy(),
-                           "cell_type": ann.column("type").to_pylist()})
+    ann_df = pd.DataFrame({"body": ann.column("bodyId").to_numpy(), "cell_type": ann.column("type").to_pylist()})
     type_of = dict(zip(ann_df["body"], ann_df["cell_type"]))
     tb["cell_type"] = tb["body"].map(type_of)
     gt_of = {t: g for t, g in zip(type_names, type_ground_truth) if g is not None}

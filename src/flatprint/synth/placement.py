@@ -66,8 +66,11 @@ def relocate(xyz, move, taken, limit, occupied, seed) -> np.ndarray:
 
 def in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_keys, keys)
-    return (pos < len(sorted_keys)) & (sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == keys) \
-        if len(sorted_keys) else np.zeros(len(keys), bool)
+    return (
+        (pos < len(sorted_keys)) & (sorted_keys[np.minimum(pos, len(sorted_keys) - 1)] == keys)
+        if len(sorted_keys)
+        else np.zeros(len(keys), bool)
+    )
 
 
 class Occupancy:

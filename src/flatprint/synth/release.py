@@ -11,8 +11,7 @@ from pathlib import Path
 
 from flatprint.errors import ReleaseError
 from flatprint.release.registry import DEFAULT_KEY, ReleaseDescription, describe
-from flatprint.synth import levels
-from flatprint.synth import rois as roimod
+from flatprint.synth import levels, rois as roimod
 from flatprint.synth.feather_out import sha256_of
 from flatprint.synth.generator import BLOCK_PSDS, Builder
 
@@ -21,17 +20,29 @@ def write_roi_hierarchy(out: Path, rel: ReleaseDescription) -> None:
     """``out/roi-hierarchy.json``: the ROI tree and ROI sets of the synthetic release ``rel``."""
     h = roimod.hierarchy()
     extra = [s.name for s in rel.roi_sets if s.name not in ("primary", "major")]
-    (out / "roi-hierarchy.json").write_text(json.dumps({
-        "roiHierarchy": levels.hierarchy_tree(extra),
-        "roiSets": {"primary": h.primary, "major": h.major, **{s: levels.categories(s)[1:] for s in extra}},
-        "roiVoxelSize": [roimod.ROI_VOXEL_NM] * 3,
-        "note": "flatprint addition: the ROI tree the release's Meta would carry",
-    }, indent=1))
+    (out / "roi-hierarchy.json").write_text(
+        json.dumps(
+            {
+                "roiHierarchy": levels.hierarchy_tree(extra),
+                "roiSets": {"primary": h.primary, "major": h.major, **{s: levels.categories(s)[1:] for s in extra}},
+                "roiVoxelSize": [roimod.ROI_VOXEL_NM] * 3,
+                "note": "flatprint addition: the ROI tree the release's Meta would carry",
+            },
+            indent=1,
+        )
+    )
 
 
-def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, progress: bool = True,
-               force: bool = False, morphology: bool = True, block_psds: int | None = None,
-               release: str = DEFAULT_KEY) -> dict:
+def synthesize(
+    out_dir: str | os.PathLike,
+    scale: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+    morphology: bool = True,
+    block_psds: int | None = None,
+    release: str = DEFAULT_KEY,
+) -> dict:
     """Write a synthetic release into ``out_dir`` atomically and return its manifest.
 
     ``release`` (``male-cns:v0.9``, ``male-cns:v1.0`` or a bare ``v1.0``) picks the registered release
@@ -64,8 +75,15 @@ def synthesize(out_dir: str | os.PathLike, scale: float = 0.01, seed: int = 0, p
         }
         for key, info in files.items():
             p = tmp / info["file"]
-            manifest["files"].append({"table": key, "file": info["file"], "rows": info["rows"],
-                                      "bytes": p.stat().st_size, "sha256": sha256_of(p)})
+            manifest["files"].append(
+                {
+                    "table": key,
+                    "file": info["file"],
+                    "rows": info["rows"],
+                    "bytes": p.stat().st_size,
+                    "sha256": sha256_of(p),
+                }
+            )
         if morphology:
             from flatprint.synth.morphology import write_morphology
 

@@ -24,16 +24,48 @@ ROI_SCALE = ROI_VOXEL_NM // VOXEL_NM  # 8 nm voxels per ROI voxel along each axi
 ROI_SHAPE_XYZ = (160, 240, 80)
 
 _CB_PAIRED = [
-    "AL", "AOTU", "AVLP", "PVLP", "PLP", "WED", "LH", "SLP", "SIP", "SMP", "CRE", "LAL", "GOR",
-    "SPS", "IPS", "VES", "EPA", "ICL", "SCL", "ATL", "IB", "BU", "AB", "FLA", "CAN", "SAD",
+    "AL",
+    "AOTU",
+    "AVLP",
+    "PVLP",
+    "PLP",
+    "WED",
+    "LH",
+    "SLP",
+    "SIP",
+    "SMP",
+    "CRE",
+    "LAL",
+    "GOR",
+    "SPS",
+    "IPS",
+    "VES",
+    "EPA",
+    "ICL",
+    "SCL",
+    "ATL",
+    "IB",
+    "BU",
+    "AB",
+    "FLA",
+    "CAN",
+    "SAD",
 ]
 _MB_PARTS = ["CA", "PED", "a'L", "aL", "b'L", "bL", "gL"]
 _CB_UNPAIRED = ["FB", "EB", "PB", "NO", "GNG", "PRW"]
 _OPTIC_PARTS = ["ME", "LO", "LOP", "AME", "LA"]
 _CV_PAIRED = ["CV"]  # neck connective halves: CV(R), CV(L)
 _VNC_PAIRED = [
-    "LegNp(T1)", "LegNp(T2)", "LegNp(T3)", "NTct(UTct-T1)", "WTct(UTct-T2)", "HTct(UTct-T3)",
-    "Ov", "mVAC(T1)", "mVAC(T2)", "mVAC(T3)",
+    "LegNp(T1)",
+    "LegNp(T2)",
+    "LegNp(T3)",
+    "NTct(UTct-T1)",
+    "WTct(UTct-T2)",
+    "HTct(UTct-T3)",
+    "Ov",
+    "mVAC(T1)",
+    "mVAC(T2)",
+    "mVAC(T3)",
 ]
 _VNC_UNPAIRED = ["ANm", "IntTct", "LTct"]
 
@@ -135,8 +167,13 @@ def hierarchy() -> RoiHierarchy:
         return roi
 
     return RoiHierarchy(
-        parent=parent, children=children, primary=primary, major=major,
-        major_of_primary={p: major_of(p) for p in primary}, boxes=boxes, major_boxes=major_boxes,
+        parent=parent,
+        children=children,
+        primary=primary,
+        major=major,
+        major_of_primary={p: major_of(p) for p in primary},
+        boxes=boxes,
+        major_boxes=major_boxes,
     )
 
 

@@ -1,9 +1,10 @@
 """flatprint.web: the web explorer (neuPrintExplorer's everyday pages), a thin layer over flatprint.query.
 
 ``register(app)`` adds the pages under ``/explorer/`` to the server's FastAPI app (the server's
-``create_app`` calls it); every page calls the query library through the server's state (``dataset_for(request, name)``, which checks the
-caller's token grants, and ``state.run``) and renders Jinja2 templates shipped in this package. plotly.js comes from the plotly Python
-package, so nothing is loaded from the network.
+``create_app`` calls it); every page calls the query library through the server's state
+(``dataset_for(request, name)``, which checks the caller's token grants, and ``state.run``) and renders
+Jinja2 templates shipped in this package. plotly.js comes from the plotly Python package, so nothing
+is loaded from the network.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ def register(app) -> None:
     """Mount the explorer on a flatprint server app (idempotent)."""
     from flatprint.web.diff import router as diff_router
     from flatprint.web.indirect import router as indirect_router
+    from flatprint.web.neuron import router as neuron_router
     from flatprint.web.views import router
 
     if getattr(app.state, "flatprint_explorer", False):
         return
     app.include_router(router)
+    app.include_router(neuron_router)
     app.include_router(indirect_router)
     app.include_router(diff_router)
     app.state.flatprint_explorer = True

@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse
 from flatprint.errors import QueryError
 from flatprint.query.diff import diff_stores
 from flatprint.server.http import dataset_for, visible_datasets
+from flatprint.web.indirect import _float
 from flatprint.web.snippets import call_code
 from flatprint.web.tables import Table
-from flatprint.web.indirect import _float
 from flatprint.web.views import _page
 
 router = APIRouter(prefix="/explorer", include_in_schema=False)
@@ -32,13 +32,17 @@ TITLES = {
 
 
 def _diff(old_store, new_store, old: str, new: str, params) -> dict:
-    kwargs = {"min_weight_change": _float(params, "min_weight_change", 10.0),
-              "min_relative_change": _float(params, "min_relative_change", 0.2)}
+    kwargs = {
+        "min_weight_change": _float(params, "min_weight_change", 10.0),
+        "min_relative_change": _float(params, "min_relative_change", 0.2),
+    }
     result = diff_stores(old_store, new_store, **kwargs)
     call = call_code("diff_stores", [repr(str(old_store.path)), repr(str(new_store.path))], kwargs)
     python = f"from flatprint.query.diff import diff_stores\n\nresult = {call}\ndf = result.tables[{{key!r}}]"
-    tables = [Table(key, f"{len(df):,} {TITLES[key]}", df, python.replace("{key!r}", repr(key)),
-                    name=f"diff-{key}") for key, df in result.tables.items()]
+    tables = [
+        Table(key, f"{len(df):,} {TITLES[key]}", df, python.replace("{key!r}", repr(key)), name=f"diff-{key}")
+        for key, df in result.tables.items()
+    ]
     png = base64.b64encode(result.png()).decode()
     return {"tables": tables, "summary": result.summary(), "figure": png, "old": old, "new": new}
 
@@ -57,8 +61,13 @@ async def diff(request: Request):
             raise QueryError("choose an old and a new dataset")
         return _diff(stores["old"], stores["new"], old, new, params)
 
-    return await _page(request, "diff.html", compute, needs_input=lambda p: "old" in p or "new" in p,
-                       extra={"choices": visible_datasets(request)})
+    return await _page(
+        request,
+        "diff.html",
+        compute,
+        needs_input=lambda p: "old" in p or "new" in p,
+        extra={"choices": visible_datasets(request)},
+    )
 
 
 __all__ = ["router"]

@@ -91,7 +91,9 @@ def search_criteria(client, params) -> dict:
             raise QueryError(f"mode must be one of {MODES}, got {mode!r}")
         rows.setdefault(prop, []).append((mode, value.strip()))
     kwargs: dict = {}
-    regex_native = [p for p in REGEX_NATIVE if p in rows and all(m == "regex" for m, _ in rows[p]) and len(rows[p]) == 1]
+    regex_native = [
+        p for p in REGEX_NATIVE if p in rows and all(m == "regex" for m, _ in rows[p]) and len(rows[p]) == 1
+    ]
     # NeuronCriteria's regex flag covers type and instance together: use it only when every
     # type/instance row is a single regex; otherwise regexes become the list of values they match.
     use_native = bool(regex_native) and all(p in regex_native for p in REGEX_NATIVE if p in rows)

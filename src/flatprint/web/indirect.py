@@ -44,7 +44,7 @@ def _ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     first, last = math.floor(lo), math.ceil(hi)
     step = max(1, (last - first) // 6)
     vals = list(range(first, last + 1, step))
-    return [float(v) for v in vals], [f"{10.0 ** v:g}" for v in vals]
+    return [float(v) for v in vals], [f"{10.0**v:g}" for v in vals]
 
 
 def log_heatmap(df: pd.DataFrame, pre: str, post: str, title: str, top: int = 30, order=None) -> dict:
@@ -64,18 +64,36 @@ def log_heatmap(df: pd.DataFrame, pre: str, post: str, title: str, top: int = 30
     if hi - lo < 1:
         lo = hi - 1
     tickvals, ticktext = _ticks(lo, hi)
-    data = [{"type": "heatmap", "x": [str(c) for c in cols], "y": [str(r) for r in rows], "z": z,
-             "text": text, "zmin": lo, "zmax": hi, "colorscale": LOG_COLORS, "hoverongaps": False,
-             "hovertemplate": "%{y} → %{x}<br>weight %{text}<extra></extra>",
-             "colorbar": {"title": {"text": "|weight| (log)"}, "tickvals": tickvals, "ticktext": ticktext}}]
+    data = [
+        {
+            "type": "heatmap",
+            "x": [str(c) for c in cols],
+            "y": [str(r) for r in rows],
+            "z": z,
+            "text": text,
+            "zmin": lo,
+            "zmax": hi,
+            "colorscale": LOG_COLORS,
+            "hoverongaps": False,
+            "hovertemplate": "%{y} → %{x}<br>weight %{text}<extra></extra>",
+            "colorbar": {"title": {"text": "|weight| (log)"}, "tickvals": tickvals, "ticktext": ticktext},
+        }
+    ]
     size = max(260, min(900, 22 * len(rows) + 200))  # one source type: a strip, not a square
-    return {"data": data, "layout": {
-        "title": {"text": title, "font": {"size": 14}}, "height": size,
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
-        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-        "xaxis": {"title": {"text": "target"}, "automargin": True, "tickangle": -45},
-        "yaxis": {"title": {"text": "source"}, "automargin": True, "autorange": "reversed"}},
-        "rows": [str(r) for r in rows], "cols": [str(c) for c in cols]}
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": title, "font": {"size": 14}},
+            "height": size,
+            "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+            "xaxis": {"title": {"text": "target"}, "automargin": True, "tickangle": -45},
+            "yaxis": {"title": {"text": "source"}, "automargin": True, "autorange": "reversed"},
+        },
+        "rows": [str(r) for r in rows],
+        "cols": [str(c) for c in cols],
+    }
 
 
 def _indirect(client, params):
@@ -93,8 +111,16 @@ def _indirect(client, params):
     signed = params.get("signed") in ("1", "on", "true")
     min_weight = _float(params, "min_weight", 0.0)
     top = _int(params, "top", 30, 2)
-    per_hop, summed = fetch_indirect(_nc(client, src), _nc(client, tgt), hops=hops, groupby=groupby,
-                                     normalize=normalize, signed=signed, min_weight=min_weight, client=client)
+    per_hop, summed = fetch_indirect(
+        _nc(client, src),
+        _nc(client, tgt),
+        hops=hops,
+        groupby=groupby,
+        normalize=normalize,
+        signed=signed,
+        min_weight=min_weight,
+        client=client,
+    )
     pre, post = f"{groupby}_pre", f"{groupby}_post"
     kwargs = {"hops": hops, "groupby": groupby}
     if normalize != "input":
@@ -105,29 +131,49 @@ def _indirect(client, params):
         kwargs["min_weight"] = min_weight
     call = call_code("fetch_indirect", [criteria_code(src), criteria_code(tgt)], kwargs)
     uses_nc = bool(src or tgt)
-    summed_table = Table("summed", f"{len(summed)} {groupby} pairs, summed over hops 1–{hops}", summed,
-                         _snippet(client, "fetch_indirect", call, assign="per_hop, df", uses_nc=uses_nc),
-                         name=f"indirect-{groupby}-summed")
-    per_hop_table = Table("per_hop", f"{len(per_hop)} rows, one per {groupby} pair and hop", per_hop,
-                          _snippet(client, "fetch_indirect", call, assign="df, summed", uses_nc=uses_nc),
-                          name=f"indirect-{groupby}-per-hop")
+    summed_table = Table(
+        "summed",
+        f"{len(summed)} {groupby} pairs, summed over hops 1–{hops}",
+        summed,
+        _snippet(client, "fetch_indirect", call, assign="per_hop, df", uses_nc=uses_nc),
+        name=f"indirect-{groupby}-summed",
+    )
+    per_hop_table = Table(
+        "per_hop",
+        f"{len(per_hop)} rows, one per {groupby} pair and hop",
+        per_hop,
+        _snippet(client, "fetch_indirect", call, assign="df, summed", uses_nc=uses_nc),
+        name=f"indirect-{groupby}-per-hop",
+    )
     # the same groups on every hop's heatmap, chosen by the summed result, so the hops compare
     rows_all = summed.groupby(pre)["weight"].apply(lambda s: s.abs().sum()).sort_values(ascending=False)
     cols_all = summed.groupby(post)["weight"].apply(lambda s: s.abs().sum()).sort_values(ascending=False)
     order = (rows_all.index[:top].tolist(), cols_all.index[:top].tolist()) if len(summed) else None
     kind = "input" if normalize == "input" else "output"
-    heatmaps = [log_heatmap(per_hop[per_hop["hop"] == k], pre, post,
-                            f"hop {k}: effective {kind} fraction{' (signed)' if signed else ''}", top, order)
-                for k in range(1, hops + 1)]
+    heatmaps = [
+        log_heatmap(
+            per_hop[per_hop["hop"] == k],
+            pre,
+            post,
+            f"hop {k}: effective {kind} fraction{' (signed)' if signed else ''}",
+            top,
+            order,
+        )
+        for k in range(1, hops + 1)
+    ]
     shown = int(np.count_nonzero([len(h["data"]) for h in heatmaps]))
-    return {"tables": [summed_table, per_hop_table], "heatmaps": heatmaps, "hops": hops, "shown": shown,
-            "groupby": groupby}
+    return {
+        "tables": [summed_table, per_hop_table],
+        "heatmaps": heatmaps,
+        "hops": hops,
+        "shown": shown,
+        "groupby": groupby,
+    }
 
 
 @router.get("/indirect", response_class=HTMLResponse)
 async def indirect(request: Request):
-    return await _page(request, "indirect.html", _indirect,
-                       needs_input=lambda p: "sources" in p or "targets" in p)
+    return await _page(request, "indirect.html", _indirect, needs_input=lambda p: "sources" in p or "targets" in p)
 
 
 __all__ = ["router", "log_heatmap"]

@@ -13,8 +13,12 @@ SCALES = ("log", "linear")  # colour scales of the heatmaps; log by default: wei
 
 
 def _layout(title: str, **kw) -> dict:
-    base = {"title": {"text": title, "font": {"size": 14}}, "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
-            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
+    base = {
+        "title": {"text": title, "font": {"size": 14}},
+        "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+    }
     base.update(kw)
     return base
 
@@ -30,15 +34,32 @@ def roi_bars(counts: pd.DataFrame, top: int = 40) -> dict:
         counts = counts.head(top)
     rois = counts["roi"].tolist()
     data = [
-        {"type": "bar", "name": "pre (T-bars)", "x": rois, "y": [int(v) for v in counts["pre"]],
-         "marker": {"color": "#d62728"}},
-        {"type": "bar", "name": "post (PSDs)", "x": rois, "y": [int(v) for v in counts["post"]],
-         "marker": {"color": "#1f77b4"}},
+        {
+            "type": "bar",
+            "name": "pre (T-bars)",
+            "x": rois,
+            "y": [int(v) for v in counts["pre"]],
+            "marker": {"color": "#d62728"},
+        },
+        {
+            "type": "bar",
+            "name": "post (PSDs)",
+            "x": rois,
+            "y": [int(v) for v in counts["post"]],
+            "marker": {"color": "#1f77b4"},
+        },
     ]
-    return {"data": data, "layout": _layout(title, barmode="group", height=320,
-                                            xaxis={"tickangle": -45, "automargin": True},
-                                            yaxis={"title": {"text": "synapses"}},
-                                            legend={"orientation": "h", "y": 1.1})}
+    return {
+        "data": data,
+        "layout": _layout(
+            title,
+            barmode="group",
+            height=320,
+            xaxis={"tickangle": -45, "automargin": True},
+            yaxis={"title": {"text": "synapses"}},
+            legend={"orientation": "h", "y": 1.1},
+        ),
+    }
 
 
 def _square(rows: list, cols: list, values: dict) -> list:
@@ -50,12 +71,16 @@ def log_ticks(low: int, high: int) -> tuple[list[float], list[str]]:
     1, 10, 100, … and, over at most two decades, 2 and 5 times those."""
     low, high = max(1, int(low)), max(1, int(high))
     steps = (1, 2, 5) if math.log10(high) - math.log10(low) <= 2 else (1,)
-    values = [m * 10 ** e for e in range(int(math.floor(math.log10(low))), int(math.ceil(math.log10(high))) + 1)
-              for m in steps]
+    values = [
+        m * 10**e for e in range(int(math.floor(math.log10(low))), int(math.ceil(math.log10(high))) + 1) for m in steps
+    ]
     # the lowest and highest weights label the bar's ends; a round tick right next to one would overlap it
     span = math.log10(high) - math.log10(low)
-    values = [v for v in values if low < v < high
-              and min(math.log10(v) - math.log10(low), math.log10(high) - math.log10(v)) > 0.06 * span]
+    values = [
+        v
+        for v in values
+        if low < v < high and min(math.log10(v) - math.log10(low), math.log10(high) - math.log10(v)) > 0.06 * span
+    ]
     values = [low, *values, high] if high != low else [low]
     return [round(math.log10(v), 6) for v in values], [f"{v:,}" for v in values]
 
@@ -66,17 +91,29 @@ def _colour(z: list, scale: str) -> dict:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if scale == "linear":
-        return {"z": z, "hovertemplate": "%{y} → %{x}<br>weight %{z}<extra></extra>",
-                "colorbar": {"title": {"text": "weight"}}}
+        return {
+            "z": z,
+            "hovertemplate": "%{y} → %{x}<br>weight %{z}<extra></extra>",
+            "colorbar": {"title": {"text": "weight"}},
+        }
     weights = [w for row in z for w in row if w is not None]
     vals, text = log_ticks(min(weights), max(weights)) if weights else ([0], ["1"])
-    return {"z": [[None if w is None else round(math.log10(w), 6) for w in row] for row in z], "customdata": z,
-            "hovertemplate": "%{y} → %{x}<br>weight %{customdata}<extra></extra>",
-            "colorbar": {"title": {"text": "weight (log)"}, "tickvals": vals, "ticktext": text}}
+    return {
+        "z": [[None if w is None else round(math.log10(w), 6) for w in row] for row in z],
+        "customdata": z,
+        "hovertemplate": "%{y} → %{x}<br>weight %{customdata}<extra></extra>",
+        "colorbar": {"title": {"text": "weight (log)"}, "tickvals": vals, "ticktext": text},
+    }
 
 
-def matrix_heatmap(df: pd.DataFrame, top: int = 40, title: str = "", order: list | None = None,
-                   square: bool = False, scale: str = "log") -> dict:
+def matrix_heatmap(
+    df: pd.DataFrame,
+    top: int = 40,
+    title: str = "",
+    order: list | None = None,
+    square: bool = False,
+    scale: str = "log",
+) -> dict:
     """A heatmap of a long-form pre/post/weight table, limited to the ``top`` heaviest groups per axis;
     coloured by log10(weight) by default (one heavy cell would make a linear scale flat elsewhere)."""
     if len(df) == 0:
@@ -101,14 +138,26 @@ def matrix_heatmap(df: pd.DataFrame, top: int = 40, title: str = "", order: list
         note = f" (the {len(rows)} heaviest of {len(set(out_tot.index) | set(in_tot.index))} groups)"
     elif len(out_tot) > len(rows) or len(in_tot) > len(cols):
         note = f" (top {len(rows)} of {len(out_tot)} × {len(cols)} of {len(in_tot)} by weight)"
-    data = [{"type": "heatmap", "x": [str(c) for c in cols], "y": [str(r) for r in rows],
-             "colorscale": HEATMAP_COLORS, "hoverongaps": False, **_colour(z, scale)}]
+    data = [
+        {
+            "type": "heatmap",
+            "x": [str(c) for c in cols],
+            "y": [str(r) for r in rows],
+            "colorscale": HEATMAP_COLORS,
+            "hoverongaps": False,
+            **_colour(z, scale),
+        }
+    ]
     size = max(360, min(900, 14 * max(len(rows), len(cols)) + 160))
-    return {"data": data, "layout": _layout(title + note, height=size,
-                                            xaxis={"title": {"text": "post (downstream)"}, "automargin": True,
-                                                   "tickangle": -45},
-                                            yaxis={"title": {"text": "pre (upstream)"}, "automargin": True,
-                                                   "autorange": "reversed"})}
+    return {
+        "data": data,
+        "layout": _layout(
+            title + note,
+            height=size,
+            xaxis={"title": {"text": "post (downstream)"}, "automargin": True, "tickangle": -45},
+            yaxis={"title": {"text": "pre (upstream)"}, "automargin": True, "autorange": "reversed"},
+        ),
+    }
 
 
 def _label(body, kind) -> str:
@@ -164,24 +213,57 @@ def path_graph(df: pd.DataFrame) -> dict:
     bodies = list(pos)
     max_w = max(edges.values()) if edges else 1
     data = [
-        {"type": "scatter", "mode": "lines", "x": ex, "y": ey, "hoverinfo": "skip", "showlegend": False,
-         "line": {"color": "#999", "width": 2}},
-        {"type": "scatter", "mode": "text", "x": lx, "y": ly, "text": lt, "textposition": "top center",
-         "hoverinfo": "skip", "showlegend": False, "textfont": {"color": "#555"}},
-        {"type": "scatter", "mode": "markers+text", "x": [pos[b][0] for b in bodies], "y": [pos[b][1] for b in bodies],
-         "text": [f"{nodes[b][1] or '?'}<br>{b}" for b in bodies], "textposition": "bottom center",
-         "customdata": bodies, "hovertemplate": "%{text}<extra></extra>", "showlegend": False,
-         "marker": {"size": 18, "color": ["#2ca02c" if pos[b][0] == 0 else "#d62728" if pos[b][0] == max(steps)
-                                          else "#1f77b4" for b in bodies]}},
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": ex,
+            "y": ey,
+            "hoverinfo": "skip",
+            "showlegend": False,
+            "line": {"color": "#999", "width": 2},
+        },
+        {
+            "type": "scatter",
+            "mode": "text",
+            "x": lx,
+            "y": ly,
+            "text": lt,
+            "textposition": "top center",
+            "hoverinfo": "skip",
+            "showlegend": False,
+            "textfont": {"color": "#555"},
+        },
+        {
+            "type": "scatter",
+            "mode": "markers+text",
+            "x": [pos[b][0] for b in bodies],
+            "y": [pos[b][1] for b in bodies],
+            "text": [f"{nodes[b][1] or '?'}<br>{b}" for b in bodies],
+            "textposition": "bottom center",
+            "customdata": bodies,
+            "hovertemplate": "%{text}<extra></extra>",
+            "showlegend": False,
+            "marker": {
+                "size": 18,
+                "color": [
+                    "#2ca02c" if pos[b][0] == 0 else "#d62728" if pos[b][0] == max(steps) else "#1f77b4" for b in bodies
+                ],
+            },
+        },
     ]
     width = max(steps) + 1
     height = max(len(v) for v in steps.values())
-    return {"data": data, "layout": _layout(f"{df['path'].nunique()} shortest path(s), edge labels = weight "
-                                            f"(max {max_w})",
-                                            height=max(300, 90 * height + 120), hovermode="closest",
-                                            xaxis={"visible": False, "range": [-0.5, width - 0.5]},
-                                            yaxis={"visible": False, "range": [-(height + 1) / 2, (height + 1) / 2]}),
-            "bodies": bodies}
+    return {
+        "data": data,
+        "layout": _layout(
+            f"{df['path'].nunique()} shortest path(s), edge labels = weight (max {max_w})",
+            height=max(300, 90 * height + 120),
+            hovermode="closest",
+            xaxis={"visible": False, "range": [-0.5, width - 0.5]},
+            yaxis={"visible": False, "range": [-(height + 1) / 2, (height + 1) / 2]},
+        ),
+        "bodies": bodies,
+    }
 
 
 __all__ = ["roi_bars", "matrix_heatmap", "connection_heatmap", "path_graph"]

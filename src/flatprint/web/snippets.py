@@ -8,8 +8,14 @@ is the same call against ``flatprint serve`` (functions flatprint adds beyond ne
 from __future__ import annotations
 
 NEUPRINT_FUNCTIONS = {
-    "fetch_neurons", "fetch_simple_connections", "fetch_adjacencies", "fetch_shortest_paths", "fetch_paths",
-    "fetch_custom", "fetch_synapses", "fetch_common_connectivity",
+    "fetch_neurons",
+    "fetch_simple_connections",
+    "fetch_adjacencies",
+    "fetch_shortest_paths",
+    "fetch_paths",
+    "fetch_custom",
+    "fetch_synapses",
+    "fetch_common_connectivity",
 }
 
 
@@ -43,8 +49,9 @@ def call_code(function: str, args: list[str], kwargs: dict | None = None) -> str
     return f"{function}({', '.join(parts)})"
 
 
-def snippet(dataset: str, store_path: str, function: str, call: str, assign: str = "df",
-            after: str = "", uses_nc: bool = True) -> str:
+def snippet(
+    dataset: str, store_path: str, function: str, call: str, assign: str = "df", after: str = "", uses_nc: bool = True
+) -> str:
     """Both variants of one call: flatprint over the local store, neuprint-python over the server."""
     nc = "NeuronCriteria as NC, " if uses_nc else ""
     lines = [

@@ -111,8 +111,10 @@ def jsonable_frame(df: pd.DataFrame, maps_only: bool = False) -> pd.DataFrame:
     test = (lambda v: isinstance(v, dict)) if maps_only else nested
     for col in out.columns:
         if out[col].dtype == object and any(test(v) for v in out[col]):
-            out[col] = [None if plain(v) is None else json.dumps(plain(v), separators=(",", ":"), sort_keys=True)
-                        for v in out[col]]
+            out[col] = [
+                None if plain(v) is None else json.dumps(plain(v), separators=(",", ":"), sort_keys=True)
+                for v in out[col]
+            ]
     return out
 
 
@@ -126,12 +128,16 @@ def sort_frame(df: pd.DataFrame, column: str | None, descending: bool) -> pd.Dat
             key = series.map(cell_text)
         else:
             nums = pd.to_numeric(series, errors="coerce")
-            key = nums if nums.notna().sum() == series.notna().sum() else series.map(
-                lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).lower())
+            key = (
+                nums
+                if nums.notna().sum() == series.notna().sum()
+                else series.map(
+                    lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).lower()
+                )
+            )
     else:
         key = series
-    order = key.reset_index(drop=True).sort_values(ascending=not descending, kind="stable",
-                                                   na_position="last").index
+    order = key.reset_index(drop=True).sort_values(ascending=not descending, kind="stable", na_position="last").index
     return df.iloc[order.to_numpy()]
 
 
@@ -173,7 +179,7 @@ def view_of(table: Table, params) -> View:
     page = min(max(page, 1), pages)
     start = (page - 1) * size
     shown = table.shown
-    part = df.iloc[start:start + size]
+    part = df.iloc[start : start + size]
     rows = [[plain(v) for v in row] for row in part[shown].itertuples(index=False, name=None)] if shown else []
     return View(table, rows, sort if sort in df.columns else None, desc, page, pages, size, total, start)
 

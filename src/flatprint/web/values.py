@@ -72,8 +72,9 @@ def suggest(client, q: str, prop: str | None = None, limit: int = 30) -> list[di
     return [{"prop": p, "value": v, "neurons": n, "segments": s} for _, _, _, p, v, n, s in hits[:limit]]
 
 
-def close_matches(client, q: str, props: list[str] | None = None, limit: int = 8,
-                  searched: tuple[str, ...] = ()) -> list[dict]:
+def close_matches(
+    client, q: str, props: list[str] | None = None, limit: int = 8, searched: tuple[str, ...] = ()
+) -> list[dict]:
     """Values near ``q`` for "did you mean" links on an empty result: ``q`` itself in a property not
     ``searched``, the same value in another case, values containing it (or contained in it), then near
     spellings (difflib; only in properties with at most NEAR_MAX_VALUES values), in ``props``
@@ -90,8 +91,9 @@ def close_matches(client, q: str, props: list[str] | None = None, limit: int = 8
             if value == needle and p in searched:
                 continue
             v = value.lower()
-            rank = 0 if v == low else 1 if v.startswith(low) else 2 if low in v else 3 if v in low and len(v) > 2 \
-                else None
+            rank = (
+                0 if v == low else 1 if v.startswith(low) else 2 if low in v else 3 if v in low and len(v) > 2 else None
+            )
             if rank is not None:
                 hits[(p, value)] = (rank, -neurons, -segments, p, value, neurons, segments)
     if len(hits) < limit:  # misspellings: near matches by difflib's ratio, over the lower-cased values

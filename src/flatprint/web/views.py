@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlencode
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -22,15 +21,31 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from flatprint import __version__
 from flatprint.errors import NoMatchWarning, QueryError
 from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE
-from flatprint.query import (Client, NeuronCriteria, connection_matrix, fetch_neurons, fetch_shortest_paths,
-                             fetch_simple_connections, fetch_synapses)
+from flatprint.query import (
+    Client,
+    NeuronCriteria,
+    connection_matrix,
+    fetch_neurons,
+    fetch_shortest_paths,
+    fetch_simple_connections,
+)
 from flatprint.query.heavy import GROUPBY_CHOICES
 from flatprint.server.http import dataset_for, state_of, visible_datasets
 from flatprint.web import plots
 from flatprint.web.forms import group_criteria, search_criteria, searchable_properties
 from flatprint.web.snippets import call_code, criteria_code, snippet
-from flatprint.web.tables import (BODY_COLUMNS, PAGE_SIZES, ROI_INFO_COLUMNS, Table, cache, cell_text, roi_info_table,
-                                  to_arrow_stream, to_csv, view_of)
+from flatprint.web.tables import (
+    BODY_COLUMNS,
+    PAGE_SIZES,
+    ROI_INFO_COLUMNS,
+    Table,
+    cache,
+    cell_text,
+    roi_info_table,
+    to_arrow_stream,
+    to_csv,
+    view_of,
+)
 from flatprint.web.values import close_matches, suggest, text_properties
 
 PACKAGE = Path(__file__).resolve().parent
@@ -55,12 +70,21 @@ def templates():
     if _templates is None:
         from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-        env = Environment(loader=FileSystemLoader(str(PACKAGE / "templates")),
-                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        env = Environment(
+            loader=FileSystemLoader(str(PACKAGE / "templates")),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         env.filters["cell"] = cell_text
         env.filters["tojson_attr"] = lambda v: json.dumps(v)
-        env.globals.update(page_sizes=PAGE_SIZES, body_columns=BODY_COLUMNS, version=__version__,
-                           roi_info_columns=ROI_INFO_COLUMNS, roi_info_table=roi_info_table)
+        env.globals.update(
+            page_sizes=PAGE_SIZES,
+            body_columns=BODY_COLUMNS,
+            version=__version__,
+            roi_info_columns=ROI_INFO_COLUMNS,
+            roi_info_table=roi_info_table,
+        )
         _templates = env
     return _templates
 
@@ -102,8 +126,7 @@ class Links:
         return self.to(f"/neuron/{int(body)}")
 
     def here(self, **updates) -> str:
-        items = [(k, v) for k, v in self.request.query_params.multi_items()
-                 if k not in updates and k not in UI_PARAMS]
+        items = [(k, v) for k, v in self.request.query_params.multi_items() if k not in updates and k not in UI_PARAMS]
         if not any(k == "dataset" for k, _ in items):
             items.insert(0, ("dataset", self.dataset))
         items += [(k, v) for k, v in updates.items() if v not in (None, "")]
@@ -130,41 +153,66 @@ def render(request: Request, template: str, context: dict, status: int = 200) ->
     links = Links(request, name)
     tables = context.get("tables") or []
     views = {t.key: view_of(t, request.query_params) for t in tables}
-    html = templates().get_template(template).render(
-        request=request, links=links, views=views, datasets=visible_datasets(request),
-        synthetic=str(store.meta.get("description", "")).startswith("SYNTHETIC"), meta=store.meta,
-        signed_in=_state(request).grants is not None, **context)
+    html = (
+        templates()
+        .get_template(template)
+        .render(
+            request=request,
+            links=links,
+            views=views,
+            datasets=visible_datasets(request),
+            synthetic=str(store.meta.get("description", "")).startswith("SYNTHETIC"),
+            meta=store.meta,
+            signed_in=_state(request).grants is not None,
+            **context,
+        )
+    )
     return HTMLResponse(html, status_code=status)
 
 
 def download(table: Table, fmt: str, client) -> Response:
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in table.name)
     if fmt == "csv":
-        return Response(to_csv(table), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
+        return Response(
+            to_csv(table),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'},
+        )
     if fmt == "arrow":
-        return Response(to_arrow_stream(table, client.provenance(table.python)),
-                        media_type=ARROW_STREAM_MEDIA_TYPE,
-                        headers={"Content-Disposition": f'attachment; filename="{stem}.arrow"'})
+        return Response(
+            to_arrow_stream(table, client.provenance(table.python)),
+            media_type=ARROW_STREAM_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{stem}.arrow"'},
+        )
     raise QueryError(f"format must be csv or arrow, got {fmt!r}")
 
 
 def _cache_key(store, request: Request) -> tuple:
     """Store (path and uuid: two stores may serve the same dataset key), page and its query inputs."""
     skip = set(UI_PARAMS)
-    items = tuple((k, v) for k, v in request.query_params.multi_items()
-                  if k not in skip and "." not in k and k != "dataset")
+    items = tuple(
+        (k, v) for k, v in request.query_params.multi_items() if k not in skip and "." not in k and k != "dataset"
+    )
     return (str(store.path), store.meta.get("uuid"), store.dataset, request.url.path, items)
 
 
-async def _page(request: Request, template: str, compute, *, needs_input=lambda p: True, cache_it=True,
-                extra: dict | None = None):
+async def _page(
+    request: Request, template: str, compute, *, needs_input=lambda p: True, cache_it=True, extra: dict | None = None
+):
     """Run ``compute(client, params) -> context`` (cached), then render or send a download."""
     name, store = _dataset(request)
     client = client_of(store)
     params = request.query_params
-    context = {"dataset": name, "store": store, "client": client, "tables": [], "error": None,
-               "params": params, "elapsed": None, **(extra or {})}
+    context = {
+        "dataset": name,
+        "store": store,
+        "client": client,
+        "tables": [],
+        "error": None,
+        "params": params,
+        "elapsed": None,
+        **(extra or {}),
+    }
     if needs_input(params):
         key = _cache_key(store, request)
         result = cache.get(key) if cache_it else None
@@ -227,17 +275,41 @@ def _search(client, params):
     criteria = _nc(client, kwargs)
     if params.get("with_rois"):  # per-neuron ROI lists and roiInfo: parsing them costs time on big results
         neurons, _ = fetch_neurons(criteria, client=client)
-        code = _snippet(client, "fetch_neurons", call_code("fetch_neurons", [criteria_code(kwargs)]),
-                        assign="df, roi_counts_df")
+        code = _snippet(
+            client, "fetch_neurons", call_code("fetch_neurons", [criteria_code(kwargs)]), assign="df, roi_counts_df"
+        )
     else:
         neurons = fetch_neurons(criteria, omit_rois=True, client=client)
-        code = _snippet(client, "fetch_neurons",
-                        call_code("fetch_neurons", [criteria_code(kwargs)], {"omit_rois": True}))
-    shown = ["bodyId", "type", "instance", "class", "superclass", "predictedNt", "status", "somaSide", "pre", "post",
-             "inputRois", "outputRois"]
-    table = Table("neurons", f"{len(neurons)} {'segments' if kwargs.get('label') == 'Segment' else 'neurons'}",
-                  neurons, code, shown, name="neurons")
-    return {"tables": [table], "kwargs": kwargs, "did_you_mean": did_you_mean(client, params) if len(neurons) == 0 else []}
+        code = _snippet(
+            client, "fetch_neurons", call_code("fetch_neurons", [criteria_code(kwargs)], {"omit_rois": True})
+        )
+    shown = [
+        "bodyId",
+        "type",
+        "instance",
+        "class",
+        "superclass",
+        "predictedNt",
+        "status",
+        "somaSide",
+        "pre",
+        "post",
+        "inputRois",
+        "outputRois",
+    ]
+    table = Table(
+        "neurons",
+        f"{len(neurons)} {'segments' if kwargs.get('label') == 'Segment' else 'neurons'}",
+        neurons,
+        code,
+        shown,
+        name="neurons",
+    )
+    return {
+        "tables": [table],
+        "kwargs": kwargs,
+        "did_you_mean": did_you_mean(client, params) if len(neurons) == 0 else [],
+    }
 
 
 def did_you_mean(client, params, limit: int = 8) -> list[dict]:
@@ -274,157 +346,19 @@ def did_you_mean(client, params, limit: int = 8) -> list[dict]:
 @router.get("/search", response_class=HTMLResponse)
 async def search(request: Request):
     def has_input(params):
-        return any(k in params for k in ("p", "bodyId", "rois", "inputRois", "outputRois", "min_pre", "min_post",
-                                         "with_rois"))
+        return any(
+            k in params for k in ("p", "bodyId", "rois", "inputRois", "outputRois", "min_pre", "min_post", "with_rois")
+        )
 
     name, store = _dataset(request)
     client = client_of(store)
-    extra = {"properties": searchable_properties(client), "text_properties": text_properties(client),
-             "rois": client.all_rois, "primary_rois": client.primary_rois}
+    extra = {
+        "properties": searchable_properties(client),
+        "text_properties": text_properties(client),
+        "rois": client.all_rois,
+        "primary_rois": client.primary_rois,
+    }
     return await _page(request, "search.html", _search, needs_input=has_input, extra=extra)
-
-
-# ------------------------------------------------------------------------------------------ neuron
-def _neuron(client, params, body: int):
-    criteria = {"bodyId": body}
-    nc = _nc(client, criteria)
-    neurons, roi_counts = fetch_neurons(nc, client=client)
-    if len(neurons) == 0:
-        raise QueryError(f"body {body} is not in this dataset")
-    row = neurons.iloc[0]
-    props = [(k, row[k]) for k in neurons.columns
-             if k not in ("roiInfo", "inputRois", "outputRois") and cell_text(row[k]) != ""]
-    primary = set(client.primary_rois) | {"NotPrimary"}
-    counts = roi_counts[roi_counts["roi"].isin(primary)].sort_values(["post", "pre"], ascending=False)
-    up_call = call_code("fetch_simple_connections", ["None", criteria_code(criteria)], {"properties": PARTNER_PROPS})
-    down_call = call_code("fetch_simple_connections", [criteria_code(criteria), "None"], {"properties": PARTNER_PROPS})
-    up = fetch_simple_connections(None, nc, properties=PARTNER_PROPS, client=client)
-    down = fetch_simple_connections(nc, None, properties=PARTNER_PROPS, client=client)
-    by_type = params.get("partners") == "type"
-    tables = []
-    for key, df, call, side in (("upstream", up, up_call, "pre"), ("downstream", down, down_call, "post")):
-        title = f"{key.capitalize()} partners ({len(df)})"
-        shown = [f"bodyId_{side}", f"type_{side}", f"instance_{side}", f"predictedNt_{side}", "weight", "weightHP",
-                 "conn_roiInfo"]
-        after = ""
-        if by_type:  # collapse partners by type (neuPrintExplorerPlugins #36): pandas on the library's result
-            after = (f"df = df.groupby('type_{side}', dropna=False).agg(neurons=('bodyId_{side}', 'nunique'), "
-                     f"weight=('weight', 'sum'), weightHP=('weightHP', 'sum'), "
-                     f"predictedNt=('predictedNt_{side}', lambda s: ', '.join(sorted(set(s.dropna()))))"
-                     f").reset_index().sort_values(['weight', 'type_{side}'], ascending=[False, True], "
-                     f"ignore_index=True)")
-            df = eval(after[len("df = "):], {"df": df})  # noqa: S307 - our own expression, shown in the snippet
-            title = f"{key.capitalize()} partner types ({len(df)})"
-            shown = None
-        tables.append(Table(key, title, df, _snippet(client, "fetch_simple_connections", call, after=after),
-                            shown, name=f"{body}-{key}{'-types' if by_type else ''}"))
-    roi_code = _snippet(client, "fetch_neurons", call_code("fetch_neurons", [criteria_code(criteria)]),
-                        assign="neuron_df, df")
-    tables.append(Table("rois", "Synapses per ROI", roi_counts, roi_code, name=f"{body}-rois"))
-    has_skeleton = client.store.has_table("skeletons") and bool(client.sql(
-        "SELECT count(*) FROM skeletons WHERE bodyId = ?", [body])[1][0][0])
-    return {"body": body, "neuron": {k: v for k, v in row.items()}, "props": props, "tables": tables,
-            "roi_chart": plots.roi_bars(counts), "has_skeleton": has_skeleton,
-            "title": f"{row.get('instance') or row.get('type') or body} ({body})"}
-
-
-@router.get("/neuron/{body}", response_class=HTMLResponse)
-async def neuron(request: Request, body: str):
-    def compute(client, params):
-        try:
-            body_id = int(body)
-        except ValueError:
-            raise QueryError(f"a body id is an integer, got {body!r}") from None
-        return _neuron(client, params, body_id)
-
-    return await _page(request, "neuron.html", compute)
-
-
-def _skeleton_text(client, body: int) -> str | None:
-    if not client.store.has_table("skeletons"):
-        return None
-    rows = client.sql("SELECT swc FROM skeletons WHERE bodyId = ?", [body])[1]
-    return rows[0][0] if rows else None
-
-
-@router.get("/neuron/{body}/skeleton.swc")
-async def neuron_swc(request: Request, body: int):
-    name, store = _dataset(request)
-    client = client_of(store)
-    text = await _state(request).run(_skeleton_text, client, body)
-    if text is None:
-        return PlainTextResponse(f"no skeleton for body {body} in {name}", status_code=404)
-    return Response(text, media_type="text/plain; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{body}.swc"'})
-
-
-def _neuron_3d(client, body: int) -> dict:
-    """Skeleton (when the store has one), synapses, and meshes of the ROIs the neuron innervates."""
-    from flatprint.io.obj import read_obj
-    from flatprint.io.swc import read_swc
-    from flatprint.io.units import MALE_CNS_VOXEL_NM
-
-    to_um = MALE_CNS_VOXEL_NM / 1000.0  # synapse and SWC coordinates are 8 nm voxels
-    syn = fetch_synapses(NeuronCriteria(bodyId=body, client=client), client=client)
-    out = {"body": body, "units": "µm", "skeleton": None, "synapses": {}, "meshes": [], "notes": []}
-    limit = 20000
-    for kind in ("pre", "post"):
-        part = syn[syn["type"] == kind]
-        if len(part) > limit:
-            out["notes"].append(f"{len(part)} {kind} synapses; showing a sample of {limit}")
-            part = part.sample(limit, random_state=0)
-        out["synapses"][kind] = {axis: (part[axis].to_numpy() * to_um).round(3).tolist() for axis in "xyz"}
-    text = _skeleton_text(client, body)
-    if text:
-        swc = read_swc(text, allow_forest=True)
-        pos = {int(n): (x, y, z) for n, x, y, z in zip(swc["node_id"], swc["x"], swc["y"], swc["z"])}
-        xs, ys, zs = [], [], []
-        for n, parent in zip(swc["node_id"], swc["parent_id"]):
-            if int(parent) in pos:
-                for (a, b, c) in (pos[int(n)], pos[int(parent)]):
-                    xs.append(round(a * to_um, 3)), ys.append(round(b * to_um, 3)), zs.append(round(c * to_um, 3))
-                xs.append(None), ys.append(None), zs.append(None)
-        out["skeleton"] = {"x": xs, "y": ys, "z": zs, "nodes": len(swc)}
-    else:
-        out["notes"].append("this store has no skeleton for the body: synapses only")
-    if client.store.has_table("roi_meshes"):
-        _, counts = fetch_neurons(NeuronCriteria(bodyId=body, client=client), client=client)
-        primary = set(client.primary_rois)
-        rois = [r for r in counts.sort_values("post", ascending=False)["roi"] if r in primary][:8]
-        for roi in rois:
-            rows = client.sql("SELECT obj FROM roi_meshes WHERE roi = ?", [roi])[1]
-            if not rows:
-                continue
-            vertices, faces = read_obj(rows[0][0])
-            # ROI meshes come in nm (the synthetic release) or in 8 nm voxels: take the reading
-            # that puts the neuron's own synapses in that ROI inside (or nearest to) the mesh.
-            inside = syn.loc[syn["roi"] == roi, ["x", "y", "z"]].to_numpy(dtype=float)
-            center = np.median(inside, axis=0) if len(inside) else None
-
-            def miss(voxels, center=center):
-                if center is None:
-                    return 0.0
-                lo, hi = voxels.min(axis=0), voxels.max(axis=0)
-                return float(np.linalg.norm(np.maximum(lo - center, 0) + np.maximum(center - hi, 0)))
-
-            as_nm = vertices / MALE_CNS_VOXEL_NM
-            voxels = as_nm if miss(as_nm) <= miss(vertices) else vertices
-            v = (voxels * to_um).round(3)
-            out["meshes"].append({"roi": roi, "x": v[:, 0].tolist(), "y": v[:, 1].tolist(), "z": v[:, 2].tolist(),
-                                  "i": faces[:, 0].tolist(), "j": faces[:, 1].tolist(), "k": faces[:, 2].tolist()})
-    else:
-        out["notes"].append("this store has no ROI meshes")
-    return out
-
-
-@router.get("/api/neuron/{body}/3d")
-async def neuron_3d(request: Request, body: int):
-    name, store = _dataset(request)
-    try:
-        data = await _state(request).run(_neuron_3d, client_of(store), body)
-    except QueryError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(data)
 
 
 # ------------------------------------------------------------------------------------------ connectivity
@@ -436,12 +370,29 @@ def _connectivity(client, params):
     min_weight = _int(params, "min_weight", 1, 1)
     kwargs = {"min_weight": min_weight} if min_weight != 1 else {}
     kwargs["properties"] = PARTNER_PROPS
-    df = fetch_simple_connections(_nc(client, up), _nc(client, down), min_weight=min_weight,
-                                  properties=PARTNER_PROPS, client=client)
+    df = fetch_simple_connections(
+        _nc(client, up), _nc(client, down), min_weight=min_weight, properties=PARTNER_PROPS, client=client
+    )
     call = call_code("fetch_simple_connections", [criteria_code(up), criteria_code(down)], kwargs)
-    table = Table("connections", f"{len(df)} connections", df, _snippet(client, "fetch_simple_connections", call),
-                  ["bodyId_pre", "type_pre", "instance_pre", "predictedNt_pre", "bodyId_post", "type_post",
-                   "instance_post", "weight", "weightHP", "conn_roiInfo"], name="connections")
+    table = Table(
+        "connections",
+        f"{len(df)} connections",
+        df,
+        _snippet(client, "fetch_simple_connections", call),
+        [
+            "bodyId_pre",
+            "type_pre",
+            "instance_pre",
+            "predictedNt_pre",
+            "bodyId_post",
+            "type_post",
+            "instance_post",
+            "weight",
+            "weightHP",
+            "conn_roiInfo",
+        ],
+        name="connections",
+    )
     by = params.get("by", "body")
     return {"tables": [table], "heatmap": plots.connection_heatmap(df, by=by, scale=_scale(params)), "by": by}
 
@@ -468,8 +419,7 @@ def _int(params, name, default, minimum):
 
 @router.get("/connectivity", response_class=HTMLResponse)
 async def connectivity(request: Request):
-    return await _page(request, "connectivity.html", _connectivity,
-                       needs_input=lambda p: "up" in p or "down" in p)
+    return await _page(request, "connectivity.html", _connectivity, needs_input=lambda p: "up" in p or "down" in p)
 
 
 # ------------------------------------------------------------------------------------------ matrix
@@ -498,22 +448,38 @@ def _matrix(client, params):
     else:
         df = connection_matrix(groupby, _nc(client, src), _nc(client, tgt), min_weight=min_weight, client=client)
     args = [repr(groupby)]
-    call = "connection_matrix(" + ", ".join(
-        args + ([f"sources={criteria_code(src)}"] if src else []) + ([f"targets={criteria_code(tgt)}"] if tgt else [])
-        + ([f"min_weight={min_weight}"] if min_weight != 1 else [])) + ")"
-    table = Table("matrix", f"{groupby} × {groupby}: {len(df)} pairs", df,
-                  _snippet(client, "connection_matrix", call, uses_nc=bool(src or tgt),
-                           after="square = df.pivot(index='pre', columns='post', values='weight')"),
-                  name=f"matrix-{groupby}")
+    call = (
+        "connection_matrix("
+        + ", ".join(
+            args
+            + ([f"sources={criteria_code(src)}"] if src else [])
+            + ([f"targets={criteria_code(tgt)}"] if tgt else [])
+            + ([f"min_weight={min_weight}"] if min_weight != 1 else [])
+        )
+        + ")"
+    )
+    table = Table(
+        "matrix",
+        f"{groupby} × {groupby}: {len(df)} pairs",
+        df,
+        _snippet(
+            client,
+            "connection_matrix",
+            call,
+            uses_nc=bool(src or tgt),
+            after="square = df.pivot(index='pre', columns='post', values='weight')",
+        ),
+        name=f"matrix-{groupby}",
+    )
     heatmap = plots.matrix_heatmap(df, top=top, title=f"{groupby} → {groupby}", square=True, scale=_scale(params))
-    return {"tables": [table], "heatmap": heatmap,
-            "groupby": groupby, "top": top}
+    return {"tables": [table], "heatmap": heatmap, "groupby": groupby, "top": top}
 
 
 @router.get("/matrix", response_class=HTMLResponse)
 async def matrix(request: Request):
-    return await _page(request, "matrix.html", _matrix, needs_input=lambda p: "groupby" in p,
-                       extra={"groupings": MATRIX_GROUPS})
+    return await _page(
+        request, "matrix.html", _matrix, needs_input=lambda p: "groupby" in p, extra={"groupings": MATRIX_GROUPS}
+    )
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -538,17 +504,26 @@ def _paths(client, params):
     if timeout != 5:
         call = call[:-1] + f", timeout={timeout})"
     started = time.perf_counter()
-    df = fetch_shortest_paths(a[0], b[0], min_weight=min_weight, intermediate_criteria=inter, timeout=timeout,
-                              client=client)
+    df = fetch_shortest_paths(
+        a[0], b[0], min_weight=min_weight, intermediate_criteria=inter, timeout=timeout, client=client
+    )
     took = time.perf_counter() - started
     note = ""
     if len(df) == 0:
-        note = ("no path found" + (f" (the search may have hit its {timeout:g} s limit)" if took >= timeout * 0.9 else "")
-                + ("" if any_segment else "; intermediate neurons must be Traced unless you allow any segment"))
+        note = (
+            "no path found"
+            + (f" (the search may have hit its {timeout:g} s limit)" if took >= timeout * 0.9 else "")
+            + ("" if any_segment else "; intermediate neurons must be Traced unless you allow any segment")
+        )
     n_paths = int(df["path"].nunique()) if len(df) else 0
-    table = Table("paths", f"{n_paths} shortest path{'s' if n_paths != 1 else ''}", df,
-                  _snippet(client, "fetch_shortest_paths", call, uses_nc=any_segment), note=note,
-                  name=f"paths-{a[0]}-{b[0]}")
+    table = Table(
+        "paths",
+        f"{n_paths} shortest path{'s' if n_paths != 1 else ''}",
+        df,
+        _snippet(client, "fetch_shortest_paths", call, uses_nc=any_segment),
+        note=note,
+        name=f"paths-{a[0]}-{b[0]}",
+    )
     return {"tables": [table], "graph": plots.path_graph(df)}
 
 
@@ -580,8 +555,9 @@ def _cypher(client, params, timeout: float):
         columns = [c if columns.count(c) == 1 else f"{c}_{i}" for i, c in enumerate(columns)]
     df = pd.DataFrame(result.data, columns=columns)
     call = f"fetch_custom({text!r})"
-    table = Table("result", f"{len(df)} rows", df, _snippet(client, "fetch_custom", call, uses_nc=False),
-                  name="cypher-result")
+    table = Table(
+        "result", f"{len(df)} rows", df, _snippet(client, "fetch_custom", call, uses_nc=False), name="cypher-result"
+    )
     return {"tables": [table]}
 
 
@@ -589,8 +565,12 @@ def _cypher(client, params, timeout: float):
 async def cypher(request: Request):
     state = _state(request)
     timeout = min(float(getattr(state, "timeout", 60.0) or 60.0), 60.0)
-    response = await _page(request, "cypher.html", lambda c, p: _cypher(c, p, timeout),
-                           needs_input=lambda p: bool((p.get("q") or "").strip()))
+    response = await _page(
+        request,
+        "cypher.html",
+        lambda c, p: _cypher(c, p, timeout),
+        needs_input=lambda p: bool((p.get("q") or "").strip()),
+    )
     return response
 
 
@@ -615,7 +595,8 @@ def roi_figure(client) -> dict:
     if fig is None:
         df = whole_matrix(client, "roi")
         fig = _roi_figures[key] = plots.matrix_heatmap(
-            df, top=len(client.primary_rois), title="synapses, pre ROI → post ROI", order=sorted(client.primary_rois))
+            df, top=len(client.primary_rois), title="synapses, pre ROI → post ROI", order=sorted(client.primary_rois)
+        )
     return fig
 
 

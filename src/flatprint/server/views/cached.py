@@ -33,7 +33,9 @@ def _cached(store, name, compute):
 def roi_connectivity(store) -> dict:
     """Per pair of primary ROIs A=>B: neurons with inputs in A and outputs in B (count), and
     weight = sum over those neurons of post(A) * pre(B) / pre(all primary ROIs)."""
-    rows = store.cursor().execute("""
+    rows = (
+        store.cursor()
+        .execute("""
         WITH r AS (
           SELECT s.bodyId, s.roi, s.pre, s.post FROM segment_rois s
           JOIN rois ON rois.roi = s.roi AND rois.is_primary
@@ -41,40 +43,57 @@ def roi_connectivity(store) -> dict:
         tot AS (SELECT bodyId, sum(pre) AS pre FROM r GROUP BY bodyId HAVING sum(pre) > 0)
         SELECT a.roi, b.roi, count(*), sum(a.post * b.pre / tot.pre)
         FROM r a JOIN r b ON a.bodyId = b.bodyId JOIN tot ON tot.bodyId = a.bodyId
-        WHERE a.post > 0 AND b.pre > 0 GROUP BY ALL""").fetchall()
+        WHERE a.post > 0 AND b.pre > 0 GROUP BY ALL""")
+        .fetchall()
+    )
     names = sorted(store.meta.get("primaryRois", []))
-    return {"roi_names": [names],
-            "weights": {f"{a}=>{b}": {"count": int(c), "weight": float(w)} for a, b, c, w in rows}}
+    return {
+        "roi_names": [names],
+        "weights": {f"{a}=>{b}": {"count": int(c), "weight": float(w)} for a, b, c, w in rows},
+    }
 
 
 def roi_completeness(store) -> dict:
-    rows = store.cursor().execute("""
+    rows = (
+        store.cursor()
+        .execute("""
         SELECT s.roi, sum(s.pre) FILTER (n.status = 'Traced'), sum(s.post) FILTER (n.status = 'Traced'),
                sum(s.pre), sum(s.post)
-        FROM segment_rois s JOIN segments n ON n.bodyId = s.bodyId GROUP BY s.roi ORDER BY s.roi""").fetchall()
-    return {"columns": ["roi", "roipre", "roipost", "totalpre", "totalpost"],
-            "data": [[r, int(a or 0), int(b or 0), int(c or 0), int(d or 0)] for r, a, b, c, d in rows]}
+        FROM segment_rois s JOIN segments n ON n.bodyId = s.bodyId GROUP BY s.roi ORDER BY s.roi""")
+        .fetchall()
+    )
+    return {
+        "columns": ["roi", "roipre", "roipost", "totalpre", "totalpost"],
+        "data": [[r, int(a or 0), int(b or 0), int(c or 0), int(d or 0)] for r, a, b, c, d in rows],
+    }
 
 
 def daily_type(store, day: dt.date) -> dict:
     cur = store.cursor()
-    types = [r[0] for r in cur.execute(
-        "SELECT DISTINCT type FROM segments WHERE is_neuron AND status = 'Traced' AND type IS NOT NULL ORDER BY 1"
-    ).fetchall()]
+    types = [
+        r[0]
+        for r in cur.execute(
+            "SELECT DISTINCT type FROM segments WHERE is_neuron AND status = 'Traced' AND type IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
     if not types:
         return {"info": {}, "connectivity": {"columns": [], "data": []}, "skeleton": {"columns": [], "data": []}}
     pick = types[int(hashlib.sha256(day.isoformat().encode()).hexdigest(), 16) % len(types)]
     body, instance, pre, post = cur.execute(
         "SELECT bodyId, instance, pre, post FROM segments WHERE type = ? AND is_neuron ORDER BY synweight DESC LIMIT 1",
-        [pick]).fetchall()[0]
-    partners = cur.execute("""
-        SELECT 'output' AS direction, c.body_post, n.type, c.weight FROM connections c JOIN segments n ON n.bodyId = c.body_post
+        [pick],
+    ).fetchall()[0]
+    partners = cur.execute(
+        """
+        SELECT 'output' AS direction, c.body_post, n.type, c.weight
+        FROM connections c JOIN segments n ON n.bodyId = c.body_post
         WHERE c.body_pre = ? UNION ALL
         SELECT 'input', c.body_pre, n.type, c.weight FROM connections_by_post c JOIN segments n ON n.bodyId = c.body_pre
-        WHERE c.body_post = ? ORDER BY 4 DESC LIMIT 20""", [body, body]).fetchall()
+        WHERE c.body_post = ? ORDER BY 4 DESC LIMIT 20""",
+        [body, body],
+    ).fetchall()
     return {
-        "info": {"type": pick, "bodyid": body, "instance": instance, "pre": pre, "post": post,
-                 "date": day.isoformat()},
+        "info": {"type": pick, "bodyid": body, "instance": instance, "pre": pre, "post": post, "date": day.isoformat()},
         "connectivity": {"columns": ["direction", "partner", "type", "weight"], "data": [list(r) for r in partners]},
         "skeleton": {"columns": ["rowId", "x", "y", "z", "radius", "link"], "data": skeleton_rows(store, body) or []},
     }

@@ -13,16 +13,17 @@ from starlette.routing import Route
 from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.errors import QueryError
 from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE, encode_arrow_stream
-from flatprint.server.http import (dataset_for, encode_json, encoded_json_response, error_response, read_json,
-                                   state_of)
+from flatprint.server.http import dataset_for, encode_json, encoded_json_response, error_response, read_json, state_of
 
 router = APIRouter()
 
 # Appended to the engine's "query exceeded the timeout of N s" so the user learns what to do. The
 # status stays 400 with {"error": ...}, as neuPrintHTTP answers; neuprint-python 0.6.4 raises a plain
 # requests.HTTPError for it (docs/server.md, "Errors and timeouts").
-TIMEOUT_GUIDANCE = ("this server stops every query after {seconds:g} s. Narrow the query (fewer bodies, a LIMIT, "
-                    "split it into batches), or start the server with a larger `flatprint serve --timeout`")
+TIMEOUT_GUIDANCE = (
+    "this server stops every query after {seconds:g} s. Narrow the query (fewer bodies, a LIMIT, "
+    "split it into batches), or start the server with a larger `flatprint serve --timeout`"
+)
 
 
 async def _run(request: Request, encode):
@@ -73,8 +74,13 @@ async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> No
 
 async def custom(request: Request):
     def encode(result, seconds):
-        return encode_json({"columns": result.columns, "data": result.data,
-                            "debug": f"flatprint: {len(result.data)} rows in {seconds * 1000:.1f} ms"})
+        return encode_json(
+            {
+                "columns": result.columns,
+                "data": result.data,
+                "debug": f"flatprint: {len(result.data)} rows in {seconds * 1000:.1f} ms",
+            }
+        )
 
     return encoded_json_response(await _run(request, encode))
 
@@ -89,8 +95,10 @@ async def custom_arrow(request: Request):
 # The two hot endpoints as plain Starlette routes, placed before FastAPI's (app.py): they take the
 # Request and answer bytes, so FastAPI's dependency solving and exit stacks per request buy nothing.
 # The FastAPI routes below, the same functions, stay for the OpenAPI document.
-fast_routes = [Route("/api/custom/custom", custom, methods=["POST"]),
-               Route("/api/custom/arrow", custom_arrow, methods=["POST"])]
+fast_routes = [
+    Route("/api/custom/custom", custom, methods=["POST"]),
+    Route("/api/custom/arrow", custom_arrow, methods=["POST"]),
+]
 router.add_api_route("/api/custom/custom", custom, methods=["POST"])
 router.add_api_route("/api/custom/arrow", custom_arrow, methods=["POST"])
 

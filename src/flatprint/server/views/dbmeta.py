@@ -17,9 +17,13 @@ router = APIRouter()
 def dataset_entry(store) -> dict:
     meta = store.meta
     return {
-        "last-mod": meta.get("lastDatabaseEdit"), "uuid": meta.get("uuid"),
-        "ROIs": sorted(json.loads(meta.get("roiInfo", "{}"))), "superLevelROIs": meta.get("superLevelRois", []),
-        "info": meta.get("info"), "hidden": bool(meta.get("hideDataSet", False)), "logo": meta.get("logo", ""),
+        "last-mod": meta.get("lastDatabaseEdit"),
+        "uuid": meta.get("uuid"),
+        "ROIs": sorted(json.loads(meta.get("roiInfo", "{}"))),
+        "superLevelROIs": meta.get("superLevelRois", []),
+        "info": meta.get("info"),
+        "hidden": bool(meta.get("hideDataSet", False)),
+        "logo": meta.get("logo", ""),
         "description": meta.get("description", ""),
     }
 
@@ -27,8 +31,13 @@ def dataset_entry(store) -> dict:
 @router.get("/api/dbmeta/datasets")
 def datasets(request: Request):
     grant = getattr(request.state, "grant", None)
-    return json_response({key: dataset_entry(store) for key, store in state_of(request).datasets.items()
-                          if grant is None or grant.allows(key)})
+    return json_response(
+        {
+            key: dataset_entry(store)
+            for key, store in state_of(request).datasets.items()
+            if grant is None or grant.allows(key)
+        }
+    )
 
 
 @router.get("/api/version")
@@ -43,15 +52,21 @@ def db_version():
 
 @router.get("/api/serverinfo")
 def server_info():
-    return json_response({"IsPublic": False, "Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__,
-                          "ReadOnly": True})
+    return json_response(
+        {"IsPublic": False, "Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__, "ReadOnly": True}
+    )
 
 
 @router.get("/api/dbmeta/database")
 def database(request: Request):
     state = state_of(request)
-    return json_response({"Location": "local (flatprint)", "Description": "DuckDB stores served read-only",
-                          "Datasets": {k: str(s.path) for k, s in state.datasets.items()}})
+    return json_response(
+        {
+            "Location": "local (flatprint)",
+            "Description": "DuckDB stores served read-only",
+            "Datasets": {k: str(s.path) for k, s in state.datasets.items()},
+        }
+    )
 
 
 @router.get("/api/dbmeta/instances")
@@ -73,9 +88,15 @@ def swagger(request: Request):
 @router.get("/profile")
 def profile(request: Request):
     grant = getattr(request.state, "grant", None)
-    return json_response({"Email": "local@flatprint", "AuthLevel": grant.role if grant else "readonly",
-                          "ImageURL": "", "Name": "local user",
-                          "Datasets": list(grant.datasets) if grant else sorted(state_of(request).datasets)})
+    return json_response(
+        {
+            "Email": "local@flatprint",
+            "AuthLevel": grant.role if grant else "readonly",
+            "ImageURL": "",
+            "Name": "local user",
+            "Datasets": list(grant.datasets) if grant else sorted(state_of(request).datasets),
+        }
+    )
 
 
 @router.get("/token")
@@ -90,6 +111,13 @@ def admin_stats(request: Request):
     import time
 
     state = state_of(request)
-    return json_response({"uptime_seconds": round(time.time() - state.started, 1), "requests": state.served,
-                          "waiting": state._waiting, "workers": state.workers, "queue_limit": state.queue_limit,
-                          "datasets": sorted(state.datasets)})
+    return json_response(
+        {
+            "uptime_seconds": round(time.time() - state.started, 1),
+            "requests": state.served,
+            "waiting": state._waiting,
+            "workers": state.workers,
+            "queue_limit": state.queue_limit,
+            "datasets": sorted(state.datasets),
+        }
+    )

@@ -22,8 +22,16 @@ from flatprint.server.http import dataset_for, encode_json, encoded_json_respons
 
 router = APIRouter()
 
-OPTIONS = {"hops": 2, "groupby": "type", "normalize": "input", "signed": False, "nt_property": "predictedNt",
-           "neurons_only": True, "min_fraction": 0.0, "min_weight": 0.0}
+OPTIONS = {
+    "hops": 2,
+    "groupby": "type",
+    "normalize": "input",
+    "signed": False,
+    "nt_property": "predictedNt",
+    "neurons_only": True,
+    "min_fraction": 0.0,
+    "min_weight": 0.0,
+}
 TABLES = ("per_hop", "summed")
 
 
@@ -39,15 +47,19 @@ def neurons_arg(value, name: str):
             return NeuronCriteria(**value)
         except TypeError as exc:
             raise QueryError(f"{name}: not a NeuronCriteria argument ({exc})") from None
-    raise QueryError(f"{name}: expected null, a body id, a type or instance name, a list of them, or an object "
-                     f"of NeuronCriteria arguments; got {value!r}")
+    raise QueryError(
+        f"{name}: expected null, a body id, a type or instance name, a list of them, or an object "
+        f"of NeuronCriteria arguments; got {value!r}"
+    )
 
 
 def parse(body: dict) -> dict:
     unknown = set(body) - set(OPTIONS) - {"sources", "targets", "dataset", "format", "table"}
     if unknown:
-        raise QueryError(f"unknown field(s) {sorted(unknown)}; allowed: sources, targets, dataset, format, table, "
-                         f"{', '.join(OPTIONS)}")
+        raise QueryError(
+            f"unknown field(s) {sorted(unknown)}; allowed: sources, targets, dataset, format, table, "
+            f"{', '.join(OPTIONS)}"
+        )
     kwargs = {k: body.get(k, default) for k, default in OPTIONS.items()}
     if isinstance(kwargs["groupby"], list):
         kwargs["groupby"] = tuple(kwargs["groupby"])
@@ -82,9 +94,14 @@ async def indirect(request: Request):
         per_hop, summed = fetch_indirect(sources, targets, client=client, **kwargs)
         if fmt == "arrow":
             return arrow_stream(per_hop if table == "per_hop" else summed)
-        return encode_json({"per_hop": frame_json(per_hop), "summed": frame_json(summed),
-                            "debug": f"flatprint: {len(per_hop)} + {len(summed)} rows in "
-                                     f"{(time.perf_counter() - started) * 1000:.1f} ms"})
+        return encode_json(
+            {
+                "per_hop": frame_json(per_hop),
+                "summed": frame_json(summed),
+                "debug": f"flatprint: {len(per_hop)} + {len(summed)} rows in "
+                f"{(time.perf_counter() - started) * 1000:.1f} ms",
+            }
+        )
 
     result = await state_of(request).run(work)
     if fmt == "arrow":

@@ -38,8 +38,12 @@ async def find_neurons(request: Request):
     inputs, outputs = list(body.get("input_ROIs") or []), list(body.get("output_ROIs") or [])
     check_rois("input_ROIs", inputs, client.all_rois)
     check_rois("output_ROIs", outputs, client.all_rois)
-    kwargs = {"inputRois": inputs, "outputRois": outputs, "roi_req": "all",
-              "label": "Segment" if body.get("all_segments") else "Neuron"}
+    kwargs = {
+        "inputRois": inputs,
+        "outputRois": outputs,
+        "roi_req": "all",
+        "label": "Segment" if body.get("all_segments") else "Neuron",
+    }
     if body.get("neuron_id"):
         kwargs["bodyId"] = [int(body["neuron_id"])]
     if body.get("neuron_name"):
@@ -56,13 +60,29 @@ async def find_neurons(request: Request):
         data = []
         for r in df.itertuples(index=False):
             info = json.loads(r.roiInfo or "{}")
-            data.append([r.bodyId, r.instance, r.type, r.status, r.roiInfo, None, r.pre, r.post,
-                         sorted(info), r.synonyms])
+            data.append(
+                [r.bodyId, r.instance, r.type, r.status, r.roiInfo, None, r.pre, r.post, sorted(info), r.synonyms]
+            )
         return data
 
     data = await state.run(work)
-    return json_response({"columns": ["bodyid", "bodyname", "bodytype", "neuronStatus", "roiInfo", "size",
-                                      "npre", "npost", "rois", "synonyms"], "data": data})
+    return json_response(
+        {
+            "columns": [
+                "bodyid",
+                "bodyname",
+                "bodytype",
+                "neuronStatus",
+                "roiInfo",
+                "size",
+                "npre",
+                "npost",
+                "rois",
+                "synonyms",
+            ],
+            "data": data,
+        }
+    )
 
 
 @router.post("/api/npexplorer/commonconnectivity")
@@ -91,15 +111,19 @@ async def common_connectivity(request: Request):
     if statuses:
         conditions.append("c.status IN $statuses")
     arrow = "<-[r:ConnectsTo]-" if inputs else "-[r:ConnectsTo]->"
-    cypher = (f"MATCH (k:{label}){arrow}(c) WHERE {' AND '.join(conditions)} "
-              f"RETURN k.{'bodyId' if ids else 'type'} AS queried, c.bodyId AS partner, c.instance AS name, "
-              "c.type AS type, r.weight AS weight ORDER BY weight DESC, partner, queried")
+    cypher = (
+        f"MATCH (k:{label}){arrow}(c) WHERE {' AND '.join(conditions)} "
+        f"RETURN k.{'bodyId' if ids else 'type'} AS queried, c.bodyId AS partner, c.instance AS name, "
+        "c.type AS type, r.weight AS weight ORDER BY weight DESC, partner, queried"
+    )
     direction = "input" if inputs else "output"
 
     def work():
         result = execute(client.store, cypher, timeout=state.timeout, params=params)
-        return [{direction: str(partner), "name": name, "type": type_, f"{queried}_weight": weight}
-                for queried, partner, name, type_, weight in result.data]
+        return [
+            {direction: str(partner), "name": name, "type": type_, f"{queried}_weight": weight}
+            for queried, partner, name, type_, weight in result.data
+        ]
 
     maps = await state.run(work)
     return json_response({"columns": ["map"], "data": [[maps]]})
@@ -136,16 +160,21 @@ async def simple_connections(request: Request):
 
     def work():
         mine = NeuronCriteria(bodyId=ids)
-        df = (fetch_simple_connections(mine, None, properties=["type", "instance", "status"], client=client)
-              if downstream else
-              fetch_simple_connections(None, mine, properties=["type", "instance", "status"], client=client))
+        df = (
+            fetch_simple_connections(mine, None, properties=["type", "instance", "status"], client=client)
+            if downstream
+            else fetch_simple_connections(None, mine, properties=["type", "instance", "status"], client=client)
+        )
         side = "_post" if downstream else "_pre"
         other = "bodyId_post" if downstream else "bodyId_pre"
-        return [[r[other], r["instance" + side], r["type" + side], r["status" + side], r["weight"], r["weightHP"]]
-                for r in df.to_dict("records")]
+        return [
+            [r[other], r["instance" + side], r["type" + side], r["status" + side], r["weight"], r["weightHP"]]
+            for r in df.to_dict("records")
+        ]
 
-    return json_response({"columns": ["bodyid", "name", "type", "status", "weight", "weightHP"],
-                          "data": await state.run(work)})
+    return json_response(
+        {"columns": ["bodyid", "name", "type", "status", "weight", "weightHP"], "data": await state.run(work)}
+    )
 
 
 @router.post("/api/npexplorer/roisinneuron")

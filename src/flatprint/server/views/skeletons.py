@@ -27,8 +27,9 @@ def skeleton_rows(store, body: int) -> list | None:
     from flatprint.io.swc import read_swc
 
     df = read_swc(text)
-    return [[int(r.node_id), float(r.x), float(r.y), float(r.z), float(r.radius), int(r.parent_id)]
-            for r in df.itertuples()]
+    return [
+        [int(r.node_id), float(r.x), float(r.y), float(r.z), float(r.radius), int(r.parent_id)] for r in df.itertuples()
+    ]
 
 
 @router.get("/api/skeletons/skeleton/{dataset}/{body}")
@@ -72,9 +73,14 @@ def nglayers(request: Request, name: str):
     dataset = name[:-5] if name.endswith(".json") else name
     key, store = dataset_for(request, dataset)
     base = str(request.base_url).rstrip("/")
-    layers = [{"type": "segmentation", "name": key if vol == "segmentation" else vol,
-               "source": f"precomputed://{base}/api/volumes/{key}/{vol}"}
-              for vol in _volume_dirs(store)]
+    layers = [
+        {
+            "type": "segmentation",
+            "name": key if vol == "segmentation" else vol,
+            "source": f"precomputed://{base}/api/volumes/{key}/{vol}",
+        }
+        for vol in _volume_dirs(store)
+    ]
     return json_response({"layers": layers, "dataset": key})
 
 
