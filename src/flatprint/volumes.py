@@ -82,7 +82,7 @@ _context = None
 
 def _ts():
     try:
-        import tensorstore as ts
+        import tensorstore as ts  # noqa: PLC0415 - tensorstore only when a volume is opened (start-up time)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("flatprint.volumes needs tensorstore: pip install tensorstore") from exc
     return ts

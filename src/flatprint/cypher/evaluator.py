@@ -17,7 +17,7 @@ from functools import lru_cache
 from flatprint.cypher import ast
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.registry import AGGREGATES, contains_aggregate, is_aggregate  # noqa: F401 - re-exported
-from flatprint.cypher.values import NodeRef, Path, Point, RelRef, hashable
+from flatprint.cypher.values import NodeRef, Path, Point, RelRef, hashable, to_output
 from flatprint.errors import QueryError
 
 
@@ -361,8 +361,6 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
             raise QueryError("apoc.convert.fromJsonList: not a JSON array")
         return value
     if name == "apoc.convert.tojson":
-        from flatprint.cypher.values import to_output
-
         return json.dumps(to_output(x))
     if name in ("apoc.map.removekeys", "apoc.map.removekey"):
         if x is None:

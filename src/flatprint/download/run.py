@@ -390,7 +390,7 @@ class _DirectoryLock:
 
     def __enter__(self) -> _DirectoryLock:
         try:
-            import fcntl
+            import fcntl  # noqa: PLC0415 - POSIX-only module; the lock is skipped where it is missing
         except ImportError:  # not POSIX: run unlocked
             return self
         self.handle = open(self.path, "a")

@@ -19,8 +19,10 @@ store; nothing is loaded into pandas. The whole directory is written beside OUT 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -130,7 +132,6 @@ def _meta_row(meta: dict, neuron_properties: dict) -> tuple[list[str], list[str]
 
 
 def _write_csv_row(path: Path, header: list[str], values: list[str]) -> None:
-    import csv
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -146,8 +147,6 @@ def _copy(con, pairs: list[tuple[str, str]], rest_sql: str, path: Path, with_sql
     Format: ',' delimiter, '"' quotes doubled inside values, NULL written as an empty field (= no
     property for neo4j-admin).
     """
-    import csv
-    import shutil
 
     body = path.with_name(path.name + ".body")
     select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(pairs))

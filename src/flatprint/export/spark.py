@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from flatprint.errors import FlatprintError
+from flatprint.export.parquet import PARTITIONED_TABLES, SINGLE_TABLES
 from flatprint.query.heavy import TABLES as HEAVY_TABLES, query_sql, to_spark_sql
 
 _registered: dict[str, dict[str, str]] = {}  # applicationId -> {view: export version}
@@ -39,7 +40,7 @@ def get_spark(
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
-        from pyspark.sql import SparkSession
+        from pyspark.sql import SparkSession  # noqa: PLC0415 - optional dependency (the spark extra)
     except ImportError as exc:
         raise FlatprintError("pyspark is not installed (pip install pyspark; it needs Java 17+)") from exc
     builder = (
@@ -67,7 +68,6 @@ def register_parquet(spark, parquet_dir: str | os.PathLike, tables=None) -> dict
     Partitioned tables (``synapses/``, ``partners/``) are read as hive-partitioned directories, so
     their ``body_bucket`` column exists and filters on it prune directories.
     """
-    from flatprint.export.parquet import PARTITIONED_TABLES, SINGLE_TABLES
 
     root = Path(parquet_dir).resolve()
     wanted = tuple(tables) if tables else (*SINGLE_TABLES, *PARTITIONED_TABLES)
@@ -94,7 +94,7 @@ def collect_pandas(df) -> pd.DataFrame:
     rows = df.collect()
     out = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     if not rows:  # keep numeric dtypes for empty results
-        from pyspark.sql import types as T
+        from pyspark.sql import types as T  # noqa: PLC0415 - optional dependency (the spark extra)
 
         for field in df.schema.fields:
             if isinstance(field.dataType, (T.LongType, T.IntegerType, T.ShortType)):

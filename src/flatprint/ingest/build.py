@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.layout import (
@@ -629,7 +630,6 @@ def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], 
 
 def _load_morphology(con, root: Path, stage: _Stage) -> None:
     """Optional: SWC skeletons and ROI meshes, kept in the store so it stays one self-contained file."""
-    import pandas as pd
 
     swc_dir = root / "skeletons" / "skeletons-swc"
     if swc_dir.is_dir():
@@ -735,7 +735,6 @@ def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress,
 
 def store_is_current(path) -> bool:
     """True when the store at ``path`` was built by this version's ingest layout (STORE_FORMAT)."""
-    import duckdb
 
     try:
         with duckdb.connect(str(path), read_only=True) as con:

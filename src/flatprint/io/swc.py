@@ -359,7 +359,7 @@ def to_navis(df: pd.DataFrame, units: str | None = "8 nm", **metadata: Any):
     ``"um"``). ``metadata`` goes to ``TreeNeuron`` (e.g. ``id=12781, name="DNge104_R",
     soma=1``). navis is imported lazily because it is an optional dependency.
     """
-    import navis  # optional dependency
+    import navis  # noqa: PLC0415 - optional dependency
 
     nodes = pd.DataFrame(
         {

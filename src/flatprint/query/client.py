@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from flatprint.cypher.engine import execute
 from flatprint.errors import QueryError, StoreError
+from flatprint.query.diff import diff_stores
 from flatprint.store import Store, flatprint_home
 from flatprint.store.sql import temporary_tables
 
@@ -140,7 +142,7 @@ class Client:
     # ------------------------------------------------------------------ metadata
     @functools.cached_property
     def meta(self) -> dict:
-        from flatprint.query.general import fetch_meta
+        from flatprint.query.general import fetch_meta  # noqa: PLC0415 - query.general imports this module
 
         return fetch_meta(client=self)
 
@@ -174,7 +176,6 @@ class Client:
     # ------------------------------------------------------------------ neuPrint surface
     def fetch_custom(self, cypher: str, dataset: str = "", format: str = "pandas", use_arrow: bool = False):
         """Run Cypher through the same engine as the server."""
-        from flatprint.cypher.engine import execute
 
         result = execute(self.store, cypher)
         if format == "json":
@@ -183,18 +184,17 @@ class Client:
 
     def fetch_indirect(self, sources=None, targets=None, hops=2, groupby="type", normalize="input", **kwargs):
         """Effective connectivity over 1..hops connections (see flatprint.query.indirect.fetch_indirect)."""
-        from flatprint.query.indirect import fetch_indirect
+        from flatprint.query.indirect import fetch_indirect  # noqa: PLC0415 - query.indirect imports this module
 
         return fetch_indirect(sources, targets, hops, groupby, normalize, client=self, **kwargs)
 
     def diff(self, other, **kwargs):
         """What changed from this store to ``other`` (a Client, Store or path): see flatprint.query.diff."""
-        from flatprint.query.diff import diff_stores
 
         return diff_stores(self.store, getattr(other, "store", other), **kwargs)
 
     def fetch_version(self):
-        from flatprint import __version__
+        from flatprint import __version__  # noqa: PLC0415 - the package imports this module
 
         return __version__
 

@@ -19,6 +19,7 @@ from flatprint.query.criteria import (
     unmatched_values,
     warn_unmatched,
 )
+from flatprint.query.heavy import connection_matrix_sql
 from flatprint.query.paths import all_shortest_paths, paths_up_to
 from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
@@ -490,7 +491,6 @@ def connection_matrix(
     each synapse pair once). ``df.pivot(index='pre', columns='post', values='weight')`` gives the
     square matrix. The SQL is shared with the Spark engine (flatprint.query.heavy).
     """
-    from flatprint.query.heavy import connection_matrix_sql
 
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")

@@ -10,6 +10,7 @@ these raise QueryError naming the argument.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import warnings
@@ -539,7 +540,6 @@ def _values_expr(alias: str, prop: str, values: list, regex: bool, available: se
 
 def copy_as_neuroncriteria(obj, client=None) -> NeuronCriteria:
     """neuprint-python's coercions: None, int(s), str(s), a DataFrame with bodyId, or a criteria object."""
-    import copy
 
     if isinstance(obj, NeuronCriteria):
         nc = copy.copy(obj)
@@ -571,7 +571,7 @@ class SynapseCriteria:
     """Which synapses: ROIs (any of), type 'pre'/'post', confidence (strictly above), primary_only."""
 
     def __init__(self, matchvar="s", *, rois=None, type=None, confidence=None, primary_only=True, client=None):
-        from flatprint.query.client import default_client
+        from flatprint.query.client import default_client  # noqa: PLC0415 - query.client imports this module
 
         client = client or default_client()
         self.matchvar = matchvar

@@ -21,6 +21,7 @@ body, so a range is a contiguous slice), which bounds memory at any scale:
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 import tempfile
@@ -133,10 +134,10 @@ class StoreDiff:
     def figure(self, path: str | Path | None = None, top: int = 15):
         """A matplotlib figure: changes by kind, and the largest type-pair weight changes. Saved as PNG
         when ``path`` is given; returns the figure."""
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - matplotlib only for the figure (start-up time)
 
         matplotlib.use("Agg")  # no display: the figure goes to a file or bytes
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - matplotlib only for the figure (start-up time)
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
         labels = [*CHANGE_KINDS, *(f"{p} changed" for p in PROPERTIES), "types renamed"]
@@ -176,9 +177,8 @@ class StoreDiff:
         return fig
 
     def png(self) -> bytes:
-        import io
 
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 - matplotlib only for the figure (start-up time)
 
         fig = self.figure()
         buf = io.BytesIO()

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import duckdb
 import pandas as pd
 
 from flatprint.errors import QueryError
+from flatprint.store import Store
 from flatprint.store.sql import quote_ident, sql_literal
 
 GROUP_COLUMNS = (
@@ -277,7 +279,7 @@ def query_sql(name: str, **args) -> str:
 
 def to_spark_sql(sql: str) -> str:
     """Transpile DuckDB-dialect SQL to Spark SQL with sqlglot."""
-    import sqlglot
+    import sqlglot  # noqa: PLC0415 - optional dependency (the test extra): SQL dialect translation
 
     return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
 
@@ -289,9 +291,6 @@ def run_duckdb(store, name: str, **args) -> pd.DataFrame:
     """Run query ``name`` on a store: ``store`` is a :class:`flatprint.store.Store`, a store path, or a
     DuckDB connection whose catalog has the logical tables (e.g.
     :func:`flatprint.export.parquet.duckdb_over_parquet`)."""
-    import duckdb
-
-    from flatprint.store import Store
 
     sql = query_sql(name, **args)
     if isinstance(store, duckdb.DuckDBPyConnection):

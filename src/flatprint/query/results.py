@@ -7,6 +7,7 @@ import json
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 
 class JsonDict(dict):
@@ -39,9 +40,6 @@ def with_provenance(df: pd.DataFrame | None, client, query: str):
 
 def to_arrow(df: pd.DataFrame):
     """The DataFrame as a pyarrow Table; provenance goes into the schema metadata."""
-    import json
-
-    import pyarrow as pa
 
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
@@ -51,6 +49,6 @@ def to_arrow(df: pd.DataFrame):
 
 def to_polars(df: pd.DataFrame):
     """The DataFrame as a polars DataFrame (via Arrow)."""
-    import polars as pl
+    import polars as pl  # noqa: PLC0415 - optional dependency (the test extra)
 
     return pl.from_arrow(to_arrow(df))

@@ -59,7 +59,7 @@ def fetch_roi_hierarchy(include_subprimary=True, mark_primary=True, format="dict
         return tree
     if format == "text":
         return _text_tree(tree)
-    import networkx as nx
+    import networkx as nx  # noqa: PLC0415 - networkx only for the hierarchy graph (start-up time)
 
     graph = nx.DiGraph()
 

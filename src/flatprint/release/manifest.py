@@ -102,7 +102,7 @@ class Release:
 
 def get_release(key: str) -> Release:
     """The release called ``key`` (e.g. ``male-cns:v1.0``), or a ReleaseError listing the known ones."""
-    from flatprint.release.registry import describe  # the registry builds on this module's types
+    from flatprint.release.registry import describe  # noqa: PLC0415 - the registry builds on this module's types
 
     return describe(key).download_manifest()
 
@@ -114,7 +114,7 @@ def __getattr__(name: str):
     # Module constants computed from the registry on first use (it imports this module's types).
     if name not in ("RELEASES", "MALE_CNS_V09", "TABLE_NAMES", "SKELETON_NAMES", "ROI_NAMES"):
         raise AttributeError(name)
-    from flatprint.release.registry import releases
+    from flatprint.release.registry import releases  # noqa: PLC0415 - release.registry imports this module
 
     if name == "RELEASES":
         return {key: d.download_manifest() for key, d in releases().items()}

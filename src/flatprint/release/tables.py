@@ -288,7 +288,7 @@ OPTIONAL_COLUMNS: dict[str, set[str]] = {
 def __getattr__(name: str):
     # TABLES: the default release's table specs, for callers that predate the registry (benchmarks).
     if name == "TABLES":
-        from flatprint.release.registry import DEFAULT_KEY, describe
+        from flatprint.release.registry import DEFAULT_KEY, describe  # noqa: PLC0415 - release.registry imports this module
 
         return describe(DEFAULT_KEY).table_specs()
     raise AttributeError(name)

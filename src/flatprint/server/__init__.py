@@ -81,17 +81,17 @@ def serve(
     The port is bound before the app is built or anything is printed: a busy port raises
     FlatprintError naming it, and nothing claims to be serving.
     """
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - serve() only: importing flatprint.server stays light
 
-    from flatprint.server.app import create_app
-    from flatprint.server.tls import ensure_certificate
+    from flatprint.server.app import create_app  # noqa: PLC0415 - serve() only: importing flatprint.server stays light
+    from flatprint.server.tls import ensure_certificate  # noqa: PLC0415 - serve() only: importing flatprint.server stays light
 
     if not is_loopback(host) and not auth:
         raise FlatprintError(
             f"--host {host} is reachable from other machines: pass --auth tokens.json "
             "(without it the server accepts any token and so binds loopback only)"
         )
-    from flatprint.server.auth import load_tokens
+    from flatprint.server.auth import load_tokens  # noqa: PLC0415 - serve() only: importing flatprint.server stays light
 
     grants = load_tokens(auth) if auth else None
     stores = open_stores(specs)

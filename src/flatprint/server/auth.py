@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
+
+from fastapi.responses import HTMLResponse
 
 from flatprint.errors import FlatprintError
 
@@ -102,9 +105,6 @@ def safe_next(url: str | None) -> str:
 def login_page(scope_or_next, message: str = "", status: int = 401):
     """The explorer's token form (HTML): a browser cannot send a bearer header, so the token given
     here is kept in an HttpOnly cookie that the explorer's pages send back."""
-    from html import escape
-
-    from fastapi.responses import HTMLResponse
 
     if isinstance(scope_or_next, dict):
         query = scope_or_next.get("query_string", b"").decode("latin-1")

@@ -153,7 +153,7 @@ async def read_json(request: Request) -> dict:
 def docs_assets() -> Path:
     """Swagger UI's files as the fastapi-offline package ships them: /api/docs loads nothing from the
     network (FastAPI's default page takes them from a CDN, so it is blank offline)."""
-    import fastapi_offline
+    import fastapi_offline  # noqa: PLC0415 - only when the API docs are mounted
 
     return Path(fastapi_offline.__file__).resolve().parent / "static"
 

@@ -20,10 +20,10 @@ def tls_dir() -> Path:
 
 def ensure_certificate(directory: Path | None = None, extra_hosts: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Return (cert.pem, key.pem), creating them on first use (SANs: localhost, 127.0.0.1, ::1)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography import x509  # noqa: PLC0415 - only when a certificate is made (start-up time)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415 - only when a certificate is made (start-up time)
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - only when a certificate is made (start-up time)
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415 - only when a certificate is made (start-up time)
 
     directory = Path(directory or tls_dir())
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"

@@ -54,6 +54,7 @@ import pyarrow.feather as feather
 
 from flatprint.io.obj import write_obj
 from flatprint.io.precomputed_skeletons import PrecomputedSkeleton, encode_skeleton
+from flatprint.io.precomputed_volumes import add_precomputed_volume_scale, write_precomputed_volume
 from flatprint.io.publish import atomic_write
 from flatprint.io.swc import write_swc
 from flatprint.progress import progress_bar
@@ -326,7 +327,7 @@ def _write_skeleton_files(out: Path, bodies: np.ndarray, nodes: pd.DataFrame, ad
 
 def _tensorstore():
     try:
-        import tensorstore
+        import tensorstore  # noqa: PLC0415 - tensorstore only for the volumes (start-up time)
     except ImportError:  # optional: fall back to flatprint's raw writer
         return None
     return tensorstore
@@ -371,8 +372,6 @@ def write_segmentation_volume(
             store = ts.open(spec).result()
             store[..., 0].write(np.asarray(array, dtype=np.uint64)).result()
     elif encoding == "raw":
-        from flatprint.io.precomputed_volumes import add_precomputed_volume_scale, write_precomputed_volume
-
         first, res0 = scales[0]
         write_precomputed_volume(
             path, first, [res0] * 3, chunk_size=chunk_size, data_type="uint64", skip_empty_chunks=True, overwrite=True

@@ -4,6 +4,7 @@ release's body-neurotransmitters table has them (rules in docs/schemas.md)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from flatprint.release import tables as T
@@ -16,7 +17,6 @@ def body_nt_table(nt_parts: list, ann: pa.Table, tbar_bodies: np.ndarray, type_n
 
     ``nt_parts``: per block, (body, top NT index, its probability) of the T-bars with a prediction;
     ``tbar_bodies``: the sorted bodies with T-bars; ``type_ground_truth``: the NT of each type, or None."""
-    import pandas as pd
 
     parts = nt_parts
     tb = pd.DataFrame(
@@ -56,7 +56,6 @@ def body_nt_table(nt_parts: list, ann: pa.Table, tbar_bodies: np.ndarray, type_n
 
 def majority(tb, key: str, min_count: int):
     """Per key: total predictions, most frequent top NT, mean probability of it; 'unclear' below thresholds."""
-    import pandas as pd
 
     if tb.empty:
         return pd.DataFrame(columns=["key", "total", "nt", "confidence"])

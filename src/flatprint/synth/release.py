@@ -85,7 +85,7 @@ def synthesize(
                 }
             )
         if morphology:
-            from flatprint.synth.morphology import write_morphology
+            from flatprint.synth.morphology import write_morphology  # noqa: PLC0415 - morphology pulls scipy/trimesh: only when asked for
 
             manifest["morphology"] = write_morphology(tmp, progress=progress)
         manifest["seconds"] = round(time.perf_counter() - started, 2)

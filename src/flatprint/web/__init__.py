@@ -9,12 +9,14 @@ is loaded from the network.
 
 from __future__ import annotations
 
+import threading
+
 __all__ = ["register", "router", "warm"]
 
 
 def __getattr__(name):
     if name == "router":
-        from flatprint.web.views import router
+        from flatprint.web.views import router  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
 
         return router
     raise AttributeError(name)
@@ -22,10 +24,10 @@ def __getattr__(name):
 
 def register(app) -> None:
     """Mount the explorer on a flatprint server app (idempotent)."""
-    from flatprint.web.diff import router as diff_router
-    from flatprint.web.indirect import router as indirect_router
-    from flatprint.web.neuron import router as neuron_router
-    from flatprint.web.views import router
+    from flatprint.web.diff import router as diff_router  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
+    from flatprint.web.indirect import router as indirect_router  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
+    from flatprint.web.neuron import router as neuron_router  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
+    from flatprint.web.views import router  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
 
     if getattr(app.state, "flatprint_explorer", False):
         return
@@ -39,9 +41,8 @@ def register(app) -> None:
 def warm(app, background: bool = True):
     """Precompute the autocomplete index, home heatmap and summaries of every dataset the app serves
     (seconds at full scale), in a daemon thread by default. Returns the thread (or None)."""
-    import threading
 
-    from flatprint.web.views import warm as _warm
+    from flatprint.web.views import warm as _warm  # noqa: PLC0415 - the pages import the server's request layer: loaded when mounted
 
     stores = list(app.state.flatprint.datasets.values())
     if not background:

@@ -10,6 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from flatprint.errors import QueryError
+from flatprint.io.obj import read_obj
+from flatprint.io.swc import read_swc
+from flatprint.io.units import MALE_CNS_VOXEL_NM
 from flatprint.query import (
     NeuronCriteria,
     fetch_neurons,
@@ -133,9 +136,6 @@ async def neuron_swc(request: Request, body: int):
 
 def _neuron_3d(client, body: int) -> dict:
     """Skeleton (when the store has one), synapses, and meshes of the ROIs the neuron innervates."""
-    from flatprint.io.obj import read_obj
-    from flatprint.io.swc import read_swc
-    from flatprint.io.units import MALE_CNS_VOXEL_NM
 
     to_um = MALE_CNS_VOXEL_NM / 1000.0  # synapse and SWC coordinates are 8 nm voxels
     syn = fetch_synapses(NeuronCriteria(bodyId=body, client=client), client=client)

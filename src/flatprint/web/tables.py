@@ -19,6 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from flatprint.io.arrow_ipc import encode_arrow_stream
+from flatprint.query import to_arrow
 
 PAGE_SIZES = (25, 50, 100, 500)
 DEFAULT_PAGE_SIZE = 50
@@ -193,10 +197,6 @@ def to_csv(table: Table) -> bytes:
 
 def to_arrow_stream(table: Table, provenance: dict | None = None) -> bytes:
     """An Arrow IPC stream (what pyarrow.ipc.open_stream / pandas read); provenance in the metadata."""
-    import pyarrow as pa
-
-    from flatprint.io.arrow_ipc import encode_arrow_stream
-    from flatprint.query import to_arrow
 
     df = table.df
     try:  # maps (roiInfo) as JSON text, as in the CSV; lists stay Arrow lists

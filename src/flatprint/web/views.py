@@ -15,10 +15,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
+import plotly
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from flatprint import __version__
+from flatprint.cypher.engine import execute
 from flatprint.errors import NoMatchWarning, QueryError
 from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE
 from flatprint.query import (
@@ -32,7 +35,7 @@ from flatprint.query import (
 from flatprint.query.heavy import GROUPBY_CHOICES
 from flatprint.server.http import dataset_for, state_of, visible_datasets
 from flatprint.web import plots
-from flatprint.web.forms import group_criteria, search_criteria, searchable_properties
+from flatprint.web.forms import group_criteria, parse_ints, search_criteria, searchable_properties
 from flatprint.web.snippets import call_code, criteria_code, snippet
 from flatprint.web.tables import (
     BODY_COLUMNS,
@@ -46,7 +49,7 @@ from flatprint.web.tables import (
     to_csv,
     view_of,
 )
-from flatprint.web.values import close_matches, suggest, text_properties
+from flatprint.web.values import close_matches, suggest, text_properties, value_index
 
 PACKAGE = Path(__file__).resolve().parent
 STATIC = PACKAGE / "static"
@@ -68,8 +71,6 @@ _templates = None
 def templates():
     global _templates
     if _templates is None:
-        from jinja2 import Environment, FileSystemLoader, select_autoescape
-
         env = Environment(
             loader=FileSystemLoader(str(PACKAGE / "templates")),
             autoescape=select_autoescape(["html"]),
@@ -484,7 +485,6 @@ async def matrix(request: Request):
 
 # ------------------------------------------------------------------------------------------ paths
 def _paths(client, params):
-    from flatprint.web.forms import parse_ints
 
     a = parse_ints(params.get("from", ""), "from")
     b = parse_ints(params.get("to", ""), "to")
@@ -536,7 +536,7 @@ async def paths(request: Request):
 def engine_status() -> str | None:
     """None when the Cypher engine imports, else why not."""
     try:
-        from flatprint.cypher.engine import execute  # noqa: F401
+        from flatprint.cypher.engine import execute  # noqa: F401, PLC0415 - the check is the import
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -547,7 +547,6 @@ def _cypher(client, params, timeout: float):
     problem = engine_status()
     if problem:
         raise QueryError(f"the Cypher engine is not available in this build ({problem})")
-    from flatprint.cypher.engine import execute
 
     result = execute(client.store, text, timeout=timeout)
     columns = list(result.columns)
@@ -609,7 +608,6 @@ async def api_roi_matrix(request: Request):
 def warm(stores) -> None:
     """Compute what the first visitor would otherwise wait for: the autocomplete index, the home
     heatmap and the dataset summary of every store."""
-    from flatprint.web.values import value_index
 
     for store in stores:
         client = client_of(store)
@@ -625,8 +623,6 @@ def warm(stores) -> None:
 @router.get("/static/{name}")
 async def static(name: str):
     if name == "plotly.min.js":
-        import plotly
-
         path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
     else:
         path = STATIC / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import duckdb
 from fastapi import APIRouter, Request
@@ -108,7 +109,6 @@ def token(request: Request):
 @router.get("/api/admin/stats")
 def admin_stats(request: Request):
     require_admin(request)
-    import time
 
     state = state_of(request)
     return json_response(

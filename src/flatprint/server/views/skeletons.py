@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from flatprint.io.swc import read_swc
 from flatprint.server.http import dataset_for, error_response, json_response
 
 router = APIRouter()
@@ -24,7 +25,6 @@ def skeleton_rows(store, body: int) -> list | None:
     text = skeleton_text(store, body)
     if text is None:
         return None
-    from flatprint.io.swc import read_swc
 
     df = read_swc(text)
     return [
