@@ -922,3 +922,11 @@ def test_connection_roi_info_both_directions(store, frames, release_factory):
         want = expected(p[mask])
         assert len(got) == len(want) > 3
         assert got == want
+
+
+def test_distinct_projected_in_python(store):
+    """RETURN DISTINCT evaluated row by row (nothing pushed down to SQL) keeps one row per distinct
+    value (a loop variable renamed by a lint fix once made every row compare as the last one)."""
+    assert execute(store, "UNWIND [1, 1, 2, null, null] AS x RETURN DISTINCT x ORDER BY x").data == [[1], [2], [None]]
+    rows = execute(store, "UNWIND [[1, 2], [1, 2], [2]] AS l RETURN DISTINCT l, size(l) AS n ORDER BY n").data
+    assert rows == [[[2], 1], [[1, 2], 2]]

@@ -86,7 +86,7 @@ class ProjectionExecution:
             projected = self._aggregate(names, expressions, clause.order_by, rows)
         if clause.distinct:
             seen, unique = set(), []
-            for _out, context in projected:
+            for out, context in projected:
                 key = hashable([identity(out[n]) for n in names])
                 if key not in seen:
                     seen.add(key)
