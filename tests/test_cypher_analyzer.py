@@ -193,6 +193,10 @@ CALLS = {
     "ltrim": ("RETURN lTrim('  a ')", "a "),
     "nodes": (ONE_CONNECTION + "RETURN [x IN nodes(p) | x.bodyId] = [a.bodyId, b.bodyId]", True),
     "properties": ("RETURN properties({a: 1})", {"a": 1}),
+    "rand": (
+        "UNWIND range(1, 100) AS i WITH rand() AS r RETURN min(r) >= 0.0 AND max(r) < 1.0 AND min(r) < max(r)",
+        True,
+    ),
     "range": ("RETURN range(1, 6, 2)", [1, 3, 5]),
     "relationships": (ONE_CONNECTION + "RETURN relationships(p)[0].weight = r.weight", True),
     "rels": (ONE_CONNECTION + "RETURN size(rels(p))", 1),

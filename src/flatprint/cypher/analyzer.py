@@ -156,6 +156,8 @@ def _check_path_search(clause: ast.Match, pattern: ast.PathPattern) -> None:
 def _kind_of(expr: ast.Expression, scope: dict[str, str]) -> str:
     if isinstance(expr, ast.Variable):
         return scope.get(expr.name, ANY)
+    if isinstance(expr, ast.Literal) and expr.kind == "null":
+        return ANY  # null stands for a node as well as for a value
     if isinstance(expr, _LITERALS):
         return VALUE
     return ANY
@@ -296,6 +298,9 @@ class _Expressions:
                 raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
             if any(contains_aggregate(a) for a in node.arguments):
                 raise unsupported(node, "nested aggregation")
+            random = next((n for a in node.arguments for n in a.walk() if _is_rand(n)), None)
+            if random is not None:  # as in Neo4j: an aggregation's input must not be random
+                raise invalid(random, "rand()", f"rand() inside the aggregation {node.name}()")
         elif not function.min_args <= len(node.arguments) <= function.max_args:
             raise unsupported(
                 node, f"{node.name}() with {len(node.arguments)} arguments", f"it takes {function.arity_text()}"
@@ -306,3 +311,7 @@ class _Expressions:
             raise invalid(argument, f"{node.name}()", f"{node.name}() of a {scope[argument.name]}")
         for argument in node.arguments:
             self.visit(argument, scope)
+
+
+def _is_rand(node) -> bool:
+    return isinstance(node, ast.FunctionCall) and node.lower_name == "rand"

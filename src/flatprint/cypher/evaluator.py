@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from functools import lru_cache
 
@@ -98,8 +99,10 @@ class Evaluator:
             subject = self.eval(e.subject, row)
             if subject is None:
                 return None
-            start = self.eval(e.start, row) if e.start is not None else None
-            end = self.eval(e.end, row) if e.end is not None else None
+            start = self.eval(e.start, row) if e.start is not None else 0
+            end = self.eval(e.end, row) if e.end is not None else len(subject)
+            if start is None or end is None:  # a bound that is null makes the slice null
+                return None
             return subject[start:end]
         if t is ast.ListComprehension:
             source = self.eval(e.source, row)
@@ -224,7 +227,9 @@ class Evaluator:
             return None if unknown else False
         if e.kind == "NONE":
             return None if unknown else True
-        return None if unknown else trues == 1  # SINGLE
+        if trues > 1:  # SINGLE: two matches decide, whatever the unknown elements are
+            return False
+        return None if unknown else trues == 1
 
     def function(self, e: ast.FunctionCall, row):
         name = e.lower_name
@@ -244,6 +249,8 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     x = args[0] if args else None
     if name == "size":
         return None if x is None else len(x)
+    if name == "rand":
+        return random.random()
     if name == "keys":
         if x is None:
             return None
@@ -472,19 +479,43 @@ def compare(op: str, left, right):
         if equal is None:
             return None
         return equal if op == "=" else not equal
+    if number(left) and number(right) and (math.isnan(left) or math.isnan(right)):
+        return False  # NaN is unordered against every number, but comparable
+    sign = order(left, right)
+    if sign is None:
+        return None
+    if op == "<":
+        return sign < 0
+    if op == ">":
+        return sign > 0
+    if op == "<=":
+        return sign <= 0
+    return sign >= 0
+
+
+def order(left, right) -> int | None:
+    """-1, 0 or 1 as ``left`` sorts before, with or after ``right`` in a comparison; None when the
+    comparison is null (a null, NaN, values of different types). Lists compare element by element
+    (a null pair makes the answer null only when it is reached); a prefix sorts first."""
+    if left is None or right is None:
+        return None
     if (
         number(left)
         and number(right)
         or (isinstance(left, str) and isinstance(right, str))
         or (isinstance(left, bool) and isinstance(right, bool))
     ):
-        if op == "<":
-            return left < right
-        if op == ">":
-            return left > right
-        if op == "<=":
-            return left <= right
-        return left >= right
+        if left < right:
+            return -1
+        if left > right:
+            return 1
+        return 0 if left == right else None  # NaN
+    if isinstance(left, list) and isinstance(right, list):
+        for a, b in zip(left, right):
+            sign = order(a, b)
+            if sign != 0:
+                return sign
+        return (len(left) > len(right)) - (len(left) < len(right))
     return None
 
 
@@ -504,7 +535,11 @@ def equals(left, right):
             if value is None:
                 result = None
         return result
-    if type(left) is not type(right) and not (isinstance(left, dict) and isinstance(right, dict)):
+    if isinstance(left, dict) and isinstance(right, dict):
+        if left.keys() != right.keys():
+            return False
+        return equals(list(left.values()), [right[k] for k in left])
+    if type(left) is not type(right):
         return False
     return left == right
 

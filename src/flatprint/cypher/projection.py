@@ -86,11 +86,11 @@ class ProjectionExecution:
             projected = self._aggregate(names, expressions, clause.order_by, rows)
         if clause.distinct:
             seen, unique = set(), []
-            for _out, context in projected:
-                key = hashable([identity(out[n]) for n in names])
+            for row_out, context in projected:
+                key = hashable([identity(row_out[n]) for n in names])
                 if key not in seen:
                     seen.add(key)
-                    unique.append((out, context))
+                    unique.append((row_out, context))
             projected = unique
         if clause.order_by:
             keys = []

@@ -72,6 +72,7 @@ _SCALARS = (
     _scalar("lTrim"),
     _scalar("nodes"),
     _scalar("properties"),
+    _scalar("rand", 0),
     _scalar("range", 2, 3),
     _scalar("relationships"),
     _scalar("rels"),
