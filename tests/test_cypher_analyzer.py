@@ -241,6 +241,9 @@ CALLS = {
     "min": ("UNWIND [1, 2, 3, 4] AS x RETURN min(x)", 1),
     "stdev": ("UNWIND [1, 2, 3, 4] AS x RETURN stdev(x)", math.sqrt(5 / 3)),
     "stdevp": ("UNWIND [1, 2, 3, 4] AS x RETURN stDevP(x)", math.sqrt(5 / 4)),
+    # 1, 2, 3, 4 at 0.5: the second value (2 of 4 at or below it); interpolated halfway from 2 to 3
+    "percentiledisc": ("UNWIND [4, 1, 3, 2] AS x RETURN percentileDisc(x, 0.5)", 2),
+    "percentilecont": ("UNWIND [4, 1, 3, 2] AS x RETURN percentileCont(x, 0.5)", 2.5),
     "sum": ("UNWIND [1, 2, 3, 4] AS x RETURN sum(x)", 10),
     # procedures
     "apoc.cypher.run": ("CALL apoc.cypher.run('RETURN $a + 1 AS x', {a: 1}) YIELD value RETURN value.x", 2),

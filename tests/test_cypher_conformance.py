@@ -16,6 +16,7 @@ from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherSyntaxError
 from flatprint.cypher.parser import parse
 from flatprint.cypher.rewriter import expand_stars
+from flatprint.errors import QueryError
 from flatprint.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,3 +229,64 @@ def test_expected_node_cells_compare_by_properties(tck):
     assert not tck.same({"bodyId": 7, "num": 2}, node, False)
     with pytest.raises(tck.NotComparable):
         tck.expected_value("[:T {num: 1}]")
+
+
+# ---- functions refusing arguments of the wrong type, percentiles, WHERE after WITH -----------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("RETURN range(true, 1, 1)", r"range\(\) of a boolean \(it takes integers\)"),
+        ("RETURN range(0, 1.5)", r"range\(\) of a float"),
+        ("RETURN toFloat(true)", r"toFloat\(\) of a boolean"),
+        ("RETURN toBoolean(1.0)", r"toBoolean\(\) of a float"),
+        ("RETURN toInteger([])", r"toInteger\(\) of a list"),
+        ("RETURN toString({})", r"toString\(\) of a map"),
+        ("RETURN type(1)", r"type\(\) of an integer"),
+        ("UNWIND [1, 2] AS x RETURN percentileCont(x, 1.5)", r"percentile between 0.0 and 1.0"),
+    ],
+)
+def test_function_of_the_wrong_type_raises(store, text, message):
+    with pytest.raises(QueryError, match=message):
+        execute(store, text)
+
+
+def test_conversions_of_the_right_types(store):
+    text = "RETURN toBoolean(0), toBoolean('TRUE'), toInteger('12'), toInteger(true), toFloat('1.5'), toString(true)"
+    assert one(store, text) == [False, True, 12, 1, 1.5, "true"]
+
+
+def test_percentiles(store):
+    # 10, 20, 30, 40: disc at p is the ceil(4p)-th value (0.5 -> 20, 0.51 -> 30); cont at p sits at
+    # position 3p between them (0.5 -> 1.5: halfway 20..30; 0.25 -> 0.75: three quarters of 10..20)
+    text = (
+        "UNWIND [40, 10, 30, 20] AS x RETURN percentileDisc(x, 0.5), percentileDisc(x, 0.51), "
+        "percentileCont(x, 0.5), percentileCont(x, 0.25), percentileDisc(x, 0.0), percentileCont(x, 1.0)"
+    )
+    assert one(store, text) == [20, 30, 25.0, 17.5, 10, 40.0]
+
+
+def test_where_after_with_sees_the_variables_before_it(store):
+    text = (
+        "UNWIND [{k: 'a', v: 1}, {k: 'a', v: 2}, {k: 'b', v: 3}] AS m "
+        "WITH DISTINCT m.k AS k WHERE m.v > 1 RETURN k ORDER BY k"
+    )
+    assert execute(store, text).data == [["a"], ["b"]]
+    text = "UNWIND [{k: 'a', v: 1}, {k: 'b', v: 3}] AS m WITH m.k AS k WHERE k = 'a' OR m.v = 3 RETURN *"
+    result = execute(store, text)
+    assert result.columns == ["k"] and sorted(result.data) == [["a"], ["b"]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "UNWIND [1] AS x WITH count(*) AS c WHERE x = 1 RETURN c",  # aggregating: x is gone
+        "UNWIND [1] AS x WITH 1 AS c ORDER BY c LIMIT 1 WHERE x = 1 RETURN c",  # paging: x is gone
+    ],
+)
+def test_where_after_an_aggregating_or_paging_with_does_not(text):
+    from flatprint.cypher.analyzer import analyze
+
+    with pytest.raises(CypherSyntaxError, match="variable `x` not defined"):
+        analyze(parse(text))

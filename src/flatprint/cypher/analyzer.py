@@ -184,7 +184,10 @@ def _projection(clause, scope: dict[str, str]) -> dict[str, str]:
         if isinstance(expr, ast.Literal) and not (expr.kind == "integer" and expr.value >= 0):
             raise invalid(expr, what, f"{what} expects a non-negative integer, got {expr.to_cypher()}")
     if isinstance(clause, ast.With) and clause.where is not None:
-        check_expression(clause.where, allow_aggregates=False, scope=projected)
+        # a WHERE after a WITH that neither aggregates nor orders or pages also sees the variables
+        # before the WITH (rewriter.see_through_with_where runs it that way)
+        visible = projected if aggregating or clause.order_by or clause.skip or clause.limit else {**scope, **projected}
+        check_expression(clause.where, allow_aggregates=False, scope=visible)
     return projected
 
 
@@ -294,8 +297,10 @@ class _Expressions:
         if function.kind == registry.AGGREGATE:
             if not self.allow_aggregates:
                 raise unsupported(node, f"aggregation {node.name}()", "not allowed here")
-            if len(node.arguments) != 1:
-                raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
+            if not function.min_args <= len(node.arguments) <= function.max_args:
+                raise unsupported(
+                    node, f"{node.name}() with {len(node.arguments)} arguments", f"it takes {function.arity_text()}"
+                )
             if any(contains_aggregate(a) for a in node.arguments):
                 raise unsupported(node, "nested aggregation")
             random = next((n for a in node.arguments for n in a.walk() if _is_rand(n)), None)

@@ -280,21 +280,29 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "endnode":
         return None if x is None else NodeRef("segment", x.end, view=getattr(x, "view", None))
     if name == "type":
+        if x is not None and not isinstance(x, RelRef):
+            raise invalid_argument(e, x)
         return None if x is None else x.kind
     if name == "labels":
         if x is None:
             return None
         return labels_of(x)
     if name == "tostring":
+        if isinstance(x, (list, dict, NodeRef, RelRef, Path)):
+            raise invalid_argument(e, x)
         return None if x is None else format_value(x)
     if name == "tointeger":
         if x is None:
             return None
+        if not isinstance(x, (str, int, float)):
+            raise invalid_argument(e, x)
         try:
             return int(float(x)) if isinstance(x, str) else int(x)
         except (TypeError, ValueError):
             return None
     if name == "tofloat":
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (str, int, float))):
+            raise invalid_argument(e, x)
         try:
             return None if x is None else float(x)
         except (TypeError, ValueError):
@@ -302,6 +310,8 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "toboolean":
         if isinstance(x, str):
             return {"true": True, "false": False}.get(x.lower())
+        if x is not None and not isinstance(x, int):  # booleans and integers convert
+            raise invalid_argument(e, x)
         return None if x is None else bool(x)
     if name in ("tolower", "lower"):
         return None if x is None else str(x).lower()
@@ -334,6 +344,9 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "range":
         if any(a is None for a in args):
             return None
+        wrong = next((a for a in args if not isinstance(a, int) or isinstance(a, bool)), None)
+        if wrong is not None:
+            raise invalid_argument(e, wrong, "integers")
         step = args[2] if len(args) > 2 else 1
         if step == 0:
             raise QueryError("range() step must not be zero")
@@ -405,6 +418,14 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "apoc.meta.type":
         return meta_type(x)
     raise unsupported(e, f"function {e.name}()")
+
+
+def invalid_argument(e, value, expected: str = "") -> QueryError:
+    """A function called with a value of a type it does not take (Neo4j raises a TypeError)."""
+    wants = f" (it takes {expected})" if expected else ""
+    kind = meta_type(value).lower()
+    article = "an" if kind[0] in "aeiou" else "a"
+    return QueryError(f"{e.name}() of {article} {kind}{wants} (line {e.line}, column {e.column})")
 
 
 # ---- helpers shared with the engine --------------------------------------------------------------

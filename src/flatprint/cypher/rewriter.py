@@ -7,6 +7,9 @@
 - :func:`rewrite_path_ends`: ``head(nodes(p))`` / ``last(nodes(p))`` become the path's end variables;
 - :func:`expand_stars`: ``WITH *`` / ``RETURN *`` list the variables in scope, sorted by name as
   Neo4j names the columns (also when no row arrives).
+- :func:`see_through_with_where`: ``WITH a.x AS x WHERE a.y = 1`` (a WHERE reading a variable the
+  WITH drops) becomes ``WITH a.x AS x, a WHERE a.y = 1 WITH x``;
+- :func:`normalize_projections`: both, in that order.
 
 Every function returns new nodes; the parsed tree is never changed.
 """
@@ -21,6 +24,8 @@ from flatprint.cypher.sqlgen import variables_in
 
 __all__ = [
     "expand_stars",
+    "normalize_projections",
+    "see_through_with_where",
     "inline_constant_withs",
     "fold_pass_through_withs",
     "MergedMatch",
@@ -90,6 +95,32 @@ def _substitute(node, name: str, value):
         if replaced is not current:
             changes[f.name] = replaced
     return dataclasses.replace(node, **changes) if changes else node
+
+
+def normalize_projections(clauses) -> tuple:
+    return expand_stars(see_through_with_where(clauses))
+
+
+def see_through_with_where(clauses) -> tuple:
+    """A WITH whose WHERE reads variables the WITH drops keeps them for the WHERE; a second WITH
+    then drops them (and applies DISTINCT). The analyzer allows this only without aggregation,
+    ORDER BY, SKIP and LIMIT, as openCypher does."""
+    out = []
+    for clause in clauses:
+        if not (isinstance(clause, ast.With) and clause.where is not None and not clause.star):
+            out.append(clause)
+            continue
+        names = [item.column_name for item in clause.items]
+        dropped = sorted(variables_in(clause.where) - set(names))
+        if not dropped or clause.order_by or clause.skip or clause.limit:
+            out.append(clause)
+            continue
+        at = {"line": clause.line, "column": clause.column}
+        kept = tuple(ast.ProjectionItem(ast.Variable(n, **at), n, **at) for n in dropped)
+        out.append(dataclasses.replace(clause, items=tuple(clause.items) + kept, distinct=False))
+        narrowed = tuple(ast.ProjectionItem(ast.Variable(n, **at), n, **at) for n in names)
+        out.append(ast.With(narrowed, clause.distinct, **at))
+    return tuple(out)
 
 
 def expand_stars(clauses) -> tuple:
