@@ -290,3 +290,51 @@ def test_where_after_an_aggregating_or_paging_with_does_not(text):
 
     with pytest.raises(CypherSyntaxError, match="variable `x` not defined"):
         analyze(parse(text))
+
+
+# ---- refusals by the analyzer: literal types, grouping keys next to aggregations --------------
+
+REFUSED = [
+    ("WITH 123 AS x RETURN x.num", "property access on an integer"),
+    ("WITH [1, true] AS x RETURN x.num", "property access on a list"),
+    ("RETURN properties('a')", r"properties\(\) of a string"),
+    ("WITH true AS list, 0 AS idx RETURN list[idx]", "indexing a boolean"),
+    ("WITH '1' AS list RETURN list[0]", "indexing a string"),
+    ("WITH [1, 2] AS list, 4.7 AS idx RETURN list[idx]", "a list indexed by a float"),
+    ("WITH {a: 1} AS m RETURN m[0]", "a map indexed by an integer"),
+    ("MATCH (me)--(you) RETURN me.age + count(you.age)", "`me` is used next to an aggregation"),
+    ("MATCH (me)--(you) RETURN me.age + you.age, me.age + you.age + count(*)", "`me` is used next to an aggregation"),
+    ("MATCH (a) RETURN DISTINCT a.name ORDER BY a.age", r"variable `a` not defined \(ORDER BY after RETURN DISTINCT"),
+    ("MATCH (a) WITH a.x AS k, min(a.y) AS m ORDER BY sum(a.y) RETURN k", r"aggregation sum\(a.y\) in ORDER BY"),
+    ("MATCH (me)--(you) RETURN count(you.age) AS c ORDER BY me.age + count(you.age)", "`me` is used next to"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), REFUSED)
+def test_refused_by_the_analyzer(text, message):
+    from flatprint.cypher.analyzer import analyze
+
+    with pytest.raises(CypherSyntaxError, match=message):
+        analyze(parse(text))
+
+
+ACCEPTED = [
+    "WITH {a: 1} AS x RETURN x.a, x['a'], properties(x)",
+    "WITH [1, 2] AS list, 1 AS idx RETURN list[idx]",
+    "WITH null AS x RETURN x.a, x[0]",
+    "MATCH (n) RETURN n, n.pre + count(*)",
+    "MATCH (me)--(you) RETURN me.age, me.age + count(you.age)",
+    "MATCH (me)--(you) WITH me.age AS age, count(you.age) AS c ORDER BY me.age + count(you.age) RETURN age",
+    "MATCH (n) RETURN n.type AS t, count(*) AS c ORDER BY c DESC, t",
+    "MATCH (n) RETURN n.type, count(*) ORDER BY n.type, count(*)",
+    "MATCH (n) RETURN DISTINCT n.type AS t ORDER BY n.type",
+    "MATCH (n) WITH n, count(*) AS c ORDER BY n.bodyId RETURN n",
+    "MATCH (a)<--(c) RETURN a.name, {foo: a.name = 'x', kids: collect(c.name)}",
+]
+
+
+@pytest.mark.parametrize("text", ACCEPTED)
+def test_accepted_by_the_analyzer(text):
+    from flatprint.cypher.analyzer import analyze
+
+    analyze(parse(text))
