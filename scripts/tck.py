@@ -1,7 +1,7 @@
 """Measure the Cypher engine against the openCypher TCK (Technology Compatibility Kit).
 
     python scripts/tck.py PATH/TO/openCypher/tck/features TEMPLATE.duckdb [--timeout 30]
-        [--list-failures] [--by-feature]
+        [--list-failures] [--by-area] [--by-feature]
 
 The TCK is not part of this repository: pass the path of its ``tck/features`` directory from a
 checkout of the openCypher repository. TEMPLATE is any flatprint store: only its table layout is
@@ -23,9 +23,10 @@ Every scenario falls in one class, and each class is counted:
   out of reach, by reason (labels or relationship types outside the connectome's fixed schema,
   named graphs, procedures the kit's own harness registers, setups that are not plain CREATEs).
 
-Expected cells are read as Cypher literals; a node cell ``({num: 1})`` is compared with the node's
-property map without ``bodyId`` (the key every stored node has, invented by the loader);
-relationship and path cells cannot be compared and fail. Columns are matched by name, as the
+Expected cells are read as Cypher literals; a node cell ``({num: 1})`` (also in a list, or a path
+of length 0, ``<()>``) is compared with the node's property map without ``bodyId`` (the key every
+stored node has, invented by the loader); cells with labels or relationships cannot be compared
+and fail. Columns are matched by name, as the
 kit's own harness does. Prints counts and percentages; exit status 0 (a measurement, not a test).
 """
 
@@ -141,11 +142,22 @@ class NotComparable(Exception):
     """An expected cell holding a relationship or a path (flatprint returns them as maps and lists)."""
 
 
+_NODE = r"\(\s*(\{[^()]*\})?\s*\)"  # a node without labels: ``()``, ``({num: 1})``
+
+
+def _node(text: str) -> ExpectedNode:
+    found = re.fullmatch(_NODE, text.strip(), re.S)
+    return ExpectedNode(Evaluator({})(parse_expression(found.group(1)), {}) if found.group(1) else {})
+
+
 def expected_value(cell: str):
     cell = cell.strip()
-    node = re.fullmatch(r"\(\s*(\{.*\})?\s*\)", cell, re.S)
-    if node:
-        return ExpectedNode(Evaluator({})(parse_expression(node.group(1)), {}) if node.group(1) else {})
+    if re.fullmatch(_NODE, cell, re.S):
+        return _node(cell)
+    if re.fullmatch(rf"<{_NODE}>", cell, re.S):  # a path of length 0: flatprint returns [node]
+        return [_node(cell[1:-1])]
+    if re.fullmatch(rf"\[\s*{_NODE}(\s*,\s*{_NODE})*\s*\]", cell, re.S):  # a list of nodes
+        return [_node(part) for part in re.findall(r"\([^()]*\)", cell)]
     if cell.startswith(("(", "<", "[:")) or re.search(r"\(:|\[:|<\(|\(\{|\(\)", cell):
         raise NotComparable(cell)
     return Evaluator({})(parse_expression(cell), {})
@@ -353,7 +365,8 @@ class Run:
         self.template, self.scratch, self.timeout = template, scratch, timeout
         self.stores: dict[tuple, Store | OutOfReach] = {}
         self.counts: Counter = Counter()
-        self.by_feature: dict[str, Counter] = defaultdict(Counter)
+        self.by_feature: dict[str, Counter] = defaultdict(Counter)  # clauses/match/Match1 -> counts
+        self.by_area: dict[str, Counter] = defaultdict(Counter)  # clauses/match -> counts
         self.failures: list[tuple[str, str]] = []
 
     def store_for(self, setups: list[str]) -> Store:
@@ -378,9 +391,10 @@ class Run:
     def count(self, feature: str, what: str) -> None:
         self.counts[what] += 1
         self.by_feature[feature][what] += 1
+        self.by_area[feature.rsplit("/", 1)[0]][what] += 1
 
     def scenario(self, path: Path, name: str, steps) -> None:  # noqa: C901 - one decision per class
-        feature = str(path.parent.relative_to(self.features))
+        feature = str(path.relative_to(self.features).with_suffix(""))
         query = next((doc for t, doc, _ in steps if t.startswith("When executing query")), None)
         then = next((s for s in steps if s[0].startswith("Then")), None)
         if query is None or then is None:
@@ -423,7 +437,11 @@ class Run:
         if WRITES.search(query):
             self.count(feature, "rows_writes")
             return
-        if "temporal" in feature or TEMPORAL.search(query) or TEMPORAL.search(" ".join(map(str, table))):
+        if (
+            feature.startswith("expressions/temporal")
+            or TEMPORAL.search(query)
+            or TEMPORAL.search(" ".join(map(str, table)))
+        ):
             self.count(feature, "rows_temporal")
             return
         graph = "setup" if setups or named_graph or procedure else "graphless"
@@ -476,7 +494,7 @@ def pct(a, b):
     return f"{100 * a / b:.1f} %" if b else "n/a"
 
 
-def report(run: Run, by_feature: bool) -> None:
+def report(run: Run, tables: list[str]) -> None:
     c = run.counts
     graphless, setup = c["rows_graphless"], c["rows_setup"]
     passed = c["rows_graphless_passed"] + c["rows_setup_passed"]
@@ -508,12 +526,13 @@ def report(run: Run, by_feature: bool) -> None:
         f"({pct(c['error_runtime_raised'], runnable)}); {c['error_runtime_out_of_reach']} more out of reach "
         "(their setup graph cannot be built)"
     )
-    if by_feature:
-        print("\n| features | graph-less rows | setup rows (loaded) | compile-time errors refused |")
+    for table in tables:
+        groups = run.by_feature if table == "feature" else run.by_area
+        print(f"\n| {table} | graph-less rows | setup rows (loaded) | compile-time errors refused |")
         print("|---|---|---|---|")
-        for feature, f in sorted(run.by_feature.items()):
+        for key, f in sorted(groups.items()):
             print(
-                f"| {feature} | {f['rows_graphless_passed']}/{f['rows_graphless']} "
+                f"| {key} | {f['rows_graphless_passed']}/{f['rows_graphless']} "
                 f"| {f['rows_setup_passed']}/{f['rows_setup']} ({f['rows_setup_loaded']}) "
                 f"| {f['error_compile_refused']}/{f['error_compile']} |"
             )
@@ -525,7 +544,8 @@ def main(argv=None) -> int:
     parser.add_argument("template", type=Path, help="a flatprint store whose table layout the scenario stores copy")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
     parser.add_argument("--list-failures", action="store_true")
-    parser.add_argument("--by-feature", action="store_true", help="a table of pass counts per feature directory")
+    parser.add_argument("--by-feature", action="store_true", help="a table of pass counts per feature file")
+    parser.add_argument("--by-area", action="store_true", help="a table of pass counts per feature directory")
     args = parser.parse_args(argv)
     if not args.features.is_dir():
         print(f"error: {args.features}: not a directory", file=sys.stderr)
@@ -541,7 +561,7 @@ def main(argv=None) -> int:
     if args.list_failures:
         for why, name in run.failures:
             print(f"FAIL {name}: {why[:200]}")
-    report(run, args.by_feature)
+    report(run, [t for t, wanted in (("area", args.by_area), ("feature", args.by_feature)) if wanted])
     return 0
 
 

@@ -227,8 +227,12 @@ def test_expected_node_cells_compare_by_properties(tck):
     node = tck.expected_value("({num: 1})")
     assert tck.same({"bodyId": 7, "num": 1}, node, False)
     assert not tck.same({"bodyId": 7, "num": 2}, node, False)
-    with pytest.raises(tck.NotComparable):
-        tck.expected_value("[:T {num: 1}]")
+    path = tck.expected_value("<({num: 1})>")  # length 0: flatprint returns [node]
+    assert tck.same([{"bodyId": 7, "num": 1}], path, False)
+    assert tck.same([{"bodyId": 1}, {"bodyId": 2, "a": 1}], tck.expected_value("[(), ({a: 1})]"), False)
+    for cell in ("[:T {num: 1}]", "<()-[:T]->()>", "(:A {num: 1})"):
+        with pytest.raises(tck.NotComparable):
+            tck.expected_value(cell)
 
 
 # ---- functions refusing arguments of the wrong type, percentiles, WHERE after WITH -----------
