@@ -96,6 +96,15 @@ def _base(kind: str | None) -> str | None:
     return VALUE if kind and kind.startswith(VALUE) else kind
 
 
+def _element_kind(source) -> str:
+    """The kind of every element of a list literal of literals of one type (``['a', 'b']``), else ANY."""
+    if isinstance(source, ast.ListLiteral) and source.items:
+        kinds = {_kind_of(item, {}) for item in source.items}
+        if len(kinds) == 1 and kinds.pop() != ANY:
+            return _kind_of(source.items[0], {})
+    return ANY
+
+
 def _a(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
@@ -361,6 +370,11 @@ class _Expressions:
             return
         if isinstance(node, (ast.Property, ast.Index)):
             self.access(node, scope)
+        if isinstance(node, ast.BinaryOp) and node.operator in ("-", "*", "/", "%", "^"):
+            for operand in (node.left, node.right):
+                kind = _literal_type(operand, scope)
+                if kind in ("string", "boolean", "list", "map"):
+                    raise invalid(operand, node.operator, f"{node.operator} of {_a(kind)} (it takes numbers)")
         if isinstance(node, ast.MapProjection):
             self.visit(node.subject, scope)
             for item in node.items:
@@ -382,7 +396,7 @@ class _Expressions:
             bodies, inner = [node.expression], self.bind(self.bind(scope, node.accumulator), node.variable)
         else:
             bodies = [part for part in (node.where, getattr(node, "projection", None)) if part is not None]
-            inner = self.bind(scope, node.variable)
+            inner = self.bind(scope, node.variable, _element_kind(node.source))
         self.visit(node.source, scope)
         for body in bodies:
             aggregate = next((n for n in body.walk() if registry.is_aggregate(n)), None)
@@ -407,8 +421,8 @@ class _Expressions:
             raise invalid(node.key, "index", f"a map indexed by {_a(key)}")
 
     @staticmethod
-    def bind(scope, name: str):
-        return None if scope is None else {**scope, name: ANY}
+    def bind(scope, name: str, kind: str = ANY):
+        return None if scope is None else {**scope, name: kind}
 
     @staticmethod
     def boolean_operand(operator: str, operand: ast.Expression) -> None:

@@ -183,7 +183,11 @@ class Evaluator:
                 return [left] + right
             if isinstance(left, str) or isinstance(right, str):
                 return f"{format_value(left)}{format_value(right)}"
+            if not (number(left) and number(right)):
+                raise arithmetic_error(e, left, right)
             return left + right
+        if not (number(left) and number(right)):  # Python would repeat strings and add booleans
+            raise arithmetic_error(e, left, right)
         if op == "-":
             return left - right
         if op == "*":
@@ -418,6 +422,13 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "apoc.meta.type":
         return meta_type(x)
     raise unsupported(e, f"function {e.name}()")
+
+
+def arithmetic_error(e, left, right) -> QueryError:
+    return QueryError(
+        f"cannot compute {meta_type(left).lower()} {e.operator} {meta_type(right).lower()} "
+        f"(line {e.line}, column {e.column})"
+    )
 
 
 def invalid_argument(e, value, expected: str = "") -> QueryError:
