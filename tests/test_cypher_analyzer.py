@@ -78,7 +78,9 @@ REFUSED = [
     ("MATCH (n) WHERE count(n) > 1 RETURN n", UnsupportedCypherError, "aggregation count()", 1, 17),
     ("MATCH (n) RETURN m", CypherSyntaxError, "variable `m` not defined", 1, 18),
     ("MATCH (n) WITH n.bodyId AS b RETURN n", CypherSyntaxError, "variable `n` not defined", 1, 37),
-    ("MATCH (n) WITH n.bodyId AS b WHERE n.pre > 1 RETURN b", CypherSyntaxError, "variable `n` not defined", 1, 36),
+    # a WHERE after an aggregating WITH sees only what the WITH projects (after a plain WITH it also
+    # sees the variables before it, as openCypher says: test_cypher_conformance.py)
+    ("MATCH (n) WITH count(*) AS c WHERE n.pre > 1 RETURN c", CypherSyntaxError, "variable `n` not defined", 1, 36),
     ("MATCH (n) RETURN n LIMIT n.pre", CypherSyntaxError, "variable `n` not defined", 1, 26),
     ("UNWIND [1] AS x RETURN [y IN [1] | z]", CypherSyntaxError, "variable `z` not defined", 1, 36),
     ("UNWIND [1] AS x RETURN reduce(s = 0, v IN [x] | s + w)", CypherSyntaxError, "variable `w` not defined", 1, 53),
@@ -193,6 +195,10 @@ CALLS = {
     "ltrim": ("RETURN lTrim('  a ')", "a "),
     "nodes": (ONE_CONNECTION + "RETURN [x IN nodes(p) | x.bodyId] = [a.bodyId, b.bodyId]", True),
     "properties": ("RETURN properties({a: 1})", {"a": 1}),
+    "rand": (
+        "UNWIND range(1, 100) AS i WITH rand() AS r RETURN min(r) >= 0.0 AND max(r) < 1.0 AND min(r) < max(r)",
+        True,
+    ),
     "range": ("RETURN range(1, 6, 2)", [1, 3, 5]),
     "relationships": (ONE_CONNECTION + "RETURN relationships(p)[0].weight = r.weight", True),
     "rels": (ONE_CONNECTION + "RETURN size(rels(p))", 1),
@@ -237,6 +243,9 @@ CALLS = {
     "min": ("UNWIND [1, 2, 3, 4] AS x RETURN min(x)", 1),
     "stdev": ("UNWIND [1, 2, 3, 4] AS x RETURN stdev(x)", math.sqrt(5 / 3)),
     "stdevp": ("UNWIND [1, 2, 3, 4] AS x RETURN stDevP(x)", math.sqrt(5 / 4)),
+    # 1, 2, 3, 4 at 0.5: the second value (2 of 4 at or below it); interpolated halfway from 2 to 3
+    "percentiledisc": ("UNWIND [4, 1, 3, 2] AS x RETURN percentileDisc(x, 0.5)", 2),
+    "percentilecont": ("UNWIND [4, 1, 3, 2] AS x RETURN percentileCont(x, 0.5)", 2.5),
     "sum": ("UNWIND [1, 2, 3, 4] AS x RETURN sum(x)", 10),
     # procedures
     "apoc.cypher.run": ("CALL apoc.cypher.run('RETURN $a + 1 AS x', {a: 1}) YIELD value RETURN value.x", 2),

@@ -87,8 +87,33 @@ def _is_var_length(pattern: ast.PathPattern) -> bool:
 def _bind(scope: dict[str, str], name: str, kind: str, node: ast.Node) -> None:
     known = scope.get(name)
     if known not in (None, ANY, kind):
-        raise invalid(node, name, f"variable `{name}` is a {known}, used here as a {kind}")
+        raise invalid(node, name, f"variable `{name}` is a {_base(known)}, used here as a {kind}")
     scope[name] = kind
+
+
+def _base(kind: str | None) -> str | None:
+    """A literal's kind (``value:integer``) as the variable kind it is (``value``)."""
+    return VALUE if kind and kind.startswith(VALUE) else kind
+
+
+def _element_kind(source) -> str:
+    """The kind of every element of a list literal of literals of one type (``['a', 'b']``), else ANY."""
+    if isinstance(source, ast.ListLiteral) and source.items:
+        kinds = {_kind_of(item, {}) for item in source.items}
+        if len(kinds) == 1 and kinds.pop() != ANY:
+            return _kind_of(source.items[0], {})
+    return ANY
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _literal_type(expr, scope) -> str | None:
+    """``integer``, ``float``, ``string``, ``boolean``, ``list`` or ``map`` when ``expr`` is a literal
+    of that type or a variable bound to one (``WITH 123 AS x``); else None."""
+    kind = _kind_of(expr, scope or {})
+    return kind.split(":", 1)[1] if kind.startswith(VALUE + ":") else None
 
 
 def _match(clause: ast.Match, scope: dict[str, str]) -> dict[str, str]:
@@ -156,8 +181,14 @@ def _check_path_search(clause: ast.Match, pattern: ast.PathPattern) -> None:
 def _kind_of(expr: ast.Expression, scope: dict[str, str]) -> str:
     if isinstance(expr, ast.Variable):
         return scope.get(expr.name, ANY)
-    if isinstance(expr, _LITERALS):
-        return VALUE
+    if isinstance(expr, ast.Literal) and expr.kind == "null":
+        return ANY  # null stands for a node as well as for a value
+    if isinstance(expr, ast.Literal):
+        return f"{VALUE}:{expr.kind}"
+    if isinstance(expr, ast.ListLiteral):
+        return f"{VALUE}:list"
+    if isinstance(expr, ast.MapLiteral):
+        return f"{VALUE}:map"
     return ANY
 
 
@@ -175,6 +206,8 @@ def _projection(clause, scope: dict[str, str]) -> dict[str, str]:
             aggregate = next(n for n in sort.expression.walk() if registry.is_aggregate(n))
             raise invalid(aggregate, "ORDER BY", f"aggregation in ORDER BY after a {keyword} that does not aggregate")
         check_expression(sort.expression, allow_aggregates=True, scope={**scope, **projected})
+    if not clause.star:
+        _grouping(clause, keyword, aggregating, projected)
     for what, expr in (("SKIP", clause.skip), ("LIMIT", clause.limit)):
         if expr is None:
             continue
@@ -182,8 +215,98 @@ def _projection(clause, scope: dict[str, str]) -> dict[str, str]:
         if isinstance(expr, ast.Literal) and not (expr.kind == "integer" and expr.value >= 0):
             raise invalid(expr, what, f"{what} expects a non-negative integer, got {expr.to_cypher()}")
     if isinstance(clause, ast.With) and clause.where is not None:
-        check_expression(clause.where, allow_aggregates=False, scope=projected)
+        # a WHERE after a WITH that neither aggregates nor orders or pages also sees the variables
+        # before the WITH (rewriter.see_through_with_where runs it that way)
+        visible = projected if aggregating or clause.order_by or clause.skip or clause.limit else {**scope, **projected}
+        check_expression(clause.where, allow_aggregates=False, scope=visible)
     return projected
+
+
+def _grouping(clause, keyword: str, aggregating: bool, projected: dict[str, str]) -> None:
+    """What an aggregating (or DISTINCT) projection may refer to, as Neo4j checks it.
+
+    In an item or ORDER BY term holding an aggregation, a variable outside the aggregation must be
+    part of a grouping key projected as a variable or a property (``RETURN n.pre, n.pre + count(*)``;
+    not ``RETURN n.pre + n.post, n.pre + n.post + count(*)``); an aggregation in ORDER BY must be
+    one the projection computes; and after aggregating or DISTINCT, ORDER BY reads only the
+    projected columns, or the projected expressions themselves (``RETURN DISTINCT n.type ORDER BY
+    n.type``)."""
+    if not (aggregating or clause.distinct):
+        return
+    keys = {i.expression.name for i in clause.items if isinstance(i.expression, ast.Variable)}
+    # grouping keys a term next to an aggregation may use whole: projected variables and properties
+    key_terms = {
+        i.expression.to_cypher()
+        for i in clause.items
+        if isinstance(i.expression, ast.Property) and isinstance(i.expression.subject, ast.Variable)
+    }
+
+    def outside_aggregates(node) -> bool:
+        return registry.is_aggregate(node) or (isinstance(node, ast.Property) and node.to_cypher() in key_terms)
+
+    computed = {n.to_cypher() for i in clause.items for n in i.expression.walk() if registry.is_aggregate(n)}
+    for item in clause.items:
+        if contains_aggregate(item.expression):
+            outside = _free_variables(item.expression, skip=outside_aggregates)
+            _refuse_ambiguous(item.expression, outside - keys, keyword)
+    expressions = {i.expression.to_cypher() for i in clause.items}
+    for sort in clause.order_by:
+        expr = sort.expression
+        if contains_aggregate(expr):
+            missing = next((n for n in expr.walk() if registry.is_aggregate(n) and n.to_cypher() not in computed), None)
+            if missing is not None:
+                raise invalid(
+                    missing,
+                    "ORDER BY",
+                    f"aggregation {missing.to_cypher()} in ORDER BY that {keyword} does not project",
+                )
+            outside = _free_variables(expr, skip=outside_aggregates)
+            _refuse_ambiguous(expr, outside - keys - set(projected), keyword)
+        unknown = _free_variables(expr, skip=lambda n: n.to_cypher() in expressions or registry.is_aggregate(n))
+        name = next((v for v in sorted(unknown) if v not in projected), None)
+        if name is not None:
+            after = f"{keyword} DISTINCT" if clause.distinct else f"an aggregating {keyword}"
+            raise invalid(sort, name, f"variable `{name}` not defined (ORDER BY after {after} sees only its columns)")
+
+
+def _refuse_ambiguous(expr, names: set[str], keyword: str) -> None:
+    if names:
+        name = sorted(names)[0]
+        raise invalid(
+            expr,
+            "aggregation",
+            f"`{name}` is used next to an aggregation in {keyword} but is not a grouping key (project `{name}` itself)",
+        )
+
+
+def _free_variables(expr, skip) -> set[str]:
+    """Variables ``expr`` reads, outside subtrees for which ``skip`` is true and outside the
+    variables that comprehensions, quantifiers and reduce bind."""
+    out: set[str] = set()
+
+    def visit(node, bound: frozenset) -> None:
+        if isinstance(node, ast.Expression) and skip(node):
+            return
+        if isinstance(node, ast.Variable):
+            if node.name not in bound:
+                out.add(node.name)
+            return
+        if isinstance(node, (ast.ListComprehension, ast.Quantifier)):
+            visit(node.source, bound)
+            for part in (getattr(node, "where", None), getattr(node, "projection", None)):
+                if part is not None:
+                    visit(part, bound | {node.variable})
+            return
+        if isinstance(node, ast.Reduce):
+            visit(node.initial, bound)
+            visit(node.source, bound)
+            visit(node.expression, bound | {node.accumulator, node.variable})
+            return
+        for child in node.children():
+            visit(child, bound)
+
+    visit(expr, frozenset())
+    return out
 
 
 def _call(clause: ast.Call, scope: dict[str, str]) -> dict[str, str]:
@@ -245,6 +368,13 @@ class _Expressions:
         if isinstance(node, (ast.Quantifier, ast.ListComprehension, ast.Reduce)):
             self.scoped(node, scope)
             return
+        if isinstance(node, (ast.Property, ast.Index)):
+            self.access(node, scope)
+        if isinstance(node, ast.BinaryOp) and node.operator in ("-", "*", "/", "%", "^"):
+            for operand in (node.left, node.right):
+                kind = _literal_type(operand, scope)
+                if kind in ("string", "boolean", "list", "map"):
+                    raise invalid(operand, node.operator, f"{node.operator} of {_a(kind)} (it takes numbers)")
         if isinstance(node, ast.MapProjection):
             self.visit(node.subject, scope)
             for item in node.items:
@@ -266,7 +396,7 @@ class _Expressions:
             bodies, inner = [node.expression], self.bind(self.bind(scope, node.accumulator), node.variable)
         else:
             bodies = [part for part in (node.where, getattr(node, "projection", None)) if part is not None]
-            inner = self.bind(scope, node.variable)
+            inner = self.bind(scope, node.variable, _element_kind(node.source))
         self.visit(node.source, scope)
         for body in bodies:
             aggregate = next((n for n in body.walk() if registry.is_aggregate(n)), None)
@@ -275,8 +405,24 @@ class _Expressions:
             self.visit(body, inner)
 
     @staticmethod
-    def bind(scope, name: str):
-        return None if scope is None else {**scope, name: ANY}
+    def access(node, scope) -> None:
+        """``x.key`` and ``x[i]`` on literals (or variables bound to them) of a type that has none."""
+        subject = _literal_type(node.subject, scope)
+        if isinstance(node, ast.Property):
+            if subject not in (None, "map"):
+                raise invalid(node, "property access", f"property access on {_a(subject)}")
+            return
+        if subject not in (None, "list", "map"):
+            raise invalid(node, "index", f"indexing {_a(subject)}")
+        key = _literal_type(node.key, scope)
+        if subject == "list" and key not in (None, "integer"):
+            raise invalid(node.key, "index", f"a list indexed by {_a(key)}")
+        if subject == "map" and key not in (None, "string"):
+            raise invalid(node.key, "index", f"a map indexed by {_a(key)}")
+
+    @staticmethod
+    def bind(scope, name: str, kind: str = ANY):
+        return None if scope is None else {**scope, name: kind}
 
     @staticmethod
     def boolean_operand(operator: str, operand: ast.Expression) -> None:
@@ -292,17 +438,33 @@ class _Expressions:
         if function.kind == registry.AGGREGATE:
             if not self.allow_aggregates:
                 raise unsupported(node, f"aggregation {node.name}()", "not allowed here")
-            if len(node.arguments) != 1:
-                raise unsupported(node, f"{node.name}() with {len(node.arguments)} arguments")
+            if not function.min_args <= len(node.arguments) <= function.max_args:
+                raise unsupported(
+                    node, f"{node.name}() with {len(node.arguments)} arguments", f"it takes {function.arity_text()}"
+                )
             if any(contains_aggregate(a) for a in node.arguments):
                 raise unsupported(node, "nested aggregation")
+            random = next((n for a in node.arguments for n in a.walk() if _is_rand(n)), None)
+            if random is not None:  # as in Neo4j: an aggregation's input must not be random
+                raise invalid(random, "rand()", f"rand() inside the aggregation {node.name}()")
         elif not function.min_args <= len(node.arguments) <= function.max_args:
             raise unsupported(
                 node, f"{node.name}() with {len(node.arguments)} arguments", f"it takes {function.arity_text()}"
             )
         refused = _REFUSED_ARGUMENT_KINDS.get(function.key)
         argument = node.arguments[0] if node.arguments else None
-        if refused and scope is not None and isinstance(argument, ast.Variable) and scope.get(argument.name) in refused:
-            raise invalid(argument, f"{node.name}()", f"{node.name}() of a {scope[argument.name]}")
+        if (
+            refused
+            and scope is not None
+            and isinstance(argument, ast.Variable)
+            and _base(scope.get(argument.name)) in refused
+        ):
+            raise invalid(argument, f"{node.name}()", f"{node.name}() of a {_base(scope[argument.name])}")
+        if function.key == "properties" and _literal_type(argument, scope) not in (None, "map"):
+            raise invalid(argument, "properties()", f"properties() of {_a(_literal_type(argument, scope))}")
         for argument in node.arguments:
             self.visit(argument, scope)
+
+
+def _is_rand(node) -> bool:
+    return isinstance(node, ast.FunctionCall) and node.lower_name == "rand"

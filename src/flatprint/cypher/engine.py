@@ -45,7 +45,7 @@ from flatprint.cypher.planner import needed_properties, row_cap
 from flatprint.cypher.procedures import ProcedureExecution
 from flatprint.cypher.projection import ProjectionExecution, distinct
 from flatprint.cypher.pushdown import PushdownExecution
-from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs
+from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs, normalize_projections
 from flatprint.cypher.schema import GraphView, model_of
 from flatprint.cypher.values import hashable, output_rows
 from flatprint.errors import QueryError
@@ -253,7 +253,7 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
 
     def run_single(self, part: ast.SingleQuery) -> tuple[list[str], list[list]]:
         rows: list[dict] = [{}]
-        clauses = fold_pass_through_withs(inline_constant_withs(part.clauses))
+        clauses = fold_pass_through_withs(inline_constant_withs(normalize_projections(part.clauses)))
         position = 0
         while position < len(clauses):
             clause = clauses[position]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from functools import lru_cache
 
@@ -98,8 +99,10 @@ class Evaluator:
             subject = self.eval(e.subject, row)
             if subject is None:
                 return None
-            start = self.eval(e.start, row) if e.start is not None else None
-            end = self.eval(e.end, row) if e.end is not None else None
+            start = self.eval(e.start, row) if e.start is not None else 0
+            end = self.eval(e.end, row) if e.end is not None else len(subject)
+            if start is None or end is None:  # a bound that is null makes the slice null
+                return None
             return subject[start:end]
         if t is ast.ListComprehension:
             source = self.eval(e.source, row)
@@ -180,7 +183,11 @@ class Evaluator:
                 return [left] + right
             if isinstance(left, str) or isinstance(right, str):
                 return f"{format_value(left)}{format_value(right)}"
+            if not (number(left) and number(right)):
+                raise arithmetic_error(e, left, right)
             return left + right
+        if not (number(left) and number(right)):  # Python would repeat strings and add booleans
+            raise arithmetic_error(e, left, right)
         if op == "-":
             return left - right
         if op == "*":
@@ -224,7 +231,9 @@ class Evaluator:
             return None if unknown else False
         if e.kind == "NONE":
             return None if unknown else True
-        return None if unknown else trues == 1  # SINGLE
+        if trues > 1:  # SINGLE: two matches decide, whatever the unknown elements are
+            return False
+        return None if unknown else trues == 1
 
     def function(self, e: ast.FunctionCall, row):
         name = e.lower_name
@@ -244,6 +253,8 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     x = args[0] if args else None
     if name == "size":
         return None if x is None else len(x)
+    if name == "rand":
+        return random.random()
     if name == "keys":
         if x is None:
             return None
@@ -273,21 +284,29 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "endnode":
         return None if x is None else NodeRef("segment", x.end, view=getattr(x, "view", None))
     if name == "type":
+        if x is not None and not isinstance(x, RelRef):
+            raise invalid_argument(e, x)
         return None if x is None else x.kind
     if name == "labels":
         if x is None:
             return None
         return labels_of(x)
     if name == "tostring":
+        if isinstance(x, (list, dict, NodeRef, RelRef, Path)):
+            raise invalid_argument(e, x)
         return None if x is None else format_value(x)
     if name == "tointeger":
         if x is None:
             return None
+        if not isinstance(x, (str, int, float)):
+            raise invalid_argument(e, x)
         try:
             return int(float(x)) if isinstance(x, str) else int(x)
         except (TypeError, ValueError):
             return None
     if name == "tofloat":
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (str, int, float))):
+            raise invalid_argument(e, x)
         try:
             return None if x is None else float(x)
         except (TypeError, ValueError):
@@ -295,6 +314,8 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "toboolean":
         if isinstance(x, str):
             return {"true": True, "false": False}.get(x.lower())
+        if x is not None and not isinstance(x, int):  # booleans and integers convert
+            raise invalid_argument(e, x)
         return None if x is None else bool(x)
     if name in ("tolower", "lower"):
         return None if x is None else str(x).lower()
@@ -327,6 +348,9 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "range":
         if any(a is None for a in args):
             return None
+        wrong = next((a for a in args if not isinstance(a, int) or isinstance(a, bool)), None)
+        if wrong is not None:
+            raise invalid_argument(e, wrong, "integers")
         step = args[2] if len(args) > 2 else 1
         if step == 0:
             raise QueryError("range() step must not be zero")
@@ -396,6 +420,21 @@ def call_function(e, name: str, args: list):  # noqa: C901 - a table of small fu
     if name == "apoc.meta.type":
         return meta_type(x)
     raise unsupported(e, f"function {e.name}()")
+
+
+def arithmetic_error(e, left, right) -> QueryError:
+    return QueryError(
+        f"cannot compute {meta_type(left).lower()} {e.operator} {meta_type(right).lower()} "
+        f"(line {e.line}, column {e.column})"
+    )
+
+
+def invalid_argument(e, value, expected: str = "") -> QueryError:
+    """A function called with a value of a type it does not take (Neo4j raises a TypeError)."""
+    wants = f" (it takes {expected})" if expected else ""
+    kind = meta_type(value).lower()
+    article = "an" if kind[0] in "aeiou" else "a"
+    return QueryError(f"{e.name}() of {article} {kind}{wants} (line {e.line}, column {e.column})")
 
 
 # ---- helpers shared with the engine --------------------------------------------------------------
@@ -470,19 +509,43 @@ def compare(op: str, left, right):
         if equal is None:
             return None
         return equal if op == "=" else not equal
+    if number(left) and number(right) and (math.isnan(left) or math.isnan(right)):
+        return False  # NaN is unordered against every number, but comparable
+    sign = order(left, right)
+    if sign is None:
+        return None
+    if op == "<":
+        return sign < 0
+    if op == ">":
+        return sign > 0
+    if op == "<=":
+        return sign <= 0
+    return sign >= 0
+
+
+def order(left, right) -> int | None:
+    """-1, 0 or 1 as ``left`` sorts before, with or after ``right`` in a comparison; None when the
+    comparison is null (a null, NaN, values of different types). Lists compare element by element
+    (a null pair makes the answer null only when it is reached); a prefix sorts first."""
+    if left is None or right is None:
+        return None
     if (
         number(left)
         and number(right)
         or (isinstance(left, str) and isinstance(right, str))
         or (isinstance(left, bool) and isinstance(right, bool))
     ):
-        if op == "<":
-            return left < right
-        if op == ">":
-            return left > right
-        if op == "<=":
-            return left <= right
-        return left >= right
+        if left < right:
+            return -1
+        if left > right:
+            return 1
+        return 0 if left == right else None  # NaN
+    if isinstance(left, list) and isinstance(right, list):
+        for a, b in zip(left, right):
+            sign = order(a, b)
+            if sign != 0:
+                return sign
+        return (len(left) > len(right)) - (len(left) < len(right))
     return None
 
 
@@ -502,7 +565,11 @@ def equals(left, right):
             if value is None:
                 result = None
         return result
-    if type(left) is not type(right) and not (isinstance(left, dict) and isinstance(right, dict)):
+    if isinstance(left, dict) and isinstance(right, dict):
+        if left.keys() != right.keys():
+            return False
+        return equals(list(left.values()), [right[k] for k in left])
+    if type(left) is not type(right):
         return False
     return left == right
 

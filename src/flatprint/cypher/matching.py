@@ -24,6 +24,11 @@ class MatchExecution:
     def match(self, clause: ast.Match, rows: list[dict], row_cap: int | None = None) -> list[dict]:
         if not rows:
             return []
+        if self.bound_to_null(clause, rows):
+            if not clause.optional:
+                return []
+            names = pattern_variables(clause)
+            return [{**row, **{n: None for n in names if n not in row}} for row in rows]
         var_length = [
             p
             for p in clause.patterns
@@ -39,6 +44,12 @@ class MatchExecution:
             row_cap=row_cap,
             groups=pattern_groups(clause),
         )
+
+    @staticmethod
+    def bound_to_null(clause: ast.Match, rows: list[dict]) -> bool:
+        """A pattern variable is null in every row (an OPTIONAL MATCH found nothing): the pattern
+        matches nothing, and the variable, of no known kind, must not be planned as a free node."""
+        return any(name in rows[0] and all(r[name] is None for r in rows) for name in pattern_variables(clause))
 
     def _bound(self, rows: list[dict]) -> tuple[dict[str, str], dict[str, str | None]]:
         """Kinds of node variables and type families of scalar variables bound in ``rows``."""
@@ -293,6 +304,11 @@ class MatchExecution:
                 if sql and variables_in(term.where) <= {term.variable}:
                     node_parts.append(sql)
         return all_of(edge_parts), all_of(node_parts)
+
+
+def pattern_variables(clause: ast.Match) -> set[str]:
+    names = {e.variable for p in clause.patterns for e in p.elements if e.variable}
+    return names | {p.variable for p in clause.patterns if p.variable}
 
 
 def family_of_column(values) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from flatprint.cypher import ast
@@ -86,11 +87,11 @@ class ProjectionExecution:
             projected = self._aggregate(names, expressions, clause.order_by, rows)
         if clause.distinct:
             seen, unique = set(), []
-            for out, context in projected:
-                key = hashable([identity(out[n]) for n in names])
+            for row_out, context in projected:
+                key = hashable([identity(row_out[n]) for n in names])
                 if key not in seen:
                     seen.add(key)
-                    unique.append((out, context))
+                    unique.append((row_out, context))
             projected = unique
         if clause.order_by:
             keys = []
@@ -176,6 +177,8 @@ class ProjectionExecution:
             return statistics.stdev(values) if len(values) > 1 else 0.0
         if name == "stdevp":
             return statistics.pstdev(values) if values else 0.0
+        if name in ("percentiledisc", "percentilecont"):
+            return percentile(name, values, evaluate(node.arguments[1], rows[0] if rows else {}), node)
         raise unsupported(node, f"aggregation {node.name}()")
 
     def _prefetch(self, expressions, rows) -> None:
@@ -220,6 +223,23 @@ class ProjectionExecution:
                 visit(value)
         self.view.complete_nodes(nodes)
         self.view.complete_rels(rels)
+
+
+def percentile(name: str, values: list, fraction, node):
+    """percentileDisc: the smallest value with at least ``fraction`` of the values at or below it;
+    percentileCont: linear interpolation between the two values around ``fraction``."""
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
+        raise QueryError(f"{node.name}() expects a percentile between 0.0 and 1.0, got {fraction!r}")
+    if not values:
+        return None
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+        raise QueryError(f"{node.name}() expects numbers")
+    ordered = sorted(values)
+    if name == "percentiledisc":
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+    position = fraction * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def identity(value):

@@ -32,6 +32,8 @@ class PushdownExecution:
         otherwise (then the match runs alone and the evaluator projects)."""
         if not isinstance(projection, (ast.With, ast.Return)) or projection.star or match.optional or not rows:
             return None
+        if self.bound_to_null(match, rows):
+            return None  # the match alone answers: no rows
         final = isinstance(projection, ast.Return) and self.columnar_allowed
         expressions = [item.expression for item in projection.items]
         aggregating = any(contains_aggregate(e) for e in expressions)

@@ -72,6 +72,7 @@ _SCALARS = (
     _scalar("lTrim"),
     _scalar("nodes"),
     _scalar("properties"),
+    _scalar("rand", 0),
     _scalar("range", 2, 3),
     _scalar("relationships"),
     _scalar("rels"),
@@ -112,7 +113,7 @@ _SCALARS = (
 
 _AGGREGATES = tuple(
     Callable(name, AGGREGATE, 1, 1) for name in ("avg", "collect", "count", "max", "min", "stdev", "stDevP", "sum")
-)
+) + tuple(Callable(name, AGGREGATE, 2, 2) for name in ("percentileCont", "percentileDisc"))
 
 _PROCEDURES = (
     Callable("apoc.cypher.run", PROCEDURE, 1, 3, ("value",)),
@@ -168,7 +169,8 @@ def markdown() -> str:
     )
     return "\n".join(
         [
-            f"- Aggregations (one argument, `DISTINCT` allowed; also `count(*)`): {names(AGGREGATES.values())}.",
+            f"- Aggregations (`DISTINCT` allowed; also `count(*)`): {with_arity(AGGREGATES.values())}; "
+            "the percentile of `percentileCont`/`percentileDisc` is their second argument, in [0, 1].",
             f"- Functions (number of arguments): {with_arity(plain)}.",
             f"- APOC functions: {with_arity(apoc)}.",
             f"- Procedures: {procedures}.",

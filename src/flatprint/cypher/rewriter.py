@@ -4,7 +4,12 @@
   that the list reaches SQL as a literal;
 - :func:`fold_pass_through_withs`: consecutive MATCH clauses merge, and a WITH that only passes
   variables on folds its WHERE into the MATCH before it (:class:`MergedMatch`);
-- :func:`rewrite_path_ends`: ``head(nodes(p))`` / ``last(nodes(p))`` become the path's end variables.
+- :func:`rewrite_path_ends`: ``head(nodes(p))`` / ``last(nodes(p))`` become the path's end variables;
+- :func:`expand_stars`: ``WITH *`` / ``RETURN *`` list the variables in scope, sorted by name as
+  Neo4j names the columns (also when no row arrives).
+- :func:`see_through_with_where`: ``WITH a.x AS x WHERE a.y = 1`` (a WHERE reading a variable the
+  WITH drops) becomes ``WITH a.x AS x, a WHERE a.y = 1 WITH x``;
+- :func:`normalize_projections`: both, in that order.
 
 Every function returns new nodes; the parsed tree is never changed.
 """
@@ -18,6 +23,9 @@ from flatprint.cypher import ast
 from flatprint.cypher.sqlgen import variables_in
 
 __all__ = [
+    "expand_stars",
+    "normalize_projections",
+    "see_through_with_where",
     "inline_constant_withs",
     "fold_pass_through_withs",
     "MergedMatch",
@@ -89,6 +97,62 @@ def _substitute(node, name: str, value):
     return dataclasses.replace(node, **changes) if changes else node
 
 
+def normalize_projections(clauses) -> tuple:
+    return expand_stars(see_through_with_where(clauses))
+
+
+def see_through_with_where(clauses) -> tuple:
+    """A WITH whose WHERE reads variables the WITH drops keeps them for the WHERE; a second WITH
+    then drops them (and applies DISTINCT). The analyzer allows this only without aggregation,
+    ORDER BY, SKIP and LIMIT, as openCypher does."""
+    out = []
+    for clause in clauses:
+        if not (isinstance(clause, ast.With) and clause.where is not None and not clause.star):
+            out.append(clause)
+            continue
+        names = [item.column_name for item in clause.items]
+        dropped = sorted(variables_in(clause.where) - set(names))
+        if not dropped or clause.order_by or clause.skip or clause.limit:
+            out.append(clause)
+            continue
+        at = {"line": clause.line, "column": clause.column}
+        kept = tuple(ast.ProjectionItem(ast.Variable(n, **at), n, **at) for n in dropped)
+        out.append(dataclasses.replace(clause, items=tuple(clause.items) + kept, distinct=False))
+        narrowed = tuple(ast.ProjectionItem(ast.Variable(n, **at), n, **at) for n in names)
+        out.append(ast.With(narrowed, clause.distinct, **at))
+    return tuple(out)
+
+
+def expand_stars(clauses) -> tuple:
+    """``RETURN *`` -> ``RETURN a, b`` (and the same for ``WITH *``): the variables the clauses
+    before bound, sorted by name. Run first: later rewrites then see ordinary items."""
+    scope: set[str] = set()
+    out = []
+    for clause in clauses:
+        if isinstance(clause, (ast.With, ast.Return)) and clause.star:
+            named = {item.column_name for item in clause.items}
+            items = tuple(
+                ast.ProjectionItem(ast.Variable(name, line=clause.line, column=clause.column), name)
+                for name in sorted(scope - named)
+            )
+            clause = dataclasses.replace(clause, star=False, items=items + tuple(clause.items))
+        out.append(clause)
+        if isinstance(clause, ast.Match):
+            for pattern in clause.patterns:
+                scope |= {e.variable for e in pattern.elements if e.variable}
+                scope |= {pattern.variable} if pattern.variable else set()
+        elif isinstance(clause, ast.Unwind):
+            scope.add(clause.alias)
+        elif isinstance(clause, ast.With):
+            scope = {item.column_name for item in clause.items}
+        elif isinstance(clause, ast.Call):
+            yields = [item.variable for item in clause.yield_items]
+            if not yields:
+                return tuple(clauses)  # a CALL without YIELD: its columns are the procedure's, leave * alone
+            scope |= set(yields)
+    return tuple(out)
+
+
 def inline_constant_withs(clauses) -> tuple:
     """``WITH [1, 2] AS ids MATCH ... WHERE n.bodyId IN ids`` -> the list written where it is used.
 
@@ -105,6 +169,8 @@ def inline_constant_withs(clauses) -> tuple:
     if not all(item.alias and _is_constant(item.expression) for item in first.items):
         return clauses
     rest = clauses[1:]
+    if any(getattr(clause, "star", False) for clause in rest):
+        return clauses  # ``WITH *`` or ``RETURN *`` passes the constants as columns: keep them variables
     # Names a later clause binds anew (its own alias, UNWIND, a pattern) are not constants there.
     bound = _names_bound(rest)
     if any(item.alias in bound for item in first.items):
