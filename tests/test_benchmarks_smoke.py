@@ -309,3 +309,29 @@ def test_duckdb_baseline_passes_names_as_parameters(tmp_path):
     got = eng.neurons_by_type({"type": "it's"})
     assert got["neurons"]["bodyId"].tolist() == [7] and got["rois"]["roi"].tolist() == ["GNG"]
     assert eng.neurons_by_roi({"roi": "GNG'"})["neurons"].empty
+
+
+def test_spark_scale_reach_sql_on_a_graph_known_on_paper():
+    """benchmarks/spark_scale.py's 2-hop reach SQL: hop counts of a small graph worked out by hand
+    (seeds at 0, a cycle back to a seed, a non-neuron not traversed, weights below the threshold ignored)."""
+    import duckdb
+
+    S = _load("spark_scale")
+    con = duckdb.connect()
+    # neurons 1..7; 100 is a non-neuron segment
+    con.execute(
+        "CREATE TABLE segments AS SELECT * FROM (VALUES (1, true), (2, true), (3, true), (4, true), "
+        "(5, true), (6, true), (7, true), (100, false)) t(bodyId, is_neuron)"
+    )
+    edges = [(1, 2, 3), (2, 3, 1), (3, 4, 5), (2, 1, 2), (1, 100, 9), (100, 5, 9), (6, 7, 1), (1, 6, 1), (6, 2, 1)]
+    con.execute("CREATE TABLE connections (body_pre BIGINT, body_post BIGINT, weight BIGINT)")
+    con.executemany("INSERT INTO connections VALUES (?, ?, ?)", edges)
+
+    def reach(seeds, hops, min_weight=1):
+        return dict(con.execute(S.reach_sql(seeds, hops, min_weight)).fetchall())
+
+    assert reach([1], 2) == {1: 0, 2: 1, 6: 1, 3: 2, 7: 2}
+    assert reach([1], 3) == {1: 0, 2: 1, 6: 1, 3: 2, 7: 2, 4: 3}
+    assert reach([1], 2, min_weight=2) == {1: 0, 2: 1}
+    assert reach([1, 3], 1) == {1: 0, 3: 0, 2: 1, 6: 1, 4: 1}
+    assert reach([100], 2) == {}  # not a neuron: no seed
