@@ -202,19 +202,25 @@ def ingest_section(doc: dict) -> list[str]:
                         "meets" if ratio_store <= t["store_to_release"] else "**misses**",
                     ],
                     [
-                        "floor: every feather read once with pyarrow (same run)",
-                        f"{floor.get('wall_seconds', 0):.1f} s wall, {floor.get('cpu_seconds', 0):.1f} s CPU",
-                        "",
-                        f"ingest = {full.get('wall_to_floor') or 0:.0f}× its wall, "
-                        f"{full.get('cpu_to_floor') or 0:.0f}× its CPU",
-                    ],
-                    [
                         "peak build directory (store being built + spill + range partitions)",
                         f"{full.get('max_peak_build_dir_gb', 0):.1f} GB",
                         "",
                         "",
                     ],
-                ],
+                ]
+                + (
+                    [
+                        [
+                            "floor: every feather read once with pyarrow (same run)",
+                            f"{floor['wall_seconds']:.1f} s wall, {floor['cpu_seconds']:.1f} s CPU",
+                            "",
+                            f"ingest = {full.get('wall_to_floor') or 0:.0f}× its wall, "
+                            f"{full.get('cpu_to_floor') or 0:.0f}× its CPU",
+                        ]
+                    ]
+                    if floor
+                    else []
+                ),
             ),
         ]
     if e and not full:
