@@ -274,7 +274,9 @@ def spark_side(parquet: Path, seeds, repeat, driver_memory, cores, local_dir, on
             if name not in only:
                 continue
             load_q = C.loadavg()
+            cpu0 = sum(sampler.cpu.values())
             first, cold, warm, _ = timed(fn, repeat)
+            time.sleep(2 * sampler.period)  # one more sample of the JVM's CPU after the last call
             answers[name] = canonical(key, first)
             out["queries"][name] = {
                 "rows": len(first),
@@ -282,6 +284,8 @@ def spark_side(parquet: Path, seeds, repeat, driver_memory, cores, local_dir, on
                 "warm_s": warm,
                 "warm_median_s": statistics.median(warm) if warm else None,
                 "loadavg_before": load_q,
+                # the JVM's CPU over the first and the warm calls (sampled, so +- one period's worth)
+                "jvm_cpu_seconds": sum(sampler.cpu.values()) - cpu0,
             }
             log(f"spark {name}: {len(first):,} rows, first {cold:.1f} s, warm {warm}")
     finally:
@@ -382,6 +386,7 @@ def main(argv=None) -> dict:
             if not args.keep_export and out.exists():
                 shutil.rmtree(out)
                 doc["export"]["deleted"] = True
+    doc.pop("loadavg_at_end", None)  # set by the intermediate writes; the final one records the end's
     path = C.write_result(doc["name"], doc, args.results_dir)
     log(f"wrote {path}; agree: {doc.get('agree')}")
     return doc
