@@ -112,6 +112,8 @@ def ingest_section(doc: dict) -> list[str]:
                     f"{f.get('peak_rss_bytes', 0) / 2**30:.2f}",
                     "–",
                     "–",
+                    "–",
+                    "–",
                     f"{f.get('wall_seconds', 0):.0f} (memory_limit {f.get('memory_limit')}: {f.get('error', '')[:90]})",
                     "–",
                 ]
@@ -130,6 +132,8 @@ def ingest_section(doc: dict) -> list[str]:
                 f"{s['rows_per_cpu_second']:,.0f}" if s.get("rows_per_cpu_second") else "–",
                 f"{s['median_peak_rss_gib']:.2f}",
                 f"{s['store_bytes'] / 1e6:,.0f}",
+                f"{s['store_bytes'] / s['feather_bytes']:.2f}",
+                f"{s['floor']['wall_seconds']:.1f} / {s['floor']['cpu_seconds']:.1f}" if s.get("floor") else "–",
                 f"{s['max_peak_build_dir_gb']:.1f}" if s.get("max_peak_build_dir_gb") else "–",
                 ", ".join(f"{r['wall_seconds']:.1f}" for r in s["runs"]),
                 ", ".join(f"{x:g}" for x in s.get("loadavg_1min_before_runs", [])) or "–",
@@ -147,6 +151,8 @@ def ingest_section(doc: dict) -> list[str]:
             "rows/CPU-s",
             "peak RSS GiB",
             "store MB",
+            "store / feathers",
+            "floor: read every feather once, wall s / CPU s",
             "peak build dir GB",
             "runs wall (s)",
             "load avg before runs",
@@ -242,7 +248,8 @@ def ingest_section(doc: dict) -> list[str]:
                     ],
                     [
                         "peak RSS",
-                        f"{e['peak_rss_gib']:.1f} GiB",
+                        f"{e['peak_rss_gib']:.1f} GiB (a line through the scales; memory_limit "
+                        f"{doc.get('memory_limit')} caps DuckDB's pool, see the caveat)",
                         f"≤ {t['peak_rss_gib']:.0f} GiB",
                         "meets" if e["meets_rss_target"] else "**misses**",
                     ],
