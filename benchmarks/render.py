@@ -1070,6 +1070,7 @@ def render(results_dir: Path, out: Path, png: Path | None = None) -> Path:
         ".venv/bin/python benchmarks/ingest.py --scale 0.01 0.1 --repeat 3",
         ".venv/bin/python benchmarks/queries.py --scale 0.1 --repeat 5",
         ".venv/bin/python benchmarks/indirect.py --scale 0.1 --repeat 5   # then --scale 1",
+        ".venv/bin/python benchmarks/spark_scale.py --scale 0.1 --repeat 1   # Spark SQL beside flatprint",
         ".venv/bin/python benchmarks/render.py",
         "```",
         "",
