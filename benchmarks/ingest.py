@@ -207,6 +207,15 @@ def _build_dir_bytes(store: Path) -> int:
     return total
 
 
+def _store_format() -> int | None:
+    """The store layout version this code's ingest writes (flatprint.ingest.layout.STORE_FORMAT)."""
+    try:
+        from flatprint.ingest.layout import STORE_FORMAT
+    except ImportError:  # an older tree without it
+        return None
+    return STORE_FORMAT
+
+
 def _fit(xs, ys):
     """Least-squares line y = a + b x (two or more points); b only, through 0, for one point."""
     if len(xs) == 1:
@@ -240,6 +249,12 @@ def main(argv=None) -> dict:
         "memory_limit": args.memory_limit,
         "seed": args.seed,
         "repeat": args.repeat,
+        "store_format": _store_format(),
+        "targets": {
+            "wall_minutes": TARGET_SECONDS / 60,
+            "peak_rss_gib": TARGET_RSS_GIB,
+            "store_to_release": TARGET_STORE_TO_RELEASE,
+        },
         "scales": [],
     }
     for scale in args.scale:

@@ -61,11 +61,20 @@ def neo4j_cmd(store, out, force, memory_limit, threads, quiet):
 @click.option("--force", is_flag=True, help="replace OUT if it exists (only once the new export is complete)")
 @click.option("--memory-limit", default="2GB", show_default=True, help="DuckDB memory limit while exporting")
 @click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-def parquet_cmd(store, out, buckets, force, memory_limit, threads):
+@click.option(
+    "--tables",
+    default=None,
+    metavar="T1,T2,...",
+    help="export only these tables, comma-separated (default: all), e.g. segments,connections,partners,rois,roi_map",
+)
+def parquet_cmd(store, out, buckets, force, memory_limit, threads, tables):
     """Write STORE as Parquet into the directory OUT (synapse tables hive-partitioned by body bucket)."""
     from flatprint.export.parquet import export_parquet
 
-    result = export_parquet(store, out, buckets=buckets, force=force, memory_limit=memory_limit, threads=threads)
+    selected = [t.strip() for t in tables.split(",") if t.strip()] if tables is not None else None
+    result = export_parquet(
+        store, out, buckets=buckets, force=force, memory_limit=memory_limit, threads=threads, tables=selected
+    )
     for _name, t in result["tables"].items():
         click.echo(
             f"  {t['path']:<24} {t['rows']:>12,} rows {t['bytes'] / 1e6:>8.1f} MB"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -77,14 +78,18 @@ def export_parquet(
     memory_limit: str = "2GB",
     threads: int | None = None,
     compression: str = "zstd",
+    tables: Iterable[str] | None = None,
 ) -> dict:
     """Write the store at ``store_path`` as Parquet into the directory ``out`` (atomic).
 
     ``buckets``: number of ``body_bucket`` partitions for ``synapses`` and ``partners``.
+    ``tables``: export only these tables (names of SINGLE_TABLES / PARTITIONED_TABLES; default all),
+    e.g. what a set of Spark queries reads, to save time and disk on a large store.
     Returns ``{"out", "seconds", "tables": {name: {"rows", "bytes", "path", "partitioned_by"}}}``.
     """
     if buckets < 1:
         raise FlatprintError(f"buckets must be >= 1, got {buckets}")
+    wanted = select_tables(tables)
     started = time.perf_counter()
     out = Path(out)
     tables: dict[str, dict] = {}
@@ -92,7 +97,7 @@ def export_parquet(
         atomic_output(out, "parquet", force=force) as work,
         store_session(store_path, work / ".spill", memory_limit, threads) as (con, meta),
     ):
-        for table in SINGLE_TABLES:
+        for table in (t for t in SINGLE_TABLES if t in wanted):
             order = {
                 "segments": "bodyId",
                 "segment_rois": "roi, bodyId",
@@ -108,7 +113,7 @@ def export_parquet(
                 f"TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE 122880)"
             )
             tables[table] = {"path": path.name, "partitioned_by": None}
-        for table, body_col in PARTITIONED_TABLES.items():
+        for table, body_col in ((t, c) for t, c in PARTITIONED_TABLES.items() if t in wanted):
             path = work / table
             order = "body, kind DESC, syn_id" if table == "synapses" else "body_pre, body_post, pre_id, post_id"
             con.execute(f"""COPY (SELECT {_select_signed(con, table)},
@@ -126,6 +131,22 @@ def export_parquet(
         (work / "_schema.json").write_text(json.dumps(schema, indent=1) + "\n")
         (work / "SCHEMA.md").write_text(schema_markdown(schema))
     return {"out": str(out), "seconds": time.perf_counter() - started, "tables": tables}
+
+
+def select_tables(tables: Iterable[str] | None) -> set[str]:
+    """The set of table names to export: all when ``tables`` is None; an unknown or empty selection
+    is an error naming the valid tables."""
+    known = (*SINGLE_TABLES, *PARTITIONED_TABLES)
+    if tables is None:
+        return set(known)
+    wanted = [tables] if isinstance(tables, str) else list(tables)
+    unknown = [t for t in wanted if t not in known]
+    if unknown or not wanted:
+        raise FlatprintError(
+            f"tables: {'unknown ' + ', '.join(map(repr, unknown)) if unknown else 'none given'}; "
+            f"choose from {', '.join(known)}"
+        )
+    return set(wanted)
 
 
 def table_glob(parquet_dir: str | os.PathLike, table: str) -> str:
@@ -205,11 +226,21 @@ def schema_markdown(schema: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def exported_tables(parquet_dir: str | os.PathLike, tables=(*SINGLE_TABLES, *PARTITIONED_TABLES)) -> list[str]:
+    """Those of ``tables`` that the Parquet export in ``parquet_dir`` holds (a partial export has fewer)."""
+    root = Path(parquet_dir)
+    return [t for t in tables if (root / t).is_dir() or (root / f"{t}.parquet").is_file()]
+
+
 def duckdb_over_parquet(parquet_dir: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views named like the store's tables over a Parquet export
-    (the tables flatprint.query.heavy reads), for :func:`flatprint.query.heavy.run_duckdb`."""
+    (the tables flatprint.query.heavy reads that the export holds: see ``export_parquet(tables=...)``),
+    for :func:`flatprint.query.heavy.run_duckdb`."""
+    present = exported_tables(parquet_dir, HEAVY_TABLES)
+    if not present:
+        raise FlatprintError(f"{parquet_dir}: none of the tables {', '.join(HEAVY_TABLES)} (not a Parquet export?)")
     con = duckdb.connect()
-    for table in HEAVY_TABLES:
+    for table in present:
         path = table_glob(parquet_dir, table)
         hive = ", hive_partitioning = true" if "**" in path else ""
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(path)}{hive})")

@@ -111,6 +111,16 @@ def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> 
     The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
     pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
     """
+    from flatprint.export.parquet import exported_tables
+
     spark = spark or get_spark()
-    register_parquet(spark, parquet_dir, HEAVY_TABLES)
+    # A partial export (export_parquet(tables=...)) registers what it holds. The views of the tables it
+    # lacks are dropped, so that a query reading one fails naming it instead of reading another export's.
+    present = exported_tables(parquet_dir, HEAVY_TABLES) or HEAVY_TABLES
+    done = _registered.setdefault(spark.sparkContext.applicationId, {})
+    for table in HEAVY_TABLES:
+        if table not in present:
+            spark.catalog.dropTempView(table)
+            done.pop(table, None)
+    register_parquet(spark, parquet_dir, present)
     return collect_pandas(spark.sql(to_spark_sql(query_sql(name, **args))))
