@@ -81,7 +81,7 @@ def test_order_by_another_key_stays_in_sql(store, segments, statements):
     result = execute(store, f"MATCH (n:Segment) WHERE n.bodyId IN {bodies} RETURN n.bodyId, n.pre ORDER BY n.pre DESC")
     want = sorted((-int(segments.at[b, "pre"]), b) for b in bodies)
     assert [row[1] for row in result.data] == [-pre for pre, _ in want]
-    assert "ORDER BY" in statements[-1]
+    assert "ORDER BY" in statements[0]  # a key with ties: DuckDB sorts
 
 
 def test_whole_neurons_of_a_type_from_one_statement(store, segments, statements):
