@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cypher_literals import other_literals
-from reference import corpus_files, corpus_params
+from reference import corpus_files, corpus_params, needs_reference
 
 from flatprint.cypher import plancache
 from flatprint.cypher.ast import format_string
@@ -279,3 +279,47 @@ def test_long_texts_bypass_the_cache(store):
     for _ in range(2):
         assert execute(store, text, plan_cache=cache).data == [["DNge104_L"], ["DNge104_R"]]
     assert (len(cache), cache.hits, cache.misses) == (0, 0, 0)
+
+
+SCAN_EDGE_CASES = [
+    "MATCH (n) WHERE n.x = 'a\\\\d+' RETURN n",  # an escaped backslash
+    "RETURN 'it\\'s', \"q\\\"\", '\\u00e9\\U0001F600', '\\t\\n'",
+    "RETURN 0x1F, 0o17, 1.5e3, .5, 1e9, 12, -3, 1..3",
+    "MATCH (n)-[*1..3]->(m) RETURN n /* a comment */ // and another\n LIMIT 5",
+    "MATCH (n:`a'L(R)`) WHERE n.`we``ird` = $`odd name` AND n.bodyId IN $ids RETURN n.`AB(R)`",
+    "MATCH (é:Neuron) RETURN é.type AS ü",
+    "RETURN 'unterminated",  # refusals: the tokenizer's path reports them
+    "RETURN 'bad \\q escape'",
+    "RETURN 1e999",
+    "RETURN ``",
+    "RETURN $``",
+    "RETURN 1 /* open",
+    "RETURN #",
+    "RETURN 1 != 2, 3 <> 4, a =~ 'x', x<-1",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", [p.read_text() for p in CORPUS] + SCAN_EDGE_CASES)
+def test_scan_agrees_with_the_tokenizer(text):
+    """The cache's fast scan gives the shape, literal values and token spans the tokenizer gives, or
+    leaves a text the tokenizer refuses (or decodes specially) to it."""
+    scanned = plancache._scan(text)
+    try:
+        tokens = plancache.tokenize(text)
+    except CypherSyntaxError:
+        assert scanned is None
+        return
+    literals, shape = plancache._shape_of(tokens)
+    if scanned is None:  # only refused or unusual literals may take the slow path
+        assert text in SCAN_EDGE_CASES
+        return
+    assert scanned[0] == shape
+    values = [tokens[i].value for i in literals]
+    assert scanned[1] == values and [type(v) for v in scanned[1]] == [type(v) for v in values]
+    assert scanned[2] == [(t.offset, t.end) for t in tokens]
+
+
+@needs_reference
+def test_corpus_texts_take_the_fast_scan():
+    assert all(plancache._scan(p.read_text()) is not None for p in CORPUS)

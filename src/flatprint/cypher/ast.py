@@ -217,10 +217,22 @@ class Node:
 
     def children(self) -> Iterator[Node]:
         """Iterate over the direct child nodes, in source order."""
-        for f in dataclasses.fields(self):
-            if f.name in ("line", "column"):
-                continue
-            yield from _nodes_in(getattr(self, f.name))
+        return iter(self._child_list())
+
+    def _child_list(self) -> list[Node]:
+        names = _CHILD_FIELDS.get(type(self))
+        if names is None:  # dataclasses.fields() per call would cost more than the walk itself
+            names = _CHILD_FIELDS[type(self)] = tuple(
+                f.name for f in dataclasses.fields(self) if f.name not in ("line", "column")
+            )
+        out: list[Node] = []
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, Node):
+                out.append(value)
+            elif isinstance(value, tuple):
+                _collect_nodes(value, out)
+        return out
 
     def walk(self) -> Iterator[Node]:
         """Iterate over this node and all its descendants, depth first, in source order."""
@@ -228,18 +240,23 @@ class Node:
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(reversed(list(node.children())))
+            children = node._child_list()
+            children.reverse()
+            stack.extend(children)
 
     def __str__(self) -> str:
         return self.to_cypher()
 
 
-def _nodes_in(value: object) -> Iterator[Node]:
-    if isinstance(value, Node):
-        yield value
-    elif isinstance(value, tuple):
-        for item in value:
-            yield from _nodes_in(item)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}  # node class -> names of the fields that may hold child nodes
+
+
+def _collect_nodes(values: tuple, out: list) -> None:
+    for item in values:
+        if isinstance(item, Node):
+            out.append(item)
+        elif isinstance(item, tuple):
+            _collect_nodes(item, out)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,21 @@ def _arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+DIRECT_CELLS = 4096  # answers of at most this many cells skip the JSON statement
+
+
+def _plain_python(kind: pa.DataType) -> bool:
+    """Arrow types whose ``to_pylist`` values equal what ``to_json`` + ``orjson.loads`` give."""
+    return (
+        pa.types.is_int64(kind)
+        or pa.types.is_float64(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
+
+
 def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arrow, check_rows):
     """Rows (lists, as JSON parses them) and the Arrow answer of a query result ``table`` whose
     column i is a plain value, or (i in ``maps``) a synapse id to be replaced by its map's JSON
@@ -140,6 +155,18 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
     arrow = answer.rename_columns(arrow_names) if columns else pa.table({})
     if not columns or answer.num_rows == 0:
         return [[] for _ in range(answer.num_rows)], arrow
+    if answer.num_rows * len(columns) <= DIRECT_CELLS and all(
+        index in maps or _plain_python(column.type) for index, column in enumerate(columns)
+    ):
+        # a small answer (a lookup of a few neurons): the values straight from Arrow, as parsing
+        # their JSON would give them, without a second statement (its fixed cost is ~2 ms of CPU)
+        values = [
+            [None if text is None else orjson.loads(text) for text in column.to_pylist()]
+            if index in maps
+            else column.to_pylist()
+            for index, column in enumerate(columns)
+        ]
+        return [list(row) for row in zip(*values)], arrow
     row_sql = " || ',' || ".join(cells)
     texts = run_arrow(f"SELECT '[' || {row_sql} || ']' AS row FROM answer", {"answer": answer}).column("row")
     rows: list[list] = []

@@ -116,7 +116,7 @@ def execute(
         raise CypherCancelledError("query cancelled before it started")
     query = prepare(text, plan_cache)
     deadline = Deadline(timeout, cancel=cancel)
-    execution = Execution(store, store.cursor(), deadline, params or {}, needed_properties(query))
+    execution = Execution(store, store.cursor(), deadline, params or {}, query)
     execution.columnar_allowed = len(query.parts) == 1
     try:
         columns, rows = execution.run_query(query)
@@ -154,17 +154,27 @@ check_query = analyze
 class Execution(MatchExecution, PushdownExecution, ProjectionExecution, ProcedureExecution):
     """Runs one query (and its runTimeboxed inner queries) on one cursor."""
 
-    def __init__(self, store, cursor, deadline: Deadline, params: dict, needed_props: set[str]):
+    def __init__(self, store, cursor, deadline: Deadline, params: dict, query: ast.Node | set[str]):
+        """``query``: the query (the properties it reads are found when a MATCH first needs them;
+        a lookup answered by one fused statement never does), or those property names."""
         self.store = store
         self.model = model_of(store)
         self.cursor = cursor
         self.deadline = deadline
         self.params = params
-        self.needed_props = needed_props
+        self._needed_props = query if isinstance(query, set) else None
+        self._query = query
         self.entities_complete = False  # run_query's rows need no complete_entities pass
         self.columnar_allowed = False  # the top-level query of one part may be answered column-wise
         self.columnar_arrow: pa.Table | None = None  # set when it was (its rows are then final)
         self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)
+
+    @property
+    def needed_props(self) -> set[str]:
+        """Every property name the query reads (a MATCH's SQL fetches these with it)."""
+        if self._needed_props is None:
+            self._needed_props = needed_properties(self._query)
+        return self._needed_props
 
     # -- SQL with the deadline
 

@@ -36,7 +36,8 @@ class PushdownExecution:
             return None  # the match alone answers: no rows
         final = isinstance(projection, ast.Return) and self.columnar_allowed
         expressions = [item.expression for item in projection.items]
-        aggregating = any(contains_aggregate(e) for e in expressions)
+        with_aggregate = [contains_aggregate(e) for e in expressions]  # each tree walked once
+        aggregating = any(with_aggregate)
         if any(
             p.shortest or any(isinstance(e, ast.RelPattern) and e.variable_length for e in p.elements)
             for p in match.patterns
@@ -80,7 +81,7 @@ class PushdownExecution:
                 alias = plan.rels[roi_info_of].alias
                 roi_infos.append(names[index])
                 sql = body_pair(alias)
-            elif sql is None and not contains_aggregate(expr):
+            elif sql is None and not with_aggregate[index]:
                 rendered = compile_value(expr, plan.scope)
                 if rendered is None:
                     predicate = compile_predicate(expr, plan.scope)
@@ -113,16 +114,26 @@ class PushdownExecution:
                 order = None
                 break
             order.append((position + 1, sort.descending))
+        # Whole Segments come with their columns: one statement, no second read of segments by id
+        segment_wholes = {} if aggregating or projection.distinct else _segment_wholes(wholes, plan)
+        whole_columns = len(select)
+        for variable in segment_wholes:
+            alias = plan.nodes[variable].alias
+            segment_wholes[variable] = len(select) - whole_columns
+            select += [f"{alias}.{quote_ident(c)}" for c in self.model.segment_properties]
+        names_sql = names + [f"__whole{k}" for k in range(len(select) - whole_columns)]
         distinct, skip, limit = projection.distinct, None, None
         if order is not None:
             skip, limit = self._count(projection.skip, "SKIP"), self._count(projection.limit, "LIMIT")
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
+        sort_after = _sort_by_node_key(order, expressions, plan) if limit is None and not skip else None
+        order_sql = None if sort_after is not None else order
         sql = select_statement(
-            list(zip(select, names)),
+            list(zip(select, names_sql)),
             plan.from_where,
             distinct=distinct,
             group_by=keys if aggregating else [],
-            order_by=order,
+            order_by=order_sql,
             limit=limit,
             offset=skip,
         )
@@ -144,15 +155,19 @@ class PushdownExecution:
                     columns += [(f"{alias}.syn_id", f"__map{number}_id")]
                     columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
                 sql = select_statement(
-                    columns, plan.from_where, distinct=distinct, order_by=order, limit=limit, offset=skip
+                    columns, plan.from_where, distinct=distinct, order_by=order_sql, limit=limit, offset=skip
                 )
-                return names, self._columnar(sql, tables, names, wholes, plan, sources)
-            return names, self._columnar(sql, tables, names, wholes, plan)
+                return names, self._columnar(sql, tables, names, wholes, plan, sources, sort_after)
+            return names, self._columnar(sql, tables, names, wholes, plan, sort=sort_after)
         results = self.run_sql(sql, tables)
+        if sort_after is not None:
+            position, descending = sort_after
+            results.sort(key=lambda row: row[position], reverse=descending)
         self.deadline.check()
         # Column by column: one type test per column instead of per value (large results are
         # mostly plain numbers and strings).
-        columns = [list(c) for c in zip(*results)] if results else [[] for _ in names]
+        columns = [list(c) for c in zip(*results)] if results else [[] for _ in names_sql]
+        extra, columns = columns[whole_columns:], columns[:whole_columns]
         for index, name in enumerate(names):
             column = columns[index]
             if any(type(v) not in _PLAIN_SQL_TYPES for v in column):
@@ -162,7 +177,15 @@ class PushdownExecution:
             columns[index] = column
         for name, (variable, removed) in wholes.items():
             index = names.index(name)
-            columns[index] = self._whole_nodes(plan.nodes[variable].kind, removed, columns[index])
+            maps = None
+            if variable in segment_wholes:
+                start = segment_wholes[variable]
+                width = len(self.model.segment_properties)
+                maps = {}
+                for key, *row in zip(columns[index], *extra[start : start + width]):
+                    if key is not None and key not in maps:
+                        maps[key] = self.model.segment_map(row)
+            columns[index] = self._whole_nodes(plan.nodes[variable].kind, removed, columns[index], maps)
         for name in roi_infos:
             index = names.index(name)
             pairs = {tuple(v) for v in columns[index] if v is not None}
@@ -179,11 +202,18 @@ class PushdownExecution:
         projected = [dict(zip(names, values)) for values in zip(*columns)]
         return names, self._order_skip_limit(projection, names, expressions, projected)
 
-    def _columnar(self, sql: str, tables: dict, names: list[str], wholes: dict, plan, sources=None) -> list[list]:
+    def _columnar(
+        self, sql: str, tables: dict, names: list[str], wholes: dict, plan, sources=None, sort=None
+    ) -> list[list]:
         """The final RETURN's rows built as JSON in SQL (columnar.py); sets ``columnar_arrow``.
         ``sources``: column name -> positions of the synapse id and its map's columns in the answer
-        (else the maps read the synapses table)."""
+        (else the maps read the synapses table). ``sort``: (column index, descending) to order the
+        answer by (see :func:`_sort_by_node_key`)."""
         table = self.run_arrow_checked(sql, tables)
+        if sort is not None:
+            position, descending = sort
+            keys = table.column(position).combine_chunks()
+            table = table.take(pc.array_sort_indices(keys, order="descending" if descending else "ascending"))
         maps = {}
         for name, (_variable, removed) in wholes.items():
             index = names.index(name)
@@ -197,11 +227,13 @@ class PushdownExecution:
         rows, self.columnar_arrow = columnar.build(table, names, maps, self.run_arrow_checked, self.deadline.check)
         return rows
 
-    def _whole_nodes(self, kind: str, removed, keys: list) -> list:
+    def _whole_nodes(self, kind: str, removed, keys: list, maps: dict | None = None) -> list:
         """Node keys -> nodes (RETURN n) or property maps (apoc.map.removeKeys(n, [...])).
-        One value per distinct key, shared by its rows: a T-bar with ten PSDs is built once."""
+        One value per distinct key, shared by its rows: a T-bar with ten PSDs is built once.
+        ``maps``: the nodes' property maps when the query fetched them already."""
         distinct = list({key for key in keys if key is not None})
-        maps = self.view.property_maps(kind, distinct)
+        if maps is None:
+            maps = self.view.property_maps(kind, distinct)
         if removed is None:
             values = {
                 key: NodeRef(kind, key, props=maps.get(key, {}), view=self.view, complete=True) for key in distinct
@@ -229,6 +261,32 @@ class PushdownExecution:
         if rendered[1] not in allowed:
             return None
         return aggregate_call(name, rendered[0], expr.distinct)
+
+
+def _segment_wholes(wholes: dict, plan) -> dict[str, int]:
+    """The Segment variables whose whole nodes (or maps minus keys) the answer holds, each once."""
+    return {variable: 0 for variable, _ in wholes.values() if plan.nodes[variable].kind == SEGMENT}
+
+
+def _sort_by_node_key(order, expressions, plan) -> tuple[int, bool] | None:
+    """(0-based column, descending) when the first ORDER BY key is ``n.bodyId`` of the one Segment
+    the match has: a key unique per row and never null, so sorting the answer by it after the query
+    gives exactly SQL's order, without DuckDB's sort (about half the CPU of a lookup by body id,
+    fetch_neurons' ``ORDER BY n.bodyId``). None otherwise."""
+    if not order or plan.rels or plan.uses_bound or len(plan.nodes) != 1:
+        return None
+    position, descending = order[0]
+    expr = expressions[position - 1]
+    (name, var), *_ = plan.nodes.items()
+    if (
+        var.kind == SEGMENT
+        and isinstance(expr, ast.Property)
+        and expr.name == "bodyId"
+        and isinstance(expr.subject, ast.Variable)
+        and expr.subject.name == name
+    ):
+        return position - 1, descending
+    return None
 
 
 def _whole_node_item(expr, plan):

@@ -161,6 +161,19 @@ class GraphModel:
             return Point(value)
         return value
 
+    def segment_map(self, row) -> dict:
+        """A Segment's property map from its ``segments`` values in :attr:`segment_properties` order."""
+        props = {}
+        for name, value in zip(self.segment_properties, row):
+            if value is not None:
+                props[name] = self.segment_value(name, value)
+        # The ROI flags (n.`AL(R)`) are the keys of roiInfo: the same set as segment_rois' rows
+        # (ingest builds both from one aggregate), without a scan of that table.
+        if isinstance(props.get("roiInfo"), str):
+            for roi in orjson.loads(props["roiInfo"]):
+                props[roi] = True
+        return props
+
     def meta_value(self, name: str):
         return self.meta.get(name)
 
@@ -311,15 +324,7 @@ class GraphView:
         )
         maps = {}
         for row in rows:
-            props = {}
-            for name, value in zip(model.segment_properties, row):
-                if value is not None:
-                    props[name] = model.segment_value(name, value)
-            # The ROI flags (n.`AL(R)`) are the keys of roiInfo: the same set as segment_rois' rows
-            # (ingest builds both from one aggregate), without a scan of that table.
-            if isinstance(props.get("roiInfo"), str):
-                for roi in orjson.loads(props["roiInfo"]):
-                    props[roi] = True
+            props = model.segment_map(row)
             maps[props["bodyId"]] = props
         return maps
 

@@ -139,7 +139,7 @@ def to_output(value):
     if isinstance(value, Point):
         return value.to_output()
     if isinstance(value, (NodeRef, RelRef)):
-        return {k: to_output(v) for k, v in value.all_properties().items()}
+        return _map_output(value.all_properties())
     if isinstance(value, Path):
         out = []
         for i, node in enumerate(value.nodes):
@@ -155,6 +155,21 @@ def to_output(value):
 
 
 _SCALARS = (str, int, bool, type(None))
+
+
+def _map_output(props: dict) -> dict:
+    """``to_output`` of each value of a property map; plain scalars (most of a neuron's ~100
+    properties and ROI flags) without the type dispatch."""
+    out = {}
+    for key, value in props.items():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            out[key] = value
+        elif kind is float:
+            out[key] = value if math.isfinite(value) else None
+        else:
+            out[key] = to_output(value)
+    return out
 
 
 def _json_ready(mapping: dict) -> bool:
