@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from flatprint.errors import FlatprintError
-from flatprint.export.parquet import PARTITIONED_TABLES, SINGLE_TABLES
+from flatprint.export.parquet import PARTITIONED_TABLES, SINGLE_TABLES, exported_tables
 from flatprint.query.heavy import TABLES as HEAVY_TABLES, query_sql, to_spark_sql
 
 _registered: dict[str, dict[str, str]] = {}  # applicationId -> {view: export version}
@@ -111,8 +111,6 @@ def run_spark(parquet_dir: str | os.PathLike, name: str, spark=None, **args) -> 
     The DuckDB SQL is transpiled with sqlglot; the result is collected as rows and turned into a
     pandas DataFrame (no Arrow / toPandas path, which pyspark 4 flags under pandas 3).
     """
-    from flatprint.export.parquet import exported_tables
-
     spark = spark or get_spark()
     # A partial export (export_parquet(tables=...)) registers what it holds. The views of the tables it
     # lacks are dropped, so that a query reading one fails naming it instead of reading another export's.
