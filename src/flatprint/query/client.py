@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from flatprint.errors import QueryError, StoreError
+from flatprint.query.results import arrow_convertible, frame_from_arrow
 from flatprint.store import Store, flatprint_home
 from flatprint.store.sql import temporary_tables
 
@@ -130,9 +131,14 @@ class Client:
             yield names
 
     def frame(self, sql: str, params=None) -> pd.DataFrame:
-        """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows."""
-        columns, rows = self.sql(sql, params)
-        return pd.DataFrame([list(r) for r in rows], columns=columns)
+        """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows (from
+        Arrow columns when every column has a plain type: see frame_from_arrow)."""
+        relation = self.cursor().sql(sql, params=params or None)
+        if all(arrow_convertible(t) for t in relation.types):
+            df = frame_from_arrow(relation.to_arrow_table())
+            df.columns = relation.columns  # the Arrow table may rename duplicate names
+            return df
+        return pd.DataFrame([list(r) for r in relation.fetchall()], columns=relation.columns)
 
     def __repr__(self):
         return f"Client({str(self.store.path)!r}, dataset={self.dataset!r})"
