@@ -51,6 +51,23 @@ def _rois_of(chains, primary: str, major: str) -> list[str]:
     return rois + ([major] if major != UNSPEC else [])
 
 
+def test_neurons_table(con, release_dir, neurons, client, monkeypatch):
+    """``neurons``: the :Neuron bodies' rows of segments, every column; :Neuron criteria read it."""
+    got = _table(con, "neurons")
+    assert got["bodyId"].tolist() == neurons.tolist()
+    assert got.columns.tolist() == _table(con, "segments LIMIT 0").columns.tolist()
+    stats = load(release_dir, "stats").set_index("body")
+    assert (got["pre"].to_numpy() == stats["pre"].reindex(neurons, fill_value=0).to_numpy()).all()
+    texts = _recording(client, monkeypatch)
+    df, _ = flatprint.fetch_neurons(NC(type="DNge104"), client=client)
+    assert df["bodyId"].tolist() == [12781, 556329]
+    assert any("FROM neurons n WHERE" in t for t in texts)
+    texts.clear()
+    segments, _ = flatprint.fetch_neurons(NC(type="DNge104", label="Segment"), client=client)
+    assert any("FROM segments n WHERE" in t for t in texts) and not any("FROM neurons" in t for t in texts)
+    pd.testing.assert_frame_equal(df, segments)
+
+
 def test_neuron_connections(con, release_dir, neurons):
     w = load(release_dir, "weights")
     w = w[w.body_pre.isin(neurons) & w.body_post.isin(neurons)]

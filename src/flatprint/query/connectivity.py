@@ -62,11 +62,11 @@ def _weight_props(weight_props, client) -> list[str]:
 
 
 def _body_set_sql(client, criteria: NeuronCriteria, alias: str) -> str:
-    return f"SELECT {alias}.bodyId FROM segments {alias} WHERE {criteria.where(client, alias)}"
+    return f"SELECT {alias}.bodyId FROM {criteria.table(client)} {alias} WHERE {criteria.where(client, alias)}"
 
 
 def _count(client, criteria) -> int:
-    return client.sql(f"SELECT count(*) FROM segments n WHERE {criteria.where(client, 'n')}")[1][0][0]
+    return client.sql(f"SELECT count(*) FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')}")[1][0][0]
 
 
 def _bodies(client, criteria) -> list[int]:
@@ -146,7 +146,9 @@ def _side(client, criteria) -> tuple[int, list[tuple[int, bool]] | None]:
     driving side), their (bodyId, is_neuron) rows in id order, read by the same query."""
     if not criteria.bodyId:
         return _count(client, criteria), None
-    rows = client.sql(f"SELECT n.bodyId, n.is_neuron FROM segments n WHERE {criteria.where(client, 'n')} ORDER BY 1")[1]
+    rows = client.sql(
+        f"SELECT n.bodyId, n.is_neuron FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY 1"
+    )[1]
     return len(rows), rows
 
 
@@ -165,7 +167,8 @@ def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
     )
     if driver is None:
         driver = client.sql(
-            f"SELECT n.bodyId, n.is_neuron FROM segments n WHERE {driver_crit.where(client, 'n')} ORDER BY 1"
+            f"SELECT n.bodyId, n.is_neuron FROM {driver_crit.table(client)} n "
+            f"WHERE {driver_crit.where(client, 'n')} ORDER BY 1"
         )[1]
     neurons = (
         all(client.store.has_table(t) for t in NEURON_EDGE_TABLES)
@@ -178,16 +181,18 @@ def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
     return EdgeScan(downstream, tuple(b for b, _ in driver), other_filter, int(min_weight), neurons)
 
 
-def _neuron_props(client, bodies, properties) -> pd.DataFrame:
+def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataFrame:
     """``properties`` of ``bodies`` (sorted by bodyId): a semi join with a table of the ids, bounded by
     a few id ranges so that DuckDB skips the row groups of ``segments`` (sorted by bodyId) outside
     them. An IN list of ~10^5 partners took 4 s (0.2 s this way, scale 0.01); hundreds of ranges cost
-    more per row than they save, and over scattered ids even 16 do (scale 0.1)."""
+    more per row than they save, and over scattered ids even 16 do (scale 0.1). ``neurons``: every
+    body is a :Neuron, so the (much smaller) ``neurons`` table holds them."""
+    table = "neurons" if neurons and client.store.has_table("neurons") else "segments"
     cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
     ids = np.unique(np.asarray(bodies, dtype=np.int64))
     with client.temporary_tables(bodies=pa.table({"bodyId": ids})) as t:
         return client.frame(
-            f"SELECT {cols} FROM segments n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
+            f"SELECT {cols} FROM {table} n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
             f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId"
         )
 
@@ -310,7 +315,7 @@ def fetch_adjacencies(
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
     bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
-    neurons_df = _neuron_props(client, bodies, properties)
+    neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
     if export_dir:
         os.makedirs(export_dir, exist_ok=True)
         neurons_df.to_csv(f"{export_dir}/neurons.csv", index=False, header=True)
@@ -651,7 +656,7 @@ def fetch_reach(
             seen[b] = hop
         frontier = np.array(new, dtype=np.int64)
     df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
-    types = _neuron_props(client, list(seen), ["bodyId", "type"])
+    types = _neuron_props(client, list(seen), ["bodyId", "type"], neurons=start_neurons)
     df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
     df = df.sort_values(["hops", "bodyId"], ignore_index=True)
     return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")

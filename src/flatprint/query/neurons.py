@@ -52,7 +52,7 @@ def compile_columns(client, user_columns=(), core_columns=CORE_NEURON_COLS, core
 def neuron_rows(client, criteria, columns: list[str]) -> pd.DataFrame:
     """The raw property rows of the matching segments, ordered by bodyId."""
     select = ", ".join(f"n.{quote_ident(c)} AS {quote_ident(c)}" for c in columns)
-    sql = f"SELECT {select} FROM segments n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
+    sql = f"SELECT {select} FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
     return client.frame(sql)
 
 
