@@ -276,7 +276,12 @@ def fetch_adjacencies(
         edges = client.cursor().sql(scan.sql()).to_arrow_table()
         # The driving side's ids bound the scan of the per-ROI table sorted by that side.
         ids = sorted(set(edges.column(scan.driver).to_pylist()))
-        roi_scan = id_ranges_sql(f"r.{scan.driver}", ids, gap=0)
+        # (Over the small neuron-only tables an IN list costs less per row than hundreds of ranges.)
+        roi_scan = (
+            (f"r.{scan.driver} IN ({', '.join(map(str, ids))})" if ids else "FALSE")
+            if scan.neurons
+            else id_ranges_sql(f"r.{scan.driver}", ids, gap=0)
+        )
         with client.temporary_tables(edges=edges) as t:
             # One scan of the per-ROI table, materialized: both the per-ROI rows and the primary sums read it.
             conn_df = client.frame(f"""
