@@ -7,7 +7,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from oracle import load, oracle_segments, roi_chains
+from oracle import load, oracle_segments, point_id, roi_chains
 from test_query_connectivity import compare_conn, oracle_adjacencies, partners_with_rois
 from test_query_neurons import oracle_roi_counts
 
@@ -90,7 +90,7 @@ def test_neuron_connection_rois(con, release_dir, neurons):
     """Per neuron pair and ROI (of the PSD, every level): PSDs (weight) and distinct T-bars (pre)."""
     p = partners_with_rois(release_dir)
     p = p[p.body_pre.isin(neurons) & p.body_post.isin(neurons)]
-    p["pre_point"] = (p.z_pre.astype("uint64") << 42) | (p.y_pre.astype("uint64") << 21) | p.x_pre.astype("uint64")
+    p["pre_point"] = point_id(p.x_pre, p.y_pre, p.z_pre).to_numpy()
     chains = roi_chains(release_dir)
     rows = [
         (a, b, roi, t)
@@ -130,8 +130,8 @@ def _oracle_roi_pairs(release, neurons) -> pd.DataFrame:
     p = partners_with_rois(release)
     p = p[p.body_pre.isin(neurons) & p.body_post.isin(neurons)]
     points = load(release, "syn-points")
-    pre_ids = (p.z_pre.astype("uint64") << 42) | (p.y_pre.astype("uint64") << 21) | p.x_pre.astype("uint64")
-    p["major_pre"] = points["major"].astype(str).reindex(pre_ids.to_numpy()).to_numpy()
+    pre_ids = point_id(p.x_pre, p.y_pre, p.z_pre).to_numpy()
+    p["major_pre"] = points["major"].astype(str).reindex(pre_ids).to_numpy()
     frames = []
     for roi_set in ("primary", "major"):
         s = p[(p[f"{roi_set}_pre"] != UNSPEC) & (p[f"{roi_set}_post"] != UNSPEC)]

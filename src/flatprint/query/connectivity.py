@@ -532,7 +532,7 @@ def fetch_shortest_paths(
     )
 
 
-NEURON_MATRIX_TABLES = ("neuron_connections", "neuron_roi_pairs", "roi_matrix")
+NEURON_MATRIX_TABLES = ("neurons", "neuron_connections", "neuron_roi_pairs", "roi_matrix")
 
 
 def _neuron_matrix_sql(groupby: str, min_weight: int, pre_bodies=None, post_bodies=None) -> str:
@@ -548,7 +548,7 @@ def _neuron_matrix_sql(groupby: str, min_weight: int, pre_bodies=None, post_bodi
         if groupby not in GROUP_COLUMNS:
             return connection_matrix_sql(groupby)  # raises naming the choices
         col = quote_ident(groupby)
-        groups = f"(SELECT bodyId, {col} AS g FROM segments WHERE is_neuron AND {col} IS NOT NULL)"
+        groups = f"(SELECT bodyId, {col} AS g FROM neurons WHERE {col} IS NOT NULL)"
         return f"""SELECT a.g AS pre_group, b.g AS post_group,
        CAST(sum(c.weight) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM neuron_connections c JOIN {groups} a ON a.bodyId = c.body_pre JOIN {groups} b ON b.bodyId = c.body_post
