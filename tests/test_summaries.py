@@ -190,15 +190,25 @@ class _Recorder:
 
 
 def _recording(client, monkeypatch) -> list[str]:
+    """The SQL texts the client runs from now on (through its own or fresh store cursors)."""
     texts: list[str] = []
     cursor = _Recorder(client.cursor(), texts)
+    store_cursor = client.store.cursor
     monkeypatch.setattr(client, "cursor", lambda: cursor)
+    monkeypatch.setattr(client.store, "cursor", lambda: _Recorder(store_cursor(), texts))
     return texts
 
 
 def _without_summaries(client, monkeypatch):
     """The client's store as if built before the summary tables existed (the general path)."""
     monkeypatch.setattr(client.store, "tables", client.store.tables - set(SUMMARY_TABLES))
+
+
+def _non_neuron_with_neuron_partners(release, neurons) -> int:
+    """The non-neuron body with the most synapses onto neurons."""
+    w = load(release, "weights")
+    w = w[~w.body_pre.isin(neurons) & w.body_post.isin(neurons)]
+    return int(w.groupby("body_pre")["weight"].sum().idxmax())
 
 
 def _sample(neurons, n, seed=3) -> list[int]:
@@ -244,13 +254,13 @@ def test_adjacencies_with_a_segment_take_the_general_path(client, release_dir, n
     """A body set with one non-neuron, or NC(label='Segment') partners: the full tables, so that
     non-neuron partners are kept."""
     segments = oracle_segments(release_dir)
-    others = segments.index[~segments.is_neuron & (segments.pre > 20)].to_numpy()
-    ids = _sample(neurons, 20) + [int(others[0])]
+    other = _non_neuron_with_neuron_partners(release_dir, neurons)
+    ids = _sample(neurons, 20) + [other]
     texts = _recording(client, monkeypatch)
     _, got = flatprint.fetch_adjacencies(NC(bodyId=ids), None, client=client)
     assert not any("neuron_connection" in t for t in texts)
     compare_conn(got, oracle_adjacencies(release_dir, ids, neurons))
-    assert int(others[0]) in set(got.bodyId_pre)
+    assert other in set(got.bodyId_pre)
     texts.clear()
     _, got = flatprint.fetch_adjacencies(NC(label="Segment"), NC(bodyId=ids[:5]), client=client)
     assert not any("neuron_connection" in t for t in texts)
@@ -353,7 +363,7 @@ def test_frames_from_arrow_equal_frames_from_rows(client):
         want = pd.DataFrame([list(r) for r in result.fetchall()], columns=names)
         pd.testing.assert_frame_equal(client.frame(sql), want, check_exact=True, obj=sql)
     # the converter itself, on a table whose types it does not take, is not reached: frame falls back
-    table = cur.execute("SELECT 1::BIGINT AS a, 'x' AS b").to_arrow_table()
+    table = cur.sql("SELECT 1::BIGINT AS a, 'x' AS b").to_arrow_table()
     assert frame_from_arrow(table).dtypes.astype(str).tolist() == ["int64", "str"]
 
 
@@ -378,8 +388,7 @@ def _oracle_reach(release, start, neurons, hops, min_weight) -> dict[int, int]:
 def test_reach_from_neurons_and_from_a_segment(client, release_dir, neurons, monkeypatch):
     """fetch_reach between neurons walks neuron_connections; a starting non-neuron's own edges come
     from connections (the neuron copy lacks them)."""
-    segments = oracle_segments(release_dir)
-    other = int(segments.index[~segments.is_neuron & (segments.pre > 20)][0])
+    other = _non_neuron_with_neuron_partners(release_dir, neurons)
     texts = _recording(client, monkeypatch)
     for start in (_sample(neurons, 5), _sample(neurons, 3) + [other]):
         texts.clear()

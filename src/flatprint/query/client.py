@@ -133,7 +133,8 @@ class Client:
     def frame(self, sql: str, params=None) -> pd.DataFrame:
         """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows (from
         Arrow columns when every column has a plain type: see frame_from_arrow)."""
-        relation = self.cursor().sql(sql, params=params or None)
+        cursor = self.cursor()
+        relation = cursor.sql(sql, params=params) if params else cursor.sql(sql)
         if all(arrow_convertible(t) for t in relation.types):
             df = frame_from_arrow(relation.to_arrow_table())
             df.columns = relation.columns  # the Arrow table may rename duplicate names
