@@ -40,7 +40,8 @@ ROI_INFO_PARSE_LIMIT = 1000  # up to this many neurons, per-ROI counts come from
 
 def compile_columns(client, user_columns=(), core_columns=CORE_NEURON_COLS, core_only=False) -> list[str]:
     """Columns to return: the user's (existing ones, in their order), or core first then the rest sorted."""
-    keys = [k for k in client.neuron_keys if k not in set(client.all_rois)]
+    rois = set(client.all_rois)
+    keys = [k for k in client.neuron_keys if k not in rois]
     if user_columns:
         return [k for k in user_columns if k in keys]
     columns = [k for k in core_columns if k in keys]
