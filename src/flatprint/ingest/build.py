@@ -58,6 +58,7 @@ from flatprint.ingest.rois import (
     flatten_tree,
     roi_hierarchy,
 )
+from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
 from flatprint.io.duckdb_session import duckdb_session, parse_size
 from flatprint.io.feather import batch_reader
@@ -133,6 +134,7 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     _build_post_copies(b)
     _build_segment_rois(b)
     ann_cols, nt_cols = _build_segments(b)
+    build_summaries(con, stage, b.bounds)  # neuron-only tables (ingest/summaries.py)
     with stage.timed("morphology", 1):
         _load_morphology(con, files.root, stage)
     return build_meta(con, files, b.tree, dataset, tag, ann_cols, nt_cols)

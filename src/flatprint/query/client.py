@@ -20,6 +20,7 @@ import pandas as pd
 from flatprint.cypher.engine import execute
 from flatprint.errors import QueryError, StoreError
 from flatprint.query.diff import diff_stores
+from flatprint.query.results import arrow_convertible, frame_from_arrow
 from flatprint.store import Store, flatprint_home
 from flatprint.store.sql import temporary_tables
 
@@ -132,9 +133,15 @@ class Client:
             yield names
 
     def frame(self, sql: str, params=None) -> pd.DataFrame:
-        """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows."""
-        columns, rows = self.sql(sql, params)
-        return pd.DataFrame([list(r) for r in rows], columns=columns)
+        """Run SQL and build the DataFrame the way neuprint-python builds it from JSON rows (from
+        Arrow columns when every column has a plain type: see frame_from_arrow)."""
+        cursor = self.cursor()
+        relation = cursor.sql(sql, params=params) if params else cursor.sql(sql)
+        if all(arrow_convertible(t) for t in relation.types):
+            df = frame_from_arrow(relation.to_arrow_table())
+            df.columns = relation.columns  # the Arrow table may rename duplicate names
+            return df
+        return pd.DataFrame([list(r) for r in relation.fetchall()], columns=relation.columns)
 
     def __repr__(self):
         return f"Client({str(self.store.path)!r}, dataset={self.dataset!r})"

@@ -19,7 +19,7 @@ from flatprint.query.criteria import (
     unmatched_values,
     warn_unmatched,
 )
-from flatprint.query.heavy import connection_matrix_sql
+from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
 from flatprint.query.paths import all_shortest_paths, paths_up_to
 from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
@@ -62,11 +62,11 @@ def _weight_props(weight_props, client) -> list[str]:
 
 
 def _body_set_sql(client, criteria: NeuronCriteria, alias: str) -> str:
-    return f"SELECT {alias}.bodyId FROM segments {alias} WHERE {criteria.where(client, alias)}"
+    return f"SELECT {alias}.bodyId FROM {criteria.table(client)} {alias} WHERE {criteria.where(client, alias)}"
 
 
 def _count(client, criteria) -> int:
-    return client.sql(f"SELECT count(*) FROM segments n WHERE {criteria.where(client, 'n')}")[1][0][0]
+    return client.sql(f"SELECT count(*) FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')}")[1][0][0]
 
 
 def _bodies(client, criteria) -> list[int]:
@@ -79,16 +79,28 @@ def _no_match(client, argument: str, criteria) -> QueryError:
     return QueryError(f"{argument}: no neurons match {criteria!r}" + "".join(f"\n  {h}" for h in hints))
 
 
+# Neuron-only copies of the connection tables (flatprint.ingest.summaries): ~1/30 of the rows at full
+# scale, read instead of the full tables when both body sets hold only :Neuron bodies.
+NEURON_EDGE_TABLES = (
+    "neuron_connections",
+    "neuron_connections_by_post",
+    "neuron_connection_rois",
+    "neuron_connection_rois_by_post",
+)
+
+
 @dataclass(frozen=True)
 class EdgeScan:
     """The connections between two body sets, read from the copy of the connection table sorted by
     the smaller (driving) side: ``connections`` when the sources drive (``downstream``), else
-    ``connections_by_post``. ``other_filter`` is a condition on the other side's body (``c.<other>``)."""
+    ``connections_by_post`` (their neuron-only copies when ``neurons``: both sets hold only
+    :Neuron bodies). ``other_filter`` is a condition on the other side's body (``c.<other>``)."""
 
     downstream: bool
     driver_ids: tuple[int, ...]
     other_filter: str
     min_weight: int
+    neurons: bool = False
 
     @property
     def driver(self) -> str:
@@ -96,11 +108,14 @@ class EdgeScan:
 
     @property
     def table(self) -> str:
-        return "connections" if self.downstream else "connections_by_post"
+        table = "connections" if self.downstream else "connections_by_post"
+        return f"neuron_{table}" if self.neurons else table
 
     def roi_table(self, client) -> str:
         """The per-ROI table sorted by the same side (stores from before connection_rois_by_post
         existed fall back to the main copy)."""
+        if self.neurons:
+            return "neuron_connection_rois" if self.downstream else "neuron_connection_rois_by_post"
         if self.downstream or not client.store.has_table("connection_rois_by_post"):
             return "connection_rois"
         return "connection_rois_by_post"
@@ -116,33 +131,68 @@ class EdgeScan:
         )
 
 
+def _only_neurons(client, criteria) -> bool:
+    """True when every body ``criteria`` matches is a :Neuron (it matches at least one)."""
+    if criteria.label == "Neuron":
+        return True
+    if criteria.is_empty():
+        return False  # every :Segment
+    found = client.sql(f"SELECT bool_and(n.is_neuron) FROM segments n WHERE {criteria.where(client, 'n')}")
+    return found[1][0][0] is True
+
+
+def _side(client, criteria) -> tuple[int, list[tuple[int, bool]] | None]:
+    """How many bodies ``criteria`` matches and, when it lists body ids (few bodies, typically the
+    driving side), their (bodyId, is_neuron) rows in id order, read by the same query."""
+    if not criteria.bodyId:
+        return _count(client, criteria), None
+    rows = client.sql(
+        f"SELECT n.bodyId, n.is_neuron FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY 1"
+    )[1]
+    return len(rows), rows
+
+
 def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
     """Connections between two body sets. The smaller side drives the scan of the table sorted by it."""
-    n_src, n_tgt = _count(client, sources), _count(client, targets)
+    (n_src, src_rows), (n_tgt, tgt_rows) = _side(client, sources), _side(client, targets)
     if n_src == 0:
         raise _no_match(client, "sources", sources)
     if n_tgt == 0:
         raise _no_match(client, "targets", targets)
     downstream = n_src <= n_tgt
-    driver_crit, other, other_crit = (sources, "body_post", targets) if downstream else (targets, "body_pre", sources)
-    other_filter = (
-        ""
-        if other_crit.is_empty() and other_crit.label == "Segment"
-        else f"c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
+    driver_crit, driver, other, other_crit, other_rows = (
+        (sources, src_rows, "body_post", targets, tgt_rows)
+        if downstream
+        else (targets, tgt_rows, "body_pre", sources, src_rows)
     )
-    return EdgeScan(downstream, tuple(_bodies(client, driver_crit)), other_filter, int(min_weight))
+    if driver is None:
+        driver = client.sql(
+            f"SELECT n.bodyId, n.is_neuron FROM {driver_crit.table(client)} n "
+            f"WHERE {driver_crit.where(client, 'n')} ORDER BY 1"
+        )[1]
+    neurons = (
+        all(client.store.has_table(t) for t in NEURON_EDGE_TABLES)
+        and all(is_neuron for _, is_neuron in driver)
+        and (all(n for _, n in other_rows) if other_rows is not None else _only_neurons(client, other_crit))
+    )
+    # The neuron-only tables hold neuron partners only: an empty :Neuron criteria needs no filter there.
+    everyone = other_crit.is_empty() and (other_crit.label == "Segment" or neurons)
+    other_filter = "" if everyone else f"c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
+    return EdgeScan(downstream, tuple(b for b, _ in driver), other_filter, int(min_weight), neurons)
 
 
-def _neuron_props(client, bodies, properties) -> pd.DataFrame:
+def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataFrame:
     """``properties`` of ``bodies`` (sorted by bodyId): a semi join with a table of the ids, bounded by
     a few id ranges so that DuckDB skips the row groups of ``segments`` (sorted by bodyId) outside
     them. An IN list of ~10^5 partners took 4 s (0.2 s this way, scale 0.01); hundreds of ranges cost
-    more per row than they save, and over scattered ids even 16 do (scale 0.1)."""
+    more per row than they save, and over scattered ids even 16 do (scale 0.1). ``neurons``: every
+    body is a :Neuron, so the (much smaller) ``neurons`` table holds them."""
+    table = "neurons" if neurons and client.store.has_table("neurons") else "segments"
     cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
     ids = np.unique(np.asarray(bodies, dtype=np.int64))
     with client.temporary_tables(bodies=pa.table({"bodyId": ids})) as t:
         return client.frame(
-            f"SELECT {cols} FROM segments n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
+            f"SELECT {cols} FROM {table} n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
             f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId"
         )
 
@@ -226,7 +276,12 @@ def fetch_adjacencies(
         edges = client.cursor().sql(scan.sql()).to_arrow_table()
         # The driving side's ids bound the scan of the per-ROI table sorted by that side.
         ids = sorted(set(edges.column(scan.driver).to_pylist()))
-        roi_scan = id_ranges_sql(f"r.{scan.driver}", ids, gap=0)
+        # (Over the small neuron-only tables an IN list costs less per row than hundreds of ranges.)
+        roi_scan = (
+            (f"r.{scan.driver} IN ({', '.join(map(str, ids))})" if ids else "FALSE")
+            if scan.neurons
+            else id_ranges_sql(f"r.{scan.driver}", ids, gap=0)
+        )
         with client.temporary_tables(edges=edges) as t:
             # One scan of the per-ROI table, materialized: both the per-ROI rows and the primary sums read it.
             conn_df = client.frame(f"""
@@ -265,7 +320,7 @@ def fetch_adjacencies(
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
     bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
-    neurons_df = _neuron_props(client, bodies, properties)
+    neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
     if export_dir:
         os.makedirs(export_dir, exist_ok=True)
         neurons_df.to_csv(f"{export_dir}/neurons.csv", index=False, header=True)
@@ -477,6 +532,46 @@ def fetch_shortest_paths(
     )
 
 
+NEURON_MATRIX_TABLES = ("neurons", "neuron_connections", "neuron_roi_pairs", "roi_matrix")
+
+
+def _neuron_matrix_sql(groupby: str, min_weight: int, pre_bodies=None, post_bodies=None) -> str:
+    """connection_matrix_sql's answer for neurons only and no ROI filter, from the neuron-only
+    tables (flatprint.ingest.summaries): ``roi_matrix`` is the whole-brain ROI x ROI matrix,
+    ``neuron_roi_pairs`` its terms per neuron pair, ``neuron_connections`` the pairs' weights."""
+    side = ""
+    if pre_bodies is not None:
+        side += " AND " + (f"c.body_pre IN ({', '.join(map(str, pre_bodies))})" if pre_bodies else "FALSE")
+    if post_bodies is not None:
+        side += " AND " + (f"c.body_post IN ({', '.join(map(str, post_bodies))})" if post_bodies else "FALSE")
+    if groupby != "roi":
+        if groupby not in GROUP_COLUMNS:
+            return connection_matrix_sql(groupby)  # raises naming the choices
+        col = quote_ident(groupby)
+        groups = f"(SELECT bodyId, {col} AS g FROM neurons WHERE {col} IS NOT NULL)"
+        return f"""SELECT a.g AS pre_group, b.g AS post_group,
+       CAST(sum(c.weight) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
+FROM neuron_connections c JOIN {groups} a ON a.bodyId = c.body_pre JOIN {groups} b ON b.bodyId = c.body_post
+WHERE c.weight >= {min_weight}{side}
+GROUP BY a.g, b.g
+ORDER BY pre_group, post_group"""
+    if not side and min_weight <= 1:  # every body pair has weight >= 1: the pre-summed matrix
+        return """SELECT pre_roi AS pre_group, post_roi AS post_group, weight, connections
+FROM roi_matrix WHERE roi_set = 'primary' ORDER BY pre_group, post_group"""
+    weights = ""
+    if min_weight > 1:
+        weights = (
+            " JOIN neuron_connections w ON w.body_pre = c.body_pre AND w.body_post = c.body_post"
+            f" AND w.weight >= {min_weight}"
+        )
+    return f"""SELECT c.pre_roi AS pre_group, c.post_roi AS post_group,
+       CAST(sum(c.weight) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
+FROM neuron_roi_pairs c{weights}
+WHERE c.roi_set = 'primary'{side}
+GROUP BY c.pre_roi, c.post_roi
+ORDER BY pre_group, post_group"""
+
+
 @inject_client
 def connection_matrix(
     groupby="type", sources=None, targets=None, min_weight=1, *, neurons_only=True, rois=None, client=None
@@ -491,7 +586,6 @@ def connection_matrix(
     each synapse pair once). ``df.pivot(index='pre', columns='post', values='weight')`` gives the
     square matrix. The SQL is shared with the Spark engine (flatprint.query.heavy).
     """
-
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
     rois = [rois] if isinstance(rois, str) else list(rois or [])
@@ -506,9 +600,12 @@ def connection_matrix(
             sides[name] = _bodies(client, c)
             if not sides[name]:
                 warn_unmatched(c, client, argument=("sources." if name == "pre_bodies" else "targets."))
-    sql = connection_matrix_sql(
-        groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
-    )
+    if neurons_only and not rois and all(client.store.has_table(t) for t in NEURON_MATRIX_TABLES):
+        sql = _neuron_matrix_sql(groupby, int(min_weight), **sides)
+    else:
+        sql = connection_matrix_sql(
+            groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
+        )
     df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
     df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
     query = (
@@ -543,6 +640,11 @@ def fetch_reach(
         else ("connections_by_post", "body_post", "body_pre")
     )
     neuron_join = f"JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron" if neurons_only else ""
+    # Between neurons the neuron-only copy answers (it lacks the edges of a starting non-neuron).
+    neuron_table = (
+        f"neuron_{table}" if neurons_only and all(client.store.has_table(t) for t in NEURON_EDGE_TABLES) else None
+    )
+    start_neurons = neuron_table is not None and _only_neurons(client, crit)
     seen = {b: 0 for b in start}
     frontier = np.array(start, dtype=np.int64)
     cur = client.cursor()
@@ -550,16 +652,16 @@ def fetch_reach(
         if len(frontier) == 0:
             break
         ids = ", ".join(map(str, frontier.tolist()))
+        from_sql = f"{neuron_table} c" if neuron_table and (hop > 1 or start_neurons) else f"{table} c {neuron_join}"
         found = cur.execute(
-            f"SELECT DISTINCT c.{far} FROM {table} c {neuron_join} "
-            f"WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)}"
+            f"SELECT DISTINCT c.{far} FROM {from_sql} WHERE c.{near} IN ({ids}) AND c.weight >= {int(min_weight)}"
         ).fetchnumpy()[far]
         new = [b for b in found.tolist() if b not in seen]
         for b in new:
             seen[b] = hop
         frontier = np.array(new, dtype=np.int64)
     df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
-    types = _neuron_props(client, list(seen), ["bodyId", "type"])
+    types = _neuron_props(client, list(seen), ["bodyId", "type"], neurons=start_neurons)
     df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
     df = df.sort_values(["hops", "bodyId"], ignore_index=True)
     return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")

@@ -439,6 +439,11 @@ class NeuronCriteria:
         )
 
     # ---------------------------------------------------------------- SQL
+    def table(self, client) -> str:
+        """The table whose rows ``where`` selects from: ``neurons`` (the :Neuron rows of
+        ``segments``, flatprint.ingest.summaries) for :Neuron criteria when the store has it."""
+        return "neurons" if self.label == "Neuron" and client.store.has_table("neurons") else "segments"
+
     def where(self, client, alias: str = "n") -> str:
         """A SQL boolean expression over ``segments AS alias`` (label included)."""
         available = set(client.neuron_keys)

@@ -12,7 +12,7 @@ from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import json_dicts, with_provenance
-from flatprint.store.sql import quote_ident
+from flatprint.store.sql import id_ranges_sql, quote_ident
 
 CORE_NEURON_COLS = [
     "bodyId",
@@ -40,7 +40,8 @@ ROI_INFO_PARSE_LIMIT = 1000  # up to this many neurons, per-ROI counts come from
 
 def compile_columns(client, user_columns=(), core_columns=CORE_NEURON_COLS, core_only=False) -> list[str]:
     """Columns to return: the user's (existing ones, in their order), or core first then the rest sorted."""
-    keys = [k for k in client.neuron_keys if k not in set(client.all_rois)]
+    rois = set(client.all_rois)
+    keys = [k for k in client.neuron_keys if k not in rois]
     if user_columns:
         return [k for k in user_columns if k in keys]
     columns = [k for k in core_columns if k in keys]
@@ -52,7 +53,7 @@ def compile_columns(client, user_columns=(), core_columns=CORE_NEURON_COLS, core
 def neuron_rows(client, criteria, columns: list[str]) -> pd.DataFrame:
     """The raw property rows of the matching segments, ordered by bodyId."""
     select = ", ".join(f"n.{quote_ident(c)} AS {quote_ident(c)}" for c in columns)
-    sql = f"SELECT {select} FROM segments n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
+    sql = f"SELECT {select} FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
     return client.frame(sql)
 
 
@@ -85,7 +86,11 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
     # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised pass
     # (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
     neuron_df, roi_counts_df = process_neuron_df(
-        neuron_df, client, omit_rois, from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT
+        neuron_df,
+        client,
+        omit_rois,
+        from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT,
+        neurons_only=criteria.label == "Neuron",
     )
     query = f"fetch_neurons({criteria!r}, omit_rois={omit_rois}, returned_columns={returned_columns!r})"
     if omit_rois:
@@ -113,11 +118,14 @@ def fetch_custom_neurons(q, *, client=None):
     return process_neuron_df(neuron_df, client, omit_rois=False)
 
 
-def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_store: bool = False):
+def process_neuron_df(
+    neuron_df: pd.DataFrame, client, omit_rois: bool, from_store: bool = False, neurons_only: bool = False
+):
     """Parse roiInfo into inputRois/outputRois and a per-ROI counts table (with NotPrimary rows).
 
     ``from_store``: read the per-ROI rows and ROI lists from ``segment_rois`` (vectorised) instead of
-    unpacking every roiInfo in Python (both hold the same numbers; the store's is much faster).
+    unpacking every roiInfo in Python (both hold the same numbers; the store's is much faster);
+    ``neurons_only`` (every row is a :Neuron): from its body-sorted neuron copy, ``neuron_rois``.
     """
     if omit_rois:
         return neuron_df, None
@@ -126,26 +134,31 @@ def process_neuron_df(neuron_df: pd.DataFrame, client, omit_rois: bool, from_sto
     count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
     full_cols = ["bodyId", "roi", *count_cols]
     if from_store:
-        wanted = pa.table({"bodyId": pa.array(neuron_df["bodyId"].to_numpy(), pa.int64())})
+        ids = neuron_df["bodyId"].to_numpy()
+        wanted = pa.table({"bodyId": pa.array(ids, pa.int64())})
         select = ", ".join(["r.bodyId", "r.roi", *(f"r.{c}" for c in {*count_cols, "pre", "post"})])
+        table = "neuron_rois" if neurons_only and client.store.has_table("neuron_rois") else "segment_rois"
+        # neuron_rois is sorted by bodyId: a few id ranges let a small set skip most row groups.
+        bound = f" WHERE {id_ranges_sql('r.bodyId', ids, most=4)}" if table == "neuron_rois" else ""
         with client.temporary_tables(wanted=wanted) as t:
             rows = (
                 client.cursor()
                 .execute(
-                    f"SELECT {select} FROM segment_rois r SEMI JOIN {t['wanted']} w "
-                    "ON w.bodyId = r.bodyId ORDER BY r.bodyId, r.roi"
+                    f"SELECT {select} FROM {table} r SEMI JOIN {t['wanted']} w "
+                    f"ON w.bodyId = r.bodyId{bound} ORDER BY r.bodyId, r.roi"
                 )
                 .df()
             )
         bodies = rows["bodyId"].to_numpy()
         names = rows["roi"].to_numpy(dtype=object)
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):
-            # rows are sorted by (bodyId, roi): split the ROI names at each new body
+            # rows are sorted by (bodyId, roi): cut the ROI names at each new body
             keep = rows[column].to_numpy() > 0
-            kept_bodies, kept_names = bodies[keep], names[keep]
+            kept_bodies, kept_names = bodies[keep], names[keep].tolist()
             firsts, starts = np.unique(kept_bodies, return_index=True)
-            per_body = dict(zip(firsts.tolist(), (part.tolist() for part in np.split(kept_names, starts[1:]))))
-            neuron_df[name] = [per_body.get(b, []) for b in neuron_df["bodyId"].tolist()]
+            ends = [*starts[1:].tolist(), len(kept_names)]
+            per_body = {b: kept_names[a:e] for b, a, e in zip(firsts.tolist(), starts.tolist(), ends)}
+            neuron_df[name] = [per_body.get(b, []) for b in ids.tolist()]
         roi_counts = rows[full_cols]
     else:
         neuron_df["inputRois"] = [sorted(k for k, v in d.items() if v.get("post")) for d in neuron_df["roiInfo"]]

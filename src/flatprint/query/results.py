@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.types as pat
 
 
 class JsonDict(dict):
@@ -29,6 +31,61 @@ class JsonDict(dict):
 def json_dicts(values) -> list[JsonDict]:
     """Cells of JSON text (or dicts, or None for an empty map) as JsonDicts."""
     return [JsonDict(orjson.loads(v) if isinstance(v, str) else (v or {})) for v in values]
+
+
+# DuckDB result types whose values frame_from_arrow converts column-wise, exactly as pandas infers them
+# from Python rows (UBIGINT and HUGEINT may not fit int64; structs, maps and dates keep the rows path).
+PLAIN_TYPES = frozenset(
+    {
+        "BIGINT",
+        "INTEGER",
+        "SMALLINT",
+        "TINYINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+        "DOUBLE",
+        "FLOAT",
+        "BOOLEAN",
+        "VARCHAR",
+        '"NULL"',
+    }
+)
+
+
+def arrow_convertible(duckdb_type) -> bool:
+    """A DuckDB result column that frame_from_arrow converts: PLAIN_TYPES and lists of them."""
+    name = str(duckdb_type)
+    return name in PLAIN_TYPES or name.endswith("[]") and name[:-2] in PLAIN_TYPES
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """The DataFrame that ``pd.DataFrame(rows, columns=...)`` builds from the same result's Python
+    rows (what neuprint-python does with JSON rows), built column-wise from an Arrow table of
+    PLAIN_TYPES columns: ints become int64 (float64 with NaN where NULLs are), floats float64,
+    booleans bool (object with NULLs), text pandas' ``str``, lists Python lists, all-NULL columns
+    object None. Python rows cost ~1 s a million cells; this ~1/50 of that."""
+    columns = {}
+    for index in range(table.num_columns):
+        col = table.column(index)
+        kind = col.type
+        if col.null_count == len(col):
+            values = np.full(len(col), None, dtype=object)
+        elif pat.is_list(kind) or pat.is_large_list(kind):
+            values = np.empty(len(col), dtype=object)
+            values[:] = col.to_pylist()
+        elif pat.is_string(kind) or pat.is_large_string(kind):
+            values = col.to_pandas()
+        elif pat.is_boolean(kind):
+            values = col.to_numpy() if col.null_count == 0 else np.array(col.to_pylist(), dtype=object)
+        elif pat.is_floating(kind) or col.null_count:
+            values = col.cast(pa.float64()).to_numpy()  # NULLs -> NaN, as pandas infers for [1, None]
+        else:
+            values = col.cast(pa.int64()).to_numpy()
+        columns[index] = values
+    df = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+    df.columns = list(table.column_names)
+    return df
 
 
 def with_provenance(df: pd.DataFrame | None, client, query: str):
