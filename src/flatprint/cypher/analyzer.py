@@ -247,7 +247,7 @@ def _grouping(clause, keyword: str, aggregating: bool, projected: dict[str, str]
     computed = {n.to_cypher() for i in clause.items for n in i.expression.walk() if registry.is_aggregate(n)}
     for item in clause.items:
         if contains_aggregate(item.expression):
-            outside = _free_variables(item.expression, skip=outside_aggregates)
+            outside = ast.free_variables(item.expression, skip=outside_aggregates)
             _refuse_ambiguous(item.expression, outside - keys, keyword)
     expressions = {i.expression.to_cypher() for i in clause.items}
     for sort in clause.order_by:
@@ -260,9 +260,9 @@ def _grouping(clause, keyword: str, aggregating: bool, projected: dict[str, str]
                     "ORDER BY",
                     f"aggregation {missing.to_cypher()} in ORDER BY that {keyword} does not project",
                 )
-            outside = _free_variables(expr, skip=outside_aggregates)
+            outside = ast.free_variables(expr, skip=outside_aggregates)
             _refuse_ambiguous(expr, outside - keys - set(projected), keyword)
-        unknown = _free_variables(expr, skip=lambda n: n.to_cypher() in expressions or registry.is_aggregate(n))
+        unknown = ast.free_variables(expr, skip=lambda n: n.to_cypher() in expressions or registry.is_aggregate(n))
         name = next((v for v in sorted(unknown) if v not in projected), None)
         if name is not None:
             after = f"{keyword} DISTINCT" if clause.distinct else f"an aggregating {keyword}"
@@ -277,36 +277,6 @@ def _refuse_ambiguous(expr, names: set[str], keyword: str) -> None:
             "aggregation",
             f"`{name}` is used next to an aggregation in {keyword} but is not a grouping key (project `{name}` itself)",
         )
-
-
-def _free_variables(expr, skip) -> set[str]:
-    """Variables ``expr`` reads, outside subtrees for which ``skip`` is true and outside the
-    variables that comprehensions, quantifiers and reduce bind."""
-    out: set[str] = set()
-
-    def visit(node, bound: frozenset) -> None:
-        if isinstance(node, ast.Expression) and skip(node):
-            return
-        if isinstance(node, ast.Variable):
-            if node.name not in bound:
-                out.add(node.name)
-            return
-        if isinstance(node, (ast.ListComprehension, ast.Quantifier)):
-            visit(node.source, bound)
-            for part in (getattr(node, "where", None), getattr(node, "projection", None)):
-                if part is not None:
-                    visit(part, bound | {node.variable})
-            return
-        if isinstance(node, ast.Reduce):
-            visit(node.initial, bound)
-            visit(node.source, bound)
-            visit(node.expression, bound | {node.accumulator, node.variable})
-            return
-        for child in node.children():
-            visit(child, bound)
-
-    visit(expr, frozenset())
-    return out
 
 
 def _call(clause: ast.Call, scope: dict[str, str]) -> dict[str, str]:

@@ -1085,5 +1085,35 @@ class Query(Node):
         return separator.join(part.to_cypher() for part in self.parts)
 
 
+def free_variables(expr: Node, skip=None) -> set[str]:
+    """Variables ``expr`` reads: not the ones comprehensions, quantifiers and reduce bind, and not
+    inside subtrees for which ``skip(node)`` is true (the analyzer skips aggregations)."""
+    out: set[str] = set()
+
+    def visit(node, bound: frozenset) -> None:
+        if skip is not None and isinstance(node, Expression) and skip(node):
+            return
+        if isinstance(node, Variable):
+            if node.name not in bound:
+                out.add(node.name)
+            return
+        if isinstance(node, (ListComprehension, Quantifier)):
+            visit(node.source, bound)
+            for part in (getattr(node, "where", None), getattr(node, "projection", None)):
+                if part is not None:
+                    visit(part, bound | {node.variable})
+            return
+        if isinstance(node, Reduce):
+            visit(node.initial, bound)
+            visit(node.source, bound)
+            visit(node.expression, bound | {node.accumulator, node.variable})
+            return
+        for child in node.children():
+            visit(child, bound)
+
+    visit(expr, frozenset())
+    return out
+
+
 # Names used in annotations, for readers of the field types.
 PatternElement = NodePattern | RelPattern

@@ -224,30 +224,7 @@ def conjuncts(e: ast.Expression | None) -> list[ast.Expression]:
 
 def variables_in(e: ast.Node) -> set[str]:
     """Free variables of an expression (those bound by comprehensions/quantifiers excluded)."""
-    out: set[str] = set()
-
-    def visit(node, bound: frozenset):
-        if isinstance(node, ast.Variable):
-            if node.name not in bound:
-                out.add(node.name)
-            return
-        if isinstance(node, (ast.ListComprehension, ast.Quantifier)):
-            visit(node.source, bound)
-            inner = bound | {node.variable}
-            for child in (getattr(node, "where", None), getattr(node, "projection", None)):
-                if child is not None:
-                    visit(child, inner)
-            return
-        if isinstance(node, ast.Reduce):
-            visit(node.initial, bound)
-            visit(node.source, bound)
-            visit(node.expression, bound | {node.accumulator, node.variable})
-            return
-        for child in node.children():
-            visit(child, bound)
-
-    visit(e, frozenset())
-    return out
+    return ast.free_variables(e)
 
 
 # ---- whole statements: the executor composes these, it writes no SQL text itself ------------------
