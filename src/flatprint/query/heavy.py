@@ -1,8 +1,8 @@
 """Heavy analytical queries, written ONCE as SQL (DuckDB dialect) and run on DuckDB or on Spark.
 
 Each ``*_sql`` function returns SQL text over the store's *logical* table names (``segments``,
-``connections``, ``connection_rois``, ``partners``, ``rois``, ``roi_map``; docs/store.md). The same text
-runs
+``connections``, ``connection_rois``, ``partners``, ``synapses``, ``rois``, ``roi_map``;
+docs/store.md). The same text runs
 
 * on a store with :func:`run_duckdb` (the tables are the store's own), or on DuckDB views over a
   Parquet export (:func:`flatprint.export.parquet.duckdb_over_parquet`), or
@@ -89,12 +89,18 @@ def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
 
 
 def _post_in_rois(alias: str, rois: list[str]) -> str:
-    """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
+    """The post-synaptic point (synapses row ``alias``) lies in one of ``rois`` (any hierarchy level)."""
     names = ", ".join(sql_literal(r) for r in rois) if rois else "NULL"
     return (
-        f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
-        f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))"
+        f"({alias}.primary_label IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
+        f" OR {alias}.major_label IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))"
     )
+
+
+# partners holds a pair's synapse ids and bodies; its ends' labels, locations and confidences are
+# the synapses rows with those ids (docs/store.md).
+_PRE_END = "JOIN synapses a ON a.syn_id = p.pre_id"
+_POST_END = "JOIN synapses b ON b.syn_id = p.post_id"
 
 
 # ----------------------------------------------------------------------------- the queries
@@ -147,8 +153,8 @@ def connection_matrix_sql(
         weight, roi_join = "c.weight", ""
         if roi_list is not None:
             roi_join = f"""
-JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p
-      WHERE {_post_in_rois("p", roi_list)} GROUP BY p.body_pre, p.body_post) w
+JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p {_POST_END}
+      WHERE {_post_in_rois("b", roi_list)} GROUP BY p.body_pre, p.body_post) w
   ON w.body_pre = c.body_pre AND w.body_post = c.body_post"""
             weight = "w.weight"
         return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
@@ -167,7 +173,7 @@ ORDER BY pre_group, post_group"""
         if neurons_only
         else ""
     )
-    roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
+    roi_where = f"\n  WHERE {_post_in_rois('b', roi_list)}" if roi_list is not None else ""
     # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
     # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
     labels = (
@@ -177,10 +183,12 @@ ORDER BY pre_group, post_group"""
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
+  {_PRE_END}
+  {_POST_END}
   JOIN connections c
     ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
-  JOIN {labels} rp ON rp.label = p.{roi_set}_label_pre
-  JOIN {labels} rq ON rq.label = p.{roi_set}_label_post{roi_where}
+  JOIN {labels} rp ON rp.label = a.{roi_set}_label
+  JOIN {labels} rq ON rq.label = b.{roi_set}_label{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs
@@ -203,17 +211,25 @@ def synapse_connections_sql(
     post = _bodies(post_bodies, "post_bodies")
     roi_list = _rois(rois)
     min_conf = _number(min_conf, "min_conf", float)
-    where = [_in_list("p.body_pre", pre), _in_list("p.body_post", post)]
+    # the ends' body filters are implied by the pairs'; they let a sorted synapses table skip row groups
+    where = [
+        _in_list("p.body_pre", pre),
+        _in_list("p.body_post", post),
+        _in_list("a.body", pre),
+        _in_list("b.body", post),
+    ]
     if min_conf > 0:
-        where.append(f"p.conf_pre >= {min_conf!r} AND p.conf_post >= {min_conf!r}")
+        where.append(f"a.conf >= {min_conf!r} AND b.conf >= {min_conf!r}")
     if roi_list is not None:
-        where.append(_post_in_rois("p", roi_list))
+        where.append(_post_in_rois("b", roi_list))
     return f"""SELECT p.body_pre, p.body_post, p.pre_id, p.post_id,
-       p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
-       p.conf_pre, p.conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
+       a.x AS x_pre, a.y AS y_pre, a.z AS z_pre, b.x AS x_post, b.y AS y_post, b.z AS z_post,
+       a.conf AS conf_pre, b.conf AS conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
 FROM partners p
-LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = p.primary_label_pre
-LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = p.primary_label_post
+{_PRE_END}
+{_POST_END}
+LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = a.primary_label
+LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = b.primary_label
 WHERE {" AND ".join(where)}
 ORDER BY p.pre_id, p.post_id"""
 
@@ -263,7 +279,7 @@ QUERIES = {
     "synapse_connections": synapse_connections_sql,
     "adjacencies": adjacencies_sql,
 }
-TABLES = ("segments", "connections", "connection_rois", "partners", "rois", "roi_map")
+TABLES = ("segments", "connections", "connection_rois", "partners", "synapses", "rois", "roi_map")
 
 
 def query_sql(name: str, **args) -> str:
