@@ -99,8 +99,8 @@ def _post_in_rois(alias: str, rois: list[str]) -> str:
 
 # partners holds a pair's synapse ids and bodies; its ends' labels, locations and confidences are
 # the synapses rows with those ids (docs/store.md).
-_PRE_END = "JOIN synapses a ON a.syn_id = p.pre_id"
-_POST_END = "JOIN synapses b ON b.syn_id = p.post_id"
+_PRE_END = "JOIN synapses sa ON sa.syn_id = p.pre_id"
+_POST_END = "JOIN synapses sb ON sb.syn_id = p.post_id"
 
 
 # ----------------------------------------------------------------------------- the queries
@@ -154,7 +154,7 @@ def connection_matrix_sql(
         if roi_list is not None:
             roi_join = f"""
 JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p {_POST_END}
-      WHERE {_post_in_rois("b", roi_list)} GROUP BY p.body_pre, p.body_post) w
+      WHERE {_post_in_rois("sb", roi_list)} GROUP BY p.body_pre, p.body_post) w
   ON w.body_pre = c.body_pre AND w.body_post = c.body_post"""
             weight = "w.weight"
         return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
@@ -173,7 +173,7 @@ ORDER BY pre_group, post_group"""
         if neurons_only
         else ""
     )
-    roi_where = f"\n  WHERE {_post_in_rois('b', roi_list)}" if roi_list is not None else ""
+    roi_where = f"\n  WHERE {_post_in_rois('sb', roi_list)}" if roi_list is not None else ""
     # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
     # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
     labels = (
@@ -187,8 +187,8 @@ ORDER BY pre_group, post_group"""
   {_POST_END}
   JOIN connections c
     ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
-  JOIN {labels} rp ON rp.label = a.{roi_set}_label
-  JOIN {labels} rq ON rq.label = b.{roi_set}_label{roi_where}
+  JOIN {labels} rp ON rp.label = sa.{roi_set}_label
+  JOIN {labels} rq ON rq.label = sb.{roi_set}_label{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs
@@ -215,21 +215,21 @@ def synapse_connections_sql(
     where = [
         _in_list("p.body_pre", pre),
         _in_list("p.body_post", post),
-        _in_list("a.body", pre),
-        _in_list("b.body", post),
+        _in_list("sa.body", pre),
+        _in_list("sb.body", post),
     ]
     if min_conf > 0:
-        where.append(f"a.conf >= {min_conf!r} AND b.conf >= {min_conf!r}")
+        where.append(f"sa.conf >= {min_conf!r} AND sb.conf >= {min_conf!r}")
     if roi_list is not None:
-        where.append(_post_in_rois("b", roi_list))
+        where.append(_post_in_rois("sb", roi_list))
     return f"""SELECT p.body_pre, p.body_post, p.pre_id, p.post_id,
-       a.x AS x_pre, a.y AS y_pre, a.z AS z_pre, b.x AS x_post, b.y AS y_post, b.z AS z_post,
-       a.conf AS conf_pre, b.conf AS conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
+       sa.x AS x_pre, sa.y AS y_pre, sa.z AS z_pre, sb.x AS x_post, sb.y AS y_post, sb.z AS z_post,
+       sa.conf AS conf_pre, sb.conf AS conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
 FROM partners p
 {_PRE_END}
 {_POST_END}
-LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = a.primary_label
-LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = b.primary_label
+LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = sa.primary_label
+LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = sb.primary_label
 WHERE {" AND ".join(where)}
 ORDER BY p.pre_id, p.post_id"""
 
