@@ -94,12 +94,18 @@ def test_contents_round_trip(release_dir, exported):
         syn["kind"].to_numpy() == pts["kind"].astype(str).map({"PreSyn": "pre", "PostSyn": "post"}).to_numpy()
     ).all()
 
-    par = (
-        read_table(out, "partners")
-        .select(["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"])
-        .to_pandas()
-    )
+    # partners holds the pairs' synapse ids; the ends' locations are those synapses rows
+    par = read_table(out, "partners").to_pandas()
+    assert list(par.columns) == ["body_pre", "body_post", "pre_id", "post_id", "body_bucket"]
     assert len(par) == len(partners)
+    syn_at = (
+        read_table(out, "synapses").select(["syn_id", "body", "kind", "x", "y", "z"]).to_pandas().set_index("syn_id")
+    )
+    for side in ("pre", "post"):
+        end = syn_at.loc[par[f"{side}_id"]]
+        assert (end["kind"].to_numpy() == side).all() and (end["body"].to_numpy() == par[f"body_{side}"]).all()
+        for axis in "xyz":
+            par[f"{axis}_{side}"] = end[axis].to_numpy()
     key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
     a = par[key].astype(np.int64).sort_values(key, ignore_index=True)
     b = partners[key].astype(np.int64).sort_values(key, ignore_index=True)

@@ -146,9 +146,36 @@ def test_synapses_and_partners(release_dir, store_path):
     np.testing.assert_allclose(
         pre.loc[tbar.index, "ntGabaProb"].to_numpy(), tbar["nt_gaba_prob"].to_numpy(), equal_nan=True, rtol=1e-6
     )
+
+
+def test_partners_ends_are_synapses_rows(release_dir, store_path):
+    """partners keeps each pair's two syn_ids and bodies; its ends, looked up as synapses rows, are the
+    feather's pairs exactly (locations, bodies, confidences), as a multiset, in (body_pre, body_post) order."""
     partners = load(release_dir, "syn-partners")
-    got = q(store_path, "SELECT count(*) AS n, sum(x_post::BIGINT) AS sx FROM partners")
-    assert got["n"][0] == len(partners) and got["sx"][0] == partners["x_post"].astype("int64").sum()
+    got = q(
+        store_path,
+        """SELECT p.body_pre, p.body_post, p.pre_id, p.post_id, a.body AS a_body, b.body AS b_body,
+                  a.kind AS a_kind, b.kind AS b_kind, a.x AS x_pre, a.y AS y_pre, a.z AS z_pre,
+                  b.x AS x_post, b.y AS y_post, b.z AS z_post, a.conf AS conf_pre, b.conf AS conf_post
+           FROM partners p JOIN synapses a ON a.syn_id = p.pre_id JOIN synapses b ON b.syn_id = p.post_id""",
+    )
+    assert q(store_path, "SELECT count(*) AS n FROM partners")["n"][0] == len(got) == len(partners)
+    assert list(q(store_path, "SELECT * FROM partners LIMIT 0").columns) == [
+        "body_pre",
+        "body_post",
+        "pre_id",
+        "post_id",
+    ]
+    assert (got["a_kind"] == "pre").all() and (got["b_kind"] == "post").all()
+    assert (got["a_body"] == got["body_pre"]).all() and (got["b_body"] == got["body_post"]).all()
+    order = q(store_path, "SELECT body_pre, body_post FROM partners")
+    assert order.equals(order.sort_values(["body_pre", "body_post"], ignore_index=True))
+    key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post", "conf_pre", "conf_post"]
+    a = got[key].astype({c: np.int64 for c in key[:8]}).sort_values(key, ignore_index=True)
+    b = partners[key].astype({c: np.int64 for c in key[:8]}).sort_values(key, ignore_index=True)
+    assert a.astype({"conf_pre": np.float32, "conf_post": np.float32}).equals(
+        b.astype({"conf_pre": np.float32, "conf_post": np.float32})
+    )
 
 
 def test_meta(release_dir, store_path):
@@ -267,6 +294,21 @@ def test_inconsistent_partners(release_dir, tmp_path):
     x[0] += 1_000_000
     feather.write_feather(t.set_column(5, "x_post", pa.array(x)), path)
     with pytest.raises(ReleaseError, match="0 pre and 1 post locations are not points of their body .* in syn-points"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
+def test_partner_confidence_differs_from_its_point(release_dir, tmp_path):
+    """partners keeps no confidences (synapses has the points'): a syn-partners conf_post that is not
+    its point's conf is an error naming both files, not a silently different weightHP."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()
+    path = rel / FILES["syn-partners"]
+    t = feather.read_table(path)
+    conf = t.column("conf_post").to_numpy().copy()
+    conf[0] = 0.5 if conf[0] > 0.75 else 0.99
+    feather.write_feather(t.set_column(t.schema.get_field_index("conf_post"), "conf_post", pa.array(conf)), path)
+    with pytest.raises(ReleaseError, match=r"syn-partners.*: 1 rows whose conf_pre/conf_post differ .* in syn-points"):
         ingest_release(rel, tmp_path / "s.duckdb", progress=False)
     assert_nothing_written(tmp_path / "s.duckdb")
 

@@ -55,7 +55,10 @@ DESCRIPTIONS = {
         "Every synapse point: stable syn_id, body, kind pre/post, location (8 nm voxels), conf, ROI labels, "
         "T-bar NT probabilities."
     ),
-    "partners": "Every pre->post synapse pair: both synapse ids, bodies, locations, confidences and ROI labels.",
+    "partners": (
+        "Every pre->post synapse pair: both synapse ids (pre_id, post_id = synapses.syn_id) and bodies; "
+        "the ends' locations, confidences and ROI labels are their synapses rows."
+    ),
     "rois": "The ROI hierarchy: roi, parent, depth, is_primary, roi_set, label (the label in that ROI set's column).",
     "roi_map": "(roi_set, label) -> every ROI a point with that label counts under.",
     "meta": "The neuPrint :Meta record as key / JSON value.",

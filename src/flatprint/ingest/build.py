@@ -130,7 +130,6 @@ def _build(con, files: ReleaseFiles, stage: _Stage, dataset: str, tag: str, work
     _build_rois(b)
     _build_synapses(b)
     _build_partners(b)
-    _build_connections(b)
     _build_post_copies(b)
     _build_segment_rois(b)
     ann_cols, nt_cols = _build_segments(b)
@@ -331,7 +330,7 @@ def _build_synapses(b: _Build) -> None:
 
 
 def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
-    """Partners whose post body lies in range ``k``: the post end's syn_id, location and ROI labels
+    """Partners whose post body lies in range ``k``: the post end's syn_id, confidence and ROI labels
     from ``range_synapses``, written to Parquet partitioned by the pre body's range."""
     source = bucket_files(b.partners_by_post, k)
     if not source:
@@ -339,74 +338,78 @@ def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
     b.sql(f"""
         COPY (
           SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, {first} + s.rowid AS post_id,
-                 s.x AS x_post, s.y AS y_post, s.z AS z_post, s.primary_label AS primary_label_post,
+                 s.conf AS point_conf_post, s.primary_label AS primary_label_post,
                  s.major_label AS major_label_post, r.pre_bucket
           FROM read_parquet({source}) r
-          LEFT JOIN (SELECT rowid, point_id, body, x, y, z, primary_label, major_label FROM range_synapses
+          LEFT JOIN (SELECT rowid, point_id, body, conf, primary_label, major_label FROM range_synapses
                      WHERE kind = 'post') s
             ON s.point_id = r.post_point AND s.body = r.body_post)
         TO {sql_literal(str(b.partners_by_pre))} (FORMAT parquet, PARTITION_BY (pre_bucket), APPEND)""")
 
 
 def _build_partners(b: _Build) -> None:
-    """``partners``, one pre-body range at a time: pre ends resolve against that range of
-    ``synapses`` (a contiguous syn_id range), rows sorted (body_pre, body_post, pre_id, post_id)."""
+    """``partners``, ``connections``, ``connection_rois``, per-body ROI counts and each body's roiInfo
+    text, one pre-body range at a time. The range's pairs resolve their pre ends against that range of
+    ``synapses`` (a contiguous syn_id range) into a temporary table sorted (body_pre, body_post,
+    pre_id, post_id) that still holds both ends' confidences and post ROI labels; ``partners`` keeps
+    only the ids and bodies (``synapses`` has the rest), and the range's aggregates are taken from
+    the temporary table, so partners is never read back. The range's bodies are complete in it, so
+    their roiInfo is built here, in body order (no second pass over the ROI-sorted segment_rois)."""
     con = b.con
     con.execute("""
-        CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT, x_pre INTEGER,
-          y_pre INTEGER, z_pre INTEGER, x_post INTEGER, y_post INTEGER, z_post INTEGER, conf_pre FLOAT, conf_post FLOAT,
-          primary_label_pre USMALLINT, major_label_pre USMALLINT,
-          primary_label_post USMALLINT, major_label_post USMALLINT)""")
-    with b.stage.timed("partners", b.ranges) as advance:
-        for k, (first, last) in enumerate(b.syn_ranges):
-            source = bucket_files(b.partners_by_pre, k, "pre_bucket")
-            if source:
-                con.execute(f"""
-                    INSERT INTO partners
-                    SELECT r.body_pre, r.body_post, s.syn_id, r.post_id, s.x, s.y, s.z, r.x_post, r.y_post, r.z_post,
-                           r.conf_pre, r.conf_post, s.primary_label, s.major_label,
-                           r.primary_label_post, r.major_label_post
-                    FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, x, y, z,
-                                      primary_label, major_label FROM synapses
-                               WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
-                      ON s.point_id = r.pre_point AND s.body = r.body_pre
-                    ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
-            advance()
-    shutil.rmtree(b.partners_by_pre, ignore_errors=True)
-    missing = b.one("SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL) FROM partners")
-    if missing[0] or missing[1]:
-        raise ReleaseError(
-            f"{b.files.paths['syn-partners'].name}: {missing[0]} pre and {missing[1]} post locations are not points "
-            f"of their body (body_pre, body_post) in {b.files.paths['syn-points'].name}"
-        )
-
-
-def _build_connections(b: _Build) -> None:
-    """``connections``, ``connection_rois`` (ROI of the post-synaptic point), per-body ROI counts and
-    each body's roiInfo text, one body range at a time: partners and synapses are sorted by body, so
-    each range reads only its own row groups, and every aggregate stays in memory. The range's bodies
-    are complete in it, so their roiInfo is built here, in body order (no second pass over the
-    ROI-sorted segment_rois)."""
-    con = b.con
-    con.execute("""
+        CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT);
         CREATE TABLE connections (body_pre BIGINT, body_post BIGINT, weight BIGINT, weight_hp BIGINT);
         CREATE TABLE connection_rois (body_pre BIGINT, body_post BIGINT, roi VARCHAR, weight BIGINT, pre BIGINT);
         CREATE TEMP TABLE segment_rois_unsorted (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
           upstream BIGINT, synweight BIGINT);
         CREATE TEMP TABLE body_roi_info (bodyId BIGINT, roiInfo VARCHAR)""")
-    with b.stage.timed("connections", b.ranges) as advance:
+    missing_pre = missing_post = conf_differs = 0
+    with b.stage.timed("partners and connections", b.ranges) as advance:
         for k, (first, last) in enumerate(b.syn_ranges):
-            in_range = in_range_sql("body_pre", b.bounds, k)
-            con.execute(f"""
-                INSERT INTO connections
-                SELECT body_pre, body_post, count(*)::BIGINT AS weight,
-                       count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD})::BIGINT
-                FROM partners WHERE {in_range} GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
-            _connection_rois(con, in_range)
-            _segment_rois(con, in_range, first, last)
+            source = bucket_files(b.partners_by_pre, k, "pre_bucket")
+            if source:
+                con.execute(f"""
+                    CREATE OR REPLACE TEMP TABLE range_partners AS
+                    SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id, r.conf_pre, r.conf_post,
+                           (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post)
+                             AS conf_differs,
+                           r.primary_label_post, r.major_label_post
+                    FROM read_parquet({source}) r
+                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
+                               FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
+                      ON s.point_id = r.pre_point AND s.body = r.body_pre
+                    ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
+                counts = b.one("""SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL),
+                                         count(*) FILTER (conf_differs AND pre_id IS NOT NULL AND post_id IS NOT NULL)
+                                  FROM range_partners""")
+                missing_pre, missing_post, conf_differs = (
+                    a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
+                )
+                con.execute("INSERT INTO partners SELECT body_pre, body_post, pre_id, post_id FROM range_partners")
+                con.execute(f"""
+                    INSERT INTO connections
+                    SELECT body_pre, body_post, count(*)::BIGINT AS weight,
+                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD})::BIGINT
+                    FROM range_partners GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
+                _connection_rois(con)
+            else:
+                con.execute("CREATE OR REPLACE TEMP TABLE range_partners AS SELECT NULL::BIGINT AS pre_id WHERE false")
+            _segment_rois(con, first, last)
             advance()
-    con.execute("DROP TABLE IF EXISTS range_segment_rois")
+    con.execute("DROP TABLE IF EXISTS range_segment_rois; DROP TABLE IF EXISTS range_partners")
+    shutil.rmtree(b.partners_by_pre, ignore_errors=True)
+    partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name
+    if missing_pre or missing_post:
+        raise ReleaseError(
+            f"{partners_file}: {missing_pre} pre and {missing_post} post locations are not points "
+            f"of their body (body_pre, body_post) in {points_file}"
+        )
+    if conf_differs:
+        # partners keeps no confidences of its own (synapses has them): they must be the points'
+        raise ReleaseError(
+            f"{partners_file}: {conf_differs} rows whose conf_pre/conf_post differ from the conf of their points "
+            f"in {points_file}"
+        )
 
 
 def _build_post_copies(b: _Build) -> None:
@@ -544,25 +547,24 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
     return ann_cols, nt_cols
 
 
-def _connection_rois(con, in_range: str) -> None:
-    """Append the per-ROI weights of the partners rows matching ``in_range`` to connection_rois."""
-    con.execute(f"""
+def _connection_rois(con) -> None:
+    """Append the per-ROI weights of one range's pairs (``range_partners``) to connection_rois."""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE pair_labels AS
         SELECT body_pre, body_post, primary_label_post AS pl, major_label_post AS ml,
                count(*) AS post, count(DISTINCT pre_id) AS pre
-        FROM partners WHERE {in_range} GROUP BY ALL""")
+        FROM range_partners GROUP BY ALL""")
     # `pre` counts distinct T-bars per ROI. Summing the per-label counts up the hierarchy counts a
     # T-bar twice when its PSDs on one partner lie in two ROIs of one grouping (LegNp(T1)(L) and
     # LegNp(T2)(L) under VNC): correct exactly for those few T-bars instead of expanding every row.
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE pre_overcount AS
         WITH split_tbars AS (
-          SELECT pre_id, body_post FROM partners WHERE {in_range} GROUP BY pre_id, body_post
+          SELECT pre_id, body_post FROM range_partners GROUP BY pre_id, body_post
           HAVING min(primary_label_post) <> max(primary_label_post) OR min(major_label_post) <> max(major_label_post)),
         combos AS (
           SELECT DISTINCT p.body_pre, p.body_post, p.pre_id, p.primary_label_post AS pl, p.major_label_post AS ml
-          FROM partners p SEMI JOIN split_tbars s ON s.pre_id = p.pre_id AND s.body_post = p.body_post
-          WHERE {in_range}),
+          FROM range_partners p SEMI JOIN split_tbars s ON s.pre_id = p.pre_id AND s.body_post = p.body_post),
         expanded AS (
           SELECT body_pre, body_post, pre_id, m.roi FROM combos JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
@@ -586,13 +588,13 @@ def _connection_rois(con, in_range: str) -> None:
     con.execute("DROP TABLE pair_labels; DROP TABLE pre_overcount")
 
 
-def _segment_rois(con, in_range: str, first: int, last: int) -> None:
-    """Per-body, per-ROI counts of the synapses [first, last) (the bodies ``in_range`` of body_pre),
-    appended to segment_rois_unsorted, and those bodies' roiInfo text to body_roi_info (in body
-    order); downstream counts the PSDs each T-bar's partners have."""
+def _segment_rois(con, first: int, last: int) -> None:
+    """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose pairs are
+    in ``range_partners``), appended to segment_rois_unsorted, and those bodies' roiInfo text to
+    body_roi_info (in body order); downstream counts the PSDs each T-bar's partners have."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE range_segment_rois AS
-        WITH tbar_down AS (SELECT pre_id, count(*) AS n FROM partners WHERE {in_range} GROUP BY pre_id),
+        WITH tbar_down AS (SELECT pre_id, count(*) AS n FROM range_partners GROUP BY pre_id),
         body_labels AS (
           SELECT s.body, s.primary_label AS pl, s.major_label AS ml,
                  count(*) FILTER (s.kind = 'pre') AS pre, count(*) FILTER (s.kind = 'post') AS post,

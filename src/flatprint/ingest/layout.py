@@ -6,7 +6,8 @@ from __future__ import annotations
 from flatprint.release import tables as T
 
 # 2: ConnectsTo roiInfo `pre` counts distinct T-bars at grouping ROIs too; 3: synapses without point_id;
-# 4: neuron-only summary tables (ingest/summaries.py)
+# 4: neuron-only summary tables (ingest/summaries.py); partners holds only both ends' ids and bodies
+#    (locations, confidences and ROI labels are in synapses)
 STORE_FORMAT = 4
 POST_HP_THRESHOLD = 0.7  # neuPrint's postHPThreshold for male-cns (weightHP)
 PRE_HP_THRESHOLD = 0.0

@@ -1,8 +1,8 @@
 """Heavy analytical queries, written ONCE as SQL (DuckDB dialect) and run on DuckDB or on Spark.
 
 Each ``*_sql`` function returns SQL text over the store's *logical* table names (``segments``,
-``connections``, ``connection_rois``, ``partners``, ``rois``, ``roi_map``; docs/store.md). The same text
-runs
+``connections``, ``connection_rois``, ``partners``, ``synapses``, ``rois``, ``roi_map``;
+docs/store.md). The same text runs
 
 * on a store with :func:`run_duckdb` (the tables are the store's own), or on DuckDB views over a
   Parquet export (:func:`flatprint.export.parquet.duckdb_over_parquet`), or
@@ -91,12 +91,18 @@ def _rois(rois: Iterable[str] | str | None) -> list[str] | None:
 
 
 def _post_in_rois(alias: str, rois: list[str]) -> str:
-    """The post-synaptic point of partners row ``alias`` lies in one of ``rois`` (any hierarchy level)."""
+    """The post-synaptic point (synapses row ``alias``) lies in one of ``rois`` (any hierarchy level)."""
     names = ", ".join(sql_literal(r) for r in rois) if rois else "NULL"
     return (
-        f"({alias}.primary_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
-        f" OR {alias}.major_label_post IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))"
+        f"({alias}.primary_label IN (SELECT label FROM roi_map WHERE roi_set = 'primary' AND roi IN ({names}))"
+        f" OR {alias}.major_label IN (SELECT label FROM roi_map WHERE roi_set = 'major' AND roi IN ({names})))"
     )
+
+
+# partners holds a pair's synapse ids and bodies; its ends' labels, locations and confidences are
+# the synapses rows with those ids (docs/store.md).
+_PRE_END = "JOIN synapses sa ON sa.syn_id = p.pre_id"
+_POST_END = "JOIN synapses sb ON sb.syn_id = p.post_id"
 
 
 # ----------------------------------------------------------------------------- the queries
@@ -149,8 +155,8 @@ def connection_matrix_sql(
         weight, roi_join = "c.weight", ""
         if roi_list is not None:
             roi_join = f"""
-JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p
-      WHERE {_post_in_rois("p", roi_list)} GROUP BY p.body_pre, p.body_post) w
+JOIN (SELECT p.body_pre, p.body_post, count(*) AS weight FROM partners p {_POST_END}
+      WHERE {_post_in_rois("sb", roi_list)} GROUP BY p.body_pre, p.body_post) w
   ON w.body_pre = c.body_pre AND w.body_post = c.body_post"""
             weight = "w.weight"
         return f"""SELECT a.{col} AS pre_group, b.{col} AS post_group,
@@ -169,7 +175,7 @@ ORDER BY pre_group, post_group"""
         if neurons_only
         else ""
     )
-    roi_where = f"\n  WHERE {_post_in_rois('p', roi_list)}" if roi_list is not None else ""
+    roi_where = f"\n  WHERE {_post_in_rois('sb', roi_list)}" if roi_list is not None else ""
     # label -> the set's ROI through roi_map: a store with ROI levels beyond primary and major keeps
     # combined labels in major_label (flatprint.ingest), which only roi_map resolves.
     labels = (
@@ -179,10 +185,12 @@ ORDER BY pre_group, post_group"""
     return f"""WITH pairs AS (
   SELECT rp.roi AS pre_group, rq.roi AS post_group, p.body_pre, p.body_post, count(*) AS n
   FROM partners p
+  {_PRE_END}
+  {_POST_END}
   JOIN connections c
     ON c.body_pre = p.body_pre AND c.body_post = p.body_post AND c.weight >= {min_weight}{side_sql}{neuron_join}
-  JOIN {labels} rp ON rp.label = p.{roi_set}_label_pre
-  JOIN {labels} rq ON rq.label = p.{roi_set}_label_post{roi_where}
+  JOIN {labels} rp ON rp.label = sa.{roi_set}_label
+  JOIN {labels} rq ON rq.label = sb.{roi_set}_label{roi_where}
   GROUP BY rp.roi, rq.roi, p.body_pre, p.body_post)
 SELECT pre_group, post_group, CAST(sum(n) AS BIGINT) AS weight, CAST(count(*) AS BIGINT) AS connections
 FROM pairs
@@ -205,17 +213,25 @@ def synapse_connections_sql(
     post = _bodies(post_bodies, "post_bodies")
     roi_list = _rois(rois)
     min_conf = _number(min_conf, "min_conf", float)
-    where = [_in_list("p.body_pre", pre), _in_list("p.body_post", post)]
+    # the ends' body filters are implied by the pairs'; they let a sorted synapses table skip row groups
+    where = [
+        _in_list("p.body_pre", pre),
+        _in_list("p.body_post", post),
+        _in_list("sa.body", pre),
+        _in_list("sb.body", post),
+    ]
     if min_conf > 0:
-        where.append(f"p.conf_pre >= {min_conf!r} AND p.conf_post >= {min_conf!r}")
+        where.append(f"sa.conf >= {min_conf!r} AND sb.conf >= {min_conf!r}")
     if roi_list is not None:
-        where.append(_post_in_rois("p", roi_list))
+        where.append(_post_in_rois("sb", roi_list))
     return f"""SELECT p.body_pre, p.body_post, p.pre_id, p.post_id,
-       p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
-       p.conf_pre, p.conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
+       sa.x AS x_pre, sa.y AS y_pre, sa.z AS z_pre, sb.x AS x_post, sb.y AS y_post, sb.z AS z_post,
+       sa.conf AS conf_pre, sb.conf AS conf_post, rp.roi AS roi_pre, rq.roi AS roi_post
 FROM partners p
-LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = p.primary_label_pre
-LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = p.primary_label_post
+{_PRE_END}
+{_POST_END}
+LEFT JOIN rois rp ON rp.roi_set = 'primary' AND rp.label = sa.primary_label
+LEFT JOIN rois rq ON rq.roi_set = 'primary' AND rq.label = sb.primary_label
 WHERE {" AND ".join(where)}
 ORDER BY p.pre_id, p.post_id"""
 
@@ -265,7 +281,7 @@ QUERIES = {
     "synapse_connections": synapse_connections_sql,
     "adjacencies": adjacencies_sql,
 }
-TABLES = ("segments", "connections", "connection_rois", "partners", "rois", "roi_map")
+TABLES = ("segments", "connections", "connection_rois", "partners", "synapses", "rois", "roi_map")
 
 
 def query_sql(name: str, **args) -> str:

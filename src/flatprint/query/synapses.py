@@ -11,6 +11,7 @@ from flatprint.query.client import inject_client
 from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
 from flatprint.store.columns import SYNAPSE_COLUMNS
+from flatprint.store.partners import partner_ends_sql
 from flatprint.store.sql import sql_literal
 
 NT_PROPERTIES = [
@@ -184,18 +185,16 @@ def fetch_synapse_connections(
             f"{primary_label}) OR (rm.roi_set = 'major' AND rm.label = {major_label}))"
         )
 
-    # partners carries both ends' locations, confidences and ROI labels: the synapses table is only
-    # needed for T-bar neurotransmitter probabilities (a join that scans every synapse).
-    conf = f"p.conf_pre > {float(sc.confidence)} AND p.conf_post > {float(sc.confidence)}" if sc.confidence else "TRUE"
+    # partners holds the pairs' ids and bodies; their ends are synapses rows, read by id range.
+    conf = f"a.{_CONF} > {float(sc.confidence)} AND b.{_CONF} > {float(sc.confidence)}" if sc.confidence else "TRUE"
     roi_filter = "TRUE"
     if sc.rois:
         roi_list = ", ".join(sql_literal(r) for r in sc.rois)
         roi_filter = (
             f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
-            "((m.roi_set = 'primary' AND m.label = p.primary_label_post) OR "
-            "(m.roi_set = 'major' AND m.label = p.major_label_post)))"
+            "((m.roi_set = 'primary' AND m.label = b.primary_label) OR "
+            "(m.roi_set = 'major' AND m.label = b.major_label)))"
         )
-    nt_join = "JOIN synapses a ON a.syn_id = p.pre_id" if nt else ""
     pairs = client.sql(f"""
         SELECT c.body_pre, c.body_post FROM connections c
         WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, "n")})
@@ -209,18 +208,23 @@ def fetch_synapse_connections(
             "body_post": pa.array([b for _, b in pairs], pa.int64()),
         }
     )
+    cur = client.cursor()
     with client.temporary_tables(pairs=pairs_table) as t:
+        rows = cur.sql(f"""
+            SELECT p.body_pre, p.body_post, p.pre_id, p.post_id
+            FROM partners p SEMI JOIN {t["pairs"]} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
+            WHERE p.body_pre IN ({pre_list})""").to_arrow_table()
+    with client.temporary_tables(rows=rows) as t:
         sql = f"""
             SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
-                   {roi_list_expr("p.primary_label_pre", "p.major_label_pre")} AS roi_pre,
-                   {roi_list_expr("p.primary_label_post", "p.major_label_post")} AS roi_post,
-                   p.x_pre, p.y_pre, p.z_pre, p.x_post, p.y_post, p.z_post,
-                   p.conf_pre AS confidence_pre, p.conf_post AS confidence_post{nt_sql}
-            FROM partners p SEMI JOIN {t["pairs"]} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
-            {nt_join}
-            WHERE p.body_pre IN ({pre_list}) AND {conf} AND {roi_filter}
+                   {roi_list_expr("a.primary_label", "a.major_label")} AS roi_pre,
+                   {roi_list_expr("b.primary_label", "b.major_label")} AS roi_post,
+                   a.x AS x_pre, a.y AS y_pre, a.z AS z_pre, b.x AS x_post, b.y AS y_post, b.z AS z_post,
+                   a.{_CONF} AS confidence_pre, b.{_CONF} AS confidence_post{nt_sql}
+            FROM {partner_ends_sql(t["rows"], rows.column("pre_id"), rows.column("post_id"))}
+            WHERE {conf} AND {roi_filter}
             ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
-        df = client.cursor().execute(sql).df()
+        df = cur.execute(sql).df()
     df = df.astype(
         {
             "bodyId_pre": np.int64,
