@@ -49,8 +49,9 @@ def roi_labels_sql(roi_set: str) -> str:
 
 def build_summaries(con, stage, bounds: list[int]) -> None:
     """Create the neuron-only tables from ``segments``, ``connections``, ``connection_rois``,
-    ``segment_rois`` and ``partners``; ``bounds`` are the body ranges partners was built in (the
-    synapse pairs are grouped one pre-body range at a time, so the aggregate stays in memory)."""
+    ``segment_rois``, ``partners`` and its ends' ``synapses`` rows (their ROI labels); ``bounds``
+    are the body ranges partners was built in (the synapse pairs are grouped one pre-body range at a
+    time, so the aggregate stays in memory)."""
     con.execute("SET preserve_insertion_order = true")  # the ORDER BYs below are the tables' order
     ranges = len(bounds) + 1
     with stage.timed("neuron summaries", 6 + ranges) as advance:
@@ -82,10 +83,13 @@ def build_summaries(con, stage, bounds: list[int]) -> None:
         for k in range(ranges):
             con.execute(f"""
                 INSERT INTO neuron_label_pairs
-                SELECT p.body_pre, p.body_post, p.primary_label_pre, p.primary_label_post,
-                       p.major_label_pre, p.major_label_post, count(*)
+                SELECT p.body_pre, p.body_post, a.primary_label, b.primary_label, a.major_label, b.major_label,
+                       count(*)
                 FROM partners p
-                SEMI JOIN neuron_ids a ON a.bodyId = p.body_pre SEMI JOIN neuron_ids b ON b.bodyId = p.body_post
+                JOIN (SELECT syn_id, primary_label, major_label FROM synapses
+                      WHERE {in_range_sql("body", bounds, k)}) a ON a.syn_id = p.pre_id
+                JOIN synapses b ON b.syn_id = p.post_id
+                SEMI JOIN neuron_ids na ON na.bodyId = p.body_pre SEMI JOIN neuron_ids nb ON nb.bodyId = p.body_post
                 WHERE {in_range_sql("p.body_pre", bounds, k)}
                 GROUP BY ALL""")
             advance()
