@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import ast
+from flatprint.cypher.columnar import arrow_column
 from flatprint.cypher.memory import memory_budget
 from flatprint.cypher.sqlgen import conjuncts
 
@@ -82,7 +83,7 @@ def _integers(items) -> list[int] | None:
 
 
 class GeneralAnswer:
-    """The general query's answer, rows grouped by body: plain columns as the Arrow answer holds them,
+    """The general query's answer, rows grouped by body: plain columns as DuckDB answered them,
     synapse-map columns as ids with each id's map text (``maps``: column index -> (ids, texts))."""
 
     def __init__(self, table: pa.Table, keys: np.ndarray, maps: dict[int, tuple[pa.Array, pa.Array]]):
@@ -110,6 +111,8 @@ class GeneralAnswer:
             column = taken.column(index)
             if index in self.texts:
                 column = pc.take(self.texts[index], column)
+            else:  # kept as DuckDB answered (narrower), widened as the Arrow answer has it
+                column = arrow_column(column)
             columns.append(column)
         arrow_names = list(names)
         if len(set(arrow_names)) != len(arrow_names):  # as CypherResult.to_arrow names duplicates

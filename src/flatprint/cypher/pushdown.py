@@ -221,8 +221,6 @@ class PushdownExecution:
                     found = columnar.synapse_maps_json(self.model, self.run_arrow_checked, None, removed, rows)
                     maps[index] = (found.column("id").combine_chunks(), found.column("j").combine_chunks())
                     column = column.cast(pa.int64())
-                else:
-                    column = columnar.arrow_column(column)
                 answer.append(column)
             keys = table.column("__key").to_numpy()
             kept = batchcache.GeneralAnswer(pa.table(answer, names=[f"c{i}" for i in range(len(answer))]), keys, maps)
