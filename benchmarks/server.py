@@ -257,11 +257,27 @@ def type_pair(store: Path, repeat: int, results_dir: Path | None) -> None:
         fn()
         return time.perf_counter() - t
 
+    def cpu_seconds(fn, process=None) -> float:
+        """CPU seconds (all threads) of ``process`` (psutil; else this process) while ``fn`` runs: on a
+        loaded machine, wall time of 800 sequential requests is mostly waiting for a CPU."""
+        if process is None:
+            t = time.process_time()
+            fn()
+            return time.process_time() - t
+        before = sum(process.cpu_times()[:2])
+        fn()
+        return sum(process.cpu_times()[:2]) - before
+
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
     results = []
     with running_server([str(store)], home, wait_idle=True) as (url, cert), recording_responses() as recordings:
+        import psutil
+
+        server_process = next(p for p in psutil.Process().children() if "serve" in " ".join(p.cmdline()))
         npc = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False)
         for name, call in calls.items():
+            library_cpu = cpu_seconds(lambda: call(flatprint, fp))
+            server_cpu = cpu_seconds(lambda: call(neuprint, npc), server_process)
             # the first call of each (a fresh server: batches of a new shape, DuckDB's caches cold)
             library_first = seconds(lambda: call(flatprint, fp))
             server_first = seconds(lambda: call(neuprint, npc))
@@ -278,8 +294,12 @@ def type_pair(store: Path, repeat: int, results_dir: Path | None) -> None:
                     "server_first_s": server_first,
                     "library_runs_s": library,
                     "server_runs_s": server,
+                    "library_cpu_s": library_cpu,
+                    "server_process_cpu_s": server_cpu,
+                    "server_cpu_ratio": server_cpu / library_cpu,
                 }
             )
+            print(f"{name}: CPU library {library_cpu:.2f} s, server process {server_cpu:.2f} s", flush=True)
     with replay_server(recordings, home) as replay_url:
         floor_client = neuprint.Client(
             replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False
