@@ -23,6 +23,7 @@ import flatprint
 from flatprint.cypher import batchcache
 from flatprint.cypher.engine import Execution, execute
 from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
+from flatprint.errors import QueryError
 from flatprint.store import Store
 
 DS = "male-cns:v0.9"
@@ -538,3 +539,21 @@ def test_body_list_batches_of_a_type_equal_the_oracle(
                 assert len(ran) == before, f"batch {batch} ran SQL: {ran[before:]}"
     finally:
         store.close()
+
+
+def test_a_failed_general_query_lets_the_shape_run_alone():
+    """A general query that fails (timeout, memory budget) is not retried on every later batch: the
+    shape is marked and its batches run alone (answer_for returns None without building)."""
+    cache = batchcache.BatchCache()
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise QueryError("query timed out")
+
+    assert cache.answer_for("shape", (1,), failing) is None  # first batch: only remembered
+    assert cache.answer_for("shape", (1,), failing) is None  # the same batch again: still the first
+    assert calls == []
+    assert cache.answer_for("shape", (2,), failing) is None  # second batch: the build fails
+    assert cache.answer_for("shape", (3,), failing) is None  # later batches: not built again
+    assert calls == [1]

@@ -32,6 +32,7 @@ from flatprint.cypher import ast
 from flatprint.cypher.columnar import arrow_column
 from flatprint.cypher.memory import memory_budget
 from flatprint.cypher.sqlgen import conjuncts
+from flatprint.errors import QueryError
 
 MAX_KEYS = 5000  # bodies the general query may cover
 MAX_ROWS = 2_000_000  # rows of a kept answer
@@ -149,7 +150,8 @@ class BatchCache:
 
     def answer_for(self, key: str, values: tuple[int, ...], build) -> GeneralAnswer | None:
         """The kept answer for ``key``; built with ``build() -> GeneralAnswer | None`` (None: too big)
-        when a batch of other values was seen before; None when this is the shape's first batch."""
+        when a batch of other values was seen before; None when this is the shape's first batch, or
+        when building failed (a QueryError: the shape is then marked, its batches run alone)."""
         with self.lock:
             kept = self.kept.get(key)
             if kept is not None:
@@ -163,7 +165,12 @@ class BatchCache:
                     self.seen.popitem(last=False)
                 return None
             # a second batch: build while holding the lock, so that concurrent batches wait for it
-            built = build()
+            try:
+                built = build()
+            except QueryError:
+                # timed out, cancelled or over the memory budget: the shape's batches run alone from
+                # now on, and this one too (it raises the same error if its own time is up)
+                built = None
             self.kept[key] = _TOO_BIG if built is None else built
             self.seen.pop(key, None)
             answers = [k for k, v in self.kept.items() if v is not _TOO_BIG]
