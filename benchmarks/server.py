@@ -13,6 +13,13 @@ result instead of running the engine: what the HTTP stack alone costs (TLS, HTTP
 pool, JSON). Writes benchmarks/results/server_cpu.json.
 
     python benchmarks/server.py --cpu --store store.duckdb --clients 32 --duration 20 [--stub]
+
+``--type-pair`` (issue 16) measures the synapse-level calls of the store's most common neuron type T:
+fetch_synapse_connections(T, T) (neuprint-python sends one query per body of T) and fetch_synapses(T),
+library vs server in the same run, with the client's floor from the replay server. Writes
+benchmarks/results/server_type_pair.json.
+
+    python benchmarks/server.py --type-pair --store store.duckdb --repeat 3
 """
 
 from __future__ import annotations
@@ -227,6 +234,99 @@ def cpu_per_request(
     }
 
 
+def type_pair(store: Path, repeat: int, results_dir: Path | None) -> None:
+    """Library vs neuprint-python through ``flatprint serve`` for the synapse-level calls of the most
+    common neuron type; medians of ``repeat`` runs each, the client's floor from the replay server."""
+    import neuprint
+    from server_fixture import running_server
+
+    import flatprint
+
+    fp = flatprint.Client(store)
+    kind = fp.frame(
+        "SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL "
+        "GROUP BY type ORDER BY count(*) DESC, type LIMIT 1"
+    )["type"].iloc[0]
+    calls = {
+        f"fetch_synapse_connections {kind} -> {kind}": lambda m, c: m.fetch_synapse_connections(kind, kind, client=c),
+        f"fetch_synapses {kind}": lambda m, c: m.fetch_synapses(kind, client=c),
+    }
+
+    def seconds(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    def cpu_seconds(fn, process=None) -> float:
+        """CPU seconds (all threads) of ``process`` (psutil; else this process) while ``fn`` runs: on a
+        loaded machine, wall time of 800 sequential requests is mostly waiting for a CPU."""
+        if process is None:
+            t = time.process_time()
+            fn()
+            return time.process_time() - t
+        before = sum(process.cpu_times()[:2])
+        fn()
+        return sum(process.cpu_times()[:2]) - before
+
+    home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
+    results = []
+    with running_server([str(store)], home, wait_idle=True) as (url, cert), recording_responses() as recordings:
+        import psutil
+
+        server_process = next(p for p in psutil.Process().children() if "serve" in " ".join(p.cmdline()))
+        npc = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False)
+        for name, call in calls.items():
+            library_cpu = cpu_seconds(lambda: call(flatprint, fp))
+            server_cpu = cpu_seconds(lambda: call(neuprint, npc), server_process)
+            # the first call of each (a fresh server: batches of a new shape, DuckDB's caches cold)
+            library_first = seconds(lambda: call(flatprint, fp))
+            server_first = seconds(lambda: call(neuprint, npc))
+            rows = len(call(flatprint, fp))
+            library, server = [], []
+            for _ in range(repeat):  # interleaved: the machine's load hits both alike
+                library.append(seconds(lambda: call(flatprint, fp)))
+                server.append(seconds(lambda: call(neuprint, npc)))
+            results.append(
+                {
+                    "query": name,
+                    "rows": rows,
+                    "library_first_s": library_first,
+                    "server_first_s": server_first,
+                    "library_runs_s": library,
+                    "server_runs_s": server,
+                    "library_cpu_s": library_cpu,
+                    "server_process_cpu_s": server_cpu,
+                    "server_cpu_ratio": server_cpu / library_cpu,
+                }
+            )
+            print(f"{name}: CPU library {library_cpu:.2f} s, server process {server_cpu:.2f} s", flush=True)
+    with replay_server(recordings, home) as replay_url:
+        floor_client = neuprint.Client(
+            replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False
+        )
+        for result, call in zip(results, calls.values()):
+            result["client_floor_runs_s"] = [seconds(lambda: call(neuprint, floor_client)) for _ in range(repeat)]
+    for result in results:
+        lib, srv, floor = (median(result[k]) for k in ("library_runs_s", "server_runs_s", "client_floor_runs_s"))
+        result.update(library_s=lib, server_s=srv, client_floor_s=floor, ratio=srv / lib)
+        result["server_work_ratio"] = max(srv - floor, 0.0) / lib
+        print(
+            f"{result['query']:45s} {result['rows']:>8} rows  library {lib:7.2f} s  server {srv:7.2f} s "
+            f"x{srv / lib:.1f}  client floor {floor:6.2f} s  server work x{result['server_work_ratio']:.1f}  "
+            f"(first calls: library {result['library_first_s']:.2f} s, server {result['server_first_s']:.2f} s)"
+        )
+    doc = {
+        "name": "server_type_pair",
+        "date": now_iso(),
+        "store": str(Path(store).name),
+        "repeat": repeat,
+        "machine": machine_facts(),
+        "results": results,
+        "targets": "all-in server <= 10x library; server work (server - client floor) <= 1x library",
+    }
+    print(write_result("server_type_pair", doc, results_dir))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=float, default=0.1)
@@ -238,6 +338,7 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--stub", action="store_true", help="--cpu: canned answers instead of the engine")
     ap.add_argument("--workers", type=int, default=4, help="--cpu: flatprint serve --workers")
+    ap.add_argument("--type-pair", action="store_true", help="synapse-level calls of the largest type (issue 16)")
     ap.add_argument("--serve-for-cpu", nargs=2, metavar=("STORE", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve_for_cpu:
@@ -255,6 +356,10 @@ def main(argv=None):
             "results": [row],
         }
         print(write_result("server_cpu", doc, args.results_dir))
+        return
+
+    if args.type_pair:
+        type_pair(args.store or ensure_store(args.scale), args.repeat, args.results_dir)
         return
 
     import neuprint

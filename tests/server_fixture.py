@@ -46,7 +46,7 @@ def wait_until_answering(proc, url: str, cert: Path | None, limit: float, name: 
                 raise requests.exceptions.ConnectionError("certificate not written yet")
             requests.get(f"{url}/api/version", verify=str(cert) if cert else True, timeout=2)
             return
-        except requests.exceptions.ConnectionError:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):  # a loaded machine: ask again
             if time.time() > deadline:
                 raise RuntimeError(f"{name} did not start") from None
             time.sleep(0.2)

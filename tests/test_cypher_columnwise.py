@@ -20,8 +20,10 @@ from oracle import load, oracle_segments, roi_chains
 from server_fixture import running_server
 
 import flatprint
+from flatprint.cypher import batchcache
 from flatprint.cypher.engine import Execution, execute
 from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
+from flatprint.errors import QueryError
 from flatprint.store import Store
 
 DS = "male-cns:v0.9"
@@ -427,3 +429,131 @@ def test_type_batch_reads_only_the_partners_synapses(store, release_dir, synapse
     )
     assert len(scans) == 2, scans
     assert max(scans) <= allowed < len(points) // 10, (scans, allowed)
+
+
+def _recording_statements(monkeypatch) -> list:
+    """Every SQL statement the engine runs from now on (all go through Execution._run)."""
+    ran = []
+    original = Execution._run
+
+    def recording(self, sql, tables, fetch):
+        ran.append(sql)
+        return original(self, sql, tables, fetch)
+
+    monkeypatch.setattr(Execution, "_run", recording)
+    return ran
+
+
+def _arrow_rows(table) -> list:
+    """An Arrow answer as JSON rows (map columns hold JSON text)."""
+    return [
+        [json.loads(v) if isinstance(v, str) and v[:1] == "{" else v for v in row.values()] for row in table.to_pylist()
+    ]
+
+
+def _type_batches(release_dir, strong_pair, count: int = 6):
+    """(pre type, post type, [(post body, its upstream partners of the pre type)]) for the batches
+    neuprint-python sends for fetch_synapse_connections(pre type, post type)."""
+    segments = oracle_segments(release_dir)
+    pre_type, post_type = segments.loc[strong_pair[0], "type"], segments.loc[strong_pair[1], "type"]
+    neurons = segments[segments.is_neuron]
+    pre_bodies = set(neurons[neurons.type == pre_type].index)
+    weights = load(release_dir, "weights")
+    batches = []
+    for post in sorted(neurons[neurons.type == post_type].index):
+        pres = sorted(set(weights[(weights.body_post == post) & weights.body_pre.isin(pre_bodies)].body_pre))
+        if pres:
+            batches.append((int(post), pres))
+    assert len(batches) >= 3, "the test release should have several bodies of the strongest pair's type"
+    return pre_type, post_type, batches[:count]
+
+
+def test_type_batches_after_the_second_run_no_sql(store_path, release_dir, synapse_points, strong_pair, monkeypatch):
+    """Batches 'type T -> body X' of one shape: the second runs the general query once (batchcache.py),
+    every later one is answered from it without a SQL statement; every batch's rows and Arrow answer
+    equal the oracle's (the old engine ran 5 statements per batch)."""
+    pre_type, post_type, batches = _type_batches(release_dir, strong_pair)
+    store = Store.open(store_path)  # a store object of its own: its kept answers start empty
+    try:
+        ran = _recording_statements(monkeypatch)
+        statements, schemas = [], []
+        for post, pres in batches:
+            before = len(ran)
+            result = execute(store, TYPE_BATCH_CYPHER.format(pre_type=pre_type, post=post, post_type=post_type))
+            statements.append(len(ran) - before)
+            want = canonical([row for pre in pres for row in oracle_pair_rows(release_dir, synapse_points, pre, post)])
+            assert canonical(result.data) == want, post
+            assert result.arrow is not None
+            assert canonical(_arrow_rows(result.arrow)) == want, post
+            schemas.append(result.arrow.schema)
+    finally:
+        store.close()
+    assert statements[0] > 0 and statements[1] > 0, statements
+    assert statements[2:] == [0] * (len(batches) - 2), statements
+    assert all(schema == schemas[0] for schema in schemas), "the kept answer's Arrow types differ from a batch's own"
+
+
+def test_type_batches_with_too_many_bodies_run_alone(store_path, release_dir, synapse_points, strong_pair, monkeypatch):
+    """When the general query would cover more bodies than batchcache.MAX_KEYS, every batch runs its
+    own SQL (nothing is kept) and its rows still equal the oracle's."""
+    monkeypatch.setattr(batchcache, "MAX_KEYS", 1)
+    pre_type, post_type, batches = _type_batches(release_dir, strong_pair, count=4)
+    store = Store.open(store_path)
+    try:
+        ran = _recording_statements(monkeypatch)
+        for post, pres in batches:
+            before = len(ran)
+            result = execute(store, TYPE_BATCH_CYPHER.format(pre_type=pre_type, post=post, post_type=post_type))
+            assert any("partners" in sql for sql in ran[before:]), "the batch should run its own query"
+            want = canonical([row for pre in pres for row in oracle_pair_rows(release_dir, synapse_points, pre, post)])
+            assert canonical(result.data) == want, post
+    finally:
+        store.close()
+
+
+def test_body_list_batches_of_a_type_equal_the_oracle(
+    store_path, release_dir, synapse_points, strong_pair, monkeypatch
+):
+    """fetch_synapses' batches (``n.bodyId IN [...]`` and a type): kept after the second, each equal
+    to the oracle's synapses of its bodies, and a batch naming no body of the type is empty."""
+    segments = oracle_segments(release_dir)
+    kind = segments.loc[strong_pair[0], "type"]
+    bodies = sorted(int(b) for b in segments[segments.is_neuron & (segments.type == kind)].index)
+    assert len(bodies) >= 4
+    cypher = """
+        MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse)
+        WHERE n.bodyId IN [{bodies}] AND n.type = '{kind}'
+        RETURN n.bodyId AS bodyId, s
+    """
+    other = int(segments[segments.is_neuron & (segments.type != kind)].index[0])
+    batches = [bodies[0:2], bodies[2:4], bodies[1:3] + [other], [other]]
+    store = Store.open(store_path)
+    try:
+        ran = _recording_statements(monkeypatch)
+        for number, batch in enumerate(batches):
+            before = len(ran)
+            result = execute(store, cypher.format(bodies=", ".join(map(str, batch)), kind=kind))
+            want = canonical(oracle_synapse_rows(release_dir, synapse_points, [b for b in batch if b != other]))
+            assert canonical(result.data) == want, batch
+            if number >= 2:
+                assert len(ran) == before, f"batch {batch} ran SQL: {ran[before:]}"
+    finally:
+        store.close()
+
+
+def test_a_failed_general_query_lets_the_shape_run_alone():
+    """A general query that fails (timeout, memory budget) is not retried on every later batch: the
+    shape is marked and its batches run alone (answer_for returns None without building)."""
+    cache = batchcache.BatchCache()
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise QueryError("query timed out")
+
+    assert cache.answer_for("shape", (1,), failing) is None  # first batch: only remembered
+    assert cache.answer_for("shape", (1,), failing) is None  # the same batch again: still the first
+    assert calls == []
+    assert cache.answer_for("shape", (2,), failing) is None  # second batch: the build fails
+    assert cache.answer_for("shape", (3,), failing) is None  # later batches: not built again
+    assert calls == [1]

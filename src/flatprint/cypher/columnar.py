@@ -100,7 +100,7 @@ def synapse_maps_json(
     return run_arrow(sql, tables)
 
 
-def _arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+def arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A plain column as the Arrow endpoint answers it: 64-bit integers and doubles, NaN as null."""
     kind = column.type
     if pa.types.is_integer(kind):
@@ -145,7 +145,7 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
             column = found.column("j").take(positions)
             cells.append(f"coalesce({alias}, 'null')")
         else:
-            column = _arrow_column(column)  # doubles: to_json writes the shortest round-trip form
+            column = arrow_column(column)  # doubles: to_json writes the shortest round-trip form
             cells.append(f"coalesce(to_json({alias})::VARCHAR, 'null')")
         columns.append(column)
     answer = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])

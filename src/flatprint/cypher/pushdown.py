@@ -6,16 +6,17 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, columnar
+from flatprint.cypher import ast, batchcache, columnar
 from flatprint.cypher.planner import narrow_partner_bodies, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
-from flatprint.cypher.rewriter import pattern_groups
+from flatprint.cypher.rewriter import and_all, pattern_groups
 from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
 from flatprint.cypher.sqlgen import (
     aggregate_call,
     body_pair,
     compile_predicate,
     compile_value,
+    conjuncts,
     select_statement,
     variables_in,
 )
@@ -43,6 +44,18 @@ class PushdownExecution:
             for p in match.patterns
         ):
             return None
+        names = [item.column_name for item in projection.items]
+        if (
+            final
+            and not (aggregating or projection.distinct or projection.order_by)
+            and projection.skip is None
+            and projection.limit is None
+            and rows == [{}]
+            and _returns_a_synapse(expressions, match)
+        ):
+            answered = self._answer_from_general_query(match, expressions, names)
+            if answered is not None:
+                return names, answered
         bound_kinds, bound_families = self._bound(rows)
         reads = set()
         for expr in expressions:
@@ -61,41 +74,11 @@ class PushdownExecution:
         )
         if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
             return None
-        narrow_partner_bodies(plan, self.run_sql)
         tables = {"bound": self._bound_table(rows, plan.bound_columns, bound_kinds)} if plan.uses_bound else {}
-        names = [item.column_name for item in projection.items]
-        select, keys, points = [], [], []
-        wholes: dict[str, tuple[str, tuple[str, ...] | None]] = {}  # column -> (variable, keys removed)
-        roi_infos: list[str] = []  # columns holding ConnectsTo.roiInfo
-        for index, expr in enumerate(expressions):
-            sql = self._aggregate_sql(expr, plan) if is_aggregate(expr) else None
-            whole = _whole_node_item(expr, plan)
-            if whole is not None and whole[1] is not None and (aggregating or projection.distinct):
-                whole = None  # maps minus keys are not the node's identity: group in Python
-            roi_info_of = _connection_roi_info_item(expr, plan)
-            if whole is not None:  # the node's key now, its property map in one batch afterwards
-                wholes[names[index]] = whole
-                sql = plan.nodes[whole[0]].id_sql
-                keys.append(index + 1)
-            elif roi_info_of is not None and not aggregating:  # the body pair now, roiInfo in one batch
-                alias = plan.rels[roi_info_of].alias
-                roi_infos.append(names[index])
-                sql = body_pair(alias)
-            elif sql is None and not with_aggregate[index]:
-                rendered = compile_value(expr, plan.scope)
-                if rendered is None:
-                    predicate = compile_predicate(expr, plan.scope)
-                    rendered = None if predicate is None else (predicate, "bool")
-                if rendered is not None and rendered[1] in ("number", "string", "bool", "null", "point"):
-                    if rendered[1] == "point" and aggregating:
-                        return None
-                    sql = rendered[0]
-                    keys.append(index + 1)
-                    if rendered[1] == "point":
-                        points.append(names[index])
-            if sql is None:
-                return None
-            select.append(sql)
+        rendered = self._render_items(expressions, names, plan, aggregating, projection.distinct)
+        if rendered is None:
+            return None
+        select, keys, points, wholes, roi_infos = rendered
         for sort in projection.order_by:  # ORDER BY must name projected columns
             if (
                 not (isinstance(sort.expression, ast.Variable) and sort.expression.name in names)
@@ -128,6 +111,14 @@ class PushdownExecution:
             projection = ast.Return(projection.items)  # ordered and cut in SQL already
         sort_after = _sort_by_node_key(order, expressions, plan) if limit is None and not skip else None
         order_sql = None if sort_after is not None else order
+        columnwise = (
+            final
+            and order is not None
+            and not roi_infos
+            and not points
+            and all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values())
+        )
+        narrow_partner_bodies(plan, self.run_sql)
         sql = select_statement(
             list(zip(select, names_sql)),
             plan.from_where,
@@ -137,23 +128,10 @@ class PushdownExecution:
             limit=limit,
             offset=skip,
         )
-        if (
-            final
-            and order is not None
-            and not roi_infos
-            and not points
-            and all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values())
-        ):
+        if columnwise:
             if wholes and not aggregating:
                 # the columns of each synapse's map come with the answer: no second scan of synapses
-                sources = {}
-                columns = list(zip(select, names))
-                for number, (name, (variable, removed)) in enumerate(wholes.items()):
-                    alias = plan.nodes[variable].alias
-                    wanted = columnar.map_columns(self.model, removed)
-                    sources[name] = [len(columns)] + [len(columns) + 1 + k for k in range(len(wanted))]
-                    columns += [(f"{alias}.syn_id", f"__map{number}_id")]
-                    columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
+                columns, sources = self._with_map_columns(list(zip(select, names)), wholes, plan)
                 sql = select_statement(
                     columns, plan.from_where, distinct=distinct, order_by=order_sql, limit=limit, offset=skip
                 )
@@ -201,6 +179,133 @@ class PushdownExecution:
         self.deadline.check()
         projected = [dict(zip(names, values)) for values in zip(*columns)]
         return names, self._order_skip_limit(projection, names, expressions, projected)
+
+    def _with_map_columns(self, columns: list, wholes: dict, plan) -> tuple[list, dict]:
+        """``columns`` plus, for each whole synapse, its id and the synapses columns of its map; and
+        column name -> positions of those (see :meth:`_columnar`)."""
+        columns, sources = list(columns), {}
+        for number, (name, (variable, removed)) in enumerate(wholes.items()):
+            alias = plan.nodes[variable].alias
+            wanted = columnar.map_columns(self.model, removed)
+            sources[name] = [len(columns)] + [len(columns) + 1 + k for k in range(len(wanted))]
+            columns += [(f"{alias}.syn_id", f"__map{number}_id")]
+            columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
+        return columns, sources
+
+    def _answer_from_general_query(self, match: ast.Match, expressions, names) -> list[list] | None:
+        """A batch of a batched query (batchcache.py) answered from the kept answer of its general
+        query (run now if this is the shape's second batch); sets ``columnar_arrow``. None when the
+        query is no such batch, or its shape is seen for the first time, or its general query is
+        too large to keep."""
+        condition = batchcache.body_condition(match.where)
+        if condition is None:
+            return None
+        where = and_all([term for term in conjuncts(match.where) if term is not condition.term])
+        general = plan_match(
+            match.patterns,
+            where,
+            self.model,
+            bound_kinds={},
+            bound_values={},
+            params=self.params,
+            needed_props=set(),
+            pattern_groups=pattern_groups(match),
+        )
+        if general.sql is None or general.residual or general.path_bindings or general.uses_bound:
+            return None
+        if general.nodes.get(condition.variable) is None or general.nodes[condition.variable].kind != SEGMENT:
+            return None
+        rendered = self._render_items(expressions, names, general, False, False)
+        if rendered is None:
+            return None
+        select, _, points, wholes, roi_infos = rendered
+        if points or roi_infos or not all(general.nodes[v].kind == SYNAPSE for v, _ in wholes.values()):
+            return None
+        key_sql = general.nodes[condition.variable].id_sql
+        columns = list(zip(select, names))
+        shape = select_statement(columns + [(key_sql, "__key")], general.from_where)
+
+        def build():
+            own = [t for t in conjuncts(where) if variables_in(t) == {condition.variable}]
+            if self._count_bodies(general, condition.variable, own) > batchcache.MAX_KEYS:
+                return None
+            narrow_partner_bodies(general, self.run_sql)
+            listed, sources = self._with_map_columns(columns, wholes, general)
+            sql = select_statement(listed + [(key_sql, "__key")], general.from_where, limit=batchcache.MAX_ROWS + 1)
+            table = self.run_arrow_checked(sql)
+            if table.num_rows > batchcache.MAX_ROWS:
+                return None
+            answer, maps = [], {}
+            for index, name in enumerate(names):
+                column = table.column(index)
+                if name in wholes:
+                    removed = wholes[name][1]
+                    rows = table.select(sources[name]).rename_columns(
+                        ["id"] + columnar.map_columns(self.model, removed)
+                    )
+                    found = columnar.synapse_maps_json(self.model, self.run_arrow_checked, None, removed, rows)
+                    maps[index] = (found.column("id").combine_chunks(), found.column("j").combine_chunks())
+                    column = column.cast(pa.int64())
+                answer.append(column)
+            keys = table.column("__key").to_numpy()
+            kept = batchcache.GeneralAnswer(pa.table(answer, names=[f"c{i}" for i in range(len(answer))]), keys, maps)
+            return kept if kept.nbytes <= batchcache.byte_limit() else None
+
+        kept = batchcache.cache_of(self.store).answer_for(shape, condition.values, build)
+        if kept is None:
+            return None
+        rows, self.columnar_arrow = kept.answer(condition.values, names, self.deadline.check)
+        return rows
+
+    def _count_bodies(self, plan, variable: str, terms) -> int:
+        """How many bodies the Segment ``variable`` of ``plan`` may take given ``terms`` (predicates
+        on it alone; those that do not render in SQL are left out: an upper bound)."""
+        var = plan.nodes[variable]
+        tests = [f"{var.alias}.is_neuron"] if var.neuron else []
+        for term in terms:
+            sql = compile_predicate(term, plan.scope)
+            if sql is not None:
+                tests.append(sql)
+        where = f" WHERE {' AND '.join(tests)}" if tests else ""
+        return int(self.run_sql(f"SELECT count(*) FROM segments {var.alias}{where}")[0][0])
+
+    def _render_items(self, expressions, names, plan, aggregating: bool, distinct: bool):
+        """SQL of each RETURN/WITH item over ``plan``: (select, group keys, point columns, whole
+        nodes: column -> (variable, keys removed), roiInfo columns), or None when an item does not
+        render in SQL."""
+        select, keys, points = [], [], []
+        wholes: dict[str, tuple[str, tuple[str, ...] | None]] = {}  # column -> (variable, keys removed)
+        roi_infos: list[str] = []  # columns holding ConnectsTo.roiInfo
+        for index, expr in enumerate(expressions):
+            sql = self._aggregate_sql(expr, plan) if is_aggregate(expr) else None
+            whole = _whole_node_item(expr, plan)
+            if whole is not None and whole[1] is not None and (aggregating or distinct):
+                whole = None  # maps minus keys are not the node's identity: group in Python
+            roi_info_of = _connection_roi_info_item(expr, plan)
+            if whole is not None:  # the node's key now, its property map in one batch afterwards
+                wholes[names[index]] = whole
+                sql = plan.nodes[whole[0]].id_sql
+                keys.append(index + 1)
+            elif roi_info_of is not None and not aggregating:  # the body pair now, roiInfo in one batch
+                alias = plan.rels[roi_info_of].alias
+                roi_infos.append(names[index])
+                sql = body_pair(alias)
+            elif sql is None and not contains_aggregate(expr):
+                rendered = compile_value(expr, plan.scope)
+                if rendered is None:
+                    predicate = compile_predicate(expr, plan.scope)
+                    rendered = None if predicate is None else (predicate, "bool")
+                if rendered is not None and rendered[1] in ("number", "string", "bool", "null", "point"):
+                    if rendered[1] == "point" and aggregating:
+                        return None
+                    sql = rendered[0]
+                    keys.append(index + 1)
+                    if rendered[1] == "point":
+                        points.append(names[index])
+            if sql is None:
+                return None
+            select.append(sql)
+        return select, keys, points, wholes, roi_infos
 
     def _columnar(
         self, sql: str, tables: dict, names: list[str], wholes: dict, plan, sources=None, sort=None
@@ -287,6 +392,23 @@ def _sort_by_node_key(order, expressions, plan) -> tuple[int, bool] | None:
     ):
         return position - 1, descending
     return None
+
+
+def _returns_a_synapse(expressions, match: ast.Match) -> bool:
+    """Whether an item is ``s`` or ``apoc.map.removeKeys(s, ...)`` of a node labelled :Synapse in the
+    match (a cheap test before planning a batch's general query)."""
+    synapses = {
+        element.variable
+        for pattern in match.patterns
+        for element in pattern.elements
+        if isinstance(element, ast.NodePattern) and "Synapse" in element.labels
+    }
+    for expr in expressions:
+        if isinstance(expr, ast.FunctionCall) and expr.lower_name == "apoc.map.removekeys" and expr.arguments:
+            expr = expr.arguments[0]
+        if isinstance(expr, ast.Variable) and expr.name in synapses:
+            return True
+    return False
 
 
 def _whole_node_item(expr, plan):
