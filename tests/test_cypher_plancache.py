@@ -323,3 +323,18 @@ def test_scan_agrees_with_the_tokenizer(text):
 @needs_reference
 def test_corpus_texts_take_the_fast_scan():
     assert all(plancache._scan(p.read_text()) is not None for p in CORPUS)
+
+
+def test_column_text_of_an_item_at_the_end_of_the_text():
+    """An unaliased item that ends the text shares its end with the zero-width end-of-input token;
+    a later text of the same shape with trailing whitespace must still name the column ``n`` (it
+    once took the whitespace too: ``'n\\n'``)."""
+    cache = PlanCache()
+    cache.prepare("MATCH (n :Neuron) WHERE n.type = 'A' RETURN n")
+    for text in (
+        "MATCH (n :Neuron) WHERE n.type = 'B' RETURN n\n",
+        "  MATCH (n :Neuron) WHERE n.type = 'C' RETURN n  ",
+    ):
+        query = cache.prepare(text)
+        assert [item.column_name for item in query.parts[0].clauses[-1].items] == ["n"]
+    assert cache.hits == 2

@@ -270,7 +270,8 @@ def _make_template(
         if before is not None and before.type is TokenType.MINUS and token.type is not TokenType.STRING:
             at_position[(before.line, before.column)] = (k, True)  # '-5' folds into Literal(-5) at the '-'
     token_at = {(token.line, token.column): i for i, token in enumerate(tokens)}
-    token_ending = {token.end: i for i, token in enumerate(tokens)}
+    # the end of input is a zero-width token at the text's end: never the last token of a column
+    token_ending = {token.end: i for i, token in enumerate(tokens) if token.end > token.offset}
 
     slots: dict[tuple[int, int], tuple[int, bool]] = {}
     columns: dict[tuple[int, int], tuple[int, int]] = {}
