@@ -37,12 +37,15 @@ NT_NAMES = {
     "nt_serotonin_prob": "ntSerotoninProb",
 }
 
-# fetch_synapse_connections' Cypher for one body pair as neuprint-python 0.6.4 sends it (nt='max')
-PAIR_CYPHER = """
-    MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment),
+
+def _synapse_connections_cypher(label: str, where: str) -> str:
+    """fetch_synapse_connections' Cypher as neuprint-python 0.6.4 sends it (nt='max'), between
+    endpoints of ``label`` chosen by ``where`` (its format placeholders are left for the test)."""
+    return f"""
+    MATCH (n:{label})-[e:ConnectsTo]->(m:{label}),
           (n)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m),
           (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)
-    WHERE n.bodyId = {pre} AND m.bodyId = {post}
+    WHERE {where}
     WITH DISTINCT n, m, ns, ms, e
     WHERE e.weight >= 1
     WITH n, m, ns, ms
@@ -57,6 +60,10 @@ PAIR_CYPHER = """
            apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post,
            ns.ntAcetylcholineProb as ntAcetylcholineProb, ns.ntGabaProb as ntGabaProb
 """
+
+
+# fetch_synapse_connections' Cypher for one body pair
+PAIR_CYPHER = _synapse_connections_cypher("Segment", "n.bodyId = {pre} AND m.bodyId = {post}")
 
 # fetch_synapses' Cypher shape: the whole synapse node
 SYNAPSES_CYPHER = """
@@ -354,25 +361,9 @@ def test_memory_budget_stops_a_large_columnwise_answer(store):
 
 # fetch_synapse_connections' per-batch Cypher for a type pair: neuprint-python groups the connections
 # by one side's body and leaves the other side to the type filter (issue #16)
-TYPE_BATCH_CYPHER = """
-    MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron),
-          (n)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m),
-          (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)
-    WHERE n.type = '{pre_type}' AND m.bodyId = {post} AND m.type = '{post_type}'
-    WITH DISTINCT n, m, ns, ms, e
-    WHERE e.weight >= 1
-    WITH n, m, ns, ms
-    WHERE (ns.confidence > 0.5) AND (ns.type = 'pre')
-    WITH n, m, ns, ms
-    WHERE (ms.confidence > 0.5) AND (ms.type = 'post')
-    RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post,
-           ns.location.x as ux, ns.location.y as uy, ns.location.z as uz,
-           ms.location.x as dx, ms.location.y as dy, ms.location.z as dz,
-           ns.confidence as confidence_pre, ms.confidence as confidence_post,
-           apoc.map.removeKeys(ns, ['location', 'confidence', 'type']) as info_pre,
-           apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post,
-           ns.ntAcetylcholineProb as ntAcetylcholineProb, ns.ntGabaProb as ntGabaProb
-"""
+TYPE_BATCH_CYPHER = _synapse_connections_cypher(
+    "Neuron", "n.type = '{pre_type}' AND m.bodyId = {post} AND m.type = '{post_type}'"
+)
 
 
 def _table_scans(node, table: str) -> list[int]:
