@@ -533,21 +533,8 @@ async def paths(request: Request):
 
 
 # ------------------------------------------------------------------------------------------ cypher
-def engine_status() -> str | None:
-    """None when the Cypher engine imports, else why not."""
-    try:
-        from flatprint.cypher.engine import execute  # noqa: F401, PLC0415 - the check is the import
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def _cypher(client, params, timeout: float):
     text = params.get("q", "")
-    problem = engine_status()
-    if problem:
-        raise QueryError(f"the Cypher engine is not available in this build ({problem})")
-
     result = execute(client.store, text, timeout=timeout)
     columns = list(result.columns)
     if len(set(columns)) != len(columns):
