@@ -23,6 +23,7 @@ QUERY_TARGET_NAMES = {
     "synapse_connections_pair": "synapse connections of one pair",
     "shortest_paths_w5": "shortest paths (weight >= 5)",
     "matrix_type": "type × type matrix",
+    "matrix_roi": "ROI × ROI matrix",
 }
 BASELINES = ("pandas", "polars", "duckdb", "graphdb")
 
