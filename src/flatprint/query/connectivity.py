@@ -24,7 +24,7 @@ from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
 from flatprint.query.paths import all_shortest_paths, paths_up_to
 from flatprint.query.results import arrow_convertible, frame_from_arrow, json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
-from flatprint.store.neurongraph import has_neuron_graph, neuron_graph
+from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
 
 WEIGHT_PROPERTIES = [
@@ -226,10 +226,11 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
 USE_NEURON_GRAPH = True
 
 
-def _graph_for(client, neurons: bool):
-    """The store's neuron graph when the answer lies inside it (``neurons``) and it may be used."""
+def _graph_for(client, neurons: bool, build: bool = True):
+    """The store's neuron graph when the answer lies inside it (``neurons``) and it may be used;
+    ``build=False``: only if it is built already."""
     if neurons and USE_NEURON_GRAPH and has_neuron_graph(client.store):
-        return neuron_graph(client.store)
+        return neuron_graph(client.store) if build else kept_neuron_graph(client.store)
     return None
 
 
@@ -414,10 +415,10 @@ def fetch_adjacencies(
         f"min_total_weight={min_total_weight}, include_nonprimary={include_nonprimary}, omit_rois={omit_rois})"
     )
     edge_min = min_total_weight if omit_rois else 1
-    graph = _graph_for(client, True)
-    scan = _edge_scan(client, src, tgt, edge_min, graph)
+    # a graph built already tells which listed bodies are neurons without SQL
+    scan = _edge_scan(client, src, tgt, edge_min, _graph_for(client, True, build=False))
     extra_sql = "".join(f", e.{CONNECTS_TO_COLUMNS[p]} AS {quote_ident(p)}" for p in extra)
-    graph = graph if scan.neurons else None
+    graph = _graph_for(client, scan.neurons)
 
     if graph is not None:
         conn_df = (
@@ -797,8 +798,7 @@ def fetch_reach(
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
     crit = copy_as_neuroncriteria(criteria, client)
     neuron_table_ok = neurons_only and all(client.store.has_table(t) for t in NEURON_EDGE_TABLES)
-    graph = _graph_for(client, neuron_table_ok)
-    _, rows = _side(client, crit, graph) if crit.bodyId else (0, None)
+    _, rows = _side(client, crit, _graph_for(client, neuron_table_ok, build=False)) if crit.bodyId else (0, None)
     start = [b for b, _ in rows] if rows is not None else _bodies(client, crit)
     if not start:
         raise _no_match(client, "criteria", crit)
@@ -813,6 +813,7 @@ def fetch_reach(
     start_neurons = neuron_table is not None and (
         all(n for _, n in rows) if rows is not None else _only_neurons(client, crit)
     )
+    graph = _graph_for(client, neuron_table is not None)
     seen = {b: 0 for b in start}
     frontier = np.array(start, dtype=np.int64)
     cur = client.cursor()

@@ -278,6 +278,12 @@ def neuron_graph(store) -> NeuronGraph:
         return built
 
 
+def kept_neuron_graph(store) -> NeuronGraph | None:
+    """The store's neuron graph if it is built already, else None (nothing is built)."""
+    with _graphs_lock:
+        return _graphs.get((str(store.path), store.meta.get("uuid")))
+
+
 def clear_neuron_graph_cache() -> None:
     """Drop every kept graph (the next query rebuilds its store's)."""
     with _graphs_lock:
