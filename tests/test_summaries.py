@@ -222,6 +222,7 @@ def test_adjacencies_read_neuron_tables(client, release_dir, neurons, monkeypatc
     ids = _sample(neurons, 40)
     src, tgt = (NC(bodyId=ids), None) if direction == "downstream" else (None, NC(bodyId=ids))
     s_ids, t_ids = (ids, neurons) if direction == "downstream" else (neurons, ids)
+    monkeypatch.setattr(connectivity, "USE_NEURON_GRAPH", False)  # SQL (the graph in RAM: test_neurongraph.py)
     texts = _recording(client, monkeypatch)
     got_neurons, got = flatprint.fetch_adjacencies(src, tgt, client=client)
     assert any("neuron_connection_rois" in t for t in texts)
@@ -389,6 +390,7 @@ def test_reach_from_neurons_and_from_a_segment(client, release_dir, neurons, mon
     """fetch_reach between neurons walks neuron_connections; a starting non-neuron's own edges come
     from connections (the neuron copy lacks them)."""
     other = _non_neuron_with_neuron_partners(release_dir, neurons)
+    monkeypatch.setattr(connectivity, "USE_NEURON_GRAPH", False)  # SQL (the graph in RAM: test_neurongraph.py)
     texts = _recording(client, monkeypatch)
     for start in (_sample(neurons, 5), _sample(neurons, 3) + [other]):
         texts.clear()

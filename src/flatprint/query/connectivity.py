@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from flatprint.query.criteria import (
 )
 from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
 from flatprint.query.paths import all_shortest_paths, paths_up_to
-from flatprint.query.results import json_dicts, with_provenance
+from flatprint.query.results import arrow_convertible, frame_from_arrow, json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
+from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
 
 WEIGHT_PROPERTIES = [
@@ -101,6 +103,8 @@ class EdgeScan:
     other_filter: str
     min_weight: int
     neurons: bool = False
+    other_sql: str = ""  # the other side's body set (SELECT bodyId ...); "" for every partner
+    other_ids: tuple[int, ...] | None = None  # that set's ids when they were read already
 
     @property
     def driver(self) -> str:
@@ -141,10 +145,18 @@ def _only_neurons(client, criteria) -> bool:
     return found[1][0][0] is True
 
 
-def _side(client, criteria) -> tuple[int, list[tuple[int, bool]] | None]:
+def _side(client, criteria, graph=None) -> tuple[int, list[tuple[int, bool]] | None]:
     """How many bodies ``criteria`` matches and, when it lists body ids (few bodies, typically the
-    driving side), their (bodyId, is_neuron) rows in id order, read by the same query."""
+    driving side), their (bodyId, is_neuron) rows in id order, read by the same query. With the
+    neuron ``graph`` at hand, criteria that are only body ids, all of them neurons, and the empty
+    :Neuron criteria are answered from it without SQL."""
+    if graph is not None and criteria.bodyId and _only_body_ids(criteria):
+        ids = np.unique(np.asarray(criteria.bodyId, dtype=np.int64))
+        if graph.positions(ids)[1].all():
+            return len(ids), [(b, True) for b in ids.tolist()]
     if not criteria.bodyId:
+        if graph is not None and criteria.label == "Neuron" and criteria.is_empty():
+            return len(graph.body_ids), None
         return _count(client, criteria), None
     rows = client.sql(
         f"SELECT n.bodyId, n.is_neuron FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY 1"
@@ -152,9 +164,17 @@ def _side(client, criteria) -> tuple[int, list[tuple[int, bool]] | None]:
     return len(rows), rows
 
 
-def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
-    """Connections between two body sets. The smaller side drives the scan of the table sorted by it."""
-    (n_src, src_rows), (n_tgt, tgt_rows) = _side(client, sources), _side(client, targets)
+def _only_body_ids(criteria) -> bool:
+    """True when ``criteria`` select by body id and nothing else (the label aside)."""
+    rest = copy.copy(criteria)
+    rest.bodyId = []
+    return rest.is_empty()
+
+
+def _edge_scan(client, sources, targets, min_weight: int, graph=None) -> EdgeScan:
+    """Connections between two body sets. The smaller side drives the scan of the table sorted by it.
+    ``graph``: the store's neuron graph, which may answer which bodies are neurons."""
+    (n_src, src_rows), (n_tgt, tgt_rows) = _side(client, sources, graph), _side(client, targets, graph)
     if n_src == 0:
         raise _no_match(client, "sources", sources)
     if n_tgt == 0:
@@ -177,8 +197,12 @@ def _edge_scan(client, sources, targets, min_weight: int) -> EdgeScan:
     )
     # The neuron-only tables hold neuron partners only: an empty :Neuron criteria needs no filter there.
     everyone = other_crit.is_empty() and (other_crit.label == "Segment" or neurons)
-    other_filter = "" if everyone else f"c.{other} IN ({_body_set_sql(client, other_crit, 'm')})"
-    return EdgeScan(downstream, tuple(b for b, _ in driver), other_filter, int(min_weight), neurons)
+    other_sql = "" if everyone else _body_set_sql(client, other_crit, "m")
+    other_filter = f"c.{other} IN ({other_sql})" if other_sql else ""
+    other_ids = tuple(b for b, _ in other_rows) if other_sql and other_rows is not None else None
+    return EdgeScan(
+        downstream, tuple(b for b, _ in driver), other_filter, int(min_weight), neurons, other_sql, other_ids
+    )
 
 
 def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataFrame:
@@ -195,6 +219,138 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
             f"SELECT {cols} FROM {table} n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
             f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId"
         )
+
+
+# Between neurons, fetch_adjacencies and fetch_reach answer from the store's neuron graph in RAM
+# (flatprint.store.neurongraph; built once per store and process). False: always through SQL.
+USE_NEURON_GRAPH = True
+
+
+def _graph_for(client, neurons: bool, build: bool = True):
+    """The store's neuron graph when the answer lies inside it (``neurons``) and it may be used;
+    ``build=False``: only if it is built already."""
+    if neurons and USE_NEURON_GRAPH and has_neuron_graph(client.store):
+        return neuron_graph(client.store) if build else kept_neuron_graph(client.store)
+    return None
+
+
+def _graph_pairs(client, graph, scan: EdgeScan) -> np.ndarray:
+    """The graph's pair indices ``scan`` selects, in (pre, post) order (the pairs' own order)."""
+    positions, inside = graph.positions(scan.driver_ids)
+    positions = positions[inside]  # driver_ids are sorted and unique, so the positions are too
+    pairs = graph.outgoing(positions) if scan.downstream else graph.incoming(positions)
+    if scan.other_sql:
+        ids = scan.other_ids
+        if ids is None:
+            ids = client.cursor().execute(scan.other_sql).fetchnumpy()["bodyId"]
+        others, found = graph.positions(ids)
+        wanted = np.zeros(len(graph.body_ids), dtype=bool)
+        wanted[others[found]] = True
+        pairs = pairs[wanted[(graph.post if scan.downstream else graph.pre)[pairs]]]
+    pairs = pairs[graph.weight[pairs] >= scan.min_weight]
+    return pairs if scan.downstream else np.sort(pairs)
+
+
+def _graph_frame(columns: dict) -> pd.DataFrame:
+    """A DataFrame of NumPy / Arrow columns, converted as client.frame converts SQL results."""
+    return frame_from_arrow(pa.table(columns))
+
+
+def _graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary):
+    """fetch_adjacencies' per-ROI rows from the neuron graph, as its SQL computes them: the ROI rows
+    of the selected pairs (primary ROIs, or every ROI with ``include_nonprimary``), plus NotPrimary =
+    the pair's weight minus its primary ROIs' weights where positive; then the ``rois`` filter,
+    pairs whose kept rows sum to >= ``min_total_weight``, rows >= ``min_roi_weight``; sorted by pair,
+    heaviest first, NotPrimary after a ROI of equal weight, then by ROI name."""
+    pairs = _graph_pairs(client, graph, scan)
+    rows, local = graph.roi_rows(pairs)
+    codes = graph.roi_code[rows].astype(np.int64)
+    weights = graph.roi_weight[rows].astype(np.int64)
+    primary_code = np.isin(graph.roi_names, list(client.primary_rois))
+    primary = primary_code[codes]
+    primary_sum = np.bincount(local[primary], weights=weights[primary], minlength=len(pairs))
+    rest = graph.weight[pairs].astype(np.int64) - primary_sum.astype(np.int64)
+    outside = np.flatnonzero(rest > 0)
+    kept = slice(None) if include_nonprimary else primary
+    not_primary = len(graph.roi_names)  # after every ROI name in the sort
+    local = np.concatenate([local[kept], outside])
+    codes = np.concatenate([codes[kept], np.full(len(outside), not_primary, dtype=np.int64)])
+    weights = np.concatenate([weights[kept], rest[outside]])
+    if rois:
+        listed = np.append(np.isin(graph.roi_names, rois), "NotPrimary" in rois)[codes] & (weights > 0)
+        local, codes, weights = local[listed], codes[listed], weights[listed]
+    totals = np.bincount(local, weights=weights, minlength=len(pairs))
+    good = (totals[local] >= min_total_weight) & (weights >= min_roi_weight)
+    local, codes, weights = local[good], codes[good], weights[good]
+    order = np.lexsort((codes, -weights, local))  # pairs are in (pre, post) order already
+    local, codes, weights = local[order], codes[order], weights[order]
+    names = pa.array([*graph.roi_names.tolist(), "NotPrimary"], type=pa.string())
+    return _graph_frame(
+        {
+            "bodyId_pre": graph.body_ids[graph.pre[pairs[local]]],
+            "bodyId_post": graph.body_ids[graph.post[pairs[local]]],
+            "roi": names.take(pa.array(codes)),
+            "weight": weights,
+        }
+    )
+
+
+def _graph_totals(client, graph, scan, extra) -> pd.DataFrame:
+    """fetch_adjacencies' rows with ``omit_rois``: one per selected pair with its weights."""
+    pairs = _graph_pairs(client, graph, scan)
+    columns = {
+        "bodyId_pre": graph.body_ids[graph.pre[pairs]],
+        "bodyId_post": graph.body_ids[graph.post[pairs]],
+        "weight": graph.weight[pairs],
+    }
+    for prop in extra:
+        values = getattr(graph, CONNECTS_TO_COLUMNS[prop])[pairs]
+        if values.dtype.kind == "f":  # a column with NULLs: NaN marks them
+            missing = np.isnan(values)
+            values = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
+        columns[prop] = values
+    return _graph_frame(columns)
+
+
+def _graph_neuron_props(client, graph, bodies, properties) -> pd.DataFrame | None:
+    """_neuron_props of neurons from the graph's kept columns of ``neurons``; None when a property is
+    no plain column there (the SQL then answers, or names the problem)."""
+    columns = {}
+    for prop in properties:
+        kept = graph.column(client.cursor(), prop)
+        if kept is None or not arrow_convertible(kept[1]):
+            return None
+        columns[prop] = kept[0]
+    positions, inside = graph.positions(bodies)
+    if not inside.all():
+        return None
+    positions = np.unique(positions)
+    taken = pa.array(positions)
+    return _graph_frame({prop: column.take(taken) for prop, column in columns.items()})
+
+
+def _graph_reach(graph, seen: dict, frontier, hop: int, hops: int, min_weight: int, downstream: bool):
+    """fetch_reach's walk from ``frontier`` (the bodies first found at ``hop - 1``; ``seen`` every body
+    found so far, with its hops) on through the neuron graph up to ``hops``: bodyId, hops."""
+    earlier = [(b, h) for b, h in seen.items() if h < hop - 1]
+    seen_at, seen_inside = graph.positions(list(seen))
+    at, inside = graph.positions(frontier)
+    found, levels = graph.reach(at[inside], hops - hop + 1, min_weight, downstream, visited=seen_at[seen_inside])
+    outside = np.asarray(frontier, dtype=np.int64)[~inside]  # starting non-neurons (no neuron partners walked)
+    return pd.DataFrame(
+        {
+            "bodyId": np.concatenate(
+                [np.array([b for b, _ in earlier], dtype=np.int64), outside, graph.body_ids[found]]
+            ),
+            "hops": np.concatenate(
+                [
+                    np.array([h for _, h in earlier], dtype=np.int64),
+                    np.full(len(outside), hop - 1, dtype=np.int64),
+                    levels + hop - 1,
+                ]
+            ),
+        }
+    )
 
 
 def _prepare(obj, client, rois):
@@ -259,10 +415,18 @@ def fetch_adjacencies(
         f"min_total_weight={min_total_weight}, include_nonprimary={include_nonprimary}, omit_rois={omit_rois})"
     )
     edge_min = min_total_weight if omit_rois else 1
-    scan = _edge_scan(client, src, tgt, edge_min)
+    # a graph built already tells which listed bodies are neurons without SQL
+    scan = _edge_scan(client, src, tgt, edge_min, _graph_for(client, True, build=False))
     extra_sql = "".join(f", e.{CONNECTS_TO_COLUMNS[p]} AS {quote_ident(p)}" for p in extra)
+    graph = _graph_for(client, scan.neurons)
 
-    if omit_rois:
+    if graph is not None:
+        conn_df = (
+            _graph_totals(client, graph, scan, extra)
+            if omit_rois
+            else _graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary)
+        )
+    elif omit_rois:
         conn_df = client.frame(
             f"SELECT e.body_pre AS bodyId_pre, e.body_post AS bodyId_post, e.weight{extra_sql} "
             f"FROM ({scan.sql()}) e ORDER BY 1, 2"
@@ -320,7 +484,9 @@ def fetch_adjacencies(
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
     bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
-    neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
+    neurons_df = None if graph is None else _graph_neuron_props(client, graph, bodies, properties)
+    if neurons_df is None:
+        neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
     if export_dir:
         os.makedirs(export_dir, exist_ok=True)
         neurons_df.to_csv(f"{export_dir}/neurons.csv", index=False, header=True)
@@ -631,7 +797,9 @@ def fetch_reach(
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
     crit = copy_as_neuroncriteria(criteria, client)
-    start = _bodies(client, crit)
+    neuron_table_ok = neurons_only and all(client.store.has_table(t) for t in NEURON_EDGE_TABLES)
+    _, rows = _side(client, crit, _graph_for(client, neuron_table_ok, build=False)) if crit.bodyId else (0, None)
+    start = [b for b, _ in rows] if rows is not None else _bodies(client, crit)
     if not start:
         raise _no_match(client, "criteria", crit)
     table, near, far = (
@@ -641,15 +809,27 @@ def fetch_reach(
     )
     neuron_join = f"JOIN segments s ON s.bodyId = c.{far} AND s.is_neuron" if neurons_only else ""
     # Between neurons the neuron-only copy answers (it lacks the edges of a starting non-neuron).
-    neuron_table = (
-        f"neuron_{table}" if neurons_only and all(client.store.has_table(t) for t in NEURON_EDGE_TABLES) else None
+    neuron_table = f"neuron_{table}" if neuron_table_ok else None
+    start_neurons = neuron_table is not None and (
+        all(n for _, n in rows) if rows is not None else _only_neurons(client, crit)
     )
-    start_neurons = neuron_table is not None and _only_neurons(client, crit)
+    graph = _graph_for(client, neuron_table is not None)
     seen = {b: 0 for b in start}
     frontier = np.array(start, dtype=np.int64)
     cur = client.cursor()
+    df = None
     for hop in range(1, int(hops) + 1):
         if len(frontier) == 0:
+            break
+        if graph is not None and (hop > 1 or start_neurons):
+            # the rest of the walk stays among neurons: breadth-first over the graph in RAM
+            df = _graph_reach(graph, seen, frontier, hop, int(hops), int(min_weight), direction == "downstream")
+            types = _graph_neuron_props(client, graph, df["bodyId"], ["bodyId", "type"]) if start_neurons else None
+            if types is None:
+                types = _neuron_props(client, df["bodyId"], ["bodyId", "type"], neurons=start_neurons)
+            # every body reached is in ``types`` (sorted by bodyId): aligned by position
+            at = np.searchsorted(types["bodyId"].to_numpy(), df["bodyId"].to_numpy())
+            df["type"] = types["type"].take(at).reset_index(drop=True)
             break
         ids = ", ".join(map(str, frontier.tolist()))
         from_sql = f"{neuron_table} c" if neuron_table and (hop > 1 or start_neurons) else f"{table} c {neuron_join}"
@@ -660,8 +840,9 @@ def fetch_reach(
         for b in new:
             seen[b] = hop
         frontier = np.array(new, dtype=np.int64)
-    df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
-    types = _neuron_props(client, list(seen), ["bodyId", "type"], neurons=start_neurons)
-    df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
+    if df is None:
+        df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
+        types = _neuron_props(client, list(seen), ["bodyId", "type"], neurons=start_neurons)
+        df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
     df = df.sort_values(["hops", "bodyId"], ignore_index=True)
     return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")
