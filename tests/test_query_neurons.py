@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import pandas as pd
 import pytest
@@ -10,7 +11,8 @@ from oracle import load, oracle_segments, roi_chains
 
 import flatprint
 from flatprint import Client, IsNull, NeuronCriteria as NC, NotNull
-from flatprint.errors import QueryError
+from flatprint.errors import NoMatchWarning, QueryError
+from flatprint.query.results import JsonDict
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +256,185 @@ def test_roi_counts_from_roi_info_and_from_store_agree(client, release_dir, monk
     pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False)
     inputs = expected[expected.post > 0].reset_index().groupby("bodyId")["roi"].apply(sorted)
     assert [sorted(v) for v in n1["inputRois"]] == [inputs.get(b, []) for b in n1["bodyId"]]
+
+
+# ------------------------------------------------------------------------------------------ every cell
+ROI_LIMITS = {"roi_info": 10**9, "store": 0}  # ROI_INFO_PARSE_LIMIT forcing each way of reading per-ROI rows
+
+
+def oracle_roi_table(release, bodies) -> pd.DataFrame:
+    """bodyId, roi, pre, post, downstream, upstream, synweight per ROI at every level, from syn-points
+    (pre, post) and syn-partners (downstream: the PSDs partnered with the body's T-bars in the ROI)."""
+    points = load(release, "syn-points")
+    pts = points[points["body"].isin(bodies)].reset_index(drop=True)
+    partners = load(release, "syn-partners")
+    partners = partners[partners["body_pre"].isin(bodies)]
+    key = ["body", "x", "y", "z"]
+    tbars = pts.loc[pts["kind"] == "PreSyn", key]
+    down = partners.groupby(["body_pre", "x_pre", "y_pre", "z_pre"]).size()
+    down.index.names = key
+    pts["downstream"] = 0
+    pts.loc[tbars.index, "downstream"] = down.reindex(pd.MultiIndex.from_frame(tbars), fill_value=0).to_numpy()
+    chains = roi_chains(release)
+    top = ("CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC")
+    rows = []
+    for (body, kind, prim, major), group in pts.groupby(
+        ["body", "kind", pts["primary"].astype(str), pts["major"].astype(str)], observed=True
+    ):
+        rois = {c for c in chains.get(prim, []) if c not in top}
+        if major != "<unspecified>":
+            rois.add(major)
+        n, d = len(group), int(group["downstream"].sum())
+        for roi in rois:
+            pre = n if kind == "PreSyn" else 0
+            post = n if kind == "PostSyn" else 0
+            rows.append((body, roi, pre, post, d, post, d + post))
+    columns = ["bodyId", "roi", "pre", "post", "downstream", "upstream", "synweight"]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.groupby(["bodyId", "roi"], as_index=False).sum()
+
+
+def expected_roi_counts(release, neuron_df, primary, count_cols) -> pd.DataFrame:
+    """neuprint-python's roi_counts_df on the oracle: the ROI rows plus NotPrimary (the body's totals
+    from body-stats minus its counts in primary ROIs), sorted, rows without any count dropped."""
+    bodies = neuron_df["bodyId"].tolist()
+    table = oracle_roi_table(release, bodies)
+    stats = load(release, "stats").set_index("body")[["pre", "post", "downstream"]].reindex(bodies).fillna(0)
+    totals = pd.DataFrame(
+        {
+            "bodyId": bodies,
+            "pre": stats["pre"].astype(int).to_numpy(),
+            "post": stats["post"].astype(int).to_numpy(),
+            "downstream": stats["downstream"].astype(int).to_numpy(),
+            "upstream": stats["post"].astype(int).to_numpy(),
+        }
+    ).set_index("bodyId")
+    in_primary = table[table["roi"].isin(primary)].groupby("bodyId")[["pre", "post", "downstream", "upstream"]].sum()
+    not_primary = (totals - in_primary.reindex(totals.index, fill_value=0)).reset_index()
+    not_primary["roi"] = "NotPrimary"
+    rows = pd.concat([table, not_primary], ignore_index=True)[["bodyId", "roi", *count_cols]]
+    rows = rows.sort_values(["bodyId", "roi"], ignore_index=True)
+    return rows[(rows[count_cols] != 0).any(axis=1)].reset_index(drop=True)
+
+
+def body_without_rois(release) -> int:
+    """A body in body-annotations with no synapse point (so an empty roiInfo)."""
+    points = load(release, "syn-points")
+    ann = load(release, "annotations")
+    return int(ann.loc[~ann["bodyId"].isin(points["body"]), "bodyId"].iloc[0])
+
+
+@pytest.mark.parametrize("path", sorted(ROI_LIMITS))
+@pytest.mark.parametrize(
+    "case",
+    ["type", "types", "regex", "roi", "no_match", "without_rois", "core", "some_columns", "no_counts", "segments"],
+)
+def test_fetch_neurons_every_cell_matches_oracle(client, release_dir, monkeypatch, path, case):
+    """Both ways of reading per-ROI rows (roiInfo for few neurons, the store for many) give, cell by
+    cell, neuprint-python's frames computed by pandas on the raw feathers: roiInfo maps, input/output
+    ROI lists, roi_counts_df with NotPrimary rows, its dtypes and order."""
+    from flatprint.query import neurons as neurons_module
+
+    monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", ROI_LIMITS[path])
+    o = oracle_neurons(release_dir)
+    neurons = o[o.is_neuron]
+    types = sorted(neurons["type"].dropna().unique())
+    columns = "all"
+    if case in ("type", "core", "some_columns", "no_counts"):
+        crit, want = NC(type=types[3]), neurons[neurons.type == types[3]]
+        columns = {
+            "type": "all",
+            "core": "core",
+            "some_columns": ["post", "type", "bodyId", "downstream"],
+            "no_counts": ["bodyId", "type"],
+        }[case]
+    elif case == "types":
+        crit, want = NC(type=types[3:9]), neurons[neurons.type.isin(types[3:9])]
+    elif case == "regex":
+        crit, want = NC(type="DN.*"), neurons[neurons.type.fillna("").str.fullmatch("DN.*")]
+    elif case == "roi":
+        has = oracle_roi_table(release_dir, neurons["bodyId"])
+        crit, want = NC(rois=["FB"]), neurons[neurons.bodyId.isin(has.loc[has.roi == "FB", "bodyId"])]
+    elif case == "no_match":
+        crit, want = NC(type="no-such-type"), neurons.iloc[:0]
+    elif case == "without_rois":
+        ids = [body_without_rois(release_dir), 12781]
+        crit, want = NC(bodyId=ids), o[o.bodyId.isin(ids)]
+    else:
+        ids = o.loc[~o.is_neuron, "bodyId"].iloc[:20].tolist() + [12781]
+        crit, want = NC(bodyId=ids), o[o.bodyId.isin(ids)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoMatchWarning)
+        neuron_df, roi_counts = flatprint.fetch_neurons(crit, returned_columns=columns, client=client)
+    assert neuron_df["bodyId"].tolist() == sorted(want["bodyId"].tolist())
+    assert len(neuron_df) > 0 or case == "no_match"
+    if case == "roi":
+        assert len(neuron_df) > 20  # enough neurons that the store path is the natural one
+    count_cols = [c for c in ("pre", "post", "downstream", "upstream") if c in neuron_df.columns]
+    expected = expected_roi_counts(release_dir, neuron_df, set(client.primary_rois), count_cols)
+    assert roi_counts.columns.tolist() == ["bodyId", "roi", *count_cols]
+    # no rows at all: object columns, as pandas builds them from an empty list (and neuprint-python does)
+    assert roi_counts["bodyId"].dtype == ("object" if case == "no_match" else "int64")
+    assert all(roi_counts[c].dtype == "int64" for c in count_cols)
+    assert roi_counts.index.equals(pd.RangeIndex(len(roi_counts)))
+    if case == "no_counts":
+        assert roi_counts.empty
+    else:
+        assert len(roi_counts) > 0 or case == "no_match"
+        assert roi_counts["bodyId"].tolist() == expected["bodyId"].tolist()
+        assert roi_counts["roi"].tolist() == expected["roi"].tolist()
+        for c in count_cols:
+            assert roi_counts[c].tolist() == expected[c].tolist(), c
+        if case not in ("no_match", "segments"):  # (segments without synapses have no NotPrimary row)
+            assert (roi_counts["roi"] == "NotPrimary").sum() == len(neuron_df) - (case == "without_rois")
+    # roiInfo maps and the ROI lists, neuron by neuron
+    table = oracle_roi_table(release_dir, neuron_df["bodyId"].tolist())
+    by_body = {b: g.set_index("roi") for b, g in table.groupby("bodyId")}
+    for body, info, inputs, outputs in zip(
+        neuron_df["bodyId"], neuron_df["roiInfo"], neuron_df["inputRois"], neuron_df["outputRois"]
+    ):
+        g = by_body.get(body, table.iloc[:0].set_index("roi"))
+        want_info = {roi: {k: int(v) for k, v in row.items() if k != "bodyId"} for roi, row in g.iterrows()}
+        assert type(info) is JsonDict and info == want_info
+        assert list(info) == sorted(want_info)
+        assert inputs == sorted(g.index[g["post"] > 0]) and outputs == sorted(g.index[g["pre"] > 0])
+    if case == "without_rois":
+        row = neuron_df.set_index("bodyId").loc[body_without_rois(release_dir)]
+        assert row["roiInfo"] == {} and row["inputRois"] == [] and row["outputRois"] == []
+
+
+@pytest.mark.parametrize("path", sorted(ROI_LIMITS))
+def test_fetch_neurons_omit_rois_matches_oracle(client, release_dir, monkeypatch, path):
+    from flatprint.query import neurons as neurons_module
+
+    monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", ROI_LIMITS[path])
+    o = oracle_neurons(release_dir)
+    neurons = o[o.is_neuron]
+    got = flatprint.fetch_neurons(NC(rois=["FB"]), omit_rois=True, client=client)
+    table = oracle_roi_table(release_dir, neurons["bodyId"])
+    assert got["bodyId"].tolist() == sorted(set(table.loc[table.roi == "FB", "bodyId"]))
+    assert "roiInfo" not in got.columns and "inputRois" not in got.columns
+    w = neurons.set_index("bodyId").loc[got["bodyId"]]
+    assert got["post"].tolist() == w["post"].tolist()
+
+
+def test_fetch_custom_neurons_in_query_order_matches_oracle(client, release_dir):
+    """fetch_custom_neurons keeps the query's row order (here descending bodyId) while its per-ROI
+    rows come sorted by bodyId: every ROI list and roiInfo map belongs to its own row."""
+    o = oracle_neurons(release_dir)
+    neurons = o[o.is_neuron]
+    want = sorted(neurons.loc[neurons.type.fillna("").str.startswith("DN"), "bodyId"], reverse=True)
+    neuron_df, roi_counts = flatprint.fetch_custom_neurons(
+        "MATCH (n :Neuron) WHERE n.type STARTS WITH 'DN' RETURN n ORDER BY n.bodyId DESC", client=client
+    )
+    assert neuron_df["bodyId"].tolist() == want and len(want) > 3
+    count_cols = [c for c in ("pre", "post", "downstream", "upstream") if c in neuron_df.columns]
+    expected = expected_roi_counts(release_dir, neuron_df, set(client.primary_rois), count_cols)
+    assert roi_counts["bodyId"].tolist() == expected["bodyId"].tolist()
+    assert roi_counts["roi"].tolist() == expected["roi"].tolist()
+    for c in count_cols:
+        assert roi_counts[c].tolist() == expected[c].tolist(), c
+    table = oracle_roi_table(release_dir, want)
+    for body, info, inputs in zip(neuron_df["bodyId"], neuron_df["roiInfo"], neuron_df["inputRois"]):
+        g = table[table.bodyId == body].set_index("roi")
+        assert set(info) == set(g.index) and inputs == sorted(g.index[g["post"] > 0])

@@ -139,7 +139,8 @@ class Client:
         relation = cursor.sql(sql, params=params) if params else cursor.sql(sql)
         if all(arrow_convertible(t) for t in relation.types):
             df = frame_from_arrow(relation.to_arrow_table())
-            df.columns = relation.columns  # the Arrow table may rename duplicate names
+            if df.columns.tolist() != relation.columns:
+                df.columns = relation.columns  # the Arrow table may rename duplicate names
             return df
         return pd.DataFrame([list(r) for r in relation.fetchall()], columns=relation.columns)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,8 @@ CORE_NEURON_COLS = [
     "roiInfo",
 ]
 _COUNT_COLS = ["pre", "post", "downstream", "upstream", "mito", "soma"]
+# The count columns of segment_rois / neuron_rois (the others are 0 per ROI, as in roiInfo).
+ROI_COUNT_COLS = frozenset({"pre", "post", "downstream", "upstream", "synweight"})
 ROI_INFO_PARSE_LIMIT = 1000  # up to this many neurons, per-ROI counts come from their roiInfo JSON
 
 
@@ -123,67 +126,139 @@ def process_neuron_df(
 ):
     """Parse roiInfo into inputRois/outputRois and a per-ROI counts table (with NotPrimary rows).
 
-    ``from_store``: read the per-ROI rows and ROI lists from ``segment_rois`` (vectorised) instead of
-    unpacking every roiInfo in Python (both hold the same numbers; the store's is much faster);
-    ``neurons_only`` (every row is a :Neuron): from its body-sorted neuron copy, ``neuron_rois``.
+    ``from_store``: read the per-ROI rows from ``segment_rois`` (``neurons_only``, every row a :Neuron:
+    from its body-sorted copy ``neuron_rois``) as columns instead of unpacking every roiInfo in Python
+    (both hold the same numbers; the store's are much faster for many neurons). Either way the rows go
+    through NumPy, not pandas: on a few neurons pandas' groupby/concat/sort cost milliseconds.
     """
     if omit_rois:
         return neuron_df, None
-    neuron_df = neuron_df.copy()
-    neuron_df["roiInfo"] = json_dicts(neuron_df["roiInfo"])
+    roi_info = json_dicts(neuron_df["roiInfo"])
+    neuron_df["roiInfo"] = roi_info
     count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
-    full_cols = ["bodyId", "roi", *count_cols]
+    ids = neuron_df["bodyId"].to_numpy(dtype=np.int64)
+    totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
+    # The per-ROI rows are cut per neuron row ("unit") in bodyId order; fetch_neurons' rows come sorted,
+    # fetch_custom_neurons' in the query's order.
+    order = None
+    if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():
+        order = np.argsort(ids, kind="stable")
+        ids, roi_info = ids[order], [roi_info[i] for i in order]
+        totals = {c: v[order] for c, v in totals.items()}
+    needed = list(dict.fromkeys(["pre", "post", *count_cols]))
     if from_store:
-        ids = neuron_df["bodyId"].to_numpy()
-        wanted = pa.table({"bodyId": pa.array(ids, pa.int64())})
-        select = ", ".join(["r.bodyId", "r.roi", *(f"r.{c}" for c in {*count_cols, "pre", "post"})])
-        table = "neuron_rois" if neurons_only and client.store.has_table("neuron_rois") else "segment_rois"
-        # neuron_rois is sorted by bodyId: a few id ranges let a small set skip most row groups.
-        bound = f" WHERE {id_ranges_sql('r.bodyId', ids, most=4)}" if table == "neuron_rois" else ""
-        with client.temporary_tables(wanted=wanted) as t:
-            rows = (
-                client.cursor()
-                .execute(
-                    f"SELECT {select} FROM {table} r SEMI JOIN {t['wanted']} w "
-                    f"ON w.bodyId = r.bodyId{bound} ORDER BY r.bodyId, r.roi"
-                )
-                .df()
-            )
-        bodies = rows["bodyId"].to_numpy()
-        names = rows["roi"].to_numpy(dtype=object)
-        for name, column in (("inputRois", "post"), ("outputRois", "pre")):
-            # rows are sorted by (bodyId, roi): cut the ROI names at each new body
-            keep = rows[column].to_numpy() > 0
-            kept_bodies, kept_names = bodies[keep], names[keep].tolist()
-            firsts, starts = np.unique(kept_bodies, return_index=True)
-            ends = [*starts[1:].tolist(), len(kept_names)]
-            per_body = {b: kept_names[a:e] for b, a, e in zip(firsts.tolist(), starts.tolist(), ends)}
-            neuron_df[name] = [per_body.get(b, []) for b in ids.tolist()]
-        roi_counts = rows[full_cols]
+        rows = store_roi_rows(client, ids, needed, neurons_only)
     else:
-        neuron_df["inputRois"] = [sorted(k for k, v in d.items() if v.get("post")) for d in neuron_df["roiInfo"]]
-        neuron_df["outputRois"] = [sorted(k for k, v in d.items() if v.get("pre")) for d in neuron_df["roiInfo"]]
-        # Column lists, not a dict per row: this loop runs once per neuron and ROI.
-        bodies, rois = [], []
-        counts = {c: [] for c in count_cols}
-        for body, info in zip(neuron_df["bodyId"], neuron_df["roiInfo"]):
-            bodies.extend([body] * len(info))
-            rois.extend(info)
-            for c in count_cols:
-                counts[c].extend(v.get(c, 0) for v in info.values())
-        roi_counts = pd.DataFrame(
-            {"bodyId": pd.Series(bodies, dtype="int64"), "roi": rois, **counts}, columns=full_cols
+        rows = roi_info_rows(roi_info, needed)
+    for name, column in (("inputRois", "post"), ("outputRois", "pre")):
+        lists = roi_lists(rows, len(ids), column)
+        if order is not None:
+            lists = [lists[i] for i in np.argsort(order)]
+        neuron_df[name] = lists
+    return neuron_df, roi_counts_frame(rows, ids, totals, count_cols, client.primary_rois)
+
+
+@dataclass
+class RoiRows:
+    """Per-ROI count rows sorted by unit (a neuron row's position in bodyId order), then ROI name."""
+
+    units: np.ndarray  # int64
+    codes: np.ndarray  # int64 index into names
+    names: list[str]
+    counts: dict[str, np.ndarray]  # column -> int64
+
+
+def roi_info_rows(roi_info: list[dict], columns: list[str]) -> RoiRows:
+    """The rows of parsed roiInfo maps (a missing or null count is 0, as neuprint-python's fillna)."""
+    units, rois = [], []
+    counts = {c: [] for c in columns}
+    for unit, info in enumerate(roi_info):
+        keys = sorted(info)
+        values = [info[k] for k in keys]
+        units.extend([unit] * len(keys))
+        rois.extend(keys)
+        for c in columns:
+            counts[c].extend([v.get(c) or 0 for v in values])
+    names = sorted(set(rois))
+    index = {name: i for i, name in enumerate(names)}
+    return RoiRows(
+        np.array(units, dtype=np.int64),
+        np.array([index[r] for r in rois], dtype=np.int64),
+        names,
+        {c: np.array(v, dtype=np.int64) for c, v in counts.items()},
+    )
+
+
+def store_roi_rows(client, ids: np.ndarray, columns: list[str], neurons_only: bool) -> RoiRows:
+    """The rows of the bodies ``ids`` (sorted, unique) read from the store in one statement."""
+    table = "neuron_rois" if neurons_only and client.store.has_table("neuron_rois") else "segment_rois"
+    wanted = pa.table({"bodyId": pa.array(ids, pa.int64())})
+    select = ", ".join(["r.bodyId", "r.roi", *(f"r.{quote_ident(c)}" for c in columns if c in ROI_COUNT_COLS)])
+    # neuron_rois is sorted by bodyId: a few id ranges let a small set skip most row groups.
+    bound = f" WHERE {id_ranges_sql('r.bodyId', ids, most=4)}" if table == "neuron_rois" else ""
+    with client.temporary_tables(wanted=wanted) as t:
+        rows = (
+            client.cursor()
+            .sql(
+                f"SELECT {select} FROM {table} r SEMI JOIN {t['wanted']} w "
+                f"ON w.bodyId = r.bodyId{bound} ORDER BY r.bodyId, r.roi"
+            )
+            .to_arrow_table()
         )
-    roi_counts = roi_counts.fillna(0).astype({c: int for c in count_cols})
-    primary = set(client.primary_rois)
-    in_primary = roi_counts[roi_counts["roi"].isin(primary)].groupby("bodyId")[count_cols].sum()
-    totals = neuron_df[["bodyId", *count_cols]].set_index("bodyId").fillna(0)
-    not_primary = (totals - in_primary.reindex(totals.index).fillna(0)).astype(int)
-    not_primary["roi"] = "NotPrimary"
-    not_primary = not_primary.reset_index()[full_cols]
-    roi_counts = pd.concat([roi_counts, not_primary], ignore_index=True)
-    roi_counts = roi_counts.sort_values(["bodyId", "roi"], ignore_index=True)
-    # Rows without any count are dropped (with no count columns requested that is every row, as in
-    # neuprint-python).
-    roi_counts = roi_counts.loc[roi_counts[count_cols].any(axis=1)].reset_index(drop=True)
-    return neuron_df, roi_counts
+    encoded = rows.column("roi").combine_chunks().dictionary_encode()
+    zeros = np.zeros(rows.num_rows, dtype=np.int64)
+    return RoiRows(
+        np.searchsorted(ids, rows.column("bodyId").to_numpy()),
+        encoded.indices.to_numpy().astype(np.int64),
+        encoded.dictionary.to_pylist(),
+        {c: rows.column(c).fill_null(0).to_numpy().astype(np.int64) if c in ROI_COUNT_COLS else zeros for c in columns},
+    )
+
+
+def roi_lists(rows: RoiRows, units: int, column: str) -> list[list[str]]:
+    """Per unit, the sorted names of its ROIs with a nonzero ``column`` count."""
+    keep = rows.counts[column] > 0
+    names = np.array(rows.names, dtype=object)[rows.codes[keep]]
+    cuts = np.searchsorted(rows.units[keep], np.arange(units + 1)).tolist()
+    return [names[a:b].tolist() for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def roi_counts_frame(rows: RoiRows, ids: np.ndarray, totals: dict, count_cols: list[str], primary_rois):
+    """bodyId, roi and the count columns per neuron and ROI, plus a NotPrimary row per neuron (its
+    totals minus its counts in primary ROIs); sorted by bodyId then ROI; rows without any count dropped
+    (with no count columns requested that is every row, as in neuprint-python)."""
+    units = len(ids)
+    primary = set(primary_rois)
+    in_primary = np.array([n in primary for n in rows.names], dtype=bool)[rows.codes]
+    not_primary = {
+        c: totals[c]
+        - np.bincount(rows.units[in_primary], weights=rows.counts[c][in_primary], minlength=units).astype(np.int64)
+        for c in count_cols
+    }
+    # Each unit's NotPrimary row goes after its ROIs whose names sort before "NotPrimary" (rows are sorted
+    # by unit, then name): no second sort.
+    after = np.array([n > "NotPrimary" for n in rows.names], dtype=np.int64)[rows.codes]
+    at = np.searchsorted(rows.units * 2 + after, np.arange(units, dtype=np.int64) * 2 + 1)
+    total = len(rows.units) + units
+    is_np = np.zeros(total, dtype=bool)
+    is_np[at + np.arange(units)] = True
+
+    def merged(row_values, np_values, dtype=np.int64):
+        out = np.empty(total, dtype=dtype)
+        out[~is_np] = row_values
+        out[is_np] = np_values
+        return out
+
+    codes = merged(rows.codes, len(rows.names))
+    columns = {c: merged(rows.counts[c], not_primary[c]) for c in count_cols}
+    keep = np.zeros(total, dtype=bool)
+    for values in columns.values():
+        keep |= values != 0
+    if units:
+        names = pa.array([*rows.names, "NotPrimary"], pa.string())
+        roi = pa.DictionaryArray.from_arrays(pa.array(codes[keep]), names).cast(pa.string()).to_pandas()
+        bodies = merged(ids[rows.units], ids)[keep]
+    else:  # as pandas builds it from no rows at all
+        roi = bodies = np.array([], dtype=object)
+    frame = {"bodyId": bodies, "roi": roi, **{c: v[keep] for c, v in columns.items()}}
+    return pd.DataFrame(frame, columns=["bodyId", "roi", *count_cols])
