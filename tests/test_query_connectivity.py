@@ -417,6 +417,8 @@ def test_temporary_tables_are_gone_after_calls(client, release_dir, monkeypatch)
         raise RuntimeError("query failed")
 
     monkeypatch.setattr(client, "frame", broken_frame)
+    # the SQL path (between neurons the in-RAM neuron graph answers without temporary tables)
+    monkeypatch.setattr(flatprint.query.connectivity, "USE_NEURON_GRAPH", False)
     with pytest.raises(RuntimeError, match="query failed"):
         flatprint.fetch_adjacencies(NC(bodyId=dn), None, client=client)
     with pytest.raises(RuntimeError, match="query failed"):
