@@ -1,0 +1,172 @@
+"""Shortest-path search (flatprint.store.graph) against networkx on the raw feathers: the library's
+fetch_shortest_paths over many end pairs and filters, and the search over the neuron-only tables
+with end points that are not :Neuron bodies."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+from oracle import load
+from test_query_neurons import oracle_neurons
+
+import flatprint
+from flatprint import Client, NeuronCriteria as NC
+from flatprint.store.graph import ConnectionGraph, shortest_paths
+
+
+@pytest.fixture(scope="module")
+def client(store_path):
+    c = Client(store_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def bodies(release_dir):
+    return oracle_neurons(release_dir).set_index("bodyId")
+
+
+@pytest.fixture(scope="module")
+def weights(release_dir):
+    return load(release_dir, "weights")
+
+
+def oracle_paths(weights, min_weight, allowed, src, dst) -> list[list[int]]:
+    """Every shortest src -> dst path whose intermediates are in ``allowed`` (networkx)."""
+    w = weights[weights.weight >= min_weight]
+    keep = w.body_pre.isin(allowed | {src, dst}) & w.body_post.isin(allowed | {src, dst})
+    g = nx.DiGraph()
+    g.add_edges_from(zip(w.body_pre[keep], w.body_post[keep]))
+    try:
+        return sorted(list(p) for p in nx.all_shortest_paths(g, src, dst))
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return []
+
+
+def got_paths(df) -> list[list[int]]:
+    return sorted(grp.bodyId.tolist() for _, grp in df.groupby("path"))
+
+
+def check_weights(df, weights):
+    strength = dict(zip(zip(weights.body_pre, weights.body_post), weights.weight))
+    for _, grp in df.groupby("path"):
+        ids = grp.bodyId.tolist()
+        assert grp.weight.tolist() == [0] + [strength[(a, b)] for a, b in zip(ids, ids[1:])]
+
+
+def end_pairs(bodies, count):
+    """Pairs of :Neuron bodies spread over the id range (both directions of some)."""
+    neurons = sorted(bodies.index[bodies.is_neuron])
+    step = max(1, len(neurons) // count)
+    picked = neurons[::step][:count]
+    return [(a, b) for a, b in zip(picked, picked[::-1]) if a != b]
+
+
+def test_traced_bodies_are_neurons(bodies):
+    # The search reads the neuron-only tables for status criteria because of this rule.
+    assert bodies.is_neuron[bodies.status.isin(["Traced", "Anchor"])].all()
+
+
+@pytest.mark.parametrize("min_weight", [1, 5, 12])
+def test_shortest_paths_traced_intermediates(client, bodies, weights, min_weight):
+    traced = set(bodies.index[bodies.status == "Traced"])
+    lengths = []
+    for src, dst in end_pairs(bodies, 16):
+        want = oracle_paths(weights, min_weight, traced, src, dst)
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=min_weight, client=client)
+        assert got_paths(got) == want, (src, dst)
+        check_weights(got, weights)
+        lengths.append(len(want[0]) - 1 if want else 0)
+    # the pairs exercise long paths and missing ones
+    assert max(lengths) >= 3 and 0 in lengths, lengths
+
+
+@pytest.mark.parametrize(
+    "criteria, statuses",
+    [(NC(status=["Traced", "Anchor"]), {"Traced", "Anchor"}), (NC(status="Anchor"), {"Anchor"})],
+)
+def test_shortest_paths_status_criteria(client, bodies, weights, criteria, statuses):
+    allowed = set(bodies.index[bodies.status.isin(statuses)])
+    found = 0
+    for src, dst in end_pairs(bodies, 12):
+        want = oracle_paths(weights, 3, allowed, src, dst)
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=3, intermediate_criteria=criteria, client=client)
+        assert got_paths(got) == want, (src, dst)
+        found += bool(want)
+    assert found
+
+
+def test_shortest_paths_through_non_neurons(client, bodies, weights):
+    # criteria that admit every body: intermediates that are not :Neuron bodies count
+    everyone = set(bodies.index)
+    through_segments = 0
+    for src, dst in end_pairs(bodies, 12):
+        want = oracle_paths(weights, 2, everyone, src, dst)
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=2, intermediate_criteria=NC(), client=client)
+        assert got_paths(got) == want, (src, dst)
+        through_segments += any(not bodies.is_neuron[b] for p in want for b in p)
+    assert through_segments
+
+
+def test_non_neuron_ends_answer_nothing(client, bodies, weights):
+    # neuPrint's query labels both ends :Neuron: a segment end has no path even when the graph has one
+    neurons = set(bodies.index[bodies.is_neuron])
+    w = weights[weights.weight >= 1]
+    edge = w[~w.body_pre.isin(neurons) & w.body_post.isin(neurons)].iloc[0]
+    src, dst = int(edge.body_pre), int(edge.body_post)
+    assert oracle_paths(weights, 1, set(), src, dst) == [[src, dst]]
+    assert len(flatprint.fetch_shortest_paths(src, dst, intermediate_criteria=NC(), client=client)) == 0
+
+
+def _strongest_non_neurons(bodies, weights, min_weight):
+    """A non-neuron with a strong output to a Traced body and one with a strong input from one."""
+    traced = set(bodies.index[bodies.status == "Traced"])
+    neurons = set(bodies.index[bodies.is_neuron])
+    w = weights[weights.weight >= min_weight]
+    out = w[~w.body_pre.isin(neurons) & w.body_post.isin(traced)]
+    inp = w[w.body_pre.isin(traced) & ~w.body_post.isin(neurons)]
+    return out.groupby("body_pre").size().sort_values().index[-6:], inp.groupby("body_post").size().sort_values().index[
+        -6:
+    ]
+
+
+@pytest.mark.parametrize("min_weight", [1, 4])
+def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, min_weight):
+    """ConnectionGraph over the neuron-only tables, ends that are not :Neuron bodies (the full tables
+    give their first and last hops), against networkx; also a direct edge between the two."""
+    traced = set(bodies.index[bodies.status == "Traced"])
+    starts, stops = _strongest_non_neurons(bodies, weights, min_weight)
+    cur = client.store.cursor()
+    pairs = [(int(a), int(b)) for a in starts for b in stops if a != b]
+    non_neurons = set(bodies.index[~bodies.is_neuron])
+    w = weights[(weights.weight >= min_weight) & weights.body_pre.isin(non_neurons)]
+    direct = w[w.body_post.isin(non_neurons) & (w.body_pre != w.body_post)].iloc[0]
+    pairs.append((int(direct.body_pre), int(direct.body_post)))
+    lengths = []
+    for src, dst in pairs:
+        graph = ConnectionGraph(
+            lambda sql, tables: cur.execute(sql).fetchall(),
+            f"c.weight >= {min_weight}",
+            f"(n.status = 'Traced' OR n.bodyId IN ({src}, {dst}))",
+            fetch_columns=lambda sql: cur.execute(sql).fetchnumpy(),
+            neurons_besides=[src, dst],
+        )
+        want = oracle_paths(weights, min_weight, traced, src, dst)
+        got = sorted(nodes for nodes, _ in shortest_paths(graph, src, dst))
+        assert got == want, (src, dst)
+        lengths.append(len(want[0]) - 1 if want else 0)
+    assert max(lengths) >= 2 and 1 in lengths, lengths
+
+
+def test_edges_of_neuron_tables_match_full_tables(client, bodies):
+    """``expand`` (rows, as the Cypher engine and bounded searches use it) gives the same edges from
+    the neuron-only tables as from the full ones when the filter admits only neurons."""
+    cur = client.store.cursor()
+    traced = sorted(int(b) for b in bodies.index[bodies.status == "Traced"])[:40]
+    node_filter = "n.status = 'Traced'"
+    run = lambda sql, tables: cur.execute(sql).fetchall()  # noqa: E731
+    full = ConnectionGraph(run, "c.weight >= 2", node_filter)
+    small = ConnectionGraph(run, "c.weight >= 2", node_filter, neurons_besides=())
+    for forward in (True, False):
+        want = sorted(full.expand(set(traced), forward))
+        assert want and sorted(small.expand(set(traced), forward)) == want
