@@ -11,7 +11,9 @@ from test_query_neurons import oracle_neurons
 
 import flatprint
 from flatprint import Client, NeuronCriteria as NC
-from flatprint.store.graph import ConnectionGraph, shortest_paths
+from flatprint.store import graph as graph_module
+from flatprint.store.graph import IN_LIST_MOST, ConnectionGraph, shortest_paths
+from flatprint.store.sql import registered_tables
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,9 @@ def test_traced_bodies_are_neurons(bodies):
 
 
 @pytest.mark.parametrize("min_weight", [1, 5, 12])
-def test_shortest_paths_traced_intermediates(client, bodies, weights, min_weight):
+@pytest.mark.parametrize("in_list_most", [graph_module.IN_LIST_MOST, 2])
+def test_shortest_paths_traced_intermediates(client, bodies, weights, min_weight, in_list_most, monkeypatch):
+    monkeypatch.setattr(graph_module, "IN_LIST_MOST", in_list_most)  # 2: frontiers as registered tables
     traced = set(bodies.index[bodies.status == "Traced"])
     lengths = []
     for src, dst in end_pairs(bodies, 16):
@@ -118,6 +122,18 @@ def test_non_neuron_ends_answer_nothing(client, bodies, weights):
     assert len(flatprint.fetch_shortest_paths(src, dst, intermediate_criteria=NC(), client=client)) == 0
 
 
+def _runners(cur):
+    def rows(sql, tables):
+        with registered_tables(cur, tables):
+            return cur.execute(sql).fetchall()
+
+    def columns(sql, tables):
+        with registered_tables(cur, tables):
+            return cur.execute(sql).fetchnumpy()
+
+    return rows, columns
+
+
 def _strongest_non_neurons(bodies, weights, min_weight):
     """A non-neuron with a strong output to a Traced body and one with a strong input from one."""
     traced = set(bodies.index[bodies.status == "Traced"])
@@ -136,7 +152,7 @@ def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, min_weight)
     give their first and last hops), against networkx; also a direct edge between the two."""
     traced = set(bodies.index[bodies.status == "Traced"])
     starts, stops = _strongest_non_neurons(bodies, weights, min_weight)
-    cur = client.store.cursor()
+    run_rows, run_columns = _runners(client.store.cursor())
     pairs = [(int(a), int(b)) for a in starts for b in stops if a != b]
     non_neurons = set(bodies.index[~bodies.is_neuron])
     w = weights[(weights.weight >= min_weight) & weights.body_pre.isin(non_neurons)]
@@ -145,10 +161,10 @@ def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, min_weight)
     lengths = []
     for src, dst in pairs:
         graph = ConnectionGraph(
-            lambda sql, tables: cur.execute(sql).fetchall(),
+            run_rows,
             f"c.weight >= {min_weight}",
             f"(n.status = 'Traced' OR n.bodyId IN ({src}, {dst}))",
-            fetch_columns=lambda sql: cur.execute(sql).fetchnumpy(),
+            fetch_columns=run_columns,
             neurons_besides=[src, dst],
         )
         want = oracle_paths(weights, min_weight, traced, src, dst)
@@ -161,12 +177,14 @@ def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, min_weight)
 def test_edges_of_neuron_tables_match_full_tables(client, bodies):
     """``expand`` (rows, as the Cypher engine and bounded searches use it) gives the same edges from
     the neuron-only tables as from the full ones when the filter admits only neurons."""
-    cur = client.store.cursor()
-    traced = sorted(int(b) for b in bodies.index[bodies.status == "Traced"])[:40]
+    run, _ = _runners(client.store.cursor())
+    traced = sorted(int(b) for b in bodies.index[bodies.status == "Traced"])
     node_filter = "n.status = 'Traced'"
-    run = lambda sql, tables: cur.execute(sql).fetchall()  # noqa: E731
     full = ConnectionGraph(run, "c.weight >= 2", node_filter)
     small = ConnectionGraph(run, "c.weight >= 2", node_filter, neurons_besides=())
-    for forward in (True, False):
-        want = sorted(full.expand(set(traced), forward))
-        assert want and sorted(small.expand(set(traced), forward)) == want
+    # a few bodies (a constant list) and many (a registered table)
+    assert len(traced) > IN_LIST_MOST
+    for frontier in (traced[:40], traced):
+        for forward in (True, False):
+            want = sorted(full.expand(set(frontier), forward))
+            assert want and sorted(small.expand(set(frontier), forward)) == want

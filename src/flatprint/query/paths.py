@@ -36,8 +36,9 @@ def _library_graph(client, min_weight: int, node_filter: str, timeout: float, ne
         with registered_tables(cur, tables or {}):  # the graph named them uniquely
             return cur.execute(sql).fetchall()
 
-    def fetch_columns(sql):
-        return cur.execute(sql).fetchnumpy()
+    def fetch_columns(sql, tables):
+        with registered_tables(cur, tables):
+            return cur.execute(sql).fetchnumpy()
 
     def check_deadline():
         if time.monotonic() > deadline:
