@@ -33,12 +33,16 @@ def weights(release_dir):
     return load(release_dir, "weights")
 
 
+_GRAPHS: dict = {}
+
+
 def oracle_paths(weights, min_weight, allowed, src, dst) -> list[list[int]]:
     """Every shortest src -> dst path whose intermediates are in ``allowed`` (networkx)."""
-    w = weights[weights.weight >= min_weight]
-    keep = w.body_pre.isin(allowed | {src, dst}) & w.body_post.isin(allowed | {src, dst})
-    g = nx.DiGraph()
-    g.add_edges_from(zip(w.body_pre[keep], w.body_post[keep]))
+    key = (id(weights), min_weight)
+    if key not in _GRAPHS:
+        w = weights[weights.weight >= min_weight]
+        _GRAPHS[key] = nx.DiGraph(list(zip(w.body_pre.tolist(), w.body_post.tolist())))
+    g = _GRAPHS[key].subgraph(allowed | {src, dst})
     try:
         return sorted(list(p) for p in nx.all_shortest_paths(g, src, dst))
     except (nx.NetworkXNoPath, nx.NodeNotFound):
@@ -86,11 +90,14 @@ def test_shortest_paths_traced_intermediates(client, bodies, weights, min_weight
 
 
 @pytest.mark.parametrize(
-    "criteria, statuses",
-    [(NC(status=["Traced", "Anchor"]), {"Traced", "Anchor"}), (NC(status="Anchor"), {"Anchor"})],
+    "criteria, admitted",
+    [
+        (NC(status=["Traced", "Anchor"]), lambda b: b.status.isin(["Traced", "Anchor"])),
+        (NC(status="Traced", somaSide="L"), lambda b: (b.status == "Traced") & (b.somaSide == "L")),
+    ],
 )
-def test_shortest_paths_status_criteria(client, bodies, weights, criteria, statuses):
-    allowed = set(bodies.index[bodies.status.isin(statuses)])
+def test_shortest_paths_status_criteria(client, bodies, weights, criteria, admitted):
+    allowed = set(bodies.index[admitted(bodies)])
     found = 0
     for src, dst in end_pairs(bodies, 12):
         want = oracle_paths(weights, 3, allowed, src, dst)
@@ -101,12 +108,20 @@ def test_shortest_paths_status_criteria(client, bodies, weights, criteria, statu
 
 
 def test_shortest_paths_through_non_neurons(client, bodies, weights):
-    # criteria that admit every body: intermediates that are not :Neuron bodies count
+    # criteria that admit every body: intermediates that are not :Neuron bodies count. Pairs of
+    # neurons joined through a non-neuron (segments' connections are mostly of weight 1) and no edge.
+    neurons = set(bodies.index[bodies.is_neuron])
+    into = weights[weights.body_pre.isin(neurons) & ~weights.body_post.isin(neurons)]
+    out = weights[~weights.body_pre.isin(neurons) & weights.body_post.isin(neurons)]
+    two = into.merge(out, left_on="body_post", right_on="body_pre", suffixes=("", "_next"))
+    direct = set(zip(weights.body_pre, weights.body_post))
+    ends = sorted({(a, b) for a, b in zip(two.body_pre, two.body_post_next) if a != b and (a, b) not in direct})
+    assert ends
     everyone = set(bodies.index)
     through_segments = 0
-    for src, dst in end_pairs(bodies, 12):
-        want = oracle_paths(weights, 2, everyone, src, dst)
-        got = flatprint.fetch_shortest_paths(src, dst, min_weight=2, intermediate_criteria=NC(), client=client)
+    for src, dst in ends[:: max(1, len(ends) // 6)][:6] + end_pairs(bodies, 6):
+        want = oracle_paths(weights, 1, everyone, src, dst)
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=1, intermediate_criteria=NC(), client=client)
         assert got_paths(got) == want, (src, dst)
         through_segments += any(not bodies.is_neuron[b] for p in want for b in p)
     assert through_segments
@@ -146,28 +161,29 @@ def _strongest_non_neurons(bodies, weights, min_weight):
     ]
 
 
-@pytest.mark.parametrize("min_weight", [1, 4])
-def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, min_weight):
+@pytest.mark.parametrize("in_list_most", [graph_module.IN_LIST_MOST, 1])
+def test_neuron_tables_with_non_neuron_ends(client, bodies, weights, in_list_most, monkeypatch):
     """ConnectionGraph over the neuron-only tables, ends that are not :Neuron bodies (the full tables
-    give their first and last hops), against networkx; also a direct edge between the two."""
+    give their first and last hops), against networkx; also a direct edge between two of them."""
+    monkeypatch.setattr(graph_module, "IN_LIST_MOST", in_list_most)  # 1: every id list a registered table
     traced = set(bodies.index[bodies.status == "Traced"])
-    starts, stops = _strongest_non_neurons(bodies, weights, min_weight)
+    starts, stops = _strongest_non_neurons(bodies, weights, 1)
     run_rows, run_columns = _runners(client.store.cursor())
     pairs = [(int(a), int(b)) for a in starts for b in stops if a != b]
     non_neurons = set(bodies.index[~bodies.is_neuron])
-    w = weights[(weights.weight >= min_weight) & weights.body_pre.isin(non_neurons)]
-    direct = w[w.body_post.isin(non_neurons) & (w.body_pre != w.body_post)].iloc[0]
+    w = weights[weights.body_pre.isin(non_neurons) & weights.body_post.isin(non_neurons)]
+    direct = w[w.body_pre != w.body_post].sort_values(["body_pre", "body_post"]).iloc[0]
     pairs.append((int(direct.body_pre), int(direct.body_post)))
     lengths = []
     for src, dst in pairs:
         graph = ConnectionGraph(
             run_rows,
-            f"c.weight >= {min_weight}",
+            "c.weight >= 1",
             f"(n.status = 'Traced' OR n.bodyId IN ({src}, {dst}))",
             fetch_columns=run_columns,
             neurons_besides=[src, dst],
         )
-        want = oracle_paths(weights, min_weight, traced, src, dst)
+        want = oracle_paths(weights, 1, traced, src, dst)
         got = sorted(nodes for nodes, _ in shortest_paths(graph, src, dst))
         assert got == want, (src, dst)
         lengths.append(len(want[0]) - 1 if want else 0)
