@@ -21,7 +21,7 @@ from flatprint.query.criteria import (
     warn_unmatched,
 )
 from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
-from flatprint.query.paths import all_shortest_paths, paths_up_to
+from flatprint.query.paths import admits_only_neurons, all_shortest_paths, paths_up_to
 from flatprint.query.results import arrow_convertible, frame_from_arrow, json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
@@ -617,7 +617,8 @@ def fetch_common_connectivity(
     return df[df[partner].isin(keep)]
 
 
-def _path_node_filter(client, intermediate_criteria, ends) -> str:
+def _path_node_filter(client, intermediate_criteria, ends) -> tuple[str, bool]:
+    """The intermediates' condition as SQL, and whether it admits only :Neuron bodies besides the ends."""
     if intermediate_criteria is None:
         crit = NeuronCriteria(status="Traced", client=client)
     else:
@@ -627,13 +628,17 @@ def _path_node_filter(client, intermediate_criteria, ends) -> str:
     # Path nodes need not be :Neuron (neuPrint's pattern has no label on them): drop the label test.
     crit.label = "Segment"
     ids = ", ".join(str(int(b)) for b in ends)
-    return f"(({crit.where(client, 'n')}) OR n.bodyId IN ({ids}))"
+    return f"(({crit.where(client, 'n')}) OR n.bodyId IN ({ids}))", admits_only_neurons(crit)
 
 
-def _paths_frame(client, paths, with_length: bool) -> pd.DataFrame:
+def _paths_frame(client, paths, with_length: bool, neurons: bool) -> pd.DataFrame:
     bodies = sorted({b for p, _ in paths for b in p})
-    found = _neuron_props(client, bodies, ["bodyId", "type"])
-    types = dict(zip(found["bodyId"], found["type"]))
+    if neurons and client.store.has_table("neurons"):  # a few bodies of the small neurons table
+        ids = ", ".join(map(str, bodies or [0]))
+        types = dict(client.cursor().execute(f"SELECT bodyId, type FROM neurons WHERE bodyId IN ({ids})").fetchall())
+    else:
+        found = _neuron_props(client, bodies, ["bodyId", "type"])
+        types = dict(zip(found["bodyId"], found["type"]))
     rows = {"path": [], "bodyId": [], "type": [], "weight": []}
     lengths = []
     for index, (nodes, weights) in enumerate(paths):
@@ -673,14 +678,14 @@ def fetch_paths(
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
     ends = (int(upstream_bodyId), int(downstream_bodyId))
-    node_filter = _path_node_filter(client, intermediate_criteria, ends)
+    node_filter, neurons_only = _path_node_filter(client, intermediate_criteria, ends)
     if path_length is None and max_path_length is None:
-        paths = all_shortest_paths(client, ends[0], ends[1], min_weight, node_filter, timeout)
-        return _paths_frame(client, paths, with_length=False)
+        paths = all_shortest_paths(client, ends[0], ends[1], min_weight, node_filter, timeout, neurons_only)
+        return _paths_frame(client, paths, with_length=False, neurons=neurons_only)
     exact = path_length is not None
     length = int(path_length if exact else max_path_length)
-    paths = paths_up_to(client, ends[0], ends[1], min_weight, node_filter, length, exact, timeout)
-    return _paths_frame(client, paths, with_length=True)
+    paths = paths_up_to(client, ends[0], ends[1], min_weight, node_filter, length, exact, timeout, neurons_only)
+    return _paths_frame(client, paths, with_length=True, neurons=neurons_only)
 
 
 @inject_client

@@ -1,5 +1,8 @@
 """Path search for the library (fetch_shortest_paths, fetch_paths) over the store's connection graph
-(flatprint.store.graph), with neuPrint's timeout: a search past it answers no paths."""
+(flatprint.store.graph), with neuPrint's timeout: a search past it answers no paths.
+
+Both ends of a library path are :Neuron bodies (neuPrint matches them with the label), so when the
+intermediate criteria admit only :Neuron bodies the whole search stays in the neuron-only tables."""
 
 from __future__ import annotations
 
@@ -14,7 +17,18 @@ class _SearchTimeout(Exception):
     pass
 
 
-def _library_graph(client, min_weight: int, node_filter: str, timeout: float) -> ConnectionGraph:
+#: A body with one of these statuses is a :Neuron (docs/decisions.md: neither Unimportant nor Glia,
+#: and Traced or Anchor is one of the neuron-label criteria; ingest stores the outcome as is_neuron).
+NEURON_STATUSES = frozenset({"Traced", "Anchor"})
+
+
+def admits_only_neurons(criteria) -> bool:
+    """True when NeuronCriteria can only match :Neuron bodies whatever their label says: they ask
+    for statuses that make a body a :Neuron."""
+    return bool(criteria.status) and all(isinstance(s, str) and s in NEURON_STATUSES for s in criteria.status)
+
+
+def _library_graph(client, min_weight: int, node_filter: str, timeout: float, neurons_only: bool) -> ConnectionGraph:
     cur = client.cursor()
     deadline = time.monotonic() + (timeout if timeout else float("inf"))
 
@@ -22,21 +36,36 @@ def _library_graph(client, min_weight: int, node_filter: str, timeout: float) ->
         with registered_tables(cur, tables or {}):  # the graph named them uniquely
             return cur.execute(sql).fetchall()
 
+    def fetch_columns(sql, tables):
+        with registered_tables(cur, tables):
+            return cur.execute(sql).fetchnumpy()
+
     def check_deadline():
         if time.monotonic() > deadline:
             raise _SearchTimeout
 
-    return ConnectionGraph(run_sql, f"c.weight >= {int(min_weight)}", node_filter, check_deadline)
+    # The ends are :Neuron (_are_neurons), so nothing but neurons is ever reached.
+    neuron_tables = neurons_only and client.store.has_table("neuron_connections")
+    return ConnectionGraph(
+        run_sql,
+        f"c.weight >= {int(min_weight)}",
+        node_filter,
+        check_deadline,
+        fetch_columns=fetch_columns,
+        neurons_besides=() if neuron_tables else None,
+    )
 
 
 def _are_neurons(client, *bodies: int) -> bool:
     """True when every body is a :Neuron; QueryError naming a body the dataset does not have at all
-    (an empty result would read as "no path", e.g. through non-Traced intermediates)."""
-    rows = (
-        client.cursor()
-        .execute(f"SELECT bodyId, is_neuron FROM segments WHERE bodyId IN ({', '.join(map(str, bodies))})")
-        .fetchall()
-    )
+    (an empty result would read as "no path", e.g. through non-Traced intermediates). The small
+    ``neurons`` table answers the usual case (ends that are neurons)."""
+    ids = ", ".join(map(str, bodies))
+    cur = client.cursor()
+    if client.store.has_table("neurons"):
+        if len(cur.execute(f"SELECT bodyId FROM neurons WHERE bodyId IN ({ids})").fetchall()) == len(set(bodies)):
+            return True
+    rows = cur.execute(f"SELECT bodyId, is_neuron FROM segments WHERE bodyId IN ({ids})").fetchall()
     neuron = {int(b): bool(n) for b, n in rows}
     for body in bodies:
         if body not in neuron:
@@ -44,19 +73,30 @@ def _are_neurons(client, *bodies: int) -> bool:
     return all(neuron[b] for b in bodies)
 
 
-def all_shortest_paths(client, src: int, dst: int, min_weight: int, node_filter: str, timeout: float):
-    """Every shortest path src -> dst as (bodies, weights), sorted; [] when none or past the timeout."""
+def all_shortest_paths(
+    client, src: int, dst: int, min_weight: int, node_filter: str, timeout: float, neurons_only: bool = False
+):
+    """Every shortest path src -> dst as (bodies, weights), sorted; [] when none or past the timeout.
+    ``neurons_only``: the node filter admits only :Neuron bodies besides the ends."""
     if not _are_neurons(client, src, dst):
         return []
     try:
-        found = shortest_paths(_library_graph(client, min_weight, node_filter, timeout), src, dst)
+        found = shortest_paths(_library_graph(client, min_weight, node_filter, timeout, neurons_only), src, dst)
     except _SearchTimeout:
         return []
     return sorted((nodes, [edge[2] for edge in edges]) for nodes, edges in found)
 
 
 def paths_up_to(
-    client, src: int, dst: int, min_weight: int, node_filter: str, length: int, exact: bool, timeout: float
+    client,
+    src: int,
+    dst: int,
+    min_weight: int,
+    node_filter: str,
+    length: int,
+    exact: bool,
+    timeout: float,
+    neurons_only: bool = False,
 ):
     """Paths src -> dst with exactly ``length`` (or 1..length) connections, no connection used twice;
     shortest first. [] past the timeout, like neuPrint."""
@@ -64,7 +104,11 @@ def paths_up_to(
         return []
     try:
         found = bounded_paths(
-            _library_graph(client, min_weight, node_filter, timeout), {src}, {dst}, length if exact else 1, length
+            _library_graph(client, min_weight, node_filter, timeout, neurons_only),
+            {src},
+            {dst},
+            length if exact else 1,
+            length,
         )
     except _SearchTimeout:
         return []
