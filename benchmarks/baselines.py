@@ -276,8 +276,9 @@ class KeyCounter:
         self.counts = np.zeros(0, np.int64)
         self.buffer, self.buffered = [], 0
 
-    def add(self, keys: np.ndarray):
-        self.buffer.append(keys)
+    def add(self, keys: np.ndarray, counts: np.ndarray | None = None):
+        """Count ``keys`` (each ``counts`` times when given: keys already reduced)."""
+        self.buffer.append((keys, np.ones(len(keys), np.int64) if counts is None else counts.astype(np.int64)))
         self.buffered += len(keys)
         if self.buffered >= self.flush:
             self._reduce()
@@ -285,9 +286,11 @@ class KeyCounter:
     def _reduce(self):
         if not self.buffer:
             return
-        k, c = np.unique(np.concatenate(self.buffer), return_counts=True)
+        k = np.concatenate([keys for keys, _ in self.buffer])
+        c = np.concatenate([counts for _, counts in self.buffer])
         self.buffer, self.buffered = [], 0
-        keys, counts = np.concatenate([self.keys, k]), np.concatenate([self.counts, c.astype(np.int64)])
+        keys, counts = np.concatenate([self.keys, k]), np.concatenate([self.counts, c])
+        del k, c
         order = np.argsort(keys, kind="stable")
         keys, counts = keys[order], counts[order]
         starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else []
@@ -297,6 +300,24 @@ class KeyCounter:
         """(sorted unique keys, their counts)."""
         self._reduce()
         return self.keys, self.counts
+
+
+def with_pre_rois(pending: list, tb_ids: np.ndarray, tb_codes: np.ndarray, bits_r: int) -> np.ndarray:
+    """The buffered synapse rows' keys with the ROI code of their pre point (+1; 0: not a t-bar) put in.
+
+    ``pending`` holds (pre point ids, keys) pairs; ``tb_ids`` are the sorted t-bar point ids, ``tb_codes``
+    their ROI codes. The point ids are sorted first, so that the binary search walks the t-bar ids
+    nearly in order instead of jumping at random for every row (4x faster over 45 M t-bars)."""
+    pid = np.concatenate([q for q, _ in pending])
+    key = np.concatenate([k for _, k in pending])
+    order = np.argsort(pid)
+    pid, key = pid[order], key[order]
+    del order
+    if len(tb_ids) == 0:
+        return key
+    tpos = np.minimum(np.searchsorted(tb_ids, pid), len(tb_ids) - 1)
+    roi_pre = np.where(tb_ids[tpos] == pid, tb_codes[tpos], -1)
+    return key | ((roi_pre.astype(np.int64) + 1) << bits_r)
 
 
 def stream_neuron_tables(release: Path, files: dict, log=None) -> dict:
@@ -347,7 +368,8 @@ def stream_neuron_tables(release: Path, files: dict, log=None) -> dict:
         kind_map = np.array([kinds.get(v, 2) for v in kind_col.dictionary.to_pylist()] + [2], dtype=np.int64)
         kind = kind_map[kind_col.indices.fill_null(-1).to_numpy()]
         keep = ok & (roi >= 0) & (roi != unspec_pt)
-        counter.add((pos[keep].astype(np.int64) * n_roi + roi[keep]) * 3 + kind[keep])
+        # a batch holds few bodies (syn-points comes grouped by body): reduced here, the buffer stays small
+        counter.add(*np.unique((pos[keep].astype(np.int64) * n_roi + roi[keep]) * 3 + kind[keep], return_counts=True))
         n += b.num_rows
     keys, counts = counter.result()
     del counter
@@ -396,6 +418,8 @@ def stream_neuron_tables(release: Path, files: dict, log=None) -> dict:
         raise ValueError(f"{len(ids):,} neurons x {len(rois)} ROIs do not fit one 63-bit key")
     counter, n = KeyCounter(), 0
     u64 = np.uint64
+    pending, pending_rows = [], 0  # (point id of the pre point, key without its ROI) of buffered rows
+
     cols = ["x_pre", "y_pre", "z_pre", "body_pre", "body_post", "primary_post"]
     for b in feather_batches(path["syn-partners"], cols):
         pi, pok = neuron_positions(ids, b.column("body_pre").to_numpy())
@@ -405,13 +429,16 @@ def stream_neuron_tables(release: Path, files: dict, log=None) -> dict:
         if not keep.any():
             continue
         x, y, z = (b.column(c).to_numpy()[keep].astype(u64) for c in ("x_pre", "y_pre", "z_pre"))
-        pid = (z << u64(42)) | (y << u64(21)) | x
-        tpos = np.minimum(np.searchsorted(tb_ids, pid), max(len(tb_ids) - 1, 0))
-        roi_pre = np.where(tb_ids[tpos] == pid, tb_codes[tpos], -1) if len(tb_ids) else np.full(len(pid), -1)
         roi_post = dictionary_codes(b.column("primary_post"), roi_code, "syn-partners.primary_post")[keep]
         key = (pi[keep].astype(np.int64) << bits_n) | qi[keep].astype(np.int64)
-        key = (key << (2 * bits_r)) | ((roi_pre.astype(np.int64) + 1) << bits_r) | (roi_post.astype(np.int64) + 1)
-        counter.add(key)
+        pending.append(((z << u64(42)) | (y << u64(21)) | x, (key << (2 * bits_r)) | (roi_post.astype(np.int64) + 1)))
+        pending_rows += len(key)
+        if pending_rows >= STREAM_FLUSH_KEYS:
+            counter.add(with_pre_rois(pending, tb_ids, tb_codes, bits_r))
+            pending, pending_rows = [], 0
+    if pending:
+        counter.add(with_pre_rois(pending, tb_ids, tb_codes, bits_r))
+    del pending
     del tb_ids, tb_codes
     keys, counts = counter.result()
     del counter

@@ -530,6 +530,7 @@ ENGINE_LABELS = {
     "graphdb": "graph DB (ladybug, Cypher)",
 }
 REQUEST_TIMEOUT_S = 1800.0
+PREPARE_TIMEOUT_S = 4 * 3600.0  # a baseline's one-time prepare (the streamed one reads ~22 GB at scale 1.0)
 
 
 def make_engine(name: str, ctx: dict):
@@ -659,7 +660,7 @@ class Worker:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.hello = self._reply(REQUEST_TIMEOUT_S) or {"ready": False, "error": self._death()}
+        self.hello = self._reply(PREPARE_TIMEOUT_S) or {"ready": False, "error": self._death()}
         self.alive = bool(self.hello.get("ready"))
 
     def _death(self) -> str:

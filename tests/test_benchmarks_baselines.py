@@ -135,8 +135,9 @@ def test_key_counter_matches_a_whole_count():
     counter = B.KeyCounter(flush=1000)  # several reductions and merges
     for b in batches:
         counter.add(b)
+    counter.add(np.array([7, 4999]), np.array([5, 2]))  # keys already reduced, with their counts
     keys, counts = counter.result()
-    expect_keys, expect_counts = np.unique(np.concatenate(batches), return_counts=True)
+    expect_keys, expect_counts = np.unique(np.concatenate([*batches, [7] * 5, [4999] * 2]), return_counts=True)
     assert np.array_equal(keys, expect_keys) and np.array_equal(counts, expect_counts)
     assert B.KeyCounter().result()[0].size == 0
 
