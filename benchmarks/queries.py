@@ -545,7 +545,7 @@ def make_engine(name: str, ctx: dict):
     if name == "graphdb":
         from graphdb import GraphDBEngine
 
-        return GraphDBEngine(Path(ctx["release"]), Path(ctx["graph_dir"]))
+        return GraphDBEngine(Path(ctx["release"]), Path(ctx["graph_dir"]), mode=ctx.get("baseline_prepare", "auto"))
     raise ValueError(f"unknown engine {name!r}")
 
 
@@ -766,9 +766,9 @@ def main(argv=None) -> dict:
         "--baseline-prepare",
         choices=B.PREPARE_MODES,
         default="auto",
-        help="how pandas and polars prepare: ram (every table in RAM), stream (neuron-level tables from the "
-        "feathers batch by batch; synapse-level items not run) or auto (ram when its projected peak fits "
-        "in the RSS limit; default)",
+        help="how pandas, polars and the graph DB prepare: ram (from whole columns; pandas and polars keep "
+        "the synapse rows), stream (neuron-level tables from the feathers batch by batch; synapse-level items "
+        "not run) or auto (ram when its projected peak fits in the RSS limit; default)",
     )
     ap.add_argument(
         "--prepared-dir",

@@ -168,3 +168,24 @@ def test_streamed_baselines_agree_with_flatprint(release_dir, store_path, tmp_pa
                 assert "syn-partners rows" in c["not_run"] and c["agrees_with_flatprint"] is None
             else:
                 assert c["agrees_with_flatprint"] is True, (r["name"], e, c)
+
+
+def test_graph_db_streamed_load_answers_as_the_whole_column_load(release_dir, tmp_path):
+    graphdb, queries = _load("graphdb"), _load("queries")
+    whole = graphdb.GraphDBEngine(release_dir, tmp_path / "whole", mode="ram")
+    streamed = graphdb.GraphDBEngine(release_dir, tmp_path / "streamed", mode="stream")
+    try:
+        a_info, b_info = whole.load(), streamed.load()
+        assert a_info["mode"] == "ram" and b_info["mode"] == "stream"
+        assert a_info["counts"] == b_info["counts"] and b_info["counts"]["ConnectsToRoi"] > 0
+        ref = B.PandasEngine(release_dir, mode="ram")
+        ref.prepare()
+        params = _params(ref)
+        for method in NEURON_LEVEL:
+            a, b = getattr(whole, method)(params[method]), getattr(streamed, method)(params[method])
+            a = {k: queries.normalise(k, v) for k, v in a.items()}
+            b = {k: queries.normalise(k, v) for k, v in b.items()}
+            assert queries.compare_answers(a, b) is None, method
+    finally:
+        whole.close()
+        streamed.close()
