@@ -18,7 +18,10 @@ Synapse-level data (one edge or node per synapse) is not loaded: between neurons
 syn-partners (13 M edges at scale 0.1, ~134 M at full scale, about the size of the whole ConnectsTo
 graph), so ``synapse_connections_pair`` is reported as "not run".
 The load's preprocessing (the :Neuron rule, the per-ROI aggregations) uses pyarrow and pandas and is
-part of the timed load. Queries are Cypher through one connection (id lists through ``UNWIND``, so that each id is a
+part of the timed load; where reading syn-points' and syn-partners' columns whole would pass the 20 GiB
+limit (scale 1.0), the load copies the neuron-level tables that baselines.stream_neuron_tables builds
+from the feathers one record batch at a time instead (``mode``; see ``GraphDBEngine.load``).
+Queries are Cypher through one connection (id lists through ``UNWIND``, so that each id is a
 primary-key lookup); "cold" reopens the database. Shortest paths use the database's own
 ``ALL SHORTEST`` recursive pattern. Segment targets (non-neuron partners) are not loaded: "not run".
 
