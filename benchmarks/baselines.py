@@ -19,6 +19,19 @@ pandas and polars keep everything in RAM; DuckDB writes the same tables as Parqu
 key it filters on, in small row groups (so that min/max statistics skip the rest), and reads them per
 query. Every method returns the item's canonical answer frames (``answers.py`` of the docs: see
 queries.ANSWER_DOC).
+
+Prepare modes of pandas and polars (``mode=``; queries.py's ``--baseline-prepare``):
+
+* ``ram``: the tables above, the synapse pairs included, built from whole columns in RAM;
+* ``stream``: the neuron-level tables only (the :Neuron set, per-ROI counts, neuron-pair ROI weights,
+  neuron weights, weights >= 5), built by reading syn-points, syn-partners, tbar-nt, body-stats and
+  connectome-weights one record batch at a time (``stream_neuron_tables``) and counting as it goes, so
+  the peak is set by the neuron-level tables and the t-bar lookup, not by the synapse rows. The
+  synapse-level items (synapse connections, adjacencies with every Segment) are then "not run", with
+  the number that bounds them. Both modes give the same tables (tests/test_benchmarks_baselines.py);
+* ``auto`` (the default): ``ram`` when the in-RAM prepare's projected peak (syn-partners' rows times
+  the bytes a row measured at scale 0.1, IN_RAM_PEAK_BYTES_PER_SYNAPSE) fits in MEMORY_LIMIT_BYTES (the
+  harness's RSS limit), else ``stream``.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from graphdb import NotRun
 
 UNSPEC = "<unspecified>"
 NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
@@ -37,6 +51,12 @@ CONF = 0.5  # SynapseCriteria's default confidence, strictly above
 PATH_MIN_WEIGHT = 5
 ROW_GROUP = 16_384  # DuckDB's Parquet copies: small row groups, so that a body filter skips most of them
 BUILD_MEMORY = "3GB"  # DuckDB's memory_limit while it writes them
+MEMORY_LIMIT_BYTES = 20 * 2**30  # the harness kills a worker whose RSS passes this (queries.RSS_LIMIT_BYTES)
+# the in-RAM prepare's peak RSS per syn-partners row, measured at scale 0.1 on 2026-12-06 (31,187,030 rows:
+# pandas 7.34 GB, polars 4.34 GB; benchmarks/results/systems-0.1.json); the auto mode projects with it
+IN_RAM_PEAK_BYTES_PER_SYNAPSE = {"pandas": 236, "polars": 140}
+PREPARE_MODES = ("auto", "ram", "stream")
+STREAM_FLUSH_KEYS = 1 << 24  # keys buffered before a streamed count is reduced (128 MiB of int64)
 NEURON_COLS = ["bodyId", "type", "instance", "status", "pre", "post"]
 SYN_COLS = [
     "bodyId_pre",
@@ -174,24 +194,344 @@ def _recode(cat: pd.Series, names: np.ndarray) -> np.ndarray:
     return mapping[cat.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
 
 
+# =============================================================================== bounded-memory prepare
+def feather_rows(path: Path) -> int:
+    """Rows of a feather (IPC file) from its batches' headers, without reading its columns."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.OSFile(str(path)) as source:
+        return ipc.open_file(source).count_rows()
+
+
+def choose_prepare_mode(engine: str, partners: Path, mode: str = "auto") -> tuple[str, dict]:
+    """(mode, projection): ``ram`` or ``stream``; ``auto`` streams when the in-RAM prepare's projected
+    peak (syn-partners' rows x IN_RAM_PEAK_BYTES_PER_SYNAPSE[engine]) passes MEMORY_LIMIT_BYTES."""
+    if mode not in PREPARE_MODES:
+        raise ValueError(f"prepare mode {mode!r}: expected one of {', '.join(PREPARE_MODES)}")
+    rows = feather_rows(partners)
+    projected = rows * IN_RAM_PEAK_BYTES_PER_SYNAPSE[engine]
+    chosen = mode if mode != "auto" else ("ram" if projected <= MEMORY_LIMIT_BYTES else "stream")
+    return chosen, {
+        "mode": chosen,
+        "mode_requested": mode,
+        "synapse_rows": rows,
+        "projected_in_ram_peak_bytes": projected,
+        "memory_limit_bytes": MEMORY_LIMIT_BYTES,
+    }
+
+
+def feather_batches(path: Path, columns: list[str]):
+    """The feather's record batches one at a time, only ``columns`` read and decoded.
+
+    Plain file reads, not a memory map: the pages of a mapped 10 GB file would count in this process's RSS.
+    """
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.OSFile(str(path)) as source:
+        schema = ipc.open_file(source).schema
+        missing = [c for c in columns if schema.get_field_index(c) < 0]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {missing} (has {schema.names})")
+        fields = sorted(schema.get_field_index(c) for c in columns)
+        reader = ipc.open_file(source, options=ipc.IpcReadOptions(included_fields=fields))
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+def first_dictionary(path: Path, column: str) -> list:
+    """The values of a dictionary column's dictionary (an IPC file has one per column)."""
+    for batch in feather_batches(path, [column]):
+        return batch.column(column).dictionary.to_pylist()
+    return []
+
+
+def dictionary_codes(col, names: dict, where: str) -> np.ndarray:
+    """A dictionary column's codes as positions in ``names`` (name -> position; -1: null).
+
+    A value not in ``names`` is an error naming ``where`` (an IPC file's later batches may only reuse or
+    extend the dictionary; the prepare fixed its names from the first batch)."""
+    values = col.dictionary.to_pylist()
+    unknown = [v for v in values if v is not None and v not in names]
+    if unknown:
+        raise ValueError(f"{where}: values {unknown[:5]} not in the file's first dictionary")
+    mapping = np.array([names.get(v, -1) if v is not None else -1 for v in values] + [-1], dtype=np.int16)
+    return mapping[col.indices.fill_null(-1).to_numpy()]  # index -1 (null) picks the trailing -1
+
+
+def neuron_positions(ids: np.ndarray, bodies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in the sorted ``ids``, whether the body is there) for every body."""
+    pos = np.minimum(np.searchsorted(ids, bodies), max(len(ids) - 1, 0))
+    return pos, (ids[pos] == bodies) if len(ids) else np.zeros(len(bodies), dtype=bool)
+
+
+class KeyCounter:
+    """Counts of int64 keys fed batch by batch, at bounded memory: buffered keys are reduced to sorted
+    (unique key, count) pairs and merged into the running ones whenever the buffer passes ``flush``."""
+
+    def __init__(self, flush: int = STREAM_FLUSH_KEYS):
+        self.flush = flush
+        self.keys = np.zeros(0, np.int64)
+        self.counts = np.zeros(0, np.int64)
+        self.buffer, self.buffered = [], 0
+
+    def add(self, keys: np.ndarray, counts: np.ndarray | None = None):
+        """Count ``keys`` (each ``counts`` times when given: keys already reduced)."""
+        self.buffer.append((keys, np.ones(len(keys), np.int64) if counts is None else counts.astype(np.int64)))
+        self.buffered += len(keys)
+        if self.buffered >= self.flush:
+            self._reduce()
+
+    def _reduce(self):
+        if not self.buffer:
+            return
+        k = np.concatenate([keys for keys, _ in self.buffer])
+        c = np.concatenate([counts for _, counts in self.buffer])
+        self.buffer, self.buffered = [], 0
+        keys, counts = np.concatenate([self.keys, k]), np.concatenate([self.counts, c])
+        del k, c
+        order = np.argsort(keys, kind="stable")
+        keys, counts = keys[order], counts[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else []
+        self.keys, self.counts = keys[starts], np.add.reduceat(counts, starts) if len(keys) else counts
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted unique keys, their counts)."""
+        self._reduce()
+        return self.keys, self.counts
+
+
+def with_pre_rois(pending: list, tb_ids: np.ndarray, tb_codes: np.ndarray, bits_r: int) -> np.ndarray:
+    """The buffered synapse rows' keys with the ROI code of their pre point (+1; 0: not a t-bar) put in.
+
+    ``pending`` holds (pre point ids, keys) pairs; ``tb_ids`` are the sorted t-bar point ids, ``tb_codes``
+    their ROI codes. The point ids are sorted first, so that the binary search walks the t-bar ids
+    nearly in order instead of jumping at random for every row (4x faster over 45 M t-bars)."""
+    pid = np.concatenate([q for q, _ in pending])
+    key = np.concatenate([k for _, k in pending])
+    order = np.argsort(pid)
+    pid, key = pid[order], key[order]
+    del order
+    if len(tb_ids) == 0:
+        return key
+    tpos = np.minimum(np.searchsorted(tb_ids, pid), len(tb_ids) - 1)
+    roi_pre = np.where(tb_ids[tpos] == pid, tb_codes[tpos], -1)
+    return key | ((roi_pre.astype(np.int64) + 1) << bits_r)
+
+
+def stream_neuron_tables(release: Path, files: dict, log=None) -> dict:
+    """The neuron-level prepared tables from the release, each big feather read one batch at a time.
+
+    Returns annotations (whole: 0.2 M rows at scale 1.0), the body-stats rows that can make a neuron
+    (>= 100 synapses or annotated), the sorted :Neuron ids, per-neuron per-primary-ROI point counts,
+    ``rois`` (the primary ROI names of tbar-nt and syn-partners, sorted, then <unspecified>) and
+    ``conn4``: neuron-pair weights per (pre, post, ROI code of the pre point (-1: no t-bar), ROI code of
+    the post point), sorted, as PandasEngine keeps them; connectome-weights rows between neurons or of
+    weight >= 5, sorted by (pre, post); and the rows streamed per file."""
+    release = Path(release)
+    say = log or (lambda *a: None)
+    path = {k: release / v for k, v in files.items()}
+    streamed, steps = {}, {}
+    clock = [time.perf_counter()]
+
+    def step(name):
+        now = time.perf_counter()
+        steps[name] = round(now - clock[0], 3)
+        clock[0] = now
+
+    ann = _decoded_feather(path["annotations"], ANN_COLS)
+    may_be = np.unique(ann["bodyId"].to_numpy())  # the :Neuron rule's annotated bodies are among these
+    parts, n = [], 0
+    for b in feather_batches(path["stats"], ["body", "pre", "post", "synweight"]):
+        body, pre, post, sw = (b.column(c).to_numpy() for c in ("body", "pre", "post", "synweight"))
+        keep = (sw >= 100) | (pre >= 100) | (post >= 100) | member(may_be, body)
+        parts.append(pd.DataFrame({"body": body[keep], "pre": pre[keep], "post": post[keep], "synweight": sw[keep]}))
+        n += b.num_rows
+    st = pd.concat(parts, ignore_index=True)
+    streamed["stats"] = n
+    ids = neuron_rule(ann, st)
+    step("neurons (annotations, body-stats)")
+    say(f"   stream: {len(ids):,} neurons from {n:,} body-stats rows")
+
+    # per-neuron, per-primary-ROI point counts: key (neuron position, ROI code, kind)
+    pt_names = sorted(v for v in first_dictionary(path["syn-points"], "primary") if v is not None)
+    pt_code = {v: i for i, v in enumerate(pt_names)}
+    unspec_pt = pt_code.get(UNSPEC, -2)
+    n_roi = len(pt_names)
+    kinds = {"PreSyn": 0, "PostSyn": 1}
+    counter, n = KeyCounter(), 0
+    for b in feather_batches(path["syn-points"], ["body", "kind", "primary"]):
+        pos, ok = neuron_positions(ids, b.column("body").to_numpy())
+        roi = dictionary_codes(b.column("primary"), pt_code, "syn-points.primary")
+        kind_col = b.column("kind")
+        kind_map = np.array([kinds.get(v, 2) for v in kind_col.dictionary.to_pylist()] + [2], dtype=np.int64)
+        kind = kind_map[kind_col.indices.fill_null(-1).to_numpy()]
+        keep = ok & (roi >= 0) & (roi != unspec_pt)
+        # a batch holds few bodies (syn-points comes grouped by body): reduced here, the buffer stays small
+        counter.add(*np.unique((pos[keep].astype(np.int64) * n_roi + roi[keep]) * 3 + kind[keep], return_counts=True))
+        n += b.num_rows
+    keys, counts = counter.result()
+    del counter
+    streamed["syn-points"] = n
+    pair, kind = keys // 3, keys % 3
+    first = np.concatenate([[True], pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, dtype=bool)
+    group, uniq = np.cumsum(first) - 1, pair[first]
+    roi_counts = pd.DataFrame(
+        {
+            "bodyId": ids[uniq // n_roi].astype(np.int64),
+            "roi": np.asarray(pt_names, dtype=object)[uniq % n_roi] if len(uniq) else np.zeros(0, object),
+            "pre": np.bincount(group, weights=counts * (kind == 0), minlength=len(uniq)).astype(np.int64),
+            "post": np.bincount(group, weights=counts * (kind == 1), minlength=len(uniq)).astype(np.int64),
+        }
+    )
+    del keys, counts, pair, kind, group
+    step("ROI counts (syn-points)")
+    say(f"   stream: {len(roi_counts):,} neuron ROI rows from {n:,} syn-points rows")
+
+    # the ROI of every t-bar point, looked up by point id (sorted once)
+    names = sorted(
+        (
+            set(first_dictionary(path["tbar-nt"], "primary"))
+            | set(first_dictionary(path["syn-partners"], "primary_post"))
+        )
+        - {UNSPEC, None}
+    )
+    rois = np.array(names + [UNSPEC], dtype=object)  # code len(names) = <unspecified>, -1 = none
+    roi_code = {v: i for i, v in enumerate(rois)}
+    tb_ids, tb_codes, n = [], [], 0
+    for b in feather_batches(path["tbar-nt"], ["point_id", "primary"]):
+        tb_ids.append(b.column("point_id").to_numpy().astype(np.uint64))
+        tb_codes.append(dictionary_codes(b.column("primary"), roi_code, "tbar-nt.primary"))
+        n += b.num_rows
+    tb_ids, tb_codes = np.concatenate(tb_ids), np.concatenate(tb_codes)
+    order = np.argsort(tb_ids)
+    tb_ids, tb_codes = tb_ids[order], tb_codes[order]
+    del order
+    streamed["tbar-nt"] = n
+    step("t-bar ROI lookup (tbar-nt)")
+
+    # neuron-pair weights per (pre, post, ROI of the pre point, ROI of the post point)
+    bits_n = max(int(len(ids)).bit_length(), 1)
+    bits_r = int(len(rois)).bit_length()  # codes -1 .. len(rois) - 1, stored + 1
+    if 2 * bits_n + 2 * bits_r > 63:
+        raise ValueError(f"{len(ids):,} neurons x {len(rois)} ROIs do not fit one 63-bit key")
+    counter, n = KeyCounter(), 0
+    u64 = np.uint64
+    pending, pending_rows = [], 0  # (point id of the pre point, key without its ROI) of buffered rows
+
+    cols = ["x_pre", "y_pre", "z_pre", "body_pre", "body_post", "primary_post"]
+    for b in feather_batches(path["syn-partners"], cols):
+        pi, pok = neuron_positions(ids, b.column("body_pre").to_numpy())
+        qi, qok = neuron_positions(ids, b.column("body_post").to_numpy())
+        keep = pok & qok
+        n += b.num_rows
+        if not keep.any():
+            continue
+        x, y, z = (b.column(c).to_numpy()[keep].astype(u64) for c in ("x_pre", "y_pre", "z_pre"))
+        roi_post = dictionary_codes(b.column("primary_post"), roi_code, "syn-partners.primary_post")[keep]
+        key = (pi[keep].astype(np.int64) << bits_n) | qi[keep].astype(np.int64)
+        pending.append(((z << u64(42)) | (y << u64(21)) | x, (key << (2 * bits_r)) | (roi_post.astype(np.int64) + 1)))
+        pending_rows += len(key)
+        if pending_rows >= STREAM_FLUSH_KEYS:
+            counter.add(with_pre_rois(pending, tb_ids, tb_codes, bits_r))
+            pending, pending_rows = [], 0
+    if pending:
+        counter.add(with_pre_rois(pending, tb_ids, tb_codes, bits_r))
+    del pending
+    del tb_ids, tb_codes
+    keys, counts = counter.result()
+    del counter
+    streamed["syn-partners"] = n
+    mask_r, mask_n = (1 << bits_r) - 1, (1 << bits_n) - 1
+    conn4 = pd.DataFrame(
+        {
+            "body_pre": ids[(keys >> (bits_n + 2 * bits_r)) & mask_n].astype(np.int64),
+            "body_post": ids[(keys >> (2 * bits_r)) & mask_n].astype(np.int64),
+            "roi_pre": (((keys >> bits_r) & mask_r) - 1).astype(np.int16),
+            "roi_post": ((keys & mask_r) - 1).astype(np.int16),
+            "weight": counts.astype(np.int64),
+        }
+    )
+    del keys, counts
+    step("neuron-pair ROI weights (syn-partners)")
+    say(f"   stream: {len(conn4):,} neuron-pair ROI rows from {n:,} syn-partners rows")
+
+    # connectome-weights: rows between neurons or of weight >= 5
+    pre_parts, post_parts, w_parts, n = [], [], [], 0
+    for b in feather_batches(path["weights"], ["body_pre", "body_post", "weight"]):
+        pre, post, w = (b.column(c).to_numpy() for c in ("body_pre", "body_post", "weight"))
+        keep = (w >= PATH_MIN_WEIGHT) | (member(ids, pre) & member(ids, post))
+        pre_parts.append(pre[keep])
+        post_parts.append(post[keep])
+        w_parts.append(w[keep].astype(np.int64))
+        n += b.num_rows
+    pre, post, w = (np.concatenate(x) for x in (pre_parts, post_parts, w_parts))
+    order = np.lexsort((post, pre))
+    streamed["weights"] = n
+    step("weights (connectome-weights)")
+    return {
+        "ann": ann,
+        "stats": st,
+        "neuron_ids": ids,
+        "roi_counts": roi_counts,
+        "rois": rois,
+        "conn4": conn4,
+        "weights": (pre[order], post[order], w[order]),
+        "streamed_rows": streamed,
+        "steps": steps,
+    }
+
+
 # =============================================================================== pandas, in RAM
 class PandasEngine:
     """pandas/numpy with every prepared table in RAM; lookups by binary search on sorted keys."""
 
     name = "pandas"
 
-    def __init__(self, release: Path, workdir: Path | None = None):
+    def __init__(self, release: Path, workdir: Path | None = None, mode: str = "auto"):
+        if mode not in PREPARE_MODES:
+            raise ValueError(f"prepare mode {mode!r}: expected one of {', '.join(PREPARE_MODES)}")
         self.release = Path(release)
         self.files = table_files()
+        self.mode_requested = mode
+        self.mode = None  # "ram" or "stream", fixed by prepare()
+        self.projection: dict = {}
+        self.log = None  # a print-like function for the streamed prepare's progress (the worker's stderr)
 
     def _read(self, key, cols):
         return _decoded_feather(self.release / self.files[key], cols)
 
     # ---------------------------------------------------------------- prepare (timed, once)
     def prepare(self) -> dict:
-        counts = {}
-        ann = self._read("annotations", ANN_COLS)
-        st = self._read("stats", ["body", "pre", "post", "synweight"])
+        """Build the prepared tables in the mode chosen by choose_prepare_mode (see the module docstring)."""
+        self.mode, self.projection = choose_prepare_mode(
+            self.name, self.release / self.files["syn-partners"], self.mode_requested
+        )
+        info = self._prepare_stream() if self.mode == "stream" else self._prepare_ram()
+        info.update(self.projection)
+        return info
+
+    def _prepare_stream(self) -> dict:
+        t = stream_neuron_tables(self.release, self.files, log=self.log)
+        self._set_neurons(t["ann"], t["stats"])
+        self._set_roi_counts(t["roi_counts"])
+        self.rois = t["rois"]
+        self.syn = None
+        self._set_conn4(t["conn4"])
+        self._set_weights(*t["weights"])
+        return {"counts": self._counts(), "disk_bytes": 0, "streamed_rows": t["streamed_rows"], "steps": t["steps"]}
+
+    def _counts(self) -> dict:
+        counts = {"neurons": len(self.neuron_ids), "roi_counts": len(self.roi_counts_key)}
+        if self.mode == "ram":
+            counts["synapses"] = len(self.syn_pre)
+        counts["neuron_pair_rois"] = len(self.conn_roi_pre)
+        counts["neuron_weights"], counts["weights_ge5"] = len(self.nn_pre), len(self.w5_pre)
+        return counts
+
+    def _set_neurons(self, ann: pd.DataFrame, st: pd.DataFrame):
+        """The :Neuron ids, the neuron table (sorted by bodyId) and the sorted Traced ids."""
         ids = neuron_rule(ann, st)
         self.neuron_ids = ids
         a = ann.drop_duplicates("bodyId").set_index("bodyId").reindex(ids)
@@ -207,25 +547,64 @@ class PandasEngine:
             }
         )
         self.traced = np.sort(ann["bodyId"].to_numpy()[(ann["status"].astype(object) == "Traced").to_numpy()])
-        del ann, st, a, s
-        counts["neurons"] = len(ids)
+
+    def _set_roi_counts(self, roi_counts: pd.DataFrame):
+        self.roi_counts = roi_counts
+        self.roi_counts_key = roi_counts["bodyId"].to_numpy()
+
+    def _set_conn4(self, c4: pd.DataFrame):
+        """Neuron-pair weights per (pre, post, roi_pre, roi_post) codes, sorted; summed per (pre, post, roi_post)."""
+        self.conn4 = c4
+        c3 = c4.groupby(["body_pre", "body_post", "roi_post"], sort=True)["weight"].sum().reset_index()
+        unspec = len(self.rois) - 1
+        roi_name = np.where(
+            c3["roi_post"].to_numpy() == unspec, "NotPrimary", self.rois[np.maximum(c3["roi_post"].to_numpy(), 0)]
+        )
+        self.conn_roi = pd.DataFrame(
+            {
+                "bodyId_pre": c3["body_pre"].to_numpy(),
+                "bodyId_post": c3["body_post"].to_numpy(),
+                "roi": roi_name.astype(object),
+                "weight": c3["weight"].to_numpy(np.int64),
+            }
+        )
+        self.conn_roi_pre = self.conn_roi["bodyId_pre"].to_numpy()
+        self.conn_roi_by_post = np.argsort(self.conn_roi["bodyId_post"].to_numpy(), kind="stable")
+        self.conn_roi_post_sorted = self.conn_roi["bodyId_post"].to_numpy()[self.conn_roi_by_post]
+
+    def _set_weights(self, pre: np.ndarray, post: np.ndarray, weight: np.ndarray):
+        """connectome-weights rows sorted by (pre, post): those between neurons and those of weight >= 5."""
+        ids = self.neuron_ids
+        nnm = member(ids, pre) & member(ids, post)
+        self.nn_pre, self.nn_post, self.nn_w = pre[nnm], post[nnm], weight[nnm].astype(np.int64)
+        strong = weight >= PATH_MIN_WEIGHT
+        self.w5_pre, self.w5_post = pre[strong], post[strong]
+        o = np.argsort(self.w5_post, kind="stable")
+        self.w5_post_sorted, self.w5_pre_by_post = self.w5_post[o], self.w5_pre[o]
+
+    def _prepare_ram(self) -> dict:
+        ann = self._read("annotations", ANN_COLS)
+        st = self._read("stats", ["body", "pre", "post", "synweight"])
+        self._set_neurons(ann, st)
+        ids = self.neuron_ids
+        del ann, st
 
         # per-neuron, per-primary-ROI point counts
         pts = self._read("syn-points", ["body", "kind", "primary"])
         pts = pts[member(ids, pts["body"].to_numpy()) & (pts["primary"] != UNSPEC).to_numpy()]
         g = pts.groupby(["body", "primary", "kind"], observed=True).size().unstack("kind", fill_value=0)
         g = g.reindex(columns=["PreSyn", "PostSyn"], fill_value=0).reset_index().sort_values(["body", "primary"])
-        self.roi_counts = pd.DataFrame(
-            {
-                "bodyId": g["body"].to_numpy(np.int64),
-                "roi": g["primary"].astype(str).to_numpy(),
-                "pre": g["PreSyn"].to_numpy(np.int64),
-                "post": g["PostSyn"].to_numpy(np.int64),
-            }
+        self._set_roi_counts(
+            pd.DataFrame(
+                {
+                    "bodyId": g["body"].to_numpy(np.int64),
+                    "roi": g["primary"].astype(str).to_numpy(),
+                    "pre": g["PreSyn"].to_numpy(np.int64),
+                    "post": g["PostSyn"].to_numpy(np.int64),
+                }
+            )
         )
-        self.roi_counts_key = self.roi_counts["bodyId"].to_numpy()
         del pts, g
-        counts["roi_counts"] = len(self.roi_counts)
 
         # syn-partners with the pre point's ROI, sorted by (pre, post); an order by post
         part = self._read(
@@ -266,43 +645,31 @@ class PandasEngine:
         self.syn_pre = self.syn["body_pre"].to_numpy()
         self.syn_by_post = np.argsort(self.syn["body_post"].to_numpy(), kind="stable")
         self.syn_post_sorted = self.syn["body_post"].to_numpy()[self.syn_by_post]
-        counts["synapses"] = len(self.syn)
 
         # neuron-to-neuron weights per (pre, post, roi_pre, roi_post) and per (pre, post, roi_post)
         nn = self.syn[member(ids, self.syn_pre) & member(ids, self.syn["body_post"].to_numpy())]
         c4 = nn.groupby(["body_pre", "body_post", "roi_pre", "roi_post"], sort=True).size().reset_index(name="weight")
-        self.conn4 = c4
-        c3 = c4.groupby(["body_pre", "body_post", "roi_post"], sort=True)["weight"].sum().reset_index()
-        roi_name = np.where(
-            c3["roi_post"].to_numpy() == len(rois), "NotPrimary", self.rois[np.maximum(c3["roi_post"].to_numpy(), 0)]
-        )
-        self.conn_roi = pd.DataFrame(
-            {
-                "bodyId_pre": c3["body_pre"].to_numpy(),
-                "bodyId_post": c3["body_post"].to_numpy(),
-                "roi": roi_name.astype(object),
-                "weight": c3["weight"].to_numpy(np.int64),
-            }
-        )
-        self.conn_roi_pre = self.conn_roi["bodyId_pre"].to_numpy()
-        self.conn_roi_by_post = np.argsort(self.conn_roi["bodyId_post"].to_numpy(), kind="stable")
-        self.conn_roi_post_sorted = self.conn_roi["bodyId_post"].to_numpy()[self.conn_roi_by_post]
-        del nn, c3
-        counts["neuron_pair_rois"] = len(self.conn_roi)
+        del nn
+        self._set_conn4(c4)
 
         # connectome-weights: between neurons (matrix, reach) and weight >= 5 (paths), sorted by pre
         w = self._read("weights", ["body_pre", "body_post", "weight"])
         w = w.iloc[np.lexsort((w["body_post"].to_numpy(), w["body_pre"].to_numpy()))]
-        pre, post = w["body_pre"].to_numpy(), w["body_post"].to_numpy()
-        nnm = member(ids, pre) & member(ids, post)
-        self.nn_pre, self.nn_post, self.nn_w = pre[nnm], post[nnm], w["weight"].to_numpy()[nnm].astype(np.int64)
-        strong = w["weight"].to_numpy() >= PATH_MIN_WEIGHT
-        self.w5_pre, self.w5_post = pre[strong], post[strong]
-        o = np.argsort(self.w5_post, kind="stable")
-        self.w5_post_sorted, self.w5_pre_by_post = self.w5_post[o], self.w5_pre[o]
-        del w, pre, post
-        counts["neuron_weights"], counts["weights_ge5"] = len(self.nn_pre), len(self.w5_pre)
-        return {"counts": counts, "disk_bytes": 0}
+        self._set_weights(w["body_pre"].to_numpy(), w["body_post"].to_numpy(), w["weight"].to_numpy())
+        del w
+        return {"counts": self._counts(), "disk_bytes": 0}
+
+    def _synapse_rows_not_held(self, what: str):
+        """Raise NotRun in the streamed mode: the synapse rows were not kept (the numbers that bound it)."""
+        if self.mode == "stream":
+            p = self.projection
+            raise NotRun(
+                f"{what} needs the synapse rows, which the streamed prepare does not hold: all "
+                f"{p['synapse_rows']:,} syn-partners rows in RAM project to "
+                f"{p['projected_in_ram_peak_bytes'] / 2**30:.1f} GiB peak "
+                f"({IN_RAM_PEAK_BYTES_PER_SYNAPSE[self.name]} bytes a row, measured at scale 0.1), over the "
+                f"{p['memory_limit_bytes'] / 2**30:g} GiB limit"
+            )
 
     # ---------------------------------------------------------------- fetch_neurons
     def _neuron_answer(self, bodies):
@@ -336,6 +703,7 @@ class PandasEngine:
 
     def adjacencies_segments(self, p):
         """Targets (and sources) every Segment: grouped from the synapse rows of the given bodies."""
+        self._synapse_rows_not_held("adjacencies with every Segment as partner")
         frames = []
         for idx in (ranges(self.syn_pre, p["bodies"]), self.syn_by_post[ranges(self.syn_post_sorted, p["bodies"])]):
             sub = pd.DataFrame(
@@ -354,6 +722,7 @@ class PandasEngine:
 
     # ---------------------------------------------------------------- fetch_synapse_connections
     def synapse_pair(self, p):
+        self._synapse_rows_not_held("synapse connections")
         sub = self.syn.iloc[ranges(self.syn_pre, p["pre"])]
         post = np.sort(np.asarray(p["post"], dtype=np.int64))
         sub = sub[
@@ -460,12 +829,99 @@ class PolarsEngine(PandasEngine):
 
     name = "polars"
 
-    def prepare(self) -> dict:
+    def _prepare_stream(self) -> dict:
+        """The streamed tables (stream_neuron_tables), held as the same polars frames as _prepare_ram's."""
+        import polars as pl
+
+        self.pl = pl
+        t = stream_neuron_tables(self.release, self.files, log=self.log)
+        self._set_neurons(t["ann"], t["stats"])
+        nd = self.neurons
+        text = lambda col: pl.Series(  # noqa: E731 - missing (NaN/None) -> null
+            col, [v if isinstance(v, str) else None for v in nd[col].tolist()], dtype=pl.String
+        )
+        self.pneurons = pl.DataFrame(
+            [
+                pl.Series("bodyId", nd["bodyId"].to_numpy(), dtype=pl.Int64),
+                text("type"),
+                text("instance"),
+                text("status"),
+                pl.Series("pre", nd["pre"].to_numpy(), dtype=pl.Int64),
+                pl.Series("post", nd["post"].to_numpy(), dtype=pl.Int64),
+            ]
+        )
+        rc = t["roi_counts"]
+        self.proi = pl.DataFrame(
+            [
+                pl.Series("bodyId", rc["bodyId"].to_numpy(), dtype=pl.Int64),
+                pl.Series("roi", rc["roi"].tolist(), dtype=pl.String),
+                pl.Series("pre", rc["pre"].to_numpy(), dtype=pl.Int64),
+                pl.Series("post", rc["post"].to_numpy(), dtype=pl.Int64),
+            ]
+        )
+        self.roi_counts_key = self.proi["bodyId"].to_numpy()
+        self.rois = t["rois"]
+        self.psyn = None
+        c4 = t["conn4"]
+        unspec = len(self.rois) - 1
+        named = np.array(list(self.rois[:-1]) + [None], dtype=object)  # <unspecified> and code -1 -> None
+        rp, rq = c4["roi_pre"].to_numpy(), c4["roi_post"].to_numpy()
+        self._set_pconn4(
+            pl.DataFrame(
+                [
+                    pl.Series("body_pre", c4["body_pre"].to_numpy(), dtype=pl.Int64),
+                    pl.Series("body_post", c4["body_post"].to_numpy(), dtype=pl.Int64),
+                    pl.Series("roi_pre", named[rp].tolist(), dtype=pl.String).cast(pl.Categorical),
+                    pl.Series("pre_unspec", [None if c < 0 else bool(c == unspec) for c in rp.tolist()], pl.Boolean),
+                    pl.Series("roi_post", named[rq].tolist(), dtype=pl.String).cast(pl.Categorical),
+                    pl.Series("weight", c4["weight"].to_numpy(), dtype=pl.Int64),
+                ]
+            )
+        )
+        pre, post, w = t["weights"]
+        nnm = member(self.neuron_ids, pre) & member(self.neuron_ids, post)
+        strong = w >= PATH_MIN_WEIGHT
+        self._set_pweights(
+            pl.DataFrame({"body_pre": pre[nnm], "body_post": post[nnm], "weight": w[nnm]}).cast(pl.Int64),
+            pl.DataFrame({"body_pre": pre[strong], "body_post": post[strong]}).cast(pl.Int64),
+        )
+        return {"counts": self._counts(), "disk_bytes": 0, "streamed_rows": t["streamed_rows"], "steps": t["steps"]}
+
+    def _set_pconn4(self, pconn4):
+        """pconn4 and, summed from it, the per-(pre, post, roi_post) weights sorted by pre, an order by post."""
+        pl = self.pl
+        self.pconn4 = pconn4
+        self.pconn_roi = (
+            self.pconn4.lazy()
+            .group_by("body_pre", "body_post", "roi_post")
+            .agg(pl.col("weight").sum())
+            .select(
+                pl.col("body_pre").alias("bodyId_pre"),
+                pl.col("body_post").alias("bodyId_post"),
+                pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"),
+                "weight",
+            )
+            .sort("bodyId_pre", "bodyId_post", "roi")  # roi too: one order, whatever the group-by's
+            .collect()
+        )
+        self.conn_roi_pre = self.pconn_roi["bodyId_pre"].to_numpy()
+        cpost = self.pconn_roi["bodyId_post"].to_numpy()
+        self.conn_roi_by_post = np.argsort(cpost, kind="stable")
+        self.conn_roi_post_sorted = cpost[self.conn_roi_by_post]
+
+    def _set_pweights(self, pnn, w5):
+        """Weights between neurons (pnn) and the (pre, post) of weight >= 5, both sorted by (pre, post)."""
+        self.pnn = pnn
+        self.nn_pre, self.nn_post = self.pnn["body_pre"].to_numpy(), self.pnn["body_post"].to_numpy()
+        self.w5_pre, self.w5_post = w5["body_pre"].to_numpy(), w5["body_post"].to_numpy()
+        o = np.argsort(self.w5_post, kind="stable")
+        self.w5_post_sorted, self.w5_pre_by_post = self.w5_post[o], self.w5_pre[o]
+
+    def _prepare_ram(self) -> dict:
         import polars as pl
 
         self.pl = pl
         scan = lambda key: pl.scan_ipc(self.release / self.files[key])  # noqa: E731
-        counts = {}
         ann = scan("annotations").select(
             pl.col("bodyId").cast(pl.Int64),
             pl.col("status").cast(pl.String),
@@ -498,7 +954,6 @@ class PolarsEngine(PandasEngine):
         ids = self.pneurons["bodyId"].to_numpy()
         self.neuron_ids, self.traced = ids, traced["bodyId"].to_numpy()
         idf = pl.DataFrame({"body": ids})
-        counts["neurons"] = len(ids)
 
         self.proi = (
             scan("syn-points")
@@ -515,7 +970,6 @@ class PolarsEngine(PandasEngine):
             .collect()
         )
         self.roi_counts_key = self.proi["bodyId"].to_numpy()
-        counts["roi_counts"] = len(self.proi)
 
         pid = (
             pl.col("z_pre").cast(pl.UInt64) * (1 << 42)
@@ -552,7 +1006,6 @@ class PolarsEngine(PandasEngine):
         post = self.psyn["body_post"].to_numpy()
         self.syn_by_post = np.argsort(post, kind="stable")
         self.syn_post_sorted = post[self.syn_by_post]
-        counts["synapses"] = len(self.psyn)
 
         nn = (
             self.psyn.lazy()
@@ -560,29 +1013,11 @@ class PolarsEngine(PandasEngine):
             .join(idf.lazy(), left_on="body_post", right_on="body", how="semi")
         )
         # roi_pre null: no t-bar point (excluded from the ROI matrix); pre_unspec: <unspecified>
-        self.pconn4 = (
+        self._set_pconn4(
             nn.group_by("body_pre", "body_post", "roi_pre", "pre_unspec", "roi_post")
             .agg(weight=pl.len().cast(pl.Int64))
             .collect()
         )
-        self.pconn_roi = (
-            self.pconn4.lazy()
-            .group_by("body_pre", "body_post", "roi_post")
-            .agg(pl.col("weight").sum())
-            .select(
-                pl.col("body_pre").alias("bodyId_pre"),
-                pl.col("body_post").alias("bodyId_post"),
-                pl.col("roi_post").cast(pl.String).fill_null("NotPrimary").alias("roi"),
-                "weight",
-            )
-            .sort("bodyId_pre", "bodyId_post")
-            .collect()
-        )
-        self.conn_roi_pre = self.pconn_roi["bodyId_pre"].to_numpy()
-        cpost = self.pconn_roi["bodyId_post"].to_numpy()
-        self.conn_roi_by_post = np.argsort(cpost, kind="stable")
-        self.conn_roi_post_sorted = cpost[self.conn_roi_by_post]
-        counts["neuron_pair_rois"] = len(self.pconn_roi)
 
         w = (
             scan("weights")
@@ -593,13 +1028,8 @@ class PolarsEngine(PandasEngine):
             idf.lazy(), left_on="body_post", right_on="body", how="semi"
         )
         w5 = w.filter(pl.col("weight") >= PATH_MIN_WEIGHT).select("body_pre", "body_post")
-        self.pnn, w5 = pl.collect_all([nnw, w5])
-        self.nn_pre, self.nn_post = self.pnn["body_pre"].to_numpy(), self.pnn["body_post"].to_numpy()
-        self.w5_pre, self.w5_post = w5["body_pre"].to_numpy(), w5["body_post"].to_numpy()
-        o = np.argsort(self.w5_post, kind="stable")
-        self.w5_post_sorted, self.w5_pre_by_post = self.w5_post[o], self.w5_pre[o]
-        counts["neuron_weights"], counts["weights_ge5"] = len(self.pnn), len(self.w5_pre)
-        return {"counts": counts, "disk_bytes": 0}
+        self._set_pweights(*pl.collect_all([nnw, w5]))
+        return {"counts": self._counts(), "disk_bytes": 0}
 
     def _neuron_answer(self, bodies):
         bodies = np.unique(np.asarray(bodies, dtype=np.int64))
@@ -625,6 +1055,7 @@ class PolarsEngine(PandasEngine):
         return {"adjacency": self.pl.concat([down, up]).to_pandas()}
 
     def adjacencies_segments(self, p):
+        self._synapse_rows_not_held("adjacencies with every Segment as partner")
         pl = self.pl
         frames = []
         for idx in (ranges(self.syn_pre, p["bodies"]), self.syn_by_post[ranges(self.syn_post_sorted, p["bodies"])]):
@@ -642,6 +1073,7 @@ class PolarsEngine(PandasEngine):
         return {"adjacency": pl.concat(frames).to_pandas()}
 
     def synapse_pair(self, p):
+        self._synapse_rows_not_held("synapse connections")
         pl = self.pl
         sub = self.psyn[ranges(self.syn_pre, p["pre"])]
         sub = sub.filter(

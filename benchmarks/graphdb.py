@@ -18,7 +18,10 @@ Synapse-level data (one edge or node per synapse) is not loaded: between neurons
 syn-partners (13 M edges at scale 0.1, ~134 M at full scale, about the size of the whole ConnectsTo
 graph), so ``synapse_connections_pair`` is reported as "not run".
 The load's preprocessing (the :Neuron rule, the per-ROI aggregations) uses pyarrow and pandas and is
-part of the timed load. Queries are Cypher through one connection (id lists through ``UNWIND``, so that each id is a
+part of the timed load; where reading syn-points' and syn-partners' columns whole would pass the 20 GiB
+limit (scale 1.0), the load copies the neuron-level tables that baselines.stream_neuron_tables builds
+from the feathers one record batch at a time instead (``mode``; see ``GraphDBEngine.load``).
+Queries are Cypher through one connection (id lists through ``UNWIND``, so that each id is a
 primary-key lookup); "cold" reopens the database. Shortest paths use the database's own
 ``ALL SHORTEST`` recursive pattern. Segment targets (non-neuron partners) are not loaded: "not run".
 
@@ -40,6 +43,10 @@ UNSPEC = "<unspecified>"
 NAMED = ["somaLocation", "class", "type", "instance", "group", "somaSide", "synonyms"]
 PATH_MIN_WEIGHT = 5
 MAX_PATH_HOPS = 30  # ladybug's upper bound for variable-length patterns
+LOAD_MODES = ("auto", "ram", "stream")
+# the whole-column load's peak RSS per syn-partners row, measured at scale 0.1 on 2026-12-06 (3.69 GB for
+# 31,187,030 rows; benchmarks/results/systems-0.1.json): the auto mode projects with it
+LOAD_PEAK_BYTES_PER_SYNAPSE = 118
 
 
 class NotRun(Exception):
@@ -71,6 +78,13 @@ def _read(path: Path, columns: list[str]):
     return feather.read_table(path, columns=columns)
 
 
+def _text(values: pd.Series):
+    """A text column as an Arrow string array, missing values (NaN or None) as nulls."""
+    import pyarrow as pa
+
+    return pa.array([v if isinstance(v, str) else None for v in values.tolist()], pa.string())
+
+
 def _decode(arr):
     """A (possibly dictionary-encoded, possibly chunked) arrow column as a plain string/number array."""
     import pyarrow as pa
@@ -85,9 +99,12 @@ class GraphDBEngine:
 
     name = "graphdb"
 
-    def __init__(self, release: Path, db_dir: Path, buffer_pool_bytes: int | None = None):
+    def __init__(self, release: Path, db_dir: Path, buffer_pool_bytes: int | None = None, mode: str = "auto"):
+        if mode not in LOAD_MODES:
+            raise ValueError(f"graph DB load mode {mode!r}: expected one of {', '.join(LOAD_MODES)}")
         self.release = Path(release)
         self.db_dir = Path(db_dir)
+        self.mode_requested = mode
         self.mod, self.package, self.version = import_graphdb()
         if buffer_pool_bytes is None:
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -114,8 +131,127 @@ class GraphDBEngine:
         self.close()
         self._open()
 
+    def _create_schema(self):
+        c = self.con
+        c.execute(
+            "CREATE NODE TABLE Neuron(bodyId INT64, type STRING, instance STRING, status STRING, "
+            "pre INT64, post INT64, PRIMARY KEY (bodyId))"
+        )
+        c.execute("CREATE NODE TABLE Roi(name STRING, PRIMARY KEY (name))")
+        c.execute("CREATE REL TABLE ConnectsTo(FROM Neuron TO Neuron, weight INT64)")
+        c.execute("CREATE REL TABLE InRoi(FROM Neuron TO Roi, pre INT64, post INT64)")
+        c.execute(
+            "CREATE REL TABLE ConnectsToRoi(FROM Neuron TO Neuron, roi_pre STRING, roi_post STRING, weight INT64)"
+        )
+
     def load(self) -> dict:
-        """Build the graph from the release (replacing any previous one). Returns steps' seconds and counts."""
+        """Build the graph from the release (replacing any previous one). Returns steps' seconds and counts.
+
+        ``ram`` reads syn-points' and syn-partners' columns whole and groups them with pyarrow; ``stream``
+        copies the neuron-level tables of baselines.stream_neuron_tables (the feathers read one record
+        batch at a time: bounded memory); ``auto`` streams when the whole-column load's projected peak
+        (syn-partners' rows x LOAD_PEAK_BYTES_PER_SYNAPSE) passes baselines.MEMORY_LIMIT_BYTES."""
+        import baselines  # here, not at the top: baselines imports this module
+
+        rows = baselines.feather_rows(self.release / _files()["syn-partners"])
+        projected = rows * LOAD_PEAK_BYTES_PER_SYNAPSE
+        mode = self.mode_requested
+        if mode == "auto":
+            mode = "ram" if projected <= baselines.MEMORY_LIMIT_BYTES else "stream"
+        info = self._load_streamed(baselines) if mode == "stream" else self._load_whole()
+        info.update(
+            mode=mode,
+            mode_requested=self.mode_requested,
+            synapse_rows=rows,
+            projected_in_ram_peak_bytes=projected,
+            memory_limit_bytes=baselines.MEMORY_LIMIT_BYTES,
+        )
+        return info
+
+    def _load_streamed(self, baselines) -> dict:
+        import pyarrow as pa
+
+        started = time.perf_counter()
+        self.close()
+        if self.db_dir.exists():
+            shutil.rmtree(self.db_dir)
+        self.db_dir.mkdir(parents=True)
+        t = baselines.stream_neuron_tables(self.release, _files())
+        steps = {f"stream: {k}": v for k, v in t["steps"].items()}
+        mark = time.perf_counter()
+        eng = baselines.PandasEngine(self.release, mode="stream")  # its neuron table, from the same rows
+        eng._set_neurons(t["ann"], t["stats"])
+        nd = eng.neurons
+        seg_table = pa.table(
+            {
+                "bodyId": pa.array(nd["bodyId"].to_numpy(), pa.int64()),
+                "type": _text(nd["type"]),
+                "instance": _text(nd["instance"]),
+                "status": _text(nd["status"]),
+                "pre": pa.array(nd["pre"].to_numpy(), pa.int64()),
+                "post": pa.array(nd["post"].to_numpy(), pa.int64()),
+            }
+        )
+        neurons = eng.neuron_ids
+        pre, post, w = t["weights"]
+        nn = baselines.member(neurons, pre) & baselines.member(neurons, post)
+        w = pa.table({"body_pre": pre[nn], "body_post": post[nn], "weight": w[nn]})
+        rc = t["roi_counts"]
+        in_roi = pa.table(
+            {
+                "from": pa.array(rc["bodyId"].to_numpy(), pa.int64()),
+                "to": pa.array(rc["roi"].astype(str).tolist(), pa.string()),
+                "pre": pa.array(rc["pre"].to_numpy(), pa.int64()),
+                "post": pa.array(rc["post"].to_numpy(), pa.int64()),
+            }
+        )
+        rois = t["rois"]  # sorted primary ROI names, then <unspecified>; code -1: no t-bar / no ROI
+        names = sorted((set(rois[:-1]) | set(in_roi["to"].to_pylist())) - {UNSPEC})
+        roi_table = pa.table({"name": pa.array(names, pa.string())})
+        c4 = t["conn4"]
+        named = np.append(rois, None)  # code -1 -> None; <unspecified> kept as text, as the whole-column load
+        edges = pa.table(
+            {
+                "from": pa.array(c4["body_pre"].to_numpy(), pa.int64()),
+                "to": pa.array(c4["body_post"].to_numpy(), pa.int64()),
+                "roi_pre": pa.array(named[c4["roi_pre"].to_numpy()].tolist(), pa.string()),
+                "roi_post": pa.array(named[c4["roi_post"].to_numpy()].tolist(), pa.string()),
+                "weight": pa.array(c4["weight"].to_numpy(), pa.int64()),
+            }
+        )
+        del t, eng, nd, c4, rc
+        steps["tables for the graph"] = round(time.perf_counter() - mark, 3)
+        mark = time.perf_counter()
+        self._open()
+        self._create_schema()
+        # COPY ... FROM <name> scans the Arrow table bound to that local name
+        self.con.execute("COPY Neuron FROM seg_table")
+        self.con.execute("COPY ConnectsTo FROM w")
+        self.con.execute("COPY Roi FROM roi_table")
+        self.con.execute("COPY InRoi FROM in_roi")
+        self.con.execute("COPY ConnectsToRoi FROM edges")
+        self.con.execute("CHECKPOINT")
+        steps["copy into the graph"] = round(time.perf_counter() - mark, 3)
+        counts = {
+            "Neuron": seg_table.num_rows,
+            "ConnectsTo": w.num_rows,
+            "Roi": roi_table.num_rows,
+            "InRoi": in_roi.num_rows,
+            "ConnectsToRoi": edges.num_rows,
+        }
+        size = sum(p.stat().st_size for p in self.db_dir.rglob("*") if p.is_file())
+        self.load_info = {
+            "seconds": time.perf_counter() - started,
+            "steps": steps,
+            "counts": counts,
+            "disk_bytes": size,
+            "package": self.package,
+            "version": self.version,
+            "buffer_pool_bytes": self.buffer_pool_bytes,
+        }
+        return self.load_info
+
+    def _load_whole(self) -> dict:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -175,16 +311,7 @@ class GraphDBEngine:
 
         self._open()
         c = self.con
-        c.execute(
-            "CREATE NODE TABLE Neuron(bodyId INT64, type STRING, instance STRING, status STRING, "
-            "pre INT64, post INT64, PRIMARY KEY (bodyId))"
-        )
-        c.execute("CREATE NODE TABLE Roi(name STRING, PRIMARY KEY (name))")
-        c.execute("CREATE REL TABLE ConnectsTo(FROM Neuron TO Neuron, weight INT64)")
-        c.execute("CREATE REL TABLE InRoi(FROM Neuron TO Roi, pre INT64, post INT64)")
-        c.execute(
-            "CREATE REL TABLE ConnectsToRoi(FROM Neuron TO Neuron, roi_pre STRING, roi_post STRING, weight INT64)"
-        )
+        self._create_schema()
         c.execute("COPY Neuron FROM seg_table")
         del seg_table
         step("copy Neuron")

@@ -1,13 +1,19 @@
 """Query benchmark: flatprint's library functions vs prepared expert baselines, side by side in one run.
 
     python benchmarks/queries.py --scale 0.1 [--repeat 5] [--seed 0] [--prepared-dir DIR]
+        [--baseline-prepare auto|ram|stream]
 
 For every workload item the same answer is computed by
 
 * ``flatprint``: the library function on the DuckDB store (``Client(store)``);
 * ``pandas`` / ``polars``: prepared tables in RAM (benchmarks/baselines.py): the :Neuron set, per-ROI
   counts, per-pair ROI weights, body-sorted synapse and weight tables, built once by a timed
-  ``prepare()`` (reported beside flatprint's ingest), then binary search and group-bys per query;
+  ``prepare()`` (reported beside flatprint's ingest), then binary search and group-bys per query.
+  ``--baseline-prepare`` picks how they prepare: ``ram`` (every table, the synapse pairs included, from
+  whole columns), ``stream`` (the neuron-level tables only, the big feathers read one record batch at a
+  time; the synapse-level items are then "not run", with the number that bounds them) or ``auto`` (the
+  default: ``ram`` when its projected peak fits in RSS_LIMIT_BYTES, else ``stream``; the result file
+  records the mode and the projection under ``engines.<name>.load``);
 * ``duckdb``: an in-memory DuckDB connection over the same tables written as Parquet sorted by body
   (and by post body) in small row groups, by its own timed ``prepare()``;
 * ``graphdb``: the embedded graph database ladybug (a Kùzu fork) with a Neuron node table and
@@ -475,7 +481,7 @@ def _timed(fn):
 
 
 # =============================================================================== memory measurement
-RSS_LIMIT_BYTES = 20 * 2**30  # a baseline that would need more is reported as OOM, not run
+RSS_LIMIT_BYTES = B.MEMORY_LIMIT_BYTES  # 20 GiB: a baseline that would need more is reported as OOM, not run
 RSS_METHOD = (
     "each engine runs in its own worker process; peak RSS is the kernel's high-water mark of that "
     "process (VmHWM in /proc/<pid>/status), reset to the current RSS before each workload item "
@@ -525,21 +531,22 @@ ENGINE_LABELS = {
     "graphdb": "graph DB (ladybug, Cypher)",
 }
 REQUEST_TIMEOUT_S = 1800.0
+PREPARE_TIMEOUT_S = 4 * 3600.0  # a baseline's one-time prepare (the streamed one reads ~22 GB at scale 1.0)
 
 
 def make_engine(name: str, ctx: dict):
     if name == "flatprint":
         return FlatprintEngine(Path(ctx["store"]))
     if name == "pandas":
-        return B.PandasEngine(Path(ctx["release"]))
+        return B.PandasEngine(Path(ctx["release"]), mode=ctx.get("baseline_prepare", "auto"))
     if name == "polars":
-        return B.PolarsEngine(Path(ctx["release"]))
+        return B.PolarsEngine(Path(ctx["release"]), mode=ctx.get("baseline_prepare", "auto"))
     if name == "duckdb":
         return B.DuckDBEngine(Path(ctx["release"]), Path(ctx["prepared_dir"]) / "duckdb-parquet")
     if name == "graphdb":
         from graphdb import GraphDBEngine
 
-        return GraphDBEngine(Path(ctx["release"]), Path(ctx["graph_dir"]))
+        return GraphDBEngine(Path(ctx["release"]), Path(ctx["graph_dir"]), mode=ctx.get("baseline_prepare", "auto"))
     raise ValueError(f"unknown engine {name!r}")
 
 
@@ -599,6 +606,8 @@ def worker_main(name: str, ctx: dict) -> None:
         started = time.perf_counter()
         eng = make_engine(name, ctx)
         hello = {"ready": True, "init_s": time.perf_counter() - started, **_versions(name, eng)}
+        if name in ("pandas", "polars"):  # the streamed prepare's progress, on the harness's terminal
+            eng.log = lambda *a: print(*a, file=sys.stderr, flush=True)
         if name != "flatprint":  # the baseline's one-time preparation, timed
             info = eng.load() if name == "graphdb" else B.timed_prepare(eng)
             hello["load"] = info
@@ -652,7 +661,7 @@ class Worker:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.hello = self._reply(REQUEST_TIMEOUT_S) or {"ready": False, "error": self._death()}
+        self.hello = self._reply(PREPARE_TIMEOUT_S) or {"ready": False, "error": self._death()}
         self.alive = bool(self.hello.get("ready"))
 
     def _death(self) -> str:
@@ -755,6 +764,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--store", type=Path, help="use this store (must be ingested from --release)")
     ap.add_argument("--graph-dir", type=Path, help="where the graph DB is built (default: in --prepared-dir)")
     ap.add_argument(
+        "--baseline-prepare",
+        choices=B.PREPARE_MODES,
+        default="auto",
+        help="how pandas, polars and the graph DB prepare: ram (from whole columns; pandas and polars keep "
+        "the synapse rows), stream (neuron-level tables from the feathers batch by batch; synapse-level items "
+        "not run) or auto (ram when its projected peak fits in the RSS limit; default)",
+    )
+    ap.add_argument(
         "--prepared-dir",
         type=Path,
         help="where the baselines write their prepared copies and the answers compared "
@@ -830,6 +847,7 @@ def _main(args, doc, release, store, prepared: Path, log) -> dict:
         "prepared_dir": str(prepared),
         "graph_dir": str(graph_dir),
         "answer_dir": str(prepared / "answers"),
+        "baseline_prepare": args.baseline_prepare,
     }
     # One baseline at a time beside flatprint (a pass each): the prepared baselines hold their tables in
     # RAM, and several of them at once would not fit beside the other jobs of a shared machine.
@@ -880,6 +898,7 @@ def _run_pass(names: list, ctx: dict, params: dict, args, info: dict, log) -> tu
                     f"   {ename} prepared in {h['load_s']:.1f} s, peak RSS {h['init_peak_rss_bytes'] / 2**30:.2f} GiB, "
                     f"resident {h['rss_after_init_bytes'] / 2**30:.2f} GiB, "
                     f"disk {h['load'].get('disk_bytes', 0) / 2**20:.0f} MiB: {h['load']['counts']}"
+                    + (f" (prepare mode {h['load']['mode']})" if "mode" in h["load"] else "")
                 )
             elif not w.alive:
                 log(f"   {ename} worker failed: {h.get('error') or w._death()}")
