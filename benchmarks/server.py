@@ -3,7 +3,10 @@
 Target (issue 4): through the server <= 2x the library at scale 0.1. Also the JSON endpoint against
 the Arrow endpoint for one large result. Writes benchmarks/results/server.json.
 
-    python benchmarks/server.py --scale 0.1 --repeat 5
+    python benchmarks/server.py --scale 0.1 --repeat 5 [--store store.duckdb]
+
+``--store`` measures that store (read only) instead of the bench store of ``--scale``; results go to
+``--results-dir`` (default benchmarks/results/).
 
 ``--cpu`` (issue 16) measures instead the server's CPU time per request: ``flatprint serve`` (HTTPS) in
 its own process, 32 keep-alive clients looking up one neuron each through /api/custom/custom, the
@@ -109,7 +112,7 @@ def replay_server(recordings: dict, home: Path):
         )
         url = f"https://localhost:{port}"
         try:
-            wait_until_answering(proc, url, cert, 60, name="replay server")
+            wait_until_answering(proc, url, cert, 600, name="replay server")  # a loaded machine starts slowly
             wait_until_idle(proc.pid)
             yield url
         finally:
@@ -270,7 +273,10 @@ def type_pair(store: Path, repeat: int, results_dir: Path | None) -> None:
 
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
     results = []
-    with running_server([str(store)], home, wait_idle=True) as (url, cert), recording_responses() as recordings:
+    with (
+        running_server([str(store)], home, wait_idle=True, timeout=600) as (url, cert),
+        recording_responses() as recordings,
+    ):
         import psutil
 
         server_process = next(p for p in psutil.Process().children() if "serve" in " ".join(p.cmdline()))
@@ -333,7 +339,9 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--results-dir", type=Path, default=None)
     ap.add_argument("--cpu", action="store_true", help="server CPU time per request under load (issue 16)")
-    ap.add_argument("--store", type=Path, default=None, help="--cpu: the store to serve (default: the bench store)")
+    ap.add_argument(
+        "--store", type=Path, default=None, help="the store to serve and query (default: the bench store of --scale)"
+    )
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--stub", action="store_true", help="--cpu: canned answers instead of the engine")
@@ -368,7 +376,7 @@ def main(argv=None):
 
     import flatprint
 
-    store = ensure_store(args.scale)
+    store = args.store or ensure_store(args.scale)
     fp = flatprint.Client(store)
     types = fp.frame(
         "SELECT type FROM segments WHERE is_neuron AND type IS NOT NULL "
@@ -400,7 +408,10 @@ def main(argv=None):
     home = Path(os.environ.get("FLATPRINT_HOME", Path.home() / ".local" / "share" / "flatprint"))
     results = []
     # Everything the client asks (its start-up requests are cached per server, so record from the start).
-    with running_server([str(store)], home, wait_idle=True) as (url, cert), recording_responses() as recordings:
+    with (
+        running_server([str(store)], home, wait_idle=True, timeout=600) as (url, cert),
+        recording_responses() as recordings,
+    ):
         npc = neuprint.Client(url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False)
         for name, call in calls.items():
             lib_cold, lib = timed(lambda: call(flatprint, fp), args.repeat)
@@ -467,6 +478,7 @@ def main(argv=None):
         "name": "server",
         "date": now_iso(),
         "scale": args.scale,
+        "store": str(Path(store).name),
         "repeat": args.repeat,
         "machine": machine_facts(),
         "results": results,

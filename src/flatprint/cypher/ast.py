@@ -1108,6 +1108,11 @@ def free_variables(expr: Node, skip=None) -> set[str]:
             visit(node.source, bound)
             visit(node.expression, bound | {node.accumulator, node.variable})
             return
+        if isinstance(node, ListLiteral):  # long id lists (fetch_adjacencies'): no walk per literal
+            for item in node.items:
+                if not isinstance(item, Literal):
+                    visit(item, bound)
+            return
         for child in node.children():
             visit(child, bound)
 

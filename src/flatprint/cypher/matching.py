@@ -10,7 +10,7 @@ from flatprint.cypher.deadline import CHECK_EVERY
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
-from flatprint.cypher.planner import narrow_partner_bodies, plan_match
+from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
 from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE
 from flatprint.cypher.sqlgen import SqlScope, all_of, compile_predicate, conjuncts, variables_in, with_limit
@@ -78,6 +78,7 @@ class MatchExecution:
         )
         new_vars = [n for n in list(plan.nodes) + list(plan.rels) if n not in rows[0]]
         if plan.sql is not None:
+            narrow_to_neurons(plan, self.run_sql)
             narrow_partner_bodies(plan, self.run_sql)
         if plan.sql is None:
             results = []

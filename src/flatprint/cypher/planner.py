@@ -19,6 +19,7 @@ id ranges, so the synapses and partners of the other side are read by range, not
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +64,7 @@ class RelVar:
     undirected: bool = False
     alias: str | None = None
     pattern: ast.RelPattern | None = None
+    neurons: bool = False  # a ConnectsTo between two :Neuron nodes, read from the neuron-only tables
 
 
 @dataclass
@@ -80,6 +82,9 @@ class MatchPlan:
     from_where: str = ""  # the SQL after SELECT ... (FROM and WHERE)
     # (SQL listing candidate bodies, columns they filter): see :func:`narrow_partner_bodies`
     partner_bodies: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (SQL true when every fixed body is a neuron, ConnectsTo variable): see :func:`narrow_to_neurons`
+    neuron_checks: list[tuple[str, str]] = field(default_factory=list)
+    partner_sql_of: dict[str, str] = field(default_factory=dict)  # relationship -> its partner-body SQL
 
 
 def pattern_variables(patterns) -> list[str]:
@@ -267,7 +272,7 @@ def plan_match(
             var.id_sql = f"b.{quote_ident(var.name)}"
         if var.kind == SEGMENT:
             var.alias = new_alias("n")
-            from_items.append(f"segments {var.alias}")
+            from_items.append(f"{'neurons' if var.neuron and model.neuron_tables else 'segments'} {var.alias}")
             if var.id_sql:
                 conditions.append(f"{var.alias}.bodyId = {var.id_sql}")
             var.id_sql = f"{var.alias}.bodyId"
@@ -312,17 +317,20 @@ def plan_match(
     for rel in edges:
         start, end = nodes[rel.start], nodes[rel.end]
         if rel.kind == CONNECTS:
-            table = "connections"
+            # between two :Neuron nodes only neuron rows can join: their copy is ~1/30 of the rows
+            rel.neurons = start.neuron and end.neuron and model.neuron_tables
+            prefix = "neuron_" if rel.neurons else ""
+            table = f"{prefix}connections"
             if end.name in constrained and start.name not in constrained:
-                table = "connections_by_post"
+                table = f"{prefix}connections_by_post"
             rel.alias = new_alias("c")
             from_items.append(f"{table} {rel.alias}")
             if rel.undirected:
                 # both directions as one derived table: each branch keeps its sorted access path; an
                 # autapse matches an undirected pattern once (Cypher), so the second branch skips it
                 from_items[-1] = (
-                    "(SELECT body_pre AS near, body_post AS far, * FROM connections UNION ALL "
-                    "SELECT body_post AS near, body_pre AS far, * FROM connections_by_post "
+                    f"(SELECT body_pre AS near, body_post AS far, * FROM {prefix}connections UNION ALL "
+                    f"SELECT body_post AS near, body_pre AS far, * FROM {prefix}connections_by_post "
                     f"WHERE body_pre <> body_post) {rel.alias}"
                 )
                 equal_pairs += [(f"{rel.alias}.near", start.id_sql), (f"{rel.alias}.far", end.id_sql)]
@@ -398,14 +406,19 @@ def plan_match(
             if fixed is not None:
                 fixed_bodies.append(fixed)
     conditions += pushed
-    plan.partner_bodies = _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
+    plan.partner_bodies = _partner_body_queries(
+        edges, nodes, fixed_bodies, equal_pairs, node_filters, plan.partner_sql_of
+    )
+    if model.neuron_tables:
+        plan.neuron_checks = _neuron_checks(edges, nodes, fixed_bodies)
     for rel in edges:  # a ConnectsTo whose target body alone is fixed reads the copy sorted by target
-        if rel.kind == CONNECTS and not rel.undirected and f"connections {rel.alias}" in from_items:
+        table = f"{'neuron_' if rel.neurons else ''}connections"
+        if rel.kind == CONNECTS and not rel.undirected and f"{table} {rel.alias}" in from_items:
             fixed = {
                 end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies) for end in ("pre", "post")
             }
             if fixed["post"] and not fixed["pre"]:
-                from_items[from_items.index(f"connections {rel.alias}")] = f"connections_by_post {rel.alias}"
+                from_items[from_items.index(f"{table} {rel.alias}")] = f"{table}_by_post {rel.alias}"
     plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
     plan.uses_bound = uses_bound
 
@@ -462,12 +475,14 @@ def plan_match(
     return plan
 
 
-def _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters) -> list[tuple[str, list[str]]]:
+def _partner_body_queries(
+    edges, nodes, fixed_bodies, equal_pairs, node_filters, sql_of: dict[str, str]
+) -> list[tuple[str, list[str]]]:
     """For each directed ConnectsTo/SynapsesTo with one end's body fixed by constants and the other
     not: (SQL of the other end's candidate bodies, columns joined to the other end's body). The
     candidates are the fixed bodies' partners in the connections table that pass the filters on the
     other end's own Segment (``node_filters``: variable -> SQL on its alias); every match's body is
-    one of them."""
+    one of them. ``sql_of`` gets each relationship's query."""
     out = []
     for rel in edges:
         if rel.undirected or rel.kind not in (CONNECTS, SYNAPSES_TO):
@@ -477,10 +492,12 @@ def _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
         post_fixed = next((f for columns, f in fixed_bodies if post in columns), None)
         if (pre_fixed is None) == (post_fixed is None):
             continue
+        prefix = "neuron_" if rel.neurons else ""  # both ends neurons: so are both ends' partners
         if post_fixed is not None:
-            table, free, free_column, fixed_sql = "connections_by_post", pre, "body_pre", post_fixed("q.body_post")
+            table, free, free_column = f"{prefix}connections_by_post", pre, "body_pre"
+            fixed_sql = post_fixed("q.body_post")
         else:
-            table, free, free_column, fixed_sql = "connections", post, "body_post", pre_fixed("q.body_pre")
+            table, free, free_column, fixed_sql = f"{prefix}connections", post, "body_post", pre_fixed("q.body_pre")
         joined = _equal_class(free, equal_pairs)
         segment = next((v for v in nodes.values() if v.kind == SEGMENT and not v.bound and v.id_sql in joined), None)
         if segment is None:
@@ -493,6 +510,7 @@ def _partner_body_queries(edges, nodes, fixed_bodies, equal_pairs, node_filters)
             )
             sql = f"SELECT DISTINCT {segment.id_sql} FROM {table} q, segments {segment.alias} WHERE {where}"
         columns = sorted(c for c in joined if not c.startswith("b."))
+        sql_of[rel.name] = sql
         if not any(sql == known for known, _ in out):
             out.append((sql, columns))
     return out
@@ -517,6 +535,54 @@ def narrow_partner_bodies(plan: MatchPlan, run_sql) -> None:
 
 
 MAX_BODY_RANGES = 32
+
+
+def _neuron_checks(edges, nodes, fixed_bodies) -> list[tuple[str, str]]:
+    """For each directed ConnectsTo read from the full tables with one end :Neuron and the other end's
+    body fixed by constants (fetch_adjacencies' ``(n:Segment)-[e:ConnectsTo]->(m:Neuron)`` with a
+    bodyId list): (SQL that is true when every fixed body that exists is a neuron, the variable)."""
+    out = []
+    for rel in edges:
+        if rel.kind != CONNECTS or rel.undirected or rel.neurons:
+            continue
+        start, end = nodes[rel.start], nodes[rel.end]
+        if start.neuron == end.neuron:
+            continue
+        other = end if start.neuron else start
+        if other.kind != SEGMENT or other.bound:
+            continue
+        column = f"{rel.alias}.body_{'post' if other is end else 'pre'}"
+        fixed = next((f for columns, f in fixed_bodies if column in columns), None)
+        if fixed is None:
+            continue
+        body = fixed("x.bodyId")
+        check = f"SELECT (SELECT count(*) FROM segments x WHERE {body}) = (SELECT count(*) FROM neurons x WHERE {body})"
+        out.append((check, rel.name))
+    return out
+
+
+def narrow_to_neurons(plan: MatchPlan, run_sql) -> None:
+    """Run the plan's neuron checks (see :func:`_neuron_checks`); where every fixed body is a neuron,
+    that ConnectsTo joins neurons at both ends, so it reads the neuron-only copies (~1/30 of the
+    rows), its partner-body query too, and its roiInfo comes from ``neuron_connection_rois``."""
+    for check, name in plan.neuron_checks:
+        if plan.sql is None or not run_sql(check)[0][0]:
+            continue
+        rel = plan.rels[name]
+        rel.neurons = True
+        table = re.compile(rf"(?<![\w.])(connections(?:_by_post)?) {re.escape(rel.alias)}\b")
+        plan.sql = table.sub(r"neuron_\1 " + rel.alias, plan.sql)
+        plan.from_where = table.sub(r"neuron_\1 " + rel.alias, plan.from_where)
+        # its partner-body query (the same text from another ConnectsTo means the same bodies)
+        own = plan.partner_sql_of.get(name)
+        plan.partner_bodies = [
+            (_PARTNER_TABLE.sub(r"FROM neuron_\1 q", sql) if sql == own else sql, columns)
+            for sql, columns in plan.partner_bodies
+        ]
+    plan.neuron_checks = []
+
+
+_PARTNER_TABLE = re.compile(r"FROM (connections(?:_by_post)?) q\b")
 
 
 def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> tuple[list[str], tuple | None]:

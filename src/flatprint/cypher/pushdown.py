@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import ast, batchcache, columnar
-from flatprint.cypher.planner import narrow_partner_bodies, plan_match
+from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
 from flatprint.cypher.rewriter import and_all, pattern_groups
 from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
@@ -118,6 +118,7 @@ class PushdownExecution:
             and not points
             and all(plan.nodes[variable].kind == SYNAPSE for variable, _ in wholes.values())
         )
+        narrow_to_neurons(plan, self.run_sql)
         narrow_partner_bodies(plan, self.run_sql)
         sql = select_statement(
             list(zip(select, names_sql)),
@@ -167,13 +168,15 @@ class PushdownExecution:
         for name in roi_infos:
             index = names.index(name)
             pairs = {tuple(v) for v in columns[index] if v is not None}
+            rel = plan.rels[_connection_roi_info_item(expressions[index], plan)]
             infos = self.view.roi_infos(
                 pa.table(
                     {
                         "a": pa.array([p[0] for p in pairs], type=pa.int64()),
                         "b": pa.array([p[1] for p in pairs], type=pa.int64()),
                     }
-                )
+                ),
+                neurons=rel.neurons,
             )
             columns[index] = [None if v is None else infos.get(tuple(v), "{}") for v in columns[index]]
         self.deadline.check()
@@ -229,6 +232,7 @@ class PushdownExecution:
             own = [t for t in conjuncts(where) if variables_in(t) == {condition.variable}]
             if self._count_bodies(general, condition.variable, own) > batchcache.MAX_KEYS:
                 return None
+            narrow_to_neurons(general, self.run_sql)
             narrow_partner_bodies(general, self.run_sql)
             listed, sources = self._with_map_columns(columns, wholes, general)
             sql = select_statement(listed + [(key_sql, "__key")], general.from_where, limit=batchcache.MAX_ROWS + 1)

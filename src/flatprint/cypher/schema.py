@@ -3,12 +3,14 @@
 =================  =========================================================================
 graph              store
 =================  =========================================================================
-``:Segment``       a row of ``segments`` (key ``bodyId``); ``:Neuron`` adds ``is_neuron``
+``:Segment``       a row of ``segments`` (key ``bodyId``); ``:Neuron`` adds ``is_neuron`` and
+                   reads ``neurons`` (the neuron rows) when the store has the neuron tables
 ``:SynapseSet``    virtual: one per body (key = the body); it Contains the body's synapses
 ``:Synapse``       a row of ``synapses`` (key ``syn_id`` = ``id(s)``)
 ``:Meta``          the ``meta`` table, one node (key 0)
 ``:ConnectsTo``    a row of ``connections`` / ``connections_by_post`` (body_pre -> body_post);
-                   between SynapseSets too
+                   between SynapseSets too; between two :Neuron nodes ``neuron_connections``
+                   / ``neuron_connections_by_post`` (and roiInfo ``neuron_connection_rois``)
 ``:SynapsesTo``    a row of ``partners`` (pre_id -> post_id)
 ``:Contains``      Segment -> SynapseSet -> Synapse, by body
 mitochondria       ``:Element``/``:ElementSet``/``:CloseTo`` have no rows in this release
@@ -68,6 +70,15 @@ NUMERIC_TYPES = (
 )
 
 
+NEURON_TABLES = (
+    "neurons",
+    "neuron_connections",
+    "neuron_connections_by_post",
+    "neuron_connection_rois",
+    "neuron_connection_rois_by_post",
+)
+
+
 class GraphModel:
     """The store's shape: segment and synapse columns, ROI names and ROI label sets."""
 
@@ -87,6 +98,9 @@ class GraphModel:
         self._roi_flags: dict[tuple[int, int], dict] = {}
         self.nt_columns = [c for c in self.synapse_types if c.startswith("nt") and c.endswith("Prob")]
         self.segment_properties = [c for c in self.segment_types if c not in HIDDEN_SEGMENT_COLUMNS]
+        # the neuron-only copies of segments, connections and connection_rois (built at ingest): a
+        # pattern between :Neuron nodes reads these (~1/30 of the rows) instead
+        self.neuron_tables = all(store.has_table(t) for t in NEURON_TABLES)
         self.meta = dict(store.meta)
         prefix = f"{self.meta.get('dataset', '')}_"
         # neuPrint also labels nodes with the dataset name: `male-cns_Neuron`
@@ -366,16 +380,18 @@ class GraphView:
                 rel.props.update(props)
                 rel.complete = True
 
-    def roi_infos(self, pairs: pa.Table) -> dict:
-        """ConnectsTo.roiInfo (JSON text ``{roi: {"pre": n, "post": n}}``) per (body_pre, body_post)."""
+    def roi_infos(self, pairs: pa.Table, neurons: bool = False) -> dict:
+        """ConnectsTo.roiInfo (JSON text ``{roi: {"pre": n, "post": n}}``) per (body_pre, body_post);
+        ``neurons``: every pair is between two neurons (their rows are all in the neuron-only copy)."""
         out: dict = {}
         starts, ends = set(pairs.column("a").to_pylist()), set(pairs.column("b").to_pylist())
+        prefix = "neuron_" if neurons and self.model.neuron_tables else ""
         # Scan the copy sorted by the side with fewer distinct bodies: a literal list of them lets
         # DuckDB skip row groups (100 neurons' upstream partners are thousands of body_pre values).
         if len(ends) < len(starts) and self.model.store.has_table("connection_rois_by_post"):
-            table, side, ids = "connection_rois_by_post", "body_post", ends
+            table, side, ids = f"{prefix}connection_rois_by_post", "body_post", ends
         else:
-            table, side, ids = "connection_rois", "body_pre", starts
+            table, side, ids = f"{prefix}connection_rois", "body_pre", starts
         sql = (
             f"SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM {table} r "
             "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b"

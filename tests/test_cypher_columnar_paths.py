@@ -1,0 +1,35 @@
+"""Both ways columnar.build turns a column-wise answer into rows give the oracle's rows: straight
+from Arrow (answers up to columnar.DIRECT_CELLS cells) and through DuckDB's JSON row texts (larger
+ones). Each path is forced in turn on fetch_synapse_connections' and fetch_synapses' Cypher."""
+
+from __future__ import annotations
+
+import pytest
+from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
+    PAIR_CYPHER,
+    SYNAPSES_CYPHER,
+    canonical,
+    oracle_pair_rows,
+    oracle_synapse_rows,
+    store,
+    strong_pair,
+    synapse_points,
+)
+
+from flatprint.cypher import columnar
+from flatprint.cypher.engine import execute
+
+
+@pytest.mark.parametrize("direct_cells", [0, 10**9], ids=["json-rows", "straight-from-arrow"])
+def test_both_row_paths_equal_the_oracle(store, release_dir, synapse_points, strong_pair, monkeypatch, direct_cells):  # noqa: F811
+    monkeypatch.setattr(columnar, "DIRECT_CELLS", direct_cells)
+    pair = execute(store, PAIR_CYPHER.format(pre=strong_pair[0], post=strong_pair[1]))
+    want = canonical(oracle_pair_rows(release_dir, synapse_points, *strong_pair))
+    assert pair.arrow is not None and len(want) > 20
+    assert canonical(pair.data) == want
+    first = pair.data[0]  # ints stay ints, floats floats
+    assert all(type(v) is int for v in first[:8]) and all(type(v) is float for v in first[8:10])
+    bodies = list(strong_pair)
+    synapses = execute(store, SYNAPSES_CYPHER.format(bodies=", ".join(map(str, bodies))))
+    assert synapses.arrow is not None
+    assert canonical(synapses.data) == canonical(oracle_synapse_rows(release_dir, synapse_points, bodies))
