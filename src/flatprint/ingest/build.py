@@ -277,6 +277,10 @@ def _build_rois(b: _Build) -> None:
     names = [r[0] for r in con.execute("SELECT DISTINCT roi FROM roi_map ORDER BY roi").fetchall()]
     b.roi_type = f"ENUM({', '.join(sql_literal(n) for n in names)})" if names else "VARCHAR"
     con.execute(f"CREATE TEMP TABLE roi_codes AS SELECT roi_set, label, CAST(roi AS {b.roi_type}) AS roi FROM roi_map")
+    # Each ROI's roiInfo key text, made once per ROI rather than once per body and ROI.
+    con.execute(f"""CREATE TEMP TABLE roi_info_keys AS
+                    SELECT CAST(roi AS {b.roi_type}) AS roi, to_json(roi)::VARCHAR || ':{{"pre":' AS key
+                    FROM (SELECT DISTINCT roi FROM roi_map)""")
 
 
 def _build_synapses(b: _Build) -> None:
@@ -635,13 +639,13 @@ def _segment_rois(con, first: int, last: int) -> None:
     con.execute("INSERT INTO segment_rois_unsorted SELECT * FROM range_segment_rois")
     # roiInfo JSON text from string pieces (~35 % faster than nested structs -> to_json), keys in ROI
     # order by sorting the pieces, which start with the ROI name: 2.4x faster than an ordered string_agg.
+    # One concat per piece, not a chain of || (each link copies the string so far).
     con.execute("""
         INSERT INTO body_roi_info
         SELECT bodyId, '{' || array_to_string(list_sort(list(
-                 to_json(CAST(roi AS VARCHAR))::VARCHAR || ':{"pre":' || pre || ',"post":' || post
-                 || ',"downstream":' || downstream || ',"upstream":' || upstream || ',"synweight":' || synweight
-                 || '}')), ',') || '}'
-        FROM range_segment_rois GROUP BY bodyId ORDER BY bodyId""")
+                 concat(k.key, pre, ',"post":', post, ',"downstream":', downstream, ',"upstream":', upstream,
+                        ',"synweight":', synweight, '}'))), ',') || '}'
+        FROM range_segment_rois JOIN roi_info_keys k USING (roi) GROUP BY bodyId ORDER BY bodyId""")
 
 
 def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], order_by: str, stage) -> None:
