@@ -109,6 +109,7 @@ class _Build:
     partners_by_post: Path | None = None
     partners_by_pre: Path | None = None
     major_label_expr: str = "0"  # SQL for a point's major label (a combined label when v1.0's extra levels exist)
+    roi_type: str = "VARCHAR"  # the ROI names as an ENUM in name order (see _build_rois)
 
     @property
     def ranges(self) -> int:
@@ -271,6 +272,15 @@ def _build_rois(b: _Build) -> None:
     if major_combos:
         con.executemany("INSERT INTO roi_map VALUES ('major', ?, ?)", major_combos["roi_map"])
         b.major_label_expr = major_combos["label_expr"]
+    # The per-ROI aggregates group, join and sort on the ROI as an ENUM whose values are the names in
+    # VARCHAR order: a 1-2 byte key that sorts as the name does (the tables store the name).
+    names = [r[0] for r in con.execute("SELECT DISTINCT roi FROM roi_map ORDER BY roi").fetchall()]
+    b.roi_type = f"ENUM({', '.join(sql_literal(n) for n in names)})" if names else "VARCHAR"
+    con.execute(f"CREATE TEMP TABLE roi_codes AS SELECT roi_set, label, CAST(roi AS {b.roi_type}) AS roi FROM roi_map")
+    # Each ROI's roiInfo key text, made once per ROI rather than once per body and ROI.
+    con.execute(f"""CREATE TEMP TABLE roi_info_keys AS
+                    SELECT CAST(roi AS {b.roi_type}) AS roi, to_json(roi)::VARCHAR || ':{{"pre":' AS key
+                    FROM (SELECT DISTINCT roi FROM roi_map)""")
 
 
 def _build_synapses(b: _Build) -> None:
@@ -310,7 +320,7 @@ def _build_synapses(b: _Build) -> None:
                            CAST({major_label} AS USMALLINT) AS major_label, p.compartment, {nt_cols}
                     FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
                       ON p.kind = 'PreSyn' AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
-                    ORDER BY p.body, p.kind DESC, p.point_id""")
+                    ORDER BY p.body, p.kind = 'PreSyn' DESC, p.point_id  -- T-bars first, as kind DESC""")
                 n, distinct = b.one("SELECT count(*), count(DISTINCT point_id) FROM range_synapses")
                 duplicates += n - distinct
                 con.execute(f"""
@@ -350,18 +360,18 @@ def _resolve_post_ends(b: _Build, k: int, first: int) -> None:
 def _build_partners(b: _Build) -> None:
     """``partners``, ``connections``, ``connection_rois``, per-body ROI counts and each body's roiInfo
     text, one pre-body range at a time. The range's pairs resolve their pre ends against that range of
-    ``synapses`` (a contiguous syn_id range) into a temporary table sorted (body_pre, body_post,
-    pre_id, post_id) that still holds both ends' confidences and post ROI labels; ``partners`` keeps
-    only the ids and bodies (``synapses`` has the rest), and the range's aggregates are taken from
+    ``synapses`` (a contiguous syn_id range) into a temporary table that still holds both ends'
+    confidences and post ROI labels; ``partners`` keeps only the ids and bodies (``synapses`` has the
+    rest), sorted (body_pre, body_post, pre_id, post_id), and the range's aggregates are taken from
     the temporary table, so partners is never read back. The range's bodies are complete in it, so
     their roiInfo is built here, in body order (no second pass over the ROI-sorted segment_rois)."""
     con = b.con
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE partners (body_pre BIGINT, body_post BIGINT, pre_id BIGINT, post_id BIGINT);
         CREATE TABLE connections (body_pre BIGINT, body_post BIGINT, weight BIGINT, weight_hp BIGINT);
         CREATE TABLE connection_rois (body_pre BIGINT, body_post BIGINT, roi VARCHAR, weight BIGINT, pre BIGINT);
-        CREATE TEMP TABLE segment_rois_unsorted (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
-          upstream BIGINT, synweight BIGINT);
+        CREATE TEMP TABLE segment_rois_unsorted (bodyId BIGINT, roi {b.roi_type}, pre BIGINT, post BIGINT,
+          downstream BIGINT, upstream BIGINT, synweight BIGINT);
         CREATE TEMP TABLE body_roi_info (bodyId BIGINT, roiInfo VARCHAR)""")
     missing_pre = missing_post = conf_differs = 0
     with b.stage.timed("partners and connections", b.ranges) as advance:
@@ -377,26 +387,36 @@ def _build_partners(b: _Build) -> None:
                     FROM read_parquet({source}) r
                     LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
                                FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
-                      ON s.point_id = r.pre_point AND s.body = r.body_pre
-                    ORDER BY r.body_pre, r.body_post, s.syn_id, r.post_id""")
+                      ON s.point_id = r.pre_point AND s.body = r.body_pre""")
                 counts = b.one("""SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL),
                                          count(*) FILTER (conf_differs AND pre_id IS NOT NULL AND post_id IS NOT NULL)
                                   FROM range_partners""")
                 missing_pre, missing_post, conf_differs = (
                     a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
                 )
-                con.execute("INSERT INTO partners SELECT body_pre, body_post, pre_id, post_id FROM range_partners")
+                # Only the four columns partners keeps are sorted; the aggregates below need no order.
+                con.execute("""INSERT INTO partners SELECT body_pre, body_post, pre_id, post_id FROM range_partners
+                               ORDER BY body_pre, body_post, pre_id, post_id""")
+                # One pass over the range's pairs: per T-bar, partner body and post ROI labels, the
+                # PSD count. Connections, per-ROI weights, split T-bars and downstream counts are
+                # sums over these rows (count(DISTINCT pre_id) per label pair is their count).
                 con.execute(f"""
+                    CREATE OR REPLACE TEMP TABLE tbar_labels AS
+                    SELECT body_pre, body_post, pre_id, primary_label_post AS pl, major_label_post AS ml,
+                           count(*) AS n,
+                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD}) AS hp
+                    FROM range_partners GROUP BY ALL""")
+                con.execute("""
                     INSERT INTO connections
-                    SELECT body_pre, body_post, count(*)::BIGINT AS weight,
-                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD})::BIGINT
-                    FROM range_partners GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
+                    SELECT body_pre, body_post, sum(n)::BIGINT AS weight, sum(hp)::BIGINT AS weight_hp
+                    FROM tbar_labels GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
                 _connection_rois(con)
             else:
-                con.execute("CREATE OR REPLACE TEMP TABLE range_partners AS SELECT NULL::BIGINT AS pre_id WHERE false")
+                con.execute("CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS pre_id, 0 AS n LIMIT 0")
             _segment_rois(con, first, last)
             advance()
-    con.execute("DROP TABLE IF EXISTS range_segment_rois; DROP TABLE IF EXISTS range_partners")
+    for name in ("range_segment_rois", "range_partners", "tbar_labels"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
     shutil.rmtree(b.partners_by_pre, ignore_errors=True)
     partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name
     if missing_pre or missing_post:
@@ -447,8 +467,13 @@ def _build_segment_rois(b: _Build) -> None:
     with b.stage.timed("segment ROIs", len(groups)) as advance:
         for group in groups:
             if group:  # none when the release has no synapses in any ROI
-                con.execute(f"""INSERT INTO segment_rois SELECT * FROM segment_rois_unsorted
-                                WHERE roi IN ({", ".join(sql_literal(r) for r in group)}) ORDER BY roi, bodyId""")
+                # A group is a run of ROIs in name order: a range of the ENUM.
+                lo, hi = (f"CAST({sql_literal(r)} AS {b.roi_type})" for r in (group[0], group[-1]))
+                con.execute(f"""INSERT INTO segment_rois
+                                SELECT u.bodyId, CAST(u.roi AS VARCHAR), u.pre, u.post, u.downstream, u.upstream,
+                                       u.synweight
+                                FROM segment_rois_unsorted u WHERE u.roi BETWEEN {lo} AND {hi}
+                                ORDER BY u.roi, u.bodyId""")
             advance()
     con.execute("DROP TABLE segment_rois_unsorted")
     con.execute("SET preserve_insertion_order = false")
@@ -548,53 +573,53 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
 
 
 def _connection_rois(con) -> None:
-    """Append the per-ROI weights of one range's pairs (``range_partners``) to connection_rois."""
+    """Append the per-ROI weights of one range's pairs (``tbar_labels``) to connection_rois."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE pair_labels AS
-        SELECT body_pre, body_post, primary_label_post AS pl, major_label_post AS ml,
-               count(*) AS post, count(DISTINCT pre_id) AS pre
-        FROM range_partners GROUP BY ALL""")
+        SELECT body_pre, body_post, pl, ml, sum(n) AS post, count(pre_id) AS pre FROM tbar_labels GROUP BY ALL""")
     # `pre` counts distinct T-bars per ROI. Summing the per-label counts up the hierarchy counts a
     # T-bar twice when its PSDs on one partner lie in two ROIs of one grouping (LegNp(T1)(L) and
     # LegNp(T2)(L) under VNC): correct exactly for those few T-bars instead of expanding every row.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE pre_overcount AS
         WITH split_tbars AS (
-          SELECT pre_id, body_post FROM range_partners GROUP BY pre_id, body_post
-          HAVING min(primary_label_post) <> max(primary_label_post) OR min(major_label_post) <> max(major_label_post)),
+          SELECT pre_id, body_post FROM tbar_labels GROUP BY pre_id, body_post
+          HAVING min(pl) <> max(pl) OR min(ml) <> max(ml)),
         combos AS (
-          SELECT DISTINCT p.body_pre, p.body_post, p.pre_id, p.primary_label_post AS pl, p.major_label_post AS ml
-          FROM range_partners p SEMI JOIN split_tbars s ON s.pre_id = p.pre_id AND s.body_post = p.body_post),
+          SELECT t.body_pre, t.body_post, t.pre_id, t.pl, t.ml
+          FROM tbar_labels t SEMI JOIN split_tbars s ON s.pre_id = t.pre_id AND s.body_post = t.body_post),
         expanded AS (
-          SELECT body_pre, body_post, pre_id, m.roi FROM combos JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          SELECT body_pre, body_post, pre_id, m.roi FROM combos
+          JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
-          SELECT body_pre, body_post, pre_id, m.roi FROM combos JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
+          SELECT body_pre, body_post, pre_id, m.roi FROM combos
+          JOIN roi_codes m ON m.roi_set = 'major' AND m.label = ml)
         SELECT body_pre, body_post, roi, count(*) - count(DISTINCT pre_id) AS over
         FROM expanded GROUP BY ALL HAVING count(*) > count(DISTINCT pre_id)""")
     con.execute("""
         INSERT INTO connection_rois
         WITH expanded AS (
           SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
-          JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
           SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
-          JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml),
+          JOIN roi_codes m ON m.roi_set = 'major' AND m.label = ml),
         summed AS (
           SELECT body_pre, body_post, roi, sum(post)::BIGINT AS weight, sum(pre)::BIGINT AS pre
           FROM expanded GROUP BY ALL)
-        SELECT s.body_pre, s.body_post, s.roi, s.weight, (s.pre - coalesce(o.over, 0))::BIGINT AS pre
+        SELECT s.body_pre, s.body_post, CAST(s.roi AS VARCHAR), s.weight, (s.pre - coalesce(o.over, 0))::BIGINT
         FROM summed s LEFT JOIN pre_overcount o USING (body_pre, body_post, roi)
-        ORDER BY body_pre, body_post, roi""")
+        ORDER BY s.body_pre, s.body_post, s.roi""")
     con.execute("DROP TABLE pair_labels; DROP TABLE pre_overcount")
 
 
 def _segment_rois(con, first: int, last: int) -> None:
-    """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose pairs are
-    in ``range_partners``), appended to segment_rois_unsorted, and those bodies' roiInfo text to
-    body_roi_info (in body order); downstream counts the PSDs each T-bar's partners have."""
+    """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose T-bars'
+    partners are in ``tbar_labels``), appended to segment_rois_unsorted, and those bodies' roiInfo
+    text to body_roi_info (in body order); downstream counts the PSDs each T-bar's partners have."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE range_segment_rois AS
-        WITH tbar_down AS (SELECT pre_id, count(*) AS n FROM range_partners GROUP BY pre_id),
+        WITH tbar_down AS (SELECT pre_id, sum(n) AS n FROM tbar_labels GROUP BY pre_id),
         body_labels AS (
           SELECT s.body, s.primary_label AS pl, s.major_label AS ml,
                  count(*) FILTER (s.kind = 'pre') AS pre, count(*) FILTER (s.kind = 'post') AS post,
@@ -603,10 +628,10 @@ def _segment_rois(con, first: int, last: int) -> None:
           WHERE s.syn_id >= {first} AND s.syn_id < {last} GROUP BY ALL),
         expanded AS (
           SELECT body, m.roi, pre, post, downstream FROM body_labels
-          JOIN roi_map m ON m.roi_set = 'primary' AND m.label = pl
+          JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
           UNION ALL
           SELECT body, m.roi, pre, post, downstream FROM body_labels
-          JOIN roi_map m ON m.roi_set = 'major' AND m.label = ml)
+          JOIN roi_codes m ON m.roi_set = 'major' AND m.label = ml)
         SELECT body AS bodyId, roi, sum(pre)::BIGINT AS pre, sum(post)::BIGINT AS post,
                sum(downstream)::BIGINT AS downstream, sum(post)::BIGINT AS upstream,
                (sum(downstream) + sum(post))::BIGINT AS synweight
@@ -614,12 +639,13 @@ def _segment_rois(con, first: int, last: int) -> None:
     con.execute("INSERT INTO segment_rois_unsorted SELECT * FROM range_segment_rois")
     # roiInfo JSON text from string pieces (~35 % faster than nested structs -> to_json), keys in ROI
     # order by sorting the pieces, which start with the ROI name: 2.4x faster than an ordered string_agg.
+    # One concat per piece, not a chain of || (each link copies the string so far).
     con.execute("""
         INSERT INTO body_roi_info
         SELECT bodyId, '{' || array_to_string(list_sort(list(
-                 to_json(roi)::VARCHAR || ':{"pre":' || pre || ',"post":' || post || ',"downstream":' || downstream
-                 || ',"upstream":' || upstream || ',"synweight":' || synweight || '}')), ',') || '}'
-        FROM range_segment_rois GROUP BY bodyId ORDER BY bodyId""")
+                 concat(k.key, pre, ',"post":', post, ',"downstream":', downstream, ',"upstream":', upstream,
+                        ',"synweight":', synweight, '}'))), ',') || '}'
+        FROM range_segment_rois JOIN roi_info_keys k USING (roi) GROUP BY bodyId ORDER BY bodyId""")
 
 
 def _sorted_copy(con, source: str, target: str, column: str, bounds: list[int], order_by: str, stage) -> None:
