@@ -40,6 +40,7 @@ import flatprint
 import flatprint.ingest
 from flatprint import download as dl
 from flatprint.cli import download_command
+from flatprint.download import run as download_run
 from flatprint.download.remote import _Http
 from flatprint.download.run import _DirectoryLock
 from flatprint.errors import ReleaseError
@@ -647,18 +648,26 @@ def test_one_missing_table_is_reported_and_the_others_complete(bucket, tmp_path)
     assert sum(o.status == "downloaded" for o in report.outcomes.values()) == 6
 
 
-def test_interrupt_and_rerun_downloads_nothing_twice(bucket, tmp_path):
+def test_interrupt_and_rerun_downloads_nothing_twice(bucket, tmp_path, monkeypatch):
     expected = publish_real_layout(bucket, {"syn-points": 400_000})
     key = f"{FLAT}/syn-points-male-cns-v0.9-minconf-0.5.feather"
     name = "syn-points-male-cns-v0.9-minconf-0.5.feather"
     bucket.pause_path, bucket.pause_after = key, 150_000
+    runs = []
+    start_run = download_run._Run.__init__
+
+    def record_run(self, *args, **kwargs):
+        start_run(self, *args, **kwargs)
+        runs.append(self)
+
+    monkeypatch.setattr(download_run._Run, "__init__", record_run)
 
     def press_ctrl_c():
         if bucket.pause_reached.wait(10):
             _thread.interrupt_main()
-            # the main thread polls every 0.1 s; on a busy machine it may take longer to run at all
-            # (0.5 s once missed it in a full suite run: the download then finished uninterrupted)
-            time.sleep(2.0)
+            # The paused request is released only once the main thread has handled the Ctrl-C (its
+            # cancel event is set): a fixed sleep once let a busy full-suite run finish the download.
+            runs[0].cancel.wait(60)
         bucket.pause_release.set()
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
