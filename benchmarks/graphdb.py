@@ -239,6 +239,10 @@ class GraphDBEngine:
             "InRoi": in_roi.num_rows,
             "ConnectsToRoi": edges.num_rows,
         }
+        return self._loaded(started, steps, counts)
+
+    def _loaded(self, started: float, steps: dict, counts: dict) -> dict:
+        """Record and return what a load did: time, steps, row counts and the database's size on disk."""
         size = sum(p.stat().st_size for p in self.db_dir.rglob("*") if p.is_file())
         self.load_info = {
             "seconds": time.perf_counter() - started,
@@ -411,17 +415,7 @@ class GraphDBEngine:
         step("copy ConnectsToRoi")
         c.execute("CHECKPOINT")
         step("checkpoint")
-        size = sum(p.stat().st_size for p in self.db_dir.rglob("*") if p.is_file())
-        self.load_info = {
-            "seconds": time.perf_counter() - started,
-            "steps": steps,
-            "counts": counts,
-            "disk_bytes": size,
-            "package": self.package,
-            "version": self.version,
-            "buffer_pool_bytes": self.buffer_pool_bytes,
-        }
-        return self.load_info
+        return self._loaded(started, steps, counts)
 
     # ------------------------------------------------------------------------------ helpers
     def q(self, cypher: str, params: dict | None = None) -> pd.DataFrame:
