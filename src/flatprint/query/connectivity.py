@@ -22,6 +22,7 @@ from flatprint.query.criteria import (
 )
 from flatprint.query.graphanswers import (
     graph_adjacencies,
+    graph_group_matrix,
     graph_neuron_props,
     graph_reach,
     graph_totals,
@@ -227,9 +228,9 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
         )
 
 
-# Between neurons, fetch_adjacencies and fetch_reach answer from the store's neuron graph in RAM
-# (flatprint.store.neurongraph; built once per store and process), by flatprint.query.graphanswers.
-# False: always through SQL.
+# Between neurons, fetch_adjacencies, fetch_reach and connection_matrix by a property answer from
+# the store's neuron graph in RAM (flatprint.store.neurongraph; built once per store and process),
+# through flatprint.query.graphanswers. False: always through SQL.
 USE_NEURON_GRAPH = True
 
 
@@ -659,14 +660,21 @@ def connection_matrix(
             sides[name] = _bodies(client, c)
             if not sides[name]:
                 warn_unmatched(c, client, argument=("sources." if name == "pre_bodies" else "targets."))
-    if neurons_only and not rois and all(client.store.has_table(t) for t in NEURON_MATRIX_TABLES):
-        sql = _neuron_matrix_sql(groupby, int(min_weight), **sides)
-    else:
-        sql = connection_matrix_sql(
-            groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
-        )
-    df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
-    df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
+    df = None
+    if neurons_only and not rois and groupby in GROUP_COLUMNS:
+        # between neurons by a property: NumPy over the neuron graph in RAM (sorted already)
+        graph = _graph_for(client, True)
+        if graph is not None:
+            df = graph_group_matrix(client, graph, groupby, int(min_weight), **sides)
+    if df is None:
+        if neurons_only and not rois and all(client.store.has_table(t) for t in NEURON_MATRIX_TABLES):
+            sql = _neuron_matrix_sql(groupby, int(min_weight), **sides)
+        else:
+            sql = connection_matrix_sql(
+                groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
+            )
+        df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
+        df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
     query = (
         f"connection_matrix(groupby={groupby!r}, sources={sources!r}, targets={targets!r}, "
         f"min_weight={min_weight}, rois={rois})"

@@ -38,6 +38,7 @@ from flatprint.store.cache import BuildOnceCache, store_key
 #: The tables the graph is read from (a store without one of them has no graph).
 GRAPH_TABLES = ("neurons", "neuron_connections", "neuron_connection_rois")
 KEEP_GRAPHS = 2  # graphs of the two most recently used stores stay in RAM
+KEEP_DERIVED = 4  # of each graph, the four most recently used things derived from it stay
 COLUMN_BYTES = 64 * 2**20  # a neuron property column is kept only if its Arrow form is at most this
 
 
@@ -60,6 +61,8 @@ class NeuronGraph:
     build_seconds: float = 0.0
     _columns: dict = field(default_factory=dict, repr=False)  # neuron property -> Arrow column
     _columns_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # what queries derive from the arrays and reuse (connection_matrix's pairs grouped by a property)
+    derived: BuildOnceCache = field(default_factory=lambda: BuildOnceCache(max_entries=KEEP_DERIVED), repr=False)
 
     @property
     def nbytes(self) -> int:
