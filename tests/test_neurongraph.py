@@ -17,19 +17,6 @@ from flatprint.store.cache import BuildOnceCache
 from flatprint.store.neurongraph import clear_neuron_graph_cache, neuron_graph
 
 
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def neurons(release_dir) -> np.ndarray:
-    segments = oracle_segments(release_dir)
-    return np.sort(segments.index[segments.is_neuron].to_numpy())
-
-
 @pytest.fixture
 def graph_calls(monkeypatch) -> list:
     """Every neuron_graph() the query layer asks for (so a test knows the graph answered)."""
