@@ -93,11 +93,16 @@ def test_graph_arrays_hold_the_neuron_connections(client, oracle, release_dir, n
     got = got[np.isin(names, list(client.primary_rois))].sort_index()
     assert got.index.equals(want.sort_index().index) and (got.to_numpy() == want.sort_index().to_numpy()).all()
     assert list(g.roi_names) == sorted(g.roi_names)
-    assert g.nbytes == sum(
-        a.nbytes
-        for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
-        + (g.roi_offsets, g.roi_code, g.roi_weight)
-    ) + sum(c[0].nbytes for c in g._columns.values() if c is not None)
+    assert (
+        g.nbytes
+        == sum(
+            a.nbytes
+            for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
+            + (g.roi_offsets, g.roi_code, g.roi_weight)
+        )
+        + sum(c[0].nbytes for c in g._columns.values() if c is not None)
+        + g.derived.nbytes
+    )
 
 
 def test_graph_is_built_once_per_store_and_bounded(store_factory, monkeypatch):
@@ -359,6 +364,11 @@ def test_matrix_matches_pandas_and_sql(client, release_dir, neurons, monkeypatch
         assert _rows(got) == want
         assert len(want) > (20 if prop in ("type", "instance") else 3)
         assert got.weight.dtype == np.int64 and got.connections.dtype == np.int64
+    grouping = neuron_graph(client.store).derived.peek(("pairs grouped by", prop))
+    assert grouping.nbytes == sum(
+        a.nbytes for a in (grouping.cells, grouping.cell_of_pair, grouping.weight, grouping.connections)
+    )
+    assert neuron_graph(client.store).derived.nbytes >= grouping.nbytes > 0
 
 
 @pytest.mark.parametrize("prop", ["type", "class"])

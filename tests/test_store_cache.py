@@ -93,7 +93,7 @@ def test_byte_bound_evicts_the_oldest_but_keeps_the_newest():
     cache.get("b", Counted(40))
     assert len(cache) == 2
     cache.get("c", Counted(40))  # 120 bytes: a goes
-    assert "a" not in cache and "b" in cache and "c" in cache
+    assert "a" not in cache and "b" in cache and "c" in cache and cache.nbytes == 80
     cache.get("big", Counted(500))  # larger than the bound alone: everything else goes, it stays
     assert len(cache) == 1 and "big" in cache
     arrays = BuildOnceCache(max_entries=10, max_bytes=3 * 8 * 1000)

@@ -74,6 +74,12 @@ class BuildOnceCache(Generic[Value]):
         with self._lock:
             self._values.clear()
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept values (their ``nbytes``; 0 for values without one)."""
+        with self._lock:
+            return sum(_nbytes(v) for v in self._values.values())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._values)

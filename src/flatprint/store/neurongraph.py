@@ -66,7 +66,7 @@ class NeuronGraph:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays (the neuron property columns kept so far included)."""
+        """Bytes of the arrays (the neuron property columns and derived arrays kept so far included)."""
         arrays = (
             self.body_ids,
             self.pre,
@@ -80,7 +80,8 @@ class NeuronGraph:
             self.roi_code,
             self.roi_weight,
         )
-        return sum(a.nbytes for a in arrays) + sum(c[0].nbytes for c in self._columns.values() if c is not None)
+        columns = sum(c[0].nbytes for c in self._columns.values() if c is not None)
+        return sum(a.nbytes for a in arrays) + columns + self.derived.nbytes
 
     def positions(self, bodies) -> tuple[np.ndarray, np.ndarray]:
         """(position in ``body_ids`` of each body, whether it is a neuron of the graph)."""
