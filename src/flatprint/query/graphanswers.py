@@ -1,7 +1,7 @@
-"""fetch_adjacencies and fetch_reach between neurons answered from the store's neuron graph in RAM
-(flatprint.store.neurongraph): NumPy gathers over its sorted pair arrays instead of SQL. Each
-function returns what the SQL path of flatprint.query.connectivity returns, in the same order and
-types (tests/test_neurongraph.py compares both paths)."""
+"""fetch_adjacencies, fetch_reach and connection_matrix between neurons answered from the store's
+neuron graph in RAM (flatprint.store.neurongraph): NumPy gathers, bincounts and sorts over its pair
+arrays instead of SQL. Each function returns what the SQL path of flatprint.query.connectivity
+returns, in the same order and types (tests/test_neurongraph.py compares both paths)."""
 
 from __future__ import annotations
 
