@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from oracle import oracle_segments
 
+from flatprint import Client
 from flatprint.ingest import ingest_release
+from flatprint.store import Store
 from flatprint.synth import synthesize
 
 TEST_SCALE = 0.004
@@ -53,6 +57,32 @@ def release_dir(release_factory) -> Path:
 @pytest.fixture(scope="session")
 def store_path(store_factory) -> Path:
     return store_factory(0)
+
+
+# ------------------------------------------------------------------------------------------ the test store opened
+# Module scope, as the modules had them: each module opens its own (a module defining a fixture of
+# the same name keeps its own).
+@pytest.fixture(scope="module")
+def client(store_path):
+    """The library's Client on the test store."""
+    c = Client(store_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def store(store_path):
+    """The test store opened read-only (what the Cypher engine runs on)."""
+    opened = Store.open(store_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def neurons(release_dir) -> np.ndarray:
+    """The :Neuron body ids of the test release by the oracle (tests/oracle.py), sorted."""
+    segments = oracle_segments(release_dir)
+    return np.sort(segments.index[segments.is_neuron].to_numpy())
 
 
 # ------------------------------------------------------------------------------------------ apps over the store

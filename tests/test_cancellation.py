@@ -16,18 +16,10 @@ import requests
 from server_fixture import running_server
 
 from flatprint.cypher.engine import CypherCancelledError, CypherTimeoutError, execute
-from flatprint.store import Store
 
 # A cross product of all segments with all segments: many seconds even on the tiny test store.
 SLOW = "MATCH (a:Segment), (b:Segment), (c:Segment) RETURN count(*) AS n"
 FAST = "MATCH (n:Neuron) RETURN n.bodyId ORDER BY n.bodyId LIMIT 1"
-
-
-@pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
 
 
 def test_cancel_event_stops_a_running_query(store):

@@ -21,7 +21,6 @@ from flatprint.cypher import registry
 from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherError, CypherSyntaxError, CypherWriteError, UnsupportedCypherError
 from flatprint.errors import QueryError
-from flatprint.store import Store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cypher.md"
 
@@ -135,13 +134,6 @@ def test_refused_before_the_store_is_touched(text, error, detail, line, column):
     assert (exc.line, exc.column) == (line, column), str(exc)
     assert f"at line {line}, column {column}" in str(exc)
     assert exc.construct, "the error names no construct"
-
-
-@pytest.fixture(scope="module")
-def store(store_factory):
-    opened = Store.open(store_factory(0))
-    yield opened
-    opened.close()
 
 
 HUGE = "MATCH (a:Synapse), (b:Synapse), (c:Synapse) WHERE {condition} RETURN count(*) AS n"

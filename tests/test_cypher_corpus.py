@@ -19,7 +19,6 @@ from flatprint.cypher import ast
 from flatprint.cypher.engine import CypherResult, execute
 from flatprint.cypher.errors import CypherWriteError
 from flatprint.cypher.parser import parse
-from flatprint.store import Store
 
 CORPUS = sorted(corpus_files())
 DNGE104_R, DNGE104_L = 12781, 556329
@@ -82,13 +81,6 @@ def expected_columns(text: str) -> list[str]:
     last = query.parts[0].clauses[-1]
     assert isinstance(last, ast.Return)
     return [item.column_name for item in last.items]
-
-
-@pytest.fixture(scope="module")
-def store(store_factory):
-    opened = Store.open(store_factory(0))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture(scope="module")

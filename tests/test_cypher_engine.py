@@ -20,7 +20,6 @@ import pytest
 
 from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.cypher.errors import UnsupportedCypherError
-from flatprint.store import Store
 
 R, L = 12781, 556329  # DNge104_R, DNge104_L
 HP_THRESHOLD = 0.7
@@ -54,13 +53,6 @@ class Frames:
 @pytest.fixture(scope="module")
 def frames(release_factory):
     return Frames(release_factory(0))
-
-
-@pytest.fixture(scope="module")
-def store(store_factory):
-    opened = Store.open(store_factory(0))
-    yield opened
-    opened.close()
 
 
 def run(store, text, **kwargs):

@@ -15,14 +15,6 @@ from oracle import oracle_segments
 
 from flatprint.cypher import engine
 from flatprint.cypher.engine import execute
-from flatprint.store import Store
-
-
-@pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

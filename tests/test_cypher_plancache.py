@@ -18,17 +18,9 @@ from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
 from flatprint.cypher.plancache import PlanCache
 from flatprint.errors import QueryError
-from flatprint.store import Store
 
 CORPUS = sorted(corpus_files())
 DNGE104_R, DNGE104_L = 12781, 556329  # the synthetic releases plant DNge104 with these body ids
-
-
-@pytest.fixture(scope="module")
-def store(store_factory):
-    opened = Store.open(store_factory(0))
-    yield opened
-    opened.close()
 
 
 def corpus_text(path: Path) -> str:

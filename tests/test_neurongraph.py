@@ -13,20 +13,8 @@ import flatprint
 from flatprint import Client, NeuronCriteria as NC
 from flatprint.query import connectivity
 from flatprint.store import neurongraph
+from flatprint.store.cache import BuildOnceCache
 from flatprint.store.neurongraph import clear_neuron_graph_cache, neuron_graph
-
-
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def neurons(release_dir) -> np.ndarray:
-    segments = oracle_segments(release_dir)
-    return np.sort(segments.index[segments.is_neuron].to_numpy())
 
 
 @pytest.fixture
@@ -105,11 +93,16 @@ def test_graph_arrays_hold_the_neuron_connections(client, oracle, release_dir, n
     got = got[np.isin(names, list(client.primary_rois))].sort_index()
     assert got.index.equals(want.sort_index().index) and (got.to_numpy() == want.sort_index().to_numpy()).all()
     assert list(g.roi_names) == sorted(g.roi_names)
-    assert g.nbytes == sum(
-        a.nbytes
-        for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
-        + (g.roi_offsets, g.roi_code, g.roi_weight)
-    ) + sum(c[0].nbytes for c in g._columns.values() if c is not None)
+    assert (
+        g.nbytes
+        == sum(
+            a.nbytes
+            for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
+            + (g.roi_offsets, g.roi_code, g.roi_weight)
+        )
+        + sum(c[0].nbytes for c in g._columns.values() if c is not None)
+        + g.derived.nbytes
+    )
 
 
 def test_graph_is_built_once_per_store_and_bounded(store_factory, monkeypatch):
@@ -325,3 +318,113 @@ def test_reach_from_a_non_neuron_walks_its_own_edges_first(client, release_dir, 
     want = _oracle_reach(release_dir, start, neurons, 3, 1, True)
     assert dict(zip(got.bodyId.tolist(), got.hops.tolist())) == want
     assert set(w.loc[w.body_pre == other, "body_post"]) <= set(got.bodyId)
+
+
+# ------------------------------------------------------------------------------------------ connection_matrix
+def _oracle_matrix(release, neurons, prop, min_weight, sources=None, targets=None) -> list[tuple]:
+    """connection_matrix(prop) between neurons in pandas on the feathers: neuron pairs of weight >=
+    min_weight by (pre's prop, post's prop), NULLs left out; rows heaviest first, then pre, post."""
+    labels = oracle_segments(release)[prop]
+    w = _neuron_weights(release, neurons)
+    w = w[w.weight >= min_weight]
+    if sources is not None:
+        w = w[w.body_pre.isin(sources)]
+    if targets is not None:
+        w = w[w.body_post.isin(targets)]
+    w = w.assign(pre=labels.reindex(w.body_pre).to_numpy(), post=labels.reindex(w.body_post).to_numpy())
+    w = w.dropna(subset=["pre", "post"])
+    sums = w.groupby(["pre", "post"], observed=True)["weight"].agg(["sum", "size"])
+    rows = [(str(pre), str(post), int(s), int(n)) for (pre, post), (s, n) in sums.iterrows()]
+    return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
+
+
+def _rows(df) -> list[tuple]:
+    return list(zip(df.pre.tolist(), df.post.tolist(), df.weight.tolist(), df.connections.tolist()))
+
+
+def _matrix_both_paths(client, monkeypatch, graph_calls, *args, **kwargs):
+    """(graph answer) of one connection_matrix call, equal cell by cell to the SQL path's."""
+    graph_calls.clear()
+    fast = flatprint.connection_matrix(*args, client=client, **kwargs)
+    assert graph_calls, "the neuron graph did not answer"
+    with monkeypatch.context() as m:
+        _sql_path(m)
+        graph_calls.clear()
+        slow = flatprint.connection_matrix(*args, client=client, **kwargs)
+        assert not graph_calls
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    return fast
+
+
+@pytest.mark.parametrize("prop", ["type", "class", "superclass", "instance"])
+def test_matrix_matches_pandas_and_sql(client, release_dir, neurons, monkeypatch, graph_calls, prop):
+    for min_weight in (1, 2, 5):
+        got = _matrix_both_paths(client, monkeypatch, graph_calls, prop, min_weight=min_weight)
+        want = _oracle_matrix(release_dir, neurons, prop, min_weight)
+        assert _rows(got) == want
+        assert len(want) > (20 if prop in ("type", "instance") else 3)
+        assert got.weight.dtype == np.int64 and got.connections.dtype == np.int64
+    grouping = neuron_graph(client.store).derived.peek(("pairs grouped by", prop))
+    assert grouping.nbytes == sum(
+        a.nbytes for a in (grouping.cells, grouping.cell_of_pair, grouping.weight, grouping.connections)
+    )
+    assert neuron_graph(client.store).derived.nbytes >= grouping.nbytes > 0
+
+
+@pytest.mark.parametrize("prop", ["type", "class"])
+def test_matrix_with_sources_and_targets_matches_pandas_and_sql(
+    client, release_dir, neurons, monkeypatch, graph_calls, prop
+):
+    rng = np.random.default_rng(51)
+    segments = oracle_segments(release_dir)
+    typed = segments.loc[neurons, "type"].dropna()
+    some_types = sorted(rng.choice(typed.unique(), 12, replace=False).tolist())
+    of_types = typed.index[typed.isin(some_types)].tolist()
+    for size, min_weight in ((30, 1), (150, 2), (400, 1)):
+        ids = _sample(neurons, size, rng)
+        for sources, targets, src_ids, tgt_ids in (
+            (NC(bodyId=ids), None, ids, None),
+            (None, NC(bodyId=ids), None, ids),
+            (NC(bodyId=ids), NC(type=some_types), ids, of_types),
+            (NC(type=some_types), NC(bodyId=ids), of_types, ids),
+        ):
+            got = _matrix_both_paths(
+                client, monkeypatch, graph_calls, prop, sources=sources, targets=targets, min_weight=min_weight
+            )
+            assert _rows(got) == _oracle_matrix(release_dir, neurons, prop, min_weight, src_ids, tgt_ids)
+    got = _matrix_both_paths(client, monkeypatch, graph_calls, prop, sources=NC(bodyId=_sample(neurons, 400, rng)))
+    assert len(got) > 3
+
+
+def test_matrix_of_sources_matching_nothing_is_empty_as_sql_says(client, monkeypatch, graph_calls, neurons):
+    with pytest.warns(UserWarning, match="matches no neuron"):
+        got = _matrix_both_paths(client, monkeypatch, graph_calls, "type", sources=NC(type="NoSuchType"))
+    assert len(got) == 0 and list(got.columns) == ["pre", "post", "weight", "connections"]
+    # no pair of such weight: the same empty frame
+    assert len(_matrix_both_paths(client, monkeypatch, graph_calls, "class", min_weight=10**6)) == 0
+
+
+def test_matrix_with_rois_or_segments_stays_in_sql(client, graph_calls):
+    """The graph holds neuron pairs' total weights only: ROI filters and :Segment matrices need SQL."""
+    roi = sorted(client.primary_rois)[0]
+    graph_calls.clear()
+    flatprint.connection_matrix("type", rois=[roi], client=client)
+    flatprint.connection_matrix("type", neurons_only=False, client=client)
+    flatprint.connection_matrix("roi", client=client)
+    assert not graph_calls
+
+
+def test_a_wrong_matrix_weight_is_caught(client, release_dir, neurons, monkeypatch):
+    """A graph with one pair's weight off gives a matrix that pandas does not: the comparisons above can fail."""
+    g = neuron_graph(client.store)
+    types = oracle_segments(release_dir).type
+    typed = np.flatnonzero(
+        types.reindex(g.body_ids[g.pre]).notna().to_numpy() & types.reindex(g.body_ids[g.post]).notna().to_numpy()
+    )
+    broken = g.weight.copy()
+    broken[typed[0]] += 1
+    monkeypatch.setattr(g, "weight", broken)
+    monkeypatch.setattr(g, "derived", BuildOnceCache(max_entries=4))  # sums of the broken weights
+    for min_weight in (1, 2):
+        got = flatprint.connection_matrix("type", min_weight=min_weight, client=client)
+        assert _rows(got) != _oracle_matrix(release_dir, neurons, "type", min_weight)

@@ -16,13 +16,6 @@ from flatprint.errors import QueryError
 MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
 
 
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
-
-
 def partners_with_rois(release) -> pd.DataFrame:
     """syn-partners plus the post point's major region and the pre point's primary ROI."""
     partners = load(release, "syn-partners").copy()

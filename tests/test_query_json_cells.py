@@ -9,20 +9,11 @@ import json
 import pickle
 
 import pandas as pd
-import pytest
 from oracle import load
 
 import flatprint
-from flatprint import Client
 
 PAIR_COUNT = 5
-
-
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
 
 
 def test_conn_roiinfo_csv_is_json_with_the_release_counts(client, release_dir):

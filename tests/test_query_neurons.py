@@ -15,13 +15,6 @@ from flatprint.errors import NoMatchWarning, QueryError
 from flatprint.query.results import JsonDict
 
 
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
-
-
 def oracle_neurons(release) -> pd.DataFrame:
     return oracle_segments(release).reset_index()
 

@@ -11,15 +11,8 @@ import pytest
 from oracle import oracle_segments
 
 import flatprint
-from flatprint import Client, NeuronCriteria as NC, NoMatchWarning
+from flatprint import NeuronCriteria as NC, NoMatchWarning
 from flatprint.errors import QueryError
-
-
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from test_query_connectivity import compare_conn, oracle_adjacencies, partners_w
 from test_query_neurons import oracle_roi_counts
 
 import flatprint
-from flatprint import Client, NeuronCriteria as NC
+from flatprint import NeuronCriteria as NC
 from flatprint.ingest.summaries import SUMMARY_TABLES
 from flatprint.query import connectivity
 from flatprint.query.results import frame_from_arrow
@@ -22,23 +22,10 @@ UNSPEC = "<unspecified>"
 
 
 @pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
 def con(store_path):
     c = duckdb.connect(str(store_path), read_only=True)
     yield c
     c.close()
-
-
-@pytest.fixture(scope="module")
-def neurons(release_dir) -> np.ndarray:
-    segments = oracle_segments(release_dir)
-    return np.sort(segments.index[segments.is_neuron].to_numpy())
 
 
 def _table(con, name: str) -> pd.DataFrame:

@@ -20,9 +20,16 @@ from flatprint.query.criteria import (
     unmatched_values,
     warn_unmatched,
 )
+from flatprint.query.graphanswers import (
+    graph_adjacencies,
+    graph_group_matrix,
+    graph_neuron_props,
+    graph_reach,
+    graph_totals,
+)
 from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
 from flatprint.query.paths import admits_only_neurons, all_shortest_paths, paths_up_to
-from flatprint.query.results import arrow_convertible, frame_from_arrow, json_dicts, with_provenance
+from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
@@ -221,8 +228,9 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
         )
 
 
-# Between neurons, fetch_adjacencies and fetch_reach answer from the store's neuron graph in RAM
-# (flatprint.store.neurongraph; built once per store and process). False: always through SQL.
+# Between neurons, fetch_adjacencies, fetch_reach and connection_matrix by a property answer from
+# the store's neuron graph in RAM (flatprint.store.neurongraph; built once per store and process),
+# through flatprint.query.graphanswers. False: always through SQL.
 USE_NEURON_GRAPH = True
 
 
@@ -232,125 +240,6 @@ def _graph_for(client, neurons: bool, build: bool = True):
     if neurons and USE_NEURON_GRAPH and has_neuron_graph(client.store):
         return neuron_graph(client.store) if build else kept_neuron_graph(client.store)
     return None
-
-
-def _graph_pairs(client, graph, scan: EdgeScan) -> np.ndarray:
-    """The graph's pair indices ``scan`` selects, in (pre, post) order (the pairs' own order)."""
-    positions, inside = graph.positions(scan.driver_ids)
-    positions = positions[inside]  # driver_ids are sorted and unique, so the positions are too
-    pairs = graph.outgoing(positions) if scan.downstream else graph.incoming(positions)
-    if scan.other_sql:
-        ids = scan.other_ids
-        if ids is None:
-            ids = client.cursor().execute(scan.other_sql).fetchnumpy()["bodyId"]
-        others, found = graph.positions(ids)
-        wanted = np.zeros(len(graph.body_ids), dtype=bool)
-        wanted[others[found]] = True
-        pairs = pairs[wanted[(graph.post if scan.downstream else graph.pre)[pairs]]]
-    pairs = pairs[graph.weight[pairs] >= scan.min_weight]
-    return pairs if scan.downstream else np.sort(pairs)
-
-
-def _graph_frame(columns: dict) -> pd.DataFrame:
-    """A DataFrame of NumPy / Arrow columns, converted as client.frame converts SQL results."""
-    return frame_from_arrow(pa.table(columns))
-
-
-def _graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary):
-    """fetch_adjacencies' per-ROI rows from the neuron graph, as its SQL computes them: the ROI rows
-    of the selected pairs (primary ROIs, or every ROI with ``include_nonprimary``), plus NotPrimary =
-    the pair's weight minus its primary ROIs' weights where positive; then the ``rois`` filter,
-    pairs whose kept rows sum to >= ``min_total_weight``, rows >= ``min_roi_weight``; sorted by pair,
-    heaviest first, NotPrimary after a ROI of equal weight, then by ROI name."""
-    pairs = _graph_pairs(client, graph, scan)
-    rows, local = graph.roi_rows(pairs)
-    codes = graph.roi_code[rows].astype(np.int64)
-    weights = graph.roi_weight[rows].astype(np.int64)
-    primary_code = np.isin(graph.roi_names, list(client.primary_rois))
-    primary = primary_code[codes]
-    primary_sum = np.bincount(local[primary], weights=weights[primary], minlength=len(pairs))
-    rest = graph.weight[pairs].astype(np.int64) - primary_sum.astype(np.int64)
-    outside = np.flatnonzero(rest > 0)
-    kept = slice(None) if include_nonprimary else primary
-    not_primary = len(graph.roi_names)  # after every ROI name in the sort
-    local = np.concatenate([local[kept], outside])
-    codes = np.concatenate([codes[kept], np.full(len(outside), not_primary, dtype=np.int64)])
-    weights = np.concatenate([weights[kept], rest[outside]])
-    if rois:
-        listed = np.append(np.isin(graph.roi_names, rois), "NotPrimary" in rois)[codes] & (weights > 0)
-        local, codes, weights = local[listed], codes[listed], weights[listed]
-    totals = np.bincount(local, weights=weights, minlength=len(pairs))
-    good = (totals[local] >= min_total_weight) & (weights >= min_roi_weight)
-    local, codes, weights = local[good], codes[good], weights[good]
-    order = np.lexsort((codes, -weights, local))  # pairs are in (pre, post) order already
-    local, codes, weights = local[order], codes[order], weights[order]
-    names = pa.array([*graph.roi_names.tolist(), "NotPrimary"], type=pa.string())
-    return _graph_frame(
-        {
-            "bodyId_pre": graph.body_ids[graph.pre[pairs[local]]],
-            "bodyId_post": graph.body_ids[graph.post[pairs[local]]],
-            "roi": names.take(pa.array(codes)),
-            "weight": weights,
-        }
-    )
-
-
-def _graph_totals(client, graph, scan, extra) -> pd.DataFrame:
-    """fetch_adjacencies' rows with ``omit_rois``: one per selected pair with its weights."""
-    pairs = _graph_pairs(client, graph, scan)
-    columns = {
-        "bodyId_pre": graph.body_ids[graph.pre[pairs]],
-        "bodyId_post": graph.body_ids[graph.post[pairs]],
-        "weight": graph.weight[pairs],
-    }
-    for prop in extra:
-        values = getattr(graph, CONNECTS_TO_COLUMNS[prop])[pairs]
-        if values.dtype.kind == "f":  # a column with NULLs: NaN marks them
-            missing = np.isnan(values)
-            values = pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing)
-        columns[prop] = values
-    return _graph_frame(columns)
-
-
-def _graph_neuron_props(client, graph, bodies, properties) -> pd.DataFrame | None:
-    """_neuron_props of neurons from the graph's kept columns of ``neurons``; None when a property is
-    no plain column there (the SQL then answers, or names the problem)."""
-    columns = {}
-    for prop in properties:
-        kept = graph.column(client.cursor(), prop)
-        if kept is None or not arrow_convertible(kept[1]):
-            return None
-        columns[prop] = kept[0]
-    positions, inside = graph.positions(bodies)
-    if not inside.all():
-        return None
-    positions = np.unique(positions)
-    taken = pa.array(positions)
-    return _graph_frame({prop: column.take(taken) for prop, column in columns.items()})
-
-
-def _graph_reach(graph, seen: dict, frontier, hop: int, hops: int, min_weight: int, downstream: bool):
-    """fetch_reach's walk from ``frontier`` (the bodies first found at ``hop - 1``; ``seen`` every body
-    found so far, with its hops) on through the neuron graph up to ``hops``: bodyId, hops."""
-    earlier = [(b, h) for b, h in seen.items() if h < hop - 1]
-    seen_at, seen_inside = graph.positions(list(seen))
-    at, inside = graph.positions(frontier)
-    found, levels = graph.reach(at[inside], hops - hop + 1, min_weight, downstream, visited=seen_at[seen_inside])
-    outside = np.asarray(frontier, dtype=np.int64)[~inside]  # starting non-neurons (no neuron partners walked)
-    return pd.DataFrame(
-        {
-            "bodyId": np.concatenate(
-                [np.array([b for b, _ in earlier], dtype=np.int64), outside, graph.body_ids[found]]
-            ),
-            "hops": np.concatenate(
-                [
-                    np.array([h for _, h in earlier], dtype=np.int64),
-                    np.full(len(outside), hop - 1, dtype=np.int64),
-                    levels + hop - 1,
-                ]
-            ),
-        }
-    )
 
 
 def _prepare(obj, client, rois):
@@ -422,9 +311,9 @@ def fetch_adjacencies(
 
     if graph is not None:
         conn_df = (
-            _graph_totals(client, graph, scan, extra)
+            graph_totals(client, graph, scan, extra)
             if omit_rois
-            else _graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary)
+            else graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary)
         )
     elif omit_rois:
         conn_df = client.frame(
@@ -484,7 +373,7 @@ def fetch_adjacencies(
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
     bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
-    neurons_df = None if graph is None else _graph_neuron_props(client, graph, bodies, properties)
+    neurons_df = None if graph is None else graph_neuron_props(client, graph, bodies, properties)
     if neurons_df is None:
         neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
     if export_dir:
@@ -771,14 +660,21 @@ def connection_matrix(
             sides[name] = _bodies(client, c)
             if not sides[name]:
                 warn_unmatched(c, client, argument=("sources." if name == "pre_bodies" else "targets."))
-    if neurons_only and not rois and all(client.store.has_table(t) for t in NEURON_MATRIX_TABLES):
-        sql = _neuron_matrix_sql(groupby, int(min_weight), **sides)
-    else:
-        sql = connection_matrix_sql(
-            groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
-        )
-    df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
-    df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
+    df = None
+    if neurons_only and not rois and groupby in GROUP_COLUMNS:
+        # between neurons by a property: NumPy over the neuron graph in RAM (sorted already)
+        graph = _graph_for(client, True)
+        if graph is not None:
+            df = graph_group_matrix(client, graph, groupby, int(min_weight), **sides)
+    if df is None:
+        if neurons_only and not rois and all(client.store.has_table(t) for t in NEURON_MATRIX_TABLES):
+            sql = _neuron_matrix_sql(groupby, int(min_weight), **sides)
+        else:
+            sql = connection_matrix_sql(
+                groupby, min_weight=int(min_weight), neurons_only=neurons_only, rois=rois or None, **sides
+            )
+        df = client.store.cursor().execute(sql).df().rename(columns={"pre_group": "pre", "post_group": "post"})
+        df = df.sort_values(["weight", "pre", "post"], ascending=[False, True, True], ignore_index=True)
     query = (
         f"connection_matrix(groupby={groupby!r}, sources={sources!r}, targets={targets!r}, "
         f"min_weight={min_weight}, rois={rois})"
@@ -828,8 +724,8 @@ def fetch_reach(
             break
         if graph is not None and (hop > 1 or start_neurons):
             # the rest of the walk stays among neurons: breadth-first over the graph in RAM
-            df = _graph_reach(graph, seen, frontier, hop, int(hops), int(min_weight), direction == "downstream")
-            types = _graph_neuron_props(client, graph, df["bodyId"], ["bodyId", "type"]) if start_neurons else None
+            df = graph_reach(graph, seen, frontier, hop, int(hops), int(min_weight), direction == "downstream")
+            types = graph_neuron_props(client, graph, df["bodyId"], ["bodyId", "type"]) if start_neurons else None
             if types is None:
                 types = _neuron_props(client, df["bodyId"], ["bodyId", "type"], neurons=start_neurons)
             # every body reached is in ``types`` (sorted by bodyId): aligned by position

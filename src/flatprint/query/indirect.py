@@ -16,9 +16,7 @@ enumerated.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +27,7 @@ from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import copy_as_neuroncriteria
 from flatprint.query.results import with_provenance
+from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.sql import quote_ident
 
 # acetylcholine excites, GABA and glutamate (through GluCl in flies) inhibit; everything else,
@@ -76,37 +75,20 @@ class GraphMatrix:
         return self._labels[prop]
 
 
-_matrices: OrderedDict[tuple, GraphMatrix] = OrderedDict()
-_matrices_lock = threading.Lock()
-_build_locks: dict[tuple, threading.Lock] = {}
 KEEP_MATRICES = 2  # at full scale one matrix is ~1.5 GiB: keep the two most recently used
+_matrices: BuildOnceCache[GraphMatrix] = BuildOnceCache(max_entries=lambda: KEEP_MATRICES)
 
 
 def graph_matrix(store, normalize: str = "input", neurons_only: bool = True) -> GraphMatrix:
     """The store's whole-graph matrix, built on first use and kept (stores are read-only)."""
     if normalize not in NORMALIZATIONS:
         raise QueryError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    key = (str(store.path), store.meta.get("uuid"), normalize, bool(neurons_only))
-    with _matrices_lock:
-        if key in _matrices:
-            _matrices.move_to_end(key)
-            return _matrices[key]
-        lock = _build_locks.setdefault(key, threading.Lock())
-    with lock:  # one build per key even when several threads ask at once
-        with _matrices_lock:
-            if key in _matrices:
-                return _matrices[key]
-        built = build_matrix(store, normalize, neurons_only)
-        with _matrices_lock:
-            _matrices[key] = built
-            while len(_matrices) > KEEP_MATRICES:
-                _matrices.popitem(last=False)
-        return built
+    key = (*store_key(store), normalize, bool(neurons_only))
+    return _matrices.get(key, lambda: build_matrix(store, normalize, neurons_only))
 
 
 def clear_matrix_cache() -> None:
-    with _matrices_lock:
-        _matrices.clear()
+    _matrices.clear()
 
 
 def build_matrix(store, normalize: str = "input", neurons_only: bool = True) -> GraphMatrix:

@@ -5,8 +5,8 @@ connections many times over the same read-only tables. Each lookup through SQL p
 scanning row groups and building Arrow results (hundreds of ms at full scale); the same lookup over
 sorted arrays is a few ``np.searchsorted`` gathers. :func:`neuron_graph` builds the arrays once per
 store and process, from ``neurons``, ``neuron_connections`` and ``neuron_connection_rois``
-(flatprint.ingest.summaries), and keeps them (bounded, least recently used first out), as
-flatprint.query.indirect keeps its matrix.
+(flatprint.ingest.summaries), and keeps them (bounded, least recently used first out, in a
+flatprint.store.cache.BuildOnceCache, as flatprint.query.indirect keeps its matrices).
 
 Layout (``n`` neurons, ``m`` neuron pairs, ``r`` pair x ROI rows; bodies are positions in the sorted
 ``body_ids``):
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,10 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.errors import StoreError
+from flatprint.store.cache import BuildOnceCache, store_key
 
 #: The tables the graph is read from (a store without one of them has no graph).
 GRAPH_TABLES = ("neurons", "neuron_connections", "neuron_connection_rois")
 KEEP_GRAPHS = 2  # graphs of the two most recently used stores stay in RAM
+KEEP_DERIVED = 4  # of each graph, the four most recently used things derived from it stay
 COLUMN_BYTES = 64 * 2**20  # a neuron property column is kept only if its Arrow form is at most this
 
 
@@ -60,10 +61,12 @@ class NeuronGraph:
     build_seconds: float = 0.0
     _columns: dict = field(default_factory=dict, repr=False)  # neuron property -> Arrow column
     _columns_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # what queries derive from the arrays and reuse (connection_matrix's pairs grouped by a property)
+    derived: BuildOnceCache = field(default_factory=lambda: BuildOnceCache(max_entries=KEEP_DERIVED), repr=False)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays (the neuron property columns kept so far included)."""
+        """Bytes of the arrays (the neuron property columns and derived arrays kept so far included)."""
         arrays = (
             self.body_ids,
             self.pre,
@@ -77,7 +80,8 @@ class NeuronGraph:
             self.roi_code,
             self.roi_weight,
         )
-        return sum(a.nbytes for a in arrays) + sum(c[0].nbytes for c in self._columns.values() if c is not None)
+        columns = sum(c[0].nbytes for c in self._columns.values() if c is not None)
+        return sum(a.nbytes for a in arrays) + columns + self.derived.nbytes
 
     def positions(self, bodies) -> tuple[np.ndarray, np.ndarray]:
         """(position in ``body_ids`` of each body, whether it is a neuron of the graph)."""
@@ -253,41 +257,22 @@ def _small_ints(column, order) -> np.ndarray:
     return values
 
 
-_graphs: OrderedDict[tuple, NeuronGraph] = OrderedDict()
-_graphs_lock = threading.Lock()
-_build_locks: dict[tuple, threading.Lock] = {}
+_graphs: BuildOnceCache[NeuronGraph] = BuildOnceCache(max_entries=lambda: KEEP_GRAPHS)
 
 
 def neuron_graph(store) -> NeuronGraph:
     """The store's neuron graph, built on first use and kept (stores are read-only)."""
-    key = (str(store.path), store.meta.get("uuid"))
-    with _graphs_lock:
-        if key in _graphs:
-            _graphs.move_to_end(key)
-            return _graphs[key]
-        lock = _build_locks.setdefault(key, threading.Lock())
-    with lock:  # one build per store even when several threads ask at once
-        with _graphs_lock:
-            if key in _graphs:
-                return _graphs[key]
-        built = build_neuron_graph(store)
-        with _graphs_lock:
-            _graphs[key] = built
-            while len(_graphs) > KEEP_GRAPHS:
-                _graphs.popitem(last=False)
-        return built
+    return _graphs.get(store_key(store), lambda: build_neuron_graph(store))
 
 
 def kept_neuron_graph(store) -> NeuronGraph | None:
     """The store's neuron graph if it is built already, else None (nothing is built)."""
-    with _graphs_lock:
-        return _graphs.get((str(store.path), store.meta.get("uuid")))
+    return _graphs.peek(store_key(store))
 
 
 def clear_neuron_graph_cache() -> None:
     """Drop every kept graph (the next query rebuilds its store's)."""
-    with _graphs_lock:
-        _graphs.clear()
+    _graphs.clear()
 
 
 def has_neuron_graph(store) -> bool:
