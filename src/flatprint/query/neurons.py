@@ -172,7 +172,8 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
         {c: table.counts(c, rows) if c in ROI_COUNTS else zeros for c in needed},
     )
     info = roi_info_maps(roi_rows, len(positions), table, rows)
-    neuron_df.insert(columns.index("roiInfo"), "roiInfo", info)
+    # no rows: a plain empty list, which pandas types as the SQL path's column (float64)
+    neuron_df.insert(columns.index("roiInfo"), "roiInfo", info if len(info) else [])
     ids = table.body_ids[positions]
     totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
     for name, column in (("inputRois", "post"), ("outputRois", "pre")):
