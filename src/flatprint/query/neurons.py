@@ -156,7 +156,7 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
     rows ingest wrote the roiInfo text from), and the per-ROI counts from the same rows."""
     positions = matching_positions(table, client, criteria)
     plain = [c for c in columns if c != "roiInfo"]
-    neuron_df = frame_from_arrow(table.columns.select(plain).take(pa.array(positions, pa.int64())))
+    neuron_df = frame_from_arrow(table.rows(plain, positions))
     if neuron_df.empty:
         warn_unmatched(criteria, client, stacklevel=5)
     if omit_rois:

@@ -72,8 +72,9 @@ class NeuronTable:
     """``neurons`` and ``neuron_rois`` of one store in RAM (module docstring). Built once."""
 
     body_ids: np.ndarray
-    columns: pa.Table
-    column_types: dict  # column -> DuckDB type name
+    columns: pa.Table  # integer columns as int64
+    float_columns: dict  # integer columns holding NULLs -> as float64
+    column_types: dict  # column -> DuckDB type name (as stored)
     indexes: dict  # column -> ValueIndex
     roi_offsets: np.ndarray
     roi_code: np.ndarray
@@ -86,6 +87,15 @@ class NeuronTable:
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
         return sum(a.nbytes for a in arrays) + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
+
+    def rows(self, names: list[str], positions: np.ndarray) -> pa.Table:
+        """The ``names`` columns at ``positions``, integers already as frame_from_arrow casts them
+        (int64; float64 where the selection holds a NULL)."""
+        taken = self.columns.select(names).take(pa.array(positions, pa.int64()))
+        for index, name in enumerate(names):
+            if name in self.float_columns and taken.column(index).null_count:
+                taken = taken.set_column(index, name, self.float_columns[name].take(pa.array(positions, pa.int64())))
+        return taken
 
     def positions(self, bodies) -> np.ndarray:
         """Positions of ``bodies`` (sorted, all neurons of this table)."""
@@ -136,6 +146,22 @@ def _value_index(column: pa.ChunkedArray) -> ValueIndex:
     return ValueIndex({v: k for k, v in enumerate(encoded.dictionary.to_pylist())}, offsets, positions)
 
 
+def _cast_once(columns: pa.Table) -> tuple[pa.Table, dict]:
+    """The integer columns as int64, and the ones holding NULLs also as float64 (the two types
+    flatprint.query.results.frame_from_arrow casts a selection's integers to, by whether it holds a
+    NULL): done once here, not per query."""
+    as_float = {}
+    for index, name in enumerate(columns.column_names):
+        column = columns.column(index)
+        if not pa.types.is_integer(column.type):
+            continue
+        if column.null_count:
+            as_float[name] = column.cast(pa.float64())
+        if column.type != pa.int64():
+            columns = columns.set_column(index, name, column.cast(pa.int64()))
+    return columns, as_float
+
+
 def build_neuron_table(store) -> NeuronTable:
     """Read ``neurons`` (but roiInfo) and ``neuron_rois`` into a :class:`NeuronTable`."""
     missing = [t for t in NEURON_TABLES if not store.has_table(t)]
@@ -156,6 +182,8 @@ def build_neuron_table(store) -> NeuronTable:
         columns, body_ids = columns.take(pa.array(order)), body_ids[order]
         if not np.all(body_ids[1:] > body_ids[:-1]):
             raise StoreError(f"{store.path}: neurons holds a bodyId twice; re-ingest the store")
+    columns = columns.combine_chunks()  # one chunk a column: a take from many chunks pays per chunk
+    columns, as_float = _cast_once(columns)
     indexes = {name: _value_index(columns.column(name)) for name in INDEXED if name in types}
 
     names = [r[0] for r in cur.execute("SELECT DISTINCT roi FROM roi_map ORDER BY roi").fetchall()]
@@ -173,10 +201,12 @@ def build_neuron_table(store) -> NeuronTable:
     for batch in reader:
         n = batch.num_rows
         bodies = batch.column("bodyId").to_numpy()
-        where = np.searchsorted(body_ids, bodies)
-        if n and (where.max() >= len(body_ids) or not np.array_equal(body_ids[where], bodies)):
+        # rows come in runs of one body: look up each run's body once
+        starts = np.flatnonzero(np.concatenate(([True], bodies[1:] != bodies[:-1]))) if n else np.zeros(0, np.int64)
+        where = np.searchsorted(body_ids, bodies[starts])
+        if n and (where.max() >= len(body_ids) or not np.array_equal(body_ids[where], bodies[starts])):
             raise StoreError(f"{store.path}: neuron_rois holds a body that is not in neurons; re-ingest the store")
-        found[at : at + n] = where
+        found[at : at + n] = np.repeat(where, np.diff(np.append(starts, n)))
         roi = batch.column("roi")
         # ENUM values arrive as a dictionary over the ENUM's names (normally all of them, in that order)
         dictionary = roi.dictionary.to_pylist()
@@ -210,7 +240,8 @@ def build_neuron_table(store) -> NeuronTable:
         found, roi_code = found[order], roi_code[order]
         roi_counts = {c: v[order] for c, v in roi_counts.items()}
     del step
-    roi_offsets = np.searchsorted(found, np.arange(len(body_ids) + 1)).astype(np.int64)
+    roi_offsets = np.zeros(len(body_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(found, minlength=len(body_ids)), out=roi_offsets[1:])
     # roiInfo lists a body's ROIs in the order ingest sorted its JSON pieces ('"name":{...'), which is
     # the names' order unless an escaped name sorts differently
     escaped = [json.dumps(n, ensure_ascii=False)[1:] for n in names]
@@ -219,6 +250,7 @@ def build_neuron_table(store) -> NeuronTable:
     return NeuronTable(
         body_ids=body_ids,
         columns=columns,
+        float_columns=as_float,
         column_types=types,
         indexes=indexes,
         roi_offsets=roi_offsets,
