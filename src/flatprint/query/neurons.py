@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -190,11 +192,31 @@ def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.
     pick = (lambda a: a) if order is None else (lambda a: a[order])
     names = np.asarray(rows.names, dtype=object)[pick(rows.codes)].tolist()
     counts = [pick(table.counts(c, store_rows)).tolist() for c in ROI_COUNTS]
-    inner = [{"pre": a, "post": b, "downstream": c, "upstream": d, "synweight": e} for a, b, c, d, e in zip(*counts)]
     cuts = np.searchsorted(rows.units, np.arange(units + 1)).tolist()
     out = np.empty(units, dtype=object)
-    out[:] = [JsonDict(zip(names[a:b], inner[a:b])) for a, b in zip(cuts[:-1], cuts[1:])]
+    with paused_gc(len(names) > GC_PAUSE_ROWS):
+        inner = [
+            {"pre": a, "post": b, "downstream": c, "upstream": d, "synweight": e} for a, b, c, d, e in zip(*counts)
+        ]
+        out[:] = [JsonDict(zip(names[a:b], inner[a:b])) for a, b in zip(cuts[:-1], cuts[1:])]
     return out
+
+
+GC_PAUSE_ROWS = 100_000  # from this many ROI rows, roiInfo maps are built with the cyclic GC paused
+
+
+@contextlib.contextmanager
+def paused_gc(pause: bool):
+    """Pause Python's cyclic garbage collector for the block: millions of new dicts (none in a cycle)
+    would otherwise trigger collections that walk every tracked object, over and over."""
+    if not (pause and gc.isenabled()):
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @inject_client
