@@ -634,3 +634,18 @@ def test_neuron_table_build(client):
     for column in ("pre", "post", "downstream", "upstream", "synweight"):
         assert table.counts(column, every).tolist() == rows[column].tolist(), column
     assert 0 < table.nbytes and table.build_seconds > 0
+
+
+def test_gc_paused_path_gives_the_same_frames(client, monkeypatch):
+    """With the cyclic GC paused while many roiInfo maps are built (here from the first row), the
+    frames are the SQL path's, and the GC runs again afterwards."""
+    import gc
+
+    from flatprint.query import neurons as neurons_module
+
+    monkeypatch.setattr(neurons_module, "GC_PAUSE_ROWS", 0)
+    assert gc.isenabled()
+    (n1, r1), (n2, r2) = table_and_sql_frames(client, monkeypatch, NC(rois=["FB"]))
+    assert gc.isenabled() and len(n1) > 5
+    assert_same_frames(n1, n2)
+    assert_same_frames(r1, r2)
