@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from oracle import load, oracle_segments, roi_chains
@@ -252,7 +253,17 @@ def test_roi_counts_from_roi_info_and_from_store_agree(client, release_dir, monk
 
 
 # ------------------------------------------------------------------------------------------ every cell
-ROI_LIMITS = {"roi_info": 10**9, "store": 0}  # ROI_INFO_PARSE_LIMIT forcing each way of reading per-ROI rows
+# The ways fetch_neurons reads per-ROI rows: (USE_NEURON_TABLE, ROI_INFO_PARSE_LIMIT). Through SQL: the roiInfo
+# text (few neurons) or the store's ROI tables (many); "table": the neurons in RAM (store/neurontable.py).
+PATHS = {"roi_info": (False, 10**9), "store": (False, 0), "table": (True, 0)}
+
+
+def use_path(monkeypatch, path: str) -> None:
+    from flatprint.query import neurons as neurons_module
+
+    use_table, limit = PATHS[path]
+    monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", use_table)
+    monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", limit)
 
 
 def oracle_roi_table(release, bodies) -> pd.DataFrame:
@@ -317,18 +328,34 @@ def body_without_rois(release) -> int:
     return int(ann.loc[~ann["bodyId"].isin(points["body"]), "bodyId"].iloc[0])
 
 
-@pytest.mark.parametrize("path", sorted(ROI_LIMITS))
+@pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize(
     "case",
-    ["type", "types", "regex", "roi", "no_match", "without_rois", "core", "some_columns", "no_counts", "segments"],
+    [
+        "type",
+        "types",
+        "instance",
+        "type_or_instance",
+        "regex",
+        "roi",
+        "roi_any",
+        "roi_min",
+        "status",
+        "several",
+        "no_match",
+        "without_rois",
+        "core",
+        "some_columns",
+        "no_counts",
+        "segments",
+    ],
 )
 def test_fetch_neurons_every_cell_matches_oracle(client, release_dir, monkeypatch, path, case):
-    """Both ways of reading per-ROI rows (roiInfo for few neurons, the store for many) give, cell by
-    cell, neuprint-python's frames computed by pandas on the raw feathers: roiInfo maps, input/output
-    ROI lists, roi_counts_df with NotPrimary rows, its dtypes and order."""
-    from flatprint.query import neurons as neurons_module
-
-    monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", ROI_LIMITS[path])
+    """Every way of reading per-ROI rows (roiInfo for few neurons, the store for many, the neurons in
+    RAM) gives, cell by cell, neuprint-python's frames computed by pandas on the raw feathers: the
+    annotation and count columns, roiInfo maps, input/output ROI lists, roi_counts_df with NotPrimary
+    rows, its dtypes and order."""
+    use_path(monkeypatch, path)
     o = oracle_neurons(release_dir)
     neurons = o[o.is_neuron]
     types = sorted(neurons["type"].dropna().unique())
@@ -343,11 +370,34 @@ def test_fetch_neurons_every_cell_matches_oracle(client, release_dir, monkeypatc
         }[case]
     elif case == "types":
         crit, want = NC(type=types[3:9]), neurons[neurons.type.isin(types[3:9])]
+    elif case == "instance":
+        inst = neurons["instance"].dropna().iloc[5]
+        crit, want = NC(instance=inst), neurons[neurons.instance == inst]
+    elif case == "type_or_instance":  # the string shorthand: type OR instance
+        inst = neurons["instance"].dropna().iloc[9]
+        crit = NC(type=types[3], instance=inst)
+        want = neurons[(neurons.type == types[3]) | (neurons.instance == inst)]
     elif case == "regex":
         crit, want = NC(type="DN.*"), neurons[neurons.type.fillna("").str.fullmatch("DN.*")]
-    elif case == "roi":
+    elif case in ("roi", "roi_any", "roi_min"):
         has = oracle_roi_table(release_dir, neurons["bodyId"])
-        crit, want = NC(rois=["FB"]), neurons[neurons.bodyId.isin(has.loc[has.roi == "FB", "bodyId"])]
+
+        def having(roi, column="pre", minimum=0):
+            rows = has[(has.roi == roi) & (has[column] >= minimum)]
+            return neurons.bodyId.isin(rows["bodyId"])
+
+        if case == "roi":
+            crit, want = NC(rois=["FB"]), neurons[having("FB")]
+        elif case == "roi_any":
+            crit, want = NC(rois=["FB", "GNG"], roi_req="any"), neurons[having("FB") | having("GNG")]
+        else:
+            crit = NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=10, min_roi_outputs=2)
+            want = neurons[having("GNG", "post", 10) & having("VNC", "pre", 2)]
+    elif case == "status":
+        crit, want = NC(status="Anchor"), neurons[neurons.status == "Anchor"]
+    elif case == "several":
+        crit = NC(type=types[3:40], status=["Traced", "Anchor"], min_pre=50)
+        want = neurons[neurons.type.isin(types[3:40]) & neurons.status.isin(["Traced", "Anchor"]) & (neurons.pre >= 50)]
     elif case == "no_match":
         crit, want = NC(type="no-such-type"), neurons.iloc[:0]
     elif case == "without_rois":
@@ -361,8 +411,22 @@ def test_fetch_neurons_every_cell_matches_oracle(client, release_dir, monkeypatc
         neuron_df, roi_counts = flatprint.fetch_neurons(crit, returned_columns=columns, client=client)
     assert neuron_df["bodyId"].tolist() == sorted(want["bodyId"].tolist())
     assert len(neuron_df) > 0 or case == "no_match"
+    if case in ("roi_any", "status", "several"):
+        assert len(neuron_df) > 5
     if case == "roi":
         assert len(neuron_df) > 20  # enough neurons that the store path is the natural one
+    # the annotation and count columns, cell by cell (missing values as None)
+    w = o.set_index("bodyId").loc[neuron_df["bodyId"]]
+    for column in ("type", "instance", "status", "class", "group", "somaSide", "pre", "post", "downstream"):
+        if column in neuron_df.columns:
+            got = neuron_df[column].astype(object).where(neuron_df[column].notna(), None).tolist()
+            assert got == w[column].astype(object).where(w[column].notna(), None).tolist(), column
+    for column in ("pre", "post", "downstream", "upstream"):
+        if column in neuron_df.columns and len(neuron_df):
+            assert neuron_df[column].dtype == "int64", column
+    for column in ("type", "instance", "status"):
+        if column in neuron_df.columns and neuron_df[column].notna().any():
+            assert neuron_df[column].dtype == "str", column
     count_cols = [c for c in ("pre", "post", "downstream", "upstream") if c in neuron_df.columns]
     expected = expected_roi_counts(release_dir, neuron_df, set(client.primary_rois), count_cols)
     assert roi_counts.columns.tolist() == ["bodyId", "roi", *count_cols]
@@ -390,17 +454,16 @@ def test_fetch_neurons_every_cell_matches_oracle(client, release_dir, monkeypatc
         want_info = {roi: {k: int(v) for k, v in row.items() if k != "bodyId"} for roi, row in g.iterrows()}
         assert type(info) is JsonDict and info == want_info
         assert list(info) == sorted(want_info)
+        assert all(list(v) == ["pre", "post", "downstream", "upstream", "synweight"] for v in info.values())
         assert inputs == sorted(g.index[g["post"] > 0]) and outputs == sorted(g.index[g["pre"] > 0])
     if case == "without_rois":
         row = neuron_df.set_index("bodyId").loc[body_without_rois(release_dir)]
         assert row["roiInfo"] == {} and row["inputRois"] == [] and row["outputRois"] == []
 
 
-@pytest.mark.parametrize("path", sorted(ROI_LIMITS))
+@pytest.mark.parametrize("path", sorted(PATHS))
 def test_fetch_neurons_omit_rois_matches_oracle(client, release_dir, monkeypatch, path):
-    from flatprint.query import neurons as neurons_module
-
-    monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", ROI_LIMITS[path])
+    use_path(monkeypatch, path)
     o = oracle_neurons(release_dir)
     neurons = o[o.is_neuron]
     got = flatprint.fetch_neurons(NC(rois=["FB"]), omit_rois=True, client=client)
@@ -431,3 +494,151 @@ def test_fetch_custom_neurons_in_query_order_matches_oracle(client, release_dir)
     for body, info, inputs in zip(neuron_df["bodyId"], neuron_df["roiInfo"], neuron_df["inputRois"]):
         g = table[table.bodyId == body].set_index("roi")
         assert set(info) == set(g.index) and inputs == sorted(g.index[g["post"] > 0])
+
+
+# ------------------------------------------------------------------------------------------ RAM vs SQL
+def assert_same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal frames: columns, dtypes, index, every cell, and each roiInfo map's type and key order
+    (pandas compares dict cells with ==, which ignores order)."""
+    pd.testing.assert_frame_equal(a, b)
+    if "roiInfo" in a.columns:
+        for x, y in zip(a["roiInfo"], b["roiInfo"]):
+            assert type(x) is type(y) is JsonDict
+            assert list(x) == list(y) and [list(v) for v in x.values()] == [list(v) for v in y.values()]
+    for column in ("inputRois", "outputRois"):
+        if column in a.columns:
+            assert a[column].tolist() == b[column].tolist()
+
+
+def table_and_sql_frames(client, monkeypatch, crit, **kwargs):
+    from flatprint.query import neurons as neurons_module
+
+    results = []
+    for use_table in (True, False):
+        monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", use_table)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoMatchWarning)
+            got = flatprint.fetch_neurons(crit, client=client, **kwargs)
+        results.append(got if isinstance(got, tuple) else (got, None))
+    return results
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "type",
+        "types",
+        "instance",
+        "string",
+        "type_soma_false",
+        "type_cropped",
+        "regex",
+        "null_type",
+        "roi_all",
+        "roi_any",
+        "inputs_outputs",
+        "status",
+        "several",
+        "no_match",
+        "core",
+        "columns",
+        "omit_rois",
+    ],
+)
+def test_neurons_in_ram_equal_sql_path(client, monkeypatch, kind):
+    """The neurons in RAM (store/neurontable.py) give fetch_neurons' SQL-path frames cell by cell:
+    whole frames (columns, dtypes, order, every value), roiInfo key order, ROI lists, roi_counts_df."""
+    neurons = client.frame("SELECT type, instance FROM neurons WHERE type IS NOT NULL ORDER BY bodyId")
+    types = sorted(neurons["type"].unique())
+    kwargs = {}
+    crit = {
+        "type": lambda: NC(type=types[3]),
+        "types": lambda: NC(type=types[3:12]),
+        "instance": lambda: NC(instance=neurons["instance"].iloc[4]),
+        "string": lambda: "DNge104",
+        "type_soma_false": lambda: NC(type=types[3:30], soma=False),  # soma=False filters: not the index
+        "type_cropped": lambda: NC(type=types[3:30], cropped=False),
+        "regex": lambda: NC(type="DN.*"),
+        "null_type": lambda: NC(type=[None, types[3]]),
+        "roi_all": lambda: NC(rois=["GNG", "FB"]),
+        "roi_any": lambda: NC(rois=["GNG", "FB"], roi_req="any"),
+        "inputs_outputs": lambda: NC(inputRois=["GNG"], outputRois=["VNC"], min_roi_inputs=5),
+        "status": lambda: NC(status="Traced"),
+        "several": lambda: NC(type=types[:60], status="Traced", min_post=20, somaLocation=NotNull),
+        "no_match": lambda: NC(type="no-such-type"),
+        "core": lambda: NC(type=types[3:12]),
+        "columns": lambda: NC(type=types[3:12]),
+        "omit_rois": lambda: NC(rois=["GNG"]),
+    }[kind]()
+    if kind == "core":
+        kwargs["returned_columns"] = "core"
+    elif kind == "columns":
+        kwargs["returned_columns"] = ["post", "roiInfo", "type", "bodyId", "status"]
+    elif kind == "omit_rois":
+        kwargs["omit_rois"] = True
+    (n1, r1), (n2, r2) = table_and_sql_frames(client, monkeypatch, crit, **kwargs)
+    assert len(n1) > 0 or kind == "no_match"
+    assert_same_frames(n1, n2)
+    if kind == "omit_rois":
+        assert r1 is None and r2 is None
+    else:
+        assert len(r1) > 0 or kind == "no_match"
+        assert_same_frames(r1, r2)
+    if kind == "type_soma_false":  # the filter took effect
+        assert n1["somaLocation"].isna().all()
+
+
+def test_same_frames_catches_a_changed_value(client, monkeypatch):
+    """The comparison above fails on one changed count inside roiInfo, a reordered map, or a count."""
+    (n1, r1), (n2, r2) = table_and_sql_frames(client, monkeypatch, NC(rois=["GNG"]))
+    assert_same_frames(n1, n2)
+    changed = n1.copy()
+    changed["roiInfo"] = [JsonDict({k: dict(v) for k, v in info.items()}) for info in n1["roiInfo"]]
+    first = next(iter(changed["roiInfo"].iloc[3]))
+    changed["roiInfo"].iloc[3][first]["post"] += 1
+    with pytest.raises(AssertionError):
+        assert_same_frames(changed, n2)
+    reordered = n1.copy()
+    reordered["roiInfo"] = [JsonDict(reversed(list(info.items()))) for info in n1["roiInfo"]]
+    with pytest.raises(AssertionError):
+        assert_same_frames(reordered, n2)
+    counts = r1.copy()
+    counts.loc[7, "pre"] += 1
+    with pytest.raises(AssertionError):
+        assert_same_frames(counts, r2)
+
+
+def test_neuron_table_build(client):
+    """The table in RAM holds every neuron and every neuron_rois row, in order (checked against SQL)."""
+    from flatprint.store.neurontable import clear_neuron_table_cache, neuron_table
+
+    clear_neuron_table_cache()
+    table = neuron_table(client.store)
+    assert neuron_table(client.store) is table  # kept
+    ids = client.sql("SELECT bodyId FROM segments WHERE is_neuron ORDER BY bodyId")[1]
+    assert table.body_ids.tolist() == [r[0] for r in ids]
+    rows = client.frame(
+        "SELECT bodyId, roi, pre, post, downstream, upstream, synweight FROM segment_rois "
+        "WHERE bodyId IN (SELECT bodyId FROM segments WHERE is_neuron) ORDER BY bodyId, roi"
+    )
+    every, units = table.roi_rows(np.arange(len(table.body_ids)))
+    assert table.body_ids[units].tolist() == rows["bodyId"].tolist()
+    assert [table.roi_names[c] for c in table.roi_code[every]] == rows["roi"].tolist()
+    for column in ("pre", "post", "downstream", "upstream", "synweight"):
+        assert table.counts(column, every).tolist() == rows[column].tolist(), column
+    assert 0 < table.nbytes and table.build_seconds > 0
+
+
+def test_gc_paused_path_gives_the_same_frames(client, monkeypatch):
+    """With the cyclic GC paused while many roiInfo maps are built (here from the first row), the
+    frames are the SQL path's, and the GC runs again afterwards."""
+    import gc
+
+    from flatprint.query import neurons as neurons_module
+
+    monkeypatch.setattr(neurons_module, "GC_PAUSE_ROWS", 0)
+    assert gc.isenabled()
+    (n1, r1), (n2, r2) = table_and_sql_frames(client, monkeypatch, NC(rois=["FB"]))
+    assert gc.isenabled() and len(n1) > 5
+    assert_same_frames(n1, n2)
+    assert_same_frames(r1, r2)

@@ -306,6 +306,7 @@ def test_neurons_by_roi_from_neuron_rois(client, release_dir, monkeypatch, label
     segment_rois (segments): equal frames either way, and equal to pandas on syn-points."""
     from flatprint.query import neurons as neurons_module
 
+    monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", False)  # the SQL path (the RAM one: test_query_neurons)
     monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", 0)
     texts = _recording(client, monkeypatch)
     n1, r1 = flatprint.fetch_neurons(NC(rois=["GNG"], label=label), client=client)

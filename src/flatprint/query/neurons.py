@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,8 +14,9 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import copy_as_neuroncriteria, warn_unmatched
-from flatprint.query.results import json_dicts, with_provenance
+from flatprint.query.criteria import NeuronCriteria, copy_as_neuroncriteria, warn_unmatched
+from flatprint.query.results import JsonDict, arrow_convertible, frame_from_arrow, json_dicts, with_provenance
+from flatprint.store.neurontable import ROI_COUNTS, NeuronTable, has_neuron_table, neuron_table
 from flatprint.store.sql import id_ranges_sql, quote_ident
 
 CORE_NEURON_COLS = [
@@ -39,6 +43,9 @@ _COUNT_COLS = ["pre", "post", "downstream", "upstream", "mito", "soma"]
 # The count columns of segment_rois / neuron_rois (the others are 0 per ROI, as in roiInfo).
 ROI_COUNT_COLS = frozenset({"pre", "post", "downstream", "upstream", "synweight"})
 ROI_INFO_PARSE_LIMIT = 1000  # up to this many neurons, per-ROI counts come from their roiInfo JSON
+# :Neuron criteria answer from the store's neurons in RAM (flatprint.store.neurontable) when it has them;
+# False: always through SQL (the path old stores and :Segment criteria take).
+USE_NEURON_TABLE = True
 
 
 def compile_columns(client, user_columns=(), core_columns=CORE_NEURON_COLS, core_only=False) -> list[str]:
@@ -83,22 +90,132 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
         columns = [c for c in columns if c != "roiInfo"]
     elif "roiInfo" not in columns:
         columns.append("roiInfo")
-    neuron_df = neuron_rows(client, criteria, columns)
-    if neuron_df.empty:
-        warn_unmatched(criteria, client)
-    # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised pass
-    # (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
-    neuron_df, roi_counts_df = process_neuron_df(
-        neuron_df,
-        client,
-        omit_rois,
-        from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT,
-        neurons_only=criteria.label == "Neuron",
-    )
+    table = in_ram_table(client, criteria, columns)
+    if table is not None:
+        neuron_df, roi_counts_df = neurons_from_table(table, client, criteria, columns, omit_rois)
+    else:
+        neuron_df = neuron_rows(client, criteria, columns)
+        if neuron_df.empty:
+            warn_unmatched(criteria, client)
+        # Few neurons: unpack their roiInfo (already fetched); many: read segment_rois in one vectorised
+        # pass (a scan of that table costs ~10 ms at scale 0.1 however few bodies it returns).
+        neuron_df, roi_counts_df = process_neuron_df(
+            neuron_df,
+            client,
+            omit_rois,
+            from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT,
+            neurons_only=criteria.label == "Neuron",
+        )
     query = f"fetch_neurons({criteria!r}, omit_rois={omit_rois}, returned_columns={returned_columns!r})"
     if omit_rois:
         return with_provenance(neuron_df, client, query)
     return with_provenance(neuron_df, client, query), with_provenance(roi_counts_df, client, query)
+
+
+def in_ram_table(client, criteria, columns: list[str]) -> NeuronTable | None:
+    """The store's neuron table when it can answer: :Neuron criteria, a store that has it, and
+    columns that frame_from_arrow converts (else None: the SQL path)."""
+    if not (USE_NEURON_TABLE and criteria.label == "Neuron" and has_neuron_table(client.store)):
+        return None
+    table = neuron_table(client.store)
+    kinds = table.column_types
+    if not all(c == "roiInfo" or (c in kinds and arrow_convertible(kinds[c])) for c in columns):
+        return None
+    return table
+
+
+# every NeuronCriteria argument at its default (a :Neuron criteria that selects every neuron)
+_DEFAULT_CRITERIA_STATE = NeuronCriteria()._state()
+
+
+def matching_positions(table: NeuronTable, client, criteria) -> np.ndarray:
+    """Sorted positions in ``table`` of the neurons matching ``criteria``: exact type/instance values
+    from the table's index, anything else from SQL (only bodyIds)."""
+    available = set(client.neuron_keys)
+    given = [name for name in ("type", "instance") if getattr(criteria, name)]
+    rest = copy.copy(criteria)
+    rest.type, rest.instance, rest.regex = [], [], False
+    if (
+        given
+        and not criteria.regex
+        and rest._state() == _DEFAULT_CRITERIA_STATE
+        and all(name in table.indexes and name in available for name in given)
+        and all(isinstance(v, str) for name in given for v in getattr(criteria, name))
+    ):
+        found = [table.indexes[name].lookup(getattr(criteria, name)) for name in given]
+        return found[0] if len(found) == 1 else np.union1d(*found)
+    sql = f"SELECT n.bodyId FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
+    ids = np.asarray(client.cursor().sql(sql).fetchnumpy()["bodyId"], dtype=np.int64)
+    positions = table.positions(ids)
+    if len(ids) and (positions.max() >= len(table.body_ids) or not np.array_equal(table.body_ids[positions], ids)):
+        raise QueryError("the store's neurons changed since they were read into RAM; restart the process")
+    return positions
+
+
+def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str], omit_rois: bool):
+    """fetch_neurons' frames from the neuron table in RAM: the rows SQL would return (columns as
+    frame_from_arrow converts them), roiInfo maps rebuilt from the neurons' neuron_rois rows (the
+    rows ingest wrote the roiInfo text from), and the per-ROI counts from the same rows."""
+    positions = matching_positions(table, client, criteria)
+    plain = [c for c in columns if c != "roiInfo"]
+    neuron_df = frame_from_arrow(table.rows(plain, positions))
+    if neuron_df.empty:
+        warn_unmatched(criteria, client, stacklevel=5)
+    if omit_rois:
+        return neuron_df, None
+    rows, units = table.roi_rows(positions)
+    count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
+    needed = list(dict.fromkeys(["pre", "post", *count_cols]))
+    zeros = np.zeros(len(rows), dtype=np.int64)
+    roi_rows = RoiRows(
+        units,
+        table.roi_code[rows].astype(np.int64),
+        table.roi_names,
+        {c: table.counts(c, rows) if c in ROI_COUNTS else zeros for c in needed},
+    )
+    ids = table.body_ids[positions]
+    with paused_gc(len(rows) > GC_PAUSE_ROWS):  # millions of new dicts, lists and their items
+        info = roi_info_maps(roi_rows, len(positions), table, rows)
+        # no rows: a plain empty list, which pandas types as the SQL path's column (float64)
+        neuron_df.insert(columns.index("roiInfo"), "roiInfo", info if len(info) else [])
+        for name, column in (("inputRois", "post"), ("outputRois", "pre")):
+            neuron_df[name] = roi_lists(roi_rows, len(ids), column)
+    totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
+    return neuron_df, roi_counts_frame(roi_rows, ids, totals, count_cols, client.primary_rois)
+
+
+def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.ndarray) -> np.ndarray:
+    """Each unit's roiInfo as a JsonDict (ROI -> pre, post, downstream, upstream, synweight), equal
+    key by key and in order to the stored JSON text parsed, as an object array."""
+    order = None
+    if table.roi_json_rank is not None and len(rows.units):
+        order = np.lexsort((table.roi_json_rank[rows.codes], rows.units))
+    pick = (lambda a: a) if order is None else (lambda a: a[order])
+    names = np.asarray(rows.names, dtype=object)[pick(rows.codes)].tolist()
+    counts = [pick(table.counts(c, store_rows)).tolist() for c in ROI_COUNTS]
+    cuts = np.searchsorted(rows.units, np.arange(units + 1)).tolist()
+    out = np.empty(units, dtype=object)
+    inner = [{"pre": a, "post": b, "downstream": c, "upstream": d, "synweight": e} for a, b, c, d, e in zip(*counts)]
+    out[:] = [JsonDict(zip(names[a:b], inner[a:b])) for a, b in zip(cuts[:-1], cuts[1:])]
+    return out
+
+
+GC_PAUSE_ROWS = 100_000  # from this many ROI rows, roiInfo maps and ROI lists are built with the GC paused
+
+
+@contextlib.contextmanager
+def paused_gc(pause: bool):
+    """Pause Python's cyclic garbage collector for the block: millions of new dicts and lists (none in
+    a cycle) would otherwise trigger collections that walk every tracked object, over and over (at
+    scale 1.0 by ROI: 7.8 M maps)."""
+    if not (pause and gc.isenabled()):
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @inject_client
@@ -218,9 +335,9 @@ def store_roi_rows(client, ids: np.ndarray, columns: list[str], neurons_only: bo
 def roi_lists(rows: RoiRows, units: int, column: str) -> list[list[str]]:
     """Per unit, the sorted names of its ROIs with a nonzero ``column`` count."""
     keep = rows.counts[column] > 0
-    names = np.array(rows.names, dtype=object)[rows.codes[keep]]
+    names = np.array(rows.names, dtype=object)[rows.codes[keep]].tolist()  # one list, sliced per unit
     cuts = np.searchsorted(rows.units[keep], np.arange(units + 1)).tolist()
-    return [names[a:b].tolist() for a, b in zip(cuts[:-1], cuts[1:])]
+    return [names[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def roi_counts_frame(rows: RoiRows, ids: np.ndarray, totals: dict, count_cols: list[str], primary_rois):

@@ -1,0 +1,302 @@
+"""The store's :Neuron rows in RAM: ``neurons`` (without roiInfo) and ``neuron_rois`` as arrays.
+
+``fetch_neurons`` by type reads a few rows of ``neurons`` and their per-ROI rows; through SQL each
+call pays for planning and for scanning row groups (~50-90 ms at full scale), and many neurons pay
+for the roiInfo JSON text (~5.7 kB a neuron). :func:`neuron_table` reads the two tables once per
+store and process and keeps them (bounded, least recently used first out, as
+flatprint.store.neurongraph keeps its graph):
+
+* ``columns``: every column of ``neurons`` but roiInfo, as one Arrow table in bodyId order (what a
+  ``SELECT`` of those columns returns), ``body_ids`` its bodyId column;
+* an exact-value index of ``type`` and ``instance``: value -> the positions holding it (sorted);
+* ``neuron_rois`` per neuron: ``roi_offsets`` (n + 1), ``roi_code`` (into ``roi_names``, which are
+  sorted as SQL sorts text, so a neuron's rows are in ROI name order), and the counts ``pre``,
+  ``post``, ``downstream`` in the narrowest integer type that holds them. ``upstream`` and
+  ``synweight`` are kept only when they differ from ``post`` and ``downstream + post`` (ingest
+  writes them so; checked while reading).
+
+Full scale (166,700 neurons, 13.3 M neuron x ROI rows): ~63 MB of columns and ~9 bytes an ROI row
+(~120 MB); :attr:`NeuronTable.nbytes` says exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flatprint.errors import StoreError
+
+#: The tables the neuron table is read from.
+NEURON_TABLES = ("neurons", "neuron_rois")
+#: Store formats whose roiInfo text is exactly the body's neuron_rois rows (keys pre, post,
+#: downstream, upstream, synweight; flatprint.ingest.build._segment_rois writes both in one pass).
+ROI_INFO_FORMATS = frozenset({4})
+ROI_COUNTS = ("pre", "post", "downstream", "upstream", "synweight")
+INDEXED = ("type", "instance")  # columns with an exact-value index
+KEEP_TABLES = 2
+BATCH_ROWS = 1 << 20  # neuron_rois is read in batches of this many rows (bounded transient memory)
+
+
+@dataclass
+class ValueIndex:
+    """Positions of each distinct value of a column: ``positions[offsets[k]:offsets[k + 1]]`` hold
+    ``values[k]`` (NULLs are not indexed)."""
+
+    codes: dict
+    offsets: np.ndarray
+    positions: np.ndarray
+
+    def lookup(self, values) -> np.ndarray:
+        """Sorted positions holding any of ``values``."""
+        found = [self.codes[v] for v in values if v in self.codes]
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        parts = [self.positions[self.offsets[k] : self.offsets[k + 1]] for k in found]
+        out = np.concatenate(parts).astype(np.int64, copy=False)
+        return np.unique(out) if len(found) > 1 else out
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.positions.nbytes
+
+
+@dataclass
+class NeuronTable:
+    """``neurons`` and ``neuron_rois`` of one store in RAM (module docstring). Built once."""
+
+    body_ids: np.ndarray
+    columns: pa.Table  # integer columns as int64
+    float_columns: dict  # integer columns holding NULLs -> as float64
+    column_types: dict  # column -> DuckDB type name (as stored)
+    indexes: dict  # column -> ValueIndex
+    roi_offsets: np.ndarray
+    roi_code: np.ndarray
+    roi_names: list
+    roi_counts: dict  # pre, post, downstream (and upstream, synweight when not derived) -> array
+    roi_json_rank: np.ndarray | None  # per code, its rank in roiInfo's key order (None: name order)
+    build_seconds: float = 0.0
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
+        return sum(a.nbytes for a in arrays) + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
+
+    def rows(self, names: list[str], positions: np.ndarray) -> pa.Table:
+        """The ``names`` columns at ``positions``, integers already as frame_from_arrow casts them
+        (int64; float64 where the selection holds a NULL)."""
+        taken = self.columns.select(names).take(pa.array(positions, pa.int64()))
+        for index, name in enumerate(names):
+            if name in self.float_columns and taken.column(index).null_count:
+                taken = taken.set_column(index, name, self.float_columns[name].take(pa.array(positions, pa.int64())))
+        return taken
+
+    def positions(self, bodies) -> np.ndarray:
+        """Positions of ``bodies`` (sorted, all neurons of this table)."""
+        return np.searchsorted(self.body_ids, np.asarray(bodies, dtype=np.int64))
+
+    def roi_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the neuron_rois row indices of ``positions`` in order, each row's index into ``positions``)."""
+        starts = self.roi_offsets[positions]
+        counts = self.roi_offsets[positions + 1] - starts
+        total = int(counts.sum())
+        units = np.repeat(np.arange(len(positions), dtype=np.int64), counts)
+        if not total:
+            return np.zeros(0, dtype=np.int64), units
+        shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return shift + np.arange(total, dtype=np.int64), units
+
+    def counts(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """The ``name`` count (one of ROI_COUNTS) of the neuron_rois ``rows``, as int64."""
+        if name in self.roi_counts:
+            return self.roi_counts[name][rows].astype(np.int64)
+        post = self.roi_counts["post"][rows].astype(np.int64)
+        if name == "upstream":
+            return post
+        return self.roi_counts["downstream"][rows].astype(np.int64) + post
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    if not len(values):
+        return values.astype(np.uint8)
+    low, high = int(values.min()), int(values.max())
+    for dtype in (np.uint8, np.uint16, np.uint32) if low >= 0 else (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
+
+
+def _value_index(column: pa.ChunkedArray) -> ValueIndex:
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    indices = encoded.indices
+    valid = np.asarray(indices.is_valid())
+    codes = indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    positions = np.flatnonzero(valid)
+    order = np.argsort(codes[positions], kind="stable")
+    positions = positions[order].astype(np.int32 if len(codes) < 2**31 else np.int64)
+    offsets = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes[valid], minlength=len(encoded.dictionary)), out=offsets[1:])
+    return ValueIndex({v: k for k, v in enumerate(encoded.dictionary.to_pylist())}, offsets, positions)
+
+
+def _cast_once(columns: pa.Table) -> tuple[pa.Table, dict]:
+    """The integer columns as int64, and the ones holding NULLs also as float64 (the two types
+    flatprint.query.results.frame_from_arrow casts a selection's integers to, by whether it holds a
+    NULL): done once here, not per query."""
+    as_float = {}
+    for index, name in enumerate(columns.column_names):
+        column = columns.column(index)
+        if not pa.types.is_integer(column.type):
+            continue
+        if column.null_count:
+            as_float[name] = column.cast(pa.float64())
+        if column.type != pa.int64():
+            columns = columns.set_column(index, name, column.cast(pa.int64()))
+    return columns, as_float
+
+
+def build_neuron_table(store) -> NeuronTable:
+    """Read ``neurons`` (but roiInfo) and ``neuron_rois`` into a :class:`NeuronTable`."""
+    missing = [t for t in NEURON_TABLES if not store.has_table(t)]
+    if missing:
+        raise StoreError(f"{store.path}: no neuron table without the tables {missing} (re-ingest the store)")
+    started = time.perf_counter()
+    cur = store.cursor()
+    types = {
+        name: str(kind)
+        for name, kind in cur.execute("SELECT column_name, column_type FROM (DESCRIBE neurons)").fetchall()
+        if name != "roiInfo"
+    }
+    select = ", ".join('"' + name.replace('"', '""') + '"' for name in types)
+    columns = cur.sql(f"SELECT {select} FROM neurons").to_arrow_table()  # stored in bodyId order
+    body_ids = columns.column("bodyId").to_numpy().astype(np.int64)
+    if len(body_ids) > 1 and not np.all(body_ids[1:] > body_ids[:-1]):
+        order = np.argsort(body_ids, kind="stable")
+        columns, body_ids = columns.take(pa.array(order)), body_ids[order]
+        if not np.all(body_ids[1:] > body_ids[:-1]):
+            raise StoreError(f"{store.path}: neurons holds a bodyId twice; re-ingest the store")
+    columns = columns.combine_chunks()  # one chunk a column: a take from many chunks pays per chunk
+    columns, as_float = _cast_once(columns)
+    indexes = {name: _value_index(columns.column(name)) for name in INDEXED if name in types}
+
+    names = [r[0] for r in cur.execute("SELECT DISTINCT roi FROM roi_map ORDER BY roi").fetchall()]
+    enum = "ENUM(" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + ")"
+    code_type = np.uint8 if len(names) <= 256 else np.uint16
+    total = cur.execute("SELECT count(*) FROM neuron_rois").fetchall()[0][0]
+    reader = cur.sql(
+        f"SELECT bodyId, CAST(roi AS {enum}) AS roi, {', '.join(ROI_COUNTS)} FROM neuron_rois"
+    ).to_arrow_reader(BATCH_ROWS)  # stored in (bodyId, roi) order; checked below
+    found = np.empty(total, dtype=np.int32 if len(body_ids) < 2**31 else np.int64)  # each row's neuron
+    roi_code = np.empty(total, dtype=code_type)
+    parts: dict[str, list] = {c: [] for c in ROI_COUNTS}
+    derived = True
+    at = 0
+    for batch in reader:
+        n = batch.num_rows
+        bodies = batch.column("bodyId").to_numpy()
+        # rows come in runs of one body: look up each run's body once
+        starts = np.flatnonzero(np.concatenate(([True], bodies[1:] != bodies[:-1]))) if n else np.zeros(0, np.int64)
+        where = np.searchsorted(body_ids, bodies[starts])
+        if n and (where.max() >= len(body_ids) or not np.array_equal(body_ids[where], bodies[starts])):
+            raise StoreError(f"{store.path}: neuron_rois holds a body that is not in neurons; re-ingest the store")
+        found[at : at + n] = np.repeat(where, np.diff(np.append(starts, n)))
+        roi = batch.column("roi")
+        # ENUM values arrive as a dictionary over the ENUM's names (normally all of them, in that order)
+        dictionary = roi.dictionary.to_pylist()
+        indices = roi.indices.to_numpy(zero_copy_only=False)
+        if dictionary != names:
+            indices = np.array([names.index(v) for v in dictionary], dtype=code_type)[indices]
+        roi_code[at : at + n] = indices
+        for c in ROI_COUNTS:
+            if batch.column(c).null_count:
+                raise StoreError(f"{store.path}: neuron_rois.{c} holds NULLs; re-ingest the store")
+        values = {c: batch.column(c).to_numpy() for c in ROI_COUNTS}
+        derived = derived and bool(
+            np.array_equal(values["upstream"], values["post"])
+            and np.array_equal(values["synweight"], values["downstream"] + values["post"])
+        )
+        for c in ROI_COUNTS:
+            parts[c].append(_narrow(values[c]))
+        at += n
+    if at != total:
+        raise StoreError(f"{store.path}: neuron_rois changed while it was read; restart the process")
+    kept = ("pre", "post", "downstream") if derived else ROI_COUNTS
+    roi_counts = {}
+    for c in kept:
+        dtype = np.result_type(*parts[c]) if parts[c] else np.uint8
+        roi_counts[c] = np.concatenate(parts[c]).astype(dtype, copy=False) if parts[c] else np.zeros(0, dtype)
+        parts[c] = None
+    del parts
+    step = found[1:].astype(np.int64) - found[:-1]
+    if not np.all((step > 0) | ((step == 0) & (roi_code[1:] > roi_code[:-1]))):
+        order = np.lexsort((roi_code, found))
+        found, roi_code = found[order], roi_code[order]
+        roi_counts = {c: v[order] for c, v in roi_counts.items()}
+    del step
+    roi_offsets = np.zeros(len(body_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(found, minlength=len(body_ids)), out=roi_offsets[1:])
+    # roiInfo lists a body's ROIs in the order ingest sorted its JSON pieces ('"name":{...'), which is
+    # the names' order unless an escaped name sorts differently
+    escaped = [json.dumps(n, ensure_ascii=False)[1:] for n in names]
+    json_rank = np.empty(len(names), dtype=np.int64)
+    json_rank[sorted(range(len(names)), key=escaped.__getitem__)] = np.arange(len(names))
+    return NeuronTable(
+        body_ids=body_ids,
+        columns=columns,
+        float_columns=as_float,
+        column_types=types,
+        indexes=indexes,
+        roi_offsets=roi_offsets,
+        roi_code=roi_code,
+        roi_names=names,
+        roi_counts=roi_counts,
+        roi_json_rank=None if np.array_equal(json_rank, np.arange(len(names))) else json_rank,
+        build_seconds=time.perf_counter() - started,
+    )
+
+
+_tables: OrderedDict[tuple, NeuronTable] = OrderedDict()
+_tables_lock = threading.Lock()
+_build_locks: dict[tuple, threading.Lock] = {}
+
+
+def _key(store) -> tuple:
+    return (str(store.path), store.meta.get("uuid"))
+
+
+def neuron_table(store) -> NeuronTable:
+    """The store's neuron table, built on first use and kept (stores are read-only)."""
+    key = _key(store)
+    with _tables_lock:
+        if key in _tables:
+            _tables.move_to_end(key)
+            return _tables[key]
+        lock = _build_locks.setdefault(key, threading.Lock())
+    with lock:  # one build per store even when several threads ask at once
+        with _tables_lock:
+            if key in _tables:
+                return _tables[key]
+        built = build_neuron_table(store)
+        with _tables_lock:
+            _tables[key] = built
+            while len(_tables) > KEEP_TABLES:
+                _tables.popitem(last=False)
+        return built
+
+
+def clear_neuron_table_cache() -> None:
+    """Drop every kept neuron table (the next query rebuilds its store's)."""
+    with _tables_lock:
+        _tables.clear()
+
+
+def has_neuron_table(store) -> bool:
+    """Whether the store has the tables, in a format whose roiInfo the table can rebuild."""
+    return all(store.has_table(t) for t in NEURON_TABLES) and store.info.get("storeFormat") in ROI_INFO_FORMATS
