@@ -5,9 +5,11 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-from oracle import load
+import pytest
+from oracle import load, point_id
 
-from flatprint.store.partners import partner_ends_sql
+from flatprint.errors import StoreError
+from flatprint.store.partners import partner_ends_sql, partners_of_pairs, synapses_by_id
 
 
 def test_ends_of_scattered_pairs_are_the_feathers(release_dir, store_path):
@@ -33,3 +35,29 @@ def test_ends_of_scattered_pairs_are_the_feathers(release_dir, store_path):
     np.testing.assert_array_equal(
         merged["conf_post_x"].to_numpy(np.float32), merged["conf_post_y"].to_numpy(np.float32)
     )
+
+
+def test_partners_of_pairs_are_the_feathers_rows(release_dir, store_path):
+    """Scattered pairs (and one pair of bodies that never connect): exactly the feather's rows of those
+    pairs, in the table's order; each end's synapses row has the feather's location."""
+    partners = load(release_dir, "syn-partners")
+    pairs = partners[["body_pre", "body_post"]].drop_duplicates().sample(40, random_state=3)
+    body_pre = [*pairs.body_pre, int(pairs.body_pre.iloc[0])]
+    body_post = [*pairs.body_post, 1]  # no body 1
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        rows = partners_of_pairs(con, body_pre, body_post)
+        ends, at = synapses_by_id(con, rows["pre_id"], "x, y, z")
+        with pytest.raises(StoreError, match="syn_id"):
+            synapses_by_id(con, [10**15], "x")
+    want = partners.merge(pairs, on=["body_pre", "body_post"])
+    assert len(rows["pre_id"]) == len(want) >= 40
+    order = np.lexsort([rows[c] for c in ("post_id", "pre_id", "body_post", "body_pre")])
+    np.testing.assert_array_equal(order, np.arange(len(order)))
+    got = sorted(
+        zip(
+            rows["body_pre"],
+            rows["body_post"],
+            point_id(ends.column("x").to_numpy()[at], ends.column("y").to_numpy()[at], ends.column("z").to_numpy()[at]),
+        )
+    )
+    assert got == sorted(zip(want.body_pre, want.body_post, point_id(want.x_pre, want.y_pre, want.z_pre)))
