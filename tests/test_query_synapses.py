@@ -210,3 +210,22 @@ def test_no_connection_gives_typed_empty_frame(client, release_dir, nt):
         warnings.simplefilter("ignore", NoMatchWarning)
         got = flatprint.fetch_synapse_connections(pre, 1, nt=nt, client=client)  # there is no body 1
     assert_same_frame(got, want.iloc[:0].reset_index(drop=True))
+
+
+def test_two_types_with_rois_match_the_feathers(client, release_dir):
+    """:Neuron criteria on both sides read the neuron-only edge tables, per-ROI weights included."""
+    pre, post, seg = _strongest_pair(release_dir)
+    neurons = seg[seg.is_neuron]
+    pre_type, post_type = seg.loc[pre, "type"], seg.loc[post, "type"]
+    pre_bodies = neurons.index[neurons.type == pre_type].tolist()
+    post_bodies = neurons.index[neurons.type == post_type].tolist()
+    partners = load(release_dir, "syn-partners")
+    between = partners[partners.body_pre.isin(pre_bodies) & partners.body_post.isin(post_bodies)]
+    rois = between.primary_post.astype(str).value_counts().drop("<unspecified>", errors="ignore").index[:2].tolist()
+    sc = SC(rois=rois, client=client)
+    got = flatprint.fetch_synapse_connections(
+        NC(type=pre_type), NC(type=post_type), sc, min_total_weight=5, nt="all", client=client
+    )
+    want = oracle_synapse_connections(release_dir, pre_bodies, post_bodies, rois=rois, min_total_weight=5, nt="all")
+    assert len(want) > 20
+    assert_same_frame(got, want)
