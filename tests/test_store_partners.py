@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from oracle import load, point_id
 
+import flatprint.store.partners as partners_module
 from flatprint.errors import StoreError
 from flatprint.store.partners import partner_ends_sql, partners_of_pairs, synapses_by_id
 
@@ -57,7 +58,28 @@ def test_partners_of_pairs_are_the_feathers_rows(release_dir, store_path):
         zip(
             rows["body_pre"],
             rows["body_post"],
-            point_id(ends.column("x").to_numpy()[at], ends.column("y").to_numpy()[at], ends.column("z").to_numpy()[at]),
+            point_id(ends["x"][at], ends["y"][at], ends["z"][at]),
         )
     )
     assert got == sorted(zip(want.body_pre, want.body_post, point_id(want.x_pre, want.y_pre, want.z_pre)))
+
+
+@pytest.mark.parametrize("or_ranges,most_ranges", [(4, 1024), (10_000, 10_000), (2, 3)])
+def test_synapses_by_id_of_scattered_ids_are_the_feathers(release_dir, store_path, monkeypatch, or_ranges, most_ranges):
+    """Ends of pairs from many bodies (hundreds of id ranges): read as one OR filter, as a union of
+    one scan per range, and with the ranges merged down to three; each pair's two ends are the
+    feather's locations of that pair."""
+    monkeypatch.setattr(partners_module, "_OR_RANGES", or_ranges)
+    monkeypatch.setattr(partners_module, "_MOST_RANGES", most_ranges)
+    partners = load(release_dir, "syn-partners")
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        rows = con.sql("SELECT * FROM partners USING SAMPLE 400 ROWS (reservoir, 11)").fetchnumpy()
+        ids = np.concatenate([rows["pre_id"], rows["post_id"], rows["pre_id"][:5]])  # repeated ids too
+        ends, at = synapses_by_id(con, ids, "x, y, z")
+    assert len(np.unique(ids)) > 500 and (np.diff(ends["syn_id"]) > 0).all()
+    pre, post = at[:400], at[400:800]
+    got = set(zip(rows["body_pre"], rows["body_post"], *(ends[a][pre] for a in "xyz"), *(ends[a][post] for a in "xyz")))
+    key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
+    want = set(partners[key].itertuples(index=False, name=None))
+    assert len(got) == len(set(zip(rows["pre_id"], rows["post_id"]))) and got <= want
+    np.testing.assert_array_equal(ends["syn_id"][at], ids)

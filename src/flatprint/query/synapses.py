@@ -6,16 +6,14 @@ import weakref
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
 from flatprint.store.columns import SYNAPSE_COLUMNS
-from flatprint.store.partners import partners_of_pair_query, partners_of_pairs, synapses_by_id
-from flatprint.store.sql import id_ranges_sql, sql_literal
+from flatprint.store.partners import pair_weights, partners_between, partners_of_pairs, synapses_by_id
+from flatprint.store.sql import sql_literal
 
 NT_PROPERTIES = [
     "ntAcetylcholineProb",
@@ -157,18 +155,23 @@ def _nt_items(nt) -> str:
     raise QueryError(f"nt must be None, 'max' or 'all', got {nt!r}")
 
 
-def _nt_data(ends: pa.Table, at: np.ndarray, nt) -> dict:
+def _nt_data(ends: dict, at: np.ndarray, nt) -> dict:
     """The nt columns of the rows ``at`` of ``ends`` (read with _nt_items): float32 probabilities, or
-    the categorical name of the largest and its float32 value."""
+    the categorical name of the largest and its float32 value (NaN and no name for a PSD)."""
     if nt == "all":
-        return {name: ends.column(name).to_numpy(zero_copy_only=False)[at].astype(np.float32) for name in NT_NAMES}
+        return {name: _filled(ends[name], np.nan)[at].astype(np.float32) for name in NT_NAMES}
     if nt == "max":
-        codes = pc.fill_null(ends.column("nt_position"), 0).to_numpy().astype(np.int64)[at] - 1
+        codes = _filled(ends["nt_position"], 0).astype(np.int64)[at] - 1
         return {
             "nt": pd.Categorical.from_codes(codes, NT_NAMES),
-            "ntProb": ends.column("ntProb").to_numpy(zero_copy_only=False)[at].astype(np.float32),
+            "ntProb": _filled(ends["ntProb"], np.nan)[at].astype(np.float32),
         }
     return {}
+
+
+def _filled(values: np.ndarray, fill) -> np.ndarray:
+    """A plain array from a column of fetchnumpy, its NULLs (masked entries) set to ``fill``."""
+    return values.filled(fill) if isinstance(values, np.ma.MaskedArray) else values
 
 
 class _RoiLabels:
@@ -230,6 +233,44 @@ class _RoiLabels:
         return inside["primary"][self._index(primary)] | inside["major"][self._index(major)]
 
 
+_FEW_PAIRS = 64  # body pairs listed by both sides up to which partners is read by its bodies directly
+
+
+def _few_pairs(src, tgt) -> bool:
+    """Whether both criteria list body ids, few enough that reading every partners row between them
+    costs less than finding the connected pairs first (each pre body's rows are read)."""
+    return bool(src.bodyId) and bool(tgt.bodyId) and len(src.bodyId) * len(tgt.bodyId) <= _FEW_PAIRS
+
+
+def _pairs(client, cur, src, tgt, sc, min_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """The connected body pairs (pre, post) between the criteria, weighing at least ``min_total``
+    (over the ROIs of ``sc`` when it lists some)."""
+    # neuron-only copies of the edges when both sides are :Neuron criteria; the copy sorted by the side
+    # whose body ids are given, with those ids as a literal list, so zone maps skip the rest
+    by_post = bool(tgt.bodyId) and not src.bodyId
+    edges = "connections_by_post" if by_post else "connections"
+    edge_rois = "connection_rois"
+    if src.label == tgt.label == "Neuron" and client.store.has_table(f"neuron_{edges}"):
+        edges, edge_rois = f"neuron_{edges}", "neuron_connection_rois"
+    prefilter = ""
+    side, ids = ("body_post", tgt.bodyId) if by_post else ("body_pre", src.bodyId)
+    if 0 < len(ids) <= 64:  # a longer literal list costs more per row than the zone maps save
+        prefilter = f"c.{side} IN ({', '.join(str(int(b)) for b in ids)}) AND"
+    roi_weight = ""
+    if sc.rois:
+        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
+        roi_weight = (
+            f"AND (SELECT coalesce(sum(r.weight), 0) FROM {edge_rois} r WHERE r.body_pre = c.body_pre "
+            f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}"
+        )
+    pairs = cur.execute(f"""
+        SELECT c.body_pre, c.body_post FROM {edges} c
+        WHERE {prefilter} c.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, "n")})
+          AND c.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, "m")})
+          AND c.weight >= {min_total} {roi_weight}""").fetchnumpy()
+    return pairs["body_pre"], pairs["body_post"]
+
+
 @inject_client
 def fetch_synapse_connections(
     source_criteria=None,
@@ -255,37 +296,23 @@ def fetch_synapse_connections(
         raise QueryError(f"min_total_weight must be non-negative, got {min_total_weight!r}")
     check_rois("synapse_criteria.rois", sc.rois, client.all_rois)
     min_total = max(int(min_total_weight), 1)
-    # neuron-only copies of the edges when both sides are :Neuron criteria; the copy sorted by the side
-    # whose body ids are given, with those ids as literal ranges, so zone maps skip the rest
-    by_post = bool(tgt.bodyId) and not src.bodyId
-    edges = "connections_by_post" if by_post else "connections"
-    edge_rois = "connection_rois"
-    if src.label == tgt.label == "Neuron" and client.store.has_table(f"neuron_{edges}"):
-        edges, edge_rois = f"neuron_{edges}", "neuron_connection_rois"
-    prefilter = ""
-    if src.bodyId or tgt.bodyId:
-        side, ids = ("body_post", tgt.bodyId) if by_post else ("body_pre", src.bodyId)
-        prefilter = f"{id_ranges_sql(f'c.{side}', np.asarray(ids, dtype=np.int64), gap=0, most=64)} AND"
-    roi_weight = ""
-    if sc.rois:
-        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
-        roi_weight = (
-            f"AND (SELECT coalesce(sum(r.weight), 0) FROM {edge_rois} r WHERE r.body_pre = c.body_pre "
-            f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}"
-        )
     cur = client.cursor()
-    pairs_sql = f"""
-        SELECT c.body_pre, c.body_post FROM {edges} c
-        WHERE {prefilter} c.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, "n")})
-          AND c.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, "m")})
-          AND c.weight >= {min_total} {roi_weight}"""
-    # partners holds the pairs' ids and bodies; their ends are synapses rows, read by id range, and
-    # everything per row (alignment, filters, ROI names) is NumPy over those columns.
-    if src.bodyId:  # the pre bodies are known: pairs and partners in one statement
-        rows = partners_of_pair_query(cur, pairs_sql, src.bodyId)
+    if not sc.rois and _few_pairs(src, tgt):
+        # few listed bodies on both sides: their partners rows in one statement, the criteria as
+        # subqueries; a pair's connections.weight is its number of partners rows (ingest sums them)
+        rows = partners_between(
+            cur,
+            src.bodyId,
+            tgt.bodyId,
+            f"p.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, 'n')}) "
+            f"AND p.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, 'm')})",
+        )
+        if min_total > 1:
+            heavy = pair_weights(rows) >= min_total
+            rows = {c: v[heavy] for c, v in rows.items()}
     else:
-        pairs = cur.sql(pairs_sql).fetchnumpy()
-        rows = partners_of_pairs(cur, pairs["body_pre"], pairs["body_post"])
+        rows = partners_of_pairs(cur, *_pairs(client, cur, src, tgt, sc, min_total))
+    # everything per row (alignment, filters, ROI names) is NumPy over the ends' synapses columns
     n = len(rows["pre_id"])
     conf = f"conf > {float(sc.confidence)}" if sc.confidence else "TRUE"
     ends, at = synapses_by_id(
@@ -294,8 +321,9 @@ def fetch_synapse_connections(
         f"x, y, z, conf, primary_label, major_label, {conf} AS conf_ok{_nt_items(nt)}",
     )
     pre_at, post_at = at[:n], at[n:]
-    col = {name: ends.column(name).to_numpy() for name in ("x", "y", "z", "conf", "conf_ok")}
-    labels = {name: ends.column(name).to_numpy().astype(np.int64) for name in ("primary_label", "major_label")}
+    col = {name: ends[name] for name in ("x", "y", "z", "conf")}
+    col["conf_ok"] = _filled(ends["conf_ok"], False)
+    labels = {name: ends[name].astype(np.int64) for name in ("primary_label", "major_label")}
     keep = col["conf_ok"][pre_at] & col["conf_ok"][post_at]
     rois = _RoiLabels.of(client)
     if sc.rois:

@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from flatprint.errors import StoreError
-from flatprint.store.sql import id_ranges_sql, temporary_tables
+from flatprint.store.sql import temporary_tables
 
 PARTNER_COLUMNS = ("body_pre", "body_post", "pre_id", "post_id")
-_MOST_RANGES = 64  # more literal id ranges than this are evaluated row by row (module docstring)
+_OR_RANGES = 4  # synapses_by_id: up to this many id ranges in one filter, more as a union of scans
+_MOST_RANGES = 1024  # synapses_by_id: at most this many scans (statement text and planning grow with it)
 
 
 def partner_ends_sql(pairs: str, pre_ids, post_ids, alias: str = "p", pre: str = "a", post: str = "b") -> str:
@@ -48,36 +49,61 @@ def partners_of_pairs(cursor, body_pre, body_post) -> dict[str, np.ndarray]:
     """The ``partners`` rows of the body pairs ``(body_pre[i], body_post[i])`` as NumPy columns
     (PARTNER_COLUMNS), in the table's order (body_pre, body_post, pre_id, post_id).
 
-    The scan's filter is literal ranges of the pre bodies (zone maps skip the other row groups; an IN
-    list or a semi join with a pairs table is applied row by row after the scan, 4x the CPU for the
-    neurons of two types at scale 0.01) and the post bodies' span; the exact pairs are then picked
-    in NumPy."""
+    The scan's filter is the pre bodies as a literal ``IN`` list (zone maps skip the row groups of
+    other pre bodies; at scale 1.0, 0.1-0.3 s for the 88 pairs of two types' neurons, where 64 merged
+    body ranges read 187 M rows in 5 s), the pairs a semi join with them."""
     body_pre, body_post = np.asarray(body_pre, dtype=np.int64), np.asarray(body_post, dtype=np.int64)
     if not len(body_pre):
         return {c: np.empty(0, np.int64) for c in PARTNER_COLUMNS}
-    got = cursor.sql(f"""
-        SELECT {", ".join(PARTNER_COLUMNS)} FROM partners
-        WHERE {id_ranges_sql("body_pre", body_pre, gap=0, most=64)}
-          AND body_post BETWEEN {int(body_post.min())} AND {int(body_post.max())}""").to_arrow_table()
-    rows = {c: got.column(c).to_numpy() for c in PARTNER_COLUMNS}
-    pres, posts = np.unique(body_pre), np.unique(body_post)
-    pre_at, pre_hit = _positions(pres, rows["body_pre"])
-    post_at, post_hit = _positions(posts, rows["body_post"])
-    wanted = np.unique(np.searchsorted(pres, body_pre) * len(posts) + np.searchsorted(posts, body_post))
-    keep = pre_hit & post_hit & np.isin(pre_at * len(posts) + post_at, wanted)
-    rows = {c: v[keep] for c, v in rows.items()}
-    return _in_order(rows)
+    pairs = pa.table({"body_pre": body_pre, "body_post": body_post})
+    with temporary_tables(cursor, pairs=pairs) as t:
+        return partners_between(
+            cursor,
+            body_pre,
+            None,
+            f"EXISTS (SELECT 1 FROM {t['pairs']} q WHERE q.body_pre = p.body_pre AND q.body_post = p.body_post)",
+        )
 
 
-def partners_of_pair_query(cursor, pairs_sql: str, pre_bodies) -> dict[str, np.ndarray]:
-    """As partners_of_pairs for the body pairs that the query ``pairs_sql`` returns (columns
-    ``body_pre``, ``body_post``), in one statement: ``pre_bodies`` (a superset of its pre bodies)
-    gives the literal ranges that let zone maps skip the other row groups."""
-    got = cursor.sql(f"""
-        SELECT {", ".join(f"p.{c}" for c in PARTNER_COLUMNS)} FROM partners p
-        SEMI JOIN ({pairs_sql}) q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
-        WHERE {id_ranges_sql("p.body_pre", np.asarray(pre_bodies, dtype=np.int64), gap=0, most=64)}""").to_arrow_table()
-    return _in_order({c: got.column(c).to_numpy() for c in PARTNER_COLUMNS})
+def partners_between(cursor, pre_bodies, post_bodies, condition: str = "") -> dict[str, np.ndarray]:
+    """The ``partners`` rows from any of ``pre_bodies`` to any of ``post_bodies`` (None: any body;
+    literal ``IN`` lists, so zone maps skip the other pre bodies' row groups) for which the SQL
+    ``condition`` over ``partners AS p`` holds, as NumPy columns (PARTNER_COLUMNS) in the table's
+    order."""
+    where = [f"p.body_pre IN ({_id_list(pre_bodies)})"]
+    if post_bodies is not None:
+        where.append(f"p.body_post IN ({_id_list(post_bodies)})")
+    if condition:
+        where.append(condition)
+    got = cursor.execute(
+        f"SELECT {', '.join(f'p.{c}' for c in PARTNER_COLUMNS)} FROM partners p WHERE {' AND '.join(where)}"
+    ).fetchnumpy()
+    return _in_order({c: np.asarray(got[c], dtype=np.int64) for c in PARTNER_COLUMNS})
+
+
+def _id_list(ids) -> str:
+    """Body ids as the text of a SQL ``IN`` list (sorted, once each; NULL for none)."""
+    return ", ".join(str(b) for b in sorted_unique(np.asarray(ids, dtype=np.int64)).tolist()) or "NULL"
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-d array by a sort (NumPy 2's hashing unique took 45 ms for 0.5 M ids)."""
+    values = np.sort(values)
+    if len(values) > 1:
+        values = values[np.concatenate([[True], values[1:] != values[:-1]])]
+    return values
+
+
+def pair_weights(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row of ``rows`` (partners rows in the table's order) the number of rows of its body pair:
+    the pair's ``connections.weight``, which ingest sums from the same rows."""
+    n = len(rows["body_pre"])
+    if not n:
+        return np.empty(0, np.int64)
+    new_pair = np.flatnonzero((np.diff(rows["body_pre"]) != 0) | (np.diff(rows["body_post"]) != 0)) + 1
+    starts = np.concatenate([[0], new_pair])
+    counts = np.diff(np.concatenate([starts, [n]]))
+    return np.repeat(counts, counts)
 
 
 def _in_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -88,39 +114,43 @@ def _in_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {c: v[order] for c, v in rows.items()}
 
 
-def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[pa.Table, np.ndarray]:
+def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The ``synapses`` rows whose ``syn_id`` is in ``ids``, with the SQL select items ``select``
-    (over ``synapses`` columns; ``syn_id`` comes first): the rows read, sorted by syn_id, and per
-    element of ``ids`` the position of its row there.
+    (over ``synapses`` columns): the rows read as NumPy columns (``syn_id`` and one per select item;
+    masked arrays where a column has NULLs), sorted by syn_id, and per element of ``ids`` the
+    position of its row there.
 
     Ids are read in ranges (ids closer than ``gap`` share one, so rows between them are read too):
-    the ends of one body's pairs lie in that body's rows, so a few ranges cover them and zone maps
-    skip every other row group. When the ids need more ranges than that (many bodies' ends), a semi
-    join with the ids within their span reads only their rows. Raises StoreError for an id that
-    has no row."""
+    the ends of one body's pairs lie in that body's rows, so each range reads a row group or two and
+    zone maps skip every other one. Up to _OR_RANGES ranges are one filter; more are one ``SELECT``
+    each under ``UNION ALL`` (an OR of many ranges is evaluated row by row and, past a few dozen, in
+    every row group: 4 s at scale 1.0 for the 151 ranges of two types' pairs' ends, 0.45 s as a
+    union), at most _MOST_RANGES of them (the narrowest gaps merged). Raises StoreError for an id
+    that has no row."""
     ids = np.asarray(ids, dtype=np.int64)
-    if not len(ids):
-        table = cursor.sql(f"SELECT syn_id, {select} FROM synapses WHERE FALSE").to_arrow_table()
-        return table, np.empty(0, np.intp)
-    unique = np.unique(ids)
-    if np.count_nonzero(np.diff(unique) > gap) < _MOST_RANGES:
-        table = cursor.sql(
-            f"SELECT syn_id, {select} FROM synapses WHERE {id_ranges_sql('syn_id', unique, gap=gap, most=_MOST_RANGES)}"
-        ).to_arrow_table()
-    else:  # merged ranges would read most rows between the ids (12 M rows for 0.5 M ids of two types' neurons)
-        with temporary_tables(cursor, ids=pa.table({"syn_id": unique})) as t:
-            table = cursor.sql(
-                f"SELECT syn_id, {select} FROM synapses SEMI JOIN {t['ids']} USING (syn_id) "
-                f"WHERE syn_id BETWEEN {int(unique[0])} AND {int(unique[-1])}"
-            ).to_arrow_table()
-    found = table.column(0).to_numpy()
+    unique = sorted_unique(ids)
+    if not len(unique):
+        sql = f"SELECT syn_id, {select} FROM synapses WHERE FALSE"
+    else:
+        steps = np.diff(unique)
+        cuts = np.flatnonzero(steps > gap)
+        if len(cuts) >= _MOST_RANGES:  # keep the widest gaps
+            cuts = np.sort(np.argsort(steps, kind="stable")[len(steps) - (_MOST_RANGES - 1) :])
+        lows, highs = unique[np.concatenate([[0], cuts + 1])], unique[np.concatenate([cuts, [len(unique) - 1]])]
+        ranges = [f"syn_id BETWEEN {int(a)} AND {int(b)}" for a, b in zip(lows, highs)]
+        if len(ranges) <= _OR_RANGES:
+            sql = f"SELECT syn_id, {select} FROM synapses WHERE {' OR '.join(ranges)}"
+        else:
+            sql = " UNION ALL ".join(f"SELECT syn_id, {select} FROM synapses WHERE {r}" for r in ranges)
+    rows = cursor.execute(sql).fetchnumpy()
+    found = np.asarray(rows["syn_id"], dtype=np.int64)
     if len(found) > 1 and (np.diff(found) < 0).any():
         order = np.argsort(found, kind="stable")
-        table, found = table.take(order), found[order]
+        rows, found = {c: v[order] for c, v in rows.items()}, found[order]
     at, hit = _positions(found, ids)
     if not hit.all():
         raise StoreError(f"synapses: no row for syn_id {int(ids[~hit][0])} that partners refers to")
-    return table, at
+    return rows, at
 
 
 def _positions(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
