@@ -83,3 +83,22 @@ def test_synapses_by_id_of_scattered_ids_are_the_feathers(release_dir, store_pat
     want = set(partners[key].itertuples(index=False, name=None))
     assert len(got) == len(set(zip(rows["pre_id"], rows["post_id"]))) and got <= want
     np.testing.assert_array_equal(ends["syn_id"][at], ids)
+
+
+@pytest.mark.parametrize("offset", [0, 7])
+def test_synapses_by_id_when_row_positions_are_not_syn_ids(offset):
+    """Ranges filter rowid (a syn_id is its row's position in a store); in a table whose rows sit
+    elsewhere (syn_id = position + offset) the rows are read by syn_id instead: the same answer.
+    A missing id raises StoreError either way."""
+    with duckdb.connect() as con:
+        con.execute(
+            f"CREATE TABLE synapses AS SELECT i + {offset} AS syn_id, (i * 3)::INTEGER AS x, "
+            "CASE WHEN i % 5 = 0 THEN NULL ELSE i / 10 END::FLOAT AS p FROM range(20000) t(i)"
+        )
+        ids = np.array([12, 19_000, 12, 5_000, 5_001, 8_000, 30, 10_500, 7, 15_000], dtype=np.int64)
+        ends, at = synapses_by_id(con, ids, "x, p")
+        with pytest.raises(StoreError, match=f"syn_id {20_007 + offset} "):
+            synapses_by_id(con, [20_007 + offset, 3 + offset], "x")
+    np.testing.assert_array_equal(ends["syn_id"][at], ids)
+    np.testing.assert_array_equal(ends["x"][at], (ids - offset) * 3)
+    assert ends["p"].mask[at].tolist() == [(i - offset) % 5 == 0 for i in ids]
