@@ -229,3 +229,29 @@ def test_two_types_with_rois_match_the_feathers(client, release_dir):
     want = oracle_synapse_connections(release_dir, pre_bodies, post_bodies, rois=rois, min_total_weight=5, nt="all")
     assert len(want) > 20
     assert_same_frame(got, want)
+
+
+@pytest.mark.parametrize("nt", [None, "max"])
+def test_few_listed_bodies_with_min_weight_match_the_feathers(client, release_dir, nt):
+    """Few bodies listed on both sides (partners read between them directly): pairs lighter than
+    min_total_weight are dropped by their number of synapse pairs, and with label='Neuron' a
+    listed non-neuron source contributes nothing."""
+    seg = oracle_segments(release_dir)
+    w = load(release_dir, "weights")
+    w = w[w.body_pre != w.body_post]
+    neurons = set(seg.index[seg.is_neuron])
+    top = w[w.body_pre.isin(neurons) & w.body_post.isin(neurons)].sort_values("weight", ascending=False)
+    pre_bodies = sorted(top.body_pre.drop_duplicates().iloc[:3].tolist())
+    post_bodies = sorted(top[top.body_pre.isin(pre_bodies)].body_post.drop_duplicates().iloc[:5].tolist())
+    other = w[~w.body_pre.isin(neurons) & w.body_post.isin(post_bodies)].body_pre
+    assert len(other), "no non-neuron upstream of the chosen targets"
+    between = w[w.body_pre.isin(pre_bodies) & w.body_post.isin(post_bodies)].weight
+    cut = int(between.median())
+    assert (between < cut).any() and (between >= cut).any()
+    sources = NC(bodyId=[*pre_bodies, int(other.iloc[0])], label="Neuron", client=client)
+    got = flatprint.fetch_synapse_connections(
+        sources, NC(bodyId=post_bodies, client=client), min_total_weight=cut, nt=nt, client=client
+    )
+    want = oracle_synapse_connections(release_dir, pre_bodies, post_bodies, min_total_weight=cut, nt=nt)
+    assert want.bodyId_pre.nunique() > 1 and len(want) > 20
+    assert_same_frame(got, want)
