@@ -233,13 +233,14 @@ class _RoiLabels:
         return inside["primary"][self._index(primary)] | inside["major"][self._index(major)]
 
 
-_FEW_PAIRS = 64  # body pairs listed by both sides up to which partners is read by its bodies directly
+# listed sources and body pairs up to which partners is read between the listed bodies directly
+_FEW_SOURCES, _FEW_PAIRS = 4, 64
 
 
 def _few_pairs(src, tgt) -> bool:
     """Whether both criteria list body ids, few enough that reading every partners row between them
-    costs less than finding the connected pairs first (each pre body's rows are read)."""
-    return bool(src.bodyId) and bool(tgt.bodyId) and len(src.bodyId) * len(tgt.bodyId) <= _FEW_PAIRS
+    costs less than finding the connected pairs first (every listed source's rows are scanned)."""
+    return 0 < len(src.bodyId) <= _FEW_SOURCES and bool(tgt.bodyId) and len(src.bodyId) * len(tgt.bodyId) <= _FEW_PAIRS
 
 
 def _pairs(client, cur, src, tgt, sc, min_total: int) -> tuple[np.ndarray, np.ndarray]:
