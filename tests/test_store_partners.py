@@ -5,9 +5,12 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-from oracle import load
+import pytest
+from oracle import load, point_id
 
-from flatprint.store.partners import partner_ends_sql
+import flatprint.store.partners as partners_module
+from flatprint.errors import StoreError
+from flatprint.store.partners import partner_ends_sql, partners_of_pairs, synapses_by_id
 
 
 def test_ends_of_scattered_pairs_are_the_feathers(release_dir, store_path):
@@ -33,3 +36,69 @@ def test_ends_of_scattered_pairs_are_the_feathers(release_dir, store_path):
     np.testing.assert_array_equal(
         merged["conf_post_x"].to_numpy(np.float32), merged["conf_post_y"].to_numpy(np.float32)
     )
+
+
+def test_partners_of_pairs_are_the_feathers_rows(release_dir, store_path):
+    """Scattered pairs (and one pair of bodies that never connect): exactly the feather's rows of those
+    pairs, in the table's order; each end's synapses row has the feather's location."""
+    partners = load(release_dir, "syn-partners")
+    pairs = partners[["body_pre", "body_post"]].drop_duplicates().sample(40, random_state=3)
+    body_pre = [*pairs.body_pre, int(pairs.body_pre.iloc[0])]
+    body_post = [*pairs.body_post, 1]  # no body 1
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        rows = partners_of_pairs(con, body_pre, body_post)
+        ends, at = synapses_by_id(con, rows["pre_id"], "x, y, z")
+        with pytest.raises(StoreError, match="syn_id"):
+            synapses_by_id(con, [10**15], "x")
+    want = partners.merge(pairs, on=["body_pre", "body_post"])
+    assert len(rows["pre_id"]) == len(want) >= 40
+    order = np.lexsort([rows[c] for c in ("post_id", "pre_id", "body_post", "body_pre")])
+    np.testing.assert_array_equal(order, np.arange(len(order)))
+    got = sorted(
+        zip(
+            rows["body_pre"],
+            rows["body_post"],
+            point_id(ends["x"][at], ends["y"][at], ends["z"][at]),
+        )
+    )
+    assert got == sorted(zip(want.body_pre, want.body_post, point_id(want.x_pre, want.y_pre, want.z_pre)))
+
+
+@pytest.mark.parametrize("or_ranges,most_ranges", [(4, 1024), (10_000, 10_000), (2, 3)])
+def test_synapses_by_id_of_scattered_ids_are_the_feathers(release_dir, store_path, monkeypatch, or_ranges, most_ranges):
+    """Ends of pairs from many bodies (hundreds of id ranges): read as one OR filter, as a union of
+    one scan per range, and with the ranges merged down to three; each pair's two ends are the
+    feather's locations of that pair."""
+    monkeypatch.setattr(partners_module, "_OR_RANGES", or_ranges)
+    monkeypatch.setattr(partners_module, "_MOST_RANGES", most_ranges)
+    partners = load(release_dir, "syn-partners")
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        rows = con.sql("SELECT * FROM partners USING SAMPLE 400 ROWS (reservoir, 11)").fetchnumpy()
+        ids = np.concatenate([rows["pre_id"], rows["post_id"], rows["pre_id"][:5]])  # repeated ids too
+        ends, at = synapses_by_id(con, ids, "x, y, z")
+    assert len(np.unique(ids)) > 500 and (np.diff(ends["syn_id"]) > 0).all()
+    pre, post = at[:400], at[400:800]
+    got = set(zip(rows["body_pre"], rows["body_post"], *(ends[a][pre] for a in "xyz"), *(ends[a][post] for a in "xyz")))
+    key = ["body_pre", "body_post", "x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]
+    want = set(partners[key].itertuples(index=False, name=None))
+    assert len(got) == len(set(zip(rows["pre_id"], rows["post_id"]))) and got <= want
+    np.testing.assert_array_equal(ends["syn_id"][at], ids)
+
+
+@pytest.mark.parametrize("offset", [0, 7])
+def test_synapses_by_id_when_row_positions_are_not_syn_ids(offset):
+    """Ranges filter rowid (a syn_id is its row's position in a store); in a table whose rows sit
+    elsewhere (syn_id = position + offset) the rows are read by syn_id instead: the same answer.
+    A missing id raises StoreError either way."""
+    with duckdb.connect() as con:
+        con.execute(
+            f"CREATE TABLE synapses AS SELECT i + {offset} AS syn_id, (i * 3)::INTEGER AS x, "
+            "CASE WHEN i % 5 = 0 THEN NULL ELSE i / 10 END::FLOAT AS p FROM range(20000) t(i)"
+        )
+        ids = np.array([12, 19_000, 12, 5_000, 5_001, 8_000, 30, 10_500, 7, 15_000], dtype=np.int64)
+        ends, at = synapses_by_id(con, ids, "x, p")
+        with pytest.raises(StoreError, match=f"syn_id {20_007 + offset} "):
+            synapses_by_id(con, [20_007 + offset, 3 + offset], "x")
+    np.testing.assert_array_equal(ends["syn_id"][at], ids)
+    np.testing.assert_array_equal(ends["x"][at], (ids - offset) * 3)
+    assert ends["p"].mask[at].tolist() == [(i - offset) % 5 == 0 for i in ids]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
 from flatprint.store.columns import SYNAPSE_COLUMNS
-from flatprint.store.partners import partner_ends_sql
+from flatprint.store.partners import pair_weights, partners_between, partners_of_pairs, synapses_by_id
 from flatprint.store.sql import sql_literal
 
 NT_PROPERTIES = [
@@ -139,6 +140,138 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
     return with_provenance(df, client, f"fetch_mean_synapses({nc!r}, {sc!r}, by_roi={by_roi})")
 
 
+def _nt_items(nt) -> str:
+    """SQL select items over ``synapses`` for nt=None/'max'/'all': the 7 probabilities, or the
+    1-based position of the largest (NULL for a synapse without them: PSDs) and its value."""
+    if nt is None:
+        return ""
+    probs = [f"synapses.{p}" for p in NT_PROPERTIES]
+    if nt == "all":
+        return ", " + ", ".join(f"{p} AS {name}" for p, name in zip(probs, NT_NAMES))
+    if nt == "max":
+        best = f"greatest({', '.join(probs)})"
+        position = f"list_position([{', '.join(probs)}], {best})"
+        return f", CASE WHEN {probs[0]} IS NULL THEN NULL ELSE {position} END AS nt_position, {best} AS ntProb"
+    raise QueryError(f"nt must be None, 'max' or 'all', got {nt!r}")
+
+
+def _nt_data(ends: dict, at: np.ndarray, nt) -> dict:
+    """The nt columns of the rows ``at`` of ``ends`` (read with _nt_items): float32 probabilities, or
+    the categorical name of the largest and its float32 value (NaN and no name for a PSD)."""
+    if nt == "all":
+        return {name: _filled(ends[name], np.nan)[at].astype(np.float32) for name in NT_NAMES}
+    if nt == "max":
+        codes = _filled(ends["nt_position"], 0).astype(np.int64)[at] - 1
+        return {
+            "nt": pd.Categorical.from_codes(codes, NT_NAMES),
+            "ntProb": _filled(ends["ntProb"], np.nan)[at].astype(np.float32),
+        }
+    return {}
+
+
+def _filled(values: np.ndarray, fill) -> np.ndarray:
+    """A plain array from a column of fetchnumpy, its NULLs (masked entries) set to ``fill``."""
+    return values.filled(fill) if isinstance(values, np.ma.MaskedArray) else values
+
+
+class _RoiLabels:
+    """ROI names of synapses' primary/major labels (``roi_map``), looked up in NumPy arrays indexed by
+    label instead of a join or subquery per synapse row."""
+
+    _by_store: dict[int, _RoiLabels] = {}  # a store is read-only: read its roi_map once
+
+    @classmethod
+    def of(cls, client) -> _RoiLabels:
+        store = client.store
+        labels = cls._by_store.get(id(store))
+        if labels is None:
+            labels = cls._by_store[id(store)] = cls(client.cursor())
+            weakref.finalize(store, cls._by_store.pop, id(store), None)
+        return labels
+
+    def __init__(self, cursor):
+        rows = cursor.sql(
+            "SELECT rm.roi_set, rm.label, rm.roi, coalesce(r.is_primary, false) FROM roi_map rm "
+            "LEFT JOIN rois r ON r.roi = rm.roi WHERE rm.roi_set IN ('primary', 'major') ORDER BY rm.roi"
+        ).fetchall()
+        self.rows = rows
+        size = max([label for _, label, _, _ in rows], default=0) + 1
+        self.primary = np.full(size + 1, None, dtype=object)  # the last slot: labels beyond the map
+        for roi_set, label, roi, is_primary in reversed(rows):  # the first primary ROI of a label wins
+            if roi_set == "primary" and is_primary:
+                self.primary[label] = roi
+        self.size = size
+
+    def _index(self, labels: np.ndarray) -> np.ndarray:
+        return np.where((labels >= 0) & (labels < self.size), labels, self.size)
+
+    def names(self, primary: np.ndarray, major: np.ndarray, primary_only: bool) -> np.ndarray:
+        """Per synapse its primary ROI (None outside all), or the sorted list of every ROI its labels
+        count under ([None] for none); each row its own list."""
+        if primary_only:
+            return self.primary[self._index(primary)]
+        if not len(primary):
+            return np.empty(0, dtype=object)
+        lists: dict[tuple[str, int], list[str]] = {}
+        for roi_set, label, roi, _ in self.rows:
+            lists.setdefault((roi_set, label), []).append(roi)
+        combos, inverse = np.unique(np.stack([primary, major]), axis=1, return_inverse=True)
+        per_combo = [
+            sorted(lists.get(("primary", int(p)), []) + lists.get(("major", int(m)), [])) or [None] for p, m in combos.T
+        ]
+        out = np.empty(len(primary), dtype=object)
+        out[:] = [list(per_combo[i]) for i in inverse.reshape(-1)]
+        return out
+
+    def within(self, rois, primary: np.ndarray, major: np.ndarray) -> np.ndarray:
+        """Whether each synapse lies in any of ``rois`` (at any level)."""
+        wanted = set(rois)
+        inside = {"primary": np.zeros(self.size + 1, bool), "major": np.zeros(self.size + 1, bool)}
+        for roi_set, label, roi, _ in self.rows:
+            if roi in wanted:
+                inside[roi_set][label] = True
+        return inside["primary"][self._index(primary)] | inside["major"][self._index(major)]
+
+
+# listed sources and body pairs up to which partners is read between the listed bodies directly
+_FEW_SOURCES, _FEW_PAIRS = 4, 64
+
+
+def _few_pairs(src, tgt) -> bool:
+    """Whether both criteria list body ids, few enough that reading every partners row between them
+    costs less than finding the connected pairs first (every listed source's rows are scanned)."""
+    return 0 < len(src.bodyId) <= _FEW_SOURCES and bool(tgt.bodyId) and len(src.bodyId) * len(tgt.bodyId) <= _FEW_PAIRS
+
+
+def _pairs(client, cur, src, tgt, sc, min_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """The connected body pairs (pre, post) between the criteria, weighing at least ``min_total``
+    (over the ROIs of ``sc`` when it lists some)."""
+    # neuron-only copies of the edges when both sides are :Neuron criteria; the copy sorted by the side
+    # whose body ids are given, with those ids as a literal list, so zone maps skip the rest
+    by_post = bool(tgt.bodyId) and not src.bodyId
+    edges = "connections_by_post" if by_post else "connections"
+    edge_rois = "connection_rois"
+    if src.label == tgt.label == "Neuron" and client.store.has_table(f"neuron_{edges}"):
+        edges, edge_rois = f"neuron_{edges}", "neuron_connection_rois"
+    prefilter = ""
+    side, ids = ("body_post", tgt.bodyId) if by_post else ("body_pre", src.bodyId)
+    if 0 < len(ids) <= 64:  # a longer literal list costs more per row than the zone maps save
+        prefilter = f"c.{side} IN ({', '.join(str(int(b)) for b in ids)}) AND"
+    roi_weight = ""
+    if sc.rois:
+        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
+        roi_weight = (
+            f"AND (SELECT coalesce(sum(r.weight), 0) FROM {edge_rois} r WHERE r.body_pre = c.body_pre "
+            f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}"
+        )
+    pairs = cur.execute(f"""
+        SELECT c.body_pre, c.body_post FROM {edges} c
+        WHERE {prefilter} c.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, "n")})
+          AND c.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, "m")})
+          AND c.weight >= {min_total} {roi_weight}""").fetchnumpy()
+    return pairs["body_pre"], pairs["body_post"]
+
+
 @inject_client
 def fetch_synapse_connections(
     source_criteria=None,
@@ -164,87 +297,55 @@ def fetch_synapse_connections(
         raise QueryError(f"min_total_weight must be non-negative, got {min_total_weight!r}")
     check_rois("synapse_criteria.rois", sc.rois, client.all_rois)
     min_total = max(int(min_total_weight), 1)
-    roi_weight = ""
-    if sc.rois:
-        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
-        roi_weight = (
-            f"AND (SELECT coalesce(sum(r.weight), 0) FROM connection_rois r WHERE r.body_pre = c.body_pre "
-            f"AND r.body_post = c.body_post AND r.roi IN ({roi_list})) >= {min_total}"
-        )
-    nt_sql, nt_cols = _nt_columns(nt, "a")
-
-    def roi_list_expr(primary_label, major_label):
-        """The synapse's ROI names as neuprint-python reports them (one primary ROI, or a sorted list)."""
-        if sc.primary_only:
-            return (
-                f"(SELECT rm.roi FROM roi_map rm JOIN rois r ON r.roi = rm.roi AND r.is_primary "
-                f"WHERE rm.roi_set = 'primary' AND rm.label = {primary_label} LIMIT 1)"
-            )
-        return (
-            f"(SELECT list(rm.roi ORDER BY rm.roi) FROM roi_map rm WHERE (rm.roi_set = 'primary' AND rm.label = "
-            f"{primary_label}) OR (rm.roi_set = 'major' AND rm.label = {major_label}))"
-        )
-
-    # partners holds the pairs' ids and bodies; their ends are synapses rows, read by id range.
-    conf = f"a.{_CONF} > {float(sc.confidence)} AND b.{_CONF} > {float(sc.confidence)}" if sc.confidence else "TRUE"
-    roi_filter = "TRUE"
-    if sc.rois:
-        roi_list = ", ".join(sql_literal(r) for r in sc.rois)
-        roi_filter = (
-            f"EXISTS (SELECT 1 FROM roi_map m WHERE m.roi IN ({roi_list}) AND "
-            "((m.roi_set = 'primary' AND m.label = b.primary_label) OR "
-            "(m.roi_set = 'major' AND m.label = b.major_label)))"
-        )
-    pairs = client.sql(f"""
-        SELECT c.body_pre, c.body_post FROM connections c
-        WHERE c.body_pre IN (SELECT n.bodyId FROM segments n WHERE {src.where(client, "n")})
-          AND c.body_post IN (SELECT m.bodyId FROM segments m WHERE {tgt.where(client, "m")})
-          AND c.weight >= {min_total} {roi_weight}""")[1]
-    # An explicit list of pre bodies lets the scan of partners (sorted by body_pre) skip row groups.
-    pre_list = ", ".join(str(b) for b in sorted({a for a, _ in pairs})) or "NULL"
-    pairs_table = pa.table(
-        {
-            "body_pre": pa.array([a for a, _ in pairs], pa.int64()),
-            "body_post": pa.array([b for _, b in pairs], pa.int64()),
-        }
-    )
     cur = client.cursor()
-    with client.temporary_tables(pairs=pairs_table) as t:
-        rows = cur.sql(f"""
-            SELECT p.body_pre, p.body_post, p.pre_id, p.post_id
-            FROM partners p SEMI JOIN {t["pairs"]} q ON q.body_pre = p.body_pre AND q.body_post = p.body_post
-            WHERE p.body_pre IN ({pre_list})""").to_arrow_table()
-    with client.temporary_tables(rows=rows) as t:
-        sql = f"""
-            SELECT p.body_pre AS bodyId_pre, p.body_post AS bodyId_post,
-                   {roi_list_expr("a.primary_label", "a.major_label")} AS roi_pre,
-                   {roi_list_expr("b.primary_label", "b.major_label")} AS roi_post,
-                   a.x AS x_pre, a.y AS y_pre, a.z AS z_pre, b.x AS x_post, b.y AS y_post, b.z AS z_post,
-                   a.{_CONF} AS confidence_pre, b.{_CONF} AS confidence_post{nt_sql}
-            FROM {partner_ends_sql(t["rows"], rows.column("pre_id"), rows.column("post_id"))}
-            WHERE {conf} AND {roi_filter}
-            ORDER BY p.body_pre, p.body_post, p.pre_id, p.post_id"""
-        df = cur.execute(sql).df()
-    df = df.astype(
-        {
-            "bodyId_pre": np.int64,
-            "bodyId_post": np.int64,
-            "x_pre": np.int32,
-            "y_pre": np.int32,
-            "z_pre": np.int32,
-            "x_post": np.int32,
-            "y_post": np.int32,
-            "z_post": np.int32,
-            "confidence_pre": np.float32,
-            "confidence_post": np.float32,
-        }
+    if not sc.rois and _few_pairs(src, tgt):
+        # few listed bodies on both sides: their partners rows in one statement, the criteria as
+        # subqueries; a pair's connections.weight is its number of partners rows (ingest sums them)
+        rows = partners_between(
+            cur,
+            src.bodyId,
+            tgt.bodyId,
+            f"p.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, 'n')}) "
+            f"AND p.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, 'm')})",
+        )
+        if min_total > 1:
+            heavy = pair_weights(rows) >= min_total
+            rows = {c: v[heavy] for c, v in rows.items()}
+    else:
+        rows = partners_of_pairs(cur, *_pairs(client, cur, src, tgt, sc, min_total))
+    # everything per row (alignment, filters, ROI names) is NumPy over the ends' synapses columns
+    n = len(rows["pre_id"])
+    conf = f"conf > {float(sc.confidence)}" if sc.confidence else "TRUE"
+    ends, at = synapses_by_id(
+        cur,
+        np.concatenate([rows["pre_id"], rows["post_id"]]),
+        f"x, y, z, conf, primary_label, major_label, {conf} AS conf_ok{_nt_items(nt)}",
     )
-    for col in ("roi_pre", "roi_post"):
-        if sc.primary_only:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-        else:
-            df[col] = [list(v) if v is not None and len(v) else [None] for v in df[col]]
-    df = _finish_nt(df, nt)
+    pre_at, post_at = at[:n], at[n:]
+    col = {name: ends[name] for name in ("x", "y", "z", "conf")}
+    col["conf_ok"] = _filled(ends["conf_ok"], False)
+    labels = {name: ends[name].astype(np.int64) for name in ("primary_label", "major_label")}
+    keep = col["conf_ok"][pre_at] & col["conf_ok"][post_at]
+    rois = _RoiLabels.of(client)
+    if sc.rois:
+        keep &= rois.within(sc.rois, labels["primary_label"][post_at], labels["major_label"][post_at])
+    pre_at, post_at = pre_at[keep], post_at[keep]
+    data = {
+        "bodyId_pre": rows["body_pre"][keep],
+        "bodyId_post": rows["body_post"][keep],
+        "roi_pre": rois.names(labels["primary_label"][pre_at], labels["major_label"][pre_at], sc.primary_only),
+        "roi_post": rois.names(labels["primary_label"][post_at], labels["major_label"][post_at], sc.primary_only),
+    }
+    for side, where in (("pre", pre_at), ("post", post_at)):
+        for axis in "xyz":
+            data[f"{axis}_{side}"] = col[axis][where].astype(np.int32, copy=False)
+    data["confidence_pre"] = col["conf"][pre_at].astype(np.float32, copy=False)
+    data["confidence_post"] = col["conf"][post_at].astype(np.float32, copy=False)
+    data.update(_nt_data(ends, pre_at, nt))
+    index = pd.RangeIndex(len(pre_at))
+    for side in ("roi_pre", "roi_post"):  # object, None for no ROI (pandas would infer its str dtype)
+        data[side] = pd.Series(data[side], index=index, dtype=object, copy=False)
+    df = pd.DataFrame(data, index=index, copy=False)
     if df.empty:
         warn_unmatched(src, client, argument="source_criteria.")
         warn_unmatched(tgt, client, argument="target_criteria.")

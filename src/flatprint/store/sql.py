@@ -53,7 +53,7 @@ def id_ranges_sql(column: str, ids, gap: int = 1 << 16, most: int = 256) -> str:
     given, as long as there are at most ``most`` runs). DuckDB prunes row groups of a sorted table by
     it; a semi join with an id table or an IN list over scattered ids scans the whole column (0.6 s
     for a few thousand synapses of 357 M at full scale; 2 ms with ranges)."""
-    values = np.unique(np.asarray([int(v) for v in ids], dtype=np.int64))
+    values = np.unique(np.asarray(ids if isinstance(ids, np.ndarray) else [int(v) for v in ids], dtype=np.int64))
     if not len(values):
         return "FALSE"
     steps = np.diff(values)
