@@ -22,9 +22,7 @@ Full scale (166,700 neurons, 13.3 M neuron x ROI rows): ~63 MB of columns and ~9
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.errors import StoreError
+from flatprint.store.cache import BuildOnceCache, store_key
 
 #: The tables the neuron table is read from.
 NEURON_TABLES = ("neurons", "neuron_rois")
@@ -262,39 +261,17 @@ def build_neuron_table(store) -> NeuronTable:
     )
 
 
-_tables: OrderedDict[tuple, NeuronTable] = OrderedDict()
-_tables_lock = threading.Lock()
-_build_locks: dict[tuple, threading.Lock] = {}
-
-
-def _key(store) -> tuple:
-    return (str(store.path), store.meta.get("uuid"))
+_tables: BuildOnceCache[NeuronTable] = BuildOnceCache(max_entries=lambda: KEEP_TABLES)
 
 
 def neuron_table(store) -> NeuronTable:
     """The store's neuron table, built on first use and kept (stores are read-only)."""
-    key = _key(store)
-    with _tables_lock:
-        if key in _tables:
-            _tables.move_to_end(key)
-            return _tables[key]
-        lock = _build_locks.setdefault(key, threading.Lock())
-    with lock:  # one build per store even when several threads ask at once
-        with _tables_lock:
-            if key in _tables:
-                return _tables[key]
-        built = build_neuron_table(store)
-        with _tables_lock:
-            _tables[key] = built
-            while len(_tables) > KEEP_TABLES:
-                _tables.popitem(last=False)
-        return built
+    return _tables.get(store_key(store), lambda: build_neuron_table(store))
 
 
 def clear_neuron_table_cache() -> None:
     """Drop every kept neuron table (the next query rebuilds its store's)."""
-    with _tables_lock:
-        _tables.clear()
+    _tables.clear()
 
 
 def has_neuron_table(store) -> bool:
