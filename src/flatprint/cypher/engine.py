@@ -40,8 +40,8 @@ from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTime
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
 from flatprint.cypher.memory import MemoryBudgetError
+from flatprint.cypher.plan import needed_properties, row_cap
 from flatprint.cypher.plancache import PlanCache, prepare
-from flatprint.cypher.planner import needed_properties, row_cap
 from flatprint.cypher.procedures import ProcedureExecution
 from flatprint.cypher.projection import ProjectionExecution, distinct
 from flatprint.cypher.pushdown import PushdownExecution
