@@ -77,10 +77,10 @@ class MatchExecution:
             pattern_groups=groups,
         )
         new_vars = [n for n in list(plan.nodes) + list(plan.rels) if n not in rows[0]]
-        if plan.sql is not None:
+        if not plan.matches_nothing:
             narrow_to_neurons(plan, self.run_sql)
             narrow_partner_bodies(plan, self.run_sql)
-        if plan.sql is None:
+        if plan.matches_nothing:
             results = []
         else:
             tables = {}

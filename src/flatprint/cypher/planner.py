@@ -516,7 +516,7 @@ def narrow_to_neurons(plan: MatchPlan, run_sql) -> None:
     that ConnectsTo joins neurons at both ends, so it reads the neuron-only copies (~1/30 of the
     rows), its partner-body query too, and its roiInfo comes from ``neuron_connection_rois``."""
     for check, name in plan.neuron_checks:
-        if plan.sql is None or not run_sql(check)[0][0]:
+        if plan.matches_nothing or not run_sql(check)[0][0]:
             continue
         rel = plan.rels[name]
         rel.neurons = True

@@ -71,7 +71,7 @@ class PushdownExecution:
             pattern_groups=pattern_groups(match),
             also_reads=reads,
         )
-        if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
+        if plan.matches_nothing or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
             return None
         tables = {"bound": self._bound_table(rows, plan.bound_columns, bound_kinds)} if plan.uses_bound else {}
         rendered = self._render_items(expressions, names, plan, aggregating, projection.distinct)
@@ -213,7 +213,7 @@ class PushdownExecution:
             needed_props=set(),
             pattern_groups=pattern_groups(match),
         )
-        if general.sql is None or general.residual or general.path_bindings or general.uses_bound:
+        if general.matches_nothing or general.residual or general.path_bindings or general.uses_bound:
             return None
         if general.nodes.get(condition.variable) is None or general.nodes[condition.variable].kind != SEGMENT:
             return None
