@@ -20,25 +20,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher.values import POINT_CRS
-from flatprint.store.sql import id_ranges_sql, quote_ident
+from flatprint.cypher import sqlgen
 
 BLOCK_ROWS = 16384  # rows parsed between two checks of the deadline and the memory budget
-
-_CRS_JSON = orjson.dumps(POINT_CRS).decode()
-
-
-def _key(name: str) -> str:
-    """``"name":`` as a SQL string literal."""
-    return "'" + orjson.dumps(name).decode().replace("'", "''") + ":'"
-
-
-def _number_json(sql: str) -> str:
-    """JSON text of a numeric SQL value: null for NaN/infinity, NULL (key left out) for NULL."""
-    return (
-        f"CASE WHEN isfinite(({sql})::DOUBLE) THEN to_json(({sql})::DOUBLE)::VARCHAR "
-        f"WHEN ({sql}) IS NOT NULL THEN 'null' END"
-    )
 
 
 def _flag_table(model, roi_set: str, removed: set[str]) -> pa.Table:
@@ -67,36 +51,14 @@ def synapse_maps_json(
     ``apoc.map.removeKeys(node, removed)``) writes it; nulls left out. ``rows``: the synapses' columns
     (``id`` and :func:`map_columns`) fetched already, else they are read from the synapses table."""
     drop = set(removed or ())
-    parts = []
-    if "type" not in drop:
-        parts.append(f"{_key('type')} || to_json(s.kind)::VARCHAR")
-    if "confidence" not in drop:
-        parts.append(f"{_key('confidence')} || ({_number_json('s.conf')})")
-    if "location" not in drop:
-        coords = " || ',' || ".join(f"coalesce(s.{c}::VARCHAR, 'null')" for c in ("x", "y", "z"))
-        parts.append(f"""'"location":{{"type":"Point","coordinates":[' || {coords} || '],"crs":{_CRS_JSON}}}'""")
-    for name in model.nt_columns:
-        if name not in drop:
-            parts.append(f"{_key(name)} || ({_number_json('s.' + quote_ident(name))})")
-    parts += ["pf.frag", "mf.frag"]
     tables = {"primary_flags": _flag_table(model, "primary", drop), "major_flags": _flag_table(model, "major", drop)}
     if rows is not None:  # the answer's own columns: no second scan of synapses
-        source = "(SELECT DISTINCT * FROM map_rows) s"
         tables["map_rows"] = rows
+        sql = sqlgen.synapse_maps_json_sql(model.nt_columns, drop)
     else:
         ids = ids.cast(pa.int64())
-        source = (
-            f"(SELECT * FROM synapses s SEMI JOIN ids_table i ON s.syn_id = i.id "
-            f"WHERE {id_ranges_sql('s.syn_id', ids.to_numpy())}) s"
-        )
         tables["ids_table"] = pa.table({"id": ids})
-    id_column = "id" if rows is not None else "syn_id"
-    sql = (
-        f"SELECT s.{id_column} AS id, '{{' || concat_ws(',', {', '.join(parts)}) || '}}' AS j "
-        f"FROM {source} "
-        "LEFT JOIN primary_flags pf ON pf.label = coalesce(s.primary_label, 0) "
-        "LEFT JOIN major_flags mf ON mf.label = coalesce(s.major_label, 0)"
-    )
+        sql = sqlgen.synapse_maps_json_sql(model.nt_columns, drop, ids.to_numpy())
     return run_arrow(sql, tables)
 
 
@@ -138,18 +100,15 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
     """Rows (lists, as JSON parses them) and the Arrow answer of a query result ``table`` whose
     column i is a plain value, or (i in ``maps``) a synapse id to be replaced by its map's JSON
     (``maps[i]``: an (id, j) table)."""
-    columns, cells = [], []
+    columns = []
     for index in range(table.num_columns):
         column = table.column(index)
-        alias = f"c{index}"
         if index in maps:
             found = maps[index]
             positions = pc.index_in(column.cast(pa.int64()), value_set=found.column("id"))
             column = found.column("j").take(positions)
-            cells.append(f"coalesce({alias}, 'null')")
         else:
             column = arrow_column(column)  # doubles: to_json writes the shortest round-trip form
-            cells.append(f"coalesce(to_json({alias})::VARCHAR, 'null')")
         columns.append(column)
     answer = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
     arrow_names = list(names)
@@ -172,8 +131,8 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
         ]
         check_rows(answer.num_rows)
         return [list(row) for row in zip(*values)], arrow
-    row_sql = " || ',' || ".join(cells)
-    texts = run_arrow(f"SELECT '[' || {row_sql} || ']' AS row FROM answer", {"answer": answer}).column("row")
+    sql = sqlgen.json_rows_sql([index in maps for index in range(len(columns))])
+    texts = run_arrow(sql, {"answer": answer}).column("row")
     rows: list[list] = []
     # Parsing creates millions of containers, each of which would count towards a run of Python's
     # cyclic garbage collector (which then walks every row so far): off while parsing, it is 10x faster.

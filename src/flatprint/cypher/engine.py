@@ -5,13 +5,16 @@ Stages (one module each, as in sqlglot)::
     text --tokens/parser--> ast.Query --analyzer--> (every refusal, with line/column, against registry)
          (plancache: both once per query shape; a text of a known shape gets the tree with its literals)
          --rewriter--> (constant WITHs inlined, pass-through WITHs folded, MATCHes merged)
-         --Execution (this module): clause by clause over rows (dicts variable -> value)--
-           MATCH (+ WITH/RETURN)  --pushdown--> one SQL query with GROUP BY / ORDER BY / LIMIT
-           MATCH       --matching: planner + sqlgen--> SQL --DuckDB--> rows
-                       variable-length / shortest paths --paths--> BFS, one SQL query per level
-           WITH / RETURN / UNWIND --projection + evaluator--> projection, aggregation, ordering
-           CALL        --procedures--> the registry's procedures
+         --plan--> a tree of steps (plan_tree(text) shows it), walked here over rows (dicts):
+           SqlMatchProject  --pushdown: planner + sqlgen--> one SQL query with GROUP BY / ORDER BY / LIMIT
+                            (else its SqlMatch, then its Projection)
+           SqlMatch         --matching: planner + sqlgen--> SQL --DuckDB--> rows
+           PathSearch       --paths--> BFS, one SQL query per level
+           Projection / Unwind --projection + evaluator--> projection, aggregation, ordering
+           ProcedureCall    --procedures--> the registry's procedures
          --values.to_output--> CypherResult(columns, data) as neuPrintHTTP returns it
+
+Only the SQL generator (sqlgen/) writes SQL text; this module runs it under the deadline.
 
 A timeout (default 60 s) interrupts DuckDB (``connection.interrupt()`` from the watchdog in
 deadline.py) and the Python loops, and raises :class:`CypherTimeoutError` ("... timeout ..."). The
@@ -40,12 +43,23 @@ from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTime
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
 from flatprint.cypher.memory import MemoryBudgetError
+from flatprint.cypher.plan import (
+    PartPlan,
+    PathSearch,
+    ProcedureCall,
+    Projection,
+    SqlMatch,
+    SqlMatchProject,
+    Unwind,
+    explain,
+    needed_properties,
+    plan_query,
+)
 from flatprint.cypher.plancache import PlanCache, prepare
-from flatprint.cypher.planner import needed_properties, row_cap
 from flatprint.cypher.procedures import ProcedureExecution
 from flatprint.cypher.projection import ProjectionExecution, distinct
 from flatprint.cypher.pushdown import PushdownExecution
-from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs, normalize_projections
+from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs
 from flatprint.cypher.schema import GraphView, model_of
 from flatprint.cypher.values import hashable, output_rows
 from flatprint.errors import QueryError
@@ -57,6 +71,7 @@ __all__ = [
     "CypherCancelledError",
     "MemoryBudgetError",
     "check_query",
+    "plan_tree",
     "inline_constant_withs",
     "fold_pass_through_withs",
     "needed_properties",
@@ -145,6 +160,16 @@ def execute(
 # static checks: refuse before running (the analyzer)
 
 check_query = analyze
+
+
+def plan_tree(text: str) -> str:
+    """The plan the executor walks for ``text`` (parsed and analyzed afresh), as indented lines::
+
+    SqlMatchProject
+      SqlMatch: MATCH (n:Neuron) WHERE n.bodyId = 1
+      Projection: RETURN n.type
+    """
+    return explain(plan_query(prepare(text, False)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,55 +272,59 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
     # -- queries
 
     def run_query(self, query: ast.Query) -> tuple[list[str], list[list]]:
+        plan = plan_query(query)
         columns: list[str] | None = None
         out: list[list] = []
         complete = True
-        for part in query.parts:
+        for part in plan.parts:
             self.entities_complete = False
-            part_columns, rows = self.run_single(part)
+            part_columns, rows = self.run_part(part)
             complete = complete and self.entities_complete
             columns = columns or part_columns
             out.extend(rows)
-        if len(query.parts) > 1 and not query.union_all:
+        if len(plan.parts) > 1 and not plan.union_all:
             out = distinct(out, lambda row: hashable(list(row)))
         self.entities_complete = complete
         return columns or [], out
 
-    def run_single(self, part: ast.SingleQuery) -> tuple[list[str], list[list]]:
+    def run_part(self, part: PartPlan) -> tuple[list[str], list[list]]:
+        """Walks the steps of one part over rows (dicts variable -> value); (columns, rows) of its end."""
         rows: list[dict] = [{}]
-        clauses = fold_pass_through_withs(inline_constant_withs(normalize_projections(part.clauses)))
-        position = 0
-        while position < len(clauses):
-            clause = clauses[position]
+        for step in part.steps:
             self.deadline.check()
-            if isinstance(clause, ast.Match):
-                following = clauses[position + 1] if position + 1 < len(clauses) else None
-                pushed = self.match_and_aggregate(clause, following, rows)
+            if isinstance(step, SqlMatchProject):
+                projection = step.projection.clause
+                pushed = self.match_and_aggregate(step.match.clause, projection, rows)
                 if pushed is not None:
                     names, rows = pushed
-                    if isinstance(following, ast.Return):
+                    if isinstance(projection, ast.Return):
                         # every node in these rows already holds its whole property map
                         self.entities_complete = True
                         if self.columnar_arrow is not None:
                             return names, rows
                         return names, [[r[n] for n in names] for r in rows]
-                    rows = self._with_where(following, rows)
-                    position += 2
+                    rows = self._with_where(projection, rows)
                     continue
-                rows = self.match(clause, rows, row_cap=row_cap(clauses, position))
-            elif isinstance(clause, ast.Unwind):
-                rows = self.unwind(clause, rows)
-            elif isinstance(clause, ast.With):
-                names, rows = self.project(clause, rows)
-                rows = self._with_where(clause, rows)
-            elif isinstance(clause, ast.Return):
-                names, projected = self.project(clause, rows)
+                # an item does not render in SQL: the match alone, then the projection
+                rows = self.match(step.match.clause, rows, row_cap=step.match.row_cap)
+                self.deadline.check()
+                step = step.projection
+            if isinstance(step, SqlMatch):
+                rows = self.match(step.clause, rows, row_cap=step.row_cap)
+            elif isinstance(step, PathSearch):
+                rows = self.match(step.clause, rows)
+            elif isinstance(step, Unwind):
+                rows = self.unwind(step.clause, rows)
+            elif isinstance(step, Projection) and isinstance(step.clause, ast.With):
+                names, rows = self.project(step.clause, rows)
+                rows = self._with_where(step.clause, rows)
+            elif isinstance(step, Projection):
+                names, projected = self.project(step.clause, rows)
                 return names, [[r[n] for n in names] for r in projected]
-            elif isinstance(clause, ast.Call):
-                rows, names = self.call(clause, rows)
-                if position == len(clauses) - 1:
+            elif isinstance(step, ProcedureCall):
+                rows, names = self.call(step.clause, rows)
+                if step.last:
                     return names, [[r[n] for n in names] for r in rows]
-            position += 1
         return [], []
 
     def _with_where(self, clause: ast.With, rows):

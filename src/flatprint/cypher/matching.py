@@ -9,11 +9,11 @@ from flatprint.cypher import ast
 from flatprint.cypher.deadline import CHECK_EVERY
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
+from flatprint.cypher.kinds import CONNECTS, META, SEGMENT, SYNAPSE
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
-from flatprint.cypher.schema import CONNECTS, META, SEGMENT, SYNAPSE
-from flatprint.cypher.sqlgen import SqlScope, all_of, compile_predicate, conjuncts, variables_in, with_limit
+from flatprint.cypher.sqlgen import all_of, conjuncts, path_filter_sql, variables_in, with_limit
 from flatprint.cypher.values import NodeRef, Path, Point, RelRef
 from flatprint.errors import QueryError
 
@@ -77,10 +77,10 @@ class MatchExecution:
             pattern_groups=groups,
         )
         new_vars = [n for n in list(plan.nodes) + list(plan.rels) if n not in rows[0]]
-        if plan.sql is not None:
+        if not plan.matches_nothing:
             narrow_to_neurons(plan, self.run_sql)
             narrow_partner_bodies(plan, self.run_sql)
-        if plan.sql is None:
+        if plan.matches_nothing:
             results = []
         else:
             tables = {}
@@ -293,17 +293,12 @@ class MatchExecution:
             ):
                 continue
             function = term.source.lower_name
-            scope = SqlScope(self.model, params=self.params)
-            if function in ("relationships", "rels"):
-                scope.rels[term.variable] = (CONNECTS, "c")
-                sql = compile_predicate(term.where, scope)
-                if sql and variables_in(term.where) <= {term.variable}:
-                    edge_parts.append(sql)
-            elif function == "nodes":
-                scope.nodes[term.variable] = (SEGMENT, "n", "n.bodyId")
-                sql = compile_predicate(term.where, scope)
-                if sql and variables_in(term.where) <= {term.variable}:
-                    node_parts.append(sql)
+            over = "relationships" if function in ("relationships", "rels") else function
+            if over not in ("relationships", "nodes"):
+                continue
+            sql = path_filter_sql(self.model, self.params, term.variable, over, term.where)
+            if sql and variables_in(term.where) <= {term.variable}:
+                (edge_parts if over == "relationships" else node_parts).append(sql)
         return all_of(edge_parts), all_of(node_parts)
 
 

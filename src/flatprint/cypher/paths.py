@@ -8,7 +8,7 @@ module turns the edges it finds into ConnectsTo relationships.
 
 from __future__ import annotations
 
-from flatprint.cypher.schema import CONNECTS
+from flatprint.cypher.kinds import CONNECTS
 from flatprint.cypher.values import RelRef
 from flatprint.store import graph as search
 from flatprint.store.graph import ConnectionGraph

@@ -1,4 +1,4 @@
-"""Planning a MATCH: pattern variables -> table aliases and join conditions -> one SQL query.
+"""Planning a MATCH: pattern variables -> table aliases and join conditions (sqlgen writes the SQL).
 
 :func:`plan_match` takes the patterns of one MATCH (fixed-length parts only; variable-length
 relationships are split off for :mod:`flatprint.cypher.paths`), the kinds of the variables bound
@@ -19,27 +19,45 @@ id ranges, so the synapses and partners of the other side are read by range, not
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flatprint.cypher import ast
 from flatprint.cypher.errors import unsupported
-from flatprint.cypher.registry import contains_aggregate
-from flatprint.cypher.schema import (
+from flatprint.cypher.kinds import (
     CONNECTS,
     CONTAINS,
     EMPTY,
     META,
-    REL_TYPES,
     SEGMENT,
     SYNAPSE,
     SYNAPSES_TO,
     SYNSET,
-    GraphModel,
+    infer_kinds,
+    rel_kind,
 )
-from flatprint.cypher.sqlgen import SqlScope, compile_predicate, compile_value, conjuncts, in_sql, variables_in
-from flatprint.store.sql import id_ranges_sql, quote_ident
+from flatprint.cypher.schema import GraphModel
+from flatprint.cypher.sqlgen import (
+    FromItem,
+    PartnerBodies,
+    SqlScope,
+    all_neurons_check_sql,
+    body_ranges,
+    bound_column,
+    column,
+    compile_predicate,
+    compile_value,
+    conjuncts,
+    equals,
+    from_where_sql,
+    in_sql,
+    is_bound_column,
+    match_statement,
+    node_property_sql,
+    partner_bodies_sql,
+    rows_differ,
+    variables_in,
+)
 
 _anon = itertools.count()
 
@@ -69,7 +87,9 @@ class RelVar:
 
 @dataclass
 class MatchPlan:
-    sql: str | None  # None: the pattern cannot match anything
+    """A planned MATCH; sqlgen renders :attr:`sql` from its FROM items, conditions and columns."""
+
+    matches_nothing: bool = True  # until planned to the end: the pattern cannot match anything
     nodes: dict[str, NodeVar] = field(default_factory=dict)
     rels: dict[str, RelVar] = field(default_factory=dict)
     columns: list[tuple[str, str, str]] = field(default_factory=list)  # (output name, variable, what)
@@ -79,75 +99,26 @@ class MatchPlan:
     path_bindings: list[tuple[str, list[str]]] = field(default_factory=list)  # path var -> element vars
     null_props: dict[str, list[str]] = field(default_factory=dict)  # variable -> properties known null
     scope: SqlScope | None = None  # for compiling projections onto the match
-    from_where: str = ""  # the SQL after SELECT ... (FROM and WHERE)
-    # (SQL listing candidate bodies, columns they filter): see :func:`narrow_partner_bodies`
-    partner_bodies: list[tuple[str, list[str]]] = field(default_factory=list)
+    from_items: list[FromItem] = field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)  # SQL, all true for a match
+    select: list[tuple[str, str]] = field(default_factory=list)  # (SQL, column name) besides __row
+    # (candidate bodies, columns they filter): see :func:`narrow_partner_bodies`
+    partner_bodies: list[tuple[PartnerBodies, list[str]]] = field(default_factory=list)
     # (SQL true when every fixed body is a neuron, ConnectsTo variable): see :func:`narrow_to_neurons`
     neuron_checks: list[tuple[str, str]] = field(default_factory=list)
-    partner_sql_of: dict[str, str] = field(default_factory=dict)  # relationship -> its partner-body SQL
+    partner_query_of: dict[str, PartnerBodies] = field(default_factory=dict)  # relationship -> its query
 
+    @property
+    def from_where(self) -> str:
+        """The SQL after ``SELECT ...``: FROM and WHERE."""
+        return from_where_sql(self.from_items, self.conditions)
 
-def pattern_variables(patterns) -> list[str]:
-    names = []
-    for pattern in patterns:
-        for element in pattern.elements:
-            if element.variable and element.variable not in names:
-                names.append(element.variable)
-    return names
-
-
-def rel_kind(rel: ast.RelPattern, start_kind, end_kind) -> str:
-    """The relationship type of a pattern edge (inferred from its ends when not given)."""
-    if len(rel.types) > 1:
-        raise unsupported(rel, "relationship type alternatives " + "|".join(rel.types))
-    if rel.types:
-        name = rel.types[0]
-        return name if name in REL_TYPES else EMPTY
-    kinds = {start_kind, end_kind}
-    if SYNAPSE in kinds and (kinds <= {SYNAPSE, None}):
-        return SYNAPSES_TO
-    if SYNSET in kinds and (SEGMENT in kinds or SYNAPSE in kinds):
-        return CONTAINS
-    return CONNECTS
-
-
-def infer_kinds(patterns, known: dict[str, str], model: GraphModel) -> dict[str, str]:
-    """Kind of every node variable: from labels, earlier clauses, then from the edges."""
-    kinds: dict[str, str] = {}
-    for pattern in patterns:
-        for element in pattern.elements:
-            if isinstance(element, ast.NodePattern):
-                for label in element.labels:
-                    kind = model.label_kinds.get(label, EMPTY)
-                    previous = kinds.get(element.variable or id(element))
-                    kinds[element.variable or id(element)] = kind if previous in (None, kind) else EMPTY
-                if element.variable in known and element.variable not in kinds:
-                    kinds[element.variable] = known[element.variable]
-    for _ in range(3):  # propagate along edges until stable
-        for pattern in patterns:
-            elements = pattern.elements
-            for i in range(1, len(elements), 2):
-                rel, a, b = elements[i], elements[i - 1], elements[i + 1]
-                if rel.direction == ast.Direction.INCOMING:
-                    a, b = b, a
-                ka, kb = kinds.get(a.variable or id(a)), kinds.get(b.variable or id(b))
-                rtype = rel.types[0] if len(rel.types) == 1 else None
-                guess_a = guess_b = None
-                if rtype in (CONNECTS, None) and not rel.variable_length:
-                    if rtype is None and SYNAPSE in (ka, kb):
-                        guess_a = guess_b = SYNAPSE
-                    else:
-                        guess_a = guess_b = ka or kb
-                elif rtype == SYNAPSES_TO:
-                    guess_a = guess_b = SYNAPSE
-                elif rtype == CONTAINS:
-                    guess_a = SYNSET if kb == SYNAPSE else (SEGMENT if kb == SYNSET else None)
-                    guess_b = SYNSET if ka == SEGMENT else (SYNAPSE if ka == SYNSET else None)
-                if ka is None and guess_a:
-                    kinds[a.variable or id(a)] = guess_a
-                if kb is None and guess_b:
-                    kinds[b.variable or id(b)] = guess_b
-    return kinds
+    @property
+    def sql(self) -> str | None:
+        """The statement selecting one row per match; None when nothing can match."""
+        if self.matches_nothing:
+            return None
+        return match_statement(self.select, self.from_where, self.uses_bound)
 
 
 def plan_match(
@@ -173,7 +144,7 @@ def plan_match(
     edges: list[RelVar] = []
     conditions: list[str] = []
     inline_predicates: list[ast.Expression] = list(extra_conditions)
-    plan = MatchPlan(sql=None)
+    plan = MatchPlan()
 
     def node_var(element: ast.NodePattern) -> NodeVar:
         name = element.variable or f"_n{next(_anon)}"
@@ -253,7 +224,7 @@ def plan_match(
             return plan  # e.g. (:Synapse)-[:ConnectsTo]->(): no such relationships
 
     # ---- FROM items: one alias per node variable with a table, bound table for earlier rows
-    from_items: list[str] = []
+    from_items: list[FromItem] = plan.from_items
     uses_bound = any(v.bound for v in nodes.values())
     referenced = set(also_reads)  # variables of earlier clauses the SQL may need as columns
     for expr in conjuncts(where) + inline_predicates:
@@ -261,7 +232,7 @@ def plan_match(
     bound_used = sorted(n for n in referenced if n in bound_values and n not in nodes)
     uses_bound = uses_bound or bool(bound_used)
     if uses_bound:
-        from_items.append("bound b")
+        from_items.append(FromItem("bound", "b", "bound"))
     alias_counter = itertools.count()
 
     def new_alias(prefix: str) -> str:
@@ -269,21 +240,21 @@ def plan_match(
 
     for var in nodes.values():
         if var.bound:
-            var.id_sql = f"b.{quote_ident(var.name)}"
+            var.id_sql = bound_column(var.name)
         if var.kind == SEGMENT:
             var.alias = new_alias("n")
-            from_items.append(f"{'neurons' if var.neuron and model.neuron_tables else 'segments'} {var.alias}")
+            from_items.append(FromItem("neurons" if var.neuron and model.neuron_tables else "segments", var.alias))
             if var.id_sql:
-                conditions.append(f"{var.alias}.bodyId = {var.id_sql}")
-            var.id_sql = f"{var.alias}.bodyId"
+                conditions.append(equals(column(var.alias, "bodyId"), var.id_sql))
+            var.id_sql = column(var.alias, "bodyId")
             if var.neuron:
-                conditions.append(f"{var.alias}.is_neuron")
+                conditions.append(column(var.alias, "is_neuron"))
         elif var.kind == SYNAPSE:
             var.alias = new_alias("s")
-            from_items.append(f"synapses {var.alias}")
+            from_items.append(FromItem("synapses", var.alias))
             if var.id_sql:
-                conditions.append(f"{var.alias}.syn_id = {var.id_sql}")
-            var.id_sql = f"{var.alias}.syn_id"
+                conditions.append(equals(column(var.alias, "syn_id"), var.id_sql))
+            var.id_sql = column(var.alias, "syn_id")
         elif var.kind == META:
             var.alias = None
             var.id_sql = "0"
@@ -294,7 +265,7 @@ def plan_match(
         if var.kind == SEGMENT:
             return var.id_sql
         if var.kind == SYNAPSE:
-            return f"{var.alias}.body"
+            return column(var.alias, "body")
         return var.id_sql
 
     for _ in range(3):
@@ -309,8 +280,8 @@ def plan_match(
     for var in nodes.values():
         if var.kind == SYNSET and var.id_sql is None:
             var.alias = new_alias("ss")
-            from_items.append(f"(SELECT bodyId FROM segments) {var.alias}")
-            var.id_sql = f"{var.alias}.bodyId"
+            from_items.append(FromItem("segments", var.alias, "body_ids"))
+            var.id_sql = column(var.alias, "bodyId")
 
     # ---- edges
     constrained = {name for name in referenced if name in nodes} | {v.name for v in nodes.values() if v.bound}
@@ -324,38 +295,26 @@ def plan_match(
             if end.name in constrained and start.name not in constrained:
                 table = f"{prefix}connections_by_post"
             rel.alias = new_alias("c")
-            from_items.append(f"{table} {rel.alias}")
-            if rel.undirected:
-                # both directions as one derived table: each branch keeps its sorted access path; an
-                # autapse matches an undirected pattern once (Cypher), so the second branch skips it
-                from_items[-1] = (
-                    f"(SELECT body_pre AS near, body_post AS far, * FROM {prefix}connections UNION ALL "
-                    f"SELECT body_post AS near, body_pre AS far, * FROM {prefix}connections_by_post "
-                    f"WHERE body_pre <> body_post) {rel.alias}"
-                )
-                equal_pairs += [(f"{rel.alias}.near", start.id_sql), (f"{rel.alias}.far", end.id_sql)]
+            if rel.undirected:  # both directions, each through the copy sorted its way
+                from_items.append(FromItem(f"{prefix}connections", rel.alias, "both_directions"))
+                ends = ("near", "far")
             else:
-                equal_pairs += [(f"{rel.alias}.body_pre", start.id_sql), (f"{rel.alias}.body_post", end.id_sql)]
+                from_items.append(FromItem(table, rel.alias))
+                ends = ("body_pre", "body_post")
+            equal_pairs += [(column(rel.alias, ends[0]), start.id_sql), (column(rel.alias, ends[1]), end.id_sql)]
         elif rel.kind == SYNAPSES_TO:
             rel.alias = new_alias("p")
-            if rel.undirected:
-                # each synapse pair once per direction: the pattern's start is either end of the
-                # relationship, whose own direction (pre_id -> post_id) stays as stored
-                from_items.append(
-                    "(SELECT pre_id AS near, post_id AS far, body_pre AS near_body, body_post AS far_body, * "
-                    "FROM partners UNION ALL "
-                    "SELECT post_id AS near, pre_id AS far, body_post AS near_body, body_pre AS far_body, * "
-                    f"FROM partners) {rel.alias}"
-                )
+            if rel.undirected:  # each synapse pair once per direction
+                from_items.append(FromItem("partners", rel.alias, "both_directions"))
                 ends = ("near", "far", "near_body", "far_body")
             else:
-                from_items.append(f"partners {rel.alias}")
+                from_items.append(FromItem("partners", rel.alias))
                 ends = ("pre_id", "post_id", "body_pre", "body_post")
             equal_pairs += [
-                (f"{rel.alias}.{ends[0]}", start.id_sql),
-                (f"{rel.alias}.{ends[1]}", end.id_sql),
-                (f"{rel.alias}.{ends[2]}", f"{start.alias}.body"),
-                (f"{rel.alias}.{ends[3]}", f"{end.alias}.body"),
+                (column(rel.alias, ends[0]), start.id_sql),
+                (column(rel.alias, ends[1]), end.id_sql),
+                (column(rel.alias, ends[2]), column(start.alias, "body")),
+                (column(rel.alias, ends[3]), column(end.alias, "body")),
             ]
         elif rel.kind == CONTAINS:
             a, b = body_of(start), body_of(end)
@@ -369,11 +328,9 @@ def plan_match(
             and group_of_rel[r1.name] == group_of_rel[r2.name]
         ):
             cols = ("body_pre", "body_post") if r1.kind == CONNECTS else ("pre_id", "post_id")
-            conditions.append(
-                f"(({r1.alias}.{cols[0]}, {r1.alias}.{cols[1]}) <> ({r2.alias}.{cols[0]}, {r2.alias}.{cols[1]}))"
-            )
+            conditions.append(rows_differ(r1.alias, r2.alias, cols))
     for left, right in equal_pairs:
-        conditions.append(f"{left} = {right}")
+        conditions.append(equals(left, right))
 
     # ---- WHERE: push what SQL can say, keep the rest for Python
     scope = SqlScope(model, params=params)
@@ -386,7 +343,7 @@ def plan_match(
         if name in also_reads and not family:
             continue
         if family:
-            scope.bound_values[name] = (f"b.{quote_ident(name)}", family)
+            scope.bound_values[name] = (bound_column(name), family)
     pushed: list[str] = []
     node_filters: dict[str, list[str]] = {}  # variable -> pushed predicates on it alone
     fixed_bodies: list[tuple[set[str], Callable]] = []  # (joined columns, column -> SQL filter) of key filters
@@ -407,39 +364,41 @@ def plan_match(
                 fixed_bodies.append(fixed)
     conditions += pushed
     plan.partner_bodies = _partner_body_queries(
-        edges, nodes, fixed_bodies, equal_pairs, node_filters, plan.partner_sql_of
+        edges, nodes, fixed_bodies, equal_pairs, node_filters, plan.partner_query_of
     )
     if model.neuron_tables:
         plan.neuron_checks = _neuron_checks(edges, nodes, fixed_bodies)
     for rel in edges:  # a ConnectsTo whose target body alone is fixed reads the copy sorted by target
         table = f"{'neuron_' if rel.neurons else ''}connections"
-        if rel.kind == CONNECTS and not rel.undirected and f"{table} {rel.alias}" in from_items:
+        item = _table_item(from_items, rel.alias)
+        if rel.kind == CONNECTS and not rel.undirected and item is not None and item.table == table:
             fixed = {
-                end: any(f"{rel.alias}.body_{end}" in columns for columns, _ in fixed_bodies) for end in ("pre", "post")
+                end: any(column(rel.alias, f"body_{end}") in columns for columns, _ in fixed_bodies)
+                for end in ("pre", "post")
             }
             if fixed["post"] and not fixed["pre"]:
-                from_items[from_items.index(f"{table} {rel.alias}")] = f"{table}_by_post {rel.alias}"
+                item.table = f"{table}_by_post"
     plan.bound_columns = sorted({v.name for v in nodes.values() if v.bound} | set(scope.bound_values))
     plan.uses_bound = uses_bound
 
     # ---- SELECT: keys and the properties the query reads
-    select = ["b.__row AS __row"] if uses_bound else []
+    select = plan.select
     for var in nodes.values():
         if var.kind == META:
             continue
-        select.append(f"{var.id_sql} AS {quote_ident(var.name)}")
+        select.append((var.id_sql, var.name))
         plan.columns.append((var.name, var.name, "id"))
         if var.kind in (SEGMENT, SYNAPSE):
             for prop in sorted(needed_props):
-                rendered = model.node_property_sql(var.kind, var.alias, prop)
+                rendered = node_property_sql(model, var.kind, var.alias, prop)
                 if rendered and rendered[0] != "NULL":
                     out = f"{var.name}.{prop}"
-                    select.append(f"{rendered[0]} AS {quote_ident(out)}")
+                    select.append((rendered[0], out))
                     plan.columns.append((out, var.name, prop))
                 elif rendered:
                     plan.null_props.setdefault(var.name, []).append(prop)
             if var.kind == SEGMENT:
-                select.append(f"{var.alias}.is_neuron AS {quote_ident(var.name + '.__is_neuron')}")
+                select.append((column(var.alias, "is_neuron"), var.name + ".__is_neuron"))
                 plan.columns.append((var.name + ".__is_neuron", var.name, "__is_neuron"))
     for rel in rels.values():
         if rel.kind == CONNECTS:
@@ -450,44 +409,42 @@ def plan_match(
                 ("weight_hp", "weightHP"),
             ):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{rel.alias}.{col} AS {quote_ident(out)}")
+                select.append((column(rel.alias, col), out))
                 plan.columns.append((out, rel.name, prop))
         elif rel.kind == SYNAPSES_TO:
             for col, prop in (("pre_id", "__start"), ("post_id", "__end")):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{rel.alias}.{col} AS {quote_ident(out)}")
+                select.append((column(rel.alias, col), out))
                 plan.columns.append((out, rel.name, prop))
         else:  # Contains: identified by its ends
             for end, prop in ((rel.start, "__start"), (rel.end, "__end")):
                 out = f"{rel.name}.{prop}"
-                select.append(f"{nodes[end].id_sql} AS {quote_ident(out)}")
+                select.append((nodes[end].id_sql, out))
                 plan.columns.append((out, rel.name, prop))
-    if not select:
-        select = ["1 AS __one"]
-    from_where = ""
-    if from_items:
-        from_where += " FROM " + ", ".join(from_items)
-    if conditions:
-        from_where += " WHERE " + " AND ".join(conditions)
-    plan.sql = f"SELECT {', '.join(select)}{from_where}"
-    plan.from_where = from_where
+    plan.conditions = conditions
     plan.scope = scope
+    plan.matches_nothing = False
     return plan
 
 
+def _table_item(items: list[FromItem], alias: str) -> FromItem | None:
+    """The plain table FROM item of ``alias``, if it is one."""
+    return next((item for item in items if item.alias == alias and item.form == "table"), None)
+
+
 def _partner_body_queries(
-    edges, nodes, fixed_bodies, equal_pairs, node_filters, sql_of: dict[str, str]
-) -> list[tuple[str, list[str]]]:
+    edges, nodes, fixed_bodies, equal_pairs, node_filters, query_of: dict[str, PartnerBodies]
+) -> list[tuple[PartnerBodies, list[str]]]:
     """For each directed ConnectsTo/SynapsesTo with one end's body fixed by constants and the other
     not: (SQL of the other end's candidate bodies, columns joined to the other end's body). The
     candidates are the fixed bodies' partners in the connections table that pass the filters on the
     other end's own Segment (``node_filters``: variable -> SQL on its alias); every match's body is
-    one of them. ``sql_of`` gets each relationship's query."""
+    one of them. ``query_of`` gets each relationship's query."""
     out = []
     for rel in edges:
         if rel.undirected or rel.kind not in (CONNECTS, SYNAPSES_TO):
             continue
-        pre, post = f"{rel.alias}.body_pre", f"{rel.alias}.body_post"
+        pre, post = column(rel.alias, "body_pre"), column(rel.alias, "body_post")
         pre_fixed = next((f for columns, f in fixed_bodies if pre in columns), None)
         post_fixed = next((f for columns, f in fixed_bodies if post in columns), None)
         if (pre_fixed is None) == (post_fixed is None):
@@ -495,42 +452,37 @@ def _partner_body_queries(
         prefix = "neuron_" if rel.neurons else ""  # both ends neurons: so are both ends' partners
         if post_fixed is not None:
             table, free, free_column = f"{prefix}connections_by_post", pre, "body_pre"
-            fixed_sql = post_fixed("q.body_post")
+            fixed_sql = post_fixed(column("q", "body_post"))
         else:
-            table, free, free_column, fixed_sql = f"{prefix}connections", post, "body_post", pre_fixed("q.body_pre")
+            table, free, free_column = f"{prefix}connections", post, "body_post"
+            fixed_sql = pre_fixed(column("q", "body_pre"))
         joined = _equal_class(free, equal_pairs)
         segment = next((v for v in nodes.values() if v.kind == SEGMENT and not v.bound and v.id_sql in joined), None)
         if segment is None:
-            sql = f"SELECT DISTINCT q.{free_column} FROM {table} q WHERE {fixed_sql}"
+            query = PartnerBodies(table, free_column, fixed_sql)
         else:
-            where = " AND ".join(
-                [f"q.{free_column} = {segment.id_sql}", fixed_sql]
-                + ([f"{segment.alias}.is_neuron"] if segment.neuron else [])
-                + node_filters.get(segment.name, [])
-            )
-            sql = f"SELECT DISTINCT {segment.id_sql} FROM {table} q, segments {segment.alias} WHERE {where}"
-        columns = sorted(c for c in joined if not c.startswith("b."))
-        sql_of[rel.name] = sql
-        if not any(sql == known for known, _ in out):
-            out.append((sql, columns))
+            filters = [column(segment.alias, "is_neuron")] if segment.neuron else []
+            filters += node_filters.get(segment.name, [])
+            query = PartnerBodies(table, free_column, fixed_sql, segment.id_sql, segment.alias, tuple(filters))
+        columns = sorted(c for c in joined if not is_bound_column(c))
+        query_of[rel.name] = query
+        if not any(query == known for known, _ in out):
+            out.append((query, columns))
     return out
 
 
 def narrow_partner_bodies(plan: MatchPlan, run_sql) -> None:
     """Run the plan's partner-body queries (``run_sql(sql) -> rows``) and add their bodies' id ranges
-    as filters to ``plan.sql`` and ``plan.from_where`` (a superset filter: the joins still decide).
+    as conditions of the plan (a superset filter: the joins still decide).
     Tables sorted by a body column (synapses, partners, connections) then read only the row groups of
     those bodies, and joins build on their rows only."""
     extra = []
-    for sql, columns in plan.partner_bodies:
-        bodies = [row[0] for row in run_sql(sql) if row[0] is not None]
+    for query, columns in plan.partner_bodies:
+        bodies = [row[0] for row in run_sql(partner_bodies_sql(query)) if row[0] is not None]
         # many scattered ranges cost more to test row by row than they save: merge the closest
-        extra += [id_ranges_sql(column, bodies, gap=0, most=MAX_BODY_RANGES) for column in columns]
-    if extra and plan.sql is not None:
-        condition = " AND ".join(extra)
-        joiner = " AND " if " WHERE " in plan.from_where else " WHERE "
-        plan.sql += joiner + condition
-        plan.from_where += joiner + condition
+        extra += [body_ranges(joined, bodies, MAX_BODY_RANGES) for joined in columns]
+    if not plan.matches_nothing:
+        plan.conditions += extra
     plan.partner_bodies = []
 
 
@@ -551,13 +503,11 @@ def _neuron_checks(edges, nodes, fixed_bodies) -> list[tuple[str, str]]:
         other = end if start.neuron else start
         if other.kind != SEGMENT or other.bound:
             continue
-        column = f"{rel.alias}.body_{'post' if other is end else 'pre'}"
-        fixed = next((f for columns, f in fixed_bodies if column in columns), None)
+        fixed_column = column(rel.alias, f"body_{'post' if other is end else 'pre'}")
+        fixed = next((f for columns, f in fixed_bodies if fixed_column in columns), None)
         if fixed is None:
             continue
-        body = fixed("x.bodyId")
-        check = f"SELECT (SELECT count(*) FROM segments x WHERE {body}) = (SELECT count(*) FROM neurons x WHERE {body})"
-        out.append((check, rel.name))
+        out.append((all_neurons_check_sql(fixed), rel.name))
     return out
 
 
@@ -566,23 +516,25 @@ def narrow_to_neurons(plan: MatchPlan, run_sql) -> None:
     that ConnectsTo joins neurons at both ends, so it reads the neuron-only copies (~1/30 of the
     rows), its partner-body query too, and its roiInfo comes from ``neuron_connection_rois``."""
     for check, name in plan.neuron_checks:
-        if plan.sql is None or not run_sql(check)[0][0]:
+        if plan.matches_nothing or not run_sql(check)[0][0]:
             continue
         rel = plan.rels[name]
         rel.neurons = True
-        table = re.compile(rf"(?<![\w.])(connections(?:_by_post)?) {re.escape(rel.alias)}\b")
-        plan.sql = table.sub(r"neuron_\1 " + rel.alias, plan.sql)
-        plan.from_where = table.sub(r"neuron_\1 " + rel.alias, plan.from_where)
-        # its partner-body query (the same text from another ConnectsTo means the same bodies)
-        own = plan.partner_sql_of.get(name)
+        item = _table_item(plan.from_items, rel.alias)
+        if item is not None and item.table in ("connections", "connections_by_post"):
+            item.table = "neuron_" + item.table
+        # its partner-body query (the same query from another ConnectsTo means the same bodies)
+        own = plan.partner_query_of.get(name)
         plan.partner_bodies = [
-            (_PARTNER_TABLE.sub(r"FROM neuron_\1 q", sql) if sql == own else sql, columns)
-            for sql, columns in plan.partner_bodies
+            (_on_neuron_table(query) if query == own else query, columns) for query, columns in plan.partner_bodies
         ]
     plan.neuron_checks = []
 
 
-_PARTNER_TABLE = re.compile(r"FROM (connections(?:_by_post)?) q\b")
+def _on_neuron_table(query: PartnerBodies) -> PartnerBodies:
+    if query.table in ("connections", "connections_by_post"):
+        return replace(query, table="neuron_" + query.table)
+    return query
 
 
 def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> tuple[list[str], tuple | None]:
@@ -610,14 +562,11 @@ def _propagate_key_filter(expr, scope: SqlScope, nodes, equal_pairs) -> tuple[li
         return [], None
     classes = _equal_class(var.id_sql, equal_pairs)
     out = []
-    for column in classes - {var.id_sql}:
-        if kind == "=":
-            out.append(f"{column} = {rendered[0]}")
-        else:
-            out.append(in_sql(column, rendered[0]))
+    for joined in classes - {var.id_sql}:
+        out.append(equals(joined, rendered[0]) if kind == "=" else in_sql(joined, rendered[0]))
     fixed = None
     if not variables_in(value):  # a constant: the partner-body query can run on its own
-        fixed = (classes, lambda column: f"{column} = {rendered[0]}" if kind == "=" else in_sql(column, rendered[0]))
+        fixed = (classes, lambda joined: equals(joined, rendered[0]) if kind == "=" else in_sql(joined, rendered[0]))
     return out, fixed
 
 
@@ -631,34 +580,3 @@ def _equal_class(start: str, pairs) -> set[str]:
                 members |= {a, b}
                 changed = True
     return members
-
-
-def needed_properties(query: ast.Node) -> set[str]:
-    """Every property name the query reads (SQL fetches these with the match)."""
-    names = set()
-    for node in query.walk():
-        if isinstance(node, ast.Property):
-            names.add(node.name)
-        elif isinstance(node, ast.Index) and isinstance(node.key, ast.Literal) and isinstance(node.key.value, str):
-            names.add(node.key.value)
-        elif isinstance(node, ast.Call) and node.inner_query is not None:
-            names |= needed_properties(node.inner_query)
-    return names
-
-
-def row_cap(clauses, position: int) -> int | None:
-    """How many rows of the MATCH at ``position`` the rest of the query can use (None: all)."""
-    for clause in clauses[position + 1 :]:
-        if not isinstance(clause, (ast.With, ast.Return)):
-            return None
-        if clause.distinct or clause.order_by or any(contains_aggregate(i.expression) for i in clause.items):
-            return None
-        if isinstance(clause, ast.With) and clause.where is not None:
-            return None
-        if clause.limit is not None:
-            if not isinstance(clause.limit, ast.Literal) or (
-                clause.skip is not None and not isinstance(clause.skip, ast.Literal)
-            ):
-                return None
-            return int(clause.limit.value) + (int(clause.skip.value) if clause.skip is not None else 0)
-    return None

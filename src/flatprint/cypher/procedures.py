@@ -8,7 +8,7 @@ from flatprint.cypher.deadline import CypherTimeoutError, Deadline
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.parser import parse
-from flatprint.cypher.planner import needed_properties
+from flatprint.cypher.plan import needed_properties
 from flatprint.cypher.registry import PROCEDURES, QUERY_PROCEDURES
 from flatprint.errors import QueryError
 

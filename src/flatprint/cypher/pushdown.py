@@ -6,11 +6,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, batchcache, columnar
+from flatprint.cypher import ast, batchcache, columnar, sqlgen
+from flatprint.cypher.kinds import CONNECTS, SEGMENT, SYNAPSE
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
 from flatprint.cypher.rewriter import and_all, pattern_groups
-from flatprint.cypher.schema import CONNECTS, SEGMENT, SYNAPSE
 from flatprint.cypher.sqlgen import (
     aggregate_call,
     body_pair,
@@ -21,7 +21,6 @@ from flatprint.cypher.sqlgen import (
     variables_in,
 )
 from flatprint.cypher.values import NodeRef, Point
-from flatprint.store.sql import quote_ident
 
 
 class PushdownExecution:
@@ -72,7 +71,7 @@ class PushdownExecution:
             pattern_groups=pattern_groups(match),
             also_reads=reads,
         )
-        if plan.sql is None or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
+        if plan.matches_nothing or plan.residual or plan.path_bindings or (not plan.uses_bound and len(rows) != 1):
             return None
         tables = {"bound": self._bound_table(rows, plan.bound_columns, bound_kinds)} if plan.uses_bound else {}
         rendered = self._render_items(expressions, names, plan, aggregating, projection.distinct)
@@ -103,7 +102,7 @@ class PushdownExecution:
         for variable in segment_wholes:
             alias = plan.nodes[variable].alias
             segment_wholes[variable] = len(select) - whole_columns
-            select += [f"{alias}.{quote_ident(c)}" for c in self.model.segment_properties]
+            select += [sqlgen.quoted_column(alias, c) for c in self.model.segment_properties]
         names_sql = names + [f"__whole{k}" for k in range(len(select) - whole_columns)]
         distinct, skip, limit = projection.distinct, None, None
         if order is not None:
@@ -191,8 +190,8 @@ class PushdownExecution:
             alias = plan.nodes[variable].alias
             wanted = columnar.map_columns(self.model, removed)
             sources[name] = [len(columns)] + [len(columns) + 1 + k for k in range(len(wanted))]
-            columns += [(f"{alias}.syn_id", f"__map{number}_id")]
-            columns += [(f"{alias}.{quote_ident(c)}", f"__map{number}_{k}") for k, c in enumerate(wanted)]
+            columns += [(sqlgen.column(alias, "syn_id"), f"__map{number}_id")]
+            columns += [(sqlgen.quoted_column(alias, c), f"__map{number}_{k}") for k, c in enumerate(wanted)]
         return columns, sources
 
     def _answer_from_general_query(self, match: ast.Match, expressions, names) -> list[list] | None:
@@ -214,7 +213,7 @@ class PushdownExecution:
             needed_props=set(),
             pattern_groups=pattern_groups(match),
         )
-        if general.sql is None or general.residual or general.path_bindings or general.uses_bound:
+        if general.matches_nothing or general.residual or general.path_bindings or general.uses_bound:
             return None
         if general.nodes.get(condition.variable) is None or general.nodes[condition.variable].kind != SEGMENT:
             return None
@@ -265,13 +264,12 @@ class PushdownExecution:
         """How many bodies the Segment ``variable`` of ``plan`` may take given ``terms`` (predicates
         on it alone; those that do not render in SQL are left out: an upper bound)."""
         var = plan.nodes[variable]
-        tests = [f"{var.alias}.is_neuron"] if var.neuron else []
+        tests = [sqlgen.column(var.alias, "is_neuron")] if var.neuron else []
         for term in terms:
             sql = compile_predicate(term, plan.scope)
             if sql is not None:
                 tests.append(sql)
-        where = f" WHERE {' AND '.join(tests)}" if tests else ""
-        return int(self.run_sql(f"SELECT count(*) FROM segments {var.alias}{where}")[0][0])
+        return int(self.run_sql(sqlgen.count_segments_sql(var.alias, tests))[0][0])
 
     def _render_items(self, expressions, names, plan, aggregating: bool, distinct: bool):
         """SQL of each RETURN/WITH item over ``plan``: (select, group keys, point columns, whole

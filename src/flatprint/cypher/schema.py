@@ -16,8 +16,8 @@ graph              store
 mitochondria       ``:Element``/``:ElementSet``/``:CloseTo`` have no rows in this release
 =================  =========================================================================
 
-:class:`GraphModel` knows the columns and ROI names of one store and renders a property of a
-node or relationship as SQL over a table alias; :class:`GraphView` loads properties and whole
+:class:`GraphModel` knows the columns and ROI names of one store (sqlgen renders a property of a
+node or relationship as SQL over a table alias from them); :class:`GraphView` loads properties and whole
 property maps for nodes that the SQL did not already fetch.
 """
 
@@ -29,46 +29,10 @@ import threading
 import orjson
 import pyarrow as pa
 
+from flatprint.cypher import sqlgen
+from flatprint.cypher.kinds import CONNECTS, LABEL_KINDS, META, SEGMENT, SYNAPSE
 from flatprint.cypher.values import NodeRef, Point, RelRef
-from flatprint.store.columns import CONNECTS_TO_COLUMNS, HIDDEN_SEGMENT_COLUMNS, POINT_COLUMNS, SYNAPSE_COLUMNS
-from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
-
-SEGMENT, SYNSET, SYNAPSE, META, EMPTY = "segment", "synset", "synapse", "meta", "empty"
-CONNECTS, SYNAPSES_TO, CONTAINS = "ConnectsTo", "SynapsesTo", "Contains"
-
-#: label -> node kind (labels are case-sensitive in Cypher)
-LABEL_KINDS = {
-    "Segment": SEGMENT,
-    "Neuron": SEGMENT,
-    "Cell": SEGMENT,
-    "SynapseSet": SYNSET,
-    "Synapse": SYNAPSE,
-    "PreSyn": SYNAPSE,
-    "PostSyn": SYNAPSE,
-    "Meta": META,
-    "Element": EMPTY,
-    "ElementSet": EMPTY,
-    "Mitochondrion": EMPTY,
-    "DataModel": EMPTY,
-}
-#: relationship type names the engine knows; anything else matches nothing
-REL_TYPES = {CONNECTS, SYNAPSES_TO, CONTAINS, "CloseTo"}
-
-NUMERIC_TYPES = (
-    "BIGINT",
-    "INTEGER",
-    "SMALLINT",
-    "TINYINT",
-    "UBIGINT",
-    "UINTEGER",
-    "USMALLINT",
-    "UTINYINT",
-    "HUGEINT",
-    "DOUBLE",
-    "FLOAT",
-    "DECIMAL",
-)
-
+from flatprint.store.columns import HIDDEN_SEGMENT_COLUMNS, POINT_COLUMNS
 
 NEURON_TABLES = (
     "neurons",
@@ -87,11 +51,11 @@ class GraphModel:
         cur = store.cursor()
         self.segment_types = self._types(cur, "segments")
         self.synapse_types = self._types(cur, "synapses")
-        self.rois = sorted(r[0] for r in cur.execute("SELECT roi FROM rois").fetchall())
+        self.rois = sorted(r[0] for r in cur.execute(sqlgen.ROI_NAMES_SQL).fetchall())
         self.roi_set = set(self.rois)
         labels: dict[str, dict[str, list[int]]] = {}
         self.roi_names_of_label: dict[tuple[str, int], list[str]] = {}
-        for roi_set, label, roi in cur.execute("SELECT roi_set, label, roi FROM roi_map ORDER BY roi").fetchall():
+        for roi_set, label, roi in cur.execute(sqlgen.ROI_MAP_SQL).fetchall():
             labels.setdefault(roi, {}).setdefault(roi_set, []).append(int(label))
             self.roi_names_of_label.setdefault((roi_set, int(label)), []).append(roi)
         self.roi_labels = labels
@@ -110,63 +74,7 @@ class GraphModel:
 
     @staticmethod
     def _types(cur, table: str) -> dict[str, str]:
-        return {name: dtype for name, dtype, *_ in cur.execute(f"DESCRIBE {table}").fetchall()}
-
-    # ---- SQL renderings of properties -------------------------------------------------------
-
-    def node_property_sql(self, kind: str, alias: str, name: str) -> tuple[str, str] | None:
-        """(SQL, type family) of ``alias.name`` for a node of ``kind``; type family is 'number',
-        'string', 'bool', 'point' or 'null'. None when the property cannot be rendered in SQL."""
-        if kind == SEGMENT:
-            if name in self.segment_types and name not in HIDDEN_SEGMENT_COLUMNS:
-                return f"{alias}.{quote_ident(name)}", _family(self.segment_types[name], name)
-            if name in self.roi_set:
-                return (
-                    f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {sql_literal(name)} "
-                    f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"
-                ), "bool"
-            return "NULL", "null"
-        if kind == SYNAPSE:
-            if name in SYNAPSE_COLUMNS:
-                return f"{alias}.{SYNAPSE_COLUMNS[name]}", "string" if name == "type" else "number"
-            if name == "location":
-                return f"[{alias}.x, {alias}.y, {alias}.z]", "point"
-            if name in self.nt_columns:
-                return f"{alias}.{quote_ident(name)}", "number"
-            if name in self.roi_set:
-                return self.synapse_roi_sql(alias, name), "bool"
-            return "NULL", "null"
-        if kind == EMPTY:
-            return "NULL", "null"
-        return None
-
-    def synapse_roi_sql(self, alias: str, roi: str, prefix: str = "", suffix: str = "") -> str:
-        """TRUE (else NULL) when the synapse at ``alias`` counts under ``roi``."""
-        sets = self.roi_labels.get(roi, {})
-        tests = [
-            f"{alias}.{prefix}{roi_set}_label{suffix} IN ({', '.join(map(str, labels))})"
-            for roi_set, labels in sorted(sets.items())
-        ]
-        return f"(CASE WHEN {' OR '.join(tests)} THEN TRUE END)" if tests else "NULL"
-
-    def point_component_sql(self, kind: str, alias: str, name: str, component: str) -> str | None:
-        axis = {"x": 0, "y": 1, "z": 2}.get(component)
-        if axis is None:
-            return None
-        if kind == SYNAPSE and name == "location":
-            return f"{alias}.{'xyz'[axis]}"
-        if kind == SEGMENT and name in POINT_COLUMNS and name in self.segment_types:
-            return f"{alias}.{quote_ident(name)}[{axis + 1}]"
-        return None
-
-    def rel_property_sql(self, kind: str, alias: str, name: str) -> tuple[str, str] | None:
-        if kind == CONNECTS:
-            if name in CONNECTS_TO_COLUMNS:
-                return f"{alias}.{CONNECTS_TO_COLUMNS[name]}", "number"
-            if name == "roiInfo":
-                return None  # built from connection_rois after the match
-            return "NULL", "null"
-        return "NULL", "null"
+        return {name: dtype for name, dtype, *_ in cur.execute(sqlgen.describe_sql(table)).fetchall()}
 
     # ---- Python values from SQL results --------------------------------------------------------
 
@@ -233,19 +141,6 @@ class GraphModel:
             props.update(flags)
             maps[syn_id] = props
         return maps
-
-
-def _family(dtype: str, name: str) -> str:
-    dtype = dtype.upper()
-    if name in POINT_COLUMNS:
-        return "point"
-    if dtype.endswith("[]"):
-        return "list"
-    if dtype.split("(")[0] in NUMERIC_TYPES:
-        return "number"
-    if dtype == "BOOLEAN":
-        return "bool"
-    return "string"
 
 
 _MODELS: dict[int, GraphModel] = {}
@@ -330,12 +225,7 @@ class GraphView:
 
     def _segment_maps(self, ids) -> dict:
         model = self.model
-        cols = ", ".join(f"s.{quote_ident(c)}" for c in model.segment_properties)
-        rows = self.run_sql(
-            f"SELECT {cols} FROM segments s SEMI JOIN ids_table i ON s.bodyId = i.id "
-            f"WHERE {id_ranges_sql('s.bodyId', ids, gap=0)}",
-            {"ids_table": self._id_table(ids)},
-        )
+        rows = self.run_sql(sqlgen.segment_maps_sql(model.segment_properties, ids), {"ids_table": self._id_table(ids)})
         maps = {}
         for row in rows:
             props = model.segment_map(row)
@@ -344,11 +234,7 @@ class GraphView:
 
     def _synapse_maps(self, ids) -> dict:
         cols = ["syn_id", "kind", "conf", "x", "y", "z", "primary_label", "major_label", *self.model.nt_columns]
-        table = self.run_arrow(
-            f"SELECT {', '.join('s.' + quote_ident(c) for c in cols)} FROM synapses s "
-            f"SEMI JOIN ids_table i ON s.syn_id = i.id WHERE {id_ranges_sql('s.syn_id', ids)}",
-            {"ids_table": self._id_table(ids)},
-        )
+        table = self.run_arrow(sqlgen.synapse_rows_sql(cols, ids), {"ids_table": self._id_table(ids)})
         return self.model.synapse_maps({name: table.column(name).to_pylist() for name in cols})
 
     def complete_rels(self, rels) -> None:
@@ -365,11 +251,7 @@ class GraphView:
             {"a": pa.array([k[0] for k in todo], type=pa.int64()), "b": pa.array([k[1] for k in todo], type=pa.int64())}
         )
         found = {}
-        for a, b, weight, weight_hp in self.run_sql(
-            "SELECT c.body_pre, c.body_post, c.weight, c.weight_hp FROM connections c "
-            "SEMI JOIN pairs p ON c.body_pre = p.a AND c.body_post = p.b",
-            {"pairs": pairs},
-        ):
+        for a, b, weight, weight_hp in self.run_sql(sqlgen.CONNECTION_WEIGHTS_SQL, {"pairs": pairs}):
             found[(a, b)] = {"weight": weight, "weightHP": weight_hp}
         infos = self.roi_infos(pairs)
         for key, group in todo.items():
@@ -392,13 +274,8 @@ class GraphView:
             table, side, ids = f"{prefix}connection_rois_by_post", "body_post", ends
         else:
             table, side, ids = f"{prefix}connection_rois", "body_pre", starts
-        sql = (
-            f"SELECT r.body_pre, r.body_post, r.roi, r.pre, r.weight FROM {table} r "
-            "SEMI JOIN pairs p ON r.body_pre = p.a AND r.body_post = p.b"
-        )
-        if len(ids) <= 2000:
-            sql += f" WHERE r.{side} IN ({', '.join(str(int(v)) for v in sorted(ids))})"
-        for a, b, roi, pre, post in self.run_sql(sql + " ORDER BY 1, 2, 3", {"pairs": pairs}):
+        sql = sqlgen.connection_rois_sql(table, side, ids if len(ids) <= 2000 else None)
+        for a, b, roi, pre, post in self.run_sql(sql, {"pairs": pairs}):
             out.setdefault((a, b), {})[roi] = {"pre": pre, "post": post}
         return {k: orjson.dumps(v).decode() for k, v in out.items()}
 

@@ -1,5 +1,8 @@
 """Cypher expressions -> DuckDB SQL, for the predicates the planner pushes into a match.
 
+Also the SQL of a node's or relationship's property over a table alias (:func:`node_property_sql`),
+which the planner selects and the predicates compare.
+
 :class:`SqlScope` knows, for one MATCH, which SQL alias stands for each pattern variable and
 which values come from earlier rows (columns of the ``bound`` table). :func:`compile_predicate`
 renders an expression as SQL or returns None when it cannot be rendered *with the same meaning*;
@@ -11,10 +14,15 @@ Cypher compares ``1 = '1'`` as false while SQL would cast.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flatprint.cypher import ast
-from flatprint.cypher.schema import SEGMENT, SYNAPSE, GraphModel
+from flatprint.cypher.kinds import CONNECTS, EMPTY, SEGMENT, SYNAPSE
+from flatprint.store.columns import CONNECTS_TO_COLUMNS, HIDDEN_SEGMENT_COLUMNS, POINT_COLUMNS, SYNAPSE_COLUMNS
 from flatprint.store.sql import quote_ident, sql_literal
+
+if TYPE_CHECKING:  # the graph model imports the statements of this package
+    from flatprint.cypher.schema import GraphModel
 
 _SQL_COMPARISON = {"=": "=", "<>": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 
@@ -82,15 +90,15 @@ def compile_value(e: ast.Expression, scope: SqlScope) -> tuple[str, str] | None:
                 kind, alias, _ = scope.nodes[subject.name]
                 if alias is None:
                     return None
-                return scope.model.node_property_sql(kind, alias, e.name)
+                return node_property_sql(scope.model, kind, alias, e.name)
             if subject.name in scope.rels:
                 kind, alias = scope.rels[subject.name]
-                return scope.model.rel_property_sql(kind, alias, e.name)
+                return rel_property_sql(kind, alias, e.name)
             return None
         if isinstance(subject, ast.Property) and isinstance(subject.subject, ast.Variable):
             node = scope.nodes.get(subject.subject.name)
             if node and node[1] is not None:
-                sql = scope.model.point_component_sql(node[0], node[1], subject.name, e.name)
+                sql = point_component_sql(scope.model, node[0], node[1], subject.name, e.name)
                 return (sql, "number") if sql else None
         return None
     if isinstance(e, ast.FunctionCall):
@@ -227,53 +235,128 @@ def variables_in(e: ast.Node) -> set[str]:
     return ast.free_variables(e)
 
 
-# ---- whole statements: the executor composes these, it writes no SQL text itself ------------------
+# ---- properties over a table alias -----------------------------------------------------------
 
 
-def select_statement(
-    columns: list[tuple[str, str]],
-    from_where: str,
-    *,
-    distinct: bool = False,
-    group_by: list[int] = (),
-    order_by: list[tuple[int, bool]] | None = None,
-    limit: int | None = None,
-    offset: int | None = None,
-) -> str:
-    """``SELECT [DISTINCT] sql AS name, ... <from_where> [GROUP BY] [ORDER BY] [LIMIT] [OFFSET]``.
-
-    ``group_by`` and ``order_by`` refer to columns by 1-based position; ``order_by`` is (position,
-    descending) with Cypher's null order (last ascending, first descending).
-    """
-    select_list = ", ".join(f"{c} AS {quote_ident(n)}" for c, n in columns)
-    sql = f"SELECT {'DISTINCT ' if distinct else ''}{select_list}{from_where}"
-    if group_by:
-        sql += " GROUP BY " + ", ".join(str(p) for p in group_by)
-    if order_by:
-        sql += " ORDER BY " + ", ".join(f"{p} {'DESC NULLS FIRST' if d else 'ASC NULLS LAST'}" for p, d in order_by)
-    return with_limit(sql, limit, offset)
+def column(alias: str, name: str) -> str:
+    """``alias.name`` for a store column whose name needs no quoting (``bodyId``, ``body_pre``, ...)."""
+    return f"{alias}.{name}"
 
 
-def with_limit(sql: str, limit: int | None, offset: int | None = None) -> str:
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    if offset:
-        sql += f" OFFSET {int(offset)}"
-    return sql
+def quoted_column(alias: str, name: str) -> str:
+    """``alias."name"`` for a column named by the data (a property, an NT column)."""
+    return f"{alias}.{quote_ident(name)}"
 
 
-def aggregate_call(name: str, argument_sql: str | None, distinct: bool) -> str:
-    """An aggregation in SQL with Cypher's meaning (``count(*)`` for argument None; sum of nothing is 0)."""
-    if argument_sql is None:
-        return "count(*)"
-    inner = f"{'DISTINCT ' if distinct else ''}{argument_sql}"
-    return f"coalesce(sum({inner}), 0)" if name == "sum" else f"{name}({inner})"
+def bound_column(name: str) -> str:
+    """The column of the ``bound`` table (rows of earlier clauses) holding variable ``name``."""
+    return f"b.{quote_ident(name)}"
 
 
-def body_pair(alias: str) -> str:
-    """A ConnectsTo row's (pre, post) bodies as one list value."""
-    return f"[{alias}.body_pre, {alias}.body_post]"
+def is_bound_column(sql: str) -> bool:
+    """Whether ``sql`` is a column of the ``bound`` table (see :func:`bound_column`)."""
+    return sql.startswith("b.")
 
 
-def all_of(terms: list[str]) -> str | None:
-    return " AND ".join(terms) or None
+def equals(left_sql: str, right_sql: str) -> str:
+    return f"{left_sql} = {right_sql}"
+
+
+def node_property_sql(model: GraphModel, kind: str, alias: str, name: str) -> tuple[str, str] | None:
+    """(SQL, type family) of ``alias.name`` for a node of ``kind``; type family is 'number',
+    'string', 'bool', 'point' or 'null'. None when the property cannot be rendered in SQL."""
+    if kind == SEGMENT:
+        if name in model.segment_types and name not in HIDDEN_SEGMENT_COLUMNS:
+            return quoted_column(alias, name), segment_family(model.segment_types[name], name)
+        if name in model.roi_set:
+            return (
+                f"(CASE WHEN EXISTS (SELECT 1 FROM segment_rois sr WHERE sr.roi = {sql_literal(name)} "
+                f"AND sr.bodyId = {alias}.bodyId) THEN TRUE END)"
+            ), "bool"
+        return "NULL", "null"
+    if kind == SYNAPSE:
+        if name in SYNAPSE_COLUMNS:
+            return f"{alias}.{SYNAPSE_COLUMNS[name]}", "string" if name == "type" else "number"
+        if name == "location":
+            return f"[{alias}.x, {alias}.y, {alias}.z]", "point"
+        if name in model.nt_columns:
+            return quoted_column(alias, name), "number"
+        if name in model.roi_set:
+            return synapse_roi_sql(model, alias, name), "bool"
+        return "NULL", "null"
+    if kind == EMPTY:
+        return "NULL", "null"
+    return None
+
+
+def synapse_roi_sql(model: GraphModel, alias: str, roi: str, prefix: str = "", suffix: str = "") -> str:
+    """TRUE (else NULL) when the synapse at ``alias`` counts under ``roi``."""
+    sets = model.roi_labels.get(roi, {})
+    tests = [
+        f"{alias}.{prefix}{roi_set}_label{suffix} IN ({', '.join(map(str, labels))})"
+        for roi_set, labels in sorted(sets.items())
+    ]
+    return f"(CASE WHEN {' OR '.join(tests)} THEN TRUE END)" if tests else "NULL"
+
+
+def point_component_sql(model: GraphModel, kind: str, alias: str, name: str, component: str) -> str | None:
+    axis = {"x": 0, "y": 1, "z": 2}.get(component)
+    if axis is None:
+        return None
+    if kind == SYNAPSE and name == "location":
+        return f"{alias}.{'xyz'[axis]}"
+    if kind == SEGMENT and name in POINT_COLUMNS and name in model.segment_types:
+        return f"{quoted_column(alias, name)}[{axis + 1}]"
+    return None
+
+
+def rel_property_sql(kind: str, alias: str, name: str) -> tuple[str, str] | None:
+    if kind == CONNECTS:
+        if name in CONNECTS_TO_COLUMNS:
+            return f"{alias}.{CONNECTS_TO_COLUMNS[name]}", "number"
+        if name == "roiInfo":
+            return None  # built from connection_rois after the match
+        return "NULL", "null"
+    return "NULL", "null"
+
+
+NUMERIC_TYPES = (
+    "BIGINT",
+    "INTEGER",
+    "SMALLINT",
+    "TINYINT",
+    "UBIGINT",
+    "UINTEGER",
+    "USMALLINT",
+    "UTINYINT",
+    "HUGEINT",
+    "DOUBLE",
+    "FLOAT",
+    "DECIMAL",
+)
+
+
+def segment_family(dtype: str, name: str) -> str:
+    """The type family of a ``segments`` column of DuckDB type ``dtype``."""
+    dtype = dtype.upper()
+    if name in POINT_COLUMNS:
+        return "point"
+    if dtype.endswith("[]"):
+        return "list"
+    if dtype.split("(")[0] in NUMERIC_TYPES:
+        return "number"
+    if dtype == "BOOLEAN":
+        return "bool"
+    return "string"
+
+
+def path_filter_sql(model: GraphModel, params: dict, variable: str, over: str, where: ast.Expression) -> str | None:
+    """SQL for ``ALL(variable IN relationships(p) WHERE where)`` (``over`` 'relationships') or
+    ``... IN nodes(p) ...`` over flatprint.store.graph's searches (connection alias ``c``, Segment
+    alias ``n``), or None when ``where`` does not render."""
+    scope = SqlScope(model, params=params)
+    if over == "relationships":
+        scope.rels[variable] = (CONNECTS, "c")
+    else:
+        scope.nodes[variable] = (SEGMENT, "n", "n.bodyId")
+    return compile_predicate(where, scope)

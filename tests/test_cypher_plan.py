@@ -1,0 +1,80 @@
+"""The plan tree the executor walks (flatprint.cypher.plan): one step per way a clause runs, written
+out by ``plan_tree(text)``; the trees below are read off the queries by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from flatprint.cypher import engine
+from flatprint.cypher.engine import execute, plan_tree
+from flatprint.cypher.plan import SqlMatchProject, plan_query
+from flatprint.store import Store
+
+TREES = {
+    # a lookup: the MATCH and its RETURN tried as one statement
+    "MATCH (n:Neuron) WHERE n.bodyId = 1 RETURN n.type AS t ORDER BY t": (
+        "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.bodyId = 1\n  Projection: RETURN n.type AS t ORDER BY t"
+    ),
+    # the LIMIT is the match's row cap too
+    "MATCH (n:Neuron) RETURN n.bodyId LIMIT 5": (
+        "SqlMatchProject\n  SqlMatch (first 5 rows): MATCH (n:Neuron)\n  Projection: RETURN n.bodyId LIMIT 5"
+    ),
+    # the rewriter merged the MATCHes and folded the pass-through WITH before planning
+    "MATCH (a:Neuron) WHERE a.bodyId = 1 MATCH (a)-[c:ConnectsTo]->(b) WITH b, c WHERE c.weight > 3 "
+    "RETURN b.type, count(*)": (
+        "SqlMatchProject\n"
+        "  SqlMatch: MATCH (a:Neuron), (a)-[c:ConnectsTo]->(b) WHERE a.bodyId = 1 AND c.weight > 3\n"
+        "  Projection: RETURN b.type, count(*)"
+    ),
+    "MATCH p = shortestPath((a:Neuron)-[:ConnectsTo*]->(b:Neuron)) WHERE a.bodyId = 1 AND b.bodyId = 2 "
+    "RETURN length(p)": (
+        "PathSearch: MATCH p = shortestPath((a:Neuron)-[:ConnectsTo*]->(b:Neuron)) "
+        "WHERE a.bodyId = 1 AND b.bodyId = 2\n"
+        "Projection: RETURN length(p)"
+    ),
+    # OPTIONAL MATCH keeps its rows in Python: never one statement with the projection
+    "OPTIONAL MATCH (n:Neuron) WHERE n.bodyId = 3 RETURN n": (
+        "SqlMatch: OPTIONAL MATCH (n:Neuron) WHERE n.bodyId = 3\nProjection: RETURN n"
+    ),
+    "UNWIND [1, 2] AS x MATCH (n:Neuron) WHERE n.bodyId = x RETURN n.type": (
+        "Unwind: UNWIND [1, 2] AS x\n"
+        "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.bodyId = x\n  Projection: RETURN n.type"
+    ),
+    "CALL db.labels() YIELD label RETURN label": (
+        "ProcedureCall: CALL db.labels() YIELD label\nProjection: RETURN label"
+    ),
+    "MATCH (n:Meta) RETURN n.dataset UNION ALL MATCH (n:Neuron) RETURN n.type AS `n.dataset`": (
+        "Union all\n"
+        "  Part\n    SqlMatchProject\n      SqlMatch: MATCH (n:Meta)\n      Projection: RETURN n.dataset\n"
+        "  Part\n    SqlMatchProject\n      SqlMatch: MATCH (n:Neuron)\n"
+        "      Projection: RETURN n.type AS `n.dataset`"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", list(TREES))
+def test_plan_tree(text):
+    assert plan_tree(text) == TREES[text]
+
+
+def test_the_executor_walks_the_plan(store_path, monkeypatch):
+    """Each SqlMatchProject step is tried as one statement once; a RETURN that does not render in
+    SQL (a list comprehension) falls back to its SqlMatch and Projection and still answers."""
+    store = Store.open(store_path)
+    tried = []
+    original = engine.Execution.match_and_aggregate
+
+    def spy(self, match, projection, rows):
+        answer = original(self, match, projection, rows)
+        tried.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(engine.Execution, "match_and_aggregate", spy)
+    try:
+        body = execute(store, "MATCH (n:Neuron) RETURN n.bodyId ORDER BY n.bodyId LIMIT 1").data[0][0]
+        text = f"MATCH (n:Neuron) WHERE n.bodyId = {body} RETURN [x IN [n.bodyId] | x + 1] AS next"
+        assert isinstance(plan_query(engine.prepare(text, False)).parts[0].steps[0], SqlMatchProject)
+        assert execute(store, text, plan_cache=False).data == [[[body + 1]]]
+    finally:
+        store.close()
+    assert tried == [True, False]
