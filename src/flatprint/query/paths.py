@@ -8,7 +8,10 @@ over the store's neuron graph in RAM (flatprint.store.neurongraph, built on firs
 
 from __future__ import annotations
 
+import re
+import threading
 import time
+from collections import OrderedDict
 
 import numpy as np
 
@@ -79,12 +82,40 @@ def _are_neurons(client, *bodies: int) -> bool:
     return all(neuron[b] for b in bodies)
 
 
-def _admitted(client, graph: NeuronGraph, node_filter: str) -> np.ndarray:
-    """Whether the node filter (over ``neurons``, alias ``n``) admits each neuron of the graph."""
+#: A node filter is "((criteria) OR n.bodyId IN (the ends))" (flatprint.query.connectivity); the search
+#: admits its ends anyway, so the criteria's verdict over the neurons serves every pair of ends.
+_ENDS_CLAUSE = re.compile(r"\((?P<criteria>.*) OR n\.bodyId IN \((?P<ids>[0-9, ]+)\)\)", re.DOTALL)
+KEEP_VERDICTS = 16  # the criteria verdicts kept, most recently used last
+_verdicts: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_verdicts_lock = threading.Lock()
+
+
+def _evaluate(client, graph: NeuronGraph, node_filter: str) -> np.ndarray:
     sql = f"SELECT n.bodyId FROM neurons n WHERE ({node_filter}) IS NOT TRUE"
     refused, found = graph.positions(client.cursor().execute(sql).fetchnumpy()["bodyId"])
     admitted = np.ones(len(graph.body_ids), dtype=bool)
     admitted[refused[found]] = False
+    admitted.flags.writeable = False
+    return admitted
+
+
+def _admitted(client, graph: NeuronGraph, node_filter: str, ends) -> np.ndarray:
+    """Whether the node filter (over ``neurons``, alias ``n``) admits each neuron of the graph, the
+    ends aside. The verdict of its criteria is read once per store and kept; a filter of another
+    form is evaluated each time."""
+    match = _ENDS_CLAUSE.fullmatch(node_filter)
+    if not match or {int(b) for b in match["ids"].split(",")} != {int(b) for b in ends}:
+        return _evaluate(client, graph, node_filter)
+    key = (str(client.store.path), client.store.meta.get("uuid"), len(graph.body_ids), match["criteria"])
+    with _verdicts_lock:
+        if key in _verdicts:
+            _verdicts.move_to_end(key)
+            return _verdicts[key]
+    admitted = _evaluate(client, graph, match["criteria"])
+    with _verdicts_lock:
+        _verdicts[key] = admitted
+        while len(_verdicts) > KEEP_VERDICTS:
+            _verdicts.popitem(last=False)
     return admitted
 
 
@@ -110,7 +141,7 @@ def all_shortest_paths(
         if inside.all():  # both ends are neurons (else the answer below: none, or an unknown body)
             check_deadline = _deadline_check(timeout)
             try:
-                admitted = _admitted(client, graph, node_filter)
+                admitted = _admitted(client, graph, node_filter, (src, dst))
                 return neuron_shortest_paths(graph, int(ends[0]), int(ends[1]), min_weight, admitted, check_deadline)
             except _SearchTimeout:
                 return []
