@@ -10,7 +10,9 @@ body_post), so each level is a zone-map range scan. When the node filter admits 
 
 One implementation serves the library (flatprint.query.paths: fetch_shortest_paths, fetch_paths) and
 the Cypher engine (flatprint.cypher.paths: ``allShortestPaths``, ``[:ConnectsTo*min..max]``), which
-wraps the edges in relationships.
+wraps the edges in relationships. Shortest paths whose bodies can only be neurons need no SQL at all:
+:func:`neuron_shortest_paths` runs the same search over the neuron graph in RAM
+(flatprint.store.neurongraph), a level one gather of CSR ranges.
 """
 
 from __future__ import annotations
