@@ -91,7 +91,10 @@ def got_paths(df) -> list[list[int]]:
 
 
 def check_weights(df, weights):
-    strength = dict(zip(zip(weights.body_pre, weights.body_post), weights.weight))
+    key = ("strength", id(weights))
+    if key not in _ORACLE:
+        _ORACLE[key] = dict(zip(zip(weights.body_pre.tolist(), weights.body_post.tolist()), weights.weight.tolist()))
+    strength = _ORACLE[key]
     for _, grp in df.groupby("path"):
         ids = grp.bodyId.tolist()
         assert grp.weight.tolist() == [0] + [strength[(a, b)] for a, b in zip(ids, ids[1:])]
@@ -376,3 +379,18 @@ def test_comparisons_catch_mutated_answers(client, bodies, weights):
     for mutated in (dropped, changed_body, changed_weight):
         with pytest.raises(AssertionError):
             check_against_networkx(mutated, want, weights)
+
+
+def test_criteria_verdicts_are_read_once(client, bodies, weights, graph_only, monkeypatch):
+    """The criteria are evaluated over the neurons once per criteria, whatever the ends."""
+    monkeypatch.setattr(paths_module, "_verdicts", type(paths_module._verdicts)())
+    evaluated = []
+    evaluate = paths_module._evaluate
+    monkeypatch.setattr(paths_module, "_evaluate", lambda c, g, sql: evaluated.append(sql) or evaluate(c, g, sql))
+    left = NC(status="Traced", somaSide="L")
+    allowed = set(bodies.index[(bodies.status == "Traced") & (bodies.somaSide == "L")])
+    for src, dst in random_pairs(bodies, 10, seed=11)[3:]:
+        flatprint.fetch_shortest_paths(src, dst, client=client)
+        got = flatprint.fetch_shortest_paths(src, dst, min_weight=2, intermediate_criteria=left, client=client)
+        check_against_networkx(got, oracle_paths(weights, 2, allowed, src, dst), weights)
+    assert len(evaluated) == 2 and not any("bodyId IN" in sql for sql in evaluated), evaluated
