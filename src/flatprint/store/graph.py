@@ -10,7 +10,9 @@ body_post), so each level is a zone-map range scan. When the node filter admits 
 
 One implementation serves the library (flatprint.query.paths: fetch_shortest_paths, fetch_paths) and
 the Cypher engine (flatprint.cypher.paths: ``allShortestPaths``, ``[:ConnectsTo*min..max]``), which
-wraps the edges in relationships.
+wraps the edges in relationships. Shortest paths whose bodies can only be neurons need no SQL at all:
+:func:`neuron_shortest_paths` runs the same search over the neuron graph in RAM
+(flatprint.store.neurongraph), a level one gather of CSR ranges.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from flatprint.store.columns import EDGE_COLUMNS
+from flatprint.store.neurongraph import NeuronGraph
 from flatprint.store.sql import unique_name
 
 MAX_PATHS = 100_000  # neuPrint answers with every path; past this many we stop enumerating
@@ -315,3 +318,84 @@ def _forward_paths(graph, sources, min_hops, max_hops):
     for source in sorted(sources):
         walk(source, [source], [])
     return paths
+
+
+def neuron_shortest_paths(
+    graph: NeuronGraph,
+    source: int,
+    target: int,
+    min_weight: int,
+    admitted: np.ndarray | None = None,
+    check_deadline=None,
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`shortest_paths` over the neuron graph in RAM (flatprint.store.neurongraph), no SQL:
+    every shortest path between the neurons at positions ``source`` and ``target`` of
+    ``graph.body_ids`` along pairs of weight >= ``min_weight`` whose intermediates are ``admitted``
+    (a bool per neuron; None: all), as (body ids, weights). [] when there is none or source is target.
+
+    The same bidirectional BFS (expanding the smaller frontier; a level is one CSR gather), then the
+    layered graph of the shortest paths, walked back from where the two sides met. Paths come sorted
+    by their body ids; past MAX_PATHS only the first MAX_PATHS in that order (every prefix of the
+    layered graph extends to a path, so keeping the first MAX_PATHS prefixes per layer is exact)."""
+    check = check_deadline or (lambda: None)
+    if source == target:
+        return []
+    n = len(graph.body_ids)
+    allowed = np.ones(n, dtype=bool) if admitted is None else np.array(admitted, dtype=bool)
+    allowed[[source, target]] = True
+    # hops from the source (forward) and to the target (backward); -1: not reached
+    hops = (np.full(n, -1, dtype=np.int32), np.full(n, -1, dtype=np.int32))
+    hops[0][source], hops[1][target] = 0, 0
+    frontiers = [np.array([source], dtype=np.int64), np.array([target], dtype=np.int64)]
+    depth = [0, 0]
+    meeting = np.empty(0, dtype=np.int64)
+    while len(frontiers[0]) and len(frontiers[1]) and not len(meeting):
+        check()
+        side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
+        pairs = graph.outgoing(frontiers[side]) if side == 0 else graph.incoming(frontiers[side])
+        far = (graph.post if side == 0 else graph.pre)[pairs[graph.weight[pairs] >= min_weight]]
+        far = far[allowed[far] & (hops[side][far] < 0)]
+        depth[side] += 1
+        hops[side][far] = depth[side]
+        # one pass over the neurons instead of sorting a large level's (repeated) far ends
+        frontiers[side] = np.flatnonzero(hops[side] == depth[side]) if len(far) else far.astype(np.int64)
+        meeting = frontiers[side][hops[1 - side][frontiers[side]] >= 0]
+    if not len(meeting):
+        return []
+    # Every meeting body is depth[0] hops from the source and depth[1] from the target (the sides'
+    # reached sets were disjoint before this level). steps[i]: the pairs from layer i to i + 1 of
+    # the shortest paths, in (pre, post) order (the pairs' own).
+    length = depth[0] + depth[1]
+    steps: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * length
+    wanted = meeting
+    for hop in range(depth[0], 0, -1):
+        pairs = graph.incoming(wanted)
+        pairs = pairs[(graph.weight[pairs] >= min_weight) & (hops[0][graph.pre[pairs]] == hop - 1)]
+        steps[hop - 1] = np.sort(pairs)
+        wanted = np.unique(graph.pre[pairs])
+    wanted = meeting
+    for hop in range(depth[1], 0, -1):
+        pairs = graph.outgoing(wanted)
+        pairs = pairs[(graph.weight[pairs] >= min_weight) & (hops[1][graph.post[pairs]] == hop - 1)]
+        steps[length - hop] = np.sort(pairs)
+        wanted = np.unique(graph.post[pairs])
+    nodes = np.array([[source]], dtype=np.int64)  # one row per path prefix, rows sorted
+    used = np.empty((1, 0), dtype=np.int64)  # their pairs
+    for step in steps:
+        check()
+        near = graph.pre[step]
+        first = np.searchsorted(near, nodes[:, -1], side="left")
+        counts = np.searchsorted(near, nodes[:, -1], side="right") - first
+        ends = np.cumsum(counts)
+        if ends[-1] > MAX_PATHS:
+            keep = int(np.searchsorted(ends, MAX_PATHS)) + 1
+            nodes, used, first, counts, ends = nodes[:keep], used[:keep], first[:keep], counts[:keep], ends[:keep]
+            counts[-1] -= ends[-1] - MAX_PATHS
+            ends[-1] = MAX_PATHS
+        rows = np.repeat(np.arange(len(counts)), counts)
+        chosen = step[first[rows] + np.arange(int(ends[-1])) - (ends - counts)[rows]]
+        nodes = np.column_stack([nodes[rows], graph.post[chosen]])
+        used = np.column_stack([used[rows], chosen])
+    bodies = graph.body_ids[nodes].tolist()
+    weights = graph.weight[used].astype(np.int64).tolist()
+    return list(zip(bodies, weights))
