@@ -522,7 +522,11 @@ def _path_node_filter(client, intermediate_criteria, ends) -> tuple[str, bool]:
 
 def _paths_frame(client, paths, with_length: bool, neurons: bool) -> pd.DataFrame:
     bodies = sorted({b for p, _ in paths for b in p})
-    if neurons and client.store.has_table("neurons"):  # a few bodies of the small neurons table
+    graph = _graph_for(client, neurons, build=False)  # the path search over neurons has built it
+    found = graph_neuron_props(client, graph, bodies, ["bodyId", "type"]) if graph is not None and bodies else None
+    if found is not None:
+        types = dict(zip(found["bodyId"].tolist(), found["type"].tolist()))
+    elif neurons and client.store.has_table("neurons"):  # a few bodies of the small neurons table
         ids = ", ".join(map(str, bodies or [0]))
         types = dict(client.cursor().execute(f"SELECT bodyId, type FROM neurons WHERE bodyId IN ({ids})").fetchall())
     else:
