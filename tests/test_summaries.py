@@ -14,7 +14,7 @@ from test_query_neurons import oracle_roi_counts
 import flatprint
 from flatprint import NeuronCriteria as NC
 from flatprint.ingest.summaries import SUMMARY_TABLES
-from flatprint.query import connectivity
+from flatprint.query import connectivity, neurons as neurons_module
 from flatprint.query.results import frame_from_arrow
 
 MAJORS = {"CentralBrain", "Optic(L)", "Optic(R)", "CV", "VNC"}
@@ -45,6 +45,7 @@ def test_neurons_table(con, release_dir, neurons, client, monkeypatch):
     assert got.columns.tolist() == _table(con, "segments LIMIT 0").columns.tolist()
     stats = load(release_dir, "stats").set_index("body")
     assert (got["pre"].to_numpy() == stats["pre"].reindex(neurons, fill_value=0).to_numpy()).all()
+    monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", False)  # the SQL path (the RAM one: test_query_neurons)
     texts = _recording(client, monkeypatch)
     df, _ = flatprint.fetch_neurons(NC(type="DNge104"), client=client)
     assert df["bodyId"].tolist() == [12781, 556329]
@@ -304,8 +305,6 @@ def test_connection_matrix_from_summaries(client, release_dir, neurons, monkeypa
 def test_neurons_by_roi_from_neuron_rois(client, release_dir, monkeypatch, label):
     """fetch_neurons by ROI with many neurons reads the per-ROI counts from neuron_rois (neurons) or
     segment_rois (segments): equal frames either way, and equal to pandas on syn-points."""
-    from flatprint.query import neurons as neurons_module
-
     monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", False)  # the SQL path (the RAM one: test_query_neurons)
     monkeypatch.setattr(neurons_module, "ROI_INFO_PARSE_LIMIT", 0)
     texts = _recording(client, monkeypatch)
