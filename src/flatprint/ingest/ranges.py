@@ -82,6 +82,12 @@ def in_range_sql(column: str, bounds: list[int], k: int) -> str:
     return " AND ".join(parts) or "TRUE"
 
 
+def range_index_sql(column: str, bounds: list[int]) -> str:
+    """SQL for the index of ``column``'s range in ``bounds`` (as bucketed computes it: the number of
+    bounds <= the value), branch-free: one comparison per bound."""
+    return "(" + " + ".join(f"({column} >= {b})::INTEGER" for b in bounds) + ")" if bounds else "0"
+
+
 def bucket_files(root: Path, k: int, column: str = "bucket") -> str | None:
     """SQL list literal of bucket ``k``'s Parquet files under ``root``, or None when it has none."""
     folder = root / f"{column}={k}"

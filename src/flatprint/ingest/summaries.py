@@ -20,7 +20,7 @@ those rows (or sums of them), built after ``segments`` (which decides ``is_neuro
 
 from __future__ import annotations
 
-from flatprint.ingest.ranges import in_range_sql
+from flatprint.ingest.ranges import in_range_sql, range_count
 from flatprint.store.sql import sql_literal
 
 ROI_SETS = ("primary", "major")
@@ -50,11 +50,14 @@ def roi_labels_sql(roi_set: str) -> str:
 def build_summaries(con, stage, bounds: list[int]) -> None:
     """Create the neuron-only tables from ``segments``, ``connections``, ``connection_rois``,
     ``segment_rois``, ``partners`` and its ends' ``synapses`` rows (their ROI labels); ``bounds``
-    are the body ranges partners was built in (the synapse pairs are grouped one pre-body range at a
-    time, so the aggregate stays in memory)."""
+    are the body ranges partners was built in. The synapse pairs between neurons are joined to both
+    ends' labels and grouped one run of those ranges at a time: as many runs as keep a run's pairs
+    within a quarter of the memory limit, because every run reads the post ends from all of
+    ``synapses`` (one run per range read it ~48 times at full scale). The tables are the same for
+    any number of runs."""
     con.execute("SET preserve_insertion_order = true")  # the ORDER BYs below are the tables' order
     ranges = len(bounds) + 1
-    with stage.timed("neuron summaries", 6 + ranges) as advance:
+    with stage.timed("neuron summaries", 7) as advance:
         con.execute("CREATE TABLE neurons AS SELECT * FROM segments WHERE is_neuron ORDER BY bodyId")
         con.execute("CREATE OR REPLACE TEMP TABLE neuron_ids AS SELECT bodyId FROM neurons")
         both = "SEMI JOIN neuron_ids a ON a.bodyId = c.body_pre SEMI JOIN neuron_ids b ON b.bodyId = c.body_post"
@@ -80,19 +83,23 @@ def build_summaries(con, stage, bounds: list[int]) -> None:
         con.execute("""
             CREATE TEMP TABLE neuron_label_pairs (body_pre BIGINT, body_post BIGINT, pl_pre USMALLINT,
               pl_post USMALLINT, ml_pre USMALLINT, ml_post USMALLINT, n BIGINT)""")
-        for k in range(ranges):
+        # neuron_connections' weights sum to the synapse pairs between neurons, exactly.
+        pairs = con.execute("SELECT coalesce(sum(weight), 0) FROM neuron_connections").fetchall()[0][0]
+        step = -(-ranges // range_count(con, int(pairs), 100))
+        runs = bounds[step - 1 :: step]
+        for k in range(len(runs) + 1):
             con.execute(f"""
                 INSERT INTO neuron_label_pairs
                 SELECT p.body_pre, p.body_post, a.primary_label, b.primary_label, a.major_label, b.major_label,
                        count(*)
                 FROM partners p
                 JOIN (SELECT syn_id, primary_label, major_label FROM synapses
-                      WHERE {in_range_sql("body", bounds, k)}) a ON a.syn_id = p.pre_id
+                      WHERE {in_range_sql("body", runs, k)}) a ON a.syn_id = p.pre_id
                 JOIN synapses b ON b.syn_id = p.post_id
                 SEMI JOIN neuron_ids na ON na.bodyId = p.body_pre SEMI JOIN neuron_ids nb ON nb.bodyId = p.body_post
-                WHERE {in_range_sql("p.body_pre", bounds, k)}
+                WHERE {in_range_sql("p.body_pre", runs, k)}
                 GROUP BY ALL""")
-            advance()
+        advance()
         per_set = " UNION ALL ".join(
             f"""
             SELECT {sql_literal(s)} AS roi_set, rp.roi AS pre_roi, rq.roi AS post_roi, p.body_pre, p.body_post,
