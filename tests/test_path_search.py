@@ -13,20 +13,13 @@ from oracle import load
 from test_query_neurons import oracle_neurons
 
 import flatprint
-from flatprint import Client, NeuronCriteria as NC
+from flatprint import NeuronCriteria as NC
 from flatprint.errors import QueryError
 from flatprint.query import paths as paths_module
 from flatprint.query.paths import _are_neurons as are_neurons
 from flatprint.store import graph as graph_module
 from flatprint.store.graph import IN_LIST_MOST, ConnectionGraph, shortest_paths
 from flatprint.store.sql import registered_tables
-
-
-@pytest.fixture(scope="module")
-def client(store_path):
-    c = Client(store_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")
