@@ -18,6 +18,7 @@ from flatprint.errors import QueryError
 from flatprint.query import paths as paths_module
 from flatprint.query.paths import _are_neurons as are_neurons
 from flatprint.store import graph as graph_module
+from flatprint.store.cache import BuildOnceCache
 from flatprint.store.graph import IN_LIST_MOST, ConnectionGraph, shortest_paths
 from flatprint.store.sql import registered_tables
 
@@ -376,7 +377,7 @@ def test_comparisons_catch_mutated_answers(client, bodies, weights):
 
 def test_criteria_verdicts_are_read_once(client, bodies, weights, graph_only, monkeypatch):
     """The criteria are evaluated over the neurons once per criteria, whatever the ends."""
-    monkeypatch.setattr(paths_module, "_verdicts", type(paths_module._verdicts)())
+    monkeypatch.setattr(paths_module, "_verdicts", BuildOnceCache(max_entries=paths_module.KEEP_VERDICTS))
     evaluated = []
     evaluate = paths_module._evaluate
     monkeypatch.setattr(paths_module, "_evaluate", lambda c, g, sql: evaluated.append(sql) or evaluate(c, g, sql))

@@ -28,7 +28,7 @@ from flatprint.query.graphanswers import (
     graph_totals,
 )
 from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
-from flatprint.query.paths import admits_only_neurons, all_shortest_paths, paths_up_to
+from flatprint.query.paths import PathNodes, admits_only_neurons, all_shortest_paths, paths_up_to
 from flatprint.query.results import json_dicts, with_provenance
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
@@ -506,8 +506,8 @@ def fetch_common_connectivity(
     return df[df[partner].isin(keep)]
 
 
-def _path_node_filter(client, intermediate_criteria, ends) -> tuple[str, bool]:
-    """The intermediates' condition as SQL, and whether it admits only :Neuron bodies besides the ends."""
+def _path_node_filter(client, intermediate_criteria, ends) -> PathNodes:
+    """Which bodies the paths may pass through: the intermediate criteria's SQL, and the ends."""
     if intermediate_criteria is None:
         crit = NeuronCriteria(status="Traced", client=client)
     else:
@@ -516,8 +516,7 @@ def _path_node_filter(client, intermediate_criteria, ends) -> tuple[str, bool]:
         raise QueryError("intermediate_criteria: inputRois/outputRois are not supported here; use rois")
     # Path nodes need not be :Neuron (neuPrint's pattern has no label on them): drop the label test.
     crit.label = "Segment"
-    ids = ", ".join(str(int(b)) for b in ends)
-    return f"(({crit.where(client, 'n')}) OR n.bodyId IN ({ids}))", admits_only_neurons(crit)
+    return PathNodes(crit.where(client, "n"), tuple(int(b) for b in ends), admits_only_neurons(crit))
 
 
 def _paths_frame(client, paths, with_length: bool, neurons: bool) -> pd.DataFrame:
@@ -571,14 +570,14 @@ def fetch_paths(
     if min_weight is None or min_weight < 1:
         raise QueryError(f"min_weight must be >= 1, got {min_weight!r}")
     ends = (int(upstream_bodyId), int(downstream_bodyId))
-    node_filter, neurons_only = _path_node_filter(client, intermediate_criteria, ends)
+    nodes = _path_node_filter(client, intermediate_criteria, ends)
     if path_length is None and max_path_length is None:
-        paths = all_shortest_paths(client, ends[0], ends[1], min_weight, node_filter, timeout, neurons_only)
-        return _paths_frame(client, paths, with_length=False, neurons=neurons_only)
+        paths = all_shortest_paths(client, ends[0], ends[1], min_weight, nodes, timeout)
+        return _paths_frame(client, paths, with_length=False, neurons=nodes.neurons_only)
     exact = path_length is not None
     length = int(path_length if exact else max_path_length)
-    paths = paths_up_to(client, ends[0], ends[1], min_weight, node_filter, length, exact, timeout, neurons_only)
-    return _paths_frame(client, paths, with_length=True, neurons=neurons_only)
+    paths = paths_up_to(client, ends[0], ends[1], min_weight, nodes, length, exact, timeout)
+    return _paths_frame(client, paths, with_length=True, neurons=nodes.neurons_only)
 
 
 @inject_client

@@ -8,14 +8,13 @@ over the store's neuron graph in RAM (flatprint.store.neurongraph, built on firs
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from flatprint.errors import QueryError
+from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.graph import ConnectionGraph, bounded_paths, neuron_shortest_paths, shortest_paths
 from flatprint.store.neurongraph import NeuronGraph, has_neuron_graph, neuron_graph
 from flatprint.store.sql import registered_tables
@@ -35,13 +34,29 @@ NEURON_STATUSES = frozenset({"Traced", "Anchor"})
 USE_NEURON_GRAPH = True
 
 
+@dataclass(frozen=True)
+class PathNodes:
+    """Which bodies a path may pass through: those the intermediate criteria admit (``criteria``: SQL
+    over the alias ``n``), and its two ends whatever the criteria say. ``neurons_only``: the criteria
+    admit only :Neuron bodies (admits_only_neurons)."""
+
+    criteria: str
+    ends: tuple[int, ...]
+    neurons_only: bool = False
+
+    @property
+    def sql(self) -> str:
+        ids = ", ".join(str(int(b)) for b in self.ends)
+        return f"(({self.criteria}) OR n.bodyId IN ({ids}))"
+
+
 def admits_only_neurons(criteria) -> bool:
     """True when NeuronCriteria can only match :Neuron bodies whatever their label says: they ask
     for statuses that make a body a :Neuron."""
     return bool(criteria.status) and all(isinstance(s, str) and s in NEURON_STATUSES for s in criteria.status)
 
 
-def _library_graph(client, min_weight: int, node_filter: str, timeout: float, neurons_only: bool) -> ConnectionGraph:
+def _library_graph(client, min_weight: int, nodes: PathNodes, timeout: float) -> ConnectionGraph:
     cur = client.cursor()
     check_deadline = _deadline_check(timeout)
 
@@ -54,11 +69,11 @@ def _library_graph(client, min_weight: int, node_filter: str, timeout: float, ne
             return cur.execute(sql).fetchnumpy()
 
     # The ends are :Neuron (_are_neurons), so nothing but neurons is ever reached.
-    neuron_tables = neurons_only and client.store.has_table("neuron_connections")
+    neuron_tables = nodes.neurons_only and client.store.has_table("neuron_connections")
     return ConnectionGraph(
         run_sql,
         f"c.weight >= {int(min_weight)}",
-        node_filter,
+        nodes.sql,
         check_deadline,
         fetch_columns=fetch_columns,
         neurons_besides=() if neuron_tables else None,
@@ -82,16 +97,12 @@ def _are_neurons(client, *bodies: int) -> bool:
     return all(neuron[b] for b in bodies)
 
 
-#: A node filter is "((criteria) OR n.bodyId IN (the ends))" (flatprint.query.connectivity); the search
-#: admits its ends anyway, so the criteria's verdict over the neurons serves every pair of ends.
-_ENDS_CLAUSE = re.compile(r"\((?P<criteria>.*) OR n\.bodyId IN \((?P<ids>[0-9, ]+)\)\)", re.DOTALL)
 KEEP_VERDICTS = 16  # the criteria verdicts kept, most recently used last
-_verdicts: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_verdicts_lock = threading.Lock()
+_verdicts: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=lambda: KEEP_VERDICTS)
 
 
-def _evaluate(client, graph: NeuronGraph, node_filter: str) -> np.ndarray:
-    sql = f"SELECT n.bodyId FROM neurons n WHERE ({node_filter}) IS NOT TRUE"
+def _evaluate(client, graph: NeuronGraph, criteria: str) -> np.ndarray:
+    sql = f"SELECT n.bodyId FROM neurons n WHERE ({criteria}) IS NOT TRUE"
     refused, found = graph.positions(client.cursor().execute(sql).fetchnumpy()["bodyId"])
     admitted = np.ones(len(graph.body_ids), dtype=bool)
     admitted[refused[found]] = False
@@ -99,24 +110,12 @@ def _evaluate(client, graph: NeuronGraph, node_filter: str) -> np.ndarray:
     return admitted
 
 
-def _admitted(client, graph: NeuronGraph, node_filter: str, ends) -> np.ndarray:
-    """Whether the node filter (over ``neurons``, alias ``n``) admits each neuron of the graph, the
-    ends aside. The verdict of its criteria is read once per store and kept; a filter of another
-    form is evaluated each time."""
-    match = _ENDS_CLAUSE.fullmatch(node_filter)
-    if not match or {int(b) for b in match["ids"].split(",")} != {int(b) for b in ends}:
-        return _evaluate(client, graph, node_filter)
-    key = (str(client.store.path), client.store.meta.get("uuid"), len(graph.body_ids), match["criteria"])
-    with _verdicts_lock:
-        if key in _verdicts:
-            _verdicts.move_to_end(key)
-            return _verdicts[key]
-    admitted = _evaluate(client, graph, match["criteria"])
-    with _verdicts_lock:
-        _verdicts[key] = admitted
-        while len(_verdicts) > KEEP_VERDICTS:
-            _verdicts.popitem(last=False)
-    return admitted
+def _admitted(client, graph: NeuronGraph, criteria: str) -> np.ndarray:
+    """Whether the criteria (SQL over ``neurons``, alias ``n``) admit each neuron of the graph; read once
+    per store and criteria and kept (the search admits its ends anyway, so one verdict serves every
+    pair of ends)."""
+    key = (*store_key(client.store), len(graph.body_ids), criteria)
+    return _verdicts.get(key, lambda: _evaluate(client, graph, criteria))
 
 
 def _deadline_check(timeout: float):
@@ -129,26 +128,24 @@ def _deadline_check(timeout: float):
     return check_deadline
 
 
-def all_shortest_paths(
-    client, src: int, dst: int, min_weight: int, node_filter: str, timeout: float, neurons_only: bool = False
-):
+def all_shortest_paths(client, src: int, dst: int, min_weight: int, nodes: PathNodes, timeout: float):
     """Every shortest path src -> dst as (bodies, weights), sorted; [] when none or past the timeout.
-    ``neurons_only``: the node filter admits only :Neuron bodies besides the ends; then, with two
-    neuron ends, the search runs over the neuron graph in RAM (its build, once, is not timed)."""
-    if neurons_only and USE_NEURON_GRAPH and has_neuron_graph(client.store):
+    When ``nodes`` admit only :Neuron bodies besides the ends and both ends are neurons, the search
+    runs over the neuron graph in RAM (its build, once, is not timed)."""
+    if nodes.neurons_only and USE_NEURON_GRAPH and has_neuron_graph(client.store):
         graph = neuron_graph(client.store)
         ends, inside = graph.positions([src, dst])
         if inside.all():  # both ends are neurons (else the answer below: none, or an unknown body)
             check_deadline = _deadline_check(timeout)
             try:
-                admitted = _admitted(client, graph, node_filter, (src, dst))
+                admitted = _admitted(client, graph, nodes.criteria)
                 return neuron_shortest_paths(graph, int(ends[0]), int(ends[1]), min_weight, admitted, check_deadline)
             except _SearchTimeout:
                 return []
     if not _are_neurons(client, src, dst):
         return []
     try:
-        found = shortest_paths(_library_graph(client, min_weight, node_filter, timeout, neurons_only), src, dst)
+        found = shortest_paths(_library_graph(client, min_weight, nodes, timeout), src, dst)
     except _SearchTimeout:
         return []
     return sorted((nodes, [edge[2] for edge in edges]) for nodes, edges in found)
@@ -159,11 +156,10 @@ def paths_up_to(
     src: int,
     dst: int,
     min_weight: int,
-    node_filter: str,
+    nodes: PathNodes,
     length: int,
     exact: bool,
     timeout: float,
-    neurons_only: bool = False,
 ):
     """Paths src -> dst with exactly ``length`` (or 1..length) connections, no connection used twice;
     shortest first. [] past the timeout, like neuPrint."""
@@ -171,7 +167,7 @@ def paths_up_to(
         return []
     try:
         found = bounded_paths(
-            _library_graph(client, min_weight, node_filter, timeout, neurons_only),
+            _library_graph(client, min_weight, nodes, timeout),
             {src},
             {dst},
             length if exact else 1,
