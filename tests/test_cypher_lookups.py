@@ -13,7 +13,7 @@ import math
 import pytest
 from oracle import oracle_segments
 
-from flatprint.cypher import engine
+from flatprint.cypher import engine, neuronanswers
 from flatprint.cypher.engine import execute
 
 
@@ -24,7 +24,10 @@ def segments(release_dir):
 
 @pytest.fixture
 def statements(monkeypatch):
-    """Every SQL statement the engine runs while the test does."""
+    """Every SQL statement the engine runs while the test does (through SQL: these tests are about
+    its statements; the neuron table in RAM answers some lookups once built, tests in
+    test_cypher_neuron_answers.py)."""
+    monkeypatch.setattr(neuronanswers, "USE_NEURON_ANSWERS", False)
     seen: list[str] = []
     run = engine.Execution._run
 

@@ -43,7 +43,9 @@ from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTime
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
 from flatprint.cypher.memory import MemoryBudgetError
+from flatprint.cypher.neuronanswers import NeuronAnswerExecution
 from flatprint.cypher.plan import (
+    NeuronMatchProject,
     PartPlan,
     PathSearch,
     ProcedureCall,
@@ -176,7 +178,7 @@ def plan_tree(text: str) -> str:
 # execution
 
 
-class Execution(MatchExecution, PushdownExecution, ProjectionExecution, ProcedureExecution):
+class Execution(MatchExecution, PushdownExecution, ProjectionExecution, ProcedureExecution, NeuronAnswerExecution):
     """Runs one query (and its runTimeboxed inner queries) on one cursor."""
 
     def __init__(self, store, cursor, deadline: Deadline, params: dict, query: ast.Node | set[str]):
@@ -292,6 +294,12 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
         rows: list[dict] = [{}]
         for step in part.steps:
             self.deadline.check()
+            if isinstance(step, NeuronMatchProject):
+                answered = self.answer_from_neurons(step.shape, rows)
+                if answered is not None:
+                    self.entities_complete = True  # plain values only
+                    return answered
+                step = step.sql
             if isinstance(step, SqlMatchProject):
                 projection = step.projection.clause
                 pushed = self.match_and_aggregate(step.match.clause, projection, rows)

@@ -3,10 +3,11 @@
 :func:`plan_query` turns each part of a (rewritten) query into steps: :class:`SqlMatch` (a MATCH
 as one SQL statement: planner.py, sqlgen), :class:`PathSearch` (variable-length and shortest
 paths), :class:`SqlMatchProject` (a MATCH and the WITH/RETURN after it tried as one statement),
-:class:`Projection`, :class:`Unwind` and :class:`ProcedureCall`. :func:`explain` renders the tree
-(``flatprint.cypher.engine.plan_tree(text)``). Also :func:`needed_properties`, the properties a
-match's SQL fetches with it, and :func:`row_cap`, how many rows of a MATCH the rest of the query
-can use (a LIMIT pushed into its SQL).
+:class:`Projection`, :class:`Unwind` and :class:`ProcedureCall`; :class:`NeuronMatchProject`
+(neuron lookups and their ConnectsTo relationships from RAM, the SqlMatchProject as fallback).
+:func:`explain` renders the tree (``flatprint.cypher.engine.plan_tree(text)``). Also
+:func:`needed_properties`, the properties a match's SQL fetches with it, and :func:`row_cap`, how
+many rows of a MATCH the rest of the query can use (a LIMIT pushed into its SQL).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
+from flatprint.cypher.neuronplan import NeuronShape, neuron_shape
 from flatprint.cypher.registry import contains_aggregate
 from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs, normalize_projections
 
@@ -97,7 +99,16 @@ class SqlMatchProject:
     projection: Projection
 
 
-Step = SqlMatch | PathSearch | Projection | Unwind | ProcedureCall | SqlMatchProject
+@dataclass
+class NeuronMatchProject:
+    """MATCH + RETURN of :Neuron nodes or the ConnectsTo relationships between them answered from the
+    neuron table / graph in RAM when they are built (neuronplan.py, neuronanswers.py); else ``sql``."""
+
+    shape: NeuronShape
+    sql: SqlMatchProject
+
+
+Step = SqlMatch | PathSearch | Projection | Unwind | ProcedureCall | SqlMatchProject | NeuronMatchProject
 
 
 @dataclass
@@ -127,7 +138,9 @@ def plan_part(part: ast.SingleQuery) -> PartPlan:
             else:
                 match = SqlMatch(clause, row_cap(clauses, position))
                 if isinstance(following, (ast.With, ast.Return)) and not (following.star or clause.optional):
-                    steps.append(SqlMatchProject(match, Projection(following)))
+                    fused = SqlMatchProject(match, Projection(following))
+                    shape = neuron_shape(clause, following)
+                    steps.append(fused if shape is None else NeuronMatchProject(shape, fused))
                     position += 2
                     continue
                 steps.append(match)
@@ -165,6 +178,8 @@ def explain(plan: QueryPlan) -> str:
 
 
 def _step_lines(step: Step, indent: str) -> list[str]:
+    if isinstance(step, NeuronMatchProject):
+        return [f"{indent}NeuronMatchProject (in RAM when built; else)", *_step_lines(step.sql, indent + "  ")]
     if isinstance(step, SqlMatchProject):
         inner = indent + "  "
         return [f"{indent}SqlMatchProject", *_step_lines(step.match, inner), *_step_lines(step.projection, inner)]

@@ -9,6 +9,8 @@ the read-only store. What the views share (state, responses, token checks) is in
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from fastapi import FastAPI, Request
@@ -16,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 
 from flatprint import __version__
+from flatprint.cypher.neuronanswers import warm as warm_neuron_answers
 from flatprint.errors import FlatprintError
 from flatprint.server.auth import AuthError, Forbidden, check, login_page
 
@@ -55,7 +58,9 @@ def create_app(
     warm: bool = False,
 ) -> FastAPI:
     """The app serving ``datasets``: the API, the explorer and the docs page. ``warm``: precompute the
-    explorer's autocomplete index and summaries in a background thread (``flatprint serve`` does)."""
+    explorer's autocomplete index and summaries, and build each store's neuron table and graph in RAM
+    (neuron lookups and their connections answer from them once built), in background threads
+    (``flatprint serve`` does)."""
     app = FastAPI(
         title="flatprint",
         version=__version__,
@@ -103,7 +108,18 @@ def create_app(
     register_explorer(app)  # the web explorer at /explorer/
     if warm:
         warm_explorer(app)
+        threading.Thread(
+            target=_warm_engine, args=(list(datasets.values()),), name="flatprint-neuron-warm", daemon=True
+        ).start()
     return app
+
+
+def _warm_engine(stores) -> None:
+    for store in stores:
+        try:
+            warm_neuron_answers(store)
+        except Exception as exc:  # noqa: BLE001 - queries still answer through SQL; say why
+            logging.getLogger("flatprint.server").warning("neuron tables of %s not built: %s", store.path, exc)
 
 
 class Guard:

@@ -16,7 +16,8 @@ Layout (``n`` neurons, ``m`` neuron pairs, ``r`` pair x ROI rows; bodies are pos
 * ``by_post`` (m): the pair indices sorted by (post, pre); ``post_offsets`` (n + 1) the same
   offsets into it, for incoming pairs;
 * per-ROI weights in pair order (then ROI name): ``roi_offsets`` (m + 1), ``roi_code`` (int16 into
-  ``roi_names``, sorted by name as SQL sorts text), ``roi_weight``.
+  ``roi_names``, sorted by name as SQL sorts text), ``roi_weight`` (the pair's postsynaptic sites in
+  the ROI) and ``roi_pre`` (its T-bars there; ConnectsTo.roiInfo's "pre").
 
 At full scale (~4 M neuron pairs, ~7 M pair x ROI rows) that is ~16 + 4 bytes a pair and ~6 + 8
 bytes a pair x ROI row plus offsets: ~200 MB; :attr:`NeuronGraph.nbytes` says exactly.
@@ -57,6 +58,7 @@ class NeuronGraph:
     roi_offsets: np.ndarray
     roi_code: np.ndarray
     roi_weight: np.ndarray
+    roi_pre: np.ndarray
     roi_names: np.ndarray
     build_seconds: float = 0.0
     _columns: dict = field(default_factory=dict, repr=False)  # neuron property -> Arrow column
@@ -79,6 +81,7 @@ class NeuronGraph:
             self.roi_offsets,
             self.roi_code,
             self.roi_weight,
+            self.roi_pre,
         )
         columns = sum(c[0].nbytes for c in self._columns.values() if c is not None)
         return sum(a.nbytes for a in arrays) + columns + self.derived.nbytes
@@ -202,7 +205,7 @@ def build_neuron_graph(store) -> NeuronGraph:
     by_post = np.argsort(post, kind="stable").astype(pair_index)  # stable: (post, pre) order
     post_offsets = np.searchsorted(post[by_post], np.arange(n + 1)).astype(pair_index)
 
-    rois = cur.sql("SELECT body_pre, body_post, roi, weight FROM neuron_connection_rois").to_arrow_table()
+    rois = cur.sql("SELECT body_pre, body_post, roi, weight, pre FROM neuron_connection_rois").to_arrow_table()
     roi_keys = _sorted_positions(
         body_ids, rois.column("body_pre").to_numpy().astype(np.int64, copy=False), "neuron_connection_rois.body_pre"
     ).astype(np.int64) * n + _sorted_positions(
@@ -219,12 +222,14 @@ def build_neuron_graph(store) -> NeuronGraph:
     rank[by_name] = np.arange(len(names), dtype=np.int16)
     roi_code = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     roi_weight = _small_ints(rois.column("weight"), None)
+    roi_pre = _small_ints(rois.column("pre"), None)
     del rois, encoded
     # rows in pair order, then ROI name: the table's own order, unless a scan reordered it
     step = roi_pair[1:] - roi_pair[:-1]
     if not np.all((step > 0) | ((step == 0) & (roi_code[1:] > roi_code[:-1]))):
         roi_order = np.lexsort((roi_code, roi_pair))
-        roi_pair, roi_code, roi_weight = roi_pair[roi_order], roi_code[roi_order], roi_weight[roi_order]
+        roi_pair, roi_code = roi_pair[roi_order], roi_code[roi_order]
+        roi_weight, roi_pre = roi_weight[roi_order], roi_pre[roi_order]
     roi_offsets = np.searchsorted(roi_pair, np.arange(m + 1)).astype(_index_type(len(roi_pair)))
     return NeuronGraph(
         body_ids=body_ids,
@@ -238,6 +243,7 @@ def build_neuron_graph(store) -> NeuronGraph:
         roi_offsets=roi_offsets,
         roi_code=roi_code,
         roi_weight=roi_weight,
+        roi_pre=roi_pre,
         roi_names=names[by_name],
         build_seconds=time.perf_counter() - started,
     )

@@ -1,0 +1,263 @@
+"""Answering a :class:`~flatprint.cypher.neuronplan.NeuronShape` from the neuron table and graph in RAM.
+
+Only when they are built already (the server builds them in the background at start, see
+:func:`warm`; a first query never waits for a build) and every constant has the type the lookup
+expects; otherwise :meth:`NeuronAnswerExecution.answer_from_neurons` returns None and the SQL step
+runs. Values are those the SQL step returns: the table's columns as DuckDB gives them, points as
+:class:`Point`, roiInfo texts rebuilt from the per-ROI rows exactly as ingest writes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from flatprint.cypher.evaluator import Evaluator
+from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
+from flatprint.cypher.values import Point
+from flatprint.store.columns import POINT_COLUMNS
+from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
+from flatprint.store.neurontable import ROI_COUNTS, has_neuron_table, kept_neuron_table, neuron_table
+
+#: False: every query through SQL (tests compare both ways).
+USE_NEURON_ANSWERS = True
+#: Above this many matched relationships the SQL step (column-wise results) answers instead.
+MAX_PAIRS = 200_000
+
+
+class _NotHere(Exception):
+    """The query needs what the RAM answer does not prove: the SQL step answers it."""
+
+
+def warm(store) -> None:
+    """Build the store's neuron table and neuron graph (seconds at full scale; the server calls this
+    in a background thread at start)."""
+    if has_neuron_table(store):
+        neuron_table(store)
+    if has_neuron_graph(store):
+        neuron_graph(store)
+
+
+class NeuronAnswerExecution:
+    """The in-RAM answers of :class:`flatprint.cypher.engine.Execution`."""
+
+    def answer_from_neurons(self, shape: NeuronShape, rows: list[dict]) -> tuple[list[str], list[list]] | None:
+        """(columns, rows) of the shape's RETURN, or None when the SQL step must answer."""
+        if not USE_NEURON_ANSWERS or rows != [{}] or not has_neuron_table(self.store):
+            return None
+        table = kept_neuron_table(self.store)
+        if table is None:
+            return None
+        graph = None
+        if shape.post is not None:
+            graph = kept_neuron_graph(self.store) if has_neuron_graph(self.store) else None
+            if graph is None or not _same_neurons(table, graph):
+                return None
+        try:
+            return _Answer(self, shape, table, graph).run()
+        except _NotHere:
+            return None
+
+
+def _same_neurons(table, graph) -> bool:
+    """Whether table and graph number the same neurons (both read ``neurons``; checked once a pair)."""
+    key = id(graph)
+    verdict = table.__dict__.setdefault("_same_as_graph", {})
+    if key not in verdict:
+        verdict[key] = len(table.body_ids) == len(graph.body_ids) and bool(
+            np.array_equal(table.body_ids, graph.body_ids)
+        )
+    return verdict[key]
+
+
+class _Answer:
+    def __init__(self, execution, shape: NeuronShape, table, graph):
+        self.execution = execution
+        self.shape = shape
+        self.table = table
+        self.graph = graph
+        self.evaluate = Evaluator(execution.params)
+        self.columns = set(table.columns.column_names)
+        self.properties = set(execution.model.segment_properties)
+
+    def constant(self, expr):
+        return self.evaluate(expr, {})
+
+    def run(self) -> tuple[list[str], list[list]]:
+        shape = self.shape
+        pre = self.candidates(shape.pre)
+        if shape.post is None:
+            if pre is None:
+                raise _NotHere  # every neuron: the column-wise SQL answer
+            positions = {shape.pre.variable: pre}
+            pairs = None
+        else:
+            post = self.candidates(shape.post)
+            pairs = self.pairs(pre, post)
+            positions = {shape.pre.variable: self.graph.pre[pairs], shape.post.variable: self.graph.post[pairs]}
+        count = len(pairs) if pairs is not None else len(positions[shape.pre.variable])
+        columns = []
+        for item in shape.items:
+            if item.variable == shape.rel:
+                values = self.rel_values(item.prop, pairs)
+            else:
+                values = self.node_values(item.prop, positions[item.variable])
+            if item.default is not None:
+                default = self.constant(item.default)
+                values = [default if v is None else v for v in values]
+            columns.append(values)
+        rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in range(count)]
+        for index, descending in reversed(shape.order):
+            _check_sortable(rows, index)
+            rows.sort(key=lambda row: (row[index] is None, row[index]), reverse=descending)
+        skip = self.count(shape.skip, 0)
+        limit = self.count(shape.limit, None)
+        rows = rows[skip:] if limit is None else rows[skip : skip + limit]
+        return [item.name for item in shape.items], rows
+
+    def count(self, expr, default):
+        if expr is None:
+            return default
+        value = self.constant(expr)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise _NotHere  # the SQL step reports the error
+        return value
+
+    # -- which neurons
+
+    def candidates(self, spec: NodeSpec) -> np.ndarray | None:
+        """Sorted positions of the neurons ``spec`` admits; None: all of them."""
+        found = None
+        listed = False
+        for term in spec.terms:
+            union = np.unique(np.concatenate([self.test_positions(t, spec.segment_only) for t in term]))
+            found = union if found is None else np.intersect1d(found, union, assume_unique=True)
+            listed = listed or (len(term) == 1 and term[0].prop == "bodyId")
+        if spec.segment_only and not listed:
+            raise _NotHere  # a Segment that may not be a neuron: its relationships are not in the graph
+        return found
+
+    def test_positions(self, test: Test, segment_only: bool) -> np.ndarray:
+        value = self.constant(test.value)
+        values = value if test.op == "IN" else [value]
+        if value is None:
+            return np.zeros(0, dtype=np.int64)
+        if not isinstance(values, list):
+            raise _NotHere
+        values = [v for v in values if v is not None]
+        if test.prop == "bodyId":
+            if any(not isinstance(v, int) or isinstance(v, bool) for v in values):
+                raise _NotHere  # 1.0 = 1 in Cypher: leave such comparisons to SQL
+            bodies = np.asarray(values, dtype=np.int64)
+            where = np.searchsorted(self.table.body_ids, bodies)
+            inside = where < len(self.table.body_ids)
+            inside[inside] = self.table.body_ids[where[inside]] == bodies[inside]
+            if segment_only and not inside.all():
+                raise _NotHere  # a listed Segment that is no neuron
+            return np.unique(where[inside])
+        if any(not isinstance(v, str) for v in values):
+            raise _NotHere
+        index = self.table.indexes.get(test.prop)
+        if index is None:
+            raise _NotHere
+        return index.lookup(values)
+
+    def pairs(self, pre: np.ndarray | None, post: np.ndarray | None) -> np.ndarray:
+        """Indices of the graph's pairs between the candidates, weight tests applied."""
+        graph = self.graph
+        if pre is None and post is None:
+            raise _NotHere  # every relationship
+        if pre is not None and (post is None or len(pre) <= len(post)):
+            pairs = graph.outgoing(pre)
+            if post is not None:
+                pairs = pairs[np.isin(graph.post[pairs], post)]
+        else:
+            pairs = graph.incoming(post)
+            if pre is not None:
+                pairs = pairs[np.isin(graph.pre[pairs], pre)]
+            pairs = np.sort(pairs)  # (pre, post) order, as the outgoing side gives
+        for test in self.shape.rel_tests:
+            value = self.constant(test.value)
+            if value is None:
+                return pairs[:0]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                raise _NotHere
+            pairs = pairs[_compare(graph.weight[pairs], test.op, value)]
+        if len(pairs) > MAX_PAIRS:
+            raise _NotHere
+        return pairs
+
+    # -- values
+
+    def node_values(self, prop: str, positions: np.ndarray) -> list:
+        if prop == "roiInfo":
+            unique, inverse = np.unique(positions, return_inverse=True)
+            texts = roi_info_texts(self.table, unique)
+            return [texts[i] for i in inverse.tolist()]
+        if prop not in self.properties or prop not in self.columns:
+            raise _NotHere  # ROI flags, properties of no column: SQL knows
+        values = self.table.columns.column(prop).take(pa.array(positions, pa.int64())).to_pylist()
+        if prop in POINT_COLUMNS:
+            return [Point(v) if v is not None and all(c is not None for c in v) else None for v in values]
+        return values
+
+    def rel_values(self, prop: str, pairs: np.ndarray) -> list:
+        graph = self.graph
+        if prop == "weight":
+            return graph.weight[pairs].tolist()
+        if prop == "weightHP":
+            values = graph.weight_hp[pairs]
+            if values.dtype.kind == "f":
+                return [None if math.isnan(v) else int(v) for v in values.tolist()]
+            return values.tolist()
+        if prop == "roiInfo":
+            return connection_roi_info_texts(graph, pairs)
+        raise _NotHere
+
+
+def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
+    return {
+        "=": values == value,
+        "<>": values != value,
+        "<": values < value,
+        "<=": values <= value,
+        ">": values > value,
+        ">=": values >= value,
+    }[op]
+
+
+def _check_sortable(rows, index: int) -> None:
+    kinds = {type(row[index]) for row in rows if row[index] is not None}
+    if len(kinds) > 1 and not kinds <= {int, float}:
+        raise _NotHere  # mixed types: Cypher's order across types is the SQL step's
+
+
+def roi_info_texts(table, positions: np.ndarray) -> list[str]:
+    """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order)."""
+    rows, units = table.roi_rows(positions)
+    counts = [table.counts(name, rows).tolist() for name in ROI_COUNTS]
+    codes = table.roi_code[rows]
+    names = table.roi_names
+    if table.roi_json_rank is not None:  # the text orders its ROIs by their escaped names
+        order = np.lexsort((table.roi_json_rank[codes], units))
+        units, codes = units[order], codes[order]
+        counts = [[column[i] for i in order.tolist()] for column in counts]
+    maps: list[dict] = [{} for _ in range(len(positions))]
+    for unit, code, *values in zip(units.tolist(), codes.tolist(), *counts):
+        maps[unit][names[code]] = dict(zip(ROI_COUNTS, values))
+    return [orjson.dumps(m).decode() for m in maps]
+
+
+def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
+    """ConnectsTo.roiInfo of ``pairs`` as the SQL step writes it: ``{roi: {"pre": n, "post": n}}``."""
+    rows, units = graph.roi_rows(pairs)
+    maps: list[dict] = [{} for _ in range(len(pairs))]
+    names = graph.roi_names
+    for unit, code, pre, post in zip(
+        units.tolist(), graph.roi_code[rows].tolist(), graph.roi_pre[rows].tolist(), graph.roi_weight[rows].tolist()
+    ):
+        maps[unit][names[code]] = {"pre": pre, "post": post}
+    return [orjson.dumps(m).decode() for m in maps]

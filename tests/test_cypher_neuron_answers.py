@@ -1,0 +1,266 @@
+"""Neuron lookups and ConnectsTo between neurons answered from the neuron table and graph in RAM
+(cypher/neuronplan.py, cypher/neuronanswers.py): the same answer as SQL, and as pandas on the
+raw feathers; no SQL statement when RAM answers; SQL when RAM cannot prove the answer."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from oracle import load, oracle_segments
+
+from flatprint.cypher import engine, neuronanswers
+from flatprint.cypher.engine import execute
+from flatprint.store.neurongraph import neuron_graph
+from flatprint.store.neurontable import clear_neuron_table_cache, kept_neuron_table, neuron_table
+
+
+@pytest.fixture(scope="module")
+def segments(release_dir):
+    return oracle_segments(release_dir)
+
+
+@pytest.fixture(scope="module")
+def weights(release_dir, segments) -> pd.DataFrame:
+    """Neuron-to-neuron weights from connectome-weights (both ends :Neuron)."""
+    frame = load(release_dir, "weights")
+    neurons = set(segments.index[segments["is_neuron"]])
+    frame = frame[frame["body_pre"].isin(neurons) & frame["body_post"].isin(neurons)]
+    return frame.set_index(["body_pre", "body_post"]).sort_index()
+
+
+@pytest.fixture(scope="module")
+def built(store):
+    neuron_table(store)
+    neuron_graph(store)
+    return store
+
+
+@pytest.fixture
+def statements(monkeypatch):
+    seen: list[str] = []
+    run = engine.Execution._run
+
+    def spy(self, sql, tables, fetch):
+        seen.append(sql)
+        return run(self, sql, tables, fetch)
+
+    monkeypatch.setattr(engine.Execution, "_run", spy)
+    return seen
+
+
+def both_ways(store, text, params=None):
+    """(answer through SQL, answer from RAM) as the JSON endpoint sends them."""
+    try:
+        neuronanswers.USE_NEURON_ANSWERS = False
+        through_sql = execute(store, text, params=params, plan_cache=False).to_dict()
+    finally:
+        neuronanswers.USE_NEURON_ANSWERS = True
+    return through_sql, execute(store, text, params=params, plan_cache=False).to_dict()
+
+
+def plain(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def neurons_of(segments, count: int, seed: int = 0) -> list[int]:
+    neurons = np.array(sorted(segments.index[segments["is_neuron"]]))
+    return sorted(np.random.default_rng(seed).choice(neurons, size=count, replace=False).tolist())
+
+
+def common_type(segments, rank: int = 0) -> str:
+    typed = segments[segments["is_neuron"] & segments["type"].notna()]
+    return typed["type"].value_counts().index[rank]
+
+
+# ---- same answer as SQL, no statement ----------------------------------------------------------
+
+
+def lookup_queries(segments):
+    bodies = neurons_of(segments, 7)
+    kind, other = common_type(segments), common_type(segments, 3)
+    instance = segments.loc[segments["type"] == kind, "instance"].dropna().iloc[0]
+    props = "n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.pre AS pre, n.somaLocation AS soma"
+    mixed = bodies + [int(x) for x in segments.index[segments["type"] == kind][:3]]
+    return [
+        f"MATCH (n:Neuron) WHERE n.bodyId = {bodies[0]} RETURN {props}",
+        f"MATCH (n:Neuron {{bodyId: {bodies[1]}}}) RETURN {props}, n.roiInfo AS roiInfo",
+        f"MATCH (n:Neuron) WHERE n.bodyId IN {bodies} RETURN {props} ORDER BY n.bodyId DESC",
+        f"MATCH (n:Segment) WHERE n.bodyId IN {bodies} RETURN {props} ORDER BY bodyId SKIP 2 LIMIT 3",
+        f"MATCH (n:Neuron) WHERE n.type = '{kind}' OR n.instance = '{kind}' RETURN {props}, n.roiInfo AS r "
+        "ORDER BY n.bodyId",
+        f"MATCH (n:Neuron) WHERE n.type IN ['{kind}', '{other}'] AND n.bodyId IN {mixed} "
+        f"RETURN {props} ORDER BY type, pre DESC",
+        f"MATCH (n:Neuron) WHERE n.instance = '{instance}' RETURN n.bodyId, n.status, n.statusLabel, "
+        "coalesce(n.class, 'none') AS class ORDER BY n.bodyId",
+        "MATCH (n:Neuron) WHERE n.type = 'no such type' RETURN n.bodyId",
+        "MATCH (n:Neuron) WHERE n.bodyId IN [] RETURN n.bodyId",
+        "MATCH (n:Neuron) WHERE n.bodyId = null RETURN n.bodyId",
+    ]
+
+
+def edge_queries(segments):
+    bodies = neurons_of(segments, 30, seed=1)
+    kind = common_type(segments, 1)
+    back = "e.weight AS weight, coalesce(e.weightHP, 0) AS weightHP, e.roiInfo AS roiInfo"
+    return [
+        "MATCH (n:Segment)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId = 12781 "
+        f"RETURN n.bodyId AS a, m.bodyId AS b, {back}",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND e.weight >= 3 "
+        f"RETURN n.bodyId AS a, m.bodyId AS b, {back} ORDER BY weight DESC, a, b",
+        f"MATCH (n:Neuron)<-[e:ConnectsTo]-(m:Neuron) WHERE n.bodyId IN {bodies} "
+        f"RETURN n.bodyId AS a, m.bodyId AS b, m.type AS t, {back} ORDER BY a, b",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Segment) WHERE m.bodyId IN {bodies} AND 5 < e.weight "
+        "RETURN n.bodyId AS a, m.bodyId AS b, e.weight ORDER BY a, b",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE (n.type = '{kind}' OR n.instance = '{kind}') "
+        f"AND e.weight >= 1 RETURN n.bodyId AS a, m.bodyId AS b, n.type, m.instance, {back} "
+        "ORDER BY e.weight DESC, n.bodyId, m.bodyId",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND m.bodyId IN {bodies} "
+        "RETURN n.bodyId, m.bodyId, e.weight ORDER BY e.weight, n.bodyId, m.bodyId LIMIT 5",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND e.weight = -1 RETURN m.bodyId",
+    ]
+
+
+@pytest.mark.parametrize("number", range(10))
+def test_lookup_same_as_sql_without_a_statement(built, segments, statements, number):
+    text = lookup_queries(segments)[number]
+    through_sql, from_ram = both_ways(built, text)
+    seen = len(statements)
+    assert from_ram == through_sql
+    statements.clear()
+    execute(built, text)
+    assert statements == [], f"RAM should answer, SQL ran: {statements}"
+    assert seen > 0  # and the SQL way did run SQL
+
+
+@pytest.mark.parametrize("number", range(7))
+def test_connections_same_as_sql_without_a_statement(built, segments, statements, number):
+    text = edge_queries(segments)[number]
+    through_sql, from_ram = both_ways(built, text)
+    if "ORDER BY" not in text:
+        through_sql["data"].sort(key=json.dumps)
+        from_ram["data"].sort(key=json.dumps)
+    assert from_ram == through_sql
+    statements.clear()
+    execute(built, text)
+    assert statements == []
+
+
+def test_parameters_and_plan_cache(built, segments, statements):
+    bodies = neurons_of(segments, 4, seed=3)
+    text = "MATCH (n:Neuron) WHERE n.bodyId IN $ids RETURN n.bodyId AS b, n.type AS t ORDER BY b"
+    for cache in (None, False):
+        result = execute(built, text, params={"ids": bodies}, plan_cache=cache)
+        assert result.data == [[b, plain(segments.at[b, "type"])] for b in bodies]
+    # literals of one shape become parameters of the cached plan: each answer is its own
+    for body in bodies:
+        result = execute(built, f"MATCH (n:Neuron) WHERE n.bodyId = {body} RETURN n.bodyId, n.pre")
+        assert result.data == [[body, int(segments.at[body, "pre"])]]
+    assert statements == []
+
+
+# ---- against pandas on the feathers -----------------------------------------------------------
+
+
+def test_neurons_of_a_type_match_the_feathers(built, segments):
+    kind = common_type(segments)
+    result = execute(
+        built,
+        f"MATCH (n:Neuron) WHERE n.type = '{kind}' OR n.instance = '{kind}' "
+        "RETURN n.bodyId AS bodyId, n.instance AS instance, n.post AS post, n.somaSide AS side ORDER BY n.bodyId",
+    )
+    members = segments[segments["is_neuron"] & ((segments["type"] == kind) | (segments["instance"] == kind))]
+    want = [
+        [int(b), plain(r["instance"]), int(r["post"]), plain(r["somaSide"])] for b, r in members.sort_index().iterrows()
+    ]
+    assert result.data == want
+
+
+def test_adjacencies_match_the_feathers(built, segments, weights):
+    bodies = neurons_of(segments, 20, seed=5)
+    result = execute(
+        built,
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND e.weight >= 2 "
+        "RETURN n.bodyId, m.bodyId, e.weight ORDER BY n.bodyId, m.bodyId",
+    )
+    frame = weights.reset_index()
+    frame = frame[frame["body_pre"].isin(bodies) & (frame["weight"] >= 2)].sort_values(["body_pre", "body_post"])
+    want = [[int(a), int(b), int(w)] for a, b, w in frame[["body_pre", "body_post", "weight"]].itertuples(index=False)]
+    assert want, "the sample should have connections"
+    assert result.data == want
+
+
+def test_roi_info_texts_are_the_stored_texts(built):
+    table = neuron_table(built)
+    stored = dict(built.cursor().execute("SELECT bodyId, roiInfo FROM neurons").fetchall())
+    texts = neuronanswers.roi_info_texts(table, np.arange(len(table.body_ids)))
+    assert dict(zip(table.body_ids.tolist(), texts)) == stored
+
+
+def test_connection_roi_info_matches_the_per_roi_rows(built):
+    graph = neuron_graph(built)
+    pairs = np.arange(0, len(graph.pre), max(len(graph.pre) // 300, 1))
+    texts = neuronanswers.connection_roi_info_texts(graph, pairs)
+    rows = built.cursor().execute("SELECT body_pre, body_post, roi, pre, weight FROM neuron_connection_rois").fetchall()
+    want: dict = {}
+    for a, b, roi, pre, post in rows:
+        want.setdefault((a, b), {})[roi] = {"pre": pre, "post": post}
+    for pair, text in zip(pairs.tolist(), texts):
+        key = (int(graph.body_ids[graph.pre[pair]]), int(graph.body_ids[graph.post[pair]]))
+        assert json.loads(text) == want.get(key, {})
+        assert list(json.loads(text)) == sorted(want.get(key, {}))  # ROIs in name order, as SQL sorts
+
+
+# ---- SQL answers what RAM cannot prove ----------------------------------------------------------
+
+
+def test_a_listed_segment_that_is_no_neuron_goes_to_sql(built, segments, statements):
+    other = int(segments.index[~segments["is_neuron"] & (segments["post"] > 0)][0])
+    text = f"MATCH (n:Segment)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId = {other} RETURN m.bodyId, e.weight"
+    through_sql, from_ram = both_ways(built, text)
+    assert sorted(map(json.dumps, from_ram["data"])) == sorted(map(json.dumps, through_sql["data"]))
+    statements.clear()
+    execute(built, f"MATCH (n:Segment) WHERE n.bodyId = {other} RETURN n.bodyId, n.pre")
+    assert statements, "a body that is no neuron is not in the neuron table: SQL must answer"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "n.bodyId = 12781.0",  # 12781.0 = 12781 in Cypher
+        "n.bodyId = '12781'",
+        "n.pre > 10 AND n.bodyId = 12781",  # a test the table has no lookup for
+        "n.bodyId = 12781 OR n.pre > 100",
+    ],
+)
+def test_constructs_outside_the_shape_go_to_sql(built, statements, where):
+    text = f"MATCH (n:Neuron) WHERE {where} RETURN n.bodyId AS b"
+    through_sql, from_ram = both_ways(built, text)
+    assert from_ram == through_sql
+    statements.clear()
+    execute(built, text)
+    assert statements
+
+
+def test_unbuilt_tables_leave_it_to_sql(built, statements):
+    """A store whose table nobody built yet: SQL answers, and nothing is built meanwhile."""
+    clear_neuron_table_cache()
+    try:
+        assert kept_neuron_table(built) is None
+        result = execute(built, "MATCH (n:Neuron) WHERE n.bodyId = 12781 RETURN n.type")
+        assert result.data == [["DNge104"]] and statements
+        assert kept_neuron_table(built) is None
+    finally:
+        neuron_table(built)  # built again for the tests after this one
+
+
+def test_plan_tree_shows_the_step():
+    tree = engine.plan_tree("MATCH (n:Neuron) WHERE n.bodyId = 1 RETURN n.type")
+    assert tree.splitlines()[0].startswith("NeuronMatchProject")
+    assert "SqlMatchProject" in tree  # the fallback
+    assert not engine.plan_tree("MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type").startswith("NeuronMatchProject")
