@@ -101,6 +101,8 @@ def lookup_queries(segments):
         "MATCH (n:Neuron) WHERE n.type = 'no such type' RETURN n.bodyId",
         "MATCH (n:Neuron) WHERE n.bodyId IN [] RETURN n.bodyId",
         "MATCH (n:Neuron) WHERE n.bodyId = null RETURN n.bodyId",
+        f"MATCH (n:Segment) WHERE n.bodyId IN {bodies} RETURN count(n) AS c",  # fetch_adjacencies' checks
+        "MATCH (m:Neuron) RETURN count(m) AS c, count(*) AS d",
     ]
 
 
@@ -123,10 +125,11 @@ def edge_queries(segments):
         f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND m.bodyId IN {bodies} "
         "RETURN n.bodyId, m.bodyId, e.weight ORDER BY e.weight, n.bodyId, m.bodyId LIMIT 5",
         f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND e.weight = -1 RETURN m.bodyId",
+        f"MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId IN {bodies} AND e.weight > 2 RETURN count(e)",
     ]
 
 
-@pytest.mark.parametrize("number", range(10))
+@pytest.mark.parametrize("number", range(12))
 def test_lookup_same_as_sql_without_a_statement(built, segments, statements, number):
     text = lookup_queries(segments)[number]
     through_sql, from_ram = both_ways(built, text)
@@ -138,7 +141,7 @@ def test_lookup_same_as_sql_without_a_statement(built, segments, statements, num
     assert seen > 0  # and the SQL way did run SQL
 
 
-@pytest.mark.parametrize("number", range(7))
+@pytest.mark.parametrize("number", range(8))
 def test_connections_same_as_sql_without_a_statement(built, segments, statements, number):
     text = edge_queries(segments)[number]
     through_sql, from_ram = both_ways(built, text)
@@ -264,3 +267,5 @@ def test_plan_tree_shows_the_step():
     assert tree.splitlines()[0].startswith("NeuronMatchProject")
     assert "SqlMatchProject" in tree  # the fallback
     assert not engine.plan_tree("MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type").startswith("NeuronMatchProject")
+    # a count beside other items groups by them: SQL
+    assert not engine.plan_tree("MATCH (n:Neuron) RETURN n.type, count(n)").startswith("NeuronMatchProject")

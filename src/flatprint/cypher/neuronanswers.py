@@ -89,6 +89,10 @@ class _Answer:
     def run(self) -> tuple[list[str], list[list]]:
         shape = self.shape
         pre = self.candidates(shape.pre)
+        counting = all(item.prop is None for item in shape.items)
+        if shape.post is None and counting:
+            count = len(self.table.body_ids) if pre is None else len(pre)
+            return [item.name for item in shape.items], [[count] * len(shape.items)]
         if shape.post is None:
             if pre is None:
                 raise _NotHere  # every neuron: the column-wise SQL answer
@@ -99,6 +103,8 @@ class _Answer:
             pairs = self.pairs(pre, post)
             positions = {shape.pre.variable: self.graph.pre[pairs], shape.post.variable: self.graph.post[pairs]}
         count = len(pairs) if pairs is not None else len(positions[shape.pre.variable])
+        if counting:
+            return [item.name for item in shape.items], [[count] * len(shape.items)]
         columns = []
         for item in shape.items:
             if item.variable == shape.rel:

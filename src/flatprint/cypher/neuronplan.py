@@ -13,7 +13,8 @@ The shapes: one pattern, either ``(n:Neuron)`` or ``(a)-[e:ConnectsTo]->(b)`` wi
 ``Neuron`` or ``Segment``; WHERE (and inline property maps) a conjunction of tests on one variable
 each — ``bodyId`` / ``type`` / ``instance`` equal to a constant or IN a constant list, ORs of those
 on one variable, ``e.weight`` compared with a constant; RETURN of ``v.property`` and
-``coalesce(v.property, constant)`` items, ORDER BY items, constant SKIP and LIMIT.
+``coalesce(v.property, constant)`` items, ORDER BY items, constant SKIP and LIMIT; or of counts
+only (``count(v)``, ``count(*)``: neuprint-python's ``RETURN count(n) as c`` checks).
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class Item:
-    """A RETURN item: ``variable.prop``, or ``coalesce(variable.prop, default)``."""
+    """A RETURN item: ``variable.prop``, ``coalesce(variable.prop, default)``, or the number of
+    matches (``count(variable)``, ``count(*)``: ``prop`` None; then every item is a count)."""
 
     name: str
-    variable: str
-    prop: str
+    variable: str | None
+    prop: str | None
     default: ast.Expression | None = None
 
 
@@ -127,9 +129,12 @@ def neuron_shape(match: ast.Match, projection) -> NeuronShape | None:
     items = []
     for item in projection.items:
         found = _item(item.expression)
-        if found is None or found[0] not in named:
+        if found is None or (found[0] is not None and found[0] not in named):
             return None
         items.append(Item(item.column_name, *found))
+    counts = sum(item.prop is None for item in items)
+    if counts and (counts < len(items) or projection.order_by or projection.skip or projection.limit):
+        return None  # counts beside other items group by them: SQL
     order = []
     for sort in projection.order_by:
         index = _sort_index(sort.expression, projection.items)
@@ -203,7 +208,17 @@ def _term(e: ast.Expression) -> tuple[str, tuple[Test, ...]] | None:
     return None
 
 
-def _item(e: ast.Expression) -> tuple[str, str, ast.Expression | None] | None:
+def _item(e: ast.Expression) -> tuple[str | None, str | None, ast.Expression | None] | None:
+    if isinstance(e, ast.CountStar):
+        return None, None, None
+    if (
+        isinstance(e, ast.FunctionCall)
+        and e.name.lower() == "count"
+        and not e.distinct
+        and len(e.arguments) == 1
+        and isinstance(e.arguments[0], ast.Variable)
+    ):
+        return e.arguments[0].name, None, None  # a pattern variable is never null: count(v) = count(*)
     found = _property_of(e)
     if found is not None:
         return found[0], found[1], None
