@@ -196,14 +196,17 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
 
 
 def _build_dir_bytes(store: Path) -> int:
-    """Bytes under the ingest's hidden build directories beside ``store``."""
+    """Bytes under the ingest's hidden build directories beside ``store``. The ingest creates and
+    removes files and directories meanwhile: whatever vanishes while it is walked counts 0 (os.walk
+    skips a directory it cannot list; a pathlib rglob raised there and ended a 40-minute run)."""
     total = 0
     for work in store.parent.glob(f".{store.name}.ingest-*"):
-        for f in work.rglob("*"):
-            try:
-                total += f.stat().st_size if f.is_file() else 0
-            except OSError:
-                pass
+        for root, _, files in os.walk(work):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
     return total
 
 

@@ -403,3 +403,35 @@ def test_render_judges_full_scale_ingest_and_spark_results():
     assert "segments 7 rows, 0.20 GB" in text and "not started: 5.0 GB free" in text
     assert "| `matrix_type` | 3 | 1.00 / 0.50 | 80.0 / 20.0 | yes |" in text
     assert "| `matrix_roi` | 2 | 2.00 / 1.50 | not run | – |" in text
+
+
+def test_build_dir_bytes_survives_files_vanishing_meanwhile(tmp_path, monkeypatch):
+    """The ingest removes its work directories while benchmarks/ingest.py sums their sizes: a
+    directory listed and gone before it is entered, or a file gone before its stat, counts 0
+    (a pathlib rglob raised FileNotFoundError there and ended a 40-minute scale-1.0 run)."""
+    ingest = _load("ingest")
+    store = tmp_path / "store.duckdb"
+    work = tmp_path / ".store.duckdb.ingest-1"
+    (work / "kept").mkdir(parents=True)
+    (work / "kept" / "a.bin").write_bytes(b"x" * 100)
+    (work / "gone").mkdir()
+    (work / "gone" / "b.bin").write_bytes(b"y" * 50)
+    real_stat = ingest.os.stat
+
+    def stat_after_removal(path, *args, **kwargs):
+        if "gone" in str(path):
+            raise FileNotFoundError(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest.os, "stat", stat_after_removal)
+    assert ingest._build_dir_bytes(store) == 100
+    monkeypatch.undo()
+    real_scandir = ingest.os.scandir
+
+    def scandir_after_removal(path="."):
+        if "gone" in str(path):
+            raise FileNotFoundError(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(ingest.os, "scandir", scandir_after_removal)
+    assert ingest._build_dir_bytes(store) == 100

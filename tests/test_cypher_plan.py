@@ -13,7 +13,16 @@ from flatprint.store import Store
 TREES = {
     # a lookup: the MATCH and its RETURN tried as one statement
     "MATCH (n:Neuron) WHERE n.bodyId = 1 RETURN n.type AS t ORDER BY t": (
-        "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.bodyId = 1\n  Projection: RETURN n.type AS t ORDER BY t"
+        "NeuronMatchProject (in RAM when built; else)\n  SqlMatchProject\n"
+        "    SqlMatch: MATCH (n:Neuron) WHERE n.bodyId = 1\n    Projection: RETURN n.type AS t ORDER BY t"
+    ),
+    "MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type AS t ORDER BY t": (
+        "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.pre > 1\n  Projection: RETURN n.type AS t ORDER BY t"
+    ),
+    # a neuron lookup: from the neuron table in RAM when built, else its SqlMatchProject
+    "MATCH (n:Neuron) WHERE n.type = 'A' RETURN n.bodyId AS b ORDER BY b": (
+        "NeuronMatchProject (in RAM when built; else)\n  SqlMatchProject\n"
+        "    SqlMatch: MATCH (n:Neuron) WHERE n.type = 'A'\n    Projection: RETURN n.bodyId AS b ORDER BY b"
     ),
     # the LIMIT is the match's row cap too
     "MATCH (n:Neuron) RETURN n.bodyId LIMIT 5": (

@@ -145,6 +145,12 @@ def neuron_shape(match: ast.Match, projection) -> NeuronShape | None:
         if count is not None and not _constant(count):
             return None
     specs = [NodeSpec(n.variable, "Neuron" not in n.labels, tuple(node_tests[n.variable])) for n in nodes]
+    # what RAM would always leave to SQL is no shape: a Segment not listed by bodyId (it may be no
+    # neuron), every neuron's properties (the column-wise SQL answer), every relationship
+    if any(spec.segment_only and not any(len(t) == 1 and t[0].prop == "bodyId" for t in spec.terms) for spec in specs):
+        return None
+    if not any(spec.terms for spec in specs) and (rel is not None or not counts):
+        return None
     return NeuronShape(
         pre=specs[0],
         items=tuple(items),
