@@ -743,3 +743,30 @@ def test_arbitrary_text_gives_a_result_or_a_cypher_error(text: str):
         parse(text)
     except CypherError:
         pass
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MATCH (n) WHERE n.bodyId IN [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] RETURN n",
+        "WITH [10,20,30,40,50,60,70,80] AS ids RETURN ids",
+        "RETURN [1 ,\t2 , 3, 4, 5, 6, 7, 8, 9]",  # tabs and spaces around commas
+        "RETURN [1, 2, 3, 4, 5, 6, 7, 8.5, 9, 10, 11, 12, 13, 14, 15, 16]",  # a float cuts the run
+        "RETURN [1, 2, 3, 4, 5, 6, 7, 8e3, 9, 10, 11, 12, 13, 14, 15, 16, 17]",
+        "RETURN [1, 2, 3, 4, 5, 6, 7, 0x1F, 9, 10]",  # hex
+        "RETURN [1, 2, 3, 4, 5, 6, 7, 8a, 9]",  # a number glued to a name
+        "RETURN [1, 2, 3,\n 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]",  # a newline: positions by line
+        "RETURN [-1, -2, -3, -4, -5, -6, -7, -8, -9]",
+        "RETURN [1, 2, 3, 4, /* a comment */ 5, 6, 7, 8, 9, 10]",
+        "RETURN [99999999999999999999999, 2, 3, 4, 5, 6, 7, 8, 9]",  # beyond 64 bits, as the loop reads it
+        "RETURN 1,2,3,4,5,6,7,8 , 9",
+    ],
+)
+def test_integer_runs_tokenize_as_the_general_loop(text, monkeypatch):
+    """Long comma-separated integer lists are tokenized in bulk: the same tokens, values and
+    positions as one token at a time (nested texts' shifted positions included)."""
+    from flatprint.cypher import tokens
+
+    bulk = tokens.tokenize(text, start_line=3, start_column=7)
+    monkeypatch.setattr(tokens, "BULK_INTEGER_RUNS", False)
+    assert bulk == tokens.tokenize(text, start_line=3, start_column=7)
