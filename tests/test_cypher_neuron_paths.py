@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from oracle import load
 from test_path_search import oracle_paths
@@ -17,7 +19,9 @@ from test_query_neurons import oracle_neurons
 from flatprint.cypher import matching, neuronpaths
 from flatprint.cypher.engine import execute
 from flatprint.store import graph as graph_module
-from flatprint.store.neurongraph import neuron_graph
+from flatprint.store.graph import ConnectionGraph, neuron_path_layers, shortest_paths
+from flatprint.store.neurongraph import NeuronGraph, neuron_graph
+from flatprint.store.sql import registered_tables
 
 NEUPRINT_NODES = "n.status = 'Traced' OR n.bodyId in [{src}, {dst}]"
 
@@ -271,3 +275,84 @@ def test_comparisons_catch_wrong_answers(store, bodies, weights, monkeypatch, se
     traced = set(bodies.index[bodies.status == "Traced"])
     with pytest.raises(AssertionError):
         check_rows(rows[1:], oracle_paths(weights, 1, traced, src, dst), bodies, weights)
+
+
+# ------------------------------------------------------------------ the order of the paths, on small random graphs
+def small_graph(rng, n, m) -> NeuronGraph:
+    """A NeuronGraph of n neurons and m random pairs (no ROI rows)."""
+    ids = np.sort(rng.choice(np.arange(1000, 1000 + 5 * n), n, replace=False)).astype(np.int64)
+    pairs = set()
+    while len(pairs) < m:
+        a, b = (int(x) for x in rng.integers(0, n, 2))
+        if a != b:
+            pairs.add((a, b))
+    pre, post = (np.array(side, dtype=np.int32) for side in zip(*sorted(pairs)))
+    by_post = np.argsort(post, kind="stable").astype(np.int32)
+    none = np.zeros(0, dtype=np.int32)
+    return NeuronGraph(
+        body_ids=ids,
+        pre=pre,
+        post=post,
+        weight=rng.integers(1, 4, m).astype(np.int32),
+        weight_hp=rng.integers(0, 6, m).astype(np.int32),
+        pre_offsets=np.searchsorted(pre, np.arange(n + 1)).astype(np.int32),
+        by_post=by_post,
+        post_offsets=np.searchsorted(post[by_post], np.arange(n + 1)).astype(np.int32),
+        roi_offsets=np.zeros(m + 1, dtype=np.int32),
+        roi_code=none.astype(np.int16),
+        roi_weight=none,
+        roi_names=np.array([], dtype=object),
+    )
+
+
+def sql_search_over(graph: NeuronGraph, admitted: np.ndarray):
+    """run_sql over the tables the SQL search reads, holding the graph's pairs and bodies."""
+    con = duckdb.connect()
+    ids = graph.body_ids
+    edges = pa.table(
+        {
+            "body_pre": ids[graph.pre],
+            "body_post": ids[graph.post],
+            "weight": graph.weight.astype(np.int64),
+            "weight_hp": graph.weight_hp.astype(np.int64),
+        }
+    )
+    with registered_tables(con, {"edges": edges, "bodies": pa.table({"bodyId": ids, "ok": admitted})}):
+        con.execute("CREATE TABLE connections AS SELECT * FROM edges ORDER BY body_pre, body_post")
+        con.execute("CREATE TABLE connections_by_post AS SELECT * FROM edges ORDER BY body_post, body_pre")
+        con.execute("CREATE TABLE segments AS SELECT * FROM bodies")
+
+    def run_sql(sql, tables=None):
+        with registered_tables(con, tables or {}):
+            return con.execute(sql).fetchall()
+
+    return run_sql
+
+
+@pytest.mark.parametrize("max_paths", [2, 5, graph_module.MAX_PATHS])
+def test_graph_paths_come_in_the_sql_search_order(max_paths, monkeypatch):
+    """On small random graphs (many ties) the neuron graph's paths are the SQL search's, in its
+    order (by the body where the two sides met, then back to the source, then on to the target),
+    and past MAX_PATHS the same first ones."""
+    monkeypatch.setattr(graph_module, "MAX_PATHS", max_paths)
+    rng = np.random.default_rng(max_paths)
+    compared, ties, cut = 0, 0, 0
+    for _ in range(12):
+        n = int(rng.integers(8, 30))
+        graph = small_graph(rng, n, int(rng.integers(2 * n, 4 * n)))
+        admitted = rng.random(n) < 0.8
+        run_sql = sql_search_over(graph, admitted)
+        for _ in range(10):
+            source, target = (int(x) for x in rng.integers(0, n, 2))
+            min_weight = int(rng.integers(1, 3))
+            ends = f"{graph.body_ids[source]}, {graph.body_ids[target]}"
+            search = ConnectionGraph(run_sql, f"c.weight >= {min_weight}", f"(n.ok OR n.bodyId IN ({ends}))")
+            want = shortest_paths(search, int(graph.body_ids[source]), int(graph.body_ids[target]))
+            want = [(nodes, [tuple(edge) for edge in edges]) for nodes, edges in want]
+            layers = neuron_path_layers(graph, source, target, min_weight, admitted)
+            got = [] if layers is None else neuronpaths._ordered_paths(graph, source, *layers, lambda: None)
+            assert got == want, (source, target, min_weight)
+            compared += 1
+            ties += len(want) > 1
+            cut += len(want) == max_paths
+    assert compared == 120 and ties >= 5 and (cut or max_paths == graph_module.MAX_PATHS), (ties, cut)
