@@ -193,6 +193,7 @@ def test_intermediate_criteria_shape(store, bodies, monkeypatch, searches):
     shapes = [
         "n.status = 'Traced' AND (n.FB) OR n.bodyId in [{src}, {dst}]",
         "n.status IN ['Traced', 'Anchor'] OR n.bodyId = {src} OR n.bodyId = {dst}",
+        "n:Neuron",
     ]
     answered = 0
     for shape in shapes:

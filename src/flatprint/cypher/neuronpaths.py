@@ -10,7 +10,7 @@ level. That is exact when
   (``x.weight >= 5``, ``x.weight > 4``);
 * an ``ALL(n IN nodes(p) WHERE ...)`` filter admits :Neuron bodies only: each of its disjuncts
   lists bodies by id that are all neurons (``n.bodyId IN [ends]``), or asks for a status that makes
-  a body a :Neuron (NEURON_STATUSES), or is a conjunction with such a term (neuPrint's shape:
+  a body a :Neuron (NEURON_STATUSES) or the label, or is a conjunction with such a term (neuPrint's shape:
   ``n.status = 'Traced' OR n.bodyId IN [ends]``); without such a filter a path may pass through
   any Segment, and the SQL search runs;
 * both ends are neurons of the graph (checked per pair; other pairs take the SQL search).
@@ -234,7 +234,8 @@ def _listed_bodies(where, variable: str, params) -> list[int] | None:
 
 
 def _neuron_statuses_only(where, variable: str, params) -> bool:
-    """True when ``where`` can only hold for bodies with a status in NEURON_STATUSES."""
+    """True when ``where`` can only hold for :Neuron bodies: it asks for the label or a status in
+    NEURON_STATUSES (alone, in every disjunct, or in a conjunct)."""
     if isinstance(where, ast.BinaryOp) and where.operator == "AND":
         return _neuron_statuses_only(where.left, variable, params) or _neuron_statuses_only(
             where.right, variable, params
@@ -243,6 +244,9 @@ def _neuron_statuses_only(where, variable: str, params) -> bool:
         return _neuron_statuses_only(where.left, variable, params) and _neuron_statuses_only(
             where.right, variable, params
         )
+    if isinstance(where, ast.LabelPredicate):
+        subject = where.subject
+        return isinstance(subject, ast.Variable) and subject.name == variable and "Neuron" in where.labels
     if isinstance(where, ast.In) and _is_property(where.element, variable, "status"):
         values = _value(where.collection, params)
         return isinstance(values, list) and all(isinstance(v, str) and v in NEURON_STATUSES for v in values)
