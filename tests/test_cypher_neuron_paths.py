@@ -171,6 +171,8 @@ def test_order_shortest_path_directions_and_hops(store, bodies, weights, monkeyp
             cypher(src, dst, None),
             cypher(src, dst, 1, arrow="-[:ConnectsTo*..2]->"),
             cypher(src, dst, 1, arrow="-[:ConnectsTo*..1]->"),
+            # whole nodes and relationships (the nodes' maps loaded after the search)
+            cypher(src, dst, 1).replace("[n in nodes(p) | [n.bodyId, n.type]] AS path", "p AS path"),
         ]
         for text in texts:
             with_graph, without = both_ways(store, text, monkeypatch, searches)

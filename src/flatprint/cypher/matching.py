@@ -253,7 +253,8 @@ class MatchExecution:
                 for body in nodes:
                     if body not in node_refs:
                         node_refs[body] = NodeRef(SEGMENT, body, view=self.view)
-        self.view.complete_nodes(list(node_refs.values()))
+        if among_neurons is None or not among_neurons.fill_nodes(node_refs, self.needed_props, self.model, self.cursor):
+            self.view.complete_nodes(list(node_refs.values()))
         if "roiInfo" in self.needed_props:
             self.view.complete_rels([r for paths in found.values() for _, rels in paths for r in rels])
         out = []

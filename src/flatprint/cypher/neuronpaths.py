@@ -54,6 +54,11 @@ _verdicts: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=lambda: KEEP_
 
 _LOWEST_WEIGHT = -(2**31)  # no weight threshold
 
+#: Property names of ConnectsTo that no Segment has: a query reading them reads no node property.
+_RELATIONSHIP_ONLY = frozenset({"weight", "weightHP"})
+#: DuckDB types whose values come out of Arrow as they come out of DuckDB's rows.
+_PLAIN_TYPES = frozenset({"VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "BOOLEAN"})
+
 
 @dataclass(frozen=True)
 class NodeFilter:
@@ -86,6 +91,27 @@ class NeuronPathSearch:
         if layers is None or (max_hops is not None and len(layers[1]) > max_hops):
             return []
         return with_rels(_ordered_paths(graph, int(ends[0]), *layers, self.check), view)
+
+    def fill_nodes(self, nodes: dict, needed: set[str], model, cursor) -> bool:
+        """Give the path's nodes (bodyId -> NodeRef) the properties the query reads from the graph's
+        neuron columns (kept per graph): True when every one is a neuron and every property name the
+        query reads is a plain column of ``neurons`` or one of ConnectsTo's own (else nothing is
+        filled and the caller loads whole property maps, as for any path)."""
+        names = [name for name in sorted(needed) if name not in _RELATIONSHIP_ONLY]
+        if not nodes or any(name not in model.segment_properties for name in names):
+            return False
+        found, inside = self.graph.positions(list(nodes))
+        if not inside.all():
+            return False
+        values = {}
+        for name in names:
+            column = self.graph.column(cursor, name)
+            if column is None or column[1] not in _PLAIN_TYPES:
+                return False
+            values[name] = column[0].take(found).to_pylist()
+        for index, node in enumerate(nodes.values()):
+            node.props = {name: model.segment_value(name, values[name][index]) for name in names}
+        return True
 
     def _all_neurons(self, bodies) -> bool:
         return bool(self.graph.positions(list(bodies))[1].all()) if bodies else True
