@@ -10,6 +10,7 @@ from flatprint.cypher.deadline import CHECK_EVERY
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.kinds import CONNECTS, META, SEGMENT, SYNAPSE
+from flatprint.cypher.neuronpaths import neuron_path_search
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
@@ -212,6 +213,8 @@ class MatchExecution:
         endpoint_where = and_all(endpoint_terms)
         endpoint_rows = self.match_fixed(endpoint_patterns, endpoint_where, rows, optional=False)
         graph = ConnectionGraph(self.run_sql, edge_filter, node_filter, self.deadline.check)
+        # among neurons only: the neuron graph in RAM answers, no SQL per level (neuronpaths.py)
+        among_neurons = neuron_path_search(self, pattern, path_terms) if pattern.shortest else None
         min_hops = 1 if rel.min_hops is None else rel.min_hops
         max_hops = rel.max_hops
         found: dict = {}
@@ -229,7 +232,11 @@ class MatchExecution:
         for source_id, targets in sorted(by_source.items()):
             if pattern.shortest:
                 for target_id in sorted(targets):
-                    paths = all_shortest_paths(graph, source_id, target_id, max_hops, self.view)
+                    paths = None
+                    if among_neurons is not None:
+                        paths = among_neurons.all_shortest_paths(source_id, target_id, max_hops, self.view)
+                    if paths is None:
+                        paths = all_shortest_paths(graph, source_id, target_id, max_hops, self.view)
                     if pattern.shortest == "shortestPath":
                         paths = paths[:1]
                     found[(source_id, target_id)] = paths
@@ -246,7 +253,8 @@ class MatchExecution:
                 for body in nodes:
                     if body not in node_refs:
                         node_refs[body] = NodeRef(SEGMENT, body, view=self.view)
-        self.view.complete_nodes(list(node_refs.values()))
+        if among_neurons is None or not among_neurons.fill_nodes(node_refs, self.needed_props, self.model, self.cursor):
+            self.view.complete_nodes(list(node_refs.values()))
         if "roiInfo" in self.needed_props:
             self.view.complete_rels([r for paths in found.values() for _, rels in paths for r in rels])
         out = []

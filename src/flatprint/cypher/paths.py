@@ -13,7 +13,7 @@ from flatprint.cypher.values import RelRef
 from flatprint.store import graph as search
 from flatprint.store.graph import ConnectionGraph
 
-__all__ = ["ConnectionGraph", "all_shortest_paths", "bounded_paths"]
+__all__ = ["ConnectionGraph", "all_shortest_paths", "bounded_paths", "with_rels"]
 
 
 def _rel(edge, view) -> RelRef:
@@ -21,7 +21,8 @@ def _rel(edge, view) -> RelRef:
     return RelRef(CONNECTS, pre, post, {"weight": weight, "weightHP": weight_hp}, view=view)
 
 
-def _with_rels(paths, view):
+def with_rels(paths, view):
+    """(bodies, edges) paths as (bodies, relationships)."""
     return [(nodes, [_rel(edge, view) for edge in edges]) for nodes, edges in paths]
 
 
@@ -29,7 +30,7 @@ def all_shortest_paths(
     graph: ConnectionGraph, source: int, target: int, max_hops: int | None, view
 ) -> list[tuple[list[int], list[RelRef]]]:
     """Every shortest path source -> target (as node ids and relationships)."""
-    return _with_rels(search.shortest_paths(graph, source, target, max_hops), view)
+    return with_rels(search.shortest_paths(graph, source, target, max_hops), view)
 
 
 def bounded_paths(
@@ -37,4 +38,4 @@ def bounded_paths(
 ) -> list[tuple[list[int], list[RelRef]]]:
     """Every path of min_hops..max_hops relationships from a source to a target (no relationship
     twice). ``targets`` None = any end node."""
-    return _with_rels(search.bounded_paths(graph, sources, targets, min_hops, max_hops), view)
+    return with_rels(search.bounded_paths(graph, sources, targets, min_hops, max_hops), view)

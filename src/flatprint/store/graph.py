@@ -338,8 +338,46 @@ def neuron_shortest_paths(
     by their body ids; past MAX_PATHS only the first MAX_PATHS in that order (every prefix of the
     layered graph extends to a path, so keeping the first MAX_PATHS prefixes per layer is exact)."""
     check = check_deadline or (lambda: None)
-    if source == target:
+    layers = neuron_path_layers(graph, source, target, min_weight, admitted, check)
+    if layers is None:
         return []
+    _, steps = layers
+    nodes = np.array([[source]], dtype=np.int64)  # one row per path prefix, rows sorted
+    used = np.empty((1, 0), dtype=np.int64)  # their pairs
+    for step in steps:
+        check()
+        near = graph.pre[step]
+        first = np.searchsorted(near, nodes[:, -1], side="left")
+        counts = np.searchsorted(near, nodes[:, -1], side="right") - first
+        ends = np.cumsum(counts)
+        if ends[-1] > MAX_PATHS:
+            keep = int(np.searchsorted(ends, MAX_PATHS)) + 1
+            nodes, used, first, counts, ends = nodes[:keep], used[:keep], first[:keep], counts[:keep], ends[:keep]
+            counts[-1] -= ends[-1] - MAX_PATHS
+            ends[-1] = MAX_PATHS
+        rows = np.repeat(np.arange(len(counts)), counts)
+        chosen = step[first[rows] + np.arange(int(ends[-1])) - (ends - counts)[rows]]
+        nodes = np.column_stack([nodes[rows], graph.post[chosen]])
+        used = np.column_stack([used[rows], chosen])
+    bodies = graph.body_ids[nodes].tolist()
+    weights = graph.weight[used].astype(np.int64).tolist()
+    return list(zip(bodies, weights))
+
+
+def neuron_path_layers(
+    graph: NeuronGraph,
+    source: int,
+    target: int,
+    min_weight: int,
+    admitted: np.ndarray | None = None,
+    check_deadline=None,
+) -> tuple[int, list[np.ndarray]] | None:
+    """The layered graph of :func:`neuron_shortest_paths`' paths: (the hops from the source to the
+    layer where the search's two sides met, the pairs from each layer to the next, sorted), or None
+    when there is no path (or source is target). Callers enumerate the paths in their own order."""
+    check = check_deadline or (lambda: None)
+    if source == target:
+        return None
     n = len(graph.body_ids)
     allowed = np.ones(n, dtype=bool) if admitted is None else np.array(admitted, dtype=bool)
     allowed[[source, target]] = True
@@ -361,7 +399,7 @@ def neuron_shortest_paths(
         frontiers[side] = np.flatnonzero(hops[side] == depth[side]) if len(far) else far.astype(np.int64)
         meeting = frontiers[side][hops[1 - side][frontiers[side]] >= 0]
     if not len(meeting):
-        return []
+        return None
     # Every meeting body is depth[0] hops from the source and depth[1] from the target (the sides'
     # reached sets were disjoint before this level). steps[i]: the pairs from layer i to i + 1 of
     # the shortest paths, in (pre, post) order (the pairs' own).
@@ -379,23 +417,4 @@ def neuron_shortest_paths(
         pairs = pairs[(graph.weight[pairs] >= min_weight) & (hops[1][graph.post[pairs]] == hop - 1)]
         steps[length - hop] = np.sort(pairs)
         wanted = np.unique(graph.post[pairs])
-    nodes = np.array([[source]], dtype=np.int64)  # one row per path prefix, rows sorted
-    used = np.empty((1, 0), dtype=np.int64)  # their pairs
-    for step in steps:
-        check()
-        near = graph.pre[step]
-        first = np.searchsorted(near, nodes[:, -1], side="left")
-        counts = np.searchsorted(near, nodes[:, -1], side="right") - first
-        ends = np.cumsum(counts)
-        if ends[-1] > MAX_PATHS:
-            keep = int(np.searchsorted(ends, MAX_PATHS)) + 1
-            nodes, used, first, counts, ends = nodes[:keep], used[:keep], first[:keep], counts[:keep], ends[:keep]
-            counts[-1] -= ends[-1] - MAX_PATHS
-            ends[-1] = MAX_PATHS
-        rows = np.repeat(np.arange(len(counts)), counts)
-        chosen = step[first[rows] + np.arange(int(ends[-1])) - (ends - counts)[rows]]
-        nodes = np.column_stack([nodes[rows], graph.post[chosen]])
-        used = np.column_stack([used[rows], chosen])
-    bodies = graph.body_ids[nodes].tolist()
-    weights = graph.weight[used].astype(np.int64).tolist()
-    return list(zip(bodies, weights))
+    return depth[0], steps

@@ -155,6 +155,11 @@ def all_neurons_check_sql(body_filter) -> str:
     return f"SELECT (SELECT count(*) FROM segments x WHERE {body}) = (SELECT count(*) FROM neurons x WHERE {body})"
 
 
+def admitted_neurons_sql(criteria: str) -> str:
+    """The bodyIds of the neurons (alias ``n``) for which ``criteria`` is true."""
+    return f"SELECT n.bodyId FROM neurons n WHERE ({criteria}) IS TRUE"
+
+
 def count_segments_sql(alias: str, tests: list[str]) -> str:
     where = f" WHERE {' AND '.join(tests)}" if tests else ""
     return f"SELECT count(*) FROM segments {alias}{where}"
