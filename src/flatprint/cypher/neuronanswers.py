@@ -242,28 +242,45 @@ def _check_sortable(rows, index: int) -> None:
 
 
 def roi_info_texts(table, positions: np.ndarray) -> list[str]:
-    """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order)."""
+    """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order):
+    written as text directly, one piece per ROI row (what orjson writes for the same dicts; tested)."""
     rows, units = table.roi_rows(positions)
-    counts = [table.counts(name, rows).tolist() for name in ROI_COUNTS]
     codes = table.roi_code[rows]
-    names = table.roi_names
+    counts = [table.counts(name, rows) for name in ROI_COUNTS]
     if table.roi_json_rank is not None:  # the text orders its ROIs by their escaped names
         order = np.lexsort((table.roi_json_rank[codes], units))
-        units, codes = units[order], codes[order]
-        counts = [[column[i] for i in order.tolist()] for column in counts]
-    maps: list[dict] = [{} for _ in range(len(positions))]
-    for unit, code, *values in zip(units.tolist(), codes.tolist(), *counts):
-        maps[unit][names[code]] = dict(zip(ROI_COUNTS, values))
-    return [orjson.dumps(m).decode() for m in maps]
+        units, codes, counts = units[order], codes[order], [column[order] for column in counts]
+    keys = _key_texts(table, table.roi_names, ':{"pre":')
+    pre, post, downstream, upstream, synweight = (column.tolist() for column in counts)
+    pieces = [
+        f'{keys[c]}{a},"post":{b},"downstream":{d},"upstream":{u},"synweight":{w}}}'
+        for c, a, b, d, u, w in zip(codes.tolist(), pre, post, downstream, upstream, synweight)
+    ]
+    return _joined(pieces, units, len(positions))
 
 
 def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
     """ConnectsTo.roiInfo of ``pairs`` as the SQL step writes it: ``{roi: {"pre": n, "post": n}}``."""
     rows, units = graph.roi_rows(pairs)
-    maps: list[dict] = [{} for _ in range(len(pairs))]
-    names = graph.roi_names
-    for unit, code, pre, post in zip(
-        units.tolist(), graph.roi_code[rows].tolist(), graph.roi_pre[rows].tolist(), graph.roi_weight[rows].tolist()
-    ):
-        maps[unit][names[code]] = {"pre": pre, "post": post}
-    return [orjson.dumps(m).decode() for m in maps]
+    keys = _key_texts(graph, graph.roi_names, ':{"pre":')
+    pre, post = graph.roi_pre[rows], graph.roi_weight[rows]
+    if pre.dtype.kind == "f" or post.dtype.kind == "f":  # a NULL somewhere: written null, as JSON has it
+        pre, post = (["null" if math.isnan(v) else int(v) for v in x.tolist()] for x in (pre, post))
+    else:
+        pre, post = pre.tolist(), post.tolist()
+    pieces = [f'{keys[c]}{a},"post":{b}}}' for c, a, b in zip(graph.roi_code[rows].tolist(), pre, post)]
+    return _joined(pieces, units, len(pairs))
+
+
+def _key_texts(owner, names, suffix: str) -> list[str]:
+    """``"name"`` + suffix for every ROI name, JSON-escaped as orjson escapes it (kept on ``owner``)."""
+    kept = owner.__dict__.setdefault("_roi_key_texts", {})
+    if suffix not in kept:
+        kept[suffix] = [orjson.dumps(str(name)).decode() + suffix for name in names]
+    return kept[suffix]
+
+
+def _joined(pieces: list[str], units: np.ndarray, count: int) -> list[str]:
+    """One JSON object per unit from its pieces (units sorted; a unit without pieces is ``{}``)."""
+    bounds = np.searchsorted(units, np.arange(count + 1)).tolist()
+    return ["{" + ",".join(pieces[bounds[k] : bounds[k + 1]]) + "}" for k in range(count)]
