@@ -246,19 +246,35 @@ _annotated: BuildOnceCache[pa.Table | None] = BuildOnceCache(max_entries=lambda:
 
 
 def _annotated_non_neurons(client, properties: tuple[str, ...]) -> pa.Table | None:
-    """bodyId and ``properties`` of the non-neuron segments with any of them non-NULL, in bodyId order;
-    None when there are more than ANNOTATED_ROWS (a count property is never NULL)."""
+    """bodyId and ``properties`` (bodyId among them) of the non-neuron segments with any of them
+    non-NULL, in bodyId order; None when there are more than ANNOTATED_ROWS (a count property is never
+    NULL)."""
 
     def build():
-        cols = ", ".join(f"{quote_ident(p)}" for p in properties)
-        any_value = " OR ".join(f"{quote_ident(p)} IS NOT NULL" for p in properties if p != "bodyId") or "FALSE"
-        # no ORDER BY: the LIMIT stops the scan early when the property set is dense
+        others = [p for p in properties if p != "bodyId"]
+        if not others:
+            return pa.table({"bodyId": pa.array([], pa.int64())})
+        cols = ", ".join(quote_ident(p) for p in properties)
+        # One SELECT per property: a lone IS NOT NULL filter reaches the scan, whose zone maps skip the
+        # row groups where it is all NULL (6 ms at full scale; an OR of them scanned all 74 M rows, 2.5
+        # s). No ORDER BY: the LIMIT stops the scan early when a property is dense.
         rows = (
             client.cursor()
-            .sql(f"SELECT {cols} FROM segments WHERE NOT is_neuron AND ({any_value}) LIMIT {ANNOTATED_ROWS + 1}")
+            .sql(
+                " UNION ALL ".join(
+                    f"SELECT {cols} FROM segments WHERE {quote_ident(p)} IS NOT NULL AND NOT is_neuron" for p in others
+                )
+                + f" LIMIT {ANNOTATED_ROWS + 1}"
+            )
             .to_arrow_table()
         )
-        return None if len(rows) > ANNOTATED_ROWS else rows.take(pc.sort_indices(rows, [("bodyId", "ascending")]))
+        if len(rows) > ANNOTATED_ROWS:
+            return None
+        rows = rows.take(pc.sort_indices(rows, [("bodyId", "ascending")]))
+        ids = rows.column("bodyId").to_numpy()
+        first = np.ones(len(ids), dtype=bool)  # a body with values in two properties came twice
+        first[1:] = ids[1:] != ids[:-1]
+        return rows.filter(pa.array(first))
 
     return _annotated.get((*store_key(client.store), properties), build)
 
