@@ -242,7 +242,8 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
 # most ANNOTATED_ROWS of them (None: more, the scan of ``segments`` answers).
 ANNOTATED_ROWS = 1 << 18
 KEEP_ANNOTATED = 8
-_annotated: BuildOnceCache[pa.Table | None] = BuildOnceCache(max_entries=lambda: KEEP_ANNOTATED)
+# (the neurons' ids are kept there too)
+_annotated: BuildOnceCache[pa.Table | np.ndarray | None] = BuildOnceCache(max_entries=lambda: KEEP_ANNOTATED)
 
 
 def _annotated_non_neurons(client, properties: tuple[str, ...]) -> pa.Table | None:
@@ -279,6 +280,15 @@ def _annotated_non_neurons(client, properties: tuple[str, ...]) -> pa.Table | No
     return _annotated.get((*store_key(client.store), properties), build)
 
 
+def _neuron_ids(client) -> np.ndarray:
+    """The body ids of ``neurons``, ascending (1.3 MB at full scale), read once per store and kept:
+    the partners' neurons then join with ``neurons`` alone (a few thousand of ~10^5 partners)."""
+    return _annotated.get(
+        (*store_key(client.store), "neuron ids"),
+        lambda: client.cursor().sql("SELECT bodyId FROM neurons ORDER BY bodyId").fetchnumpy()["bodyId"],
+    )
+
+
 def _segment_props(client, bodies, properties) -> pd.DataFrame | None:
     """_neuron_props of any bodies without a scan of ``segments`` (74 M rows at full scale, a few
     thousand row groups, every one holding some of ~10^5 scattered partners): the neurons' rows from
@@ -292,18 +302,18 @@ def _segment_props(client, bodies, properties) -> pd.DataFrame | None:
     if annotated is None:
         return None
     ids = distinct_ids(bodies)
+    neuron_ids = _neuron_ids(client)
+    at = np.minimum(np.searchsorted(neuron_ids, ids), max(len(neuron_ids) - 1, 0))
+    is_neuron = neuron_ids[at] == ids if len(neuron_ids) else np.zeros(len(ids), dtype=bool)
     cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
-    with client.temporary_tables(bodies=pa.table({"bodyId": ids})) as t:
+    with client.temporary_tables(bodies=pa.table({"bodyId": ids[is_neuron]})) as t:
         relation = client.cursor().sql(
             f"SELECT {cols} FROM neurons n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
-            f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)}"
+            f"WHERE {id_ranges_sql('n.bodyId', ids[is_neuron], most=4)}"
         )
         if not all(arrow_convertible(kind) for kind in relation.types):
             return None
         found = relation.to_arrow_table()
-    neuron_ids = found.column("bodyId").to_numpy()  # each one of ids (sorted)
-    is_neuron = np.zeros(len(ids), dtype=bool)
-    is_neuron[np.searchsorted(ids, neuron_ids)] = True
     rest = ids[~is_neuron]
     known = annotated.column("bodyId").to_numpy()
     at = np.minimum(np.searchsorted(known, rest), max(len(known) - 1, 0))
