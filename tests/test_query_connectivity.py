@@ -384,6 +384,87 @@ def test_adjacencies_to_every_segment(store_path, release_dir, monkeypatch):
     assert max(len(t) for t in texts) < 2 * len(partners), max(len(t) for t in texts)
 
 
+def _props_oracle(segments, bodies, properties) -> dict:
+    """``properties`` of ``bodies`` from the feathers (see _comparable)."""
+    return _comparable(segments.loc[sorted(bodies), properties], properties)
+
+
+def _comparable(frame, properties) -> dict:
+    """Columns as lists: lists (somaLocation) as lists of ints, missing values as '<none>'."""
+    return {p: [_plain(v) for v in frame[p]] for p in properties}
+
+
+def _plain(value):
+    if isinstance(value, (list, np.ndarray)):
+        return [int(x) for x in value]
+    return "<none>" if pd.isna(value) else value.item() if isinstance(value, np.generic) else value
+
+
+def test_adjacencies_segment_partners_filters_and_properties(client, release_dir, monkeypatch):
+    """Every :Segment as partner on either side with ROI, min_roi_weight and min_total_weight filters,
+    and partner properties that non-neurons have (status) or that every segment has (pre): equal to
+    pandas on the feathers. The partners' properties come without a scan of ``segments`` while few
+    non-neurons have values (issue 17), and equal the scan's when too many do."""
+    import flatprint.query.connectivity as connectivity
+
+    segments = oracle_segments(release_dir)
+    weights = load(release_dir, "weights")
+    with_status = set(segments.index[~segments.is_neuron & segments.status.notna()])
+    neurons = set(segments.index[segments.is_neuron])
+    # neurons with a non-neuron partner that has a status (the properties then come from the kept rows)
+    linked = weights[weights.body_pre.isin(neurons) & weights.body_post.isin(with_status)]
+    sources = sorted(set(linked.body_pre.drop_duplicates().iloc[:20]))
+    assert sources, "the synthetic release has no neuron -> annotated non-neuron connection"
+    properties = ["type", "status", "somaLocation"]
+    texts: list[str] = []
+    cursor = _RecordingCursor(client.cursor(), texts)
+    monkeypatch.setattr(client, "cursor", lambda: cursor)
+    got_neurons, got = flatprint.fetch_adjacencies(
+        NC(bodyId=sources), NC(label="Segment"), properties=properties, client=client
+    )
+    compare_conn(got, oracle_adjacencies(release_dir, sources, segments.index))
+    partners = set(got.bodyId_pre) | set(got.bodyId_post)
+    assert partners & with_status and partners - neurons
+    assert got_neurons.bodyId.tolist() == sorted(partners)
+    assert _comparable(got_neurons, properties) == _props_oracle(segments, partners, properties)
+    assert not any("FROM segments n SEMI JOIN" in t for t in texts)  # no scan of segments for them
+
+    # ROI filters (totals over the listed ROIs; both sides must intersect one of them)
+    want_all = oracle_adjacencies(release_dir, segments.index, sources)
+    rois = [r for r in want_all.roi.value_counts().index if r != "NotPrimary"][:2]
+    _, got = flatprint.fetch_adjacencies(
+        NC(label="Segment"), NC(bodyId=sources), rois=rois, min_roi_weight=2, min_total_weight=3, client=client
+    )
+    points = load(release_dir, "syn-points")
+    in_rois = set(points.loc[points["primary"].astype(str).isin(rois), "body"])
+    w = want_all[want_all.roi.isin(rois)]
+    w = w[(w.groupby(["bodyId_pre", "bodyId_post"])["weight"].transform("sum") >= 3) & (w.weight >= 2)]
+    w = w[w.bodyId_pre.isin(in_rois) & w.bodyId_post.isin(in_rois)]
+    assert len(w) > 0
+    compare_conn(got, w)
+
+    # min_total_weight alone (Segment targets), and a property every segment has (pre): the scan answers
+    want = oracle_adjacencies(release_dir, sources, segments.index)
+    want = want[want.groupby(["bodyId_pre", "bodyId_post"])["weight"].transform("sum") >= 4]
+    got_neurons, got = flatprint.fetch_adjacencies(
+        NC(bodyId=sources), NC(label="Segment"), min_total_weight=4, properties=["pre", "type"], client=client
+    )
+    compare_conn(got, want)
+    partners = set(got.bodyId_pre) | set(got.bodyId_post)
+    assert got_neurons.bodyId.tolist() == sorted(partners)
+    assert _comparable(got_neurons, ["pre", "type"]) == _props_oracle(segments, partners, ["pre", "type"])
+
+    # more annotated non-neurons than kept: the scan of segments gives the same frame
+    fast, _ = flatprint.fetch_adjacencies(NC(bodyId=sources), NC(label="Segment"), properties=properties, client=client)
+    monkeypatch.setattr(connectivity, "ANNOTATED_ROWS", 10)
+    connectivity._annotated.clear()
+    texts.clear()
+    slow, _ = flatprint.fetch_adjacencies(NC(bodyId=sources), NC(label="Segment"), properties=properties, client=client)
+    assert any("FROM segments n SEMI JOIN" in t for t in texts)
+    connectivity._annotated.clear()
+    pd.testing.assert_frame_equal(fast, slow)
+
+
 def _temporary_views(client) -> list[str]:
     return [
         r[0]

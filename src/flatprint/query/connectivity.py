@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
@@ -29,10 +30,11 @@ from flatprint.query.graphanswers import (
 )
 from flatprint.query.heavy import GROUP_COLUMNS, connection_matrix_sql
 from flatprint.query.paths import PathNodes, admits_only_neurons, all_shortest_paths, paths_up_to
-from flatprint.query.results import json_dicts, with_provenance
+from flatprint.query.results import arrow_convertible, frame_from_arrow, json_dicts, with_provenance
+from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.columns import CONNECTS_TO_COLUMNS, EDGE_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
-from flatprint.store.sql import id_ranges_sql, quote_ident, sql_literal
+from flatprint.store.sql import distinct_ids, id_ranges_sql, quote_ident, sql_literal
 
 WEIGHT_PROPERTIES = [
     "weight",
@@ -132,12 +134,15 @@ class EdgeScan:
         return "connection_rois_by_post"
 
     def sql(self) -> str:
-        # An explicit id list lets DuckDB prune row groups by the sort order (zone maps).
+        # On the full tables the id ranges let DuckDB prune row groups by the sort order (zone maps);
+        # the IN list then tests the rows of the row groups read faster than the ranges do (60 vs
+        # 120 ms for 100 bodies' 10^5 rows of connections at full scale).
         columns = ", ".join(f"c.{column}" for column in EDGE_COLUMNS)
         other = f" AND {self.other_filter}" if self.other_filter else ""
+        ranges = "" if self.neurons else f" AND {id_ranges_sql(f'c.{self.driver}', self.driver_ids, gap=0)}"
         return (
             f"SELECT {columns} FROM {self.table} c "
-            f"WHERE c.{self.driver} IN ({', '.join(map(str, self.driver_ids))}){other} "
+            f"WHERE c.{self.driver} IN ({', '.join(map(str, self.driver_ids))}){ranges}{other} "
             f"AND c.weight >= {int(self.min_weight)}"
         )
 
@@ -217,15 +222,111 @@ def _neuron_props(client, bodies, properties, neurons: bool = False) -> pd.DataF
     a few id ranges so that DuckDB skips the row groups of ``segments`` (sorted by bodyId) outside
     them. An IN list of ~10^5 partners took 4 s (0.2 s this way, scale 0.01); hundreds of ranges cost
     more per row than they save, and over scattered ids even 16 do (scale 0.1). ``neurons``: every
-    body is a :Neuron, so the (much smaller) ``neurons`` table holds them."""
+    body is a :Neuron, so the (much smaller) ``neurons`` table holds them; else the few non-neurons
+    with a value may answer for the rest (:func:`_segment_props`)."""
+    if not neurons:
+        found = _segment_props(client, bodies, properties)
+        if found is not None:
+            return found
     table = "neurons" if neurons and client.store.has_table("neurons") else "segments"
     cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
-    ids = np.unique(np.asarray(bodies, dtype=np.int64))
+    ids = distinct_ids(bodies)
     with client.temporary_tables(bodies=pa.table({"bodyId": ids})) as t:
         return client.frame(
             f"SELECT {cols} FROM {table} n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
             f"WHERE {id_ranges_sql('n.bodyId', ids, most=4)} ORDER BY n.bodyId"
         )
+
+
+# Non-neuron segments with a value in any of a property set: kept per store and property set when at
+# most ANNOTATED_ROWS of them (None: more, the scan of ``segments`` answers).
+ANNOTATED_ROWS = 1 << 18
+KEEP_ANNOTATED = 8
+# (the neurons' ids are kept there too)
+_annotated: BuildOnceCache[pa.Table | np.ndarray | None] = BuildOnceCache(max_entries=lambda: KEEP_ANNOTATED)
+
+
+def _annotated_non_neurons(client, properties: tuple[str, ...]) -> pa.Table | None:
+    """bodyId and ``properties`` (bodyId among them) of the non-neuron segments with any of them
+    non-NULL, in bodyId order; None when there are more than ANNOTATED_ROWS (a count property is never
+    NULL)."""
+
+    def build():
+        others = [p for p in properties if p != "bodyId"]
+        if not others:
+            return pa.table({"bodyId": pa.array([], pa.int64())})
+        cols = ", ".join(quote_ident(p) for p in properties)
+        # One SELECT per property: a lone IS NOT NULL filter reaches the scan, whose zone maps skip the
+        # row groups where it is all NULL (6 ms at full scale; an OR of them scanned all 74 M rows, 2.5
+        # s). No ORDER BY: the LIMIT stops the scan early when a property is dense.
+        rows = (
+            client.cursor()
+            .sql(
+                " UNION ALL ".join(
+                    f"SELECT {cols} FROM segments WHERE {quote_ident(p)} IS NOT NULL AND NOT is_neuron" for p in others
+                )
+                + f" LIMIT {ANNOTATED_ROWS + 1}"
+            )
+            .to_arrow_table()
+        )
+        if len(rows) > ANNOTATED_ROWS:
+            return None
+        rows = rows.take(pc.sort_indices(rows, [("bodyId", "ascending")]))
+        ids = rows.column("bodyId").to_numpy()
+        first = np.ones(len(ids), dtype=bool)  # a body with values in two properties came twice
+        first[1:] = ids[1:] != ids[:-1]
+        return rows.filter(pa.array(first))
+
+    return _annotated.get((*store_key(client.store), properties), build)
+
+
+def _neuron_ids(client) -> np.ndarray:
+    """The body ids of ``neurons``, ascending (1.3 MB at full scale), read once per store and kept:
+    the partners' neurons then join with ``neurons`` alone (a few thousand of ~10^5 partners)."""
+    return _annotated.get(
+        (*store_key(client.store), "neuron ids"),
+        lambda: client.cursor().sql("SELECT bodyId FROM neurons ORDER BY bodyId").fetchnumpy()["bodyId"],
+    )
+
+
+def _segment_props(client, bodies, properties) -> pd.DataFrame | None:
+    """_neuron_props of any bodies without a scan of ``segments`` (74 M rows at full scale, a few
+    thousand row groups, every one holding some of ~10^5 scattered partners): the neurons' rows from
+    ``neurons``, the others' from :func:`_annotated_non_neurons`, NULL where that has none. Every body
+    of ``connections`` is a segment (ingest takes both from the same synapses). None when the store has
+    no ``neurons`` table, a property is not a plain column or too many non-neurons have values."""
+    properties = tuple(properties)
+    if "bodyId" not in properties or not client.store.has_table("neurons"):
+        return None
+    annotated = _annotated_non_neurons(client, properties)
+    if annotated is None:
+        return None
+    ids = distinct_ids(bodies)
+    neuron_ids = _neuron_ids(client)
+    at = np.minimum(np.searchsorted(neuron_ids, ids), max(len(neuron_ids) - 1, 0))
+    is_neuron = neuron_ids[at] == ids if len(neuron_ids) else np.zeros(len(ids), dtype=bool)
+    cols = ", ".join(f"n.{quote_ident(p)} AS {quote_ident(p)}" for p in properties)
+    with client.temporary_tables(bodies=pa.table({"bodyId": ids[is_neuron]})) as t:
+        relation = client.cursor().sql(
+            f"SELECT {cols} FROM neurons n SEMI JOIN {t['bodies']} b ON b.bodyId = n.bodyId "
+            f"WHERE {id_ranges_sql('n.bodyId', ids[is_neuron], most=4)}"
+        )
+        if not all(arrow_convertible(kind) for kind in relation.types):
+            return None
+        found = relation.to_arrow_table()
+    rest = ids[~is_neuron]
+    known = annotated.column("bodyId").to_numpy()
+    at = np.minimum(np.searchsorted(known, rest), max(len(known) - 1, 0))
+    hit = known[at] == rest if len(known) else np.zeros(len(rest), dtype=bool)
+    picks = pa.array(at, mask=~hit)
+    others = pa.table(
+        {
+            p: pa.array(rest) if p == "bodyId" else annotated.column(p).take(picks).cast(found.schema.field(p).type)
+            for p in properties
+        }
+    )
+    both = pa.concat_tables([found, others])
+    return frame_from_arrow(both.take(pc.sort_indices(both, [("bodyId", "ascending")])))
 
 
 # Between neurons, fetch_adjacencies, fetch_reach and connection_matrix by a property answer from
@@ -329,11 +430,25 @@ def fetch_adjacencies(
         edges = client.cursor().sql(scan.sql()).to_arrow_table()
         # The driving side's ids bound the scan of the per-ROI table sorted by that side.
         ids = sorted(set(edges.column(scan.driver).to_pylist()))
-        # (Over the small neuron-only tables an IN list costs less per row than hundreds of ranges.)
-        roi_scan = (
-            (f"r.{scan.driver} IN ({', '.join(map(str, ids))})" if ids else "FALSE")
-            if scan.neurons
-            else id_ranges_sql(f"r.{scan.driver}", ids, gap=0)
+        # (Over the small neuron-only tables an IN list costs less per row than hundreds of ranges;
+        # over the full ones the ranges skip row groups and the IN list tests the rest's rows: 75
+        # instead of 130 ms for 100 bodies' 185 k rows of connection_rois at full scale.)
+        in_list = f"r.{scan.driver} IN ({', '.join(map(str, ids))})" if ids else "FALSE"
+        roi_scan = in_list if scan.neurons else f"{in_list} AND {id_ranges_sql(f'r.{scan.driver}', ids, gap=0)}"
+        # Every partner: each per-ROI row of the driving bodies belongs to one of the edges.
+        edge_join = (
+            ""
+            if not scan.other_filter and scan.min_weight <= 1
+            else "JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post"
+        )
+        # Every kept pair weighs at least 1 (NotPrimary rows and ROI filters keep weights > 0 only;
+        # with neither, its primary rows and NotPrimary sum to its weight): no totals to check then.
+        totals = (
+            ""
+            if min_total_weight <= 1
+            else f"""SEMI JOIN (SELECT body_pre, body_post FROM kept GROUP BY ALL
+                                HAVING sum(weight) >= {int(min_total_weight)}) t
+                 ON t.body_pre = k.body_pre AND t.body_post = k.body_post"""
         )
         with client.temporary_tables(edges=edges) as t:
             # One scan of the per-ROI table, materialized: both the per-ROI rows and the primary sums read it.
@@ -341,7 +456,7 @@ def fetch_adjacencies(
             WITH e AS (SELECT * FROM {t["edges"]}),
             joined AS MATERIALIZED (
               SELECT r.body_pre, r.body_post, r.roi, r.weight
-              FROM {scan.roi_table(client)} r JOIN e ON r.body_pre = e.body_pre AND r.body_post = e.body_post
+              FROM {scan.roi_table(client)} r {edge_join}
               WHERE {roi_scan}),
             per_roi AS (
               SELECT * FROM joined r WHERE TRUE {roi_filter}),
@@ -355,11 +470,9 @@ def fetch_adjacencies(
             rows AS (
               SELECT * FROM per_roi UNION ALL SELECT * FROM not_primary),
             kept AS (
-              SELECT * FROM rows WHERE TRUE {user_rois}),
-            totals AS (
-              SELECT body_pre, body_post FROM kept GROUP BY ALL HAVING sum(weight) >= {int(min_total_weight)})
+              SELECT * FROM rows WHERE TRUE {user_rois})
             SELECT k.body_pre AS bodyId_pre, k.body_post AS bodyId_post, k.roi, k.weight
-            FROM kept k SEMI JOIN totals t ON t.body_pre = k.body_pre AND t.body_post = k.body_post
+            FROM kept k {totals}
             WHERE k.weight >= {int(min_roi_weight)}
             ORDER BY 1, 2, k.weight DESC, k.roi = 'NotPrimary', k.roi""")
 
@@ -372,7 +485,7 @@ def fetch_adjacencies(
         )
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
-    bodies = pd.unique(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
+    bodies = distinct_ids(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
     neurons_df = None if graph is None else graph_neuron_props(client, graph, bodies, properties)
     if neurons_df is None:
         neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
