@@ -269,6 +269,11 @@ def neuron_table(store) -> NeuronTable:
     return _tables.get(store_key(store), lambda: build_neuron_table(store))
 
 
+def kept_neuron_table(store) -> NeuronTable | None:
+    """The store's neuron table if it is built already, else None (nothing is built)."""
+    return _tables.peek(store_key(store))
+
+
 def clear_neuron_table_cache() -> None:
     """Drop every kept neuron table (the next query rebuilds its store's)."""
     _tables.clear()
