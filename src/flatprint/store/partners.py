@@ -81,28 +81,6 @@ def partners_between(cursor, pre_bodies, post_bodies, condition: str = "") -> di
     return _in_order({c: np.asarray(got[c], dtype=np.int64) for c in PARTNER_COLUMNS})
 
 
-def partners_with_ends(cursor, pre_bodies, post_bodies, select: str, condition: str = "") -> dict[str, np.ndarray]:
-    """The ``partners`` rows from any of ``pre_bodies`` to any of ``post_bodies`` for which the SQL
-    ``condition`` over ``partners AS p`` holds, with the SQL select items ``select`` over their ends'
-    ``synapses`` rows (``a`` the pre end's, ``b`` the post end's), in one statement: NumPy columns
-    (PARTNER_COLUMNS, then one per select item; masked arrays where a column has NULLs) in the
-    table's order.
-
-    For few bodies (partners_between's case) this replaces partners_between + synapses_by_id: the
-    bodies are literal ``IN`` lists on both tables (zone maps skip the other bodies' row groups; a
-    pair's ends are rows of its two bodies) and the joins' dynamic min/max filters on ``syn_id``
-    skip the rest of those bodies' rows, so one statement costs what each of the two did."""
-    pre, post = _id_list(pre_bodies), _id_list(post_bodies)
-    where = f"p.body_pre IN ({pre}) AND p.body_post IN ({post})" + (f" AND {condition}" if condition else "")
-    got = cursor.execute(
-        f"SELECT {', '.join(f'p.{c}' for c in PARTNER_COLUMNS)}, {select} FROM partners p "
-        f"JOIN synapses a ON a.syn_id = p.pre_id AND a.body IN ({pre}) "
-        f"JOIN synapses b ON b.syn_id = p.post_id AND b.body IN ({post}) WHERE {where}"
-    ).fetchnumpy()
-    rows = {c: (np.asarray(got[c], dtype=np.int64) if c in PARTNER_COLUMNS else got[c]) for c in got}
-    return _in_order(rows)
-
-
 def _id_list(ids) -> str:
     """Body ids as the text of a SQL ``IN`` list (sorted, once each; NULL for none)."""
     return ", ".join(str(b) for b in sorted_unique(np.asarray(ids, dtype=np.int64)).tolist()) or "NULL"
