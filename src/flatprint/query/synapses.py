@@ -306,11 +306,14 @@ def _neuron_ids(client) -> np.ndarray:
     for kept in (kept_neuron_table(store), kept_neuron_graph(store)):
         if kept is not None:
             return kept.body_ids
-    table = "neurons" if store.has_table("neurons") else "segments"
-    sql = f"SELECT bodyId FROM {table} WHERE is_neuron ORDER BY bodyId"
-    return _neuron_id_arrays.get(
-        store_key(store), lambda: np.asarray(client.cursor().execute(sql).fetchnumpy()["bodyId"], dtype=np.int64)
-    )
+    sql = "SELECT bodyId FROM neurons" if store.has_table("neurons") else "SELECT bodyId FROM segments WHERE is_neuron"
+    return _neuron_id_arrays.get(store_key(store), lambda: _read_ids(client.cursor(), sql))
+
+
+def _read_ids(cursor, sql: str) -> np.ndarray:
+    """The ``bodyId`` column of ``sql``'s rows as sorted int64 (tables are stored sorted: checked)."""
+    ids = np.asarray(cursor.execute(sql).fetchnumpy()["bodyId"], dtype=np.int64)
+    return ids if np.all(ids[1:] > ids[:-1]) else np.unique(ids)
 
 
 def _listed_members(client, cur, criteria) -> np.ndarray | None:
