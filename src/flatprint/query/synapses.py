@@ -338,9 +338,9 @@ def _few_pairs_rows(client, cur, src, tgt) -> dict[str, np.ndarray]:
     criteria, read directly; criteria beyond body ids as subqueries. A pair's connections.weight is
     its number of partners rows (ingest sums them), so min_total_weight needs no other table.
 
-    One statement joining partners to both ends' synapses rows instead cost more at scale
-    1.0 (8-9 ms against 2 + 3 ms): each table a statement touches costs 1.5-2 ms however few rows it
-    returns (~2,500-2,900 row groups), and the joins add to that."""
+    One statement joining partners to both ends' synapses rows instead cost more at scale 1.0
+    (8-9 ms against 1.5 + 2.7 ms for the strongest pair): each scan of a big table costs ~1 ms
+    however few rows it returns (~2,500-2,900 row groups), and the joins add to that."""
     bodies, conditions = [], []
     for crit, column, alias in ((src, "body_pre", "n"), (tgt, "body_post", "m")):
         members = _listed_members(client, cur, crit)
