@@ -255,3 +255,129 @@ def test_few_listed_bodies_with_min_weight_match_the_feathers(client, release_di
     want = oracle_synapse_connections(release_dir, pre_bodies, post_bodies, min_total_weight=cut, nt=nt)
     assert want.bodyId_pre.nunique() > 1 and len(want) > 20
     assert_same_frame(got, want)
+
+
+def _non_neuron_pair(release):
+    """The heaviest connection from a segment that is not a :Neuron to a neuron."""
+    seg = oracle_segments(release)
+    neurons = set(seg.index[seg.is_neuron])
+    w = load(release, "weights")
+    w = w[~w.body_pre.isin(neurons) & w.body_post.isin(neurons) & (w.body_pre != w.body_post)]
+    top = w.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True]).iloc[0]
+    return int(top.body_pre), int(top.body_post)
+
+
+@pytest.fixture
+def membership_source(request, client):
+    """Which in-RAM copy tells the listed bodies' :Neuron membership: the neuron ids read for the
+    call ('ids'), the neuron table or the neuron graph (each built before the call)."""
+    from flatprint.query import synapses
+    from flatprint.store.neurongraph import clear_neuron_graph_cache, neuron_graph
+    from flatprint.store.neurontable import clear_neuron_table_cache, neuron_table
+
+    clear_neuron_table_cache()
+    clear_neuron_graph_cache()
+    synapses._neuron_id_arrays.clear()
+    if request.param == "table":
+        neuron_table(client.store)
+    elif request.param == "graph":
+        neuron_graph(client.store)
+    yield request.param
+    clear_neuron_table_cache()
+    clear_neuron_graph_cache()
+
+
+@pytest.mark.parametrize("membership_source", ["ids", "table", "graph"], indirect=True)
+def test_listed_bodies_membership_from_ram(client, release_dir, membership_source):
+    """Listed bodies, a neuron and a non-neuron source: :Segment criteria keep the non-neuron's
+    synapse pairs, :Neuron criteria drop them, whichever copy of the neuron ids answers; a call
+    never builds the neuron table or graph."""
+    from flatprint.store.neurongraph import kept_neuron_graph
+    from flatprint.store.neurontable import kept_neuron_table
+
+    pre, post, _ = _strongest_pair(release_dir)
+    other, other_post = _non_neuron_pair(release_dir)
+    targets = NC(bodyId=[post, other_post], client=client)
+    got = flatprint.fetch_synapse_connections(NC(bodyId=[pre, other], client=client), targets, client=client)
+    want = oracle_synapse_connections(release_dir, [pre, other], [post, other_post])
+    assert set(want.bodyId_pre) == {pre, other}
+    assert_same_frame(got, want)
+    neurons_only = NC(bodyId=[pre, other], label="Neuron", client=client)
+    got = flatprint.fetch_synapse_connections(neurons_only, targets, client=client)
+    assert_same_frame(got, oracle_synapse_connections(release_dir, [pre], [post, other_post]))
+    assert (kept_neuron_table(client.store) is None) == (membership_source != "table")
+    assert (kept_neuron_graph(client.store) is None) == (membership_source != "graph")
+
+
+def test_non_neuron_pair_matches_the_feathers(client, release_dir):
+    """A :Segment that is no :Neuron as the source of a pair (looked up in segments)."""
+    other, post = _non_neuron_pair(release_dir)
+    got = flatprint.fetch_synapse_connections(other, post, nt="max", client=client)
+    want = oracle_synapse_connections(release_dir, [other], [post], nt="max")
+    assert len(want) > 0
+    assert_same_frame(got, want)
+
+
+def test_unconnected_pair_gives_typed_empty_frame(client, release_dir):
+    """Two neurons without a synapse between them: an empty frame of the usual columns, no warning
+    (both bodies exist)."""
+    seg = oracle_segments(release_dir)
+    neurons = seg.index[seg.is_neuron]
+    w = load(release_dir, "weights")
+    connected = set(zip(w.body_pre, w.body_post))
+    pre, post = next((a, b) for a in neurons for b in neurons if a != b and (a, b) not in connected)
+    want = oracle_synapse_connections(release_dir, [pre], [post], nt="all")
+    assert want.empty
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoMatchWarning)
+        got = flatprint.fetch_synapse_connections(pre, post, nt="all", client=client)
+    assert_same_frame(got, want.reset_index(drop=True))
+
+
+def test_pair_with_rois_and_min_weight_match_the_feathers(client, release_dir):
+    """One pair with an ROI filter (the connected-pairs path, per-ROI weight) and min_total_weight at
+    and just above the pair's weight."""
+    pre, post, _ = _strongest_pair(release_dir)
+    partners = load(release_dir, "syn-partners")
+    between = partners[(partners.body_pre == pre) & (partners.body_post == post)]
+    rois = between.primary_post.astype(str).value_counts().drop("<unspecified>", errors="ignore").index[:1].tolist()
+    sc = SC(rois=rois, client=client)
+    got = flatprint.fetch_synapse_connections(pre, post, sc, client=client)
+    want = oracle_synapse_connections(release_dir, [pre], [post], rois=rois)
+    assert 0 < len(want) < len(between)
+    assert_same_frame(got, want)
+    weight = len(between)
+    got = flatprint.fetch_synapse_connections(pre, post, min_total_weight=weight, client=client)
+    assert_same_frame(got, oracle_synapse_connections(release_dir, [pre], [post]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoMatchWarning)
+        got = flatprint.fetch_synapse_connections(pre, post, min_total_weight=weight + 1, client=client)
+    assert got.empty
+
+
+def test_listed_bodies_with_more_criteria_match_the_feathers(client, release_dir):
+    """Listed bodies and a type: only the listed bodies of that type (the criteria as a subquery)."""
+    pre, post, seg = _strongest_pair(release_dir)
+    w = load(release_dir, "weights")
+    pre_type = seg.loc[pre, "type"]
+    others = w[(w.body_post == post) & (w.body_pre != pre)].body_pre
+    other = int(next(b for b in others if seg.type.get(b) != pre_type))
+    got = flatprint.fetch_synapse_connections(
+        NC(bodyId=[pre, other], type=pre_type, client=client), post, nt="all", client=client
+    )
+    want = oracle_synapse_connections(release_dir, [pre], [post], nt="all")
+    assert len(want) > 0
+    assert_same_frame(got, want)
+
+
+def test_many_listed_bodies_match_the_feathers(client, release_dir):
+    """A batch of many listed bodies on both sides (more than the few-bodies path takes)."""
+    seg = oracle_segments(release_dir)
+    w = load(release_dir, "weights")
+    top = w[w.body_pre != w.body_post].sort_values(["weight", "body_pre", "body_post"], ascending=False)
+    sources = sorted(set(top.body_pre.iloc[:200].tolist()))[:40]
+    targets = sorted(set(top[top.body_pre.isin(sources)].body_post.tolist()) | set(seg.index[:50].tolist()))
+    got = flatprint.fetch_synapse_connections(sources, targets, nt="max", client=client)
+    want = oracle_synapse_connections(release_dir, sources, targets, nt="max")
+    assert want.bodyId_pre.nunique() > 4 and len(want) > 100
+    assert_same_frame(got, want)

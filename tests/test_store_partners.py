@@ -102,3 +102,17 @@ def test_synapses_by_id_when_row_positions_are_not_syn_ids(offset):
     np.testing.assert_array_equal(ends["syn_id"][at], ids)
     np.testing.assert_array_equal(ends["x"][at], (ids - offset) * 3)
     assert ends["p"].mask[at].tolist() == [(i - offset) % 5 == 0 for i in ids]
+
+
+def test_positions_by_runs_match_a_binary_search():
+    """synapses_by_id finds each id among the rows read by runs of consecutive ids: the same
+    positions and hits as a binary search over every id read (runs, gaps, ids outside both ends,
+    no rows at all)."""
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        runs = [np.arange(start, start + rng.integers(1, 6)) for start in rng.choice(60, rng.integers(0, 6), False)]
+        read = np.unique(np.concatenate([np.zeros(0, np.int64), *runs]).astype(np.int64))
+        values = rng.integers(-3, 70, rng.integers(0, 30)).astype(np.int64)
+        at, hit = partners_module._positions(read, values)
+        np.testing.assert_array_equal(hit, np.isin(values, read))
+        np.testing.assert_array_equal(at[hit], np.searchsorted(read, values[hit]))

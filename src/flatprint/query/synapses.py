@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import weakref
 
 import numpy as np
@@ -11,8 +12,18 @@ from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
+from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.columns import SYNAPSE_COLUMNS
-from flatprint.store.partners import pair_weights, partners_between, partners_of_pairs, synapses_by_id
+from flatprint.store.neurongraph import kept_neuron_graph
+from flatprint.store.neurontable import kept_neuron_table
+from flatprint.store.partners import (
+    PARTNER_COLUMNS,
+    pair_weights,
+    partners_between,
+    partners_of_pairs,
+    sorted_unique,
+    synapses_by_id,
+)
 from flatprint.store.sql import sql_literal
 
 NT_PROPERTIES = [
@@ -140,12 +151,12 @@ def fetch_mean_synapses(neuron_criteria, synapse_criteria=None, batch_size=100, 
     return with_provenance(df, client, f"fetch_mean_synapses({nc!r}, {sc!r}, by_roi={by_roi})")
 
 
-def _nt_items(nt) -> str:
-    """SQL select items over ``synapses`` for nt=None/'max'/'all': the 7 probabilities, or the
-    1-based position of the largest (NULL for a synapse without them: PSDs) and its value."""
+def _nt_items(nt, alias: str = "synapses") -> str:
+    """SQL select items over ``synapses AS alias`` for nt=None/'max'/'all': the 7 probabilities, or
+    the 1-based position of the largest (NULL for a synapse without them: PSDs) and its value."""
     if nt is None:
         return ""
-    probs = [f"synapses.{p}" for p in NT_PROPERTIES]
+    probs = [f"{alias}.{p}" for p in NT_PROPERTIES]
     if nt == "all":
         return ", " + ", ".join(f"{p} AS {name}" for p, name in zip(probs, NT_NAMES))
     if nt == "max":
@@ -155,16 +166,17 @@ def _nt_items(nt) -> str:
     raise QueryError(f"nt must be None, 'max' or 'all', got {nt!r}")
 
 
-def _nt_data(ends: dict, at: np.ndarray, nt) -> dict:
-    """The nt columns of the rows ``at`` of ``ends`` (read with _nt_items): float32 probabilities, or
-    the categorical name of the largest and its float32 value (NaN and no name for a PSD)."""
+def _nt_data(ends: dict, nt) -> dict:
+    """The nt columns of the rows of ``ends`` (their pre ends' items of _nt_items): float32
+    probabilities, or the categorical name of the largest and its float32 value (NaN and no name
+    for a PSD)."""
     if nt == "all":
-        return {name: _filled(ends[name], np.nan)[at].astype(np.float32) for name in NT_NAMES}
+        return {name: _filled(ends[name], np.nan).astype(np.float32) for name in NT_NAMES}
     if nt == "max":
-        codes = _filled(ends["nt_position"], 0).astype(np.int64)[at] - 1
+        codes = _filled(ends["nt_position"], 0).astype(np.int64) - 1
         return {
             "nt": pd.Categorical.from_codes(codes, NT_NAMES),
-            "ntProb": _filled(ends["ntProb"], np.nan)[at].astype(np.float32),
+            "ntProb": _filled(ends["ntProb"], np.nan).astype(np.float32),
         }
     return {}
 
@@ -272,6 +284,98 @@ def _pairs(client, cur, src, tgt, sc, min_total: int) -> tuple[np.ndarray, np.nd
     return pairs["body_pre"], pairs["body_post"]
 
 
+# each end's columns: synapses column -> name of its column in the ends' rows (suffixed _pre/_post)
+_END_COLUMNS = {"x": "x", "y": "y", "z": "z", "conf": "conf", "primary_label": "primary", "major_label": "major"}
+
+
+def _only_body_ids(criteria) -> bool:
+    """True when ``criteria`` select by body id and nothing else (the label aside)."""
+    rest = copy.copy(criteria)
+    rest.bodyId = []
+    return rest.is_empty()
+
+
+_neuron_id_arrays: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=2)
+
+
+def _neuron_ids(client) -> np.ndarray:
+    """The store's :Neuron body ids, sorted: those of its neuron table or graph when one is built
+    already, else read once (166,700 ids at scale 1.0: 1.3 MB, one small scan) and kept. Never waits
+    for a neuron table or graph to be built (seconds at scale 1.0) for a call that needs only this."""
+    store = client.store
+    for kept in (kept_neuron_table(store), kept_neuron_graph(store)):
+        if kept is not None:
+            return kept.body_ids
+    sql = "SELECT bodyId FROM neurons" if store.has_table("neurons") else "SELECT bodyId FROM segments WHERE is_neuron"
+    return _neuron_id_arrays.get(store_key(store), lambda: _read_ids(client.cursor(), sql))
+
+
+def _read_ids(cursor, sql: str) -> np.ndarray:
+    """The ``bodyId`` column of ``sql``'s rows as sorted int64 (tables are stored sorted: checked)."""
+    ids = np.asarray(cursor.execute(sql).fetchnumpy()["bodyId"], dtype=np.int64)
+    return ids if np.all(ids[1:] > ids[:-1]) else np.unique(ids)
+
+
+def _listed_members(client, cur, criteria) -> np.ndarray | None:
+    """The bodies ``criteria`` match, sorted, when they select by body id only (the label aside),
+    without SQL for listed neurons (:func:`_neuron_ids`; every :Neuron is a :Segment), a listed
+    non-neuron of :Segment criteria by one look-up in ``segments``; else None."""
+    if not criteria.bodyId or not _only_body_ids(criteria):
+        return None
+    ids = sorted_unique(np.asarray(criteria.bodyId, dtype=np.int64))
+    neurons = _neuron_ids(client)
+    at = np.minimum(np.searchsorted(neurons, ids), max(len(neurons) - 1, 0))
+    is_neuron = neurons[at] == ids if len(neurons) else np.zeros(len(ids), bool)
+    if criteria.label == "Neuron" or is_neuron.all():
+        return ids[is_neuron]
+    others = ", ".join(str(b) for b in ids[~is_neuron].tolist())
+    found = cur.execute(f"SELECT bodyId FROM segments WHERE bodyId IN ({others})").fetchnumpy()["bodyId"]
+    return np.union1d(ids[is_neuron], np.asarray(found, dtype=np.int64))
+
+
+def _few_pairs_rows(client, cur, src, tgt) -> dict[str, np.ndarray]:
+    """Few listed bodies on both sides (_few_pairs): the partners rows between those that match the
+    criteria, read directly; criteria beyond body ids as subqueries. A pair's connections.weight is
+    its number of partners rows (ingest sums them), so min_total_weight needs no other table.
+
+    One statement joining partners to both ends' synapses rows instead cost more at scale 1.0
+    (8-9 ms against 1.5 + 2.7 ms for the strongest pair): each scan of a big table costs ~1 ms
+    however few rows it returns (~2,500-2,900 row groups), and the joins add to that."""
+    bodies, conditions = [], []
+    for crit, column, alias in ((src, "body_pre", "n"), (tgt, "body_post", "m")):
+        members = _listed_members(client, cur, crit)
+        if members is None:
+            members = crit.bodyId
+            conditions.append(
+                f"p.{column} IN (SELECT {alias}.bodyId FROM {crit.table(client)} {alias} "
+                f"WHERE {crit.where(client, alias)})"
+            )
+        bodies.append(members)
+    if not (len(bodies[0]) and len(bodies[1])):
+        return {c: np.empty(0, np.int64) for c in PARTNER_COLUMNS}
+    return partners_between(cur, bodies[0], bodies[1], " AND ".join(conditions))
+
+
+def _pairs_with_ends(cur, rows: dict[str, np.ndarray], sc, nt) -> dict[str, np.ndarray]:
+    """Partners ``rows`` with both ends' columns (_END_COLUMNS and ``ok``, suffixed _pre/_post; the
+    pre ends' nt items), the ends read by id in one statement (synapses_by_id) and aligned to the rows."""
+    n = len(rows["pre_id"])
+    ok = f"conf > {float(sc.confidence)}" if sc.confidence else "TRUE"
+    got, at = synapses_by_id(
+        cur,
+        np.concatenate([rows["pre_id"], rows["post_id"]]),
+        f"{', '.join(_END_COLUMNS)}, {ok} AS ok{_nt_items(nt)}",
+    )
+    ends = dict(rows)
+    for side, where in (("pre", at[:n]), ("post", at[n:])):
+        for col, name in (*_END_COLUMNS.items(), ("ok", "ok")):
+            ends[f"{name}_{side}"] = got[col][where]
+    for col in got:
+        if col not in _END_COLUMNS and col not in ("syn_id", "ok"):  # nt items: the pre end's
+            ends[col] = got[col][at[:n]]
+    return ends
+
+
 @inject_client
 def fetch_synapse_connections(
     source_criteria=None,
@@ -299,50 +403,35 @@ def fetch_synapse_connections(
     min_total = max(int(min_total_weight), 1)
     cur = client.cursor()
     if not sc.rois and _few_pairs(src, tgt):
-        # few listed bodies on both sides: their partners rows in one statement, the criteria as
-        # subqueries; a pair's connections.weight is its number of partners rows (ingest sums them)
-        rows = partners_between(
-            cur,
-            src.bodyId,
-            tgt.bodyId,
-            f"p.body_pre IN (SELECT n.bodyId FROM {src.table(client)} n WHERE {src.where(client, 'n')}) "
-            f"AND p.body_post IN (SELECT m.bodyId FROM {tgt.table(client)} m WHERE {tgt.where(client, 'm')})",
-        )
+        rows = _few_pairs_rows(client, cur, src, tgt)
         if min_total > 1:
             heavy = pair_weights(rows) >= min_total
             rows = {c: v[heavy] for c, v in rows.items()}
     else:
         rows = partners_of_pairs(cur, *_pairs(client, cur, src, tgt, sc, min_total))
-    # everything per row (alignment, filters, ROI names) is NumPy over the ends' synapses columns
-    n = len(rows["pre_id"])
-    conf = f"conf > {float(sc.confidence)}" if sc.confidence else "TRUE"
-    ends, at = synapses_by_id(
-        cur,
-        np.concatenate([rows["pre_id"], rows["post_id"]]),
-        f"x, y, z, conf, primary_label, major_label, {conf} AS conf_ok{_nt_items(nt)}",
-    )
-    pre_at, post_at = at[:n], at[n:]
-    col = {name: ends[name] for name in ("x", "y", "z", "conf")}
-    col["conf_ok"] = _filled(ends["conf_ok"], False)
-    labels = {name: ends[name].astype(np.int64) for name in ("primary_label", "major_label")}
-    keep = col["conf_ok"][pre_at] & col["conf_ok"][post_at]
+    ends = _pairs_with_ends(cur, rows, sc, nt)
+    # everything per row (filters, ROI names) is NumPy over the ends' columns
+    keep = _filled(ends["ok_pre"], False) & _filled(ends["ok_post"], False)
     rois = _RoiLabels.of(client)
+    labels = {name: ends[name].astype(np.int64) for name in ("primary_pre", "major_pre", "primary_post", "major_post")}
     if sc.rois:
-        keep &= rois.within(sc.rois, labels["primary_label"][post_at], labels["major_label"][post_at])
-    pre_at, post_at = pre_at[keep], post_at[keep]
+        keep &= rois.within(sc.rois, labels["primary_post"], labels["major_post"])
+    if not keep.all():
+        ends = {c: v[keep] for c, v in ends.items()}
+        labels = {c: v[keep] for c, v in labels.items()}
     data = {
-        "bodyId_pre": rows["body_pre"][keep],
-        "bodyId_post": rows["body_post"][keep],
-        "roi_pre": rois.names(labels["primary_label"][pre_at], labels["major_label"][pre_at], sc.primary_only),
-        "roi_post": rois.names(labels["primary_label"][post_at], labels["major_label"][post_at], sc.primary_only),
+        "bodyId_pre": ends["body_pre"],
+        "bodyId_post": ends["body_post"],
+        "roi_pre": rois.names(labels["primary_pre"], labels["major_pre"], sc.primary_only),
+        "roi_post": rois.names(labels["primary_post"], labels["major_post"], sc.primary_only),
     }
-    for side, where in (("pre", pre_at), ("post", post_at)):
+    for side in ("pre", "post"):
         for axis in "xyz":
-            data[f"{axis}_{side}"] = col[axis][where].astype(np.int32, copy=False)
-    data["confidence_pre"] = col["conf"][pre_at].astype(np.float32, copy=False)
-    data["confidence_post"] = col["conf"][post_at].astype(np.float32, copy=False)
-    data.update(_nt_data(ends, pre_at, nt))
-    index = pd.RangeIndex(len(pre_at))
+            data[f"{axis}_{side}"] = np.asarray(ends[f"{axis}_{side}"]).astype(np.int32, copy=False)
+    for side in ("pre", "post"):
+        data[f"confidence_{side}"] = np.asarray(ends[f"conf_{side}"]).astype(np.float32, copy=False)
+    data.update(_nt_data(ends, nt))
+    index = pd.RangeIndex(len(data["bodyId_pre"]))
     for side in ("roi_pre", "roi_post"):  # object, None for no ROI (pandas would infer its str dtype)
         data[side] = pd.Series(data[side], index=index, dtype=object, copy=False)
     df = pd.DataFrame(data, index=index, copy=False)

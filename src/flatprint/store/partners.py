@@ -118,24 +118,25 @@ def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[dict[str,
     """The ``synapses`` rows whose ``syn_id`` is in ``ids``, with the SQL select items ``select``
     (over ``synapses`` columns): the rows read as NumPy columns (``syn_id`` and one per select item;
     masked arrays where a column has NULLs), sorted by syn_id, and per element of ``ids`` the
-    position of its row there.
+    position of its row there. The rows read include others: those between close ids.
 
     Ids are read in ranges (ids closer than ``gap`` share one, so rows between them are read too):
     the ends of one body's pairs lie in that body's rows, so each range reads a row group or two.
     A ``syn_id`` is its row's position (ingest appends the rows in that order), so the ranges filter
     DuckDB's ``rowid``, which finds the row groups without checking every one's zone map (at scale
-    1.0, 3.7 ms instead of 5.5 ms for one pair's ends); the ids read are checked, and a store whose
-    row positions differ is read by ``syn_id`` instead. Up to _OR_RANGES ranges are one filter; more
-    are one ``SELECT`` each under ``UNION ALL`` (an OR of many ranges is evaluated row by row and,
-    past a few dozen, in every row group: 4 s at scale 1.0 for the 151 ranges of two types' pairs'
-    ends, 0.45 s as a union), at most _MOST_RANGES of them (the narrowest gaps merged). Raises
-    StoreError for an id that has no row."""
+    1.0, 3.7 ms instead of 5.5 ms for one pair's ends); every id is looked up among the syn_ids read,
+    and a store whose row positions differ is read by ``syn_id`` instead. Up to _OR_RANGES ranges
+    are one filter; more are one ``SELECT`` each under ``UNION ALL`` (an OR of many ranges is
+    evaluated row by row and, past a few dozen, in every row group: 4 s at scale 1.0 for the 151
+    ranges of two types' pairs' ends, 0.45 s as a union), at most _MOST_RANGES of them (the narrowest
+    gaps merged). Raises StoreError for an id that has no row."""
     ids = np.asarray(ids, dtype=np.int64)
     unique = sorted_unique(ids)
     rows, found = _read_ranges(cursor, unique, select, gap, "rowid")
-    if len(found) != len(unique) or not (found == unique).all():  # rowid is not syn_id here
-        rows, found = _read_ranges(cursor, unique, select, gap, "syn_id")
     at, hit = _positions(found, ids)
+    if not hit.all():  # rowid is not syn_id here
+        rows, found = _read_ranges(cursor, unique, select, gap, "syn_id")
+        at, hit = _positions(found, ids)
     if not hit.all():
         raise StoreError(f"synapses: no row for syn_id {int(ids[~hit][0])} that partners refers to")
     return rows, at
@@ -143,7 +144,7 @@ def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[dict[str,
 
 def _read_ranges(cursor, unique: np.ndarray, select: str, gap: int, key: str) -> tuple[dict, np.ndarray]:
     """synapses_by_id's statement for the sorted ids ``unique``, filtering ``key`` (rowid or syn_id)
-    by ranges; only the rows whose syn_id is one of ``unique`` are kept, sorted by syn_id."""
+    by ranges: every row read (the ids' and those between them), sorted by syn_id, and its syn_ids."""
     if not len(unique):
         sql = f"SELECT syn_id, {select} FROM synapses WHERE FALSE"
     else:
@@ -159,20 +160,26 @@ def _read_ranges(cursor, unique: np.ndarray, select: str, gap: int, key: str) ->
             sql = " UNION ALL ".join(f"SELECT syn_id, {select} FROM synapses WHERE {r}" for r in ranges)
     rows = cursor.execute(sql).fetchnumpy()
     found = np.asarray(rows["syn_id"], dtype=np.int64)
-    if len(found) > 1 and (np.diff(found) < 0).any():
+    if len(found) > 1 and (found[1:] < found[:-1]).any():
         order = np.argsort(found, kind="stable")
         rows, found = {c: v[order] for c, v in rows.items()}, found[order]
-    _, wanted = _positions(unique, found)
-    if not wanted.all():  # rows between the ids of one range
-        rows, found = {c: v[wanted] for c, v in rows.items()}, found[wanted]
     return rows, found
 
 
 def _positions(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each of ``values``' position in ``sorted_values`` (unique, ascending) and whether it is there."""
-    if not len(sorted_values):
+    """Each of ``values``' position in ``sorted_values`` (unique, ascending) and whether it is there.
+
+    Rows read by id ranges hold few runs of consecutive ids: a value's run is a binary search over
+    the runs' first ids (a few, in cache) and its position the offset in that run, instead of a
+    binary search over every id read."""
+    n = len(sorted_values)
+    if not n:
         return np.zeros(len(values), np.intp), np.zeros(len(values), bool)
-    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    starts = np.flatnonzero(sorted_values[1:] - sorted_values[:-1] != 1) + 1
+    starts = np.concatenate([[0], starts]) if len(starts) else np.zeros(1, np.intp)
+    first = sorted_values[starts]
+    run = np.maximum(np.searchsorted(first, values, side="right") - 1, 0)
+    at = np.clip(starts[run] + (values - first[run]), 0, n - 1)
     return at, sorted_values[at] == values
 
 
