@@ -28,6 +28,10 @@ USE_NEURON_ANSWERS = True
 MAX_PAIRS = 200_000
 
 
+#: Up to this many rows, node properties are read value by value (a take costs ~20 us a column).
+FEW_ROWS = 16
+
+
 class _NotHere(Exception):
     """The query needs what the RAM answer does not prove: the SQL step answers it."""
 
@@ -62,6 +66,15 @@ class NeuronAnswerExecution:
             return None
 
 
+def _answerable(table, model) -> frozenset:
+    kept = table.__dict__.setdefault("_answerable", {})
+    key = id(model)
+    if key not in kept:
+        kept.clear()  # one model per store and process, normally
+        kept[key] = frozenset(table.columns.column_names) & frozenset(model.segment_properties)
+    return kept[key]
+
+
 def _same_neurons(table, graph) -> bool:
     """Whether table and graph number the same neurons (both read ``neurons``; checked once a pair)."""
     key = id(graph)
@@ -80,8 +93,8 @@ class _Answer:
         self.table = table
         self.graph = graph
         self.evaluate = Evaluator(execution.params)
-        self.columns = set(table.columns.column_names)
-        self.properties = set(execution.model.segment_properties)
+        # node properties the table answers: plain columns of both ``neurons`` and the graph model
+        self.answerable = _answerable(table, execution.model)
 
     def constant(self, expr):
         return self.evaluate(expr, {})
@@ -203,9 +216,14 @@ class _Answer:
             unique, inverse = np.unique(positions, return_inverse=True)
             texts = roi_info_texts(self.table, unique)
             return [texts[i] for i in inverse.tolist()]
-        if prop not in self.properties or prop not in self.columns:
+        if prop not in self.answerable:
             raise _NotHere  # ROI flags, properties of no column: SQL knows
-        values = self.table.columns.column(prop).take(pa.array(positions, pa.int64())).to_pylist()
+        column = self.table.columns.column(prop)
+        if len(positions) <= FEW_ROWS and column.num_chunks == 1:  # a lookup: scalars beat a take
+            chunk = column.chunk(0)
+            values = [chunk[index].as_py() for index in positions.tolist()]
+        else:
+            values = column.take(pa.array(positions, pa.int64())).to_pylist()
         if prop in POINT_COLUMNS:
             return [Point(v) if v is not None and all(c is not None for c in v) else None for v in values]
         return values
