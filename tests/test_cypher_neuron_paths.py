@@ -315,6 +315,7 @@ def small_graph(rng, n, m) -> NeuronGraph:
         roi_offsets=np.zeros(m + 1, dtype=np.int32),
         roi_code=none.astype(np.int16),
         roi_weight=none,
+        roi_pre=none,
         roi_names=np.array([], dtype=object),
     )
 
