@@ -770,3 +770,15 @@ def test_integer_runs_tokenize_as_the_general_loop(text, monkeypatch):
     bulk = tokens.tokenize(text, start_line=3, start_column=7)
     monkeypatch.setattr(tokens, "BULK_INTEGER_RUNS", False)
     assert bulk == tokens.tokenize(text, start_line=3, start_column=7)
+
+
+def test_integer_list_items_parse_as_expressions_do():
+    """List items that are one integer each take a short path: the same literals, positions and
+    errors as the general one, and an item that continues past its integer still parses whole."""
+    items = parse("RETURN [1, 22,\n  333, 1 + 2, 4][0] AS x").parts[0].clauses[0].items[0].expression.subject.items
+    assert [type(i).__name__ for i in items] == ["Literal", "Literal", "Literal", "BinaryOp", "Literal"]
+    assert [(i.line, i.column) for i in items[:3]] == [(1, 9), (1, 12), (2, 3)]
+    assert items[:3] == (ast.Literal(1), ast.Literal(22), ast.Literal(333))
+    assert parse_expression("[7, 8]") == ast.ListLiteral((ast.Literal(7), ast.Literal(8)))
+    with pytest.raises(CypherSyntaxError, match="too large"):
+        parse("RETURN [1, 9223372036854775808]")
