@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from neuprint_state import release_neuprint_clients
 from oracle import oracle_segments
 
 from flatprint import Client
@@ -57,6 +58,14 @@ def release_dir(release_factory) -> Path:
 @pytest.fixture(scope="session")
 def store_path(store_factory) -> Path:
     return store_factory(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _neuprint_clients_released():
+    """Each module starts without neuprint-python Clients left by the modules before it (see
+    tests/neuprint_state.py), whatever order the modules run in."""
+    yield
+    release_neuprint_clients()
 
 
 # ------------------------------------------------------------------------------------------ the test store opened

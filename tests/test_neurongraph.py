@@ -98,7 +98,7 @@ def test_graph_arrays_hold_the_neuron_connections(client, oracle, release_dir, n
         == sum(
             a.nbytes
             for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
-            + (g.roi_offsets, g.roi_code, g.roi_weight)
+            + (g.roi_offsets, g.roi_code, g.roi_weight, g.roi_pre)
         )
         + sum(c[0].nbytes for c in g._columns.values() if c is not None)
         + g.derived.nbytes
