@@ -10,7 +10,7 @@ from flatprint.cypher.deadline import CHECK_EVERY
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.kinds import CONNECTS, META, SEGMENT, SYNAPSE
-from flatprint.cypher.neuronpaths import neuron_path_search
+from flatprint.cypher.neuronpaths import neuron_path_search, path_quantifier
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
@@ -291,18 +291,8 @@ class MatchExecution:
         """SQL for ALL(x IN relationships(p) WHERE ...) and ALL(n IN nodes(p) WHERE ...)."""
         edge_parts, node_parts = [], []
         for term in terms:
-            if not (
-                isinstance(term, ast.Quantifier)
-                and term.kind == "ALL"
-                and isinstance(term.source, ast.FunctionCall)
-                and len(term.source.arguments) == 1
-                and isinstance(term.source.arguments[0], ast.Variable)
-                and term.source.arguments[0].name == path_name
-            ):
-                continue
-            function = term.source.lower_name
-            over = "relationships" if function in ("relationships", "rels") else function
-            if over not in ("relationships", "nodes"):
+            over = path_quantifier(term, path_name)
+            if over is None:
                 continue
             sql = path_filter_sql(self.model, self.params, term.variable, over, term.where)
             if sql and variables_in(term.where) <= {term.variable}:

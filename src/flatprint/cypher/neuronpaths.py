@@ -169,22 +169,29 @@ def neuron_path_search(execution, pattern: ast.PathPattern, path_terms) -> Neuro
     return NeuronPathSearch(execution.store, graph, min_weight, filters, execution.run_arrow, execution.deadline.check)
 
 
+def path_quantifier(term, path_name: str) -> str | None:
+    """'relationships' or 'nodes' for ``ALL(x IN relationships(p) WHERE ...)`` / ``ALL(n IN nodes(p)
+    WHERE ...)`` over the path ``path_name`` (``rels(p)`` too), else None."""
+    if not (
+        isinstance(term, ast.Quantifier)
+        and term.kind == "ALL"
+        and isinstance(term.source, ast.FunctionCall)
+        and len(term.source.arguments) == 1
+        and isinstance(term.source.arguments[0], ast.Variable)
+        and term.source.arguments[0].name == path_name
+    ):
+        return None
+    function = term.source.lower_name
+    over = "relationships" if function in ("relationships", "rels") else function
+    return over if over in ("relationships", "nodes") else None
+
+
 def _searched_filters(execution, path_name, terms):
     """(variable, 'relationships' or 'nodes', condition) of the terms the SQL search filters with
     (MatchExecution._path_filters' choice); the others only filter the paths found, as there."""
     for term in terms:
-        if not (
-            isinstance(term, ast.Quantifier)
-            and term.kind == "ALL"
-            and isinstance(term.source, ast.FunctionCall)
-            and len(term.source.arguments) == 1
-            and isinstance(term.source.arguments[0], ast.Variable)
-            and term.source.arguments[0].name == path_name
-        ):
-            continue
-        function = term.source.lower_name
-        over = "relationships" if function in ("relationships", "rels") else function
-        if over not in ("relationships", "nodes") or not variables_in(term.where) <= {term.variable}:
+        over = path_quantifier(term, path_name)
+        if over is None or not variables_in(term.where) <= {term.variable}:
             continue
         if path_filter_sql(execution.model, execution.params, term.variable, over, term.where):
             yield term.variable, over, term.where
