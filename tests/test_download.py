@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -663,7 +663,7 @@ def test_interrupt_and_rerun_downloads_nothing_twice(bucket, tmp_path, monkeypat
     monkeypatch.setattr(download_run._Run, "__init__", record_run)
 
     def press_ctrl_c():
-        if bucket.pause_reached.wait(10):
+        if bucket.pause_reached.wait(60):
             _thread.interrupt_main()
             # The paused request is released only once the main thread has handled the Ctrl-C (its
             # cancel event is set): a fixed sleep once let a busy full-suite run finish the download.
@@ -671,8 +671,11 @@ def test_interrupt_and_rerun_downloads_nothing_twice(bucket, tmp_path, monkeypat
         bucket.pause_release.set()
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
+    # The paused request must outlive the Ctrl-C's handling: with FAST's 5 s read timeout a slow
+    # full-suite run once retried it 5 times and gave up before the interrupt was handled.
+    patient = replace(FAST, read_timeout=120)
     with pytest.raises(KeyboardInterrupt):
-        dl.download_release(tmp_path, mirror=bucket.url, options=FAST, console=quiet_console())
+        dl.download_release(tmp_path, mirror=bucket.url, options=patient, console=quiet_console())
     assert not (tmp_path / name).exists()
     record = json.loads((tmp_path / (name + ".part.json")).read_text())
     kept = sum(done for _start, _end, done in record["segments"])
