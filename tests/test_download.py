@@ -648,6 +648,26 @@ def test_one_missing_table_is_reported_and_the_others_complete(bucket, tmp_path)
     assert sum(o.status == "downloaded" for o in report.outcomes.values()) == 6
 
 
+ISOLATED = "FLATPRINT_TEST_IN_OWN_PROCESS"
+
+
+def test_interrupt_and_rerun_in_a_fresh_process(tmp_path):
+    """Ctrl-C is process-wide state: the test below runs in a fresh interpreter. In the full suite
+    (and only there) the simulated Ctrl-C twice never reached the download (first its paused request
+    gave up, then the download finished: "DID NOT RAISE"); some earlier module's leftovers, not found
+    yet, swallow it. Alone, the test passes; this keeps it meaningful in every suite order."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "run"),
+            f"{__file__}::test_interrupt_and_rerun_downloads_nothing_twice",
+        ],
+        env={**os.environ, ISOLATED: "1"}, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
+
+
+@pytest.mark.skipif(os.environ.get(ISOLATED) != "1", reason="runs in its own process (the test above)")
 def test_interrupt_and_rerun_downloads_nothing_twice(bucket, tmp_path, monkeypatch):
     expected = publish_real_layout(bucket, {"syn-points": 400_000})
     key = f"{FLAT}/syn-points-male-cns-v0.9-minconf-0.5.feather"
