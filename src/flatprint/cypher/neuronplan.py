@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flatprint.cypher import ast
+from flatprint.cypher.sqlgen import conjuncts
 
 #: node properties with an exact-value lookup in the neuron table (bodyId by position)
 NODE_LOOKUPS = ("bodyId", "type", "instance")
@@ -111,7 +112,7 @@ def neuron_shape(match: ast.Match, projection) -> NeuronShape | None:
                 return None
             node_tests[node.variable].append((Test(key, "=", value),))
     rel_tests: list[Test] = []
-    for term in _conjuncts(match.where):
+    for term in conjuncts(match.where):
         found = _term(term)
         if found is None:
             return None
@@ -161,14 +162,6 @@ def neuron_shape(match: ast.Match, projection) -> NeuronShape | None:
         rel=rel.variable if rel is not None else None,
         rel_tests=tuple(rel_tests),
     )
-
-
-def _conjuncts(e: ast.Expression | None) -> list[ast.Expression]:
-    if e is None:
-        return []
-    if isinstance(e, ast.BinaryOp) and e.operator == "AND":
-        return _conjuncts(e.left) + _conjuncts(e.right)
-    return [e]
 
 
 def _map_entries(properties) -> list[tuple[str, ast.Expression]]:
