@@ -142,3 +142,19 @@ def lib(store_path):
     store = Store.open(store_path)
     yield Client.from_store(store)
     store.close()
+
+
+@pytest.fixture
+def statements(monkeypatch):
+    """Every SQL statement the Cypher engine runs while the test does."""
+    from flatprint.cypher import engine
+
+    seen: list[str] = []
+    run = engine.Execution._run
+
+    def spy(self, sql, tables, fetch):
+        seen.append(sql)
+        return run(self, sql, tables, fetch)
+
+    monkeypatch.setattr(engine.Execution, "_run", spy)
+    return seen

@@ -13,7 +13,7 @@ import math
 import pytest
 from oracle import oracle_segments
 
-from flatprint.cypher import engine, neuronanswers
+from flatprint.cypher import neuronanswers
 from flatprint.cypher.engine import execute
 
 
@@ -23,20 +23,12 @@ def segments(release_dir):
 
 
 @pytest.fixture
-def statements(monkeypatch):
+def statements(statements, monkeypatch):
     """Every SQL statement the engine runs while the test does (through SQL: these tests are about
     its statements; the neuron table in RAM answers some lookups once built, tests in
     test_cypher_neuron_answers.py)."""
     monkeypatch.setattr(neuronanswers, "USE_NEURON_ANSWERS", False)
-    seen: list[str] = []
-    run = engine.Execution._run
-
-    def spy(self, sql, tables, fetch):
-        seen.append(sql)
-        return run(self, sql, tables, fetch)
-
-    monkeypatch.setattr(engine.Execution, "_run", spy)
-    return seen
+    return statements
 
 
 def plain(value):

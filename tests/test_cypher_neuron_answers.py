@@ -39,19 +39,6 @@ def built(store):
     return store
 
 
-@pytest.fixture
-def statements(monkeypatch):
-    seen: list[str] = []
-    run = engine.Execution._run
-
-    def spy(self, sql, tables, fetch):
-        seen.append(sql)
-        return run(self, sql, tables, fetch)
-
-    monkeypatch.setattr(engine.Execution, "_run", spy)
-    return seen
-
-
 def both_ways(store, text, params=None):
     """(answer through SQL, answer from RAM) as the JSON endpoint sends them."""
     try:
