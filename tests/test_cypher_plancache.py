@@ -334,7 +334,9 @@ LIST_CASES = [
     ("RETURN [9223372036854775807] AS x", "RETURN [1, 9223372036854775808] AS x", False),  # refused
     ("RETURN [1, 9223372036854775808] AS x", "RETURN [2, 9223372036854775808] AS x", False),
     ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[0] AS x", True),
-    ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[1] AS x", False),  # subscript: pinned
+    ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[1] AS x", True),  # a subscript ...
+    ("WITH {a: 1} AS m RETURN m['a'] AS x", "WITH {a: 2} AS m RETURN m['b'] AS x", True),  # ... is no list
+    ("RETURN [1, 2][0] AS x, [[3]][0][0] AS y", "RETURN [4][1] AS x, [[5, 6]][0][1] AS y", True),
     ("WITH [1, 2] AS l RETURN l[0, 1] AS x", "WITH [3] AS l RETURN l[0, 1] AS x", False),  # refused
     ("RETURN [1, 2, 3][1..2] AS x", "RETURN [4, 5][0..5] AS x", True),
     ("RETURN size([1, 2, 3]) AS x", "RETURN size([4]) AS x", True),
@@ -474,6 +476,8 @@ SCAN_EDGE_CASES = [
     # lists: folded into one element, whole or token by token
     "RETURN [1, 2, 3], ['a', \"b\"], [], [ ], [1,\n  2], [1 /* c */, 2], [7]",
     "RETURN [0x1F, 0o7, 3], [1.5, 2], [1, 'a'], [1e3], [-1, 2], [[1, 2], [3]], x[0], [1..3], [1.]",
+    "RETURN m['a'], `m`[1], $p[2], f(x)[3], [1][4], {a: [5]}['a'], null[6], CASE WHEN true THEN [7] END[8]",
+    "RETURN 'a'[0], 1[0], [1, 2][0, 1], x IN [1], [1] + [2], x[[1]], WITH[1], _x[1], é[1]",
     "RETURN [1 2], [1,,2], [,1], [1,], [1, 2 3]",  # tokenized; the parser refuses them
     "RETURN ['it\\'s', 'b'], ['a\\\\d'], [\"x\" , 'y'], ['\\u00e9']",
     "RETURN [007, 08], [1,\x0b2], [1\u00a0,2], [1\t,\r\n2]",

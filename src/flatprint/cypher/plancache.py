@@ -22,7 +22,8 @@ and the analyzer looks only at its being a non-empty list whose items have one t
 length or the values). ``[]``, ``[-1, 2]``, ``[1, 2.5]``, ``[1, 'a']`` and ``[[1], [2, 3]]``'s
 outer list keep one slot per literal, so their length and item types stay in the key (an empty
 list's items have no type; a minus sign makes an expression); the inner lists of a nested list are
-list slots each. The same brackets in another place (a subscript ``x[0]``) are pinned whole.
+list slots each. Brackets after a value (a subscript ``m['post']``) keep one slot per literal; a
+folded list that did not parse to a list of those literals (``LIMIT [1]``, in a CALL) is pinned.
 
 What stays in the shape key (a literal is "pinned" and its value is part of the key):
 
@@ -31,8 +32,7 @@ What stays in the shape key (a literal is "pinned" and its value is part of the 
 - the token type of every literal (``1`` and ``1.0`` and ``'1'`` are different shapes), hence the
   length and element types of list literals other than the list slots above;
 - literals in ``SKIP``/``LIMIT`` (the analyzer checks their values);
-- numbers that never become a literal node (hop ranges ``*1..3``, ``-(5)``), and bracketed
-  literals that are not a list (``x[0]``);
+- numbers that never become a literal node (hop ranges ``*1..3``, ``-(5)``);
 - the arguments of ``CALL`` (the query text of ``apoc.cypher.runTimeboxed`` is parsed with the
   outer query).
 
@@ -63,7 +63,7 @@ from flatprint.cypher import ast
 from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.errors import CypherError
 from flatprint.cypher.parser import parse
-from flatprint.cypher.tokens import _TOKEN_PATTERN, Token, TokenType, _unescape, tokenize
+from flatprint.cypher.tokens import _TOKEN_PATTERN, KEYWORDS, Token, TokenType, _unescape, tokenize
 
 __all__ = [
     "PlanCache",
@@ -88,6 +88,9 @@ _MARKERS = {TokenType.STRING: "'s", TokenType.INTEGER: "'i", TokenType.FLOAT: "'
 # a list of integer literals or of string literals: one shape element (item marker -> list marker)
 _LIST_MARKERS = {"'i": "'I", "'s": "'S"}
 _LIST_KINDS = frozenset(_LIST_MARKERS.values())
+# shape elements after which '[' opens a subscript (x[0], m['post']), not a list: not folded
+_VALUE_ENDS = frozenset((")", "]", "}", *_MARKERS.values(), *_LIST_KINDS))
+_VALUE_KEYWORDS = frozenset(("NULL", "TRUE", "FALSE", "END"))
 # Whole lists at once in the scan (a 1,400-id list is 4,200 tokens), when they are exactly what the
 # tokenizer makes of them: digits, commas and ASCII whitespace between brackets that int() reads as
 # one decimal integer between each two commas (it takes surrounding whitespace and refuses an empty
@@ -227,6 +230,19 @@ def _parse_and_analyze(text: str) -> ast.Query:
     return query
 
 
+def _opens_list(previous: str | None) -> bool:
+    """Can a ``[`` after the shape element ``previous`` start a list literal (rather than a
+    subscript)? Only decides which brackets are folded; the template checks what they parsed to."""
+    if previous is None:
+        return True
+    if previous in _VALUE_ENDS or previous[:1] in ("`", "$"):
+        return False
+    if previous[:1].isalpha() or previous[:1] == "_":  # a name, unless a keyword that is no value
+        upper = previous.upper()
+        return upper in KEYWORDS and upper not in _VALUE_KEYWORDS
+    return True
+
+
 def _fold_list(shape: list, values: list, spans: list, opening: int, first_value: int) -> bool:
     """Fold ``shape[opening:]``, a bracketed run from ``[`` to the ``]`` just added, into one list
     element (its values into one tuple, its spans into one) when it holds literals of one list kind
@@ -274,7 +290,7 @@ def _shape_of(
         spans.append((token.offset, token.end))
         element_of.append(len(shape) - 1)
         if kind is left:
-            opening = (len(shape) - 1, len(values), index)
+            opening = (len(shape) - 1, len(values), index) if _opens_list(shape[-2] if index else None) else None
         elif kind is right and opening is not None:
             at, first_value, first_token = opening
             opening = None
@@ -317,15 +333,17 @@ def _scan(text: str) -> tuple[tuple[str, ...], list, list[tuple[int, int]]] | No
                 if kind == "unterminated_comment" or raw in ("``", "$``"):
                     return None  # the tokenizer's errors
                 if raw == "[":
-                    whole = _read_list(text, start)
-                    if whole is not None:
-                        list_marker, run, position = whole
-                        shape.append(list_marker)
-                        values.append(run)
-                        spans.append((start, position))
-                        finished = False
-                        break  # go on after the list
-                    opening = (len(shape), len(values))
+                    opening = None
+                    if _opens_list(shape[-1] if shape else None):
+                        whole = _read_list(text, start)
+                        if whole is not None:
+                            list_marker, run, position = whole
+                            shape.append(list_marker)
+                            values.append(run)
+                            spans.append((start, position))
+                            finished = False
+                            break  # go on after the list
+                        opening = (len(shape), len(values))
                 shape.append(raw)
                 spans.append((start, end))
                 if raw == "]" and opening is not None:
