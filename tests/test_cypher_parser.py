@@ -794,3 +794,11 @@ def test_parse_with_the_callers_tokens_gives_the_same_tree_and_leaves_them_alone
     assert tree == parse(text)
     assert tokens == before and any(t.type is TokenType.ARROW_LEFT for t in tokens)
     assert "n.pre < -1" in tree.to_cypher()
+
+
+@pytest.mark.parametrize("text", [f"RETURN {'9' * 5000}", f"RETURN [{', '.join(['1'] * 9)}, {'9' * 5000}]"])
+def test_integer_literal_too_long_to_read_is_a_syntax_error(text):
+    """Python reads at most 4,300 digits (it raised a bare ValueError); such a literal is beyond 64
+    bits, refused as the parser refuses any."""
+    with pytest.raises(CypherSyntaxError, match="integer literal is too large"):
+        parse(text)

@@ -333,6 +333,7 @@ LIST_CASES = [
     ("RETURN [1, /* c */ 2] AS x", "RETURN [1,\n 2, 3] AS x", True),
     ("RETURN [9223372036854775807] AS x", "RETURN [1, 9223372036854775808] AS x", False),  # refused
     ("RETURN [1, 9223372036854775808] AS x", "RETURN [2, 9223372036854775808] AS x", False),
+    ("RETURN [1, 2] AS x", f"RETURN [1, {'9' * 5000}] AS x", False),  # too long for int(): refused too
     ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[0] AS x", True),
     ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[1] AS x", True),  # a subscript ...
     ("WITH {a: 1} AS m RETURN m['a'] AS x", "WITH {a: 2} AS m RETURN m['b'] AS x", True),  # ... is no list
@@ -483,6 +484,8 @@ SCAN_EDGE_CASES = [
     "RETURN [007, 08], [1,\x0b2], [1\u00a0,2], [1\t,\r\n2]",
     "RETURN [\uff11]",  # a digit the tokenizer refuses
     "MATCH (n) WHERE n.bodyId IN [1, 99999999999999999999] RETURN n",
+    f"RETURN [1, {'9' * 5000}], {'8' * 5000}",  # more digits than int() reads: the tokenizer refuses
+    f"RETURN {', '.join(['7'] * 9)}, {'8' * 5000}",  # ... also in its run of integers
 ]
 
 

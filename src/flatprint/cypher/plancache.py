@@ -63,7 +63,7 @@ from flatprint.cypher import ast
 from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.errors import CypherError
 from flatprint.cypher.parser import parse
-from flatprint.cypher.tokens import _TOKEN_PATTERN, KEYWORDS, Token, TokenType, _unescape, tokenize
+from flatprint.cypher.tokens import _MAX_DIGITS, _TOKEN_PATTERN, KEYWORDS, Token, TokenType, _unescape, tokenize
 
 __all__ = [
     "PlanCache",
@@ -106,7 +106,7 @@ _STRING_BODY = re.compile(r"""'([^'\\]*)'|"([^"\\]*)\"""")
 class _Template:
     """A parsed, analyzed query whose literal slots take other values."""
 
-    query: ast.Query  # list slots hold no items and un-aliased items no text: a hit fills them in
+    query: ast.Query  # list slots hold no items and the items in ``columns`` no text: a hit fills them
     slots: dict[tuple[int, int], tuple[int, bool]]  # literal node position -> (value index, negated)
     lists: dict[tuple[int, int], int]  # list literal position -> value index (a tuple of its items)
     columns: dict[tuple[int, int], tuple[int, int]]  # item position -> its text's (first, last element)
@@ -358,6 +358,8 @@ def _scan(text: str) -> tuple[tuple[str, ...], list, list[tuple[int, int]]] | No
                 except _Refused:
                     return None
             elif kind == "integer":
+                if len(raw) > _MAX_DIGITS:
+                    return None  # too long to read: the tokenizer refuses it
                 values.append(int(raw))
             elif kind == "float":
                 number = float(raw)
