@@ -547,6 +547,8 @@ def _walk_outer(node: ast.Node):
     while stack:
         current = stack.pop()
         yield current
+        if type(current) is ast.Literal:
+            continue  # no children (a long list has many literals)
         children = list(current.children())
         if isinstance(current, ast.Call) and current.inner_query is not None:
             children = [c for c in children if c is not current.inner_query]
@@ -556,6 +558,11 @@ def _walk_outer(node: ast.Node):
 def _mark_dirty(node: ast.Node, marked, dirty: set[int]) -> bool:
     """Add to ``dirty`` the ids of the nodes ``marked`` and of all their ancestors (outside CALL inner
     queries)."""
+    if type(node) is ast.Literal or (type(node) is ast.ListLiteral and marked(node)):
+        if marked(node):  # no children, or a list slot's literals (never slots themselves)
+            dirty.add(id(node))
+            return True
+        return False
     changed = False
     inner = node.inner_query if isinstance(node, ast.Call) else None
     for child in node.children():
