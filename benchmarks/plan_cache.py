@@ -8,12 +8,16 @@ Parse + analyze: for every captured query, the median of ``--repeat`` runs of ``
 other literals, so each timed run binds this text's literals into the template), and of a text
 seen before (the exact-text level). Latency: one
 fetch_neurons text of the corpus, run for ``--repeat`` different body ids drawn from the store,
-with the cache off and on (the cached runs all hit: one shape).
+with the cache off and on (the cached runs all hit: one shape). Long lists: the same text with
+``--long-list`` body ids (±10%, a new list each run: fetch_adjacencies sends such lookups), the
+CPU time per request of parse + analyze against the cache (one shape for every length) and of a
+whole ``execute`` with the cache off and on.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import statistics
 import sys
@@ -113,11 +117,47 @@ def latency(store_path: Path, corpus: Path, repeat: int) -> None:
     store.close()
 
 
+def median_cpu_ms(function, items) -> float:
+    times = []
+    for item in items:
+        start = time.process_time()
+        function(item)
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1e3
+
+
+def long_lists(store_path: Path, corpus: Path, repeat: int, count: int) -> None:
+    template = (corpus / FETCH_NEURONS).read_text()
+    store = Store.open(store_path)
+    ids = [row[0] for row in store.cursor().execute("SELECT bodyId FROM segments WHERE is_neuron").fetchall()]
+    rng = random.Random(0)
+
+    def text_with(size: int) -> str:
+        chosen = rng.sample(ids, min(size, len(ids)))
+        return template.replace("[1, 2, 3, 4, 5]", str(chosen))
+
+    texts = [text_with(count + rng.randint(-count // 10, count // 10)) for _ in range(repeat)]
+    cache = PlanCache()
+    cache.prepare(text_with(count // 2))  # the one miss: every other length hits its entry
+    print(f"long lists: {len(texts)} texts of ~{count} body ids, ~{len(texts[0]):,} characters each")
+    print(
+        f"  per request CPU: parse + analyze {median_cpu_ms(parse_and_analyze, texts):.2f} ms; "
+        f"tokenize alone {median_cpu_ms(tokenize, texts):.2f} ms; "
+        f"with the cache {median_cpu_ms(cache.prepare, texts):.2f} ms "
+        f"({cache.hits} hits, {cache.misses} miss, {len(cache)} entry)"
+    )
+    for label, option in (("off", False), ("on", cache)):
+        cpu = median_cpu_ms(lambda text: execute(store, text, plan_cache=option), texts)
+        print(f"  execute, cache {label}: median {cpu:.2f} ms CPU per request")
+    store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--reference", type=Path, default=REPO_ROOT.parent / "shared" / "reference")
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--long-list", type=int, default=1400, help="body ids in the long-list texts (0: skip)")
     args = parser.parse_args(argv)
     corpus = args.reference / "neuprint-queries"
     if not corpus.is_dir():
@@ -125,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     front_end(corpus, args.repeat)
     latency(args.store, corpus, args.repeat)
+    if args.long_list > 0:
+        long_lists(args.store, corpus, args.repeat, args.long_list)
     return 0
 
 

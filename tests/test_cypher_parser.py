@@ -782,3 +782,23 @@ def test_integer_list_items_parse_as_expressions_do():
     assert parse_expression("[7, 8]") == ast.ListLiteral((ast.Literal(7), ast.Literal(8)))
     with pytest.raises(CypherSyntaxError, match="too large"):
         parse("RETURN [1, 9223372036854775808]")
+
+
+def test_parse_with_the_callers_tokens_gives_the_same_tree_and_leaves_them_alone():
+    """The plan cache hands the parser the tokens it made; the parser splits '<-' (``x<-1``) in its
+    own copy."""
+    text = "MATCH (n:Neuron) WHERE n.pre<-1 OR n.post < -2 RETURN n.bodyId AS id, [1, 2] AS l"
+    tokens = tokenize(text)
+    before = list(tokens)
+    tree = parse(text, tokens=tokens)
+    assert tree == parse(text)
+    assert tokens == before and any(t.type is TokenType.ARROW_LEFT for t in tokens)
+    assert "n.pre < -1" in tree.to_cypher()
+
+
+@pytest.mark.parametrize("text", [f"RETURN {'9' * 5000}", f"RETURN [{', '.join(['1'] * 9)}, {'9' * 5000}]"])
+def test_integer_literal_too_long_to_read_is_a_syntax_error(text):
+    """Python reads at most 4,300 digits (it raised a bare ValueError); such a literal is beyond 64
+    bits, refused as the parser refuses any."""
+    with pytest.raises(CypherSyntaxError, match="integer literal is too large"):
+        parse(text)

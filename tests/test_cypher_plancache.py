@@ -3,16 +3,18 @@ the analyzer and still answer exactly as without the cache."""
 
 from __future__ import annotations
 
+import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from cypher_literals import other_literals
+from cypher_literals import longer_lists, other_literals
 from reference import corpus_files, corpus_params, needs_reference
 
-from flatprint.cypher import plancache
+from flatprint.cypher import ast, plancache
 from flatprint.cypher.ast import format_string
 from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
@@ -72,11 +74,18 @@ def test_corpus_query_same_with_and_without_cache(store, path):
     hits = primed.hits
     assert same(outcome(store, text, primed), uncached)
     assert same(outcome(store, text, SHARED), uncached)
-    if isinstance(uncached[0], list) and primed.misses == 1 and "runTimeboxed" not in text:
+    pinned = re.search(r"\b(LIMIT|SKIP)\b|\*\s*\d", text, re.IGNORECASE) or "runTimeboxed" in text
+    if isinstance(uncached[0], list) and primed.misses == 1 and not pinned:
         # shapes without pinned literals hit after the primer (the primer then used the same key)
-        pinned = re.search(r"\b(LIMIT|SKIP)\b|\*\s*\d", text, re.IGNORECASE)
-        if not pinned:
-            assert primed.hits == hits + 1, "the query of the same shape should have hit the cache"
+        assert primed.hits == hits + 1, "the query of the same shape should have hit the cache"
+    longer = longer_lists(other_literals(text))
+    if longer != other_literals(text):  # lists of integers or strings are one slot of any length
+        lengths = PlanCache()
+        outcome(store, longer, lengths)
+        hits = lengths.hits
+        assert same(outcome(store, text, lengths), uncached)
+        if isinstance(uncached[0], list) and lengths.misses == 1 and not pinned:
+            assert lengths.hits == hits + 1, "the query with lists of other lengths should have hit the cache"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,17 +268,193 @@ def test_a_hit_skips_the_parser_and_the_analyzer(store, monkeypatch):
     monkeypatch.setattr(plancache, "analyze", refuse)
     assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same shape
     assert execute(store, shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]  # same text
-    with pytest.raises(AssertionError, match="ran on a cache hit"):  # a list of two ids is another shape
-        execute(store, shape.format(f"{DNGE104_L}, {DNGE104_R}"), plan_cache=cache)
+    both = execute(store, shape.format(f"{DNGE104_L}, {DNGE104_R}"), plan_cache=cache)  # any length
+    assert both.data == [["DNge104_L"], ["DNge104_R"]]
+    with pytest.raises(AssertionError, match="ran on a cache hit"):  # a negative number: another shape
+        execute(store, shape.format(f"-1, {DNGE104_R}"), plan_cache=cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# lists of integers or of strings: one slot of any length
+
+
+def id_list_text(ids) -> str:
+    return "[" + ", ".join(str(b) for b in ids) + "]"
+
+
+def test_body_id_lists_of_any_length_share_a_shape(store):
+    frame = segments_frame(store).set_index("bodyId")
+    ids = [int(b) for b in frame.index]
+    rng = np.random.default_rng(3)
+    cache = PlanCache()
+    text = "WITH {} AS ids MATCH (n:Segment) WHERE n.bodyId IN ids RETURN n.bodyId AS id, n.pre AS pre ORDER BY id"
+    counts = (1, 2, 7, min(1500, len(ids)), 1, 40)
+    for count in counts:
+        chosen = [int(b) for b in rng.choice(ids, size=count, replace=False)]
+        result = execute(store, text.format(id_list_text(chosen + [10**15 + count])), plan_cache=cache)
+        assert result.data == [[b, int(frame.loc[b, "pre"])] for b in sorted(chosen)], count
+    assert (cache.misses, cache.hits, len(cache)) == (1, len(counts) - 1, 1)
+
+
+def test_type_lists_of_any_length_share_a_shape(store):
+    frame = segments_frame(store)
+    neurons = frame[frame["is_neuron"]]
+    names = [t for t in neurons["type"].dropna().unique()[:8]]
+    cache = PlanCache()
+    text = "MATCH (n:Neuron) WHERE n.type IN {} RETURN n.type AS type, count(n) AS c ORDER BY type"
+    # an apostrophe takes the scan's token-by-token path (an escape); a double-quoted name another
+    choices = [names[:1], names[:5] + ["it's not a type"], names[2:8], ['"quoted"', names[0]]]
+    for chosen in choices:
+        literal = "[" + ", ".join(n if n.startswith('"') else format_string(n) for n in chosen) + "]"
+        result = execute(store, text.format(literal), plan_cache=cache)
+        counts = neurons["type"].value_counts()
+        expected = sorted([name, int(counts[name])] for name in chosen if name in counts.index)
+        assert result.data == expected, chosen
+    assert (cache.misses, cache.hits) == (1, len(choices) - 1)
+
+
+LIST_CASES = [
+    # (a text that fills the cache, a text then run with it and without a cache, whether it hits)
+    ("RETURN [1, 2, 3] AS x", "RETURN [4] AS x", True),
+    ("RETURN [1, 2, 3]", "RETURN [ 4 ,5 ]", True),  # the column is named by the new text
+    ("RETURN [] AS x", "RETURN [1] AS x", False),  # an empty list's items have no type
+    ("RETURN [1] AS x", "RETURN [] AS x", False),
+    ("RETURN [-1, 2] AS x", "RETURN [-3, 4] AS x", True),  # a sign: one slot per literal
+    ("RETURN [-1, 2] AS x", "RETURN [-3, 4, 5] AS x", False),  # ... so the length stays in the key
+    ("RETURN [-1] AS x", "RETURN [-9223372036854775808] AS x", False),  # the parser reads it
+    ("RETURN [1, 2.5] AS x", "RETURN [1, 2] AS x", False),
+    ("RETURN [1.5, 2.5] AS x", "RETURN [1.5, 2.5, 3.5] AS x", False),  # floats are no list slot
+    ("RETURN [1, 'a'] AS x", "RETURN [2, 'b'] AS x", True),
+    ("RETURN [1, 'a'] AS x", "RETURN [2, 'b', 3] AS x", False),
+    ("RETURN [[1, 2], [3]] AS x", "RETURN [[4], [5, 6, 7]] AS x", True),  # inner lists are slots
+    ("RETURN [[1, 2], [3]] AS x", "RETURN [[4], [5], [6]] AS x", False),  # the outer one is not
+    ("RETURN ['a', \"b\"] AS x", "RETURN ['it\\'s', 'c\\\\d', \"e\"] AS x", True),
+    ("RETURN [0x1F, 2] AS x", "RETURN [3, 0o17, 05] AS x", True),
+    ("RETURN [1, /* c */ 2] AS x", "RETURN [1,\n 2, 3] AS x", True),
+    ("RETURN [9223372036854775807] AS x", "RETURN [1, 9223372036854775808] AS x", False),  # refused
+    ("RETURN [1, 9223372036854775808] AS x", "RETURN [2, 9223372036854775808] AS x", False),
+    ("RETURN [1, 2] AS x", f"RETURN [1, {'9' * 5000}] AS x", False),  # too long for int(): refused too
+    ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[0] AS x", True),
+    ("WITH [1, 2] AS l RETURN l[0] AS x", "WITH [3, 4, 5] AS l RETURN l[1] AS x", True),  # a subscript ...
+    ("WITH {a: 1} AS m RETURN m['a'] AS x", "WITH {a: 2} AS m RETURN m['b'] AS x", True),  # ... is no list
+    ("RETURN [1, 2][0] AS x, [[3]][0][0] AS y", "RETURN [4][1] AS x, [[5, 6]][0][1] AS y", True),
+    ("WITH [1, 2] AS l RETURN l[0, 1] AS x", "WITH [3] AS l RETURN l[0, 1] AS x", False),  # refused
+    ("RETURN [1, 2, 3][1..2] AS x", "RETURN [4, 5][0..5] AS x", True),
+    ("RETURN size([1, 2, 3]) AS x", "RETURN size([4]) AS x", True),
+    ("RETURN reduce(s = 0, v IN [1, 2] | s + v) AS x", "RETURN reduce(s = 0, v IN [3, 4, 5] | s + v) AS x", True),
+    ("RETURN [v IN [1, 2, 3] WHERE v > 1 | v * 2] AS x", "RETURN [v IN [4] WHERE v > 1 | v * 2] AS x", True),
+    ("RETURN all(v IN ['a', 'b'] WHERE v < 'c') AS x", "RETURN all(v IN ['d'] WHERE v < 'c') AS x", True),
+    ("RETURN 2 IN [1, 2] AS x, [1] + [2, 3] AS y", "RETURN 2 IN [3, 4, 5] AS x, [4, 5] + [6] AS y", True),
+    ("UNWIND [3, 1, 2] AS v RETURN v ORDER BY v", "UNWIND [5, 4] AS v RETURN v ORDER BY v", True),
+    ("RETURN [1, 2] AS x UNION RETURN [3] AS x", "RETURN [4] AS x UNION RETURN [5, 6] AS x", True),
+    ("RETURN [1] UNION RETURN [1]", "RETURN [1, 2] UNION RETURN [1]", None),  # refused: other columns
+    ("RETURN 1 UNION RETURN 1", "RETURN 10 UNION RETURN 1", None),  # ... at this text's position
+    ("RETURN [1, 2] AND true AS x", "RETURN [3] AND true AS x", False),  # the analyzer's refusals
+    ("RETURN [1, 2]['a'] AS x", "RETURN [3]['b'] AS x", False),
+    ("RETURN [1, 2].k AS x", "RETURN [3].k AS x", False),
+    ("WITH [1, 2] AS l RETURN l - 1 AS x", "WITH [3] AS l RETURN l - 1 AS x", False),
+    ("WITH ['a'] AS l RETURN l AS x", "WITH ['a', 'b'] AS l RETURN l AS x", True),
+    (
+        "MATCH (n:Neuron) RETURN n.bodyId AS x ORDER BY x LIMIT [1]",
+        "MATCH (n:Neuron) RETURN n.bodyId AS x ORDER BY x LIMIT [1, 2]",
+        False,
+    ),
+    (
+        f"MATCH (n:Neuron) WHERE n.bodyId IN [{DNGE104_R}] RETURN n.instance AS i ORDER BY i",
+        f"MATCH (n:Neuron) WHERE n.bodyId IN [{DNGE104_L}, 5, {DNGE104_R}] RETURN n.instance AS i ORDER BY i",
+        True,
+    ),
+    (
+        "MATCH (n:Neuron) WHERE n.type IN ['DNge104'] RETURN count(n) AS c",
+        "MATCH (n:Neuron) WHERE n.type IN ['x', 'DNge104', \"y\"] RETURN count(n) AS c",
+        True,
+    ),
+    (
+        'CALL apoc.cypher.runTimeboxed("WITH [1, 2] AS l RETURN size(l) AS s", {}, 9) YIELD value RETURN value.s',
+        'CALL apoc.cypher.runTimeboxed("WITH [1, 2, 3] AS l RETURN size(l) AS s", {}, 9) YIELD value RETURN value.s',
+        False,  # the inner query is a string: in the key
+    ),
+]
+
+
+@pytest.mark.parametrize(("primer", "text", "hits"), LIST_CASES)
+def test_list_slots_answer_as_without_the_cache(store, primer, text, hits):
+    """Lists in every kind of place: the same answer (or error text) and the same tree as without the
+    cache, whether the text hits the primer's entry or not."""
+    cache = PlanCache()
+    outcome(store, primer, cache)
+    before = cache.hits
+    assert same(outcome(store, text, cache), outcome(store, text, False))
+    if hits is not None:
+        assert (cache.hits > before) == hits
+    trees = PlanCache()
+    try:
+        trees.prepare(primer)
+    except QueryError:
+        pass
+    try:
+        expected = plancache._parse_and_analyze(text)
+    except QueryError:
+        return
+    tree = trees.prepare(text)
+    assert tree == expected
+
+    def texts(query):  # the items' texts are no part of equality (the column names come from them)
+        return [(i.column_name, i.source_text) for i in query.walk() if isinstance(i, ast.ProjectionItem)]
+
+    assert texts(tree) == texts(expected)
+
+
+def test_list_slot_items_are_the_parsers_literals():
+    for run in ((1, 2, 2**63 - 1, 0), ("a", "", "it's")):
+        made = plancache._literals(run, 3, 7)
+        plain = tuple(ast.Literal(value, line=3, column=7) for value in run)
+        assert made == plain
+        assert [vars(m) for m in made] == [vars(p) for p in plain]  # the kind and the position too
+        assert [hash(m) for m in made] == [hash(p) for p in plain] and all(type(m) is ast.Literal for m in made)
+
+
+def test_long_lists_are_cached_without_their_text(store):
+    """A text over MAX_TEXT characters that is mostly a list is cached; the entry is the size of the
+    same query's entry with a short list (it keeps neither the text nor the list)."""
+    cache = PlanCache()
+    text = "WITH {} AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN n.instance AS i ORDER BY i"
+    lists = [[DNGE104_R, DNGE104_L, *range(10**12, 10**12 + count)] for count in (2000, 2600, 1200)]
+    for ids in lists:
+        long = text.format(id_list_text(ids))
+        assert len(long) > plancache.MAX_TEXT
+        assert execute(store, long, plan_cache=cache).data == [["DNge104_L"], ["DNge104_R"]]
+    assert (len(cache), cache.misses, cache.hits) == (1, 1, 2)
+    assert not cache._texts  # the exact-text level keeps no long text
+    small = PlanCache()
+    small.prepare(text.format(id_list_text([1, 2, 3])))
+    assert len(pickle.dumps(cache._templates)) <= len(pickle.dumps(small._templates)) + 100
+
+    # an un-aliased long list: the column is named by the list as written, the entry keeps no text
+    unaliased = PlanCache()
+    for ids in lists:
+        written = id_list_text(ids).replace(", ", ",  ", len(ids) % 7)
+        result = execute(store, f"WITH 1 AS one RETURN {written}", plan_cache=unaliased)
+        assert (result.columns, result.data) == ([written], [[ids]])
+    assert (unaliased.misses, unaliased.hits) == (1, 2)
+    assert len(pickle.dumps(unaliased._templates)) < 2 * len(pickle.dumps(small._templates))
 
 
 def test_long_texts_bypass_the_cache(store):
+    """More than MAX_TEXT characters outside list slots: parsed afresh, nothing kept."""
     cache = PlanCache()
-    ids = [DNGE104_R, DNGE104_L] + list(range(10**12, 10**12 + plancache.MAX_TEXT // 10))
-    text = f"WITH {ids} AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN n.instance AS i ORDER BY i"
-    assert len(text) > plancache.MAX_TEXT
-    for _ in range(2):
-        assert execute(store, text, plan_cache=cache).data == [["DNge104_L"], ["DNge104_R"]]
+    word = "x" * plancache.MAX_TEXT
+    texts = [
+        f"WITH [1, 2, 3] AS ids, '{word}' AS s RETURN size(s) AS n, size(ids) AS m",  # a long string
+        f"WITH [1, 2, 3, 4] AS ids, '{word}' AS s RETURN size(s) AS n, size(ids) AS m",
+        f"RETURN size('{word}') AS n, 1 AS m",  # no list at all
+        f"RETURN size('{word}') AS n, 1 AS m",
+        f"RETURN size({[1.5] * 1000}) AS n, size('{word[:100]}') AS m",  # a list, but of floats
+    ]
+    expected = [[[len(word), 3]], [[len(word), 4]], [[len(word), 1]], [[len(word), 1]], [[1000, 100]]]
+    for text, rows in zip(texts, expected):
+        assert len(text) > plancache.MAX_TEXT
+        assert execute(store, text, plan_cache=cache).data == rows
     assert (len(cache), cache.hits, cache.misses) == (0, 0, 0)
 
 
@@ -289,6 +474,18 @@ SCAN_EDGE_CASES = [
     "RETURN #",
     "RETURN 1 != 2, 3 <> 4, a =~ 'x', x<-1",
     "",
+    # lists: folded into one element, whole or token by token
+    "RETURN [1, 2, 3], ['a', \"b\"], [], [ ], [1,\n  2], [1 /* c */, 2], [7]",
+    "RETURN [0x1F, 0o7, 3], [1.5, 2], [1, 'a'], [1e3], [-1, 2], [[1, 2], [3]], x[0], [1..3], [1.]",
+    "RETURN m['a'], `m`[1], $p[2], f(x)[3], [1][4], {a: [5]}['a'], null[6], CASE WHEN true THEN [7] END[8]",
+    "RETURN 'a'[0], 1[0], [1, 2][0, 1], x IN [1], [1] + [2], x[[1]], WITH[1], _x[1], é[1]",
+    "RETURN [1 2], [1,,2], [,1], [1,], [1, 2 3]",  # tokenized; the parser refuses them
+    "RETURN ['it\\'s', 'b'], ['a\\\\d'], [\"x\" , 'y'], ['\\u00e9']",
+    "RETURN [007, 08], [1,\x0b2], [1\u00a0,2], [1\t,\r\n2]",
+    "RETURN [\uff11]",  # a digit the tokenizer refuses
+    "MATCH (n) WHERE n.bodyId IN [1, 99999999999999999999] RETURN n",
+    f"RETURN [1, {'9' * 5000}], {'8' * 5000}",  # more digits than int() reads: the tokenizer refuses
+    f"RETURN {', '.join(['7'] * 9)}, {'8' * 5000}",  # ... also in its run of integers
 ]
 
 
@@ -302,14 +499,13 @@ def test_scan_agrees_with_the_tokenizer(text):
     except CypherSyntaxError:
         assert scanned is None
         return
-    literals, shape = plancache._shape_of(tokens)
+    shape, values, spans, _, _ = plancache._shape_of(tokens)
     if scanned is None:  # only refused or unusual literals may take the slow path
         assert text in SCAN_EDGE_CASES
         return
     assert scanned[0] == shape
-    values = [tokens[i].value for i in literals]
     assert scanned[1] == values and [type(v) for v in scanned[1]] == [type(v) for v in values]
-    assert scanned[2] == [(t.offset, t.end) for t in tokens]
+    assert scanned[2] == spans
 
 
 @needs_reference

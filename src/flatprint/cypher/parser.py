@@ -73,18 +73,20 @@ _VARIABLE_TOKENS = (TokenType.IDENTIFIER, TokenType.QUOTED_IDENTIFIER)
 _INT64_MAX = 2**63 - 1
 
 
-def parse(text: str, *, start_line: int = 1, start_column: int = 1) -> ast.Query:
+def parse(text: str, *, start_line: int = 1, start_column: int = 1, tokens: list[Token] | None = None) -> ast.Query:
     """Parse a whole Cypher query.
 
     ``start_line``/``start_column`` give the position of ``text`` inside a larger text (for
     queries nested in strings); positions in the tree and in errors are then relative to it.
+    ``tokens``: ``tokenize(text, ...)`` when the caller has it already (the plan cache), so that
+    the text is not tokenized twice; the list is left as it is.
 
     Raises:
         CypherSyntaxError: the text is not valid Cypher.
         CypherWriteError: the query contains a writing clause (the database is read-only).
         UnsupportedCypherError: valid Cypher that flatprint does not run.
     """
-    parser = _Parser(text, start_line=start_line, start_column=start_column)
+    parser = _Parser(text, start_line=start_line, start_column=start_column, tokens=tokens)
     return parser.run(parser.parse_query)
 
 
@@ -108,9 +110,15 @@ def _position(token: Token) -> dict[str, int]:
 class _Parser:
     """Parser state: the token list, the current index and the source text."""
 
-    def __init__(self, text: str, *, start_line: int = 1, start_column: int = 1) -> None:
+    def __init__(
+        self, text: str, *, start_line: int = 1, start_column: int = 1, tokens: list[Token] | None = None
+    ) -> None:
         self.text = text
-        self.tokens = tokenize(text, start_line=start_line, start_column=start_column)
+        if tokens is None:
+            tokens = tokenize(text, start_line=start_line, start_column=start_column)
+        else:
+            tokens = list(tokens)  # a copy: splitting '<-' (split_left_arrow) edits the list in place
+        self.tokens = tokens
         self.index = 0
 
     # ---------------------------------------------------------------- token helpers

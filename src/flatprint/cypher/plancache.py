@@ -3,48 +3,67 @@ parser and the analyzer.
 
 neuprint-python sends thousands of queries that differ only in their literals (body ids, type
 names, ROI lists). :func:`prepare` tokenizes the text and looks its *shape* up: the token stream
-with every string and number literal replaced by its token type. On a miss the text is parsed and
-analyzed as always (errors keep the text's own line and column) and the tree is kept as a template
-whose literals are slots. On a hit the new text's literal values are bound into the template's
-slots: the result is the tree that parsing the new text would give, so every later stage (rewriter,
-planner, SQL generation, execution) sees exactly what it sees without the cache.
+with every string and number literal replaced by its token type, and every list of integers or of
+strings by one marker. On a miss the text is parsed and analyzed as always (errors keep the text's
+own line and column) and the tree is kept as a template whose literals and lists are slots. On a
+hit the new text's literal values are bound into the template's slots: the result is the tree that
+parsing the new text would give, so every later stage (rewriter, planner, SQL generation,
+execution) sees exactly what it sees without the cache.
 
 Why slots rather than ``$parameters``: sqlgen renders a literal and a parameter differently
 (value families, LIMIT pushdown), so turning literals into parameters could change the SQL. The
 template's slots are, in effect, parameters bound back as literals.
+
+A list literal of integer literals only, or of string literals only (``[319488, 483330]``,
+``['EB', "FB"]``: at least one item, no sign, no expression) is ONE slot of any length:
+``[1, 2]`` and ``[7, 8, 9]`` are one shape (neuprint-python's body id lists take every length).
+That is exact because the parser makes such a list a ListLiteral of Literals whatever its length,
+and the analyzer looks only at its being a non-empty list whose items have one type (never at the
+length or the values). ``[]``, ``[-1, 2]``, ``[1, 2.5]``, ``[1, 'a']`` and ``[[1], [2, 3]]``'s
+outer list keep one slot per literal, so their length and item types stay in the key (an empty
+list's items have no type; a minus sign makes an expression); the inner lists of a nested list are
+list slots each. Brackets after a value (a subscript ``m['post']``) keep one slot per literal; a
+folded list that did not parse to a list of those literals (``LIMIT [1]``, in a CALL) is pinned.
 
 What stays in the shape key (a literal is "pinned" and its value is part of the key):
 
 - everything that is not a string or number token: keywords as written, names, labels, property
   keys, map keys, parameters, operators; ``true``/``false``/``null`` are keywords;
 - the token type of every literal (``1`` and ``1.0`` and ``'1'`` are different shapes), hence the
-  length and element types of list literals;
+  length and element types of list literals other than the list slots above;
 - literals in ``SKIP``/``LIMIT`` (the analyzer checks their values);
 - numbers that never become a literal node (hop ranges ``*1..3``, ``-(5)``);
 - the arguments of ``CALL`` (the query text of ``apoc.cypher.runTimeboxed`` is parsed with the
   outer query).
 
-Column names of un-aliased items (``RETURN n.type + 'x'``) are the text as written; a hit cuts
-them from the new text. An integer literal beyond 64 bits takes the uncached path, which refuses
-it. Runtime errors on a hit may cite the template's positions (its literals can differ in width).
+Column names of un-aliased items (``RETURN n.type + 'x'``, ``RETURN [1, 2]``) are the text as
+written; a hit cuts them from the new text. An integer literal beyond 64 bits (also in a list)
+takes the uncached path, which refuses it. Runtime errors on a hit may cite the template's
+positions (its literals can differ in width); the items of a list slot all cite the list's.
 
-The cache is a bounded LRU (:data:`DEFAULT_SIZE` shapes, ``FLATPRINT_PLAN_CACHE_SIZE``; texts
-longer than :data:`MAX_TEXT` characters bypass it) guarded by a lock (the server runs queries on a
-thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off.
+The cache is a bounded LRU (:data:`DEFAULT_SIZE` shapes, ``FLATPRINT_PLAN_CACHE_SIZE``) guarded by
+a lock (the server runs queries on a thread pool); ``FLATPRINT_PLAN_CACHE=0`` turns it off. An
+entry's memory grows with the text outside its list slots, which is at most :data:`MAX_TEXT`
+characters: a longer text is cached only when the rest (its list slots left out) is that short,
+and its entry keeps neither the text nor the lists (the template's list slots and un-aliased
+column texts are emptied; a hit fills them from the new text), and the exact-text level keeps
+texts of at most MAX_TEXT characters. Other long texts bypass the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from flatprint.cypher import ast
 from flatprint.cypher.analyzer import analyze
+from flatprint.cypher.errors import CypherError
 from flatprint.cypher.parser import parse
-from flatprint.cypher.tokens import _TOKEN_PATTERN, Token, TokenType, _unescape, tokenize
+from flatprint.cypher.tokens import _MAX_DIGITS, _TOKEN_PATTERN, KEYWORDS, Token, TokenType, _unescape, tokenize
 
 __all__ = [
     "PlanCache",
@@ -58,26 +77,41 @@ __all__ = [
 ]
 
 DEFAULT_SIZE = 512
-# Longer texts (long literal lists: each length is a shape of its own) are parsed afresh: an entry
-# takes about 50 bytes per character of text, so the full cache stays near 100 MB at most.
+# The most characters of a text outside its list slots that an entry keeps: an entry takes about
+# 50 bytes per such character, so the full cache stays near 100 MB at most.
 MAX_TEXT = 4096
 ENV_SWITCH = "FLATPRINT_PLAN_CACHE"
 ENV_SIZE = "FLATPRINT_PLAN_CACHE_SIZE"
-_LITERAL_TOKENS = (TokenType.STRING, TokenType.INTEGER, TokenType.FLOAT)
 _INT64_MAX = 2**63 - 1
 # a literal's place in the shape: no other token's text starts with a quote (strings are literals)
 _MARKERS = {TokenType.STRING: "'s", TokenType.INTEGER: "'i", TokenType.FLOAT: "'f"}
+# a list of integer literals or of string literals: one shape element (item marker -> list marker)
+_LIST_MARKERS = {"'i": "'I", "'s": "'S"}
+_LIST_KINDS = frozenset(_LIST_MARKERS.values())
+# shape elements after which '[' opens a subscript (x[0], m['post']), not a list: not folded
+_VALUE_ENDS = frozenset((")", "]", "}", *_MARKERS.values(), *_LIST_KINDS))
+_VALUE_KEYWORDS = frozenset(("NULL", "TRUE", "FALSE", "END"))
+# Whole lists at once in the scan (a 1,400-id list is 4,200 tokens), when they are exactly what the
+# tokenizer makes of them: digits, commas and ASCII whitespace between brackets that int() reads as
+# one decimal integer between each two commas (it takes surrounding whitespace and refuses an empty
+# or split item, so '[1 2]', '[1,,2]' and '[]' are left alone), or strings without a backslash. A
+# list with anything else (a comment, an escape, 0x1F) goes token by token and is folded the same.
+_INTEGER_LIST = re.compile(r"\[[0-9, \t\r\n]*\]")
+_PLAIN_STRING = r"""(?:'[^'\\]*'|"[^"\\]*")"""
+_STRING_LIST = re.compile(rf"\[\s*{_PLAIN_STRING}(?:\s*,\s*{_PLAIN_STRING})*\s*\]")
+_STRING_BODY = re.compile(r"""'([^'\\]*)'|"([^"\\]*)\"""")
 
 
 @dataclass(frozen=True)
 class _Template:
     """A parsed, analyzed query whose literal slots take other values."""
 
-    query: ast.Query
-    slots: dict[tuple[int, int], tuple[int, bool]]  # node position -> (literal index, negated)
-    columns: dict[tuple[int, int], tuple[int, int]]  # un-aliased item position -> (first, last token)
-    dirty: frozenset[int]  # ids of the template's nodes that hold a slot or an un-aliased item
-    reanalyze: bool  # a UNION whose column names come from the text: the analyzer compares them
+    query: ast.Query  # list slots hold no items and the items in ``columns`` no text: a hit fills them
+    slots: dict[tuple[int, int], tuple[int, bool]]  # literal node position -> (value index, negated)
+    lists: dict[tuple[int, int], int]  # list literal position -> value index (a tuple of its items)
+    columns: dict[tuple[int, int], tuple[int, int]]  # item position -> its text's (first, last element)
+    dirty: frozenset[int]  # ids of the template's nodes that hold a slot or an item in ``columns``
+    reanalyze: bool  # a UNION with column names from the text: the analyzer compares them
 
 
 class PlanCache:
@@ -90,7 +124,7 @@ class PlanCache:
         self._lock = threading.Lock()
         self._pins: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()  # shape -> pinned literal indexes
         self._templates: OrderedDict[tuple, _Template] = OrderedDict()  # (shape, pinned values) -> template
-        self._texts: OrderedDict[str, ast.Query] = OrderedDict()  # exact text -> its tree
+        self._texts: OrderedDict[str, ast.Query] = OrderedDict()  # exact text (<= MAX_TEXT) -> its tree
         self.hits = 0
         self.misses = 0
 
@@ -107,32 +141,40 @@ class PlanCache:
 
     def prepare(self, text: str) -> ast.Query:
         """The analyzed tree of ``text``, from the cache when a query of its shape was seen."""
-        if len(text) > MAX_TEXT:
-            query = parse(text)
-            analyze(query)
-            return query
-        with self._lock:
-            query = self._texts.get(text)
-            if query is not None:
-                self._texts.move_to_end(text)
-                self.hits += 1
-                return query
+        long = len(text) > MAX_TEXT
+        if long and "[" not in text:
+            return _parse_and_analyze(text)  # no list to leave out: too long to keep
+        if not long:
+            with self._lock:
+                query = self._texts.get(text)
+                if query is not None:
+                    self._texts.move_to_end(text)
+                    self.hits += 1
+                    return query
         scanned = _scan(text)
         if scanned is not None:  # the shape without Token objects: a hit needs only the literals
             shape, values, spans = scanned
             template = self._lookup(shape, values)
             if template is not None and not _too_large(values, template):
                 return self._hit(template, text, values, spans)
+            if long and _outside_lists(text, shape, spans) > MAX_TEXT:
+                return _parse_and_analyze(text)
+        elif long:
+            return _parse_and_analyze(text)  # the tokenizer refuses it: the parser says why
         tokens = tokenize(text)
-        literals, shape = _shape_of(tokens)
-        values = [tokens[index].value for index in literals]
+        shape, values, spans, element_of, value_tokens = _shape_of(tokens)
         template = self._lookup(shape, values)
         if template is not None and not _too_large(values, template):
-            return self._hit(template, text, values, [(token.offset, token.end) for token in tokens])
-        query = parse(text)
+            return self._hit(template, text, values, spans)
+        query = parse(text, tokens=tokens)
         analyze(query)
-        template, pins = _make_template(query, text, tokens, literals)
-        key = (shape, tuple(tokens[literals[k]].value for k in pins))
+        made = _make_template(query, text, tokens, values, spans, element_of, value_tokens)
+        if made is None:
+            return query
+        template, pins, kept = made
+        if kept > MAX_TEXT:
+            return query  # too much text outside the list slots to keep (see MAX_TEXT)
+        key = (shape, tuple(values[k] for k in pins))
         self._remember(text, query)
         with self._lock:
             self.misses += 1
@@ -163,12 +205,18 @@ class PlanCache:
             self.hits += 1
         query = _bind(template, text, values, spans)
         if template.reanalyze:
-            analyze(query)
+            try:
+                analyze(query)
+            except CypherError:
+                return _parse_and_analyze(text)  # the error at this text's own line and column
         self._remember(text, query)
         return query
 
     def _remember(self, text: str, query: ast.Query) -> None:
-        """Keep the tree of this very text too: a text sent again skips even the tokenizer."""
+        """Keep the tree of this very text too: a text sent again skips even the tokenizer. Not for
+        texts over MAX_TEXT characters (the entry would keep the text and its lists)."""
+        if len(text) > MAX_TEXT:
+            return
         with self._lock:
             self._texts[text] = query
             self._texts.move_to_end(text)
@@ -176,18 +224,81 @@ class PlanCache:
                 self._texts.popitem(last=False)
 
 
-def _shape_of(tokens: list[Token]) -> tuple[list[int], tuple[str, ...]]:
-    """The indexes of the literal tokens, and the token texts with each literal's replaced by a marker."""
-    literals, shape = [], []
+def _parse_and_analyze(text: str) -> ast.Query:
+    query = parse(text)
+    analyze(query)
+    return query
+
+
+def _opens_list(previous: str | None) -> bool:
+    """Can a ``[`` after the shape element ``previous`` start a list literal (rather than a
+    subscript)? Only decides which brackets are folded; the template checks what they parsed to."""
+    if previous is None:
+        return True
+    if previous in _VALUE_ENDS or previous[:1] in ("`", "$"):
+        return False
+    if previous[:1].isalpha() or previous[:1] == "_":  # a name, unless a keyword that is no value
+        upper = previous.upper()
+        return upper in KEYWORDS and upper not in _VALUE_KEYWORDS
+    return True
+
+
+def _fold_list(shape: list, values: list, spans: list, opening: int, first_value: int) -> bool:
+    """Fold ``shape[opening:]``, a bracketed run from ``[`` to the ``]`` just added, into one list
+    element (its values into one tuple, its spans into one) when it holds literals of one list kind
+    between commas, at least one; say whether it did."""
+    inner = shape[opening + 1 : -1]
+    marker = inner[0] if inner else None
+    list_marker = _LIST_MARKERS.get(marker)  # type: ignore[arg-type]
+    if list_marker is None or len(inner) % 2 == 0:
+        return False
+    items, commas = inner[0::2], inner[1::2]
+    if items.count(marker) != len(items) or commas.count(",") != len(commas):
+        return False
+    run = tuple(values[first_value:])
+    start, end = spans[opening][0], spans[-1][1]
+    del shape[opening:], values[first_value:], spans[opening:]
+    shape.append(list_marker)
+    values.append(run)
+    spans.append((start, end))
+    return True
+
+
+def _shape_of(
+    tokens: list[Token],
+) -> tuple[tuple[str, ...], list, list[tuple[int, int]], list[int], list[tuple[int, int]]]:
+    """The shape of ``tokens`` (each token's text, a literal's replaced by a marker, a list of integer
+    or string literals folded into one marker), the literal values (a folded list's as one tuple),
+    each shape element's (start, end) offsets, the shape element of each token, and the (first,
+    last) token of each value."""
+    shape: list[str] = []
+    values: list = []
+    spans: list[tuple[int, int]] = []
+    element_of: list[int] = []
+    value_tokens: list[tuple[int, int]] = []
+    opening = None  # (shape element, first value, token) of the last '[' not yet closed or folded
     string, integer, double = TokenType.STRING, TokenType.INTEGER, TokenType.FLOAT
+    left, right = TokenType.LBRACKET, TokenType.RBRACKET
     for index, token in enumerate(tokens):
         kind = token.type  # compared by identity: hashing an enum member runs Python code
         if kind is string or kind is integer or kind is double:
-            literals.append(index)
+            value_tokens.append((index, index))
+            values.append(token.value)
             shape.append(_MARKERS[kind])
         else:
             shape.append(token.text)
-    return literals, tuple(shape)
+        spans.append((token.offset, token.end))
+        element_of.append(len(shape) - 1)
+        if kind is left:
+            opening = (len(shape) - 1, len(values), index) if _opens_list(shape[-2] if index else None) else None
+        elif kind is right and opening is not None:
+            at, first_value, first_token = opening
+            opening = None
+            if _fold_list(shape, values, spans, at, first_value):
+                del value_tokens[first_value:]
+                value_tokens.append((first_token, index))
+                element_of[first_token:] = [at] * (index + 1 - first_token)
+    return tuple(shape), values, spans, element_of, value_tokens
 
 
 _SKIPPED = frozenset(("space", "line_comment", "block_comment"))
@@ -195,51 +306,90 @@ _LITERAL_KINDS = {"string": "'s", "integer": "'i", "hex": "'i", "octal": "'i", "
 
 
 def _scan(text: str) -> tuple[tuple[str, ...], list, list[tuple[int, int]]] | None:
-    """What :func:`_shape_of` of ``tokenize(text)`` gives (the shape; the literals' values) and every
-    token's (start, end), without building Token objects or line/column positions: ~4x faster than
-    the tokenizer, which a hit does not need. None for any text the tokenizer would refuse or that
-    holds a literal it decodes specially (an invalid escape, an infinite float): those take the
-    tokenizer's path and its errors."""
+    """The shape, values and spans that :func:`_shape_of` of ``tokenize(text)`` gives, without
+    building Token objects or line/column positions (~4x faster than the tokenizer, which a hit does
+    not need; a plain list of integers or strings is read whole). None for any text the tokenizer
+    would refuse or that holds a literal it decodes specially (an invalid escape, an infinite float):
+    those take the tokenizer's path and its errors."""
     shape: list[str] = []
     values: list = []
     spans: list[tuple[int, int]] = []
     position = 0
-    for match in _TOKEN_PATTERN.finditer(text):
-        start, end = match.span()
-        if start != position:
-            return None  # a character no token starts with: the tokenizer reports it
-        position = end
-        kind = match.lastgroup
-        if kind in _SKIPPED:
-            continue
-        raw = match.group()
-        spans.append((start, end))
-        marker = _LITERAL_KINDS.get(kind)
-        if marker is None:
-            if kind == "unterminated_comment" or raw in ("``", "$``"):
-                return None  # the tokenizer's errors
-            shape.append(raw)
-            continue
-        shape.append(marker)
-        if kind == "string":
-            try:
-                values.append(_unescape(raw, start, _refuse))
-            except _Refused:
-                return None
-        elif kind == "integer":
-            values.append(int(raw))
-        elif kind == "float":
-            number = float(raw)
-            if number in (float("inf"), float("-inf")):
-                return None
-            values.append(number)
-        else:
-            values.append(int(raw[2:], 16 if kind == "hex" else 8))
+    opening = None  # (shape element, first value) of the last '[' not yet closed or folded
+    finished = False
+    while not finished:
+        finished = True
+        for match in _TOKEN_PATTERN.finditer(text, position):
+            start, end = match.span()
+            if start != position:
+                return None  # a character no token starts with: the tokenizer reports it
+            position = end
+            kind = match.lastgroup
+            if kind in _SKIPPED:
+                continue
+            raw = match.group()
+            marker = _LITERAL_KINDS.get(kind)
+            if marker is None:
+                if kind == "unterminated_comment" or raw in ("``", "$``"):
+                    return None  # the tokenizer's errors
+                if raw == "[":
+                    opening = None
+                    if _opens_list(shape[-1] if shape else None):
+                        whole = _read_list(text, start)
+                        if whole is not None:
+                            list_marker, run, position = whole
+                            shape.append(list_marker)
+                            values.append(run)
+                            spans.append((start, position))
+                            finished = False
+                            break  # go on after the list
+                        opening = (len(shape), len(values))
+                shape.append(raw)
+                spans.append((start, end))
+                if raw == "]" and opening is not None:
+                    _fold_list(shape, values, spans, *opening)
+                    opening = None
+                continue
+            shape.append(marker)
+            spans.append((start, end))
+            if kind == "string":
+                try:
+                    values.append(_unescape(raw, start, _refuse))
+                except _Refused:
+                    return None
+            elif kind == "integer":
+                if len(raw) > _MAX_DIGITS:
+                    return None  # too long to read: the tokenizer refuses it
+                values.append(int(raw))
+            elif kind == "float":
+                number = float(raw)
+                if number in (float("inf"), float("-inf")):
+                    return None
+                values.append(number)
+            else:
+                values.append(int(raw[2:], 16 if kind == "hex" else 8))
     if position != len(text):
         return None
     shape.append("")  # the EOF token's text
     spans.append((len(text), len(text)))
     return tuple(shape), values, spans
+
+
+def _read_list(text: str, start: int) -> tuple[str, tuple, int] | None:
+    """The list at ``text[start]`` (a ``[``) when it is plain integers or plain strings: its marker,
+    its values and its end."""
+    match = _INTEGER_LIST.match(text, start)
+    if match is not None:
+        end = match.end()
+        try:
+            return "'I", tuple(map(int, text[start + 1 : end - 1].split(","))), end
+        except ValueError:
+            return None
+    match = _STRING_LIST.match(text, start)
+    if match is not None:  # one group is empty, the other is the string without its quotes
+        strings = _STRING_BODY.findall(text, start, match.end())
+        return "'S", tuple(single + double for single, double in strings), match.end()
+    return None
 
 
 class _Refused(Exception):
@@ -250,31 +400,75 @@ def _refuse(*_args) -> _Refused:
     return _Refused()
 
 
+def _outside_lists(text: str, shape: tuple[str, ...], spans: list[tuple[int, int]]) -> int:
+    """How many characters of ``text`` are not in a list of integers or strings."""
+    inside = sum(end - start for marker, (start, end) in zip(shape, spans) if marker in _LIST_KINDS)
+    return len(text) - inside
+
+
 def _too_large(values: list, template: _Template) -> bool:
     """An integer slot beyond 64 bits: the parser must see (and refuse) it."""
-    return any(
-        isinstance(values[k], int) and not isinstance(values[k], bool) and values[k] > _INT64_MAX
-        for k, _ in template.slots.values()
+    for k, _ in template.slots.values():
+        value = values[k]
+        if isinstance(value, int) and not isinstance(value, bool) and value > _INT64_MAX:
+            return True
+    for k in template.lists.values():
+        run = values[k]
+        if type(run[0]) is int and max(run) > _INT64_MAX:
+            return True
+    return False
+
+
+def _same_items(items: tuple, run: tuple) -> bool:
+    """Are ``items`` the literals of ``run``, value by value and of the same types?"""
+    return len(items) == len(run) and all(
+        type(item) is ast.Literal and type(item.value) is type(value) and item.value == value
+        for item, value in zip(items, run)
     )
 
 
 def _make_template(
-    query: ast.Query, text: str, tokens: list[Token], literals: list[int]
-) -> tuple[_Template, tuple[int, ...]]:
-    """The slots of ``query`` (parsed from ``text``) and the literal indexes that stay in the key."""
+    query: ast.Query,
+    text: str,
+    tokens: list[Token],
+    values: list,
+    spans: list[tuple[int, int]],
+    element_of: list[int],
+    value_tokens: list[tuple[int, int]],
+) -> tuple[_Template, tuple[int, ...], int] | None:
+    """The template of ``query`` (parsed from ``text``; the rest is :func:`_shape_of` ``tokens``),
+    the value indexes that stay in the key, and how many characters of the text are outside its list
+    slots; None when an item's text does not fall on whole shape elements."""
     at_position: dict[tuple[int, int], tuple[int, bool]] = {}
-    for k, index in enumerate(literals):
-        token = tokens[index]
+    list_at: dict[tuple[int, int], int] = {}
+    for k, (first, last) in enumerate(value_tokens):
+        token = tokens[first]
+        if first != last:  # a folded list: its '[' token
+            list_at[(token.line, token.column)] = k
+            continue
         at_position[(token.line, token.column)] = (k, False)
-        before = tokens[index - 1] if index else None
+        before = tokens[first - 1] if first else None
         if before is not None and before.type is TokenType.MINUS and token.type is not TokenType.STRING:
             at_position[(before.line, before.column)] = (k, True)  # '-5' folds into Literal(-5) at the '-'
     token_at = {(token.line, token.column): i for i, token in enumerate(tokens)}
     # the end of input is a zero-width token at the text's end: never the last token of a column
     token_ending = {token.end: i for i, token in enumerate(tokens) if token.end > token.offset}
 
+    def elements_of(item: ast.ProjectionItem) -> tuple[int, int] | None:
+        """The first and last shape element of an item's text (None: not on whole elements)."""
+        first = token_at.get((item.line, item.column))
+        last = token_ending.get(tokens[first].offset + len(item.source_text)) if first is not None else None
+        if last is None:
+            raise AssertionError(f"cannot find the text of {item.source_text!r} among the tokens")
+        first_element, last_element = element_of[first], element_of[last]
+        if spans[first_element][0] != tokens[first].offset or spans[last_element][1] != tokens[last].end:
+            return None  # starts or ends inside a folded list: cannot be (a list is one expression)
+        return first_element, last_element
+
     slots: dict[tuple[int, int], tuple[int, bool]] = {}
+    lists: dict[tuple[int, int], int] = {}
     columns: dict[tuple[int, int], tuple[int, int]] = {}
+    items: list[ast.ProjectionItem] = []
     excluded: set[int] = set()  # ids of literal nodes that must keep their value
     for node in _walk_outer(query):
         if isinstance(node, (ast.With, ast.Return)):
@@ -284,30 +478,67 @@ def _make_template(
         elif isinstance(node, ast.Call):
             for argument in node.arguments:
                 excluded.update(id(n) for n in argument.walk())
-        elif isinstance(node, ast.ProjectionItem) and node.alias is None:
-            position = (node.line, node.column)
-            first = token_at.get(position)
-            last = token_ending.get(tokens[first].offset + len(node.source_text)) if first is not None else None
-            if last is None:
-                raise AssertionError(f"cannot find the text of {node.source_text!r} among the tokens")
-            columns[position] = (first, last)
-    for node in _walk_outer(query):
-        if not isinstance(node, ast.Literal) or node.kind not in ("integer", "float", "string") or id(node) in excluded:
+        elif isinstance(node, ast.ProjectionItem):
+            items.append(node)
+        if id(node) in excluded:
             continue
         position = (node.line, node.column)
+        if isinstance(node, ast.ListLiteral):
+            k = list_at.get(position)
+            if k is not None and _same_items(node.items, values[k]):
+                lists[position] = k
+            continue
+        if not isinstance(node, ast.Literal) or node.kind not in ("integer", "float", "string"):
+            continue
         found = at_position.get(position)
         if found is None:
             continue
         k, negated = found
-        value = tokens[literals[k]].value
+        value = values[k]
         if node.value == (-value if negated else value) and type(node.value) is type(value):
             slots[position] = found
-    slotted = {k for k, _ in slots.values()}
-    pins = tuple(k for k in range(len(literals)) if k not in slotted)
+    slotted = {k for k, _ in slots.values()} | set(lists.values())
+    pins = tuple(k for k in range(len(values)) if k not in slotted)
+    list_spans = [spans[element_of[value_tokens[k][0]]] for k in lists.values()]
+    kept = len(text) - sum(end - start for start, end in list_spans)
+
+    def holds_slot(node: ast.Node) -> bool:
+        position = (node.line, node.column)
+        if isinstance(node, ast.Literal):
+            return position in slots
+        if isinstance(node, ast.ListLiteral):
+            return position in lists
+        return False
+
+    # An item's text: an un-aliased item's names its column; an aliased item's is cut from the new
+    # text too when it holds a slot (the parser's tree has it; for a long list it is long).
+    with_slots: set[int] = set()
+    _mark_dirty(query, holds_slot, with_slots)
+    for item in items:
+        if item.alias is None or id(item) in with_slots:
+            found = elements_of(item)
+            if found is None:
+                return None
+            columns[(item.line, item.column)] = found
+
+    def marked(node: ast.Node) -> bool:
+        return holds_slot(node) or (isinstance(node, ast.ProjectionItem) and (node.line, node.column) in columns)
+
+    def emptied(node: ast.Node) -> ast.Node | None:
+        if isinstance(node, ast.ListLiteral) and (node.line, node.column) in lists:
+            return ast.ListLiteral((), line=node.line, column=node.column)
+        return None
+
+    # The kept tree holds neither a list slot's items nor the items' texts cut from the text (for a
+    # long text both are long; a hit makes both afresh), so an entry's size follows the text outside
+    # its lists.
     dirty: set[int] = set()
-    _mark_dirty(query, set(slots) | set(columns), dirty)
-    reanalyze = len(query.parts) > 1 and bool(columns)
-    return _Template(query, slots, columns, frozenset(dirty), reanalyze), pins
+    _mark_dirty(query, marked, dirty)
+    kept_query = _rebuild(query, frozenset(dirty), emptied, lambda position: "" if position in columns else None)
+    dirty = set()
+    _mark_dirty(kept_query, marked, dirty)
+    reanalyze = len(query.parts) > 1 and any(item.alias is None for item in items)
+    return _Template(kept_query, slots, lists, columns, frozenset(dirty), reanalyze), pins, kept
 
 
 def _walk_outer(node: ast.Node):
@@ -316,35 +547,36 @@ def _walk_outer(node: ast.Node):
     while stack:
         current = stack.pop()
         yield current
+        if type(current) is ast.Literal:
+            continue  # no children (a long list has many literals)
         children = list(current.children())
         if isinstance(current, ast.Call) and current.inner_query is not None:
             children = [c for c in children if c is not current.inner_query]
         stack.extend(reversed(children))
 
 
-def _mark_dirty(node: ast.Node, positions: set, dirty: set[int]) -> bool:
+def _mark_dirty(node: ast.Node, marked, dirty: set[int]) -> bool:
+    """Add to ``dirty`` the ids of the nodes ``marked`` and of all their ancestors (outside CALL inner
+    queries)."""
+    if type(node) is ast.Literal or (type(node) is ast.ListLiteral and marked(node)):
+        if marked(node):  # no children, or a list slot's literals (never slots themselves)
+            dirty.add(id(node))
+            return True
+        return False
     changed = False
-    if not (isinstance(node, ast.Call) and node.inner_query is not None):
-        for child in node.children():
-            changed = _mark_dirty(child, positions, dirty) or changed
-    else:
-        for child in node.children():
-            if child is not node.inner_query:
-                changed = _mark_dirty(child, positions, dirty) or changed
-    if (isinstance(node, ast.Literal) or (isinstance(node, ast.ProjectionItem) and node.alias is None)) and (
-        node.line,
-        node.column,
-    ) in positions:
-        changed = True
-    if changed:
+    inner = node.inner_query if isinstance(node, ast.Call) else None
+    for child in node.children():
+        if child is not inner or inner is None:
+            changed = _mark_dirty(child, marked, dirty) or changed
+    if changed or marked(node):
         dirty.add(id(node))
-    return changed
+        return True
+    return False
 
 
-def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, int]]) -> ast.Query:
-    """The template with the new text's literal values (in text order) and column texts (``spans``:
-    every token's (start, end) offsets)."""
-    dirty = template.dirty
+def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text) -> ast.Node:
+    """``root`` with the nodes in ``dirty`` made afresh: a node ``leaf`` replaces (it returns None
+    for the others), an item's text from ``column_text(position)`` (None: unchanged)."""
 
     def value_of(item):
         if isinstance(item, tuple):
@@ -354,14 +586,9 @@ def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, i
         return item
 
     def rebuild(node: ast.Node) -> ast.Node:
-        position = (node.line, node.column)
-        if isinstance(node, ast.Literal):
-            slot = template.slots.get(position)
-            if slot is not None:
-                k, negated = slot
-                value = values[k]
-                return ast.Literal(-value if negated else value, line=node.line, column=node.column)
-            return node
+        replaced = leaf(node)
+        if replaced is not None:
+            return replaced
         changes = {}
         for f in dataclasses.fields(node):
             if not f.init or f.name in ("line", "column"):
@@ -370,12 +597,65 @@ def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, i
             new = value_of(old)
             if new is not old:
                 changes[f.name] = new
-        if isinstance(node, ast.ProjectionItem) and position in template.columns:
-            first, last = template.columns[position]
-            changes["source_text"] = text[spans[first][0] : spans[last][1]]
+        if isinstance(node, ast.ProjectionItem):
+            source = column_text((node.line, node.column))
+            if source is not None:
+                changes["source_text"] = source
         return dataclasses.replace(node, **changes) if changes else node
 
-    return rebuild(template.query) if id(template.query) in dirty else template.query
+    return rebuild(root) if id(root) in dirty else root
+
+
+def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, int]]) -> ast.Query:
+    """The template with the new text's literal values (in text order) and column texts (``spans``:
+    every shape element's (start, end) offsets)."""
+
+    def leaf(node: ast.Node) -> ast.Node | None:
+        if isinstance(node, ast.Literal):
+            slot = template.slots.get((node.line, node.column))
+            if slot is None:
+                return node
+            k, negated = slot
+            value = values[k]
+            return ast.Literal(-value if negated else value, line=node.line, column=node.column)
+        if isinstance(node, ast.ListLiteral):
+            k = template.lists.get((node.line, node.column))
+            if k is not None:
+                items = _literals(values[k], node.line, node.column)
+                return ast.ListLiteral(items, line=node.line, column=node.column)
+        return None
+
+    def column_text(position: tuple[int, int]) -> str | None:
+        found = template.columns.get(position)
+        if found is None:
+            return None
+        first, last = found
+        return text[spans[first][0] : spans[last][1]]
+
+    return _rebuild(template.query, template.dirty, leaf, column_text)  # type: ignore[return-value]
+
+
+# Literal is a frozen dataclass: its __init__ sets each field through object.__setattr__ and works
+# out ``kind``, ~2.5x the time of filling the instance's dict directly, and a 1,400-id list slot
+# makes 1,400 of them per hit. Done directly only while Literal keeps its fields in a plain
+# instance dict (else through the constructor); the plan cache tests compare both.
+_LITERAL_FIELDS = frozenset(getattr(ast.Literal(0), "__dict__", {}))
+_DIRECT_LITERALS = _LITERAL_FIELDS == {"value", "kind", "line", "column"}
+
+
+def _literals(run: tuple, line: int, column: int) -> tuple[ast.Literal, ...]:
+    """``Literal(value, line=line, column=column)`` for every value of ``run`` (all of one type)."""
+    if not _DIRECT_LITERALS:
+        return tuple(ast.Literal(value, line=line, column=column) for value in run)
+    fields = {"line": line, "column": column, "kind": "string" if type(run[0]) is str else "integer"}
+    make, cls, items = object.__new__, ast.Literal, []
+    for value in run:
+        item = make(cls)
+        state = item.__dict__
+        state.update(fields)
+        state["value"] = value
+        items.append(item)
+    return tuple(items)
 
 
 def cache_enabled() -> bool:

@@ -269,9 +269,8 @@ def tokenize(text: str, *, start_line: int = 1, start_column: int = 1) -> list[T
                     if raw == ",":
                         token = Token(TokenType.COMMA, raw, raw, line, column + start - offset, start, start + 1)
                     else:
-                        token = Token(
-                            TokenType.INTEGER, raw, int(raw), line, column + start - offset, start, part.end()
-                        )
+                        value = _decimal(raw, start, fail)
+                        token = Token(TokenType.INTEGER, raw, value, line, column + start - offset, start, part.end())
                     tokens.append(token)
                 offset = run.end()
                 continue
@@ -314,7 +313,7 @@ def tokenize(text: str, *, start_line: int = 1, start_column: int = 1) -> list[T
         elif kind == "string":
             token_type, value = TokenType.STRING, _unescape(raw, offset, fail)
         elif kind == "integer":
-            token_type, value = TokenType.INTEGER, int(raw)
+            token_type, value = TokenType.INTEGER, _decimal(raw, offset, fail)
         elif kind == "hex":
             token_type, value = TokenType.INTEGER, int(raw[2:], 16)
         elif kind == "octal":
@@ -332,6 +331,18 @@ def tokenize(text: str, *, start_line: int = 1, start_column: int = 1) -> list[T
     line, column = positions.at(length)
     tokens.append(Token(TokenType.EOF, "", None, line, column, length, length))
     return tokens
+
+
+#: Python refuses to read longer decimal strings (sys.get_int_max_str_digits()); any integer
+#: literal this long is beyond 64 bits, which the parser refuses with this message.
+_MAX_DIGITS = 4300
+
+
+def _decimal(raw: str, offset: int, fail) -> int:
+    """The value of a decimal integer token."""
+    if len(raw) > _MAX_DIGITS:
+        raise fail("integer literal is too large (64-bit integers only)", offset, raw[:20] + "...")
+    return int(raw)
 
 
 def _unescape(raw: str, offset: int, fail) -> str:
