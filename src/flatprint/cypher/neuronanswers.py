@@ -260,45 +260,110 @@ def _check_sortable(rows, index: int) -> None:
 
 
 def roi_info_texts(table, positions: np.ndarray) -> list[str]:
-    """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order):
-    written as text directly, one piece per ROI row (what orjson writes for the same dicts; tested)."""
+    """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order;
+    what orjson writes for the same dicts; tested), assembled column-wise (:func:`_object_texts`)."""
     rows, units = table.roi_rows(positions)
     codes = table.roi_code[rows]
     counts = [table.counts(name, rows) for name in ROI_COUNTS]
     if table.roi_json_rank is not None:  # the text orders its ROIs by their escaped names
         order = np.lexsort((table.roi_json_rank[codes], units))
         units, codes, counts = units[order], codes[order], [column[order] for column in counts]
-    keys = _key_texts(table, table.roi_names, ':{"pre":')
-    pre, post, downstream, upstream, synweight = (column.tolist() for column in counts)
-    pieces = [
-        f'{keys[c]}{a},"post":{b},"downstream":{d},"upstream":{u},"synweight":{w}}}'
-        for c, a, b, d, u, w in zip(codes.tolist(), pre, post, downstream, upstream, synweight)
-    ]
-    return _joined(pieces, units, len(positions))
+    return _object_texts(table, table.roi_names, ROI_COUNTS, codes, counts, units, len(positions))
 
 
 def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
-    """ConnectsTo.roiInfo of ``pairs`` as the SQL step writes it: ``{roi: {"pre": n, "post": n}}``."""
+    """ConnectsTo.roiInfo of ``pairs`` as the SQL step writes it: ``{roi: {"pre": n, "post": n}}``
+    (a NULL count written null, as JSON has it)."""
     rows, units = graph.roi_rows(pairs)
-    keys = _key_texts(graph, graph.roi_names, ':{"pre":')
-    pre, post = graph.roi_pre[rows], graph.roi_weight[rows]
-    if pre.dtype.kind == "f" or post.dtype.kind == "f":  # a NULL somewhere: written null, as JSON has it
-        pre, post = (["null" if math.isnan(v) else int(v) for v in x.tolist()] for x in (pre, post))
-    else:
-        pre, post = pre.tolist(), post.tolist()
-    pieces = [f'{keys[c]}{a},"post":{b}}}' for c, a, b in zip(graph.roi_code[rows].tolist(), pre, post)]
-    return _joined(pieces, units, len(pairs))
+    values = [graph.roi_pre[rows], graph.roi_weight[rows]]
+    return _object_texts(graph, graph.roi_names, ("pre", "post"), graph.roi_code[rows], values, units, len(pairs))
 
 
-def _key_texts(owner, names, suffix: str) -> list[str]:
-    """``"name"`` + suffix for every ROI name, JSON-escaped as orjson escapes it (kept on ``owner``)."""
-    kept = owner.__dict__.setdefault("_roi_key_texts", {})
-    if suffix not in kept:
-        kept[suffix] = [orjson.dumps(str(name)).decode() + suffix for name in names]
-    return kept[suffix]
+#: Counts below this are written by taking their text from a table of the numbers' texts kept per
+#: owner (grown as needed, at most ~9 bytes a number); a call with a larger count casts its numbers.
+MAX_NUMBER_TEXTS = 1 << 20
 
 
-def _joined(pieces: list[str], units: np.ndarray, count: int) -> list[str]:
-    """One JSON object per unit from its pieces (units sorted; a unit without pieces is ``{}``)."""
-    bounds = np.searchsorted(units, np.arange(count + 1)).tolist()
-    return ["{" + ",".join(pieces[bounds[k] : bounds[k + 1]]) + "}" for k in range(count)]
+class _Pieces:
+    """Every text piece of one owner's roiInfo objects in one Arrow string array: ``{``, ``}``,
+    ``null``, the separators ``,"field":``, each ROI's key as the object's first (``"roi":{"field":``)
+    and later member (``,"roi":{"field":``), then the texts of the numbers 0 .. ``numbers - 1``."""
+
+    OPEN, CLOSE, NULL = 0, 1, 2
+
+    def __init__(self, names, fields: tuple[str, ...], numbers: int):
+        head = '{"' + fields[0] + '":'
+        keys = [orjson.dumps(str(name)).decode() + ":" + head for name in names]  # escaped as orjson
+        separators = [',"' + name + '":' for name in fields[1:]]
+        self.separator = 3  # index of the first separator
+        self.first_key = self.separator + len(separators)
+        self.later_key = self.first_key + len(keys)
+        self.number = self.later_key + len(keys)
+        self.numbers = numbers
+        texts = ["{", "}", "null", *separators, *keys, *("," + key for key in keys)]
+        self.array = pa.concat_arrays([pa.array(texts, pa.string()), pa.array(np.arange(numbers)).cast(pa.string())])
+
+
+def _pieces(owner, names, fields: tuple[str, ...], largest: int) -> _Pieces:
+    """The owner's :class:`_Pieces` for ``fields`` with the numbers up to ``largest`` (kept on
+    ``owner``; replaced, not changed, when a larger number is asked for: threads may share it)."""
+    kept = owner.__dict__.setdefault("_roi_text_pieces", {})
+    pieces = kept.get(fields)
+    if pieces is None or pieces.numbers <= largest:
+        numbers = min(max(largest + 1, 2 * pieces.numbers if pieces else 1024), MAX_NUMBER_TEXTS)
+        pieces = kept[fields] = _Pieces(names, fields, numbers)
+    return pieces
+
+
+def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarray], units, count: int) -> list[str]:
+    """One JSON object per unit ``0 .. count - 1``: ``{"roi": {field: value, ...}, ...}`` from the
+    rows (ROI ``codes`` into ``names``, one array of non-negative ``values`` per field, NaN: null;
+    ``units`` sorted) of each unit in row order; a unit without rows is ``{}``.
+
+    Column-wise: the index of every piece of every text (a row is its key, then value, separator,
+    value, ..., ``}``; a unit is ``{``, its rows, ``}``) into the owner's :class:`_Pieces`, one Arrow
+    take of them, and the texts are slices of the take's character buffer (where a Python f-string
+    per row costs ~1.5 us: 40 ms for a type's 794 neurons at scale 1.0)."""
+    if count == 0:
+        return []
+    rows, width = len(codes), 2 * len(fields) + 1  # pieces per row
+    nulls = [np.isnan(column) if column.dtype.kind == "f" else None for column in values]
+    numbers = [
+        (column if null is None else np.where(null, 0, column)).astype(np.int64) for column, null in zip(values, nulls)
+    ]
+    largest = max((int(column.max()) for column in numbers if len(column)), default=0)
+    if any(len(column) and int(column.min()) < 0 for column in numbers):
+        largest = MAX_NUMBER_TEXTS  # no text kept for a negative count: cast them
+    pieces = _pieces(owner, names, tuple(fields), min(largest, MAX_NUMBER_TEXTS - 1))
+    dictionary, number = pieces.array, pieces.number
+    if largest >= pieces.numbers:  # a count beyond the kept texts: this call's numbers cast here
+        cast = np.stack(numbers, axis=1).reshape(-1) if rows else np.zeros(0, dtype=np.int64)
+        dictionary = pa.concat_arrays([pieces.array.slice(0, number), pa.array(cast).cast(pa.string())])
+        stride = np.arange(rows, dtype=np.int64) * len(fields)
+        numbers = [stride + k for k in range(len(fields))]
+    starts = np.searchsorted(units, np.arange(count + 1))  # each unit's first row
+    first = np.zeros(rows, dtype=bool)
+    first[starts[:-1][starts[:-1] < starts[1:]]] = True
+    row_pieces = np.empty((rows, width), dtype=np.int64)
+    row_pieces[:, 0] = np.where(first, pieces.first_key, pieces.later_key) + codes
+    for k, (column, null) in enumerate(zip(numbers, nulls)):
+        row_pieces[:, 2 * k + 1] = column + number if null is None else np.where(null, pieces.NULL, column + number)
+        if k:
+            row_pieces[:, 2 * k] = pieces.separator + k - 1
+    row_pieces[:, -1] = pieces.CLOSE
+    # unit k's pieces start at opens[k]: its "{", its rows' pieces, its "}"
+    opens = starts[:-1] * width + 2 * np.arange(count, dtype=np.int64)
+    closes = opens + (starts[1:] - starts[:-1]) * width + 1
+    total = rows * width + 2 * count
+    order = np.empty(total, dtype=np.int64)
+    inner = np.ones(total, dtype=bool)
+    inner[opens] = inner[closes] = False
+    order[inner] = row_pieces.reshape(-1)
+    order[opens], order[closes] = pieces.OPEN, pieces.CLOSE
+    taken = dictionary.take(pa.array(order))
+    # the take writes the pieces' characters one after the other: unit k's text runs from the
+    # start of its "{" to the end of its "}"
+    offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=total + 1, offset=4 * taken.offset)
+    bounds = offsets[np.append(opens, total)].astype(np.int32)
+    texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2])
+    return texts.to_pylist()
