@@ -99,6 +99,7 @@ def test_roi_info_texts_of_no_neurons_and_number_texts_growing():
     neurons = [*sample_neurons(1, 10, 50), {name: (1, 2, 3) for name in NAMES}]
     table = made_table(neurons)
     assert neuronanswers.roi_info_texts(table, np.zeros(0, dtype=np.int64)) == []
+    assert neuronanswers.roi_info_texts(table, np.array([0, 0])) == ["{}", "{}"]  # no ROI rows at all
     first = neuronanswers.roi_info_texts(table, np.arange(len(neurons)))
     table.roi_counts["pre"][-1] = 70_000  # a later, larger count: the kept number texts grow
     neurons[-1][sorted(NAMES)[-1]] = (70_000, 2, 3)  # the last row: the last neuron's last ROI by name

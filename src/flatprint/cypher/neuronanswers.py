@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
-from flatprint.cypher.values import Point
+from flatprint.cypher.values import Point, to_output
 from flatprint.store.columns import POINT_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.neurontable import ROI_COUNTS, has_neuron_table, kept_neuron_table, neuron_table
@@ -61,9 +61,12 @@ class NeuronAnswerExecution:
             if graph is None or not _same_neurons(table, graph):
                 return None
         try:
-            return _Answer(self, shape, table, graph).run()
+            answer = _Answer(self, shape, table, graph)
+            answered = answer.run()
         except _NotHere:
             return None
+        self.rows_final = answer.final
+        return answered
 
 
 def _answerable(table, model) -> frozenset:
@@ -93,6 +96,9 @@ class _Answer:
         self.table = table
         self.graph = graph
         self.evaluate = Evaluator(execution.params)
+        # the top-level query's only part: its rows leave as the answer (values as output_rows writes
+        # them, converted here column by column; the engine skips its pass over every value)
+        self.final = execution.columnar_allowed
         # node properties the table answers: plain columns of both ``neurons`` and the graph model
         self.answerable = _answerable(table, execution.model)
 
@@ -128,13 +134,19 @@ class _Answer:
                 default = self.constant(item.default)
                 values = [default if v is None else v for v in values]
             columns.append(values)
-        rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in range(count)]
-        for index, descending in reversed(shape.order):
-            _check_sortable(rows, index)
-            rows.sort(key=lambda row: (row[index] is None, row[index]), reverse=descending)
+        order = range(count)
+        for index, descending in reversed(shape.order):  # stable sorts, the last key first
+            column = columns[index]
+            _check_sortable(column)
+            order = sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
         skip = self.count(shape.skip, 0)
         limit = self.count(shape.limit, None)
-        rows = rows[skip:] if limit is None else rows[skip : skip + limit]
+        order = order[skip:] if limit is None else order[skip : skip + limit]
+        if order != range(count):
+            columns = [[column[row] for row in order] for column in columns]
+        if self.final:
+            columns = [_output_column(column) for column in columns]
+        rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in order]
         return [item.name for item in shape.items], rows
 
     def count(self, expr, default):
@@ -242,6 +254,20 @@ class _Answer:
         raise _NotHere
 
 
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _output_column(values: list) -> list:
+    """``values.to_output`` of a column's values (what ``values.output_rows`` makes of them): plain
+    scalars as they are, non-finite floats as None, points as Neo4j's point maps."""
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN_TYPES:
+        return values
+    if kinds <= _PLAIN_TYPES | {float}:
+        return [None if type(v) is float and not math.isfinite(v) else v for v in values]
+    return [to_output(v) for v in values]
+
+
 def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
     return {
         "=": values == value,
@@ -253,8 +279,8 @@ def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
     }[op]
 
 
-def _check_sortable(rows, index: int) -> None:
-    kinds = {type(row[index]) for row in rows if row[index] is not None}
+def _check_sortable(column: list) -> None:
+    kinds = set(map(type, column)) - {type(None)}
     if len(kinds) > 1 and not kinds <= {int, float}:
         raise _NotHere  # mixed types: Cypher's order across types is the SQL step's
 
@@ -285,11 +311,12 @@ MAX_NUMBER_TEXTS = 1 << 20
 
 
 class _Pieces:
-    """Every text piece of one owner's roiInfo objects in one Arrow string array: ``{``, ``}``,
-    ``null``, the separators ``,"field":``, each ROI's key as the object's first (``"roi":{"field":``)
-    and later member (``,"roi":{"field":``), then the texts of the numbers 0 .. ``numbers - 1``."""
+    """Every text piece of one owner's roiInfo objects in one Arrow string array: a member's end
+    ``}`` and the object's last member's ``}}``, ``null``, the separators ``,"field":``, each ROI's
+    key as the object's first (``{"roi":{"field":``) and later member (``,"roi":{"field":``), then
+    the texts of the numbers 0 .. ``numbers - 1``."""
 
-    OPEN, CLOSE, NULL = 0, 1, 2
+    CLOSE, LAST_CLOSE, NULL = 0, 1, 2
 
     def __init__(self, names, fields: tuple[str, ...], numbers: int):
         head = '{"' + fields[0] + '":'
@@ -300,7 +327,7 @@ class _Pieces:
         self.later_key = self.first_key + len(keys)
         self.number = self.later_key + len(keys)
         self.numbers = numbers
-        texts = ["{", "}", "null", *separators, *keys, *("," + key for key in keys)]
+        texts = ["}", "}}", "null", *separators, *("{" + key for key in keys), *("," + key for key in keys)]
         self.array = pa.concat_arrays([pa.array(texts, pa.string()), pa.array(np.arange(numbers)).cast(pa.string())])
 
 
@@ -320,10 +347,10 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarr
     rows (ROI ``codes`` into ``names``, one array of non-negative ``values`` per field, NaN: null;
     ``units`` sorted) of each unit in row order; a unit without rows is ``{}``.
 
-    Column-wise: the index of every piece of every text (a row is its key, then value, separator,
-    value, ..., ``}``; a unit is ``{``, its rows, ``}``) into the owner's :class:`_Pieces`, one Arrow
-    take of them, and the texts are slices of the take's character buffer (where a Python f-string
-    per row costs ~1.5 us: 40 ms for a type's 794 neurons at scale 1.0)."""
+    Column-wise: the index of every piece of every row (its key, with ``{`` before a unit's first;
+    then value, separator, value, ..., ``}``, or ``}}`` after a unit's last) into the owner's
+    :class:`_Pieces`, one Arrow take of them, and the texts are slices of the take's character
+    buffer (where a Python f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0)."""
     if count == 0:
         return []
     rows, width = len(codes), 2 * len(fields) + 1  # pieces per row
@@ -342,28 +369,24 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarr
         stride = np.arange(rows, dtype=np.int64) * len(fields)
         numbers = [stride + k for k in range(len(fields))]
     starts = np.searchsorted(units, np.arange(count + 1))  # each unit's first row
+    filled = starts[:-1] < starts[1:]
     first = np.zeros(rows, dtype=bool)
-    first[starts[:-1][starts[:-1] < starts[1:]]] = True
+    first[starts[:-1][filled]] = True
+    last = np.zeros(rows, dtype=bool)
+    last[starts[1:][filled] - 1] = True
     row_pieces = np.empty((rows, width), dtype=np.int64)
     row_pieces[:, 0] = np.where(first, pieces.first_key, pieces.later_key) + codes
     for k, (column, null) in enumerate(zip(numbers, nulls)):
         row_pieces[:, 2 * k + 1] = column + number if null is None else np.where(null, pieces.NULL, column + number)
         if k:
             row_pieces[:, 2 * k] = pieces.separator + k - 1
-    row_pieces[:, -1] = pieces.CLOSE
-    # unit k's pieces start at opens[k]: its "{", its rows' pieces, its "}"
-    opens = starts[:-1] * width + 2 * np.arange(count, dtype=np.int64)
-    closes = opens + (starts[1:] - starts[:-1]) * width + 1
-    total = rows * width + 2 * count
-    order = np.empty(total, dtype=np.int64)
-    inner = np.ones(total, dtype=bool)
-    inner[opens] = inner[closes] = False
-    order[inner] = row_pieces.reshape(-1)
-    order[opens], order[closes] = pieces.OPEN, pieces.CLOSE
-    taken = dictionary.take(pa.array(order))
-    # the take writes the pieces' characters one after the other: unit k's text runs from the
-    # start of its "{" to the end of its "}"
-    offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=total + 1, offset=4 * taken.offset)
-    bounds = offsets[np.append(opens, total)].astype(np.int32)
-    texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2])
-    return texts.to_pylist()
+    row_pieces[:, -1] = np.where(last, pieces.LAST_CLOSE, pieces.CLOSE)
+    taken = dictionary.take(pa.array(row_pieces.reshape(-1)))
+    # the take writes the pieces' characters one after the other: unit k's text runs from the start
+    # of its first row's key to the end of its last row's "}}"
+    offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=rows * width + 1, offset=4 * taken.offset)
+    bounds = offsets[starts * width]
+    texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2]).to_pylist()
+    for unit in np.flatnonzero(~filled).tolist():
+        texts[unit] = "{}"
+    return texts
