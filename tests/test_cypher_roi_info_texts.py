@@ -84,7 +84,7 @@ def sample_neurons(seed: int, count: int, largest: int) -> list[dict]:
 
 @pytest.mark.parametrize("largest", [10, 5000, 3_000_000])
 def test_neuron_roi_info_texts_equal_json_of_their_counts(largest, monkeypatch):
-    monkeypatch.setattr(neuronanswers, "MAX_NUMBER_TEXTS", 4096)  # 3,000,000: this call casts
+    monkeypatch.setattr(neuronanswers, "NUMBER_TEXTS", 4096)  # larger counts: their texts made in the call
     neurons = sample_neurons(largest, 60, largest)
     table = made_table(neurons)
     positions = np.array([3, 0, 1, 2, *range(len(neurons)), 0, 3], dtype=np.int64)  # any order, repeats
@@ -95,13 +95,13 @@ def test_neuron_roi_info_texts_equal_json_of_their_counts(largest, monkeypatch):
     }
 
 
-def test_roi_info_texts_of_no_neurons_and_number_texts_growing():
+def test_roi_info_texts_of_no_neurons_and_a_count_beyond_the_kept_texts():
     neurons = [*sample_neurons(1, 10, 50), {name: (1, 2, 3) for name in NAMES}]
     table = made_table(neurons)
     assert neuronanswers.roi_info_texts(table, np.zeros(0, dtype=np.int64)) == []
     assert neuronanswers.roi_info_texts(table, np.array([0, 0])) == ["{}", "{}"]  # no ROI rows at all
     first = neuronanswers.roi_info_texts(table, np.arange(len(neurons)))
-    table.roi_counts["pre"][-1] = 70_000  # a later, larger count: the kept number texts grow
+    table.roi_counts["pre"][-1] = 70_000  # a later, larger count: its text made in the call
     neurons[-1][sorted(NAMES)[-1]] = (70_000, 2, 3)  # the last row: the last neuron's last ROI by name
     second = neuronanswers.roi_info_texts(table, np.arange(len(neurons)))
     assert first[:-1] == second[:-1] == [expected_text(n) for n in neurons[:-1]]

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
@@ -305,69 +306,51 @@ def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
     return _object_texts(graph, graph.roi_names, ("pre", "post"), graph.roi_code[rows], values, units, len(pairs))
 
 
-#: Counts below this are written by taking their text from a table of the numbers' texts kept per
-#: owner (grown as needed, at most ~9 bytes a number); a call with a larger count casts its numbers.
-MAX_NUMBER_TEXTS = 1 << 20
+#: Counts below this take their text from the number texts kept per owner (~20 bytes each, once per
+#: field); a larger one (rare: 0.1 % of a neuron's ROI counts at scale 0.1) is cast in the call.
+NUMBER_TEXTS = 1 << 14
 
 
 class _Pieces:
-    """Every text piece of one owner's roiInfo objects in one Arrow string array: a member's end
-    ``}`` and the object's last member's ``}}``, ``null``, the separators ``,"field":``, each ROI's
-    key as the object's first (``{"roi":{"field":``) and later member (``,"roi":{"field":``), then
-    the texts of the numbers 0 .. ``numbers - 1``."""
+    """Every text piece of one owner's roiInfo objects in one Arrow string array: each ROI's key
+    as the object's first (``{"roi":{"pre":``) and later member (``,"roi":{"pre":``), then for each
+    field a block of the numbers 0 .. NUMBER_TEXTS - 1 and ``null`` written with what follows them:
+    the next field's name (``12,"post":``), or for the last field the member's end ``12}``, or a
+    second block with the object's end too ``12}}``."""
 
-    CLOSE, LAST_CLOSE, NULL = 0, 1, 2
-
-    def __init__(self, names, fields: tuple[str, ...], numbers: int):
-        head = '{"' + fields[0] + '":'
-        keys = [orjson.dumps(str(name)).decode() + ":" + head for name in names]  # escaped as orjson
-        separators = [',"' + name + '":' for name in fields[1:]]
-        self.separator = 3  # index of the first separator
-        self.first_key = self.separator + len(separators)
-        self.later_key = self.first_key + len(keys)
-        self.number = self.later_key + len(keys)
-        self.numbers = numbers
-        texts = ["}", "}}", "null", *separators, *("{" + key for key in keys), *("," + key for key in keys)]
-        self.array = pa.concat_arrays([pa.array(texts, pa.string()), pa.array(np.arange(numbers)).cast(pa.string())])
+    def __init__(self, names, fields: tuple[str, ...]):
+        keys = [orjson.dumps(str(name)).decode() + ':{"' + fields[0] + '":' for name in names]  # as orjson escapes
+        self.later_key = len(keys)
+        self.suffixes = [',"' + name + '":' for name in fields[1:]] + ["}", "}}"]
+        self.numbers = NUMBER_TEXTS  # then "null"
+        numbers = pa.concat_arrays([pa.array(np.arange(self.numbers)).cast(pa.string()), pa.array(["null"])])
+        blocks = [pc.binary_join_element_wise(numbers, suffix, "") for suffix in self.suffixes]
+        self.blocks = [2 * len(keys) + k * (self.numbers + 1) for k in range(len(blocks))]
+        texts = pa.array(["{" + key for key in keys] + ["," + key for key in keys], pa.string())
+        self.array = pa.concat_arrays([texts, *blocks])
 
 
-def _pieces(owner, names, fields: tuple[str, ...], largest: int) -> _Pieces:
-    """The owner's :class:`_Pieces` for ``fields`` with the numbers up to ``largest`` (kept on
-    ``owner``; replaced, not changed, when a larger number is asked for: threads may share it)."""
+def _pieces(owner, names, fields: tuple[str, ...]) -> _Pieces:
+    """The owner's :class:`_Pieces` for ``fields`` (kept on ``owner``)."""
     kept = owner.__dict__.setdefault("_roi_text_pieces", {})
-    pieces = kept.get(fields)
-    if pieces is None or pieces.numbers <= largest:
-        numbers = min(max(largest + 1, 2 * pieces.numbers if pieces else 1024), MAX_NUMBER_TEXTS)
-        pieces = kept[fields] = _Pieces(names, fields, numbers)
-    return pieces
+    if fields not in kept:
+        kept[fields] = _Pieces(names, fields)
+    return kept[fields]
 
 
 def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarray], units, count: int) -> list[str]:
     """One JSON object per unit ``0 .. count - 1``: ``{"roi": {field: value, ...}, ...}`` from the
-    rows (ROI ``codes`` into ``names``, one array of non-negative ``values`` per field, NaN: null;
+    rows (ROI ``codes`` into ``names``, one array of integer ``values`` per field, NaN: null;
     ``units`` sorted) of each unit in row order; a unit without rows is ``{}``.
 
-    Column-wise: the index of every piece of every row (its key, with ``{`` before a unit's first;
-    then value, separator, value, ..., ``}``, or ``}}`` after a unit's last) into the owner's
-    :class:`_Pieces`, one Arrow take of them, and the texts are slices of the take's character
-    buffer (where a Python f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0)."""
+    Column-wise: the index of each row's pieces (its key, with ``{`` before a unit's first; each
+    value with what follows it, ``}}`` after a unit's last) into the owner's :class:`_Pieces`, one
+    Arrow take of them, and the texts are slices of the take's character buffer (where a Python
+    f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0)."""
     if count == 0:
         return []
-    rows, width = len(codes), 2 * len(fields) + 1  # pieces per row
-    nulls = [np.isnan(column) if column.dtype.kind == "f" else None for column in values]
-    numbers = [
-        (column if null is None else np.where(null, 0, column)).astype(np.int64) for column, null in zip(values, nulls)
-    ]
-    largest = max((int(column.max()) for column in numbers if len(column)), default=0)
-    if any(len(column) and int(column.min()) < 0 for column in numbers):
-        largest = MAX_NUMBER_TEXTS  # no text kept for a negative count: cast them
-    pieces = _pieces(owner, names, tuple(fields), min(largest, MAX_NUMBER_TEXTS - 1))
-    dictionary, number = pieces.array, pieces.number
-    if largest >= pieces.numbers:  # a count beyond the kept texts: this call's numbers cast here
-        cast = np.stack(numbers, axis=1).reshape(-1) if rows else np.zeros(0, dtype=np.int64)
-        dictionary = pa.concat_arrays([pieces.array.slice(0, number), pa.array(cast).cast(pa.string())])
-        stride = np.arange(rows, dtype=np.int64) * len(fields)
-        numbers = [stride + k for k in range(len(fields))]
+    pieces = _pieces(owner, names, tuple(fields))
+    rows, width = len(codes), len(fields) + 1  # pieces per row
     starts = np.searchsorted(units, np.arange(count + 1))  # each unit's first row
     filled = starts[:-1] < starts[1:]
     first = np.zeros(rows, dtype=bool)
@@ -375,12 +358,21 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarr
     last = np.zeros(rows, dtype=bool)
     last[starts[1:][filled] - 1] = True
     row_pieces = np.empty((rows, width), dtype=np.int64)
-    row_pieces[:, 0] = np.where(first, pieces.first_key, pieces.later_key) + codes
-    for k, (column, null) in enumerate(zip(numbers, nulls)):
-        row_pieces[:, 2 * k + 1] = column + number if null is None else np.where(null, pieces.NULL, column + number)
-        if k:
-            row_pieces[:, 2 * k] = pieces.separator + k - 1
-    row_pieces[:, -1] = np.where(last, pieces.LAST_CLOSE, pieces.CLOSE)
+    row_pieces[:, 0] = np.where(first, 0, pieces.later_key) + codes
+    extras, extra_at = [], len(pieces.array)
+    for k, column in enumerate(values):
+        null = np.isnan(column) if column.dtype.kind == "f" else None
+        number = (column if null is None else np.where(null, 0, column)).astype(np.int64)
+        block = pieces.blocks[k] if k < len(fields) - 1 else np.where(last, pieces.blocks[k + 1], pieces.blocks[k])
+        index = block + (number if null is None else np.where(null, pieces.numbers, number))
+        beyond = np.flatnonzero((number < 0) | (number >= pieces.numbers))
+        if len(beyond):  # their texts made here, after the kept ones
+            suffix = pieces.suffixes[k] if k < len(fields) - 1 else pc.if_else(last[beyond], "}}", "}")
+            extras.append(pc.binary_join_element_wise(pa.array(number[beyond]).cast(pa.string()), suffix, ""))
+            index[beyond] = extra_at + np.arange(len(beyond))
+            extra_at += len(beyond)
+        row_pieces[:, k + 1] = index
+    dictionary = pa.concat_arrays([pieces.array, *extras]) if extras else pieces.array
     taken = dictionary.take(pa.array(row_pieces.reshape(-1)))
     # the take writes the pieces' characters one after the other: unit k's text runs from the start
     # of its first row's key to the end of its last row's "}}"
