@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
-from flatprint.cypher.values import Point, to_output
+from flatprint.cypher.values import POINT_CRS, Point, to_output
 from flatprint.store.columns import POINT_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.neurontable import ROI_COUNTS, has_neuron_table, kept_neuron_table, neuron_table
@@ -266,7 +266,16 @@ def _output_column(values: list) -> list:
         return values
     if kinds <= _PLAIN_TYPES | {float}:
         return [None if type(v) is float and not math.isfinite(v) else v for v in values]
+    if kinds <= {Point, type(None)}:
+        return [None if v is None else _point_output(v) for v in values]
     return [to_output(v) for v in values]
+
+
+def _point_output(point: Point) -> dict:
+    """``Point.to_output``; integer coordinates (the store's points) without its per-coordinate checks."""
+    if all(type(c) is int for c in point):
+        return {"type": "Point", "coordinates": list(point), "crs": dict(POINT_CRS)}
+    return point.to_output()
 
 
 def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
