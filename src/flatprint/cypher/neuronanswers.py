@@ -371,7 +371,7 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarr
     extras, extra_at = [], len(pieces.array)
     for k, column in enumerate(values):
         null = np.isnan(column) if column.dtype.kind == "f" else None
-        number = (column if null is None else np.where(null, 0, column)).astype(np.int64)
+        number = (column if null is None else np.where(null, 0, column)).astype(np.int64, copy=False)
         block = pieces.blocks[k] if k < len(fields) - 1 else np.where(last, pieces.blocks[k + 1], pieces.blocks[k])
         index = block + (number if null is None else np.where(null, pieces.numbers, number))
         beyond = np.flatnonzero((number < 0) | (number >= pieces.numbers))
