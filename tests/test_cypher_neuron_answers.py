@@ -256,3 +256,31 @@ def test_plan_tree_shows_the_step():
     assert not engine.plan_tree("MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type").startswith("NeuronMatchProject")
     # a count beside other items groups by them: SQL
     assert not engine.plan_tree("MATCH (n:Neuron) RETURN n.type, count(n)").startswith("NeuronMatchProject")
+
+
+def test_answers_inside_larger_queries_are_values_not_output(built, segments, statements):
+    """A neuron answer that is the whole query leaves as output values (points as Neo4j's maps, no
+    engine pass over them); one inside a UNION or a runTimeboxed call stays values (a point's
+    ``.x`` works): the same as SQL, and the soma coordinates the feathers hold."""
+    with_soma = segments[segments["is_neuron"] & segments["somaLocation"].notna()]
+    bodies = sorted(int(b) for b in with_soma.index[:4])
+    soma = {int(b): [int(c) for c in v] for b, v in with_soma["somaLocation"].items()}
+    inner = f"MATCH (n:Neuron) WHERE n.bodyId IN {bodies} RETURN n.bodyId AS b, n.somaLocation AS s ORDER BY b"
+    texts = [
+        inner,
+        f"{inner.replace(' ORDER BY b', '')} UNION MATCH (n:Neuron) WHERE n.bodyId IN {bodies[2:]} "
+        "RETURN n.bodyId AS b, n.somaLocation AS s",
+        f'CALL apoc.cypher.runTimeboxed("{inner}", {{}}, 5000) YIELD value '
+        "RETURN value.b AS b, value.s.x AS x, value.s AS s",
+    ]
+    for text in texts:
+        through_sql, from_ram = both_ways(built, text)
+        assert from_ram == through_sql, text
+        statements.clear()
+        rows = execute(built, text).data
+        assert statements == [], f"RAM should answer, SQL ran: {statements}"
+        assert sorted(row[0] for row in rows) == bodies, text
+        for row in rows:
+            assert row[-1]["type"] == "Point" and row[-1]["coordinates"] == soma[row[0]]
+            if len(row) == 3:
+                assert row[1] == soma[row[0]][0]

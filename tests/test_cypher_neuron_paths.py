@@ -371,3 +371,44 @@ def test_graph_paths_come_in_the_sql_search_order(max_paths, monkeypatch):
             ties += len(want) > 1
             cut += len(want) == max_paths
     assert compared == 120 and ties >= 5 and (cut or max_paths == graph_module.MAX_PATHS), (ties, cut)
+
+
+def test_neuron_ends_are_found_in_ram(store, bodies, weights, monkeypatch, searches):
+    """``(src:Neuron {bodyId: ...})`` ends come from the neuron graph's bodies (no fixed match in
+    SQL); an end's other properties load when read; a :Neuron end that is no neuron matches nothing,
+    a :Segment end that is no neuron takes SQL; each the same rows as with the switch off."""
+    fixed = []
+    original = matching.MatchExecution.match_fixed
+
+    def spy(self, *args, **kwargs):
+        fixed.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matching.MatchExecution, "match_fixed", spy)
+    neurons = set(bodies.index[bodies.is_neuron])
+    src, dst = random_pairs(bodies, 6, seed=5)[4]
+    other = int(bodies.index[~bodies.is_neuron][0])
+    ends_read = (
+        cypher(src, dst, 1)
+        .replace("RETURN [n in", "RETURN src.type AS src_type, dest.instance AS dest_instance, [n in")
+        .replace("RETURN value.path", "RETURN value.src_type, value.dest_instance, value.path")
+    )
+    kinds = {b: None if isinstance(v, float) else v for b, v in bodies.type.items()}
+    instances = {b: None if isinstance(v, float) else v for b, v in bodies.instance.items()}
+    for text, in_ram, via_graph in [
+        (cypher(src, dst, 1), True, True),
+        (ends_read, True, True),
+        (cypher(src, dst, 1).replace(":Neuron", ":Segment"), True, True),
+        (cypher(src, other, 1), True, False),  # no such :Neuron: no rows, no search
+        (cypher(src, other, 1).replace("(dest:Neuron", "(dest:Segment"), False, False),
+        (cypher(src, dst, 1).replace("(src :Neuron", "(src"), False, True),  # no label: SQL
+    ]:
+        fixed.clear()
+        with_graph, without = both_ways(store, text, monkeypatch, searches, via_graph=via_graph)
+        assert with_graph == without, text
+        assert fixed == ([] if in_ram else [1]) + [1], text  # the switch off: SQL once
+        if text is ends_read:
+            assert with_graph and all(row[:2] == [kinds[src], instances[dst]] for row in with_graph)
+        if text == cypher(src, other, 1):
+            assert with_graph == []
+    assert src in neurons and dst in neurons

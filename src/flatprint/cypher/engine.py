@@ -137,7 +137,7 @@ def execute(
     execution.columnar_allowed = len(query.parts) == 1
     try:
         columns, rows = execution.run_query(query)
-        if execution.columnar_arrow is not None:  # rows are parsed JSON already
+        if execution.columnar_arrow is not None or execution.rows_final:  # rows are output values already
             data = rows
         else:
             if not execution.entities_complete:
@@ -194,6 +194,7 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
         self.entities_complete = False  # run_query's rows need no complete_entities pass
         self.columnar_allowed = False  # the top-level query of one part may be answered column-wise
         self.columnar_arrow: pa.Table | None = None  # set when it was (its rows are then final)
+        self.rows_final = False  # run_query's rows are output values already (a neuron answer)
         self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)
 
     @property

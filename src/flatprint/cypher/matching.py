@@ -10,7 +10,7 @@ from flatprint.cypher.deadline import CHECK_EVERY
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.kinds import CONNECTS, META, SEGMENT, SYNAPSE
-from flatprint.cypher.neuronpaths import neuron_path_search, path_quantifier
+from flatprint.cypher.neuronpaths import neuron_endpoint_rows, neuron_path_search, path_quantifier
 from flatprint.cypher.paths import ConnectionGraph, all_shortest_paths, bounded_paths
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.rewriter import and_all, pattern_groups, rewrite_path_ends, with_variable
@@ -211,7 +211,11 @@ class MatchExecution:
         if not target_free:
             endpoint_patterns.append(ast.PathPattern((target_pattern,)))
         endpoint_where = and_all(endpoint_terms)
-        endpoint_rows = self.match_fixed(endpoint_patterns, endpoint_where, rows, optional=False)
+        endpoint_rows = (
+            neuron_endpoint_rows(self, endpoint_patterns, endpoint_where, rows) if pattern.shortest else None
+        )
+        if endpoint_rows is None:
+            endpoint_rows = self.match_fixed(endpoint_patterns, endpoint_where, rows, optional=False)
         graph = ConnectionGraph(self.run_sql, edge_filter, node_filter, self.deadline.check)
         # among neurons only: the neuron graph in RAM answers, no SQL per level (neuronpaths.py)
         among_neurons = neuron_path_search(self, pattern, path_terms) if pattern.shortest else None

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from flatprint.cypher import ast
+from flatprint.cypher.kinds import SEGMENT
 from flatprint.cypher.paths import with_rels
 from flatprint.cypher.sqlgen import admitted_neurons_sql, path_filter_sql, variables_in
+from flatprint.cypher.values import NodeRef
 from flatprint.store import graph as search
 from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.graph import neuron_path_layers
@@ -47,7 +49,7 @@ USE_NEURON_GRAPH = True
 #: and Traced or Anchor is one of the neuron-label criteria; ingest stores the outcome as is_neuron).
 NEURON_STATUSES = frozenset({"Traced", "Anchor"})
 
-__all__ = ["NEURON_STATUSES", "USE_NEURON_GRAPH", "NeuronPathSearch", "neuron_path_search"]
+__all__ = ["NEURON_STATUSES", "USE_NEURON_GRAPH", "NeuronPathSearch", "neuron_endpoint_rows", "neuron_path_search"]
 
 KEEP_VERDICTS = 16  # the filter verdicts kept, most recently used last
 _verdicts: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=lambda: KEEP_VERDICTS)
@@ -167,6 +169,51 @@ def neuron_path_search(execution, pattern: ast.PathPattern, path_terms) -> Neuro
     if not any(f.neurons_only for f in filters):
         return None
     return NeuronPathSearch(execution.store, graph, min_weight, filters, execution.run_arrow, execution.deadline.check)
+
+
+def neuron_endpoint_rows(execution, patterns, where, rows: list[dict]) -> list[dict] | None:
+    """The rows of a path search's end points (``execution``: the engine's Execution) when every end
+    pattern is one neuron by id, ``(src:Neuron {bodyId: 10001})``, as neuPrint's shortest-path
+    queries write them: read from the neuron graph's bodies in RAM instead of one SQL statement
+    (~4 ms at scale 0.1). At most one row (each pattern names one body); nodes hold their bodyId and
+    load other properties when read. None: SQL finds them (a WHERE, bound variables, another
+    pattern, a :Segment that is no neuron, or the graph not built)."""
+    if not USE_NEURON_GRAPH or where is not None or rows != [{}]:
+        return None
+    ends, bare = [], set()
+    for pattern in patterns:
+        node = pattern.elements[0] if len(pattern.elements) == 1 else None
+        if not isinstance(node, ast.NodePattern) or node.variable is None:
+            return None
+        if not node.labels and node.properties is None:
+            bare.add(node.variable)  # the path's end, named again: (src)-[...]->(dest)
+            continue
+        if (
+            not node.labels
+            or not set(node.labels) <= {"Neuron", "Segment"}
+            or not isinstance(node.properties, ast.MapLiteral)
+            or [key for key, _ in node.properties.entries] != ["bodyId"]
+        ):
+            return None
+        body = _value(node.properties.entries[0][1], execution.params)
+        if not isinstance(body, int) or isinstance(body, bool):
+            return None  # 1.0 = 1 and other comparisons: SQL's
+        ends.append((node.variable, "Neuron" in node.labels, body))
+    named = [variable for variable, _, _ in ends]
+    if len(set(named)) != len(named) or not bare <= set(named):
+        return None
+    graph = kept_neuron_graph(execution.store)
+    if graph is None:
+        return None
+    _, inside = graph.positions([body for _, _, body in ends])
+    row = {}
+    for (variable, neuron_label, body), is_neuron in zip(ends, inside.tolist()):
+        if not is_neuron:
+            if not neuron_label:
+                return None  # a Segment that may be no neuron
+            return []  # no such :Neuron: the cross product is empty
+        row[variable] = NodeRef(SEGMENT, body, {"bodyId": body}, view=execution.view)
+    return [row]
 
 
 def path_quantifier(term, path_name: str) -> str | None:
