@@ -4,9 +4,10 @@
 
 Steps, each timed (wall and CPU seconds, peak RSS) with the load average beside it:
 
-1. ``flatprint export parquet --tables`` of only what the three queries read, in two parts so that the
-   big one can be refused or stopped on its own: ``segments, connections, rois, roi_map`` (type x type
-   matrix and 2-hop reach), then ``partners`` (ROI x ROI matrix), moved into the first directory. A
+1. ``flatprint export parquet --tables`` of only what the chosen queries (``--queries``) read, in two
+   parts so that the big one can be refused or stopped on its own: ``segments, connections, rois,
+   roi_map`` (type x type matrix and 2-hop reach), then ``partners`` and ``synapses`` (ROI x ROI matrix:
+   store format 4 keeps the ends' ROI labels only in ``synapses``), moved into the first directory. A
    watchdog stops an export that would take the free disk below ``--min-free-gb`` (the part and its
    query are then reported as not run, with the free space and the sizes that bound it); a part is not
    started when the estimate from the store's table sizes already does not fit.
@@ -46,9 +47,11 @@ import queries as Q  # noqa: E402
 from flatprint import Client, NeuronCriteria as NC, connection_matrix, fetch_reach  # noqa: E402
 
 SMALL_TABLES = ["segments", "connections", "rois", "roi_map"]
-BIG_TABLES = ["partners"]
+BIG_TABLES = ["partners", "synapses"]
 QUERIES = ("matrix_type", "matrix_roi", "reach_2hops_100")
-PARTNERS_PARQUET_BYTES_PER_ROW = 23.8
+# Parquet bytes a row of the big tables, measured on the 0.01 store of format 4 (partners 22.4 MB for
+# 3.12 M rows, synapses 66.5 MB for 3.58 M); their ORDER BY spills to disk beside them on top of that
+PARQUET_BYTES_PER_ROW = {"partners": 7.2, "synapses": 18.6}
 
 
 def reach_sql(seeds, hops: int = 2, min_weight: int = 1) -> str:
@@ -275,7 +278,12 @@ def spark_side(parquet: Path, seeds, repeat, driver_memory, cores, local_dir, on
                 continue
             load_q = C.loadavg()
             cpu0 = sum(sampler.cpu.values())
-            first, cold, warm, _ = timed(fn, repeat)
+            try:
+                first, cold, warm, _ = timed(fn, repeat)
+            except Exception as exc:  # one query's failure is recorded; the others and the export's figures stay
+                out["queries"][name] = {"failed": f"{type(exc).__name__}: {str(exc).splitlines()[0][:400]}"}
+                log(f"spark {name}: failed: {out['queries'][name]['failed']}")
+                continue
             time.sleep(2 * sampler.period)  # one more sample of the JVM's CPU after the last call
             answers[name] = canonical(key, first)
             out["queries"][name] = {
@@ -308,6 +316,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep-export", action="store_true")
     ap.add_argument("--results-dir", type=Path, default=None)
+    ap.add_argument(
+        "--queries", nargs="+", choices=QUERIES, default=list(QUERIES), help="default: all (matrix_roi: the big part)"
+    )
     args = ap.parse_args(argv)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
 
@@ -335,7 +346,8 @@ def main(argv=None) -> dict:
     rng = np.random.default_rng(args.seed)  # the same 100 neurons as queries.py's reach_2hops_100 (first rep)
     seeds = sorted(int(b) for b in rng.choice(neurons, size=min(100, len(neurons)), replace=False))
     doc["seeds"] = seeds
-    only = set(QUERIES)
+    only = set(args.queries)
+    doc["queries_chosen"] = sorted(only)
     with tempfile.TemporaryDirectory(prefix="spark-scale-", dir=store.parent) as tmp:
         tmp = Path(tmp)
         try:
@@ -346,15 +358,17 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"export of {SMALL_TABLES} failed: {doc['export']['small']['failed']}")
             big_out = tmp / "big"
             free = free_bytes(store.parent)
-            # partners' Parquet took 23.8 bytes a row at scale 0.01 (74.3 MB for 3.12 M rows); its
-            # ORDER BY spills to disk beside it, which the watchdog guards
-            need = int(estimate["rows"].get("partners", 0) * PARTNERS_PARQUET_BYTES_PER_ROW)
-            doc["export"]["partners_parquet_estimate_bytes"] = need
-            if free - need < min_free:
+            # the watchdog guards the sorts' spill; the estimate refuses what cannot fit at all
+            need = int(sum(estimate["rows"].get(t, 0) * PARQUET_BYTES_PER_ROW[t] for t in BIG_TABLES))
+            doc["export"]["big_parquet_estimate_bytes"] = need
+            if "matrix_roi" not in only:
+                doc["export"]["big"] = {"tables": BIG_TABLES, "failed": "not chosen (--queries)"}
+                log("big part not exported: matrix_roi not chosen")
+            elif free - need < min_free:
                 doc["export"]["big"] = {
                     "tables": BIG_TABLES,
-                    "failed": f"not started: {free / 1e9:.1f} GB free, the partners Parquet alone is estimated "
-                    f"at {need / 1e9:.1f} GB, floor {min_free / 1e9:.0f} GB",
+                    "failed": f"not started: {free / 1e9:.1f} GB free, the Parquet of {' and '.join(BIG_TABLES)} "
+                    f"alone is estimated at {need / 1e9:.1f} GB, floor {min_free / 1e9:.0f} GB",
                 }
                 log(doc["export"]["big"]["failed"])
             else:
