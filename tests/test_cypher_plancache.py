@@ -14,7 +14,7 @@ import pytest
 from cypher_literals import longer_lists, other_literals
 from reference import corpus_files, corpus_params, needs_reference
 
-from flatprint.cypher import ast, plancache
+from flatprint.cypher import ast, plancache, shapes
 from flatprint.cypher.ast import format_string
 from flatprint.cypher.engine import execute
 from flatprint.cypher.errors import CypherSyntaxError, UnsupportedCypherError
@@ -493,13 +493,13 @@ SCAN_EDGE_CASES = [
 def test_scan_agrees_with_the_tokenizer(text):
     """The cache's fast scan gives the shape, literal values and token spans the tokenizer gives, or
     leaves a text the tokenizer refuses (or decodes specially) to it."""
-    scanned = plancache._scan(text)
+    scanned = shapes.scan(text)
     try:
         tokens = plancache.tokenize(text)
     except CypherSyntaxError:
         assert scanned is None
         return
-    shape, values, spans, _, _ = plancache._shape_of(tokens)
+    shape, values, spans, _, _ = shapes.shape_of(tokens)
     if scanned is None:  # only refused or unusual literals may take the slow path
         assert text in SCAN_EDGE_CASES
         return
@@ -510,7 +510,7 @@ def test_scan_agrees_with_the_tokenizer(text):
 
 @needs_reference
 def test_corpus_texts_take_the_fast_scan():
-    assert all(plancache._scan(p.read_text()) is not None for p in CORPUS)
+    assert all(shapes.scan(p.read_text()) is not None for p in CORPUS)
 
 
 def test_column_text_of_an_item_at_the_end_of_the_text():
