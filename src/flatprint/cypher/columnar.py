@@ -15,12 +15,15 @@ a float, 0.87175071239471435 as Python's repr has it); NaN and infinity become n
 from __future__ import annotations
 
 import gc
+import math
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import sqlgen
+from flatprint.cypher.values import POINT_CRS
 
 BLOCK_ROWS = 16384  # rows parsed between two checks of the deadline and the memory budget
 
@@ -60,6 +63,115 @@ def synapse_maps_json(
         tables["ids_table"] = pa.table({"id": ids})
         sql = sqlgen.synapse_maps_json_sql(model.nt_columns, drop, ids.to_numpy())
     return run_arrow(sql, tables)
+
+
+class TextUnsure(ValueError):
+    """A value whose JSON text :func:`synapse_map_texts` does not write as DuckDB does (then DuckDB writes it)."""
+
+
+def double_texts(values: np.ndarray) -> np.ndarray:
+    """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
+    :func:`synapse_maps_json` puts in a map): the shortest round-trip digits, in decimal notation
+    from 1e-6 up ("0.000002874877736758208", "1.0"), as ``d.ddde-7`` below; non-finite values 'null'.
+    orjson writes the same digits in one call, but from 1e-6 to 1e-5 as ``d.ddde-6``: those are
+    rewritten. Raises TextUnsure for magnitudes from 1e15 up (DuckDB's notation there was not checked)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return np.zeros(0, dtype=object)
+    finite = values[np.isfinite(values)]
+    if len(finite) and np.abs(finite).max() >= 1e15:
+        raise TextUnsure(float(np.abs(finite).max()))
+    texts = np.array(orjson.dumps(values.tolist()).decode()[1:-1].split(","), dtype=object)
+    small = np.flatnonzero((np.abs(values) >= 1e-6) & (np.abs(values) < 1e-5))
+    if len(small):
+        texts[small] = [_double_text(v) for v in values[small].tolist()]
+    return texts
+
+
+def _double_text(value: float) -> str:
+    if not math.isfinite(value):
+        return "null"
+    if value == 0.0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    if abs(value) >= 1e15:
+        raise TextUnsure(value)
+    text = repr(value)
+    if "e" not in text:
+        return text  # Python writes 1e-4 <= |v| < 1e16 in decimal, as DuckDB does
+    mantissa, exponent = text.split("e")
+    power = int(exponent)
+    sign = "-" if mantissa.startswith("-") else ""
+    mantissa = mantissa.lstrip("-")
+    if power <= -7:
+        return f"{sign}{mantissa}e{power}"
+    digits = mantissa.replace(".", "")
+    return f"{sign}0.{'0' * (-power - 1)}{digits}"
+
+
+def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> list[str]:
+    """Each synapse's property map as JSON text, exactly as :func:`synapse_maps_json` has DuckDB write
+    it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL):
+    each ROI fragment once per label pair, each number once per distinct value, one join per row.
+    Raises TextUnsure where DuckDB's text is not known to be reproduced."""
+    drop = set(removed or ())
+    count = len(columns["primary_label"])
+    parts: list[np.ndarray] = []  # per part an object array of texts, None where the part is left out
+
+    def present(values) -> np.ndarray:
+        return ~np.ma.getmaskarray(values)
+
+    def keyed(key: str, texts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        prefix = orjson.dumps(key).decode() + ":"
+        out = np.full(count, None, dtype=object)
+        out[mask] = [prefix + t for t in texts[mask].tolist()]
+        return out
+
+    if "type" not in drop:
+        kind = columns["kind"]
+        known = present(kind)
+        texts = np.full(count, None, dtype=object)
+        texts[known] = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind)[known].tolist()]
+        parts.append(keyed("type", texts, known))
+    if "confidence" not in drop:
+        conf = columns["conf"]
+        parts.append(keyed("confidence", double_texts(np.ma.getdata(conf)), present(conf)))
+    if "location" not in drop:
+        coords = []
+        for axis in ("x", "y", "z"):
+            values = columns[axis]
+            known = present(values)
+            text = np.full(count, "null", dtype=object)
+            text[known] = [str(int(v)) for v in np.ma.getdata(values)[known].tolist()]
+            coords.append(text.tolist())
+        crs = orjson.dumps(POINT_CRS).decode()
+        parts.append(
+            np.array(
+                [f'"location":{{"type":"Point","coordinates":[{x},{y},{z}],"crs":{crs}}}' for x, y, z in zip(*coords)]
+                or [None],
+                dtype=object,
+            )[:count]
+        )
+    for name in model.nt_columns:
+        if name not in drop:
+            values = columns[name]
+            parts.append(keyed(name, double_texts(np.ma.getdata(values)), present(values)))
+    parts.append(_fragments(model, "primary", drop, columns["primary_label"], count))
+    parts.append(_fragments(model, "major", drop, columns["major_label"], count))
+    return ["{" + ",".join([p for p in row if p is not None]) + "}" for row in zip(*(p.tolist() for p in parts))]
+
+
+def _fragments(model, roi_set: str, drop: set[str], labels, count: int) -> np.ndarray:
+    """Per synapse the ``"ROI":true,...`` text of its ``roi_set`` label (None for none), as
+    :func:`_flag_table` has it (a NULL label reads as label 0, as the SQL's coalesce)."""
+    plain = np.ma.getdata(labels).astype(np.int64)
+    plain = np.where(np.ma.getmaskarray(labels), 0, plain)
+    unique, inverse = np.unique(plain, return_inverse=True)
+    texts = []
+    for label in unique.tolist():
+        names = [n for n in model.roi_names_of_label.get((roi_set, label), []) if n not in drop]
+        texts.append(",".join(orjson.dumps(n).decode() + ":true" for n in names) or None)
+    out = np.array(texts or [None], dtype=object)
+    return out[inverse.reshape(-1)] if count else np.zeros(0, dtype=object)
 
 
 def arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
