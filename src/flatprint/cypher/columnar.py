@@ -69,7 +69,7 @@ class TextUnsure(ValueError):
     """A value whose JSON text :func:`synapse_map_texts` does not write as DuckDB does (then DuckDB writes it)."""
 
 
-def double_texts(values: np.ndarray) -> np.ndarray:
+def double_texts(values: np.ndarray) -> list[str]:
     """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
     :func:`synapse_maps_json` puts in a map): the shortest round-trip digits, in decimal notation
     from 1e-6 up ("0.000002874877736758208", "1.0"), as ``d.ddde-7`` below; non-finite values 'null'.
@@ -77,14 +77,14 @@ def double_texts(values: np.ndarray) -> np.ndarray:
     rewritten. Raises TextUnsure for magnitudes from 1e15 up (DuckDB's notation there was not checked)."""
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
-        return np.zeros(0, dtype=object)
+        return []
     finite = values[np.isfinite(values)]
     if len(finite) and np.abs(finite).max() >= 1e15:
         raise TextUnsure(float(np.abs(finite).max()))
-    texts = np.array(orjson.dumps(values.tolist()).decode()[1:-1].split(","), dtype=object)
+    texts = orjson.dumps(values.tolist()).decode()[1:-1].split(",")
     small = np.flatnonzero((np.abs(values) >= 1e-6) & (np.abs(values) < 1e-5))
-    if len(small):
-        texts[small] = [_double_text(v) for v in values[small].tolist()]
+    for at in small.tolist():
+        texts[at] = _double_text(float(values[at]))
     return texts
 
 
@@ -108,60 +108,54 @@ def _double_text(value: float) -> str:
     return f"{sign}0.{'0' * (-power - 1)}{digits}"
 
 
-def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> list[str]:
+def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
     """Each synapse's property map as JSON text, exactly as :func:`synapse_maps_json` has DuckDB write
     it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL):
-    each ROI fragment once per label pair, each number once per distinct value, one join per row.
-    Raises TextUnsure where DuckDB's text is not known to be reproduced."""
+    each ROI fragment once per label, the numbers of a column in one orjson call, the parts joined by
+    Arrow's ``binary_join_element_wise`` (nulls skipped, as the SQL's ``concat_ws``). Raises TextUnsure where
+    DuckDB's text is not known to be reproduced."""
     drop = set(removed or ())
     count = len(columns["primary_label"])
-    parts: list[np.ndarray] = []  # per part an object array of texts, None where the part is left out
+    parts: list[pa.Array] = []  # per part a string array, null where the part is left out
 
-    def present(values) -> np.ndarray:
-        return ~np.ma.getmaskarray(values)
-
-    def keyed(key: str, texts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        prefix = orjson.dumps(key).decode() + ":"
-        out = np.full(count, None, dtype=object)
-        out[mask] = [prefix + t for t in texts[mask].tolist()]
-        return out
+    def keyed(key: str, texts, values) -> pa.Array:
+        mask = np.ma.getmaskarray(values)
+        array = pa.array(texts, type=pa.string(), mask=mask if mask.any() else None)
+        return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", array, "")
 
     if "type" not in drop:
         kind = columns["kind"]
-        known = present(kind)
-        texts = np.full(count, None, dtype=object)
-        texts[known] = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind)[known].tolist()]
-        parts.append(keyed("type", texts, known))
+        texts = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind).tolist()]
+        parts.append(keyed("type", texts, kind))
     if "confidence" not in drop:
-        conf = columns["conf"]
-        parts.append(keyed("confidence", double_texts(np.ma.getdata(conf)), present(conf)))
+        parts.append(keyed("confidence", double_texts(np.ma.getdata(columns["conf"])), columns["conf"]))
     if "location" not in drop:
         coords = []
         for axis in ("x", "y", "z"):
             values = columns[axis]
-            known = present(values)
-            text = np.full(count, "null", dtype=object)
-            text[known] = [str(int(v)) for v in np.ma.getdata(values)[known].tolist()]
-            coords.append(text.tolist())
+            mask = np.ma.getmaskarray(values)
+            text = pc.cast(pa.array(np.ma.getdata(values).astype(np.int64), mask=mask), pa.string())
+            coords.append(pc.fill_null(text, "null"))
         crs = orjson.dumps(POINT_CRS).decode()
+        xyz = pc.binary_join_element_wise(*coords, ",")
         parts.append(
-            np.array(
-                [f'"location":{{"type":"Point","coordinates":[{x},{y},{z}],"crs":{crs}}}' for x, y, z in zip(*coords)]
-                or [None],
-                dtype=object,
-            )[:count]
+            pc.binary_join_element_wise('"location":{"type":"Point","coordinates":[', xyz, f'],"crs":{crs}}}', "")
         )
     for name in model.nt_columns:
         if name not in drop:
             values = columns[name]
-            parts.append(keyed(name, double_texts(np.ma.getdata(values)), present(values)))
-    parts.append(_fragments(model, "primary", drop, columns["primary_label"], count))
-    parts.append(_fragments(model, "major", drop, columns["major_label"], count))
-    return ["{" + ",".join([p for p in row if p is not None]) + "}" for row in zip(*(p.tolist() for p in parts))]
+            parts.append(keyed(name, double_texts(np.ma.getdata(values)), values))
+    parts.append(_fragments(model, "primary", drop, columns["primary_label"]))
+    parts.append(_fragments(model, "major", drop, columns["major_label"]))
+    if not count:
+        return pa.array([], type=pa.string())
+    # "{" first: pyarrow (26) drops the rows whose parts are all null under null_handling="skip"
+    joined = pc.binary_join_element_wise("{", *parts, ",", null_handling="skip")
+    return pc.binary_join_element_wise(pc.replace_substring_regex(joined, r"^\{,", "{"), "}", "")
 
 
-def _fragments(model, roi_set: str, drop: set[str], labels, count: int) -> np.ndarray:
-    """Per synapse the ``"ROI":true,...`` text of its ``roi_set`` label (None for none), as
+def _fragments(model, roi_set: str, drop: set[str], labels) -> pa.Array:
+    """Per synapse the ``"ROI":true,...`` text of its ``roi_set`` label (null for none), as
     :func:`_flag_table` has it (a NULL label reads as label 0, as the SQL's coalesce)."""
     plain = np.ma.getdata(labels).astype(np.int64)
     plain = np.where(np.ma.getmaskarray(labels), 0, plain)
@@ -170,8 +164,7 @@ def _fragments(model, roi_set: str, drop: set[str], labels, count: int) -> np.nd
     for label in unique.tolist():
         names = [n for n in model.roi_names_of_label.get((roi_set, label), []) if n not in drop]
         texts.append(",".join(orjson.dumps(n).decode() + ":true" for n in names) or None)
-    out = np.array(texts or [None], dtype=object)
-    return out[inverse.reshape(-1)] if count else np.zeros(0, dtype=object)
+    return pa.array(texts, type=pa.string()).take(pa.array(inverse.reshape(-1), type=pa.int64()))
 
 
 def arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:

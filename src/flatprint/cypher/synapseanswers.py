@@ -277,7 +277,7 @@ class _Answer:
             wanted = columnar.map_columns(self.model, item.removed)
             try:  # the map texts in NumPy and Python, as DuckDB writes them
                 texts = columnar.synapse_map_texts(self.model, item.removed, {c: syn[c] for c in wanted})
-                maps[index] = pa.table({"id": ids, "j": pa.array(texts, type=pa.string())})
+                maps[index] = pa.table({"id": ids, "j": texts})
             except columnar.TextUnsure:  # a number written in a notation not reproduced: DuckDB writes them
                 rows = pa.table(
                     [ids] + [_arrow(syn[c], pa.string() if c == "kind" else None) for c in wanted],

@@ -22,6 +22,7 @@ from flatprint.store.sql import temporary_tables
 
 PARTNER_COLUMNS = ("body_pre", "body_post", "pre_id", "post_id")
 _OR_RANGES = 4  # synapses_by_id: up to this many id ranges in one filter, more as a union of scans
+_BODY_SCANS = 64  # synapses_of_bodies: up to this many bodies one scan each
 _MOST_RANGES = 1024  # synapses_by_id: at most this many scans (statement text and planning grow with it)
 
 
@@ -202,9 +203,16 @@ def _lexsorted(columns: list[np.ndarray]) -> bool:
 def synapses_of_bodies(cursor, bodies, select: str) -> dict[str, np.ndarray]:
     """The ``synapses`` rows of ``bodies`` with ``body``, ``syn_id`` and the SQL select items
     ``select`` (over ``synapses`` columns), as NumPy columns (masked arrays where a column has NULLs)
-    in the table's order (body, syn_id). ``bodies`` is a literal ``IN`` list: the table is sorted by
-    body, so zone maps skip the other bodies' row groups."""
-    got = cursor.execute(f"SELECT body, syn_id, {select} FROM synapses WHERE body IN ({_id_list(bodies)})").fetchnumpy()
+    in the table's order (body, syn_id). The table is sorted by body, so zone maps skip the other
+    bodies' row groups: up to _BODY_SCANS bodies one equality scan each under ``UNION ALL`` (an
+    ``IN`` list is a hash join over every row's body: at scale 0.01 20 ms for 10 bodies' 15,000
+    synapses, against 12 ms), more as one ``IN`` list."""
+    ids = sorted_unique(np.asarray(bodies, dtype=np.int64)).tolist()
+    if 0 < len(ids) <= _BODY_SCANS:
+        sql = " UNION ALL ".join(f"SELECT body, syn_id, {select} FROM synapses WHERE body = {b}" for b in ids)
+    else:
+        sql = f"SELECT body, syn_id, {select} FROM synapses WHERE body IN ({_id_list(ids)})"
+    got = cursor.execute(sql).fetchnumpy()
     body, syn_id = np.asarray(got["body"], dtype=np.int64), np.asarray(got["syn_id"], dtype=np.int64)
     if not _lexsorted([body, syn_id]):  # a parallel scan may interleave row groups
         order = np.lexsort([syn_id, body])
