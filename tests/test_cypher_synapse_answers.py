@@ -280,7 +280,7 @@ def test_what_the_step_does_not_prove_goes_to_sql(store, strong_pair, answered):
 
 def test_map_numbers_are_written_as_duckdb_writes_them(store):
     """double_texts against DuckDB's to_json over every distinct NT probability and confidence of
-    the test store, and values at the notation's edges."""
+    the test store, and values at the notations' edges (whole numbers, 1e-5 to 1e-7)."""
     con = duckdb.connect()
     values = (
         store.cursor()
@@ -291,11 +291,13 @@ def test_map_numbers_are_written_as_duckdb_writes_them(store):
         .fetchnumpy()["v"]
         .astype(np.float64)
     )
-    edges = np.array([1e-5, 1e-6, 9.99e-6, 1.5e-6, 1e-7, 2.5e-7, 0.0, 1.0, 0.1, 1 / 3, 123.5, 1e14, 5e-324])
-    values = np.concatenate([values, edges, -edges])
+    edges = np.array([1e-5, 1e-6, 9.99e-6, 1.5e-6, 1e-7, 2.5e-7, 0.0, -0.0, 1.0, 2.0, 0.1, 1 / 3, 123.5, 5e-324])
+    edges = np.concatenate([edges, -edges, [999999.0, 999999.5, 12345.678]])
+    values = np.concatenate([values, edges])
     want = [r[0] for r in con.execute("SELECT to_json(unnest(?::DOUBLE[]))::VARCHAR", [values.tolist()]).fetchall()]
     assert len(values) > 1000
-    assert columnar.double_texts(values) == want
-    assert columnar.double_texts(np.array([np.nan, np.inf])) == ["null", "null"]
+    assert columnar.double_texts(values).to_pylist() == want
+    masked = columnar.double_texts(np.array([np.nan, np.inf, 0.5]), np.array([False, False, True]))
+    assert masked.to_pylist() == ["null", "null", None]
     with pytest.raises(columnar.TextUnsure):
         columnar.double_texts(np.array([1e16]))

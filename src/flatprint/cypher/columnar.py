@@ -15,7 +15,6 @@ a float, 0.87175071239471435 as Python's repr has it); NaN and infinity become n
 from __future__ import annotations
 
 import gc
-import math
 
 import numpy as np
 import orjson
@@ -69,66 +68,60 @@ class TextUnsure(ValueError):
     """A value whose JSON text :func:`synapse_map_texts` does not write as DuckDB does (then DuckDB writes it)."""
 
 
-def double_texts(values: np.ndarray) -> list[str]:
+#: doubles written by Arrow's cast below this magnitude only (checked against DuckDB); beyond, DuckDB
+BIGGEST_TEXT = 1e6
+
+
+def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
     """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
-    :func:`synapse_maps_json` puts in a map): the shortest round-trip digits, in decimal notation
-    from 1e-6 up ("0.000002874877736758208", "1.0"), as ``d.ddde-7`` below; non-finite values 'null'.
-    orjson writes the same digits in one call, but from 1e-6 to 1e-5 as ``d.ddde-6``: those are
-    rewritten. Raises TextUnsure for magnitudes from 1e15 up (DuckDB's notation there was not checked)."""
+    :func:`synapse_maps_json` puts in a map), null where ``mask`` is set: the shortest round-trip
+    digits, "0.000002874877736758208", "6.811773687331879e-7". Arrow's cast to string writes
+    the same except for whole numbers ("1" for "1.0"), which are written as integers plus ".0";
+    non-finite values are 'null'. Raises TextUnsure for magnitudes from BIGGEST_TEXT up (where
+    the two notations were not compared)."""
     values = np.asarray(values, dtype=np.float64)
-    if not len(values):
-        return []
-    finite = values[np.isfinite(values)]
-    if len(finite) and np.abs(finite).max() >= 1e15:
-        raise TextUnsure(float(np.abs(finite).max()))
-    texts = orjson.dumps(values.tolist()).decode()[1:-1].split(",")
-    small = np.flatnonzero((np.abs(values) >= 1e-6) & (np.abs(values) < 1e-5))
-    for at in small.tolist():
-        texts[at] = _double_text(float(values[at]))
+    masked = mask is not None and bool(mask.any())
+    finite = np.isfinite(values)
+    if masked:
+        finite &= ~mask
+    if np.abs(values[finite]).max(initial=0.0) >= BIGGEST_TEXT:
+        raise TextUnsure(float(np.abs(values[finite]).max()))
+    texts = pc.cast(pa.array(values, mask=mask if masked else None), pa.string())
+    whole = finite & (values == np.trunc(np.where(finite, values, 0.0)))
+    if whole.any():
+        integers = np.where(whole, values, 0.0).astype(np.int64)
+        written = pc.binary_join_element_wise(pc.cast(pa.array(integers), pa.string()), ".0", "")
+        written = pc.if_else(pa.array(whole & np.signbit(values) & (values == 0)), "-0.0", written)
+        texts = pc.if_else(pa.array(whole), written, texts)
+    odd = ~finite & ~mask if masked else ~finite
+    if odd.any():
+        texts = pc.if_else(pa.array(odd), "null", texts)
     return texts
-
-
-def _double_text(value: float) -> str:
-    if not math.isfinite(value):
-        return "null"
-    if value == 0.0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    if abs(value) >= 1e15:
-        raise TextUnsure(value)
-    text = repr(value)
-    if "e" not in text:
-        return text  # Python writes 1e-4 <= |v| < 1e16 in decimal, as DuckDB does
-    mantissa, exponent = text.split("e")
-    power = int(exponent)
-    sign = "-" if mantissa.startswith("-") else ""
-    mantissa = mantissa.lstrip("-")
-    if power <= -7:
-        return f"{sign}{mantissa}e{power}"
-    digits = mantissa.replace(".", "")
-    return f"{sign}0.{'0' * (-power - 1)}{digits}"
 
 
 def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
     """Each synapse's property map as JSON text, exactly as :func:`synapse_maps_json` has DuckDB write
     it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL):
-    each ROI fragment once per label, the numbers of a column in one orjson call, the parts joined by
-    Arrow's ``binary_join_element_wise`` (nulls skipped, as the SQL's ``concat_ws``). Raises TextUnsure where
+    each ROI fragment once per label, numbers by Arrow's cast (:func:`double_texts`), the parts joined
+    by Arrow's ``binary_join_element_wise`` (nulls skipped, as the SQL's ``concat_ws``). Raises TextUnsure where
     DuckDB's text is not known to be reproduced."""
     drop = set(removed or ())
     count = len(columns["primary_label"])
     parts: list[pa.Array] = []  # per part a string array, null where the part is left out
 
-    def keyed(key: str, texts, values) -> pa.Array:
-        mask = np.ma.getmaskarray(values)
-        array = pa.array(texts, type=pa.string(), mask=mask if mask.any() else None)
-        return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", array, "")
+    def keyed(key: str, texts: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", texts, "")
+
+    def numbers(values) -> pa.Array:
+        return double_texts(np.ma.getdata(values), np.ma.getmaskarray(values))
 
     if "type" not in drop:
         kind = columns["kind"]
+        mask = np.ma.getmaskarray(kind)
         texts = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind).tolist()]
-        parts.append(keyed("type", texts, kind))
+        parts.append(keyed("type", pa.array(texts, type=pa.string(), mask=mask if mask.any() else None)))
     if "confidence" not in drop:
-        parts.append(keyed("confidence", double_texts(np.ma.getdata(columns["conf"])), columns["conf"]))
+        parts.append(keyed("confidence", numbers(columns["conf"])))
     if "location" not in drop:
         coords = []
         for axis in ("x", "y", "z"):
@@ -143,8 +136,7 @@ def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str,
         )
     for name in model.nt_columns:
         if name not in drop:
-            values = columns[name]
-            parts.append(keyed(name, double_texts(np.ma.getdata(values)), values))
+            parts.append(keyed(name, numbers(columns[name])))
     parts.append(_fragments(model, "primary", drop, columns["primary_label"]))
     parts.append(_fragments(model, "major", drop, columns["major_label"]))
     if not count:

@@ -28,6 +28,7 @@ from flatprint.cypher.planner import plan_match
 from flatprint.cypher.rewriter import and_all
 from flatprint.cypher.sqlgen import select_statement
 from flatprint.cypher.synapseplan import Compare, End, SynapseEnd, SynapseShape
+from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.partners import (
     PARTNER_COLUMNS,
     connected_pairs,
@@ -45,6 +46,9 @@ USE_SYNAPSE_ANSWERS = True
 FEW_SOURCES, FEW_PAIRS = 4, 64
 #: more bodies than this on an end: the SQL step (a literal list that long costs more than it saves)
 MAX_BODIES = 20_000
+
+#: an end's bodies by its conditions (store, label, variable, terms' text), for the batches that repeat them
+_queried_bodies: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=256)
 
 _COLUMN = {"type": "kind", "confidence": "conf", "x": "x", "y": "y", "z": "z"}
 
@@ -130,6 +134,15 @@ class _Answer:
             return listed_bodies(self.execution.store, self.cursor, listed, end.neuron)
         if not end.terms:
             raise _NotHere  # every body of the label: the SQL step's answer
+        if any(isinstance(e, ast.Parameter) for term in end.terms for e in term.walk()):
+            return self.queried_bodies(end)
+        # batches repeat an end's conditions (n.type = 'T' with each target body): one query per
+        # store and conditions (stores are read-only)
+        key = (store_key(self.execution.store), end.neuron, end.variable, tuple(t.to_cypher() for t in end.terms))
+        return _queried_bodies.get(key, lambda: self.queried_bodies(end))
+
+    def queried_bodies(self, end: End) -> np.ndarray:
+        """The bodies of ``end`` by one SQL query of the end alone (its terms as the SQL step renders them)."""
         node = ast.NodePattern(end.variable, ("Neuron",) if end.neuron else ("Segment",))
         plan = plan_match(
             (ast.PathPattern((node,)),),
