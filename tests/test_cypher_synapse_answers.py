@@ -21,7 +21,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     synapse_points,
 )
 
-from flatprint.cypher import columnar, synapseanswers
+from flatprint.cypher import batchcache, columnar, synapseanswers
 from flatprint.cypher.engine import execute, plan_tree
 from flatprint.store import Store
 
@@ -40,8 +40,8 @@ def answered(monkeypatch):
     record = []
     original = synapseanswers.SynapseAnswerExecution.answer_synapses
 
-    def spy(self, shape, rows):
-        result = original(self, shape, rows)
+    def spy(self, shape, rows, *clauses):
+        result = original(self, shape, rows, *clauses)
         if synapseanswers.USE_SYNAPSE_ANSWERS:
             record.append(result is not None)
         return result
@@ -301,3 +301,27 @@ def test_map_numbers_are_written_as_duckdb_writes_them(store):
     assert masked.to_pylist() == ["null", "null", None]
     with pytest.raises(columnar.TextUnsure):
         columnar.double_texts(np.array([1e16]))
+
+
+def test_batches_of_a_call_are_taken_from_the_batch_cache(store, segments, strong_pair, answered, monkeypatch):  # noqa: F811
+    """neuprint-python's batches (the same query, one target body each): the first read from the
+    synapse layout, later ones from the batch cache's kept general answer (no statement of the
+    layout's reads), each the SQL step's answer."""
+    pre, post = strong_pair
+    kind = segments.loc[pre, "type"]
+    post_kind = segments.loc[post, "type"]
+    same_type = segments.index[segments["is_neuron"] & (segments["type"] == post_kind)]
+    targets = [post, *sorted(int(b) for b in same_type if b != post)[:3]]
+    assert len(targets) > 2
+    read = []
+    original = synapseanswers._Answer.run
+    monkeypatch.setattr(synapseanswers._Answer, "run", lambda self: read.append(1) or original(self))
+    monkeypatch.setattr(batchcache, "_CACHES", {})  # a fresh batch cache for the store
+    for target in targets:
+        text = synapse_connections(
+            "Neuron", "Neuron", f"n.type = '{kind}' AND m.bodyId = {target} AND m.type = '{post_kind}'"
+        )
+        through_sql, layout = both_ways(store, text)
+        assert_same(through_sql, layout)
+    assert answered == [True] * len(targets)
+    assert len(read) == 1  # the first batch; the second built the general answer, the rest took it

@@ -312,7 +312,7 @@ class Execution(
                     return answered
                 step = step.sql
             if isinstance(step, SynapseMatchProject):
-                answered = self.answer_synapses(step.shape, rows)
+                answered = self.answer_synapses(step.shape, rows, step.sql.match.clause, step.sql.projection.clause)
                 if answered is not None:
                     self.entities_complete = True  # plain values and maps only
                     return answered

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from flatprint.cypher import ast, columnar
+from flatprint.cypher import ast, batchcache, columnar
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.planner import plan_match
 from flatprint.cypher.rewriter import and_all
@@ -60,11 +60,20 @@ class _NotHere(Exception):
 class SynapseAnswerExecution:
     """The synapse-layout answers of :class:`flatprint.cypher.engine.Execution`."""
 
-    def answer_synapses(self, shape: SynapseShape, rows: list[dict]) -> tuple[list[str], list[list]] | None:
+    def answer_synapses(
+        self, shape: SynapseShape, rows: list[dict], match: ast.Match, projection: ast.Return
+    ) -> tuple[list[str], list[list]] | None:
         """(columns, rows) of the shape's RETURN (``columnar_arrow`` set), or None when the SQL step
-        must answer."""
+        must answer. A batch of a batched call (one ``bodyId`` term; batchcache.py) is first offered
+        to the batch cache: from the shape's second batch on, its kept general answer gives every
+        batch without SQL (~7 ms of CPU a batch at scale 0.01), cheaper than reading each batch."""
         if not USE_SYNAPSE_ANSWERS or rows != [{}] or not self.columnar_allowed:
             return None
+        names = [item.name for item in shape.items]
+        if batchcache.body_condition(match.where) is not None and any(i.kind == "map" for i in shape.items):
+            kept = self._answer_from_general_query(match, [i.expression for i in projection.items], names)
+            if kept is not None:
+                return names, kept
         try:
             return _Answer(self, shape).run()
         except _NotHere:
