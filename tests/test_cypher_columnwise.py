@@ -20,7 +20,7 @@ from oracle import load, oracle_segments, roi_chains
 from server_fixture import running_server
 
 import flatprint
-from flatprint.cypher import batchcache
+from flatprint.cypher import batchcache, synapseanswers
 from flatprint.cypher.engine import Execution, execute
 from flatprint.cypher.memory import MemoryBudgetError, set_memory_budget
 from flatprint.errors import QueryError
@@ -397,6 +397,8 @@ def test_type_batch_reads_only_the_partners_synapses(store, release_dir, synapse
         return original(self, sql, tables)
 
     monkeypatch.setattr(Execution, "run_arrow_checked", recording)
+    # the SQL step's statement is under test: the synapse-layout step (synapseanswers.py) off
+    monkeypatch.setattr(synapseanswers, "USE_SYNAPSE_ANSWERS", False)
     result = execute(store, TYPE_BATCH_CYPHER.format(pre_type=pre_type, post=post, post_type=post_type))
     assert result.arrow is not None, "the batch query should be built column-wise"
     assert canonical(result.data) == want
@@ -488,6 +490,8 @@ def test_type_batches_with_too_many_bodies_run_alone(store_path, release_dir, sy
     """When the general query would cover more bodies than batchcache.MAX_KEYS, every batch runs its
     own SQL (nothing is kept) and its rows still equal the oracle's."""
     monkeypatch.setattr(batchcache, "MAX_KEYS", 1)
+    # each batch's own SQL statement is under test: the synapse-layout step (synapseanswers.py) off
+    monkeypatch.setattr(synapseanswers, "USE_SYNAPSE_ANSWERS", False)
     pre_type, post_type, batches = _type_batches(release_dir, strong_pair, count=4)
     store = Store.open(store_path)
     try:

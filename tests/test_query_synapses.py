@@ -271,13 +271,13 @@ def _non_neuron_pair(release):
 def membership_source(request, client):
     """Which in-RAM copy tells the listed bodies' :Neuron membership: the neuron ids read for the
     call ('ids'), the neuron table or the neuron graph (each built before the call)."""
-    from flatprint.query import synapses
     from flatprint.store.neurongraph import clear_neuron_graph_cache, neuron_graph
     from flatprint.store.neurontable import clear_neuron_table_cache, neuron_table
+    from flatprint.store.partners import forget_neuron_body_ids
 
     clear_neuron_table_cache()
     clear_neuron_graph_cache()
-    synapses._neuron_id_arrays.clear()
+    forget_neuron_body_ids()
     if request.param == "table":
         neuron_table(client.store)
     elif request.param == "graph":

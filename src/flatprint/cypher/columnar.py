@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import gc
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import sqlgen
+from flatprint.cypher.values import POINT_CRS
 
 BLOCK_ROWS = 16384  # rows parsed between two checks of the deadline and the memory budget
 
@@ -60,6 +62,101 @@ def synapse_maps_json(
         tables["ids_table"] = pa.table({"id": ids})
         sql = sqlgen.synapse_maps_json_sql(model.nt_columns, drop, ids.to_numpy())
     return run_arrow(sql, tables)
+
+
+class TextUnsure(ValueError):
+    """A value whose JSON text :func:`synapse_map_texts` does not write as DuckDB does (then DuckDB writes it)."""
+
+
+#: doubles written by Arrow's cast below this magnitude only (checked against DuckDB); beyond, DuckDB
+BIGGEST_TEXT = 1e6
+
+
+def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
+    :func:`synapse_maps_json` puts in a map), null where ``mask`` is set: the shortest round-trip
+    digits, "0.000002874877736758208", "6.811773687331879e-7". Arrow's cast to string writes
+    the same except for whole numbers ("1" for "1.0"), which are written as integers plus ".0";
+    non-finite values are 'null'. Raises TextUnsure for magnitudes from BIGGEST_TEXT up (where
+    the two notations were not compared)."""
+    values = np.asarray(values, dtype=np.float64)
+    masked = mask is not None and bool(mask.any())
+    finite = np.isfinite(values)
+    if masked:
+        finite &= ~mask
+    if np.abs(values[finite]).max(initial=0.0) >= BIGGEST_TEXT:
+        raise TextUnsure(float(np.abs(values[finite]).max()))
+    texts = pc.cast(pa.array(values, mask=mask if masked else None), pa.string())
+    whole = finite & (values == np.trunc(np.where(finite, values, 0.0)))
+    if whole.any():
+        integers = np.where(whole, values, 0.0).astype(np.int64)
+        written = pc.binary_join_element_wise(pc.cast(pa.array(integers), pa.string()), ".0", "")
+        written = pc.if_else(pa.array(whole & np.signbit(values) & (values == 0)), "-0.0", written)
+        texts = pc.if_else(pa.array(whole), written, texts)
+    odd = ~finite & ~mask if masked else ~finite
+    if odd.any():
+        texts = pc.if_else(pa.array(odd), "null", texts)
+    return texts
+
+
+def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
+    """Each synapse's property map as JSON text, exactly as :func:`synapse_maps_json` has DuckDB write
+    it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL):
+    each ROI fragment once per label, numbers by Arrow's cast (:func:`double_texts`), the parts joined
+    by Arrow's ``binary_join_element_wise`` (nulls skipped, as the SQL's ``concat_ws``). Raises TextUnsure where
+    DuckDB's text is not known to be reproduced."""
+    drop = set(removed or ())
+    count = len(columns["primary_label"])
+    parts: list[pa.Array] = []  # per part a string array, null where the part is left out
+
+    def keyed(key: str, texts: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", texts, "")
+
+    def numbers(values) -> pa.Array:
+        return double_texts(np.ma.getdata(values), np.ma.getmaskarray(values))
+
+    if "type" not in drop:
+        kind = columns["kind"]
+        mask = np.ma.getmaskarray(kind)
+        texts = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind).tolist()]
+        parts.append(keyed("type", pa.array(texts, type=pa.string(), mask=mask if mask.any() else None)))
+    if "confidence" not in drop:
+        parts.append(keyed("confidence", numbers(columns["conf"])))
+    if "location" not in drop:
+        coords = []
+        for axis in ("x", "y", "z"):
+            values = columns[axis]
+            mask = np.ma.getmaskarray(values)
+            text = pc.cast(pa.array(np.ma.getdata(values).astype(np.int64), mask=mask), pa.string())
+            coords.append(pc.fill_null(text, "null"))
+        crs = orjson.dumps(POINT_CRS).decode()
+        xyz = pc.binary_join_element_wise(*coords, ",")
+        parts.append(
+            pc.binary_join_element_wise('"location":{"type":"Point","coordinates":[', xyz, f'],"crs":{crs}}}', "")
+        )
+    for name in model.nt_columns:
+        if name not in drop:
+            parts.append(keyed(name, numbers(columns[name])))
+    parts.append(_fragments(model, "primary", drop, columns["primary_label"]))
+    parts.append(_fragments(model, "major", drop, columns["major_label"]))
+    if not count:
+        return pa.array([], type=pa.string())
+    # "{" first: pyarrow (26) drops the rows whose parts are all null under null_handling="skip"
+    joined = pc.binary_join_element_wise("{", *parts, ",", null_handling="skip")
+    return pc.binary_join_element_wise(pc.replace_substring_regex(joined, r"^\{,", "{"), "}", "")
+
+
+def _fragments(model, roi_set: str, drop: set[str], labels) -> pa.Array:
+    """Per synapse the ``"ROI":true,...`` text of its ``roi_set`` label (null for none), as
+    :func:`_flag_table` has it (a NULL label reads as label 0, as the SQL's coalesce)."""
+    plain = np.ma.getdata(labels).astype(np.int64)
+    plain = np.where(np.ma.getmaskarray(labels), 0, plain)
+    unique, inverse = np.unique(plain, return_inverse=True)
+    texts = []
+    for label in unique.tolist():
+        names = [n for n in model.roi_names_of_label.get((roi_set, label), []) if n not in drop]
+        texts.append(",".join(orjson.dumps(n).decode() + ":true" for n in names) or None)
+    return pa.array(texts, type=pa.string()).take(pa.array(inverse.reshape(-1), type=pa.int64()))
 
 
 def arrow_column(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -6,6 +6,8 @@ Stages (one module each, as in sqlglot)::
          (plancache: both once per query shape; a text of a known shape gets the tree with its literals)
          --rewriter--> (constant WITHs inlined, pass-through WITHs folded, MATCHes merged)
          --plan--> a tree of steps (plan_tree(text) shows it), walked here over rows (dicts):
+           SynapseMatchProject --synapseanswers--> fetch_synapse_connections / fetch_synapses' shapes
+                            from partners and synapses by body and id (else its SqlMatchProject)
            SqlMatchProject  --pushdown: planner + sqlgen--> one SQL query with GROUP BY / ORDER BY / LIMIT
                             (else its SqlMatch, then its Projection)
            SqlMatch         --matching: planner + sqlgen--> SQL --DuckDB--> rows
@@ -52,6 +54,7 @@ from flatprint.cypher.plan import (
     Projection,
     SqlMatch,
     SqlMatchProject,
+    SynapseMatchProject,
     Unwind,
     explain,
     needed_properties,
@@ -63,6 +66,7 @@ from flatprint.cypher.projection import ProjectionExecution, distinct
 from flatprint.cypher.pushdown import PushdownExecution
 from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs
 from flatprint.cypher.schema import GraphView, model_of
+from flatprint.cypher.synapseanswers import SynapseAnswerExecution
 from flatprint.cypher.values import hashable, output_rows
 from flatprint.errors import QueryError
 
@@ -178,7 +182,14 @@ def plan_tree(text: str) -> str:
 # execution
 
 
-class Execution(MatchExecution, PushdownExecution, ProjectionExecution, ProcedureExecution, NeuronAnswerExecution):
+class Execution(
+    MatchExecution,
+    PushdownExecution,
+    ProjectionExecution,
+    ProcedureExecution,
+    NeuronAnswerExecution,
+    SynapseAnswerExecution,
+):
     """Runs one query (and its runTimeboxed inner queries) on one cursor."""
 
     def __init__(self, store, cursor, deadline: Deadline, params: dict, query: ast.Node | set[str]):
@@ -299,6 +310,12 @@ class Execution(MatchExecution, PushdownExecution, ProjectionExecution, Procedur
                 answered = self.answer_from_neurons(step.shape, rows)
                 if answered is not None:
                     self.entities_complete = True  # plain values only
+                    return answered
+                step = step.sql
+            if isinstance(step, SynapseMatchProject):
+                answered = self.answer_synapses(step.shape, rows, step.sql.match.clause, step.sql.projection.clause)
+                if answered is not None:
+                    self.entities_complete = True  # plain values and maps only
                     return answered
                 step = step.sql
             if isinstance(step, SqlMatchProject):

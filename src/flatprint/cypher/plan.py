@@ -4,7 +4,9 @@
 as one SQL statement: planner.py, sqlgen), :class:`PathSearch` (variable-length and shortest
 paths), :class:`SqlMatchProject` (a MATCH and the WITH/RETURN after it tried as one statement),
 :class:`Projection`, :class:`Unwind` and :class:`ProcedureCall`; :class:`NeuronMatchProject`
-(neuron lookups and their ConnectsTo relationships from RAM, the SqlMatchProject as fallback).
+(neuron lookups and their ConnectsTo relationships from RAM, the SqlMatchProject as fallback) and
+:class:`SynapseMatchProject` (fetch_synapse_connections' and fetch_synapses' queries from the synapse
+layout, the SqlMatchProject as fallback).
 :func:`explain` renders the tree (``flatprint.cypher.engine.plan_tree(text)``). Also
 :func:`needed_properties`, the properties a match's SQL fetches with it, and :func:`row_cap`, how
 many rows of a MATCH the rest of the query can use (a LIMIT pushed into its SQL).
@@ -18,6 +20,7 @@ from flatprint.cypher import ast
 from flatprint.cypher.neuronplan import NeuronShape, neuron_shape
 from flatprint.cypher.registry import contains_aggregate
 from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs, normalize_projections
+from flatprint.cypher.synapseplan import SynapseShape, synapse_shape
 
 
 def needed_properties(query: ast.Node) -> set[str]:
@@ -108,7 +111,25 @@ class NeuronMatchProject:
     sql: SqlMatchProject
 
 
-Step = SqlMatch | PathSearch | Projection | Unwind | ProcedureCall | SqlMatchProject | NeuronMatchProject
+@dataclass
+class SynapseMatchProject:
+    """MATCH + RETURN of fetch_synapse_connections' or fetch_synapses' shape answered from ``partners``
+    and ``synapses`` read by body and id (synapseplan.py, synapseanswers.py); else ``sql``."""
+
+    shape: SynapseShape
+    sql: SqlMatchProject
+
+
+Step = (
+    SqlMatch
+    | PathSearch
+    | Projection
+    | Unwind
+    | ProcedureCall
+    | SqlMatchProject
+    | NeuronMatchProject
+    | SynapseMatchProject
+)
 
 
 @dataclass
@@ -140,7 +161,11 @@ def plan_part(part: ast.SingleQuery) -> PartPlan:
                 if isinstance(following, (ast.With, ast.Return)) and not (following.star or clause.optional):
                     fused = SqlMatchProject(match, Projection(following))
                     shape = neuron_shape(clause, following)
-                    steps.append(fused if shape is None else NeuronMatchProject(shape, fused))
+                    if shape is not None:
+                        steps.append(NeuronMatchProject(shape, fused))
+                    else:
+                        synapses = synapse_shape(clause, following)
+                        steps.append(fused if synapses is None else SynapseMatchProject(synapses, fused))
                     position += 2
                     continue
                 steps.append(match)
@@ -180,6 +205,8 @@ def explain(plan: QueryPlan) -> str:
 def _step_lines(step: Step, indent: str) -> list[str]:
     if isinstance(step, NeuronMatchProject):
         return [f"{indent}NeuronMatchProject (in RAM when built; else)", *_step_lines(step.sql, indent + "  ")]
+    if isinstance(step, SynapseMatchProject):
+        return [f"{indent}SynapseMatchProject (synapse layout; else)", *_step_lines(step.sql, indent + "  ")]
     if isinstance(step, SqlMatchProject):
         inner = indent + "  "
         return [f"{indent}SqlMatchProject", *_step_lines(step.match, inner), *_step_lines(step.projection, inner)]

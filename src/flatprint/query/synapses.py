@@ -12,16 +12,13 @@ from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
 from flatprint.query.criteria import SynapseCriteria, check_rois, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import with_provenance
-from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.columns import SYNAPSE_COLUMNS
-from flatprint.store.neurongraph import kept_neuron_graph
-from flatprint.store.neurontable import kept_neuron_table
 from flatprint.store.partners import (
     PARTNER_COLUMNS,
+    listed_bodies,
     pair_weights,
     partners_between,
     partners_of_pairs,
-    sorted_unique,
     synapses_by_id,
 )
 from flatprint.store.sql import sql_literal
@@ -295,42 +292,12 @@ def _only_body_ids(criteria) -> bool:
     return rest.is_empty()
 
 
-_neuron_id_arrays: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=2)
-
-
-def _neuron_ids(client) -> np.ndarray:
-    """The store's :Neuron body ids, sorted: those of its neuron table or graph when one is built
-    already, else read once (166,700 ids at scale 1.0: 1.3 MB, one small scan) and kept. Never waits
-    for a neuron table or graph to be built (seconds at scale 1.0) for a call that needs only this."""
-    store = client.store
-    for kept in (kept_neuron_table(store), kept_neuron_graph(store)):
-        if kept is not None:
-            return kept.body_ids
-    sql = "SELECT bodyId FROM neurons" if store.has_table("neurons") else "SELECT bodyId FROM segments WHERE is_neuron"
-    return _neuron_id_arrays.get(store_key(store), lambda: _read_ids(client.cursor(), sql))
-
-
-def _read_ids(cursor, sql: str) -> np.ndarray:
-    """The ``bodyId`` column of ``sql``'s rows as sorted int64 (tables are stored sorted: checked)."""
-    ids = np.asarray(cursor.execute(sql).fetchnumpy()["bodyId"], dtype=np.int64)
-    return ids if np.all(ids[1:] > ids[:-1]) else np.unique(ids)
-
-
 def _listed_members(client, cur, criteria) -> np.ndarray | None:
     """The bodies ``criteria`` match, sorted, when they select by body id only (the label aside),
-    without SQL for listed neurons (:func:`_neuron_ids`; every :Neuron is a :Segment), a listed
-    non-neuron of :Segment criteria by one look-up in ``segments``; else None."""
+    without SQL for listed neurons (store.partners.listed_bodies); else None."""
     if not criteria.bodyId or not _only_body_ids(criteria):
         return None
-    ids = sorted_unique(np.asarray(criteria.bodyId, dtype=np.int64))
-    neurons = _neuron_ids(client)
-    at = np.minimum(np.searchsorted(neurons, ids), max(len(neurons) - 1, 0))
-    is_neuron = neurons[at] == ids if len(neurons) else np.zeros(len(ids), bool)
-    if criteria.label == "Neuron" or is_neuron.all():
-        return ids[is_neuron]
-    others = ", ".join(str(b) for b in ids[~is_neuron].tolist())
-    found = cur.execute(f"SELECT bodyId FROM segments WHERE bodyId IN ({others})").fetchnumpy()["bodyId"]
-    return np.union1d(ids[is_neuron], np.asarray(found, dtype=np.int64))
+    return listed_bodies(client.store, cur, criteria.bodyId, criteria.label == "Neuron")
 
 
 def _few_pairs_rows(client, cur, src, tgt) -> dict[str, np.ndarray]:
