@@ -53,6 +53,7 @@ from flatprint.ingest.ranges import (
     range_count,
     range_index_sql,
 )
+from flatprint.ingest.roi_info import write_roi_info
 from flatprint.ingest.rois import (
     combine_extra_roi_sets,
     extra_roi_sets,
@@ -67,6 +68,8 @@ from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
 from flatprint.release import tables as T
 from flatprint.store.sql import quote_ident, sql_literal
+
+ROI_INFO_BATCH_ROWS = 1 << 20  # rows of per-ROI counts turned into roiInfo text at a time
 
 
 class _Stage:
@@ -112,6 +115,7 @@ class _Build:
     post_bounds: list[int] = field(default_factory=list)  # body_post ranges of the post-sorted copies
     major_label_expr: str = "0"  # SQL for a point's major label (a combined label when v1.0's extra levels exist)
     roi_type: str = "VARCHAR"  # the ROI names as an ENUM in name order (see _build_rois)
+    roi_info_keys: list[str] = field(default_factory=list)  # roiInfo key prefixes by key_rank (see _build_rois)
 
     @property
     def ranges(self) -> int:
@@ -280,9 +284,12 @@ def _build_rois(b: _Build) -> None:
     b.roi_type = f"ENUM({', '.join(sql_literal(n) for n in names)})" if names else "VARCHAR"
     con.execute(f"CREATE TEMP TABLE roi_codes AS SELECT roi_set, label, CAST(roi AS {b.roi_type}) AS roi FROM roi_map")
     # Each ROI's roiInfo key text, made once per ROI rather than once per body and ROI.
+    # key_rank: the keys' order as text, which is the order of the roiInfo pieces they begin.
     con.execute(f"""CREATE TEMP TABLE roi_info_keys AS
-                    SELECT CAST(roi AS {b.roi_type}) AS roi, to_json(roi)::VARCHAR || ':{{"pre":' AS key
-                    FROM (SELECT DISTINCT roi FROM roi_map)""")
+                    SELECT roi, key, (row_number() OVER (ORDER BY key) - 1)::INTEGER AS key_rank FROM (
+                      SELECT CAST(roi AS {b.roi_type}) AS roi, to_json(roi)::VARCHAR || ':{{"pre":' AS key
+                      FROM (SELECT DISTINCT roi FROM roi_map))""")
+    b.roi_info_keys = [r[0] for r in con.execute("SELECT key FROM roi_info_keys ORDER BY key_rank").fetchall()]
 
 
 def _build_synapses(b: _Build) -> None:
@@ -418,7 +425,12 @@ def _build_partners(b: _Build) -> None:
             else:
                 con.execute("CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS pre_id, 0 AS n LIMIT 0")
             _segment_rois(
-                con, first, last, b.work / "segment-rois" / f"{k:05d}.parquet", b.work / "roi-info" / f"{k:05d}.parquet"
+                con,
+                b.roi_info_keys,
+                first,
+                last,
+                b.work / "segment-rois" / f"{k:05d}.parquet",
+                b.work / "roi-info" / f"{k:05d}.parquet",
             )
             advance()
     for name in ("range_segment_rois", "range_partners", "tbar_labels"):
@@ -625,7 +637,7 @@ def _connection_rois(con) -> None:
     con.execute("DROP TABLE pair_labels; DROP TABLE pre_overcount")
 
 
-def _segment_rois(con, first: int, last: int, counts_file: Path, roi_info_file: Path) -> None:
+def _segment_rois(con, keys: list[str], first: int, last: int, counts_file: Path, roi_info_file: Path) -> None:
     """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose T-bars'
     partners are in ``tbar_labels``) to ``counts_file`` sorted by ROI then body, and those bodies'
     roiInfo text to ``roi_info_file`` in body order; downstream counts the PSDs each T-bar's partners
@@ -654,16 +666,11 @@ def _segment_rois(con, first: int, last: int, counts_file: Path, roi_info_file: 
     con.execute(f"""COPY (SELECT bodyId, CAST(roi AS VARCHAR) AS roi, pre, post, downstream, upstream, synweight
                           FROM range_segment_rois r ORDER BY r.roi, bodyId)
                     TO {sql_literal(str(counts_file))} (FORMAT parquet)""")
-    # roiInfo JSON text from string pieces (~35 % faster than nested structs -> to_json), keys in ROI
-    # order by sorting the pieces, which start with the ROI name: 2.4x faster than an ordered string_agg.
-    # One concat per piece, not a chain of || (each link copies the string so far).
-    con.execute(f"""
-        COPY (
-          SELECT bodyId, '{{' || array_to_string(list_sort(list(
-                   concat(k.key, pre, ',"post":', post, ',"downstream":', downstream, ',"upstream":', upstream,
-                          ',"synweight":', synweight, '}}'))), ',') || '}}' AS roiInfo
-          FROM range_segment_rois JOIN roi_info_keys k USING (roi) GROUP BY bodyId ORDER BY bodyId)
-        TO {sql_literal(str(roi_info_file))} (FORMAT parquet)""")
+    # roiInfo JSON text, keys in the order of their text (see ingest/roi_info.py).
+    rows = con.sql("""
+        SELECT r.bodyId, k.key_rank, r.pre, r.post, r.downstream, r.upstream, r.synweight
+        FROM range_segment_rois r JOIN roi_info_keys k USING (roi) ORDER BY r.bodyId, k.key_rank""")
+    write_roi_info(rows.to_arrow_reader(ROI_INFO_BATCH_ROWS), keys, roi_info_file)
 
 
 def _sorted_copy(b: _Build, source: str, target: str, order_by: str) -> None:
