@@ -94,3 +94,11 @@ def test_build_time_is_not_a_difference(two_builds, tmp_path):
         f"table meta: 1 (position, row) pairs only in {two_builds[0]}",
         f"table meta: 1 (position, row) pairs only in {edited}",
     ]
+
+
+def test_runs_under_a_memory_limit_and_leaves_no_spill(two_builds, tmp_path, monkeypatch):
+    """A small limit still compares (DuckDB spills to a temporary directory, removed afterwards);
+    nothing is written to the working directory (a 0.1 comparison once left 4 GB of spill there)."""
+    monkeypatch.chdir(tmp_path)
+    assert compare.compare_stores(*two_builds, memory_limit="256MB") == []
+    assert list(tmp_path.iterdir()) == []
