@@ -428,3 +428,15 @@ def test_a_wrong_matrix_weight_is_caught(client, release_dir, neurons, monkeypat
     for min_weight in (1, 2):
         got = flatprint.connection_matrix("type", min_weight=min_weight, client=client)
         assert _rows(got) != _oracle_matrix(release_dir, neurons, "type", min_weight)
+
+
+def test_rows_sorted_by_two_keys():
+    """fetch_reach's sort is skipped only when rows are in (hops, bodyId) order already."""
+    from flatprint.query.connectivity import _sorted_by
+
+    a = np.array
+    assert _sorted_by(a([0, 0, 1, 1, 2]), a([5, 9, 1, 7, 0]))
+    assert _sorted_by(a([], dtype=np.int64), a([], dtype=np.int64)) and _sorted_by(a([3]), a([1]))
+    assert not _sorted_by(a([0, 0, 1]), a([9, 5, 1]))  # bodies out of order within a hop
+    assert not _sorted_by(a([1, 0]), a([1, 2]))  # hops out of order
+    assert _sorted_by(a([0, 0]), a([4, 4]))  # equal rows keep their order

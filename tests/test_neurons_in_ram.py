@@ -218,3 +218,17 @@ def test_regex_is_matched_once_per_distinct_value(client, monkeypatch):
     table = neuron_table(client.store)
     distinct = pd.Series(table.columns.column("type").to_pylist()).dropna().nunique()
     assert seen == [(distinct, "(DNg.*)|(LH.*)")]
+
+
+def test_count_totals_treat_null_and_nan_as_zero():
+    """Totals of count columns as int64, NULL (and NaN) as 0, as pandas' fillna(0) gives them."""
+    import pyarrow as pa
+
+    ints = pa.chunked_array([pa.array([3, None, 5], pa.int64())])
+    floats = pa.chunked_array([pa.array([2.0, None, float("nan")], pa.float64())])
+    text = pa.chunked_array([pa.array(["1", None, "4"])])
+    assert neurons_module.count_totals(ints, pd.Series([3.0, None, 5.0])).tolist() == [3, 0, 5]
+    assert neurons_module.count_totals(floats, pd.Series([2.0, None, None])).tolist() == [2, 0, 0]
+    # other types: from the converted column
+    assert neurons_module.count_totals(text, pd.Series([1, None, 4])).tolist() == [1, 0, 4]
+    assert neurons_module.count_totals(ints, pd.Series([0.0])).dtype == np.int64

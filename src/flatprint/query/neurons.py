@@ -249,7 +249,8 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
     rows ingest wrote the roiInfo text from), and the per-ROI counts from the same rows."""
     positions = matching_positions(table, client, criteria)
     plain = [c for c in columns if c != "roiInfo"]
-    neuron_df = frame_from_arrow(table.rows(plain, positions))
+    arrow = table.rows(plain, positions)
+    neuron_df = frame_from_arrow(arrow)
     if neuron_df.empty:
         warn_unmatched(criteria, client, stacklevel=5)
     if omit_rois:
@@ -271,8 +272,19 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
         neuron_df.insert(columns.index("roiInfo"), "roiInfo", info if len(info) else [])
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):
             neuron_df[name] = roi_lists(roi_rows, len(ids), column)
-    totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
+    totals = {c: count_totals(arrow.column(c), neuron_df[c]) for c in count_cols}
     return neuron_df, roi_counts_frame(roi_rows, ids, totals, count_cols, client.primary_rois)
+
+
+def count_totals(column: pa.ChunkedArray, converted: pd.Series) -> np.ndarray:
+    """A count column's values as int64, NULL as 0: from Arrow when numeric (a pandas fillna costs
+    ~40 us a column), else from its converted Series."""
+    if pa.types.is_integer(column.type):
+        return np.asarray(column.fill_null(0).to_numpy()).astype(np.int64)
+    if pa.types.is_floating(column.type):  # NULL and NaN become 0, as fillna makes them
+        values = np.asarray(column.to_numpy())  # (NULLs arrive as NaN)
+        return np.where(np.isnan(values), 0, values).astype(np.int64)
+    return converted.fillna(0).to_numpy().astype(np.int64)
 
 
 def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.ndarray) -> np.ndarray:
