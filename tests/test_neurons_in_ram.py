@@ -232,3 +232,53 @@ def test_count_totals_treat_null_and_nan_as_zero():
     # other types: from the converted column
     assert neurons_module.count_totals(text, pd.Series([1, None, 4])).tolist() == [1, 0, 4]
     assert neurons_module.count_totals(ints, pd.Series([0.0])).dtype == np.int64
+
+
+REGEXES = [r"DN.*", r"(?i)dng.*", r"DN[a-z]{1,2}\d+", r"LH.*|.*_L", r"[^D].*", r"DNg0\d", r"(DN)?g.*", r".*"]
+
+
+def test_regex_over_arrow_equals_duckdb(client):
+    """Over values without newlines the Arrow RE2 path gives DuckDB's regexp_full_match answer."""
+    from flatprint.store.neurontable import neuron_table
+
+    for name in ("type", "instance"):
+        index = neuron_table(client.store).indexes[name]
+        assert not index.line_breaks
+        duckdb_only = dataclasses.replace(index, line_breaks=True)
+        for pattern in REGEXES:
+            got = index.regex_lookup(client.cursor(), pattern)
+            assert np.array_equal(got, duckdb_only.regex_lookup(client.cursor(), pattern)), (name, pattern)
+        assert len(index.regex_lookup(client.cursor(), "DN.*")) > 0
+
+
+def test_values_with_newlines_take_duckdb(client):
+    """A value holding a newline sends regexes to DuckDB (RE2's newline options would matter); the
+    positions are those SQL's regexp_full_match selects row by row."""
+    import pyarrow as pa
+
+    from flatprint.store.neurontable import _value_index
+
+    rows = ["a\nb", "ab", None, "a\nb", "x\n", "ab"]
+    index = _value_index(pa.chunked_array([pa.array(rows)]))
+    assert index.line_breaks
+    plain = _value_index(pa.chunked_array([pa.array(["ab", None, "cd"])]))
+    assert not plain.line_breaks
+    cur = client.cursor()
+    for pattern in ("a.b", "ab", "x.?", ".*", "a\nb", "(?s)a.b"):
+        want = [
+            i
+            for i, v in enumerate(rows)
+            if v is not None and cur.execute("SELECT regexp_full_match(?, ?)", [v, pattern]).fetchall()[0][0]
+        ]
+        assert index.regex_lookup(cur, pattern).tolist() == want, pattern
+
+
+def test_pattern_re2_rejects_fails_as_in_sql(client, monkeypatch):
+    """A pattern Python compiles but RE2 rejects (a lookahead) fails with DuckDB's error on both paths."""
+    errors = []
+    for use_table in (True, False):
+        monkeypatch.setattr(neurons_module, "USE_NEURON_TABLE", use_table)
+        with pytest.raises(Exception) as caught:
+            flatprint.fetch_neurons(NC(type="DN(?=g).*"), client=client)
+        errors.append(type(caught.value))
+    assert errors[0] is errors[1] and "duckdb" in errors[0].__module__

@@ -54,6 +54,7 @@ class ValueIndex:
     offsets: np.ndarray
     positions: np.ndarray
     values: pa.Array | None = None  # the distinct values, value k at index k
+    line_breaks: bool = True  # whether a value holds a newline (unknown: assumed)
 
     def lookup(self, values) -> np.ndarray:
         """Sorted positions holding any of ``values``."""
@@ -69,7 +70,17 @@ class ValueIndex:
 
     def regex_lookup(self, cursor, pattern: str) -> np.ndarray:
         """Sorted positions whose value DuckDB's ``regexp_full_match`` matches with ``pattern``: the
-        same function the SQL path applies to every row, here applied once per distinct value."""
+        same function the SQL path applies to every row, here applied once per distinct value.
+        Without newlines in the values, Arrow's RE2 (the library DuckDB uses) anchored at both ends
+        answers alike (RE2's newline options then change nothing) in ~1/10 of DuckDB's call; a
+        pattern RE2 rejects goes to DuckDB, which names it."""
+        if not self.line_breaks:
+            try:
+                hits = pc.match_substring_regex(self.values, pattern=f"^(?:{pattern})$")
+            except pa.ArrowInvalid:
+                pass
+            else:
+                return self.lookup_codes(np.flatnonzero(np.asarray(hits.fill_null(False))).tolist())
         numbered = pa.table({"v": self.values, "k": pa.array(np.arange(len(self.values), dtype=np.int64))})
         hits = cursor.from_arrow(numbered).filter(f"regexp_full_match(v, {sql_literal(pattern)})").project("k")
         return self.lookup_codes(hits.fetchnumpy()["k"].tolist())
@@ -168,7 +179,9 @@ def _value_index(column: pa.ChunkedArray) -> ValueIndex:
     offsets = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
     np.cumsum(np.bincount(codes[valid], minlength=len(encoded.dictionary)), out=offsets[1:])
     values = encoded.dictionary
-    return ValueIndex({v: k for k, v in enumerate(values.to_pylist())}, offsets, positions, values)
+    text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    line_breaks = not text or pc.any(pc.match_substring(values, "\n")).as_py() is True
+    return ValueIndex({v: k for k, v in enumerate(values.to_pylist())}, offsets, positions, values, line_breaks)
 
 
 def _cast_once(columns: pa.Table) -> tuple[pa.Table, dict]:
