@@ -428,3 +428,34 @@ def test_a_wrong_matrix_weight_is_caught(client, release_dir, neurons, monkeypat
     for min_weight in (1, 2):
         got = flatprint.connection_matrix("type", min_weight=min_weight, client=client)
         assert _rows(got) != _oracle_matrix(release_dir, neurons, "type", min_weight)
+
+
+def test_rows_sorted_by_two_keys():
+    """fetch_reach's sort is skipped only when rows are in (hops, bodyId) order already."""
+    from flatprint.query.connectivity import _sorted_by
+
+    a = np.array
+    assert _sorted_by(a([0, 0, 1, 1, 2]), a([5, 9, 1, 7, 0]))
+    assert _sorted_by(a([], dtype=np.int64), a([], dtype=np.int64)) and _sorted_by(a([3]), a([1]))
+    assert not _sorted_by(a([0, 0, 1]), a([9, 5, 1]))  # bodies out of order within a hop
+    assert not _sorted_by(a([1, 0]), a([1, 2]))  # hops out of order
+    assert _sorted_by(a([0, 0]), a([4, 4]))  # equal rows keep their order
+
+
+@pytest.mark.parametrize("pairs", [0, 1, 40, 5000, 2**40])
+def test_adjacency_row_order_is_the_three_key_sort(pairs):
+    """fetch_adjacencies' rows by pair, heaviest first, then ROI: the one-key sort gives NumPy's
+    lexsort order (and falls back to it when the key would not fit in int64)."""
+    from flatprint.query.graphanswers import _by_pair_weight_roi
+
+    rng = np.random.default_rng(pairs % 97)
+    n = min(pairs * 3, 20000)
+    rows = np.unique(rng.integers(0, max(min(pairs, 10**6), 1), n) * 300 + rng.integers(0, 300, n))
+    local, codes = rows // 300, rows % 300
+    if pairs == 2**40:
+        local = local * 2**40  # keys beyond int64: the lexsort answers
+    weights = rng.integers(1, 10**6, len(rows))
+    if len(weights):
+        weights[::7] = weights[0]  # ties in weight within pairs
+    got = _by_pair_weight_roi(local, weights, codes, 301)
+    assert got.tolist() == np.lexsort((codes, -weights, local)).tolist()

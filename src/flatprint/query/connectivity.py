@@ -485,7 +485,8 @@ def fetch_adjacencies(
         )
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
-    bodies = distinct_ids(conn_df[["bodyId_pre", "bodyId_post"]].to_numpy().reshape(-1))
+    # (two column reads: selecting both columns as a frame costs ~0.5 ms)
+    bodies = distinct_ids(np.concatenate([conn_df["bodyId_pre"].to_numpy(), conn_df["bodyId_post"].to_numpy()]))
     neurons_df = None if graph is None else graph_neuron_props(client, graph, bodies, properties)
     if neurons_df is None:
         neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
@@ -841,12 +842,7 @@ def fetch_reach(
         if graph is not None and (hop > 1 or start_neurons):
             # the rest of the walk stays among neurons: breadth-first over the graph in RAM
             df = graph_reach(graph, seen, frontier, hop, int(hops), int(min_weight), direction == "downstream")
-            types = graph_neuron_props(client, graph, df["bodyId"], ["bodyId", "type"]) if start_neurons else None
-            if types is None:
-                types = _neuron_props(client, df["bodyId"], ["bodyId", "type"], neurons=start_neurons)
-            # every body reached is in ``types`` (sorted by bodyId): aligned by position
-            at = np.searchsorted(types["bodyId"].to_numpy(), df["bodyId"].to_numpy())
-            df["type"] = types["type"].take(at).reset_index(drop=True)
+            df = _reach_frame(client, graph, df, start_neurons)
             break
         ids = ", ".join(map(str, frontier.tolist()))
         from_sql = f"{neuron_table} c" if neuron_table and (hop > 1 or start_neurons) else f"{table} c {neuron_join}"
@@ -861,5 +857,35 @@ def fetch_reach(
         df = pd.DataFrame({"bodyId": list(seen), "hops": list(seen.values())})
         types = _neuron_props(client, list(seen), ["bodyId", "type"], neurons=start_neurons)
         df["type"] = df["bodyId"].map(dict(zip(types["bodyId"], types["type"])))
-    df = df.sort_values(["hops", "bodyId"], ignore_index=True)
+    bodies, levels = df["bodyId"].to_numpy(), df["hops"].to_numpy()
+    if not _sorted_by(levels, bodies):  # (the walk over the graph returns them sorted)
+        df = df.sort_values(["hops", "bodyId"], ignore_index=True)
     return with_provenance(df, client, f"fetch_reach({crit!r}, {direction!r}, hops={hops}, min_weight={min_weight})")
+
+
+def _sorted_by(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether the rows are in (first, second) order, ascending."""
+    if len(first) < 2:
+        return True
+    step = first[1:] - first[:-1]
+    return bool(np.all((step > 0) | ((step == 0) & (second[1:] >= second[:-1]))))
+
+
+def _reach_frame(client, graph, reached: pd.DataFrame, start_neurons: bool) -> pd.DataFrame:
+    """fetch_reach's bodyId, hops and type columns (sorted by hops, then bodyId) of the bodies the
+    walk over the neuron graph ``reached``: types taken from the graph's kept column in one pass when
+    every body is one of its neurons, else read as _neuron_props reads them."""
+    bodies, levels = reached["bodyId"].to_numpy(), reached["hops"].to_numpy()
+    if not _sorted_by(levels, bodies):
+        order = np.lexsort((bodies, levels))
+        bodies, levels = bodies[order], levels[order]
+    kept = graph.column(client.cursor(), "type") if start_neurons else None
+    positions, inside = graph.positions(bodies)
+    if kept is not None and arrow_convertible(kept[1]) and inside.all():
+        types = kept[0].take(pa.array(positions))
+    else:
+        found = _neuron_props(client, bodies, ["bodyId", "type"], neurons=start_neurons)
+        # every body reached is in ``found`` (sorted by bodyId): aligned by position
+        at = np.searchsorted(found["bodyId"].to_numpy(), bodies)
+        return pd.DataFrame({"bodyId": bodies, "hops": levels, "type": found["type"].take(at).reset_index(drop=True)})
+    return frame_from_arrow(pa.table({"bodyId": bodies, "hops": levels, "type": types}))

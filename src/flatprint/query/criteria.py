@@ -478,13 +478,17 @@ class NeuronCriteria:
         exprs = [e for e in exprs if e]
         return " AND ".join(f"({e})" for e in exprs) if exprs else "TRUE"
 
-    def _roi_expr(self, client, alias: str) -> str:
-        if not self.rois:
-            return ""
+    def check_roi_names(self, client) -> None:
+        """Raise QueryError for an ROI name the store does not know (naming the argument)."""
         known = client.all_rois
         check_rois("inputRois", self.inputRois, known)
         check_rois("outputRois", self.outputRois, known)
         check_rois("rois", self.rois, known)
+
+    def _roi_expr(self, client, alias: str) -> str:
+        if not self.rois:
+            return ""
+        self.check_roi_names(client)
         out = []
         joiner = " OR " if self.roi_req == "any" else " AND "
         # Plain intersection: the neuron has any synapse in the ROI (neuPrint's ROI boolean property).

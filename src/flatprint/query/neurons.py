@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ import pyarrow as pa
 
 from flatprint.errors import QueryError
 from flatprint.query.client import inject_client
-from flatprint.query.criteria import NeuronCriteria, copy_as_neuroncriteria, warn_unmatched
+from flatprint.query.criteria import IsNull, NeuronCriteria, NotNull, copy_as_neuroncriteria, warn_unmatched
 from flatprint.query.results import JsonDict, arrow_convertible, frame_from_arrow, json_dicts, with_provenance
 from flatprint.store.neurontable import ROI_COUNTS, NeuronTable, has_neuron_table, neuron_table
 from flatprint.store.sql import id_ranges_sql, quote_ident
@@ -126,24 +128,30 @@ def in_ram_table(client, criteria, columns: list[str]) -> NeuronTable | None:
 
 # every NeuronCriteria argument at its default (a :Neuron criteria that selects every neuron)
 _DEFAULT_CRITERIA_STATE = NeuronCriteria()._state()
+# the arguments matching_positions answers from the table in RAM (the rest go through SQL)
+_IN_RAM_ARGUMENTS = {
+    "type": [],
+    "instance": [],
+    "regex": False,
+    "rois": set(),
+    "inputRois": set(),
+    "outputRois": set(),
+    "roi_req": "all",
+    "min_roi_inputs": 1,
+    "min_roi_outputs": 1,
+}
 
 
 def matching_positions(table: NeuronTable, client, criteria) -> np.ndarray:
-    """Sorted positions in ``table`` of the neurons matching ``criteria``: exact type/instance values
-    from the table's index, anything else from SQL (only bodyIds)."""
-    available = set(client.neuron_keys)
-    given = [name for name in ("type", "instance") if getattr(criteria, name)]
+    """Sorted positions in ``table`` of the neurons matching ``criteria``: type/instance values (exact,
+    regex, NULL) and ROI requirements from the table in RAM, anything else from SQL (only bodyIds)."""
     rest = copy.copy(criteria)
-    rest.type, rest.instance, rest.regex = [], [], False
-    if (
-        given
-        and not criteria.regex
-        and rest._state() == _DEFAULT_CRITERIA_STATE
-        and all(name in table.indexes and name in available for name in given)
-        and all(isinstance(v, str) for name in given for v in getattr(criteria, name))
-    ):
-        found = [table.indexes[name].lookup(getattr(criteria, name)) for name in given]
-        return found[0] if len(found) == 1 else np.union1d(*found)
+    for name, default in _IN_RAM_ARGUMENTS.items():
+        setattr(rest, name, copy.copy(default))
+    if rest._state() == _DEFAULT_CRITERIA_STATE:
+        found = positions_in_ram(table, client, criteria)
+        if found is not None:
+            return found
     sql = f"SELECT n.bodyId FROM {criteria.table(client)} n WHERE {criteria.where(client, 'n')} ORDER BY n.bodyId"
     ids = np.asarray(client.cursor().sql(sql).fetchnumpy()["bodyId"], dtype=np.int64)
     positions = table.positions(ids)
@@ -152,13 +160,97 @@ def matching_positions(table: NeuronTable, client, criteria) -> np.ndarray:
     return positions
 
 
+def positions_in_ram(table: NeuronTable, client, criteria) -> np.ndarray | None:
+    """matching_positions for criteria of type, instance and ROIs only, as NeuronCriteria.where's SQL
+    selects: type OR instance (each: any of its exact values, one regex over them, or NULL), AND the
+    ROI requirements over the neurons' neuron_rois rows (the rows of segment_rois that ``where``
+    reads). None when SQL must answer: a property the table lacks or a value SQL rejects (it names
+    the problem)."""
+    available = set(client.neuron_keys)
+    given = [name for name in ("type", "instance") if getattr(criteria, name)]
+    if not all(name in table.indexes and name in available for name in given):
+        return None
+    if given and not criteria.regex and not criteria.rois:
+        if all(isinstance(v, str) for name in given for v in getattr(criteria, name)):
+            found = [table.indexes[name].lookup(getattr(criteria, name)) for name in given]
+            return found[0] if len(found) == 1 else np.union1d(*found)
+    selected = None
+    for name in given:
+        mask = value_mask(table, client, name, getattr(criteria, name), criteria.regex)
+        if mask is None:
+            return None
+        selected = mask if selected is None else selected | mask
+    if criteria.rois:
+        criteria.check_roi_names(client)
+        rois = roi_mask(table, criteria)
+        selected = rois if selected is None else selected & rois
+    if selected is None:
+        return np.arange(len(table.body_ids), dtype=np.int64)
+    return np.flatnonzero(selected)
+
+
+def value_mask(table: NeuronTable, client, name: str, values: list, regex: bool) -> np.ndarray | None:
+    """Per position: whether its ``name`` matches ``values`` as criteria._values_expr's SQL does;
+    None for values SQL rejects (NotNull with others, a regex that is no string or does not compile)."""
+    index = table.indexes[name]
+    column = table.columns.column(name)
+    if any(v is NotNull for v in values):
+        return np.asarray(column.is_valid()) if len(values) == 1 else None
+    mask = np.zeros(len(table.body_ids), dtype=bool)
+    concrete = [v for v in values if v is not None and v is not IsNull]
+    if concrete and regex:
+        if index.values is None or not all(isinstance(v, str) and compiles(v) for v in concrete):
+            return None
+        pattern = concrete[0] if len(concrete) == 1 else "|".join(f"({v})" for v in concrete)
+        mask[index.regex_lookup(client.cursor(), pattern)] = True
+    elif concrete:
+        mask[index.lookup(concrete)] = True
+    if len(concrete) < len(values):  # None or IsNull: the missing values match
+        mask |= np.asarray(column.is_null())
+    return mask
+
+
+def compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+def roi_mask(table: NeuronTable, criteria) -> np.ndarray:
+    """Per position: whether the neuron meets the criteria's ROI requirements (_roi_expr's SQL): a
+    neuron_rois row in every ROI of ``rois`` (any one with roi_req='any'), and rows of at least
+    min_roi_inputs post (min_roi_outputs pre) sites in all (any) of inputRois (outputRois)."""
+    n = len(table.body_ids)
+    every = criteria.roi_req == "all"
+    plain = []
+    for roi in sorted(criteria.rois):
+        mask = np.zeros(n, dtype=bool)
+        mask[table.neurons_of_rows(table.roi_rows_of(roi))] = True
+        plain.append(mask)
+    selected = np.logical_and.reduce(plain) if every else np.logical_or.reduce(plain)
+    for rois, column, minimum in (
+        (criteria.inputRois, "post", criteria.min_roi_inputs),
+        (criteria.outputRois, "pre", criteria.min_roi_outputs),
+    ):
+        if not rois:
+            continue
+        rows = np.concatenate([table.roi_rows_of(roi) for roi in sorted(rois)])
+        rows = rows[table.counts(column, rows) >= max(minimum, 1)]
+        found = np.bincount(table.neurons_of_rows(rows), minlength=n)
+        selected &= found >= (len(rois) if every else 1)
+    return selected
+
+
 def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str], omit_rois: bool):
     """fetch_neurons' frames from the neuron table in RAM: the rows SQL would return (columns as
     frame_from_arrow converts them), roiInfo maps rebuilt from the neurons' neuron_rois rows (the
     rows ingest wrote the roiInfo text from), and the per-ROI counts from the same rows."""
     positions = matching_positions(table, client, criteria)
     plain = [c for c in columns if c != "roiInfo"]
-    neuron_df = frame_from_arrow(table.rows(plain, positions))
+    arrow = table.rows(plain, positions)
+    neuron_df = frame_from_arrow(arrow)
     if neuron_df.empty:
         warn_unmatched(criteria, client, stacklevel=5)
     if omit_rois:
@@ -180,8 +272,19 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
         neuron_df.insert(columns.index("roiInfo"), "roiInfo", info if len(info) else [])
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):
             neuron_df[name] = roi_lists(roi_rows, len(ids), column)
-    totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
+    totals = {c: count_totals(arrow.column(c), neuron_df[c]) for c in count_cols}
     return neuron_df, roi_counts_frame(roi_rows, ids, totals, count_cols, client.primary_rois)
+
+
+def count_totals(column: pa.ChunkedArray, converted: pd.Series) -> np.ndarray:
+    """A count column's values as int64, NULL as 0: from Arrow when numeric (a pandas fillna costs
+    ~40 us a column), else from its converted Series."""
+    if pa.types.is_integer(column.type):
+        return np.asarray(column.fill_null(0).to_numpy()).astype(np.int64)
+    if pa.types.is_floating(column.type):  # NULL and NaN become 0, as fillna makes them
+        values = np.asarray(column.to_numpy())  # (NULLs arrive as NaN)
+        return np.where(np.isnan(values), 0, values).astype(np.int64)
+    return converted.fillna(0).to_numpy().astype(np.int64)
 
 
 def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.ndarray) -> np.ndarray:
@@ -192,11 +295,23 @@ def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.
         order = np.lexsort((table.roi_json_rank[rows.codes], rows.units))
     pick = (lambda a: a) if order is None else (lambda a: a[order])
     names = np.asarray(rows.names, dtype=object)[pick(rows.codes)].tolist()
-    counts = [pick(table.counts(c, store_rows)).tolist() for c in ROI_COUNTS]
-    cuts = np.searchsorted(rows.units, np.arange(units + 1)).tolist()
+    if "upstream" in table.roi_counts:  # stored apart: they differ from post and downstream + post
+        counts = [pick(table.counts(c, store_rows)).tolist() for c in ROI_COUNTS]
+        inner = [
+            {"pre": a, "post": b, "downstream": c, "upstream": d, "synweight": e} for a, b, c, d, e in zip(*counts)
+        ]
+    else:  # upstream is post (the same int objects), synweight downstream + post: two fewer conversions
+        pre, post, down = (pick(table.roi_counts[c][store_rows]) for c in ("pre", "post", "downstream"))
+        synweight = (down.astype(np.int64) + post).tolist()
+        pre, post, down = pre.tolist(), post.tolist(), down.tolist()
+        inner = [
+            {"pre": a, "post": b, "downstream": c, "upstream": b, "synweight": e}
+            for a, b, c, e in zip(pre, post, down, synweight)
+        ]
+    lengths = np.diff(np.searchsorted(rows.units, np.arange(units + 1))).tolist()
+    items = zip(names, inner)  # consumed unit by unit: no slices copied
     out = np.empty(units, dtype=object)
-    inner = [{"pre": a, "post": b, "downstream": c, "upstream": d, "synweight": e} for a, b, c, d, e in zip(*counts)]
-    out[:] = [JsonDict(zip(names[a:b], inner[a:b])) for a, b in zip(cuts[:-1], cuts[1:])]
+    out[:] = [JsonDict(islice(items, k)) for k in lengths]
     return out
 
 

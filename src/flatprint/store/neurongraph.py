@@ -65,6 +65,8 @@ class NeuronGraph:
     _columns_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # what queries derive from the arrays and reuse (connection_matrix's pairs grouped by a property)
     derived: BuildOnceCache = field(default_factory=lambda: BuildOnceCache(max_entries=KEEP_DERIVED), repr=False)
+    _roi_masks: dict = field(default_factory=dict, repr=False)  # ROI name set -> mask over roi_names
+    _roi_labels: pa.Array | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -106,6 +108,23 @@ class NeuronGraph:
         """(indices into the ROI arrays of ``pairs``' rows, each row's position in ``pairs``)."""
         rows, counts = _ranges(self.roi_offsets, pairs)
         return rows, np.repeat(np.arange(len(counts)), counts)
+
+    def roi_mask(self, rois) -> np.ndarray:
+        """Per ROI code: whether its name is one of ``rois`` (kept per name set: a test of ~200 names
+        against a list costs more than a small query's arithmetic)."""
+        key = frozenset(rois)
+        mask = self._roi_masks.get(key)
+        if mask is None:
+            if len(self._roi_masks) >= KEEP_DERIVED:
+                self._roi_masks.clear()
+            mask = self._roi_masks[key] = np.array([name in key for name in self.roi_names], dtype=bool)
+        return mask
+
+    def roi_labels(self) -> pa.Array:
+        """The ROI names by code, then "NotPrimary" (code len(roi_names)), as an Arrow string array."""
+        if self._roi_labels is None:
+            self._roi_labels = pa.array([*self.roi_names.tolist(), "NotPrimary"], type=pa.string())
+        return self._roi_labels
 
     def reach(self, start, hops: int, min_weight: int, downstream: bool, visited=()) -> tuple[np.ndarray, np.ndarray]:
         """Breadth-first from the neurons at ``start`` (positions) along pairs of weight >= ``min_weight``
