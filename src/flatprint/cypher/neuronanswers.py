@@ -217,7 +217,7 @@ class _Answer:
                 return pairs[:0]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
                 raise _NotHere
-            pairs = pairs[_compare(graph.weight[pairs], test.op, value)]
+            pairs = pairs[compare_array(graph.weight[pairs], test.op, value)]
         if len(pairs) > MAX_PAIRS:
             raise _NotHere
         return pairs
@@ -278,7 +278,8 @@ def _point_output(point: Point) -> dict:
     return point.to_output()
 
 
-def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
+def compare_array(values: np.ndarray, op: str, value) -> np.ndarray:
+    """``values <op> value`` element-wise for an op of neuronplan.COMPARISONS."""
     return {
         "=": values == value,
         "<>": values != value,

@@ -26,8 +26,9 @@ from flatprint.cypher.sqlgen import conjuncts
 
 #: node properties with an exact-value lookup in the neuron table (bodyId by position)
 NODE_LOOKUPS = ("bodyId", "type", "instance")
-WEIGHT_OPERATORS = ("=", "<>", "<", "<=", ">", ">=")
-_FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+#: comparisons a plan step evaluates on arrays, and each one with its sides swapped (``1 < x``: ``x > 1``)
+COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
+FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 NODE_LABELS = ("Neuron", "Segment")
 
 
@@ -118,7 +119,7 @@ def neuron_shape(match: ast.Match, projection) -> NeuronShape | None:
             return None
         variable, tests = found
         if rel is not None and variable == rel.variable and variable is not None:
-            if len(tests) != 1 or tests[0].prop != "weight" or tests[0].op not in WEIGHT_OPERATORS:
+            if len(tests) != 1 or tests[0].prop != "weight" or tests[0].op not in COMPARISONS:
                 return None
             rel_tests.append(tests[0])
         elif variable in node_tests and variable is not None:
@@ -197,10 +198,10 @@ def _term(e: ast.Expression) -> tuple[str, tuple[Test, ...]] | None:
         if _property_of(a) is not None and _constant(b):
             (variable, prop), value = _property_of(a), b
         elif _property_of(b) is not None and _constant(a):
-            (variable, prop), value, op = _property_of(b), a, _FLIPPED.get(op, "")
+            (variable, prop), value, op = _property_of(b), a, FLIPPED.get(op, "")
         else:
             return None
-        return (variable, (Test(prop, op, value),)) if op in WEIGHT_OPERATORS else None
+        return (variable, (Test(prop, op, value),)) if op in COMPARISONS else None
     if isinstance(e, ast.In) and _property_of(e.element) is not None and _constant(e.collection):
         variable, prop = _property_of(e.element)
         return variable, (Test(prop, "IN", e.collection),)

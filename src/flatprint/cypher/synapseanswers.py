@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from flatprint.cypher import ast, batchcache, columnar
 from flatprint.cypher.evaluator import Evaluator
+from flatprint.cypher.neuronanswers import compare_array
 from flatprint.cypher.planner import plan_match
 from flatprint.cypher.rewriter import and_all
 from flatprint.cypher.sqlgen import select_statement
@@ -113,7 +114,7 @@ class _Answer:
                 count = pair_weights(rows)
                 keep = np.ones(len(count), bool)
                 for test, value in zip(shape.weight_tests, weights):
-                    keep &= _compare(count, test.op, value)
+                    keep &= compare_array(count, test.op, value)
                 rows = {c: v[keep] for c, v in rows.items()}
             n = len(rows["pre_id"])
             # also without rows: the answer's columns keep their types
@@ -276,7 +277,7 @@ class _Answer:
             plain = np.ma.getdata(values)
             if column == "conf":
                 plain = plain.astype(np.float64)  # Cypher compares the double
-            keep &= known & _compare(plain, op, value)
+            keep &= known & compare_array(plain, op, value)
         return keep
 
     # -- the answer
@@ -338,14 +339,3 @@ def _label_test(mask: np.ndarray, labels) -> np.ndarray:
     plain = np.ma.getdata(labels).astype(np.int64)
     inside = (plain >= 0) & (plain < len(mask))
     return known & inside & mask[np.where(inside, plain, 0)]
-
-
-def _compare(values: np.ndarray, op: str, value) -> np.ndarray:
-    return {
-        "=": values == value,
-        "<>": values != value,
-        "<": values < value,
-        "<=": values <= value,
-        ">": values > value,
-        ">=": values >= value,
-    }[op]

@@ -33,22 +33,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flatprint.cypher import ast
+from flatprint.cypher.neuronplan import FLIPPED, Test
 from flatprint.cypher.sqlgen import conjuncts, variables_in
 
 END_LABELS = ("Segment", "Neuron")
-COMPARISONS = ("=", "<>", "<", "<=", ">", ">=")
-_FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 #: synapse properties an item or a test may read (ntXProb columns are checked against the store)
 SYNAPSE_VALUES = ("type", "confidence")
-
-
-@dataclass(frozen=True)
-class Compare:
-    """``variable.prop <op> value`` with a constant ``value``."""
-
-    prop: str
-    op: str
-    value: ast.Expression
+#: ``variable.prop <op> value`` with a constant ``value``: the neuron plan's test
+Compare = Test
 
 
 @dataclass(frozen=True)
@@ -265,7 +257,7 @@ def _compare(e: ast.Expression) -> tuple[str, Compare] | None:
     if _property_of(a) is not None and _constant(b):
         (variable, prop), value = _property_of(a), b
     elif _property_of(b) is not None and _constant(a):
-        (variable, prop), value, op = _property_of(b), a, _FLIPPED[op]
+        (variable, prop), value, op = _property_of(b), a, FLIPPED[op]
     else:
         return None
     return variable, Compare(prop, op, value)
