@@ -180,10 +180,26 @@ def _constant(e: ast.Expression) -> bool:
     return isinstance(e, ast.ListLiteral) and all(isinstance(i, (ast.Literal, ast.Parameter)) for i in e.items)
 
 
-def _property_of(e: ast.Expression) -> tuple[str, str] | None:
+def property_of(e: ast.Expression) -> tuple[str, str] | None:
+    """(variable, property) of ``v.prop``, else None."""
     if isinstance(e, ast.Property) and isinstance(e.subject, ast.Variable):
         return e.subject.name, e.name
     return None
+
+
+def property_comparison(e: ast.Expression, constant=_constant) -> tuple[str, Test] | None:
+    """(variable, test) of one comparison ``v.prop <op> value`` with ``constant(value)`` on either
+    side (the operator flipped when the property is on the right), else None."""
+    if not (isinstance(e, ast.Comparison) and len(e.operators) == 1):
+        return None
+    (a, b), op = e.operands, e.operators[0]
+    if property_of(a) is not None and constant(b):
+        (variable, prop), value = property_of(a), b
+    elif property_of(b) is not None and constant(a):
+        (variable, prop), value, op = property_of(b), a, FLIPPED[op]
+    else:
+        return None
+    return variable, Test(prop, op, value)
 
 
 def _term(e: ast.Expression) -> tuple[str, tuple[Test, ...]] | None:
@@ -193,17 +209,11 @@ def _term(e: ast.Expression) -> tuple[str, tuple[Test, ...]] | None:
         if left is None or right is None or left[0] != right[0]:
             return None
         return left[0], left[1] + right[1]
-    if isinstance(e, ast.Comparison) and len(e.operators) == 1:
-        (a, b), op = e.operands, e.operators[0]
-        if _property_of(a) is not None and _constant(b):
-            (variable, prop), value = _property_of(a), b
-        elif _property_of(b) is not None and _constant(a):
-            (variable, prop), value, op = _property_of(b), a, FLIPPED.get(op, "")
-        else:
-            return None
-        return (variable, (Test(prop, op, value),)) if op in COMPARISONS else None
-    if isinstance(e, ast.In) and _property_of(e.element) is not None and _constant(e.collection):
-        variable, prop = _property_of(e.element)
+    if isinstance(e, ast.Comparison):
+        found = property_comparison(e)
+        return None if found is None else (found[0], (found[1],))
+    if isinstance(e, ast.In) and property_of(e.element) is not None and _constant(e.collection):
+        variable, prop = property_of(e.element)
         return variable, (Test(prop, "IN", e.collection),)
     return None
 
@@ -219,7 +229,7 @@ def _item(e: ast.Expression) -> tuple[str | None, str | None, ast.Expression | N
         and isinstance(e.arguments[0], ast.Variable)
     ):
         return e.arguments[0].name, None, None  # a pattern variable is never null: count(v) = count(*)
-    found = _property_of(e)
+    found = property_of(e)
     if found is not None:
         return found[0], found[1], None
     if (
@@ -227,10 +237,10 @@ def _item(e: ast.Expression) -> tuple[str | None, str | None, ast.Expression | N
         and e.name.lower() == "coalesce"
         and not e.distinct
         and len(e.arguments) == 2
-        and _property_of(e.arguments[0]) is not None
+        and property_of(e.arguments[0]) is not None
         and isinstance(e.arguments[1], (ast.Literal, ast.Parameter))
     ):
-        variable, prop = _property_of(e.arguments[0])
+        variable, prop = property_of(e.arguments[0])
         return variable, prop, e.arguments[1]
     return None
 

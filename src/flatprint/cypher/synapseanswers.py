@@ -30,6 +30,7 @@ from flatprint.cypher.rewriter import and_all
 from flatprint.cypher.sqlgen import select_statement
 from flatprint.cypher.synapseplan import Compare, End, SynapseEnd, SynapseShape
 from flatprint.store.cache import BuildOnceCache, store_key
+from flatprint.store.columns import SYNAPSE_COLUMNS
 from flatprint.store.partners import (
     PARTNER_COLUMNS,
     connected_pairs,
@@ -51,7 +52,8 @@ MAX_BODIES = 20_000
 #: an end's bodies by its conditions (store, label, variable, terms' text), for the batches that repeat them
 _queried_bodies: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=256)
 
-_COLUMN = {"type": "kind", "confidence": "conf", "x": "x", "y": "y", "z": "z"}
+#: a synapse property's column: the store's map, and a location's coordinates by their own names
+_COLUMN = {**SYNAPSE_COLUMNS, "x": "x", "y": "y", "z": "z"}
 
 
 class _NotHere(Exception):
@@ -328,10 +330,7 @@ def _is_body_id(e, variable: str) -> bool:
 def _arrow(values, kind: pa.DataType | None) -> pa.Array:
     """A NumPy column (masked where NULL) as an Arrow array with its nulls."""
     mask = np.ma.getmaskarray(values) if isinstance(values, np.ma.MaskedArray) else None
-    data = np.ma.getdata(values)
-    if kind is not None and data.dtype == object:
-        return pa.array(data, type=kind, mask=mask)
-    return pa.array(data, mask=mask) if kind is None else pa.array(data, type=kind, mask=mask)
+    return pa.array(np.ma.getdata(values), type=kind, mask=mask)
 
 
 def _label_test(mask: np.ndarray, labels) -> np.ndarray:

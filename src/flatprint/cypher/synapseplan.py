@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flatprint.cypher import ast
-from flatprint.cypher.neuronplan import FLIPPED, Test
+from flatprint.cypher.neuronplan import Test, property_comparison, property_of
 from flatprint.cypher.sqlgen import conjuncts, variables_in
 
 END_LABELS = ("Segment", "Neuron")
@@ -243,24 +243,9 @@ def _constant(e: ast.Expression) -> bool:
     return isinstance(e, (ast.Literal, ast.Parameter))
 
 
-def _property_of(e: ast.Expression) -> tuple[str, str] | None:
-    if isinstance(e, ast.Property) and isinstance(e.subject, ast.Variable):
-        return e.subject.name, e.name
-    return None
-
-
 def _compare(e: ast.Expression) -> tuple[str, Compare] | None:
     """(variable, comparison) of ``v.prop <op> constant`` (either side), or None."""
-    if not (isinstance(e, ast.Comparison) and len(e.operators) == 1):
-        return None
-    (a, b), op = e.operands, e.operators[0]
-    if _property_of(a) is not None and _constant(b):
-        (variable, prop), value = _property_of(a), b
-    elif _property_of(b) is not None and _constant(a):
-        (variable, prop), value, op = _property_of(b), a, FLIPPED[op]
-    else:
-        return None
-    return variable, Compare(prop, op, value)
+    return property_comparison(e, _constant)
 
 
 def _synapse_test(e: ast.Expression):
@@ -280,14 +265,14 @@ def _roi_flags(e: ast.Expression) -> list[str] | None:
     if isinstance(e, ast.BinaryOp) and e.operator == "OR":
         left, right = _roi_flags(e.left), _roi_flags(e.right)
         return None if left is None or right is None else left + right
-    found = _property_of(e)
+    found = property_of(e)
     if found is None or found[1] in (*SYNAPSE_VALUES, "location") or found[1].startswith("nt"):
         return None
     return [found[1]]
 
 
 def _item(name: str, e: ast.Expression, ends: list[str], synapses: list[str]) -> Item | None:
-    found = _property_of(e)
+    found = property_of(e)
     if found is not None:
         variable, prop = found
         if variable in ends and prop == "bodyId":
@@ -296,7 +281,7 @@ def _item(name: str, e: ast.Expression, ends: list[str], synapses: list[str]) ->
             return Item(name, "value", variable, prop)
         return None
     if isinstance(e, ast.Property) and e.name in ("x", "y", "z"):
-        inner = _property_of(e.subject)
+        inner = property_of(e.subject)
         if inner is not None and inner[0] in synapses and inner[1] == "location":
             return Item(name, "value", inner[0], e.name)
         return None
