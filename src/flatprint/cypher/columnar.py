@@ -101,28 +101,25 @@ def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array
 
 def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
     """Each synapse's property map as JSON text, exactly as :func:`synapse_maps_json` has DuckDB write
-    it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL):
-    each ROI fragment once per label, numbers by Arrow's cast (:func:`double_texts`), the parts joined
-    by Arrow's ``binary_join_element_wise`` (nulls skipped, as the SQL's ``concat_ws``). Raises TextUnsure where
-    DuckDB's text is not known to be reproduced."""
+    it, from NumPy columns of the synapses' rows (:func:`map_columns`; masked arrays where NULL).
+
+    Built in a fixed number of Arrow calls whatever the number of properties: every numeric
+    property's texts in one cast (:func:`double_texts`) over the columns stacked, each after its key;
+    the parts of all maps (null where a value is NULL or a ROI set has no flag: left out, as the
+    SQL's ``concat_ws`` does) laid out map by map, the nulls dropped, and each map's parts joined
+    by one ``binary_join`` over list offsets. Each ROI fragment is written once per label. Raises
+    TextUnsure where DuckDB's text is not known to be reproduced."""
     drop = set(removed or ())
     count = len(columns["primary_label"])
-    parts: list[pa.Array] = []  # per part a string array, null where the part is left out
-
-    def keyed(key: str, texts: pa.Array) -> pa.Array:
-        return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", texts, "")
-
-    def numbers(values) -> pa.Array:
-        return double_texts(np.ma.getdata(values), np.ma.getmaskarray(values))
-
+    if not count:
+        return pa.array([], type=pa.string())
+    parts: list[pa.Array] = []  # per part a string array over the maps, null where the part is left out
     if "type" not in drop:
-        kind = columns["kind"]
-        mask = np.ma.getmaskarray(kind)
-        texts = [orjson.dumps(str(v)).decode() for v in np.ma.getdata(kind).tolist()]
-        parts.append(keyed("type", pa.array(texts, type=pa.string(), mask=mask if mask.any() else None)))
-    if "confidence" not in drop:
-        parts.append(keyed("confidence", numbers(columns["conf"])))
-    if "location" not in drop:
+        parts.append(_keyed_strings("type", columns["kind"]))
+    numeric = [(key, column) for key, column in (("confidence", "conf"),) if key not in drop]
+    location = "location" not in drop
+    numeric += [(name, name) for name in model.nt_columns if name not in drop]
+    if location:
         coords = []
         for axis in ("x", "y", "z"):
             values = columns[axis]
@@ -131,19 +128,52 @@ def synapse_map_texts(model, removed: tuple[str, ...] | None, columns: dict[str,
             coords.append(pc.fill_null(text, "null"))
         crs = orjson.dumps(POINT_CRS).decode()
         xyz = pc.binary_join_element_wise(*coords, ",")
-        parts.append(
-            pc.binary_join_element_wise('"location":{"type":"Point","coordinates":[', xyz, f'],"crs":{crs}}}', "")
+        point = pc.binary_join_element_wise('"location":{"type":"Point","coordinates":[', xyz, f'],"crs":{crs}}}', "")
+    if numeric:
+        values = np.concatenate([np.asarray(np.ma.getdata(columns[c]), dtype=np.float64) for _, c in numeric])
+        mask = np.concatenate([np.ma.getmaskarray(columns[c]) for _, c in numeric])
+        keys = pa.array([orjson.dumps(key).decode() + ":" for key, _ in numeric], type=pa.string())
+        keyed = pc.binary_join_element_wise(
+            keys.take(pa.array(np.repeat(np.arange(len(numeric)), count))), double_texts(values, mask), ""
         )
-    for name in model.nt_columns:
-        if name not in drop:
-            parts.append(keyed(name, numbers(columns[name])))
+        blocks = [keyed.slice(k * count, count) for k in range(len(numeric))]
+        if "confidence" not in drop:
+            parts.append(blocks.pop(0))
+        if location:
+            parts.append(point)
+        parts += blocks
+    elif location:
+        parts.append(point)
     parts.append(_fragments(model, "primary", drop, columns["primary_label"]))
     parts.append(_fragments(model, "major", drop, columns["major_label"]))
-    if not count:
-        return pa.array([], type=pa.string())
-    # "{" first: pyarrow (26) drops the rows whose parts are all null under null_handling="skip"
-    joined = pc.binary_join_element_wise("{", *parts, ",", null_handling="skip")
-    return pc.binary_join_element_wise(pc.replace_substring_regex(joined, r"^\{,", "{"), "}", "")
+    return pc.binary_join_element_wise("{", join_parts(parts, ","), "}", "")
+
+
+def join_parts(parts: list[pa.Array], separator: str) -> pa.Array:
+    """Per position the non-null values of ``parts`` (string arrays of one length) joined by
+    ``separator`` in the parts' order; "" where all are null. One take lays the parts out position
+    by position, one filter drops the nulls, one ``binary_join`` over list offsets joins them."""
+    count, width = len(parts[0]), len(parts)
+    flat = pa.concat_arrays([p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p for p in parts])
+    flat = flat.cast(pa.large_string()).take(pa.array((np.arange(width) * count + np.arange(count)[:, None]).ravel()))
+    present = np.asarray(flat.is_valid())
+    offsets = np.concatenate([[0], np.cumsum(present.reshape(count, width).sum(axis=1))])
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), flat.filter(pa.array(present)))
+    return pc.binary_join(lists, pa.scalar(separator, pa.large_string())).cast(pa.string())
+
+
+def _keyed_strings(key: str, values) -> pa.Array:
+    """``"key":"value"`` per string of ``values`` (a NumPy column, masked where NULL), null where NULL."""
+    mask = np.ma.getmaskarray(values)
+    strings = pa.array(np.ma.getdata(values), type=pa.string(), mask=mask if mask.any() else None)
+    return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", string_texts(strings), "")
+
+
+def string_texts(values: pa.Array) -> pa.Array:
+    """The JSON text of each string of ``values`` (null where null): each distinct one written once."""
+    encoded = values.dictionary_encode() if not pa.types.is_dictionary(values.type) else values
+    texts = pa.array([orjson.dumps(v).decode() for v in encoded.dictionary.to_pylist()], type=pa.string())
+    return texts.take(encoded.indices)
 
 
 def _fragments(model, roi_set: str, drop: set[str], labels) -> pa.Array:
@@ -244,3 +274,85 @@ def build(table: pa.Table, names: list[str], maps: dict[int, pa.Table], run_arro
         if collecting:
             gc.enable()
     return rows, arrow
+
+
+def cell_texts(column) -> pa.Array:
+    """Each value of a final answer column (:func:`arrow_column`'s types) as the JSON text that
+    parses back to the value ``to_pylist`` gives (integers as integers, doubles in their shortest
+    round-trip form with ".0" on whole numbers, strings escaped once per distinct value); null where
+    null. Raises TextUnsure for another type, or doubles :func:`double_texts` does not write."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_int64(kind):
+        return pc.cast(column, pa.string())
+    if pa.types.is_float64(kind):
+        return double_texts(np.asarray(column.fill_null(0.0)), np.asarray(column.is_null()))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return string_texts(column.cast(pa.string()))
+    if pa.types.is_boolean(kind):
+        return pc.if_else(column, "true", "false")
+    if pa.types.is_null(kind):
+        return pa.nulls(len(column), pa.string())
+    raise TextUnsure(str(kind))
+
+
+def json_rows(cells: list[pa.Array], check_rows) -> list[list]:
+    """The rows whose cells' JSON texts are ``cells`` (one string array per column, null for null),
+    as lists: per block of BLOCK_ROWS rows the whole block's JSON written by Arrow (each row's cells
+    joined, then the rows) and parsed by one orjson call; no Python work per row or value."""
+    count = len(cells[0])
+    rows: list[list] = []
+    # the parse creates a container per row and map: the cyclic garbage collector, off meanwhile,
+    # would walk every row so far on each of its runs
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for start in range(0, count, BLOCK_ROWS):
+            block = [c.slice(start, BLOCK_ROWS) for c in cells]
+            size = len(block[0])
+            row_texts = pc.binary_join_element_wise(*block, ",", null_handling="replace", null_replacement="null")
+            lists = pa.LargeListArray.from_arrays(
+                pa.array([0, size], type=pa.int64()), row_texts.cast(pa.large_string())
+            )
+            text = [pa.scalar(t, pa.large_string()) for t in ("[[", "],[", "]]", "")]
+            whole = pc.binary_join_element_wise(text[0], pc.binary_join(lists, text[1]), text[2], text[3])
+            rows.extend(orjson.loads(memoryview(whole[0].as_buffer())))
+            check_rows(size)
+    finally:
+        if collecting:
+            gc.enable()
+    return rows
+
+
+def build_aligned(columns: list, names: list[str], maps: set[int], check_rows):
+    """Rows (lists, as JSON parses them) and the Arrow answer of final columns: plain values (made
+    :func:`arrow_column`'s types here) and, at the indices in ``maps``, each row's map as JSON text.
+    The rows come from :func:`json_rows`; a plain column without sure texts (:func:`cell_texts`) has
+    its values from Arrow instead, as :func:`build` takes them."""
+    columns = [column if index in maps else arrow_column(column) for index, column in enumerate(columns)]
+    columns = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
+    answer = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
+    arrow = answer.rename_columns(_arrow_names(names)) if columns else pa.table({})
+    if not columns or answer.num_rows == 0:
+        return [[] for _ in range(answer.num_rows)], arrow
+    try:
+        cells = [column if index in maps else cell_texts(column) for index, column in enumerate(columns)]
+    except TextUnsure:
+        values = [
+            orjson.loads("[" + ",".join("null" if text is None else text for text in column.to_pylist()) + "]")
+            if index in maps
+            else column.to_pylist()
+            for index, column in enumerate(columns)
+        ]
+        check_rows(answer.num_rows)
+        return [list(row) for row in zip(*values)], arrow
+    return json_rows(cells, check_rows), arrow
+
+
+def _arrow_names(names: list[str]) -> list[str]:
+    """The Arrow answer's column names: duplicates told apart as CypherResult.to_arrow does."""
+    arrow_names = list(names)
+    if len(set(arrow_names)) != len(arrow_names):
+        arrow_names = [n if arrow_names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(arrow_names)]
+    return arrow_names

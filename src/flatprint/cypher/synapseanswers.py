@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flatprint.cypher import ast, batchcache, columnar
 from flatprint.cypher.evaluator import Evaluator
@@ -106,9 +107,9 @@ class _Answer:
         if shape.post is None:
             got = synapses_of_bodies(self.cursor, pre, ", ".join(columns))
             self.execution.deadline.check(len(got["syn_id"]))
-            keep = self.passes(got, tests[0])
+            keep = np.flatnonzero(self.passes(got, tests[0]))
             ends[shape.pre.variable] = got["body"][keep]
-            ends[shape.pre_syn.variable] = {c: v[keep] for c, v in got.items()}
+            ends[shape.pre_syn.variable] = (got, keep)
         else:
             post = self.bodies(shape.post)
             rows = self.partner_rows(pre, post)
@@ -122,13 +123,13 @@ class _Answer:
             # also without rows: the answer's columns keep their types
             got, at = synapses_by_id(self.cursor, np.concatenate([rows["pre_id"], rows["post_id"]]), ", ".join(columns))
             self.execution.deadline.check(2 * n)
-            pre_end = {c: v[at[:n]] for c, v in got.items()}
-            post_end = {c: v[at[n:]] for c, v in got.items()}
-            keep = self.passes(pre_end, tests[0]) & self.passes(post_end, tests[1])
+            pre_at, post_at = at[:n], at[n:]
+            keep = self.passes(got, tests[0], pre_at) & self.passes(got, tests[1], post_at)
             ends[shape.pre.variable] = rows["body_pre"][keep]
             ends[shape.post.variable] = rows["body_post"][keep]
-            ends[shape.pre_syn.variable] = {c: v[keep] for c, v in pre_end.items()}
-            ends[shape.post_syn.variable] = {c: v[keep] for c, v in post_end.items()}
+            # each end as the rows read and, per answer row, the position of its synapse there
+            ends[shape.pre_syn.variable] = (got, pre_at[keep])
+            ends[shape.post_syn.variable] = (got, post_at[keep])
         return self.answer(ends)
 
     # -- which bodies
@@ -268,16 +269,23 @@ class _Answer:
                 masks[roi_set][label] = True
         return masks
 
-    def passes(self, got: dict[str, np.ndarray], tests: list) -> np.ndarray:
-        keep = np.ones(len(got["syn_id"]), bool)
-        for column, op, value in tests:
-            if column == "rois":
-                keep &= _label_test(op["primary"], got["primary_label"]) | _label_test(op["major"], got["major_label"])
+    def passes(self, got: dict[str, np.ndarray], tests: list, at: np.ndarray | None = None) -> np.ndarray:
+        """Per row of ``got`` (or per position ``at`` in it) whether its synapse passes ``tests``."""
+
+        def column(name):
+            return got[name] if at is None else got[name][at]
+
+        keep = np.ones(len(got["syn_id"]) if at is None else len(at), bool)
+        for name, op, value in tests:
+            if name == "rois":
+                keep &= _label_test(op["primary"], column("primary_label")) | _label_test(
+                    op["major"], column("major_label")
+                )
                 continue
-            values = got[column]
+            values = column(name)
             known = ~np.ma.getmaskarray(values)
             plain = np.ma.getdata(values)
-            if column == "conf":
+            if name == "conf":
                 plain = plain.astype(np.float64)  # Cypher compares the double
             keep &= known & compare_array(plain, op, value)
         return keep
@@ -285,37 +293,42 @@ class _Answer:
     # -- the answer
 
     def answer(self, ends: dict) -> tuple[list[str], list[list]]:
+        """The RETURN's columns, each synapse column taken from the rows read (``ends``: a body
+        array per end, (rows read, positions) per synapse), each map written once per synapse."""
         execution = self.execution
         names = [item.name for item in self.shape.items]
-        columns, maps = [], {}
+        columns, maps = [], set()
         for index, item in enumerate(self.shape.items):
             if item.kind == "body":
                 columns.append(pa.array(ends[item.variable], type=pa.int64()))
                 continue
-            syn = ends[item.variable]
+            got, at = ends[item.variable]
             if item.kind == "value":
                 column = _COLUMN.get(item.prop, item.prop)
-                columns.append(_arrow(syn[column], pa.string() if column == "kind" else None))
+                columns.append(_arrow(got[column][at], pa.string() if column == "kind" else None))
                 continue
-            ids = pa.array(syn["syn_id"], type=pa.int64())
-            columns.append(ids)
-            wanted = columnar.map_columns(self.model, item.removed)
-            try:  # the map texts in NumPy and Python, as DuckDB writes them
-                texts = columnar.synapse_map_texts(self.model, item.removed, {c: syn[c] for c in wanted})
-                maps[index] = pa.table({"id": ids, "j": texts})
-            except columnar.TextUnsure:  # a number written in a notation not reproduced: DuckDB writes them
-                rows = pa.table(
-                    [ids] + [_arrow(syn[c], pa.string() if c == "kind" else None) for c in wanted],
-                    names=["id", *wanted],
-                )
-                maps[index] = columnar.synapse_maps_json(
-                    self.model, execution.run_arrow_checked, None, item.removed, rows
-                )
-        table = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
-        rows, execution.columnar_arrow = columnar.build(
-            table, names, maps, execution.run_arrow_checked, execution.deadline.check
-        )
+            maps.add(index)
+            columns.append(self.map_texts(item, got, at))
+        rows, execution.columnar_arrow = columnar.build_aligned(columns, names, maps, execution.deadline.check)
         return names, rows
+
+    def map_texts(self, item, got: dict[str, np.ndarray], at: np.ndarray) -> pa.Array:
+        """The JSON text of the map of the synapse at each of ``at`` in the rows read ``got``, as
+        DuckDB writes it: each synapse's once (a T-bar has a row per partner)."""
+        wanted = columnar.map_columns(self.model, item.removed)
+        once, where = np.unique(at, return_inverse=True)
+        columns = {c: got[c][once] for c in wanted}
+        try:  # the map texts in NumPy and Arrow, as DuckDB writes them
+            texts = columnar.synapse_map_texts(self.model, item.removed, columns)
+        except columnar.TextUnsure:  # a number written in a notation not reproduced: DuckDB writes them
+            ids = pa.array(got["syn_id"][once], type=pa.int64())
+            rows = pa.table(
+                [ids] + [_arrow(columns[c], pa.string() if c == "kind" else None) for c in wanted],
+                names=["id", *wanted],
+            )
+            found = columnar.synapse_maps_json(self.model, self.execution.run_arrow_checked, None, item.removed, rows)
+            texts = found.column("j").take(pc.index_in(ids, value_set=found.column("id"))).combine_chunks()
+        return texts.take(pa.array(where.reshape(-1), type=pa.int64()))
 
 
 def _is_body_id(e, variable: str) -> bool:
