@@ -24,12 +24,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.cypher import ast
-from flatprint.cypher.columnar import arrow_column
+from flatprint.cypher.columnar import arrow_column, python_rows
 from flatprint.cypher.memory import memory_budget
 from flatprint.cypher.sqlgen import conjuncts
 from flatprint.errors import QueryError
@@ -124,17 +123,9 @@ class GeneralAnswer:
 
 def rows_of(answer: pa.Table, texts: set[int], check_rows) -> list[list]:
     """The rows of a final Arrow answer (plain columns 64-bit, NaN as null; JSON text in ``texts``),
-    equal to what parsing the JSON rows of ``columnar.build`` gives."""
-    columns = []
-    for index in range(answer.num_columns):
-        column = answer.column(index)
-        if index in texts:  # one parse for the whole column
-            values = orjson.loads("[" + ",".join("null" if v is None else v for v in column.to_pylist()) + "]")
-        else:
-            values = column.to_pylist()
-        columns.append(values)
-    check_rows(answer.num_rows)
-    return [list(row) for row in zip(*columns)] if columns else [[] for _ in range(answer.num_rows)]
+    equal to what parsing the JSON rows of ``columnar.build`` gives (no Python code per row)."""
+    columns = [answer.column(index).combine_chunks() for index in range(answer.num_columns)]
+    return python_rows(columns, texts, check_rows, answer.num_rows)
 
 
 _TOO_BIG = object()  # a shape whose general query is not run (too many bodies or rows)
