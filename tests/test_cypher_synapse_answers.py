@@ -9,11 +9,14 @@ import json
 
 import duckdb
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from oracle import load, oracle_segments
 from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     PAIR_CYPHER,
     SYNAPSES_CYPHER,
+    _pre_map,
     canonical,
     oracle_pair_rows,
     oracle_synapse_rows,
@@ -21,7 +24,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     synapse_points,
 )
 
-from flatprint.cypher import batchcache, columnar, synapseanswers
+from flatprint.cypher import batchcache, columnar, sqlgen, synapseanswers
 from flatprint.cypher.engine import execute, plan_tree
 from flatprint.store import Store
 
@@ -292,13 +295,20 @@ def test_map_numbers_are_written_as_duckdb_writes_them(store):
         .astype(np.float64)
     )
     edges = np.array([1e-5, 1e-6, 9.99e-6, 1.5e-6, 1e-7, 2.5e-7, 0.0, -0.0, 1.0, 2.0, 0.1, 1 / 3, 123.5, 5e-324])
+    # orjson writes exponents below 1e-5 where DuckDB writes decimals down to 1e-6: both sides of each bound
+    bounds = [np.nextafter(b, d) for b in columnar.DECIMAL_ONLY for d in (0.0, 1.0)]
+    edges = np.concatenate([edges, bounds, [2.2250738585072014e-308, 1e5 + 0.5, 3e-6]])
     edges = np.concatenate([edges, -edges, [999999.0, 999999.5, 12345.678]])
     values = np.concatenate([values, edges])
-    want = [r[0] for r in con.execute("SELECT to_json(unnest(?::DOUBLE[]))::VARCHAR", [values.tolist()]).fetchall()]
+
+    def duckdb_texts(numbers):
+        return [r[0] for r in con.execute("SELECT to_json(unnest(?::DOUBLE[]))::VARCHAR", [numbers]).fetchall()]
+
     assert len(values) > 1000
-    assert columnar.double_texts(values).to_pylist() == want
-    masked = columnar.double_texts(np.array([np.nan, np.inf, 0.5]), np.array([False, False, True]))
-    assert masked.to_pylist() == ["null", "null", None]
+    assert columnar.double_texts(values).to_pylist() == duckdb_texts(values.tolist())
+    masked = columnar.double_texts(np.array([np.nan, np.inf, 0.5, 2e-6, 1.0]), np.array([0, 0, 1, 0, 0], bool))
+    assert masked.to_pylist() == ["null", "null", None, *duckdb_texts([2e-6, 1.0])]
+    assert columnar.double_texts(np.array([])).to_pylist() == []
     with pytest.raises(columnar.TextUnsure):
         columnar.double_texts(np.array([1e16]))
 
@@ -325,3 +335,101 @@ def test_batches_of_a_call_are_taken_from_the_batch_cache(store, segments, stron
         assert_same(through_sql, layout)
     assert answered == [True] * len(targets)
     assert len(read) == 1  # the first batch; the second built the general answer, the rest took it
+
+
+# ---- several pairs and confidence thresholds against the feathers (and the SQL step)
+
+
+def oracle_pairs_with_confidence(release_dir, synapse_points, pre_body, post_body, pre_min, post_min) -> list:  # noqa: F811
+    """fetch_synapse_connections' rows of one body pair by pandas on the feathers: the syn-partners
+    rows with conf_pre > pre_min and conf_post > post_min, each end's map from its syn-points row
+    (ROI flags with their ancestors, a T-bar's NT probabilities), ntGabaProb of the T-bar."""
+    pre_points, post_points = synapse_points
+    partners = load(release_dir, "syn-partners")
+    p = partners[
+        (partners.body_pre == pre_body)
+        & (partners.body_post == post_body)
+        & (partners.conf_pre.astype(np.float64) > pre_min)
+        & (partners.conf_post.astype(np.float64) > post_min)
+    ]
+    rows = []
+    for r in p.itertuples():
+        pre = pre_points.loc[(r.x_pre, r.y_pre, r.z_pre)]
+        post = post_points.loc[(r.x_post, r.y_post, r.z_post)]
+        pre = pre.iloc[0] if isinstance(pre, pd.DataFrame) else pre
+        post = post.iloc[0] if isinstance(post, pd.DataFrame) else post
+        info_pre = _pre_map(pre)
+        ends = [int(v) for v in (r.body_pre, r.body_post, r.x_pre, r.y_pre, r.z_pre, r.x_post, r.y_post, r.z_post)]
+        rows.append(
+            [*ends, float(r.conf_pre), float(r.conf_post), info_pre, dict(post["flags"]), info_pre.get("ntGabaProb")]
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def pairs_to_check(weights, segments, non_neuron_pair, unconnected_pair):
+    """(pre, post, label): neuron pairs of the 1st, 2nd, 10th and 50th weight, the strongest pair from
+    a Segment that is no Neuron, and two neurons without synapses between them."""
+    neurons = set(segments.index[segments["is_neuron"]])
+    between = weights[weights.body_pre.isin(neurons) & weights.body_post.isin(neurons)]
+    ranked = between.sort_values(["weight", "body_pre", "body_post"], ascending=[False, True, True])
+    pairs = [(int(ranked.iloc[k].body_pre), int(ranked.iloc[k].body_post), "Neuron") for k in (0, 1, 9, 49)]
+    return [*pairs, (*non_neuron_pair, "Segment"), (*unconnected_pair, "Neuron")]
+
+
+@pytest.mark.parametrize("pre_min,post_min", [(0.5, 0.5), (0.8, 0.3), (0.0, 0.95)])
+def test_several_pairs_equal_the_feathers_and_the_sql_step(
+    store,
+    release_dir,
+    synapse_points,  # noqa: F811
+    pairs_to_check,
+    pre_min,
+    post_min,
+    answered,  # noqa: F811
+):
+    counts = []
+    for pre, post, label in pairs_to_check:
+        text = synapse_connections(
+            label,
+            label,
+            f"n.bodyId = {pre} AND m.bodyId = {post}",
+            ns=f"(ns.confidence > {pre_min}) AND (ns.type = 'pre')",
+            ms=f"(ms.confidence > {post_min}) AND (ms.type = 'post')",
+        )
+        through_sql, layout = both_ways(store, text)
+        assert_same(through_sql, layout)
+        want = oracle_pairs_with_confidence(release_dir, synapse_points, pre, post, pre_min, post_min)
+        assert canonical(layout.data) == canonical(want), (pre, post, label)
+        counts.append(len(want))
+    assert answered == [True] * len(pairs_to_check)
+    assert counts[5] == 0 and sum(counts[:5]) > 0
+    if pre_min == post_min == 0.5:  # neuprint-python's thresholds: every connected pair has rows
+        assert all(c > 0 for c in counts[:5])
+
+
+# ---- the row builder against DuckDB's JSON
+
+
+def test_python_rows_are_what_duckdb_json_parses_to(monkeypatch):
+    """columnar.python_rows (NumPy values, map texts parsed per column) gives the rows json.loads
+    finds in DuckDB's to_json of each row: integers, doubles (whole, -0.0, tiny, null), strings with
+    escapes and non-ASCII letters, booleans, map texts and nulls everywhere; over several blocks."""
+    monkeypatch.setattr(columnar, "BLOCK_ROWS", 3)
+    table = pa.table(
+        {
+            "c0": pa.array([1, None, -(2**62), 0, 7, 2**53 + 1, 5], type=pa.int64()),
+            "c1": pa.array([1.0, -0.0, None, 0.1, 1e-7, 123456.75, 2.5e-300], type=pa.float64()),
+            "c2": pa.array(["pre", None, 'a"b\\c', "ünï", "", "pre", "post"], type=pa.string()),
+            "c3": pa.array([True, None, False, True, False, None, True]),
+            "c4": pa.array(['{"a":true,"x":0.5}', None, "{}", '{"ME(R)":true}', '{"k":[1,2]}', "{}", None]),
+            "c5": pa.nulls(7, pa.null()),
+        }
+    )
+    maps = {4}
+    con = duckdb.connect()
+    con.register("answer", table)
+    want = [json.loads(r[0]) for r in con.execute(sqlgen.json_rows_sql([i in maps for i in range(6)])).fetchall()]
+    got = columnar.python_rows([table.column(i).combine_chunks() for i in range(6)], maps, lambda n: None, 7)
+    assert json.dumps(got) == json.dumps(want)
+    assert [type(v) for v in got[0][:2]] == [int, float] and got[1][1] == 0.0 and str(got[1][1]) == "-0.0"
+    assert columnar.python_rows([], set(), lambda n: None, 2) == [[], []]
