@@ -284,3 +284,44 @@ def test_answers_inside_larger_queries_are_values_not_output(built, segments, st
             assert row[-1]["type"] == "Point" and row[-1]["coordinates"] == soma[row[0]]
             if len(row) == 3:
                 assert row[1] == soma[row[0]][0]
+
+
+def test_sorted_rows_are_pythons_stable_sort():
+    """The column sort of the RAM answer (NumPy's stable sort for 64-bit integers) orders rows as
+    Python's stable sort with nulls last (first descending) does: ties keep their order both ways."""
+    rng = np.random.default_rng(5)
+    columns = [
+        rng.integers(0, 6, 300).tolist(),  # many ties
+        rng.integers(-(2**62), 2**62, 200).tolist(),
+        [2**63 - 1, -(2**63), 0, 5, -(2**63), 2**63 - 1],  # the int64 ends (descending: Python's sort)
+        [2**64, 1, 3, 1],  # beyond 64 bits
+        [3, None, 1, None, 3, 2],
+        [1.5, 1, 0.5, 2],
+        [],
+        [7],
+    ]
+    for column in columns:
+        for descending in (False, True):
+            for order in (range(len(column)), rng.permutation(len(column)).tolist()):
+                want = sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
+                assert neuronanswers._sorted_rows(order, column, descending) == want
+                assert neuronanswers._taken(column, order) == [column[row] for row in order]
+
+
+def test_long_id_lists_and_sorts_same_as_sql(built, segments, statements):
+    """fetch_adjacencies' look-up of ~1,400 partners (a long list literal, ORDER BY bodyId): RAM and
+    SQL agree, in both directions and through the plan cache, and match the feathers."""
+    bodies = neurons_of(segments, min(1400, int(segments["is_neuron"].sum()) - 1), seed=3)
+    listed = list(reversed(bodies)) + [1, 2]  # not neurons: dropped
+    for direction in ("", " DESC"):
+        text = (
+            f"WITH {listed} AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids WITH n "
+            f"RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance ORDER BY bodyId{direction}"
+        )
+        through_sql, from_ram = both_ways(built, text)
+        assert from_ram == through_sql
+        statements.clear()
+        assert execute(built, text).to_dict() == from_ram and statements == []
+        want = segments.loc[bodies, ["type", "instance"]].sort_index(ascending=not direction)
+        assert [row[0] for row in from_ram["data"]] == want.index.tolist()
+        assert [row[1] for row in from_ram["data"]] == [plain(v) for v in want["type"]]

@@ -190,7 +190,10 @@ def test_refusals_still_come_with_the_new_texts_positions(store):
     assert len(set(messages)) == 1 and "line 3, column 8" in messages[0]
 
 
-def test_timeboxed_inner_query_is_part_of_the_key(store):
+def test_timeboxed_inner_query_literals_are_slots(store):
+    """The query string of runTimeboxed is parsed with the outer query: its literals are slots of the
+    template too (neuprint-python's counts and shortest paths differ only there), its shape is part
+    of the key."""
     cache = PlanCache()
     text = (
         'CALL apoc.cypher.runTimeboxed("MATCH (n:Neuron) WHERE n.bodyId = {} RETURN n.instance AS i", '
@@ -198,7 +201,10 @@ def test_timeboxed_inner_query_is_part_of_the_key(store):
     )
     assert execute(store, text.format(DNGE104_R), plan_cache=cache).data == [["DNge104_R"]]
     assert execute(store, text.format(DNGE104_L), plan_cache=cache).data == [["DNge104_L"]]
-    assert cache.hits == 0
+    assert cache.hits == 1
+    other_shape = text.replace("n.instance AS i", "n.type AS i")
+    assert execute(store, other_shape.format(DNGE104_L), plan_cache=cache).data == [["DNge104"]]
+    assert cache.hits == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +319,20 @@ def test_type_lists_of_any_length_share_a_shape(store):
     assert (cache.misses, cache.hits) == (1, len(choices) - 1)
 
 
+SHORTEST = (
+    "MATCH (src :Neuron {{ bodyId: {a} }}), (dest:Neuron {{ bodyId: {b} }}), "
+    "p = allShortestPaths((src)-[:ConnectsTo*]->(dest)) "
+    "WHERE ALL (x in relationships(p) WHERE x.weight >= {w}) "
+    "AND ALL (n in nodes(p) WHERE n.status = 'Traced' OR n.bodyId in [{a}, {b}]) "
+    "RETURN [n in nodes(p) | [n.bodyId, n.type]] AS path, [x in relationships(p) | x.weight] AS weights"
+)
+
+
+def _inner(query: str) -> str:
+    """``query`` as neuprint-python sends its time-boxed queries (newlines and all)."""
+    return f'CALL apoc.cypher.runTimeboxed("\n    {query}\n", {{}}, 60000) YIELD value RETURN value AS value'
+
+
 LIST_CASES = [
     # (a text that fills the cache, a text then run with it and without a cache, whether it hits)
     ("RETURN [1, 2, 3] AS x", "RETURN [4] AS x", True),
@@ -374,8 +394,50 @@ LIST_CASES = [
         'CALL apoc.cypher.runTimeboxed("WITH [1, 2] AS l RETURN size(l) AS s", {}, 60000) YIELD value RETURN value.s',
         'CALL apoc.cypher.runTimeboxed("WITH [1, 2, 3] AS l RETURN size(l) AS s", {}, 60000) YIELD value '
         "RETURN value.s",
-        False,  # the inner query is a string: in the key
+        True,  # the inner query's literals are slots too
     ),
+] + [
+    # inner queries of CALL (runTimeboxed, run): their literals are slots; their shape is in the key
+    (_inner(primer), _inner(text), hits)
+    for primer, text, hits in (
+        (  # neuprint-python's fetch_shortest_paths
+            SHORTEST.format(a=DNGE104_R, b=DNGE104_L, w=5),
+            SHORTEST.format(a=DNGE104_L, b=DNGE104_R, w=1),
+            True,
+        ),
+        (  # fetch_adjacencies' count of a long list (over MAX_TEXT: cached without its lists)
+            "WITH [1, 2] AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN count(n) AS c",
+            f"WITH {[DNGE104_R, *range(10**6, 10**6 + 1500), DNGE104_L]} AS ids MATCH (n:Neuron) "
+            "WHERE n.bodyId IN ids RETURN count(n) AS c",
+            True,
+        ),
+        (  # escapes in the inner text: positions are inexact there, the tree is still the parser's
+            'MATCH (n:Neuron) WHERE n.type = \\"x\\" RETURN count(n) AS c',
+            'MATCH (n:Neuron) WHERE n.type = \\"DNge104\\" RETURN count(n) AS c',
+            True,
+        ),
+        ("RETURN 1 + 2 AS s, 'a\\tb' AS t", "RETURN 3 + 4 AS s, 'c\\nd' AS t", True),
+        ("RETURN 1 + 2", "RETURN 30 + 4", True),  # un-aliased: the value's key is cut from the new text
+        ("RETURN 1 AS x UNION RETURN 2 AS x", "RETURN 3 AS x UNION RETURN 4 AS x", True),
+        ("RETURN 1 AS x UNION RETURN 2 AS x", "RETURN 3 AS x UNION RETURN 4 AS y", None),  # refused
+        (
+            "MATCH (n:Neuron) RETURN n.bodyId AS b ORDER BY b LIMIT 1",
+            "MATCH (n:Neuron) RETURN n.bodyId AS b ORDER BY b LIMIT 2",
+            False,
+        ),
+        (
+            "MATCH (n:Neuron) RETURN n.bodyId AS b ORDER BY b LIMIT 1",
+            "MATCH (n:Neuron) RETURN n.bodyId AS b ORDER BY b LIMIT 1",
+            True,
+        ),
+        ("RETURN 1 AS x", "RETURN 2 AS x AS y", False),  # not Cypher: the parser's error, at its position
+        ("RETURN [1, 2] AND true AS x", "RETURN [3] AND true AS x", False),  # the analyzer's refusal
+        (  # a CALL inside the inner query: no template
+            "CALL apoc.cypher.run('RETURN 1 AS x', {}) YIELD value RETURN value.x AS x",
+            "CALL apoc.cypher.run('RETURN 2 AS x', {}) YIELD value RETURN value.x AS x",
+            False,
+        ),
+    )
 ]
 
 

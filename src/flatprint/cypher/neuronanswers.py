@@ -10,12 +10,14 @@ runs. Values are those the SQL step returns: the table's columns as DuckDB gives
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flatprint.cypher import ast
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
 from flatprint.cypher.values import POINT_CRS, Point, to_output
@@ -104,6 +106,8 @@ class _Answer:
         self.answerable = _answerable(table, execution.model)
 
     def constant(self, expr):
+        if type(expr) is ast.ListLiteral and set(map(type, expr.items)) == _LITERAL_TYPE:
+            return [item.value for item in expr.items]  # what the evaluator gives, without its dispatch per item
         return self.evaluate(expr, {})
 
     def run(self) -> tuple[list[str], list[list]]:
@@ -139,12 +143,12 @@ class _Answer:
         for index, descending in reversed(shape.order):  # stable sorts, the last key first
             column = columns[index]
             _check_sortable(column)
-            order = sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
+            order = _sorted_rows(order, column, descending)
         skip = self.count(shape.skip, 0)
         limit = self.count(shape.limit, None)
         order = order[skip:] if limit is None else order[skip : skip + limit]
         if order != range(count):
-            columns = [[column[row] for row in order] for column in columns]
+            columns = [_taken(column, order) for column in columns]
         if self.final:
             columns = [_output_column(column) for column in columns]
         rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in order]
@@ -181,8 +185,8 @@ class _Answer:
             raise _NotHere
         values = [v for v in values if v is not None]
         if test.prop == "bodyId":
-            if any(not isinstance(v, int) or isinstance(v, bool) for v in values):
-                raise _NotHere  # 1.0 = 1 in Cypher: leave such comparisons to SQL
+            if not set(map(type, values)) <= _INT_TYPE:
+                raise _NotHere  # 1.0 = 1 in Cypher (and booleans, other numbers): leave them to SQL
             bodies = np.asarray(values, dtype=np.int64)
             where = np.searchsorted(self.table.body_ids, bodies)
             inside = where < len(self.table.body_ids)
@@ -256,6 +260,31 @@ class _Answer:
 
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+_LITERAL_TYPE = {ast.Literal}
+_INT_TYPE = frozenset({int})
+
+
+def _sorted_rows(order, column: list, descending: bool) -> list:
+    """``order`` (row numbers) stably sorted by ``column``'s values at them, nulls last (first when
+    descending), as ``sorted(order, key=(is null, value), reverse=descending)``; a column of 64-bit
+    integers (bodyIds) with NumPy's stable sort."""
+    if set(map(type, column)) == _INT_TYPE:
+        try:
+            values = np.asarray(_taken(column, order), dtype=np.int64)
+        except OverflowError:
+            values = None
+        if values is not None and not (descending and len(values) and values.min() == np.iinfo(np.int64).min):
+            # equal values keep their order both ways, as Python's sort with reverse=True does
+            ranks = np.argsort(-values if descending else values, kind="stable")
+            return np.asarray(order, dtype=np.int64)[ranks].tolist()
+    return sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
+
+
+def _taken(column: list, order) -> list:
+    """``[column[row] for row in order]`` (one C loop for two rows or more)."""
+    if len(order) < 2:
+        return [column[row] for row in order]
+    return list(itemgetter(*order)(column))
 
 
 def _output_column(values: list) -> list:

@@ -62,7 +62,7 @@ from flatprint.cypher import ast
 from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.errors import CypherError
 from flatprint.cypher.parser import parse
-from flatprint.cypher.shapes import outside_lists, scan, shape_of
+from flatprint.cypher.shapes import inner_query_strings, outside_lists, scan, shape_of
 from flatprint.cypher.tokens import Token, TokenType, tokenize
 
 __all__ = [
@@ -95,6 +95,9 @@ class _Template:
     columns: dict[tuple[int, int], tuple[int, int]]  # item position -> its text's (first, last element)
     dirty: frozenset[int]  # ids of the template's nodes that hold a slot or an item in ``columns``
     reanalyze: bool  # a UNION with column names from the text: the analyzer compares them
+    # CALL position -> (the template of its inner query, the value index of its query string, where
+    # the inner query's values start among the values, how many there are)
+    calls: dict = dataclasses.field(default_factory=dict)
 
 
 class PlanCache:
@@ -137,26 +140,29 @@ class PlanCache:
         scanned = scan(text)
         if scanned is not None:  # the shape without Token objects: a hit needs only the literals
             shape, values, spans = scanned
-            template = self._lookup(shape, values)
-            if template is not None and not _too_large(values, template):
-                return self._hit(template, text, values, spans)
-            if long and outside_lists(text, shape, spans) > MAX_TEXT:
+            key_shape, key_values, inner = _with_inner_queries(shape, values)
+            template = self._lookup(key_shape, key_values)
+            if template is not None and not _too_large(key_values, template):
+                return self._hit(template, text, key_values, spans, inner)
+            if long and _outside_lists(text, shape, spans, inner) > MAX_TEXT:
                 return _parse_and_analyze(text)
         elif long:
             return _parse_and_analyze(text)  # the tokenizer refuses it: the parser says why
         tokens = tokenize(text)
         shape, values, spans, element_of, value_tokens = shape_of(tokens)
-        template = self._lookup(shape, values)
-        if template is not None and not _too_large(values, template):
-            return self._hit(template, text, values, spans)
+        key_shape, key_values, inner = _with_inner_queries(shape, values)
+        template = self._lookup(key_shape, key_values)
+        if template is not None and not _too_large(key_values, template):
+            return self._hit(template, text, key_values, spans, inner)
         query = parse(text, tokens=tokens)
         analyze(query)
-        made = _make_template(query, text, tokens, values, spans, element_of, value_tokens)
+        made = _make_template(query, text, tokens, values, spans, element_of, value_tokens, inner)
         if made is None:
             return query
         template, pins, kept = made
         if kept > MAX_TEXT:
             return query  # too much text outside the list slots to keep (see MAX_TEXT)
+        shape, values = key_shape, key_values
         key = (shape, tuple(values[k] for k in pins))
         self._remember(text, query)
         with self._lock:
@@ -183,10 +189,12 @@ class PlanCache:
                 self._pins.move_to_end(shape)
             return template
 
-    def _hit(self, template: _Template, text: str, values: list, spans: list[tuple[int, int]]) -> ast.Query:
+    def _hit(
+        self, template: _Template, text: str, values: list, spans: list[tuple[int, int]], inner: dict
+    ) -> ast.Query:
         with self._lock:
             self.hits += 1
-        query = _bind(template, text, values, spans)
+        query = _bind(template, text, values, spans, inner)
         if template.reanalyze:
             try:
                 analyze(query)
@@ -223,7 +231,7 @@ def _too_large(values: list, template: _Template) -> bool:
         run = values[k]
         if type(run[0]) is int and max(run) > _INT64_MAX:
             return True
-    return False
+    return any(_too_large(values[start : start + count], inner) for inner, _, start, count in template.calls.values())
 
 
 def _same_items(items: tuple, run: tuple) -> bool:
@@ -242,10 +250,14 @@ def _make_template(
     spans: list[tuple[int, int]],
     element_of: list[int],
     value_tokens: list[tuple[int, int]],
+    inner: dict | None = None,
 ) -> tuple[_Template, tuple[int, ...], int] | None:
     """The template of ``query`` (parsed from ``text``; the rest is :func:`shape_of` ``tokens``),
-    the value indexes that stay in the key, and how many characters of the text are outside its list
-    slots; None when an item's text does not fall on whole shape elements."""
+    the value indexes that stay in the key (among the values with the inner queries' after them,
+    :func:`_with_inner_queries`' ``inner``), and how many characters of the text are outside its
+    list slots; None when an item's text does not fall on whole shape elements or an inner query
+    cannot have a template."""
+    inner = inner or {}
     at_position: dict[tuple[int, int], tuple[int, bool]] = {}
     list_at: dict[tuple[int, int], int] = {}
     for k, (first, last) in enumerate(value_tokens):
@@ -277,13 +289,27 @@ def _make_template(
     columns: dict[tuple[int, int], tuple[int, int]] = {}
     items: list[ast.ProjectionItem] = []
     excluded: set[int] = set()  # ids of literal nodes that must keep their value
+    calls: dict = {}
+    pinned_inner: list[int] = []  # value indexes (among all) an inner query's template keeps in the key
+    inner_chars = 0  # characters of inner queries' list slots
     for node in _walk_outer(query):
         if isinstance(node, (ast.With, ast.Return)):
             for bound in (node.skip, node.limit):
                 if bound is not None:
                     excluded.update(id(n) for n in bound.walk())
         elif isinstance(node, ast.Call):
-            for argument in node.arguments:
+            arguments = node.arguments
+            string = arguments[0] if arguments and node.inner_query is not None else None
+            inside = at_position.get((string.line, string.column)) if string is not None else None
+            if inside is not None and inside[0] in inner:  # the query text: a slot, its query a template
+                made = _inner_template(node, string, inside[0], inner[inside[0]])
+                if made is None:
+                    return None
+                calls[(node.line, node.column)], inner_pins, inner_kept = made
+                pinned_inner.extend(inner_pins)
+                inner_chars += len(string.value) - inner_kept
+                arguments = arguments[1:]
+            for argument in arguments:
                 excluded.update(id(n) for n in argument.walk())
         elif isinstance(node, ast.ProjectionItem):
             items.append(node)
@@ -305,9 +331,11 @@ def _make_template(
         if node.value == (-value if negated else value) and type(node.value) is type(value):
             slots[position] = found
     slotted = {k for k, _ in slots.values()} | set(lists.values())
-    pins = tuple(k for k in range(len(values)) if k not in slotted)
+    if any(inner_k not in slotted for _, inner_k, _, _ in calls.values()):
+        return None  # a query string that did not become a slot: its text must stay in the key
+    pins = tuple(k for k in range(len(values)) if k not in slotted) + tuple(pinned_inner)
     list_spans = [spans[element_of[value_tokens[k][0]]] for k in lists.values()]
-    kept = len(text) - sum(end - start for start, end in list_spans)
+    kept = len(text) - sum(end - start for start, end in list_spans) - inner_chars
 
     def holds_slot(node: ast.Node) -> bool:
         position = (node.line, node.column)
@@ -315,7 +343,7 @@ def _make_template(
             return position in slots
         if isinstance(node, ast.ListLiteral):
             return position in lists
-        return False
+        return isinstance(node, ast.Call) and position in calls
 
     # An item's text: an un-aliased item's names its column; an aliased item's is cut from the new
     # text too when it holds a slot (the parser's tree has it; for a long list it is long).
@@ -331,9 +359,14 @@ def _make_template(
     def marked(node: ast.Node) -> bool:
         return holds_slot(node) or (isinstance(node, ast.ProjectionItem) and (node.line, node.column) in columns)
 
+    query_strings = {template_k for _, template_k, _, _ in calls.values()}
+
     def emptied(node: ast.Node) -> ast.Node | None:
         if isinstance(node, ast.ListLiteral) and (node.line, node.column) in lists:
             return ast.ListLiteral((), line=node.line, column=node.column)
+        slot = slots.get((node.line, node.column)) if isinstance(node, ast.Literal) else None
+        if slot is not None and slot[0] in query_strings:  # a hit writes the new text's
+            return ast.Literal("", line=node.line, column=node.column)
         return None
 
     # The kept tree holds neither a list slot's items nor the items' texts cut from the text (for a
@@ -341,11 +374,66 @@ def _make_template(
     # its lists.
     dirty: set[int] = set()
     _mark_dirty(query, marked, dirty)
-    kept_query = _rebuild(query, frozenset(dirty), emptied, lambda position: "" if position in columns else None)
+    kept_query = _rebuild(
+        query,
+        frozenset(dirty),
+        emptied,
+        lambda position: "" if position in columns else None,
+        lambda node: None if (node.line, node.column) in calls else node.inner_query,  # a hit binds it
+    )
     dirty = set()
     _mark_dirty(kept_query, marked, dirty)
     reanalyze = len(query.parts) > 1 and any(item.alias is None for item in items)
-    return _Template(kept_query, slots, lists, columns, frozenset(dirty), reanalyze), pins, kept
+    reanalyze = reanalyze or any(template.reanalyze for template, _, _, _ in calls.values())
+    return _Template(kept_query, slots, lists, columns, frozenset(dirty), reanalyze, calls), pins, kept
+
+
+def _with_inner_queries(shape: tuple, values: list) -> tuple[tuple, list, dict]:
+    """The shape and values to key on: ``shape`` and ``values``, then for each query string of a CALL
+    (:func:`shapes.inner_query_strings`) the shape and values of its text, so that the inner query's
+    literals are slots too; and those parts by the string's value index: (the string's shape,
+    values, spans and where its values start among all values). A string :func:`scan` cannot read
+    stays a plain literal (pinned by the template, as before)."""
+    inner: dict = {}
+    key_shape, key_values = list(shape), list(values)
+    for k in inner_query_strings(shape):
+        scanned = scan(values[k])
+        if scanned is None:
+            continue
+        inner_shape, inner_values, inner_spans = scanned
+        inner[k] = (inner_shape, inner_values, inner_spans, len(key_values))
+        key_shape.extend(("", k, *inner_shape))
+        key_values.extend(inner_values)
+    if not inner:
+        return shape, values, inner
+    return tuple(key_shape), key_values, inner
+
+
+def _inner_template(call: ast.Call, string: ast.Literal, k: int, part: tuple):
+    """((the template of the CALL's inner query, k, where its values start, how many), its pinned
+    value indexes among all values, its characters outside list slots), or None."""
+    inner_shape, inner_values, inner_spans, start = part
+    text = string.value
+    tokens = tokenize(text, start_line=string.line, start_column=string.column + 1)  # as the parser does
+    shape, values, spans, element_of, value_tokens = shape_of(tokens)
+    if shape != inner_shape or values != inner_values:
+        return None
+    made = _make_template(call.inner_query, text, tokens, values, spans, element_of, value_tokens)
+    if made is None:
+        return None
+    template, pins, kept = made
+    if template.calls:
+        return None  # a CALL inside an inner query: keep it simple, no template
+    return (template, k, start, len(values)), [start + p for p in pins], kept
+
+
+def _outside_lists(text: str, shape: tuple, spans: list, inner: dict) -> int:
+    """:func:`shapes.outside_lists` with the list slots of inner queries left out too."""
+    outside = outside_lists(text, shape, spans)
+    for inner_shape, _values, inner_spans, _ in inner.values():
+        inner_text_length = inner_spans[-1][1]
+        outside -= inner_text_length - outside_lists("x" * inner_text_length, inner_shape, inner_spans)
+    return outside
 
 
 def _walk_outer(node: ast.Node):
@@ -381,9 +469,10 @@ def _mark_dirty(node: ast.Node, marked, dirty: set[int]) -> bool:
     return False
 
 
-def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text) -> ast.Node:
+def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text, inner_query) -> ast.Node:
     """``root`` with the nodes in ``dirty`` made afresh: a node ``leaf`` replaces (it returns None
-    for the others), an item's text from ``column_text(position)`` (None: unchanged)."""
+    for the others), an item's text from ``column_text(position)`` (None: unchanged), a CALL's inner
+    query from ``inner_query(call)``."""
 
     def value_of(item):
         if isinstance(item, tuple):
@@ -408,14 +497,19 @@ def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text) -> ast.No
             source = column_text((node.line, node.column))
             if source is not None:
                 changes["source_text"] = source
+        elif isinstance(node, ast.Call):
+            inner = inner_query(node)
+            if inner is not node.inner_query:
+                changes["inner_query"] = inner
         return dataclasses.replace(node, **changes) if changes else node
 
     return rebuild(root) if id(root) in dirty else root
 
 
-def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, int]]) -> ast.Query:
-    """The template with the new text's literal values (in text order) and column texts (``spans``:
-    every shape element's (start, end) offsets)."""
+def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, int]], inner: dict) -> ast.Query:
+    """The template with the new text's literal values (in text order, the inner queries' after
+    them) and column texts (``spans``: every shape element's (start, end) offsets; ``inner``: those
+    of the inner queries, :func:`_with_inner_queries`)."""
 
     def leaf(node: ast.Node) -> ast.Node | None:
         if isinstance(node, ast.Literal):
@@ -439,7 +533,15 @@ def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, i
         first, last = found
         return text[spans[first][0] : spans[last][1]]
 
-    return _rebuild(template.query, template.dirty, leaf, column_text)  # type: ignore[return-value]
+    def inner_query(node: ast.Call) -> ast.Query | None:
+        found = template.calls.get((node.line, node.column))
+        if found is None:
+            return node.inner_query
+        inner_template, k, start, count = found
+        inner_spans = inner[k][2]
+        return _bind(inner_template, values[k], values[start : start + count], inner_spans, {})
+
+    return _rebuild(template.query, template.dirty, leaf, column_text, inner_query)  # type: ignore[return-value]
 
 
 # Literal is a frozen dataclass: its __init__ sets each field through object.__setattr__ and works

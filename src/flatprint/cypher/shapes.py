@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from flatprint.cypher.registry import QUERY_PROCEDURES
 from flatprint.cypher.tokens import _MAX_DIGITS, _TOKEN_PATTERN, KEYWORDS, Token, TokenType, _unescape
 
 # a literal's place in the shape: no other token's text starts with a quote (strings are literals)
@@ -207,3 +208,25 @@ def outside_lists(text: str, shape: tuple[str, ...], spans: list[tuple[int, int]
     """How many characters of ``text`` are not in a list of integers or strings."""
     inside = sum(end - start for marker, (start, end) in zip(shape, spans) if marker in LIST_KINDS)
     return len(text) - inside
+
+
+def _value_index(shape: tuple[str, ...], element: int) -> int:
+    """The index in the values of the literal at shape element ``element``."""
+    return sum(1 for marker in shape[:element] if marker in _VALUE_MARKERS)
+
+
+_VALUE_MARKERS = frozenset((*MARKERS.values(), *LIST_KINDS))
+
+
+def inner_query_strings(shape: tuple[str, ...]) -> list[int]:
+    """The value indexes of the strings that are the query of ``CALL apoc.cypher.run(...)`` or
+    ``runTimeboxed(...)`` (their first argument, written as a string literal; the parser parses
+    that text with the outer query), in text order."""
+    found = []
+    for element, marker in enumerate(shape):
+        if marker != MARKERS[TokenType.STRING] or element < 7 or shape[element - 1] != "(":
+            continue
+        name = "".join(shape[element - 6 : element - 1]).lower()
+        if shape[element - 7].upper() == "CALL" and name in QUERY_PROCEDURES:
+            found.append(_value_index(shape, element))
+    return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,32 @@ class NotFound(FlatprintError):
     """A dataset, skeleton, mesh or route that does not exist (404, or 400 where neuPrint uses it)."""
 
 
+#: A query whose kind last cost at most this much CPU (engine and JSON) runs on the event loop's
+#: thread instead of the worker pool (:meth:`ServerState.runs_inline`).
+INLINE_SECONDS = 0.004
+#: An inline run stops after this long and the query runs again in the pool with the full timeout.
+INLINE_LIMIT = 0.1
+#: Kinds of queries whose costs are kept (all forgotten when more arrive: cheap kinds return).
+KEPT_COSTS = 4096
+
+# A query's kind for its cost: its text with each number and single-quoted string as 0, and each
+# list of integers as the bit length of its size (neuprint-python writes its Cypher with single
+# quotes; inner queries of CALL, in double quotes, stay part of the kind).
+_INTEGER_LIST = re.compile(r"\[[0-9,\s]*\]")
+_LITERAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|'(?:[^'\\]|\\.)*'")
+
+
+def _list_size(match: re.Match) -> str:
+    return "[" + "#" * match.group().count(",").bit_length() + "]"  # no digits: the literals' pass keeps it
+
+
+def query_kind(cypher: str) -> str:
+    """What :class:`ServerState` keeps a query's cost under: texts that differ only in their numbers,
+    strings and list lengths within a power of two are one kind (a guess at the cost, never at the
+    answer)."""
+    return _LITERAL.sub("0", _INTEGER_LIST.sub(_list_size, cypher))
+
+
 @dataclass
 class ServerState:
     datasets: dict[str, Store]
@@ -49,6 +76,21 @@ class ServerState:
     grants: dict | None = None  # token -> Grant with --auth; None = open local mode
     max_body: int = 16 * 1024 * 1024
     served: int = 0
+    costs: dict[str, float] = field(default_factory=dict)  # query kind -> CPU seconds of its last run
+
+    def runs_inline(self, kind: str) -> bool:
+        """Whether a query of this kind runs on the event loop's thread: its last run cost at most
+        INLINE_SECONDS of CPU and no other query is running or waiting. Handing a query to a worker
+        and its answer back wakes two threads, which on a busy machine waits for CPUs each time (a
+        neuprint-python call of five small queries lost tens of ms that way); an inline query holds
+        the loop no longer than its cost (at most INLINE_LIMIT, then it runs again in the pool)."""
+        cost = self.costs.get(kind)
+        return cost is not None and cost <= INLINE_SECONDS and self._waiting == 0
+
+    def record_cost(self, kind: str, seconds: float) -> None:
+        if len(self.costs) >= KEPT_COSTS and kind not in self.costs:
+            self.costs.clear()
+        self.costs[kind] = seconds
 
     def dataset(self, name: str | None) -> tuple[str, Store]:
         if not name:
@@ -137,14 +179,20 @@ def error_response(message: str, status_code: int = 400, headers: dict | None = 
 
 
 async def read_json(request: Request) -> dict:
-    """Lenient JSON body: neuprintr sends raw newlines inside strings (strict=False accepts them)."""
+    """Lenient JSON body: neuprintr sends raw newlines inside strings (strict=False accepts them;
+    orjson, which reads the rest faster, refuses them)."""
     raw = await request.body()
     if not raw:
         return {}
     try:
-        body = json.loads(raw.decode("utf-8", errors="replace"), strict=False)
-    except ValueError as exc:
-        raise QueryError(f"request body is not valid JSON ({exc}); escape double quotes in the Cypher text") from None
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            body = json.loads(raw.decode("utf-8", errors="replace"), strict=False)
+        except ValueError as exc:
+            raise QueryError(
+                f"request body is not valid JSON ({exc}); escape double quotes in the Cypher text"
+            ) from None
     if not isinstance(body, dict):
         raise QueryError("request body must be a JSON object")
     return body

@@ -8,12 +8,20 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.routing import Route
 
 from flatprint.cypher.engine import CypherTimeoutError, execute
 from flatprint.errors import QueryError
 from flatprint.io.arrow_ipc import ARROW_STREAM_MEDIA_TYPE, encode_arrow_stream
-from flatprint.server.http import dataset_for, encode_json, encoded_json_response, error_response, read_json, state_of
+from flatprint.server.http import (
+    INLINE_LIMIT,
+    dataset_for,
+    encode_json,
+    encoded_json_response,
+    error_response,
+    query_kind,
+    read_json,
+    state_of,
+)
 
 router = APIRouter()
 
@@ -28,7 +36,8 @@ TIMEOUT_GUIDANCE = (
 
 async def _run(request: Request, encode):
     """Run the request's Cypher in the worker pool; ``encode`` (result, seconds) -> response body
-    also runs there, so serializing a large answer never blocks the event loop."""
+    also runs there, so serializing a large answer never blocks the event loop. A query of a kind that
+    last cost little runs on the loop's thread instead (ServerState.runs_inline)."""
     body = await read_json(request)
     cypher = body.get("cypher")
     if not isinstance(cypher, str) or not cypher.strip():
@@ -38,14 +47,25 @@ async def _run(request: Request, encode):
 
     started = time.perf_counter()
     cancel = threading.Event()
+    kind = query_kind(cypher)
 
-    def work():
+    def work(timeout=state.timeout, cancel=cancel):
+        cpu = time.thread_time()
         try:
-            result = execute(store, cypher, timeout=state.timeout, cancel=cancel)
+            result = execute(store, cypher, timeout=timeout, cancel=cancel)
         except CypherTimeoutError as exc:
+            if timeout < state.timeout:
+                raise
             raise CypherTimeoutError(f"{exc}: {TIMEOUT_GUIDANCE.format(seconds=state.timeout)}") from None
-        return encode(result, time.perf_counter() - started)
+        answer = encode(result, time.perf_counter() - started)
+        state.record_cost(kind, time.thread_time() - cpu)
+        return answer
 
+    if state.timeout > INLINE_LIMIT and state.runs_inline(kind):
+        try:
+            return work(INLINE_LIMIT, None)
+        except CypherTimeoutError:
+            state.record_cost(kind, INLINE_LIMIT)  # not cheap this time: the pool, and the pool next time
     return await run_cancellable(request, state.run(work), cancel)
 
 
@@ -92,13 +112,10 @@ async def custom_arrow(request: Request):
     return Response(await _run(request, encode), media_type=ARROW_STREAM_MEDIA_TYPE)
 
 
-# The two hot endpoints as plain Starlette routes, placed before FastAPI's (app.py): they take the
-# Request and answer bytes, so FastAPI's dependency solving and exit stacks per request buy nothing.
-# The FastAPI routes below, the same functions, stay for the OpenAPI document.
-fast_routes = [
-    Route("/api/custom/custom", custom, methods=["POST"]),
-    Route("/api/custom/arrow", custom_arrow, methods=["POST"]),
-]
+# The two hot endpoints, answered before the app's middleware stack and router (app.FlatprintApp):
+# they take the Request and answer bytes, so FastAPI's dependency solving, exit stacks and telemetry
+# per request buy nothing. The FastAPI routes below, the same functions, stay for the OpenAPI document.
+FAST_ENDPOINTS = {("POST", "/api/custom/custom"): custom, ("POST", "/api/custom/arrow"): custom_arrow}
 router.add_api_route("/api/custom/custom", custom, methods=["POST"])
 router.add_api_route("/api/custom/arrow", custom_arrow, methods=["POST"])
 

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from flatprint import __version__
-from flatprint.server.http import NEUPRINT_HTTP_VERSION, json_response, require_admin, state_of
+from flatprint.server.http import (
+    NEUPRINT_HTTP_VERSION,
+    encode_json,
+    encoded_json_response,
+    json_response,
+    require_admin,
+    state_of,
+)
 
 router = APIRouter()
 
@@ -41,9 +48,19 @@ def datasets(request: Request):
     )
 
 
+VERSION_ANSWER = {"Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__}
+_VERSION_BODY = encode_json(VERSION_ANSWER)
+
+
 @router.get("/api/version")
 def version():
-    return json_response({"Version": NEUPRINT_HTTP_VERSION, "flatprint": __version__})
+    return json_response(VERSION_ANSWER)
+
+
+async def version_endpoint(request: Request):
+    """/api/version without FastAPI (app.FlatprintApp's fast routes): neuprint-python asks it before
+    every query; the answer is fixed, and a coroutine needs no thread."""
+    return encoded_json_response(_VERSION_BODY)
 
 
 @router.get("/api/dbmeta/version")
