@@ -494,3 +494,66 @@ def test_syn_ids_follow_the_sorted_position(store_path):
     syn["kind_rank"] = (syn["kind"] == "post").astype(int)
     ordered = syn.sort_values(["body", "kind_rank", "point_id"], kind="stable").reset_index(drop=True)
     assert (ordered["syn_id"].to_numpy() == np.arange(len(ordered))).all()
+
+
+def test_roi_counts_of_every_body_and_roi_info_text(release_dir, store_path):
+    """segment_rois and neuron_rois at primary ROIs equal pandas' counts on the feathers, upstream and
+    synweight included (store format 5 computes them on read from post and downstream), and every
+    body's roiInfo text (stored with ZSTD) holds exactly its segment_rois rows."""
+    points = load(release_dir, "syn-points")
+    partners = load(release_dir, "syn-partners")
+    primary = points["primary"].astype(str)
+    counts = pd.DataFrame(
+        {
+            "pre": (points.kind == "PreSyn").groupby([points.body, primary]).sum(),
+            "post": (points.kind == "PostSyn").groupby([points.body, primary]).sum(),
+        }
+    )
+    pre_roi = primary.reindex(point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()).to_numpy()
+    downstream = partners.groupby([partners.body_pre.to_numpy(), pre_roi]).size()
+    counts["downstream"] = downstream.reindex(counts.index, fill_value=0).to_numpy()
+    counts = counts[counts.index.get_level_values(1) != "<unspecified>"]
+    counts.index.names = ["bodyId", "roi"]
+    expected = counts.assign(upstream=counts["post"], synweight=counts["downstream"] + counts["post"])
+    columns = ["pre", "post", "downstream", "upstream", "synweight"]
+    got = q(store_path, "SELECT * FROM segment_rois").set_index(["bodyId", "roi"])
+    assert list(got.columns) == columns
+    assert (got.reindex(expected.index)[columns].to_numpy() == expected[columns].to_numpy()).all()
+    neurons = q(store_path, "SELECT bodyId FROM neurons")["bodyId"]
+    neuron_rows = q(store_path, "SELECT * FROM neuron_rois").set_index(["bodyId", "roi"])
+    assert neuron_rows.equals(got[got.index.get_level_values(0).isin(neurons)].sort_index())
+    # roiInfo: every body's map is its segment_rois rows, in segments and neurons alike
+    info = q(store_path, "SELECT bodyId, roiInfo FROM segments").set_index("bodyId")["roiInfo"]
+    rows = {
+        (body, roi, key): value
+        for body, text in info.items()
+        for roi, per_roi in json.loads(text).items()
+        for key, value in per_roi.items()
+    }
+    table = got[columns].stack()
+    assert rows == {(body, roi, key): int(v) for (body, roi, key), v in table.items()}
+    neuron_info = q(store_path, "SELECT bodyId, roiInfo FROM neurons").set_index("bodyId")["roiInfo"]
+    assert neuron_info.equals(info.loc[neuron_info.index])
+
+
+def test_roi_info_zstd_and_virtual_roi_counts(store_path):
+    """The storage choices of store format 5 that keep the store under the feathers' size: roiInfo
+    compressed with ZSTD, upstream and synweight of the per-ROI counts not stored at all."""
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        for table in ("segments", "neurons"):
+            methods = con.execute(
+                f"SELECT DISTINCT compression FROM pragma_storage_info('{table}') "
+                "WHERE column_name = 'roiInfo' AND segment_type = 'VARCHAR'"
+            ).fetchall()
+            assert methods == [("ZSTD",)], table
+        for table in ("segment_rois", "neuron_rois"):
+            stored = {
+                r[0] for r in con.execute(f"SELECT DISTINCT column_name FROM pragma_storage_info('{table}')").fetchall()
+            }
+            assert stored == {"bodyId", "roi", "pre", "post", "downstream"}, table
+            types = dict(
+                con.execute(
+                    f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = '{table}'"
+                ).fetchall()
+            )
+            assert types["upstream"] == types["synweight"] == "BIGINT"

@@ -57,7 +57,9 @@ EXPORT_ORDER = {
 #: Per store format, the tables its ingest writes in exactly EXPORT_ORDER (docs/store.md): they are
 #: copied as stored (DuckDB keeps insertion order) instead of sorted again. At scale 1.0 the sort of
 #: segments (with its roiInfo texts) and connections spilled 12.5 GB beside a 2.3 GB export.
-STORED_IN_EXPORT_ORDER = {4: frozenset({"segments", "segment_rois", "connections", "connection_rois"})}
+STORED_IN_EXPORT_ORDER = dict.fromkeys(
+    (4, 5), frozenset({"segments", "segment_rois", "connections", "connection_rois"})
+)
 
 DESCRIPTIONS = {
     "segments": "One row per body (:Segment); is_neuron marks :Neuron. All neuPrint properties; roiInfo is JSON text.",

@@ -39,8 +39,11 @@ from flatprint.ingest.layout import (
     NT_PROPERTY,
     POST_HP_THRESHOLD,
     PRE_HP_THRESHOLD,
+    ROI_COUNTS_COLUMNS,
+    ROI_COUNTS_STORED,
     STORE_FORMAT,
     camel,
+    create_table_like,
 )
 from flatprint.ingest.meta import build_meta, column_types, whole_numbers
 from flatprint.ingest.ranges import (
@@ -484,8 +487,7 @@ def _build_segment_rois(b: _Build) -> None:
             filled = 0
         groups[-1].append(roi)
         filled += n
-    con.execute("""CREATE TABLE segment_rois (bodyId BIGINT, roi VARCHAR, pre BIGINT, post BIGINT, downstream BIGINT,
-                   upstream BIGINT, synweight BIGINT)""")
+    con.execute(f"CREATE TABLE segment_rois {ROI_COUNTS_COLUMNS}")
     with b.stage.timed("segment ROIs", len(groups)) as advance:
         for group in groups:
             if group:  # none when the release has no synapses in any ROI
@@ -493,7 +495,7 @@ def _build_segment_rois(b: _Build) -> None:
                 # the sort key is the ROI's ENUM, which sorts as the name does.
                 lo, hi = (sql_literal(r) for r in (group[0], group[-1]))
                 con.execute(f"""INSERT INTO segment_rois
-                                SELECT bodyId, roi, pre, post, downstream, upstream, synweight
+                                SELECT {ROI_COUNTS_STORED}
                                 FROM {unsorted} WHERE roi BETWEEN {lo} AND {hi}
                                 ORDER BY CAST(roi AS {b.roi_type}), bodyId""")
             advance()
@@ -566,8 +568,7 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
     with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
         for k in range(len(seg_bounds) + 1):
             stats = bucket_files(stats_dir, k)
-            con.execute(f"""
-                {"CREATE TABLE segments AS" if k == 0 else "INSERT INTO segments"}
+            query = f"""
                 WITH s AS (SELECT * FROM {f"read_parquet({stats})" if stats else no_stats}),
                 ids AS (SELECT body AS bodyId FROM s
                         UNION SELECT bodyId FROM raw_ann WHERE {in_range_sql("bodyId", seg_bounds, k)}),
@@ -586,7 +587,10 @@ def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
                              ON nt.body = ids.bodyId
                            LEFT JOIN (SELECT * FROM {roi_info} WHERE {in_range_sql("bodyId", seg_bounds, k)}) info
                              ON info.bodyId = ids.bodyId)
-                SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId""")
+                SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId"""
+            if k == 0:
+                create_table_like(con, "segments", query)
+            con.execute(f"INSERT INTO segments {query}")
             advance()
     con.execute("SET preserve_insertion_order = false")
     shutil.rmtree(stats_dir, ignore_errors=True)
@@ -663,7 +667,7 @@ def _segment_rois(con, keys: list[str], first: int, last: int, counts_file: Path
                (sum(downstream) + sum(post))::BIGINT AS synweight
         FROM expanded GROUP BY ALL""")
     # Sorted by ROI, so each group of ROIs in _build_segment_rois reads only its row groups.
-    con.execute(f"""COPY (SELECT bodyId, CAST(roi AS VARCHAR) AS roi, pre, post, downstream, upstream, synweight
+    con.execute(f"""COPY (SELECT bodyId, CAST(roi AS VARCHAR) AS roi, pre, post, downstream
                           FROM range_segment_rois r ORDER BY r.roi, bodyId)
                     TO {sql_literal(str(counts_file))} (FORMAT parquet)""")
     # roiInfo JSON text, keys in the order of their text (see ingest/roi_info.py).

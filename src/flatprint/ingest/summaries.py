@@ -20,6 +20,7 @@ those rows (or sums of them), built after ``segments`` (which decides ``is_neuro
 
 from __future__ import annotations
 
+from flatprint.ingest.layout import ROI_COUNTS_COLUMNS, ROI_COUNTS_STORED, create_table_like
 from flatprint.ingest.ranges import in_range_sql, range_count
 from flatprint.store.sql import sql_literal
 
@@ -58,7 +59,8 @@ def build_summaries(con, stage, bounds: list[int]) -> None:
     con.execute("SET preserve_insertion_order = true")  # the ORDER BYs below are the tables' order
     ranges = len(bounds) + 1
     with stage.timed("neuron summaries", 7) as advance:
-        con.execute("CREATE TABLE neurons AS SELECT * FROM segments WHERE is_neuron ORDER BY bodyId")
+        create_table_like(con, "neurons", "SELECT * FROM segments")
+        con.execute("INSERT INTO neurons SELECT * FROM segments WHERE is_neuron ORDER BY bodyId")
         con.execute("CREATE OR REPLACE TEMP TABLE neuron_ids AS SELECT bodyId FROM neurons")
         both = "SEMI JOIN neuron_ids a ON a.bodyId = c.body_pre SEMI JOIN neuron_ids b ON b.bodyId = c.body_post"
         con.execute(f"""
@@ -76,9 +78,10 @@ def build_summaries(con, stage, bounds: list[int]) -> None:
             CREATE TABLE neuron_connection_rois_by_post AS
             SELECT * FROM neuron_connection_rois ORDER BY body_post, body_pre, roi""")
         advance()
-        con.execute("""
-            CREATE TABLE neuron_rois AS
-            SELECT r.* FROM segment_rois r SEMI JOIN neuron_ids n ON n.bodyId = r.bodyId ORDER BY r.bodyId, r.roi""")
+        con.execute(f"CREATE TABLE neuron_rois {ROI_COUNTS_COLUMNS}")
+        con.execute(f"""
+            INSERT INTO neuron_rois SELECT {ROI_COUNTS_STORED}
+            FROM segment_rois r SEMI JOIN neuron_ids n ON n.bodyId = r.bodyId ORDER BY r.bodyId, r.roi""")
         advance()
         con.execute("""
             CREATE TEMP TABLE neuron_label_pairs (body_pre BIGINT, body_post BIGINT, pl_pre USMALLINT,
