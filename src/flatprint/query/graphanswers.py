@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.query.results import arrow_convertible, frame_from_arrow
+from flatprint.query.results import arrow_convertible, frame_from_columns
 from flatprint.store.columns import CONNECTS_TO_COLUMNS
 
 
@@ -36,7 +36,7 @@ def graph_pairs(client, graph, scan) -> np.ndarray:
 
 def graph_frame(columns: dict) -> pd.DataFrame:
     """A DataFrame of NumPy / Arrow columns, converted as client.frame converts SQL results."""
-    return frame_from_arrow(pa.table(columns))
+    return frame_from_columns(columns)
 
 
 def graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary):

@@ -11,6 +11,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.types as pat
 
+try:  # pandas >= 3: a frame assembled from its blocks as they are
+    from pandas.api.internals import create_dataframe_from_blocks
+except ImportError:  # older pandas: its constructor (inference and consolidation included)
+    create_dataframe_from_blocks = None
+try:  # the flag pandas itself reads (get_option("future.infer_string") warns from pandas 3 on)
+    from pandas._config import using_string_dtype
+except ImportError:
+
+    def using_string_dtype() -> bool:
+        return bool(pd.get_option("future.infer_string"))
+
 
 class JsonDict(dict):
     """A plain ``dict`` (``isinstance(x, dict)``, equal to dicts, as neuprint-python's roiInfo cells are)
@@ -61,12 +72,6 @@ def arrow_convertible(duckdb_type) -> bool:
     return name in PLAIN_TYPES or name.endswith("[]") and name[:-2] in PLAIN_TYPES
 
 
-# Arrow converts columns on its thread pool only from this many rows: handing a small table's columns to
-# the pool and waiting for them cost more than converting them (medians of 1-3 ms instead of 0.3 ms
-# for a few hundred rows on a busy machine).
-THREADED_ROWS = 100_000
-
-
 def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     """The DataFrame that ``pd.DataFrame(rows, columns=...)`` builds from the same result's Python
     rows (what neuprint-python does with JSON rows), built column-wise from an Arrow table of
@@ -74,8 +79,148 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
     booleans bool (object with NULLs), text pandas' ``str``, lists Python lists, all-NULL columns
     object None. Python rows cost ~1 s a million cells; this ~1/50 of that.
 
-    The columns are cast in Arrow and converted by one ``Table.to_pandas`` (a frame per column cost
-    ~0.1 ms each: 5 ms for the 50 columns of a neuron row); lists are set afterwards."""
+    Each column is converted on its own (:func:`pandas_values`) and the frame assembled from them
+    as blocks (:func:`frame_of_columns`): ``Table.to_pandas`` and pandas' constructors spend ~0.1 ms a
+    column inferring, checking and consolidating what is known here (5 ms for a neuron row's 50).
+    A column of another type takes ``to_pandas`` for the whole table."""
+    values = []
+    for column in table.columns:
+        converted = pandas_values(column)
+        if converted is None:
+            return _frame_via_pandas(table)
+        values.append(converted)
+    return frame_of_columns(table.column_names, values, table.num_rows)
+
+
+def pandas_values(column: pa.ChunkedArray | pa.Array):
+    """One Arrow column as frame_from_arrow converts it: a writable 1-D NumPy array (int64, float64,
+    bool or object) or pandas' ``str`` array (what ``to_pandas`` makes of text); None for a type
+    outside PLAIN_TYPES and their lists."""
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column], type=column.type)
+    kind = column.type
+    if column.null_count == len(column):
+        return np.full(len(column), None, dtype=object)
+    if pat.is_list(kind) or pat.is_large_list(kind):
+        return object_array(column.to_pylist())
+    if pat.is_string(kind) or pat.is_large_string(kind):
+        return text_values(column)
+    if pat.is_boolean(kind):
+        return object_array(column.to_pylist()) if column.null_count else _writable(column.to_numpy())
+    if pat.is_floating(kind) or (pat.is_integer(kind) and column.null_count):
+        if kind != pa.float64():
+            column = column.cast(pa.float64())  # NULLs -> NaN, as pandas infers for [1, None]
+        return _writable(column.to_numpy())
+    if pat.is_integer(kind):
+        if kind != pa.int64():
+            column = column.cast(pa.int64())
+        return _writable(column.to_numpy())
+    return None
+
+
+def text_values(column: pa.ChunkedArray | pa.Array):
+    """Text as the column ``to_pandas`` makes of it: pandas' ``str`` (Arrow-backed) array, or an
+    object array where pandas does not infer ``str``."""
+    dtype = _text_dtype()
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.__from_arrow__(column)
+    return object_array(column.to_pylist())
+
+
+def _text_dtype():
+    """The dtype ``to_pandas`` gives text under pandas' current options (looked up once per setting)."""
+    key = using_string_dtype()
+    dtype = _TEXT_DTYPES.get(key)
+    if dtype is None:
+        dtype = _TEXT_DTYPES[key] = pa.table({"t": pa.array(["x"])}).to_pandas()["t"].dtype
+    return dtype
+
+
+_TEXT_DTYPES: dict = {}
+
+
+def object_array(values: list) -> np.ndarray:
+    """``values`` (lists and dicts too) as a 1-D object array."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _writable(values: np.ndarray) -> np.ndarray:
+    # (Arrow's zero-copy arrays are read-only: a frame over one fails on assignment)
+    return values if values.flags.writeable else values.copy()
+
+
+def frame_of_columns(names: list[str], values: list, rows: int) -> pd.DataFrame:
+    """A DataFrame (RangeIndex, ``str`` column labels) of ``values``: 1-D NumPy arrays or pandas
+    extension arrays, each ``rows`` long, taken as they are (no inference). NumPy columns of one
+    dtype share a block (as pandas consolidates them; a block each costs ~15 us to make)."""
+    blocks, by_dtype = [], {}
+    for index, array in enumerate(values):
+        if len(array) != rows:
+            raise ValueError(f"frame_of_columns: column {names[index]!r} has {len(array)} rows, not {rows}")
+        if isinstance(array, np.ndarray):
+            by_dtype.setdefault(array.dtype, []).append(index)
+        else:
+            blocks.append((array, np.array([index], dtype=np.intp)))
+    for indexes in by_dtype.values():
+        stacked = values[indexes[0]].reshape(1, rows) if len(indexes) == 1 else np.stack([values[i] for i in indexes])
+        blocks.append((stacked, np.array(indexes, dtype=np.intp)))
+    if create_dataframe_from_blocks is None:
+        df = pd.DataFrame(dict(enumerate(values)), index=pd.RangeIndex(rows), copy=False)
+        df.columns = column_labels(names)
+        return df
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(rows), column_labels(names))
+
+
+def frame_from_columns(columns: dict) -> pd.DataFrame:
+    """frame_from_arrow(pa.table(columns)) without the round trip through Arrow for NumPy columns
+    of numbers or booleans (ints become int64, floats float64, each copied; an empty column object,
+    as Arrow's all-NULL rule makes it); other columns (Arrow arrays, NumPy objects, uint64, which
+    Arrow checks when it casts) go through Arrow."""
+    values, rows = [], None
+    for name, column in columns.items():
+        kind = column.dtype.kind if isinstance(column, np.ndarray) else None
+        if kind in ("i", "u", "b", "f") and column.dtype != np.uint64:
+            if not len(column):
+                converted = np.full(0, None, dtype=object)
+            else:
+                converted = np.array(column, dtype={"f": np.float64, "b": bool}.get(kind, np.int64))
+        else:
+            converted = pandas_values(column if isinstance(column, (pa.Array, pa.ChunkedArray)) else pa.array(column))
+            if converted is None:
+                return frame_from_arrow(pa.table(columns))
+        if rows is not None and len(converted) != rows:
+            raise ValueError(f"frame_from_columns: column {name!r} has {len(converted)} rows, not {rows}")
+        rows = len(converted)
+        values.append(converted)
+    return frame_of_columns(list(columns), values, rows or 0)
+
+
+def column_labels(names) -> pd.Index:
+    """The column Index ``to_pandas`` builds for ``names`` (a shallow copy of one kept per name list
+    and pandas option: building one costs ~0.1 ms)."""
+    key = (using_string_dtype(), tuple(names))
+    labels = _LABELS.get(key)
+    if labels is None:
+        if len(_LABELS) >= KEEP_LABELS:
+            _LABELS.clear()
+        labels = _LABELS[key] = pd.Index(list(names)) if names else pa.table({}).to_pandas().columns
+    return labels.view()  # (a frame's own object: setting its name must not rename another's)
+
+
+KEEP_LABELS = 256
+_LABELS: dict = {}
+
+
+# Arrow converts columns on its thread pool only from this many rows: handing a small table's columns to
+# the pool and waiting for them cost more than converting them (medians of 1-3 ms instead of 0.3 ms
+# for a few hundred rows on a busy machine).
+THREADED_ROWS = 100_000
+
+
+def _frame_via_pandas(table: pa.Table) -> pd.DataFrame:
+    """frame_from_arrow through ``Table.to_pandas`` (columns cast first, lists set afterwards)."""
     columns, lists = [], {}
     for index in range(table.num_columns):
         col = table.column(index)
@@ -85,25 +230,18 @@ def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
         elif pat.is_list(kind) or pat.is_large_list(kind):
             lists[index] = col
             col = pa.nulls(len(col))
-        elif pat.is_string(kind) or pat.is_large_string(kind) or pat.is_boolean(kind):
-            pass  # str; bool, or object True/False/None with NULLs
-        elif pat.is_floating(kind) or col.null_count:
+        elif pat.is_floating(kind) or (pat.is_integer(kind) and col.null_count):
             if kind != pa.float64():
-                col = col.cast(pa.float64())  # NULLs -> NaN, as pandas infers for [1, None]
-        elif kind != pa.int64():
+                col = col.cast(pa.float64())
+        elif pat.is_integer(kind) and kind != pa.int64():
             col = col.cast(pa.int64())
         columns.append(col)
     names = list(table.column_names)
-    unique = len(set(names)) == len(names)  # else positional names, set afterwards
-    keys = names if unique else [str(i) for i in range(len(columns))]
-    threads = table.num_rows >= THREADED_ROWS
-    df = pa.table(columns, names=keys).to_pandas(split_blocks=bool(lists), use_threads=threads)
+    keys = [str(i) for i in range(len(columns))]
+    df = pa.table(columns, names=keys).to_pandas(split_blocks=True, use_threads=table.num_rows >= THREADED_ROWS)
     for index, col in lists.items():
-        values = np.empty(len(col), dtype=object)
-        values[:] = col.to_pylist()
-        df[keys[index]] = values
-    if not unique:
-        df.columns = names
+        df[keys[index]] = object_array(col.to_pylist())
+    df.columns = column_labels(names)
     return df
 
 

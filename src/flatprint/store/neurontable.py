@@ -7,7 +7,7 @@ store and process and keeps them (bounded, least recently used first out, as
 flatprint.store.neurongraph keeps its graph):
 
 * ``columns``: every column of ``neurons`` but roiInfo, as one Arrow table in bodyId order (what a
-  ``SELECT`` of those columns returns), ``body_ids`` its bodyId column;
+  ``SELECT`` of those columns returns; text as large_string), ``body_ids`` its bodyId column;
 * an exact-value index of ``type`` and ``instance``: value -> the positions holding it (sorted), and
   the distinct values as an Arrow array (a regex is matched against them, not against every row);
 * ``neuron_rois`` per neuron: ``roi_offsets`` (n + 1), ``roi_code`` (into ``roi_names``, which are
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,7 @@ ROI_INFO_FORMATS = frozenset({4, 5})
 ROI_COUNTS = ("pre", "post", "downstream", "upstream", "synweight")
 INDEXED = ("type", "instance")  # columns with an exact-value index
 KEEP_TABLES = 2
+KEEP_ROI_SUMS = 4  # ROI sets whose per-neuron sums a table keeps
 BATCH_ROWS = 1 << 20  # neuron_rois is read in batches of this many rows (bounded transient memory)
 
 
@@ -105,10 +106,13 @@ class NeuronTable:
     roi_counts: dict  # pre, post, downstream (and upstream, synweight when not derived) -> array
     roi_json_rank: np.ndarray | None  # per code, its rank in roiInfo's key order (None: name order)
     build_seconds: float = 0.0
+    # ROI name set -> per neuron its counts summed over those ROIs (see primary_sums)
+    _roi_sums: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
+        arrays += [a for sums in list(self._roi_sums.values()) for a in sums.values()]
         return sum(a.nbytes for a in arrays) + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
 
     def rows(self, names: list[str], positions: np.ndarray) -> pa.Table:
@@ -146,6 +150,32 @@ class NeuronTable:
         except ValueError:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.roi_code == code)
+
+    def primary_sums(self, rois) -> dict[str, np.ndarray]:
+        """Per neuron, each of ROI_COUNTS summed over its neuron_rois rows in ``rois`` (int64): what
+        fetch_neurons subtracts from a neuron's totals for its NotPrimary row. Kept per ROI set (the
+        primary ROIs, in practice: ~7 MB at full scale)."""
+        key = frozenset(rois)
+        sums = self._roi_sums.get(key)
+        if sums is None:
+            inside = np.array([name in key for name in self.roi_names], dtype=bool)[self.roi_code]
+            sums = {c: self._sums_per_neuron(values, inside) for c, values in self.roi_counts.items()}
+            if "upstream" not in sums:  # derived (see counts)
+                sums["upstream"] = sums["post"]
+                sums["synweight"] = sums["downstream"] + sums["post"]
+            if len(self._roi_sums) >= KEEP_ROI_SUMS:
+                self._roi_sums.clear()
+            self._roi_sums[key] = sums
+        return sums
+
+    def _sums_per_neuron(self, values: np.ndarray, inside: np.ndarray) -> np.ndarray:
+        """Per neuron, the sum of ``values`` (one per neuron_rois row) over its rows where ``inside``."""
+        if not len(values):
+            return np.zeros(len(self.body_ids), dtype=np.int64)
+        starts = self.roi_offsets[:-1]
+        sums = np.add.reduceat(np.where(inside, values, 0), np.minimum(starts, len(values) - 1), dtype=np.int64)
+        sums[self.roi_offsets[1:] == starts] = 0  # (reduceat gives a neuron without rows its next row)
+        return sums
 
     def counts(self, name: str, rows: np.ndarray) -> np.ndarray:
         """The ``name`` count (one of ROI_COUNTS) of the neuron_rois ``rows``, as int64."""
@@ -187,10 +217,12 @@ def _value_index(column: pa.ChunkedArray) -> ValueIndex:
 def _cast_once(columns: pa.Table) -> tuple[pa.Table, dict]:
     """The integer columns as int64, and the ones holding NULLs also as float64 (the two types
     flatprint.query.results.frame_from_arrow casts a selection's integers to, by whether it holds a
-    NULL): done once here, not per query."""
+    NULL), text as large_string (what pandas' ``str`` arrays hold): done once here, not per query."""
     as_float = {}
     for index, name in enumerate(columns.column_names):
         column = columns.column(index)
+        if pa.types.is_string(column.type):
+            columns = columns.set_column(index, name, column.cast(pa.large_string()))
         if not pa.types.is_integer(column.type):
             continue
         if column.null_count:
