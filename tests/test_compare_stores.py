@@ -98,7 +98,8 @@ def test_build_time_is_not_a_difference(two_builds, tmp_path):
 
 def test_runs_under_a_memory_limit_and_leaves_no_spill(two_builds, tmp_path, monkeypatch):
     """A small limit still compares (DuckDB spills to a temporary directory, removed afterwards);
-    nothing is written to the working directory (a 0.1 comparison once left 4 GB of spill there)."""
+    nothing is written to the working directory (a 0.1 comparison once left 4 GB of spill there).
+    512MB: a full-suite run on format 5 (roiInfo stored with ZSTD) ran out of 256MB."""
     monkeypatch.chdir(tmp_path)
-    assert compare.compare_stores(*two_builds, memory_limit="256MB") == []
+    assert compare.compare_stores(*two_builds, memory_limit="512MB") == []
     assert list(tmp_path.iterdir()) == []
