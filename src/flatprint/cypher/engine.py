@@ -44,7 +44,7 @@ from flatprint.cypher.analyzer import analyze
 from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTimeoutError, Deadline
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
-from flatprint.cypher.memory import MemoryBudgetError
+from flatprint.cypher.memory import MemoryBudgetError, release_free_memory
 from flatprint.cypher.neuronanswers import NeuronAnswerExecution
 from flatprint.cypher.plan import (
     NeuronMatchProject,
@@ -139,6 +139,7 @@ def execute(
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, query)
     execution.columnar_allowed = len(query.parts) == 1
+    stopped = None
     try:
         columns, rows = execution.run_query(query)
         if execution.columnar_arrow is not None or execution.rows_final:  # rows are output values already
@@ -150,6 +151,8 @@ def execute(
         if deadline.usage is not None:
             deadline.usage.ensure_room_for_answer()
         return CypherResult(columns, data, arrow=execution.columnar_arrow)
+    except MemoryBudgetError as exc:
+        stopped = exc.with_traceback(None)  # the traceback's frames hold the stopped query's rows
     except duckdb.InterruptException:
         raise deadline.error() from None
     except (TypeError, ValueError, ArithmeticError, IndexError, KeyError, AttributeError, RecursionError) as exc:
@@ -160,6 +163,11 @@ def execute(
             execution.cursor.close()
         except duckdb.Error:
             pass
+    # Stopped for the budget: with its rows freed, hand the heap back to the system; glibc keeps it
+    # otherwise, and the next queries would meet the budget sooner.
+    del execution, query
+    release_free_memory()
+    raise stopped
 
 
 # ---------------------------------------------------------------------------------------------

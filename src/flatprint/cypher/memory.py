@@ -99,7 +99,6 @@ class MemoryBudget:
         return self.resident() > self.stop_at
 
     def error(self, detail: str = "") -> MemoryBudgetError:
-        release_free_memory()
         return MemoryBudgetError(
             f"query stopped: it would take the server past its memory budget of {format_size(self.total)} "
             f"(--memory-budget / {ENV_VAR}){': ' + detail if detail else ''}; narrow it (WHERE, LIMIT) or "
