@@ -157,3 +157,27 @@ def test_unexpected_errors_on_fast_routes_answer_500(stores, monkeypatch):
     api = TestClient(create_app(stores), raise_server_exceptions=False)
     r = api.post("/api/custom/custom", json={"cypher": "RETURN 1", "dataset": DS})
     assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError: boom"}
+
+
+def test_a_chunked_body_over_the_limit_is_refused(stores, tmp_path):
+    """A body sent without Content-Length (chunked) is bounded too: refused with 413 once it passes
+    the limit, on the fast path, on the whole app's routes and on the explorer's login form."""
+    api = TestClient(create_app(stores, max_body=1024), raise_server_exceptions=False)
+
+    def chunked(payload: bytes):
+        yield from (payload[i : i + 100] for i in range(0, len(payload), 100))
+
+    small = json.dumps({"cypher": "RETURN 1 AS one", "dataset": DS}).encode()
+    r = api.post("/api/custom/custom", content=chunked(small))
+    assert "content-length" not in r.request.headers and r.status_code == 200 and r.json()["data"] == [[1]]
+    padded = json.dumps({"cypher": "RETURN 1 AS one" + " " * 2000, "dataset": DS}).encode()
+    for path in ("/api/custom/custom", "/api/custom/arrow", "/api/npexplorer/roisinneuron"):
+        r = api.post(path, content=chunked(padded))
+        assert r.status_code == 413 and "limit 1024 bytes" in r.json()["error"], (path, r.text)
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"reader": {"datasets": [DS], "role": "readonly"}}))
+    guarded = TestClient(create_app(stores, grants=load_tokens(tokens), max_body=1024), raise_server_exceptions=False)
+    r = guarded.post("/explorer/login", content=chunked(b"token=reader&next=" + b"x" * 2000), follow_redirects=False)
+    assert r.status_code == 413
+    r = guarded.post("/explorer/login", content=chunked(b"token=reader&next=/explorer/"), follow_redirects=False)
+    assert r.status_code == 303

@@ -28,6 +28,7 @@ from flatprint.server.http import (  # noqa: F401
     NEUPRINT_HTTP_VERSION,
     PUBLIC_PATHS,
     TOKEN_COOKIE,
+    BodyTooLarge,
     NotFound,
     ServerBusy,
     ServerState,
@@ -112,6 +113,8 @@ def flatprint_error_response(exc: FlatprintError):
         return error_response(str(exc), 503, {"Retry-After": "2"})
     if isinstance(exc, NotFound):
         return error_response(str(exc), 404)
+    if isinstance(exc, BodyTooLarge):
+        return error_response(str(exc), 413)
     if isinstance(exc, AuthError):
         return error_response(str(exc), 401)
     if isinstance(exc, Forbidden):

@@ -37,6 +37,10 @@ class NotFound(FlatprintError):
     """A dataset, skeleton, mesh or route that does not exist (404, or 400 where neuPrint uses it)."""
 
 
+class BodyTooLarge(FlatprintError):
+    """A request body over the server's limit (413)."""
+
+
 #: A query whose kind last cost at most this much CPU (engine and JSON) runs on the event loop's
 #: thread instead of the worker pool (:meth:`ServerState.runs_inline`).
 INLINE_SECONDS = 0.004
@@ -178,10 +182,25 @@ def error_response(message: str, status_code: int = 400, headers: dict | None = 
     return resp
 
 
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused (413) once it passes the server's limit. A body with a
+    Content-Length over the limit is refused before any view runs (app.admit); this bounds one sent
+    without it (chunked), which would otherwise be read into memory whole."""
+    limit = state_of(request).max_body
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body too large (limit {limit} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request) -> dict:
     """Lenient JSON body: neuprintr sends raw newlines inside strings (strict=False accepts them;
     orjson, which reads the rest faster, refuses them)."""
-    raw = await request.body()
+    raw = await read_body(request)
     if not raw:
         return {}
     try:

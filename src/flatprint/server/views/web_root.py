@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Red
 
 from flatprint import __version__
 from flatprint.server.auth import AuthError, check, login_page, safe_next
-from flatprint.server.http import TOKEN_COOKIE, docs_assets, state_of, visible_datasets
+from flatprint.server.http import TOKEN_COOKIE, docs_assets, read_body, state_of, visible_datasets
 
 router = APIRouter()
 DOCS_STATIC = "/api/docs/static"
@@ -76,7 +76,7 @@ def explorer_login_form(request: Request):
 @router.post("/explorer/login", include_in_schema=False)
 async def explorer_login(request: Request):
     """Check the token from the form, keep it in an HttpOnly cookie, go back to the page asked for."""
-    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    form = parse_qs((await read_body(request)).decode("utf-8", errors="replace"))
     token = (form.get("token") or [""])[0].strip()
     target = safe_next((form.get("next") or [""])[0])
     try:
