@@ -45,6 +45,7 @@ from flatprint.cypher.deadline import WATCHDOG, CypherCancelledError, CypherTime
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.matching import MatchExecution
 from flatprint.cypher.memory import MemoryBudgetError, release_free_memory
+from flatprint.cypher.metaanswers import META_ANSWERS, reads_only_meta
 from flatprint.cypher.neuronanswers import NeuronAnswerExecution
 from flatprint.cypher.plan import (
     NeuronMatchProject,
@@ -135,6 +136,11 @@ def execute(
     """
     if cancel is not None and cancel.is_set():
         raise CypherCancelledError("query cancelled before it started")
+    about_meta = not params and "Meta" in text  # a cheap look before the answers kept for :Meta
+    if about_meta:
+        kept = META_ANSWERS.get(store, text)
+        if kept is not None:
+            return CypherResult(*kept)
     query = prepare(text, plan_cache)
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, query)
@@ -150,6 +156,8 @@ def execute(
             data = output_rows(rows, deadline)
         if deadline.usage is not None:
             deadline.usage.ensure_room_for_answer()
+        if about_meta and execution.columnar_arrow is None and reads_only_meta(query):
+            META_ANSWERS.keep(store, text, columns, data)
         return CypherResult(columns, data, arrow=execution.columnar_arrow)
     except MemoryBudgetError as exc:
         stopped = exc.with_traceback(None)  # the traceback's frames hold the stopped query's rows
