@@ -40,7 +40,9 @@ def _is_constant(expr) -> bool:
     if isinstance(expr, ast.Literal):
         return True
     if isinstance(expr, ast.ListLiteral):
-        return all(_is_constant(item) for item in expr.items)
+        # neuprint-python's id lists run to thousands of items: a plain type test for each
+        literal = ast.Literal
+        return all(type(item) is literal or _is_constant(item) for item in expr.items)
     return False
 
 
