@@ -169,12 +169,12 @@ class FlatprintEngine:
         self.open_seconds.append(time.perf_counter() - started)
 
 
-def fp_neurons(nc_kwargs):
+def fp_neurons(nc_kwargs, roi_info=True):
     def run(eng, p):
         from flatprint import NeuronCriteria as NC, fetch_neurons
 
         c = eng.client
-        return fetch_neurons(NC(client=c, **{k: p[v] for k, v in nc_kwargs.items()}), client=c)
+        return fetch_neurons(NC(client=c, **{k: p[v] for k, v in nc_kwargs.items()}), roi_info=roi_info, client=c)
 
     return run
 
@@ -267,6 +267,14 @@ def workload():
             "neurons_by_roi",
             "fetch_neurons(NC(rois=[R])) (any synapse in R)",
             fp_neurons({"rois": "roi"}),
+            fp_neurons_answer,
+            "neurons_by_roi",
+        ),
+        (
+            "neurons_by_roi_lean",
+            "fetch_neurons(NC(rois=[R]), roi_info=False): the same frames without the roiInfo maps, "
+            "which no baseline builds",
+            fp_neurons({"rois": "roi"}, roi_info=False),
             fp_neurons_answer,
             "neurons_by_roi",
         ),
@@ -454,6 +462,7 @@ def query_params(name: str, params: dict, rep: int = 0) -> dict:
         "neurons_by_type": {"type": params["type"]},
         "neurons_by_regex": {"regex": params["regex"]},
         "neurons_by_roi": {"roi": params["roi"]},
+        "neurons_by_roi_lean": {"roi": params["roi"]},
         "adjacencies_1": {"bodies": params["one"]},
         "adjacencies_100": {"bodies": params["hundred"]},
         "adjacencies_1000": {"bodies": params["thousand"]},

@@ -24,6 +24,7 @@ NAMES = [
     "neurons_by_type",
     "neurons_by_regex",
     "neurons_by_roi",
+    "neurons_by_roi_lean",
     "adjacencies_1",
     "adjacencies_100",
     "adjacencies_1000",

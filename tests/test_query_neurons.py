@@ -13,6 +13,7 @@ from oracle import load, oracle_segments, roi_chains
 import flatprint
 from flatprint import Client, IsNull, NeuronCriteria as NC, NotNull
 from flatprint.errors import NoMatchWarning, QueryError
+from flatprint.query.neurons import ROI_INFO_PARSE_LIMIT
 from flatprint.query.results import JsonDict
 
 
@@ -642,3 +643,42 @@ def test_gc_paused_path_gives_the_same_frames(client, monkeypatch):
     assert gc.isenabled() and len(n1) > 5
     assert_same_frames(n1, n2)
     assert_same_frames(r1, r2)
+
+
+@pytest.mark.parametrize("criteria", ["DNge104", "roi", "segments", "segments_roi"])
+def test_roi_info_false_leaves_only_roi_info_out(client, release_dir, criteria):
+    """``roi_info=False``: no roiInfo column; inputRois/outputRois and the per-ROI counts equal pandas
+    on syn-points, on the neuron table's path (Neuron criteria, few and many neurons) and on SQL's
+    (Segment criteria)."""
+    o = oracle_neurons(release_dir)
+    if criteria == "DNge104":
+        crit = NC(type="DNge104", client=client)
+    elif criteria == "roi":
+        crit = NC(rois=["GNG"], client=client)
+    elif criteria == "segments":
+        ids = o.loc[~o.is_neuron, "bodyId"].iloc[:5].tolist() + [12781]
+        crit = NC(bodyId=ids, label="Segment", client=client)
+    else:  # over ROI_INFO_PARSE_LIMIT segments: the per-ROI rows come from the store, not from roiInfo
+        crit = NC(rois=["GNG"], label="Segment", client=client)
+    neurons, roi_counts = flatprint.fetch_neurons(crit, roi_info=False, client=client)
+    if criteria == "segments_roi":
+        assert len(neurons) > ROI_INFO_PARSE_LIMIT
+    assert "roiInfo" not in neurons.columns and neurons.columns[-2:].tolist() == ["inputRois", "outputRois"]
+    assert "roi_info=False" in neurons.attrs["query"]
+    bodies = neurons["bodyId"].tolist()
+    assert len(bodies) > 0
+    expected = oracle_roi_counts(release_dir, bodies)
+    got = roi_counts[roi_counts.roi != "NotPrimary"].set_index(["bodyId", "roi"])[["pre", "post"]]
+    pd.testing.assert_frame_equal(
+        got.sort_index(), expected.set_index(["bodyId", "roi"]).sort_index(), check_dtype=False
+    )
+    for column, count in (("inputRois", "post"), ("outputRois", "pre")):
+        per_body = expected[expected[count] > 0].groupby("bodyId")["roi"].agg(sorted).to_dict()
+        assert [list(v) for v in neurons[column]] == [per_body.get(b, []) for b in bodies], column
+    with_info, _ = flatprint.fetch_neurons(crit, client=client)
+    assert with_info.drop(columns="roiInfo").columns.tolist() == neurons.columns.tolist()
+
+
+def test_roi_info_must_be_a_bool(client):
+    with pytest.raises(QueryError, match="roi_info"):
+        flatprint.fetch_neurons("DNge104", roi_info="no", client=client)

@@ -79,13 +79,19 @@ def neuron_rows(client, criteria, columns: list[str]) -> pd.DataFrame:
 
 
 @inject_client
-def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", client=None):
+def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", roi_info=True, client=None):
     """Properties and per-ROI synapse counts of the neurons matching ``criteria``.
 
     Returns ``(neuron_df, roi_counts_df)`` (only ``neuron_df`` with ``omit_rois=True``), shaped as
     neuprint-python 0.6.4 returns them: roiInfo parsed, inputRois/outputRois lists, and per-ROI
     counts with a ``NotPrimary`` row for synapses outside every primary ROI.
+
+    ``roi_info=False`` (flatprint's own option) leaves the ``roiInfo`` column out of ``neuron_df``
+    and keeps everything else: its maps hold the numbers ``roi_counts_df`` has, as one Python dict
+    per neuron and ROI, and for many neurons building them is most of the call.
     """
+    if not isinstance(roi_info, bool):
+        raise QueryError(f"roi_info must be True or False, got {roi_info!r}")
     criteria = copy_as_neuroncriteria(criteria, client)
     if returned_columns == "all":
         columns = compile_columns(client)
@@ -103,7 +109,7 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
         columns.append("roiInfo")
     table = in_ram_table(client, criteria, columns)
     if table is not None:
-        neuron_df, roi_counts_df = neurons_from_table(table, client, criteria, columns, omit_rois)
+        neuron_df, roi_counts_df = neurons_from_table(table, client, criteria, columns, omit_rois, roi_info)
     else:
         neuron_df = neuron_rows(client, criteria, columns)
         if neuron_df.empty:
@@ -116,8 +122,10 @@ def fetch_neurons(criteria=None, *, omit_rois=False, returned_columns="all", cli
             omit_rois,
             from_store=len(neuron_df) > ROI_INFO_PARSE_LIMIT,
             neurons_only=criteria.label == "Neuron",
+            roi_info=roi_info,
         )
-    query = f"fetch_neurons({criteria!r}, omit_rois={omit_rois}, returned_columns={returned_columns!r})"
+    query = f"fetch_neurons({criteria!r}, omit_rois={omit_rois}, returned_columns={returned_columns!r}"
+    query += ")" if roi_info else ", roi_info=False)"
     if omit_rois:
         return with_provenance(neuron_df, client, query)
     return with_provenance(neuron_df, client, query), with_provenance(roi_counts_df, client, query)
@@ -252,7 +260,9 @@ def roi_mask(table: NeuronTable, criteria) -> np.ndarray:
     return selected
 
 
-def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str], omit_rois: bool):
+def neurons_from_table(
+    table: NeuronTable, client, criteria, columns: list[str], omit_rois: bool, roi_info: bool = True
+):
     """fetch_neurons' frames from the neuron table in RAM: the rows SQL would return (columns as
     frame_from_arrow converts them), roiInfo maps rebuilt from the neurons' neuron_rois rows (the
     rows ingest wrote the roiInfo text from), and the per-ROI counts from the same rows. The frames
@@ -277,13 +287,16 @@ def neurons_from_table(table: NeuronTable, client, criteria, columns: list[str],
     )
     ids = table.body_ids[positions]
     with paused_gc(len(rows) > GC_PAUSE_ROWS):  # millions of new dicts, lists and their items
-        values["roiInfo"] = roi_info_maps(roi_rows, len(positions), table, rows)
+        if roi_info:
+            values["roiInfo"] = roi_info_maps(roi_rows, len(positions), table, rows)
         for name, column in (("inputRois", "post"), ("outputRois", "pre")):
             values[name] = object_array(roi_lists(roi_rows, len(ids), column))
     if not len(positions):  # as pandas types an empty list set as a column (the SQL path's frame)
         for name in ("roiInfo", "inputRois", "outputRois"):
             values[name] = np.zeros(0, dtype=np.float64)
     names = list(dict.fromkeys([*columns, "inputRois", "outputRois"]))
+    if not roi_info:
+        names.remove("roiInfo")
     neuron_df = frame_of_columns(names, [values[name] for name in names], len(positions))
     totals = {c: count_totals(arrow.column(c), values[c]) for c in count_cols}
     # NotPrimary: the totals minus the neurons' sums over primary ROIs (kept per neuron; mito and
@@ -371,7 +384,12 @@ def fetch_custom_neurons(q, *, client=None):
 
 
 def process_neuron_df(
-    neuron_df: pd.DataFrame, client, omit_rois: bool, from_store: bool = False, neurons_only: bool = False
+    neuron_df: pd.DataFrame,
+    client,
+    omit_rois: bool,
+    from_store: bool = False,
+    neurons_only: bool = False,
+    roi_info: bool = True,
 ):
     """Parse roiInfo into inputRois/outputRois and a per-ROI counts table (with NotPrimary rows).
 
@@ -379,11 +397,16 @@ def process_neuron_df(
     from its body-sorted copy ``neuron_rois``) as columns instead of unpacking every roiInfo in Python
     (both hold the same numbers; the store's are much faster for many neurons). Either way the rows go
     through NumPy, not pandas: on a few neurons pandas' groupby/concat/sort cost milliseconds.
+    ``roi_info=False``: the frame leaves the roiInfo column out (parsed only when the per-ROI rows
+    come from its maps).
     """
     if omit_rois:
         return neuron_df, None
-    roi_info = json_dicts(neuron_df["roiInfo"])
-    neuron_df["roiInfo"] = roi_info
+    maps = json_dicts(neuron_df["roiInfo"]) if roi_info or not from_store else None
+    if roi_info:
+        neuron_df["roiInfo"] = maps
+    else:
+        neuron_df = neuron_df.drop(columns="roiInfo")
     count_cols = [c for c in _COUNT_COLS if c in neuron_df.columns]
     ids = neuron_df["bodyId"].to_numpy(dtype=np.int64)
     totals = {c: neuron_df[c].fillna(0).to_numpy().astype(np.int64) for c in count_cols}
@@ -392,13 +415,14 @@ def process_neuron_df(
     order = None
     if len(ids) > 1 and not (ids[1:] >= ids[:-1]).all():
         order = np.argsort(ids, kind="stable")
-        ids, roi_info = ids[order], [roi_info[i] for i in order]
+        ids = ids[order]
+        maps = None if maps is None else [maps[i] for i in order]
         totals = {c: v[order] for c, v in totals.items()}
     needed = list(dict.fromkeys(["pre", "post", *count_cols]))
     if from_store:
         rows = store_roi_rows(client, ids, needed, neurons_only)
     else:
-        rows = roi_info_rows(roi_info, needed)
+        rows = roi_info_rows(maps, needed)
     for name, column in (("inputRois", "post"), ("outputRois", "pre")):
         lists = roi_lists(rows, len(ids), column)
         if order is not None:
