@@ -682,3 +682,16 @@ def test_roi_info_false_leaves_only_roi_info_out(client, release_dir, criteria):
 def test_roi_info_must_be_a_bool(client):
     with pytest.raises(QueryError, match="roi_info"):
         flatprint.fetch_neurons("DNge104", roi_info="no", client=client)
+
+
+def test_criteria_repr_and_emptiness(client):
+    """What provenance shows of criteria (only what was given) and which criteria select everything."""
+    assert repr(NC(client=client)) == "NeuronCriteria()"
+    assert repr(NC(bodyId=[3, 1], client=client)) == "NeuronCriteria(bodyId=[3, 1])"
+    assert repr(NC(bodyId=[1], label="Neuron", client=client)) == "NeuronCriteria(bodyId=[1], label='Neuron')"
+    assert repr(NC(type="DNge104", min_pre=5, client=client)) == "NeuronCriteria(type=['DNge104'], min_pre=5)"
+    assert repr(NC(rois=["GNG"], roi_req="any", client=client)) == "NeuronCriteria(roi_req='any', rois=['GNG'])"
+    assert NC(client=client).is_empty() and NC(regex=True, label="Segment", client=client).is_empty()
+    assert NC(min_pre=0, client=client).is_empty()
+    for given in ({"bodyId": [1]}, {"type": "x"}, {"min_pre": 1}, {"rois": ["GNG"]}, {"status": "Traced"}):
+        assert not NC(client=client, **given).is_empty(), given

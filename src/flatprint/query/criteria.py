@@ -198,6 +198,26 @@ def warn_unmatched(criteria: NeuronCriteria, client, argument: str = "", stackle
         warnings.warn(line, NoMatchWarning, stacklevel=stacklevel)
 
 
+# Values NeuronCriteria's repr leaves out (label's depends on bodyId) and fields that select nothing.
+_REPR_DEFAULTS = {
+    "regex": False,
+    "roi_req": "all",
+    "min_roi_inputs": 1,
+    "min_roi_outputs": 1,
+    "min_pre": 0,
+    "min_post": 0,
+    "max_closestLandmarkDistanceMicrons": np.inf,
+}
+_NOT_SELECTING = frozenset(
+    {"regex", "roi_req", "min_roi_inputs", "min_roi_outputs", "label", "max_closestLandmarkDistanceMicrons"}
+)
+
+
+def _unset(value) -> bool:
+    """None or an empty list or set: a criterion not given."""
+    return value is None or (isinstance(value, (list, set, frozenset)) and not value)
+
+
 class NeuronCriteria:
     """Which neurons (or segments) a query is about. All arguments are keyword-only but ``matchvar``."""
 
@@ -406,37 +426,24 @@ class NeuronCriteria:
         return self._state() == other._state()
 
     def __repr__(self):
+        # (every fetch_* call writes it into its result's provenance: built without a dict per field)
+        defaults = {**_REPR_DEFAULTS, "label": "Segment" if self.bodyId else "Neuron"}
         parts = []
         for k, v in self._state().items():
-            default = {
-                "regex": False,
-                "roi_req": "all",
-                "min_roi_inputs": 1,
-                "min_roi_outputs": 1,
-                "label": "Segment" if self.bodyId else "Neuron",
-                "min_pre": 0,
-                "min_post": 0,
-                "max_closestLandmarkDistanceMicrons": np.inf,
-            }.get(k)
-            if v in ([], set(), None) or v == default:
+            if _unset(v) or v == defaults.get(k):
                 continue
             parts.append(f"{k}={sorted(v) if isinstance(v, set) else v!r}")
         return f"NeuronCriteria({', '.join(parts)})"
 
     def is_empty(self) -> bool:
         """True when the criteria select every :Neuron (or :Segment)."""
-        s = self._state()
-        ignore = {
-            "regex",
-            "roi_req",
-            "min_roi_inputs",
-            "min_roi_outputs",
-            "label",
-            "max_closestLandmarkDistanceMicrons",
-        }
-        return all(v in ([], set(), None, 0) for k, v in s.items() if k not in ignore) and np.isposinf(
-            self.max_closestLandmarkDistanceMicrons
-        )
+        if self.bodyId:  # the common case, without a look at every other field
+            return False
+        return all(
+            _unset(v) or (isinstance(v, (int, float, np.number)) and v == 0)
+            for k, v in self._state().items()
+            if k not in _NOT_SELECTING
+        ) and np.isposinf(self.max_closestLandmarkDistanceMicrons)
 
     # ---------------------------------------------------------------- SQL
     def table(self, client) -> str:
