@@ -76,7 +76,7 @@ BIGGEST_TEXT = 1e6
 DECIMAL_ONLY = (1e-6, 1e-5)
 
 
-def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+def double_texts(values: np.ndarray, mask: np.ndarray | None = None, as_duckdb: bool = True) -> pa.Array:
     """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
     :func:`synapse_maps_json` puts in a map), null where ``mask`` is set: the shortest round-trip
     digits, "0.000002874877736758208", "6.811773687331879e-7", "1.0"; non-finite values are 'null'.
@@ -86,14 +86,18 @@ def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array
     ``orjson.dumps`` of the array, its separators dropped and the texts' offsets taken from their
     positions, with no Python object per value. Values in DECIMAL_ONLY are written by Arrow's cast
     (:func:`_cast_double_texts`). Raises TextUnsure for magnitudes from BIGGEST_TEXT up (where the
-    notations were not compared)."""
+    notations were not compared).
+
+    ``as_duckdb`` False: orjson's own texts throughout, as the JSON endpoint writes a Python float
+    (``orjson.dumps`` of a NumPy array writes each double as of the Python float; no magnitude
+    is unsure)."""
     values = np.asarray(values, dtype=np.float64)
     masked = mask is not None and bool(mask.any())
     finite = np.isfinite(values)
     if masked:
         finite &= ~mask
     magnitude = np.abs(np.where(finite, values, 0.0))
-    if magnitude.max(initial=0.0) >= BIGGEST_TEXT:
+    if as_duckdb and magnitude.max(initial=0.0) >= BIGGEST_TEXT:
         raise TextUnsure(float(magnitude.max()))
     if not len(values):
         return pa.array([], type=pa.string())
@@ -106,7 +110,7 @@ def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array
     texts = pa.StringArray.from_buffers(
         len(values), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(inner[inner != ord(",")].tobytes())
     )
-    decimal = finite & (magnitude >= DECIMAL_ONLY[0]) & (magnitude < DECIMAL_ONLY[1])
+    decimal = finite & (magnitude >= DECIMAL_ONLY[0]) & (magnitude < DECIMAL_ONLY[1]) & as_duckdb
     odd = ~finite & ~mask if masked else ~finite
     if decimal.any() or odd.any() or masked:
         # one take puts the other texts in place: decimals by Arrow's cast, 'null', and null

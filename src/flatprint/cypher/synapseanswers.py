@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, batchcache, columnar
+from flatprint.cypher import ast, batchcache, columnar, jsonanswer
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronanswers import compare_array
 from flatprint.cypher.planner import plan_match
@@ -297,6 +297,11 @@ class _Answer:
         array per end, (rows read, positions) per synapse), each map written once per synapse."""
         execution = self.execution
         names = [item.name for item in self.shape.items]
+        if execution.json_bytes:
+            try:
+                return names, self.json_answer(ends)
+            except jsonanswer.NotWritten:
+                pass  # the rows and the Arrow answer, as for any caller
         columns, maps = [], set()
         for index, item in enumerate(self.shape.items):
             if item.kind == "body":
@@ -311,6 +316,32 @@ class _Answer:
             columns.append(self.map_texts(item, got, at))
         rows, execution.columnar_arrow = columnar.build_aligned(columns, names, maps, execution.deadline.check)
         return names, rows
+
+    def json_answer(self, ends: dict) -> list:
+        """The answer written as the JSON endpoint's bytes (``columnar_json``; jsonanswer.py): no
+        rows (``[]``), no Arrow answer. Raises jsonanswer.NotWritten for what is not written so."""
+        columns, maps = [], set()
+        for index, item in enumerate(self.shape.items):
+            if item.kind == "body":
+                columns.append(pa.array(ends[item.variable], type=pa.int64()))
+                continue
+            got, at = ends[item.variable]
+            if item.kind == "value":
+                column = _COLUMN.get(item.prop, item.prop)
+                columns.append(
+                    columnar.arrow_column(_arrow(got[column][at], pa.string() if column == "kind" else None))
+                )
+                continue
+            maps.add(index)
+            once, where = np.unique(at, return_inverse=True)
+            wanted = {c: got[c][once] for c in columnar.map_columns(self.model, item.removed)}
+            texts = jsonanswer.synapse_map_json(self.model, item.removed, wanted)
+            columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
+        count = len(columns[0]) if columns else 0
+        self.execution.deadline.check(count)
+        self.execution.columnar_json = jsonanswer.data_json(columns, maps, count)
+        self.execution.columnar_rows = count
+        return []
 
     def map_texts(self, item, got: dict[str, np.ndarray], at: np.ndarray) -> pa.Array:
         """The JSON text of the map of the synapse at each of ``at`` in the rows read ``got``, as

@@ -1,0 +1,194 @@
+"""A column-wise answer's ``data`` written as the JSON endpoint's bytes, with no Python object per row.
+
+The JSON endpoint answers ``{"columns", "data", "debug"}`` as ``orjson.dumps`` with sorted keys
+writes the rows (flatprint.server.http.encode_json; neuPrintHTTP's Go encoder sorts map keys too).
+For an answer the engine builds column-wise (plain values and synapse property maps:
+fetch_synapse_connections' and fetch_synapses' queries) those bytes are written here from Arrow and
+NumPy columns instead: each cell's JSON text per column in bulk (integers by Arrow's cast, doubles
+by one ``orjson.dumps`` of the NumPy array, each distinct string once by orjson), each synapse map
+with its keys in sorted order, the rows joined by Arrow. The bytes are those ``encode_json`` writes
+for the parsed rows (tests/test_cypher_answer_bytes.py), so the endpoint splices them into its
+answer without parsing or encoding the rows.
+
+:class:`NotWritten` marks what is not written here (a column type without a bulk text, a ROI named
+as a property): the answer is then built as Python rows, as before.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flatprint.cypher.columnar import TextUnsure, double_texts, join_parts, string_texts
+from flatprint.cypher.values import POINT_CRS
+
+
+class NotWritten(ValueError):
+    """An answer whose JSON bytes this module does not write (its rows are built instead)."""
+
+
+def _key(name: str) -> str:
+    return orjson.dumps(name).decode() + ":"
+
+
+#: a Point's map after its coordinates, keys sorted as encode_json writes them
+_POINT_TAIL = '],"crs":' + orjson.dumps(POINT_CRS, option=orjson.OPT_SORT_KEYS).decode() + ',"type":"Point"}'
+
+
+def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
+    """Each synapse's property map (or ``apoc.map.removeKeys(node, removed)``) as the JSON endpoint
+    writes it: keys sorted, numbers as orjson writes the Python values, NULL properties left out;
+    from NumPy columns of the synapses' rows (columnar.map_columns; masked arrays where NULL).
+
+    The ROI flags of a synapse depend on its (primary, major) label pair only: per distinct pair
+    its ROI names are sorted among the other keys once, as ``"ROI":true`` fragments in the slots
+    between them. Maps that hold flags only (a PSD's map without type, confidence and location)
+    are written once per label pair."""
+    drop = set(removed or ())
+    count = len(columns["primary_label"])
+    if not count:
+        return pa.array([], type=pa.string())
+    keys = _property_keys(model, drop)
+    pair_keys, where = _label_pairs(columns)
+    slots = _flag_slots(model, drop, pair_keys, keys)
+    present = np.zeros(count, bool)
+    for key in keys:
+        present |= _present(key, columns)
+    bare = np.flatnonzero(~present)
+    full = np.flatnonzero(present)
+    # each label pair's map of flags alone: every slot's fragments in order
+    flags_only = pc.binary_join_element_wise("{", join_parts([pa.array(s, type=pa.string()) for s in slots]), "}", "")
+    if not len(full):
+        return flags_only.take(pa.array(where))
+    parts = _property_parts(model, keys, {c: v[full] for c, v in columns.items()})
+    at_full = pa.array(where[full])
+    interleaved = [pa.array(slots[0], type=pa.string()).take(at_full)]
+    for part, slot in zip(parts, slots[1:]):
+        interleaved += [part, pa.array(slot, type=pa.string()).take(at_full)]
+    written = pc.binary_join_element_wise("{", join_parts(interleaved), "}", "")
+    if not len(bare):
+        return written
+    order = np.empty(count, np.int64)
+    order[bare] = where[bare]
+    order[full] = len(flags_only) + np.arange(len(full))
+    return pa.concat_arrays([flags_only, written]).take(pa.array(order))
+
+
+def _property_keys(model, drop: set[str]) -> list[str]:
+    """The map's property keys (not ROI flags) that ``drop`` leaves, sorted."""
+    keys = ["type", "confidence", "location", *model.nt_columns]
+    return sorted(k for k in keys if k not in drop)
+
+
+def _present(key: str, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Per map whether it holds ``key`` (a Point is written whatever its coordinates)."""
+    if key == "location":
+        return np.ones(len(columns["primary_label"]), bool)
+    return ~np.ma.getmaskarray(columns[{"type": "kind", "confidence": "conf"}.get(key, key)])
+
+
+def _label_pairs(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (primary, major) label pairs as ``primary << 16 | major`` (labels are USMALLINT;
+    NULL reads as 0, as the SQL's coalesce) and each map's position among them."""
+    pair = np.zeros(len(columns["primary_label"]), np.int64)
+    for name, shift in (("primary_label", 16), ("major_label", 0)):
+        labels = columns[name]
+        plain = np.where(np.ma.getmaskarray(labels), 0, np.ma.getdata(labels).astype(np.int64))
+        pair |= plain << shift
+    unique, where = np.unique(pair, return_inverse=True)
+    return unique, where.reshape(-1).astype(np.int64)
+
+
+def _flag_slots(model, drop: set[str], pair_keys: np.ndarray, keys: list[str]) -> list[list[str | None]]:
+    """Per slot (before the first property key, between two, after the last) and label pair, the
+    ``"ROI":true,...`` fragment of the pair's ROI names that sort there (None when none do)."""
+    slots: list[list[str | None]] = [[] for _ in range(len(keys) + 1)]
+    for pair in pair_keys.tolist():
+        names = set(model.roi_names_of_label.get(("primary", pair >> 16), []))
+        names |= set(model.roi_names_of_label.get(("major", pair & 0xFFFF), []))
+        names = sorted(names - drop)
+        if set(names) & set(keys):
+            raise NotWritten("a ROI named as a synapse property")
+        split: list[list[str]] = [[] for _ in slots]
+        for name in names:
+            split[bisect_left(keys, name)].append(name)
+        for slot, found in zip(slots, split):
+            slot.append(",".join(_key(n) + "true" for n in found) or None)
+    return slots
+
+
+def _property_parts(model, keys: list[str], columns: dict[str, np.ndarray]) -> list[pa.Array]:
+    """Per property key (in ``keys``' order) its ``"key":value`` text per map, null where NULL."""
+    count = len(columns["primary_label"])
+    numeric = [k for k in keys if k not in ("type", "location")]
+    parts: dict[str, pa.Array] = {}
+    if numeric:
+        sources = [columns["conf" if k == "confidence" else k] for k in numeric]
+        values = np.concatenate([np.asarray(np.ma.getdata(c), dtype=np.float64) for c in sources])
+        mask = np.concatenate([np.ma.getmaskarray(c) for c in sources])
+        prefixes = pa.array([_key(k) for k in numeric], type=pa.string())
+        try:
+            texts = double_texts(values, mask, as_duckdb=False)
+        except TextUnsure as exc:  # past 32-bit string offsets
+            raise NotWritten(str(exc)) from None
+        keyed = pc.binary_join_element_wise(
+            prefixes.take(pa.array(np.repeat(np.arange(len(numeric)), count))), texts, ""
+        )
+        for k, key in enumerate(numeric):
+            parts[key] = keyed.slice(k * count, count)
+    if "type" in keys:
+        kinds = columns["kind"]
+        mask = np.ma.getmaskarray(kinds)
+        strings = pa.array(np.ma.getdata(kinds), type=pa.string(), mask=mask if mask.any() else None)
+        parts["type"] = pc.binary_join_element_wise(_key("type"), string_texts(strings), "")
+    if "location" in keys:
+        coords = []
+        for axis in ("x", "y", "z"):
+            values = columns[axis]
+            mask = np.ma.getmaskarray(values)
+            text = pc.cast(pa.array(np.ma.getdata(values).astype(np.int64), mask=mask), pa.string())
+            coords.append(pc.fill_null(text, "null"))
+        xyz = pc.binary_join_element_wise(*coords, ",")
+        parts["location"] = pc.binary_join_element_wise('"location":{"coordinates":[', xyz, _POINT_TAIL, "")
+    return [parts[k] for k in keys]
+
+
+def cell_texts(column: pa.Array) -> pa.Array:
+    """The JSON text of each value of a final plain column (columnar.arrow_column's types), 'null'
+    for null, as orjson writes the Python value; NotWritten for other types."""
+    kind = column.type
+    if pa.types.is_integer(kind):
+        texts = pc.cast(column, pa.string())
+    elif pa.types.is_floating(kind):
+        mask = np.asarray(column.is_null()) if column.null_count else None
+        values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        texts = double_texts(values, mask, as_duckdb=False)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = string_texts(column.cast(pa.string()))
+    elif pa.types.is_boolean(kind):
+        texts = pc.if_else(column, "true", "false")
+    elif pa.types.is_null(kind):
+        return pa.array(["null"] * len(column), type=pa.string())
+    else:
+        raise NotWritten(f"a column of {kind}")
+    return pc.fill_null(texts, "null")
+
+
+def data_json(columns: list[pa.Array], maps: set[int], count: int) -> bytes:
+    """The ``data`` of an answer (``count`` rows) as JSON bytes: ``[[cell, ...], ...]``, the cells of
+    plain ``columns`` written here, those at the indices in ``maps`` JSON texts already (null: null)."""
+    if not count:
+        return b"[]"
+    if not columns:
+        return b"[" + b",".join([b"[]"] * count) + b"]"
+    cells = [pc.fill_null(c, "null") if index in maps else cell_texts(c) for index, c in enumerate(columns)]
+    rows = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
+    rows = rows.cast(pa.large_string())  # the joined rows may pass 2 GiB
+    listed = pa.LargeListArray.from_arrays(pa.array([0, count], type=pa.int64()), rows)
+    text = [pa.scalar(t, pa.large_string()) for t in ("[[", "],[", "]]", "")]
+    whole = pc.binary_join_element_wise(text[0], pc.binary_join(listed, text[1]), text[2], text[3])
+    return whole[0].as_buffer().to_pybytes()
