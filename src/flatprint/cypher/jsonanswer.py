@@ -66,9 +66,12 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
         return flags_only.take(pa.array(where))
     parts = _property_parts(model, keys, {c: v[full] for c, v in columns.items()})
     at_full = pa.array(where[full])
-    interleaved = [pa.array(slots[0], type=pa.string()).take(at_full)]
-    for part, slot in zip(parts, slots[1:]):
-        interleaved += [part, pa.array(slot, type=pa.string()).take(at_full)]
+    interleaved = []
+    for k, slot in enumerate(slots):
+        if any(fragment is not None for fragment in slot):  # most ROI names sort before every key
+            interleaved.append(pa.array(slot, type=pa.string()).take(at_full))
+        if k < len(parts):
+            interleaved.append(parts[k])
     written = pc.binary_join_element_wise("{", join_parts(interleaved), "}", "")
     if not len(bare):
         return written
@@ -180,15 +183,72 @@ def cell_texts(column: pa.Array) -> pa.Array:
 
 def data_json(columns: list[pa.Array], maps: set[int], count: int) -> bytes:
     """The ``data`` of an answer (``count`` rows) as JSON bytes: ``[[cell, ...], ...]``, the cells of
-    plain ``columns`` written here, those at the indices in ``maps`` JSON texts already (null: null)."""
+    plain ``columns`` written here, those at the indices in ``maps`` JSON texts already (null: null).
+
+    Each run of adjacent number columns is one text per row (:func:`number_run_texts`), other
+    columns' cells by :func:`cell_texts`. The rows are then one element-wise join, the first text
+    of each row led by what lies between it and the row before (``[[`` or ``],[``): the joined rows'
+    characters, back to back, are the answer but its closing ``]]``."""
     if not count:
         return b"[]"
     if not columns:
         return b"[" + b",".join([b"[]"] * count) + b"]"
-    cells = [pc.fill_null(c, "null") if index in maps else cell_texts(c) for index, c in enumerate(columns)]
-    rows = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
-    rows = rows.cast(pa.large_string())  # the joined rows may pass 2 GiB
-    listed = pa.LargeListArray.from_arrays(pa.array([0, count], type=pa.int64()), rows)
-    text = [pa.scalar(t, pa.large_string()) for t in ("[[", "],[", "]]", "")]
-    whole = pc.binary_join_element_wise(text[0], pc.binary_join(listed, text[1]), text[2], text[3])
-    return whole[0].as_buffer().to_pybytes()
+    texts: list[pa.Array] = []
+    run: list[pa.Array] = []
+    for index, column in enumerate(columns):
+        kind = _number_kind(column) if index not in maps else None
+        if run and kind != _number_kind(run[0]):
+            texts.append(number_run_texts(run))
+            run = []
+        if kind is not None:
+            run.append(column)
+        else:
+            texts.append(pc.fill_null(column, "null") if index in maps else cell_texts(column))
+    if run:
+        texts.append(number_run_texts(run))
+    lead = np.full(count + 1, 3, np.int32)
+    lead[:2] = (0, 2)
+    leads = pa.StringArray.from_buffers(
+        count, pa.py_buffer(np.cumsum(lead, dtype=np.int32)), pa.py_buffer(b"[[" + b"],[" * (count - 1))
+    )
+    try:
+        texts[0] = pc.binary_join_element_wise(leads, texts[0], "")
+        rows = pc.binary_join_element_wise(*texts, ",") if len(texts) > 1 else texts[0]
+    except (pa.ArrowInvalid, pa.ArrowCapacityError) as exc:  # past 32-bit string offsets
+        raise NotWritten(str(exc)) from None
+    if len(rows) != count or rows.null_count:
+        raise NotWritten("rows not joined")  # never expected: every text is set
+    offsets = np.frombuffer(rows.buffers()[1], np.int32, count + 1, rows.offset * 4)
+    return b"".join((memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]], b"]]"))
+
+
+def _number_kind(column: pa.Array) -> str | None:
+    """'integer' or 'double' for a column :func:`number_run_texts` writes, else None."""
+    if pa.types.is_integer(column.type) and not column.null_count:
+        return "integer"
+    if pa.types.is_floating(column.type):
+        return "double"
+    return None
+
+
+def number_run_texts(columns: list[pa.Array]) -> pa.Array:
+    """Per row the cells of number columns of one kind (integers without nulls, or doubles: NaN,
+    infinities and nulls written null, as encode_json writes them) as one text ``"1,2,3"``.
+
+    One ``orjson.dumps`` of the values row by row writes them all; the commas that end a row are
+    dropped and the rows' texts are slices of what is left (no Python object per value)."""
+    count, width = len(columns[0]), len(columns)
+    if pa.types.is_integer(columns[0].type):
+        matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) for c in columns])
+    else:
+        matrix = np.column_stack([c.fill_null(np.nan).to_numpy(zero_copy_only=False) for c in columns])
+        matrix = matrix.astype(np.float64, copy=False)
+    written = np.frombuffer(orjson.dumps(matrix.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    inner = written[1:-1]
+    ends = np.flatnonzero(inner == ord(","))[width - 1 :: width]  # the commas between rows
+    keep = np.ones(len(inner), bool)
+    keep[ends] = False
+    offsets = np.concatenate([[0], ends + 1 - np.arange(1, len(ends) + 1), [len(inner) - len(ends)]])
+    if offsets[-1] >= 2**31:
+        raise NotWritten("an answer past 2 GiB")
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(inner[keep]))
