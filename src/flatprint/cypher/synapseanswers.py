@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, batchcache, columnar, jsonanswer
+from flatprint.cypher import ast, batchcache, columnar, jsonanswer, sqlgen
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronanswers import compare_array
 from flatprint.cypher.planner import plan_match
@@ -98,10 +98,10 @@ class _Answer:
     def run(self) -> tuple[list[str], list[list]]:
         shape = self.shape
         ends = {}
-        columns = self.synapse_columns()
         tests = [self.synapse_tests(shape.pre_syn)]
         if shape.post is not None:
             tests.append(self.synapse_tests(shape.post_syn))
+        columns, tests = self.select_items(self.synapse_columns(), tests)
         weights = [self.number(t) for t in shape.weight_tests]
         pre = self.bodies(shape.pre)
         if shape.post is None:
@@ -214,7 +214,7 @@ class _Answer:
 
     def synapse_columns(self) -> list[str]:
         """The synapses columns the tests and items read."""
-        wanted = {"kind", "conf", "x", "y", "z"}
+        wanted = {"conf", "x", "y", "z"}
         shape = self.shape
         for syn in (shape.pre_syn, shape.post_syn):
             if syn is not None and syn.roi_terms:
@@ -230,6 +230,19 @@ class _Answer:
                 else:
                     raise _NotHere  # a property of no column: null in SQL's answer
         return sorted(wanted)
+
+    def select_items(self, columns: list[str], tests: list[list]) -> tuple[list[str], list[list]]:
+        """The synapses select items (the ``columns`` read) and the tests over them. A ``type`` test
+        when no item needs the type itself reads whether the type is that value (a boolean column)
+        instead of the strings: no Python string per synapse to read and compare."""
+        if "kind" in columns or not any(t[0] == "kind" for end in tests for t in end):
+            return columns, tests
+        values = sorted({t[2] for end in tests for t in end if t[0] == "kind"})
+        items = [sqlgen.equals_item("kind", v, f"kind_is_{k}") for k, v in enumerate(values)]
+        tests = [
+            [(f"kind_is_{values.index(t[2])}", "true", None) if t[0] == "kind" else t for t in end] for end in tests
+        ]
+        return columns + items, tests
 
     def synapse_tests(self, syn: SynapseEnd) -> list:
         """(column, op, value) comparisons and ROI label masks (per ROI set: allowed labels)."""
@@ -285,6 +298,9 @@ class _Answer:
             values = column(name)
             known = ~np.ma.getmaskarray(values)
             plain = np.ma.getdata(values)
+            if op == "true":  # a boolean column read (select_items)
+                keep &= known & plain.astype(bool)
+                continue
             if name == "conf":
                 plain = plain.astype(np.float64)  # Cypher compares the double
             keep &= known & compare_array(plain, op, value)
