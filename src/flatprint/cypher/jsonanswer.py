@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher.columnar import TextUnsure, double_texts, join_parts, string_texts
+from flatprint.cypher.columnar import TextUnsure, double_texts, string_texts
 from flatprint.cypher.values import POINT_CRS
 
 
@@ -44,41 +44,33 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
     writes it: keys sorted, numbers as orjson writes the Python values, NULL properties left out;
     from NumPy columns of the synapses' rows (columnar.map_columns; masked arrays where NULL).
 
-    The ROI flags of a synapse depend on its (primary, major) label pair only: per distinct pair
-    its ROI names are sorted among the other keys once, as ``"ROI":true`` fragments in the slots
-    between them. Maps that hold flags only (a PSD's map without type, confidence and location)
-    are written once per label pair."""
+    Maps are written by the properties they hold (a T-bar's NT probabilities, a PSD's none): per
+    such pattern one element-wise join of the keys (constants) and the values' texts. A synapse's
+    ROI flags depend on its (primary, major) label pair only: per distinct pair its ROI names are
+    sorted among the pattern's keys once, as ``"ROI":true`` fragments in the slots between them."""
     drop = set(removed or ())
     count = len(columns["primary_label"])
     if not count:
         return pa.array([], type=pa.string())
     keys = _property_keys(model, drop)
     pair_keys, where = _label_pairs(columns)
-    slots = _flag_slots(model, drop, pair_keys, keys)
-    present = np.zeros(count, bool)
-    for key in keys:
-        present |= _present(key, columns)
-    bare = np.flatnonzero(~present)
-    full = np.flatnonzero(present)
-    # each label pair's map of flags alone: every slot's fragments in order
-    flags_only = pc.binary_join_element_wise("{", join_parts([pa.array(s, type=pa.string()) for s in slots]), "}", "")
-    if not len(full):
-        return flags_only.take(pa.array(where))
-    parts = _property_parts(model, keys, {c: v[full] for c, v in columns.items()})
-    at_full = pa.array(where[full])
-    interleaved = []
-    for k, slot in enumerate(slots):
-        if any(fragment is not None for fragment in slot):  # most ROI names sort before every key
-            interleaved.append(pa.array(slot, type=pa.string()).take(at_full))
-        if k < len(parts):
-            interleaved.append(parts[k])
-    written = pc.binary_join_element_wise("{", join_parts(interleaved), "}", "")
-    if not len(bare):
-        return written
-    order = np.empty(count, np.int64)
-    order[bare] = where[bare]
-    order[full] = len(flags_only) + np.arange(len(full))
-    return pa.concat_arrays([flags_only, written]).take(pa.array(order))
+    names = [_roi_names(model, drop, pair, keys) for pair in pair_keys.tolist()]
+    code = np.zeros(count, np.int64)
+    for bit, key in enumerate(keys):
+        code |= _present(key, columns).astype(np.int64) << bit
+    patterns, pattern_of = np.unique(code, return_inverse=True)
+    pattern_of = pattern_of.reshape(-1)
+    if len(patterns) == 1:
+        present = [k for bit, k in enumerate(keys) if int(patterns[0]) >> bit & 1]
+        return _maps_of_pattern(present, columns, names, where)
+    pieces, order, done = [], np.empty(count, np.int64), 0
+    for index, pattern in enumerate(patterns.tolist()):
+        rows = np.flatnonzero(pattern_of == index)
+        present = [k for bit, k in enumerate(keys) if pattern >> bit & 1]
+        pieces.append(_maps_of_pattern(present, {c: v[rows] for c, v in columns.items()}, names, where[rows]))
+        order[rows] = done + np.arange(len(rows))
+        done += len(rows)
+    return pa.concat_arrays(pieces).take(pa.array(order))
 
 
 def _property_keys(model, drop: set[str]) -> list[str]:
@@ -106,58 +98,73 @@ def _label_pairs(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return unique, where.reshape(-1).astype(np.int64)
 
 
-def _flag_slots(model, drop: set[str], pair_keys: np.ndarray, keys: list[str]) -> list[list[str | None]]:
-    """Per slot (before the first property key, between two, after the last) and label pair, the
-    ``"ROI":true,...`` fragment of the pair's ROI names that sort there (None when none do)."""
-    slots: list[list[str | None]] = [[] for _ in range(len(keys) + 1)]
-    for pair in pair_keys.tolist():
-        names = set(model.roi_names_of_label.get(("primary", pair >> 16), []))
-        names |= set(model.roi_names_of_label.get(("major", pair & 0xFFFF), []))
-        names = sorted(names - drop)
-        if set(names) & set(keys):
-            raise NotWritten("a ROI named as a synapse property")
+def _roi_names(model, drop: set[str], pair: int, keys: list[str]) -> list[str]:
+    """The ROI names flagged in the maps of label pair ``pair`` (both ROI sets), sorted."""
+    names = set(model.roi_names_of_label.get(("primary", pair >> 16), []))
+    names |= set(model.roi_names_of_label.get(("major", pair & 0xFFFF), []))
+    names -= drop
+    if names & set(keys):
+        raise NotWritten("a ROI named as a synapse property")
+    return sorted(names)
+
+
+def _maps_of_pattern(present: list[str], columns: dict[str, np.ndarray], names: list[list[str]], pairs) -> pa.Array:
+    """The maps of synapses that hold exactly the property keys ``present`` (sorted), from their
+    columns; ``names``: the ROI names of each label pair, ``pairs``: each map's label pair."""
+    slots: list[list[str]] = [[] for _ in range(len(present) + 1)]  # per slot, per pair: its text
+    for flagged in names:
         split: list[list[str]] = [[] for _ in slots]
-        for name in names:
-            split[bisect_left(keys, name)].append(name)
-        for slot, found in zip(slots, split):
-            slot.append(",".join(_key(n) + "true" for n in found) or None)
-    return slots
+        for name in flagged:
+            split[bisect_left(present, name)].append(_key(name) + "true")
+        for slot, (k, found) in zip(slots, enumerate(split)):
+            text = ",".join(found)
+            if text and present:  # each text brings the comma between it and the keys around
+                text = text + "," if k == 0 else "," + text
+            slot.append(text)
+    at = pa.array(pairs, type=pa.int64())
+    parts: list = ["{"]
+    values = _value_texts(present, columns)
+    for k, slot in enumerate(slots):
+        if any(slot):  # most ROI names sort before every key: the other slots stay empty
+            parts.append(pa.array(slot, type=pa.string()).take(at))
+        if k < len(present):
+            parts += values[k]
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
 
 
-def _property_parts(model, keys: list[str], columns: dict[str, np.ndarray]) -> list[pa.Array]:
-    """Per property key (in ``keys``' order) its ``"key":value`` text per map, null where NULL."""
+def _value_texts(present: list[str], columns: dict[str, np.ndarray]) -> list[list]:
+    """Per key of ``present`` the parts that write it in the maps (each after a comma but the
+    first): its key and the value's text per map (constants as strings, texts as Arrow arrays)."""
     count = len(columns["primary_label"])
-    numeric = [k for k in keys if k not in ("type", "location")]
-    parts: dict[str, pa.Array] = {}
+    lead = [("," if k else "") + _key(key) for k, key in enumerate(present)]
+    numeric = [k for k, key in enumerate(present) if key not in ("type", "location")]
+    texts: dict[int, list] = {}
     if numeric:
-        sources = [columns["conf" if k == "confidence" else k] for k in numeric]
-        values = np.concatenate([np.asarray(np.ma.getdata(c), dtype=np.float64) for c in sources])
-        mask = np.concatenate([np.ma.getmaskarray(c) for c in sources])
-        prefixes = pa.array([_key(k) for k in numeric], type=pa.string())
+        stacked = [columns[{"confidence": "conf"}.get(present[k], present[k])] for k in numeric]
+        values = np.concatenate([np.asarray(np.ma.getdata(c), dtype=np.float64) for c in stacked])
         try:
-            texts = double_texts(values, mask, as_duckdb=False)
+            written = double_texts(values, None, as_duckdb=False)
         except TextUnsure as exc:  # past 32-bit string offsets
             raise NotWritten(str(exc)) from None
-        keyed = pc.binary_join_element_wise(
-            prefixes.take(pa.array(np.repeat(np.arange(len(numeric)), count))), texts, ""
-        )
-        for k, key in enumerate(numeric):
-            parts[key] = keyed.slice(k * count, count)
-    if "type" in keys:
-        kinds = columns["kind"]
-        mask = np.ma.getmaskarray(kinds)
-        strings = pa.array(np.ma.getdata(kinds), type=pa.string(), mask=mask if mask.any() else None)
-        parts["type"] = pc.binary_join_element_wise(_key("type"), string_texts(strings), "")
-    if "location" in keys:
-        coords = []
-        for axis in ("x", "y", "z"):
-            values = columns[axis]
-            mask = np.ma.getmaskarray(values)
-            text = pc.cast(pa.array(np.ma.getdata(values).astype(np.int64), mask=mask), pa.string())
-            coords.append(pc.fill_null(text, "null"))
-        xyz = pc.binary_join_element_wise(*coords, ",")
-        parts["location"] = pc.binary_join_element_wise('"location":{"coordinates":[', xyz, _POINT_TAIL, "")
-    return [parts[k] for k in keys]
+        for n, k in enumerate(numeric):
+            texts[k] = [lead[k], written.slice(n * count, count)]
+    for k, key in enumerate(present):
+        if key == "type":
+            strings = pa.array(np.ma.getdata(columns["kind"]), type=pa.string())
+            texts[k] = [lead[k], string_texts(strings)]
+        elif key == "location":
+            axes = [columns[axis] for axis in ("x", "y", "z")]
+            if any(np.ma.getmaskarray(a).any() for a in axes):  # a NULL coordinate is written null
+                coords = [
+                    pc.cast(pa.array(np.ma.getdata(a).astype(np.int64), mask=np.ma.getmaskarray(a)), pa.string())
+                    for a in axes
+                ]
+                xyz = pc.binary_join_element_wise(*[pc.fill_null(c, "null") for c in coords], ",")
+            else:
+                xyz = number_run_texts([pa.array(np.asarray(a, dtype=np.int64)) for a in axes])
+            texts[k] = [lead[k] + '{"coordinates":[', xyz, _POINT_TAIL]
+    return [texts[k] for k in range(len(present))]
 
 
 def cell_texts(column: pa.Array) -> pa.Array:
