@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
-from oracle import load
+from oracle import load, oracle_segments
 from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     NT_NAMES,
     PAIR_CYPHER,
@@ -25,7 +25,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     synapse_points,
 )
 
-from flatprint.cypher import jsonanswer
+from flatprint.cypher import batchcache, jsonanswer
 from flatprint.cypher.engine import execute
 from flatprint.server import open_stores
 from flatprint.server.http import encode_json
@@ -143,6 +143,40 @@ def test_type_selections_and_other_filters_match_the_row_path(store, strong_pair
         assert result.data_json is not None and rows
         assert same_rows(json.loads(result.data_json), rows)
         assert result.data_json == encode_json(rows)
+
+
+def test_batches_from_the_batch_cache_are_written_as_bytes(
+    store,
+    release_dir,
+    synapse_points,  # noqa: F811
+    strong_pair,  # noqa: F811
+    monkeypatch,
+):
+    """neuprint-python's batches of one type pair (one target body each): from the second batch on
+    the batch cache's kept general answer writes each batch's bytes; they parse to pandas' rows of
+    each pair and are the bytes of the row path's rows."""
+    segments = oracle_segments(release_dir)
+    pre, post = strong_pair
+    kind, post_kind = segments.loc[pre, "type"], segments.loc[post, "type"]
+    same_type = segments.index[segments["is_neuron"] & (segments["type"] == post_kind)]
+    targets = [post, *sorted(int(b) for b in same_type if b != post)[:3]]
+    sources = sorted(int(b) for b in segments.index[segments["is_neuron"] & (segments["type"] == kind)])
+    assert len(targets) > 2
+    monkeypatch.setattr(batchcache, "_CACHES", {})  # a fresh batch cache for the store
+    kept = []
+    original = batchcache.GeneralAnswer.answer_json
+    monkeypatch.setattr(batchcache.GeneralAnswer, "answer_json", lambda *a: kept.append(1) or original(*a))
+    for target in targets:
+        cypher = PAIR_CYPHER.replace(
+            "n.bodyId = {pre} AND m.bodyId = {post}",
+            f"n.type = '{kind}' AND m.bodyId = {target} AND m.type = '{post_kind}'",
+        )
+        result = execute(store, cypher, json_bytes=True)
+        assert result.data_json is not None
+        want = [row for source in sources for row in oracle_pair_rows(release_dir, synapse_points, source, target)]
+        assert same_rows(json.loads(result.data_json), want)
+        assert result.data_json == encode_json(execute(store, cypher).data)
+    assert len(kept) == len(targets) - 1  # the first batch read alone
 
 
 # ---- the writers at their edges, against answers written on paper

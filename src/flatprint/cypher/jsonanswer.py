@@ -73,6 +73,25 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
     return pa.concat_arrays(pieces).take(pa.array(order))
 
 
+def synapse_map_json_of_rows(model, removed, rows: pa.Table, ids: pa.Array) -> pa.Array | None:
+    """:func:`synapse_map_json` of the synapses ``ids`` from an Arrow table of their rows (column
+    ``id`` and columnar.map_columns), aligned with ``ids``; None when they are not written here."""
+    taken = rows.take(pc.index_in(ids, value_set=rows.column("id")))
+    columns = {}
+    for name in taken.column_names[1:]:
+        column = taken.column(name).combine_chunks()
+        mask = np.asarray(column.is_null()) if column.null_count else np.zeros(len(column), bool)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = column.to_numpy(zero_copy_only=False)
+        else:
+            values = column.fill_null(0).to_numpy(zero_copy_only=False)
+        columns[name] = np.ma.masked_array(values, mask=mask)
+    try:
+        return synapse_map_json(model, removed, columns)
+    except NotWritten:
+        return None
+
+
 def _property_keys(model, drop: set[str]) -> list[str]:
     """The map's property keys (not ROI flags) that ``drop`` leaves, sorted."""
     keys = ["type", "confidence", "location", *model.nt_columns]
