@@ -4,9 +4,9 @@ The JSON endpoint answers ``{"columns", "data", "debug"}`` as ``orjson.dumps`` w
 writes the rows (flatprint.server.http.encode_json; neuPrintHTTP's Go encoder sorts map keys too).
 For an answer the engine builds column-wise (plain values and synapse property maps:
 fetch_synapse_connections' and fetch_synapses' queries) those bytes are written here from Arrow and
-NumPy columns instead: each cell's JSON text per column in bulk (integers by Arrow's cast, doubles
-by one ``orjson.dumps`` of the NumPy array, each distinct string once by orjson), each synapse map
-with its keys in sorted order, the rows joined by Arrow. The bytes are those ``encode_json`` writes
+NumPy columns instead: the cells' JSON texts in bulk (each run of adjacent number columns by one
+``orjson.dumps`` of their NumPy values, each distinct string once by orjson), each synapse map with
+its keys in sorted order, the rows joined by one Arrow kernel. The bytes are those ``encode_json`` writes
 for the parsed rows (tests/test_cypher_answer_bytes.py), so the endpoint splices them into its
 answer without parsing or encoding the rows.
 
@@ -53,6 +53,8 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
     if not count:
         return pa.array([], type=pa.string())
     keys = _property_keys(model, drop)
+    if len(keys) > 62:  # a pattern is a bit per key of an int64
+        raise NotWritten(f"{len(keys)} synapse properties")
     pair_keys, where = _label_pairs(columns)
     names = [_roi_names(model, drop, pair, keys) for pair in pair_keys.tolist()]
     code = np.zeros(count, np.int64)

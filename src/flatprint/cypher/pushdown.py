@@ -261,8 +261,11 @@ class PushdownExecution:
         if kept is None:
             return None
         if self.json_bytes and kept.json_texts is not None:
-            self.columnar_json, self.columnar_rows = kept.answer_json(condition.values, self.deadline.check)
-            return []
+            try:
+                self.columnar_json, self.columnar_rows = kept.answer_json(condition.values, self.deadline.check)
+                return []
+            except jsonanswer.NotWritten:
+                pass  # the rows, as for any caller
         rows, self.columnar_arrow = kept.answer(condition.values, names, self.deadline.check)
         return rows
 
