@@ -345,12 +345,12 @@ class _Answer:
             if item.kind == "value":
                 column = _COLUMN.get(item.prop, item.prop)
                 columns.append(
-                    columnar.arrow_column(_arrow(got[column][at], pa.string() if column == "kind" else None))
+                    columnar.arrow_column(_arrow(_taken(got[column], at), pa.string() if column == "kind" else None))
                 )
                 continue
             maps.add(index)
             once, where = np.unique(at, return_inverse=True)
-            wanted = {c: got[c][once] for c in columnar.map_columns(self.model, item.removed)}
+            wanted = {c: _taken(got[c], once) for c in columnar.map_columns(self.model, item.removed)}
             texts = jsonanswer.synapse_map_json(self.model, item.removed, wanted)
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
@@ -385,6 +385,17 @@ def _is_body_id(e, variable: str) -> bool:
         and isinstance(e.subject, ast.Variable)
         and e.subject.name == variable
     )
+
+
+def _taken(values, at: np.ndarray):
+    """``values[at]`` of a column read (masked where NULL): a plain array when no value is NULL
+    (NumPy's masked indexing costs several times the plain one)."""
+    if not isinstance(values, np.ma.MaskedArray):
+        return values[at]
+    mask = np.ma.getmask(values)
+    if mask is np.ma.nomask:
+        return values.data[at]
+    return np.ma.MaskedArray(values.data[at], mask=mask[at])
 
 
 def _arrow(values, kind: pa.DataType | None) -> pa.Array:
