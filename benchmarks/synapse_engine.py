@@ -7,7 +7,8 @@ neuprint-python 0.6.4 runs in-process against the server app (requests' transpor
 Starlette TestClient, no HTTP), once per call, to capture every Cypher text it posts. Each captured
 text is then run ``--repeat`` times through ``execute`` as the server runs it (shared plan cache,
 the neuron table and graph built), timing this process's CPU (DuckDB's threads included) for
-``execute`` and for the server's JSON encoding of the answer; medians. The library's call
+``execute`` (with ``json_bytes``, as the JSON endpoint runs it) and for the server's JSON answer
+(``answer_json``: spliced rows the engine wrote as bytes, else encoded); medians. The library's call
 (flatprint.fetch_synapse_connections / fetch_synapses) is timed the same way. Calls:
 fetch_synapse_connections of the ``--pairs`` strongest neuron pairs, and fetch_synapses of the most
 common neuron type with at most 12 members and of DNge104 when the store has it. ``--profile``
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
     from flatprint.cypher.engine import execute
     from flatprint.server import open_stores
     from flatprint.server.app import create_app
-    from flatprint.server.http import encode_json
+    from flatprint.server.views.custom import answer_json
 
     stores = open_stores([str(args.store)])
     (store,) = stores.values()
@@ -119,20 +120,19 @@ def main(argv=None) -> None:
             total_engine = total_json = 0.0
             print(f"{name}: library {library:.2f} ms CPU")
             for text in queries:
-                result = execute(store, text)
-                engine = cpu_ms(lambda text=text: execute(store, text), args.repeat)
-                payload = {"columns": result.columns, "data": result.data, "debug": "x"}
-                encoding = cpu_ms(lambda payload=payload: encode_json(payload), args.repeat)
+                result = execute(store, text, json_bytes=True)
+                engine = cpu_ms(lambda text=text: execute(store, text, json_bytes=True), args.repeat)
+                encoding = cpu_ms(lambda result=result: answer_json(result, 0.0), args.repeat)
                 total_engine, total_json = total_engine + engine, total_json + encoding
                 synapses = "SynapseSet" in text
                 if synapses and profile is not None:
                     profile.enable()
                     for _ in range(args.repeat):
-                        execute(store, text)
+                        answer_json(execute(store, text, json_bytes=True), 0.0)
                     profile.disable()
                 first = " ".join(text.split())[:70]
                 print(
-                    f"    {len(result.data):7d} rows  engine {engine:7.2f} ms  json {encoding:6.2f} ms  "
+                    f"    {result.row_count:7d} rows  engine {engine:7.2f} ms  json {encoding:6.2f} ms  "
                     f"{'*' if synapses else ' '} {first}"
                 )
             print(

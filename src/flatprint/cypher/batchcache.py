@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from flatprint.cypher import ast
 from flatprint.cypher.columnar import arrow_column, python_rows
+from flatprint.cypher.jsonanswer import data_json
 from flatprint.cypher.memory import memory_budget
 from flatprint.cypher.sqlgen import conjuncts
 from flatprint.errors import QueryError
@@ -86,7 +87,15 @@ class GeneralAnswer:
     """The general query's answer, rows grouped by body: plain columns as DuckDB answered them,
     synapse-map columns as ids with each id's map text (``maps``: column index -> (ids, texts))."""
 
-    def __init__(self, table: pa.Table, keys: np.ndarray, maps: dict[int, tuple[pa.Array, pa.Array]]):
+    def __init__(
+        self,
+        table: pa.Table,
+        keys: np.ndarray,
+        maps: dict[int, tuple[pa.Array, pa.Array]],
+        json_texts: dict[int, pa.Array] | None = None,
+    ):
+        """``json_texts``: per map column the maps as the JSON endpoint writes them (jsonanswer.py),
+        aligned with ``maps``' ids; None when they are not written so."""
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         table = table.take(pa.array(order))
@@ -96,16 +105,37 @@ class GeneralAnswer:
             table = table.set_column(index, table.field(index).name, positions)
             self.texts[index] = texts
         self.table = table
+        self.json_texts = json_texts
         self.nbytes = self.table.nbytes + self.keys.nbytes + sum(t.nbytes for t in self.texts.values())
+        self.nbytes += sum(t.nbytes for t in (json_texts or {}).values())
 
-    def answer(self, values, names: list[str], check_rows) -> tuple[list[list], pa.Table]:
-        """Rows (as the column-wise path parses them) and the Arrow answer of the batch ``values``."""
+    def _taken(self, values) -> pa.Table:
+        """The rows of the bodies ``values``."""
         parts = []
         for value in sorted(set(values)):
             start, stop = np.searchsorted(self.keys, [value, value + 1])
             if stop > start:
                 parts.append(np.arange(start, stop))
-        taken = self.table.take(pa.array(np.concatenate(parts) if parts else np.array([], dtype=np.int64)))
+        return self.table.take(pa.array(np.concatenate(parts) if parts else np.array([], dtype=np.int64)))
+
+    def answer_json(self, values, check_rows) -> tuple[bytes, int]:
+        """The batch ``values`` as the JSON endpoint's ``data`` bytes (jsonanswer.data_json) and its
+        number of rows; only when ``json_texts`` are kept."""
+        taken = self._taken(values)
+        columns = []
+        for index in range(taken.num_columns):
+            column = taken.column(index).combine_chunks()
+            if index in self.json_texts:
+                column = pc.take(self.json_texts[index], column)
+            else:
+                column = arrow_column(column)
+            columns.append(column)
+        check_rows(taken.num_rows)
+        return data_json(columns, set(self.json_texts), taken.num_rows), taken.num_rows
+
+    def answer(self, values, names: list[str], check_rows) -> tuple[list[list], pa.Table]:
+        """Rows (as the column-wise path parses them) and the Arrow answer of the batch ``values``."""
+        taken = self._taken(values)
         columns = []
         for index in range(taken.num_columns):
             column = taken.column(index)

@@ -76,7 +76,7 @@ BIGGEST_TEXT = 1e6
 DECIMAL_ONLY = (1e-6, 1e-5)
 
 
-def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+def double_texts(values: np.ndarray, mask: np.ndarray | None = None, as_duckdb: bool = True) -> pa.Array:
     """JSON texts of doubles exactly as DuckDB's ``to_json(v::DOUBLE)`` writes them (what
     :func:`synapse_maps_json` puts in a map), null where ``mask`` is set: the shortest round-trip
     digits, "0.000002874877736758208", "6.811773687331879e-7", "1.0"; non-finite values are 'null'.
@@ -86,27 +86,25 @@ def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array
     ``orjson.dumps`` of the array, its separators dropped and the texts' offsets taken from their
     positions, with no Python object per value. Values in DECIMAL_ONLY are written by Arrow's cast
     (:func:`_cast_double_texts`). Raises TextUnsure for magnitudes from BIGGEST_TEXT up (where the
-    notations were not compared)."""
+    notations were not compared).
+
+    ``as_duckdb`` False: orjson's own texts throughout, as the JSON endpoint writes a Python float
+    (``orjson.dumps`` of a NumPy array writes each double as of the Python float; no magnitude
+    is unsure)."""
     values = np.asarray(values, dtype=np.float64)
     masked = mask is not None and bool(mask.any())
+    if not as_duckdb and not masked and len(values):  # orjson writes NaN and infinities null itself
+        return _orjson_texts(values)
     finite = np.isfinite(values)
     if masked:
         finite &= ~mask
     magnitude = np.abs(np.where(finite, values, 0.0))
-    if magnitude.max(initial=0.0) >= BIGGEST_TEXT:
+    if as_duckdb and magnitude.max(initial=0.0) >= BIGGEST_TEXT:
         raise TextUnsure(float(magnitude.max()))
     if not len(values):
         return pa.array([], type=pa.string())
-    written = np.frombuffer(orjson.dumps(np.where(finite, values, 0.0), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
-    inner = written[1:-1]  # the array's brackets
-    if len(inner) >= 2**31:  # past 32-bit string offsets: DuckDB writes them
-        raise TextUnsure(f"{len(values)} numbers")
-    separators = np.flatnonzero(inner == ord(","))
-    offsets = np.concatenate([[0], separators - np.arange(len(separators)), [len(inner) - len(separators)]])
-    texts = pa.StringArray.from_buffers(
-        len(values), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(inner[inner != ord(",")].tobytes())
-    )
-    decimal = finite & (magnitude >= DECIMAL_ONLY[0]) & (magnitude < DECIMAL_ONLY[1])
+    texts = _orjson_texts(np.where(finite, values, 0.0))
+    decimal = finite & (magnitude >= DECIMAL_ONLY[0]) & (magnitude < DECIMAL_ONLY[1]) & as_duckdb
     odd = ~finite & ~mask if masked else ~finite
     if decimal.any() or odd.any() or masked:
         # one take puts the other texts in place: decimals by Arrow's cast, 'null', and null
@@ -119,6 +117,18 @@ def double_texts(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array
         others = [_cast_double_texts(values[at]), pa.array(["null", None], type=pa.string())]
         texts = pa.concat_arrays([texts, *others]).take(pa.array(order))
     return texts
+
+
+def _orjson_texts(values: np.ndarray) -> pa.Array:
+    """The texts of doubles by one ``orjson.dumps`` of the array, its separators dropped and the
+    texts' offsets taken from their positions (no Python object per value)."""
+    written = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]  # the array's brackets off
+    if len(written) >= 2**31:  # past 32-bit string offsets: DuckDB writes them
+        raise TextUnsure(f"{len(values)} numbers")
+    separators = np.flatnonzero(np.frombuffer(written, np.uint8) == ord(","))
+    offsets = np.concatenate([[0], separators - np.arange(len(separators)), [len(written) - len(separators)]])
+    texts = written.replace(b",", b"")  # bytes.replace: a fraction of NumPy's boolean indexing
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(texts))
 
 
 def _cast_double_texts(values: np.ndarray) -> pa.Array:

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from flatprint.cypher import ast
@@ -88,13 +88,46 @@ DEFAULT_TIMEOUT = 60.0
 FETCH_ROWS = 65536  # rows per fetch from DuckDB: the deadline and the memory budget are checked between
 
 
-@dataclass
 class CypherResult:
-    """Columns and rows exactly as neuPrintHTTP's /api/custom/custom returns them."""
+    """Columns and rows exactly as neuPrintHTTP's /api/custom/custom returns them.
 
-    columns: list[str]
-    data: list[list] = field(default_factory=list)
-    arrow: pa.Table | None = None  # the Arrow answer when the engine built it column-wise
+    ``data_json``: the rows already written as the JSON endpoint's ``data`` bytes (an answer built
+    column-wise under ``execute(..., json_bytes=True)``; jsonanswer.py), spliced into the answer by
+    the server; ``data`` is then parsed from them when first read."""
+
+    def __init__(
+        self,
+        columns: list[str],
+        data: list[list] | None = None,
+        arrow: pa.Table | None = None,
+        data_json: bytes | None = None,
+        row_count: int | None = None,
+    ):
+        self.columns = columns
+        self._data = data if data is not None or data_json is not None else []
+        self.arrow = arrow  # the Arrow answer when the engine built it column-wise
+        self.data_json = data_json
+        self._row_count = row_count
+
+    @property
+    def data(self) -> list[list]:
+        if self._data is None:
+            self._data = orjson.loads(self.data_json)
+        return self._data
+
+    @data.setter
+    def data(self, rows: list[list]) -> None:
+        self._data, self.data_json, self._row_count = rows, None, None
+
+    @property
+    def row_count(self) -> int:
+        """The number of rows (without parsing ``data_json``)."""
+        if self._data is None and self._row_count is not None:
+            return self._row_count
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"CypherResult(columns={self.columns!r}, rows={self.row_count})"
 
     def to_dict(self) -> dict:
         return {"columns": self.columns, "data": self.data}
@@ -127,12 +160,15 @@ def execute(
     params: dict | None = None,
     cancel: threading.Event | None = None,
     plan_cache: PlanCache | bool | None = None,
+    json_bytes: bool = False,
 ) -> CypherResult:
     """Parse, check and run one read-only Cypher query against an open store.
 
     ``cancel``: when another thread sets this event the query stops and raises CypherCancelledError.
     ``plan_cache``: None uses the shared cache of parsed queries by shape (plancache.py) unless
     ``FLATPRINT_PLAN_CACHE=0``; False parses afresh; a PlanCache uses that one.
+    ``json_bytes``: an answer built column-wise carries its rows as the JSON endpoint's bytes
+    (``CypherResult.data_json``; no Arrow answer), as the server wants them.
     """
     if cancel is not None and cancel.is_set():
         raise CypherCancelledError("query cancelled before it started")
@@ -145,9 +181,14 @@ def execute(
     deadline = Deadline(timeout, cancel=cancel)
     execution = Execution(store, store.cursor(), deadline, params or {}, query)
     execution.columnar_allowed = len(query.parts) == 1
+    execution.json_bytes = json_bytes
     stopped = None
     try:
         columns, rows = execution.run_query(query)
+        if execution.columnar_json is not None:
+            if deadline.usage is not None:
+                deadline.usage.ensure_room_for_answer()
+            return CypherResult(columns, data_json=execution.columnar_json, row_count=execution.columnar_rows)
         if execution.columnar_arrow is not None or execution.rows_final:  # rows are output values already
             data = rows
         else:
@@ -221,6 +262,9 @@ class Execution(
         self.entities_complete = False  # run_query's rows need no complete_entities pass
         self.columnar_allowed = False  # the top-level query of one part may be answered column-wise
         self.columnar_arrow: pa.Table | None = None  # set when it was (its rows are then final)
+        self.json_bytes = False  # a column-wise answer may be written as JSON bytes instead
+        self.columnar_json: bytes | None = None  # set when it was, with its number of rows
+        self.columnar_rows = 0
         self.rows_final = False  # run_query's rows are output values already (a neuron answer)
         self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, batchcache, columnar, sqlgen
+from flatprint.cypher import ast, batchcache, columnar, jsonanswer, sqlgen
 from flatprint.cypher.kinds import CONNECTS, SEGMENT, SYNAPSE
 from flatprint.cypher.planner import narrow_partner_bodies, narrow_to_neurons, plan_match
 from flatprint.cypher.registry import contains_aggregate, is_aggregate
@@ -238,7 +238,7 @@ class PushdownExecution:
             table = self.run_arrow_checked(sql)
             if table.num_rows > batchcache.MAX_ROWS:
                 return None
-            answer, maps = [], {}
+            answer, maps, json_texts = [], {}, {}
             for index, name in enumerate(names):
                 column = table.column(index)
                 if name in wholes:
@@ -248,15 +248,24 @@ class PushdownExecution:
                     )
                     found = columnar.synapse_maps_json(self.model, self.run_arrow_checked, None, removed, rows)
                     maps[index] = (found.column("id").combine_chunks(), found.column("j").combine_chunks())
+                    json_texts[index] = jsonanswer.synapse_map_json_of_rows(self.model, removed, rows, maps[index][0])
                     column = column.cast(pa.int64())
                 answer.append(column)
             keys = table.column("__key").to_numpy()
-            kept = batchcache.GeneralAnswer(pa.table(answer, names=[f"c{i}" for i in range(len(answer))]), keys, maps)
+            written = None if any(t is None for t in json_texts.values()) else json_texts
+            table = pa.table(answer, names=[f"c{i}" for i in range(len(answer))])
+            kept = batchcache.GeneralAnswer(table, keys, maps, written)
             return kept if kept.nbytes <= batchcache.byte_limit() else None
 
         kept = batchcache.cache_of(self.store).answer_for(shape, condition.values, build)
         if kept is None:
             return None
+        if self.json_bytes and kept.json_texts is not None:
+            try:
+                self.columnar_json, self.columnar_rows = kept.answer_json(condition.values, self.deadline.check)
+                return []
+            except jsonanswer.NotWritten:
+                pass  # the rows, as for any caller
         rows, self.columnar_arrow = kept.answer(condition.values, names, self.deadline.check)
         return rows
 

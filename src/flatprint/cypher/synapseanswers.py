@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flatprint.cypher import ast, batchcache, columnar
+from flatprint.cypher import ast, batchcache, columnar, jsonanswer, sqlgen
 from flatprint.cypher.evaluator import Evaluator
 from flatprint.cypher.neuronanswers import compare_array
 from flatprint.cypher.planner import plan_match
@@ -98,10 +98,10 @@ class _Answer:
     def run(self) -> tuple[list[str], list[list]]:
         shape = self.shape
         ends = {}
-        columns = self.synapse_columns()
         tests = [self.synapse_tests(shape.pre_syn)]
         if shape.post is not None:
             tests.append(self.synapse_tests(shape.post_syn))
+        columns, tests = self.select_items(self.synapse_columns(), tests)
         weights = [self.number(t) for t in shape.weight_tests]
         pre = self.bodies(shape.pre)
         if shape.post is None:
@@ -214,7 +214,7 @@ class _Answer:
 
     def synapse_columns(self) -> list[str]:
         """The synapses columns the tests and items read."""
-        wanted = {"kind", "conf", "x", "y", "z"}
+        wanted = {"conf", "x", "y", "z"}
         shape = self.shape
         for syn in (shape.pre_syn, shape.post_syn):
             if syn is not None and syn.roi_terms:
@@ -230,6 +230,19 @@ class _Answer:
                 else:
                     raise _NotHere  # a property of no column: null in SQL's answer
         return sorted(wanted)
+
+    def select_items(self, columns: list[str], tests: list[list]) -> tuple[list[str], list[list]]:
+        """The synapses select items (the ``columns`` read) and the tests over them. A ``type`` test
+        when no item needs the type itself reads whether the type is that value (a boolean column)
+        instead of the strings: no Python string per synapse to read and compare."""
+        if "kind" in columns or not any(t[0] == "kind" for end in tests for t in end):
+            return columns, tests
+        values = sorted({t[2] for end in tests for t in end if t[0] == "kind"})
+        items = [sqlgen.equals_item("kind", v, f"kind_is_{k}") for k, v in enumerate(values)]
+        tests = [
+            [(f"kind_is_{values.index(t[2])}", "true", None) if t[0] == "kind" else t for t in end] for end in tests
+        ]
+        return columns + items, tests
 
     def synapse_tests(self, syn: SynapseEnd) -> list:
         """(column, op, value) comparisons and ROI label masks (per ROI set: allowed labels)."""
@@ -285,6 +298,9 @@ class _Answer:
             values = column(name)
             known = ~np.ma.getmaskarray(values)
             plain = np.ma.getdata(values)
+            if op == "true":  # a boolean column read (select_items)
+                keep &= known & plain.astype(bool)
+                continue
             if name == "conf":
                 plain = plain.astype(np.float64)  # Cypher compares the double
             keep &= known & compare_array(plain, op, value)
@@ -297,6 +313,11 @@ class _Answer:
         array per end, (rows read, positions) per synapse), each map written once per synapse."""
         execution = self.execution
         names = [item.name for item in self.shape.items]
+        if execution.json_bytes:
+            try:
+                return names, self.json_answer(ends)
+            except jsonanswer.NotWritten:
+                pass  # the rows and the Arrow answer, as for any caller
         columns, maps = [], set()
         for index, item in enumerate(self.shape.items):
             if item.kind == "body":
@@ -311,6 +332,32 @@ class _Answer:
             columns.append(self.map_texts(item, got, at))
         rows, execution.columnar_arrow = columnar.build_aligned(columns, names, maps, execution.deadline.check)
         return names, rows
+
+    def json_answer(self, ends: dict) -> list:
+        """The answer written as the JSON endpoint's bytes (``columnar_json``; jsonanswer.py): no
+        rows (``[]``), no Arrow answer. Raises jsonanswer.NotWritten for what is not written so."""
+        columns, maps = [], set()
+        for index, item in enumerate(self.shape.items):
+            if item.kind == "body":
+                columns.append(pa.array(ends[item.variable], type=pa.int64()))
+                continue
+            got, at = ends[item.variable]
+            if item.kind == "value":
+                column = _COLUMN.get(item.prop, item.prop)
+                columns.append(
+                    columnar.arrow_column(_arrow(_taken(got[column], at), pa.string() if column == "kind" else None))
+                )
+                continue
+            maps.add(index)
+            once, where = np.unique(at, return_inverse=True)
+            wanted = {c: _taken(got[c], once) for c in columnar.map_columns(self.model, item.removed)}
+            texts = jsonanswer.synapse_map_json(self.model, item.removed, wanted)
+            columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
+        count = len(columns[0]) if columns else 0
+        self.execution.deadline.check(count)
+        self.execution.columnar_json = jsonanswer.data_json(columns, maps, count)
+        self.execution.columnar_rows = count
+        return []
 
     def map_texts(self, item, got: dict[str, np.ndarray], at: np.ndarray) -> pa.Array:
         """The JSON text of the map of the synapse at each of ``at`` in the rows read ``got``, as
@@ -338,6 +385,17 @@ def _is_body_id(e, variable: str) -> bool:
         and isinstance(e.subject, ast.Variable)
         and e.subject.name == variable
     )
+
+
+def _taken(values, at: np.ndarray):
+    """``values[at]`` of a column read (masked where NULL): a plain array when no value is NULL
+    (NumPy's masked indexing costs several times the plain one)."""
+    if not isinstance(values, np.ma.MaskedArray):
+        return values[at]
+    mask = np.ma.getmask(values)
+    if mask is np.ma.nomask:
+        return values.data[at]
+    return np.ma.MaskedArray(values.data[at], mask=mask[at])
 
 
 def _arrow(values, kind: pa.DataType | None) -> pa.Array:

@@ -248,6 +248,12 @@ def quoted_column(alias: str, name: str) -> str:
     return f"{alias}.{quote_ident(name)}"
 
 
+def equals_item(name: str, value: str, alias: str) -> str:
+    """A select item: whether the column ``name`` equals the string ``value`` (NULL where the column
+    is NULL), named ``alias``."""
+    return f"({quote_ident(name)} = {sql_literal(value)}) AS {quote_ident(alias)}"
+
+
 def bound_column(name: str) -> str:
     """The column of the ``bound`` table (rows of earlier clauses) holding variable ``name``."""
     return f"b.{quote_ident(name)}"

@@ -1,0 +1,282 @@
+"""A column-wise answer's ``data`` written as the JSON endpoint's bytes, with no Python object per row.
+
+The JSON endpoint answers ``{"columns", "data", "debug"}`` as ``orjson.dumps`` with sorted keys
+writes the rows (flatprint.server.http.encode_json; neuPrintHTTP's Go encoder sorts map keys too).
+For an answer the engine builds column-wise (plain values and synapse property maps:
+fetch_synapse_connections' and fetch_synapses' queries) those bytes are written here from Arrow and
+NumPy columns instead: the cells' JSON texts in bulk (each run of adjacent number columns by one
+``orjson.dumps`` of their NumPy values, each distinct string once by orjson), each synapse map with
+its keys in sorted order, the rows joined by one Arrow kernel. The bytes are those ``encode_json`` writes
+for the parsed rows (tests/test_cypher_answer_bytes.py), so the endpoint splices them into its
+answer without parsing or encoding the rows.
+
+:class:`NotWritten` marks what is not written here (a column type without a bulk text, a ROI named
+as a property): the answer is then built as Python rows, as before.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flatprint.cypher.columnar import TextUnsure, double_texts, string_texts
+from flatprint.cypher.values import POINT_CRS
+
+
+class NotWritten(ValueError):
+    """An answer whose JSON bytes this module does not write (its rows are built instead)."""
+
+
+def _key(name: str) -> str:
+    return orjson.dumps(name).decode() + ":"
+
+
+#: a Point's map after its coordinates, keys sorted as encode_json writes them
+_POINT_TAIL = '],"crs":' + orjson.dumps(POINT_CRS, option=orjson.OPT_SORT_KEYS).decode() + ',"type":"Point"}'
+
+
+def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
+    """Each synapse's property map (or ``apoc.map.removeKeys(node, removed)``) as the JSON endpoint
+    writes it: keys sorted, numbers as orjson writes the Python values, NULL properties left out;
+    from NumPy columns of the synapses' rows (columnar.map_columns; masked arrays where NULL).
+
+    Maps are written by the properties they hold (a T-bar's NT probabilities, a PSD's none): per
+    such pattern one element-wise join of the keys (constants) and the values' texts. A synapse's
+    ROI flags depend on its (primary, major) label pair only: per distinct pair its ROI names are
+    sorted among the pattern's keys once, as ``"ROI":true`` fragments in the slots between them."""
+    drop = set(removed or ())
+    count = len(columns["primary_label"])
+    if not count:
+        return pa.array([], type=pa.string())
+    keys = _property_keys(model, drop)
+    if len(keys) > 62:  # a pattern is a bit per key of an int64
+        raise NotWritten(f"{len(keys)} synapse properties")
+    pair_keys, where = _label_pairs(columns)
+    names = [_roi_names(model, drop, pair, keys) for pair in pair_keys.tolist()]
+    code = np.zeros(count, np.int64)
+    for bit, key in enumerate(keys):
+        code |= _present(key, columns).astype(np.int64) << bit
+    patterns, pattern_of = np.unique(code, return_inverse=True)
+    pattern_of = pattern_of.reshape(-1)
+    if len(patterns) == 1:
+        present = [k for bit, k in enumerate(keys) if int(patterns[0]) >> bit & 1]
+        return _maps_of_pattern(present, columns, names, where)
+    pieces, order, done = [], np.empty(count, np.int64), 0
+    for index, pattern in enumerate(patterns.tolist()):
+        rows = np.flatnonzero(pattern_of == index)
+        present = [k for bit, k in enumerate(keys) if pattern >> bit & 1]
+        pieces.append(_maps_of_pattern(present, {c: v[rows] for c, v in columns.items()}, names, where[rows]))
+        order[rows] = done + np.arange(len(rows))
+        done += len(rows)
+    return pa.concat_arrays(pieces).take(pa.array(order))
+
+
+def synapse_map_json_of_rows(model, removed, rows: pa.Table, ids: pa.Array) -> pa.Array | None:
+    """:func:`synapse_map_json` of the synapses ``ids`` from an Arrow table of their rows (column
+    ``id`` and columnar.map_columns), aligned with ``ids``; None when they are not written here."""
+    taken = rows.take(pc.index_in(ids, value_set=rows.column("id")))
+    columns = {}
+    for name in taken.column_names[1:]:
+        column = taken.column(name).combine_chunks()
+        mask = np.asarray(column.is_null()) if column.null_count else np.zeros(len(column), bool)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = column.to_numpy(zero_copy_only=False)
+        else:
+            values = column.fill_null(0).to_numpy(zero_copy_only=False)
+        columns[name] = np.ma.masked_array(values, mask=mask)
+    try:
+        return synapse_map_json(model, removed, columns)
+    except NotWritten:
+        return None
+
+
+def _property_keys(model, drop: set[str]) -> list[str]:
+    """The map's property keys (not ROI flags) that ``drop`` leaves, sorted."""
+    keys = ["type", "confidence", "location", *model.nt_columns]
+    return sorted(k for k in keys if k not in drop)
+
+
+def _present(key: str, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Per map whether it holds ``key`` (a Point is written whatever its coordinates)."""
+    if key == "location":
+        return np.ones(len(columns["primary_label"]), bool)
+    return ~np.ma.getmaskarray(columns[{"type": "kind", "confidence": "conf"}.get(key, key)])
+
+
+def _label_pairs(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (primary, major) label pairs as ``primary << 16 | major`` (labels are USMALLINT;
+    NULL reads as 0, as the SQL's coalesce) and each map's position among them."""
+    pair = np.zeros(len(columns["primary_label"]), np.int64)
+    for name, shift in (("primary_label", 16), ("major_label", 0)):
+        labels = columns[name]
+        plain = np.where(np.ma.getmaskarray(labels), 0, np.ma.getdata(labels).astype(np.int64))
+        pair |= plain << shift
+    unique, where = np.unique(pair, return_inverse=True)
+    return unique, where.reshape(-1).astype(np.int64)
+
+
+def _roi_names(model, drop: set[str], pair: int, keys: list[str]) -> list[str]:
+    """The ROI names flagged in the maps of label pair ``pair`` (both ROI sets), sorted."""
+    names = set(model.roi_names_of_label.get(("primary", pair >> 16), []))
+    names |= set(model.roi_names_of_label.get(("major", pair & 0xFFFF), []))
+    names -= drop
+    if names & set(keys):
+        raise NotWritten("a ROI named as a synapse property")
+    return sorted(names)
+
+
+def _maps_of_pattern(present: list[str], columns: dict[str, np.ndarray], names: list[list[str]], pairs) -> pa.Array:
+    """The maps of synapses that hold exactly the property keys ``present`` (sorted), from their
+    columns; ``names``: the ROI names of each label pair, ``pairs``: each map's label pair."""
+    slots: list[list[str]] = [[] for _ in range(len(present) + 1)]  # per slot, per pair: its text
+    for flagged in names:
+        split: list[list[str]] = [[] for _ in slots]
+        for name in flagged:
+            split[bisect_left(present, name)].append(_key(name) + "true")
+        for slot, (k, found) in zip(slots, enumerate(split)):
+            text = ",".join(found)
+            if text and present:  # each text brings the comma between it and the keys around
+                text = text + "," if k == 0 else "," + text
+            slot.append(text)
+    at = pa.array(pairs, type=pa.int64())
+    parts: list = ["{"]
+    values = _value_texts(present, columns)
+    for k, slot in enumerate(slots):
+        if any(slot):  # most ROI names sort before every key: the other slots stay empty
+            parts.append(pa.array(slot, type=pa.string()).take(at))
+        if k < len(present):
+            parts += values[k]
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _value_texts(present: list[str], columns: dict[str, np.ndarray]) -> list[list]:
+    """Per key of ``present`` the parts that write it in the maps (each after a comma but the
+    first): its key and the value's text per map (constants as strings, texts as Arrow arrays)."""
+    count = len(columns["primary_label"])
+    lead = [("," if k else "") + _key(key) for k, key in enumerate(present)]
+    numeric = [k for k, key in enumerate(present) if key not in ("type", "location")]
+    texts: dict[int, list] = {}
+    if numeric:
+        stacked = [columns[{"confidence": "conf"}.get(present[k], present[k])] for k in numeric]
+        values = np.concatenate([np.asarray(np.ma.getdata(c), dtype=np.float64) for c in stacked])
+        try:
+            written = double_texts(values, None, as_duckdb=False)
+        except TextUnsure as exc:  # past 32-bit string offsets
+            raise NotWritten(str(exc)) from None
+        for n, k in enumerate(numeric):
+            texts[k] = [lead[k], written.slice(n * count, count)]
+    for k, key in enumerate(present):
+        if key == "type":
+            strings = pa.array(np.ma.getdata(columns["kind"]), type=pa.string())
+            texts[k] = [lead[k], string_texts(strings)]
+        elif key == "location":
+            axes = [columns[axis] for axis in ("x", "y", "z")]
+            if any(np.ma.getmaskarray(a).any() for a in axes):  # a NULL coordinate is written null
+                coords = [
+                    pc.cast(pa.array(np.ma.getdata(a).astype(np.int64), mask=np.ma.getmaskarray(a)), pa.string())
+                    for a in axes
+                ]
+                xyz = pc.binary_join_element_wise(*[pc.fill_null(c, "null") for c in coords], ",")
+            else:
+                xyz = number_run_texts([pa.array(np.asarray(a, dtype=np.int64)) for a in axes])
+            texts[k] = [lead[k] + '{"coordinates":[', xyz, _POINT_TAIL]
+    return [texts[k] for k in range(len(present))]
+
+
+def cell_texts(column: pa.Array) -> pa.Array:
+    """The JSON text of each value of a final plain column (columnar.arrow_column's types), 'null'
+    for null, as orjson writes the Python value; NotWritten for other types."""
+    kind = column.type
+    if pa.types.is_integer(kind):
+        texts = pc.cast(column, pa.string())
+    elif pa.types.is_floating(kind):
+        mask = np.asarray(column.is_null()) if column.null_count else None
+        values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        texts = double_texts(values, mask, as_duckdb=False)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        texts = string_texts(column.cast(pa.string()))
+    elif pa.types.is_boolean(kind):
+        texts = pc.if_else(column, "true", "false")
+    elif pa.types.is_null(kind):
+        return pa.array(["null"] * len(column), type=pa.string())
+    else:
+        raise NotWritten(f"a column of {kind}")
+    return pc.fill_null(texts, "null")
+
+
+def data_json(columns: list[pa.Array], maps: set[int], count: int) -> bytes:
+    """The ``data`` of an answer (``count`` rows) as JSON bytes: ``[[cell, ...], ...]``, the cells of
+    plain ``columns`` written here, those at the indices in ``maps`` JSON texts already (null: null).
+
+    Each run of adjacent number columns is one text per row (:func:`number_run_texts`), other
+    columns' cells by :func:`cell_texts`. The rows are then one element-wise join, the first text
+    of each row led by what lies between it and the row before (``[[`` or ``],[``): the joined rows'
+    characters, back to back, are the answer but its closing ``]]``."""
+    if not count:
+        return b"[]"
+    if not columns:
+        return b"[" + b",".join([b"[]"] * count) + b"]"
+    texts: list[pa.Array] = []
+    run: list[pa.Array] = []
+    for index, column in enumerate(columns):
+        kind = _number_kind(column) if index not in maps else None
+        if run and kind != _number_kind(run[0]):
+            texts.append(number_run_texts(run))
+            run = []
+        if kind is not None:
+            run.append(column)
+        else:
+            texts.append(pc.fill_null(column, "null") if index in maps else cell_texts(column))
+    if run:
+        texts.append(number_run_texts(run))
+    lead = np.full(count + 1, 3, np.int32)
+    lead[:2] = (0, 2)
+    leads = pa.StringArray.from_buffers(
+        count, pa.py_buffer(np.cumsum(lead, dtype=np.int32)), pa.py_buffer(b"[[" + b"],[" * (count - 1))
+    )
+    try:
+        texts[0] = pc.binary_join_element_wise(leads, texts[0], "")
+        rows = pc.binary_join_element_wise(*texts, ",") if len(texts) > 1 else texts[0]
+    except (pa.ArrowInvalid, pa.ArrowCapacityError) as exc:  # past 32-bit string offsets
+        raise NotWritten(str(exc)) from None
+    if len(rows) != count or rows.null_count:
+        raise NotWritten("rows not joined")  # never expected: every text is set
+    offsets = np.frombuffer(rows.buffers()[1], np.int32, count + 1, rows.offset * 4)
+    return b"".join((memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]], b"]]"))
+
+
+def _number_kind(column: pa.Array) -> str | None:
+    """'integer' or 'double' for a column :func:`number_run_texts` writes, else None."""
+    if pa.types.is_integer(column.type) and not column.null_count:
+        return "integer"
+    if pa.types.is_floating(column.type):
+        return "double"
+    return None
+
+
+def number_run_texts(columns: list[pa.Array]) -> pa.Array:
+    """Per row the cells of number columns of one kind (integers without nulls, or doubles: NaN,
+    infinities and nulls written null, as encode_json writes them) as one text ``"1,2,3"``.
+
+    One ``orjson.dumps`` of the values row by row writes them all; the commas that end a row are
+    dropped and the rows' texts are slices of what is left (no Python object per value)."""
+    count, width = len(columns[0]), len(columns)
+    if pa.types.is_integer(columns[0].type):
+        matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) for c in columns])
+    else:
+        matrix = np.column_stack([c.fill_null(np.nan).to_numpy(zero_copy_only=False) for c in columns])
+        matrix = matrix.astype(np.float64, copy=False)
+    written = np.frombuffer(orjson.dumps(matrix.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    inner = written[1:-1]
+    ends = np.flatnonzero(inner == ord(","))[width - 1 :: width]  # the commas between rows
+    keep = np.ones(len(inner), bool)
+    keep[ends] = False
+    offsets = np.concatenate([[0], ends + 1 - np.arange(1, len(ends) + 1), [len(inner) - len(ends)]])
+    if offsets[-1] >= 2**31:
+        raise NotWritten("an answer past 2 GiB")
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(inner[keep]))

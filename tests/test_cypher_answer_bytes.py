@@ -1,0 +1,287 @@
+"""The JSON endpoint's rows written as bytes column-wise (cypher/jsonanswer.py) and spliced into its
+answer: parsed, they are the rows pandas finds on the raw feathers (exact values and JSON types, the
+point's crs included); they are byte for byte what encoding the Python rows writes; and the cell
+and map writers hold at the edges (empty answers, nulls, NaN, 0.5 and 1e-05, large int64 ids,
+ROI names that sort among the property keys)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+from oracle import load, oracle_segments
+from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
+    NT_NAMES,
+    PAIR_CYPHER,
+    SYNAPSES_CYPHER,
+    oracle_pair_rows,
+    oracle_synapse_rows,
+    strong_pair,
+    synapse_points,
+)
+
+from flatprint.cypher import batchcache, jsonanswer
+from flatprint.cypher.engine import execute
+from flatprint.server import open_stores
+from flatprint.server.http import encode_json
+from flatprint.store import Store
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+from fastapi.testclient import TestClient  # noqa: E402
+
+from flatprint.server.app import create_app  # noqa: E402
+
+DS = "male-cns:v0.9"
+#: a Point's crs as neuPrint writes it (values.POINT_CRS, known on paper)
+CRS = {
+    "srid": 9157,
+    "name": "cartesian-3d",
+    "type": "link",
+    "properties": {"href": "http://spatialreference.org/ref/sr-org/9157/ogcwkt/", "type": "ogcwkt"},
+}
+
+
+@pytest.fixture(scope="module")
+def store(store_path):
+    s = Store.open(store_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def api(store_path):
+    return TestClient(create_app(open_stores([str(store_path)])))
+
+
+def exact(value):
+    """A value with every JSON type kept (1 and 1.0 differ, True and 1 differ), floats exact."""
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((k, exact(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("list", tuple(exact(v) for v in value))
+    return (type(value).__name__, value)
+
+
+def same_rows(got, want) -> bool:
+    return sorted(map(repr, map(exact, got))) == sorted(map(repr, map(exact, want)))
+
+
+def spliced(api, cypher) -> dict:
+    """The JSON endpoint's answer (its bytes parsed)."""
+    r = api.post("/api/custom/custom", json={"cypher": cypher, "dataset": DS})
+    assert r.status_code == 200, r.text
+    return json.loads(r.content)
+
+
+def test_pair_bytes_parse_to_the_oracle(store, api, release_dir, synapse_points, strong_pair):  # noqa: F811
+    cypher = PAIR_CYPHER.format(pre=strong_pair[0], post=strong_pair[1])
+    want = oracle_pair_rows(release_dir, synapse_points, *strong_pair)
+    assert len(want) > 20
+    result = execute(store, cypher, json_bytes=True)
+    assert result.data_json is not None and result.arrow is None, "the pair's rows should be written as bytes"
+    assert result.row_count == len(want)
+    assert same_rows(json.loads(result.data_json), want)
+    answer = spliced(api, cypher)
+    assert same_rows(answer["data"], want)
+    assert answer["columns"] == result.columns and answer["debug"].startswith(f"flatprint: {len(want)} rows")
+    # the rows parsed on demand, and the bytes those rows encode to
+    assert same_rows(result.data, want)
+    rows = execute(store, cypher).data
+    assert result.data_json == encode_json(rows)
+
+
+def test_whole_synapse_node_bytes_parse_to_the_oracle(store, api, release_dir, synapse_points, strong_pair):  # noqa: F811
+    bodies = list(strong_pair)
+    cypher = SYNAPSES_CYPHER.format(bodies=", ".join(map(str, bodies)))
+    want = oracle_synapse_rows(release_dir, synapse_points, bodies)
+    for _, props in want:
+        props["location"]["crs"] = CRS
+    result = execute(store, cypher, json_bytes=True)
+    assert result.data_json is not None
+    got = json.loads(result.data_json)
+    assert same_rows(got, want)
+    assert same_rows(spliced(api, cypher)["data"], want)
+    # keys sorted in every map, as neuPrintHTTP's encoder writes them
+    for _, props in got[:50]:
+        assert list(props) == sorted(props) and list(props["location"]) == ["coordinates", "crs", "type"]
+    assert result.data_json == encode_json(execute(store, cypher).data)
+
+
+def test_empty_answer(store, api, release_dir):
+    weights = load(release_dir, "weights")
+    connected = set(zip(weights.body_pre, weights.body_post))
+    bodies = sorted(set(weights.body_pre))[:40]
+    pre, post = next((a, b) for a in bodies for b in bodies if a != b and (a, b) not in connected)
+    cypher = PAIR_CYPHER.format(pre=pre, post=post)
+    result = execute(store, cypher, json_bytes=True)
+    assert result.data_json == b"[]" and result.row_count == 0 and result.data == []
+    answer = spliced(api, cypher)
+    assert answer["data"] == [] and len(answer["columns"]) == 14
+
+
+def test_type_selections_and_other_filters_match_the_row_path(store, strong_pair):  # noqa: F811
+    """Other shapes of the step (type conditions, ROI and confidence filters, whole nodes with some
+    keys removed): the bytes parse to the row path's rows (compared with pandas in
+    test_cypher_synapse_answers) and are the bytes those rows encode to."""
+    pre, post = strong_pair
+    shapes = [
+        PAIR_CYPHER.format(pre=pre, post=post).replace("ns.confidence > 0.5", "ns.confidence > 0.9"),
+        f"MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) WHERE n.bodyId = {pre} "
+        "RETURN n.bodyId AS b, s.type AS t, s.confidence AS c, s.location.x AS x, "
+        "apoc.map.removeKeys(s, ['location']) AS m, s.ntGabaProb AS gaba",
+        f"MATCH (n:Neuron)-[:Contains]->(:SynapseSet)-[:Contains]->(s:Synapse) WHERE n.bodyId IN [{pre}, {post}] "
+        "AND s.type = 'post' RETURN s, n.bodyId AS b",
+    ]
+    for cypher in shapes:
+        result = execute(store, cypher, json_bytes=True)
+        rows = execute(store, cypher).data
+        assert result.data_json is not None and rows
+        assert same_rows(json.loads(result.data_json), rows)
+        assert result.data_json == encode_json(rows)
+
+
+def test_batches_from_the_batch_cache_are_written_as_bytes(
+    store,
+    release_dir,
+    synapse_points,  # noqa: F811
+    strong_pair,  # noqa: F811
+    monkeypatch,
+):
+    """neuprint-python's batches of one type pair (one target body each): from the second batch on
+    the batch cache's kept general answer writes each batch's bytes; they parse to pandas' rows of
+    each pair and are the bytes of the row path's rows."""
+    segments = oracle_segments(release_dir)
+    pre, post = strong_pair
+    kind, post_kind = segments.loc[pre, "type"], segments.loc[post, "type"]
+    same_type = segments.index[segments["is_neuron"] & (segments["type"] == post_kind)]
+    targets = [post, *sorted(int(b) for b in same_type if b != post)[:3]]
+    sources = sorted(int(b) for b in segments.index[segments["is_neuron"] & (segments["type"] == kind)])
+    assert len(targets) > 2
+    monkeypatch.setattr(batchcache, "_CACHES", {})  # a fresh batch cache for the store
+    kept = []
+    original = batchcache.GeneralAnswer.answer_json
+    monkeypatch.setattr(batchcache.GeneralAnswer, "answer_json", lambda *a: kept.append(1) or original(*a))
+    for target in targets:
+        cypher = PAIR_CYPHER.replace(
+            "n.bodyId = {pre} AND m.bodyId = {post}",
+            f"n.type = '{kind}' AND m.bodyId = {target} AND m.type = '{post_kind}'",
+        )
+        result = execute(store, cypher, json_bytes=True)
+        assert result.data_json is not None
+        want = [row for source in sources for row in oracle_pair_rows(release_dir, synapse_points, source, target)]
+        assert same_rows(json.loads(result.data_json), want)
+        assert result.data_json == encode_json(execute(store, cypher).data)
+    assert len(kept) == len(targets) - 1  # the first batch read alone
+
+
+# ---- the writers at their edges, against answers written on paper
+
+
+def test_cells_at_their_edges():
+    big = 2**62 + 12345  # int64 ids past 2**53 (a double would round them)
+    columns = [
+        pa.array([big, -(2**63), 2**63 - 1, 0], type=pa.int64()),
+        pa.array([0.5, 1e-05, None, float("nan")], type=pa.float64()),
+        pa.array([1.0, -0.0, float("inf"), 1e-7], type=pa.float64()),
+        pa.array([1, None, 3, 4], type=pa.int32()),
+        pa.array(['a "quoted" \\ name', None, "naïve ✓", "line\nbreak"], type=pa.string()),
+        pa.array([True, False, None, True]),
+        pa.array(['{"FB":true}', None, "{}", '{"x":0.5}'], type=pa.string()),
+        pa.array([7, 8, 9, 10], type=pa.int64()),
+    ]
+    want = [
+        [big, 0.5, 1.0, 1, 'a "quoted" \\ name', True, {"FB": True}, 7],
+        [-(2**63), 1e-05, -0.0, None, None, False, None, 8],
+        [2**63 - 1, None, None, 3, "naïve ✓", None, {}, 9],
+        [0, None, 1e-07, 4, "line\nbreak", True, {"x": 0.5}, 10],
+    ]
+    written = jsonanswer.data_json(columns, {6}, 4)
+    assert same_rows(orjson.loads(written), want) and orjson.loads(written)[0][0] == big
+    assert written == orjson.dumps(want)
+    assert jsonanswer.data_json(columns, {6}, 0) == b"[]"
+    one = [c.slice(1, 1) for c in columns]
+    assert orjson.loads(jsonanswer.data_json(one, {6}, 1)) == [want[1]]
+    assert jsonanswer.data_json([pa.array([0.5, 2.0])], set(), 2) == b"[[0.5],[2.0]]"
+    with pytest.raises(jsonanswer.NotWritten):
+        jsonanswer.cell_texts(pa.array([[1]]))
+
+
+def model_with_rois(names_of_label):
+    return SimpleNamespace(roi_names_of_label=names_of_label, nt_columns=["ntAcetylcholineProb", "ntGabaProb"])
+
+
+def masked(values, kind):
+    mask = [v is None for v in values]
+    return np.ma.masked_array([0 if v is None else v for v in values], mask=mask, dtype=kind)
+
+
+def test_maps_with_keys_sorted_among_roi_names():
+    """ROI names below, between and above the property keys (lowercase names sort after
+    'location'), flags of both ROI sets merged, NULL properties left out, flag-only maps."""
+    model = model_with_rois(
+        {
+            ("primary", 1): ["FB", "CX", "gL(R)"],
+            ("major", 2): ["CX", "zeta"],
+            ("primary", 3): ["a'L(R)"],
+        }
+    )
+    columns = {
+        "kind": np.ma.masked_array(np.array(["pre", "post", "post", None], dtype=object), mask=[0, 0, 0, 1]),
+        "conf": masked([0.5, 1e-05, None, 0.25], np.float64),
+        "x": masked([1, 2, 3, 4], np.int64),
+        "y": masked([5, 6, 7, 8], np.int64),
+        "z": masked([9, 10, 11, 2**40], np.int64),
+        "ntAcetylcholineProb": masked([0.125, None, None, 1.0], np.float64),
+        "ntGabaProb": masked([1e-7, None, None, None], np.float64),
+        "primary_label": masked([1, 3, None, 0], np.int64),
+        "major_label": masked([2, None, 2, 0], np.int64),
+    }
+    point = {"coordinates": [1, 5, 9], "crs": CRS, "type": "Point"}
+    want = [
+        {
+            "CX": True,
+            "FB": True,
+            "confidence": 0.5,
+            "gL(R)": True,
+            "location": point,
+            "ntAcetylcholineProb": 0.125,
+            "ntGabaProb": 1e-7,
+            "type": "pre",
+            "zeta": True,
+        },
+        {"a'L(R)": True, "confidence": 1e-05, "location": {**point, "coordinates": [2, 6, 10]}, "type": "post"},
+        {"CX": True, "location": {**point, "coordinates": [3, 7, 11]}, "type": "post", "zeta": True},
+        {"confidence": 0.25, "location": {**point, "coordinates": [4, 8, 2**40]}, "ntAcetylcholineProb": 1.0},
+    ]
+    texts = jsonanswer.synapse_map_json(model, None, columns).to_pylist()
+    assert [json.loads(t) for t in texts] == want
+    assert all(list(json.loads(t)) == sorted(json.loads(t)) for t in texts)
+    assert texts == [orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() for m in want]
+    # fetch_synapse_connections' maps: type, confidence and location removed; flags alone where no NT
+    removed = ("location", "confidence", "type")
+    texts = jsonanswer.synapse_map_json(model, removed, columns).to_pylist()
+    assert [json.loads(t) for t in texts] == [
+        {"CX": True, "FB": True, "gL(R)": True, "ntAcetylcholineProb": 0.125, "ntGabaProb": 1e-7, "zeta": True},
+        {"a'L(R)": True},
+        {"CX": True, "zeta": True},
+        {"ntAcetylcholineProb": 1.0},
+    ]
+    assert texts[2] == '{"CX":true,"zeta":true}'
+    assert jsonanswer.synapse_map_json(model, removed, {c: v[:0] for c, v in columns.items()}).to_pylist() == []
+
+
+def test_a_roi_named_as_a_property_is_not_written():
+    model = model_with_rois({("primary", 1): ["confidence"]})
+    columns = {
+        "conf": masked([0.5], np.float64),
+        "primary_label": masked([1], np.int64),
+        "major_label": masked([0], np.int64),
+    }
+    columns.update({c: masked([None], np.float64) for c in NT_NAMES.values() if c in model.nt_columns})
+    with pytest.raises(jsonanswer.NotWritten):
+        jsonanswer.synapse_map_json(model, ("location", "type"), columns)
