@@ -433,3 +433,14 @@ def test_python_rows_are_what_duckdb_json_parses_to(monkeypatch):
     assert json.dumps(got) == json.dumps(want)
     assert [type(v) for v in got[0][:2]] == [int, float] and got[1][1] == 0.0 and str(got[1][1]) == "-0.0"
     assert columnar.python_rows([], set(), lambda n: None, 2) == [[], []]
+
+
+def test_a_type_no_text_can_hold_matches_nothing(store, strong_pair, answered):  # noqa: F811
+    """A synapse type with a lone surrogate (which SQL text cannot hold; found by the fuzzer) matches
+    no synapse, on the synapse layout's step as the strings compare, instead of crashing in DuckDB."""
+    pre, post = strong_pair
+    where = f"n.bodyId = {pre} AND m.bodyId = {post}"
+    text = synapse_connections("Neuron", "Neuron", where, ms="(ms.confidence > 0.5) AND (ms.type = '\ud800ost')")
+    assert execute(store, text).data == []
+    assert answered == [True]
+    assert len(execute(store, synapse_connections("Neuron", "Neuron", where)).data) > 20
