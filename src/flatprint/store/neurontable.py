@@ -37,7 +37,7 @@ from flatprint.store.sql import sql_literal
 #: The tables the neuron table is read from.
 NEURON_TABLES = ("neurons", "neuron_rois")
 #: Store formats whose roiInfo text is exactly the body's neuron_rois rows (keys pre, post,
-#: downstream, upstream, synweight; flatprint.ingest.build._segment_rois writes both in one pass).
+#: downstream, upstream, synweight; flatprint.ingest.roi_counts.segment_rois writes both in one pass).
 ROI_INFO_FORMATS = frozenset({4, 5})
 ROI_COUNTS = ("pre", "post", "downstream", "upstream", "synweight")
 INDEXED = ("type", "instance")  # columns with an exact-value index
