@@ -323,16 +323,12 @@ class _Answer:
                 pass  # the rows and the Arrow answer, as for any caller
         columns, maps = [], set()
         for index, item in enumerate(self.shape.items):
-            if item.kind == "body":
-                columns.append(pa.array(ends[item.variable], type=pa.int64()))
-                continue
-            got, at = ends[item.variable]
-            if item.kind == "value":
-                column = _COLUMN.get(item.prop, item.prop)
-                columns.append(_arrow(got[column][at], pa.string() if column == "kind" else None))
+            plain = _plain_column(item, ends)
+            if plain is not None:
+                columns.append(plain)
                 continue
             maps.add(index)
-            columns.append(self.map_texts(item, got, at))
+            columns.append(self.map_texts(item, *ends[item.variable]))
         rows, execution.columnar_arrow = columnar.build_aligned(columns, names, maps, execution.deadline.check)
         return names, rows
 
@@ -341,17 +337,12 @@ class _Answer:
         rows (``[]``), no Arrow answer. Raises jsonanswer.NotWritten for what is not written so."""
         columns, maps = [], set()
         for index, item in enumerate(self.shape.items):
-            if item.kind == "body":
-                columns.append(pa.array(ends[item.variable], type=pa.int64()))
-                continue
-            got, at = ends[item.variable]
-            if item.kind == "value":
-                column = _COLUMN.get(item.prop, item.prop)
-                columns.append(
-                    columnar.arrow_column(_arrow(_taken(got[column], at), pa.string() if column == "kind" else None))
-                )
+            plain = _plain_column(item, ends)
+            if plain is not None:
+                columns.append(plain if item.kind == "body" else columnar.arrow_column(plain))
                 continue
             maps.add(index)
+            got, at = ends[item.variable]
             once, where = np.unique(at, return_inverse=True)
             wanted = {c: _taken(got[c], once) for c in columnar.map_columns(self.model, item.removed)}
             texts = jsonanswer.synapse_map_json(self.model, item.removed, wanted)
@@ -388,6 +379,18 @@ def _is_body_id(e, variable: str) -> bool:
         and isinstance(e.subject, ast.Variable)
         and e.subject.name == variable
     )
+
+
+def _plain_column(item, ends: dict) -> pa.Array | None:
+    """A body or property item's column of the answer from the rows read (``ends``, as for
+    ``_Answer.answer``); None for a map item."""
+    if item.kind == "body":
+        return pa.array(ends[item.variable], type=pa.int64())
+    if item.kind != "value":
+        return None
+    got, at = ends[item.variable]
+    column = _COLUMN.get(item.prop, item.prop)
+    return _arrow(_taken(got[column], at), pa.string() if column == "kind" else None)
 
 
 def _taken(values, at: np.ndarray):
