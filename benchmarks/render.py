@@ -917,6 +917,11 @@ def server_lines(srv: dict) -> list[str]:
             "its extra requests (a version check before every query, counts before adjacencies), TLS, JSON "
             "parsing and pandas. *Server work* = (via server − floor) ÷ library: flatprint's own share."
         ]
+        if "in turn" in (srv.get("note") or ""):
+            lines[-1] += (
+                " Library, server and floor are timed in turn within every repetition (rotating order), so "
+                "the machine's load hits all three alike."
+            )
     lines += [""] + table(header, rows) + [""] + other + ([""] if other else [])
     return lines
 

@@ -189,7 +189,14 @@ def plan(args) -> dict:
         q += ["--engines", *args.engines]
     out["commands"] = {
         "queries": q,
-        "server": [C.PYTHON, bench / "server.py", "--scale", f"{scale:g}", "--repeat", str(args.repeat)],
+        "server": [
+            C.PYTHON,
+            bench / "server.py",
+            "--scale",
+            f"{scale:g}",
+            "--repeat",
+            str(args.server_repeat or args.repeat),
+        ],
         "load": [
             C.PYTHON,
             bench / "load.py",
@@ -279,6 +286,12 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=float, required=True, help="0.01, 0.1 or 1.0 (any synth scale works)")
     ap.add_argument("--repeat", type=int, default=5, help="warm repetitions (queries, server); >= 5 for reports")
+    ap.add_argument(
+        "--server-repeat",
+        type=int,
+        default=None,
+        help="warm repetitions of server.py (default --repeat); its calls take milliseconds, so more are cheap",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ingest", choices=["auto", "always", "never"], default="auto")
     ap.add_argument("--memory-limit", default="6GB", help="DuckDB memory_limit of the ingest")
