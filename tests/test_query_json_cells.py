@@ -57,3 +57,14 @@ def test_json_cells_survive_copies(client):
     for other in (pickle.loads(pickle.dumps(cell)), copy.deepcopy(cell), copy.copy(cell)):
         assert other == cell and str(other) == str(cell)
     assert json.loads(str(cell)) == cell and json.loads(repr(cell)) == cell
+
+
+def test_missing_map_cells_are_empty_dicts():
+    """A NULL map cell reaches json_dicts as None or, from a frame column, as NaN (truthy): both are the
+    empty map. A connection with no synapse in any ROI (its conn_roiInfo NULL) had raised TypeError."""
+    from flatprint.query.results import json_dicts
+
+    cells = pd.Series(['{"FB": {"pre": 1, "post": 2}}', None, float("nan"), {"EB": {"pre": 0, "post": 1}}])
+    got = json_dicts(cells)
+    assert got == [{"FB": {"pre": 1, "post": 2}}, {}, {}, {"EB": {"pre": 0, "post": 1}}]
+    assert [type(v).__name__ for v in got] == ["JsonDict"] * 4

@@ -40,10 +40,16 @@ class JsonDict(dict):
 
 
 def json_dicts(values) -> list[JsonDict]:
-    """Cells of JSON text (or dicts, or None for an empty map) as JsonDicts."""
+    """Cells of JSON text (or dicts, or None / NaN for an empty map) as JsonDicts. A NULL map cell of
+    a frame arrives as NaN, which is truthy: a connection with no synapse in any ROI had crashed
+    fetch_simple_connections."""
     if isinstance(values, pd.Series):
         values = values.tolist()  # one conversion: iterating an Arrow-backed column costs ~5 us a cell
-    return [JsonDict(orjson.loads(v) if isinstance(v, str) else (v or {})) for v in values]
+    return [JsonDict(orjson.loads(v) if isinstance(v, str) else {} if _missing(v) else v) for v in values]
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 # DuckDB result types whose values frame_from_arrow converts column-wise, exactly as pandas infers them
