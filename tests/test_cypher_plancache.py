@@ -470,12 +470,37 @@ def test_list_slots_answer_as_without_the_cache(store, primer, text, hits):
 
 
 def test_list_slot_items_are_the_parsers_literals():
-    for run in ((1, 2, 2**63 - 1, 0), ("a", "", "it's")):
-        made = plancache._literals(run, 3, 7)
+    for run in ((1, 2, 2**63 - 1, 0), ("a", "", "it's"), (True, None, 1.5, -3)):
+        made = ast.ListLiteral.of_values(run, line=3, column=7)
+        assert made.literal_values() == run  # read without making the items
+        assert "items" not in vars(made)
         plain = tuple(ast.Literal(value, line=3, column=7) for value in run)
-        assert made == plain
-        assert [vars(m) for m in made] == [vars(p) for p in plain]  # the kind and the position too
-        assert [hash(m) for m in made] == [hash(p) for p in plain] and all(type(m) is ast.Literal for m in made)
+        assert made.items == plain and "items" in vars(made)
+        assert [vars(m) for m in made.items] == [vars(p) for p in plain]  # the kind and the position too
+        assert [hash(m) for m in made.items] == [hash(p) for p in plain]
+        assert all(type(m) is ast.Literal for m in made.items)
+        parsed = ast.ListLiteral(plain, line=3, column=7)
+        assert made == parsed and hash(made) == hash(parsed) and repr(made) == repr(parsed)
+        assert parsed.literal_values() == run
+    assert ast.ListLiteral((ast.Literal(1), ast.Variable("x"))).literal_values() is None
+    with pytest.raises(AttributeError):
+        ast.ListLiteral.of_values((1,)).other  # noqa: B018
+
+
+def test_a_hit_binds_list_slots_without_literal_nodes():
+    """The tree of a hit holds the new list's values; its Literal items are made only when read,
+    equal to the parser's."""
+    cache = PlanCache()
+    text = "MATCH (n:Neuron) WHERE n.bodyId IN {} RETURN n.type AS t"
+    cache.prepare(text.format("[1, 2, 3]"))
+    hit = cache.prepare(text.format("[7, 8, 9, 10]"))
+    (listed,) = [node for node in hit.parts[0].clauses[0].where.walk() if isinstance(node, ast.ListLiteral)]
+    assert hit == plancache._parse_and_analyze(text.format("[7, 8, 9, 10]"))
+    assert listed.literal_values() == (7, 8, 9, 10)
+    fresh = cache.prepare(text.format("[11, 12]"))
+    where = fresh.parts[0].clauses[0].where
+    assert "items" not in vars(where.collection)
+    assert where.collection.literal_values() == (11, 12)
 
 
 def test_long_lists_are_cached_without_their_text(store):

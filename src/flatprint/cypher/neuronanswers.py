@@ -106,8 +106,10 @@ class _Answer:
         self.answerable = _answerable(table, execution.model)
 
     def constant(self, expr):
-        if type(expr) is ast.ListLiteral and set(map(type, expr.items)) == _LITERAL_TYPE:
-            return [item.value for item in expr.items]  # what the evaluator gives, without its dispatch per item
+        if type(expr) is ast.ListLiteral:
+            values = expr.literal_values()  # what the evaluator gives, without its dispatch per item
+            if values is not None:
+                return list(values)
         return self.evaluate(expr, {})
 
     def run(self) -> tuple[list[str], list[list]]:
@@ -260,7 +262,6 @@ class _Answer:
 
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
-_LITERAL_TYPE = {ast.Literal}
 _INT_TYPE = frozenset({int})
 
 

@@ -40,7 +40,8 @@ def _is_constant(expr) -> bool:
     if isinstance(expr, ast.Literal):
         return True
     if isinstance(expr, ast.ListLiteral):
-        # neuprint-python's id lists run to thousands of items: a plain type test for each
+        if expr.literal_values() is not None:  # neuprint-python's id lists: thousands of literals
+            return True
         literal = ast.Literal
         return all(type(item) is literal or _is_constant(item) for item in expr.items)
     return False
