@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from oracle import load, oracle_segments
 
-from flatprint.cypher import engine, neuronanswers
+from flatprint.cypher import ast, engine, neuronanswers, plan
 from flatprint.cypher.engine import execute
+from flatprint.cypher.plancache import PlanCache
 from flatprint.server.http import encode_json
 from flatprint.store.neurongraph import neuron_graph
 from flatprint.store.neurontable import clear_neuron_table_cache, kept_neuron_table, neuron_table
@@ -417,3 +418,34 @@ def test_written_columns_and_orders_at_the_edges(built, segments, statements, it
         assert row[1] == plain(want["type"])
         if "'none'" in items:
             assert row[2] == (plain(want["type"]) or "none") and row[3] == int(want["pre"])
+
+
+def test_fetch_adjacencies_id_lists_are_read_as_values(built, segments, statements):
+    """neuprint-python's queries with ``WITH [ids] AS ...`` through a plan cache: a hit binds the id
+    list without a Literal node per id, and answering from RAM (the count in runTimeboxed, the
+    look-up, the connections) reads the values only; the answers are those parsed afresh."""
+    count = (
+        'CALL apoc.cypher.runTimeboxed(" WITH {} as n_search_bodyId MATCH (n:Segment) '
+        'WHERE n.bodyId in n_search_bodyId RETURN count(n) as c ", {{}}, 5000) YIELD value RETURN value.c as count'
+    )
+    lookup = (
+        "WITH {} as n_search_bodyId MATCH (n:Segment) WHERE n.bodyId in n_search_bodyId WITH n "
+        "RETURN n.bodyId as bodyId, n.type as type, n.instance as instance ORDER BY bodyId"
+    )
+    connections = (
+        "WITH {} as n_search_bodyId MATCH (n:Segment)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId in n_search_bodyId "
+        "WITH n,m,e,n_search_bodyId, true as _ RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post, "
+        "e.weight as weight, coalesce(e.weightHP, 0) as weightHP, e.roiInfo as roiInfo"
+    )
+    cache = PlanCache()
+    for seed in (11, 12):
+        bodies = neurons_of(segments, 40, seed=seed)
+        for text in (count.format(bodies), lookup.format(bodies), connections.format(bodies)):
+            fresh = execute(built, text, plan_cache=False)
+            assert execute(built, text, plan_cache=cache, json_bytes=True).data == fresh.data
+            assert execute(built, text, plan_cache=cache).data == fresh.data
+            lists = [n for n in plan._walk_but_literal_lists(cache.prepare(text)) if isinstance(n, ast.ListLiteral)]
+            assert lists and all(n.literal_values() == tuple(bodies) for n in lists)
+            if seed == 12:  # a hit: no Literal node made for the ids
+                assert all("items" not in vars(n) for n in lists)
+    assert cache.hits and statements == []
