@@ -14,7 +14,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings, strategies as st
 from oracle import load, oracle_segments
 from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     NT_NAMES,
@@ -26,7 +25,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     synapse_points,
 )
 
-from flatprint.cypher import batchcache, columnar, jsonanswer
+from flatprint.cypher import batchcache, jsonanswer
 from flatprint.cypher.engine import execute
 from flatprint.server import open_stores
 from flatprint.server.http import encode_json
@@ -210,23 +209,6 @@ def test_cells_at_their_edges():
     assert jsonanswer.data_json([pa.array([0.5, 2.0])], set(), 2) == b"[[0.5],[2.0]]"
     with pytest.raises(jsonanswer.NotWritten):
         jsonanswer.cell_texts(pa.array([[1]]))
-
-
-#: every character class orjson treats apart: quotes, backslashes, control characters (escaped),
-#: DEL, U+2028, non-ASCII and astral characters (written as they are)
-TRICKY = ['"', "\\", "\x00", "\x1f", "\n", "\t", "\x7f", "\u2028", "/", "é", "✓", "😀", "a", " "]
-
-
-STRINGS = st.text(alphabet=st.sampled_from(TRICKY) | st.characters(exclude_categories=("Cs",)))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(st.none(), STRINGS), max_size=30))
-def test_string_texts_are_what_orjson_writes(values):
-    texts = columnar.string_texts(pa.array(values, pa.string()))
-    assert texts.to_pylist() == [None if v is None else orjson.dumps(v).decode() for v in values]
-    assert columnar.string_texts(pa.array(values, pa.large_string())).equals(texts)
-    assert columnar.string_texts(pa.array(values, pa.string()).dictionary_encode()).to_pylist() == texts.to_pylist()
 
 
 def model_with_rois(names_of_label):

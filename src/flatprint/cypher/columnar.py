@@ -248,27 +248,11 @@ def _keyed_strings(key: str, values) -> pa.Array:
     return pc.binary_join_element_wise(orjson.dumps(key).decode() + ":", string_texts(strings), "")
 
 
-#: the characters orjson escapes in a string (every other one, non-ASCII included, it writes as is)
-_ESCAPED = r'["\\\x00-\x1f]'
-
-
 def string_texts(values: pa.Array) -> pa.Array:
-    """The JSON text of each string of ``values`` (null where null), as orjson writes it: a string
-    without a character to escape is itself in quotes (one Arrow kernel for all); the others are
-    written by orjson, each distinct one once."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if pa.types.is_dictionary(values.type):
-        return string_texts(values.dictionary).take(values.indices)
-    values = values.cast(pa.string())  # the texts' type, whatever the offsets' width
-    escaped = pc.match_substring_regex(values, _ESCAPED)
-    texts = pc.binary_join_element_wise('"', values, '"', "")
-    if escaped.true_count:
-        mask = escaped.fill_null(False)
-        encoded = values.filter(mask).dictionary_encode()
-        written = [orjson.dumps(v).decode() for v in encoded.dictionary.to_pylist()]
-        texts = pc.replace_with_mask(texts, mask, pa.array(written, texts.type).take(encoded.indices))
-    return texts
+    """The JSON text of each string of ``values`` (null where null): each distinct one written once."""
+    encoded = values.dictionary_encode() if not pa.types.is_dictionary(values.type) else values
+    texts = pa.array([orjson.dumps(v).decode() for v in encoded.dictionary.to_pylist()], type=pa.string())
+    return texts.take(encoded.indices)
 
 
 def _fragments(model, roi_set: str, drop: set[str], labels) -> pa.Array:
