@@ -2,8 +2,7 @@
 connection_roi_info_texts over one Arrow take of text pieces): byte-identical to the JSON the
 dicts give (json.dumps, compact, non-ASCII kept, keys in the order ingest sorts its pieces) and to
 the texts ingest stored, for neurons with no, one and many ROIs, names that need escaping, NULL
-counts and counts beyond the kept number texts. Written ``quoted`` (the JSON endpoint's cells),
-each is the JSON string of that text, as json.dumps writes it (compact, non-ASCII kept)."""
+counts and counts beyond the kept number texts."""
 
 from __future__ import annotations
 
@@ -74,10 +73,6 @@ def expected_text(rois: dict[str, tuple[int, int, int]]) -> str:
     return dumps(info)
 
 
-def quoted_neuron_texts(table, positions) -> list[str]:
-    return neuronanswers.roi_info_text_array(table, positions, quoted=True).to_pylist()
-
-
 def sample_neurons(seed: int, count: int, largest: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     neurons = [{}, {NAMES[1]: (1, 0, 0)}, {NAMES[0]: (0, 0, 0)}, {name: (3, 4, 5) for name in NAMES}]
@@ -95,7 +90,6 @@ def test_neuron_roi_info_texts_equal_json_of_their_counts(largest, monkeypatch):
     positions = np.array([3, 0, 1, 2, *range(len(neurons)), 0, 3], dtype=np.int64)  # any order, repeats
     texts = neuronanswers.roi_info_texts(table, positions)
     assert texts == [expected_text(neurons[p]) for p in positions.tolist()]
-    assert quoted_neuron_texts(table, positions) == [dumps(expected_text(neurons[p])) for p in positions.tolist()]
     assert texts[1] == "{}" and json.loads(texts[2]) == {
         'say "hi"': {"pre": 1, "post": 0, "downstream": 0, "upstream": 0, "synweight": 0}
     }
@@ -106,15 +100,12 @@ def test_roi_info_texts_of_no_neurons_and_a_count_beyond_the_kept_texts():
     table = made_table(neurons)
     assert neuronanswers.roi_info_texts(table, np.zeros(0, dtype=np.int64)) == []
     assert neuronanswers.roi_info_texts(table, np.array([0, 0])) == ["{}", "{}"]  # no ROI rows at all
-    assert quoted_neuron_texts(table, np.array([0, 0])) == ['"{}"', '"{}"']
-    assert quoted_neuron_texts(table, np.zeros(0, dtype=np.int64)) == []
     first = neuronanswers.roi_info_texts(table, np.arange(len(neurons)))
     table.roi_counts["pre"][-1] = 70_000  # a later, larger count: its text made in the call
     neurons[-1][sorted(NAMES)[-1]] = (70_000, 2, 3)  # the last row: the last neuron's last ROI by name
     second = neuronanswers.roi_info_texts(table, np.arange(len(neurons)))
     assert first[:-1] == second[:-1] == [expected_text(n) for n in neurons[:-1]]
     assert second[-1] == expected_text(neurons[-1]) and "70000" in second[-1]
-    assert quoted_neuron_texts(table, np.arange(len(neurons))) == [dumps(expected_text(n)) for n in neurons]
 
 
 def test_connection_roi_info_texts_write_null_counts_as_null():
@@ -138,11 +129,6 @@ def test_connection_roi_info_texts_write_null_counts_as_null():
         {names[8]: {"pre": 7, "post": 12}},
     ]
     assert texts == [dumps(w) for w in [*want, want[0]]]
-    quoted = neuronanswers.connection_roi_info_text_array(graph, np.array([0, 1, 2, 0]), quoted=True)
-    assert quoted.to_pylist() == [dumps(dumps(w)) for w in [*want, want[0]]]
-    graph.roi_weight[2] = 70_000  # beyond the kept number texts, in the last field: made in the call
-    quoted = neuronanswers.connection_roi_info_text_array(graph, np.array([2, 0]), quoted=True)
-    assert quoted.to_pylist() == [dumps(dumps({names[8]: {"pre": 7, "post": 70_000}})), dumps(dumps(want[0]))]
 
 
 def test_store_texts_for_neurons_with_no_one_and_many_rois(store):

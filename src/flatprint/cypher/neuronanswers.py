@@ -168,10 +168,7 @@ class _Answer:
         answers them (``columnar_json``); NotWritten for a column of another type."""
         shape = self.shape
         columns = []
-        texts = set()  # the indices of roiInfo columns, written as JSON strings already
         for item in shape.items:
-            if item.prop == "roiInfo":  # never null: a default changes nothing
-                texts.add(len(columns))
             if item.variable == shape.rel:
                 column = self.rel_array(item.prop, pairs)
             else:
@@ -181,8 +178,6 @@ class _Answer:
             columns.append(column)
         order = range(count)
         for index, descending in reversed(shape.order):  # as run sorts: on the same Python values
-            if index in texts:
-                raise NotWritten("rows sorted by their roiInfo")
             values = columns[index].to_pylist()
             _check_sortable(values)
             order = _sorted_rows(order, values, descending)
@@ -192,7 +187,7 @@ class _Answer:
         if order != range(count):
             taken = pa.array(np.asarray(order, dtype=np.int64), pa.int64())
             columns = [column.take(taken) for column in columns]
-        self.execution.columnar_json = data_json(columns, texts, len(order))
+        self.execution.columnar_json = data_json(columns, set(), len(order))
         self.execution.columnar_rows = len(order)
         return [item.name for item in shape.items], []
 
@@ -289,11 +284,10 @@ class _Answer:
 
     def node_array(self, prop: str, positions: np.ndarray) -> pa.Array:
         """:meth:`node_values` as an Arrow array of a type jsonanswer.cell_texts writes as orjson
-        writes those values (NotWritten for points and other types); roiInfo as JSON strings."""
+        writes those values (NotWritten for points and other types)."""
         if prop == "roiInfo":
             unique, inverse = np.unique(positions, return_inverse=True)
-            texts = roi_info_text_array(self.table, unique, quoted=True)
-            return texts.take(pa.array(inverse.reshape(-1), pa.int64()))
+            return roi_info_text_array(self.table, unique).take(pa.array(inverse.reshape(-1), pa.int64()))
         if prop not in self.answerable:
             raise _NotHere
         column = self.table.columns.column(prop)
@@ -302,7 +296,7 @@ class _Answer:
         return column.take(pa.array(positions, pa.int64())).combine_chunks()
 
     def rel_array(self, prop: str, pairs: np.ndarray) -> pa.Array:
-        """:meth:`rel_values` as an Arrow array (weightHP's NaN as null; roiInfo as JSON strings)."""
+        """:meth:`rel_values` as an Arrow array (weightHP's NaN as null, the rest as int)."""
         graph = self.graph
         if prop == "weight":
             return pa.array(graph.weight[pairs])
@@ -313,7 +307,7 @@ class _Answer:
                 return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing if missing.any() else None)
             return pa.array(values)
         if prop == "roiInfo":
-            return connection_roi_info_text_array(graph, pairs, quoted=True)
+            return connection_roi_info_text_array(graph, pairs)
         raise _NotHere
 
     def rel_values(self, prop: str, pairs: np.ndarray) -> list:
@@ -432,15 +426,15 @@ def roi_info_texts(table, positions: np.ndarray) -> list[str]:
     return roi_info_text_array(table, positions).to_pylist()
 
 
-def roi_info_text_array(table, positions: np.ndarray, quoted: bool = False) -> pa.StringArray:
-    """:func:`roi_info_texts` as an Arrow array (``quoted``: each as its JSON string)."""
+def roi_info_text_array(table, positions: np.ndarray) -> pa.StringArray:
+    """:func:`roi_info_texts` as an Arrow array."""
     rows, units = table.roi_rows(positions)
     codes = table.roi_code[rows]
     counts = [table.counts(name, rows) for name in ROI_COUNTS]
     if table.roi_json_rank is not None:  # the text orders its ROIs by their escaped names
         order = np.lexsort((table.roi_json_rank[codes], units))
         units, codes, counts = units[order], codes[order], [column[order] for column in counts]
-    return _object_texts(table, table.roi_names, ROI_COUNTS, codes, counts, units, len(positions), quoted)
+    return _object_texts(table, table.roi_names, ROI_COUNTS, codes, counts, units, len(positions))
 
 
 def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
@@ -449,12 +443,11 @@ def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
     return connection_roi_info_text_array(graph, pairs).to_pylist()
 
 
-def connection_roi_info_text_array(graph, pairs: np.ndarray, quoted: bool = False) -> pa.StringArray:
-    """:func:`connection_roi_info_texts` as an Arrow array (``quoted``: each as its JSON string)."""
+def connection_roi_info_text_array(graph, pairs: np.ndarray) -> pa.StringArray:
+    """:func:`connection_roi_info_texts` as an Arrow array."""
     rows, units = graph.roi_rows(pairs)
     values = [graph.roi_pre[rows], graph.roi_weight[rows]]
-    codes = graph.roi_code[rows]
-    return _object_texts(graph, graph.roi_names, ("pre", "post"), codes, values, units, len(pairs), quoted)
+    return _object_texts(graph, graph.roi_names, ("pre", "post"), graph.roi_code[rows], values, units, len(pairs))
 
 
 #: Counts below this take their text from the number texts kept per owner (~20 bytes each, once per
@@ -467,41 +460,29 @@ class _Pieces:
     as the object's first (``{"roi":{"pre":``) and later member (``,"roi":{"pre":``), then for each
     field a block of the numbers 0 .. NUMBER_TEXTS - 1 and ``null`` written with what follows them:
     the next field's name (``12,"post":``), or for the last field the member's end ``12}``, or a
-    second block with the object's end too ``12}}``.
+    second block with the object's end too ``12}}``."""
 
-    ``quoted``: the pieces of the texts written as JSON strings (``"{\\"roi\\":...}"``, as orjson
-    writes the text): each piece escaped alone (JSON escapes character by character, so the escaped
-    pieces join to the escaped text), a quote before an object's first key and after its end."""
-
-    def __init__(self, names, fields: tuple[str, ...], quoted: bool = False):
-        def escaped(text: str) -> str:
-            return orjson.dumps(text).decode()[1:-1] if quoted else text
-
-        quote = '"' if quoted else ""
+    def __init__(self, names, fields: tuple[str, ...]):
         keys = [orjson.dumps(str(name)).decode() + ':{"' + fields[0] + '":' for name in names]  # as orjson escapes
         self.later_key = len(keys)
-        self.suffixes = [escaped(',"' + name + '":') for name in fields[1:]] + ["}", "}}" + quote]
-        self.empty = quote + "{}" + quote  # the text of an object without members
+        self.suffixes = [',"' + name + '":' for name in fields[1:]] + ["}", "}}"]
         self.numbers = NUMBER_TEXTS  # then "null"
         numbers = pa.concat_arrays([pa.array(np.arange(self.numbers)).cast(pa.string()), pa.array(["null"])])
         blocks = [pc.binary_join_element_wise(numbers, suffix, "") for suffix in self.suffixes]
         self.blocks = [2 * len(keys) + k * (self.numbers + 1) for k in range(len(blocks))]
-        firsts = [quote + escaped("{" + key) for key in keys]
-        texts = pa.array(firsts + [escaped("," + key) for key in keys], pa.string())
+        texts = pa.array(["{" + key for key in keys] + ["," + key for key in keys], pa.string())
         self.array = pa.concat_arrays([texts, *blocks])
 
 
-def _pieces(owner, names, fields: tuple[str, ...], quoted: bool) -> _Pieces:
+def _pieces(owner, names, fields: tuple[str, ...]) -> _Pieces:
     """The owner's :class:`_Pieces` for ``fields`` (kept on ``owner``)."""
     kept = owner.__dict__.setdefault("_roi_text_pieces", {})
-    if (fields, quoted) not in kept:
-        kept[fields, quoted] = _Pieces(names, fields, quoted)
-    return kept[fields, quoted]
+    if fields not in kept:
+        kept[fields] = _Pieces(names, fields)
+    return kept[fields]
 
 
-def _object_texts(
-    owner, names, fields, codes: np.ndarray, values: list, units, count: int, quoted: bool = False
-) -> pa.StringArray:
+def _object_texts(owner, names, fields, codes: np.ndarray, values: list, units, count: int) -> pa.StringArray:
     """One JSON object per unit ``0 .. count - 1``: ``{"roi": {field: value, ...}, ...}`` from the
     rows (ROI ``codes`` into ``names``, one array of integer ``values`` per field, NaN: null;
     ``units`` sorted) of each unit in row order; a unit without rows is ``{}``.
@@ -509,11 +490,10 @@ def _object_texts(
     Column-wise: the index of each row's pieces (its key, with ``{`` before a unit's first; each
     value with what follows it, ``}}`` after a unit's last) into the owner's :class:`_Pieces`, one
     Arrow take of them, and the texts are slices of the take's character buffer (where a Python
-    f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0). ``quoted``: each text
-    as the JSON string of it (:class:`_Pieces`)."""
+    f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0)."""
     if count == 0:
         return pa.array([], pa.string())
-    pieces = _pieces(owner, names, tuple(fields), quoted)
+    pieces = _pieces(owner, names, tuple(fields))
     rows, width = len(codes), len(fields) + 1  # pieces per row
     starts = np.searchsorted(units, np.arange(count + 1))  # each unit's first row
     filled = starts[:-1] < starts[1:]
@@ -531,7 +511,7 @@ def _object_texts(
         index = block + (number if null is None else np.where(null, pieces.numbers, number))
         beyond = np.flatnonzero((number < 0) | (number >= pieces.numbers))
         if len(beyond):  # their texts made here, after the kept ones
-            suffix = pieces.suffixes[k] if k < len(fields) - 1 else pc.if_else(last[beyond], *pieces.suffixes[-1:-3:-1])
+            suffix = pieces.suffixes[k] if k < len(fields) - 1 else pc.if_else(last[beyond], "}}", "}")
             extras.append(pc.binary_join_element_wise(pa.array(number[beyond]).cast(pa.string()), suffix, ""))
             index[beyond] = extra_at + np.arange(len(beyond))
             extra_at += len(beyond)
@@ -544,5 +524,5 @@ def _object_texts(
     bounds = offsets[starts * width]
     texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2])
     if not filled.all():
-        texts = pc.if_else(pa.array(filled), texts, pieces.empty)
+        texts = pc.if_else(pa.array(filled), texts, "{}")
     return texts
