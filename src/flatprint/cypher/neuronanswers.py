@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 
 from flatprint.cypher import ast
 from flatprint.cypher.evaluator import Evaluator
-from flatprint.cypher.jsonanswer import NotWritten, data_json
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
 from flatprint.cypher.values import POINT_CRS, Point, to_output
 from flatprint.store.columns import POINT_COLUMNS
@@ -132,11 +131,6 @@ class _Answer:
         count = len(pairs) if pairs is not None else len(positions[shape.pre.variable])
         if counting:
             return [item.name for item in shape.items], [[count] * len(shape.items)]
-        if self.final and self.execution.json_bytes:
-            try:
-                return self.written(positions, pairs, count)
-            except NotWritten:
-                pass  # a column not written as bytes here: the rows below
         columns = []
         for item in shape.items:
             if item.variable == shape.rel:
@@ -161,35 +155,6 @@ class _Answer:
             columns = [_output_column(column) for column in columns]
         rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in order]
         return [item.name for item in shape.items], rows
-
-    def written(self, positions: dict, pairs: np.ndarray | None, count: int) -> tuple[list[str], list]:
-        """The answer as :meth:`run` makes it, its rows written as the JSON endpoint's bytes from Arrow
-        columns (jsonanswer.data_json; no Python value per cell) and set on the execution, which
-        answers them (``columnar_json``); NotWritten for a column of another type."""
-        shape = self.shape
-        columns = []
-        for item in shape.items:
-            if item.variable == shape.rel:
-                column = self.rel_array(item.prop, pairs)
-            else:
-                column = self.node_array(item.prop, positions[item.variable])
-            if item.default is not None:
-                column = _filled(column, self.constant(item.default))
-            columns.append(column)
-        order = range(count)
-        for index, descending in reversed(shape.order):  # as run sorts: on the same Python values
-            values = columns[index].to_pylist()
-            _check_sortable(values)
-            order = _sorted_rows(order, values, descending)
-        skip = self.count(shape.skip, 0)
-        limit = self.count(shape.limit, None)
-        order = order[skip:] if limit is None else order[skip : skip + limit]
-        if order != range(count):
-            taken = pa.array(np.asarray(order, dtype=np.int64), pa.int64())
-            columns = [column.take(taken) for column in columns]
-        self.execution.columnar_json = data_json(columns, set(), len(order))
-        self.execution.columnar_rows = len(order)
-        return [item.name for item in shape.items], []
 
     def count(self, expr, default):
         if expr is None:
@@ -282,34 +247,6 @@ class _Answer:
             return [Point(v) if v is not None and all(c is not None for c in v) else None for v in values]
         return values
 
-    def node_array(self, prop: str, positions: np.ndarray) -> pa.Array:
-        """:meth:`node_values` as an Arrow array of a type jsonanswer.cell_texts writes as orjson
-        writes those values (NotWritten for points and other types)."""
-        if prop == "roiInfo":
-            unique, inverse = np.unique(positions, return_inverse=True)
-            return roi_info_text_array(self.table, unique).take(pa.array(inverse.reshape(-1), pa.int64()))
-        if prop not in self.answerable:
-            raise _NotHere
-        column = self.table.columns.column(prop)
-        if prop in POINT_COLUMNS or not _written_type(column.type):
-            raise NotWritten(f"a column of {column.type}")
-        return column.take(pa.array(positions, pa.int64())).combine_chunks()
-
-    def rel_array(self, prop: str, pairs: np.ndarray) -> pa.Array:
-        """:meth:`rel_values` as an Arrow array (weightHP's NaN as null, the rest as int)."""
-        graph = self.graph
-        if prop == "weight":
-            return pa.array(graph.weight[pairs])
-        if prop == "weightHP":
-            values = graph.weight_hp[pairs]
-            if values.dtype.kind == "f":
-                missing = np.isnan(values)
-                return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing if missing.any() else None)
-            return pa.array(values)
-        if prop == "roiInfo":
-            return connection_roi_info_text_array(graph, pairs)
-        raise _NotHere
-
     def rel_values(self, prop: str, pairs: np.ndarray) -> list:
         graph = self.graph
         if prop == "weight":
@@ -326,37 +263,6 @@ class _Answer:
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _INT_TYPE = frozenset({int})
-
-
-def _written_type(kind: pa.DataType) -> bool:
-    """Arrow types whose values ``to_pylist`` gives as plain ints, floats, strings and booleans,
-    and whose cells jsonanswer.cell_texts writes as orjson writes those values."""
-    return (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_boolean(kind)
-    )
-
-
-def _filled(column: pa.Array, default) -> pa.Array:
-    """``[default if v is None else v for v in values]`` on an Arrow column: nulls filled with a
-    default of the column's own Python type (another type would mix the column's types: NotWritten)."""
-    if not column.null_count or default is None:
-        return column
-    kind = column.type
-    if type(default) is int and pa.types.is_integer(kind):
-        fits = np.iinfo(kind.to_pandas_dtype()).min <= default <= np.iinfo(kind.to_pandas_dtype()).max
-    else:
-        fits = (
-            (type(default) is str and (pa.types.is_string(kind) or pa.types.is_large_string(kind)))
-            or (type(default) is float and pa.types.is_floating(kind))
-            or (type(default) is bool and pa.types.is_boolean(kind))
-        )
-    if not fits:
-        raise NotWritten("a default of another type than its column")
-    return pc.fill_null(column, pa.scalar(default, kind))
 
 
 def _sorted_rows(order, column: list, descending: bool) -> list:
@@ -423,11 +329,6 @@ def _check_sortable(column: list) -> None:
 def roi_info_texts(table, positions: np.ndarray) -> list[str]:
     """roiInfo of the neurons at ``positions`` as the text ingest stores (keys in ROI_COUNTS order;
     what orjson writes for the same dicts; tested), assembled column-wise (:func:`_object_texts`)."""
-    return roi_info_text_array(table, positions).to_pylist()
-
-
-def roi_info_text_array(table, positions: np.ndarray) -> pa.StringArray:
-    """:func:`roi_info_texts` as an Arrow array."""
     rows, units = table.roi_rows(positions)
     codes = table.roi_code[rows]
     counts = [table.counts(name, rows) for name in ROI_COUNTS]
@@ -440,11 +341,6 @@ def roi_info_text_array(table, positions: np.ndarray) -> pa.StringArray:
 def connection_roi_info_texts(graph, pairs: np.ndarray) -> list[str]:
     """ConnectsTo.roiInfo of ``pairs`` as the SQL step writes it: ``{roi: {"pre": n, "post": n}}``
     (a NULL count written null, as JSON has it)."""
-    return connection_roi_info_text_array(graph, pairs).to_pylist()
-
-
-def connection_roi_info_text_array(graph, pairs: np.ndarray) -> pa.StringArray:
-    """:func:`connection_roi_info_texts` as an Arrow array."""
     rows, units = graph.roi_rows(pairs)
     values = [graph.roi_pre[rows], graph.roi_weight[rows]]
     return _object_texts(graph, graph.roi_names, ("pre", "post"), graph.roi_code[rows], values, units, len(pairs))
@@ -482,7 +378,7 @@ def _pieces(owner, names, fields: tuple[str, ...]) -> _Pieces:
     return kept[fields]
 
 
-def _object_texts(owner, names, fields, codes: np.ndarray, values: list, units, count: int) -> pa.StringArray:
+def _object_texts(owner, names, fields, codes: np.ndarray, values: list[np.ndarray], units, count: int) -> list[str]:
     """One JSON object per unit ``0 .. count - 1``: ``{"roi": {field: value, ...}, ...}`` from the
     rows (ROI ``codes`` into ``names``, one array of integer ``values`` per field, NaN: null;
     ``units`` sorted) of each unit in row order; a unit without rows is ``{}``.
@@ -492,7 +388,7 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list, units, 
     Arrow take of them, and the texts are slices of the take's character buffer (where a Python
     f-string per row costs ~1.5 us: 40 ms for a type's 794 neurons at 1.0)."""
     if count == 0:
-        return pa.array([], pa.string())
+        return []
     pieces = _pieces(owner, names, tuple(fields))
     rows, width = len(codes), len(fields) + 1  # pieces per row
     starts = np.searchsorted(units, np.arange(count + 1))  # each unit's first row
@@ -522,7 +418,7 @@ def _object_texts(owner, names, fields, codes: np.ndarray, values: list, units, 
     # of its first row's key to the end of its last row's "}}"
     offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32, count=rows * width + 1, offset=4 * taken.offset)
     bounds = offsets[starts * width]
-    texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2])
-    if not filled.all():
-        texts = pc.if_else(pa.array(filled), texts, "{}")
+    texts = pa.StringArray.from_buffers(count, pa.py_buffer(bounds), taken.buffers()[2]).to_pylist()
+    for unit in np.flatnonzero(~filled).tolist():
+        texts[unit] = "{}"
     return texts
