@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from flatprint.cypher import ast
 from flatprint.cypher.evaluator import Evaluator
+from flatprint.cypher.jsonanswer import rows_json
 from flatprint.cypher.neuronplan import NeuronShape, NodeSpec, Test
 from flatprint.cypher.values import POINT_CRS, Point, to_output
 from flatprint.store.columns import POINT_COLUMNS
@@ -151,10 +152,15 @@ class _Answer:
         order = order[skip:] if limit is None else order[skip : skip + limit]
         if order != range(count):
             columns = [_taken(column, order) for column in columns]
+        names = [item.name for item in shape.items]
         if self.final:
             columns = [_output_column(column) for column in columns]
+            written = rows_json(columns) if self.execution.json_bytes else None
+            if written is not None:  # the JSON endpoint's bytes, with no list made per row
+                self.execution.columnar_json, self.execution.columnar_rows = written, len(order)
+                return names, []
         rows = [list(row) for row in zip(*columns)] if columns else [[] for _ in order]
-        return [item.name for item in shape.items], rows
+        return names, rows
 
     def count(self, expr, default):
         if expr is None:
