@@ -448,3 +448,11 @@ def test_fetch_adjacencies_id_lists_are_read_as_values(built, segments, statemen
             if seed == 12:  # a hit: no Literal node made for the ids
                 assert all("items" not in vars(n) for n in lists)
     assert cache.hits and statements == []
+
+
+def test_sorted_unique_is_numpys_unique():
+    rng = np.random.default_rng(4)
+    for values in ([], [5], [3, 3], [2, 1], rng.integers(0, 50, 300), rng.integers(-(2**62), 2**62, 1000)):
+        values = np.asarray(values, dtype=np.int64)
+        got = neuronanswers._sorted_unique(values)
+        assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))

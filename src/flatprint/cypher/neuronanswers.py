@@ -177,7 +177,8 @@ class _Answer:
         found = None
         listed = False
         for term in spec.terms:
-            union = np.unique(np.concatenate([self.test_positions(t, spec.segment_only) for t in term]))
+            found_each = [self.test_positions(t, spec.segment_only) for t in term]
+            union = found_each[0] if len(term) == 1 else _sorted_unique(np.concatenate(found_each))
             found = union if found is None else np.intersect1d(found, union, assume_unique=True)
             listed = listed or (len(term) == 1 and term[0].prop == "bodyId")
         if spec.segment_only and not listed:
@@ -185,6 +186,7 @@ class _Answer:
         return found
 
     def test_positions(self, test: Test, segment_only: bool) -> np.ndarray:
+        """Sorted positions (each once) of the neurons ``test`` admits."""
         value = self.constant(test.value)
         values = value if test.op == "IN" else [value]
         if value is None:
@@ -201,7 +203,7 @@ class _Answer:
             inside[inside] = self.table.body_ids[where[inside]] == bodies[inside]
             if segment_only and not inside.all():
                 raise _NotHere  # a listed Segment that is no neuron
-            return np.unique(where[inside])
+            return _sorted_unique(where[inside])
         if any(not isinstance(v, str) for v in values):
             raise _NotHere
         index = self.table.indexes.get(test.prop)
@@ -269,6 +271,18 @@ class _Answer:
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _INT_TYPE = frozenset({int})
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` of integers by a sort (NumPy 2's unique hashes first: ~5x the time
+    for the ~1,400 positions of fetch_adjacencies' partner look-up)."""
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _sorted_rows(order, column: list, descending: bool) -> list:
