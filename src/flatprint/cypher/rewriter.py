@@ -56,8 +56,10 @@ def _names_bound(node) -> set[str]:
         if isinstance(item, (tuple, list)):
             stack.extend(item)
             continue
-        if not isinstance(item, ast.Node):
+        if not isinstance(item, ast.Node) or type(item) is ast.Literal:
             continue
+        if type(item) is ast.ListLiteral and item.literal_values() is not None:
+            continue  # literals bind nothing (an id list: no walk over its items)
         if (
             isinstance(item, ast.ProjectionItem)
             and isinstance(item.expression, ast.Variable)
@@ -73,7 +75,8 @@ def _names_bound(node) -> set[str]:
 
 
 def _substitute(node, name: str, value):
-    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``.
+    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value`` (the
+    parts without one are kept as they are).
 
     A projection item that passes the variable on (``WITH n, ids``) keeps its name as an alias.
     """
@@ -86,18 +89,32 @@ def _substitute(node, name: str, value):
     ):
         return dataclasses.replace(node, expression=value, alias=node.alias or name)
     if isinstance(node, tuple):
-        return tuple(_substitute(item, name, value) for item in node)
-    if not isinstance(node, ast.Node) or not dataclasses.is_dataclass(node):
+        replaced = tuple(_substitute(item, name, value) for item in node)
+        return node if all(new is old for new, old in zip(replaced, node)) else replaced
+    if not isinstance(node, ast.Node):
         return node
+    if type(node) is ast.Literal or (type(node) is ast.ListLiteral and node.literal_values() is not None):
+        return node  # no variable inside (an id list: no walk over its items)
     changes = {}
-    for f in dataclasses.fields(node):
-        if f.name in ("line", "column") or not f.init:
-            continue
-        current = getattr(node, f.name)
+    for field_name in _init_fields(type(node)):
+        current = getattr(node, field_name)
         replaced = _substitute(current, name, value)
         if replaced is not current:
-            changes[f.name] = replaced
+            changes[field_name] = replaced
     return dataclasses.replace(node, **changes) if changes else node
+
+
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}  # node class -> its fields set by __init__ but the position
+
+
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """The names of ``cls``' fields that ``dataclasses.replace`` takes, but line and column (the
+    rewrites run per query: dataclasses.fields per node would cost more than the rewrite)."""
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("line", "column"))
+        _INIT_FIELDS[cls] = names
+    return names
 
 
 def normalize_projections(clauses) -> tuple:
