@@ -3,6 +3,7 @@ the analyzer and still answer exactly as without the cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -615,3 +616,12 @@ def test_column_text_of_an_item_at_the_end_of_the_text():
         query = cache.prepare(text)
         assert [item.column_name for item in query.parts[0].clauses[-1].items] == ["n"]
     assert cache.hits == 2
+
+
+def test_init_fields_are_the_fields_replace_takes():
+    """ast.init_fields (kept per class for the plan cache's and the rewriter's copies): the dataclass
+    fields set by __init__, the position left out (Literal's kind is derived)."""
+    for cls in (ast.Literal, ast.ListLiteral, ast.Match, ast.ProjectionItem, ast.Call, ast.In):
+        want = tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("line", "column"))
+        assert ast.init_fields(cls) == want == ast.init_fields(cls)
+    assert ast.init_fields(ast.Literal) == ("value",)

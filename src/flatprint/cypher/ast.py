@@ -50,6 +50,7 @@ from flatprint.cypher.tokens import KEYWORDS, SOFT_KEYWORDS
 __all__ = [
     "Precedence",
     "Node",
+    "init_fields",
     "Expression",
     "Clause",
     "Literal",
@@ -249,6 +250,17 @@ class Node:
 
 
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}  # node class -> names of the fields that may hold child nodes
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}  # node class -> its fields set by __init__ but the position
+
+
+def init_fields(cls: type) -> tuple[str, ...]:
+    """The names of a node class's fields that ``dataclasses.replace`` takes, but line and column
+    (the rewrites and the plan cache copy nodes per query: dataclasses.fields per node costs more)."""
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("line", "column"))
+        _INIT_FIELDS[cls] = names
+    return names
 
 
 def _collect_nodes(values: tuple, out: list) -> None:

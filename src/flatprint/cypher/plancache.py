@@ -486,13 +486,11 @@ def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text, inner_que
         if replaced is not None:
             return replaced
         changes = {}
-        for f in dataclasses.fields(node):
-            if not f.init or f.name in ("line", "column"):
-                continue
-            old = getattr(node, f.name)
+        for name in ast.init_fields(type(node)):
+            old = getattr(node, name)
             new = value_of(old)
             if new is not old:
-                changes[f.name] = new
+                changes[name] = new
         if isinstance(node, ast.ProjectionItem):
             source = column_text((node.line, node.column))
             if source is not None:

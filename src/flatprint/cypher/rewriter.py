@@ -96,25 +96,12 @@ def _substitute(node, name: str, value):
     if type(node) is ast.Literal or (type(node) is ast.ListLiteral and node.literal_values() is not None):
         return node  # no variable inside (an id list: no walk over its items)
     changes = {}
-    for field_name in _init_fields(type(node)):
+    for field_name in ast.init_fields(type(node)):
         current = getattr(node, field_name)
         replaced = _substitute(current, name, value)
         if replaced is not current:
             changes[field_name] = replaced
     return dataclasses.replace(node, **changes) if changes else node
-
-
-_INIT_FIELDS: dict[type, tuple[str, ...]] = {}  # node class -> its fields set by __init__ but the position
-
-
-def _init_fields(cls: type) -> tuple[str, ...]:
-    """The names of ``cls``' fields that ``dataclasses.replace`` takes, but line and column (the
-    rewrites run per query: dataclasses.fields per node would cost more than the rewrite)."""
-    names = _INIT_FIELDS.get(cls)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("line", "column"))
-        _INIT_FIELDS[cls] = names
-    return names
 
 
 def normalize_projections(clauses) -> tuple:
