@@ -302,12 +302,15 @@ def test_sorted_rows_are_pythons_stable_sort():
         [1.5, 1, 0.5, 2],
         [],
         [7],
+        sorted(rng.integers(0, 9, 60).tolist()),  # in order already (a look-up by bodyId), ties
+        sorted(rng.integers(0, 9, 60).tolist(), reverse=True),
+        [4, 4, 4],
     ]
     for column in columns:
         for descending in (False, True):
             for order in (range(len(column)), rng.permutation(len(column)).tolist()):
                 want = sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
-                assert neuronanswers._sorted_rows(order, column, descending) == want
+                assert list(neuronanswers._sorted_rows(order, column, descending)) == want
                 assert neuronanswers._taken(column, order) == [column[row] for row in order]
 
 
@@ -398,6 +401,7 @@ def test_fetch_adjacencies_queries_are_written_as_bytes_and_match_the_feathers(b
         "coalesce(n.type, true) AS t",
         "n.somaLocation AS s, n.roiInfo AS r",  # points as maps, keys sorted
         "n.roiInfo AS r, n.status AS s, n.statusLabel AS l, n.pre AS p",
+        "n.predictedNtConfidence AS c, coalesce(n.mancSerial, 0.5) AS m, n.group AS g",
     ],
 )
 @pytest.mark.parametrize("order", ["", " ORDER BY type DESC, b SKIP 1 LIMIT 40", " ORDER BY type, b DESC"])

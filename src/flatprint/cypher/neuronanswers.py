@@ -132,15 +132,18 @@ class _Answer:
         count = len(pairs) if pairs is not None else len(positions[shape.pre.variable])
         if counting:
             return [item.name for item in shape.items], [[count] * len(shape.items)]
-        columns = []
+        columns, plain = [], []  # plain: the column holds output values already (_output_column)
         for item in shape.items:
             if item.variable == shape.rel:
                 values = self.rel_values(item.prop, pairs)
+                plain.append(self.plain_rel_values(item.prop))
             else:
                 values = self.node_values(item.prop, positions[item.variable])
+                plain.append(self.plain_node_values(item.prop))
             if item.default is not None:
                 default = self.constant(item.default)
                 values = [default if v is None else v for v in values]
+                plain[-1] = plain[-1] and type(default) in _PLAIN_TYPES
             columns.append(values)
         order = range(count)
         for index, descending in reversed(shape.order):  # stable sorts, the last key first
@@ -154,7 +157,7 @@ class _Answer:
             columns = [_taken(column, order) for column in columns]
         names = [item.name for item in shape.items]
         if self.final:
-            columns = [_output_column(column) for column in columns]
+            columns = [column if known else _output_column(column) for column, known in zip(columns, plain)]
             written = rows_json(columns) if self.execution.json_bytes else None
             if written is not None:  # the JSON endpoint's bytes, with no list made per row
                 self.execution.columnar_json, self.execution.columnar_rows = written, len(order)
@@ -245,6 +248,8 @@ class _Answer:
             return [texts[i] for i in inverse.tolist()]
         if prop not in self.answerable:
             raise _NotHere  # ROI flags, properties of no column: SQL knows
+        if prop == "bodyId":
+            return self.table.body_ids[positions].tolist()  # the column, as NumPy
         column = self.table.columns.column(prop)
         if len(positions) <= FEW_ROWS and column.num_chunks == 1:  # a lookup: scalars beat a take
             chunk = column.chunk(0)
@@ -254,6 +259,27 @@ class _Answer:
         if prop in POINT_COLUMNS:
             return [Point(v) if v is not None and all(c is not None for c in v) else None for v in values]
         return values
+
+    def plain_node_values(self, prop: str) -> bool:
+        """Whether :meth:`node_values` gives plain values only (ints, strings, booleans, None: what
+        ``to_pylist`` gives of those column types), which are output values as they are."""
+        if prop == "roiInfo":
+            return True
+        if prop in POINT_COLUMNS:
+            return False
+        kind = self.table.columns.schema.field(prop).type
+        return (
+            pa.types.is_integer(kind)
+            or pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or (pa.types.is_boolean(kind))
+        )
+
+    def plain_rel_values(self, prop: str) -> bool:
+        """Whether :meth:`rel_values` gives plain values only (integer weights, texts)."""
+        if prop == "weight":
+            return self.graph.weight.dtype.kind in "iu"
+        return prop in ("weightHP", "roiInfo")
 
     def rel_values(self, prop: str, pairs: np.ndarray) -> list:
         graph = self.graph
@@ -285,15 +311,21 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
-def _sorted_rows(order, column: list, descending: bool) -> list:
+def _sorted_rows(order, column: list, descending: bool):
     """``order`` (row numbers) stably sorted by ``column``'s values at them, nulls last (first when
     descending), as ``sorted(order, key=(is null, value), reverse=descending)``; a column of 64-bit
-    integers (bodyIds) with NumPy's stable sort."""
+    integers (bodyIds) with NumPy's stable sort; ``order`` itself when already in that order (a
+    look-up by bodyId's rows are in bodyId order)."""
     if set(map(type, column)) == _INT_TYPE:
         try:
-            values = np.asarray(_taken(column, order), dtype=np.int64)
+            values = np.asarray(
+                column if type(order) is range and order == range(len(column)) else _taken(column, order),
+                dtype=np.int64,
+            )
         except OverflowError:
             values = None
+        if values is not None and bool(np.all(values[1:] <= values[:-1] if descending else values[1:] >= values[:-1])):
+            return order  # a stable sort keeps it
         if values is not None and not (descending and len(values) and values.min() == np.iinfo(np.int64).min):
             # equal values keep their order both ways, as Python's sort with reverse=True does
             ranks = np.argsort(-values if descending else values, kind="stable")
