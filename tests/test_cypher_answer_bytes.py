@@ -28,7 +28,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
 from flatprint.cypher import batchcache, jsonanswer
 from flatprint.cypher.engine import execute
 from flatprint.server import open_stores
-from flatprint.server.http import encode_json
+from flatprint.server.http import _ORJSON_OPTIONS, encode_json
 from flatprint.store import Store
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -209,6 +209,14 @@ def test_cells_at_their_edges():
     assert jsonanswer.data_json([pa.array([0.5, 2.0])], set(), 2) == b"[[0.5],[2.0]]"
     with pytest.raises(jsonanswer.NotWritten):
         jsonanswer.cell_texts(pa.array([[1]]))
+
+
+def test_rows_are_written_with_the_endpoints_options():
+    """jsonanswer.rows_json writes what the JSON endpoint's encoder writes for the same rows."""
+    assert jsonanswer.ROW_OPTIONS == _ORJSON_OPTIONS
+    columns = [[3, 2**62, None], [{"b": 1, "a": [0.5, None]}, {}, 'naïve "q"'], [True, 1e-05, -0.0]]
+    assert jsonanswer.rows_json(columns) == encode_json([list(row) for row in zip(*columns)])
+    assert jsonanswer.rows_json([[2**64]]) is None and jsonanswer.rows_json([]) is None
 
 
 def model_with_rois(names_of_label):

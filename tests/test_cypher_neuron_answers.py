@@ -8,12 +8,15 @@ import json
 import math
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from oracle import load, oracle_segments
 
-from flatprint.cypher import engine, neuronanswers
+from flatprint.cypher import ast, engine, neuronanswers, plan
 from flatprint.cypher.engine import execute
+from flatprint.cypher.plancache import PlanCache
+from flatprint.server.http import encode_json
 from flatprint.store.neurongraph import neuron_graph
 from flatprint.store.neurontable import clear_neuron_table_cache, kept_neuron_table, neuron_table
 
@@ -299,12 +302,15 @@ def test_sorted_rows_are_pythons_stable_sort():
         [1.5, 1, 0.5, 2],
         [],
         [7],
+        sorted(rng.integers(0, 9, 60).tolist()),  # in order already (a look-up by bodyId), ties
+        sorted(rng.integers(0, 9, 60).tolist(), reverse=True),
+        [4, 4, 4],
     ]
     for column in columns:
         for descending in (False, True):
             for order in (range(len(column)), rng.permutation(len(column)).tolist()):
                 want = sorted(order, key=lambda row: (column[row] is None, column[row]), reverse=descending)
-                assert neuronanswers._sorted_rows(order, column, descending) == want
+                assert list(neuronanswers._sorted_rows(order, column, descending)) == want
                 assert neuronanswers._taken(column, order) == [column[row] for row in order]
 
 
@@ -325,3 +331,132 @@ def test_long_id_lists_and_sorts_same_as_sql(built, segments, statements):
         want = segments.loc[bodies, ["type", "instance"]].sort_index(ascending=not direction)
         assert [row[0] for row in from_ram["data"]] == want.index.tolist()
         assert [row[1] for row in from_ram["data"]] == [plain(v) for v in want["type"]]
+
+
+# ---- the JSON endpoint's bytes, written without a list per row ---------------------------------
+
+
+def bytes_and_rows(store, text):
+    """(the answer with json_bytes as the JSON endpoint runs it, the same answer as Python rows)."""
+    return execute(store, text, json_bytes=True, plan_cache=False), execute(store, text, plan_cache=False)
+
+
+@pytest.mark.parametrize("number", range(12))
+def test_lookup_bytes_are_what_encoding_the_rows_writes(built, segments, statements, number):
+    text = lookup_queries(segments)[number]
+    written, rows = bytes_and_rows(built, text)
+    assert statements == []
+    counts = "count(" in text
+    assert (written.data_json is None) == counts  # a count's one row: built as before
+    if not counts:
+        assert written.data_json == encode_json(rows.data) and written.row_count == len(rows.data)
+    assert written.columns == rows.columns and written.data == rows.data
+
+
+@pytest.mark.parametrize("number", range(8))
+def test_connection_bytes_are_what_encoding_the_rows_writes(built, segments, statements, number):
+    text = edge_queries(segments)[number]
+    written, rows = bytes_and_rows(built, text)
+    assert statements == []
+    if "count(" not in text:
+        assert written.data_json == encode_json(rows.data) and written.row_count == len(rows.data)
+    assert written.data == rows.data
+
+
+def test_fetch_adjacencies_queries_are_written_as_bytes_and_match_the_feathers(built, segments, weights):
+    """neuprint-python's connection query and partner look-up (a long id list) for 60 neurons: rows
+    written as bytes, parsed back they are the feathers' weights, types and instances."""
+    sources = neurons_of(segments, 60, seed=7)
+    connections = (
+        "MATCH (n:Neuron)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId in {} WITH n,m,e, true as _ "
+        "RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post, e.weight as weight, "
+        "coalesce(e.weightHP, 0) as weightHP, e.roiInfo as roiInfo"
+    )
+    result = execute(built, connections.format(sources), json_bytes=True)
+    assert result.data_json is not None
+    frame = weights.reset_index()
+    frame = frame[frame["body_pre"].isin(sources)]
+    got = sorted((a, b, w) for a, b, w, _, _ in orjson.loads(result.data_json))
+    pairs = frame[["body_pre", "body_post", "weight"]].itertuples(index=False)
+    assert got == sorted((int(a), int(b), int(w)) for a, b, w in pairs) and got
+    assert result.data_json == encode_json(execute(built, connections.format(sources)).data)  # weightHP, roiInfo
+    partners = sorted({b for _, b, *_ in result.data} - set(sources))
+    lookup = (
+        "MATCH (n:Segment) WHERE n.bodyId in {} WITH n "
+        "RETURN n.bodyId as bodyId, n.type as type, n.instance as instance ORDER BY bodyId"
+    )
+    for listed in (partners, partners[::-1]):  # once parsed, once through the plan cache
+        result = execute(built, lookup.format(listed), json_bytes=True)
+        assert result.data_json is not None
+        want = [[b, plain(segments.at[b, "type"]), plain(segments.at[b, "instance"])] for b in partners]
+        assert orjson.loads(result.data_json) == want
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        "coalesce(n.type, 'none') AS t, coalesce(n.pre, 0) AS p",
+        "coalesce(n.type, 0) AS t",  # a default of another type than the column's
+        "coalesce(n.type, 0.5) AS t",
+        "coalesce(n.type, true) AS t",
+        "n.somaLocation AS s, n.roiInfo AS r",  # points as maps, keys sorted
+        "n.roiInfo AS r, n.status AS s, n.statusLabel AS l, n.pre AS p",
+        "n.predictedNtConfidence AS c, coalesce(n.mancSerial, 0.5) AS m, n.group AS g",
+    ],
+)
+@pytest.mark.parametrize("order", ["", " ORDER BY type DESC, b SKIP 1 LIMIT 40", " ORDER BY type, b DESC"])
+def test_written_columns_and_orders_at_the_edges(built, segments, statements, items, order):
+    untyped = segments.index[segments["is_neuron"] & segments["type"].isna()]
+    assert len(untyped) >= 5, "the sample needs neurons without a type"
+    bodies = sorted(set(neurons_of(segments, 50, seed=9)) | {int(b) for b in untyped[:5]})
+    text = f"MATCH (n:Segment) WHERE n.bodyId IN {bodies} RETURN n.bodyId AS b, n.type AS type, {items}{order}"
+    written, rows = bytes_and_rows(built, text)
+    assert statements == []
+    assert written.data_json == encode_json(rows.data)
+    through_sql, _ = both_ways(built, text)
+    key = None if order else json.dumps
+    assert sorted(written.data, key=key) == sorted(rows.data, key=key) == sorted(through_sql["data"], key=key)
+    for row in written.data:  # against the feathers
+        want = segments.loc[row[0]]
+        assert row[1] == plain(want["type"])
+        if "'none'" in items:
+            assert row[2] == (plain(want["type"]) or "none") and row[3] == int(want["pre"])
+
+
+def test_fetch_adjacencies_id_lists_are_read_as_values(built, segments, statements):
+    """neuprint-python's queries with ``WITH [ids] AS ...`` through a plan cache: a hit binds the id
+    list without a Literal node per id, and answering from RAM (the count in runTimeboxed, the
+    look-up, the connections) reads the values only; the answers are those parsed afresh."""
+    count = (
+        'CALL apoc.cypher.runTimeboxed(" WITH {} as n_search_bodyId MATCH (n:Segment) '
+        'WHERE n.bodyId in n_search_bodyId RETURN count(n) as c ", {{}}, 5000) YIELD value RETURN value.c as count'
+    )
+    lookup = (
+        "WITH {} as n_search_bodyId MATCH (n:Segment) WHERE n.bodyId in n_search_bodyId WITH n "
+        "RETURN n.bodyId as bodyId, n.type as type, n.instance as instance ORDER BY bodyId"
+    )
+    connections = (
+        "WITH {} as n_search_bodyId MATCH (n:Segment)-[e:ConnectsTo]->(m:Neuron) WHERE n.bodyId in n_search_bodyId "
+        "WITH n,m,e,n_search_bodyId, true as _ RETURN n.bodyId as bodyId_pre, m.bodyId as bodyId_post, "
+        "e.weight as weight, coalesce(e.weightHP, 0) as weightHP, e.roiInfo as roiInfo"
+    )
+    cache = PlanCache()
+    for seed in (11, 12):
+        bodies = neurons_of(segments, 40, seed=seed)
+        for text in (count.format(bodies), lookup.format(bodies), connections.format(bodies)):
+            fresh = execute(built, text, plan_cache=False)
+            assert execute(built, text, plan_cache=cache, json_bytes=True).data == fresh.data
+            assert execute(built, text, plan_cache=cache).data == fresh.data
+            lists = [n for n in plan._walk_but_literal_lists(cache.prepare(text)) if isinstance(n, ast.ListLiteral)]
+            assert lists and all(n.literal_values() == tuple(bodies) for n in lists)
+            if seed == 12:  # a hit: no Literal node made for the ids
+                assert all("items" not in vars(n) for n in lists)
+    assert cache.hits and statements == []
+
+
+def test_sorted_unique_is_numpys_unique():
+    rng = np.random.default_rng(4)
+    for values in ([], [5], [3, 3], [2, 1], rng.integers(0, 50, 300), rng.integers(-(2**62), 2**62, 1000)):
+        values = np.asarray(values, dtype=np.int64)
+        got = neuronanswers._sorted_unique(values)
+        assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))

@@ -3,11 +3,15 @@ out by ``plan_tree(text)``; the trees below are read off the queries by hand."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from flatprint.cypher import engine
+from flatprint.cypher import ast, engine
 from flatprint.cypher.engine import execute, plan_tree
+from flatprint.cypher.parser import parse
 from flatprint.cypher.plan import SqlMatchProject, plan_query
+from flatprint.cypher.rewriter import inline_constant_withs
 from flatprint.store import Store
 
 TREES = {
@@ -87,3 +91,29 @@ def test_the_executor_walks_the_plan(store_path, monkeypatch):
     finally:
         store.close()
     assert tried == [True, False]
+
+
+def test_inlined_constants_are_the_lists_written_in_place():
+    """``WITH [ids] AS x`` inlined: the same tree as the query with the list written where x is read
+    (known on paper), the clauses without x kept as they are (not copied), the id list unread."""
+    text = (
+        "WITH [7, 8, 9] AS x, 'A' AS t MATCH (n:Neuron)-[e:ConnectsTo]->(m) WHERE n.bodyId IN x AND m.type = t "
+        "WITH n, m, e, x, true AS _ WHERE [y IN x WHERE y > 7 | y * 2] <> [] AND m.bodyId IN [1, 2] "
+        "RETURN n.bodyId AS a, size(x) AS k, e.weight AS w ORDER BY a"
+    )
+    written = (
+        "MATCH (n:Neuron)-[e:ConnectsTo]->(m) WHERE n.bodyId IN [7, 8, 9] AND m.type = 'A' "
+        "WITH n, m, e, [7, 8, 9] AS x, true AS _ WHERE [y IN [7, 8, 9] WHERE y > 7 | y * 2] <> [] "
+        "AND m.bodyId IN [1, 2] RETURN n.bodyId AS a, size([7, 8, 9]) AS k, e.weight AS w ORDER BY a"
+    )
+    clauses = parse(text).parts[0].clauses
+    inlined = inline_constant_withs(clauses)
+    assert inlined == parse(written).parts[0].clauses
+    plain = parse("WITH [1] AS x MATCH (n:Neuron) WHERE n.bodyId IN x RETURN n.type AS t ORDER BY t").parts[0]
+    done = inline_constant_withs(plain.clauses)
+    assert done[1] is plain.clauses[2]  # the RETURN does not read x: the same node
+    lazy = ast.ListLiteral.of_values((4, 5))  # as a plan cache hit binds it
+    first = plain.clauses[0]
+    bound = dataclasses.replace(first, items=(dataclasses.replace(first.items[0], expression=lazy),))
+    substituted = inline_constant_withs((bound, *plain.clauses[1:]))
+    assert substituted[0].where.collection is lazy and "items" not in vars(lazy)

@@ -3,6 +3,7 @@ the analyzer and still answer exactly as without the cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -470,12 +471,37 @@ def test_list_slots_answer_as_without_the_cache(store, primer, text, hits):
 
 
 def test_list_slot_items_are_the_parsers_literals():
-    for run in ((1, 2, 2**63 - 1, 0), ("a", "", "it's")):
-        made = plancache._literals(run, 3, 7)
+    for run in ((1, 2, 2**63 - 1, 0), ("a", "", "it's"), (True, None, 1.5, -3)):
+        made = ast.ListLiteral.of_values(run, line=3, column=7)
+        assert made.literal_values() == run  # read without making the items
+        assert "items" not in vars(made)
         plain = tuple(ast.Literal(value, line=3, column=7) for value in run)
-        assert made == plain
-        assert [vars(m) for m in made] == [vars(p) for p in plain]  # the kind and the position too
-        assert [hash(m) for m in made] == [hash(p) for p in plain] and all(type(m) is ast.Literal for m in made)
+        assert made.items == plain and "items" in vars(made)
+        assert [vars(m) for m in made.items] == [vars(p) for p in plain]  # the kind and the position too
+        assert [hash(m) for m in made.items] == [hash(p) for p in plain]
+        assert all(type(m) is ast.Literal for m in made.items)
+        parsed = ast.ListLiteral(plain, line=3, column=7)
+        assert made == parsed and hash(made) == hash(parsed) and repr(made) == repr(parsed)
+        assert parsed.literal_values() == run
+    assert ast.ListLiteral((ast.Literal(1), ast.Variable("x"))).literal_values() is None
+    with pytest.raises(AttributeError):
+        ast.ListLiteral.of_values((1,)).other  # noqa: B018
+
+
+def test_a_hit_binds_list_slots_without_literal_nodes():
+    """The tree of a hit holds the new list's values; its Literal items are made only when read,
+    equal to the parser's."""
+    cache = PlanCache()
+    text = "MATCH (n:Neuron) WHERE n.bodyId IN {} RETURN n.type AS t"
+    cache.prepare(text.format("[1, 2, 3]"))
+    hit = cache.prepare(text.format("[7, 8, 9, 10]"))
+    (listed,) = [node for node in hit.parts[0].clauses[0].where.walk() if isinstance(node, ast.ListLiteral)]
+    assert hit == plancache._parse_and_analyze(text.format("[7, 8, 9, 10]"))
+    assert listed.literal_values() == (7, 8, 9, 10)
+    fresh = cache.prepare(text.format("[11, 12]"))
+    where = fresh.parts[0].clauses[0].where
+    assert "items" not in vars(where.collection)
+    assert where.collection.literal_values() == (11, 12)
 
 
 def test_long_lists_are_cached_without_their_text(store):
@@ -590,3 +616,12 @@ def test_column_text_of_an_item_at_the_end_of_the_text():
         query = cache.prepare(text)
         assert [item.column_name for item in query.parts[0].clauses[-1].items] == ["n"]
     assert cache.hits == 2
+
+
+def test_init_fields_are_the_fields_replace_takes():
+    """ast.init_fields (kept per class for the plan cache's and the rewriter's copies): the dataclass
+    fields set by __init__, the position left out (Literal's kind is derived)."""
+    for cls in (ast.Literal, ast.ListLiteral, ast.Match, ast.ProjectionItem, ast.Call, ast.In):
+        want = tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("line", "column"))
+        assert ast.init_fields(cls) == want == ast.init_fields(cls)
+    assert ast.init_fields(ast.Literal) == ("value",)

@@ -63,7 +63,8 @@ def body_condition(where: ast.Expression | None) -> BodyCondition | None:
                 left, right = right, left
             target, values = left, _integers([right])
         elif isinstance(term, ast.In) and isinstance(term.collection, ast.ListLiteral):
-            target, values = term.element, _integers(term.collection.items)
+            listed = term.collection.literal_values()  # no Literal node per id of a long list
+            target, values = term.element, _integers(term.collection.items) if listed is None else _ids(listed)
         if (
             values
             and isinstance(target, ast.Property)
@@ -72,6 +73,13 @@ def body_condition(where: ast.Expression | None) -> BodyCondition | None:
         ):
             found.append(BodyCondition(term, target.subject.name, tuple(values)))
     return found[0] if len(found) == 1 else None
+
+
+def _ids(values: tuple) -> list[int] | None:
+    """The values when all are integers of 64 bits (what :func:`_integers` takes of literals)."""
+    if all(type(v) is int for v in values) and all(abs(v) < 2**63 for v in values):
+        return list(values)
+    return None
 
 
 def _integers(items) -> list[int] | None:

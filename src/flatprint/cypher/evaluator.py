@@ -101,7 +101,8 @@ class Evaluator:
         if t is ast.Exists:
             return self.eval(e.argument, row) is not None
         if t is ast.ListLiteral:
-            return [self.eval(i, row) for i in e.items]
+            values = e.literal_values()  # a Literal evaluates to its value
+            return list(values) if values is not None else [self.eval(i, row) for i in e.items]
         if t is ast.MapLiteral:
             return {k: self.eval(v, row) for k, v in e.entries}
         if t is ast.FunctionCall:

@@ -31,6 +31,23 @@ class NotWritten(ValueError):
     """An answer whose JSON bytes this module does not write (its rows are built instead)."""
 
 
+#: the options of the JSON endpoint's encoder (flatprint.server.http.encode_json; tested equal)
+ROW_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def rows_json(columns: list[list]) -> bytes | None:
+    """The ``data`` of an answer whose cells are output values (``values.to_output``'s), given
+    column by column, as the JSON endpoint writes its rows: orjson writes the rows as tuples (arrays
+    in JSON, as lists are), so no list is made per row. None without columns, or when orjson cannot
+    write a value (the endpoint's encoder then falls back, as for any rows)."""
+    if not columns:
+        return None
+    try:
+        return orjson.dumps(list(zip(*columns)), option=ROW_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+
+
 def _key(name: str) -> str:
     return orjson.dumps(name).decode() + ":"
 

@@ -250,7 +250,8 @@ def _value(expression, params):
     if isinstance(expression, ast.Parameter):
         return params.get(expression.name)
     if isinstance(expression, ast.ListLiteral):
-        return [_value(item, params) for item in expression.items]
+        values = expression.literal_values()
+        return list(values) if values is not None else [_value(item, params) for item in expression.items]
     return None
 
 

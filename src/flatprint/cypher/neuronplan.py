@@ -181,7 +181,9 @@ def _constant(e: ast.Expression) -> bool:
     if isinstance(e, (ast.Literal, ast.Parameter)):
         return True
     # the items' types in one pass (a looked-up id list has thousands of items)
-    return isinstance(e, ast.ListLiteral) and set(map(type, e.items)) <= _CONSTANT_ITEMS
+    return isinstance(e, ast.ListLiteral) and (
+        e.literal_values() is not None or set(map(type, e.items)) <= _CONSTANT_ITEMS
+    )
 
 
 def property_of(e: ast.Expression) -> tuple[str, str] | None:

@@ -26,7 +26,7 @@ from flatprint.cypher.synapseplan import SynapseShape, synapse_shape
 def needed_properties(query: ast.Node) -> set[str]:
     """Every property name the query reads (SQL fetches these with the match)."""
     names = set()
-    for node in query.walk():
+    for node in _walk_but_literal_lists(query):
         if isinstance(node, ast.Property):
             names.add(node.name)
         elif isinstance(node, ast.Index) and isinstance(node.key, ast.Literal) and isinstance(node.key.value, str):
@@ -34,6 +34,18 @@ def needed_properties(query: ast.Node) -> set[str]:
         elif isinstance(node, ast.Call) and node.inner_query is not None:
             names |= needed_properties(node.inner_query)
     return names
+
+
+def _walk_but_literal_lists(root: ast.Node):
+    """``root.walk()`` without the items of lists of literals only (no property is read there; a
+    plan cache hit's id list has no Literal nodes until they are read: ast.ListLiteral.of_values)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        if type(node) is ast.ListLiteral and node.literal_values() is not None:
+            continue
+        stack.extend(reversed(list(node.children())))
 
 
 def row_cap(clauses, position: int) -> int | None:

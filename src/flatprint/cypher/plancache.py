@@ -486,13 +486,11 @@ def _rebuild(root: ast.Node, dirty: frozenset[int], leaf, column_text, inner_que
         if replaced is not None:
             return replaced
         changes = {}
-        for f in dataclasses.fields(node):
-            if not f.init or f.name in ("line", "column"):
-                continue
-            old = getattr(node, f.name)
+        for name in ast.init_fields(type(node)):
+            old = getattr(node, name)
             new = value_of(old)
             if new is not old:
-                changes[f.name] = new
+                changes[name] = new
         if isinstance(node, ast.ProjectionItem):
             source = column_text((node.line, node.column))
             if source is not None:
@@ -521,9 +519,8 @@ def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, i
             return ast.Literal(-value if negated else value, line=node.line, column=node.column)
         if isinstance(node, ast.ListLiteral):
             k = template.lists.get((node.line, node.column))
-            if k is not None:
-                items = _literals(values[k], node.line, node.column)
-                return ast.ListLiteral(items, line=node.line, column=node.column)
+            if k is not None:  # its Literal items made only if a stage reads them (ast.ListLiteral.of_values)
+                return ast.ListLiteral.of_values(values[k], line=node.line, column=node.column)
         return None
 
     def column_text(position: tuple[int, int]) -> str | None:
@@ -542,29 +539,6 @@ def _bind(template: _Template, text: str, values: list, spans: list[tuple[int, i
         return _bind(inner_template, values[k], values[start : start + count], inner_spans, {})
 
     return _rebuild(template.query, template.dirty, leaf, column_text, inner_query)  # type: ignore[return-value]
-
-
-# Literal is a frozen dataclass: its __init__ sets each field through object.__setattr__ and works
-# out ``kind``, ~2.5x the time of filling the instance's dict directly, and a 1,400-id list slot
-# makes 1,400 of them per hit. Done directly only while Literal keeps its fields in a plain
-# instance dict (else through the constructor); the plan cache tests compare both.
-_LITERAL_FIELDS = frozenset(getattr(ast.Literal(0), "__dict__", {}))
-_DIRECT_LITERALS = _LITERAL_FIELDS == {"value", "kind", "line", "column"}
-
-
-def _literals(run: tuple, line: int, column: int) -> tuple[ast.Literal, ...]:
-    """``Literal(value, line=line, column=column)`` for every value of ``run`` (all of one type)."""
-    if not _DIRECT_LITERALS:
-        return tuple(ast.Literal(value, line=line, column=column) for value in run)
-    fields = {"line": line, "column": column, "kind": "string" if type(run[0]) is str else "integer"}
-    make, cls, items = object.__new__, ast.Literal, []
-    for value in run:
-        item = make(cls)
-        state = item.__dict__
-        state.update(fields)
-        state["value"] = value
-        items.append(item)
-    return tuple(items)
 
 
 def cache_enabled() -> bool:

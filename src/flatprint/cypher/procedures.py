@@ -8,7 +8,6 @@ from flatprint.cypher.deadline import CypherTimeoutError, Deadline
 from flatprint.cypher.errors import unsupported
 from flatprint.cypher.evaluator import Evaluator, truthy
 from flatprint.cypher.parser import parse
-from flatprint.cypher.plan import needed_properties
 from flatprint.cypher.registry import PROCEDURES, QUERY_PROCEDURES
 from flatprint.errors import QueryError
 
@@ -56,7 +55,7 @@ class ProcedureExecution:
             millis = evaluate(clause.arguments[2], row) if len(clause.arguments) > 2 else None
             box = None if millis is None else float(millis) / 1000.0
         deadline = Deadline(box, parent=self.deadline)
-        inner_execution = type(self)(self.store, self.cursor, deadline, params or {}, needed_properties(inner))
+        inner_execution = type(self)(self.store, self.cursor, deadline, params or {}, inner)  # reads them when needed
         try:
             columns, results = inner_execution.run_query(inner)
         except CypherTimeoutError:

@@ -40,7 +40,8 @@ def _is_constant(expr) -> bool:
     if isinstance(expr, ast.Literal):
         return True
     if isinstance(expr, ast.ListLiteral):
-        # neuprint-python's id lists run to thousands of items: a plain type test for each
+        if expr.literal_values() is not None:  # neuprint-python's id lists: thousands of literals
+            return True
         literal = ast.Literal
         return all(type(item) is literal or _is_constant(item) for item in expr.items)
     return False
@@ -55,8 +56,10 @@ def _names_bound(node) -> set[str]:
         if isinstance(item, (tuple, list)):
             stack.extend(item)
             continue
-        if not isinstance(item, ast.Node):
+        if not isinstance(item, ast.Node) or type(item) is ast.Literal:
             continue
+        if type(item) is ast.ListLiteral and item.literal_values() is not None:
+            continue  # literals bind nothing (an id list: no walk over its items)
         if (
             isinstance(item, ast.ProjectionItem)
             and isinstance(item.expression, ast.Variable)
@@ -72,7 +75,8 @@ def _names_bound(node) -> set[str]:
 
 
 def _substitute(node, name: str, value):
-    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value``.
+    """A copy of ``node`` with every ``Variable(name)`` replaced by the expression ``value`` (the
+    parts without one are kept as they are).
 
     A projection item that passes the variable on (``WITH n, ids``) keeps its name as an alias.
     """
@@ -85,17 +89,18 @@ def _substitute(node, name: str, value):
     ):
         return dataclasses.replace(node, expression=value, alias=node.alias or name)
     if isinstance(node, tuple):
-        return tuple(_substitute(item, name, value) for item in node)
-    if not isinstance(node, ast.Node) or not dataclasses.is_dataclass(node):
+        replaced = tuple(_substitute(item, name, value) for item in node)
+        return node if all(new is old for new, old in zip(replaced, node)) else replaced
+    if not isinstance(node, ast.Node):
         return node
+    if type(node) is ast.Literal or (type(node) is ast.ListLiteral and node.literal_values() is not None):
+        return node  # no variable inside (an id list: no walk over its items)
     changes = {}
-    for f in dataclasses.fields(node):
-        if f.name in ("line", "column") or not f.init:
-            continue
-        current = getattr(node, f.name)
+    for field_name in ast.init_fields(type(node)):
+        current = getattr(node, field_name)
         replaced = _substitute(current, name, value)
         if replaced is not current:
-            changes[f.name] = replaced
+            changes[field_name] = replaced
     return dataclasses.replace(node, **changes) if changes else node
 
 

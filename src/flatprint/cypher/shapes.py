@@ -223,8 +223,9 @@ def inner_query_strings(shape: tuple[str, ...]) -> list[int]:
     ``runTimeboxed(...)`` (their first argument, written as a string literal; the parser parses
     that text with the outer query), in text order."""
     found = []
+    string = MARKERS[TokenType.STRING]  # once: hashing an enum member runs Python code
     for element, marker in enumerate(shape):
-        if marker != MARKERS[TokenType.STRING] or element < 7 or shape[element - 1] != "(":
+        if marker != string or element < 7 or shape[element - 1] != "(":
             continue
         name = "".join(shape[element - 6 : element - 1]).lower()
         if shape[element - 7].upper() == "CALL" and name in QUERY_PROCEDURES:

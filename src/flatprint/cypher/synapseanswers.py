@@ -188,8 +188,10 @@ class _Answer:
         elif isinstance(term, ast.In) and _is_body_id(term.element, variable):
             if not isinstance(term.collection, (ast.ListLiteral, ast.Parameter, ast.Literal)):
                 return None
-            if isinstance(term.collection, ast.ListLiteral) and not all(
-                isinstance(i, (ast.Literal, ast.Parameter)) for i in term.collection.items
+            if (
+                isinstance(term.collection, ast.ListLiteral)
+                and term.collection.literal_values() is None
+                and not all(isinstance(i, (ast.Literal, ast.Parameter)) for i in term.collection.items)
             ):
                 return None
             values = self.constant(term.collection)

@@ -75,12 +75,8 @@ def compile_value(e: ast.Expression, scope: SqlScope) -> tuple[str, str] | None:
             return None
         return python_literal(scope.params[e.name])
     if isinstance(e, ast.ListLiteral):
-        values = []
-        for item in e.items:
-            if not isinstance(item, ast.Literal):
-                return None
-            values.append(item.value)
-        return python_literal(values)
+        values = e.literal_values()
+        return None if values is None else python_literal(list(values))
     if isinstance(e, ast.Variable):
         return scope.bound_values.get(e.name)
     if isinstance(e, ast.Property):
