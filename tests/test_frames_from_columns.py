@@ -19,6 +19,10 @@ QUERIES = [
     " CASE WHEN i % 2 = 0 THEN 'a' END AS s, i::DOUBLE AS d, i::INTEGER AS n FROM range(50) t(i)",
     "SELECT 1 AS a, 'x' AS b LIMIT 0",
     "SELECT [1, 2] AS l, ['a', NULL] AS ls, NULL::VARCHAR AS nv, NULL::BIGINT AS nb FROM range(3)",
+    # list columns (list_values): NULL rows, empty lists, NULL items, floats, unsigned, several per row
+    "SELECT CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN [] ELSE [i, i * 10, -i] END AS l,"
+    " [i / 4, i::DOUBLE] AS d, CASE WHEN i % 2 = 0 THEN [i, NULL] END AS holes, [i::UBIGINT] AS u,"
+    " [i::UTINYINT, 200::UTINYINT] AS small FROM range(40) t(i)",
 ]
 
 
@@ -31,6 +35,30 @@ def test_frame_from_arrow_equals_pandas_from_rows(sql):
     got = frame_from_arrow(con.sql(sql).to_arrow_table())
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert got.columns.dtype == want.columns.dtype
+
+
+def test_list_values_equal_to_pylist():
+    """Lists cut from one pass over their items equal Arrow's ``to_pylist``: across chunks, in a
+    sliced chunk (whose offsets do not start at 0), with NULL rows and the fallback's NULL items."""
+    from flatprint.query.results import list_values
+
+    sliced = pa.array([[1, 2, 3], None, [4, 5, 6], [7, 8, 9], [1]]).slice(1, 3)
+    columns = [
+        pa.chunked_array([pa.array([[1, 2, 3], [4, 5, 6]])]),  # (equal lengths: no 2-D array)
+        pa.chunked_array([pa.array([[1, 2], None, []]), sliced, pa.array([[None, 2]])]),
+        pa.chunked_array(
+            [pa.array([[0.1, 2.0]], pa.list_(pa.float32())), pa.array([[-0.0, 1e30]], pa.list_(pa.float32()))]
+        ),
+        pa.chunked_array([pa.array([[2**64 - 1, 0]], pa.large_list(pa.uint64()))]),
+        pa.chunked_array([pa.array([["a"], ["b", None]])]),
+        pa.chunked_array([], pa.list_(pa.int64())),
+    ]
+    for column in columns:
+        got = list_values(column)
+        assert got.dtype == object and got.shape == (len(column),)
+        want = column.to_pylist()
+        assert got.tolist() == want
+        assert [type(x) for row in got if row for x in row] == [type(x) for row in want if row for x in row]
 
 
 def test_frames_are_writable_and_own_their_labels():

@@ -102,7 +102,7 @@ def pandas_values(column: pa.ChunkedArray | pa.Array):
     if column.null_count == len(column):
         return np.full(len(column), None, dtype=object)
     if pat.is_list(kind) or pat.is_large_list(kind):
-        return object_array(column.to_pylist())
+        return list_values(column)
     if pat.is_string(kind) or pat.is_large_string(kind):
         return text_values(column)
     if pat.is_boolean(kind):
@@ -116,6 +116,28 @@ def pandas_values(column: pa.ChunkedArray | pa.Array):
             column = column.cast(pa.int64())
         return _writable(column.to_numpy())
     return None
+
+
+def list_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A list column as ``to_pylist`` gives it (Python lists, None for NULL) in an object array. Lists
+    of numbers without NULL items convert their items in one NumPy pass and are cut per row:
+    ``to_pylist`` makes an Arrow scalar of every item (~10x slower)."""
+    out = np.empty(len(column), dtype=object)
+    at = 0
+    for chunk in column.chunks:
+        items = chunk.values  # (the whole child array: the offsets index into it)
+        if items.null_count or not (pat.is_integer(items.type) or pat.is_floating(items.type)):
+            out[at : at + len(chunk)] = chunk.to_pylist()
+        else:
+            flat = items.to_numpy().tolist()
+            offsets = chunk.offsets.to_numpy().tolist()
+            lists = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+            if chunk.null_count:
+                for index in np.flatnonzero(np.asarray(chunk.is_null())).tolist():
+                    lists[index] = None
+            out[at : at + len(chunk)] = lists
+        at += len(chunk)
+    return out
 
 
 def text_values(column: pa.ChunkedArray | pa.Array):
@@ -170,6 +192,26 @@ def frame_of_columns(names: list[str], values: list, rows: int) -> pd.DataFrame:
         df = pd.DataFrame(dict(enumerate(values)), index=pd.RangeIndex(rows), copy=False)
         df.columns = column_labels(names)
         return df
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(rows), column_labels(names))
+
+
+def frame_of_block(names: list[str], block: np.ndarray, at: list[int], others: dict, rows: int) -> pd.DataFrame:
+    """frame_of_columns for columns already stacked: the rows of the 2-D NumPy ``block`` are the
+    columns at positions ``at`` (kept as one pandas block, not copied), ``others`` maps each other
+    position to its column (1-D NumPy array or pandas extension array)."""
+    if block.shape[1] != rows or any(len(a) != rows for a in others.values()):
+        raise ValueError(f"frame_of_block: a column does not have {rows} rows")
+    if create_dataframe_from_blocks is None:
+        values = [None] * len(names)
+        for index, position in enumerate(at):
+            values[position] = block[index]
+        for position, array in others.items():
+            values[position] = array
+        return frame_of_columns(names, values, rows)
+    blocks = [(block, np.array(at, dtype=np.intp))]
+    for position, array in others.items():
+        array = array.reshape(1, rows) if isinstance(array, np.ndarray) else array
+        blocks.append((array, np.array([position], dtype=np.intp)))
     return create_dataframe_from_blocks(blocks, pd.RangeIndex(rows), column_labels(names))
 
 

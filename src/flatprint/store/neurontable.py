@@ -177,6 +177,14 @@ class NeuronTable:
         sums[self.roi_offsets[1:] == starts] = 0  # (reduceat gives a neuron without rows its next row)
         return sums
 
+    def narrow_counts(self, names: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``names`` counts (of ROI_COUNTS) of the neuron_rois ``rows`` in their stored integer
+        types (a derived upstream is post's array itself, a derived synweight int64)."""
+        taken = {name: self.roi_counts[name][rows] for name in names if name in self.roi_counts}
+        if "upstream" in names and "upstream" not in taken:
+            taken["upstream"] = taken["post"] if "post" in taken else self.roi_counts["post"][rows]
+        return {name: taken[name] if name in taken else self.counts(name, rows) for name in names}
+
     def counts(self, name: str, rows: np.ndarray) -> np.ndarray:
         """The ``name`` count (one of ROI_COUNTS) of the neuron_rois ``rows``, as int64."""
         if name in self.roi_counts:
