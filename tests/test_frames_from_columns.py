@@ -19,7 +19,7 @@ QUERIES = [
     " CASE WHEN i % 2 = 0 THEN 'a' END AS s, i::DOUBLE AS d, i::INTEGER AS n FROM range(50) t(i)",
     "SELECT 1 AS a, 'x' AS b LIMIT 0",
     "SELECT [1, 2] AS l, ['a', NULL] AS ls, NULL::VARCHAR AS nv, NULL::BIGINT AS nb FROM range(3)",
-    # list columns (list_values): NULL rows, empty lists, NULL items, floats, unsigned, several per row
+    # list columns: NULL rows, empty lists, NULL items, floats, unsigned, several items per row
     "SELECT CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN [] ELSE [i, i * 10, -i] END AS l,"
     " [i / 4, i::DOUBLE] AS d, CASE WHEN i % 2 = 0 THEN [i, NULL] END AS holes, [i::UBIGINT] AS u,"
     " [i::UTINYINT, 200::UTINYINT] AS small FROM range(40) t(i)",
@@ -35,30 +35,6 @@ def test_frame_from_arrow_equals_pandas_from_rows(sql):
     got = frame_from_arrow(con.sql(sql).to_arrow_table())
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert got.columns.dtype == want.columns.dtype
-
-
-def test_list_values_equal_to_pylist():
-    """Lists cut from one pass over their items equal Arrow's ``to_pylist``: across chunks, in a
-    sliced chunk (whose offsets do not start at 0), with NULL rows and the fallback's NULL items."""
-    from flatprint.query.results import list_values
-
-    sliced = pa.array([[1, 2, 3], None, [4, 5, 6], [7, 8, 9], [1]]).slice(1, 3)
-    columns = [
-        pa.chunked_array([pa.array([[1, 2, 3], [4, 5, 6]])]),  # (equal lengths: no 2-D array)
-        pa.chunked_array([pa.array([[1, 2], None, []]), sliced, pa.array([[None, 2]])]),
-        pa.chunked_array(
-            [pa.array([[0.1, 2.0]], pa.list_(pa.float32())), pa.array([[-0.0, 1e30]], pa.list_(pa.float32()))]
-        ),
-        pa.chunked_array([pa.array([[2**64 - 1, 0]], pa.large_list(pa.uint64()))]),
-        pa.chunked_array([pa.array([["a"], ["b", None]])]),
-        pa.chunked_array([], pa.list_(pa.int64())),
-    ]
-    for column in columns:
-        got = list_values(column)
-        assert got.dtype == object and got.shape == (len(column),)
-        want = column.to_pylist()
-        assert got.tolist() == want
-        assert [type(x) for row in got if row for x in row] == [type(x) for row in want if row for x in row]
 
 
 def test_frames_are_writable_and_own_their_labels():
@@ -104,3 +80,15 @@ def test_primary_sums_match_pandas_over_neuron_rois(client):
     assert sums["upstream"].tolist() == want["post"].tolist()
     assert sums["synweight"].tolist() == (want["downstream"] + want["post"]).tolist()
     assert table.primary_sums(list(reversed(primary))) is sums  # kept per ROI set
+
+
+def test_roi_name_tuples_match_pandas_over_neuron_rois(client):
+    """Per neuron, the names of its neuron_rois rows with pre (post) > 0, sorted: outputRois (inputRois)."""
+    table = neuron_table(client.store)
+    rows = client.store.cursor().sql("SELECT bodyId, roi, pre, post FROM neuron_rois").df()
+    for column in ("pre", "post"):
+        named = rows[rows[column] > 0].groupby("bodyId")["roi"].agg(lambda r: tuple(sorted(r))).to_dict()
+        got = table.roi_name_tuples(column)
+        assert got.dtype == object and len(got) == len(table.body_ids)
+        assert got.tolist() == [named.get(b, ()) for b in table.body_ids.tolist()], column
+        assert table.roi_name_tuples(column) is got  # kept

@@ -102,7 +102,7 @@ def pandas_values(column: pa.ChunkedArray | pa.Array):
     if column.null_count == len(column):
         return np.full(len(column), None, dtype=object)
     if pat.is_list(kind) or pat.is_large_list(kind):
-        return list_values(column)
+        return object_array(column.to_pylist())
     if pat.is_string(kind) or pat.is_large_string(kind):
         return text_values(column)
     if pat.is_boolean(kind):
@@ -116,28 +116,6 @@ def pandas_values(column: pa.ChunkedArray | pa.Array):
             column = column.cast(pa.int64())
         return _writable(column.to_numpy())
     return None
-
-
-def list_values(column: pa.ChunkedArray) -> np.ndarray:
-    """A list column as ``to_pylist`` gives it (Python lists, None for NULL) in an object array. Lists
-    of numbers without NULL items convert their items in one NumPy pass and are cut per row:
-    ``to_pylist`` makes an Arrow scalar of every item (~10x slower)."""
-    out = np.empty(len(column), dtype=object)
-    at = 0
-    for chunk in column.chunks:
-        items = chunk.values  # (the whole child array: the offsets index into it)
-        if items.null_count or not (pat.is_integer(items.type) or pat.is_floating(items.type)):
-            out[at : at + len(chunk)] = chunk.to_pylist()
-        else:
-            flat = items.to_numpy().tolist()
-            offsets = chunk.offsets.to_numpy().tolist()
-            lists = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-            if chunk.null_count:
-                for index in np.flatnonzero(np.asarray(chunk.is_null())).tolist():
-                    lists[index] = None
-            out[at : at + len(chunk)] = lists
-        at += len(chunk)
-    return out
 
 
 def text_values(column: pa.ChunkedArray | pa.Array):

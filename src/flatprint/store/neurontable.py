@@ -108,12 +108,17 @@ class NeuronTable:
     build_seconds: float = 0.0
     # ROI name set -> per neuron its counts summed over those ROIs (see primary_sums)
     _roi_sums: dict = field(default_factory=dict, init=False, repr=False)
+    # count column -> (per neuron its ROI names as a tuple, their bytes) (see roi_name_tuples)
+    _roi_tuples: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
         arrays += [a for sums in list(self._roi_sums.values()) for a in sums.values()]
-        return sum(a.nbytes for a in arrays) + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
+        tuples = sum(size for _, size in list(self._roi_tuples.values()))
+        return (
+            sum(a.nbytes for a in arrays) + tuples + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
+        )
 
     def rows(self, names: list[str], positions: np.ndarray) -> pa.Table:
         """The ``names`` columns at ``positions``, integers already as frame_from_arrow casts them
@@ -167,6 +172,27 @@ class NeuronTable:
                 self._roi_sums.clear()
             self._roi_sums[key] = sums
         return sums
+
+    def roi_name_tuples(self, column: str) -> np.ndarray:
+        """Per neuron, the names of its ROIs with a nonzero ``column`` count (one of ROI_COUNTS), in
+        name order, as a tuple in an object array: fetch_neurons' inputRois (post) and outputRois
+        (pre). Built on first use and kept (8 bytes a name and ~56 a neuron; at scale 0.1 copying
+        9,351 neurons' tuples into lists cost 3.5 ms, cutting their names from their rows 10.8)."""
+        entry = self._roi_tuples.get(column)
+        if entry is None:
+            if column in self.roi_counts:
+                values = self.roi_counts[column]
+            else:
+                values = self.counts(column, np.arange(len(self.roi_code)))
+            keep = values > 0
+            names = np.array(self.roi_names, dtype=object)[self.roi_code[keep]].tolist()
+            before = np.zeros(len(keep) + 1, dtype=np.int64)  # per row, the kept rows before it
+            np.cumsum(keep, out=before[1:])
+            cuts = before[self.roi_offsets].tolist()
+            tuples = (tuple(names[a:b]) for a, b in zip(cuts[:-1], cuts[1:]))
+            kept = np.fromiter(tuples, dtype=object, count=len(self.body_ids))
+            entry = self._roi_tuples[column] = kept, 8 * (len(names) + len(kept)) + 56 * len(kept)
+        return entry[0]
 
     def _sums_per_neuron(self, values: np.ndarray, inside: np.ndarray) -> np.ndarray:
         """Per neuron, the sum of ``values`` (one per neuron_rois row) over its rows where ``inside``."""
