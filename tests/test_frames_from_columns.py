@@ -92,3 +92,16 @@ def test_roi_name_tuples_match_pandas_over_neuron_rois(client):
         assert got.dtype == object and len(got) == len(table.body_ids)
         assert got.tolist() == [named.get(b, ()) for b in table.body_ids.tolist()], column
         assert table.roi_name_tuples(column) is got  # kept
+
+
+def test_rows_up_to_match_pandas_over_neuron_rois(client):
+    """Per neuron, its neuron_rois rows whose ROI names sort up to "NotPrimary" (where its NotPrimary
+    row goes), and every row for a name after all of them."""
+    table = neuron_table(client.store)
+    rows = client.store.cursor().sql("SELECT bodyId, roi FROM neuron_rois").df()
+    for name in ("NotPrimary", "\U0010ffff"):
+        counted = rows[rows["roi"].map(lambda r, name=name: r <= name)].groupby("bodyId").size()
+        got = table.rows_up_to(name)
+        assert got.tolist() == counted.reindex(table.body_ids, fill_value=0).tolist(), name
+        assert table.rows_up_to(name) is got  # kept
+    assert 0 < table.rows_up_to("NotPrimary").sum() < len(rows)

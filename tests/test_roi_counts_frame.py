@@ -45,14 +45,17 @@ EXPECTED = {
 }
 
 
-def roi_rows(dtype) -> RoiRows:
+def roi_rows(dtype, given: bool) -> RoiRows:
     units, rois, pre, post = zip(*ROWS)
-    return RoiRows(
+    rows = RoiRows(
         np.array(units, dtype=np.int64),
         np.array([NAMES.index(r) for r in rois], dtype=dtype),
         NAMES,
         {"pre": np.array(pre, dtype=dtype), "post": np.array(post, dtype=dtype)},
     )
+    if given:  # as the neuron table passes them: per neuron its rows, and those up to "NotPrimary"
+        rows.lengths, rows.before_not_primary = np.array([3, 1, 0, 2]), np.array([2, 0, 0, 1])
+    return rows
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int64])
@@ -65,7 +68,7 @@ def test_roi_counts_frame_on_paper(dtype, given, columns):
         sums = {"pre": np.array([2, 0, 0, 3]), "post": np.array([7, 0, 0, 1])}
         not_primary = {c: TOTALS[c] - sums[c] if c in sums else TOTALS[c] for c in count_cols}
     totals = {c: TOTALS[c] for c in count_cols}
-    got = roi_counts_frame(roi_rows(dtype), IDS, totals, count_cols, PRIMARY, not_primary)
+    got = roi_counts_frame(roi_rows(dtype, given), IDS, totals, count_cols, PRIMARY, not_primary)
     want = pd.DataFrame(EXPECTED[columns], columns=["bodyId", "roi", *count_cols])
     assert got.columns.tolist() == ["bodyId", "roi", *count_cols]
     assert list(got.itertuples(index=False, name=None)) == list(want.itertuples(index=False, name=None))

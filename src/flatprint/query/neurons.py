@@ -280,7 +280,14 @@ def neurons_from_table(
     count_cols = [c for c in _COUNT_COLS if c in values]
     # (in their stored narrow types: widened only where written into the frame)
     needed = [c for c in dict.fromkeys(["pre", "post", *count_cols]) if c in ROI_COUNTS]
-    roi_rows = RoiRows(units, table.roi_code[rows], table.roi_names, table.narrow_counts(needed, rows))
+    roi_rows = RoiRows(
+        units,
+        table.roi_code[rows],
+        table.roi_names,
+        table.narrow_counts(needed, rows),
+        np.diff(table.roi_offsets)[positions],
+        table.rows_up_to("NotPrimary")[positions],
+    )
     ids = table.body_ids[positions]
     with paused_gc(len(rows) > GC_PAUSE_ROWS):  # millions of new dicts, lists and their items
         if roi_info:
@@ -435,6 +442,10 @@ class RoiRows:
     codes: np.ndarray  # integers, index into names
     names: list[str]
     counts: dict[str, np.ndarray]  # column -> integers (a count column missing here is 0 on every row)
+    # when known (the neuron table keeps them): per unit its number of rows, and of rows whose names
+    # sort up to "NotPrimary" (else roi_counts_frame counts them from the rows)
+    lengths: np.ndarray | None = None
+    before_not_primary: np.ndarray | None = None
 
 
 def roi_info_rows(roi_info: list[dict], columns: list[str]) -> RoiRows:
@@ -520,34 +531,40 @@ def roi_counts_frame(
             ["bodyId", "roi", *count_cols], [empty, empty, *(np.zeros(0, np.int64) for _ in count_cols)], 0
         )
     roi_units, codes, counts = rows.units, rows.codes, {c: rows.counts[c] for c in present}
+    lengths, before = rows.lengths, rows.before_not_primary
     nonzero = np.zeros(len(roi_units), dtype=bool)
     for c in present:
         nonzero |= counts[c] != 0
     if not nonzero.all():  # (rare with pre and post requested: an ROI row has a synapse)
         roi_units, codes = roi_units[nonzero], codes[nonzero]
         counts = {c: v[nonzero] for c, v in counts.items()}
+        lengths = before = None
+    if lengths is None or before is None:
+        # rows are sorted by unit, then name: key = 2 * unit + (name after "NotPrimary") never
+        # decreases, and a unit's rows before its NotPrimary row are those with keys 2 * unit
+        after = np.array([n > "NotPrimary" for n in rows.names], dtype=np.int8)
+        key = roi_units * 2
+        key += after[codes]
+        starts = np.searchsorted(key, np.arange(units + 1) * 2)
+        lengths = np.diff(starts)
+        before = np.searchsorted(key, np.arange(units) * 2 + 1) - starts[:-1]
     np_kept = np.zeros(units, dtype=bool)
     for c in count_cols:
         np_kept |= not_primary[c] != 0
     np_units = np.flatnonzero(np_kept)
-    # A unit's NotPrimary row goes after its ROIs whose names sort before "NotPrimary": rows are sorted
-    # by unit, then name, so key = 2 * unit + (name after "NotPrimary") never decreases, and the ROI
-    # rows before it are those with a key up to 2 * unit. Every other row is an ROI row, in order:
+    # A unit's NotPrimary row goes after its ROI rows whose names sort before "NotPrimary" (and after
+    # the ROI and kept NotPrimary rows of the units before); every other row is an ROI row, in order:
     # columns are filled through a mask (a streaming write; a scatter by row number cost 2-4x).
-    after = np.array([n > "NotPrimary" for n in rows.names], dtype=np.int8)
-    key = roi_units * 2
-    key += after[codes]
-    np_at = np.searchsorted(key, np_units * 2 + 1) + np.arange(len(np_units))
-    total = len(key) + len(np_units)
+    np_at = (np.cumsum(lengths) - lengths + before)[np_units] + np.arange(len(np_units))
+    total = len(roi_units) + len(np_units)
     is_roi = np.ones(total, dtype=bool)
     is_roi[np_at] = False
     block = np.empty((1 + len(count_cols), total), dtype=np.int64)
-    for index, (roi_values, np_values) in enumerate(
-        [(ids[roi_units], ids[np_units]), *((counts.get(c, 0), not_primary[c][np_units]) for c in count_cols)]
-    ):
+    block[0] = np.repeat(ids, lengths + np_kept)  # (every unit's rows lie together, in unit order)
+    for index, c in enumerate(count_cols, 1):
         column = block[index]
-        column[is_roi] = roi_values
-        column[np_at] = np_values
+        column[is_roi] = counts.get(c, 0)
+        column[np_at] = not_primary[c][np_units]
     all_codes = np.empty(total, dtype=np.int32)
     all_codes[is_roi] = codes
     all_codes[np_at] = len(rows.names)

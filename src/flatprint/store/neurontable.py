@@ -110,11 +110,14 @@ class NeuronTable:
     _roi_sums: dict = field(default_factory=dict, init=False, repr=False)
     # count column -> (per neuron its ROI names as a tuple, their bytes) (see roi_name_tuples)
     _roi_tuples: dict = field(default_factory=dict, init=False, repr=False)
+    # name -> per neuron its number of neuron_rois rows whose names sort up to it (see rows_up_to)
+    _rows_before: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
         arrays += [a for sums in list(self._roi_sums.values()) for a in sums.values()]
+        arrays += list(self._rows_before.values())
         tuples = sum(size for _, size in list(self._roi_tuples.values()))
         return (
             sum(a.nbytes for a in arrays) + tuples + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
@@ -172,6 +175,18 @@ class NeuronTable:
                 self._roi_sums.clear()
             self._roi_sums[key] = sums
         return sums
+
+    def rows_up_to(self, name: str) -> np.ndarray:
+        """Per neuron, how many of its neuron_rois rows have ROI names that sort up to ``name`` (in
+        Python's order): where fetch_neurons places its NotPrimary row. Kept per name."""
+        counted = self._rows_before.get(name)
+        if counted is None:
+            up_to = np.array([roi <= name for roi in self.roi_names], dtype=bool)[self.roi_code]
+            counted = self._sums_per_neuron(up_to, np.ones(len(up_to), dtype=bool))
+            if len(self._rows_before) >= KEEP_ROI_SUMS:
+                self._rows_before.clear()
+            self._rows_before[name] = counted
+        return counted
 
     def roi_name_tuples(self, column: str) -> np.ndarray:
         """Per neuron, the names of its ROIs with a nonzero ``column`` count (one of ROI_COUNTS), in
