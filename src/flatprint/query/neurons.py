@@ -552,8 +552,8 @@ def roi_counts_frame(
     for c in count_cols:
         np_kept |= not_primary[c] != 0
     np_units = np.flatnonzero(np_kept)
-    # A unit's NotPrimary row goes after its ROI rows whose names sort before "NotPrimary" (and after
-    # the ROI and kept NotPrimary rows of the units before); every other row is an ROI row, in order:
+    # A unit's NotPrimary row goes after its ROI rows whose names do not sort after "NotPrimary" (and
+    # after the ROI and kept NotPrimary rows of the units before); every other row is an ROI row, in order:
     # columns are filled through a mask (a streaming write; a scatter by row number cost 2-4x).
     np_at = (np.cumsum(lengths) - lengths + before)[np_units] + np.arange(len(np_units))
     total = len(roi_units) + len(np_units)

@@ -17,7 +17,9 @@ flatprint.store.neurongraph keeps its graph):
   writes them so; checked while reading).
 
 Full scale (166,700 neurons, 13.3 M neuron x ROI rows): ~63 MB of columns and ~9 bytes an ROI row
-(~120 MB); :attr:`NeuronTable.nbytes` says exactly.
+(~120 MB); :attr:`NeuronTable.nbytes` says exactly. Once fetch_neurons has asked for ROI lists, each
+neuron's inputRois and outputRois names are kept as tuples too (8 bytes a name: up to ~210 MB more
+at full scale, ~20 MB at scale 0.1).
 """
 
 from __future__ import annotations
@@ -111,13 +113,13 @@ class NeuronTable:
     # count column -> (per neuron its ROI names as a tuple, their bytes) (see roi_name_tuples)
     _roi_tuples: dict = field(default_factory=dict, init=False, repr=False)
     # name -> per neuron its number of neuron_rois rows whose names sort up to it (see rows_up_to)
-    _rows_before: dict = field(default_factory=dict, init=False, repr=False)
+    _rows_up_to: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
         arrays += [a for sums in list(self._roi_sums.values()) for a in sums.values()]
-        arrays += list(self._rows_before.values())
+        arrays += list(self._rows_up_to.values())
         tuples = sum(size for _, size in list(self._roi_tuples.values()))
         return (
             sum(a.nbytes for a in arrays) + tuples + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
@@ -179,13 +181,13 @@ class NeuronTable:
     def rows_up_to(self, name: str) -> np.ndarray:
         """Per neuron, how many of its neuron_rois rows have ROI names that sort up to ``name`` (in
         Python's order): where fetch_neurons places its NotPrimary row. Kept per name."""
-        counted = self._rows_before.get(name)
+        counted = self._rows_up_to.get(name)
         if counted is None:
             up_to = np.array([roi <= name for roi in self.roi_names], dtype=bool)[self.roi_code]
             counted = self._sums_per_neuron(up_to, np.ones(len(up_to), dtype=bool))
-            if len(self._rows_before) >= KEEP_ROI_SUMS:
-                self._rows_before.clear()
-            self._rows_before[name] = counted
+            if len(self._rows_up_to) >= KEEP_ROI_SUMS:
+                self._rows_up_to.clear()
+            self._rows_up_to[name] = counted
         return counted
 
     def roi_name_tuples(self, column: str) -> np.ndarray:
