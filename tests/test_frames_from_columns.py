@@ -19,6 +19,10 @@ QUERIES = [
     " CASE WHEN i % 2 = 0 THEN 'a' END AS s, i::DOUBLE AS d, i::INTEGER AS n FROM range(50) t(i)",
     "SELECT 1 AS a, 'x' AS b LIMIT 0",
     "SELECT [1, 2] AS l, ['a', NULL] AS ls, NULL::VARCHAR AS nv, NULL::BIGINT AS nb FROM range(3)",
+    # list columns: NULL rows, empty lists, NULL items, floats, unsigned, several items per row
+    "SELECT CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN [] ELSE [i, i * 10, -i] END AS l,"
+    " [i / 4, i::DOUBLE] AS d, CASE WHEN i % 2 = 0 THEN [i, NULL] END AS holes, [i::UBIGINT] AS u,"
+    " [i::UTINYINT, 200::UTINYINT] AS small FROM range(40) t(i)",
 ]
 
 
@@ -76,3 +80,28 @@ def test_primary_sums_match_pandas_over_neuron_rois(client):
     assert sums["upstream"].tolist() == want["post"].tolist()
     assert sums["synweight"].tolist() == (want["downstream"] + want["post"]).tolist()
     assert table.primary_sums(list(reversed(primary))) is sums  # kept per ROI set
+
+
+def test_roi_name_tuples_match_pandas_over_neuron_rois(client):
+    """Per neuron, the names of its neuron_rois rows with pre (post) > 0, sorted: outputRois (inputRois)."""
+    table = neuron_table(client.store)
+    rows = client.store.cursor().sql("SELECT bodyId, roi, pre, post FROM neuron_rois").df()
+    for column in ("pre", "post"):
+        named = rows[rows[column] > 0].groupby("bodyId")["roi"].agg(lambda r: tuple(sorted(r))).to_dict()
+        got = table.roi_name_tuples(column)
+        assert got.dtype == object and len(got) == len(table.body_ids)
+        assert got.tolist() == [named.get(b, ()) for b in table.body_ids.tolist()], column
+        assert table.roi_name_tuples(column) is got  # kept
+
+
+def test_rows_up_to_match_pandas_over_neuron_rois(client):
+    """Per neuron, its neuron_rois rows whose ROI names sort up to "NotPrimary" (where its NotPrimary
+    row goes), and every row for a name after all of them."""
+    table = neuron_table(client.store)
+    rows = client.store.cursor().sql("SELECT bodyId, roi FROM neuron_rois").df()
+    for name in ("NotPrimary", "\U0010ffff"):
+        counted = rows[rows["roi"].map(lambda r, name=name: r <= name)].groupby("bodyId").size()
+        got = table.rows_up_to(name)
+        assert got.tolist() == counted.reindex(table.body_ids, fill_value=0).tolist(), name
+        assert table.rows_up_to(name) is got  # kept
+    assert 0 < table.rows_up_to("NotPrimary").sum() < len(rows)

@@ -282,3 +282,16 @@ def test_pattern_re2_rejects_fails_as_in_sql(client, monkeypatch):
             flatprint.fetch_neurons(NC(type="DN(?=g).*"), client=client)
         errors.append(type(caught.value))
     assert errors[0] is errors[1] and "duckdb" in errors[0].__module__
+
+
+def test_roi_lists_are_each_calls_own(client):
+    """inputRois/outputRois come from lists the neuron table keeps as tuples: changing one call's list
+    leaves the next call's alone."""
+    first, _ = flatprint.fetch_neurons(NC(rois=["GNG"]), roi_info=False, client=client)
+    second, _ = flatprint.fetch_neurons(NC(rois=["GNG"]), roi_info=False, client=client)
+    for column in ("inputRois", "outputRois"):
+        cell = first[column].iloc[0]
+        assert type(cell) is list and cell == second[column].iloc[0] and cell is not second[column].iloc[0]
+        cell.append("changed")
+        again, _ = flatprint.fetch_neurons(NC(rois=["GNG"]), roi_info=False, client=client)
+        assert again[column].iloc[0] == second[column].iloc[0], column

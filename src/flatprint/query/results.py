@@ -179,6 +179,26 @@ def frame_of_columns(names: list[str], values: list, rows: int) -> pd.DataFrame:
     return create_dataframe_from_blocks(blocks, pd.RangeIndex(rows), column_labels(names))
 
 
+def frame_of_block(names: list[str], block: np.ndarray, at: list[int], others: dict, rows: int) -> pd.DataFrame:
+    """frame_of_columns for columns already stacked: the rows of the 2-D NumPy ``block`` are the
+    columns at positions ``at`` (kept as one pandas block, not copied), ``others`` maps each other
+    position to its column (1-D NumPy array or pandas extension array)."""
+    if block.shape[1] != rows or any(len(a) != rows for a in others.values()):
+        raise ValueError(f"frame_of_block: a column does not have {rows} rows")
+    if create_dataframe_from_blocks is None:
+        values = [None] * len(names)
+        for index, position in enumerate(at):
+            values[position] = block[index]
+        for position, array in others.items():
+            values[position] = array
+        return frame_of_columns(names, values, rows)
+    blocks = [(block, np.array(at, dtype=np.intp))]
+    for position, array in others.items():
+        array = array.reshape(1, rows) if isinstance(array, np.ndarray) else array
+        blocks.append((array, np.array([position], dtype=np.intp)))
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(rows), column_labels(names))
+
+
 def frame_from_columns(columns: dict) -> pd.DataFrame:
     """frame_from_arrow(pa.table(columns)) without the round trip through Arrow for NumPy columns
     of numbers or booleans (ints become int64, floats float64, each copied; an empty column object,
