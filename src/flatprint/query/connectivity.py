@@ -561,7 +561,7 @@ def fetch_simple_connections(
     # The edges are materialized once: their ends bound every read below. The ends' rows: a semi join
     # with their ids bounded by a few id ranges (as _neuron_props), from ``neurons`` when both sides
     # are neurons; an OR of one range per end is tested row by row (34 ms for DNge104's 48 edges at
-    # scale 0.1, 6 ms this way). Each pair's per-ROI weights: one grouped read of the per-ROI table
+    # scale 0.1, 8 ms this way). Each pair's per-ROI weights: one grouped read of the per-ROI table
     # sorted by the driving side, bounded by the driving ids (a subquery per edge cost 11 ms there).
     edges = client.cursor().sql(scan.sql()).to_arrow_table()
     ends = distinct_ids(np.concatenate([edges.column("body_pre").to_numpy(), edges.column("body_post").to_numpy()]))
