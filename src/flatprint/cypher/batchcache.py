@@ -61,10 +61,10 @@ def body_condition(where: ast.Expression | None) -> BodyCondition | None:
             left, right = term.operands
             if isinstance(right, ast.Property):
                 left, right = right, left
-            target, values = left, _integers([right])
+            target, values = left, _ids((right.value,)) if isinstance(right, ast.Literal) else None
         elif isinstance(term, ast.In) and isinstance(term.collection, ast.ListLiteral):
             listed = term.collection.literal_values()  # no Literal node per id of a long list
-            target, values = term.element, _integers(term.collection.items) if listed is None else _ids(listed)
+            target, values = term.element, None if listed is None else _ids(listed)
         if (
             values
             and isinstance(target, ast.Property)
@@ -76,19 +76,10 @@ def body_condition(where: ast.Expression | None) -> BodyCondition | None:
 
 
 def _ids(values: tuple) -> list[int] | None:
-    """The values when all are integers of 64 bits (what :func:`_integers` takes of literals)."""
+    """The values when all are integers of 64 bits (Literal values: no bool passes)."""
     if all(type(v) is int for v in values) and all(abs(v) < 2**63 for v in values):
         return list(values)
     return None
-
-
-def _integers(items) -> list[int] | None:
-    values = []
-    for item in items:
-        if not (isinstance(item, ast.Literal) and type(item.value) is int and abs(item.value) < 2**63):
-            return None
-        values.append(item.value)
-    return values
 
 
 class GeneralAnswer:

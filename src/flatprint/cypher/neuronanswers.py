@@ -25,6 +25,7 @@ from flatprint.cypher.values import POINT_CRS, Point, to_output
 from flatprint.store.columns import POINT_COLUMNS
 from flatprint.store.neurongraph import has_neuron_graph, kept_neuron_graph, neuron_graph
 from flatprint.store.neurontable import ROI_COUNTS, has_neuron_table, kept_neuron_table, neuron_table
+from flatprint.store.sql import distinct_ids
 
 #: False: every query through SQL (tests compare both ways).
 USE_NEURON_ANSWERS = True
@@ -181,7 +182,7 @@ class _Answer:
         listed = False
         for term in spec.terms:
             found_each = [self.test_positions(t, spec.segment_only) for t in term]
-            union = found_each[0] if len(term) == 1 else _sorted_unique(np.concatenate(found_each))
+            union = found_each[0] if len(term) == 1 else distinct_ids(np.concatenate(found_each))
             found = union if found is None else np.intersect1d(found, union, assume_unique=True)
             listed = listed or (len(term) == 1 and term[0].prop == "bodyId")
         if spec.segment_only and not listed:
@@ -206,7 +207,7 @@ class _Answer:
             inside[inside] = self.table.body_ids[where[inside]] == bodies[inside]
             if segment_only and not inside.all():
                 raise _NotHere  # a listed Segment that is no neuron
-            return _sorted_unique(where[inside])
+            return distinct_ids(where[inside])
         if any(not isinstance(v, str) for v in values):
             raise _NotHere
         index = self.table.indexes.get(test.prop)
@@ -297,18 +298,6 @@ class _Answer:
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _INT_TYPE = frozenset({int})
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` of integers by a sort (NumPy 2's unique hashes first: ~5x the time
-    for the ~1,400 positions of fetch_adjacencies' partner look-up)."""
-    values = np.sort(values)
-    if len(values) < 2:
-        return values
-    keep = np.empty(len(values), dtype=bool)
-    keep[0] = True
-    np.not_equal(values[1:], values[:-1], out=keep[1:])
-    return values[keep]
 
 
 def _sorted_rows(order, column: list, descending: bool):
