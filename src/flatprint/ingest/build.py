@@ -392,9 +392,11 @@ def _build_partners(b: _Build) -> None:
                     SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id, r.conf_pre, r.conf_post,
                            (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post)
                              AS conf_differs,
-                           r.primary_label_post, r.major_label_post
+                           r.primary_label_post, r.major_label_post,
+                           s.primary_label AS primary_label_pre, s.major_label AS major_label_pre
                     FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
+                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf,
+                                      primary_label, major_label
                                FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
                       ON s.point_id = r.pre_point AND s.body = r.body_pre""")
                 counts = b.one("""SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL),
@@ -408,11 +410,13 @@ def _build_partners(b: _Build) -> None:
                                ORDER BY body_pre, body_post, pre_id, post_id""")
                 # One pass over the range's pairs: per T-bar, partner body and post ROI labels, the
                 # PSD count. Connections, per-ROI weights, split T-bars and downstream counts are
-                # sums over these rows (count(DISTINCT pre_id) per label pair is their count).
+                # sums over these rows (count(DISTINCT pre_id) per label pair is their count). The
+                # T-bar's own labels (ppl, pml) ride along, one value per pre_id: the downstream
+                # counts per body and label are then sums here, not a join back to synapses.
                 con.execute(f"""
                     CREATE OR REPLACE TEMP TABLE tbar_labels AS
                     SELECT body_pre, body_post, pre_id, primary_label_post AS pl, major_label_post AS ml,
-                           count(*) AS n,
+                           primary_label_pre AS ppl, major_label_pre AS pml, count(*) AS n,
                            count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD}) AS hp
                     FROM range_partners GROUP BY ALL""")
                 con.execute("""
@@ -422,7 +426,10 @@ def _build_partners(b: _Build) -> None:
                 connection_rois(con)
                 _copy_by_post(b, k)
             else:
-                con.execute("CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS pre_id, 0 AS n LIMIT 0")
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS body_pre, "
+                    "NULL::USMALLINT AS ppl, NULL::USMALLINT AS pml, 0 AS n LIMIT 0"
+                )
             segment_rois(
                 con,
                 b.roi_info_keys,

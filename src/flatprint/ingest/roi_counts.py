@@ -62,17 +62,20 @@ def segment_rois(con, keys: list[str], first: int, last: int, counts_file: Path,
     """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose T-bars'
     partners are in ``tbar_labels``) to ``counts_file`` sorted by ROI then body, and those bodies'
     roiInfo text to ``roi_info_file`` in body order; downstream counts the PSDs each T-bar's partners
-    have. Parquet in the build directory rather than TEMP tables: at full scale these are ~280 M
-    rows and ~20 GB of text, which DuckDB keeps uncompressed in memory and spills."""
+    have, summed per the T-bar's body and labels from ``tbar_labels`` (a join of every synapse of the
+    range with its T-bar's count cost twice as much). Parquet in the build directory rather than TEMP
+    tables: at full scale these are ~280 M rows and ~20 GB of text, which DuckDB keeps uncompressed in
+    memory and spills."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE range_segment_rois AS
-        WITH tbar_down AS (SELECT pre_id, sum(n) AS n FROM tbar_labels GROUP BY pre_id),
-        body_labels AS (
-          SELECT s.body, s.primary_label AS pl, s.major_label AS ml,
-                 count(*) FILTER (s.kind = 'pre') AS pre, count(*) FILTER (s.kind = 'post') AS post,
-                 coalesce(sum(d.n), 0) AS downstream
-          FROM synapses s LEFT JOIN tbar_down d ON d.pre_id = s.syn_id
-          WHERE s.syn_id >= {first} AND s.syn_id < {last} GROUP BY ALL),
+        WITH body_labels AS (
+          SELECT body, pl, ml, sum(pre) AS pre, sum(post) AS post, sum(downstream) AS downstream FROM (
+            SELECT body, primary_label AS pl, major_label AS ml, count(*) FILTER (kind = 'pre') AS pre,
+                   count(*) FILTER (kind = 'post') AS post, 0 AS downstream
+            FROM synapses WHERE syn_id >= {first} AND syn_id < {last} GROUP BY ALL
+            UNION ALL
+            SELECT body_pre, ppl, pml, 0, 0, sum(n) FROM tbar_labels GROUP BY ALL)
+          GROUP BY ALL),
         expanded AS (
           SELECT body, m.roi, pre, post, downstream FROM body_labels
           JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
