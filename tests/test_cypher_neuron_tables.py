@@ -167,3 +167,24 @@ def test_segment_list_to_neurons(store, frames, with_other):
     narrow_to_neurons(plan, lambda sql: cursor.execute(sql).fetchall())
     assert ("neuron_connections" in plan.sql) is not with_other
     assert plan.rels["e"].neurons is not with_other
+
+
+def test_roi_info_of_pairs_with_split_tbars(store, frames, release_factory):
+    """Pairs where one T-bar's PSDs on its partner lie in several ROIs (the ingest takes these "split"
+    T-bars apart from the rest): roiInfo pre counts each T-bar once per ROI, post counts PSDs, as
+    pandas on syn-partners says, for bodies of any kind."""
+    p = frames.partners
+    tbar = [p.body_pre, p.body_post, p.x_pre, p.y_pre, p.z_pre]
+    labels_per_tbar = p.groupby(tbar)["primary_post"].transform(lambda s: s.astype(str).nunique())
+    split_pairs = p[labels_per_tbar > 1][["body_pre", "body_post"]].drop_duplicates().head(40)
+    assert len(split_pairs) >= 10, "the synthetic release should have T-bars split across ROIs"
+    ids = sorted({int(b) for b in split_pairs.body_pre})
+    text = (
+        f"MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment) WHERE n.bodyId IN {ids} "
+        "RETURN n.bodyId, m.bodyId, e.roiInfo"
+    )
+    got = {(r[0], r[1]): json.loads(r[2]) for r in execute(store, text).data}
+    wanted_pairs = {(int(a), int(b)) for a, b in zip(split_pairs.body_pre, split_pairs.body_post)}
+    mask = [(int(a), int(b)) in wanted_pairs for a, b in zip(p.body_pre, p.body_post)]
+    want = expected_roi_infos(p[mask], frames.points, oracle.roi_chains(release_factory(0)))
+    assert {k: got[k] for k in wanted_pairs} == want
