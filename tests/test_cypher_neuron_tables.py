@@ -179,10 +179,7 @@ def test_roi_info_of_pairs_with_split_tbars(store, frames, release_factory):
     split_pairs = p[labels_per_tbar > 1][["body_pre", "body_post"]].drop_duplicates().head(40)
     assert len(split_pairs) >= 10, "the synthetic release should have T-bars split across ROIs"
     ids = sorted({int(b) for b in split_pairs.body_pre})
-    text = (
-        f"MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment) WHERE n.bodyId IN {ids} "
-        "RETURN n.bodyId, m.bodyId, e.roiInfo"
-    )
+    text = f"MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment) WHERE n.bodyId IN {ids} RETURN n.bodyId, m.bodyId, e.roiInfo"
     got = {(r[0], r[1]): json.loads(r[2]) for r in execute(store, text).data}
     wanted_pairs = {(int(a), int(b)) for a, b in zip(split_pairs.body_pre, split_pairs.body_post)}
     mask = [(int(a), int(b)) in wanted_pairs for a, b in zip(p.body_pre, p.body_post)]
