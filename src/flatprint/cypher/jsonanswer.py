@@ -303,7 +303,9 @@ def data_json(columns: list[pa.Array], maps: set[int], count: int) -> bytes:
         if kind is not None:
             run.append(column)
         else:
-            texts.append(pc.fill_null(column, "null") if index in maps else cell_texts(column))
+            texts.append(
+                (pc.fill_null(column, "null") if column.null_count else column) if index in maps else cell_texts(column)
+            )
     if run:
         texts.append(number_run_texts(run))
     lead = np.full(count + 1, 3, np.int32)

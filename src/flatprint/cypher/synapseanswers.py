@@ -120,6 +120,9 @@ class _Answer:
                     keep &= compare_array(count, test.op, value)
                 rows = {c: v[keep] for c, v in rows.items()}
             n = len(rows["pre_id"])
+            if not n and self.execution.json_bytes:  # no rows: no columns to read, nor their types
+                self.execution.columnar_json, self.execution.columnar_rows = b"[]", 0
+                return [item.name for item in shape.items], []
             # also without rows: the answer's columns keep their types
             got, at = synapses_by_id(self.cursor, np.concatenate([rows["pre_id"], rows["post_id"]]), ", ".join(columns))
             self.execution.deadline.check(2 * n)
@@ -345,9 +348,12 @@ class _Answer:
                 continue
             maps.add(index)
             got, at = ends[item.variable]
+            wanted = columnar.map_columns(self.model, item.removed)
+            if _labels_only(got, wanted, at):  # PSDs' maps: by their label pairs, no synapse's twice to skip
+                columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
+                continue
             once, where = np.unique(at, return_inverse=True)
-            wanted = {c: _taken(got[c], once) for c in columnar.map_columns(self.model, item.removed)}
-            texts = jsonanswer.synapse_map_json(self.model, item.removed, wanted)
+            texts = jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, once))
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
         self.execution.deadline.check(count)
@@ -393,6 +399,22 @@ def _plain_column(item, ends: dict) -> pa.Array | None:
     got, at = ends[item.variable]
     column = _COLUMN.get(item.prop, item.prop)
     return _arrow(_taken(got[column], at), pa.string() if column == "kind" else None)
+
+
+def _columns_at(got: dict[str, np.ndarray], names: list[str], at: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns ``names`` of the rows read, at the positions ``at``."""
+    return {c: _taken(got[c], at) for c in names}
+
+
+def _labels_only(got: dict[str, np.ndarray], names: list[str], at: np.ndarray) -> bool:
+    """Whether the map columns ``names`` of the rows read at ``at`` are NULL throughout but the ROI
+    labels (a map is then its label pair's: fetch_synapse_connections' PSD maps, NT probabilities NULL)."""
+    for name in names:
+        if name not in ("primary_label", "major_label"):
+            mask = np.ma.getmask(got[name])
+            if mask is np.ma.nomask or not mask[at].all():
+                return False
+    return True
 
 
 def _taken(values, at: np.ndarray):
