@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import pytest
 from oracle import load, oracle_segments
-from test_cypher_answer_bytes import same_rows
+from test_cypher_answer_bytes import masked, model_with_rois, same_rows
 from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     NT_NAMES,
     canonical,
@@ -21,7 +22,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     synapse_points,
 )
 
-from flatprint.cypher import synapseanswers
+from flatprint.cypher import jsonanswer, synapseanswers
 from flatprint.cypher.engine import execute
 from flatprint.server.http import encode_json
 from flatprint.store import Store
@@ -151,3 +152,40 @@ def test_maps_by_label_pair_only_where_every_other_property_is_null():
     assert not synapseanswers._labels_only(got, names, np.array([1, 3]))
     assert not synapseanswers._labels_only({**got, "ntGabaProb": np.array([0.5, 0.1, 0.2, 0.3])}, names, np.array([1]))
     assert synapseanswers._labels_only(got, ["primary_label", "major_label"], np.array([0]))
+
+
+@pytest.mark.parametrize("few_rows", [0, 10**9])
+def test_few_rows_and_column_wise_writers_agree(store, release_dir, synapse_points, pairs, few_rows, monkeypatch):  # noqa: F811
+    """Either writer of the JSON bytes (Python values for a few rows, column-wise kernels for more)
+    for the strongest and the lightest pair: the oracle's rows, the Arrow answer's bytes."""
+    monkeypatch.setattr(synapseanswers, "FEW_ROWS", few_rows)
+    for name in ("strongest", "lightest"):
+        pre, post = pairs[name]
+        cypher = NEUPRINT_PAIR_CYPHER.format(pre=pre, post=post)
+        want = [row[:12] for row in oracle_pair_rows(release_dir, synapse_points, pre, post)]
+        result = execute(store, cypher, json_bytes=True)
+        assert same_rows(json.loads(result.data_json), want)
+        assert result.data_json == encode_json(execute(store, cypher).data)
+
+
+def test_map_dicts_for_a_few_rows_hold_what_is_known_on_paper():
+    """NULL NT probabilities left out, flags of both ROI sets merged and sorted among the keys,
+    flag-only and empty maps; their sorted-key text is the column-wise writer's."""
+    model = model_with_rois({("primary", 1): ["FB", "CX", "gL(R)"], ("major", 2): ["CX", "zeta"]})
+    columns = {
+        "ntAcetylcholineProb": masked([0.125, None, None, 1.0], np.float32),
+        "ntGabaProb": masked([1e-7, None, None, None], np.float64),
+        "primary_label": masked([1, 0, None, 0], np.int64),
+        "major_label": masked([2, None, 2, 0], np.int64),
+    }
+    removed = ("location", "confidence", "type")
+    maps = jsonanswer.number_map_dicts(model, removed, columns)
+    assert maps == [
+        {"CX": True, "FB": True, "gL(R)": True, "ntAcetylcholineProb": 0.125, "ntGabaProb": 1e-7, "zeta": True},
+        {},
+        {"CX": True, "zeta": True},
+        {"ntAcetylcholineProb": 1.0},
+    ]
+    texts = jsonanswer.synapse_map_json(model, removed, columns).to_pylist()
+    assert [orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() for m in maps] == texts
+    assert jsonanswer.number_map_dicts(model, ("location",), {**columns, "kind": None, "conf": None}) is None
