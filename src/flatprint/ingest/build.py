@@ -392,11 +392,9 @@ def _build_partners(b: _Build) -> None:
                     SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id, r.conf_pre, r.conf_post,
                            (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post)
                              AS conf_differs,
-                           r.primary_label_post, r.major_label_post,
-                           s.primary_label AS primary_label_pre, s.major_label AS major_label_pre
+                           r.primary_label_post, r.major_label_post
                     FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf,
-                                      primary_label, major_label
+                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
                                FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
                       ON s.point_id = r.pre_point AND s.body = r.body_pre""")
                 counts = b.one("""SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL),
@@ -408,42 +406,23 @@ def _build_partners(b: _Build) -> None:
                 # Only the four columns partners keeps are sorted; the aggregates below need no order.
                 con.execute("""INSERT INTO partners SELECT body_pre, body_post, pre_id, post_id FROM range_partners
                                ORDER BY body_pre, body_post, pre_id, post_id""")
-                # One pass over the range's pairs: per T-bar and partner body, the PSD count, the
-                # PSDs' ROI labels when they all share one (pl, ml) and the T-bar's own labels (ppl,
-                # pml). Connections and downstream counts are sums over these rows. The few T-bars
-                # whose PSDs on one partner lie in several ROI labels ("split") get their per-label
-                # rows in split_labels: a second grouping of every row per label, and a third to
-                # find the split ones, cost more than the rest of the step's aggregates together.
+                # One pass over the range's pairs: per T-bar, partner body and post ROI labels, the
+                # PSD count. Connections, per-ROI weights, split T-bars and downstream counts are
+                # sums over these rows (count(DISTINCT pre_id) per label pair is their count).
                 con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE tbar_pairs AS
-                    SELECT body_pre, body_post, pre_id, primary_label_pre AS ppl, major_label_pre AS pml,
+                    CREATE OR REPLACE TEMP TABLE tbar_labels AS
+                    SELECT body_pre, body_post, pre_id, primary_label_post AS pl, major_label_post AS ml,
                            count(*) AS n,
-                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD}) AS hp,
-                           min(primary_label_post) AS pl, min(major_label_post) AS ml,
-                           coalesce(min(primary_label_post) <> max(primary_label_post)
-                                    OR min(major_label_post) <> max(major_label_post)
-                                    OR count(primary_label_post) < count(*) OR count(major_label_post) < count(*),
-                                    TRUE) AS split
-                    FROM range_partners GROUP BY body_pre, body_post, pre_id, ppl, pml""")
-                con.execute("""
-                    CREATE OR REPLACE TEMP TABLE split_labels AS
-                    SELECT r.body_pre, r.body_post, r.pre_id, r.primary_label_post AS pl, r.major_label_post AS ml,
-                           count(*) AS n
-                    FROM range_partners r
-                    SEMI JOIN (SELECT pre_id, body_post FROM tbar_pairs WHERE split) s
-                      ON s.pre_id = r.pre_id AND s.body_post = r.body_post
-                    GROUP BY ALL""")
+                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD}) AS hp
+                    FROM range_partners GROUP BY ALL""")
                 con.execute("""
                     INSERT INTO connections
                     SELECT body_pre, body_post, sum(n)::BIGINT AS weight, sum(hp)::BIGINT AS weight_hp
-                    FROM tbar_pairs GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
+                    FROM tbar_labels GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
                 connection_rois(con)
                 _copy_by_post(b, k)
             else:
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE tbar_pairs AS SELECT NULL::BIGINT AS body_pre, "
-                    "NULL::USMALLINT AS ppl, NULL::USMALLINT AS pml, 0 AS n LIMIT 0"
-                )
+                con.execute("CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS pre_id, 0 AS n LIMIT 0")
             segment_rois(
                 con,
                 b.roi_info_keys,
@@ -453,7 +432,7 @@ def _build_partners(b: _Build) -> None:
                 b.work / "roi-info" / f"{k:05d}.parquet",
             )
             advance()
-    for name in ("range_segment_rois", "range_partners", "tbar_pairs", "split_labels"):
+    for name in ("range_segment_rois", "range_partners", "tbar_labels"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     shutil.rmtree(b.partners_by_pre, ignore_errors=True)
     partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name
