@@ -17,6 +17,7 @@ as a property): the answer is then built as Python rows, as before.
 from __future__ import annotations
 
 from bisect import bisect_left
+from functools import lru_cache
 
 import numpy as np
 import orjson
@@ -48,6 +49,7 @@ def rows_json(columns: list[list]) -> bytes | None:
         return None
 
 
+@lru_cache(maxsize=4096)  # ROI and property names: a few hundred per store, one orjson call each
 def _key(name: str) -> str:
     return orjson.dumps(name).decode() + ":"
 
