@@ -329,3 +329,17 @@ def test_neuprint_synapses_bytes_parse_to_the_oracle(store, release_dir, synapse
         assert result.data_json is not None and result.row_count == len(want)
         assert same_rows(json.loads(result.data_json), want)
         assert result.data_json == encode_json(execute(store, cypher).data)
+
+
+def test_keyed_numbers_with_nulls_anywhere():
+    """``,"key":value`` per number written from the values held only: nulls first, between, last,
+    all and none (texts known on paper)."""
+    cases = [
+        ([0.5, 2.0, 1.0, 0.25, 7.0], [True, False, True, False, True], [None, '"k":2.0', None, '"k":0.25', None]),
+        ([0.5, 2.0], [False, False], ['"k":0.5', '"k":2.0']),
+        ([0.5, 2.0], [True, True], [None, None]),
+        ([3.0], [False], ['"k":3.0']),
+    ]
+    for values, mask, want in cases:
+        got = jsonanswer._keyed_numbers("k", np.ma.masked_array(values, mask=mask)).to_pylist()
+        assert got == [None if w is None else "," + w for w in want]
