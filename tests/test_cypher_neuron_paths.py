@@ -452,3 +452,27 @@ def test_ends_the_node_filter_refuses(store, bodies, monkeypatch, searches):
             assert with_graph == without == []
             checked += 1
     assert checked
+
+
+def test_path_ends_named_by_head_and_last(store, bodies):
+    """``head(nodes(p))`` / ``last(nodes(p))`` in the WHERE are the pattern's ends (rewritten to them):
+    an end given only so is constrained (the same paths as given in the pattern), and a condition
+    the ends fail keeps no path."""
+    checked = 0
+    for src, dst in random_pairs(bodies, 15, seed=11)[2:]:
+        paths = "p = allShortestPaths((src)-[:ConnectsTo*]->(dest))"
+        found = "RETURN [n IN nodes(p) | n.bodyId] AS path"
+        plain = execute(
+            store, f"MATCH (src:Neuron {{bodyId: {src}}}), (dest:Neuron {{bodyId: {dst}}}), {paths} {found}"
+        ).data
+        if not plain:
+            continue
+        assert all(path[0] == src and path[-1] == dst for (path,) in plain)
+        by_last = f"MATCH (src:Neuron {{bodyId: {src}}}), {paths} WHERE last(nodes(p)).bodyId = {dst} {found}"
+        assert execute(store, by_last).data == plain
+        by_head = f"MATCH (dest:Neuron {{bodyId: {dst}}}), {paths} WHERE head(nodes(p)).bodyId = {src} {found}"
+        assert execute(store, by_head).data == plain
+        fails = by_last.replace(f"WHERE last(nodes(p)).bodyId = {dst}", f"WHERE last(nodes(p)).bodyId = {src}")
+        assert execute(store, fails).data == []
+        checked += 1
+    assert checked
