@@ -293,3 +293,53 @@ def test_a_roi_named_as_a_property_is_not_written():
     columns.update({c: masked([None], np.float64) for c in NT_NAMES.values() if c in model.nt_columns})
     with pytest.raises(jsonanswer.NotWritten):
         jsonanswer.synapse_map_json(model, ("location", "type"), columns)
+
+
+#: neuprint-python's fetch_synapses query (as it sends it, its comments left out)
+NEUPRINT_SYNAPSES = """
+    MATCH (n:Neuron)
+    WHERE n.bodyId in [{bodies}]
+    MATCH (n)-[:Contains]->(ss:SynapseSet),
+          (ss)-[:Contains]->(s:Synapse)
+    WITH n, s
+    WHERE (s.confidence > {confidence})
+    WITH DISTINCT n, s
+    RETURN n.bodyId as bodyId,
+           s.type as type,
+           s.confidence as confidence,
+           s.location.x as x,
+           s.location.y as y,
+           s.location.z as z,
+           apoc.map.removeKeys(s, ['location', 'confidence', 'type']) as syn_info
+"""
+
+
+def test_neuprint_synapses_bytes_parse_to_the_oracle(store, release_dir, synapse_points, strong_pair):  # noqa: F811
+    """fetch_synapses' rows (each synapse once, its map without location, confidence and type) for
+    bodies with synapses and one without, at two confidence thresholds."""
+    for bodies, confidence in ((list(strong_pair), 0.5), (list(strong_pair), 0.9), ([strong_pair[0], 1], 0.5)):
+        want = []
+        for body, props in oracle_synapse_rows(release_dir, synapse_points, bodies):
+            if props["confidence"] > confidence:
+                kind, conf, (x, y, z) = props.pop("type"), props.pop("confidence"), props.pop("location")["coordinates"]
+                want.append([body, kind, conf, x, y, z, props])
+        assert want
+        cypher = NEUPRINT_SYNAPSES.format(bodies=", ".join(map(str, bodies)), confidence=confidence)
+        result = execute(store, cypher, json_bytes=True)
+        assert result.data_json is not None and result.row_count == len(want)
+        assert same_rows(json.loads(result.data_json), want)
+        assert result.data_json == encode_json(execute(store, cypher).data)
+
+
+def test_keyed_numbers_with_nulls_anywhere():
+    """``,"key":value`` per number written from the values held only: nulls first, between, last,
+    all and none (texts known on paper)."""
+    cases = [
+        ([0.5, 2.0, 1.0, 0.25, 7.0], [True, False, True, False, True], [None, '"k":2.0', None, '"k":0.25', None]),
+        ([0.5, 2.0], [False, False], ['"k":0.5', '"k":2.0']),
+        ([0.5, 2.0], [True, True], [None, None]),
+        ([3.0], [False], ['"k":3.0']),
+    ]
+    for values, mask, want in cases:
+        got = jsonanswer._keyed_numbers("k", np.ma.masked_array(values, mask=mask)).to_pylist()
+        assert got == [None if w is None else "," + w for w in want]

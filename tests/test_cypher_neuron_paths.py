@@ -412,3 +412,67 @@ def test_neuron_ends_are_found_in_ram(store, bodies, weights, monkeypatch, searc
         if text == cypher(src, other, 1):
             assert with_graph == []
     assert src in neurons and dst in neurons
+
+
+def test_neuron_label_of_path_nodes(store, bodies, monkeypatch, searches):
+    """``n:Neuron`` on a path's nodes is the oracle's is_neuron with either search: it was false for
+    every node (their property maps do not hold the flag), so ``ALL(n IN nodes(p) WHERE n:Neuron)``
+    found no path at all."""
+    labelled = filtered = 0
+    for src, dst in random_pairs(bodies, 15, seed=7)[2:]:
+        plain = cypher(src, dst, 1, nodes=None).replace("[n.bodyId, n.type]", "[n.bodyId, n:Neuron]")
+        only_neurons = cypher(src, dst, 1, nodes="n:Neuron").replace("[n.bodyId, n.type]", "[n.bodyId, n:Neuron]")
+        for use in (True, False):
+            monkeypatch.setattr(neuronpaths, "USE_NEURON_GRAPH", use)
+            for path, _ in execute(store, plain).data:
+                assert [flag for _, flag in path] == [bool(bodies.is_neuron[body]) for body, _ in path]
+                labelled += 1
+            for path, _ in execute(store, only_neurons).data:
+                assert all(flag and bodies.is_neuron[body] for body, flag in path)
+                filtered += 1
+    assert labelled and filtered
+
+
+def test_ends_the_node_filter_refuses(store, bodies, monkeypatch, searches):
+    """The neuron graph's search admits any ends; a node filter an end fails leaves no path (the
+    filter is evaluated on the paths found unless both ends pass it)."""
+    neurons = bodies[bodies.is_neuron]
+    untraced = neurons.index[neurons.status != "Traced"]
+    traced = neurons.index[neurons.status == "Traced"]
+    assert len(untraced) and len(traced)
+    checked = 0
+    for src in untraced[:5]:
+        for dst in traced[:20]:
+            src, dst = int(src), int(dst)
+            unfiltered = execute(store, cypher(src, dst, 1, nodes=None)).data
+            if not unfiltered:
+                continue
+            text = cypher(src, dst, 1, nodes="n.status = 'Traced'")
+            with_graph, without = both_ways(store, text, monkeypatch, searches)
+            assert with_graph == without == []
+            checked += 1
+    assert checked
+
+
+def test_path_ends_named_by_head_and_last(store, bodies):
+    """``head(nodes(p))`` / ``last(nodes(p))`` in the WHERE are the pattern's ends (rewritten to them):
+    an end given only so is constrained (the same paths as given in the pattern), and a condition
+    the ends fail keeps no path."""
+    checked = 0
+    for src, dst in random_pairs(bodies, 15, seed=11)[2:]:
+        paths = "p = allShortestPaths((src)-[:ConnectsTo*]->(dest))"
+        found = "RETURN [n IN nodes(p) | n.bodyId] AS path"
+        plain = execute(
+            store, f"MATCH (src:Neuron {{bodyId: {src}}}), (dest:Neuron {{bodyId: {dst}}}), {paths} {found}"
+        ).data
+        if not plain:
+            continue
+        assert all(path[0] == src and path[-1] == dst for (path,) in plain)
+        by_last = f"MATCH (src:Neuron {{bodyId: {src}}}), {paths} WHERE last(nodes(p)).bodyId = {dst} {found}"
+        assert execute(store, by_last).data == plain
+        by_head = f"MATCH (dest:Neuron {{bodyId: {dst}}}), {paths} WHERE head(nodes(p)).bodyId = {src} {found}"
+        assert execute(store, by_head).data == plain
+        fails = by_last.replace(f"WHERE last(nodes(p)).bodyId = {dst}", f"WHERE last(nodes(p)).bodyId = {src}")
+        assert execute(store, fails).data == []
+        checked += 1
+    assert checked

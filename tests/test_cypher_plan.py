@@ -7,10 +7,11 @@ import dataclasses
 
 import pytest
 
-from flatprint.cypher import ast, engine
+from flatprint.cypher import ast, engine, plan as plan_module
 from flatprint.cypher.engine import execute, plan_tree
 from flatprint.cypher.parser import parse
-from flatprint.cypher.plan import SqlMatchProject, plan_query
+from flatprint.cypher.plan import SqlMatchProject, needed_properties, plan_query
+from flatprint.cypher.plancache import prepare
 from flatprint.cypher.rewriter import inline_constant_withs
 from flatprint.store import Store
 
@@ -117,3 +118,15 @@ def test_inlined_constants_are_the_lists_written_in_place():
     bound = dataclasses.replace(first, items=(dataclasses.replace(first.items[0], expression=lazy),))
     substituted = inline_constant_withs((bound, *plain.clauses[1:]))
     assert substituted[0].where.collection is lazy and "items" not in vars(lazy)
+
+
+def test_needed_properties_kept_by_tree_bounded():
+    """needed_properties keeps its answers per tree (the same tree answers from the kept set, another
+    tree of other properties its own) and at most KEEP_NEEDED of them."""
+    first = prepare("MATCH (n:Neuron) WHERE n.status = 'Traced' RETURN n.type", False)
+    assert needed_properties(first) == {"status", "type"}
+    assert needed_properties(first) is needed_properties(first)
+    assert needed_properties(prepare("MATCH (n:Neuron) RETURN n.instance", False)) == {"instance"}
+    for k in range(plan_module.KEEP_NEEDED + 10):
+        needed_properties(prepare(f"MATCH (n:Neuron) RETURN n.p{k}", False))
+    assert len(plan_module._needed) <= plan_module.KEEP_NEEDED

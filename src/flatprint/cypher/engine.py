@@ -257,7 +257,7 @@ class Execution(
         self.cursor = cursor
         self.deadline = deadline
         self.params = params
-        self._needed_props = query if isinstance(query, set) else None
+        self._needed_props = query if isinstance(query, (set, frozenset)) else None
         self._query = query
         self.entities_complete = False  # run_query's rows need no complete_entities pass
         self.columnar_allowed = False  # the top-level query of one part may be answered column-wise

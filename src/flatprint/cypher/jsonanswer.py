@@ -17,6 +17,7 @@ as a property): the answer is then built as Python rows, as before.
 from __future__ import annotations
 
 from bisect import bisect_left
+from functools import lru_cache
 
 import numpy as np
 import orjson
@@ -48,6 +49,7 @@ def rows_json(columns: list[list]) -> bytes | None:
         return None
 
 
+@lru_cache(maxsize=4096)  # ROI and property names: a few hundred per store, one orjson call each
 def _key(name: str) -> str:
     return orjson.dumps(name).decode() + ":"
 
@@ -211,17 +213,22 @@ def _keyed_numbers(key: str, values: np.ndarray) -> pa.Array:
     comma and the key (no Python object per value); the texts' offsets follow from the commas'."""
     mask = np.ma.getmaskarray(values)
     numbers = np.asarray(np.ma.getdata(values), dtype=np.float64)
-    written = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]  # the brackets off
+    nulls = bool(mask.any())
+    held = numbers[~mask] if nulls else numbers  # only the values held (a PSD holds no NT value)
+    if not len(held):
+        return pa.nulls(len(numbers), pa.string())
+    written = orjson.dumps(held, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]  # the brackets off
     lead = ("," + _key(key)).encode()
     data = lead + written.replace(b",", lead)
     if len(data) >= 2**31:
         raise NotWritten("maps past 2 GiB")
     commas = np.flatnonzero(np.frombuffer(written, np.uint8) == ord(","))
-    offsets = np.empty(len(numbers) + 1, np.int64)
+    offsets = np.empty(len(held) + 1, np.int64)
     offsets[0], offsets[-1] = 0, len(data)
     offsets[1:-1] = commas + 1 + np.arange(1, len(commas) + 1) * (len(lead) - 1)
     validity = None
-    if mask.any():
+    if nulls:  # a null's text is empty: each row starts where the values held before it end
+        offsets = offsets[np.concatenate(([0], np.cumsum(~mask)))]
         validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
     return pa.StringArray.from_buffers(
         len(numbers), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data), validity, int(mask.sum())

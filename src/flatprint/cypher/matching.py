@@ -196,7 +196,6 @@ class MatchExecution:
         path_vars = {v for v in (path_name, rel.variable) if v}
         for term in conjuncts(where):
             (path_terms if variables_in(term) & path_vars else endpoint_terms).append(term)
-        edge_filter, node_filter = self._path_filters(path_terms, path_name)
         other = [p for p in clause.patterns if p is not pattern]
         target_free = (
             not target_pattern.labels
@@ -216,7 +215,14 @@ class MatchExecution:
         )
         if endpoint_rows is None:
             endpoint_rows = self.match_fixed(endpoint_patterns, endpoint_where, rows, optional=False)
-        graph = ConnectionGraph(self.run_sql, edge_filter, node_filter, self.deadline.check)
+        graph = None  # the SQL search's, made when a pair needs it (the neuron graph's search needs none)
+
+        def sql_graph() -> ConnectionGraph:
+            nonlocal graph
+            if graph is None:
+                graph = ConnectionGraph(self.run_sql, *self._path_filters(path_terms, path_name), self.deadline.check)
+            return graph
+
         # among neurons only: the neuron graph in RAM answers, no SQL per level (neuronpaths.py)
         among_neurons = neuron_path_search(self, pattern, path_terms) if pattern.shortest else None
         min_hops = 1 if rel.min_hops is None else rel.min_hops
@@ -240,13 +246,13 @@ class MatchExecution:
                     if among_neurons is not None:
                         paths = among_neurons.all_shortest_paths(source_id, target_id, max_hops, self.view)
                     if paths is None:
-                        paths = all_shortest_paths(graph, source_id, target_id, max_hops, self.view)
+                        paths = all_shortest_paths(sql_graph(), source_id, target_id, max_hops, self.view)
                     if pattern.shortest == "shortestPath":
                         paths = paths[:1]
                     found[(source_id, target_id)] = paths
             else:
                 paths = bounded_paths(
-                    graph, {source_id}, None if target_free else targets, min_hops, max_hops, self.view
+                    sql_graph(), {source_id}, None if target_free else targets, min_hops, max_hops, self.view
                 )
                 for nodes, rels in paths:
                     found.setdefault((source_id, nodes[-1] if target_free else nodes[-1]), []).append((nodes, rels))
@@ -264,6 +270,10 @@ class MatchExecution:
         out = []
         evaluate = Evaluator(self.params)
         reverse = rel.direction == ast.Direction.INCOMING
+        # the terms the neuron graph's search applied exactly need no second look at its paths
+        unsearched = path_terms
+        if among_neurons is not None:
+            unsearched = [t for t in path_terms if id(t) not in among_neurons.searched]
         for row in endpoint_rows:
             source = row.get(source_name)
             if source is None:
@@ -274,6 +284,7 @@ class MatchExecution:
                 target = row.get(target_name)
                 keys = [(source.id, target.id)] if target is not None else []
             for key in keys:
+                terms = unsearched if among_neurons is not None and key in among_neurons.ends_admitted else path_terms
                 for nodes, rels in found.get(key, []):
                     new = dict(row)
                     refs = [node_refs[b] for b in nodes]
@@ -284,7 +295,7 @@ class MatchExecution:
                         new[path_name] = path
                     if rel.variable:
                         new[rel.variable] = list(path.rels)
-                    if path_terms and not all(truthy(evaluate(t, new)) for t in path_terms):
+                    if terms and not all(truthy(evaluate(t, new)) for t in terms):
                         continue
                     out.append(new)
                     if len(out) % CHECK_EVERY == 0:

@@ -55,6 +55,7 @@ KEEP_VERDICTS = 16  # the filter verdicts kept, most recently used last
 _verdicts: BuildOnceCache[np.ndarray] = BuildOnceCache(max_entries=lambda: KEEP_VERDICTS)
 
 _LOWEST_WEIGHT = -(2**31)  # no weight threshold
+_FEW_NODES = 32  # a path's nodes up to this many read their properties one by one
 
 #: Property names of ConnectsTo that no Segment has: a query reading them reads no node property.
 _RELATIONSHIP_ONLY = frozenset({"weight", "weightHP"})
@@ -75,9 +76,15 @@ class NodeFilter:
 class NeuronPathSearch:
     """The shortest-path search of one pattern over the neuron graph (module docstring)."""
 
-    def __init__(self, store, graph: NeuronGraph, min_weight: int, filters: list[NodeFilter], run_arrow, check):
+    def __init__(
+        self, store, graph: NeuronGraph, min_weight: int, filters: list[NodeFilter], run_arrow, check, searched=()
+    ):
         self.store, self.graph, self.min_weight, self.filters = store, graph, min_weight, filters
         self.run_arrow, self.check = run_arrow, check
+        #: the WHERE terms the search applies exactly (ids): met by every path found between ends
+        #: the node filters admit (the search itself admits any ends), so not evaluated again there
+        self.searched = frozenset(map(id, searched))
+        self.ends_admitted: set[tuple[int, int]] = set()  # the pairs of ends every node filter admits
 
     def all_shortest_paths(self, source: int, target: int, max_hops: int | None, view):
         """paths.all_shortest_paths' answer for these ends, or None when the neuron graph cannot
@@ -89,6 +96,8 @@ class NeuronPathSearch:
         admitted = np.ones(len(graph.body_ids), dtype=bool)
         for node_filter in self.filters:
             admitted &= self._admitted(node_filter)
+        if admitted[ends].all():
+            self.ends_admitted.add((source, target))
         layers = neuron_path_layers(graph, int(ends[0]), int(ends[1]), self.min_weight, admitted, self.check)
         if layers is None or (max_hops is not None and len(layers[1]) > max_hops):
             return []
@@ -107,12 +116,19 @@ class NeuronPathSearch:
             return False
         values = {}
         for name in names:
+            if name == "bodyId":  # the graph's own ids (BIGINT in ``neurons``)
+                values[name] = self.graph.body_ids[found].tolist()
+                continue
             column = self.graph.column(cursor, name)
             if column is None or column[1] not in _PLAIN_TYPES:
                 return False
-            values[name] = column[0].take(found).to_pylist()
+            if len(found) <= _FEW_NODES:  # Arrow's take costs ~40 us a call, a scalar ~1 us
+                values[name] = [column[0][i].as_py() for i in found.tolist()]
+            else:
+                values[name] = column[0].take(found).to_pylist()
         for index, node in enumerate(nodes.values()):
             node.props = {name: model.segment_value(name, values[name][index]) for name in names}
+            node.props["__is_neuron"] = True  # every one is (n:Neuron reads it)
         return True
 
     def _all_neurons(self, bodies) -> bool:
@@ -154,8 +170,9 @@ def neuron_path_search(execution, pattern: ast.PathPattern, path_terms) -> Neuro
     graph = kept_neuron_graph(execution.store)
     if graph is None:
         return None
-    min_weight, filters = _LOWEST_WEIGHT, []
-    for variable, over, where in _searched_filters(execution, pattern.variable, path_terms):
+    min_weight, filters, searched = _LOWEST_WEIGHT, [], []
+    for term, variable, over, where in _searched_filters(execution, pattern.variable, path_terms):
+        searched.append(term)
         if over == "relationships":
             floor = _weight_floor(where, variable, execution.params)
             if floor is None:
@@ -168,7 +185,9 @@ def neuron_path_search(execution, pattern: ast.PathPattern, path_terms) -> Neuro
             filters.append(node_filter)
     if not any(f.neurons_only for f in filters):
         return None
-    return NeuronPathSearch(execution.store, graph, min_weight, filters, execution.run_arrow, execution.deadline.check)
+    return NeuronPathSearch(
+        execution.store, graph, min_weight, filters, execution.run_arrow, execution.deadline.check, searched
+    )
 
 
 def neuron_endpoint_rows(execution, patterns, where, rows: list[dict]) -> list[dict] | None:
@@ -234,14 +253,14 @@ def path_quantifier(term, path_name: str) -> str | None:
 
 
 def _searched_filters(execution, path_name, terms):
-    """(variable, 'relationships' or 'nodes', condition) of the terms the SQL search filters with
+    """(term, variable, 'relationships' or 'nodes', condition) of the terms the SQL search filters with
     (MatchExecution._path_filters' choice); the others only filter the paths found, as there."""
     for term in terms:
         over = path_quantifier(term, path_name)
         if over is None or not variables_in(term.where) <= {term.variable}:
             continue
         if path_filter_sql(execution.model, execution.params, term.variable, over, term.where):
-            yield term.variable, over, term.where
+            yield term, term.variable, over, term.where
 
 
 def _value(expression, params):

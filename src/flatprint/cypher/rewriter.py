@@ -354,6 +354,8 @@ def rewrite_path_ends(where, path_name, source_name, target_name, direction):
     """head(nodes(p)) -> source, last(nodes(p)) -> target (the end points of the pattern)."""
     if where is None or path_name is None:
         return where
+    if not any(isinstance(n, ast.FunctionCall) and n.lower_name in ("head", "last") for n in where.walk()):
+        return where  # nothing to rewrite: no copy of the tree (a walk costs a fraction of one)
     first, last = (source_name, target_name) if direction != ast.Direction.INCOMING else (target_name, source_name)
 
     def rewrite(node):

@@ -167,8 +167,18 @@ class GraphView:
         self.run_sql = run_sql  # engine's SQL runner (applies the timeout)
         self.run_arrow = run_arrow  # the same, answering an Arrow table
         self.check_rows = check_rows  # check_rows(n): n more rows built (deadline and memory budget)
+        self._neuron_flags: dict[int, bool] = {}  # bodyId -> is a :Neuron, for this query's nodes
 
     # -- single properties (fallback when the match did not fetch them)
+
+    def is_neuron(self, node: NodeRef) -> bool:
+        """Whether a Segment node is a :Neuron when its match did not fetch the flag (a path's nodes,
+        whole property maps: neither holds it)."""
+        flag = self._neuron_flags.get(node.id)
+        if flag is None:
+            rows = self.run_sql(f"SELECT is_neuron FROM segments WHERE bodyId = {int(node.id)}")
+            flag = self._neuron_flags[node.id] = bool(rows and rows[0][0])
+        return flag
 
     def load_property(self, node: NodeRef, name: str):
         if node.kind == META:

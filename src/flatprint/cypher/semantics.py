@@ -58,15 +58,24 @@ def labels_of(node) -> list[str]:
     if not isinstance(node, NodeRef):
         return []
     if node.kind == "segment":
-        return ["Segment", "Neuron"] if node.get("__is_neuron") else ["Segment"]
+        return ["Segment", "Neuron"] if _is_neuron(node) else ["Segment"]
     return {"synapse": ["Synapse"], "synset": ["SynapseSet"], "meta": ["Meta"]}.get(node.kind, [])
+
+
+def _is_neuron(node: NodeRef) -> bool:
+    """The flag a match fetched with the node, else the view's (whole property maps do not hold it:
+    ``n:Neuron`` was false for every node of a path)."""
+    flag = node.props.get("__is_neuron")
+    if flag is None and node.view is not None:
+        return node.view.is_neuron(node)
+    return bool(flag)
 
 
 def has_label(node, label: str) -> bool:
     if not isinstance(node, NodeRef):
         return False
     if label == "Neuron" and node.kind == "segment":
-        return bool(node.get("__is_neuron"))
+        return _is_neuron(node)
     return label in labels_of(node)
 
 

@@ -360,6 +360,9 @@ class _Answer:
             if _labels_only(got, wanted, at):  # PSDs' maps: by their label pairs, no synapse's twice to skip
                 columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
                 continue
+            if _increasing(at):  # each synapse once already (fetch_synapses): no texts to repeat
+                columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
+                continue
             once, where = np.unique(at, return_inverse=True)
             texts = jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, once))
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
@@ -445,6 +448,11 @@ def _labels_only(got: dict[str, np.ndarray], names: list[str], at: np.ndarray) -
             if mask is np.ma.nomask or not mask[at].all():
                 return False
     return True
+
+
+def _increasing(at: np.ndarray) -> bool:
+    """Whether the positions ``at`` are strictly increasing (no position twice)."""
+    return len(at) < 2 or bool((at[1:] > at[:-1]).all())
 
 
 def _taken(values, at: np.ndarray):
