@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,9 +30,9 @@ from flatprint.ingest.layout import (
     create_table_like,
 )
 from flatprint.ingest.meta import column_types, whole_numbers
-from flatprint.ingest.ranges import bucket_bounds, bucketed, in_range_sql, partition
+from flatprint.ingest.ranges import bucket_bounds, bucketed, partition
 from flatprint.io.feather import iter_batches, open_feather
-from flatprint.store.sql import quote_ident, sql_literal
+from flatprint.store.sql import quote_ident
 
 STAT_COLUMNS = ("body", "pre", "post", "downstream", "synweight")
 NT_SKIPPED = ("body", "cell_type", "ground_truth")  # neurotransmitter columns segments does not keep
@@ -63,7 +64,7 @@ def build_segments(b) -> tuple[list[str], list[str]]:
     ann_cols = [c for c in ann.table.column_names if c != "bodyId"]
     nt_cols = [c for c in nt.table.column_names if c not in NT_SKIPPED]
     query = _segments_sql(con, ann_cols, nt_cols)
-    roi_info = f"read_parquet({sql_literal(str(b.work / 'roi-info' / '*.parquet'))})"
+    roi_info = _RoiInfo(sorted((b.work / "roi-info").glob("*.parquet")))
     stream_schema = _stream_schema(ann, nt, ann_cols, nt_cols)
     con.execute("SET preserve_insertion_order = true")  # the stream is in body order: keep it
     with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
@@ -71,10 +72,10 @@ def build_segments(b) -> tuple[list[str], list[str]]:
         create_table_like(con, "segments", query.format(stream="segment_stream"))
         con.unregister("segment_stream")
         for k in range(len(seg_bounds) + 1):
-            ids, parts = _range_rows(con, stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt, roi_info)
+            ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt)
             if len(ids):
                 first = con.execute("SELECT count(*) FROM segments").fetchall()[0][0]
-                stream = _stream(ids, parts, ann, nt, ann_cols, nt_cols, stream_schema)
+                stream = _stream(ids, parts, roi_info, ann_cols, nt_cols, stream_schema)
                 con.register("segment_stream", stream)
                 con.execute("INSERT INTO segments " + query.format(stream="segment_stream"))
                 con.unregister("segment_stream")
@@ -177,9 +178,9 @@ def _stream_schema(ann: _Keyed, nt: _Keyed, ann_cols: list[str], nt_cols: list[s
     return pa.schema(fields)
 
 
-def _range_rows(con, stats_dir, stats_name: str, k: int, seg_bounds, ann: _Keyed, nt: _Keyed, roi_info: str):
-    """Range ``k``'s body ids in order, and per source (stats, annotations, neurotransmitters,
-    roiInfo) its table and the row of each id in it (-1: none)."""
+def _range_rows(stats_dir, stats_name: str, k: int, seg_bounds, ann: _Keyed, nt: _Keyed):
+    """Range ``k``'s body ids in order, and per source (stats, annotations, neurotransmitters) its
+    table and the row of each id in it (-1: none)."""
     folder = stats_dir / f"bucket={k}"
     paths = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if paths:
@@ -201,19 +202,41 @@ def _range_rows(con, stats_dir, stats_name: str, k: int, seg_bounds, ann: _Keyed
             ids = np.insert(ids, np.searchsorted(ids, extra), extra)
     if not len(ids):
         return ids, []
-    # In body order (each range's file is, and the files are in range order): a batch of ids reads a run.
-    info = con.sql(
-        f"SELECT bodyId, roiInfo FROM {roi_info} WHERE {in_range_sql('bodyId', seg_bounds, k)}"
-    ).to_arrow_table()
-    by_info = _Keyed(info, info.column("bodyId").to_numpy(), "roiInfo")
-    if not (by_info.order[1:] > by_info.order[:-1]).all():
-        raise StoreError("roiInfo: the per-range files are not in body order")
     return ids, [
         (stats, by_stats.lookup(ids)),
         (ann.table, ann.lookup(ids)),
         (nt.table, nt.lookup(ids)),
-        (info, by_info.lookup(ids)),
     ]
+
+
+class _RoiInfo:
+    """The per-range roiInfo files (bodyId, roiInfo), each in body order and the files in range order:
+    the rows of a run of bodies are read from the row groups whose bodyId statistics overlap it."""
+
+    def __init__(self, paths):
+        self.lock = threading.Lock()  # the batch threads share the open files
+        self.groups = []  # (file, row group, first body, last body), in body order
+        for path in paths:
+            f = pq.ParquetFile(path)
+            for i in range(f.num_row_groups):
+                stats = f.metadata.row_group(i).column(0).statistics
+                if f.metadata.row_group(i).num_rows:
+                    self.groups.append((f, i, stats.min, stats.max))
+        if any(a[3] >= b[2] for a, b in zip(self.groups, self.groups[1:])):
+            raise StoreError("roiInfo: the per-range files are not in body order")
+
+    def between(self, lo: int, hi: int) -> tuple[np.ndarray, pa.ChunkedArray]:
+        """Bodies in [lo, hi] that have a roiInfo, ascending, and their texts."""
+        with self.lock:
+            parts = [f.read_row_group(i) for f, i, first, last in self.groups if last >= lo and first <= hi]
+        if not parts:
+            return np.zeros(0, np.int64), pa.chunked_array([], pa.string())
+        table = pa.concat_tables(parts)
+        bodies = table.column("bodyId").to_numpy()
+        if not (np.diff(bodies) > 0).all():
+            raise StoreError("roiInfo: a row group is not in body order")
+        a, b = np.searchsorted(bodies, [lo, hi + 1])
+        return bodies[a:b], table.column("roiInfo").slice(a, b - a)
 
 
 def _positions(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -252,19 +275,20 @@ def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(rows), [validity, offsets, data])
 
 
-def _stream(ids, parts, ann: _Keyed, nt: _Keyed, ann_cols, nt_cols, schema: pa.Schema) -> pa.RecordBatchReader:
+def _stream(ids, parts, roi_info: _RoiInfo, ann_cols, nt_cols, schema: pa.Schema) -> pa.RecordBatchReader:
     """The range's rows as Arrow batches in body order. DuckDB fetches a stream's batches one at a
-    time: they are made ahead in threads (the takes release the GIL), so both cores stay busy."""
-    (stats, stats_rows), (ann_table, ann_rows), (nt_table, nt_rows), (info, info_rows) = parts
-    texts = info.column("roiInfo")
+    time: they are made ahead in threads (the takes release the GIL), so both cores stay busy. Each
+    batch reads only its bodies' roiInfo (a range's texts are ~300 bytes a body: ~1 GB at full scale)."""
+    (stats, stats_rows), (ann_table, ann_rows), (nt_table, nt_rows) = parts
 
     def batch(start: int) -> pa.RecordBatch:
         cut = slice(start, start + BATCH_ROWS)
+        bodies, texts = roi_info.between(int(ids[cut][0]), int(ids[cut][-1]))
         arrays = [pa.array(ids[cut], pa.int64())]
         arrays += _take(stats, list(STAT_COLUMNS[1:]), stats_rows[cut])
         arrays += _take(ann_table, ann_cols, ann_rows[cut])
         arrays += _take(nt_table, nt_cols, nt_rows[cut])
-        arrays.append(_texts_at(texts, info_rows[cut]))
+        arrays.append(_texts_at(texts, _positions(bodies, ids[cut])))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def batches():
