@@ -5,9 +5,10 @@ Built one body range at a time (body-stats is not in body order: the release sor
 Each range's rows are put in body order in NumPy, on the narrow keys only: the range's body-stats
 rows are sorted by body and every other table (annotations, neurotransmitters, roiInfo) is looked up
 by a binary search of its sorted keys. DuckDB then computes the columns over an Arrow stream already
-in order and appends it. The SQL form (a UNION of the ids, four hash joins and an ORDER BY of the
-~50-column rows) spent most of its time sorting wide, mostly-NULL rows: at scale 0.1, 1.9 of the
-~3.7 CPU-s a range took were the sort and 1.2 the joins.
+in order and appends it. The SQL form it replaces (a UNION of the ids, four hash joins, an ORDER BY
+of the ~50-column, mostly-NULL rows, and a scan of all neurotransmitter rows per range) spent, per
+range of 2.5 M bodies at scale 0.1, 1.9 s in the sort and 1.2 s in the joins of its ~4 s of
+operators (EXPLAIN ANALYZE).
 """
 
 from __future__ import annotations
