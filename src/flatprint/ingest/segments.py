@@ -40,6 +40,7 @@ NT_SKIPPED = ("body", "cell_type", "ground_truth")  # neurotransmitter columns s
 LOCATION_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
 PREFETCH_THREADS, PREFETCH_BATCHES = 2, 3  # batches made ahead of DuckDB's scan, and by how many threads
 BATCH_ROWS = 2 * 122_880  # rows per Arrow batch handed to DuckDB: whole row groups (DuckDB: 122,880 rows)
+INSERT_BATCHES = 4  # batches per INSERT (~1 M rows): each statement but a range's last fills whole row groups
 
 
 def build_segments(b) -> tuple[list[str], list[str]]:
@@ -76,10 +77,13 @@ def build_segments(b) -> tuple[list[str], list[str]]:
             ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt)
             if len(ids):
                 first = con.execute("SELECT count(*) FROM segments").fetchall()[0][0]
-                stream = _stream(ids, parts, roi_info, ann_cols, nt_cols, stream_schema)
-                con.register("segment_stream", stream)
-                con.execute("INSERT INTO segments " + query.format(stream="segment_stream"))
-                con.unregister("segment_stream")
+                # DuckDB scans a stream in one thread but an Arrow table in all, in order: the
+                # batches are gathered into a table of whole row groups at a time.
+                batches = _batches(ids, parts, roi_info, ann_cols, nt_cols, stream_schema)
+                while chunk := list(itertools.islice(batches, INSERT_BATCHES)):
+                    con.register("segment_stream", pa.Table.from_batches(chunk, stream_schema))
+                    con.execute("INSERT INTO segments " + query.format(stream="segment_stream"))
+                    con.unregister("segment_stream")
                 _check_order(con, first, ids)
             advance()
     con.execute("SET preserve_insertion_order = false")
@@ -276,9 +280,9 @@ def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(rows), [validity, offsets, data])
 
 
-def _stream(ids, parts, roi_info: _RoiInfo, ann_cols, nt_cols, schema: pa.Schema) -> pa.RecordBatchReader:
-    """The range's rows as Arrow batches in body order. DuckDB fetches a stream's batches one at a
-    time: they are made ahead in threads (the takes release the GIL), so both cores stay busy. Each
+def _batches(ids, parts, roi_info: _RoiInfo, ann_cols, nt_cols, schema: pa.Schema):
+    """The range's rows as Arrow batches in body order, made ahead in threads (the takes release
+    the GIL). Each
     batch reads only its bodies' roiInfo (a range's texts are ~300 bytes a body: ~1 GB at full scale)."""
     (stats, stats_rows), (ann_table, ann_rows), (nt_table, nt_rows) = parts
 
@@ -302,7 +306,7 @@ def _stream(ids, parts, roi_info: _RoiInfo, ann_cols, nt_cols, schema: pa.Schema
                     ahead.append(pool.submit(batch, s))
                 yield done
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return batches()
 
 
 def _check_order(con, first: int, ids: np.ndarray) -> None:
