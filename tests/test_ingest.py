@@ -557,3 +557,62 @@ def test_roi_info_zstd_and_virtual_roi_counts(store_path):
                 ).fetchall()
             )
             assert types["upstream"] == types["synweight"] == "BIGINT"
+
+
+def test_segments_are_in_body_order_from_shuffled_stats(release_dir, tmp_path):
+    """body-stats comes in any order (the release sorts it by size): segments is still one row per
+    body of stats ∪ annotations in ascending bodyId, in several body ranges, each row's stats,
+    annotation and neurotransmitter values its own body's (pandas on the feathers)."""
+    rel = broken_copy(release_dir, tmp_path, "shuffled")
+    (rel / "manifest.json").unlink()
+    path = rel / FILES["stats"]
+    stats = feather.read_table(path)
+    feather.write_feather(stats.take(np.random.default_rng(7).permutation(stats.num_rows)), path)
+    ann_path = rel / FILES["annotations"]
+    ann = feather.read_table(ann_path)
+    # Two annotated bodies without stats: rows of their own, in their place among the others.
+    known = np.union1d(stats.column("body").to_numpy(), ann.column("bodyId").to_numpy())
+    gap = int(np.flatnonzero(np.diff(known) > 1)[len(known) // 2 :][0])
+    lone = [int(known[-1]) + 5, int(known[gap]) + 1]
+    extra = pa.table({"bodyId": pa.array(lone, pa.int64()), "type": pa.array(["LoneA", "LoneB"])})
+    feather.write_feather(pa.concat_tables([ann, extra], promote_options="default"), ann_path)
+    store = tmp_path / "s.duckdb"
+    ingest_release(rel, store, progress=False, memory_limit="1GB", buckets=3)
+    seg = q(store, "SELECT bodyId, pre, post, downstream, synweight, type, predictedNt, roiInfo FROM segments")
+    stats_df, ann_df, nt_df = load(rel, "stats"), load(rel, "annotations"), load(rel, "neurotransmitters")
+    bodies = np.union1d(stats_df["body"].to_numpy(), ann_df["bodyId"].to_numpy())
+    assert (seg["bodyId"].to_numpy() == bodies).all()
+    s = stats_df.set_index("body").reindex(bodies)
+    for col in ("pre", "post", "downstream", "synweight"):
+        assert (seg[col].to_numpy() == s[col].fillna(0).to_numpy()).all(), col
+    a = ann_df.set_index("bodyId").reindex(bodies)
+    assert (seg["type"].fillna("<na>").to_numpy() == a["type"].astype(object).fillna("<na>").to_numpy()).all()
+    n = nt_df.set_index("body").reindex(bodies)
+    assert (seg["predictedNt"].fillna("<na>").to_numpy() == n["predicted_nt"].fillna("<na>").to_numpy()).all()
+    got = seg.set_index("bodyId")
+    assert got.loc[lone[1], "type"] == "LoneB" and got.loc[lone[1], "pre"] == 0
+    assert got.loc[lone[1], "roiInfo"] == "{}"
+    # Each body's roiInfo is its own: its ROIs and their pre counts are its segment_rois rows.
+    rois = q(store, "SELECT bodyId, roi, pre FROM segment_rois")
+    sample = got[got["pre"] > 0].index[::97]
+    for body in sample:
+        info = json.loads(got.loc[body, "roiInfo"])
+        mine = rois[rois.bodyId == body]
+        assert {k: v.get("pre", 0) for k, v in info.items()} == dict(zip(mine.roi, mine.pre)), body
+
+
+@pytest.mark.parametrize(
+    ("key", "column"), [("annotations", "bodyId"), ("neurotransmitters", "body"), ("stats", "body")]
+)
+def test_a_body_twice_in_a_body_table_is_an_error(release_dir, tmp_path, key, column):
+    """A body table with two rows for one body would make two segments of it: an error naming the
+    file and the body, nothing written."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()
+    path = rel / FILES[key]
+    t = feather.read_table(path)
+    feather.write_feather(pa.concat_tables([t, t.slice(3, 1)]), path)
+    body = t.column(column)[3].as_py()
+    with pytest.raises(ReleaseError, match=rf"{FILES[key]}: body {body} has more than one row"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False)
+    assert_nothing_written(tmp_path / "s.duckdb")

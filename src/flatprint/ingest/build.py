@@ -34,16 +34,12 @@ import pandas as pd
 
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.layout import (
-    NEURON_PROPERTY_NULL_CHECK,
-    NEURON_SYNWEIGHT_MIN,
     NT_PROPERTY,
     POST_HP_THRESHOLD,
     PRE_HP_THRESHOLD,
     STORE_FORMAT,
-    camel,
-    create_table_like,
 )
-from flatprint.ingest.meta import build_meta, column_types, whole_numbers
+from flatprint.ingest.meta import build_meta
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
@@ -61,6 +57,7 @@ from flatprint.ingest.rois import (
     flatten_tree,
     roi_hierarchy,
 )
+from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
 from flatprint.io.duckdb_session import duckdb_session, parse_size
@@ -469,100 +466,8 @@ def _build_post_copies(b: _Build) -> None:
 
 
 def _build_segments(b: _Build) -> tuple[list[str], list[str]]:
-    """``segments``: stats + annotations + neurotransmitters + roiInfo, one body range at a time:
-    sorting every body's row with its roiInfo text at once spilled about the store's own size.
-    Returns the annotation and neurotransmitter columns (for the Meta record)."""
-    con, files, rows = b.con, b.files, b.files.rows
-    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
-    stat_cols = ["body", "pre", "post", "downstream", "synweight"]
-    with b.stage.timed("read body tables", 3):
-        reader = b.stage.stream(files.paths["stats"], stat_cols, rows["stats"])
-        stats_dir = partition(
-            con,
-            b.work / "stats",
-            bucketed(reader, {"bucket": "body"}, seg_bounds),
-            "SELECT " + ", ".join(f"CAST({c} AS BIGINT) AS {c}" for c in stat_cols) + ", bucket",
-        )
-        for key, name in (("annotations", "raw_ann"), ("neurotransmitters", "raw_nt")):
-            reader = b.stage.stream(files.paths[key], None, rows[key])
-            con.register("s", reader)
-            con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM s")
-            con.unregister("s")
-    ann_cols = [c for c in con.execute("SELECT * FROM raw_ann LIMIT 0").fetchdf().columns if c != "bodyId"]
-    ann_types = column_types(con, "raw_ann")
-    ann_select = []
-    for c in ann_cols:
-        ctype = ann_types[c]
-        if c in ("somaLocation", "tosomaLocation", "rootLocation"):
-            ann_select.append(f"CAST(a.{quote_ident(c)} AS BIGINT[]) AS {quote_ident(c)}")
-        elif ctype.startswith("ENUM") or c == "statusLabel":
-            ann_select.append(f"CAST(a.{quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}")
-        elif ctype in ("DOUBLE", "FLOAT") and whole_numbers(con, "raw_ann", c):
-            # Ids and counts (group, mancBodyid, ...) are floats in the feather only because of nulls;
-            # neuPrint stores them as integers.
-            ann_select.append(f"CAST(a.{quote_ident(c)} AS BIGINT) AS {quote_ident(c)}")
-        else:
-            ann_select.append(f"a.{quote_ident(c)}")
-    nt_cols = [
-        c
-        for c in con.execute("SELECT * FROM raw_nt LIMIT 0").fetchdf().columns
-        if c not in ("body", "cell_type", "ground_truth")
-    ]
-    nt_select = ", ".join(f"nt.{quote_ident(c)} AS {quote_ident(camel(c))}" for c in nt_cols)
-    present = {
-        "bodyId",
-        "pre",
-        "post",
-        "upstream",
-        "downstream",
-        "synweight",
-        "roiInfo",
-        *ann_cols,
-        *(camel(c) for c in nt_cols),
-    }
-    null_checks = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in NEURON_PROPERTY_NULL_CHECK if c in present)
-    status_check = "status IN ('Traced', 'Anchor')" if "status" in present else "FALSE"
-    excluded = "coalesce(status, '') NOT IN ('Unimportant', 'Glia')" if "status" in present else "TRUE"
-    is_neuron = f"""coalesce(
-          (synweight >= {NEURON_SYNWEIGHT_MIN} OR pre >= {NEURON_SYNWEIGHT_MIN} OR post >= {NEURON_SYNWEIGHT_MIN}
-           {"OR " + null_checks if null_checks else ""} OR coalesce({status_check}, FALSE)) AND {excluded}, FALSE)"""
-    no_stats = "(SELECT " + ", ".join(f"NULL::BIGINT AS {c}" for c in stat_cols) + " WHERE false)"
-    # Each range's roiInfo file is in body order: a body range reads only its row groups.
-    roi_info = f"read_parquet({sql_literal(str(b.work / 'roi-info' / '*.parquet'))})"
-    con.execute("SET preserve_insertion_order = true")
-    with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
-        for k in range(len(seg_bounds) + 1):
-            stats = bucket_files(stats_dir, k)
-            query = f"""
-                WITH s AS (SELECT * FROM {f"read_parquet({stats})" if stats else no_stats}),
-                ids AS (SELECT body AS bodyId FROM s
-                        UNION SELECT bodyId FROM raw_ann WHERE {in_range_sql("bodyId", seg_bounds, k)}),
-                segment AS (
-                  SELECT ids.bodyId,
-                         coalesce(s.pre, 0)::BIGINT AS pre, coalesce(s.post, 0)::BIGINT AS post,
-                         coalesce(s.post, 0)::BIGINT AS upstream, coalesce(s.downstream, 0)::BIGINT AS downstream,
-                         coalesce(s.synweight, 0)::BIGINT AS synweight,
-                         {", ".join(ann_select)},
-                         {nt_select},
-                         coalesce(info.roiInfo, '{{}}') AS roiInfo
-                         {", NULL::BIGINT AS size" if "size" not in ann_cols else ""}
-                  FROM ids LEFT JOIN s ON s.body = ids.bodyId
-                           LEFT JOIN raw_ann a ON a.bodyId = ids.bodyId
-                           LEFT JOIN (SELECT * FROM raw_nt WHERE {in_range_sql("body", seg_bounds, k)}) nt
-                             ON nt.body = ids.bodyId
-                           LEFT JOIN (SELECT * FROM {roi_info} WHERE {in_range_sql("bodyId", seg_bounds, k)}) info
-                             ON info.bodyId = ids.bodyId)
-                SELECT *, {is_neuron} AS is_neuron FROM segment ORDER BY bodyId"""
-            if k == 0:
-                create_table_like(con, "segments", query)
-            con.execute(f"INSERT INTO segments {query}")
-            advance()
-    con.execute("SET preserve_insertion_order = false")
-    shutil.rmtree(stats_dir, ignore_errors=True)
-    shutil.rmtree(b.work / "roi-info", ignore_errors=True)
-    for name in ("raw_ann", "raw_nt"):
-        con.execute(f"DROP TABLE {name}")
-    return ann_cols, nt_cols
+    """``segments`` (ingest/segments.py). Returns the annotation and neurotransmitter columns."""
+    return build_segments(b)
 
 
 def _sorted_copy(b: _Build, source: str, target: str, order_by: str) -> None:
