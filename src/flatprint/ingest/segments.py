@@ -282,8 +282,8 @@ def _texts_at(texts: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
 
 def _batches(ids, parts, roi_info: _RoiInfo, ann_cols, nt_cols, schema: pa.Schema):
     """The range's rows as Arrow batches in body order, made ahead in threads (the takes release
-    the GIL). Each
-    batch reads only its bodies' roiInfo (a range's texts are ~300 bytes a body: ~1 GB at full scale)."""
+    the GIL). Each batch reads only its bodies' roiInfo (a range's texts are ~300 bytes a body: ~1 GB
+    at full scale)."""
     (stats, stats_rows), (ann_table, ann_rows), (nt_table, nt_rows) = parts
 
     def batch(start: int) -> pa.RecordBatch:
