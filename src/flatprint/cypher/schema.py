@@ -176,7 +176,7 @@ class GraphView:
         whole property maps: neither holds it)."""
         flag = self._neuron_flags.get(node.id)
         if flag is None:
-            rows = self.run_sql(f"SELECT is_neuron FROM segments WHERE bodyId = {int(node.id)}")
+            rows = self.run_sql(sqlgen.is_neuron_sql(node.id))
             flag = self._neuron_flags[node.id] = bool(rows and rows[0][0])
         return flag
 

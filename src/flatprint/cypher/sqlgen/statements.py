@@ -155,6 +155,11 @@ def all_neurons_check_sql(body_filter) -> str:
     return f"SELECT (SELECT count(*) FROM segments x WHERE {body}) = (SELECT count(*) FROM neurons x WHERE {body})"
 
 
+def is_neuron_sql(body: int) -> str:
+    """The :Neuron flag of the segment ``body`` (no row: no such segment)."""
+    return f"SELECT is_neuron FROM segments WHERE bodyId = {int(body)}"
+
+
 def admitted_neurons_sql(criteria: str) -> str:
     """The bodyIds of the neurons (alias ``n``) for which ``criteria`` is true."""
     return f"SELECT n.bodyId FROM neurons n WHERE ({criteria}) IS TRUE"
