@@ -886,10 +886,18 @@ def server_lines(srv: dict) -> list[str]:
     with_floor = any(r.get("client_floor_s") is not None for r in srv["results"])
     for r in srv["results"]:
         if r.get("library_s") is None:
-            other.append(
-                f"- {r['query']}: JSON {ms(r.get('json_s'))} ms, Arrow {ms(r.get('arrow_s'))} ms "
+            # Older results named the query "..., N rows: JSON vs Arrow endpoint".
+            line = (
+                f"- {r['query'].split(':')[0]}: through neuprint-python's fetch_custom (parsing included) "
+                f"JSON {ms(r.get('json_s'))} ms, Arrow {ms(r.get('arrow_s'))} ms "
                 f"({r.get('ratio', 0):.2f}× JSON ÷ Arrow)"
             )
+            if r.get("json_endpoint_s") is not None:
+                line += (
+                    f"; the endpoints alone (answer bytes received, no parsing) JSON {ms(r['json_endpoint_s'])} ms, "
+                    f"Arrow {ms(r.get('arrow_endpoint_s'))} ms ({r.get('endpoint_ratio', 0):.2f}× JSON ÷ Arrow)"
+                )
+            other.append(line)
             continue
         row = [r["query"], ms(r["library_s"]), ms(r["server_s"]), times(r["ratio"])]
         if with_floor:

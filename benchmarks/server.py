@@ -472,7 +472,7 @@ def main(argv=None):
         _, json_endpoint_s = timed(lambda: endpoint("custom"), args.repeat)
         _, arrow_endpoint_s = timed(lambda: endpoint("arrow"), args.repeat)
         json_vs_arrow = {
-            "query": f"custom Cypher, {rows} rows: JSON vs Arrow endpoint",
+            "query": f"custom Cypher, {rows} rows",
             "json_s": json_s,
             "arrow_s": arrow_s,
             "ratio": json_s / arrow_s,
