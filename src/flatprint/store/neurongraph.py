@@ -166,7 +166,11 @@ class NeuronGraph:
         if len(ids) != len(self.body_ids) or not np.array_equal(ids, self.body_ids):
             raise StoreError("the store's neurons changed since its neuron graph was built; restart the process")
         values = got.column("v")
-        return (values, str(types[prop])) if values.nbytes <= COLUMN_BYTES else None
+        if values.nbytes > COLUMN_BYTES:
+            return None
+        # One chunk: Arrow's take on a column of several chunks concatenates them first, every call
+        # (~0.1-0.2 ms for 166,700 neurons, against ~5 us).
+        return pa.chunked_array([values.combine_chunks()], type=values.type), str(types[prop])
 
 
 def _ranges(offsets: np.ndarray, keys) -> tuple[np.ndarray, np.ndarray]:
