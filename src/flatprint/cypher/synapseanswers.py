@@ -366,7 +366,7 @@ class _Answer:
             if _increasing(at):  # each synapse once already (fetch_synapses): no texts to repeat
                 columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
                 continue
-            once, where = np.unique(at, return_inverse=True)
+            once, where = columnar.unique_inverse(at)
             texts = jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, once))
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
@@ -401,7 +401,7 @@ class _Answer:
         """The JSON text of the map of the synapse at each of ``at`` in the rows read ``got``, as
         DuckDB writes it: each synapse's once (a T-bar has a row per partner)."""
         wanted = columnar.map_columns(self.model, item.removed)
-        once, where = np.unique(at, return_inverse=True)
+        once, where = columnar.unique_inverse(at)
         columns = {c: got[c][once] for c in wanted}
         try:  # the map texts in NumPy and Arrow, as DuckDB writes them
             texts = columnar.synapse_map_texts(self.model, item.removed, columns)
