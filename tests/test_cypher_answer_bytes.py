@@ -343,3 +343,13 @@ def test_keyed_numbers_with_nulls_anywhere():
     for values, mask, want in cases:
         got = jsonanswer._keyed_numbers("k", np.ma.masked_array(values, mask=mask)).to_pylist()
         assert got == [None if w is None else "," + w for w in want]
+
+
+def test_maps_opened_in_place_or_by_the_kernel():
+    """Maps written ``,...}`` get their first comma made ``{`` (texts known on paper), also in a
+    slice of a larger array; with a map holding nothing (``}``) it is written ``{}``."""
+    maps = pa.array([',"a":1}', ',"b":true,"c":2.5}', ',"d":3}'])
+    assert jsonanswer._opened(maps).to_pylist() == ['{"a":1}', '{"b":true,"c":2.5}', '{"d":3}']
+    assert jsonanswer._opened(maps.slice(1)).to_pylist() == ['{"b":true,"c":2.5}', '{"d":3}']
+    assert jsonanswer._opened(pa.array([',"a":1}', "}"])).to_pylist() == ['{"a":1}', "{}"]
+    assert jsonanswer._opened(pa.array([], type=pa.string())).to_pylist() == []

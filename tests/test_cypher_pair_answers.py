@@ -189,3 +189,39 @@ def test_map_dicts_for_a_few_rows_hold_what_is_known_on_paper():
     texts = jsonanswer.synapse_map_json(model, removed, columns).to_pylist()
     assert [orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode() for m in maps] == texts
     assert jsonanswer.number_map_dicts(model, ("location",), {**columns, "kind": None, "conf": None}) is None
+
+
+def test_type_tests_on_a_pairs_ends_are_known_without_reading_types(
+    store,
+    release_dir,
+    synapse_points,  # noqa: F811
+    pairs,
+    monkeypatch,
+):
+    """A pair's pre ends are T-bars and its post ends PSDs (the release's partners join PreSyn to
+    PostSyn points): ``type`` tests on them hold or fail without reading the synapses' types, and
+    the oracle's rows come back whichever of them the query states; a test no end passes (a T-bar
+    asked to be 'post') leaves no row."""
+    selects = []
+    real = synapseanswers.synapses_by_id
+
+    def reading(cursor, ids, select):
+        selects.append(select)
+        return real(cursor, ids, select)
+
+    monkeypatch.setattr(synapseanswers, "synapses_by_id", reading)
+    pre, post = pairs["strongest"]
+    cypher = NEUPRINT_PAIR_CYPHER.format(pre=pre, post=post)
+    want = [row[:12] for row in oracle_pair_rows(release_dir, synapse_points, pre, post)]
+    assert want
+    untyped = cypher.replace(" AND (ns.type = 'pre')", "").replace(" AND (ms.type = 'post')", "")
+    for text in (cypher, untyped):
+        result = execute(store, text, json_bytes=True)
+        assert same_rows(json.loads(result.data_json), want)
+    assert selects and not any("kind" in s for s in selects)
+    for wrong in (cypher.replace("(ns.type = 'pre')", "(ns.type = 'post')"), cypher.replace("'post')", "'pre')")):
+        assert execute(store, wrong, json_bytes=True).row_count == 0
+        assert execute(store, wrong).data == []
+    typed = cypher.replace("as bodyId_post,", "as bodyId_post, ns.type as tpre, ms.type as tpost,")
+    rows = execute(store, typed).data
+    assert len(rows) == len(want) and {(r[2], r[3]) for r in rows} == {("pre", "post")}

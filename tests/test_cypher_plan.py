@@ -130,3 +130,20 @@ def test_needed_properties_kept_by_tree_bounded():
     for k in range(plan_module.KEEP_NEEDED + 10):
         needed_properties(prepare(f"MATCH (n:Neuron) RETURN n.p{k}", False))
     assert len(plan_module._needed) <= plan_module.KEEP_NEEDED
+
+
+def test_plans_kept_by_tree_bounded():
+    """plan_query keeps its plans per tree: the same tree (the plan cache's for a text sent again)
+    gets the same plan back, a tree of another text its own plan (its tree written out by hand), and
+    at most KEEP_NEEDED plans are kept."""
+    text = "MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type AS t ORDER BY t"
+    first = prepare(text, False)
+    assert plan_query(first) is plan_query(first)
+    other = prepare(text.replace("n.pre > 1", "n.pre > 2"), False)
+    assert plan_query(other) is not plan_query(first)
+    assert plan_module.explain(plan_query(other)) == (
+        "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.pre > 2\n  Projection: RETURN n.type AS t ORDER BY t"
+    )
+    for k in range(plan_module.KEEP_NEEDED + 10):
+        plan_query(prepare(f"MATCH (n:Neuron) RETURN n.p{k}", False))
+    assert len(plan_module._plans) <= plan_module.KEEP_NEEDED

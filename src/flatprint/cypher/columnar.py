@@ -210,6 +210,20 @@ def _only_flags(model, drop: set[str], columns: dict[str, np.ndarray]) -> np.nda
     return bare
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of integers (inverse flat, int64) by one stable
+    sort: NumPy 2's took 0.42-0.48 ms for 4-5 k label pairs of a pair's synapses, this 0.06-0.08."""
+    values = np.asarray(values).reshape(-1)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.empty(len(values), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(len(values), np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
 def _with_bare_maps(model, removed, columns: dict[str, np.ndarray], bare: np.ndarray) -> pa.Array:
     """synapse_map_texts where the maps ``bare`` hold ROI flags only: those written once per label
     pair, the others in full."""
@@ -218,7 +232,7 @@ def _with_bare_maps(model, removed, columns: dict[str, np.ndarray], bare: np.nda
         plain = np.ma.getdata(columns[name]).astype(np.int64)
         labels[name] = np.where(np.ma.getmaskarray(columns[name]), 0, plain)[bare]
     # one key per label pair (labels are USMALLINT): np.unique over pairs (axis=1) sorts far slower
-    keys, where = np.unique((labels["primary_label"] << 16) | labels["major_label"], return_inverse=True)
+    keys, where = unique_inverse((labels["primary_label"] << 16) | labels["major_label"])
     drop = set(removed or ())
     flags = [
         _fragments(model, roi_set, drop, part) for roi_set, part in (("primary", keys >> 16), ("major", keys & 0xFFFF))
@@ -260,7 +274,7 @@ def _fragments(model, roi_set: str, drop: set[str], labels) -> pa.Array:
     :func:`_flag_table` has it (a NULL label reads as label 0, as the SQL's coalesce)."""
     plain = np.ma.getdata(labels).astype(np.int64)
     plain = np.where(np.ma.getmaskarray(labels), 0, plain)
-    unique, inverse = np.unique(plain, return_inverse=True)
+    unique, inverse = unique_inverse(plain)
     texts = []
     for label in unique.tolist():
         names = [n for n in model.roi_names_of_label.get((roi_set, label), []) if n not in drop]

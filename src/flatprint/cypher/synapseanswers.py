@@ -104,7 +104,7 @@ class _Answer:
         ends = {}
         tests = [self.synapse_tests(shape.pre_syn)]
         if shape.post is not None:
-            tests.append(self.synapse_tests(shape.post_syn))
+            tests = _known_kinds([*tests, self.synapse_tests(shape.post_syn)])
         columns, tests = self.select_items(self.synapse_columns(), tests)
         weights = [self.number(t) for t in shape.weight_tests]
         pre = self.bodies(shape.pre)
@@ -307,6 +307,9 @@ class _Answer:
                     op["major"], column("major_label")
                 )
                 continue
+            if op == "never":  # a type test no end of a pair passes (_known_kinds)
+                keep[:] = False
+                continue
             values = column(name)
             known = ~np.ma.getmaskarray(values)
             plain = np.ma.getdata(values)
@@ -363,7 +366,7 @@ class _Answer:
             if _increasing(at):  # each synapse once already (fetch_synapses): no texts to repeat
                 columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
                 continue
-            once, where = np.unique(at, return_inverse=True)
+            once, where = columnar.unique_inverse(at)
             texts = jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, once))
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
@@ -398,7 +401,7 @@ class _Answer:
         """The JSON text of the map of the synapse at each of ``at`` in the rows read ``got``, as
         DuckDB writes it: each synapse's once (a T-bar has a row per partner)."""
         wanted = columnar.map_columns(self.model, item.removed)
-        once, where = np.unique(at, return_inverse=True)
+        once, where = columnar.unique_inverse(at)
         columns = {c: got[c][once] for c in wanted}
         try:  # the map texts in NumPy and Arrow, as DuckDB writes them
             texts = columnar.synapse_map_texts(self.model, item.removed, columns)
@@ -411,6 +414,20 @@ class _Answer:
             found = columnar.synapse_maps_json(self.model, self.execution.run_arrow_checked, None, item.removed, rows)
             texts = found.column("j").take(pc.index_in(ids, value_set=found.column("id"))).combine_chunks()
         return texts.take(pa.array(where.reshape(-1), type=pa.int64()))
+
+
+def _known_kinds(tests: list[list]) -> list[list]:
+    """A pair's tests (pre end, post end) with their type tests decided without reading ``kind``:
+    a partners row's pre end is a T-bar and its post end a PSD (ingest resolves ``pre_id`` among the
+    ``kind = 'pre'`` rows only and ``post_id`` among the 'post' ones, and refuses a pair it cannot
+    resolve). Reading the type strings cost ~0.4 ms at scale 1.0 for the strongest pair."""
+    folded = []
+    for end, kind in zip(tests, ("pre", "post")):
+        kept = [t for t in end if t[0] != "kind"]
+        if any(t[0] == "kind" and t[2] != kind for t in end):
+            kept.append(("syn_id", "never", None))
+        folded.append(kept)
+    return folded
 
 
 def _is_body_id(e, variable: str) -> bool:
