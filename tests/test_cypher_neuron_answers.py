@@ -493,5 +493,6 @@ def test_bucketed_search_is_numpys_searchsorted(built):
     bodies = np.concatenate([ids, ids - 1, ids + 1, [limits.min, limits.max, ids[0] - 10**6, ids[-1] + 10**6, 0]])
     bodies = np.random.default_rng(3).permutation(bodies).astype(np.int64)
     assert np.array_equal(table.search(bodies), np.searchsorted(ids, bodies))
+    assert np.array_equal(table.search(bodies[:300]), np.searchsorted(ids, bodies[:300]))
     assert np.array_equal(table.search(bodies[:10]), np.searchsorted(ids, bodies[:10]))
     assert table._buckets, "the buckets should be in use"

@@ -161,11 +161,11 @@ class NeuronTable:
         neuprint-python's 1,433 partner ids at scale 1.0, ~0.2 ms this way."""
         if self._buckets is None:
             self._buckets = _buckets(self.body_ids)
-        if not self._buckets or len(bodies) < 64:
+        if not self._buckets or len(bodies) < 256:  # fewer: the plain search costs less
             return np.searchsorted(self.body_ids, bodies)
         first, shift, starts, steps = self._buckets
         ids = self.body_ids
-        bucket = (np.clip(bodies, first, ids[-1]) - first) >> shift
+        bucket = (np.minimum(np.maximum(bodies, first), ids[-1]) - first) >> shift  # np.clip: ~100 us more
         low, high = starts[bucket], starts[bucket + 1]
         for _ in range(steps):
             middle = (low + high) >> 1
