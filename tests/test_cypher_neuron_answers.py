@@ -462,3 +462,37 @@ def test_sorted_unique_is_numpys_unique():
         values = np.asarray(values, dtype=np.int64)
         got = distinct_ids(values)
         assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))
+
+
+def test_types_and_instances_of_many_neurons_match_the_feathers(built, segments, statements):
+    """type and instance read by value number (ValueIndex.values_at): a long list in no order, with
+    neurons whose type or instance is NULL and a body listed twice, as bytes and as rows, against the
+    feathers."""
+    neurons = segments[segments["is_neuron"]]
+    untyped = neurons.index[neurons["type"].isna() | neurons["instance"].isna()][:5].tolist()
+    assert untyped, "the sample should hold a neuron without a type or instance"
+    bodies = neurons_of(segments, 300, seed=11) + [int(b) for b in untyped]
+    listed = [*reversed(bodies), bodies[0]]
+    text = f"MATCH (n:Neuron) WHERE n.bodyId IN {listed} RETURN n.bodyId AS b, n.type AS t, n.instance AS i ORDER BY b"
+    written, rows = bytes_and_rows(built, text)
+    assert statements == []
+    want = [[int(b), plain(neurons.at[b, "type"]), plain(neurons.at[b, "instance"])] for b in sorted(set(bodies))]
+    assert rows.data == want
+    assert orjson.loads(written.data_json) == want
+    one = execute(built, f"MATCH (n:Neuron) WHERE n.bodyId = {untyped[0]} RETURN n.type AS t, n.instance AS i")
+    assert one.data == [[plain(neurons.at[untyped[0], "type"]), plain(neurons.at[untyped[0], "instance"])]]
+
+
+def test_bucketed_search_is_numpys_searchsorted(built):
+    """NeuronTable.search (buckets, then a few binary-search steps) against np.searchsorted: every
+    neuron, its neighbours, ids beyond both ends and the int64 limits, in random order."""
+    table = neuron_table(built)
+    ids = table.body_ids
+    assert len(ids) >= 256, "the demo store should have enough neurons for the buckets"
+    limits = np.iinfo(np.int64)
+    bodies = np.concatenate([ids, ids - 1, ids + 1, [limits.min, limits.max, ids[0] - 10**6, ids[-1] + 10**6, 0]])
+    bodies = np.random.default_rng(3).permutation(bodies).astype(np.int64)
+    assert np.array_equal(table.search(bodies), np.searchsorted(ids, bodies))
+    assert np.array_equal(table.search(bodies[:300]), np.searchsorted(ids, bodies[:300]))
+    assert np.array_equal(table.search(bodies[:10]), np.searchsorted(ids, bodies[:10]))
+    assert table._buckets, "the buckets should be in use"

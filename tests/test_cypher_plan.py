@@ -132,10 +132,9 @@ def test_needed_properties_kept_by_tree_bounded():
     assert len(plan_module._needed) <= plan_module.KEEP_NEEDED
 
 
-def test_plans_kept_by_tree_bounded():
+def test_plans_kept_by_tree():
     """plan_query keeps its plans per tree: the same tree (the plan cache's for a text sent again)
-    gets the same plan back, a tree of another text its own plan (its tree written out by hand), and
-    at most KEEP_NEEDED plans are kept."""
+    gets the same plan back, a tree of another text its own plan (its tree written out by hand)."""
     text = "MATCH (n:Neuron) WHERE n.pre > 1 RETURN n.type AS t ORDER BY t"
     first = prepare(text, False)
     assert plan_query(first) is plan_query(first)
@@ -144,6 +143,23 @@ def test_plans_kept_by_tree_bounded():
     assert plan_module.explain(plan_query(other)) == (
         "SqlMatchProject\n  SqlMatch: MATCH (n:Neuron) WHERE n.pre > 2\n  Projection: RETURN n.type AS t ORDER BY t"
     )
-    for k in range(plan_module.KEEP_NEEDED + 10):
-        plan_query(prepare(f"MATCH (n:Neuron) RETURN n.p{k}", False))
-    assert len(plan_module._plans) <= plan_module.KEEP_NEEDED
+
+
+def test_a_repeated_text_is_planned_once(monkeypatch):
+    """The plan is kept on the tree: the plan cache's exact-text level hands out the same tree for the
+    same text, which is then not planned again; another text of the same shape (a new tree) is."""
+    planned = []
+    original = plan_module.plan_part
+
+    def counting(part):
+        planned.append(part)
+        return original(part)
+
+    monkeypatch.setattr(plan_module, "plan_part", counting)
+    cache = engine.PlanCache()
+    text = "WITH [1, 2] AS ids MATCH (n:Neuron) WHERE n.bodyId IN ids RETURN n.type AS t"
+    first = plan_query(cache.prepare(text))
+    assert plan_query(cache.prepare(text)) is first and len(planned) == 1
+    other = plan_query(cache.prepare(text.replace("[1, 2]", "[3]")))
+    assert other is not first and len(planned) == 2
+    assert "3" in plan_module.explain(other) and "1, 2" not in plan_module.explain(other)

@@ -202,7 +202,7 @@ class _Answer:
             if not set(map(type, values)) <= _INT_TYPE:
                 raise _NotHere  # 1.0 = 1 in Cypher (and booleans, other numbers): leave them to SQL
             bodies = np.asarray(values, dtype=np.int64)
-            where = np.searchsorted(self.table.body_ids, bodies)
+            where = self.table.search(bodies)
             inside = where < len(self.table.body_ids)
             inside[inside] = self.table.body_ids[where[inside]] == bodies[inside]
             if segment_only and not inside.all():
@@ -251,6 +251,9 @@ class _Answer:
             raise _NotHere  # ROI flags, properties of no column: SQL knows
         if prop == "bodyId":
             return self.table.body_ids[positions].tolist()  # the column, as NumPy
+        index = self.table.indexes.get(prop)
+        if index is not None and index.row_codes is not None:  # type, instance: by value number
+            return index.values_at(positions)
         column = self.table.columns.column(prop)
         if len(positions) <= FEW_ROWS and column.num_chunks == 1:  # a lookup: scalars beat a take
             chunk = column.chunk(0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +59,8 @@ class ValueIndex:
     positions: np.ndarray
     values: pa.Array | None = None  # the distinct values, value k at index k
     line_breaks: bool = True  # whether a value holds a newline (unknown: assumed)
+    row_codes: np.ndarray | None = None  # per row the number of its value (-1: NULL)
+    python_values: list | None = None  # the distinct values as Python objects, then None (code -1)
 
     def lookup(self, values) -> np.ndarray:
         """Sorted positions holding any of ``values``."""
@@ -88,9 +91,19 @@ class ValueIndex:
         hits = cursor.from_arrow(numbered).filter(f"regexp_full_match(v, {sql_literal(pattern)})").project("k")
         return self.lookup_codes(hits.fetchnumpy()["k"].tolist())
 
+    def values_at(self, positions: np.ndarray) -> list:
+        """The column's values at ``positions`` (None: NULL), as ``take(positions).to_pylist()`` gives
+        them: a row's value picked by its number from the distinct values, made Python objects once
+        (a take of a text column and its ``to_pylist`` cost ~0.25 us a row; this ~0.05)."""
+        codes = self.row_codes[positions].tolist()
+        if len(codes) < 2:
+            return [self.python_values[code] for code in codes]
+        return list(itemgetter(*codes)(self.python_values))
+
     @property
     def nbytes(self) -> int:
-        return self.offsets.nbytes + self.positions.nbytes
+        codes = self.row_codes.nbytes if self.row_codes is not None else 0
+        return self.offsets.nbytes + self.positions.nbytes + codes
 
 
 @dataclass
@@ -114,12 +127,14 @@ class NeuronTable:
     _roi_tuples: dict = field(default_factory=dict, init=False, repr=False)
     # name -> per neuron its number of neuron_rois rows whose names sort up to it (see rows_up_to)
     _rows_up_to: dict = field(default_factory=dict, init=False, repr=False)
+    # (first bodyId, shift, bucket starts, binary-search steps) of :meth:`search`, made on first use
+    _buckets: tuple | None = field(default=None, init=False, repr=False)
 
     @property
     def nbytes(self) -> int:
         arrays = [self.body_ids, self.roi_offsets, self.roi_code, *self.roi_counts.values()]
         arrays += [a for sums in list(self._roi_sums.values()) for a in sums.values()]
-        arrays += list(self._rows_up_to.values())
+        arrays += list(self._rows_up_to.values()) + ([self._buckets[2]] if self._buckets else [])
         tuples = sum(size for _, size in list(self._roi_tuples.values()))
         return (
             sum(a.nbytes for a in arrays) + tuples + self.columns.nbytes + sum(i.nbytes for i in self.indexes.values())
@@ -137,6 +152,28 @@ class NeuronTable:
     def positions(self, bodies) -> np.ndarray:
         """Positions of ``bodies`` (sorted, all neurons of this table)."""
         return np.searchsorted(self.body_ids, np.asarray(bodies, dtype=np.int64))
+
+    def search(self, bodies: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(self.body_ids, bodies)`` for int64 ``bodies`` in any order. The bodyIds
+        are cut into buckets of 2**shift consecutive ids (about one neuron each); a body's bucket gives
+        the few candidates, which a vectorized binary search of a few steps narrows. A plain binary
+        search over 166,700 neurons misses the CPU cache at each of its last ~8 steps: ~0.4 ms for
+        neuprint-python's 1,433 partner ids at scale 1.0, ~0.2 ms this way."""
+        if self._buckets is None:
+            self._buckets = _buckets(self.body_ids)
+        if not self._buckets or len(bodies) < 256:  # fewer: the plain search costs less
+            return np.searchsorted(self.body_ids, bodies)
+        first, shift, starts, steps = self._buckets
+        ids = self.body_ids
+        bucket = (np.minimum(np.maximum(bodies, first), ids[-1]) - first) >> shift  # np.clip: ~100 us more
+        low, high = starts[bucket], starts[bucket + 1]
+        for _ in range(steps):
+            middle = (low + high) >> 1
+            right = ids[np.minimum(middle, len(ids) - 1)] < bodies
+            right &= middle < high
+            low = np.where(right, middle + 1, low)
+            high = np.where(right, high, middle)
+        return low
 
     def roi_rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the neuron_rois row indices of ``positions`` in order, each row's index into ``positions``)."""
@@ -249,6 +286,19 @@ def _narrow(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def _buckets(body_ids: np.ndarray) -> tuple:
+    """NeuronTable.search's buckets; () where they would not pay (few ids, ids near the int64 limits,
+    a bucket of more than 64 ids)."""
+    if len(body_ids) < 256 or body_ids[0] < -(2**61) or body_ids[-1] >= 2**61:
+        return ()
+    first = int(body_ids[0])
+    shift = (int(body_ids[-1] - first) // len(body_ids)).bit_length()
+    count = (int(body_ids[-1] - first) >> shift) + 2
+    starts = np.searchsorted(body_ids, first + (np.arange(count, dtype=np.int64) << shift))
+    largest = int(np.diff(starts).max())
+    return (first, shift, starts, largest.bit_length()) if largest <= 64 else ()
+
+
 def _value_index(column: pa.ChunkedArray) -> ValueIndex:
     encoded = pc.dictionary_encode(column.combine_chunks())
     indices = encoded.indices
@@ -262,7 +312,17 @@ def _value_index(column: pa.ChunkedArray) -> ValueIndex:
     values = encoded.dictionary
     text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
     line_breaks = not text or pc.any(pc.match_substring(values, "\n")).as_py() is True
-    return ValueIndex({v: k for k, v in enumerate(values.to_pylist())}, offsets, positions, values, line_breaks)
+    row_codes = np.where(valid, codes, -1).astype(np.int32 if len(values) < 2**31 else np.int64)
+    python_values = values.to_pylist()
+    return ValueIndex(
+        {v: k for k, v in enumerate(python_values)},
+        offsets,
+        positions,
+        values,
+        line_breaks,
+        row_codes,
+        [*python_values, None],
+    )
 
 
 def _cast_once(columns: pa.Table) -> tuple[pa.Table, dict]:
