@@ -4,6 +4,7 @@ ones). Each path is forced in turn on fetch_synapse_connections' and fetch_synap
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     PAIR_CYPHER,
@@ -33,3 +34,18 @@ def test_both_row_paths_equal_the_oracle(store, release_dir, synapse_points, str
     synapses = execute(store, SYNAPSES_CYPHER.format(bodies=", ".join(map(str, bodies))))
     assert synapses.arrow is not None
     assert canonical(synapses.data) == canonical(oracle_synapse_rows(release_dir, synapse_points, bodies))
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 5_000, columnar.SORT_UNIQUE_ROWS + 1, 50_000])
+def test_unique_inverse_is_numpys_unique(size):
+    """columnar.unique_inverse against np.unique(return_inverse=True), on both of its sides of
+    SORT_UNIQUE_ROWS, with repeats, negatives and the int64 limits."""
+    rng = np.random.default_rng(size)
+    values = rng.integers(-300, 300, size).astype(np.int64)
+    if size > 2:
+        values[:2] = [np.iinfo(np.int64).min, np.iinfo(np.int64).max]
+    unique, inverse = columnar.unique_inverse(values)
+    expected_unique, expected_inverse = np.unique(values, return_inverse=True)
+    assert unique.tolist() == expected_unique.tolist()
+    assert inverse.dtype == np.int64 and inverse.tolist() == expected_inverse.reshape(-1).tolist()
+    assert (unique[inverse] == values).all()

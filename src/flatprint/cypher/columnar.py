@@ -210,10 +210,16 @@ def _only_flags(model, drop: set[str], columns: dict[str, np.ndarray]) -> np.nda
     return bare
 
 
+SORT_UNIQUE_ROWS = 16_384  # from here on np.unique is as fast or faster (~8 % at 200 k values)
+
+
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)`` of integers (inverse flat, int64) by one stable
     sort: NumPy 2's took 0.42-0.48 ms for 4-5 k label pairs of a pair's synapses, this 0.06-0.08."""
     values = np.asarray(values).reshape(-1)
+    if len(values) > SORT_UNIQUE_ROWS:
+        unique, inverse = np.unique(values, return_inverse=True)
+        return unique, inverse.reshape(-1).astype(np.int64, copy=False)
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     first = np.empty(len(values), bool)
