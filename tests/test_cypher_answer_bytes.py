@@ -353,3 +353,15 @@ def test_maps_opened_in_place_or_by_the_kernel():
     assert jsonanswer._opened(maps.slice(1)).to_pylist() == ['{"b":true,"c":2.5}', '{"d":3}']
     assert jsonanswer._opened(pa.array([',"a":1}', "}"])).to_pylist() == ['{"a":1}', "{}"]
     assert jsonanswer._opened(pa.array([], type=pa.string())).to_pylist() == []
+
+
+def test_maps_holding_nothing_opened_among_others():
+    """Maps holding nothing (``}``: a PSD in no ROI) first, last, adjacent, alone and in a slice
+    are written ``{}``, the others opened (texts known on paper); null maps take the kernel."""
+    texts = ["}", ',"a":1}', "}", "}", ',"b":true,"c":2.5}', "}"]
+    want = ["{}", '{"a":1}', "{}", "{}", '{"b":true,"c":2.5}', "{}"]
+    assert jsonanswer._opened(pa.array(texts)).to_pylist() == want
+    assert jsonanswer._opened(pa.array(["x", *texts]).slice(1)).to_pylist() == want
+    assert jsonanswer._opened(pa.array(texts).slice(2, 3)).to_pylist() == want[2:5]
+    assert jsonanswer._opened(pa.array(["}"])).to_pylist() == ["{}"]
+    assert jsonanswer._opened(pa.array([',"a":1}', None])).to_pylist() == ['{"a":1}', None]
