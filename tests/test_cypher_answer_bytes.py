@@ -179,6 +179,45 @@ def test_batches_from_the_batch_cache_are_written_as_bytes(
     assert len(kept) == len(targets) - 1  # the first batch read alone
 
 
+def test_a_first_batch_sent_again_then_others(
+    store,
+    release_dir,
+    synapse_points,  # noqa: F811
+    strong_pair,  # noqa: F811
+    monkeypatch,
+):
+    """A batch sent again while it is its shape's first (a single-batch call repeated: its general
+    query known without planning it) is still read alone; the next other batch builds the kept
+    answer, and every batch after, the first too, comes from it. Rows against pandas' pair rows."""
+    segments = oracle_segments(release_dir)
+    pre, post = strong_pair
+    kind, post_kind = segments.loc[pre, "type"], segments.loc[post, "type"]
+    same_type = segments.index[segments["is_neuron"] & (segments["type"] == post_kind)]
+    others = sorted(int(b) for b in same_type if b != post)[:1]
+    sources = sorted(int(b) for b in segments.index[segments["is_neuron"] & (segments["type"] == kind)])
+    assert others
+    monkeypatch.setattr(batchcache, "_CACHES", {})
+    kept = []
+    original = batchcache.GeneralAnswer.answer_json
+    monkeypatch.setattr(batchcache.GeneralAnswer, "answer_json", lambda *a: kept.append(1) or original(*a))
+    again = []
+    first_again = batchcache.BatchCache.first_again
+    monkeypatch.setattr(batchcache.BatchCache, "first_again", lambda *a: again.append(first_again(*a)) or again[-1])
+    sent = [post, post, post, others[0], others[0], post]
+    from_kept = [0, 0, 0, 1, 1, 1]
+    for target, was_kept in zip(sent, from_kept):
+        cypher = PAIR_CYPHER.replace(
+            "n.bodyId = {pre} AND m.bodyId = {post}",
+            f"n.type = '{kind}' AND m.bodyId = {target} AND m.type = '{post_kind}'",
+        )
+        before = len(kept)
+        result = execute(store, cypher, json_bytes=True)
+        assert len(kept) - before == was_kept
+        want = [row for source in sources for row in oracle_pair_rows(release_dir, synapse_points, source, target)]
+        assert same_rows(json.loads(result.data_json), want)
+    assert again.count(True) == 2  # the first batch sent again (2nd, 3rd): known without planning
+
+
 # ---- the writers at their edges, against answers written on paper
 
 
@@ -353,3 +392,15 @@ def test_maps_opened_in_place_or_by_the_kernel():
     assert jsonanswer._opened(maps.slice(1)).to_pylist() == ['{"b":true,"c":2.5}', '{"d":3}']
     assert jsonanswer._opened(pa.array([',"a":1}', "}"])).to_pylist() == ['{"a":1}', "{}"]
     assert jsonanswer._opened(pa.array([], type=pa.string())).to_pylist() == []
+
+
+def test_maps_holding_nothing_opened_among_others():
+    """Maps holding nothing (``}``: a PSD in no ROI) first, last, adjacent, alone and in a slice
+    are written ``{}``, the others opened (texts known on paper); null maps take the kernel."""
+    texts = ["}", ',"a":1}', "}", "}", ',"b":true,"c":2.5}', "}"]
+    want = ["{}", '{"a":1}', "{}", "{}", '{"b":true,"c":2.5}', "{}"]
+    assert jsonanswer._opened(pa.array(texts)).to_pylist() == want
+    assert jsonanswer._opened(pa.array(["x", *texts]).slice(1)).to_pylist() == want
+    assert jsonanswer._opened(pa.array(texts).slice(2, 3)).to_pylist() == want[2:5]
+    assert jsonanswer._opened(pa.array(["}"])).to_pylist() == ["{}"]
+    assert jsonanswer._opened(pa.array([',"a":1}', None])).to_pylist() == ['{"a":1}', None]

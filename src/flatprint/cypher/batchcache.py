@@ -168,6 +168,15 @@ class BatchCache:
         self.kept: OrderedDict = OrderedDict()  # SQL -> GeneralAnswer or _TOO_BIG
         self.seen: OrderedDict = OrderedDict()  # SQL -> the values of the batch seen first
 
+    def first_again(self, key: str, values: tuple[int, ...]) -> bool:
+        """Whether ``values`` are those of ``key``'s first batch, seen again with nothing kept
+        (answer_for then answers None and builds nothing); marks the shape seen last, as it does."""
+        with self.lock:
+            if key in self.kept or self.seen.get(key) != values:
+                return False
+            self.seen.move_to_end(key)
+            return True
+
     def answer_for(self, key: str, values: tuple[int, ...], build) -> GeneralAnswer | None:
         """The kept answer for ``key``; built with ``build() -> GeneralAnswer | None`` (None: too big)
         when a batch of other values was seen before; None when this is the shape's first batch, or

@@ -207,13 +207,24 @@ def _number_maps(keys: list[str], columns: dict[str, np.ndarray], names: list[li
 def _opened(maps: pa.Array) -> pa.Array:
     """Maps written as ``,...}`` (every part led by a comma) with that first comma made the opening
     brace, in a copy of their bytes (a kernel's search and replace cost ~0.3 ms for a pair's 4 k
-    T-bars' maps at scale 1.0); a map holding nothing (``}``) is written ``{}``."""
+    T-bars' maps at scale 1.0); a map holding nothing (``}``) is written ``{}``, its brace inserted
+    in that copy (a type's PSDs in no ROI, 68 of DNge104's 3,895 maps at scale 1.0, had sent every
+    map through the kernels: 0.6 ms)."""
     offsets = np.frombuffer(maps.buffers()[1], np.int32, len(maps) + 1, maps.offset * 4)
-    data = np.frombuffer(maps.buffers()[2], np.uint8).copy()
+    data = np.frombuffer(maps.buffers()[2], np.uint8)
     starts = offsets[:-1]
-    if not len(maps) or maps.null_count or (data[starts] != ord(",")).any():
+    empty = data[starts] != ord(",") if len(maps) and not maps.null_count else None
+    if empty is None or (data[starts[empty]] != ord("}")).any() or (offsets[1:][empty] - starts[empty] != 1).any():
         return pc.replace_substring(pc.binary_join_element_wise("{", maps, ""), "{,", "{", max_replacements=1)
-    data[starts] = ord("{")
+    if empty.any():  # a copy joined at those maps by "{" (np.insert took 0.4 ms), each "}" now "{}"
+        cuts = [0, *starts[empty].tolist(), len(data)]
+        whole = memoryview(maps.buffers()[2])
+        data = np.frombuffer(bytearray(b"{".join([whole[a:b] for a, b in zip(cuts, cuts[1:])])), np.uint8)
+        offsets = offsets + np.concatenate(([0], np.cumsum(empty))).astype(np.int32)
+        data[offsets[:-1][~empty]] = ord("{")
+    else:
+        data = data.copy()
+        data[starts] = ord("{")
     return pa.StringArray.from_buffers(len(maps), pa.py_buffer(offsets), pa.py_buffer(data))
 
 
