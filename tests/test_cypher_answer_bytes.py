@@ -29,7 +29,6 @@ from flatprint.cypher import batchcache, jsonanswer
 from flatprint.cypher.engine import execute
 from flatprint.server import open_stores
 from flatprint.server.http import _ORJSON_OPTIONS, encode_json
-from flatprint.store import Store
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 from fastapi.testclient import TestClient  # noqa: E402
@@ -44,13 +43,6 @@ CRS = {
     "type": "link",
     "properties": {"href": "http://spatialreference.org/ref/sr-org/9157/ogcwkt/", "type": "ogcwkt"},
 }
-
-
-@pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

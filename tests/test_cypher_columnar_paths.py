@@ -12,7 +12,6 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
     canonical,
     oracle_pair_rows,
     oracle_synapse_rows,
-    store,
     strong_pair,
     synapse_points,
 )

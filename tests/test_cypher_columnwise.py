@@ -74,13 +74,6 @@ SYNAPSES_CYPHER = """
 
 
 @pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def server(store_path, tmp_path_factory):
     home = tmp_path_factory.mktemp("columnwise-home")
     with running_server([str(store_path)], home) as (url, cert):

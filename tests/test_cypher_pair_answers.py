@@ -25,7 +25,6 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
 from flatprint.cypher import jsonanswer, synapseanswers
 from flatprint.cypher.engine import execute
 from flatprint.server.http import encode_json
-from flatprint.store import Store
 
 #: neuprint-python 0.6.4's text for fetch_synapse_connections(pre, post) (nt=None), as captured
 NEUPRINT_PAIR_CYPHER = """
@@ -67,13 +66,6 @@ NEUPRINT_PAIR_CYPHER = """
            apoc.map.removeKeys(ns, ['location', 'confidence', 'type']) as info_pre,
            apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) as info_post
 """
-
-
-@pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

@@ -26,14 +26,6 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
 
 from flatprint.cypher import batchcache, columnar, sqlgen, synapseanswers
 from flatprint.cypher.engine import execute, plan_tree
-from flatprint.store import Store
-
-
-@pytest.fixture(scope="module")
-def store(store_path):
-    s = Store.open(store_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture
