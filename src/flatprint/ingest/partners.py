@@ -1,13 +1,13 @@
 """One pre-body range of the partners step in NumPy: ``partners``, ``connections``,
 ``connection_rois`` and each T-bar's partner count (``tbar_down``, which ``segment_rois`` reads).
 
-The range's partner rows are sorted once, by (body_pre, body_post, pre_id, post_id), the order
-``partners`` stores, and every aggregate is a run-length sum over the sorted rows or a sort of
-small integer keys, instead of DuckDB's high-cardinality hash aggregates (about nine passes over the
-rows, 0.3–1.2 µs CPU a row each; benchmarks/analysis.md). The pre ends resolve by a binary search of
-the range's T-bars sorted by location (a location is one point of its range: ingest fails on
-duplicates before this step). Results go to DuckDB as Arrow tables of ~1 M rows (an Arrow table is
-scanned by every thread, a stream by one).
+DuckDB resolves the range's pre ends (a hash join) and sorts the pairs once, by (body_pre,
+body_post, pre_id, post_id), the order ``partners`` stores; every aggregate is then a run-length sum
+over the sorted rows or a stable sort of nearly sorted small integer keys, instead of DuckDB's
+high-cardinality hash aggregates (about nine passes over the rows, 0.3-1.2 µs CPU a row each;
+benchmarks/analysis.md). A binary search of the T-bars in NumPy for the pre ends took twice the
+join's CPU. Results go to DuckDB as Arrow tables of ~1 M rows (an Arrow table is scanned by every
+thread, a stream by one).
 """
 
 from __future__ import annotations
