@@ -35,11 +35,10 @@ import pandas as pd
 from flatprint.errors import ReleaseError, StoreError
 from flatprint.ingest.layout import (
     NT_PROPERTY,
-    POST_HP_THRESHOLD,
-    PRE_HP_THRESHOLD,
     STORE_FORMAT,
 )
 from flatprint.ingest.meta import build_meta
+from flatprint.ingest.partners import RoiMap, build_range, empty_tbar_down
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
@@ -50,7 +49,7 @@ from flatprint.ingest.ranges import (
     range_count,
     range_index_sql,
 )
-from flatprint.ingest.roi_counts import build_segment_rois, connection_rois, segment_rois
+from flatprint.ingest.roi_counts import build_segment_rois, segment_rois
 from flatprint.ingest.rois import (
     combine_extra_roi_sets,
     extra_roi_sets,
@@ -380,46 +379,18 @@ def _build_partners(b: _Build) -> None:
     for folder in ("segment-rois", "roi-info"):
         (b.work / folder).mkdir()
     missing_pre = missing_post = conf_differs = 0
+    rois = RoiMap.load(con)
     with b.stage.timed("partners and connections", b.ranges) as advance:
         for k, (first, last) in enumerate(b.syn_ranges):
             source = bucket_files(b.partners_by_pre, k, "pre_bucket")
             if source:
-                con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE range_partners AS
-                    SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id, r.conf_pre, r.conf_post,
-                           (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post)
-                             AS conf_differs,
-                           r.primary_label_post, r.major_label_post
-                    FROM read_parquet({source}) r
-                    LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
-                               FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
-                      ON s.point_id = r.pre_point AND s.body = r.body_pre""")
-                counts = b.one("""SELECT count(*) FILTER (pre_id IS NULL), count(*) FILTER (post_id IS NULL),
-                                         count(*) FILTER (conf_differs AND pre_id IS NOT NULL AND post_id IS NOT NULL)
-                                  FROM range_partners""")
+                counts = build_range(con, source, first, last, rois)
                 missing_pre, missing_post, conf_differs = (
                     a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
                 )
-                # Only the four columns partners keeps are sorted; the aggregates below need no order.
-                con.execute("""INSERT INTO partners SELECT body_pre, body_post, pre_id, post_id FROM range_partners
-                               ORDER BY body_pre, body_post, pre_id, post_id""")
-                # One pass over the range's pairs: per T-bar, partner body and post ROI labels, the
-                # PSD count. Connections, per-ROI weights, split T-bars and downstream counts are
-                # sums over these rows (count(DISTINCT pre_id) per label pair is their count).
-                con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE tbar_labels AS
-                    SELECT body_pre, body_post, pre_id, primary_label_post AS pl, major_label_post AS ml,
-                           count(*) AS n,
-                           count(*) FILTER (conf_post >= {POST_HP_THRESHOLD} AND conf_pre >= {PRE_HP_THRESHOLD}) AS hp
-                    FROM range_partners GROUP BY ALL""")
-                con.execute("""
-                    INSERT INTO connections
-                    SELECT body_pre, body_post, sum(n)::BIGINT AS weight, sum(hp)::BIGINT AS weight_hp
-                    FROM tbar_labels GROUP BY body_pre, body_post ORDER BY body_pre, body_post""")
-                connection_rois(con)
                 _copy_by_post(b, k)
             else:
-                con.execute("CREATE OR REPLACE TEMP TABLE tbar_labels AS SELECT NULL::BIGINT AS pre_id, 0 AS n LIMIT 0")
+                empty_tbar_down(con)
             segment_rois(
                 con,
                 b.roi_info_keys,
@@ -429,7 +400,7 @@ def _build_partners(b: _Build) -> None:
                 b.work / "roi-info" / f"{k:05d}.parquet",
             )
             advance()
-    for name in ("range_segment_rois", "range_partners", "tbar_labels"):
+    for name in ("range_segment_rois", "tbar_down"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     shutil.rmtree(b.partners_by_pre, ignore_errors=True)
     partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name

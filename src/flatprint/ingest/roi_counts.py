@@ -1,8 +1,8 @@
-"""Per-ROI counts at ingest: per body pair (``connection_rois``) and per body (``segment_rois`` and
-each body's roiInfo text), summed up the ROI hierarchy through ``roi_codes`` (label -> every ROI it
-counts under). ``connection_rois`` and ``segment_rois`` run once per body range inside the partners
-step (ingest/build.py), over its ``tbar_labels``; ``build_segment_rois`` then sorts the per-range
-counts by ROI into the store's ``segment_rois``."""
+"""Per-body ROI counts at ingest (``segment_rois`` and each body's roiInfo text), summed up the ROI
+hierarchy through ``roi_codes`` (label -> every ROI it counts under). ``segment_rois`` runs once per
+body range inside the partners step (ingest/build.py), after ingest/partners.py left each T-bar's
+partner count in ``tbar_down``; ``build_segment_rois`` then sorts the per-range counts by ROI into
+the store's ``segment_rois``."""
 
 from __future__ import annotations
 
@@ -17,57 +17,15 @@ from flatprint.store.sql import sql_literal
 ROI_INFO_BATCH_ROWS = 1 << 20  # rows of per-ROI counts turned into roiInfo text at a time
 
 
-def connection_rois(con) -> None:
-    """Append the per-ROI weights of one range's pairs (``tbar_labels``) to connection_rois."""
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE pair_labels AS
-        SELECT body_pre, body_post, pl, ml, sum(n) AS post, count(pre_id) AS pre FROM tbar_labels GROUP BY ALL""")
-    # `pre` counts distinct T-bars per ROI. Summing the per-label counts up the hierarchy counts a
-    # T-bar twice when its PSDs on one partner lie in two ROIs of one grouping (LegNp(T1)(L) and
-    # LegNp(T2)(L) under VNC): correct exactly for those few T-bars instead of expanding every row.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE pre_overcount AS
-        WITH split_tbars AS (
-          SELECT pre_id, body_post FROM tbar_labels GROUP BY pre_id, body_post
-          HAVING min(pl) <> max(pl) OR min(ml) <> max(ml)),
-        combos AS (
-          SELECT t.body_pre, t.body_post, t.pre_id, t.pl, t.ml
-          FROM tbar_labels t SEMI JOIN split_tbars s ON s.pre_id = t.pre_id AND s.body_post = t.body_post),
-        expanded AS (
-          SELECT body_pre, body_post, pre_id, m.roi FROM combos
-          JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
-          UNION ALL
-          SELECT body_pre, body_post, pre_id, m.roi FROM combos
-          JOIN roi_codes m ON m.roi_set = 'major' AND m.label = ml)
-        SELECT body_pre, body_post, roi, count(*) - count(DISTINCT pre_id) AS over
-        FROM expanded GROUP BY ALL HAVING count(*) > count(DISTINCT pre_id)""")
-    con.execute("""
-        INSERT INTO connection_rois
-        WITH expanded AS (
-          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
-          JOIN roi_codes m ON m.roi_set = 'primary' AND m.label = pl
-          UNION ALL
-          SELECT body_pre, body_post, m.roi, post, pre FROM pair_labels
-          JOIN roi_codes m ON m.roi_set = 'major' AND m.label = ml),
-        summed AS (
-          SELECT body_pre, body_post, roi, sum(post)::BIGINT AS weight, sum(pre)::BIGINT AS pre
-          FROM expanded GROUP BY ALL)
-        SELECT s.body_pre, s.body_post, CAST(s.roi AS VARCHAR), s.weight, (s.pre - coalesce(o.over, 0))::BIGINT
-        FROM summed s LEFT JOIN pre_overcount o USING (body_pre, body_post, roi)
-        ORDER BY s.body_pre, s.body_post, s.roi""")
-    con.execute("DROP TABLE pair_labels; DROP TABLE pre_overcount")
-
-
 def segment_rois(con, keys: list[str], first: int, last: int, counts_file: Path, roi_info_file: Path) -> None:
     """Per-body, per-ROI counts of the synapses [first, last) (the bodies of one range, whose T-bars'
-    partners are in ``tbar_labels``) to ``counts_file`` sorted by ROI then body, and those bodies'
+    partner counts are in ``tbar_down``) to ``counts_file`` sorted by ROI then body, and those bodies'
     roiInfo text to ``roi_info_file`` in body order; downstream counts the PSDs each T-bar's partners
     have. Parquet in the build directory rather than TEMP tables: at full scale these are ~280 M
     rows and ~20 GB of text, which DuckDB keeps uncompressed in memory and spills."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE range_segment_rois AS
-        WITH tbar_down AS (SELECT pre_id, sum(n) AS n FROM tbar_labels GROUP BY pre_id),
-        body_labels AS (
+        WITH body_labels AS (
           SELECT s.body, s.primary_label AS pl, s.major_label AS ml,
                  count(*) FILTER (s.kind = 'pre') AS pre, count(*) FILTER (s.kind = 'post') AS post,
                  coalesce(sum(d.n), 0) AS downstream

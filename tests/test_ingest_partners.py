@@ -1,0 +1,95 @@
+"""The partners step (ingest/partners.py) against pandas on the raw feathers, in several body ranges:
+per pair weight and weightHP, and per pair and ROI the PSDs and the distinct T-bars."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+from oracle import load, point_id, roi_chains
+
+from flatprint.ingest import ingest_release
+
+
+@pytest.fixture(scope="module")
+def ranged_store(release_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("partners") / "store.duckdb"
+    ingest_release(release_dir, path, progress=False, memory_limit="2GB", buckets=5)
+    return path
+
+
+def _table(store, sql) -> pd.DataFrame:
+    with duckdb.connect(str(store), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def _partner_rois(release) -> pd.DataFrame:
+    """One row per partner row and ROI its post point counts under (its primary ROI and the
+    ancestors, and its major ROI), with the T-bar's location."""
+    partners = load(release, "syn-partners")
+    points = load(release, "syn-points")
+    chains = roi_chains(release)
+    post = point_id(partners.x_post, partners.y_post, partners.z_post).to_numpy()
+    rows = pd.DataFrame(
+        {
+            "body_pre": partners.body_pre.to_numpy(),
+            "body_post": partners.body_post.to_numpy(),
+            "tbar": point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy(),
+            "row": range(len(partners)),
+            "primary": partners.primary_post.astype(str).to_numpy(),
+            "major": points["major"].astype(str).reindex(post).to_numpy(),
+        }
+    )
+    rows["rois"] = [
+        set(chains.get(p, []) if p != "<unspecified>" else []) | ({m} if m != "<unspecified>" else set())
+        for p, m in zip(rows.primary, rows.major)
+    ]
+    return rows.explode("rois").dropna(subset=["rois"]).rename(columns={"rois": "roi"})
+
+
+def test_connections_in_several_ranges(release_dir, ranged_store):
+    partners = load(release_dir, "syn-partners")
+    hp = (partners.conf_post >= 0.7) & (partners.conf_pre >= 0.0)
+    want = (
+        partners.assign(hp=hp)
+        .groupby(["body_pre", "body_post"])
+        .agg(weight=("hp", "size"), weight_hp=("hp", "sum"))
+        .reset_index()
+    )
+    got = _table(ranged_store, "SELECT body_pre, body_post, weight, weight_hp FROM connections ORDER BY rowid")
+    assert got.body_pre.nunique() > 5
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_connection_rois_psds_and_distinct_tbars(release_dir, ranged_store):
+    """weight: the PSDs whose point counts under the ROI; pre: the distinct T-bars among them, so a
+    T-bar whose PSDs on one partner lie in two ROIs of one grouping counts once under it."""
+    rows = _partner_rois(release_dir)
+    want = (
+        rows.groupby(["body_pre", "body_post", "roi"])
+        .agg(weight=("row", "size"), pre=("tbar", "nunique"))
+        .reset_index()
+    )
+    split = (
+        rows.groupby(["body_pre", "body_post", "roi"]).tbar.size()
+        > want.set_index(["body_pre", "body_post", "roi"]).pre
+    )
+    assert split.any(), "the synthetic release should have a T-bar with several PSDs under one ROI"
+    got = _table(ranged_store, "SELECT body_pre, body_post, roi, weight, pre FROM connection_rois ORDER BY rowid")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_tbar_partner_counts_are_downstream(release_dir, ranged_store):
+    """segment_rois' downstream: each T-bar's partner count, summed per body and the T-bar's primary
+    ROI (ROIs no other primary ROI counts under, so the sum has no other source)."""
+    partners = load(release_dir, "syn-partners")
+    points = load(release_dir, "syn-points")
+    chains = roi_chains(release_dir)
+    pre = point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()
+    down = pd.DataFrame({"body": partners.body_pre.to_numpy(), "roi": points["primary"].astype(str).reindex(pre)})
+    leaves = set(down.roi) - {"<unspecified>"} - {a for chain in chains.values() for a in chain[1:]}
+    assert len(leaves) > 3
+    want = down[down.roi.isin(leaves)].value_counts()
+    got = _table(ranged_store, "SELECT bodyId AS body, roi, downstream FROM segment_rois WHERE downstream > 0")
+    got = got[got.roi.isin(leaves)].set_index(["body", "roi"]).downstream
+    assert got.to_dict() == want.to_dict()
