@@ -42,7 +42,7 @@ import json, sys
 from flatprint.ingest import ingest_release
 res = ingest_release(sys.argv[1], sys.argv[2], force=True, progress=False, memory_limit=sys.argv[3])
 out = {k: res[k] for k in ("seconds", "rows", "rows_per_second", "source_bytes", "store_bytes", "timings",
-                           "cpu_timings")}
+                           "cpu_timings", "peak_rss_after_step")}
 # This process's own high-water mark (reset at exec). wait4's ru_maxrss also counts the parent's pages
 # that the fork copied before exec, so a large benchmark process would inflate it.
 for line in open("/proc/self/status"):
@@ -192,6 +192,7 @@ def run_ingest(release: Path, store: Path, memory_limit: str) -> dict:
         "peak_build_dir_bytes": disk,
         "timings": inner["timings"],
         "cpu_timings": inner.get("cpu_timings"),
+        "peak_rss_after_step": inner.get("peak_rss_after_step"),
     }
 
 
@@ -306,6 +307,12 @@ def main(argv=None) -> dict:
                 ),
                 flush=True,
             )
+            if r.get("peak_rss_after_step"):
+                print(
+                    "  peak RSS so far after each step (GiB): "
+                    + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in r["peak_rss_after_step"].items()),
+                    flush=True,
+                )
         if not runs:
             doc["scales"].append(
                 {

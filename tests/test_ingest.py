@@ -338,6 +338,11 @@ def test_body_ranges_do_not_change_the_store(release_dir, store_path, tmp_path, 
     ranged = tmp_path / "ranged.duckdb"
     result = ingest_release(release_dir, ranged, progress=False, memory_limit="2GB", buckets=7)
     assert result["timings"]["synapses"] > 0
+    # each step's RSS high-water mark (Linux): present for every step timed, never falling step to step
+    peaks = result["peak_rss_after_step"]
+    assert set(peaks) == set(result["timings"]) - {"validate"}
+    if os.path.exists("/proc/self/status"):
+        assert min(peaks.values()) > 0 and list(peaks.values()) == sorted(peaks.values())
     tables = q(store_path, "SELECT table_name FROM duckdb_tables() WHERE table_name NOT IN ('meta', 'store_info')")
     assert {"synapses", "partners", "connection_rois", "segments"} <= set(tables.table_name)
     for table in tables.table_name:

@@ -67,6 +67,18 @@ from flatprint.release import tables as T
 from flatprint.store.sql import quote_ident, sql_literal
 
 
+def rss_high_water_mark() -> int:
+    """This process's peak resident set size so far, in bytes (0 where the OS does not say)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class _Stage:
     """Progress per table plus wall and CPU seconds per step (CPU: every thread of the process)."""
 
@@ -74,6 +86,9 @@ class _Stage:
         self.progress = progress
         self.timings: dict[str, float] = {}
         self.cpu_timings: dict[str, float] = {}
+        # The process's RSS high-water mark (bytes) when each step ended: the first step whose figure
+        # reaches the final one set the ingest's peak (Python's memory lies outside DuckDB's limit).
+        self.peak_rss: dict[str, int] = {}
         self.buckets = 1
 
     def stream(self, path: Path, columns: list[str] | None, rows: int):
@@ -88,6 +103,7 @@ class _Stage:
         yield lambda: self.progress.advance(task)
         self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - started
         self.cpu_timings[label] = self.cpu_timings.get(label, 0.0) + time.process_time() - cpu
+        self.peak_rss[label] = max(self.peak_rss.get(label, 0), rss_high_water_mark())
 
 
 @dataclass
@@ -547,6 +563,7 @@ def ingest_release(
         "store_bytes": target.stat().st_size,
         "timings": stage.timings,
         "cpu_timings": stage.cpu_timings,
+        "peak_rss_after_step": stage.peak_rss,
         "dataset": dataset,
         **result["internal"],
     }
