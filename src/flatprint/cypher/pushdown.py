@@ -3,9 +3,6 @@ in SQL; whole nodes and ``roiInfo`` are fetched as keys and filled in one batch 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,13 +21,6 @@ from flatprint.cypher.sqlgen import (
     variables_in,
 )
 from flatprint.cypher.values import NodeRef, Point
-
-#: the general query's SQL (or None: no batch answer) of the MATCH trees seen last, by identity as
-#: plan.py keeps plans: a single-batch call sent again (fetch_synapses of a small type) is its
-#: shape's first batch again, known without planning the general query (0.27 ms at scale 1.0)
-_general_shapes: OrderedDict[int, tuple[ast.Match, object, tuple, str | None]] = OrderedDict()
-_general_lock = threading.Lock()
-KEEP_SHAPES = 64
 
 
 class PushdownExecution:
@@ -212,19 +202,17 @@ class PushdownExecution:
         condition = batchcache.body_condition(match.where)
         if condition is None:
             return None
+        # The general query's SQL (None: no batch answer) is kept on the MATCH tree, as plan.py keeps
+        # plans: a single-batch call sent again (fetch_synapses of a small type) is its shape's first
+        # batch again, known without planning the general query (0.27 ms at scale 1.0).
         exprs = tuple(expressions)
-        with _general_lock:
-            known = None if self.params else _general_shapes.get(id(match))
-        if known is not None and known[0] is match and known[1] is self.model and known[2] == exprs:
-            if known[3] is None or batchcache.cache_of(self.store).first_again(known[3], condition.values):
+        known = None if self.params else match.__dict__.get("_general_shape")
+        if known is not None and known[0] is self.model and known[1] == exprs:
+            if known[2] is None or batchcache.cache_of(self.store).first_again(known[2], condition.values):
                 return None
         shape, rows = self._general_answer(match, condition, expressions, names)
         if not self.params:
-            with _general_lock:
-                _general_shapes[id(match)] = (match, self.model, exprs, shape)
-                _general_shapes.move_to_end(id(match))
-                while len(_general_shapes) > KEEP_SHAPES:
-                    _general_shapes.popitem(last=False)
+            match.__dict__["_general_shape"] = (self.model, exprs, shape)
         return rows
 
     def _general_answer(self, match, condition, expressions, names) -> tuple[str | None, list[list] | None]:
