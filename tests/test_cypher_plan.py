@@ -120,16 +120,14 @@ def test_inlined_constants_are_the_lists_written_in_place():
     assert substituted[0].where.collection is lazy and "items" not in vars(lazy)
 
 
-def test_needed_properties_kept_by_tree_bounded():
-    """needed_properties keeps its answers per tree (the same tree answers from the kept set, another
-    tree of other properties its own) and at most KEEP_NEEDED of them."""
+def test_needed_properties_kept_by_tree():
+    """needed_properties keeps its answer on the tree (the same tree answers from it, another tree of
+    other properties its own)."""
     first = prepare("MATCH (n:Neuron) WHERE n.status = 'Traced' RETURN n.type", False)
     assert needed_properties(first) == {"status", "type"}
     assert needed_properties(first) is needed_properties(first)
     assert needed_properties(prepare("MATCH (n:Neuron) RETURN n.instance", False)) == {"instance"}
-    for k in range(plan_module.KEEP_NEEDED + 10):
-        needed_properties(prepare(f"MATCH (n:Neuron) RETURN n.p{k}", False))
-    assert len(plan_module._needed) <= plan_module.KEEP_NEEDED
+    assert needed_properties(prepare("MATCH (n:Neuron) WHERE n.pre > 3 RETURN n.bodyId", False)) == {"pre", "bodyId"}
 
 
 def test_plans_kept_by_tree():

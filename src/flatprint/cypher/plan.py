@@ -14,8 +14,6 @@ many rows of a MATCH the rest of the query can use (a LIMIT pushed into its SQL)
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from flatprint.cypher import ast
@@ -24,26 +22,14 @@ from flatprint.cypher.registry import contains_aggregate
 from flatprint.cypher.rewriter import fold_pass_through_withs, inline_constant_withs, normalize_projections
 from flatprint.cypher.synapseplan import SynapseShape, synapse_shape
 
-#: needed_properties of the trees seen last, by identity (each kept with its tree, so an id is not
-#: reused meanwhile): the plan cache hands the same tree back for a text sent again, and its walk
-#: (~0.2 ms for neuprint-python's shortest-path query) was a fifth of that query's engine time.
-KEEP_NEEDED = 64
-_needed: OrderedDict[int, tuple[ast.Node, frozenset[str]]] = OrderedDict()
-_needed_lock = threading.Lock()
-
 
 def needed_properties(query: ast.Node) -> frozenset[str]:
-    """Every property name the query reads (SQL fetches these with the match)."""
-    with _needed_lock:
-        kept = _needed.get(id(query))
-        if kept is not None and kept[0] is query:
-            _needed.move_to_end(id(query))
-            return kept[1]
-    names = frozenset(_needed_properties(query))
-    with _needed_lock:
-        _needed[id(query)] = (query, names)
-        while len(_needed) > KEEP_NEEDED:
-            _needed.popitem(last=False)
+    """Every property name the query reads (SQL fetches these with the match). Kept on the tree, as
+    plan_query keeps plans: the plan cache hands the same tree back for a text sent again, and the
+    walk (~0.2 ms for neuprint-python's shortest-path query) was a fifth of that query's engine time."""
+    names = query.__dict__.get("_needed_properties")
+    if names is None:
+        names = query.__dict__["_needed_properties"] = frozenset(_needed_properties(query))
     return names
 
 
