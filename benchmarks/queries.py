@@ -169,12 +169,13 @@ class FlatprintEngine:
         self.open_seconds.append(time.perf_counter() - started)
 
 
-def fp_neurons(nc_kwargs, roi_info=True):
+def fp_neurons(nc_kwargs, roi_info=True, returned_columns="all"):
     def run(eng, p):
         from flatprint import NeuronCriteria as NC, fetch_neurons
 
         c = eng.client
-        return fetch_neurons(NC(client=c, **{k: p[v] for k, v in nc_kwargs.items()}), roi_info=roi_info, client=c)
+        criteria = NC(client=c, **{k: p[v] for k, v in nc_kwargs.items()})
+        return fetch_neurons(criteria, roi_info=roi_info, returned_columns=returned_columns, client=c)
 
     return run
 
@@ -275,6 +276,14 @@ def workload():
             "fetch_neurons(NC(rois=[R]), roi_info=False): the same frames without the roiInfo maps, "
             "which no baseline builds",
             fp_neurons({"rois": "roi"}, roi_info=False),
+            fp_neurons_answer,
+            "neurons_by_roi",
+        ),
+        (
+            "neurons_by_roi_columns",
+            "fetch_neurons(NC(rois=[R]), roi_info=False, returned_columns=the baselines' six): the neuron "
+            "columns the baselines return; the ROI rows still cover every ROI (the baselines': primary only)",
+            fp_neurons({"rois": "roi"}, roi_info=False, returned_columns=B.NEURON_COLS),
             fp_neurons_answer,
             "neurons_by_roi",
         ),
@@ -463,6 +472,7 @@ def query_params(name: str, params: dict, rep: int = 0) -> dict:
         "neurons_by_regex": {"regex": params["regex"]},
         "neurons_by_roi": {"roi": params["roi"]},
         "neurons_by_roi_lean": {"roi": params["roi"]},
+        "neurons_by_roi_columns": {"roi": params["roi"]},
         "adjacencies_1": {"bodies": params["one"]},
         "adjacencies_100": {"bodies": params["hundred"]},
         "adjacencies_1000": {"bodies": params["thousand"]},

@@ -25,6 +25,7 @@ NAMES = [
     "neurons_by_regex",
     "neurons_by_roi",
     "neurons_by_roi_lean",
+    "neurons_by_roi_columns",
     "adjacencies_1",
     "adjacencies_100",
     "adjacencies_1000",
