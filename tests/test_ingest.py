@@ -329,6 +329,26 @@ def test_partner_on_another_body(release_dir, tmp_path):
     assert_nothing_written(tmp_path / "s.duckdb")
 
 
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_a_point_twice_in_its_body_is_an_error(release_dir, tmp_path, buckets):
+    """A (body, kind, location) given twice in syn-points would match its T-bar or partners twice: an
+    error counting the repeats (as pandas counts them), whatever body ranges the build sorts in."""
+    rel = broken_copy(release_dir, tmp_path)
+    (rel / "manifest.json").unlink()
+    path = rel / FILES["syn-points"]
+    t = feather.read_table(path)
+    kinds = t.column("kind").to_pandas().astype(str).to_numpy()
+    pre, post = int(np.flatnonzero(kinds == "PreSyn")[0]), int(np.flatnonzero(kinds == "PostSyn")[-1])
+    t = pa.concat_tables([t, t.take([pre, post, post])]).combine_chunks()
+    feather.write_feather(t, path)
+    points = pd.read_feather(path, columns=["x", "y", "z", "kind", "body"])
+    repeats = int(points.astype({"kind": str}).duplicated().sum())
+    assert repeats == 3
+    with pytest.raises(ReleaseError, match=f"syn-points.*: {repeats} duplicate point locations"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False, buckets=buckets)
+    assert_nothing_written(tmp_path / "s.duckdb")
+
+
 def test_body_ranges_do_not_change_the_store(release_dir, store_path, tmp_path, monkeypatch):
     """Sorting synapses and partners in several body ranges gives the same store, row for row and in
     the same order, as one range (the size the other tests' stores are built with); the neuron

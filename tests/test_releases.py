@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -145,6 +146,21 @@ def test_v10_ingests_as_its_own_dataset(v10_store, v10_release):
         "pre": int((layer["kind"] == "PreSyn").sum()),
         "post": int((layer["kind"] == "PostSyn").sum()),
     }
+
+
+def test_v10_synapses_keep_each_points_compartment(v10_store, v10_release):
+    """v1.0's syn-points has a compartment column: every synapses row carries its point's, matched by
+    body, kind and location with pandas on the feather."""
+    key = ["body", "kind", "x", "y", "z"]
+    pts = _points(v10_release, [*key, "compartment"]).astype({"kind": str})
+    want = pts.assign(kind=pts["kind"].map({"PreSyn": "pre", "PostSyn": "post"}))
+    with duckdb.connect(str(v10_store), read_only=True) as con:
+        got = con.execute(f"SELECT {', '.join(key)}, compartment FROM synapses").df()
+    assert want["compartment"].notna().any()
+    want, got = (f.sort_values(key).reset_index(drop=True) for f in (want, got))
+    pd.testing.assert_frame_equal(got[key], want[key], check_dtype=False)
+    got_c, want_c = (f["compartment"].astype(object).fillna("-").astype(str) for f in (got, want))
+    assert (got_c == want_c).all()
 
 
 def test_missing_v10_file_is_named(v10_release, tmp_path):
