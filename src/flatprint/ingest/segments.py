@@ -58,13 +58,20 @@ def build_segments(b) -> tuple[list[str], list[str]]:
         )
         ann = _read_table(files.paths["annotations"], "bodyId", None)
         nt_names = open_feather(files.paths["neurotransmitters"]).schema.names
-        nt = _read_table(files.paths["neurotransmitters"], "body", [c for c in nt_names if c not in NT_SKIPPED[1:]])
+        # Split by range, not held whole: 6.8 M rows (~0.4 GB, twice that while combined) at full scale.
+        nt = _RangeFiles(
+            files.paths["neurotransmitters"],
+            "body",
+            [c for c in nt_names if c not in NT_SKIPPED[1:]],
+            seg_bounds,
+            b.work / "nt-ranges",
+        )
         # The annotation columns' DuckDB types (as a scan of the feather gives them) decide the casts.
         con.register("ann_arrow", ann.table)
         con.execute("CREATE TEMP TABLE raw_ann AS SELECT * FROM ann_arrow")
         con.unregister("ann_arrow")
     ann_cols = [c for c in ann.table.column_names if c != "bodyId"]
-    nt_cols = [c for c in nt.table.column_names if c not in NT_SKIPPED]
+    nt_cols = [c for c in nt.schema.names if c not in NT_SKIPPED]
     query = _segments_sql(con, ann_cols, nt_cols)
     roi_info = _RoiInfo(sorted((b.work / "roi-info").glob("*.parquet")))
     stream_schema = _stream_schema(ann, nt, ann_cols, nt_cols)
@@ -74,7 +81,7 @@ def build_segments(b) -> tuple[list[str], list[str]]:
         create_table_like(con, "segments", query.format(stream="segment_stream"))
         con.unregister("segment_stream")
         for k in range(len(seg_bounds) + 1):
-            ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt)
+            ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt.keyed(k))
             if len(ids):
                 first = con.execute("SELECT count(*) FROM segments").fetchall()[0][0]
                 # DuckDB scans a stream in one thread but an Arrow table in all, in order: the
@@ -89,6 +96,7 @@ def build_segments(b) -> tuple[list[str], list[str]]:
     con.execute("SET preserve_insertion_order = false")
     shutil.rmtree(stats_dir, ignore_errors=True)
     shutil.rmtree(b.work / "roi-info", ignore_errors=True)
+    shutil.rmtree(b.work / "nt-ranges", ignore_errors=True)
     con.execute("DROP TABLE raw_ann")
     return ann_cols, nt_cols
 
@@ -120,6 +128,48 @@ def _read_table(path, key: str, columns: list[str] | None) -> _Keyed:
     if column.null_count:
         raise ReleaseError(f"{path.name}: column '{key}' has {column.null_count} empty values")
     return _Keyed(table, column.to_numpy().astype(np.int64, copy=False), path.name)
+
+
+class _RangeFiles:
+    """A body table split by body range (``bounds``, as ``bucketed`` splits) into one Arrow IPC stream
+    file per range, in one pass over the feather; ``keyed(k)`` reads range ``k`` back. The stream
+    format keeps each piece's dictionaries as they are (the file format allows one per column)."""
+
+    def __init__(self, path, key: str, columns: list[str], bounds: list[int], folder):
+        schema = open_feather(path).schema
+        self.schema = pa.schema([schema.field(c) for c in columns])
+        self.path, self.key, self.folder = path, key, folder
+        folder.mkdir(exist_ok=True)
+        edges, writers, nulls = np.asarray(bounds, np.int64), {}, 0
+        try:
+            for batch in iter_batches(path, columns):
+                column = batch.column(key)
+                nulls += column.null_count
+                if nulls:
+                    continue
+                bucket = np.searchsorted(edges, column.to_numpy().astype(np.int64, copy=False), side="right")
+                order = np.argsort(bucket, kind="stable")
+                cuts = np.searchsorted(bucket[order], np.arange(len(edges) + 2))
+                ordered = batch.take(pa.array(order))
+                for k in np.flatnonzero(np.diff(cuts)):
+                    if k not in writers:
+                        writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrows"), self.schema)
+                    writers[k].write_batch(ordered.slice(cuts[k], cuts[k + 1] - cuts[k]))
+        finally:
+            for writer in writers.values():
+                writer.close()
+        if nulls:
+            raise ReleaseError(f"{path.name}: column '{key}' has {nulls} empty values")
+
+    def keyed(self, k: int) -> _Keyed:
+        """Range ``k``'s rows, keyed by body (one chunk, one dictionary per column)."""
+        file = self.folder / f"{k}.arrows"
+        if file.exists():
+            with pa.ipc.open_stream(str(file)) as reader:
+                table = reader.read_all().unify_dictionaries().combine_chunks()
+        else:
+            table = self.schema.empty_table()
+        return _Keyed(table, table.column(self.key).to_numpy().astype(np.int64, copy=False), self.path.name)
 
 
 def _segments_sql(con, ann_cols: list[str], nt_cols: list[str]) -> str:
@@ -174,11 +224,11 @@ def _segments_sql(con, ann_cols: list[str], nt_cols: list[str]) -> str:
         SELECT *, {is_neuron} AS is_neuron FROM segment"""
 
 
-def _stream_schema(ann: _Keyed, nt: _Keyed, ann_cols: list[str], nt_cols: list[str]) -> pa.Schema:
+def _stream_schema(ann: _Keyed, nt: _RangeFiles, ann_cols: list[str], nt_cols: list[str]) -> pa.Schema:
     fields = [pa.field("bodyId", pa.int64())]
     fields += [pa.field(f"s_{c}", pa.int64()) for c in STAT_COLUMNS[1:]]
     fields += [pa.field(f"a_{i}", ann.table.schema.field(c).type) for i, c in enumerate(ann_cols)]
-    fields += [pa.field(f"n_{i}", nt.table.schema.field(c).type) for i, c in enumerate(nt_cols)]
+    fields += [pa.field(f"n_{i}", nt.schema.field(c).type) for i, c in enumerate(nt_cols)]
     fields.append(pa.field("roiInfo", pa.string()))
     return pa.schema(fields)
 
