@@ -23,6 +23,9 @@ from flatprint.ingest.ranges import POINT_ID_SQL
 
 INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT, and per piece of a range
 FETCH_ROWS = 1 << 16  # rows per batch of the range's sorted stream
+# What a piece holds in Python at most (~150 bytes a row with the aggregates' arrays): DuckDB's memory
+# limit is lowered by that much during the step (it does not cover memory outside its buffer pool).
+PYTHON_BYTES = 256 * 1024**2
 NO_LABEL = -1  # a NULL ROI label: a group of its own, under no ROI
 
 
@@ -64,7 +67,7 @@ def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[
     cursor = con.cursor()  # the stream's own connection: a statement on ``con`` would end it
     try:
         # The pre ends (a hash join: a binary search in NumPy took twice its CPU) and the one sort.
-        reader = cursor.execute(f"""
+        reader = cursor.sql(f"""
             SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id,
                    coalesce(r.conf_post >= {POST_HP_THRESHOLD} AND r.conf_pre >= {PRE_HP_THRESHOLD}, false) AS hp,
                    (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post) AS differs,

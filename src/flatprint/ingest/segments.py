@@ -32,22 +32,30 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import column_types, whole_numbers
 from flatprint.ingest.ranges import bucket_bounds, bucketed, partition
+from flatprint.io.duckdb_session import memory_limit_lowered
 from flatprint.io.feather import iter_batches, open_feather
 from flatprint.store.sql import quote_ident
 
 STAT_COLUMNS = ("body", "pre", "post", "downstream", "synweight")
 NT_SKIPPED = ("body", "cell_type", "ground_truth")  # neurotransmitter columns segments does not keep
 LOCATION_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
-PREFETCH_THREADS, PREFETCH_BATCHES = 2, 3  # batches made ahead of DuckDB's scan, and by how many threads
-BATCH_ROWS = 2 * 122_880  # rows per Arrow batch handed to DuckDB: whole row groups (DuckDB: 122,880 rows)
-INSERT_BATCHES = 4  # batches per INSERT (~1 M rows): each statement but a range's last fills whole row groups
+# Batches made ahead of DuckDB's scan, and by how many threads. A batch is ~750 bytes a body (the
+# roiInfo text ~300): 2 ahead and 2 per INSERT hold ~0.4 GB (3 ahead of 4 of twice the rows: 1.3 GB).
+PREFETCH_THREADS, PREFETCH_BATCHES = 2, 2
+BATCH_ROWS = 122_880  # rows per Arrow batch handed to DuckDB: a whole row group (DuckDB: 122,880 rows)
+INSERT_BATCHES = 2  # batches per INSERT: each statement but a range's last fills whole row groups
+# What the step holds in Python at most (batches in flight, a range's stats and lookups): DuckDB's
+# memory limit is lowered by that much during the step (it does not cover memory outside its pool).
+PYTHON_BYTES = 640 * 1024**2
 
 
 def build_segments(b) -> tuple[list[str], list[str]]:
     """Create and fill ``segments`` for the build ``b`` (ingest/build.py's ``_Build``). Returns the
     annotation and neurotransmitter columns (for the Meta record)."""
     con, files, rows = b.con, b.files, b.files.rows
-    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
+    # ~1.9 M bodies a range under a 6 GB limit: a range's stats and row lookups (~90 bytes a body
+    # in Python) are half of what 3.7 M held, and more ranges cost nothing measurable.
+    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 800))
     with b.stage.timed("read body tables", 3):
         reader = b.stage.stream(files.paths["stats"], list(STAT_COLUMNS), rows["stats"])
         stats_dir = partition(
@@ -76,7 +84,7 @@ def build_segments(b) -> tuple[list[str], list[str]]:
     roi_info = _RoiInfo(sorted((b.work / "roi-info").glob("*.parquet")))
     stream_schema = _stream_schema(ann, nt, ann_cols, nt_cols)
     con.execute("SET preserve_insertion_order = true")  # the stream is in body order: keep it
-    with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
+    with b.stage.timed("segments", len(seg_bounds) + 1) as advance, memory_limit_lowered(con, PYTHON_BYTES):
         con.register("segment_stream", stream_schema.empty_table())
         create_table_like(con, "segments", query.format(stream="segment_stream"))
         con.unregister("segment_stream")
