@@ -8,13 +8,31 @@ import pandas as pd
 import pytest
 from oracle import load, point_id, roi_chains
 
-from flatprint.ingest import ingest_release
+from flatprint.ingest import ingest_release, partners as partners_step
 
 
-@pytest.fixture(scope="module")
-def ranged_store(release_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["ranges", "pieces"])
+def ranged_store(request, release_dir, tmp_path_factory):
+    """Five body ranges; "pieces": besides, each range's sorted pairs are fetched and aggregated a
+    few hundred rows at a time, cut where body_pre changes (a full-scale range is ~6 pieces)."""
     path = tmp_path_factory.mktemp("partners") / "store.duckdb"
-    ingest_release(release_dir, path, progress=False, memory_limit="2GB", buckets=5)
+    with pytest.MonkeyPatch.context() as patch:
+        pieces = []
+        if request.param == "pieces":
+            patch.setattr(partners_step, "INSERT_ROWS", 700)
+            patch.setattr(partners_step, "FETCH_ROWS", 128)
+            build_piece = partners_step._build_piece
+            patch.setattr(
+                partners_step, "_build_piece", lambda con, rows, *a: pieces.append(rows) or build_piece(con, rows, *a)
+            )
+        ingest_release(release_dir, path, progress=False, memory_limit="2GB", buckets=5)
+    if request.param == "pieces":
+        assert len(pieces) > 20
+        for rows in pieces:  # no pre body is cut in two
+            body_pre = rows.column("body_pre").to_numpy()
+            assert (body_pre[1:] >= body_pre[:-1]).all()
+        ends = [(a.column("body_pre")[-1].as_py(), b.column("body_pre")[0].as_py()) for a, b in zip(pieces, pieces[1:])]
+        assert all(a != b for a, b in ends)
     return path
 
 

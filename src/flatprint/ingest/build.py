@@ -40,7 +40,7 @@ from flatprint.ingest.layout import (
     STORE_FORMAT,
 )
 from flatprint.ingest.meta import build_meta
-from flatprint.ingest.partners import RoiMap, build_range, empty_tbar_down
+from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range, empty_tbar_down
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
@@ -61,7 +61,7 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.duckdb_session import duckdb_session, parse_size
+from flatprint.io.duckdb_session import duckdb_session, memory_limit_lowered, parse_size
 from flatprint.io.feather import batch_reader
 from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
@@ -416,7 +416,7 @@ def _build_partners(b: _Build) -> None:
         (b.work / folder).mkdir()
     missing_pre = missing_post = conf_differs = 0
     rois = RoiMap.load(con)
-    with b.stage.timed("partners and connections", b.ranges) as advance:
+    with b.stage.timed("partners and connections", b.ranges) as advance, memory_limit_lowered(con, PYTHON_BYTES):
         for k, (first, last) in enumerate(b.syn_ranges):
             source = bucket_files(b.partners_by_pre, k, "pre_bucket")
             if source:

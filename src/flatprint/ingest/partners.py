@@ -21,7 +21,11 @@ import pyarrow.compute as pc
 from flatprint.ingest.layout import POST_HP_THRESHOLD, PRE_HP_THRESHOLD
 from flatprint.ingest.ranges import POINT_ID_SQL
 
-INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT
+INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT, and per piece of a range
+FETCH_ROWS = 1 << 16  # rows per batch of the range's sorted stream
+# What a piece holds in Python at most (~150 bytes a row with the aggregates' arrays): DuckDB's memory
+# limit is lowered by that much during the step (it does not cover memory outside its buffer pool).
+PYTHON_BYTES = 256 * 1024**2
 NO_LABEL = -1  # a NULL ROI label: a group of its own, under no ROI
 
 
@@ -55,24 +59,68 @@ def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[
     """Append range [first, last)'s rows of partners, connections and connection_rois (the pairs in
     the Parquet files ``source``, an SQL list) and leave each T-bar's partner count in the TEMP table
     ``tbar_down``. Returns the counts of pairs whose pre end, post end is not a point of its body and
-    of pairs whose confidences differ from their points' (the caller raises on any)."""
-    # The pre ends (a hash join: a binary search in NumPy took twice its CPU) and the one sort.
-    rows = con.sql(f"""
-        SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id,
-               coalesce(r.conf_post >= {POST_HP_THRESHOLD} AND r.conf_pre >= {PRE_HP_THRESHOLD}, false) AS hp,
-               (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post) AS differs,
-               r.primary_label_post AS pl, r.major_label_post AS ml
-        FROM read_parquet({source}) r
-        LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
-                   FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
-          ON s.point_id = r.pre_point AND s.body = r.body_pre
-        ORDER BY r.body_pre, r.body_post, pre_id, r.post_id""").to_arrow_table()
+    of pairs whose confidences differ from their points' (the caller raises on any).
+
+    The sorted pairs are fetched as a stream, ~``INSERT_ROWS`` at a time cut where body_pre changes
+    (every aggregate lies within one pre body), so Python holds a piece of the range, not all of it
+    (~6 M rows, ~1 GB with the aggregates' arrays; outside DuckDB's memory limit)."""
+    cursor = con.cursor()  # the stream's own connection: a statement on ``con`` would end it
+    try:
+        # The pre ends (a hash join: a binary search in NumPy took twice its CPU) and the one sort.
+        reader = cursor.sql(f"""
+            SELECT r.body_pre, r.body_post, s.syn_id AS pre_id, r.post_id,
+                   coalesce(r.conf_post >= {POST_HP_THRESHOLD} AND r.conf_pre >= {PRE_HP_THRESHOLD}, false) AS hp,
+                   (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post) AS differs,
+                   r.primary_label_post AS pl, r.major_label_post AS ml
+            FROM read_parquet({source}) r
+            LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
+                       FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
+              ON s.point_id = r.pre_point AND s.body = r.body_pre
+            ORDER BY r.body_pre, r.body_post, pre_id, r.post_id""").to_arrow_reader(FETCH_ROWS)
+        down = np.zeros(last - first, np.int64)
+        counts = np.zeros(3, np.int64)
+        for rows in _by_pre_body(reader):
+            counts += _build_piece(con, rows, first, down, rois)
+    finally:
+        cursor.close()
+    has = np.flatnonzero(down)
+    con.register("tbar_down_arrow", pa.table({"pre_id": has + first, "n": down[has]}))
+    con.execute("CREATE OR REPLACE TEMP TABLE tbar_down AS SELECT * FROM tbar_down_arrow")
+    con.unregister("tbar_down_arrow")
+    return tuple(int(c) for c in counts)
+
+
+def _by_pre_body(reader):
+    """The stream's rows as tables of at least ``INSERT_ROWS`` rows (but the last), each ending where
+    body_pre changes."""
+    pending, size = [], 0
+    for batch in reader:
+        pending.append(batch)
+        size += batch.num_rows
+        if size < INSERT_ROWS:
+            continue
+        table = pa.Table.from_batches(pending)
+        body_pre = table.column("body_pre")
+        last = body_pre[-1]
+        # The rows of the last pre body may go on in the next batch: they wait for it.
+        cut = len(body_pre) - int(pc.sum(pc.equal(body_pre, last)).as_py())
+        if cut == 0:
+            continue
+        yield table.slice(0, cut)
+        pending, size = table.slice(cut).to_batches(), len(body_pre) - cut
+    if size:
+        yield pa.Table.from_batches(pending)
+
+
+def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap) -> list[int]:
+    """Rows of whole pre bodies: their partners, connections and connection_rois appended, their
+    T-bars' partner counts added to ``down``; returns the counts ``build_range`` returns."""
     whole = pc.and_(rows.column("pre_id").is_valid(), rows.column("post_id").is_valid())
-    counts = (
+    counts = [
         rows.column("pre_id").null_count,
         rows.column("post_id").null_count,
         int(pc.sum(pc.and_(rows.column("differs"), whole)).as_py() or 0),
-    )
+    ]
     if counts[0] or counts[1]:  # the build fails after this step: only whole pairs go on
         rows = rows.filter(whole)
     _insert(con, "partners", rows.select(["body_pre", "body_post", "pre_id", "post_id"]))
@@ -92,12 +140,10 @@ def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[
     del weight, weight_hp
     _connection_rois(con, rois, connections, pair_start, tbar_start, pl, ml)
     del connections, pl, ml, body_pre, body_post
-
-    down = np.bincount(pre_id - first, minlength=last - first)
-    has = np.flatnonzero(down)
-    con.register("tbar_down_arrow", pa.table({"pre_id": has + first, "n": down[has].astype(np.int64)}))
-    con.execute("CREATE OR REPLACE TEMP TABLE tbar_down AS SELECT * FROM tbar_down_arrow")
-    con.unregister("tbar_down_arrow")
+    if n:  # a piece's T-bars are a run of syn_ids (its pre bodies'): counted over that run only
+        lo = int(pre_id.min())
+        counted = np.bincount(pre_id - lo)
+        down[lo - first : lo - first + len(counted)] += counted
     return counts
 
 

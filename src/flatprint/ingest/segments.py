@@ -32,22 +32,30 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import column_types, whole_numbers
 from flatprint.ingest.ranges import bucket_bounds, bucketed, partition
+from flatprint.io.duckdb_session import memory_limit_lowered
 from flatprint.io.feather import iter_batches, open_feather
 from flatprint.store.sql import quote_ident
 
 STAT_COLUMNS = ("body", "pre", "post", "downstream", "synweight")
 NT_SKIPPED = ("body", "cell_type", "ground_truth")  # neurotransmitter columns segments does not keep
 LOCATION_COLUMNS = ("somaLocation", "tosomaLocation", "rootLocation")
-PREFETCH_THREADS, PREFETCH_BATCHES = 2, 3  # batches made ahead of DuckDB's scan, and by how many threads
-BATCH_ROWS = 2 * 122_880  # rows per Arrow batch handed to DuckDB: whole row groups (DuckDB: 122,880 rows)
-INSERT_BATCHES = 4  # batches per INSERT (~1 M rows): each statement but a range's last fills whole row groups
+# Batches made ahead of DuckDB's scan, and by how many threads. A batch is ~750 bytes a body (the
+# roiInfo text ~300): 2 ahead and 2 per INSERT hold ~0.4 GB (3 ahead of 4 of twice the rows: 1.3 GB).
+PREFETCH_THREADS, PREFETCH_BATCHES = 2, 2
+BATCH_ROWS = 122_880  # rows per Arrow batch handed to DuckDB: a whole row group (DuckDB: 122,880 rows)
+INSERT_BATCHES = 2  # batches per INSERT: each statement but a range's last fills whole row groups
+# What the step holds in Python at most (batches in flight, a range's stats and lookups): DuckDB's
+# memory limit is lowered by that much during the step (it does not cover memory outside its pool).
+PYTHON_BYTES = 640 * 1024**2
 
 
 def build_segments(b) -> tuple[list[str], list[str]]:
     """Create and fill ``segments`` for the build ``b`` (ingest/build.py's ``_Build``). Returns the
     annotation and neurotransmitter columns (for the Meta record)."""
     con, files, rows = b.con, b.files, b.files.rows
-    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 400))
+    # ~1.9 M bodies a range under a 6 GB limit: a range's stats and row lookups (~90 bytes a body
+    # in Python) are half of what 3.7 M held, and more ranges cost nothing measurable.
+    seg_bounds = bucket_bounds(files.paths["stats"], "body", b.passes(rows["stats"], 800))
     with b.stage.timed("read body tables", 3):
         reader = b.stage.stream(files.paths["stats"], list(STAT_COLUMNS), rows["stats"])
         stats_dir = partition(
@@ -58,23 +66,30 @@ def build_segments(b) -> tuple[list[str], list[str]]:
         )
         ann = _read_table(files.paths["annotations"], "bodyId", None)
         nt_names = open_feather(files.paths["neurotransmitters"]).schema.names
-        nt = _read_table(files.paths["neurotransmitters"], "body", [c for c in nt_names if c not in NT_SKIPPED[1:]])
+        # Split by range, not held whole: 6.8 M rows (~0.4 GB, twice that while combined) at full scale.
+        nt = _RangeFiles(
+            files.paths["neurotransmitters"],
+            "body",
+            [c for c in nt_names if c not in NT_SKIPPED[1:]],
+            seg_bounds,
+            b.work / "nt-ranges",
+        )
         # The annotation columns' DuckDB types (as a scan of the feather gives them) decide the casts.
         con.register("ann_arrow", ann.table)
         con.execute("CREATE TEMP TABLE raw_ann AS SELECT * FROM ann_arrow")
         con.unregister("ann_arrow")
     ann_cols = [c for c in ann.table.column_names if c != "bodyId"]
-    nt_cols = [c for c in nt.table.column_names if c not in NT_SKIPPED]
+    nt_cols = [c for c in nt.schema.names if c not in NT_SKIPPED]
     query = _segments_sql(con, ann_cols, nt_cols)
     roi_info = _RoiInfo(sorted((b.work / "roi-info").glob("*.parquet")))
     stream_schema = _stream_schema(ann, nt, ann_cols, nt_cols)
     con.execute("SET preserve_insertion_order = true")  # the stream is in body order: keep it
-    with b.stage.timed("segments", len(seg_bounds) + 1) as advance:
+    with b.stage.timed("segments", len(seg_bounds) + 1) as advance, memory_limit_lowered(con, PYTHON_BYTES):
         con.register("segment_stream", stream_schema.empty_table())
         create_table_like(con, "segments", query.format(stream="segment_stream"))
         con.unregister("segment_stream")
         for k in range(len(seg_bounds) + 1):
-            ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt)
+            ids, parts = _range_rows(stats_dir, files.paths["stats"].name, k, seg_bounds, ann, nt.keyed(k))
             if len(ids):
                 first = con.execute("SELECT count(*) FROM segments").fetchall()[0][0]
                 # DuckDB scans a stream in one thread but an Arrow table in all, in order: the
@@ -89,6 +104,7 @@ def build_segments(b) -> tuple[list[str], list[str]]:
     con.execute("SET preserve_insertion_order = false")
     shutil.rmtree(stats_dir, ignore_errors=True)
     shutil.rmtree(b.work / "roi-info", ignore_errors=True)
+    shutil.rmtree(b.work / "nt-ranges", ignore_errors=True)
     con.execute("DROP TABLE raw_ann")
     return ann_cols, nt_cols
 
@@ -120,6 +136,48 @@ def _read_table(path, key: str, columns: list[str] | None) -> _Keyed:
     if column.null_count:
         raise ReleaseError(f"{path.name}: column '{key}' has {column.null_count} empty values")
     return _Keyed(table, column.to_numpy().astype(np.int64, copy=False), path.name)
+
+
+class _RangeFiles:
+    """A body table split by body range (``bounds``, as ``bucketed`` splits) into one Arrow IPC stream
+    file per range, in one pass over the feather; ``keyed(k)`` reads range ``k`` back. The stream
+    format keeps each piece's dictionaries as they are (the file format allows one per column)."""
+
+    def __init__(self, path, key: str, columns: list[str], bounds: list[int], folder):
+        schema = open_feather(path).schema
+        self.schema = pa.schema([schema.field(c) for c in columns])
+        self.path, self.key, self.folder = path, key, folder
+        folder.mkdir(exist_ok=True)
+        edges, writers, nulls = np.asarray(bounds, np.int64), {}, 0
+        try:
+            for batch in iter_batches(path, columns):
+                column = batch.column(key)
+                nulls += column.null_count
+                if nulls:
+                    continue
+                bucket = np.searchsorted(edges, column.to_numpy().astype(np.int64, copy=False), side="right")
+                order = np.argsort(bucket, kind="stable")
+                cuts = np.searchsorted(bucket[order], np.arange(len(edges) + 2))
+                ordered = batch.take(pa.array(order))
+                for k in np.flatnonzero(np.diff(cuts)):
+                    if k not in writers:
+                        writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrows"), self.schema)
+                    writers[k].write_batch(ordered.slice(cuts[k], cuts[k + 1] - cuts[k]))
+        finally:
+            for writer in writers.values():
+                writer.close()
+        if nulls:
+            raise ReleaseError(f"{path.name}: column '{key}' has {nulls} empty values")
+
+    def keyed(self, k: int) -> _Keyed:
+        """Range ``k``'s rows, keyed by body (one chunk, one dictionary per column)."""
+        file = self.folder / f"{k}.arrows"
+        if file.exists():
+            with pa.ipc.open_stream(str(file)) as reader:
+                table = reader.read_all().unify_dictionaries().combine_chunks()
+        else:
+            table = self.schema.empty_table()
+        return _Keyed(table, table.column(self.key).to_numpy().astype(np.int64, copy=False), self.path.name)
 
 
 def _segments_sql(con, ann_cols: list[str], nt_cols: list[str]) -> str:
@@ -174,11 +232,11 @@ def _segments_sql(con, ann_cols: list[str], nt_cols: list[str]) -> str:
         SELECT *, {is_neuron} AS is_neuron FROM segment"""
 
 
-def _stream_schema(ann: _Keyed, nt: _Keyed, ann_cols: list[str], nt_cols: list[str]) -> pa.Schema:
+def _stream_schema(ann: _Keyed, nt: _RangeFiles, ann_cols: list[str], nt_cols: list[str]) -> pa.Schema:
     fields = [pa.field("bodyId", pa.int64())]
     fields += [pa.field(f"s_{c}", pa.int64()) for c in STAT_COLUMNS[1:]]
     fields += [pa.field(f"a_{i}", ann.table.schema.field(c).type) for i, c in enumerate(ann_cols)]
-    fields += [pa.field(f"n_{i}", nt.table.schema.field(c).type) for i, c in enumerate(nt_cols)]
+    fields += [pa.field(f"n_{i}", nt.schema.field(c).type) for i, c in enumerate(nt_cols)]
     fields.append(pa.field("roiInfo", pa.string()))
     return pa.schema(fields)
 

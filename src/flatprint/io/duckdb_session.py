@@ -77,3 +77,17 @@ def duckdb_session(
 def memory_limit_bytes(con) -> int:
     """The connection's current memory_limit in bytes."""
     return parse_size(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+@contextlib.contextmanager
+def memory_limit_lowered(con, nbytes: int):
+    """DuckDB's memory_limit lowered by ``nbytes`` (to no less than half of it) while a step holds
+    about that much in Python (Arrow tables, NumPy arrays): the limit caps only DuckDB's buffer pool,
+    the process's peak is the sum of both. Restored as ``current_setting`` spells it (to 0.1 GiB)."""
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    limit = parse_size(before)
+    con.execute(f"SET memory_limit = '{max(limit - nbytes, limit // 2)}B'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{before}'")
