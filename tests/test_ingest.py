@@ -489,6 +489,15 @@ def test_tbar_nt_of_another_body_is_not_attached(release_dir, store_path, tmp_pa
         pd.testing.assert_series_equal(got.loc[want.index[others], "ntGabaProb"], want.loc[others, "ntGabaProb"])
 
 
+@pytest.mark.parametrize(("budget", "duckdb_bytes"), [("3GB", 3_000_000_000 - 1280 * 2**20), ("1GB", 500_000_000)])
+def test_memory_limit_is_the_budget_less_what_python_holds(release_dir, tmp_path, budget, duckdb_bytes):
+    """DuckDB's limit during the build is the budget less 1.25 GiB (Python's Arrow and NumPy data),
+    never below half the budget (numbers worked out by hand)."""
+    result = ingest_release(release_dir, tmp_path / "s.duckdb", progress=False, memory_limit=budget)
+    # (read back as DuckDB shows its setting: GiB to one decimal)
+    assert result["duckdb_memory_limit"] == pytest.approx(duckdb_bytes, abs=0.06 * 2**30)
+
+
 def test_bad_memory_limit_is_named_and_writes_nothing(release_dir, tmp_path):
     target = tmp_path / "s.duckdb"
     with pytest.raises(FlatprintError, match="memory_limit: 'lots'"):

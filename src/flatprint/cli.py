@@ -71,7 +71,12 @@ def synth(out_dir, scale, seed, force, no_morphology, quiet, release_key):
 @click.option(
     "--release", "release_key", default=None, help="the release RELEASE_DIR holds (default: found from its file names)"
 )
-@click.option("--memory-limit", default="6GB", show_default=True, help="DuckDB memory limit while building")
+@click.option(
+    "--memory-limit",
+    default="6GB",
+    show_default=True,
+    help="memory budget while building (DuckDB's own limit is 1.25 GiB less, for what Python holds)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def ingest(release_dir, store, force, dataset, release_key, memory_limit, quiet):
     """Validate RELEASE_DIR and build the store file STORE from it (atomic)."""

@@ -61,7 +61,7 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.duckdb_session import duckdb_session, memory_limit_lowered, parse_size
+from flatprint.io.duckdb_session import duckdb_session, memory_limit_bytes, memory_limit_lowered, parse_size
 from flatprint.io.feather import batch_reader
 from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
@@ -530,6 +530,11 @@ def _load_morphology(con, root: Path, stage: _Stage) -> None:
             con.execute("INSERT INTO roi_meshes VALUES (?, ?)", [roi, mesh.read_text()])
 
 
+#: What the ingest holds outside DuckDB's buffer pool at most (the interpreter and libraries, a
+#: range's Arrow table in the synapses step, stream batches): taken from the memory budget.
+PYTHON_RESERVE = 1280 * 1024**2
+
+
 def ingest_release(
     release_dir,
     store_path,
@@ -546,14 +551,19 @@ def ingest_release(
     ``release``: the registered release the directory holds (default: found from its file names);
     ``dataset``: the store's NAME:TAG (default: the release's key, e.g. ``male-cns:v1.0``).
 
+    ``memory_limit``: the ingest's memory budget. DuckDB's own limit is PYTHON_RESERVE less (at
+    least half of it): that limit caps only DuckDB's buffer pool, and the process also holds Arrow
+    batches and NumPy arrays (at scale 1.0 a budget of 6GB as DuckDB's limit peaked at 7.96 GiB).
+
     ``buckets``: how many body ranges synapses and partners are sorted in (default: enough for each
-    range's sort to fit in a quarter of ``memory_limit``); the store is the same for any number."""
+    range's sort to fit in a quarter of DuckDB's limit); the store is the same for any number."""
     target = Path(store_path)
     if target.exists() and not force:
         raise StoreError(f"{target} already exists (use --force to replace it)")
     if dataset is not None and ":" not in dataset:
         raise ReleaseError(f"dataset must be NAME:TAG, got {dataset!r}")
-    parse_size(memory_limit)  # a bad limit fails before the release is read
+    budget = parse_size(memory_limit)  # a bad limit fails before the release is read
+    duckdb_limit = f"{max(budget - PYTHON_RESERVE, budget // 2)}B"
     started, cpu = time.perf_counter(), time.process_time()
     files = validate_release(release_dir, release)  # before anything is written
     validated, validated_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -562,7 +572,7 @@ def ingest_release(
     with atomic_output(target, "ingest", force=force, publish="store.duckdb") as work:
         built: dict = {}
         try:
-            _run_build(work / "store.duckdb", work, files, name, tag, memory_limit, threads, progress, buckets, built)
+            _run_build(work / "store.duckdb", work, files, name, tag, duckdb_limit, threads, progress, buckets, built)
         except (duckdb.IOException, duckdb.OutOfMemoryException, OSError) as exc:
             if "No space left" in str(exc) or getattr(exc, "errno", None) == 28:
                 raise StoreError(
@@ -584,6 +594,7 @@ def ingest_release(
         "timings": stage.timings,
         "cpu_timings": stage.cpu_timings,
         "peak_rss_after_step": stage.peak_rss,
+        "duckdb_memory_limit": built["duckdb_memory_limit"],
         "dataset": dataset,
         **result["internal"],
     }
@@ -591,6 +602,7 @@ def ingest_release(
 
 def _run_build(db_path, work, files, name, tag, memory_limit, threads, progress, buckets, out: dict) -> None:
     with duckdb_session(db_path, memory_limit=memory_limit, threads=threads, temp_dir=work / "spill") as con:
+        out["duckdb_memory_limit"] = memory_limit_bytes(con)
         with make_progress(progress) as prog:
             out["stage"] = _Stage(prog)
             out["result"] = _build(con, files, out["stage"], name, tag, work, buckets)
