@@ -242,6 +242,27 @@ def test_cells_at_their_edges():
         jsonanswer.cell_texts(pa.array([[1]]))
 
 
+def test_rows_framed_whatever_ends_them():
+    """Each row's cells and brackets whether a run of numbers or a text cell starts or ends the rows,
+    runs of both kinds side by side, one row or several, sliced columns (answers known on paper)."""
+    ints = pa.array([1, -2, 3], type=pa.int64())
+    doubles = pa.array([0.5, None, 2.0], type=pa.float64())
+    texts = pa.array(["x", "y", None, "z"]).slice(1)
+    maps = pa.array(['{"a":1}', None, "{}"])
+    cases = [
+        ([ints], set(), [[1], [-2], [3]]),
+        ([doubles, ints], set(), [[0.5, 1], [None, -2], [2.0, 3]]),
+        ([texts, ints, doubles], set(), [["y", 1, 0.5], [None, -2, None], ["z", 3, 2.0]]),
+        ([ints, doubles, texts], set(), [[1, 0.5, "y"], [-2, None, None], [3, 2.0, "z"]]),
+        ([ints, maps, doubles, maps], {1, 3}, [[1, {"a": 1}, 0.5, {"a": 1}], [-2, None, None, None], [3, {}, 2.0, {}]]),
+        ([texts], set(), [["y"], [None], ["z"]]),
+    ]
+    for columns, map_indices, want in cases:
+        assert jsonanswer.data_json(columns, map_indices, 3) == orjson.dumps(want)
+        one = [c.slice(2, 1) for c in columns]
+        assert jsonanswer.data_json(one, map_indices, 1) == orjson.dumps(want[2:])
+
+
 def test_rows_are_written_with_the_endpoints_options():
     """jsonanswer.rows_json writes what the JSON endpoint's encoder writes for the same rows."""
     assert jsonanswer.ROW_OPTIONS == _ORJSON_OPTIONS
