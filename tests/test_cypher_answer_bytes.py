@@ -335,6 +335,20 @@ def test_maps_with_keys_sorted_among_roi_names():
     assert jsonanswer.synapse_map_json(model, removed, {c: v[:0] for c, v in columns.items()}).to_pylist() == []
 
 
+def test_flag_only_maps_from_the_labels():
+    """PSDs' maps from their labels alone: both ROI sets' names merged and sorted, a NULL label read
+    as label 0, a synapse in no ROI ``{}``, a removed ROI name left out (texts known on paper)."""
+    model = model_with_rois({("primary", 1): ["FB", "gL(R)"], ("major", 2): ["CX", "FB"], ("primary", 0): ["VNC"]})
+    labels = {"primary_label": masked([1, None, 4, 1], np.int64), "major_label": masked([2, 2, 0, 0], np.int64)}
+    removed = ("location", "confidence", "type")
+    want = ['{"CX":true,"FB":true,"gL(R)":true}', '{"CX":true,"FB":true,"VNC":true}', "{}", '{"FB":true,"gL(R)":true}']
+    assert jsonanswer.flag_maps(model, removed, labels).to_pylist() == want
+    assert jsonanswer.flag_maps(model, (*removed, "FB"), labels).to_pylist()[0] == '{"CX":true,"gL(R)":true}'
+    assert jsonanswer.flag_maps(model, removed, {c: v[:0] for c, v in labels.items()}).to_pylist() == []
+    with pytest.raises(jsonanswer.NotWritten):  # a ROI named as a property still in the maps
+        jsonanswer.flag_maps(model_with_rois({("primary", 1): ["ntGabaProb"]}), removed, labels)
+
+
 def test_a_roi_named_as_a_property_is_not_written():
     model = model_with_rois({("primary", 1): ["confidence"]})
     columns = {

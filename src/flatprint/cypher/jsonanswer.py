@@ -95,6 +95,20 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
     return pa.concat_arrays(pieces).take(pa.array(order))
 
 
+def flag_maps(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
+    """:func:`synapse_map_json` of maps that hold ROI flags only (every other property NULL or
+    removed: fetch_synapse_connections' PSD maps), from the label columns alone: each label pair's
+    map written once (the ROI names sorted), then put in place by one take."""
+    drop = set(removed or ())
+    keys = _property_keys(model, drop)
+    pairs, where = _label_pairs(columns)
+    texts = [
+        "{" + ",".join(_key(name) + "true" for name in _roi_names(model, drop, pair, keys)) + "}"
+        for pair in pairs.tolist()
+    ]
+    return pa.array(texts, type=pa.string()).take(pa.array(where, type=pa.int64()))
+
+
 def number_map_dicts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> list[dict] | None:
     """:func:`synapse_map_json`'s maps as Python dicts (their ``orjson.dumps`` with sorted keys is
     that text) when every property key left is a number (fetch_synapse_connections' maps: NT
