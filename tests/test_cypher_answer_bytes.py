@@ -26,7 +26,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
 )
 
 from flatprint.cypher import batchcache, jsonanswer
-from flatprint.cypher.engine import execute
+from flatprint.cypher.engine import CypherResult, execute
 from flatprint.server import open_stores
 from flatprint.server.http import _ORJSON_OPTIONS, encode_json
 
@@ -34,6 +34,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from flatprint.server.app import create_app  # noqa: E402
+from flatprint.server.views.custom import answer_json  # noqa: E402
 
 DS = "male-cns:v0.9"
 #: a Point's crs as neuPrint writes it (values.POINT_CRS, known on paper)
@@ -261,6 +262,24 @@ def test_rows_framed_whatever_ends_them():
         assert jsonanswer.data_json(columns, map_indices, 3) == orjson.dumps(want)
         one = [c.slice(2, 1) for c in columns]
         assert jsonanswer.data_json(one, map_indices, 1) == orjson.dumps(want[2:])
+
+
+def test_rows_in_parts_spliced_into_the_answer():
+    """Rows written in parts (jsonanswer.data_json_parts: bytes and a view of the joined rows) are the
+    bytes data_json writes, read as rows, and spliced into the endpoint's answer as encode_json writes
+    it whole (answers known on paper)."""
+    columns = [pa.array([1, 3], type=pa.int64()), pa.array(['{"a":1}', "{}"])]
+    parts = jsonanswer.data_json_parts(columns, {1}, 2)
+    assert len(parts) > 1 and b"".join(parts) == b'[[1,{"a":1}],[3,{}]]' == jsonanswer.data_json(columns, {1}, 2)
+    result = CypherResult(["n", "m"], data_json=parts, row_count=2)
+    answer = answer_json(result, 0.0015)
+    want = {"columns": ["n", "m"], "data": [[1, {"a": 1}], [3, {}]], "debug": "flatprint: 2 rows in 1.5 ms"}
+    assert answer == encode_json(want)
+    assert result.data_json == b'[[1,{"a":1}],[3,{}]]' and result.data == want["data"]
+    assert answer_json(result, 0.0015) == answer  # once joined, the same answer
+    assert answer_json(CypherResult(["n"], data_json=b"[]", row_count=0), 0.0) == encode_json(
+        {"columns": ["n"], "data": [], "debug": "flatprint: 0 rows in 0.0 ms"}
+    )
 
 
 def test_rows_are_written_with_the_endpoints_options():

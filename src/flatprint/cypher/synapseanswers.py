@@ -372,7 +372,7 @@ class _Answer:
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
         self.execution.deadline.check(count)
-        self.execution.columnar_json = jsonanswer.data_json(columns, maps, count)
+        self.execution.columnar_json = jsonanswer.data_json_parts(columns, maps, count)
         self.execution.columnar_rows = count
         return []
 
