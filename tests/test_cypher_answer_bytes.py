@@ -26,7 +26,7 @@ from test_cypher_columnwise import (  # noqa: F401  (fixtures used by name)
 )
 
 from flatprint.cypher import batchcache, jsonanswer
-from flatprint.cypher.engine import execute
+from flatprint.cypher.engine import CypherResult, execute
 from flatprint.server import open_stores
 from flatprint.server.http import _ORJSON_OPTIONS, encode_json
 
@@ -34,6 +34,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from flatprint.server.app import create_app  # noqa: E402
+from flatprint.server.views.custom import answer_json  # noqa: E402
 
 DS = "male-cns:v0.9"
 #: a Point's crs as neuPrint writes it (values.POINT_CRS, known on paper)
@@ -242,6 +243,45 @@ def test_cells_at_their_edges():
         jsonanswer.cell_texts(pa.array([[1]]))
 
 
+def test_rows_framed_whatever_ends_them():
+    """Each row's cells and brackets whether a run of numbers or a text cell starts or ends the rows,
+    runs of both kinds side by side, one row or several, sliced columns (answers known on paper)."""
+    ints = pa.array([1, -2, 3], type=pa.int64())
+    doubles = pa.array([0.5, None, 2.0], type=pa.float64())
+    texts = pa.array(["x", "y", None, "z"]).slice(1)
+    maps = pa.array(['{"a":1}', None, "{}"])
+    cases = [
+        ([ints], set(), [[1], [-2], [3]]),
+        ([doubles, ints], set(), [[0.5, 1], [None, -2], [2.0, 3]]),
+        ([texts, ints, doubles], set(), [["y", 1, 0.5], [None, -2, None], ["z", 3, 2.0]]),
+        ([ints, doubles, texts], set(), [[1, 0.5, "y"], [-2, None, None], [3, 2.0, "z"]]),
+        ([ints, maps, doubles, maps], {1, 3}, [[1, {"a": 1}, 0.5, {"a": 1}], [-2, None, None, None], [3, {}, 2.0, {}]]),
+        ([texts], set(), [["y"], [None], ["z"]]),
+    ]
+    for columns, map_indices, want in cases:
+        assert jsonanswer.data_json(columns, map_indices, 3) == orjson.dumps(want)
+        one = [c.slice(2, 1) for c in columns]
+        assert jsonanswer.data_json(one, map_indices, 1) == orjson.dumps(want[2:])
+
+
+def test_rows_in_parts_spliced_into_the_answer():
+    """Rows written in parts (jsonanswer.data_json_parts: bytes and a view of the joined rows) are the
+    bytes data_json writes, read as rows, and spliced into the endpoint's answer as encode_json writes
+    it whole (answers known on paper)."""
+    columns = [pa.array([1, 3], type=pa.int64()), pa.array(['{"a":1}', "{}"])]
+    parts = jsonanswer.data_json_parts(columns, {1}, 2)
+    assert len(parts) > 1 and b"".join(parts) == b'[[1,{"a":1}],[3,{}]]' == jsonanswer.data_json(columns, {1}, 2)
+    result = CypherResult(["n", "m"], data_json=parts, row_count=2)
+    answer = answer_json(result, 0.0015)
+    want = {"columns": ["n", "m"], "data": [[1, {"a": 1}], [3, {}]], "debug": "flatprint: 2 rows in 1.5 ms"}
+    assert answer == encode_json(want)
+    assert result.data_json == b'[[1,{"a":1}],[3,{}]]' and result.data == want["data"]
+    assert answer_json(result, 0.0015) == answer  # once joined, the same answer
+    assert answer_json(CypherResult(["n"], data_json=b"[]", row_count=0), 0.0) == encode_json(
+        {"columns": ["n"], "data": [], "debug": "flatprint: 0 rows in 0.0 ms"}
+    )
+
+
 def test_rows_are_written_with_the_endpoints_options():
     """jsonanswer.rows_json writes what the JSON endpoint's encoder writes for the same rows."""
     assert jsonanswer.ROW_OPTIONS == _ORJSON_OPTIONS
@@ -312,6 +352,20 @@ def test_maps_with_keys_sorted_among_roi_names():
     ]
     assert texts[2] == '{"CX":true,"zeta":true}'
     assert jsonanswer.synapse_map_json(model, removed, {c: v[:0] for c, v in columns.items()}).to_pylist() == []
+
+
+def test_flag_only_maps_from_the_labels():
+    """PSDs' maps from their labels alone: both ROI sets' names merged and sorted, a NULL label read
+    as label 0, a synapse in no ROI ``{}``, a removed ROI name left out (texts known on paper)."""
+    model = model_with_rois({("primary", 1): ["FB", "gL(R)"], ("major", 2): ["CX", "FB"], ("primary", 0): ["VNC"]})
+    labels = {"primary_label": masked([1, None, 4, 1], np.int64), "major_label": masked([2, 2, 0, 0], np.int64)}
+    removed = ("location", "confidence", "type")
+    want = ['{"CX":true,"FB":true,"gL(R)":true}', '{"CX":true,"FB":true,"VNC":true}', "{}", '{"FB":true,"gL(R)":true}']
+    assert jsonanswer.flag_maps(model, removed, labels).to_pylist() == want
+    assert jsonanswer.flag_maps(model, (*removed, "FB"), labels).to_pylist()[0] == '{"CX":true,"gL(R)":true}'
+    assert jsonanswer.flag_maps(model, removed, {c: v[:0] for c, v in labels.items()}).to_pylist() == []
+    with pytest.raises(jsonanswer.NotWritten):  # a ROI named as a property still in the maps
+        jsonanswer.flag_maps(model_with_rois({("primary", 1): ["ntGabaProb"]}), removed, labels)
 
 
 def test_a_roi_named_as_a_property_is_not_written():

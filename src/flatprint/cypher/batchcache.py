@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from flatprint.cypher import ast
 from flatprint.cypher.columnar import arrow_column, python_rows
-from flatprint.cypher.jsonanswer import data_json
+from flatprint.cypher.jsonanswer import data_json_parts
 from flatprint.cypher.memory import memory_budget
 from flatprint.cypher.sqlgen import conjuncts
 from flatprint.errors import QueryError
@@ -117,9 +117,9 @@ class GeneralAnswer:
                 parts.append(np.arange(start, stop))
         return self.table.take(pa.array(np.concatenate(parts) if parts else np.array([], dtype=np.int64)))
 
-    def answer_json(self, values, check_rows) -> tuple[bytes, int]:
-        """The batch ``values`` as the JSON endpoint's ``data`` bytes (jsonanswer.data_json) and its
-        number of rows; only when ``json_texts`` are kept."""
+    def answer_json(self, values, check_rows) -> tuple[tuple, int]:
+        """The batch ``values`` as the JSON endpoint's ``data`` bytes in parts (jsonanswer.data_json_parts)
+        and its number of rows; only when ``json_texts`` are kept."""
         taken = self._taken(values)
         columns = []
         for index in range(taken.num_columns):
@@ -130,7 +130,7 @@ class GeneralAnswer:
                 column = arrow_column(column)
             columns.append(column)
         check_rows(taken.num_rows)
-        return data_json(columns, set(self.json_texts), taken.num_rows), taken.num_rows
+        return data_json_parts(columns, set(self.json_texts), taken.num_rows), taken.num_rows
 
     def answer(self, values, names: list[str], check_rows) -> tuple[list[list], pa.Table]:
         """Rows (as the column-wise path parses them) and the Arrow answer of the batch ``values``."""

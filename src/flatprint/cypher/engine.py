@@ -93,21 +93,30 @@ class CypherResult:
 
     ``data_json``: the rows already written as the JSON endpoint's ``data`` bytes (an answer built
     column-wise under ``execute(..., json_bytes=True)``; jsonanswer.py), spliced into the answer by
-    the server; ``data`` is then parsed from them when first read."""
+    the server; ``data`` is then parsed from them when first read. They may be given in parts
+    (jsonanswer.data_json_parts), which the server joins into its answer as they are
+    (``data_json_parts``): ``data_json`` joins them when first read."""
 
     def __init__(
         self,
         columns: list[str],
         data: list[list] | None = None,
         arrow: pa.Table | None = None,
-        data_json: bytes | None = None,
+        data_json: bytes | tuple | None = None,
         row_count: int | None = None,
     ):
         self.columns = columns
         self._data = data if data is not None or data_json is not None else []
         self.arrow = arrow  # the Arrow answer when the engine built it column-wise
-        self.data_json = data_json
+        self.data_json_parts = (data_json,) if isinstance(data_json, bytes) else data_json
         self._row_count = row_count
+
+    @property
+    def data_json(self) -> bytes | None:
+        parts = self.data_json_parts
+        if parts is not None and len(parts) != 1:
+            self.data_json_parts = parts = (b"".join(parts),)
+        return None if parts is None else parts[0]
 
     @property
     def data(self) -> list[list]:
@@ -117,7 +126,7 @@ class CypherResult:
 
     @data.setter
     def data(self, rows: list[list]) -> None:
-        self._data, self.data_json, self._row_count = rows, None, None
+        self._data, self.data_json_parts, self._row_count = rows, None, None
 
     @property
     def row_count(self) -> int:
@@ -263,7 +272,7 @@ class Execution(
         self.columnar_allowed = False  # the top-level query of one part may be answered column-wise
         self.columnar_arrow: pa.Table | None = None  # set when it was (its rows are then final)
         self.json_bytes = False  # a column-wise answer may be written as JSON bytes instead
-        self.columnar_json: bytes | None = None  # set when it was, with its number of rows
+        self.columnar_json: bytes | tuple | None = None  # set when it was (maybe in parts), with its number of rows
         self.columnar_rows = 0
         self.rows_final = False  # run_query's rows are output values already (a neuron answer)
         self.view = GraphView(self.model, cursor, self.run_sql, self.run_arrow, check_rows=deadline.check)

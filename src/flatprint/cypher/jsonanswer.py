@@ -95,6 +95,20 @@ def synapse_map_json(model, removed: tuple[str, ...] | None, columns: dict[str, 
     return pa.concat_arrays(pieces).take(pa.array(order))
 
 
+def flag_maps(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> pa.Array:
+    """:func:`synapse_map_json` of maps that hold ROI flags only (every other property NULL or
+    removed: fetch_synapse_connections' PSD maps), from the label columns alone: each label pair's
+    map written once (the ROI names sorted), then put in place by one take."""
+    drop = set(removed or ())
+    keys = _property_keys(model, drop)
+    pairs, where = _label_pairs(columns)
+    texts = [
+        "{" + ",".join(_key(name) + "true" for name in _roi_names(model, drop, pair, keys)) + "}"
+        for pair in pairs.tolist()
+    ]
+    return pa.array(texts, type=pa.string()).take(pa.array(where, type=pa.int64()))
+
+
 def number_map_dicts(model, removed: tuple[str, ...] | None, columns: dict[str, np.ndarray]) -> list[dict] | None:
     """:func:`synapse_map_json`'s maps as Python dicts (their ``orjson.dumps`` with sorted keys is
     that text) when every property key left is a number (fetch_synapse_connections' maps: NT
@@ -337,55 +351,98 @@ def cell_texts(column: pa.Array) -> pa.Array:
 
 
 def data_json(columns: list[pa.Array], maps: set[int], count: int) -> bytes:
-    """The ``data`` of an answer (``count`` rows) as JSON bytes: ``[[cell, ...], ...]``, the cells of
-    plain ``columns`` written here, those at the indices in ``maps`` JSON texts already (null: null).
+    """The ``data`` of an answer (``count`` rows) as JSON bytes: :func:`data_json_parts` joined."""
+    return b"".join(data_json_parts(columns, maps, count))
 
-    Each run of adjacent number columns is one text per row (:func:`number_run_texts`), other
-    columns' cells by :func:`cell_texts`. The rows are then one element-wise join, the first text
-    of each row led by what lies between it and the row before (``[[`` or ``],[``): the joined rows'
-    characters, back to back, are the answer but its closing ``]]``."""
+
+def data_json_parts(columns: list[pa.Array], maps: set[int], count: int) -> tuple:
+    """The ``data`` of an answer (``count`` rows) as JSON bytes ``[[cell, ...], ...]`` in parts (bytes
+    and a memoryview of the joined rows) for the endpoint to join into its answer: one copy of the
+    rows instead of two (a pair's rows are ~2 MB: each fresh copy's pages faulted cost ~1 ms of CPU).
+    The cells of plain ``columns`` are written here, those at the indices in ``maps`` are JSON texts
+    already (null: null).
+
+    Each run of adjacent number columns is one text per row (:func:`_run_texts`), other columns'
+    cells by :func:`cell_texts`. The rows are then one element-wise join with no separator: each
+    run's texts bring the separator after them (slices of one ``orjson.dumps``, no copy), other
+    texts are followed by a constant ``,``, the row's last by ``],[`` (the next row's opening
+    bracket). The joined rows' characters, back to back, are the answer but its first ``[[`` and,
+    unless a run ends the rows (its dump's own ``]]`` ends the last), the last ``],[`` to close."""
     if not count:
-        return b"[]"
+        return (b"[]",)
     if not columns:
-        return b"[" + b",".join([b"[]"] * count) + b"]"
-    texts: list[pa.Array] = []
-    run: list[pa.Array] = []
+        return (b"[" + b",".join([b"[]"] * count) + b"]",)
+    groups: list[tuple[bool, object]] = []  # (a number run, its columns | a text column)
     for index, column in enumerate(columns):
         kind = _number_kind(column) if index not in maps else None
-        if run and kind != _number_kind(run[0]):
-            texts.append(number_run_texts(run))
-            run = []
-        if kind is not None:
-            run.append(column)
+        if kind is not None and groups and groups[-1][0] and _number_kind(groups[-1][1][0]) == kind:
+            groups[-1][1].append(column)
+        elif kind is not None:
+            groups.append((True, [column]))
+        elif index in maps:
+            groups.append((False, pc.fill_null(column, "null") if column.null_count else column))
         else:
-            texts.append(
-                (pc.fill_null(column, "null") if column.null_count else column) if index in maps else cell_texts(column)
-            )
-    if run:
-        texts.append(number_run_texts(run))
-    lead = np.full(count + 1, 3, np.int32)
-    lead[:2] = (0, 2)
-    leads = pa.StringArray.from_buffers(
-        count, pa.py_buffer(np.cumsum(lead, dtype=np.int32)), pa.py_buffer(b"[[" + b"],[" * (count - 1))
-    )
+            groups.append((False, cell_texts(column)))
+    parts: list = []
+    for number, (is_run, group) in enumerate(groups):
+        last = number == len(groups) - 1
+        if is_run:
+            parts.append(_run_texts(group, last))
+        else:
+            parts += [group, "],[" if last else ","]
     try:
-        texts[0] = pc.binary_join_element_wise(leads, texts[0], "")
-        rows = pc.binary_join_element_wise(*texts, ",") if len(texts) > 1 else texts[0]
+        rows = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
     except (pa.ArrowInvalid, pa.ArrowCapacityError) as exc:  # past 32-bit string offsets
         raise NotWritten(str(exc)) from None
     if len(rows) != count or rows.null_count:
         raise NotWritten("rows not joined")  # never expected: every text is set
     offsets = np.frombuffer(rows.buffers()[1], np.int32, count + 1, rows.offset * 4)
-    return b"".join((memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]], b"]]"))
+    whole = memoryview(rows.buffers()[2])
+    if groups[-1][0]:
+        return (b"[[", whole[offsets[0] : offsets[-1]])
+    return (b"[[", whole[offsets[0] : offsets[-1] - 3], b"]]")
 
 
 def _number_kind(column: pa.Array) -> str | None:
-    """'integer' or 'double' for a column :func:`number_run_texts` writes, else None."""
+    """'integer' or 'double' for a column a run of numbers holds (:func:`_run_texts`), else None."""
     if pa.types.is_integer(column.type) and not column.null_count:
         return "integer"
     if pa.types.is_floating(column.type):
         return "double"
     return None
+
+
+def _run_matrix(columns: list[pa.Array]) -> np.ndarray:
+    """The values of number columns of one kind row by row (int64, or float64 with nulls as NaN)."""
+    if pa.types.is_integer(columns[0].type):
+        matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) for c in columns])
+    else:
+        matrix = np.column_stack([c.fill_null(np.nan).to_numpy(zero_copy_only=False) for c in columns])
+        matrix = matrix.astype(np.float64, copy=False)
+    return matrix
+
+
+def _run_texts(columns: list[pa.Array], last: bool) -> pa.Array:
+    """Per row the cells of number columns of one kind (:func:`number_run_texts`' values) followed
+    by the separator after them in data_json's rows: ``1,2,3,`` or, ``last``, ``1,2,3],[`` (the
+    last row ``1,2,3]]``), as slices of one ``orjson.dumps`` (no copy of the texts).
+
+    Not last: the values dumped flat, every ``width``-th comma ending a row (the dump's closing
+    bracket made a comma for the last row). Last: the values dumped as rows, each row's text from
+    after its opening bracket to the next row's (``],[`` included), the last one to the dump's end."""
+    count, width = len(columns[0]), len(columns)
+    matrix = _run_matrix(columns)
+    if last:
+        written = orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY)
+        opens = np.flatnonzero(np.frombuffer(written, np.uint8) == ord("["))[2:]  # the rows' but the first
+        offsets = np.concatenate([[2], opens + 1, [len(written)]])
+    else:
+        written = orjson.dumps(matrix.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)[:-1] + b","
+        ends = np.flatnonzero(np.frombuffer(written, np.uint8) == ord(","))[width - 1 :: width]
+        offsets = np.concatenate([[1], ends + 1])
+    if len(written) >= 2**31:
+        raise NotWritten("an answer past 2 GiB")
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(written))
 
 
 def number_run_texts(columns: list[pa.Array]) -> pa.Array:
@@ -395,11 +452,7 @@ def number_run_texts(columns: list[pa.Array]) -> pa.Array:
     One ``orjson.dumps`` of the values row by row writes them all; the commas that end a row are
     dropped and the rows' texts are slices of what is left (no Python object per value)."""
     count, width = len(columns[0]), len(columns)
-    if pa.types.is_integer(columns[0].type):
-        matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) for c in columns])
-    else:
-        matrix = np.column_stack([c.fill_null(np.nan).to_numpy(zero_copy_only=False) for c in columns])
-        matrix = matrix.astype(np.float64, copy=False)
+    matrix = _run_matrix(columns)
     written = np.frombuffer(orjson.dumps(matrix.reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
     inner = written[1:-1]
     ends = np.flatnonzero(inner == ord(","))[width - 1 :: width]  # the commas between rows

@@ -360,8 +360,9 @@ class _Answer:
             maps.add(index)
             got, at = ends[item.variable]
             wanted = columnar.map_columns(self.model, item.removed)
-            if _labels_only(got, wanted, at):  # PSDs' maps: by their label pairs, no synapse's twice to skip
-                columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
+            if _labels_only(got, wanted, at):  # PSDs' maps: by their label pairs, from the labels alone
+                labels = _columns_at(got, ["primary_label", "major_label"], at)
+                columns.append(jsonanswer.flag_maps(self.model, item.removed, labels))
                 continue
             if _increasing(at):  # each synapse once already (fetch_synapses): no texts to repeat
                 columns.append(jsonanswer.synapse_map_json(self.model, item.removed, _columns_at(got, wanted, at)))
@@ -371,7 +372,7 @@ class _Answer:
             columns.append(texts.take(pa.array(where.reshape(-1), type=pa.int64())))
         count = len(columns[0]) if columns else 0
         self.execution.deadline.check(count)
-        self.execution.columnar_json = jsonanswer.data_json(columns, maps, count)
+        self.execution.columnar_json = jsonanswer.data_json_parts(columns, maps, count)
         self.execution.columnar_rows = count
         return []
 

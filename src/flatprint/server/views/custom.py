@@ -97,14 +97,14 @@ def answer_json(result, seconds: float) -> bytes:
     """The JSON endpoint's answer ``{"columns", "data", "debug"}`` (keys in encode_json's sorted
     order): rows the engine wrote as JSON bytes already (``data_json``) spliced in as they are."""
     debug = f"flatprint: {result.row_count} rows in {seconds * 1000:.1f} ms"
-    if result.data_json is None:
+    if result.data_json_parts is None:
         return encode_json({"columns": result.columns, "data": result.data, "debug": debug})
     return b"".join(
         (
             b'{"columns":',
             encode_json(result.columns),
             b',"data":',
-            result.data_json,
+            *result.data_json_parts,  # joined here once (CypherResult.data_json would join them first)
             b',"debug":',
             encode_json(debug),
             b"}",
