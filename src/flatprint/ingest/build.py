@@ -553,7 +553,7 @@ def ingest_release(
 
     ``memory_limit``: the ingest's memory budget. DuckDB's own limit is PYTHON_RESERVE less (at
     least half of it): that limit caps only DuckDB's buffer pool, and the process also holds Arrow
-    batches and NumPy arrays (at scale 1.0 a budget of 6GB as DuckDB's limit peaked at 7.96 GiB).
+    batches and NumPy arrays (at scale 1.0, DuckDB given all of 6GB, the ingest peaked at 7.96 GiB).
 
     ``buckets``: how many body ranges synapses and partners are sorted in (default: enough for each
     range's sort to fit in a quarter of DuckDB's limit); the store is the same for any number."""
