@@ -91,7 +91,8 @@ def ingest_section(doc: dict) -> list[str]:
         "",
         f"`benchmarks/ingest.py` — each scale's synthetic release ingested up to {doc.get('repeat')}× (fewer "
         "when the runs exceed the time budget; see the runs column) in a fresh "
-        f"subprocess (DuckDB memory_limit {doc.get('memory_limit')}); medians. MB/s counts feather bytes "
+        f"subprocess (memory budget `--memory-limit {doc.get('memory_limit')}`: DuckDB's own limit is "
+        "1.25 GiB less; runs before 2026-12-07 17:38 gave DuckDB all of it); medians. MB/s counts feather bytes "
         "read per wall-clock second; peak RSS is the ingest process's own high-water mark "
         f"({next((x['runs'][0].get('rss_method') for x in doc.get('scales', []) if x.get('runs')), '')}).",
         "",
@@ -249,8 +250,8 @@ def ingest_section(doc: dict) -> list[str]:
                     ],
                     [
                         "peak RSS",
-                        f"{e['peak_rss_gib']:.1f} GiB (a line through the scales; memory_limit "
-                        f"{doc.get('memory_limit')} caps DuckDB's pool, see the caveat)",
+                        f"{e['peak_rss_gib']:.1f} GiB (a line through the scales; the memory budget "
+                        f"{doc.get('memory_limit')} bounds it, see the caveat)",
                         f"≤ {t['peak_rss_gib']:.0f} GiB",
                         "meets" if e["meets_rss_target"] else "**misses**",
                     ],
