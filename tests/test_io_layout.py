@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flatprint.io.arrow_ipc import encode_arrow_stream
+from flatprint.io.arrow_ipc import encode_arrow_stream, read_stream_file, stream_file_writer
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "flatprint"
 ARROW_WRITERS = re.compile(r"ipc\.new_stream|ipc\.new_file|RecordBatch(?:Stream|File)Writer|feather\.write_feather\(")
@@ -36,3 +36,16 @@ def test_arrow_stream_round_trip_keeps_metadata():
     )
     back = pa.ipc.open_stream(encode_arrow_stream(table)).read_all()
     assert back.equals(table) and back.schema.metadata == table.schema.metadata
+
+
+def test_stream_file_keeps_each_batchs_dictionaries(tmp_path):
+    """Two batches whose dictionaries differ read back as written (the file format would refuse
+    the second dictionary)."""
+    schema = pa.schema([("t", pa.dictionary(pa.int8(), pa.string()))])
+    first = pa.record_batch([pa.array(["a", "b", "a"]).dictionary_encode()], schema=schema)
+    second = pa.record_batch([pa.array(["c", "a"]).dictionary_encode()], schema=schema)
+    with stream_file_writer(tmp_path / "x.arrows", schema) as writer:
+        writer.write_batch(first)
+        writer.write_batch(second)
+    back = read_stream_file(tmp_path / "x.arrows")
+    assert back.column("t").cast(pa.string()).to_pylist() == ["a", "b", "a", "c", "a"]

@@ -32,6 +32,7 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import column_types, whole_numbers
 from flatprint.ingest.ranges import bucket_bounds, bucketed, partition
+from flatprint.io.arrow_ipc import read_stream_file, stream_file_writer
 from flatprint.io.duckdb_session import memory_limit_lowered
 from flatprint.io.feather import iter_batches, open_feather
 from flatprint.store.sql import quote_ident
@@ -161,7 +162,7 @@ class _RangeFiles:
                 ordered = batch.take(pa.array(order))
                 for k in np.flatnonzero(np.diff(cuts)):
                     if k not in writers:
-                        writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrows"), self.schema)
+                        writers[k] = stream_file_writer(folder / f"{k}.arrows", self.schema)
                     writers[k].write_batch(ordered.slice(cuts[k], cuts[k + 1] - cuts[k]))
         finally:
             for writer in writers.values():
@@ -173,8 +174,7 @@ class _RangeFiles:
         """Range ``k``'s rows, keyed by body (one chunk, one dictionary per column)."""
         file = self.folder / f"{k}.arrows"
         if file.exists():
-            with pa.ipc.open_stream(str(file)) as reader:
-                table = reader.read_all().unify_dictionaries().combine_chunks()
+            table = read_stream_file(file).unify_dictionaries().combine_chunks()
         else:
             table = self.schema.empty_table()
         return _Keyed(table, table.column(self.key).to_numpy().astype(np.int64, copy=False), self.path.name)
