@@ -61,7 +61,13 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.duckdb_session import duckdb_session, memory_limit_bytes, memory_limit_lowered, parse_size
+from flatprint.io.duckdb_session import (
+    duckdb_session,
+    lowered_limit,
+    memory_limit_bytes,
+    memory_limit_lowered,
+    parse_size,
+)
 from flatprint.io.feather import batch_reader
 from flatprint.io.publish import atomic_output
 from flatprint.progress import make_progress
@@ -563,7 +569,7 @@ def ingest_release(
     if dataset is not None and ":" not in dataset:
         raise ReleaseError(f"dataset must be NAME:TAG, got {dataset!r}")
     budget = parse_size(memory_limit)  # a bad limit fails before the release is read
-    duckdb_limit = f"{max(budget - PYTHON_RESERVE, budget // 2)}B"
+    duckdb_limit = f"{lowered_limit(budget, PYTHON_RESERVE)}B"
     started, cpu = time.perf_counter(), time.process_time()
     files = validate_release(release_dir, release)  # before anything is written
     validated, validated_cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -76,7 +76,16 @@ def duckdb_session(
 
 def memory_limit_bytes(con) -> int:
     """The connection's current memory_limit in bytes."""
-    return parse_size(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    return parse_size(_memory_limit_text(con))
+
+
+def _memory_limit_text(con) -> str:
+    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def lowered_limit(limit: int, nbytes: int) -> int:
+    """``limit`` less ``nbytes``, but never below half of it."""
+    return max(limit - nbytes, limit // 2)
 
 
 @contextlib.contextmanager
@@ -84,9 +93,8 @@ def memory_limit_lowered(con, nbytes: int):
     """DuckDB's memory_limit lowered by ``nbytes`` (to no less than half of it) while a step holds
     about that much in Python (Arrow tables, NumPy arrays): the limit caps only DuckDB's buffer pool,
     the process's peak is the sum of both. Restored as ``current_setting`` spells it (to 0.1 GiB)."""
-    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    limit = parse_size(before)
-    con.execute(f"SET memory_limit = '{max(limit - nbytes, limit // 2)}B'")
+    before = _memory_limit_text(con)
+    con.execute(f"SET memory_limit = '{lowered_limit(parse_size(before), nbytes)}B'")
     try:
         yield
     finally:
