@@ -885,6 +885,7 @@ def server_lines(srv: dict) -> list[str]:
     """neuprint-python through the server vs the library, with neuprint-python's own floor."""
     rows, other = [], []
     with_floor = any(r.get("client_floor_s") is not None for r in srv["results"])
+    with_cpu = any(r.get("server_cpu_work_ratio") is not None for r in srv["results"])
     for r in srv["results"]:
         if r.get("library_s") is None:
             # Older results named the query "..., N rows: JSON vs Arrow endpoint".
@@ -908,10 +909,19 @@ def server_lines(srv: dict) -> list[str]:
                 if floor is not None
                 else ["", "", ""]
             )
+        if with_cpu:
+            row += [
+                ms(r.get("library_cpu_s")),
+                ms(r.get("server_process_cpu_s")),
+                ms(r.get("replay_process_cpu_s")),
+                times(r.get("server_cpu_work_ratio")),
+            ]
         rows.append(row)
     header = ["call", "flatprint library", "neuprint-python via server", "ratio (target ≤ 2×)"]
     if with_floor:
         header += ["neuprint-python floor", "floor ÷ library", "server work ÷ library"]
+    if with_cpu:
+        header += ["library CPU", "server CPU", "replay CPU", "server CPU work ÷ library CPU"]
     lines = [
         "### neuprint-python through `flatprint serve` vs the library (ms)",
         "",
@@ -931,6 +941,13 @@ def server_lines(srv: dict) -> list[str]:
                 " Library, server and floor are timed in turn within every repetition (rotating order), so "
                 "the machine's load hits all three alike."
             )
+    if with_cpu:
+        lines += [
+            "*CPU* (ms per call, medians): the library's process CPU, and the CPU of every thread of the "
+            "`flatprint serve` process and of the replay server's process while neuprint-python makes the "
+            "call. *Server CPU work* = (server CPU − replay CPU) ÷ library CPU: flatprint's own share, "
+            "without the noise of the machine that a few ms of wall time carry beside a client floor of tens of ms."
+        ]
     lines += [""] + table(header, rows) + [""] + other + ([""] if other else [])
     return lines
 

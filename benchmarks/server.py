@@ -39,12 +39,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _common import ensure_store, machine_facts, median, now_iso, write_result  # noqa: E402
 
+SIDES = ("library", "server", "floor", "library_cpu", "server_cpu", "floor_cpu")
+
 
 def seconds(fn) -> float:
     """Wall seconds of one run of ``fn``."""
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds of every live thread of process ``pid``, to the nanosecond (Linux schedstat): a
+    server answers one neuprint-python call in a few ms, below psutil's 10 ms clock ticks."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def child_pid(marker: str) -> int:
+    """The pid of this process's child whose command line contains ``marker``."""
+    import psutil
+
+    return next(p.pid for p in psutil.Process().children() if marker in " ".join(p.cmdline()))
 
 
 def timed(fn, repeat: int):
@@ -412,7 +434,10 @@ def main(argv=None):
     # order rotating, so a change of the machine's load meanwhile hits all three alike: timed one
     # phase after another, a busier phase once made "server work" 16x the library for a call whose
     # requests took a quarter of the client's time.
-    samples = {name: {"library": [], "server": [], "floor": []} for name in calls}
+    # CPU too: the server's and the replay server's process CPU per call (all threads), the library's
+    # process CPU. Wall differences of a few ms under a 35 ms client floor are mostly the machine's
+    # noise; CPU is not.
+    samples = {name: {side: [] for side in SIDES} for name in calls}
     cold = {}
     with running_server([str(store)], home, wait_idle=True, timeout=600) as (url, cert):
         # Every request the client makes, for the replay server: its start-up requests (cached per
@@ -425,16 +450,25 @@ def main(argv=None):
             floor_client = neuprint.Client(
                 replay_url, dataset="male-cns:v0.9", token="local", verify=str(cert), progress=False
             )
-            sides = [("library", flatprint, fp), ("server", neuprint, npc), ("floor", neuprint, floor_client)]
+            server_pid, replay_pid = child_pid(" serve "), child_pid("replay_server.py")
+            sides = [
+                ("library", flatprint, fp, None),
+                ("server", neuprint, npc, server_pid),
+                ("floor", neuprint, floor_client, replay_pid),
+            ]
             for rep in range(args.repeat + 1):  # the first round warms the replay side; not kept
                 for name, call in calls.items():
-                    for side, module, client in sides[rep % 3 :] + sides[: rep % 3]:
+                    for side, module, client, pid in sides[rep % 3 :] + sides[: rep % 3]:
+                        cpu = time.process_time() if pid is None else process_cpu_seconds(pid)
                         took = seconds(lambda: call(module, client))
+                        cpu = (time.process_time() if pid is None else process_cpu_seconds(pid)) - cpu
                         if rep:
                             samples[name][side].append(took)
+                            samples[name][f"{side}_cpu"].append(cpu)
         results = []
         for name in calls:
-            lib, srv, floor = (median(samples[name][side]) for side in ("library", "server", "floor"))
+            lib, srv, floor, lib_cpu, srv_cpu, floor_cpu = (median(samples[name][side]) for side in SIDES)
+            cpu_work = max(srv_cpu - floor_cpu, 0.0) / lib_cpu if lib_cpu > 0 else None
             results.append(
                 {
                     "query": name,
@@ -446,13 +480,18 @@ def main(argv=None):
                     "client_floor_s": floor,
                     "floor_ratio": floor / lib,
                     "server_work_ratio": max(srv - floor, 0.0) / lib,
+                    "library_cpu_s": lib_cpu,
+                    "server_process_cpu_s": srv_cpu,
+                    "replay_process_cpu_s": floor_cpu,
+                    "server_cpu_work_ratio": cpu_work,
                     "runs_s": samples[name],
                     "target": "server <= 2x library",
                 }
             )
             print(
                 f"{name:40s} library {lib * 1000:8.1f} ms  server {srv * 1000:8.1f} ms  x{srv / lib:.2f}  "
-                f"client floor {floor * 1000:8.1f} ms  server work x{max(srv - floor, 0.0) / lib:.2f}"
+                f"client floor {floor * 1000:8.1f} ms  server work x{max(srv - floor, 0.0) / lib:.2f}  CPU: library "
+                f"{lib_cpu * 1000:.2f} ms, server {srv_cpu * 1000:.2f} ms, replay {floor_cpu * 1000:.2f} ms"
             )
         big = (
             "MATCH (n:Neuron) RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, "
