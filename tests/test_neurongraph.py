@@ -98,11 +98,44 @@ def test_graph_arrays_hold_the_neuron_connections(client, oracle, release_dir, n
         == sum(
             a.nbytes
             for a in (g.body_ids, g.pre, g.post, g.weight, g.weight_hp, g.pre_offsets, g.by_post, g.post_offsets)
-            + (g.roi_offsets, g.roi_code, g.roi_weight, g.roi_pre)
+            + (g.roi_offsets, g.roi_code, g.roi_weight, g.roi_pre, g.answer_offsets, g.answer_code, g.answer_weight)
         )
         + sum(c[0].nbytes for c in g._columns.values() if c is not None)
         + g.derived.nbytes
     )
+
+
+def test_answer_rows_are_every_pairs_adjacency_rows_in_order(client, oracle, neurons):
+    """The rows the graph keeps for fetch_adjacencies: every pair's primary-ROI and NotPrimary rows
+    of the oracle (none of weight 0), each pair's heaviest first, ties by ROI name, NotPrimary last."""
+    g = neuron_graph(client.store)
+    rows, local = g.answer_rows(np.arange(len(g.pre)))
+    names = np.append(g.roi_names, "NotPrimary")[g.answer_code[rows]]
+    got = pd.DataFrame(
+        {
+            "bodyId_pre": g.body_ids[g.pre[local]],
+            "bodyId_post": g.body_ids[g.post[local]],
+            "roi": names,
+            "weight": g.answer_weight[rows].astype(np.int64),
+        }
+    )
+    want = oracle(neurons, neurons)
+    want = want[want.weight > 0]
+    key = ["bodyId_pre", "bodyId_post", "roi"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(key).reset_index(drop=True),
+        want[key + ["weight"]].astype(got.dtypes.to_dict()).sort_values(key).reset_index(drop=True),
+    )
+    assert (got.weight > 0).all() and (names == "NotPrimary").any()
+    # the order, row against the next row of the same pair
+    a, b = got.iloc[:-1].reset_index(drop=True), got.iloc[1:].reset_index(drop=True)
+    same = (a.bodyId_pre == b.bodyId_pre) & (a.bodyId_post == b.bodyId_post)
+    later_pair = (a.bodyId_pre < b.bodyId_pre) | ((a.bodyId_pre == b.bodyId_pre) & (a.bodyId_post < b.bodyId_post))
+    tie_ok = (a.weight > b.weight) | (
+        (a.weight == b.weight) & (b.roi == "NotPrimary") & (a.roi != "NotPrimary")
+        | ((a.weight == b.weight) & (a.roi != "NotPrimary") & (b.roi != "NotPrimary") & (a.roi < b.roi))
+    )
+    assert (later_pair | (same & tie_ok)).all()
 
 
 def test_graph_is_built_once_per_store_and_bounded(store_factory, monkeypatch):
@@ -261,6 +294,13 @@ def test_a_wrong_graph_row_is_caught(client, oracle, release_dir, neurons, monke
     broken = g.roi_weight.copy()
     broken[row] += 1
     monkeypatch.setattr(g, "roi_weight", broken)
+    _, conn = flatprint.fetch_adjacencies(NC(bodyId=ids), None, client=client, include_nonprimary=True)
+    with pytest.raises(AssertionError):
+        compare_conn(conn, oracle(ids, neurons, include_nonprimary=True))
+    # the primary ROIs' rows the graph keeps in answer order
+    broken = g.answer_weight.copy()
+    broken[g.answer_offsets[pair]] += 1
+    monkeypatch.setattr(g, "answer_weight", broken)
     _, conn = flatprint.fetch_adjacencies(NC(bodyId=ids), None, client=client)
     with pytest.raises(AssertionError):
         compare_conn(conn, oracle(ids, neurons))
@@ -446,7 +486,7 @@ def test_rows_sorted_by_two_keys():
 def test_adjacency_row_order_is_the_three_key_sort(pairs):
     """fetch_adjacencies' rows by pair, heaviest first, then ROI: the one-key sort gives NumPy's
     lexsort order (and falls back to it when the key would not fit in int64)."""
-    from flatprint.query.graphanswers import _by_pair_weight_roi
+    from flatprint.store.neurongraph import pair_weight_roi_order
 
     rng = np.random.default_rng(pairs % 97)
     n = min(pairs * 3, 20000)
@@ -457,5 +497,5 @@ def test_adjacency_row_order_is_the_three_key_sort(pairs):
     weights = rng.integers(1, 10**6, len(rows))
     if len(weights):
         weights[::7] = weights[0]  # ties in weight within pairs
-    got = _by_pair_weight_roi(local, weights, codes, 301)
+    got = pair_weight_roi_order(local, weights, codes, 301)
     assert got.tolist() == np.lexsort((codes, -weights, local)).tolist()

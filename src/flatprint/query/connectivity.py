@@ -25,6 +25,7 @@ from flatprint.query.graphanswers import (
     graph_adjacencies,
     graph_group_matrix,
     graph_neuron_props,
+    graph_neuron_props_at,
     graph_reach,
     graph_totals,
 )
@@ -422,8 +423,9 @@ def fetch_adjacencies(
     extra_sql = "".join(f", e.{CONNECTS_TO_COLUMNS[p]} AS {quote_ident(p)}" for p in extra)
     graph = _graph_for(client, scan.neurons)
 
+    ends = None  # with the graph: the positions of the bodies in conn_df's rows
     if graph is not None:
-        conn_df = (
+        conn_df, ends = (
             graph_totals(client, graph, scan, extra)
             if omit_rois
             else graph_adjacencies(client, graph, scan, rois, min_roi_weight, min_total_weight, include_nonprimary)
@@ -491,10 +493,10 @@ def fetch_adjacencies(
         )
         conn_df = pd.DataFrame([], columns=cols).astype({c: (str if c == "roi" else int) for c in cols})
         return with_provenance(neurons_df, client, query), with_provenance(conn_df, client, query)
-    # (two column reads: selecting both columns as a frame costs ~0.5 ms)
-    bodies = distinct_ids(np.concatenate([conn_df["bodyId_pre"].to_numpy(), conn_df["bodyId_post"].to_numpy()]))
-    neurons_df = None if graph is None else graph_neuron_props(client, graph, bodies, properties)
+    neurons_df = None if ends is None else graph_neuron_props_at(client, graph, ends, properties)
     if neurons_df is None:
+        # (two column reads: selecting both columns as a frame costs ~0.5 ms)
+        bodies = distinct_ids(np.concatenate([conn_df["bodyId_pre"].to_numpy(), conn_df["bodyId_post"].to_numpy()]))
         neurons_df = _neuron_props(client, bodies, properties, neurons=scan.neurons)
     if export_dir:
         os.makedirs(export_dir, exist_ok=True)
