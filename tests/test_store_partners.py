@@ -123,7 +123,8 @@ def test_sorted_unique_of_runs_or_random_values_is_numpys_unique():
     their ends' ids): NumPy's unique, for runs, random values, repeats and nothing."""
     rng = np.random.default_rng(17)
     runs = np.concatenate([np.sort(rng.integers(0, 10**9, 500)), rng.integers(0, 10**9, 500)])
-    for values in ([], [5], [3, 3], [2, 1], runs, np.concatenate([runs, runs[::-1]]), rng.integers(-(2**62), 2**62, 999)):
+    extremes = rng.integers(-(2**62), 2**62, 999)
+    for values in ([], [5], [3, 3], [2, 1], runs, np.concatenate([runs, runs[::-1]]), extremes):
         values = np.asarray(values, dtype=np.int64)
         for kind in (None, "stable"):
             got = partners_module.sorted_unique(values, kind)
