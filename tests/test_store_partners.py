@@ -116,3 +116,16 @@ def test_positions_by_runs_match_a_binary_search():
         at, hit = partners_module._positions(read, values)
         np.testing.assert_array_equal(hit, np.isin(values, read))
         np.testing.assert_array_equal(at[hit], np.searchsorted(read, values[hit]))
+
+
+def test_sorted_unique_of_runs_or_random_values_is_numpys_unique():
+    """sorted_unique by either sort (the stable one for ids in sorted runs, as partners rows give
+    their ends' ids): NumPy's unique, for runs, random values, repeats and nothing."""
+    rng = np.random.default_rng(17)
+    runs = np.concatenate([np.sort(rng.integers(0, 10**9, 500)), rng.integers(0, 10**9, 500)])
+    extremes = rng.integers(-(2**62), 2**62, 999)
+    for values in ([], [5], [3, 3], [2, 1], runs, np.concatenate([runs, runs[::-1]]), extremes):
+        values = np.asarray(values, dtype=np.int64)
+        for kind in (None, "stable"):
+            got = partners_module.sorted_unique(values, kind)
+            assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))

@@ -90,9 +90,10 @@ def _id_list(ids) -> str:
     return ", ".join(str(b) for b in sorted_unique(np.asarray(ids, dtype=np.int64)).tolist()) or "NULL"
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` of a 1-d array by a sort (NumPy 2's hashing unique took 45 ms for 0.5 M ids)."""
-    values = np.sort(values)
+def sorted_unique(values: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """``np.unique`` of a 1-d array by a sort (NumPy 2's hashing unique took 45 ms for 0.5 M ids);
+    ``kind="stable"`` for values in sorted runs (a merge sort uses them; ~30% slower on random values)."""
+    values = np.sort(values, kind=kind)
     if len(values) > 1:
         values = values[np.concatenate([[True], values[1:] != values[:-1]])]
     return values
@@ -141,7 +142,7 @@ def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[dict[str,
     (2,940 row groups), more than the 7 columns over the post ends' rows (~1 ms) saves: 12.6 ms
     instead of 10.1 ms for the strongest pair's ends."""
     ids = np.asarray(ids, dtype=np.int64)
-    unique = sorted_unique(ids)
+    unique = sorted_unique(ids, "stable")  # pre ids in sorted runs: 0.15 ms, not 0.29, for a pair's 10 k
     rows, found = _read_ranges(cursor, unique, select, gap, "rowid")
     at, hit = _positions(found, ids)
     if not hit.all():  # rowid is not syn_id here
