@@ -35,12 +35,13 @@ import pandas as pd
 import pyarrow as pa
 
 from flatprint.errors import ReleaseError, StoreError
+from flatprint.ingest.body_rois import body_rois, key_ranks
 from flatprint.ingest.layout import (
     NT_PROPERTY,
     STORE_FORMAT,
 )
 from flatprint.ingest.meta import build_meta
-from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range, empty_tbar_down
+from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
@@ -51,7 +52,7 @@ from flatprint.ingest.ranges import (
     range_count,
     range_index_sql,
 )
-from flatprint.ingest.roi_counts import build_segment_rois, segment_rois
+from flatprint.ingest.roi_counts import build_segment_rois
 from flatprint.ingest.rois import (
     combine_extra_roi_sets,
     extra_roi_sets,
@@ -422,28 +423,21 @@ def _build_partners(b: _Build) -> None:
         (b.work / folder).mkdir()
     missing_pre = missing_post = conf_differs = 0
     rois = RoiMap.load(con)
+    rank = key_ranks(con, rois)
     with b.stage.timed("partners and connections", b.ranges) as advance, memory_limit_lowered(con, PYTHON_BYTES):
         for k, (first, last) in enumerate(b.syn_ranges):
             source = bucket_files(b.partners_by_pre, k, "pre_bucket")
+            down = np.zeros(last - first, np.int64)
             if source:
-                counts = build_range(con, source, first, last, rois)
+                counts, down = build_range(con, source, first, last, rois)
                 missing_pre, missing_post, conf_differs = (
                     a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
                 )
                 _copy_by_post(b, k)
-            else:
-                empty_tbar_down(con)
-            segment_rois(
-                con,
-                b.roi_info_keys,
-                first,
-                last,
-                b.work / "segment-rois" / f"{k:05d}.parquet",
-                b.work / "roi-info" / f"{k:05d}.parquet",
-            )
+            segment_files = (b.work / "segment-rois" / f"{k:05d}.parquet", b.work / "roi-info" / f"{k:05d}.parquet")
+            body_rois(con, rois, rank, b.roi_info_keys, first, last, down, *segment_files)
+            del down
             advance()
-    for name in ("range_segment_rois", "tbar_down"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
     shutil.rmtree(b.partners_by_pre, ignore_errors=True)
     partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name
     if missing_pre or missing_post:
