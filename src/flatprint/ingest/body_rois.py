@@ -17,10 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flatprint.ingest.layout import ROI_COUNTS_STORED
 from flatprint.ingest.partners import NO_LABEL, RoiMap, combinations, label_array, run_starts
-from flatprint.ingest.roi_info import PARQUET_ROW_GROUP_ROWS, write_roi_info
+from flatprint.ingest.roi_info import COUNT_COLUMNS, PARQUET_ROW_GROUP_ROWS, write_roi_info
 
 ROI_INFO_BATCH_ROWS = 1 << 20  # rows of per-ROI counts turned into roiInfo text at a time
+CHUNK_POINTS = 1 << 19  # points of whole bodies aggregated at a time
+WRITE_ROWS = 8 * PARQUET_ROW_GROUP_ROWS  # rows of the ROI-sorted file gathered at a time
+COUNTS = pa.schema([(name, pa.string() if name == "roi" else pa.int64()) for name in ROI_COUNTS_STORED.split(", ")])
+ROI_INFO_ROWS = pa.schema([("bodyId", pa.int64()), ("key_rank", pa.int32())] + [(c, pa.int64()) for c in COUNT_COLUMNS])
 
 
 def key_ranks(con, rois: RoiMap) -> np.ndarray:
@@ -59,9 +64,32 @@ def body_rois(
         syn, body, is_pre, pl, ml = syn[order], body[order], is_pre[order], pl[order], ml[order]
     downstream = down[syn - first]
     del syn
-    columns = _counts(rois, rank, body, is_pre, pl, ml, downstream)
-    _write_counts(rois, columns, counts_file)
-    _write_roi_info(columns, keys, roi_info_file)
+    # Bodies in chunks of ~CHUNK_POINTS points: what a chunk's aggregates hold stays small, the
+    # roiInfo text is written as the chunks come, and only the ROI-sorted file waits for them all.
+    cuts = [0]
+    while cuts[-1] < len(body):
+        cut = min(cuts[-1] + CHUNK_POINTS, len(body))
+        if cut < len(body):
+            cut = int(np.searchsorted(body, body[cut], side="left"))
+            if cut == cuts[-1]:  # one body of more points than a chunk
+                cut = int(np.searchsorted(body, body[cut], side="right"))
+        cuts.append(cut)
+    points = {"body": body, "is_pre": is_pre, "pl": pl, "ml": ml, "downstream": downstream}
+    del body, is_pre, pl, ml, downstream
+    parts: list[dict] = []
+    batches = _roi_info_batches(rois, rank, points, cuts, parts)
+    write_roi_info(pa.RecordBatchReader.from_batches(ROI_INFO_ROWS, batches), keys, roi_info_file)
+    points.clear()
+    _write_counts(rois, parts, counts_file)
+
+
+def _roi_info_batches(rois: RoiMap, rank, points: dict, cuts: list[int], parts: list[dict]):
+    """Per chunk of bodies (``cuts``): its (body, ROI) rows as roiInfo's input batches; the rows
+    are also appended to ``parts`` (compact) for the ROI-sorted file."""
+    for a, b in zip(cuts, cuts[1:]):
+        columns = _counts(rois, rank, *(points[c][a:b] for c in ("body", "is_pre", "pl", "ml", "downstream")))
+        yield from _roi_info_rows(columns).to_batches(ROI_INFO_BATCH_ROWS)
+        parts.append(_compact(columns))
 
 
 def _counts(rois: RoiMap, rank, body, is_pre, pl, ml, downstream) -> dict:
@@ -123,24 +151,35 @@ def _counts(rois: RoiMap, rank, body, is_pre, pl, ml, downstream) -> dict:
     }
 
 
-def _write_counts(rois: RoiMap, columns: dict, path: Path) -> None:
+def _compact(columns: dict) -> dict:
+    """A chunk's rows as the ROI-sorted file needs them, in fewer bytes (counts as int32 when they fit)."""
+    out = {"bodyId": columns["body"], "code": columns["code"].astype(np.uint16)}
+    for name in ("pre", "post", "downstream"):
+        values = columns[name]
+        out[name] = values.astype(np.int32) if not len(values) or values.max() < 2**31 else values
+    return out
+
+
+def _write_counts(rois: RoiMap, parts: list[dict], path: Path) -> None:
     """The rows sorted by ROI (name order is code order), then body, to Parquet."""
-    order = np.argsort(columns["code"].astype(np.uint16), kind="stable")  # a radix sort; bodies stay in order
-    table = pa.table(
-        {
-            "bodyId": columns["body"][order],
-            "roi": rois.names.take(pa.array(columns["code"][order])),
-            "pre": columns["pre"][order],
-            "post": columns["post"][order],
-            "downstream": columns["downstream"][order],
-        }
-    )
-    pq.write_table(table, str(path), row_group_size=PARQUET_ROW_GROUP_ROWS)
+    if not parts:
+        pq.write_table(COUNTS.empty_table(), str(path))
+        return
+    columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    del parts[:]
+    code = columns.pop("code")
+    order = np.argsort(code, kind="stable")  # a radix sort (uint16): bodies stay in order
+    with pq.ParquetWriter(str(path), COUNTS) as writer:
+        for start in range(0, len(order), WRITE_ROWS):
+            rows = order[start : start + WRITE_ROWS]
+            table = {name: pa.array(values[rows]).cast(pa.int64()) for name, values in columns.items()}
+            table["roi"] = rois.names.take(pa.array(code[rows]))
+            writer.write_table(pa.table(table).select(COUNTS.names), PARQUET_ROW_GROUP_ROWS)
 
 
-def _write_roi_info(columns: dict, keys: list[str], path: Path) -> None:
+def _roi_info_rows(columns: dict) -> pa.Table:
     post = columns["post"]
-    table = pa.table(
+    return pa.table(
         {
             "bodyId": columns["body"],
             "key_rank": columns["rank"],
@@ -149,6 +188,6 @@ def _write_roi_info(columns: dict, keys: list[str], path: Path) -> None:
             "downstream": columns["downstream"],
             "upstream": post,
             "synweight": columns["downstream"] + post,
-        }
+        },
+        schema=ROI_INFO_ROWS,
     )
-    write_roi_info(pa.RecordBatchReader.from_batches(table.schema, table.to_batches(ROI_INFO_BATCH_ROWS)), keys, path)

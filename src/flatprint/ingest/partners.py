@@ -23,9 +23,11 @@ from flatprint.ingest.ranges import POINT_ID_SQL
 
 INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT, and per piece of a range
 FETCH_ROWS = 1 << 16  # rows per batch of the range's sorted stream
-# What a piece holds in Python at most (~150 bytes a row with the aggregates' arrays): DuckDB's memory
-# limit is lowered by that much during the step (it does not cover memory outside its buffer pool).
-PYTHON_BYTES = 256 * 1024**2
+# What the step holds in Python at most: DuckDB's memory limit is lowered by that much while it runs
+# (it does not cover memory outside its buffer pool). A piece here is ~150 bytes a row with the
+# aggregates' arrays; ingest/body_rois.py then holds a range's points and its (body, ROI) rows
+# (~400 MB of NumPy and ~220 MB of Arrow at most for a range of 5.1 M points at scale 0.1).
+PYTHON_BYTES = 640 * 1024**2
 NO_LABEL = -1  # a NULL ROI label: a group of its own, under no ROI
 
 
