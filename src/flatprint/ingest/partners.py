@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.ingest.layout import POST_HP_THRESHOLD, PRE_HP_THRESHOLD
+from flatprint.ingest.post_parts import PostPartitions
 from flatprint.ingest.ranges import POINT_ID_SQL
 
 INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT, and per piece of a range
@@ -53,11 +54,14 @@ class RoiMap:
         return cls(pa.array(names, pa.string()), sets["primary"], sets["major"])
 
 
-def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[tuple[int, int, int], np.ndarray]:
+def build_range(
+    con, source: str, first: int, last: int, rois: RoiMap, by_post: PostPartitions
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """Append range [first, last)'s rows of partners, connections and connection_rois (the pairs in
-    the Parquet files ``source``, an SQL list). Returns the counts of pairs whose pre end, post end
-    is not a point of its body and of pairs whose confidences differ from their points' (the caller
-    raises on any), and each T-bar's partner count (``down[syn_id - first]``).
+    the Parquet files ``source``, an SQL list), the rows of the last two also to ``by_post``.
+    Returns the counts of pairs whose pre end, post end is not a point of its body and of pairs
+    whose confidences differ from their points' (the caller raises on any), and each T-bar's
+    partner count (``down[syn_id - first]``).
 
     The sorted pairs are fetched as a stream, ~``INSERT_ROWS`` at a time cut where body_pre changes
     (every aggregate lies within one pre body), so Python holds a piece of the range, not all of it
@@ -78,7 +82,7 @@ def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[
         down = np.zeros(last - first, np.int64)
         counts = np.zeros(3, np.int64)
         for rows in _by_pre_body(reader):
-            counts += _build_piece(con, rows, first, down, rois)
+            counts += _build_piece(con, rows, first, down, rois, by_post)
     finally:
         cursor.close()
     return tuple(int(c) for c in counts), down
@@ -106,7 +110,7 @@ def _by_pre_body(reader):
         yield pa.Table.from_batches(pending)
 
 
-def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap) -> list[int]:
+def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap, by_post: PostPartitions) -> list[int]:
     """Rows of whole pre bodies: their partners, connections and connection_rois appended, their
     T-bars' partner counts added to ``down``; returns the counts ``build_range`` returns."""
     whole = pc.and_(rows.column("pre_id").is_valid(), rows.column("post_id").is_valid())
@@ -130,9 +134,11 @@ def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap
     weight_hp = np.add.reduceat(hp, pair_start) if n else weight
     del hp
     connections = {"body_pre": body_pre[pair_start], "body_post": body_post[pair_start]}
-    _insert(con, "connections", pa.table({**connections, "weight": weight, "weight_hp": weight_hp}))
-    del weight, weight_hp
-    _connection_rois(con, rois, connections, pair_start, tbar_start, pl, ml)
+    table = pa.table({**connections, "weight": weight, "weight_hp": weight_hp})
+    _insert(con, "connections", table)
+    by_post.write("connections", table)
+    del weight, weight_hp, table
+    by_post.write("connection_rois", _connection_rois(con, rois, connections, pair_start, tbar_start, pl, ml))
     del connections, pl, ml, body_pre, body_post
     if n:  # a piece's T-bars are a run of syn_ids (its pre bodies'): counted over that run only
         lo = int(pre_id.min())
@@ -141,14 +147,15 @@ def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap
     return counts
 
 
-def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl, ml) -> None:
+def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl, ml) -> pa.Table:
     """Per pair and ROI (every ROI a post label counts under): ``weight``, the PSDs, and ``pre``,
     the distinct T-bars. A T-bar whose PSDs on one partner body carry several labels (split) counts
     once under each ROI any of them counts under; any other T-bar counts once per distinct label pair
-    and per time the labels name the ROI (what summing the per-label counts up the hierarchy gives)."""
+    and per time the labels name the ROI (what summing the per-label counts up the hierarchy gives).
+    Returns the rows appended."""
     n = len(pl)
     if not n:
-        return
+        return pa.table({"body_post": pa.array([], pa.int64())})
     combos, combo = combinations(pl, ml)
     # Each combination's ROI codes (CSR), the primary label's and the major label's, in code order.
     members = [
@@ -212,7 +219,9 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
         "weight": weight,
         "pre": pre,
     }
-    _insert(con, "connection_rois", pa.table(columns))
+    table = pa.table(columns)
+    _insert(con, "connection_rois", table)
+    return table
 
 
 def combinations(pl, ml) -> tuple[np.ndarray, np.ndarray]:
