@@ -3,24 +3,32 @@ per pair weight and weightHP, and per pair and ROI the PSDs and the distinct T-b
 
 from __future__ import annotations
 
+import json
+
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from oracle import load, point_id, roi_chains
 
-from flatprint.ingest import ingest_release, partners as partners_step
+from flatprint.ingest import body_rois, ingest_release, partners as partners_step
+from flatprint.ingest.post_parts import PostPartitions
 
 
 @pytest.fixture(scope="module", params=["ranges", "pieces"])
 def ranged_store(request, release_dir, tmp_path_factory):
     """Five body ranges; "pieces": besides, each range's sorted pairs are fetched and aggregated a
-    few hundred rows at a time, cut where body_pre changes (a full-scale range is ~6 pieces)."""
+    few hundred rows at a time, cut where body_pre changes (a full-scale range is ~6 pieces), and
+    its per-body ROI counts are taken ~300 points of whole bodies at a time."""
     path = tmp_path_factory.mktemp("partners") / "store.duckdb"
     with pytest.MonkeyPatch.context() as patch:
         pieces = []
         if request.param == "pieces":
             patch.setattr(partners_step, "INSERT_ROWS", 700)
             patch.setattr(partners_step, "FETCH_ROWS", 128)
+            patch.setattr(body_rois, "CHUNK_POINTS", 300)  # a range's bodies in chunks, some larger than one
             build_piece = partners_step._build_piece
             patch.setattr(
                 partners_step, "_build_piece", lambda con, rows, *a: pieces.append(rows) or build_piece(con, rows, *a)
@@ -111,3 +119,55 @@ def test_tbar_partner_counts_are_downstream(release_dir, ranged_store):
     got = _table(ranged_store, "SELECT bodyId AS body, roi, downstream FROM segment_rois WHERE downstream > 0")
     got = got[got.roi.isin(leaves)].set_index(["body", "roi"]).downstream
     assert got.to_dict() == want.to_dict()
+
+
+def test_roi_counts_and_roi_info_in_several_ranges(release_dir, ranged_store):
+    """segment_rois at primary ROIs equal pandas' per body and ROI counts of the feathers' points
+    (pre, post) and partners (downstream, by the T-bar's ROI), and each body's roiInfo holds exactly
+    its segment_rois rows, whatever the ranges and chunks."""
+    points = load(release_dir, "syn-points")
+    partners = load(release_dir, "syn-partners")
+    primary = points["primary"].astype(str)
+    want = pd.DataFrame(
+        {
+            "pre": (points.kind == "PreSyn").groupby([points.body, primary]).sum(),
+            "post": (points.kind == "PostSyn").groupby([points.body, primary]).sum(),
+        }
+    )
+    pre_roi = primary.reindex(point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()).to_numpy()
+    want["downstream"] = partners.groupby([partners.body_pre.to_numpy(), pre_roi]).size().reindex(want.index).fillna(0)
+    want = want[want.index.get_level_values(1) != "<unspecified>"]
+    got = _table(ranged_store, "SELECT bodyId, roi, pre, post, downstream FROM segment_rois").set_index(
+        ["bodyId", "roi"]
+    )
+    assert (got.reindex(want.index).to_numpy() == want.to_numpy()).all()
+    info = _table(ranged_store, "SELECT bodyId, roiInfo FROM segments").set_index("bodyId")["roiInfo"]
+    texts = {
+        (b, roi, k): v for b, t in info.items() for roi, counts in json.loads(t).items() for k, v in counts.items()
+    }
+    got = got.assign(upstream=got.post, synweight=got.downstream + got.post)
+    assert texts == {key: int(v) for key, v in got.stack().items()}
+
+
+def test_post_partitions_keep_each_rows_range_and_order(tmp_path):
+    """Each row lands in the file of its body_post range (bounds[k-1] <= body_post < bounds[k]), in
+    the order written, over several writes."""
+    rng = np.random.default_rng(3)
+    bounds = [100, 250, 251, 900]
+    pieces = [
+        pa.table(
+            {"body_pre": rng.integers(0, 50, n), "body_post": rng.integers(0, 1000, n), "w": rng.integers(0, 9, n)}
+        )
+        for n in (40, 0, 1, 300)
+    ]
+    parts = PostPartitions(tmp_path, bounds)
+    for piece in pieces:
+        parts.write("t", piece)
+    parts.close()
+    rows = pd.concat([p.to_pandas() for p in pieces], ignore_index=True)
+    edges = [-np.inf, *bounds, np.inf]
+    for k in range(len(bounds) + 1):
+        want = rows[(rows.body_post >= edges[k]) & (rows.body_post < edges[k + 1])].reset_index(drop=True)
+        file = tmp_path / "t-by-post" / f"post_bucket={k}" / "rows.parquet"
+        got = pq.read_table(file).to_pandas() if file.exists() else want.iloc[:0]
+        pd.testing.assert_frame_equal(got, want)

@@ -43,18 +43,22 @@ def _keys_by_rank(names):
     return rank, keys
 
 
-@pytest.mark.parametrize("batch_rows", [1, 7, 1 << 20])
-def test_roi_info_text_equals_sorted_pieces(tmp_path, batch_rows):
-    """Bodies span batches (batch_rows 1 and 7 split them), counts include 0 and large values, and the
-    names' order as text differs from their order as pieces."""
+@pytest.mark.parametrize(
+    ("batch_rows", "high", "n_bodies"),
+    [(1, 10**10, 40), (7, 10**10, 40), (1 << 20, 10**10, 40), (1 << 20, 4, 400), (300, 2000, 400)],
+)
+def test_roi_info_text_equals_sorted_pieces(tmp_path, batch_rows, high, n_bodies):
+    """Bodies span batches (batch_rows 1, 7 and 300 split them), counts include 0 and large values, and
+    the names' order as text differs from their order as pieces. Counts below ``high``: small ones
+    make many rows share a piece (formatted once), 2000 mixes those with counts too large to share."""
     rng = np.random.default_rng(5)
     rank, keys = _keys_by_rank(NAMES)
     bodies, rois = [], []
-    for body in sorted(rng.choice(10**12, size=40, replace=False)):
+    for body in sorted(rng.choice(10**12, size=n_bodies, replace=False)):
         for roi in rng.choice(NAMES, size=int(rng.integers(1, len(NAMES) + 1)), replace=False):
             bodies.append(int(body))
             rois.append(str(roi))
-    counts = rng.integers(0, 10**10, size=(len(bodies), len(COUNT_COLUMNS)))
+    counts = rng.integers(0, high, size=(len(bodies), len(COUNT_COLUMNS)))
     counts[::5] = 0
     order = sorted(range(len(bodies)), key=lambda i: (bodies[i], rank[rois[i]]))
     table = pa.table(

@@ -35,23 +35,23 @@ import pandas as pd
 import pyarrow as pa
 
 from flatprint.errors import ReleaseError, StoreError
+from flatprint.ingest.body_rois import body_rois, key_ranks
 from flatprint.ingest.layout import (
     NT_PROPERTY,
     STORE_FORMAT,
 )
 from flatprint.ingest.meta import build_meta
-from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range, empty_tbar_down
+from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range
+from flatprint.ingest.post_parts import PostPartitions
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
     bucket_files,
     bucketed,
-    in_range_sql,
     partition,
     range_count,
-    range_index_sql,
 )
-from flatprint.ingest.roi_counts import build_segment_rois, segment_rois
+from flatprint.ingest.roi_counts import build_segment_rois
 from flatprint.ingest.rois import (
     combine_extra_roi_sets,
     extra_roi_sets,
@@ -422,28 +422,25 @@ def _build_partners(b: _Build) -> None:
         (b.work / folder).mkdir()
     missing_pre = missing_post = conf_differs = 0
     rois = RoiMap.load(con)
-    with b.stage.timed("partners and connections", b.ranges) as advance, memory_limit_lowered(con, PYTHON_BYTES):
+    rank = key_ranks(con, rois)
+    by_post = PostPartitions(b.work, b.post_bounds)
+    with (
+        b.stage.timed("partners and connections", b.ranges) as advance,
+        memory_limit_lowered(con, PYTHON_BYTES),
+        contextlib.closing(by_post),
+    ):
         for k, (first, last) in enumerate(b.syn_ranges):
             source = bucket_files(b.partners_by_pre, k, "pre_bucket")
+            down = np.zeros(last - first, np.int64)
             if source:
-                counts = build_range(con, source, first, last, rois)
+                counts, down = build_range(con, source, first, last, rois, by_post)
                 missing_pre, missing_post, conf_differs = (
                     a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
                 )
-                _copy_by_post(b, k)
-            else:
-                empty_tbar_down(con)
-            segment_rois(
-                con,
-                b.roi_info_keys,
-                first,
-                last,
-                b.work / "segment-rois" / f"{k:05d}.parquet",
-                b.work / "roi-info" / f"{k:05d}.parquet",
-            )
+            segment_files = (b.work / "segment-rois" / f"{k:05d}.parquet", b.work / "roi-info" / f"{k:05d}.parquet")
+            body_rois(con, rois, rank, b.roi_info_keys, first, last, down, *segment_files)
+            del down
             advance()
-    for name in ("range_segment_rois", "tbar_down"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
     shutil.rmtree(b.partners_by_pre, ignore_errors=True)
     partners_file, points_file = b.files.paths["syn-partners"].name, b.files.paths["syn-points"].name
     if missing_pre or missing_post:
@@ -457,18 +454,6 @@ def _build_partners(b: _Build) -> None:
             f"{partners_file}: {conf_differs} rows whose conf_pre/conf_post differ from the conf of their points "
             f"in {points_file}"
         )
-
-
-def _copy_by_post(b: _Build, k: int) -> None:
-    """Range ``k``'s rows of connections and connection_rois (contiguous: both are in body_pre order)
-    to Parquet partitioned by the body_post range, which the post-sorted copies read one range at a
-    time (filtering the whole table once per post range read all of it ~30 times at full scale)."""
-    bucket = range_index_sql("body_post", b.post_bounds)
-    for table in ("connections", "connection_rois"):
-        out = sql_literal(str(b.work / (table + "-by-post")))
-        b.sql(f"""
-            COPY (SELECT *, {bucket} AS post_bucket FROM {table} WHERE {in_range_sql("body_pre", b.bounds, k)})
-            TO {out} (FORMAT parquet, PARTITION_BY (post_bucket), APPEND)""")
 
 
 def _build_post_copies(b: _Build) -> None:

@@ -1,5 +1,5 @@
 """One pre-body range of the partners step in NumPy: ``partners``, ``connections``,
-``connection_rois`` and each T-bar's partner count (``tbar_down``, which ``segment_rois`` reads).
+``connection_rois`` and each T-bar's partner count (``down``, which ingest/body_rois.py reads).
 
 DuckDB resolves the range's pre ends (a hash join) and sorts the pairs once, by (body_pre,
 body_post, pre_id, post_id), the order ``partners`` stores; every aggregate is then a run-length sum
@@ -19,13 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flatprint.ingest.layout import POST_HP_THRESHOLD, PRE_HP_THRESHOLD
+from flatprint.ingest.post_parts import PostPartitions
 from flatprint.ingest.ranges import POINT_ID_SQL
 
 INSERT_ROWS = 1 << 20  # rows per Arrow table handed to one INSERT, and per piece of a range
 FETCH_ROWS = 1 << 16  # rows per batch of the range's sorted stream
-# What a piece holds in Python at most (~150 bytes a row with the aggregates' arrays): DuckDB's memory
-# limit is lowered by that much during the step (it does not cover memory outside its buffer pool).
-PYTHON_BYTES = 256 * 1024**2
+# What the step holds in Python at most: DuckDB's memory limit is lowered by that much while it runs
+# (it does not cover memory outside its buffer pool). A piece here is ~150 bytes a row with the
+# aggregates' arrays; ingest/body_rois.py then holds a range's points and its (body, ROI) rows
+# (~400 MB of NumPy and ~220 MB of Arrow at most for a range of 5.1 M points at scale 0.1).
+PYTHON_BYTES = 640 * 1024**2
 NO_LABEL = -1  # a NULL ROI label: a group of its own, under no ROI
 
 
@@ -51,15 +54,14 @@ class RoiMap:
         return cls(pa.array(names, pa.string()), sets["primary"], sets["major"])
 
 
-def empty_tbar_down(con) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE tbar_down (pre_id BIGINT, n BIGINT)")
-
-
-def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[int, int, int]:
+def build_range(
+    con, source: str, first: int, last: int, rois: RoiMap, by_post: PostPartitions
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """Append range [first, last)'s rows of partners, connections and connection_rois (the pairs in
-    the Parquet files ``source``, an SQL list) and leave each T-bar's partner count in the TEMP table
-    ``tbar_down``. Returns the counts of pairs whose pre end, post end is not a point of its body and
-    of pairs whose confidences differ from their points' (the caller raises on any).
+    the Parquet files ``source``, an SQL list), the rows of the last two also to ``by_post``.
+    Returns the counts of pairs whose pre end, post end is not a point of its body and of pairs
+    whose confidences differ from their points' (the caller raises on any), and each T-bar's
+    partner count (``down[syn_id - first]``).
 
     The sorted pairs are fetched as a stream, ~``INSERT_ROWS`` at a time cut where body_pre changes
     (every aggregate lies within one pre body), so Python holds a piece of the range, not all of it
@@ -80,14 +82,10 @@ def build_range(con, source: str, first: int, last: int, rois: RoiMap) -> tuple[
         down = np.zeros(last - first, np.int64)
         counts = np.zeros(3, np.int64)
         for rows in _by_pre_body(reader):
-            counts += _build_piece(con, rows, first, down, rois)
+            counts += _build_piece(con, rows, first, down, rois, by_post)
     finally:
         cursor.close()
-    has = np.flatnonzero(down)
-    con.register("tbar_down_arrow", pa.table({"pre_id": has + first, "n": down[has]}))
-    con.execute("CREATE OR REPLACE TEMP TABLE tbar_down AS SELECT * FROM tbar_down_arrow")
-    con.unregister("tbar_down_arrow")
-    return tuple(int(c) for c in counts)
+    return tuple(int(c) for c in counts), down
 
 
 def _by_pre_body(reader):
@@ -112,7 +110,7 @@ def _by_pre_body(reader):
         yield pa.Table.from_batches(pending)
 
 
-def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap) -> list[int]:
+def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap, by_post: PostPartitions) -> list[int]:
     """Rows of whole pre bodies: their partners, connections and connection_rois appended, their
     T-bars' partner counts added to ``down``; returns the counts ``build_range`` returns."""
     whole = pc.and_(rows.column("pre_id").is_valid(), rows.column("post_id").is_valid())
@@ -126,19 +124,21 @@ def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap
     _insert(con, "partners", rows.select(["body_pre", "body_post", "pre_id", "post_id"]))
     body_pre, body_post, pre_id = (_ints(rows, c) for c in ("body_pre", "body_post", "pre_id"))
     hp = rows.column("hp").to_numpy().astype(np.int64)
-    pl, ml = _labels(rows, "pl"), _labels(rows, "ml")
+    pl, ml = label_array(rows.column("pl")), label_array(rows.column("ml"))
     del rows
 
     n = len(pre_id)
-    pair_start = _starts(body_pre, body_post)
-    tbar_start = _starts(pre_id, body_post)  # a T-bar's rows on one partner body (pre_id fixes body_pre)
+    pair_start = run_starts(body_pre, body_post)
+    tbar_start = run_starts(pre_id, body_post)  # a T-bar's rows on one partner body (pre_id fixes body_pre)
     weight = np.diff(np.r_[pair_start, n])
     weight_hp = np.add.reduceat(hp, pair_start) if n else weight
     del hp
     connections = {"body_pre": body_pre[pair_start], "body_post": body_post[pair_start]}
-    _insert(con, "connections", pa.table({**connections, "weight": weight, "weight_hp": weight_hp}))
-    del weight, weight_hp
-    _connection_rois(con, rois, connections, pair_start, tbar_start, pl, ml)
+    table = pa.table({**connections, "weight": weight, "weight_hp": weight_hp})
+    _insert(con, "connections", table)
+    by_post.write("connections", table)
+    del weight, weight_hp, table
+    by_post.write("connection_rois", _connection_rois(con, rois, connections, pair_start, tbar_start, pl, ml))
     del connections, pl, ml, body_pre, body_post
     if n:  # a piece's T-bars are a run of syn_ids (its pre bodies'): counted over that run only
         lo = int(pre_id.min())
@@ -147,15 +147,16 @@ def _build_piece(con, rows: pa.Table, first: int, down: np.ndarray, rois: RoiMap
     return counts
 
 
-def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl, ml) -> None:
+def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl, ml) -> pa.Table:
     """Per pair and ROI (every ROI a post label counts under): ``weight``, the PSDs, and ``pre``,
     the distinct T-bars. A T-bar whose PSDs on one partner body carry several labels (split) counts
     once under each ROI any of them counts under; any other T-bar counts once per distinct label pair
-    and per time the labels name the ROI (what summing the per-label counts up the hierarchy gives)."""
+    and per time the labels name the ROI (what summing the per-label counts up the hierarchy gives).
+    Returns the rows appended."""
     n = len(pl)
     if not n:
-        return
-    combos, combo = _combinations(pl, ml)
+        return pa.table({"body_post": pa.array([], pa.int64())})
+    combos, combo = combinations(pl, ml)
     # Each combination's ROI codes (CSR), the primary label's and the major label's, in code order.
     members = [
         sorted(rois.primary.get(int(k >> 17) + NO_LABEL, []) + rois.major.get(int(k & ((1 << 17) - 1)) + NO_LABEL, []))
@@ -187,7 +188,7 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
     key_combo = psd_keys % n_combos
     reps = sizes[key_combo]
     roi_pair = np.repeat(psd_keys // n_combos, reps)
-    roi = flat[np.repeat(offsets[key_combo], reps) + _ranks(reps)]
+    roi = flat[np.repeat(offsets[key_combo], reps) + ranks(reps)]
     roi_keys = roi_pair * n_rois + roi
     roi_weight = np.repeat(psd_counts, reps)
     roi_pre = np.repeat(pre_per_key, reps)
@@ -197,7 +198,7 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
     if len(rows):
         reps = sizes[combo[rows]]
         split_tbar = np.repeat(tbar[rows], reps)
-        split_roi = flat[np.repeat(offsets[combo[rows]], reps) + _ranks(reps)]
+        split_roi = flat[np.repeat(offsets[combo[rows]], reps) + ranks(reps)]
         split_keys, _ = _counted(split_tbar * n_rois + split_roi)
         split_tbar = split_keys // n_rois
         roi_keys = np.r_[roi_keys, pair[tbar_start[split_tbar]] * n_rois + split_keys % n_rois]
@@ -205,7 +206,7 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
         roi_pre = np.r_[roi_pre, np.ones(len(split_keys), np.int64)]
     order = np.argsort(roi_keys, kind="stable")
     roi_keys = roi_keys[order]
-    starts = _starts(roi_keys, roi_keys)
+    starts = run_starts(roi_keys, roi_keys)
     keys = roi_keys[starts]
     weight = np.add.reduceat(roi_weight[order], starts)
     pre = np.add.reduceat(roi_pre[order], starts)
@@ -218,10 +219,12 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
         "weight": weight,
         "pre": pre,
     }
-    _insert(con, "connection_rois", pa.table(columns))
+    table = pa.table(columns)
+    _insert(con, "connection_rois", table)
+    return table
 
 
-def _combinations(pl, ml) -> tuple[np.ndarray, np.ndarray]:
+def combinations(pl, ml) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (primary, major) label pairs as keys ``(pl + 1) << 17 | (ml + 1)``, and each
     row's index among them; a table indexed by the pair when it is small, else a sort."""
     span = int(ml.max()) - NO_LABEL + 1
@@ -249,11 +252,11 @@ def _insert(con, table: str, data: pa.Table) -> None:
 def _counted(keys) -> tuple[np.ndarray, np.ndarray]:
     """The distinct keys, sorted, and how often each occurs."""
     keys = np.sort(keys, kind="stable")
-    starts = _starts(keys, keys)
+    starts = run_starts(keys, keys)
     return keys[starts], np.diff(np.r_[starts, len(keys)])
 
 
-def _starts(a, b) -> np.ndarray:
+def run_starts(a, b) -> np.ndarray:
     """Where a run of equal (a, b) begins."""
     n = len(a)
     if not n:
@@ -268,7 +271,7 @@ def _varies(labels, starts) -> np.ndarray:
     return (lowest < highest) & (highest != NO_LABEL)
 
 
-def _ranks(reps) -> np.ndarray:
+def ranks(reps) -> np.ndarray:
     """0, 1, ..., r-1 for each r of ``reps``, concatenated."""
     total = int(reps.sum())
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
@@ -278,8 +281,8 @@ def _ints(table: pa.Table, column: str, dtype=np.int64) -> np.ndarray:
     return table.column(column).to_numpy().astype(dtype, copy=False)
 
 
-def _labels(table: pa.Table, column: str) -> np.ndarray:
-    col = table.column(column)
+def label_array(col) -> np.ndarray:
+    """A label column as int32, NULL as NO_LABEL."""
     labels = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
     if col.null_count:
         labels[col.is_null().to_numpy(zero_copy_only=False)] = NO_LABEL
