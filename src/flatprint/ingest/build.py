@@ -41,6 +41,7 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import build_meta
 from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range, empty_tbar_down
+from flatprint.ingest.points import PointScan
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
@@ -127,6 +128,7 @@ class _Build:
     bounds: list[int] = field(default_factory=list)  # body ranges of syn-points (see bucketed)
     syn_ranges: list[tuple[int, int]] = field(default_factory=list)  # per range: [first, last) syn_id
     tree: dict = field(default_factory=dict)
+    point_scan: PointScan | None = None  # the syn-points' (label, name) pairs (see _partition_inputs)
     points_dir: Path | None = None
     tbar_dir: Path | None = None
     partners_by_post: Path | None = None
@@ -179,23 +181,28 @@ def _partition_inputs(b: _Build) -> None:
     has_compartment = "compartment" in files.schemas["syn-points"].names
     if has_compartment:
         point_cols.append("compartment")
+    # The range files carry the integer labels; the ROI names are taken from the stream as it passes
+    # (b.point_scan), except where the ROI tree must be found from the data (roi_hierarchy).
+    with_names = not (files.root / "roi-hierarchy.json").exists()
     roi_select = ", ".join(
-        f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, "
-        f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
+        (f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, " if with_names else "")
+        + f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
         for s in roi_sets
     )
     compartment_sql = (
         "CAST(compartment AS VARCHAR) AS compartment" if has_compartment else "NULL::VARCHAR AS compartment"
     )
+    b.point_scan = scan = PointScan(roi_sets)
+    kept = [c for c in point_cols if with_names or c not in roi_sets]
     with b.stage.timed("read syn-points", 1):
-        reader = b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"])
+        reader = scan.stream(b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"]), kept)
         b.points_dir = partition(
             b.con,
             b.work / "points",
             bucketed(reader, {"bucket": "body"}, b.bounds),
             f"""
             SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
-                   CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
+                   kind = 'PreSyn' AS is_pre, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
                    {roi_select}, {compartment_sql},
                    bucket""",
         )
@@ -203,10 +210,9 @@ def _partition_inputs(b: _Build) -> None:
         "CREATE TEMP VIEW raw_points AS SELECT * FROM "
         f"read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})"
     )
-    bad = b.one("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')")[0]
-    if bad:
+    if scan.bad_kinds:
         raise ReleaseError(
-            f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn"
+            f"{files.paths['syn-points'].name}: column 'kind' has {scan.bad_kinds} values other than PreSyn/PostSyn"
         )
 
     tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
@@ -245,9 +251,7 @@ def _build_rois(b: _Build) -> None:
     root = flat[0][0]
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
-        pairs = con.execute(
-            f"SELECT DISTINCT {quote_ident(s + '_label')}, {quote_ident(s + '_roi')} FROM raw_points"
-        ).fetchall()
+        pairs = b.point_scan.label_pairs(s)
         label_names[s] = {
             int(label): name
             for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1])))
@@ -348,12 +352,12 @@ def _build_synapses(b: _Build) -> None:
                 sorted_points = f"""
                     WITH p AS (
                       SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
-                    SELECT p.point_id, p.body, p.kind = 'PreSyn' AS is_pre,
+                    SELECT p.point_id, p.body, p.is_pre,
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
                            CAST({major_label} AS USMALLINT) AS major_label, {compartment}{nt_cols}
                     FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
-                      ON p.kind = 'PreSyn' AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
-                    ORDER BY p.body, p.kind = 'PreSyn' DESC, p.point_id  -- T-bars first, as kind DESC"""
+                      ON p.is_pre AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
+                    ORDER BY p.body, p.is_pre DESC, p.point_id  -- T-bars first, as kind DESC"""
                 rows = con.sql(sorted_points).to_arrow_table()
                 n = rows.num_rows
                 duplicates += _repeated_points(rows)
