@@ -62,6 +62,7 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
+from flatprint.io.arrow_ipc import open_stream_file, partition_stream_files
 from flatprint.io.duckdb_session import (
     duckdb_session,
     lowered_limit,
@@ -229,16 +230,25 @@ def _partition_inputs(b: _Build) -> None:
     part_cols = [f.name for f in T.SYN_PARTNERS]
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
-        b.partners_by_post = partition(
-            b.con,
-            b.work / "partners-by-post",
-            bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds),
-            f"""
-            SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-                   {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
-                   CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-                   CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""",
+        # LZ4 Arrow stream files, not Parquet: only _resolve_post_ends reads them, once, and the
+        # Parquet encoding (and decoding) was most of this step's CPU.
+        b.con.register(
+            "partition_stream", bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
         )
+        try:
+            pairs = b.con.sql(f"""
+                SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
+                       {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
+                       CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
+                       CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket
+                FROM partition_stream""").to_arrow_reader(PARTNER_BATCH_ROWS)
+            b.partners_by_post = partition_stream_files(pairs, pairs.schema, b.work / "partners-by-post", "bucket")
+        finally:
+            b.con.unregister("partition_stream")
+
+
+#: Rows per Arrow batch of the partition of syn-partners (a few MB each).
+PARTNER_BATCH_ROWS = 1 << 18
 
 
 def _build_rois(b: _Build) -> None:
@@ -392,15 +402,24 @@ def _resolve_post_ends(b: _Build, k: int) -> None:
     """Partners whose post body lies in range ``k``: the post end's syn_id, confidence and ROI labels
     from the range's points (the Arrow table ``range_synapses``), written to Parquet partitioned by
     the pre body's range."""
-    source = bucket_files(b.partners_by_post, k)
-    if not source:
+    source = b.partners_by_post / f"bucket={k}" / "part.arrows"
+    if not source.exists():
         return
+    with open_stream_file(source) as pairs:
+        b.con.register("range_partners", pairs)
+        try:
+            _copy_post_ends(b)
+        finally:
+            b.con.unregister("range_partners")
+
+
+def _copy_post_ends(b: _Build) -> None:
     b.sql(f"""
         COPY (
           SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, s.syn_id AS post_id,
                  s.conf AS point_conf_post, s.primary_label AS primary_label_post,
                  s.major_label AS major_label_post, r.pre_bucket
-          FROM read_parquet({source}) r
+          FROM range_partners r
           LEFT JOIN (SELECT syn_id, point_id, body, conf, primary_label, major_label FROM range_synapses
                      WHERE NOT is_pre) s
             ON s.point_id = r.post_point AND s.body = r.body_post)
