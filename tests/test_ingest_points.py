@@ -103,3 +103,48 @@ def test_without_a_roi_tree_each_primary_lies_under_its_major_region(release_dir
         got = con.execute("SELECT roi, parent, label FROM rois WHERE roi_set = 'primary'").fetchall()
     assert {roi: parent for roi, parent, _ in got} == want
     assert {roi: label for roi, _, label in got} == labels
+
+
+def test_a_tbar_given_twice_is_an_error(release_dir, tmp_path):
+    """A T-bar row repeated in tbar-nt would give its point two NT rows: counted as a duplicate."""
+    rel = _copy(release_dir, tmp_path)
+    path = rel / FILES["tbar-nt"]
+    t = feather.read_table(path)
+    feather.write_feather(pa.concat_tables([t, t.take([5])]).combine_chunks(), path)
+    with pytest.raises(ReleaseError, match="syn-points.*: 1 duplicate point locations"):
+        ingest_release(rel, tmp_path / "s.duckdb", progress=False, buckets=2)
+
+
+def test_null_and_nan_nt_probabilities_are_kept(release_dir, tmp_path):
+    """A T-bar's null probability stays NULL and a NaN stays NaN; points without a T-bar row have
+    NULL (pandas on the raw tbar-nt)."""
+    rel = _copy(release_dir, tmp_path)
+    path = rel / FILES["tbar-nt"]
+    t = feather.read_table(path)
+    gaba = t.column("nt_gaba_prob").to_pylist()
+    gaba[0], gaba[1] = None, float("nan")
+    t = t.set_column(t.schema.get_field_index("nt_gaba_prob"), "nt_gaba_prob", pa.array(gaba, pa.float32()))
+    feather.write_feather(t, path)
+    ingest_release(rel, tmp_path / "s.duckdb", progress=False, buckets=3)
+    tbars = t.select(["x", "y", "z", "body", "nt_gaba_prob"]).to_pandas()
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        got = con.execute("SELECT x, y, z, body, ntGabaProb, kind FROM synapses").df()
+    pre = got[got.kind == "pre"].merge(tbars, on=["x", "y", "z", "body"], how="left")
+    assert len(pre) == (got.kind == "pre").sum()
+    want, have = pre.nt_gaba_prob.to_numpy(), pre.ntGabaProb.to_numpy()
+    assert np.array_equal(np.isnan(want), np.isnan(have))
+    assert np.array_equal(want[~np.isnan(want)], have[~np.isnan(have)])
+    first = got.merge(tbars.iloc[[0, 1]], on=["x", "y", "z", "body"])
+    assert first.ntGabaProb.isna().sum() == 2
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        x, y, z, body = (int(v) for v in tbars.iloc[0][["x", "y", "z", "body"]])
+        assert con.execute(
+            "SELECT ntGabaProb IS NULL FROM synapses WHERE kind = 'pre' AND x = ? AND y = ? AND z = ? AND body = ?",
+            [x, y, z, body],
+        ).fetchall() == [(True,)]
+        x, y, z, body = (int(v) for v in tbars.iloc[1][["x", "y", "z", "body"]])
+        assert con.execute(
+            "SELECT isnan(ntGabaProb) FROM synapses WHERE kind = 'pre' AND x = ? AND y = ? AND z = ? AND body = ?",
+            [x, y, z, body],
+        ).fetchall() == [(True,)]
+    assert got[got.kind == "post"].ntGabaProb.isna().all()

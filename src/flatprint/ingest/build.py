@@ -326,9 +326,9 @@ def _build_rois(b: _Build) -> None:
 
 
 def _build_synapses(b: _Build) -> None:
-    """``synapses``, one body range at a time: the range's points with their T-bar NT probabilities,
-    sorted once (body, kind, location) into an Arrow table whose position is the dense ``syn_id``
-    (numbered on from the previous range) and appended to ``synapses`` from there. The same pass
+    """``synapses``, one body range at a time: the range's points sorted once (body, kind, location)
+    into an Arrow table whose position is the dense ``syn_id`` (numbered on from the previous range),
+    given their T-bar NT probabilities (_nt_columns) and appended to ``synapses`` from there. The same pass
     resolves the post ends of the partners whose post body lies in the range, while the range's
     location keys are at hand. A sorted temporary table read back by rowid cost ~20% more CPU (the
     range written twice, and a hash aggregate over it for the duplicate check)."""
@@ -338,12 +338,7 @@ def _build_synapses(b: _Build) -> None:
     con.execute(f"""
         CREATE TABLE synapses (syn_id BIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER, z INTEGER,
           conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
-    nt_cols = ", ".join(f"t.{quote_ident(v)}" for v in NT_PROPERTY.values())
     nt_names = ", ".join(quote_ident(v) for v in NT_PROPERTY.values())
-    no_tbars = (
-        f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
-        f"{', '.join(f'NULL::FLOAT AS {quote_ident(v)}' for v in NT_PROPERTY.values())} WHERE false)"
-    )
     b.partners_by_pre = b.work / "partners-by-pre"
     # Without a compartment column the points' compartment is NULL: a constant in the INSERT, not a
     # column carried through the sort and Arrow (~5% of the step's CPU).
@@ -358,20 +353,22 @@ def _build_synapses(b: _Build) -> None:
             points = bucket_files(b.points_dir, k)
             n = 0
             if points:
-                tbars = bucket_files(b.tbar_dir, k)
                 sorted_points = f"""
                     WITH p AS (
                       SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
                     SELECT p.point_id, p.body, p.is_pre,
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
-                           CAST({major_label} AS USMALLINT) AS major_label, {compartment}{nt_cols}
-                    FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
-                      ON p.is_pre AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
-                    ORDER BY p.body, p.is_pre DESC, p.point_id  -- T-bars first, as kind DESC"""
+                           CAST({major_label} AS USMALLINT) AS major_label, {compartment}
+                    FROM p ORDER BY p.body, p.is_pre DESC, p.point_id  -- T-bars first, as kind DESC"""
                 rows = con.sql(sorted_points).to_arrow_table()
                 n = rows.num_rows
                 duplicates += _repeated_points(rows)
                 rows = rows.append_column("syn_id", pa.array(np.arange(first, first + n, dtype=np.int64)))
+                con.register("range_synapses", rows)
+                nt, repeats = _nt_columns(b, k, first, n)
+                duplicates += repeats
+                for name, column in nt.items():
+                    rows = rows.append_column(name, column)
                 con.register("range_synapses", rows)
                 con.execute(f"""
                     INSERT INTO synapses
@@ -388,6 +385,36 @@ def _build_synapses(b: _Build) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     if duplicates:
         raise ReleaseError(f"{b.files.paths['syn-points'].name}: {duplicates} duplicate point locations")
+
+
+def _nt_columns(b: _Build, k: int, first: int, n: int) -> tuple[dict[str, pa.Array], int]:
+    """The range's NT probability columns in syn_id order (null but at T-bars), from the T-bars
+    joined to the sorted points (``range_synapses``) by (body, location), as partners match; and how
+    many T-bar rows name a point another one already named (duplicates). Joined after the sort, not
+    before it: the sort then carries no NT payload (~25% of its CPU)."""
+    names = list(NT_PROPERTY.values())
+    tbars = bucket_files(b.tbar_dir, k)
+    found = (
+        b.con.sql(f"""
+        SELECT s.syn_id, {", ".join(f"t.{quote_ident(v)}" for v in names)}
+        FROM read_parquet({tbars}) t JOIN (SELECT syn_id, point_id, body FROM range_synapses WHERE is_pre) s
+          ON t.point_id = s.point_id AND t.body = s.body""").to_arrow_table()
+        if tbars
+        else None
+    )
+    if found is None or not found.num_rows:
+        return {v: pa.nulls(n, pa.float32()) for v in names}, 0
+    at = found.column("syn_id").to_numpy() - first
+    repeats = len(at) - len(np.unique(at))
+    columns = {}
+    for v in names:
+        values = np.zeros(n, np.float32)
+        null = np.ones(n, bool)
+        column = found.column(v)
+        values[at] = column.to_numpy(zero_copy_only=False)
+        null[at] = column.is_null().to_numpy(zero_copy_only=False)
+        columns[v] = pa.array(values, mask=null)
+    return columns, repeats
 
 
 def _repeated_points(rows: pa.Table) -> int:
