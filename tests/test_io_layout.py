@@ -6,9 +6,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
-from flatprint.io.arrow_ipc import encode_arrow_stream, read_stream_file, stream_file_writer
+from flatprint.io.arrow_ipc import (
+    encode_arrow_stream,
+    open_stream_file,
+    partition_stream_files,
+    read_stream_file,
+    stream_file_writer,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "flatprint"
 ARROW_WRITERS = re.compile(r"ipc\.new_stream|ipc\.new_file|RecordBatch(?:Stream|File)Writer|feather\.write_feather\(")
@@ -49,3 +57,20 @@ def test_stream_file_keeps_each_batchs_dictionaries(tmp_path):
         writer.write_batch(second)
     back = read_stream_file(tmp_path / "x.arrows")
     assert back.column("t").cast(pa.string()).to_pylist() == ["a", "b", "a", "c", "a"]
+
+
+def test_partition_stream_files_split_rows_by_the_column(tmp_path):
+    """Each row lands in the file of its column's value, in its order within that value, across
+    batches; the column itself is left out (pandas groups the same rows)."""
+    rng = np.random.default_rng(1)
+    table = pa.table(
+        {"key": rng.integers(0, 5, 3000).astype(np.int32), "v": np.arange(3000), "s": ["a", "b", "c"] * 1000}
+    )
+    out = partition_stream_files(table.to_batches(700), table.schema, tmp_path / "p", "key")
+    want = table.to_pandas()
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == [f"key={k}" for k in sorted(want.key.unique())]
+    for k, rows in want.groupby("key"):
+        with open_stream_file(out / f"key={k}" / "part.arrows") as reader:
+            got = reader.read_all().to_pandas()
+        pd.testing.assert_frame_equal(got, rows.drop(columns="key").reset_index(drop=True))

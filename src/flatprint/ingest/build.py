@@ -42,6 +42,7 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import build_meta
 from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range
+from flatprint.ingest.points import PointScan
 from flatprint.ingest.post_parts import PostPartitions
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
@@ -61,6 +62,7 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
+from flatprint.io.arrow_ipc import open_stream_file, partition_stream_files
 from flatprint.io.duckdb_session import (
     duckdb_session,
     lowered_limit,
@@ -127,6 +129,7 @@ class _Build:
     bounds: list[int] = field(default_factory=list)  # body ranges of syn-points (see bucketed)
     syn_ranges: list[tuple[int, int]] = field(default_factory=list)  # per range: [first, last) syn_id
     tree: dict = field(default_factory=dict)
+    point_scan: PointScan | None = None  # the syn-points' (label, name) pairs (see _partition_inputs)
     points_dir: Path | None = None
     tbar_dir: Path | None = None
     partners_by_post: Path | None = None
@@ -179,23 +182,28 @@ def _partition_inputs(b: _Build) -> None:
     has_compartment = "compartment" in files.schemas["syn-points"].names
     if has_compartment:
         point_cols.append("compartment")
+    # The range files carry the integer labels; the ROI names are taken from the stream as it passes
+    # (b.point_scan), except where the ROI tree must be found from the data (roi_hierarchy).
+    with_names = not (files.root / "roi-hierarchy.json").exists()
     roi_select = ", ".join(
-        f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, "
-        f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
+        (f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, " if with_names else "")
+        + f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
         for s in roi_sets
     )
     compartment_sql = (
         "CAST(compartment AS VARCHAR) AS compartment" if has_compartment else "NULL::VARCHAR AS compartment"
     )
+    b.point_scan = scan = PointScan(roi_sets)
+    kept = [c for c in point_cols if with_names or c not in roi_sets]
     with b.stage.timed("read syn-points", 1):
-        reader = b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"])
+        reader = scan.stream(b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"]), kept)
         b.points_dir = partition(
             b.con,
             b.work / "points",
             bucketed(reader, {"bucket": "body"}, b.bounds),
             f"""
             SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
-                   CAST(kind AS VARCHAR) AS kind, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
+                   kind = 'PreSyn' AS is_pre, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
                    {roi_select}, {compartment_sql},
                    bucket""",
         )
@@ -203,10 +211,9 @@ def _partition_inputs(b: _Build) -> None:
         "CREATE TEMP VIEW raw_points AS SELECT * FROM "
         f"read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})"
     )
-    bad = b.one("SELECT count(*) FROM raw_points WHERE kind NOT IN ('PreSyn', 'PostSyn')")[0]
-    if bad:
+    if scan.bad_kinds:
         raise ReleaseError(
-            f"{files.paths['syn-points'].name}: column 'kind' has {bad} values other than PreSyn/PostSyn"
+            f"{files.paths['syn-points'].name}: column 'kind' has {scan.bad_kinds} values other than PreSyn/PostSyn"
         )
 
     tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
@@ -223,16 +230,25 @@ def _partition_inputs(b: _Build) -> None:
     part_cols = [f.name for f in T.SYN_PARTNERS]
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
-        b.partners_by_post = partition(
-            b.con,
-            b.work / "partners-by-post",
-            bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds),
-            f"""
-            SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-                   {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
-                   CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-                   CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket""",
+        # LZ4 Arrow stream files, not Parquet: only _resolve_post_ends reads them, once, and the
+        # Parquet encoding (and decoding) was most of this step's CPU.
+        b.con.register(
+            "partition_stream", bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
         )
+        try:
+            pairs = b.con.sql(f"""
+                SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
+                       {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
+                       CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
+                       CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket
+                FROM partition_stream""").to_arrow_reader(PARTNER_BATCH_ROWS)
+            b.partners_by_post = partition_stream_files(pairs, pairs.schema, b.work / "partners-by-post", "bucket")
+        finally:
+            b.con.unregister("partition_stream")
+
+
+#: Rows per Arrow batch of the partition of syn-partners (a few MB each).
+PARTNER_BATCH_ROWS = 1 << 18
 
 
 def _build_rois(b: _Build) -> None:
@@ -245,9 +261,7 @@ def _build_rois(b: _Build) -> None:
     root = flat[0][0]
     label_names: dict[str, dict[int, str]] = {}
     for s in roi_sets:
-        pairs = con.execute(
-            f"SELECT DISTINCT {quote_ident(s + '_label')}, {quote_ident(s + '_roi')} FROM raw_points"
-        ).fetchall()
+        pairs = b.point_scan.label_pairs(s)
         label_names[s] = {
             int(label): name
             for label, name in sorted(pairs, key=lambda p: (p[0] or 0, str(p[1])))
@@ -312,9 +326,9 @@ def _build_rois(b: _Build) -> None:
 
 
 def _build_synapses(b: _Build) -> None:
-    """``synapses``, one body range at a time: the range's points with their T-bar NT probabilities,
-    sorted once (body, kind, location) into an Arrow table whose position is the dense ``syn_id``
-    (numbered on from the previous range) and appended to ``synapses`` from there. The same pass
+    """``synapses``, one body range at a time: the range's points sorted once (body, kind, location)
+    into an Arrow table whose position is the dense ``syn_id`` (numbered on from the previous range),
+    given their T-bar NT probabilities (_nt_columns) and appended to ``synapses`` from there. The same pass
     resolves the post ends of the partners whose post body lies in the range, while the range's
     location keys are at hand. A sorted temporary table read back by rowid cost ~20% more CPU (the
     range written twice, and a hash aggregate over it for the duplicate check)."""
@@ -324,12 +338,7 @@ def _build_synapses(b: _Build) -> None:
     con.execute(f"""
         CREATE TABLE synapses (syn_id BIGINT, body BIGINT, kind VARCHAR, x INTEGER, y INTEGER, z INTEGER,
           conf FLOAT, primary_label USMALLINT, major_label USMALLINT, compartment VARCHAR, {nt_columns})""")
-    nt_cols = ", ".join(f"t.{quote_ident(v)}" for v in NT_PROPERTY.values())
     nt_names = ", ".join(quote_ident(v) for v in NT_PROPERTY.values())
-    no_tbars = (
-        f"(SELECT NULL::UBIGINT AS point_id, NULL::BIGINT AS body, "
-        f"{', '.join(f'NULL::FLOAT AS {quote_ident(v)}' for v in NT_PROPERTY.values())} WHERE false)"
-    )
     b.partners_by_pre = b.work / "partners-by-pre"
     # Without a compartment column the points' compartment is NULL: a constant in the INSERT, not a
     # column carried through the sort and Arrow (~5% of the step's CPU).
@@ -344,20 +353,22 @@ def _build_synapses(b: _Build) -> None:
             points = bucket_files(b.points_dir, k)
             n = 0
             if points:
-                tbars = bucket_files(b.tbar_dir, k)
                 sorted_points = f"""
                     WITH p AS (
                       SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
-                    SELECT p.point_id, p.body, p.kind = 'PreSyn' AS is_pre,
+                    SELECT p.point_id, p.body, p.is_pre,
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
-                           CAST({major_label} AS USMALLINT) AS major_label, {compartment}{nt_cols}
-                    FROM p LEFT JOIN {f"read_parquet({tbars})" if tbars else no_tbars} t
-                      ON p.kind = 'PreSyn' AND t.point_id = p.point_id AND t.body = p.body  -- as partners: same body
-                    ORDER BY p.body, p.kind = 'PreSyn' DESC, p.point_id  -- T-bars first, as kind DESC"""
+                           CAST({major_label} AS USMALLINT) AS major_label, {compartment}
+                    FROM p ORDER BY p.body, p.is_pre DESC, p.point_id  -- T-bars first, as kind DESC"""
                 rows = con.sql(sorted_points).to_arrow_table()
                 n = rows.num_rows
                 duplicates += _repeated_points(rows)
                 rows = rows.append_column("syn_id", pa.array(np.arange(first, first + n, dtype=np.int64)))
+                con.register("range_synapses", rows)
+                nt, repeats = _nt_columns(b, k, first, n)
+                duplicates += repeats
+                for name, column in nt.items():
+                    rows = rows.append_column(name, column)
                 con.register("range_synapses", rows)
                 con.execute(f"""
                     INSERT INTO synapses
@@ -376,6 +387,37 @@ def _build_synapses(b: _Build) -> None:
         raise ReleaseError(f"{b.files.paths['syn-points'].name}: {duplicates} duplicate point locations")
 
 
+def _nt_columns(b: _Build, k: int, first: int, n: int) -> tuple[dict[str, pa.Array], int]:
+    """The range's NT probability columns in syn_id order (null but at T-bars), from the T-bars
+    joined to the sorted points (``range_synapses``) by (body, location), as partners match; and how
+    many T-bar rows name a point another one already named (duplicates). Joined after the sort, not
+    before it: the sort then carries no NT payload (~25% of its CPU)."""
+    names = list(NT_PROPERTY.values())
+    tbars = bucket_files(b.tbar_dir, k)
+    found = (
+        b.con.sql(f"""
+        SELECT s.syn_id, {", ".join(f"t.{quote_ident(v)}" for v in names)}
+        FROM read_parquet({tbars}) t JOIN (SELECT syn_id, point_id, body FROM range_synapses WHERE is_pre) s
+          ON t.point_id = s.point_id AND t.body = s.body""").to_arrow_table()
+        if tbars
+        else None
+    )
+    if found is None or not found.num_rows:
+        return {v: pa.nulls(n, pa.float32()) for v in names}, 0
+    at = found.column("syn_id").to_numpy() - first
+    repeats = len(at) - np.count_nonzero(np.bincount(at, minlength=n))  # np.unique: ~0.4 s a range
+    columns = {}
+    for v in names:
+        values = np.zeros(n, np.float32)
+        valid = np.zeros(n, bool)
+        column = found.column(v)
+        values[at] = column.to_numpy(zero_copy_only=False)
+        valid[at] = column.is_valid().to_numpy(zero_copy_only=False)
+        bitmap = np.packbits(valid, bitorder="little")  # Arrow's validity bitmap
+        columns[v] = pa.Array.from_buffers(pa.float32(), n, [pa.py_buffer(bitmap), pa.py_buffer(values)])
+    return columns, int(repeats)
+
+
 def _repeated_points(rows: pa.Table) -> int:
     """How many rows repeat the (body, kind, location) of the row before them in the sorted range:
     the key the T-bar and partner joins match on, which must name one point (a body's points are all
@@ -388,15 +430,24 @@ def _resolve_post_ends(b: _Build, k: int) -> None:
     """Partners whose post body lies in range ``k``: the post end's syn_id, confidence and ROI labels
     from the range's points (the Arrow table ``range_synapses``), written to Parquet partitioned by
     the pre body's range."""
-    source = bucket_files(b.partners_by_post, k)
-    if not source:
+    source = b.partners_by_post / f"bucket={k}" / "part.arrows"
+    if not source.exists():
         return
+    with open_stream_file(source) as pairs:
+        b.con.register("range_partners", pairs)
+        try:
+            _copy_post_ends(b)
+        finally:
+            b.con.unregister("range_partners")
+
+
+def _copy_post_ends(b: _Build) -> None:
     b.sql(f"""
         COPY (
           SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, s.syn_id AS post_id,
                  s.conf AS point_conf_post, s.primary_label AS primary_label_post,
                  s.major_label AS major_label_post, r.pre_bucket
-          FROM read_parquet({source}) r
+          FROM range_partners r
           LEFT JOIN (SELECT syn_id, point_id, body, conf, primary_label, major_label FROM range_synapses
                      WHERE NOT is_pre) s
             ON s.point_id = r.post_point AND s.body = r.body_post)

@@ -10,11 +10,20 @@ file format allows one per column.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
-__all__ = ["ARROW_STREAM_MEDIA_TYPE", "encode_arrow_stream", "read_stream_file", "stream_file_writer"]
+__all__ = [
+    "ARROW_STREAM_MEDIA_TYPE",
+    "encode_arrow_stream",
+    "open_stream_file",
+    "partition_stream_files",
+    "read_stream_file",
+    "stream_file_writer",
+]
 
 ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 
@@ -36,3 +45,34 @@ def read_stream_file(path: Path) -> pa.Table:
     """The whole Arrow IPC stream file at ``path`` as a table."""
     with pa.ipc.open_stream(str(path)) as reader:
         return reader.read_all()
+
+
+def open_stream_file(path: Path) -> pa.RecordBatchReader:
+    """A reader of the Arrow IPC stream file at ``path``, batch by batch (close it when done)."""
+    return pa.ipc.open_stream(pa.OSFile(str(path), "r"))
+
+
+def partition_stream_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str) -> Path:
+    """Split ``batches`` by their int ``column`` into LZ4 stream files ``out/{column}={k}/part.arrows``
+    (without that column): a temporary copy cheaper to write and read back than Parquet."""
+    keep = [name for name in schema.names if name != column]
+    kept = pa.schema([schema.field(name) for name in keep])
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for batch in batches:
+            key = batch.column(column).to_numpy(zero_copy_only=False)
+            order = np.argsort(key, kind="stable")
+            values, starts = np.unique(key[order], return_index=True)
+            rows = batch.select(keep).take(pa.array(order))
+            for k, start, stop in zip(values.tolist(), starts.tolist(), [*starts[1:].tolist(), len(order)]):
+                if k not in writers:
+                    folder = out / f"{column}={k}"
+                    folder.mkdir(exist_ok=True)
+                    writers[k] = pa.ipc.new_stream(str(folder / "part.arrows"), kept, options=options)
+                writers[k].write_batch(rows.slice(start, stop - start))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return out
