@@ -35,6 +35,26 @@ def point_id(x, y, z) -> pd.Series:
     return pd.Series((z << 42) | (y << 21) | x)
 
 
+def primary_roi_counts(release: Path) -> pd.DataFrame:
+    """Per (bodyId, primary ROI): pre and post (the body's points there) and downstream (partners of
+    its T-bars there), from the feathers; the ``<unspecified>`` ROI left out."""
+    points = load(release, "syn-points")
+    partners = load(release, "syn-partners")
+    primary = points["primary"].astype(str)
+    counts = pd.DataFrame(
+        {
+            "pre": (points.kind == "PreSyn").groupby([points.body, primary]).sum(),
+            "post": (points.kind == "PostSyn").groupby([points.body, primary]).sum(),
+        }
+    )
+    pre_roi = primary.reindex(point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()).to_numpy()
+    downstream = partners.groupby([partners.body_pre.to_numpy(), pre_roi]).size()
+    counts["downstream"] = downstream.reindex(counts.index, fill_value=0).to_numpy()
+    counts = counts[counts.index.get_level_values(1) != "<unspecified>"]
+    counts.index.names = ["bodyId", "roi"]
+    return counts
+
+
 def roi_chains(release: Path) -> dict[str, list[str]]:
     """ROI -> the ROIs a point in it counts under: itself, then its ancestors below the root."""
     tree = json.loads((Path(release) / "roi-hierarchy.json").read_text())["roiHierarchy"]

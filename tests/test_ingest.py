@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
-from oracle import FILES, load, point_id, roi_chains
+from oracle import FILES, load, point_id, primary_roi_counts, roi_chains
 
 from flatprint.errors import FlatprintError, ReleaseError, StoreError
 from flatprint.ingest import ingest_release
@@ -534,20 +534,7 @@ def test_roi_counts_of_every_body_and_roi_info_text(release_dir, store_path):
     """segment_rois and neuron_rois at primary ROIs equal pandas' counts on the feathers, upstream and
     synweight included (store format 5 computes them on read from post and downstream), and every
     body's roiInfo text (stored with ZSTD) holds exactly its segment_rois rows."""
-    points = load(release_dir, "syn-points")
-    partners = load(release_dir, "syn-partners")
-    primary = points["primary"].astype(str)
-    counts = pd.DataFrame(
-        {
-            "pre": (points.kind == "PreSyn").groupby([points.body, primary]).sum(),
-            "post": (points.kind == "PostSyn").groupby([points.body, primary]).sum(),
-        }
-    )
-    pre_roi = primary.reindex(point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()).to_numpy()
-    downstream = partners.groupby([partners.body_pre.to_numpy(), pre_roi]).size()
-    counts["downstream"] = downstream.reindex(counts.index, fill_value=0).to_numpy()
-    counts = counts[counts.index.get_level_values(1) != "<unspecified>"]
-    counts.index.names = ["bodyId", "roi"]
+    counts = primary_roi_counts(release_dir)
     expected = counts.assign(upstream=counts["post"], synweight=counts["downstream"] + counts["post"])
     columns = ["pre", "post", "downstream", "upstream", "synweight"]
     got = q(store_path, "SELECT * FROM segment_rois").set_index(["bodyId", "roi"])

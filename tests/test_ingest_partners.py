@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from oracle import load, point_id, roi_chains
+from oracle import load, point_id, primary_roi_counts, roi_chains
 
 from flatprint.ingest import body_rois, ingest_release, partners as partners_step
 from flatprint.ingest.post_parts import PostPartitions
@@ -125,18 +125,7 @@ def test_roi_counts_and_roi_info_in_several_ranges(release_dir, ranged_store):
     """segment_rois at primary ROIs equal pandas' per body and ROI counts of the feathers' points
     (pre, post) and partners (downstream, by the T-bar's ROI), and each body's roiInfo holds exactly
     its segment_rois rows, whatever the ranges and chunks."""
-    points = load(release_dir, "syn-points")
-    partners = load(release_dir, "syn-partners")
-    primary = points["primary"].astype(str)
-    want = pd.DataFrame(
-        {
-            "pre": (points.kind == "PreSyn").groupby([points.body, primary]).sum(),
-            "post": (points.kind == "PostSyn").groupby([points.body, primary]).sum(),
-        }
-    )
-    pre_roi = primary.reindex(point_id(partners.x_pre, partners.y_pre, partners.z_pre).to_numpy()).to_numpy()
-    want["downstream"] = partners.groupby([partners.body_pre.to_numpy(), pre_roi]).size().reindex(want.index).fillna(0)
-    want = want[want.index.get_level_values(1) != "<unspecified>"]
+    want = primary_roi_counts(release_dir)
     got = _table(ranged_store, "SELECT bodyId, roi, pre, post, downstream FROM segment_rois").set_index(
         ["bodyId", "roi"]
     )
