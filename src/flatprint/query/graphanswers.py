@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from flatprint.query.results import arrow_convertible, frame_from_columns
 from flatprint.store.columns import CONNECTS_TO_COLUMNS
-from flatprint.store.neurongraph import pair_weight_roi_order
+from flatprint.store.neurongraph import sorted_pair_rows
 
 
 def graph_pairs(client, graph, scan) -> np.ndarray:
@@ -80,18 +80,10 @@ def _sorted_roi_rows(client, graph, pairs, include_nonprimary) -> tuple[np.ndarr
     """(row's position in ``pairs``, ROI code, weight) of the pairs' ROI rows (primary ones, or
     all) and NotPrimary rows (code ``len(roi_names)``), in answer order."""
     rows, local = graph.roi_rows(pairs)
-    codes = graph.roi_code[rows].astype(np.int64)
-    weights = graph.roi_weight[rows].astype(np.int64)
-    primary = graph.roi_mask(client.primary_rois)[codes]
-    primary_sum = np.bincount(local[primary], weights=weights[primary], minlength=len(pairs))
-    rest = graph.weight[pairs].astype(np.int64) - primary_sum.astype(np.int64)
-    outside = np.flatnonzero(rest > 0)
-    kept = slice(None) if include_nonprimary else primary
-    local = np.concatenate([local[kept], outside])
-    codes = np.concatenate([codes[kept], np.full(len(outside), len(graph.roi_names), dtype=np.int64)])
-    weights = np.concatenate([weights[kept], rest[outside]])
-    order = pair_weight_roi_order(local, weights, codes, len(graph.roi_names) + 1)
-    return local[order], codes[order], weights[order]
+    primary = graph.roi_mask(client.primary_rois)
+    return sorted_pair_rows(
+        local, graph.roi_code[rows], graph.roi_weight[rows], graph.weight[pairs], primary, include_nonprimary
+    )
 
 
 def _distinct_positions(graph, *positions: np.ndarray) -> np.ndarray:

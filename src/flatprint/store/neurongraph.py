@@ -296,22 +296,44 @@ def adjacency_rows(weight, roi_offsets, roi_code, roi_weight, primary: np.ndarra
     """(answer_offsets, answer_code, answer_weight) of every pair (module docstring): its rows in
     the ROIs ``primary`` marks (by code) and NotPrimary, the pair's weight minus theirs where
     positive; rows of weight 0 dropped; by pair, heaviest first, then code (NotPrimary's is last)."""
-    m, n_codes = len(weight), len(primary)
+    m = len(weight)
+    local = np.repeat(np.arange(m, dtype=np.int64), np.diff(roi_offsets))
+    local, codes, weights = sorted_pair_rows(
+        local,
+        roi_code,
+        roi_weight,
+        weight,
+        primary,
+        include_nonprimary=False,
+        kind="stable",  # (runs sorted already)
+    )
+    kept = weights > 0
+    local, codes, weights = local[kept], codes[kept], weights[kept]
+    offsets = np.searchsorted(local, np.arange(m + 1)).astype(_index_type(len(local)))
+    fits = not len(weights) or int(weights.max()) < 2**31
+    return offsets, codes.astype(np.int16), weights.astype(np.int32 if fits else np.int64)
+
+
+def sorted_pair_rows(
+    local, roi_code, roi_weight, pair_weight, primary: np.ndarray, include_nonprimary: bool, kind: str = "quicksort"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fetch_adjacencies' rows of some pairs, in answer order: (row's pair ``local`` (an index into
+    ``pair_weight``), ROI code, weight) of the ROI rows given (those in ROIs ``primary`` marks, or
+    all with ``include_nonprimary``) and a NotPrimary row (code ``len(primary)``) per pair whose
+    weight outside primary ROIs is positive."""
+    n_codes = len(primary)
     codes = roi_code.astype(np.int64)
     weights = roi_weight.astype(np.int64)
-    local = np.repeat(np.arange(m, dtype=np.int64), np.diff(roi_offsets))
     in_primary = primary[codes]
-    primary_sum = np.bincount(local[in_primary], weights=weights[in_primary], minlength=m).astype(np.int64)
-    rest = weight.astype(np.int64) - primary_sum
+    primary_sum = np.bincount(local[in_primary], weights=weights[in_primary], minlength=len(pair_weight))
+    rest = pair_weight.astype(np.int64) - primary_sum.astype(np.int64)
     outside = np.flatnonzero(rest > 0)
-    kept = in_primary & (weights > 0)
+    kept = slice(None) if include_nonprimary else in_primary
     local = np.concatenate([local[kept], outside])
     codes = np.concatenate([codes[kept], np.full(len(outside), n_codes, dtype=np.int64)])
     weights = np.concatenate([weights[kept], rest[outside]])
-    order = pair_weight_roi_order(local, weights, codes, n_codes + 1, kind="stable")  # (runs sorted already)
-    offsets = np.searchsorted(local[order], np.arange(m + 1)).astype(_index_type(len(local)))
-    fits = not len(weights) or int(weights.max()) < 2**31
-    return offsets, codes[order].astype(np.int16), weights[order].astype(np.int32 if fits else np.int64)
+    order = pair_weight_roi_order(local, weights, codes, n_codes + 1, kind=kind)
+    return local[order], codes[order], weights[order]
 
 
 def pair_weight_roi_order(
