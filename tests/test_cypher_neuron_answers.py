@@ -19,7 +19,6 @@ from flatprint.cypher.plancache import PlanCache
 from flatprint.server.http import encode_json
 from flatprint.store.neurongraph import neuron_graph
 from flatprint.store.neurontable import clear_neuron_table_cache, kept_neuron_table, neuron_table
-from flatprint.store.sql import distinct_ids
 
 
 @pytest.fixture(scope="module")
@@ -453,15 +452,6 @@ def test_fetch_adjacencies_id_lists_are_read_as_values(built, segments, statemen
             if seed == 12:  # a hit: no Literal node made for the ids
                 assert all("items" not in vars(n) for n in lists)
     assert cache.hits and statements == []
-
-
-def test_sorted_unique_is_numpys_unique():
-    """The neuron answers' unique positions (store.sql.distinct_ids: a sort, not NumPy's hashing)."""
-    rng = np.random.default_rng(4)
-    for values in ([], [5], [3, 3], [2, 1], rng.integers(0, 50, 300), rng.integers(-(2**62), 2**62, 1000)):
-        values = np.asarray(values, dtype=np.int64)
-        got = distinct_ids(values)
-        assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))
 
 
 def test_types_and_instances_of_many_neurons_match_the_feathers(built, segments, statements):

@@ -11,6 +11,7 @@ from oracle import load, point_id
 import flatprint.store.partners as partners_module
 from flatprint.errors import StoreError
 from flatprint.store.partners import partner_ends_sql, partners_of_pairs, synapses_by_id
+from flatprint.store.sql import distinct_ids
 
 
 def test_ends_of_scattered_pairs_are_the_feathers(release_dir, store_path):
@@ -118,14 +119,15 @@ def test_positions_by_runs_match_a_binary_search():
         np.testing.assert_array_equal(at[hit], np.searchsorted(read, values[hit]))
 
 
-def test_sorted_unique_of_runs_or_random_values_is_numpys_unique():
-    """sorted_unique by either sort (the stable one for ids in sorted runs, as partners rows give
-    their ends' ids): NumPy's unique, for runs, random values, repeats and nothing."""
+def test_distinct_ids_of_runs_or_random_values_is_numpys_unique():
+    """store.sql.distinct_ids (the neuron answers' unique positions, a partner query's ends) by either
+    sort (the stable one for ids in sorted runs, as partners rows give their ends' ids): NumPy's
+    unique, for runs, random values, repeats and nothing."""
     rng = np.random.default_rng(17)
     runs = np.concatenate([np.sort(rng.integers(0, 10**9, 500)), rng.integers(0, 10**9, 500)])
     extremes = rng.integers(-(2**62), 2**62, 999)
     for values in ([], [5], [3, 3], [2, 1], runs, np.concatenate([runs, runs[::-1]]), extremes):
         values = np.asarray(values, dtype=np.int64)
         for kind in (None, "stable"):
-            got = partners_module.sorted_unique(values, kind)
+            got = distinct_ids(values, kind)
             assert got.dtype == values.dtype and np.array_equal(got, np.unique(values))

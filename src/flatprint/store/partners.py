@@ -18,7 +18,7 @@ from flatprint.errors import StoreError
 from flatprint.store.cache import BuildOnceCache, store_key
 from flatprint.store.neurongraph import kept_neuron_graph
 from flatprint.store.neurontable import kept_neuron_table
-from flatprint.store.sql import temporary_tables
+from flatprint.store.sql import distinct_ids, temporary_tables
 
 PARTNER_COLUMNS = ("body_pre", "body_post", "pre_id", "post_id")
 _OR_RANGES = 4  # synapses_by_id: up to this many id ranges in one filter, more as a union of scans
@@ -87,16 +87,7 @@ def partners_between(cursor, pre_bodies, post_bodies, condition: str = "") -> di
 
 def _id_list(ids) -> str:
     """Body ids as the text of a SQL ``IN`` list (sorted, once each; NULL for none)."""
-    return ", ".join(str(b) for b in sorted_unique(np.asarray(ids, dtype=np.int64)).tolist()) or "NULL"
-
-
-def sorted_unique(values: np.ndarray, kind: str | None = None) -> np.ndarray:
-    """``np.unique`` of a 1-d array by a sort (NumPy 2's hashing unique took 45 ms for 0.5 M ids);
-    ``kind="stable"`` for values in sorted runs (a merge sort uses them; ~30% slower on random values)."""
-    values = np.sort(values, kind=kind)
-    if len(values) > 1:
-        values = values[np.concatenate([[True], values[1:] != values[:-1]])]
-    return values
+    return ", ".join(str(b) for b in distinct_ids(ids).tolist()) or "NULL"
 
 
 def pair_weights(rows: dict[str, np.ndarray]) -> np.ndarray:
@@ -142,7 +133,7 @@ def synapses_by_id(cursor, ids, select: str, gap: int = 2048) -> tuple[dict[str,
     (2,940 row groups), more than the 7 columns over the post ends' rows (~1 ms) saves: 12.6 ms
     instead of 10.1 ms for the strongest pair's ends."""
     ids = np.asarray(ids, dtype=np.int64)
-    unique = sorted_unique(ids, "stable")  # pre ids in sorted runs: 0.15 ms, not 0.29, for a pair's 10 k
+    unique = distinct_ids(ids, "stable")  # pre ids in sorted runs: 0.15 ms, not 0.29, for a pair's 10 k
     rows, found = _read_ranges(cursor, unique, select, gap, "rowid")
     at, hit = _positions(found, ids)
     if not hit.all():  # rowid is not syn_id here
@@ -214,7 +205,7 @@ def synapses_of_bodies(cursor, bodies, select: str) -> dict[str, np.ndarray]:
     bodies' row groups: up to _BODY_SCANS bodies one equality scan each under ``UNION ALL`` (an
     ``IN`` list is a hash join over every row's body: at scale 0.01 20 ms for 10 bodies' 15,000
     synapses, against 12 ms), more as one ``IN`` list."""
-    ids = sorted_unique(np.asarray(bodies, dtype=np.int64)).tolist()
+    ids = distinct_ids(bodies).tolist()
     if 0 < len(ids) <= _BODY_SCANS:
         sql = " UNION ALL ".join(f"SELECT body, syn_id, {select} FROM synapses WHERE body = {b}" for b in ids)
     else:
@@ -257,7 +248,7 @@ def listed_bodies(store, cursor, ids, neurons_only: bool) -> np.ndarray:
     """Which of the body ids ``ids`` are :Neuron bodies (``neurons_only``) or :Segment bodies, sorted
     and once each: neurons without SQL (:func:`neuron_body_ids`; every :Neuron is a :Segment), the
     other listed ids of a :Segment question by one look-up in ``segments``."""
-    ids = sorted_unique(np.asarray(ids, dtype=np.int64))
+    ids = distinct_ids(ids)
     neurons = neuron_body_ids(store, cursor)
     at = np.minimum(np.searchsorted(neurons, ids), max(len(neurons) - 1, 0))
     is_neuron = neurons[at] == ids if len(neurons) else np.zeros(len(ids), bool)
@@ -272,8 +263,8 @@ def connected_pairs(cursor, pre_bodies, post_bodies) -> tuple[np.ndarray, np.nda
     """The body pairs ``(pre, post)`` of ``connections`` from any of ``pre_bodies`` to any of
     ``post_bodies``, sorted: the side with fewer bodies is read by a literal ``IN`` list from the
     copy sorted by it (zone maps skip the rest), the other side filtered in NumPy."""
-    pre_bodies = sorted_unique(np.asarray(pre_bodies, dtype=np.int64))
-    post_bodies = sorted_unique(np.asarray(post_bodies, dtype=np.int64))
+    pre_bodies = distinct_ids(pre_bodies)
+    post_bodies = distinct_ids(post_bodies)
     if len(post_bodies) < len(pre_bodies):
         table, side, ids = "connections_by_post", "body_post", post_bodies
     else:

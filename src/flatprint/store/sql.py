@@ -47,10 +47,12 @@ def sql_literal(value) -> str:
     raise QueryError(f"unsupported value in a query: {value!r} (expected a string, number, boolean or None)")
 
 
-def distinct_ids(ids) -> np.ndarray:
+def distinct_ids(ids, kind: str | None = None) -> np.ndarray:
     """The distinct values of ``ids`` as int64, ascending. By sorting: NumPy's hash-based np.unique
-    took ~30 ms for 10^5 ids where a sort and a comparison take ~1 ms."""
-    values = np.sort(np.asarray(ids if isinstance(ids, np.ndarray) else [int(v) for v in ids], dtype=np.int64))
+    took ~30 ms for 10^5 ids where a sort and a comparison take ~1 ms. ``kind="stable"`` for ids in
+    sorted runs (a merge sort uses them; ~30% slower on random values)."""
+    values = np.asarray(ids if isinstance(ids, np.ndarray) else [int(v) for v in ids], dtype=np.int64)
+    values = np.sort(values, kind=kind)
     return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
 
 

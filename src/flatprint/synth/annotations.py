@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from flatprint.release import tables as T
+from flatprint.store.sql import distinct_ids
 from flatprint.synth import rois as roimod
 
 REAL_ANNOTATED_BODIES = 211_577
@@ -39,15 +40,9 @@ def unique_ids(rng, n, low, high, exclude=()):
     out = np.empty(0, dtype=np.int64)
     while len(out) < n:
         draw = rng.integers(low, high, size=int((n - len(out)) * 1.1) + 16, dtype=np.int64)
-        out = sorted_unique(np.concatenate([out, draw]))
+        out = distinct_ids(np.concatenate([out, draw]))
         out = out[~np.isin(out, exclude)]
     return rng.permutation(out)[:n]
-
-
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique(a) by sorting (numpy 2's hash-based np.unique is far slower on ~1e8 int64)."""
-    a = np.sort(a)
-    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
 
 def draw_annotations(builder, annotated_bodies: int) -> dict:
