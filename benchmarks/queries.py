@@ -265,6 +265,14 @@ def workload():
             "neurons_by_regex",
         ),
         (
+            "neurons_by_regex_columns",
+            "fetch_neurons(NC(type=regex), roi_info=False, returned_columns=the baselines' six): the neuron "
+            "columns the baselines return, without the roiInfo maps (one Python dict per neuron and ROI)",
+            fp_neurons({"type": "regex"}, roi_info=False, returned_columns=B.NEURON_COLS),
+            fp_neurons_answer,
+            "neurons_by_regex",
+        ),
+        (
             "neurons_by_roi",
             "fetch_neurons(NC(rois=[R])) (any synapse in R)",
             fp_neurons({"rois": "roi"}),
@@ -470,6 +478,7 @@ def query_params(name: str, params: dict, rep: int = 0) -> dict:
     return {
         "neurons_by_type": {"type": params["type"]},
         "neurons_by_regex": {"regex": params["regex"]},
+        "neurons_by_regex_columns": {"regex": params["regex"]},
         "neurons_by_roi": {"roi": params["roi"]},
         "neurons_by_roi_lean": {"roi": params["roi"]},
         "neurons_by_roi_columns": {"roi": params["roi"]},

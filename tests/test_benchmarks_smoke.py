@@ -23,6 +23,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 NAMES = [
     "neurons_by_type",
     "neurons_by_regex",
+    "neurons_by_regex_columns",
     "neurons_by_roi",
     "neurons_by_roi_lean",
     "neurons_by_roi_columns",
