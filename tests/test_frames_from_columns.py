@@ -4,6 +4,8 @@ primary ROIs (store/neurontable.py primary_sums) equal pandas' sums over the sto
 
 from __future__ import annotations
 
+import gc
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -35,6 +37,20 @@ def test_frame_from_arrow_equals_pandas_from_rows(sql):
     got = frame_from_arrow(con.sql(sql).to_arrow_table())
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert got.columns.dtype == want.columns.dtype
+
+
+def test_a_long_list_column_equals_pandas_and_leaves_the_collector_on():
+    """Past GC_PAUSE_LISTS cells a list column is made with the cyclic GC paused (somaLocation of
+    every neuron of an ROI): the same cells, and the collector is on again afterwards."""
+    sql = (
+        "SELECT CASE WHEN i % 7 = 0 THEN NULL ELSE [i, i * 10, -i] END AS location, [i / 4] AS d FROM range(12000) t(i)"
+    )
+    con = duckdb.connect()
+    want = pd.DataFrame([list(r) for r in con.execute(sql).fetchall()], columns=["location", "d"])
+    assert gc.isenabled()
+    got = frame_from_arrow(con.sql(sql).to_arrow_table())
+    assert gc.isenabled()
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
 def test_frames_are_writable_and_own_their_labels():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from flatprint.query.results import (
     json_dicts,
     object_array,
     pandas_values,
+    paused_gc,
     text_values,
     with_provenance,
 )
@@ -349,21 +348,6 @@ def roi_info_maps(rows: RoiRows, units: int, table: NeuronTable, store_rows: np.
 
 
 GC_PAUSE_ROWS = 100_000  # from this many ROI rows, roiInfo maps and ROI lists are built with the GC paused
-
-
-@contextlib.contextmanager
-def paused_gc(pause: bool):
-    """Pause Python's cyclic garbage collector for the block: millions of new dicts and lists (none in
-    a cycle) would otherwise trigger collections that walk every tracked object, over and over (at
-    scale 1.0 by ROI: 7.8 M maps)."""
-    if not (pause and gc.isenabled()):
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @inject_client
