@@ -9,12 +9,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from oracle import load, point_id, primary_roi_counts, roi_chains
 
 from flatprint.ingest import body_rois, ingest_release, partners as partners_step
-from flatprint.ingest.post_parts import PostPartitions
+from flatprint.ingest.post_parts import PostPartitions, partition_file
+from flatprint.io.arrow_ipc import read_stream_file
 
 
 @pytest.fixture(scope="module", params=["ranges", "pieces"])
@@ -157,6 +157,6 @@ def test_post_partitions_keep_each_rows_range_and_order(tmp_path):
     edges = [-np.inf, *bounds, np.inf]
     for k in range(len(bounds) + 1):
         want = rows[(rows.body_post >= edges[k]) & (rows.body_post < edges[k + 1])].reset_index(drop=True)
-        file = tmp_path / "t-by-post" / f"post_bucket={k}" / "rows.parquet"
-        got = pq.read_table(file).to_pandas() if file.exists() else want.iloc[:0]
+        file = partition_file(tmp_path, "t", k)
+        got = read_stream_file(file).to_pandas() if file else want.iloc[:0]
         pd.testing.assert_frame_equal(got, want)

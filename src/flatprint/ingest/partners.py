@@ -55,10 +55,10 @@ class RoiMap:
 
 
 def build_range(
-    con, source: str, first: int, last: int, rois: RoiMap, by_post: PostPartitions
+    con, pairs: pa.Table, first: int, last: int, rois: RoiMap, by_post: PostPartitions
 ) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Append range [first, last)'s rows of partners, connections and connection_rois (the pairs in
-    the Parquet files ``source``, an SQL list), the rows of the last two also to ``by_post``.
+    """Append range [first, last)'s rows of partners, connections and connection_rois (``pairs``:
+    the range's pairs, post ends resolved), the rows of the last two also to ``by_post``.
     Returns the counts of pairs whose pre end, post end is not a point of its body and of pairs
     whose confidences differ from their points' (the caller raises on any), and each T-bar's
     partner count (``down[syn_id - first]``).
@@ -67,6 +67,7 @@ def build_range(
     (every aggregate lies within one pre body), so Python holds a piece of the range, not all of it
     (~6 M rows, ~1 GB with the aggregates' arrays; outside DuckDB's memory limit)."""
     cursor = con.cursor()  # the stream's own connection: a statement on ``con`` would end it
+    cursor.register("range_pairs", pairs)
     try:
         # The pre ends (a hash join: a binary search in NumPy took twice its CPU) and the one sort.
         reader = cursor.sql(f"""
@@ -74,7 +75,7 @@ def build_range(
                    coalesce(r.conf_post >= {POST_HP_THRESHOLD} AND r.conf_pre >= {PRE_HP_THRESHOLD}, false) AS hp,
                    (r.conf_pre IS DISTINCT FROM s.conf OR r.conf_post IS DISTINCT FROM r.point_conf_post) AS differs,
                    r.primary_label_post AS pl, r.major_label_post AS ml
-            FROM read_parquet({source}) r
+            FROM range_pairs r
             LEFT JOIN (SELECT syn_id, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id, body, conf
                        FROM synapses WHERE syn_id >= {first} AND syn_id < {last} AND kind = 'pre') s
               ON s.point_id = r.pre_point AND s.body = r.body_pre
@@ -152,7 +153,7 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
     the distinct T-bars. A T-bar whose PSDs on one partner body carry several labels (split) counts
     once under each ROI any of them counts under; any other T-bar counts once per distinct label pair
     and per time the labels name the ROI (what summing the per-label counts up the hierarchy gives).
-    Returns the rows appended."""
+    Returns the rows appended, with the ROI as its code (``roi_code``, the index in ``rois.names``)."""
     n = len(pl)
     if not n:
         return pa.table({"body_post": pa.array([], pa.int64())})
@@ -212,16 +213,11 @@ def _connection_rois(con, rois: RoiMap, pairs: dict, pair_start, tbar_start, pl,
     pre = np.add.reduceat(roi_pre[order], starts)
     del order, roi_keys, roi_weight, roi_pre
     out_pair = keys // n_rois
-    columns = {
-        "body_pre": pairs["body_pre"][out_pair],
-        "body_post": pairs["body_post"][out_pair],
-        "roi": pc.take(rois.names, pa.array(keys % n_rois)),
-        "weight": weight,
-        "pre": pre,
-    }
-    table = pa.table(columns)
-    _insert(con, "connection_rois", table)
-    return table
+    code = pa.array((keys % n_rois).astype(np.uint16))
+    columns = {"body_pre": pairs["body_pre"][out_pair], "body_post": pairs["body_post"][out_pair]}
+    rest = {"weight": weight, "pre": pre}
+    _insert(con, "connection_rois", pa.table({**columns, "roi": pc.take(rois.names, code), **rest}))
+    return pa.table({**columns, "roi_code": code, **rest})
 
 
 def combinations(pl, ml) -> tuple[np.ndarray, np.ndarray]:

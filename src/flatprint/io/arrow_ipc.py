@@ -36,9 +36,10 @@ def encode_arrow_stream(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def stream_file_writer(path: Path, schema: pa.Schema) -> pa.ipc.RecordBatchStreamWriter:
-    """A writer of an Arrow IPC stream file at ``path`` (close it, or use it as a context manager)."""
-    return pa.ipc.new_stream(str(path), schema)
+def stream_file_writer(path: Path, schema: pa.Schema, compression: str | None = None) -> pa.ipc.RecordBatchStreamWriter:
+    """A writer of an Arrow IPC stream file at ``path`` (close it, or use it as a context manager);
+    ``compression``: the buffers' codec (``"lz4"``, ``"zstd"``; None: uncompressed)."""
+    return pa.ipc.new_stream(str(path), schema, options=pa.ipc.IpcWriteOptions(compression=compression))
 
 
 def read_stream_file(path: Path) -> pa.Table:
@@ -52,9 +53,12 @@ def open_stream_file(path: Path) -> pa.RecordBatchReader:
     return pa.ipc.open_stream(pa.OSFile(str(path), "r"))
 
 
-def partition_stream_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str) -> Path:
-    """Split ``batches`` by their int ``column`` into LZ4 stream files ``out/{column}={k}/part.arrows``
-    (without that column): a temporary copy cheaper to write and read back than Parquet."""
+def partition_stream_files(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str, name: str = "part.arrows"
+) -> Path:
+    """Split ``batches`` by their int ``column`` into LZ4 stream files ``out/{column}={k}/{name}``
+    (without that column): a temporary copy cheaper to write and read back than Parquet. Another
+    ``name`` adds files to the folders an earlier call made."""
     keep = [name for name in schema.names if name != column]
     kept = pa.schema([schema.field(name) for name in keep])
     options = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -70,7 +74,7 @@ def partition_stream_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema,
                 if k not in writers:
                     folder = out / f"{column}={k}"
                     folder.mkdir(exist_ok=True)
-                    writers[k] = pa.ipc.new_stream(str(folder / "part.arrows"), kept, options=options)
+                    writers[k] = pa.ipc.new_stream(str(folder / name), kept, options=options)
                 writers[k].write_batch(rows.slice(start, stop - start))
     finally:
         for writer in writers.values():
