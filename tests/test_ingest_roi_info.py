@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flatprint.ingest.roi_info import COUNT_COLUMNS, write_roi_info
+from flatprint.ingest.roi_info import COUNT_COLUMNS, ROI_INFO_ROW_GROUP_ROWS, write_roi_info
+from flatprint.ingest.segments import _RoiInfo
 
 # Names whose text order differs from the order of their JSON keys' characters around the quote:
 # ' ' and '!' sort before '"', so "A B" < "A" as pieces but "A" < "A B" as names; "A(L)" and "A"
@@ -84,3 +85,38 @@ def test_roi_info_of_no_rows_is_an_empty_file(tmp_path):
     write_roi_info(pa.RecordBatchReader.from_batches(schema, []), ["x"], out)
     read = pq.read_table(out)
     assert read.num_rows == 0 and read.schema.names == ["bodyId", "roiInfo"]
+
+
+def test_segments_reads_each_run_of_bodies_across_row_groups(tmp_path):
+    """segments reads the texts of a run of bodies from the row groups that overlap it
+    (segments._RoiInfo): with files of many small row groups and runs that start and end inside
+    groups, inside gaps and across files, each run gets exactly its bodies' texts (the oracle:
+    plain Python over the same rows)."""
+    rng = np.random.default_rng(11)
+    rank, keys = _keys_by_rank(NAMES)
+    bodies = np.sort(rng.choice(10**9, size=3 * ROI_INFO_ROW_GROUP_ROWS + 123, replace=False))
+    files, want = [], {}
+    for part, chunk in enumerate(np.array_split(bodies, 3)):  # three body ranges, one file each
+        names = [NAMES[i] for i in rng.integers(0, len(NAMES), size=len(chunk))]
+        counts = rng.integers(0, 50, size=(len(chunk), len(COUNT_COLUMNS)))
+        want.update(_oracle(chunk.tolist(), names, counts.tolist()))
+        table = pa.table(
+            {
+                "bodyId": pa.array(chunk, pa.int64()),
+                "key_rank": pa.array([rank[n] for n in names], pa.int32()),
+                **{c: pa.array(counts[:, j], pa.int64()) for j, c in enumerate(COUNT_COLUMNS)},
+            }
+        )
+        files.append(tmp_path / f"{part:05d}.parquet")
+        write_roi_info(pa.RecordBatchReader.from_batches(table.schema, table.to_batches(5000)), keys, files[-1])
+        assert pq.ParquetFile(files[-1]).metadata.num_row_groups > 1
+    roi_info = _RoiInfo(files)
+    for lo, hi in [
+        (0, 10**9),
+        (int(bodies[5]), int(bodies[40_000])),
+        (int(bodies[20_000]) + 1, int(bodies[20_001]) - 1),
+    ]:
+        got_bodies, texts = roi_info.between(lo, hi)
+        expected = [b for b in sorted(want) if lo <= b <= hi]
+        assert got_bodies.tolist() == expected
+        assert texts.to_pylist() == [want[b] for b in expected]

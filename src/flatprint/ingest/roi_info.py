@@ -16,6 +16,12 @@ import pyarrow.parquet as pq
 ROI_INFO_SCHEMA = pa.schema([("bodyId", pa.int64()), ("roiInfo", pa.string())])
 COUNT_COLUMNS = ("pre", "post", "downstream", "upstream", "synweight")
 PARQUET_ROW_GROUP_ROWS = 122_880  # DuckDB's own row group size: a body range reads few of them
+# The texts' files: segments reads the row groups overlapping each batch of its bodies, so every
+# group at a batch's edge is decoded twice; groups of 16 K rows make that ~1/8 of a batch, not
+# all of it. The texts are distinct (a dictionary is tried, then dropped) and LZ4 decodes faster
+# than Snappy (scale 0.1: write 1.35 -> 1.0 s, read 1.1 -> 0.6 s CPU, files 17 % smaller).
+ROI_INFO_ROW_GROUP_ROWS = 16_384
+ROI_INFO_PARQUET = {"use_dictionary": False, "compression": "lz4"}
 _RANK_BITS, _COUNT_BITS = 11, 10  # a row's key: rank, five counts and two flags in 63 bits
 
 
@@ -27,7 +33,7 @@ def write_roi_info(rows: pa.RecordBatchReader, keys: list[str], path: Path) -> N
     the keys as strings. A JSON key's closing quote cannot occur inside another key, so ordering the
     pieces by their text is ordering them by their keys: the text is the same as sorting the pieces."""
     prefixes = pa.array(keys, pa.string())
-    with pq.ParquetWriter(str(path), ROI_INFO_SCHEMA) as writer:
+    with pq.ParquetWriter(str(path), ROI_INFO_SCHEMA, **ROI_INFO_PARQUET) as writer:
         carry: pa.Table | None = None
         for batch in rows:
             table = pa.Table.from_batches([batch])
@@ -40,9 +46,9 @@ def write_roi_info(rows: pa.RecordBatchReader, keys: list[str], path: Path) -> N
             last_start = int(np.searchsorted(body, body[-1], side="left"))
             carry = table.slice(last_start)
             if last_start:
-                writer.write_table(_texts(table.slice(0, last_start), prefixes), PARQUET_ROW_GROUP_ROWS)
+                writer.write_table(_texts(table.slice(0, last_start), prefixes), ROI_INFO_ROW_GROUP_ROWS)
         if carry is not None and carry.num_rows:
-            writer.write_table(_texts(carry, prefixes), PARQUET_ROW_GROUP_ROWS)
+            writer.write_table(_texts(carry, prefixes), ROI_INFO_ROW_GROUP_ROWS)
 
 
 def _texts(table: pa.Table, prefixes: pa.Array) -> pa.Table:

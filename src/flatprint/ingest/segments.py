@@ -287,11 +287,17 @@ class _RoiInfo:
                     self.groups.append((f, i, stats.min, stats.max))
         if any(a[3] >= b[2] for a, b in zip(self.groups, self.groups[1:])):
             raise StoreError("roiInfo: the per-range files are not in body order")
+        # Both ascend (the groups do not overlap): a run's groups are found by binary search
+        # (~4,500 groups of 16 K rows at full scale, ~600 runs).
+        self.firsts = np.array([g[2] for g in self.groups], np.int64)
+        self.lasts = np.array([g[3] for g in self.groups], np.int64)
 
     def between(self, lo: int, hi: int) -> tuple[np.ndarray, pa.ChunkedArray]:
         """Bodies in [lo, hi] that have a roiInfo, ascending, and their texts."""
+        start = int(np.searchsorted(self.lasts, lo, side="left"))  # the first group whose last >= lo
+        end = int(np.searchsorted(self.firsts, hi, side="right"))  # past the last group whose first <= hi
         with self.lock:
-            parts = [f.read_row_group(i) for f, i, first, last in self.groups if last >= lo and first <= hi]
+            parts = [f.read_row_group(i) for f, i, _, _ in self.groups[start:end]]
         if not parts:
             return np.zeros(0, np.int64), pa.chunked_array([], pa.string())
         table = pa.concat_tables(parts)
