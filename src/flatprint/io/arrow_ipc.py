@@ -15,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 __all__ = [
     "ARROW_STREAM_MEDIA_TYPE",
     "encode_arrow_stream",
+    "ipc_dataset",
     "open_stream_file",
+    "partition_ipc_files",
     "partition_stream_files",
     "read_stream_file",
     "stream_file_writer",
@@ -55,6 +58,17 @@ def open_stream_file(path: Path) -> pa.RecordBatchReader:
 def partition_stream_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str) -> Path:
     """Split ``batches`` by their int ``column`` into LZ4 stream files ``out/{column}={k}/part.arrows``
     (without that column): a temporary copy cheaper to write and read back than Parquet."""
+    return _partition(batches, schema, out, column, pa.ipc.new_stream, "part.arrows")
+
+
+def partition_ipc_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str) -> Path:
+    """As :func:`partition_stream_files`, but LZ4 Arrow IPC *files* ``out/{column}={k}/part.arrow``:
+    random access, so ``pyarrow.dataset`` (and DuckDB through it) can read them more than once. A
+    dictionary column must keep one dictionary in every batch (the file format allows no other)."""
+    return _partition(batches, schema, out, column, pa.ipc.new_file, "part.arrow")
+
+
+def _partition(batches, schema: pa.Schema, out: Path, column: str, new_writer, filename: str) -> Path:
     keep = [name for name in schema.names if name != column]
     kept = pa.schema([schema.field(name) for name in keep])
     options = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -70,9 +84,15 @@ def partition_stream_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema,
                 if k not in writers:
                     folder = out / f"{column}={k}"
                     folder.mkdir(exist_ok=True)
-                    writers[k] = pa.ipc.new_stream(str(folder / "part.arrows"), kept, options=options)
+                    writers[k] = new_writer(str(folder / filename), kept, options=options)
                 writers[k].write_batch(rows.slice(start, stop - start))
     finally:
         for writer in writers.values():
             writer.close()
     return out
+
+
+def ipc_dataset(paths: list[Path], schema: pa.Schema) -> ds.Dataset:
+    """The Arrow IPC files ``paths`` (of ``schema``; none is fine) as one dataset, which DuckDB scans
+    when it is registered, as often as it is queried."""
+    return ds.dataset([str(p) for p in paths], schema=schema, format="ipc")
