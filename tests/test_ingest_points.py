@@ -16,6 +16,7 @@ from oracle import FILES
 from flatprint.errors import ReleaseError
 from flatprint.ingest import ingest_release
 from flatprint.ingest.points import PointScan, range_batch, range_schema
+from flatprint.ingest.ranges import point_ids
 
 
 def _batch(labels, names, kinds, dictionary=True):
@@ -196,3 +197,12 @@ def test_range_batch_casts_as_sql_and_keeps_null_kinds_null(dictionary):
     wide = batch.set_column(0, "x", pa.array([1, 2, 3, 1 << 40], pa.int64()))
     with pytest.raises(pa.ArrowInvalid):
         range_batch(wide, schema)
+
+
+def test_point_ids_pack_21_bits_an_axis():
+    """Answers known on paper: z << 42 | y << 21 | x, null where a coordinate is null, and a
+    negative coordinate raises rather than wrapping."""
+    x, y, z = pa.array([1, 0, 5], pa.int32()), pa.array([2, 0, None], pa.int32()), pa.array([3, 1, 7], pa.int32())
+    assert point_ids(x, y, z).to_pylist() == [3 * 2**42 + 2 * 2**21 + 1, 2**42, None]
+    with pytest.raises(pa.ArrowInvalid):
+        point_ids(pa.array([-1], pa.int32()), pa.array([0], pa.int32()), pa.array([0], pa.int32()))

@@ -49,6 +49,7 @@ from flatprint.ingest.ranges import (
     bucket_bounds,
     bucket_files,
     bucketed,
+    point_ids,
     range_count,
 )
 from flatprint.ingest.roi_counts import build_segment_rois
@@ -230,24 +231,31 @@ def _partition_inputs(b: _Build) -> None:
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
         # LZ4 Arrow stream files, not Parquet: only _resolve_post_ends reads them, once, and the
-        # Parquet encoding (and decoding) was most of this step's CPU.
-        b.con.register(
-            "partition_stream", bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
+        # Parquet encoding (and decoding) was most of this step's CPU. Computed in Arrow, not DuckDB.
+        b.partners_by_post = partition_stream_files(
+            (
+                _partner_batch(batch)
+                for batch in bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
+            ),
+            PARTNER_SCHEMA,
+            b.work / "partners-by-post",
+            "bucket",
         )
-        try:
-            pairs = b.con.sql(f"""
-                SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-                       {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
-                       CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-                       CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket
-                FROM partition_stream""").to_arrow_reader(PARTNER_BATCH_ROWS)
-            b.partners_by_post = partition_stream_files(pairs, pairs.schema, b.work / "partners-by-post", "bucket")
-        finally:
-            b.con.unregister("partition_stream")
 
 
-#: Rows per Arrow batch of the partition of syn-partners (a few MB each).
-PARTNER_BATCH_ROWS = 1 << 18
+#: The partners-by-post stream files' columns (then the body_post range ``bucket``).
+PARTNER_SCHEMA = pa.schema(
+    [("pre_point", pa.uint64()), ("post_point", pa.uint64()), ("body_pre", pa.int64()), ("body_post", pa.int64())]
+    + [("conf_pre", pa.float32()), ("conf_post", pa.float32()), ("pre_bucket", pa.int32()), ("bucket", pa.int32())]
+)
+
+
+def _partner_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """One bucketed syn-partners batch as PARTNER_SCHEMA (safe casts: an overflow raises)."""
+    column = batch.column
+    ends = [point_ids(column(f"x_{e}"), column(f"y_{e}"), column(f"z_{e}")) for e in ("pre", "post")]
+    rest = [column(f.name).cast(f.type) for f in list(PARTNER_SCHEMA)[2:]]
+    return pa.RecordBatch.from_arrays(ends + rest, schema=PARTNER_SCHEMA)
 
 
 def _build_rois(b: _Build) -> None:
