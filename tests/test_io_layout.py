@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from flatprint.io import arrow_ipc
 from flatprint.io.arrow_ipc import (
     encode_arrow_stream,
     ipc_dataset,
@@ -105,3 +106,17 @@ def test_partition_keys_outside_int16_keep_their_rows(tmp_path, keys):
         with open_stream_file(out / f"key={k}" / "part.arrows") as reader:
             got = reader.read_all().column("v").to_pylist()
         assert got == [i for i in range(200) if keys[i % 4] == k]
+
+
+def test_partition_gathers_rows_into_batches_in_their_order(tmp_path, monkeypatch):
+    """With a small gathering size, each key's rows are written in batches of at least that many
+    (but the last), still in their order (pandas groups the same rows)."""
+    monkeypatch.setattr(arrow_ipc, "PARTITION_BATCH_ROWS", 50)
+    rng = np.random.default_rng(3)
+    table = pa.table({"key": rng.integers(0, 3, 1000).astype(np.int32), "v": np.arange(1000)})
+    out = partition_ipc_files(table.to_batches(64), table.schema, tmp_path / "p", "key")
+    for k, rows in table.to_pandas().groupby("key"):
+        reader = pa.ipc.open_file(str(out / f"key={k}" / "part.arrow"))
+        sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        assert all(n >= 50 for n in sizes[:-1]) and sum(sizes) == len(rows)
+        assert reader.read_all().column("v").to_pylist() == rows.v.tolist()
