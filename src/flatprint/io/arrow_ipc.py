@@ -89,8 +89,8 @@ def _partition(batches, schema: pa.Schema, out: Path, column: str, new_writer, f
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
     # Each key's rows are gathered to PARTITION_BATCH_ROWS before they are written: one input batch
-    # split over many keys made batches of a few thousand rows, and DuckDB's scan of them cost ~1/3
-    # more CPU (scale 0.1, the synapses step's sort).
+    # split over many keys made batches of a few thousand rows (scale 0.1, loaded machine: the
+    # synapses step's sort over them ~+3 CPU-s against Parquet; gathered, ~+2).
     pending: dict[int, list[pa.RecordBatch]] = {}
     counts: dict[int, int] = {}
 
