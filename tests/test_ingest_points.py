@@ -15,7 +15,8 @@ from oracle import FILES
 
 from flatprint.errors import ReleaseError
 from flatprint.ingest import ingest_release
-from flatprint.ingest.points import PointScan
+from flatprint.ingest.points import PointScan, range_batch, range_schema
+from flatprint.ingest.ranges import point_ids
 
 
 def _batch(labels, names, kinds, dictionary=True):
@@ -148,3 +149,60 @@ def test_null_and_nan_nt_probabilities_are_kept(release_dir, tmp_path):
             [x, y, z, body],
         ).fetchall() == [(True,)]
     assert got[got.kind == "post"].ntGabaProb.isna().all()
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_range_batch_casts_as_sql_and_keeps_null_kinds_null(dictionary):
+    """The range files' columns against answers known on paper: is_pre is kind = 'PreSyn' (null for
+    a null kind, as in SQL), labels widen to int32, names and compartment become plain text, and a
+    coordinate beyond int32 raises instead of wrapping."""
+    kind = pa.array(["PreSyn", None, "PostSyn", "PreSyn"])
+    names = pa.array(["AL(R)", "AL(R)", None, "LO(L)"])
+    comp = pa.array(["axon", None, "dendrite", "axon"])
+    if dictionary:
+        kind, names, comp = (a.dictionary_encode() for a in (kind, names, comp))
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "x": pa.array([1, 2, 3, 4], pa.int64()),
+            "y": pa.array([5, 6, 7, 8], pa.int32()),
+            "z": pa.array([9, 10, 11, 12], pa.uint16()),
+            "kind": kind,
+            "conf": pa.array([0.5, 0.25, 1.0, 0.0], pa.float64()),
+            "body": pa.array([7, 7, 8, 9], pa.uint32()),
+            "primary": names,
+            "primary_label": pa.array([3, 3, 0, 65535], pa.uint16()),
+            "compartment": comp,
+            "bucket": pa.array([0, 0, 1, 1], pa.int32()),
+        }
+    )
+    schema = range_schema(["primary"], True, True)
+    got = range_batch(batch, schema)
+    assert got.schema == schema
+    assert got.column("is_pre").to_pylist() == [True, None, False, True]
+    assert got.column("x").to_pylist() == [1, 2, 3, 4] and got.column("z").type == pa.int32()
+    assert got.column("conf").to_pylist() == [0.5, 0.25, 1.0, 0.0] and got.column("conf").type == pa.float32()
+    assert got.column("primary_roi").to_pylist() == ["AL(R)", "AL(R)", None, "LO(L)"]
+    assert got.column("primary_label").to_pylist() == [3, 3, 0, 65535]
+    assert got.column("compartment").to_pylist() == ["axon", None, "dendrite", "axon"]
+    assert range_schema(["primary"], False, False).names == [
+        "x",
+        "y",
+        "z",
+        "is_pre",
+        "conf",
+        "body",
+        "primary_label",
+        "bucket",
+    ]
+    wide = batch.set_column(0, "x", pa.array([1, 2, 3, 1 << 40], pa.int64()))
+    with pytest.raises(pa.ArrowInvalid):
+        range_batch(wide, schema)
+
+
+def test_point_ids_pack_21_bits_an_axis():
+    """Answers known on paper: z << 42 | y << 21 | x, null where a coordinate is null, and a
+    negative coordinate raises rather than wrapping."""
+    x, y, z = pa.array([1, 0, 5], pa.int32()), pa.array([2, 0, None], pa.int32()), pa.array([3, 1, 7], pa.int32())
+    assert point_ids(x, y, z).to_pylist() == [3 * 2**42 + 2 * 2**21 + 1, 2**42, None]
+    with pytest.raises(pa.ArrowInvalid):
+        point_ids(pa.array([-1], pa.int32()), pa.array([0], pa.int32()), pa.array([0], pa.int32()))

@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
+from flatprint.io import arrow_ipc
 from flatprint.io.arrow_ipc import (
     encode_arrow_stream,
+    ipc_dataset,
     open_stream_file,
+    partition_ipc_files,
     partition_stream_files,
     read_stream_file,
     stream_file_writer,
@@ -74,3 +78,45 @@ def test_partition_stream_files_split_rows_by_the_column(tmp_path):
         with open_stream_file(out / f"key={k}" / "part.arrows") as reader:
             got = reader.read_all().to_pandas()
         pd.testing.assert_frame_equal(got, rows.drop(columns="key").reset_index(drop=True))
+
+
+def test_partition_ipc_files_split_rows_and_read_back_as_a_dataset(tmp_path):
+    """As the stream files, but IPC files a dataset reads, every time it is scanned (pandas groups
+    the same rows; the dataset of every file holds each row once)."""
+    rng = np.random.default_rng(2)
+    table = pa.table({"key": rng.integers(0, 4, 2000).astype(np.int32), "v": np.arange(2000)})
+    out = partition_ipc_files(table.to_batches(300), table.schema, tmp_path / "p", "key")
+    want = table.to_pandas()
+    schema = pa.schema([table.schema.field("v")])
+    for k, rows in want.groupby("key"):
+        got = ipc_dataset([out / f"key={k}" / "part.arrow"], schema).to_table().to_pandas()
+        pd.testing.assert_frame_equal(got, rows.drop(columns="key").reset_index(drop=True))
+    everything = ipc_dataset(sorted(out.glob("*/part.arrow")), schema)
+    for _ in range(2):
+        assert sorted(everything.to_table().column("v").to_pylist()) == list(range(2000))
+    assert ipc_dataset([], schema).to_table().num_rows == 0
+
+
+@pytest.mark.parametrize("keys", [[-2, 3, -2, 0], [40000, 7, 40000, 70000]])
+def test_partition_keys_outside_int16_keep_their_rows(tmp_path, keys):
+    """Negative keys and keys past int16 (not radix-sorted) land in their own files, in order."""
+    table = pa.table({"key": pa.array(keys * 50, pa.int64()), "v": np.arange(200)})
+    out = partition_stream_files(table.to_batches(30), table.schema, tmp_path / "p", "key")
+    for k in set(keys):
+        with open_stream_file(out / f"key={k}" / "part.arrows") as reader:
+            got = reader.read_all().column("v").to_pylist()
+        assert got == [i for i in range(200) if keys[i % 4] == k]
+
+
+def test_partition_gathers_rows_into_batches_in_their_order(tmp_path, monkeypatch):
+    """With a small gathering size, each key's rows are written in batches of at least that many
+    (but the last), still in their order (pandas groups the same rows)."""
+    monkeypatch.setattr(arrow_ipc, "PARTITION_BATCH_ROWS", 50)
+    rng = np.random.default_rng(3)
+    table = pa.table({"key": rng.integers(0, 3, 1000).astype(np.int32), "v": np.arange(1000)})
+    out = partition_ipc_files(table.to_batches(64), table.schema, tmp_path / "p", "key")
+    for k, rows in table.to_pandas().groupby("key"):
+        reader = pa.ipc.open_file(str(out / f"key={k}" / "part.arrow"))
+        sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        assert all(n >= 50 for n in sizes[:-1]) and sum(sizes) == len(rows)
+        assert reader.read_all().column("v").to_pylist() == rows.v.tolist()

@@ -42,14 +42,14 @@ from flatprint.ingest.layout import (
 )
 from flatprint.ingest.meta import build_meta
 from flatprint.ingest.partners import PYTHON_BYTES, RoiMap, build_range
-from flatprint.ingest.points import PointScan
+from flatprint.ingest.points import PointScan, range_batch, range_schema
 from flatprint.ingest.post_parts import PostPartitions, partition_file
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
     bucket_files,
     bucketed,
-    partition,
+    point_ids,
     range_count,
 )
 from flatprint.ingest.roi_counts import build_segment_rois
@@ -62,7 +62,13 @@ from flatprint.ingest.rois import (
 from flatprint.ingest.segments import build_segments
 from flatprint.ingest.summaries import build_summaries
 from flatprint.ingest.validate import ReleaseFiles, validate_release
-from flatprint.io.arrow_ipc import open_stream_file, partition_stream_files, read_stream_file
+from flatprint.io.arrow_ipc import (
+    ipc_dataset,
+    open_stream_file,
+    partition_ipc_files,
+    partition_stream_files,
+    read_stream_file,
+)
 from flatprint.io.duckdb_session import (
     duckdb_session,
     lowered_limit,
@@ -131,6 +137,8 @@ class _Build:
     tree: dict = field(default_factory=dict)
     point_scan: PointScan | None = None  # the syn-points' (label, name) pairs (see _partition_inputs)
     points_dir: Path | None = None
+    points_schema: pa.Schema | None = None  # the columns of the points' range files (points.range_schema)
+    tbar_schema: pa.Schema | None = None  # and of the T-bars' (point_id, body, NT probabilities)
     tbar_dir: Path | None = None
     partners_by_post: Path | None = None
     partners_by_pre: Path | None = None
@@ -185,70 +193,75 @@ def _partition_inputs(b: _Build) -> None:
     # The range files carry the integer labels; the ROI names are taken from the stream as it passes
     # (b.point_scan), except where the ROI tree must be found from the data (roi_hierarchy).
     with_names = not (files.root / "roi-hierarchy.json").exists()
-    roi_select = ", ".join(
-        (f"CAST({quote_ident(s)} AS VARCHAR) AS {quote_ident(s + '_roi')}, " if with_names else "")
-        + f"CAST({quote_ident(s + '_label')} AS INTEGER) AS {quote_ident(s + '_label')}"
-        for s in roi_sets
-    )
-    compartment_sql = (
-        "CAST(compartment AS VARCHAR) AS compartment" if has_compartment else "NULL::VARCHAR AS compartment"
-    )
     b.point_scan = scan = PointScan(roi_sets)
     kept = [c for c in point_cols if with_names or c not in roi_sets]
+    schema = range_schema(roi_sets, with_names, has_compartment)
     with b.stage.timed("read syn-points", 1):
         reader = scan.stream(b.stage.stream(files.paths["syn-points"], point_cols, rows["syn-points"]), kept)
-        b.points_dir = partition(
-            b.con,
+        # LZ4 Arrow IPC files, cast in Arrow, not Parquet written by DuckDB: the Parquet encoding was
+        # ~85% of this step's CPU, and the files are read once (the ROI steps may read raw_points too).
+        b.points_dir = partition_ipc_files(
+            (range_batch(batch, schema) for batch in bucketed(reader, {"bucket": "body"}, b.bounds)),
+            schema,
             b.work / "points",
-            bucketed(reader, {"bucket": "body"}, b.bounds),
-            f"""
-            SELECT CAST(x AS INTEGER) AS x, CAST(y AS INTEGER) AS y, CAST(z AS INTEGER) AS z,
-                   kind = 'PreSyn' AS is_pre, CAST(conf AS FLOAT) AS conf, CAST(body AS BIGINT) AS body,
-                   {roi_select}, {compartment_sql},
-                   bucket""",
+            "bucket",
         )
-    b.sql(
-        "CREATE TEMP VIEW raw_points AS SELECT * FROM "
-        f"read_parquet({sql_literal(str(b.points_dir / '*' / '*.parquet'))})"
-    )
+    b.points_schema = schema.remove(schema.get_field_index("bucket"))
+    b.con.register("raw_points", ipc_dataset(sorted(b.points_dir.glob("*/part.arrow")), b.points_schema))
     if scan.bad_kinds:
         raise ReleaseError(
             f"{files.paths['syn-points'].name}: column 'kind' has {scan.bad_kinds} values other than PreSyn/PostSyn"
         )
 
     tb_cols = ["point_id", "body"] + list(T.NT_PROB_COLUMNS)
-    nt_select = ", ".join(f"CAST({c} AS FLOAT) AS {quote_ident(NT_PROPERTY[c])}" for c in T.NT_PROB_COLUMNS)
+    tb_schema = pa.schema(
+        [("point_id", pa.uint64()), ("body", pa.int64())]
+        + [(NT_PROPERTY[c], pa.float32()) for c in T.NT_PROB_COLUMNS]
+        + [("bucket", pa.int32())]
+    )
     with b.stage.timed("read tbar-nt", 1):
         reader = b.stage.stream(files.paths["tbar-nt"], tb_cols, rows["tbar-nt"])
-        b.tbar_dir = partition(
-            b.con,
+        # Cast in Arrow into LZ4 IPC files, as the points (safe casts: an overflow raises).
+        b.tbar_dir = partition_ipc_files(
+            (
+                pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, tb_schema)], schema=tb_schema)
+                for batch in bucketed(reader, {"bucket": "body"}, b.bounds)
+            ),
+            tb_schema,
             b.work / "tbar",
-            bucketed(reader, {"bucket": "body"}, b.bounds),
-            f"SELECT CAST(point_id AS UBIGINT) AS point_id, CAST(body AS BIGINT) AS body, {nt_select}, bucket",
+            "bucket",
         )
+    b.tbar_schema = tb_schema.remove(tb_schema.get_field_index("bucket"))
 
     part_cols = [f.name for f in T.SYN_PARTNERS]
     with b.stage.timed("read syn-partners", 1):
         reader = b.stage.stream(files.paths["syn-partners"], part_cols, rows["syn-partners"])
         # LZ4 Arrow stream files, not Parquet: only _resolve_post_ends reads them, once, and the
-        # Parquet encoding (and decoding) was most of this step's CPU.
-        b.con.register(
-            "partition_stream", bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
+        # Parquet encoding (and decoding) was most of this step's CPU. Computed in Arrow, not DuckDB.
+        b.partners_by_post = partition_stream_files(
+            (
+                _partner_batch(batch)
+                for batch in bucketed(reader, {"bucket": "body_post", "pre_bucket": "body_pre"}, b.bounds)
+            ),
+            PARTNER_SCHEMA,
+            b.work / "partners-by-post",
+            "bucket",
         )
-        try:
-            pairs = b.con.sql(f"""
-                SELECT {POINT_ID_SQL.format(x="x_pre", y="y_pre", z="z_pre")} AS pre_point,
-                       {POINT_ID_SQL.format(x="x_post", y="y_post", z="z_post")} AS post_point,
-                       CAST(body_pre AS BIGINT) AS body_pre, CAST(body_post AS BIGINT) AS body_post,
-                       CAST(conf_pre AS FLOAT) AS conf_pre, CAST(conf_post AS FLOAT) AS conf_post, pre_bucket, bucket
-                FROM partition_stream""").to_arrow_reader(PARTNER_BATCH_ROWS)
-            b.partners_by_post = partition_stream_files(pairs, pairs.schema, b.work / "partners-by-post", "bucket")
-        finally:
-            b.con.unregister("partition_stream")
 
 
-#: Rows per Arrow batch of the partition of syn-partners (a few MB each).
-PARTNER_BATCH_ROWS = 1 << 18
+#: The partners-by-post stream files' columns (then the body_post range ``bucket``).
+PARTNER_SCHEMA = pa.schema(
+    [("pre_point", pa.uint64()), ("post_point", pa.uint64()), ("body_pre", pa.int64()), ("body_post", pa.int64())]
+    + [("conf_pre", pa.float32()), ("conf_post", pa.float32()), ("pre_bucket", pa.int32()), ("bucket", pa.int32())]
+)
+
+
+def _partner_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """One bucketed syn-partners batch as PARTNER_SCHEMA (safe casts: an overflow raises)."""
+    column = batch.column
+    ends = [point_ids(column(f"x_{e}"), column(f"y_{e}"), column(f"z_{e}")) for e in ("pre", "post")]
+    rest = [column(f.name).cast(f.type) for f in list(PARTNER_SCHEMA)[2:]]
+    return pa.RecordBatch.from_arrays(ends + rest, schema=PARTNER_SCHEMA)
 
 
 def _build_rois(b: _Build) -> None:
@@ -350,17 +363,19 @@ def _build_synapses(b: _Build) -> None:
     with b.stage.timed("synapses", b.ranges) as advance:
         for k in range(b.ranges):
             first = b.syn_ranges[-1][1] if b.syn_ranges else 0
-            points = bucket_files(b.points_dir, k)
+            points = b.points_dir / f"bucket={k}" / "part.arrow"
             n = 0
-            if points:
+            if points.exists():
+                con.register("range_points", ipc_dataset([points], b.points_schema))
                 sorted_points = f"""
                     WITH p AS (
-                      SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM read_parquet({points}))
+                      SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM range_points)
                     SELECT p.point_id, p.body, p.is_pre,
                            p.x, p.y, p.z, p.conf, CAST(p.primary_label AS USMALLINT) AS primary_label,
                            CAST({major_label} AS USMALLINT) AS major_label, {compartment}
                     FROM p ORDER BY p.body, p.is_pre DESC, p.point_id  -- T-bars first, as kind DESC"""
                 rows = con.sql(sorted_points).to_arrow_table()
+                con.unregister("range_points")
                 n = rows.num_rows
                 duplicates += _repeated_points(rows)
                 rows = rows.append_column("syn_id", pa.array(np.arange(first, first + n, dtype=np.int64)))
@@ -380,7 +395,7 @@ def _build_synapses(b: _Build) -> None:
                 del rows
             b.syn_ranges.append((first, first + n))
             advance()
-    con.execute("DROP VIEW raw_points")
+    con.unregister("raw_points")
     for folder in (b.points_dir, b.tbar_dir, b.partners_by_post):
         shutil.rmtree(folder, ignore_errors=True)
     if duplicates:
@@ -393,15 +408,15 @@ def _nt_columns(b: _Build, k: int, first: int, n: int) -> tuple[dict[str, pa.Arr
     many T-bar rows name a point another one already named (duplicates). Joined after the sort, not
     before it: the sort then carries no NT payload (~25% of its CPU)."""
     names = list(NT_PROPERTY.values())
-    tbars = bucket_files(b.tbar_dir, k)
-    found = (
-        b.con.sql(f"""
-        SELECT s.syn_id, {", ".join(f"t.{quote_ident(v)}" for v in names)}
-        FROM read_parquet({tbars}) t JOIN (SELECT syn_id, point_id, body FROM range_synapses WHERE is_pre) s
-          ON t.point_id = s.point_id AND t.body = s.body""").to_arrow_table()
-        if tbars
-        else None
-    )
+    tbars = b.tbar_dir / f"bucket={k}" / "part.arrow"
+    found = None
+    if tbars.exists():
+        b.con.register("range_tbars", ipc_dataset([tbars], b.tbar_schema))
+        found = b.con.sql(f"""
+            SELECT s.syn_id, {", ".join(f"t.{quote_ident(v)}" for v in names)}
+            FROM range_tbars t JOIN (SELECT syn_id, point_id, body FROM range_synapses WHERE is_pre) s
+              ON t.point_id = s.point_id AND t.body = s.body""").to_arrow_table()
+        b.con.unregister("range_tbars")
     if found is None or not found.num_rows:
         return {v: pa.nulls(n, pa.float32()) for v in names}, 0
     at = found.column("syn_id").to_numpy() - first

@@ -90,3 +90,36 @@ def _bad_kinds(kind: pa.Array) -> int:
         kind = kind.dictionary_decode()
     # is_in gives false for a null, which SQL's NOT IN does not count
     return int(pc.sum(pc.invert(pc.is_in(kind, pa.array(KINDS)))).as_py() or 0) - kind.null_count
+
+
+def range_schema(roi_sets: list[str], with_names: bool, has_compartment: bool) -> pa.Schema:
+    """The columns of the syn-points range files (see range_batch), then the int32 ``bucket``."""
+    fields = [(c, pa.int32()) for c in "xyz"] + [("is_pre", pa.bool_()), ("conf", pa.float32()), ("body", pa.int64())]
+    for s in roi_sets:
+        fields += ([(f"{s}_roi", pa.string())] if with_names else []) + [(f"{s}_label", pa.int32())]
+    if has_compartment:
+        fields.append(("compartment", pa.string()))
+    return pa.schema(fields + [("bucket", pa.int32())])
+
+
+def range_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """One bucketed syn-points batch as the range files hold it (``schema``, from range_schema): the
+    casts DuckDB made before (safe: an overflow raises), ``is_pre`` from the kind (null where it is
+    null) and the ROI names and compartment as plain text (one dictionary per batch would not fit
+    the IPC file format)."""
+    arrays = []
+    for field in schema:
+        name = field.name
+        if name == "is_pre":
+            arrays.append(_is_pre(batch.column("kind")))
+        else:
+            source = name[: -len("_roi")] if name.endswith("_roi") else name
+            arrays.append(batch.column(source).cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _is_pre(kind: pa.Array) -> pa.Array:
+    """kind = 'PreSyn', computed on the dictionary when there is one."""
+    if pa.types.is_dictionary(kind.type):
+        return pc.take(pc.equal(kind.dictionary, "PreSyn"), kind.indices)
+    return pc.equal(kind, "PreSyn")

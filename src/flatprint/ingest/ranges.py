@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flatprint.io.duckdb_session import memory_limit_bytes
 from flatprint.io.feather import iter_batches
@@ -23,6 +24,12 @@ def range_count(con, n_rows: int, bytes_per_row: int = 60) -> int:
 # A synapse's location packed into one key (neuPrint keys synapses by location; 21 bits an axis).
 POINT_ID_SQL = "((CAST({z} AS UBIGINT) << 42) | (CAST({y} AS UBIGINT) << 21) | CAST({x} AS UBIGINT))"
 _BOUNDS_SAMPLE_STRIDE = 16
+
+
+def point_ids(x: pa.Array, y: pa.Array, z: pa.Array) -> pa.Array:
+    """POINT_ID_SQL in Arrow (null where a coordinate is; a negative one raises, as DuckDB's cast)."""
+    x, y, z = (pc.cast(a, pa.uint64()) for a in (x, y, z))
+    return pc.bit_wise_or(pc.bit_wise_or(pc.shift_left(z, 42), pc.shift_left(y, 21)), x)
 
 
 def bucket_bounds(path: Path, column: str, buckets: int) -> list[int]:

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 __all__ = [
     "ARROW_STREAM_MEDIA_TYPE",
     "encode_arrow_stream",
+    "ipc_dataset",
     "open_stream_file",
+    "partition_ipc_files",
     "partition_stream_files",
     "read_stream_file",
     "stream_file_writer",
@@ -59,24 +62,77 @@ def partition_stream_files(
     """Split ``batches`` by their int ``column`` into LZ4 stream files ``out/{column}={k}/{name}``
     (without that column): a temporary copy cheaper to write and read back than Parquet. Another
     ``name`` adds files to the folders an earlier call made."""
+    return _partition(batches, schema, out, column, pa.ipc.new_stream, name)
+
+
+def partition_ipc_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, out: Path, column: str) -> Path:
+    """As :func:`partition_stream_files`, but LZ4 Arrow IPC *files* ``out/{column}={k}/part.arrow``:
+    random access, so ``pyarrow.dataset`` (and DuckDB through it) can read them more than once. A
+    dictionary column must keep one dictionary in every batch (the file format allows no other)."""
+    return _partition(batches, schema, out, column, pa.ipc.new_file, "part.arrow")
+
+
+def _group(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stable order that groups ``key``, its distinct values and where each starts in it. Small
+    non-negative keys (range indices) sort as int16, which NumPy radix-sorts, and are counted, not
+    sorted again (~2.5x less CPU a 64K-row batch than argsort on int32 and np.unique)."""
+    lo, hi = int(key.min()), int(key.max())
+    if lo < 0 or hi >= 1 << 15:
+        order = np.argsort(key, kind="stable")
+        values, starts = np.unique(key[order], return_index=True)
+        return order, values, starts
+    order = np.argsort(key.astype(np.int16), kind="stable")
+    counts = np.bincount(key, minlength=hi + 1)
+    values = np.flatnonzero(counts)
+    return order, values, (np.cumsum(counts) - counts)[values]
+
+
+def _partition(batches, schema: pa.Schema, out: Path, column: str, new_writer, filename: str) -> Path:
     keep = [name for name in schema.names if name != column]
     kept = pa.schema([schema.field(name) for name in keep])
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    # Each key's rows are gathered to PARTITION_BATCH_ROWS before they are written: one input batch
+    # split over many keys made batches of a few thousand rows (scale 0.1, loaded machine: the
+    # synapses step's sort over them ~+3 CPU-s against Parquet; gathered, ~+2).
+    pending: dict[int, list[pa.RecordBatch]] = {}
+    counts: dict[int, int] = {}
+
+    def flush(k: int) -> None:
+        if k not in writers:
+            folder = out / f"{column}={k}"
+            folder.mkdir(exist_ok=True)
+            writers[k] = new_writer(str(folder / filename), kept, options=options)
+        for batch in pa.Table.from_batches(pending.pop(k), kept).combine_chunks().to_batches():
+            writers[k].write_batch(batch)
+        counts[k] = 0
+
     out.mkdir(parents=True, exist_ok=True)
     try:
         for batch in batches:
+            if not batch.num_rows:
+                continue
             key = batch.column(column).to_numpy(zero_copy_only=False)
-            order = np.argsort(key, kind="stable")
-            values, starts = np.unique(key[order], return_index=True)
+            order, values, starts = _group(key)
             rows = batch.select(keep).take(pa.array(order))
             for k, start, stop in zip(values.tolist(), starts.tolist(), [*starts[1:].tolist(), len(order)]):
-                if k not in writers:
-                    folder = out / f"{column}={k}"
-                    folder.mkdir(exist_ok=True)
-                    writers[k] = pa.ipc.new_stream(str(folder / name), kept, options=options)
-                writers[k].write_batch(rows.slice(start, stop - start))
+                pending.setdefault(k, []).append(rows.slice(start, stop - start))
+                counts[k] = counts.get(k, 0) + stop - start
+                if counts[k] >= PARTITION_BATCH_ROWS:
+                    flush(k)
+        for k in list(pending):
+            flush(k)
     finally:
         for writer in writers.values():
             writer.close()
     return out
+
+
+#: Rows a partition file's batches gather at least (but its last), as they arrive.
+PARTITION_BATCH_ROWS = 1 << 15
+
+
+def ipc_dataset(paths: list[Path], schema: pa.Schema) -> ds.Dataset:
+    """The Arrow IPC files ``paths`` (of ``schema``; none is fine) as one dataset, which DuckDB scans
+    when it is registered, as often as it is queried."""
+    return ds.dataset([str(p) for p in paths], schema=schema, format="ipc")
