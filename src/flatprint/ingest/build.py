@@ -47,7 +47,6 @@ from flatprint.ingest.post_parts import PostPartitions, partition_file
 from flatprint.ingest.ranges import (
     POINT_ID_SQL,
     bucket_bounds,
-    bucket_files,
     bucketed,
     point_ids,
     range_count,
@@ -456,6 +455,10 @@ def _resolve_post_ends(b: _Build, k: int) -> None:
             b.con.unregister("range_partners")
 
 
+#: Rows per Arrow batch of the post-end join's answer (a few MB each).
+POST_END_BATCH_ROWS = 1 << 18
+
+
 def _copy_post_ends(b: _Build) -> None:
     """The post range's pairs (``range_partners``) with their post ends resolved, to LZ4 Arrow stream
     files ``pre_bucket=j/<post range>.arrows``: Parquet's encoding (and decoding in build_range) was
@@ -467,7 +470,7 @@ def _copy_post_ends(b: _Build) -> None:
         FROM range_partners r
         LEFT JOIN (SELECT syn_id, point_id, body, conf, primary_label, major_label FROM range_synapses
                    WHERE NOT is_pre) s
-          ON s.point_id = r.post_point AND s.body = r.body_post""").to_arrow_reader(PARTNER_BATCH_ROWS)
+          ON s.point_id = r.post_point AND s.body = r.body_post""").to_arrow_reader(POST_END_BATCH_ROWS)
     # The post range being resolved is the one _build_synapses has not appended to syn_ranges yet.
     name = f"{len(b.syn_ranges):05d}.arrows"
     partition_stream_files(rows, rows.schema, b.partners_by_pre, "pre_bucket", name)

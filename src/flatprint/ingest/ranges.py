@@ -93,10 +93,3 @@ def range_index_sql(column: str, bounds: list[int]) -> str:
     """SQL for the index of ``column``'s range in ``bounds`` (as bucketed computes it: the number of
     bounds <= the value), branch-free: one comparison per bound."""
     return "(" + " + ".join(f"({column} >= {b})::INTEGER" for b in bounds) + ")" if bounds else "0"
-
-
-def bucket_files(root: Path, k: int, column: str = "bucket") -> str | None:
-    """SQL list literal of bucket ``k``'s Parquet files under ``root``, or None when it has none."""
-    folder = root / f"{column}={k}"
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]" if files else None
