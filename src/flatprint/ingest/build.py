@@ -509,7 +509,10 @@ def _build_partners(b: _Build) -> None:
             if files:
                 # One table, not a stream of the files: DuckDB scans an Arrow table with every thread.
                 pairs = pa.concat_tables([read_stream_file(f) for f in files])
-                counts, down = build_range(con, pairs, first, last, rois, by_post)
+                # ~48 bytes a pair (~1 GB a range at full scale), held beside DuckDB's pool: its limit
+                # makes room (peak RSS at scale 1.0 was 6.21 GiB without, over the 6 GiB budget)
+                with memory_limit_lowered(con, pairs.nbytes):
+                    counts, down = build_range(con, pairs, first, last, rois, by_post)
                 del pairs
                 missing_pre, missing_post, conf_differs = (
                     a + n for a, n in zip((missing_pre, missing_post, conf_differs), counts)
