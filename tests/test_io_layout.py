@@ -16,6 +16,7 @@ from flatprint.io.arrow_ipc import (
     encode_arrow_stream,
     ipc_dataset,
     open_stream_file,
+    partition_files,
     partition_ipc_files,
     partition_stream_files,
     read_stream_file,
@@ -89,9 +90,12 @@ def test_partition_ipc_files_split_rows_and_read_back_as_a_dataset(tmp_path):
     want = table.to_pandas()
     schema = pa.schema([table.schema.field("v")])
     for k, rows in want.groupby("key"):
-        got = ipc_dataset([out / f"key={k}" / "part.arrow"], schema).to_table().to_pandas()
+        assert partition_files(out, "key", k) == [out / f"key={k}" / "part.arrow"]
+        got = ipc_dataset(partition_files(out, "key", k), schema).to_table().to_pandas()
         pd.testing.assert_frame_equal(got, rows.drop(columns="key").reset_index(drop=True))
-    everything = ipc_dataset(sorted(out.glob("*/part.arrow")), schema)
+    assert partition_files(out, "key", 99) == []
+    assert partition_files(out, "key") == sorted(out.glob("*/part.arrow"))
+    everything = ipc_dataset(partition_files(out, "key"), schema)
     for _ in range(2):
         assert sorted(everything.to_table().column("v").to_pylist()) == list(range(2000))
     assert ipc_dataset([], schema).to_table().num_rows == 0

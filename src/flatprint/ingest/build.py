@@ -64,6 +64,7 @@ from flatprint.ingest.validate import ReleaseFiles, validate_release
 from flatprint.io.arrow_ipc import (
     ipc_dataset,
     open_stream_file,
+    partition_files,
     partition_ipc_files,
     partition_stream_files,
     read_stream_file,
@@ -206,7 +207,7 @@ def _partition_inputs(b: _Build) -> None:
             "bucket",
         )
     b.points_schema = schema.remove(schema.get_field_index("bucket"))
-    b.con.register("raw_points", ipc_dataset(sorted(b.points_dir.glob("*/part.arrow")), b.points_schema))
+    b.con.register("raw_points", ipc_dataset(partition_files(b.points_dir, "bucket"), b.points_schema))
     if scan.bad_kinds:
         raise ReleaseError(
             f"{files.paths['syn-points'].name}: column 'kind' has {scan.bad_kinds} values other than PreSyn/PostSyn"
@@ -362,10 +363,10 @@ def _build_synapses(b: _Build) -> None:
     with b.stage.timed("synapses", b.ranges) as advance:
         for k in range(b.ranges):
             first = b.syn_ranges[-1][1] if b.syn_ranges else 0
-            points = b.points_dir / f"bucket={k}" / "part.arrow"
+            points = partition_files(b.points_dir, "bucket", k)
             n = 0
-            if points.exists():
-                con.register("range_points", ipc_dataset([points], b.points_schema))
+            if points:
+                con.register("range_points", ipc_dataset(points, b.points_schema))
                 sorted_points = f"""
                     WITH p AS (
                       SELECT *, {POINT_ID_SQL.format(x="x", y="y", z="z")} AS point_id FROM range_points)
@@ -407,10 +408,10 @@ def _nt_columns(b: _Build, k: int, first: int, n: int) -> tuple[dict[str, pa.Arr
     many T-bar rows name a point another one already named (duplicates). Joined after the sort, not
     before it: the sort then carries no NT payload (~25% of its CPU)."""
     names = list(NT_PROPERTY.values())
-    tbars = b.tbar_dir / f"bucket={k}" / "part.arrow"
+    tbars = partition_files(b.tbar_dir, "bucket", k)
     found = None
-    if tbars.exists():
-        b.con.register("range_tbars", ipc_dataset([tbars], b.tbar_schema))
+    if tbars:
+        b.con.register("range_tbars", ipc_dataset(tbars, b.tbar_schema))
         found = b.con.sql(f"""
             SELECT s.syn_id, {", ".join(f"t.{quote_ident(v)}" for v in names)}
             FROM range_tbars t JOIN (SELECT syn_id, point_id, body FROM range_synapses WHERE is_pre) s
@@ -450,7 +451,7 @@ def _resolve_post_ends(b: _Build, k: int) -> None:
     with open_stream_file(source) as pairs:
         b.con.register("range_partners", pairs)
         try:
-            _copy_post_ends(b)
+            _copy_post_ends(b, k)
         finally:
             b.con.unregister("range_partners")
 
@@ -459,9 +460,9 @@ def _resolve_post_ends(b: _Build, k: int) -> None:
 POST_END_BATCH_ROWS = 1 << 18
 
 
-def _copy_post_ends(b: _Build) -> None:
-    """The post range's pairs (``range_partners``) with their post ends resolved, to LZ4 Arrow stream
-    files ``pre_bucket=j/<post range>.arrows``: Parquet's encoding (and decoding in build_range) was
+def _copy_post_ends(b: _Build, k: int) -> None:
+    """Post range ``k``'s pairs (``range_partners``) with their post ends resolved, to LZ4 Arrow stream
+    files ``pre_bucket=j/<k>.arrows``: Parquet's encoding (and decoding in build_range) was
     most of this copy's CPU, and only build_range reads the files, once."""
     rows = b.con.sql("""
         SELECT r.pre_point, r.body_pre, r.body_post, r.conf_pre, r.conf_post, s.syn_id AS post_id,
@@ -471,9 +472,7 @@ def _copy_post_ends(b: _Build) -> None:
         LEFT JOIN (SELECT syn_id, point_id, body, conf, primary_label, major_label FROM range_synapses
                    WHERE NOT is_pre) s
           ON s.point_id = r.post_point AND s.body = r.body_post""").to_arrow_reader(POST_END_BATCH_ROWS)
-    # The post range being resolved is the one _build_synapses has not appended to syn_ranges yet.
-    name = f"{len(b.syn_ranges):05d}.arrows"
-    partition_stream_files(rows, rows.schema, b.partners_by_pre, "pre_bucket", name)
+    partition_stream_files(rows, rows.schema, b.partners_by_pre, "pre_bucket", f"{k:05d}.arrows")
 
 
 def _build_partners(b: _Build) -> None:
@@ -503,8 +502,7 @@ def _build_partners(b: _Build) -> None:
         contextlib.closing(by_post),
     ):
         for k, (first, last) in enumerate(b.syn_ranges):
-            folder = b.partners_by_pre / f"pre_bucket={k}"
-            files = sorted(folder.glob("*.arrows")) if folder.is_dir() else []
+            files = partition_files(b.partners_by_pre, "pre_bucket", k)
             down = np.zeros(last - first, np.int64)
             if files:
                 # One table, not a stream of the files: DuckDB scans an Arrow table with every thread.

@@ -22,6 +22,7 @@ __all__ = [
     "encode_arrow_stream",
     "ipc_dataset",
     "open_stream_file",
+    "partition_files",
     "partition_ipc_files",
     "partition_stream_files",
     "read_stream_file",
@@ -70,6 +71,12 @@ def partition_ipc_files(batches: Iterable[pa.RecordBatch], schema: pa.Schema, ou
     random access, so ``pyarrow.dataset`` (and DuckDB through it) can read them more than once. A
     dictionary column must keep one dictionary in every batch (the file format allows no other)."""
     return _partition(batches, schema, out, column, pa.ipc.new_file, "part.arrow")
+
+
+def partition_files(out: Path, column: str, k: int | None = None) -> list[Path]:
+    """The files the partition functions wrote under ``out`` for key ``k`` (every key's when None),
+    sorted; none when no row had that key."""
+    return sorted(out.glob(f"{column}={'*' if k is None else k}/*.arrow*"))
 
 
 def _group(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
